@@ -1,0 +1,76 @@
+# Viesti: the top-level driver. CMake does the building; this file names the everyday commands.
+#   make            build build/viesti and libviesti (RelWithDebInfo)
+#   make run        install missing packages, build, start the broker on localhost:1883
+#   make test       install missing packages, build with ASan+UBSan, run unit, integration and
+#                   brief fuzz tests
+#   make fuzz       run every libFuzzer target for FUZZ_SECONDS (default 60) each
+#   make bench      build and run the benchmarks
+#   make examples   build examples/
+#   make install PREFIX=/usr/local
+#   make clean
+
+PREFIX ?= /usr/local
+BUILD ?= build
+SANBUILD ?= build-san
+FUZZBUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_BRIEF_SECONDS ?= 20
+JOBS ?= $(shell nproc)
+GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
+PYTEST ?= /usr/bin/python3 -m pytest
+
+.PHONY: all build san run test unit integration fuzz fuzz-build fuzz-brief bench examples install clean deps
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) $(GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: deps build
+	exec ./$(BUILD)/viesti broker -v
+
+$(SANBUILD)/CMakeCache.txt:
+	cmake -S . -B $(SANBUILD) $(GEN) -DCMAKE_BUILD_TYPE=Debug -DVS_SANITIZE=ON
+
+san: $(SANBUILD)/CMakeCache.txt
+	cmake --build $(SANBUILD) -j $(JOBS)
+
+test: deps san
+	$(MAKE) --no-print-directory unit integration fuzz-brief
+
+unit:
+	cd $(SANBUILD) && ctest --output-on-failure -j $(JOBS)
+
+integration:
+	[ -d tests/node_modules/mqtt ] || (cd tests && npm ci --no-audit --no-fund)
+	VIESTI_BIN=$(CURDIR)/$(SANBUILD)/viesti $(PYTEST) -q tests/integration
+
+$(FUZZBUILD)/CMakeCache.txt:
+	CC=clang cmake -S . -B $(FUZZBUILD) $(GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVS_FUZZ=ON
+
+fuzz-build: $(FUZZBUILD)/CMakeCache.txt
+	cmake --build $(FUZZBUILD) -j $(JOBS)
+
+fuzz: deps fuzz-build
+	scripts/run-fuzz $(FUZZBUILD) $(FUZZ_SECONDS)
+
+fuzz-brief: fuzz-build
+	scripts/run-fuzz $(FUZZBUILD) $(FUZZ_BRIEF_SECONDS)
+
+bench: deps build
+	./$(BUILD)/bench_codec
+
+examples: build
+	$(MAKE) -C examples VIESTI_BUILD=$(CURDIR)/$(BUILD)
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD) $(SANBUILD) $(FUZZBUILD)

@@ -1,0 +1,22 @@
+#include "base/error.h"
+
+#include <string.h>
+
+const char *vs_strerror(int err)
+{
+	switch (err) {
+	case VS_OK:
+		return "success";
+	case VS_EPROTO:
+		return "protocol error";
+	case VS_ETOOBIG:
+		return "too large";
+	case VS_ECONF:
+		return "bad configuration";
+	case VS_ECLOSED:
+		return "connection closed";
+	case VS_ESTATE:
+		return "invalid state";
+	}
+	return err < 0 ? strerror(-err) : "unknown";
+}
