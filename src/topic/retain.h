@@ -1,0 +1,42 @@
+/*
+ * The retained-message store: at most one message per topic name, found by topic filter.
+ *
+ * Stored messages are opaque pointers with a reference count the caller manages through the
+ * ref/unref functions given to vs_retain_new(). A trie by topic level, like the subscription
+ * tree, so a filter with wildcards visits only the branches it can match.
+ *
+ * Concurrency: a read-write lock; vs_retain_match() holds the read lock while calling fn, and fn
+ * must take its own reference (ref) for any message it keeps beyond the call.
+ * [MQTT-4.7.2-1] Filters starting with '+' or '#' do not match topics starting with '$'.
+ */
+#ifndef VS_TOPIC_RETAIN_H
+#define VS_TOPIC_RETAIN_H
+
+#include <stddef.h>
+
+struct vs_retain;
+
+struct vs_retain *vs_retain_new(void (*ref)(void *msg), void (*unref)(void *msg));
+/* Unrefs every stored message and frees the store. */
+void vs_retain_free(struct vs_retain *r);
+
+/*
+ * Stores msg as the retained message of topic, replacing (and unref-ing) any previous one; the
+ * store takes a reference of its own (ref). msg NULL removes the topic's retained message
+ * [MQTT-3.3.1-6]. Returns 0 or -ENOMEM.
+ */
+int vs_retain_set(struct vs_retain *r, const char *topic, size_t len, void *msg);
+
+/* Calls fn(ctx, msg) for each retained message whose topic matches filter (not a $share
+ * filter: the caller strips the share prefix). Returns the number of calls. */
+size_t vs_retain_match(struct vs_retain *r, const char *filter, size_t len,
+		       void (*fn)(void *ctx, void *msg), void *ctx);
+
+/* Calls fn for every stored message (for persistence snapshots). */
+size_t vs_retain_foreach(struct vs_retain *r, void (*fn)(void *ctx, const char *topic,
+							 size_t len, void *msg),
+			 void *ctx);
+
+size_t vs_retain_count(struct vs_retain *r);
+
+#endif
