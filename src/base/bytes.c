@@ -1,0 +1,67 @@
+#include "base/bytes.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int vs_bytes_reserve(struct vs_bytes *b, size_t extra)
+{
+	if (b->cap - b->len >= extra)
+		return 0;
+	size_t unread = b->len - b->off;
+	if (b->off > 0 && b->cap - unread >= extra && b->off >= unread) {
+		/* Compact instead of growing: cheap when little is unread. */
+		memmove(b->data, b->data + b->off, unread);
+		b->off = 0;
+		b->len = unread;
+		return 0;
+	}
+	size_t need = unread + extra;
+	size_t cap = b->cap ? b->cap : 256;
+	while (cap < need)
+		cap *= 2;
+	uint8_t *d = malloc(cap);
+	if (!d)
+		return -ENOMEM;
+	if (unread)
+		memcpy(d, b->data + b->off, unread);
+	free(b->data);
+	b->data = d;
+	b->cap = cap;
+	b->off = 0;
+	b->len = unread;
+	return 0;
+}
+
+int vs_bytes_append(struct vs_bytes *b, const void *p, size_t n)
+{
+	int rc = vs_bytes_reserve(b, n);
+	if (rc < 0)
+		return rc;
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+void vs_bytes_consume(struct vs_bytes *b, size_t n)
+{
+	b->off += n;
+	if (b->off >= b->len)
+		b->off = b->len = 0;
+}
+
+void vs_bytes_shrink(struct vs_bytes *b, size_t keep)
+{
+	if (b->cap > keep && b->off == b->len) {
+		free(b->data);
+		b->data = NULL;
+		b->cap = b->len = b->off = 0;
+	}
+}
+
+void vs_bytes_fini(struct vs_bytes *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->cap = b->len = b->off = 0;
+}
