@@ -1,0 +1,79 @@
+#include "net/listen.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static int open_one(const struct addrinfo *ai, bool reuseport)
+{
+	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+			ai->ai_protocol);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (reuseport)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (ai->ai_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+int vs_listen_tcp(const char *host, int port, int domain, bool reuseport, int *fds, int max,
+		  char *err, size_t errlen)
+{
+	struct addrinfo hints = {.ai_family = domain, .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *res;
+	char portstr[16];
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	int gai = getaddrinfo(host && *host ? host : NULL, portstr, &hints, &res);
+	if (gai != 0) {
+		snprintf(err, errlen, "cannot resolve '%s': %s", host ? host : "*", gai_strerror(gai));
+		return -EINVAL;
+	}
+	int n = 0, last = 0;
+	for (struct addrinfo *ai = res; ai && n < max; ai = ai->ai_next) {
+		int fd = open_one(ai, reuseport);
+		if (fd < 0) {
+			last = fd;
+			/* An address family the host lacks (no IPv6) is not fatal when another works. */
+			continue;
+		}
+		fds[n++] = fd;
+	}
+	freeaddrinfo(res);
+	if (n == 0) {
+		snprintf(err, errlen, "cannot listen on %s:%d: %s", host && *host ? host : "*", port,
+			 strerror(-last));
+		return last ? last : -EADDRNOTAVAIL;
+	}
+	return n;
+}
+
+void vs_addr_str(const struct sockaddr *sa, char *out, size_t outlen)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *a = (const void *)sa;
+		inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+		snprintf(out, outlen, "%s:%u", ip, ntohs(a->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const void *)sa;
+		inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+		snprintf(out, outlen, "[%s]:%u", ip, ntohs(a->sin6_port));
+	} else {
+		snprintf(out, outlen, "unix");
+	}
+}

@@ -1,0 +1,58 @@
+#include "net/loop.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+int vs_loop_init(struct vs_loop *l)
+{
+	l->epfd = epoll_create1(EPOLL_CLOEXEC);
+	return l->epfd < 0 ? -errno : 0;
+}
+
+void vs_loop_fini(struct vs_loop *l)
+{
+	if (l->epfd >= 0)
+		close(l->epfd);
+	l->epfd = -1;
+}
+
+int vs_loop_add(struct vs_loop *l, struct vs_io *io, uint32_t events)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = io};
+	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, io->fd, &ev) < 0)
+		return -errno;
+	io->events = events;
+	return 0;
+}
+
+int vs_loop_mod(struct vs_loop *l, struct vs_io *io, uint32_t events)
+{
+	if (io->events == events)
+		return 0;
+	struct epoll_event ev = {.events = events, .data.ptr = io};
+	if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, io->fd, &ev) < 0)
+		return -errno;
+	io->events = events;
+	return 0;
+}
+
+int vs_loop_del(struct vs_loop *l, struct vs_io *io)
+{
+	if (epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL) < 0)
+		return -errno;
+	io->events = 0;
+	return 0;
+}
+
+int vs_loop_run_once(struct vs_loop *l, int timeout_ms)
+{
+	struct epoll_event evs[256];
+	int n = epoll_wait(l->epfd, evs, 256, timeout_ms);
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (int i = 0; i < n; i++) {
+		struct vs_io *io = evs[i].data.ptr;
+		io->fn(io, evs[i].events);
+	}
+	return n;
+}

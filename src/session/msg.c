@@ -1,0 +1,256 @@
+/*
+ * Messages: see msg.h. One allocation per message; encoded forms cached lock-free.
+ */
+#include "session/msg.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+
+static uint8_t *put(uint8_t *dst, struct vs_buf *view, const void *src, size_t n)
+{
+	view->p = n ? dst : NULL;
+	view->len = n;
+	if (n)
+		memcpy(dst, src, n);
+	return dst + n;
+}
+
+struct vs_msg *vs_msg_make(const char *topic, size_t topic_len, const void *payload,
+			   size_t payload_len, uint8_t qos, bool retain, const struct vs_props *props,
+			   const struct vs_buf *origin, int64_t now_ms)
+{
+	size_t users = props ? vs_props_copy_users(props, NULL, 0) : 0;
+	if (props && props->users == NULL && props->user_raw.len)
+		users = props->user_raw.len;
+	size_t ct = 0, rt = 0, cd = 0;
+	if (props && (props->present & (1ull << VS_PROP_CONTENT_TYPE)))
+		ct = props->content_type.len;
+	if (props && (props->present & (1ull << VS_PROP_RESPONSE_TOPIC)))
+		rt = props->response_topic.len;
+	if (props && (props->present & (1ull << VS_PROP_CORRELATION_DATA)))
+		cd = props->correlation_data.len;
+	size_t olen = origin ? origin->len : 0;
+	size_t total = sizeof(struct vs_msg) + topic_len + payload_len + ct + rt + cd + users + olen;
+	struct vs_msg *m = malloc(total);
+	if (!m)
+		return NULL;
+	memset(m, 0, sizeof(*m));
+	atomic_init(&m->refs, 1);
+	m->qos = qos;
+	m->retain = retain;
+	m->created_ms = now_ms;
+	for (int i = 0; i < 4; i++)
+		atomic_init(&m->enc[i], NULL);
+	uint8_t *d = (uint8_t *)(m + 1);
+	d = put(d, &m->topic, topic, topic_len);
+	d = put(d, &m->payload, payload, payload_len);
+	d = put(d, &m->origin, origin ? origin->p : NULL, olen);
+	if (props) {
+		uint64_t pr = props->present;
+		if (pr & (1ull << VS_PROP_PAYLOAD_FORMAT)) {
+			m->has_payload_format = true;
+			m->payload_format = props->payload_format;
+		}
+		if (pr & (1ull << VS_PROP_MESSAGE_EXPIRY)) {
+			m->has_expiry = true;
+			m->expiry_interval = props->message_expiry;
+		}
+		if (pr & (1ull << VS_PROP_CONTENT_TYPE)) {
+			d = put(d, &m->content_type, props->content_type.p, ct);
+			m->content_type.p = d - ct; /* present even when empty */
+		}
+		if (pr & (1ull << VS_PROP_RESPONSE_TOPIC))
+			d = put(d, &m->response_topic, props->response_topic.p, rt);
+		if (pr & (1ull << VS_PROP_CORRELATION_DATA)) {
+			d = put(d, &m->correlation_data, props->correlation_data.p, cd);
+			m->correlation_data.p = d - cd;
+		}
+		if (users) {
+			if (props->users == NULL && props->user_raw.len) {
+				d = put(d, &m->user_raw, props->user_raw.p, users);
+				m->n_user = props->n_user;
+			} else {
+				vs_props_copy_users(props, d, users);
+				m->user_raw.p = d;
+				m->user_raw.len = users;
+				m->n_user = props->n_user;
+				d += users;
+			}
+		}
+	}
+	return m;
+}
+
+struct vs_msg *vs_msg_new(const struct vs_buf *topic, const struct vs_publish *p,
+			  const struct vs_buf *origin, int64_t now_ms)
+{
+	return vs_msg_make((const char *)topic->p, topic->len, p->payload.p, p->payload.len, p->qos,
+			   p->retain, &p->props, origin, now_ms);
+}
+
+void vs_msg_unref(struct vs_msg *m)
+{
+	if (!m || atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	for (int i = 0; i < 4; i++)
+		free(atomic_load_explicit(&m->enc[i], memory_order_relaxed));
+	free(m);
+}
+
+bool vs_msg_expired(const struct vs_msg *m, int64_t now_ms, uint32_t *remaining)
+{
+	if (!m->has_expiry) {
+		if (remaining)
+			*remaining = 0;
+		return false;
+	}
+	int64_t age_s = (now_ms - m->created_ms) / 1000;
+	if (age_s >= (int64_t)m->expiry_interval)
+		return true;
+	if (remaining)
+		*remaining = m->expiry_interval - (uint32_t)age_s;
+	return false;
+}
+
+void vs_msg_props(const struct vs_msg *m, struct vs_props *props)
+{
+	memset(props, 0, sizeof(*props));
+	if (m->has_payload_format) {
+		props->present |= 1ull << VS_PROP_PAYLOAD_FORMAT;
+		props->payload_format = m->payload_format;
+	}
+	if (m->content_type.p) {
+		props->present |= 1ull << VS_PROP_CONTENT_TYPE;
+		props->content_type = m->content_type;
+	}
+	if (m->response_topic.p) {
+		props->present |= 1ull << VS_PROP_RESPONSE_TOPIC;
+		props->response_topic = m->response_topic;
+	}
+	if (m->correlation_data.p) {
+		props->present |= 1ull << VS_PROP_CORRELATION_DATA;
+		props->correlation_data = m->correlation_data;
+	}
+	if (m->user_raw.len) {
+		props->user_raw = m->user_raw;
+		props->n_user = m->n_user;
+	}
+}
+
+static bool cacheable(const struct vs_msg *m, const struct vs_delivery *d)
+{
+	if (d->version < VS_V5)
+		return true;
+	return !m->has_expiry && d->n_sub_ids == 0 && d->topic_alias == 0;
+}
+
+static void fill_packet(const struct vs_msg *m, const struct vs_delivery *d, int64_t now_ms,
+			struct vs_packet *pk)
+{
+	memset(pk, 0, sizeof(*pk));
+	pk->type = VS_PUBLISH;
+	struct vs_publish *p = &pk->publish;
+	p->qos = d->qos;
+	p->dup = d->dup;
+	p->retain = d->retain;
+	p->topic = m->topic;
+	if (d->alias_only)
+		p->topic.len = 0;
+	p->packet_id = d->qos ? (d->packet_id ? d->packet_id : 1) : 0;
+	p->payload = m->payload;
+	if (d->version >= VS_V5) {
+		vs_msg_props(m, &p->props);
+		uint32_t left;
+		if (m->has_expiry) {
+			vs_msg_expired(m, now_ms, &left);
+			/* [MQTT-3.3.2-6] forward the interval minus the time spent waiting. */
+			p->props.present |= 1ull << VS_PROP_MESSAGE_EXPIRY;
+			p->props.message_expiry = left;
+		}
+		if (d->topic_alias) {
+			p->props.present |= 1ull << VS_PROP_TOPIC_ALIAS;
+			p->props.topic_alias = d->topic_alias;
+		}
+		if (d->n_sub_ids) {
+			p->props.present |= 1ull << VS_PROP_SUB_ID;
+			p->props.n_sub_ids = d->n_sub_ids;
+			p->props.sub_ids = d->sub_ids;
+			p->props.sub_id = d->sub_ids[0];
+		}
+	}
+}
+
+static struct vs_msg_enc *cached(struct vs_msg *m, const struct vs_delivery *d)
+{
+	int slot = (d->version >= VS_V5 ? 2 : 0) + (d->qos > 0);
+	struct vs_msg_enc *e = atomic_load_explicit(&m->enc[slot], memory_order_acquire);
+	if (e)
+		return e;
+	struct vs_delivery base = *d;
+	base.dup = false;
+	base.retain = false;
+	base.packet_id = 1;
+	struct vs_packet pk;
+	fill_packet(m, &base, 0, &pk);
+	ssize_t n = vs_codec_size(&pk, d->version);
+	if (n < 0)
+		return NULL;
+	e = malloc(sizeof(*e) + (size_t)n);
+	if (!e)
+		return NULL;
+	if (vs_codec_encode(&pk, d->version, e->bytes, (size_t)n) != n) {
+		free(e);
+		return NULL;
+	}
+	e->len = (uint32_t)n;
+	e->id_off = 0;
+	if (d->qos) {
+		int hl = 1;
+		while (e->bytes[hl] & 0x80)
+			hl++;
+		e->id_off = (uint32_t)(hl + 1 + 2 + m->topic.len);
+	}
+	struct vs_msg_enc *expect = NULL;
+	if (!atomic_compare_exchange_strong_explicit(&m->enc[slot], &expect, e,
+						     memory_order_acq_rel, memory_order_acquire)) {
+		free(e);
+		e = expect;
+	}
+	return e;
+}
+
+ssize_t vs_msg_encoded_size(struct vs_msg *m, const struct vs_delivery *d, int64_t now_ms)
+{
+	if (cacheable(m, d)) {
+		struct vs_msg_enc *e = cached(m, d);
+		return e ? (ssize_t)e->len : VS_EPROTO;
+	}
+	struct vs_packet pk;
+	fill_packet(m, d, now_ms, &pk);
+	return vs_codec_size(&pk, d->version);
+}
+
+ssize_t vs_msg_encode(struct vs_msg *m, const struct vs_delivery *d, int64_t now_ms,
+		      uint8_t *out, size_t cap)
+{
+	if (cacheable(m, d)) {
+		struct vs_msg_enc *e = cached(m, d);
+		if (!e)
+			return VS_EPROTO;
+		if (cap < e->len)
+			return VS_ETOOBIG;
+		memcpy(out, e->bytes, e->len);
+		out[0] = (uint8_t)((VS_PUBLISH << 4) | (d->dup ? 0x08 : 0) | (d->qos << 1) |
+				   (d->retain ? 1 : 0));
+		if (d->qos) {
+			out[e->id_off] = (uint8_t)(d->packet_id >> 8);
+			out[e->id_off + 1] = (uint8_t)d->packet_id;
+		}
+		return e->len;
+	}
+	struct vs_packet pk;
+	fill_packet(m, d, now_ms, &pk);
+	return vs_codec_encode(&pk, d->version, out, cap);
+}

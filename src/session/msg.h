@@ -1,0 +1,98 @@
+/*
+ * Messages: one immutable, reference-counted copy of each PUBLISH the broker routes.
+ *
+ * A message is one allocation: the struct, then topic, payload and the 5.0 properties that are
+ * forwarded unchanged (payload format, content type, response topic, correlation data and user
+ * properties, the latter kept as their encoded bytes so order is preserved [MQTT-3.3.2-18]).
+ * Subscribers share it; per-subscriber facts (QoS, packet id, subscription identifiers, topic
+ * alias, the decremented expiry) live in the delivery, not here.
+ *
+ * Encoded wire forms are cached per (protocol family, QoS 0 or not): the first subscriber that
+ * needs a form encodes it, later subscribers copy those bytes and patch the packet id and flags.
+ * The cache fills with a compare-and-swap, so any worker may fill it without a lock.
+ */
+#ifndef VS_SESSION_MSG_H
+#define VS_SESSION_MSG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "codec/codec.h"
+
+/* A cached encoding of a message as a PUBLISH with no per-subscriber properties. */
+struct vs_msg_enc {
+	uint32_t len;
+	uint32_t id_off; /* offset of the packet id (0 when the form has none) */
+	uint8_t bytes[];
+};
+
+struct vs_msg {
+	atomic_uint refs;
+	uint8_t qos;    /* as published */
+	bool retain;    /* as published */
+	bool has_payload_format;
+	uint8_t payload_format;
+	bool has_expiry;
+	uint32_t expiry_interval; /* seconds, as published */
+	int64_t created_ms;       /* monotonic, for expiry */
+	struct vs_buf topic;
+	struct vs_buf payload;
+	struct vs_buf content_type;     /* len 0 and p NULL when absent */
+	struct vs_buf response_topic;
+	struct vs_buf correlation_data;
+	struct vs_buf user_raw;         /* encoded 0x26 entries, in order */
+	uint32_t n_user;
+	struct vs_buf origin;           /* client id of the publisher, for No Local */
+	_Atomic(struct vs_msg_enc *) enc[4]; /* [5.0 ? 2 : 0] + (qos > 0) */
+};
+
+/*
+ * Creates a message from a decoded PUBLISH (props may be NULL for 3.x) and the publisher's
+ * client id. The topic is given separately since a 5.0 topic alias may have replaced it.
+ * Returns NULL on allocation failure. The caller owns one reference.
+ */
+struct vs_msg *vs_msg_new(const struct vs_buf *topic, const struct vs_publish *p,
+			  const struct vs_buf *origin, int64_t now_ms);
+
+/* Creates a message from plain fields (wills, $SYS). props as in vs_msg_new or NULL. */
+struct vs_msg *vs_msg_make(const char *topic, size_t topic_len, const void *payload,
+			   size_t payload_len, uint8_t qos, bool retain, const struct vs_props *props,
+			   const struct vs_buf *origin, int64_t now_ms);
+
+static inline struct vs_msg *vs_msg_ref(struct vs_msg *m)
+{
+	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+	return m;
+}
+
+void vs_msg_unref(struct vs_msg *m);
+
+/* Whether the message has expired; *remaining gets the seconds left (for forwarding). */
+bool vs_msg_expired(const struct vs_msg *m, int64_t now_ms, uint32_t *remaining);
+
+/* Fills props with the message's forwardable 5.0 properties (views into m). */
+void vs_msg_props(const struct vs_msg *m, struct vs_props *props);
+
+/* Per-delivery facts for encoding a message for one subscriber. */
+struct vs_delivery {
+	uint8_t version;   /* enum vs_version */
+	uint8_t qos;       /* effective QoS */
+	bool retain;
+	bool dup;
+	uint16_t packet_id;
+	uint16_t topic_alias;   /* 0 = none */
+	bool alias_only;        /* send an empty topic with the alias */
+	uint32_t n_sub_ids;
+	const uint32_t *sub_ids;
+};
+
+/*
+ * Returns the size of m encoded for delivery d, or VS_EPROTO. Writes it with
+ * vs_msg_encode(), which uses the cached form when d has no per-subscriber properties.
+ */
+ssize_t vs_msg_encoded_size(struct vs_msg *m, const struct vs_delivery *d, int64_t now_ms);
+ssize_t vs_msg_encode(struct vs_msg *m, const struct vs_delivery *d, int64_t now_ms,
+		      uint8_t *out, size_t cap);
+
+#endif

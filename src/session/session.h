@@ -1,0 +1,138 @@
+/*
+ * Sessions: the state MQTT keeps for a client id across connections [MQTT-4.1.0-1].
+ *
+ * A session owns its subscriptions list (the filters, mirrored in the shared trie), the queue of
+ * messages waiting to be sent, the outgoing inflight window (QoS 1/2 sent, not yet completed), the
+ * set of incoming QoS 2 packet ids (PUBREC sent, PUBREL not yet received), and a delayed will.
+ *
+ * Locking: every field below `lock` is guarded by it. Any worker may deliver into a session (it
+ * locks, appends, unlocks); the worker that owns the session's connection drains the queue. The
+ * lock is per session, so unrelated publishers never contend. No syscall is made under it.
+ *
+ * Lifetime: reference counted. The registry, a connection and every pending mailbox notification
+ * each hold a reference.
+ */
+#ifndef VS_SESSION_SESSION_H
+#define VS_SESSION_SESSION_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "session/msg.h"
+
+/* One message waiting for, or in, the outgoing window. */
+struct vs_qentry {
+	struct vs_msg *msg; /* one reference */
+	uint8_t qos;        /* effective QoS for this subscriber */
+	bool retain;        /* retain flag to send */
+	uint8_t state;      /* enum vs_qstate when inflight */
+	bool dup;           /* sent before: next send carries DUP [MQTT-4.4.0-1] */
+	uint16_t packet_id;
+	uint32_t n_sub_ids;
+	uint32_t sub_id;    /* when n_sub_ids == 1 */
+	uint32_t *sub_ids;  /* when n_sub_ids > 1 (owned) */
+	const char *share;  /* non-NULL when delivered through a shared subscription */
+};
+
+enum vs_qstate {
+	VS_Q_QUEUED = 0,
+	VS_Q_WAIT_PUBACK,  /* QoS 1 sent */
+	VS_Q_WAIT_PUBREC,  /* QoS 2 sent */
+	VS_Q_WAIT_PUBCOMP, /* QoS 2, PUBREL sent */
+};
+
+/* A ring of entries: used for the queue and for the inflight window (send order). */
+struct vs_ring {
+	struct vs_qentry *e;
+	uint32_t head, count, cap; /* cap is a power of two or 0 */
+};
+
+/* A subscription as the session remembers it (for unsubscribe-on-end and persistence). */
+struct vs_session_sub {
+	char *filter;
+	uint16_t len;
+	uint8_t qos;
+	uint8_t options; /* 5.0 subscription options byte */
+	uint32_t sub_id;
+};
+
+struct vs_session {
+	atomic_uint refs;
+	pthread_mutex_t lock;
+	char *client_id; /* owned, NUL-terminated */
+	uint16_t id_len;
+
+	uint8_t version;      /* protocol of the last connection */
+	bool connected;       /* a connection is attached */
+	bool notified;        /* a drain notification is pending for the owner */
+	bool ended;           /* removed from the registry; deliveries are dropped */
+	void *conn;           /* the attached connection (opaque here) */
+	void *owner;          /* the worker owning conn */
+	uint64_t conn_gen;    /* bumped on each attach; stale connections compare it */
+	uint32_t expiry;      /* session expiry interval, seconds; UINT32_MAX never */
+	int64_t offline_since_wall; /* wall-clock seconds when it went offline */
+	int64_t offline_since_ms;   /* monotonic */
+
+	struct vs_ring queue;    /* waiting to be sent */
+	struct vs_ring inflight; /* sent, awaiting acknowledgement, in send order */
+	uint64_t queued_bytes;
+	uint16_t next_id;
+	uint32_t dropped;        /* messages dropped because the queue was full */
+
+	uint16_t *in_qos2;       /* incoming QoS 2 packet ids awaiting PUBREL */
+	uint32_t n_in_qos2, cap_in_qos2;
+
+	struct vs_session_sub *subs;
+	uint32_t n_subs, cap_subs;
+
+	struct vs_msg *will;     /* delayed will (5.0 Will Delay Interval), or NULL */
+	int64_t will_at_ms;      /* monotonic time to publish it */
+};
+
+/* Creates a session with one reference. Returns NULL on allocation failure. */
+struct vs_session *vs_session_new(const char *client_id, size_t len);
+static inline struct vs_session *vs_session_ref(struct vs_session *s)
+{
+	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+	return s;
+}
+/* Drops a reference; the last one frees the session and everything it holds. */
+void vs_session_unref(struct vs_session *s);
+
+/* Ring helpers (caller holds s->lock). push returns 0 or -ENOMEM. */
+int vs_ring_push(struct vs_ring *r, const struct vs_qentry *e);
+struct vs_qentry *vs_ring_at(struct vs_ring *r, uint32_t i);
+void vs_ring_pop(struct vs_ring *r, struct vs_qentry *out);
+void vs_qentry_fini(struct vs_qentry *e);
+/* Removes entry i (order kept). */
+void vs_ring_remove(struct vs_ring *r, uint32_t i);
+/* Drops every entry. */
+void vs_ring_clear(struct vs_ring *r);
+
+/* Sets e's subscription ids (copies ids). Returns 0 or -ENOMEM. */
+int vs_qentry_set_sub_ids(struct vs_qentry *e, const uint32_t *ids, uint32_t n);
+static inline const uint32_t *vs_qentry_sub_ids(const struct vs_qentry *e)
+{
+	return e->n_sub_ids > 1 ? e->sub_ids : &e->sub_id;
+}
+
+/* Finds the inflight entry with packet id; returns its index or -1. */
+int vs_session_find_inflight(struct vs_session *s, uint16_t packet_id);
+/* Allocates a packet id not in the inflight window [MQTT-2.2.1-3]. Returns 0 when all 65,535
+ * are in use. */
+uint16_t vs_session_next_id(struct vs_session *s);
+
+/* Incoming QoS 2 ids. add returns 1 if added, 0 if already present, -ENOMEM. */
+int vs_session_in_qos2_add(struct vs_session *s, uint16_t id);
+bool vs_session_in_qos2_has(struct vs_session *s, uint16_t id);
+bool vs_session_in_qos2_del(struct vs_session *s, uint16_t id);
+
+/* Subscriptions list: add (replacing the same filter) returns 1 if new, 0 replaced, -ENOMEM;
+ * del returns 1 if removed. */
+int vs_session_sub_add(struct vs_session *s, const char *filter, size_t len, uint8_t qos,
+		       uint8_t options, uint32_t sub_id);
+int vs_session_sub_del(struct vs_session *s, const char *filter, size_t len);
+
+#endif
