@@ -1,0 +1,175 @@
+/*
+ * Configuration defaults, teardown and cross-field validation (see conf.h). The reader itself,
+ * with its directive table, is parse.c.
+ *
+ * Defaults are Mosquitto 2.0's, so a file that relies on them means the same here. The few
+ * exceptions are listed in docs/configuration.md (user: NULL, not "mosquitto").
+ */
+#include "conf/conf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+
+void vs_listener_conf_init(struct vs_listener_conf *l, const struct vs_config *c)
+{
+	memset(l, 0, sizeof(*l));
+	l->port = 1883;
+	l->socket_domain = AF_UNSPEC;
+	l->protocol = VS_LPROTO_MQTT;
+	l->max_connections = -1;
+	l->max_qos = c ? c->max_qos : 2;
+	l->max_topic_alias = c ? c->max_topic_alias : 10;
+	l->allow_anonymous = -1;
+	l->allow_zero_length_clientid = -1;
+}
+
+void vs_listener_conf_fini(struct vs_listener_conf *l)
+{
+	char **strs[] = {&l->bind_address, &l->bind_interface, &l->mount_point, &l->auto_id_prefix,
+			 &l->password_file, &l->acl_file,       &l->cafile,      &l->capath,
+			 &l->certfile,      &l->keyfile,        &l->ciphers,     &l->ciphers_tls13,
+			 &l->dhparamfile,   &l->tls_version};
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+		free(*strs[i]);
+		*strs[i] = NULL;
+	}
+}
+
+void vs_config_init(struct vs_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->allow_anonymous = -1;
+	c->allow_zero_length_clientid = true;
+	c->auto_id_prefix = strdup("auto-");
+	c->max_keepalive = 65535;
+	c->max_inflight_messages = 20;
+	c->max_queued_messages = 1000;
+	c->retain_available = true;
+	c->check_retain_source = true;
+	c->max_qos = 2;
+	c->max_topic_alias = 10;
+	c->persistent_client_expiration = -1;
+	c->sys_interval = 10;
+	vs_log_init(&c->log);
+	c->connection_messages = true;
+	c->log_timestamp = true;
+	c->log_facility = -1;
+	c->persistence_file = strdup("mosquitto.db");
+	c->persistence_fsync = VS_FSYNC_NEVER;
+	c->persistence_fsync_interval_ms = 1000;
+	c->autosave_interval = 1800;
+}
+
+void vs_config_fini(struct vs_config *c)
+{
+	for (size_t i = 0; i < c->n_listeners; i++)
+		vs_listener_conf_fini(&c->listeners[i]);
+	free(c->listeners);
+	char *strs[] = {c->password_file,  c->acl_file,  c->auto_id_prefix,
+			c->clientid_prefixes, c->pid_file, c->user,
+			c->log_timestamp_format, c->persistence_location, c->persistence_file};
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+		free(strs[i]);
+	vs_log_fini(&c->log);
+	vs_config_init(c);
+}
+
+static int fail(char *err, size_t errlen, const struct vs_listener_conf *l, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Writes "listener PORT[ ADDRESS]: <message>" into err and returns VS_ECONF. */
+static int fail(char *err, size_t errlen, const struct vs_listener_conf *l, const char *fmt, ...)
+{
+	if (!err || !errlen)
+		return VS_ECONF;
+	int n = 0;
+	if (l)
+		n = snprintf(err, errlen, "listener %d%s%s: ", l->port, l->bind_address ? " " : "",
+			     l->bind_address ? l->bind_address : "");
+	if (n < 0 || (size_t)n >= errlen)
+		return VS_ECONF;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return VS_ECONF;
+}
+
+static int validate_tls(const struct vs_listener_conf *l, char *err, size_t errlen)
+{
+	if (!!l->certfile != !!l->keyfile)
+		return fail(err, errlen, l, "'%s' is set without '%s', expected both or neither",
+			    l->certfile ? "certfile" : "keyfile", l->certfile ? "keyfile" : "certfile");
+	if (!l->certfile) {
+		const char *tls_only = l->cafile             ? "cafile"
+				       : l->capath           ? "capath"
+				       : l->require_certificate ? "require_certificate"
+				       : l->ciphers          ? "ciphers"
+				       : l->ciphers_tls13    ? "ciphers_tls1.3"
+				       : l->dhparamfile      ? "dhparamfile"
+				       : l->tls_version      ? "tls_version"
+				       : l->use_identity_as_username ? "use_identity_as_username"
+				       : l->use_subject_as_username  ? "use_subject_as_username"
+								     : NULL;
+		if (tls_only)
+			return fail(err, errlen, l,
+				    "'%s' needs TLS, expected 'certfile' and 'keyfile' too", tls_only);
+		return 0;
+	}
+	if (l->require_certificate && !l->cafile && !l->capath)
+		return fail(err, errlen, l,
+			    "'require_certificate true' needs a CA, expected 'cafile' or 'capath'");
+	return 0;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static int validate_listener(const struct vs_config *c, size_t i, char *err, size_t errlen)
+{
+	const struct vs_listener_conf *l = &c->listeners[i];
+	if (l->port == 0 && l->socket_domain != AF_UNIX)
+		return fail(err, errlen, l, "port 0 needs a unix socket path, expected "
+					    "'listener 0 /path/to/socket'");
+	if (l->socket_domain == AF_UNIX && l->protocol == VS_LPROTO_WEBSOCKETS)
+		return fail(err, errlen, l, "websockets on a unix socket, expected a TCP port");
+	if (l->socket_domain == AF_UNIX && l->certfile)
+		return fail(err, errlen, l, "TLS on a unix socket, expected a TCP port");
+	int rc = validate_tls(l, err, errlen);
+	if (rc)
+		return rc;
+	for (size_t j = 0; j < i; j++) {
+		const struct vs_listener_conf *o = &c->listeners[j];
+		if (o->port == l->port && same_str(o->bind_address, l->bind_address))
+			return fail(err, errlen, l, "defined twice, expected each port and address "
+						    "once");
+	}
+	return 0;
+}
+
+int vs_config_validate(struct vs_config *c, char *err, size_t errlen)
+{
+	if (err && errlen)
+		err[0] = '\0';
+	for (size_t i = 0; i < c->n_listeners; i++) {
+		int rc = validate_listener(c, i, err, errlen);
+		if (rc)
+			return rc;
+	}
+	if (c->persistence_file && strchr(c->persistence_file, '/'))
+		return fail(err, errlen, NULL,
+			    "persistence_file '%s' contains '/', expected a file name "
+			    "(set the directory with persistence_location)",
+			    c->persistence_file);
+	if ((c->log.dests & VS_LOGD_FILE) && !c->log.file_path)
+		return fail(err, errlen, NULL, "log_dest file without a path, expected "
+					       "'log_dest file PATH'");
+	c->log.timestamps = c->log_timestamp;
+	return 0;
+}

@@ -1,0 +1,160 @@
+/*
+ * Configuration: a mosquitto.conf-compatible file read into a struct vs_config.
+ *
+ * The reader is table-driven (as nginx's): each directive is a row {name, setter, offsetof(field),
+ * scope, flags}, so adding a directive is one line and no function grows a chain of strcmp. A
+ * Mosquitto user's file works unchanged; a Mosquitto directive we do not implement yet fails with
+ * "FILE:LINE: 'connection' is not supported yet" instead of being silently ignored, and anything
+ * else unknown fails naming the directive. docs/configuration.md lists every directive.
+ *
+ * Ownership: vs_config_init() fills defaults; every string in the struct is heap-allocated and
+ * owned by it; vs_config_fini() frees everything, whatever state a failed parse left behind.
+ * Nothing here keeps global state: parsing two configurations at once on two threads is fine.
+ *
+ * Listener scoping follows Mosquitto: `listener PORT [ADDRESS]` starts a new listener and the
+ * per-listener directives after it apply to it. Per-listener directives before any `listener`,
+ * and `port` / `bind_address` anywhere, configure the "default listener": it exists only when
+ * one of those was given, and it is then always listeners[0] (has_default_listener is true).
+ * With no listener at all (n_listeners == 0) the broker chooses, as Mosquitto 2.0 does (port 1883
+ * on the loopback interface only).
+ */
+#ifndef VS_CONF_CONF_H
+#define VS_CONF_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "base/log.h"
+
+enum vs_listener_protocol {
+	VS_LPROTO_MQTT = 0,
+	VS_LPROTO_WEBSOCKETS = 1,
+};
+
+enum vs_fsync_policy {
+	VS_FSYNC_NEVER = 0,    /* write(2) before acking: survives kill -9, not power loss */
+	VS_FSYNC_BATCH = 1,    /* fsync before acking, group-committed per loop turn */
+	VS_FSYNC_INTERVAL = 2, /* fsync every persistence_fsync_interval_ms */
+};
+
+struct vs_listener_conf {
+	char *bind_address;   /* host name or address; NULL = all interfaces. With port 0, the path
+				 of a unix socket (socket_domain is then AF_UNIX), as Mosquitto 2.0 */
+	char *bind_interface; /* SO_BINDTODEVICE name, NULL = none */
+	int port;             /* 1..65535, or 0 for a unix socket */
+	int socket_domain;    /* AF_UNSPEC (both), AF_INET, AF_INET6 or AF_UNIX */
+	enum vs_listener_protocol protocol;
+	int max_connections;  /* -1 = unlimited */
+	char *mount_point;    /* topic prefix for clients of this listener, NULL = none */
+	int max_qos;          /* 0..2, default 2 */
+	int max_topic_alias;  /* 0..65535, default 10 */
+	bool use_username_as_clientid;
+
+	/* Security, used only when vs_config.per_listener_settings is true (otherwise the globals
+	 * in struct vs_config apply and these stay unset). */
+	int allow_anonymous;            /* -1 unset (broker decides), 0, 1 */
+	int allow_zero_length_clientid; /* -1 unset (use the global), 0, 1 */
+	char *auto_id_prefix;           /* NULL = use the global */
+	char *password_file;
+	char *acl_file;
+
+	/* TLS: enabled when certfile is set (validate checks keyfile goes with it). */
+	char *cafile;
+	char *capath;
+	char *certfile;
+	char *keyfile;
+	char *ciphers;       /* TLS <= 1.2 cipher list, OpenSSL syntax */
+	char *ciphers_tls13; /* TLS 1.3 cipher suites (ciphers_tls1.3) */
+	char *dhparamfile;
+	char *tls_version;   /* "tlsv1.1", "tlsv1.2" or "tlsv1.3": the minimum; NULL = library's */
+	bool require_certificate;
+	bool use_identity_as_username;
+	bool use_subject_as_username;
+};
+
+struct vs_config {
+	struct vs_listener_conf *listeners; /* owned array */
+	size_t n_listeners;
+	bool has_default_listener; /* listeners[0] comes from port/bind_address/early directives */
+
+	int threads; /* worker threads; 0 = one per core (Viesti extension) */
+
+	/* Security (global, or defaults when per_listener_settings is true). */
+	int allow_anonymous; /* -1 = unset: the broker decides (Mosquitto 2.0: false) */
+	bool per_listener_settings;
+	char *password_file;
+	char *acl_file;
+	bool allow_zero_length_clientid; /* default true */
+	char *auto_id_prefix;            /* default "auto-" */
+	char *clientid_prefixes;         /* only client ids with this prefix may connect; NULL = all */
+
+	/* Limits. */
+	int max_keepalive;          /* seconds, 0..65535, default 65535 */
+	uint32_t max_packet_size;   /* 0 = no limit (else >= 20) */
+	uint32_t message_size_limit; /* payload bytes, 0 = no limit */
+	int max_inflight_messages;  /* default 20; 0 = unlimited */
+	uint64_t max_inflight_bytes; /* 0 = unlimited */
+	int max_queued_messages;    /* default 1000; 0 = unlimited */
+	uint64_t max_queued_bytes;  /* 0 = unlimited */
+	uint64_t memory_limit;      /* bytes, 0 = unlimited */
+	bool queue_qos0_messages;   /* default false */
+	bool retain_available;      /* default true */
+	bool upgrade_outgoing_qos;  /* default false */
+	bool check_retain_source;   /* default true */
+	bool set_tcp_nodelay;       /* default false */
+	int max_qos;                /* default given to each listener (2) */
+	int max_topic_alias;        /* default given to each listener (10) */
+
+	/* Sessions. */
+	int64_t persistent_client_expiration; /* seconds; -1 = never (default) */
+
+	/* $SYS. */
+	int sys_interval; /* seconds, default 10, 0 = off */
+
+	/* Process. */
+	char *pid_file; /* NULL = none */
+	char *user;     /* user to switch to when started as root; NULL = do not switch */
+
+	/* Logging: log.types/dests/file_path come from log_type/log_dest. */
+	struct vs_log log;
+	bool connection_messages;   /* default true */
+	bool log_timestamp;         /* default true (also copied to log.timestamps) */
+	char *log_timestamp_format; /* strftime(3) format, NULL = ISO-8601 */
+	int log_facility;           /* syslog local0..local7 as 0..7; -1 = daemon (default) */
+
+	/* Persistence. */
+	bool persistence; /* default false */
+	char *persistence_location; /* directory, NULL = current directory */
+	char *persistence_file;     /* default "mosquitto.db" */
+	enum vs_fsync_policy persistence_fsync;  /* default never */
+	int persistence_fsync_interval_ms;       /* for VS_FSYNC_INTERVAL, default 1000 */
+	int autosave_interval;   /* seconds (or changes with autosave_on_changes), default 1800 */
+	bool autosave_on_changes; /* default false */
+};
+
+/* Fills defaults. Never fails. */
+void vs_config_init(struct vs_config *c);
+/* Frees everything c owns (including log.file_path) and leaves it as after vs_config_init(). */
+void vs_config_fini(struct vs_config *c);
+
+/* Default values for a new listener (port 1883, everything else unset). Owns nothing yet. */
+void vs_listener_conf_init(struct vs_listener_conf *l, const struct vs_config *c);
+void vs_listener_conf_fini(struct vs_listener_conf *l);
+
+/*
+ * Reads the file at path into c (which must have been vs_config_init()ed; directives add to or
+ * override what is there). Returns 0, VS_ECONF with "FILE:LINE: what was wrong, expected what"
+ * in err (always NUL-terminated, truncated to errlen), or -errno/VS_ECONF when the file cannot be
+ * read. On error c holds whatever was read so far: vs_config_fini() it.
+ */
+int vs_config_load(struct vs_config *c, const char *path, char *err, size_t errlen);
+/* As vs_config_load() on the NUL-terminated text; name is used as FILE in error messages. */
+int vs_config_parse_string(struct vs_config *c, const char *text, const char *name, char *err,
+			   size_t errlen);
+/* Cross-field checks after loading (TLS files in pairs, duplicate listeners, ...). Returns 0 or
+ * VS_ECONF with a message naming the listener ("listener 8883: ..."). */
+int vs_config_validate(struct vs_config *c, char *err, size_t errlen);
+
+#endif

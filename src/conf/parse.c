@@ -1,0 +1,999 @@
+/*
+ * The mosquitto.conf reader (see conf.h).
+ *
+ * One table, directives[], says everything about each directive: its name, the setter that
+ * parses its value, where the value goes (offsetof into struct vs_config or struct
+ * vs_listener_conf), its scope and flags. The line loop finds the row and calls the setter; no
+ * function knows more than one directive's syntax except the generic setters (string, bool,
+ * integer in [min, max]) that most rows share.
+ *
+ * Scopes:
+ *   GLOBAL    the value goes into struct vs_config wherever the line is;
+ *   LISTENER  into the current listener: the last `listener` line's, or before any, the default
+ *             listener (created on first use, always listeners[0]);
+ *   SECURITY  allow_anonymous, password_file, ...: the current listener when
+ *             per_listener_settings is true, else struct vs_config (as Mosquitto).
+ *
+ * File format, as Mosquitto's: one directive per line, a name then its value separated by
+ * whitespace; '#' as the first non-blank character starts a comment line (there are no comments
+ * at the end of a line: "port 1883 # x" is an error, "password_file /a # b" names the file
+ * "/a # b"); string values take the rest of the line, so paths may contain spaces. Unlike
+ * Mosquitto, numbers and booleans are strict: garbage, out-of-range values and extra words are
+ * errors with "FILE:LINE: what, expected what", never silently 0.
+ */
+#include "conf/conf.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/error.h"
+
+/* State of one top-level parse; included files share it (the current listener carries over
+ * into an included file, as in Mosquitto). */
+struct parser {
+	struct vs_config *c;
+	const char *file; /* name used in messages */
+	int line;
+	int depth;     /* 0 in the main file, 1 in a file read through include_dir */
+	long cur;      /* index of the last `listener`, -1 = the default listener */
+	bool log_dest_seen; /* the first log_dest / log_type replaces the default set */
+	bool log_type_seen;
+	bool security_seen; /* a security directive or listener came before per_listener_settings */
+	char *err;
+	size_t errlen;
+};
+
+struct directive;
+typedef int (*setter_fn)(struct parser *p, const struct directive *d, void *field, char *args);
+
+enum scope { S_GLOBAL, S_LISTENER, S_SECURITY };
+
+enum {
+	F_UNSUPPORTED = 1 << 0, /* a Mosquitto directive Viesti does not implement yet */
+	F_OBSOLETE = 1 << 1,    /* removed from Mosquitto 2.0, has no effect anywhere */
+	F_PREFIX = 1 << 2,      /* name is a prefix: plugin_opt_*, bridge_* */
+};
+
+struct directive {
+	const char *name;
+	setter_fn set;
+	size_t off;  /* GLOBAL, SECURITY: offset in struct vs_config; LISTENER: in vs_listener_conf */
+	size_t loff; /* SECURITY: offset in struct vs_listener_conf */
+	unsigned char scope;
+	unsigned char flags;
+	int64_t min, max; /* integer setters: the accepted range */
+};
+
+static int perr(struct parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Formats "FILE:LINE: <message>" into p->err and returns VS_ECONF. */
+static int perr(struct parser *p, const char *fmt, ...)
+{
+	if (!p->err || !p->errlen)
+		return VS_ECONF;
+	int n = snprintf(p->err, p->errlen, "%s:%d: ", p->file, p->line);
+	if (n < 0 || (size_t)n >= p->errlen)
+		return VS_ECONF;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return VS_ECONF;
+}
+
+static bool is_blank(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\v' || ch == '\f';
+}
+
+/* Cuts the next whitespace-separated word off *s; NULL when none is left. */
+static char *next_token(char **s)
+{
+	char *t = *s;
+	while (is_blank(*t))
+		t++;
+	if (!*t) {
+		*s = t;
+		return NULL;
+	}
+	char *start = t;
+	while (*t && !is_blank(*t))
+		t++;
+	if (*t)
+		*t++ = '\0';
+	*s = t;
+	return start;
+}
+
+static int missing(struct parser *p, const struct directive *d, const char *expected)
+{
+	return perr(p, "missing value for '%s', expected %s", d->name, expected);
+}
+
+/* Checks that nothing follows the value(s) already taken from args. */
+static int no_more(struct parser *p, const struct directive *d, char *args)
+{
+	char *extra = next_token(&args);
+	if (extra)
+		return perr(p, "unexpected '%s' after the value of '%s', expected end of line", extra,
+			    d->name);
+	return 0;
+}
+
+/* ---- listeners ---- */
+
+static struct vs_listener_conf *grow_listeners(struct vs_config *c)
+{
+	struct vs_listener_conf *n = realloc(c->listeners, (c->n_listeners + 1) * sizeof(*n));
+	if (!n)
+		return NULL;
+	c->listeners = n;
+	return n;
+}
+
+static struct vs_listener_conf *add_listener(struct parser *p)
+{
+	struct vs_config *c = p->c;
+	if (!grow_listeners(c))
+		return NULL;
+	struct vs_listener_conf *l = &c->listeners[c->n_listeners++];
+	vs_listener_conf_init(l, c);
+	return l;
+}
+
+/* The default listener, created as listeners[0] on first use. */
+static struct vs_listener_conf *default_listener(struct parser *p)
+{
+	struct vs_config *c = p->c;
+	if (c->has_default_listener)
+		return &c->listeners[0];
+	if (!grow_listeners(c))
+		return NULL;
+	memmove(&c->listeners[1], &c->listeners[0], c->n_listeners * sizeof(c->listeners[0]));
+	c->n_listeners++;
+	vs_listener_conf_init(&c->listeners[0], c);
+	c->has_default_listener = true;
+	if (p->cur >= 0)
+		p->cur++;
+	return &c->listeners[0];
+}
+
+static struct vs_listener_conf *current_listener(struct parser *p)
+{
+	return p->cur >= 0 ? &p->c->listeners[p->cur] : default_listener(p);
+}
+
+/* ---- generic setters ---- */
+
+/* The rest of the line, spaces included (Mosquitto's conf__parse_string). */
+static int set_string(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	if (!*args)
+		return missing(p, d, "a value");
+	char *s = strdup(args);
+	if (!s)
+		return -ENOMEM;
+	char **dst = field;
+	free(*dst);
+	*dst = s;
+	return 0;
+}
+
+static int parse_bool(struct parser *p, const struct directive *d, char *args, bool *out)
+{
+	char *tok = next_token(&args);
+	if (!tok)
+		return missing(p, d, "true or false");
+	if (strcmp(tok, "true") == 0)
+		*out = true;
+	else if (strcmp(tok, "false") == 0)
+		*out = false;
+	else
+		return perr(p, "bad value '%s' for '%s', expected true or false", tok, d->name);
+	return no_more(p, d, args);
+}
+
+static int set_bool(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	return parse_bool(p, d, args, field);
+}
+
+/* A bool into an int field that also has an "unset" value (-1). */
+static int set_tristate(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	bool v;
+	int rc = parse_bool(p, d, args, &v);
+	if (rc == 0)
+		*(int *)field = v;
+	return rc;
+}
+
+/* A SECURITY bool whose global field is a bool and per-listener field a tristate int. */
+static int set_bool_or_tristate(struct parser *p, const struct directive *d, void *field,
+				char *args)
+{
+	if (p->c->per_listener_settings)
+		return set_tristate(p, d, field, args);
+	return set_bool(p, d, field, args);
+}
+
+/* Strict decimal: an optional '-', digits only, no overflow; within [d->min, d->max]. */
+static int parse_int_token(struct parser *p, const struct directive *d, const char *tok,
+			   int64_t *out)
+{
+	const char *s = tok;
+	bool neg = *s == '-';
+	if (neg)
+		s++;
+	uint64_t v = 0;
+	bool ok = *s != '\0';
+	for (; *s && ok; s++) {
+		if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
+			ok = false;
+		else
+			v = v * 10 + (uint64_t)(*s - '0');
+	}
+	if (ok && v > (uint64_t)INT64_MAX)
+		ok = false;
+	int64_t sv = neg ? -(int64_t)v : (int64_t)v;
+	if (!ok || sv < d->min || sv > d->max)
+		return perr(p, "bad value '%s' for '%s', expected an integer from %" PRId64
+			       " to %" PRId64,
+			    tok, d->name, d->min, d->max);
+	*out = sv;
+	return 0;
+}
+
+static int parse_int(struct parser *p, const struct directive *d, char *args, int64_t *out)
+{
+	char *tok = next_token(&args);
+	if (!tok)
+		return perr(p, "missing value for '%s', expected an integer from %" PRId64
+			       " to %" PRId64,
+			    d->name, d->min, d->max);
+	int rc = parse_int_token(p, d, tok, out);
+	return rc ? rc : no_more(p, d, args);
+}
+
+static int set_int(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	int64_t v;
+	int rc = parse_int(p, d, args, &v);
+	if (rc == 0)
+		*(int *)field = (int)v;
+	return rc;
+}
+
+static int set_u32(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	int64_t v;
+	int rc = parse_int(p, d, args, &v);
+	if (rc == 0)
+		*(uint32_t *)field = (uint32_t)v;
+	return rc;
+}
+
+static int set_u64(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	int64_t v;
+	int rc = parse_int(p, d, args, &v);
+	if (rc == 0)
+		*(uint64_t *)field = (uint64_t)v;
+	return rc;
+}
+
+/* ---- special setters ---- */
+
+/* Mosquitto refuses packets under 20 bytes as a limit: no CONNECT would fit. */
+static int set_max_packet_size(struct parser *p, const struct directive *d, void *field,
+			       char *args)
+{
+	int64_t v;
+	int rc = parse_int(p, d, args, &v);
+	if (rc)
+		return rc;
+	if (v != 0 && v < 20)
+		return perr(p, "bad value '%" PRId64 "' for '%s', expected 0 (no limit) or at "
+			       "least 20",
+			    v, d->name);
+	*(uint32_t *)field = (uint32_t)v;
+	return 0;
+}
+
+/* "<n><h|d|w|m|y>": hours, days, weeks, months (30 days), years (365 days), as Mosquitto; a
+ * bare number has no unit and is refused, as Mosquitto does. */
+static int set_expiration(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	static const char expected[] = "a positive number followed by h, d, w, m or y "
+				       "(hours, days, weeks, months, years), like 14d";
+	char *tok = next_token(&args);
+	if (!tok)
+		return missing(p, d, expected);
+	size_t len = strlen(tok);
+	int64_t unit;
+	switch (tok[len - 1]) {
+	case 'h':
+		unit = 3600;
+		break;
+	case 'd':
+		unit = 86400;
+		break;
+	case 'w':
+		unit = 7 * 86400;
+		break;
+	case 'm':
+		unit = 30 * 86400;
+		break;
+	case 'y':
+		unit = 365 * 86400;
+		break;
+	default:
+		return perr(p, "bad value '%s' for '%s', expected %s", tok, d->name, expected);
+	}
+	int64_t n = 0;
+	bool ok = len >= 2;
+	for (size_t i = 0; i + 1 < len && ok; i++) {
+		if (tok[i] < '0' || tok[i] > '9' || n > (INT64_MAX / unit - 9) / 10)
+			ok = false;
+		else
+			n = n * 10 + (tok[i] - '0');
+	}
+	if (!ok || n == 0)
+		return perr(p, "bad value '%s' for '%s', expected %s", tok, d->name, expected);
+	*(int64_t *)field = n * unit;
+	return no_more(p, d, args);
+}
+
+/* `listener PORT [ADDRESS]`; port 0 with a path is a unix socket (Mosquitto 2.0). */
+static int set_listener(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	const struct directive port_range = {.name = d->name, .min = 0, .max = 65535};
+	char *tok = next_token(&args);
+	if (!tok)
+		return missing(p, d, "a port from 0 to 65535 and an optional address");
+	int64_t port;
+	int rc = parse_int_token(p, &port_range, tok, &port);
+	if (rc)
+		return rc;
+	char *addr = next_token(&args);
+	if (addr && (rc = no_more(p, d, args)) != 0)
+		return rc;
+	if (port == 0 && !addr)
+		return perr(p, "'listener 0' without a socket path, expected 'listener 0 PATH' or a "
+			       "port from 1 to 65535");
+	char *addr_copy = NULL;
+	if (addr && !(addr_copy = strdup(addr)))
+		return -ENOMEM;
+	struct vs_listener_conf *l = add_listener(p);
+	if (!l) {
+		free(addr_copy);
+		return -ENOMEM;
+	}
+	l->port = (int)port;
+	l->bind_address = addr_copy;
+	if (port == 0)
+		l->socket_domain = AF_UNIX;
+	p->cur = (long)(p->c->n_listeners - 1);
+	p->security_seen = true;
+	return 0;
+}
+
+/* `port N`: the default listener's port, wherever the line is. */
+static int set_port(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	int64_t v;
+	int rc = parse_int(p, d, args, &v);
+	if (rc)
+		return rc;
+	struct vs_listener_conf *l = default_listener(p);
+	if (!l)
+		return -ENOMEM;
+	l->port = (int)v;
+	return 0;
+}
+
+/* `bind_address HOST`: the default listener's address (deprecated in Mosquitto 2.0). */
+static int set_bind_address(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	char *tok = next_token(&args);
+	if (!tok)
+		return missing(p, d, "a host name or address");
+	int rc = no_more(p, d, args);
+	if (rc)
+		return rc;
+	struct vs_listener_conf *l = default_listener(p);
+	if (!l)
+		return -ENOMEM;
+	return set_string(p, d, &l->bind_address, tok);
+}
+
+/* A single word, one of names[] (NULL-terminated); returns its index via *out. */
+static int parse_choice(struct parser *p, const struct directive *d, char *args,
+			const char *const *names, const char *expected, int *out)
+{
+	char *tok = next_token(&args);
+	if (!tok)
+		return missing(p, d, expected);
+	for (int i = 0; names[i]; i++) {
+		if (strcmp(tok, names[i]) == 0) {
+			*out = i;
+			return no_more(p, d, args);
+		}
+	}
+	return perr(p, "bad value '%s' for '%s', expected %s", tok, d->name, expected);
+}
+
+static int set_protocol(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	static const char *const names[] = {"mqtt", "websockets", NULL};
+	int i;
+	int rc = parse_choice(p, d, args, names, "mqtt or websockets", &i);
+	if (rc == 0)
+		*(enum vs_listener_protocol *)field = i ? VS_LPROTO_WEBSOCKETS : VS_LPROTO_MQTT;
+	return rc;
+}
+
+static int set_socket_domain(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	static const char *const names[] = {"ipv4", "ipv6", NULL};
+	int i;
+	int rc = parse_choice(p, d, args, names, "ipv4 or ipv6", &i);
+	if (rc == 0)
+		*(int *)field = i ? AF_INET6 : AF_INET;
+	return rc;
+}
+
+static int set_tls_version(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	static const char *const names[] = {"tlsv1.1", "tlsv1.2", "tlsv1.3", NULL};
+	int i;
+	int rc = parse_choice(p, d, args, names, "tlsv1.1, tlsv1.2 or tlsv1.3", &i);
+	return rc ? rc : set_string(p, d, field, (char *)names[i]);
+}
+
+/* `persistence_fsync never | batch | interval MS` (Viesti extension). */
+static int set_fsync(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	static const char expected[] = "never, batch or interval MS";
+	const struct directive ms = {.name = d->name, .min = 1, .max = 3600000};
+	struct vs_config *c = p->c;
+	char *tok = next_token(&args);
+	if (!tok)
+		return missing(p, d, expected);
+	if (strcmp(tok, "never") == 0 || strcmp(tok, "batch") == 0) {
+		c->persistence_fsync = tok[0] == 'n' ? VS_FSYNC_NEVER : VS_FSYNC_BATCH;
+		return no_more(p, d, args);
+	}
+	if (strcmp(tok, "interval") != 0)
+		return perr(p, "bad value '%s' for '%s', expected %s", tok, d->name, expected);
+	int64_t v;
+	int rc = parse_int(p, &ms, args, &v);
+	if (rc)
+		return rc;
+	c->persistence_fsync = VS_FSYNC_INTERVAL;
+	c->persistence_fsync_interval_ms = (int)v;
+	return 0;
+}
+
+/* log_dest: the first one replaces the default (stderr); later ones add. */
+static int set_log_dest(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	static const char expected[] = "stderr, stdout, syslog, file PATH or none";
+	static const struct {
+		const char *name;
+		unsigned dest;
+	} dests[] = {{"stderr", VS_LOGD_STDERR},
+		     {"stdout", VS_LOGD_STDOUT},
+		     {"syslog", VS_LOGD_SYSLOG},
+		     {"none", VS_LOGD_NONE}};
+	struct vs_log *log = &p->c->log;
+	char *tok = next_token(&args);
+	if (!tok)
+		return missing(p, d, expected);
+	if (strcmp(tok, "topic") == 0 || strcmp(tok, "dlt") == 0)
+		return perr(p, "'log_dest %s' is not supported yet", tok);
+	unsigned dest = 0;
+	bool found = false;
+	for (size_t i = 0; i < sizeof(dests) / sizeof(dests[0]) && !found; i++) {
+		if (strcmp(tok, dests[i].name) == 0) {
+			dest = dests[i].dest;
+			found = true;
+		}
+	}
+	if (!found && strcmp(tok, "file") != 0)
+		return perr(p, "bad value '%s' for '%s', expected %s", tok, d->name, expected);
+	if (found) {
+		int rc = no_more(p, d, args);
+		if (rc)
+			return rc;
+	} else {
+		while (is_blank(*args))
+			args++;
+		if (!*args)
+			return perr(p, "missing path for 'log_dest file', expected 'log_dest file "
+				       "PATH'");
+		if (log->file_path)
+			return perr(p, "second 'log_dest file', expected one log file");
+		if (!(log->file_path = strdup(args)))
+			return -ENOMEM;
+		dest = VS_LOGD_FILE;
+	}
+	if (!p->log_dest_seen)
+		log->dests = 0;
+	p->log_dest_seen = true;
+	if (dest == VS_LOGD_NONE)
+		log->dests = 0;
+	log->dests |= dest;
+	return 0;
+}
+
+/* log_type: the first one replaces the default set; later ones add. */
+static int set_log_type(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	static const char *const names[] = {"error",     "warning",    "notice", "information",
+					    "debug",     "subscribe",  "unsubscribe",
+					    "websockets", "none",      "all",    NULL};
+	static const unsigned types[] = {VS_LOG_ERR,       VS_LOG_WARN,        VS_LOG_NOTICE,
+					 VS_LOG_INFO,      VS_LOG_DEBUG,       VS_LOG_SUBSCRIBE,
+					 VS_LOG_UNSUBSCRIBE, VS_LOG_WEBSOCKETS, 0,
+					 VS_LOG_ALL};
+	int i;
+	int rc = parse_choice(p, d, args, names,
+			      "error, warning, notice, information, debug, subscribe, "
+			      "unsubscribe, websockets, none or all",
+			      &i);
+	if (rc)
+		return rc;
+	struct vs_log *log = &p->c->log;
+	if (!p->log_type_seen)
+		log->types = 0;
+	p->log_type_seen = true;
+	if (types[i] == 0)
+		log->types = 0;
+	log->types |= types[i];
+	return 0;
+}
+
+static int set_log_timestamp(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	int rc = parse_bool(p, d, args, &p->c->log_timestamp);
+	if (rc == 0)
+		p->c->log.timestamps = p->c->log_timestamp;
+	return rc;
+}
+
+/* Only "true" (Mosquitto's default) is accepted: we do not suppress duplicates yet. */
+static int set_duplicates(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	bool v;
+	int rc = parse_bool(p, d, args, &v);
+	if (rc == 0 && !v)
+		return perr(p, "'allow_duplicate_messages false' is not supported yet");
+	return rc;
+}
+
+/* Changing per_listener_settings after listeners or security options were read would make
+ * their meaning depend on line order, so it must come first (Mosquitto's man page asks so). */
+static int set_per_listener(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	bool v;
+	int rc = parse_bool(p, d, args, &v);
+	if (rc)
+		return rc;
+	if (v != p->c->per_listener_settings && p->security_seen)
+		return perr(p, "'per_listener_settings' after a listener or security directive, "
+			       "expected it before them");
+	p->c->per_listener_settings = v;
+	return 0;
+}
+
+static int parse_file(struct parser *p, const char *path);
+static int set_include_dir(struct parser *p, const struct directive *d, void *field, char *args);
+
+/* ---- the table ---- */
+
+#define G(field) offsetof(struct vs_config, field)
+#define L(field) offsetof(struct vs_listener_conf, field)
+#define GLOBAL(n, fn, field, lo, hi) {n, fn, G(field), 0, S_GLOBAL, 0, lo, hi}
+#define LISTENER(n, fn, field, lo, hi) {n, fn, L(field), 0, S_LISTENER, 0, lo, hi}
+#define SECURITY(n, fn, gfield, lfield) {n, fn, G(gfield), L(lfield), S_SECURITY, 0, 0, 0}
+#define SPECIAL(n, fn) {n, fn, 0, 0, S_GLOBAL, 0, 0, 0}
+#define UNSUPPORTED(n) {n, NULL, 0, 0, S_GLOBAL, F_UNSUPPORTED, 0, 0}
+#define UNSUPPORTED_PREFIX(n) {n, NULL, 0, 0, S_GLOBAL, F_UNSUPPORTED | F_PREFIX, 0, 0}
+#define OBSOLETE(n) {n, NULL, 0, 0, S_GLOBAL, F_OBSOLETE, 0, 0}
+
+static const struct directive directives[] = {
+	/* General. */
+	GLOBAL("threads", set_int, threads, 0, 1024),
+	SPECIAL("per_listener_settings", set_per_listener),
+	SPECIAL("include_dir", set_include_dir),
+	SPECIAL("allow_duplicate_messages", set_duplicates),
+	GLOBAL("pid_file", set_string, pid_file, 0, 0),
+	GLOBAL("user", set_string, user, 0, 0),
+	GLOBAL("sys_interval", set_int, sys_interval, 0, 65535),
+	GLOBAL("clientid_prefixes", set_string, clientid_prefixes, 0, 0),
+	GLOBAL("set_tcp_nodelay", set_bool, set_tcp_nodelay, 0, 0),
+
+	/* Security. */
+	SECURITY("allow_anonymous", set_tristate, allow_anonymous, allow_anonymous),
+	SECURITY("password_file", set_string, password_file, password_file),
+	SECURITY("acl_file", set_string, acl_file, acl_file),
+	SECURITY("allow_zero_length_clientid", set_bool_or_tristate, allow_zero_length_clientid,
+		 allow_zero_length_clientid),
+	SECURITY("auto_id_prefix", set_string, auto_id_prefix, auto_id_prefix),
+
+	/* Limits and behaviour. */
+	GLOBAL("max_keepalive", set_int, max_keepalive, 0, 65535),
+	GLOBAL("max_packet_size", set_max_packet_size, max_packet_size, 0, 268435460),
+	GLOBAL("message_size_limit", set_u32, message_size_limit, 0, 268435455),
+	GLOBAL("max_inflight_messages", set_int, max_inflight_messages, 0, 65535),
+	GLOBAL("max_inflight_bytes", set_u64, max_inflight_bytes, 0, INT64_MAX),
+	GLOBAL("max_queued_messages", set_int, max_queued_messages, 0, INT32_MAX),
+	GLOBAL("max_queued_bytes", set_u64, max_queued_bytes, 0, INT64_MAX),
+	GLOBAL("memory_limit", set_u64, memory_limit, 0, INT64_MAX),
+	GLOBAL("queue_qos0_messages", set_bool, queue_qos0_messages, 0, 0),
+	GLOBAL("retain_available", set_bool, retain_available, 0, 0),
+	GLOBAL("upgrade_outgoing_qos", set_bool, upgrade_outgoing_qos, 0, 0),
+	GLOBAL("check_retain_source", set_bool, check_retain_source, 0, 0),
+	GLOBAL("persistent_client_expiration", set_expiration, persistent_client_expiration, 0, 0),
+
+	/* Logging. */
+	SPECIAL("log_dest", set_log_dest),
+	SPECIAL("log_type", set_log_type),
+	SPECIAL("log_timestamp", set_log_timestamp),
+	GLOBAL("log_timestamp_format", set_string, log_timestamp_format, 0, 0),
+	GLOBAL("log_facility", set_int, log_facility, 0, 7),
+	GLOBAL("connection_messages", set_bool, connection_messages, 0, 0),
+
+	/* Persistence. */
+	GLOBAL("persistence", set_bool, persistence, 0, 0),
+	GLOBAL("persistence_location", set_string, persistence_location, 0, 0),
+	GLOBAL("persistence_file", set_string, persistence_file, 0, 0),
+	SPECIAL("persistence_fsync", set_fsync),
+	GLOBAL("autosave_interval", set_int, autosave_interval, 0, INT32_MAX),
+	GLOBAL("autosave_on_changes", set_bool, autosave_on_changes, 0, 0),
+
+	/* Listeners. */
+	SPECIAL("listener", set_listener),
+	SPECIAL("port", set_port),
+	SPECIAL("bind_address", set_bind_address),
+	LISTENER("bind_interface", set_string, bind_interface, 0, 0),
+	LISTENER("socket_domain", set_socket_domain, socket_domain, 0, 0),
+	LISTENER("protocol", set_protocol, protocol, 0, 0),
+	LISTENER("max_connections", set_int, max_connections, -1, INT32_MAX),
+	LISTENER("mount_point", set_string, mount_point, 0, 0),
+	LISTENER("max_qos", set_int, max_qos, 0, 2),
+	LISTENER("max_topic_alias", set_int, max_topic_alias, 0, 65535),
+	LISTENER("use_username_as_clientid", set_bool, use_username_as_clientid, 0, 0),
+
+	/* TLS (per listener). */
+	LISTENER("cafile", set_string, cafile, 0, 0),
+	LISTENER("capath", set_string, capath, 0, 0),
+	LISTENER("certfile", set_string, certfile, 0, 0),
+	LISTENER("keyfile", set_string, keyfile, 0, 0),
+	LISTENER("ciphers", set_string, ciphers, 0, 0),
+	LISTENER("ciphers_tls1.3", set_string, ciphers_tls13, 0, 0),
+	LISTENER("dhparamfile", set_string, dhparamfile, 0, 0),
+	LISTENER("tls_version", set_tls_version, tls_version, 0, 0),
+	LISTENER("require_certificate", set_bool, require_certificate, 0, 0),
+	LISTENER("use_identity_as_username", set_bool, use_identity_as_username, 0, 0),
+	LISTENER("use_subject_as_username", set_bool, use_subject_as_username, 0, 0),
+
+	/* Mosquitto directives not implemented yet: a clear error, never silently ignored. */
+	UNSUPPORTED("auth_plugin"),
+	UNSUPPORTED_PREFIX("auth_opt_"),
+	UNSUPPORTED("auth_plugin_deny_special_chars"),
+	UNSUPPORTED("plugin"),
+	UNSUPPORTED_PREFIX("plugin_opt_"),
+	UNSUPPORTED("plugin_load"),
+	UNSUPPORTED("plugin_use"),
+	UNSUPPORTED("global_plugin"),
+	UNSUPPORTED("psk_file"),
+	UNSUPPORTED("psk_hint"),
+	UNSUPPORTED("crlfile"),
+	UNSUPPORTED("tls_engine"),
+	UNSUPPORTED("tls_engine_kpass_sha1"),
+	UNSUPPORTED("tls_keyform"),
+	UNSUPPORTED("http_dir"),
+	UNSUPPORTED("websockets_log_level"),
+	UNSUPPORTED("websockets_headers_size"),
+	UNSUPPORTED("listener_allow_anonymous"),
+	UNSUPPORTED("listener_auto_id_prefix"),
+	UNSUPPORTED("accept_protocol_versions"),
+	UNSUPPORTED("enable_proxy_protocol"),
+	/* Bridges. */
+	UNSUPPORTED("connection"),
+	UNSUPPORTED("address"),
+	UNSUPPORTED("addresses"),
+	UNSUPPORTED_PREFIX("bridge_"),
+	UNSUPPORTED("cleansession"),
+	UNSUPPORTED("local_cleansession"),
+	UNSUPPORTED("clientid"),
+	UNSUPPORTED("idle_timeout"),
+	UNSUPPORTED("keepalive_interval"),
+	UNSUPPORTED("local_clientid"),
+	UNSUPPORTED("local_password"),
+	UNSUPPORTED("local_username"),
+	UNSUPPORTED("notifications"),
+	UNSUPPORTED("notifications_local_only"),
+	UNSUPPORTED("notification_topic"),
+	UNSUPPORTED("remote_clientid"),
+	UNSUPPORTED("remote_password"),
+	UNSUPPORTED("remote_username"),
+	UNSUPPORTED("username"),
+	UNSUPPORTED("password"),
+	UNSUPPORTED("restart_timeout"),
+	UNSUPPORTED("round_robin"),
+	UNSUPPORTED("start_type"),
+	UNSUPPORTED("threshold"),
+	UNSUPPORTED("topic"),
+	UNSUPPORTED("try_private"),
+	/* Gone from Mosquitto 2.0. */
+	OBSOLETE("retry_interval"),
+	OBSOLETE("store_clean_interval"),
+	OBSOLETE("max_inflight_messages_per_client"),
+};
+
+static const struct directive *lookup(const char *name)
+{
+	for (size_t i = 0; i < sizeof(directives) / sizeof(directives[0]); i++) {
+		const struct directive *d = &directives[i];
+		if (d->flags & F_PREFIX ? strncmp(name, d->name, strlen(d->name)) == 0
+					: strcmp(name, d->name) == 0)
+			return d;
+	}
+	return NULL;
+}
+
+/* Where a directive's value goes, or NULL after an allocation failure. */
+static void *field_of(struct parser *p, const struct directive *d)
+{
+	struct vs_listener_conf *l;
+	switch (d->scope) {
+	case S_LISTENER:
+		l = current_listener(p);
+		return l ? (char *)l + d->off : NULL;
+	case S_SECURITY:
+		p->security_seen = true;
+		if (!p->c->per_listener_settings)
+			return (char *)p->c + d->off;
+		l = current_listener(p);
+		return l ? (char *)l + d->loff : NULL;
+	default:
+		return (char *)p->c + d->off;
+	}
+}
+
+/* One line, without its '\n'. */
+static int parse_line(struct parser *p, char *line)
+{
+	size_t len = strlen(line);
+	while (len && is_blank(line[len - 1]))
+		line[--len] = '\0';
+	while (is_blank(*line))
+		line++;
+	if (!*line || *line == '#')
+		return 0;
+	char *args = line;
+	char *name = next_token(&args);
+	while (is_blank(*args))
+		args++;
+	const struct directive *d = lookup(name);
+	if (!d)
+		return perr(p, "unknown directive '%s', expected a mosquitto.conf directive "
+			       "(see docs/configuration.md)",
+			    name);
+	if (d->flags & F_UNSUPPORTED)
+		return perr(p, "'%s' is not supported yet", name);
+	if (d->flags & F_OBSOLETE)
+		return perr(p, "'%s' was removed in Mosquitto 2.0 and has no effect, expected the "
+			       "line deleted",
+			    name);
+	void *field = field_of(p, d);
+	if (!field)
+		return -ENOMEM;
+	return d->set(p, d, field, args);
+}
+
+/* Parses text (modified in place: each '\n' becomes '\0'), len bytes. */
+static int parse_text(struct parser *p, char *text, size_t len)
+{
+	char *end = text + len;
+	for (char *line = text; line < end;) {
+		char *nl = memchr(line, '\n', (size_t)(end - line));
+		char *stop = nl ? nl : end;
+		p->line++;
+		if (memchr(line, '\0', (size_t)(stop - line)))
+			return perr(p, "NUL byte in line, expected text");
+		*stop = '\0';
+		int rc = parse_line(p, line);
+		if (rc)
+			return rc;
+		line = stop + 1;
+	}
+	return 0;
+}
+
+/* Reads a whole file; *len excludes the terminating NUL added after it. */
+static int read_file(const char *path, char **out, size_t *len)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	size_t cap = 4096, n = 0;
+	char *buf = malloc(cap);
+	int rc = buf ? 0 : -ENOMEM;
+	while (rc == 0) {
+		if (cap - n < 2) {
+			char *nb = realloc(buf, cap * 2);
+			if (!nb) {
+				rc = -ENOMEM;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		size_t got = fread(buf + n, 1, cap - n - 1, f);
+		n += got;
+		if (got == 0)
+			rc = ferror(f) ? -EIO : 1;
+	}
+	fclose(f);
+	if (rc < 0) {
+		free(buf);
+		return rc;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+static int parse_file(struct parser *p, const char *path)
+{
+	char *text;
+	size_t len;
+	int rc = read_file(path, &text, &len);
+	if (rc)
+		return rc;
+	const char *saved_file = p->file;
+	int saved_line = p->line;
+	p->file = path;
+	p->line = 0;
+	rc = parse_text(p, text, len);
+	p->file = saved_file;
+	p->line = saved_line;
+	free(text);
+	return rc;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool is_conf_name(const char *name)
+{
+	size_t n = strlen(name);
+	return n > 5 && name[0] != '.' && strcmp(name + n - 5, ".conf") == 0;
+}
+
+/* The DIR/ *.conf names, sorted (byte order, as Mosquitto 2.0: "case sensitive alphabetical"). */
+static int list_conf_files(const char *dir, char ***out, size_t *count)
+{
+	DIR *dp = opendir(dir);
+	if (!dp)
+		return -errno;
+	char **names = NULL;
+	size_t n = 0;
+	int rc = 0;
+	struct dirent *de;
+	while (rc == 0 && (de = readdir(dp)) != NULL) {
+		if (!is_conf_name(de->d_name))
+			continue;
+		char **nn = realloc(names, (n + 1) * sizeof(*nn));
+		if (!nn || !(nn[n] = strdup(de->d_name))) {
+			names = nn ? nn : names;
+			rc = -ENOMEM;
+			break;
+		}
+		names = nn;
+		n++;
+	}
+	closedir(dp);
+	if (rc == 0)
+		qsort(names, n, sizeof(*names), cmp_names);
+	*out = names;
+	*count = n;
+	return rc;
+}
+
+static int include_one(struct parser *p, const char *dir, const char *name)
+{
+	size_t len = strlen(dir) + 1 + strlen(name) + 1;
+	char *path = malloc(len);
+	if (!path)
+		return -ENOMEM;
+	snprintf(path, len, "%s/%s", dir, name);
+	struct stat st;
+	int rc = 0;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		goto out_free_path;
+	p->depth++;
+	rc = parse_file(p, path);
+	p->depth--;
+	if (rc < 0 && rc != VS_ECONF)
+		rc = perr(p, "cannot read '%s': %s, expected a readable file", path, strerror(-rc));
+out_free_path:
+	free(path);
+	return rc;
+}
+
+/* `include_dir DIR`: every DIR/ *.conf in sorted order, as if written at this line. */
+static int set_include_dir(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	if (!*args)
+		return missing(p, d, "a directory");
+	if (p->depth > 0)
+		return perr(p, "'include_dir' in an included file, expected it in the main "
+			       "configuration file only");
+	char *dir = strdup(args);
+	if (!dir)
+		return -ENOMEM;
+	char **names = NULL;
+	size_t n = 0;
+	int rc = list_conf_files(dir, &names, &n);
+	if (rc < 0 && rc != -ENOMEM)
+		rc = perr(p, "cannot open include_dir '%s': %s, expected a readable directory", dir,
+			  strerror(-rc));
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = include_one(p, dir, names[i]);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	free(dir);
+	return rc;
+}
+
+static void parser_init(struct parser *p, struct vs_config *c, const char *name, char *err,
+			size_t errlen)
+{
+	memset(p, 0, sizeof(*p));
+	p->c = c;
+	p->file = name ? name : "<string>";
+	p->cur = -1;
+	p->err = err;
+	p->errlen = errlen;
+	if (err && errlen)
+		err[0] = '\0';
+}
+
+int vs_config_parse_string(struct vs_config *c, const char *text, const char *name, char *err,
+			   size_t errlen)
+{
+	struct parser p;
+	parser_init(&p, c, name, err, errlen);
+	char *copy = strdup(text);
+	if (!copy)
+		return -ENOMEM;
+	int rc = parse_text(&p, copy, strlen(copy));
+	free(copy);
+	return rc;
+}
+
+int vs_config_load(struct vs_config *c, const char *path, char *err, size_t errlen)
+{
+	struct parser p;
+	parser_init(&p, c, path, err, errlen);
+	int rc = parse_file(&p, path);
+	if (rc < 0 && rc != VS_ECONF && err && errlen)
+		snprintf(err, errlen, "%s: cannot read: %s, expected a readable file", path,
+			 strerror(-rc));
+	return rc;
+}
