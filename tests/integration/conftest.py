@@ -1,0 +1,221 @@
+"""Fixtures for the broker integration suite.
+
+The broker under test is chosen by the environment:
+  VIESTI_BIN=/path/to/viesti      runs `viesti broker -c CONF`
+  VIESTI_TARGET=mosquitto         runs `/usr/sbin/mosquitto -c CONF` (to validate the tests)
+  neither                         uses <repo>/build-san/viesti if it exists, else skips
+Tests marked `viesti_only` are skipped against Mosquitto.
+
+`broker(*lines)` starts a broker on a free 127.0.0.1 port with `allow_anonymous true` plus the
+given config lines, waits until it accepts TCP, and stops it at teardown; the test fails if the
+broker died on its own, did not stop on SIGTERM, or printed a sanitizer report.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+
+import helpers  # noqa: E402
+
+SANITIZER_PATTERNS = ["ERROR: AddressSanitizer", "runtime error:"]
+if not os.environ.get("VIESTI_IGNORE_LEAKS"):
+	SANITIZER_PATTERNS.append("ERROR: LeakSanitizer")
+
+
+def _target():
+	if os.environ.get("VIESTI_TARGET") == "mosquitto":
+		return "mosquitto", os.environ.get("MOSQUITTO_BIN", "/usr/sbin/mosquitto")
+	path = os.environ.get("VIESTI_BIN") or os.path.join(REPO, "build-san", "viesti")
+	return "viesti", path
+
+
+TARGET, TARGET_BIN = _target()
+
+
+def pytest_configure(config):
+	config.addinivalue_line("markers",
+		"viesti_only: needs a Viesti feature or behaviour Mosquitto lacks; skipped for mosquitto")
+
+
+def pytest_collection_modifyitems(config, items):
+	if TARGET == "mosquitto":
+		skip = pytest.mark.skip(reason="viesti_only (running against mosquitto)")
+		for item in items:
+			if "viesti_only" in item.keywords:
+				item.add_marker(skip)
+	elif not os.access(TARGET_BIN, os.X_OK):
+		skip = pytest.mark.skip(reason="no broker binary at %s (set VIESTI_BIN or "
+			"VIESTI_TARGET=mosquitto)" % TARGET_BIN)
+		for item in items:
+			item.add_marker(skip)
+
+
+def free_port():
+	with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+		s.bind(("127.0.0.1", 0))
+		return s.getsockname()[1]
+
+
+def wait_until(pred, timeout, interval=0.02, what="condition"):
+	deadline = time.monotonic() + timeout
+	while True:
+		v = pred()
+		if v:
+			return v
+		if time.monotonic() > deadline:
+			raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+		time.sleep(interval)
+
+
+class Broker:
+	"""One broker process. Attributes: port, conf_path, log_path, target."""
+
+	def __init__(self, tmp_path, lines, name):
+		self.target = TARGET
+		self.port = free_port()
+		self.dir = tmp_path
+		self.conf_path = str(tmp_path / ("%s.conf" % name))
+		self.log_path = str(tmp_path / ("%s.log" % name))
+		self.lines = list(lines)
+		self.proc = None
+		self.stopped_on_purpose = False
+		self.write_conf()
+
+	def write_conf(self):
+		with open(self.conf_path, "w") as f:
+			f.write("listener %d 127.0.0.1\n" % self.port)
+			f.write("allow_anonymous true\n")
+			for line in self.lines:
+				f.write(line.rstrip("\n") + "\n")
+
+	def command(self):
+		if self.target == "mosquitto":
+			return [TARGET_BIN, "-c", self.conf_path]
+		return [TARGET_BIN, "broker", "-c", self.conf_path]
+
+	def start(self, timeout=10.0):
+		env = dict(os.environ)
+		env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
+		env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+		self.logf = open(self.log_path, "ab")
+		self.proc = subprocess.Popen(self.command(), stdout=self.logf, stderr=subprocess.STDOUT,
+			stdin=subprocess.DEVNULL, env=env, cwd=str(self.dir))
+		self.stopped_on_purpose = False
+
+		def ready():
+			if self.proc.poll() is not None:
+				raise AssertionError("broker exited with %s during start-up:\n%s" % (
+					self.proc.returncode, self.log_text()[-3000:]))
+			try:
+				socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+				return True
+			except OSError:
+				return False
+
+		wait_until(ready, timeout, what="broker to accept TCP on port %d" % self.port)
+		return self
+
+	def log_text(self):
+		try:
+			with open(self.log_path, "rb") as f:
+				return f.read().decode("utf-8", "replace")
+		except FileNotFoundError:
+			return ""
+
+	def wait_log(self, regex, timeout=3.0):
+		"""Waits until the log matches regex; returns the match."""
+		rx = re.compile(regex, re.M | re.I)
+		return wait_until(lambda: rx.search(self.log_text()), timeout,
+			what="log line matching %r; log:\n%s" % (regex, self.log_text()[-2000:]))
+
+	def alive(self):
+		return self.proc is not None and self.proc.poll() is None
+
+	def stop(self, sig=signal.SIGTERM, timeout=10.0):
+		"""Stops the broker; returns a problem description or None."""
+		if self.proc is None:
+			return None
+		problem = None
+		if self.proc.poll() is not None and not self.stopped_on_purpose:
+			problem = "broker died unexpectedly (exit %s)" % self.proc.returncode
+		elif self.proc.poll() is None:
+			self.proc.send_signal(sig)
+			try:
+				self.proc.wait(timeout)
+			except subprocess.TimeoutExpired:
+				self.proc.kill()
+				self.proc.wait(5)
+				problem = "broker did not exit within %.0fs of signal %d" % (timeout, sig)
+			if problem is None and sig == signal.SIGTERM and self.proc.returncode not in (0, ):
+				problem = "broker exited with %s after SIGTERM" % self.proc.returncode
+		self.stopped_on_purpose = True
+		self.logf.close()
+		return problem
+
+	def kill(self):
+		"""SIGKILLs the broker (a crash, as far as clients can tell)."""
+		self.stopped_on_purpose = True
+		self.proc.kill()
+		self.proc.wait(5)
+
+	def restart(self, timeout=10.0):
+		"""Stops the broker with SIGTERM (if running) and starts it again on the same port."""
+		problem = self.stop() if self.alive() else None
+		assert problem is None, problem
+		return self.start(timeout)
+
+	def sanitizer_report(self):
+		text = self.log_text()
+		for pat in SANITIZER_PATTERNS:
+			i = text.find(pat)
+			if i >= 0:
+				return text[max(0, i - 200):i + 3000]
+		return None
+
+
+@pytest.fixture
+def broker(tmp_path):
+	"""Factory: broker(*config_lines, start=True) -> Broker."""
+	made = []
+
+	def make(*lines, start=True):
+		b = Broker(tmp_path, lines, "broker%d" % len(made))
+		made.append(b)
+		if start:
+			b.start()
+		return b
+
+	yield make
+	problems = []
+	for b in made:
+		p = b.stop()
+		if p:
+			problems.append("%s\n--- log tail ---\n%s" % (p, b.log_text()[-3000:]))
+		rep = b.sanitizer_report()
+		if rep:
+			problems.append("sanitizer report in broker log:\n" + rep)
+	if problems:
+		pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def clients():
+	"""Registry that closes every client (raw or paho) at teardown."""
+	reg = helpers.ClientRegistry()
+	yield reg
+	reg.close_all()
+
+
+@pytest.fixture
+def target():
+	return TARGET
