@@ -306,6 +306,10 @@ size_t vs_props_copy_users(const struct vs_props *p, uint8_t *out, size_t cap);
 /* Whether property id may appear in packet type (or VS_WILL_PROPS) [MQTT-2.2.2-2]. */
 bool vs_prop_valid(int id, int type);
 
+/* Whether 5.0 reason code rc may appear in packet type (CONNACK, PUBACK..PUBCOMP, SUBACK codes,
+ * UNSUBACK codes, DISCONNECT, AUTH). The decoder rejects others with VS_RC_PROTOCOL_ERROR. */
+bool vs_reason_valid(int rc, int type);
+
 /* Variable byte integer. encode returns bytes written (1..4) into out (4 bytes of room), or
  * VS_EPROTO if v > VS_MAX_REMAINING. decode returns bytes read, 0 if more are needed, or
  * VS_EPROTO. vbi_size returns 1..4. */
