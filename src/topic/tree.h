@@ -35,8 +35,10 @@ struct vs_sub {
 /*
  * Called once per matching ordinary subscription (n == 1, cursor NULL), and once per matching
  * shared group (members[0..n) with n >= 1, cursor the group's round-robin counter, which the
- * callee advances to pick one member). `filter` is the subscription's filter as subscribed
- * (for shared groups, the full "$share/group/filter").
+ * callee advances to pick one member, e.g. members[atomic_fetch_add(cursor, 1) % n]). The
+ * filter itself is not passed: the callback gets the stored subscriptions only. members points
+ * into the tree and is valid only during the call; members' order is unspecified and changes
+ * when members leave.
  */
 typedef void (*vs_tree_match_fn)(void *ctx, const struct vs_sub *members, size_t n,
 				 atomic_uint *cursor);
@@ -62,5 +64,9 @@ size_t vs_tree_match(struct vs_tree *t, const char *topic, size_t len, vs_tree_m
 
 /* Number of subscriptions (ordinary plus shared members). */
 size_t vs_tree_count(struct vs_tree *t);
+
+/* Number of trie nodes below the root: zero again once every subscription is removed (empty
+ * nodes are freed). For tests and metrics. */
+size_t vs_tree_nodes(struct vs_tree *t);
 
 #endif
