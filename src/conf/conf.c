@@ -75,7 +75,8 @@ void vs_config_fini(struct vs_config *c)
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
 		free(strs[i]);
 	vs_log_fini(&c->log);
-	vs_config_init(c);
+	memset(c, 0, sizeof(*c));
+	c->log.fd = -1; /* so that a second vs_config_fini() closes nothing */
 }
 
 static int fail(char *err, size_t errlen, const struct vs_listener_conf *l, const char *fmt, ...)

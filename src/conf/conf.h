@@ -136,7 +136,8 @@ struct vs_config {
 
 /* Fills defaults. Never fails. */
 void vs_config_init(struct vs_config *c);
-/* Frees everything c owns (including log.file_path) and leaves it as after vs_config_init(). */
+/* Frees everything c owns (including log.file_path and log.fd) and zeroes it: calling it again
+ * is harmless; call vs_config_init() to use c again. */
 void vs_config_fini(struct vs_config *c);
 
 /* Default values for a new listener (port 1883, everything else unset). Owns nothing yet. */

@@ -661,7 +661,7 @@ static const struct directive directives[] = {
 
 	/* Listeners. */
 	SPECIAL("listener", set_listener),
-	SPECIAL("port", set_port),
+	{"port", set_port, 0, 0, S_GLOBAL, 0, 1, 65535},
 	SPECIAL("bind_address", set_bind_address),
 	LISTENER("bind_interface", set_string, bind_interface, 0, 0),
 	LISTENER("socket_domain", set_socket_domain, socket_domain, 0, 0),
