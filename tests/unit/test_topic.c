@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "guard.h"
 #include "topic/retain.h"
 #include "topic/tree.h"
 
@@ -594,6 +595,43 @@ static void retain_match_table(void **state)
 	}
 }
 
+static void count_msg(void *ctx, void *msg)
+{
+	(*(size_t *)ctx)++;
+}
+
+/* Filters and topics are not NUL-terminated: with each one ending right before an inaccessible
+ * page, a read past its length faults. */
+static void guarded_inputs(void **state)
+{
+	struct msg m = {0};
+	int owner;
+	size_t i, n;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t flen = strlen(cases[i].filter), tlen = strlen(cases[i].topic);
+		uint8_t *f = guard_copy(cases[i].filter, flen);
+		uint8_t *t = guard_copy(cases[i].topic, tlen);
+		struct vs_tree *tree = vs_tree_new();
+		struct vs_retain *r = vs_retain_new(msg_ref, msg_unref);
+		struct vs_sub sub = sub_of(&owner, 0);
+		struct calls c = {0};
+
+		assert_int_equal(vs_tree_add(tree, (const char *)f, flen, &sub), 1);
+		n = vs_tree_match(tree, (const char *)t, tlen, record, &c);
+		assert_int_equal(n, (size_t)cases[i].expected);
+		assert_int_equal(vs_tree_remove(tree, (const char *)f, flen, &owner), 1);
+		assert_int_equal(vs_retain_set(r, (const char *)t, tlen, &m), 0);
+		n = 0;
+		vs_retain_match(r, (const char *)f, flen, count_msg, &n);
+		assert_int_equal(n, (size_t)cases[i].expected);
+		vs_retain_free(r);
+		vs_tree_free(tree);
+		guard_free(f, flen);
+		guard_free(t, tlen);
+	}
+}
+
 /* Every topic of the table stored at once: each filter finds exactly its topics. */
 static void retain_match_table_one_store(void **state)
 {
@@ -820,6 +858,7 @@ int main(void)
 		cmocka_unit_test(retain_foreach),
 		cmocka_unit_test(retain_deep),
 		cmocka_unit_test(retain_wide),
+		cmocka_unit_test(guarded_inputs),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
