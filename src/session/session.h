@@ -71,6 +71,8 @@ struct vs_session {
 	void *conn;           /* the attached connection (opaque here) */
 	void *owner;          /* the worker owning conn */
 	uint64_t conn_gen;    /* bumped on each attach; stale connections compare it */
+	uint32_t conn_slot;   /* where conn lives in its worker, for a take-over */
+	uint64_t conn_id;
 	uint32_t expiry;      /* session expiry interval, seconds; UINT32_MAX never */
 	int64_t offline_since_wall; /* wall-clock seconds when it went offline */
 	int64_t offline_since_ms;   /* monotonic */

@@ -1,0 +1,95 @@
+/*
+ * The broker: what every worker shares. Owned by `viesti broker` (src/cmd), created from a
+ * loaded configuration, run until a signal asks it to stop.
+ *
+ * Shared state and its locks, in the only order they may be taken:
+ *   reg_lock (session registry) -> the subscription trie's lock -> a session's lock ->
+ *   a mailbox lock.
+ * The trie and retained store are read-mostly (see src/topic/). No lock is held across a syscall.
+ */
+#ifndef VS_BROKER_BROKER_H
+#define VS_BROKER_BROKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/log.h"
+#include "base/map.h"
+#include "conf/conf.h"
+
+struct vs_worker;
+struct vs_tree;
+struct vs_retain;
+struct vs_session;
+
+/* A configured listener, resolved: what each worker opens a socket for. */
+struct vs_listener {
+	const struct vs_listener_conf *conf;
+	char name[64];          /* "127.0.0.1:1883" for logs */
+	bool allow_anonymous;   /* effective */
+	bool allow_zero_length_clientid;
+	const char *auto_id_prefix;
+	atomic_int connections; /* current, for max_connections */
+};
+
+/* Counters: each worker bumps its own with relaxed atomics; $SYS sums them. */
+struct vs_stats {
+	atomic_uint_fast64_t msgs_received; /* every control packet */
+	atomic_uint_fast64_t msgs_sent;
+	atomic_uint_fast64_t pub_received; /* PUBLISH packets */
+	atomic_uint_fast64_t pub_sent;
+	atomic_uint_fast64_t pub_dropped;
+	atomic_uint_fast64_t bytes_received;
+	atomic_uint_fast64_t bytes_sent;
+	atomic_uint_fast64_t connects;
+};
+
+struct vs_broker {
+	struct vs_config *conf; /* owned by the caller, outlives the broker */
+	struct vs_log *log;
+	struct vs_tree *tree;
+	struct vs_retain *retain;
+
+	pthread_mutex_t reg_lock;
+	struct vs_map sessions; /* client id -> struct vs_session * (one reference) */
+	uint64_t next_auto_id;  /* under reg_lock */
+
+	struct vs_listener *listeners;
+	size_t n_listeners;
+
+	struct vs_worker *workers;
+	int n_workers;
+
+	atomic_bool stopping;
+	atomic_int clients_connected;
+	atomic_int clients_max;
+	int64_t start_wall;
+	int64_t start_ms;
+	uint16_t receive_max;   /* the broker's Receive Maximum (from max_inflight_messages) */
+	uint16_t out_window;    /* the broker's own limit of outgoing inflight messages */
+
+	/* Worker 0's housekeeping state (sys.c). */
+	int64_t last_session_sweep_ms;
+	uint64_t sys_last[7];   /* counters at the previous $SYS publication */
+	double sys_load[7][3];  /* 1, 5, 15 minute load averages */
+};
+
+/*
+ * Creates the broker from conf (kept by pointer) and opens every listener on every worker.
+ * Returns 0 or a negative error, with a message in err.
+ */
+int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *log, char *err,
+		   size_t errlen);
+/* Starts the worker threads; returns 0 or -errno. */
+int vs_broker_start(struct vs_broker *b);
+/* Asks every worker to stop (async-signal-unsafe: call from a normal thread). */
+void vs_broker_stop(struct vs_broker *b);
+/* Waits for the workers, then frees everything. */
+void vs_broker_fini(struct vs_broker *b);
+
+/* Sums every worker's counters into out (racy but monotonic reads). */
+void vs_broker_stats(struct vs_broker *b, struct vs_stats *out);
+
+#endif

@@ -1,0 +1,390 @@
+/*
+ * Connections: see conn.h. Reading (one read per wake-up, as much as fits), decoding whole
+ * packets in place, the dispatch switch, output and closing.
+ */
+#include "broker/conn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "broker/router.h"
+#include "broker/worker.h"
+#include "session/session.h"
+#include "topic/tree.h"
+
+/* Output above this many bytes stops draining the session queue until the socket catches up. */
+#define OUT_HIGH_WATER (256 * 1024)
+/* Input is read in chunks of at least this. */
+#define READ_CHUNK (16 * 1024)
+
+static void on_io(struct vs_io *io, uint32_t events);
+
+static int take_slot(struct vs_worker *w, struct vs_conn *c)
+{
+	if (w->n_free) {
+		c->slot = w->free_slots[--w->n_free];
+	} else {
+		if (w->n_slots == w->cap_slots) {
+			uint32_t cap = w->cap_slots ? w->cap_slots * 2 : 64;
+			struct vs_conn **n = realloc(w->conns, cap * sizeof(*n));
+			uint32_t *f = realloc(w->free_slots, cap * sizeof(*f));
+			if (n)
+				w->conns = n;
+			if (f)
+				w->free_slots = f;
+			if (!n || !f)
+				return -ENOMEM;
+			w->cap_slots = cap;
+		}
+		c->slot = w->n_slots++;
+	}
+	w->conns[c->slot] = c;
+	w->n_conns++;
+	return 0;
+}
+
+int vs_conn_accept(struct vs_worker *w, struct vs_listener *l, int fd, const char *addr)
+{
+	struct vs_conn *c = calloc(1, sizeof(*c));
+	if (!c || take_slot(w, c) < 0) {
+		free(c);
+		close(fd);
+		return -ENOMEM;
+	}
+	c->io.fd = fd;
+	c->io.fn = on_io;
+	c->w = w;
+	c->listener = l;
+	c->id = ++w->next_conn_id;
+	c->created_ms = c->last_rx_ms = w->now_ms;
+	c->request_problem_info = true;
+	snprintf(c->addr, sizeof(c->addr), "%s", addr);
+	if (vs_loop_add(&w->loop, &c->io, EPOLLIN) < 0) {
+		w->conns[c->slot] = NULL;
+		w->free_slots[w->n_free++] = c->slot;
+		w->n_conns--;
+		close(fd);
+		free(c);
+		return -errno;
+	}
+	atomic_fetch_add(&l->connections, 1);
+	return 0;
+}
+
+int vs_conn_send(struct vs_conn *c, const struct vs_packet *p)
+{
+	int version = c->version ? c->version : VS_V311;
+	ssize_t n = vs_codec_size(p, version);
+	if (n < 0)
+		return (int)n;
+	/* [MQTT-3.1.2-24] never send a packet larger than the client's Maximum Packet Size. */
+	if (c->client_max_packet && (uint64_t)n > c->client_max_packet)
+		return VS_ETOOBIG;
+	int rc = vs_bytes_reserve(&c->out, (size_t)n);
+	if (rc < 0)
+		return rc;
+	n = vs_codec_encode(p, version, c->out.data + c->out.len, (size_t)n);
+	if (n < 0)
+		return (int)n;
+	c->out.len += (size_t)n;
+	atomic_fetch_add_explicit(&c->w->stats.msgs_sent, 1, memory_order_relaxed);
+	vs_worker_want_flush(c->w, c);
+	return 0;
+}
+
+int vs_conn_send_ack(struct vs_conn *c, int type, uint16_t id, uint8_t reason)
+{
+	struct vs_packet p = {.type = (uint8_t)type};
+	p.ack.packet_id = id;
+	p.ack.reason = reason;
+	return vs_conn_send(c, &p);
+}
+
+void vs_conn_flush(struct vs_conn *c)
+{
+	size_t avail = vs_bytes_avail(&c->out);
+	if (avail == 0)
+		return;
+	ssize_t n = write(c->io.fd, vs_bytes_head(&c->out), avail);
+	if (n < 0 && errno != EAGAIN && errno != EINTR) {
+		int e = errno;
+		c->out.off = c->out.len = 0; /* nothing more can be written */
+		char why[96];
+		snprintf(why, sizeof(why), "write error: %s", strerror(e));
+		vs_conn_close(c, -1, why);
+		return;
+	}
+	if (n > 0) {
+		vs_bytes_consume(&c->out, (size_t)n);
+		atomic_fetch_add_explicit(&c->w->stats.bytes_sent, (uint64_t)n, memory_order_relaxed);
+	}
+	bool pending = vs_bytes_avail(&c->out) > 0;
+	if (c->state != VS_CONN_CLOSING)
+		vs_loop_mod(&c->w->loop, &c->io, EPOLLIN | (pending ? EPOLLOUT : 0));
+	if (!pending) {
+		vs_bytes_shrink(&c->out, 64 * 1024);
+		if (c->want_drain && c->session) {
+			c->want_drain = false;
+			vs_worker_want_drain(c->w, c->session);
+		}
+	}
+}
+
+bool vs_conn_out_full(const struct vs_conn *c);
+bool vs_conn_out_full(const struct vs_conn *c)
+{
+	return vs_bytes_avail(&c->out) >= OUT_HIGH_WATER;
+}
+
+static int dispatch(struct vs_conn *c, const struct vs_packet *p)
+{
+	if (c->state == VS_CONN_NEW && p->type != VS_CONNECT) {
+		/* [MQTT-3.1.0-1] the first packet must be CONNECT. */
+		vs_conn_close(c, -1, "first packet is not CONNECT");
+		return -1;
+	}
+	switch (p->type) {
+	case VS_CONNECT:
+		if (c->state != VS_CONN_NEW) {
+			/* [MQTT-3.1.0-2] a second CONNECT is a protocol error. */
+			vs_conn_close(c, VS_RC_PROTOCOL_ERROR, "second CONNECT");
+			return -1;
+		}
+		return vs_on_connect(c, &p->connect);
+	case VS_PUBLISH:
+		return vs_on_publish(c, &p->publish);
+	case VS_PUBACK:
+	case VS_PUBREC:
+	case VS_PUBREL:
+	case VS_PUBCOMP:
+		return vs_on_ack(c, p->type, &p->ack);
+	case VS_SUBSCRIBE:
+		return vs_on_subscribe(c, &p->subscribe);
+	case VS_UNSUBSCRIBE:
+		return vs_on_unsubscribe(c, &p->unsubscribe);
+	case VS_PINGREQ: {
+		struct vs_packet r = {.type = VS_PINGRESP};
+		return vs_conn_send(c, &r);
+	}
+	case VS_DISCONNECT:
+		return vs_on_disconnect(c, &p->disconnect);
+	case VS_AUTH:
+		/* No authentication method is configured, so none can be continued [MQTT-4.12.0-1]. */
+		vs_conn_close(c, VS_RC_PROTOCOL_ERROR, "AUTH without an authentication method");
+		return -1;
+	default:
+		/* CONNACK, SUBACK, UNSUBACK, PINGRESP from a client. */
+		vs_conn_close(c, VS_RC_PROTOCOL_ERROR, "packet type not allowed from a client");
+		return -1;
+	}
+}
+
+/* The protocol level byte of a CONNECT at the head of b, or 0. */
+static int connect_level(const struct vs_bytes *b)
+{
+	const uint8_t *p = vs_bytes_head(b);
+	size_t n = vs_bytes_avail(b), hl = 1;
+	while (hl < n && hl < 5 && (p[hl] & 0x80))
+		hl++;
+	hl++;
+	if (hl + 2 > n)
+		return 0;
+	size_t at = hl + 2 + (((size_t)p[hl] << 8) | p[hl + 1]);
+	return at < n ? p[at] : 0;
+}
+
+/* Decodes and handles every whole packet in the input buffer. Returns 0, or -1 when the
+ * connection was closed. */
+static int process_input(struct vs_conn *c)
+{
+	struct vs_broker *b = c->w->b;
+	while (vs_bytes_avail(&c->in) > 0) {
+		struct vs_decode_opts opts = {.version = c->version,
+					      .max_packet_size = b->conf->max_packet_size};
+		struct vs_packet p;
+		enum vs_reason why = VS_RC_MALFORMED;
+		ssize_t n = vs_codec_decode(vs_bytes_head(&c->in), vs_bytes_avail(&c->in), &opts, &p,
+					    &why);
+		if (n == 0)
+			return 0;
+		if (n < 0) {
+			char msg[80];
+			snprintf(msg, sizeof(msg), "%s (0x%02X)", vs_reason_str(why), why);
+			if (c->state == VS_CONN_NEW && why == VS_RC_UNSUPPORTED_VERSION) {
+				/* [MQTT-3.1.2-2] answer CONNACK 0x84 (5.0) / return code 1, close. */
+				c->version = connect_level(&c->in) == VS_V5 ? VS_V5 : VS_V311;
+				struct vs_packet ack = {.type = VS_CONNACK};
+				ack.connack.reason = c->version == VS_V5 ? VS_RC_UNSUPPORTED_VERSION
+									 : VS_CONNACK3_BAD_VERSION;
+				vs_conn_send(c, &ack);
+				vs_conn_close(c, -1, msg);
+				return -1;
+			}
+			vs_conn_close(c, why, msg);
+			return -1;
+		}
+		c->last_rx_ms = c->w->now_ms;
+		atomic_fetch_add_explicit(&c->w->stats.msgs_received, 1, memory_order_relaxed);
+		int rc = dispatch(c, &p);
+		if (rc < 0)
+			return -1;
+		vs_bytes_consume(&c->in, (size_t)n);
+		if (c->state == VS_CONN_CLOSING)
+			return -1;
+	}
+	return 0;
+}
+
+static void on_readable(struct vs_conn *c)
+{
+	if (vs_bytes_reserve(&c->in, READ_CHUNK) < 0) {
+		vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");
+		return;
+	}
+	ssize_t n = read(c->io.fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+	if (n == 0) {
+		vs_conn_close(c, -1, c->graceful ? "disconnected" : "connection closed by peer");
+		return;
+	}
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		char why[96];
+		snprintf(why, sizeof(why), "read error: %s", strerror(errno));
+		vs_conn_close(c, -1, why);
+		return;
+	}
+	c->in.len += (size_t)n;
+	atomic_fetch_add_explicit(&c->w->stats.bytes_received, (uint64_t)n, memory_order_relaxed);
+	if (process_input(c) == 0)
+		vs_bytes_shrink(&c->in, 64 * 1024);
+}
+
+static void on_io(struct vs_io *io, uint32_t events)
+{
+	struct vs_conn *c = (struct vs_conn *)io;
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+		uint64_t id = c->id;
+		uint32_t slot = c->slot;
+		struct vs_worker *w = c->w;
+		on_readable(c);
+		if (w->conns[slot] != c)
+			return; /* closed and freed */
+		(void)id;
+	}
+	if (events & EPOLLOUT)
+		vs_conn_flush(c);
+}
+
+static void forget_flush(struct vs_conn *c)
+{
+	struct vs_worker *w = c->w;
+	for (uint32_t i = 0; c->in_flush && i < w->n_flush; i++)
+		if (w->flush[i] == c)
+			w->flush[i] = NULL;
+	c->in_flush = false;
+}
+
+/*
+ * Detaches the session and settles the will [MQTT-3.1.2-8]: after a graceful DISCONNECT there is
+ * none; a will with a delay waits in a session that outlives the connection [MQTT-3.1.3-9] and is
+ * dropped when a new connection took the session over; otherwise it is published now. A session
+ * that does not outlive the connection ends.
+ */
+static void detach_session(struct vs_conn *c)
+{
+	struct vs_session *s = c->session;
+	struct vs_msg *will = c->graceful ? NULL : c->will;
+	bool mine = false, end = false;
+	c->will = NULL;
+	if (s) {
+		pthread_mutex_lock(&s->lock);
+		if (s->conn == c && s->conn_gen == c->session_gen) {
+			mine = true;
+			s->conn = NULL;
+			s->owner = NULL;
+			s->connected = false;
+			s->expiry = c->session_expiry;
+			s->offline_since_ms = c->w->now_ms;
+			s->offline_since_wall = vs_wall_s();
+			end = s->expiry == 0;
+			if (will && c->will_delay && !end) {
+				vs_msg_unref(s->will);
+				s->will = will;
+				s->will_at_ms = c->w->now_ms + (int64_t)c->will_delay * 1000;
+				will = NULL;
+			}
+		} else if (will && c->will_delay && !s->ended) {
+			vs_msg_unref(will); /* taken over within the delay: not sent */
+			will = NULL;
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	if (will) {
+		vs_publish_will(c->w, will);
+		vs_msg_unref(will);
+	}
+	if (mine && end)
+		vs_session_end(c->w, s);
+	if (s)
+		vs_session_unref(s);
+	c->session = NULL;
+}
+
+void vs_conn_close(struct vs_conn *c, int reason, const char *why)
+{
+	struct vs_worker *w = c->w;
+	if (c->state == VS_CONN_CLOSING)
+		return;
+	bool was_active = c->state == VS_CONN_ACTIVE;
+	/* [MQTT-4.13.2-1] 5.0: tell the client why, when the spec lets the server send DISCONNECT
+	 * (only after CONNACK [MQTT-3.14.0-1]). */
+	if (c->version == VS_V5 && was_active && reason >= 0x80) {
+		struct vs_packet d = {.type = VS_DISCONNECT};
+		d.disconnect.reason = (uint8_t)reason;
+		vs_conn_send(c, &d);
+	} else if (c->version == VS_V5 && !was_active && reason >= 0x80 && c->state == VS_CONN_NEW &&
+		   reason != VS_RC_MAX_CONNECT_TIME) {
+		struct vs_packet a = {.type = VS_CONNACK};
+		a.connack.reason = (uint8_t)reason;
+		vs_conn_send(c, &a);
+	}
+	c->state = VS_CONN_CLOSING;
+	vs_conn_flush(c);
+	forget_flush(c);
+	struct vs_broker *b = w->b;
+	if (was_active) {
+		if (b->conf->connection_messages)
+			vs_log(b->log, reason >= 0x80 && reason != VS_RC_SERVER_SHUTTING_DOWN
+					       ? VS_LOG_NOTICE
+					       : VS_LOG_INFO,
+			       "client %s (%s) disconnected: %s", c->client_id, c->addr, why);
+		atomic_fetch_sub(&b->clients_connected, 1);
+	} else if (c->version || reason >= 0) {
+		vs_log(b->log, VS_LOG_NOTICE, "connection from %s closed before CONNACK: %s", c->addr,
+		       why);
+	}
+	detach_session(c);
+	vs_loop_del(&w->loop, &c->io);
+	close(c->io.fd);
+	atomic_fetch_sub(&c->listener->connections, 1);
+	w->conns[c->slot] = NULL;
+	w->free_slots[w->n_free++] = c->slot;
+	w->n_conns--;
+	vs_bytes_fini(&c->in);
+	vs_bytes_fini(&c->out);
+	if (c->in_alias) {
+		for (uint32_t i = 0; i <= c->alias_max; i++)
+			free(c->in_alias[i]);
+		free(c->in_alias);
+	}
+	vs_map_fini(&c->out_alias);
+	free(c->client_id);
+	free(c->username);
+	free(c);
+}

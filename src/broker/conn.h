@@ -1,0 +1,96 @@
+/*
+ * One client connection: its socket, buffers, protocol state and the session it is attached to.
+ * Owned by exactly one worker, which alone reads, writes and frees it (STYLE: one owner frees
+ * everything a connection allocated).
+ *
+ * Packet handlers live one file per packet family (connect.c, publish.c, subscribe.c) and are
+ * dispatched by a flat switch in conn.c.
+ */
+#ifndef VS_BROKER_CONN_H
+#define VS_BROKER_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/bytes.h"
+#include "base/map.h"
+#include "codec/codec.h"
+#include "net/loop.h"
+
+struct vs_worker;
+struct vs_session;
+struct vs_msg;
+struct vs_listener;
+
+enum vs_conn_state {
+	VS_CONN_NEW,     /* waiting for CONNECT */
+	VS_CONN_ACTIVE,  /* CONNACK sent */
+	VS_CONN_CLOSING, /* being torn down */
+};
+
+struct vs_conn {
+	struct vs_io io;
+	struct vs_worker *w;
+	struct vs_listener *listener;
+	uint64_t id;  /* unique per worker */
+	uint32_t slot;
+	uint8_t state;
+	uint8_t version;       /* 0 until CONNECT */
+	bool graceful;         /* a DISCONNECT (without will) was received */
+	bool want_drain;       /* output went over the high-water mark: drain when it empties */
+	bool in_flush;         /* in the worker's flush list */
+	bool request_problem_info; /* 5.0, default 1 */
+	uint16_t keepalive;    /* effective, seconds */
+	uint16_t client_receive_max; /* 5.0: the client's Receive Maximum */
+	uint16_t client_alias_max;   /* 5.0: outgoing aliases we may use */
+	uint16_t out_alias_next;
+	uint16_t alias_max;          /* incoming aliases the client may use */
+	uint32_t client_max_packet;  /* 0 = none */
+	uint32_t in_qos2;            /* incoming QoS 2 awaiting PUBREL (for Receive Maximum) */
+	int64_t last_rx_ms;
+	int64_t created_ms;
+	struct vs_bytes in;
+	struct vs_bytes out;
+	struct vs_session *session; /* one reference, NULL before CONNECT */
+	uint64_t session_gen;       /* the session's conn_gen when attached */
+	struct vs_msg *will;        /* will message, or NULL */
+	uint32_t will_delay;
+	uint32_t session_expiry;    /* 5.0 Session Expiry Interval / 3.x derived */
+	char **in_alias;            /* [1..alias_max]: topic for each incoming alias */
+	struct vs_map out_alias;    /* topic -> alias (as uintptr_t) */
+	char *client_id;            /* owned copy for logs, NULL before CONNECT */
+	char *username;
+	char addr[56];
+};
+
+/* Accepts a new socket on worker w. Returns 0 or -errno (the fd is closed on failure). */
+int vs_conn_accept(struct vs_worker *w, struct vs_listener *l, int fd, const char *addr);
+
+/*
+ * Encodes p (for the connection's protocol version) at the end of the output buffer and
+ * schedules a flush. Returns 0 or a negative error (the connection is then closed by the caller).
+ */
+int vs_conn_send(struct vs_conn *c, const struct vs_packet *p);
+/* Sends a bare acknowledgement (PUBACK..PUBCOMP). */
+int vs_conn_send_ack(struct vs_conn *c, int type, uint16_t id, uint8_t reason);
+
+/*
+ * Closes the connection: for 5.0, with reason >= 0x80 (or 0x8E/0x8B) a DISCONNECT is sent first;
+ * the will is published unless the client disconnected gracefully; the session is detached (and
+ * ended when it does not outlive the connection). `why` is logged. Frees c.
+ */
+void vs_conn_close(struct vs_conn *c, int reason, const char *why);
+
+/* Writes pending output with one write(2); registers EPOLLOUT when the socket is full. */
+void vs_conn_flush(struct vs_conn *c);
+
+/* Packet handlers (connect.c, publish.c, subscribe.c). Each returns 0 to go on, or a negative
+ * value after it closed the connection. */
+int vs_on_connect(struct vs_conn *c, const struct vs_connect *p);
+int vs_on_publish(struct vs_conn *c, const struct vs_publish *p);
+int vs_on_ack(struct vs_conn *c, int type, const struct vs_ack *a);
+int vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p);
+int vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe *p);
+int vs_on_disconnect(struct vs_conn *c, const struct vs_disconnect *p);
+
+#endif

@@ -1,0 +1,340 @@
+/*
+ * CONNECT and DISCONNECT: checking the request, finding or creating the session (take-over,
+ * clean start, session present), the CONNACK and its 5.0 properties.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "broker/conn.h"
+#include "broker/router.h"
+#include "broker/worker.h"
+#include "session/session.h"
+
+static char *dup_buf(const struct vs_buf *b)
+{
+	char *s = malloc(b->len + 1);
+	if (s) {
+		if (b->len)
+			memcpy(s, b->p, b->len);
+		s[b->len] = '\0';
+	}
+	return s;
+}
+
+static int refuse(struct vs_conn *c, uint8_t rc5, uint8_t rc3, const char *why)
+{
+	struct vs_packet a = {.type = VS_CONNACK};
+	a.connack.reason = c->version == VS_V5 ? rc5 : rc3;
+	vs_conn_send(c, &a);
+	vs_log(c->w->b->log, VS_LOG_NOTICE, "refused client %s (%s): %s",
+	       c->client_id ? c->client_id : "?", c->addr, why);
+	c->graceful = true; /* a refused connection has no will */
+	vs_conn_close(c, -1, why);
+	return -1;
+}
+
+/* The checks of [MQTT-3.1.3-*] and the broker's policies. Returns a 5.0 reason code. */
+static int check_connect(struct vs_conn *c, const struct vs_connect *p, uint8_t *rc3,
+			 const char **why)
+{
+	struct vs_broker *b = c->w->b;
+	struct vs_listener *l = c->listener;
+	*rc3 = VS_CONNACK3_ID_REJECTED;
+	if (p->client_id.len == 0) {
+		if (p->version < VS_V5 && !p->clean) {
+			/* [MQTT-3.1.3-8] an empty id needs a clean session in 3.1.1. */
+			*why = "empty client id without clean session";
+			return VS_RC_CLIENT_ID_INVALID;
+		}
+		if (p->version == VS_V31 || !l->allow_zero_length_clientid) {
+			*why = "empty client id not allowed";
+			return VS_RC_CLIENT_ID_INVALID;
+		}
+	}
+	if (p->version == VS_V31 && p->client_id.len > 23) {
+		*why = "client id longer than 23 bytes (MQTT 3.1)";
+		return VS_RC_CLIENT_ID_INVALID;
+	}
+	if (p->props.present & (1ull << VS_PROP_AUTH_METHOD)) {
+		/* No authentication method is configured [MQTT-4.12.0-1]. */
+		*rc3 = VS_CONNACK3_NOT_AUTHORIZED;
+		*why = "unsupported authentication method";
+		return VS_RC_BAD_AUTH_METHOD;
+	}
+	if (!p->has_username && !l->allow_anonymous) {
+		*rc3 = VS_CONNACK3_NOT_AUTHORIZED;
+		*why = "anonymous clients not allowed";
+		return VS_RC_NOT_AUTHORIZED;
+	}
+	if (p->has_username && !l->allow_anonymous) {
+		/* Password files arrive with the authentication work; until then nobody is known. */
+		*rc3 = VS_CONNACK3_BAD_USER_OR_PASSWORD;
+		*why = "no password file configured";
+		return VS_RC_BAD_USER_OR_PASSWORD;
+	}
+	if (p->version < VS_V5 && b->conf->max_keepalive < 65535 &&
+	    (p->keepalive > b->conf->max_keepalive || p->keepalive == 0)) {
+		/* 3.x cannot be told another keep-alive: refuse, as Mosquitto does. */
+		*why = "keep alive above max_keepalive";
+		return VS_RC_CLIENT_ID_INVALID;
+	}
+	if (p->will) {
+		int mq = l->conf->max_qos;
+		if (p->will_qos > mq) {
+			*rc3 = VS_CONNACK3_NOT_AUTHORIZED;
+			*why = "will QoS above the maximum";
+			return VS_RC_QOS_NOT_SUPPORTED; /* [MQTT-3.2.2-12] */
+		}
+		if (p->will_retain && !b->conf->retain_available) {
+			*rc3 = VS_CONNACK3_NOT_AUTHORIZED;
+			*why = "retained will but retain not available";
+			return VS_RC_RETAIN_NOT_SUPPORTED; /* [MQTT-3.2.2-13] */
+		}
+	}
+	return VS_RC_SUCCESS;
+}
+
+static char *assign_id(struct vs_broker *b, struct vs_listener *l)
+{
+	char buf[96];
+	pthread_mutex_lock(&b->reg_lock);
+	uint64_t n = ++b->next_auto_id;
+	pthread_mutex_unlock(&b->reg_lock);
+	snprintf(buf, sizeof(buf), "%s%016llx-%04x", l->auto_id_prefix ? l->auto_id_prefix : "auto-",
+		 (unsigned long long)n, (unsigned)(vs_now_ns() & 0xffff));
+	return strdup(buf);
+}
+
+/*
+ * Finds or creates the session for c->client_id and attaches c [MQTT-3.1.2-4..6]. Returns the
+ * attached session (one reference, stored in c) with *present set, or NULL on allocation failure.
+ */
+static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *present)
+{
+	struct vs_worker *w = c->w;
+	struct vs_broker *b = w->b;
+	size_t idlen = strlen(c->client_id);
+	struct vs_session *old_to_end = NULL;
+	struct vs_mail kick = {.type = VS_MAIL_KICK};
+	int kick_to = -1;
+	*present = false;
+
+	pthread_mutex_lock(&b->reg_lock);
+	struct vs_session *s = vs_map_get(&b->sessions, c->client_id, idlen);
+	if (s) {
+		pthread_mutex_lock(&s->lock);
+		if (s->connected) {
+			/* [MQTT-3.1.4-3] take-over: the old connection is closed. */
+			struct vs_worker *ow = s->owner;
+			kick.slot = s->conn_slot;
+			kick.conn_id = s->conn_id;
+			kick.reason = VS_RC_SESSION_TAKEN_OVER;
+			kick_to = ow->idx;
+		}
+		if (clean) {
+			s->ended = true;
+			s->connected = false;
+			s->conn = NULL;
+			s->owner = NULL;
+			pthread_mutex_unlock(&s->lock);
+			vs_map_del(&b->sessions, c->client_id, idlen);
+			old_to_end = s; /* the registry's reference moves here */
+			s = NULL;
+		} else {
+			*present = true;
+		}
+	}
+	if (!s) {
+		s = vs_session_new(c->client_id, idlen);
+		if (!s || vs_map_put(&b->sessions, c->client_id, idlen, s, NULL) < 0) {
+			pthread_mutex_unlock(&b->reg_lock);
+			vs_session_unref(s);
+			vs_session_unref(old_to_end);
+			return NULL;
+		}
+		pthread_mutex_lock(&s->lock);
+	}
+	s->connected = true;
+	s->conn = c;
+	s->owner = w;
+	s->conn_gen++;
+	s->conn_slot = c->slot;
+	s->conn_id = c->id;
+	s->version = c->version;
+	s->expiry = c->session_expiry;
+	/* [MQTT-3.1.3-9] a delayed will of the resumed session is not sent. */
+	struct vs_msg *dropped_will = s->will;
+	s->will = NULL;
+	c->session_gen = s->conn_gen;
+	c->session = vs_session_ref(s);
+	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&b->reg_lock);
+
+	vs_msg_unref(dropped_will);
+	if (kick_to == w->idx) {
+		struct vs_conn *old = kick.slot < w->n_slots ? w->conns[kick.slot] : NULL;
+		if (old && old->id == kick.conn_id)
+			vs_conn_close(old, VS_RC_SESSION_TAKEN_OVER, "session taken over");
+	} else if (kick_to >= 0)
+		vs_worker_post(w, kick_to, &kick);
+	if (old_to_end) {
+		vs_session_end(w, old_to_end);
+		vs_session_unref(old_to_end);
+	}
+	return s;
+}
+
+static void connack_props(struct vs_conn *c, const struct vs_connect *p, bool assigned,
+			  struct vs_props *pr)
+{
+	struct vs_broker *b = c->w->b;
+	if (b->receive_max < 65535) {
+		pr->present |= 1ull << VS_PROP_RECEIVE_MAX;
+		pr->receive_max = b->receive_max;
+	}
+	if (c->listener->conf->max_qos < 2) {
+		pr->present |= 1ull << VS_PROP_MAX_QOS;
+		pr->max_qos = (uint8_t)c->listener->conf->max_qos;
+	}
+	if (!b->conf->retain_available) {
+		pr->present |= 1ull << VS_PROP_RETAIN_AVAILABLE;
+		pr->retain_available = 0;
+	}
+	if (b->conf->max_packet_size) {
+		pr->present |= 1ull << VS_PROP_MAX_PACKET_SIZE;
+		pr->max_packet_size = b->conf->max_packet_size;
+	}
+	if (assigned) {
+		pr->present |= 1ull << VS_PROP_ASSIGNED_CLIENT_ID;
+		pr->assigned_client_id.p = (const uint8_t *)c->client_id;
+		pr->assigned_client_id.len = strlen(c->client_id);
+	}
+	pr->present |= 1ull << VS_PROP_TOPIC_ALIAS_MAX;
+	pr->topic_alias_max = c->alias_max;
+	if (c->keepalive != p->keepalive) {
+		pr->present |= 1ull << VS_PROP_SERVER_KEEPALIVE;
+		pr->server_keepalive = c->keepalive;
+	}
+}
+
+/* Applies what CONNECT asks of the connection: limits, keep-alive, will. */
+static int setup_conn(struct vs_conn *c, const struct vs_connect *p)
+{
+	struct vs_broker *b = c->w->b;
+	const struct vs_props *pr = &p->props;
+	c->keepalive = p->keepalive;
+	if (p->version == VS_V5 && b->conf->max_keepalive < 65535 &&
+	    (p->keepalive == 0 || p->keepalive > b->conf->max_keepalive))
+		c->keepalive = (uint16_t)b->conf->max_keepalive; /* Server Keep Alive [MQTT-3.2.2-21] */
+	c->client_receive_max = 65535;
+	if (pr->present & (1ull << VS_PROP_RECEIVE_MAX))
+		c->client_receive_max = pr->receive_max;
+	if (pr->present & (1ull << VS_PROP_MAX_PACKET_SIZE))
+		c->client_max_packet = pr->max_packet_size;
+	if (pr->present & (1ull << VS_PROP_TOPIC_ALIAS_MAX))
+		c->client_alias_max = pr->topic_alias_max;
+	if (pr->present & (1ull << VS_PROP_REQUEST_PROBLEM_INFO))
+		c->request_problem_info = pr->request_problem_info;
+	if (p->version == VS_V5) {
+		c->alias_max = (uint16_t)c->listener->conf->max_topic_alias;
+		if (c->alias_max) {
+			c->in_alias = calloc((size_t)c->alias_max + 1, sizeof(char *));
+			if (!c->in_alias)
+				return -ENOMEM;
+		}
+		c->session_expiry = (pr->present & (1ull << VS_PROP_SESSION_EXPIRY))
+					    ? pr->session_expiry
+					    : 0;
+	} else {
+		int64_t pce = b->conf->persistent_client_expiration;
+		c->session_expiry = p->clean ? 0 : pce < 0 || pce > UINT32_MAX ? UINT32_MAX
+									    : (uint32_t)pce;
+	}
+	if (p->will) {
+		struct vs_buf origin = {(const uint8_t *)c->client_id, strlen(c->client_id)};
+		c->will = vs_msg_make((const char *)p->will_topic.p, p->will_topic.len,
+				      p->will_payload.p, p->will_payload.len, p->will_qos,
+				      p->will_retain, p->version == VS_V5 ? &p->will_props : NULL,
+				      &origin, c->w->now_ms);
+		if (!c->will)
+			return -ENOMEM;
+		if (p->will_props.present & (1ull << VS_PROP_WILL_DELAY))
+			c->will_delay = p->will_props.will_delay;
+	}
+	return 0;
+}
+
+int vs_on_connect(struct vs_conn *c, const struct vs_connect *p)
+{
+	struct vs_broker *b = c->w->b;
+	c->version = p->version;
+	c->client_id = dup_buf(&p->client_id);
+	if (p->has_username)
+		c->username = dup_buf(&p->username);
+	if (!c->client_id)
+		return refuse(c, VS_RC_SERVER_UNAVAILABLE, VS_CONNACK3_SERVER_UNAVAILABLE, "no memory");
+	uint8_t rc3;
+	const char *why = "";
+	int rc = check_connect(c, p, &rc3, &why);
+	if (rc != VS_RC_SUCCESS)
+		return refuse(c, (uint8_t)rc, rc3, why);
+	bool assigned = false;
+	if (p->client_id.len == 0) {
+		free(c->client_id);
+		c->client_id = assign_id(b, c->listener);
+		assigned = true; /* [MQTT-3.1.3-6] */
+		if (!c->client_id)
+			return refuse(c, VS_RC_SERVER_UNAVAILABLE, VS_CONNACK3_SERVER_UNAVAILABLE,
+				      "no memory");
+	}
+	if (setup_conn(c, p) < 0)
+		return refuse(c, VS_RC_SERVER_UNAVAILABLE, VS_CONNACK3_SERVER_UNAVAILABLE, "no memory");
+	bool present;
+	struct vs_session *s = attach_session(c, p->clean, &present);
+	if (!s)
+		return refuse(c, VS_RC_SERVER_UNAVAILABLE, VS_CONNACK3_SERVER_UNAVAILABLE, "no memory");
+
+	struct vs_packet a = {.type = VS_CONNACK};
+	a.connack.session_present = present; /* [MQTT-3.2.2-2], [MQTT-3.2.2-3] */
+	a.connack.reason = 0;
+	if (c->version == VS_V5)
+		connack_props(c, p, assigned && p->version == VS_V5, &a.connack.props);
+	c->state = VS_CONN_ACTIVE;
+	vs_conn_send(c, &a);
+	int now = atomic_fetch_add(&b->clients_connected, 1) + 1;
+	int max = atomic_load(&b->clients_max);
+	while (now > max && !atomic_compare_exchange_weak(&b->clients_max, &max, now))
+		;
+	atomic_fetch_add_explicit(&c->w->stats.connects, 1, memory_order_relaxed);
+	if (b->conf->connection_messages)
+		vs_log(b->log, VS_LOG_INFO,
+		       "client %s connected from %s on %s (MQTT %s, clean %d, keepalive %u%s%s)",
+		       c->client_id, c->addr, c->listener->name,
+		       p->version == VS_V5 ? "5.0" : p->version == VS_V311 ? "3.1.1" : "3.1",
+		       p->clean, c->keepalive, c->username ? ", user " : "",
+		       c->username ? c->username : "");
+	if (present)
+		vs_session_resume(c->w, s);
+	return 0;
+}
+
+int vs_on_disconnect(struct vs_conn *c, const struct vs_disconnect *p)
+{
+	if (c->version == VS_V5 && (p->props.present & (1ull << VS_PROP_SESSION_EXPIRY))) {
+		/* [MQTT-3.14.2-2] a session expiry of 0 at CONNECT cannot be raised here. */
+		if (c->session_expiry == 0 && p->props.session_expiry != 0) {
+			vs_conn_close(c, VS_RC_PROTOCOL_ERROR, "session expiry raised from 0 at DISCONNECT");
+			return -1;
+		}
+		c->session_expiry = p->props.session_expiry;
+	}
+	/* [MQTT-3.14.4-3] a normal DISCONNECT discards the will; 0x04 keeps it. */
+	c->graceful = !(c->version == VS_V5 && p->reason == VS_RC_DISCONNECT_WITH_WILL);
+	char why[64];
+	snprintf(why, sizeof(why), "client sent DISCONNECT (0x%02X)", p->reason);
+	vs_conn_close(c, -1, why);
+	return -1;
+}

@@ -1,0 +1,203 @@
+/*
+ * PUBLISH from a client and the acknowledgement flows in both directions (QoS 1: PUBLISH/PUBACK;
+ * QoS 2: PUBLISH/PUBREC/PUBREL/PUBCOMP).
+ *
+ * Incoming QoS 2 is exactly-once by the session's set of packet ids awaiting PUBREL: a PUBLISH
+ * whose id is in the set is acknowledged again but not routed again [MQTT-4.3.3-9].
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "broker/conn.h"
+#include "broker/router.h"
+#include "broker/worker.h"
+#include "session/session.h"
+
+/* Resolves the topic of a 5.0 PUBLISH through the connection's alias table [MQTT-3.3.2-12].
+ * Returns 0 with *topic set, or a reason code to disconnect with. */
+static int resolve_alias(struct vs_conn *c, const struct vs_publish *p, struct vs_buf *topic)
+{
+	*topic = p->topic;
+	if (!(p->props.present & (1ull << VS_PROP_TOPIC_ALIAS))) {
+		if (p->topic.len == 0)
+			return VS_RC_PROTOCOL_ERROR; /* [MQTT-3.3.2-8]: no topic and no alias */
+		return 0;
+	}
+	uint16_t a = p->props.topic_alias;
+	if (a == 0 || a > c->alias_max)
+		return VS_RC_TOPIC_ALIAS_INVALID; /* [MQTT-3.3.2-9], [MQTT-3.3.2-10] */
+	if (p->topic.len) {
+		char *t = malloc(p->topic.len + 1);
+		if (!t)
+			return VS_RC_SERVER_BUSY;
+		memcpy(t, p->topic.p, p->topic.len);
+		t[p->topic.len] = '\0';
+		free(c->in_alias[a]);
+		c->in_alias[a] = t;
+		return 0;
+	}
+	if (!c->in_alias[a])
+		return VS_RC_PROTOCOL_ERROR; /* alias never set */
+	topic->p = (const uint8_t *)c->in_alias[a];
+	topic->len = strlen(c->in_alias[a]);
+	return 0;
+}
+
+/* Connection-state checks of an incoming PUBLISH. Returns 0 or a reason code to disconnect. */
+static int check_publish(struct vs_conn *c, const struct vs_publish *p, struct vs_buf *topic,
+			 const char **why)
+{
+	struct vs_broker *b = c->w->b;
+	if (c->version == VS_V5 && (p->props.present & (1ull << VS_PROP_SUB_ID))) {
+		*why = "PUBLISH with a Subscription Identifier"; /* [MQTT-3.3.4-6] */
+		return VS_RC_PROTOCOL_ERROR;
+	}
+	if (p->qos > c->listener->conf->max_qos) {
+		*why = "QoS above the maximum"; /* [MQTT-3.2.2-11] */
+		return VS_RC_QOS_NOT_SUPPORTED;
+	}
+	if (p->retain && !b->conf->retain_available) {
+		*why = "retain not available"; /* [MQTT-3.3.1-12] */
+		return VS_RC_RETAIN_NOT_SUPPORTED;
+	}
+	if (p->qos == 2 && !vs_session_in_qos2_has(c->session, p->packet_id) &&
+	    c->in_qos2 >= b->receive_max) {
+		*why = "more QoS 2 messages in flight than Receive Maximum"; /* [MQTT-3.3.4-9] */
+		return VS_RC_RECEIVE_MAX_EXCEEDED;
+	}
+	if (c->version == VS_V5) {
+		int rc = resolve_alias(c, p, topic);
+		if (rc) {
+			*why = rc == VS_RC_TOPIC_ALIAS_INVALID ? "invalid topic alias"
+							       : "PUBLISH without topic or alias";
+			return rc;
+		}
+	} else {
+		*topic = p->topic;
+	}
+	return 0;
+}
+
+/* Routes the message unless a broker policy drops it. Returns the PUBACK/PUBREC reason code. */
+static int route_publish(struct vs_conn *c, const struct vs_publish *p, const struct vs_buf *topic)
+{
+	struct vs_broker *b = c->w->b;
+	if (b->conf->message_size_limit && p->payload.len > b->conf->message_size_limit) {
+		vs_log(b->log, VS_LOG_NOTICE, "client %s: dropped PUBLISH to '%.*s' of %zu bytes "
+		       "(message_size_limit %u)", c->client_id, (int)topic->len, topic->p,
+		       p->payload.len, b->conf->message_size_limit);
+		return VS_RC_QUOTA_EXCEEDED;
+	}
+	if (topic->len >= 4 && memcmp(topic->p, "$SYS", 4) == 0)
+		return VS_RC_NOT_AUTHORIZED; /* $SYS belongs to the broker */
+	struct vs_buf origin = {(const uint8_t *)c->client_id, strlen(c->client_id)};
+	struct vs_msg *m = vs_msg_new(topic, p, &origin, c->w->now_ms);
+	if (!m)
+		return VS_RC_SERVER_BUSY;
+	if (c->version < VS_V5)
+		m->has_expiry = false;
+	int n = vs_route(c->w, m, c->session);
+	vs_msg_unref(m);
+	return n > 0 || c->version < VS_V5 ? VS_RC_SUCCESS : VS_RC_NO_MATCHING_SUBSCRIBERS;
+}
+
+int vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
+{
+	struct vs_buf topic;
+	const char *why = "";
+	atomic_fetch_add_explicit(&c->w->stats.pub_received, 1, memory_order_relaxed);
+	int rc = check_publish(c, p, &topic, &why);
+	if (rc) {
+		vs_conn_close(c, rc, why);
+		return -1;
+	}
+	if (p->qos == 2) {
+		struct vs_session *s = c->session;
+		pthread_mutex_lock(&s->lock);
+		int added = vs_session_in_qos2_add(s, p->packet_id);
+		pthread_mutex_unlock(&s->lock);
+		if (added < 0) {
+			vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");
+			return -1;
+		}
+		if (added == 0) /* a resend before PUBREL: acknowledge, do not route again */
+			return vs_conn_send_ack(c, VS_PUBREC, p->packet_id, 0);
+		c->in_qos2++;
+	}
+	rc = route_publish(c, p, &topic);
+	if (c->version < VS_V5)
+		rc = 0; /* 3.x acknowledges whatever the broker decided */
+	if (p->qos == 1)
+		return vs_conn_send_ack(c, VS_PUBACK, p->packet_id, (uint8_t)rc);
+	if (p->qos == 2) {
+		if (rc >= 0x80) {
+			/* A failed QoS 2 exchange ends here: the id is free again [MQTT-4.3.3-?]. */
+			pthread_mutex_lock(&c->session->lock);
+			vs_session_in_qos2_del(c->session, p->packet_id);
+			pthread_mutex_unlock(&c->session->lock);
+			c->in_qos2--;
+		}
+		return vs_conn_send_ack(c, VS_PUBREC, p->packet_id, (uint8_t)rc);
+	}
+	return 0;
+}
+
+static int on_pubrel(struct vs_conn *c, const struct vs_ack *a)
+{
+	struct vs_session *s = c->session;
+	pthread_mutex_lock(&s->lock);
+	bool had = vs_session_in_qos2_del(s, a->packet_id);
+	pthread_mutex_unlock(&s->lock);
+	if (had && c->in_qos2)
+		c->in_qos2--;
+	/* [MQTT-4.3.3-11] PUBCOMP with the same id; 5.0 says 0x92 when it was unknown. */
+	return vs_conn_send_ack(c, VS_PUBCOMP, a->packet_id,
+			       had || c->version < VS_V5 ? 0 : VS_RC_PACKET_ID_NOT_FOUND);
+}
+
+/* PUBACK, PUBREC, PUBCOMP: progress of a message we sent. */
+static int on_outgoing_ack(struct vs_conn *c, int type, const struct vs_ack *a)
+{
+	struct vs_session *s = c->session;
+	bool send_rel = false, more = false;
+	pthread_mutex_lock(&s->lock);
+	int i = vs_session_find_inflight(s, a->packet_id);
+	if (i >= 0 && s->conn == c) {
+		struct vs_qentry *e = vs_ring_at(&s->inflight, (uint32_t)i);
+		if (type == VS_PUBACK && e->state == VS_Q_WAIT_PUBACK) {
+			vs_qentry_fini(e);
+			vs_ring_remove(&s->inflight, (uint32_t)i);
+		} else if (type == VS_PUBREC && e->state == VS_Q_WAIT_PUBREC) {
+			if (a->reason >= 0x80) { /* [MQTT-4.3.3-4] the flow ends on an error */
+				vs_qentry_fini(e);
+				vs_ring_remove(&s->inflight, (uint32_t)i);
+			} else {
+				vs_msg_unref(e->msg); /* [MQTT-4.3.3-4] the message is discarded */
+				e->msg = NULL;
+				e->state = VS_Q_WAIT_PUBCOMP;
+				send_rel = true;
+			}
+		} else if (type == VS_PUBREC && e->state == VS_Q_WAIT_PUBCOMP) {
+			send_rel = true;
+		} else if (type == VS_PUBCOMP && e->state == VS_Q_WAIT_PUBCOMP) {
+			vs_qentry_fini(e);
+			vs_ring_remove(&s->inflight, (uint32_t)i);
+		}
+		more = s->queue.count > 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (send_rel && vs_conn_send_ack(c, VS_PUBREL, a->packet_id, 0) < 0)
+		return 0;
+	if (more)
+		vs_worker_want_drain(c->w, s);
+	return 0;
+}
+
+int vs_on_ack(struct vs_conn *c, int type, const struct vs_ack *a)
+{
+	if (type == VS_PUBREL)
+		return on_pubrel(c, a);
+	return on_outgoing_ack(c, type, a);
+}

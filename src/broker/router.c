@@ -1,0 +1,356 @@
+/*
+ * The router: see router.h. Matching, per-session merging, shared-group choice, delivery into
+ * sessions and draining sessions into connections.
+ */
+#include "broker/router.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "broker/conn.h"
+#include "broker/worker.h"
+#include "session/session.h"
+#include "topic/retain.h"
+#include "topic/tree.h"
+
+bool vs_conn_out_full(const struct vs_conn *c);
+
+struct route_ctx {
+	struct vs_worker *w;
+	struct vs_msg *msg;
+	const struct vs_session *origin;
+};
+
+static int push_match(struct vs_worker *w, const struct vs_match *m)
+{
+	if (w->n_matches == w->cap_matches) {
+		uint32_t cap = w->cap_matches ? w->cap_matches * 2 : 64;
+		struct vs_match *n = realloc(w->matches, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		w->matches = n;
+		w->cap_matches = cap;
+	}
+	w->matches[w->n_matches++] = *m;
+	return 0;
+}
+
+/* Picks a member of a shared group: round robin, skipping members that are offline when an
+ * online one exists. */
+static const struct vs_sub *pick_member(const struct vs_sub *members, size_t n,
+					atomic_uint *cursor, const struct vs_session *origin)
+{
+	unsigned start = atomic_fetch_add_explicit(cursor, 1, memory_order_relaxed);
+	for (size_t k = 0; k < n; k++) {
+		const struct vs_sub *sub = &members[(start + k) % n];
+		const struct vs_session *s = sub->owner;
+		if (__atomic_load_n(&s->connected, __ATOMIC_RELAXED))
+			return sub;
+	}
+	return &members[start % n];
+}
+
+static void on_match(void *ctx, const struct vs_sub *members, size_t n, atomic_uint *cursor)
+{
+	struct route_ctx *r = ctx;
+	const struct vs_sub *sub = members;
+	const char *share = NULL;
+	if (cursor) {
+		sub = pick_member(members, n, cursor, r->origin);
+		share = "";
+	} else if (sub->no_local && sub->owner == r->origin) {
+		return; /* [MQTT-3.8.3-3] No Local */
+	}
+	struct vs_match m = {.s = sub->owner, .sub_id = sub->sub_id, .rap = sub->retain_as_published,
+			     .share = share};
+	m.qos = sub->qos < r->msg->qos ? sub->qos : r->msg->qos;
+	push_match(r->w, &m);
+}
+
+static int cmp_match(const void *a, const void *b)
+{
+	const struct vs_match *x = a, *y = b;
+	return x->s < y->s ? -1 : x->s > y->s;
+}
+
+int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *origin)
+{
+	struct vs_broker *b = w->b;
+	if (msg->retain && b->conf->retain_available) {
+		/* [MQTT-3.3.1-5] store; [MQTT-3.3.1-10] an empty payload removes. */
+		vs_retain_set(b->retain, (const char *)msg->topic.p, msg->topic.len,
+			      msg->payload.len ? msg : NULL);
+	}
+	struct route_ctx r = {w, msg, origin};
+	w->n_matches = 0;
+	vs_tree_match(b->tree, (const char *)msg->topic.p, msg->topic.len, on_match, &r);
+	if (w->n_matches == 0)
+		return 0;
+	if (w->n_matches > 1)
+		qsort(w->matches, w->n_matches, sizeof(*w->matches), cmp_match);
+	int delivered = 0;
+	for (uint32_t i = 0; i < w->n_matches;) {
+		/* Merge every match of one session [MQTT-3.3.4-2]. */
+		struct vs_match *m = &w->matches[i];
+		uint8_t qos = m->qos;
+		bool rap = m->rap;
+		uint32_t n_ids = 0;
+		uint32_t j = i;
+		for (; j < w->n_matches && w->matches[j].s == m->s; j++) {
+			struct vs_match *x = &w->matches[j];
+			if (x->qos > qos)
+				qos = x->qos;
+			rap |= x->rap;
+			if (x->sub_id) {
+				if (n_ids == w->cap_sub_ids) {
+					uint32_t cap = w->cap_sub_ids ? w->cap_sub_ids * 2 : 16;
+					uint32_t *ids = realloc(w->sub_ids, cap * sizeof(*ids));
+					if (!ids)
+						break;
+					w->sub_ids = ids;
+					w->cap_sub_ids = cap;
+				}
+				w->sub_ids[n_ids++] = x->sub_id;
+			}
+		}
+		/* [MQTT-3.3.1-12] live messages carry RETAIN 0 unless Retain As Published. */
+		bool retain = rap && msg->retain;
+		delivered += vs_deliver(w, m->s, msg, qos, retain, w->sub_ids, n_ids, m->share);
+		i = j;
+	}
+	w->n_matches = 0;
+	return delivered;
+}
+
+static void log_drop(struct vs_worker *w, struct vs_session *s)
+{
+	atomic_fetch_add_explicit(&w->stats.pub_dropped, 1, memory_order_relaxed);
+	/* One line per power of two, so a stuck client cannot flood the log. */
+	if ((s->dropped & (s->dropped - 1)) == 0)
+		vs_log(w->b->log, VS_LOG_NOTICE,
+		       "outgoing queue of client %s is full: %u message(s) dropped so far",
+		       s->client_id, s->dropped);
+}
+
+int vs_deliver(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, uint8_t qos,
+	       bool retain, const uint32_t *sub_ids, uint32_t n_sub_ids, const char *share)
+{
+	const struct vs_config *conf = w->b->conf;
+	pthread_mutex_lock(&s->lock);
+	if (s->ended || (!s->connected && qos == 0 && !conf->queue_qos0_messages)) {
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
+	if ((conf->max_queued_messages > 0 &&
+	     s->queue.count >= (uint32_t)conf->max_queued_messages) ||
+	    (conf->max_queued_bytes > 0 && s->queued_bytes + msg->payload.len > conf->max_queued_bytes)) {
+		s->dropped++;
+		log_drop(w, s);
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
+	struct vs_qentry e = {.msg = vs_msg_ref(msg), .qos = qos, .retain = retain, .share = share};
+	if (vs_qentry_set_sub_ids(&e, sub_ids, n_sub_ids) < 0 || vs_ring_push(&s->queue, &e) < 0) {
+		vs_qentry_fini(&e);
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
+	s->queued_bytes += msg->payload.len;
+	if (s->connected && !s->notified) {
+		s->notified = true;
+		struct vs_worker *owner = s->owner;
+		if (owner == w) {
+			vs_worker_want_drain(w, s);
+		} else {
+			struct vs_mail m = {.type = VS_MAIL_DRAIN, .session = vs_session_ref(s)};
+			vs_worker_post(w, owner->idx, &m);
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return 1;
+}
+
+/* Chooses the outgoing topic alias for a topic (5.0, client's Topic Alias Maximum > 0). */
+static void choose_alias(struct vs_conn *c, struct vs_msg *m, struct vs_delivery *d)
+{
+	if (!c->client_alias_max)
+		return;
+	void *v = vs_map_get(&c->out_alias, m->topic.p, m->topic.len);
+	if (v) {
+		d->topic_alias = (uint16_t)(uintptr_t)v;
+		d->alias_only = true;
+		return;
+	}
+	if (c->out_alias_next >= c->client_alias_max)
+		return;
+	uint16_t a = ++c->out_alias_next;
+	if (vs_map_put(&c->out_alias, m->topic.p, m->topic.len, (void *)(uintptr_t)a, NULL) == 0)
+		d->topic_alias = a;
+}
+
+/* Encodes one entry into the connection's output. Returns 0, or -1 when the message cannot be
+ * sent to this client (too large for its Maximum Packet Size [MQTT-3.1.2-25]). */
+static int send_entry(struct vs_conn *c, struct vs_qentry *e, int64_t now)
+{
+	struct vs_delivery d = {.version = c->version, .qos = e->qos, .retain = e->retain,
+				.dup = e->dup, .packet_id = e->packet_id,
+				.n_sub_ids = e->n_sub_ids, .sub_ids = vs_qentry_sub_ids(e)};
+	if (c->version == VS_V5)
+		choose_alias(c, e->msg, &d);
+	ssize_t n = vs_msg_encoded_size(e->msg, &d, now);
+	if (n > 0 && c->client_max_packet && (uint64_t)n > c->client_max_packet && d.topic_alias) {
+		d.topic_alias = 0; /* retry without */
+		d.alias_only = false;
+		n = vs_msg_encoded_size(e->msg, &d, now);
+	}
+	if (n < 0 || (c->client_max_packet && (uint64_t)n > c->client_max_packet))
+		return -1;
+	if (vs_bytes_reserve(&c->out, (size_t)n) < 0)
+		return -1;
+	n = vs_msg_encode(e->msg, &d, now, c->out.data + c->out.len, (size_t)n);
+	if (n < 0)
+		return -1;
+	c->out.len += (size_t)n;
+	e->dup = true;
+	atomic_fetch_add_explicit(&c->w->stats.pub_sent, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->w->stats.msgs_sent, 1, memory_order_relaxed);
+	return 0;
+}
+
+static uint32_t window(const struct vs_conn *c, const struct vs_broker *b)
+{
+	uint32_t win = c->client_receive_max; /* [MQTT-3.3.4-7] */
+	if (b->out_window && b->out_window < win)
+		win = b->out_window;
+	return win;
+}
+
+void vs_session_drain(struct vs_worker *w, struct vs_session *s)
+{
+	int64_t now = w->now_ms;
+	pthread_mutex_lock(&s->lock);
+	s->notified = false;
+	struct vs_conn *c = s->conn;
+	if (!c || s->owner != w || c->state != VS_CONN_ACTIVE) {
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
+	uint32_t win = window(c, w->b);
+	bool sent = false;
+	while (s->queue.count) {
+		if (vs_conn_out_full(c)) {
+			c->want_drain = true;
+			break;
+		}
+		struct vs_qentry *e = vs_ring_at(&s->queue, 0);
+		if (e->qos && s->inflight.count >= win)
+			break;
+		struct vs_qentry x;
+		vs_ring_pop(&s->queue, &x);
+		s->queued_bytes -= x.msg->payload.len;
+		if (vs_msg_expired(x.msg, now, NULL)) {
+			vs_qentry_fini(&x); /* [MQTT-3.3.2-5] expired: not sent */
+			continue;
+		}
+		if (x.qos) {
+			x.packet_id = vs_session_next_id(s);
+			x.state = x.qos == 1 ? VS_Q_WAIT_PUBACK : VS_Q_WAIT_PUBREC;
+		}
+		if (send_entry(c, &x, now) < 0 || !x.qos || vs_ring_push(&s->inflight, &x) < 0) {
+			vs_qentry_fini(&x);
+		}
+		sent = true;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (sent)
+		vs_worker_want_flush(w, c);
+}
+
+void vs_session_resume(struct vs_worker *w, struct vs_session *s)
+{
+	int64_t now = w->now_ms;
+	pthread_mutex_lock(&s->lock);
+	struct vs_conn *c = s->conn;
+	if (!c || s->owner != w) {
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
+	for (uint32_t i = 0; i < s->inflight.count; i++) {
+		struct vs_qentry *e = vs_ring_at(&s->inflight, i);
+		if (e->state == VS_Q_WAIT_PUBCOMP) {
+			pthread_mutex_unlock(&s->lock);
+			vs_conn_send_ack(c, VS_PUBREL, e->packet_id, 0);
+			pthread_mutex_lock(&s->lock);
+			if (s->conn != c)
+				break;
+			continue;
+		}
+		e->dup = true; /* [MQTT-4.4.0-1] resend with DUP */
+		send_entry(c, e, now);
+	}
+	pthread_mutex_unlock(&s->lock);
+	vs_worker_want_flush(w, c);
+	vs_session_drain(w, s);
+}
+
+void vs_publish_will(struct vs_worker *w, struct vs_msg *will)
+{
+	will->created_ms = w->now_ms;
+	vs_route(w, will, NULL);
+}
+
+/* Re-routes messages that came through shared subscriptions to the other members. */
+static void reroute_shared(struct vs_worker *w, struct vs_ring *r)
+{
+	while (r->count) {
+		struct vs_qentry e;
+		vs_ring_pop(r, &e);
+		if (e.share && e.msg) {
+			/* Deliver again through the trie: another member will be picked. */
+			vs_route(w, e.msg, NULL);
+		}
+		vs_qentry_fini(&e);
+	}
+}
+
+void vs_session_end(struct vs_worker *w, struct vs_session *s)
+{
+	struct vs_broker *b = w->b;
+	pthread_mutex_lock(&b->reg_lock);
+	if (vs_map_get(&b->sessions, s->client_id, s->id_len) == s) {
+		vs_map_del(&b->sessions, s->client_id, s->id_len);
+		vs_session_unref(s); /* the registry's reference */
+	}
+	pthread_mutex_unlock(&b->reg_lock);
+	pthread_mutex_lock(&s->lock);
+	s->ended = true;
+	struct vs_session_sub *subs = s->subs;
+	uint32_t n = s->n_subs;
+	s->subs = NULL;
+	s->n_subs = s->cap_subs = 0;
+	pthread_mutex_unlock(&s->lock);
+	for (uint32_t i = 0; i < n; i++) {
+		vs_tree_remove(b->tree, subs[i].filter, subs[i].len, s);
+		free(subs[i].filter);
+	}
+	free(subs);
+	pthread_mutex_lock(&s->lock);
+	struct vs_ring q = s->queue, inf = s->inflight;
+	memset(&s->queue, 0, sizeof(s->queue));
+	memset(&s->inflight, 0, sizeof(s->inflight));
+	s->queued_bytes = 0;
+	struct vs_msg *will = s->will;
+	s->will = NULL;
+	pthread_mutex_unlock(&s->lock);
+	reroute_shared(w, &inf);
+	reroute_shared(w, &q);
+	free(q.e);
+	free(inf.e);
+	if (will) {
+		/* [MQTT-3.1.3-9] the session ended before the will delay: publish now. */
+		vs_publish_will(w, will);
+		vs_msg_unref(will);
+	}
+}

@@ -1,0 +1,45 @@
+/*
+ * The router: from one message to every session that subscribed to its topic.
+ *
+ * vs_route() matches the topic in the shared trie, merges the matches per session (one copy per
+ * session, at the highest granted QoS, with every matching Subscription Identifier
+ * [MQTT-3.3.4-3..5], [MQTT-3.3.5-1]), picks one member per shared group (round robin, preferring
+ * connected members), and delivers into each session. vs_session_drain() moves queued messages
+ * of a connected session into its connection's output, within the inflight window.
+ */
+#ifndef VS_BROKER_ROUTER_H
+#define VS_BROKER_ROUTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct vs_worker;
+struct vs_session;
+struct vs_msg;
+struct vs_conn;
+
+/* Routes msg (and stores it as retained when msg->retain). origin: the publisher's session
+ * (for No Local), or NULL. Returns the number of sessions it was delivered to. */
+int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *origin);
+
+/* Queues msg for session s at QoS qos (already capped) with the given retain flag and
+ * subscription ids; wakes the owning worker. Returns 1 if queued, 0 if dropped. */
+int vs_deliver(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, uint8_t qos,
+	       bool retain, const uint32_t *sub_ids, uint32_t n_sub_ids, const char *share);
+
+/* On the owning worker: sends what the window allows of s's queue to its connection. */
+void vs_session_drain(struct vs_worker *w, struct vs_session *s);
+
+/* Re-sends a resumed session's inflight messages (DUP set, or PUBREL) [MQTT-4.4.0-1], then
+ * drains. Called after CONNACK on the owning worker. */
+void vs_session_resume(struct vs_worker *w, struct vs_session *s);
+
+/* Ends a session: removes it from the registry (if still there) and its subscriptions from the
+ * trie, drops its messages (those from shared subscriptions are re-routed to the group) and
+ * publishes its delayed will. Takes reg_lock: the caller holds no lock. */
+void vs_session_end(struct vs_worker *w, struct vs_session *s);
+
+/* Publishes a will message now (routing it; retained if flagged). */
+void vs_publish_will(struct vs_worker *w, struct vs_msg *will);
+
+#endif

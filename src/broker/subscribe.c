@@ -1,0 +1,157 @@
+/*
+ * SUBSCRIBE and UNSUBSCRIBE: the trie, the session's own list, SUBACK/UNSUBACK, and retained
+ * messages for new subscriptions (after the SUBACK, per Retain Handling).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/conn.h"
+#include "broker/router.h"
+#include "broker/worker.h"
+#include "session/session.h"
+#include "topic/retain.h"
+#include "topic/tree.h"
+
+#define MAX_ENTRIES_ON_STACK 64
+
+static bool is_shared(const struct vs_buf *f)
+{
+	return f->len > 7 && memcmp(f->p, "$share/", 7) == 0;
+}
+
+struct retained_ctx {
+	struct vs_worker *w;
+	struct vs_session *s;
+	uint8_t qos;
+	uint32_t sub_id;
+};
+
+static void send_retained(void *ctx, void *msg)
+{
+	struct retained_ctx *r = ctx;
+	struct vs_msg *m = msg;
+	uint8_t q = m->qos < r->qos ? m->qos : r->qos;
+	/* [MQTT-3.3.1-8] retained messages sent on subscribe carry RETAIN 1. */
+	vs_deliver(r->w, r->s, m, q, true, r->sub_id ? &r->sub_id : NULL, r->sub_id ? 1 : 0, NULL);
+}
+
+/* Subscribes one entry; returns the SUBACK code, and *is_new. */
+static uint8_t subscribe_one(struct vs_conn *c, const struct vs_sub_entry *e, uint32_t sub_id,
+			     bool *is_new)
+{
+	struct vs_broker *b = c->w->b;
+	*is_new = false;
+	if (is_shared(&e->filter) && e->no_local)
+		return 0xFF; /* [MQTT-3.8.3-4] protocol error, handled by the caller */
+	uint8_t qos = e->qos;
+	if (qos > c->listener->conf->max_qos)
+		qos = (uint8_t)c->listener->conf->max_qos;
+	struct vs_sub sub = {.owner = c->session, .sub_id = sub_id, .qos = qos,
+			     .no_local = e->no_local, .retain_as_published = e->retain_as_published,
+			     .retain_handling = e->retain_handling};
+	int rc = vs_tree_add(b->tree, (const char *)e->filter.p, e->filter.len, &sub);
+	if (rc < 0)
+		return VS_RC_UNSPECIFIED;
+	*is_new = rc == 1;
+	uint8_t opts = (uint8_t)(e->qos | (e->no_local << 2) | (e->retain_as_published << 3) |
+				 (e->retain_handling << 4));
+	pthread_mutex_lock(&c->session->lock);
+	if (c->session->ended) {
+		/* Ended meanwhile by a clean-start take-over: vs_session_end() has (or will have)
+		 * missed this subscription, so it is undone here. */
+		pthread_mutex_unlock(&c->session->lock);
+		vs_tree_remove(b->tree, (const char *)e->filter.p, e->filter.len, c->session);
+		return VS_RC_UNSPECIFIED;
+	}
+	rc = vs_session_sub_add(c->session, (const char *)e->filter.p, e->filter.len, qos, opts,
+				sub_id);
+	pthread_mutex_unlock(&c->session->lock);
+	if (rc < 0) {
+		vs_tree_remove(b->tree, (const char *)e->filter.p, e->filter.len, c->session);
+		return VS_RC_UNSPECIFIED;
+	}
+	if (vs_log_enabled(b->log, VS_LOG_SUBSCRIBE))
+		vs_log(b->log, VS_LOG_SUBSCRIBE, "client %s subscribed to '%.*s' QoS %u", c->client_id,
+		       (int)e->filter.len, e->filter.p, qos);
+	return qos;
+}
+
+static void retained_for(struct vs_conn *c, const struct vs_sub_entry *e, uint8_t granted,
+			 uint32_t sub_id, bool is_new)
+{
+	/* Retain Handling [MQTT-3.3.1-9..11]; none for shared subscriptions [MQTT-4.8.2-?]. */
+	if (granted >= 0x80 || is_shared(&e->filter) || e->retain_handling == 2 ||
+	    (e->retain_handling == 1 && !is_new))
+		return;
+	struct retained_ctx r = {c->w, c->session, granted, sub_id};
+	vs_retain_match(c->w->b->retain, (const char *)e->filter.p, e->filter.len, send_retained, &r);
+}
+
+int vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p)
+{
+	uint8_t stack_codes[MAX_ENTRIES_ON_STACK];
+	uint8_t *codes = p->count <= MAX_ENTRIES_ON_STACK ? stack_codes : malloc(p->count);
+	if (!codes) {
+		vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");
+		return -1;
+	}
+	uint32_t sub_id = (p->props.present & (1ull << VS_PROP_SUB_ID)) ? p->props.sub_id : 0;
+	size_t pos = 0;
+	struct vs_sub_entry e;
+	bool news[MAX_ENTRIES_ON_STACK] = {0};
+	for (uint32_t i = 0; vs_subscribe_next(p, c->version, &pos, &e); i++) {
+		bool is_new;
+		codes[i] = subscribe_one(c, &e, sub_id, &is_new);
+		if (codes[i] == 0xFF) {
+			if (codes != stack_codes)
+				free(codes);
+			vs_conn_close(c, VS_RC_PROTOCOL_ERROR, "shared subscription with No Local");
+			return -1;
+		}
+		if (i < MAX_ENTRIES_ON_STACK)
+			news[i] = is_new;
+	}
+	struct vs_packet a = {.type = VS_SUBACK};
+	a.suback.packet_id = p->packet_id; /* [MQTT-3.8.4-2] */
+	a.suback.count = p->count;         /* [MQTT-3.8.4-6] one code per filter */
+	a.suback.codes = codes;
+	int rc = vs_conn_send(c, &a);
+	pos = 0;
+	for (uint32_t i = 0; rc == 0 && vs_subscribe_next(p, c->version, &pos, &e); i++)
+		retained_for(c, &e, codes[i], sub_id, i < MAX_ENTRIES_ON_STACK ? news[i] : true);
+	if (codes != stack_codes)
+		free(codes);
+	return 0;
+}
+
+int vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe *p)
+{
+	struct vs_broker *b = c->w->b;
+	uint8_t stack_codes[MAX_ENTRIES_ON_STACK];
+	uint8_t *codes = p->count <= MAX_ENTRIES_ON_STACK ? stack_codes : malloc(p->count);
+	if (!codes) {
+		vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");
+		return -1;
+	}
+	size_t pos = 0;
+	struct vs_buf f;
+	for (uint32_t i = 0; vs_unsubscribe_next(p, &pos, &f); i++) {
+		int had = vs_tree_remove(b->tree, (const char *)f.p, f.len, c->session);
+		pthread_mutex_lock(&c->session->lock);
+		vs_session_sub_del(c->session, (const char *)f.p, f.len);
+		pthread_mutex_unlock(&c->session->lock);
+		codes[i] = had > 0 ? VS_RC_SUCCESS : VS_RC_NO_SUBSCRIPTION_EXISTED;
+		if (vs_log_enabled(b->log, VS_LOG_UNSUBSCRIBE))
+			vs_log(b->log, VS_LOG_UNSUBSCRIBE, "client %s unsubscribed from '%.*s'",
+			       c->client_id, (int)f.len, f.p);
+	}
+	struct vs_packet a = {.type = VS_UNSUBACK};
+	a.suback.packet_id = p->packet_id; /* [MQTT-3.10.4-4] */
+	a.suback.count = c->version == VS_V5 ? p->count : 0;
+	a.suback.codes = codes;
+	vs_conn_send(c, &a);
+	if (codes != stack_codes)
+		free(codes);
+	return 0;
+}

@@ -1,0 +1,172 @@
+/*
+ * Housekeeping: see sys.h.
+ */
+#include "broker/sys.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "broker/router.h"
+#include "broker/worker.h"
+#include "session/session.h"
+#include "topic/retain.h"
+#include "topic/tree.h"
+
+/* A session whose expiry passed, or whose will is due, collected under reg_lock. */
+struct due {
+	struct vs_session *s;
+	bool expired;
+};
+
+static void sweep_sessions(struct vs_worker *w)
+{
+	struct vs_broker *b = w->b;
+	int64_t now = w->now_ms;
+	struct due *due = NULL;
+	size_t n = 0, cap = 0;
+	pthread_mutex_lock(&b->reg_lock);
+	size_t it = 0;
+	const char *key;
+	size_t klen;
+	void *val;
+	while (vs_map_next(&b->sessions, &it, &key, &klen, &val)) {
+		struct vs_session *s = val;
+		pthread_mutex_lock(&s->lock);
+		bool expired = !s->connected && s->expiry != UINT32_MAX &&
+			       now - s->offline_since_ms >= (int64_t)s->expiry * 1000;
+		bool will_due = !s->connected && s->will && now >= s->will_at_ms;
+		pthread_mutex_unlock(&s->lock);
+		if (!expired && !will_due)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			struct due *nd = realloc(due, cap * sizeof(*nd));
+			if (!nd)
+				break;
+			due = nd;
+		}
+		due[n++] = (struct due){vs_session_ref(s), expired};
+	}
+	pthread_mutex_unlock(&b->reg_lock);
+	for (size_t i = 0; i < n; i++) {
+		struct vs_session *s = due[i].s;
+		pthread_mutex_lock(&s->lock);
+		struct vs_msg *will = NULL;
+		if (!s->connected && s->will && now >= s->will_at_ms) {
+			will = s->will;
+			s->will = NULL;
+		}
+		bool still_offline = !s->connected;
+		pthread_mutex_unlock(&s->lock);
+		if (will) {
+			vs_publish_will(w, will);
+			vs_msg_unref(will);
+		}
+		if (due[i].expired && still_offline) {
+			vs_log(b->log, VS_LOG_INFO, "session of client %s expired", s->client_id);
+			vs_session_end(w, s);
+		}
+		vs_session_unref(s);
+	}
+	free(due);
+}
+
+static void publish(struct vs_worker *w, const char *topic, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void publish(struct vs_worker *w, const char *topic, const char *fmt, ...)
+{
+	char val[128];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(val, sizeof(val), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	struct vs_msg *m = vs_msg_make(topic, strlen(topic), val, (size_t)n, 0, true, NULL, NULL,
+				       w->now_ms);
+	if (!m)
+		return;
+	vs_route(w, m, NULL);
+	vs_msg_unref(m);
+}
+
+/* Exponentially-weighted load averages per minute, as Mosquitto computes them. */
+struct load {
+	double v[3];
+};
+
+static void publish_sys(struct vs_worker *w)
+{
+	struct vs_broker *b = w->b;
+	struct vs_stats st;
+	vs_broker_stats(b, &st);
+	int64_t up = vs_wall_s() - b->start_wall;
+	int connected = atomic_load(&b->clients_connected);
+	pthread_mutex_lock(&b->reg_lock);
+	size_t total = b->sessions.count;
+	pthread_mutex_unlock(&b->reg_lock);
+	size_t disconnected = total > (size_t)connected ? total - (size_t)connected : 0;
+
+	publish(w, "$SYS/broker/version", "viesti version %s", VS_VERSION);
+	publish(w, "$SYS/broker/uptime", "%lld seconds", (long long)up);
+	publish(w, "$SYS/broker/clients/connected", "%d", connected);
+	publish(w, "$SYS/broker/clients/active", "%d", connected);
+	publish(w, "$SYS/broker/clients/disconnected", "%zu", disconnected);
+	publish(w, "$SYS/broker/clients/inactive", "%zu", disconnected);
+	publish(w, "$SYS/broker/clients/total", "%zu", total > (size_t)connected ? total : (size_t)connected);
+	publish(w, "$SYS/broker/clients/maximum", "%d", atomic_load(&b->clients_max));
+	publish(w, "$SYS/broker/messages/received", "%llu", (unsigned long long)st.msgs_received);
+	publish(w, "$SYS/broker/messages/sent", "%llu", (unsigned long long)st.msgs_sent);
+	publish(w, "$SYS/broker/publish/messages/received", "%llu",
+		(unsigned long long)st.pub_received);
+	publish(w, "$SYS/broker/publish/messages/sent", "%llu", (unsigned long long)st.pub_sent);
+	publish(w, "$SYS/broker/publish/messages/dropped", "%llu",
+		(unsigned long long)st.pub_dropped);
+	publish(w, "$SYS/broker/bytes/received", "%llu", (unsigned long long)st.bytes_received);
+	publish(w, "$SYS/broker/bytes/sent", "%llu", (unsigned long long)st.bytes_sent);
+	publish(w, "$SYS/broker/subscriptions/count", "%zu", vs_tree_count(b->tree));
+	publish(w, "$SYS/broker/retained messages/count", "%zu", vs_retain_count(b->retain));
+
+	/* Load averages: rates over the last interval, smoothed over 1, 5 and 15 minutes. */
+	static const char *names[] = {"1min", "5min", "15min"};
+	static const double mins[] = {1, 5, 15};
+	struct {
+		const char *topic;
+		uint64_t now;
+	} series[] = {
+		{"messages/received", st.msgs_received}, {"messages/sent", st.msgs_sent},
+		{"publish/received", st.pub_received},   {"publish/sent", st.pub_sent},
+		{"bytes/received", st.bytes_received},   {"bytes/sent", st.bytes_sent},
+		{"connections", st.connects},
+	};
+	double interval = b->conf->sys_interval;
+	for (size_t i = 0; i < sizeof(series) / sizeof(series[0]); i++) {
+		double rate = (double)(series[i].now - b->sys_last[i]) * 60.0 / interval;
+		b->sys_last[i] = series[i].now;
+		for (int k = 0; k < 3; k++) {
+			double a = 1.0 - __builtin_exp(-interval / (60.0 * mins[k]));
+			b->sys_load[i][k] += a * (rate - b->sys_load[i][k]);
+			char topic[96];
+			snprintf(topic, sizeof(topic), "$SYS/broker/load/%s/%s", series[i].topic,
+				 names[k]);
+			publish(w, topic, "%.2f", b->sys_load[i][k]);
+		}
+	}
+}
+
+void vs_sys_tick(struct vs_worker *w)
+{
+	struct vs_broker *b = w->b;
+	if (w->now_ms - b->last_session_sweep_ms >= 1000) {
+		b->last_session_sweep_ms = w->now_ms;
+		sweep_sessions(w);
+	}
+	if (b->conf->sys_interval > 0 && w->now_ms >= w->next_sys_ms) {
+		w->next_sys_ms = w->now_ms + (int64_t)b->conf->sys_interval * 1000;
+		publish_sys(w);
+	}
+}

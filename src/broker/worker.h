@@ -1,0 +1,114 @@
+/*
+ * Workers: one thread each, owning an epoll loop, its listening sockets (SO_REUSEPORT), the
+ * connections the kernel hands it, and the sessions of those connections while they are
+ * connected.
+ *
+ * Cross-worker traffic goes through each worker's mailbox: a mutex-protected array plus an
+ * eventfd. A worker never posts one message at a time: during a loop turn it collects what it
+ * has for each other worker in its outbox, and at the end of the turn hands each target its
+ * batch with one lock and at most one eventfd write ("one wake-up per target worker per loop
+ * turn"). The same holds for output: connections with bytes to send are flushed once at the end
+ * of the turn, one write(2) each.
+ */
+#ifndef VS_BROKER_WORKER_H
+#define VS_BROKER_WORKER_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "broker/broker.h"
+#include "net/loop.h"
+
+struct vs_conn;
+struct vs_session;
+struct vs_msg;
+
+enum vs_mail_type {
+	VS_MAIL_DRAIN, /* a session on this worker has queued messages */
+	VS_MAIL_KICK,  /* close connection (slot, conn_id) with reason: session taken over */
+	VS_MAIL_WAKE,  /* nothing: re-check state (stop) */
+};
+
+struct vs_mail {
+	uint8_t type;
+	uint8_t reason;
+	uint32_t slot;
+	uint64_t conn_id;
+	struct vs_session *session; /* one reference, for VS_MAIL_DRAIN */
+};
+
+struct vs_mail_vec {
+	struct vs_mail *v;
+	uint32_t n, cap;
+};
+
+struct vs_mailbox {
+	pthread_mutex_t lock;
+	struct vs_mail_vec items;
+	struct vs_io io; /* the eventfd */
+};
+
+struct vs_listen_io {
+	struct vs_io io;
+	struct vs_listener *listener;
+	struct vs_worker *w;
+};
+
+/* One match of a PUBLISH against the trie, before merging per session. */
+struct vs_match {
+	struct vs_session *s;
+	uint32_t sub_id;
+	uint8_t qos;
+	bool rap;
+	const char *share;
+};
+
+struct vs_worker {
+	struct vs_broker *b;
+	int idx;
+	pthread_t thread;
+	struct vs_loop loop;
+	int64_t now_ms; /* monotonic time at the start of this loop turn */
+
+	struct vs_listen_io *listens;
+	int n_listens;
+
+	struct vs_conn **conns; /* by slot; NULL = free */
+	uint32_t n_slots, cap_slots;
+	uint32_t *free_slots;
+	uint32_t n_free;
+	uint64_t next_conn_id;
+	uint32_t n_conns;
+
+	struct vs_mailbox mbox;
+	struct vs_mail_vec *outbox; /* one per worker: mails to post at the end of the turn */
+
+	struct vs_session **dirty; /* local sessions to drain at the end of the turn (refs held) */
+	uint32_t n_dirty, cap_dirty;
+	struct vs_conn **flush;    /* connections with output to write at the end of the turn */
+	uint32_t n_flush, cap_flush;
+
+	struct vs_match *matches;  /* scratch for routing */
+	uint32_t n_matches, cap_matches;
+	uint32_t *sub_ids;         /* scratch for merging */
+	uint32_t cap_sub_ids;
+
+	int64_t next_sweep_ms;
+	int64_t next_sys_ms;
+	struct vs_stats stats;
+};
+
+int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err, size_t errlen);
+void vs_worker_fini(struct vs_worker *w);
+void *vs_worker_main(void *arg);
+
+/* Queues a mail for worker `to` (sent at the end of this turn). */
+int vs_worker_post(struct vs_worker *w, int to, const struct vs_mail *m);
+/* Posts directly (outside a worker's turn, e.g. from the main thread): locks and wakes. */
+void vs_worker_post_now(struct vs_worker *target, const struct vs_mail *m);
+/* Schedules a connection for output flushing at the end of the turn. */
+void vs_worker_want_flush(struct vs_worker *w, struct vs_conn *c);
+/* Schedules a session owned by w for draining at the end of the turn (takes a reference). */
+void vs_worker_want_drain(struct vs_worker *w, struct vs_session *s);
+
+#endif

@@ -1,0 +1,217 @@
+/*
+ * viesti broker: argument parsing, configuration loading, signals, and the broker's lifetime.
+ * Signals are handled synchronously by the main thread with sigwait(); workers block them.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/error.h"
+#include "broker/broker.h"
+#include "cmd/cmd.h"
+#include "conf/conf.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: viesti broker [-c FILE] [-p PORT] [-v] [-d] [--test-config]\n\n"
+		"Runs the MQTT broker. Without -c: listens on localhost:1883 only and allows\n"
+		"anonymous clients (Mosquitto 2.0's safe default). The configuration file uses\n"
+		"mosquitto.conf's format and directives; see docs/configuration.md.\n\n"
+		"  -c, --config-file FILE  read the configuration from FILE\n"
+		"  -p, --port PORT         listen on PORT (replaces the default listener's port)\n"
+		"  -v, --verbose           log everything (log_type all)\n"
+		"  -d, --daemon            run in the background\n"
+		"      --test-config       check the configuration and exit\n"
+		"  -h, --help              show this help\n\n"
+		"Signals: SIGINT/SIGTERM stop cleanly; SIGHUP reopens the log file.\n");
+}
+
+struct args {
+	const char *config;
+	int port;
+	bool verbose;
+	bool daemon;
+	bool test_config;
+};
+
+static int parse_args(int argc, char **argv, struct args *a)
+{
+	static const struct option opts[] = {
+		{"config-file", required_argument, NULL, 'c'},
+		{"port", required_argument, NULL, 'p'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"daemon", no_argument, NULL, 'd'},
+		{"test-config", no_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	int ch;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "c:p:vdh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			a->config = optarg;
+			break;
+		case 'p': {
+			char *end;
+			long p = strtol(optarg, &end, 10);
+			if (*end || p < 1 || p > 65535) {
+				fprintf(stderr, "viesti broker: invalid port '%s', expected 1..65535\n",
+					optarg);
+				return 2;
+			}
+			a->port = (int)p;
+			break;
+		}
+		case 'v':
+			a->verbose = true;
+			break;
+		case 'd':
+			a->daemon = true;
+			break;
+		case 't':
+			a->test_config = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 1;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "viesti broker: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	return 0;
+}
+
+/* -p: like Mosquitto, the port of the default listener (created on localhost when there is no
+ * listener at all). */
+static int apply_port(struct vs_config *c, int port)
+{
+	if (c->n_listeners == 0) {
+		c->listeners = calloc(1, sizeof(*c->listeners));
+		if (!c->listeners)
+			return -ENOMEM;
+		vs_listener_conf_init(&c->listeners[0], c);
+		c->listeners[0].bind_address = strdup("localhost");
+		c->n_listeners = 1;
+		if (c->allow_anonymous < 0)
+			c->allow_anonymous = 1;
+	}
+	c->listeners[0].port = port;
+	return 0;
+}
+
+static int load_config(struct vs_config *c, const struct args *a)
+{
+	char err[512];
+	if (a->config && vs_config_load(c, a->config, err, sizeof(err)) < 0) {
+		fprintf(stderr, "viesti broker: %s\n", err);
+		return -1;
+	}
+	if (a->port && apply_port(c, a->port) < 0)
+		return -1;
+	if (vs_config_validate(c, err, sizeof(err)) < 0) {
+		fprintf(stderr, "viesti broker: %s: %s\n", a->config ? a->config : "defaults", err);
+		return -1;
+	}
+	if (a->verbose)
+		c->log.types = VS_LOG_ALL;
+	if (c->log.file_path && vs_log_reopen(&c->log) < 0) {
+		fprintf(stderr, "viesti broker: cannot open log file %s: %s\n", c->log.file_path,
+			strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int write_pid(const char *path)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return -errno;
+	fprintf(f, "%ld\n", (long)getpid());
+	fclose(f);
+	return 0;
+}
+
+static int serve(struct vs_config *conf)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL); /* workers inherit the mask */
+	signal(SIGPIPE, SIG_IGN);
+
+	struct vs_broker b;
+	char err[512] = "";
+	int rc = vs_broker_init(&b, conf, &conf->log, err, sizeof(err));
+	if (rc < 0) {
+		vs_log(&conf->log, VS_LOG_ERR, "cannot start: %s", err[0] ? err : vs_strerror(rc));
+		vs_broker_fini(&b);
+		return 1;
+	}
+	if (conf->pid_file && write_pid(conf->pid_file) < 0)
+		vs_log(&conf->log, VS_LOG_WARN, "cannot write pid file %s", conf->pid_file);
+	if (vs_broker_start(&b) < 0) {
+		vs_broker_stop(&b);
+		vs_broker_fini(&b);
+		return 1;
+	}
+	for (;;) {
+		int sig;
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			vs_log(&conf->log, VS_LOG_NOTICE, "SIGHUP: reopening the log file");
+			vs_log_reopen(&conf->log);
+			continue;
+		}
+		vs_log(&conf->log, VS_LOG_NOTICE, "%s: shutting down",
+		       sig == SIGINT ? "SIGINT" : "SIGTERM");
+		break;
+	}
+	vs_broker_stop(&b);
+	vs_broker_fini(&b);
+	if (conf->pid_file)
+		unlink(conf->pid_file);
+	vs_log(&conf->log, VS_LOG_NOTICE, "stopped");
+	return 0;
+}
+
+int vs_cmd_broker(int argc, char **argv)
+{
+	struct args a = {0};
+	int rc = parse_args(argc, argv, &a);
+	if (rc)
+		return rc == 1 ? 0 : rc;
+	struct vs_config conf;
+	vs_config_init(&conf);
+	if (load_config(&conf, &a) < 0) {
+		vs_config_fini(&conf);
+		return 3;
+	}
+	if (a.test_config) {
+		printf("%s: configuration OK\n", a.config ? a.config : "defaults");
+		vs_config_fini(&conf);
+		return 0;
+	}
+	if (a.daemon && daemon(1, 0) < 0) {
+		fprintf(stderr, "viesti broker: cannot daemonize: %s\n", strerror(errno));
+		vs_config_fini(&conf);
+		return 1;
+	}
+	rc = serve(&conf);
+	vs_config_fini(&conf);
+	return rc;
+}

@@ -1,0 +1,7 @@
+/* The commands of the viesti executable. Each returns the process exit status. */
+#ifndef VS_CMD_CMD_H
+#define VS_CMD_CMD_H
+
+int vs_cmd_broker(int argc, char **argv);
+
+#endif
