@@ -39,7 +39,7 @@ struct vs_level {
 	uint32_t len;            /* bytes of name (a level is at most 65535 bytes) */
 	uint32_t hash;           /* vs_level_hash(seed, name, len), set before vs_level_attach() */
 	struct vs_level_slot *slot; /* exact-name children: cap slots; NULL when cap 0 */
-	uint32_t cap;            /* 0 or a power of two; VS_LEVEL_INLINE means slot == small */
+	uint32_t cap;            /* 0 or a power of two; 2 with slot == small while inline */
 	uint32_t n;              /* occupied slots */
 	struct vs_level_slot small[2]; /* the table of a level with one or two children */
 };

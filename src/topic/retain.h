@@ -28,11 +28,13 @@ void vs_retain_free(struct vs_retain *r);
 int vs_retain_set(struct vs_retain *r, const char *topic, size_t len, void *msg);
 
 /* Calls fn(ctx, msg) for each retained message whose topic matches filter (not a $share
- * filter: the caller strips the share prefix). Returns the number of calls. */
+ * filter: the caller strips the share prefix). Returns the number of calls. Visits only the
+ * branches the filter can match; allocates nothing. */
 size_t vs_retain_match(struct vs_retain *r, const char *filter, size_t len,
 		       void (*fn)(void *ctx, void *msg), void *ctx);
 
-/* Calls fn for every stored message (for persistence snapshots). */
+/* Calls fn for every stored message (for persistence snapshots), under the read lock: fn must
+ * not call into the store. topic[0..len) is also NUL-terminated, valid only during the call. */
 size_t vs_retain_foreach(struct vs_retain *r, void (*fn)(void *ctx, const char *topic,
 							 size_t len, void *msg),
 			 void *ctx);
