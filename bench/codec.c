@@ -86,10 +86,16 @@ int main(int argc, char **argv)
 	static const struct vs_user_prop user = {{(const uint8_t *)"trace", 5},
 						 {(const uint8_t *)"abc123", 6}};
 	static const char *filters[10] = {
-		"sensors/+/temperature", "sensors/+/humidity", "home/kitchen/#",
-		"home/+/lights/+",       "alerts/#",           "$share/workers/jobs/+",
-		"devices/abc/cmd",       "devices/abc/cfg/#",  "telemetry/+/+/raw",
-		"status",
+	    "sensors/+/temperature",
+	    "sensors/+/humidity",
+	    "home/kitchen/#",
+	    "home/+/lights/+",
+	    "alerts/#",
+	    "$share/workers/jobs/+",
+	    "devices/abc/cmd",
+	    "devices/abc/cfg/#",
+	    "telemetry/+/+/raw",
+	    "status",
 	};
 	struct vs_sub_entry entries[10];
 	long iters = argc > 1 ? atol(argv[1]) : 2000000;
@@ -109,7 +115,8 @@ int main(int argc, char **argv)
 			p.type = VS_PUBLISH;
 			p.publish.qos = 1;
 			p.publish.packet_id = 4242;
-			p.publish.topic.p = (const uint8_t *)"sensors/building-7/floor-3/room-12/temp";
+			p.publish.topic.p =
+			    (const uint8_t *)"sensors/building-7/floor-3/room-12/temp";
 			p.publish.topic.len = strlen((const char *)p.publish.topic.p);
 			p.publish.payload.p = payload;
 			p.publish.payload.len = sizes[i];

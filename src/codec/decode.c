@@ -227,7 +227,8 @@ static enum vs_reason dec_ack(struct rd *r, int type, int v, struct vs_ack *a)
 static enum vs_reason check_sub_options(uint8_t o, int v, struct vs_buf filter)
 {
 	if (v != VS_V5)
-		return (o & 0xfc) || (o & 3) == 3 ? VS_RC_MALFORMED : VS_RC_SUCCESS; /* [MQTT-3-8.3-4] */
+		return (o & 0xfc) || (o & 3) == 3 ? VS_RC_MALFORMED
+						  : VS_RC_SUCCESS; /* [MQTT-3-8.3-4] */
 	if (o & 0xc0) /* [MQTT-3.8.3-5] reserved bits */
 		return VS_RC_MALFORMED;
 	if ((o & 3) == 3 || ((o >> 4) & 3) == 3) /* QoS 3, Retain Handling 3 */

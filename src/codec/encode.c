@@ -19,12 +19,12 @@
 #include "base/error.h"
 
 struct layout {
-	size_t body;  /* remaining length */
-	size_t pin;   /* inner length of the packet's property block */
-	size_t win;   /* inner length of the will property block (CONNECT) */
-	size_t plen;  /* encoded size of the property block, length included */
-	bool reason;  /* write the reason code byte (5.0 acks, DISCONNECT, AUTH) */
-	bool props;   /* write the property block */
+	size_t body; /* remaining length */
+	size_t pin;  /* inner length of the packet's property block */
+	size_t win;  /* inner length of the will property block (CONNECT) */
+	size_t plen; /* encoded size of the property block, length included */
+	bool reason; /* write the reason code byte (5.0 acks, DISCONNECT, AUTH) */
+	bool props;  /* write the property block */
 };
 
 static bool str_ok(struct vs_buf b)
@@ -140,7 +140,8 @@ static int measure(const struct vs_packet *p, int v, struct layout *l)
 	case VS_PUBLISH:
 		if (p->publish.qos > 2 || !str_ok(p->publish.topic))
 			return -1;
-		l->body = 2 + p->publish.topic.len + (p->publish.qos ? 2 : 0) + p->publish.payload.len;
+		l->body =
+		    2 + p->publish.topic.len + (p->publish.qos ? 2 : 0) + p->publish.payload.len;
 		if (v == VS_V5) {
 			if (measure_props(&p->publish.props, VS_PUBLISH, &l->pin, &l->plen))
 				return -1;
@@ -211,8 +212,7 @@ ssize_t vs_codec_size(const struct vs_packet *p, int version)
 	return (ssize_t)(1 + (size_t)vs_vbi_size((uint32_t)l.body) + l.body);
 }
 
-static uint8_t *write_connect(uint8_t *o, const struct vs_connect *c, int v,
-			      const struct layout *l)
+static uint8_t *write_connect(uint8_t *o, const struct vs_connect *c, int v, const struct layout *l)
 {
 	uint8_t fl = 0;
 
@@ -340,7 +340,8 @@ static uint8_t *write_body(uint8_t *o, const struct vs_packet *p, int v, const s
 		return wr_bytes(o, p->suback.codes, p->suback.count);
 	case VS_DISCONNECT:
 	case VS_AUTH:
-		return v == VS_V5 ? write_tail(o, p->disconnect.reason, &p->disconnect.props, l) : o;
+		return v == VS_V5 ? write_tail(o, p->disconnect.reason, &p->disconnect.props, l)
+				  : o;
 	}
 	return o;
 }

@@ -27,9 +27,9 @@
 
 enum ptype { PT_NONE, PT_BYTE, PT_U16, PT_U32, PT_VBI, PT_STR, PT_BIN, PT_PAIR };
 
-#define PF_BOOL 1    /* the byte must be 0 or 1 */
+#define PF_BOOL	   1 /* the byte must be 0 or 1 */
 #define PF_NONZERO 2 /* 0 is a Protocol Error */
-#define PF_TOPIC 4   /* a topic name: no wildcards [MQTT-3.3.2-14] */
+#define PF_TOPIC   4 /* a topic name: no wildcards [MQTT-3.3.2-14] */
 
 struct pdesc {
 	uint8_t type;  /* enum ptype */
@@ -39,33 +39,33 @@ struct pdesc {
 
 #define D(id, t, f, field) [id] = {t, f, offsetof(struct vs_props, field)}
 static const struct pdesc desc[64] = {
-	D(VS_PROP_PAYLOAD_FORMAT, PT_BYTE, PF_BOOL, payload_format),
-	D(VS_PROP_MESSAGE_EXPIRY, PT_U32, 0, message_expiry),
-	D(VS_PROP_CONTENT_TYPE, PT_STR, 0, content_type),
-	D(VS_PROP_RESPONSE_TOPIC, PT_STR, PF_TOPIC, response_topic),
-	D(VS_PROP_CORRELATION_DATA, PT_BIN, 0, correlation_data),
-	D(VS_PROP_SUB_ID, PT_VBI, PF_NONZERO, sub_id),
-	D(VS_PROP_SESSION_EXPIRY, PT_U32, 0, session_expiry),
-	D(VS_PROP_ASSIGNED_CLIENT_ID, PT_STR, 0, assigned_client_id),
-	D(VS_PROP_SERVER_KEEPALIVE, PT_U16, 0, server_keepalive),
-	D(VS_PROP_AUTH_METHOD, PT_STR, 0, auth_method),
-	D(VS_PROP_AUTH_DATA, PT_BIN, 0, auth_data),
-	D(VS_PROP_REQUEST_PROBLEM_INFO, PT_BYTE, PF_BOOL, request_problem_info),
-	D(VS_PROP_WILL_DELAY, PT_U32, 0, will_delay),
-	D(VS_PROP_REQUEST_RESPONSE_INFO, PT_BYTE, PF_BOOL, request_response_info),
-	D(VS_PROP_RESPONSE_INFO, PT_STR, 0, response_info),
-	D(VS_PROP_SERVER_REFERENCE, PT_STR, 0, server_reference),
-	D(VS_PROP_REASON_STRING, PT_STR, 0, reason_string),
-	D(VS_PROP_RECEIVE_MAX, PT_U16, PF_NONZERO, receive_max),
-	D(VS_PROP_TOPIC_ALIAS_MAX, PT_U16, 0, topic_alias_max),
-	D(VS_PROP_TOPIC_ALIAS, PT_U16, PF_NONZERO, topic_alias),
-	D(VS_PROP_MAX_QOS, PT_BYTE, PF_BOOL, max_qos),
-	D(VS_PROP_RETAIN_AVAILABLE, PT_BYTE, PF_BOOL, retain_available),
-	D(VS_PROP_USER, PT_PAIR, 0, n_user),
-	D(VS_PROP_MAX_PACKET_SIZE, PT_U32, PF_NONZERO, max_packet_size),
-	D(VS_PROP_WILDCARD_SUB_AVAILABLE, PT_BYTE, PF_BOOL, wildcard_sub_available),
-	D(VS_PROP_SUB_ID_AVAILABLE, PT_BYTE, PF_BOOL, sub_id_available),
-	D(VS_PROP_SHARED_SUB_AVAILABLE, PT_BYTE, PF_BOOL, shared_sub_available),
+    D(VS_PROP_PAYLOAD_FORMAT, PT_BYTE, PF_BOOL, payload_format),
+    D(VS_PROP_MESSAGE_EXPIRY, PT_U32, 0, message_expiry),
+    D(VS_PROP_CONTENT_TYPE, PT_STR, 0, content_type),
+    D(VS_PROP_RESPONSE_TOPIC, PT_STR, PF_TOPIC, response_topic),
+    D(VS_PROP_CORRELATION_DATA, PT_BIN, 0, correlation_data),
+    D(VS_PROP_SUB_ID, PT_VBI, PF_NONZERO, sub_id),
+    D(VS_PROP_SESSION_EXPIRY, PT_U32, 0, session_expiry),
+    D(VS_PROP_ASSIGNED_CLIENT_ID, PT_STR, 0, assigned_client_id),
+    D(VS_PROP_SERVER_KEEPALIVE, PT_U16, 0, server_keepalive),
+    D(VS_PROP_AUTH_METHOD, PT_STR, 0, auth_method),
+    D(VS_PROP_AUTH_DATA, PT_BIN, 0, auth_data),
+    D(VS_PROP_REQUEST_PROBLEM_INFO, PT_BYTE, PF_BOOL, request_problem_info),
+    D(VS_PROP_WILL_DELAY, PT_U32, 0, will_delay),
+    D(VS_PROP_REQUEST_RESPONSE_INFO, PT_BYTE, PF_BOOL, request_response_info),
+    D(VS_PROP_RESPONSE_INFO, PT_STR, 0, response_info),
+    D(VS_PROP_SERVER_REFERENCE, PT_STR, 0, server_reference),
+    D(VS_PROP_REASON_STRING, PT_STR, 0, reason_string),
+    D(VS_PROP_RECEIVE_MAX, PT_U16, PF_NONZERO, receive_max),
+    D(VS_PROP_TOPIC_ALIAS_MAX, PT_U16, 0, topic_alias_max),
+    D(VS_PROP_TOPIC_ALIAS, PT_U16, PF_NONZERO, topic_alias),
+    D(VS_PROP_MAX_QOS, PT_BYTE, PF_BOOL, max_qos),
+    D(VS_PROP_RETAIN_AVAILABLE, PT_BYTE, PF_BOOL, retain_available),
+    D(VS_PROP_USER, PT_PAIR, 0, n_user),
+    D(VS_PROP_MAX_PACKET_SIZE, PT_U32, PF_NONZERO, max_packet_size),
+    D(VS_PROP_WILDCARD_SUB_AVAILABLE, PT_BYTE, PF_BOOL, wildcard_sub_available),
+    D(VS_PROP_SUB_ID_AVAILABLE, PT_BYTE, PF_BOOL, sub_id_available),
+    D(VS_PROP_SHARED_SUB_AVAILABLE, PT_BYTE, PF_BOOL, shared_sub_available),
 };
 #undef D
 
@@ -77,30 +77,29 @@ static const struct pdesc desc[64] = {
 
 /* MQTT 5.0 table 2-4: which identifiers each packet type may carry. */
 static const uint64_t valid[17] = {
-	[VS_CONNECT] = B(VS_PROP_SESSION_EXPIRY) | B(VS_PROP_AUTH_METHOD) | B(VS_PROP_AUTH_DATA) |
-		       B(VS_PROP_REQUEST_PROBLEM_INFO) | B(VS_PROP_REQUEST_RESPONSE_INFO) |
-		       B(VS_PROP_RECEIVE_MAX) | B(VS_PROP_TOPIC_ALIAS_MAX) | B(VS_PROP_USER) |
-		       B(VS_PROP_MAX_PACKET_SIZE),
-	[VS_CONNACK] = B(VS_PROP_SESSION_EXPIRY) | B(VS_PROP_ASSIGNED_CLIENT_ID) |
-		       B(VS_PROP_SERVER_KEEPALIVE) | B(VS_PROP_AUTH_METHOD) | B(VS_PROP_AUTH_DATA) |
-		       B(VS_PROP_RESPONSE_INFO) | B(VS_PROP_SERVER_REFERENCE) |
-		       B(VS_PROP_REASON_STRING) | B(VS_PROP_RECEIVE_MAX) |
-		       B(VS_PROP_TOPIC_ALIAS_MAX) | B(VS_PROP_MAX_QOS) |
-		       B(VS_PROP_RETAIN_AVAILABLE) | B(VS_PROP_USER) | B(VS_PROP_MAX_PACKET_SIZE) |
-		       B(VS_PROP_WILDCARD_SUB_AVAILABLE) | B(VS_PROP_SUB_ID_AVAILABLE) |
-		       B(VS_PROP_SHARED_SUB_AVAILABLE),
-	[VS_PUBLISH] = WILL_MSG | B(VS_PROP_TOPIC_ALIAS) | B(VS_PROP_SUB_ID),
-	[VS_PUBACK] = ACK_PROPS,
-	[VS_PUBREC] = ACK_PROPS,
-	[VS_PUBREL] = ACK_PROPS,
-	[VS_PUBCOMP] = ACK_PROPS,
-	[VS_SUBSCRIBE] = B(VS_PROP_SUB_ID) | B(VS_PROP_USER),
-	[VS_SUBACK] = ACK_PROPS,
-	[VS_UNSUBSCRIBE] = B(VS_PROP_USER),
-	[VS_UNSUBACK] = ACK_PROPS,
-	[VS_DISCONNECT] = B(VS_PROP_SESSION_EXPIRY) | B(VS_PROP_SERVER_REFERENCE) | ACK_PROPS,
-	[VS_AUTH] = B(VS_PROP_AUTH_METHOD) | B(VS_PROP_AUTH_DATA) | ACK_PROPS,
-	[VS_WILL_PROPS] = WILL_MSG | B(VS_PROP_WILL_DELAY),
+    [VS_CONNECT] = B(VS_PROP_SESSION_EXPIRY) | B(VS_PROP_AUTH_METHOD) | B(VS_PROP_AUTH_DATA) |
+		   B(VS_PROP_REQUEST_PROBLEM_INFO) | B(VS_PROP_REQUEST_RESPONSE_INFO) |
+		   B(VS_PROP_RECEIVE_MAX) | B(VS_PROP_TOPIC_ALIAS_MAX) | B(VS_PROP_USER) |
+		   B(VS_PROP_MAX_PACKET_SIZE),
+    [VS_CONNACK] = B(VS_PROP_SESSION_EXPIRY) | B(VS_PROP_ASSIGNED_CLIENT_ID) |
+		   B(VS_PROP_SERVER_KEEPALIVE) | B(VS_PROP_AUTH_METHOD) | B(VS_PROP_AUTH_DATA) |
+		   B(VS_PROP_RESPONSE_INFO) | B(VS_PROP_SERVER_REFERENCE) |
+		   B(VS_PROP_REASON_STRING) | B(VS_PROP_RECEIVE_MAX) | B(VS_PROP_TOPIC_ALIAS_MAX) |
+		   B(VS_PROP_MAX_QOS) | B(VS_PROP_RETAIN_AVAILABLE) | B(VS_PROP_USER) |
+		   B(VS_PROP_MAX_PACKET_SIZE) | B(VS_PROP_WILDCARD_SUB_AVAILABLE) |
+		   B(VS_PROP_SUB_ID_AVAILABLE) | B(VS_PROP_SHARED_SUB_AVAILABLE),
+    [VS_PUBLISH] = WILL_MSG | B(VS_PROP_TOPIC_ALIAS) | B(VS_PROP_SUB_ID),
+    [VS_PUBACK] = ACK_PROPS,
+    [VS_PUBREC] = ACK_PROPS,
+    [VS_PUBREL] = ACK_PROPS,
+    [VS_PUBCOMP] = ACK_PROPS,
+    [VS_SUBSCRIBE] = B(VS_PROP_SUB_ID) | B(VS_PROP_USER),
+    [VS_SUBACK] = ACK_PROPS,
+    [VS_UNSUBSCRIBE] = B(VS_PROP_USER),
+    [VS_UNSUBACK] = ACK_PROPS,
+    [VS_DISCONNECT] = B(VS_PROP_SESSION_EXPIRY) | B(VS_PROP_SERVER_REFERENCE) | ACK_PROPS,
+    [VS_AUTH] = B(VS_PROP_AUTH_METHOD) | B(VS_PROP_AUTH_DATA) | ACK_PROPS,
+    [VS_WILL_PROPS] = WILL_MSG | B(VS_PROP_WILL_DELAY),
 };
 
 bool vs_prop_valid(int id, int type)
@@ -189,8 +188,7 @@ static enum vs_reason read_value(struct rd *r, int id, int type, struct vs_props
 enum vs_reason vs_props_decode(struct rd *r, int type, struct vs_props *p)
 {
 	const uint64_t allowed = valid[type];
-	const uint64_t repeatable =
-		B(VS_PROP_USER) | (type == VS_PUBLISH ? B(VS_PROP_SUB_ID) : 0);
+	const uint64_t repeatable = B(VS_PROP_USER) | (type == VS_PUBLISH ? B(VS_PROP_SUB_ID) : 0);
 	uint32_t len;
 	enum vs_reason rc;
 

@@ -15,7 +15,7 @@
 
 #include <string.h>
 
-#define ONES 0x0101010101010101ull
+#define ONES  0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
 
 /* True when one of the eight bytes of w is zero. */

@@ -13,7 +13,7 @@
 
 #include <string.h>
 
-#define ONES 0x0101010101010101ull
+#define ONES  0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
 
 /* True when the eight bytes at s are all in 0x01..0x7F. */

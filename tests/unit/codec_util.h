@@ -23,8 +23,7 @@ struct dec {
 	struct vs_packet pkt;
 };
 
-static inline void dec_run(struct dec *d, const uint8_t *b, size_t len, int version,
-			   uint32_t max)
+static inline void dec_run(struct dec *d, const uint8_t *b, size_t len, int version, uint32_t max)
 {
 	struct vs_decode_opts o = {.version = (uint8_t)version, .max_packet_size = max};
 

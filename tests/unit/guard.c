@@ -27,8 +27,8 @@ static size_t data_pages_len(size_t len)
 uint8_t *guard_copy(const void *data, size_t len)
 {
 	size_t dl = data_pages_len(len), ps = page_size();
-	uint8_t *base = mmap(NULL, dl + ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-			     -1, 0);
+	uint8_t *base =
+	    mmap(NULL, dl + ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 	if (base == MAP_FAILED || mprotect(base + dl, ps, PROT_NONE) != 0) {
 		perror("guard_copy");

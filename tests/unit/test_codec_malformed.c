@@ -15,10 +15,10 @@
 #include "codec_util.h"
 
 #define V31 VS_V31
-#define V4 VS_V311
-#define V5 VS_V5
+#define V4  VS_V311
+#define V5  VS_V5
 #define MAL VS_RC_MALFORMED
-#define PE VS_RC_PROTOCOL_ERROR
+#define PE  VS_RC_PROTOCOL_ERROR
 
 /* Builds fixed header + body into out; returns the length. */
 static size_t frame(uint8_t *out, uint8_t b0, const uint8_t *body, size_t n)
@@ -85,13 +85,13 @@ static const uint8_t connack5_pre[] = {0x00, 0x00};
 /* [MQTT-2.1.3-1] reserved fixed-header flags must be as the table says. */
 static void test_mqtt_2_1_3_1_bad_fixed_header_flags(void **state)
 {
-	EXPECT_FAIL(V4, MAL, 0x41, 0x02, 0x00, 0x01);             /* PUBACK flags 1 */
-	EXPECT_FAIL(V4, MAL, 0x60, 0x02, 0x00, 0x01);             /* PUBREL flags 0 */
-	EXPECT_FAIL(V4, MAL, 0x80, 0x06, 0, 1, 0, 1, 'a', 0);     /* SUBSCRIBE flags 0 */
-	EXPECT_FAIL(V4, MAL, 0xA3, 0x05, 0, 1, 0, 1, 'a');        /* UNSUBSCRIBE flags 3 */
-	EXPECT_FAIL(V4, MAL, 0xC1, 0x00);                         /* PINGREQ */
-	EXPECT_FAIL(V5, MAL, 0xE8, 0x00);                         /* DISCONNECT */
-	EXPECT_FAIL(0, MAL, 0x12, 0x00);                          /* CONNECT */
+	EXPECT_FAIL(V4, MAL, 0x41, 0x02, 0x00, 0x01);	      /* PUBACK flags 1 */
+	EXPECT_FAIL(V4, MAL, 0x60, 0x02, 0x00, 0x01);	      /* PUBREL flags 0 */
+	EXPECT_FAIL(V4, MAL, 0x80, 0x06, 0, 1, 0, 1, 'a', 0); /* SUBSCRIBE flags 0 */
+	EXPECT_FAIL(V4, MAL, 0xA3, 0x05, 0, 1, 0, 1, 'a');    /* UNSUBSCRIBE flags 3 */
+	EXPECT_FAIL(V4, MAL, 0xC1, 0x00);		      /* PINGREQ */
+	EXPECT_FAIL(V5, MAL, 0xE8, 0x00);		      /* DISCONNECT */
+	EXPECT_FAIL(0, MAL, 0x12, 0x00);		      /* CONNECT */
 	/* Fails from the first byte alone: no waiting for the rest. */
 	EXPECT_FAIL(V4, MAL, 0x41);
 }
@@ -174,8 +174,8 @@ static void test_mqtt_3_1_2_12_will_qos3(void **state)
 static void test_mqtt_3_1_2_22_password_without_username(void **state)
 {
 	EXPECT_CONNECT(MAL, C4(0x40, 0, 1, 'c', 0, 1, 'p'));
-	uint8_t b31[] = {0x10, 0, 0, 6, 'M', 'Q', 'I', 's', 'd', 'p', 3, 0x40, 0, 60,
-			 0, 1, 'c', 0, 1, 'p'};
+	uint8_t b31[] = {0x10, 0,    0, 6,  'M', 'Q', 'I', 's', 'd', 'p',
+			 3,    0x40, 0, 60, 0,	 1,   'c', 0,	1,   'p'};
 	fix_len(b31, sizeof(b31));
 	expect_fail(b31, sizeof(b31), 0, MAL);
 }
@@ -204,28 +204,29 @@ static void test_mqtt_3_1_2_2_unsupported_version(void **state)
 static void test_connect_trailing_and_truncated(void **state)
 {
 	EXPECT_CONNECT(MAL, C4(0x02, 0, 1, 'c', 0xff)); /* a byte after the payload */
-	EXPECT_CONNECT(MAL, C4(0x02, 0, 5, 'c'));       /* client id longer than the packet */
-	EXPECT_CONNECT(MAL, C4(0x82, 0, 1, 'c'));       /* username flag, no username */
+	EXPECT_CONNECT(MAL, C4(0x02, 0, 5, 'c'));	/* client id longer than the packet */
+	EXPECT_CONNECT(MAL, C4(0x82, 0, 1, 'c'));	/* username flag, no username */
 	EXPECT_CONNECT(VS_RC_TOPIC_NAME_INVALID, C4(0x06, 0, 1, 'c', 0, 1, '#', 0, 0));
 }
 
 /* [MQTT-1.5.4-2] U+0000, [MQTT-1.5.4-1] surrogates and overlong forms, in a PUBLISH topic. */
 static void test_mqtt_1_5_4_utf8(void **state)
 {
-	EXPECT_FAIL(V4, MAL, 0x30, 0x04, 0x00, 0x02, 'a', 0x00);             /* U+0000 */
-	EXPECT_FAIL(V4, MAL, 0x30, 0x05, 0x00, 0x03, 0xED, 0xA0, 0x80);      /* U+D800 */
-	EXPECT_FAIL(V4, MAL, 0x30, 0x05, 0x00, 0x03, 0xED, 0xBF, 0xBF);      /* U+DFFF */
-	EXPECT_FAIL(V4, MAL, 0x30, 0x04, 0x00, 0x02, 0xC0, 0x80);            /* overlong NUL */
-	EXPECT_FAIL(V4, MAL, 0x30, 0x04, 0x00, 0x02, 0xC1, 0xBF);            /* overlong */
-	EXPECT_FAIL(V4, MAL, 0x30, 0x05, 0x00, 0x03, 0xE0, 0x80, 0x80);      /* overlong 3 */
-	EXPECT_FAIL(V4, MAL, 0x30, 0x06, 0x00, 0x04, 0xF0, 0x80, 0x80, 0x80);/* overlong 4 */
-	EXPECT_FAIL(V4, MAL, 0x30, 0x06, 0x00, 0x04, 0xF4, 0x90, 0x80, 0x80);/* > U+10FFFF */
-	EXPECT_FAIL(V4, MAL, 0x30, 0x03, 0x00, 0x01, 0xF5);                  /* never valid */
-	EXPECT_FAIL(V4, MAL, 0x30, 0x03, 0x00, 0x01, 0x80);                  /* lone continuation */
-	EXPECT_FAIL(V4, MAL, 0x30, 0x04, 0x00, 0x02, 0xE2, 0x82);            /* truncated */
-	EXPECT_FAIL(V4, MAL, 0x30, 0x04, 0x00, 0x02, 0xC3, 'a');             /* bad continuation */
+	EXPECT_FAIL(V4, MAL, 0x30, 0x04, 0x00, 0x02, 'a', 0x00);	      /* U+0000 */
+	EXPECT_FAIL(V4, MAL, 0x30, 0x05, 0x00, 0x03, 0xED, 0xA0, 0x80);	      /* U+D800 */
+	EXPECT_FAIL(V4, MAL, 0x30, 0x05, 0x00, 0x03, 0xED, 0xBF, 0xBF);	      /* U+DFFF */
+	EXPECT_FAIL(V4, MAL, 0x30, 0x04, 0x00, 0x02, 0xC0, 0x80);	      /* overlong NUL */
+	EXPECT_FAIL(V4, MAL, 0x30, 0x04, 0x00, 0x02, 0xC1, 0xBF);	      /* overlong */
+	EXPECT_FAIL(V4, MAL, 0x30, 0x05, 0x00, 0x03, 0xE0, 0x80, 0x80);	      /* overlong 3 */
+	EXPECT_FAIL(V4, MAL, 0x30, 0x06, 0x00, 0x04, 0xF0, 0x80, 0x80, 0x80); /* overlong 4 */
+	EXPECT_FAIL(V4, MAL, 0x30, 0x06, 0x00, 0x04, 0xF4, 0x90, 0x80, 0x80); /* > U+10FFFF */
+	EXPECT_FAIL(V4, MAL, 0x30, 0x03, 0x00, 0x01, 0xF5);		      /* never valid */
+	EXPECT_FAIL(V4, MAL, 0x30, 0x03, 0x00, 0x01, 0x80);	  /* lone continuation */
+	EXPECT_FAIL(V4, MAL, 0x30, 0x04, 0x00, 0x02, 0xE2, 0x82); /* truncated */
+	EXPECT_FAIL(V4, MAL, 0x30, 0x04, 0x00, 0x02, 0xC3, 'a');  /* bad continuation */
 	/* a NUL inside the 8-byte ASCII fast path */
-	EXPECT_FAIL(V4, MAL, 0x30, 0x0c, 0x00, 0x0a, 'a', 'b', 'c', 'd', 'e', 0, 'g', 'h', 'i', 'j');
+	EXPECT_FAIL(V4, MAL, 0x30, 0x0c, 0x00, 0x0a, 'a', 'b', 'c', 'd', 'e', 0, 'g', 'h', 'i',
+		    'j');
 	/* client id, username, will topic are checked too */
 	EXPECT_CONNECT(MAL, C4(0x02, 0, 2, 0xC0, 0x80));
 	EXPECT_CONNECT(MAL, C4(0x82, 0, 1, 'c', 0, 1, 0x00));
@@ -244,14 +245,14 @@ static void test_mqtt_1_5_5_1_vbi_too_long(void **state)
 
 static void test_remaining_length_mismatch(void **state)
 {
-	EXPECT_FAIL(V4, MAL, 0x40, 0x03, 0x00, 0x01, 0x00);      /* 3.1.1 PUBACK is 2 bytes */
-	EXPECT_FAIL(V4, MAL, 0x40, 0x01, 0x00);                  /* too short */
-	EXPECT_FAIL(V4, MAL, 0xC0, 0x01, 0x00);                  /* PINGREQ has no body */
-	EXPECT_FAIL(V4, MAL, 0xE0, 0x01, 0x00);                  /* 3.1.1 DISCONNECT */
-	EXPECT_FAIL(V4, MAL, 0x30, 0x03, 0x00, 0x05, 'a');       /* topic past the end */
+	EXPECT_FAIL(V4, MAL, 0x40, 0x03, 0x00, 0x01, 0x00);	 /* 3.1.1 PUBACK is 2 bytes */
+	EXPECT_FAIL(V4, MAL, 0x40, 0x01, 0x00);			 /* too short */
+	EXPECT_FAIL(V4, MAL, 0xC0, 0x01, 0x00);			 /* PINGREQ has no body */
+	EXPECT_FAIL(V4, MAL, 0xE0, 0x01, 0x00);			 /* 3.1.1 DISCONNECT */
+	EXPECT_FAIL(V4, MAL, 0x30, 0x03, 0x00, 0x05, 'a');	 /* topic past the end */
 	EXPECT_FAIL(V4, MAL, 0x32, 0x04, 0x00, 0x01, 'a', 0x01); /* half a packet id */
-	EXPECT_FAIL(V4, MAL, 0xB0, 0x03, 0x00, 0x01, 0x00);      /* 3.1.1 UNSUBACK: no payload */
-	EXPECT_FAIL(V4, MAL, 0x20, 0x03, 0x00, 0x00, 0x00);      /* CONNACK is 2 bytes */
+	EXPECT_FAIL(V4, MAL, 0xB0, 0x03, 0x00, 0x01, 0x00);	 /* 3.1.1 UNSUBACK: no payload */
+	EXPECT_FAIL(V4, MAL, 0x20, 0x03, 0x00, 0x00, 0x00);	 /* CONNACK is 2 bytes */
 }
 
 /* Property duplicated: Protocol Error (each property's section: "more than once"). */
@@ -273,14 +274,14 @@ static void test_duplicate_property_protocol_error(void **state)
 /* Section 2.2.2.2: an identifier not valid for the packet type is a Malformed Packet. */
 static void test_property_invalid_for_packet(void **state)
 {
-	PUB_PROPS(MAL, 0x21, 0, 5);             /* Receive Maximum in PUBLISH */
-	PUB_PROPS(MAL, 0x18, 0, 0, 0, 5);       /* Will Delay outside the will */
-	CONNECT_PROPS(MAL, 0x24, 1);            /* Maximum QoS is CONNACK-only */
-	CONNECT_PROPS(MAL, 0x23, 0, 1);         /* Topic Alias in CONNECT */
-	CONNACK_PROPS(MAL, 0x17, 1);            /* Request Problem Information in CONNACK */
-	PUB_PROPS(MAL, 0x00, 0);                /* identifier 0 does not exist */
-	PUB_PROPS(MAL, 0x7F, 0);                /* nor 0x7F */
-	PUB_PROPS(MAL, 0x81, 0x01, 0);          /* a two-byte identifier */
+	PUB_PROPS(MAL, 0x21, 0, 5);	  /* Receive Maximum in PUBLISH */
+	PUB_PROPS(MAL, 0x18, 0, 0, 0, 5); /* Will Delay outside the will */
+	CONNECT_PROPS(MAL, 0x24, 1);	  /* Maximum QoS is CONNACK-only */
+	CONNECT_PROPS(MAL, 0x23, 0, 1);	  /* Topic Alias in CONNECT */
+	CONNACK_PROPS(MAL, 0x17, 1);	  /* Request Problem Information in CONNACK */
+	PUB_PROPS(MAL, 0x00, 0);	  /* identifier 0 does not exist */
+	PUB_PROPS(MAL, 0x7F, 0);	  /* nor 0x7F */
+	PUB_PROPS(MAL, 0x81, 0x01, 0);	  /* a two-byte identifier */
 	static const uint8_t pid[] = {0, 1}, filt[] = {0, 1, 'a', 0};
 	static const uint8_t ct[] = {0x03, 0, 1, 'x'};
 	expect_props(0x82, pid, 2, ct, 4, filt, 4, MAL); /* Content Type in SUBSCRIBE */
@@ -288,28 +289,28 @@ static void test_property_invalid_for_packet(void **state)
 
 static void test_property_values_out_of_range(void **state)
 {
-	CONNECT_PROPS(PE, 0x21, 0, 0);          /* 3.1.2.11.3 Receive Maximum 0 */
-	CONNECT_PROPS(PE, 0x27, 0, 0, 0, 0);    /* 3.1.2.11.4 Maximum Packet Size 0 */
-	CONNECT_PROPS(PE, 0x17, 2);             /* 3.1.2.11.7 Request Problem Information 2 */
-	CONNECT_PROPS(PE, 0x19, 2);             /* 3.1.2.11.6 Request Response Information 2 */
-	CONNECT_PROPS(PE, 0x16, 0, 1, 'd');     /* 3.1.2.11.10 Auth Data without Method */
-	CONNACK_PROPS(PE, 0x24, 2);             /* 3.2.2.3.4 Maximum QoS 2 */
-	CONNACK_PROPS(PE, 0x25, 2);             /* 3.2.2.3.5 Retain Available 2 */
-	CONNACK_PROPS(PE, 0x21, 0, 0);          /* 3.2.2.3.3 Receive Maximum 0 */
-	CONNACK_PROPS(PE, 0x27, 0, 0, 0, 0);    /* 3.2.2.3.6 Maximum Packet Size 0 */
-	CONNACK_PROPS(PE, 0x28, 3);             /* 3.2.2.3.11 */
-	PUB_PROPS(PE, 0x01, 2);                 /* 3.3.2.3.2 Payload Format Indicator 2 */
-	PUB_PROPS(PE, 0x0B, 0);                 /* 3.3.2.3.8 Subscription Identifier 0 */
+	CONNECT_PROPS(PE, 0x21, 0, 0);		  /* 3.1.2.11.3 Receive Maximum 0 */
+	CONNECT_PROPS(PE, 0x27, 0, 0, 0, 0);	  /* 3.1.2.11.4 Maximum Packet Size 0 */
+	CONNECT_PROPS(PE, 0x17, 2);		  /* 3.1.2.11.7 Request Problem Information 2 */
+	CONNECT_PROPS(PE, 0x19, 2);		  /* 3.1.2.11.6 Request Response Information 2 */
+	CONNECT_PROPS(PE, 0x16, 0, 1, 'd');	  /* 3.1.2.11.10 Auth Data without Method */
+	CONNACK_PROPS(PE, 0x24, 2);		  /* 3.2.2.3.4 Maximum QoS 2 */
+	CONNACK_PROPS(PE, 0x25, 2);		  /* 3.2.2.3.5 Retain Available 2 */
+	CONNACK_PROPS(PE, 0x21, 0, 0);		  /* 3.2.2.3.3 Receive Maximum 0 */
+	CONNACK_PROPS(PE, 0x27, 0, 0, 0, 0);	  /* 3.2.2.3.6 Maximum Packet Size 0 */
+	CONNACK_PROPS(PE, 0x28, 3);		  /* 3.2.2.3.11 */
+	PUB_PROPS(PE, 0x01, 2);			  /* 3.3.2.3.2 Payload Format Indicator 2 */
+	PUB_PROPS(PE, 0x0B, 0);			  /* 3.3.2.3.8 Subscription Identifier 0 */
 	PUB_PROPS(PE, 0x08, 0, 3, 'a', '/', '#'); /* [MQTT-3.3.2-14] Response Topic wildcard */
 	PUB_PROPS(VS_RC_TOPIC_ALIAS_INVALID, 0x23, 0, 0); /* [MQTT-3.3.2-8] Topic Alias 0 */
 }
 
 static void test_property_malformed_values(void **state)
 {
-	PUB_PROPS(MAL, 0x02, 0, 0);              /* a four-byte integer cut short */
-	PUB_PROPS(MAL, 0x03, 0, 5, 'a');         /* string past the block */
-	PUB_PROPS(MAL, 0x03, 0, 2, 0xC0, 0x80);  /* string not UTF-8 */
-	PUB_PROPS(MAL, 0x26, 0, 1, 'k');         /* user property without a value */
+	PUB_PROPS(MAL, 0x02, 0, 0);		/* a four-byte integer cut short */
+	PUB_PROPS(MAL, 0x03, 0, 5, 'a');	/* string past the block */
+	PUB_PROPS(MAL, 0x03, 0, 2, 0xC0, 0x80); /* string not UTF-8 */
+	PUB_PROPS(MAL, 0x26, 0, 1, 'k');	/* user property without a value */
 	/* property length longer than the packet */
 	EXPECT_FAIL(V5, MAL, 0x30, 0x04, 0x00, 0x01, 'a', 0x09);
 }
@@ -335,12 +336,12 @@ static void test_publish_empty_topic(void **state)
 /* [MQTT-2.2.1-3] a packet identifier is non-zero. */
 static void test_mqtt_2_2_1_3_packet_id_zero(void **state)
 {
-	EXPECT_FAIL(V4, PE, 0x32, 0x05, 0x00, 0x01, 'a', 0x00, 0x00);  /* PUBLISH QoS 1 */
+	EXPECT_FAIL(V4, PE, 0x32, 0x05, 0x00, 0x01, 'a', 0x00, 0x00); /* PUBLISH QoS 1 */
 	EXPECT_FAIL(V5, PE, 0x34, 0x06, 0x00, 0x01, 'a', 0x00, 0x00, 0x00);
 	EXPECT_FAIL(V4, PE, 0x82, 0x06, 0x00, 0x00, 0x00, 0x01, 'a', 0x00); /* SUBSCRIBE */
-	EXPECT_FAIL(V4, PE, 0xA2, 0x05, 0x00, 0x00, 0x00, 0x01, 'a');       /* UNSUBSCRIBE */
-	EXPECT_FAIL(V4, PE, 0x40, 0x02, 0x00, 0x00);                        /* PUBACK */
-	EXPECT_FAIL(V4, PE, 0x90, 0x03, 0x00, 0x00, 0x00);                  /* SUBACK */
+	EXPECT_FAIL(V4, PE, 0xA2, 0x05, 0x00, 0x00, 0x00, 0x01, 'a');	    /* UNSUBSCRIBE */
+	EXPECT_FAIL(V4, PE, 0x40, 0x02, 0x00, 0x00);			    /* PUBACK */
+	EXPECT_FAIL(V4, PE, 0x90, 0x03, 0x00, 0x00, 0x00);		    /* SUBACK */
 }
 
 static void test_mqtt_3_8_3_3_subscribe_without_filters(void **state)
@@ -371,8 +372,8 @@ static void test_subscription_option_values(void **state)
 	EXPECT_FAIL(V5, PE, 0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, 'a', 0x03);
 	EXPECT_FAIL(V5, PE, 0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, 'a', 0x30);
 	/* [MQTT-3.8.3-4] No Local on a shared subscription */
-	EXPECT_FAIL(V5, PE, 0x82, 0x11, 0x00, 0x01, 0x00, 0x00, 0x0b, '$', 's', 'h', 'a', 'r',
-		    'e', '/', 'g', '/', 'a', '/', 0x04);
+	EXPECT_FAIL(V5, PE, 0x82, 0x11, 0x00, 0x01, 0x00, 0x00, 0x0b, '$', 's', 'h', 'a', 'r', 'e',
+		    '/', 'g', '/', 'a', '/', 0x04);
 	/* options byte missing */
 	EXPECT_FAIL(V4, MAL, 0x82, 0x05, 0x00, 0x01, 0x00, 0x01, 'a');
 }
@@ -380,8 +381,8 @@ static void test_subscription_option_values(void **state)
 static void test_topic_filter_invalid(void **state)
 {
 	/* [MQTT-4.7.1-2] '#' last; [MQTT-4.7.1-3] '+' alone; [MQTT-4.8.2-1] share group */
-	EXPECT_FAIL(V4, VS_RC_TOPIC_FILTER_INVALID, 0x82, 0x0a, 0, 1, 0, 5, 'a', '/', '#', '/',
-		    'b', 0);
+	EXPECT_FAIL(V4, VS_RC_TOPIC_FILTER_INVALID, 0x82, 0x0a, 0, 1, 0, 5, 'a', '/', '#', '/', 'b',
+		    0);
 	EXPECT_FAIL(V4, VS_RC_TOPIC_FILTER_INVALID, 0x82, 0x07, 0, 1, 0, 2, 'a', '+', 0);
 	EXPECT_FAIL(V4, VS_RC_TOPIC_FILTER_INVALID, 0x82, 0x05, 0, 1, 0, 0, 0);
 	EXPECT_FAIL(V4, VS_RC_TOPIC_FILTER_INVALID, 0xA2, 0x06, 0, 1, 0, 2, '#', '#');
@@ -414,9 +415,9 @@ static void test_packet_too_large_from_fixed_header(void **state)
 
 static void test_connack_invalid(void **state)
 {
-	EXPECT_FAIL(V4, MAL, 0x20, 0x02, 0x02, 0x00); /* [MQTT-3.2.2-1] reserved flag bits */
-	EXPECT_FAIL(V4, MAL, 0x20, 0x02, 0x00, 0x06); /* 3.1.1 return code 6 */
-	EXPECT_FAIL(V4, PE, 0x20, 0x02, 0x01, 0x05);  /* [MQTT-3.2.2-4] session + refusal */
+	EXPECT_FAIL(V4, MAL, 0x20, 0x02, 0x02, 0x00);	   /* [MQTT-3.2.2-1] reserved flag bits */
+	EXPECT_FAIL(V4, MAL, 0x20, 0x02, 0x00, 0x06);	   /* 3.1.1 return code 6 */
+	EXPECT_FAIL(V4, PE, 0x20, 0x02, 0x01, 0x05);	   /* [MQTT-3.2.2-4] session + refusal */
 	EXPECT_FAIL(V5, PE, 0x20, 0x03, 0x00, 0x04, 0x00); /* 0x04 is not a CONNACK code */
 	EXPECT_FAIL(V5, PE, 0x20, 0x03, 0x01, 0x80, 0x00); /* [MQTT-3.2.2-6] */
 	struct dec d;
@@ -428,48 +429,48 @@ static void test_reason_code_not_valid_for_packet(void **state)
 {
 	EXPECT_FAIL(V5, PE, 0x40, 0x03, 0x00, 0x01, 0x92); /* PUBACK: 0x92 is PUBREL/PUBCOMP's */
 	EXPECT_FAIL(V5, PE, 0x62, 0x03, 0x00, 0x01, 0x10); /* PUBREL 0x10 */
-	EXPECT_FAIL(V5, PE, 0xE0, 0x01, 0x01);             /* DISCONNECT 0x01 */
-	EXPECT_FAIL(V5, PE, 0xF0, 0x01, 0x80);             /* AUTH 0x80 */
+	EXPECT_FAIL(V5, PE, 0xE0, 0x01, 0x01);		   /* DISCONNECT 0x01 */
+	EXPECT_FAIL(V5, PE, 0xF0, 0x01, 0x80);		   /* AUTH 0x80 */
 	EXPECT_FAIL(V5, PE, 0x90, 0x04, 0x00, 0x01, 0x00, 0x11); /* SUBACK 0x11 */
 	EXPECT_FAIL(V5, PE, 0xB0, 0x04, 0x00, 0x01, 0x00, 0x01); /* UNSUBACK 0x01 */
-	EXPECT_FAIL(V4, PE, 0x90, 0x03, 0x00, 0x01, 0x03); /* 3.1.1 SUBACK code 3 */
-	EXPECT_FAIL(V4, PE, 0x90, 0x02, 0x00, 0x01);       /* SUBACK without codes */
+	EXPECT_FAIL(V4, PE, 0x90, 0x03, 0x00, 0x01, 0x03);	 /* 3.1.1 SUBACK code 3 */
+	EXPECT_FAIL(V4, PE, 0x90, 0x02, 0x00, 0x01);		 /* SUBACK without codes */
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_mqtt_2_1_3_1_bad_fixed_header_flags),
-		cmocka_unit_test(test_reserved_packet_types),
-		cmocka_unit_test(test_v31_lenient_flags),
-		cmocka_unit_test(test_mqtt_3_3_1_4_publish_qos3),
-		cmocka_unit_test(test_mqtt_3_3_1_2_dup_with_qos0),
-		cmocka_unit_test(test_mqtt_3_1_0_1_connect_first),
-		cmocka_unit_test(test_mqtt_3_1_2_3_connect_reserved_flag),
-		cmocka_unit_test(test_mqtt_3_1_2_11_will_qos_without_will),
-		cmocka_unit_test(test_mqtt_3_1_2_13_will_retain_without_will),
-		cmocka_unit_test(test_mqtt_3_1_2_12_will_qos3),
-		cmocka_unit_test(test_mqtt_3_1_2_22_password_without_username),
-		cmocka_unit_test(test_mqtt_3_1_2_2_unsupported_version),
-		cmocka_unit_test(test_connect_trailing_and_truncated),
-		cmocka_unit_test(test_mqtt_1_5_4_utf8),
-		cmocka_unit_test(test_mqtt_1_5_5_1_vbi_too_long),
-		cmocka_unit_test(test_remaining_length_mismatch),
-		cmocka_unit_test(test_duplicate_property_protocol_error),
-		cmocka_unit_test(test_property_invalid_for_packet),
-		cmocka_unit_test(test_property_values_out_of_range),
-		cmocka_unit_test(test_property_malformed_values),
-		cmocka_unit_test(test_mqtt_3_3_2_2_publish_topic_wildcards),
-		cmocka_unit_test(test_publish_empty_topic),
-		cmocka_unit_test(test_mqtt_2_2_1_3_packet_id_zero),
-		cmocka_unit_test(test_mqtt_3_8_3_3_subscribe_without_filters),
-		cmocka_unit_test(test_mqtt_3_10_3_2_unsubscribe_without_filters),
-		cmocka_unit_test(test_mqtt_3_8_3_5_reserved_subscription_options),
-		cmocka_unit_test(test_subscription_option_values),
-		cmocka_unit_test(test_topic_filter_invalid),
-		cmocka_unit_test(test_packet_too_large_from_fixed_header),
-		cmocka_unit_test(test_connack_invalid),
-		cmocka_unit_test(test_reason_code_not_valid_for_packet),
+	    cmocka_unit_test(test_mqtt_2_1_3_1_bad_fixed_header_flags),
+	    cmocka_unit_test(test_reserved_packet_types),
+	    cmocka_unit_test(test_v31_lenient_flags),
+	    cmocka_unit_test(test_mqtt_3_3_1_4_publish_qos3),
+	    cmocka_unit_test(test_mqtt_3_3_1_2_dup_with_qos0),
+	    cmocka_unit_test(test_mqtt_3_1_0_1_connect_first),
+	    cmocka_unit_test(test_mqtt_3_1_2_3_connect_reserved_flag),
+	    cmocka_unit_test(test_mqtt_3_1_2_11_will_qos_without_will),
+	    cmocka_unit_test(test_mqtt_3_1_2_13_will_retain_without_will),
+	    cmocka_unit_test(test_mqtt_3_1_2_12_will_qos3),
+	    cmocka_unit_test(test_mqtt_3_1_2_22_password_without_username),
+	    cmocka_unit_test(test_mqtt_3_1_2_2_unsupported_version),
+	    cmocka_unit_test(test_connect_trailing_and_truncated),
+	    cmocka_unit_test(test_mqtt_1_5_4_utf8),
+	    cmocka_unit_test(test_mqtt_1_5_5_1_vbi_too_long),
+	    cmocka_unit_test(test_remaining_length_mismatch),
+	    cmocka_unit_test(test_duplicate_property_protocol_error),
+	    cmocka_unit_test(test_property_invalid_for_packet),
+	    cmocka_unit_test(test_property_values_out_of_range),
+	    cmocka_unit_test(test_property_malformed_values),
+	    cmocka_unit_test(test_mqtt_3_3_2_2_publish_topic_wildcards),
+	    cmocka_unit_test(test_publish_empty_topic),
+	    cmocka_unit_test(test_mqtt_2_2_1_3_packet_id_zero),
+	    cmocka_unit_test(test_mqtt_3_8_3_3_subscribe_without_filters),
+	    cmocka_unit_test(test_mqtt_3_10_3_2_unsubscribe_without_filters),
+	    cmocka_unit_test(test_mqtt_3_8_3_5_reserved_subscription_options),
+	    cmocka_unit_test(test_subscription_option_values),
+	    cmocka_unit_test(test_topic_filter_invalid),
+	    cmocka_unit_test(test_packet_too_large_from_fixed_header),
+	    cmocka_unit_test(test_connack_invalid),
+	    cmocka_unit_test(test_reason_code_not_valid_for_packet),
 	};
 	return cmocka_run_group_tests_name("codec_malformed", tests, NULL, NULL);
 }
