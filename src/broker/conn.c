@@ -233,6 +233,8 @@ static int process_input(struct vs_conn *c)
 		int rc = dispatch(c, &p);
 		if (rc < 0)
 			return -1;
+		if (c->parked)
+			return 0; /* CONNECT stays in the buffer until the take-over completes */
 		vs_bytes_consume(&c->in, (size_t)n);
 		if (c->state == VS_CONN_CLOSING)
 			return -1;
@@ -240,29 +242,62 @@ static int process_input(struct vs_conn *c)
 	return 0;
 }
 
-static void on_readable(struct vs_conn *c)
+/* Reads once and handles what arrived. Returns 0, 1 when the socket had nothing (EAGAIN), or
+ * -1 when c was closed (freed). */
+static int read_once(struct vs_conn *c)
 {
 	if (vs_bytes_reserve(&c->in, READ_CHUNK) < 0) {
 		vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");
-		return;
+		return -1;
 	}
 	ssize_t n = read(c->io.fd, c->in.data + c->in.len, c->in.cap - c->in.len);
 	if (n == 0) {
 		vs_conn_close(c, -1, c->graceful ? "disconnected" : "connection closed by peer");
-		return;
+		return -1;
 	}
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR)
-			return;
+			return 1;
 		char why[96];
 		snprintf(why, sizeof(why), "read error: %s", strerror(errno));
 		vs_conn_close(c, -1, why);
-		return;
+		return -1;
 	}
 	c->in.len += (size_t)n;
 	atomic_fetch_add_explicit(&c->w->stats.bytes_received, (uint64_t)n, memory_order_relaxed);
-	if (process_input(c) == 0)
-		vs_bytes_shrink(&c->in, 64 * 1024);
+	if (process_input(c) < 0)
+		return -1;
+	vs_bytes_shrink(&c->in, 64 * 1024);
+	return 0;
+}
+
+static void on_readable(struct vs_conn *c)
+{
+	if (c->parked)
+		return;
+	read_once(c);
+}
+
+int vs_conn_pump(struct vs_conn *c)
+{
+	for (int i = 0; i < 64; i++) {
+		int rc = read_once(c);
+		if (rc != 0)
+			return rc < 0 ? -1 : 0;
+		if (c->parked)
+			return 0;
+	}
+	return 0;
+}
+
+void vs_conn_unpark(struct vs_conn *c)
+{
+	if (!c->parked)
+		return;
+	c->parked = false;
+	vs_loop_mod(&c->w->loop, &c->io, EPOLLIN | (vs_bytes_avail(&c->out) ? EPOLLOUT : 0));
+	if (process_input(c) == 0 && !c->parked)
+		vs_conn_pump(c);
 }
 
 static void on_io(struct vs_io *io, uint32_t events)
@@ -299,9 +334,13 @@ static void forget_flush(struct vs_conn *c)
 static void detach_session(struct vs_conn *c)
 {
 	struct vs_session *s = c->session;
-	struct vs_msg *will = c->graceful ? NULL : c->will;
+	struct vs_msg *will = c->will;
 	bool mine = false, end = false;
 	c->will = NULL;
+	if (c->graceful) {
+		vs_msg_unref(will); /* [MQTT-3.14.4-3] discarded by a normal DISCONNECT */
+		will = NULL;
+	}
 	if (s) {
 		pthread_mutex_lock(&s->lock);
 		if (s->conn == c && s->conn_gen == c->session_gen) {

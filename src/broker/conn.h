@@ -37,6 +37,7 @@ struct vs_conn {
 	uint8_t state;
 	uint8_t version;       /* 0 until CONNECT */
 	bool graceful;         /* a DISCONNECT (without will) was received */
+	bool parked;           /* CONNECT waits for another worker to close the old connection */
 	bool want_drain;       /* output went over the high-water mark: drain when it empties */
 	bool in_flush;         /* in the worker's flush list */
 	bool request_problem_info; /* 5.0, default 1 */
@@ -80,6 +81,13 @@ int vs_conn_send_ack(struct vs_conn *c, int type, uint16_t id, uint8_t reason);
  * ended when it does not outlive the connection). `why` is logged. Frees c.
  */
 void vs_conn_close(struct vs_conn *c, int reason, const char *why);
+
+/* Reads and handles everything the socket holds now (used before closing a connection that is
+ * being taken over, so a DISCONNECT it already sent is honoured). Returns 0, or -1 if c was
+ * closed and freed. */
+int vs_conn_pump(struct vs_conn *c);
+/* Resumes a connection parked during a take-over: re-handles its CONNECT. */
+void vs_conn_unpark(struct vs_conn *c);
 
 /* Writes pending output with one write(2); registers EPOLLOUT when the socket is full. */
 void vs_conn_flush(struct vs_conn *c);

@@ -174,11 +174,9 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 	pthread_mutex_unlock(&b->reg_lock);
 
 	vs_msg_unref(dropped_will);
-	if (kick_to == w->idx) {
-		struct vs_conn *old = kick.slot < w->n_slots ? w->conns[kick.slot] : NULL;
-		if (old && old->id == kick.conn_id)
-			vs_conn_close(old, VS_RC_SESSION_TAKEN_OVER, "session taken over");
-	} else if (kick_to >= 0)
+	if (kick_to == w->idx)
+		vs_worker_takeover(w, kick.slot, kick.conn_id);
+	else if (kick_to >= 0)
 		vs_worker_post(w, kick_to, &kick);
 	if (old_to_end) {
 		vs_session_end(w, old_to_end);
@@ -267,9 +265,53 @@ static int setup_conn(struct vs_conn *c, const struct vs_connect *p)
 	return 0;
 }
 
+/*
+ * [MQTT-3.1.4-3] take-over, first step: when the client id's session is connected, the old
+ * connection must be gone before the new one attaches, and whatever it already sent (a
+ * DISCONNECT that ends a clean session, say) must be handled first. On this worker that happens
+ * now; on another, this connection parks (its CONNECT stays in the input buffer, reading stops)
+ * until that worker has closed the old one and answers. Returns 1 when parked.
+ */
+static int takeover_first(struct vs_conn *c, const struct vs_connect *p)
+{
+	struct vs_worker *w = c->w;
+	struct vs_broker *b = w->b;
+	if (p->client_id.len == 0)
+		return 0;
+	struct vs_worker *ow = NULL;
+	uint32_t slot = 0;
+	uint64_t id = 0;
+	pthread_mutex_lock(&b->reg_lock);
+	struct vs_session *s = vs_map_get(&b->sessions, p->client_id.p, p->client_id.len);
+	if (s) {
+		pthread_mutex_lock(&s->lock);
+		if (s->connected) {
+			ow = s->owner;
+			slot = s->conn_slot;
+			id = s->conn_id;
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	pthread_mutex_unlock(&b->reg_lock);
+	if (!ow)
+		return 0;
+	if (ow == w) {
+		vs_worker_takeover(w, slot, id);
+		return 0;
+	}
+	struct vs_mail m = {.type = VS_MAIL_TAKEOVER, .slot = slot, .conn_id = id,
+			    .reply_to = w->idx, .reply_slot = c->slot, .reply_conn_id = c->id};
+	vs_worker_post(w, ow->idx, &m);
+	c->parked = true;
+	vs_loop_mod(&w->loop, &c->io, 0);
+	return 1;
+}
+
 int vs_on_connect(struct vs_conn *c, const struct vs_connect *p)
 {
 	struct vs_broker *b = c->w->b;
+	if (takeover_first(c, p))
+		return 0;
 	c->version = p->version;
 	c->client_id = dup_buf(&p->client_id);
 	if (p->has_username)

@@ -116,6 +116,20 @@ static void on_accept(struct vs_io *io, uint32_t events)
 	}
 }
 
+struct vs_conn *vs_worker_conn(struct vs_worker *w, uint32_t slot, uint64_t conn_id)
+{
+	struct vs_conn *c = slot < w->n_slots ? w->conns[slot] : NULL;
+	return c && c->id == conn_id ? c : NULL;
+}
+
+void vs_worker_takeover(struct vs_worker *w, uint32_t slot, uint64_t conn_id)
+{
+	struct vs_conn *old = vs_worker_conn(w, slot, conn_id);
+	/* Handle what the old connection already sent (a DISCONNECT, say) before it goes. */
+	if (old && vs_conn_pump(old) == 0 && vs_worker_conn(w, slot, conn_id) == old)
+		vs_conn_close(old, VS_RC_SESSION_TAKEN_OVER, "session taken over");
+}
+
 static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 {
 	switch (m->type) {
@@ -124,9 +138,21 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 		vs_session_unref(m->session);
 		break;
 	case VS_MAIL_KICK:
-		if (m->slot < w->n_slots && w->conns[m->slot] && w->conns[m->slot]->id == m->conn_id)
-			vs_conn_close(w->conns[m->slot], m->reason, "session taken over");
+		vs_worker_takeover(w, m->slot, m->conn_id);
 		break;
+	case VS_MAIL_TAKEOVER: {
+		vs_worker_takeover(w, m->slot, m->conn_id);
+		struct vs_mail r = {.type = VS_MAIL_RESUME, .slot = m->reply_slot,
+				    .conn_id = m->reply_conn_id};
+		vs_worker_post(w, m->reply_to, &r);
+		break;
+	}
+	case VS_MAIL_RESUME: {
+		struct vs_conn *c = vs_worker_conn(w, m->slot, m->conn_id);
+		if (c)
+			vs_conn_unpark(c);
+		break;
+	}
 	default:
 		break;
 	}

@@ -26,7 +26,9 @@ struct vs_msg;
 enum vs_mail_type {
 	VS_MAIL_DRAIN, /* a session on this worker has queued messages */
 	VS_MAIL_KICK,  /* close connection (slot, conn_id) with reason: session taken over */
-	VS_MAIL_WAKE,  /* nothing: re-check state (stop) */
+	VS_MAIL_TAKEOVER, /* pump then close connection (slot, conn_id); then RESUME the reply */
+	VS_MAIL_RESUME,   /* unpark connection (slot, conn_id): its CONNECT may proceed */
+	VS_MAIL_WAKE,     /* nothing: re-check state (stop) */
 };
 
 struct vs_mail {
@@ -35,6 +37,9 @@ struct vs_mail {
 	uint32_t slot;
 	uint64_t conn_id;
 	struct vs_session *session; /* one reference, for VS_MAIL_DRAIN */
+	int reply_to;               /* VS_MAIL_TAKEOVER: the worker of the new connection */
+	uint32_t reply_slot;
+	uint64_t reply_conn_id;
 };
 
 struct vs_mail_vec {
@@ -110,5 +115,9 @@ void vs_worker_post_now(struct vs_worker *target, const struct vs_mail *m);
 void vs_worker_want_flush(struct vs_worker *w, struct vs_conn *c);
 /* Schedules a session owned by w for draining at the end of the turn (takes a reference). */
 void vs_worker_want_drain(struct vs_worker *w, struct vs_session *s);
+/* The live connection at slot with conn_id, or NULL. */
+struct vs_conn *vs_worker_conn(struct vs_worker *w, uint32_t slot, uint64_t conn_id);
+/* Pumps and closes a connection whose session another connection is taking over. */
+void vs_worker_takeover(struct vs_worker *w, uint32_t slot, uint64_t conn_id);
 
 #endif
