@@ -16,6 +16,13 @@
  * properties, value ranges, topic name and filter syntax, reserved bits. What depends on the
  * connection's state (topic alias ranges, receive maximum, packet-id reuse, direction-specific
  * rules like a client sending a Subscription Identifier in PUBLISH) is checked by src/proto/.
+ * So is the optional check that a payload with Payload Format Indicator 1 is UTF-8 (0x99).
+ *
+ * Which reason code each rejection carries is tabled at the top of src/codec/decode.c and
+ * src/codec/props.c. In short: unparseable -> 0x81 (including a property not valid for the
+ * packet type, as 5.0 section 2.2.2.2 says); parseable but not allowed (duplicate property,
+ * value out of range, packet id 0, no subscriptions) -> 0x82; wildcard or empty PUBLISH/Will
+ * topic -> 0x90; bad SUBSCRIBE/UNSUBSCRIBE filter -> 0x8F; Topic Alias 0 -> 0x94.
  */
 #ifndef VS_CODEC_CODEC_H
 #define VS_CODEC_CODEC_H
@@ -105,7 +112,9 @@ struct vs_user_prop {
 
 /*
  * MQTT 5.0 properties of one packet. `present` has bit (1ull << id) set for each property that
- * was decoded, or that the encoder should write. Fields are meaningful only when their bit is set.
+ * was decoded, or that the encoder should write. Fields are meaningful only when their bit is set
+ * (the decoder does not clear the others, to keep PUBLISH decoding cheap). For 3.x packets the
+ * decoder sets present = 0 and raw empty.
  *
  * Repeatable properties:
  * - User Property (0x26): decoding sets n_user and leaves them in `raw`; walk with
@@ -258,7 +267,7 @@ struct vs_decode_opts {
 /*
  * Reads the fixed header. Returns the header length (2..5) and sets *remaining, 0 if buf does
  * not yet hold the whole header, or VS_EPROTO with *why = VS_RC_MALFORMED for a variable byte
- * integer longer than 4 bytes [MQTT-1.5.5-1].
+ * integer longer than 4 bytes [MQTT-1.5.5-1] (detected at the fourth byte's continuation bit).
  */
 int vs_codec_frame(const uint8_t *buf, size_t len, uint32_t *remaining, enum vs_reason *why);
 
@@ -269,7 +278,11 @@ int vs_codec_frame(const uint8_t *buf, size_t len, uint32_t *remaining, enum vs_
  * set to the reason code the spec requires (VS_RC_MALFORMED, VS_RC_PROTOCOL_ERROR,
  * VS_RC_PACKET_TOO_LARGE, VS_RC_UNSUPPORTED_VERSION for a CONNECT with an unknown protocol
  * level, VS_RC_TOPIC_NAME_INVALID, ...). A packet larger than opts->max_packet_size fails as soon
- * as its fixed header is readable, before the rest has arrived.
+ * as its fixed header is readable, before the rest has arrived. A bad first byte (reserved
+ * type, wrong flags, QoS 3, anything but CONNECT when opts->version is 0) fails from that byte
+ * alone. On VS_RC_UNSUPPORTED_VERSION, out->type is VS_CONNECT and out->connect.version holds
+ * the level the client asked for, so the caller can pick the CONNACK form. A CONNECT is always
+ * decoded by its own protocol level, whatever opts->version says.
  */
 ssize_t vs_codec_decode(const uint8_t *buf, size_t len, const struct vs_decode_opts *opts,
 			struct vs_packet *out, enum vs_reason *why);
@@ -285,6 +298,11 @@ ssize_t vs_codec_size(const struct vs_packet *p, int version);
  * Writes p into out, which must have room for vs_codec_size() bytes (cap). Returns the bytes
  * written, or VS_EPROTO / VS_ETOOBIG (cap too small). Does not read p->flags: the fixed-header
  * flags are derived from the packet fields.
+ * For both functions: a CONNECT with version 0 is encoded at p->connect.version; a SUBSCRIBE or
+ * UNSUBSCRIBE whose `entries`/`filters` is NULL copies its decoded `raw` list verbatim (for
+ * forwarding, same version only); 5.0 acks, DISCONNECT and AUTH use the shortest form (no reason
+ * byte when it is 0 and there are no properties). Property values are not range-checked, but a
+ * property not valid for the packet type is VS_EPROTO.
  */
 ssize_t vs_codec_encode(const struct vs_packet *p, int version, uint8_t *out, size_t cap);
 
@@ -321,7 +339,8 @@ int vs_vbi_size(uint32_t v);
  * U+D800..U+DFFF, no overlong forms [MQTT-1.5.4-1]. */
 bool vs_utf8_valid(const uint8_t *s, size_t len);
 
-/* Topic name: at least one character, no '+' or '#' [MQTT-4.7.3-1], [MQTT-3.3.2-2]. */
+/* Topic name: at least one character, no '+' or '#' [MQTT-4.7.3-1], [MQTT-3.3.2-2], and valid
+ * UTF-8 (both topic functions check vs_utf8_valid() too). */
 bool vs_topic_name_valid(const uint8_t *s, size_t len);
 /* Topic filter: at least one character; '#' only last and alone in its level [MQTT-4.7.1-2];
  * '+' alone in its level [MQTT-4.7.1-3]; a $share/{group}/{filter} has a non-empty group without
