@@ -114,6 +114,7 @@ class Broker:
 
 		def ready():
 			if self.proc.poll() is not None:
+				self.stopped_on_purpose = True  # reported here, not again at teardown
 				raise AssertionError("broker exited with %s during start-up:\n%s" % (
 					self.proc.returncode, self.log_text()[-3000:]))
 			try:
