@@ -55,7 +55,7 @@ $(FUZZBUILD)/CMakeCache.txt:
 	CC=clang cmake -S . -B $(FUZZBUILD) $(GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVS_FUZZ=ON
 
 fuzz-build: $(FUZZBUILD)/CMakeCache.txt
-	cmake --build $(FUZZBUILD) -j $(JOBS)
+	cmake --build $(FUZZBUILD) -j $(JOBS) --target fuzz_all
 
 fuzz: deps fuzz-build
 	scripts/run-fuzz $(FUZZBUILD) $(FUZZ_SECONDS)
