@@ -383,15 +383,23 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 	bool was_active = c->state == VS_CONN_ACTIVE;
 	/* [MQTT-4.13.2-1] 5.0: tell the client why, when the spec lets the server send DISCONNECT
 	 * (only after CONNACK [MQTT-3.14.0-1]). */
-	if (c->version == VS_V5 && was_active && reason >= 0x80) {
-		struct vs_packet d = {.type = VS_DISCONNECT};
-		d.disconnect.reason = (uint8_t)reason;
-		vs_conn_send(c, &d);
-	} else if (c->version == VS_V5 && !was_active && reason >= 0x80 && c->state == VS_CONN_NEW &&
-		   reason != VS_RC_MAX_CONNECT_TIME) {
-		struct vs_packet a = {.type = VS_CONNACK};
-		a.connack.reason = (uint8_t)reason;
-		vs_conn_send(c, &a);
+	if (c->version == VS_V5 && reason >= 0x80 && (was_active || reason != VS_RC_MAX_CONNECT_TIME)) {
+		/* Before CONNACK the refusal is a CONNACK [MQTT-3.2.2-6]; after it, a DISCONNECT. Both
+		 * may carry a Reason String whatever Request Problem Information says
+		 * [MQTT-3.1.2-29]; it is dropped when the client's Maximum Packet Size is too small. */
+		struct vs_packet d = {.type = was_active ? VS_DISCONNECT : VS_CONNACK};
+		struct vs_props *pr = was_active ? &d.disconnect.props : &d.connack.props;
+		if (was_active)
+			d.disconnect.reason = (uint8_t)reason;
+		else
+			d.connack.reason = (uint8_t)reason;
+		pr->present = 1ull << VS_PROP_REASON_STRING;
+		pr->reason_string.p = (const uint8_t *)why;
+		pr->reason_string.len = strlen(why);
+		if (vs_conn_send(c, &d) < 0) {
+			pr->present = 0;
+			vs_conn_send(c, &d);
+		}
 	}
 	c->state = VS_CONN_CLOSING;
 	vs_conn_flush(c);

@@ -90,6 +90,13 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 		       p->payload.len, b->conf->message_size_limit);
 		return VS_RC_QUOTA_EXCEEDED;
 	}
+	if (c->version == VS_V5 && (p->props.present & (1ull << VS_PROP_PAYLOAD_FORMAT)) &&
+	    p->props.payload_format == 1 && !vs_utf8_valid(p->payload.p, p->payload.len)) {
+		/* [MQTT-3.3.2-4]: the broker may check; a bad payload is refused with 0x99. */
+		vs_log(b->log, VS_LOG_NOTICE, "client %s: PUBLISH to '%.*s' says UTF-8 but is not",
+		       c->client_id, (int)topic->len, topic->p);
+		return VS_RC_PAYLOAD_FORMAT_INVALID;
+	}
 	if (topic->len >= 4 && memcmp(topic->p, "$SYS", 4) == 0)
 		return VS_RC_NOT_AUTHORIZED; /* $SYS belongs to the broker */
 	struct vs_buf origin = {(const uint8_t *)c->client_id, strlen(c->client_id)};

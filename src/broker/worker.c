@@ -233,8 +233,8 @@ void *vs_worker_main(void *arg)
 	w->next_sweep_ms = w->now_ms + 100;
 	while (!atomic_load_explicit(&w->b->stopping, memory_order_relaxed)) {
 		int timeout = (int)(w->next_sweep_ms - w->now_ms);
-		if (timeout < 0)
-			timeout = 0;
+		if (timeout < 0 || w->n_dirty || w->n_flush)
+			timeout = 0; /* work left by the previous turn (a drained output buffer) */
 		vs_loop_run_once(&w->loop, timeout);
 		w->now_ms = vs_now_ms();
 		end_turn(w);
