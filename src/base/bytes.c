@@ -1,6 +1,7 @@
 #include "base/bytes.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,10 +17,16 @@ int vs_bytes_reserve(struct vs_bytes *b, size_t extra)
 		b->len = unread;
 		return 0;
 	}
+	/* A size whose sum or doubling would wrap is refused, not looped on or under-allocated. */
+	if (extra > SIZE_MAX - unread)
+		return -ENOMEM;
 	size_t need = unread + extra;
 	size_t cap = b->cap ? b->cap : 256;
-	while (cap < need)
+	while (cap < need) {
+		if (cap > SIZE_MAX / 2)
+			return -ENOMEM;
 		cap *= 2;
+	}
 	uint8_t *d = malloc(cap);
 	if (!d)
 		return -ENOMEM;
@@ -35,6 +42,8 @@ int vs_bytes_reserve(struct vs_bytes *b, size_t extra)
 
 int vs_bytes_append(struct vs_bytes *b, const void *p, size_t n)
 {
+	if (n == 0)
+		return 0; /* data may still be NULL: memcpy must not see it */
 	int rc = vs_bytes_reserve(b, n);
 	if (rc < 0)
 		return rc;

@@ -1,5 +1,6 @@
 #include "base/error.h"
 
+#include <limits.h>
 #include <string.h>
 
 const char *vs_strerror(int err)
@@ -18,5 +19,6 @@ const char *vs_strerror(int err)
 	case VS_ESTATE:
 		return "invalid state";
 	}
-	return err < 0 ? strerror(-err) : "unknown";
+	/* INT_MIN has no positive counterpart: negating it is undefined. */
+	return err < 0 && err != INT_MIN ? strerror(-err) : "unknown";
 }
