@@ -3,5 +3,6 @@
 #define VS_CMD_CMD_H
 
 int vs_cmd_broker(int argc, char **argv);
+int vs_cmd_passwd(int argc, char **argv);
 
 #endif

@@ -13,6 +13,7 @@ static const struct {
 	const char *summary;
 } commands[] = {
 	{"broker", vs_cmd_broker, "run the MQTT broker"},
+	{"passwd", vs_cmd_passwd, "manage a Mosquitto-compatible password file"},
 };
 
 static void usage(FILE *f)
