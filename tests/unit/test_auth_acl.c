@@ -243,6 +243,8 @@ static void decisions_follow_mosquitto(void **state)
 		{"a+b", NULL, "public/x", R, 1}, /* their own rules still apply */
 		{"c", "x#", "users/x#/out", W, 0},
 		{"c", "x+", "devices/c/x", R, 0},
+		{"+", NULL, "devices/zz/x", R, 0}, /* "devices/+/#" would match everyone's */
+		{"c", "+", "users/zz/out", W, 0},
 		/* '/' in a client id spans levels, as in Mosquitto */
 		{"a/b", NULL, "devices/a/b/x", R, 1},
 		/* no client id: no patterns */
