@@ -37,6 +37,11 @@ int vs_listen_tcp(const char *host, int port, int domain, bool reuseport, int *f
 				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
 	struct addrinfo *res;
 	char portstr[16];
+	/* getaddrinfo() would take 70000 and bind port 4464: refuse what is not a port. */
+	if (port < 0 || port > 65535) {
+		snprintf(err, errlen, "port %d is not in 0..65535", port);
+		return -EINVAL;
+	}
 	snprintf(portstr, sizeof(portstr), "%d", port);
 	int gai = getaddrinfo(host && *host ? host : NULL, portstr, &hints, &res);
 	if (gai != 0) {

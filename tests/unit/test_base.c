@@ -315,7 +315,8 @@ static void delete_in_order(char keys[][16], const int *vals, int n, const int *
 	bool gone[16] = {0};
 
 	for (int i = 0; i < n; i++)
-		assert_int_equal(vs_map_put(&m, keys[i], strlen(keys[i]), (void *)&vals[i], NULL), 0);
+		assert_int_equal(vs_map_put(&m, keys[i], strlen(keys[i]), (void *)&vals[i], NULL),
+				 0);
 	assert_int_equal(m.cap, 16);
 	for (int s = 0; s < n; s++) {
 		int k = order[s];
@@ -458,7 +459,8 @@ static void test_map_many_keys(void **state)
 			assert_ptr_equal(old, present[i] ? &vals[i] : NULL);
 			present[i] = 1;
 		} else {
-			assert_ptr_equal(vs_map_get(&m, k, (size_t)len), present[i] ? &vals[i] : NULL);
+			assert_ptr_equal(vs_map_get(&m, k, (size_t)len),
+					 present[i] ? &vals[i] : NULL);
 		}
 	}
 	size_t count = 0;
@@ -592,9 +594,8 @@ static void test_log_format(void **state)
 	assert_int_equal(len, 24 + 1 + strlen("info: hello world\n"));
 	int y, mo, d, h, mi, se, ms;
 	char z;
-	assert_int_equal(sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c", &y, &mo, &d, &h, &mi, &se, &ms,
-				&z),
-			 8);
+	assert_int_equal(
+	    sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c", &y, &mo, &d, &h, &mi, &se, &ms, &z), 8);
 	assert_true(y >= 2020 && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h < 24 && mi < 60 &&
 		    se <= 60 && ms < 1000);
 	assert_int_equal(z, 'Z');
@@ -693,7 +694,7 @@ static void test_log_reopen_rotation(void **state)
 }
 
 #define LOG_THREADS 4
-#define LOG_LINES 400
+#define LOG_LINES   400
 
 struct log_arg {
 	const struct vs_log *log;

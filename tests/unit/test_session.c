@@ -241,7 +241,8 @@ static void test_msg_new_copies_props(void **state)
 	assert_int_equal(pp.payload_format, 1);
 	assert_true(codec_buf_eq(pp.content_type, BUF("application/json")));
 	assert_true(codec_buf_eq(pp.response_topic, BUF("reply/here")));
-	assert_true(codec_buf_eq(pp.correlation_data, (struct vs_buf){(const uint8_t *)"\0\1\xff", 3}));
+	assert_true(
+	    codec_buf_eq(pp.correlation_data, (struct vs_buf){(const uint8_t *)"\0\1\xff", 3}));
 	assert_int_equal(pp.n_user, 2);
 	assert_null(pp.users);
 	assert_int_equal(pp.n_sub_ids, 0);
@@ -287,7 +288,8 @@ static void test_msg_empty_string_props(void **state)
 	dec_done(&d);
 	assert_non_null(m);
 	vs_msg_props(m, &pp);
-	assert_int_equal(pp.present, 1ull << VS_PROP_CONTENT_TYPE | 1ull << VS_PROP_CORRELATION_DATA);
+	assert_int_equal(pp.present,
+			 1ull << VS_PROP_CONTENT_TYPE | 1ull << VS_PROP_CORRELATION_DATA);
 	assert_int_equal(pp.content_type.len, 0);
 	assert_int_equal(pp.correlation_data.len, 0);
 	vs_msg_unref(m);
@@ -487,8 +489,8 @@ static void *fill_thread(void *p)
 	struct fill_arg *a = p;
 
 	for (int r = 0; r < FILL_ROUNDS; r++) {
-		struct vs_delivery dl = {.version = a->version, .qos = 1,
-					 .packet_id = (uint16_t)(a->packet_id + r)};
+		struct vs_delivery dl = {
+		    .version = a->version, .qos = 1, .packet_id = (uint16_t)(a->packet_id + r)};
 		pthread_barrier_wait(a->bar);
 		a->len[r] = vs_msg_encode(a->msgs[r], &dl, 0, a->out[r], sizeof(a->out[r]));
 	}
@@ -512,8 +514,8 @@ static void test_msg_concurrent_fill(void **state)
 			msgs[r] = msg_from_wire("race/topic", "xyz", 3, 1, false, false, 0, 0);
 		pthread_barrier_init(&bar, NULL, 2);
 		for (int t = 0; t < 2; t++) {
-			args[t] = (struct fill_arg){&bar, msgs, version, (uint16_t)(1000 * (t + 1)),
-						    out[t], len[t]};
+			args[t] = (struct fill_arg){
+			    &bar, msgs, version, (uint16_t)(1000 * (t + 1)), out[t], len[t]};
 			assert_int_equal(pthread_create(&th[t], NULL, fill_thread, &args[t]), 0);
 		}
 		for (int t = 0; t < 2; t++)
@@ -521,8 +523,10 @@ static void test_msg_concurrent_fill(void **state)
 		pthread_barrier_destroy(&bar);
 		for (int r = 0; r < FILL_ROUNDS; r++) {
 			for (int t = 0; t < 2; t++) {
-				struct vs_delivery dl = {.version = version, .qos = 1,
-							 .packet_id = (uint16_t)(1000 * (t + 1) + r)};
+				struct vs_delivery dl = {.version = version,
+							 .qos = 1,
+							 .packet_id =
+							     (uint16_t)(1000 * (t + 1) + r)};
 				uint8_t want[256];
 				ssize_t w = reference_encode(msgs[r], &dl, true, false, 0, want,
 							     sizeof(want));
