@@ -1,0 +1,67 @@
+/*
+ * The store's internals, shared by store.c (writing, compaction) and recover.c (replay).
+ * Internal to src/persist.
+ *
+ * Locks, always taken in this order: rotate_mu (epoch changes, snapshots), sync_mu (fdatasync
+ * and the synced/failed marks; the segment fd cannot change while it is held), write_mu (fd,
+ * write(2), sizes, sequence numbers). write_mu is held only around write(2) and ftruncate(2);
+ * fdatasync runs without it, so writers keep appending while a sync is in flight.
+ */
+#ifndef VS_PERSIST_STORE_INT_H
+#define VS_PERSIST_STORE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "persist/store.h"
+
+struct vs_store {
+	char *dir;                 /* as given to open, for messages */
+	int dirfd;                 /* the directory, for *at() calls and directory fsync */
+	int lockfd;                /* DIR/lock, holding the flock */
+	enum vs_fsync_policy policy;
+	unsigned interval_ms;
+	const struct vs_log *log;  /* may be NULL */
+
+	pthread_mutex_t rotate_mu;
+	int64_t epoch;             /* current segment; 0 until replay opened one */
+	bool snapshotting;         /* one snapshot at a time */
+
+	pthread_mutex_t sync_mu;
+	uint64_t synced_seq;       /* every write with seq <= this is on stable storage */
+	uint64_t fail_upto;        /* every write with seq <= this may be lost (sync failed) */
+	int sync_err;              /* the -errno of that failure */
+
+	pthread_mutex_t write_mu;
+	int fd;                    /* current segment, O_APPEND; -1 before replay */
+	uint64_t seg_size;         /* bytes of whole records in it (ftruncate target on error) */
+	bool need_trunc;           /* a torn write could not be truncated yet */
+	uint64_t write_seq;        /* count of successful writes */
+	uint64_t commits, records, bytes, fsyncs, write_errors;
+
+	atomic_bool healthy;
+
+	/* interval policy: background sync thread */
+	pthread_mutex_t thr_mu;
+	pthread_cond_t thr_cond;
+	bool thr_stop, thr_running;
+	pthread_t thr;
+};
+
+/* Creates segment `epoch` (header written and synced, directory synced) and returns its
+ * O_APPEND fd, or -errno. */
+int vs_store_new_segment(struct vs_store *s, uint64_t epoch);
+
+/* fsync of the directory, so renames, creations and deletions are durable. */
+int vs_store_sync_dir(struct vs_store *s);
+
+/* Removes snapshots older than epoch and log segments older than epoch, and any snap-*.tmp
+ * other than keep_tmp (0: none kept). Failures are logged, not returned. */
+void vs_store_remove_old(struct vs_store *s, uint64_t epoch, uint64_t keep_tmp);
+
+/* Starts the interval policy's sync thread (no-op for other policies). Returns 0 or -errno. */
+int vs_store_start_writer(struct vs_store *s);
+
+#endif
