@@ -4,5 +4,6 @@
 
 int vs_cmd_broker(int argc, char **argv);
 int vs_cmd_passwd(int argc, char **argv);
+int vs_cmd_bench(int argc, char **argv);
 
 #endif

@@ -14,6 +14,7 @@ static const struct {
 } commands[] = {
 	{"broker", vs_cmd_broker, "run the MQTT broker"},
 	{"passwd", vs_cmd_passwd, "manage a Mosquitto-compatible password file"},
+	{"bench", vs_cmd_bench, "load-test an MQTT broker (latency, throughput, loss)"},
 };
 
 static void usage(FILE *f)
