@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth/acl.h"
+#include "auth/passwd.h"
 #include "base/clock.h"
 #include "base/error.h"
 #include "broker/worker.h"
@@ -49,6 +51,39 @@ static void resolve_listener(struct vs_broker *b, struct vs_listener *l,
 	atomic_init(&l->connections, 0);
 }
 
+/* Loads a password file and an ACL file (either may be NULL). */
+static int load_auth(const char *pwfile, const char *aclfile, struct vs_passwd **pw,
+		     struct vs_acl **acl, char *err, size_t errlen)
+{
+	if (pwfile && !(*pw = vs_passwd_load(pwfile, err, errlen)))
+		return VS_ECONF;
+	if (aclfile && !(*acl = vs_acl_load(aclfile, err, errlen)))
+		return VS_ECONF;
+	return 0;
+}
+
+static int make_auth(struct vs_broker *b, char *err, size_t errlen)
+{
+	const struct vs_config *c = b->conf;
+	if (!c->per_listener_settings) {
+		int rc = load_auth(c->password_file, c->acl_file, &b->passwd, &b->acl, err, errlen);
+		for (size_t i = 0; i < b->n_listeners; i++) {
+			b->listeners[i].passwd = b->passwd;
+			b->listeners[i].acl = b->acl;
+		}
+		return rc;
+	}
+	for (size_t i = 0; i < b->n_listeners; i++) {
+		struct vs_listener *l = &b->listeners[i];
+		l->owns_auth = true;
+		int rc = load_auth(l->conf->password_file, l->conf->acl_file, &l->passwd, &l->acl,
+				   err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 static int make_listeners(struct vs_broker *b, char *err, size_t errlen)
 {
 	struct vs_config *c = b->conf;
@@ -80,7 +115,7 @@ static int make_listeners(struct vs_broker *b, char *err, size_t errlen)
 	b->n_listeners = c->n_listeners;
 	for (size_t i = 0; i < c->n_listeners; i++)
 		resolve_listener(b, &b->listeners[i], &c->listeners[i], builtin);
-	return 0;
+	return make_auth(b, err, errlen);
 }
 
 int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *log, char *err,
@@ -158,6 +193,14 @@ void vs_broker_fini(struct vs_broker *b)
 		vs_tree_free(b->tree);
 	if (b->retain)
 		vs_retain_free(b->retain);
+	for (size_t i = 0; i < b->n_listeners; i++) {
+		if (b->listeners[i].owns_auth) {
+			vs_passwd_free(b->listeners[i].passwd);
+			vs_acl_free(b->listeners[i].acl);
+		}
+	}
+	vs_passwd_free(b->passwd);
+	vs_acl_free(b->acl);
 	free(b->listeners);
 	pthread_mutex_destroy(&b->reg_lock);
 }

@@ -23,6 +23,8 @@ struct vs_worker;
 struct vs_tree;
 struct vs_retain;
 struct vs_session;
+struct vs_passwd;
+struct vs_acl;
 
 /* A configured listener, resolved: what each worker opens a socket for. */
 struct vs_listener {
@@ -32,6 +34,9 @@ struct vs_listener {
 	bool allow_zero_length_clientid;
 	const char *auto_id_prefix;
 	atomic_int connections; /* current, for max_connections */
+	struct vs_passwd *passwd; /* password file of this listener (or the global one), or NULL */
+	struct vs_acl *acl;       /* ACL of this listener (or the global one), or NULL */
+	bool owns_auth;           /* passwd/acl are this listener's own (per_listener_settings) */
 };
 
 /* Counters: each worker bumps its own with relaxed atomics; $SYS sums them. */
@@ -58,6 +63,8 @@ struct vs_broker {
 
 	struct vs_listener *listeners;
 	size_t n_listeners;
+	struct vs_passwd *passwd; /* global password_file, or NULL */
+	struct vs_acl *acl;       /* global acl_file, or NULL */
 
 	struct vs_worker *workers;
 	int n_workers;

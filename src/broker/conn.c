@@ -303,14 +303,12 @@ void vs_conn_unpark(struct vs_conn *c)
 static void on_io(struct vs_io *io, uint32_t events)
 {
 	struct vs_conn *c = (struct vs_conn *)io;
+	if (c->state == VS_CONN_CLOSING)
+		return; /* closed earlier in this turn, freed at its end */
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-		uint64_t id = c->id;
-		uint32_t slot = c->slot;
-		struct vs_worker *w = c->w;
 		on_readable(c);
-		if (w->conns[slot] != c)
-			return; /* closed and freed */
-		(void)id;
+		if (c->state == VS_CONN_CLOSING)
+			return;
 	}
 	if (events & EPOLLOUT)
 		vs_conn_flush(c);
@@ -412,8 +410,11 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 					       : VS_LOG_INFO,
 			       "client %s (%s) disconnected: %s", c->client_id, c->addr, why);
 		atomic_fetch_sub(&b->clients_connected, 1);
-	} else if (c->version || reason >= 0) {
-		vs_log(b->log, VS_LOG_NOTICE, "connection from %s closed before CONNACK: %s", c->addr,
+	} else if (c->client_id) {
+		vs_log(b->log, VS_LOG_NOTICE, "client '%s' (%s) refused: %s", c->client_id, c->addr,
+		       why);
+	} else {
+		vs_log(b->log, VS_LOG_NOTICE, "connection from %s closed before CONNECT: %s", c->addr,
 		       why);
 	}
 	detach_session(c);
@@ -433,5 +434,8 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 	vs_map_fini(&c->out_alias);
 	free(c->client_id);
 	free(c->username);
-	free(c);
+	c->client_id = c->username = NULL;
+	/* Freed at the end of the loop turn: an event for this connection may still be waiting in
+	 * the batch epoll_wait returned. */
+	vs_worker_bury(w, c);
 }

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/acl.h"
+#include "auth/passwd.h"
 #include "base/clock.h"
 #include "broker/conn.h"
 #include "broker/router.h"
@@ -29,11 +31,34 @@ static int refuse(struct vs_conn *c, uint8_t rc5, uint8_t rc3, const char *why)
 	struct vs_packet a = {.type = VS_CONNACK};
 	a.connack.reason = c->version == VS_V5 ? rc5 : rc3;
 	vs_conn_send(c, &a);
-	vs_log(c->w->b->log, VS_LOG_NOTICE, "refused client %s (%s): %s",
-	       c->client_id ? c->client_id : "?", c->addr, why);
 	c->graceful = true; /* a refused connection has no will */
 	vs_conn_close(c, -1, why);
 	return -1;
+}
+
+/*
+ * Authentication as Mosquitto does it: without a username, allow_anonymous decides; with one and
+ * a password file, the password must match; with one and no password file, allow_anonymous
+ * decides. Returns a 5.0 reason code.
+ */
+static int check_credentials(struct vs_conn *c, const struct vs_connect *p, uint8_t *rc3,
+			     const char **why)
+{
+	struct vs_listener *l = c->listener;
+	if (!p->has_username || !l->passwd) {
+		if (l->allow_anonymous)
+			return VS_RC_SUCCESS;
+		*rc3 = VS_CONNACK3_NOT_AUTHORIZED;
+		*why = p->has_username ? "no password file, anonymous clients not allowed"
+				       : "anonymous clients not allowed";
+		return VS_RC_NOT_AUTHORIZED;
+	}
+	if (p->has_password && vs_passwd_check(l->passwd, c->username, p->password.p,
+					       p->password.len) == 1)
+		return VS_RC_SUCCESS;
+	*rc3 = VS_CONNACK3_BAD_USER_OR_PASSWORD;
+	*why = "bad username or password";
+	return VS_RC_BAD_USER_OR_PASSWORD;
 }
 
 /* The checks of [MQTT-3.1.3-*] and the broker's policies. Returns a 5.0 reason code. */
@@ -64,22 +89,21 @@ static int check_connect(struct vs_conn *c, const struct vs_connect *p, uint8_t 
 		*why = "unsupported authentication method";
 		return VS_RC_BAD_AUTH_METHOD;
 	}
-	if (!p->has_username && !l->allow_anonymous) {
-		*rc3 = VS_CONNACK3_NOT_AUTHORIZED;
-		*why = "anonymous clients not allowed";
-		return VS_RC_NOT_AUTHORIZED;
-	}
-	if (p->has_username && !l->allow_anonymous) {
-		/* Password files arrive with the authentication work; until then nobody is known. */
-		*rc3 = VS_CONNACK3_BAD_USER_OR_PASSWORD;
-		*why = "no password file configured";
-		return VS_RC_BAD_USER_OR_PASSWORD;
-	}
+	int rc = check_credentials(c, p, rc3, why);
+	if (rc != VS_RC_SUCCESS)
+		return rc;
 	if (p->version < VS_V5 && b->conf->max_keepalive < 65535 &&
 	    (p->keepalive > b->conf->max_keepalive || p->keepalive == 0)) {
 		/* 3.x cannot be told another keep-alive: refuse, as Mosquitto does. */
 		*why = "keep alive above max_keepalive";
 		return VS_RC_CLIENT_ID_INVALID;
+	}
+	if (p->will && l->acl &&
+	    !vs_acl_check(l->acl, c->client_id, c->username, (const char *)p->will_topic.p,
+			  p->will_topic.len, VS_ACL_WRITE)) {
+		*rc3 = VS_CONNACK3_NOT_AUTHORIZED;
+		*why = "will topic not allowed by the ACL";
+		return VS_RC_NOT_AUTHORIZED;
 	}
 	if (p->will) {
 		int mq = l->conf->max_qos;
@@ -165,6 +189,9 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 	s->conn_id = c->id;
 	s->version = c->version;
 	s->expiry = c->session_expiry;
+	s->acl = c->listener->acl;
+	free(s->username);
+	s->username = c->username ? strdup(c->username) : NULL;
 	/* [MQTT-3.1.3-9] a delayed will of the resumed session is not sent. */
 	struct vs_msg *dropped_will = s->will;
 	s->will = NULL;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/acl.h"
 #include "base/error.h"
 #include "broker/conn.h"
 #include "broker/router.h"
@@ -99,6 +100,13 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 	}
 	if (topic->len >= 4 && memcmp(topic->p, "$SYS", 4) == 0)
 		return VS_RC_NOT_AUTHORIZED; /* $SYS belongs to the broker */
+	const struct vs_acl *acl = c->listener->acl;
+	if (acl && !vs_acl_check(acl, c->client_id, c->username, (const char *)topic->p, topic->len,
+				 VS_ACL_WRITE)) {
+		vs_log(b->log, VS_LOG_INFO, "denied PUBLISH from client %s to '%.*s' (ACL)",
+		       c->client_id, (int)topic->len, topic->p);
+		return VS_RC_NOT_AUTHORIZED;
+	}
 	struct vs_buf origin = {(const uint8_t *)c->client_id, strlen(c->client_id)};
 	struct vs_msg *m = vs_msg_new(topic, p, &origin, c->w->now_ms);
 	if (!m)

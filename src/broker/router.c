@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/acl.h"
 #include "base/clock.h"
 #include "broker/conn.h"
 #include "broker/worker.h"
@@ -138,7 +139,14 @@ int vs_deliver(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, ui
 	       bool retain, const uint32_t *sub_ids, uint32_t n_sub_ids, const char *share)
 {
 	const struct vs_config *conf = w->b->conf;
+	/* The ACL is read-only and the username changes only under reg_lock at attach; a check
+	 * against the previous connection's name during a take-over is harmless. */
 	pthread_mutex_lock(&s->lock);
+	if (s->acl && !vs_acl_check(s->acl, s->client_id, s->username, (const char *)msg->topic.p,
+				    msg->topic.len, VS_ACL_READ)) {
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
 	if (s->ended || (!s->connected && qos == 0 && !conf->queue_qos0_messages)) {
 		pthread_mutex_unlock(&s->lock);
 		return 0;

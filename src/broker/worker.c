@@ -116,6 +116,21 @@ static void on_accept(struct vs_io *io, uint32_t events)
 	}
 }
 
+void vs_worker_bury(struct vs_worker *w, struct vs_conn *c)
+{
+	if (w->n_graveyard == w->cap_graveyard) {
+		uint32_t cap = w->cap_graveyard ? w->cap_graveyard * 2 : 16;
+		struct vs_conn **n = realloc(w->graveyard, cap * sizeof(*n));
+		if (!n) {
+			/* Cannot defer: leak rather than risk a use after free. */
+			return;
+		}
+		w->graveyard = n;
+		w->cap_graveyard = cap;
+	}
+	w->graveyard[w->n_graveyard++] = c;
+}
+
 struct vs_conn *vs_worker_conn(struct vs_worker *w, uint32_t slot, uint64_t conn_id)
 {
 	struct vs_conn *c = slot < w->n_slots ? w->conns[slot] : NULL;
@@ -204,6 +219,9 @@ static void end_turn(struct vs_worker *w)
 		vs_conn_flush(c);
 	}
 	w->n_flush = 0;
+	for (uint32_t i = 0; i < w->n_graveyard; i++)
+		free(w->graveyard[i]);
+	w->n_graveyard = 0;
 }
 
 static void sweep(struct vs_worker *w)
@@ -319,5 +337,6 @@ void vs_worker_fini(struct vs_worker *w)
 	free(w->flush);
 	free(w->matches);
 	free(w->sub_ids);
+	free(w->graveyard);
 	vs_loop_fini(&w->loop);
 }

@@ -93,6 +93,9 @@ struct vs_worker {
 	struct vs_conn **flush;    /* connections with output to write at the end of the turn */
 	uint32_t n_flush, cap_flush;
 
+	struct vs_conn **graveyard; /* closed this turn, freed at its end */
+	uint32_t n_graveyard, cap_graveyard;
+
 	struct vs_match *matches;  /* scratch for routing */
 	uint32_t n_matches, cap_matches;
 	uint32_t *sub_ids;         /* scratch for merging */
@@ -115,6 +118,8 @@ void vs_worker_post_now(struct vs_worker *target, const struct vs_mail *m);
 void vs_worker_want_flush(struct vs_worker *w, struct vs_conn *c);
 /* Schedules a session owned by w for draining at the end of the turn (takes a reference). */
 void vs_worker_want_drain(struct vs_worker *w, struct vs_session *s);
+/* Frees a closed connection at the end of the loop turn. */
+void vs_worker_bury(struct vs_worker *w, struct vs_conn *c);
 /* The live connection at slot with conn_id, or NULL. */
 struct vs_conn *vs_worker_conn(struct vs_worker *w, uint32_t slot, uint64_t conn_id);
 /* Pumps and closes a connection whose session another connection is taking over. */

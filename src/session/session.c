@@ -40,6 +40,7 @@ void vs_session_unref(struct vs_session *s)
 	free(s->subs);
 	vs_msg_unref(s->will);
 	pthread_mutex_destroy(&s->lock);
+	free(s->username);
 	free(s->client_id);
 	free(s);
 }

@@ -22,6 +22,8 @@
 
 #include "session/msg.h"
 
+struct vs_acl; /* src/auth: only stored here, for the broker's read checks */
+
 /* One message waiting for, or in, the outgoing window. */
 struct vs_qentry {
 	struct vs_msg *msg; /* one reference */
@@ -63,6 +65,8 @@ struct vs_session {
 	pthread_mutex_t lock;
 	char *client_id; /* owned, NUL-terminated */
 	uint16_t id_len;
+	char *username;  /* of the last connection (owned, NULL anonymous), for ACL checks */
+	const struct vs_acl *acl; /* ACL of the last connection's listener, or NULL */
 
 	uint8_t version;      /* protocol of the last connection */
 	bool connected;       /* a connection is attached */
