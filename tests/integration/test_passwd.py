@@ -502,3 +502,33 @@ def test_broker_acl_file(tmp_path, broker):
 		if got != want:
 			wrong.append((cid, user, topic, access, want, got))
 	assert not wrong, "broker disagrees with the ACL table on: %r" % (wrong,)
+
+
+@need_viesti
+def test_terminal_prompts_twice_without_echo(tmp_path):
+	import pty
+	pw = tmp_path / "pw"
+	pid, fd = pty.fork()
+	if pid == 0:
+		os.execv(VIESTI, [VIESTI, "passwd", "-c", str(pw), "tty"])
+	out = b""
+
+	def read_until(token, timeout=5.0):
+		nonlocal out
+		deadline = time.monotonic() + timeout
+		while token not in out and time.monotonic() < deadline:
+			try:
+				out += os.read(fd, 1000)
+			except OSError:
+				break
+		assert token in out, out
+
+	read_until(b"Password: ")
+	os.write(fd, b"s3cret\n")
+	read_until(b"Reenter password: ")
+	os.write(fd, b"s3cret\n")
+	_, status = os.waitpid(pid, 0)
+	os.close(fd)
+	assert os.waitstatus_to_exitcode(status) == 0
+	assert b"s3cret" not in out  # echo was off
+	assert lines(pw)[0].startswith("tty:$7$101$")
