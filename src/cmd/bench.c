@@ -54,7 +54,8 @@ static void usage(FILE *f)
 	       "      --drain SEC       at the end, wait up to SEC for in-flight messages (default "
 	       "2)\n"
 	       "  -T, --threads N       generator threads (default 1)\n"
-	       "      --burst N         connection handshakes in flight at once (default 256)\n"
+	       "      --burst N         connection handshakes in flight at once (default 64:\n"
+	       "                        below Mosquitto's listen backlog of 100)\n"
 	       "      --prefix TOPIC    topic prefix (default 'bench')\n"
 	       "      --json            print one JSON object instead of the report\n"
 	       "      --no-progress     no progress line (printed each second on a terminal)\n"
@@ -384,7 +385,7 @@ int vs_cmd_bench(int argc, char **argv)
 		  .warmup = 1,
 		  .drain = 2,
 		  .threads = 1,
-		  .burst = 256,
+		  .burst = 64,
 		  .prefix = "bench"},
 	    .host = "127.0.0.1",
 	    .port = "1883",
