@@ -59,7 +59,7 @@ void vs_config_init(struct vs_config *c)
 	c->log_timestamp = true;
 	c->log_facility = -1;
 	c->persistence_file = strdup("mosquitto.db");
-	c->persistence_fsync = VS_FSYNC_NEVER;
+	c->persistence_fsync = VS_CONF_FSYNC_NEVER;
 	c->persistence_fsync_interval_ms = 1000;
 	c->autosave_interval = 1800;
 }

@@ -33,10 +33,10 @@ enum vs_listener_protocol {
 	VS_LPROTO_WEBSOCKETS = 1,
 };
 
-enum vs_fsync_policy {
-	VS_FSYNC_NEVER = 0,    /* write(2) before acking: survives kill -9, not power loss */
-	VS_FSYNC_BATCH = 1,    /* fsync before acking, group-committed per loop turn */
-	VS_FSYNC_INTERVAL = 2, /* fsync every persistence_fsync_interval_ms */
+enum vs_conf_fsync {
+	VS_CONF_FSYNC_NEVER = 0,    /* write(2) before acking: survives kill -9, not power loss */
+	VS_CONF_FSYNC_BATCH = 1,    /* fsync before acking, group-committed per loop turn */
+	VS_CONF_FSYNC_INTERVAL = 2, /* fsync every persistence_fsync_interval_ms */
 };
 
 struct vs_listener_conf {
@@ -128,8 +128,8 @@ struct vs_config {
 	bool persistence; /* default false */
 	char *persistence_location; /* directory, NULL = current directory */
 	char *persistence_file;     /* default "mosquitto.db" */
-	enum vs_fsync_policy persistence_fsync;  /* default never */
-	int persistence_fsync_interval_ms;       /* for VS_FSYNC_INTERVAL, default 1000 */
+	enum vs_conf_fsync persistence_fsync;  /* default never */
+	int persistence_fsync_interval_ms;       /* for VS_CONF_FSYNC_INTERVAL, default 1000 */
 	int autosave_interval;   /* seconds (or changes with autosave_on_changes), default 1800 */
 	bool autosave_on_changes; /* default false */
 };

@@ -467,7 +467,7 @@ static int set_fsync(struct parser *p, const struct directive *d, void *field, c
 	if (!tok)
 		return missing(p, d, expected);
 	if (strcmp(tok, "never") == 0 || strcmp(tok, "batch") == 0) {
-		c->persistence_fsync = tok[0] == 'n' ? VS_FSYNC_NEVER : VS_FSYNC_BATCH;
+		c->persistence_fsync = tok[0] == 'n' ? VS_CONF_FSYNC_NEVER : VS_CONF_FSYNC_BATCH;
 		return no_more(p, d, args);
 	}
 	if (strcmp(tok, "interval") != 0)
@@ -476,7 +476,7 @@ static int set_fsync(struct parser *p, const struct directive *d, void *field, c
 	int rc = parse_int(p, &ms, args, &v);
 	if (rc)
 		return rc;
-	c->persistence_fsync = VS_FSYNC_INTERVAL;
+	c->persistence_fsync = VS_CONF_FSYNC_INTERVAL;
 	c->persistence_fsync_interval_ms = (int)v;
 	return 0;
 }

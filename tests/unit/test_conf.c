@@ -86,7 +86,7 @@ static void defaults_are_mosquittos(void **state)
 	assert_false(c.persistence);
 	assert_null(c.persistence_location);
 	assert_string_equal(c.persistence_file, "mosquitto.db");
-	assert_int_equal(c.persistence_fsync, VS_FSYNC_NEVER);
+	assert_int_equal(c.persistence_fsync, VS_CONF_FSYNC_NEVER);
 	assert_int_equal(c.autosave_interval, 1800);
 	assert_int_equal(vs_config_validate(&c, err, sizeof(err)), 0);
 	vs_config_fini(&c);
@@ -270,15 +270,15 @@ static void persistence_directives(void **state)
 	assert_string_equal(c.persistence_file, "broker.db");
 	assert_int_equal(c.autosave_interval, 60);
 	assert_true(c.autosave_on_changes);
-	assert_int_equal(c.persistence_fsync, VS_FSYNC_INTERVAL);
+	assert_int_equal(c.persistence_fsync, VS_CONF_FSYNC_INTERVAL);
 	assert_int_equal(c.persistence_fsync_interval_ms, 250);
 	vs_config_fini(&c);
 
 	expect_ok(&c, "persistence_fsync batch\n");
-	assert_int_equal(c.persistence_fsync, VS_FSYNC_BATCH);
+	assert_int_equal(c.persistence_fsync, VS_CONF_FSYNC_BATCH);
 	vs_config_fini(&c);
 	expect_ok(&c, "persistence_fsync batch\npersistence_fsync never\n");
-	assert_int_equal(c.persistence_fsync, VS_FSYNC_NEVER);
+	assert_int_equal(c.persistence_fsync, VS_CONF_FSYNC_NEVER);
 	vs_config_fini(&c);
 
 	expect_error("persistence_fsync sometimes\n",
