@@ -21,8 +21,7 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static struct vs_rec_str S(const char *s)
-{
+static struct vs_rec_str S(const char *s) {
 	struct vs_rec_str v = {(const uint8_t *)s, strlen(s)};
 	return v;
 }
@@ -112,8 +111,8 @@ static int nop(void *ctx, const struct vs_rec *r)
 	return 0;
 }
 
-static void bench_commit(const char *tmp, enum vs_fsync_policy pol, const char *pname,
-			 int threads, long n, int batch)
+static void bench_commit(const char *tmp, enum vs_fsync_policy pol, const char *pname, int threads,
+			 long n, int batch)
 {
 	char dir[256], cmd[300], err[256];
 	struct vs_store *s;
@@ -139,7 +138,8 @@ static void bench_commit(const char *tmp, enum vs_fsync_policy pol, const char *
 	       "(%.2f commits/sync) %6.1f MB/s\n",
 	       pname, threads, batch, (double)st.records / t, (double)st.commits / t,
 	       (unsigned long long)st.fsyncs,
-	       st.fsyncs ? (double)st.commits / (double)st.fsyncs : 0.0, (double)st.bytes / t / 1e6);
+	       st.fsyncs ? (double)st.commits / (double)st.fsyncs : 0.0,
+	       (double)st.bytes / t / 1e6);
 	if (pol == VS_FSYNC_NEVER && threads == 1) {
 		long got = 0;
 		vs_store_open(dir, pol, 0, NULL, &s, err, sizeof(err));
@@ -147,8 +147,8 @@ static void bench_commit(const char *tmp, enum vs_fsync_policy pol, const char *
 		vs_store_replay(s, nop, &got, NULL);
 		t = now_s() - t0;
 		vs_store_close(s);
-		printf("replay                     %9.0f records/s (%ld records)\n", (double)got / t,
-		       got);
+		printf("replay                     %9.0f records/s (%ld records)\n",
+		       (double)got / t, got);
 	}
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)

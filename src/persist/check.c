@@ -18,11 +18,11 @@
 
 struct tally {
 	struct vs_map sessions; /* client id -> 1 */
-	struct vs_map subs;     /* client id \0 filter -> 1 */
+	struct vs_map subs;	/* client id \0 filter -> 1 */
 	struct vs_map retained; /* topic -> msg id + 1 */
-	struct vs_map queued;   /* client id \0 msg id -> msg id + 1 */
-	struct vs_map wills;    /* client id -> msg id + 1 */
-	struct vs_map msgs;     /* msg id -> payload bytes + 1 */
+	struct vs_map queued;	/* client id \0 msg id -> msg id + 1 */
+	struct vs_map wills;	/* client id -> msg id + 1 */
+	struct vs_map msgs;	/* msg id -> payload bytes + 1 */
 	uint64_t per_type[VS_REC_TYPE_MAX + 1];
 	int err;
 };
@@ -75,8 +75,9 @@ static int on_rec(void *ctx, const struct vs_rec *r)
 	t->per_type[r->type]++;
 	switch (r->type) {
 	case VS_REC_SESSION:
-		put(t, &t->sessions, r->u.session.client_id.p ? (const void *)r->u.session.client_id.p
-							       : (const void *)zero,
+		put(t, &t->sessions,
+		    r->u.session.client_id.p ? (const void *)r->u.session.client_id.p
+					     : (const void *)zero,
 		    r->u.session.client_id.len, idv(0));
 		break;
 	case VS_REC_SESSION_DEL:
@@ -99,8 +100,8 @@ static int on_rec(void *ctx, const struct vs_rec *r)
 		put(t, &t->msgs, &id, 8, idv(r->u.msg.payload.len));
 		break;
 	case VS_REC_RETAIN:
-		put(t, &t->retained, r->u.retain.topic.p ? (const void *)r->u.retain.topic.p
-							 : (const void *)zero,
+		put(t, &t->retained,
+		    r->u.retain.topic.p ? (const void *)r->u.retain.topic.p : (const void *)zero,
 		    r->u.retain.topic.len, idv(r->u.retain.msg_id));
 		break;
 	case VS_REC_RETAIN_DEL:
@@ -116,8 +117,9 @@ static int on_rec(void *ctx, const struct vs_rec *r)
 			vs_map_del(&t->queued, k, n);
 		break;
 	case VS_REC_WILL:
-		put(t, &t->wills, r->u.will.client_id.p ? (const void *)r->u.will.client_id.p
-							: (const void *)zero,
+		put(t, &t->wills,
+		    r->u.will.client_id.p ? (const void *)r->u.will.client_id.p
+					  : (const void *)zero,
 		    r->u.will.client_id.len, idv(r->u.will.msg_id));
 		break;
 	case VS_REC_WILL_DEL:
@@ -177,16 +179,19 @@ static int check_file(int dirfd, const struct vs_store_file *f, bool used, struc
 		fprintf(out, "  %-22s unreadable: %s\n", f->name, vs_strerror(rc));
 		return rc;
 	}
-	vs_scan_file(buf, len, f->kind == 'T' ? VS_FILE_KIND_SNAP : f->kind,
-		     used ? on_rec : NULL, t, sc);
+	vs_scan_file(buf, len, f->kind == 'T' ? VS_FILE_KIND_SNAP : f->kind, used ? on_rec : NULL,
+		     t, sc);
 	free(buf);
 	fprintf(out, "  %-22s %10zu bytes %8llu records  %s%s\n", f->name, len,
 		(unsigned long long)sc->records, end_name(sc, f->kind),
-		f->kind == 'T' ? " [unfinished snapshot: ignored]" : used ? "" : " [obsolete]");
+		f->kind == 'T' ? " [unfinished snapshot: ignored]"
+		: used	       ? ""
+			       : " [obsolete]");
 	if (sc->end == VS_SCAN_TORN || sc->end == VS_SCAN_CORRUPT)
-		fprintf(out, "  %-22s damage at byte %zu: %zu bytes, %llu valid-looking records "
-			"after it\n", "", sc->valid_end, len - sc->valid_end,
-			(unsigned long long)sc->after);
+		fprintf(out,
+			"  %-22s damage at byte %zu: %zu bytes, %llu valid-looking records "
+			"after it\n",
+			"", sc->valid_end, len - sc->valid_end, (unsigned long long)sc->after);
 	if (sc->unknown)
 		fprintf(out, "  %-22s %llu records of unknown type/newer version\n", "",
 			(unsigned long long)sc->unknown);
@@ -201,8 +206,8 @@ static uint64_t pick_snapshot(int dirfd, const struct vs_store_file *f, int n)
 		size_t len;
 		uint64_t epoch;
 		unsigned format;
-		if (f[i].kind != VS_FILE_KIND_SNAP || vs_store_read_file(dirfd, f[i].name, &buf,
-									   &len))
+		if (f[i].kind != VS_FILE_KIND_SNAP ||
+		    vs_store_read_file(dirfd, f[i].name, &buf, &len))
 			continue;
 		int rc = vs_file_hdr_check(buf, len, VS_FILE_KIND_SNAP, &epoch, &format);
 		free(buf);
@@ -271,8 +276,9 @@ int vs_store_check(const char *dir, FILE *out)
 			damaged = 1;
 	}
 	report(&t, out);
-	fprintf(out, "%s\n", damaged ? "DAMAGE FOUND: recovery will repair it as described above"
-				     : "store is clean");
+	fprintf(out, "%s\n",
+		damaged ? "DAMAGE FOUND: recovery will repair it as described above"
+			: "store is clean");
 	vs_map_fini(&t.sessions);
 	vs_map_fini(&t.subs);
 	vs_map_fini(&t.retained);

@@ -16,25 +16,24 @@
 
 #include "persist/store.h"
 
-#define VS_FILE_HDR_SIZE   20
-#define VS_FILE_FORMAT     1
-#define VS_FILE_KIND_LOG   'L'
-#define VS_FILE_KIND_SNAP  'S'
-#define VS_REC_HDR_SIZE    10
+#define VS_FILE_HDR_SIZE  20
+#define VS_FILE_FORMAT	  1
+#define VS_FILE_KIND_LOG  'L'
+#define VS_FILE_KIND_SNAP 'S'
+#define VS_REC_HDR_SIZE	  10
 /* Largest body accepted: a 256 MiB payload plus every other field at its limit. A length above
  * this is corruption, not a record. */
-#define VS_REC_MAX_BODY    (300u << 20)
+#define VS_REC_MAX_BODY (300u << 20)
 /* The last record of a sealed snapshot: body = u64 count of records before it. Never passed to
  * replay callbacks. */
-#define VS_REC_SNAP_END    255
+#define VS_REC_SNAP_END 255
 
 /* Writes a file header for kind/epoch into out[VS_FILE_HDR_SIZE]. */
 void vs_file_hdr_encode(uint8_t *out, char kind, uint64_t epoch);
 
 /* Checks a file header. Returns 0 and sets *epoch, VS_EPROTO for a damaged header (bad magic,
  * CRC or kind), or VS_ETOOBIG for a valid header of a newer format version. */
-int vs_file_hdr_check(const uint8_t *p, size_t len, char kind, uint64_t *epoch,
-		      unsigned *format);
+int vs_file_hdr_check(const uint8_t *p, size_t len, char kind, uint64_t *epoch, unsigned *format);
 
 /* Appends the snapshot end record (count records before it). Returns 0 or -ENOMEM. */
 int vs_rec_append_snap_end(struct vs_store_buf *b, uint64_t count);
@@ -50,15 +49,15 @@ enum vs_scan_end {
 
 struct vs_scan {
 	enum vs_scan_end end;
-	uint64_t epoch;       /* from the header */
-	unsigned format;      /* from the header */
-	size_t valid_end;     /* offset just after the last valid record (or the header) */
-	size_t size;          /* bytes scanned */
-	uint64_t records;     /* valid known records passed to fn */
+	uint64_t epoch;	  /* from the header */
+	unsigned format;  /* from the header */
+	size_t valid_end; /* offset just after the last valid record (or the header) */
+	size_t size;	  /* bytes scanned */
+	uint64_t records; /* valid known records passed to fn */
 	uint64_t per_type[VS_REC_TYPE_MAX + 1];
-	uint64_t unknown;     /* valid records of unknown type or newer version */
-	uint64_t after;       /* valid-looking records found after the damage (not passed to fn) */
-	bool sealed;          /* snapshot: an end record was found ... */
+	uint64_t unknown;      /* valid records of unknown type or newer version */
+	uint64_t after;	       /* valid-looking records found after the damage (not passed to fn) */
+	bool sealed;	       /* snapshot: an end record was found ... */
 	uint64_t sealed_count; /* ... claiming this many records before it */
 	unsigned last_unknown_type, last_unknown_version;
 };

@@ -18,17 +18,17 @@
 #include "persist/crc32c.h"
 #include "persist/format.h"
 
-#define MAX_S16     0xffffu
-#define MAX_S32     (256u << 20)
+#define MAX_S16 0xffffu
+#define MAX_S32 (256u << 20)
 
 /* MSG flag bits */
-#define MF_RETAIN   0x01
-#define MF_EXPIRY   0x02
-#define MF_PFI      0x04
-#define MF_CTYPE    0x08
-#define MF_RTOPIC   0x10
-#define MF_CORR     0x20
-#define MF_UPROPS   0x40
+#define MF_RETAIN 0x01
+#define MF_EXPIRY 0x02
+#define MF_PFI	  0x04
+#define MF_CTYPE  0x08
+#define MF_RTOPIC 0x10
+#define MF_CORR	  0x20
+#define MF_UPROPS 0x40
 
 /* ---- writer ---- */
 
@@ -506,12 +506,18 @@ long vs_rec_decode(const uint8_t *buf, size_t len, struct vs_rec *out, uint32_t 
 const char *vs_rec_type_name(unsigned type)
 {
 	static const char *const names[] = {
-	    [VS_REC_SESSION] = "SESSION", [VS_REC_SESSION_DEL] = "SESSION_DEL",
-	    [VS_REC_SUB] = "SUB",         [VS_REC_UNSUB] = "UNSUB",
-	    [VS_REC_MSG] = "MSG",         [VS_REC_RETAIN] = "RETAIN",
-	    [VS_REC_RETAIN_DEL] = "RETAIN_DEL", [VS_REC_QUEUE] = "QUEUE",
-	    [VS_REC_DEQUEUE] = "DEQUEUE", [VS_REC_INQOS2] = "INQOS2",
-	    [VS_REC_WILL] = "WILL",       [VS_REC_WILL_DEL] = "WILL_DEL",
+	    [VS_REC_SESSION] = "SESSION",
+	    [VS_REC_SESSION_DEL] = "SESSION_DEL",
+	    [VS_REC_SUB] = "SUB",
+	    [VS_REC_UNSUB] = "UNSUB",
+	    [VS_REC_MSG] = "MSG",
+	    [VS_REC_RETAIN] = "RETAIN",
+	    [VS_REC_RETAIN_DEL] = "RETAIN_DEL",
+	    [VS_REC_QUEUE] = "QUEUE",
+	    [VS_REC_DEQUEUE] = "DEQUEUE",
+	    [VS_REC_INQOS2] = "INQOS2",
+	    [VS_REC_WILL] = "WILL",
+	    [VS_REC_WILL_DEL] = "WILL_DEL",
 	};
 	if (type >= 1 && type <= VS_REC_TYPE_MAX)
 		return names[type];

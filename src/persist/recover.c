@@ -145,8 +145,10 @@ static void set_aside_whole(struct replay *r, const struct vs_store_file *f, siz
 
 	if (f->kind == VS_FILE_KIND_LOG && size < VS_FILE_HDR_SIZE) {
 		/* Created, then the crash came before its header landed: it never held records. */
-		vs_log(s->log, VS_LOG_WARN, "persistence: removing %s/%s: %zu bytes, no header "
-		       "(created just before a crash)", s->dir, f->name, size);
+		vs_log(s->log, VS_LOG_WARN,
+		       "persistence: removing %s/%s: %zu bytes, no header "
+		       "(created just before a crash)",
+		       s->dir, f->name, size);
 		unlinkat(s->dirfd, f->name, 0);
 		return;
 	}
@@ -162,8 +164,7 @@ static void set_aside_whole(struct replay *r, const struct vs_store_file *f, siz
 	r->info->lost_bytes += size;
 }
 
-static void note_unknown(struct replay *r, const struct vs_store_file *f,
-			 const struct vs_scan *sc)
+static void note_unknown(struct replay *r, const struct vs_store_file *f, const struct vs_scan *sc)
 {
 	if (!sc->unknown)
 		return;
@@ -182,16 +183,18 @@ static int settle(struct replay *r, const struct vs_store_file *f, const uint8_t
 	bool snap = f->kind == VS_FILE_KIND_SNAP;
 
 	if (sc->end == VS_SCAN_CORRUPT)
-		return repair_corrupt(r, f, buf, sc, snap && sc->sealed ? "data after the end "
-						     "record" : "bad record");
+		return repair_corrupt(r, f, buf, sc,
+				      snap && sc->sealed ? "data after the end "
+							   "record"
+							 : "bad record");
 	if (snap && !sc->sealed)
 		return repair_corrupt(r, f, buf, sc, "no end record: incomplete snapshot");
 	if (sc->end == VS_SCAN_TORN)
 		return cut_tail(r, f, sc);
 	if (snap && sc->sealed_count != sc->records + sc->unknown)
 		vs_log(r->s->log, VS_LOG_ERR,
-		       "persistence: %s/%s: end record counts %llu records, found %llu",
-		       r->s->dir, f->name, (unsigned long long)sc->sealed_count,
+		       "persistence: %s/%s: end record counts %llu records, found %llu", r->s->dir,
+		       f->name, (unsigned long long)sc->sealed_count,
 		       (unsigned long long)(sc->records + sc->unknown));
 	return 0;
 }
@@ -206,7 +209,8 @@ static int replay_file(struct replay *r, const struct vs_store_file *f)
 	int rc = vs_store_read_file(s->dirfd, f->name, &buf, &len);
 
 	if (rc) {
-		vs_log(s->log, VS_LOG_ERR, "persistence: cannot read %s/%s: %s; refusing to start "
+		vs_log(s->log, VS_LOG_ERR,
+		       "persistence: cannot read %s/%s: %s; refusing to start "
 		       "with part of the state missing (fix the file system or move the file away)",
 		       s->dir, f->name, vs_strerror(rc));
 		return rc;
@@ -215,9 +219,11 @@ static int replay_file(struct replay *r, const struct vs_store_file *f)
 	if (rc < 0)
 		goto out_free;
 	if (sc.end == VS_SCAN_NEWER) {
-		vs_log(s->log, VS_LOG_ERR, "persistence: %s/%s has format version %u; this Viesti "
-		       "reads version %d: run a newer Viesti, or move the store away to start empty",
-		       s->dir, f->name, sc.format, VS_FILE_FORMAT);
+		vs_log(
+		    s->log, VS_LOG_ERR,
+		    "persistence: %s/%s has format version %u; this Viesti "
+		    "reads version %d: run a newer Viesti, or move the store away to start empty",
+		    s->dir, f->name, sc.format, VS_FILE_FORMAT);
 		rc = VS_EPROTO;
 		goto out_free;
 	}
@@ -331,7 +337,7 @@ long vs_store_replay(struct vs_store *s, vs_store_replay_fn fn, void *ctx,
 		vs_log(s->log, VS_LOG_INFO,
 		       "persistence: %s: replayed %llu records (%llu bytes) from %u files; writing "
 		       "log segment %lld",
-		       s->dir, (unsigned long long)r.info->records, (unsigned long long)r.info->bytes,
-		       r.info->files, (long long)s->epoch);
+		       s->dir, (unsigned long long)r.info->records,
+		       (unsigned long long)r.info->bytes, r.info->files, (long long)s->epoch);
 	return rc;
 }

@@ -505,10 +505,11 @@ int vs_store_snapshot_end(struct vs_store_snap *sn, bool commit)
 	if (!commit || rc) {
 		unlinkat(s->dirfd, tmp, 0);
 		if (rc)
-			vs_log(s->log, VS_LOG_ERR,
-			       "persistence: snapshot %s in %s failed (%s); the previous snapshot and "
-			       "logs are kept",
-			       final, s->dir, vs_strerror(rc));
+			vs_log(
+			    s->log, VS_LOG_ERR,
+			    "persistence: snapshot %s in %s failed (%s); the previous snapshot and "
+			    "logs are kept",
+			    final, s->dir, vs_strerror(rc));
 	} else {
 		vs_store_remove_old(s, sn->epoch, 0);
 		vs_log(s->log, VS_LOG_INFO, "persistence: wrote %s (%llu records)", final,

@@ -32,18 +32,18 @@ struct vs_log;
 /* ---- Records ----------------------------------------------------------------------------- */
 
 enum vs_rec_type {
-	VS_REC_SESSION = 1,     /* create or replace a session's settings */
+	VS_REC_SESSION = 1,	/* create or replace a session's settings */
 	VS_REC_SESSION_DEL = 2, /* session ended: drop it and everything it owns */
-	VS_REC_SUB = 3,         /* add or replace a subscription */
-	VS_REC_UNSUB = 4,       /* remove a subscription */
-	VS_REC_MSG = 5,         /* a message body, shared by reference (msg_id) */
-	VS_REC_RETAIN = 6,      /* topic's retained message is now msg_id */
-	VS_REC_RETAIN_DEL = 7,  /* topic has no retained message */
-	VS_REC_QUEUE = 8,       /* msg_id queued/inflight for a client, in this state */
-	VS_REC_DEQUEUE = 9,     /* msg_id is done for a client */
-	VS_REC_INQOS2 = 10,     /* incoming QoS 2 packet id received (add) or released (del) */
-	VS_REC_WILL = 11,       /* client's will message, and when to publish it */
-	VS_REC_WILL_DEL = 12,   /* client's will is gone (sent, cleared) */
+	VS_REC_SUB = 3,		/* add or replace a subscription */
+	VS_REC_UNSUB = 4,	/* remove a subscription */
+	VS_REC_MSG = 5,		/* a message body, shared by reference (msg_id) */
+	VS_REC_RETAIN = 6,	/* topic's retained message is now msg_id */
+	VS_REC_RETAIN_DEL = 7,	/* topic has no retained message */
+	VS_REC_QUEUE = 8,	/* msg_id queued/inflight for a client, in this state */
+	VS_REC_DEQUEUE = 9,	/* msg_id is done for a client */
+	VS_REC_INQOS2 = 10,	/* incoming QoS 2 packet id received (add) or released (del) */
+	VS_REC_WILL = 11,	/* client's will message, and when to publish it */
+	VS_REC_WILL_DEL = 12,	/* client's will is gone (sent, cleared) */
 	VS_REC_TYPE_MAX = 12,
 };
 
@@ -60,7 +60,7 @@ struct vs_rec_str {
 };
 
 enum vs_queue_state {
-	VS_QSTATE_QUEUED = 0,       /* not yet sent */
+	VS_QSTATE_QUEUED = 0,	    /* not yet sent */
 	VS_QSTATE_WAIT_PUBACK = 1,  /* QoS 1 sent */
 	VS_QSTATE_WAIT_PUBREC = 2,  /* QoS 2 sent */
 	VS_QSTATE_WAIT_PUBCOMP = 3, /* QoS 2 PUBREL sent */
@@ -71,7 +71,7 @@ struct vs_rec_session {
 	uint32_t expiry_interval;   /* seconds; 0xFFFFFFFF never */
 	uint8_t protocol_version;   /* 3, 4 or 5 */
 	int64_t offline_since_wall; /* wall seconds the client went offline; 0 while connected */
-	uint32_t flags;             /* broker-defined bits, stored as given */
+	uint32_t flags;		    /* broker-defined bits, stored as given */
 };
 
 struct vs_rec_sub {
@@ -93,7 +93,7 @@ struct vs_rec_msg {
 	uint32_t expiry_interval;
 	bool has_payload_format;
 	uint8_t payload_format;
-	struct vs_rec_str content_type;     /* optional (p == NULL: absent) */
+	struct vs_rec_str content_type;	    /* optional (p == NULL: absent) */
 	struct vs_rec_str response_topic;   /* optional */
 	struct vs_rec_str correlation_data; /* optional */
 	struct vs_rec_str user_props_raw;   /* optional: user properties as encoded on the wire */
@@ -108,13 +108,13 @@ struct vs_rec_retain {
 struct vs_rec_queue {
 	struct vs_rec_str client_id;
 	uint64_t msg_id;
-	uint8_t qos;       /* the QoS granted to this subscriber */
-	bool retain;       /* send with RETAIN set */
-	uint8_t state;     /* enum vs_queue_state */
+	uint8_t qos;	    /* the QoS granted to this subscriber */
+	bool retain;	    /* send with RETAIN set */
+	uint8_t state;	    /* enum vs_queue_state */
 	uint16_t packet_id; /* 0 while queued */
 	bool dup;
 	const uint32_t *sub_ids; /* subscription identifiers to send with it */
-	size_t n_sub_ids;        /* at most 65535 */
+	size_t n_sub_ids;	 /* at most 65535 */
 };
 
 struct vs_rec_dequeue {
@@ -130,25 +130,25 @@ struct vs_rec_inqos2 {
 
 struct vs_rec_will {
 	struct vs_rec_str client_id;
-	uint64_t msg_id;         /* the will's MSG record; unused by WILL_DEL */
+	uint64_t msg_id;	 /* the will's MSG record; unused by WILL_DEL */
 	int64_t publish_at_wall; /* wall seconds: connection loss + will delay */
 };
 
 /* One record. Set `type` and the matching union member; `version` is ignored by append (it
  * always writes VS_REC_VERSION) and filled in by replay. */
 struct vs_rec {
-	uint8_t type;    /* enum vs_rec_type */
+	uint8_t type;	 /* enum vs_rec_type */
 	uint8_t version; /* layout version read from disk */
 	union {
-		struct vs_rec_session session;  /* SESSION */
-		struct vs_rec_str client_id;    /* SESSION_DEL, WILL_DEL (same as will.client_id) */
-		struct vs_rec_sub sub;          /* SUB, UNSUB (only client_id and filter) */
-		struct vs_rec_msg msg;          /* MSG */
-		struct vs_rec_retain retain;    /* RETAIN, RETAIN_DEL (only topic) */
-		struct vs_rec_queue queue;      /* QUEUE */
-		struct vs_rec_dequeue dequeue;  /* DEQUEUE */
-		struct vs_rec_inqos2 inqos2;    /* INQOS2 */
-		struct vs_rec_will will;        /* WILL, WILL_DEL (only client_id) */
+		struct vs_rec_session session; /* SESSION */
+		struct vs_rec_str client_id;   /* SESSION_DEL, WILL_DEL (same as will.client_id) */
+		struct vs_rec_sub sub;	       /* SUB, UNSUB (only client_id and filter) */
+		struct vs_rec_msg msg;	       /* MSG */
+		struct vs_rec_retain retain;   /* RETAIN, RETAIN_DEL (only topic) */
+		struct vs_rec_queue queue;     /* QUEUE */
+		struct vs_rec_dequeue dequeue; /* DEQUEUE */
+		struct vs_rec_inqos2 inqos2;   /* INQOS2 */
+		struct vs_rec_will will;       /* WILL, WILL_DEL (only client_id) */
 	} u;
 };
 
@@ -161,7 +161,7 @@ const char *vs_rec_type_name(unsigned type);
  * it. Zero-initialised or vs_store_buf_init() storage is an empty buffer. */
 struct vs_store_buf {
 	uint8_t *data;
-	size_t len;  /* bytes of whole encoded records */
+	size_t len; /* bytes of whole encoded records */
 	size_t cap;
 	size_t nrec; /* records in data[0..len) */
 };
@@ -200,16 +200,16 @@ void vs_store_close(struct vs_store *s);
 
 /* What replay found. Everything lost is also written to the log with the file name. */
 struct vs_store_replay_info {
-	uint64_t records;          /* passed to the callback */
+	uint64_t records; /* passed to the callback */
 	uint64_t per_type[VS_REC_TYPE_MAX + 1];
-	uint64_t unknown;          /* skipped: newer version or unknown type */
-	uint64_t bytes;            /* bytes of valid records read */
-	uint64_t snapshot_epoch;   /* 0 if no snapshot was used */
-	unsigned files;            /* files read */
-	unsigned truncated_tails;  /* files cut back to their last valid record */
-	unsigned corrupt_files;    /* files moved aside (*.corrupt-<time>) */
-	uint64_t lost_bytes;       /* bytes after a tear or corruption, not replayed */
-	uint64_t lost_records;     /* records that looked valid after a corruption, not replayed */
+	uint64_t unknown;	  /* skipped: newer version or unknown type */
+	uint64_t bytes;		  /* bytes of valid records read */
+	uint64_t snapshot_epoch;  /* 0 if no snapshot was used */
+	unsigned files;		  /* files read */
+	unsigned truncated_tails; /* files cut back to their last valid record */
+	unsigned corrupt_files;	  /* files moved aside (*.corrupt-<time>) */
+	uint64_t lost_bytes;	  /* bytes after a tear or corruption, not replayed */
+	uint64_t lost_records;	  /* records that looked valid after a corruption, not replayed */
 };
 
 /* Called for every valid record, in order. Return 0 to go on; a negative value stops replay
@@ -274,13 +274,13 @@ int vs_store_snapshot_end(struct vs_store_snap *snap, bool commit);
 /* ---- Inspection ---------------------------------------------------------------------------- */
 
 struct vs_store_stats {
-	int64_t epoch;           /* current log segment */
-	uint64_t commits;        /* successful vs_store_commit() calls that wrote something */
-	uint64_t records;        /* records written by them */
-	uint64_t bytes;          /* bytes written by them */
-	uint64_t fsyncs;         /* fdatasync() calls made */
-	uint64_t write_errors;   /* failed commits */
-	uint64_t segment_bytes;  /* size of the current segment */
+	int64_t epoch;		/* current log segment */
+	uint64_t commits;	/* successful vs_store_commit() calls that wrote something */
+	uint64_t records;	/* records written by them */
+	uint64_t bytes;		/* bytes written by them */
+	uint64_t fsyncs;	/* fdatasync() calls made */
+	uint64_t write_errors;	/* failed commits */
+	uint64_t segment_bytes; /* size of the current segment */
 	bool healthy;
 };
 

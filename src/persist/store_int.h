@@ -18,27 +18,27 @@
 #include "persist/store.h"
 
 struct vs_store {
-	char *dir;                 /* as given to open, for messages */
-	int dirfd;                 /* the directory, for *at() calls and directory fsync */
-	int lockfd;                /* DIR/lock, holding the flock */
+	char *dir;  /* as given to open, for messages */
+	int dirfd;  /* the directory, for *at() calls and directory fsync */
+	int lockfd; /* DIR/lock, holding the flock */
 	enum vs_fsync_policy policy;
 	unsigned interval_ms;
-	const struct vs_log *log;  /* may be NULL */
+	const struct vs_log *log; /* may be NULL */
 
 	pthread_mutex_t rotate_mu;
-	int64_t epoch;             /* current segment; 0 until replay opened one */
-	bool snapshotting;         /* one snapshot at a time */
+	int64_t epoch;	   /* current segment; 0 until replay opened one */
+	bool snapshotting; /* one snapshot at a time */
 
 	pthread_mutex_t sync_mu;
-	uint64_t synced_seq;       /* every write with seq <= this is on stable storage */
-	uint64_t fail_upto;        /* every write with seq <= this may be lost (sync failed) */
-	int sync_err;              /* the -errno of that failure */
+	uint64_t synced_seq; /* every write with seq <= this is on stable storage */
+	uint64_t fail_upto;  /* every write with seq <= this may be lost (sync failed) */
+	int sync_err;	     /* the -errno of that failure */
 
 	pthread_mutex_t write_mu;
-	int fd;                    /* current segment, O_APPEND; -1 before replay */
-	uint64_t seg_size;         /* bytes of whole records in it (ftruncate target on error) */
-	bool need_trunc;           /* a torn write could not be truncated yet */
-	uint64_t write_seq;        /* count of successful writes */
+	int fd;		    /* current segment, O_APPEND; -1 before replay */
+	uint64_t seg_size;  /* bytes of whole records in it (ftruncate target on error) */
+	bool need_trunc;    /* a torn write could not be truncated yet */
+	uint64_t write_seq; /* count of successful writes */
 	uint64_t commits, records, bytes, fsyncs, write_errors;
 
 	atomic_bool healthy;

@@ -47,13 +47,13 @@ static char *tmp_dir(void)
 	return d;
 }
 
-static struct vs_rec_str S(const char *s)
-{
+static struct vs_rec_str S(const char *s) {
 	struct vs_rec_str v = {(const uint8_t *)s, strlen(s)};
 	return v;
 }
 
-static struct vs_rec session_rec(const char *cid, uint32_t expiry)
+static struct vs_rec
+session_rec(const char *cid, uint32_t expiry)
 {
 	struct vs_rec r = {.type = VS_REC_SESSION};
 	r.u.session.client_id = S(cid);
@@ -197,7 +197,7 @@ static void all_records(struct vs_rec *v, uint32_t *ids)
 	m->has_payload_format = true;
 	m->payload_format = 1;
 	m->content_type = S("text/plain");
-	m->response_topic = S(""); /* present but empty */
+	m->response_topic = S("");    /* present but empty */
 	m->correlation_data.p = NULL; /* absent */
 	m->user_props_raw = S("\x26\x00\x01k\x00\x01v");
 	m->origin_client_id = S("pub");
@@ -209,8 +209,8 @@ static void all_records(struct vs_rec *v, uint32_t *ids)
 	ids[0] = 1;
 	ids[1] = 268435455;
 	ids[2] = 77;
-	v[7].u.queue = (struct vs_rec_queue){S("sub-1"), 42, 2, true, VS_QSTATE_WAIT_PUBCOMP,
-					     65535, true, ids, 3};
+	v[7].u.queue = (struct vs_rec_queue){S("sub-1"), 42,   2,   true, VS_QSTATE_WAIT_PUBCOMP,
+					     65535,	 true, ids, 3};
 	v[8].type = VS_REC_DEQUEUE;
 	v[8].u.dequeue = (struct vs_rec_dequeue){S("sub-1"), 42};
 	v[9].type = VS_REC_INQOS2;
@@ -676,7 +676,7 @@ static void flipped_byte_mid_file_sets_it_aside_and_keeps_the_rest(void **state)
 	s = reopen(dir, &g, &info);
 	assert_int_equal(info.corrupt_files, 1);
 	assert_int_equal(info.lost_records, 4); /* a6..a9 still looked valid */
-	assert_int_equal(g.n, 15);               /* a0..a4, then all of log 2 */
+	assert_int_equal(g.n, 15);		/* a0..a4, then all of log 2 */
 	assert_string_equal(g.ids[4], "+a4");
 	assert_string_equal(g.ids[5], "+b0");
 	assert_string_equal(g.ids[14], "+b9");
