@@ -13,6 +13,9 @@ static const struct {
 	const char *summary;
 } commands[] = {
 	{"broker", vs_cmd_broker, "run the MQTT broker"},
+	{"pub", vs_cmd_pub, "publish a message (mosquitto_pub compatible)"},
+	{"sub", vs_cmd_sub, "subscribe and print messages (mosquitto_sub compatible)"},
+	{"rr", vs_cmd_rr, "send a request and wait for its response (mosquitto_rr compatible)"},
 	{"passwd", vs_cmd_passwd, "manage a Mosquitto-compatible password file"},
 	{"bench", vs_cmd_bench, "load-test an MQTT broker (latency, throughput, loss)"},
 };

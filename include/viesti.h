@@ -1,0 +1,316 @@
+/*
+ * libviesti: an MQTT 3.1, 3.1.1 and 5.0 client library.
+ *
+ * One `struct viesti` is one client: one connection to one broker at a time, plus the session
+ * state that outlives a connection (outgoing QoS 1/2 messages not yet acknowledged, incoming
+ * QoS 2 packet ids not yet released). The session is kept in memory: when the connection drops,
+ * the library reconnects with exponential backoff and jitter, asks the broker to resume the
+ * session, and resends every unacknowledged PUBLISH (with DUP set) and PUBREL in their original
+ * order [MQTT-4.4.0-1]. Messages published while disconnected (QoS 1 and 2) are queued and sent
+ * after the next CONNACK.
+ *
+ * Two ways to drive the client:
+ *   - its own thread: viesti_loop_start() / viesti_loop_stop();
+ *   - the caller's event loop: wait until viesti_fd() is readable (it is an epoll descriptor,
+ *     stable across reconnects; poll/epoll/select it for reading) or viesti_next_timeout_ms()
+ *     has passed, then call viesti_process(). Or simply call viesti_loop(v, timeout) in a loop.
+ * The blocking conveniences (viesti_connect_wait, viesti_publish_wait, viesti_subscribe_wait)
+ * work in both modes: with the loop thread running they wait for it; without, they drive the
+ * client themselves until done.
+ *
+ * Threads: every function may be called from any thread, including from inside a callback,
+ * except: viesti_free() (not concurrently with anything else on the client, and never from a
+ * callback), viesti_loop_stop() and the _wait functions (never from a callback), and
+ * viesti_loop()/viesti_process() (never while the loop thread runs, never from a callback).
+ * Callbacks run on the thread that drives the client, one at a time, with the client's
+ * (recursive) lock held: keep them short.
+ *
+ * Ownership: the library copies every string, payload and property list it is given before the
+ * call returns; the caller keeps ownership of its arguments. Pointers handed to callbacks (a
+ * message, properties) are valid only until the callback returns.
+ *
+ * Errors: functions return >= 0 on success and a negative error on failure: -errno for system
+ * errors (-ENOMEM, -ECONNREFUSED, -ETIMEDOUT, -ENOTCONN, ...) and VIESTI_E* below for the
+ * library's own. viesti_strerror() names either. If a call failed, its callback is never called.
+ */
+#ifndef VIESTI_H
+#define VIESTI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VIESTI_VERSION_STRING "0.1.0"
+
+/* Library errors (system errors are -errno). The numbers match the internal vocabulary. */
+enum {
+	VIESTI_OK = 0,
+	VIESTI_EPROTO = -1001,   /* the broker sent something malformed or out of protocol */
+	VIESTI_ETOOBIG = -1002,  /* larger than the protocol or the broker allows */
+	VIESTI_EINVAL = -1003,   /* bad argument: topic, QoS, property not valid here, ... */
+	VIESTI_ECLOSED = -1004,  /* the broker closed the connection (or sent DISCONNECT) */
+	VIESTI_ESTATE = -1005,   /* not valid now (e.g. a *_wait call from a callback) */
+	VIESTI_EREFUSED = -1100, /* the broker refused CONNECT; the reason is in on_connect */
+	VIESTI_EREJECTED = -1101, /* a negative acknowledgement (reason code >= 0x80) */
+};
+
+/* Protocol versions (the CONNECT protocol level). */
+enum viesti_version {
+	VIESTI_V31 = 3,
+	VIESTI_V311 = 4,
+	VIESTI_V5 = 5,
+};
+
+/* Subscription options for viesti_subscribe(): the QoS (0..2) or'ed with these (5.0 only). */
+enum {
+	VIESTI_SUB_NO_LOCAL = 1 << 2,
+	VIESTI_SUB_RETAIN_AS_PUBLISHED = 1 << 3,
+	VIESTI_SUB_RETAIN_SEND_NEW = 1 << 4,  /* retain handling 1: only for new subscriptions */
+	VIESTI_SUB_RETAIN_NEVER = 2 << 4,     /* retain handling 2: never send retained */
+};
+
+/* Log levels for on_log. */
+enum viesti_log_level {
+	VIESTI_LOG_ERR = 1,
+	VIESTI_LOG_WARN = 2,
+	VIESTI_LOG_INFO = 3,
+	VIESTI_LOG_DEBUG = 4,
+};
+
+/* MQTT 5.0 property identifiers (section 2.2.2.2) usable with the properties API. */
+enum viesti_prop {
+	VIESTI_PROP_PAYLOAD_FORMAT = 0x01,    /* byte: 0 bytes, 1 UTF-8 */
+	VIESTI_PROP_MESSAGE_EXPIRY = 0x02,    /* four-byte integer, seconds */
+	VIESTI_PROP_CONTENT_TYPE = 0x03,      /* string */
+	VIESTI_PROP_RESPONSE_TOPIC = 0x08,    /* string */
+	VIESTI_PROP_CORRELATION_DATA = 0x09,  /* binary */
+	VIESTI_PROP_SUBSCRIPTION_ID = 0x0B,   /* variable byte integer (SUBSCRIBE; received) */
+	VIESTI_PROP_SESSION_EXPIRY = 0x11,    /* four-byte integer (CONNECT, CONNACK, DISCONNECT) */
+	VIESTI_PROP_ASSIGNED_CLIENT_ID = 0x12, /* string (CONNACK) */
+	VIESTI_PROP_SERVER_KEEPALIVE = 0x13,  /* two-byte integer (CONNACK) */
+	VIESTI_PROP_AUTH_METHOD = 0x15,
+	VIESTI_PROP_AUTH_DATA = 0x16,
+	VIESTI_PROP_REQUEST_PROBLEM_INFO = 0x17,
+	VIESTI_PROP_WILL_DELAY = 0x18,        /* four-byte integer (will properties) */
+	VIESTI_PROP_REQUEST_RESPONSE_INFO = 0x19,
+	VIESTI_PROP_RESPONSE_INFO = 0x1A,
+	VIESTI_PROP_SERVER_REFERENCE = 0x1C,
+	VIESTI_PROP_REASON_STRING = 0x1F,
+	VIESTI_PROP_RECEIVE_MAX = 0x21,
+	VIESTI_PROP_TOPIC_ALIAS_MAX = 0x22,
+	VIESTI_PROP_TOPIC_ALIAS = 0x23,
+	VIESTI_PROP_MAX_QOS = 0x24,
+	VIESTI_PROP_RETAIN_AVAILABLE = 0x25,
+	VIESTI_PROP_USER = 0x26,              /* string pair, repeatable */
+	VIESTI_PROP_MAX_PACKET_SIZE = 0x27,
+	VIESTI_PROP_WILDCARD_SUB_AVAILABLE = 0x28,
+	VIESTI_PROP_SUB_ID_AVAILABLE = 0x29,
+	VIESTI_PROP_SHARED_SUB_AVAILABLE = 0x2A,
+};
+
+struct viesti;       /* one client; opaque */
+struct viesti_props; /* a list of MQTT 5.0 properties; opaque */
+
+/* ---- Properties ---------------------------------------------------------------------------- */
+
+/* A list the caller builds, passes to calls (which copy it), and frees. NULL on ENOMEM. */
+struct viesti_props *viesti_props_new(void);
+void viesti_props_free(struct viesti_props *props);
+/* Sets an integer property (byte, two-byte, four-byte or variable byte integer by id).
+ * Returns 0, or VIESTI_EINVAL for an id that is not an integer property or a value out of its
+ * range. Setting a property twice replaces it. */
+int viesti_props_set_int(struct viesti_props *props, int id, uint32_t value);
+/* Sets a UTF-8 string property (content type, response topic, ...). Returns 0, VIESTI_EINVAL
+ * or -ENOMEM. */
+int viesti_props_set_string(struct viesti_props *props, int id, const char *value);
+/* Sets a binary property (correlation data, authentication data). */
+int viesti_props_set_binary(struct viesti_props *props, int id, const void *data, size_t len);
+/* Appends a user property; keys may repeat and order is kept. */
+int viesti_props_add_user(struct viesti_props *props, const char *key, const char *value);
+
+/* Readers, for lists built above and for those handed to callbacks. */
+bool viesti_props_has(const struct viesti_props *props, int id);
+/* Returns 0 and sets *value, or -ENOENT. */
+int viesti_props_get_int(const struct viesti_props *props, int id, uint32_t *value);
+/* Returns 0 and points *data and *len at a string or binary value (NOT NUL-terminated), or -ENOENT. */
+int viesti_props_get_binary(const struct viesti_props *props, int id, const void **data,
+			    size_t *len);
+/* Iterates user properties in order: start with *pos = 0; returns 1 while there is one. */
+int viesti_props_next_user(const struct viesti_props *props, size_t *pos, const char **key,
+			   size_t *key_len, const char **value, size_t *value_len);
+/* Iterates the properties present in order (the packet's order for received lists; a
+ * repeated property appears once per occurrence): start with *pos = 0; returns 1 and sets *id
+ * while there is one. */
+int viesti_props_next(const struct viesti_props *props, size_t *pos, int *id);
+/* Iterates subscription identifiers of a received message. */
+int viesti_props_next_sub_id(const struct viesti_props *props, size_t *pos, uint32_t *id);
+
+/* ---- Creating a client ------------------------------------------------------------------ */
+
+struct viesti_message {
+	const char *topic; /* NUL-terminated */
+	size_t topic_len;
+	const void *payload;
+	size_t payload_len;
+	int qos;
+	bool retain;
+	bool dup;
+	int mid;                          /* the packet id (0 for QoS 0) */
+	const struct viesti_props *props; /* never NULL; empty for 3.x */
+};
+
+/*
+ * Callbacks. Any may be NULL. `ud` is the user data given to viesti_new().
+ * on_connect: a CONNACK arrived. reason 0 is success; otherwise the broker refused (5.0 reason
+ *   code, or the 3.x return code) and the client disconnects (and retries if reconnecting).
+ * on_disconnect: a connection that had been accepted ended. err is 0 after viesti_disconnect(),
+ *   else a negative error (VIESTI_ECLOSED, -ECONNRESET, -ETIMEDOUT for a dead broker, ...);
+ *   reason is the 5.0 DISCONNECT reason code the broker sent, or -1.
+ * on_publish: an outgoing QoS 1/2 message is done: PUBACK, or PUBCOMP, or a PUBREC with an error
+ *   reason (>= 0x80, 5.0). Called exactly once per mid returned by viesti_publish().
+ * on_subscribe/on_unsubscribe: the SUBACK/UNSUBACK for mid with one reason code per filter
+ *   (granted QoS 0..2, or >= 0x80). 3.1.1 UNSUBACK carries none: count is 0.
+ * on_log: a human-readable line; debug lines include every packet sent and received.
+ */
+struct viesti_callbacks {
+	void (*on_connect)(struct viesti *v, void *ud, int reason, bool session_present,
+			   const struct viesti_props *props);
+	void (*on_disconnect)(struct viesti *v, void *ud, int err, int reason,
+			      const struct viesti_props *props);
+	void (*on_message)(struct viesti *v, void *ud, const struct viesti_message *msg);
+	void (*on_publish)(struct viesti *v, void *ud, int mid, int reason,
+			   const struct viesti_props *props);
+	void (*on_subscribe)(struct viesti *v, void *ud, int mid, int count, const uint8_t *codes,
+			     const struct viesti_props *props);
+	void (*on_unsubscribe)(struct viesti *v, void *ud, int mid, int count,
+			       const uint8_t *codes, const struct viesti_props *props);
+	void (*on_log)(struct viesti *v, void *ud, int level, const char *line);
+};
+
+/*
+ * Connection options. Fill with viesti_options_init() (the defaults are noted), then change
+ * fields. Strings are copied by viesti_new().
+ */
+struct viesti_options {
+	const char *host;      /* "localhost" */
+	int port;              /* 1883 */
+	int version;           /* VIESTI_V311 */
+	const char *client_id; /* NULL: empty for 3.1.1/5.0 (broker assigns), generated for 3.1 */
+	const char *username;  /* NULL: none */
+	const char *password;  /* NULL: none */
+	size_t password_len;   /* 0: strlen(password) */
+	int keepalive;         /* 60 seconds; 0 disables */
+	bool clean;            /* true: Clean Session / Clean Start on the first connect */
+	const struct viesti_props *connect_props; /* 5.0 CONNECT properties (session expiry, ...) */
+
+	const char *will_topic; /* NULL: no will */
+	const void *will_payload;
+	size_t will_payload_len;
+	int will_qos;
+	bool will_retain;
+	const struct viesti_props *will_props; /* 5.0 will properties */
+
+	int max_inflight;      /* 20: outgoing QoS 1/2 messages awaiting ack (also capped by the
+				* broker's Receive Maximum); later ones wait in order */
+	bool reconnect;        /* true: reconnect automatically after a connection is lost */
+	int reconnect_min_ms;  /* 500: first delay; doubles per failed attempt */
+	int reconnect_max_ms;  /* 30000: delay cap; each delay is jittered to [d/2, d] */
+	int connect_timeout_ms; /* 10000: TCP connect + CONNACK must complete within this */
+	int log_level;         /* VIESTI_LOG_INFO: on_log gets lines at or below this level */
+};
+
+void viesti_options_init(struct viesti_options *o);
+
+/* Creates a client (not yet connected). Returns NULL on bad options or ENOMEM; *err (if not
+ * NULL) says which. cb may be NULL. */
+struct viesti *viesti_new(const struct viesti_options *o, const struct viesti_callbacks *cb,
+			  void *ud, int *err);
+/* Stops the loop thread if running, closes the connection without DISCONNECT (a will is sent),
+ * drops the session and frees everything. */
+void viesti_free(struct viesti *v);
+void *viesti_userdata(struct viesti *v);
+
+/* ---- Connecting ------------------------------------------------------------------------------ */
+
+/* Starts connecting (non-blocking). Completion is reported by on_connect (or by a failed
+ * attempt, logged, followed by a retry when reconnect is on). Returns 0, or VIESTI_ESTATE when
+ * already connecting/connected. */
+int viesti_connect(struct viesti *v);
+/* Connects and waits up to timeout_ms (-1 forever) for the CONNACK. Returns 0 when accepted;
+ * VIESTI_EREFUSED (reason via viesti_connack_reason()); the first attempt's -errno
+ * (-ECONNREFUSED, -EHOSTUNREACH, -ENOENT for an unknown host); or -ETIMEDOUT. When reconnect is
+ * on, attempts continue in the background after a failure. */
+int viesti_connect_wait(struct viesti *v, int timeout_ms);
+/* The reason code of the last CONNACK, or -1 if none arrived yet. */
+int viesti_connack_reason(struct viesti *v);
+/* Sends DISCONNECT (5.0 reason `reason`, usually 0; 0x04 to send the will) after everything
+ * already queued to the socket, then closes. No reconnect follows. Returns 0 or VIESTI_ESTATE. */
+int viesti_disconnect(struct viesti *v, int reason, const struct viesti_props *props);
+bool viesti_is_connected(struct viesti *v);
+
+/* ---- Messages -------------------------------------------------------------------------------- */
+
+/*
+ * Publishes. Returns the message id (> 0) for QoS 1/2, which on_publish reports when done; 0 for
+ * QoS 0 (sent now, never reported); or an error: VIESTI_EINVAL (bad topic, QoS, property),
+ * -ENOTCONN (QoS 0 while not connected: it is dropped), -EAGAIN (65,535 messages unacked).
+ * QoS 1/2 messages are accepted while disconnected and sent after reconnecting.
+ */
+int viesti_publish(struct viesti *v, const char *topic, const void *payload, size_t len, int qos,
+		   bool retain, const struct viesti_props *props);
+/* Publishes and waits for completion: QoS 0 until written to the socket, QoS 1 PUBACK, QoS 2
+ * PUBCOMP. Returns the reason code (0, or 0x10 No matching subscribers in 5.0) or an error
+ * (VIESTI_EREJECTED for a reason >= 0x80, -ETIMEDOUT: the message stays queued). */
+int viesti_publish_wait(struct viesti *v, const char *topic, const void *payload, size_t len,
+			int qos, bool retain, const struct viesti_props *props, int timeout_ms);
+
+/* Subscribes to n filters, each with options[i] = QoS | VIESTI_SUB_*. Returns the mid for
+ * on_subscribe, or an error. Sent now if connected, else after the next CONNACK. */
+int viesti_subscribe_many(struct viesti *v, const char *const *filters, const int *options,
+			  size_t n, const struct viesti_props *props);
+int viesti_subscribe(struct viesti *v, const char *filter, int options,
+		     const struct viesti_props *props);
+/* Subscribes and waits for the SUBACK. Returns the first reason code (granted QoS, or >= 0x80
+ * for a refusal) or an error. */
+int viesti_subscribe_wait(struct viesti *v, const char *filter, int options,
+			  const struct viesti_props *props, int timeout_ms);
+int viesti_unsubscribe_many(struct viesti *v, const char *const *filters, size_t n,
+			    const struct viesti_props *props);
+int viesti_unsubscribe(struct viesti *v, const char *filter, const struct viesti_props *props);
+
+/* Outgoing QoS 1/2 messages not yet completed (queued or in flight). */
+size_t viesti_pending(struct viesti *v);
+
+/* ---- Driving the client ------------------------------------------------------------------- */
+
+/* Starts/stops a thread that drives the client. start returns 0 or VIESTI_ESTATE/-errno. */
+int viesti_loop_start(struct viesti *v);
+int viesti_loop_stop(struct viesti *v);
+
+/* For the caller's event loop: an fd to watch for readability (stable for the client's life). */
+int viesti_fd(struct viesti *v);
+/* Whether output is waiting for the socket (informational: viesti_fd() already covers it). */
+bool viesti_want_write(struct viesti *v);
+/* Milliseconds until viesti_process() must be called even without events (-1: no timer). */
+int viesti_next_timeout_ms(struct viesti *v);
+/* Does the work that is due: reads, writes, timers (keep-alive, reconnect). `events` is what the
+ * caller's poll reported for viesti_fd() (informational; 0 is fine). Returns 0 or an error. */
+int viesti_process(struct viesti *v, int events);
+/* Waits up to timeout_ms (-1: until the next timer) for activity, then processes it. */
+int viesti_loop(struct viesti *v, int timeout_ms);
+
+/* ---- Misc ------------------------------------------------------------------------------------ */
+
+const char *viesti_strerror(int err);
+/* The name of an MQTT reason code ("Not authorized"). */
+const char *viesti_reason_string(int reason);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,611 @@
+/*
+ * Shared flag parsing and connection set-up for viesti pub, sub and rr. Flags, defaults and
+ * error wording follow mosquitto_pub/mosquitto_sub 2.0 so scripts carry over; the tools use
+ * nothing but libviesti's public API (include/viesti.h) to talk to the broker.
+ */
+#include "cmd/cli_common.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+static const char *const tool_names[] = {"pub", "sub", "rr"};
+
+void vs_cli_init(struct vs_cli *c, enum vs_tool tool)
+{
+	memset(c, 0, sizeof(*c));
+	c->tool = tool;
+	c->prog = tool == VS_TOOL_PUB ? "viesti pub" : tool == VS_TOOL_SUB ? "viesti sub"
+									: "viesti rr";
+	c->host = "localhost";
+	c->port = 1883;
+	c->version = tool == VS_TOOL_RR ? VIESTI_V5 : VIESTI_V311;
+	c->keepalive = 60;
+	c->clean = true;
+	c->session_expiry = -1;
+}
+
+void vs_cli_fini(struct vs_cli *c)
+{
+	for (int i = 0; i < VS_PC_COUNT; i++)
+		viesti_props_free(c->props[i]);
+	free(c->url_buf);
+	free(c->id_owned);
+}
+
+void vs_cli_err(const struct vs_cli *c, const char *fmt, ...)
+{
+	if (c->quiet)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int vs_cli_usage_hint(const struct vs_cli *c)
+{
+	fprintf(stderr, "\nUse '%s --help' to see usage.\n", c->prog);
+	return -1;
+}
+
+int vs_cli_int(const struct vs_cli *c, const char *flag, const char *s, long min, long max,
+	       long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max) {
+		fprintf(stderr, "Error: Invalid value '%s' for %s.\n", s, flag);
+		return vs_cli_usage_hint(c);
+	}
+	*out = v;
+	return 0;
+}
+
+/* ---- -D command identifier value ------------------------------------------------------------ */
+
+static const struct {
+	const char *name;
+	int id;
+} prop_names[] = {
+	{"payload-format-indicator", VIESTI_PROP_PAYLOAD_FORMAT},
+	{"message-expiry-interval", VIESTI_PROP_MESSAGE_EXPIRY},
+	{"content-type", VIESTI_PROP_CONTENT_TYPE},
+	{"response-topic", VIESTI_PROP_RESPONSE_TOPIC},
+	{"correlation-data", VIESTI_PROP_CORRELATION_DATA},
+	{"subscription-identifier", VIESTI_PROP_SUBSCRIPTION_ID},
+	{"session-expiry-interval", VIESTI_PROP_SESSION_EXPIRY},
+	{"authentication-method", VIESTI_PROP_AUTH_METHOD},
+	{"authentication-data", VIESTI_PROP_AUTH_DATA},
+	{"request-problem-information", VIESTI_PROP_REQUEST_PROBLEM_INFO},
+	{"will-delay-interval", VIESTI_PROP_WILL_DELAY},
+	{"request-response-information", VIESTI_PROP_REQUEST_RESPONSE_INFO},
+	{"reason-string", VIESTI_PROP_REASON_STRING},
+	{"receive-maximum", VIESTI_PROP_RECEIVE_MAX},
+	{"topic-alias-maximum", VIESTI_PROP_TOPIC_ALIAS_MAX},
+	{"topic-alias", VIESTI_PROP_TOPIC_ALIAS},
+	{"user-property", VIESTI_PROP_USER},
+	{"maximum-packet-size", VIESTI_PROP_MAX_PACKET_SIZE},
+};
+
+static const char *const pcmd_names[VS_PC_COUNT] = {
+	"connect", "publish", "subscribe", "unsubscribe", "disconnect", "will",
+};
+
+/* Which properties each -D command takes (MQTT 5.0 section 2.2.2.2). */
+static bool prop_allowed(int cmd, int id)
+{
+	switch (cmd) {
+	case VS_PC_CONNECT:
+		return id == VIESTI_PROP_SESSION_EXPIRY || id == VIESTI_PROP_AUTH_METHOD ||
+		       id == VIESTI_PROP_AUTH_DATA || id == VIESTI_PROP_REQUEST_PROBLEM_INFO ||
+		       id == VIESTI_PROP_REQUEST_RESPONSE_INFO || id == VIESTI_PROP_RECEIVE_MAX ||
+		       id == VIESTI_PROP_TOPIC_ALIAS_MAX || id == VIESTI_PROP_USER ||
+		       id == VIESTI_PROP_MAX_PACKET_SIZE;
+	case VS_PC_PUBLISH:
+		return id == VIESTI_PROP_PAYLOAD_FORMAT || id == VIESTI_PROP_MESSAGE_EXPIRY ||
+		       id == VIESTI_PROP_CONTENT_TYPE || id == VIESTI_PROP_RESPONSE_TOPIC ||
+		       id == VIESTI_PROP_CORRELATION_DATA || id == VIESTI_PROP_TOPIC_ALIAS ||
+		       id == VIESTI_PROP_USER;
+	case VS_PC_SUBSCRIBE:
+		return id == VIESTI_PROP_SUBSCRIPTION_ID || id == VIESTI_PROP_USER;
+	case VS_PC_UNSUBSCRIBE:
+		return id == VIESTI_PROP_USER;
+	case VS_PC_DISCONNECT:
+		return id == VIESTI_PROP_SESSION_EXPIRY || id == VIESTI_PROP_REASON_STRING ||
+		       id == VIESTI_PROP_USER;
+	case VS_PC_WILL:
+		return id == VIESTI_PROP_PAYLOAD_FORMAT || id == VIESTI_PROP_MESSAGE_EXPIRY ||
+		       id == VIESTI_PROP_CONTENT_TYPE || id == VIESTI_PROP_RESPONSE_TOPIC ||
+		       id == VIESTI_PROP_CORRELATION_DATA || id == VIESTI_PROP_WILL_DELAY ||
+		       id == VIESTI_PROP_USER;
+	}
+	return false;
+}
+
+static int set_prop(struct viesti_props *p, int id, const char *val)
+{
+	switch (id) {
+	case VIESTI_PROP_CONTENT_TYPE:
+	case VIESTI_PROP_RESPONSE_TOPIC:
+	case VIESTI_PROP_AUTH_METHOD:
+	case VIESTI_PROP_REASON_STRING:
+		return viesti_props_set_string(p, id, val);
+	case VIESTI_PROP_CORRELATION_DATA:
+	case VIESTI_PROP_AUTH_DATA:
+		return viesti_props_set_binary(p, id, val, strlen(val));
+	default: {
+		char *end;
+		errno = 0;
+		unsigned long v = strtoul(val, &end, 10);
+		if (errno || end == val || *end || *val == '-' || v > UINT32_MAX)
+			return VIESTI_EINVAL;
+		return viesti_props_set_int(p, id, (uint32_t)v);
+	}
+	}
+}
+
+static int parse_property(struct vs_cli *c, int argc, char **argv, int *i)
+{
+	if (*i + 3 >= argc) {
+		fprintf(stderr, "Error: -D argument given but not enough values specified.\n");
+		return vs_cli_usage_hint(c);
+	}
+	const char *cmd = argv[*i + 1], *name = argv[*i + 2];
+	int pc = -1, id = -1;
+	for (int k = 0; k < VS_PC_COUNT; k++)
+		if (!strcasecmp(cmd, pcmd_names[k]))
+			pc = k;
+	if (pc < 0) {
+		fprintf(stderr, "Error: Invalid command '%s' given in -D.\n", cmd);
+		return vs_cli_usage_hint(c);
+	}
+	for (size_t k = 0; k < sizeof(prop_names) / sizeof(prop_names[0]); k++)
+		if (!strcasecmp(name, prop_names[k].name))
+			id = prop_names[k].id;
+	if (id < 0) {
+		fprintf(stderr, "Error: Invalid property name '%s' given in -D.\n", name);
+		return vs_cli_usage_hint(c);
+	}
+	if (!prop_allowed(pc, id)) {
+		fprintf(stderr, "Error: %s property not allowed for %s in -D.\n", name, cmd);
+		return vs_cli_usage_hint(c);
+	}
+	int need = id == VIESTI_PROP_USER ? 4 : 3;
+	if (*i + need >= argc) {
+		fprintf(stderr, "Error: -D argument given but not enough values specified.\n");
+		return vs_cli_usage_hint(c);
+	}
+	if (!c->props[pc] && !(c->props[pc] = viesti_props_new())) {
+		fprintf(stderr, "Error: Out of memory.\n");
+		return -1;
+	}
+	int rc = id == VIESTI_PROP_USER
+			 ? viesti_props_add_user(c->props[pc], argv[*i + 3], argv[*i + 4])
+			 : set_prop(c->props[pc], id, argv[*i + 3]);
+	if (rc < 0) {
+		fprintf(stderr, "Error: Invalid value for property '%s' given in -D.\n", name);
+		return vs_cli_usage_hint(c);
+	}
+	if (!c->version_set)
+		c->version = VIESTI_V5; /* as mosquitto_pub: -D implies MQTT 5.0 */
+	*i += need;
+	return 1;
+}
+
+/* ---- -L mqtt://[user[:pass]@]host[:port]/topic ------------------------------------------- */
+
+static int parse_url(struct vs_cli *c, const char *url)
+{
+	free(c->url_buf);
+	c->url_buf = NULL;
+	if (strncmp(url, "mqtt://", 7) != 0) {
+		fprintf(stderr, "Error: Unsupported URL scheme.\n");
+		return vs_cli_usage_hint(c);
+	}
+	char *s = c->url_buf = strdup(url + 7);
+	if (!s)
+		return -1;
+	char *slash = strchr(s, '/');
+	if (!slash) {
+		fprintf(stderr, "Error: Invalid URL for -L argument specified - topic missing.\n");
+		return vs_cli_usage_hint(c);
+	}
+	*slash = 0;
+	c->url_topic = slash + 1;
+	char *at = strrchr(s, '@');
+	if (at) {
+		*at = 0;
+		char *colon = strchr(s, ':');
+		if (colon) {
+			*colon = 0;
+			c->password = colon + 1;
+		}
+		c->username = s;
+		s = at + 1;
+	}
+	char *colon = strrchr(s, ':');
+	if (colon && !strchr(colon, ']')) {
+		*colon = 0;
+		long port;
+		if (vs_cli_int(c, "-L port", colon + 1, 1, 65535, &port) < 0)
+			return -1;
+		c->port = (int)port;
+	}
+	if (*s)
+		c->host = s;
+	return 1;
+}
+
+/* ---- the flags --------------------------------------------------------------------------- */
+
+static bool is(const char *a, const char *s, const char *l)
+{
+	return (s && !strcmp(a, s)) || (l && !strcmp(a, l));
+}
+
+static const char *value(const struct vs_cli *c, int argc, char **argv, int *i, const char *what)
+{
+	if (*i + 1 >= argc) {
+		fprintf(stderr, "Error: %s argument given but no %s specified.\n", argv[*i], what);
+		vs_cli_usage_hint(c);
+		return NULL;
+	}
+	return argv[++*i];
+}
+
+static int parse_version(struct vs_cli *c, const char *s)
+{
+	if (!strcmp(s, "31") || !strcmp(s, "mqttv31"))
+		c->version = VIESTI_V31;
+	else if (!strcmp(s, "311") || !strcmp(s, "mqttv311"))
+		c->version = VIESTI_V311;
+	else if (!strcmp(s, "5") || !strcmp(s, "mqttv5"))
+		c->version = VIESTI_V5;
+	else {
+		fprintf(stderr, "Error: Invalid protocol version argument given.\n");
+		return vs_cli_usage_hint(c);
+	}
+	c->version_set = true;
+	return 1;
+}
+
+static int parse_expiry(struct vs_cli *c, const char *s)
+{
+	if (!strcmp(s, "-1") || !strcmp(s, "\xe2\x88\x9e")) {
+		c->session_expiry = UINT32_MAX;
+		return 1;
+	}
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || *s == '-' || v > UINT32_MAX) {
+		fprintf(stderr, "Error: session-expiry-interval not given.\n");
+		return vs_cli_usage_hint(c);
+	}
+	c->session_expiry = (int64_t)v;
+	return 1;
+}
+
+static int parse_number(struct vs_cli *c, int argc, char **argv, int *i, const char *what,
+			long min, long max, long *out)
+{
+	const char *flag = argv[*i];
+	const char *s = value(c, argc, argv, i, what);
+	if (!s)
+		return -1;
+	return vs_cli_int(c, flag, s, min, max, out) < 0 ? -1 : 1;
+}
+
+int vs_cli_parse(struct vs_cli *c, int argc, char **argv, int *i)
+{
+	const char *a = argv[*i], *s;
+	long n;
+	int rc;
+	if (is(a, "-h", "--host")) {
+		if (!(s = value(c, argc, argv, i, "host")))
+			return -1;
+		c->host = s;
+	} else if (is(a, "-p", "--port")) {
+		if ((rc = parse_number(c, argc, argv, i, "port", 1, 65535, &n)) < 0)
+			return -1;
+		c->port = (int)n;
+	} else if (is(a, "-i", "--id")) {
+		if (!(c->id = value(c, argc, argv, i, "id")))
+			return -1;
+	} else if (is(a, "-I", "--id-prefix")) {
+		if (!(c->id_prefix = value(c, argc, argv, i, "id prefix")))
+			return -1;
+	} else if (is(a, "-u", "--username")) {
+		if (!(c->username = value(c, argc, argv, i, "username")))
+			return -1;
+	} else if (is(a, "-P", "--pw")) {
+		if (!(c->password = value(c, argc, argv, i, "password")))
+			return -1;
+	} else if (is(a, "-k", "--keepalive")) {
+		if (parse_number(c, argc, argv, i, "keepalive", 0, 65535, &n) < 0)
+			return -1;
+		c->keepalive = (int)n;
+	} else if (is(a, "-q", "--qos")) {
+		if (parse_number(c, argc, argv, i, "QoS", 0, 2, &n) < 0)
+			return -1;
+		c->qos = (int)n;
+	} else if (is(a, "-c", "--disable-clean-session")) {
+		c->clean = false;
+	} else if (is(a, "-d", "--debug")) {
+		c->debug = true;
+	} else if (is(a, NULL, "--quiet")) {
+		c->quiet = true;
+	} else if (is(a, "-V", "--protocol-version")) {
+		if (!(s = value(c, argc, argv, i, "protocol version")))
+			return -1;
+		return parse_version(c, s);
+	} else if (is(a, "-x", "--session-expiry-interval")) {
+		if (!(s = value(c, argc, argv, i, "session expiry interval")))
+			return -1;
+		return parse_expiry(c, s);
+	} else if (is(a, "-D", "--property")) {
+		return parse_property(c, argc, argv, i);
+	} else if (is(a, "-L", "--url")) {
+		if (!(s = value(c, argc, argv, i, "URL")))
+			return -1;
+		return parse_url(c, s);
+	} else if (is(a, NULL, "--will-topic")) {
+		if (!(c->will_topic = value(c, argc, argv, i, "will topic")))
+			return -1;
+	} else if (is(a, NULL, "--will-payload")) {
+		if (!(c->will_payload = value(c, argc, argv, i, "will payload")))
+			return -1;
+	} else if (is(a, NULL, "--will-qos")) {
+		if (parse_number(c, argc, argv, i, "will QoS", 0, 2, &n) < 0)
+			return -1;
+		c->will_qos = (int)n;
+	} else if (is(a, NULL, "--will-retain")) {
+		c->will_retain = true;
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
+int vs_cli_check(struct vs_cli *c)
+{
+	if (c->will_payload && !c->will_topic) {
+		fprintf(stderr, "Error: Will payload given, but no will topic given.\n");
+		return vs_cli_usage_hint(c);
+	}
+	if (c->will_retain && !c->will_topic) {
+		fprintf(stderr, "Error: Will retain given, but no will topic given.\n");
+		return vs_cli_usage_hint(c);
+	}
+	if (c->password && !c->username) {
+		fprintf(stderr, "Warning: Not using password since username not set.\n");
+		c->password = NULL;
+	}
+	if (c->id_prefix && !c->id) {
+		size_t len = strlen(c->id_prefix) + 24;
+		c->id_owned = malloc(len);
+		if (!c->id_owned)
+			return -1;
+		snprintf(c->id_owned, len, "%s%d", c->id_prefix, (int)getpid());
+		c->id = c->id_owned;
+	}
+	if (!c->clean && !c->id) {
+		fprintf(stderr, "Error: You must provide a client id if you are using the -c option.\n");
+		return vs_cli_usage_hint(c);
+	}
+	if (c->id && strlen(c->id) > 65535) {
+		fprintf(stderr, "Error: Client id too long.\n");
+		return vs_cli_usage_hint(c);
+	}
+	if (c->version != VIESTI_V5 && c->session_expiry >= 0 && !c->quiet)
+		fprintf(stderr, "Warning: session expiry interval is only used with MQTT v5.\n");
+	return 0;
+}
+
+/* ---- connecting ----------------------------------------------------------------------------- */
+
+static void on_log(struct viesti *v, void *ud, int level, const char *line)
+{
+	const struct vs_cli *c = ud ? *(const struct vs_cli **)ud : NULL;
+	if (level == VIESTI_LOG_DEBUG && c && c->debug && !strncmp(line, "Client ", 7)) {
+		printf("%s\n", line);
+		fflush(stdout);
+	}
+}
+
+static int set_session_expiry(struct vs_cli *c)
+{
+	if (c->version != VIESTI_V5)
+		return 0;
+	int64_t x = c->session_expiry;
+	if (x < 0)
+		x = c->clean ? 0 : UINT32_MAX;
+	if (x == 0 && !viesti_props_has(c->props[VS_PC_CONNECT], VIESTI_PROP_SESSION_EXPIRY))
+		return 0;
+	if (!c->props[VS_PC_CONNECT] && !(c->props[VS_PC_CONNECT] = viesti_props_new()))
+		return -ENOMEM;
+	return viesti_props_set_int(c->props[VS_PC_CONNECT], VIESTI_PROP_SESSION_EXPIRY,
+				    (uint32_t)x);
+}
+
+/* The text Mosquitto prints for a refused CONNACK, so scripts matching it keep working. */
+static const char *connack_text(int version, int reason)
+{
+	if (version != VIESTI_V5) {
+		switch (reason) {
+		case 1: return "Connection Refused: unacceptable protocol version";
+		case 2: return "Connection Refused: identifier rejected";
+		case 3: return "Connection Refused: broker unavailable";
+		case 4: return "Connection Refused: bad user name or password";
+		case 5: return "Connection Refused: not authorised";
+		default: return "Connection Refused: unknown reason";
+		}
+	}
+	return viesti_reason_string(reason);
+}
+
+struct viesti *vs_cli_connect(struct vs_cli *c, struct viesti_callbacks *cb, void *ud,
+			      bool reconnect, int *exit_code)
+{
+	struct viesti_options o;
+	viesti_options_init(&o);
+	o.host = c->host;
+	o.port = c->port;
+	o.version = c->version;
+	char gen[40];
+	o.client_id = c->id;
+	if (!c->id) {
+		/* 3.1 forbids an empty id; 3.1.1 and 5.0 let the broker assign one. */
+		snprintf(gen, sizeof(gen), "viesti_%s_%d", tool_names[c->tool], (int)getpid());
+		o.client_id = c->version == VIESTI_V31 ? gen : "";
+	}
+	o.username = c->username;
+	o.password = c->password;
+	o.keepalive = c->keepalive;
+	o.clean = c->clean;
+	o.reconnect = reconnect;
+	o.reconnect_min_ms = 1000;
+	o.log_level = c->debug ? VIESTI_LOG_DEBUG : VIESTI_LOG_INFO;
+	if (set_session_expiry(c) < 0) {
+		*exit_code = VS_EXIT_USAGE;
+		return NULL;
+	}
+	o.connect_props = c->props[VS_PC_CONNECT];
+	if (c->will_topic) {
+		o.will_topic = c->will_topic;
+		o.will_payload = c->will_payload;
+		o.will_payload_len = c->will_payload ? strlen(c->will_payload) : 0;
+		o.will_qos = c->will_qos;
+		o.will_retain = c->will_retain;
+		o.will_props = c->props[VS_PC_WILL];
+	}
+	if (!cb->on_log)
+		cb->on_log = on_log;
+	int err;
+	struct viesti *v = viesti_new(&o, cb, ud, &err);
+	if (!v) {
+		vs_cli_err(c, "Error: %s", viesti_strerror(err));
+		*exit_code = VS_EXIT_USAGE;
+		return NULL;
+	}
+	err = viesti_connect_wait(v, -1);
+	if (err == 0)
+		return v;
+	if (err == VIESTI_EREFUSED) {
+		vs_cli_err(c, "Connection error: %s",
+			   connack_text(c->version, viesti_connack_reason(v)));
+		*exit_code = VS_EXIT_REFUSED;
+	} else {
+		vs_cli_err(c, "Error: %s", viesti_strerror(err));
+		*exit_code = VS_EXIT_CONNECT;
+	}
+	viesti_free(v);
+	return NULL;
+}
+
+void vs_cli_disconnect(struct vs_cli *c, struct viesti *v)
+{
+	if (viesti_disconnect(v, 0, c->props[VS_PC_DISCONNECT]) < 0)
+		return;
+	for (int k = 0; k < 50 && viesti_want_write(v); k++)
+		viesti_loop(v, 100);
+	viesti_loop(v, 0);
+}
+
+/* ---- helpers ---------------------------------------------------------------------------------- */
+
+bool vs_cli_topic_matches(const char *f, const char *t)
+{
+	if ((*t == '$') != (*f == '$') && (*f == '+' || *f == '#'))
+		return false;
+	while (*f) {
+		if (*f == '#')
+			return true;
+		if (*f == '+') {
+			while (*t && *t != '/')
+				t++;
+			f++;
+		} else {
+			while (*f && *f != '/' && *f == *t) {
+				f++;
+				t++;
+			}
+			if (*f && *f != '/')
+				return false;
+			if (*t && *t != '/')
+				return false;
+		}
+		if (!*f)
+			return !*t;
+		/* f at '/' */
+		if (*t != '/') {
+			/* "a/#" matches "a" */
+			return !*t && f[1] == '#' && !f[2];
+		}
+		f++;
+		t++;
+	}
+	return !*t;
+}
+
+bool vs_cli_topic_valid(const char *t)
+{
+	return *t && !strpbrk(t, "+#");
+}
+
+bool vs_cli_filter_valid(const char *f)
+{
+	if (!*f)
+		return false;
+	for (const char *p = f; *p; p++) {
+		bool start = p == f || p[-1] == '/';
+		bool end = !p[1] || p[1] == '/';
+		if (*p == '+' && !(start && end))
+			return false;
+		if (*p == '#' && !(start && !p[1]))
+			return false;
+	}
+	return true;
+}
+
+void vs_cli_help_common(FILE *f)
+{
+	fprintf(f,
+		" -c : disable clean session/enable persistent client mode.\n"
+		" -d : enable debug messages.\n"
+		" -D : define MQTT v5 properties: -D command identifier value (user-property takes\n"
+		"      name value). Commands: connect, publish, subscribe, unsubscribe, disconnect,\n"
+		"      will. Implies -V 5 unless -V is given.\n"
+		" -h : mqtt host to connect to. Defaults to localhost.\n"
+		" -i : id to use for this client. Defaults to one the broker assigns (3.1: generated).\n"
+		" -I : define the client id as id_prefix appended with the process id.\n"
+		" -k : keep alive in seconds for this client. Defaults to 60.\n"
+		" -L : specify user, password, hostname, port and topic as a URL in the form:\n"
+		"      mqtt://[username[:password]@]host[:port]/topic\n"
+		" -p : network port to connect to. Defaults to 1883.\n"
+		" -P : provide a password\n"
+		" -q : quality of service level to use. Defaults to 0.\n"
+		" -u : provide a username\n"
+		" -V : specify the version of the MQTT protocol to use when connecting.\n"
+		"      Can be mqttv5 (5), mqttv311 (311) or mqttv31 (31).\n"
+		" -x : Set the session-expiry-interval property on the CONNECT packet (MQTT v5).\n"
+		"      0-4294967294 seconds, or -1 / 4294967295 for no expiry. Defaults to -1 with -c,\n"
+		"      else 0.\n"
+		" --help : display this message.\n"
+		" --quiet : don't print error messages.\n"
+		" --will-payload : payload for the client Will.\n"
+		" --will-qos : QoS level for the client Will.\n"
+		" --will-retain : if given, make the client Will retained.\n"
+		" --will-topic : the topic on which to publish the client Will.\n"
+		"\nExit status: 0 success, 1 bad arguments, 2 could not connect, 3 connection refused\n"
+		"by the broker, 4 operation rejected by the broker, 5 connection lost, 6 input\n"
+		"unreadable, 27 timed out.\n");
+}

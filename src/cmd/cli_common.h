@@ -1,0 +1,109 @@
+/*
+ * What viesti pub, sub and rr share: the connection flags of mosquitto_pub/mosquitto_sub
+ * (-h -p -i -I -u -P -k -V -q -c -d --quiet -D -x --will-* -L), making and connecting the client
+ * with libviesti's public API, error messages, and the exit codes:
+ *
+ *   0  success
+ *   1  bad arguments (a message on stderr says which; --help for usage)
+ *   2  could not connect (network error, unknown host, connect timeout)
+ *   3  the broker refused the connection (CONNACK reason on stderr)
+ *   4  the broker rejected an operation (PUBACK/PUBREC/SUBACK reason >= 0x80)
+ *   5  the connection was lost before the work was done
+ *   6  input could not be read (-f file, stdin)
+ *  27  timed out (-W), the same number as mosquitto_sub/mosquitto_rr
+ */
+#ifndef VS_CMD_CLI_COMMON_H
+#define VS_CMD_CLI_COMMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "viesti.h"
+
+enum {
+	VS_EXIT_OK = 0,
+	VS_EXIT_USAGE = 1,
+	VS_EXIT_CONNECT = 2,
+	VS_EXIT_REFUSED = 3,
+	VS_EXIT_REJECTED = 4,
+	VS_EXIT_LOST = 5,
+	VS_EXIT_INPUT = 6,
+	VS_EXIT_TIMEOUT = 27,
+};
+
+enum vs_tool { VS_TOOL_PUB, VS_TOOL_SUB, VS_TOOL_RR };
+
+/* The commands of -D, each with its own property list. */
+enum vs_pcmd {
+	VS_PC_CONNECT,
+	VS_PC_PUBLISH,
+	VS_PC_SUBSCRIBE,
+	VS_PC_UNSUBSCRIBE,
+	VS_PC_DISCONNECT,
+	VS_PC_WILL,
+	VS_PC_COUNT,
+};
+
+struct vs_cli {
+	enum vs_tool tool;
+	const char *prog; /* "viesti pub" */
+	const char *host;
+	int port;
+	int version;
+	const char *id;
+	const char *id_prefix;
+	char *id_owned;
+	const char *username;
+	const char *password;
+	int keepalive;
+	int qos;
+	bool clean;
+	bool debug;
+	bool quiet;
+	bool version_set;
+	int64_t session_expiry; /* -1: not given */
+	const char *will_topic;
+	const char *will_payload;
+	int will_qos;
+	bool will_retain;
+	struct viesti_props *props[VS_PC_COUNT];
+	char *url_buf;       /* -L, parsed in place */
+	const char *url_topic;
+};
+
+void vs_cli_init(struct vs_cli *c, enum vs_tool tool);
+void vs_cli_fini(struct vs_cli *c);
+
+/*
+ * Tries argv[*i] as a common flag. Returns 1 when it was one (with *i moved past its values),
+ * 0 when it is not a common flag, -1 after printing an error.
+ */
+int vs_cli_parse(struct vs_cli *c, int argc, char **argv, int *i);
+/* Checks the combination and fills defaults; -1 after printing an error. */
+int vs_cli_check(struct vs_cli *c);
+
+/* Creates the client and connects, waiting for the CONNACK. On failure prints why and returns
+ * NULL with *exit_code set. */
+struct viesti *vs_cli_connect(struct vs_cli *c, struct viesti_callbacks *cb, void *ud,
+			      bool reconnect, int *exit_code);
+/* Sends DISCONNECT and drives the client until the connection is closed (at most 5 s). */
+void vs_cli_disconnect(struct vs_cli *c, struct viesti *v);
+
+/* An error line on stderr, unless --quiet. */
+void vs_cli_err(const struct vs_cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* After an argument error: the mosquitto-style hint. Returns -1. */
+int vs_cli_usage_hint(const struct vs_cli *c);
+/* Parses a non-negative integer argument within [min, max]; -1 after printing an error. */
+int vs_cli_int(const struct vs_cli *c, const char *flag, const char *s, long min, long max,
+	       long *out);
+/* Whether topic matches filter (MQTT wildcard rules, '$' topics not matched by leading
+ * wildcards). */
+bool vs_cli_topic_matches(const char *filter, const char *topic);
+/* A publish topic: non-empty, no wildcards. A subscription filter: wildcards well placed. */
+bool vs_cli_topic_valid(const char *topic);
+bool vs_cli_filter_valid(const char *filter);
+/* The help lines shared by the tools' --help. */
+void vs_cli_help_common(FILE *f);
+
+#endif

@@ -1,0 +1,335 @@
+/*
+ * viesti pub: publish one message (-m, -f, -s, -n), a message repeated (--repeat), or one
+ * message per line of stdin (-l), with mosquitto_pub's flags. It connects once, publishes,
+ * waits until every QoS 1/2 message is acknowledged, then disconnects. Exit codes are listed in
+ * cli_common.h and in docs/pub.md.
+ */
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmd/cli_common.h"
+#include "cmd/cmd.h"
+
+enum mode { M_NONE, M_MSG, M_FILE, M_STDIN_ALL, M_LINES, M_NULL };
+
+struct pub {
+	struct vs_cli *cli; /* first: cli_common's log callback finds it here */
+	struct vs_cli c;
+	enum mode mode;
+	const char *topic;
+	const char *message;
+	const char *file;
+	bool retain;
+	long repeat;
+	double repeat_delay;
+	int failed_reason; /* a negative acknowledgement, or -1 */
+	bool lost;
+};
+
+static void usage(void)
+{
+	printf("viesti pub publishes a message on a topic and exits (mosquitto_pub compatible).\n\n"
+	       "Usage: viesti pub {[-h host] [-p port] [-u username] [-P password] -t topic | -L URL}\n"
+	       "                  {-f file | -l | -n | -m message | -s}\n"
+	       "                  [-c] [-k keepalive] [-q qos] [-r] [--repeat N] [--repeat-delay time]\n"
+	       "                  [-x session-expiry] [-i id] [-I id_prefix] [-d] [--quiet]\n"
+	       "                  [--will-topic [--will-payload payload] [--will-qos qos] [--will-retain]]\n"
+	       "                  [-V protocol-version] [-D command identifier value]\n"
+	       "       viesti pub --help\n\n"
+	       " -f : send the contents of a file as the message.\n"
+	       " -l : read messages from stdin, sending a separate message for each line.\n"
+	       " -m : message payload to send.\n"
+	       " -n : send a null (zero length) message.\n"
+	       " -r : message should be retained.\n"
+	       " -s : read message from stdin, sending the entire input as a message.\n"
+	       " -t : mqtt topic to publish to.\n"
+	       " --repeat : if publish mode is -f, -m, or -s, then repeat the publish N times.\n"
+	       " --repeat-delay : if using --repeat, wait time seconds between publishes.\n");
+	vs_cli_help_common(stdout);
+}
+
+static int set_mode(struct pub *p, enum mode m)
+{
+	if (p->mode != M_NONE) {
+		fprintf(stderr, "Error: Only one type of message can be sent at once.\n");
+		return vs_cli_usage_hint(&p->c);
+	}
+	p->mode = m;
+	return 1;
+}
+
+static int parse_own(struct pub *p, int argc, char **argv, int *i)
+{
+	const char *a = argv[*i];
+	bool has = *i + 1 < argc;
+	if (!strcmp(a, "-t") || !strcmp(a, "--topic") || !strcmp(a, "-m") ||
+	    !strcmp(a, "--message") || !strcmp(a, "-f") || !strcmp(a, "--file") ||
+	    !strcmp(a, "--repeat") || !strcmp(a, "--repeat-delay")) {
+		if (!has) {
+			fprintf(stderr, "Error: %s argument given but no value specified.\n", a);
+			return vs_cli_usage_hint(&p->c);
+		}
+	}
+	if (!strcmp(a, "-t") || !strcmp(a, "--topic")) {
+		p->topic = argv[++*i];
+	} else if (!strcmp(a, "-m") || !strcmp(a, "--message")) {
+		p->message = argv[++*i];
+		return set_mode(p, M_MSG);
+	} else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+		p->file = argv[++*i];
+		return set_mode(p, M_FILE);
+	} else if (!strcmp(a, "-s") || !strcmp(a, "--stdin-file")) {
+		return set_mode(p, M_STDIN_ALL);
+	} else if (!strcmp(a, "-l") || !strcmp(a, "--stdin-line")) {
+		return set_mode(p, M_LINES);
+	} else if (!strcmp(a, "-n") || !strcmp(a, "--null-message")) {
+		return set_mode(p, M_NULL);
+	} else if (!strcmp(a, "-r") || !strcmp(a, "--retain")) {
+		p->retain = true;
+	} else if (!strcmp(a, "--repeat")) {
+		if (vs_cli_int(&p->c, a, argv[++*i], 1, 1000000000, &p->repeat) < 0)
+			return -1;
+	} else if (!strcmp(a, "--repeat-delay")) {
+		char *end;
+		p->repeat_delay = strtod(argv[++*i], &end);
+		if (*end || p->repeat_delay < 0 || isnan(p->repeat_delay)) {
+			fprintf(stderr, "Error: --repeat-delay argument must be a positive number.\n");
+			return vs_cli_usage_hint(&p->c);
+		}
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
+static int parse_args(struct pub *p, int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help")) {
+			usage();
+			exit(0);
+		}
+		int rc = vs_cli_parse(&p->c, argc, argv, &i);
+		if (rc == 0)
+			rc = parse_own(p, argc, argv, &i);
+		if (rc < 0)
+			return -1;
+		if (rc == 0) {
+			fprintf(stderr, "Error: Unknown option '%s'.\n", argv[i]);
+			return vs_cli_usage_hint(&p->c);
+		}
+	}
+	if (!p->topic)
+		p->topic = p->c.url_topic;
+	if (!p->topic || p->mode == M_NONE) {
+		fprintf(stderr, "Error: Both topic and message must be supplied.\n");
+		return vs_cli_usage_hint(&p->c);
+	}
+	if (p->repeat > 1 && p->mode == M_LINES) {
+		fprintf(stderr, "Error: --repeat can only be used with -f, -m, -n or -s.\n");
+		return vs_cli_usage_hint(&p->c);
+	}
+	return vs_cli_check(&p->c);
+}
+
+/* Reads all of f into *buf. Returns the length or -1. */
+static ssize_t slurp(FILE *f, char **buf)
+{
+	size_t len = 0, cap = 4096;
+	char *b = malloc(cap);
+	if (!b)
+		return -1;
+	for (;;) {
+		if (len == cap) {
+			char *nb = realloc(b, cap *= 2);
+			if (!nb) {
+				free(b);
+				return -1;
+			}
+			b = nb;
+		}
+		size_t n = fread(b + len, 1, cap - len, f);
+		len += n;
+		if (n == 0)
+			break;
+	}
+	if (ferror(f)) {
+		free(b);
+		return -1;
+	}
+	*buf = b;
+	return (ssize_t)len;
+}
+
+static void on_publish(struct viesti *v, void *ud, int mid, int reason,
+		       const struct viesti_props *props)
+{
+	struct pub *p = ud;
+	if (reason >= 0x80) {
+		p->failed_reason = reason;
+		vs_cli_err(&p->c, "Warning: Publish %d failed: %s.", mid,
+			   viesti_reason_string(reason));
+	}
+}
+
+static void on_disconnect(struct viesti *v, void *ud, int err, int reason,
+			  const struct viesti_props *props)
+{
+	struct pub *p = ud;
+	if (err != 0)
+		p->lost = true;
+}
+
+/* Drives the client for `seconds` (fractional), or until the connection is lost. */
+static void drive_for(struct pub *p, struct viesti *v, double seconds)
+{
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		double left = seconds - ((double)(t.tv_sec - t0.tv_sec) +
+					 (double)(t.tv_nsec - t0.tv_nsec) / 1e9);
+		if (left <= 0 || p->lost)
+			return;
+		viesti_loop(v, (int)(left * 1000) + 1);
+	}
+}
+
+static int publish(struct pub *p, struct viesti *v, const void *data, size_t len)
+{
+	int rc = viesti_publish(v, p->topic, data, len, p->c.qos, p->retain,
+				p->c.props[VS_PC_PUBLISH]);
+	if (rc < 0) {
+		vs_cli_err(&p->c, "Error: Publish returned %d: %s.", rc, viesti_strerror(rc));
+		return rc == -ENOTCONN ? VS_EXIT_LOST : VS_EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* -l: one message per line, while keeping the connection serviced. */
+static int publish_lines(struct pub *p, struct viesti *v)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	for (;;) {
+		struct pollfd fds[2] = {{.fd = 0, .events = POLLIN}, {.fd = viesti_fd(v), .events = POLLIN}};
+		int n = poll(fds, 2, viesti_next_timeout_ms(v));
+		if (n < 0 && errno != EINTR)
+			break;
+		viesti_process(v, 0);
+		if (p->lost)
+			break;
+		if (n > 0 && (fds[0].revents & (POLLIN | POLLHUP))) {
+			ssize_t len = getline(&line, &cap, stdin);
+			if (len < 0)
+				break;
+			if (len > 0 && line[len - 1] == '\n')
+				len--;
+			int rc = publish(p, v, line, (size_t)len);
+			if (rc) {
+				free(line);
+				return rc;
+			}
+		}
+	}
+	free(line);
+	return 0;
+}
+
+static int run(struct pub *p, struct viesti *v, const char *data, size_t len)
+{
+	if (p->mode == M_LINES)
+		return publish_lines(p, v);
+	long n = p->repeat > 0 ? p->repeat : 1;
+	for (long k = 0; k < n; k++) {
+		int rc = publish(p, v, data, len);
+		if (rc)
+			return rc;
+		if (k + 1 < n && p->repeat_delay > 0)
+			drive_for(p, v, p->repeat_delay);
+		else
+			viesti_process(v, 0);
+		if (p->lost)
+			return VS_EXIT_LOST;
+	}
+	return 0;
+}
+
+/* Waits until every QoS 1/2 message is acknowledged and the socket has taken everything. */
+static int finish(struct pub *p, struct viesti *v)
+{
+	while (!p->lost && (viesti_pending(v) > 0 || viesti_want_write(v)))
+		viesti_loop(v, 1000);
+	if (p->lost) {
+		vs_cli_err(&p->c, "Error: The connection was lost.");
+		return VS_EXIT_LOST;
+	}
+	return p->failed_reason >= 0 ? VS_EXIT_REJECTED : 0;
+}
+
+static int load_payload(struct pub *p, char **data, size_t *len)
+{
+	*data = NULL;
+	*len = 0;
+	if (p->mode == M_MSG) {
+		*len = strlen(p->message);
+		return 0;
+	}
+	if (p->mode != M_FILE && p->mode != M_STDIN_ALL)
+		return 0;
+	FILE *f = p->mode == M_FILE ? fopen(p->file, "rb") : stdin;
+	ssize_t n = f ? slurp(f, data) : -1;
+	if (f && f != stdin)
+		fclose(f);
+	if (n < 0) {
+		if (p->mode == M_FILE)
+			vs_cli_err(&p->c, "Error loading input file \"%s\".", p->file);
+		else
+			vs_cli_err(&p->c, "Error loading input from stdin.");
+		return -1;
+	}
+	*len = (size_t)n;
+	return 0;
+}
+
+int vs_cmd_pub(int argc, char **argv)
+{
+	struct pub p = {.failed_reason = -1};
+	p.cli = &p.c;
+	vs_cli_init(&p.c, VS_TOOL_PUB);
+	int code = VS_EXIT_USAGE;
+	char *data = NULL;
+	size_t len = 0;
+	if (parse_args(&p, argc, argv) < 0)
+		goto out;
+	if (!vs_cli_topic_valid(p.topic)) {
+		fprintf(stderr, "Error: Invalid publish topic '%s', does it contain '+' or '#'?\n",
+			p.topic);
+		vs_cli_usage_hint(&p.c);
+		goto out;
+	}
+	if (load_payload(&p, &data, &len) < 0) {
+		code = VS_EXIT_INPUT;
+		goto out;
+	}
+	struct viesti_callbacks cb = {.on_publish = on_publish, .on_disconnect = on_disconnect};
+	struct viesti *v = vs_cli_connect(&p.c, &cb, &p, false, &code);
+	if (!v)
+		goto out;
+	code = run(&p, v, p.mode == M_MSG ? p.message : data, len);
+	if (code == 0)
+		code = finish(&p, v);
+	if (!p.lost)
+		vs_cli_disconnect(&p.c, v);
+	viesti_free(v);
+out:
+	free(data);
+	vs_cli_fini(&p.c);
+	return code;
+}

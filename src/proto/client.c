@@ -1,0 +1,467 @@
+/*
+ * The client-side MQTT state machine (see client.h for what it owns). Each incoming packet type
+ * has its own small handler; outgoing packets are encoded once, straight into `out` (acks,
+ * pings) or into a struct vs_cmsg kept until acknowledged (PUBLISH QoS > 0, SUBSCRIBE,
+ * UNSUBSCRIBE), whose bytes are copied to `out` when sent and again when resent.
+ */
+#include "proto/client.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+
+static bool bit_get(const uint64_t *map, uint16_t id)
+{
+	return map[id >> 6] & (1ull << (id & 63));
+}
+
+static void bit_set(uint64_t *map, uint16_t id, bool on)
+{
+	if (on)
+		map[id >> 6] |= 1ull << (id & 63);
+	else
+		map[id >> 6] &= ~(1ull << (id & 63));
+}
+
+void vs_cproto_init(struct vs_cproto *cp, int version, int max_inflight,
+		    const struct vs_cproto_events *ev, void *ctx)
+{
+	memset(cp, 0, sizeof(*cp));
+	cp->version = (uint8_t)version;
+	if (max_inflight < 1)
+		max_inflight = 1;
+	if (max_inflight > 65535)
+		max_inflight = 65535;
+	cp->max_inflight = (uint16_t)max_inflight;
+	cp->window = cp->max_inflight;
+	cp->ev = ev;
+	cp->ctx = ctx;
+}
+
+void vs_cproto_fini(struct vs_cproto *cp)
+{
+	struct vs_cmsg *m = cp->head;
+	while (m) {
+		struct vs_cmsg *next = m->next;
+		free(m);
+		m = next;
+	}
+	cp->head = cp->tail = NULL;
+	cp->count = 0;
+	vs_bytes_fini(&cp->out);
+}
+
+/* Encodes p at the end of out. */
+static int emit(struct vs_cproto *cp, const struct vs_packet *p, int64_t now_ms)
+{
+	ssize_t n = vs_codec_size(p, cp->version);
+	if (n < 0)
+		return (int)n;
+	int rc = vs_bytes_reserve(&cp->out, (size_t)n);
+	if (rc < 0)
+		return rc;
+	n = vs_codec_encode(p, cp->version, cp->out.data + cp->out.len, (size_t)n);
+	if (n < 0)
+		return (int)n;
+	cp->out.len += (size_t)n;
+	cp->last_out_ms = now_ms;
+	if (cp->ev->trace)
+		cp->ev->trace(cp->ctx, true, p);
+	return 0;
+}
+
+static int emit_ack(struct vs_cproto *cp, int type, uint16_t id, int64_t now_ms)
+{
+	struct vs_packet p = {.type = (uint8_t)type};
+	p.ack.packet_id = id;
+	return emit(cp, &p, now_ms);
+}
+
+/* Copies a stored packet to out; for a resent PUBLISH sets DUP [MQTT-3.3.1-1]. */
+static int send_msg(struct vs_cproto *cp, struct vs_cmsg *m, bool resend, int64_t now_ms)
+{
+	if (m->type == VS_PUBLISH && m->state == VS_CM_RELEASED)
+		return emit_ack(cp, VS_PUBREL, m->id, now_ms);
+	if (resend && m->type == VS_PUBLISH)
+		m->wire[0] |= 0x08;
+	int rc = vs_bytes_append(&cp->out, m->wire, m->len);
+	if (rc < 0)
+		return rc;
+	cp->last_out_ms = now_ms;
+	if (cp->ev->trace) {
+		struct vs_packet p;
+		struct vs_decode_opts o = {.version = cp->version};
+		enum vs_reason why;
+		if (vs_codec_decode(m->wire, m->len, &o, &p, &why) > 0)
+			cp->ev->trace(cp->ctx, true, &p);
+	}
+	return 0;
+}
+
+/* Sends queued PUBLISHes (and any unsent SUBSCRIBE/UNSUBSCRIBE) while the window allows. */
+static int fill_window(struct vs_cproto *cp, int64_t now_ms)
+{
+	if (cp->state != VS_CS_CONNECTED)
+		return 0;
+	for (struct vs_cmsg *m = cp->head; m; m = m->next) {
+		if (m->state != VS_CM_QUEUED)
+			continue;
+		if (m->type == VS_PUBLISH) {
+			if (cp->inflight >= cp->window)
+				continue;
+			cp->inflight++;
+		}
+		m->state = VS_CM_SENT;
+		int rc = send_msg(cp, m, false, now_ms);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int alloc_id(struct vs_cproto *cp)
+{
+	for (int i = 0; i < 65535; i++) {
+		cp->next_id = cp->next_id == 65535 ? 1 : cp->next_id + 1;
+		if (!bit_get(cp->used, cp->next_id))
+			return cp->next_id;
+	}
+	return -EAGAIN;
+}
+
+static void link_msg(struct vs_cproto *cp, struct vs_cmsg *m)
+{
+	m->next = NULL;
+	m->prev = cp->tail;
+	if (cp->tail)
+		cp->tail->next = m;
+	else
+		cp->head = m;
+	cp->tail = m;
+	cp->count++;
+	bit_set(cp->used, m->id, true);
+}
+
+static void unlink_msg(struct vs_cproto *cp, struct vs_cmsg *m)
+{
+	if (m->prev)
+		m->prev->next = m->next;
+	else
+		cp->head = m->next;
+	if (m->next)
+		m->next->prev = m->prev;
+	else
+		cp->tail = m->prev;
+	cp->count--;
+	bit_set(cp->used, m->id, false);
+	if (m->type == VS_PUBLISH && m->state != VS_CM_QUEUED)
+		cp->inflight--;
+	free(m);
+}
+
+static struct vs_cmsg *find_msg(const struct vs_cproto *cp, uint16_t id, int type)
+{
+	if (!bit_get(cp->used, id))
+		return NULL;
+	for (struct vs_cmsg *m = cp->head; m; m = m->next)
+		if (m->id == id)
+			return m->type == type ? m : NULL;
+	return NULL;
+}
+
+/* Encodes p (whose packet id is set) into a new message and queues it. */
+static int store(struct vs_cproto *cp, const struct vs_packet *p, uint16_t id, uint8_t qos,
+		 int64_t now_ms)
+{
+	ssize_t n = vs_codec_size(p, cp->version);
+	if (n < 0)
+		return (int)n;
+	struct vs_cmsg *m = malloc(sizeof(*m) + (size_t)n);
+	if (!m)
+		return -ENOMEM;
+	m->id = id;
+	m->type = p->type;
+	m->qos = qos;
+	m->state = VS_CM_QUEUED;
+	m->len = (size_t)vs_codec_encode(p, cp->version, m->wire, (size_t)n);
+	link_msg(cp, m);
+	int rc = fill_window(cp, now_ms);
+	return rc < 0 ? rc : id;
+}
+
+int vs_cproto_publish(struct vs_cproto *cp, const struct vs_publish *pub, int64_t now_ms)
+{
+	struct vs_packet p = {.type = VS_PUBLISH, .publish = *pub};
+	if (pub->qos > 2)
+		return VS_EPROTO;
+	if (pub->qos == 0) {
+		if (cp->state != VS_CS_CONNECTED)
+			return -ENOTCONN;
+		p.publish.packet_id = 0;
+		int rc = emit(cp, &p, now_ms);
+		return rc < 0 ? rc : 0;
+	}
+	int id = alloc_id(cp);
+	if (id < 0)
+		return id;
+	p.publish.packet_id = (uint16_t)id;
+	p.publish.dup = false;
+	return store(cp, &p, (uint16_t)id, pub->qos, now_ms);
+}
+
+int vs_cproto_subscribe(struct vs_cproto *cp, struct vs_subscribe *s, int64_t now_ms)
+{
+	int id = alloc_id(cp);
+	if (id < 0)
+		return id;
+	s->packet_id = (uint16_t)id;
+	struct vs_packet p = {.type = VS_SUBSCRIBE, .subscribe = *s};
+	return store(cp, &p, (uint16_t)id, 0, now_ms);
+}
+
+int vs_cproto_unsubscribe(struct vs_cproto *cp, struct vs_unsubscribe *u, int64_t now_ms)
+{
+	int id = alloc_id(cp);
+	if (id < 0)
+		return id;
+	u->packet_id = (uint16_t)id;
+	struct vs_packet p = {.type = VS_UNSUBSCRIBE, .unsubscribe = *u};
+	return store(cp, &p, (uint16_t)id, 0, now_ms);
+}
+
+int vs_cproto_disconnect(struct vs_cproto *cp, const struct vs_disconnect *d, int64_t now_ms)
+{
+	struct vs_packet p = {.type = VS_DISCONNECT, .disconnect = *d};
+	int rc = cp->state == VS_CS_IDLE ? 0 : emit(cp, &p, now_ms);
+	cp->state = VS_CS_IDLE;
+	return rc;
+}
+
+int vs_cproto_start(struct vs_cproto *cp, const struct vs_connect *c, int64_t now_ms)
+{
+	vs_cproto_lost(cp);
+	cp->state = VS_CS_CONNECTING;
+	cp->keepalive = c->keepalive;
+	cp->ping_sent_ms = 0;
+	struct vs_packet p = {.type = VS_CONNECT, .connect = *c};
+	p.connect.version = cp->version;
+	return emit(cp, &p, now_ms);
+}
+
+void vs_cproto_lost(struct vs_cproto *cp)
+{
+	cp->out.off = cp->out.len = 0;
+	cp->state = VS_CS_IDLE;
+	cp->ping_sent_ms = 0;
+}
+
+/* After CONNACK: resend what was in flight, in order [MQTT-4.4.0-1], then refill. A message
+ * queued but never sent stays QUEUED and goes out through fill_window(). */
+static int resume(struct vs_cproto *cp, int64_t now_ms)
+{
+	cp->inflight = 0;
+	for (struct vs_cmsg *m = cp->head; m; m = m->next) {
+		if (m->state == VS_CM_QUEUED)
+			continue;
+		if (m->type == VS_PUBLISH) {
+			if (cp->inflight >= cp->window && m->state == VS_CM_SENT) {
+				m->state = VS_CM_QUEUED; /* the broker shrank its window */
+				continue;
+			}
+			cp->inflight++;
+		}
+		int rc = send_msg(cp, m, true, now_ms);
+		if (rc < 0)
+			return rc;
+	}
+	return fill_window(cp, now_ms);
+}
+
+static int on_connack(struct vs_cproto *cp, const struct vs_connack *ca, int64_t now_ms)
+{
+	if (cp->state != VS_CS_CONNECTING)
+		return VS_EPROTO; /* [MQTT-3.2.0-1] only one, the first packet */
+	if (ca->reason != 0) {
+		cp->state = VS_CS_IDLE;
+		cp->ev->connack(cp->ctx, ca);
+		return VS_ECLOSED;
+	}
+	cp->state = VS_CS_CONNECTED;
+	cp->window = cp->max_inflight;
+	if (cp->version == VS_V5) {
+		const struct vs_props *pr = &ca->props;
+		if ((pr->present & (1ull << VS_PROP_RECEIVE_MAX)) && pr->receive_max < cp->window)
+			cp->window = pr->receive_max;
+		if (pr->present & (1ull << VS_PROP_SERVER_KEEPALIVE))
+			cp->keepalive = pr->server_keepalive; /* [MQTT-3.2.2-21] */
+	}
+	if (!ca->session_present)
+		memset(cp->qos2_in, 0, sizeof(cp->qos2_in));
+	int rc = resume(cp, now_ms);
+	cp->ev->connack(cp->ctx, ca);
+	return rc;
+}
+
+static int on_publish(struct vs_cproto *cp, const struct vs_publish *p, int64_t now_ms)
+{
+	if (p->topic.len == 0)
+		return VS_EPROTO; /* we never allow topic aliases (no Topic Alias Maximum sent) */
+	switch (p->qos) {
+	case 0:
+		cp->ev->message(cp->ctx, p);
+		return 0;
+	case 1:
+		cp->ev->message(cp->ctx, p);
+		return emit_ack(cp, VS_PUBACK, p->packet_id, now_ms);
+	default:
+		/* Delivered once, at the first PUBLISH; a resent one is only acknowledged. */
+		if (!bit_get(cp->qos2_in, p->packet_id)) {
+			bit_set(cp->qos2_in, p->packet_id, true);
+			cp->ev->message(cp->ctx, p);
+		}
+		return emit_ack(cp, VS_PUBREC, p->packet_id, now_ms);
+	}
+}
+
+static int complete(struct vs_cproto *cp, struct vs_cmsg *m, const struct vs_ack *a,
+		    int64_t now_ms)
+{
+	uint16_t id = m->id;
+	unlink_msg(cp, m);
+	cp->ev->published(cp->ctx, id, a->reason, &a->props);
+	return fill_window(cp, now_ms);
+}
+
+static int on_ack(struct vs_cproto *cp, int type, const struct vs_ack *a, int64_t now_ms)
+{
+	struct vs_cmsg *m = find_msg(cp, a->packet_id, VS_PUBLISH);
+	switch (type) {
+	case VS_PUBACK:
+		if (!m || m->qos != 1 || m->state != VS_CM_SENT)
+			return 0; /* stale ack after a resend: ignore */
+		return complete(cp, m, a, now_ms);
+	case VS_PUBREC:
+		if (!m || m->qos != 2)
+			return 0;
+		if (a->reason >= 0x80)
+			return complete(cp, m, a, now_ms);
+		m->state = VS_CM_RELEASED;
+		return emit_ack(cp, VS_PUBREL, m->id, now_ms);
+	case VS_PUBCOMP:
+		if (!m || m->state != VS_CM_RELEASED)
+			return 0;
+		return complete(cp, m, a, now_ms);
+	default: /* PUBREL */
+		bit_set(cp->qos2_in, a->packet_id, false);
+		return emit_ack(cp, VS_PUBCOMP, a->packet_id, now_ms);
+	}
+}
+
+static int on_suback(struct vs_cproto *cp, int type, const struct vs_suback *sa)
+{
+	int want = type == VS_SUBACK ? VS_SUBSCRIBE : VS_UNSUBSCRIBE;
+	struct vs_cmsg *m = find_msg(cp, sa->packet_id, want);
+	if (!m)
+		return 0;
+	unlink_msg(cp, m);
+	if (type == VS_SUBACK)
+		cp->ev->suback(cp->ctx, sa->packet_id, sa);
+	else
+		cp->ev->unsuback(cp->ctx, sa->packet_id, sa);
+	return 0;
+}
+
+static int dispatch(struct vs_cproto *cp, const struct vs_packet *p, int64_t now_ms)
+{
+	if (cp->state == VS_CS_CONNECTING && p->type != VS_CONNACK)
+		return VS_EPROTO;
+	switch (p->type) {
+	case VS_CONNACK:
+		return on_connack(cp, &p->connack, now_ms);
+	case VS_PUBLISH:
+		return on_publish(cp, &p->publish, now_ms);
+	case VS_PUBACK:
+	case VS_PUBREC:
+	case VS_PUBREL:
+	case VS_PUBCOMP:
+		return on_ack(cp, p->type, &p->ack, now_ms);
+	case VS_SUBACK:
+	case VS_UNSUBACK:
+		return on_suback(cp, p->type, &p->suback);
+	case VS_PINGRESP:
+		cp->ping_sent_ms = 0;
+		return 0;
+	case VS_DISCONNECT:
+		cp->state = VS_CS_IDLE;
+		if (cp->ev->disconnect)
+			cp->ev->disconnect(cp->ctx, &p->disconnect);
+		return VS_ECLOSED;
+	default: /* CONNECT, SUBSCRIBE, ... from a server; AUTH (not supported) */
+		return VS_EPROTO;
+	}
+}
+
+ssize_t vs_cproto_input(struct vs_cproto *cp, const uint8_t *buf, size_t len, int64_t now_ms,
+			enum vs_reason *why)
+{
+	size_t used = 0;
+	struct vs_decode_opts o = {.version = cp->version};
+	while (used < len && cp->state != VS_CS_IDLE) {
+		struct vs_packet p;
+		ssize_t n = vs_codec_decode(buf + used, len - used, &o, &p, why);
+		if (n < 0)
+			return n;
+		if (n == 0)
+			break;
+		used += (size_t)n;
+		if (cp->ev->trace)
+			cp->ev->trace(cp->ctx, false, &p);
+		int rc = dispatch(cp, &p, now_ms);
+		if (rc < 0) {
+			if (rc == VS_EPROTO)
+				*why = VS_RC_PROTOCOL_ERROR;
+			return rc;
+		}
+	}
+	return (ssize_t)used;
+}
+
+int vs_cproto_tick(struct vs_cproto *cp, int64_t now_ms)
+{
+	if (cp->state != VS_CS_CONNECTED || cp->keepalive == 0)
+		return 0;
+	int64_t ka = (int64_t)cp->keepalive * 1000;
+	if (cp->ping_sent_ms)
+		return now_ms - cp->ping_sent_ms >= ka ? -ETIMEDOUT : 0;
+	if (now_ms - cp->last_out_ms >= ka) {
+		struct vs_packet p = {.type = VS_PINGREQ};
+		int rc = emit(cp, &p, now_ms);
+		if (rc < 0)
+			return rc;
+		cp->ping_sent_ms = now_ms;
+	}
+	return 0;
+}
+
+int64_t vs_cproto_deadline(const struct vs_cproto *cp)
+{
+	if (cp->state != VS_CS_CONNECTED || cp->keepalive == 0)
+		return -1;
+	int64_t ka = (int64_t)cp->keepalive * 1000;
+	return cp->ping_sent_ms ? cp->ping_sent_ms + ka : cp->last_out_ms + ka;
+}
+
+size_t vs_cproto_pending(const struct vs_cproto *cp)
+{
+	size_t n = 0;
+	for (const struct vs_cmsg *m = cp->head; m; m = m->next)
+		n += m->type == VS_PUBLISH;
+	return n;
+}
+
+bool vs_cproto_has(const struct vs_cproto *cp, uint16_t id)
+{
+	return bit_get(cp->used, id);
+}
