@@ -137,16 +137,28 @@ static void bin_field(FILE *o, const struct spec *sp, const struct viesti_props 
 	field(o, sp, d, len, width_ok, width_ok, false);
 }
 
-static void hex_field(FILE *o, const struct spec *sp, const struct viesti_message *m, bool upper)
+/*
+ * %p, %x, %X with a width: the payload is cut to `width` bytes first (for hex, then halved, so
+ * the hex fits the width), then padded to the width. This is what mosquitto_sub 2.0 prints.
+ */
+static void payload_field(FILE *o, const struct spec *sp, const struct viesti_message *m, int hex)
 {
 	const uint8_t *p = m->payload;
-	char *h = malloc(m->payload_len * 2 + 1);
-	if (!h)
-		return;
-	for (size_t i = 0; i < m->payload_len; i++)
-		snprintf(h + 2 * i, 3, upper ? "%02X" : "%02x", p[i]);
-	field(o, sp, h, m->payload_len * 2, true, false, true);
-	free(h);
+	size_t len = m->payload_len;
+	int fill;
+	if (sp->width > 0 && len > (size_t)sp->width)
+		len = (size_t)sp->width;
+	if (sp->width > 0 && hex)
+		len /= 2;
+	fill = sp->width - (int)(hex ? len * 2 : len);
+	if (!sp->left)
+		pad(o, sp->zero ? '0' : ' ', fill);
+	if (!hex)
+		fwrite(p, 1, len, o);
+	for (size_t i = 0; hex && i < len; i++)
+		fprintf(o, hex == 1 ? "%02x" : "%02X", p[i]);
+	if (sp->left)
+		pad(o, ' ', fill);
 }
 
 static void user_props(FILE *o, const struct viesti_props *pr)
@@ -488,7 +500,7 @@ static int json(FILE *o, const struct vs_fmt *f, const struct viesti_message *m,
 		const struct timespec *ts, bool raw_payload)
 {
 	struct jout j = {0};
-	if (raw_payload && json_reserialise(m, &j) < 0) {
+	if (raw_payload && m->payload_len && json_reserialise(m, &j) < 0) {
 		free(j.buf);
 		if (!f->quiet)
 			fprintf(stderr, "Error: Message payload is not valid JSON on topic %s.\n",
@@ -507,7 +519,9 @@ static int json(FILE *o, const struct vs_fmt *f, const struct viesti_message *m,
 		fprintf(o, ",\"mid\":%d", m->mid);
 	json_props(o, m->props);
 	fputs(",\"payload\":", o);
-	if (raw_payload)
+	if (!m->payload_len)
+		fputs("null", o); /* an empty payload is JSON null in both %j and %J */
+	else if (raw_payload)
 		fwrite(j.buf, 1, j.len, o);
 	else
 		json_str(o, m->payload, m->payload_len);
@@ -548,9 +562,12 @@ static void conv(FILE *o, const struct vs_fmt *f, const struct spec *sp,
 		field(o, sp, b, (size_t)n, true, false, true);
 		break;
 	case 'P': user_props(o, m->props); break;
-	case 'p': field(o, sp, m->payload, m->payload_len, true, false, true); break;
+	case 'p': payload_field(o, sp, m, 0); break;
 	case 'q': fprintf(o, "%d", m->qos); break;
-	case 'R': bin_field(o, sp, m->props, VIESTI_PROP_RESPONSE_TOPIC, true); break;
+	case 'R': /* unlike %C, an absent response topic prints nothing, not even padding */
+		if (viesti_props_has(m->props, VIESTI_PROP_RESPONSE_TOPIC))
+			bin_field(o, sp, m->props, VIESTI_PROP_RESPONSE_TOPIC, true);
+		break;
 	case 'r': fprintf(o, "%d", m->retain); break;
 	case 'S': {
 		size_t pos = 0;
@@ -562,8 +579,8 @@ static void conv(FILE *o, const struct vs_fmt *f, const struct spec *sp,
 	}
 	case 't': field(o, sp, m->topic, m->topic_len, true, true, false); break;
 	case 'U': fprintf(o, "%lld.%09ld", (long long)ts->tv_sec, ts->tv_nsec); break;
-	case 'x': hex_field(o, sp, m, false); break;
-	case 'X': hex_field(o, sp, m, true); break;
+	case 'x': payload_field(o, sp, m, 1); break;
+	case 'X': payload_field(o, sp, m, 2); break;
 	}
 }
 
