@@ -14,6 +14,7 @@
 #include "auth/passwd.h"
 #include "base/clock.h"
 #include "base/error.h"
+#include "broker/persist.h"
 #include "broker/worker.h"
 #include "session/msg.h"
 #include "session/session.h"
@@ -137,6 +138,9 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 	int rc = make_listeners(b, err, errlen);
 	if (rc < 0)
 		return rc;
+	rc = vs_bp_open(b, err, errlen);
+	if (rc < 0)
+		return rc;
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	b->n_workers = conf->threads > 0 ? conf->threads : cores > 0 ? (int)cores : 1;
 	b->workers = calloc((size_t)b->n_workers, sizeof(*b->workers));
@@ -178,6 +182,7 @@ void vs_broker_fini(struct vs_broker *b)
 	for (int i = 0; i < b->n_workers; i++)
 		if (b->workers[i].thread)
 			pthread_join(b->workers[i].thread, NULL);
+	vs_bp_close(b);
 	for (int i = 0; i < b->n_workers; i++)
 		if (b->workers[i].b)
 			vs_worker_fini(&b->workers[i]);

@@ -25,6 +25,7 @@ struct vs_retain;
 struct vs_session;
 struct vs_passwd;
 struct vs_acl;
+struct vs_store;
 
 /* A configured listener, resolved: what each worker opens a socket for. */
 struct vs_listener {
@@ -63,6 +64,12 @@ struct vs_broker {
 
 	struct vs_listener *listeners;
 	size_t n_listeners;
+	struct vs_store *store;   /* persistence, or NULL when off */
+	atomic_uint_fast64_t next_store_id; /* message ids for the store */
+	atomic_bool store_warned; /* a storage failure was logged (reset when it recovers) */
+	atomic_bool snapshot_running;
+	bool snapshot_thread_started;
+	pthread_t snapshot_thread;
 	struct vs_passwd *passwd; /* global password_file, or NULL */
 	struct vs_acl *acl;       /* global acl_file, or NULL */
 

@@ -12,6 +12,7 @@
 
 #include "base/clock.h"
 #include "base/error.h"
+#include "broker/persist.h"
 #include "broker/router.h"
 #include "broker/worker.h"
 #include "session/session.h"
@@ -93,6 +94,9 @@ int vs_conn_send(struct vs_conn *c, const struct vs_packet *p)
 		return (int)n;
 	c->out.len += (size_t)n;
 	atomic_fetch_add_explicit(&c->w->stats.msgs_sent, 1, memory_order_relaxed);
+	/* Acknowledgements wait for this turn's persistence commit (worker.c end_turn). */
+	if (p->type != VS_PUBLISH && p->type != VS_PINGRESP && p->type != VS_DISCONNECT)
+		c->durable_pending = true;
 	vs_worker_want_flush(c->w, c);
 	return 0;
 }
@@ -120,6 +124,7 @@ void vs_conn_flush(struct vs_conn *c)
 		return;
 	}
 	if (n > 0) {
+		c->durable_pending = false;
 		vs_bytes_consume(&c->out, (size_t)n);
 		atomic_fetch_add_explicit(&c->w->stats.bytes_sent, (uint64_t)n, memory_order_relaxed);
 	}
@@ -310,8 +315,12 @@ static void on_io(struct vs_io *io, uint32_t events)
 		if (c->state == VS_CONN_CLOSING)
 			return;
 	}
-	if (events & EPOLLOUT)
-		vs_conn_flush(c);
+	if (events & EPOLLOUT) {
+		if (c->w->b->store)
+			vs_worker_want_flush(c->w, c); /* after this turn's commit */
+		else
+			vs_conn_flush(c);
+	}
 }
 
 static void forget_flush(struct vs_conn *c)
@@ -350,10 +359,13 @@ static void detach_session(struct vs_conn *c)
 			s->offline_since_ms = c->w->now_ms;
 			s->offline_since_wall = vs_wall_s();
 			end = s->expiry == 0;
+			if (!end)
+				vs_bp_session(c->w, s);
 			if (will && c->will_delay && !end) {
 				vs_msg_unref(s->will);
 				s->will = will;
 				s->will_at_ms = c->w->now_ms + (int64_t)c->will_delay * 1000;
+				vs_bp_will(c->w, s, will, s->will_at_ms);
 				will = NULL;
 			}
 		} else if (will && c->will_delay && !s->ended) {
@@ -400,6 +412,9 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 		}
 	}
 	c->state = VS_CONN_CLOSING;
+	/* What this connection was told must be stored before it is written. */
+	if (c->durable_pending && vs_bp_commit(w) < 0)
+		c->out.off = c->out.len = 0;
 	vs_conn_flush(c);
 	forget_flush(c);
 	struct vs_broker *b = w->b;

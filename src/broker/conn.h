@@ -37,6 +37,7 @@ struct vs_conn {
 	uint8_t state;
 	uint8_t version;       /* 0 until CONNECT */
 	bool graceful;         /* a DISCONNECT (without will) was received */
+	bool durable_pending;  /* output holds an acknowledgement not yet committed to the store */
 	bool parked;           /* CONNECT waits for another worker to close the old connection */
 	bool want_drain;       /* output went over the high-water mark: drain when it empties */
 	bool in_flush;         /* in the worker's flush list */

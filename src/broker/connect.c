@@ -11,6 +11,7 @@
 #include "auth/passwd.h"
 #include "base/clock.h"
 #include "broker/conn.h"
+#include "broker/persist.h"
 #include "broker/router.h"
 #include "broker/worker.h"
 #include "session/session.h"
@@ -195,6 +196,10 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 	/* [MQTT-3.1.3-9] a delayed will of the resumed session is not sent. */
 	struct vs_msg *dropped_will = s->will;
 	s->will = NULL;
+	if (dropped_will)
+		vs_bp_will_del(w, s);
+	if (s->expiry > 0 || s->persisted)
+		vs_bp_session(w, s); /* before CONNACK: the session exists once it is told so */
 	c->session_gen = s->conn_gen;
 	c->session = vs_session_ref(s);
 	pthread_mutex_unlock(&s->lock);

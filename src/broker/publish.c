@@ -12,6 +12,7 @@
 #include "auth/acl.h"
 #include "base/error.h"
 #include "broker/conn.h"
+#include "broker/persist.h"
 #include "broker/router.h"
 #include "broker/worker.h"
 #include "session/session.h"
@@ -128,10 +129,21 @@ int vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 		vs_conn_close(c, rc, why);
 		return -1;
 	}
+	if (p->qos > 0 && !vs_bp_healthy(c->w->b)) {
+		/* The store cannot take it: do not acknowledge what would not survive a crash. */
+		if (c->version < VS_V5) {
+			vs_conn_close(c, -1, "persistence unavailable, QoS 1/2 refused");
+			return -1;
+		}
+		return vs_conn_send_ack(c, p->qos == 1 ? VS_PUBACK : VS_PUBREC, p->packet_id,
+					VS_RC_QUOTA_EXCEEDED);
+	}
 	if (p->qos == 2) {
 		struct vs_session *s = c->session;
 		pthread_mutex_lock(&s->lock);
 		int added = vs_session_in_qos2_add(s, p->packet_id);
+		if (added > 0)
+			vs_bp_inqos2(c->w, s, p->packet_id, true);
 		pthread_mutex_unlock(&s->lock);
 		if (added < 0) {
 			vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");
@@ -151,6 +163,7 @@ int vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 			/* A failed QoS 2 exchange ends here: the id is free again [MQTT-4.3.3-?]. */
 			pthread_mutex_lock(&c->session->lock);
 			vs_session_in_qos2_del(c->session, p->packet_id);
+			vs_bp_inqos2(c->w, c->session, p->packet_id, false);
 			pthread_mutex_unlock(&c->session->lock);
 			c->in_qos2--;
 		}
@@ -164,6 +177,8 @@ static int on_pubrel(struct vs_conn *c, const struct vs_ack *a)
 	struct vs_session *s = c->session;
 	pthread_mutex_lock(&s->lock);
 	bool had = vs_session_in_qos2_del(s, a->packet_id);
+	if (had)
+		vs_bp_inqos2(c->w, s, a->packet_id, false);
 	pthread_mutex_unlock(&s->lock);
 	if (had && c->in_qos2)
 		c->in_qos2--;
@@ -181,22 +196,25 @@ static int on_outgoing_ack(struct vs_conn *c, int type, const struct vs_ack *a)
 	int i = vs_session_find_inflight(s, a->packet_id);
 	if (i >= 0 && s->conn == c) {
 		struct vs_qentry *e = vs_ring_at(&s->inflight, (uint32_t)i);
+		bool done = false;
 		if (type == VS_PUBACK && e->state == VS_Q_WAIT_PUBACK) {
-			vs_qentry_fini(e);
-			vs_ring_remove(&s->inflight, (uint32_t)i);
+			done = true;
 		} else if (type == VS_PUBREC && e->state == VS_Q_WAIT_PUBREC) {
-			if (a->reason >= 0x80) { /* [MQTT-4.3.3-4] the flow ends on an error */
-				vs_qentry_fini(e);
-				vs_ring_remove(&s->inflight, (uint32_t)i);
+			if (a->reason >= 0x80) {
+				done = true; /* [MQTT-4.3.3-4] the flow ends on an error */
 			} else {
-				vs_msg_unref(e->msg); /* [MQTT-4.3.3-4] the message is discarded */
-				e->msg = NULL;
+				/* The message is kept (not resent) only so the store can name it. */
 				e->state = VS_Q_WAIT_PUBCOMP;
+				vs_bp_queue(c->w, s, e);
 				send_rel = true;
 			}
 		} else if (type == VS_PUBREC && e->state == VS_Q_WAIT_PUBCOMP) {
 			send_rel = true;
 		} else if (type == VS_PUBCOMP && e->state == VS_Q_WAIT_PUBCOMP) {
+			done = true;
+		}
+		if (done) {
+			vs_bp_dequeue(c->w, s, e->msg);
 			vs_qentry_fini(e);
 			vs_ring_remove(&s->inflight, (uint32_t)i);
 		}

@@ -11,6 +11,7 @@
 #include "auth/acl.h"
 #include "base/clock.h"
 #include "broker/conn.h"
+#include "broker/persist.h"
 #include "broker/worker.h"
 #include "session/session.h"
 #include "topic/retain.h"
@@ -83,6 +84,7 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 		/* [MQTT-3.3.1-5] store; [MQTT-3.3.1-10] an empty payload removes. */
 		vs_retain_set(b->retain, (const char *)msg->topic.p, msg->topic.len,
 			      msg->payload.len ? msg : NULL);
+		vs_bp_retain(w, msg, msg->payload.len > 0);
 	}
 	struct route_ctx r = {w, msg, origin};
 	w->n_matches = 0;
@@ -166,6 +168,8 @@ int vs_deliver(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, ui
 		return 0;
 	}
 	s->queued_bytes += msg->payload.len;
+	if (s->persisted)
+		vs_bp_queue(w, s, &e);
 	if (s->connected && !s->notified) {
 		s->notified = true;
 		struct vs_worker *owner = s->owner;
@@ -259,6 +263,7 @@ void vs_session_drain(struct vs_worker *w, struct vs_session *s)
 		vs_ring_pop(&s->queue, &x);
 		s->queued_bytes -= x.msg->payload.len;
 		if (vs_msg_expired(x.msg, now, NULL)) {
+			vs_bp_dequeue(w, s, x.msg);
 			vs_qentry_fini(&x); /* [MQTT-3.3.2-5] expired: not sent */
 			continue;
 		}
@@ -267,7 +272,10 @@ void vs_session_drain(struct vs_worker *w, struct vs_session *s)
 			x.state = x.qos == 1 ? VS_Q_WAIT_PUBACK : VS_Q_WAIT_PUBREC;
 		}
 		if (send_entry(c, &x, now) < 0 || !x.qos || vs_ring_push(&s->inflight, &x) < 0) {
+			vs_bp_dequeue(w, s, x.msg);
 			vs_qentry_fini(&x);
+		} else {
+			vs_bp_queue(w, s, &x);
 		}
 		sent = true;
 	}
@@ -334,6 +342,7 @@ void vs_session_end(struct vs_worker *w, struct vs_session *s)
 	pthread_mutex_unlock(&b->reg_lock);
 	pthread_mutex_lock(&s->lock);
 	s->ended = true;
+	vs_bp_session_del(w, s);
 	struct vs_session_sub *subs = s->subs;
 	uint32_t n = s->n_subs;
 	s->subs = NULL;

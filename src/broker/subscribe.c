@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "broker/conn.h"
+#include "broker/persist.h"
 #include "broker/router.h"
 #include "broker/worker.h"
 #include "session/session.h"
@@ -66,6 +67,9 @@ static uint8_t subscribe_one(struct vs_conn *c, const struct vs_sub_entry *e, ui
 	}
 	rc = vs_session_sub_add(c->session, (const char *)e->filter.p, e->filter.len, qos, opts,
 				sub_id);
+	if (rc >= 0)
+		vs_bp_sub(c->w, c->session, (const char *)e->filter.p, e->filter.len, qos, opts,
+			  sub_id);
 	pthread_mutex_unlock(&c->session->lock);
 	if (rc < 0) {
 		vs_tree_remove(b->tree, (const char *)e->filter.p, e->filter.len, c->session);
@@ -139,7 +143,8 @@ int vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe *p)
 	for (uint32_t i = 0; vs_unsubscribe_next(p, &pos, &f); i++) {
 		int had = vs_tree_remove(b->tree, (const char *)f.p, f.len, c->session);
 		pthread_mutex_lock(&c->session->lock);
-		vs_session_sub_del(c->session, (const char *)f.p, f.len);
+		if (vs_session_sub_del(c->session, (const char *)f.p, f.len))
+			vs_bp_unsub(c->w, c->session, (const char *)f.p, f.len);
 		pthread_mutex_unlock(&c->session->lock);
 		codes[i] = had > 0 ? VS_RC_SUCCESS : VS_RC_NO_SUBSCRIPTION_EXISTED;
 		if (vs_log_enabled(b->log, VS_LOG_UNSUBSCRIBE))

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "broker/persist.h"
 #include "broker/router.h"
 #include "broker/worker.h"
 #include "session/session.h"
@@ -58,6 +59,7 @@ static void sweep_sessions(struct vs_worker *w)
 		if (!s->connected && s->will && now >= s->will_at_ms) {
 			will = s->will;
 			s->will = NULL;
+			vs_bp_will_del(w, s);
 		}
 		bool still_offline = !s->connected;
 		pthread_mutex_unlock(&s->lock);
@@ -164,6 +166,7 @@ void vs_sys_tick(struct vs_worker *w)
 	if (w->now_ms - b->last_session_sweep_ms >= 1000) {
 		b->last_session_sweep_ms = w->now_ms;
 		sweep_sessions(w);
+		vs_bp_maybe_compact(b);
 	}
 	if (b->conf->sys_interval > 0 && w->now_ms >= w->next_sys_ms) {
 		w->next_sys_ms = w->now_ms + (int64_t)b->conf->sys_interval * 1000;

@@ -16,6 +16,7 @@
 
 #include "base/clock.h"
 #include "broker/conn.h"
+#include "broker/persist.h"
 #include "broker/router.h"
 #include "broker/sys.h"
 #include "net/listen.h"
@@ -188,6 +189,20 @@ static void on_mailbox(struct vs_io *io, uint32_t events)
 	free(items.v);
 }
 
+/* The commit of this turn failed: connections that were about to receive acknowledgements
+ * lose that output and are closed, so nothing unstored is acknowledged; their clients resend. */
+static void refuse_uncommitted(struct vs_worker *w)
+{
+	for (uint32_t i = 0; i < w->n_flush; i++) {
+		struct vs_conn *c = w->flush[i];
+		if (c && c->durable_pending) {
+			c->out.off = c->out.len = 0;
+			c->durable_pending = false;
+			vs_conn_close(c, VS_RC_QUOTA_EXCEEDED, "persistence unavailable");
+		}
+	}
+}
+
 /* End of a loop turn: drain local sessions, post outboxes, flush connections. Draining may
  * produce output; flushing never produces mail. */
 static void end_turn(struct vs_worker *w)
@@ -197,6 +212,8 @@ static void end_turn(struct vs_worker *w)
 		vs_session_unref(w->dirty[i]);
 	}
 	w->n_dirty = 0;
+	if (vs_bp_commit(w) < 0)
+		refuse_uncommitted(w);
 	for (int t = 0; t < w->b->n_workers; t++) {
 		struct vs_mail_vec *ob = &w->outbox[t];
 		if (ob->n == 0)
@@ -338,5 +355,6 @@ void vs_worker_fini(struct vs_worker *w)
 	free(w->matches);
 	free(w->sub_ids);
 	free(w->graveyard);
+	vs_store_buf_fini(&w->pbuf);
 	vs_loop_fini(&w->loop);
 }

@@ -18,6 +18,7 @@
 
 #include "broker/broker.h"
 #include "net/loop.h"
+#include "persist/store.h"
 
 struct vs_conn;
 struct vs_session;
@@ -100,6 +101,8 @@ struct vs_worker {
 	uint32_t n_matches, cap_matches;
 	uint32_t *sub_ids;         /* scratch for merging */
 	uint32_t cap_sub_ids;
+
+	struct vs_store_buf pbuf; /* persistence records of this turn */
 
 	int64_t next_sweep_ms;
 	int64_t next_sys_ms;

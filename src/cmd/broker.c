@@ -14,11 +14,13 @@
 #include "broker/broker.h"
 #include "cmd/cmd.h"
 #include "conf/conf.h"
+#include "persist/store.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: viesti broker [-c FILE] [-p PORT] [-v] [-d] [--test-config]\n\n"
+		"usage: viesti broker [-c FILE] [-p PORT] [-v] [-d] [--test-config]\n"
+		"       viesti broker --check-store DIR\n\n"
 		"Runs the MQTT broker. Without -c: listens on localhost:1883 only and allows\n"
 		"anonymous clients (Mosquitto 2.0's safe default). The configuration file uses\n"
 		"mosquitto.conf's format and directives; see docs/configuration.md.\n\n"
@@ -27,6 +29,7 @@ static void usage(FILE *f)
 		"  -v, --verbose           log everything (log_type all)\n"
 		"  -d, --daemon            run in the background\n"
 		"      --test-config       check the configuration and exit\n"
+		"      --check-store DIR   report what a persistence directory holds and exit\n"
 		"  -h, --help              show this help\n\n"
 		"Signals: SIGINT/SIGTERM stop cleanly; SIGHUP reopens the log file.\n");
 }
@@ -37,6 +40,7 @@ struct args {
 	bool verbose;
 	bool daemon;
 	bool test_config;
+	const char *check_store;
 };
 
 static int parse_args(int argc, char **argv, struct args *a)
@@ -47,6 +51,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{"verbose", no_argument, NULL, 'v'},
 		{"daemon", no_argument, NULL, 'd'},
 		{"test-config", no_argument, NULL, 't'},
+		{"check-store", required_argument, NULL, 's'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -76,6 +81,9 @@ static int parse_args(int argc, char **argv, struct args *a)
 			break;
 		case 't':
 			a->test_config = true;
+			break;
+		case 's':
+			a->check_store = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -195,6 +203,10 @@ int vs_cmd_broker(int argc, char **argv)
 	int rc = parse_args(argc, argv, &a);
 	if (rc)
 		return rc == 1 ? 0 : rc;
+	if (a.check_store) {
+		rc = vs_store_check(a.check_store, stdout);
+		return rc < 0 ? 1 : rc;
+	}
 	struct vs_config conf;
 	vs_config_init(&conf);
 	if (load_config(&conf, &a) < 0) {

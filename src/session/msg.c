@@ -43,6 +43,7 @@ struct vs_msg *vs_msg_make(const char *topic, size_t topic_len, const void *payl
 	m->created_ms = now_ms;
 	for (int i = 0; i < 4; i++)
 		atomic_init(&m->enc[i], NULL);
+	atomic_init(&m->store_id, 0);
 	uint8_t *d = (uint8_t *)(m + 1);
 	d = put(d, &m->topic, topic, topic_len);
 	d = put(d, &m->payload, payload, payload_len);

@@ -45,6 +45,7 @@ struct vs_msg {
 	uint32_t n_user;
 	struct vs_buf origin;           /* client id of the publisher, for No Local */
 	_Atomic(struct vs_msg_enc *) enc[4]; /* [5.0 ? 2 : 0] + (qos > 0) */
+	_Atomic uint64_t store_id; /* persistence: id of its MSG record, 0 = not written yet */
 };
 
 /*

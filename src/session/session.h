@@ -72,6 +72,7 @@ struct vs_session {
 	bool connected;       /* a connection is attached */
 	bool notified;        /* a drain notification is pending for the owner */
 	bool ended;           /* removed from the registry; deliveries are dropped */
+	bool persisted;       /* its SESSION record is in the store: changes are recorded */
 	void *conn;           /* the attached connection (opaque here) */
 	void *owner;          /* the worker owning conn */
 	uint64_t conn_gen;    /* bumped on each attach; stale connections compare it */
@@ -95,6 +96,7 @@ struct vs_session {
 
 	struct vs_msg *will;     /* delayed will (5.0 Will Delay Interval), or NULL */
 	int64_t will_at_ms;      /* monotonic time to publish it */
+	uint64_t will_store_id;  /* during persistence replay only: the will's message id */
 };
 
 /* Creates a session with one reference. Returns NULL on allocation failure. */

@@ -61,7 +61,6 @@ def data_dir():
 	shutil.rmtree(d, ignore_errors=True)
 
 
-@pytest.mark.xfail(reason="persistence is not wired into the broker yet (issue 6)", strict=False)
 def test_persistence_across_restart(broker, clients, data_dir):
 	"""With `persistence true`, retained messages and persistent sessions (subscriptions and
 	queued QoS 1 messages) survive a clean restart."""
@@ -88,7 +87,6 @@ def test_persistence_across_restart(broker, clients, data_dir):
 
 
 @pytest.mark.viesti_only  # Mosquitto writes its database only at autosave/shutdown
-@pytest.mark.xfail(reason="persistence is not wired into the broker yet (issue 6)", strict=False)
 def test_persistence_survives_kill9(broker, clients, data_dir):
 	"""ARCHITECTURE.md: with fsync policy `never`, data reaches the kernel before any ack, so
 	an acknowledged retained message and queued message survive SIGKILL."""

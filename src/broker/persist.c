@@ -1,0 +1,216 @@
+/*
+ * Broker persistence hooks: see persist.h. Records are built from live objects; the store
+ * encodes them into the worker's buffer without locking or syscalls.
+ */
+#include "broker/persist.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "broker/worker.h"
+#include "persist/store.h"
+#include "session/session.h"
+
+static struct vs_rec_str str(const void *p, size_t len)
+{
+	struct vs_rec_str r = {p, len};
+	return r;
+}
+
+static struct vs_rec_str sid(const struct vs_session *s)
+{
+	return str(s->client_id, s->id_len);
+}
+
+/* Wall-clock seconds of a monotonic time, for records that must count across restarts. */
+static int64_t wall_of(int64_t mono_ms, int64_t now_ms)
+{
+	return vs_wall_s() - (now_ms - mono_ms) / 1000;
+}
+
+static void append(struct vs_worker *w, const struct vs_rec *r)
+{
+	int rc = vs_store_append(&w->pbuf, r);
+	if (rc < 0)
+		vs_log(w->b->log, VS_LOG_ERR, "persistence: cannot record %s: %s",
+		       vs_rec_type_name(r->type), rc == -ENOMEM ? "out of memory" : "too large");
+}
+
+void vs_bp_session(struct vs_worker *w, struct vs_session *s)
+{
+	if (!w->b->store)
+		return;
+	s->persisted = true;
+	struct vs_rec r = {.type = VS_REC_SESSION};
+	r.u.session.client_id = sid(s);
+	r.u.session.expiry_interval = s->expiry;
+	r.u.session.protocol_version = s->version;
+	r.u.session.offline_since_wall = s->connected ? 0 : s->offline_since_wall;
+	append(w, &r);
+}
+
+void vs_bp_session_del(struct vs_worker *w, struct vs_session *s)
+{
+	if (!w->b->store || !s->persisted)
+		return;
+	s->persisted = false;
+	struct vs_rec r = {.type = VS_REC_SESSION_DEL};
+	r.u.client_id = sid(s);
+	append(w, &r);
+}
+
+void vs_bp_sub(struct vs_worker *w, struct vs_session *s, const char *filter, size_t len,
+	       uint8_t qos, uint8_t options, uint32_t sub_id)
+{
+	if (!w->b->store || !s->persisted)
+		return;
+	struct vs_rec r = {.type = VS_REC_SUB};
+	r.u.sub.client_id = sid(s);
+	r.u.sub.filter = str(filter, len);
+	r.u.sub.qos = qos;
+	r.u.sub.options = options;
+	r.u.sub.sub_id = sub_id;
+	append(w, &r);
+}
+
+void vs_bp_unsub(struct vs_worker *w, struct vs_session *s, const char *filter, size_t len)
+{
+	if (!w->b->store || !s->persisted)
+		return;
+	struct vs_rec r = {.type = VS_REC_UNSUB};
+	r.u.sub.client_id = sid(s);
+	r.u.sub.filter = str(filter, len);
+	append(w, &r);
+}
+
+/* Writes the message body once (the first record that needs it) and returns its id. */
+static uint64_t msg_id(struct vs_worker *w, struct vs_msg *m)
+{
+	uint64_t id = atomic_load_explicit(&m->store_id, memory_order_acquire);
+	if (id)
+		return id;
+	uint64_t fresh = atomic_fetch_add(&w->b->next_store_id, 1);
+	if (!atomic_compare_exchange_strong(&m->store_id, &id, fresh))
+		return id; /* another worker wrote it meanwhile */
+	struct vs_rec r = {.type = VS_REC_MSG};
+	struct vs_rec_msg *x = &r.u.msg;
+	x->msg_id = fresh;
+	x->topic = str(m->topic.p, m->topic.len);
+	x->payload = str(m->payload.p ? m->payload.p : (const uint8_t *)"", m->payload.len);
+	x->qos = m->qos;
+	x->retain = m->retain;
+	x->created_wall = wall_of(m->created_ms, w->now_ms);
+	x->has_expiry = m->has_expiry;
+	x->expiry_interval = m->expiry_interval;
+	x->has_payload_format = m->has_payload_format;
+	x->payload_format = m->payload_format;
+	x->content_type = str(m->content_type.p, m->content_type.len);
+	x->response_topic = str(m->response_topic.p, m->response_topic.len);
+	x->correlation_data = str(m->correlation_data.p, m->correlation_data.len);
+	x->user_props_raw = str(m->user_raw.p, m->user_raw.len);
+	x->origin_client_id = str(m->origin.p ? m->origin.p : (const uint8_t *)"", m->origin.len);
+	append(w, &r);
+	return fresh;
+}
+
+void vs_bp_retain(struct vs_worker *w, struct vs_msg *m, bool set)
+{
+	/* $SYS is the broker's own, republished every sys_interval: never stored. */
+	if (!w->b->store || (m->topic.len >= 4 && memcmp(m->topic.p, "$SYS", 4) == 0))
+		return;
+	struct vs_rec r = {.type = set ? VS_REC_RETAIN : VS_REC_RETAIN_DEL};
+	r.u.retain.topic = str(m->topic.p, m->topic.len);
+	if (set)
+		r.u.retain.msg_id = msg_id(w, m);
+	append(w, &r);
+}
+
+void vs_bp_queue(struct vs_worker *w, struct vs_session *s, const struct vs_qentry *e)
+{
+	if (!w->b->store || !s->persisted || !e->msg)
+		return;
+	struct vs_rec r = {.type = VS_REC_QUEUE};
+	struct vs_rec_queue *q = &r.u.queue;
+	q->client_id = sid(s);
+	q->msg_id = msg_id(w, e->msg);
+	q->qos = e->qos;
+	q->retain = e->retain;
+	q->state = e->state;
+	q->packet_id = e->packet_id;
+	q->dup = e->dup;
+	q->sub_ids = e->n_sub_ids ? vs_qentry_sub_ids(e) : NULL;
+	q->n_sub_ids = e->n_sub_ids;
+	append(w, &r);
+}
+
+void vs_bp_dequeue(struct vs_worker *w, struct vs_session *s, struct vs_msg *m)
+{
+	if (!w->b->store || !s->persisted || !m)
+		return;
+	uint64_t id = atomic_load_explicit(&m->store_id, memory_order_acquire);
+	if (!id)
+		return; /* never recorded */
+	struct vs_rec r = {.type = VS_REC_DEQUEUE};
+	r.u.dequeue.client_id = sid(s);
+	r.u.dequeue.msg_id = id;
+	append(w, &r);
+}
+
+void vs_bp_inqos2(struct vs_worker *w, struct vs_session *s, uint16_t id, bool add)
+{
+	if (!w->b->store || !s->persisted)
+		return;
+	struct vs_rec r = {.type = VS_REC_INQOS2};
+	r.u.inqos2.client_id = sid(s);
+	r.u.inqos2.packet_id = id;
+	r.u.inqos2.add = add;
+	append(w, &r);
+}
+
+void vs_bp_will(struct vs_worker *w, struct vs_session *s, struct vs_msg *will, int64_t at_ms)
+{
+	if (!w->b->store || !s->persisted)
+		return;
+	struct vs_rec r = {.type = VS_REC_WILL};
+	r.u.will.client_id = sid(s);
+	r.u.will.msg_id = msg_id(w, will);
+	r.u.will.publish_at_wall = wall_of(at_ms, w->now_ms);
+	append(w, &r);
+}
+
+void vs_bp_will_del(struct vs_worker *w, struct vs_session *s)
+{
+	if (!w->b->store || !s->persisted)
+		return;
+	struct vs_rec r = {.type = VS_REC_WILL_DEL};
+	r.u.will.client_id = sid(s);
+	append(w, &r);
+}
+
+bool vs_bp_healthy(const struct vs_broker *b)
+{
+	return !b->store || vs_store_healthy(b->store);
+}
+
+int vs_bp_commit(struct vs_worker *w)
+{
+	struct vs_broker *b = w->b;
+	if (!b->store || w->pbuf.len == 0)
+		return 0;
+	int rc = vs_store_commit(b->store, &w->pbuf);
+	if (rc < 0) {
+		if (!atomic_exchange(&b->store_warned, true))
+			vs_log(b->log, VS_LOG_ERR,
+			       "persistence: cannot write to %s: %s. QoS 1/2 messages are refused "
+			       "until it can (QoS 0 goes on)",
+			       b->conf->persistence_location ? b->conf->persistence_location : ".",
+			       strerror(-rc));
+		return rc;
+	}
+	if (atomic_load_explicit(&b->store_warned, memory_order_relaxed) &&
+	    atomic_exchange(&b->store_warned, false))
+		vs_log(b->log, VS_LOG_NOTICE, "persistence: writing works again");
+	return 0;
+}

@@ -1,0 +1,58 @@
+/*
+ * The broker side of persistence: turning state changes into store records (src/persist) and
+ * rebuilding the broker's state from them at start-up.
+ *
+ * Every change a client is told about is appended to the worker's buffer while the packet is
+ * handled; the buffer is committed once per loop turn, before any output of that turn is
+ * written (worker.c's end_turn), so no acknowledgement leaves before what it acknowledges is
+ * stored. Only persistent sessions (those that outlive their connection) are recorded, and
+ * retained messages. With persistence off every function here is a cheap no-op.
+ *
+ * Replay is order-independent across workers: queue states only move forward, and a DEQUEUE
+ * leaves a tombstone so a late QUEUE record from another worker cannot resurrect the entry.
+ */
+#ifndef VS_BROKER_PERSIST_H
+#define VS_BROKER_PERSIST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct vs_broker;
+struct vs_worker;
+struct vs_session;
+struct vs_msg;
+struct vs_qentry;
+
+/* Opens the store in persistence_location, replays it into the broker (sessions, subscriptions,
+ * retained messages, queues, wills) and compacts it. Returns 0 or a negative error with err. */
+int vs_bp_open(struct vs_broker *b, char *err, size_t errlen);
+/* Writes a final snapshot, closes the store. */
+void vs_bp_close(struct vs_broker *b);
+
+/* A snapshot is started (on its own thread) once the current log segment is this large. */
+#define VS_BP_COMPACT_BYTES (64ull << 20)
+
+/* Starts a snapshot when the log has grown past VS_BP_COMPACT_BYTES (worker 0's sweep). */
+void vs_bp_maybe_compact(struct vs_broker *b);
+
+/* Commits the worker's buffer (end of a loop turn). Returns 0, or a negative error: the caller
+ * must not send the acknowledgements of this turn. */
+int vs_bp_commit(struct vs_worker *w);
+/* Whether new QoS 1/2 messages can be stored (false after a failed write, until one works). */
+bool vs_bp_healthy(const struct vs_broker *b);
+
+/* Hooks. `s` locked by the caller where noted. All are no-ops without a store. */
+void vs_bp_session(struct vs_worker *w, struct vs_session *s);      /* s locked */
+void vs_bp_session_del(struct vs_worker *w, struct vs_session *s);  /* s locked */
+void vs_bp_sub(struct vs_worker *w, struct vs_session *s, const char *filter, size_t len,
+	       uint8_t qos, uint8_t options, uint32_t sub_id);      /* s locked */
+void vs_bp_unsub(struct vs_worker *w, struct vs_session *s, const char *filter, size_t len);
+void vs_bp_retain(struct vs_worker *w, struct vs_msg *m, bool set);
+void vs_bp_queue(struct vs_worker *w, struct vs_session *s, const struct vs_qentry *e); /* locked */
+void vs_bp_dequeue(struct vs_worker *w, struct vs_session *s, struct vs_msg *m);       /* locked */
+void vs_bp_inqos2(struct vs_worker *w, struct vs_session *s, uint16_t id, bool add);  /* locked */
+void vs_bp_will(struct vs_worker *w, struct vs_session *s, struct vs_msg *will, int64_t at_ms);
+void vs_bp_will_del(struct vs_worker *w, struct vs_session *s);
+
+#endif

@@ -1,0 +1,644 @@
+/*
+ * Persistence at start-up and compaction: replaying the store into the broker, and writing the
+ * broker's whole state as a snapshot (after replay, and whenever the log has grown large).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "broker/persist.h"
+#include "broker/worker.h"
+#include "persist/store.h"
+#include "session/session.h"
+#include "topic/retain.h"
+#include "topic/tree.h"
+
+/* A queue entry seen during replay, keyed by (session, message id). */
+struct pending {
+	struct vs_session *s; /* the session object it belongs to (borrowed from the registry) */
+	uint64_t msg_id;
+	uint64_t seq;         /* first appearance: queue order */
+	bool tomb;            /* dequeued: later QUEUE records for it are stale */
+	uint8_t qos, state;
+	bool retain, dup;
+	uint16_t packet_id;
+	uint32_t n_sub_ids;
+	uint32_t *sub_ids;
+};
+
+struct replay {
+	struct vs_broker *b;
+	int64_t now_ms, now_wall;
+	struct vs_map msgs;     /* 8-byte id -> struct vs_msg * (one reference) */
+	struct vs_map retained; /* topic -> msg id (as pointer-sized integer) */
+	struct vs_map index;    /* (session ptr, msg id) -> pending index + 1 */
+	struct pending *pend;
+	size_t n_pend, cap_pend;
+	struct vs_session **dead; /* ended during replay, freed at the end */
+	size_t n_dead, cap_dead;
+	uint64_t max_id;
+	uint64_t seq;
+};
+
+static struct vs_session *find_session(struct replay *r, const struct vs_rec_str *id)
+{
+	return vs_map_get(&r->b->sessions, id->p, id->len);
+}
+
+static int on_session(struct replay *r, const struct vs_rec_session *x)
+{
+	struct vs_session *s = find_session(r, &x->client_id);
+	if (!s) {
+		s = vs_session_new((const char *)x->client_id.p, x->client_id.len);
+		if (!s || vs_map_put(&r->b->sessions, x->client_id.p, x->client_id.len, s, NULL) < 0) {
+			vs_session_unref(s);
+			return -ENOMEM;
+		}
+	}
+	s->expiry = x->expiry_interval;
+	s->version = x->protocol_version;
+	/* Offline since the recorded time, or since now when it was connected at the crash; the
+	 * expiry counts in wall-clock time across the restart. */
+	int64_t since = x->offline_since_wall ? x->offline_since_wall : r->now_wall;
+	s->offline_since_wall = since;
+	s->offline_since_ms = r->now_ms - (r->now_wall - since) * 1000;
+	s->persisted = true;
+	return 0;
+}
+
+static void on_session_del(struct replay *r, const struct vs_rec_str *id)
+{
+	struct vs_session *s = vs_map_del(&r->b->sessions, id->p, id->len);
+	if (!s)
+		return;
+	s->ended = true;
+	/* Pending entries point at s: keep it alive until the end of replay. */
+	if (r->n_dead == r->cap_dead) {
+		size_t cap = r->cap_dead ? r->cap_dead * 2 : 16;
+		struct vs_session **n = realloc(r->dead, cap * sizeof(*n));
+		if (!n) {
+			vs_session_unref(s); /* its entries are skipped: ended */
+			return;
+		}
+		r->dead = n;
+		r->cap_dead = cap;
+	}
+	r->dead[r->n_dead++] = s;
+}
+
+static int on_msg(struct replay *r, const struct vs_rec_msg *x)
+{
+	if (vs_map_get(&r->msgs, &x->msg_id, sizeof(x->msg_id)))
+		return 0;
+	struct vs_props pr;
+	memset(&pr, 0, sizeof(pr));
+	if (x->has_payload_format) {
+		pr.present |= 1ull << VS_PROP_PAYLOAD_FORMAT;
+		pr.payload_format = x->payload_format;
+	}
+	if (x->has_expiry) {
+		pr.present |= 1ull << VS_PROP_MESSAGE_EXPIRY;
+		pr.message_expiry = x->expiry_interval;
+	}
+	if (x->content_type.p) {
+		pr.present |= 1ull << VS_PROP_CONTENT_TYPE;
+		pr.content_type = (struct vs_buf){x->content_type.p, x->content_type.len};
+	}
+	if (x->response_topic.p) {
+		pr.present |= 1ull << VS_PROP_RESPONSE_TOPIC;
+		pr.response_topic = (struct vs_buf){x->response_topic.p, x->response_topic.len};
+	}
+	if (x->correlation_data.p) {
+		pr.present |= 1ull << VS_PROP_CORRELATION_DATA;
+		pr.correlation_data = (struct vs_buf){x->correlation_data.p, x->correlation_data.len};
+	}
+	if (x->user_props_raw.p && x->user_props_raw.len) {
+		pr.user_raw = (struct vs_buf){x->user_props_raw.p, x->user_props_raw.len};
+		/* n_user only informs encoding size checks; count the 0x26 entries lazily: 1 is enough
+		 * to mark them present. */
+		pr.n_user = 1;
+	}
+	struct vs_buf origin = {x->origin_client_id.p, x->origin_client_id.len};
+	int64_t created_ms = r->now_ms - (r->now_wall - x->created_wall) * 1000;
+	struct vs_msg *m = vs_msg_make((const char *)x->topic.p, x->topic.len, x->payload.p,
+				       x->payload.len, x->qos, x->retain, &pr, &origin, created_ms);
+	if (!m)
+		return -ENOMEM;
+	atomic_store(&m->store_id, x->msg_id);
+	if (x->msg_id > r->max_id)
+		r->max_id = x->msg_id;
+	if (vs_map_put(&r->msgs, &x->msg_id, sizeof(x->msg_id), m, NULL) < 0) {
+		vs_msg_unref(m);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static struct pending *pending_for(struct replay *r, struct vs_session *s, uint64_t id)
+{
+	uint8_t key[16];
+	memcpy(key, &s, sizeof(s));
+	memcpy(key + 8, &id, 8);
+	uintptr_t at = (uintptr_t)vs_map_get(&r->index, key, sizeof(key));
+	if (at)
+		return &r->pend[at - 1];
+	if (r->n_pend == r->cap_pend) {
+		size_t cap = r->cap_pend ? r->cap_pend * 2 : 256;
+		struct pending *n = realloc(r->pend, cap * sizeof(*n));
+		if (!n)
+			return NULL;
+		r->pend = n;
+		r->cap_pend = cap;
+	}
+	struct pending *p = &r->pend[r->n_pend++];
+	memset(p, 0, sizeof(*p));
+	p->s = s;
+	p->msg_id = id;
+	p->seq = r->seq++;
+	if (vs_map_put(&r->index, key, sizeof(key), (void *)(uintptr_t)r->n_pend, NULL) < 0) {
+		r->n_pend--;
+		return NULL;
+	}
+	return p;
+}
+
+static int on_queue(struct replay *r, const struct vs_rec_queue *x)
+{
+	struct vs_session *s = find_session(r, &x->client_id);
+	if (!s)
+		return 0;
+	struct pending *p = pending_for(r, s, x->msg_id);
+	if (!p)
+		return -ENOMEM;
+	/* States only move forward; a late record from another worker never moves one back. */
+	if (p->tomb || (p->qos && x->state < p->state))
+		return 0;
+	p->qos = x->qos;
+	p->state = x->state;
+	p->retain = x->retain;
+	p->dup = x->dup;
+	p->packet_id = x->packet_id;
+	free(p->sub_ids);
+	p->sub_ids = NULL;
+	p->n_sub_ids = 0;
+	if (x->n_sub_ids) {
+		p->sub_ids = malloc(x->n_sub_ids * sizeof(uint32_t));
+		if (!p->sub_ids)
+			return -ENOMEM;
+		memcpy(p->sub_ids, x->sub_ids, x->n_sub_ids * sizeof(uint32_t));
+		p->n_sub_ids = (uint32_t)x->n_sub_ids;
+	}
+	return 0;
+}
+
+static int on_dequeue(struct replay *r, const struct vs_rec_dequeue *x)
+{
+	struct vs_session *s = find_session(r, &x->client_id);
+	if (!s)
+		return 0;
+	struct pending *p = pending_for(r, s, x->msg_id);
+	if (!p)
+		return -ENOMEM;
+	p->tomb = true;
+	return 0;
+}
+
+static int on_sub(struct replay *r, const struct vs_rec_sub *x, bool add)
+{
+	struct vs_session *s = find_session(r, &x->client_id);
+	if (!s)
+		return 0;
+	if (!add)
+		return vs_session_sub_del(s, (const char *)x->filter.p, x->filter.len), 0;
+	return vs_session_sub_add(s, (const char *)x->filter.p, x->filter.len, x->qos, x->options,
+				  x->sub_id) < 0 ? -ENOMEM : 0;
+}
+
+static int on_will(struct replay *r, const struct vs_rec_will *x, bool set)
+{
+	struct vs_session *s = find_session(r, &x->client_id);
+	if (!s)
+		return 0;
+	/* The message may come later in the log: remember the id, resolve at the end. */
+	s->will_at_ms = set ? r->now_ms + (x->publish_at_wall - r->now_wall) * 1000 : 0;
+	s->will_store_id = set ? x->msg_id : 0;
+	return 0;
+}
+
+static int on_record(void *ctx, const struct vs_rec *rec)
+{
+	struct replay *r = ctx;
+	struct vs_session *s;
+	switch (rec->type) {
+	case VS_REC_SESSION:
+		return on_session(r, &rec->u.session);
+	case VS_REC_SESSION_DEL:
+		on_session_del(r, &rec->u.client_id);
+		return 0;
+	case VS_REC_SUB:
+		return on_sub(r, &rec->u.sub, true);
+	case VS_REC_UNSUB:
+		return on_sub(r, &rec->u.sub, false);
+	case VS_REC_MSG:
+		return on_msg(r, &rec->u.msg);
+	case VS_REC_RETAIN:
+		return vs_map_put(&r->retained, rec->u.retain.topic.p, rec->u.retain.topic.len,
+				  (void *)(uintptr_t)rec->u.retain.msg_id, NULL);
+	case VS_REC_RETAIN_DEL:
+		vs_map_del(&r->retained, rec->u.retain.topic.p, rec->u.retain.topic.len);
+		return 0;
+	case VS_REC_QUEUE:
+		return on_queue(r, &rec->u.queue);
+	case VS_REC_DEQUEUE:
+		return on_dequeue(r, &rec->u.dequeue);
+	case VS_REC_INQOS2:
+		s = find_session(r, &rec->u.inqos2.client_id);
+		if (s && rec->u.inqos2.add)
+			return vs_session_in_qos2_add(s, rec->u.inqos2.packet_id) < 0 ? -ENOMEM : 0;
+		if (s)
+			vs_session_in_qos2_del(s, rec->u.inqos2.packet_id);
+		return 0;
+	case VS_REC_WILL:
+		return on_will(r, &rec->u.will, true);
+	case VS_REC_WILL_DEL:
+		return on_will(r, &rec->u.will, false);
+	default:
+		return 0;
+	}
+}
+
+static struct vs_msg *msg_by_id(struct replay *r, uint64_t id)
+{
+	return vs_map_get(&r->msgs, &id, sizeof(id));
+}
+
+static int cmp_pending(const void *a, const void *b)
+{
+	const struct pending *x = a, *y = b;
+	if (x->s != y->s)
+		return x->s < y->s ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Moves replayed queue entries into their sessions, in their original order. */
+static void rebuild_queues(struct replay *r)
+{
+	if (r->n_pend > 1)
+		qsort(r->pend, r->n_pend, sizeof(*r->pend), cmp_pending);
+	for (size_t i = 0; i < r->n_pend; i++) {
+		struct pending *p = &r->pend[i];
+		struct vs_msg *m = msg_by_id(r, p->msg_id);
+		if (p->tomb || p->s->ended || !m) {
+			free(p->sub_ids);
+			continue;
+		}
+		struct vs_qentry e = {.msg = vs_msg_ref(m), .qos = p->qos, .retain = p->retain,
+				      .state = p->state, .packet_id = p->packet_id,
+				      .dup = p->state != VS_Q_QUEUED};
+		vs_qentry_set_sub_ids(&e, p->sub_ids, p->n_sub_ids);
+		free(p->sub_ids);
+		struct vs_ring *ring = p->state == VS_Q_QUEUED ? &p->s->queue : &p->s->inflight;
+		if (vs_ring_push(ring, &e) < 0) {
+			vs_qentry_fini(&e);
+			continue;
+		}
+		if (ring == &p->s->queue)
+			p->s->queued_bytes += m->payload.len;
+	}
+}
+
+/* Subscriptions into the trie, wills resolved. */
+static void rebuild_sessions(struct replay *r)
+{
+	struct vs_broker *b = r->b;
+	size_t it = 0;
+	const char *key;
+	size_t klen;
+	void *val;
+	while (vs_map_next(&b->sessions, &it, &key, &klen, &val)) {
+		struct vs_session *s = val;
+		for (uint32_t i = 0; i < s->n_subs; i++) {
+			const struct vs_session_sub *x = &s->subs[i];
+			struct vs_sub sub = {.owner = s, .sub_id = x->sub_id, .qos = x->qos,
+					     .no_local = (x->options >> 2) & 1,
+					     .retain_as_published = (x->options >> 3) & 1,
+					     .retain_handling = (x->options >> 4) & 3};
+			vs_tree_add(b->tree, x->filter, x->len, &sub);
+		}
+		if (s->will_store_id) {
+			struct vs_msg *m = msg_by_id(r, s->will_store_id);
+			s->will = m ? vs_msg_ref(m) : NULL;
+			s->will_store_id = 0;
+		}
+	}
+}
+
+static void rebuild_retained(struct replay *r)
+{
+	size_t it = 0;
+	const char *key;
+	size_t klen;
+	void *val;
+	while (vs_map_next(&r->retained, &it, &key, &klen, &val)) {
+		struct vs_msg *m = msg_by_id(r, (uint64_t)(uintptr_t)val);
+		if (m)
+			vs_retain_set(r->b->retain, key, klen, m);
+	}
+}
+
+static void replay_fini(struct replay *r)
+{
+	size_t it = 0;
+	const char *key;
+	size_t klen;
+	void *val;
+	while (vs_map_next(&r->msgs, &it, &key, &klen, &val))
+		vs_msg_unref(val);
+	for (size_t i = 0; i < r->n_dead; i++)
+		vs_session_unref(r->dead[i]);
+	free(r->dead);
+	vs_map_fini(&r->msgs);
+	vs_map_fini(&r->retained);
+	vs_map_fini(&r->index);
+	free(r->pend);
+}
+
+/* ---- Snapshots ---------------------------------------------------------------------------- */
+
+struct snap {
+	struct vs_broker *b;
+	struct vs_store_snap *snap;
+	struct vs_store_buf buf;
+	struct vs_map written; /* message ids already in this snapshot */
+	int64_t now_ms, now_wall;
+	int err;
+};
+
+static void snap_flush(struct snap *x, bool force)
+{
+	if (x->err || (!force && x->buf.len < (1u << 20)))
+		return;
+	int rc = vs_store_snapshot_write(x->snap, &x->buf);
+	if (rc < 0)
+		x->err = rc;
+}
+
+static void snap_append(struct snap *x, const struct vs_rec *r)
+{
+	if (x->err)
+		return;
+	int rc = vs_store_append(&x->buf, r);
+	if (rc < 0)
+		x->err = rc;
+	snap_flush(x, false);
+}
+
+static uint64_t snap_msg(struct snap *x, struct vs_msg *m)
+{
+	uint64_t id = atomic_load(&m->store_id);
+	if (!id) {
+		uint64_t fresh = atomic_fetch_add(&x->b->next_store_id, 1);
+		if (atomic_compare_exchange_strong(&m->store_id, &id, fresh))
+			id = fresh;
+	}
+	if (vs_map_get(&x->written, &id, sizeof(id)))
+		return id;
+	vs_map_put(&x->written, &id, sizeof(id), (void *)1, NULL);
+	struct vs_rec r = {.type = VS_REC_MSG};
+	struct vs_rec_msg *y = &r.u.msg;
+	y->msg_id = id;
+	y->topic = (struct vs_rec_str){m->topic.p, m->topic.len};
+	y->payload = (struct vs_rec_str){m->payload.p ? m->payload.p : (const uint8_t *)"",
+					 m->payload.len};
+	y->qos = m->qos;
+	y->retain = m->retain;
+	y->created_wall = x->now_wall - (x->now_ms - m->created_ms) / 1000;
+	y->has_expiry = m->has_expiry;
+	y->expiry_interval = m->expiry_interval;
+	y->has_payload_format = m->has_payload_format;
+	y->payload_format = m->payload_format;
+	y->content_type = (struct vs_rec_str){m->content_type.p, m->content_type.len};
+	y->response_topic = (struct vs_rec_str){m->response_topic.p, m->response_topic.len};
+	y->correlation_data = (struct vs_rec_str){m->correlation_data.p, m->correlation_data.len};
+	y->user_props_raw = (struct vs_rec_str){m->user_raw.p, m->user_raw.len};
+	y->origin_client_id = (struct vs_rec_str){m->origin.p ? m->origin.p : (const uint8_t *)"",
+						  m->origin.len};
+	snap_append(x, &r);
+	return id;
+}
+
+static void snap_entry(struct snap *x, struct vs_session *s, struct vs_qentry *e)
+{
+	if (!e->msg)
+		return;
+	struct vs_rec r = {.type = VS_REC_QUEUE};
+	struct vs_rec_queue *q = &r.u.queue;
+	q->client_id = (struct vs_rec_str){(const uint8_t *)s->client_id, s->id_len};
+	q->msg_id = snap_msg(x, e->msg);
+	q->qos = e->qos;
+	q->retain = e->retain;
+	q->state = e->state;
+	q->packet_id = e->packet_id;
+	q->dup = e->dup;
+	q->sub_ids = e->n_sub_ids ? vs_qentry_sub_ids(e) : NULL;
+	q->n_sub_ids = e->n_sub_ids;
+	snap_append(x, &r);
+}
+
+/* One session's whole state. Called with s locked. */
+static void snap_session(struct snap *x, struct vs_session *s)
+{
+	struct vs_rec_str id = {(const uint8_t *)s->client_id, s->id_len};
+	struct vs_rec r = {.type = VS_REC_SESSION};
+	r.u.session.client_id = id;
+	r.u.session.expiry_interval = s->expiry;
+	r.u.session.protocol_version = s->version;
+	r.u.session.offline_since_wall = s->connected ? 0 : s->offline_since_wall;
+	snap_append(x, &r);
+	for (uint32_t i = 0; i < s->n_subs; i++) {
+		struct vs_rec sr = {.type = VS_REC_SUB};
+		sr.u.sub.client_id = id;
+		sr.u.sub.filter = (struct vs_rec_str){(const uint8_t *)s->subs[i].filter, s->subs[i].len};
+		sr.u.sub.qos = s->subs[i].qos;
+		sr.u.sub.options = s->subs[i].options;
+		sr.u.sub.sub_id = s->subs[i].sub_id;
+		snap_append(x, &sr);
+	}
+	for (uint32_t i = 0; i < s->inflight.count; i++)
+		snap_entry(x, s, vs_ring_at(&s->inflight, i));
+	for (uint32_t i = 0; i < s->queue.count; i++)
+		snap_entry(x, s, vs_ring_at(&s->queue, i));
+	for (uint32_t i = 0; i < s->n_in_qos2; i++) {
+		struct vs_rec qr = {.type = VS_REC_INQOS2};
+		qr.u.inqos2.client_id = id;
+		qr.u.inqos2.packet_id = s->in_qos2[i];
+		qr.u.inqos2.add = true;
+		snap_append(x, &qr);
+	}
+	if (s->will) {
+		struct vs_rec wr = {.type = VS_REC_WILL};
+		wr.u.will.client_id = id;
+		wr.u.will.msg_id = snap_msg(x, s->will);
+		wr.u.will.publish_at_wall = x->now_wall + (s->will_at_ms - x->now_ms) / 1000;
+		snap_append(x, &wr);
+	}
+}
+
+static void snap_retained(void *ctx, const char *topic, size_t len, void *msg)
+{
+	struct snap *x = ctx;
+	if (len >= 4 && memcmp(topic, "$SYS", 4) == 0)
+		return;
+	struct vs_rec r = {.type = VS_REC_RETAIN};
+	r.u.retain.topic = (struct vs_rec_str){(const uint8_t *)topic, len};
+	r.u.retain.msg_id = snap_msg(x, msg);
+	snap_append(x, &r);
+}
+
+/*
+ * Writes the broker's whole persistent state as a new snapshot: sessions are copied out of the
+ * registry under reg_lock, then each is locked only while its records are encoded, so workers
+ * are never stalled for long. Returns 0 or a negative error (the previous files then stay).
+ */
+static int write_snapshot(struct vs_broker *b)
+{
+	struct snap x = {.b = b, .now_ms = vs_now_ms(), .now_wall = vs_wall_s()};
+	int rc = vs_store_snapshot_begin(b->store, &x.snap);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&b->reg_lock);
+	size_t n = 0, it = 0;
+	struct vs_session **all = malloc((b->sessions.count + 1) * sizeof(*all));
+	const char *key;
+	size_t klen;
+	void *val;
+	while (all && vs_map_next(&b->sessions, &it, &key, &klen, &val))
+		all[n++] = vs_session_ref(val);
+	pthread_mutex_unlock(&b->reg_lock);
+	if (!all)
+		x.err = -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		struct vs_session *s = all[i];
+		pthread_mutex_lock(&s->lock);
+		if (s->persisted && !s->ended)
+			snap_session(&x, s);
+		pthread_mutex_unlock(&s->lock);
+		vs_session_unref(s);
+	}
+	free(all);
+	/* The retained store's read lock is held while fn runs: fn only encodes. */
+	vs_retain_foreach(b->retain, snap_retained, &x);
+	snap_flush(&x, true);
+	rc = vs_store_snapshot_end(x.snap, x.err == 0);
+	vs_store_buf_fini(&x.buf);
+	vs_map_fini(&x.written);
+	return x.err ? x.err : rc;
+}
+
+static void *snapshot_thread(void *arg)
+{
+	struct vs_broker *b = arg;
+	int64_t t0 = vs_now_ms();
+	int rc = write_snapshot(b);
+	if (rc < 0)
+		vs_log(b->log, VS_LOG_ERR, "persistence: snapshot failed: %s", vs_strerror(rc));
+	else
+		vs_log(b->log, VS_LOG_INFO, "persistence: snapshot written in %lld ms",
+		       (long long)(vs_now_ms() - t0));
+	atomic_store(&b->snapshot_running, false);
+	return NULL;
+}
+
+void vs_bp_maybe_compact(struct vs_broker *b)
+{
+	if (!b->store || atomic_load(&b->snapshot_running))
+		return;
+	struct vs_store_stats st;
+	vs_store_get_stats(b->store, &st);
+	if (st.segment_bytes < VS_BP_COMPACT_BYTES)
+		return;
+	if (b->snapshot_thread_started) {
+		pthread_join(b->snapshot_thread, NULL);
+		b->snapshot_thread_started = false;
+	}
+	atomic_store(&b->snapshot_running, true);
+	if (pthread_create(&b->snapshot_thread, NULL, snapshot_thread, b) != 0) {
+		atomic_store(&b->snapshot_running, false);
+		return;
+	}
+	b->snapshot_thread_started = true;
+}
+
+static enum vs_fsync_policy policy_of(const struct vs_config *c)
+{
+	switch (c->persistence_fsync) {
+	case VS_CONF_FSYNC_BATCH:
+		return VS_FSYNC_BATCH;
+	case VS_CONF_FSYNC_INTERVAL:
+		return VS_FSYNC_INTERVAL;
+	default:
+		return VS_FSYNC_NEVER;
+	}
+}
+
+int vs_bp_open(struct vs_broker *b, char *err, size_t errlen)
+{
+	const struct vs_config *c = b->conf;
+	atomic_init(&b->next_store_id, 1);
+	if (!c->persistence)
+		return 0;
+	/* <persistence_location>/<persistence_file>.d: never touches a Mosquitto database file of
+	 * the same name (docs/persistence.md). */
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s/%s.d",
+		 c->persistence_location ? c->persistence_location : ".",
+		 c->persistence_file ? c->persistence_file : "mosquitto.db");
+	int64_t t0 = vs_now_ms();
+	int rc = vs_store_open(dir, policy_of(c), (unsigned)c->persistence_fsync_interval_ms, b->log,
+			       &b->store, err, errlen);
+	if (rc < 0)
+		return rc;
+	struct replay r = {.b = b, .now_ms = vs_now_ms(), .now_wall = vs_wall_s()};
+	struct vs_store_replay_info info;
+	long n = vs_store_replay(b->store, on_record, &r, &info);
+	if (n < 0) {
+		snprintf(err, errlen, "persistence: reading %s failed: %s", dir, vs_strerror((int)n));
+		replay_fini(&r);
+		return (int)n;
+	}
+	rebuild_queues(&r);
+	rebuild_sessions(&r);
+	rebuild_retained(&r);
+	atomic_store(&b->next_store_id, r.max_id + 1);
+	replay_fini(&r);
+	vs_log(b->log, VS_LOG_NOTICE,
+	       "persistence: %s: %ld records replayed in %lld ms: %zu sessions, %zu retained "
+	       "messages, %zu subscriptions (fsync %s)",
+	       dir, n, (long long)(vs_now_ms() - t0), b->sessions.count, vs_retain_count(b->retain),
+	       vs_tree_count(b->tree),
+	       c->persistence_fsync == VS_CONF_FSYNC_BATCH	  ? "batch"
+	       : c->persistence_fsync == VS_CONF_FSYNC_INTERVAL ? "interval"
+								  : "never");
+	/* Compact what was replayed into one snapshot, so the log starts empty. */
+	rc = write_snapshot(b);
+	if (rc < 0)
+		vs_log(b->log, VS_LOG_WARN, "persistence: start-up snapshot failed: %s",
+		       vs_strerror(rc));
+	return 0;
+}
+
+void vs_bp_close(struct vs_broker *b)
+{
+	if (!b->store)
+		return;
+	if (b->snapshot_thread_started)
+		pthread_join(b->snapshot_thread, NULL);
+	int rc = write_snapshot(b);
+	if (rc < 0)
+		vs_log(b->log, VS_LOG_WARN, "persistence: final snapshot failed: %s", vs_strerror(rc));
+	vs_store_close(b->store);
+	b->store = NULL;
+}
