@@ -94,14 +94,24 @@ static uint64_t msg_id(struct vs_worker *w, struct vs_msg *m)
 	uint64_t fresh = atomic_fetch_add(&w->b->next_store_id, 1);
 	if (!atomic_compare_exchange_strong(&m->store_id, &id, fresh))
 		return id; /* another worker wrote it meanwhile */
-	struct vs_rec r = {.type = VS_REC_MSG};
-	struct vs_rec_msg *x = &r.u.msg;
-	x->msg_id = fresh;
+	struct vs_rec r;
+	vs_bp_msg_rec(m, fresh, w->now_ms, vs_wall_s(), &r);
+	append(w, &r);
+	return fresh;
+}
+
+void vs_bp_msg_rec(const struct vs_msg *m, uint64_t id, int64_t now_ms, int64_t now_wall,
+		   struct vs_rec *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->type = VS_REC_MSG;
+	struct vs_rec_msg *x = &r->u.msg;
+	x->msg_id = id;
 	x->topic = str(m->topic.p, m->topic.len);
 	x->payload = str(m->payload.p ? m->payload.p : (const uint8_t *)"", m->payload.len);
 	x->qos = m->qos;
 	x->retain = m->retain;
-	x->created_wall = wall_of(m->created_ms, w->now_ms);
+	x->created_wall = now_wall - (now_ms - m->created_ms) / 1000;
 	x->has_expiry = m->has_expiry;
 	x->expiry_interval = m->expiry_interval;
 	x->has_payload_format = m->has_payload_format;
@@ -111,8 +121,23 @@ static uint64_t msg_id(struct vs_worker *w, struct vs_msg *m)
 	x->correlation_data = str(m->correlation_data.p, m->correlation_data.len);
 	x->user_props_raw = str(m->user_raw.p, m->user_raw.len);
 	x->origin_client_id = str(m->origin.p ? m->origin.p : (const uint8_t *)"", m->origin.len);
-	append(w, &r);
-	return fresh;
+}
+
+void vs_bp_queue_rec(const struct vs_session *s, const struct vs_qentry *e, uint64_t msg_id,
+		     struct vs_rec *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->type = VS_REC_QUEUE;
+	struct vs_rec_queue *q = &r->u.queue;
+	q->client_id = sid(s);
+	q->msg_id = msg_id;
+	q->qos = e->qos;
+	q->retain = e->retain;
+	q->state = e->state;
+	q->packet_id = e->packet_id;
+	q->dup = e->dup;
+	q->sub_ids = e->n_sub_ids ? vs_qentry_sub_ids(e) : NULL;
+	q->n_sub_ids = e->n_sub_ids;
 }
 
 void vs_bp_retain(struct vs_worker *w, struct vs_msg *m, bool set)
@@ -131,17 +156,8 @@ void vs_bp_queue(struct vs_worker *w, struct vs_session *s, const struct vs_qent
 {
 	if (!w->b->store || !s->persisted || !e->msg)
 		return;
-	struct vs_rec r = {.type = VS_REC_QUEUE};
-	struct vs_rec_queue *q = &r.u.queue;
-	q->client_id = sid(s);
-	q->msg_id = msg_id(w, e->msg);
-	q->qos = e->qos;
-	q->retain = e->retain;
-	q->state = e->state;
-	q->packet_id = e->packet_id;
-	q->dup = e->dup;
-	q->sub_ids = e->n_sub_ids ? vs_qentry_sub_ids(e) : NULL;
-	q->n_sub_ids = e->n_sub_ids;
+	struct vs_rec r;
+	vs_bp_queue_rec(s, e, msg_id(w, e->msg), &r);
 	append(w, &r);
 }
 

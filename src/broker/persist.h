@@ -55,4 +55,12 @@ void vs_bp_inqos2(struct vs_worker *w, struct vs_session *s, uint16_t id, bool a
 void vs_bp_will(struct vs_worker *w, struct vs_session *s, struct vs_msg *will, int64_t at_ms);
 void vs_bp_will_del(struct vs_worker *w, struct vs_session *s);
 
+/* Record builders shared by the hooks and the snapshot writer (restore.c). The records hold
+ * views into m / s / e. */
+struct vs_rec;
+void vs_bp_msg_rec(const struct vs_msg *m, uint64_t id, int64_t now_ms, int64_t now_wall,
+		   struct vs_rec *r);
+void vs_bp_queue_rec(const struct vs_session *s, const struct vs_qentry *e, uint64_t msg_id,
+		     struct vs_rec *r);
+
 #endif

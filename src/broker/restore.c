@@ -407,25 +407,8 @@ static uint64_t snap_msg(struct snap *x, struct vs_msg *m)
 	if (vs_map_get(&x->written, &id, sizeof(id)))
 		return id;
 	vs_map_put(&x->written, &id, sizeof(id), (void *)1, NULL);
-	struct vs_rec r = {.type = VS_REC_MSG};
-	struct vs_rec_msg *y = &r.u.msg;
-	y->msg_id = id;
-	y->topic = (struct vs_rec_str){m->topic.p, m->topic.len};
-	y->payload = (struct vs_rec_str){m->payload.p ? m->payload.p : (const uint8_t *)"",
-					 m->payload.len};
-	y->qos = m->qos;
-	y->retain = m->retain;
-	y->created_wall = x->now_wall - (x->now_ms - m->created_ms) / 1000;
-	y->has_expiry = m->has_expiry;
-	y->expiry_interval = m->expiry_interval;
-	y->has_payload_format = m->has_payload_format;
-	y->payload_format = m->payload_format;
-	y->content_type = (struct vs_rec_str){m->content_type.p, m->content_type.len};
-	y->response_topic = (struct vs_rec_str){m->response_topic.p, m->response_topic.len};
-	y->correlation_data = (struct vs_rec_str){m->correlation_data.p, m->correlation_data.len};
-	y->user_props_raw = (struct vs_rec_str){m->user_raw.p, m->user_raw.len};
-	y->origin_client_id = (struct vs_rec_str){m->origin.p ? m->origin.p : (const uint8_t *)"",
-						  m->origin.len};
+	struct vs_rec r;
+	vs_bp_msg_rec(m, id, x->now_ms, x->now_wall, &r);
 	snap_append(x, &r);
 	return id;
 }
@@ -434,17 +417,8 @@ static void snap_entry(struct snap *x, struct vs_session *s, struct vs_qentry *e
 {
 	if (!e->msg)
 		return;
-	struct vs_rec r = {.type = VS_REC_QUEUE};
-	struct vs_rec_queue *q = &r.u.queue;
-	q->client_id = (struct vs_rec_str){(const uint8_t *)s->client_id, s->id_len};
-	q->msg_id = snap_msg(x, e->msg);
-	q->qos = e->qos;
-	q->retain = e->retain;
-	q->state = e->state;
-	q->packet_id = e->packet_id;
-	q->dup = e->dup;
-	q->sub_ids = e->n_sub_ids ? vs_qentry_sub_ids(e) : NULL;
-	q->n_sub_ids = e->n_sub_ids;
+	struct vs_rec r;
+	vs_bp_queue_rec(s, e, snap_msg(x, e->msg), &r);
 	snap_append(x, &r);
 }
 

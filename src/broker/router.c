@@ -168,7 +168,8 @@ int vs_deliver(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, ui
 		return 0;
 	}
 	s->queued_bytes += msg->payload.len;
-	if (s->persisted)
+	/* QoS 0 is stored only when it waits for an offline client (queue_qos0_messages). */
+	if (s->persisted && (qos > 0 || !s->connected))
 		vs_bp_queue(w, s, &e);
 	if (s->connected && !s->notified) {
 		s->notified = true;
