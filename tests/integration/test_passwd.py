@@ -5,8 +5,8 @@
 - The command behaves like mosquitto_passwd (options, exit codes) and keeps what it does not manage.
 - The ACL decision table of tests/unit/test_auth_acl.c is replayed against Mosquitto 2.0, so the
   unit table states Mosquitto's behaviour, not our reading of it.
-- The broker's password_file / acl_file wiring (pending) is tested through the `broker` fixture and
-  marked xfail until it lands.
+- The broker's password_file / acl_file (viesti, or Mosquitto with VIESTI_TARGET=mosquitto) pass
+  the same checks through the `broker` fixture.
 
 These tests need the viesti binary (VIESTI_BIN, else build-san/viesti or build/viesti) and
 mosquitto + mosquitto_passwd + mosquitto_pub; each skips without what it needs.
@@ -470,14 +470,13 @@ def test_mosquitto_acl_file_allows_every_subscribe(tmp_path, mosquitto):
 		c.close()
 
 
-# ---- the broker's wiring (pending) ----
+# ---- the broker's password_file / acl_file (through the conftest `broker` fixture) ----
 
 def _broker_auth_lines(*lines):
 	extra = ["user root"] if TARGET == "mosquitto" else []
 	return extra + ["allow_anonymous false"] + list(lines)
 
 
-@pytest.mark.xfail(reason="broker wiring pending", strict=False)
 @need_viesti
 def test_broker_password_file(tmp_path, broker):
 	pw = tmp_path / "pw"
@@ -488,7 +487,6 @@ def test_broker_password_file(tmp_path, broker):
 	assert mosq_pub(b.port, "bob", "secret") != 0
 
 
-@pytest.mark.xfail(reason="broker wiring pending", strict=False)
 @need_viesti
 def test_broker_acl_file(tmp_path, broker):
 	acl, pw = _acl_setup(tmp_path)
