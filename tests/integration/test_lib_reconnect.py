@@ -8,7 +8,7 @@ when it died, must reach a subscriber that connects after the restart, because t
 them on reconnect. QoS 1: nothing lost. QoS 2: nothing lost, nothing duplicated. Every message id
 is acknowledged to the application exactly once.
 
-The probe runs in two modes: its own loop thread (viesti_loop_start) and the caller's event loop
+Runs against both brokers (the library is the system under test). The probe runs in two modes: its own loop thread (viesti_loop_start) and the caller's event loop
 (poll on viesti_fd(), viesti_next_timeout_ms(), viesti_process()).
 """
 
@@ -287,7 +287,6 @@ def drain(sub, want, timeout=15.0):
 	return got
 
 
-@pytest.mark.viesti_only
 @pytest.mark.parametrize("mode", ["thread", "fd"])
 @pytest.mark.parametrize("qos,version", [(1, 4), (2, 4), (1, 5), (2, 5)])
 def test_outage_messages_survive_kill_and_restart(broker, clients, probes, probe_exe, qos,
@@ -323,7 +322,6 @@ def test_outage_messages_survive_kill_and_restart(broker, clients, probes, probe
 	assert len(pr.acks) == 20 + n
 
 
-@pytest.mark.viesti_only
 @pytest.mark.parametrize("qos", [1, 2])
 def test_kill_mid_stream_resends_unacked(broker, clients, probes, probe_exe, qos):
 	"""Kill -9 while a stream is in flight: every message the broker had not acknowledged
@@ -357,7 +355,6 @@ def test_kill_mid_stream_resends_unacked(broker, clients, probes, probe_exe, qos
 	assert len(pr.acks) == n and all(c == 1 for c in pr.acks.values())
 
 
-@pytest.mark.viesti_only
 def test_keepalive_detects_frozen_broker(broker, probes, probe_exe):
 	b = broker()
 	pr = Probe(probe_exe, b.port, 1, 4, "thread", min_ms=200, max_ms=400, keepalive=1)
