@@ -189,6 +189,12 @@ static void fail(struct client *c, const char *what, int err)
 	struct worker *w = c->w;
 	if (c->state == C_CLOSED)
 		return;
+	if (c->state == C_BYE) {
+		/* After our DISCONNECT the broker closes at once, possibly while our last acks
+		 * are on their way: a write or read error now is the end we asked for. */
+		close_client(c);
+		return;
+	}
 	if (!w->err[0])
 		snprintf(w->err, sizeof(w->err), "%s %u: %s%s%s",
 			 c->role == R_PUB   ? "publisher"
