@@ -182,21 +182,23 @@ static long read_line(char *buf, size_t cap)
 	return (long)n;
 }
 
-/* Prompts with echo off. Returns read_line()'s result. */
+/* Prompts with echo off. Echo goes off before the prompt is shown, and with TCSANOW rather than
+ * TCSAFLUSH: whatever is typed (or pasted, or written by a test) after the prompt appears must
+ * be read, not discarded. Returns read_line()'s result. */
 static long prompt(const char *text, char *buf, size_t cap)
 {
 	struct termios old, quiet;
-	fputs(text, stderr);
-	fflush(stderr);
 	bool tio = tcgetattr(0, &old) == 0;
 	if (tio) {
 		quiet = old;
 		quiet.c_lflag &= ~(tcflag_t)ECHO;
-		tcsetattr(0, TCSAFLUSH, &quiet);
+		tcsetattr(0, TCSANOW, &quiet);
 	}
+	fputs(text, stderr);
+	fflush(stderr);
 	long n = read_line(buf, cap);
 	if (tio)
-		tcsetattr(0, TCSAFLUSH, &old);
+		tcsetattr(0, TCSANOW, &old);
 	fputc('\n', stderr);
 	return n;
 }
