@@ -29,8 +29,8 @@
 struct rule {
 	char *filter; /* NUL-terminated copy, valid topic filter (before substitution) */
 	size_t len;
-	int access;   /* VS_ACL_READ | VS_ACL_WRITE mask; 0 = deny */
-	bool uses_u;  /* pattern containing %u: never applies to anonymous clients */
+	int access;  /* VS_ACL_READ | VS_ACL_WRITE mask; 0 = deny */
+	bool uses_u; /* pattern containing %u: never applies to anonymous clients */
 };
 
 struct rule_list {
@@ -39,10 +39,10 @@ struct rule_list {
 };
 
 struct vs_acl {
-	struct rule_list anon;     /* `topic` rules before the first `user` line */
-	struct vs_map users;       /* username -> struct rule_list * (owned) */
+	struct rule_list anon;	   /* `topic` rules before the first `user` line */
+	struct vs_map users;	   /* username -> struct rule_list * (owned) */
 	struct rule_list patterns; /* every `pattern` rule */
-	size_t count;              /* rules in all lists */
+	size_t count;		   /* rules in all lists */
 };
 
 /* ---- matching ---- */
@@ -161,7 +161,7 @@ int vs_acl_filter_valid(const char *f, size_t n)
 
 /* 1 allow, 0 deny, -1 no rule matched. */
 static int check_list(const struct rule_list *l, const char *cid, const char *user,
-	const char *topic, size_t tlen, int access)
+		      const char *topic, size_t tlen, int access)
 {
 	for (size_t i = 0; i < l->n; i++) {
 		const struct rule *r = &l->v[i];
@@ -180,14 +180,14 @@ static int check_list(const struct rule_list *l, const char *cid, const char *us
 }
 
 int vs_acl_check(const struct vs_acl *acl, const char *client_id, const char *username,
-	const char *topic, size_t topiclen, int access)
+		 const char *topic, size_t topiclen, int access)
 {
 	if (access & VS_ACL_SUBSCRIBE)
 		return 1; /* Mosquitto 2.0: the acl_file does not restrict subscriptions */
 	if (!acl || !topic || topiclen == 0)
 		return 0;
 	const struct rule_list *own =
-		username ? vs_map_get(&acl->users, username, strlen(username)) : &acl->anon;
+	    username ? vs_map_get(&acl->users, username, strlen(username)) : &acl->anon;
 	if (own) {
 		int r = check_list(own, NULL, NULL, topic, topiclen, access);
 		if (r >= 0)
@@ -302,7 +302,8 @@ static int parse_access(struct parser *ps, const char *w, size_t n, int *access)
 		*access = 0;
 	else
 		return vs_auth_err(ps->err, ps->errlen, ps->name, ps->line,
-			"unknown access '%.*s' (read, write, readwrite or deny)", (int)n, w);
+				   "unknown access '%.*s' (read, write, readwrite or deny)", (int)n,
+				   w);
 	return 0;
 }
 
@@ -311,7 +312,7 @@ static int parse_rule(struct parser *ps, const char *rest, size_t n, bool patter
 	const char *kw = pattern ? "pattern" : "topic";
 	if (n == 0)
 		return vs_auth_err(ps->err, ps->errlen, ps->name, ps->line, "'%s' needs a topic",
-			kw);
+				   kw);
 	const char *w;
 	size_t wn;
 	int access = VS_ACL_READ | VS_ACL_WRITE;
@@ -324,7 +325,7 @@ static int parse_rule(struct parser *ps, const char *rest, size_t n, bool patter
 	}
 	if (!vs_acl_filter_valid(rest, n))
 		return vs_auth_err(ps->err, ps->errlen, ps->name, ps->line,
-			"invalid topic filter '%.*s'", (int)(n > 200 ? 200 : n), rest);
+				   "invalid topic filter '%.*s'", (int)(n > 200 ? 200 : n), rest);
 	struct rule_list *l = pattern ? &ps->acl->patterns : ps->cur;
 	if (list_add(l, rest, n, access, pattern))
 		return -ENOMEM;
@@ -367,12 +368,12 @@ static int parse_line(struct parser *ps, const char *s, size_t n)
 	if (word_is(w, wn, "user"))
 		return parse_user(ps, s, n);
 	return vs_auth_err(ps->err, ps->errlen, ps->name, ps->line,
-		"unknown keyword '%.*s' (expected topic, pattern or user)", (int)(wn > 64 ? 64 : wn),
-		w);
+			   "unknown keyword '%.*s' (expected topic, pattern or user)",
+			   (int)(wn > 64 ? 64 : wn), w);
 }
 
 struct vs_acl *vs_acl_parse(const char *text, size_t len, const char *name, char *err,
-	size_t errlen)
+			    size_t errlen)
 {
 	struct parser ps = {.name = name, .err = err, .errlen = errlen};
 	ps.acl = calloc(1, sizeof(*ps.acl));
@@ -404,7 +405,8 @@ struct vs_acl *vs_acl_load(const char *path, char *err, size_t errlen)
 	size_t len;
 	int rc = vs_auth_read_file(path, &text, &len);
 	if (rc) {
-		vs_auth_err(err, errlen, path, 0, "%s", rc == -EFBIG ? "file too large" : strerror(-rc));
+		vs_auth_err(err, errlen, path, 0, "%s",
+			    rc == -EFBIG ? "file too large" : strerror(-rc));
 		return NULL;
 	}
 	struct vs_acl *acl = vs_acl_parse(text, len, path, err, errlen);

@@ -52,20 +52,20 @@ struct vs_acl *vs_acl_load(const char *path, char *err, size_t errlen);
 
 /* The same from memory: text[0..len) named `name` in messages (tests, fuzzing). */
 struct vs_acl *vs_acl_parse(const char *text, size_t len, const char *name, char *err,
-	size_t errlen);
+			    size_t errlen);
 
 /* Whether the client may access topic[0..topiclen) (a topic name, no wildcards) with `access`
  * (one VS_ACL_* value): 1 allowed, 0 denied. client_id is NUL-terminated (NULL: patterns never
  * apply); username is NUL-terminated or NULL for an anonymous client. */
 int vs_acl_check(const struct vs_acl *acl, const char *client_id, const char *username,
-	const char *topic, size_t topiclen, int access);
+		 const char *topic, size_t topiclen, int access);
 
 /* Number of rules loaded (all users, anonymous and patterns). */
 size_t vs_acl_count(const struct vs_acl *acl);
 
 void vs_acl_free(struct vs_acl *acl);
 
-/* Topic matching used by the ACL, exposed for tests: whether filter[0..flen) (a valid filter) 
+/* Topic matching used by the ACL, exposed for tests: whether filter[0..flen) (a valid filter)
  * matches topic[0..tlen) (a topic name), with '+', '#' (also matching the parent level) and the
  * '$' rule above. 1 or 0. */
 int vs_acl_match(const char *filter, size_t flen, const char *topic, size_t tlen);

@@ -22,12 +22,11 @@
 #include "base/map.h"
 
 struct vs_passwd {
-	struct vs_map users;         /* username -> struct vs_passwd_hash * (owned) */
+	struct vs_map users;	     /* username -> struct vs_passwd_hash * (owned) */
 	struct vs_passwd_hash dummy; /* hashed against for unknown users: same cost, no answer */
 };
 
-static const char b64chars[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /* Encodes in[0..n) with padding; out needs 4 * ((n + 2) / 3) + 1 bytes. Returns the length. */
 static size_t b64_encode(const uint8_t *in, size_t n, char *out)
@@ -89,7 +88,7 @@ static int b64_decode_exact(const char *s, size_t len, uint8_t *out, size_t want
 }
 
 static int digest(enum vs_passwd_type type, unsigned iterations, const uint8_t *salt,
-	const uint8_t *pw, size_t pwlen, uint8_t out[VS_PASSWD_HASH_LEN])
+		  const uint8_t *pw, size_t pwlen, uint8_t out[VS_PASSWD_HASH_LEN])
 {
 	if (pwlen > INT_MAX)
 		return VS_ETOOBIG;
@@ -97,21 +96,21 @@ static int digest(enum vs_passwd_type type, unsigned iterations, const uint8_t *
 		/* OpenSSL wants a non-NULL pointer even for an empty password. */
 		const char *p = pw ? (const char *)pw : "";
 		if (!PKCS5_PBKDF2_HMAC(p, (int)pwlen, salt, VS_PASSWD_SALT_LEN, (int)iterations,
-			    EVP_sha512(), VS_PASSWD_HASH_LEN, out))
+				       EVP_sha512(), VS_PASSWD_HASH_LEN, out))
 			return VS_EPROTO;
 		return 0;
 	}
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	unsigned n = 0;
-	int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha512(), NULL) &&
-		 EVP_DigestUpdate(ctx, pw, pwlen) &&
-		 EVP_DigestUpdate(ctx, salt, VS_PASSWD_SALT_LEN) && EVP_DigestFinal_ex(ctx, out, &n);
+	int ok =
+	    ctx && EVP_DigestInit_ex(ctx, EVP_sha512(), NULL) && EVP_DigestUpdate(ctx, pw, pwlen) &&
+	    EVP_DigestUpdate(ctx, salt, VS_PASSWD_SALT_LEN) && EVP_DigestFinal_ex(ctx, out, &n);
 	EVP_MD_CTX_free(ctx);
 	return ok && n == VS_PASSWD_HASH_LEN ? 0 : VS_EPROTO;
 }
 
 int vs_passwd_hash_make(struct vs_passwd_hash *h, enum vs_passwd_type type, unsigned iterations,
-	const uint8_t *salt, const uint8_t *pw, size_t pwlen)
+			const uint8_t *salt, const uint8_t *pw, size_t pwlen)
 {
 	if (type != VS_PASSWD_SHA512 && type != VS_PASSWD_PBKDF2)
 		return VS_ECONF;
@@ -166,7 +165,8 @@ int vs_passwd_hash_parse(struct vs_passwd_hash *h, const char *s, size_t len, co
 	const char *end = s + len, *f;
 	memset(h, 0, sizeof(*h));
 	if (len < 3 || s[0] != '$' || s[2] != '$')
-		FAIL("password is not a $6$ or $7$ hash (plain-text passwords need `viesti passwd -U`)");
+		FAIL("password is not a $6$ or $7$ hash (plain-text passwords need `viesti passwd "
+		     "-U`)");
 	if (s[1] == '6')
 		h->type = VS_PASSWD_SHA512;
 	else if (s[1] == '7')
@@ -225,7 +225,7 @@ int vs_passwd_user_valid(const char *user)
 {
 	size_t n = strlen(user);
 	if (n == 0 || n > VS_PASSWD_USER_MAX || user[0] == '#' || user[0] == ' ' ||
-		user[0] == '\t' || user[n - 1] == ' ' || user[n - 1] == '\t')
+	    user[0] == '\t' || user[n - 1] == ' ' || user[n - 1] == '\t')
 		return 0;
 	return strpbrk(user, ":\r\n") == NULL;
 }
@@ -242,7 +242,7 @@ static void free_users(struct vs_map *m)
 
 /* Parses one non-blank, non-comment line into the table. Returns 0 or VS_ECONF/-ENOMEM. */
 static int parse_line(struct vs_passwd *pf, const char *s, size_t n, const char *name,
-	unsigned line, char *err, size_t errlen)
+		      unsigned line, char *err, size_t errlen)
 {
 	if (memchr(s, '\0', n))
 		return vs_auth_err(err, errlen, name, line, "NUL byte in line");
@@ -259,17 +259,18 @@ static int parse_line(struct vs_passwd *pf, const char *s, size_t n, const char 
 		return vs_auth_err(err, errlen, name, line, "username longer than 65535 bytes");
 	if (pwlen == 0)
 		return vs_auth_err(err, errlen, name, line, "no password hash for user '%.*s'",
-			(int)ulen, user);
+				   (int)ulen, user);
 	if (vs_map_get(&pf->users, user, ulen))
 		return vs_auth_err(err, errlen, name, line, "user '%.*s' appears twice", (int)ulen,
-			user);
+				   user);
 	struct vs_passwd_hash *h = malloc(sizeof(*h));
 	if (!h)
 		return -ENOMEM;
 	const char *why = NULL;
 	if (vs_passwd_hash_parse(h, pw, pwlen, &why)) {
 		free(h);
-		return vs_auth_err(err, errlen, name, line, "user '%.*s': %s", (int)ulen, user, why);
+		return vs_auth_err(err, errlen, name, line, "user '%.*s': %s", (int)ulen, user,
+				   why);
 	}
 	if (vs_map_put(&pf->users, user, ulen, h, NULL)) {
 		free(h);
@@ -281,7 +282,7 @@ static int parse_line(struct vs_passwd *pf, const char *s, size_t n, const char 
 }
 
 struct vs_passwd *vs_passwd_parse(const char *text, size_t len, const char *name, char *err,
-	size_t errlen)
+				  size_t errlen)
 {
 	struct vs_passwd *pf = calloc(1, sizeof(*pf));
 	if (!pf) {
@@ -317,7 +318,8 @@ struct vs_passwd *vs_passwd_load(const char *path, char *err, size_t errlen)
 	size_t len;
 	int rc = vs_auth_read_file(path, &text, &len);
 	if (rc) {
-		vs_auth_err(err, errlen, path, 0, "%s", rc == -EFBIG ? "file too large" : strerror(-rc));
+		vs_auth_err(err, errlen, path, 0, "%s",
+			    rc == -EFBIG ? "file too large" : strerror(-rc));
 		return NULL;
 	}
 	struct vs_passwd *pf = vs_passwd_parse(text, len, path, err, errlen);

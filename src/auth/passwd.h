@@ -23,7 +23,7 @@
 
 #define VS_PASSWD_SALT_LEN   12
 #define VS_PASSWD_HASH_LEN   64
-#define VS_PASSWD_ITERATIONS 101 /* mosquitto_passwd's default for $7$ */
+#define VS_PASSWD_ITERATIONS 101   /* mosquitto_passwd's default for $7$ */
 #define VS_PASSWD_USER_MAX   65535 /* an MQTT UTF-8 string */
 /* Longest formatted hash: "$7$" + 10 digits + "$" + 16 + "$" + 88, plus NUL. */
 #define VS_PASSWD_HASH_STRMAX 128
@@ -45,7 +45,7 @@ struct vs_passwd_hash {
  * one (RAND_bytes). iterations is ignored for VS_PASSWD_SHA512 and must be >= 1 otherwise.
  * Returns 0, VS_ECONF for a bad type or iteration count, or VS_EPROTO if OpenSSL failed. */
 int vs_passwd_hash_make(struct vs_passwd_hash *h, enum vs_passwd_type type, unsigned iterations,
-	const uint8_t *salt, const uint8_t *pw, size_t pwlen);
+			const uint8_t *salt, const uint8_t *pw, size_t pwlen);
 
 /* Decodes s[0..len) ("$7$101$...$...") into h. Returns 0, or VS_EPROTO with *why (if non-NULL)
  * set to a static explanation. */
@@ -70,7 +70,7 @@ struct vs_passwd *vs_passwd_load(const char *path, char *err, size_t errlen);
 
 /* The same from memory: text[0..len) named `name` in messages (tests, fuzzing). */
 struct vs_passwd *vs_passwd_parse(const char *text, size_t len, const char *name, char *err,
-	size_t errlen);
+				  size_t errlen);
 
 /* Whether user (a NUL-terminated username) exists and pw[0..pwlen) is its password: 1 yes,
  * 0 no. pw == NULL means the client sent no password, which never matches (as Mosquitto); an

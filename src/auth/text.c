@@ -99,7 +99,8 @@ int vs_auth_err(char *err, size_t errlen, const char *name, unsigned line, const
 {
 	if (!err || errlen == 0)
 		return VS_ECONF;
-	int k = line ? snprintf(err, errlen, "%s:%u: ", name, line) : snprintf(err, errlen, "%s: ", name);
+	int k = line ? snprintf(err, errlen, "%s:%u: ", name, line)
+		     : snprintf(err, errlen, "%s: ", name);
 	if (k < 0)
 		k = 0;
 	if ((size_t)k < errlen) {

@@ -20,7 +20,7 @@ int vs_auth_read_file(const char *path, char **out, size_t *len);
 
 /* A cursor over the lines of text[0..len). */
 struct vs_auth_lines {
-	const char *p;   /* next unread byte */
+	const char *p;	 /* next unread byte */
 	const char *end; /* one past the last byte */
 	unsigned lineno; /* number of the line last returned, from 1 */
 };
@@ -34,6 +34,6 @@ void vs_auth_trim(const char **s, size_t *n);
 
 /* Writes "NAME:LINE: message" into err (when err is non-NULL); always returns VS_ECONF. */
 int vs_auth_err(char *err, size_t errlen, const char *name, unsigned line, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
+    __attribute__((format(printf, 5, 6)));
 
 #endif

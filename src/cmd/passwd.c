@@ -49,23 +49,24 @@ struct opts {
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: viesti passwd [-H sha512 | -H sha512-pbkdf2] [-I ITER] [-c | -D] FILE USER\n"
-		"       viesti passwd [-H sha512 | -H sha512-pbkdf2] [-I ITER] [-c] -b FILE USER "
-		"PASSWORD\n"
-		"       viesti passwd [-H sha512 | -H sha512-pbkdf2] [-I ITER] -U FILE\n\n"
-		"Manages a Mosquitto-compatible password file (mosquitto_passwd's options).\n\n"
-		"  -b       batch mode: the password is the last argument\n"
-		"  -c       create FILE with this one user, replacing any existing file\n"
-		"  -D       delete USER from FILE\n"
-		"  -U       hash every plain-text user:password line of FILE\n"
-		"  -H HASH  sha512-pbkdf2 ($7$, the default) or sha512 ($6$, Mosquitto <= 1.6)\n"
-		"  -I ITER  PBKDF2 iterations (default %d)\n"
-		"  -h, --help  show this help\n\n"
-		"Without -b the password is asked for twice on a terminal, or read from standard\n"
-		"input (one line, or two equal lines) otherwise. Exit status: 0 done, 1 error,\n"
-		"2 the passwords did not match. See docs/passwd.md.\n",
-		VS_PASSWD_ITERATIONS);
+	fprintf(
+	    f,
+	    "usage: viesti passwd [-H sha512 | -H sha512-pbkdf2] [-I ITER] [-c | -D] FILE USER\n"
+	    "       viesti passwd [-H sha512 | -H sha512-pbkdf2] [-I ITER] [-c] -b FILE USER "
+	    "PASSWORD\n"
+	    "       viesti passwd [-H sha512 | -H sha512-pbkdf2] [-I ITER] -U FILE\n\n"
+	    "Manages a Mosquitto-compatible password file (mosquitto_passwd's options).\n\n"
+	    "  -b       batch mode: the password is the last argument\n"
+	    "  -c       create FILE with this one user, replacing any existing file\n"
+	    "  -D       delete USER from FILE\n"
+	    "  -U       hash every plain-text user:password line of FILE\n"
+	    "  -H HASH  sha512-pbkdf2 ($7$, the default) or sha512 ($6$, Mosquitto <= 1.6)\n"
+	    "  -I ITER  PBKDF2 iterations (default %d)\n"
+	    "  -h, --help  show this help\n\n"
+	    "Without -b the password is asked for twice on a terminal, or read from standard\n"
+	    "input (one line, or two equal lines) otherwise. Exit status: 0 done, 1 error,\n"
+	    "2 the passwords did not match. See docs/passwd.md.\n",
+	    VS_PASSWD_ITERATIONS);
 }
 
 /* Returns -1 to continue, or an exit status. */
@@ -106,7 +107,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				errno = 0;
 				long n = strtol(v, &end, 10);
 				if (errno || *end || end == v || n < 1 || n > INT_MAX) {
-					fprintf(stderr, "Error: Number of iterations must be > 0.\n");
+					fprintf(stderr,
+						"Error: Number of iterations must be > 0.\n");
 					return EXIT_ERR;
 				}
 				o->iterations = (unsigned)n;
@@ -124,7 +126,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		fprintf(stderr, "Error: -U cannot be used with -c, -D or -b.\n");
 		return EXIT_ERR;
 	}
-	if (o->delete && o->batch) {
+	if (o->delete &&o->batch) {
 		fprintf(stderr, "Error: -D and -b cannot be used together.\n");
 		return EXIT_ERR;
 	}
@@ -237,19 +239,19 @@ static int get_password(char *pw, char *again, size_t cap)
 /* ---- the file ---- */
 
 /* Appends "user:HASH\n" for pw to out. Returns 0 or an exit status. */
-static int append_entry(struct vs_bytes *out, const struct opts *o, const char *user,
-	size_t ulen, const char *pw, size_t pwlen)
+static int append_entry(struct vs_bytes *out, const struct opts *o, const char *user, size_t ulen,
+			const char *pw, size_t pwlen)
 {
 	struct vs_passwd_hash h;
 	char text[VS_PASSWD_HASH_STRMAX];
 	if (vs_passwd_hash_make(&h, o->type, o->iterations, NULL, (const uint8_t *)pw, pwlen) ||
-		vs_passwd_hash_format(&h, text, sizeof(text)) < 0) {
+	    vs_passwd_hash_format(&h, text, sizeof(text)) < 0) {
 		fprintf(stderr, "Error: Unable to hash the password.\n");
 		return EXIT_ERR;
 	}
 	OPENSSL_cleanse(&h, sizeof(h));
 	if (vs_bytes_append(out, user, ulen) || vs_bytes_append(out, ":", 1) ||
-		vs_bytes_append(out, text, strlen(text)) || vs_bytes_append(out, "\n", 1)) {
+	    vs_bytes_append(out, text, strlen(text)) || vs_bytes_append(out, "\n", 1)) {
 		fprintf(stderr, "Error: Out of memory.\n");
 		return EXIT_ERR;
 	}
@@ -310,7 +312,7 @@ static int read_existing(const char *path, char **text, size_t *len)
 /* Copies text to out, replacing (-b) or dropping (-D) the lines of o->user, or hashing plain
  * passwords (-U). Returns 0 or an exit status. */
 static int rewrite(const struct opts *o, const char *text, size_t len, const char *pw,
-	struct vs_bytes *out)
+		   struct vs_bytes *out)
 {
 	bool found = false;
 	size_t ulen = o->user ? strlen(o->user) : 0;
@@ -339,8 +341,9 @@ static int rewrite(const struct opts *o, const char *text, size_t len, const cha
 				tvn--;
 			const char *why = NULL;
 			if (vs_passwd_hash_parse(&h, tv, tvn, &why) != 0 && tvn >= 3 &&
-				tv[0] == '$' && (tv[1] == '6' || tv[1] == '7') && tv[2] == '$') {
-				/* a damaged hash, not a password: hashing it would hide the damage */
+			    tv[0] == '$' && (tv[1] == '6' || tv[1] == '7') && tv[2] == '$') {
+				/* a damaged hash, not a password: hashing it would hide the damage
+				 */
 				fprintf(stderr, "Error: Corrupt password file at line %u: %s.\n",
 					lineno, why);
 				return EXIT_ERR;
@@ -357,7 +360,7 @@ static int rewrite(const struct opts *o, const char *text, size_t len, const cha
 			fprintf(stderr, "Error: Corrupt password file at line %u.\n", lineno);
 			return EXIT_ERR;
 		} else if (u && lu == ulen && !memcmp(u, o->user, ulen)) {
-			if (!o->delete && !found) {
+			if (!o->delete &&!found) {
 				int rc = append_entry(out, o, u, lu, pw, strlen(pw));
 				if (rc)
 					return rc;
@@ -369,11 +372,11 @@ static int rewrite(const struct opts *o, const char *text, size_t len, const cha
 			return EXIT_ERR;
 		p = next;
 	}
-	if (o->delete && !found) {
+	if (o->delete &&!found) {
 		fprintf(stderr, "Warning: User %s not found in password file.\n", o->user);
 		return EXIT_ERR;
 	}
-	if (!o->delete && !o->update && !found) {
+	if (!o->delete &&!o->update && !found) {
 		if (out->len && out->data[out->len - 1] != '\n' && vs_bytes_append(out, "\n", 1))
 			return EXIT_ERR;
 		return append_entry(out, o, o->user, ulen, pw, strlen(pw));
@@ -465,7 +468,7 @@ int vs_cmd_passwd(int argc, char **argv)
 		if (rc)
 			goto out;
 	}
-	if (!o.delete && !o.update && !o.batch) {
+	if (!o.delete &&!o.update && !o.batch) {
 		pw = calloc(1, PW_MAX + 2);
 		again = calloc(1, PW_MAX + 2);
 		rc = pw && again ? get_password(pw, again, PW_MAX + 2) : EXIT_ERR;

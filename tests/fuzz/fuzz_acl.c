@@ -43,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (size_t j = 0; j < sizeof(users) / sizeof(users[0]); j++)
 			for (int access = 1; access <= 4; access *= 2)
 				(void)vs_acl_check(acl, "c", users[j], topics[i], strlen(topics[i]),
-					access);
+						   access);
 	(void)vs_acl_count(acl);
 	vs_acl_free(acl);
 	return 0;

@@ -23,24 +23,24 @@
 static const struct {
 	const char *user, *password, *line;
 } mosq[] = {
-	{"alice", "secret",
-		"alice:$7$101$oEch4EwHxjnoOh85$TafqcAbwoxNkQXrclX7x5cRieXvVRmsBWNbCAaVHE+W2f6K6SfOFVZ8X"
-		"6tmT35JVXj8wsbdgGh4UpvOPcI7p7Q=="},
-	{"bob", "p@ss:word",
-		"bob:$7$101$SXKOTeFHolHvChWC$ae95rPeyfJFQSCic6CCRnRPLvROO4zIzVlbYajd7NdlW4GWxhAa52uG3x"
-		"BBg9fQda57qW2xXsO3GwilTDsFdiQ=="},
-	{"carol", "hunter2", /* -H sha512 */
-		"carol:$6$C2SQHm941rtONnY+$B0ong68RHHVcfcIUykKfPhoKI4vSrwpqg9FpLXy1HnbdeE0IL/7D/z3s+3bP"
-		"XXLdkkZy/gpkUXWGWFemXiuq/g=="},
-	{"dave", "x", /* -I 1000 */
-		"dave:$7$1000$GZEYoDc5W+1ouyjR$PNa8Pp+AhCd3jVAcDoK6zW952KyPoIeZCKA93KghXLnQ4aBMccnR51pLU"
-		"hNxPcsbEmSIfNDLXbZ2kQ1J50VOHg=="},
-	{"u", "p", /* -I 5 -H sha512: the iteration count is ignored for $6$ */
-		"u:$6$VIEUVDnQPuHcVJjm$HbjjXV5bKHoCLwccuYExZcQOpzbFVeqIY2ppqJ/t2Hr4ijaKQ50jIjr9d8zOWP9F"
-		"tmW0Fc4Zv82Czg8BFKu8yA=="},
-	{"u", "p", /* -I 2 */
-		"u:$7$2$kNdsmZqq5MMcJ9Ii$JDyjt2zWpqEJEI0USPCTBANu7XBADBJi6oGN+mKX3NAMqDIpvSrVFurPVExIht2"
-		"XlIDHPEd2ylb/aqUg3X5RLw=="},
+    {"alice", "secret",
+     "alice:$7$101$oEch4EwHxjnoOh85$TafqcAbwoxNkQXrclX7x5cRieXvVRmsBWNbCAaVHE+W2f6K6SfOFVZ8X"
+     "6tmT35JVXj8wsbdgGh4UpvOPcI7p7Q=="},
+    {"bob", "p@ss:word",
+     "bob:$7$101$SXKOTeFHolHvChWC$ae95rPeyfJFQSCic6CCRnRPLvROO4zIzVlbYajd7NdlW4GWxhAa52uG3x"
+     "BBg9fQda57qW2xXsO3GwilTDsFdiQ=="},
+    {"carol", "hunter2", /* -H sha512 */
+     "carol:$6$C2SQHm941rtONnY+$B0ong68RHHVcfcIUykKfPhoKI4vSrwpqg9FpLXy1HnbdeE0IL/7D/z3s+3bP"
+     "XXLdkkZy/gpkUXWGWFemXiuq/g=="},
+    {"dave", "x", /* -I 1000 */
+     "dave:$7$1000$GZEYoDc5W+1ouyjR$PNa8Pp+AhCd3jVAcDoK6zW952KyPoIeZCKA93KghXLnQ4aBMccnR51pLU"
+     "hNxPcsbEmSIfNDLXbZ2kQ1J50VOHg=="},
+    {"u", "p", /* -I 5 -H sha512: the iteration count is ignored for $6$ */
+     "u:$6$VIEUVDnQPuHcVJjm$HbjjXV5bKHoCLwccuYExZcQOpzbFVeqIY2ppqJ/t2Hr4ijaKQ50jIjr9d8zOWP9F"
+     "tmW0Fc4Zv82Czg8BFKu8yA=="},
+    {"u", "p", /* -I 2 */
+     "u:$7$2$kNdsmZqq5MMcJ9Ii$JDyjt2zWpqEJEI0USPCTBANu7XBADBJi6oGN+mKX3NAMqDIpvSrVFurPVExIht2"
+     "XlIDHPEd2ylb/aqUg3X5RLw=="},
 };
 
 static char err[512];
@@ -84,9 +84,9 @@ static void rehash_with_mosquittos_salt_gives_the_same_line(void **state)
 		char text[VS_PASSWD_HASH_STRMAX];
 		assert_int_equal(vs_passwd_hash_parse(&h, hash, strlen(hash), NULL), 0);
 		assert_int_equal(vs_passwd_hash_make(&again, h.type, h.iterations, h.salt,
-					 (const uint8_t *)mosq[i].password,
-					 strlen(mosq[i].password)),
-			0);
+						     (const uint8_t *)mosq[i].password,
+						     strlen(mosq[i].password)),
+				 0);
 		assert_memory_equal(again.hash, h.hash, VS_PASSWD_HASH_LEN);
 		assert_int_equal(vs_passwd_hash_format(&again, text, sizeof(text)), strlen(hash));
 		assert_string_equal(text, hash);
@@ -98,11 +98,11 @@ static void default_hash_is_pbkdf2_101_with_12_byte_salt(void **state)
 	struct vs_passwd_hash h1, h2;
 	char t1[VS_PASSWD_HASH_STRMAX], t2[VS_PASSWD_HASH_STRMAX];
 	assert_int_equal(vs_passwd_hash_make(&h1, VS_PASSWD_PBKDF2, VS_PASSWD_ITERATIONS, NULL,
-				 (const uint8_t *)"pw", 2),
-		0);
+					     (const uint8_t *)"pw", 2),
+			 0);
 	assert_int_equal(vs_passwd_hash_make(&h2, VS_PASSWD_PBKDF2, VS_PASSWD_ITERATIONS, NULL,
-				 (const uint8_t *)"pw", 2),
-		0);
+					     (const uint8_t *)"pw", 2),
+			 0);
 	int n = vs_passwd_hash_format(&h1, t1, sizeof(t1));
 	assert_int_equal(n, 3 + 3 + 1 + 16 + 1 + 88);
 	assert_memory_equal(t1, "$7$101$", 7);
@@ -117,8 +117,8 @@ static void sha512_format_has_no_iterations(void **state)
 {
 	struct vs_passwd_hash h;
 	char t[VS_PASSWD_HASH_STRMAX];
-	assert_int_equal(vs_passwd_hash_make(&h, VS_PASSWD_SHA512, 999, NULL, (const uint8_t *)"a", 1),
-		0);
+	assert_int_equal(
+	    vs_passwd_hash_make(&h, VS_PASSWD_SHA512, 999, NULL, (const uint8_t *)"a", 1), 0);
 	assert_int_equal(vs_passwd_hash_format(&h, t, sizeof(t)), 3 + 16 + 1 + 88);
 	assert_memory_equal(t, "$6$", 3);
 	assert_int_equal(h.iterations, 0);
@@ -155,14 +155,14 @@ static void file_with_comments_blanks_crlf_and_spaces(void **state)
 {
 	char text[2048];
 	snprintf(text, sizeof(text),
-		"# users\n"
-		"\n"
-		"   \t\n"
-		"  # indented comment\n"
-		"%s\r\n"
-		"  %s  \n"
-		"%s", /* last line without newline */
-		mosq[0].line, mosq[1].line, mosq[2].line);
+		 "# users\n"
+		 "\n"
+		 "   \t\n"
+		 "  # indented comment\n"
+		 "%s\r\n"
+		 "  %s  \n"
+		 "%s", /* last line without newline */
+		 mosq[0].line, mosq[1].line, mosq[2].line);
 	struct vs_passwd *pf = parse(text);
 	if (!pf)
 		print_error("%s\n", err);
@@ -186,57 +186,60 @@ static void empty_file_has_no_users(void **state)
 	assert_int_equal(vs_passwd_check(NULL, "a", (const uint8_t *)"b", 1), 0);
 }
 
-#define H7 "$7$101$oEch4EwHxjnoOh85$TafqcAbwoxNkQXrclX7x5cRieXvVRmsBWNbCAaVHE+W2f6K6SfOFVZ8X6tmT35JVXj8wsbdgGh4UpvOPcI7p7Q=="
+#define H7                                                                                         \
+	"$7$101$oEch4EwHxjnoOh85$TafqcAbwoxNkQXrclX7x5cRieXvVRmsBWNbCAaVHE+"                       \
+	"W2f6K6SfOFVZ8X6tmT35JVXj8wsbdgGh4UpvOPcI7p7Q=="
 #define SALT "oEch4EwHxjnoOh85"
-#define HASH "TafqcAbwoxNkQXrclX7x5cRieXvVRmsBWNbCAaVHE+W2f6K6SfOFVZ8X6tmT35JVXj8wsbdgGh4UpvOPcI7p7Q=="
+#define HASH                                                                                       \
+	"TafqcAbwoxNkQXrclX7x5cRieXvVRmsBWNbCAaVHE+W2f6K6SfOFVZ8X6tmT35JVXj8wsbdgGh4UpvOPcI7p7Q=="
 
 static void malformed_lines_fail_with_file_and_line(void **state)
 {
 	static const struct {
 		const char *text, *want;
 	} cases[] = {
-		{"# ok\nnocolon\n", "t.pw:2: expected user:hash, found no ':'"},
-		{":" H7 "\n", "t.pw:1: empty username"},
-		{"  \t:" H7 "\n", "t.pw:1: empty username"},
-		{"a:\n", "t.pw:1: no password hash for user 'a'"},
-		{"a:   \n", "t.pw:1: no password hash for user 'a'"},
-		{"a:plaintext\n", "t.pw:1: user 'a': password is not a $6$ or $7$ hash (plain-text "
-				  "passwords need `viesti passwd -U`)"},
-		{"a:$5$x$y\n", "t.pw:1: user 'a': unknown hash type (only $6$ and $7$ are supported)"},
-		{"a:$7$\n", "t.pw:1: user 'a': truncated hash: expected $7$ITERATIONS$SALT$HASH"},
-		{"a:$7$0$" SALT "$" HASH "\n",
-			"t.pw:1: user 'a': bad iteration count (an integer from 1 to 2147483647)"},
-		{"a:$7$-1$" SALT "$" HASH "\n",
-			"t.pw:1: user 'a': bad iteration count (an integer from 1 to 2147483647)"},
-		{"a:$7$2147483648$" SALT "$" HASH "\n",
-			"t.pw:1: user 'a': bad iteration count (an integer from 1 to 2147483647)"},
-		{"a:$7$$" SALT "$" HASH "\n",
-			"t.pw:1: user 'a': bad iteration count (an integer from 1 to 2147483647)"},
-		{"a:$7$101$" SALT "\n", "t.pw:1: user 'a': truncated hash: no '$' after the salt"},
-		{"a:$7$101$" SALT "A$" HASH "\n",
-			"t.pw:1: user 'a': bad salt: expected 12 bytes in base64 (16 characters)"},
-		{"a:$7$101$oEch4EwHxjnoOh8$" HASH "\n",
-			"t.pw:1: user 'a': bad salt: expected 12 bytes in base64 (16 characters)"},
-		{"a:$7$101$oEch4EwHxjnoOh8*$" HASH "\n",
-			"t.pw:1: user 'a': bad salt: expected 12 bytes in base64 (16 characters)"},
-		{"a:$7$101$" SALT "$" HASH "$x\n", "t.pw:1: user 'a': too many '$' fields in hash"},
-		{"a:$7$101$" SALT "$" HASH "A\n",
-			"t.pw:1: user 'a': bad hash: expected 64 bytes in base64 (88 characters)"},
-		{"a:$7$101$" SALT "$TafqcAbw\n",
-			"t.pw:1: user 'a': bad hash: expected 64 bytes in base64 (88 characters)"},
-		/* non-canonical padding: the hidden bits of the last character must be zero */
-		{"a:$7$101$" SALT "$TafqcAbwoxNkQXrclX7x5cRieXvVRmsBWNbCAaVHE+W2f6K6SfOFVZ8X6tmT35JVXj8"
-		 "wsbdgGh4UpvOPcI7p7R==\n",
-			"t.pw:1: user 'a': bad hash: expected 64 bytes in base64 (88 characters)"},
-		{"a:$7$101$" SALT "$TafqcAbwoxNkQXrclX7x5cRieXvVRmsBWNbCAaVHE+W2f6K6SfOFVZ8X6tmT35JVXj8"
-		 "wsbdgGh4UpvOPcI7p7Q=A\n",
-			"t.pw:1: user 'a': bad hash: expected 64 bytes in base64 (88 characters)"},
-		{"a:$7$101$" SALT "$" HASH ":extra\n",
-			"t.pw:1: user 'a': bad hash: expected 64 bytes in base64 (88 characters)"},
-		{"a:$6$" SALT "\n", "t.pw:1: user 'a': truncated hash: no '$' after the salt"},
-		{"x\n\n\na:" H7 "\na:" H7 "\n", "t.pw:1: expected user:hash, found no ':'"},
-		{"a:" H7 "\nb:" H7 "\na:" H7 "\n", "t.pw:3: user 'a' appears twice"},
-		{"a:" H7 "\nb:$7\0$\n", "t.pw:2: NUL byte in line"},
+	    {"# ok\nnocolon\n", "t.pw:2: expected user:hash, found no ':'"},
+	    {":" H7 "\n", "t.pw:1: empty username"},
+	    {"  \t:" H7 "\n", "t.pw:1: empty username"},
+	    {"a:\n", "t.pw:1: no password hash for user 'a'"},
+	    {"a:   \n", "t.pw:1: no password hash for user 'a'"},
+	    {"a:plaintext\n", "t.pw:1: user 'a': password is not a $6$ or $7$ hash (plain-text "
+			      "passwords need `viesti passwd -U`)"},
+	    {"a:$5$x$y\n", "t.pw:1: user 'a': unknown hash type (only $6$ and $7$ are supported)"},
+	    {"a:$7$\n", "t.pw:1: user 'a': truncated hash: expected $7$ITERATIONS$SALT$HASH"},
+	    {"a:$7$0$" SALT "$" HASH "\n",
+	     "t.pw:1: user 'a': bad iteration count (an integer from 1 to 2147483647)"},
+	    {"a:$7$-1$" SALT "$" HASH "\n",
+	     "t.pw:1: user 'a': bad iteration count (an integer from 1 to 2147483647)"},
+	    {"a:$7$2147483648$" SALT "$" HASH "\n",
+	     "t.pw:1: user 'a': bad iteration count (an integer from 1 to 2147483647)"},
+	    {"a:$7$$" SALT "$" HASH "\n",
+	     "t.pw:1: user 'a': bad iteration count (an integer from 1 to 2147483647)"},
+	    {"a:$7$101$" SALT "\n", "t.pw:1: user 'a': truncated hash: no '$' after the salt"},
+	    {"a:$7$101$" SALT "A$" HASH "\n",
+	     "t.pw:1: user 'a': bad salt: expected 12 bytes in base64 (16 characters)"},
+	    {"a:$7$101$oEch4EwHxjnoOh8$" HASH "\n",
+	     "t.pw:1: user 'a': bad salt: expected 12 bytes in base64 (16 characters)"},
+	    {"a:$7$101$oEch4EwHxjnoOh8*$" HASH "\n",
+	     "t.pw:1: user 'a': bad salt: expected 12 bytes in base64 (16 characters)"},
+	    {"a:$7$101$" SALT "$" HASH "$x\n", "t.pw:1: user 'a': too many '$' fields in hash"},
+	    {"a:$7$101$" SALT "$" HASH "A\n",
+	     "t.pw:1: user 'a': bad hash: expected 64 bytes in base64 (88 characters)"},
+	    {"a:$7$101$" SALT "$TafqcAbw\n",
+	     "t.pw:1: user 'a': bad hash: expected 64 bytes in base64 (88 characters)"},
+	    /* non-canonical padding: the hidden bits of the last character must be zero */
+	    {"a:$7$101$" SALT "$TafqcAbwoxNkQXrclX7x5cRieXvVRmsBWNbCAaVHE+W2f6K6SfOFVZ8X6tmT35JVXj8"
+	     "wsbdgGh4UpvOPcI7p7R==\n",
+	     "t.pw:1: user 'a': bad hash: expected 64 bytes in base64 (88 characters)"},
+	    {"a:$7$101$" SALT "$TafqcAbwoxNkQXrclX7x5cRieXvVRmsBWNbCAaVHE+W2f6K6SfOFVZ8X6tmT35JVXj8"
+	     "wsbdgGh4UpvOPcI7p7Q=A\n",
+	     "t.pw:1: user 'a': bad hash: expected 64 bytes in base64 (88 characters)"},
+	    {"a:$7$101$" SALT "$" HASH ":extra\n",
+	     "t.pw:1: user 'a': bad hash: expected 64 bytes in base64 (88 characters)"},
+	    {"a:$6$" SALT "\n", "t.pw:1: user 'a': truncated hash: no '$' after the salt"},
+	    {"x\n\n\na:" H7 "\na:" H7 "\n", "t.pw:1: expected user:hash, found no ':'"},
+	    {"a:" H7 "\nb:" H7 "\na:" H7 "\n", "t.pw:3: user 'a' appears twice"},
+	    {"a:" H7 "\nb:$7\0$\n", "t.pw:2: NUL byte in line"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		/* the NUL case is not a C string: give its real length */
@@ -245,7 +248,8 @@ static void malformed_lines_fail_with_file_and_line(void **state)
 			n += 3;
 		uint8_t *g = guard_copy(cases[i].text, n);
 		err[0] = '\0';
-		struct vs_passwd *pf = vs_passwd_parse((const char *)g, n, "t.pw", err, sizeof(err));
+		struct vs_passwd *pf =
+		    vs_passwd_parse((const char *)g, n, "t.pw", err, sizeof(err));
 		guard_free(g, n);
 		if (pf || strcmp(err, cases[i].want))
 			print_error("case %zu:\nwant: %s\ngot:  %s\n", i, cases[i].want, err);
@@ -305,10 +309,10 @@ static void live_mosquitto_passwd_file_verifies(void **state)
 	char cmd[1200], path[300];
 	snprintf(path, sizeof(path), "%s/pw", dir);
 	snprintf(cmd, sizeof(cmd),
-		"/usr/bin/mosquitto_passwd -c -b %s zed 'sp ace$7' && "
-		"/usr/bin/mosquitto_passwd -H sha512 -b %s yan 'y' && "
-		"/usr/bin/mosquitto_passwd -I 7 -b %s xi ''",
-		path, path, path);
+		 "/usr/bin/mosquitto_passwd -c -b %s zed 'sp ace$7' && "
+		 "/usr/bin/mosquitto_passwd -H sha512 -b %s yan 'y' && "
+		 "/usr/bin/mosquitto_passwd -I 7 -b %s xi ''",
+		 path, path, path);
 	assert_int_equal(system(cmd), 0);
 	struct vs_passwd *pf = vs_passwd_load(path, err, sizeof(err));
 	if (!pf)
@@ -342,20 +346,20 @@ static void usernames_that_fit_in_a_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(mosquitto_hashes_verify),
-		cmocka_unit_test(rehash_with_mosquittos_salt_gives_the_same_line),
-		cmocka_unit_test(default_hash_is_pbkdf2_101_with_12_byte_salt),
-		cmocka_unit_test(sha512_format_has_no_iterations),
-		cmocka_unit_test(format_reports_a_short_buffer),
-		cmocka_unit_test(make_rejects_bad_parameters),
-		cmocka_unit_test(binary_password_with_nul_bytes),
-		cmocka_unit_test(file_with_comments_blanks_crlf_and_spaces),
-		cmocka_unit_test(empty_file_has_no_users),
-		cmocka_unit_test(malformed_lines_fail_with_file_and_line),
-		cmocka_unit_test(long_username_is_refused),
-		cmocka_unit_test(load_reads_a_file_and_names_it_in_errors),
-		cmocka_unit_test(live_mosquitto_passwd_file_verifies),
-		cmocka_unit_test(usernames_that_fit_in_a_file),
+	    cmocka_unit_test(mosquitto_hashes_verify),
+	    cmocka_unit_test(rehash_with_mosquittos_salt_gives_the_same_line),
+	    cmocka_unit_test(default_hash_is_pbkdf2_101_with_12_byte_salt),
+	    cmocka_unit_test(sha512_format_has_no_iterations),
+	    cmocka_unit_test(format_reports_a_short_buffer),
+	    cmocka_unit_test(make_rejects_bad_parameters),
+	    cmocka_unit_test(binary_password_with_nul_bytes),
+	    cmocka_unit_test(file_with_comments_blanks_crlf_and_spaces),
+	    cmocka_unit_test(empty_file_has_no_users),
+	    cmocka_unit_test(malformed_lines_fail_with_file_and_line),
+	    cmocka_unit_test(long_username_is_refused),
+	    cmocka_unit_test(load_reads_a_file_and_names_it_in_errors),
+	    cmocka_unit_test(live_mosquitto_passwd_file_verifies),
+	    cmocka_unit_test(usernames_that_fit_in_a_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

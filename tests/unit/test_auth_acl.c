@@ -55,51 +55,52 @@ static void matcher_follows_mqtt_wildcards(void **state)
 		const char *filter, *topic;
 		int want;
 	} cases[] = {
-		{"a/b", "a/b", 1},
-		{"a/b", "a/c", 0},
-		{"a/b", "a/b/", 0},
-		{"a/b/", "a/b", 0},
-		{"a/b", "a", 0},
-		{"/", "/", 1},
-		{"a/+", "a/b", 1},
-		{"a/+", "a/", 1},
-		{"a/+", "a/b/c", 0},
-		{"a/+", "a", 0},
-		{"+", "/x", 0},
-		{"+/+", "/x", 1},
-		{"+/#", "a", 1},
-		{"a/+/#", "a/b", 1},
-		{"a/#", "a", 1},
-		{"a/#", "a/", 1},
-		{"a/#", "a/b/c", 1},
-		{"a/#", "ab", 0},
-		{"sport/tennis/#", "sport/tennis", 1},
-		{"#", "a", 1},
-		{"#", "/a", 1},
-		{"+", "", 0},
-		{"#", "", 0},
-		/* [MQTT-4.7.2-1] and Mosquitto: '$' topics need a '$' filter */
-		{"#", "$SYS/x", 0},
-		{"+/x", "$SYS/x", 0},
-		{"$SYS/#", "$SYS/x", 1},
-		{"$SYS/#", "$SYS", 1},
-		{"$SYS/+", "$SYS/a", 1},
-		{"$SYS/x", "$SYS/x", 1},
-		{"$SYS/x", "SYS/x", 0},
-		{"%c/x", "%c/x", 1}, /* no substitution outside patterns */
+	    {"a/b", "a/b", 1},
+	    {"a/b", "a/c", 0},
+	    {"a/b", "a/b/", 0},
+	    {"a/b/", "a/b", 0},
+	    {"a/b", "a", 0},
+	    {"/", "/", 1},
+	    {"a/+", "a/b", 1},
+	    {"a/+", "a/", 1},
+	    {"a/+", "a/b/c", 0},
+	    {"a/+", "a", 0},
+	    {"+", "/x", 0},
+	    {"+/+", "/x", 1},
+	    {"+/#", "a", 1},
+	    {"a/+/#", "a/b", 1},
+	    {"a/#", "a", 1},
+	    {"a/#", "a/", 1},
+	    {"a/#", "a/b/c", 1},
+	    {"a/#", "ab", 0},
+	    {"sport/tennis/#", "sport/tennis", 1},
+	    {"#", "a", 1},
+	    {"#", "/a", 1},
+	    {"+", "", 0},
+	    {"#", "", 0},
+	    /* [MQTT-4.7.2-1] and Mosquitto: '$' topics need a '$' filter */
+	    {"#", "$SYS/x", 0},
+	    {"+/x", "$SYS/x", 0},
+	    {"$SYS/#", "$SYS/x", 1},
+	    {"$SYS/#", "$SYS", 1},
+	    {"$SYS/+", "$SYS/a", 1},
+	    {"$SYS/x", "$SYS/x", 1},
+	    {"$SYS/x", "SYS/x", 0},
+	    {"%c/x", "%c/x", 1}, /* no substitution outside patterns */
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int got = match(cases[i].filter, cases[i].topic);
 		if (got != cases[i].want)
 			print_error("filter '%s' topic '%s': want %d got %d\n", cases[i].filter,
-				cases[i].topic, cases[i].want, got);
+				    cases[i].topic, cases[i].want, got);
 		assert_int_equal(got, cases[i].want);
 	}
 }
 
 static void filter_validation(void **state)
 {
-	static const char *good[] = {"#", "+", "a/+/b", "+/+", "/", "a/#", "%c/#", "a b/c", "$SYS/#"};
+	static const char *good[] = {"#",   "+",    "a/+/b", "+/+",   "/",
+				     "a/#", "%c/#", "a b/c", "$SYS/#"};
 	static const char *bad[] = {"", "a#", "a/#/b", "a+", "+a", "a/b+", "##", "#/", "++"};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
 		assert_int_equal(vs_acl_filter_valid(good[i], strlen(good[i])), 1);
@@ -113,19 +114,20 @@ static void malformed_lines_fail_with_file_and_line(void **state)
 	static const struct {
 		const char *text, *want;
 	} cases[] = {
-		{"topic\n", "t.acl:1: 'topic' needs a topic"},
-		{"# c\npattern   \n", "t.acl:2: 'pattern' needs a topic"},
-		{"topic reed a/b\n", "t.acl:1: unknown access 'reed' (read, write, readwrite or deny)"},
-		{"topic READ a/b\n", "t.acl:1: unknown access 'READ' (read, write, readwrite or deny)"},
-		{"topic my topic\n", "t.acl:1: unknown access 'my' (read, write, readwrite or deny)"},
-		{"topic read a/#/b\n", "t.acl:1: invalid topic filter 'a/#/b'"},
-		{"\n\n  topic read a+\n", "t.acl:3: invalid topic filter 'a+'"},
-		{"pattern write %c#\n", "t.acl:1: invalid topic filter '%c#'"},
-		{"topic a/b\nuser\n", "t.acl:2: 'user' needs a name"},
-		{"user   \t\n", "t.acl:1: 'user' needs a name"},
-		{"users bob\n", "t.acl:1: unknown keyword 'users' (expected topic, pattern or user)"},
-		{"Topic a\n", "t.acl:1: unknown keyword 'Topic' (expected topic, pattern or user)"},
-		{"topic a\r\nfoo\r\n", "t.acl:2: unknown keyword 'foo' (expected topic, pattern or user)"},
+	    {"topic\n", "t.acl:1: 'topic' needs a topic"},
+	    {"# c\npattern   \n", "t.acl:2: 'pattern' needs a topic"},
+	    {"topic reed a/b\n", "t.acl:1: unknown access 'reed' (read, write, readwrite or deny)"},
+	    {"topic READ a/b\n", "t.acl:1: unknown access 'READ' (read, write, readwrite or deny)"},
+	    {"topic my topic\n", "t.acl:1: unknown access 'my' (read, write, readwrite or deny)"},
+	    {"topic read a/#/b\n", "t.acl:1: invalid topic filter 'a/#/b'"},
+	    {"\n\n  topic read a+\n", "t.acl:3: invalid topic filter 'a+'"},
+	    {"pattern write %c#\n", "t.acl:1: invalid topic filter '%c#'"},
+	    {"topic a/b\nuser\n", "t.acl:2: 'user' needs a name"},
+	    {"user   \t\n", "t.acl:1: 'user' needs a name"},
+	    {"users bob\n", "t.acl:1: unknown keyword 'users' (expected topic, pattern or user)"},
+	    {"Topic a\n", "t.acl:1: unknown keyword 'Topic' (expected topic, pattern or user)"},
+	    {"topic a\r\nfoo\r\n",
+	     "t.acl:2: unknown keyword 'foo' (expected topic, pattern or user)"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct vs_acl *acl = parse(cases[i].text);
@@ -164,27 +166,27 @@ static void mosquitto_parsing_quirks(void **state)
 }
 
 static const char table_acl[] =
-	"# anonymous clients\n"
-	"topic read public/#\n"
-	"topic deny public/secret\n"
-	"topic write anon/in\n"
-	"\n"
-	"user alice\n"
-	"topic readwrite alice/#\n"
-	"topic deny alice/private/#\n"
-	"topic read $SYS/#\n"
-	"topic read shared/+/status\n"
-	"pattern readwrite both/%u/%c\n" /* patterns apply to all, wherever they are */
-	"\n"
-	"user bob\n"
-	"topic #\n"
-	"\n"
-	"user alice\n" /* a second section for the same user appends */
-	"topic write extra/alice\n"
-	"\n"
-	"pattern read devices/%c/#\n"
-	"pattern write users/%u/out\n"
-	"pattern deny devices/%c/locked\n";
+    "# anonymous clients\n"
+    "topic read public/#\n"
+    "topic deny public/secret\n"
+    "topic write anon/in\n"
+    "\n"
+    "user alice\n"
+    "topic readwrite alice/#\n"
+    "topic deny alice/private/#\n"
+    "topic read $SYS/#\n"
+    "topic read shared/+/status\n"
+    "pattern readwrite both/%u/%c\n" /* patterns apply to all, wherever they are */
+    "\n"
+    "user bob\n"
+    "topic #\n"
+    "\n"
+    "user alice\n" /* a second section for the same user appends */
+    "topic write extra/alice\n"
+    "\n"
+    "pattern read devices/%c/#\n"
+    "pattern write users/%u/out\n"
+    "pattern deny devices/%c/locked\n";
 
 static void decisions_follow_mosquitto(void **state)
 {
@@ -192,71 +194,71 @@ static void decisions_follow_mosquitto(void **state)
 		const char *cid, *user, *topic;
 		int access, want;
 	} rows[] = {
-		/* anonymous: their own rules, then patterns */
-		{"c1", NULL, "public/x", R, 1},
-		{"c1", NULL, "public", R, 1},
-		{"c1", NULL, "public/secret", R, 0}, /* deny first */
-		{"c1", NULL, "public/x", W, 0},      /* read-only */
-		{"c1", NULL, "anon/in", W, 1},
-		{"c1", NULL, "anon/in", R, 0},
-		{"c1", NULL, "devices/c1/temp", R, 1},
-		{"c1", NULL, "devices/c1", R, 1},
-		{"c1", NULL, "devices/c2/temp", R, 0},
-		{"c1", NULL, "devices/c1/temp", W, 0},
-		{"c1", NULL, "devices/c1/locked", R, 0}, /* pattern deny before pattern grant */
-		{"c1", NULL, "users/c1/out", W, 0},      /* %u never applies to anonymous */
-		{"c1", NULL, "both//c1", W, 0},
-		{"c1", NULL, "$SYS/broker/uptime", R, 0},
-		/* alice: her sections only, not the anonymous rules */
-		{"c1", "alice", "alice/x", R, 1},
-		{"c1", "alice", "alice/x", W, 1},
-		{"c1", "alice", "alice", W, 1},
-		{"c1", "alice", "alice/private/x", R, 0},
-		{"c1", "alice", "alice/private", R, 0},
-		{"c1", "alice", "extra/alice", W, 1},
-		{"c1", "alice", "extra/alice", R, 0},
-		{"c1", "alice", "$SYS/broker/uptime", R, 1},
-		{"c1", "alice", "$SYS/broker/uptime", W, 0},
-		{"c1", "alice", "public/x", R, 0},
-		{"c1", "alice", "shared/a/status", R, 1},
-		{"c1", "alice", "shared/a/b/status", R, 0},
-		{"c1", "alice", "users/alice/out", W, 1},
-		{"c1", "alice", "users/bob/out", W, 0},
-		{"c1", "alice", "devices/c1/x", R, 1},
-		{"c1", "alice", "both/alice/c1", R, 1},
-		{"c1", "alice", "both/alice/c2", R, 0},
-		{"c1", "ALICE", "alice/x", R, 0}, /* usernames are case-sensitive */
-		/* bob: '#' is everything but '$' topics; his own grant is decided before the
-		 * pattern deny (Mosquitto's order) */
-		{"c1", "bob", "anything/at/all", R, 1},
-		{"c1", "bob", "a", W, 1},
-		{"c1", "bob", "$SYS/x", R, 0},
-		{"c1", "bob", "devices/c1/locked", R, 1},
-		/* a username without a section: patterns only */
-		{"k", "carl", "devices/k/a", R, 1},
-		{"k", "carl", "public/x", R, 0},
-		{"k", "carl", "users/carl/out", W, 1},
-		{"k", "carl", "devices/k/locked", R, 0},
-		/* ids that would widen a pattern get no pattern at all */
-		{"a+b", NULL, "devices/a+b/x", R, 0},
-		{"a#", NULL, "devices/a#", R, 0},
-		{"a+b", NULL, "public/x", R, 1}, /* their own rules still apply */
-		{"c", "x#", "users/x#/out", W, 0},
-		{"c", "x+", "devices/c/x", R, 0},
-		{"+", NULL, "devices/zz/x", R, 0}, /* "devices/+/#" would match everyone's */
-		{"c", "+", "users/zz/out", W, 0},
-		/* '/' in a client id spans levels, as in Mosquitto */
-		{"a/b", NULL, "devices/a/b/x", R, 1},
-		/* no client id: no patterns */
-		{NULL, NULL, "devices//x", R, 0},
-		{NULL, NULL, "public/x", R, 1},
-		/* an empty client id substitutes as empty */
-		{"", NULL, "devices//x", R, 1},
-		/* Mosquitto 2.0's acl_file does not restrict SUBSCRIBE */
-		{"c1", NULL, "nothing/#", S, 1},
-		{"c1", "alice", "alice/private/#", S, 1},
-		/* empty topic */
-		{"c1", "bob", "", R, 0},
+	    /* anonymous: their own rules, then patterns */
+	    {"c1", NULL, "public/x", R, 1},
+	    {"c1", NULL, "public", R, 1},
+	    {"c1", NULL, "public/secret", R, 0}, /* deny first */
+	    {"c1", NULL, "public/x", W, 0},	 /* read-only */
+	    {"c1", NULL, "anon/in", W, 1},
+	    {"c1", NULL, "anon/in", R, 0},
+	    {"c1", NULL, "devices/c1/temp", R, 1},
+	    {"c1", NULL, "devices/c1", R, 1},
+	    {"c1", NULL, "devices/c2/temp", R, 0},
+	    {"c1", NULL, "devices/c1/temp", W, 0},
+	    {"c1", NULL, "devices/c1/locked", R, 0}, /* pattern deny before pattern grant */
+	    {"c1", NULL, "users/c1/out", W, 0},	     /* %u never applies to anonymous */
+	    {"c1", NULL, "both//c1", W, 0},
+	    {"c1", NULL, "$SYS/broker/uptime", R, 0},
+	    /* alice: her sections only, not the anonymous rules */
+	    {"c1", "alice", "alice/x", R, 1},
+	    {"c1", "alice", "alice/x", W, 1},
+	    {"c1", "alice", "alice", W, 1},
+	    {"c1", "alice", "alice/private/x", R, 0},
+	    {"c1", "alice", "alice/private", R, 0},
+	    {"c1", "alice", "extra/alice", W, 1},
+	    {"c1", "alice", "extra/alice", R, 0},
+	    {"c1", "alice", "$SYS/broker/uptime", R, 1},
+	    {"c1", "alice", "$SYS/broker/uptime", W, 0},
+	    {"c1", "alice", "public/x", R, 0},
+	    {"c1", "alice", "shared/a/status", R, 1},
+	    {"c1", "alice", "shared/a/b/status", R, 0},
+	    {"c1", "alice", "users/alice/out", W, 1},
+	    {"c1", "alice", "users/bob/out", W, 0},
+	    {"c1", "alice", "devices/c1/x", R, 1},
+	    {"c1", "alice", "both/alice/c1", R, 1},
+	    {"c1", "alice", "both/alice/c2", R, 0},
+	    {"c1", "ALICE", "alice/x", R, 0}, /* usernames are case-sensitive */
+	    /* bob: '#' is everything but '$' topics; his own grant is decided before the
+	     * pattern deny (Mosquitto's order) */
+	    {"c1", "bob", "anything/at/all", R, 1},
+	    {"c1", "bob", "a", W, 1},
+	    {"c1", "bob", "$SYS/x", R, 0},
+	    {"c1", "bob", "devices/c1/locked", R, 1},
+	    /* a username without a section: patterns only */
+	    {"k", "carl", "devices/k/a", R, 1},
+	    {"k", "carl", "public/x", R, 0},
+	    {"k", "carl", "users/carl/out", W, 1},
+	    {"k", "carl", "devices/k/locked", R, 0},
+	    /* ids that would widen a pattern get no pattern at all */
+	    {"a+b", NULL, "devices/a+b/x", R, 0},
+	    {"a#", NULL, "devices/a#", R, 0},
+	    {"a+b", NULL, "public/x", R, 1}, /* their own rules still apply */
+	    {"c", "x#", "users/x#/out", W, 0},
+	    {"c", "x+", "devices/c/x", R, 0},
+	    {"+", NULL, "devices/zz/x", R, 0}, /* "devices/+/#" would match everyone's */
+	    {"c", "+", "users/zz/out", W, 0},
+	    /* '/' in a client id spans levels, as in Mosquitto */
+	    {"a/b", NULL, "devices/a/b/x", R, 1},
+	    /* no client id: no patterns */
+	    {NULL, NULL, "devices//x", R, 0},
+	    {NULL, NULL, "public/x", R, 1},
+	    /* an empty client id substitutes as empty */
+	    {"", NULL, "devices//x", R, 1},
+	    /* Mosquitto 2.0's acl_file does not restrict SUBSCRIBE */
+	    {"c1", NULL, "nothing/#", S, 1},
+	    {"c1", "alice", "alice/private/#", S, 1},
+	    /* empty topic */
+	    {"c1", "bob", "", R, 0},
 	};
 	struct vs_acl *acl = parse(table_acl);
 	if (!acl)
@@ -267,13 +269,14 @@ static void decisions_follow_mosquitto(void **state)
 		size_t n = strlen(rows[i].topic);
 		uint8_t *g = guard_copy(rows[i].topic, n);
 		int got = vs_acl_check(acl, rows[i].cid, rows[i].user, (const char *)g, n,
-			rows[i].access);
+				       rows[i].access);
 		guard_free(g, n);
 		if (got != rows[i].want)
-			print_error("row %zu: cid %s user %s topic '%s' access %d: want %d got %d\n",
-				i, rows[i].cid ? rows[i].cid : "(null)",
-				rows[i].user ? rows[i].user : "(null)", rows[i].topic, rows[i].access,
-				rows[i].want, got);
+			print_error(
+			    "row %zu: cid %s user %s topic '%s' access %d: want %d got %d\n", i,
+			    rows[i].cid ? rows[i].cid : "(null)",
+			    rows[i].user ? rows[i].user : "(null)", rows[i].topic, rows[i].access,
+			    rows[i].want, got);
 		assert_int_equal(got, rows[i].want);
 	}
 	vs_acl_free(acl);
@@ -305,7 +308,8 @@ static void later_deny_still_wins_in_a_list(void **state)
 static void substitution_edge_cases(void **state)
 {
 	/* %c anywhere in a level (Mosquitto substitutes it there too), %% and %x stay literal */
-	struct vs_acl *acl = parse("pattern read pre%c/x\npattern read %%c/y\npattern read %x/%c\n");
+	struct vs_acl *acl =
+	    parse("pattern read pre%c/x\npattern read %%c/y\npattern read %x/%c\n");
 	assert_non_null(acl);
 	assert_int_equal(vs_acl_check(acl, "id", NULL, "preid/x", 7, R), 1);
 	assert_int_equal(vs_acl_check(acl, "id", NULL, "%id/y", 5, R), 1);
@@ -349,15 +353,15 @@ static void load_reads_a_file_and_names_it_in_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(matcher_follows_mqtt_wildcards),
-		cmocka_unit_test(filter_validation),
-		cmocka_unit_test(malformed_lines_fail_with_file_and_line),
-		cmocka_unit_test(mosquitto_parsing_quirks),
-		cmocka_unit_test(decisions_follow_mosquitto),
-		cmocka_unit_test(empty_acl_denies_everything_but_subscribe),
-		cmocka_unit_test(later_deny_still_wins_in_a_list),
-		cmocka_unit_test(substitution_edge_cases),
-		cmocka_unit_test(load_reads_a_file_and_names_it_in_errors),
+	    cmocka_unit_test(matcher_follows_mqtt_wildcards),
+	    cmocka_unit_test(filter_validation),
+	    cmocka_unit_test(malformed_lines_fail_with_file_and_line),
+	    cmocka_unit_test(mosquitto_parsing_quirks),
+	    cmocka_unit_test(decisions_follow_mosquitto),
+	    cmocka_unit_test(empty_acl_denies_everything_but_subscribe),
+	    cmocka_unit_test(later_deny_still_wins_in_a_list),
+	    cmocka_unit_test(substitution_edge_cases),
+	    cmocka_unit_test(load_reads_a_file_and_names_it_in_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
