@@ -412,6 +412,7 @@ def test_session_expiry_counts_wall_clock_across_restart(broker, clients, data_d
 	assert b.stop() is None
 	time.sleep(4.0)
 	b.start()
+	time.sleep(1.2)  # one session sweep (see test_expired_session_not_resumed_right_after_start)
 	s = clients.raw(b.port, 5)
 	ack = s.connect(short, clean=False, props={P.SESSION_EXPIRY: 3})
 	assert not ack.session_present, "3 s session still present after 4 s of downtime"
@@ -435,8 +436,31 @@ def test_session_expiry_elapses_across_kill9(broker, clients, data_dir):
 	b.kill()
 	time.sleep(2.2)
 	b.start()
+	time.sleep(1.2)  # one session sweep (see test_expired_session_not_resumed_right_after_start)
 	s = clients.raw(b.port, 5)
 	assert not s.connect(cid, clean=False, props={P.SESSION_EXPIRY: 2}).session_present
+
+
+@pytest.mark.xfail(reason="broker bug (reported): connect.c attach_session() resumes an offline "
+	"session without checking whether its expiry has elapsed; expiry is enforced only by "
+	"sys.c sweep_sessions(), once a second, so a CONNECT in the first ~100 ms after start "
+	"(or up to 1 s after expiry in steady state) gets session present")
+def test_expired_session_not_resumed_right_after_start(broker, clients, data_dir):
+	"""A session whose expiry elapsed while the broker was down is gone for a client that
+	connects the moment the broker accepts connections ([MQTT-3.1.2-23]: the session is kept
+	only until the Session Expiry Interval has passed)."""
+	b = pbroker(broker, data_dir)
+	cid = uid("ser")
+	s = clients.raw(b.port, 5)
+	s.connect(cid, props={P.SESSION_EXPIRY: 1})
+	s.subscribe(("ser/#", 1))
+	s.disconnect()
+	assert b.stop() is None
+	time.sleep(2.2)
+	b.start()
+	s = clients.raw(b.port, 5)
+	assert not s.connect(cid, clean=False, props={P.SESSION_EXPIRY: 1}).session_present, \
+		"session with 1 s expiry resumed after 2.2 s of downtime"
 
 
 # --- 4: damaged logs -----------------------------------------------------------------------------
@@ -564,26 +588,26 @@ def small_fs():
 	shutil.rmtree(d, ignore_errors=True)
 
 
-def test_disk_full(small_fs, broker, clients):
-	"""ENOSPC: QoS 1 is refused (5.0 PUBACK 0x97, 3.1.1 connection closed) but nothing acked
-	is lost, QoS 0 keeps flowing, and once space returns QoS 1 is acked again; after kill -9
-	every acked message reaches the persistent subscriber."""
-	b = pbroker(broker, small_fs)
-	cid = uid("full")
-	s = clients.raw(b.port, 5)
-	s.connect(cid, props={P.SESSION_EXPIRY: 600})
-	s.subscribe(("full/#", 1))
-	s.disconnect()
-	live = clients.raw(b.port, 4)
-	live.connect(uid())
-	live.subscribe(("q0/#", 0))
+def connect_retry(b, clients, version, tries=6):
+	"""A clean connection; retried because during a full disk a CONNECT may land on a worker
+	that refuses its CONNACK (see test_disk_full_new_connections_get_connack)."""
+	for i in range(tries):
+		c = clients.raw(b.port, version)
+		try:
+			c.connect(uid())
+			return c
+		except Closed:
+			if i == tries - 1:
+				raise
 
-	acked, refused = [], []
-	payload = b"x" * 1024
-	p = None
-	seq = 0
+
+def fill_disk(b, clients, payload):
+	"""Publishes QoS 1 (5.0) full/<n> until the broker refuses one. Returns (acked seqs,
+	first refusal code, the publisher or None, last seq)."""
+	acked, refused = [], None
+	p, seq = None, 0
 	deadline = time.monotonic() + 20
-	while not refused and time.monotonic() < deadline:
+	while refused is None and time.monotonic() < deadline:
 		seq += 1
 		try:
 			if p is None:
@@ -591,43 +615,54 @@ def test_disk_full(small_fs, broker, clients):
 				p.connect(uid())
 			a = p.publish("full/%d" % seq, payload, qos=1)
 		except (Closed, OSError, TimeoutError):
-			p = None  # a failed commit may close the connection whose ack was pending
+			p = None  # a failed commit closes the connection whose ack was pending
 			continue
-		(acked if a.rc < 0x80 else refused).append((seq, a.rc))
-	assert refused, "no refusal after %d acked 1 KiB messages on a 256 KiB tmpfs" % len(acked)
-	assert refused[0][1] == 0x97, "refused with 0x%02x, wanted 0x97" % refused[0][1]
+		if a.rc < 0x80:
+			acked.append(seq)
+		else:
+			refused = a.rc
+	assert refused is not None, "no refusal after %d acked 1 KiB messages on a 256 KiB " \
+		"tmpfs" % len(acked)
+	assert refused == 0x97, "refused with 0x%02x, wanted 0x97 (Quota exceeded)" % refused
 	assert len(acked) > 10, acked
 	b.wait_log(r"error.*(space|ENOSPC|persist)")
 	assert b.alive()
+	return acked, p, seq
 
-	# QoS 0 still served: to a subscriber connected before, and to new clean-session
-	# connections (several, so that every worker thread gets one). Their CONNACK and SUBACK
-	# depend on nothing stored; [MQTT-3.2.0-1] the first packet they get must be a CONNACK.
+
+def offline_subscriber(b, clients, filt):
+	cid = uid("full")
+	s = clients.raw(b.port, 5)
+	s.connect(cid, props={P.SESSION_EXPIRY: 600})
+	s.subscribe((filt, 1))
+	s.disconnect()
+	return cid
+
+
+def test_disk_full(small_fs, broker, clients):
+	"""ENOSPC: QoS 1 is refused (5.0 PUBACK 0x97, 3.1.1 connection closed) but nothing acked
+	is lost, QoS 0 keeps flowing, and once space returns QoS 1 is acked again; after kill -9
+	every acked message reaches the persistent subscriber."""
+	b = pbroker(broker, small_fs)
+	cid = offline_subscriber(b, clients, "full/#")
+	live = clients.raw(b.port, 4)
+	live.connect(uid())
+	live.subscribe(("q0/#", 0))
+	payload = b"x" * 1024
+	acked, p, seq = fill_disk(b, clients, payload)
+
+	# QoS 0 still flows to a subscriber connected before
 	live.publish("q0/a", b"zero", qos=0)
 	assert live.expect(PUBLISH).payload == b"zero"
-	problems = []  # checked at the end, so that the recovery part runs too
-	for i in range(6):
-		v = 4 + i % 2
-		n = clients.raw(b.port, v)
-		try:
-			n.connect(uid("q0new"))
-			assert n.subscribe(("q0/%d" % i, 0)).codes == [0]
-			n.publish("q0/%d" % i, b"new", qos=0)
-			assert n.expect(PUBLISH).payload == b"new"
-		except (Closed, OSError, TimeoutError) as e:
-			problems.append("new clean MQTT %s connection #%d during disk full: %s" % (
-				"5.0" if v == 5 else "3.1.1", i, e))
 	# a 3.1.1 publisher's QoS 1 message is not acked: the connection is closed instead
-	for _ in range(6):  # (a try may land on a worker that refuses the CONNACK, see above)
-		o = clients.raw(b.port, 4)
-		try:
-			o.connect(uid())
-			break
-		except Closed:
-			pass
+	o = connect_retry(b, clients, 4)
 	o.publish("full/v4", payload, qos=1, wait=False)
 	got = o.wait_closed(3.0)
 	assert not [x for x in got if x.type == PUBACK], got
+	# a QoS 2 message is refused at PUBREC
+	q = connect_retry(b, clients, 5)
+	rec = q.publish("full/q2", payload, qos=2)
+	assert rec.type == PUBREC and rec.rc == 0x97, rec
 
 	# space returns
 	r = subprocess.run(["mount", "-o", "remount,size=4m", small_fs], capture_output=True)
@@ -645,7 +680,7 @@ def test_disk_full(small_fs, broker, clients):
 			p = None
 			continue
 		if a.rc < 0x80:
-			acked.append((seq, a.rc))
+			acked.append(seq)
 			ok = True
 		else:
 			time.sleep(0.2)
@@ -654,21 +689,47 @@ def test_disk_full(small_fs, broker, clients):
 		seq += 1
 		a = p.publish("full/%d" % seq, payload, qos=1)
 		assert a.rc == 0, "refused after recovery: 0x%02x" % a.rc
-		acked.append((seq, 0))
-	b.wait_log(r"persist.*(recover|works|again|resum)")
+		acked.append(seq)
+	b.wait_log(r"persist.*(works again|recover)")
 
 	b.kill()
 	b.start()
 	s = clients.raw(b.port, 5)
 	assert s.connect(cid, clean=False, props={P.SESSION_EXPIRY: 600}).session_present
-	want = {"full/%d" % q for q, _ in acked}
+	want = {"full/%d" % q for q in acked}
 	got = set()
 	deadline = time.monotonic() + 15
 	while not want <= got and time.monotonic() < deadline:
 		got |= {m.topic for m in s.drain(0.5) if m.type == PUBLISH}
 	assert want <= got, "acked but lost after the disk-full episode: %r" % sorted(
 		want - got, key=lambda t: int(t.split("/")[1]))[:20]
-	assert not problems, "\n".join(problems)
+
+
+@pytest.mark.xfail(reason="broker bug (reported): after a failed commit the worker keeps the "
+	"unwritten records in its buffer, every later commit on that worker fails, and "
+	"worker.c refuse_uncommitted() closes every connection with an ack in its output - "
+	"including the CONNACK of a clean session (3.1.1: closed silently; 5.0: DISCONNECT 0x97 "
+	"before any CONNACK, against [MQTT-3.2.0-1])")
+def test_disk_full_new_connections_get_connack(small_fs, broker, clients):
+	"""While the disk is full, new clean-session connections (several, so that every worker
+	thread gets some) still get CONNACK and SUBACK and can use QoS 0: nothing about them is
+	stored. [MQTT-3.2.0-1] the first packet the server sends is CONNACK."""
+	b = pbroker(broker, small_fs)
+	offline_subscriber(b, clients, "full/#")
+	fill_disk(b, clients, b"x" * 1024)
+	problems = []
+	for i in range(6):
+		v = 4 + i % 2
+		n = clients.raw(b.port, v)
+		try:
+			n.connect(uid("q0new"))
+			assert n.subscribe(("q0/%d" % i, 0)).codes == [0]
+			n.publish("q0/%d" % i, b"new", qos=0)
+			assert n.expect(PUBLISH).payload == b"new"
+		except (Closed, OSError, TimeoutError) as e:
+			problems.append("new clean MQTT %s connection #%d: %s" % (
+				"5.0" if v == 5 else "3.1.1", i, e))
+	assert not problems, "during disk full:\n" + "\n".join(problems)
 
 
 # --- 7: delayed will -----------------------------------------------------------------------------
@@ -706,6 +767,9 @@ def test_delayed_will_pending_survives_kill9(broker, clients, data_dir):
 	s.no_publish(0.5)
 
 
+@pytest.mark.xfail(reason="broker gap (reported): the will is recorded (conn.c vs_bp_will) only "
+	"when the connection closes with a will delay; a will of a connection that is open at the "
+	"crash is not in the store, so it is never published")
 def test_delayed_will_of_connected_client_survives_kill9(broker, clients, data_dir):
 	"""The client is connected with a will (delay 2 s, session expiry 60) when the broker is
 	killed. The will is part of the session state ([MQTT-4.1] "The Will Message and the Will
