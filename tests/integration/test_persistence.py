@@ -18,6 +18,7 @@ it loses acknowledged messages on SIGKILL by design.
 import collections
 import glob
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -255,7 +256,9 @@ def test_kill9_under_load(broker, data_dir, qos, online, sub_version, fsync, sec
 	ack = col.connect()
 	assert ack.session_present, "persistent subscriber's session lost across kill -9"
 	col.start()
+	t_collect = time.monotonic()
 	missing = col.wait_for(acked, timeout=15)
+	print("load: %d acked, %d sent; collected in %.1f s" % (len(acked), sum(p.sent for p in pubs), time.monotonic() - t_collect))
 	if qos == 2:
 		time.sleep(0.7)  # a late duplicate would arrive now
 	col.stop()
@@ -833,3 +836,55 @@ def test_kill9_during_snapshot(broker, clients, data_dir):
 	assert b.stop() is None
 	rc, out = check_store(data_dir)
 	assert rc == 0, out
+
+
+def test_second_broker_on_same_store_refused(broker, clients, data_dir):
+	"""docs/persistence.md: a second broker on the same store directory fails at start-up
+	with a message naming the directory and the pid holding it; the first keeps working and
+	its store is untouched."""
+	b = pbroker(broker, data_dir)
+	fill_retained(b, clients, 3, "two")
+	b2 = pbroker(broker, data_dir, start=False)
+	with pytest.raises(AssertionError, match="during start-up"):
+		b2.start()
+	assert re.search(r"in use by another process pid %d" % b.proc.pid, b2.log_text()), \
+		b2.log_text()[-1000:]
+	assert len(read_retained(b, clients, "two")) == 3
+	b.kill()
+	b.start()
+	assert len(read_retained(b, clients, "two")) == 3
+
+
+def test_session_of_connected_client_survives_kill9(broker, clients, data_dir):
+	"""A persistent session whose client is connected at the crash: its CONNACK said the
+	session exists, so after the restart it is present (3.1.1 clean session 0, 5.0 expiry
+	60), with its subscription; a 5.0 session with expiry 2 s is present too (its connection
+	ended at the restart, so its expiry starts then), and gone 3 s after its next disconnect."""
+	b = pbroker(broker, data_dir)
+	c4, c5, c2 = uid("cc4"), uid("cc5"), uid("cc2")
+	a = clients.raw(b.port, 4)
+	assert not a.connect(c4, clean=False).session_present
+	a.subscribe(("cc/4", 1))
+	x = clients.raw(b.port, 5)
+	x.connect(c5, props={P.SESSION_EXPIRY: 60})   # no subscription: the session alone
+	y = clients.raw(b.port, 5)
+	y.connect(c2, props={P.SESSION_EXPIRY: 2})
+	time.sleep(0.1)
+	b.kill()
+	for c in (a, x, y):
+		c.close()
+	b.start()
+	a = clients.raw(b.port, 4)
+	assert a.connect(c4, clean=False).session_present
+	p = clients.raw(b.port, 4)
+	p.connect(uid())
+	p.publish("cc/4", b"sub kept", qos=1)
+	assert a.expect(PUBLISH).payload == b"sub kept"
+	x = clients.raw(b.port, 5)
+	assert x.connect(c5, clean=False, props={P.SESSION_EXPIRY: 60}).session_present
+	y = clients.raw(b.port, 5)
+	assert y.connect(c2, clean=False, props={P.SESSION_EXPIRY: 2}).session_present
+	y.disconnect()
+	time.sleep(3.2)
+	y = clients.raw(b.port, 5)
+	assert not y.connect(c2, clean=False, props={P.SESSION_EXPIRY: 2}).session_present
