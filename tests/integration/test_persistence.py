@@ -229,10 +229,10 @@ LOAD_CASES = [
 	pytest.param(1, False, 5, (), 1.5, id="qos1-offline-v5"),
 	pytest.param(2, True, 5, (), 1.5, id="qos2-online-v5"),
 	pytest.param(2, False, 4, (), 1.5, id="qos2-offline-v4"),
-	pytest.param(1, True, 5, ("persistence_fsync batch",), 1.0, id="qos1-online-batch"),
-	pytest.param(1, False, 4, ("persistence_fsync batch",), 1.0, id="qos1-offline-batch"),
-	pytest.param(1, True, 4, ("persistence_fsync interval 50",), 1.0, id="qos1-online-interval"),
-	pytest.param(2, False, 5, ("persistence_fsync interval 50",), 1.0, id="qos2-offline-interval"),
+	pytest.param(1, True, 5, ("persistence_fsync batch",), 0.8, id="qos1-online-batch"),
+	pytest.param(1, False, 4, ("persistence_fsync batch",), 0.8, id="qos1-offline-batch"),
+	pytest.param(1, True, 4, ("persistence_fsync interval 50",), 0.8, id="qos1-online-interval"),
+	pytest.param(2, False, 5, ("persistence_fsync interval 50",), 0.8, id="qos2-offline-interval"),
 ]
 
 
@@ -858,8 +858,8 @@ def test_second_broker_on_same_store_refused(broker, clients, data_dir):
 def test_session_of_connected_client_survives_kill9(broker, clients, data_dir):
 	"""A persistent session whose client is connected at the crash: its CONNACK said the
 	session exists, so after the restart it is present (3.1.1 clean session 0, 5.0 expiry
-	60), with its subscription; a 5.0 session with expiry 2 s is present too (its connection
-	ended at the restart, so its expiry starts then), and gone 3 s after its next disconnect."""
+	60), with its subscription; a 5.0 session with expiry 1 s is present too (its connection
+	ended at the restart, so its expiry starts then), and gone 2 s after its next disconnect."""
 	b = pbroker(broker, data_dir)
 	c4, c5, c2 = uid("cc4"), uid("cc5"), uid("cc2")
 	a = clients.raw(b.port, 4)
@@ -868,7 +868,7 @@ def test_session_of_connected_client_survives_kill9(broker, clients, data_dir):
 	x = clients.raw(b.port, 5)
 	x.connect(c5, props={P.SESSION_EXPIRY: 60})   # no subscription: the session alone
 	y = clients.raw(b.port, 5)
-	y.connect(c2, props={P.SESSION_EXPIRY: 2})
+	y.connect(c2, props={P.SESSION_EXPIRY: 1})
 	time.sleep(0.1)
 	b.kill()
 	for c in (a, x, y):
@@ -883,8 +883,8 @@ def test_session_of_connected_client_survives_kill9(broker, clients, data_dir):
 	x = clients.raw(b.port, 5)
 	assert x.connect(c5, clean=False, props={P.SESSION_EXPIRY: 60}).session_present
 	y = clients.raw(b.port, 5)
-	assert y.connect(c2, clean=False, props={P.SESSION_EXPIRY: 2}).session_present
+	assert y.connect(c2, clean=False, props={P.SESSION_EXPIRY: 1}).session_present
 	y.disconnect()
-	time.sleep(3.2)
+	time.sleep(2.2)  # expiry 1 s + the once-a-second session sweep
 	y = clients.raw(b.port, 5)
-	assert not y.connect(c2, clean=False, props={P.SESSION_EXPIRY: 2}).session_present
+	assert not y.connect(c2, clean=False, props={P.SESSION_EXPIRY: 1}).session_present
