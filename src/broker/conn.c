@@ -130,7 +130,7 @@ void vs_conn_flush(struct vs_conn *c)
 	}
 	bool pending = vs_bytes_avail(&c->out) > 0;
 	if (c->state != VS_CONN_CLOSING)
-		vs_loop_mod(&c->w->loop, &c->io, EPOLLIN | (pending ? EPOLLOUT : 0));
+		vs_conn_update_events(c);
 	if (!pending) {
 		vs_bytes_shrink(&c->out, 64 * 1024);
 		if (c->want_drain && c->session) {
@@ -138,6 +138,33 @@ void vs_conn_flush(struct vs_conn *c)
 			vs_worker_want_drain(c->w, c->session);
 		}
 	}
+}
+
+void vs_conn_update_events(struct vs_conn *c)
+{
+	uint32_t ev = c->parked || c->throttled ? 0 : EPOLLIN;
+	if (vs_bytes_avail(&c->out))
+		ev |= EPOLLOUT;
+	vs_loop_mod(&c->w->loop, &c->io, ev);
+}
+
+void vs_conn_throttle(struct vs_conn *c, int64_t until_ms)
+{
+	struct vs_worker *w = c->w;
+	if (c->throttled)
+		return;
+	if (w->n_throttled == w->cap_throttled) {
+		uint32_t cap = w->cap_throttled ? w->cap_throttled * 2 : 16;
+		struct vs_conn **n = realloc(w->throttled, cap * sizeof(*n));
+		if (!n)
+			return; /* not throttled: the queues' hard limits still hold */
+		w->throttled = n;
+		w->cap_throttled = cap;
+	}
+	w->throttled[w->n_throttled++] = c;
+	c->throttled = true;
+	c->throttle_until_ms = until_ms;
+	vs_conn_update_events(c);
 }
 
 bool vs_conn_out_full(const struct vs_conn *c);
@@ -205,16 +232,15 @@ static int connect_level(const struct vs_bytes *b)
 
 /* Decodes and handles every whole packet in the input buffer. Returns 0, or -1 when the
  * connection was closed. */
-static int process_input(struct vs_conn *c)
+static int process_input(struct vs_conn *c, struct vs_bytes *src)
 {
 	struct vs_broker *b = c->w->b;
-	while (vs_bytes_avail(&c->in) > 0) {
+	while (vs_bytes_avail(src) > 0) {
 		struct vs_decode_opts opts = {.version = c->version,
 					      .max_packet_size = b->conf->max_packet_size};
 		struct vs_packet p;
 		enum vs_reason why = VS_RC_MALFORMED;
-		ssize_t n = vs_codec_decode(vs_bytes_head(&c->in), vs_bytes_avail(&c->in), &opts, &p,
-					    &why);
+		ssize_t n = vs_codec_decode(vs_bytes_head(src), vs_bytes_avail(src), &opts, &p, &why);
 		if (n == 0)
 			return 0;
 		if (n < 0) {
@@ -222,7 +248,7 @@ static int process_input(struct vs_conn *c)
 			snprintf(msg, sizeof(msg), "%s (0x%02X)", vs_reason_str(why), why);
 			if (c->state == VS_CONN_NEW && why == VS_RC_UNSUPPORTED_VERSION) {
 				/* [MQTT-3.1.2-2] answer CONNACK 0x84 (5.0) / return code 1, close. */
-				c->version = connect_level(&c->in) == VS_V5 ? VS_V5 : VS_V311;
+				c->version = connect_level(src) == VS_V5 ? VS_V5 : VS_V311;
 				struct vs_packet ack = {.type = VS_CONNACK};
 				ack.connack.reason = c->version == VS_V5 ? VS_RC_UNSUPPORTED_VERSION
 									 : VS_CONNACK3_BAD_VERSION;
@@ -240,22 +266,49 @@ static int process_input(struct vs_conn *c)
 			return -1;
 		if (c->parked)
 			return 0; /* CONNECT stays in the buffer until the take-over completes */
-		vs_bytes_consume(&c->in, (size_t)n);
+		vs_bytes_consume(src, (size_t)n);
 		if (c->state == VS_CONN_CLOSING)
 			return -1;
 	}
 	return 0;
 }
 
-/* Reads once and handles what arrived. Returns 0, 1 when the socket had nothing (EAGAIN), or
- * -1 when c was closed (freed). */
+/* Room for the rest of the packet that starts c->in, so a large packet is read in few calls. */
+static int reserve_packet(struct vs_conn *c)
+{
+	uint32_t rem;
+	enum vs_reason why;
+	size_t have = vs_bytes_avail(&c->in);
+	int hl = vs_codec_frame(vs_bytes_head(&c->in), have, &rem, &why);
+	size_t want = READ_CHUNK;
+	/* Grow with the data, at most 1 MiB per read: a client that announces a huge packet has to
+	 * send it before it costs the broker memory. */
+	if (hl > 0 && (size_t)hl + rem > have && (size_t)hl + rem - have > want)
+		want = (size_t)hl + rem - have;
+	if (want > (1u << 20))
+		want = 1u << 20;
+	return vs_bytes_reserve(&c->in, want);
+}
+
+/*
+ * Reads once and handles what arrived. Idle connections own no input buffer: bytes are read into
+ * the worker's shared buffer and handled there; only an incomplete packet's bytes are copied to
+ * the connection (c->in), and later reads for that connection go there until it is whole.
+ * Returns 0, 1 when the socket had nothing (EAGAIN), or -1 when c was closed.
+ */
 static int read_once(struct vs_conn *c)
 {
-	if (vs_bytes_reserve(&c->in, READ_CHUNK) < 0) {
+	struct vs_worker *w = c->w;
+	/* The shared buffer is busy when a handler reads another connection (a take-over pump). */
+	bool shared = vs_bytes_avail(&c->in) == 0 && !w->rbuf_busy;
+	struct vs_bytes *src = shared ? &w->rbuf : &c->in;
+	if (shared) {
+		src->off = src->len = 0;
+	} else if (reserve_packet(c) < 0) {
 		vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");
 		return -1;
 	}
-	ssize_t n = read(c->io.fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+	ssize_t n = read(c->io.fd, src->data + src->len, src->cap - src->len);
 	if (n == 0) {
 		vs_conn_close(c, -1, c->graceful ? "disconnected" : "connection closed by peer");
 		return -1;
@@ -268,17 +321,28 @@ static int read_once(struct vs_conn *c)
 		vs_conn_close(c, -1, why);
 		return -1;
 	}
-	c->in.len += (size_t)n;
-	atomic_fetch_add_explicit(&c->w->stats.bytes_received, (uint64_t)n, memory_order_relaxed);
-	if (process_input(c) < 0)
+	src->len += (size_t)n;
+	atomic_fetch_add_explicit(&w->stats.bytes_received, (uint64_t)n, memory_order_relaxed);
+	w->rbuf_busy |= shared;
+	int rc = process_input(c, src);
+	if (shared) {
+		w->rbuf_busy = false;
+		if (rc == 0 && vs_bytes_avail(src) &&
+		    vs_bytes_append(&c->in, vs_bytes_head(src), vs_bytes_avail(src)) < 0) {
+			vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");
+			rc = -1;
+		}
+		src->off = src->len = 0;
+	}
+	if (rc < 0)
 		return -1;
-	vs_bytes_shrink(&c->in, 64 * 1024);
+	vs_bytes_shrink(&c->in, 0);
 	return 0;
 }
 
 static void on_readable(struct vs_conn *c)
 {
-	if (c->parked)
+	if (c->parked || c->throttled)
 		return;
 	read_once(c);
 }
@@ -300,8 +364,8 @@ void vs_conn_unpark(struct vs_conn *c)
 	if (!c->parked)
 		return;
 	c->parked = false;
-	vs_loop_mod(&c->w->loop, &c->io, EPOLLIN | (vs_bytes_avail(&c->out) ? EPOLLOUT : 0));
-	if (process_input(c) == 0 && !c->parked)
+	vs_conn_update_events(c);
+	if (process_input(c, &c->in) == 0 && !c->parked)
 		vs_conn_pump(c);
 }
 
@@ -323,6 +387,7 @@ static void on_io(struct vs_io *io, uint32_t events)
 	}
 }
 
+/* Removes c from the worker's per-turn lists before it is freed. */
 static void forget_flush(struct vs_conn *c)
 {
 	struct vs_worker *w = c->w;
@@ -330,6 +395,10 @@ static void forget_flush(struct vs_conn *c)
 		if (w->flush[i] == c)
 			w->flush[i] = NULL;
 	c->in_flush = false;
+	for (uint32_t i = 0; c->throttled && i < w->n_throttled; i++)
+		if (w->throttled[i] == c)
+			w->throttled[i] = NULL;
+	c->throttled = false;
 }
 
 /*

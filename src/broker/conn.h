@@ -38,7 +38,10 @@ struct vs_conn {
 	uint8_t version;       /* 0 until CONNECT */
 	bool graceful;         /* a DISCONNECT (without will) was received */
 	bool durable_pending;  /* output holds an acknowledgement not yet committed to the store */
-	bool parked;           /* CONNECT waits for another worker to close the old connection */
+	bool parked;
+	bool throttled;        /* not read until throttle_until_ms: a subscriber queue is full */
+	int64_t throttle_until_ms;
+	uint16_t throttle_ms;  /* current back-off */           /* CONNECT waits for another worker to close the old connection */
 	bool want_drain;       /* output went over the high-water mark: drain when it empties */
 	bool in_flush;         /* in the worker's flush list */
 	bool request_problem_info; /* 5.0, default 1 */
@@ -89,6 +92,11 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why);
 int vs_conn_pump(struct vs_conn *c);
 /* Resumes a connection parked during a take-over: re-handles its CONNECT. */
 void vs_conn_unpark(struct vs_conn *c);
+
+/* Sets the epoll interest from the connection's state (parked, throttled, output pending). */
+void vs_conn_update_events(struct vs_conn *c);
+/* Stops reading c until until_ms (backpressure from full subscriber queues). */
+void vs_conn_throttle(struct vs_conn *c, int64_t until_ms);
 
 /* Writes pending output with one write(2); registers EPOLLOUT when the socket is full. */
 void vs_conn_flush(struct vs_conn *c);

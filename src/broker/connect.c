@@ -183,6 +183,7 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 		pthread_mutex_lock(&s->lock);
 	}
 	s->connected = true;
+	s->last_drain_ms = w->now_ms;
 	s->conn = c;
 	s->owner = w;
 	s->conn_gen++;
@@ -335,7 +336,7 @@ static int takeover_first(struct vs_conn *c, const struct vs_connect *p)
 			    .reply_to = w->idx, .reply_slot = c->slot, .reply_conn_id = c->id};
 	vs_worker_post(w, ow->idx, &m);
 	c->parked = true;
-	vs_loop_mod(&w->loop, &c->io, 0);
+	vs_conn_update_events(c);
 	return 1;
 }
 

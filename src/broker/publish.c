@@ -64,8 +64,8 @@ static int check_publish(struct vs_conn *c, const struct vs_publish *p, struct v
 		*why = "retain not available"; /* [MQTT-3.3.1-12] */
 		return VS_RC_RETAIN_NOT_SUPPORTED;
 	}
-	if (p->qos == 2 && !vs_session_in_qos2_has(c->session, p->packet_id) &&
-	    c->in_qos2 >= b->receive_max) {
+	if (c->version == VS_V5 && p->qos == 2 && c->in_qos2 >= b->receive_max &&
+	    !vs_session_in_qos2_has(c->session, p->packet_id)) {
 		*why = "more QoS 2 messages in flight than Receive Maximum"; /* [MQTT-3.3.4-9] */
 		return VS_RC_RECEIVE_MAX_EXCEEDED;
 	}
@@ -114,8 +114,21 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 		return VS_RC_SERVER_BUSY;
 	if (c->version < VS_V5)
 		m->has_expiry = false;
+	c->w->congested = false;
 	int n = vs_route(c->w, m, c->session);
 	vs_msg_unref(m);
+	if (c->w->congested) {
+		/* A subscriber's queue is full: read this publisher again in a moment, waiting longer
+		 * each time it happens again (1, 2, 4 ... 256 ms), so many publishers feeding one slow
+		 * subscriber settle at its pace. */
+		c->w->congested = false;
+		c->throttle_ms = c->throttle_ms ? c->throttle_ms * 2 : 1;
+		if (c->throttle_ms > 256)
+			c->throttle_ms = 256;
+		vs_conn_throttle(c, c->w->now_ms + c->throttle_ms);
+	} else if (c->throttle_ms) {
+		c->throttle_ms /= 2;
+	}
 	return n > 0 || c->version < VS_V5 ? VS_RC_SUCCESS : VS_RC_NO_MATCHING_SUBSCRIBERS;
 }
 

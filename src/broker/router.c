@@ -137,6 +137,39 @@ static void log_drop(struct vs_worker *w, struct vs_session *s)
 		       s->client_id, s->dropped);
 }
 
+static bool queue_full(const struct vs_config *conf, const struct vs_session *s,
+		       const struct vs_msg *msg)
+{
+	return (conf->max_queued_messages > 0 &&
+		s->queue.count >= (uint32_t)conf->max_queued_messages) ||
+	       (conf->max_queued_bytes > 0 &&
+		s->queued_bytes + msg->payload.len > conf->max_queued_bytes);
+}
+
+/*
+ * Backpressure instead of loss: when the queue of a connected subscriber is full but it is
+ * still draining, the message is queued anyway and the publisher is throttled (w->congested),
+ * so publishers slow to the pace of their subscribers, as a single-threaded broker's would. The
+ * overshoot is bounded by what the publishers had already sent, and by a hard cap. A subscriber
+ * that has not taken anything for 2 s is stuck: its queue limit holds and messages are dropped,
+ * so one stuck client cannot stall everyone. Offline queues always keep their limit.
+ */
+static bool overshoot(struct vs_worker *w, const struct vs_config *conf, struct vs_session *s)
+{
+	if (!s->connected || w->now_ms - s->last_drain_ms > 2000)
+		return false;
+	uint32_t hard = conf->max_queued_messages > 0
+				? (uint32_t)conf->max_queued_messages * 16 + 16384
+				: UINT32_MAX;
+	if (s->queue.count >= hard)
+		return false;
+	/* Up to four times the limit is absorbed quietly (publishers' windows usually bound it);
+	 * beyond that the publisher is slowed down. */
+	if (conf->max_queued_messages <= 0 || s->queue.count >= (uint32_t)conf->max_queued_messages * 4)
+		w->congested = true;
+	return true;
+}
+
 int vs_deliver(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, uint8_t qos,
 	       bool retain, const uint32_t *sub_ids, uint32_t n_sub_ids, const char *share)
 {
@@ -153,9 +186,7 @@ int vs_deliver(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, ui
 		pthread_mutex_unlock(&s->lock);
 		return 0;
 	}
-	if ((conf->max_queued_messages > 0 &&
-	     s->queue.count >= (uint32_t)conf->max_queued_messages) ||
-	    (conf->max_queued_bytes > 0 && s->queued_bytes + msg->payload.len > conf->max_queued_bytes)) {
+	if (queue_full(conf, s, msg) && !overshoot(w, conf, s)) {
 		s->dropped++;
 		log_drop(w, s);
 		pthread_mutex_unlock(&s->lock);
@@ -280,6 +311,8 @@ void vs_session_drain(struct vs_worker *w, struct vs_session *s)
 		}
 		sent = true;
 	}
+	if (sent || !s->queue.count)
+		s->last_drain_ms = now;
 	pthread_mutex_unlock(&s->lock);
 	if (sent)
 		vs_worker_want_flush(w, c);

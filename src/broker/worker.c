@@ -109,7 +109,7 @@ static void on_accept(struct vs_io *io, uint32_t events)
 			close(fd);
 			continue;
 		}
-		if (ss.ss_family != AF_UNIX) {
+		if (ss.ss_family != AF_UNIX && w->b->conf->set_tcp_nodelay) {
 			int one = 1;
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		}
@@ -252,6 +252,11 @@ static void sweep(struct vs_worker *w)
 			vs_conn_close(c, VS_RC_MAX_CONNECT_TIME, "no CONNECT within 10 s");
 			continue;
 		}
+		/* Idle connections give their buffers back. */
+		if (!c->in_flush) {
+			vs_bytes_shrink(&c->out, 0);
+			vs_bytes_shrink(&c->in, 0);
+		}
 		/* [MQTT-3.1.2-24] one and a half times the keep alive without a packet. */
 		if (c->state == VS_CONN_ACTIVE && c->keepalive &&
 		    now - c->last_rx_ms > (int64_t)c->keepalive * 1500)
@@ -261,13 +266,41 @@ static void sweep(struct vs_worker *w)
 		vs_sys_tick(w);
 }
 
+/* Reads throttled connections again once their time is up; returns the next such time (or
+ * INT64_MAX). */
+static int64_t resume_throttled(struct vs_worker *w)
+{
+	int64_t next = INT64_MAX;
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < w->n_throttled; i++) {
+		struct vs_conn *c = w->throttled[i];
+		if (!c)
+			continue;
+		if (c->throttle_until_ms <= w->now_ms) {
+			c->throttled = false;
+			vs_conn_update_events(c);
+			continue;
+		}
+		if (c->throttle_until_ms < next)
+			next = c->throttle_until_ms;
+		w->throttled[k++] = c;
+	}
+	w->n_throttled = k;
+	return next;
+}
+
 void *vs_worker_main(void *arg)
 {
 	struct vs_worker *w = arg;
 	w->now_ms = vs_now_ms();
 	w->next_sweep_ms = w->now_ms + 100;
 	while (!atomic_load_explicit(&w->b->stopping, memory_order_relaxed)) {
-		int timeout = (int)(w->next_sweep_ms - w->now_ms);
+		int64_t wake = w->next_sweep_ms;
+		if (w->n_throttled) {
+			int64_t t = resume_throttled(w);
+			wake = t < wake ? t : wake;
+		}
+		int timeout = (int)(wake - w->now_ms);
 		if (timeout < 0 || w->n_dirty || w->n_flush)
 			timeout = 0; /* work left by the previous turn (a drained output buffer) */
 		vs_loop_run_once(&w->loop, timeout);
@@ -306,7 +339,7 @@ int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err,
 		return -errno;
 	}
 	w->outbox = calloc((size_t)b->n_workers, sizeof(*w->outbox));
-	if (!w->outbox)
+	if (!w->outbox || vs_bytes_reserve(&w->rbuf, 64 * 1024) < 0)
 		return -ENOMEM;
 	/* Every worker listens on every listener; the kernel spreads connections (SO_REUSEPORT). */
 	w->listens = calloc(b->n_listeners * 4, sizeof(*w->listens));
@@ -355,6 +388,8 @@ void vs_worker_fini(struct vs_worker *w)
 	free(w->matches);
 	free(w->sub_ids);
 	free(w->graveyard);
+	free(w->throttled);
+	vs_bytes_fini(&w->rbuf);
 	vs_store_buf_fini(&w->pbuf);
 	vs_loop_fini(&w->loop);
 }

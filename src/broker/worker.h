@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "base/bytes.h"
 #include "broker/broker.h"
 #include "net/loop.h"
 #include "persist/store.h"
@@ -94,6 +95,10 @@ struct vs_worker {
 	struct vs_conn **flush;    /* connections with output to write at the end of the turn */
 	uint32_t n_flush, cap_flush;
 
+	struct vs_conn **throttled; /* connections not read for a while (backpressure) */
+	uint32_t n_throttled, cap_throttled;
+	bool congested;             /* set by vs_deliver: the publisher should be throttled */
+
 	struct vs_conn **graveyard; /* closed this turn, freed at its end */
 	uint32_t n_graveyard, cap_graveyard;
 
@@ -103,6 +108,8 @@ struct vs_worker {
 	uint32_t cap_sub_ids;
 
 	struct vs_store_buf pbuf; /* persistence records of this turn */
+	struct vs_bytes rbuf;     /* shared read buffer (see conn.c read_once) */
+	bool rbuf_busy;
 
 	int64_t next_sweep_ms;
 	int64_t next_sys_ms;

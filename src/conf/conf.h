@@ -103,7 +103,7 @@ struct vs_config {
 	bool retain_available;      /* default true */
 	bool upgrade_outgoing_qos;  /* default false */
 	bool check_retain_source;   /* default true */
-	bool set_tcp_nodelay;       /* default false */
+	bool set_tcp_nodelay;       /* default true (Mosquitto: false) */
 	int max_qos;                /* default given to each listener (2) */
 	int max_topic_alias;        /* default given to each listener (10) */
 

@@ -87,6 +87,7 @@ struct vs_session {
 	uint64_t queued_bytes;
 	uint16_t next_id;
 	uint32_t dropped;        /* messages dropped because the queue was full */
+	int64_t last_drain_ms;   /* last time the owner sent something from the queue */
 
 	uint16_t *in_qos2;       /* incoming QoS 2 packet ids awaiting PUBREL */
 	uint32_t n_in_qos2, cap_in_qos2;
