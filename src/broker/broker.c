@@ -16,6 +16,7 @@
 #include "base/error.h"
 #include "broker/persist.h"
 #include "broker/worker.h"
+#include "net/listen.h"
 #include "session/msg.h"
 #include "session/session.h"
 #include "topic/retain.h"
@@ -85,6 +86,21 @@ static int make_auth(struct vs_broker *b, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * Workers listen with SO_REUSEPORT, which would also let a second broker (or anything else
+ * with the option) share the port silently. A first bind without it fails when the port is
+ * already taken, as a plain server's would.
+ */
+static int probe_port(const struct vs_listener_conf *lc, char *err, size_t errlen)
+{
+	int fds[4];
+	int n = vs_listen_tcp(lc->bind_address, lc->port, lc->socket_domain, false, fds, 4, err,
+			      errlen);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	return n < 0 ? n : 0;
+}
+
 static int make_listeners(struct vs_broker *b, char *err, size_t errlen)
 {
 	struct vs_config *c = b->conf;
@@ -114,8 +130,12 @@ static int make_listeners(struct vs_broker *b, char *err, size_t errlen)
 	if (!b->listeners)
 		return -ENOMEM;
 	b->n_listeners = c->n_listeners;
-	for (size_t i = 0; i < c->n_listeners; i++)
+	for (size_t i = 0; i < c->n_listeners; i++) {
 		resolve_listener(b, &b->listeners[i], &c->listeners[i], builtin);
+		int rc = probe_port(&c->listeners[i], err, errlen);
+		if (rc < 0)
+			return rc;
+	}
 	return make_auth(b, err, errlen);
 }
 

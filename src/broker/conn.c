@@ -94,9 +94,6 @@ int vs_conn_send(struct vs_conn *c, const struct vs_packet *p)
 		return (int)n;
 	c->out.len += (size_t)n;
 	atomic_fetch_add_explicit(&c->w->stats.msgs_sent, 1, memory_order_relaxed);
-	/* Acknowledgements wait for this turn's persistence commit (worker.c end_turn). */
-	if (p->type != VS_PUBLISH && p->type != VS_PINGRESP && p->type != VS_DISCONNECT)
-		c->durable_pending = true;
 	vs_worker_want_flush(c->w, c);
 	return 0;
 }
@@ -261,7 +258,12 @@ static int process_input(struct vs_conn *c, struct vs_bytes *src)
 		}
 		c->last_rx_ms = c->w->now_ms;
 		atomic_fetch_add_explicit(&c->w->stats.msgs_received, 1, memory_order_relaxed);
+		/* Records appended while this packet is handled make c's output wait for the commit
+		 * (persist.c marks c->durable_pending). */
+		struct vs_conn *outer = c->w->cur; /* a take-over pump nests one level */
+		c->w->cur = c;
 		int rc = dispatch(c, &p);
+		c->w->cur = outer;
 		if (rc < 0)
 			return -1;
 		if (c->parked)
@@ -421,6 +423,8 @@ static void detach_session(struct vs_conn *c)
 		pthread_mutex_lock(&s->lock);
 		if (s->conn == c && s->conn_gen == c->session_gen) {
 			mine = true;
+			vs_msg_unref(s->live_will);
+			s->live_will = NULL;
 			s->conn = NULL;
 			s->owner = NULL;
 			s->connected = false;
@@ -436,6 +440,8 @@ static void detach_session(struct vs_conn *c)
 				s->will_at_ms = c->w->now_ms + (int64_t)c->will_delay * 1000;
 				vs_bp_will(c->w, s, will, s->will_at_ms);
 				will = NULL;
+			} else if (c->will_recorded && !end) {
+				vs_bp_will_del(c->w, s); /* discarded, or published below */
 			}
 		} else if (will && c->will_delay && !s->ended) {
 			vs_msg_unref(will); /* taken over within the delay: not sent */

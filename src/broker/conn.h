@@ -60,6 +60,7 @@ struct vs_conn {
 	uint64_t session_gen;       /* the session's conn_gen when attached */
 	struct vs_msg *will;        /* will message, or NULL */
 	uint32_t will_delay;
+	bool will_recorded;         /* the store holds this connection's will (see connect.c) */
 	uint32_t session_expiry;    /* 5.0 Session Expiry Interval / 3.x derived */
 	char **in_alias;            /* [1..alias_max]: topic for each incoming alias */
 	struct vs_map out_alias;    /* topic -> alias (as uintptr_t) */

@@ -151,6 +151,11 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 	struct vs_session *s = vs_map_get(&b->sessions, c->client_id, idlen);
 	if (s) {
 		pthread_mutex_lock(&s->lock);
+		/* An offline session whose expiry passed is gone, even if the once-a-second sweep has
+		 * not removed it yet [MQTT-3.1.2-23]. */
+		bool expired = !s->connected && s->expiry != UINT32_MAX &&
+			       w->now_ms - s->offline_since_ms >= (int64_t)s->expiry * 1000;
+		clean = clean || expired;
 		if (s->connected) {
 			/* [MQTT-3.1.4-3] take-over: the old connection is closed. */
 			struct vs_worker *ow = s->owner;
@@ -340,6 +345,26 @@ static int takeover_first(struct vs_conn *c, const struct vs_connect *p)
 	return 1;
 }
 
+/*
+ * The will is session state [MQTT-3.1.3-9]: for a persistent session it is stored while the
+ * client is connected, so a broker killed meanwhile publishes it after the restart (its will
+ * delay after the restart). A negative publish time in the record means "connected then".
+ */
+static void record_will(struct vs_conn *c, struct vs_session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	if (s->persisted && c->will) {
+		vs_bp_will_connected(c->w, s, c->will, c->will_delay);
+		c->will_recorded = true;
+		vs_msg_unref(s->live_will);
+		s->live_will = vs_msg_ref(c->will);
+		s->live_will_delay = c->will_delay;
+	} else if (s->persisted) {
+		vs_bp_will_del(c->w, s); /* a will of an earlier connection is not this one's */
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
 int vs_on_connect(struct vs_conn *c, const struct vs_connect *p)
 {
 	struct vs_broker *b = c->w->b;
@@ -391,6 +416,7 @@ int vs_on_connect(struct vs_conn *c, const struct vs_connect *p)
 		       p->version == VS_V5 ? "5.0" : p->version == VS_V311 ? "3.1.1" : "3.1",
 		       p->clean, c->keepalive, c->username ? ", user " : "",
 		       c->username ? c->username : "");
+	record_will(c, s);
 	if (present)
 		vs_session_resume(c->w, s);
 	return 0;

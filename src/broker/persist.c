@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "broker/conn.h"
 #include "broker/worker.h"
 #include "persist/store.h"
 #include "session/session.h"
@@ -32,6 +33,9 @@ static int64_t wall_of(int64_t mono_ms, int64_t now_ms)
 
 static void append(struct vs_worker *w, const struct vs_rec *r)
 {
+	/* What the current client is told next depends on this record being stored. */
+	if (w->cur)
+		w->cur->durable_pending = true;
 	int rc = vs_store_append(&w->pbuf, r);
 	if (rc < 0)
 		vs_log(w->b->log, VS_LOG_ERR, "persistence: cannot record %s: %s",
@@ -193,6 +197,18 @@ void vs_bp_will(struct vs_worker *w, struct vs_session *s, struct vs_msg *will, 
 	r.u.will.client_id = sid(s);
 	r.u.will.msg_id = msg_id(w, will);
 	r.u.will.publish_at_wall = wall_of(at_ms, w->now_ms);
+	append(w, &r);
+}
+
+void vs_bp_will_connected(struct vs_worker *w, struct vs_session *s, struct vs_msg *will,
+			  uint32_t delay)
+{
+	if (!w->b->store || !s->persisted)
+		return;
+	struct vs_rec r = {.type = VS_REC_WILL};
+	r.u.will.client_id = sid(s);
+	r.u.will.msg_id = msg_id(w, will);
+	r.u.will.publish_at_wall = -(int64_t)delay - 1;
 	append(w, &r);
 }
 

@@ -54,6 +54,9 @@ void vs_bp_dequeue(struct vs_worker *w, struct vs_session *s, struct vs_msg *m);
 void vs_bp_inqos2(struct vs_worker *w, struct vs_session *s, uint16_t id, bool add);  /* locked */
 void vs_bp_will(struct vs_worker *w, struct vs_session *s, struct vs_msg *will, int64_t at_ms);
 void vs_bp_will_del(struct vs_worker *w, struct vs_session *s);
+/* The will of a connected client: published `delay` seconds after a restart (s locked). */
+void vs_bp_will_connected(struct vs_worker *w, struct vs_session *s, struct vs_msg *will,
+			  uint32_t delay);
 
 /* Record builders shared by the hooks and the snapshot writer (restore.c). The records hold
  * views into m / s / e. */

@@ -223,7 +223,10 @@ static int on_will(struct replay *r, const struct vs_rec_will *x, bool set)
 	if (!s)
 		return 0;
 	/* The message may come later in the log: remember the id, resolve at the end. */
-	s->will_at_ms = set ? r->now_ms + (x->publish_at_wall - r->now_wall) * 1000 : 0;
+	if (set && x->publish_at_wall < 0) /* the client was connected: its delay from now */
+		s->will_at_ms = r->now_ms + (-x->publish_at_wall - 1) * 1000;
+	else
+		s->will_at_ms = set ? r->now_ms + (x->publish_at_wall - r->now_wall) * 1000 : 0;
 	s->will_store_id = set ? x->msg_id : 0;
 	return 0;
 }
@@ -452,7 +455,13 @@ static void snap_session(struct snap *x, struct vs_session *s)
 		qr.u.inqos2.add = true;
 		snap_append(x, &qr);
 	}
-	if (s->will) {
+	if (s->live_will && s->connected) {
+		struct vs_rec wr = {.type = VS_REC_WILL};
+		wr.u.will.client_id = id;
+		wr.u.will.msg_id = snap_msg(x, s->live_will);
+		wr.u.will.publish_at_wall = -(int64_t)s->live_will_delay - 1;
+		snap_append(x, &wr);
+	} else if (s->will) {
 		struct vs_rec wr = {.type = VS_REC_WILL};
 		wr.u.will.client_id = id;
 		wr.u.will.msg_id = snap_msg(x, s->will);

@@ -306,7 +306,9 @@ void vs_session_drain(struct vs_worker *w, struct vs_session *s)
 		if (send_entry(c, &x, now) < 0 || !x.qos || vs_ring_push(&s->inflight, &x) < 0) {
 			vs_bp_dequeue(w, s, x.msg);
 			vs_qentry_fini(&x);
-		} else {
+		} else if (x.qos == 2) {
+			/* QoS 2 must resume with the same packet id; a QoS 1 message lost from the log
+			 * in this state is just sent again after a restart (at least once). */
 			vs_bp_queue(w, s, &x);
 		}
 		sent = true;

@@ -196,9 +196,11 @@ static void refuse_uncommitted(struct vs_worker *w)
 	for (uint32_t i = 0; i < w->n_flush; i++) {
 		struct vs_conn *c = w->flush[i];
 		if (c && c->durable_pending) {
+			/* No packet at all: a DISCONNECT could otherwise precede the CONNACK that was
+			 * just dropped [MQTT-3.2.0-1]. */
 			c->out.off = c->out.len = 0;
 			c->durable_pending = false;
-			vs_conn_close(c, VS_RC_QUOTA_EXCEEDED, "persistence unavailable");
+			vs_conn_close(c, -1, "persistence unavailable: acknowledgements withdrawn");
 		}
 	}
 }

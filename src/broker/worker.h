@@ -98,6 +98,7 @@ struct vs_worker {
 	struct vs_conn **throttled; /* connections not read for a while (backpressure) */
 	uint32_t n_throttled, cap_throttled;
 	bool congested;             /* set by vs_deliver: the publisher should be throttled */
+	struct vs_conn *cur;        /* the connection whose packet is being handled, or NULL */
 
 	struct vs_conn **graveyard; /* closed this turn, freed at its end */
 	uint32_t n_graveyard, cap_graveyard;

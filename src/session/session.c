@@ -39,6 +39,7 @@ void vs_session_unref(struct vs_session *s)
 		free(s->subs[i].filter);
 	free(s->subs);
 	vs_msg_unref(s->will);
+	vs_msg_unref(s->live_will);
 	pthread_mutex_destroy(&s->lock);
 	free(s->username);
 	free(s->client_id);

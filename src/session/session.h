@@ -98,6 +98,8 @@ struct vs_session {
 	struct vs_msg *will;     /* delayed will (5.0 Will Delay Interval), or NULL */
 	int64_t will_at_ms;      /* monotonic time to publish it */
 	uint64_t will_store_id;  /* during persistence replay only: the will's message id */
+	struct vs_msg *live_will; /* the connected client's will, for snapshots (one reference) */
+	uint32_t live_will_delay;
 };
 
 /* Creates a session with one reference. Returns NULL on allocation failure. */

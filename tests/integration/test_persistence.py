@@ -444,10 +444,6 @@ def test_session_expiry_elapses_across_kill9(broker, clients, data_dir):
 	assert not s.connect(cid, clean=False, props={P.SESSION_EXPIRY: 2}).session_present
 
 
-@pytest.mark.xfail(reason="broker bug (reported): connect.c attach_session() resumes an offline "
-	"session without checking whether its expiry has elapsed; expiry is enforced only by "
-	"sys.c sweep_sessions(), once a second, so a CONNECT in the first ~100 ms after start "
-	"(or up to 1 s after expiry in steady state) gets session present")
 def test_expired_session_not_resumed_right_after_start(broker, clients, data_dir):
 	"""A session whose expiry elapsed while the broker was down is gone for a client that
 	connects the moment the broker accepts connections ([MQTT-3.1.2-23]: the session is kept
@@ -708,11 +704,6 @@ def test_disk_full(small_fs, broker, clients):
 		want - got, key=lambda t: int(t.split("/")[1]))[:20]
 
 
-@pytest.mark.xfail(reason="broker bug (reported): after a failed commit the worker keeps the "
-	"unwritten records in its buffer, every later commit on that worker fails, and "
-	"worker.c refuse_uncommitted() closes every connection with an ack in its output - "
-	"including the CONNACK of a clean session (3.1.1: closed silently; 5.0: DISCONNECT 0x97 "
-	"before any CONNACK, against [MQTT-3.2.0-1])")
 def test_disk_full_new_connections_get_connack(small_fs, broker, clients):
 	"""While the disk is full, new clean-session connections (several, so that every worker
 	thread gets some) still get CONNACK and SUBACK and can use QoS 0: nothing about them is
@@ -770,9 +761,6 @@ def test_delayed_will_pending_survives_kill9(broker, clients, data_dir):
 	s.no_publish(0.5)
 
 
-@pytest.mark.xfail(reason="broker gap (reported): the will is recorded (conn.c vs_bp_will) only "
-	"when the connection closes with a will delay; a will of a connection that is open at the "
-	"crash is not in the store, so it is never published")
 def test_delayed_will_of_connected_client_survives_kill9(broker, clients, data_dir):
 	"""The client is connected with a will (delay 2 s, session expiry 60) when the broker is
 	killed. The will is part of the session state ([MQTT-4.1] "The Will Message and the Will
