@@ -160,15 +160,13 @@ out_free_store:
 void vs_retain_free(struct vs_retain *r)
 {
 	struct rnode *n, *c, *p;
-	uint32_t i;
 
 	if (!r)
 		return;
 	/* Post-order without a stack: take a child and go down; free on the way up. */
 	n = r->root;
 	while (n) {
-		i = 0;
-		c = (struct rnode *)vs_level_next(&n->lv, &i);
+		c = (struct rnode *)vs_level_any(&n->lv);
 		if (c) {
 			vs_level_detach(&n->lv, &c->lv);
 			c->lv.parent = &n->lv;

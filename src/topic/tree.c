@@ -309,10 +309,9 @@ out_free_tree:
 static struct node *take_child(struct node *n)
 {
 	struct node *c = n->plus ? n->plus : n->hash;
-	uint32_t i = 0;
 
 	if (!c)
-		c = (struct node *)vs_level_next(&n->lv, &i);
+		c = (struct node *)vs_level_any(&n->lv);
 	if (c)
 		node_unlink(c);
 	return c;
