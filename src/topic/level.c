@@ -175,14 +175,6 @@ struct vs_level *vs_level_next(const struct vs_level *p, uint32_t *i)
 	return NULL;
 }
 
-struct vs_level *vs_level_any(const struct vs_level *p)
-{
-	for (uint32_t i = p->cap; i-- > 0;)
-		if (p->slot[i].child)
-			return p->slot[i].child;
-	return NULL;
-}
-
 void vs_level_fini(struct vs_level *l)
 {
 	if (l->slot != l->small)

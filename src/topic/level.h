@@ -62,10 +62,6 @@ void vs_level_detach(struct vs_level *p, struct vs_level *c);
  * its slot; NULL when none is left. Resume with i = slot + 1, or with vs_level_slot_of() + 1
  * after a walk has been below the child. */
 struct vs_level *vs_level_next(const struct vs_level *p, uint32_t *i);
-/* Any child of p, or NULL: the one in the highest occupied slot. Teardown takes children out
- * one by one with it; removing from the top leaves nothing to rescan, where vs_level_next() from
- * slot 0 would make a wide level's teardown quadratic. */
-struct vs_level *vs_level_any(const struct vs_level *p);
 /* The slot of child c in p's table (c must be a child of p). */
 uint32_t vs_level_slot_of(const struct vs_level *p, const struct vs_level *c);
 

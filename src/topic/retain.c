@@ -160,21 +160,26 @@ out_free_store:
 void vs_retain_free(struct vs_retain *r)
 {
 	struct rnode *n, *c, *p;
+	uint32_t i = 0;
 
 	if (!r)
 		return;
-	/* Post-order without a stack: take a child and go down; free on the way up. */
+	/* Post-order without a stack or unlinking (see vs_tree_free): resume a parent's walk
+	 * after the slot of the child just freed. */
 	n = r->root;
-	while (n) {
-		c = (struct rnode *)vs_level_any(&n->lv);
+	for (;;) {
+		c = (struct rnode *)vs_level_next(&n->lv, &i);
 		if (c) {
-			vs_level_detach(&n->lv, &c->lv);
-			c->lv.parent = &n->lv;
 			n = c;
+			i = 0;
 			continue;
 		}
 		p = parent_of(n);
+		if (p)
+			i = vs_level_slot_of(&p->lv, &n->lv) + 1;
 		node_free(r, n);
+		if (!p)
+			break;
 		n = p;
 	}
 	pthread_rwlock_destroy(&r->lock);

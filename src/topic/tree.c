@@ -305,35 +305,41 @@ out_free_tree:
 	return NULL;
 }
 
-/* Takes any one child of n out of the trie (for teardown), or returns NULL. */
-static struct node *take_child(struct node *n)
-{
-	struct node *c = n->plus ? n->plus : n->hash;
-
-	if (!c)
-		c = (struct node *)vs_level_any(&n->lv);
-	if (c)
-		node_unlink(c);
-	return c;
-}
-
+/*
+ * Teardown: post-order without a stack and without unlinking children one by one (removing
+ * from a wide level's table and rescanning it would be quadratic). Coming back up from a child,
+ * the parent's walk resumes after that child's slot; '+' and '#' children come first.
+ */
 void vs_tree_free(struct vs_tree *t)
 {
 	struct node *n, *c, *p;
+	uint32_t i = 0;
 
 	if (!t)
 		return;
-	/* Post-order without a stack: go down while there are children, free on the way up. */
 	n = t->root;
-	while (n) {
-		c = take_child(n);
+	for (;;) {
+		c = n->plus ? n->plus : n->hash;
+		if (!c)
+			c = (struct node *)vs_level_next(&n->lv, &i);
 		if (c) {
-			c->lv.parent = &n->lv; /* node_unlink() cleared it for table children */
 			n = c;
+			i = 0;
 			continue;
 		}
 		p = parent_of(n);
+		if (p && p->plus == n) {
+			p->plus = NULL;
+			i = 0;
+		} else if (p && p->hash == n) {
+			p->hash = NULL;
+			i = 0;
+		} else if (p) {
+			i = vs_level_slot_of(&p->lv, &n->lv) + 1;
+		}
 		node_free(n);
+		if (!p)
+			break;
 		n = p;
 	}
 	pthread_rwlock_destroy(&t->lock);
