@@ -4,7 +4,8 @@
 #   make test       install missing packages, build with ASan+UBSan, run unit, integration and
 #                   brief fuzz tests
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS (default 60) each
-#   make bench      build and run the benchmarks
+#   make bench      build and run the micro-benchmarks and a quick side-by-side with Mosquitto
+#                   (bench/compare without --quick for the full table)
 #   make examples   build examples/
 #   make install PREFIX=/usr/local
 #   make clean
@@ -33,7 +34,7 @@ build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 run: deps build
-	exec ./$(BUILD)/viesti broker -v
+	exec $(abspath $(BUILD))/viesti broker -v
 
 $(SANBUILD)/CMakeCache.txt:
 	cmake -S . -B $(SANBUILD) $(GEN) -DCMAKE_BUILD_TYPE=Debug -DVS_SANITIZE=ON
@@ -64,10 +65,11 @@ fuzz-brief: fuzz-build
 	scripts/run-fuzz $(FUZZBUILD) $(FUZZ_BRIEF_SECONDS)
 
 bench: deps build
-	./$(BUILD)/bench_codec
+	for b in $(abspath $(BUILD))/bench_*; do echo "== $$(basename $$b)"; $$b || exit 1; done
+	/usr/bin/python3 bench/compare --viesti $(abspath $(BUILD))/viesti --quick
 
 examples: build
-	$(MAKE) -C examples VIESTI_BUILD=$(CURDIR)/$(BUILD)
+	$(MAKE) -C examples VIESTI_BUILD=$(abspath $(BUILD))
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
