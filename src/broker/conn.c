@@ -62,7 +62,7 @@ int vs_conn_accept(struct vs_worker *w, struct vs_listener *l, int fd, const cha
 	c->w = w;
 	c->listener = l;
 	c->id = ++w->next_conn_id;
-	c->created_ms = c->last_rx_ms = w->now_ms;
+	c->last_rx_ms = w->now_ms;
 	c->request_problem_info = true;
 	snprintf(c->addr, sizeof(c->addr), "%s", addr);
 	if (vs_loop_add(&w->loop, &c->io, EPOLLIN) < 0) {
@@ -129,7 +129,10 @@ void vs_conn_flush(struct vs_conn *c)
 	if (c->state != VS_CONN_CLOSING)
 		vs_conn_update_events(c);
 	if (!pending) {
-		vs_bytes_shrink(&c->out, 64 * 1024);
+		/* The smallest buffer (a CONNACK, a few acks) is given back at once, so that a burst
+		 * of new, then idle connections does not hold one each until the sweep; larger ones
+		 * are kept for busy connections, up to 64 KiB. */
+		vs_bytes_shrink(&c->out, c->out.cap <= 256 ? 0 : 64 * 1024);
 		if (c->want_drain && c->session) {
 			c->want_drain = false;
 			vs_worker_want_drain(c->w, c->session);
@@ -507,6 +510,8 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 		vs_log(b->log, VS_LOG_NOTICE, "connection from %s closed before CONNECT: %s", c->addr,
 		       why);
 	}
+	if (c->session && c->client_id == c->session->client_id)
+		c->client_id = NULL; /* borrowed from the session (connect.c attach_session) */
 	detach_session(c);
 	vs_loop_del(&w->loop, &c->io);
 	close(c->io.fd);
@@ -521,7 +526,10 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 			free(c->in_alias[i]);
 		free(c->in_alias);
 	}
-	vs_map_fini(&c->out_alias);
+	if (c->out_alias) {
+		vs_map_fini(c->out_alias);
+		free(c->out_alias);
+	}
 	free(c->client_id);
 	free(c->username);
 	c->client_id = c->username = NULL;

@@ -29,44 +29,48 @@ enum vs_conn_state {
 };
 
 struct vs_conn {
+	/* Laid out without holes, cold 5.0 state out of line: an idle connection is this struct
+	 * and its session. */
 	struct vs_io io;
 	struct vs_worker *w;
 	struct vs_listener *listener;
 	uint64_t id;  /* unique per worker */
-	uint32_t slot;
-	uint8_t state;
-	uint8_t version;       /* 0 until CONNECT */
-	bool graceful;         /* a DISCONNECT (without will) was received */
-	bool durable_pending;  /* output holds an acknowledgement not yet committed to the store */
-	bool parked;
-	bool throttled;        /* not read until throttle_until_ms: a subscriber queue is full */
+	struct vs_session *session; /* one reference, NULL before CONNECT */
+	struct vs_msg *will;        /* will message, or NULL */
+	char *client_id;            /* NULL before CONNECT; after it, owned, or the attached
+				     * session's (borrowed while attached) */
+	char *username;
+	char **in_alias;            /* 5.0 [1..alias_max]: topic for each incoming alias */
+	struct vs_map *out_alias;   /* 5.0 topic -> alias (as uintptr_t), allocated on first use */
+	int64_t last_rx_ms;         /* last whole packet; the accept time before CONNECT */
 	int64_t throttle_until_ms;
-	uint16_t throttle_ms;  /* current back-off */           /* CONNECT waits for another worker to close the old connection */
-	bool want_drain;       /* output went over the high-water mark: drain when it empties */
-	bool in_flush;         /* in the worker's flush list */
-	bool request_problem_info; /* 5.0, default 1 */
-	uint16_t keepalive;    /* effective, seconds */
+	struct vs_bytes in;
+	struct vs_bytes out;
+	uint32_t slot;
+	uint32_t client_max_packet;  /* 0 = none */
+	uint32_t in_qos2;            /* incoming QoS 2 awaiting PUBREL (for Receive Maximum) */
+	uint32_t will_delay;
+	uint32_t session_expiry;     /* 5.0 Session Expiry Interval / 3.x derived */
+	uint32_t session_gen;        /* the session's conn_gen when attached */
+	uint16_t throttle_ms;        /* current back-off */
+	uint16_t keepalive;          /* effective, seconds */
 	uint16_t client_receive_max; /* 5.0: the client's Receive Maximum */
 	uint16_t client_alias_max;   /* 5.0: outgoing aliases we may use */
 	uint16_t out_alias_next;
 	uint16_t alias_max;          /* incoming aliases the client may use */
-	uint32_t client_max_packet;  /* 0 = none */
-	uint32_t in_qos2;            /* incoming QoS 2 awaiting PUBREL (for Receive Maximum) */
-	int64_t last_rx_ms;
-	int64_t created_ms;
-	struct vs_bytes in;
-	struct vs_bytes out;
-	struct vs_session *session; /* one reference, NULL before CONNECT */
-	uint64_t session_gen;       /* the session's conn_gen when attached */
-	struct vs_msg *will;        /* will message, or NULL */
-	uint32_t will_delay;
+	uint8_t state;
+	uint8_t version;       /* 0 until CONNECT */
+	bool graceful;         /* a DISCONNECT (without will) was received */
+	bool durable_pending;  /* output holds an acknowledgement not yet committed to the store */
+	bool parked;           /* CONNECT waits for another worker to close the old connection */
+	bool throttled;        /* not read until throttle_until_ms: a subscriber queue is full */
+	bool want_drain;       /* output went over the high-water mark: drain when it empties */
+	bool in_flush;         /* in the worker's flush list */
+	bool request_problem_info; /* 5.0, default 1 */
 	bool will_recorded;         /* the store holds this connection's will (see connect.c) */
-	uint32_t session_expiry;    /* 5.0 Session Expiry Interval / 3.x derived */
-	char **in_alias;            /* [1..alias_max]: topic for each incoming alias */
-	struct vs_map out_alias;    /* topic -> alias (as uintptr_t) */
-	char *client_id;            /* owned copy for logs, NULL before CONNECT */
-	char *username;
-	char addr[56];
+	/* "[IPv6]:port": inet_ntop writes at most 39 characters for an IPv6 address (the dotted
+	 * forms it uses are compressed), so 48 bytes hold any address vs_addr_str formats. */
+	char addr[48];
 };
 
 /* Accepts a new socket on worker w. Returns 0 or -errno (the fd is closed on failure). */

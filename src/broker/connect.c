@@ -208,6 +208,9 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 		vs_bp_session(w, s); /* before CONNACK: the session exists once it is told so */
 	c->session_gen = s->conn_gen;
 	c->session = vs_session_ref(s);
+	/* The session's copy of the client id serves the connection too (it holds a reference). */
+	free(c->client_id);
+	c->client_id = s->client_id;
 	pthread_mutex_unlock(&s->lock);
 	pthread_mutex_unlock(&b->reg_lock);
 

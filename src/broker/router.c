@@ -221,7 +221,9 @@ static void choose_alias(struct vs_conn *c, struct vs_msg *m, struct vs_delivery
 {
 	if (!c->client_alias_max)
 		return;
-	void *v = vs_map_get(&c->out_alias, m->topic.p, m->topic.len);
+	if (!c->out_alias && !(c->out_alias = calloc(1, sizeof(*c->out_alias))))
+		return; /* sent without an alias */
+	void *v = vs_map_get(c->out_alias, m->topic.p, m->topic.len);
 	if (v) {
 		d->topic_alias = (uint16_t)(uintptr_t)v;
 		d->alias_only = true;
@@ -230,7 +232,7 @@ static void choose_alias(struct vs_conn *c, struct vs_msg *m, struct vs_delivery
 	if (c->out_alias_next >= c->client_alias_max)
 		return;
 	uint16_t a = ++c->out_alias_next;
-	if (vs_map_put(&c->out_alias, m->topic.p, m->topic.len, (void *)(uintptr_t)a, NULL) == 0)
+	if (vs_map_put(c->out_alias, m->topic.p, m->topic.len, (void *)(uintptr_t)a, NULL) == 0)
 		d->topic_alias = a;
 }
 

@@ -250,7 +250,7 @@ static void sweep(struct vs_worker *w)
 		struct vs_conn *c = w->conns[i];
 		if (!c)
 			continue;
-		if (c->state == VS_CONN_NEW && now - c->created_ms > 10000) {
+		if (c->state == VS_CONN_NEW && now - c->last_rx_ms > 10000) {
 			vs_conn_close(c, VS_RC_MAX_CONNECT_TIME, "no CONNECT within 10 s");
 			continue;
 		}

@@ -9,14 +9,9 @@
 
 struct vs_session *vs_session_new(const char *client_id, size_t len)
 {
-	struct vs_session *s = calloc(1, sizeof(*s));
+	struct vs_session *s = calloc(1, sizeof(*s) + len + 1);
 	if (!s)
 		return NULL;
-	s->client_id = malloc(len + 1);
-	if (!s->client_id) {
-		free(s);
-		return NULL;
-	}
 	memcpy(s->client_id, client_id, len);
 	s->client_id[len] = '\0';
 	s->id_len = (uint16_t)len;
@@ -42,7 +37,6 @@ void vs_session_unref(struct vs_session *s)
 	vs_msg_unref(s->live_will);
 	pthread_mutex_destroy(&s->lock);
 	free(s->username);
-	free(s->client_id);
 	free(s);
 }
 

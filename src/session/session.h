@@ -5,8 +5,8 @@
  * messages waiting to be sent, the outgoing inflight window (QoS 1/2 sent, not yet completed), the
  * set of incoming QoS 2 packet ids (PUBREC sent, PUBREL not yet received), and a delayed will.
  *
- * Locking: every field below `lock` is guarded by it. Any worker may deliver into a session (it
- * locks, appends, unlocks); the worker that owns the session's connection drains the queue. The
+ * Locking: every field is guarded by `lock`, except refs (atomic) and the client id (immutable).
+ * Any worker may deliver into a session (it locks, appends, unlocks); the worker that owns the session's connection drains the queue. The
  * lock is per session, so unrelated publishers never contend. No syscall is made under it.
  *
  * Lifetime: reference counted. The registry, a connection and every pending mailbox notification
@@ -61,32 +61,33 @@ struct vs_session_sub {
 };
 
 struct vs_session {
+	/* Laid out without holes: idle connections are mostly this struct (with the client id,
+	 * 256 + id bytes). */
 	atomic_uint refs;
-	pthread_mutex_t lock;
-	char *client_id; /* owned, NUL-terminated */
 	uint16_t id_len;
+	uint16_t next_id;
+	uint32_t conn_slot;   /* where conn lives in its worker, for a take-over */
+	uint32_t conn_gen;    /* bumped on each attach; stale connections compare it */
+	uint32_t expiry;      /* session expiry interval, seconds; UINT32_MAX never */
+	uint32_t dropped;     /* messages dropped because the queue was full */
+	uint32_t live_will_delay;
+	uint8_t version;      /* protocol of the last connection */
+	bool connected;       /* a connection is attached (read without the lock by $share) */
+	bool notified : 1;    /* a drain notification is pending for the owner */
+	bool ended : 1;       /* removed from the registry; deliveries are dropped */
+	bool persisted : 1;   /* its SESSION record is in the store: changes are recorded */
+	pthread_mutex_t lock;
 	char *username;  /* of the last connection (owned, NULL anonymous), for ACL checks */
 	const struct vs_acl *acl; /* ACL of the last connection's listener, or NULL */
-
-	uint8_t version;      /* protocol of the last connection */
-	bool connected;       /* a connection is attached */
-	bool notified;        /* a drain notification is pending for the owner */
-	bool ended;           /* removed from the registry; deliveries are dropped */
-	bool persisted;       /* its SESSION record is in the store: changes are recorded */
 	void *conn;           /* the attached connection (opaque here) */
 	void *owner;          /* the worker owning conn */
-	uint64_t conn_gen;    /* bumped on each attach; stale connections compare it */
-	uint32_t conn_slot;   /* where conn lives in its worker, for a take-over */
 	uint64_t conn_id;
-	uint32_t expiry;      /* session expiry interval, seconds; UINT32_MAX never */
 	int64_t offline_since_wall; /* wall-clock seconds when it went offline */
 	int64_t offline_since_ms;   /* monotonic */
 
 	struct vs_ring queue;    /* waiting to be sent */
 	struct vs_ring inflight; /* sent, awaiting acknowledgement, in send order */
 	uint64_t queued_bytes;
-	uint16_t next_id;
-	uint32_t dropped;        /* messages dropped because the queue was full */
 	int64_t last_drain_ms;   /* last time the owner sent something from the queue */
 
 	uint16_t *in_qos2;       /* incoming QoS 2 packet ids awaiting PUBREL */
@@ -99,7 +100,9 @@ struct vs_session {
 	int64_t will_at_ms;      /* monotonic time to publish it */
 	uint64_t will_store_id;  /* during persistence replay only: the will's message id */
 	struct vs_msg *live_will; /* the connected client's will, for snapshots (one reference) */
-	uint32_t live_will_delay;
+	/* NUL-terminated, allocated with the session (one allocation instead of two). A
+	 * connection borrows it while attached (broker/connect.c). */
+	char client_id[];
 };
 
 /* Creates a session with one reference. Returns NULL on allocation failure. */
