@@ -126,6 +126,7 @@ static void body_queue(struct wr *w, const struct vs_rec_queue *q)
 	put_u16(w, (uint16_t)q->n_sub_ids);
 	for (size_t i = 0; i < q->n_sub_ids; i++)
 		put_u32(w, q->sub_ids[i]);
+	put_u32(w, q->seq); /* appended after the first layout: optional for readers */
 }
 
 /* The body of r (no header). Sets w->err for an unknown type or an oversized field. */
@@ -161,8 +162,8 @@ static void body(struct wr *w, const struct vs_rec *r)
 	case VS_REC_RETAIN:
 	case VS_REC_RETAIN_DEL:
 		put_str(w, r->u.retain.topic, MAX_S16);
-		if (r->type == VS_REC_RETAIN)
-			put_u64(w, r->u.retain.msg_id);
+		put_u64(w, r->type == VS_REC_RETAIN ? r->u.retain.msg_id : 0);
+		put_u64(w, r->u.retain.version); /* appended: optional for readers */
 		break;
 	case VS_REC_QUEUE:
 		body_queue(w, &r->u.queue);
@@ -170,6 +171,7 @@ static void body(struct wr *w, const struct vs_rec *r)
 	case VS_REC_DEQUEUE:
 		put_str(w, r->u.dequeue.client_id, MAX_S16);
 		put_u64(w, r->u.dequeue.msg_id);
+		put_u32(w, r->u.dequeue.seq); /* appended: optional for readers */
 		break;
 	case VS_REC_INQOS2:
 		put_str(w, r->u.inqos2.client_id, MAX_S16);
@@ -323,6 +325,12 @@ static const uint8_t *take(struct rd *r, size_t k)
 	return q;
 }
 
+/* Fields appended to a layout after its first version: read when the body has them. */
+static bool has(const struct rd *r, size_t k)
+{
+	return !r->bad && (size_t)(r->end - r->p) >= k;
+}
+
 static uint8_t get8(struct rd *r)
 {
 	const uint8_t *q = take(r, 1);
@@ -414,6 +422,7 @@ static void dec_queue(struct rd *r, struct vs_rec_queue *q, uint32_t **scratch, 
 		(*scratch)[i] = get_u32(ids + 4 * i);
 	q->sub_ids = n ? *scratch : NULL;
 	q->n_sub_ids = n;
+	q->seq = has(r, 4) ? get32(r) : 0;
 	return;
 bad:
 	r->bad = 1;
@@ -449,8 +458,10 @@ static void dec_body(struct rd *r, struct vs_rec *o, uint32_t **scratch, size_t 
 	case VS_REC_RETAIN:
 	case VS_REC_RETAIN_DEL:
 		o->u.retain.topic = get_str(r, 0);
-		if (o->type == VS_REC_RETAIN)
+		/* The first layout had the id only in RETAIN; later ones always, then a version. */
+		if (o->type == VS_REC_RETAIN || has(r, 8))
 			o->u.retain.msg_id = get64(r);
+		o->u.retain.version = has(r, 8) ? get64(r) : 0;
 		break;
 	case VS_REC_QUEUE:
 		dec_queue(r, &o->u.queue, scratch, cap);
@@ -458,6 +469,7 @@ static void dec_body(struct rd *r, struct vs_rec *o, uint32_t **scratch, size_t 
 	case VS_REC_DEQUEUE:
 		o->u.dequeue.client_id = get_str(r, 0);
 		o->u.dequeue.msg_id = get64(r);
+		o->u.dequeue.seq = has(r, 4) ? get32(r) : 0;
 		break;
 	case VS_REC_INQOS2:
 		o->u.inqos2.client_id = get_str(r, 0);

@@ -102,7 +102,9 @@ struct vs_rec_msg {
 
 struct vs_rec_retain {
 	struct vs_rec_str topic;
-	uint64_t msg_id; /* unused by RETAIN_DEL */
+	uint64_t msg_id;  /* unused by RETAIN_DEL */
+	uint64_t version; /* the writer's order of changes to this topic (0: unknown, older
+			     files); replay keeps the highest. Appended field. */
 };
 
 struct vs_rec_queue {
@@ -115,11 +117,14 @@ struct vs_rec_queue {
 	bool dup;
 	const uint32_t *sub_ids; /* subscription identifiers to send with it */
 	size_t n_sub_ids;	 /* at most 65535 */
+	uint32_t seq; /* which delivery of msg_id to this client (the same message can be queued
+			 again, e.g. retained on re-subscribe); appended field, 0 in older files */
 };
 
 struct vs_rec_dequeue {
 	struct vs_rec_str client_id;
 	uint64_t msg_id;
+	uint32_t seq; /* the delivery it completes (see vs_rec_queue.seq); appended field */
 };
 
 struct vs_rec_inqos2 {

@@ -202,7 +202,7 @@ static void all_records(struct vs_rec *v, uint32_t *ids)
 	m->user_props_raw = S("\x26\x00\x01k\x00\x01v");
 	m->origin_client_id = S("pub");
 	v[5].type = VS_REC_RETAIN;
-	v[5].u.retain = (struct vs_rec_retain){S("sensors/1/temp"), 42};
+	v[5].u.retain = (struct vs_rec_retain){S("sensors/1/temp"), 42, 9};
 	v[6].type = VS_REC_RETAIN_DEL;
 	v[6].u.retain.topic = S("x");
 	v[7].type = VS_REC_QUEUE;
@@ -210,9 +210,9 @@ static void all_records(struct vs_rec *v, uint32_t *ids)
 	ids[1] = 268435455;
 	ids[2] = 77;
 	v[7].u.queue = (struct vs_rec_queue){S("sub-1"), 42,   2,   true, VS_QSTATE_WAIT_PUBCOMP,
-					     65535,	 true, ids, 3};
+					     65535,	 true, ids, 3, 5};
 	v[8].type = VS_REC_DEQUEUE;
-	v[8].u.dequeue = (struct vs_rec_dequeue){S("sub-1"), 42};
+	v[8].u.dequeue = (struct vs_rec_dequeue){S("sub-1"), 42, 5};
 	v[9].type = VS_REC_INQOS2;
 	v[9].u.inqos2 = (struct vs_rec_inqos2){S("c"), 7, true};
 	v[10].type = VS_REC_WILL;
@@ -275,6 +275,7 @@ static void rec_eq(const struct vs_rec *a, const struct vs_rec *b)
 	}
 	case VS_REC_RETAIN:
 		assert_int_equal(a->u.retain.msg_id, b->u.retain.msg_id);
+		assert_int_equal(a->u.retain.version, b->u.retain.version);
 		/* fall through */
 	case VS_REC_RETAIN_DEL:
 		str_eq(a->u.retain.topic, b->u.retain.topic);
@@ -295,6 +296,7 @@ static void rec_eq(const struct vs_rec *a, const struct vs_rec *b)
 	case VS_REC_DEQUEUE:
 		str_eq(a->u.dequeue.client_id, b->u.dequeue.client_id);
 		assert_int_equal(a->u.dequeue.msg_id, b->u.dequeue.msg_id);
+		assert_int_equal(a->u.dequeue.seq, b->u.dequeue.seq);
 		break;
 	case VS_REC_INQOS2:
 		str_eq(a->u.inqos2.client_id, b->u.inqos2.client_id);
