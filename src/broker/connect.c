@@ -106,6 +106,12 @@ static int check_connect(struct vs_conn *c, const struct vs_connect *p, uint8_t 
 		*why = "will topic not allowed by the ACL";
 		return VS_RC_NOT_AUTHORIZED;
 	}
+	if (p->will && p->will_topic.len >= 4 && memcmp(p->will_topic.p, "$SYS", 4) == 0) {
+		/* $SYS belongs to the broker, as for PUBLISH. */
+		*rc3 = VS_CONNACK3_NOT_AUTHORIZED;
+		*why = "will topic in $SYS";
+		return VS_RC_TOPIC_NAME_INVALID;
+	}
 	if (p->will) {
 		int mq = l->conf->max_qos;
 		if (p->will_qos > mq) {
@@ -165,6 +171,9 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 			kick_to = ow->idx;
 		}
 		if (clean) {
+			/* Its end is recorded now, before the new session's SESSION record: replay
+			 * goes by client id, and a later SESSION_DEL would delete the new one. */
+			vs_bp_session_del(w, s);
 			s->ended = true;
 			s->connected = false;
 			s->conn = NULL;

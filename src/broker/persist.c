@@ -142,15 +142,17 @@ void vs_bp_queue_rec(const struct vs_session *s, const struct vs_qentry *e, uint
 	q->dup = e->dup;
 	q->sub_ids = e->n_sub_ids ? vs_qentry_sub_ids(e) : NULL;
 	q->n_sub_ids = e->n_sub_ids;
+	q->seq = e->seq;
 }
 
-void vs_bp_retain(struct vs_worker *w, struct vs_msg *m, bool set)
+void vs_bp_retain(struct vs_worker *w, struct vs_msg *m, bool set, uint64_t version)
 {
 	/* $SYS is the broker's own, republished every sys_interval: never stored. */
 	if (!w->b->store || (m->topic.len >= 4 && memcmp(m->topic.p, "$SYS", 4) == 0))
 		return;
 	struct vs_rec r = {.type = set ? VS_REC_RETAIN : VS_REC_RETAIN_DEL};
 	r.u.retain.topic = str(m->topic.p, m->topic.len);
+	r.u.retain.version = version;
 	if (set)
 		r.u.retain.msg_id = msg_id(w, m);
 	append(w, &r);
@@ -165,8 +167,9 @@ void vs_bp_queue(struct vs_worker *w, struct vs_session *s, const struct vs_qent
 	append(w, &r);
 }
 
-void vs_bp_dequeue(struct vs_worker *w, struct vs_session *s, struct vs_msg *m)
+void vs_bp_dequeue(struct vs_worker *w, struct vs_session *s, const struct vs_qentry *e)
 {
+	struct vs_msg *m = e->msg;
 	if (!w->b->store || !s->persisted || !m)
 		return;
 	uint64_t id = atomic_load_explicit(&m->store_id, memory_order_acquire);
@@ -175,6 +178,7 @@ void vs_bp_dequeue(struct vs_worker *w, struct vs_session *s, struct vs_msg *m)
 	struct vs_rec r = {.type = VS_REC_DEQUEUE};
 	r.u.dequeue.client_id = sid(s);
 	r.u.dequeue.msg_id = id;
+	r.u.dequeue.seq = e->seq;
 	append(w, &r);
 }
 

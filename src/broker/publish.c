@@ -227,7 +227,7 @@ static int on_outgoing_ack(struct vs_conn *c, int type, const struct vs_ack *a)
 			done = true;
 		}
 		if (done) {
-			vs_bp_dequeue(c->w, s, e->msg);
+			vs_bp_dequeue(c->w, s, e);
 			vs_qentry_fini(e);
 			vs_ring_remove(&s->inflight, (uint32_t)i);
 		}

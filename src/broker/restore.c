@@ -20,6 +20,7 @@
 struct pending {
 	struct vs_session *s; /* the session object it belongs to (borrowed from the registry) */
 	uint64_t msg_id;
+	uint32_t dseq;        /* the session's delivery number (0 in older files) */
 	uint64_t seq;         /* first appearance: queue order */
 	bool tomb;            /* dequeued: later QUEUE records for it are stale */
 	uint8_t qos, state;
@@ -40,6 +41,7 @@ struct replay {
 	struct vs_session **dead; /* ended during replay, freed at the end */
 	size_t n_dead, cap_dead;
 	uint64_t max_id;
+	uint64_t max_retain_version;
 	uint64_t seq;
 };
 
@@ -137,11 +139,15 @@ static int on_msg(struct replay *r, const struct vs_rec_msg *x)
 	return 0;
 }
 
-static struct pending *pending_for(struct replay *r, struct vs_session *s, uint64_t id)
+static struct pending *pending_for(struct replay *r, struct vs_session *s, uint64_t id,
+				   uint32_t dseq)
 {
-	uint8_t key[16];
+	/* Keyed by delivery too: the same message queued again for the same session (retained on
+	 * re-subscribe) is a new entry, not the completed one. */
+	uint8_t key[20];
 	memcpy(key, &s, sizeof(s));
 	memcpy(key + 8, &id, 8);
+	memcpy(key + 16, &dseq, 4);
 	uintptr_t at = (uintptr_t)vs_map_get(&r->index, key, sizeof(key));
 	if (at)
 		return &r->pend[at - 1];
@@ -157,6 +163,7 @@ static struct pending *pending_for(struct replay *r, struct vs_session *s, uint6
 	memset(p, 0, sizeof(*p));
 	p->s = s;
 	p->msg_id = id;
+	p->dseq = dseq;
 	p->seq = r->seq++;
 	if (vs_map_put(&r->index, key, sizeof(key), (void *)(uintptr_t)r->n_pend, NULL) < 0) {
 		r->n_pend--;
@@ -170,9 +177,11 @@ static int on_queue(struct replay *r, const struct vs_rec_queue *x)
 	struct vs_session *s = find_session(r, &x->client_id);
 	if (!s)
 		return 0;
-	struct pending *p = pending_for(r, s, x->msg_id);
+	struct pending *p = pending_for(r, s, x->msg_id, x->seq);
 	if (!p)
 		return -ENOMEM;
+	if (x->seq > s->next_seq)
+		s->next_seq = x->seq;
 	/* States only move forward; a late record from another worker never moves one back. */
 	if (p->tomb || (p->qos && x->state < p->state))
 		return 0;
@@ -199,7 +208,7 @@ static int on_dequeue(struct replay *r, const struct vs_rec_dequeue *x)
 	struct vs_session *s = find_session(r, &x->client_id);
 	if (!s)
 		return 0;
-	struct pending *p = pending_for(r, s, x->msg_id);
+	struct pending *p = pending_for(r, s, x->msg_id, x->seq);
 	if (!p)
 		return -ENOMEM;
 	p->tomb = true;
@@ -231,6 +240,33 @@ static int on_will(struct replay *r, const struct vs_rec_will *x, bool set)
 	return 0;
 }
 
+/* The latest change per topic wins, by version (records from different workers can reach the
+ * log out of order); version 0 (older files) is ordered by position. A deletion stays as an
+ * entry with message id 0 until the end, so an older RETAIN cannot bring the topic back. */
+struct retained_at {
+	uint64_t msg_id;
+	uint64_t version;
+};
+
+static int on_retain(struct replay *r, const struct vs_rec_retain *x, bool set)
+{
+	struct retained_at *cur = vs_map_get(&r->retained, x->topic.p, x->topic.len);
+	if (x->version > r->max_retain_version)
+		r->max_retain_version = x->version;
+	if (cur && x->version && cur->version > x->version)
+		return 0;
+	if (!cur) {
+		cur = malloc(sizeof(*cur));
+		if (!cur || vs_map_put(&r->retained, x->topic.p, x->topic.len, cur, NULL) < 0) {
+			free(cur);
+			return -ENOMEM;
+		}
+	}
+	cur->msg_id = set ? x->msg_id : 0;
+	cur->version = x->version;
+	return 0;
+}
+
 static int on_record(void *ctx, const struct vs_rec *rec)
 {
 	struct replay *r = ctx;
@@ -248,11 +284,8 @@ static int on_record(void *ctx, const struct vs_rec *rec)
 	case VS_REC_MSG:
 		return on_msg(r, &rec->u.msg);
 	case VS_REC_RETAIN:
-		return vs_map_put(&r->retained, rec->u.retain.topic.p, rec->u.retain.topic.len,
-				  (void *)(uintptr_t)rec->u.retain.msg_id, NULL);
 	case VS_REC_RETAIN_DEL:
-		vs_map_del(&r->retained, rec->u.retain.topic.p, rec->u.retain.topic.len);
-		return 0;
+		return on_retain(r, &rec->u.retain, rec->type == VS_REC_RETAIN);
 	case VS_REC_QUEUE:
 		return on_queue(r, &rec->u.queue);
 	case VS_REC_DEQUEUE:
@@ -299,7 +332,7 @@ static void rebuild_queues(struct replay *r)
 			continue;
 		}
 		struct vs_qentry e = {.msg = vs_msg_ref(m), .qos = p->qos, .retain = p->retain,
-				      .state = p->state, .packet_id = p->packet_id,
+				      .state = p->state, .packet_id = p->packet_id, .seq = p->dseq,
 				      .dup = p->state != VS_Q_QUEUED};
 		vs_qentry_set_sub_ids(&e, p->sub_ids, p->n_sub_ids);
 		free(p->sub_ids);
@@ -346,10 +379,12 @@ static void rebuild_retained(struct replay *r)
 	size_t klen;
 	void *val;
 	while (vs_map_next(&r->retained, &it, &key, &klen, &val)) {
-		struct vs_msg *m = msg_by_id(r, (uint64_t)(uintptr_t)val);
+		struct retained_at *at = val;
+		struct vs_msg *m = at->msg_id ? msg_by_id(r, at->msg_id) : NULL;
 		if (m)
 			vs_retain_set(r->b->retain, key, klen, m);
 	}
+	vs_retain_version_floor(r->b->retain, r->max_retain_version + 1);
 }
 
 static void replay_fini(struct replay *r)
@@ -364,6 +399,9 @@ static void replay_fini(struct replay *r)
 		vs_session_unref(r->dead[i]);
 	free(r->dead);
 	vs_map_fini(&r->msgs);
+	it = 0;
+	while (vs_map_next(&r->retained, &it, &key, &klen, &val))
+		free(val);
 	vs_map_fini(&r->retained);
 	vs_map_fini(&r->index);
 	free(r->pend);
@@ -396,7 +434,8 @@ static void snap_append(struct snap *x, const struct vs_rec *r)
 	int rc = vs_store_append(&x->buf, r);
 	if (rc < 0)
 		x->err = rc;
-	snap_flush(x, false);
+	/* No write here: callers hold a session lock or the retained store's read lock, and no
+	 * lock is held across a syscall. write_snapshot() flushes between sessions. */
 }
 
 static uint64_t snap_msg(struct snap *x, struct vs_msg *m)
@@ -478,6 +517,8 @@ static void snap_retained(void *ctx, const char *topic, size_t len, void *msg)
 	struct vs_rec r = {.type = VS_REC_RETAIN};
 	r.u.retain.topic = (struct vs_rec_str){(const uint8_t *)topic, len};
 	r.u.retain.msg_id = snap_msg(x, msg);
+	/* Read under the store's read lock: any later change has a higher version. */
+	r.u.retain.version = vs_retain_version(x->b->retain);
 	snap_append(x, &r);
 }
 
@@ -510,9 +551,11 @@ static int write_snapshot(struct vs_broker *b)
 			snap_session(&x, s);
 		pthread_mutex_unlock(&s->lock);
 		vs_session_unref(s);
+		snap_flush(&x, false);
 	}
 	free(all);
-	/* The retained store's read lock is held while fn runs: fn only encodes. */
+	/* The retained store's read lock is held while fn runs: fn only encodes, into memory (the
+	 * retained messages' records are written after the lock is released). */
 	vs_retain_foreach(b->retain, snap_retained, &x);
 	snap_flush(&x, true);
 	rc = vs_store_snapshot_end(x.snap, x.err == 0);

@@ -68,7 +68,10 @@ static void on_match(void *ctx, const struct vs_sub *members, size_t n, atomic_u
 	struct vs_match m = {.s = sub->owner, .sub_id = sub->sub_id, .rap = sub->retain_as_published,
 			     .share = share};
 	m.qos = sub->qos < r->msg->qos ? sub->qos : r->msg->qos;
-	push_match(r->w, &m);
+	/* A reference taken under the trie's read lock: once the lock is gone, another worker may
+	 * end and free the session (vs_session_end removes it from the trie first). */
+	if (push_match(r->w, &m) == 0)
+		vs_session_ref(m.s);
 }
 
 static int cmp_match(const void *a, const void *b)
@@ -82,9 +85,10 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 	struct vs_broker *b = w->b;
 	if (msg->retain && b->conf->retain_available) {
 		/* [MQTT-3.3.1-5] store; [MQTT-3.3.1-10] an empty payload removes. */
-		vs_retain_set(b->retain, (const char *)msg->topic.p, msg->topic.len,
-			      msg->payload.len ? msg : NULL);
-		vs_bp_retain(w, msg, msg->payload.len > 0);
+		uint64_t version = 0;
+		vs_retain_put(b->retain, (const char *)msg->topic.p, msg->topic.len,
+			      msg->payload.len ? msg : NULL, &version);
+		vs_bp_retain(w, msg, msg->payload.len > 0, version);
 	}
 	struct route_ctx r = {w, msg, origin};
 	w->n_matches = 0;
@@ -106,21 +110,22 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 			if (x->qos > qos)
 				qos = x->qos;
 			rap |= x->rap;
-			if (x->sub_id) {
-				if (n_ids == w->cap_sub_ids) {
-					uint32_t cap = w->cap_sub_ids ? w->cap_sub_ids * 2 : 16;
-					uint32_t *ids = realloc(w->sub_ids, cap * sizeof(*ids));
-					if (!ids)
-						break;
+			if (x->sub_id && n_ids == w->cap_sub_ids) {
+				uint32_t cap = w->cap_sub_ids ? w->cap_sub_ids * 2 : 16;
+				uint32_t *ids = realloc(w->sub_ids, cap * sizeof(*ids));
+				if (ids) {
 					w->sub_ids = ids;
 					w->cap_sub_ids = cap;
 				}
-				w->sub_ids[n_ids++] = x->sub_id;
 			}
+			if (x->sub_id && n_ids < w->cap_sub_ids)
+				w->sub_ids[n_ids++] = x->sub_id;
 		}
 		/* [MQTT-3.3.1-12] live messages carry RETAIN 0 unless Retain As Published. */
 		bool retain = rap && msg->retain;
 		delivered += vs_deliver(w, m->s, msg, qos, retain, w->sub_ids, n_ids, m->share);
+		for (uint32_t k = i; k < j; k++)
+			vs_session_unref(w->matches[k].s);
 		i = j;
 	}
 	w->n_matches = 0;
@@ -161,7 +166,8 @@ static bool overshoot(struct vs_worker *w, const struct vs_config *conf, struct 
 	uint32_t hard = conf->max_queued_messages > 0
 				? (uint32_t)conf->max_queued_messages * 16 + 16384
 				: UINT32_MAX;
-	if (s->queue.count >= hard)
+	if (s->queue.count >= hard ||
+	    (conf->max_queued_bytes > 0 && s->queued_bytes >= conf->max_queued_bytes * 16))
 		return false;
 	/* Up to four times the limit is absorbed quietly (publishers' windows usually bound it);
 	 * beyond that the publisher is slowed down. */
@@ -192,7 +198,8 @@ int vs_deliver(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, ui
 		pthread_mutex_unlock(&s->lock);
 		return 0;
 	}
-	struct vs_qentry e = {.msg = vs_msg_ref(msg), .qos = qos, .retain = retain, .share = share};
+	struct vs_qentry e = {.msg = vs_msg_ref(msg), .qos = qos, .retain = retain, .share = share,
+			      .seq = ++s->next_seq};
 	if (vs_qentry_set_sub_ids(&e, sub_ids, n_sub_ids) < 0 || vs_ring_push(&s->queue, &e) < 0) {
 		vs_qentry_fini(&e);
 		pthread_mutex_unlock(&s->lock);
@@ -231,9 +238,9 @@ static void choose_alias(struct vs_conn *c, struct vs_msg *m, struct vs_delivery
 	}
 	if (c->out_alias_next >= c->client_alias_max)
 		return;
-	uint16_t a = ++c->out_alias_next;
-	if (vs_map_put(c->out_alias, m->topic.p, m->topic.len, (void *)(uintptr_t)a, NULL) == 0)
-		d->topic_alias = a;
+	/* Tentative: registered by send_entry() only once the PUBLISH carrying it is written, or
+	 * the client would later get an alias it never learned [MQTT-3.3.2-12]. */
+	d->topic_alias = (uint16_t)(c->out_alias_next + 1);
 }
 
 /* Encodes one entry into the connection's output. Returns 0, or -1 when the message cannot be
@@ -258,6 +265,10 @@ static int send_entry(struct vs_conn *c, struct vs_qentry *e, int64_t now)
 	n = vs_msg_encode(e->msg, &d, now, c->out.data + c->out.len, (size_t)n);
 	if (n < 0)
 		return -1;
+	if (d.topic_alias && !d.alias_only &&
+	    vs_map_put(c->out_alias, e->msg->topic.p, e->msg->topic.len,
+		       (void *)(uintptr_t)d.topic_alias, NULL) == 0)
+		c->out_alias_next = d.topic_alias; /* the client learns it from this PUBLISH */
 	c->out.len += (size_t)n;
 	e->dup = true;
 	atomic_fetch_add_explicit(&c->w->stats.pub_sent, 1, memory_order_relaxed);
@@ -297,7 +308,7 @@ void vs_session_drain(struct vs_worker *w, struct vs_session *s)
 		vs_ring_pop(&s->queue, &x);
 		s->queued_bytes -= x.msg->payload.len;
 		if (vs_msg_expired(x.msg, now, NULL)) {
-			vs_bp_dequeue(w, s, x.msg);
+			vs_bp_dequeue(w, s, &x);
 			vs_qentry_fini(&x); /* [MQTT-3.3.2-5] expired: not sent */
 			continue;
 		}
@@ -306,7 +317,7 @@ void vs_session_drain(struct vs_worker *w, struct vs_session *s)
 			x.state = x.qos == 1 ? VS_Q_WAIT_PUBACK : VS_Q_WAIT_PUBREC;
 		}
 		if (send_entry(c, &x, now) < 0 || !x.qos || vs_ring_push(&s->inflight, &x) < 0) {
-			vs_bp_dequeue(w, s, x.msg);
+			vs_bp_dequeue(w, s, &x);
 			vs_qentry_fini(&x);
 		} else if (x.qos == 2) {
 			/* QoS 2 must resume with the same packet id; a QoS 1 message lost from the log
@@ -355,18 +366,61 @@ void vs_publish_will(struct vs_worker *w, struct vs_msg *will)
 	vs_route(w, will, NULL);
 }
 
-/* Re-routes messages that came through shared subscriptions to the other members. */
-static void reroute_shared(struct vs_worker *w, struct vs_ring *r)
+/* Re-delivery of an ended member's message to the rest of its shared group. */
+struct reroute_ctx {
+	struct vs_worker *w;
+	struct vs_session *gone;
+	const struct vs_qentry *e;
+};
+
+/* Called for every subscription matching the message's topic: only shared groups that have
+ * the ended session as a member are considered, and one other member gets the message. Plain
+ * subscribers and other groups already had their copy; the retained store is not touched. */
+static void on_reroute_match(void *ctx, const struct vs_sub *members, size_t n, atomic_uint *cursor)
 {
-	while (r->count) {
-		struct vs_qentry e;
-		vs_ring_pop(r, &e);
-		if (e.share && e.msg) {
-			/* Deliver again through the trie: another member will be picked. */
-			vs_route(w, e.msg, NULL);
+	struct reroute_ctx *r = ctx;
+	if (!cursor)
+		return;
+	const struct vs_sub *mine = NULL;
+	for (size_t k = 0; k < n && !mine; k++)
+		if (members[k].owner == r->gone)
+			mine = &members[k];
+	if (!mine || n < 2)
+		return;
+	unsigned start = atomic_fetch_add_explicit(cursor, 1, memory_order_relaxed);
+	const struct vs_sub *pick = NULL;
+	for (size_t k = 0; k < n; k++) {
+		const struct vs_sub *x = &members[(start + k) % n];
+		if (x->owner == r->gone)
+			continue;
+		if (!pick || __atomic_load_n(&((struct vs_session *)x->owner)->connected,
+					     __ATOMIC_RELAXED)) {
+			pick = x;
+			if (__atomic_load_n(&((struct vs_session *)x->owner)->connected,
+					    __ATOMIC_RELAXED))
+				break;
 		}
-		vs_qentry_fini(&e);
 	}
+	uint8_t qos = pick->qos < r->e->msg->qos ? pick->qos : r->e->msg->qos;
+	uint32_t id = pick->sub_id;
+	vs_deliver(r->w, pick->owner, r->e->msg, qos, pick->retain_as_published && r->e->retain,
+		   id ? &id : NULL, id ? 1 : 0, "");
+}
+
+/* Hands the messages an ending session got through shared subscriptions to the other members
+ * of their groups. Runs while the session is still in the trie (so its groups can be found).
+ * A QoS 2 message already acknowledged with PUBREC was delivered: it is not sent again. */
+static void reroute_shared(struct vs_worker *w, struct vs_session *gone, struct vs_ring *r)
+{
+	for (uint32_t i = 0; i < r->count; i++) {
+		struct vs_qentry *e = vs_ring_at(r, i);
+		if (!e->share || !e->msg || e->state == VS_Q_WAIT_PUBCOMP)
+			continue;
+		struct reroute_ctx ctx = {w, gone, e};
+		vs_tree_match(w->b->tree, (const char *)e->msg->topic.p, e->msg->topic.len,
+			      on_reroute_match, &ctx);
+	}
+	vs_ring_clear(r);
 }
 
 void vs_session_end(struct vs_worker *w, struct vs_session *s)
@@ -385,13 +439,6 @@ void vs_session_end(struct vs_worker *w, struct vs_session *s)
 	uint32_t n = s->n_subs;
 	s->subs = NULL;
 	s->n_subs = s->cap_subs = 0;
-	pthread_mutex_unlock(&s->lock);
-	for (uint32_t i = 0; i < n; i++) {
-		vs_tree_remove(b->tree, subs[i].filter, subs[i].len, s);
-		free(subs[i].filter);
-	}
-	free(subs);
-	pthread_mutex_lock(&s->lock);
 	struct vs_ring q = s->queue, inf = s->inflight;
 	memset(&s->queue, 0, sizeof(s->queue));
 	memset(&s->inflight, 0, sizeof(s->inflight));
@@ -399,10 +446,16 @@ void vs_session_end(struct vs_worker *w, struct vs_session *s)
 	struct vs_msg *will = s->will;
 	s->will = NULL;
 	pthread_mutex_unlock(&s->lock);
-	reroute_shared(w, &inf);
-	reroute_shared(w, &q);
+	/* Deliveries to s are dropped from here on (ended); its groups still list it. */
+	reroute_shared(w, s, &inf);
+	reroute_shared(w, s, &q);
 	free(q.e);
 	free(inf.e);
+	for (uint32_t i = 0; i < n; i++) {
+		vs_tree_remove(b->tree, subs[i].filter, subs[i].len, s);
+		free(subs[i].filter);
+	}
+	free(subs);
 	if (will) {
 		/* [MQTT-3.1.3-9] the session ended before the will delay: publish now. */
 		vs_publish_will(w, will);

@@ -36,6 +36,8 @@ struct vs_qentry {
 	uint32_t sub_id;    /* when n_sub_ids == 1 */
 	uint32_t *sub_ids;  /* when n_sub_ids > 1 (owned) */
 	const char *share;  /* non-NULL when delivered through a shared subscription */
+	uint32_t seq;       /* the session's delivery number (persistence tells deliveries of the
+			       same message apart with it) */
 };
 
 enum vs_qstate {
@@ -66,6 +68,7 @@ struct vs_session {
 	atomic_uint refs;
 	uint16_t id_len;
 	uint16_t next_id;
+	uint32_t next_seq;       /* numbers deliveries (vs_qentry.seq) */
 	uint32_t conn_slot;   /* where conn lives in its worker, for a take-over */
 	uint32_t conn_gen;    /* bumped on each attach; stale connections compare it */
 	uint32_t expiry;      /* session expiry interval, seconds; UINT32_MAX never */

@@ -38,6 +38,7 @@ struct vs_retain {
 	struct rnode *root;  /* the level above the first; holds no message */
 	uint64_t seed;
 	atomic_size_t count;
+	uint64_t version;    /* bumped by every set, under the write lock */
 	void (*ref)(void *msg);
 	void (*unref)(void *msg);
 };
@@ -188,11 +189,33 @@ void vs_retain_free(struct vs_retain *r)
 
 int vs_retain_set(struct vs_retain *r, const char *topic, size_t len, void *msg)
 {
+	return vs_retain_put(r, topic, len, msg, NULL);
+}
+
+uint64_t vs_retain_version(struct vs_retain *r)
+{
+	return __atomic_load_n(&r->version, __ATOMIC_RELAXED);
+}
+
+void vs_retain_version_floor(struct vs_retain *r, uint64_t v)
+{
+	pthread_rwlock_wrlock(&r->lock);
+	if (r->version < v)
+		r->version = v;
+	pthread_rwlock_unlock(&r->lock);
+}
+
+int vs_retain_put(struct vs_retain *r, const char *topic, size_t len, void *msg,
+		  uint64_t *version)
+{
 	struct rnode *n;
 	void *old;
 	int rc = 0;
 
 	pthread_rwlock_wrlock(&r->lock);
+	__atomic_store_n(&r->version, r->version + 1, __ATOMIC_RELAXED);
+	if (version)
+		*version = r->version;
 	n = find_node(r, topic, len, msg != NULL);
 	if (!n) {
 		rc = msg ? -ENOMEM : 0;

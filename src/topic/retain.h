@@ -13,6 +13,7 @@
 #define VS_TOPIC_RETAIN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct vs_retain;
 
@@ -26,6 +27,18 @@ void vs_retain_free(struct vs_retain *r);
  * [MQTT-3.3.1-6]. Returns 0 or -ENOMEM.
  */
 int vs_retain_set(struct vs_retain *r, const char *topic, size_t len, void *msg);
+
+/*
+ * vs_retain_set() that also returns, in *version, the store's change counter after this change.
+ * Changes are numbered under the store's write lock, so versions order changes exactly as the
+ * store applied them, whichever thread made them (persistence keeps the highest at replay).
+ */
+int vs_retain_put(struct vs_retain *r, const char *topic, size_t len, void *msg,
+		  uint64_t *version);
+/* The current change counter (a snapshot records it with each message it writes). */
+uint64_t vs_retain_version(struct vs_retain *r);
+/* Raises the counter to at least v (after a restart, above every replayed version). */
+void vs_retain_version_floor(struct vs_retain *r, uint64_t v);
 
 /* Calls fn(ctx, msg) for each retained message whose topic matches filter (not a $share
  * filter: the caller strips the share prefix). Returns the number of calls. Visits only the

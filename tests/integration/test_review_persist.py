@@ -24,9 +24,6 @@ def pbroker(broker, d, *extra):
 	return broker("persistence true", "persistence_location %s/" % d, *extra)
 
 
-@pytest.mark.xfail(reason="a clean-start CONNECT replacing a persisted session appends "
-	"SESSION(new) before SESSION_DEL(old) for the same client id; replay deletes the new "
-	"session", strict=True)
 def test_review_clean_start_replacement_session_survives_kill9(broker, clients, data_dir):
 	b = pbroker(broker, data_dir)
 	cid = uid("cs")
@@ -51,8 +48,6 @@ def test_review_clean_start_replacement_session_survives_kill9(broker, clients, 
 	assert [m.payload for m in c.drain(0.6) if m.type == PUBLISH] == [b"x"]
 
 
-@pytest.mark.xfail(reason="SUB records between SESSION(new) and SESSION_DEL(old)'s replay "
-	"position are dropped: the subscription acknowledged by SUBACK is lost", strict=True)
 def test_review_clean_start_replacement_subscription_survives_kill9(broker, clients, data_dir):
 	b = pbroker(broker, data_dir)
 	cid = uid("cs")
@@ -77,8 +72,6 @@ def test_review_clean_start_replacement_subscription_survives_kill9(broker, clie
 	assert got == [b"x"], "message for the acknowledged subscription lost: %r" % got
 
 
-@pytest.mark.xfail(reason="the DEQUEUE tombstone is keyed by (session, message id): the same "
-	"retained message queued again for the same session is dropped at replay", strict=True)
 def test_review_retained_redelivery_survives_kill9(broker, clients, data_dir):
 	b = pbroker(broker, data_dir)
 	pub = clients.raw(b.port, 4)

@@ -38,8 +38,6 @@ def _flood(port, stop, errors):
 		errors.append(e)
 
 
-@pytest.mark.xfail(reason="use after free: vs_route() keeps session pointers from the trie "
-	"without a reference while another worker ends and frees the session", strict=True)
 def test_review_route_vs_session_end_race(tmp_path, clients):
 	# Not the `broker` fixture: its teardown would turn the sanitizer report into an error
 	# instead of this test's (expected) failure.

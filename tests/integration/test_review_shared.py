@@ -24,8 +24,6 @@ def _setup(b, clients):
 
 
 @pytest.mark.viesti_only
-@pytest.mark.xfail(reason="reroute_shared() re-routes through the whole trie: non-shared "
-	"subscribers get every re-routed message a second time", strict=True)
 def test_review_reroute_does_not_duplicate_to_plain_subscribers(broker, clients):
 	b = broker()
 	plain, slow, fast, pub = _setup(b, clients)
@@ -41,8 +39,6 @@ def test_review_reroute_does_not_duplicate_to_plain_subscribers(broker, clients)
 
 
 @pytest.mark.viesti_only
-@pytest.mark.xfail(reason="reroute_shared() calls vs_route(), which stores a retained message "
-	"again: an older retained message replaces the newer one", strict=True)
 def test_review_reroute_does_not_rewrite_retained(broker, clients):
 	b = broker()
 	plain, slow, fast, pub = _setup(b, clients)
