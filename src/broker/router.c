@@ -342,18 +342,24 @@ void vs_session_resume(struct vs_worker *w, struct vs_session *s)
 		pthread_mutex_unlock(&s->lock);
 		return;
 	}
-	for (uint32_t i = 0; i < s->inflight.count; i++) {
+	/* Encoding into the connection's output takes no lock, so the session stays locked. */
+	for (uint32_t i = 0; i < s->inflight.count;) {
 		struct vs_qentry *e = vs_ring_at(&s->inflight, i);
 		if (e->state == VS_Q_WAIT_PUBCOMP) {
-			pthread_mutex_unlock(&s->lock);
 			vs_conn_send_ack(c, VS_PUBREL, e->packet_id, 0);
-			pthread_mutex_lock(&s->lock);
-			if (s->conn != c)
-				break;
+			i++;
 			continue;
 		}
 		e->dup = true; /* [MQTT-4.4.0-1] resend with DUP */
-		send_entry(c, e, now);
+		if (send_entry(c, e, now) < 0) {
+			/* Too large for this connection's Maximum Packet Size [MQTT-3.1.2-25]: treated
+			 * as delivered, so it does not hold a window slot for ever. */
+			vs_bp_dequeue(w, s, e);
+			vs_qentry_fini(e);
+			vs_ring_remove(&s->inflight, i);
+			continue;
+		}
+		i++;
 	}
 	pthread_mutex_unlock(&s->lock);
 	vs_worker_want_flush(w, c);

@@ -61,7 +61,9 @@ static void sweep_sessions(struct vs_worker *w)
 			s->will = NULL;
 			vs_bp_will_del(w, s);
 		}
-		bool still_offline = !s->connected;
+		/* Re-checked under the lock: the client may have come and gone since the scan. */
+		bool still_offline = !s->connected && s->expiry != UINT32_MAX &&
+				     now - s->offline_since_ms >= (int64_t)s->expiry * 1000;
 		pthread_mutex_unlock(&s->lock);
 		if (will) {
 			vs_publish_will(w, will);
