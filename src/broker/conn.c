@@ -93,6 +93,8 @@ int vs_conn_send(struct vs_conn *c, const struct vs_packet *p)
 	if (n < 0)
 		return (int)n;
 	c->out.len += (size_t)n;
+	if (p->type == VS_CONNACK)
+		c->release_out = true; /* most connections then idle (see vs_conn_flush) */
 	atomic_fetch_add_explicit(&c->w->stats.msgs_sent, 1, memory_order_relaxed);
 	vs_worker_want_flush(c->w, c);
 	return 0;
@@ -129,10 +131,11 @@ void vs_conn_flush(struct vs_conn *c)
 	if (c->state != VS_CONN_CLOSING)
 		vs_conn_update_events(c);
 	if (!pending) {
-		/* The smallest buffer (a CONNACK, a few acks) is given back at once, so that a burst
-		 * of new, then idle connections does not hold one each until the sweep; larger ones
-		 * are kept for busy connections, up to 64 KiB. */
-		vs_bytes_shrink(&c->out, c->out.cap <= 256 ? 0 : 64 * 1024);
+		/* The buffer that held only a CONNACK is given back at once, so that a burst of new,
+		 * then idle connections does not hold one each until the sweep; busy connections
+		 * keep theirs, up to 64 KiB. */
+		vs_bytes_shrink(&c->out, c->release_out ? 0 : 64 * 1024);
+		c->release_out = false;
 		if (c->want_drain && c->session) {
 			c->want_drain = false;
 			vs_worker_want_drain(c->w, c->session);

@@ -68,6 +68,7 @@ struct vs_conn {
 	bool in_flush;         /* in the worker's flush list */
 	bool request_problem_info; /* 5.0, default 1 */
 	bool will_recorded;         /* the store holds this connection's will (see connect.c) */
+	bool release_out;           /* free the output buffer once written (only a CONNACK) */
 	/* "[IPv6]:port": inet_ntop writes at most 39 characters for an IPv6 address (the dotted
 	 * forms it uses are compressed), so 48 bytes hold any address vs_addr_str formats. */
 	char addr[48];

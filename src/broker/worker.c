@@ -180,13 +180,15 @@ static void on_mailbox(struct vs_io *io, uint32_t events)
 	uint64_t cnt;
 	ssize_t r = read(io->fd, &cnt, sizeof(cnt));
 	(void)r;
+	/* Two vectors trade places, so neither posting nor taking allocates in the steady state. */
 	pthread_mutex_lock(&w->mbox.lock);
 	struct vs_mail_vec items = w->mbox.items;
-	w->mbox.items = (struct vs_mail_vec){0};
+	w->mbox.items = w->mail_spare;
 	pthread_mutex_unlock(&w->mbox.lock);
 	for (uint32_t i = 0; i < items.n; i++)
 		take_mail(w, &items.v[i]);
-	free(items.v);
+	items.n = 0;
+	w->mail_spare = items;
 }
 
 /* The commit of this turn failed: connections that were about to receive acknowledgements
@@ -378,6 +380,7 @@ void vs_worker_fini(struct vs_worker *w)
 		if (w->mbox.items.v[i].session)
 			vs_session_unref(w->mbox.items.v[i].session);
 	free(w->mbox.items.v);
+	free(w->mail_spare.v);
 	pthread_mutex_destroy(&w->mbox.lock);
 	if (w->outbox)
 		for (int t = 0; t < w->b->n_workers; t++)

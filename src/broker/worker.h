@@ -88,6 +88,7 @@ struct vs_worker {
 	uint32_t n_conns;
 
 	struct vs_mailbox mbox;
+	struct vs_mail_vec mail_spare; /* swapped with mbox.items on each take: no allocation */
 	struct vs_mail_vec *outbox; /* one per worker: mails to post at the end of the turn */
 
 	struct vs_session **dirty; /* local sessions to drain at the end of the turn (refs held) */
