@@ -140,10 +140,9 @@ void vs_msg_props(const struct vs_msg *m, struct vs_props *props)
 	}
 }
 
+/* 5.0 forms without per-delivery properties are encoded once and shared (3.x: see v3_size). */
 static bool cacheable(const struct vs_msg *m, const struct vs_delivery *d)
 {
-	if (d->version < VS_V5)
-		return true;
 	return !m->has_expiry && d->n_sub_ids == 0 && d->topic_alias == 0;
 }
 
@@ -222,8 +221,61 @@ static struct vs_msg_enc *cached(struct vs_msg *m, const struct vs_delivery *d)
 	return e;
 }
 
+/*
+ * MQTT 3.1 and 3.1.1: a PUBLISH has no properties, so it is written directly (fixed header,
+ * topic, packet id, payload): a cached encoding would cost an allocation per message and copy
+ * as much. Returns the size and sets *rem to the Remaining Length, or VS_ETOOBIG.
+ */
+#define V3_MAX_REMAINING 268435455u /* [MQTT-2.2.3] four bytes of Remaining Length */
+
+static ssize_t v3_size(const struct vs_msg *m, const struct vs_delivery *d, size_t *rem)
+{
+	*rem = 2 + m->topic.len + (d->qos ? 2 : 0) + m->payload.len;
+	if (*rem > V3_MAX_REMAINING)
+		return VS_ETOOBIG;
+	size_t hl = 2;
+	for (size_t r = *rem; r >= 128; r >>= 7)
+		hl++;
+	return (ssize_t)(hl + *rem);
+}
+
+static ssize_t v3_encode(const struct vs_msg *m, const struct vs_delivery *d, uint8_t *out,
+			 size_t cap)
+{
+	size_t rem;
+	ssize_t n = v3_size(m, d, &rem);
+	if (n < 0)
+		return n;
+	if (cap < (size_t)n)
+		return VS_ETOOBIG;
+	uint8_t *o = out;
+	*o++ = (uint8_t)((VS_PUBLISH << 4) | (d->dup ? 0x08 : 0) | (d->qos << 1) |
+			 (d->retain ? 1 : 0));
+	do {
+		uint8_t b = rem & 0x7f;
+		rem >>= 7;
+		*o++ = rem ? (uint8_t)(b | 0x80) : b;
+	} while (rem);
+	*o++ = (uint8_t)(m->topic.len >> 8);
+	*o++ = (uint8_t)m->topic.len;
+	if (m->topic.len)
+		memcpy(o, m->topic.p, m->topic.len);
+	o += m->topic.len;
+	if (d->qos) {
+		*o++ = (uint8_t)(d->packet_id >> 8);
+		*o++ = (uint8_t)d->packet_id;
+	}
+	if (m->payload.len)
+		memcpy(o, m->payload.p, m->payload.len);
+	return n;
+}
+
 ssize_t vs_msg_encoded_size(struct vs_msg *m, const struct vs_delivery *d, int64_t now_ms)
 {
+	if (d->version < VS_V5) {
+		size_t rem;
+		return v3_size(m, d, &rem);
+	}
 	if (cacheable(m, d)) {
 		struct vs_msg_enc *e = cached(m, d);
 		return e ? (ssize_t)e->len : VS_EPROTO;
@@ -236,6 +288,8 @@ ssize_t vs_msg_encoded_size(struct vs_msg *m, const struct vs_delivery *d, int64
 ssize_t vs_msg_encode(struct vs_msg *m, const struct vs_delivery *d, int64_t now_ms,
 		      uint8_t *out, size_t cap)
 {
+	if (d->version < VS_V5)
+		return v3_encode(m, d, out, cap);
 	if (cacheable(m, d)) {
 		struct vs_msg_enc *e = cached(m, d);
 		if (!e)

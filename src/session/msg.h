@@ -7,9 +7,10 @@
  * Subscribers share it; per-subscriber facts (QoS, packet id, subscription identifiers, topic
  * alias, the decremented expiry) live in the delivery, not here.
  *
- * Encoded wire forms are cached per (protocol family, QoS 0 or not): the first subscriber that
- * needs a form encodes it, later subscribers copy those bytes and patch the packet id and flags.
- * The cache fills with a compare-and-swap, so any worker may fill it without a lock.
+ * MQTT 5.0 wire forms are cached per QoS 0 or not: the first subscriber that needs a form
+ * encodes it, later subscribers copy those bytes and patch the packet id and flags. The cache
+ * fills with a compare-and-swap, so any worker may fill it without a lock. A 3.x PUBLISH has no
+ * properties and is written straight from the message (as cheap as the copy, no allocation).
  */
 #ifndef VS_SESSION_MSG_H
 #define VS_SESSION_MSG_H
@@ -44,7 +45,7 @@ struct vs_msg {
 	struct vs_buf user_raw;         /* encoded 0x26 entries, in order */
 	uint32_t n_user;
 	struct vs_buf origin;           /* client id of the publisher, for No Local */
-	_Atomic(struct vs_msg_enc *) enc[4]; /* [5.0 ? 2 : 0] + (qos > 0) */
+	_Atomic(struct vs_msg_enc *) enc[4]; /* 5.0 only: [2 + (qos > 0)] */
 	_Atomic uint64_t store_id; /* persistence: id of its MSG record, 0 = not written yet */
 };
 
