@@ -95,7 +95,7 @@ int vs_conn_send(struct vs_conn *c, const struct vs_packet *p)
 	c->out.len += (size_t)n;
 	if (p->type == VS_CONNACK)
 		c->release_out = true; /* most connections then idle (see vs_conn_flush) */
-	atomic_fetch_add_explicit(&c->w->stats.msgs_sent, 1, memory_order_relaxed);
+	vs_stat_add(&c->w->stats.msgs_sent, 1);
 	vs_worker_want_flush(c->w, c);
 	return 0;
 }
@@ -125,7 +125,7 @@ void vs_conn_flush(struct vs_conn *c)
 	if (n > 0) {
 		c->durable_pending = false;
 		vs_bytes_consume(&c->out, (size_t)n);
-		atomic_fetch_add_explicit(&c->w->stats.bytes_sent, (uint64_t)n, memory_order_relaxed);
+		vs_stat_add(&c->w->stats.bytes_sent, (uint64_t)n);
 	}
 	bool pending = vs_bytes_avail(&c->out) > 0;
 	if (c->state != VS_CONN_CLOSING)
@@ -263,7 +263,7 @@ static int process_input(struct vs_conn *c, struct vs_bytes *src)
 			return -1;
 		}
 		c->last_rx_ms = c->w->now_ms;
-		atomic_fetch_add_explicit(&c->w->stats.msgs_received, 1, memory_order_relaxed);
+		vs_stat_add(&c->w->stats.msgs_received, 1);
 		/* Records appended while this packet is handled make c's output wait for the commit
 		 * (persist.c marks c->durable_pending). */
 		struct vs_conn *outer = c->w->cur; /* a take-over pump nests one level */
@@ -330,7 +330,7 @@ static int read_once(struct vs_conn *c)
 		return -1;
 	}
 	src->len += (size_t)n;
-	atomic_fetch_add_explicit(&w->stats.bytes_received, (uint64_t)n, memory_order_relaxed);
+	vs_stat_add(&w->stats.bytes_received, (uint64_t)n);
 	w->rbuf_busy |= shared;
 	int rc = process_input(c, src);
 	if (shared) {

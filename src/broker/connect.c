@@ -420,7 +420,7 @@ int vs_on_connect(struct vs_conn *c, const struct vs_connect *p)
 	int max = atomic_load(&b->clients_max);
 	while (now > max && !atomic_compare_exchange_weak(&b->clients_max, &max, now))
 		;
-	atomic_fetch_add_explicit(&c->w->stats.connects, 1, memory_order_relaxed);
+	vs_stat_add(&c->w->stats.connects, 1);
 	if (b->conf->connection_messages)
 		vs_log(b->log, VS_LOG_INFO,
 		       "client %s connected from %s on %s (MQTT %s, clean %d, keepalive %u%s%s)",

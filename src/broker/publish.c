@@ -136,7 +136,7 @@ int vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 {
 	struct vs_buf topic;
 	const char *why = "";
-	atomic_fetch_add_explicit(&c->w->stats.pub_received, 1, memory_order_relaxed);
+	vs_stat_add(&c->w->stats.pub_received, 1);
 	int rc = check_publish(c, p, &topic, &why);
 	if (rc) {
 		vs_conn_close(c, rc, why);

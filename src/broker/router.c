@@ -134,7 +134,7 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 
 static void log_drop(struct vs_worker *w, struct vs_session *s)
 {
-	atomic_fetch_add_explicit(&w->stats.pub_dropped, 1, memory_order_relaxed);
+	vs_stat_add(&w->stats.pub_dropped, 1);
 	/* One line per power of two, so a stuck client cannot flood the log. */
 	if ((s->dropped & (s->dropped - 1)) == 0)
 		vs_log(w->b->log, VS_LOG_NOTICE,
@@ -271,8 +271,8 @@ static int send_entry(struct vs_conn *c, struct vs_qentry *e, int64_t now)
 		c->out_alias_next = d.topic_alias; /* the client learns it from this PUBLISH */
 	c->out.len += (size_t)n;
 	e->dup = true;
-	atomic_fetch_add_explicit(&c->w->stats.pub_sent, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&c->w->stats.msgs_sent, 1, memory_order_relaxed);
+	vs_stat_add(&c->w->stats.pub_sent, 1);
+	vs_stat_add(&c->w->stats.msgs_sent, 1);
 	return 0;
 }
 
