@@ -65,7 +65,7 @@ static int on_session(struct replay *r, const struct vs_rec_session *x)
 	/* Offline since the recorded time, or since now when it was connected at the crash; the
 	 * expiry counts in wall-clock time across the restart. */
 	int64_t since = x->offline_since_wall ? x->offline_since_wall : r->now_wall;
-	s->offline_since_wall = since;
+	s->offline_since_wall = since < 0 ? 0 : since > UINT32_MAX ? UINT32_MAX : (uint32_t)since;
 	s->offline_since_ms = r->now_ms - (r->now_wall - since) * 1000;
 	s->persisted = true;
 	return 0;

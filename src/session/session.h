@@ -64,7 +64,7 @@ struct vs_session_sub {
 
 struct vs_session {
 	/* Laid out without holes: idle connections are mostly this struct (with the client id,
-	 * 256 + id bytes). */
+	 * 256 + id bytes: 288 with malloc's header for ids of up to 23 bytes). */
 	atomic_uint refs;
 	uint16_t id_len;
 	uint16_t next_id;
@@ -74,6 +74,7 @@ struct vs_session {
 	uint32_t expiry;      /* session expiry interval, seconds; UINT32_MAX never */
 	uint32_t dropped;     /* messages dropped because the queue was full */
 	uint32_t live_will_delay;
+	uint32_t offline_since_wall; /* wall-clock seconds when it went offline (to 2106) */
 	uint8_t version;      /* protocol of the last connection */
 	bool connected;       /* a connection is attached (read without the lock by $share) */
 	bool notified : 1;    /* a drain notification is pending for the owner */
@@ -85,7 +86,6 @@ struct vs_session {
 	void *conn;           /* the attached connection (opaque here) */
 	void *owner;          /* the worker owning conn */
 	uint64_t conn_id;
-	int64_t offline_since_wall; /* wall-clock seconds when it went offline */
 	int64_t offline_since_ms;   /* monotonic */
 
 	struct vs_ring queue;    /* waiting to be sent */
