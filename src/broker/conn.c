@@ -382,6 +382,12 @@ static void on_io(struct vs_io *io, uint32_t events)
 	struct vs_conn *c = (struct vs_conn *)io;
 	if (c->state == VS_CONN_CLOSING)
 		return; /* closed earlier in this turn, freed at its end */
+	if ((events & (EPOLLHUP | EPOLLERR)) && (c->throttled || c->parked)) {
+		/* epoll reports these even with no interest set: a throttled or parked connection
+		 * whose peer is gone would otherwise wake the loop until its pause ends. */
+		vs_conn_close(c, -1, "connection lost");
+		return;
+	}
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
 		on_readable(c);
 		if (c->state == VS_CONN_CLOSING)
