@@ -23,6 +23,7 @@ struct route_ctx {
 	struct vs_worker *w;
 	struct vs_msg *msg;
 	const struct vs_session *origin;
+	int delivered; /* shared deliveries made during the match */
 };
 
 static int push_match(struct vs_worker *w, const struct vs_match *m)
@@ -39,19 +40,34 @@ static int push_match(struct vs_worker *w, const struct vs_match *m)
 	return 0;
 }
 
-/* Picks a member of a shared group: round robin, skipping members that are offline when an
- * online one exists. */
-static const struct vs_sub *pick_member(const struct vs_sub *members, size_t n,
-					atomic_uint *cursor, const struct vs_session *origin)
+/*
+ * A shared group: one member gets the message, round robin, connected members first. It is
+ * delivered here, under the trie's read lock, so a member whose session has just ended (its
+ * vs_session_end() has not yet taken it out of the trie) is skipped for the next one instead of
+ * losing the message. Shared deliveries are not merged with the session's other matches: each
+ * subscription gets its copy.
+ */
+static void deliver_shared(struct route_ctx *r, const struct vs_sub *members, size_t n,
+			   atomic_uint *cursor)
 {
 	unsigned start = atomic_fetch_add_explicit(cursor, 1, memory_order_relaxed);
-	for (size_t k = 0; k < n; k++) {
-		const struct vs_sub *sub = &members[(start + k) % n];
-		const struct vs_session *s = sub->owner;
-		if (__atomic_load_n(&s->connected, __ATOMIC_RELAXED))
-			return sub;
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t k = 0; k < n; k++) {
+			const struct vs_sub *sub = &members[(start + k) % n];
+			struct vs_session *s = sub->owner;
+			if (pass == 0 && !__atomic_load_n(&s->connected, __ATOMIC_RELAXED))
+				continue;
+			uint8_t qos = sub->qos < r->msg->qos ? sub->qos : r->msg->qos;
+			uint32_t id = sub->sub_id;
+			int rc = vs_deliver(r->w, s, r->msg, qos,
+					    sub->retain_as_published && r->msg->retain, id ? &id : NULL,
+					    id ? 1 : 0, "");
+			if (rc >= 0) {
+				r->delivered += rc;
+				return;
+			}
+		}
 	}
-	return &members[start % n];
 }
 
 static void on_match(void *ctx, const struct vs_sub *members, size_t n, atomic_uint *cursor)
@@ -60,8 +76,8 @@ static void on_match(void *ctx, const struct vs_sub *members, size_t n, atomic_u
 	const struct vs_sub *sub = members;
 	const char *share = NULL;
 	if (cursor) {
-		sub = pick_member(members, n, cursor, r->origin);
-		share = "";
+		deliver_shared(r, members, n, cursor);
+		return;
 	} else if (sub->no_local && sub->owner == r->origin) {
 		return; /* [MQTT-3.8.3-3] No Local */
 	}
@@ -90,14 +106,14 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 			      msg->payload.len ? msg : NULL, &version);
 		vs_bp_retain(w, msg, msg->payload.len > 0, version);
 	}
-	struct route_ctx r = {w, msg, origin};
+	struct route_ctx r = {w, msg, origin, 0};
 	w->n_matches = 0;
 	vs_tree_match(b->tree, (const char *)msg->topic.p, msg->topic.len, on_match, &r);
 	if (w->n_matches == 0)
-		return 0;
+		return r.delivered;
 	if (w->n_matches > 1)
 		qsort(w->matches, w->n_matches, sizeof(*w->matches), cmp_match);
-	int delivered = 0;
+	int delivered = r.delivered;
 	for (uint32_t i = 0; i < w->n_matches;) {
 		/* Merge every match of one session [MQTT-3.3.4-2]. */
 		struct vs_match *m = &w->matches[i];
@@ -123,7 +139,7 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 		}
 		/* [MQTT-3.3.1-12] live messages carry RETAIN 0 unless Retain As Published. */
 		bool retain = rap && msg->retain;
-		delivered += vs_deliver(w, m->s, msg, qos, retain, w->sub_ids, n_ids, m->share);
+		delivered += vs_deliver(w, m->s, msg, qos, retain, w->sub_ids, n_ids, NULL) > 0;
 		for (uint32_t k = i; k < j; k++)
 			vs_session_unref(w->matches[k].s);
 		i = j;
@@ -188,7 +204,11 @@ int vs_deliver(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, ui
 		pthread_mutex_unlock(&s->lock);
 		return 0;
 	}
-	if (s->ended || (!s->connected && qos == 0 && !conf->queue_qos0_messages)) {
+	if (s->ended) {
+		pthread_mutex_unlock(&s->lock);
+		return -1;
+	}
+	if (!s->connected && qos == 0 && !conf->queue_qos0_messages) {
 		pthread_mutex_unlock(&s->lock);
 		return 0;
 	}

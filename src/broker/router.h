@@ -23,7 +23,8 @@ struct vs_conn;
 int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *origin);
 
 /* Queues msg for session s at QoS qos (already capped) with the given retain flag and
- * subscription ids; wakes the owning worker. Returns 1 if queued, 0 if dropped. */
+ * subscription ids; wakes the owning worker. Returns 1 if queued, 0 if dropped (a limit), -1 if
+ * the session has ended. */
 int vs_deliver(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, uint8_t qos,
 	       bool retain, const uint32_t *sub_ids, uint32_t n_sub_ids, const char *share);
 

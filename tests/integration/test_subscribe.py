@@ -285,7 +285,9 @@ def test_v5_shared_subscription_member_leaves(broker, clients):
 	for i in range(6):
 		pub.publish("sh/t", b"%d" % i, qos=1)
 	got = [p.payload for p in c.drain(0.6) if p.type == PUBLISH]
-	assert [x for x in got if x != b"warm"] == [b"%d" % i for i in range(6)], got
+	# Messages routed to `a` just before its DISCONNECT was handled come to `c` when a's
+	# session ends, possibly after later ones: every message exactly once, order not promised.
+	assert sorted(x for x in got if x != b"warm") == [b"%d" % i for i in range(6)], got
 
 
 def test_v5_shared_subscription_groups_independent(broker, clients):
