@@ -360,6 +360,9 @@ def test_retained_and_sessions_survive_kill9(broker, clients, data_dir):
 	p.publish("ret/3", b"v2-3", qos=1, retain=True)        # replaced
 	p.publish("ret/4", b"", qos=1, retain=True)            # deleted
 	p.publish("ret/5", b"v2-5", qos=0, retain=True)        # QoS 0 retained: no ack to hold to
+	# A QoS 1 PUBLISH on the same connection after it: its PUBACK leaves only after a commit
+	# that holds every record appended before it, the QoS 0 one included.
+	p.publish("barrier", b"", qos=1)
 	sessions = {}
 	for v in (4, 5):
 		cid = uid("rs%d" % v)
@@ -372,7 +375,6 @@ def test_retained_and_sessions_survive_kill9(broker, clients, data_dir):
 		s.unsubscribe("gone/%d" % v)
 		s.disconnect()
 		sessions[v] = cid
-	time.sleep(0.1)  # let the QoS 0 retained message's turn commit
 	b.kill()
 	b.start()
 	r = clients.raw(b.port, 4)
