@@ -146,6 +146,8 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 	b->conf = conf;
 	b->log = log;
 	pthread_mutex_init(&b->reg_lock, NULL);
+	pthread_mutex_init(&b->park_lock, NULL);
+	pthread_cond_init(&b->park_cond, NULL);
 	b->start_wall = vs_wall_s();
 	b->start_ms = vs_now_ms();
 	int mi = conf->max_inflight_messages;
@@ -228,6 +230,8 @@ void vs_broker_fini(struct vs_broker *b)
 	vs_acl_free(b->acl);
 	free(b->listeners);
 	pthread_mutex_destroy(&b->reg_lock);
+	pthread_mutex_destroy(&b->park_lock);
+	pthread_cond_destroy(&b->park_cond);
 }
 
 void vs_broker_stats(struct vs_broker *b, struct vs_stats *out)

@@ -75,6 +75,10 @@ struct vs_broker {
 
 	struct vs_worker *workers;
 	int n_workers;
+	/* Shards lent to thread 0 at low load (worker.c, "Threads and shards"). */
+	pthread_mutex_t park_lock;
+	pthread_cond_t park_cond;
+	bool host_open;         /* thread 0 takes lent shards (under park_lock) */
 
 	atomic_bool stopping;
 	atomic_int clients_connected;

@@ -36,11 +36,21 @@ static int vec_push(struct vs_mail_vec *v, const struct vs_mail *m)
 	return 0;
 }
 
+/*
+ * The mailbox's eventfd is edge-triggered and never read: every write is a new edge, and the
+ * 64-bit counter cannot fill in any real lifetime. A worker is woken only when it sleeps (or is
+ * about to): it sets `sleeping` and then looks at its mailbox before a blocking epoll_wait, and a
+ * poster pushes and then looks at `sleeping`. The two fences make sure that at least one of them
+ * sees the other's write (the pattern of Dekker's algorithm), so no mail waits for a timeout.
+ */
 static void wake(struct vs_worker *t)
 {
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!atomic_load_explicit(&t->sleeping, memory_order_relaxed))
+		return; /* awake: it looks at its mailbox before it next sleeps */
 	uint64_t one = 1;
 	ssize_t r = write(t->mbox.io.fd, &one, sizeof(one));
-	(void)r; /* EAGAIN: the counter is already non-zero, the target will wake anyway. */
+	(void)r;
 }
 
 int vs_worker_post(struct vs_worker *w, int to, const struct vs_mail *m)
@@ -56,20 +66,33 @@ void vs_worker_post_now(struct vs_worker *t, const struct vs_mail *m)
 	wake(t);
 }
 
+/* Appends c to a per-turn list; false when out of memory. */
+static bool conn_list_add(struct vs_conn ***v, uint32_t *n, uint32_t *cap, struct vs_conn *c)
+{
+	if (*n == *cap) {
+		uint32_t ncap = *cap ? *cap * 2 : 64;
+		struct vs_conn **nv = realloc(*v, ncap * sizeof(*nv));
+		if (!nv)
+			return false;
+		*v = nv;
+		*cap = ncap;
+	}
+	(*v)[(*n)++] = c;
+	return true;
+}
+
 void vs_worker_want_flush(struct vs_worker *w, struct vs_conn *c)
 {
-	if (c->in_flush)
-		return;
-	if (w->n_flush == w->cap_flush) {
-		uint32_t cap = w->cap_flush ? w->cap_flush * 2 : 64;
-		struct vs_conn **n = realloc(w->flush, cap * sizeof(*n));
-		if (!n)
-			return; /* flushed anyway on its next event */
-		w->flush = n;
-		w->cap_flush = cap;
-	}
-	c->in_flush = true;
-	w->flush[w->n_flush++] = c;
+	/* Out of memory: flushed anyway on its next EPOLLOUT edge. */
+	if (!c->in_flush && conn_list_add(&w->flush, &w->n_flush, &w->cap_flush, c))
+		c->in_flush = true;
+}
+
+void vs_worker_want_reread(struct vs_worker *w, struct vs_conn *c)
+{
+	/* Out of memory: read again when more input brings the next edge. */
+	if (!c->in_reread && conn_list_add(&w->reread, &w->n_reread, &w->cap_reread, c))
+		c->in_reread = true;
 }
 
 void vs_worker_want_drain(struct vs_worker *w, struct vs_session *s)
@@ -174,12 +197,8 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 	}
 }
 
-static void on_mailbox(struct vs_io *io, uint32_t events)
+static void take_mailbox(struct vs_worker *w)
 {
-	struct vs_worker *w = (struct vs_worker *)((char *)io - offsetof(struct vs_worker, mbox.io));
-	uint64_t cnt;
-	ssize_t r = read(io->fd, &cnt, sizeof(cnt));
-	(void)r;
 	/* Two vectors trade places, so neither posting nor taking allocates in the steady state. */
 	pthread_mutex_lock(&w->mbox.lock);
 	struct vs_mail_vec items = w->mbox.items;
@@ -189,6 +208,40 @@ static void on_mailbox(struct vs_io *io, uint32_t events)
 		take_mail(w, &items.v[i]);
 	items.n = 0;
 	w->mail_spare = items;
+}
+
+static bool mailbox_pending(struct vs_worker *w)
+{
+	pthread_mutex_lock(&w->mbox.lock);
+	bool pending = w->mbox.items.n > 0;
+	pthread_mutex_unlock(&w->mbox.lock);
+	return pending;
+}
+
+static void on_mailbox(struct vs_io *io, uint32_t events)
+{
+	(void)events;
+	take_mailbox((struct vs_worker *)((char *)io - offsetof(struct vs_worker, mbox.io)));
+}
+
+/* Reads again the connections whose last read filled the buffer (edge-triggered input). */
+static void reread(struct vs_worker *w)
+{
+	uint32_t n = w->n_reread;
+	for (uint32_t i = 0; i < n; i++) {
+		struct vs_conn *c = w->reread[i];
+		if (!c)
+			continue; /* closed */
+		c->in_reread = false;
+		w->reread[i] = NULL;
+		vs_conn_readable(c);
+	}
+	/* Reads above may have queued connections again, after the first n. */
+	uint32_t k = 0;
+	for (uint32_t i = n; i < w->n_reread; i++)
+		if (w->reread[i])
+			w->reread[k++] = w->reread[i];
+	w->n_reread = k;
 }
 
 /* The commit of this turn failed: connections that were about to receive acknowledgements
@@ -293,27 +346,259 @@ static int64_t resume_throttled(struct vs_worker *w)
 	return next;
 }
 
+/* Milliseconds until w needs a turn even without an event (0: work is left over). */
+static int shard_timeout(struct vs_worker *w)
+{
+	int64_t wake = w->next_sweep_ms;
+	if (w->n_throttled) {
+		int64_t t = resume_throttled(w);
+		wake = t < wake ? t : wake;
+	}
+	int64_t timeout = wake - w->now_ms;
+	if (timeout < 0 || w->n_dirty || w->n_flush || w->n_reread)
+		timeout = 0; /* work left by the previous turn (a drained output buffer) */
+	w->deadline_ms = w->now_ms + timeout;
+	return (int)timeout;
+}
+
+/* Announces a sleep of w (see wake()) and reports whether its mailbox has mail. */
+static bool before_sleep(struct vs_worker *w, bool sleeping)
+{
+	atomic_store_explicit(&w->sleeping, sleeping, memory_order_relaxed);
+	atomic_thread_fence(memory_order_seq_cst);
+	return mailbox_pending(w);
+}
+
+/* A turn of shard w: events (waiting up to timeout ms on its own set), mail, end of turn. */
+static void shard_turn(struct vs_worker *w, int timeout, bool mail)
+{
+	vs_loop_run_once(&w->loop, timeout);
+	atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
+	w->now_ms = vs_now_ms();
+	if (mail)
+		take_mailbox(w);
+	reread(w);
+	end_turn(w);
+	if (w->now_ms >= w->next_sweep_ms) {
+		w->next_sweep_ms = w->now_ms + 100;
+		sweep(w);
+		end_turn(w);
+	}
+}
+
+/* A thread running only its own shard. */
+static void own_turn(struct vs_worker *w)
+{
+	int timeout = shard_timeout(w);
+	bool mail = before_sleep(w, timeout != 0);
+	shard_turn(w, mail ? 0 : timeout, mail);
+}
+
+/*
+ * Threads and shards. A worker is a shard (an epoll set, its connections, the deliveries to
+ * their sessions, a mailbox), and thread i normally runs shard i. At low load, spreading work
+ * over every core costs more CPU than the work itself: each thread sleeps and is woken for a
+ * few packets at a time (an epoll_wait, a context switch, often an inter-processor interrupt),
+ * where one busier thread would find them together; mail between shards adds wake-ups of its
+ * own. So a thread whose load and thread 0's add up to less than LEND_BELOW of one core lends
+ * its shard to thread 0 and parks. Thread 0 then waits on an epoll set holding the epoll sets
+ * of every shard it runs, runs a turn of each shard that has work, and gives the most recently
+ * lent shard back whenever it is busier than RETURN_ABOVE for RETURN_WINDOWS windows in a row.
+ * A shard is run by one thread at a time: the hand-over is under b->park_lock, which orders the
+ * shard's state for the next thread. Load is the share of wall time a thread spends outside
+ * epoll_wait, over windows of 100 ms.
+ */
+enum {
+	WINDOW_MS = 100,
+	LEND_BELOW = 600,   /* per mille of one core: this thread's load plus thread 0's */
+	LEND_WINDOWS = 5,
+	RETURN_ABOVE = 850, /* per mille: thread 0's load while it runs other shards */
+	RETURN_WINDOWS = 2,
+};
+
+/* Closes a load window of thread w when WINDOW_MS have passed; returns whether it did. */
+static bool end_window(struct vs_worker *w)
+{
+	int64_t ms = w->now_ms - w->win_start_ms;
+	if (ms < WINDOW_MS)
+		return false;
+	int64_t idle = (w->loop.waited_ns - w->win_waited_ns) / (ms * 1000);
+	int load = idle >= 1000 ? 0 : (int)(1000 - idle);
+	atomic_store_explicit(&w->load, load, memory_order_relaxed);
+	w->win_start_ms = w->now_ms;
+	w->win_waited_ns = w->loop.waited_ns;
+	return true;
+}
+
+static bool consolidating(const struct vs_broker *b)
+{
+	return b->n_workers > 1 && b->conf->consolidate_threads;
+}
+
+/* Thread w (not 0) lends its shard to thread 0 and sleeps until it is given back. */
+static void park(struct vs_worker *w)
+{
+	struct vs_broker *b = w->b;
+	struct vs_worker *h = &b->workers[0];
+	pthread_mutex_lock(&b->park_lock);
+	bool ok = b->host_open && !atomic_load(&b->stopping);
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
+	if (ok && epoll_ctl(h->host_fd, EPOLL_CTL_ADD, w->loop.epfd, &ev) < 0)
+		ok = false;
+	w->lent = ok;
+	pthread_mutex_unlock(&b->park_lock);
+	if (!ok)
+		return;
+	uint64_t one = 1;
+	ssize_t r = write(h->ctl_io.fd, &one, sizeof(one)); /* thread 0 looks for lent shards */
+	(void)r;
+	vs_log(b->log, VS_LOG_DEBUG, "thread %d: load %d+%d per mille, its %u connection(s) now "
+	       "served by thread 0", w->idx, atomic_load(&w->load), atomic_load(&h->load), w->n_conns);
+	pthread_mutex_lock(&b->park_lock);
+	while (w->lent)
+		pthread_cond_wait(&b->park_cond, &b->park_lock);
+	pthread_mutex_unlock(&b->park_lock);
+	w->now_ms = vs_now_ms();
+	w->win_start_ms = w->now_ms;
+	w->win_waited_ns = w->loop.waited_ns;
+	w->quiet = 0;
+}
+
+/* Thread 0 gives back the shard it took last. */
+static void give_back(struct vs_worker *h)
+{
+	struct vs_broker *b = h->b;
+	struct vs_worker *w = h->run[--h->n_run];
+	atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
+	pthread_mutex_lock(&b->park_lock);
+	epoll_ctl(h->host_fd, EPOLL_CTL_DEL, w->loop.epfd, NULL);
+	w->lent = false;
+	pthread_mutex_unlock(&b->park_lock);
+	pthread_cond_broadcast(&b->park_cond);
+	vs_log(b->log, VS_LOG_DEBUG, "thread 0: load %d per mille, thread %d serves its %u "
+	       "connection(s) again", atomic_load(&h->load), w->idx, w->n_conns);
+}
+
+/* Thread 0 adds the shards lent since it last looked. */
+static void take_lent(struct vs_worker *h)
+{
+	struct vs_broker *b = h->b;
+	pthread_mutex_lock(&b->park_lock);
+	for (int i = 1; i < b->n_workers; i++) {
+		struct vs_worker *w = &b->workers[i];
+		bool have = false;
+		for (int k = 0; k < h->n_run; k++)
+			have |= h->run[k] == w;
+		if (w->lent && !have) {
+			w->now_ms = h->now_ms;
+			h->run[h->n_run++] = w;
+		}
+	}
+	pthread_mutex_unlock(&b->park_lock);
+	h->hot = 0;
+}
+
+static void on_ctl(struct vs_io *io, uint32_t events)
+{
+	(void)events;
+	((struct vs_worker *)((char *)io - offsetof(struct vs_worker, ctl_io)))->rescan = true;
+}
+
+/* A turn of thread 0 while it runs other shards too: one wait for all of them. */
+static void host_turn(struct vs_worker *h)
+{
+	int timeout = INT32_MAX;
+	for (int k = 0; k < h->n_run; k++) {
+		struct vs_worker *w = h->run[k];
+		w->now_ms = h->now_ms;
+		int t = shard_timeout(w);
+		timeout = t < timeout ? t : timeout;
+	}
+	bool mail = false;
+	for (int k = 0; k < h->n_run; k++)
+		atomic_store_explicit(&h->run[k]->sleeping, timeout != 0, memory_order_relaxed);
+	atomic_thread_fence(memory_order_seq_cst);
+	for (int k = 0; k < h->n_run; k++)
+		mail |= h->run[k]->mail = mailbox_pending(h->run[k]);
+	struct epoll_event evs[64];
+	int wait = mail ? 0 : timeout;
+	int64_t t0 = wait ? vs_now_ns() : 0;
+	int n = epoll_wait(h->host_fd, evs, 64, wait);
+	if (wait)
+		h->loop.waited_ns += vs_now_ns() - t0;
+	for (int k = 0; k < h->n_run; k++)
+		h->run[k]->ready = false;
+	for (int i = 0; i < n; i++)
+		((struct vs_worker *)evs[i].data.ptr)->ready = true;
+	int64_t now = vs_now_ms();
+	h->now_ms = now;
+	for (int k = 0; k < h->n_run; k++) {
+		struct vs_worker *w = h->run[k];
+		atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
+		w->now_ms = now;
+		if (w->ready || w->mail || now >= w->deadline_ms)
+			shard_turn(w, 0, w->mail);
+	}
+}
+
+/* Thread 0: runs its own shard, and the lent ones. */
+static void host_main(struct vs_worker *h)
+{
+	struct vs_broker *b = h->b;
+	while (!atomic_load_explicit(&b->stopping, memory_order_relaxed)) {
+		if (h->n_run > 1)
+			host_turn(h);
+		else
+			own_turn(h);
+		if (h->rescan) {
+			h->rescan = false;
+			take_lent(h);
+		}
+		if (!end_window(h) || h->n_run == 1)
+			continue;
+		h->hot = atomic_load_explicit(&h->load, memory_order_relaxed) > RETURN_ABOVE
+				 ? h->hot + 1 : 0;
+		if (h->hot >= RETURN_WINDOWS) {
+			give_back(h);
+			h->hot = 0;
+		}
+	}
+	/* Every thread closes its own shard's connections: give back every lent shard, including
+	 * one lent since the last look. */
+	pthread_mutex_lock(&b->park_lock);
+	b->host_open = false;
+	for (int i = 1; i < b->n_workers; i++) {
+		struct vs_worker *w = &b->workers[i];
+		if (w->lent) {
+			epoll_ctl(h->host_fd, EPOLL_CTL_DEL, w->loop.epfd, NULL);
+			atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
+			w->lent = false;
+		}
+	}
+	h->n_run = 1;
+	pthread_mutex_unlock(&b->park_lock);
+	pthread_cond_broadcast(&b->park_cond);
+}
+
 void *vs_worker_main(void *arg)
 {
 	struct vs_worker *w = arg;
+	struct vs_broker *b = w->b;
 	w->now_ms = vs_now_ms();
 	w->next_sweep_ms = w->now_ms + 100;
-	while (!atomic_load_explicit(&w->b->stopping, memory_order_relaxed)) {
-		int64_t wake = w->next_sweep_ms;
-		if (w->n_throttled) {
-			int64_t t = resume_throttled(w);
-			wake = t < wake ? t : wake;
-		}
-		int timeout = (int)(wake - w->now_ms);
-		if (timeout < 0 || w->n_dirty || w->n_flush)
-			timeout = 0; /* work left by the previous turn (a drained output buffer) */
-		vs_loop_run_once(&w->loop, timeout);
-		w->now_ms = vs_now_ms();
-		end_turn(w);
-		if (w->now_ms >= w->next_sweep_ms) {
-			w->next_sweep_ms = w->now_ms + 100;
-			sweep(w);
-			end_turn(w);
+	w->win_start_ms = w->now_ms;
+	if (w->idx == 0 && consolidating(b)) {
+		host_main(w);
+	} else {
+		while (!atomic_load_explicit(&b->stopping, memory_order_relaxed)) {
+			own_turn(w);
+			if (!end_window(w) || !consolidating(b))
+				continue;
+			int sum = atomic_load_explicit(&w->load, memory_order_relaxed) +
+				  atomic_load_explicit(&b->workers[0].load, memory_order_relaxed);
+			w->quiet = sum < LEND_BELOW ? w->quiet + 1 : 0;
+			if (w->quiet >= LEND_WINDOWS)
+				park(w);
 		}
 	}
 	/* Shutdown: close every connection (5.0: DISCONNECT 0x8B). */
@@ -338,9 +623,28 @@ int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err,
 	pthread_mutex_init(&w->mbox.lock, NULL);
 	w->mbox.io.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	w->mbox.io.fn = on_mailbox;
-	if (w->mbox.io.fd < 0 || vs_loop_add(&w->loop, &w->mbox.io, EPOLLIN) < 0) {
+	if (w->mbox.io.fd < 0 || vs_loop_add(&w->loop, &w->mbox.io, EPOLLIN | EPOLLET) < 0) {
 		snprintf(err, errlen, "eventfd: %s", strerror(errno));
 		return -errno;
+	}
+	w->host_fd = -1;
+	w->ctl_io.fd = -1;
+	if (idx == 0 && consolidating(b)) {
+		/* Thread 0's set of shard sets (its own shard's set is always in it) and the eventfd
+		 * that tells it a shard was lent. */
+		w->host_fd = epoll_create1(EPOLL_CLOEXEC);
+		w->ctl_io.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		w->ctl_io.fn = on_ctl;
+		w->run = calloc((size_t)b->n_workers, sizeof(*w->run));
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
+		if (w->host_fd < 0 || w->ctl_io.fd < 0 || !w->run ||
+		    epoll_ctl(w->host_fd, EPOLL_CTL_ADD, w->loop.epfd, &ev) < 0 ||
+		    vs_loop_add(&w->loop, &w->ctl_io, EPOLLIN | EPOLLET) < 0) {
+			snprintf(err, errlen, "thread consolidation: %s", strerror(errno));
+			return -errno;
+		}
+		w->run[w->n_run++] = w;
+		b->host_open = true;
 	}
 	w->outbox = calloc((size_t)b->n_workers, sizeof(*w->outbox));
 	if (!w->outbox || vs_bytes_reserve(&w->rbuf, 64 * 1024) < 0)
@@ -376,6 +680,11 @@ void vs_worker_fini(struct vs_worker *w)
 	free(w->listens);
 	if (w->mbox.io.fd >= 0)
 		close(w->mbox.io.fd);
+	if (w->ctl_io.fd >= 0)
+		close(w->ctl_io.fd);
+	if (w->host_fd >= 0)
+		close(w->host_fd);
+	free(w->run);
 	for (uint32_t i = 0; i < w->mbox.items.n; i++)
 		if (w->mbox.items.v[i].session)
 			vs_session_unref(w->mbox.items.v[i].session);
@@ -394,6 +703,7 @@ void vs_worker_fini(struct vs_worker *w)
 	free(w->sub_ids);
 	free(w->graveyard);
 	free(w->throttled);
+	free(w->reread);
 	vs_bytes_fini(&w->rbuf);
 	vs_store_buf_fini(&w->pbuf);
 	vs_loop_fini(&w->loop);

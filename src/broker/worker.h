@@ -14,6 +14,8 @@
 #define VS_BROKER_WORKER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "base/bytes.h"
@@ -96,6 +98,10 @@ struct vs_worker {
 	struct vs_conn **flush;    /* connections with output to write at the end of the turn */
 	uint32_t n_flush, cap_flush;
 
+	struct vs_conn **reread;   /* connections whose last read filled the buffer (see conn.c) */
+	uint32_t n_reread, cap_reread;
+	atomic_bool sleeping;      /* in (or about to enter) a blocking epoll_wait: posters wake it */
+
 	struct vs_conn **throttled; /* connections not read for a while (backpressure) */
 	uint32_t n_throttled, cap_throttled;
 	bool congested;             /* set by vs_deliver: the publisher should be throttled */
@@ -115,6 +121,20 @@ struct vs_worker {
 
 	int64_t next_sweep_ms;
 	int64_t next_sys_ms;
+
+	/* Threads and shards (worker.c): this struct is shard idx; these fields belong to thread
+	 * idx, except `lent`, `ready`, `mail` and `deadline_ms`, which belong to the shard. */
+	bool lent;                 /* run by thread 0 (changed under b->park_lock) */
+	bool ready, mail;          /* scratch of the thread running the shard */
+	int64_t deadline_ms;       /* when the shard needs a turn without an event */
+	int host_fd;               /* thread 0: epoll set of the epoll sets of the shards it runs */
+	struct vs_io ctl_io;       /* thread 0: eventfd in its shard's set, written on a lend */
+	bool rescan;               /* thread 0: look for newly lent shards */
+	struct vs_worker **run;    /* thread 0: the shards it runs, its own first */
+	int n_run;
+	atomic_int load;           /* per mille of the last window spent outside epoll_wait */
+	int64_t win_start_ms, win_waited_ns;
+	int quiet, hot;            /* consecutive windows under / over the thresholds */
 	struct vs_stats stats;
 };
 
@@ -128,6 +148,8 @@ int vs_worker_post(struct vs_worker *w, int to, const struct vs_mail *m);
 void vs_worker_post_now(struct vs_worker *target, const struct vs_mail *m);
 /* Schedules a connection for output flushing at the end of the turn. */
 void vs_worker_want_flush(struct vs_worker *w, struct vs_conn *c);
+/* c's socket may hold more input than its last read took: read it again next turn. */
+void vs_worker_want_reread(struct vs_worker *w, struct vs_conn *c);
 /* Schedules a session owned by w for draining at the end of the turn (takes a reference). */
 void vs_worker_want_drain(struct vs_worker *w, struct vs_session *s);
 /* Frees a closed connection at the end of the loop turn. */

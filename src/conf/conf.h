@@ -80,6 +80,7 @@ struct vs_config {
 	bool has_default_listener; /* listeners[0] comes from port/bind_address/early directives */
 
 	int threads; /* worker threads; 0 = one per core (Viesti extension) */
+	bool consolidate_threads; /* default true: one thread runs every shard at low load */
 
 	/* Security (global, or defaults when per_listener_settings is true). */
 	int allow_anonymous; /* -1 = unset: the broker decides (Mosquitto 2.0: false) */

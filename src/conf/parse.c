@@ -611,6 +611,7 @@ static int set_include_dir(struct parser *p, const struct directive *d, void *fi
 static const struct directive directives[] = {
 	/* General. */
 	GLOBAL("threads", set_int, threads, 0, 1024),
+	GLOBAL("consolidate_threads", set_bool, consolidate_threads, 0, 0),
 	SPECIAL("per_listener_settings", set_per_listener),
 	SPECIAL("include_dir", set_include_dir),
 	SPECIAL("allow_duplicate_messages", set_duplicates),

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+
 int vs_loop_init(struct vs_loop *l)
 {
 	l->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -47,7 +49,10 @@ int vs_loop_del(struct vs_loop *l, struct vs_io *io)
 int vs_loop_run_once(struct vs_loop *l, int timeout_ms)
 {
 	struct epoll_event evs[256];
+	int64_t t0 = timeout_ms ? vs_now_ns() : 0;
 	int n = epoll_wait(l->epfd, evs, 256, timeout_ms);
+	if (timeout_ms)
+		l->waited_ns += vs_now_ns() - t0;
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
 	for (int i = 0; i < n; i++) {

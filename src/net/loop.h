@@ -15,18 +15,19 @@ typedef void (*vs_io_fn)(struct vs_io *io, uint32_t events);
 /* Embedded in whatever owns the descriptor; the loop never frees it. */
 struct vs_io {
 	int fd;
-	uint32_t events; /* EPOLLIN / EPOLLOUT currently registered */
+	uint32_t events; /* EPOLLIN / EPOLLOUT / EPOLLET currently registered */
 	vs_io_fn fn;
 };
 
 struct vs_loop {
 	int epfd;
+	int64_t waited_ns; /* time spent blocked in vs_loop_run_once (a load measure) */
 };
 
 /* Returns 0 or -errno. */
 int vs_loop_init(struct vs_loop *l);
 void vs_loop_fini(struct vs_loop *l);
-/* Registers io->fd for events (EPOLLIN, EPOLLOUT; edge-triggered is never used). */
+/* Registers io->fd for events (EPOLLIN, EPOLLOUT, optionally EPOLLET). */
 int vs_loop_add(struct vs_loop *l, struct vs_io *io, uint32_t events);
 /* Changes the registered events; a no-op when unchanged. */
 int vs_loop_mod(struct vs_loop *l, struct vs_io *io, uint32_t events);

@@ -13,8 +13,9 @@ from mqtt_raw import PUBLISH
 @pytest.mark.viesti_only  # `threads` is a Viesti directive
 def test_threads_cross_worker_fanout(broker, clients):
 	"""With several workers, clients land on different threads; every subscriber still gets
-	every message, in order per publisher."""
-	b = broker("threads 2")
+	every message, in order per publisher. Consolidation is off so that the two threads
+	really run at once (test_threads.py covers one thread running both shards)."""
+	b = broker("threads 2", "consolidate_threads false")
 	subs = []
 	for i in range(8):
 		s = clients.raw(b.port, 5 if i % 2 else 4)

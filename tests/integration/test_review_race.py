@@ -41,7 +41,9 @@ def _flood(port, stop, errors):
 def test_review_route_vs_session_end_race(tmp_path, clients):
 	# Not the `broker` fixture: its teardown would turn the sanitizer report into an error
 	# instead of this test's (expected) failure.
-	b = Broker(tmp_path, ["threads 4", "max_queued_messages 4"], "race").start()
+	# consolidate_threads false: the race needs threads that really run at once.
+	b = Broker(tmp_path, ["threads 4", "consolidate_threads false", "max_queued_messages 4"],
+		"race").start()
 	try:
 		_run(b, clients)
 	finally:

@@ -1,0 +1,96 @@
+"""Worker threads and their consolidation at low load (src/broker/worker.c, "Threads and
+shards"): idle threads lend their shard to thread 0 and park; thread 0 gives a shard back when
+it gets busy; clients on every shard are served either way, and a stop never hangs."""
+
+import os
+import subprocess
+import threading
+
+import pytest
+
+from conftest import REPO, wait_until
+from helpers import uid
+from mqtt_raw import PUBLISH
+
+pytestmark = pytest.mark.viesti_only  # threads and consolidate_threads are Viesti directives
+
+VIESTI = os.environ.get("VIESTI_BIN") or os.path.join(REPO, "build-san", "viesti")
+LENT = "now served by thread 0"
+GIVEN_BACK = "connection(s) again"
+
+
+def lent_threads(b):
+	return {line.split("thread ", 1)[1].split(":")[0] for line in b.log_text().splitlines()
+		if LENT in line}
+
+
+def cross_traffic(b, clients, n_pubs=6, n_subs=6, count=30):
+	"""Publishers and subscribers spread over the shards (SO_REUSEPORT): every subscriber gets
+	every message exactly once, in order per publisher, at QoS 1 and 2."""
+	subs = []
+	for i in range(n_subs):
+		s = clients.raw(b.port, 5 if i % 2 else 4)
+		s.connect(uid("cs%d" % i))
+		s.subscribe(("cross/#", 1 + i % 2))
+		subs.append(s)
+	pubs = []
+	for i in range(n_pubs):
+		p = clients.raw(b.port, 4)
+		p.connect(uid("cp%d" % i))
+		pubs.append(p)
+	for n in range(count):
+		for i, p in enumerate(pubs):
+			p.publish("cross/%d" % i, b"%d" % n, qos=1 + (n + i) % 2, wait=False)
+	for s in subs:
+		got = s.publishes(n_pubs * count, timeout=20)
+		for i in range(n_pubs):
+			mine = [int(m.payload) for m in got if m.topic == "cross/%d" % i]
+			assert mine == list(range(count))
+
+
+def test_idle_threads_lend_their_shards_and_clients_are_served(broker, clients):
+	b = broker("threads 4", "log_type all")
+	# Idle, every other thread hands its shard to thread 0 within about half a second.
+	wait_until(lambda: lent_threads(b) == {"1", "2", "3"}, 10, what="threads 1-3 to park")
+	cross_traffic(b, clients)
+	assert GIVEN_BACK not in b.log_text()  # this light traffic never needed them back
+
+
+def test_busy_thread_zero_gives_shards_back_then_takes_them_again(broker, clients):
+	b = broker("threads 2", "log_type all")
+	wait_until(lambda: lent_threads(b) == {"1"}, 10, what="thread 1 to park")
+	# Full-speed load keeps thread 0 busy: it gives shard 1 back within a few windows.
+	load = subprocess.Popen([VIESTI, "bench", "pairs", "-p", str(b.port), "-n", "20", "-q", "1",
+		"-d", "30", "--warmup", "0", "--no-progress"], stdout=subprocess.DEVNULL,
+		stderr=subprocess.DEVNULL)
+	try:
+		wait_until(lambda: GIVEN_BACK in b.log_text(), 20, what="thread 0 to give shard 1 back")
+	finally:
+		load.terminate()
+		load.wait(10)
+	# Idle again, thread 1 parks again, and both shards still serve clients.
+	wait_until(lambda: b.log_text().count(LENT) >= 2, 10, what="thread 1 to park again")
+	cross_traffic(b, clients, count=10)
+
+
+def test_stop_while_threads_park_and_unpark(broker, clients):
+	"""SIGTERM while shards move between threads: every thread exits, every client gets its
+	DISCONNECT or close, nothing hangs (the fixture checks the exit and the sanitizer log)."""
+	b = broker("threads 4", "log_type all")
+	wait_until(lambda: len(lent_threads(b)) >= 1, 10, what="a thread to park")
+	cs = []
+	for i in range(12):
+		c = clients.raw(b.port, 5)
+		c.connect(uid("st%d" % i))
+		cs.append(c)
+	assert b.stop() is None
+
+
+def test_consolidation_off_keeps_every_thread(broker, clients):
+	b = broker("threads 2", "consolidate_threads false", "log_type all")
+	# The traffic takes longer than the half second an idle thread waits before it parks.
+	cross_traffic(b, clients)
+	s = clients.raw(b.port, 4)
+	s.connect(uid("late"))
+	wait_until(lambda: "late" in b.log_text(), 5, what="the last CONNECT in the log")
+	assert LENT not in b.log_text()
