@@ -410,8 +410,11 @@ static void own_turn(struct vs_worker *w)
  */
 enum {
 	WINDOW_MS = 100,
-	LEND_BELOW = 600,   /* per mille of one core: this thread's load plus thread 0's */
+	LEND_BELOW = 950,   /* per mille of one core: this thread's load plus thread 0's */
 	LEND_WINDOWS = 5,
+	BACKOFF_MS = 1000,  /* a shard given back soon after its lend waits this long, doubling, */
+	BACKOFF_MAX_MS = 64000, /* up to this, before it is lent again */
+	STABLE_MS = 10000,  /* a lend that lasted this long resets the back-off */
 	RETURN_ABOVE = 850, /* per mille: thread 0's load while it runs other shards */
 	RETURN_WINDOWS = 2,
 };
@@ -454,11 +457,21 @@ static void park(struct vs_worker *w)
 	(void)r;
 	vs_log(b->log, VS_LOG_DEBUG, "thread %d: load %d+%d per mille, its %u connection(s) now "
 	       "served by thread 0", w->idx, atomic_load(&w->load), atomic_load(&h->load), w->n_conns);
+	int64_t since = vs_now_ms();
 	pthread_mutex_lock(&b->park_lock);
 	while (w->lent)
 		pthread_cond_wait(&b->park_cond, &b->park_lock);
 	pthread_mutex_unlock(&b->park_lock);
 	w->now_ms = vs_now_ms();
+	/* Given back soon after the lend: the load did not fit one thread after all. Wait longer
+	 * each time before the next try, so the shard does not go back and forth. */
+	if (w->now_ms - since < STABLE_MS)
+		w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : BACKOFF_MS;
+	else
+		w->backoff_ms = 0;
+	if (w->backoff_ms > BACKOFF_MAX_MS)
+		w->backoff_ms = BACKOFF_MAX_MS;
+	w->no_lend_until_ms = w->now_ms + w->backoff_ms;
 	w->win_start_ms = w->now_ms;
 	w->win_waited_ns = w->loop.waited_ns;
 	w->quiet = 0;
@@ -597,7 +610,7 @@ void *vs_worker_main(void *arg)
 			int sum = atomic_load_explicit(&w->load, memory_order_relaxed) +
 				  atomic_load_explicit(&b->workers[0].load, memory_order_relaxed);
 			w->quiet = sum < LEND_BELOW ? w->quiet + 1 : 0;
-			if (w->quiet >= LEND_WINDOWS)
+			if (w->quiet >= LEND_WINDOWS && w->now_ms >= w->no_lend_until_ms)
 				park(w);
 		}
 	}

@@ -135,6 +135,7 @@ struct vs_worker {
 	atomic_int load;           /* per mille of the last window spent outside epoll_wait */
 	int64_t win_start_ms, win_waited_ns;
 	int quiet, hot;            /* consecutive windows under / over the thresholds */
+	int64_t backoff_ms, no_lend_until_ms; /* after a lend that did not last */
 	struct vs_stats stats;
 };
 
