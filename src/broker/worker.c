@@ -83,16 +83,9 @@ static bool conn_list_add(struct vs_conn ***v, uint32_t *n, uint32_t *cap, struc
 
 void vs_worker_want_flush(struct vs_worker *w, struct vs_conn *c)
 {
-	/* Out of memory: flushed anyway on its next EPOLLOUT edge. */
+	/* Out of memory: flushed on the connection's next event. */
 	if (!c->in_flush && conn_list_add(&w->flush, &w->n_flush, &w->cap_flush, c))
 		c->in_flush = true;
-}
-
-void vs_worker_want_reread(struct vs_worker *w, struct vs_conn *c)
-{
-	/* Out of memory: read again when more input brings the next edge. */
-	if (!c->in_reread && conn_list_add(&w->reread, &w->n_reread, &w->cap_reread, c))
-		c->in_reread = true;
 }
 
 void vs_worker_want_drain(struct vs_worker *w, struct vs_session *s)
@@ -224,26 +217,6 @@ static void on_mailbox(struct vs_io *io, uint32_t events)
 	take_mailbox((struct vs_worker *)((char *)io - offsetof(struct vs_worker, mbox.io)));
 }
 
-/* Reads again the connections whose last read filled the buffer (edge-triggered input). */
-static void reread(struct vs_worker *w)
-{
-	uint32_t n = w->n_reread;
-	for (uint32_t i = 0; i < n; i++) {
-		struct vs_conn *c = w->reread[i];
-		if (!c)
-			continue; /* closed */
-		c->in_reread = false;
-		w->reread[i] = NULL;
-		vs_conn_readable(c);
-	}
-	/* Reads above may have queued connections again, after the first n. */
-	uint32_t k = 0;
-	for (uint32_t i = n; i < w->n_reread; i++)
-		if (w->reread[i])
-			w->reread[k++] = w->reread[i];
-	w->n_reread = k;
-}
-
 /* The commit of this turn failed: connections that were about to receive acknowledgements
  * lose that output and are closed, so nothing unstored is acknowledged; their clients resend. */
 static void refuse_uncommitted(struct vs_worker *w)
@@ -355,7 +328,7 @@ static int shard_timeout(struct vs_worker *w)
 		wake = t < wake ? t : wake;
 	}
 	int64_t timeout = wake - w->now_ms;
-	if (timeout < 0 || w->n_dirty || w->n_flush || w->n_reread)
+	if (timeout < 0 || w->n_dirty || w->n_flush)
 		timeout = 0; /* work left by the previous turn (a drained output buffer) */
 	w->deadline_ms = w->now_ms + timeout;
 	return (int)timeout;
@@ -377,7 +350,6 @@ static void shard_turn(struct vs_worker *w, int timeout, bool mail)
 	w->now_ms = vs_now_ms();
 	if (mail)
 		take_mailbox(w);
-	reread(w);
 	end_turn(w);
 	if (w->now_ms >= w->next_sweep_ms) {
 		w->next_sweep_ms = w->now_ms + 100;
@@ -443,20 +415,26 @@ static void park(struct vs_worker *w)
 {
 	struct vs_broker *b = w->b;
 	struct vs_worker *h = &b->workers[0];
+	uint32_t n_conns = w->n_conns; /* read while this thread still runs the shard */
+	int load = atomic_load(&w->load), host_load = atomic_load(&h->load);
 	pthread_mutex_lock(&b->park_lock);
 	bool ok = b->host_open && !atomic_load(&b->stopping);
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
 	if (ok && epoll_ctl(h->host_fd, EPOLL_CTL_ADD, w->loop.epfd, &ev) < 0)
 		ok = false;
 	w->lent = ok;
+	if (ok) {
+		/* Under the lock, so that thread 0 hears of the lend as soon as the shard's events
+		 * reach it. */
+		uint64_t one = 1;
+		ssize_t r = write(h->ctl_io.fd, &one, sizeof(one));
+		(void)r;
+	}
 	pthread_mutex_unlock(&b->park_lock);
 	if (!ok)
 		return;
-	uint64_t one = 1;
-	ssize_t r = write(h->ctl_io.fd, &one, sizeof(one)); /* thread 0 looks for lent shards */
-	(void)r;
 	vs_log(b->log, VS_LOG_DEBUG, "thread %d: load %d+%d per mille, its %u connection(s) now "
-	       "served by thread 0", w->idx, atomic_load(&w->load), atomic_load(&h->load), w->n_conns);
+	       "served by thread 0", w->idx, load, host_load, n_conns);
 	int64_t since = vs_now_ms();
 	pthread_mutex_lock(&b->park_lock);
 	while (w->lent)
@@ -482,6 +460,7 @@ static void give_back(struct vs_worker *h)
 {
 	struct vs_broker *b = h->b;
 	struct vs_worker *w = h->run[--h->n_run];
+	uint32_t n_conns = w->n_conns; /* read while this thread still runs the shard */
 	atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
 	pthread_mutex_lock(&b->park_lock);
 	epoll_ctl(h->host_fd, EPOLL_CTL_DEL, w->loop.epfd, NULL);
@@ -489,7 +468,7 @@ static void give_back(struct vs_worker *h)
 	pthread_mutex_unlock(&b->park_lock);
 	pthread_cond_broadcast(&b->park_cond);
 	vs_log(b->log, VS_LOG_DEBUG, "thread 0: load %d per mille, thread %d serves its %u "
-	       "connection(s) again", atomic_load(&h->load), w->idx, w->n_conns);
+	       "connection(s) again", atomic_load(&h->load), w->idx, n_conns);
 }
 
 /* Thread 0 adds the shards lent since it last looked. */
@@ -533,16 +512,22 @@ static void host_turn(struct vs_worker *h)
 	atomic_thread_fence(memory_order_seq_cst);
 	for (int k = 0; k < h->n_run; k++)
 		mail |= h->run[k]->mail = mailbox_pending(h->run[k]);
-	struct epoll_event evs[64];
+	struct epoll_event evs[256];
 	int wait = mail ? 0 : timeout;
 	int64_t t0 = wait ? vs_now_ns() : 0;
-	int n = epoll_wait(h->host_fd, evs, 64, wait);
+	int n = epoll_wait(h->host_fd, evs, 256, wait);
 	if (wait)
 		h->loop.waited_ns += vs_now_ns() - t0;
 	for (int k = 0; k < h->n_run; k++)
 		h->run[k]->ready = false;
-	for (int i = 0; i < n; i++)
-		((struct vs_worker *)evs[i].data.ptr)->ready = true;
+	for (int i = 0; i < n; i++) {
+		struct vs_worker *w = evs[i].data.ptr;
+		w->ready = true;
+		bool ours = false;
+		for (int k = 0; k < h->n_run && !ours; k++)
+			ours = h->run[k] == w;
+		h->rescan |= !ours; /* lent, and not taken yet */
+	}
 	int64_t now = vs_now_ms();
 	h->now_ms = now;
 	for (int k = 0; k < h->n_run; k++) {
@@ -716,7 +701,6 @@ void vs_worker_fini(struct vs_worker *w)
 	free(w->sub_ids);
 	free(w->graveyard);
 	free(w->throttled);
-	free(w->reread);
 	vs_bytes_fini(&w->rbuf);
 	vs_store_buf_fini(&w->pbuf);
 	vs_loop_fini(&w->loop);
