@@ -54,6 +54,7 @@ static void defaults_are_mosquittos(void **state)
 	assert_int_equal(c.n_listeners, 0);
 	assert_false(c.has_default_listener);
 	assert_int_equal(c.threads, 0);
+	assert_true(c.consolidate_threads);
 	assert_int_equal(c.allow_anonymous, -1);
 	assert_false(c.per_listener_settings);
 	assert_null(c.password_file);
@@ -112,6 +113,7 @@ static void general_directives(void **state)
 {
 	struct vs_config c;
 	expect_ok(&c, "threads 4\n"
+		      "consolidate_threads false\n"
 		      "allow_anonymous false\n"
 		      "password_file /etc/mosquitto/passwd\n"
 		      "acl_file /etc/mosquitto/acl\n"
@@ -136,6 +138,7 @@ static void general_directives(void **state)
 		      "user nobody\n"
 		      "allow_duplicate_messages true\n");
 	assert_int_equal(c.threads, 4);
+	assert_false(c.consolidate_threads);
 	assert_int_equal(c.allow_anonymous, 0);
 	assert_string_equal(c.password_file, "/etc/mosquitto/passwd");
 	assert_string_equal(c.acl_file, "/etc/mosquitto/acl");
