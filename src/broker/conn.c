@@ -65,7 +65,7 @@ int vs_conn_accept(struct vs_worker *w, struct vs_listener *l, int fd, const cha
 	c->last_rx_ms = w->now_ms;
 	c->request_problem_info = true;
 	snprintf(c->addr, sizeof(c->addr), "%s", addr);
-	if (vs_loop_add(&w->loop, &c->io, EPOLLIN) < 0) {
+	if (vs_loop_add(&w->loop, &c->io, EPOLLIN | EPOLLRDHUP | EPOLLET) < 0) {
 		w->conns[c->slot] = NULL;
 		w->free_slots[w->n_free++] = c->slot;
 		w->n_conns--;
@@ -145,7 +145,12 @@ void vs_conn_flush(struct vs_conn *c)
 
 void vs_conn_update_events(struct vs_conn *c)
 {
-	uint32_t ev = c->parked || c->throttled ? 0 : EPOLLIN;
+	/* Edge-triggered: a read that fills its buffer puts c on the worker's reread list (the
+	 * socket may hold more); a shorter read emptied it, and new data brings a new edge. A
+	 * change of interest (un-park, end of a throttle) re-arms the edge if data is waiting.
+	 * EPOLLRDHUP: the peer's close can arrive with its last data, in one edge; a short read
+	 * then takes the data, and only the next read sees the end (on_io reads it). */
+	uint32_t ev = EPOLLET | (c->parked || c->throttled ? 0 : EPOLLIN | EPOLLRDHUP);
 	if (vs_bytes_avail(&c->out))
 		ev |= EPOLLOUT;
 	vs_loop_mod(&c->w->loop, &c->io, ev);
@@ -316,12 +321,15 @@ static int read_once(struct vs_conn *c)
 		vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");
 		return -1;
 	}
-	ssize_t n = read(c->io.fd, src->data + src->len, src->cap - src->len);
+	size_t room = src->cap - src->len;
+	ssize_t n = read(c->io.fd, src->data + src->len, room);
 	if (n == 0) {
 		vs_conn_close(c, -1, c->graceful ? "disconnected" : "connection closed by peer");
 		return -1;
 	}
 	if (n < 0) {
+		if (errno == EINTR)
+			vs_worker_want_reread(w, c); /* the edge is spent: try again next turn */
 		if (errno == EAGAIN || errno == EINTR)
 			return 1;
 		char why[96];
@@ -331,6 +339,8 @@ static int read_once(struct vs_conn *c)
 	}
 	src->len += (size_t)n;
 	vs_stat_add(&w->stats.bytes_received, (uint64_t)n);
+	if ((size_t)n == room)
+		vs_worker_want_reread(w, c); /* edge-triggered: the socket may hold more */
 	w->rbuf_busy |= shared;
 	int rc = process_input(c, src);
 	if (shared) {
@@ -348,7 +358,7 @@ static int read_once(struct vs_conn *c)
 	return 0;
 }
 
-static void on_readable(struct vs_conn *c)
+void vs_conn_readable(struct vs_conn *c)
 {
 	if (c->parked || c->throttled)
 		return;
@@ -388,10 +398,12 @@ static void on_io(struct vs_io *io, uint32_t events)
 		vs_conn_close(c, -1, "connection lost");
 		return;
 	}
-	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-		on_readable(c);
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+		vs_conn_readable(c);
 		if (c->state == VS_CONN_CLOSING)
 			return;
+		if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+			vs_worker_want_reread(c->w, c); /* the close after the data: read it */
 	}
 	if (events & EPOLLOUT) {
 		if (c->w->b->store)
@@ -409,6 +421,10 @@ static void forget_flush(struct vs_conn *c)
 		if (w->flush[i] == c)
 			w->flush[i] = NULL;
 	c->in_flush = false;
+	for (uint32_t i = 0; c->in_reread && i < w->n_reread; i++)
+		if (w->reread[i] == c)
+			w->reread[i] = NULL;
+	c->in_reread = false;
 	for (uint32_t i = 0; c->throttled && i < w->n_throttled; i++)
 		if (w->throttled[i] == c)
 			w->throttled[i] = NULL;

@@ -66,6 +66,7 @@ struct vs_conn {
 	bool throttled;        /* not read until throttle_until_ms: a subscriber queue is full */
 	bool want_drain;       /* output went over the high-water mark: drain when it empties */
 	bool in_flush;         /* in the worker's flush list */
+	bool in_reread;        /* in the worker's reread list */
 	bool request_problem_info; /* 5.0, default 1 */
 	bool will_recorded;         /* the store holds this connection's will (see connect.c) */
 	bool release_out;           /* free the output buffer once written (only a CONNACK) */
@@ -95,6 +96,8 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why);
 /* Reads and handles everything the socket holds now (used before closing a connection that is
  * being taken over, so a DISCONNECT it already sent is honoured). Returns 0, or -1 if c was
  * closed and freed. */
+/* Reads once (unless parked or throttled) and handles what arrived. */
+void vs_conn_readable(struct vs_conn *c);
 int vs_conn_pump(struct vs_conn *c);
 /* Resumes a connection parked during a take-over: re-handles its CONNECT. */
 void vs_conn_unpark(struct vs_conn *c);

@@ -88,6 +88,13 @@ void vs_worker_want_flush(struct vs_worker *w, struct vs_conn *c)
 		c->in_flush = true;
 }
 
+void vs_worker_want_reread(struct vs_worker *w, struct vs_conn *c)
+{
+	/* Out of memory: read again when more input brings the next edge. */
+	if (!c->in_reread && conn_list_add(&w->reread, &w->n_reread, &w->cap_reread, c))
+		c->in_reread = true;
+}
+
 void vs_worker_want_drain(struct vs_worker *w, struct vs_session *s)
 {
 	if (w->n_dirty == w->cap_dirty) {
@@ -217,6 +224,27 @@ static void on_mailbox(struct vs_io *io, uint32_t events)
 	take_mailbox((struct vs_worker *)((char *)io - offsetof(struct vs_worker, mbox.io)));
 }
 
+/* Reads again the connections whose last read filled the buffer or saw the peer's close
+ * (edge-triggered input). */
+static void reread(struct vs_worker *w)
+{
+	uint32_t n = w->n_reread;
+	for (uint32_t i = 0; i < n; i++) {
+		struct vs_conn *c = w->reread[i];
+		if (!c)
+			continue; /* closed */
+		c->in_reread = false;
+		w->reread[i] = NULL;
+		vs_conn_readable(c);
+	}
+	/* Reads above may have queued connections again, after the first n. */
+	uint32_t k = 0;
+	for (uint32_t i = n; i < w->n_reread; i++)
+		if (w->reread[i])
+			w->reread[k++] = w->reread[i];
+	w->n_reread = k;
+}
+
 /* The commit of this turn failed: connections that were about to receive acknowledgements
  * lose that output and are closed, so nothing unstored is acknowledged; their clients resend. */
 static void refuse_uncommitted(struct vs_worker *w)
@@ -328,7 +356,7 @@ static int shard_timeout(struct vs_worker *w)
 		wake = t < wake ? t : wake;
 	}
 	int64_t timeout = wake - w->now_ms;
-	if (timeout < 0 || w->n_dirty || w->n_flush)
+	if (timeout < 0 || w->n_dirty || w->n_flush || w->n_reread)
 		timeout = 0; /* work left by the previous turn (a drained output buffer) */
 	w->deadline_ms = w->now_ms + timeout;
 	return (int)timeout;
@@ -350,6 +378,7 @@ static void shard_turn(struct vs_worker *w, int timeout, bool mail)
 	w->now_ms = vs_now_ms();
 	if (mail)
 		take_mailbox(w);
+	reread(w);
 	end_turn(w);
 	if (w->now_ms >= w->next_sweep_ms) {
 		w->next_sweep_ms = w->now_ms + 100;
@@ -701,6 +730,7 @@ void vs_worker_fini(struct vs_worker *w)
 	free(w->sub_ids);
 	free(w->graveyard);
 	free(w->throttled);
+	free(w->reread);
 	vs_bytes_fini(&w->rbuf);
 	vs_store_buf_fini(&w->pbuf);
 	vs_loop_fini(&w->loop);

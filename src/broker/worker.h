@@ -98,6 +98,8 @@ struct vs_worker {
 	struct vs_conn **flush;    /* connections with output to write at the end of the turn */
 	uint32_t n_flush, cap_flush;
 
+	struct vs_conn **reread;   /* connections to read again next turn (see conn.c) */
+	uint32_t n_reread, cap_reread;
 	atomic_bool sleeping;      /* in (or about to enter) a blocking epoll_wait: posters wake it */
 
 	struct vs_conn **throttled; /* connections not read for a while (backpressure) */
@@ -147,6 +149,8 @@ int vs_worker_post(struct vs_worker *w, int to, const struct vs_mail *m);
 void vs_worker_post_now(struct vs_worker *target, const struct vs_mail *m);
 /* Schedules a connection for output flushing at the end of the turn. */
 void vs_worker_want_flush(struct vs_worker *w, struct vs_conn *c);
+/* c's socket may hold more input than its last read took: read it again next turn. */
+void vs_worker_want_reread(struct vs_worker *w, struct vs_conn *c);
 /* Schedules a session owned by w for draining at the end of the turn (takes a reference). */
 void vs_worker_want_drain(struct vs_worker *w, struct vs_session *s);
 /* Frees a closed connection at the end of the loop turn. */

@@ -107,3 +107,22 @@ def test_persistence_survives_kill9(broker, clients, data_dir):
 	assert s.connect(cid, clean=False).session_present
 	got = {m.topic: m.payload for m in s.publishes(2, timeout=5)}
 	assert got == {"k9/retained": b"kept", "k9/queued": b"waiting"}
+
+
+def test_close_right_after_data_is_seen(broker, clients):
+	"""A client that sends a packet and closes at once (no DISCONNECT, keep-alive 0, so no
+	timeout would ever notice): the broker sees the close even when the data and the end of the
+	stream reach it together, and publishes the will [MQTT-3.1.2-8]. Viesti reads sockets
+	edge-triggered, so this checks that the close is not swallowed by the read of the data."""
+	b = broker()
+	s = clients.raw(b.port, 4)
+	s.connect(uid("wsub"))
+	s.subscribe(("edge/will/#", 0))
+	for i in range(20):
+		c = clients.raw(b.port, 4)
+		c.connect(uid("edge%d" % i), keepalive=0,
+			will={"topic": "edge/will/%d" % i, "payload": b"gone"})
+		c.sock.sendall(c.publish_packet("edge/data", b"x" * 100, qos=0) * 3)
+		c.sock.close()
+	got = s.publishes(20, timeout=10)
+	assert sorted(m.topic for m in got) == sorted("edge/will/%d" % i for i in range(20))
