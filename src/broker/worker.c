@@ -537,10 +537,7 @@ static void host_turn(struct vs_worker *h)
 	}
 	bool mail = false;
 	for (int k = 0; k < h->n_run; k++)
-		atomic_store_explicit(&h->run[k]->sleeping, timeout != 0, memory_order_relaxed);
-	atomic_thread_fence(memory_order_seq_cst);
-	for (int k = 0; k < h->n_run; k++)
-		mail |= h->run[k]->mail = mailbox_pending(h->run[k]);
+		mail |= h->run[k]->mail = before_sleep(h->run[k], timeout != 0);
 	struct epoll_event evs[256];
 	int wait = mail ? 0 : timeout;
 	int64_t t0 = wait ? vs_now_ns() : 0;
