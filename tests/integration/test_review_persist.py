@@ -3,10 +3,10 @@ vs_session_end + restore.c on_session/on_session_del)."""
 
 import shutil
 import tempfile
-import time
 
 import pytest
 
+from conftest import wait_until
 from helpers import uid
 from mqtt_raw import P, PUBLISH
 
@@ -24,20 +24,25 @@ def pbroker(broker, d, *extra):
 	return broker("persistence true", "persistence_location %s/" % d, *extra)
 
 
-def test_review_clean_start_replacement_session_survives_kill9(broker, clients, data_dir):
-	b = pbroker(broker, data_dir)
-	cid = uid("cs")
+def clean_start_replacement(b, clients, cid):
+	"""A persistent session subscribed to old/t, then Clean Start 1 with an expiry: the old
+	session ends and a new persistent one begins, subscribed (acknowledged) to new/t."""
 	c = clients.raw(b.port, 5)
 	c.connect(cid, clean=True, props={P.SESSION_EXPIRY: 600})
 	c.subscribe(("old/t", 1))
 	c.disconnect()
-	# Clean Start 1 with an expiry: the old session ends, a new persistent one begins.
 	c = clients.raw(b.port, 5)
 	ack = c.connect(cid, clean=True, props={P.SESSION_EXPIRY: 600})
 	assert not ack.session_present
 	assert c.subscribe(("new/t", 1)).codes == [1]  # SUBACK: acknowledged, so it must survive
-	time.sleep(0.1)
-	b.kill()  # the client is still connected
+	return c
+
+
+def test_review_clean_start_replacement_session_survives_kill9(broker, clients, data_dir):
+	b = pbroker(broker, data_dir)
+	cid = uid("cs")
+	clean_start_replacement(b, clients, cid)
+	b.kill()  # right after the SUBACK, the client still connected
 	b.start()
 	c = clients.raw(b.port, 5)
 	ack = c.connect(cid, clean=False, props={P.SESSION_EXPIRY: 600})
@@ -51,15 +56,13 @@ def test_review_clean_start_replacement_session_survives_kill9(broker, clients, 
 def test_review_clean_start_replacement_subscription_survives_kill9(broker, clients, data_dir):
 	b = pbroker(broker, data_dir)
 	cid = uid("cs")
-	c = clients.raw(b.port, 5)
-	c.connect(cid, clean=True, props={P.SESSION_EXPIRY: 600})
-	c.subscribe(("old/t", 1))
-	c.disconnect()
-	c = clients.raw(b.port, 5)
-	c.connect(cid, clean=True, props={P.SESSION_EXPIRY: 600})
-	assert c.subscribe(("new/t", 1)).codes == [1]
+	c = clean_start_replacement(b, clients, cid)
 	c.disconnect()  # offline now: the SESSION record is written again
-	time.sleep(0.1)
+	# Both connections' graceful ends are logged once the broker has handled them.
+	done = "client %s (" % cid
+	wait_until(lambda: sum(1 for line in b.log_text().splitlines()
+		if done in line and "disconnected: client sent DISCONNECT" in line) >= 2, 5,
+		what="the broker to handle the DISCONNECT")
 	b.kill()
 	b.start()
 	pub = clients.raw(b.port, 5)
@@ -87,7 +90,7 @@ def test_review_retained_redelivery_survives_kill9(broker, clients, data_dir):
 	s.subscribe(("rd/t", 1))  # [MQTT-3.8.4-3] the retained message is sent again
 	m2 = s.expect(PUBLISH)
 	assert m2.payload == b"v"  # not acknowledged: it must be sent again after a restart
-	time.sleep(0.1)
+	# No wait: output leaves only after the records of its turn are written.
 	b.kill()
 	b.start()
 	s = clients.raw(b.port, 4)
