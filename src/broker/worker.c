@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -358,7 +359,6 @@ static int shard_timeout(struct vs_worker *w)
 	int64_t timeout = wake - w->now_ms;
 	if (timeout < 0 || w->n_dirty || w->n_flush || w->n_reread)
 		timeout = 0; /* work left by the previous turn (a drained output buffer) */
-	w->deadline_ms = w->now_ms + timeout;
 	return (int)timeout;
 }
 
@@ -370,12 +370,9 @@ static bool before_sleep(struct vs_worker *w, bool sleeping)
 	return mailbox_pending(w);
 }
 
-/* A turn of shard w: events (waiting up to timeout ms on its own set), mail, end of turn. */
-static void shard_turn(struct vs_worker *w, int timeout, bool mail)
+/* The part of a turn of shard w after its events: mail, rereads, end of turn, sweep. */
+static void after_events(struct vs_worker *w, bool mail)
 {
-	vs_loop_run_once(&w->loop, timeout);
-	atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
-	w->now_ms = vs_now_ms();
 	if (mail)
 		take_mailbox(w);
 	reread(w);
@@ -387,12 +384,15 @@ static void shard_turn(struct vs_worker *w, int timeout, bool mail)
 	}
 }
 
-/* A thread running only its own shard. */
+/* A turn of a thread running only its own shard. */
 static void own_turn(struct vs_worker *w)
 {
 	int timeout = shard_timeout(w);
 	bool mail = before_sleep(w, timeout != 0);
-	shard_turn(w, mail ? 0 : timeout, mail);
+	vs_loop_run_once(&w->loop, mail ? 0 : timeout);
+	atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
+	w->now_ms = vs_now_ms();
+	after_events(w, mail);
 }
 
 /*
@@ -402,12 +402,15 @@ static void own_turn(struct vs_worker *w)
  * few packets at a time (an epoll_wait, a context switch, often an inter-processor interrupt),
  * where one busier thread would find them together; mail between shards adds wake-ups of its
  * own. So a thread whose load and thread 0's add up to less than LEND_BELOW of one core lends
- * its shard to thread 0 and parks. Thread 0 then waits on an epoll set holding the epoll sets
- * of every shard it runs, runs a turn of each shard that has work, and gives the most recently
- * lent shard back whenever it is busier than RETURN_ABOVE for RETURN_WINDOWS windows in a row.
+ * its shard to thread 0 and parks. Thread 0 then moves the shard's descriptors into its own
+ * epoll set (one set, not a set of sets: a nested set costs a second wake-up chain and a second
+ * epoll_wait per turn), dispatches the events of every shard it runs from one wait, finishes
+ * the turn of each shard, and gives the most recently lent shard back (its descriptors moved
+ * back first) whenever it is busier than RETURN_ABOVE for RETURN_WINDOWS windows in a row.
  * A shard is run by one thread at a time: the hand-over is under b->park_lock, which orders the
- * shard's state for the next thread. Load is the share of wall time a thread spends outside
- * epoll_wait, over windows of 100 ms.
+ * shard's state for the next thread, and the descriptors move only while no thread waits on
+ * either set for them. Load is the share of wall time a thread spends outside epoll_wait, over
+ * windows of 100 ms.
  */
 enum {
 	WINDOW_MS = 100,
@@ -448,13 +451,9 @@ static void park(struct vs_worker *w)
 	int load = atomic_load(&w->load), host_load = atomic_load(&h->load);
 	pthread_mutex_lock(&b->park_lock);
 	bool ok = b->host_open && !atomic_load(&b->stopping);
-	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
-	if (ok && epoll_ctl(h->host_fd, EPOLL_CTL_ADD, w->loop.epfd, &ev) < 0)
-		ok = false;
-	w->lent = ok;
 	if (ok) {
-		/* Under the lock, so that thread 0 hears of the lend as soon as the shard's events
-		 * reach it. */
+		w->lent = true;
+		/* Under the lock: thread 0 cannot have closed its side meanwhile. */
 		uint64_t one = 1;
 		ssize_t r = write(h->ctl_io.fd, &one, sizeof(one));
 		(void)r;
@@ -484,15 +483,70 @@ static void park(struct vs_worker *w)
 	w->quiet = 0;
 }
 
-/* Thread 0 gives back the shard it took last. */
+/*
+ * Moves shard w's registered descriptors (its mailbox, its listeners, its connections, in that
+ * order) from epoll set `from` to `to`, at most `limit` of them. Returns how many it moved, and
+ * sets *all when that is every one of them; otherwise the kernel refused one (out of memory),
+ * and it and the rest are still in `from`.
+ */
+static size_t move_ios(struct vs_worker *w, int from, int to, size_t limit, bool *all)
+{
+	size_t k = 0;
+	*all = false;
+	if (k == limit || vs_loop_move(&w->mbox.io, from, to) < 0)
+		return k;
+	k++;
+	for (int i = 0; i < w->n_listens; i++) {
+		if (k == limit || vs_loop_move(&w->listens[i].io, from, to) < 0)
+			return k;
+		k++;
+	}
+	for (uint32_t i = 0; i < w->n_slots; i++) {
+		if (!w->conns[i])
+			continue;
+		if (k == limit || vs_loop_move(&w->conns[i]->io, from, to) < 0)
+			return k;
+		k++;
+	}
+	*all = true;
+	return k;
+}
+
+/*
+ * Thread 0 takes shard w's descriptors into its own set, or gives them back to the shard's set;
+ * w's thread is parked meanwhile. Afterwards w->loop.epfd names the set they are in, so the
+ * shard's code registers and changes its descriptors there. All or nothing: false (and a
+ * warning) when the kernel refused a move, with every descriptor back where it was.
+ */
+static bool rehome(struct vs_worker *h, struct vs_worker *w, bool take)
+{
+	int from = take ? w->own_epfd : h->loop.epfd;
+	int to = take ? h->loop.epfd : w->own_epfd;
+	bool all;
+	size_t moved = move_ios(w, from, to, SIZE_MAX, &all);
+	if (!all) {
+		int err = errno;
+		move_ios(w, to, from, moved, &all);
+		vs_log(h->b->log, VS_LOG_WARN, "thread %d: cannot move its %u connection(s) to %s: %s",
+		       w->idx, w->n_conns, take ? "thread 0" : "their own thread", strerror(err));
+		return false;
+	}
+	w->loop.epfd = to;
+	return true;
+}
+
+/* Thread 0 gives back the shard it took last (it keeps it if the move fails, and tries again
+ * when it is next found busy). */
 static void give_back(struct vs_worker *h)
 {
 	struct vs_broker *b = h->b;
-	struct vs_worker *w = h->run[--h->n_run];
+	struct vs_worker *w = h->run[h->n_run - 1];
 	uint32_t n_conns = w->n_conns; /* read while this thread still runs the shard */
+	if (!rehome(h, w, false))
+		return;
+	h->n_run--;
 	atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
 	pthread_mutex_lock(&b->park_lock);
-	epoll_ctl(h->host_fd, EPOLL_CTL_DEL, w->loop.epfd, NULL);
 	w->lent = false;
 	pthread_mutex_unlock(&b->park_lock);
 	pthread_cond_broadcast(&b->park_cond);
@@ -500,22 +554,35 @@ static void give_back(struct vs_worker *h)
 	       "connection(s) again", atomic_load(&h->load), w->idx, n_conns);
 }
 
-/* Thread 0 adds the shards lent since it last looked. */
+static bool runs(const struct vs_worker *h, const struct vs_worker *w)
+{
+	for (int k = 0; k < h->n_run; k++)
+		if (h->run[k] == w)
+			return true;
+	return false;
+}
+
+/* Thread 0 takes the shards lent since it last looked. */
 static void take_lent(struct vs_worker *h)
 {
 	struct vs_broker *b = h->b;
+	bool refused = false;
 	pthread_mutex_lock(&b->park_lock);
 	for (int i = 1; i < b->n_workers; i++) {
 		struct vs_worker *w = &b->workers[i];
-		bool have = false;
-		for (int k = 0; k < h->n_run; k++)
-			have |= h->run[k] == w;
-		if (w->lent && !have) {
+		if (!w->lent || runs(h, w))
+			continue;
+		if (rehome(h, w, true)) {
 			w->now_ms = h->now_ms;
 			h->run[h->n_run++] = w;
+		} else {
+			w->lent = false; /* its thread runs it again */
+			refused = true;
 		}
 	}
 	pthread_mutex_unlock(&b->park_lock);
+	if (refused)
+		pthread_cond_broadcast(&b->park_cond);
 	h->hot = 0;
 }
 
@@ -525,7 +592,8 @@ static void on_ctl(struct vs_io *io, uint32_t events)
 	((struct vs_worker *)((char *)io - offsetof(struct vs_worker, ctl_io)))->rescan = true;
 }
 
-/* A turn of thread 0 while it runs other shards too: one wait for all of them. */
+/* A turn of thread 0 while it runs other shards too: one wait and one dispatch for all of
+ * them (their descriptors are in its set), then the rest of each shard's turn. */
 static void host_turn(struct vs_worker *h)
 {
 	int timeout = INT32_MAX;
@@ -538,31 +606,19 @@ static void host_turn(struct vs_worker *h)
 	bool mail = false;
 	for (int k = 0; k < h->n_run; k++)
 		mail |= h->run[k]->mail = before_sleep(h->run[k], timeout != 0);
-	struct epoll_event evs[256];
-	int wait = mail ? 0 : timeout;
-	int64_t t0 = wait ? vs_now_ns() : 0;
-	int n = epoll_wait(h->host_fd, evs, 256, wait);
-	if (wait)
-		h->loop.waited_ns += vs_now_ns() - t0;
-	for (int k = 0; k < h->n_run; k++)
-		h->run[k]->ready = false;
-	for (int i = 0; i < n; i++) {
-		struct vs_worker *w = evs[i].data.ptr;
-		w->ready = true;
-		bool ours = false;
-		for (int k = 0; k < h->n_run && !ours; k++)
-			ours = h->run[k] == w;
-		h->rescan |= !ours; /* lent, and not taken yet */
-	}
+	struct epoll_event evs[VS_LOOP_BATCH];
+	int n = vs_loop_wait(&h->loop, evs, VS_LOOP_BATCH, mail ? 0 : timeout);
 	int64_t now = vs_now_ms();
 	h->now_ms = now;
 	for (int k = 0; k < h->n_run; k++) {
 		struct vs_worker *w = h->run[k];
 		atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
 		w->now_ms = now;
-		if (w->ready || w->mail || now >= w->deadline_ms)
-			shard_turn(w, 0, w->mail);
 	}
+	if (n > 0)
+		vs_loop_dispatch(evs, n);
+	for (int k = 0; k < h->n_run; k++)
+		after_events(h->run[k], h->run[k]->mail);
 }
 
 /* Thread 0: runs its own shard, and the lent ones. */
@@ -588,16 +644,18 @@ static void host_main(struct vs_worker *h)
 		}
 	}
 	/* Every thread closes its own shard's connections: give back every lent shard, including
-	 * one lent since the last look. */
+	 * one lent since the last look. A descriptor that cannot move back is closed by its own
+	 * thread all the same, which takes it out of every set. */
 	pthread_mutex_lock(&b->park_lock);
 	b->host_open = false;
 	for (int i = 1; i < b->n_workers; i++) {
 		struct vs_worker *w = &b->workers[i];
-		if (w->lent) {
-			epoll_ctl(h->host_fd, EPOLL_CTL_DEL, w->loop.epfd, NULL);
-			atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
-			w->lent = false;
-		}
+		if (!w->lent)
+			continue;
+		if (runs(h, w) && !rehome(h, w, false))
+			w->loop.epfd = w->own_epfd;
+		atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
+		w->lent = false;
 	}
 	h->n_run = 1;
 	pthread_mutex_unlock(&b->park_lock);
@@ -651,18 +709,14 @@ int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err,
 		snprintf(err, errlen, "eventfd: %s", strerror(errno));
 		return -errno;
 	}
-	w->host_fd = -1;
+	w->own_epfd = w->loop.epfd;
 	w->ctl_io.fd = -1;
 	if (idx == 0 && consolidating(b)) {
-		/* Thread 0's set of shard sets (its own shard's set is always in it) and the eventfd
-		 * that tells it a shard was lent. */
-		w->host_fd = epoll_create1(EPOLL_CLOEXEC);
+		/* The eventfd that tells thread 0 a shard was lent, and its list of shards. */
 		w->ctl_io.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		w->ctl_io.fn = on_ctl;
 		w->run = calloc((size_t)b->n_workers, sizeof(*w->run));
-		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
-		if (w->host_fd < 0 || w->ctl_io.fd < 0 || !w->run ||
-		    epoll_ctl(w->host_fd, EPOLL_CTL_ADD, w->loop.epfd, &ev) < 0 ||
+		if (w->ctl_io.fd < 0 || !w->run ||
 		    vs_loop_add(&w->loop, &w->ctl_io, EPOLLIN | EPOLLET) < 0) {
 			snprintf(err, errlen, "thread consolidation: %s", strerror(errno));
 			return -errno;
@@ -706,8 +760,6 @@ void vs_worker_fini(struct vs_worker *w)
 		close(w->mbox.io.fd);
 	if (w->ctl_io.fd >= 0)
 		close(w->ctl_io.fd);
-	if (w->host_fd >= 0)
-		close(w->host_fd);
 	free(w->run);
 	for (uint32_t i = 0; i < w->mbox.items.n; i++)
 		if (w->mbox.items.v[i].session)

@@ -123,11 +123,11 @@ struct vs_worker {
 	int64_t next_sys_ms;
 
 	/* Threads and shards (worker.c): this struct is shard idx; these fields belong to thread
-	 * idx, except `lent`, `ready`, `mail` and `deadline_ms`, which belong to the shard. */
+	 * idx, except `lent`, `mail` and `own_epfd`, which belong to the shard. */
 	bool lent;                 /* run by thread 0 (changed under b->park_lock) */
-	bool ready, mail;          /* scratch of the thread running the shard */
-	int64_t deadline_ms;       /* when the shard needs a turn without an event */
-	int host_fd;               /* thread 0: epoll set of the epoll sets of the shards it runs */
+	bool mail;                 /* scratch of the thread running the shard */
+	int own_epfd;              /* the shard's own epoll set; loop.epfd is thread 0's while the
+				    * shard's descriptors are there */
 	struct vs_io ctl_io;       /* thread 0: eventfd in its shard's set, written on a lend */
 	bool rescan;               /* thread 0: look for newly lent shards */
 	struct vs_worker **run;    /* thread 0: the shards it runs, its own first */

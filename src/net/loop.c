@@ -46,18 +46,43 @@ int vs_loop_del(struct vs_loop *l, struct vs_io *io)
 	return 0;
 }
 
-int vs_loop_run_once(struct vs_loop *l, int timeout_ms)
+int vs_loop_move(struct vs_io *io, int from, int to)
 {
-	struct epoll_event evs[256];
+	if (!io->events)
+		return 0; /* not in a set */
+	/* Into the new set first: on failure the descriptor is still where it was. Nobody waits
+	 * on either set meanwhile (see worker.c), so an event reported twice is not seen twice. */
+	struct epoll_event ev = {.events = io->events, .data.ptr = io};
+	if (epoll_ctl(to, EPOLL_CTL_ADD, io->fd, &ev) < 0)
+		return -errno;
+	epoll_ctl(from, EPOLL_CTL_DEL, io->fd, NULL);
+	return 0;
+}
+
+int vs_loop_wait(struct vs_loop *l, struct epoll_event *evs, int max, int timeout_ms)
+{
 	int64_t t0 = timeout_ms ? vs_now_ns() : 0;
-	int n = epoll_wait(l->epfd, evs, 256, timeout_ms);
+	int n = epoll_wait(l->epfd, evs, max, timeout_ms);
 	if (timeout_ms)
 		l->waited_ns += vs_now_ns() - t0;
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
+	return n;
+}
+
+void vs_loop_dispatch(const struct epoll_event *evs, int n)
+{
 	for (int i = 0; i < n; i++) {
 		struct vs_io *io = evs[i].data.ptr;
 		io->fn(io, evs[i].events);
 	}
+}
+
+int vs_loop_run_once(struct vs_loop *l, int timeout_ms)
+{
+	struct epoll_event evs[VS_LOOP_BATCH];
+	int n = vs_loop_wait(l, evs, VS_LOOP_BATCH, timeout_ms);
+	if (n > 0)
+		vs_loop_dispatch(evs, n);
 	return n;
 }
