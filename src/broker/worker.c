@@ -672,6 +672,10 @@ void *vs_worker_main(void *arg)
 	if (w->idx == 0 && consolidating(b)) {
 		host_main(w);
 	} else {
+		/* A broker starts idle: its threads lend their shards at once, and get them back
+		 * as soon as thread 0 is busy. */
+		if (consolidating(b))
+			park(w);
 		while (!atomic_load_explicit(&b->stopping, memory_order_relaxed)) {
 			own_turn(w);
 			if (!end_window(w) || !consolidating(b))
