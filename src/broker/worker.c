@@ -522,6 +522,7 @@ static bool rehome(struct vs_worker *h, struct vs_worker *w, bool take)
 {
 	int from = take ? w->own_epfd : h->loop.epfd;
 	int to = take ? h->loop.epfd : w->own_epfd;
+	int64_t t0 = vs_now_ns();
 	bool all;
 	size_t moved = move_ios(w, from, to, SIZE_MAX, &all);
 	if (!all) {
@@ -532,6 +533,8 @@ static bool rehome(struct vs_worker *h, struct vs_worker *w, bool take)
 		return false;
 	}
 	w->loop.epfd = to;
+	vs_log(h->b->log, VS_LOG_DEBUG, "thread 0: %s thread %d's %u connection(s) in %.1f ms",
+	       take ? "took" : "gave back", w->idx, w->n_conns, (double)(vs_now_ns() - t0) / 1e6);
 	return true;
 }
 
