@@ -483,57 +483,64 @@ static void park(struct vs_worker *w)
 	w->quiet = 0;
 }
 
-/*
- * Moves shard w's registered descriptors (its mailbox, its listeners, its connections, in that
- * order) from epoll set `from` to `to`, at most `limit` of them. Returns how many it moved, and
- * sets *all when that is every one of them; otherwise the kernel refused one (out of memory),
- * and it and the rest are still in `from`.
- */
-static size_t move_ios(struct vs_worker *w, int from, int to, size_t limit, bool *all)
+/* The descriptors of shard w other than its connections: its mailbox (i == 0), its listeners. */
+static struct vs_io *fixed_io(struct vs_worker *w, int i)
 {
-	size_t k = 0;
-	*all = false;
-	if (k == limit || vs_loop_move(&w->mbox.io, from, to) < 0)
-		return k;
-	k++;
-	for (int i = 0; i < w->n_listens; i++) {
-		if (k == limit || vs_loop_move(&w->listens[i].io, from, to) < 0)
-			return k;
-		k++;
-	}
-	for (uint32_t i = 0; i < w->n_slots; i++) {
-		if (!w->conns[i])
-			continue;
-		if (k == limit || vs_loop_move(&w->conns[i]->io, from, to) < 0)
-			return k;
-		k++;
-	}
-	*all = true;
-	return k;
+	return i == 0 ? &w->mbox.io : &w->listens[i - 1].io;
 }
 
 /*
- * Thread 0 takes shard w's descriptors into its own set, or gives them back to the shard's set;
- * w's thread is parked meanwhile. Afterwards w->loop.epfd names the set they are in, so the
- * shard's code registers and changes its descriptors there. All or nothing: false (and a
- * warning) when the kernel refused a move, with every descriptor back where it was.
+ * Thread 0 takes shard w's descriptors into its own epoll set, or gives them back to the
+ * shard's set; w's thread is parked meanwhile, and nobody waits on the shard's set. Afterwards
+ * w->loop.epfd names the set they are in, so the shard's code registers and changes its
+ * descriptors there. The kernel can refuse a move (ENOMEM, or ENOSPC at the per-user limit of
+ * epoll watches, fs.epoll.max_user_watches), and no descriptor may be left in a set whose
+ * thread does not run its shard:
+ * - the mailbox and listeners move first; if one cannot, those moved go back (removed first,
+ *   which frees the watch that adding them back needs) and the shard stays where it was
+ *   (false);
+ * - a connection that cannot move is closed (its client reconnects), so the rest still move.
  */
 static bool rehome(struct vs_worker *h, struct vs_worker *w, bool take)
 {
+	struct vs_log *log = h->b->log;
 	int from = take ? w->own_epfd : h->loop.epfd;
 	int to = take ? h->loop.epfd : w->own_epfd;
 	int64_t t0 = vs_now_ns();
-	bool all;
-	size_t moved = move_ios(w, from, to, SIZE_MAX, &all);
-	if (!all) {
-		int err = errno;
-		move_ios(w, to, from, moved, &all);
-		vs_log(h->b->log, VS_LOG_WARN, "thread %d: cannot move its %u connection(s) to %s: %s",
-		       w->idx, w->n_conns, take ? "thread 0" : "their own thread", strerror(err));
+	for (int i = 0; i < 1 + w->n_listens; i++) {
+		int rc = vs_loop_move(fixed_io(w, i), from, to);
+		if (rc == 0)
+			continue;
+		for (int k = 0; k < i; k++) {
+			struct vs_io *io = fixed_io(w, k);
+			epoll_ctl(to, EPOLL_CTL_DEL, io->fd, NULL);
+			struct epoll_event ev = {.events = io->events, .data.ptr = io};
+			if (epoll_ctl(from, EPOLL_CTL_ADD, io->fd, &ev) < 0)
+				vs_log(log, VS_LOG_ERR, "thread %d: its %s is watched by no thread: %s",
+				       w->idx, k ? "listener" : "mailbox", strerror(errno));
+		}
+		vs_log(log, VS_LOG_WARN, "thread %d: cannot move its sockets to %s (%s); they stay "
+		       "with %s", w->idx, take ? "thread 0" : "their own thread", strerror(-rc),
+		       take ? "their own thread" : "thread 0");
 		return false;
 	}
+	uint32_t closed = 0;
+	int err = 0;
+	for (uint32_t i = 0; i < w->n_slots; i++) {
+		struct vs_conn *c = w->conns[i];
+		int rc = c ? vs_loop_move(&c->io, from, to) : 0;
+		if (rc < 0) {
+			err = -rc;
+			closed++;
+			vs_conn_close(c, VS_RC_SERVER_BUSY, "its socket cannot move to another thread");
+		}
+	}
 	w->loop.epfd = to;
-	vs_log(h->b->log, VS_LOG_DEBUG, "thread 0: %s thread %d's %u connection(s) in %.1f ms",
+	if (closed)
+		vs_log(log, VS_LOG_WARN, "thread %d: %u connection(s) closed: their sockets could not "
+		       "move to %s (%s)", w->idx, closed, take ? "thread 0" : "their own thread",
+		       strerror(err));
+	vs_log(log, VS_LOG_DEBUG, "thread 0: %s thread %d's %u connection(s) in %.1f ms",
 	       take ? "took" : "gave back", w->idx, w->n_conns, (double)(vs_now_ns() - t0) / 1e6);
 	return true;
 }
@@ -544,9 +551,9 @@ static void give_back(struct vs_worker *h)
 {
 	struct vs_broker *b = h->b;
 	struct vs_worker *w = h->run[h->n_run - 1];
-	uint32_t n_conns = w->n_conns; /* read while this thread still runs the shard */
 	if (!rehome(h, w, false))
 		return;
+	uint32_t n_conns = w->n_conns; /* read while this thread still runs the shard */
 	h->n_run--;
 	atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
 	pthread_mutex_lock(&b->park_lock);
@@ -565,27 +572,28 @@ static bool runs(const struct vs_worker *h, const struct vs_worker *w)
 	return false;
 }
 
-/* Thread 0 takes the shards lent since it last looked. */
+/* Thread 0 takes the shards lent since it last looked. Only thread 0 ends a lend, so the moves
+ * need not hold the lock (and a lend's thread touches nothing until the lend ends). */
 static void take_lent(struct vs_worker *h)
 {
 	struct vs_broker *b = h->b;
-	bool refused = false;
-	pthread_mutex_lock(&b->park_lock);
 	for (int i = 1; i < b->n_workers; i++) {
 		struct vs_worker *w = &b->workers[i];
-		if (!w->lent || runs(h, w))
+		pthread_mutex_lock(&b->park_lock);
+		bool take = w->lent && !runs(h, w);
+		pthread_mutex_unlock(&b->park_lock);
+		if (!take)
 			continue;
 		if (rehome(h, w, true)) {
 			w->now_ms = h->now_ms;
 			h->run[h->n_run++] = w;
-		} else {
-			w->lent = false; /* its thread runs it again */
-			refused = true;
+			continue;
 		}
-	}
-	pthread_mutex_unlock(&b->park_lock);
-	if (refused)
+		pthread_mutex_lock(&b->park_lock);
+		w->lent = false; /* its thread runs it again */
+		pthread_mutex_unlock(&b->park_lock);
 		pthread_cond_broadcast(&b->park_cond);
+	}
 	h->hot = 0;
 }
 
