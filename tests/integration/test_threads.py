@@ -17,6 +17,7 @@ pytestmark = pytest.mark.viesti_only  # threads and consolidate_threads are Vies
 VIESTI = os.environ.get("VIESTI_BIN") or os.path.join(REPO, "build-san", "viesti")
 LENT = "now served by thread 0"
 GIVEN_BACK = "connection(s) again"
+TOOK_1 = "thread 0: took thread 1's"  # its sockets moved into thread 0's set
 
 
 def lent_threads(b):
@@ -83,7 +84,7 @@ def test_busy_thread_zero_gives_shards_back_then_takes_them_again(broker, client
 		load.wait(10)
 	# Idle again, thread 1 parks again: its sockets move into thread 0's set once more.
 	wait_until(lambda: b.log_text().count(LENT) >= 2, 10, what="thread 1 to park again")
-	wait_until(lambda: b.log_text().count("thread 0: took thread 1's") >= 2, 10,
+	wait_until(lambda: b.log_text().count(TOOK_1) >= 2, 10,
 		what="thread 0 to take shard 1 again")
 	exchange(pubs, subs, count=10)
 	cross_traffic(b, clients, count=10)
