@@ -1,23 +1,10 @@
 #include "base/map.h"
 
+#include "base/hash.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-uint64_t vs_hash(const void *p, size_t n)
-{
-	/* FNV-1a 64, then a final mix so low bits are usable as a table index. */
-	const uint8_t *s = p;
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (size_t i = 0; i < n; i++) {
-		h ^= s[i];
-		h *= 0x100000001b3ull;
-	}
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	return h ? h : 1;
-}
 
 static size_t find(const struct vs_map *m, uint64_t h, const void *key, size_t klen)
 {
@@ -35,7 +22,7 @@ void *vs_map_get(const struct vs_map *m, const void *key, size_t klen)
 {
 	if (m->count == 0)
 		return NULL;
-	size_t i = find(m, vs_hash(key, klen), key, klen);
+	size_t i = find(m, vs_hash64(m->seed, key, klen), key, klen);
 	return m->slots[i].hash ? m->slots[i].val : NULL;
 }
 
@@ -45,6 +32,8 @@ static int grow(struct vs_map *m)
 	struct vs_map_slot *slots = calloc(cap, sizeof(*slots));
 	if (!slots)
 		return -ENOMEM;
+	if (!m->seed)
+		m->seed = vs_hash_seed(); /* first use (a test may have set one) */
 	struct vs_map old = *m;
 	m->slots = slots;
 	m->cap = cap;
@@ -65,7 +54,7 @@ int vs_map_put(struct vs_map *m, const void *key, size_t klen, void *val, void *
 		if (rc < 0)
 			return rc;
 	}
-	uint64_t h = vs_hash(key, klen);
+	uint64_t h = vs_hash64(m->seed, key, klen);
 	size_t i = find(m, h, key, klen);
 	struct vs_map_slot *s = &m->slots[i];
 	if (s->hash) {
@@ -94,7 +83,7 @@ void *vs_map_del(struct vs_map *m, const void *key, size_t klen)
 	if (m->count == 0)
 		return NULL;
 	size_t mask = m->cap - 1;
-	size_t i = find(m, vs_hash(key, klen), key, klen);
+	size_t i = find(m, vs_hash64(m->seed, key, klen), key, klen);
 	if (m->slots[i].hash == 0)
 		return NULL;
 	void *val = m->slots[i].val;

@@ -1,7 +1,9 @@
 /*
  * A hash map from byte-string keys to pointers: open addressing with linear probing and
  * backward-shift deletion (no tombstones). Keys are copied into the map. Not thread-safe: the
- * owner locks. Used for the session registry (client id -> session).
+ * owner locks. Used for the session registry (client id -> session), whose keys clients
+ * choose: each map hashes with its own random seed (base/hash.h), drawn when it first grows.
+ * A zeroed struct is an empty map.
  */
 #ifndef VS_BASE_MAP_H
 #define VS_BASE_MAP_H
@@ -20,9 +22,8 @@ struct vs_map {
 	struct vs_map_slot *slots;
 	size_t cap; /* power of two, or 0 */
 	size_t count;
+	uint64_t seed;
 };
-
-uint64_t vs_hash(const void *p, size_t n);
 
 /* Returns the value for key, or NULL. */
 void *vs_map_get(const struct vs_map *m, const void *key, size_t klen);

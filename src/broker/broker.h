@@ -81,6 +81,7 @@ struct vs_broker {
 	bool host_open;         /* thread 0 takes lent shards (under park_lock) */
 
 	atomic_bool stopping;
+	atomic_uint_fast64_t connecting_bytes; /* input held for connections before CONNECT */
 	atomic_int clients_connected;
 	atomic_int clients_max;
 	int64_t start_wall;

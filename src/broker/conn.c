@@ -238,14 +238,26 @@ static int connect_level(const struct vs_bytes *b)
 	return at < n ? p[at] : 0;
 }
 
+/* The largest packet c may send now: before its CONNECT is handled, max_connect_packet_size
+ * also applies, so an unauthenticated client cannot make the broker hold a packet of
+ * max_packet_size (or, without it, 256 MB). */
+static uint32_t packet_limit(const struct vs_conn *c)
+{
+	const struct vs_config *conf = c->w->b->conf;
+	uint32_t max = conf->max_packet_size;
+	if (c->state == VS_CONN_NEW && conf->max_connect_packet_size &&
+	    (!max || conf->max_connect_packet_size < max))
+		max = conf->max_connect_packet_size;
+	return max;
+}
+
 /* Decodes and handles every whole packet in the input buffer. Returns 0, or -1 when the
  * connection was closed. */
 static int process_input(struct vs_conn *c, struct vs_bytes *src)
 {
-	struct vs_broker *b = c->w->b;
 	while (vs_bytes_avail(src) > 0) {
 		struct vs_decode_opts opts = {.version = c->version,
-					      .max_packet_size = b->conf->max_packet_size};
+					      .max_packet_size = packet_limit(c)};
 		struct vs_packet p;
 		enum vs_reason why = VS_RC_MALFORMED;
 		ssize_t n = vs_codec_decode(vs_bytes_head(src), vs_bytes_avail(src), &opts, &p, &why);
@@ -284,6 +296,42 @@ static int process_input(struct vs_conn *c, struct vs_bytes *src)
 			return -1;
 	}
 	return 0;
+}
+
+/*
+ * Memory before authentication. Every connection that has not finished its CONNECT counts the
+ * input it holds (a partial CONNECT) in b->connecting_bytes; past max_connecting_bytes the
+ * connection that would add more is closed. Eight clients streaming CONNECTs that claimed
+ * 256 MB once took the broker to 1.6 GB; now they cost at most max_connect_packet_size each
+ * and max_connecting_bytes together.
+ */
+static void count_connecting(struct vs_conn *c)
+{
+	uint32_t now = c->state == VS_CONN_NEW ? (uint32_t)c->in.cap : 0;
+	if (now == c->connecting_bytes)
+		return;
+	if (now > c->connecting_bytes)
+		atomic_fetch_add(&c->w->b->connecting_bytes, now - c->connecting_bytes);
+	else
+		atomic_fetch_sub(&c->w->b->connecting_bytes, c->connecting_bytes - now);
+	c->connecting_bytes = now;
+}
+
+/* Counts c's input; closes c when the budget is spent. Returns 0, or -1 when c was closed. */
+static int check_connecting(struct vs_conn *c)
+{
+	const struct vs_config *conf = c->w->b->conf;
+	count_connecting(c);
+	uint64_t total = atomic_load(&c->w->b->connecting_bytes);
+	if (!c->connecting_bytes || !conf->max_connecting_bytes ||
+	    total <= conf->max_connecting_bytes)
+		return 0;
+	char why[128];
+	snprintf(why, sizeof(why), "connections before CONNECT hold %llu bytes "
+		 "(max_connecting_bytes %llu)", (unsigned long long)total,
+		 (unsigned long long)conf->max_connecting_bytes);
+	vs_conn_close(c, VS_RC_SERVER_BUSY, why);
+	return -1;
 }
 
 /* Room for the rest of the packet that starts c->in, so a large packet is read in few calls. */
@@ -355,7 +403,7 @@ static int read_once(struct vs_conn *c)
 	if (rc < 0)
 		return -1;
 	vs_bytes_shrink(&c->in, 0);
-	return 0;
+	return check_connecting(c);
 }
 
 void vs_conn_readable(struct vs_conn *c)
@@ -546,6 +594,7 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 	w->n_conns--;
 	vs_bytes_fini(&c->in);
 	vs_bytes_fini(&c->out);
+	count_connecting(c); /* nothing held any more */
 	if (c->in_alias) {
 		for (uint32_t i = 0; i <= c->alias_max; i++)
 			free(c->in_alias[i]);

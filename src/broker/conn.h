@@ -47,6 +47,8 @@ struct vs_conn {
 	struct vs_bytes in;
 	struct vs_bytes out;
 	uint32_t slot;
+	uint32_t connecting_bytes;   /* c->in's size as counted in b->connecting_bytes (only
+				      * before CONNECT is handled) */
 	uint32_t client_max_packet;  /* 0 = none */
 	uint32_t in_qos2;            /* incoming QoS 2 awaiting PUBREL (for Receive Maximum) */
 	uint32_t will_delay;
@@ -70,6 +72,8 @@ struct vs_conn {
 	bool request_problem_info; /* 5.0, default 1 */
 	bool will_recorded;         /* the store holds this connection's will (see connect.c) */
 	bool release_out;           /* free the output buffer once written (only a CONNACK) */
+	bool admitted;              /* its CONNECT passed authentication and checks (connect.c) */
+	bool id_assigned;           /* the broker chose its client id [MQTT-3.1.3-6] */
 	/* "[IPv6]:port": inet_ntop writes at most 39 characters for an IPv6 address (the dotted
 	 * forms it uses are compressed), so 48 bytes hold any address vs_addr_str formats. */
 	char addr[48];

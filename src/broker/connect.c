@@ -112,6 +112,12 @@ static int check_connect(struct vs_conn *c, const struct vs_connect *p, uint8_t 
 		*why = "will topic in $SYS";
 		return VS_RC_TOPIC_NAME_INVALID;
 	}
+	if (p->will && vs_topic_too_deep(p->will_topic.p, p->will_topic.len,
+					 b->conf->max_topic_levels)) {
+		*rc3 = VS_CONNACK3_NOT_AUTHORIZED;
+		*why = "will topic deeper than max_topic_levels";
+		return VS_RC_TOPIC_NAME_INVALID;
+	}
 	if (p->will) {
 		int mq = l->conf->max_qos;
 		if (p->will_qos > mq) {
@@ -326,13 +332,13 @@ static int takeover_first(struct vs_conn *c, const struct vs_connect *p)
 {
 	struct vs_worker *w = c->w;
 	struct vs_broker *b = w->b;
-	if (p->client_id.len == 0)
-		return 0;
+	if (c->id_assigned)
+		return 0; /* an assigned id is new */
 	struct vs_worker *ow = NULL;
 	uint32_t slot = 0;
 	uint64_t id = 0;
 	pthread_mutex_lock(&b->reg_lock);
-	struct vs_session *s = vs_map_get(&b->sessions, p->client_id.p, p->client_id.len);
+	struct vs_session *s = vs_map_get(&b->sessions, c->client_id, strlen(c->client_id));
 	if (s) {
 		pthread_mutex_lock(&s->lock);
 		if (s->connected) {
@@ -377,11 +383,16 @@ static void record_will(struct vs_conn *c, struct vs_session *s)
 	pthread_mutex_unlock(&s->lock);
 }
 
-int vs_on_connect(struct vs_conn *c, const struct vs_connect *p)
+/*
+ * The first pass over a CONNECT: who the client is and whether it may connect, before it can
+ * affect anyone else. Authentication and authorization come before the take-over
+ * [MQTT-3.1.4-2 then -3]: a CONNECT with someone else's client id and a wrong password must not
+ * disconnect them, publish their will or end their session. Returns 0, or -1 when c was refused
+ * (and closed).
+ */
+static int admit(struct vs_conn *c, const struct vs_connect *p)
 {
 	struct vs_broker *b = c->w->b;
-	if (takeover_first(c, p))
-		return 0;
 	c->version = p->version;
 	c->client_id = dup_buf(&p->client_id);
 	if (p->has_username)
@@ -393,21 +404,49 @@ int vs_on_connect(struct vs_conn *c, const struct vs_connect *p)
 	int rc = check_connect(c, p, &rc3, &why);
 	if (rc != VS_RC_SUCCESS)
 		return refuse(c, (uint8_t)rc, rc3, why);
-	bool assigned = false;
-	if (p->client_id.len == 0) {
+	if (c->listener->conf->use_username_as_clientid) {
+		/* As Mosquitto: the username is the client id, so one user cannot take over
+		 * another's session; without a username there is no id to use. */
+		if (!c->username)
+			return refuse(c, VS_RC_NOT_AUTHORIZED, VS_CONNACK3_NOT_AUTHORIZED,
+				      "use_username_as_clientid and no username");
 		free(c->client_id);
-		c->client_id = assign_id(b, c->listener);
-		assigned = true; /* [MQTT-3.1.3-6] */
-		if (!c->client_id)
-			return refuse(c, VS_RC_SERVER_UNAVAILABLE, VS_CONNACK3_SERVER_UNAVAILABLE,
-				      "no memory");
+		c->client_id = strdup(c->username);
+	} else if (p->client_id.len == 0) {
+		free(c->client_id);
+		c->client_id = assign_id(b, c->listener); /* [MQTT-3.1.3-6] */
+		c->id_assigned = true;
 	}
+	if (!c->client_id)
+		return refuse(c, VS_RC_SERVER_UNAVAILABLE, VS_CONNACK3_SERVER_UNAVAILABLE, "no memory");
+	const char *prefix = b->conf->clientid_prefixes;
+	if (prefix && strncmp(c->client_id, prefix, strlen(prefix)) != 0)
+		return refuse(c, VS_RC_NOT_AUTHORIZED, VS_CONNACK3_NOT_AUTHORIZED,
+			      "client id without a prefix of clientid_prefixes");
 	if (setup_conn(c, p) < 0)
 		return refuse(c, VS_RC_SERVER_UNAVAILABLE, VS_CONNACK3_SERVER_UNAVAILABLE, "no memory");
+	c->admitted = true;
+	return 0;
+}
+
+int vs_on_connect(struct vs_conn *c, const struct vs_connect *p)
+{
+	struct vs_broker *b = c->w->b;
+	/* A CONNECT parked by a take-over is handled again once the old connection is gone: it
+	 * was admitted the first time. */
+	if (!c->admitted && admit(c, p) < 0)
+		return -1;
+	if (takeover_first(c, p))
+		return 0;
+	bool assigned = c->id_assigned;
 	bool present;
 	struct vs_session *s = attach_session(c, p->clean, &present);
 	if (!s)
 		return refuse(c, VS_RC_SERVER_UNAVAILABLE, VS_CONNACK3_SERVER_UNAVAILABLE, "no memory");
+	/* What the session holds was checked against its previous user's rights: whoever resumes
+	 * it gets only what they may read (as Mosquitto re-checks at every connect). */
+	if (present)
+		vs_session_recheck_acl(c->w, s);
 
 	struct vs_packet a = {.type = VS_CONNACK};
 	a.connack.session_present = present; /* [MQTT-3.2.2-2], [MQTT-3.2.2-3] */

@@ -132,6 +132,29 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 	return n > 0 || c->version < VS_V5 ? VS_RC_SUCCESS : VS_RC_NO_MATCHING_SUBSCRIBERS;
 }
 
+/*
+ * A topic deeper than max_topic_levels: every level costs a node in the retained store and the
+ * trie, so depth is bounded. 5.0 is told "Topic Name invalid" (0x90: well formed, but not
+ * accepted by this server) in its acknowledgement; 3.x has no way to be told, so, as Mosquitto
+ * does, the connection is closed rather than the message silently acknowledged and dropped.
+ */
+static int refuse_deep(struct vs_conn *c, const struct vs_publish *p, const struct vs_buf *topic)
+{
+	struct vs_broker *b = c->w->b;
+	char why[96];
+	snprintf(why, sizeof(why), "PUBLISH to a topic of more than %d levels (max_topic_levels)",
+		 b->conf->max_topic_levels);
+	if (c->version < VS_V5) {
+		vs_conn_close(c, -1, why);
+		return -1;
+	}
+	vs_log(b->log, VS_LOG_NOTICE, "client %s: %s, refused", c->client_id, why);
+	if (p->qos == 0)
+		return 0;
+	return vs_conn_send_ack(c, p->qos == 1 ? VS_PUBACK : VS_PUBREC, p->packet_id,
+				VS_RC_TOPIC_NAME_INVALID);
+}
+
 int vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 {
 	struct vs_buf topic;
@@ -142,6 +165,8 @@ int vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 		vs_conn_close(c, rc, why);
 		return -1;
 	}
+	if (vs_topic_too_deep(topic.p, topic.len, c->w->b->conf->max_topic_levels))
+		return refuse_deep(c, p, &topic);
 	if (p->qos > 0 && !vs_bp_healthy(c->w->b)) {
 		/* The store cannot take it: do not acknowledge what would not survive a crash. */
 		if (c->version < VS_V5) {
@@ -231,7 +256,7 @@ static int on_outgoing_ack(struct vs_conn *c, int type, const struct vs_ack *a)
 			vs_qentry_fini(e);
 			vs_ring_remove(&s->inflight, (uint32_t)i);
 		}
-		more = s->queue.count > 0;
+		more = s->queue.count > 0 || vs_feed_len(s) > 0;
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (send_rel && vs_conn_send_ack(c, VS_PUBREL, a->packet_id, 0) < 0)

@@ -356,8 +356,8 @@ static void rebuild_sessions(struct replay *r)
 	void *val;
 	while (vs_map_next(&b->sessions, &it, &key, &klen, &val)) {
 		struct vs_session *s = val;
-		for (uint32_t i = 0; i < s->n_subs; i++) {
-			const struct vs_session_sub *x = &s->subs[i];
+		for (uint32_t i = 0; i < vs_session_n_subs(s); i++) {
+			const struct vs_session_sub *x = &s->subs->v[i];
 			struct vs_sub sub = {.owner = s, .sub_id = x->sub_id, .qos = x->qos,
 					     .no_local = (x->options >> 2) & 1,
 					     .retain_as_published = (x->options >> 3) & 1,
@@ -474,23 +474,26 @@ static void snap_session(struct snap *x, struct vs_session *s)
 	r.u.session.protocol_version = s->version;
 	r.u.session.offline_since_wall = s->connected ? 0 : s->offline_since_wall;
 	snap_append(x, &r);
-	for (uint32_t i = 0; i < s->n_subs; i++) {
+	for (uint32_t i = 0; i < vs_session_n_subs(s); i++) {
+		const struct vs_session_sub *sub = &s->subs->v[i];
 		struct vs_rec sr = {.type = VS_REC_SUB};
 		sr.u.sub.client_id = id;
-		sr.u.sub.filter = (struct vs_rec_str){(const uint8_t *)s->subs[i].filter, s->subs[i].len};
-		sr.u.sub.qos = s->subs[i].qos;
-		sr.u.sub.options = s->subs[i].options;
-		sr.u.sub.sub_id = s->subs[i].sub_id;
+		sr.u.sub.filter = (struct vs_rec_str){(const uint8_t *)sub->filter, sub->len};
+		sr.u.sub.qos = sub->qos;
+		sr.u.sub.options = sub->options;
+		sr.u.sub.sub_id = sub->sub_id;
 		snap_append(x, &sr);
 	}
 	for (uint32_t i = 0; i < s->inflight.count; i++)
 		snap_entry(x, s, vs_ring_at(&s->inflight, i));
 	for (uint32_t i = 0; i < s->queue.count; i++)
 		snap_entry(x, s, vs_ring_at(&s->queue, i));
-	for (uint32_t i = 0; i < s->n_in_qos2; i++) {
+	uint32_t pos = 0;
+	uint16_t pid;
+	while (vs_session_in_qos2_next(s, &pos, &pid)) {
 		struct vs_rec qr = {.type = VS_REC_INQOS2};
 		qr.u.inqos2.client_id = id;
-		qr.u.inqos2.packet_id = s->in_qos2[i];
+		qr.u.inqos2.packet_id = pid;
 		qr.u.inqos2.add = true;
 		snap_append(x, &qr);
 	}

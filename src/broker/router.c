@@ -192,44 +192,46 @@ static bool overshoot(struct vs_worker *w, const struct vs_config *conf, struct 
 	return true;
 }
 
-int vs_deliver(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, uint8_t qos,
-	       bool retain, const uint32_t *sub_ids, uint32_t n_sub_ids, const char *share)
+/* vs_deliver() with s->lock held, and without waking the owner: returns 1 if queued, 0 if
+ * dropped, -1 if the session has ended. */
+static int queue_locked(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, uint8_t qos,
+			bool retain, const uint32_t *sub_ids, uint32_t n_sub_ids, const char *share)
 {
 	const struct vs_config *conf = w->b->conf;
 	/* The ACL is read-only and the username changes only under reg_lock at attach; a check
-	 * against the previous connection's name during a take-over is harmless. */
-	pthread_mutex_lock(&s->lock);
+	 * against the previous connection's name during a take-over is harmless (the resumed
+	 * session is checked again, vs_session_recheck_acl). */
 	if (s->acl && !vs_acl_check(s->acl, s->client_id, s->username, (const char *)msg->topic.p,
-				    msg->topic.len, VS_ACL_READ)) {
-		pthread_mutex_unlock(&s->lock);
+				    msg->topic.len, VS_ACL_READ))
 		return 0;
-	}
-	if (s->ended) {
-		pthread_mutex_unlock(&s->lock);
+	if (s->ended)
 		return -1;
-	}
-	if (!s->connected && qos == 0 && !conf->queue_qos0_messages) {
-		pthread_mutex_unlock(&s->lock);
+	if (!s->connected && qos == 0 && !conf->queue_qos0_messages)
 		return 0;
-	}
 	if (queue_full(conf, s, msg) && !overshoot(w, conf, s)) {
 		s->dropped++;
 		log_drop(w, s);
-		pthread_mutex_unlock(&s->lock);
 		return 0;
 	}
 	struct vs_qentry e = {.msg = vs_msg_ref(msg), .qos = qos, .retain = retain, .share = share,
 			      .seq = ++s->next_seq};
 	if (vs_qentry_set_sub_ids(&e, sub_ids, n_sub_ids) < 0 || vs_ring_push(&s->queue, &e) < 0) {
 		vs_qentry_fini(&e);
-		pthread_mutex_unlock(&s->lock);
 		return 0;
 	}
 	s->queued_bytes += msg->payload.len;
 	/* QoS 0 is stored only when it waits for an offline client (queue_qos0_messages). */
 	if (s->persisted && (qos > 0 || !s->connected))
 		vs_bp_queue(w, s, &e);
-	if (s->connected && !s->notified) {
+	return 1;
+}
+
+int vs_deliver(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, uint8_t qos,
+	       bool retain, const uint32_t *sub_ids, uint32_t n_sub_ids, const char *share)
+{
+	pthread_mutex_lock(&s->lock);
+	int rc = queue_locked(w, s, msg, qos, retain, sub_ids, n_sub_ids, share);
+	if (rc > 0 && s->connected && !s->notified) {
 		s->notified = true;
 		struct vs_worker *owner = s->owner;
 		if (owner == w) {
@@ -240,7 +242,57 @@ int vs_deliver(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, ui
 		}
 	}
 	pthread_mutex_unlock(&s->lock);
-	return 1;
+	return rc;
+}
+
+/* Room in s's queue for a retained message of the feed: strictly under the queue's limits
+ * (live messages keep the overshoot allowance). */
+static bool feed_room(const struct vs_config *conf, const struct vs_session *s)
+{
+	return (conf->max_queued_messages <= 0 ||
+		s->queue.count < (uint32_t)conf->max_queued_messages) &&
+	       (conf->max_queued_bytes == 0 || s->queued_bytes < conf->max_queued_bytes);
+}
+
+/* Moves retained messages from s's feed into its queue while there is room (s->lock held). */
+static void feed_queue(struct vs_worker *w, struct vs_session *s)
+{
+	while (vs_feed_len(s) && feed_room(w->b->conf, s)) {
+		struct vs_feed_entry e;
+		vs_feed_pop(s, &e);
+		/* [MQTT-3.3.1-8] retained messages sent on subscribe carry RETAIN 1. */
+		queue_locked(w, s, e.msg, e.qos, true, e.sub_id ? &e.sub_id : NULL, e.sub_id ? 1 : 0,
+			     NULL);
+		vs_msg_unref(e.msg);
+	}
+}
+
+int vs_feed_retained(struct vs_worker *w, struct vs_session *s, struct vs_msg **msgs, size_t n,
+		     uint8_t qos, uint32_t sub_id)
+{
+	size_t fed = 0;
+	pthread_mutex_lock(&s->lock);
+	for (; fed < n && !s->ended; fed++) {
+		int64_t max = w->b->conf->max_retained_feed;
+		if (max > 0 && vs_feed_len(s) >= (uint64_t)max)
+			break;
+		uint8_t q = msgs[fed]->qos < qos ? msgs[fed]->qos : qos;
+		if (vs_feed_push(s, msgs[fed], q, sub_id) < 0) {
+			fed++; /* push dropped that reference */
+			break;
+		}
+	}
+	for (size_t i = fed; i < n; i++)
+		vs_msg_unref(msgs[i]);
+	bool wake = vs_feed_len(s) && s->connected && s->owner == w;
+	pthread_mutex_unlock(&s->lock);
+	if (wake)
+		vs_worker_want_drain(w, s);
+	if (fed < n)
+		vs_log(w->b->log, VS_LOG_NOTICE, "client %s: %zu retained message(s) not sent on "
+		       "subscribe: more than max_retained_feed (%d) waiting", s->client_id, n - fed,
+		       w->b->conf->max_retained_feed);
+	return (int)fed;
 }
 
 /* Chooses the outgoing topic alias for a topic (5.0, client's Topic Alias Maximum > 0). */
@@ -315,15 +367,19 @@ void vs_session_drain(struct vs_worker *w, struct vs_session *s)
 		return;
 	}
 	uint32_t win = window(c, w->b);
-	bool sent = false;
+	bool sent = false, blocked = false;
+	feed_queue(w, s);
 	while (s->queue.count) {
 		if (vs_conn_out_full(c)) {
 			c->want_drain = true;
+			blocked = true;
 			break;
 		}
 		struct vs_qentry *e = vs_ring_at(&s->queue, 0);
-		if (e->qos && s->inflight.count >= win)
+		if (e->qos && s->inflight.count >= win) {
+			blocked = true;
 			break;
+		}
 		struct vs_qentry x;
 		vs_ring_pop(&s->queue, &x);
 		s->queued_bytes -= x.msg->payload.len;
@@ -345,6 +401,8 @@ void vs_session_drain(struct vs_worker *w, struct vs_session *s)
 			vs_bp_queue(w, s, &x);
 		}
 		sent = true;
+		if (!s->queue.count && !blocked)
+			feed_queue(w, s); /* the queue emptied: retained messages take its room */
 	}
 	if (sent || !s->queue.count)
 		s->last_drain_ms = now;
@@ -384,6 +442,45 @@ void vs_session_resume(struct vs_worker *w, struct vs_session *s)
 	pthread_mutex_unlock(&s->lock);
 	vs_worker_want_flush(w, c);
 	vs_session_drain(w, s);
+}
+
+/* Keeps, in order, the entries of r that s's user may read; returns how many were dropped.
+ * One pass: every entry is popped and the kept ones pushed back (which never allocates). */
+static uint32_t drop_unreadable(struct vs_worker *w, struct vs_session *s, struct vs_ring *r,
+				bool queued)
+{
+	uint32_t n = r->count, dropped = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		struct vs_qentry e;
+		vs_ring_pop(r, &e);
+		if (e.state == VS_Q_WAIT_PUBCOMP ||
+		    vs_acl_check(s->acl, s->client_id, s->username, (const char *)e.msg->topic.p,
+				 e.msg->topic.len, VS_ACL_READ)) {
+			vs_ring_push(r, &e);
+			continue;
+		}
+		if (queued)
+			s->queued_bytes -= e.msg->payload.len;
+		vs_bp_dequeue(w, s, &e);
+		vs_qentry_fini(&e);
+		dropped++;
+	}
+	return dropped;
+}
+
+void vs_session_recheck_acl(struct vs_worker *w, struct vs_session *s)
+{
+	uint32_t dropped = 0;
+	pthread_mutex_lock(&s->lock);
+	if (s->acl) {
+		dropped = drop_unreadable(w, s, &s->queue, true);
+		dropped += drop_unreadable(w, s, &s->inflight, false);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (dropped)
+		vs_log(w->b->log, VS_LOG_NOTICE, "client %s: %u message(s) of the resumed session "
+		       "dropped: user %s may not read them (ACL)", s->client_id, dropped,
+		       s->username ? s->username : "(anonymous)");
 }
 
 void vs_publish_will(struct vs_worker *w, struct vs_msg *will)
@@ -461,27 +558,24 @@ void vs_session_end(struct vs_worker *w, struct vs_session *s)
 	pthread_mutex_lock(&s->lock);
 	s->ended = true;
 	vs_bp_session_del(w, s);
-	struct vs_session_sub *subs = s->subs;
-	uint32_t n = s->n_subs;
+	struct vs_session_subs *subs = s->subs;
 	s->subs = NULL;
-	s->n_subs = s->cap_subs = 0;
 	struct vs_ring q = s->queue, inf = s->inflight;
 	memset(&s->queue, 0, sizeof(s->queue));
 	memset(&s->inflight, 0, sizeof(s->inflight));
 	s->queued_bytes = 0;
 	struct vs_msg *will = s->will;
 	s->will = NULL;
+	vs_feed_clear(s);
 	pthread_mutex_unlock(&s->lock);
 	/* Deliveries to s are dropped from here on (ended); its groups still list it. */
 	reroute_shared(w, s, &inf);
 	reroute_shared(w, s, &q);
 	free(q.e);
 	free(inf.e);
-	for (uint32_t i = 0; i < n; i++) {
-		vs_tree_remove(b->tree, subs[i].filter, subs[i].len, s);
-		free(subs[i].filter);
-	}
-	free(subs);
+	for (uint32_t i = 0; subs && i < subs->n; i++)
+		vs_tree_remove(b->tree, subs->v[i].filter, subs->v[i].len, s);
+	vs_session_subs_free(subs);
 	if (will) {
 		/* [MQTT-3.1.3-9] the session ended before the will delay: publish now. */
 		vs_publish_will(w, will);

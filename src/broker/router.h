@@ -11,6 +11,7 @@
 #define VS_BROKER_ROUTER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct vs_worker;
@@ -28,6 +29,13 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 int vs_deliver(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, uint8_t qos,
 	       bool retain, const uint32_t *sub_ids, uint32_t n_sub_ids, const char *share);
 
+/* Retained messages for a new subscription of s [MQTT-3.3.1-9]: msgs[0..n) (one reference
+ * each, which this takes) wait in s's feed and enter its queue as it drains, so none is lost to
+ * the queue's limit. qos is the granted QoS. At most max_retained_feed wait; the rest are
+ * dropped with a log line. Returns how many were taken. */
+int vs_feed_retained(struct vs_worker *w, struct vs_session *s, struct vs_msg **msgs, size_t n,
+		     uint8_t qos, uint32_t sub_id);
+
 /* On the owning worker: sends what the window allows of s's queue to its connection. */
 void vs_session_drain(struct vs_worker *w, struct vs_session *s);
 
@@ -39,6 +47,11 @@ void vs_session_resume(struct vs_worker *w, struct vs_session *s);
  * trie, drops its messages (those from shared subscriptions are re-routed to the group) and
  * publishes its delayed will. Takes reg_lock: the caller holds no lock. */
 void vs_session_end(struct vs_worker *w, struct vs_session *s);
+
+/* Drops from s's queue and inflight window every message its current user may not read
+ * (the ACL of its listener), after a connection with possibly another username resumed it.
+ * A QoS 2 message already acknowledged with PUBREC stays: only its PUBREL is left to send. */
+void vs_session_recheck_acl(struct vs_worker *w, struct vs_session *s);
 
 /* Publishes a will message now (routing it; retained if flagged). */
 void vs_publish_will(struct vs_worker *w, struct vs_msg *will);

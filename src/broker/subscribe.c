@@ -21,20 +21,32 @@ static bool is_shared(const struct vs_buf *f)
 	return f->len > 7 && memcmp(f->p, "$share/", 7) == 0;
 }
 
+/* The retained messages matching a new subscription, collected (with a reference each) under
+ * the store's lock and handed to the session's feed after it: the store's lock comes before a
+ * session's, never inside it. */
 struct retained_ctx {
-	struct vs_worker *w;
-	struct vs_session *s;
-	uint8_t qos;
-	uint32_t sub_id;
+	struct vs_msg **v;
+	size_t n, cap;
+	size_t max;     /* take no more than this (the feed's limit) */
+	size_t skipped; /* matches over max, or that could not be stored */
 };
 
-static void send_retained(void *ctx, void *msg)
+static void collect_retained(void *ctx, void *msg)
 {
 	struct retained_ctx *r = ctx;
-	struct vs_msg *m = msg;
-	uint8_t q = m->qos < r->qos ? m->qos : r->qos;
-	/* [MQTT-3.3.1-8] retained messages sent on subscribe carry RETAIN 1. */
-	vs_deliver(r->w, r->s, m, q, true, r->sub_id ? &r->sub_id : NULL, r->sub_id ? 1 : 0, NULL);
+	if (r->n == r->cap && r->n < r->max) {
+		size_t cap = r->cap ? r->cap * 2 : 64;
+		struct vs_msg **v = realloc(r->v, cap * sizeof(*v));
+		if (v) {
+			r->v = v;
+			r->cap = cap;
+		}
+	}
+	if (r->n == r->cap || r->n >= r->max) {
+		r->skipped++;
+		return;
+	}
+	r->v[r->n++] = vs_msg_ref(msg);
 }
 
 /* Subscribes one entry; returns the SUBACK code, and *is_new. */
@@ -45,6 +57,12 @@ static uint8_t subscribe_one(struct vs_conn *c, const struct vs_sub_entry *e, ui
 	*is_new = false;
 	if (is_shared(&e->filter) && e->no_local)
 		return 0xFF; /* [MQTT-3.8.3-4] protocol error, handled by the caller */
+	if (vs_topic_too_deep(e->filter.p, e->filter.len, b->conf->max_topic_levels)) {
+		vs_log(b->log, VS_LOG_NOTICE, "client %s: SUBSCRIBE to a filter of more than %d "
+		       "levels (max_topic_levels), refused", c->client_id, b->conf->max_topic_levels);
+		/* 3.1.1 has one failure code for everything [MQTT-3.9.3-2]. */
+		return c->version == VS_V5 ? VS_RC_TOPIC_FILTER_INVALID : VS_RC_UNSPECIFIED;
+	}
 	uint8_t qos = e->qos;
 	if (qos > c->listener->conf->max_qos)
 		qos = (uint8_t)c->listener->conf->max_qos;
@@ -88,8 +106,17 @@ static void retained_for(struct vs_conn *c, const struct vs_sub_entry *e, uint8_
 	if (granted >= 0x80 || is_shared(&e->filter) || e->retain_handling == 2 ||
 	    (e->retain_handling == 1 && !is_new))
 		return;
-	struct retained_ctx r = {c->w, c->session, granted, sub_id};
-	vs_retain_match(c->w->b->retain, (const char *)e->filter.p, e->filter.len, send_retained, &r);
+	struct vs_broker *b = c->w->b;
+	int max = b->conf->max_retained_feed;
+	struct retained_ctx r = {.max = max > 0 ? (size_t)max : SIZE_MAX};
+	vs_retain_match(b->retain, (const char *)e->filter.p, e->filter.len, collect_retained, &r);
+	if (r.n)
+		vs_feed_retained(c->w, c->session, r.v, r.n, granted, sub_id);
+	free(r.v);
+	if (r.skipped)
+		vs_log(b->log, VS_LOG_NOTICE, "client %s: %zu retained message(s) for '%.*s' not "
+		       "sent: more than max_retained_feed (%d)", c->client_id, r.skipped,
+		       (int)e->filter.len, e->filter.p, max);
 }
 
 int vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -109,6 +110,73 @@ void vs_worker_want_drain(struct vs_worker *w, struct vs_session *s)
 	w->dirty[w->n_dirty++] = vs_session_ref(s);
 }
 
+/*
+ * Out of descriptors (EMFILE, ENFILE) or kernel memory, accept(2) fails and the connection stays
+ * in the backlog; the listener, level-triggered, is ready again at once, and a loop that only
+ * logged the error spun at full speed (1.8 million log lines in 8 s). Instead:
+ * - the worker's spare descriptor is given up for a moment to accept the pending connection and
+ *   close it at once, so its client learns, and the backlog drains;
+ * - without a spare (another thread took the descriptor), the listener is not watched for
+ *   PAUSE_MS;
+ * - refusals are logged at most once per LOG_EVERY_MS, with their count.
+ */
+enum { ACCEPT_PAUSE_MS = 100, ACCEPT_LOG_EVERY_MS = 10000 };
+
+static void log_refused(struct vs_worker *w, struct vs_listen_io *li, const char *why)
+{
+	li->refused++;
+	if (w->now_ms < li->next_log_ms)
+		return;
+	vs_log(w->b->log, VS_LOG_WARN, "listener %s: %llu connection(s) refused: %s",
+	       li->listener->name, (unsigned long long)li->refused, why);
+	li->refused = 0;
+	li->next_log_ms = w->now_ms + ACCEPT_LOG_EVERY_MS;
+}
+
+/* Accepts and closes one pending connection with the spare descriptor. Returns whether one was
+ * taken off the backlog (the caller may try the next). */
+static bool shed_one(struct vs_worker *w, struct vs_listen_io *li, int err)
+{
+	if (w->spare_fd < 0)
+		w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (w->spare_fd < 0 || (err != EMFILE && err != ENFILE))
+		return false;
+	close(w->spare_fd);
+	int fd = accept4(li->io.fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd >= 0)
+		close(fd);
+	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return fd >= 0;
+}
+
+static void pause_listener(struct vs_worker *w, struct vs_listen_io *li)
+{
+	if (vs_loop_del(&w->loop, &li->io) < 0)
+		return;
+	li->paused_until_ms = w->now_ms + ACCEPT_PAUSE_MS;
+	if (!w->listen_resume_ms || li->paused_until_ms < w->listen_resume_ms)
+		w->listen_resume_ms = li->paused_until_ms;
+}
+
+/* Watches paused listeners again once their pause is over. */
+static void resume_listeners(struct vs_worker *w)
+{
+	if (!w->listen_resume_ms || w->now_ms < w->listen_resume_ms)
+		return;
+	w->listen_resume_ms = 0;
+	for (int i = 0; i < w->n_listens; i++) {
+		struct vs_listen_io *li = &w->listens[i];
+		if (!li->paused_until_ms)
+			continue;
+		if (li->paused_until_ms <= w->now_ms && vs_loop_add(&w->loop, &li->io, EPOLLIN) == 0)
+			li->paused_until_ms = 0;
+		else if (!w->listen_resume_ms || li->paused_until_ms < w->listen_resume_ms)
+			w->listen_resume_ms = li->paused_until_ms > w->now_ms
+						      ? li->paused_until_ms
+						      : w->now_ms + ACCEPT_PAUSE_MS;
+	}
+}
+
 static void on_accept(struct vs_io *io, uint32_t events)
 {
 	struct vs_listen_io *li = (struct vs_listen_io *)io;
@@ -118,18 +186,23 @@ static void on_accept(struct vs_io *io, uint32_t events)
 		socklen_t sl = sizeof(ss);
 		int fd = accept4(io->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
-				vs_log(w->b->log, VS_LOG_WARN, "accept on %s: %s", li->listener->name,
-				       strerror(errno));
+			int err = errno;
+			if (err == EAGAIN || err == EINTR || err == ECONNABORTED)
+				return;
+			log_refused(w, li, strerror(err));
+			if (shed_one(w, li, err))
+				continue;
+			pause_listener(w, li);
 			return;
 		}
 		char addr[56];
 		vs_addr_str((struct sockaddr *)&ss, addr, sizeof(addr));
 		int mc = li->listener->conf ? li->listener->conf->max_connections : -1;
 		if (mc >= 0 && atomic_load(&li->listener->connections) >= mc) {
-			vs_log(w->b->log, VS_LOG_NOTICE,
-			       "refusing connection from %s on %s: max_connections (%d) reached", addr,
-			       li->listener->name, mc);
+			char why[128];
+			snprintf(why, sizeof(why), "max_connections (%d) reached, last from %s", mc,
+				 addr);
+			log_refused(w, li, why);
 			close(fd);
 			continue;
 		}
@@ -352,6 +425,8 @@ static int64_t resume_throttled(struct vs_worker *w)
 static int shard_timeout(struct vs_worker *w)
 {
 	int64_t wake = w->next_sweep_ms;
+	if (w->listen_resume_ms && w->listen_resume_ms < wake)
+		wake = w->listen_resume_ms;
 	if (w->n_throttled) {
 		int64_t t = resume_throttled(w);
 		wake = t < wake ? t : wake;
@@ -375,6 +450,7 @@ static void after_events(struct vs_worker *w, bool mail)
 {
 	if (mail)
 		take_mailbox(w);
+	resume_listeners(w);
 	reread(w);
 	end_turn(w);
 	if (w->now_ms >= w->next_sweep_ms) {
@@ -513,6 +589,8 @@ static bool rehome(struct vs_worker *h, struct vs_worker *w, bool take)
 			continue;
 		for (int k = 0; k < i; k++) {
 			struct vs_io *io = fixed_io(w, k);
+			if (!io->events)
+				continue; /* a paused listener: in no set */
 			epoll_ctl(to, EPOLL_CTL_DEL, io->fd, NULL);
 			struct epoll_event ev = {.events = io->events, .data.ptr = io};
 			if (epoll_ctl(from, EPOLL_CTL_ADD, io->fd, &ev) < 0)
@@ -709,6 +787,7 @@ void *vs_worker_main(void *arg)
 int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err, size_t errlen)
 {
 	memset(w, 0, sizeof(*w));
+	w->spare_fd = -1;
 	w->b = b;
 	w->idx = idx;
 	w->loop.epfd = -1;
@@ -726,6 +805,7 @@ int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err,
 	}
 	w->own_epfd = w->loop.epfd;
 	w->ctl_io.fd = -1;
+	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (idx == 0 && consolidating(b)) {
 		/* The eventfd that tells thread 0 a shard was lent, and its list of shards. */
 		w->ctl_io.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -771,6 +851,8 @@ void vs_worker_fini(struct vs_worker *w)
 	for (int i = 0; i < w->n_listens; i++)
 		close(w->listens[i].io.fd);
 	free(w->listens);
+	if (w->spare_fd >= 0)
+		close(w->spare_fd);
 	if (w->mbox.io.fd >= 0)
 		close(w->mbox.io.fd);
 	if (w->ctl_io.fd >= 0)

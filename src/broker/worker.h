@@ -61,6 +61,9 @@ struct vs_listen_io {
 	struct vs_io io;
 	struct vs_listener *listener;
 	struct vs_worker *w;
+	int64_t paused_until_ms; /* not watched until then (out of descriptors); 0 = watched */
+	uint64_t refused;        /* connections refused since the last log line */
+	int64_t next_log_ms;     /* refusals are logged at most once per LOG_EVERY_MS */
 };
 
 /* One match of a PUBLISH against the trie, before merging per session. */
@@ -81,6 +84,9 @@ struct vs_worker {
 
 	struct vs_listen_io *listens;
 	int n_listens;
+	int spare_fd;              /* held open so that, out of descriptors, a pending connection
+				    * can still be accepted and closed (as nginx and libuv do) */
+	int64_t listen_resume_ms;  /* earliest paused_until_ms of a listener, or 0 */
 
 	struct vs_conn **conns; /* by slot; NULL = free */
 	uint32_t n_slots, cap_slots;

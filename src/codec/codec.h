@@ -346,5 +346,8 @@ bool vs_topic_name_valid(const uint8_t *s, size_t len);
  * '+' alone in its level [MQTT-4.7.1-3]; a $share/{group}/{filter} has a non-empty group without
  * '+', '#' or '/' and a non-empty valid filter [MQTT-4.8.2-1], [MQTT-4.8.2-2]. */
 bool vs_topic_filter_valid(const uint8_t *s, size_t len);
+/* True when the topic name or filter s has more than max levels (max 0: never). The levels of a
+ * $share/{group}/{filter} are its filter's. Costs nothing for names shorter than max bytes. */
+bool vs_topic_too_deep(const uint8_t *s, size_t len, int max);
 
 #endif

@@ -91,3 +91,25 @@ bool vs_topic_filter_valid(const uint8_t *s, size_t len)
 {
 	return vs_topic_filter_syntax(s, len) && vs_utf8_valid(s, len);
 }
+
+bool vs_topic_too_deep(const uint8_t *s, size_t len, int max)
+{
+	static const char share[] = "$share/";
+	const size_t sl = sizeof(share) - 1;
+	const uint8_t *end = s + len, *slash;
+	size_t levels = 1;
+
+	if (max <= 0 || len < (size_t)max)
+		return false; /* n bytes hold at most n + 1 levels, and len + 1 <= max */
+	if (len > sl && memcmp(s, share, sl) == 0) {
+		slash = memchr(s + sl, '/', len - sl);
+		if (slash)
+			s = slash + 1;
+	}
+	while ((slash = memchr(s, '/', (size_t)(end - s))) != NULL) {
+		if (++levels > (size_t)max)
+			return true;
+		s = slash + 1;
+	}
+	return false;
+}

@@ -48,6 +48,12 @@ void vs_config_init(struct vs_config *c)
 	c->max_keepalive = 65535;
 	c->max_inflight_messages = 20;
 	c->max_queued_messages = 1000;
+	/* Limits a hostile client meets before any real one does (docs/security.md). */
+	c->max_packet_size = 16u << 20;
+	c->max_connect_packet_size = 256u << 10;
+	c->max_connecting_bytes = 64u << 20;
+	c->max_topic_levels = 200; /* Mosquitto's fixed limit */
+	c->max_retained_feed = 1000000;
 	c->retain_available = true;
 	c->check_retain_source = true;
 	/* Viesti writes once per connection per loop turn, so Nagle's algorithm would only add

@@ -93,7 +93,13 @@ struct vs_config {
 
 	/* Limits. */
 	int max_keepalive;          /* seconds, 0..65535, default 65535 */
-	uint32_t max_packet_size;   /* 0 = no limit (else >= 20) */
+	uint32_t max_packet_size;   /* default 16 MiB; 0 = no limit (else >= 20) */
+	uint32_t max_connect_packet_size; /* CONNECT before authentication, default 256 KiB */
+	uint64_t max_connecting_bytes; /* all connections before CONNECT together, default
+					* 64 MiB; 0 = no limit */
+	int max_topic_levels;       /* levels of a topic name or filter, default 200; 0 = none */
+	int max_retained_feed;      /* retained messages waiting per session after SUBSCRIBE,
+				     * default 1,000,000; 0 = no limit */
 	uint32_t message_size_limit; /* payload bytes, 0 = no limit */
 	int max_inflight_messages;  /* default 20; 0 = unlimited */
 	uint64_t max_inflight_bytes; /* 0 = unlimited */

@@ -632,6 +632,11 @@ static const struct directive directives[] = {
 	/* Limits and behaviour. */
 	GLOBAL("max_keepalive", set_int, max_keepalive, 0, 65535),
 	GLOBAL("max_packet_size", set_max_packet_size, max_packet_size, 0, 268435460),
+	GLOBAL("max_connect_packet_size", set_max_packet_size, max_connect_packet_size, 0,
+	       268435460),
+	GLOBAL("max_connecting_bytes", set_u64, max_connecting_bytes, 0, INT64_MAX),
+	GLOBAL("max_topic_levels", set_int, max_topic_levels, 0, 65535),
+	GLOBAL("max_retained_feed", set_int, max_retained_feed, 0, INT32_MAX),
 	GLOBAL("message_size_limit", set_u32, message_size_limit, 0, 268435455),
 	GLOBAL("max_inflight_messages", set_int, max_inflight_messages, 0, 65535),
 	GLOBAL("max_inflight_bytes", set_u64, max_inflight_bytes, 0, INT64_MAX),

@@ -9,48 +9,19 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
+
+#include "base/hash.h"
 
 #define INLINE_CAP 2u /* the size of struct vs_level's small[] */
 
 uint64_t vs_level_seed(void)
 {
-	uint64_t seed = 0;
-	struct timespec ts;
-
-	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) == (ssize_t)sizeof(seed))
-		return seed;
-	/* No entropy yet (early boot): a weaker seed still beats a fixed one. */
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&seed;
+	return vs_hash_seed();
 }
 
-static uint64_t mix(uint64_t h)
-{
-	h ^= h >> 32;
-	h *= 0xd6e8feb86659fd93ull;
-	h ^= h >> 32;
-	return h;
-}
-
-/* Eight bytes per step, a multiply-xorshift mix: level names are short, and this is a few
- * cycles per level where byte-at-a-time FNV costs one multiply per byte. */
 uint32_t vs_level_hash(uint64_t seed, const char *s, size_t len)
 {
-	uint64_t h = seed ^ ((uint64_t)len * 0x9e3779b97f4a7c15ull);
-	uint64_t w;
-
-	while (len >= 8) {
-		memcpy(&w, s, 8);
-		h = mix(h ^ w);
-		s += 8;
-		len -= 8;
-	}
-	w = 0;
-	if (len)
-		memcpy(&w, s, len);
-	return (uint32_t)mix(h ^ w);
+	return (uint32_t)vs_hash64(seed, s, len);
 }
 
 struct vs_level *vs_level_find(const struct vs_level *p, const char *s, size_t len, uint32_t hash)

@@ -2,8 +2,10 @@
  * The retained-message store (see retain.h for the contract).
  *
  * A trie of topic levels (level.h), one node per level of every topic that has a retained
- * message; each node holds at most one message and its full topic name, so foreach can hand
- * out topics without rebuilding them. Topics have no wildcards, so, unlike the subscription
+ * message; each node holds at most one message and only its own level's name, so a topic costs
+ * memory linear in its length however many levels it has (a node used to copy the whole topic
+ * prefix, which made one 32,768-level topic cost a gigabyte). foreach rebuilds each topic in a
+ * buffer as it walks. Topics have no wildcards, so, unlike the subscription
  * tree, here the filter carries them: a match walks the trie along the filter, visiting one
  * child for an exact level, every child for '+', and the whole subtree for '#'.
  *
@@ -27,10 +29,9 @@
 #include "topic/level.h"
 
 struct rnode {
-	struct vs_level lv;  /* first: parent link, children, this level's name (inside topic) */
+	struct vs_level lv;  /* first: parent link, children, this level's name (in name[]) */
 	void *msg;           /* the retained message (the store holds a reference), or NULL */
-	size_t topic_len;
-	char topic[];        /* full topic name up to this level, NUL-terminated */
+	char name[];         /* this level's name only (lv.len bytes, not NUL-terminated) */
 };
 
 struct vs_retain {
@@ -61,18 +62,16 @@ static size_t level_start(const char *s, size_t end)
 	return slash ? (size_t)(slash - s) + 1 : 0;
 }
 
-/* A node for the level topic[start..end), whose full topic is topic[0..end). */
-static struct rnode *node_new(const char *topic, size_t start, size_t end, uint32_t hash)
+/* A node for the level name[0..len). */
+static struct rnode *node_new(const char *name, size_t len, uint32_t hash)
 {
-	struct rnode *n = calloc(1, sizeof(*n) + end + 1);
+	struct rnode *n = calloc(1, sizeof(*n) + len);
 
 	if (!n)
 		return NULL;
-	memcpy(n->topic, topic, end);
-	n->topic[end] = '\0';
-	n->topic_len = end;
-	n->lv.name = n->topic + start;
-	n->lv.len = (uint32_t)(end - start);
+	memcpy(n->name, name, len);
+	n->lv.name = n->name;
+	n->lv.len = (uint32_t)len;
 	n->lv.hash = hash;
 	return n;
 }
@@ -111,7 +110,7 @@ static struct rnode *find_node(struct vs_retain *r, const char *topic, size_t le
 		hash = vs_level_hash(r->seed, topic + start, end - start);
 		c = (struct rnode *)vs_level_find(&n->lv, topic + start, end - start, hash);
 		if (!c && create) {
-			c = node_new(topic, start, end, hash);
+			c = node_new(topic + start, end - start, hash);
 			if (c && vs_level_attach(&n->lv, &c->lv) < 0) {
 				free(c);
 				c = NULL;
@@ -135,7 +134,7 @@ struct vs_retain *vs_retain_new(void (*ref)(void *msg), void (*unref)(void *msg)
 
 	if (!r)
 		return NULL;
-	r->root = node_new("", 0, 0, 0);
+	r->root = node_new("", 0, 0);
 	if (!r->root)
 		goto out_free_store;
 	pthread_rwlockattr_init(&attr);
@@ -374,23 +373,52 @@ size_t vs_retain_match(struct vs_retain *r, const char *filter, size_t len,
 	return m.calls;
 }
 
+/* The length of the topic of n's parent, given the length of n's topic (the path buffer of
+ * foreach holds "level/level/..." with no leading '/'). */
+static size_t parent_len(const struct rnode *root, const struct rnode *n, size_t len)
+{
+	size_t up = len - n->lv.len;
+	return parent_of(n) == root ? up : up - 1;
+}
+
+/* Appends n's level to the path of its parent (plen bytes); returns the new length. */
+static size_t path_push(char *path, const struct rnode *root, const struct rnode *n, size_t plen)
+{
+	if (parent_of(n) != root)
+		path[plen++] = '/';
+	memcpy(path + plen, n->name, n->lv.len);
+	return plen + n->lv.len;
+}
+
 size_t vs_retain_foreach(struct vs_retain *r,
 			 void (*fn)(void *ctx, const char *topic, size_t len, void *msg), void *ctx)
 {
 	struct rmatch m = {.root = r->root};
 	struct rnode *n, *next;
-	size_t calls = 0;
+	size_t calls = 0, len = 0;
+	/* A topic is an MQTT string: at most 65535 bytes, plus the NUL handed to fn. The path is
+	 * rebuilt level by level as the walk goes down and cut back as it climbs. */
+	char *path = malloc(65536 + 1);
 
+	if (!path)
+		return 0;
 	pthread_rwlock_rdlock(&r->lock);
 	/* Pre-order over the whole trie, as deliver_subtree() but with the topic at hand. */
 	n = r->root;
 	for (;;) {
 		if (n->msg) {
-			fn(ctx, n->topic, n->topic_len, n->msg);
+			path[len] = '\0';
+			fn(ctx, path, len, n->msg);
 			calls++;
 		}
 		next = child_from(&m, n, 0);
+		if (next) {
+			n = next;
+			len = path_push(path, r->root, n, len);
+			continue;
+		}
 		while (!next && n != r->root) {
+			len = parent_len(r->root, n, len);
 			next = next_sibling(&m, n);
 			if (!next)
 				n = parent_of(n);
@@ -398,8 +426,10 @@ size_t vs_retain_foreach(struct vs_retain *r,
 		if (!next)
 			break;
 		n = next;
+		len = path_push(path, r->root, n, len);
 	}
 	pthread_rwlock_unlock(&r->lock);
+	free(path);
 	return calls;
 }
 

@@ -5,8 +5,10 @@
  * table (level.h); '+' and '#' children hang off dedicated pointers, so a match tries at most
  * three children per level: the exact one (one hash probe), '+', and '#' (which is a leaf:
  * '#' is always a filter's last level). A node holds the ordinary subscriptions of the filter
- * that ends there and a list of the shared groups ($share/{group}/{filter}) of that filter; both
- * are owner-keyed sets (subset.h). The root is the level above the first one and never holds
+ * that ends there and a table of the shared groups ($share/{group}/{filter}) of that filter, by
+ * group name (a struct vs_level whose children are the groups, so finding one of 100,000 groups
+ * of one filter is a hash probe, not a scan); subscriptions and group members are owner-keyed
+ * sets (subset.h). The root is the level above the first one and never holds
  * subscriptions.
  *
  * Matching, without a stack. A '+' child makes the walk branch, so a match is a depth-first
@@ -38,10 +40,9 @@
 
 /* The members of one $share/{group}/{filter}, with their round-robin cursor. */
 struct group {
-	struct group *next;       /* next group of the same filter */
+	struct vs_level lv;       /* first: the group name (in name[]), an entry of node.groups */
 	struct vs_subset members; /* never empty while linked */
 	atomic_uint cursor;       /* advanced by the match callback to pick a member */
-	size_t name_len;
 	char name[];              /* the group name (not NUL-terminated) */
 };
 
@@ -50,7 +51,8 @@ struct node {
 	struct node *plus;        /* the '+' child, or NULL */
 	struct node *hash;        /* the '#' child, or NULL (always a leaf) */
 	struct vs_subset subs;    /* ordinary subscriptions to the filter ending here */
-	struct group *groups;     /* shared groups of the filter ending here */
+	struct vs_level *groups;  /* shared groups of the filter ending here, by name (its
+				   * children are struct group); NULL when there are none */
 	char name[];              /* lv.name points here */
 };
 
@@ -127,16 +129,28 @@ static struct node *node_new(const char *name, size_t len, uint32_t hash)
 static void group_free(struct group *g)
 {
 	vs_subset_fini(&g->members);
+	vs_level_fini(&g->lv);
 	free(g);
+}
+
+/* The next group of n at or after slot *i (advance *i past it to continue), or NULL. */
+static struct group *next_group(const struct node *n, uint32_t *i)
+{
+	return n->groups ? (struct group *)vs_level_next(n->groups, i) : NULL;
 }
 
 static void node_free(struct node *n)
 {
-	struct group *g, *next;
+	struct group *g;
+	uint32_t i = 0;
 
-	for (g = n->groups; g; g = next) {
-		next = g->next;
+	while ((g = next_group(n, &i)) != NULL) {
 		group_free(g);
+		i++;
+	}
+	if (n->groups) {
+		vs_level_fini(n->groups);
+		free(n->groups);
 	}
 	vs_subset_fini(&n->subs);
 	vs_level_fini(&n->lv);
@@ -225,54 +239,71 @@ static struct node *find_node(struct vs_tree *t, const struct filter *f, bool cr
 	}
 }
 
-static struct group *find_group(struct node *n, const struct filter *f, struct group ***link)
+static struct group *find_group(struct vs_tree *t, struct node *n, const struct filter *f,
+				uint32_t *hash)
 {
-	struct group **pg, *g;
-
-	for (pg = &n->groups; (g = *pg) != NULL; pg = &g->next) {
-		if (g->name_len == f->group_len && memcmp(g->name, f->group, f->group_len) == 0)
-			break;
-	}
-	if (link)
-		*link = pg;
-	return g;
+	*hash = vs_level_hash(t->seed, f->group, f->group_len);
+	if (!n->groups)
+		return NULL;
+	return (struct group *)vs_level_find(n->groups, f->group, f->group_len, *hash);
 }
 
 /* Adds sub to the shared group of f at n, creating the group. Returns 1, 0 or -ENOMEM. */
-static int group_add(struct node *n, const struct filter *f, const struct vs_sub *sub)
+static int group_add(struct vs_tree *t, struct node *n, const struct filter *f,
+		     const struct vs_sub *sub)
 {
-	struct group **link, *g = find_group(n, f, &link);
+	uint32_t hash;
+	struct group *g = find_group(t, n, f, &hash);
 	int rc;
 
 	if (g)
 		return vs_subset_put(&g->members, sub);
+	if (!n->groups && !(n->groups = calloc(1, sizeof(*n->groups))))
+		return -ENOMEM;
 	g = calloc(1, sizeof(*g) + f->group_len);
 	if (!g)
-		return -ENOMEM;
+		goto out_groups;
 	memcpy(g->name, f->group, f->group_len);
-	g->name_len = f->group_len;
+	g->lv.name = g->name;
+	g->lv.len = (uint32_t)f->group_len;
+	g->lv.hash = hash;
 	atomic_init(&g->cursor, 0);
 	rc = vs_subset_put(&g->members, sub);
-	if (rc < 0) {
+	if (rc < 0 || vs_level_attach(n->groups, &g->lv) < 0) {
+		vs_subset_fini(&g->members);
 		free(g);
-		return rc;
+		goto out_groups;
 	}
-	*link = g;
 	return rc;
+
+out_groups:
+	if (!n->groups->n) {
+		free(n->groups);
+		n->groups = NULL;
+	}
+	return -ENOMEM;
 }
 
-/* Removes owner from the shared group of f at n; frees the group when it empties. */
-static int group_remove(struct node *n, const struct filter *f, const void *owner)
+/* Removes owner from the shared group of f at n; frees the group when it empties, and the
+ * table with its last group. */
+static int group_remove(struct vs_tree *t, struct node *n, const struct filter *f,
+			const void *owner)
 {
-	struct group **link, *g = find_group(n, f, &link);
+	uint32_t hash;
+	struct group *g = find_group(t, n, f, &hash);
 	int rc;
 
 	if (!g)
 		return 0;
 	rc = vs_subset_del(&g->members, owner);
 	if (!g->members.n) {
-		*link = g->next;
+		vs_level_detach(n->groups, &g->lv);
 		group_free(g);
+		if (!n->groups->n) {
+			vs_level_fini(n->groups);
+			free(n->groups);
+			n->groups = NULL;
+		}
 	}
 	return rc;
 }
@@ -357,7 +388,7 @@ int vs_tree_add(struct vs_tree *t, const char *filter, size_t len, const struct 
 	n = find_node(t, &f, true);
 	if (!n)
 		goto out_unlock;
-	rc = f.group ? group_add(n, &f, sub) : vs_subset_put(&n->subs, sub);
+	rc = f.group ? group_add(t, n, &f, sub) : vs_subset_put(&n->subs, sub);
 	if (rc < 0)
 		prune(t, n);
 	else if (rc == 1)
@@ -377,7 +408,7 @@ int vs_tree_remove(struct vs_tree *t, const char *filter, size_t len, const void
 	pthread_rwlock_wrlock(&t->lock);
 	n = find_node(t, &f, false);
 	if (n) {
-		rc = f.group ? group_remove(n, &f, owner) : vs_subset_del(&n->subs, owner);
+		rc = f.group ? group_remove(t, n, &f, owner) : vs_subset_del(&n->subs, owner);
 		prune(t, n);
 	}
 	if (rc == 1)
@@ -406,7 +437,7 @@ static void deliver(struct match *m, struct node *n)
 	for (i = 0; i < n->subs.n; i++)
 		m->fn(m->ctx, &n->subs.v[i], 1, NULL);
 	m->calls += n->subs.n;
-	for (g = n->groups; g; g = g->next) {
+	for (i = 0; (g = next_group(n, &i)) != NULL; i++) {
 		m->fn(m->ctx, g->members.v, g->members.n, &g->cursor);
 		m->calls++;
 	}

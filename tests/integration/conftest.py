@@ -80,7 +80,9 @@ def wait_until(pred, timeout, interval=0.02, what="condition"):
 class Broker:
 	"""One broker process. Attributes: port, conf_path, log_path, target."""
 
-	def __init__(self, tmp_path, lines, name):
+	def __init__(self, tmp_path, lines, name, nofile=None, env=None):
+		self.nofile = nofile  # RLIMIT_NOFILE for the broker process, or None
+		self.extra_env = env or {}
 		self.target = TARGET
 		self.port = free_port()
 		self.dir = tmp_path
@@ -107,9 +109,15 @@ class Broker:
 		env = dict(os.environ)
 		env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
 		env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+		env.update(self.extra_env)
 		self.logf = open(self.log_path, "ab")
+		preexec = None
+		if self.nofile:
+			import resource
+			n = self.nofile
+			preexec = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))  # noqa: E731
 		self.proc = subprocess.Popen(self.command(), stdout=self.logf, stderr=subprocess.STDOUT,
-			stdin=subprocess.DEVNULL, env=env, cwd=str(self.dir))
+			stdin=subprocess.DEVNULL, env=env, cwd=str(self.dir), preexec_fn=preexec)
 		self.stopped_on_purpose = False
 
 		def ready():
@@ -138,6 +146,20 @@ class Broker:
 		rx = re.compile(regex, re.M | re.I)
 		return wait_until(lambda: rx.search(self.log_text()), timeout,
 			what="log line matching %r; log:\n%s" % (regex, self.log_text()[-2000:]))
+
+	def proc_status(self, field):
+		"""A field of /proc/PID/status in kB (VmRSS, VmHWM, ...)."""
+		with open("/proc/%d/status" % self.proc.pid) as f:
+			for line in f:
+				if line.startswith(field + ":"):
+					return int(line.split()[1])
+		raise KeyError(field)
+
+	def cpu_seconds(self):
+		"""User + system CPU the broker has used so far."""
+		with open("/proc/%d/stat" % self.proc.pid) as f:
+			fields = f.read().rsplit(")", 1)[1].split()
+		return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 	def alive(self):
 		return self.proc is not None and self.proc.poll() is None
@@ -189,8 +211,8 @@ def broker(tmp_path):
 	"""Factory: broker(*config_lines, start=True) -> Broker."""
 	made = []
 
-	def make(*lines, start=True):
-		b = Broker(tmp_path, lines, "broker%d" % len(made))
+	def make(*lines, start=True, nofile=None, env=None):
+		b = Broker(tmp_path, lines, "broker%d" % len(made), nofile=nofile, env=env)
 		made.append(b)
 		if start:
 			b.start()

@@ -3,7 +3,8 @@
  * (map.h), logging (log.h) and error strings (error.h).
  *
  * The map is checked against a naive reference model under random operations, and with keys
- * chosen (through the public vs_hash) to share one home slot at the end of the table, so probe
+ * chosen (through vs_hash64 and a seed the test sets) to share one home slot at the end of the
+ * table, so probe
  * runs wrap around and every backward-shift case of deletion is exercised. Leaks are ASan's job:
  * every test finishes its structures.
  */
@@ -24,6 +25,7 @@
 
 #include "base/bytes.h"
 #include "base/error.h"
+#include "base/hash.h"
 #include "base/log.h"
 #include "base/map.h"
 
@@ -230,13 +232,31 @@ static void test_map_empty(void **state)
 	vs_map_fini(&m);
 }
 
+#define TEST_SEED 0x0123456789abcdefull
+
 static void test_map_hash(void **state)
 {
-	/* never 0 (0 marks an empty slot), deterministic, length-sensitive */
-	assert_int_not_equal(vs_hash("", 0), 0);
-	assert_int_equal(vs_hash("abc", 3), vs_hash("abc", 3));
-	assert_int_not_equal(vs_hash("abc", 3), vs_hash("abd", 3));
-	assert_int_not_equal(vs_hash("a\0", 2), vs_hash("a", 1));
+	/* never 0 (0 marks an empty slot), deterministic, length-sensitive, seed-dependent */
+	assert_int_not_equal(vs_hash64(TEST_SEED, "", 0), 0);
+	assert_int_equal(vs_hash64(TEST_SEED, "abc", 3), vs_hash64(TEST_SEED, "abc", 3));
+	assert_int_not_equal(vs_hash64(TEST_SEED, "abc", 3), vs_hash64(TEST_SEED, "abd", 3));
+	assert_int_not_equal(vs_hash64(TEST_SEED, "a\0", 2), vs_hash64(TEST_SEED, "a", 1));
+	assert_int_not_equal(vs_hash64(TEST_SEED, "abc", 3), vs_hash64(TEST_SEED + 1, "abc", 3));
+	assert_int_not_equal(vs_hash_seed(), 0);
+}
+
+/* Every map draws its own seed: the same keys land in different slots in two maps, so a
+ * client cannot precompute client ids that collide in the session registry. */
+static void test_map_seeded(void **state)
+{
+	struct vs_map a = {0}, b = {0};
+	int v;
+	assert_int_equal(vs_map_put(&a, "x", 1, &v, NULL), 0);
+	assert_int_equal(vs_map_put(&b, "x", 1, &v, NULL), 0);
+	assert_int_not_equal(a.seed, 0);
+	assert_int_not_equal(a.seed, b.seed);
+	vs_map_fini(&a);
+	vs_map_fini(&b);
 }
 
 static void test_map_basic(void **state)
@@ -291,7 +311,7 @@ static void keys_with_home(char keys[][16], int n, size_t cap, size_t home, int 
 	for (int found = 0; found < n; (*next)++) {
 		char k[16];
 		int len = snprintf(k, sizeof(k), "k%d", *next);
-		if ((vs_hash(k, (size_t)len) & (cap - 1)) == home)
+		if ((vs_hash64(TEST_SEED, k, (size_t)len) & (cap - 1)) == home)
 			memcpy(keys[found++], k, (size_t)len + 1);
 	}
 }
@@ -311,7 +331,7 @@ static void check_present(const struct vs_map *m, char keys[][16], const int *va
 /* Deletes keys in `order`, checking after every step that every remaining key is found. */
 static void delete_in_order(char keys[][16], const int *vals, int n, const int *order)
 {
-	struct vs_map m = {0};
+	struct vs_map m = {.seed = TEST_SEED};
 	bool gone[16] = {0};
 
 	for (int i = 0; i < n; i++)
@@ -797,6 +817,7 @@ int main(void)
 	    cmocka_unit_test(test_bytes_shrink),
 	    cmocka_unit_test(test_map_empty),
 	    cmocka_unit_test(test_map_hash),
+	    cmocka_unit_test(test_map_seeded),
 	    cmocka_unit_test(test_map_basic),
 	    cmocka_unit_test(test_map_collisions_every_order),
 	    cmocka_unit_test(test_map_full_wrap_run),

@@ -89,6 +89,35 @@ static void test_topic_validation(void **state)
 			fail_msg("filter '%s' accepted", filters_bad[i]);
 }
 
+static bool deep(const char *s, int max)
+{
+	return vs_topic_too_deep((const uint8_t *)s, strlen(s), max);
+}
+
+/* Levels are counted exactly: n slashes make n + 1 levels, empty ones included; a shared
+ * subscription's levels are its filter's; 0 means no limit. */
+static void test_topic_too_deep(void **state)
+{
+	assert_false(deep("a/b/c", 3));
+	assert_true(deep("a/b/c/d", 3));
+	assert_false(deep("///", 4));
+	assert_true(deep("////", 4));
+	assert_true(deep("/", 1));
+	assert_false(deep("a", 1));
+	assert_false(deep("$share/g/a/b/c", 3));
+	assert_true(deep("$share/g/a/b/c/d", 3));
+	assert_false(deep("a/b/c/d/e/f/g", 0));
+	/* 32768 levels against the default of 200, and exactly 200 */
+	size_t len = 2 * 32768 - 1;
+	uint8_t *t = malloc(len);
+	for (size_t i = 0; i < len; i++)
+		t[i] = i & 1 ? '/' : 'x';
+	assert_true(vs_topic_too_deep(t, len, 200));
+	assert_false(vs_topic_too_deep(t, 2 * 200 - 1, 200));
+	assert_true(vs_topic_too_deep(t, 2 * 201 - 1, 200));
+	free(t);
+}
+
 static void test_prop_valid_table(void **state)
 {
 	assert_true(vs_prop_valid(VS_PROP_USER, VS_AUTH));
@@ -142,6 +171,7 @@ int main(void)
 	    cmocka_unit_test(test_vbi),
 	    cmocka_unit_test(test_utf8_valid),
 	    cmocka_unit_test(test_topic_validation),
+	    cmocka_unit_test(test_topic_too_deep),
 	    cmocka_unit_test(test_prop_valid_table),
 	    cmocka_unit_test(test_reason_strings),
 	    cmocka_unit_test(test_frame),

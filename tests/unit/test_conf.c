@@ -62,7 +62,12 @@ static void defaults_are_mosquittos(void **state)
 	assert_true(c.allow_zero_length_clientid);
 	assert_string_equal(c.auto_id_prefix, "auto-");
 	assert_int_equal(c.max_keepalive, 65535);
-	assert_int_equal(c.max_packet_size, 0);
+	/* Viesti's hardening limits (docs/security.md), where Mosquitto has none. */
+	assert_int_equal(c.max_packet_size, 16 << 20);
+	assert_int_equal(c.max_connect_packet_size, 256 << 10);
+	assert_int_equal(c.max_connecting_bytes, 64 << 20);
+	assert_int_equal(c.max_topic_levels, 200);
+	assert_int_equal(c.max_retained_feed, 1000000);
 	assert_int_equal(c.message_size_limit, 0);
 	assert_int_equal(c.max_inflight_messages, 20);
 	assert_int_equal(c.max_inflight_bytes, 0);
@@ -122,6 +127,10 @@ static void general_directives(void **state)
 		      "clientid_prefixes secure-\n"
 		      "max_keepalive 120\n"
 		      "max_packet_size 1048576\n"
+		      "max_connect_packet_size 4096\n"
+		      "max_connecting_bytes 0\n"
+		      "max_topic_levels 16\n"
+		      "max_retained_feed 0\n"
 		      "message_size_limit 268435455\n"
 		      "max_inflight_messages 0\n"
 		      "max_inflight_bytes 18446744073\n"
@@ -147,6 +156,10 @@ static void general_directives(void **state)
 	assert_string_equal(c.clientid_prefixes, "secure-");
 	assert_int_equal(c.max_keepalive, 120);
 	assert_int_equal(c.max_packet_size, 1048576);
+	assert_int_equal(c.max_connect_packet_size, 4096);
+	assert_int_equal(c.max_connecting_bytes, 0);
+	assert_int_equal(c.max_topic_levels, 16);
+	assert_int_equal(c.max_retained_feed, 0);
 	assert_int_equal(c.message_size_limit, 268435455);
 	assert_int_equal(c.max_inflight_messages, 0);
 	assert_true(c.max_inflight_bytes == 18446744073ULL);

@@ -557,7 +557,8 @@ static void test_session_new(void **state)
 	assert_int_equal(s->next_id, 1);
 	assert_int_equal(s->queue.count, 0);
 	assert_int_equal(s->inflight.count, 0);
-	assert_int_equal(s->n_subs, 0);
+	assert_int_equal(vs_session_n_subs(s), 0);
+	assert_null(s->subs);
 	assert_int_equal(s->n_in_qos2, 0);
 	assert_null(s->will);
 	/* the lock is usable */
@@ -821,6 +822,35 @@ static void test_session_in_qos2(void **state)
 	vs_session_unref(s);
 }
 
+/* Past VS_INQOS2_SCAN ids the set is a bitmap: a client holding every one of the 65,535 ids
+ * open costs O(1) per packet (a 3.x client is not bounded by Receive Maximum), and the set goes
+ * back to an array when it empties. */
+static void test_session_in_qos2_bitmap(void **state)
+{
+	struct vs_session *s = vs_session_new("c", 1);
+	for (uint32_t id = 1; id <= 65535; id++)
+		assert_int_equal(vs_session_in_qos2_add(s, (uint16_t)id), 1);
+	assert_int_equal(s->cap_in_qos2, VS_INQOS2_BITMAP);
+	assert_int_equal(s->n_in_qos2, 65535);
+	assert_false(vs_session_in_qos2_has(s, 0));
+	assert_int_equal(vs_session_in_qos2_add(s, 4242), 0);
+	uint32_t pos = 0, seen = 0;
+	uint16_t id, last = 0;
+	while (vs_session_in_qos2_next(s, &pos, &id)) {
+		assert_true(id > last);
+		last = id;
+		seen++;
+	}
+	assert_int_equal(seen, 65535);
+	for (uint32_t i = 1; i <= 65535; i++)
+		assert_true(vs_session_in_qos2_del(s, (uint16_t)i));
+	assert_int_equal(s->n_in_qos2, 0);
+	assert_null(s->in_qos2);
+	assert_int_equal(vs_session_in_qos2_add(s, 7), 1);
+	assert_int_equal(s->cap_in_qos2, 8);
+	vs_session_unref(s);
+}
+
 static void test_session_subs(void **state)
 {
 	struct vs_session *s = vs_session_new("c", 1);
@@ -829,20 +859,20 @@ static void test_session_subs(void **state)
 	assert_int_equal(vs_session_sub_add(s, "a/b", 3, 1, 0x01, 0), 1);
 	assert_int_equal(vs_session_sub_add(s, "a", 1, 0, 0, 0), 1);
 	assert_int_equal(vs_session_sub_add(s, "a/b/c", 5, 2, 0, 0), 1); /* prefix is distinct */
-	assert_int_equal(s->n_subs, 3);
+	assert_int_equal(vs_session_n_subs(s), 3);
 	/* same filter again: replaced in place */
 	assert_int_equal(vs_session_sub_add(s, "a/b", 3, 2, 0x2c, 77), 0);
-	assert_int_equal(s->n_subs, 3);
-	assert_string_equal(s->subs[0].filter, "a/b");
-	assert_int_equal(s->subs[0].len, 3);
-	assert_int_equal(s->subs[0].qos, 2);
-	assert_int_equal(s->subs[0].options, 0x2c);
-	assert_int_equal(s->subs[0].sub_id, 77);
+	assert_int_equal(vs_session_n_subs(s), 3);
+	assert_string_equal(s->subs->v[0].filter, "a/b");
+	assert_int_equal(s->subs->v[0].len, 3);
+	assert_int_equal(s->subs->v[0].qos, 2);
+	assert_int_equal(s->subs->v[0].options, 0x2c);
+	assert_int_equal(s->subs->v[0].sub_id, 77);
 	/* the filter is copied and NUL-terminated; len decides, not the terminator */
 	char f[] = "x/#-trailing";
 	assert_int_equal(vs_session_sub_add(s, f, 3, 0, 0, 0), 1);
 	memset(f, 'z', sizeof(f) - 1);
-	assert_string_equal(s->subs[3].filter, "x/#");
+	assert_string_equal(s->subs->v[3].filter, "x/#");
 	assert_int_equal(vs_session_sub_del(s, "x/#", 3), 1);
 	assert_int_equal(vs_session_sub_del(s, "x/#", 3), 0);
 	assert_int_equal(vs_session_sub_del(s, "a/b/", 4), 0);
@@ -852,20 +882,52 @@ static void test_session_subs(void **state)
 		int n = snprintf(buf, sizeof(buf), "dev/%d/+", i);
 		assert_int_equal(vs_session_sub_add(s, buf, (size_t)n, 1, 0, (uint32_t)i), 1);
 	}
-	assert_int_equal(s->n_subs, 203);
+	assert_int_equal(vs_session_n_subs(s), 203);
 	for (int i = 0; i < 200; i += 2) {
 		int n = snprintf(buf, sizeof(buf), "dev/%d/+", i);
 		assert_int_equal(vs_session_sub_del(s, buf, (size_t)n), 1);
 	}
-	assert_int_equal(s->n_subs, 103);
+	assert_int_equal(vs_session_n_subs(s), 103);
 	for (int i = 0; i < 200; i++) {
 		int n = snprintf(buf, sizeof(buf), "dev/%d/+", i);
 		assert_int_equal(vs_session_sub_add(s, buf, (size_t)n, 0, 0, 0), i % 2 ? 0 : 1);
 	}
-	assert_int_equal(s->n_subs, 203);
-	for (uint32_t i = 0; i < s->n_subs; i++)
-		assert_int_equal(strlen(s->subs[i].filter), s->subs[i].len);
+	assert_int_equal(vs_session_n_subs(s), 203);
+	for (uint32_t i = 0; i < vs_session_n_subs(s); i++)
+		assert_int_equal(strlen(s->subs->v[i].filter), s->subs->v[i].len);
 	vs_session_unref(s); /* frees every filter (ASan leak check) */
+}
+
+/* The filter index: every filter of a session with many is found, after deletions in any
+ * position (the last entry moves into the hole, probe runs shift back), and memory follows
+ * the filters left: the index goes below VS_SESSION_SUBS_SCAN, the list with the last one. */
+static void test_session_subs_index(void **state)
+{
+	struct vs_session *s = vs_session_new("c", 1);
+	enum { N = 20000 };
+	char buf[32];
+	for (int i = 0; i < N; i++) {
+		int n = snprintf(buf, sizeof(buf), "t/%d", i);
+		assert_int_equal(vs_session_sub_add(s, buf, (size_t)n, 1, 0, (uint32_t)i), 1);
+	}
+	assert_non_null(s->subs->idx);
+	assert_true(s->subs->idx_cap >= 2 * N);
+	for (int i = 0; i < N; i += 3) {
+		int n = snprintf(buf, sizeof(buf), "t/%d", i);
+		assert_int_equal(vs_session_sub_del(s, buf, (size_t)n), 1);
+	}
+	for (int i = 0; i < N; i++) {
+		int n = snprintf(buf, sizeof(buf), "t/%d", i);
+		/* each one left is found and removed; the removed ones are not found */
+		assert_int_equal(vs_session_sub_del(s, buf, (size_t)n), i % 3 ? 1 : 0);
+		if (vs_session_n_subs(s) > VS_SESSION_SUBS_SCAN)
+			assert_true(s->subs->idx_cap <= 32 || vs_session_n_subs(s) * 8 >= s->subs->idx_cap);
+		if (s->subs && vs_session_n_subs(s) <= VS_SESSION_SUBS_SCAN)
+			assert_null(s->subs->idx);
+	}
+	assert_int_equal(vs_session_n_subs(s), 0);
+	assert_null(s->subs);
+	vs_session_unref(s);
 }
 
 static void test_session_refcount_frees_all(void **state)
@@ -915,7 +977,9 @@ int main(void)
 	    cmocka_unit_test(test_session_find_inflight),
 	    cmocka_unit_test(test_session_next_id),
 	    cmocka_unit_test(test_session_in_qos2),
+	    cmocka_unit_test(test_session_in_qos2_bitmap),
 	    cmocka_unit_test(test_session_subs),
+	    cmocka_unit_test(test_session_subs_index),
 	    cmocka_unit_test(test_session_refcount_frees_all),
 	};
 	return cmocka_run_group_tests_name("session", tests, NULL, NULL);

@@ -424,6 +424,47 @@ static void tree_share_rules(void **state)
 	vs_tree_free(t);
 }
 
+/* Many shared groups of one filter: each found by name (a hash probe), each called once per
+ * match, each gone with its last member, and the node with the last group. 20,000 groups
+ * took a scan of the group list per subscribe before: quadratic. */
+static void tree_many_groups(void **state)
+{
+	enum { N = 20000 };
+	struct vs_tree *t = vs_tree_new();
+	static int owners[N];
+	char f[48];
+	struct calls c;
+
+	for (int i = 0; i < N; i++) {
+		snprintf(f, sizeof(f), "$share/g%d/a/b", i);
+		assert_int_equal(add(t, f, &owners[i], 1), 1);
+		assert_int_equal(add(t, f, &owners[(i + 1) % N], 1), 1);
+	}
+	for (int i = 0; i < N; i++) { /* re-subscribing finds the group: a replacement */
+		snprintf(f, sizeof(f), "$share/g%d/a/b", i);
+		assert_int_equal(add(t, f, &owners[i], 2), 0);
+	}
+	assert_int_equal(vs_tree_count(t), 2 * N);
+	assert_int_equal(match(t, "a/b", &c), N);
+	for (size_t i = 0; i < 64; i++)
+		assert_int_equal(c.v[i].n, 2);
+	for (int i = 0; i < N; i += 2) {
+		snprintf(f, sizeof(f), "$share/g%d/a/b", i);
+		assert_int_equal(del(t, f, &owners[i]), 1);
+		assert_int_equal(del(t, f, &owners[(i + 1) % N]), 1);
+		assert_int_equal(del(t, f, &owners[i]), 0);
+	}
+	assert_int_equal(match(t, "a/b", &c), N / 2);
+	for (int i = 1; i < N; i += 2) {
+		snprintf(f, sizeof(f), "$share/g%d/a/b", i);
+		assert_int_equal(del(t, f, &owners[i]), 1);
+		assert_int_equal(del(t, f, &owners[(i + 1) % N]), 1);
+	}
+	assert_int_equal(vs_tree_count(t), 0);
+	assert_int_equal(vs_tree_nodes(t), 0);
+	vs_tree_free(t);
+}
+
 /* Many owners on one filter (the owner index past VS_SUBSET_SCAN). */
 static void tree_many_owners(void **state)
 {
@@ -812,6 +853,55 @@ static void retain_deep(void **state)
 	free(topic);
 }
 
+/* foreach rebuilds each topic from the levels on its path (nodes hold only their own level,
+ * so a deep topic costs memory linear in its length): a 32768-level topic and one of empty
+ * levels come back byte for byte, NUL-terminated, next to its prefixes. */
+struct deep_snap {
+	const char *want;
+	size_t want_len;
+	size_t seen, matched;
+};
+
+static void snap_deep(void *ctx, const char *topic, size_t len, void *msg)
+{
+	struct deep_snap *d = ctx;
+	d->seen++;
+	assert_int_equal(topic[len], '\0');
+	if (len == d->want_len && memcmp(topic, d->want, len) == 0)
+		d->matched++;
+}
+
+static void retain_foreach_deep(void **state)
+{
+	enum { LEVELS = 32768 };
+	size_t len = 2 * LEVELS - 1;
+	char *topic = malloc(len + 1);
+	struct vs_retain *r = vs_retain_new(msg_ref, msg_unref);
+	struct msg m = {0};
+	struct deep_snap d = {.want = topic, .want_len = len};
+
+	for (size_t i = 0; i < len; i++)
+		topic[i] = i & 1 ? '/' : (char)('a' + (i / 2) % 26);
+	topic[len] = '\0';
+	assert_int_equal(vs_retain_set(r, topic, len, &m), 0);
+	assert_int_equal(vs_retain_set(r, topic, 5, &m), 0); /* "a/b/c", on the same path */
+	assert_int_equal(vs_retain_set(r, "///", 3, &m), 0);
+	assert_int_equal(vs_retain_foreach(r, snap_deep, &d), 3);
+	assert_int_equal(d.matched, 1);
+	d.want = "a/b/c";
+	d.want_len = 5;
+	d.seen = d.matched = 0;
+	vs_retain_foreach(r, snap_deep, &d);
+	assert_int_equal(d.matched, 1);
+	d.want = "///";
+	d.want_len = 3;
+	d.seen = d.matched = 0;
+	vs_retain_foreach(r, snap_deep, &d);
+	assert_int_equal(d.matched, 1);
+	vs_retain_free(r);
+	free(topic);
+}
+
 static void retain_wide(void **state)
 {
 	enum { N = 3000 };
@@ -849,6 +939,7 @@ int main(void)
 		cmocka_unit_test(tree_share_groups),
 		cmocka_unit_test(tree_share_rules),
 		cmocka_unit_test(tree_many_owners),
+		cmocka_unit_test(tree_many_groups),
 		cmocka_unit_test(tree_wide_node),
 		cmocka_unit_test(tree_deep),
 		cmocka_unit_test(retain_match_table),
@@ -857,6 +948,7 @@ int main(void)
 		cmocka_unit_test(retain_wildcards),
 		cmocka_unit_test(retain_foreach),
 		cmocka_unit_test(retain_deep),
+		cmocka_unit_test(retain_foreach_deep),
 		cmocka_unit_test(retain_wide),
 		cmocka_unit_test(guarded_inputs),
 	};
