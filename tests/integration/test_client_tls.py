@@ -341,9 +341,6 @@ def test_help_lists_the_tls_flags():
 		out = run([tool, "--help"]).stdout
 		for f in flags:
 			assert f in out, (tool, f)
-	out = run(["bench", "--help"]).stdout
-	for f in flags[:-1]:
-		assert f in out, ("bench", f)
 
 
 class SServer:
