@@ -13,6 +13,7 @@ suites, ALPN) is checked against `openssl s_server`, which prints what it negoti
 the CONNACK that the test writes to its standard input.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -341,6 +342,28 @@ def test_help_lists_the_tls_flags():
 		out = run([tool, "--help"]).stdout
 		for f in flags:
 			assert f in out, (tool, f)
+	out = run(["bench", "--help"]).stdout
+	for f in flags[:-1]:
+		assert f in out, ("bench", f)
+
+
+def bench(port, *args):
+	r = run(["bench", "pairs", "-n", "2", "-q", "1", "-r", "100", "-d", "0.5", "--warmup", "0.2",
+		"--no-progress", "--json", "-h", "127.0.0.1", "-p", str(port)] + list(args))
+	assert r.returncode == 0, r.stderr
+	return json.loads(r.stdout), r.stderr.decode("utf-8", "replace")
+
+
+def test_bench_over_tls(pki, mosq):
+	"""A short, rate-limited functional run of viesti bench (not a measurement)."""
+	m = mosq(*cert_server(pki, "require_certificate true"))
+	crt, key = pki["client"]
+	res, _ = bench(m.port, "--cafile", pki["ca"], "--cert", crt, "--key", key)
+	assert res["tls"] is True and res["connected"] == 4 and res["errors"] == 0, res
+	assert res["sent"] > 0 and res["received"] == res["sent"] and res["lost"] == 0, res
+	res, err = bench(m.port, "--cafile", pki["otherca"], "--cert", crt, "--key", key)
+	assert res["connected"] == 0 and res["connect_failed"] == 4, res
+	assert "TLS handshake: certificate verify failed" in err, err
 
 
 class SServer:
