@@ -170,6 +170,8 @@ void vs_tls_session_free(SSL *s)
 
 /* ---- the transport ----------------------------------------------------------------------- */
 
+_Static_assert(VS_TRANSPORT_MIN_READ >= VS_TLS_RECORD, "reads must take whole records");
+
 struct tls_state {
 	struct vs_transport tcp; /* the connection underneath: resolution, addresses, connect */
 	SSL *ssl;		 /* NULL until TCP is connected */
@@ -215,24 +217,26 @@ static int tls_finish(struct vs_transport *t)
 	return rc;
 }
 
+/* Keeps the reason of a failed read or write for the client's log line; returns n. */
+static ssize_t noted(struct vs_transport *t, ssize_t n, const char *why)
+{
+	if (n < 0 && n != -EAGAIN)
+		snprintf(t->err, sizeof(t->err), "TLS: %s", why);
+	return n;
+}
+
 static ssize_t tls_read(struct vs_transport *t, void *buf, size_t len)
 {
 	struct tls_state *st = t->state;
 	char why[sizeof(t->err) - 8];
-	ssize_t n = vs_tls_read(st->ssl, buf, len, why, sizeof(why));
-	if (n < 0 && n != -EAGAIN)
-		snprintf(t->err, sizeof(t->err), "TLS: %s", why);
-	return n;
+	return noted(t, vs_tls_read(st->ssl, buf, len, why, sizeof(why)), why);
 }
 
 static ssize_t tls_write(struct vs_transport *t, const void *buf, size_t len)
 {
 	struct tls_state *st = t->state;
 	char why[sizeof(t->err) - 8];
-	ssize_t n = vs_tls_write(st->ssl, buf, len, why, sizeof(why));
-	if (n < 0 && n != -EAGAIN)
-		snprintf(t->err, sizeof(t->err), "TLS: %s", why);
-	return n;
+	return noted(t, vs_tls_write(st->ssl, buf, len, why, sizeof(why)), why);
 }
 
 static void tls_close(struct vs_transport *t)

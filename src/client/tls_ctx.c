@@ -100,10 +100,11 @@ static int check_psk(const struct viesti_tls *o, char *err, size_t errlen)
 			 PSK_MAX_PSK_LEN);
 		return VIESTI_EINVAL;
 	}
+	/* OpenSSL's identity buffer holds PSK_MAX_IDENTITY_LEN bytes with the NUL. */
 	size_t id = o->psk_identity ? strlen(o->psk_identity) : 0;
-	if (id == 0 || id > PSK_MAX_IDENTITY_LEN) {
+	if (id == 0 || id >= PSK_MAX_IDENTITY_LEN) {
 		snprintf(err, errlen, "a PSK needs an identity of 1 to %d bytes",
-			 PSK_MAX_IDENTITY_LEN);
+			 PSK_MAX_IDENTITY_LEN - 1);
 		return VIESTI_EINVAL;
 	}
 	return 0;

@@ -201,18 +201,26 @@ class Sub:
 		return rc, self.text()
 
 
-def roundtrip(tmp_path, port, *tls):
-	"""viesti sub and viesti pub, both with the TLS flags `tls`: the message gets through."""
+def through_sub(tmp_path, port, sub_tls, args, rc=0):
+	"""Runs `viesti ARGS` (with {topic} filled in) while a viesti sub with the TLS flags sub_tls
+	listens on the topic; checks its exit status and returns what the sub printed."""
 	topic = "tls/" + uuid.uuid4().hex[:8]
-	payload = "hello-" + uuid.uuid4().hex[:8]
-	s = Sub(tmp_path, port, topic, *tls)
+	s = Sub(tmp_path, port, topic, *sub_tls)
 	try:
 		s.wait_subscribed()
-		r = pub(port, *tls, topic=topic, msg=payload)
-		assert r.returncode == 0, r.stderr
+		r = run([a.format(topic=topic) for a in args])
+		assert r.returncode == rc, r.stderr
 	finally:
-		rc, out = s.finish()
-	assert rc == 0, out
+		sub_rc, out = s.finish()
+	assert sub_rc == 0, out
+	return out
+
+
+def roundtrip(tmp_path, port, *tls):
+	"""viesti sub and viesti pub, both with the TLS flags `tls`: the message gets through."""
+	payload = "hello-" + uuid.uuid4().hex[:8]
+	out = through_sub(tmp_path, port, tls, ["pub", "-h", "127.0.0.1", "-p", str(port), "-t",
+		"{topic}", "-m", payload] + list(tls))
 	assert payload + "\n" in out
 
 
@@ -293,36 +301,25 @@ def test_psk(pki, mosq, tmp_path):
 
 def test_mqtts_url(pki, mosq, tmp_path):
 	m = mosq(*cert_server(pki))
-	topic = "url/" + uuid.uuid4().hex[:8]
-	s = Sub(tmp_path, m.port, topic, "--cafile", pki["ca"])
-	try:
-		s.wait_subscribed()
-		r = run(["pub", "-L", "mqtts://127.0.0.1:%d/%s" % (m.port, topic), "--cafile", pki["ca"],
-			"-m", "via mqtts"])
-		assert r.returncode == 0, r.stderr
-	finally:
-		rc, out = s.finish()
-	assert rc == 0 and "via mqtts\n" in out, out
+	url = "mqtts://127.0.0.1:%d/{topic}" % m.port
+	out = through_sub(tmp_path, m.port, ["--cafile", pki["ca"]],
+		["pub", "-L", url, "--cafile", pki["ca"], "-m", "via mqtts"])
+	assert "via mqtts\n" in out, out
 	# mqtts:// alone trusts the system store, which does not know the test CA: TLS is on.
-	r = run(["pub", "-L", "mqtts://127.0.0.1:%d/%s" % (m.port, topic), "-m", "x"])
+	r = run(["pub", "-L", url.format(topic="t"), "-m", "x"])
 	refused(r, "certificate verify failed")
 	# mqtt:// to the same port is plain MQTT.
-	r = run(["pub", "-L", "mqtt://127.0.0.1:%d/%s" % (m.port, topic), "-m", "x"])
+	r = run(["pub", "-L", "mqtt://127.0.0.1:%d/t" % m.port, "-m", "x"])
 	assert r.returncode == 2
 
 
 def test_rr_over_tls(pki, mosq, tmp_path):
-	"""viesti rr shares the flags: its request reaches a subscriber over TLS."""
+	"""viesti rr shares the flags: its request reaches a subscriber over TLS (nobody answers:
+	exit 27 after -W 1)."""
 	m = mosq(*cert_server(pki))
-	topic = "rr/" + uuid.uuid4().hex[:8]
-	s = Sub(tmp_path, m.port, topic, "--cafile", pki["ca"])
-	try:
-		s.wait_subscribed()
-		r = run(["rr", "-h", "127.0.0.1", "-p", str(m.port), "--cafile", pki["ca"], "-t", topic,
-			"-e", topic + "/reply", "-m", "request", "-W", "1"])
-		assert r.returncode == 27, r.stderr  # nobody answers; the request went out
-	finally:
-		rc, out = s.finish()
+	out = through_sub(tmp_path, m.port, ["--cafile", pki["ca"]],
+		["rr", "-h", "127.0.0.1", "-p", str(m.port), "--cafile", pki["ca"], "-t", "{topic}",
+		"-e", "{topic}/reply", "-m", "request", "-W", "1"], rc=27)
 	assert "request\n" in out, out
 
 
