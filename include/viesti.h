@@ -56,6 +56,8 @@ enum {
 	VIESTI_ESTATE = -1005,   /* not valid now (e.g. a *_wait call from a callback) */
 	VIESTI_EREFUSED = -1100, /* the broker refused CONNECT; the reason is in on_connect */
 	VIESTI_EREJECTED = -1101, /* a negative acknowledgement (reason code >= 0x80) */
+	VIESTI_ETLS = -1102,      /* TLS: handshake or verification failed, or the certificate,
+				   * key or CA files are unusable; on_log has the reason */
 };
 
 /* Protocol versions (the CONNECT protocol level). */
@@ -192,6 +194,27 @@ struct viesti_callbacks {
 };
 
 /*
+ * TLS settings, pointed to by viesti_options.tls (NULL: plain TCP). Zero the struct, then set
+ * what you need: all zero means TLS with the server verified against the system's trust store.
+ * viesti_new() reads the files and copies the strings; later changes to either are not seen.
+ * Names and meanings follow mosquitto_pub's --cafile, --capath, ... flags.
+ */
+struct viesti_tls {
+	const char *cafile;   /* PEM file of trusted CA certificates */
+	const char *capath;   /* directory of trusted CA certificates (hashed names, c_rehash) */
+	bool os_certs;        /* also trust the system store; implied when no cafile, capath or
+			       * psk is given */
+	const char *certfile; /* client certificate chain (PEM) for mutual TLS; needs keyfile */
+	const char *keyfile;  /* its private key (PEM, not encrypted) */
+	bool insecure;        /* skip the host-name check only: the chain is still verified */
+	const char *tls_version; /* minimum version: "tlsv1.2" (NULL) or "tlsv1.3" */
+	const char *alpn;        /* NULL, or one protocol offered in ALPN (1..255 bytes), "mqtt" */
+	const char *psk;          /* pre-shared key in hex (no 0x): TLS-PSK instead of the server's
+				   * certificate; excludes cafile, capath, certfile */
+	const char *psk_identity; /* the identity sent with psk; required with it */
+};
+
+/*
  * Connection options. Fill with viesti_options_init() (the defaults are noted), then change
  * fields. Strings are copied by viesti_new().
  */
@@ -219,14 +242,18 @@ struct viesti_options {
 	bool reconnect;        /* true: reconnect automatically after a connection is lost */
 	int reconnect_min_ms;  /* 500: first delay; doubles per failed attempt */
 	int reconnect_max_ms;  /* 30000: delay cap; each delay is jittered to [d/2, d] */
-	int connect_timeout_ms; /* 10000: TCP connect + CONNACK must complete within this */
+	int connect_timeout_ms; /* 10000: TCP connect, TLS handshake and CONNACK must complete
+				 * within this */
 	int log_level;         /* VIESTI_LOG_INFO: on_log gets lines at or below this level */
+	const struct viesti_tls *tls; /* NULL: plain TCP; else TLS as set there (default port
+				       * for MQTT over TLS: 8883, set it in `port`) */
 };
 
 void viesti_options_init(struct viesti_options *o);
 
 /* Creates a client (not yet connected). Returns NULL on bad options or ENOMEM; *err (if not
- * NULL) says which. cb may be NULL. */
+ * NULL) says which: VIESTI_EINVAL, -ENOMEM, or for TLS files that cannot be used -errno
+ * (-ENOENT, -EACCES) or VIESTI_ETLS, with the reason logged to on_log first. cb may be NULL. */
 struct viesti *viesti_new(const struct viesti_options *o, const struct viesti_callbacks *cb,
 			  void *ud, int *err);
 /* Stops the loop thread if running, closes the connection without DISCONNECT (a will is sent),
@@ -242,8 +269,10 @@ void *viesti_userdata(struct viesti *v);
 int viesti_connect(struct viesti *v);
 /* Connects and waits up to timeout_ms (-1 forever) for the CONNACK. Returns 0 when accepted;
  * VIESTI_EREFUSED (reason via viesti_connack_reason()); the first attempt's -errno
- * (-ECONNREFUSED, -EHOSTUNREACH, -ENOENT for an unknown host); or -ETIMEDOUT. When reconnect is
- * on, attempts continue in the background after a failure. */
+ * (-ECONNREFUSED, -EHOSTUNREACH, -ENOENT for an unknown host); VIESTI_ETLS (the reason, such as
+ * "certificate verify failed: unable to get local issuer certificate", is logged to on_log at
+ * VIESTI_LOG_ERR); or -ETIMEDOUT. When reconnect is on, attempts continue in the background
+ * after a failure (a TLS failure too). */
 int viesti_connect_wait(struct viesti *v, int timeout_ms);
 /* The reason code of the last CONNACK, or -1 if none arrived yet. */
 int viesti_connack_reason(struct viesti *v);

@@ -137,6 +137,18 @@ static int copy_options(struct viesti *v, const struct viesti_options *o)
 	return fail ? -ENOMEM : 0;
 }
 
+/* Reads the TLS files once, so that a bad one fails here, with its name in the log. */
+static int init_tls(struct viesti *v, const struct viesti_tls *o)
+{
+	if (!o)
+		return 0;
+	char err[256];
+	int rc = vs_tls_ctx_new(o, &v->tls, err, sizeof(err));
+	if (rc < 0)
+		vs_cli_log(v, VIESTI_LOG_ERR, "TLS: %s", err[0] ? err : viesti_strerror(rc));
+	return rc;
+}
+
 static void on_wake(struct vs_io *io, uint32_t events)
 {
 	uint64_t n;
@@ -198,6 +210,7 @@ static void free_fields(struct viesti *v)
 	free(v->will_payload);
 	viesti_props_free(v->connect_props);
 	viesti_props_free(v->will_props);
+	vs_tls_ctx_free(v->tls);
 	free(v->topic_buf);
 	vs_bytes_fini(&v->in);
 }
@@ -225,6 +238,9 @@ struct viesti *viesti_new(const struct viesti_options *o, const struct viesti_ca
 		v->cb = *cb;
 	v->ud = ud;
 	rc = copy_options(v, o);
+	if (rc < 0)
+		goto out_free;
+	rc = init_tls(v, o->tls);
 	if (rc < 0)
 		goto out_free;
 	rc = init_loop(v);
@@ -542,6 +558,8 @@ const char *viesti_strerror(int err)
 		return "Rejected by broker";
 	case VIESTI_ESTATE:
 		return "Not valid in this state";
+	case VIESTI_ETLS:
+		return "TLS error";
 	default:
 		return vs_strerror(err);
 	}

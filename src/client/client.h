@@ -17,6 +17,7 @@
 
 #include "base/bytes.h"
 #include "client/props.h"
+#include "client/tls.h"
 #include "client/transport.h"
 #include "net/loop.h"
 #include "proto/client.h"
@@ -62,6 +63,7 @@ struct viesti {
 	int reconnect_max_ms;
 	int connect_timeout_ms;
 	int log_level;
+	struct vs_tls_ctx *tls; /* NULL: plain TCP */
 
 	struct vs_cproto cp;  /* the protocol state machine and the session */
 	struct vs_transport tr;

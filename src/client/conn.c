@@ -87,13 +87,16 @@ static void lost(struct viesti *v, int err)
 	vs_cproto_lost(&v->cp);
 	v->last_err = err;
 	v->state = VS_ST_IDLE;
+	/* The transport's own words (a TLS alert, a certificate check) say more than the code:
+	 * they are an error line, which the tools print. */
+	const char *why = v->tr.err[0] ? v->tr.err : viesti_strerror(err);
+	int level = v->tr.err[0] ? VIESTI_LOG_ERR : VIESTI_LOG_WARN;
 	if (was == VS_ST_UP || was == VS_ST_CLOSING) {
-		vs_cli_log(v, VIESTI_LOG_WARN, "connection lost: %s", viesti_strerror(err));
+		vs_cli_log(v, level, "connection lost: %s", why);
 		if (v->cb.on_disconnect)
 			v->cb.on_disconnect(v, v->ud, err, v->disc_reason, NULL);
 	} else {
-		vs_cli_log(v, VIESTI_LOG_WARN, "connecting to %s:%d failed: %s", v->host, v->port,
-			   viesti_strerror(err));
+		vs_cli_log(v, level, "connecting to %s:%d failed: %s", v->host, v->port, why);
 		if (v->first_result == VS_PENDING)
 			v->first_result = err;
 	}
@@ -108,7 +111,8 @@ void vs_cli_start_attempt(struct viesti *v)
 {
 	v->state = VS_ST_TCP;
 	v->deadline_ms = vs_now_ms() + v->connect_timeout_ms;
-	v->tr.ops = &vs_transport_tcp;
+	v->tr.ops = v->tls ? &vs_transport_tls : &vs_transport_tcp;
+	v->tr.conf = v->tls;
 	v->tr.fd = -1;
 	vs_cli_log(v, VIESTI_LOG_DEBUG, "connecting to %s:%d", v->host, v->port);
 	int rc = v->tr.ops->open(&v->tr, v->host, v->port);
@@ -210,7 +214,7 @@ static int map_input_error(struct viesti *v, ssize_t rc)
 static void do_read(struct viesti *v)
 {
 	for (int round = 0; round < 8; round++) {
-		if (vs_bytes_reserve(&v->in, 16384) < 0) {
+		if (vs_bytes_reserve(&v->in, VS_TRANSPORT_MIN_READ) < 0) {
 			lost(v, -ENOMEM);
 			return;
 		}
@@ -251,10 +255,9 @@ void vs_cli_on_sock(struct vs_io *io, uint32_t events)
 		int old = v->tr.fd;
 		int rc = v->tr.ops->finish(&v->tr);
 		if (rc == -EAGAIN) {
-			if (v->tr.fd != old) {
+			if (v->tr.fd != old)
 				v->sock_on = false; /* the old fd left epoll when it was closed */
-				set_events(v, EPOLLOUT);
-			}
+			set_events(v, v->tr.wait); /* a no-op when unchanged */
 		} else if (rc < 0) {
 			lost(v, rc);
 		} else {

@@ -11,6 +11,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -53,10 +54,12 @@ static int try_from(struct vs_transport *t, struct tcp_state *st)
 static int tcp_open(struct vs_transport *t, const char *host, int port)
 {
 	struct tcp_state *st = calloc(1, sizeof(*st));
+	t->fd = -1;
+	t->wait = EPOLLOUT;
+	t->err[0] = 0;
 	if (!st)
 		return -ENOMEM;
 	t->state = st;
-	t->fd = -1;
 	char ps[16];
 	snprintf(ps, sizeof(ps), "%d", port);
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};

@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "base/error.h"
 #include "cmd/bench_run.h"
 #include "cmd/cmd.h"
 #include "codec/codec.h"
@@ -58,6 +59,18 @@ static void usage(FILE *f)
 	       "                        below Mosquitto's listen backlog of 100)\n"
 	       "      --prefix TOPIC    topic prefix (default 'bench')\n"
 	       "      --json            print one JSON object instead of the report\n"
+	       "TLS (as viesti pub; any of --cafile, --capath, --cert, --psk, --tls-use-os-certs\n"
+	       "turns it on, and the default port becomes 8883):\n"
+	       "      --cafile FILE     trusted CA certificates (PEM)\n"
+	       "      --capath DIR      directory of trusted CA certificates\n"
+	       "      --cert FILE       client certificate (PEM), with --key FILE\n"
+	       "      --key FILE        client private key (PEM)\n"
+	       "      --insecure        do not check the server certificate's host name\n"
+	       "      --tls-version V   minimum TLS version: tlsv1.2 (default) or tlsv1.3\n"
+	       "      --tls-alpn PROTO  ALPN protocol to offer\n"
+	       "      --tls-use-os-certs  trust the system's CA certificates\n"
+	       "      --psk HEX         TLS-PSK key in hex, with --psk-identity ID\n"
+	       "      --psk-identity ID TLS-PSK identity\n"
 	       "      --no-progress     no progress line (printed each second on a terminal)\n"
 	       "      --help            show this help\n\n"
 	       "Payloads carry the send time, publisher id and sequence number, so subscribers\n"
@@ -91,13 +104,78 @@ static int num(const char *opt, const char *s, double lo, double hi, double *out
 struct args {
 	struct vs_bench_conf c;
 	const char *host;
-	const char *port;
+	const char *port; /* NULL: 1883, or 8883 over TLS */
 	double n, pubs; /* -1 when not given */
 	bool json;
 	bool no_progress;
+	bool tls_on;
+	struct viesti_tls tls;
 };
 
-enum { O_WINDOW = 256, O_WARMUP, O_DRAIN, O_BURST, O_PREFIX, O_JSON, O_NOPROG, O_HELP, O_OUTB };
+enum {
+	O_WINDOW = 256,
+	O_WARMUP,
+	O_DRAIN,
+	O_BURST,
+	O_PREFIX,
+	O_JSON,
+	O_NOPROG,
+	O_HELP,
+	O_OUTB,
+	O_CAFILE,
+	O_CAPATH,
+	O_CERT,
+	O_KEY,
+	O_INSECURE,
+	O_TLSVER,
+	O_ALPN,
+	O_OSCERTS,
+	O_PSK,
+	O_PSKID,
+};
+
+/* The TLS flags of viesti pub; a CA, a certificate, a PSK or the OS store turns TLS on. */
+static int parse_tls_opt(struct args *a, int ch)
+{
+	struct viesti_tls *t = &a->tls;
+	switch (ch) {
+	case O_CAFILE:
+		t->cafile = optarg;
+		break;
+	case O_CAPATH:
+		t->capath = optarg;
+		break;
+	case O_CERT:
+		t->certfile = optarg;
+		break;
+	case O_KEY:
+		t->keyfile = optarg;
+		return 0;
+	case O_INSECURE:
+		t->insecure = true;
+		return 0;
+	case O_TLSVER:
+		t->tls_version = optarg;
+		return 0;
+	case O_ALPN:
+		t->alpn = optarg;
+		return 0;
+	case O_OSCERTS:
+		t->os_certs = true;
+		break;
+	case O_PSK:
+		t->psk = optarg;
+		break;
+	case O_PSKID:
+		t->psk_identity = optarg;
+		return 0;
+	default:
+		usage(stderr);
+		return -1;
+	}
+	a->tls_on = true;
+	return 0;
+}
 
 static int parse_opt(struct args *a, int ch)
 {
@@ -155,8 +233,7 @@ static int parse_opt(struct args *a, int ch)
 		usage(stdout);
 		return 1;
 	default:
-		usage(stderr);
-		return -1;
+		return parse_tls_opt(a, ch);
 	}
 }
 
@@ -223,6 +300,16 @@ static int parse_args(int argc, char **argv, struct args *a)
 	    {"json", no_argument, NULL, O_JSON},
 	    {"no-progress", no_argument, NULL, O_NOPROG},
 	    {"help", no_argument, NULL, O_HELP},
+	    {"cafile", required_argument, NULL, O_CAFILE},
+	    {"capath", required_argument, NULL, O_CAPATH},
+	    {"cert", required_argument, NULL, O_CERT},
+	    {"key", required_argument, NULL, O_KEY},
+	    {"insecure", no_argument, NULL, O_INSECURE},
+	    {"tls-version", required_argument, NULL, O_TLSVER},
+	    {"tls-alpn", required_argument, NULL, O_ALPN},
+	    {"tls-use-os-certs", no_argument, NULL, O_OSCERTS},
+	    {"psk", required_argument, NULL, O_PSK},
+	    {"psk-identity", required_argument, NULL, O_PSKID},
 	    {0},
 	};
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
@@ -246,6 +333,25 @@ static int parse_args(int argc, char **argv, struct args *a)
 		return -1;
 	}
 	return apply_counts(a);
+}
+
+/* Reads the TLS files once for every connection. Returns 0, or -1 after printing why. */
+static int make_tls(struct args *a, struct vs_tls_ctx **out)
+{
+	*out = NULL;
+	if (!a->port)
+		a->port = a->tls_on ? "8883" : "1883";
+	if (!a->tls_on)
+		return 0;
+	char err[256];
+	int rc = vs_tls_ctx_new(&a->tls, out, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "viesti bench: TLS: %s\n", err[0] ? err : vs_strerror(rc));
+		return -1;
+	}
+	a->c.tls = *out;
+	a->c.host = a->host;
+	return 0;
 }
 
 static int resolve(struct args *a)
@@ -287,11 +393,11 @@ static void print_json(const struct args *a, const struct vs_bench_result *r, in
 	const struct vs_bench_conf *c = &a->c;
 	const struct vs_hist *h = &r->lat;
 	double m = r->m_seconds > 0 ? r->m_seconds : 1;
-	printf("{\"scenario\":\"%s\",\"ok\":%s,\"host\":\"%s\",\"port\":%s,\"protocol\":%s,"
+	printf("{\"scenario\":\"%s\",\"ok\":%s,\"host\":\"%s\",\"port\":%s,\"tls\":%s,\"protocol\":%s,"
 	       "\"qos\":%d,\"payload\":%u,\"publishers\":%u,\"subscribers\":%u,\"threads\":%u,"
 	       "\"rate\":%g,\"window\":%u,\"duration_s\":%g,\"warmup_s\":%g,",
 	       scenario_names[c->scenario], rc == 0 ? "true" : "false", a->host, a->port,
-	       c->version == VS_V5 ? "5" : "311", c->qos, c->payload, c->pubs, c->subs, c->threads,
+	       c->tls ? "true" : "false", c->version == VS_V5 ? "5" : "311", c->qos, c->payload, c->pubs, c->subs, c->threads,
 	       c->rate, c->window, c->duration, c->warmup);
 	printf("\"connections\":%u,\"connected\":%llu,\"connect_failed\":%llu,\"connect_s\":%.6f,"
 	       "\"connect_per_s\":%.1f,",
@@ -332,7 +438,8 @@ static void print_header(const struct args *a)
 		printf("%g msg/s per publisher", c->rate);
 	else
 		printf("full speed (%s)", c->qos ? "window" : "output bound");
-	printf(", %u thread%s, %s:%s\n", c->threads, c->threads == 1 ? "" : "s", a->host, a->port);
+	printf(", %u thread%s, %s:%s%s\n", c->threads, c->threads == 1 ? "" : "s", a->host, a->port,
+	       c->tls ? " over TLS" : "");
 }
 
 static void print_text(const struct args *a, const struct vs_bench_result *r)
@@ -388,21 +495,27 @@ int vs_cmd_bench(int argc, char **argv)
 		  .burst = 64,
 		  .prefix = "bench"},
 	    .host = "127.0.0.1",
-	    .port = "1883",
 	    .n = -1,
 	    .pubs = -1,
 	};
+	struct vs_tls_ctx *tls;
 	int rc = parse_args(argc, argv, &a);
 	if (rc)
 		return rc > 0 ? 0 : 2;
-	if (resolve(&a) < 0)
+	if (make_tls(&a, &tls) < 0)
+		return 2;
+	if (resolve(&a) < 0) {
+		vs_tls_ctx_free(tls);
 		return 1;
+	}
 	raise_nofile();
 	signal(SIGPIPE, SIG_IGN);
 	a.c.progress = !a.no_progress && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO);
 	struct vs_bench_result *r = calloc(1, sizeof(*r));
-	if (!r)
+	if (!r) {
+		vs_tls_ctx_free(tls);
 		return 1;
+	}
 	char err[256];
 	rc = vs_bench_run(&a.c, r, err, sizeof(err));
 	if (rc < 0)
@@ -413,5 +526,6 @@ int vs_cmd_bench(int argc, char **argv)
 		print_text(&a, r);
 	int status = rc < 0 ? 1 : 0;
 	free(r);
+	vs_tls_ctx_free(tls);
 	return status;
 }

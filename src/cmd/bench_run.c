@@ -3,7 +3,8 @@
  *
  * Every connection is a struct client driven by hand: the codec encodes CONNECT, SUBSCRIBE,
  * acks and DISCONNECT into the client's output buffer and decodes whatever the broker sends, over
- * a non-blocking socket registered in one worker thread's epoll loop. No client library is used,
+ * a non-blocking socket registered in one worker thread's epoll loop (over TLS, a session of
+ * client/tls.h on that socket, its handshake stepped by the same loop). No client library is used,
  * so the generator costs little more than the system calls it makes, and what it measures is the
  * broker. The PUBLISH of a publisher is encoded once into a template at set-up; sending a message
  * copies the template and patches the packet identifier and the first 16 payload bytes:
@@ -57,7 +58,7 @@
 
 enum phase { P_SUBS, P_PUBS, P_RUN, P_STOP, P_BYE, P_EXIT };
 enum role { R_PUB, R_SUB, R_IDLE };
-enum cstate { C_NEW, C_TCP, C_CONNACK, C_SUBACK, C_READY, C_BYE, C_CLOSED };
+enum cstate { C_NEW, C_TCP, C_TLS, C_CONNACK, C_SUBACK, C_READY, C_BYE, C_CLOSED };
 
 #define READ_CHUNK   (64 * 1024)
 #define MAX_PUB_ID   (1u << 20) /* trackers are not made for ids above this (foreign payloads) */
@@ -79,6 +80,7 @@ struct client {
 	uint8_t state; /* enum cstate */
 	bool blocked;  /* QoS 0 full speed: output over the bound, retried at the next tick */
 	uint32_t idx;  /* publisher id, or subscriber / idle index */
+	SSL *ssl;      /* TLS: the session on io.fd; NULL for plain TCP */
 	struct vs_bytes in, out;
 	/* Publisher. */
 	uint8_t *tmpl; /* the encoded PUBLISH */
@@ -167,6 +169,8 @@ static void close_client(struct client *c)
 	if (c->io.fd < 0)
 		return;
 	vs_loop_del(&c->w->loop, &c->io);
+	vs_tls_session_free(c->ssl);
+	c->ssl = NULL;
 	close(c->io.fd);
 	c->io.fd = -1;
 	c->state = C_CLOSED;
@@ -202,7 +206,8 @@ static void fail(struct client *c, const char *what, int err)
 					    : "client",
 			 c->idx, what, err ? ": " : "", err ? vs_strerror(err) : "");
 	w->errors++;
-	if (c->state == C_TCP || c->state == C_CONNACK || c->state == C_SUBACK)
+	if (c->state == C_TCP || c->state == C_TLS || c->state == C_CONNACK ||
+	    c->state == C_SUBACK)
 		handshake_done(c, false);
 	close_client(c);
 }
@@ -215,19 +220,43 @@ static bool qos0_full_speed(const struct client *c)
 	return c->role == R_PUB && cf->qos == 0 && cf->rate <= 0;
 }
 
+/* A failed TLS call: its reason when TLS said one, else the system error. */
+static void fail_io(struct client *c, const char *what, ssize_t err, const char *why)
+{
+	char s[200];
+	if (err != VIESTI_ETLS) {
+		fail(c, what, (int)err);
+		return;
+	}
+	snprintf(s, sizeof(s), "%s: %s", what, why);
+	fail(c, s, 0);
+}
+
+/* One write of the head of the output: bytes taken, -EAGAIN, or an error (-errno, or
+ * VIESTI_ETLS with why filled). */
+static ssize_t write_out(struct client *c, char *why, size_t whylen)
+{
+	if (c->ssl)
+		return vs_tls_write(c->ssl, vs_bytes_head(&c->out), vs_bytes_avail(&c->out), why,
+				    whylen);
+	ssize_t n = send(c->io.fd, vs_bytes_head(&c->out), vs_bytes_avail(&c->out),
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	return n;
+}
+
 /* Writes what it can; keeps EPOLLOUT registered while output is pending (or while a QoS 0
  * full-speed publisher may write more). Returns 0, or -1 if the client failed. */
 static int flush(struct client *c)
 {
 	while (vs_bytes_avail(&c->out) > 0) {
-		ssize_t n = send(c->io.fd, vs_bytes_head(&c->out), vs_bytes_avail(&c->out),
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		char why[160];
+		ssize_t n = write_out(c, why, sizeof(why));
+		if (n == -EAGAIN)
+			break;
 		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN)
-				break;
-			fail(c, "write", -errno);
+			fail_io(c, "write", n, why);
 			return -1;
 		}
 		vs_bytes_consume(&c->out, (size_t)n);
@@ -604,6 +633,18 @@ static ssize_t parse(struct client *c, const uint8_t *buf, size_t len, int64_t n
 	return (ssize_t)off;
 }
 
+/* One read of up to READ_CHUNK bytes (whole TLS records): bytes, 0 at the end of the stream,
+ * -EAGAIN, or an error (-errno, or VIESTI_ETLS with why filled). */
+static ssize_t read_in(struct client *c, uint8_t *dst, char *why, size_t whylen)
+{
+	if (c->ssl)
+		return vs_tls_read(c->ssl, dst, READ_CHUNK, why, whylen);
+	ssize_t n = recv(c->io.fd, dst, READ_CHUNK, MSG_DONTWAIT);
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
+	return n;
+}
+
 /* One read per wake-up. A client with no partial packet reads into the worker's buffer, so ten
  * thousand idle connections hold no input memory. Returns 0, or -1 if the client is closed. */
 static int read_input(struct client *c)
@@ -618,15 +659,16 @@ static int read_input(struct client *c)
 		}
 		dst = c->in.data + c->in.len;
 	}
-	ssize_t n = recv(c->io.fd, dst, READ_CHUNK, MSG_DONTWAIT);
+	char why[160];
+	ssize_t n = read_in(c, dst, why, sizeof(why));
+	if (n == -EAGAIN)
+		return 0;
 	if (n < 0) {
-		if (errno == EAGAIN || errno == EINTR)
-			return 0;
 		if (c->state == C_BYE) {
 			close_client(c);
 			return -1;
 		}
-		fail(c, "read", -errno);
+		fail_io(c, "read", n, why);
 		return -1;
 	}
 	if (n == 0) {
@@ -708,16 +750,8 @@ static void start_connect(struct client *c)
 		fail(c, "connect", -errno);
 }
 
-static void tcp_connected(struct client *c)
+static void mqtt_connect(struct client *c)
 {
-	int err = 0;
-	socklen_t len = sizeof(err);
-	if (getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		err = errno;
-	if (err) {
-		fail(c, "connect", -err);
-		return;
-	}
 	int rc = send_connect(c);
 	if (rc < 0) {
 		fail(c, "encode CONNECT", rc);
@@ -726,11 +760,55 @@ static void tcp_connected(struct client *c)
 	flush(c);
 }
 
+/* Steps the TLS handshake; waits for the event OpenSSL asks for, then sends CONNECT. */
+static void tls_step(struct client *c)
+{
+	uint32_t wait = EPOLLIN;
+	char why[160];
+	int rc = vs_tls_handshake(c->ssl, &wait, why, sizeof(why));
+	if (rc == 0) {
+		mqtt_connect(c);
+	} else if (rc != -EAGAIN) {
+		fail_io(c, "TLS handshake", rc, why);
+	} else if (vs_loop_mod(&c->w->loop, &c->io, wait) < 0) {
+		fail(c, "epoll", -errno);
+	}
+}
+
+static void tcp_connected(struct client *c)
+{
+	const struct vs_bench_conf *cf = c->w->b->c;
+	int err = 0;
+	socklen_t len = sizeof(err);
+	if (getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		fail(c, "connect", -err);
+		return;
+	}
+	if (!cf->tls) {
+		mqtt_connect(c);
+		return;
+	}
+	char why[160];
+	int rc = vs_tls_session_new(cf->tls, c->io.fd, cf->host, &c->ssl, why, sizeof(why));
+	if (rc < 0) {
+		fail_io(c, "TLS", rc, why);
+		return;
+	}
+	c->state = C_TLS;
+	tls_step(c);
+}
+
 static void on_io(struct vs_io *io, uint32_t events)
 {
 	struct client *c = (struct client *)((char *)io - offsetof(struct client, io));
 	if (c->state == C_TCP) {
 		tcp_connected(c);
+		return;
+	}
+	if (c->state == C_TLS) {
+		tls_step(c);
 		return;
 	}
 	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && read_input(c) < 0)

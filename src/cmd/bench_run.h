@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "client/tls.h"
 #include "cmd/bench_stats.h"
 
 enum vs_bench_scenario {
@@ -41,6 +42,8 @@ struct vs_bench_conf {
 	uint32_t burst;	    /* connection handshakes in progress at once, in all */
 	const char *prefix; /* topic prefix */
 	bool progress;	    /* print a progress line each second (stderr) */
+	const struct vs_tls_ctx *tls; /* NULL: plain TCP; else every connection is TLS */
+	const char *host;   /* the broker's name, for SNI and the certificate check (TLS) */
 };
 
 struct vs_bench_result {

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,17 +201,25 @@ static int parse_property(struct vs_cli *c, int argc, char **argv, int *i)
 	return 1;
 }
 
-/* ---- -L mqtt://[user[:pass]@]host[:port]/topic ------------------------------------------- */
+/* ---- -L mqtt(s)://[user[:pass]@]host[:port]/topic ---------------------------------------- */
 
 static int parse_url(struct vs_cli *c, const char *url)
 {
 	free(c->url_buf);
 	c->url_buf = NULL;
-	if (strncmp(url, "mqtt://", 7) != 0) {
+	size_t skip = 0;
+	if (!strncasecmp(url, "mqtt://", 7)) {
+		skip = 7;
+	} else if (!strncasecmp(url, "mqtts://", 8)) {
+		/* As mosquitto_pub: TLS, trusting the system's CAs (and --cafile/--capath). */
+		skip = 8;
+		c->tls_on = true;
+		c->tls.os_certs = true;
+	} else {
 		fprintf(stderr, "Error: Unsupported URL scheme.\n");
 		return vs_cli_usage_hint(c);
 	}
-	char *s = c->url_buf = strdup(url + 7);
+	char *s = c->url_buf = strdup(url + skip);
 	if (!s)
 		return -1;
 	char *slash = strchr(s, '/');
@@ -238,6 +247,7 @@ static int parse_url(struct vs_cli *c, const char *url)
 		if (vs_cli_int(c, "-L port", colon + 1, 1, 65535, &port) < 0)
 			return -1;
 		c->port = (int)port;
+		c->port_set = true;
 	}
 	if (*s)
 		c->host = s;
@@ -304,6 +314,47 @@ static int parse_number(struct vs_cli *c, int argc, char **argv, int *i, const c
 	return vs_cli_int(c, flag, s, min, max, out) < 0 ? -1 : 1;
 }
 
+/* The TLS flags, as mosquitto_pub spells them. A CA, a client certificate, a PSK or the OS
+ * store turns TLS on; --key, --insecure, --tls-version and --tls-alpn only shape it. */
+static int parse_tls(struct vs_cli *c, int argc, char **argv, int *i)
+{
+	static const struct {
+		const char *flag;
+		const char *what; /* for "no <what> specified" */
+		size_t off;       /* of the string in struct viesti_tls */
+		bool turns_on;
+	} strs[] = {
+		{"--cafile", "file", offsetof(struct viesti_tls, cafile), true},
+		{"--capath", "directory", offsetof(struct viesti_tls, capath), true},
+		{"--cert", "file", offsetof(struct viesti_tls, certfile), true},
+		{"--key", "file", offsetof(struct viesti_tls, keyfile), false},
+		{"--tls-version", "version", offsetof(struct viesti_tls, tls_version), false},
+		{"--tls-alpn", "protocol", offsetof(struct viesti_tls, alpn), false},
+		{"--psk", "key", offsetof(struct viesti_tls, psk), true},
+		{"--psk-identity", "identity", offsetof(struct viesti_tls, psk_identity), false},
+	};
+	const char *a = argv[*i];
+	for (size_t k = 0; k < sizeof(strs) / sizeof(strs[0]); k++) {
+		if (strcmp(a, strs[k].flag) != 0)
+			continue;
+		const char *s = value(c, argc, argv, i, strs[k].what);
+		if (!s)
+			return -1;
+		*(const char **)((char *)&c->tls + strs[k].off) = s;
+		c->tls_on |= strs[k].turns_on;
+		return 1;
+	}
+	if (is(a, NULL, "--insecure")) {
+		c->tls.insecure = true;
+	} else if (is(a, NULL, "--tls-use-os-certs")) {
+		c->tls.os_certs = true;
+		c->tls_on = true;
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
 int vs_cli_parse(struct vs_cli *c, int argc, char **argv, int *i)
 {
 	const char *a = argv[*i], *s;
@@ -317,6 +368,7 @@ int vs_cli_parse(struct vs_cli *c, int argc, char **argv, int *i)
 		if ((rc = parse_number(c, argc, argv, i, "port", 1, 65535, &n)) < 0)
 			return -1;
 		c->port = (int)n;
+		c->port_set = true;
 	} else if (is(a, "-i", "--id")) {
 		if (!(c->id = value(c, argc, argv, i, "id")))
 			return -1;
@@ -370,13 +422,43 @@ int vs_cli_parse(struct vs_cli *c, int argc, char **argv, int *i)
 	} else if (is(a, NULL, "--will-retain")) {
 		c->will_retain = true;
 	} else {
-		return 0;
+		return parse_tls(c, argc, argv, i);
 	}
 	return 1;
 }
 
+/* mosquitto_pub's checks and wording; the library checks the rest (hex, version names). */
+static int check_tls(struct vs_cli *c)
+{
+	const struct viesti_tls *t = &c->tls;
+	if (!t->certfile != !t->keyfile) {
+		fprintf(stderr, "Error: Both certfile and keyfile must be provided if one of them is "
+				"set.\n");
+		return vs_cli_usage_hint(c);
+	}
+	if (t->psk && (t->cafile || t->capath || t->certfile)) {
+		fprintf(stderr, "Error: Only one of --psk or --cafile/--capath/--cert may be used at "
+				"once.\n");
+		return vs_cli_usage_hint(c);
+	}
+	if (t->psk && !t->psk_identity) {
+		fprintf(stderr, "Error: --psk-identity required if --psk used.\n");
+		return vs_cli_usage_hint(c);
+	}
+	/* As mosquitto_pub: port 8883 with no TLS flag is MQTT over TLS with the OS's CAs. */
+	if (c->port_set && c->port == 8883 && !c->tls_on) {
+		c->tls_on = true;
+		c->tls.os_certs = true;
+	}
+	if (!c->port_set)
+		c->port = c->tls_on ? 8883 : 1883;
+	return 0;
+}
+
 int vs_cli_check(struct vs_cli *c)
 {
+	if (check_tls(c) < 0)
+		return -1;
 	if (c->will_payload && !c->will_topic) {
 		fprintf(stderr, "Error: Will payload given, but no will topic given.\n");
 		return vs_cli_usage_hint(c);
@@ -412,9 +494,13 @@ int vs_cli_check(struct vs_cli *c)
 
 /* ---- connecting ----------------------------------------------------------------------------- */
 
+/* Prints the packet lines of -d; keeps the last error line, whose reason (a TLS alert, a
+ * certificate check, an unreadable file) the message for a failed connection quotes. */
 static void on_log(struct viesti *v, void *ud, int level, const char *line)
 {
-	const struct vs_cli *c = ud ? *(const struct vs_cli **)ud : NULL;
+	struct vs_cli *c = ud ? *(struct vs_cli **)ud : NULL;
+	if (c && level == VIESTI_LOG_ERR)
+		snprintf(c->last_err, sizeof(c->last_err), "%s", line);
 	if (level == VIESTI_LOG_DEBUG && c && c->debug && !strncmp(line, "Client ", 7)) {
 		printf("%s\n", line);
 		fflush(stdout);
@@ -487,12 +573,14 @@ struct viesti *vs_cli_connect(struct vs_cli *c, struct viesti_callbacks *cb, voi
 		o.will_retain = c->will_retain;
 		o.will_props = c->props[VS_PC_WILL];
 	}
+	o.tls = c->tls_on ? &c->tls : NULL;
 	if (!cb->on_log)
 		cb->on_log = on_log;
 	int err;
+	c->last_err[0] = 0;
 	struct viesti *v = viesti_new(&o, cb, ud, &err);
 	if (!v) {
-		vs_cli_err(c, "Error: %s", viesti_strerror(err));
+		vs_cli_err(c, "Error: %s", c->last_err[0] ? c->last_err : viesti_strerror(err));
 		*exit_code = VS_EXIT_USAGE;
 		return NULL;
 	}
@@ -504,7 +592,8 @@ struct viesti *vs_cli_connect(struct vs_cli *c, struct viesti_callbacks *cb, voi
 			   connack_text(c->version, viesti_connack_reason(v)));
 		*exit_code = VS_EXIT_REFUSED;
 	} else {
-		vs_cli_err(c, "Error: %s", viesti_strerror(err));
+		bool detail = err == VIESTI_ETLS && c->last_err[0];
+		vs_cli_err(c, "Error: %s", detail ? c->last_err : viesti_strerror(err));
 		*exit_code = VS_EXIT_CONNECT;
 	}
 	viesti_free(v);
@@ -589,8 +678,9 @@ void vs_cli_help_common(FILE *f)
 		" -I : define the client id as id_prefix appended with the process id.\n"
 		" -k : keep alive in seconds for this client. Defaults to 60.\n"
 		" -L : specify user, password, hostname, port and topic as a URL in the form:\n"
-		"      mqtt://[username[:password]@]host[:port]/topic\n"
-		" -p : network port to connect to. Defaults to 1883.\n"
+		"      mqtt(s)://[username[:password]@]host[:port]/topic\n"
+		" -p : network port to connect to. Defaults to 1883 for plain MQTT and 8883 for MQTT\n"
+		"      over TLS.\n"
 		" -P : provide a password\n"
 		" -q : quality of service level to use. Defaults to 0.\n"
 		" -u : provide a username\n"
@@ -605,6 +695,22 @@ void vs_cli_help_common(FILE *f)
 		" --will-qos : QoS level for the client Will.\n"
 		" --will-retain : if given, make the client Will retained.\n"
 		" --will-topic : the topic on which to publish the client Will.\n"
+		" --cafile : path to a file containing trusted CA certificates to enable encrypted\n"
+		"            communication.\n"
+		" --capath : path to a directory containing trusted CA certificates to enable\n"
+		"            encrypted communication.\n"
+		" --cert : client certificate for authentication, if required by server (PEM).\n"
+		" --key : client private key for authentication, if required by server (PEM).\n"
+		" --tls-version : minimum TLS protocol version, can be one of tlsv1.3 tlsv1.2.\n"
+		"                 Defaults to tlsv1.2.\n"
+		" --tls-alpn : TLS application layer protocol to offer (ALPN).\n"
+		" --tls-use-os-certs : Load and trust OS provided CA certificates.\n"
+		" --insecure : do not check that the server certificate hostname matches the remote\n"
+		"              hostname. Using this option means that you cannot be sure that the\n"
+		"              remote host is the server you wish to connect to and so is insecure.\n"
+		"              Do not use this option in a production environment.\n"
+		" --psk : pre-shared-key in hexadecimal (no leading 0x) to enable TLS-PSK mode.\n"
+		" --psk-identity : client identity string for TLS-PSK mode.\n"
 		"\nExit status: 0 success, 1 bad arguments, 2 could not connect, 3 connection refused\n"
 		"by the broker, 4 operation rejected by the broker, 5 connection lost, 6 input\n"
 		"unreadable, 27 timed out.\n");

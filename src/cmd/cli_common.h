@@ -1,6 +1,8 @@
 /*
  * What viesti pub, sub and rr share: the connection flags of mosquitto_pub/mosquitto_sub
- * (-h -p -i -I -u -P -k -V -q -c -d --quiet -D -x --will-* -L), making and connecting the client
+ * (-h -p -i -I -u -P -k -V -q -c -d --quiet -D -x --will-* -L, and the TLS flags --cafile
+ * --capath --cert --key --insecure --tls-version --tls-alpn --tls-use-os-certs --psk
+ * --psk-identity), making and connecting the client
  * with libviesti's public API, error messages, and the exit codes:
  *
  *   0  success
@@ -70,6 +72,10 @@ struct vs_cli {
 	struct viesti_props *props[VS_PC_COUNT];
 	char *url_buf;       /* -L, parsed in place */
 	const char *url_topic;
+	bool port_set;       /* -p, or a port in -L */
+	bool tls_on;         /* TLS flags, mqtts:// or port 8883 turn it on, as in mosquitto_pub */
+	struct viesti_tls tls;
+	char last_err[512];  /* the library's last error line (TLS reasons), for the message */
 };
 
 void vs_cli_init(struct vs_cli *c, enum vs_tool tool);
