@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "base/error.h"
 
 int vs_auth_read_file(const char *path, char **out, size_t *len)
@@ -110,4 +112,46 @@ int vs_auth_err(char *err, size_t errlen, const char *name, unsigned line, const
 		va_end(ap);
 	}
 	return VS_ECONF;
+}
+
+int vs_auth_each_line(const char *text, size_t len, const char *name,
+		      int (*fn)(void *ctx, const char *s, size_t n, unsigned lineno), void *ctx,
+		      char *err, size_t errlen)
+{
+	struct vs_auth_lines it;
+	const char *s;
+	size_t n;
+	vs_auth_lines_init(&it, text, len);
+	while (vs_auth_lines_next(&it, &s, &n)) {
+		const char *t = s;
+		size_t tn = n;
+		vs_auth_trim(&t, &tn);
+		if (tn == 0 || t[0] == '#')
+			continue;
+		int rc = fn(ctx, s, n, it.lineno);
+		if (rc == -ENOMEM)
+			vs_auth_err(err, errlen, name, it.lineno, "out of memory");
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+void *vs_auth_load(const char *path,
+		   void *(*parse)(const char *text, size_t len, const char *name, char *err,
+				  size_t errlen),
+		   char *err, size_t errlen)
+{
+	char *text;
+	size_t len;
+	int rc = vs_auth_read_file(path, &text, &len);
+	if (rc) {
+		vs_auth_err(err, errlen, path, 0, "%s",
+			    rc == -EFBIG ? "file too large" : strerror(-rc));
+		return NULL;
+	}
+	void *out = parse(text, len, path, err, errlen);
+	OPENSSL_cleanse(text, len);
+	free(text);
+	return out;
 }

@@ -32,6 +32,23 @@ int vs_auth_lines_next(struct vs_auth_lines *it, const char **s, size_t *n);
 /* Trims blanks (space, tab) from both ends of [*s, *s + *n). */
 void vs_auth_trim(const char **s, size_t *n);
 
+/*
+ * Calls fn(ctx, line, n, lineno) for every line of text[0..len) that is not blank and not a
+ * comment ('#' as its first non-blank character). Stops at the first non-zero return: VS_ECONF
+ * (fn wrote err), or -ENOMEM ("NAME:LINE: out of memory" is written here). Returns 0 or that.
+ */
+int vs_auth_each_line(const char *text, size_t len, const char *name,
+		      int (*fn)(void *ctx, const char *s, size_t n, unsigned lineno), void *ctx,
+		      char *err, size_t errlen);
+
+/* Reads the file at path and returns parse(text, len, path, err, errlen); the text is wiped
+ * (it may hold secrets) and freed afterwards. A file that cannot be read gives NULL with
+ * "PATH: why" in err. */
+void *vs_auth_load(const char *path,
+		   void *(*parse)(const char *text, size_t len, const char *name, char *err,
+				  size_t errlen),
+		   char *err, size_t errlen);
+
 /* Writes "NAME:LINE: message" into err (when err is non-NULL); always returns VS_ECONF. */
 int vs_auth_err(char *err, size_t errlen, const char *name, unsigned line, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/error.h"
+
 int vs_bytes_reserve(struct vs_bytes *b, size_t extra)
 {
 	if (b->cap - b->len >= extra)
@@ -73,4 +75,38 @@ void vs_bytes_fini(struct vs_bytes *b)
 	free(b->data);
 	b->data = NULL;
 	b->cap = b->len = b->off = 0;
+}
+
+static int hex_digit(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+int vs_hex_decode(const char *hex, uint8_t *out, size_t cap)
+{
+	size_t len = strlen(hex);
+	size_t n = (len + 1) / 2;
+	if (len == 0 || n > cap)
+		return VS_ECONF;
+	/* With an odd count, the first byte takes one digit: "abc" is 0a bc. */
+	size_t i = 0, k = 0;
+	if (len % 2) {
+		int lo = hex_digit(hex[i++]);
+		if (lo < 0)
+			return VS_ECONF;
+		out[k++] = (uint8_t)lo;
+	}
+	for (; i < len; i += 2) {
+		int hi = hex_digit(hex[i]), lo = hex_digit(hex[i + 1]);
+		if (hi < 0 || lo < 0)
+			return VS_ECONF;
+		out[k++] = (uint8_t)(hi << 4 | lo);
+	}
+	return (int)n;
 }

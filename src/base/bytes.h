@@ -36,4 +36,9 @@ void vs_bytes_consume(struct vs_bytes *b, size_t n);
 void vs_bytes_shrink(struct vs_bytes *b, size_t keep);
 void vs_bytes_fini(struct vs_bytes *b);
 
+/* Decodes hex digits (no 0x; an odd count reads as if it began with '0', as Mosquitto reads a
+ * PSK). Returns the number of bytes, or VS_ECONF for an empty string, a character that is not
+ * a hex digit, or more than cap bytes. */
+int vs_hex_decode(const char *hex, uint8_t *out, size_t cap);
+
 #endif

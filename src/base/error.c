@@ -18,6 +18,8 @@ const char *vs_strerror(int err)
 		return "connection closed";
 	case VS_ESTATE:
 		return "invalid state";
+	case VS_ETLS:
+		return "TLS failure";
 	}
 	/* INT_MIN has no positive counterpart: negating it is undefined. */
 	return err < 0 && err != INT_MIN ? strerror(-err) : "unknown";

@@ -15,6 +15,7 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "broker/persist.h"
+#include "broker/tls.h"
 #include "broker/worker.h"
 #include "net/listen.h"
 #include "session/msg.h"
@@ -46,11 +47,38 @@ static void resolve_listener(struct vs_broker *b, struct vs_listener *l,
 	l->auto_id_prefix = c->per_listener_settings && lc->auto_id_prefix ? lc->auto_id_prefix
 									   : c->auto_id_prefix;
 	const char *host = lc->bind_address ? lc->bind_address : "*";
-	if (strchr(host, ':'))
+	if (lc->socket_domain == AF_UNIX)
+		snprintf(l->name, sizeof(l->name), "unix:%s", host);
+	else if (strchr(host, ':'))
 		snprintf(l->name, sizeof(l->name), "[%s]:%d", host, lc->port);
 	else
 		snprintf(l->name, sizeof(l->name), "%s:%d", host, lc->port);
 	atomic_init(&l->connections, 0);
+	l->unix_fd = -1;
+	pthread_mutex_init(&l->tls_lock, NULL);
+}
+
+/* A TLS listener's context (see broker/tls.c). */
+static int make_tls(struct vs_broker *b, struct vs_listener *l, char *err, size_t errlen)
+{
+	const struct vs_listener_conf *lc = l->conf;
+	if (!lc->certfile && !lc->psk_hint)
+		return 0;
+	const char *psk_file = b->conf->per_listener_settings ? lc->psk_file : b->conf->psk_file;
+	int rc = vs_tls_server_ctx(lc, psk_file, &l->tls_ctx, err, errlen);
+	l->tls = rc == 0;
+	return rc;
+}
+
+SSL_CTX *vs_listener_tls_get(struct vs_listener *l)
+{
+	if (!l->tls)
+		return NULL;
+	pthread_mutex_lock(&l->tls_lock);
+	SSL_CTX *ctx = l->tls_ctx;
+	SSL_CTX_up_ref(ctx);
+	pthread_mutex_unlock(&l->tls_lock);
+	return ctx;
 }
 
 /* Loads a password file and an ACL file (either may be NULL). */
@@ -93,6 +121,8 @@ static int make_auth(struct vs_broker *b, char *err, size_t errlen)
  */
 static int probe_port(const struct vs_listener_conf *lc, char *err, size_t errlen)
 {
+	if (lc->socket_domain == AF_UNIX)
+		return 0; /* one socket for all workers: opened once, in open_unix() */
 	int fds[4];
 	int n = vs_listen_tcp(lc->bind_address, lc->port, lc->socket_domain, false, fds, 4, err,
 			      errlen);
@@ -116,13 +146,9 @@ static int make_listeners(struct vs_broker *b, char *err, size_t errlen)
 	}
 	for (size_t i = 0; i < c->n_listeners; i++) {
 		const struct vs_listener_conf *lc = &c->listeners[i];
-		if (lc->protocol != VS_LPROTO_MQTT || lc->socket_domain == AF_UNIX || lc->certfile) {
-			snprintf(err, errlen,
-				 "listener %d: %s listeners are not supported yet (plain TCP only)",
-				 lc->port,
-				 lc->protocol != VS_LPROTO_MQTT ? "websockets"
-				 : lc->certfile		       ? "TLS"
-							       : "unix socket");
+		if (lc->protocol != VS_LPROTO_MQTT) {
+			snprintf(err, errlen, "listener %d: websockets listeners are not supported yet",
+				 lc->port);
 			return VS_ECONF;
 		}
 	}
@@ -131,8 +157,16 @@ static int make_listeners(struct vs_broker *b, char *err, size_t errlen)
 		return -ENOMEM;
 	b->n_listeners = c->n_listeners;
 	for (size_t i = 0; i < c->n_listeners; i++) {
-		resolve_listener(b, &b->listeners[i], &c->listeners[i], builtin);
+		struct vs_listener *l = &b->listeners[i];
+		resolve_listener(b, l, &c->listeners[i], builtin);
 		int rc = probe_port(&c->listeners[i], err, errlen);
+		if (rc == 0 && c->listeners[i].socket_domain == AF_UNIX) {
+			rc = l->unix_fd = vs_listen_unix(c->listeners[i].bind_address, err, errlen);
+			if (rc > 0)
+				rc = 0;
+		}
+		if (rc == 0)
+			rc = make_tls(b, l, err, errlen);
 		if (rc < 0)
 			return rc;
 	}
@@ -174,7 +208,8 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 			return rc;
 	}
 	for (size_t i = 0; i < b->n_listeners; i++)
-		vs_log(log, VS_LOG_NOTICE, "listening on %s%s", b->listeners[i].name,
+		vs_log(log, VS_LOG_NOTICE, "listening on %s%s%s", b->listeners[i].name,
+		       b->listeners[i].tls ? " (TLS)" : "",
 		       b->listeners[i].allow_anonymous ? " (anonymous clients allowed)" : "");
 	return 0;
 }
@@ -221,9 +256,16 @@ void vs_broker_fini(struct vs_broker *b)
 	if (b->retain)
 		vs_retain_free(b->retain);
 	for (size_t i = 0; i < b->n_listeners; i++) {
-		if (b->listeners[i].owns_auth) {
-			vs_passwd_free(b->listeners[i].passwd);
-			vs_acl_free(b->listeners[i].acl);
+		struct vs_listener *l = &b->listeners[i];
+		if (l->owns_auth) {
+			vs_passwd_free(l->passwd);
+			vs_acl_free(l->acl);
+		}
+		SSL_CTX_free(l->tls_ctx);
+		pthread_mutex_destroy(&l->tls_lock);
+		if (l->unix_fd >= 0) {
+			close(l->unix_fd);
+			unlink(l->conf->bind_address); /* the socket file this broker made */
 		}
 	}
 	vs_passwd_free(b->passwd);

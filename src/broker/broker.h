@@ -19,6 +19,8 @@
 #include "base/map.h"
 #include "conf/conf.h"
 
+#include <openssl/ssl.h>
+
 struct vs_worker;
 struct vs_tree;
 struct vs_retain;
@@ -30,7 +32,11 @@ struct vs_store;
 /* A configured listener, resolved: what each worker opens a socket for. */
 struct vs_listener {
 	const struct vs_listener_conf *conf;
-	char name[64];          /* "127.0.0.1:1883" for logs */
+	char name[112];         /* "127.0.0.1:1883", "unix:/run/viesti.sock" for logs */
+	int unix_fd;            /* a unix listener's socket (each worker polls a dup), or -1 */
+	bool tls;               /* TLS (or TLS-PSK) listener: tls_ctx is set */
+	pthread_mutex_t tls_lock; /* guards tls_ctx, which a reload replaces */
+	SSL_CTX *tls_ctx;       /* one reference; connections take their own */
 	bool allow_anonymous;   /* effective */
 	bool allow_zero_length_clientid;
 	const char *auto_id_prefix;
@@ -107,6 +113,10 @@ int vs_broker_start(struct vs_broker *b);
 void vs_broker_stop(struct vs_broker *b);
 /* Waits for the workers, then frees everything. */
 void vs_broker_fini(struct vs_broker *b);
+
+/* The TLS context new connections of l start from, with a reference for the caller (who
+ * frees it with SSL_CTX_free once its session holds its own), or NULL for a plain listener. */
+SSL_CTX *vs_listener_tls_get(struct vs_listener *l);
 
 /* Sums every worker's counters into out (racy but monotonic reads). */
 void vs_broker_stats(struct vs_broker *b, struct vs_stats *out);

@@ -12,6 +12,7 @@
 
 #include "base/clock.h"
 #include "base/error.h"
+#include "net/tls.h"
 #include "broker/persist.h"
 #include "broker/router.h"
 #include "broker/worker.h"
@@ -49,12 +50,30 @@ static int take_slot(struct vs_worker *w, struct vs_conn *c)
 	return 0;
 }
 
+/* The connection's transport: TLS when its listener has a context, else the plain stream. */
+static int make_transport(struct vs_conn *c, struct vs_listener *l, int fd)
+{
+	SSL_CTX *ctx = vs_listener_tls_get(l);
+	if (!ctx) {
+		vs_transport_accept_tcp(&c->tp, fd);
+		return 0;
+	}
+	int rc = vs_transport_tls_accept(&c->tp, fd, ctx);
+	SSL_CTX_free(ctx); /* the session holds its own reference */
+	return rc;
+}
+
 int vs_conn_accept(struct vs_worker *w, struct vs_listener *l, int fd, const char *addr)
 {
 	struct vs_conn *c = calloc(1, sizeof(*c));
-	if (!c || take_slot(w, c) < 0) {
+	if (!c || make_transport(c, l, fd) < 0) {
 		free(c);
 		close(fd);
+		return -ENOMEM;
+	}
+	if (take_slot(w, c) < 0) {
+		c->tp.ops->close(&c->tp);
+		free(c);
 		return -ENOMEM;
 	}
 	c->io.fd = fd;
@@ -65,13 +84,15 @@ int vs_conn_accept(struct vs_worker *w, struct vs_listener *l, int fd, const cha
 	c->last_rx_ms = w->now_ms;
 	c->request_problem_info = true;
 	snprintf(c->addr, sizeof(c->addr), "%s", addr);
-	if (vs_loop_add(&w->loop, &c->io, EPOLLIN | EPOLLRDHUP | EPOLLET) < 0) {
+	uint32_t ev = EPOLLRDHUP | EPOLLET | (c->tp.wait ? c->tp.wait : EPOLLIN);
+	if (vs_loop_add(&w->loop, &c->io, ev) < 0) {
+		int rc = -errno;
 		w->conns[c->slot] = NULL;
 		w->free_slots[w->n_free++] = c->slot;
 		w->n_conns--;
-		close(fd);
+		c->tp.ops->close(&c->tp);
 		free(c);
-		return -errno;
+		return rc;
 	}
 	atomic_fetch_add(&l->connections, 1);
 	return 0;
@@ -108,17 +129,25 @@ int vs_conn_send_ack(struct vs_conn *c, int type, uint16_t id, uint8_t reason)
 	return vs_conn_send(c, &p);
 }
 
+/* What the transport says of its last failure, or the error code's text. */
+static const char *transport_why(const struct vs_conn *c, int err)
+{
+	const char *w = vs_transport_why(&c->tp);
+	return w[0] ? w : vs_strerror(err);
+}
+
 void vs_conn_flush(struct vs_conn *c)
 {
 	size_t avail = vs_bytes_avail(&c->out);
 	if (avail == 0)
 		return;
-	ssize_t n = write(c->io.fd, vs_bytes_head(&c->out), avail);
-	if (n < 0 && errno != EAGAIN && errno != EINTR) {
-		int e = errno;
+	if (c->tp.wait)
+		return; /* the handshake is not done: written once it is */
+	ssize_t n = c->tp.ops->write(&c->tp, vs_bytes_head(&c->out), avail);
+	if (n < 0 && n != -EAGAIN && n != -EINTR) {
 		c->out.off = c->out.len = 0; /* nothing more can be written */
-		char why[96];
-		snprintf(why, sizeof(why), "write error: %s", strerror(e));
+		char why[192];
+		snprintf(why, sizeof(why), "write error: %s", transport_why(c, (int)n));
 		vs_conn_close(c, -1, why);
 		return;
 	}
@@ -153,6 +182,8 @@ void vs_conn_update_events(struct vs_conn *c)
 	uint32_t ev = EPOLLET | (c->parked || c->throttled ? 0 : EPOLLIN | EPOLLRDHUP);
 	if (vs_bytes_avail(&c->out))
 		ev |= EPOLLOUT;
+	if (c->tp.wait)
+		ev = EPOLLET | EPOLLRDHUP | c->tp.wait; /* a handshake waits for what it asked */
 	vs_loop_mod(&c->w->loop, &c->io, ev);
 }
 
@@ -370,18 +401,18 @@ static int read_once(struct vs_conn *c)
 		return -1;
 	}
 	size_t room = src->cap - src->len;
-	ssize_t n = read(c->io.fd, src->data + src->len, room);
+	ssize_t n = c->tp.ops->read(&c->tp, src->data + src->len, room);
 	if (n == 0) {
 		vs_conn_close(c, -1, c->graceful ? "disconnected" : "connection closed by peer");
 		return -1;
 	}
 	if (n < 0) {
-		if (errno == EINTR)
+		if (n == -EINTR)
 			vs_worker_want_reread(w, c); /* the edge is spent: try again next turn */
-		if (errno == EAGAIN || errno == EINTR)
+		if (n == -EAGAIN || n == -EINTR)
 			return 1;
-		char why[96];
-		snprintf(why, sizeof(why), "read error: %s", strerror(errno));
+		char why[192];
+		snprintf(why, sizeof(why), "read error: %s", transport_why(c, (int)n));
 		vs_conn_close(c, -1, why);
 		return -1;
 	}
@@ -435,11 +466,41 @@ void vs_conn_unpark(struct vs_conn *c)
 		vs_conn_pump(c);
 }
 
+/*
+ * One step of the transport's handshake (TLS): runs on the events it asked for. Once done, the
+ * connection reads as usual: the client's CONNECT may already be waiting (it often comes in the
+ * same flight as the handshake's last message), so it is read at once. Returns 0 while the
+ * handshake goes on, 1 when done, -1 when it failed and c was closed.
+ */
+static int handshake(struct vs_conn *c)
+{
+	int rc = c->tp.ops->finish(&c->tp);
+	if (rc == -EAGAIN) {
+		vs_conn_update_events(c);
+		return 0;
+	}
+	if (rc < 0) {
+		char why[192];
+		snprintf(why, sizeof(why), "%s", transport_why(c, rc));
+		vs_conn_close(c, -1, why);
+		return -1;
+	}
+	vs_conn_update_events(c);
+	if (vs_bytes_avail(&c->out))
+		vs_worker_want_flush(c->w, c);
+	return 1;
+}
+
 static void on_io(struct vs_io *io, uint32_t events)
 {
 	struct vs_conn *c = (struct vs_conn *)io;
 	if (c->state == VS_CONN_CLOSING)
 		return; /* closed earlier in this turn, freed at its end */
+	if (c->tp.wait) {
+		if (handshake(c) <= 0)
+			return;
+		events |= EPOLLIN; /* whatever followed the handshake */
+	}
 	if ((events & (EPOLLHUP | EPOLLERR)) && (c->throttled || c->parked)) {
 		/* epoll reports these even with no interest set: a throttled or parked connection
 		 * whose peer is gone would otherwise wake the loop until its pause ends. */
@@ -587,7 +648,7 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 		c->client_id = NULL; /* borrowed from the session (connect.c attach_session) */
 	detach_session(c);
 	vs_loop_del(&w->loop, &c->io);
-	close(c->io.fd);
+	c->tp.ops->close(&c->tp);
 	atomic_fetch_sub(&c->listener->connections, 1);
 	w->conns[c->slot] = NULL;
 	w->free_slots[w->n_free++] = c->slot;

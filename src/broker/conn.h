@@ -16,6 +16,7 @@
 #include "base/map.h"
 #include "codec/codec.h"
 #include "net/loop.h"
+#include "net/transport.h"
 
 struct vs_worker;
 struct vs_session;
@@ -32,6 +33,7 @@ struct vs_conn {
 	/* Laid out without holes, cold 5.0 state out of line: an idle connection is this struct
 	 * and its session. */
 	struct vs_io io;
+	struct vs_transport tp;     /* plain, TLS, ...: every byte goes through it (tp.fd == io.fd) */
 	struct vs_worker *w;
 	struct vs_listener *listener;
 	uint64_t id;  /* unique per worker */
@@ -74,12 +76,15 @@ struct vs_conn {
 	bool release_out;           /* free the output buffer once written (only a CONNACK) */
 	bool admitted;              /* its CONNECT passed authentication and checks (connect.c) */
 	bool id_assigned;           /* the broker chose its client id [MQTT-3.1.3-6] */
+	bool tls_user;              /* the username comes from the TLS handshake */
 	/* "[IPv6]:port": inet_ntop writes at most 39 characters for an IPv6 address (the dotted
 	 * forms it uses are compressed), so 48 bytes hold any address vs_addr_str formats. */
 	char addr[48];
 };
 
-/* Accepts a new socket on worker w. Returns 0 or -errno (the fd is closed on failure). */
+/* Accepts a new socket on worker w: a plain stream, or a TLS session from the listener's
+ * context, whose handshake then runs in the loop before anything is read (and counts against
+ * the CONNECT deadline). Returns 0 or -errno (the fd is closed on failure). */
 int vs_conn_accept(struct vs_worker *w, struct vs_listener *l, int fd, const char *addr);
 
 /*

@@ -13,7 +13,9 @@
 #include "broker/conn.h"
 #include "broker/persist.h"
 #include "broker/router.h"
+#include "broker/tls.h"
 #include "broker/worker.h"
+#include "net/tls.h"
 #include "session/session.h"
 
 static char *dup_buf(const struct vs_buf *b)
@@ -46,6 +48,8 @@ static int check_credentials(struct vs_conn *c, const struct vs_connect *p, uint
 			     const char **why)
 {
 	struct vs_listener *l = c->listener;
+	if (c->tls_user)
+		return VS_RC_SUCCESS; /* the handshake proved who this is (as Mosquitto) */
 	if (!p->has_username || !l->passwd) {
 		if (l->allow_anonymous)
 			return VS_RC_SUCCESS;
@@ -390,6 +394,27 @@ static void record_will(struct vs_conn *c, struct vs_session *s)
  * disconnect them, publish their will or end their session. Returns 0, or -1 when c was refused
  * (and closed).
  */
+/*
+ * use_identity_as_username / use_subject_as_username: the TLS handshake says who the client is
+ * (the certificate's CN or subject, or the PSK identity), and the CONNECT's username and
+ * password are ignored. Returns 0 (not such a listener, or the username is set), or -1 with
+ * *why when the handshake gave no identity.
+ */
+static int tls_username(struct vs_conn *c, const char **why)
+{
+	const struct vs_listener_conf *lc = c->listener->conf;
+	if (!lc->use_identity_as_username && !lc->use_subject_as_username)
+		return 0;
+	SSL *ssl = vs_transport_tls_session(&c->tp);
+	char *u = ssl ? vs_tls_peer_username(ssl, lc->use_subject_as_username, why) : NULL;
+	if (!u)
+		return -1;
+	free(c->username);
+	c->username = u;
+	c->tls_user = true;
+	return 0;
+}
+
 static int admit(struct vs_conn *c, const struct vs_connect *p)
 {
 	struct vs_broker *b = c->w->b;
@@ -400,7 +425,9 @@ static int admit(struct vs_conn *c, const struct vs_connect *p)
 	if (!c->client_id)
 		return refuse(c, VS_RC_SERVER_UNAVAILABLE, VS_CONNACK3_SERVER_UNAVAILABLE, "no memory");
 	uint8_t rc3;
-	const char *why = "";
+	const char *why = "no TLS identity";
+	if (tls_username(c, &why) < 0)
+		return refuse(c, VS_RC_NOT_AUTHORIZED, VS_CONNACK3_NOT_AUTHORIZED, why);
 	int rc = check_connect(c, p, &rc3, &why);
 	if (rc != VS_RC_SUCCESS)
 		return refuse(c, (uint8_t)rc, rc3, why);

@@ -122,6 +122,13 @@ void vs_worker_want_drain(struct vs_worker *w, struct vs_session *s)
  */
 enum { ACCEPT_PAUSE_MS = 100, ACCEPT_LOG_EVERY_MS = 10000 };
 
+/* A unix socket is one for all workers: one of them is woken per connection (EPOLLEXCLUSIVE);
+ * a TCP listener is this worker's own socket (SO_REUSEPORT). */
+static uint32_t listen_events(const struct vs_listener *l)
+{
+	return l->unix_fd >= 0 ? EPOLLIN | EPOLLEXCLUSIVE : EPOLLIN;
+}
+
 static void log_refused(struct vs_worker *w, struct vs_listen_io *li, const char *why)
 {
 	li->refused++;
@@ -168,7 +175,8 @@ static void resume_listeners(struct vs_worker *w)
 		struct vs_listen_io *li = &w->listens[i];
 		if (!li->paused_until_ms)
 			continue;
-		if (li->paused_until_ms <= w->now_ms && vs_loop_add(&w->loop, &li->io, EPOLLIN) == 0)
+		if (li->paused_until_ms <= w->now_ms &&
+		    vs_loop_add(&w->loop, &li->io, listen_events(li->listener)) == 0)
 			li->paused_until_ms = 0;
 		else if (!w->listen_resume_ms || li->paused_until_ms < w->listen_resume_ms)
 			w->listen_resume_ms = li->paused_until_ms > w->now_ms
@@ -196,7 +204,10 @@ static void on_accept(struct vs_io *io, uint32_t events)
 			return;
 		}
 		char addr[56];
-		vs_addr_str((struct sockaddr *)&ss, addr, sizeof(addr));
+		if (ss.ss_family == AF_UNIX) /* unnamed: the listener says more */
+			snprintf(addr, sizeof(addr), "%.55s", li->listener->name);
+		else
+			vs_addr_str((struct sockaddr *)&ss, addr, sizeof(addr));
 		int mc = li->listener->conf ? li->listener->conf->max_connections : -1;
 		if (mc >= 0 && atomic_load(&li->listener->connections) >= mc) {
 			char why[128];
@@ -380,8 +391,11 @@ static void sweep(struct vs_worker *w)
 		struct vs_conn *c = w->conns[i];
 		if (!c)
 			continue;
-		if (c->state == VS_CONN_NEW && now - c->last_rx_ms > 10000) {
-			vs_conn_close(c, VS_RC_MAX_CONNECT_TIME, "no CONNECT within 10 s");
+		int ct = w->b->conf->connect_timeout;
+		if (c->state == VS_CONN_NEW && !c->parked && now - c->last_rx_ms > ct * 1000) {
+			char why[48];
+			snprintf(why, sizeof(why), "no CONNECT within %d s", ct);
+			vs_conn_close(c, VS_RC_MAX_CONNECT_TIME, why);
 			continue;
 		}
 		/* Idle connections give their buffers back. */
@@ -784,6 +798,22 @@ void *vs_worker_main(void *arg)
 	return NULL;
 }
 
+/* This worker's sockets for listener l: its own SO_REUSEPORT TCP sockets (the kernel spreads
+ * connections), or a duplicate of the unix socket (epoll keys on the descriptor, so each worker
+ * needs its own, and thread consolidation can move them into one set). Returns the count. */
+static int listen_fds(struct vs_listener *l, int *fds, char *err, size_t errlen)
+{
+	if (l->unix_fd < 0)
+		return vs_listen_tcp(l->conf->bind_address, l->conf->port, l->conf->socket_domain,
+				     true, fds, 4, err, errlen);
+	fds[0] = fcntl(l->unix_fd, F_DUPFD_CLOEXEC, 0);
+	if (fds[0] < 0) {
+		snprintf(err, errlen, "%s: %s", l->name, strerror(errno));
+		return -errno;
+	}
+	return 1;
+}
+
 int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err, size_t errlen)
 {
 	memset(w, 0, sizeof(*w));
@@ -829,9 +859,7 @@ int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err,
 	for (size_t i = 0; i < b->n_listeners; i++) {
 		struct vs_listener *l = &b->listeners[i];
 		int fds[4];
-		const char *host = l->conf->bind_address;
-		int n = vs_listen_tcp(host, l->conf->port, l->conf->socket_domain, true, fds, 4, err,
-				      errlen);
+		int n = listen_fds(l, fds, err, errlen);
 		if (n < 0)
 			return n;
 		for (int k = 0; k < n; k++) {
@@ -840,7 +868,7 @@ int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err,
 			li->io.fn = on_accept;
 			li->listener = l;
 			li->w = w;
-			vs_loop_add(&w->loop, &li->io, EPOLLIN);
+			vs_loop_add(&w->loop, &li->io, listen_events(l));
 		}
 	}
 	return 0;

@@ -18,7 +18,7 @@
 #include "base/bytes.h"
 #include "client/props.h"
 #include "client/tls.h"
-#include "client/transport.h"
+#include "net/transport.h"
 #include "net/loop.h"
 #include "proto/client.h"
 #include "viesti.h"

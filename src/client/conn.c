@@ -83,14 +83,16 @@ static void schedule_retry(struct viesti *v)
 static void lost(struct viesti *v, int err)
 {
 	int was = v->state;
+	/* The transport's own words (a TLS alert, a certificate check) say more than the code:
+	 * they are an error line, which the tools print. Taken before the transport is closed. */
+	char said[160];
+	snprintf(said, sizeof(said), "%s", vs_transport_why(&v->tr));
 	vs_cli_close_sock(v);
 	vs_cproto_lost(&v->cp);
 	v->last_err = err;
 	v->state = VS_ST_IDLE;
-	/* The transport's own words (a TLS alert, a certificate check) say more than the code:
-	 * they are an error line, which the tools print. */
-	const char *why = v->tr.err[0] ? v->tr.err : viesti_strerror(err);
-	int level = v->tr.err[0] ? VIESTI_LOG_ERR : VIESTI_LOG_WARN;
+	const char *why = said[0] ? said : viesti_strerror(err);
+	int level = said[0] ? VIESTI_LOG_ERR : VIESTI_LOG_WARN;
 	if (was == VS_ST_UP || was == VS_ST_CLOSING) {
 		vs_cli_log(v, level, "connection lost: %s", why);
 		if (v->cb.on_disconnect)
@@ -112,10 +114,9 @@ void vs_cli_start_attempt(struct viesti *v)
 	v->state = VS_ST_TCP;
 	v->deadline_ms = vs_now_ms() + v->connect_timeout_ms;
 	v->tr.ops = v->tls ? &vs_transport_tls : &vs_transport_tcp;
-	v->tr.conf = v->tls;
 	v->tr.fd = -1;
 	vs_cli_log(v, VIESTI_LOG_DEBUG, "connecting to %s:%d", v->host, v->port);
-	int rc = v->tr.ops->open(&v->tr, v->host, v->port);
+	int rc = v->tr.ops->open(&v->tr, v->tls, v->host, v->port);
 	if (rc < 0) {
 		lost(v, rc);
 		return;

@@ -28,65 +28,7 @@
 
 #include <openssl/err.h>
 
-/* Fills err from fmt and the first error on OpenSSL's queue (then empties the queue). */
-static int ssl_fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int ssl_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	const char *why = ERR_reason_error_string(ERR_peek_error());
-	if (why && n >= 0 && (size_t)n < errlen)
-		snprintf(err + n, errlen - (size_t)n, ": %s", why);
-	ERR_clear_error();
-	return VIESTI_ETLS;
-}
-
-static int unreadable(const char *path, int mode, const char *what, char *err, size_t errlen)
-{
-	if (access(path, mode) == 0)
-		return 0;
-	int rc = -errno;
-	snprintf(err, errlen, "cannot read %s '%s': %s", what, path, strerror(errno));
-	return rc;
-}
-
-static int hex_digit(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
-int vs_tls_hex_decode(const char *hex, uint8_t *out, size_t cap)
-{
-	size_t len = strlen(hex);
-	size_t n = (len + 1) / 2;
-	if (len == 0 || n > cap)
-		return VIESTI_EINVAL;
-	/* With an odd count, the first byte takes one digit: "abc" is 0a bc. */
-	size_t i = 0, k = 0;
-	if (len % 2) {
-		int lo = hex_digit(hex[i++]);
-		if (lo < 0)
-			return VIESTI_EINVAL;
-		out[k++] = (uint8_t)lo;
-	}
-	for (; i < len; i += 2) {
-		int hi = hex_digit(hex[i]), lo = hex_digit(hex[i + 1]);
-		if (hi < 0 || lo < 0)
-			return VIESTI_EINVAL;
-		out[k++] = (uint8_t)(hi << 4 | lo);
-	}
-	return (int)n;
-}
+#include "base/bytes.h"
 
 static int check_psk(const struct viesti_tls *o, char *err, size_t errlen)
 {
@@ -95,7 +37,7 @@ static int check_psk(const struct viesti_tls *o, char *err, size_t errlen)
 		snprintf(err, errlen, "a PSK excludes cafile, capath, certfile and keyfile");
 		return VIESTI_EINVAL;
 	}
-	if (vs_tls_hex_decode(o->psk, key, sizeof(key)) < 0) {
+	if (vs_hex_decode(o->psk, key, sizeof(key)) < 0) { /* VS_ECONF */
 		snprintf(err, errlen, "the PSK must be 1 to %d bytes in hex digits",
 			 PSK_MAX_PSK_LEN);
 		return VIESTI_EINVAL;
@@ -133,34 +75,6 @@ int vs_tls_check(const struct viesti_tls *o, char *err, size_t errlen)
 	return o->psk ? check_psk(o, err, errlen) : 0;
 }
 
-/* ---- the socket BIO: OpenSSL's, with send(MSG_NOSIGNAL) for writes ---------------------- */
-
-static int bio_send(BIO *b, const char *buf, int len)
-{
-	int fd = (int)BIO_get_fd(b, NULL);
-	BIO_clear_retry_flags(b);
-	ssize_t n = send(fd, buf, (size_t)len, MSG_NOSIGNAL);
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-		BIO_set_retry_write(b);
-	return (int)n;
-}
-
-static BIO_METHOD *make_bio_method(void)
-{
-	const BIO_METHOD *sock = BIO_s_socket();
-	BIO_METHOD *m = BIO_meth_new(BIO_TYPE_SOCKET, "viesti socket");
-	if (!m)
-		return NULL;
-	if (!BIO_meth_set_write(m, bio_send) || !BIO_meth_set_read(m, BIO_meth_get_read(sock)) ||
-	    !BIO_meth_set_ctrl(m, BIO_meth_get_ctrl(sock)) ||
-	    !BIO_meth_set_create(m, BIO_meth_get_create(sock)) ||
-	    !BIO_meth_set_destroy(m, BIO_meth_get_destroy(sock))) {
-		BIO_meth_free(m);
-		return NULL;
-	}
-	return m;
-}
-
 /* ---- the context ------------------------------------------------------------------------- */
 
 static unsigned int psk_cb(SSL *s, const char *hint, char *identity, unsigned int max_identity,
@@ -185,7 +99,7 @@ static int set_protocol(struct vs_tls_ctx *c, const struct viesti_tls *o, char *
 {
 	bool v13 = o->tls_version && !strcmp(o->tls_version, "tlsv1.3");
 	if (!SSL_CTX_set_min_proto_version(c->ssl, v13 ? TLS1_3_VERSION : TLS1_2_VERSION))
-		return ssl_fail(err, errlen, "cannot set the TLS version");
+		return vs_tls_fail(err, errlen, "cannot set the TLS version");
 	SSL_CTX_set_options(c->ssl, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION |
 					SSL_OP_NO_COMPRESSION);
 	/* Partial writes and a moving buffer: the client's output buffer grows (and moves) while
@@ -199,7 +113,7 @@ static int set_protocol(struct vs_tls_ctx *c, const struct viesti_tls *o, char *
 		wire[0] = (uint8_t)len;
 		memcpy(wire + 1, o->alpn, len);
 		if (SSL_CTX_set_alpn_protos(c->ssl, wire, (unsigned)len + 1) != 0)
-			return ssl_fail(err, errlen, "cannot set ALPN '%s'", o->alpn);
+			return vs_tls_fail(err, errlen, "cannot set ALPN '%s'", o->alpn);
 	}
 	return 0;
 }
@@ -210,17 +124,17 @@ static int set_trust(struct vs_tls_ctx *c, const struct viesti_tls *o, char *err
 	SSL_CTX_set_verify(c->ssl, SSL_VERIFY_PEER, NULL);
 	if (o->psk)
 		return 0;
-	if (o->cafile && (rc = unreadable(o->cafile, R_OK, "CA file", err, errlen)) < 0)
+	if (o->cafile && (rc = vs_tls_access(o->cafile, R_OK, "CA file", err, errlen)) < 0)
 		return rc;
-	if (o->capath && (rc = unreadable(o->capath, R_OK | X_OK, "CA path", err, errlen)) < 0)
+	if (o->capath && (rc = vs_tls_access(o->capath, R_OK | X_OK, "CA path", err, errlen)) < 0)
 		return rc;
 	if ((o->cafile || o->capath) &&
 	    !SSL_CTX_load_verify_locations(c->ssl, o->cafile, o->capath))
-		return ssl_fail(err, errlen, "cannot load CA certificates from '%s'",
+		return vs_tls_fail(err, errlen, "cannot load CA certificates from '%s'",
 				o->cafile ? o->cafile : o->capath);
 	if ((o->os_certs || (!o->cafile && !o->capath)) &&
 	    !SSL_CTX_set_default_verify_paths(c->ssl))
-		return ssl_fail(err, errlen, "cannot load the system's CA certificates");
+		return vs_tls_fail(err, errlen, "cannot load the system's CA certificates");
 	return 0;
 }
 
@@ -230,16 +144,16 @@ static int set_client_cert(struct vs_tls_ctx *c, const struct viesti_tls *o, cha
 	int rc;
 	if (!o->certfile)
 		return 0;
-	if ((rc = unreadable(o->certfile, R_OK, "certificate file", err, errlen)) < 0 ||
-	    (rc = unreadable(o->keyfile, R_OK, "key file", err, errlen)) < 0)
+	if ((rc = vs_tls_access(o->certfile, R_OK, "certificate file", err, errlen)) < 0 ||
+	    (rc = vs_tls_access(o->keyfile, R_OK, "key file", err, errlen)) < 0)
 		return rc;
 	if (SSL_CTX_use_certificate_chain_file(c->ssl, o->certfile) != 1)
-		return ssl_fail(err, errlen, "cannot load certificate file '%s'", o->certfile);
+		return vs_tls_fail(err, errlen, "cannot load certificate file '%s'", o->certfile);
 	if (SSL_CTX_use_PrivateKey_file(c->ssl, o->keyfile, SSL_FILETYPE_PEM) != 1)
-		return ssl_fail(err, errlen, "cannot use key file '%s' (PEM, unencrypted, the "
+		return vs_tls_fail(err, errlen, "cannot use key file '%s' (PEM, unencrypted, the "
 				"certificate's key)", o->keyfile);
 	if (SSL_CTX_check_private_key(c->ssl) != 1)
-		return ssl_fail(err, errlen, "key file '%s' does not match certificate file '%s'",
+		return vs_tls_fail(err, errlen, "key file '%s' does not match certificate file '%s'",
 				o->keyfile, o->certfile);
 	return 0;
 }
@@ -248,13 +162,13 @@ static int set_psk(struct vs_tls_ctx *c, const struct viesti_tls *o, char *err, 
 {
 	if (!o->psk)
 		return 0;
-	c->psk_len = (size_t)vs_tls_hex_decode(o->psk, c->psk, sizeof(c->psk));
+	c->psk_len = (size_t)vs_hex_decode(o->psk, c->psk, sizeof(c->psk));
 	c->psk_identity = strdup(o->psk_identity);
 	if (!c->psk_identity)
 		return -ENOMEM;
 	/* TLS 1.2 needs a PSK cipher suite; TLS 1.3 takes the key through the same callback. */
 	if (!SSL_CTX_set_cipher_list(c->ssl, "PSK"))
-		return ssl_fail(err, errlen, "no PSK cipher suites");
+		return vs_tls_fail(err, errlen, "no PSK cipher suites");
 	SSL_CTX_set_psk_client_callback(c->ssl, psk_cb);
 	return 0;
 }
@@ -270,10 +184,10 @@ int vs_tls_ctx_new(const struct viesti_tls *o, struct vs_tls_ctx **out, char *er
 		return -ENOMEM;
 	c->check_host = !o->insecure;
 	c->ssl = SSL_CTX_new(TLS_client_method());
-	c->bio = make_bio_method();
+	c->bio = vs_tls_bio_method_new();
 	if (!c->ssl || !c->bio) {
 		vs_tls_ctx_free(c);
-		return ssl_fail(err, errlen, "cannot create a TLS context");
+		return vs_tls_fail(err, errlen, "cannot create a TLS context");
 	}
 	SSL_CTX_set_app_data(c->ssl, c);
 	rc = set_protocol(c, o, err, errlen);

@@ -32,7 +32,8 @@ void vs_listener_conf_fini(struct vs_listener_conf *l)
 	char **strs[] = {&l->bind_address, &l->bind_interface, &l->mount_point, &l->auto_id_prefix,
 			 &l->password_file, &l->acl_file,       &l->cafile,      &l->capath,
 			 &l->certfile,      &l->keyfile,        &l->ciphers,     &l->ciphers_tls13,
-			 &l->dhparamfile,   &l->tls_version};
+			 &l->dhparamfile,   &l->tls_version,    &l->crlfile,     &l->psk_hint,
+			 &l->psk_file,      &l->tls_engine,     &l->tls_engine_kpass_sha1};
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
 		free(*strs[i]);
 		*strs[i] = NULL;
@@ -46,6 +47,7 @@ void vs_config_init(struct vs_config *c)
 	c->allow_zero_length_clientid = true;
 	c->auto_id_prefix = strdup("auto-");
 	c->max_keepalive = 65535;
+	c->connect_timeout = 10;
 	c->max_inflight_messages = 20;
 	c->max_queued_messages = 1000;
 	/* Limits a hostile client meets before any real one does (docs/security.md). */
@@ -79,7 +81,7 @@ void vs_config_fini(struct vs_config *c)
 	for (size_t i = 0; i < c->n_listeners; i++)
 		vs_listener_conf_fini(&c->listeners[i]);
 	free(c->listeners);
-	char *strs[] = {c->password_file,  c->acl_file,  c->auto_id_prefix,
+	char *strs[] = {c->password_file,  c->acl_file,  c->auto_id_prefix, c->psk_file,
 			c->clientid_prefixes, c->pid_file, c->user,
 			c->log_timestamp_format, c->persistence_location, c->persistence_file};
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
@@ -110,12 +112,16 @@ static int fail(char *err, size_t errlen, const struct vs_listener_conf *l, cons
 	return VS_ECONF;
 }
 
-static int validate_tls(const struct vs_listener_conf *l, char *err, size_t errlen)
+static int validate_tls(const struct vs_listener_conf *l, const struct vs_config *c, char *err,
+			size_t errlen)
 {
 	if (!!l->certfile != !!l->keyfile)
 		return fail(err, errlen, l, "'%s' is set without '%s', expected both or neither",
 			    l->certfile ? "certfile" : "keyfile", l->certfile ? "keyfile" : "certfile");
-	if (!l->certfile) {
+	const char *psk_file = c->per_listener_settings ? l->psk_file : c->psk_file;
+	if (l->psk_hint && !psk_file)
+		return fail(err, errlen, l, "'psk_hint' without a 'psk_file', expected both");
+	if (!l->certfile && !l->psk_hint) {
 		const char *tls_only = l->cafile             ? "cafile"
 				       : l->capath           ? "capath"
 				       : l->require_certificate ? "require_certificate"
@@ -123,17 +129,29 @@ static int validate_tls(const struct vs_listener_conf *l, char *err, size_t errl
 				       : l->ciphers_tls13    ? "ciphers_tls1.3"
 				       : l->dhparamfile      ? "dhparamfile"
 				       : l->tls_version      ? "tls_version"
+				       : l->crlfile          ? "crlfile"
+				       : l->tls_engine       ? "tls_engine"
+				       : l->tls_keyform_engine ? "tls_keyform"
 				       : l->use_identity_as_username ? "use_identity_as_username"
 				       : l->use_subject_as_username  ? "use_subject_as_username"
 								     : NULL;
 		if (tls_only)
 			return fail(err, errlen, l,
-				    "'%s' needs TLS, expected 'certfile' and 'keyfile' too", tls_only);
+				    "'%s' needs TLS, expected 'certfile' and 'keyfile' (or "
+				    "'psk_hint') too", tls_only);
 		return 0;
 	}
 	if (l->require_certificate && !l->cafile && !l->capath)
 		return fail(err, errlen, l,
 			    "'require_certificate true' needs a CA, expected 'cafile' or 'capath'");
+	if (l->tls_keyform_engine && !l->tls_engine)
+		return fail(err, errlen, l, "'tls_keyform engine' without 'tls_engine', expected the "
+			    "engine's name");
+	if (l->use_identity_as_username && l->use_subject_as_username)
+		return fail(err, errlen, l, "both 'use_identity_as_username' and "
+			    "'use_subject_as_username', expected one");
+	if (l->crlfile && !l->cafile && !l->capath)
+		return fail(err, errlen, l, "'crlfile' without a CA, expected 'cafile' or 'capath'");
 	return 0;
 }
 
@@ -150,9 +168,9 @@ static int validate_listener(const struct vs_config *c, size_t i, char *err, siz
 					    "'listener 0 /path/to/socket'");
 	if (l->socket_domain == AF_UNIX && l->protocol == VS_LPROTO_WEBSOCKETS)
 		return fail(err, errlen, l, "websockets on a unix socket, expected a TCP port");
-	if (l->socket_domain == AF_UNIX && l->certfile)
+	if (l->socket_domain == AF_UNIX && (l->certfile || l->psk_hint))
 		return fail(err, errlen, l, "TLS on a unix socket, expected a TCP port");
-	int rc = validate_tls(l, err, errlen);
+	int rc = validate_tls(l, c, err, errlen);
 	if (rc)
 		return rc;
 	for (size_t j = 0; j < i; j++) {

@@ -60,7 +60,8 @@ struct vs_listener_conf {
 	char *password_file;
 	char *acl_file;
 
-	/* TLS: enabled when certfile is set (validate checks keyfile goes with it). */
+	/* TLS: enabled when certfile is set (validate checks keyfile goes with it), or psk_hint
+	 * (a TLS-PSK listener, with or without a certificate). */
 	char *cafile;
 	char *capath;
 	char *certfile;
@@ -69,6 +70,12 @@ struct vs_listener_conf {
 	char *ciphers_tls13; /* TLS 1.3 cipher suites (ciphers_tls1.3) */
 	char *dhparamfile;
 	char *tls_version;   /* "tlsv1.1", "tlsv1.2" or "tlsv1.3": the minimum; NULL = library's */
+	char *crlfile;       /* certificate revocation list (PEM), checked for client certs */
+	char *psk_hint;      /* TLS-PSK: the hint sent to clients; turns PSK on */
+	char *psk_file;      /* security: used only with per_listener_settings (else global) */
+	char *tls_engine;    /* OpenSSL engine for the private key (tls_keyform engine) */
+	char *tls_engine_kpass_sha1; /* SHA-1 (hex) of the engine key's passphrase */
+	bool tls_keyform_engine; /* tls_keyform engine: keyfile names a key in tls_engine */
 	bool require_certificate;
 	bool use_identity_as_username;
 	bool use_subject_as_username;
@@ -87,12 +94,15 @@ struct vs_config {
 	bool per_listener_settings;
 	char *password_file;
 	char *acl_file;
+	char *psk_file;
 	bool allow_zero_length_clientid; /* default true */
 	char *auto_id_prefix;            /* default "auto-" */
 	char *clientid_prefixes;         /* only client ids with this prefix may connect; NULL = all */
 
 	/* Limits. */
 	int max_keepalive;          /* seconds, 0..65535, default 65535 */
+	int connect_timeout;        /* seconds from accept to CONNECT (TLS handshake included),
+				     * default 10 */
 	uint32_t max_packet_size;   /* default 16 MiB; 0 = no limit (else >= 20) */
 	uint32_t max_connect_packet_size; /* CONNECT before authentication, default 256 KiB */
 	uint64_t max_connecting_bytes; /* all connections before CONNECT together, default

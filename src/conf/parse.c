@@ -457,6 +457,17 @@ static int set_tls_version(struct parser *p, const struct directive *d, void *fi
 	return rc ? rc : set_string(p, d, field, (char *)names[i]);
 }
 
+/* `tls_keyform pem | engine`: where the listener's private key comes from. */
+static int set_keyform(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	static const char *const names[] = {"pem", "engine", NULL};
+	int i;
+	int rc = parse_choice(p, d, args, names, "pem or engine", &i);
+	if (rc == 0)
+		*(bool *)field = i == 1;
+	return rc;
+}
+
 /* `persistence_fsync never | batch | interval MS` (Viesti extension). */
 static int set_fsync(struct parser *p, const struct directive *d, void *field, char *args)
 {
@@ -631,6 +642,7 @@ static const struct directive directives[] = {
 
 	/* Limits and behaviour. */
 	GLOBAL("max_keepalive", set_int, max_keepalive, 0, 65535),
+	GLOBAL("connect_timeout", set_int, connect_timeout, 1, 3600),
 	GLOBAL("max_packet_size", set_max_packet_size, max_packet_size, 0, 268435460),
 	GLOBAL("max_connect_packet_size", set_max_packet_size, max_connect_packet_size, 0,
 	       268435460),
@@ -690,6 +702,12 @@ static const struct directive directives[] = {
 	LISTENER("require_certificate", set_bool, require_certificate, 0, 0),
 	LISTENER("use_identity_as_username", set_bool, use_identity_as_username, 0, 0),
 	LISTENER("use_subject_as_username", set_bool, use_subject_as_username, 0, 0),
+	LISTENER("crlfile", set_string, crlfile, 0, 0),
+	LISTENER("psk_hint", set_string, psk_hint, 0, 0),
+	SECURITY("psk_file", set_string, psk_file, psk_file),
+	LISTENER("tls_keyform", set_keyform, tls_keyform_engine, 0, 0),
+	LISTENER("tls_engine", set_string, tls_engine, 0, 0),
+	LISTENER("tls_engine_kpass_sha1", set_string, tls_engine_kpass_sha1, 0, 0),
 
 	/* Mosquitto directives not implemented yet: a clear error, never silently ignored. */
 	UNSUPPORTED("auth_plugin"),
@@ -700,12 +718,6 @@ static const struct directive directives[] = {
 	UNSUPPORTED("plugin_load"),
 	UNSUPPORTED("plugin_use"),
 	UNSUPPORTED("global_plugin"),
-	UNSUPPORTED("psk_file"),
-	UNSUPPORTED("psk_hint"),
-	UNSUPPORTED("crlfile"),
-	UNSUPPORTED("tls_engine"),
-	UNSUPPORTED("tls_engine_kpass_sha1"),
-	UNSUPPORTED("tls_keyform"),
 	UNSUPPORTED("http_dir"),
 	UNSUPPORTED("websockets_log_level"),
 	UNSUPPORTED("websockets_headers_size"),
@@ -863,8 +875,8 @@ static int read_file(const char *path, char **out, size_t *len)
 
 static int parse_file(struct parser *p, const char *path)
 {
-	char *text;
-	size_t len;
+	char *text = NULL;
+	size_t len = 0;
 	int rc = read_file(path, &text, &len);
 	if (rc)
 		return rc;

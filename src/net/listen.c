@@ -8,6 +8,8 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static int open_one(const struct addrinfo *ai, bool reuseport)
@@ -65,6 +67,41 @@ int vs_listen_tcp(const char *host, int port, int domain, bool reuseport, int *f
 		return last ? last : -EADDRNOTAVAIL;
 	}
 	return n;
+}
+
+int vs_listen_unix(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "unix socket path '%s' is longer than %zu bytes", path,
+			 sizeof(sa.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, path, strlen(path));
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "'%s' exists and is not a socket", path);
+			return -EEXIST;
+		}
+		unlink(path); /* left by an earlier run */
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, errlen, "unix socket: %s", strerror(e));
+		return -e;
+	}
+	mode_t old = umask(0007);
+	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (rc < 0 || listen(fd, SOMAXCONN) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "cannot listen on unix socket '%s': %s", path, strerror(e));
+		close(fd);
+		return -e;
+	}
+	return fd;
 }
 
 void vs_addr_str(const struct sockaddr *sa, char *out, size_t outlen)

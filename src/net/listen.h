@@ -16,6 +16,14 @@
 int vs_listen_tcp(const char *host, int port, int domain, bool reuseport, int *fds, int max,
 		  char *err, size_t errlen);
 
+/*
+ * Opens a non-blocking listening unix stream socket at path, as Mosquitto does: a socket file
+ * left behind by an earlier run is replaced (anything else at the path is an error, never
+ * removed), and the socket is created with permissions rwxrwx--- (the owner's group may
+ * connect). Returns the descriptor or -errno, with a description in err.
+ */
+int vs_listen_unix(const char *path, char *err, size_t errlen);
+
 /* Formats a peer address as "1.2.3.4:5678" or "[::1]:5678". */
 void vs_addr_str(const struct sockaddr *sa, char *out, size_t outlen);
 

@@ -2,7 +2,8 @@
 // result as one JSON line. Used by test_interop.py; MQTT.js is found through NODE_PATH or
 // ../node_modules relative to this file.
 //
-// spec = {port, version (4|5), timeoutMs,
+// spec = {port, version (4|5), timeoutMs, url (default mqtt://127.0.0.1:PORT), ca (a PEM file to
+//         trust, for mqtts:// and wss://),
 //         sub: {clientId, topic, qos, count, properties},     // optional
 //         pub: {clientId, messages: [{topic, payload, qos, retain, properties}]}}   // optional
 // prints {connack: {...}, received: [{topic, payload, qos, retain, properties}], errors: [...]}
@@ -15,8 +16,9 @@ try {
 	mqtt = require(path.join(__dirname, '..', 'node_modules', 'mqtt'));
 }
 
+const fs = require('fs');
 const spec = JSON.parse(process.argv[2]);
-const url = 'mqtt://127.0.0.1:' + spec.port;
+const url = spec.url || 'mqtt://127.0.0.1:' + spec.port;
 const version = spec.version || 5;
 const out = {connack: null, received: [], errors: []};
 
@@ -32,8 +34,13 @@ setTimeout(() => {
 
 function connect(clientId) {
 	return new Promise((resolve, reject) => {
-		const c = mqtt.connect(url, {clientId, protocolVersion: version, reconnectPeriod: 0,
-			connectTimeout: 5000});
+		const opts = {clientId, protocolVersion: version, reconnectPeriod: 0,
+			connectTimeout: 5000};
+		if (spec.ca) {
+			opts.ca = fs.readFileSync(spec.ca);
+			opts.rejectUnauthorized = true;
+		}
+		const c = mqtt.connect(url, opts);
 		c.once('connect', (ack) => resolve([c, ack]));
 		c.once('error', reject);
 	});

@@ -22,10 +22,10 @@ import uuid
 import pytest
 
 import conftest
+from pki import OPENSSL, PSK_IDENTITY, PSK_KEY, make_pki, openssl
 from test_cli_parity import VIESTI, needs_cli
 
 MOSQUITTO = "/usr/sbin/mosquitto"
-OPENSSL = shutil.which("openssl")
 
 pytestmark = [
 	needs_cli,
@@ -33,77 +33,11 @@ pytestmark = [
 	pytest.mark.skipif(OPENSSL is None, reason="no openssl command"),
 ]
 
-PSK_IDENTITY = "viesti-test"
-PSK_KEY = "00a1b2c3d4e5f60718293a4b5c6d7e8f"
-
-OPENSSL_CNF = """
-[req]
-distinguished_name = dn
-[dn]
-[ca]
-basicConstraints = critical,CA:TRUE
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-[server]
-basicConstraints = CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost,IP:127.0.0.1
-[wrongname]
-basicConstraints = CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:elsewhere.invalid
-[client]
-basicConstraints = CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = clientAuth
-"""
-
-
-def openssl(d, *args):
-	r = subprocess.run([OPENSSL] + list(args), cwd=d, capture_output=True, timeout=30)
-	assert r.returncode == 0, (args, r.stderr)
-
-
-def make_ca(d, name):
-	openssl(d, "req", "-x509", "-config", "openssl.cnf", "-extensions", "ca", "-newkey", "ec",
-		"-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", name + ".key",
-		"-out", name + ".crt", "-days", "2", "-subj", "/CN=%s" % name)
-
-
-def make_cert(d, ca, name, ext, serial):
-	openssl(d, "req", "-config", "openssl.cnf", "-newkey", "ec", "-pkeyopt",
-		"ec_paramgen_curve:prime256v1", "-nodes", "-keyout", name + ".key", "-out", name + ".csr",
-		"-subj", "/CN=%s" % name)
-	openssl(d, "x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key",
-		"-set_serial", str(serial), "-days", "2", "-extfile", "openssl.cnf", "-extensions", ext,
-		"-out", name + ".crt")
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-	"""Paths of the test PKI: pki["ca"] is the CA's certificate, pki["server"] is
+	"""Paths of the test PKI (pki.py): pki["ca"] is the CA's certificate, pki["server"] is
 	(certificate, key), and so on."""
-	d = str(tmp_path_factory.mktemp("pki"))
-	with open(os.path.join(d, "openssl.cnf"), "w") as f:
-		f.write(OPENSSL_CNF)
-	make_ca(d, "ca")
-	make_ca(d, "otherca")
-	make_cert(d, "ca", "server", "server", 2)
-	make_cert(d, "ca", "wrongname", "wrongname", 3)
-	make_cert(d, "ca", "client", "client", 4)
-	make_cert(d, "otherca", "otherclient", "client", 5)
-	p = lambda n: os.path.join(d, n)  # noqa: E731
-	with open(p("psk.txt"), "w") as f:
-		f.write("%s:%s\n" % (PSK_IDENTITY, PSK_KEY))
-	return {
-		"dir": d, "ca": p("ca.crt"), "otherca": p("otherca.crt"), "psk_file": p("psk.txt"),
-		"server": (p("server.crt"), p("server.key")),
-		"wrongname": (p("wrongname.crt"), p("wrongname.key")),
-		"client": (p("client.crt"), p("client.key")),
-		"otherclient": (p("otherclient.crt"), p("otherclient.key")),
-	}
+	return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 class TlsMosquitto:

@@ -27,6 +27,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "base/bytes.h"
 #include "client/tls.h"
 #include "viesti.h"
 
@@ -219,18 +220,18 @@ static void test_unusable_files(void **state)
 static void test_hex_decode(void **state)
 {
 	uint8_t b[4];
-	assert_int_equal(vs_tls_hex_decode("00A1ff", b, sizeof(b)), 3);
+	assert_int_equal(vs_hex_decode("00A1ff", b, sizeof(b)), 3);
 	assert_memory_equal(b, "\x00\xa1\xff", 3);
 	/* An odd count of digits reads with a leading 0, as Mosquitto's BN_hex2bn does. */
-	assert_int_equal(vs_tls_hex_decode("abc", b, sizeof(b)), 2);
+	assert_int_equal(vs_hex_decode("abc", b, sizeof(b)), 2);
 	assert_memory_equal(b, "\x0a\xbc", 2);
-	assert_int_equal(vs_tls_hex_decode("0", b, sizeof(b)), 1);
+	assert_int_equal(vs_hex_decode("0", b, sizeof(b)), 1);
 	assert_int_equal(b[0], 0);
-	assert_int_equal(vs_tls_hex_decode("", b, sizeof(b)), VIESTI_EINVAL);
-	assert_int_equal(vs_tls_hex_decode("0g", b, sizeof(b)), VIESTI_EINVAL);
-	assert_int_equal(vs_tls_hex_decode("g", b, sizeof(b)), VIESTI_EINVAL);
-	assert_int_equal(vs_tls_hex_decode("0102030405", b, sizeof(b)), VIESTI_EINVAL);
-	assert_int_equal(vs_tls_hex_decode("01020304", b, sizeof(b)), 4);
+	assert_int_equal(vs_hex_decode("", b, sizeof(b)), VIESTI_EINVAL);
+	assert_int_equal(vs_hex_decode("0g", b, sizeof(b)), VIESTI_EINVAL);
+	assert_int_equal(vs_hex_decode("g", b, sizeof(b)), VIESTI_EINVAL);
+	assert_int_equal(vs_hex_decode("0102030405", b, sizeof(b)), VIESTI_EINVAL);
+	assert_int_equal(vs_hex_decode("01020304", b, sizeof(b)), 4);
 }
 
 /* ---- a handshake over a socketpair --------------------------------------------------------- */

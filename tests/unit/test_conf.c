@@ -342,6 +342,12 @@ static void per_listener_directives_follow_the_last_listener(void **state)
 		      "use_identity_as_username true\n"
 		      "tls_version tlsv1.2\n"
 		      "ciphers_tls1.3 TLS_AES_128_GCM_SHA256\n"
+		      "crlfile /crl.pem\n"
+		      "psk_hint hint one\n"
+		      "tls_keyform engine\n"
+		      "tls_engine pkcs11\n"
+		      "tls_engine_kpass_sha1 00ff\n"
+		      "psk_file /etc/psk\n"
 		      "max_qos 1\n"
 		      "max_topic_alias 0\n"
 		      "mount_point tls/\n"
@@ -369,6 +375,13 @@ static void per_listener_directives_follow_the_last_listener(void **state)
 	assert_true(b->use_identity_as_username);
 	assert_string_equal(b->tls_version, "tlsv1.2");
 	assert_string_equal(b->ciphers_tls13, "TLS_AES_128_GCM_SHA256");
+	assert_string_equal(b->crlfile, "/crl.pem");
+	assert_string_equal(b->psk_hint, "hint one");
+	assert_true(b->tls_keyform_engine);
+	assert_string_equal(b->tls_engine, "pkcs11");
+	assert_string_equal(b->tls_engine_kpass_sha1, "00ff");
+	assert_string_equal(c.psk_file, "/etc/psk"); /* a security directive: global */
+	assert_null(b->psk_file);
 	assert_int_equal(b->max_qos, 1);
 	assert_int_equal(b->max_topic_alias, 0);
 	assert_string_equal(b->mount_point, "tls/");
@@ -488,9 +501,7 @@ static void error_not_supported_yet(void **state)
 		     "test.conf:1: 'plugin_opt_config_file' is not supported yet");
 	expect_error("auth_opt_backends mysql\n",
 		     "test.conf:1: 'auth_opt_backends' is not supported yet");
-	expect_error("listener 8883\npsk_hint hint\n",
-		     "test.conf:2: 'psk_hint' is not supported yet");
-	expect_error("crlfile /crl.pem\n", "test.conf:1: 'crlfile' is not supported yet");
+	expect_error("http_dir /var/www\n", "test.conf:1: 'http_dir' is not supported yet");
 	expect_error("topic # both 0\n", "test.conf:1: 'topic' is not supported yet");
 	expect_error("allow_duplicate_messages false\n",
 		     "test.conf:1: 'allow_duplicate_messages false' is not supported yet");
@@ -610,7 +621,21 @@ static void validate_cross_field_checks(void **state)
 		{"listener 8883\nkeyfile /k\n",
 		 "listener 8883: 'keyfile' is set without 'certfile', expected both or neither"},
 		{"listener 8883 ::1\ncafile /ca\n",
-		 "listener 8883 ::1: 'cafile' needs TLS, expected 'certfile' and 'keyfile' too"},
+		 "listener 8883 ::1: 'cafile' needs TLS, expected 'certfile' and 'keyfile' (or "
+		 "'psk_hint') too"},
+		{"listener 8883\npsk_hint h\n",
+		 "listener 8883: 'psk_hint' without a 'psk_file', expected both"},
+		{"listener 8883\ncertfile /c\nkeyfile /k\ntls_keyform engine\n",
+		 "listener 8883: 'tls_keyform engine' without 'tls_engine', expected the engine's "
+		 "name"},
+		{"listener 8883\ncertfile /c\nkeyfile /k\ncrlfile /crl\n",
+		 "listener 8883: 'crlfile' without a CA, expected 'cafile' or 'capath'"},
+		{"listener 8883\ncertfile /c\nkeyfile /k\nuse_identity_as_username true\n"
+		 "use_subject_as_username true\n",
+		 "listener 8883: both 'use_identity_as_username' and 'use_subject_as_username', "
+		 "expected one"},
+		{"listener 0 /s\npsk_hint h\n",
+		 "listener 0 /s: TLS on a unix socket, expected a TCP port"},
 		{"listener 8883\ncertfile /c\nkeyfile /k\nrequire_certificate true\n",
 		 "listener 8883: 'require_certificate true' needs a CA, expected 'cafile' or "
 		 "'capath'"},

@@ -1,9 +1,11 @@
 /*
- * The plain TCP transport. Resolution is getaddrinfo(3) (blocking: a host name in /etc/hosts or
- * a literal address costs nothing; a DNS lookup blocks the calling thread). Each resolved address
- * is tried in order until one connects.
+ * The plain stream transport. A client opens TCP: resolution is getaddrinfo(3) (blocking: a host
+ * name in /etc/hosts or a literal address costs nothing; a DNS lookup blocks the calling thread),
+ * and each resolved address is tried in order until one connects. A server adopts any accepted
+ * stream socket (TCP or unix) as it is: no state, ready at once, one system call per read and
+ * per write, as before there was a transport layer.
  */
-#include "client/transport.h"
+#include "net/transport.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -51,12 +53,12 @@ static int try_from(struct vs_transport *t, struct tcp_state *st)
 	return err;
 }
 
-static int tcp_open(struct vs_transport *t, const char *host, int port)
+static int tcp_open(struct vs_transport *t, const void *conf, const char *host, int port)
 {
+	(void)conf;
 	struct tcp_state *st = calloc(1, sizeof(*st));
 	t->fd = -1;
 	t->wait = EPOLLOUT;
-	t->err[0] = 0;
 	if (!st)
 		return -ENOMEM;
 	t->state = st;
@@ -77,8 +79,10 @@ static int tcp_finish(struct vs_transport *t)
 	socklen_t len = sizeof(err);
 	if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
-	if (err == 0)
+	if (err == 0) {
+		t->wait = 0;
 		return 0;
+	}
 	close_fd(t);
 	if (!st || !st->cur || !st->cur->ai_next)
 		return -err;
@@ -113,6 +117,14 @@ static void tcp_close(struct vs_transport *t)
 		free(st);
 	}
 	t->state = NULL;
+}
+
+void vs_transport_accept_tcp(struct vs_transport *t, int fd)
+{
+	t->ops = &vs_transport_tcp;
+	t->state = NULL;
+	t->fd = fd;
+	t->wait = 0;
 }
 
 const struct vs_transport_ops vs_transport_tcp = {
