@@ -38,10 +38,34 @@ int vs_log_reopen(struct vs_log *log)
 	int fd = open(log->file_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 	if (fd < 0)
 		return -errno;
-	if (log->fd >= 0)
-		close(log->fd);
-	log->fd = fd;
-	return 0;
+	if (log->fd < 0) {
+		__atomic_store_n(&log->fd, fd, __ATOMIC_RELEASE);
+		return 0;
+	}
+	/* In place: a thread writing a line meanwhile writes to the old file or the new one,
+	 * never to a closed (or reused) descriptor. */
+	int rc = dup3(fd, log->fd, O_CLOEXEC) < 0 ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
+int vs_log_apply(struct vs_log *log, const struct vs_log *next)
+{
+	__atomic_store_n(&log->types, next->types, __ATOMIC_RELAXED);
+	__atomic_store_n(&log->timestamps, next->timestamps, __ATOMIC_RELAXED);
+	bool same = (!log->file_path && !next->file_path) ||
+		    (log->file_path && next->file_path && !strcmp(log->file_path, next->file_path));
+	int rc = 0;
+	if (!same) {
+		char *path = next->file_path ? strdup(next->file_path) : NULL;
+		if (next->file_path && !path)
+			return -ENOMEM;
+		free(log->file_path);
+		log->file_path = path;
+		rc = vs_log_reopen(log);
+	}
+	__atomic_store_n(&log->dests, next->dests, __ATOMIC_RELAXED);
+	return rc;
 }
 
 static const char *type_name(unsigned type)

@@ -44,8 +44,12 @@ struct vs_log {
 void vs_log_init(struct vs_log *log);
 /* Closes the file and frees the path. */
 void vs_log_fini(struct vs_log *log);
-/* Opens (or reopens, after log rotation) log->file_path for appending. Returns 0 or -errno. */
+/* Opens (or reopens, after log rotation) log->file_path for appending, in place of the open
+ * descriptor (threads may be logging meanwhile). Returns 0 or -errno. */
 int vs_log_reopen(struct vs_log *log);
+/* A reload: log takes next's types, destinations, timestamps and file (reopened when its path
+ * changed). Other threads may log meanwhile. Returns 0 or -errno (the file cannot be opened). */
+int vs_log_apply(struct vs_log *log, const struct vs_log *next);
 
 /* Writes one line when type is enabled. A NULL log writes nothing. */
 void vs_log(const struct vs_log *log, unsigned type, const char *fmt, ...)

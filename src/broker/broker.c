@@ -33,19 +33,10 @@ static void msg_unref(void *m)
 	vs_msg_unref(m);
 }
 
-/* Mosquitto 2.0's rule: anonymous access is allowed only when set, or when no listener was
- * configured at all (the built-in localhost-only default). */
-static void resolve_listener(struct vs_broker *b, struct vs_listener *l,
-			     const struct vs_listener_conf *lc, bool builtin)
+/* The stable part of a listener: what a reload cannot change. */
+static void init_listener(struct vs_listener *l, const struct vs_listener_conf *lc)
 {
-	const struct vs_config *c = b->conf;
 	l->conf = lc;
-	int anon = c->per_listener_settings ? lc->allow_anonymous : c->allow_anonymous;
-	l->allow_anonymous = anon < 0 ? builtin : anon == 1;
-	int zl = c->per_listener_settings ? lc->allow_zero_length_clientid : -1;
-	l->allow_zero_length_clientid = zl < 0 ? c->allow_zero_length_clientid : zl == 1;
-	l->auto_id_prefix = c->per_listener_settings && lc->auto_id_prefix ? lc->auto_id_prefix
-									   : c->auto_id_prefix;
 	const char *host = lc->bind_address ? lc->bind_address : "*";
 	if (lc->socket_domain == AF_UNIX)
 		snprintf(l->name, sizeof(l->name), "unix:%s", host);
@@ -58,16 +49,20 @@ static void resolve_listener(struct vs_broker *b, struct vs_listener *l,
 	pthread_mutex_init(&l->tls_lock, NULL);
 }
 
-/* A TLS listener's context (see broker/tls.c). */
-static int make_tls(struct vs_broker *b, struct vs_listener *l, char *err, size_t errlen)
+static bool tls_listener(const struct vs_listener_conf *lc)
 {
-	const struct vs_listener_conf *lc = l->conf;
-	if (!lc->certfile && !lc->psk_hint)
+	return lc->certfile || lc->psk_hint;
+}
+
+/* A TLS listener's context from configuration c (see broker/tls.c), or NULL for plain. */
+static int make_tls(const struct vs_config *c, const struct vs_listener_conf *lc, SSL_CTX **out,
+		    char *err, size_t errlen)
+{
+	*out = NULL;
+	if (!tls_listener(lc))
 		return 0;
-	const char *psk_file = b->conf->per_listener_settings ? lc->psk_file : b->conf->psk_file;
-	int rc = vs_tls_server_ctx(lc, psk_file, &l->tls_ctx, err, errlen);
-	l->tls = rc == 0;
-	return rc;
+	const char *psk_file = c->per_listener_settings ? lc->psk_file : c->psk_file;
+	return vs_tls_server_ctx(lc, psk_file, out, err, errlen);
 }
 
 SSL_CTX *vs_listener_tls_get(struct vs_listener *l)
@@ -92,25 +87,72 @@ static int load_auth(const char *pwfile, const char *aclfile, struct vs_passwd *
 	return 0;
 }
 
-static int make_auth(struct vs_broker *b, char *err, size_t errlen)
+static void gen_free(void *p)
 {
-	const struct vs_config *c = b->conf;
-	if (!c->per_listener_settings) {
-		int rc = load_auth(c->password_file, c->acl_file, &b->passwd, &b->acl, err, errlen);
-		for (size_t i = 0; i < b->n_listeners; i++) {
-			b->listeners[i].passwd = b->passwd;
-			b->listeners[i].acl = b->acl;
-		}
+	struct vs_gen *g = p;
+	if (!g)
+		return;
+	for (size_t i = 0; g->l_passwd && i < g->n; i++)
+		vs_passwd_free(g->l_passwd[i]);
+	for (size_t i = 0; g->l_acl && i < g->n; i++)
+		vs_acl_free(g->l_acl[i]);
+	free(g->l_passwd);
+	free(g->l_acl);
+	vs_passwd_free(g->passwd);
+	vs_acl_free(g->acl);
+	free(g->secs);
+	if (g->owns_conf && g->conf) {
+		vs_config_fini(g->conf);
+		free(g->conf);
+	}
+	free(g);
+}
+
+/* Mosquitto 2.0's rule: anonymous access is allowed only when set, or on the built-in listener
+ * (no listener configured at all). */
+static void resolve_sec(struct vs_gen *g, size_t i)
+{
+	const struct vs_config *c = g->conf;
+	const struct vs_listener_conf *lc = &c->listeners[i];
+	struct vs_listener_sec *sec = &g->secs[i];
+	sec->conf = lc;
+	int anon = c->per_listener_settings ? lc->allow_anonymous : c->allow_anonymous;
+	sec->allow_anonymous = anon < 0 ? c->builtin_listener : anon == 1;
+	int zl = c->per_listener_settings ? lc->allow_zero_length_clientid : -1;
+	sec->allow_zero_length_clientid = zl < 0 ? c->allow_zero_length_clientid : zl == 1;
+	sec->auto_id_prefix = c->per_listener_settings && lc->auto_id_prefix ? lc->auto_id_prefix
+									     : c->auto_id_prefix;
+	sec->passwd = c->per_listener_settings ? g->l_passwd[i] : g->passwd;
+	sec->acl = c->per_listener_settings ? g->l_acl[i] : g->acl;
+}
+
+/* Builds a generation from c: every password and ACL file read, each listener resolved.
+ * Returns 0 with *out, or an error with "FILE:LINE: why" in err (nothing is kept). */
+static int gen_build(struct vs_config *c, bool owns_conf, struct vs_gen **out, char *err,
+		     size_t errlen)
+{
+	struct vs_gen *g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	g->conf = c;
+	g->n = c->n_listeners;
+	g->secs = calloc(g->n, sizeof(*g->secs));
+	g->l_passwd = calloc(g->n, sizeof(*g->l_passwd));
+	g->l_acl = calloc(g->n, sizeof(*g->l_acl));
+	int rc = g->secs && g->l_passwd && g->l_acl ? 0 : -ENOMEM;
+	if (rc == 0 && !c->per_listener_settings)
+		rc = load_auth(c->password_file, c->acl_file, &g->passwd, &g->acl, err, errlen);
+	for (size_t i = 0; rc == 0 && c->per_listener_settings && i < g->n; i++)
+		rc = load_auth(c->listeners[i].password_file, c->listeners[i].acl_file,
+			       &g->l_passwd[i], &g->l_acl[i], err, errlen);
+	if (rc < 0) {
+		gen_free(g); /* does not free c: owns_conf is still false */
 		return rc;
 	}
-	for (size_t i = 0; i < b->n_listeners; i++) {
-		struct vs_listener *l = &b->listeners[i];
-		l->owns_auth = true;
-		int rc = load_auth(l->conf->password_file, l->conf->acl_file, &l->passwd, &l->acl,
-				   err, errlen);
-		if (rc < 0)
-			return rc;
-	}
+	for (size_t i = 0; i < g->n; i++)
+		resolve_sec(g, i);
+	g->owns_conf = owns_conf;
+	*out = g;
 	return 0;
 }
 
@@ -134,16 +176,8 @@ static int probe_port(const struct vs_listener_conf *lc, char *err, size_t errle
 static int make_listeners(struct vs_broker *b, char *err, size_t errlen)
 {
 	struct vs_config *c = b->conf;
-	bool builtin = c->n_listeners == 0;
-	if (builtin) {
-		/* No listener configured: localhost:1883 only, anonymous allowed (Mosquitto 2.0). */
-		c->listeners = calloc(1, sizeof(*c->listeners));
-		if (!c->listeners)
-			return -ENOMEM;
-		vs_listener_conf_init(&c->listeners[0], c);
-		c->listeners[0].bind_address = strdup("localhost");
-		c->n_listeners = 1;
-	}
+	if (vs_config_finish(c, 0) < 0)
+		return -ENOMEM;
 	for (size_t i = 0; i < c->n_listeners; i++) {
 		const struct vs_listener_conf *lc = &c->listeners[i];
 		if (lc->protocol != VS_LPROTO_MQTT) {
@@ -158,19 +192,26 @@ static int make_listeners(struct vs_broker *b, char *err, size_t errlen)
 	b->n_listeners = c->n_listeners;
 	for (size_t i = 0; i < c->n_listeners; i++) {
 		struct vs_listener *l = &b->listeners[i];
-		resolve_listener(b, l, &c->listeners[i], builtin);
-		int rc = probe_port(&c->listeners[i], err, errlen);
-		if (rc == 0 && c->listeners[i].socket_domain == AF_UNIX) {
-			rc = l->unix_fd = vs_listen_unix(c->listeners[i].bind_address, err, errlen);
+		const struct vs_listener_conf *lc = &c->listeners[i];
+		init_listener(l, lc);
+		int rc = probe_port(lc, err, errlen);
+		if (rc == 0 && lc->socket_domain == AF_UNIX) {
+			rc = l->unix_fd = vs_listen_unix(lc->bind_address, err, errlen);
 			if (rc > 0)
 				rc = 0;
 		}
 		if (rc == 0)
-			rc = make_tls(b, l, err, errlen);
+			rc = make_tls(c, lc, &l->tls_ctx, err, errlen);
 		if (rc < 0)
 			return rc;
+		l->tls = l->tls_ctx != NULL;
 	}
-	return make_auth(b, err, errlen);
+	int rc = gen_build(c, false, &b->gen, err, errlen);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < b->n_listeners; i++)
+		b->listeners[i].sec = &b->gen->secs[i];
+	return 0;
 }
 
 int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *log, char *err,
@@ -179,6 +220,7 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 	memset(b, 0, sizeof(*b));
 	b->conf = conf;
 	b->log = log;
+	vs_grace_init(&b->grace);
 	pthread_mutex_init(&b->reg_lock, NULL);
 	pthread_mutex_init(&b->park_lock, NULL);
 	pthread_cond_init(&b->park_cond, NULL);
@@ -210,7 +252,7 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 	for (size_t i = 0; i < b->n_listeners; i++)
 		vs_log(log, VS_LOG_NOTICE, "listening on %s%s%s", b->listeners[i].name,
 		       b->listeners[i].tls ? " (TLS)" : "",
-		       b->listeners[i].allow_anonymous ? " (anonymous clients allowed)" : "");
+		       b->gen->secs[i].allow_anonymous ? " (anonymous clients allowed)" : "");
 	return 0;
 }
 
@@ -255,12 +297,10 @@ void vs_broker_fini(struct vs_broker *b)
 		vs_tree_free(b->tree);
 	if (b->retain)
 		vs_retain_free(b->retain);
+	vs_grace_fini(&b->grace); /* every worker has stopped: whatever reloads retired goes */
+	gen_free(b->gen);
 	for (size_t i = 0; i < b->n_listeners; i++) {
 		struct vs_listener *l = &b->listeners[i];
-		if (l->owns_auth) {
-			vs_passwd_free(l->passwd);
-			vs_acl_free(l->acl);
-		}
 		SSL_CTX_free(l->tls_ctx);
 		pthread_mutex_destroy(&l->tls_lock);
 		if (l->unix_fd >= 0) {
@@ -268,12 +308,190 @@ void vs_broker_fini(struct vs_broker *b)
 			unlink(l->conf->bind_address); /* the socket file this broker made */
 		}
 	}
-	vs_passwd_free(b->passwd);
-	vs_acl_free(b->acl);
 	free(b->listeners);
 	pthread_mutex_destroy(&b->reg_lock);
 	pthread_mutex_destroy(&b->park_lock);
 	pthread_cond_destroy(&b->park_cond);
+}
+
+/* ---- reload (SIGHUP) ---------------------------------------------------------------------- */
+
+static bool same_str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* A reload cannot add, remove or move listeners, nor turn TLS on or off on one. */
+static int same_listeners(const struct vs_config *old, const struct vs_config *nc, char *err,
+			  size_t errlen)
+{
+	if (old->n_listeners != nc->n_listeners) {
+		snprintf(err, errlen, "%zu listener(s) configured, %zu running: listeners cannot be "
+			 "added or removed by a reload, expected a restart", nc->n_listeners,
+			 old->n_listeners);
+		return VS_ECONF;
+	}
+	for (size_t i = 0; i < nc->n_listeners; i++) {
+		const struct vs_listener_conf *a = &old->listeners[i], *l = &nc->listeners[i];
+		if (a->port != l->port || !same_str(a->bind_address, l->bind_address) ||
+		    a->socket_domain != l->socket_domain || a->protocol != l->protocol ||
+		    tls_listener(a) != tls_listener(l)) {
+			snprintf(err, errlen, "listener %d: its address, port, protocol or TLS differs "
+				 "from the running one: listeners cannot change by a reload, expected "
+				 "a restart", l->port);
+			return VS_ECONF;
+		}
+	}
+	return 0;
+}
+
+static void keep_str(struct vs_broker *b, char **field, const char *old, const char *name)
+{
+	if (same_str(*field, old))
+		return;
+	vs_log(b->log, VS_LOG_WARN, "reload: '%s' cannot change while the broker runs; it stays "
+	       "'%s' until a restart", name, old ? old : "(unset)");
+	free(*field);
+	*field = old ? strdup(old) : NULL;
+}
+
+#define KEEP(b, nc, f)                                                                     \
+	do {                                                                               \
+		if ((nc)->f != (b)->conf->f) {                                             \
+			vs_log((b)->log, VS_LOG_WARN, "reload: '%s' cannot change while the "  \
+			       "broker runs; it keeps its start-up value until a restart", #f);  \
+			(nc)->f = (b)->conf->f;                                            \
+		}                                                                          \
+	} while (0)
+
+/* What the running broker cannot take from the new file keeps its value, with a warning. */
+static void keep_fixed(struct vs_broker *b, struct vs_config *nc)
+{
+	const struct vs_config *oc = b->conf;
+	KEEP(b, nc, threads);
+	KEEP(b, nc, consolidate_threads);
+	KEEP(b, nc, persistence);
+	KEEP(b, nc, persistence_fsync);
+	KEEP(b, nc, persistence_fsync_interval_ms);
+	keep_str(b, &nc->persistence_location, oc->persistence_location, "persistence_location");
+	keep_str(b, &nc->persistence_file, oc->persistence_file, "persistence_file");
+	keep_str(b, &nc->pid_file, oc->pid_file, "pid_file");
+	keep_str(b, &nc->user, oc->user, "user");
+}
+
+/* Reads the configuration file again, as at start-up. */
+static struct vs_config *read_conf(struct vs_broker *b, char *err, size_t errlen)
+{
+	struct vs_config *nc = malloc(sizeof(*nc));
+	if (!nc)
+		return NULL;
+	vs_config_init(nc);
+	int rc = b->conf_path ? vs_config_load(nc, b->conf_path, err, errlen) : 0;
+	if (rc == 0 && vs_config_finish(nc, b->conf_port) < 0)
+		rc = -ENOMEM;
+	if (rc == 0)
+		rc = vs_config_validate(nc, err, errlen);
+	if (rc == 0)
+		rc = same_listeners(b->conf, nc, err, errlen);
+	if (rc < 0) {
+		if (rc == -ENOMEM)
+			snprintf(err, errlen, "out of memory");
+		vs_config_fini(nc);
+		free(nc);
+		return NULL;
+	}
+	return nc;
+}
+
+/* The TLS contexts of the new configuration, one per TLS listener (NULL for the others). */
+static int make_all_tls(struct vs_broker *b, const struct vs_config *nc, SSL_CTX **ctx,
+			char *err, size_t errlen)
+{
+	for (size_t i = 0; i < b->n_listeners; i++) {
+		int rc = make_tls(nc, &nc->listeners[i], &ctx[i], err, errlen);
+		if (rc < 0) {
+			for (size_t k = 0; k < i; k++)
+				SSL_CTX_free(ctx[k]);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/* Every session checks what waits for it against the new ACLs before sending it. */
+static void mark_sessions(struct vs_broker *b)
+{
+	size_t it = 0, klen;
+	const char *key;
+	void *val;
+	pthread_mutex_lock(&b->reg_lock);
+	while (vs_map_next(&b->sessions, &it, &key, &klen, &val)) {
+		struct vs_session *s = val;
+		pthread_mutex_lock(&s->lock);
+		s->acl_stale = true;
+		pthread_mutex_unlock(&s->lock);
+	}
+	pthread_mutex_unlock(&b->reg_lock);
+}
+
+/* Makes generation g and the TLS contexts current; the old ones go when no worker holds them. */
+static void swap_in(struct vs_broker *b, struct vs_gen *g, SSL_CTX **ctx)
+{
+	for (size_t i = 0; i < b->n_listeners; i++) {
+		struct vs_listener *l = &b->listeners[i];
+		__atomic_store_n(&l->sec, &g->secs[i], __ATOMIC_SEQ_CST);
+		if (!l->tls)
+			continue;
+		pthread_mutex_lock(&l->tls_lock);
+		SSL_CTX *old = l->tls_ctx;
+		l->tls_ctx = ctx[i];
+		pthread_mutex_unlock(&l->tls_lock);
+		SSL_CTX_free(old); /* sessions started from it keep it until they end */
+	}
+	int mi = g->conf->max_inflight_messages;
+	b->receive_max = mi <= 0 || mi > 65535 ? 65535 : (uint16_t)mi;
+	b->out_window = mi <= 0 || mi > 65535 ? 0 : (uint16_t)mi;
+	__atomic_store_n(&b->conf, g->conf, __ATOMIC_SEQ_CST);
+	struct vs_gen *old = b->gen;
+	b->gen = g;
+	vs_grace_retire(&b->grace, old, gen_free);
+}
+
+int vs_broker_reload(struct vs_broker *b, char *err, size_t errlen)
+{
+	struct vs_config *nc = read_conf(b, err, errlen);
+	if (!nc)
+		return VS_ECONF;
+	keep_fixed(b, nc);
+	if (b->conf_verbose)
+		nc->log.types = VS_LOG_ALL;
+	SSL_CTX **ctx = calloc(b->n_listeners, sizeof(*ctx));
+	struct vs_gen *g = NULL;
+	int rc = ctx ? make_all_tls(b, nc, ctx, err, errlen) : -ENOMEM;
+	if (rc == 0) {
+		rc = gen_build(nc, true, &g, err, errlen);
+		if (rc < 0)
+			for (size_t i = 0; i < b->n_listeners; i++)
+				SSL_CTX_free(ctx[i]);
+	}
+	if (rc < 0) {
+		free(ctx);
+		vs_config_fini(nc);
+		free(nc);
+		return rc;
+	}
+	if (vs_log_apply(b->log, &nc->log) < 0)
+		vs_log(b->log, VS_LOG_WARN, "reload: cannot open log file %s: %s", nc->log.file_path,
+		       strerror(errno));
+	swap_in(b, g, ctx);
+	free(ctx);
+	mark_sessions(b);
+	return 0;
+}
+
+void vs_broker_reclaim(struct vs_broker *b)
+{
+	vs_grace_reclaim(&b->grace);
 }
 
 void vs_broker_stats(struct vs_broker *b, struct vs_stats *out)

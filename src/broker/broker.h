@@ -17,6 +17,7 @@
 
 #include "base/log.h"
 #include "base/map.h"
+#include "broker/grace.h"
 #include "conf/conf.h"
 
 #include <openssl/ssl.h>
@@ -29,21 +30,50 @@ struct vs_passwd;
 struct vs_acl;
 struct vs_store;
 
-/* A configured listener, resolved: what each worker opens a socket for. */
+/*
+ * What a listener decides about its clients as of the last (re)load: immutable, replaced whole
+ * by a reload. Workers read it through vs_listener_sec() and may hold it for the rest of their
+ * loop turn (grace.h): the generation that owns it is freed only after that.
+ */
+struct vs_listener_sec {
+	const struct vs_listener_conf *conf; /* this listener in the configuration of that load */
+	bool allow_anonymous;   /* effective */
+	bool allow_zero_length_clientid;
+	const char *auto_id_prefix;
+	struct vs_passwd *passwd; /* password file of this listener (or the global one), or NULL */
+	struct vs_acl *acl;       /* ACL of this listener (or the global one), or NULL */
+};
+
+/* A configured listener, resolved: what each worker opens a socket for. Lives as long as the
+ * broker; what a reload may change is in its sec. */
 struct vs_listener {
-	const struct vs_listener_conf *conf;
+	const struct vs_listener_conf *conf; /* as at start-up: address, port, protocol (a reload
+					      * cannot change those) */
+	struct vs_listener_sec *sec; /* current; see vs_listener_sec() */
 	char name[112];         /* "127.0.0.1:1883", "unix:/run/viesti.sock" for logs */
 	int unix_fd;            /* a unix listener's socket (each worker polls a dup), or -1 */
 	bool tls;               /* TLS (or TLS-PSK) listener: tls_ctx is set */
 	pthread_mutex_t tls_lock; /* guards tls_ctx, which a reload replaces */
 	SSL_CTX *tls_ctx;       /* one reference; connections take their own */
-	bool allow_anonymous;   /* effective */
-	bool allow_zero_length_clientid;
-	const char *auto_id_prefix;
 	atomic_int connections; /* current, for max_connections */
-	struct vs_passwd *passwd; /* password file of this listener (or the global one), or NULL */
-	struct vs_acl *acl;       /* ACL of this listener (or the global one), or NULL */
-	bool owns_auth;           /* passwd/acl are this listener's own (per_listener_settings) */
+};
+
+static inline const struct vs_listener_sec *vs_listener_sec(const struct vs_listener *l)
+{
+	return __atomic_load_n(&l->sec, __ATOMIC_ACQUIRE);
+}
+
+/* One load of the reloadable state: a configuration and what was built from it (password files,
+ * ACLs, each listener's sec). Retired whole when a reload replaces it. */
+struct vs_gen {
+	struct vs_config *conf;  /* owned, except the start-up configuration (the caller's) */
+	bool owns_conf;
+	struct vs_listener_sec *secs; /* one per listener */
+	size_t n;
+	struct vs_passwd *passwd; /* global password_file, or NULL */
+	struct vs_acl *acl;       /* global acl_file, or NULL */
+	struct vs_passwd **l_passwd; /* per_listener_settings: each listener's own, or NULL */
+	struct vs_acl **l_acl;
 };
 
 /* Counters: each worker bumps its own with relaxed atomics; $SYS sums them. */
@@ -76,8 +106,11 @@ struct vs_broker {
 	atomic_bool snapshot_running;
 	bool snapshot_thread_started;
 	pthread_t snapshot_thread;
-	struct vs_passwd *passwd; /* global password_file, or NULL */
-	struct vs_acl *acl;       /* global acl_file, or NULL */
+	struct vs_gen *gen;       /* the current load (written only by reload, under grace) */
+	struct vs_grace grace;    /* readers: the worker threads */
+	const char *conf_path;    /* the file a reload reads again, or NULL (built-in defaults) */
+	int conf_port;            /* -p on the command line, re-applied at reload, or 0 */
+	bool conf_verbose;        /* -v: log everything, whatever the file says */
 
 	struct vs_worker *workers;
 	int n_workers;
@@ -117,6 +150,19 @@ void vs_broker_fini(struct vs_broker *b);
 /* The TLS context new connections of l start from, with a reference for the caller (who
  * frees it with SSL_CTX_free once its session holds its own), or NULL for a plain listener. */
 SSL_CTX *vs_listener_tls_get(struct vs_listener *l);
+
+/*
+ * Reloads the configuration file (SIGHUP), as Mosquitto does and more: password files, ACL
+ * files, PSK files and TLS certificates are read again, and every directive takes its new value
+ * except those a running broker cannot change (listeners, threads, persistence, pid_file,
+ * user), which keep theirs with a warning. Connected clients stay; new connections and their
+ * handshakes use the new settings; a connected client is checked against the new ACL on its
+ * next publish and delivery. All or nothing: a file that fails to load keeps the old settings,
+ * and the error (FILE:LINE) goes to err. Main thread only. Returns 0 or an error.
+ */
+int vs_broker_reload(struct vs_broker *b, char *err, size_t errlen);
+/* Main thread: frees what reloads replaced once no worker can hold it (call now and then). */
+void vs_broker_reclaim(struct vs_broker *b);
 
 /* Sums every worker's counters into out (racy but monotonic reads). */
 void vs_broker_stats(struct vs_broker *b, struct vs_stats *out);

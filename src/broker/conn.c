@@ -418,7 +418,7 @@ static int read_once(struct vs_conn *c)
 	}
 	src->len += (size_t)n;
 	vs_stat_add(&w->stats.bytes_received, (uint64_t)n);
-	if ((size_t)n == room)
+	if (vs_transport_read_more(&c->tp, (size_t)n, room))
 		vs_worker_want_reread(w, c); /* edge-triggered: the socket may hold more */
 	w->rbuf_busy |= shared;
 	int rc = process_input(c, src);
@@ -597,6 +597,44 @@ static void detach_session(struct vs_conn *c)
 	c->session = NULL;
 }
 
+/*
+ * Connections that end before CONNECT (scanners, floods, TLS on the wrong port) are logged one
+ * line each up to PRE_LOG_BURST per second per worker; past that they are counted, and a line
+ * every PRE_LOG_SUMMARY_MS says how many there were and names the last, so a flood of them
+ * cannot flood the log.
+ */
+enum { PRE_LOG_BURST = 20, PRE_LOG_SUMMARY_MS = 10000 };
+
+static void log_before_connect(struct vs_conn *c, const char *why)
+{
+	struct vs_worker *w = c->w;
+	if (w->now_ms - w->pre_log_window_ms >= 1000) {
+		w->pre_log_window_ms = w->now_ms;
+		w->pre_logged = 0;
+	}
+	if (w->pre_logged < PRE_LOG_BURST && !w->pre_suppressed) {
+		w->pre_logged++;
+		vs_log(w->b->log, VS_LOG_NOTICE, "connection from %s closed before CONNECT: %s",
+		       c->addr, why);
+		return;
+	}
+	if (!w->pre_suppressed)
+		w->pre_summary_ms = w->now_ms + PRE_LOG_SUMMARY_MS;
+	w->pre_suppressed++;
+	snprintf(w->pre_last, sizeof(w->pre_last), "%s: %s", c->addr, why);
+	vs_conn_log_summary(w);
+}
+
+void vs_conn_log_summary(struct vs_worker *w)
+{
+	if (!w->pre_suppressed || w->now_ms < w->pre_summary_ms)
+		return;
+	vs_log(w->b->log, VS_LOG_NOTICE, "%llu more connection(s) closed before CONNECT in the "
+	       "last %d s, the last from %s", (unsigned long long)w->pre_suppressed,
+	       PRE_LOG_SUMMARY_MS / 1000, w->pre_last);
+	w->pre_suppressed = 0;
+}
+
 void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 {
 	struct vs_worker *w = c->w;
@@ -641,8 +679,7 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 		vs_log(b->log, VS_LOG_NOTICE, "client '%s' (%s) refused: %s", c->client_id, c->addr,
 		       why);
 	} else {
-		vs_log(b->log, VS_LOG_NOTICE, "connection from %s closed before CONNECT: %s", c->addr,
-		       why);
+		log_before_connect(c, why);
 	}
 	if (c->session && c->client_id == c->session->client_id)
 		c->client_id = NULL; /* borrowed from the session (connect.c attach_session) */

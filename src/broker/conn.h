@@ -116,6 +116,10 @@ void vs_conn_update_events(struct vs_conn *c);
 /* Stops reading c until until_ms (backpressure from full subscriber queues). */
 void vs_conn_throttle(struct vs_conn *c, int64_t until_ms);
 
+/* Logs how many connections closed before CONNECT without a line of their own, when due (the
+ * sweep calls it; see conn.c). */
+void vs_conn_log_summary(struct vs_worker *w);
+
 /* Writes pending output with one write(2); registers EPOLLOUT when the socket is full. */
 void vs_conn_flush(struct vs_conn *c);
 

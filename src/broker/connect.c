@@ -47,7 +47,7 @@ static int refuse(struct vs_conn *c, uint8_t rc5, uint8_t rc3, const char *why)
 static int check_credentials(struct vs_conn *c, const struct vs_connect *p, uint8_t *rc3,
 			     const char **why)
 {
-	struct vs_listener *l = c->listener;
+	const struct vs_listener_sec *l = vs_listener_sec(c->listener);
 	if (c->tls_user)
 		return VS_RC_SUCCESS; /* the handshake proved who this is (as Mosquitto) */
 	if (!p->has_username || !l->passwd) {
@@ -71,7 +71,7 @@ static int check_connect(struct vs_conn *c, const struct vs_connect *p, uint8_t 
 			 const char **why)
 {
 	struct vs_broker *b = c->w->b;
-	struct vs_listener *l = c->listener;
+	const struct vs_listener_sec *l = vs_listener_sec(c->listener);
 	*rc3 = VS_CONNACK3_ID_REJECTED;
 	if (p->client_id.len == 0) {
 		if (p->version < VS_V5 && !p->clean) {
@@ -138,7 +138,7 @@ static int check_connect(struct vs_conn *c, const struct vs_connect *p, uint8_t 
 	return VS_RC_SUCCESS;
 }
 
-static char *assign_id(struct vs_broker *b, struct vs_listener *l)
+static char *assign_id(struct vs_broker *b, const struct vs_listener_sec *l)
 {
 	char buf[96];
 	pthread_mutex_lock(&b->reg_lock);
@@ -215,7 +215,7 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 	s->conn_id = c->id;
 	s->version = c->version;
 	s->expiry = c->session_expiry;
-	s->acl = c->listener->acl;
+	s->listener = c->listener;
 	free(s->username);
 	s->username = c->username ? strdup(c->username) : NULL;
 	/* [MQTT-3.1.3-9] a delayed will of the resumed session is not sent. */
@@ -253,9 +253,10 @@ static void connack_props(struct vs_conn *c, const struct vs_connect *p, bool as
 		pr->present |= 1ull << VS_PROP_RECEIVE_MAX;
 		pr->receive_max = b->receive_max;
 	}
-	if (c->listener->conf->max_qos < 2) {
+	const struct vs_listener_conf *lc = vs_listener_sec(c->listener)->conf;
+	if (lc->max_qos < 2) {
 		pr->present |= 1ull << VS_PROP_MAX_QOS;
-		pr->max_qos = (uint8_t)c->listener->conf->max_qos;
+		pr->max_qos = (uint8_t)lc->max_qos;
 	}
 	if (!b->conf->retain_available) {
 		pr->present |= 1ull << VS_PROP_RETAIN_AVAILABLE;
@@ -297,7 +298,7 @@ static int setup_conn(struct vs_conn *c, const struct vs_connect *p)
 	if (pr->present & (1ull << VS_PROP_REQUEST_PROBLEM_INFO))
 		c->request_problem_info = pr->request_problem_info;
 	if (p->version == VS_V5) {
-		c->alias_max = (uint16_t)c->listener->conf->max_topic_alias;
+		c->alias_max = (uint16_t)vs_listener_sec(c->listener)->conf->max_topic_alias;
 		if (c->alias_max) {
 			c->in_alias = calloc((size_t)c->alias_max + 1, sizeof(char *));
 			if (!c->in_alias)
@@ -402,7 +403,7 @@ static void record_will(struct vs_conn *c, struct vs_session *s)
  */
 static int tls_username(struct vs_conn *c, const char **why)
 {
-	const struct vs_listener_conf *lc = c->listener->conf;
+	const struct vs_listener_conf *lc = vs_listener_sec(c->listener)->conf;
 	if (!lc->use_identity_as_username && !lc->use_subject_as_username)
 		return 0;
 	SSL *ssl = vs_transport_tls_session(&c->tp);
@@ -431,7 +432,7 @@ static int admit(struct vs_conn *c, const struct vs_connect *p)
 	int rc = check_connect(c, p, &rc3, &why);
 	if (rc != VS_RC_SUCCESS)
 		return refuse(c, (uint8_t)rc, rc3, why);
-	if (c->listener->conf->use_username_as_clientid) {
+	if (vs_listener_sec(c->listener)->conf->use_username_as_clientid) {
 		/* As Mosquitto: the username is the client id, so one user cannot take over
 		 * another's session; without a username there is no id to use. */
 		if (!c->username)
@@ -441,7 +442,7 @@ static int admit(struct vs_conn *c, const struct vs_connect *p)
 		c->client_id = strdup(c->username);
 	} else if (p->client_id.len == 0) {
 		free(c->client_id);
-		c->client_id = assign_id(b, c->listener); /* [MQTT-3.1.3-6] */
+		c->client_id = assign_id(b, vs_listener_sec(c->listener)); /* [MQTT-3.1.3-6] */
 		c->id_assigned = true;
 	}
 	if (!c->client_id)

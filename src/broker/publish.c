@@ -56,7 +56,7 @@ static int check_publish(struct vs_conn *c, const struct vs_publish *p, struct v
 		*why = "PUBLISH with a Subscription Identifier"; /* [MQTT-3.3.4-6] */
 		return VS_RC_PROTOCOL_ERROR;
 	}
-	if (p->qos > c->listener->conf->max_qos) {
+	if (p->qos > vs_listener_sec(c->listener)->conf->max_qos) {
 		*why = "QoS above the maximum"; /* [MQTT-3.2.2-11] */
 		return VS_RC_QOS_NOT_SUPPORTED;
 	}
@@ -101,7 +101,7 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 	}
 	if (topic->len >= 4 && memcmp(topic->p, "$SYS", 4) == 0)
 		return VS_RC_NOT_AUTHORIZED; /* $SYS belongs to the broker */
-	const struct vs_acl *acl = c->listener->acl;
+	const struct vs_acl *acl = vs_listener_sec(c->listener)->acl;
 	if (acl && !vs_acl_check(acl, c->client_id, c->username, (const char *)topic->p, topic->len,
 				 VS_ACL_WRITE)) {
 		vs_log(b->log, VS_LOG_INFO, "denied PUBLISH from client %s to '%.*s' (ACL)",

@@ -148,6 +148,12 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 	return delivered;
 }
 
+/* The ACL that decides what s may read: its listener's, as of the last reload. */
+static const struct vs_acl *session_acl(const struct vs_session *s)
+{
+	return s->listener ? vs_listener_sec(s->listener)->acl : NULL;
+}
+
 static void log_drop(struct vs_worker *w, struct vs_session *s)
 {
 	vs_stat_add(&w->stats.pub_dropped, 1);
@@ -201,8 +207,9 @@ static int queue_locked(struct vs_worker *w, struct vs_session *s, struct vs_msg
 	/* The ACL is read-only and the username changes only under reg_lock at attach; a check
 	 * against the previous connection's name during a take-over is harmless (the resumed
 	 * session is checked again, vs_session_recheck_acl). */
-	if (s->acl && !vs_acl_check(s->acl, s->client_id, s->username, (const char *)msg->topic.p,
-				    msg->topic.len, VS_ACL_READ))
+	const struct vs_acl *acl = session_acl(s);
+	if (acl && !vs_acl_check(acl, s->client_id, s->username, (const char *)msg->topic.p,
+				 msg->topic.len, VS_ACL_READ))
 		return 0;
 	if (s->ended)
 		return -1;
@@ -295,6 +302,49 @@ int vs_feed_retained(struct vs_worker *w, struct vs_session *s, struct vs_msg **
 	return (int)fed;
 }
 
+/* Keeps, in order, the entries of r that s's user may read; returns how many were dropped.
+ * One pass: every entry is popped and the kept ones pushed back (which never allocates). */
+static uint32_t drop_unreadable(struct vs_worker *w, struct vs_session *s, struct vs_ring *r,
+				bool queued)
+{
+	uint32_t n = r->count, dropped = 0;
+	const struct vs_acl *acl = session_acl(s);
+	for (uint32_t i = 0; i < n; i++) {
+		struct vs_qentry e;
+		vs_ring_pop(r, &e);
+		if (e.state == VS_Q_WAIT_PUBCOMP ||
+		    vs_acl_check(acl, s->client_id, s->username, (const char *)e.msg->topic.p,
+				 e.msg->topic.len, VS_ACL_READ)) {
+			vs_ring_push(r, &e);
+			continue;
+		}
+		if (queued)
+			s->queued_bytes -= e.msg->payload.len;
+		vs_bp_dequeue(w, s, &e);
+		vs_qentry_fini(&e);
+		dropped++;
+	}
+	return dropped;
+}
+
+/* Drops what s's user may not read (s->lock held); returns how many. */
+static uint32_t recheck_locked(struct vs_worker *w, struct vs_session *s)
+{
+	s->acl_stale = false;
+	if (!session_acl(s))
+		return 0;
+	return drop_unreadable(w, s, &s->queue, true) + drop_unreadable(w, s, &s->inflight, false);
+}
+
+static void log_rechecked(struct vs_worker *w, const struct vs_session *s, uint32_t dropped,
+			  const char *after)
+{
+	if (dropped)
+		vs_log(w->b->log, VS_LOG_NOTICE, "client %s: %u message(s) dropped %s: user %s may "
+		       "not read them (ACL)", s->client_id, dropped, after,
+		       s->username ? s->username : "(anonymous)");
+}
+
 /* Chooses the outgoing topic alias for a topic (5.0, client's Topic Alias Maximum > 0). */
 static void choose_alias(struct vs_conn *c, struct vs_msg *m, struct vs_delivery *d)
 {
@@ -368,6 +418,8 @@ void vs_session_drain(struct vs_worker *w, struct vs_session *s)
 	}
 	uint32_t win = window(c, w->b);
 	bool sent = false, blocked = false;
+	/* A reload changed the ACLs: what waits was checked against the old ones. */
+	uint32_t dropped = s->acl_stale ? recheck_locked(w, s) : 0;
 	feed_queue(w, s);
 	while (s->queue.count) {
 		if (vs_conn_out_full(c)) {
@@ -407,6 +459,7 @@ void vs_session_drain(struct vs_worker *w, struct vs_session *s)
 	if (sent || !s->queue.count)
 		s->last_drain_ms = now;
 	pthread_mutex_unlock(&s->lock);
+	log_rechecked(w, s, dropped, "from its queue after a reload");
 	if (sent)
 		vs_worker_want_flush(w, c);
 }
@@ -444,43 +497,12 @@ void vs_session_resume(struct vs_worker *w, struct vs_session *s)
 	vs_session_drain(w, s);
 }
 
-/* Keeps, in order, the entries of r that s's user may read; returns how many were dropped.
- * One pass: every entry is popped and the kept ones pushed back (which never allocates). */
-static uint32_t drop_unreadable(struct vs_worker *w, struct vs_session *s, struct vs_ring *r,
-				bool queued)
-{
-	uint32_t n = r->count, dropped = 0;
-	for (uint32_t i = 0; i < n; i++) {
-		struct vs_qentry e;
-		vs_ring_pop(r, &e);
-		if (e.state == VS_Q_WAIT_PUBCOMP ||
-		    vs_acl_check(s->acl, s->client_id, s->username, (const char *)e.msg->topic.p,
-				 e.msg->topic.len, VS_ACL_READ)) {
-			vs_ring_push(r, &e);
-			continue;
-		}
-		if (queued)
-			s->queued_bytes -= e.msg->payload.len;
-		vs_bp_dequeue(w, s, &e);
-		vs_qentry_fini(&e);
-		dropped++;
-	}
-	return dropped;
-}
-
 void vs_session_recheck_acl(struct vs_worker *w, struct vs_session *s)
 {
-	uint32_t dropped = 0;
 	pthread_mutex_lock(&s->lock);
-	if (s->acl) {
-		dropped = drop_unreadable(w, s, &s->queue, true);
-		dropped += drop_unreadable(w, s, &s->inflight, false);
-	}
+	uint32_t dropped = recheck_locked(w, s);
 	pthread_mutex_unlock(&s->lock);
-	if (dropped)
-		vs_log(w->b->log, VS_LOG_NOTICE, "client %s: %u message(s) of the resumed session "
-		       "dropped: user %s may not read them (ACL)", s->client_id, dropped,
-		       s->username ? s->username : "(anonymous)");
+	log_rechecked(w, s, dropped, "from the resumed session");
 }
 
 void vs_publish_will(struct vs_worker *w, struct vs_msg *will)

@@ -64,8 +64,9 @@ static uint8_t subscribe_one(struct vs_conn *c, const struct vs_sub_entry *e, ui
 		return c->version == VS_V5 ? VS_RC_TOPIC_FILTER_INVALID : VS_RC_UNSPECIFIED;
 	}
 	uint8_t qos = e->qos;
-	if (qos > c->listener->conf->max_qos)
-		qos = (uint8_t)c->listener->conf->max_qos;
+	int max_qos = vs_listener_sec(c->listener)->conf->max_qos;
+	if (qos > max_qos)
+		qos = (uint8_t)max_qos;
 	struct vs_sub sub = {.owner = c->session, .sub_id = sub_id, .qos = qos,
 			     .no_local = e->no_local, .retain_as_published = e->retain_as_published,
 			     .retain_handling = e->retain_handling};

@@ -208,7 +208,7 @@ static void on_accept(struct vs_io *io, uint32_t events)
 			snprintf(addr, sizeof(addr), "%.55s", li->listener->name);
 		else
 			vs_addr_str((struct sockaddr *)&ss, addr, sizeof(addr));
-		int mc = li->listener->conf ? li->listener->conf->max_connections : -1;
+		int mc = vs_listener_sec(li->listener)->conf->max_connections;
 		if (mc >= 0 && atomic_load(&li->listener->connections) >= mc) {
 			char why[128];
 			snprintf(why, sizeof(why), "max_connections (%d) reached, last from %s", mc,
@@ -398,16 +398,19 @@ static void sweep(struct vs_worker *w)
 			vs_conn_close(c, VS_RC_MAX_CONNECT_TIME, why);
 			continue;
 		}
-		/* Idle connections give their buffers back. */
+		/* Idle connections give their buffers back (a TLS connection's after a second). */
 		if (!c->in_flush) {
 			vs_bytes_shrink(&c->out, 0);
 			vs_bytes_shrink(&c->in, 0);
+			if (now - c->last_rx_ms > 1000 && !vs_bytes_avail(&c->out))
+				vs_transport_shrink(&c->tp);
 		}
 		/* [MQTT-3.1.2-24] one and a half times the keep alive without a packet. */
 		if (c->state == VS_CONN_ACTIVE && c->keepalive &&
 		    now - c->last_rx_ms > (int64_t)c->keepalive * 1500)
 			vs_conn_close(c, VS_RC_KEEPALIVE_TIMEOUT, "keep alive timeout");
 	}
+	vs_conn_log_summary(w);
 	if (w->idx == 0)
 		vs_sys_tick(w);
 }
@@ -425,6 +428,9 @@ static int64_t resume_throttled(struct vs_worker *w)
 		if (c->throttle_until_ms <= w->now_ms) {
 			c->throttled = false;
 			vs_conn_update_events(c);
+			/* Input may wait where no edge will announce it: read ahead by TLS, or
+			 * left in the socket by the read that stopped for the throttle. */
+			vs_worker_want_reread(w, c);
 			continue;
 		}
 		if (c->throttle_until_ms < next)
@@ -475,11 +481,32 @@ static void after_events(struct vs_worker *w, bool mail)
 }
 
 /* A turn of a thread running only its own shard. */
+/*
+ * Between loop turns a thread holds no pointer to what a reload may replace (the configuration,
+ * a listener's ACL): a quiescent state (grace.h). A thread about to block is offline until it
+ * wakes, so an idle thread never delays the freeing of an old configuration.
+ */
+static void wait_begins(struct vs_worker *t, bool blocking)
+{
+	if (blocking)
+		vs_grace_offline(&t->gr);
+	else
+		vs_grace_quiescent(&t->b->grace, &t->gr);
+}
+
+static void wait_ends(struct vs_worker *t, bool blocking)
+{
+	if (blocking)
+		vs_grace_online(&t->b->grace, &t->gr);
+}
+
 static void own_turn(struct vs_worker *w)
 {
 	int timeout = shard_timeout(w);
 	bool mail = before_sleep(w, timeout != 0);
+	wait_begins(w, !mail && timeout != 0);
 	vs_loop_run_once(&w->loop, mail ? 0 : timeout);
+	wait_ends(w, !mail && timeout != 0);
 	atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
 	w->now_ms = vs_now_ms();
 	after_events(w, mail);
@@ -554,10 +581,12 @@ static void park(struct vs_worker *w)
 	vs_log(b->log, VS_LOG_DEBUG, "thread %d: load %d+%d per mille, its %u connection(s) now "
 	       "served by thread 0", w->idx, load, host_load, n_conns);
 	int64_t since = vs_now_ms();
+	vs_grace_offline(&w->gr); /* thread 0 runs the shard meanwhile */
 	pthread_mutex_lock(&b->park_lock);
 	while (w->lent)
 		pthread_cond_wait(&b->park_cond, &b->park_lock);
 	pthread_mutex_unlock(&b->park_lock);
+	vs_grace_online(&b->grace, &w->gr);
 	w->now_ms = vs_now_ms();
 	/* Given back soon after the lend: the load did not fit one thread after all. Wait longer
 	 * each time before the next try, so the shard does not go back and forth. */
@@ -710,7 +739,9 @@ static void host_turn(struct vs_worker *h)
 	for (int k = 0; k < h->n_run; k++)
 		mail |= h->run[k]->mail = before_sleep(h->run[k], timeout != 0);
 	struct epoll_event evs[VS_LOOP_BATCH];
+	wait_begins(h, !mail && timeout != 0);
 	int n = vs_loop_wait(&h->loop, evs, VS_LOOP_BATCH, mail ? 0 : timeout);
+	wait_ends(h, !mail && timeout != 0);
 	int64_t now = vs_now_ms();
 	h->now_ms = now;
 	for (int k = 0; k < h->n_run; k++) {
@@ -769,6 +800,7 @@ void *vs_worker_main(void *arg)
 {
 	struct vs_worker *w = arg;
 	struct vs_broker *b = w->b;
+	vs_grace_online(&b->grace, &w->gr);
 	w->now_ms = vs_now_ms();
 	w->next_sweep_ms = w->now_ms + 100;
 	w->win_start_ms = w->now_ms;
@@ -795,6 +827,7 @@ void *vs_worker_main(void *arg)
 		if (w->conns[i])
 			vs_conn_close(w->conns[i], VS_RC_SERVER_SHUTTING_DOWN, "broker shutting down");
 	end_turn(w);
+	vs_grace_offline(&w->gr);
 	return NULL;
 }
 
@@ -818,6 +851,8 @@ int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err,
 {
 	memset(w, 0, sizeof(*w));
 	w->spare_fd = -1;
+	if (vs_grace_register(&b->grace, &w->gr) < 0)
+		return -ENOMEM;
 	w->b = b;
 	w->idx = idx;
 	w->loop.epfd = -1;

@@ -20,6 +20,7 @@
 
 #include "base/bytes.h"
 #include "broker/broker.h"
+#include "broker/grace.h"
 #include "net/loop.h"
 #include "persist/store.h"
 
@@ -127,6 +128,11 @@ struct vs_worker {
 
 	int64_t next_sweep_ms;
 	int64_t next_sys_ms;
+	int64_t pre_log_window_ms; /* connections closed before CONNECT: rate-limited log */
+	int64_t pre_summary_ms;
+	uint32_t pre_logged;
+	uint64_t pre_suppressed;
+	char pre_last[160];        /* "ADDR: why" of the last one not logged */
 
 	/* Threads and shards (worker.c): this struct is shard idx; these fields belong to thread
 	 * idx, except `lent`, `mail` and `own_epfd`, which belong to the shard. */
@@ -139,6 +145,7 @@ struct vs_worker {
 	struct vs_worker **run;    /* thread 0: the shards it runs, its own first */
 	int n_run;
 	atomic_int load;           /* per mille of the last window spent outside epoll_wait */
+	struct vs_grace_reader gr; /* thread idx as a reader of what reloads replace (grace.h) */
 	int64_t win_start_ms, win_waited_ns;
 	int quiet, hot;            /* consecutive windows under / over the thresholds */
 	int64_t backoff_ms, no_lend_until_ms; /* after a lend that did not last */

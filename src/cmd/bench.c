@@ -71,6 +71,8 @@ static void usage(FILE *f)
 	       "      --tls-use-os-certs  trust the system's CA certificates\n"
 	       "      --psk HEX         TLS-PSK key in hex, with --psk-identity ID\n"
 	       "      --psk-identity ID TLS-PSK identity\n"
+	       "      --tls-resume      resume the first connection's TLS session in every later\n"
+	       "                        one (measures resumed handshakes: conn scenario)\n"
 	       "      --no-progress     no progress line (printed each second on a terminal)\n"
 	       "      --help            show this help\n\n"
 	       "Payloads carry the send time, publisher id and sequence number, so subscribers\n"
@@ -132,6 +134,7 @@ enum {
 	O_OSCERTS,
 	O_PSK,
 	O_PSKID,
+	O_RESUME,
 };
 
 /* The TLS flags of viesti pub; a CA, a certificate, a PSK or the OS store turns TLS on. */
@@ -168,6 +171,9 @@ static int parse_tls_opt(struct args *a, int ch)
 		break;
 	case O_PSKID:
 		t->psk_identity = optarg;
+		return 0;
+	case O_RESUME:
+		a->c.tls_resume = true;
 		return 0;
 	default:
 		usage(stderr);
@@ -310,6 +316,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	    {"tls-use-os-certs", no_argument, NULL, O_OSCERTS},
 	    {"psk", required_argument, NULL, O_PSK},
 	    {"psk-identity", required_argument, NULL, O_PSKID},
+	    {"tls-resume", no_argument, NULL, O_RESUME},
 	    {0},
 	};
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
@@ -422,6 +429,7 @@ static void print_json(const struct args *a, const struct vs_bench_result *r, in
 	       h->count ? h->sum / (double)h->count / 1000.0 : 0.0, us(vs_hist_quantile(h, 0.5)),
 	       us(vs_hist_quantile(h, 0.9)), us(vs_hist_quantile(h, 0.99)),
 	       us(vs_hist_quantile(h, 0.999)), us(h->max));
+	printf("\"tls_resumed\":%llu,", (unsigned long long)r->tls_resumed);
 	printf("\"cpu_s\":{\"user\":%.3f,\"system\":%.3f,\"total\":%.3f},\"drain_s\":%.3f,"
 	       "\"elapsed_s\":%.3f}\n",
 	       r->cpu_user_s, r->cpu_sys_s, r->cpu_user_s + r->cpu_sys_s, r->drain_s, r->elapsed_s);
@@ -450,6 +458,9 @@ static void print_text(const struct args *a, const struct vs_bench_result *r)
 	printf("  connect    %llu connected, %llu failed, in %.3f s (%.0f conn/s)\n",
 	       (unsigned long long)r->connected, (unsigned long long)r->connect_failed,
 	       r->connect_s, r->connect_s > 0 ? (double)r->connected / r->connect_s : 0.0);
+	if (a->c.tls_resume)
+		printf("  resumed    %llu TLS handshakes resumed a session\n",
+		       (unsigned long long)r->tls_resumed);
 	bool pubs = a->c.pubs > 0, subs = a->c.subs > 0 && a->c.scenario != VS_BENCH_CONN;
 	if (pubs)
 		printf(

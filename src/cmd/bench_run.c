@@ -126,7 +126,8 @@ struct worker {
 	_Atomic int64_t first_start[2]; /* the first connect() of each connect phase (0: none) */
 	_Atomic int64_t last_done[2];	/* when the last handshake of each connect phase finished */
 	/* Read by the main thread after joining. */
-	uint64_t acked, dups, rejected, foreign, errors;
+	uint64_t acked, dups, rejected, foreign, errors, tls_resumed;
+	SSL_SESSION *resume; /* --tls-resume: the session later connections resume */
 	struct vs_hist lat;
 };
 
@@ -505,6 +506,22 @@ static void on_message(struct client *c, const struct vs_publish *p, int64_t now
 		vs_hist_record(&w->lat, (uint64_t)(now - ts));
 }
 
+/* --tls-resume: counts a resumed handshake, and keeps the first resumable session (by the time
+ * the CONNACK is read, a TLS 1.3 server's tickets have been read too). */
+static void keep_session(struct client *c)
+{
+	struct worker *w = c->w;
+	if (SSL_session_reused(c->ssl))
+		w->tls_resumed++;
+	if (w->resume)
+		return;
+	SSL_SESSION *s = SSL_get1_session(c->ssl);
+	if (s && SSL_SESSION_is_resumable(s))
+		w->resume = s;
+	else
+		SSL_SESSION_free(s);
+}
+
 static int on_connack(struct client *c, const struct vs_connack *ca)
 {
 	struct bench *b = c->w->b;
@@ -516,6 +533,8 @@ static int on_connack(struct client *c, const struct vs_connack *ca)
 		fail(c, why, 0);
 		return -1;
 	}
+	if (c->ssl && b->c->tls_resume)
+		keep_session(c);
 	if (b->c->version == VS_V5 && (ca->props.present & (1ull << VS_PROP_RECEIVE_MAX)) &&
 	    ca->props.receive_max < c->window)
 		c->window = ca->props.receive_max;
@@ -796,6 +815,8 @@ static void tcp_connected(struct client *c)
 		fail_io(c, "TLS", rc, why);
 		return;
 	}
+	if (c->w->resume)
+		SSL_set_session(c->ssl, c->w->resume);
 	c->state = C_TLS;
 	tls_step(c);
 }
@@ -1075,6 +1096,7 @@ static void teardown(struct bench *b)
 		for (uint32_t t = 0; t < b->c->threads; t++) {
 			struct worker *w = &b->w[t];
 			vs_loop_fini(&w->loop);
+			SSL_SESSION_free(w->resume);
 			free(w->rbuf);
 			free(w->lists[0]);
 			free(w->lists[1]);
@@ -1242,6 +1264,7 @@ static void collect(struct bench *b, struct vs_bench_result *r)
 		r->rejected += w->rejected;
 		r->foreign += w->foreign;
 		r->errors += w->errors;
+		r->tls_resumed += w->tls_resumed;
 		vs_hist_merge(&r->lat, &w->lat);
 	}
 	for (uint32_t i = 0; i < b->ncl; i++)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/error.h"
@@ -31,7 +32,9 @@ static void usage(FILE *f)
 		"      --test-config       check the configuration and exit\n"
 		"      --check-store DIR   report what a persistence directory holds and exit\n"
 		"  -h, --help              show this help\n\n"
-		"Signals: SIGINT/SIGTERM stop cleanly; SIGHUP reopens the log file.\n");
+		"Signals: SIGINT/SIGTERM stop cleanly; SIGHUP reloads the configuration (password,\n"
+		"ACL and PSK files, TLS certificates, most directives) and reopens the log file,\n"
+		"without dropping any client (see docs/security.md#reload).\n");
 }
 
 struct args {
@@ -100,24 +103,6 @@ static int parse_args(int argc, char **argv, struct args *a)
 	return 0;
 }
 
-/* -p: like Mosquitto, the port of the default listener (created on localhost when there is no
- * listener at all). */
-static int apply_port(struct vs_config *c, int port)
-{
-	if (c->n_listeners == 0) {
-		c->listeners = calloc(1, sizeof(*c->listeners));
-		if (!c->listeners)
-			return -ENOMEM;
-		vs_listener_conf_init(&c->listeners[0], c);
-		c->listeners[0].bind_address = strdup("localhost");
-		c->n_listeners = 1;
-		if (c->allow_anonymous < 0)
-			c->allow_anonymous = 1;
-	}
-	c->listeners[0].port = port;
-	return 0;
-}
-
 static int load_config(struct vs_config *c, const struct args *a)
 {
 	char err[512];
@@ -125,7 +110,7 @@ static int load_config(struct vs_config *c, const struct args *a)
 		fprintf(stderr, "viesti broker: %s\n", err);
 		return -1;
 	}
-	if (a->port && apply_port(c, a->port) < 0)
+	if (vs_config_finish(c, a->port) < 0)
 		return -1;
 	if (vs_config_validate(c, err, sizeof(err)) < 0) {
 		fprintf(stderr, "viesti broker: %s: %s\n", a->config ? a->config : "defaults", err);
@@ -151,7 +136,24 @@ static int write_pid(const char *path)
 	return 0;
 }
 
-static int serve(struct vs_config *conf)
+/* SIGHUP: the configuration again; a file that fails keeps the running settings. */
+static void reload(struct vs_broker *b, struct vs_log *log)
+{
+	char err[512] = "";
+	vs_log(log, VS_LOG_NOTICE, "SIGHUP: reloading %s", b->conf_path ? b->conf_path
+									: "the built-in defaults");
+	int rc = vs_broker_reload(b, err, sizeof(err));
+	if (rc < 0) {
+		vs_log(log, VS_LOG_ERR, "reload failed, the running configuration stays: %s",
+		       err[0] ? err : vs_strerror(rc));
+		vs_log_reopen(log); /* log rotation still works */
+		return;
+	}
+	vs_log_reopen(log);
+	vs_log(log, VS_LOG_NOTICE, "reload done: new connections use the new settings");
+}
+
+static int serve(struct vs_config *conf, const struct args *a)
 {
 	sigset_t set;
 	sigemptyset(&set);
@@ -169,6 +171,9 @@ static int serve(struct vs_config *conf)
 		vs_broker_fini(&b);
 		return 1;
 	}
+	b.conf_path = a->config;
+	b.conf_port = a->port;
+	b.conf_verbose = a->verbose;
 	if (conf->pid_file && write_pid(conf->pid_file) < 0)
 		vs_log(&conf->log, VS_LOG_WARN, "cannot write pid file %s", conf->pid_file);
 	if (vs_broker_start(&b) < 0) {
@@ -177,12 +182,14 @@ static int serve(struct vs_config *conf)
 		return 1;
 	}
 	for (;;) {
-		int sig;
-		if (sigwait(&set, &sig) != 0)
+		/* Wakes every 100 ms to free what reloads replaced, once no worker holds it. */
+		struct timespec tick = {.tv_nsec = 100 * 1000 * 1000};
+		int sig = sigtimedwait(&set, NULL, &tick);
+		vs_broker_reclaim(&b);
+		if (sig < 0)
 			continue;
 		if (sig == SIGHUP) {
-			vs_log(&conf->log, VS_LOG_NOTICE, "SIGHUP: reopening the log file");
-			vs_log_reopen(&conf->log);
+			reload(&b, &conf->log);
 			continue;
 		}
 		vs_log(&conf->log, VS_LOG_NOTICE, "%s: shutting down",
@@ -223,7 +230,7 @@ int vs_cmd_broker(int argc, char **argv)
 		vs_config_fini(&conf);
 		return 1;
 	}
-	rc = serve(&conf);
+	rc = serve(&conf, &a);
 	vs_config_fini(&conf);
 	return rc;
 }

@@ -7,6 +7,7 @@
  */
 #include "conf/conf.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,24 @@ void vs_config_fini(struct vs_config *c)
 	vs_log_fini(&c->log);
 	memset(c, 0, sizeof(*c));
 	c->log.fd = -1; /* so that a second vs_config_fini() closes nothing */
+}
+
+int vs_config_finish(struct vs_config *c, int port)
+{
+	if (c->n_listeners == 0) {
+		c->listeners = calloc(1, sizeof(*c->listeners));
+		if (!c->listeners)
+			return -ENOMEM;
+		vs_listener_conf_init(&c->listeners[0], c);
+		c->listeners[0].bind_address = strdup("localhost");
+		if (!c->listeners[0].bind_address)
+			return -ENOMEM;
+		c->n_listeners = 1;
+		c->builtin_listener = true;
+	}
+	if (port)
+		c->listeners[0].port = port;
+	return 0;
 }
 
 static int fail(char *err, size_t errlen, const struct vs_listener_conf *l, const char *fmt, ...)

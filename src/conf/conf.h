@@ -85,6 +85,8 @@ struct vs_config {
 	struct vs_listener_conf *listeners; /* owned array */
 	size_t n_listeners;
 	bool has_default_listener; /* listeners[0] comes from port/bind_address/early directives */
+	bool builtin_listener;     /* no listener was configured: vs_config_finish() made one on
+				    * localhost, where anonymous clients are allowed (Mosquitto 2.0) */
 
 	int threads; /* worker threads; 0 = one per core (Viesti extension) */
 	bool consolidate_threads; /* default true: one thread runs every shard at low load */
@@ -171,6 +173,13 @@ int vs_config_load(struct vs_config *c, const char *path, char *err, size_t errl
 /* As vs_config_load() on the NUL-terminated text; name is used as FILE in error messages. */
 int vs_config_parse_string(struct vs_config *c, const char *text, const char *name, char *err,
 			   size_t errlen);
+/*
+ * After loading, before validating: applies the command line's -p PORT (0: none) to the first
+ * listener, and without any listener adds the built-in one (localhost, port 1883 or PORT), as
+ * Mosquitto 2.0 does. Returns 0 or -ENOMEM.
+ */
+int vs_config_finish(struct vs_config *c, int port);
+
 /* Cross-field checks after loading (TLS files in pairs, duplicate listeners, ...). Returns 0 or
  * VS_ECONF with a message naming the listener ("listener 8883: ..."). */
 int vs_config_validate(struct vs_config *c, char *err, size_t errlen);

@@ -201,7 +201,7 @@ int vs_tls_handshake(SSL *s, uint32_t *wait, char *err, size_t errlen)
 ssize_t vs_tls_read(SSL *s, void *buf, size_t len, char *err, size_t errlen)
 {
 	size_t got = 0;
-	while (got < len) {
+	do {
 		size_t n;
 		clear_errors();
 		int ret = SSL_read_ex(s, (char *)buf + got, len - got, &n);
@@ -212,19 +212,30 @@ ssize_t vs_tls_read(SSL *s, void *buf, size_t len, char *err, size_t errlen)
 		if (got > 0)
 			return (ssize_t)got; /* the end or an error shows again on the next call */
 		return session_error(s, ret, NULL, err, errlen);
-	}
-	return (ssize_t)got; /* full: the caller reads again (OpenSSL may hold more) */
+	} while (len - got >= VS_TLS_RECORD);
+	return (ssize_t)got;
 }
 
 ssize_t vs_tls_write(SSL *s, const void *buf, size_t len, char *err, size_t errlen)
 {
-	size_t n;
-	clear_errors();
-	int ret = SSL_write_ex(s, buf, len, &n);
-	if (ret == 1)
-		return (ssize_t)n;
-	int rc = session_error(s, ret, NULL, err, errlen);
-	return rc == 0 ? VS_ECLOSED : rc;
+	/* With partial writes on, SSL_write_ex() returns after each record: go on until the
+	 * socket is full, as write(2) would (an edge-triggered owner waits for EPOLLOUT only
+	 * when the socket said so). */
+	size_t done = 0;
+	while (done < len) {
+		size_t n;
+		clear_errors();
+		int ret = SSL_write_ex(s, (const char *)buf + done, len - done, &n);
+		if (ret == 1) {
+			done += n;
+			continue;
+		}
+		if (done > 0)
+			return (ssize_t)done; /* -EAGAIN or the error shows on the next call */
+		int rc = session_error(s, ret, NULL, err, errlen);
+		return rc == 0 ? VS_ECLOSED : rc;
+	}
+	return (ssize_t)done;
 }
 
 void vs_tls_session_free(SSL *s)
@@ -248,6 +259,7 @@ struct tls_state {
 	char *host;              /* client: for SNI and the certificate check */
 	bool server;             /* accepted: the first byte is looked at before the handshake */
 	bool looked;
+	bool more;               /* the last read stopped for room, not at -EAGAIN */
 	char err[160];           /* why the last call failed */
 };
 
@@ -355,7 +367,16 @@ static ssize_t tls_read(struct vs_transport *t, void *buf, size_t len)
 {
 	struct tls_state *st = t->state;
 	char why[sizeof(st->err) - 8];
-	return noted(st, vs_tls_read(st->ssl, buf, len, why, sizeof(why)), why);
+	ssize_t n = noted(st, vs_tls_read(st->ssl, buf, len, why, sizeof(why)), why);
+	/* Stopped for room rather than at -EAGAIN: more records may wait in the socket. */
+	st->more = n > 0 && len - (size_t)n < VS_TLS_RECORD;
+	return n;
+}
+
+static bool tls_more(const struct vs_transport *t)
+{
+	const struct tls_state *st = t->state;
+	return st->more || SSL_has_pending(st->ssl);
 }
 
 static ssize_t tls_write(struct vs_transport *t, const void *buf, size_t len)
@@ -382,6 +403,13 @@ static void tls_close(struct vs_transport *t)
 	t->fd = -1;
 }
 
+static void tls_shrink(struct vs_transport *t)
+{
+	struct tls_state *st = t->state;
+	if (st->ssl && !t->wait)
+		SSL_free_buffers(st->ssl); /* refused (harmlessly) while data is buffered */
+}
+
 static const char *tls_why(const struct vs_transport *t)
 {
 	const struct tls_state *st = t->state;
@@ -396,4 +424,6 @@ const struct vs_transport_ops vs_transport_tls = {
 	.write = tls_write,
 	.close = tls_close,
 	.why = tls_why,
+	.more = tls_more,
+	.shrink = tls_shrink,
 };

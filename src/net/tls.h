@@ -60,14 +60,15 @@ int vs_tls_session_accept(SSL_CTX *ctx, int fd, SSL **out);
 /* Advances the handshake. Returns 0 when done; -EAGAIN with *wait set to EPOLLIN or EPOLLOUT,
  * the event to call again on; or VS_ETLS / -errno / VS_ECLOSED with err filled. */
 int vs_tls_handshake(SSL *s, uint32_t *wait, char *err, size_t errlen);
-/* Reads into buf until it is full or the socket has nothing more: whole records while at least
- * VS_TLS_RECORD bytes are left, then what fits. A read that fills buf may leave plaintext
- * inside OpenSSL that the socket will not signal again: the caller reads again (as it would a
- * socket that filled its buffer). Returns > 0 bytes, 0 at the end of the stream, -EAGAIN, or an
- * error as for the handshake. */
+/* Reads whole records into buf while at least VS_TLS_RECORD bytes are left (so that, given
+ * len >= VS_TLS_RECORD, no plaintext stays inside OpenSSL that the socket will not signal
+ * again; a shorter len reads once and may leave some). More records may still wait in the
+ * socket when it returns for lack of room. Returns > 0 bytes, 0 at the end of the stream,
+ * -EAGAIN, or an error as for the handshake. */
 ssize_t vs_tls_read(SSL *s, void *buf, size_t len, char *err, size_t errlen);
-/* Writes at least one record of buf. Returns > 0 bytes taken, -EAGAIN (call again with the same
- * bytes first in buf: they may be half sent), or an error as for the handshake. */
+/* Writes buf until it is all taken or the socket is full. Returns > 0 bytes taken, -EAGAIN
+ * (nothing taken: call again with the same bytes first in buf, they may be half sent), or an
+ * error as for the handshake. */
 ssize_t vs_tls_write(SSL *s, const void *buf, size_t len, char *err, size_t errlen);
 /* Sends close_notify if the session is sound (once, never waiting), and frees it. NULL is a
  * no-op. The socket stays open. */

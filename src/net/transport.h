@@ -17,6 +17,7 @@
 #ifndef VS_NET_TRANSPORT_H
 #define VS_NET_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -34,9 +35,9 @@ struct vs_transport_ops {
 	 * changed when the next address is tried), or -errno / VS_ETLS / VS_ECLOSED. NULL for a
 	 * transport that is ready at once. */
 	int (*finish)(struct vs_transport *t);
-	/* > 0 bytes, 0 at end of stream, -EAGAIN, or -errno. A read that fills buf may leave data
-	 * in the transport that the descriptor will not signal again: read again then, as for a
-	 * socket whose buffer filled. len must be at least VS_TRANSPORT_MIN_READ. */
+	/* > 0 bytes, 0 at end of stream, -EAGAIN, or -errno. len must be at least
+	 * VS_TRANSPORT_MIN_READ: a transport that decrypts records then holds no data back that
+	 * the descriptor will not signal again. */
 	ssize_t (*read)(struct vs_transport *t, void *buf, size_t len);
 	/* > 0 bytes taken, -EAGAIN (offer the same bytes first next time), or -errno. */
 	ssize_t (*write)(struct vs_transport *t, const void *buf, size_t len);
@@ -44,6 +45,13 @@ struct vs_transport_ops {
 	void (*close)(struct vs_transport *t);
 	/* Why the last call failed, beyond its error code, or NULL. May be NULL. */
 	const char *(*why)(const struct vs_transport *t);
+	/* Whether the last read may have stopped before the descriptor was empty, though it did
+	 * not fill buf (a TLS read stops a record short): an edge-triggered owner reads again.
+	 * NULL: only a read that fills buf may have. */
+	bool (*more)(const struct vs_transport *t);
+	/* Gives back memory an idle connection does not need now (TLS buffers); it is taken
+	 * again when needed. May be NULL. */
+	void (*shrink)(struct vs_transport *t);
 };
 
 struct vs_transport {
@@ -62,6 +70,18 @@ extern const struct vs_transport_ops vs_transport_tcp;
 
 /* A server's transport for an accepted stream socket (TCP or unix): ready at once. */
 void vs_transport_accept_tcp(struct vs_transport *t, int fd);
+
+/* Whether an edge-triggered owner must read again after a read of n bytes into room bytes. */
+static inline bool vs_transport_read_more(const struct vs_transport *t, size_t n, size_t room)
+{
+	return n == room || (t->ops->more && t->ops->more(t));
+}
+
+static inline void vs_transport_shrink(struct vs_transport *t)
+{
+	if (t->ops->shrink)
+		t->ops->shrink(t);
+}
 
 /* The reason text of the last failure ("" when the transport has none to give). */
 static inline const char *vs_transport_why(const struct vs_transport *t)

@@ -22,7 +22,6 @@
 
 #include "session/msg.h"
 
-struct vs_acl; /* src/auth: only stored here, for the broker's read checks */
 
 /* One message waiting for, or in, the outgoing window. */
 struct vs_qentry {
@@ -115,9 +114,11 @@ struct vs_session {
 	bool notified : 1;    /* a drain notification is pending for the owner */
 	bool ended : 1;       /* removed from the registry; deliveries are dropped */
 	bool persisted : 1;   /* its SESSION record is in the store: changes are recorded */
+	bool acl_stale : 1;   /* a reload changed the ACLs: check what waits before sending it */
 	pthread_mutex_t lock;
 	char *username;  /* of the last connection (owned, NULL anonymous), for ACL checks */
-	const struct vs_acl *acl; /* ACL of the last connection's listener, or NULL */
+	const void *listener; /* the last connection's listener (the broker's, opaque here: its
+			       * ACL decides reads), or NULL */
 	void *conn;           /* the attached connection (opaque here) */
 	void *owner;          /* the worker owning conn */
 	uint64_t conn_id;

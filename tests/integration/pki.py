@@ -118,6 +118,7 @@ def revoke(d, ca, name):
 
 def make_pki(d):
 	d = str(d)
+	os.makedirs(d, exist_ok=True)
 	with open(os.path.join(d, "openssl.cnf"), "w") as f:
 		f.write(OPENSSL_CNF)
 	make_ca(d, "ca")
