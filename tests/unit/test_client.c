@@ -1,7 +1,9 @@
 /*
- * Unit tests for the client protocol core (src/proto/client.c) and the properties API
- * (src/client/props.c): no sockets, no threads. Each test plays the broker by feeding encoded
- * packets to vs_cproto_input() and decoding what the core put in `out`.
+ * Unit tests for the client protocol core (src/proto/client.c), its SCRAM-SHA-256 enhanced
+ * authentication (src/client/auth.c) and the properties API (src/client/props.c): no sockets,
+ * no threads. Each test plays the broker by feeding encoded packets to vs_cproto_input() and
+ * decoding what the core put in `out`; for SCRAM the broker's messages come from the server
+ * role of src/auth/scram.c, with RFC 7677's nonces, or are scripted by hand.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -13,7 +15,10 @@
 
 #include <cmocka.h>
 
+#include "auth/scram.h"
+#include "base/base64.h"
 #include "base/error.h"
+#include "client/auth.h"
 #include "client/props.h"
 #include "codec/codec.h"
 #include "proto/client.h"
@@ -56,12 +61,12 @@ static void ev_disconnect(void *ctx, const struct vs_disconnect *d)
 }
 
 static const struct vs_cproto_events events = {
-	.connack = ev_connack,
-	.message = ev_message,
-	.published = ev_published,
-	.suback = ev_suback,
-	.unsuback = ev_suback,
-	.disconnect = ev_disconnect,
+    .connack = ev_connack,
+    .message = ev_message,
+    .published = ev_published,
+    .suback = ev_suback,
+    .unsuback = ev_suback,
+    .disconnect = ev_disconnect,
 };
 
 /* Decodes the next packet the core wrote; returns its type, 0 if none. */
@@ -303,6 +308,352 @@ static void test_connack_refused_and_protocol_errors(void **state)
 	vs_cproto_fini(&cp);
 }
 
+/* ---- SCRAM-SHA-256 (MQTT 5.0 section 4.12) ---- */
+
+#define C_NONCE "rOprNGfwEbeRWgbNEkqO"
+#define S_NONCE "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
+
+/* The broker's side of one exchange, with RFC 7677's user "user", password "pencil". */
+struct broker {
+	struct vs_scram_server s;
+	struct vs_scram_cred cred;
+	uint8_t msg[VS_SCRAM_MSG_MAX];
+	int len;
+};
+
+static void broker_init(struct broker *b)
+{
+	static const char salt[] = "W22ZaJ0SNY7soEsUEjb6gQ==";
+	vs_scram_server_init(&b->s);
+	b->s.test_nonce = S_NONCE;
+	memset(&b->cred, 0, sizeof(b->cred));
+	b->cred.iterations = 4096;
+	b->cred.salt_len = (uint8_t)vs_b64_decode(salt, strlen(salt), b->cred.salt,
+						  sizeof(b->cred.salt), VS_B64_PAD);
+	assert_int_equal(vs_scram_cred_make(&b->cred, (const uint8_t *)"pencil", 6), 0);
+}
+
+static void set_auth(struct vs_props *pr, const char *method, const void *data, size_t len)
+{
+	if (method) {
+		pr->present |= 1ull << VS_PROP_AUTH_METHOD;
+		pr->auth_method.p = (const uint8_t *)method;
+		pr->auth_method.len = strlen(method);
+	}
+	if (data) {
+		pr->present |= 1ull << VS_PROP_AUTH_DATA;
+		pr->auth_data.p = data;
+		pr->auth_data.len = len;
+	}
+}
+
+static bool buf_is(const struct vs_buf *b, const char *s)
+{
+	return b->len == strlen(s) && memcmp(b->p, s, b->len) == 0;
+}
+
+/* A v5 core with SCRAM for user/pencil; the CONNECT is sent and checked, and the broker has
+ * read its client-first-message. A QoS 1 PUBLISH waits in the session. */
+static void scram_connect(struct vs_cproto *cp, struct vs_cli_scram *cs, struct rec *r,
+			  struct broker *b, const char *password)
+{
+	vs_cproto_init(cp, VS_V5, 20, &events, r);
+	vs_cli_scram_init(cs, "user", (const uint8_t *)password, strlen(password));
+	cs->test_nonce = C_NONCE;
+	vs_cproto_set_auth(cp, &cs->auth);
+	assert_true(publish(cp, 1, "queued") > 0);
+	struct vs_connect c = {.version = VS_V5, .clean = true, .keepalive = 10};
+	assert_int_equal(vs_cproto_start(cp, &c, 0), 0);
+	struct vs_packet p;
+	assert_int_equal(next_out(cp, VS_V5, &p), VS_CONNECT);
+	assert_false(p.connect.has_password);
+	assert_true(buf_is(&p.connect.props.auth_method, "SCRAM-SHA-256"));
+	assert_true(buf_is(&p.connect.props.auth_data, "n,,n=user,r=" C_NONCE));
+	assert_int_equal(next_out(cp, VS_V5, &p), 0);
+	broker_init(b);
+	assert_int_equal(vs_scram_server_recv_first(&b->s, p.connect.props.auth_data.p,
+						    p.connect.props.auth_data.len, NULL),
+			 0);
+}
+
+/* The broker's AUTH 0x18 with its server-first-message; returns what the core answered. */
+static int broker_challenge(struct vs_cproto *cp, struct broker *b, struct vs_packet *answer)
+{
+	b->len = vs_scram_server_send_first(&b->s, &b->cred, b->msg, sizeof(b->msg));
+	assert_true(b->len > 0);
+	struct vs_packet a = {.type = VS_AUTH};
+	a.disconnect.reason = VS_RC_CONTINUE_AUTH;
+	set_auth(&a.disconnect.props, "SCRAM-SHA-256", b->msg, (size_t)b->len);
+	feed(cp, VS_V5, &a, 0);
+	return next_out(cp, VS_V5, answer);
+}
+
+static void test_scram_exchange_then_the_session(void **state)
+{
+	struct rec r = {0};
+	struct vs_cproto cp;
+	struct vs_cli_scram cs;
+	struct broker b;
+	struct vs_packet p;
+	scram_connect(&cp, &cs, &r, &b, "pencil");
+	/* [MQTT-4.12.0-3] AUTH 0x18, same method, the client-final-message of RFC 7677 */
+	assert_int_equal(broker_challenge(&cp, &b, &p), VS_AUTH);
+	assert_int_equal(p.disconnect.reason, VS_RC_CONTINUE_AUTH);
+	assert_true(buf_is(&p.disconnect.props.auth_method, "SCRAM-SHA-256"));
+	assert_true(buf_is(&p.disconnect.props.auth_data,
+			   "c=biws,r=" C_NONCE S_NONCE
+			   ",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="));
+	/* [MQTT-3.1.2-30] nothing but AUTH before the CONNACK: the PUBLISH waits */
+	assert_int_equal(next_out(&cp, VS_V5, &p), 0);
+	b.len = vs_scram_server_recv_final(&b.s, p.disconnect.props.auth_data.p,
+					   p.disconnect.props.auth_data.len, b.msg, sizeof(b.msg),
+					   NULL);
+	assert_int_equal(b.len, 46);
+	struct vs_packet ca = {.type = VS_CONNACK};
+	set_auth(&ca.connack.props, "SCRAM-SHA-256", b.msg, (size_t)b.len);
+	feed(&cp, VS_V5, &ca, 0);
+	assert_int_equal(cp.state, VS_CS_CONNECTED);
+	assert_int_equal(r.connacks, 1);
+	assert_int_equal(next_out(&cp, VS_V5, &p), VS_PUBLISH);
+	vs_cli_scram_fini(&cs);
+	vs_cproto_fini(&cp);
+}
+
+/* Runs the exchange up to the CONNACK, which carries `method` and `data`; returns what
+ * vs_cproto_input() said. */
+static int scram_until_connack(struct rec *r, struct vs_cproto *cp, struct vs_cli_scram *cs,
+			       const char *method, const char *data, int reason)
+{
+	struct broker b;
+	struct vs_packet p;
+	scram_connect(cp, cs, r, &b, "pencil");
+	assert_int_equal(broker_challenge(cp, &b, &p), VS_AUTH);
+	struct vs_packet ca = {.type = VS_CONNACK};
+	ca.connack.reason = (uint8_t)reason;
+	set_auth(&ca.connack.props, method, data, data ? strlen(data) : 0);
+	uint8_t buf[512];
+	ssize_t n = vs_codec_encode(&ca, VS_V5, buf, sizeof(buf));
+	assert_true(n > 0);
+	enum vs_reason why;
+	return (int)vs_cproto_input(cp, buf, (size_t)n, 1000, &why);
+}
+
+static void test_scram_wrong_server_signature_is_refused(void **state)
+{
+	static const struct {
+		const char *method, *data;
+		int rc;
+	} cases[] = {
+	    /* one bit off RFC 7677's ServerSignature: mutual authentication failed */
+	    {"SCRAM-SHA-256", "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G0=", VS_EAUTH},
+	    {"SCRAM-SHA-256", "e=invalid-proof", VS_EAUTH},
+	    {"SCRAM-SHA-256", NULL, VS_EAUTH}, /* no proof at all */
+	    {"SCRAM-SHA-256", "v=junk", VS_EPROTO},
+	    {NULL, NULL, VS_EPROTO}, /* [MQTT-4.12.0-5] a successful CONNACK repeats the method */
+	    {"SCRAM-SHA-1", "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=", VS_EPROTO},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct rec r = {0};
+		struct vs_cproto cp;
+		struct vs_cli_scram cs;
+		struct vs_packet p;
+		int rc = scram_until_connack(&r, &cp, &cs, cases[i].method, cases[i].data, 0);
+		if (rc != cases[i].rc)
+			print_error("case %zu: %d\n", i, rc);
+		assert_int_equal(rc, cases[i].rc);
+		/* not connected, no on_connect, and the session's PUBLISH never left */
+		assert_int_equal(cp.state, VS_CS_IDLE);
+		assert_int_equal(r.connacks, 0);
+		assert_int_equal(next_out(&cp, VS_V5, &p), 0);
+		if (rc == VS_EAUTH)
+			assert_non_null(cs.why); /* the log says why */
+		vs_cli_scram_fini(&cs);
+		vs_cproto_fini(&cp);
+	}
+	/* the genuine signature (from the RFC) goes through the same path */
+	struct rec r = {0};
+	struct vs_cproto cp;
+	struct vs_cli_scram cs;
+	assert_true(scram_until_connack(&r, &cp, &cs, "SCRAM-SHA-256",
+					"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=", 0) > 0);
+	assert_int_equal(r.connacks, 1);
+	vs_cli_scram_fini(&cs);
+	vs_cproto_fini(&cp);
+}
+
+static void test_scram_broker_refuses(void **state)
+{
+	/* [MQTT-4.12.0-4] after the proof: 0x87 Not authorized (a wrong password) */
+	struct rec r = {0};
+	struct vs_cproto cp;
+	struct vs_cli_scram cs;
+	assert_int_equal(scram_until_connack(&r, &cp, &cs, NULL, NULL, VS_RC_NOT_AUTHORIZED),
+			 VS_ECLOSED);
+	assert_int_equal(r.connacks, 1);
+	assert_int_equal(cp.state, VS_CS_IDLE);
+	vs_cli_scram_fini(&cs);
+	vs_cproto_fini(&cp);
+	/* [MQTT-4.12.0-1] at once: 0x8C Bad authentication method */
+	struct broker b;
+	memset(&r, 0, sizeof(r));
+	scram_connect(&cp, &cs, &r, &b, "pencil");
+	struct vs_packet ca = {.type = VS_CONNACK};
+	ca.connack.reason = VS_RC_BAD_AUTH_METHOD;
+	feed(&cp, VS_V5, &ca, VS_ECLOSED);
+	assert_int_equal(r.connacks, 1);
+	struct vs_packet p;
+	assert_int_equal(next_out(&cp, VS_V5, &p), 0);
+	vs_cli_scram_fini(&cs);
+	vs_cproto_fini(&cp);
+}
+
+static void test_scram_auth_packets_out_of_protocol(void **state)
+{
+	struct rec r = {0};
+	struct vs_cproto cp;
+	struct vs_cli_scram cs;
+	struct broker b;
+	struct vs_packet p;
+	/* [MQTT-4.12.0-5] an AUTH with another method */
+	scram_connect(&cp, &cs, &r, &b, "pencil");
+	struct vs_packet a = {.type = VS_AUTH};
+	a.disconnect.reason = VS_RC_CONTINUE_AUTH;
+	set_auth(&a.disconnect.props, "SCRAM-SHA-1", "r=x", 3);
+	feed(&cp, VS_V5, &a, VS_EPROTO);
+	/* [MQTT-4.12.0-2] the server continues with 0x18, not 0x19 or 0x00 */
+	vs_cproto_fini(&cp);
+	scram_connect(&cp, &cs, &r, &b, "pencil");
+	a.disconnect.reason = VS_RC_REAUTHENTICATE;
+	set_auth(&a.disconnect.props, "SCRAM-SHA-256", "r=x", 3);
+	feed(&cp, VS_V5, &a, VS_EPROTO);
+	/* a server-first-message that does not start with our nonce */
+	vs_cproto_fini(&cp);
+	scram_connect(&cp, &cs, &r, &b, "pencil");
+	a.disconnect.reason = VS_RC_CONTINUE_AUTH;
+	const char *bad = "r=someone-else,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+	set_auth(&a.disconnect.props, "SCRAM-SHA-256", bad, strlen(bad));
+	feed(&cp, VS_V5, &a, VS_EPROTO);
+	assert_non_null(cs.why);
+	/* a second challenge after the proof was sent */
+	vs_cproto_fini(&cp);
+	scram_connect(&cp, &cs, &r, &b, "pencil");
+	assert_int_equal(broker_challenge(&cp, &b, &p), VS_AUTH);
+	set_auth(&a.disconnect.props, "SCRAM-SHA-256", b.msg, (size_t)b.len);
+	feed(&cp, VS_V5, &a, VS_EPROTO);
+	vs_cli_scram_fini(&cs);
+	vs_cproto_fini(&cp);
+	/* [MQTT-4.12.0-6] an AUTH when the CONNECT named no method */
+	vs_cproto_init(&cp, VS_V5, 20, &events, &r);
+	struct vs_connect c = {.version = VS_V5, .clean = true};
+	vs_cproto_start(&cp, &c, 0);
+	assert_int_equal(next_out(&cp, VS_V5, &p), VS_CONNECT);
+	assert_false(p.connect.props.present & (1ull << VS_PROP_AUTH_METHOD));
+	feed(&cp, VS_V5, &a, VS_EPROTO);
+	/* and none after the CONNACK (we never re-authenticate) */
+	connect_ok(&cp, VS_V5, false);
+	feed(&cp, VS_V5, &a, VS_EPROTO);
+	vs_cproto_fini(&cp);
+}
+
+static void test_scram_again_on_reconnect(void **state)
+{
+	struct rec r = {0};
+	struct vs_cproto cp;
+	struct vs_cli_scram cs;
+	struct broker b;
+	struct vs_packet p;
+	scram_connect(&cp, &cs, &r, &b, "pencil");
+	assert_int_equal(broker_challenge(&cp, &b, &p), VS_AUTH);
+	vs_cproto_lost(&cp);
+	/* a new CONNECT starts a new exchange: client-first again, and it goes through */
+	struct vs_connect c = {.version = VS_V5};
+	assert_int_equal(vs_cproto_start(&cp, &c, 0), 0);
+	assert_int_equal(next_out(&cp, VS_V5, &p), VS_CONNECT);
+	assert_true(buf_is(&p.connect.props.auth_data, "n,,n=user,r=" C_NONCE));
+	broker_init(&b);
+	assert_int_equal(vs_scram_server_recv_first(&b.s, p.connect.props.auth_data.p,
+						    p.connect.props.auth_data.len, NULL),
+			 0);
+	assert_int_equal(broker_challenge(&cp, &b, &p), VS_AUTH);
+	b.len = vs_scram_server_recv_final(&b.s, p.disconnect.props.auth_data.p,
+					   p.disconnect.props.auth_data.len, b.msg, sizeof(b.msg),
+					   NULL);
+	assert_true(b.len > 0);
+	struct vs_packet ca = {.type = VS_CONNACK};
+	set_auth(&ca.connack.props, "SCRAM-SHA-256", b.msg, (size_t)b.len);
+	feed(&cp, VS_V5, &ca, 0);
+	assert_int_equal(cp.state, VS_CS_CONNECTED);
+	vs_cli_scram_fini(&cs);
+	vs_cproto_fini(&cp);
+}
+
+static void test_scram_wrong_password_fails_at_the_broker(void **state)
+{
+	struct rec r = {0};
+	struct vs_cproto cp;
+	struct vs_cli_scram cs;
+	struct broker b;
+	struct vs_packet p;
+	scram_connect(&cp, &cs, &r, &b, "pencil!");
+	assert_int_equal(broker_challenge(&cp, &b, &p), VS_AUTH);
+	const char *why = NULL;
+	uint8_t out[VS_SCRAM_MSG_MAX];
+	assert_int_equal(vs_scram_server_recv_final(&b.s, p.disconnect.props.auth_data.p,
+						    p.disconnect.props.auth_data.len, out,
+						    sizeof(out), &why),
+			 VS_EAUTH);
+	assert_string_equal(why, "invalid-proof");
+	vs_cli_scram_fini(&cs);
+	vs_cproto_fini(&cp);
+}
+
+static void test_auth_method_options(void **state)
+{
+	struct viesti_options o;
+	int err = 0;
+	viesti_options_init(&o);
+	o.version = VIESTI_V5;
+	o.username = "user";
+	o.password = "pencil";
+	o.auth_method = "SCRAM-SHA-256";
+	struct viesti *v = viesti_new(&o, NULL, NULL, &err);
+	assert_non_null(v);
+	viesti_free(v);
+	static const struct {
+		int version;
+		const char *user, *password, *method;
+	} bad[] = {
+	    {VIESTI_V311, "user", "pencil", "SCRAM-SHA-256"}, /* MQTT 5 only */
+	    {VIESTI_V5, NULL, "pencil", "SCRAM-SHA-256"},
+	    {VIESTI_V5, "user", NULL, "SCRAM-SHA-256"},
+	    {VIESTI_V5, "", "pencil", "SCRAM-SHA-256"},
+	    {VIESTI_V5, "\xff", "pencil", "SCRAM-SHA-256"},
+	    {VIESTI_V5, "user", "pencil", "SCRAM-SHA-1"},
+	    {VIESTI_V5, "user", "pencil", "scram-sha-256"}, /* SASL names are upper case */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		o.version = bad[i].version;
+		o.username = bad[i].user;
+		o.password = bad[i].password;
+		o.auth_method = bad[i].method;
+		err = 0;
+		assert_null(viesti_new(&o, NULL, NULL, &err));
+		assert_int_equal(err, VIESTI_EINVAL);
+	}
+	/* the method's properties are the library's to set */
+	struct viesti_props *p = viesti_props_new();
+	viesti_props_set_string(p, VIESTI_PROP_AUTH_METHOD, "SCRAM-SHA-256");
+	o.version = VIESTI_V5;
+	o.username = "user";
+	o.password = "pencil";
+	o.auth_method = "SCRAM-SHA-256";
+	o.connect_props = p;
+	assert_null(viesti_new(&o, NULL, NULL, &err));
+	assert_int_equal(err, VIESTI_EINVAL);
+	viesti_props_free(p);
+	assert_string_equal(viesti_strerror(VIESTI_EAUTH), "The broker failed authentication");
+}
+
 static void test_props_api(void **state)
 {
 	struct viesti_props *p = viesti_props_new();
@@ -360,15 +711,22 @@ static void test_props_api(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_qos1_publish_acked_once),
-		cmocka_unit_test(test_qos2_flow),
-		cmocka_unit_test(test_resend_after_reconnect),
-		cmocka_unit_test(test_inflight_window),
-		cmocka_unit_test(test_receive_maximum),
-		cmocka_unit_test(test_incoming_qos2_once),
-		cmocka_unit_test(test_keepalive),
-		cmocka_unit_test(test_connack_refused_and_protocol_errors),
-		cmocka_unit_test(test_props_api),
+	    cmocka_unit_test(test_qos1_publish_acked_once),
+	    cmocka_unit_test(test_qos2_flow),
+	    cmocka_unit_test(test_resend_after_reconnect),
+	    cmocka_unit_test(test_inflight_window),
+	    cmocka_unit_test(test_receive_maximum),
+	    cmocka_unit_test(test_incoming_qos2_once),
+	    cmocka_unit_test(test_keepalive),
+	    cmocka_unit_test(test_connack_refused_and_protocol_errors),
+	    cmocka_unit_test(test_scram_exchange_then_the_session),
+	    cmocka_unit_test(test_scram_wrong_server_signature_is_refused),
+	    cmocka_unit_test(test_scram_broker_refuses),
+	    cmocka_unit_test(test_scram_auth_packets_out_of_protocol),
+	    cmocka_unit_test(test_scram_again_on_reconnect),
+	    cmocka_unit_test(test_scram_wrong_password_fails_at_the_broker),
+	    cmocka_unit_test(test_auth_method_options),
+	    cmocka_unit_test(test_props_api),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
