@@ -32,6 +32,19 @@
  * Errors: functions return >= 0 on success and a negative error on failure: -errno for system
  * errors (-ENOMEM, -ECONNREFUSED, -ETIMEDOUT, -ENOTCONN, ...) and VIESTI_E* below for the
  * library's own. viesti_strerror() names either. If a call failed, its callback is never called.
+ *
+ * Enhanced authentication (MQTT 5.0 only): with viesti_options.auth_method "SCRAM-SHA-256", the
+ * CONNECT carries neither User Name nor Password but Authentication Method "SCRAM-SHA-256" and
+ * the client-first-message (the user name, a random nonce); the broker's AUTH 0x18 (salt,
+ * iteration count) is answered with an AUTH 0x18 holding the proof, computed from the password,
+ * which never leaves the process; the CONNACK 0x00 must carry the broker's ServerSignature,
+ * which is checked before anything else is sent: a wrong or missing one ends the attempt with
+ * VIESTI_EAUTH (on_connect is not called), since a broker that cannot prove it knows the
+ * credentials is not the one we meant. A broker that refuses answers CONNACK 0x87 Not
+ * authorized, 0x86 or 0x8C Bad authentication method: VIESTI_EREFUSED, as any refusal. The
+ * exchange runs again on every reconnect. User names and passwords are used as UTF-8 bytes,
+ * without SASLprep (RFC 4013) normalisation; iteration counts below 4096 are refused (RFC 7677).
+ * Re-authentication (AUTH 0x19) is not offered.
  */
 #ifndef VIESTI_H
 #define VIESTI_H
@@ -54,6 +67,9 @@ enum {
 	VIESTI_EINVAL = -1003,   /* bad argument: topic, QoS, property not valid here, ... */
 	VIESTI_ECLOSED = -1004,  /* the broker closed the connection (or sent DISCONNECT) */
 	VIESTI_ESTATE = -1005,   /* not valid now (e.g. a *_wait call from a callback) */
+	VIESTI_EAUTH = -1006,    /* enhanced authentication: the broker accepted the CONNECT but
+				  * did not prove that it knows the credentials (SCRAM: a wrong or
+				  * missing ServerSignature), so the client refused the connection */
 	VIESTI_EREFUSED = -1100, /* the broker refused CONNECT; the reason is in on_connect */
 	VIESTI_EREJECTED = -1101, /* a negative acknowledgement (reason code >= 0x80) */
 	VIESTI_ETLS = -1102,      /* TLS: handshake or verification failed, or the certificate,
@@ -226,6 +242,10 @@ struct viesti_options {
 	const char *username;  /* NULL: none */
 	const char *password;  /* NULL: none */
 	size_t password_len;   /* 0: strlen(password) */
+	const char *auth_method; /* NULL: none (username and password go in the CONNECT). Or
+				  * "SCRAM-SHA-256": MQTT 5.0 enhanced authentication (section
+				  * 4.12, RFC 5802, RFC 7677) with username and password, both
+				  * required; see "Enhanced authentication" below. */
 	int keepalive;         /* 60 seconds; 0 disables */
 	bool clean;            /* true: Clean Session / Clean Start on the first connect */
 	const struct viesti_props *connect_props; /* 5.0 CONNECT properties (session expiry, ...) */
@@ -252,7 +272,9 @@ struct viesti_options {
 void viesti_options_init(struct viesti_options *o);
 
 /* Creates a client (not yet connected). Returns NULL on bad options or ENOMEM; *err (if not
- * NULL) says which: VIESTI_EINVAL, -ENOMEM, or for TLS files that cannot be used -errno
+ * NULL) says which: VIESTI_EINVAL (also: auth_method unknown, or set without MQTT 5, a username
+ * or a password, or with its own properties in connect_props), -ENOMEM, or for TLS files that
+ * cannot be used -errno
  * (-ENOENT, -EACCES) or VIESTI_ETLS, with the reason logged to on_log first. cb may be NULL. */
 struct viesti *viesti_new(const struct viesti_options *o, const struct viesti_callbacks *cb,
 			  void *ud, int *err);
@@ -268,7 +290,8 @@ void *viesti_userdata(struct viesti *v);
  * already connecting/connected. */
 int viesti_connect(struct viesti *v);
 /* Connects and waits up to timeout_ms (-1 forever) for the CONNACK. Returns 0 when accepted;
- * VIESTI_EREFUSED (reason via viesti_connack_reason()); the first attempt's -errno
+ * VIESTI_EREFUSED (reason via viesti_connack_reason()); VIESTI_EAUTH (the broker failed
+ * enhanced authentication, see above); the first attempt's -errno
  * (-ECONNREFUSED, -EHOSTUNREACH, -ENOENT for an unknown host); VIESTI_ETLS (the reason, such as
  * "certificate verify failed: unable to get local issuer certificate", is logged to on_log at
  * VIESTI_LOG_ERR); or -ETIMEDOUT. When reconnect is on, attempts continue in the background

@@ -20,6 +20,8 @@ const char *vs_strerror(int err)
 		return "invalid state";
 	case VS_ETLS:
 		return "TLS failure";
+	case VS_EAUTH:
+		return "authentication failed";
 	}
 	/* INT_MIN has no positive counterpart: negating it is undefined. */
 	return err < 0 && err != INT_MIN ? strerror(-err) : "unknown";

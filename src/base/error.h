@@ -16,6 +16,7 @@ enum {
 	VS_ECONF = -1003,   /* bad configuration */
 	VS_ECLOSED = -1004, /* peer closed the connection */
 	VS_ESTATE = -1005,  /* call not valid in the current state */
+	VS_EAUTH = -1006,   /* authentication failed: a wrong password, proof or signature */
 	VS_ETLS = -1102,    /* TLS: handshake or verification failed, or OpenSSL refused a file or
 			     * setting (the same value as libviesti's VIESTI_ETLS) */
 };

@@ -47,6 +47,21 @@ void viesti_options_init(struct viesti_options *o)
 	o->log_level = VIESTI_LOG_INFO;
 }
 
+/* Enhanced authentication: MQTT 5.0 only (it rides on 5.0's properties and AUTH packet), with a
+ * user name SCRAM can carry and a password; the method's two properties are ours to set. */
+static int check_auth(const struct viesti_options *o)
+{
+	if (!o->auth_method)
+		return 0;
+	if (!vs_cli_auth_known(o->auth_method) || o->version != VIESTI_V5 || !o->username ||
+	    !o->password || !vs_cli_scram_user_ok(o->username))
+		return VIESTI_EINVAL;
+	if (viesti_props_has(o->connect_props, VIESTI_PROP_AUTH_METHOD) ||
+	    viesti_props_has(o->connect_props, VIESTI_PROP_AUTH_DATA))
+		return VIESTI_EINVAL;
+	return 0;
+}
+
 static int check_options(const struct viesti_options *o)
 {
 	if (!o->host || o->port < 1 || o->port > 65535 || o->keepalive < 0 ||
@@ -66,7 +81,7 @@ static int check_options(const struct viesti_options *o)
 	if (o->reconnect_min_ms < 1 || o->reconnect_max_ms < o->reconnect_min_ms ||
 	    o->connect_timeout_ms < 1)
 		return VIESTI_EINVAL;
-	return 0;
+	return check_auth(o);
 }
 
 static char *dup_or_null(const char *s, bool *fail)
@@ -128,6 +143,13 @@ static int copy_options(struct viesti *v, const struct viesti_options *o)
 	if (o->version == VIESTI_V5) {
 		fail |= vs_props_dup(o->connect_props, &v->connect_props) < 0;
 		fail |= vs_props_dup(o->will_props, &v->will_props) < 0;
+	}
+	if (o->auth_method && !fail) {
+		v->scram = malloc(sizeof(*v->scram));
+		if (v->scram)
+			vs_cli_scram_init(v->scram, v->username, (const uint8_t *)v->password,
+					  v->password_len);
+		fail |= v->scram == NULL;
 	}
 	v->reconnect = o->reconnect;
 	v->reconnect_min_ms = o->reconnect_min_ms;
@@ -211,6 +233,9 @@ static void free_fields(struct viesti *v)
 	viesti_props_free(v->connect_props);
 	viesti_props_free(v->will_props);
 	vs_tls_ctx_free(v->tls);
+	if (v->scram)
+		vs_cli_scram_fini(v->scram);
+	free(v->scram);
 	free(v->topic_buf);
 	vs_bytes_fini(&v->in);
 }
@@ -250,6 +275,8 @@ struct viesti *viesti_new(const struct viesti_options *o, const struct viesti_ca
 	if (rc < 0)
 		goto out_free;
 	vs_cproto_init(&v->cp, o->version, o->max_inflight, &vs_cli_events, v);
+	if (v->scram)
+		vs_cproto_set_auth(&v->cp, &v->scram->auth);
 	goto out;
 out_free:
 	if (v->wake_io.fd >= 0)
@@ -560,6 +587,8 @@ const char *viesti_strerror(int err)
 		return "Not valid in this state";
 	case VIESTI_ETLS:
 		return "TLS error";
+	case VIESTI_EAUTH:
+		return "The broker failed authentication";
 	default:
 		return vs_strerror(err);
 	}

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "base/bytes.h"
+#include "client/auth.h"
 #include "client/props.h"
 #include "client/tls.h"
 #include "net/transport.h"
@@ -64,6 +65,7 @@ struct viesti {
 	int connect_timeout_ms;
 	int log_level;
 	struct vs_tls_ctx *tls; /* NULL: plain TCP */
+	struct vs_cli_scram *scram; /* enhanced authentication (auth_method), or NULL */
 
 	struct vs_cproto cp;  /* the protocol state machine and the session */
 	struct vs_transport tr;

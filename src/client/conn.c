@@ -147,6 +147,8 @@ static void build_connect(struct viesti *v, struct vs_connect *c)
 		if (v->will_props)
 			c->will_props = v->will_props->p;
 	}
+	if (v->scram)
+		return; /* the user name travels in SCRAM's messages; the password never does */
 	if (v->username) {
 		c->has_username = true;
 		c->username.p = (const uint8_t *)v->username;
@@ -234,7 +236,9 @@ static void do_read(struct viesti *v)
 		if (v->state != st && v->state != VS_ST_UP && v->state != VS_ST_CLOSING)
 			return; /* a callback tore the connection down */
 		if (used < 0) {
-			if (used == VS_EPROTO)
+			if (v->scram && v->scram->why)
+				vs_cli_log(v, VIESTI_LOG_ERR, "%s", v->scram->why);
+			else if (used == VS_EPROTO)
 				vs_cli_log(v, VIESTI_LOG_ERR, "protocol error from broker: %s",
 					   vs_reason_str(why));
 			lost(v, map_input_error(v, used));

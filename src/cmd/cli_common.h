@@ -2,12 +2,14 @@
  * What viesti pub, sub and rr share: the connection flags of mosquitto_pub/mosquitto_sub
  * (-h -p -i -I -u -P -k -V -q -c -d --quiet -D -x --will-* -L, and the TLS flags --cafile
  * --capath --cert --key --insecure --tls-version --tls-alpn --tls-use-os-certs --psk
- * --psk-identity), making and connecting the client
+ * --psk-identity), Viesti's own --auth-method (MQTT 5 enhanced authentication, SCRAM-SHA-256),
+ * making and connecting the client
  * with libviesti's public API, error messages, and the exit codes:
  *
  *   0  success
  *   1  bad arguments (a message on stderr says which; --help for usage)
- *   2  could not connect (network error, unknown host, connect timeout)
+ *   2  could not connect (network error, unknown host, connect timeout, TLS or SCRAM: the
+ *      broker failed to authenticate itself)
  *   3  the broker refused the connection (CONNACK reason on stderr)
  *   4  the broker rejected an operation (PUBACK/PUBREC/SUBACK reason >= 0x80)
  *   5  the connection was lost before the work was done
@@ -58,6 +60,7 @@ struct vs_cli {
 	char *id_owned;
 	const char *username;
 	const char *password;
+	const char *auth_method; /* --auth-method: NULL, or "SCRAM-SHA-256" */
 	int keepalive;
 	int qos;
 	bool clean;

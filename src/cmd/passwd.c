@@ -2,9 +2,13 @@
  * viesti passwd: manages Mosquitto password files, with mosquitto_passwd's interface and exit
  * codes (0 done, 1 error, 2 the two passwords typed differ), so scripts written for it work:
  *
- *   viesti passwd [-H sha512|sha512-pbkdf2] [-I N] [-c | -D] FILE USER   (asks for the password)
- *   viesti passwd [-H ...] [-I N] [-c] -b FILE USER PASSWORD
- *   viesti passwd [-H ...] [-I N] -U FILE
+ *   viesti passwd [-H HASH] [-I N] [-c | -D] FILE USER   (asks for the password)
+ *   viesti passwd [-H HASH] [-I N] [-c] -b FILE USER PASSWORD
+ *   viesti passwd [-H HASH] [-I N] -U FILE
+ *
+ * HASH as mosquitto_passwd 2.1 spells it: sha512-pbkdf2 ($7$), argon2id, sha512 ($6$); and
+ * scram-sha-256, ours (MQTT 5 SCRAM-SHA-256 credentials, which also check plain passwords).
+ * The default stays sha512-pbkdf2, which Mosquitto 2.0 reads too (2.1 defaults to argon2id).
  *
  * Where it differs, it is on purpose: every change is written to a temporary file in the same
  * directory and renamed over the original (mosquitto_passwd rewrites in place, and 2.0.11
@@ -51,22 +55,82 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f,
-	    "usage: viesti passwd [-H sha512 | -H sha512-pbkdf2] [-I ITER] [-c | -D] FILE USER\n"
-	    "       viesti passwd [-H sha512 | -H sha512-pbkdf2] [-I ITER] [-c] -b FILE USER "
-	    "PASSWORD\n"
-	    "       viesti passwd [-H sha512 | -H sha512-pbkdf2] [-I ITER] -U FILE\n\n"
+	    "usage: viesti passwd [-H HASH] [-I ITER] [-c | -D] FILE USER\n"
+	    "       viesti passwd [-H HASH] [-I ITER] [-c] -b FILE USER PASSWORD\n"
+	    "       viesti passwd [-H HASH] [-I ITER] -U FILE\n\n"
 	    "Manages a Mosquitto-compatible password file (mosquitto_passwd's options).\n\n"
 	    "  -b       batch mode: the password is the last argument\n"
 	    "  -c       create FILE with this one user, replacing any existing file\n"
 	    "  -D       delete USER from FILE\n"
 	    "  -U       hash every plain-text user:password line of FILE\n"
-	    "  -H HASH  sha512-pbkdf2 ($7$, the default) or sha512 ($6$, Mosquitto <= 1.6)\n"
-	    "  -I ITER  PBKDF2 iterations (default %d)\n"
+	    "  -H HASH  the hash for new entries:\n"
+	    "             sha512-pbkdf2  $7$, the default: Mosquitto 2.0 and 2.1 read it\n"
+	    "             argon2id       $argon2id$ (m=%d KiB, t=%d, p=%d), Mosquitto 2.1's\n"
+	    "                            default; Mosquitto 2.0 cannot read it\n"
+	    "             sha512         $6$, Mosquitto <= 1.6\n"
+	    "             scram-sha-256  $scram-sha-256$: for MQTT 5 SCRAM-SHA-256 clients and\n"
+	    "                            plain passwords alike; a Viesti extension that\n"
+	    "                            Mosquitto cannot read\n"
+	    "  -I ITER  iterations: sha512-pbkdf2 (default %d), scram-sha-256 (default and\n"
+	    "           minimum %d); not for argon2id\n"
 	    "  -h, --help  show this help\n\n"
 	    "Without -b the password is asked for twice on a terminal, or read from standard\n"
 	    "input (one line, or two equal lines) otherwise. Exit status: 0 done, 1 error,\n"
 	    "2 the passwords did not match. See docs/passwd.md.\n",
-	    VS_PASSWD_ITERATIONS);
+	    VS_PASSWD_ARGON2_M, VS_PASSWD_ARGON2_T, VS_PASSWD_ARGON2_P, VS_PASSWD_ITERATIONS,
+	    VS_SCRAM_ITERATIONS);
+}
+
+/* -H as mosquitto_passwd 2.1 spells it. Its usage text says "argon2" where its parser wants
+ * "argon2id": both are taken. Returns -1 or an exit status. */
+static int parse_hash(const char *v, enum vs_passwd_type *type)
+{
+	if (!strcmp(v, "sha512"))
+		*type = VS_PASSWD_SHA512;
+	else if (!strcmp(v, "sha512-pbkdf2"))
+		*type = VS_PASSWD_PBKDF2;
+	else if (!strcmp(v, "argon2id") || !strcmp(v, "argon2"))
+		*type = VS_PASSWD_ARGON2ID;
+	else if (!strcmp(v, "scram-sha-256"))
+		*type = VS_PASSWD_SCRAM;
+	else {
+		fprintf(stderr, "Error: Unknown hash type '%s'\n", v);
+		return EXIT_ERR;
+	}
+	return -1;
+}
+
+static int parse_iterations(const char *v, struct opts *o)
+{
+	char *end;
+	errno = 0;
+	long n = strtol(v, &end, 10);
+	if (errno || *end || end == v || n < 1 || n > INT_MAX) {
+		fprintf(stderr, "Error: Number of iterations must be > 0.\n");
+		return EXIT_ERR;
+	}
+	o->iterations = (unsigned)n;
+	return -1;
+}
+
+/* -I against -H, once both are known. Returns -1 or an exit status. */
+static int check_iterations(struct opts *o)
+{
+	if (!o->iterations)
+		return -1;
+	if (o->type == VS_PASSWD_ARGON2ID) {
+		fprintf(stderr, "Error: -I applies to sha512-pbkdf2 and scram-sha-256, not to "
+				"argon2id.\n");
+		return EXIT_ERR;
+	}
+	if (o->type == VS_PASSWD_SCRAM && o->iterations < VS_SCRAM_ITERATIONS) {
+		fprintf(stderr, "Error: scram-sha-256 needs at least %d iterations (RFC 7677).\n",
+			VS_SCRAM_ITERATIONS);
+		return EXIT_ERR;
+	}
+	if (o->type == VS_PASSWD_SHA512)
+		o->iterations = 0; /* $6$ has none: ignored, as mosquitto_passwd does */
+	return -1;
 }
 
 /* Returns -1 to continue, or an exit status. */
@@ -74,7 +138,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->type = VS_PASSWD_PBKDF2;
-	o->iterations = VS_PASSWD_ITERATIONS;
+	o->iterations = 0; /* the type's default */
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
 		const char *a = argv[i];
@@ -95,29 +159,17 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return EXIT_ERR;
 			}
 			const char *v = argv[++i];
-			if (a[1] == 'H' && !strcmp(v, "sha512")) {
-				o->type = VS_PASSWD_SHA512;
-			} else if (a[1] == 'H' && !strcmp(v, "sha512-pbkdf2")) {
-				o->type = VS_PASSWD_PBKDF2;
-			} else if (a[1] == 'H') {
-				fprintf(stderr, "Error: Unknown hash type '%s'\n", v);
-				return EXIT_ERR;
-			} else {
-				char *end;
-				errno = 0;
-				long n = strtol(v, &end, 10);
-				if (errno || *end || end == v || n < 1 || n > INT_MAX) {
-					fprintf(stderr,
-						"Error: Number of iterations must be > 0.\n");
-					return EXIT_ERR;
-				}
-				o->iterations = (unsigned)n;
-			}
+			int rc = a[1] == 'H' ? parse_hash(v, &o->type) : parse_iterations(v, o);
+			if (rc >= 0)
+				return rc;
 		} else {
 			fprintf(stderr, "Error: Unknown option '%s'.\n", a);
 			return EXIT_ERR;
 		}
 	}
+	int rc = check_iterations(o);
+	if (rc >= 0)
+		return rc;
 	if (o->create && o->delete) {
 		fprintf(stderr, "Error: -c and -D cannot be used together.\n");
 		return EXIT_ERR;
@@ -244,7 +296,8 @@ static int append_entry(struct vs_bytes *out, const struct opts *o, const char *
 {
 	struct vs_passwd_hash h;
 	char text[VS_PASSWD_HASH_STRMAX];
-	if (vs_passwd_hash_make(&h, o->type, o->iterations, NULL, (const uint8_t *)pw, pwlen) ||
+	if (vs_passwd_hash_init(&h, o->type, o->iterations) ||
+	    vs_passwd_hash_make(&h, true, (const uint8_t *)pw, pwlen) ||
 	    vs_passwd_hash_format(&h, text, sizeof(text)) < 0) {
 		fprintf(stderr, "Error: Unable to hash the password.\n");
 		return EXIT_ERR;
@@ -340,8 +393,8 @@ static int rewrite(const struct opts *o, const char *text, size_t len, const cha
 			while (tvn && (tv[tvn - 1] == ' ' || tv[tvn - 1] == '\t'))
 				tvn--;
 			const char *why = NULL;
-			if (vs_passwd_hash_parse(&h, tv, tvn, &why) != 0 && tvn >= 3 &&
-			    tv[0] == '$' && (tv[1] == '6' || tv[1] == '7') && tv[2] == '$') {
+			if (vs_passwd_hash_parse(&h, tv, tvn, &why) != 0 &&
+			    vs_passwd_hash_like(tv, tvn)) {
 				/* a damaged hash, not a password: hashing it would hide the damage
 				 */
 				fprintf(stderr, "Error: Corrupt password file at line %u: %s.\n",

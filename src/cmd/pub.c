@@ -44,6 +44,7 @@ static void usage(void)
 	       "                  [{--cafile file | --capath dir} [--cert file] [--key file]\n"
 	       "                   [--insecure] [--tls-version version] [--tls-alpn protocol]\n"
 	       "                   [--tls-use-os-certs]] [--psk hex-key --psk-identity identity]\n"
+	       "                  [--auth-method SCRAM-SHA-256]\n"
 	       "       viesti pub --help\n\n"
 	       " -f : send the contents of a file as the message.\n"
 	       " -l : read messages from stdin, sending a separate message for each line.\n"

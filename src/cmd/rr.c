@@ -47,6 +47,7 @@ static void usage(void)
 	       "                 [{--cafile file | --capath dir} [--cert file] [--key file]\n"
 	       "                  [--insecure] [--tls-version version] [--tls-alpn protocol]\n"
 	       "                  [--tls-use-os-certs]] [--psk hex-key --psk-identity identity]\n"
+	       "                 [--auth-method SCRAM-SHA-256]\n"
 	       "       viesti rr --help\n\n"
 	       " -e : Response topic. The client subscribes to it to wait for a response.\n"
 	       " -f : send the contents of a file as the request.\n"

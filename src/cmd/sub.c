@@ -58,6 +58,7 @@ static void usage(void)
 	       "                  [{--cafile file | --capath dir} [--cert file] [--key file]\n"
 	       "                   [--insecure] [--tls-version version] [--tls-alpn protocol]\n"
 	       "                   [--tls-use-os-certs]] [--psk hex-key --psk-identity identity]\n"
+	       "                  [--auth-method SCRAM-SHA-256]\n"
 	       "       viesti sub --help\n\n"
 	       " -C : disconnect and exit after receiving the 'msg_count' messages.\n"
 	       " -E : Exit once all subscriptions have been acknowledged by the broker.\n"

@@ -239,6 +239,25 @@ int vs_cproto_disconnect(struct vs_cproto *cp, const struct vs_disconnect *d, in
 	return rc;
 }
 
+void vs_cproto_set_auth(struct vs_cproto *cp, const struct vs_cauth *auth)
+{
+	cp->auth = auth;
+}
+
+/* Sets the Authentication Method and Data properties. */
+static void set_auth_props(const struct vs_cproto *cp, struct vs_props *pr,
+			   const struct vs_buf *data)
+{
+	pr->present |= 1ull << VS_PROP_AUTH_METHOD;
+	pr->auth_method.p = (const uint8_t *)cp->auth->method;
+	pr->auth_method.len = strlen(cp->auth->method);
+	pr->present &= ~(1ull << VS_PROP_AUTH_DATA);
+	if (data->len) {
+		pr->present |= 1ull << VS_PROP_AUTH_DATA;
+		pr->auth_data = *data;
+	}
+}
+
 int vs_cproto_start(struct vs_cproto *cp, const struct vs_connect *c, int64_t now_ms)
 {
 	vs_cproto_lost(cp);
@@ -247,6 +266,15 @@ int vs_cproto_start(struct vs_cproto *cp, const struct vs_connect *c, int64_t no
 	cp->ping_sent_ms = 0;
 	struct vs_packet p = {.type = VS_CONNECT, .connect = *c};
 	p.connect.version = cp->version;
+	if (cp->auth) {
+		struct vs_buf data = {0};
+		int rc = cp->auth->ops->start(cp->auth->ctx, &data);
+		if (rc < 0) {
+			cp->state = VS_CS_IDLE;
+			return rc;
+		}
+		set_auth_props(cp, &p.connect.props, &data);
+	}
 	return emit(cp, &p, now_ms);
 }
 
@@ -279,14 +307,67 @@ static int resume(struct vs_cproto *cp, int64_t now_ms)
 	return fill_window(cp, now_ms);
 }
 
+/* [MQTT-4.12.0-5] every AUTH and a successful CONNACK repeat the CONNECT's method. */
+static bool same_method(const struct vs_cproto *cp, const struct vs_props *pr)
+{
+	size_t n = strlen(cp->auth->method);
+	return (pr->present & (1ull << VS_PROP_AUTH_METHOD)) && pr->auth_method.len == n &&
+	       memcmp(pr->auth_method.p, cp->auth->method, n) == 0;
+}
+
+static struct vs_buf auth_data(const struct vs_props *pr)
+{
+	struct vs_buf none = {0};
+	return pr->present & (1ull << VS_PROP_AUTH_DATA) ? pr->auth_data : none;
+}
+
+/* An AUTH from the server during the CONNECT exchange: answer it. */
+static int on_auth(struct vs_cproto *cp, const struct vs_disconnect *a, int64_t now_ms)
+{
+	/* [MQTT-4.12.0-6] no AUTH unless the CONNECT named a method; none after the CONNACK
+	 * either, since we never start re-authentication (4.12.1). */
+	if (!cp->auth || cp->state != VS_CS_CONNECTING)
+		return VS_EPROTO;
+	/* [MQTT-4.12.0-2] the server asks for more with 0x18 Continue authentication. */
+	if (a->reason != VS_RC_CONTINUE_AUTH || !same_method(cp, &a->props))
+		return VS_EPROTO;
+	struct vs_buf in = auth_data(&a->props), out = {0};
+	int rc = cp->auth->ops->step(cp->auth->ctx, &in, &out);
+	if (rc < 0)
+		return rc;
+	/* [MQTT-4.12.0-3] and the client answers with 0x18 too. */
+	struct vs_packet p = {.type = VS_AUTH};
+	p.disconnect.reason = VS_RC_CONTINUE_AUTH;
+	set_auth_props(cp, &p.disconnect.props, &out);
+	return emit(cp, &p, now_ms);
+}
+
+/* A CONNACK 0x00 after enhanced authentication: the method must accept its data (for SCRAM,
+ * the server's signature) before the connection counts. */
+static int finish_auth(struct vs_cproto *cp, const struct vs_connack *ca)
+{
+	if (!same_method(cp, &ca->props))
+		return VS_EPROTO;
+	struct vs_buf in = auth_data(&ca->props);
+	return cp->auth->ops->finish(cp->auth->ctx, &in);
+}
+
 static int on_connack(struct vs_cproto *cp, const struct vs_connack *ca, int64_t now_ms)
 {
 	if (cp->state != VS_CS_CONNECTING)
 		return VS_EPROTO; /* [MQTT-3.2.0-1] only one, the first packet */
 	if (ca->reason != 0) {
+		/* [MQTT-4.12.0-1], [MQTT-4.12.0-4]: a refusal (0x87, 0x8C, ...) ends it */
 		cp->state = VS_CS_IDLE;
 		cp->ev->connack(cp->ctx, ca);
 		return VS_ECLOSED;
+	}
+	if (cp->auth) {
+		int rc = finish_auth(cp, ca);
+		if (rc < 0) {
+			cp->state = VS_CS_IDLE;
+			return rc;
+		}
 	}
 	cp->state = VS_CS_CONNECTED;
 	cp->window = cp->max_inflight;
@@ -375,11 +456,13 @@ static int on_suback(struct vs_cproto *cp, int type, const struct vs_suback *sa)
 
 static int dispatch(struct vs_cproto *cp, const struct vs_packet *p, int64_t now_ms)
 {
-	if (cp->state == VS_CS_CONNECTING && p->type != VS_CONNACK)
+	if (cp->state == VS_CS_CONNECTING && p->type != VS_CONNACK && p->type != VS_AUTH)
 		return VS_EPROTO;
 	switch (p->type) {
 	case VS_CONNACK:
 		return on_connack(cp, &p->connack, now_ms);
+	case VS_AUTH:
+		return on_auth(cp, &p->disconnect, now_ms);
 	case VS_PUBLISH:
 		return on_publish(cp, &p->publish, now_ms);
 	case VS_PUBACK:
@@ -398,7 +481,7 @@ static int dispatch(struct vs_cproto *cp, const struct vs_packet *p, int64_t now
 		if (cp->ev->disconnect)
 			cp->ev->disconnect(cp->ctx, &p->disconnect);
 		return VS_ECLOSED;
-	default: /* CONNECT, SUBSCRIBE, ... from a server; AUTH (not supported) */
+	default: /* CONNECT, SUBSCRIBE, ... from a server */
 		return VS_EPROTO;
 	}
 }

@@ -15,6 +15,12 @@
  * On vs_cproto_start() (a new connection) the CONNECT goes first; after a successful CONNACK
  * every SENT PUBLISH is resent with DUP set, every RELEASED one as PUBREL, then the window is
  * refilled. If the broker has no session (session present 0), qos2_in is cleared.
+ *
+ * MQTT 5.0 enhanced authentication (section 4.12), when a method is plugged in with
+ * vs_cproto_set_auth(): the CONNECT carries its Authentication Method and first data, each
+ * AUTH 0x18 from the server is answered with an AUTH 0x18, and a successful CONNACK counts only
+ * once the method accepts its data (for SCRAM, the server's proof): until then nothing from the
+ * session is sent [MQTT-3.1.2-30], so a server that fails to authenticate itself never sees it.
  */
 #ifndef VS_PROTO_CLIENT_H
 #define VS_PROTO_CLIENT_H
@@ -62,6 +68,27 @@ struct vs_cproto_events {
 	void (*trace)(void *ctx, bool sent, const struct vs_packet *p);
 };
 
+/*
+ * A client-side enhanced authentication method. The core carries its data and keeps the packet
+ * rules; the method computes the data. Each function returns 0 or a negative error, which ends
+ * the connection attempt (VS_EAUTH: the server failed to authenticate itself). An output points
+ * into the method's own memory, valid until its next call.
+ */
+struct vs_cauth_ops {
+	/* The Authentication Data of the CONNECT (len 0: none); starts a new exchange. */
+	int (*start)(void *ctx, struct vs_buf *out);
+	/* An AUTH 0x18 carried `in`: the data of the AUTH 0x18 that answers it. */
+	int (*step)(void *ctx, const struct vs_buf *in, struct vs_buf *out);
+	/* A CONNACK 0x00 carried `in` (len 0: none): 0 if that completes the exchange. */
+	int (*finish)(void *ctx, const struct vs_buf *in);
+};
+
+struct vs_cauth {
+	const char *method; /* the Authentication Method, "SCRAM-SHA-256" */
+	const struct vs_cauth_ops *ops;
+	void *ctx;
+};
+
 struct vs_cproto {
 	uint8_t version;     /* enum vs_version */
 	uint8_t state;       /* enum vs_cstate */
@@ -80,6 +107,7 @@ struct vs_cproto {
 	int64_t ping_sent_ms;  /* PINGREQ outstanding since, or 0 */
 	const struct vs_cproto_events *ev;
 	void *ctx;
+	const struct vs_cauth *auth; /* enhanced authentication (5.0), or NULL */
 };
 
 void vs_cproto_init(struct vs_cproto *cp, int version, int max_inflight,
@@ -87,7 +115,12 @@ void vs_cproto_init(struct vs_cproto *cp, int version, int max_inflight,
 /* Frees the session (queued messages) and the output buffer. */
 void vs_cproto_fini(struct vs_cproto *cp);
 
-/* A new connection: drops unsent output, queues the CONNECT. Returns 0 or an encode error. */
+/* Plugs in an enhanced authentication method (5.0 only) for the connections that follow, or
+ * removes it (NULL). auth must outlive its use. */
+void vs_cproto_set_auth(struct vs_cproto *cp, const struct vs_cauth *auth);
+
+/* A new connection: drops unsent output, queues the CONNECT (with the authentication method's
+ * first data, when one is set). Returns 0, an encode error, or the method's error. */
 int vs_cproto_start(struct vs_cproto *cp, const struct vs_connect *c, int64_t now_ms);
 /* The connection is gone: drops unsent output; the session stays. */
 void vs_cproto_lost(struct vs_cproto *cp);
@@ -95,7 +128,9 @@ void vs_cproto_lost(struct vs_cproto *cp);
 /*
  * Consumes whole packets from buf. Returns the bytes consumed (0: need more), or an error that
  * ends the connection: VS_EPROTO (malformed/out of protocol, *why says which), VS_ECLOSED (the
- * broker sent DISCONNECT, or refused the CONNACK: check the events). Events fire as packets go.
+ * broker sent DISCONNECT, or refused the CONNACK: check the events), or an error of the
+ * authentication method (VS_EAUTH: a CONNACK 0x00 whose data the method refused; no connack
+ * event then). Events fire as packets go.
  */
 ssize_t vs_cproto_input(struct vs_cproto *cp, const uint8_t *buf, size_t len, int64_t now_ms,
 			enum vs_reason *why);

@@ -1,11 +1,15 @@
 /*
  * Fuzzes the password file reader: any byte string must load or fail with a "NAME:LINE: why"
- * message, never crash, leak or read out of bounds; a loaded table must answer checks. Each line
- * is also fed to the hash decoder alone: whatever it accepts must format and decode back to the
- * same salt, hash and iteration count.
+ * message, never crash, leak or read out of bounds; a loaded table must answer checks and SCRAM
+ * look-ups (the same stand-in twice for the same unknown user). Each line is also fed to the hash
+ * decoder alone: whatever it accepts must format and decode back to the same parameters, salt
+ * and hash.
  *
- * Iteration counts are capped (inputs holding a count above 1000 are skipped) so that one input
- * cannot spend seconds in PBKDF2.
+ * Work is capped so that one input cannot spend seconds in a key derivation: hashes are verified
+ * only when cheap ($7$ up to 1000 iterations, argon2id up to 64 KiB, 2 passes, 2 lanes; never
+ * SCRAM, whose floor is 4096 iterations of PBKDF2), and a table holding a costlier entry is
+ * loaded, looked up and freed but not checked, since its unknown-user check costs what its last
+ * entry costs.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -18,7 +22,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int too_slow(const struct vs_passwd_hash *h)
 {
-	return h->type == VS_PASSWD_PBKDF2 && h->iterations > 1000;
+	switch (h->type) {
+	case VS_PASSWD_PBKDF2:
+		return h->iterations > 1000;
+	case VS_PASSWD_ARGON2ID:
+		return h->memory_kib > 64 || h->iterations > 2 || h->lanes > 2;
+	case VS_PASSWD_SCRAM:
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 static void roundtrip_hash(const char *s, size_t n)
@@ -36,10 +49,13 @@ static void roundtrip_hash(const char *s, size_t n)
 		abort();
 }
 
-/* Whether any "$7$N" in the input has N > 1000 (or more digits than that): such a table is
- * loaded and freed but not checked, since one check could run for minutes. */
+/* Whether any "$7$N" in the input has N > 1000 (or more digits than that), or the input names
+ * argon2id or SCRAM at all: such a table is loaded and freed but not checked, since one check
+ * could run for minutes. */
 static int slow_input(const uint8_t *data, size_t size)
 {
+	if (memmem(data, size, "$argon2id$", 10) || memmem(data, size, "$scram-sha-256$", 15))
+		return 1;
 	for (size_t i = 0; i + 3 <= size; i++) {
 		if (memcmp(data + i, "$7$", 3) != 0)
 			continue;
@@ -53,6 +69,18 @@ static int slow_input(const uint8_t *data, size_t size)
 			return 1;
 	}
 	return 0;
+}
+
+/* SCRAM credentials, real or stand-in, are well-formed and the same when asked twice. */
+static void lookup_twice(const struct vs_passwd *pf, const char *user)
+{
+	struct vs_scram_cred a, b;
+	int ra = vs_passwd_scram_lookup(pf, user, &a);
+	int rb = vs_passwd_scram_lookup(pf, user, &b);
+	if (ra < 0 || ra != rb || memcmp(&a, &b, sizeof(a)) != 0)
+		abort();
+	if (a.salt_len < 1 || a.salt_len > VS_SCRAM_SALT_MAX || a.iterations < VS_SCRAM_ITERATIONS)
+		abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -80,6 +108,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)vs_passwd_check(pf, "a", (const uint8_t *)"pw", 2);
 		(void)vs_passwd_check(pf, "nobody", NULL, 0);
 	}
+	lookup_twice(pf, "a");
+	lookup_twice(pf, "nobody");
 	(void)vs_passwd_count(pf);
 	vs_passwd_free(pf);
 	return 0;

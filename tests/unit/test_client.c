@@ -1,7 +1,9 @@
 /*
- * Unit tests for the client protocol core (src/proto/client.c) and the properties API
- * (src/client/props.c): no sockets, no threads. Each test plays the broker by feeding encoded
- * packets to vs_cproto_input() and decoding what the core put in `out`.
+ * Unit tests for the client protocol core (src/proto/client.c), its SCRAM-SHA-256 enhanced
+ * authentication (src/client/auth.c) and the properties API (src/client/props.c): no sockets,
+ * no threads. Each test plays the broker by feeding encoded packets to vs_cproto_input() and
+ * decoding what the core put in `out`; for SCRAM the broker's messages come from the server
+ * role of src/auth/scram.c, with RFC 7677's nonces, or are scripted by hand.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -13,7 +15,10 @@
 
 #include <cmocka.h>
 
+#include "auth/scram.h"
+#include "base/base64.h"
 #include "base/error.h"
+#include "client/auth.h"
 #include "client/props.h"
 #include "codec/codec.h"
 #include "proto/client.h"
@@ -303,6 +308,318 @@ static void test_connack_refused_and_protocol_errors(void **state)
 	vs_cproto_fini(&cp);
 }
 
+/* ---- SCRAM-SHA-256 (MQTT 5.0 section 4.12) ---- */
+
+#define C_NONCE "rOprNGfwEbeRWgbNEkqO"
+#define S_NONCE "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
+
+/* One SCRAM test: the client core with its method, and the broker's side of the exchange, with
+ * RFC 7677's user "user", password "pencil". */
+struct scram_case {
+	struct rec r;
+	struct vs_cproto cp;
+	struct vs_cli_scram cs;
+	struct vs_scram_server s;
+	struct vs_scram_cred cred;
+	uint8_t msg[VS_SCRAM_MSG_MAX]; /* the broker's last message */
+	int len;
+	struct vs_packet p; /* the client's last packet */
+};
+
+static void broker_init(struct scram_case *t)
+{
+	static const char salt[] = "W22ZaJ0SNY7soEsUEjb6gQ==";
+	vs_scram_server_init(&t->s);
+	t->s.test_nonce = S_NONCE;
+	memset(&t->cred, 0, sizeof(t->cred));
+	t->cred.iterations = 4096;
+	t->cred.salt_len = (uint8_t)vs_b64_decode(salt, strlen(salt), t->cred.salt,
+						  sizeof(t->cred.salt), VS_B64_PAD);
+	assert_int_equal(vs_scram_cred_make(&t->cred, (const uint8_t *)"pencil", 6), 0);
+}
+
+static void set_auth(struct vs_props *pr, const char *method, const void *data, size_t len)
+{
+	if (method) {
+		pr->present |= 1ull << VS_PROP_AUTH_METHOD;
+		pr->auth_method.p = (const uint8_t *)method;
+		pr->auth_method.len = strlen(method);
+	}
+	if (data) {
+		pr->present |= 1ull << VS_PROP_AUTH_DATA;
+		pr->auth_data.p = data;
+		pr->auth_data.len = len;
+	}
+}
+
+static bool buf_is(const struct vs_buf *b, const char *s)
+{
+	return b->len == strlen(s) && memcmp(b->p, s, b->len) == 0;
+}
+
+/* Sends the CONNECT (and checks it); the broker reads its client-first-message. */
+static void scram_start(struct scram_case *t)
+{
+	struct vs_connect c = {.version = VS_V5, .clean = true, .keepalive = 10};
+	assert_int_equal(vs_cproto_start(&t->cp, &c, 0), 0);
+	assert_int_equal(next_out(&t->cp, VS_V5, &t->p), VS_CONNECT);
+	assert_false(t->p.connect.has_password);
+	assert_true(buf_is(&t->p.connect.props.auth_method, "SCRAM-SHA-256"));
+	assert_true(buf_is(&t->p.connect.props.auth_data, "n,,n=user,r=" C_NONCE));
+	broker_init(t);
+	const struct vs_buf *d = &t->p.connect.props.auth_data;
+	assert_int_equal(vs_scram_server_recv_first(&t->s, d->p, d->len, NULL), 0);
+	assert_int_equal(next_out(&t->cp, VS_V5, &t->p), 0);
+}
+
+/* A v5 core with SCRAM for user/password, connecting; a QoS 1 PUBLISH waits in the session. */
+static void scram_connect(struct scram_case *t, const char *password)
+{
+	memset(t, 0, sizeof(*t));
+	vs_cproto_init(&t->cp, VS_V5, 20, &events, &t->r);
+	vs_cli_scram_init(&t->cs, "user", (const uint8_t *)password, strlen(password));
+	t->cs.test_nonce = C_NONCE;
+	vs_cproto_set_auth(&t->cp, &t->cs.auth);
+	assert_true(publish(&t->cp, 1, "queued") > 0);
+	scram_start(t);
+}
+
+static void scram_close(struct scram_case *t)
+{
+	vs_cli_scram_fini(&t->cs);
+	vs_cproto_fini(&t->cp);
+	vs_scram_server_fini(&t->s);
+}
+
+/* Feeds the client an AUTH with reason rc, method and data; expects vs_cproto_input's rc. */
+static void feed_auth(struct scram_case *t, int rc, const char *method, const void *data,
+		      size_t len, int expect)
+{
+	struct vs_packet a = {.type = VS_AUTH};
+	a.disconnect.reason = (uint8_t)rc;
+	set_auth(&a.disconnect.props, method, data, len);
+	feed(&t->cp, VS_V5, &a, expect);
+}
+
+/* The broker's AUTH 0x18 with its server-first-message; t->p is what the core answered. */
+static int broker_challenge(struct scram_case *t)
+{
+	t->len = vs_scram_server_send_first(&t->s, &t->cred, t->msg, sizeof(t->msg));
+	assert_true(t->len > 0);
+	feed_auth(t, VS_RC_CONTINUE_AUTH, "SCRAM-SHA-256", t->msg, (size_t)t->len, 0);
+	return next_out(&t->cp, VS_V5, &t->p);
+}
+
+/* The broker checks the client-final-message in t->p; returns what its check said. */
+static int broker_verify(struct scram_case *t, const char **why)
+{
+	const struct vs_buf *d = &t->p.disconnect.props.auth_data;
+	t->len = vs_scram_server_recv_final(&t->s, d->p, d->len, t->msg, sizeof(t->msg), why);
+	return t->len;
+}
+
+/* A CONNACK with reason, method and data; returns what vs_cproto_input() said. */
+static int send_connack(struct scram_case *t, int reason, const char *method, const void *data,
+			size_t len)
+{
+	struct vs_packet ca = {.type = VS_CONNACK};
+	ca.connack.reason = (uint8_t)reason;
+	set_auth(&ca.connack.props, method, data, len);
+	uint8_t buf[512];
+	ssize_t n = vs_codec_encode(&ca, VS_V5, buf, sizeof(buf));
+	assert_true(n > 0);
+	enum vs_reason why;
+	return (int)vs_cproto_input(&t->cp, buf, (size_t)n, 1000, &why);
+}
+
+/* The broker accepts: CONNACK 0x00 with its server-final-message. */
+static void broker_accept(struct scram_case *t)
+{
+	assert_int_equal(broker_verify(t, NULL), 46);
+	assert_true(send_connack(t, 0, "SCRAM-SHA-256", t->msg, (size_t)t->len) > 0);
+	assert_int_equal(t->cp.state, VS_CS_CONNECTED);
+}
+
+static void test_scram_exchange_then_the_session(void **state)
+{
+	struct scram_case t;
+	scram_connect(&t, "pencil");
+	/* [MQTT-4.12.0-3] AUTH 0x18, same method, the client-final-message of RFC 7677 */
+	assert_int_equal(broker_challenge(&t), VS_AUTH);
+	assert_int_equal(t.p.disconnect.reason, VS_RC_CONTINUE_AUTH);
+	assert_true(buf_is(&t.p.disconnect.props.auth_method, "SCRAM-SHA-256"));
+	assert_true(buf_is(&t.p.disconnect.props.auth_data,
+			   "c=biws,r=" C_NONCE S_NONCE
+			   ",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="));
+	/* [MQTT-3.1.2-30] nothing but AUTH before the CONNACK: the PUBLISH waits */
+	struct vs_packet q;
+	assert_int_equal(next_out(&t.cp, VS_V5, &q), 0);
+	broker_accept(&t);
+	assert_int_equal(t.r.connacks, 1);
+	assert_int_equal(next_out(&t.cp, VS_V5, &q), VS_PUBLISH);
+	scram_close(&t);
+}
+
+static void test_scram_wrong_server_signature_is_refused(void **state)
+{
+	static const struct {
+		const char *method, *data;
+		int rc;
+	} cases[] = {
+	    /* one bit off RFC 7677's ServerSignature: mutual authentication failed */
+	    {"SCRAM-SHA-256", "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G0=", VS_EAUTH},
+	    {"SCRAM-SHA-256", "e=invalid-proof", VS_EAUTH},
+	    {"SCRAM-SHA-256", NULL, VS_EAUTH}, /* no proof at all */
+	    {"SCRAM-SHA-256", "v=junk", VS_EPROTO},
+	    {NULL, NULL, VS_EPROTO}, /* [MQTT-4.12.0-5] a successful CONNACK repeats the method */
+	    {"SCRAM-SHA-1", "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=", VS_EPROTO},
+	    /* RFC 7677's own signature goes through the same path */
+	    {"SCRAM-SHA-256", "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=", 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct scram_case t;
+		struct vs_packet q;
+		const char *d = cases[i].data;
+		scram_connect(&t, "pencil");
+		assert_int_equal(broker_challenge(&t), VS_AUTH);
+		int rc = send_connack(&t, 0, cases[i].method, d, d ? strlen(d) : 0);
+		if (rc != cases[i].rc && (rc <= 0 || cases[i].rc))
+			print_error("case %zu: %d\n", i, rc);
+		if (cases[i].rc == 0) {
+			assert_true(rc > 0);
+			assert_int_equal(t.r.connacks, 1);
+			scram_close(&t);
+			continue;
+		}
+		assert_int_equal(rc, cases[i].rc);
+		/* not connected, no on_connect, and the session's PUBLISH never left */
+		assert_int_equal(t.cp.state, VS_CS_IDLE);
+		assert_int_equal(t.r.connacks, 0);
+		assert_int_equal(next_out(&t.cp, VS_V5, &q), 0);
+		if (rc == VS_EAUTH)
+			assert_non_null(t.cs.why); /* the log says why */
+		scram_close(&t);
+	}
+}
+
+static void test_scram_broker_refuses(void **state)
+{
+	struct scram_case t;
+	struct vs_packet q;
+	/* [MQTT-4.12.0-4] after the proof: 0x87 Not authorized (a wrong password) */
+	scram_connect(&t, "pencil!");
+	assert_int_equal(broker_challenge(&t), VS_AUTH);
+	const char *why = NULL;
+	assert_int_equal(broker_verify(&t, &why), VS_EAUTH);
+	assert_string_equal(why, "invalid-proof");
+	assert_int_equal(send_connack(&t, VS_RC_NOT_AUTHORIZED, NULL, NULL, 0), VS_ECLOSED);
+	assert_int_equal(t.r.connacks, 1);
+	assert_int_equal(t.cp.state, VS_CS_IDLE);
+	scram_close(&t);
+	/* [MQTT-4.12.0-1] at once: 0x8C Bad authentication method */
+	scram_connect(&t, "pencil");
+	assert_int_equal(send_connack(&t, VS_RC_BAD_AUTH_METHOD, NULL, NULL, 0), VS_ECLOSED);
+	assert_int_equal(t.r.connacks, 1);
+	assert_int_equal(next_out(&t.cp, VS_V5, &q), 0);
+	scram_close(&t);
+}
+
+static void test_scram_auth_packets_out_of_protocol(void **state)
+{
+	struct scram_case t;
+	/* [MQTT-4.12.0-5] an AUTH with another method */
+	scram_connect(&t, "pencil");
+	feed_auth(&t, VS_RC_CONTINUE_AUTH, "SCRAM-SHA-1", "r=x", 3, VS_EPROTO);
+	scram_close(&t);
+	/* [MQTT-4.12.0-2] the server continues with 0x18, not 0x19 */
+	scram_connect(&t, "pencil");
+	feed_auth(&t, VS_RC_REAUTHENTICATE, "SCRAM-SHA-256", "r=x", 3, VS_EPROTO);
+	scram_close(&t);
+	/* a server-first-message that does not start with our nonce */
+	scram_connect(&t, "pencil");
+	const char *bad = "r=someone-else,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+	feed_auth(&t, VS_RC_CONTINUE_AUTH, "SCRAM-SHA-256", bad, strlen(bad), VS_EPROTO);
+	assert_non_null(t.cs.why);
+	scram_close(&t);
+	/* a second challenge after the proof was sent */
+	scram_connect(&t, "pencil");
+	assert_int_equal(broker_challenge(&t), VS_AUTH);
+	feed_auth(&t, VS_RC_CONTINUE_AUTH, "SCRAM-SHA-256", t.msg, (size_t)t.len, VS_EPROTO);
+	scram_close(&t);
+	/* [MQTT-4.12.0-6] an AUTH when the CONNECT named no method */
+	memset(&t, 0, sizeof(t));
+	vs_cproto_init(&t.cp, VS_V5, 20, &events, &t.r);
+	struct vs_connect c = {.version = VS_V5, .clean = true};
+	vs_cproto_start(&t.cp, &c, 0);
+	assert_int_equal(next_out(&t.cp, VS_V5, &t.p), VS_CONNECT);
+	assert_false(t.p.connect.props.present & (1ull << VS_PROP_AUTH_METHOD));
+	feed_auth(&t, VS_RC_CONTINUE_AUTH, "SCRAM-SHA-256", "r=x", 3, VS_EPROTO);
+	/* and none after the CONNACK (we never re-authenticate) */
+	connect_ok(&t.cp, VS_V5, false);
+	feed_auth(&t, VS_RC_CONTINUE_AUTH, "SCRAM-SHA-256", "r=x", 3, VS_EPROTO);
+	vs_cproto_fini(&t.cp);
+}
+
+static void test_scram_again_on_reconnect(void **state)
+{
+	struct scram_case t;
+	scram_connect(&t, "pencil");
+	assert_int_equal(broker_challenge(&t), VS_AUTH);
+	vs_cproto_lost(&t.cp);
+	/* a new CONNECT starts a new exchange: client-first again, and it goes through */
+	scram_start(&t);
+	assert_int_equal(broker_challenge(&t), VS_AUTH);
+	broker_accept(&t);
+	scram_close(&t);
+}
+
+static void test_auth_method_options(void **state)
+{
+	struct viesti_options o;
+	int err = 0;
+	viesti_options_init(&o);
+	o.version = VIESTI_V5;
+	o.username = "user";
+	o.password = "pencil";
+	o.auth_method = "SCRAM-SHA-256";
+	struct viesti *v = viesti_new(&o, NULL, NULL, &err);
+	assert_non_null(v);
+	viesti_free(v);
+	static const struct {
+		int version;
+		const char *user, *password, *method;
+	} bad[] = {
+	    {VIESTI_V311, "user", "pencil", "SCRAM-SHA-256"}, /* MQTT 5 only */
+	    {VIESTI_V5, NULL, "pencil", "SCRAM-SHA-256"},
+	    {VIESTI_V5, "user", NULL, "SCRAM-SHA-256"},
+	    {VIESTI_V5, "", "pencil", "SCRAM-SHA-256"},
+	    {VIESTI_V5, "\xff", "pencil", "SCRAM-SHA-256"},
+	    {VIESTI_V5, "user", "pencil", "SCRAM-SHA-1"},
+	    {VIESTI_V5, "user", "pencil", "scram-sha-256"}, /* SASL names are upper case */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		o.version = bad[i].version;
+		o.username = bad[i].user;
+		o.password = bad[i].password;
+		o.auth_method = bad[i].method;
+		err = 0;
+		assert_null(viesti_new(&o, NULL, NULL, &err));
+		assert_int_equal(err, VIESTI_EINVAL);
+	}
+	/* the method's properties are the library's to set */
+	struct viesti_props *p = viesti_props_new();
+	viesti_props_set_string(p, VIESTI_PROP_AUTH_METHOD, "SCRAM-SHA-256");
+	o.version = VIESTI_V5;
+	o.username = "user";
+	o.password = "pencil";
+	o.auth_method = "SCRAM-SHA-256";
+	o.connect_props = p;
+	assert_null(viesti_new(&o, NULL, NULL, &err));
+	assert_int_equal(err, VIESTI_EINVAL);
+	viesti_props_free(p);
+	assert_string_equal(viesti_strerror(VIESTI_EAUTH), "The broker failed authentication");
+}
+
 static void test_props_api(void **state)
 {
 	struct viesti_props *p = viesti_props_new();
@@ -368,6 +685,12 @@ int main(void)
 		cmocka_unit_test(test_incoming_qos2_once),
 		cmocka_unit_test(test_keepalive),
 		cmocka_unit_test(test_connack_refused_and_protocol_errors),
+		cmocka_unit_test(test_scram_exchange_then_the_session),
+		cmocka_unit_test(test_scram_wrong_server_signature_is_refused),
+		cmocka_unit_test(test_scram_broker_refuses),
+		cmocka_unit_test(test_scram_auth_packets_out_of_protocol),
+		cmocka_unit_test(test_scram_again_on_reconnect),
+		cmocka_unit_test(test_auth_method_options),
 		cmocka_unit_test(test_props_api),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
