@@ -5,6 +5,7 @@
 #include "broker/broker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "auth/passwd.h"
 #include "base/clock.h"
 #include "base/error.h"
+#include "broker/authq.h"
 #include "broker/persist.h"
 #include "broker/tls.h"
 #include "broker/worker.h"
@@ -221,6 +223,7 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 	b->conf = conf;
 	b->log = log;
 	vs_grace_init(&b->grace);
+	b->statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 	pthread_mutex_init(&b->reg_lock, NULL);
 	pthread_mutex_init(&b->park_lock, NULL);
 	pthread_cond_init(&b->park_cond, NULL);
@@ -258,6 +261,10 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 
 int vs_broker_start(struct vs_broker *b)
 {
+	int threads = b->conf->auth_threads > 0 ? b->conf->auth_threads : 1;
+	int arc = vs_authq_start(b, threads);
+	if (arc < 0)
+		return arc;
 	for (int i = 0; i < b->n_workers; i++) {
 		int rc = pthread_create(&b->workers[i].thread, NULL, vs_worker_main, &b->workers[i]);
 		if (rc != 0)
@@ -278,6 +285,7 @@ void vs_broker_stop(struct vs_broker *b)
 
 void vs_broker_fini(struct vs_broker *b)
 {
+	vs_authq_stop(b);
 	for (int i = 0; i < b->n_workers; i++)
 		if (b->workers[i].thread)
 			pthread_join(b->workers[i].thread, NULL);
@@ -298,6 +306,8 @@ void vs_broker_fini(struct vs_broker *b)
 	if (b->retain)
 		vs_retain_free(b->retain);
 	vs_grace_fini(&b->grace); /* every worker has stopped: whatever reloads retired goes */
+	if (b->statm_fd >= 0)
+		close(b->statm_fd);
 	gen_free(b->gen);
 	for (size_t i = 0; i < b->n_listeners; i++) {
 		struct vs_listener *l = &b->listeners[i];
@@ -369,6 +379,7 @@ static void keep_fixed(struct vs_broker *b, struct vs_config *nc)
 {
 	const struct vs_config *oc = b->conf;
 	KEEP(b, nc, threads);
+	KEEP(b, nc, auth_threads);
 	KEEP(b, nc, consolidate_threads);
 	KEEP(b, nc, persistence);
 	KEEP(b, nc, persistence_fsync);

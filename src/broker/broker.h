@@ -29,6 +29,7 @@ struct vs_session;
 struct vs_passwd;
 struct vs_acl;
 struct vs_store;
+struct vs_authq;
 
 /*
  * What a listener decides about its clients as of the last (re)load: immutable, replaced whole
@@ -107,7 +108,8 @@ struct vs_broker {
 	bool snapshot_thread_started;
 	pthread_t snapshot_thread;
 	struct vs_gen *gen;       /* the current load (written only by reload, under grace) */
-	struct vs_grace grace;    /* readers: the worker threads */
+	struct vs_grace grace;    /* readers: the worker threads, the authentication threads */
+	struct vs_authq *authq;   /* password checks off the loops (authq.h) */
 	const char *conf_path;    /* the file a reload reads again, or NULL (built-in defaults) */
 	int conf_port;            /* -p on the command line, re-applied at reload, or 0 */
 	bool conf_verbose;        /* -v: log everything, whatever the file says */
@@ -121,6 +123,10 @@ struct vs_broker {
 
 	atomic_bool stopping;
 	atomic_uint_fast64_t connecting_bytes; /* input held for connections before CONNECT */
+	atomic_int connections;   /* open connections, all listeners (global_max_connections) */
+	atomic_bool over_memory;  /* resident memory is past memory_limit (sys.c) */
+	int statm_fd;             /* /proc/self/statm, read for memory_limit, or -1 */
+	int64_t trimmed_ms;       /* worker 0: last malloc_trim while over memory_limit */
 	atomic_int clients_connected;
 	atomic_int clients_max;
 	int64_t start_wall;

@@ -95,6 +95,7 @@ int vs_conn_accept(struct vs_worker *w, struct vs_listener *l, int fd, const cha
 		return rc;
 	}
 	atomic_fetch_add(&l->connections, 1);
+	atomic_fetch_add(&w->b->connections, 1);
 	return 0;
 }
 
@@ -136,6 +137,50 @@ static const char *transport_why(const struct vs_conn *c, int err)
 	return w[0] ? w : vs_strerror(err);
 }
 
+/*
+ * A connection whose output waits for the socket is blocked from then on; any write clears it.
+ * A client blocked for STALL_MS is not reading (its socket buffer is full): its session is marked
+ * stalled, so that its queue's limit holds at once and its publishers are not slowed down for
+ * it (router.c, overshoot), and the sweep disconnects it past max_unsent_bytes.
+ */
+enum { STALL_MS = 200 };
+
+static void set_stalled(struct vs_conn *c, bool stalled)
+{
+	if (c->session && __atomic_load_n(&c->session->stalled, __ATOMIC_RELAXED) != stalled)
+		__atomic_store_n(&c->session->stalled, stalled, __ATOMIC_RELAXED);
+}
+
+static void note_progress(struct vs_conn *c, bool wrote, bool pending)
+{
+	if (wrote && c->blocked_since_ms) {
+		c->blocked_since_ms = 0;
+		set_stalled(c, false);
+	}
+	if (pending && !c->blocked_since_ms)
+		c->blocked_since_ms = c->w->now_ms ? c->w->now_ms : 1;
+}
+
+void vs_conn_check_stall(struct vs_conn *c)
+{
+	if (!c->blocked_since_ms || c->w->now_ms - c->blocked_since_ms < STALL_MS || !c->session)
+		return;
+	set_stalled(c, true);
+	uint64_t cap = c->w->b->conf->max_unsent_bytes;
+	if (!cap)
+		return;
+	pthread_mutex_lock(&c->session->lock);
+	uint64_t unsent = vs_bytes_avail(&c->out) + c->session->queued_bytes;
+	pthread_mutex_unlock(&c->session->lock);
+	if (unsent <= cap)
+		return;
+	char why[128];
+	snprintf(why, sizeof(why), "not reading: %llu bytes unsent for %lld ms (max_unsent_bytes "
+		 "%llu)", (unsigned long long)unsent, (long long)(c->w->now_ms - c->blocked_since_ms),
+		 (unsigned long long)cap);
+	vs_conn_close(c, VS_RC_QUOTA_EXCEEDED, why);
+}
+
 void vs_conn_flush(struct vs_conn *c)
 {
 	size_t avail = vs_bytes_avail(&c->out);
@@ -157,6 +202,7 @@ void vs_conn_flush(struct vs_conn *c)
 		vs_stat_add(&c->w->stats.bytes_sent, (uint64_t)n);
 	}
 	bool pending = vs_bytes_avail(&c->out) > 0;
+	note_progress(c, n > 0, pending);
 	if (c->state != VS_CONN_CLOSING)
 		vs_conn_update_events(c);
 	if (!pending) {
@@ -179,7 +225,7 @@ void vs_conn_update_events(struct vs_conn *c)
 	 * change of interest (un-park, end of a throttle) re-arms the edge if data is waiting.
 	 * EPOLLRDHUP: the peer's close can arrive with its last data, in one edge; a short read
 	 * then takes the data, and only the next read sees the end (on_io reads it). */
-	uint32_t ev = EPOLLET | (c->parked || c->throttled ? 0 : EPOLLIN | EPOLLRDHUP);
+	uint32_t ev = EPOLLET | EPOLLRDHUP | (c->parked || c->throttled ? 0 : EPOLLIN);
 	if (vs_bytes_avail(&c->out))
 		ev |= EPOLLOUT;
 	if (c->tp.wait)
@@ -214,9 +260,15 @@ bool vs_conn_out_full(const struct vs_conn *c)
 
 static int dispatch(struct vs_conn *c, const struct vs_packet *p)
 {
-	if (c->state == VS_CONN_NEW && p->type != VS_CONNECT) {
+	if (c->state == VS_CONN_NEW && !c->connecting && p->type != VS_CONNECT) {
 		/* [MQTT-3.1.0-1] the first packet must be CONNECT. */
 		vs_conn_close(c, -1, "first packet is not CONNECT");
+		return -1;
+	}
+	if (c->state == VS_CONN_NEW && c->connecting && p->type != VS_AUTH &&
+	    p->type != VS_DISCONNECT) {
+		/* [MQTT-3.1.2-30] before its CONNACK a client sends only AUTH or DISCONNECT. */
+		vs_conn_close(c, VS_RC_PROTOCOL_ERROR, "packet before CONNACK");
 		return -1;
 	}
 	switch (p->type) {
@@ -245,9 +297,7 @@ static int dispatch(struct vs_conn *c, const struct vs_packet *p)
 	case VS_DISCONNECT:
 		return vs_on_disconnect(c, &p->disconnect);
 	case VS_AUTH:
-		/* No authentication method is configured, so none can be continued [MQTT-4.12.0-1]. */
-		vs_conn_close(c, VS_RC_PROTOCOL_ERROR, "AUTH without an authentication method");
-		return -1;
+		return vs_on_auth(c, &p->disconnect);
 	default:
 		/* CONNACK, SUBACK, UNSUBACK, PINGRESP from a client. */
 		vs_conn_close(c, VS_RC_PROTOCOL_ERROR, "packet type not allowed from a client");
@@ -320,11 +370,11 @@ static int process_input(struct vs_conn *c, struct vs_bytes *src)
 		c->w->cur = outer;
 		if (rc < 0)
 			return -1;
-		if (c->parked)
-			return 0; /* CONNECT stays in the buffer until the take-over completes */
 		vs_bytes_consume(src, (size_t)n);
 		if (c->state == VS_CONN_CLOSING)
 			return -1;
+		if (c->parked)
+			return 0; /* the CONNECT waits: what follows it is read after the wait */
 	}
 	return 0;
 }
@@ -371,7 +421,8 @@ static int reserve_packet(struct vs_conn *c)
 	uint32_t rem;
 	enum vs_reason why;
 	size_t have = vs_bytes_avail(&c->in);
-	int hl = vs_codec_frame(vs_bytes_head(&c->in), have, &rem, &why);
+	/* Empty (a take-over pump reading while the shared buffer is busy): no storage yet. */
+	int hl = have ? vs_codec_frame(vs_bytes_head(&c->in), have, &rem, &why) : 0;
 	size_t want = READ_CHUNK;
 	/* Grow with the data, at most 1 MiB per read: a client that announces a huge packet has to
 	 * send it before it costs the broker memory. */
@@ -456,10 +507,14 @@ int vs_conn_pump(struct vs_conn *c)
 	return 0;
 }
 
+void vs_conn_park(struct vs_conn *c)
+{
+	c->parked = true;
+	vs_conn_update_events(c);
+}
+
 void vs_conn_unpark(struct vs_conn *c)
 {
-	if (!c->parked)
-		return;
 	c->parked = false;
 	vs_conn_update_events(c);
 	if (process_input(c, &c->in) == 0 && !c->parked)
@@ -507,6 +562,15 @@ static void on_io(struct vs_io *io, uint32_t events)
 		vs_conn_close(c, -1, "connection lost");
 		return;
 	}
+	if ((events & EPOLLRDHUP) && c->parked) {
+		/* The client left while its CONNECT waits: nothing it sent matters any more, and
+		 * its password check is cancelled (a flood of CONNECTs that leave costs no
+		 * hashing). A throttled connection is read to its end once its pause is over. */
+		vs_conn_close(c, -1, "connection closed by peer");
+		return;
+	}
+	if (c->throttled && !c->parked && !(events & EPOLLOUT))
+		return; /* its input waits for the end of the pause */
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
 		vs_conn_readable(c);
 		if (c->state == VS_CONN_CLOSING)
@@ -687,6 +751,7 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 	vs_loop_del(&w->loop, &c->io);
 	c->tp.ops->close(&c->tp);
 	atomic_fetch_sub(&c->listener->connections, 1);
+	atomic_fetch_sub(&b->connections, 1);
 	w->conns[c->slot] = NULL;
 	w->free_slots[w->n_free++] = c->slot;
 	w->n_conns--;
@@ -702,6 +767,7 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 		vs_map_fini(c->out_alias);
 		free(c->out_alias);
 	}
+	vs_connecting_free(c);
 	free(c->client_id);
 	free(c->username);
 	c->client_id = c->username = NULL;

@@ -23,6 +23,28 @@ struct vs_session;
 struct vs_msg;
 struct vs_listener;
 
+/* Where a CONNECT waits between its steps (connect.c). */
+enum vs_connect_step {
+	VS_CS_NONE,     /* not waiting */
+	VS_CS_AUTH,     /* for an authentication thread's password check (parked) */
+	VS_CS_SCRAM,    /* for the client's AUTH with its SCRAM proof */
+	VS_CS_TAKEOVER, /* for another worker to close the session's old connection (parked) */
+};
+
+struct vs_scram_server;
+struct vs_auth_job;
+
+/* What a connection keeps of its CONNECT until the CONNACK (connect.c). */
+struct vs_connecting {
+	uint8_t step;                   /* enum vs_connect_step */
+	bool clean;                     /* Clean Session / Clean Start asked for */
+	uint16_t keepalive;             /* the keep-alive asked for */
+	struct vs_auth_job *job;        /* the password check waited for, or NULL */
+	struct vs_scram_server *scram;  /* SCRAM-SHA-256 exchange, or NULL */
+	uint8_t final_len;
+	uint8_t final[64];              /* server-final-message, for the CONNACK */
+};
+
 enum vs_conn_state {
 	VS_CONN_NEW,     /* waiting for CONNECT */
 	VS_CONN_ACTIVE,  /* CONNACK sent */
@@ -44,8 +66,10 @@ struct vs_conn {
 	char *username;
 	char **in_alias;            /* 5.0 [1..alias_max]: topic for each incoming alias */
 	struct vs_map *out_alias;   /* 5.0 topic -> alias (as uintptr_t), allocated on first use */
+	struct vs_connecting *connecting; /* from CONNECT to CONNACK, else NULL */
 	int64_t last_rx_ms;         /* last whole packet; the accept time before CONNECT */
 	int64_t throttle_until_ms;
+	int64_t blocked_since_ms;   /* output waits for the socket since then; 0 = it flows */
 	struct vs_bytes in;
 	struct vs_bytes out;
 	uint32_t slot;
@@ -66,7 +90,7 @@ struct vs_conn {
 	uint8_t version;       /* 0 until CONNECT */
 	bool graceful;         /* a DISCONNECT (without will) was received */
 	bool durable_pending;  /* output holds an acknowledgement not yet committed to the store */
-	bool parked;           /* CONNECT waits for another worker to close the old connection */
+	bool parked;           /* not read: its CONNECT waits (vs_connecting.step) */
 	bool throttled;        /* not read until throttle_until_ms: a subscriber queue is full */
 	bool want_drain;       /* output went over the high-water mark: drain when it empties */
 	bool in_flush;         /* in the worker's flush list */
@@ -74,7 +98,6 @@ struct vs_conn {
 	bool request_problem_info; /* 5.0, default 1 */
 	bool will_recorded;         /* the store holds this connection's will (see connect.c) */
 	bool release_out;           /* free the output buffer once written (only a CONNACK) */
-	bool admitted;              /* its CONNECT passed authentication and checks (connect.c) */
 	bool id_assigned;           /* the broker chose its client id [MQTT-3.1.3-6] */
 	bool tls_user;              /* the username comes from the TLS handshake */
 	/* "[IPv6]:port": inet_ntop writes at most 39 characters for an IPv6 address (the dotted
@@ -102,13 +125,15 @@ int vs_conn_send_ack(struct vs_conn *c, int type, uint16_t id, uint8_t reason);
  */
 void vs_conn_close(struct vs_conn *c, int reason, const char *why);
 
+/* Reads once (unless parked or throttled) and handles what arrived. */
+void vs_conn_readable(struct vs_conn *c);
 /* Reads and handles everything the socket holds now (used before closing a connection that is
  * being taken over, so a DISCONNECT it already sent is honoured). Returns 0, or -1 if c was
  * closed and freed. */
-/* Reads once (unless parked or throttled) and handles what arrived. */
-void vs_conn_readable(struct vs_conn *c);
 int vs_conn_pump(struct vs_conn *c);
-/* Resumes a connection parked during a take-over: re-handles its CONNECT. */
+/* Stops reading c while its CONNECT waits. */
+void vs_conn_park(struct vs_conn *c);
+/* Reads on after the wait: what arrived behind the CONNECT (c->in), then the socket. */
 void vs_conn_unpark(struct vs_conn *c);
 
 /* Sets the epoll interest from the connection's state (parked, throttled, output pending). */
@@ -119,6 +144,10 @@ void vs_conn_throttle(struct vs_conn *c, int64_t until_ms);
 /* Logs how many connections closed before CONNECT without a line of their own, when due (the
  * sweep calls it; see conn.c). */
 void vs_conn_log_summary(struct vs_worker *w);
+
+/* From the sweep: marks the session of a client that takes no output as stalled, and closes
+ * the connection past max_unsent_bytes (see conn.c). */
+void vs_conn_check_stall(struct vs_conn *c);
 
 /* Writes pending output with one write(2); registers EPOLLOUT when the socket is full. */
 void vs_conn_flush(struct vs_conn *c);
@@ -131,5 +160,13 @@ int vs_on_ack(struct vs_conn *c, int type, const struct vs_ack *a);
 int vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p);
 int vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe *p);
 int vs_on_disconnect(struct vs_conn *c, const struct vs_disconnect *p);
+int vs_on_auth(struct vs_conn *c, const struct vs_disconnect *p);
+
+/* The waits of a CONNECT end (connect.c): an authentication thread's answer; the take-over's
+ * old connection is gone. Both may close c. */
+void vs_connect_authenticated(struct vs_conn *c, bool ok);
+int vs_connect_resume(struct vs_conn *c);
+/* Frees what c kept of its CONNECT (cancels a password check it waits for). */
+void vs_connecting_free(struct vs_conn *c);
 
 #endif

@@ -28,8 +28,10 @@
 #include <stdint.h>
 
 struct vs_grace_reader {
-	_Alignas(64) atomic_uint_fast64_t seen; /* the epoch at its last quiescent state;
-						 * UINT64_MAX while offline */
+	atomic_uint_fast64_t seen; /* the epoch at its last quiescent state; UINT64_MAX while
+				    * offline */
+	char pad[56];              /* a cache line each: readers write theirs every loop turn
+				    * (padding, not _Alignas: readers live in malloc'd memory) */
 };
 
 struct vs_grace_item {

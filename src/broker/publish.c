@@ -167,10 +167,15 @@ int vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 	}
 	if (vs_topic_too_deep(topic.p, topic.len, c->w->b->conf->max_topic_levels))
 		return refuse_deep(c, p, &topic);
-	if (p->qos > 0 && !vs_bp_healthy(c->w->b)) {
-		/* The store cannot take it: do not acknowledge what would not survive a crash. */
+	bool no_memory = atomic_load_explicit(&c->w->b->over_memory, memory_order_relaxed);
+	if (p->qos > 0 && (no_memory || !vs_bp_healthy(c->w->b))) {
+		/* The store cannot take it, or memory_limit is reached: do not acknowledge what
+		 * would not be kept. 3.x cannot be told: the connection ends, and its client sends
+		 * the message again after it reconnects. */
+		const char *refusal = no_memory ? "memory_limit reached, QoS 1/2 refused"
+						: "persistence unavailable, QoS 1/2 refused";
 		if (c->version < VS_V5) {
-			vs_conn_close(c, -1, "persistence unavailable, QoS 1/2 refused");
+			vs_conn_close(c, -1, refusal);
 			return -1;
 		}
 		return vs_conn_send_ack(c, p->qos == 1 ? VS_PUBACK : VS_PUBREC, p->packet_id,

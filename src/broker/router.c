@@ -5,6 +5,7 @@
 #include "broker/router.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -178,12 +179,17 @@ static bool queue_full(const struct vs_config *conf, const struct vs_session *s,
  * still draining, the message is queued anyway and the publisher is throttled (w->congested),
  * so publishers slow to the pace of their subscribers, as a single-threaded broker's would. The
  * overshoot is bounded by what the publishers had already sent, and by a hard cap. A subscriber
- * that has not taken anything for 2 s is stuck: its queue limit holds and messages are dropped,
- * so one stuck client cannot stall everyone. Offline queues always keep their limit.
+ * that has taken nothing for STUCK_MS (no message sent to it: its window is full of unacked
+ * ones, or its socket of unread bytes, conn.c) is stuck: its queue limit holds and messages are
+ * dropped, so one client that stops reading slows nobody down for longer than that. Past
+ * max_unsent_bytes it is disconnected (vs_session_drain). Offline queues always keep their limit.
  */
+enum { STUCK_MS = 200 };
+
 static bool overshoot(struct vs_worker *w, const struct vs_config *conf, struct vs_session *s)
 {
-	if (!s->connected || w->now_ms - s->last_drain_ms > 2000)
+	if (!s->connected || w->now_ms - s->last_drain_ms > STUCK_MS ||
+	    __atomic_load_n(&s->stalled, __ATOMIC_RELAXED))
 		return false;
 	uint32_t hard = conf->max_queued_messages > 0
 				? (uint32_t)conf->max_queued_messages * 16 + 16384
@@ -458,8 +464,20 @@ void vs_session_drain(struct vs_worker *w, struct vs_session *s)
 	}
 	if (sent || !s->queue.count)
 		s->last_drain_ms = now;
+	uint64_t unsent = vs_bytes_avail(&c->out) + s->queued_bytes;
 	pthread_mutex_unlock(&s->lock);
 	log_rechecked(w, s, dropped, "from its queue after a reload");
+	uint64_t cap = w->b->conf->max_unsent_bytes;
+	if (cap && unsent > cap && !sent) {
+		/* Nothing more could go out, and this much waits: the client does not read (or
+		 * acknowledge) what it is sent. It is disconnected before it holds more. */
+		char why[128];
+		snprintf(why, sizeof(why), "not reading: %llu bytes unsent for %lld ms "
+			 "(max_unsent_bytes %llu)", (unsigned long long)unsent,
+			 (long long)(now - s->last_drain_ms), (unsigned long long)cap);
+		vs_conn_close(c, VS_RC_QUOTA_EXCEEDED, why);
+		return;
+	}
 	if (sent)
 		vs_worker_want_flush(w, c);
 }

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
+#include <unistd.h>
 
 #include "base/clock.h"
 #include "broker/persist.h"
@@ -162,9 +164,61 @@ static void publish_sys(struct vs_worker *w)
 	}
 }
 
+/*
+ * memory_limit: the broker's resident memory (what the kernel's OOM killer goes by), read from
+ * /proc/self/statm every sweep. Past the limit, new connections and QoS 1/2 publishes are
+ * refused (0x97) while everything else goes on; below 90% of it they are taken again. Memory
+ * the allocator keeps after free() is given back with malloc_trim() meanwhile, once a second,
+ * or the broker could stay "full" of memory it no longer uses.
+ */
+static uint64_t resident_bytes(struct vs_broker *b)
+{
+	char buf[128];
+	if (b->statm_fd < 0)
+		return 0;
+	ssize_t n = pread(b->statm_fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	unsigned long long size = 0, resident = 0;
+	if (sscanf(buf, "%llu %llu", &size, &resident) != 2)
+		return 0;
+	return resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void check_memory(struct vs_worker *w)
+{
+	struct vs_broker *b = w->b;
+	uint64_t limit = b->conf->memory_limit;
+	bool over = atomic_load(&b->over_memory);
+	if (!limit) {
+		if (over)
+			atomic_store(&b->over_memory, false);
+		return;
+	}
+	uint64_t rss = resident_bytes(b);
+	if (!over && rss > limit) {
+		atomic_store(&b->over_memory, true);
+		b->trimmed_ms = w->now_ms;
+		vs_log(b->log, VS_LOG_WARN, "memory_limit reached: %llu bytes resident, limit %llu: "
+		       "new connections and QoS 1/2 publishes are refused until it falls below %llu",
+		       (unsigned long long)rss, (unsigned long long)limit,
+		       (unsigned long long)(limit / 10 * 9));
+		malloc_trim(0);
+	} else if (over && rss < limit / 10 * 9) {
+		atomic_store(&b->over_memory, false);
+		vs_log(b->log, VS_LOG_NOTICE, "memory back under memory_limit: %llu bytes resident: "
+		       "connections and QoS 1/2 publishes are taken again", (unsigned long long)rss);
+	} else if (over && w->now_ms - b->trimmed_ms >= 1000) {
+		b->trimmed_ms = w->now_ms;
+		malloc_trim(0);
+	}
+}
+
 void vs_sys_tick(struct vs_worker *w)
 {
 	struct vs_broker *b = w->b;
+	check_memory(w);
 	if (w->now_ms - b->last_session_sweep_ms >= 1000) {
 		b->last_session_sweep_ms = w->now_ms;
 		sweep_sessions(w);

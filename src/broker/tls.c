@@ -41,19 +41,28 @@
 #include "base/error.h"
 #include "net/tls.h"
 
-/* The ex_data slot where a context keeps its PSK table, which is freed with the context. The
- * slot number is process-wide and never changes once OpenSSL has handed it out. */
+/* The ex_data slots where a context keeps its PSK table, freed with the context, and where a
+ * session keeps the PSK identity its client was let in with, freed with the session (OpenSSL's
+ * SSL_get_psk_identity() has it for TLS 1.2 only, not when TLS 1.3 uses the same callback).
+ * Slot numbers are process-wide and never change once OpenSSL has handed them out. */
 static pthread_once_t psk_slot_once = PTHREAD_ONCE_INIT;
-static int psk_slot = -1;
+static int psk_slot = -1, psk_id_slot = -1;
 
 static void free_psk(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
 	vs_psk_free(ptr);
 }
 
+static void free_psk_id(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+			void *argp)
+{
+	free(ptr);
+}
+
 static void make_psk_slot(void)
 {
 	psk_slot = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_psk);
+	psk_id_slot = SSL_get_ex_new_index(0, NULL, NULL, NULL, free_psk_id);
 }
 
 /* "listener PORT[ ADDRESS]: " before every message. */
@@ -89,7 +98,19 @@ static unsigned int psk_server_cb(SSL *s, const char *identity, unsigned char *p
 	const struct vs_psk *t = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(s), psk_slot);
 	if (!t || !identity)
 		return 0; /* an unknown identity fails the handshake */
-	return (unsigned int)vs_psk_find(t, identity, psk, max);
+	size_t n = vs_psk_find(t, identity, psk, max);
+	if (!n)
+		return 0;
+	/* The callback may run more than once (HelloRetryRequest): the last identity stands. */
+	char *id = strdup(identity);
+	free(SSL_get_ex_data(s, psk_id_slot));
+	if (!id || !SSL_set_ex_data(s, psk_id_slot, id)) {
+		free(id);
+		SSL_set_ex_data(s, psk_id_slot, NULL);
+		OPENSSL_cleanse(psk, max);
+		return 0;
+	}
+	return (unsigned int)n;
 }
 
 static int alpn_select(SSL *s, const unsigned char **out, unsigned char *outlen,
@@ -341,7 +362,7 @@ static char *subject(X509 *cert)
 
 char *vs_tls_peer_username(SSL *s, bool subj, const char **why)
 {
-	const char *psk_id = SSL_get_psk_identity(s);
+	const char *psk_id = psk_id_slot >= 0 ? SSL_get_ex_data(s, psk_id_slot) : NULL;
 	if (psk_id)
 		return strdup(psk_id);
 	X509 *cert = SSL_get1_peer_certificate(s);

@@ -185,6 +185,17 @@ static void resume_listeners(struct vs_worker *w)
 	}
 }
 
+/* A unix socket's client has no address: it is named by its process (SO_PEERCRED). */
+static void unix_peer(int fd, char *out, size_t outlen)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0)
+		snprintf(out, outlen, "unix:pid=%ld,uid=%ld", (long)cr.pid, (long)cr.uid);
+	else
+		snprintf(out, outlen, "unix");
+}
+
 static void on_accept(struct vs_io *io, uint32_t events)
 {
 	struct vs_listen_io *li = (struct vs_listen_io *)io;
@@ -204,15 +215,18 @@ static void on_accept(struct vs_io *io, uint32_t events)
 			return;
 		}
 		char addr[56];
-		if (ss.ss_family == AF_UNIX) /* unnamed: the listener says more */
-			snprintf(addr, sizeof(addr), "%.55s", li->listener->name);
+		if (ss.ss_family == AF_UNIX)
+			unix_peer(fd, addr, sizeof(addr));
 		else
 			vs_addr_str((struct sockaddr *)&ss, addr, sizeof(addr));
 		int mc = vs_listener_sec(li->listener)->conf->max_connections;
-		if (mc >= 0 && atomic_load(&li->listener->connections) >= mc) {
+		int gmc = w->b->conf->global_max_connections;
+		bool full = mc >= 0 && atomic_load(&li->listener->connections) >= mc;
+		if (full || (gmc >= 0 && atomic_load(&w->b->connections) >= gmc)) {
 			char why[128];
-			snprintf(why, sizeof(why), "max_connections (%d) reached, last from %s", mc,
-				 addr);
+			snprintf(why, sizeof(why), "%s (%d) reached, last from %s",
+				 full ? "max_connections" : "global_max_connections",
+				 full ? mc : gmc, addr);
 			log_refused(w, li, why);
 			close(fd);
 			continue;
@@ -273,8 +287,24 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 	}
 	case VS_MAIL_RESUME: {
 		struct vs_conn *c = vs_worker_conn(w, m->slot, m->conn_id);
-		if (c)
-			vs_conn_unpark(c);
+		if (c && c->connecting && c->connecting->step == VS_CS_TAKEOVER) {
+			c->connecting->step = VS_CS_NONE;
+			c->parked = false;
+			w->cur = c; /* the CONNACK waits for the session's records (persist.c) */
+			int rc = vs_connect_resume(c);
+			w->cur = NULL;
+			if (rc == 0 && !c->parked)
+				vs_conn_unpark(c);
+		}
+		break;
+	}
+	case VS_MAIL_AUTH: {
+		struct vs_conn *c = vs_worker_conn(w, m->slot, m->conn_id);
+		if (c) {
+			w->cur = c;
+			vs_connect_authenticated(c, m->reason == 1);
+			w->cur = NULL;
+		}
 		break;
 	}
 	default:
@@ -392,7 +422,9 @@ static void sweep(struct vs_worker *w)
 		if (!c)
 			continue;
 		int ct = w->b->conf->connect_timeout;
-		if (c->state == VS_CONN_NEW && !c->parked && now - c->last_rx_ms > ct * 1000) {
+		bool waits_here = !c->parked ||
+				  (c->connecting && c->connecting->step == VS_CS_AUTH);
+		if (c->state == VS_CONN_NEW && waits_here && now - c->last_rx_ms > ct * 1000) {
 			char why[48];
 			snprintf(why, sizeof(why), "no CONNECT within %d s", ct);
 			vs_conn_close(c, VS_RC_MAX_CONNECT_TIME, why);
@@ -407,8 +439,12 @@ static void sweep(struct vs_worker *w)
 		}
 		/* [MQTT-3.1.2-24] one and a half times the keep alive without a packet. */
 		if (c->state == VS_CONN_ACTIVE && c->keepalive &&
-		    now - c->last_rx_ms > (int64_t)c->keepalive * 1500)
+		    now - c->last_rx_ms > (int64_t)c->keepalive * 1500) {
 			vs_conn_close(c, VS_RC_KEEPALIVE_TIMEOUT, "keep alive timeout");
+			continue;
+		}
+		if (c->state == VS_CONN_ACTIVE)
+			vs_conn_check_stall(c);
 	}
 	vs_conn_log_summary(w);
 	if (w->idx == 0)
@@ -822,13 +858,26 @@ void *vs_worker_main(void *arg)
 				park(w);
 		}
 	}
-	/* Shutdown: close every connection (5.0: DISCONNECT 0x8B). */
+	vs_worker_shutdown(w);
+	vs_grace_offline(&w->gr);
+	return NULL;
+}
+
+void vs_worker_shutdown(struct vs_worker *w)
+{
+	/* Every connection is closed (5.0: DISCONNECT 0x8B). */
 	for (uint32_t i = 0; i < w->n_slots; i++)
 		if (w->conns[i])
 			vs_conn_close(w->conns[i], VS_RC_SERVER_SHUTTING_DOWN, "broker shutting down");
 	end_turn(w);
-	vs_grace_offline(&w->gr);
-	return NULL;
+}
+
+void vs_worker_poll(struct vs_worker *w)
+{
+	bool mail = mailbox_pending(w);
+	vs_loop_run_once(&w->loop, 0);
+	w->now_ms = vs_now_ms();
+	after_events(w, mail);
 }
 
 /* This worker's sockets for listener l: its own SO_REUSEPORT TCP sockets (the kernel spreads
@@ -855,6 +904,7 @@ int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err,
 		return -ENOMEM;
 	w->b = b;
 	w->idx = idx;
+	w->now_ms = vs_now_ms(); /* deadlines set before the first turn count from now, not 0 */
 	w->loop.epfd = -1;
 	int rc = vs_loop_init(&w->loop);
 	if (rc < 0) {

@@ -34,6 +34,7 @@ enum vs_mail_type {
 	VS_MAIL_TAKEOVER, /* pump then close connection (slot, conn_id); then RESUME the reply */
 	VS_MAIL_RESUME,   /* unpark connection (slot, conn_id): its CONNECT may proceed */
 	VS_MAIL_WAKE,     /* nothing: re-check state (stop) */
+	VS_MAIL_AUTH,     /* the password check of connection (slot, conn_id): reason 1 = good */
 };
 
 struct vs_mail {
@@ -170,6 +171,11 @@ void vs_worker_want_drain(struct vs_worker *w, struct vs_session *s);
 void vs_worker_bury(struct vs_worker *w, struct vs_conn *c);
 /* The live connection at slot with conn_id, or NULL. */
 struct vs_conn *vs_worker_conn(struct vs_worker *w, uint32_t slot, uint64_t conn_id);
+/* One loop turn that does not wait (what is ready now, mail, the end of the turn): for
+ * driving a worker without its thread (the server fuzzer). */
+void vs_worker_poll(struct vs_worker *w);
+/* Closes every connection of shard w and finishes the turn (at shutdown). */
+void vs_worker_shutdown(struct vs_worker *w);
 /* Pumps and closes a connection whose session another connection is taking over. */
 void vs_worker_takeover(struct vs_worker *w, uint32_t slot, uint64_t conn_id);
 

@@ -166,8 +166,11 @@ static int set_psk(struct vs_tls_ctx *c, const struct viesti_tls *o, char *err, 
 	c->psk_identity = strdup(o->psk_identity);
 	if (!c->psk_identity)
 		return -ENOMEM;
-	/* TLS 1.2 needs a PSK cipher suite; TLS 1.3 takes the key through the same callback. */
-	if (!SSL_CTX_set_cipher_list(c->ssl, "PSK"))
+	/* TLS 1.2 needs a PSK cipher suite. TLS 1.3 takes the key through the same callback but
+	 * ties it to SHA-256 suites: offering only those keeps a server that also has a certificate
+	 * (and prefers a SHA-384 suite) from going on with its certificate instead of the key. */
+	if (!SSL_CTX_set_cipher_list(c->ssl, "PSK") ||
+	    !SSL_CTX_set_ciphersuites(c->ssl, "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"))
 		return vs_tls_fail(err, errlen, "no PSK cipher suites");
 	SSL_CTX_set_psk_client_callback(c->ssl, psk_cb);
 	return 0;

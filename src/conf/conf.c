@@ -48,6 +48,7 @@ void vs_config_init(struct vs_config *c)
 	c->allow_zero_length_clientid = true;
 	c->auto_id_prefix = strdup("auto-");
 	c->max_keepalive = 65535;
+	c->auth_threads = 1;
 	c->connect_timeout = 10;
 	c->max_inflight_messages = 20;
 	c->max_queued_messages = 1000;
@@ -57,6 +58,8 @@ void vs_config_init(struct vs_config *c)
 	c->max_connecting_bytes = 64u << 20;
 	c->max_topic_levels = 200; /* Mosquitto's fixed limit */
 	c->max_retained_feed = 1000000;
+	c->global_max_connections = -1;
+	c->max_unsent_bytes = 64u << 20;
 	c->retain_available = true;
 	c->check_retain_source = true;
 	/* Viesti writes once per connection per loop turn, so Nagle's algorithm would only add

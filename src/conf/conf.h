@@ -89,6 +89,7 @@ struct vs_config {
 				    * localhost, where anonymous clients are allowed (Mosquitto 2.0) */
 
 	int threads; /* worker threads; 0 = one per core (Viesti extension) */
+	int auth_threads; /* password-checking threads, default 1 (Viesti extension) */
 	bool consolidate_threads; /* default true: one thread runs every shard at low load */
 
 	/* Security (global, or defaults when per_listener_settings is true). */
@@ -117,7 +118,11 @@ struct vs_config {
 	uint64_t max_inflight_bytes; /* 0 = unlimited */
 	int max_queued_messages;    /* default 1000; 0 = unlimited */
 	uint64_t max_queued_bytes;  /* 0 = unlimited */
-	uint64_t memory_limit;      /* bytes, 0 = unlimited */
+	uint64_t memory_limit;      /* bytes of resident memory, 0 = unlimited */
+	int global_max_connections; /* all listeners together, -1 = unlimited (Mosquitto 2.1) */
+	uint64_t max_unsent_bytes;  /* per connected client: its output buffer and queued
+				     * payloads; past it the client is disconnected. Default
+				     * 64 MiB, 0 = unlimited */
 	bool queue_qos0_messages;   /* default false */
 	bool retain_available;      /* default true */
 	bool upgrade_outgoing_qos;  /* default false */

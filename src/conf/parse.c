@@ -622,6 +622,7 @@ static int set_include_dir(struct parser *p, const struct directive *d, void *fi
 static const struct directive directives[] = {
 	/* General. */
 	GLOBAL("threads", set_int, threads, 0, 1024),
+	GLOBAL("auth_threads", set_int, auth_threads, 1, 64),
 	GLOBAL("consolidate_threads", set_bool, consolidate_threads, 0, 0),
 	SPECIAL("per_listener_settings", set_per_listener),
 	SPECIAL("include_dir", set_include_dir),
@@ -655,6 +656,8 @@ static const struct directive directives[] = {
 	GLOBAL("max_queued_messages", set_int, max_queued_messages, 0, INT32_MAX),
 	GLOBAL("max_queued_bytes", set_u64, max_queued_bytes, 0, INT64_MAX),
 	GLOBAL("memory_limit", set_u64, memory_limit, 0, INT64_MAX),
+	GLOBAL("global_max_connections", set_int, global_max_connections, -1, INT32_MAX),
+	GLOBAL("max_unsent_bytes", set_u64, max_unsent_bytes, 0, INT64_MAX),
 	GLOBAL("queue_qos0_messages", set_bool, queue_qos0_messages, 0, 0),
 	GLOBAL("retain_available", set_bool, retain_available, 0, 0),
 	GLOBAL("upgrade_outgoing_qos", set_bool, upgrade_outgoing_qos, 0, 0),

@@ -115,6 +115,8 @@ struct vs_session {
 	bool ended : 1;       /* removed from the registry; deliveries are dropped */
 	bool persisted : 1;   /* its SESSION record is in the store: changes are recorded */
 	bool acl_stale : 1;   /* a reload changed the ACLs: check what waits before sending it */
+	bool stalled;         /* its connection has not taken output for a while (atomic access:
+			       * set by the owner, read by publishers' workers) */
 	pthread_mutex_t lock;
 	char *username;  /* of the last connection (owned, NULL anonymous), for ACL checks */
 	const void *listener; /* the last connection's listener (the broker's, opaque here: its

@@ -145,3 +145,128 @@ write("codec_connect", [connect(3), connect(4), connect(5),
                         connect(5, pr=(p_str(0x15, "M"), p_str(0x16, b"D"), p_u8(0x19, 1))),
                         connect(4, flags=0x00, cid="x" * 200),
                         connect(3, cid="a" * 23)])
+
+
+def script(setup, *ops):
+    """A fuzz_server_mqtt input: a set-up byte, then (client, bytes) writes and hang-ups
+    (client | 0x80, None). Longer writes are split into 255-byte pieces."""
+    out = bytearray([setup])
+    for k, data in ops:
+        if data is None:
+            out.append(0x80 | k)
+            continue
+        for i in range(0, len(data), 255):
+            piece = data[i:i + 255]
+            out += bytes([k, len(piece)]) + piece
+    return bytes(out)
+
+
+def server_seeds():
+    v = lambda setup, k: 5 if (setup >> k) & 1 else 4
+    out = []
+    for setup in (0x00, 0x07, 0x05, 0x0F, 0x08):
+        p = lambda k: props() if v(setup, k) == 5 else b""
+        sub = lambda k, pid, *filters: pkt(0x82, struct.pack(">H", pid) + p(k) +
+                                           b"".join(s(f) + bytes([q]) for f, q in filters))
+        pub = lambda k, b0, topic, pid, payload: pkt(
+            b0, s(topic) + (struct.pack(">H", pid) if b0 & 0x06 else b"") + p(k) + payload)
+        out.append(script(setup,
+                          (1, sub(1, 1, ("a/+", 2), ("#", 1))),
+                          (0, pub(0, 0x30, "a/b", 0, b"zero")),
+                          (0, pub(0, 0x32, "a/b", 7, b"one")),
+                          (0, pub(0, 0x34, "a/b", 8, b"two")),
+                          (0, pkt(0x62, b"\x00\x08")),
+                          (1, pkt(0x40, b"\x00\x01")),
+                          (1, pkt(0x50, b"\x00\x02")),
+                          (1, pkt(0x62, b"\x00\x02")),
+                          (1, pkt(0x70, b"\x00\x02")),
+                          (2, pkt(0xC0, b"")),
+                          (2, pkt(0xE0, b""))))
+        out.append(script(setup,
+                          (0, pub(0, 0x31, "r/x", 0, b"kept")),
+                          (0, pub(0, 0x33, "r/y", 3, b"kept2")),
+                          (2, sub(2, 2, ("r/#", 1))),
+                          (2, pkt(0xA2, b"\x00\x03" + p(2) + s("r/#"))),
+                          (0, pub(0, 0x31, "r/x", 0, b"")),
+                          (1, sub(1, 4, ("$share/g/s/+", 1))),
+                          (2, sub(2, 5, ("$share/g/s/+", 0))),
+                          (0, pub(0, 0x32, "s/1", 9, b"shared")),
+                          (0, pub(0, 0x32, "s/2", 10, b"shared")),
+                          (1, None),
+                          (0, pub(0, 0x30, "s/3", 0, b"after"))))
+        out.append(script(setup,
+                          (1, sub(1, 1, ("big/#", 1))),
+                          (0, pub(0, 0x32, "big/" + "l/" * 40 + "x", 11, b"p" * 600)),
+                          (0, pub(0, 0x30, "big/1", 0, b"q" * 100)),
+                          (2, connect(v(setup, 2), cid="c1")),
+                          (0, None)))
+    # MQTT 5.0 only: topic aliases, flow control, AUTH and DISCONNECT with properties.
+    out.append(script(0x07,
+                      (1, pkt(0x82, b"\x00\x01" + props(b"\x0b\x05") + s("t/#") + b"\x16")),
+                      (0, pkt(0x32, s("t/a") + b"\x00\x01" + props(p_u16(0x23, 1)) + b"x")),
+                      (0, pkt(0x32, s("") + b"\x00\x02" + props(p_u16(0x23, 1)) + b"y")),
+                      (0, pkt(0x30, s("t/b") + props(p_u32(0x02, 1), p_str(0x08, "t/r"),
+                                                      p_user("k", "v")) + b"z")),
+                      (2, pkt(0xF0, b"\x19" + props(p_str(0x15, "SCRAM-SHA-256")))),
+                      (0, pkt(0xE0, b"\x04" + props(p_u32(0x11, 0)))),
+                      (1, pkt(0xE0, b"\x00\x00"))))
+    return out
+
+
+write("server_mqtt", server_seeds())
+
+
+def tls_script(setup, *ops):
+    """A fuzz_server_tls input: a set-up byte, then (client, kind, bytes-or-length)."""
+    out = bytearray([setup])
+    for k, kind, arg in ops:
+        if isinstance(arg, int):
+            out += bytes([k | kind << 1, arg])
+            continue
+        for i in range(0, len(arg), 255):
+            piece = arg[i:i + 255]
+            out += bytes([k | kind << 1, len(piece)]) + piece
+    return bytes(out)
+
+
+def client_hello():
+    """A real ClientHello, as Python's ssl module writes it (what a TLS client sends first)."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.set_alpn_protocols(["mqtt"])
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+def tls_seeds():
+    TLS, RAW, CLOSE, HANGUP, KEYUPDATE, BIG = range(6)
+    out = []
+    for setup in (0x00, 0x03, 0x43, 0x04, 0x06, 0x48, 0x20, 0x80, 0xA2):
+        v5 = setup & 0x80
+        pr = props() if v5 else b""
+        out.append(tls_script(setup,
+                              (0, TLS, pkt(0x32, s("a/b") + b"\x00\x07" + pr + b"hello")),
+                              (1, TLS, pkt(0x40, b"\x00\x01")),
+                              (0, BIG, 200),
+                              (0, KEYUPDATE, 0),
+                              (0, TLS, pkt(0xC0, b"")),
+                              (1, TLS, pkt(0x34, s("q") + b"\x00\x02" + pr + b"2")),
+                              (1, TLS, pkt(0x62, b"\x00\x02")),
+                              (1, RAW, b"\x17\x03\x03\x00\x10" + b"\x00" * 16),
+                              (0, CLOSE, 0),
+                              (0, HANGUP, 0)))
+    hello = client_hello()
+    out.append(tls_script(0x10, (0, RAW, hello), (1, BIG, 50), (0, HANGUP, 0)))
+    out.append(tls_script(0x10, (0, RAW, connect(4)), (1, TLS, pkt(0xC0, b""))))
+    out.append(tls_script(0x10, (0, RAW, b"\x16\x03\x01\xff\xff" + hello[5:]), (0, RAW, hello)))
+    out.append(tls_script(0x00, (1, RAW, b"\x15\x03\x03\x00\x02\x02\x28"),
+                          (0, TLS, pkt(0xE0, b""))))
+    return out
+
+
+write("server_tls", tls_seeds())

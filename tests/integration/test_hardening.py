@@ -36,7 +36,8 @@ class Prober:
 	"""A well-behaved client in a thread: a QoS 1 publish to a topic it subscribes to, then
 	waiting for the message, every 20 ms. stop() returns (round trips, longest in seconds)."""
 
-	def __init__(self, port, version=4):
+	def __init__(self, port, version=4, qos=1):
+		self.qos = qos
 		self.c = RawClient(port, version=version)
 		self.c.connect("prober-%d" % os.getpid())
 		self.topic = "probe/%d" % id(self)
@@ -51,14 +52,15 @@ class Prober:
 		try:
 			while not self.done.is_set():
 				t0 = time.monotonic()
-				self.c.publish(self.topic, b"ping", qos=1, wait=False)
-				got_ack = got_msg = False
+				self.c.publish(self.topic, b"ping", qos=self.qos, wait=False)
+				got_ack, got_msg = self.qos == 0, False
 				while not (got_ack and got_msg):
 					p = self.c.recv(timeout=10.0)
 					if p.type == PUBACK:
 						got_ack = True
 					elif p.type == PUBLISH:
-						self.c.puback(p.pid)
+						if p.qos:
+							self.c.puback(p.pid)
 						got_msg = True
 				self.rtts.append(time.monotonic() - t0)
 				self.done.wait(0.02)
