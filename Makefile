@@ -2,7 +2,8 @@
 #   make            build build/viesti and libviesti (RelWithDebInfo)
 #   make run        install missing packages, build, start the broker on localhost:1883
 #   make test       install missing packages, build with ASan+UBSan, run unit, integration and
-#                   brief fuzz tests
+#                   brief fuzz tests (integration tests in TEST_JOBS parallel pytest-xdist
+#                   workers, then those marked serial one at a time)
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS (default 60) each
 #   make bench      build and run the micro-benchmarks and a quick side-by-side with Mosquitto
 #                   (bench/compare without --quick for the full table)
@@ -19,6 +20,9 @@ FUZZ_BRIEF_SECONDS ?= 20
 JOBS ?= $(shell nproc)
 GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 PYTEST ?= /usr/bin/python3 -m pytest
+# pytest-xdist workers for the integration tests that may share the machine (most of them wait
+# on sockets more than they compute); those marked serial run afterwards, one at a time.
+TEST_JOBS ?= 4
 
 .PHONY: all build san run test unit integration fuzz fuzz-build fuzz-brief bench examples install clean deps
 
@@ -50,7 +54,8 @@ unit:
 
 integration:
 	[ -d tests/node_modules/mqtt ] || (cd tests && npm ci --no-audit --no-fund)
-	VIESTI_BIN=$(CURDIR)/$(SANBUILD)/viesti $(PYTEST) -q tests/integration
+	VIESTI_BIN=$(CURDIR)/$(SANBUILD)/viesti $(PYTEST) -q -n $(TEST_JOBS) -m "not serial" tests/integration
+	VIESTI_BIN=$(CURDIR)/$(SANBUILD)/viesti $(PYTEST) -q -m serial tests/integration
 
 $(FUZZBUILD)/CMakeCache.txt:
 	CC=clang cmake -S . -B $(FUZZBUILD) $(GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVS_FUZZ=ON

@@ -161,14 +161,16 @@ static int gen_build(struct vs_config *c, bool owns_conf, struct vs_gen **out, c
 /*
  * Workers listen with SO_REUSEPORT, which would also let a second broker (or anything else
  * with the option) share the port silently. A first bind without it fails when the port is
- * already taken, as a plain server's would.
+ * already taken, as a plain server's would. The probe binds without listening: a listening
+ * probe could take a client's connection in the moment before it is closed, and reset it.
  */
 static int probe_port(const struct vs_listener_conf *lc, char *err, size_t errlen)
 {
 	if (lc->socket_domain == AF_UNIX)
 		return 0; /* one socket for all workers: opened once, in open_unix() */
 	int fds[4];
-	int n = vs_listen_tcp(lc->bind_address, lc->port, lc->socket_domain, false, fds, 4, err,
+	int n = vs_listen_tcp(lc->bind_address, lc->port, lc->socket_domain, VS_LISTEN_BIND_ONLY,
+			      fds, 4, err,
 			      errlen);
 	for (int i = 0; i < n; i++)
 		close(fds[i]);

@@ -887,7 +887,7 @@ static int listen_fds(struct vs_listener *l, int *fds, char *err, size_t errlen)
 {
 	if (l->unix_fd < 0)
 		return vs_listen_tcp(l->conf->bind_address, l->conf->port, l->conf->socket_domain,
-				     true, fds, 4, err, errlen);
+				     VS_LISTEN_REUSEPORT, fds, 4, err, errlen);
 	fds[0] = fcntl(l->unix_fd, F_DUPFD_CLOEXEC, 0);
 	if (fds[0] < 0) {
 		snprintf(err, errlen, "%s: %s", l->name, strerror(errno));

@@ -12,7 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static int open_one(const struct addrinfo *ai, bool reuseport)
+static int open_one(const struct addrinfo *ai, unsigned flags)
 {
 	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
 			ai->ai_protocol);
@@ -20,11 +20,12 @@ static int open_one(const struct addrinfo *ai, bool reuseport)
 		return -errno;
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (reuseport)
+	if (flags & VS_LISTEN_REUSEPORT)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (ai->ai_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
+	    (!(flags & VS_LISTEN_BIND_ONLY) && listen(fd, 4096) < 0)) {
 		int e = -errno;
 		close(fd);
 		return e;
@@ -32,7 +33,7 @@ static int open_one(const struct addrinfo *ai, bool reuseport)
 	return fd;
 }
 
-int vs_listen_tcp(const char *host, int port, int domain, bool reuseport, int *fds, int max,
+int vs_listen_tcp(const char *host, int port, int domain, unsigned flags, int *fds, int max,
 		  char *err, size_t errlen)
 {
 	struct addrinfo hints = {.ai_family = domain, .ai_socktype = SOCK_STREAM,
@@ -52,7 +53,7 @@ int vs_listen_tcp(const char *host, int port, int domain, bool reuseport, int *f
 	}
 	int n = 0, last = 0;
 	for (struct addrinfo *ai = res; ai && n < max; ai = ai->ai_next) {
-		int fd = open_one(ai, reuseport);
+		int fd = open_one(ai, flags);
 		if (fd < 0) {
 			last = fd;
 			/* An address family the host lacks (no IPv6) is not fatal when another works. */

@@ -6,14 +6,22 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+enum {
+	/* SO_REUSEPORT: each worker opens its own socket on the same address and the kernel
+	 * spreads connections among them. */
+	VS_LISTEN_REUSEPORT = 1,
+	/* Bind only, never listen(): a probe that the port is free. A listening probe would
+	 * accept connections into its backlog and reset them when it is closed. */
+	VS_LISTEN_BIND_ONLY = 2,
+};
+
 /*
  * Opens non-blocking listening sockets for host:port ("host" NULL or "" = all addresses;
- * domain AF_UNSPEC = both IPv4 and IPv6). With reuseport, SO_REUSEPORT is set so that each
- * worker can open its own socket on the same address and the kernel spreads connections.
- * Writes up to max descriptors into fds; returns how many were opened (>= 1) or -errno, with a
- * description of the failure in err.
+ * domain AF_UNSPEC = both IPv4 and IPv6), with flags from the enum above (0 for a plain
+ * listener). Writes up to max descriptors into fds; returns how many were opened (>= 1) or
+ * -errno, with a description of the failure in err.
  */
-int vs_listen_tcp(const char *host, int port, int domain, bool reuseport, int *fds, int max,
+int vs_listen_tcp(const char *host, int port, int domain, unsigned flags, int *fds, int max,
 		  char *err, size_t errlen);
 
 /*

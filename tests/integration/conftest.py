@@ -45,6 +45,9 @@ TARGET, TARGET_BIN = _target()
 def pytest_configure(config):
 	config.addinivalue_line("markers",
 		"viesti_only: needs a Viesti feature or behaviour Mosquitto lacks; skipped for mosquitto")
+	config.addinivalue_line("markers",
+		"serial: loads the machine or measures round trips; `make integration` runs these "
+		"after the parallel part, one at a time")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -60,10 +63,35 @@ def pytest_collection_modifyitems(config, items):
 			item.add_marker(skip)
 
 
+# Ports for brokers come from below the kernel's ephemeral range (32768-60999 on Debian), so that
+# no client's source port can take one between free_port() and the broker's bind; each pytest-xdist
+# worker has its own slice, so that two workers never hand out the same port.
+PORT_BASE, PORT_SLICE = 20000, 1500
+_next_port = [0]
+
+
+def _port_slice():
+	worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # "gw3" under xdist, absent without
+	try:
+		index = int(worker.lstrip("gw"))
+	except ValueError:
+		index = 0
+	return PORT_BASE + (index % 8) * PORT_SLICE
+
+
 def free_port():
-	with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-		s.bind(("127.0.0.1", 0))
-		return s.getsockname()[1]
+	"""A 127.0.0.1 TCP port nobody listens on, from this worker's slice (round robin)."""
+	base = _port_slice()
+	for _ in range(PORT_SLICE):
+		port = base + _next_port[0] % PORT_SLICE
+		_next_port[0] += 1
+		with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+			try:
+				s.bind(("127.0.0.1", port))
+			except OSError:
+				continue
+			return port
+	raise RuntimeError("no free port in %d-%d" % (base, base + PORT_SLICE - 1))
 
 
 def wait_until(pred, timeout, interval=0.02, what="condition"):

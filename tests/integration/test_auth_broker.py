@@ -23,7 +23,7 @@ from conftest import TARGET_BIN, wait_until
 from mqtt_raw import AUTH, CONNACK, DISCONNECT, P, RawClient
 from test_hardening import Prober
 
-pytestmark = pytest.mark.viesti_only
+pytestmark = [pytest.mark.viesti_only, pytest.mark.serial]
 
 METHOD = "SCRAM-SHA-256"
 

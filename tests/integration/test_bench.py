@@ -18,6 +18,8 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 VIESTI = os.environ.get("VIESTI_BIN") or os.path.join(REPO, "build-san", "viesti")
 COMPARE = os.path.join(REPO, "bench", "compare")
 
+pytestmark = pytest.mark.serial  # it loads the machine
+
 needs_viesti = pytest.mark.skipif(not os.access(VIESTI, os.X_OK),
 	reason="no viesti binary at %s" % VIESTI)
 

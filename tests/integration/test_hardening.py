@@ -29,7 +29,7 @@ from conftest import TARGET_BIN, wait_until
 from mqtt_raw import (CONNACK, CONNECT, PUBACK, PUBLISH, SUBACK, Closed, P, RawClient, packet,
 	utf8, varint)
 
-pytestmark = pytest.mark.viesti_only
+pytestmark = [pytest.mark.viesti_only, pytest.mark.serial]
 
 
 class Prober:

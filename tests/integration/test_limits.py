@@ -16,7 +16,7 @@ from conftest import wait_until
 from mqtt_raw import CONNACK, PUBACK, PUBLISH, Closed, P, RawClient, varint
 from test_hardening import Prober
 
-pytestmark = pytest.mark.viesti_only
+pytestmark = [pytest.mark.viesti_only, pytest.mark.serial]
 
 
 @pytest.fixture

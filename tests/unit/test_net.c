@@ -395,15 +395,43 @@ static void test_listen_ipv4(void **state)
 	close(fds[0]);
 }
 
+/* The start-up probe binds without listening: it finds a taken port, and a client that
+ * connects while it is open is refused rather than queued (and reset when it closes). */
+static void test_listen_bind_only_probe(void **state)
+{
+	int a[1], p[1];
+	char err[256];
+
+	assert_int_equal(vs_listen_tcp("127.0.0.1", 0, AF_INET, VS_LISTEN_REUSEPORT, a, 1, err,
+				       sizeof(err)),
+			 1);
+	int port = local_port(a[0]);
+	assert_true(vs_listen_tcp("127.0.0.1", port, AF_INET, VS_LISTEN_BIND_ONLY, p, 1, err,
+				  sizeof(err)) < 0);
+	close(a[0]);
+
+	assert_int_equal(vs_listen_tcp("127.0.0.1", 0, AF_INET, VS_LISTEN_BIND_ONLY, p, 1, err,
+				       sizeof(err)),
+			 1);
+	port = local_port(p[0]);
+	int c = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof(sa)), -1);
+	assert_int_equal(errno, ECONNREFUSED);
+	close(c);
+	close(p[0]);
+}
+
 static void test_listen_reuseport(void **state)
 {
 	int a[1], b[1];
 	char err[256];
 
-	assert_int_equal(vs_listen_tcp("127.0.0.1", 0, AF_INET, true, a, 1, err, sizeof(err)), 1);
+	assert_int_equal(vs_listen_tcp("127.0.0.1", 0, AF_INET, VS_LISTEN_REUSEPORT, a, 1, err, sizeof(err)), 1);
 	int port = local_port(a[0]);
 	/* a second worker's socket on the same address */
-	assert_int_equal(vs_listen_tcp("127.0.0.1", port, AF_INET, true, b, 1, err, sizeof(err)),
+	assert_int_equal(vs_listen_tcp("127.0.0.1", port, AF_INET, VS_LISTEN_REUSEPORT, b, 1, err, sizeof(err)),
 			 1);
 	assert_int_equal(local_port(b[0]), port);
 	int one = 0;
@@ -555,6 +583,7 @@ int main(void)
 	    cmocka_unit_test(test_loop_wakeup_and_eintr),
 	    cmocka_unit_test(test_listen_ipv4),
 	    cmocka_unit_test(test_listen_reuseport),
+	    cmocka_unit_test(test_listen_bind_only_probe),
 	    cmocka_unit_test(test_listen_ipv6),
 	    cmocka_unit_test(test_listen_any),
 	    cmocka_unit_test(test_listen_errors),
