@@ -53,7 +53,7 @@ unit:
 	cd $(SANBUILD) && ctest --output-on-failure -j $(JOBS)
 
 integration:
-	[ -d tests/node_modules/mqtt ] || (cd tests && npm ci --no-audit --no-fund)
+	[ -d tests/node_modules/mqtt ] && [ -d tests/node_modules/playwright-core ] || (cd tests && npm ci --no-audit --no-fund)
 	VIESTI_BIN=$(CURDIR)/$(SANBUILD)/viesti $(PYTEST) -q -n $(TEST_JOBS) -m "not serial" tests/integration
 	VIESTI_BIN=$(CURDIR)/$(SANBUILD)/viesti $(PYTEST) -q -m serial tests/integration
 

@@ -267,6 +267,9 @@ struct viesti_options {
 	int log_level;         /* VIESTI_LOG_INFO: on_log gets lines at or below this level */
 	const struct viesti_tls *tls; /* NULL: plain TCP; else TLS as set there (default port
 				       * for MQTT over TLS: 8883, set it in `port`) */
+	const char *ws_path;   /* NULL: MQTT straight over TCP (or TLS). Else MQTT over WebSocket
+				* (RFC 6455; over TLS when tls is set: wss), upgrading at this
+				* request path, such as "/mqtt" */
 };
 
 void viesti_options_init(struct viesti_options *o);

@@ -5,6 +5,7 @@
 #include "broker/broker.h"
 
 #include <errno.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,34 @@ static void init_listener(struct vs_listener *l, const struct vs_listener_conf *
 	atomic_init(&l->connections, 0);
 	l->unix_fd = -1;
 	pthread_mutex_init(&l->tls_lock, NULL);
+}
+
+/* A WebSocket listener's settings, from the start-up configuration (which lives as long as the
+ * broker: a reload does not change listeners). http_dir must be a directory; its real path is
+ * what served files are checked against. */
+static int make_ws(const struct vs_config *c, struct vs_listener *l, char *err, size_t errlen)
+{
+	const struct vs_listener_conf *lc = l->conf;
+	struct vs_ws_server_conf *w = &l->ws_conf;
+	l->ws = true;
+	w->path = lc->websockets_path;
+	w->origins = (const char *const *)lc->websockets_origins.v;
+	w->n_origins = lc->websockets_origins.n;
+	w->proxies = (const char *const *)lc->websockets_trusted_proxies.v;
+	w->n_proxies = lc->websockets_trusted_proxies.n;
+	w->headers_max = c->websockets_headers_size > 0 ? (size_t)c->websockets_headers_size : 4096;
+	if (!lc->http_dir)
+		return 0;
+	struct stat sb;
+	char *real = realpath(lc->http_dir, NULL);
+	if (!real || stat(real, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+		snprintf(err, errlen, "listener %s: http_dir '%s': %s", l->name, lc->http_dir,
+			 real ? "not a directory" : strerror(errno));
+		free(real);
+		return VS_ECONF;
+	}
+	w->http_dir = real;
+	return 0;
 }
 
 static bool tls_listener(const struct vs_listener_conf *lc)
@@ -182,14 +211,6 @@ static int make_listeners(struct vs_broker *b, char *err, size_t errlen)
 	struct vs_config *c = b->conf;
 	if (vs_config_finish(c, 0) < 0)
 		return -ENOMEM;
-	for (size_t i = 0; i < c->n_listeners; i++) {
-		const struct vs_listener_conf *lc = &c->listeners[i];
-		if (lc->protocol != VS_LPROTO_MQTT) {
-			snprintf(err, errlen, "listener %d: websockets listeners are not supported yet",
-				 lc->port);
-			return VS_ECONF;
-		}
-	}
 	b->listeners = calloc(c->n_listeners, sizeof(*b->listeners));
 	if (!b->listeners)
 		return -ENOMEM;
@@ -206,6 +227,8 @@ static int make_listeners(struct vs_broker *b, char *err, size_t errlen)
 		}
 		if (rc == 0)
 			rc = make_tls(c, lc, &l->tls_ctx, err, errlen);
+		if (rc == 0 && lc->protocol == VS_LPROTO_WEBSOCKETS)
+			rc = make_ws(c, l, err, errlen);
 		if (rc < 0)
 			return rc;
 		l->tls = l->tls_ctx != NULL;
@@ -256,7 +279,9 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 	}
 	for (size_t i = 0; i < b->n_listeners; i++)
 		vs_log(log, VS_LOG_NOTICE, "listening on %s%s%s", b->listeners[i].name,
-		       b->listeners[i].tls ? " (TLS)" : "",
+		       b->listeners[i].ws ? (b->listeners[i].tls ? " (WebSocket over TLS)"
+								 : " (WebSocket)")
+		       : b->listeners[i].tls ? " (TLS)" : "",
 		       b->gen->secs[i].allow_anonymous ? " (anonymous clients allowed)" : "");
 	return 0;
 }
@@ -314,6 +339,7 @@ void vs_broker_fini(struct vs_broker *b)
 	for (size_t i = 0; i < b->n_listeners; i++) {
 		struct vs_listener *l = &b->listeners[i];
 		SSL_CTX_free(l->tls_ctx);
+		free((char *)l->ws_conf.http_dir);
 		pthread_mutex_destroy(&l->tls_lock);
 		if (l->unix_fd >= 0) {
 			close(l->unix_fd);

@@ -19,6 +19,7 @@
 #include "base/map.h"
 #include "broker/grace.h"
 #include "conf/conf.h"
+#include "net/ws.h"
 
 #include <openssl/ssl.h>
 
@@ -57,6 +58,9 @@ struct vs_listener {
 	pthread_mutex_t tls_lock; /* guards tls_ctx, which a reload replaces */
 	SSL_CTX *tls_ctx;       /* one reference; connections take their own */
 	atomic_int connections; /* current, for max_connections */
+	bool ws;                /* protocol websockets: ws_conf applies */
+	struct vs_ws_server_conf ws_conf; /* from conf, fixed at start-up (strings borrowed but
+					   * http_dir, the real path, owned) */
 };
 
 static inline const struct vs_listener_sec *vs_listener_sec(const struct vs_listener *l)

@@ -50,16 +50,30 @@ static int take_slot(struct vs_worker *w, struct vs_conn *c)
 	return 0;
 }
 
-/* The connection's transport: TLS when its listener has a context, else the plain stream. */
+/* The connection's transport: TLS when its listener has a context, else the plain stream; under
+ * a WebSocket on a websockets listener. */
 static int make_transport(struct vs_conn *c, struct vs_listener *l, int fd)
 {
+	struct vs_transport inner;
 	SSL_CTX *ctx = vs_listener_tls_get(l);
+	int rc = 0;
 	if (!ctx) {
-		vs_transport_accept_tcp(&c->tp, fd);
+		vs_transport_accept_tcp(&inner, fd);
+	} else {
+		rc = vs_transport_tls_accept(&inner, fd, ctx);
+		SSL_CTX_free(ctx); /* the session holds its own reference */
+		if (rc < 0)
+			return rc;
+	}
+	if (!l->ws) {
+		c->tp = inner;
 		return 0;
 	}
-	int rc = vs_transport_tls_accept(&c->tp, fd, ctx);
-	SSL_CTX_free(ctx); /* the session holds its own reference */
+	rc = vs_transport_ws_accept(&c->tp, &inner, &l->ws_conf);
+	if (rc < 0) {
+		inner.fd = -1; /* the caller closes fd */
+		inner.ops->close(&inner);
+	}
 	return rc;
 }
 
@@ -539,6 +553,13 @@ static int handshake(struct vs_conn *c)
 		snprintf(why, sizeof(why), "%s", transport_why(c, rc));
 		vs_conn_close(c, -1, why);
 		return -1;
+	}
+	const char *fwd = vs_transport_ws_forwarded(&c->tp);
+	if (fwd) {
+		/* Behind a trusted proxy, the client is who it says it forwarded. */
+		vs_log(c->w->b->log, VS_LOG_DEBUG, "connection from %s is %s (X-Forwarded-For)",
+		       c->addr, fwd);
+		snprintf(c->addr, sizeof(c->addr), "%s", fwd);
 	}
 	vs_conn_update_events(c);
 	if (vs_bytes_avail(&c->out))

@@ -35,6 +35,7 @@
 #include "broker/tls.h"
 #include "broker/worker.h"
 #include "net/tls.h"
+#include "net/ws.h"
 #include "session/session.h"
 
 static char *dup_buf(const struct vs_buf *b)
@@ -392,7 +393,7 @@ static int tls_username(struct vs_conn *c, const char **why)
 	const struct vs_listener_conf *lc = vs_listener_sec(c->listener)->conf;
 	if (!lc->use_identity_as_username && !lc->use_subject_as_username)
 		return 0;
-	SSL *ssl = vs_transport_tls_session(&c->tp);
+	SSL *ssl = vs_transport_tls_session(vs_transport_ws_inner(&c->tp));
 	char *u = ssl ? vs_tls_peer_username(ssl, lc->use_subject_as_username, why) : NULL;
 	if (!u)
 		return -1;

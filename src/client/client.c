@@ -69,6 +69,8 @@ static int check_options(const struct viesti_options *o)
 		return VIESTI_EINVAL;
 	if (o->version != VIESTI_V31 && o->version != VIESTI_V311 && o->version != VIESTI_V5)
 		return VIESTI_EINVAL;
+	if (o->ws_path && o->ws_path[0] != '/')
+		return VIESTI_EINVAL;
 	if (o->will_topic) {
 		if (o->will_qos < 0 || o->will_qos > 2 ||
 		    !vs_topic_name_valid((const uint8_t *)o->will_topic, strlen(o->will_topic)))
@@ -116,6 +118,7 @@ static int copy_options(struct viesti *v, const struct viesti_options *o)
 {
 	bool fail = false;
 	v->host = dup_or_null(o->host, &fail);
+	v->ws_path = dup_or_null(o->ws_path, &fail);
 	v->port = o->port;
 	v->version = o->version;
 	v->client_id = o->client_id ? dup_or_null(o->client_id, &fail) : make_client_id(v->rng);
@@ -225,6 +228,7 @@ static int init_loop(struct viesti *v)
 static void free_fields(struct viesti *v)
 {
 	free(v->host);
+	free(v->ws_path);
 	free(v->client_id);
 	free(v->username);
 	free(v->password);

@@ -20,6 +20,7 @@
 #include "client/props.h"
 #include "client/tls.h"
 #include "net/transport.h"
+#include "net/ws.h"
 #include "net/loop.h"
 #include "proto/client.h"
 #include "viesti.h"
@@ -65,6 +66,8 @@ struct viesti {
 	int connect_timeout_ms;
 	int log_level;
 	struct vs_tls_ctx *tls; /* NULL: plain TCP */
+	char *ws_path;          /* NULL: no WebSocket */
+	struct vs_ws_client_conf ws; /* ws_path's settings for the WebSocket transport */
 	struct vs_cli_scram *scram; /* enhanced authentication (auth_method), or NULL */
 
 	struct vs_cproto cp;  /* the protocol state machine and the session */

@@ -113,10 +113,23 @@ void vs_cli_start_attempt(struct viesti *v)
 {
 	v->state = VS_ST_TCP;
 	v->deadline_ms = vs_now_ms() + v->connect_timeout_ms;
-	v->tr.ops = v->tls ? &vs_transport_tls : &vs_transport_tcp;
+	const struct vs_transport_ops *ops = v->tls ? &vs_transport_tls : &vs_transport_tcp;
+	const void *conf = v->tls;
+	if (v->ws_path) {
+		v->ws = (struct vs_ws_client_conf){
+		    .inner = ops,
+		    .inner_conf = v->tls,
+		    .path = v->ws_path,
+		    .subprotocol = v->version == VS_V31 ? "mqttv3.1" : "mqtt",
+		};
+		ops = &vs_transport_ws;
+		conf = &v->ws;
+	}
+	v->tr.ops = ops;
 	v->tr.fd = -1;
-	vs_cli_log(v, VIESTI_LOG_DEBUG, "connecting to %s:%d", v->host, v->port);
-	int rc = v->tr.ops->open(&v->tr, v->tls, v->host, v->port);
+	vs_cli_log(v, VIESTI_LOG_DEBUG, "connecting to %s:%d%s%s", v->host, v->port,
+		   v->ws_path ? " over WebSocket at " : "", v->ws_path ? v->ws_path : "");
+	int rc = v->tr.ops->open(&v->tr, conf, v->host, v->port);
 	if (rc < 0) {
 		lost(v, rc);
 		return;

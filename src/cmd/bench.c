@@ -73,6 +73,8 @@ static void usage(FILE *f)
 	       "      --psk-identity ID TLS-PSK identity\n"
 	       "      --tls-resume      resume the first connection's TLS session in every later\n"
 	       "                        one (measures resumed handshakes: conn scenario)\n"
+	       "WebSocket (a Viesti listener with 'protocol websockets'; with the TLS flags, wss):\n"
+	       "      --ws-path PATH    MQTT over WebSocket, upgrading at PATH (\"/mqtt\")\n"
 	       "      --no-progress     no progress line (printed each second on a terminal)\n"
 	       "      --help            show this help\n\n"
 	       "Payloads carry the send time, publisher id and sequence number, so subscribers\n"
@@ -135,6 +137,7 @@ enum {
 	O_PSK,
 	O_PSKID,
 	O_RESUME,
+	O_WSPATH,
 };
 
 /* The TLS flags of viesti pub; a CA, a certificate, a PSK or the OS store turns TLS on. */
@@ -229,6 +232,13 @@ static int parse_opt(struct args *a, int ch)
 	case O_PREFIX:
 		c->prefix = optarg;
 		return 0;
+	case O_WSPATH:
+		if (optarg[0] != '/') {
+			fprintf(stderr, "viesti bench: --ws-path must start with '/'\n");
+			return -1;
+		}
+		c->ws_path = optarg;
+		return 0;
 	case O_JSON:
 		a->json = true;
 		return 0;
@@ -317,6 +327,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	    {"psk", required_argument, NULL, O_PSK},
 	    {"psk-identity", required_argument, NULL, O_PSKID},
 	    {"tls-resume", no_argument, NULL, O_RESUME},
+	    {"ws-path", required_argument, NULL, O_WSPATH},
 	    {0},
 	};
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
@@ -348,6 +359,7 @@ static int make_tls(struct args *a, struct vs_tls_ctx **out)
 	*out = NULL;
 	if (!a->port)
 		a->port = a->tls_on ? "8883" : "1883";
+	a->c.host = a->host;
 	if (!a->tls_on)
 		return 0;
 	char err[256];
@@ -357,7 +369,6 @@ static int make_tls(struct args *a, struct vs_tls_ctx **out)
 		return -1;
 	}
 	a->c.tls = *out;
-	a->c.host = a->host;
 	return 0;
 }
 
@@ -400,11 +411,13 @@ static void print_json(const struct args *a, const struct vs_bench_result *r, in
 	const struct vs_bench_conf *c = &a->c;
 	const struct vs_hist *h = &r->lat;
 	double m = r->m_seconds > 0 ? r->m_seconds : 1;
-	printf("{\"scenario\":\"%s\",\"ok\":%s,\"host\":\"%s\",\"port\":%s,\"tls\":%s,\"protocol\":%s,"
+	printf("{\"scenario\":\"%s\",\"ok\":%s,\"host\":\"%s\",\"port\":%s,\"tls\":%s,"
+	       "\"websocket\":%s,\"protocol\":%s,"
 	       "\"qos\":%d,\"payload\":%u,\"publishers\":%u,\"subscribers\":%u,\"threads\":%u,"
 	       "\"rate\":%g,\"window\":%u,\"duration_s\":%g,\"warmup_s\":%g,",
 	       scenario_names[c->scenario], rc == 0 ? "true" : "false", a->host, a->port,
-	       c->tls ? "true" : "false", c->version == VS_V5 ? "5" : "311", c->qos, c->payload, c->pubs, c->subs, c->threads,
+	       c->tls ? "true" : "false", c->ws_path ? "true" : "false",
+	       c->version == VS_V5 ? "5" : "311", c->qos, c->payload, c->pubs, c->subs, c->threads,
 	       c->rate, c->window, c->duration, c->warmup);
 	printf("\"connections\":%u,\"connected\":%llu,\"connect_failed\":%llu,\"connect_s\":%.6f,"
 	       "\"connect_per_s\":%.1f,",
@@ -446,7 +459,8 @@ static void print_header(const struct args *a)
 		printf("%g msg/s per publisher", c->rate);
 	else
 		printf("full speed (%s)", c->qos ? "window" : "output bound");
-	printf(", %u thread%s, %s:%s%s\n", c->threads, c->threads == 1 ? "" : "s", a->host, a->port,
+	printf(", %u thread%s, %s:%s%s%s%s\n", c->threads, c->threads == 1 ? "" : "s", a->host,
+	       a->port, c->ws_path ? " over WebSocket at " : "", c->ws_path ? c->ws_path : "",
 	       c->tls ? " over TLS" : "");
 }
 

@@ -35,6 +35,7 @@
  */
 #include "cmd/bench_run.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -55,10 +56,11 @@
 #include "base/error.h"
 #include "codec/codec.h"
 #include "net/loop.h"
+#include "net/ws.h"
 
 enum phase { P_SUBS, P_PUBS, P_RUN, P_STOP, P_BYE, P_EXIT };
 enum role { R_PUB, R_SUB, R_IDLE };
-enum cstate { C_NEW, C_TCP, C_TLS, C_CONNACK, C_SUBACK, C_READY, C_BYE, C_CLOSED };
+enum cstate { C_NEW, C_TCP, C_TLS, C_WS, C_CONNACK, C_SUBACK, C_READY, C_BYE, C_CLOSED };
 
 #define READ_CHUNK   (64 * 1024)
 #define MAX_PUB_ID   (1u << 20) /* trackers are not made for ids above this (foreign payloads) */
@@ -81,6 +83,7 @@ struct client {
 	bool blocked;  /* QoS 0 full speed: output over the bound, retried at the next tick */
 	uint32_t idx;  /* publisher id, or subscriber / idle index */
 	SSL *ssl;      /* TLS: the session on io.fd; NULL for plain TCP */
+	struct vs_transport *ws; /* --ws-path: the WebSocket over the socket (or ssl); else NULL */
 	struct vs_bytes in, out;
 	/* Publisher. */
 	uint8_t *tmpl; /* the encoded PUBLISH */
@@ -170,6 +173,11 @@ static void close_client(struct client *c)
 	if (c->io.fd < 0)
 		return;
 	vs_loop_del(&c->w->loop, &c->io);
+	if (c->ws) {
+		c->ws->ops->close(c->ws); /* the socket and the session stay ours */
+		free(c->ws);
+		c->ws = NULL;
+	}
 	vs_tls_session_free(c->ssl);
 	c->ssl = NULL;
 	close(c->io.fd);
@@ -207,7 +215,7 @@ static void fail(struct client *c, const char *what, int err)
 					    : "client",
 			 c->idx, what, err ? ": " : "", err ? vs_strerror(err) : "");
 	w->errors++;
-	if (c->state == C_TCP || c->state == C_TLS || c->state == C_CONNACK ||
+	if (c->state == C_TCP || c->state == C_TLS || c->state == C_WS || c->state == C_CONNACK ||
 	    c->state == C_SUBACK)
 		handshake_done(c, false);
 	close_client(c);
@@ -237,6 +245,12 @@ static void fail_io(struct client *c, const char *what, ssize_t err, const char 
  * VIESTI_ETLS with why filled). */
 static ssize_t write_out(struct client *c, char *why, size_t whylen)
 {
+	if (c->ws) {
+		ssize_t n = c->ws->ops->write(c->ws, vs_bytes_head(&c->out), vs_bytes_avail(&c->out));
+		if (n < 0)
+			snprintf(why, whylen, "%s", vs_transport_why(c->ws));
+		return n;
+	}
 	if (c->ssl)
 		return vs_tls_write(c->ssl, vs_bytes_head(&c->out), vs_bytes_avail(&c->out), why,
 				    whylen);
@@ -656,6 +670,12 @@ static ssize_t parse(struct client *c, const uint8_t *buf, size_t len, int64_t n
  * -EAGAIN, or an error (-errno, or VIESTI_ETLS with why filled). */
 static ssize_t read_in(struct client *c, uint8_t *dst, char *why, size_t whylen)
 {
+	if (c->ws) {
+		ssize_t n = c->ws->ops->read(c->ws, dst, READ_CHUNK);
+		if (n < 0)
+			snprintf(why, whylen, "%s", vs_transport_why(c->ws));
+		return n;
+	}
 	if (c->ssl)
 		return vs_tls_read(c->ssl, dst, READ_CHUNK, why, whylen);
 	ssize_t n = recv(c->io.fd, dst, READ_CHUNK, MSG_DONTWAIT);
@@ -779,6 +799,91 @@ static void mqtt_connect(struct client *c)
 	flush(c);
 }
 
+/* ---- --ws-path: MQTT over WebSocket ---- */
+
+/* The WebSocket transport runs over a borrowed transport: the client's own socket, or its TLS
+ * session, which the client keeps, resumes and closes itself. */
+static ssize_t borrowed_read(struct vs_transport *t, void *buf, size_t len)
+{
+	struct client *c = t->state;
+	if (c->ssl) {
+		char why[160];
+		return vs_tls_read(c->ssl, buf, len, why, sizeof(why));
+	}
+	ssize_t n = recv(c->io.fd, buf, len, MSG_DONTWAIT);
+	return n < 0 ? (errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno) : n;
+}
+
+static ssize_t borrowed_write(struct vs_transport *t, const void *buf, size_t len)
+{
+	struct client *c = t->state;
+	if (c->ssl) {
+		char why[160];
+		return vs_tls_write(c->ssl, buf, len, why, sizeof(why));
+	}
+	ssize_t n = send(c->io.fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	return n < 0 ? (errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno) : n;
+}
+
+static bool borrowed_more(const struct vs_transport *t)
+{
+	const struct client *c = t->state;
+	return c->ssl && SSL_has_pending(c->ssl);
+}
+
+static void borrowed_close(struct vs_transport *t)
+{
+	t->fd = -1;
+}
+
+static const struct vs_transport_ops borrowed = {
+	.name = "bench",
+	.read = borrowed_read,
+	.write = borrowed_write,
+	.close = borrowed_close,
+	.more = borrowed_more,
+};
+
+/* Steps the upgrade; waits for the event it asks for, then sends CONNECT. */
+static void ws_step(struct client *c)
+{
+	int rc = c->ws->ops->finish(c->ws);
+	if (rc == 0)
+		mqtt_connect(c);
+	else if (rc != -EAGAIN)
+		fail_io(c, "WebSocket upgrade", VIESTI_ETLS, vs_transport_why(c->ws));
+	else if (vs_loop_mod(&c->w->loop, &c->io, c->ws->wait) < 0)
+		fail(c, "epoll", -errno);
+}
+
+static void ws_start(struct client *c)
+{
+	const struct vs_bench_conf *cf = c->w->b->c;
+	struct vs_transport inner = {.ops = &borrowed, .state = c, .fd = c->io.fd};
+	int port = ntohs(cf->addr.ss_family == AF_INET6
+			     ? ((const struct sockaddr_in6 *)&cf->addr)->sin6_port
+			     : ((const struct sockaddr_in *)&cf->addr)->sin_port);
+	c->ws = calloc(1, sizeof(*c->ws));
+	if (!c->ws || vs_transport_ws_client(c->ws, &inner, cf->host ? cf->host : "localhost", port,
+					     cf->ws_path, NULL) < 0) {
+		free(c->ws);
+		c->ws = NULL;
+		fail(c, "out of memory", -ENOMEM);
+		return;
+	}
+	c->state = C_WS;
+	ws_step(c);
+}
+
+/* After TCP (and TLS): the upgrade, or straight to CONNECT. */
+static void transport_ready(struct client *c)
+{
+	if (c->w->b->c->ws_path)
+		ws_start(c);
+	else
+		mqtt_connect(c);
+}
+
 /* Steps the TLS handshake; waits for the event OpenSSL asks for, then sends CONNECT. */
 static void tls_step(struct client *c)
 {
@@ -786,7 +891,7 @@ static void tls_step(struct client *c)
 	char why[160];
 	int rc = vs_tls_handshake(c->ssl, &wait, why, sizeof(why));
 	if (rc == 0) {
-		mqtt_connect(c);
+		transport_ready(c);
 	} else if (rc != -EAGAIN) {
 		fail_io(c, "TLS handshake", rc, why);
 	} else if (vs_loop_mod(&c->w->loop, &c->io, wait) < 0) {
@@ -806,7 +911,7 @@ static void tcp_connected(struct client *c)
 		return;
 	}
 	if (!cf->tls) {
-		mqtt_connect(c);
+		transport_ready(c);
 		return;
 	}
 	char why[160];
@@ -830,6 +935,10 @@ static void on_io(struct vs_io *io, uint32_t events)
 	}
 	if (c->state == C_TLS) {
 		tls_step(c);
+		return;
+	}
+	if (c->state == C_WS) {
+		ws_step(c);
 		return;
 	}
 	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && read_input(c) < 0)

@@ -45,7 +45,10 @@ struct vs_bench_conf {
 	const struct vs_tls_ctx *tls; /* NULL: plain TCP; else every connection is TLS */
 	bool tls_resume;    /* TLS: resume the session of the first connection in every later one
 			     * (each generator thread keeps one) */
-	const char *host;   /* the broker's name, for SNI and the certificate check (TLS) */
+	const char *host;   /* the broker's name, for SNI and the certificate check (TLS), and
+			     * the WebSocket upgrade's Host */
+	const char *ws_path; /* NULL: MQTT over TCP (or TLS); else over WebSocket, upgrading at
+			      * this path */
 };
 
 struct vs_bench_result {

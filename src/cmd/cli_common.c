@@ -201,7 +201,7 @@ static int parse_property(struct vs_cli *c, int argc, char **argv, int *i)
 	return 1;
 }
 
-/* ---- -L mqtt(s)://[user[:pass]@]host[:port]/topic ---------------------------------------- */
+/* ---- -L mqtt(s)|ws(s)://[user[:pass]@]host[:port]/topic ----------------------------------- */
 
 static int parse_url(struct vs_cli *c, const char *url)
 {
@@ -210,11 +210,17 @@ static int parse_url(struct vs_cli *c, const char *url)
 	size_t skip = 0;
 	if (!strncasecmp(url, "mqtt://", 7)) {
 		skip = 7;
-	} else if (!strncasecmp(url, "mqtts://", 8)) {
+	} else if (!strncasecmp(url, "mqtts://", 8) || !strncasecmp(url, "wss://", 6)) {
 		/* As mosquitto_pub: TLS, trusting the system's CAs (and --cafile/--capath). */
-		skip = 8;
+		skip = url[0] == 'w' || url[0] == 'W' ? 6 : 8;
 		c->tls_on = true;
 		c->tls.os_certs = true;
+		c->ws_on = skip == 6;
+	} else if (!strncasecmp(url, "ws://", 5)) {
+		/* MQTT over WebSocket (a Viesti extension): the URL's path is still the topic; the
+		 * upgrade goes to --ws-path (default /mqtt). */
+		skip = 5;
+		c->ws_on = true;
 	} else {
 		fprintf(stderr, "Error: Unsupported URL scheme.\n");
 		return vs_cli_usage_hint(c);
@@ -369,6 +375,10 @@ int vs_cli_parse(struct vs_cli *c, int argc, char **argv, int *i)
 			return -1;
 		c->port = (int)n;
 		c->port_set = true;
+	} else if (is(a, NULL, "--ws-path")) {
+		if (!(c->ws_path = value(c, argc, argv, i, "path")))
+			return -1;
+		c->ws_on = true;
 	} else if (is(a, "-i", "--id")) {
 		if (!(c->id = value(c, argc, argv, i, "id")))
 			return -1;
@@ -448,6 +458,14 @@ static int check_tls(struct vs_cli *c)
 		fprintf(stderr, "Error: --psk-identity required if --psk used.\n");
 		return vs_cli_usage_hint(c);
 	}
+	if (c->ws_on && !c->ws_path)
+		c->ws_path = "/mqtt";
+	if (c->ws_on && c->ws_path[0] != '/') {
+		fprintf(stderr, "Error: --ws-path must start with '/'.\n");
+		return vs_cli_usage_hint(c);
+	}
+	if (c->ws_on && !c->port_set)
+		c->port = c->tls_on ? 443 : 80; /* RFC 6455's defaults for ws:// and wss:// */
 	/* As mosquitto_pub: port 8883 with no TLS flag is MQTT over TLS with the OS's CAs. */
 	if (c->port_set && c->port == 8883 && !c->tls_on) {
 		c->tls_on = true;
@@ -604,6 +622,7 @@ struct viesti *vs_cli_connect(struct vs_cli *c, struct viesti_callbacks *cb, voi
 		o.will_props = c->props[VS_PC_WILL];
 	}
 	o.tls = c->tls_on ? &c->tls : NULL;
+	o.ws_path = c->ws_on ? c->ws_path : NULL;
 	if (!cb->on_log)
 		cb->on_log = on_log;
 	int err;
@@ -711,7 +730,8 @@ void vs_cli_help_common(FILE *f)
 		" -I : define the client id as id_prefix appended with the process id.\n"
 		" -k : keep alive in seconds for this client. Defaults to 60.\n"
 		" -L : specify user, password, hostname, port and topic as a URL in the form:\n"
-		"      mqtt(s)://[username[:password]@]host[:port]/topic\n"
+		"      mqtt(s)://[username[:password]@]host[:port]/topic, or ws(s):// for MQTT over\n"
+		"      WebSocket (default ports 80 and 443; the upgrade goes to --ws-path).\n"
 		" -p : network port to connect to. Defaults to 1883 for plain MQTT and 8883 for MQTT\n"
 		"      over TLS.\n"
 		" -P : provide a password\n"
@@ -744,6 +764,8 @@ void vs_cli_help_common(FILE *f)
 		"              Do not use this option in a production environment.\n"
 		" --psk : pre-shared-key in hexadecimal (no leading 0x) to enable TLS-PSK mode.\n"
 		" --psk-identity : client identity string for TLS-PSK mode.\n"
+		" --ws-path : MQTT over WebSocket, upgrading at this request path (default /mqtt\n"
+		"             with ws:// or wss:// URLs). A Viesti extension.\n"
 		" --auth-method : SCRAM-SHA-256, MQTT v5 enhanced authentication with -u and -P:\n"
 		"                 the password never goes on the wire, and the broker must prove\n"
 		"                 it knows the credentials. Implies -V 5. A Viesti extension:\n"

@@ -77,6 +77,8 @@ struct vs_cli {
 	const char *url_topic;
 	bool port_set;       /* -p, or a port in -L */
 	bool tls_on;         /* TLS flags, mqtts:// or port 8883 turn it on, as in mosquitto_pub */
+	bool ws_on;          /* MQTT over WebSocket: ws://, wss:// or --ws-path */
+	const char *ws_path; /* the upgrade's request path, default "/mqtt" */
 	struct viesti_tls tls;
 	char last_err[512];  /* the library's last error line (TLS reasons), for the message */
 };

@@ -34,11 +34,35 @@ void vs_listener_conf_fini(struct vs_listener_conf *l)
 			 &l->password_file, &l->acl_file,       &l->cafile,      &l->capath,
 			 &l->certfile,      &l->keyfile,        &l->ciphers,     &l->ciphers_tls13,
 			 &l->dhparamfile,   &l->tls_version,    &l->crlfile,     &l->psk_hint,
-			 &l->psk_file,      &l->tls_engine,     &l->tls_engine_kpass_sha1};
+			 &l->psk_file,      &l->tls_engine,     &l->tls_engine_kpass_sha1,
+			 &l->http_dir,      &l->websockets_path};
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
 		free(*strs[i]);
 		*strs[i] = NULL;
 	}
+	vs_strlist_fini(&l->websockets_origins);
+	vs_strlist_fini(&l->websockets_trusted_proxies);
+}
+
+int vs_strlist_add(struct vs_strlist *l, const char *s)
+{
+	char **v = realloc(l->v, (l->n + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	l->v = v;
+	if (!(v[l->n] = strdup(s)))
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+void vs_strlist_fini(struct vs_strlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
 }
 
 void vs_config_init(struct vs_config *c)
@@ -50,6 +74,7 @@ void vs_config_init(struct vs_config *c)
 	c->max_keepalive = 65535;
 	c->auth_threads = 1;
 	c->connect_timeout = 10;
+	c->websockets_headers_size = 4096;
 	c->max_inflight_messages = 20;
 	c->max_queued_messages = 1000;
 	/* Limits a hostile client meets before any real one does (docs/security.md). */
@@ -190,6 +215,16 @@ static int validate_listener(const struct vs_config *c, size_t i, char *err, siz
 					    "'listener 0 /path/to/socket'");
 	if (l->socket_domain == AF_UNIX && l->protocol == VS_LPROTO_WEBSOCKETS)
 		return fail(err, errlen, l, "websockets on a unix socket, expected a TCP port");
+	if (l->protocol != VS_LPROTO_WEBSOCKETS &&
+	    (l->http_dir || l->websockets_path || l->websockets_origins.n ||
+	     l->websockets_trusted_proxies.n))
+		return fail(err, errlen, l, "'%s' on a listener without 'protocol websockets'",
+			    l->http_dir ? "http_dir" : l->websockets_path ? "websockets_path"
+						  : l->websockets_origins.n ? "websockets_origin"
+						  : "websockets_trusted_proxy");
+	if (l->websockets_path && l->websockets_path[0] != '/')
+		return fail(err, errlen, l, "websockets_path '%s', expected a path starting with '/'",
+			    l->websockets_path);
 	if (l->socket_domain == AF_UNIX && (l->certfile || l->psk_hint))
 		return fail(err, errlen, l, "TLS on a unix socket, expected a TCP port");
 	int rc = validate_tls(l, c, err, errlen);

@@ -39,6 +39,12 @@ enum vs_conf_fsync {
 	VS_CONF_FSYNC_INTERVAL = 2, /* fsync every persistence_fsync_interval_ms */
 };
 
+/* A directive that may be repeated: each line adds one value. */
+struct vs_strlist {
+	char **v;
+	size_t n;
+};
+
 struct vs_listener_conf {
 	char *bind_address;   /* host name or address; NULL = all interfaces. With port 0, the path
 				 of a unix socket (socket_domain is then AF_UNIX), as Mosquitto 2.0 */
@@ -79,6 +85,12 @@ struct vs_listener_conf {
 	bool require_certificate;
 	bool use_identity_as_username;
 	bool use_subject_as_username;
+
+	/* WebSocket (protocol websockets). */
+	char *http_dir;            /* serve static files from here, NULL = none */
+	char *websockets_path;     /* the one request path for upgrades, NULL = any (Viesti) */
+	struct vs_strlist websockets_origins; /* allowed Origin values, none = any (Viesti) */
+	struct vs_strlist websockets_trusted_proxies; /* peers whose X-Forwarded-For is believed */
 };
 
 struct vs_config {
@@ -104,6 +116,9 @@ struct vs_config {
 
 	/* Limits. */
 	int max_keepalive;          /* seconds, 0..65535, default 65535 */
+	int websockets_headers_size; /* longest HTTP request head on WebSocket listeners, bytes
+				      * (default 4096) */
+	int websockets_log_level;   /* libwebsockets' log level: read, and reported unused */
 	int connect_timeout;        /* seconds from accept to CONNECT (TLS handshake included),
 				     * default 10 */
 	uint32_t max_packet_size;   /* default 16 MiB; 0 = no limit (else >= 20) */
@@ -167,6 +182,10 @@ void vs_config_fini(struct vs_config *c);
 /* Default values for a new listener (port 1883, everything else unset). Owns nothing yet. */
 void vs_listener_conf_init(struct vs_listener_conf *l, const struct vs_config *c);
 void vs_listener_conf_fini(struct vs_listener_conf *l);
+
+/* Appends a copy of s. Returns 0 or -ENOMEM. */
+int vs_strlist_add(struct vs_strlist *l, const char *s);
+void vs_strlist_fini(struct vs_strlist *l);
 
 /*
  * Reads the file at path into c (which must have been vs_config_init()ed; directives add to or

@@ -185,6 +185,16 @@ static int set_string(struct parser *p, const struct directive *d, void *field, 
 	return 0;
 }
 
+/* A repeatable directive: each line adds its value (one token) to a struct vs_strlist. */
+static int set_strlist(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	char *tok = next_token(&args);
+	if (!tok)
+		return missing(p, d, "a value");
+	int rc = no_more(p, d, args);
+	return rc ? rc : vs_strlist_add(field, tok);
+}
+
 static int parse_bool(struct parser *p, const struct directive *d, char *args, bool *out)
 {
 	char *tok = next_token(&args);
@@ -644,6 +654,8 @@ static const struct directive directives[] = {
 	/* Limits and behaviour. */
 	GLOBAL("max_keepalive", set_int, max_keepalive, 0, 65535),
 	GLOBAL("connect_timeout", set_int, connect_timeout, 1, 3600),
+	GLOBAL("websockets_headers_size", set_int, websockets_headers_size, 0, 1048576),
+	GLOBAL("websockets_log_level", set_int, websockets_log_level, 0, 65535),
 	GLOBAL("max_packet_size", set_max_packet_size, max_packet_size, 0, 268435460),
 	GLOBAL("max_connect_packet_size", set_max_packet_size, max_connect_packet_size, 0,
 	       268435460),
@@ -687,6 +699,10 @@ static const struct directive directives[] = {
 	LISTENER("bind_interface", set_string, bind_interface, 0, 0),
 	LISTENER("socket_domain", set_socket_domain, socket_domain, 0, 0),
 	LISTENER("protocol", set_protocol, protocol, 0, 0),
+	LISTENER("http_dir", set_string, http_dir, 0, 0),
+	LISTENER("websockets_path", set_string, websockets_path, 0, 0),
+	LISTENER("websockets_origin", set_strlist, websockets_origins, 0, 0),
+	LISTENER("websockets_trusted_proxy", set_strlist, websockets_trusted_proxies, 0, 0),
 	LISTENER("max_connections", set_int, max_connections, -1, INT32_MAX),
 	LISTENER("mount_point", set_string, mount_point, 0, 0),
 	LISTENER("max_qos", set_int, max_qos, 0, 2),
@@ -721,9 +737,6 @@ static const struct directive directives[] = {
 	UNSUPPORTED("plugin_load"),
 	UNSUPPORTED("plugin_use"),
 	UNSUPPORTED("global_plugin"),
-	UNSUPPORTED("http_dir"),
-	UNSUPPORTED("websockets_log_level"),
-	UNSUPPORTED("websockets_headers_size"),
 	UNSUPPORTED("listener_allow_anonymous"),
 	UNSUPPORTED("listener_auto_id_prefix"),
 	UNSUPPORTED("accept_protocol_versions"),

@@ -1,5 +1,6 @@
 """Client helpers for the integration suite: paho-mqtt 1.6 clients with blocking waits, the
-mosquitto_pub/mosquitto_sub command-line clients, and MQTT.js 5 through node.
+mosquitto_pub/mosquitto_sub command-line clients, MQTT.js 5 through node, and pages in Debian's
+chromium (headless, driven by playwright-core).
 
 Every wait has a timeout; nothing sleeps a fixed time to let something happen.
 """
@@ -21,6 +22,9 @@ from mqtt_raw import RawClient
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE_MODULES = os.path.abspath(os.path.join(HERE, "..", "node_modules"))
 MQTTJS_RUNNER = os.path.join(HERE, "mqttjs_run.js")
+BROWSER_RUNNER = os.path.join(HERE, "browser_run.js")
+# MQTT.js's browser build (defines the global `mqtt`), for pages served to chromium.
+MQTTJS_BROWSER_BUNDLE = os.path.join(NODE_MODULES, "mqtt", "dist", "mqtt.min.js")
 
 PAHO_PROTOCOLS = {3: mqtt.MQTTv31, 4: mqtt.MQTTv311, 5: mqtt.MQTTv5}
 
@@ -242,5 +246,16 @@ def run_mqttjs(spec, timeout=20.0):
 	r = subprocess.run(["node", MQTTJS_RUNNER, json.dumps(spec)], capture_output=True,
 		timeout=timeout, env=env)
 	assert r.returncode == 0, "mqttjs runner failed (%d): %s %s" % (
+		r.returncode, r.stdout.decode()[-2000:], r.stderr.decode()[-2000:])
+	return json.loads(r.stdout.decode().strip().splitlines()[-1])
+
+
+def run_browser(spec, timeout=60.0):
+	"""Runs browser_run.js with a JSON spec (see that file): loads spec["url"] in headless chromium
+	until spec["wait_for"] is truthy; returns its JSON result ({ok, result, console, errors})."""
+	env = dict(os.environ, NODE_PATH=NODE_MODULES)
+	r = subprocess.run(["node", BROWSER_RUNNER, json.dumps(spec)], capture_output=True,
+		timeout=timeout, env=env)
+	assert r.returncode == 0, "browser runner failed (%d): %s %s" % (
 		r.returncode, r.stdout.decode()[-2000:], r.stderr.decode()[-2000:])
 	return json.loads(r.stdout.decode().strip().splitlines()[-1])

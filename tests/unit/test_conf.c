@@ -353,6 +353,12 @@ static void per_listener_directives_follow_the_last_listener(void **state)
 		      "mount_point tls/\n"
 		      "listener 9001\n"
 		      "protocol websockets\n"
+		      "http_dir /var/www\n"
+		      "websockets_path /mqtt\n"
+		      "websockets_origin https://a.example\n"
+		      "websockets_origin https://b.example\n"
+		      "websockets_trusted_proxy 10.0.0.1\n"
+		      "websockets_headers_size 8192\n"
 		      "socket_domain ipv6\n"
 		      "bind_interface eth0\n"
 		      "use_username_as_clientid true\n"
@@ -360,6 +366,14 @@ static void per_listener_directives_follow_the_last_listener(void **state)
 	assert_int_equal(c.n_listeners, 3);
 	assert_false(c.has_default_listener);
 	struct vs_listener_conf *a = &c.listeners[0], *b = &c.listeners[1], *w = &c.listeners[2];
+	assert_string_equal(w->http_dir, "/var/www");
+	assert_string_equal(w->websockets_path, "/mqtt");
+	assert_int_equal(w->websockets_origins.n, 2);
+	assert_string_equal(w->websockets_origins.v[1], "https://b.example");
+	assert_int_equal(w->websockets_trusted_proxies.n, 1);
+	assert_string_equal(w->websockets_trusted_proxies.v[0], "10.0.0.1");
+	assert_int_equal(c.websockets_headers_size, 8192);
+	assert_null(a->http_dir);
 	assert_int_equal(a->port, 1883);
 	assert_null(a->bind_address);
 	assert_int_equal(a->max_connections, 100);
@@ -501,7 +515,6 @@ static void error_not_supported_yet(void **state)
 		     "test.conf:1: 'plugin_opt_config_file' is not supported yet");
 	expect_error("auth_opt_backends mysql\n",
 		     "test.conf:1: 'auth_opt_backends' is not supported yet");
-	expect_error("http_dir /var/www\n", "test.conf:1: 'http_dir' is not supported yet");
 	expect_error("topic # both 0\n", "test.conf:1: 'topic' is not supported yet");
 	expect_error("allow_duplicate_messages false\n",
 		     "test.conf:1: 'allow_duplicate_messages false' is not supported yet");
@@ -645,6 +658,12 @@ static void validate_cross_field_checks(void **state)
 		 "listener 1883: defined twice, expected each port and address once"},
 		{"listener 0 /s\nprotocol websockets\n",
 		 "listener 0 /s: websockets on a unix socket, expected a TCP port"},
+		{"listener 8080\nhttp_dir /var/www\n",
+		 "listener 8080: 'http_dir' on a listener without 'protocol websockets'"},
+		{"listener 8080\nwebsockets_origin https://a.example\n",
+		 "listener 8080: 'websockets_origin' on a listener without 'protocol websockets'"},
+		{"listener 8080\nprotocol websockets\nwebsockets_path mqtt\n",
+		 "listener 8080: websockets_path 'mqtt', expected a path starting with '/'"},
 		{"persistence_file /var/db\n",
 		 "persistence_file '/var/db' contains '/', expected a file name (set the directory "
 		 "with persistence_location)"},

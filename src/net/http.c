@@ -1,0 +1,293 @@
+/*
+ * HTTP/1.1 request heads: see http.h. Every byte of the head is looked at once, in order; the
+ * outputs are views into the caller's buffer.
+ */
+#include "net/http.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include "base/error.h"
+
+/* tchar of RFC 9110 5.6.2: the characters of a method or a header name. */
+static bool is_tchar(unsigned char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return true;
+	if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z')
+		return true;
+	return ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+/* The end of the line that starts at p (the index of its LF), or -1 if it has not arrived.
+ * *cr is set when the LF follows a CR, which is then not part of the line. */
+static ssize_t line_end(const char *buf, size_t p, size_t len, bool *cr)
+{
+	const char *lf = memchr(buf + p, '\n', len - p);
+	if (!lf)
+		return -1;
+	size_t e = (size_t)(lf - buf);
+	*cr = e > p && buf[e - 1] == '\r';
+	return (ssize_t)e;
+}
+
+/* "METHOD SP TARGET SP HTTP/1.x" in buf[0..n). */
+static int parse_request_line(const char *buf, size_t n, struct vs_http_request *req)
+{
+	size_t i = 0;
+	while (i < n && is_tchar((unsigned char)buf[i]))
+		i++;
+	if (i == 0 || i >= n || buf[i] != ' ')
+		return VS_EPROTO;
+	req->method = buf;
+	req->method_len = i;
+	size_t t = ++i;
+	while (i < n && (unsigned char)buf[i] > ' ' && buf[i] != 0x7f)
+		i++;
+	if (i == t || i >= n || buf[i] != ' ')
+		return VS_EPROTO;
+	req->target = buf + t;
+	req->target_len = i - t;
+	i++;
+	if (n - i != 8 || memcmp(buf + i, "HTTP/1.", 7) != 0 || buf[i + 7] < '0' ||
+	    buf[i + 7] > '9')
+		return VS_EPROTO;
+	req->minor = buf[i + 7] - '0';
+	return 0;
+}
+
+/* "HTTP/1.x SP 3DIGIT SP reason" in buf[0..n). */
+static int parse_status_line(const char *buf, size_t n, struct vs_http_response *resp)
+{
+	if (n < 12 || memcmp(buf, "HTTP/1.", 7) != 0 || buf[7] < '0' || buf[7] > '9' ||
+	    buf[8] != ' ' || (n > 12 && buf[12] != ' '))
+		return VS_EPROTO;
+	int status = 0;
+	for (int i = 9; i < 12; i++) {
+		if (buf[i] < '0' || buf[i] > '9')
+			return VS_EPROTO;
+		status = status * 10 + buf[i] - '0';
+	}
+	resp->minor = buf[7] - '0';
+	resp->status = status;
+	return 0;
+}
+
+/* "Name: value" in buf[0..n), appended to headers[*n_headers]. */
+static int parse_header(const char *buf, size_t n, struct vs_http_header *headers,
+			size_t *n_headers)
+{
+	size_t i = 0;
+	while (i < n && is_tchar((unsigned char)buf[i]))
+		i++;
+	/* No whitespace between the name and the colon (RFC 9112 5.1): a request smuggling
+	 * vector, refused as RFC 9112 says a server must. */
+	if (i == 0 || i >= n || buf[i] != ':')
+		return VS_EPROTO;
+	size_t vs = i + 1, ve = n;
+	while (vs < ve && (buf[vs] == ' ' || buf[vs] == '\t'))
+		vs++;
+	while (ve > vs && (buf[ve - 1] == ' ' || buf[ve - 1] == '\t'))
+		ve--;
+	for (size_t k = vs; k < ve; k++) {
+		unsigned char ch = (unsigned char)buf[k];
+		if ((ch < ' ' && ch != '\t') || ch == 0x7f)
+			return VS_EPROTO;
+	}
+	if (*n_headers == VS_HTTP_MAX_HEADERS)
+		return VS_ETOOBIG;
+	struct vs_http_header *h = &headers[(*n_headers)++];
+	h->name = buf;
+	h->name_len = i;
+	h->value = buf + vs;
+	h->value_len = ve - vs;
+	return 0;
+}
+
+/* The head at buf[0..len): the first line goes to first(buf, n, arg), the headers to headers[]. */
+static ssize_t parse_head(const char *buf, size_t len, int (*first_line)(const char *, size_t,
+									  void *),
+			  void *arg, struct vs_http_header *headers, size_t *n_headers)
+{
+	*n_headers = 0;
+	size_t p = 0;
+	/* RFC 9112 2.2: empty lines before the request line are ignored. */
+	while (p < len && (buf[p] == '\r' || buf[p] == '\n')) {
+		if (buf[p] == '\r' && (p + 1 >= len || buf[p + 1] != '\n'))
+			return p + 1 >= len ? 0 : VS_EPROTO;
+		p += buf[p] == '\r' ? 2 : 1;
+	}
+	bool first = true;
+	for (;;) {
+		bool cr;
+		ssize_t e = line_end(buf, p, len, &cr);
+		if (e < 0)
+			return 0;
+		size_t n = (size_t)e - p - (cr ? 1 : 0);
+		if (memchr(buf + p, '\r', n))
+			return VS_EPROTO; /* a bare CR inside a line */
+		if (n == 0)
+			return first ? VS_EPROTO : (ssize_t)e + 1;
+		int rc;
+		if (first)
+			rc = first_line(buf + p, n, arg);
+		else if (buf[p] == ' ' || buf[p] == '\t')
+			rc = VS_EPROTO; /* obsolete line folding */
+		else
+			rc = parse_header(buf + p, n, headers, n_headers);
+		if (rc < 0)
+			return rc;
+		first = false;
+		p = (size_t)e + 1;
+	}
+}
+
+static int request_line(const char *buf, size_t n, void *arg)
+{
+	return parse_request_line(buf, n, arg);
+}
+
+static int status_line(const char *buf, size_t n, void *arg)
+{
+	return parse_status_line(buf, n, arg);
+}
+
+ssize_t vs_http_parse_request(const char *buf, size_t len, struct vs_http_request *req)
+{
+	return parse_head(buf, len, request_line, req, req->headers, &req->n_headers);
+}
+
+ssize_t vs_http_parse_response(const char *buf, size_t len, struct vs_http_response *resp)
+{
+	return parse_head(buf, len, status_line, resp, resp->headers, &resp->n_headers);
+}
+
+const struct vs_http_header *vs_http_find(const struct vs_http_header *headers, size_t nh,
+					  const char *name)
+{
+	size_t n = strlen(name);
+	for (size_t i = 0; i < nh; i++) {
+		const struct vs_http_header *h = &headers[i];
+		if (h->name_len == n && strncasecmp(h->name, name, n) == 0)
+			return h;
+	}
+	return NULL;
+}
+
+bool vs_http_has_token(const struct vs_http_header *h, const char *token)
+{
+	if (!h)
+		return false;
+	size_t tn = strlen(token);
+	const char *v = h->value, *end = h->value + h->value_len;
+	while (v < end) {
+		while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+			v++;
+		const char *s = v;
+		while (v < end && *v != ',')
+			v++;
+		const char *e = v;
+		while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if ((size_t)(e - s) == tn && strncasecmp(s, token, tn) == 0)
+			return true;
+	}
+	return false;
+}
+
+bool vs_http_method_is(const struct vs_http_request *req, const char *m)
+{
+	size_t n = strlen(m);
+	return req->method_len == n && memcmp(req->method, m, n) == 0;
+}
+
+static int hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	ch = (char)(ch | 0x20);
+	return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+ssize_t vs_http_path(const char *target, size_t len, char *out, size_t cap)
+{
+	if (len == 0 || target[0] != '/')
+		return VS_EPROTO;
+	size_t o = 0;
+	for (size_t i = 0; i < len && target[i] != '?' && target[i] != '#'; i++) {
+		char ch = target[i];
+		if (ch == '%') {
+			int hi = i + 2 < len ? hexval(target[i + 1]) : -1;
+			int lo = hi >= 0 ? hexval(target[i + 2]) : -1;
+			if (lo < 0)
+				return VS_EPROTO;
+			ch = (char)(hi << 4 | lo);
+			i += 2;
+		}
+		if (ch == '\0' || ch == '\\')
+			return VS_EPROTO;
+		if (o + 1 >= cap)
+			return VS_ETOOBIG;
+		out[o++] = ch;
+	}
+	out[o] = '\0';
+	/* Segments "." and ".." (after decoding: "%2e%2e" too) could name a file outside. */
+	for (const char *s = out; (s = strchr(s, '/')) != NULL; s++) {
+		if (s[1] == '.' && (s[2] == '/' || s[2] == '\0'))
+			return VS_EPROTO;
+		if (s[1] == '.' && s[2] == '.' && (s[3] == '/' || s[3] == '\0'))
+			return VS_EPROTO;
+	}
+	return (ssize_t)o;
+}
+
+const char *vs_http_content_type(const char *name)
+{
+	static const char *const types[][2] = {
+	    {"html", "text/html; charset=utf-8"},
+	    {"htm", "text/html; charset=utf-8"},
+	    {"js", "text/javascript; charset=utf-8"},
+	    {"mjs", "text/javascript; charset=utf-8"},
+	    {"css", "text/css; charset=utf-8"},
+	    {"json", "application/json"},
+	    {"map", "application/json"},
+	    {"txt", "text/plain; charset=utf-8"},
+	    {"svg", "image/svg+xml"},
+	    {"png", "image/png"},
+	    {"jpg", "image/jpeg"},
+	    {"jpeg", "image/jpeg"},
+	    {"gif", "image/gif"},
+	    {"webp", "image/webp"},
+	    {"ico", "image/x-icon"},
+	    {"wasm", "application/wasm"},
+	    {"woff", "font/woff"},
+	    {"woff2", "font/woff2"},
+	    {"xml", "application/xml"},
+	    {"pdf", "application/pdf"},
+	};
+	const char *slash = strrchr(name, '/');
+	const char *dot = strrchr(slash ? slash : name, '.');
+	if (dot)
+		for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+			if (strcasecmp(dot + 1, types[i][0]) == 0)
+				return types[i][1];
+	return "application/octet-stream";
+}
+
+const char *vs_http_reason(int status)
+{
+	switch (status) {
+	case 101: return "Switching Protocols";
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 414: return "URI Too Long";
+	case 426: return "Upgrade Required";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Error";
+	}
+}
