@@ -277,6 +277,10 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 		if (rc < 0)
 			return rc;
 	}
+	if (conf->websockets_log_level)
+		vs_log(log, VS_LOG_NOTICE, "websockets_log_level %d has no effect: it sets "
+		       "libwebsockets' logging, and Viesti's own WebSocket code logs through "
+		       "log_type like the rest", conf->websockets_log_level);
 	for (size_t i = 0; i < b->n_listeners; i++)
 		vs_log(log, VS_LOG_NOTICE, "listening on %s%s%s", b->listeners[i].name,
 		       b->listeners[i].ws ? (b->listeners[i].tls ? " (WebSocket over TLS)"

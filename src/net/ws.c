@@ -171,6 +171,22 @@ static bool close_code_valid(unsigned c)
 	return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999);
 }
 
+/* RFC 6455 7.1.6: a close reason is UTF-8, in which U+0000 is a valid character; vs_utf8_valid()
+ * refuses it (as MQTT strings must), so the pieces between zero bytes are checked instead. A
+ * zero byte is never inside a valid multi-byte sequence, so the split changes nothing else. */
+static bool reason_valid(const uint8_t *p, size_t n)
+{
+	const uint8_t *end = p + n;
+	while (p < end) {
+		const uint8_t *z = memchr(p, 0, (size_t)(end - p));
+		size_t k = z ? (size_t)(z - p) : (size_t)(end - p);
+		if (!vs_utf8_valid(p, k))
+			return false;
+		p += k + (z != NULL);
+	}
+	return true;
+}
+
 /* A control frame's payload is all in d->ctl: acts on it. */
 static ssize_t control_done(struct vs_ws_dec *d)
 {
@@ -185,7 +201,7 @@ static ssize_t control_done(struct vs_ws_dec *d)
 			unsigned code = (unsigned)d->ctl[0] << 8 | d->ctl[1];
 			if (!close_code_valid(code))
 				return fail(d, VS_WS_PROTOCOL_ERROR, "close frame with an invalid code");
-			if (!vs_utf8_valid(d->ctl + 2, d->ctl_len - 2u))
+			if (!reason_valid(d->ctl + 2, d->ctl_len - 2u))
 				return fail(d, VS_WS_INVALID_DATA, "close reason is not UTF-8");
 			d->close_code = (uint16_t)code;
 		}
@@ -293,6 +309,7 @@ struct ws_state {
 	/* Server. */
 	const struct vs_ws_server_conf *conf;
 	enum after after;
+	bool served;            /* the response is a file (200): closing after it is no failure */
 	int file_fd;            /* a file being served, or -1 */
 	off_t file_left;
 	char fwd[48];           /* the client's address from X-Forwarded-For */
@@ -360,14 +377,16 @@ static uint64_t next_rand(struct ws_state *st)
 static size_t put_frame(struct ws_state *st, uint8_t *out, enum vs_ws_opcode op, const uint8_t *p,
 			size_t n)
 {
+	if (st->server) {
+		size_t h = vs_ws_header(out, op, true, n, NULL);
+		memcpy(out + h, p, n);
+		return h;
+	}
 	uint8_t key[4];
 	uint32_t r = (uint32_t)next_rand(st);
 	memcpy(key, &r, 4);
-	size_t h = vs_ws_header(out, op, true, n, st->server ? NULL : key);
-	if (st->server)
-		memcpy(out + h, p, n);
-	else
-		vs_ws_mask(out + h, p, n, key, 0);
+	size_t h = vs_ws_header(out, op, true, n, key);
+	vs_ws_mask(out + h, p, n, key, 0);
 	return h;
 }
 
@@ -453,6 +472,7 @@ static int refuse(struct ws_state *st, int status, const char *extra, const char
 	       extra ? extra : "", n, body);
 	snprintf(st->err, sizeof(st->err), "HTTP %d (%s)", status, why);
 	st->after = AFTER_CLOSE;
+	st->served = false;
 	st->phase = PH_RESPOND;
 	return 0;
 }
@@ -603,9 +623,15 @@ static int serve_file(struct ws_state *st, const struct vs_http_request *req, co
 	struct stat sb;
 	int fd = open_file(st->conf->http_dir, path, &sb);
 	if (fd == -EISDIR) {
-		if (respond(st, 301) < 0)
+		/* The Location is the target's path as sent, then "/": the decoded path would lose
+		 * what %3F, %23 or %25 stood for and could put control characters in the header; and
+		 * room is made for it, as a long one does not fit in HEAD_ROOM. */
+		size_t n = 0;
+		while (n < req->target_len && req->target[n] != '?' && req->target[n] != '#')
+			n++;
+		if (respond(st, 301) < 0 || tx_reserve(st, HEAD_ROOM + n) < 0)
 			return -ENOMEM;
-		append(st, "Location: %s/\r\nContent-Length: 0\r\n\r\n", path);
+		append(st, "Location: %.*s/\r\nContent-Length: 0\r\n\r\n", (int)n, req->target);
 		st->after = AFTER_NEXT;
 		st->phase = PH_RESPOND;
 		return 0;
@@ -628,7 +654,8 @@ static int serve_file(struct ws_state *st, const struct vs_http_request *req, co
 		st->file_fd = fd;
 		st->file_left = sb.st_size;
 	}
-	snprintf(st->err, sizeof(st->err), "HTTP %s %s: 200", head ? "HEAD" : "GET", path);
+	snprintf(st->err, sizeof(st->err), "HTTP %s %.150s: 200", head ? "HEAD" : "GET", path);
+	st->served = true;
 	st->after = keep ? AFTER_NEXT : AFTER_CLOSE;
 	st->phase = PH_RESPOND;
 	return 0;
@@ -763,7 +790,7 @@ static int server_respond(struct vs_transport *t, struct ws_state *st)
 		close(st->file_fd);
 	st->file_fd = -1;
 	if (st->after == AFTER_CLOSE)
-		return st->err[0] == 'H' && strstr(st->err, ": 200") ? VS_ECLOSED : VS_EPROTO;
+		return st->served ? VS_ECLOSED : VS_EPROTO; /* a file served, or a refusal */
 	if (st->after == AFTER_UP)
 		return go_up(t, st);
 	st->err[0] = '\0';
@@ -839,7 +866,8 @@ static struct ws_state *state_new(bool server)
 	st->server = server;
 	st->file_fd = -1;
 	st->inner.fd = -1;
-	if (RAND_bytes((uint8_t *)&st->rng, sizeof(st->rng)) != 1 || !st->rng)
+	/* Masking keys, for a client only: a server never masks. */
+	if (!server && (RAND_bytes((uint8_t *)&st->rng, sizeof(st->rng)) != 1 || !st->rng))
 		st->rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)st;
 	return st;
 }

@@ -270,3 +270,113 @@ def tls_seeds():
 
 
 write("server_tls", tls_seeds())
+
+
+def http_seeds():
+    """fuzz_net_http inputs: upgrade requests as browsers and MQTT clients send them, file
+    requests, answers to an upgrade, and near misses the parser must refuse."""
+    crlf = lambda *lines: ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return [
+        crlf("GET /mqtt HTTP/1.1", "Host: localhost:8080", "Connection: Upgrade",
+             "Pragma: no-cache", "Cache-Control: no-cache",
+             "User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0 Safari/537.36",
+             "Upgrade: websocket", "Origin: http://localhost:8080",
+             "Sec-WebSocket-Version: 13", "Accept-Encoding: gzip, deflate, br",
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+             "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits",
+             "Sec-WebSocket-Protocol: mqtt"),
+        crlf("GET / HTTP/1.1", "Sec-WebSocket-Version: 13",
+             "Sec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==", "Connection: keep-alive, Upgrade",
+             "Upgrade: websocket", "Sec-WebSocket-Protocol: mqttv3.1, mqtt", "Host: h:9001",
+             "X-Forwarded-For: 203.0.113.7, 10.0.0.1"),
+        crlf("GET /index.html HTTP/1.1", "Host: h", "Connection: keep-alive",
+             "Accept: text/html,*/*;q=0.8") + crlf("HEAD /app.js?v=3 HTTP/1.1", "Host: h"),
+        crlf("GET /static/a%20b.js?x=%2e%2e HTTP/1.1", "Host: h", "Content-Length: 0"),
+        b"GET /dir/ HTTP/1.1\nHost: h\nConnection: close\n\n",
+        b"\r\n\nGET / HTTP/1.0\r\n\r\n",
+        crlf("GET /mqtt HTTP/1.1", "Host: h", "Upgrade: websocket", "Connection: Upgrade",
+             "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==", "Sec-WebSocket-Version: 13")
+        + b"\x82\x82\x01\x02\x03\x04\xc1\x02",
+        crlf("HTTP/1.1 101 Switching Protocols", "Upgrade: websocket", "Connection: Upgrade",
+             "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+             "Sec-WebSocket-Protocol: mqtt"),
+        crlf("HTTP/1.1 400 Bad Request", "Content-Type: text/plain; charset=utf-8",
+             "Content-Length: 12", "Connection: close") + b"bad request\n",
+        b"HTTP/1.0 404\n\n",
+        crlf("GET / HTTP/1.1", "Host : h"),
+        crlf("GET / HTTP/1.1", "X: a", " folded"),
+        crlf("GET /%2e%2e/etc/passwd HTTP/1.1", "Host: h"),
+        crlf("GET /a/./b\\c%00 HTTP/1.1", "Host: h"),
+        crlf("GET / HTTP/2.0", "Host: h"),
+        crlf("GET / HTTP/1.1", "X: a\rb", "Y: \x01"),
+        crlf("GET / HTTP/1.1", *["H%d: v" % i for i in range(66)]),
+    ]
+
+
+write("net_http", http_seeds())
+
+
+WS_KEY = b"\x37\xfa\x21\x3d"
+
+
+def ws_frame(op, payload=b"", fin=True, key=None, b0=None):
+    """A WebSocket frame (RFC 6455 5.2), masked with key when one is given."""
+    n = len(payload)
+    out = bytearray([b0 if b0 is not None else (0x80 if fin else 0) | op])
+    m = 0x80 if key else 0
+    if n < 126:
+        out.append(m | n)
+    elif n <= 0xFFFF:
+        out += bytes([m | 126]) + struct.pack(">H", n)
+    else:
+        out += bytes([m | 127]) + struct.pack(">Q", n)
+    if key:
+        out += key
+        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return bytes(out) + payload
+
+
+def ws_seeds():
+    """fuzz_net_ws inputs: a set-up byte (bit 0 server, bit 1 a script of frames to build,
+    bits 2-7 how reads are cut), then the stream or the script."""
+    BIN, CONT, TEXT, CLOSE, PING, PONG = 2, 0, 1, 8, 9, 10
+    out = []
+    for setup in (0x01, 0x05, 0x09, 0x0D, 0x1D, 0x41, 0xFD):
+        k = WS_KEY
+        out.append(bytes([setup]) + ws_frame(BIN, connect(4), key=k)
+                   + ws_frame(BIN, pkt(0x82, b"\x00\x01" + s("a/#") + b"\x01"), key=k)
+                   + ws_frame(PING, b"hi", key=k)
+                   + ws_frame(BIN, pkt(0x30, s("a/b") + b"x" * 300)[:100], fin=False, key=k)
+                   + ws_frame(PONG, b"", key=k)
+                   + ws_frame(CONT, pkt(0x30, s("a/b") + b"x" * 300)[100:], key=k)
+                   + ws_frame(CLOSE, struct.pack(">H", 1000) + b"bye", key=k))
+    for setup in (0x00, 0x04, 0x10, 0x3C):
+        out.append(bytes([setup]) + ws_frame(BIN, b"\x20\x02\x00\x00")
+                   + ws_frame(BIN, pkt(0x30, s("t") + b"p" * 700))
+                   + ws_frame(PING) + ws_frame(CLOSE, struct.pack(">H", 1001)))
+    # Headers cut short, and errors: each stream's last frame fails.
+    out.append(b"\x01" + ws_frame(BIN, b"x" * 200, key=WS_KEY)[:5])
+    out.append(b"\x00" + bytes([0x82, 0x7F]) + struct.pack(">Q", 1 << 40) + b"abc")
+    out.append(b"\x01" + ws_frame(TEXT, b"{}", key=WS_KEY))
+    out.append(b"\x01" + ws_frame(BIN, b"x", b0=0xC2, key=WS_KEY))
+    out.append(b"\x01" + ws_frame(BIN, b"unmasked"))
+    out.append(b"\x00" + ws_frame(BIN, b"masked", key=WS_KEY))
+    out.append(b"\x00" + ws_frame(CONT, b"x"))
+    out.append(b"\x00" + ws_frame(BIN, b"a", fin=False) + ws_frame(BIN, b"b"))
+    out.append(b"\x00" + ws_frame(PING, b"p", fin=False))
+    out.append(b"\x00" + bytes([0x89, 0x7E, 0x00, 0x7E]) + b"p" * 126)
+    out.append(b"\x00" + bytes([0x82, 0x7E, 0x00, 0x10]) + b"p" * 16)
+    out.append(b"\x00" + ws_frame(CLOSE, b"\x03"))
+    out.append(b"\x00" + ws_frame(CLOSE, struct.pack(">H", 1005)))
+    out.append(b"\x00" + ws_frame(CLOSE, struct.pack(">H", 1000) + b"\xc0\x80"))
+    # Scripts (see build() in fuzz_net_ws.c): data 0..3 (FIN 8, 16-bit 0x10, 64-bit 0x20),
+    # Ping 4, Pong 5, Close 6 (code index in the high bits), empty data 7.
+    out.append(b"\x03" + b"\x08\x05hello" + b"\x00\x02ab\x04\x01p\x05\x00\x08\x02cd"
+               + b"\x16\x03bye")
+    out.append(b"\x02" + b"\x18\x01\x00" + b"q" * 256 + b"\x28\x07tail" + b"\x0e")
+    out.append(b"\x07" + b"\x00\x03abc\x07\x04\x7dping\x0f\x08\x01z\x26\x00")
+    out.append(b"\x0b" + b"\x01\x10" + bytes(range(16)) + b"\x09\x00" * 5 + b"\x00\x01x")
+    return out
+
+
+write("net_ws", ws_seeds())
