@@ -67,7 +67,9 @@ def pytest_collection_modifyitems(config, items):
 # no client's source port can take one between free_port() and the broker's bind; each pytest-xdist
 # worker has its own slice, so that two workers never hand out the same port.
 PORT_BASE, PORT_SLICE = 20000, 1500
-_next_port = [0]
+# Where in the slice this process starts: two pytest sessions at once on one machine (a
+# developer's and a helper's) then rarely pick the same port; free_port() checks anyway.
+_next_port = [os.getpid() * 37 % PORT_SLICE]
 
 
 def _port_slice():
