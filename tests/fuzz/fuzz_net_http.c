@@ -54,7 +54,8 @@ static ssize_t parse_copy(const char *buf, size_t n, bool request)
 	memcpy(c, buf, n);
 	struct vs_http_request req;
 	struct vs_http_response resp;
-	ssize_t r = request ? vs_http_parse_request(c, n, &req) : vs_http_parse_response(c, n, &resp);
+	ssize_t r =
+	    request ? vs_http_parse_request(c, n, &req) : vs_http_parse_response(c, n, &resp);
 	free(c);
 	return r;
 }
@@ -91,8 +92,7 @@ static bool ref_has_token(const struct vs_http_header *h, const char *token)
 	return false;
 }
 
-static void check_headers(const char *head, size_t len, const struct vs_http_header *hs,
-			  size_t n)
+static void check_headers(const char *head, size_t len, const struct vs_http_header *hs, size_t n)
 {
 	CHECK(n <= VS_HTTP_MAX_HEADERS);
 	for (size_t i = 0; i < n; i++) {
@@ -108,7 +108,8 @@ static void check_headers(const char *head, size_t len, const struct vs_http_hea
 		}
 		if (h->value_len) {
 			CHECK(h->value[0] != ' ' && h->value[0] != '\t');
-			CHECK(h->value[h->value_len - 1] != ' ' && h->value[h->value_len - 1] != '\t');
+			CHECK(h->value[h->value_len - 1] != ' ' &&
+			      h->value[h->value_len - 1] != '\t');
 		}
 		/* Found by its name, in another case too: the first header of that name. */
 		char name[256], token[256];
@@ -120,7 +121,8 @@ static void check_headers(const char *head, size_t len, const struct vs_http_hea
 		CHECK(f && f <= h && f->name_len == h->name_len &&
 		      strncasecmp(f->name, name, h->name_len) == 0);
 		for (size_t k = 0; k < h->name_len; k++)
-			name[k] ^= (char)((name[k] | 0x20) >= 'a' && (name[k] | 0x20) <= 'z' ? 0x20 : 0);
+			name[k] ^=
+			    (char)((name[k] | 0x20) >= 'a' && (name[k] | 0x20) <= 'z' ? 0x20 : 0);
 		CHECK(vs_http_find(hs, n, name) == f);
 		/* Tokens: each element of the value, and the name as one. */
 		CHECK(vs_http_has_token(h, name) == ref_has_token(h, name));
@@ -133,7 +135,8 @@ static void check_headers(const char *head, size_t len, const struct vs_http_hea
 				memcpy(token, h->value + s, e - s);
 				token[e - s] = '\0';
 				if (*token)
-					CHECK(vs_http_has_token(h, token) == ref_has_token(h, token));
+					CHECK(vs_http_has_token(h, token) ==
+					      ref_has_token(h, token));
 				size_t tl = strlen(token);
 				while (tl && (token[tl - 1] == ' ' || token[tl - 1] == '\t'))
 					token[--tl] = '\0';

@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 struct cutter {
 	unsigned pattern; /* 0 whole, 1 a byte at a time, else generated sizes */
 	uint32_t rng;
-	size_t min;       /* long streams are not read a byte at a time: runs stay fast */
+	size_t min; /* long streams are not read a byte at a time: runs stay fast */
 };
 
 static void cutter_init(struct cutter *c, unsigned pattern, size_t len)
@@ -77,11 +77,11 @@ static size_t next_read(struct cutter *c, size_t left)
 
 struct run {
 	struct vs_ws_dec d;
-	ssize_t rc;    /* VS_EPROTO once failed */
-	uint8_t *out;  /* payload bytes returned, in order */
+	ssize_t rc;   /* VS_EPROTO once failed */
+	uint8_t *out; /* payload bytes returned, in order */
 	size_t out_len;
-	size_t fed;    /* stream bytes fed (the carried header not counted twice) */
-	uint8_t *buf;  /* where reads are unframed: the stream and a kept header fit */
+	size_t fed;   /* stream bytes fed (the carried header not counted twice) */
+	uint8_t *buf; /* where reads are unframed: the stream and a kept header fit */
 	size_t buf_cap;
 };
 
@@ -187,16 +187,16 @@ struct builder {
 	bool server;
 	uint8_t *b;
 	size_t len, cap;
-	uint8_t *want;      /* the data payloads, in order */
+	uint8_t *want; /* the data payloads, in order */
 	size_t want_len, want_cap;
-	uint32_t rng;       /* masking keys, and filler for payloads longer than the input */
-	bool open;          /* a fragmented message is open */
+	uint32_t rng; /* masking keys, and filler for payloads longer than the input */
+	bool open;    /* a fragmented message is open */
 	bool pinged;
 	uint8_t ping[125];
 	size_t ping_len;
 	unsigned close_code; /* 0: no Close sent (1 means one with no code) */
 	bool big_done;
-	uint8_t *scratch;   /* a payload being built (up to 65536 + 255 bytes) */
+	uint8_t *scratch; /* a payload being built (up to 65536 + 255 bytes) */
 	size_t scratch_cap;
 };
 
@@ -220,8 +220,7 @@ static uint32_t next_rand(struct builder *b)
 }
 
 /* Appends one frame, masked in place when it goes to a server (as a client sends it). */
-static void put_frame(struct builder *b, enum vs_ws_opcode op, bool fin, const uint8_t *p,
-		      size_t n)
+static void put_frame(struct builder *b, enum vs_ws_opcode op, bool fin, const uint8_t *p, size_t n)
 {
 	uint8_t key[4];
 	uint32_t r = next_rand(b);
@@ -311,7 +310,8 @@ static void build(struct builder *b, const uint8_t *s, const uint8_t *end)
 				b->close_code = 1;
 				return;
 			}
-			b->close_code = close_codes[(c >> 4) % (sizeof(close_codes) / sizeof(unsigned))];
+			b->close_code =
+			    close_codes[(c >> 4) % (sizeof(close_codes) / sizeof(unsigned))];
 			n = take(&s, end) % 40u;
 			p = take_payload(b, &s, end, 2, n);
 			p[0] = (uint8_t)(b->close_code >> 8);

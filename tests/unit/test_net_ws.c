@@ -105,8 +105,8 @@ static void add_close(struct stream *s, bool masked, unsigned code, const char *
 
 /* What a run of reads gave. */
 struct run {
-	ssize_t rc;    /* the last call's result: VS_EPROTO ends a run */
-	uint8_t *out;  /* the payload bytes returned, in order */
+	ssize_t rc;   /* the last call's result: VS_EPROTO ends a run */
+	uint8_t *out; /* the payload bytes returned, in order */
 	size_t out_len;
 	size_t calls;
 };
@@ -233,7 +233,8 @@ static void check_stream(bool server, const uint8_t *s, size_t len, const void *
 		run_init(&r, len);
 		feed_chunks(&d, s, len, chunk, &r);
 		if (r.rc < 0 || r.out_len != want_len || memcmp(r.out, want, want_len) != 0)
-			fail_msg("chunks of %zu: rc %zd, %zu payload bytes", chunk, r.rc, r.out_len);
+			fail_msg("chunks of %zu: rc %zd, %zu payload bytes", chunk, r.rc,
+				 r.out_len);
 		assert_same_state(&d, end);
 		run_fini(&r);
 	}
@@ -241,8 +242,7 @@ static void check_stream(bool server, const uint8_t *s, size_t len, const void *
 
 /* An invalid stream fails with fail_code (and says why) however it is cut: once at every byte
  * boundary, and a byte at a time. */
-static void check_error(const char *why, bool server, const uint8_t *s, size_t len,
-			uint16_t code)
+static void check_error(const char *why, bool server, const uint8_t *s, size_t len, uint16_t code)
 {
 	for (size_t k = 0; k <= len; k++) {
 		struct vs_ws_dec d;
@@ -299,7 +299,9 @@ static void header_lengths(void **state)
 	    {256, 4, {0x82, 0x7e, 0x01, 0x00}},
 	    {65535, 4, {0x82, 0x7e, 0xff, 0xff}},
 	    {65536, 10, {0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0}},
-	    {0x0123456789abcdefull, 10, {0x82, 0x7f, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef}},
+	    {0x0123456789abcdefull,
+	     10,
+	     {0x82, 0x7f, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef}},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		uint8_t out[VS_WS_MAX_HEADER + 1];
@@ -347,7 +349,8 @@ static void header_decodes(void **state)
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		for (int server = 0; server <= 1; server++) {
 			uint8_t h[VS_WS_MAX_HEADER];
-			size_t n = vs_ws_header(h, VS_WS_BINARY, true, lens[i], server ? key : NULL);
+			size_t n =
+			    vs_ws_header(h, VS_WS_BINARY, true, lens[i], server ? key : NULL);
 			struct vs_ws_dec d;
 			vs_ws_dec_init(&d, server);
 			assert_int_equal(vs_ws_unframe(&d, h, n), 0);
@@ -421,7 +424,8 @@ static void mask_offset_continues(void **state)
 static void unframe_masked_from_client(void **state)
 {
 	/* RFC 6455 5.7's masked "Hello", as a binary frame. */
-	static const uint8_t f[] = {0x82, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58};
+	static const uint8_t f[] = {0x82, 0x85, 0x37, 0xfa, 0x21, 0x3d,
+				    0x7f, 0x9f, 0x4d, 0x51, 0x58};
 	struct vs_ws_dec end;
 	check_stream(true, f, sizeof(f), "Hello", 5, &end);
 	assert_false(end.in_frame);
@@ -536,7 +540,7 @@ static void unframe_fragmented(void **state)
 	add(&s, VS_WS_CONT, true, "", 0);
 	add(&s, FIN | VS_WS_CONT, true, "ef", 2);
 	add(&s, FIN | VS_WS_BINARY, true, "g", 1); /* then a new message */
-	add(&s, VS_WS_BINARY, true, "h", 1);      /* and one left open */
+	add(&s, VS_WS_BINARY, true, "h", 1);	   /* and one left open */
 	struct vs_ws_dec end;
 	check_stream(true, s.b, s.len, "abcdefgh", 8, &end);
 	assert_true(end.in_message);
@@ -746,26 +750,43 @@ static const struct bad_frame bad_frames[] = {
     {"16-bit length of 125", true, {0x82, 0xfe, 0x00, 0x7d, 1, 2, 3, 4}, 8, PE},
     {"64-bit length of 0", false, {0x82, 0x7f, 0, 0, 0, 0, 0, 0, 0, 0}, 10, PE},
     {"64-bit length of 125", false, {0x82, 0x7f, 0, 0, 0, 0, 0, 0, 0, 0x7d}, 10, PE},
-    {"64-bit length of 65535", true, {0x82, 0xff, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 1, 2, 3, 4},
-     14, PE},
+    {"64-bit length of 65535",
+     true,
+     {0x82, 0xff, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 1, 2, 3, 4},
+     14,
+     PE},
     /* "the most significant bit MUST be 0". */
     {"64-bit length with its top bit", false, {0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0}, 10, PE},
-    {"64-bit length of all ones", true,
-     {0x82, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4}, 14, PE},
+    {"64-bit length of all ones",
+     true,
+     {0x82, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4},
+     14,
+     PE},
     /* RFC 6455 5.5.1: a Close body is empty or starts with a 2-byte code. */
     {"Close with a 1-byte body", false, {0x88, 0x01, 0x03}, 3, PE},
     {"Close with a masked 1-byte body", true, {0x88, 0x81, 1, 2, 3, 4, 0x03 ^ 1}, 7, PE},
     /* RFC 6455 8.1: a reason that is not UTF-8 fails the connection with 1007. */
     {"Close reason 0xFF", false, {0x88, 0x03, 0x03, 0xe8, 0xff}, 5, VS_WS_INVALID_DATA},
-    {"Close reason overlong", false, {0x88, 0x04, 0x03, 0xe8, 0xc0, 0x80}, 6,
+    {"Close reason overlong", false, {0x88, 0x04, 0x03, 0xe8, 0xc0, 0x80}, 6, VS_WS_INVALID_DATA},
+    {"Close reason surrogate",
+     false,
+     {0x88, 0x05, 0x03, 0xe8, 0xed, 0xa0, 0x80},
+     7,
      VS_WS_INVALID_DATA},
-    {"Close reason surrogate", false, {0x88, 0x05, 0x03, 0xe8, 0xed, 0xa0, 0x80}, 7,
+    {"Close reason cut mid-character",
+     false,
+     {0x88, 0x04, 0x03, 0xe8, 0xe2, 0x82},
+     6,
      VS_WS_INVALID_DATA},
-    {"Close reason cut mid-character", false, {0x88, 0x04, 0x03, 0xe8, 0xe2, 0x82}, 6,
+    {"Close reason above U+10FFFF",
+     false,
+     {0x88, 0x06, 0x03, 0xe8, 0xf4, 0x90, 0x80, 0x80},
+     8,
      VS_WS_INVALID_DATA},
-    {"Close reason above U+10FFFF", false, {0x88, 0x06, 0x03, 0xe8, 0xf4, 0x90, 0x80, 0x80},
-     8, VS_WS_INVALID_DATA},
-    {"Close reason lone continuation", false, {0x88, 0x03, 0x03, 0xe8, 0x80}, 5,
+    {"Close reason lone continuation",
+     false,
+     {0x88, 0x03, 0x03, 0xe8, 0x80},
+     5,
      VS_WS_INVALID_DATA},
 };
 
