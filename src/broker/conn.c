@@ -468,7 +468,9 @@ static int read_once(struct vs_conn *c)
 	size_t room = src->cap - src->len;
 	ssize_t n = c->tp.ops->read(&c->tp, src->data + src->len, room);
 	if (n == 0) {
-		vs_conn_close(c, -1, c->graceful ? "disconnected" : "connection closed by peer");
+		/* A transport may say more ("WebSocket closed by peer (4001)"). */
+		const char *why = vs_transport_why(&c->tp);
+		vs_conn_close(c, -1, c->graceful ? "disconnected" : *why ? why : "connection closed by peer");
 		return -1;
 	}
 	if (n < 0) {

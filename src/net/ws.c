@@ -293,6 +293,7 @@ struct ws_state {
 	char *head;
 	size_t head_len, head_cap;
 	size_t head_limit;      /* longest head taken */
+	size_t head_seen;       /* bytes of head already searched for its end */
 	/* Bytes to send: an HTTP head, or the frame in flight (header, then payload). */
 	uint8_t *tx;
 	size_t tx_len, tx_off, tx_cap;
@@ -447,6 +448,8 @@ static void append(struct ws_state *st, const char *fmt, ...)
 }
 
 #define HEAD_ROOM 1024
+/* What a head buffer keeps free for the next read, and holds past the longest head. */
+#define HEAD_SLACK 512
 
 /* Starts a response: status line and the headers every response has. */
 static int respond(struct ws_state *st, int status)
@@ -689,29 +692,33 @@ static bool head_complete(const char *buf, size_t len, size_t from)
 	return false;
 }
 
-/* Reads until a whole head is in st->head; returns its length, -EAGAIN, or an error. */
+/* Reads until a whole head is in st->head; returns its length, -EAGAIN, or an error. Each byte
+ * is looked at once while the head trickles in (st->head_seen carries the position across
+ * calls), and the buffer grows with what arrived, doubling from 1 KiB: a connection that sent
+ * little holds little, as the broker's budget for connections before CONNECT assumes (a TLS
+ * record larger than the room left is read in several calls). */
 static ssize_t read_head(struct vs_transport *t, struct ws_state *st, void *parsed,
 			 bool request)
 {
-	size_t checked = 0;
 	for (;;) {
-		if (head_complete(st->head, st->head_len, checked)) {
+		if (head_complete(st->head, st->head_len, st->head_seen)) {
 			ssize_t r = request
 					? vs_http_parse_request(st->head, st->head_len, parsed)
 					: vs_http_parse_response(st->head, st->head_len, parsed);
 			if (r != 0)
 				return r > 0 && (size_t)r > st->head_limit ? VS_ETOOBIG : r;
 		}
-		checked = st->head_len;
+		st->head_seen = st->head_len;
 		if (st->head_len >= st->head_limit)
 			return VS_ETOOBIG;
-		if (st->head_cap - st->head_len < VS_TRANSPORT_MIN_READ) {
-			size_t cap = st->head_len + VS_TRANSPORT_MIN_READ;
-			char *p = realloc(st->head, cap);
+		size_t most = st->head_limit + HEAD_SLACK;
+		if (st->head_cap - st->head_len < HEAD_SLACK && st->head_cap < most) {
+			size_t cap = st->head_cap ? 2 * st->head_cap : 1024;
+			char *p = realloc(st->head, cap < most ? cap : most);
 			if (!p)
 				return -ENOMEM;
 			st->head = p;
-			st->head_cap = cap;
+			st->head_cap = cap < most ? cap : most;
 		}
 		ssize_t n = st->inner.ops->read(&st->inner, st->head + st->head_len,
 						st->head_cap - st->head_len);
@@ -733,6 +740,7 @@ static void head_consume(struct ws_state *st, size_t n)
 {
 	memmove(st->head, st->head + n, st->head_len - n);
 	st->head_len -= n;
+	st->head_seen = 0;
 }
 
 /* Up: what followed the head is the first raw bytes of frames. */
@@ -749,6 +757,7 @@ static int go_up(struct vs_transport *t, struct ws_state *st)
 	st->head_len = st->head_cap = 0;
 	vs_ws_dec_init(&st->dec, st->server);
 	st->phase = PH_UP;
+	st->err[0] = '\0'; /* from now on, why() is about frames */
 	t->wait = 0;
 	return 0;
 }
@@ -1032,8 +1041,11 @@ static ssize_t ws_read(struct vs_transport *t, void *buf, size_t len)
 		}
 		answer_controls(st);
 		if (st->dec.closed) {
-			snprintf(st->err, sizeof(st->err), "WebSocket closed by peer (%u)",
-				 st->dec.close_code);
+			if (st->dec.close_code)
+				snprintf(st->err, sizeof(st->err), "WebSocket closed by peer (%u)",
+					 st->dec.close_code);
+			else
+				snprintf(st->err, sizeof(st->err), "WebSocket closed by peer");
 			st->eof_next = p > 0;
 			st->more = true;
 			return p;
