@@ -263,6 +263,16 @@ def broker(tmp_path):
 		pytest.fail("\n\n".join(problems), pytrace=False)
 
 
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+	"""The test PKI (pki.py), made once per session with the openssl command: pki["ca"] is the
+	CA's certificate, pki["server"] (certificate, key), and so on."""
+	import pki as pki_mod
+	if pki_mod.OPENSSL is None:
+		pytest.skip("no openssl command")
+	return pki_mod.make_pki(tmp_path_factory.mktemp("pki"))
+
+
 @pytest.fixture
 def clients():
 	"""Registry that closes every client (raw or paho) at teardown."""

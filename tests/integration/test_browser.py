@@ -12,9 +12,8 @@ import threading
 
 import pytest
 
-from conftest import free_port, wait_until
+from conftest import free_port
 from helpers import MQTTJS_BROWSER_BUNDLE, run_browser, uid
-from pki import OPENSSL, make_pki
 
 pytestmark = pytest.mark.skipif(not shutil.which("chromium") and not os.path.exists(
 	"/usr/bin/chromium"), reason="no chromium (scripts/install-deps installs it)")
@@ -48,13 +47,6 @@ c.on("error", (e) => { window.result = {error: e.message}; });
 c.on("close", () => { if (window.result === undefined) window.result = {error: "closed", got: got}; });
 </script></body></html>
 """
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-	if OPENSSL is None:
-		pytest.skip("no openssl command")
-	return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def site(tmp_path):

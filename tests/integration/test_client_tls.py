@@ -22,7 +22,7 @@ import uuid
 import pytest
 
 import conftest
-from pki import OPENSSL, PSK_IDENTITY, PSK_KEY, make_pki, openssl
+from pki import OPENSSL, PSK_IDENTITY, PSK_KEY, openssl
 from test_cli_parity import VIESTI, needs_cli
 
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -32,13 +32,6 @@ pytestmark = [
 	pytest.mark.skipif(not os.access(MOSQUITTO, os.X_OK), reason="no %s" % MOSQUITTO),
 	pytest.mark.skipif(OPENSSL is None, reason="no openssl command"),
 ]
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-	"""Paths of the test PKI (pki.py): pki["ca"] is the CA's certificate, pki["server"] is
-	(certificate, key), and so on."""
-	return make_pki(tmp_path_factory.mktemp("pki"))
-
 
 class TlsMosquitto:
 	"""mosquitto with one TLS listener on a free port, configured by `lines`."""

@@ -22,14 +22,9 @@ import pytest
 from conftest import TARGET_BIN, wait_until
 from helpers import run_mqttjs, uid
 from mqtt_raw import RawClient
-from pki import OPENSSL, PSK_IDENTITY, PSK_KEY, make_pki
+from pki import OPENSSL, PSK_IDENTITY, PSK_KEY
 
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="no openssl command")
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-	return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def tls_lines(pki, *more):

@@ -22,20 +22,13 @@ import pytest
 from conftest import TARGET, TARGET_BIN, free_port, wait_until
 from helpers import NODE_MODULES, uid
 from mqtt_raw import CONNACK, PINGRESP, PUBLISH, SUBACK, decode, packet, utf8
-from pki import OPENSSL, make_pki
+
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 PINGREQ_BYTES = b"\xc0\x00"
 viesti_only = pytest.mark.viesti_only
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-	if OPENSSL is None:
-		pytest.skip("no openssl command")
-	return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def ws_broker(broker, *listener_lines, glob=(), pki=None):

@@ -10,16 +10,8 @@ import pytest
 
 from conftest import TARGET_BIN, free_port, wait_until
 from helpers import uid
-from pki import OPENSSL, make_pki
 
 pytestmark = pytest.mark.viesti_only
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-	if OPENSSL is None:
-		pytest.skip("no openssl command")
-	return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def tool(*args, timeout=20):
