@@ -23,6 +23,7 @@
  */
 #include "conf/conf.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -191,6 +192,20 @@ static int set_strlist(struct parser *p, const struct directive *d, void *field,
 	char *tok = next_token(&args);
 	if (!tok)
 		return missing(p, d, "a value");
+	int rc = no_more(p, d, args);
+	return rc ? rc : vs_strlist_add(field, tok);
+}
+
+/* websockets_trusted_proxy: an IPv4 or IPv6 address, as the peer's address is compared. */
+static int set_proxy(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	char *tok = next_token(&args);
+	if (!tok)
+		return missing(p, d, "an IP address");
+	uint8_t bin[16];
+	if (inet_pton(AF_INET, tok, bin) != 1 && inet_pton(AF_INET6, tok, bin) != 1)
+		return perr(p, "bad value '%s' for '%s', expected an IPv4 or IPv6 address", tok,
+			    d->name);
 	int rc = no_more(p, d, args);
 	return rc ? rc : vs_strlist_add(field, tok);
 }
@@ -702,7 +717,7 @@ static const struct directive directives[] = {
 	LISTENER("http_dir", set_string, http_dir, 0, 0),
 	LISTENER("websockets_path", set_string, websockets_path, 0, 0),
 	LISTENER("websockets_origin", set_strlist, websockets_origins, 0, 0),
-	LISTENER("websockets_trusted_proxy", set_strlist, websockets_trusted_proxies, 0, 0),
+	LISTENER("websockets_trusted_proxy", set_proxy, websockets_trusted_proxies, 0, 0),
 	LISTENER("max_connections", set_int, max_connections, -1, INT32_MAX),
 	LISTENER("mount_point", set_string, mount_point, 0, 0),
 	LISTENER("max_qos", set_int, max_qos, 0, 2),

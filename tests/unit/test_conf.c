@@ -516,6 +516,9 @@ static void error_not_supported_yet(void **state)
 	expect_error("auth_opt_backends mysql\n",
 		     "test.conf:1: 'auth_opt_backends' is not supported yet");
 	expect_error("topic # both 0\n", "test.conf:1: 'topic' is not supported yet");
+	expect_error("listener 8080\nprotocol websockets\nwebsockets_trusted_proxy proxy.local\n",
+		     "test.conf:3: bad value 'proxy.local' for 'websockets_trusted_proxy', expected "
+		     "an IPv4 or IPv6 address");
 	expect_error("allow_duplicate_messages false\n",
 		     "test.conf:1: 'allow_duplicate_messages false' is not supported yet");
 	expect_error("retry_interval 20\n", "test.conf:1: 'retry_interval' was removed in "
