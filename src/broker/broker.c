@@ -3,6 +3,7 @@
  * creating the shared trie and retained store, starting and stopping the workers.
  */
 #include "broker/broker.h"
+#include "broker/gateway.h"
 
 #include <errno.h>
 #include <sys/stat.h>
@@ -198,9 +199,9 @@ static int probe_port(const struct vs_listener_conf *lc, char *err, size_t errle
 	if (lc->socket_domain == AF_UNIX)
 		return 0; /* one socket for all workers: opened once, in open_unix() */
 	int fds[4];
-	int n = vs_listen_tcp(lc->bind_address, lc->port, lc->socket_domain, VS_LISTEN_BIND_ONLY,
-			      fds, 4, err,
-			      errlen);
+	unsigned udp = lc->protocol == VS_LPROTO_MQTTSN ? VS_LISTEN_UDP : 0;
+	int n = vs_listen_tcp(lc->bind_address, lc->port, lc->socket_domain,
+			      VS_LISTEN_BIND_ONLY | udp, fds, 4, err, errlen);
 	for (int i = 0; i < n; i++)
 		close(fds[i]);
 	return n < 0 ? n : 0;
@@ -229,6 +230,8 @@ static int make_listeners(struct vs_broker *b, char *err, size_t errlen)
 			rc = make_tls(c, lc, &l->tls_ctx, err, errlen);
 		if (rc == 0 && lc->protocol == VS_LPROTO_WEBSOCKETS)
 			rc = make_ws(c, l, err, errlen);
+		if (rc == 0 && lc->protocol == VS_LPROTO_MQTTSN)
+			rc = vs_gateway_listener_init(l, err, errlen);
 		if (rc < 0)
 			return rc;
 		l->tls = l->tls_ctx != NULL;
@@ -285,6 +288,7 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 		vs_log(log, VS_LOG_NOTICE, "listening on %s%s%s", b->listeners[i].name,
 		       b->listeners[i].ws ? (b->listeners[i].tls ? " (WebSocket over TLS)"
 								 : " (WebSocket)")
+		       : b->listeners[i].sn ? " (MQTT-SN, UDP)"
 		       : b->listeners[i].tls ? " (TLS)" : "",
 		       b->gen->secs[i].allow_anonymous ? " (anonymous clients allowed)" : "");
 	return 0;
@@ -344,6 +348,7 @@ void vs_broker_fini(struct vs_broker *b)
 		struct vs_listener *l = &b->listeners[i];
 		SSL_CTX_free(l->tls_ctx);
 		free((char *)l->ws_conf.http_dir);
+		vs_gateway_listener_fini(l);
 		pthread_mutex_destroy(&l->tls_lock);
 		if (l->unix_fd >= 0) {
 			close(l->unix_fd);
@@ -551,6 +556,8 @@ void vs_broker_stats(struct vs_broker *b, struct vs_stats *out)
 		SUM(bytes_received);
 		SUM(bytes_sent);
 		SUM(connects);
+		SUM(sn_malformed);
+		SUM(sn_refused);
 #undef SUM
 	}
 }

@@ -31,6 +31,7 @@ struct vs_passwd;
 struct vs_acl;
 struct vs_store;
 struct vs_authq;
+struct vs_sn_listener;
 
 /*
  * What a listener decides about its clients as of the last (re)load: immutable, replaced whole
@@ -61,6 +62,7 @@ struct vs_listener {
 	bool ws;                /* protocol websockets: ws_conf applies */
 	struct vs_ws_server_conf ws_conf; /* from conf, fixed at start-up (strings borrowed but
 					   * http_dir, the real path, owned) */
+	struct vs_sn_listener *sn; /* protocol mqttsn: the gateway's settings (broker/sn.c) */
 };
 
 static inline const struct vs_listener_sec *vs_listener_sec(const struct vs_listener *l)
@@ -91,6 +93,8 @@ struct vs_stats {
 	atomic_uint_fast64_t bytes_received;
 	atomic_uint_fast64_t bytes_sent;
 	atomic_uint_fast64_t connects;
+	atomic_uint_fast64_t sn_malformed; /* MQTT-SN datagrams dropped as malformed */
+	atomic_uint_fast64_t sn_refused;   /* MQTT-SN datagrams from sources not admitted */
 };
 
 struct vs_broker {

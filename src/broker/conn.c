@@ -113,6 +113,34 @@ int vs_conn_accept(struct vs_worker *w, struct vs_listener *l, int fd, const cha
 	return 0;
 }
 
+struct vs_conn *vs_conn_virtual(struct vs_worker *w, struct vs_listener *l, const char *addr,
+				int (*open)(struct vs_transport *tp, struct vs_conn *c, void *arg),
+				void *arg)
+{
+	struct vs_conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	if (open(&c->tp, c, arg) < 0) {
+		free(c);
+		return NULL;
+	}
+	if (take_slot(w, c) < 0) {
+		c->tp.ops->close(&c->tp);
+		free(c);
+		return NULL;
+	}
+	c->io.fd = -1;
+	c->w = w;
+	c->listener = l;
+	c->id = ++w->next_conn_id;
+	c->last_rx_ms = w->now_ms;
+	c->request_problem_info = true;
+	snprintf(c->addr, sizeof(c->addr), "%s", addr);
+	atomic_fetch_add(&l->connections, 1);
+	atomic_fetch_add(&w->b->connections, 1);
+	return c;
+}
+
 int vs_conn_send(struct vs_conn *c, const struct vs_packet *p)
 {
 	int version = c->version ? c->version : VS_V311;
@@ -239,6 +267,8 @@ void vs_conn_update_events(struct vs_conn *c)
 	 * change of interest (un-park, end of a throttle) re-arms the edge if data is waiting.
 	 * EPOLLRDHUP: the peer's close can arrive with its last data, in one edge; a short read
 	 * then takes the data, and only the next read sees the end (on_io reads it). */
+	if (c->io.fd < 0)
+		return; /* virtual: its owner feeds it */
 	uint32_t ev = EPOLLET | EPOLLRDHUP | (c->parked || c->throttled ? 0 : EPOLLIN);
 	if (vs_bytes_avail(&c->out))
 		ev |= EPOLLOUT;
@@ -771,7 +801,8 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 	if (c->session && c->client_id == c->session->client_id)
 		c->client_id = NULL; /* borrowed from the session (connect.c attach_session) */
 	detach_session(c);
-	vs_loop_del(&w->loop, &c->io);
+	if (c->io.fd >= 0)
+		vs_loop_del(&w->loop, &c->io);
 	c->tp.ops->close(&c->tp);
 	atomic_fetch_sub(&c->listener->connections, 1);
 	atomic_fetch_sub(&b->connections, 1);

@@ -100,6 +100,8 @@ struct vs_conn {
 	bool release_out;           /* free the output buffer once written (only a CONNACK) */
 	bool id_assigned;           /* the broker chose its client id [MQTT-3.1.3-6] */
 	bool tls_user;              /* the username comes from the TLS handshake */
+	bool preauth;               /* admitted by its listener without credentials (an MQTT-SN
+				     * source in mqttsn_allowed_sources) */
 	/* "[IPv6]:port": inet_ntop writes at most 39 characters for an IPv6 address (the dotted
 	 * forms it uses are compressed), so 48 bytes hold any address vs_addr_str formats. */
 	char addr[48];
@@ -109,6 +111,16 @@ struct vs_conn {
  * context, whose handshake then runs in the loop before anything is read (and counts against
  * the CONNECT deadline). Returns 0 or -errno (the fd is closed on failure). */
 int vs_conn_accept(struct vs_worker *w, struct vs_listener *l, int fd, const char *addr);
+
+/*
+ * A connection without a descriptor of its own (an MQTT-SN client of a datagram socket): open
+ * makes c->tp (with c as its owner); its owner feeds it and calls vs_conn_readable() when it
+ * has input, and flushes it when it has room (no epoll events). Returns the connection, or
+ * NULL (open's failure or no memory).
+ */
+struct vs_conn *vs_conn_virtual(struct vs_worker *w, struct vs_listener *l, const char *addr,
+				int (*open)(struct vs_transport *tp, struct vs_conn *c, void *arg),
+				void *arg);
 
 /*
  * Encodes p (for the connection's protocol version) at the end of the output buffer and
@@ -166,6 +178,10 @@ int vs_on_auth(struct vs_conn *c, const struct vs_disconnect *p);
  * old connection is gone. Both may close c. */
 void vs_connect_authenticated(struct vs_conn *c, bool ok);
 int vs_connect_resume(struct vs_conn *c);
+/* Replaces the will of an active connection (MQTT-SN WILLTOPICUPD / WILLMSGUPD), after the
+ * checks a CONNECT's will gets; takes will's reference (NULL: no will). Returns a 5.0 reason
+ * code, with *why on refusal (the old will stays). */
+int vs_connect_update_will(struct vs_conn *c, struct vs_msg *will, const char **why);
 /* Frees what c kept of its CONNECT (cancels a password check it waits for). */
 void vs_connecting_free(struct vs_conn *c);
 

@@ -84,11 +84,12 @@ static int check_client_id(struct vs_conn *c, const struct vs_connect *p, uint8_
 	return VS_RC_SUCCESS;
 }
 
+static int check_will(struct vs_conn *c, const struct vs_msg *will, const char **why);
+
 /* Step 3: the broker's policies, once the client is known. Returns a 5.0 reason code. */
 static int check_policy(struct vs_conn *c, uint8_t *rc3, const char **why)
 {
 	struct vs_broker *b = c->w->b;
-	const struct vs_listener_sec *l = vs_listener_sec(c->listener);
 	const struct vs_msg *will = c->will;
 	*rc3 = VS_CONNACK3_NOT_AUTHORIZED;
 	if (c->version < VS_V5 && b->conf->max_keepalive < 65535 &&
@@ -98,6 +99,14 @@ static int check_policy(struct vs_conn *c, uint8_t *rc3, const char **why)
 		*why = "keep alive above max_keepalive";
 		return VS_RC_CLIENT_ID_INVALID;
 	}
+	return check_will(c, will, why);
+}
+
+/* A will's topic, QoS and retain flag against the listener's rules. Returns a 5.0 reason code. */
+static int check_will(struct vs_conn *c, const struct vs_msg *will, const char **why)
+{
+	struct vs_broker *b = c->w->b;
+	const struct vs_listener_sec *l = vs_listener_sec(c->listener);
 	if (!will)
 		return VS_RC_SUCCESS;
 	const char *topic = (const char *)will->topic.p;
@@ -525,6 +534,8 @@ static int authenticate(struct vs_conn *c, const struct vs_connect *p)
 	const struct vs_listener_sec *l = vs_listener_sec(c->listener);
 	if (c->tls_user)
 		return authorized(c); /* the handshake proved who this is (as Mosquitto) */
+	if (c->preauth)
+		return authorized(c); /* its listener vouches for its source (MQTT-SN) */
 	if (!c->username || !l->passwd) {
 		if (l->allow_anonymous)
 			return authorized(c);
@@ -544,6 +555,21 @@ static int authenticate(struct vs_conn *c, const struct vs_connect *p)
 	c->connecting->step = VS_CS_AUTH;
 	vs_conn_park(c);
 	return 0;
+}
+
+int vs_connect_update_will(struct vs_conn *c, struct vs_msg *will, const char **why)
+{
+	int rc = check_will(c, will, why);
+	if (rc != VS_RC_SUCCESS) {
+		vs_msg_unref(will);
+		return rc;
+	}
+	vs_msg_unref(c->will);
+	c->will = will;
+	c->will_delay = 0;
+	if (c->session)
+		record_will(c, c->session);
+	return VS_RC_SUCCESS;
 }
 
 void vs_connect_authenticated(struct vs_conn *c, bool ok)

@@ -105,6 +105,14 @@ struct load {
 	double v[3];
 };
 
+static bool has_mqttsn(const struct vs_broker *b)
+{
+	for (size_t i = 0; i < b->n_listeners; i++)
+		if (b->listeners[i].sn)
+			return true;
+	return false;
+}
+
 static void publish_sys(struct vs_worker *w)
 {
 	struct vs_broker *b = w->b;
@@ -136,6 +144,11 @@ static void publish_sys(struct vs_worker *w)
 	publish(w, "$SYS/broker/bytes/sent", "%llu", (unsigned long long)st.bytes_sent);
 	publish(w, "$SYS/broker/subscriptions/count", "%zu", vs_tree_count(b->tree));
 	publish(w, "$SYS/broker/retained messages/count", "%zu", vs_retain_count(b->retain));
+	if (has_mqttsn(b)) {
+		publish(w, "$SYS/broker/mqttsn/malformed", "%llu",
+			(unsigned long long)st.sn_malformed);
+		publish(w, "$SYS/broker/mqttsn/refused", "%llu", (unsigned long long)st.sn_refused);
+	}
 
 	/* Load averages: rates over the last interval, smoothed over 1, 5 and 15 minutes. */
 	static const char *names[] = {"1min", "5min", "15min"};

@@ -18,6 +18,7 @@
 
 #include "base/clock.h"
 #include "broker/conn.h"
+#include "broker/gateway.h"
 #include "broker/persist.h"
 #include "broker/router.h"
 #include "broker/sys.h"
@@ -443,12 +444,16 @@ static void sweep(struct vs_worker *w)
 			vs_conn_close(c, VS_RC_KEEPALIVE_TIMEOUT, "keep alive timeout");
 			continue;
 		}
-		if (c->state == VS_CONN_ACTIVE)
+		if (c->listener->sn)
+			vs_gateway_sweep(c);
+		else if (c->state == VS_CONN_ACTIVE)
 			vs_conn_check_stall(c);
 	}
 	vs_conn_log_summary(w);
-	if (w->idx == 0)
+	if (w->idx == 0) {
 		vs_sys_tick(w);
+		vs_gateway_advertise(w);
+	}
 }
 
 /* Reads throttled connections again once their time is up; returns the next such time (or
@@ -887,7 +892,8 @@ static int listen_fds(struct vs_listener *l, int *fds, char *err, size_t errlen)
 {
 	if (l->unix_fd < 0)
 		return vs_listen_tcp(l->conf->bind_address, l->conf->port, l->conf->socket_domain,
-				     VS_LISTEN_REUSEPORT, fds, 4, err, errlen);
+				     VS_LISTEN_REUSEPORT | (l->sn ? VS_LISTEN_UDP : 0), fds, 4, err,
+				     errlen);
 	fds[0] = fcntl(l->unix_fd, F_DUPFD_CLOEXEC, 0);
 	if (fds[0] < 0) {
 		snprintf(err, errlen, "%s: %s", l->name, strerror(errno));
@@ -953,6 +959,8 @@ int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err,
 			li->io.fn = on_accept;
 			li->listener = l;
 			li->w = w;
+			if (l->sn && vs_gateway_socket_open(li) < 0)
+				return -ENOMEM;
 			vs_loop_add(&w->loop, &li->io, listen_events(l));
 		}
 	}
@@ -961,8 +969,10 @@ int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err,
 
 void vs_worker_fini(struct vs_worker *w)
 {
-	for (int i = 0; i < w->n_listens; i++)
+	for (int i = 0; i < w->n_listens; i++) {
 		close(w->listens[i].io.fd);
+		vs_gateway_socket_close(&w->listens[i]);
+	}
 	free(w->listens);
 	if (w->spare_fd >= 0)
 		close(w->spare_fd);

@@ -27,6 +27,7 @@
 struct vs_conn;
 struct vs_session;
 struct vs_msg;
+struct vs_sn_socket;
 
 enum vs_mail_type {
 	VS_MAIL_DRAIN, /* a session on this worker has queued messages */
@@ -66,6 +67,7 @@ struct vs_listen_io {
 	int64_t paused_until_ms; /* not watched until then (out of descriptors); 0 = watched */
 	uint64_t refused;        /* connections refused since the last log line */
 	int64_t next_log_ms;     /* refusals are logged at most once per LOG_EVERY_MS */
+	struct vs_sn_socket *sn; /* an mqttsn listener's UDP socket: its clients (gateway.c) */
 };
 
 /* One match of a PUBLISH against the trie, before merging per session. */

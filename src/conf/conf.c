@@ -26,6 +26,9 @@ void vs_listener_conf_init(struct vs_listener_conf *l, const struct vs_config *c
 	l->max_topic_alias = c ? c->max_topic_alias : 10;
 	l->allow_anonymous = -1;
 	l->allow_zero_length_clientid = -1;
+	l->mqttsn_gateway_id = 1;
+	l->mqttsn_retry_ms = 10000;
+	l->mqttsn_retry_count = 5;
 }
 
 void vs_listener_conf_fini(struct vs_listener_conf *l)
@@ -35,13 +38,14 @@ void vs_listener_conf_fini(struct vs_listener_conf *l)
 			 &l->certfile,      &l->keyfile,        &l->ciphers,     &l->ciphers_tls13,
 			 &l->dhparamfile,   &l->tls_version,    &l->crlfile,     &l->psk_hint,
 			 &l->psk_file,      &l->tls_engine,     &l->tls_engine_kpass_sha1,
-			 &l->http_dir,      &l->websockets_path};
+			 &l->http_dir,      &l->websockets_path, &l->mqttsn_predefined_topics};
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
 		free(*strs[i]);
 		*strs[i] = NULL;
 	}
 	vs_strlist_fini(&l->websockets_origins);
 	vs_strlist_fini(&l->websockets_trusted_proxies);
+	vs_strlist_fini(&l->mqttsn_allowed_sources);
 }
 
 int vs_strlist_add(struct vs_strlist *l, const char *s)
@@ -227,12 +231,26 @@ static int validate_listener(const struct vs_config *c, size_t i, char *err, siz
 			    l->websockets_path);
 	if (l->socket_domain == AF_UNIX && (l->certfile || l->psk_hint))
 		return fail(err, errlen, l, "TLS on a unix socket, expected a TCP port");
+	if (l->protocol == VS_LPROTO_MQTTSN) {
+		if (l->socket_domain == AF_UNIX)
+			return fail(err, errlen, l, "mqttsn on a unix socket, expected a UDP port");
+		if (l->certfile || l->psk_hint)
+			return fail(err, errlen, l, "DTLS on an mqttsn listener is not supported yet");
+	} else if (l->mqttsn_predefined_topics || l->mqttsn_allowed_sources.n ||
+		   l->mqttsn_advertise_interval) {
+		return fail(err, errlen, l, "'%s' on a listener without 'protocol mqttsn'",
+			    l->mqttsn_predefined_topics ? "mqttsn_predefined_topics"
+			    : l->mqttsn_allowed_sources.n ? "mqttsn_allowed_sources"
+							  : "mqttsn_advertise_interval");
+	}
 	int rc = validate_tls(l, c, err, errlen);
 	if (rc)
 		return rc;
 	for (size_t j = 0; j < i; j++) {
 		const struct vs_listener_conf *o = &c->listeners[j];
-		if (o->port == l->port && same_str(o->bind_address, l->bind_address))
+		/* UDP and TCP ports are apart: MQTT-SN may share MQTT's number. */
+		if (o->port == l->port && same_str(o->bind_address, l->bind_address) &&
+		    (o->protocol == VS_LPROTO_MQTTSN) == (l->protocol == VS_LPROTO_MQTTSN))
 			return fail(err, errlen, l, "defined twice, expected each port and address "
 						    "once");
 	}

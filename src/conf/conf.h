@@ -31,6 +31,7 @@
 enum vs_listener_protocol {
 	VS_LPROTO_MQTT = 0,
 	VS_LPROTO_WEBSOCKETS = 1,
+	VS_LPROTO_MQTTSN = 2, /* MQTT-SN 1.2 over UDP (Viesti) */
 };
 
 enum vs_conf_fsync {
@@ -91,6 +92,14 @@ struct vs_listener_conf {
 	char *websockets_path;     /* the one request path for upgrades, NULL = any (Viesti) */
 	struct vs_strlist websockets_origins; /* allowed Origin values, none = any (Viesti) */
 	struct vs_strlist websockets_trusted_proxies; /* peers whose X-Forwarded-For is believed */
+
+	/* MQTT-SN gateway (protocol mqttsn; Viesti). */
+	int mqttsn_gateway_id;        /* GwId of ADVERTISE and GWINFO, 0..255, default 1 */
+	int mqttsn_advertise_interval; /* seconds between ADVERTISE broadcasts, 0 = none */
+	char *mqttsn_predefined_topics; /* file of "ID TOPIC" lines, NULL = none */
+	struct vs_strlist mqttsn_allowed_sources; /* CIDR blocks admitted without credentials */
+	int mqttsn_retry_ms;          /* Tretry, default 10 s */
+	int mqttsn_retry_count;       /* Nretry, default 5 */
 };
 
 struct vs_config {

@@ -210,6 +210,47 @@ static int set_proxy(struct parser *p, const struct directive *d, void *field, c
 	return rc ? rc : vs_strlist_add(field, tok);
 }
 
+/* mqttsn_allowed_sources: ADDRESS[/PREFIX], IPv4 or IPv6 (checked again where it is used). */
+static int set_cidr(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	char *tok = next_token(&args);
+	if (!tok)
+		return missing(p, d, "an address or ADDRESS/PREFIX");
+	char addr[64];
+	snprintf(addr, sizeof(addr), "%s", tok);
+	char *slash = strchr(addr, '/');
+	int max = strchr(addr, ':') ? 128 : 32;
+	if (slash) {
+		*slash = '\0';
+		char *end;
+		long bits = strtol(slash + 1, &end, 10);
+		if (!slash[1] || *end || bits < 0 || bits > max)
+			return perr(p, "bad prefix in '%s' for '%s', expected /0../%d", tok, d->name,
+				    max);
+	}
+	uint8_t bin[16];
+	if (inet_pton(max == 32 ? AF_INET : AF_INET6, addr, bin) != 1)
+		return perr(p, "bad value '%s' for '%s', expected an IPv4 or IPv6 address, "
+			    "optionally with /PREFIX", tok, d->name);
+	int rc = no_more(p, d, args);
+	return rc ? rc : vs_strlist_add(field, tok);
+}
+
+/* A duration in seconds with an optional fraction ("0.25"), stored in milliseconds. */
+static int set_seconds_ms(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	char *tok = next_token(&args);
+	if (!tok)
+		return missing(p, d, "a number of seconds");
+	char *end;
+	double v = strtod(tok, &end);
+	if (end == tok || *end || !(v >= 0.01 && v <= 3600))
+		return perr(p, "bad value '%s' for '%s', expected seconds from 0.01 to 3600", tok,
+			    d->name);
+	*(int *)field = (int)(v * 1000 + 0.5);
+	return no_more(p, d, args);
+}
+
 static int parse_bool(struct parser *p, const struct directive *d, char *args, bool *out)
 {
 	char *tok = next_token(&args);
@@ -456,11 +497,13 @@ static int parse_choice(struct parser *p, const struct directive *d, char *args,
 
 static int set_protocol(struct parser *p, const struct directive *d, void *field, char *args)
 {
-	static const char *const names[] = {"mqtt", "websockets", NULL};
+	static const char *const names[] = {"mqtt", "websockets", "mqttsn", NULL};
+	static const enum vs_listener_protocol protos[] = {VS_LPROTO_MQTT, VS_LPROTO_WEBSOCKETS,
+							    VS_LPROTO_MQTTSN};
 	int i;
-	int rc = parse_choice(p, d, args, names, "mqtt or websockets", &i);
+	int rc = parse_choice(p, d, args, names, "mqtt, websockets or mqttsn", &i);
 	if (rc == 0)
-		*(enum vs_listener_protocol *)field = i ? VS_LPROTO_WEBSOCKETS : VS_LPROTO_MQTT;
+		*(enum vs_listener_protocol *)field = protos[i];
 	return rc;
 }
 
@@ -718,6 +761,12 @@ static const struct directive directives[] = {
 	LISTENER("websockets_path", set_string, websockets_path, 0, 0),
 	LISTENER("websockets_origin", set_strlist, websockets_origins, 0, 0),
 	LISTENER("websockets_trusted_proxy", set_proxy, websockets_trusted_proxies, 0, 0),
+	LISTENER("mqttsn_gateway_id", set_int, mqttsn_gateway_id, 0, 255),
+	LISTENER("mqttsn_advertise_interval", set_int, mqttsn_advertise_interval, 0, 65535),
+	LISTENER("mqttsn_predefined_topics", set_string, mqttsn_predefined_topics, 0, 0),
+	LISTENER("mqttsn_allowed_sources", set_cidr, mqttsn_allowed_sources, 0, 0),
+	LISTENER("mqttsn_retry_interval", set_seconds_ms, mqttsn_retry_ms, 0, 0),
+	LISTENER("mqttsn_retry_count", set_int, mqttsn_retry_count, 0, 100),
 	LISTENER("max_connections", set_int, max_connections, -1, INT32_MAX),
 	LISTENER("mount_point", set_string, mount_point, 0, 0),
 	LISTENER("max_qos", set_int, max_qos, 0, 2),

@@ -25,7 +25,7 @@ static int open_one(const struct addrinfo *ai, unsigned flags)
 	if (ai->ai_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
-	    (!(flags & VS_LISTEN_BIND_ONLY) && listen(fd, 4096) < 0)) {
+	    (!(flags & (VS_LISTEN_BIND_ONLY | VS_LISTEN_UDP)) && listen(fd, 4096) < 0)) {
 		int e = -errno;
 		close(fd);
 		return e;
@@ -36,7 +36,8 @@ static int open_one(const struct addrinfo *ai, unsigned flags)
 int vs_listen_tcp(const char *host, int port, int domain, unsigned flags, int *fds, int max,
 		  char *err, size_t errlen)
 {
-	struct addrinfo hints = {.ai_family = domain, .ai_socktype = SOCK_STREAM,
+	struct addrinfo hints = {.ai_family = domain,
+				 .ai_socktype = flags & VS_LISTEN_UDP ? SOCK_DGRAM : SOCK_STREAM,
 				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
 	struct addrinfo *res;
 	char portstr[16];

@@ -1,4 +1,4 @@
-/* TCP listening sockets. */
+/* Listening sockets: TCP and unix streams, and the UDP sockets of MQTT-SN. */
 #ifndef VS_NET_LISTEN_H
 #define VS_NET_LISTEN_H
 
@@ -13,6 +13,8 @@ enum {
 	/* Bind only, never listen(): a probe that the port is free. A listening probe would
 	 * accept connections into its backlog and reset them when it is closed. */
 	VS_LISTEN_BIND_ONLY = 2,
+	/* A datagram (UDP) socket: bound, never listen()ed. */
+	VS_LISTEN_UDP = 4,
 };
 
 /*
