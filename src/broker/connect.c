@@ -400,6 +400,8 @@ static void record_will(struct vs_conn *c, struct vs_session *s)
 static int tls_username(struct vs_conn *c, const char **why)
 {
 	const struct vs_listener_conf *lc = vs_listener_sec(c->listener)->conf;
+	if (c->tls_user)
+		return 0; /* set by its listener (an MQTT-SN client's DTLS identity) */
 	if (!lc->use_identity_as_username && !lc->use_subject_as_username)
 		return 0;
 	SSL *ssl = vs_transport_tls_session(vs_transport_ws_inner(&c->tp));
@@ -494,7 +496,8 @@ static int attach(struct vs_conn *c)
 		vs_log(b->log, VS_LOG_INFO,
 		       "client %s connected from %s on %s (MQTT %s, clean %d, keepalive %u%s%s%s)",
 		       c->client_id, c->addr, c->listener->name,
-		       c->version == VS_V5 ? "5.0" : c->version == VS_V311 ? "3.1.1" : "3.1",
+		       c->listener->sn ? "-SN 1.2"
+		       : c->version == VS_V5 ? "5.0" : c->version == VS_V311 ? "3.1.1" : "3.1",
 		       c->connecting->clean, c->keepalive, c->username ? ", user " : "",
 		       c->username ? c->username : "", c->connecting->scram ? ", SCRAM" : "");
 	vs_connecting_free(c);

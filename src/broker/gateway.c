@@ -23,8 +23,10 @@
 #include "auth/acl.h"
 #include "base/error.h"
 #include "broker/conn.h"
+#include "broker/tls.h"
 #include "broker/router.h"
 #include "broker/worker.h"
+#include "net/dtls.h"
 #include "net/listen.h"
 #include "session/msg.h"
 #include "session/session.h"
@@ -44,15 +46,27 @@ struct vs_sn_listener {
 	int64_t next_advertise_ms; /* worker 0's */
 };
 
+/* A DTLS handshake (or a session before its CONNECT). */
+struct pending_dtls {
+	struct vs_dtls *d;
+	int64_t since_ms;
+};
+
 /* One worker's socket of an mqttsn listener. */
 struct vs_sn_socket {
 	struct vs_sn_table table;
+	struct vs_map pending;     /* DTLS listeners: key -> struct pending_dtls * */
 	int64_t next_log_ms;       /* malformed datagrams are logged at most every 10 s */
 	uint64_t unlogged;
 	uint8_t buf[65536];
 };
 
-enum { BATCH = 64, LOG_EVERY_MS = 10000 };
+enum {
+	BATCH = 64,
+	LOG_EVERY_MS = 10000,
+	MAX_PENDING = 4096, /* DTLS handshakes in progress per socket (cookies make each cost a
+			     * reachable source address) */
+};
 
 /* ---- Settings ---------------------------------------------------------------------------- */
 
@@ -173,6 +187,16 @@ void vs_gateway_socket_close(struct vs_listen_io *li)
 		return;
 	/* Its connections are closed by now (the worker closes them all at the end). */
 	vs_map_fini(&li->sn->table.clients);
+	size_t i = 0;
+	const char *k;
+	size_t kl;
+	void *v;
+	while (vs_map_next(&li->sn->pending, &i, &k, &kl, &v)) {
+		struct pending_dtls *pd = v;
+		vs_dtls_free(pd->d);
+		free(pd);
+	}
+	vs_map_fini(&li->sn->pending);
 	free(li->sn);
 	li->sn = NULL;
 }
@@ -250,19 +274,35 @@ static int open_client(struct vs_transport *tp, struct vs_conn *c, void *arg)
 static void feed(struct vs_conn *c, const struct vs_sn_packet *p);
 
 /* A CONNECT from a peer without a connection: admission, then a new virtual connection. */
-static void connect_new(struct vs_worker *w, struct vs_listen_io *li, const struct vs_sn_peer *pe,
+static void connect_new(struct vs_worker *w, struct vs_listen_io *li, struct vs_sn_peer *pe,
 			const struct vs_sn_packet *p)
 {
 	struct vs_listener *l = li->listener;
 	int src = source_allowed(l->sn, &pe->addr);
 	int max = l->conf->max_connections;
 	bool full = max >= 0 && atomic_load(&l->connections) >= max;
+	char *identity = NULL;
+	if (pe->dtls) {
+		/* The handshake says who this is: a verified certificate's CN (or subject, with
+		 * use_subject_as_username) or the PSK identity. The client takes the session. */
+		const char *why = "";
+		identity = vs_tls_peer_username(vs_dtls_ssl(pe->dtls),
+						l->conf->use_subject_as_username, &why);
+		uint8_t key[VS_SN_KEY_MAX];
+		size_t kl = vs_sn_key(pe, key);
+		free(vs_map_del(&li->sn->pending, key, kl));
+		if (identity)
+			src = src < 0 ? 1 : src; /* an identity admits wherever it comes from */
+	}
 	if (src < 0 || full) {
 		if (src < 0)
 			vs_stat_add(&w->stats.sn_refused, 1);
 		struct vs_sn_packet r = {.type = VS_SN_CONNACK,
 					 .rc = full ? VS_SN_RC_CONGESTION : VS_SN_RC_NOT_SUPPORTED};
 		vs_sn_send_to(pe, &r);
+		vs_dtls_free(pe->dtls);
+		pe->dtls = NULL;
+		free(identity);
 		return;
 	}
 	char addr[48];
@@ -276,11 +316,17 @@ static void connect_new(struct vs_worker *w, struct vs_listen_io *li, const stru
 	struct open_arg a = {li, pe};
 	struct vs_conn *c = vs_conn_virtual(w, l, addr, open_client, &a);
 	if (!c) {
+		pe->dtls = NULL; /* freed by the failed open */
 		struct vs_sn_packet r = {.type = VS_SN_CONNACK, .rc = VS_SN_RC_CONGESTION};
 		vs_sn_send_to(pe, &r);
+		free(identity);
 		return;
 	}
 	c->preauth = src > 0;
+	if (identity) {
+		c->username = identity;
+		c->tls_user = true;
+	}
 	feed(c, p);
 }
 
@@ -381,22 +427,10 @@ static void feed(struct vs_conn *c, const struct vs_sn_packet *p)
 	apply(c, ev, p);
 }
 
-static void datagram(struct vs_worker *w, struct vs_listen_io *li, struct vs_sn_peer *pe,
-		     const uint8_t *d, size_t len)
+/* One MQTT-SN message from a peer (unwrapped, decrypted). */
+static void message(struct vs_worker *w, struct vs_listen_io *li, struct vs_sn_peer *pe,
+		    const uint8_t *d, size_t len)
 {
-	struct vs_sn_encap e;
-	/* 0x01 starts a three-byte length, never an encapsulation (its length is >= 3). */
-	if (len >= 2 && d[0] != 0x01 && d[1] == VS_SN_ENCAPSULATED) {
-		if (vs_sn_unwrap(d, len, &e) < 0 || e.node.len > sizeof(pe->node)) {
-			malformed(w, li, pe, "bad encapsulation");
-			return;
-		}
-		pe->node_len = (uint8_t)e.node.len;
-		memcpy(pe->node, e.node.p, e.node.len);
-		pe->radius = e.ctrl;
-		d = e.inner.p;
-		len = e.inner.len;
-	}
 	struct vs_sn_packet p;
 	const char *why = "";
 	if (vs_sn_decode(d, len, &p, &why) < 0) {
@@ -428,10 +462,13 @@ static void datagram(struct vs_worker *w, struct vs_listen_io *li, struct vs_sn_
 	if (c && c->state != VS_CONN_CLOSING) {
 		c->last_rx_ms = w->now_ms;
 		int ev = vs_sn_input(&c->tp, &p, w->now_ms);
+		if (ev & VS_SN_EV_RESTART) {
+			/* The new connection keeps the DTLS session: the old one must not free it. */
+			pe->dtls = vs_sn_take_dtls(&c->tp);
+		}
 		apply(c, ev, &p);
 		if (!(ev & VS_SN_EV_RESTART))
 			return;
-		c = NULL; /* closed: a new connection takes this CONNECT */
 	}
 	if (p.type == VS_SN_CONNECT) {
 		connect_new(w, li, pe, &p);
@@ -443,6 +480,116 @@ static void datagram(struct vs_worker *w, struct vs_listen_io *li, struct vs_sn_
 		struct vs_sn_packet r = {.type = VS_SN_DISCONNECT};
 		vs_sn_send_to(pe, &r);
 	}
+}
+
+/* The messages a DTLS datagram carried, copied out before any is handled (handling one may
+ * close the connection and free the session that decrypted them). */
+struct plain {
+	size_t len;
+	uint8_t buf[65536 + 64];
+};
+
+static void collect(void *arg, const uint8_t *msg, size_t len)
+{
+	struct plain *pl = arg;
+	if (pl->len + 2 + len > sizeof(pl->buf))
+		return;
+	pl->buf[pl->len] = (uint8_t)(len >> 8);
+	pl->buf[pl->len + 1] = (uint8_t)len;
+	memcpy(pl->buf + pl->len + 2, msg, len);
+	pl->len += 2 + len;
+}
+
+/* The DTLS session of a peer now: its connection's, or its handshake's, or NULL. */
+static struct vs_dtls *session_of(struct vs_listen_io *li, const struct vs_sn_peer *pe)
+{
+	uint8_t key[VS_SN_KEY_MAX];
+	size_t kl = vs_sn_key(pe, key);
+	struct vs_conn *c = vs_map_get(&li->sn->table.clients, key, kl);
+	if (c && c->state != VS_CONN_CLOSING)
+		return vs_sn_dtls(&c->tp);
+	struct pending_dtls *pd = vs_map_get(&li->sn->pending, key, kl);
+	return pd ? pd->d : NULL;
+}
+
+static void dtls_datagram(struct vs_worker *w, struct vs_listen_io *li, struct vs_sn_peer *pe,
+			  const uint8_t *d, size_t len)
+{
+	uint8_t key[VS_SN_KEY_MAX];
+	size_t kl = vs_sn_key(pe, key);
+	struct vs_conn *c = vs_map_get(&li->sn->table.clients, key, kl);
+	struct pending_dtls *pd = NULL;
+	struct vs_dtls *dt;
+	if (c && c->state != VS_CONN_CLOSING) {
+		dt = vs_sn_dtls(&c->tp);
+	} else if ((pd = vs_map_get(&li->sn->pending, key, kl))) {
+		dt = pd->d;
+	} else {
+		if (li->sn->pending.count >= MAX_PENDING) {
+			vs_stat_add(&w->stats.sn_refused, 1);
+			return;
+		}
+		SSL_CTX *ctx = vs_listener_tls_get(li->listener);
+		dt = ctx ? vs_dtls_accept(ctx, li->io.fd, (const struct sockaddr *)&pe->addr,
+					  pe->addr_len) : NULL;
+		SSL_CTX_free(ctx);
+		pd = dt ? calloc(1, sizeof(*pd)) : NULL;
+		if (!pd || vs_map_put(&li->sn->pending, key, kl, pd, NULL) < 0) {
+			vs_dtls_free(dt);
+			free(pd);
+			return;
+		}
+		pd->d = dt;
+		pd->since_ms = w->now_ms;
+	}
+	static __thread struct plain pl;
+	pl.len = 0;
+	int rc = vs_dtls_input(dt, d, len, collect, &pl);
+	if (rc < 0) {
+		char addr[48];
+		vs_addr_str((const struct sockaddr *)&pe->addr, addr, sizeof(addr));
+		if (pd) {
+			vs_log(w->b->log, VS_LOG_NOTICE, "MQTT-SN DTLS handshake with %s failed: %s",
+			       addr, vs_dtls_why(dt));
+			vs_map_del(&li->sn->pending, key, kl);
+			vs_dtls_free(dt);
+			free(pd);
+		} else {
+			vs_conn_close(c, -1, vs_dtls_why(dt));
+		}
+		return;
+	}
+	for (size_t at = 0; at + 2 <= pl.len;) {
+		size_t n = (size_t)pl.buf[at] << 8 | pl.buf[at + 1];
+		pe->dtls = session_of(li, pe);
+		if (!pe->dtls)
+			return; /* its connection was refused and closed meanwhile */
+		message(w, li, pe, pl.buf + at + 2, n);
+		at += 2 + n;
+	}
+}
+
+static void datagram(struct vs_worker *w, struct vs_listen_io *li, struct vs_sn_peer *pe,
+		     const uint8_t *d, size_t len)
+{
+	if (li->listener->tls) {
+		dtls_datagram(w, li, pe, d, len);
+		return;
+	}
+	struct vs_sn_encap e;
+	/* 0x01 starts a three-byte length, never an encapsulation (its length is >= 3). */
+	if (len >= 2 && d[0] != 0x01 && d[1] == VS_SN_ENCAPSULATED) {
+		if (vs_sn_unwrap(d, len, &e) < 0 || e.node.len > sizeof(pe->node)) {
+			malformed(w, li, pe, "bad encapsulation");
+			return;
+		}
+		pe->node_len = (uint8_t)e.node.len;
+		memcpy(pe->node, e.node.p, e.node.len);
+		pe->radius = e.ctrl;
+		d = e.inner.p;
+		len = e.inner.len;
+	}
+	message(w, li, pe, d, len);
 }
 
 static void on_datagram(struct vs_io *io, uint32_t events)
@@ -479,6 +626,39 @@ void vs_gateway_sweep(struct vs_conn *c)
 	settle(c);
 	if (c->state == VS_CONN_ACTIVE && !vs_sn_sleeping(&c->tp))
 		vs_conn_check_stall(c); /* a sleeping client's silence is no stall */
+}
+
+void vs_gateway_tick(struct vs_worker *w)
+{
+	int64_t limit = (int64_t)w->b->conf->connect_timeout * 1000;
+	for (int k = 0; k < w->n_listens; k++) {
+		struct vs_sn_socket *s = w->listens[k].sn;
+		if (!s || !s->pending.count)
+			continue;
+		/* Handshakes that time out, fail, or never send a CONNECT go (a few per sweep: the
+		 * map cannot change while it is walked). */
+		enum { DROP_MAX = 64 };
+		char *drop[DROP_MAX];
+		size_t drop_len[DROP_MAX], n_drop = 0, i = 0, kl;
+		const char *key;
+		void *v;
+		while (n_drop < DROP_MAX && vs_map_next(&s->pending, &i, &key, &kl, &v)) {
+			struct pending_dtls *pd = v;
+			if (w->now_ms - pd->since_ms > limit || vs_dtls_tick(pd->d) < 0) {
+				drop[n_drop] = (char *)key;
+				drop_len[n_drop++] = kl;
+			}
+		}
+		for (size_t j = 0; j < n_drop; j++) {
+			char copy[VS_SN_KEY_MAX];
+			memcpy(copy, drop[j], drop_len[j]);
+			struct pending_dtls *pd = vs_map_del(&s->pending, copy, drop_len[j]);
+			if (pd) {
+				vs_dtls_free(pd->d);
+				free(pd);
+			}
+		}
+	}
 }
 
 void vs_gateway_advertise(struct vs_worker *w)

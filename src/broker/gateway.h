@@ -31,6 +31,8 @@ void vs_gateway_socket_close(struct vs_listen_io *li);
 /* From the worker's sweep, for a connection of an mqttsn listener: retransmissions, and a
  * woken client's PINGRESP. May close c. */
 void vs_gateway_sweep(struct vs_conn *c);
+/* From every worker's sweep: DTLS handshakes' retransmissions and time-outs. */
+void vs_gateway_tick(struct vs_worker *w);
 /* From worker 0's sweep: ADVERTISE on the listeners that want it, when due. */
 void vs_gateway_advertise(struct vs_worker *w);
 

@@ -39,6 +39,7 @@
 
 #include "auth/psk.h"
 #include "base/error.h"
+#include "net/dtls.h"
 #include "net/tls.h"
 
 /* The ex_data slots where a context keeps its PSK table, freed with the context, and where a
@@ -129,7 +130,9 @@ static int set_protocol(SSL_CTX *ctx, const struct vs_listener_conf *lc, char *e
 			size_t errlen)
 {
 	int min = TLS1_2_VERSION;
-	if (lc->tls_version && strcmp(lc->tls_version, "tlsv1.3") == 0)
+	if (lc->protocol == VS_LPROTO_MQTTSN)
+		min = DTLS1_2_VERSION; /* DTLS 1.2 is OpenSSL 3.0's newest; tls_version: not used */
+	else if (lc->tls_version && strcmp(lc->tls_version, "tlsv1.3") == 0)
 		min = TLS1_3_VERSION;
 	else if (lc->tls_version && strcmp(lc->tls_version, "tlsv1.1") == 0)
 		min = TLS1_1_VERSION;
@@ -303,10 +306,13 @@ int vs_tls_server_ctx(const struct vs_listener_conf *lc, const char *psk_file, S
 		      char *err, size_t errlen)
 {
 	ERR_clear_error();
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	bool dtls = lc->protocol == VS_LPROTO_MQTTSN;
+	SSL_CTX *ctx = SSL_CTX_new(dtls ? DTLS_server_method() : TLS_server_method());
 	if (!ctx)
 		return FAIL(lc, err, errlen, "cannot create a TLS context");
 	int rc = set_protocol(ctx, lc, err, errlen);
+	if (rc == 0 && dtls && vs_dtls_server_ctx_setup(ctx) < 0)
+		rc = FAIL(lc, err, errlen, "cannot set up DTLS");
 	if (rc == 0)
 		rc = set_dh(ctx, lc, err, errlen);
 	if (rc == 0)

@@ -450,6 +450,7 @@ static void sweep(struct vs_worker *w)
 			vs_conn_check_stall(c);
 	}
 	vs_conn_log_summary(w);
+	vs_gateway_tick(w);
 	if (w->idx == 0) {
 		vs_sys_tick(w);
 		vs_gateway_advertise(w);

@@ -234,8 +234,6 @@ static int validate_listener(const struct vs_config *c, size_t i, char *err, siz
 	if (l->protocol == VS_LPROTO_MQTTSN) {
 		if (l->socket_domain == AF_UNIX)
 			return fail(err, errlen, l, "mqttsn on a unix socket, expected a UDP port");
-		if (l->certfile || l->psk_hint)
-			return fail(err, errlen, l, "DTLS on an mqttsn listener is not supported yet");
 	} else if (l->mqttsn_predefined_topics || l->mqttsn_allowed_sources.n ||
 		   l->mqttsn_advertise_interval) {
 		return fail(err, errlen, l, "'%s' on a listener without 'protocol mqttsn'",

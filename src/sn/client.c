@@ -117,6 +117,10 @@ int vs_sn_send_to(const struct vs_sn_peer *peer, const struct vs_sn_packet *p)
 {
 	uint8_t buf[VS_SN_MAX_MESSAGE + 64];
 	size_t at = 0;
+	if (peer->dtls) {
+		ssize_t n = vs_sn_encode(p, buf, sizeof(buf));
+		return n < 0 ? (int)n : vs_dtls_send(peer->dtls, buf, (size_t)n);
+	}
 	if (peer->node_len) {
 		struct vs_buf node = {peer->node, peer->node_len};
 		ssize_t h = vs_sn_wrap_header(peer->radius, &node, buf, sizeof(buf));
@@ -137,6 +141,10 @@ static void send_raw(struct vs_sn_client *cl, const uint8_t *dgram, size_t len)
 	uint8_t buf[VS_SN_MAX_MESSAGE + 64];
 	const uint8_t *out = dgram;
 	size_t n = len;
+	if (cl->peer.dtls) {
+		(void)vs_dtls_send(cl->peer.dtls, dgram, len);
+		return;
+	}
 	if (cl->peer.node_len) {
 		struct vs_buf node = {cl->peer.node, cl->peer.node_len};
 		ssize_t h = vs_sn_wrap_header(cl->peer.radius, &node, buf, sizeof(buf));
@@ -1006,6 +1014,7 @@ static void sn_close(struct vs_transport *t)
 	vs_bytes_fini(&cl->will_topic);
 	vs_bytes_fini(&cl->will_msg);
 	vs_bytes_fini(&cl->upd_buf);
+	vs_dtls_free(cl->peer.dtls);
 	free(cl->client_id);
 	free(cl);
 	t->state = NULL;
@@ -1051,8 +1060,10 @@ int vs_sn_client_open(struct vs_transport *t, const struct vs_sn_conf *conf,
 		      struct vs_sn_table *table, const struct vs_sn_peer *peer, void *owner)
 {
 	struct vs_sn_client *cl = calloc(1, sizeof(*cl));
-	if (!cl)
+	if (!cl) {
+		vs_dtls_free(peer->dtls);
 		return -ENOMEM;
+	}
 	cl->conf = conf;
 	cl->table = table;
 	cl->owner = owner;
@@ -1063,6 +1074,7 @@ int vs_sn_client_open(struct vs_transport *t, const struct vs_sn_conf *conf,
 	uint8_t key[VS_SN_KEY_MAX];
 	size_t kl = vs_sn_key(peer, key);
 	if (vs_map_put(&table->clients, key, kl, owner, NULL) < 0) {
+		vs_dtls_free(peer->dtls);
 		free(cl);
 		return -ENOMEM;
 	}
@@ -1109,6 +1121,18 @@ bool vs_sn_settle(struct vs_transport *t, bool more_pending)
 bool vs_sn_awake(const struct vs_transport *t)
 {
 	return cl_of(t)->state == S_AWAKE;
+}
+
+struct vs_dtls *vs_sn_dtls(const struct vs_transport *t)
+{
+	return cl_of(t)->peer.dtls;
+}
+
+struct vs_dtls *vs_sn_take_dtls(struct vs_transport *t)
+{
+	struct vs_dtls *d = cl_of(t)->peer.dtls;
+	cl_of(t)->peer.dtls = NULL;
+	return d;
 }
 
 bool vs_sn_sleeping(const struct vs_transport *t)

@@ -30,6 +30,7 @@
 
 #include "base/map.h"
 #include "codec/sn.h"
+#include "net/dtls.h"
 #include "net/transport.h"
 
 /* ---- Predefined topic ids (mqttsn_predefined_topics) ------------------------------------ */
@@ -89,6 +90,7 @@ struct vs_sn_peer {
 	uint8_t node_len;                 /* > 0: behind a forwarder, with this node id */
 	uint8_t node[32];
 	uint8_t radius;                   /* the encapsulation's Ctrl, echoed */
+	struct vs_dtls *dtls;             /* DTLS session, or NULL (a client owns its own) */
 };
 
 /* The will a WILLTOPICUPD / WILLMSGUPD asks for (views valid until the next call). */
@@ -114,7 +116,8 @@ size_t vs_sn_key(const struct vs_sn_peer *p, uint8_t *key);
 /*
  * Makes t a new client's transport for peer, registered in table with `owner` (what
  * vs_map_get on the table returns: the caller's connection). conf and table must outlive it.
- * Closing the transport removes it from the table. Returns 0 or -ENOMEM.
+ * The client takes peer->dtls (freed when the transport closes, also on failure). Closing the
+ * transport removes it from the table. Returns 0 or -ENOMEM.
  */
 int vs_sn_client_open(struct vs_transport *t, const struct vs_sn_conf *conf,
 		      struct vs_sn_table *table, const struct vs_sn_peer *peer, void *owner);
@@ -129,6 +132,10 @@ int vs_sn_tick(struct vs_transport *t, int64_t now_ms);
 bool vs_sn_settle(struct vs_transport *t, bool more_pending);
 /* Whether the client is awake (woken from sleep, taking what was kept). */
 bool vs_sn_awake(const struct vs_transport *t);
+/* The client's DTLS session, or NULL. */
+struct vs_dtls *vs_sn_dtls(const struct vs_transport *t);
+/* Takes the DTLS session away from the client (for the connection that replaces it). */
+struct vs_dtls *vs_sn_take_dtls(struct vs_transport *t);
 /* Whether the client sleeps (asleep, or awake only to take what was kept). */
 bool vs_sn_sleeping(const struct vs_transport *t);
 /* Whether the client's send queue is empty. */
@@ -141,8 +148,8 @@ const struct vs_sn_will *vs_sn_will(const struct vs_transport *t);
 void vs_sn_will_done(struct vs_transport *t, uint8_t rc);
 const char *vs_sn_client_id(const struct vs_transport *t);
 
-/* Sends one message to a peer outside any client (GWINFO, a refusal, ADVERTISE). Returns 0 or
- * -errno. */
+/* Sends one message to a peer outside any client (GWINFO, a refusal, ADVERTISE), through its
+ * DTLS session when it has one. Returns 0 or a negative error. */
 int vs_sn_send_to(const struct vs_sn_peer *peer, const struct vs_sn_packet *p);
 
 /* The largest MQTT packet the broker may send a client (its Maximum Packet Size). */
