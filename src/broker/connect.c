@@ -494,10 +494,11 @@ static int attach(struct vs_conn *c)
 	vs_stat_add(&c->w->stats.connects, 1);
 	if (b->conf->connection_messages)
 		vs_log(b->log, VS_LOG_INFO,
-		       "client %s connected from %s on %s (MQTT %s, clean %d, keepalive %u%s%s%s)",
+		       "client %s connected from %s on %s (%s, clean %d, keepalive %u%s%s%s)",
 		       c->client_id, c->addr, c->listener->name,
-		       c->listener->sn ? "-SN 1.2"
-		       : c->version == VS_V5 ? "5.0" : c->version == VS_V311 ? "3.1.1" : "3.1",
+		       c->listener->sn ? "MQTT-SN 1.2"
+		       : c->version == VS_V5 ? "MQTT 5.0"
+		       : c->version == VS_V311 ? "MQTT 3.1.1" : "MQTT 3.1",
 		       c->connecting->clean, c->keepalive, c->username ? ", user " : "",
 		       c->username ? c->username : "", c->connecting->scram ? ", SCRAM" : "");
 	vs_connecting_free(c);

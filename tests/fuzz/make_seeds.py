@@ -380,3 +380,72 @@ def ws_seeds():
 
 
 write("net_ws", ws_seeds())
+
+
+def sn(t, body=b"", long_form=False):
+    """An MQTT-SN 1.2 message (section 5.2): Length (one byte, or 0x01 and two bytes from 256
+    on, or always when long_form), MsgType, then the body."""
+    n = len(body) + 2
+    if n > 255 or long_form:
+        return b"\x01" + struct.pack(">H", n + 2) + bytes([t]) + body
+    return bytes([n, t]) + body
+
+
+def sn_encap(ctrl, node, msg):
+    """A forwarder encapsulation (section 5.5): Length of the header, 0xFE, Ctrl, node id."""
+    return bytes([3 + len(node), 0xFE, ctrl]) + node + msg
+
+
+def sn_seeds():
+    """fuzz_codec_sn inputs: every message type, both length forms, encapsulations, and
+    near misses the decoder must refuse."""
+    H = lambda v: struct.pack(">H", v)
+    msgs = [
+        sn(0x00, b"\x05" + H(900)),                          # ADVERTISE
+        sn(0x01, b"\x01"),                                   # SEARCHGW
+        sn(0x02, b"\x05"),                                   # GWINFO from a gateway
+        sn(0x02, b"\x05\x0a\x00\x00\x01\x07\x5b"),           # GWINFO with an address
+        sn(0x04, b"\x04\x01" + H(60) + b"sn-client"),        # CONNECT clean
+        sn(0x04, b"\x0c\x01" + H(0) + b"c" * 23),            # CONNECT will
+        sn(0x05, b"\x00"),                                   # CONNACK
+        sn(0x06), sn(0x07, b"\x30will/topic"), sn(0x07),     # WILLTOPICREQ, WILLTOPIC (empty)
+        sn(0x08), sn(0x09, b"gone"), sn(0x09),               # WILLMSGREQ, WILLMSG
+        sn(0x0A, H(0) + H(1) + b"sensors/temp"),             # REGISTER
+        sn(0x0B, H(1) + H(1) + b"\x00"),                     # REGACK
+        sn(0x0C, b"\x00" + H(1) + H(0) + b"21.5"),           # PUBLISH QoS 0
+        sn(0x0C, b"\x20" + H(1) + H(2) + b"x" * 40),         # PUBLISH QoS 1
+        sn(0x0C, b"\xd1" + H(5) + H(3) + b"dup retain"),     # PUBLISH QoS 2 predefined
+        sn(0x0C, b"\x62ab" + H(0) + b"qos -1 short"),        # PUBLISH QoS -1 short name
+        sn(0x0C, b"\x20" + H(1) + H(4) + b"p" * 300),        # PUBLISH, three-byte length
+        sn(0x0D, H(1) + H(2) + b"\x00"),                     # PUBACK
+        sn(0x0E, H(3)), sn(0x0F, H(3)), sn(0x10, H(3)),      # PUBCOMP, PUBREC, PUBREL
+        sn(0x12, b"\x40" + H(5) + b"sensors/+/temp"),        # SUBSCRIBE by name
+        sn(0x12, b"\x21" + H(6) + H(7)),                     # SUBSCRIBE predefined
+        sn(0x12, b"\x02" + H(8) + b"ab"),                    # SUBSCRIBE short name
+        sn(0x13, b"\x20" + H(1) + H(5) + b"\x00"),           # SUBACK
+        sn(0x14, b"\x00" + H(9) + b"sensors/#"),             # UNSUBSCRIBE by name
+        sn(0x14, b"\x01" + H(9) + H(7)),                     # UNSUBSCRIBE predefined
+        sn(0x15, H(9)),                                      # UNSUBACK
+        sn(0x16), sn(0x16, b"sn-client"), sn(0x17),          # PINGREQ (+ client id), PINGRESP
+        sn(0x18), sn(0x18, H(300)),                          # DISCONNECT (+ duration)
+        sn(0x1A, b"\x10new/will"), sn(0x1A),                 # WILLTOPICUPD
+        sn(0x1B, b"\x00"), sn(0x1C, b"new"), sn(0x1D, b"\x00"),
+        sn(0x0E, H(3), long_form=True),                      # a short message, long form
+    ]
+    out = list(msgs)
+    out.append(sn_encap(0x01, b"\xaa\xbb", sn(0x04, b"\x04\x01" + H(30) + b"node")))
+    out.append(sn_encap(0x00, b"", sn(0x16)))
+    out.append(sn_encap(0x03, bytes(range(8)), sn(0x0C, b"\x20" + H(1) + H(2) + b"data")))
+    # refused: reserved topic-id type, QoS -1 in SUBSCRIBE, protocol 2, unknown type, a
+    # length past the datagram, bytes after it, a lone will flags byte
+    out.append(sn(0x0C, b"\x03" + H(1) + H(2)))
+    out.append(sn(0x12, b"\x60" + H(1) + b"a"))
+    out.append(sn(0x04, b"\x04\x02" + H(60) + b"c"))
+    out.append(sn(0x11))
+    out.append(sn(0x0E, H(3))[:-1])
+    out.append(sn(0x0E, H(3)) + b"\x00")
+    out.append(sn(0x07, b"\x20"))
+    return out
+
+
+write("codec_sn", sn_seeds())
