@@ -197,12 +197,17 @@ int vs_sn_decode(const uint8_t *buf, size_t len, struct vs_sn_packet *p, const c
 		p->data = (struct vs_buf){tail + 1, rest - 1};
 		break;
 	}
-	/* Fields that carry a flags byte: the reserved topic-id type, and QoS -1 outside PUBLISH
-	 * (section 5.3.4). */
-	bool has_flags = l->fields[0] == F_FLAGS || (l->var == V_WILLTOPIC && !p->empty_will);
-	if (has_flags && (p->flags & VS_SN_TID_MASK) == 3)
+	/* The flags' bits a type uses (section 5.3.4): the reserved topic-id type where the type
+	 * has one (PUBLISH, SUBSCRIBE, UNSUBSCRIBE), QoS -1 where QoS means a subscription's or a
+	 * will's (SUBSCRIBE, SUBACK, WILLTOPIC, WILLTOPICUPD). Bits a type does not use (CONNECT's
+	 * QoS and topic-id type, UNSUBSCRIBE's QoS) are ignored, as the spec marks them. */
+	bool tid = p->type == VS_SN_PUBLISH || p->type == VS_SN_SUBSCRIBE ||
+		   p->type == VS_SN_UNSUBSCRIBE;
+	bool qos = p->type == VS_SN_SUBSCRIBE || p->type == VS_SN_SUBACK ||
+		   (l->var == V_WILLTOPIC && !p->empty_will);
+	if (tid && (p->flags & VS_SN_TID_MASK) == 3)
 		return fail(why, "reserved topic id type");
-	if (has_flags && p->type != VS_SN_PUBLISH && vs_sn_qos(p->flags) < 0)
+	if (qos && vs_sn_qos(p->flags) < 0)
 		return fail(why, "QoS -1 outside PUBLISH");
 	if (p->type == VS_SN_CONNECT && p->protocol != 0x01)
 		return fail(why, "unknown protocol id");

@@ -9,8 +9,8 @@
  * the caller's buffer must outlive the views.
  *
  * What the codec checks: the length field against the datagram (a datagram is one message; bytes
- * after it are refused), each type's fixed size, the flags' reserved topic-id type 0b11, a QoS of
- * -1 only where the spec allows it (PUBLISH), the protocol id of CONNECT (0x01). What depends on
+ * after it are refused), each type's fixed size, the flags' reserved topic-id type 0b11 and a
+ * QoS of -1 where the type uses those bits, the protocol id of CONNECT (0x01). What depends on
  * the gateway's state (a topic id that is registered, a message id in use) is the gateway's.
  */
 #ifndef VS_CODEC_SN_H
@@ -124,7 +124,9 @@ static inline uint8_t vs_sn_qos_flags(int q)
  */
 int vs_sn_decode(const uint8_t *buf, size_t len, struct vs_sn_packet *p, const char **why);
 
-/* The encoded size of p (the length form included), or VS_ETOOBIG past VS_SN_MAX_MESSAGE. */
+/* The encoded size of p (the length form included), VS_ETOOBIG past VS_SN_MAX_MESSAGE, or
+ * VS_EPROTO for a type without a layout (ENCAPSULATED, unknown). The encoder writes what it is
+ * given: the caller builds only messages the decoder accepts. */
 ssize_t vs_sn_size(const struct vs_sn_packet *p);
 /* Encodes p into out[0..cap). Returns its length, or VS_ETOOBIG when cap is too small. */
 ssize_t vs_sn_encode(const struct vs_sn_packet *p, uint8_t *out, size_t cap);
@@ -139,8 +141,8 @@ struct vs_sn_encap {
 /* Splits an ENCAPSULATED datagram. Returns 0, or VS_EPROTO (not one, or malformed). The inner
  * message is then decoded with vs_sn_decode(). */
 int vs_sn_unwrap(const uint8_t *buf, size_t len, struct vs_sn_encap *e);
-/* Writes the encapsulation header for node id and ctrl before an inner message of inner_len
- * bytes. Returns the header's length, or VS_ETOOBIG. */
+/* Writes the encapsulation header for node id and ctrl (the inner message follows it).
+ * Returns the header's length, or VS_ETOOBIG. */
 ssize_t vs_sn_wrap_header(uint8_t ctrl, const struct vs_buf *node, uint8_t *out, size_t cap);
 
 /* The message type's name ("PUBLISH"), or "?" */
