@@ -58,11 +58,18 @@ struct vs_sn_socket {
 	struct vs_map pending;     /* DTLS listeners: key -> struct pending_dtls * */
 	int64_t next_log_ms;       /* malformed datagrams are logged at most every 10 s */
 	uint64_t unlogged;
-	uint8_t buf[65536];
+	/* recvmmsg(2) takes up to RECV_BATCH datagrams per call. The buffers are 64 KiB each (a
+	 * datagram may be that large) but cost the memory of what lands in them: calloc maps
+	 * them untouched. */
+	struct mmsghdr msgs[16];
+	struct iovec iov[16];
+	struct sockaddr_storage from[16];
+	uint8_t bufs[16][65536];
 };
 
 enum {
-	BATCH = 64,
+	RECV_BATCH = 16,
+	BATCH = 64, /* datagrams per wake-up at most: the loop's other sockets get their turn */
 	LOG_EVERY_MS = 10000,
 	MAX_PENDING = 4096, /* DTLS handshakes in progress per socket (cookies make each cost a
 			     * reachable source address) */
@@ -597,18 +604,30 @@ static void on_datagram(struct vs_io *io, uint32_t events)
 	(void)events;
 	struct vs_listen_io *li = (struct vs_listen_io *)io;
 	struct vs_worker *w = li->w;
-	for (int i = 0; i < BATCH; i++) {
-		struct vs_sn_peer pe = {.fd = io->fd};
-		pe.addr_len = sizeof(pe.addr);
-		ssize_t n = recvfrom(io->fd, li->sn->buf, sizeof(li->sn->buf), MSG_DONTWAIT,
-				     (struct sockaddr *)&pe.addr, &pe.addr_len);
+	struct vs_sn_socket *s = li->sn;
+	for (int got = 0; got < BATCH;) {
+		for (int i = 0; i < RECV_BATCH; i++) {
+			s->iov[i] = (struct iovec){s->bufs[i], sizeof(s->bufs[i])};
+			s->msgs[i].msg_hdr = (struct msghdr){.msg_name = &s->from[i],
+							     .msg_namelen = sizeof(s->from[i]),
+							     .msg_iov = &s->iov[i], .msg_iovlen = 1};
+		}
+		int n = recvmmsg(io->fd, s->msgs, RECV_BATCH, MSG_DONTWAIT, NULL);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 				return;
-			continue; /* an ICMP error of an earlier send (ECONNREFUSED): next */
+			got++; /* an ICMP error of an earlier send (ECONNREFUSED): next */
+			continue;
 		}
-		vs_stat_add(&w->stats.bytes_received, (uint64_t)n);
-		datagram(w, li, &pe, li->sn->buf, (size_t)n);
+		for (int i = 0; i < n; i++) {
+			struct vs_sn_peer pe = {.fd = io->fd, .addr_len = s->msgs[i].msg_hdr.msg_namelen};
+			memcpy(&pe.addr, &s->from[i], pe.addr_len);
+			vs_stat_add(&w->stats.bytes_received, s->msgs[i].msg_len);
+			datagram(w, li, &pe, s->bufs[i], s->msgs[i].msg_len);
+		}
+		got += n;
+		if (n < RECV_BATCH)
+			return; /* the socket is empty */
 	}
 }
 
