@@ -642,6 +642,12 @@ void vs_gateway_sweep(struct vs_conn *c)
 		vs_conn_close(c, -1, vs_transport_why(&c->tp));
 		return;
 	}
+	if (vs_sn_has_input(&c->tp) && !c->in_reread) {
+		/* Left by a write (an acknowledgement for what cannot be delivered). */
+		vs_conn_readable(c);
+		if (c->state == VS_CONN_CLOSING)
+			return;
+	}
 	settle(c);
 	if (c->state == VS_CONN_ACTIVE && !vs_sn_sleeping(&c->tp))
 		vs_conn_check_stall(c); /* a sleeping client's silence is no stall */

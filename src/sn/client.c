@@ -397,7 +397,7 @@ static int emit_connect(struct vs_sn_client *cl)
 	return to_broker(cl, &p);
 }
 
-static int on_connect(struct vs_sn_client *cl, const struct vs_sn_packet *p)
+static int on_connect(struct vs_sn_client *cl, const struct vs_sn_packet *p, int64_t now_ms)
 {
 	if (cl->state != S_NEW && cl->state != S_WILLTOPIC && cl->state != S_WILLMSG) {
 		if (cl->state == S_CONNECTING)
@@ -408,6 +408,7 @@ static int on_connect(struct vs_sn_client *cl, const struct vs_sn_packet *p)
 			cl->keepalive = p->duration;
 			cl->state = S_ACTIVE;
 			reply_ack(cl, VS_SN_CONNACK, 0, 0, VS_SN_RC_ACCEPTED);
+			pump(cl, now_ms); /* what was kept while it slept goes now */
 			return VS_SN_EV_ACTIVE | VS_SN_EV_ROOM;
 		}
 		return VS_SN_EV_RESTART;
@@ -522,7 +523,10 @@ static int on_publish(struct vs_sn_client *cl, const struct vs_sn_packet *p)
 static int on_ack(struct vs_sn_client *cl, const struct vs_sn_packet *p, int64_t now_ms)
 {
 	struct entry *e = cl->head;
-	if (!e || !e->sent || e->ack != p->type || e->msg_id != p->msg_id) {
+	/* Section 5.4.13: a PUBACK with a return code also refuses a QoS 2 PUBLISH. */
+	bool refused = e && e->ack == VS_SN_PUBREC && p->type == VS_SN_PUBACK &&
+		       p->rc != VS_SN_RC_ACCEPTED;
+	if (!e || !e->sent || (e->ack != p->type && !refused) || e->msg_id != p->msg_id) {
 		/* Not for what we wait for: PUBREC/PUBCOMP repeated after a lost answer are
 		 * passed on (the broker answers them again); the rest is stale. */
 		if (p->type == VS_SN_PUBREC)
@@ -554,7 +558,8 @@ static int on_ack(struct vs_sn_client *cl, const struct vs_sn_packet *p, int64_t
 		if (p->rc == VS_SN_RC_INVALID_TOPIC && e->topic_id)
 			forget_id(cl, e->topic_id); /* registered again next time */
 		pop(cl);
-		ev |= ack_to_broker(cl, VS_PUBACK, p->msg_id,
+		/* 5.0 ends a refused QoS 2 flow at PUBREC with a reason >= 0x80. */
+		ev |= ack_to_broker(cl, refused ? VS_PUBREC : VS_PUBACK, p->msg_id,
 				    p->rc == VS_SN_RC_ACCEPTED ? 0 : VS_RC_UNSPECIFIED);
 		break;
 	case VS_SN_PUBREC:
@@ -703,7 +708,7 @@ int vs_sn_input(struct vs_transport *t, const struct vs_sn_packet *p, int64_t no
 	if (cl->state == S_GONE)
 		return p->type == VS_SN_CONNECT ? VS_SN_EV_RESTART : 0;
 	if (p->type == VS_SN_CONNECT)
-		return on_connect(cl, p);
+		return on_connect(cl, p, now_ms);
 	if (cl->state < S_CONNECTING) {
 		if (p->type == VS_SN_WILLTOPIC)
 			return on_willtopic(cl, p);
@@ -1138,6 +1143,11 @@ struct vs_dtls *vs_sn_take_dtls(struct vs_transport *t)
 bool vs_sn_sleeping(const struct vs_transport *t)
 {
 	return cl_of(t)->state == S_ASLEEP || cl_of(t)->state == S_AWAKE;
+}
+
+bool vs_sn_has_input(const struct vs_transport *t)
+{
+	return vs_bytes_avail(&cl_of(t)->in) > 0;
 }
 
 bool vs_sn_idle(const struct vs_transport *t)

@@ -138,6 +138,9 @@ struct vs_dtls *vs_sn_dtls(const struct vs_transport *t);
 struct vs_dtls *vs_sn_take_dtls(struct vs_transport *t);
 /* Whether the client sleeps (asleep, or awake only to take what was kept). */
 bool vs_sn_sleeping(const struct vs_transport *t);
+/* Whether MQTT bytes wait for the broker to read them (write() may leave some: an
+ * acknowledgement for a message that cannot be delivered). */
+bool vs_sn_has_input(const struct vs_transport *t);
 /* Whether the client's send queue is empty. */
 bool vs_sn_idle(const struct vs_transport *t);
 

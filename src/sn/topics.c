@@ -58,8 +58,11 @@ static int parse_line(struct vs_sn_topics *t, const char *s, size_t n, int line,
 		return bad(err, errlen, line, "NUL byte");
 	unsigned long id = 0;
 	size_t i = 0;
-	while (i < n && s[i] >= '0' && s[i] <= '9' && id <= 65535)
-		id = id * 10 + (unsigned long)(s[i++] - '0');
+	while (i < n && s[i] >= '0' && s[i] <= '9') {
+		if (id <= 65535) /* past it the value no longer matters: out of range */
+			id = id * 10 + (unsigned long)(s[i] - '0');
+		i++;
+	}
 	if (i == 0 || i == n || !blank(s[i]))
 		return bad(err, errlen, line, "expected \"ID TOPIC\" (a topic id, a space, a topic)");
 	/* 0x0000 and 0xFFFF are reserved (MQTT-SN 1.2 section 5.3.11). */

@@ -582,7 +582,7 @@ static void error_missing_argument(void **state)
 	expect_error("listener\n", "test.conf:1: missing value for 'listener', expected a port "
 				   "from 0 to 65535 and an optional address");
 	expect_error("protocol\n",
-		     "test.conf:1: missing value for 'protocol', expected mqtt or websockets");
+		     "test.conf:1: missing value for 'protocol', expected mqtt, websockets or mqttsn");
 	expect_error("include_dir\n",
 		     "test.conf:1: missing value for 'include_dir', expected a directory");
 }
@@ -604,7 +604,7 @@ static void error_extra_argument(void **state)
 static void error_bad_choice(void **state)
 {
 	expect_error("listener 1\nprotocol http\n", "test.conf:2: bad value 'http' for "
-						    "'protocol', expected mqtt or websockets");
+						    "'protocol', expected mqtt, websockets or mqttsn");
 	expect_error("socket_domain ipx\n", "test.conf:1: bad value 'ipx' for 'socket_domain', "
 					    "expected ipv4 or ipv6");
 	expect_error("tls_version sslv3\n", "test.conf:1: bad value 'sslv3' for 'tls_version', "
