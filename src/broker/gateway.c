@@ -134,10 +134,10 @@ void vs_gateway_listener_fini(struct vs_listener *l)
 }
 
 /* Whether addr is in a block; an IPv4-mapped IPv6 address is compared as IPv4. */
-static bool in_block(const struct cidr *c, const struct sockaddr_storage *ss)
+static bool in_block(const struct cidr *c, const union vs_sn_addr *ss)
 {
 	const uint8_t *a;
-	int family = ss->ss_family;
+	int family = ss->sa.sa_family;
 	if (family == AF_INET) {
 		a = (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr;
 	} else {
@@ -161,7 +161,7 @@ static bool in_block(const struct cidr *c, const struct sockaddr_storage *ss)
 
 /* 1: the source is listed (admitted as authenticated); 0: anonymous rules decide; -1: the
  * listener has a list and the source is not in it. */
-static int source_allowed(const struct vs_sn_listener *sn, const struct sockaddr_storage *ss)
+static int source_allowed(const struct vs_sn_listener *sn, const union vs_sn_addr *ss)
 {
 	if (!sn->n_sources)
 		return 0;
@@ -620,7 +620,9 @@ static void on_datagram(struct vs_io *io, uint32_t events)
 			continue;
 		}
 		for (int i = 0; i < n; i++) {
-			struct vs_sn_peer pe = {.fd = io->fd, .addr_len = s->msgs[i].msg_hdr.msg_namelen};
+			struct vs_sn_peer pe = {.fd = io->fd};
+			socklen_t al = s->msgs[i].msg_hdr.msg_namelen;
+			pe.addr_len = al < sizeof(pe.addr) ? al : sizeof(pe.addr);
 			memcpy(&pe.addr, &s->from[i], pe.addr_len);
 			vs_stat_add(&w->stats.bytes_received, s->msgs[i].msg_len);
 			datagram(w, li, &pe, s->bufs[i], s->msgs[i].msg_len);

@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,8 @@ enum {
 	MAX_TOPICS = 1024,
 	MAX_TOPIC_BYTES = 64 * 1024,
 	IN_MAX = 1024 * 1024,  /* MQTT bytes waiting for the broker to read them */
-	PENDING = 8,           /* the client's publishes and subscribes awaiting the broker */
+	PENDING = 4,           /* the client's publishes and subscribes awaiting the broker (one
+				* in flight is the protocol's; a few more are tolerated) */
 };
 
 enum state {
@@ -103,8 +105,23 @@ struct vs_sn_client {
 	size_t topic_bytes;
 	struct pending pubs[PENDING];
 	struct pending subs[PENDING];
-	char why[128];
+	bool failed;         /* why_buf (of this thread) says why the last call failed */
 };
+
+/* Why a client failed: read by its owner right after the call that failed (before any other
+ * client of the thread can fail), so one buffer per thread serves them all and an idle
+ * client carries no text. */
+static __thread char why_buf[128];
+
+__attribute__((format(printf, 2, 3))) static void set_why(struct vs_sn_client *cl,
+							   const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why_buf, sizeof(why_buf), fmt, ap);
+	va_end(ap);
+	cl->failed = true;
+}
 
 static struct vs_sn_client *cl_of(const struct vs_transport *t)
 {
@@ -256,7 +273,7 @@ static int ack_to_broker(struct vs_sn_client *cl, uint8_t type, uint16_t id, uin
 
 static int fail(struct vs_sn_client *cl, const char *why)
 {
-	snprintf(cl->why, sizeof(cl->why), "%s", why);
+	set_why(cl, "%s", why);
 	return VS_SN_EV_CLOSE;
 }
 
@@ -977,13 +994,12 @@ static ssize_t sn_write(struct vs_transport *t, const void *buf, size_t len)
 		enum vs_reason why;
 		ssize_t n = vs_codec_decode(b + at, len - at, &opts, &m, &why);
 		if (n <= 0) {
-			snprintf(cl->why, sizeof(cl->why), "MQTT-SN gateway: unreadable packet "
-				 "from the broker");
+			set_why(cl, "MQTT-SN gateway: unreadable packet from the broker");
 			return -EPROTO;
 		}
 		int rc = from_broker(cl, &m, now_ms);
 		if (rc < 0) {
-			snprintf(cl->why, sizeof(cl->why), "MQTT-SN gateway: out of memory");
+			set_why(cl, "MQTT-SN gateway: out of memory");
 			return rc;
 		}
 		at += (size_t)n;
@@ -1029,7 +1045,7 @@ static void sn_close(struct vs_transport *t)
 static const char *sn_why(const struct vs_transport *t)
 {
 	const struct vs_sn_client *cl = cl_of(t);
-	return cl && cl->why[0] ? cl->why : NULL;
+	return cl && cl->failed ? why_buf : NULL;
 }
 
 static const struct vs_transport_ops sn_ops = {
@@ -1043,14 +1059,14 @@ static const struct vs_transport_ops sn_ops = {
 size_t vs_sn_key(const struct vs_sn_peer *p, uint8_t *key)
 {
 	size_t n = 0;
-	key[n++] = (uint8_t)p->addr.ss_family;
-	if (p->addr.ss_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&p->addr;
+	key[n++] = (uint8_t)p->addr.sa.sa_family;
+	if (p->addr.sa.sa_family == AF_INET6) {
+		const struct sockaddr_in6 *a = &p->addr.in6;
 		memcpy(key + n, &a->sin6_port, 2);
 		memcpy(key + n + 2, &a->sin6_addr, 16);
 		n += 18;
 	} else {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)&p->addr;
+		const struct sockaddr_in *a = &p->addr.in;
 		memcpy(key + n, &a->sin_port, 2);
 		memcpy(key + n + 2, &a->sin_addr, 4);
 		n += 6;

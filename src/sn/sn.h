@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "base/map.h"
@@ -82,10 +83,17 @@ enum {
 			        * (gracefully) and start a new connection with the datagram */
 };
 
+/* An IPv4 or IPv6 address (28 bytes, where a sockaddr_storage takes 128 per client). */
+union vs_sn_addr {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
+
 /* Where a client's datagrams go. */
 struct vs_sn_peer {
 	int fd;                           /* the listener's datagram socket (not owned) */
-	struct sockaddr_storage addr;
+	union vs_sn_addr addr;
 	socklen_t addr_len;
 	uint8_t node_len;                 /* > 0: behind a forwarder, with this node id */
 	uint8_t node[32];
