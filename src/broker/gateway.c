@@ -227,17 +227,35 @@ static void malformed(struct vs_worker *w, struct vs_listen_io *li, const struct
 	s->next_log_ms = w->now_ms + LOG_EVERY_MS;
 }
 
-/* QoS -1 (section 6.8): a PUBLISH without a connection, to a predefined id or a short name. */
+static void publish_as(struct vs_worker *w, struct vs_listener *l, const char *username,
+		       const struct vs_sn_packet *p);
+
+/* QoS -1 (section 6.8): a PUBLISH without a connection, to a predefined id or a short name.
+ * Admitted as a CONNECT would be; checked against the ACL with an empty client id. */
 static void publish_unconnected(struct vs_worker *w, struct vs_listen_io *li,
 				const struct vs_sn_peer *pe, const struct vs_sn_packet *p)
 {
 	struct vs_listener *l = li->listener;
 	const struct vs_listener_sec *sec = vs_listener_sec(l);
 	int src = source_allowed(l->sn, &pe->addr);
-	if (src < 0 || (src == 0 && !sec->allow_anonymous)) {
+	char *identity = NULL; /* over DTLS, as for a CONNECT */
+	if (pe->dtls) {
+		const char *why = "";
+		identity = vs_tls_peer_username(vs_dtls_ssl(pe->dtls),
+						l->conf->use_subject_as_username, &why);
+	}
+	if (!identity && (src < 0 || (src == 0 && !sec->allow_anonymous))) {
 		vs_stat_add(&w->stats.sn_refused, 1);
 		return;
 	}
+	publish_as(w, l, identity, p);
+	free(identity);
+}
+
+static void publish_as(struct vs_worker *w, struct vs_listener *l, const char *username,
+		       const struct vs_sn_packet *p)
+{
+	const struct vs_listener_sec *sec = vs_listener_sec(l);
 	uint8_t tt = p->flags & VS_SN_TID_MASK;
 	char shortname[3];
 	const char *topic = NULL;
@@ -255,7 +273,7 @@ static void publish_unconnected(struct vs_worker *w, struct vs_listen_io *li,
 	if (!len || !vs_topic_name_valid((const uint8_t *)topic, len) ||
 	    (len >= 4 && memcmp(topic, "$SYS", 4) == 0))
 		return; /* nobody to tell: QoS -1 has no answer */
-	if (sec->acl && !vs_acl_check(sec->acl, "", NULL, topic, len, VS_ACL_WRITE))
+	if (sec->acl && !vs_acl_check(sec->acl, "", username, topic, len, VS_ACL_WRITE))
 		return;
 	bool retain = (p->flags & VS_SN_RETAIN) && w->b->conf->retain_available;
 	struct vs_msg *m = vs_msg_make(topic, len, p->data.p, p->data.len, 0, retain, NULL, NULL,
