@@ -45,6 +45,10 @@
  * exchange runs again on every reconnect. User names and passwords are used as UTF-8 bytes,
  * without SASLprep (RFC 4013) normalisation; iteration counts below 4096 are refused (RFC 7677).
  * Re-authentication (AUTH 0x19) is not offered.
+ *
+ * MQTT-SN 1.2: the viesti_sn_* calls at the end of this header are a separate, smaller client
+ * (`struct viesti_sn`) for sensors and scripts: one UDP socket, blocking calls with timeouts, no
+ * thread and no lock. See "MQTT-SN" below.
  */
 #ifndef VIESTI_H
 #define VIESTI_H
@@ -363,6 +367,234 @@ int viesti_loop(struct viesti *v, int timeout_ms);
 const char *viesti_strerror(int err);
 /* The name of an MQTT reason code ("Not authorized"). */
 const char *viesti_reason_string(int reason);
+
+/* ---- MQTT-SN 1.2 ------------------------------------------------------------------------------
+ *
+ * A client of an MQTT-SN gateway (Viesti's `protocol mqttsn` listener, or any MQTT-SN 1.2
+ * gateway) over UDP, IPv4 or IPv6. One `struct viesti_sn` is one client: one socket, the topic
+ * ids it knows, the messages it received and has not yet handed out. It is driven only by its
+ * calls, which block up to their timeout_ms (-1: no limit but the retries, see below; 0: do
+ * what can be done without waiting). There is no thread and no lock: use a client from one
+ * thread at a time, and no callback runs but on_log, from inside the calls.
+ *
+ * One request at a time (MQTT-SN 1.2 section 6.13): each call sends its message and waits for
+ * the answer, sending it again every retry_ms (a PUBLISH with DUP set), at most retry_count
+ * more times. When those are used up the gateway counts as lost: the call returns -ETIMEDOUT
+ * and the client is disconnected (viesti_sn_state() says VIESTI_SN_DISCONNECTED). When the
+ * call's own timeout_ms passes first, it returns -ETIMEDOUT too, but the client stays as it
+ * was and the answer, should it come later, is ignored. While a call waits, the client also
+ * answers what the gateway sends on its own: REGISTER (REGACK, and the topic id is remembered),
+ * PUBLISH (PUBACK, PUBREC, then PUBCOMP for the PUBREL; a QoS 2 message sent again with the
+ * same message id is delivered once), PINGREQ; and it sends PINGREQ when it sent nothing for
+ * `keepalive` seconds. So a connected client that is not asleep must call into the library
+ * (viesti_sn_receive(), or viesti_sn_process() from a poll loop) at least that often.
+ *
+ * Results: calls that the gateway answers with a ReturnCode (CONNACK, REGACK, PUBACK, SUBACK,
+ * WILLTOPICRESP, WILLMSGRESP) return it: VIESTI_SN_ACCEPTED (0), or the rejection
+ * (VIESTI_SN_CONGESTION, VIESTI_SN_INVALID_TOPIC, VIESTI_SN_NOT_SUPPORTED), >= 0 all. Errors
+ * are negative, as everywhere in this header: VIESTI_EINVAL (a bad argument), VIESTI_ESTATE
+ * (not connected, or asleep), -ETIMEDOUT, -ECONNREFUSED (nobody listens on the gateway's
+ * port), VIESTI_ECLOSED (the gateway sent DISCONNECT: it no longer knows this client),
+ * VIESTI_EPROTO, -ENOMEM, -ENOENT (a host name that does not resolve).
+ *
+ * Topic ids. PUBLISH carries a two-byte topic id, of one of three kinds, which
+ * viesti_sn_publish() chooses from the topic name: a name in the client's predefined table
+ * (viesti_sn_predefine(), the same table as the gateway's mqttsn_predefined_topics) goes as
+ * its predefined id; a two-character name as a short topic name; any other name is REGISTERed
+ * the first time and its id reused after that (a new CONNECT forgets those ids: the gateway
+ * gives new ones). A PUBACK "rejected: invalid topic id" makes the client forget the id too,
+ * so the next publish registers the name again.
+ *
+ * Sleeping (section 6.14): viesti_sn_sleep() tells the gateway to keep messages for the
+ * client; viesti_sn_wake() collects them; viesti_sn_connect() makes a sleeping client active
+ * again. Messages received are kept in the client, in order, for viesti_sn_receive(), at most
+ * max_queued of them; when the queue is full, a QoS 1 or 2 message is not acknowledged (the
+ * gateway sends it again) and a QoS 0 message is dropped.
+ */
+
+struct viesti_sn; /* one MQTT-SN client; opaque */
+
+/* ReturnCode (section 5.3.10). */
+enum {
+	VIESTI_SN_ACCEPTED = 0,
+	VIESTI_SN_CONGESTION = 1,    /* rejected: congestion (try again later) */
+	VIESTI_SN_INVALID_TOPIC = 2, /* rejected: invalid topic id */
+	VIESTI_SN_NOT_SUPPORTED = 3, /* rejected: not supported (also: not allowed) */
+};
+
+/* TopicIdType (section 5.3.4). */
+enum {
+	VIESTI_SN_TOPIC_NORMAL = 0,     /* a registered id; in (UN)SUBSCRIBE: a topic name */
+	VIESTI_SN_TOPIC_PREDEFINED = 1, /* an id both sides know beforehand */
+	VIESTI_SN_TOPIC_SHORT = 2,      /* two characters, in the id field */
+};
+
+/* The topic id of a short topic name "ab": VIESTI_SN_SHORT('a', 'b'). */
+#define VIESTI_SN_SHORT(a, b) ((uint16_t)((uint16_t)(uint8_t)(a) << 8 | (uint8_t)(b)))
+
+/* What viesti_sn_state() returns. */
+enum viesti_sn_state {
+	VIESTI_SN_DISCONNECTED = 0, /* before connecting, after a disconnect or a lost gateway */
+	VIESTI_SN_ACTIVE = 1,       /* connected */
+	VIESTI_SN_ASLEEP = 2,       /* sleeping (viesti_sn_sleep), also after a wake-up's PINGRESP */
+	VIESTI_SN_AWAKE = 3,        /* woken (PINGREQ sent), taking what was kept, no PINGRESP yet */
+};
+
+/*
+ * Options: fill with viesti_sn_options_init() (defaults noted), then change fields. Strings
+ * and the will are copied by viesti_sn_new().
+ */
+struct viesti_sn_options {
+	const char *host;      /* "localhost": a name (getaddrinfo, IPv4 and IPv6) or an address */
+	int port;              /* 1884 */
+	const char *client_id; /* NULL: "viesti-sn-" and 12 random hex digits. MQTT-SN 1.2 says
+				* 1..23 characters; up to 1024 bytes are sent */
+	int keepalive;         /* 60 seconds (CONNECT's Duration); 0: no keep-alive */
+	bool clean;            /* true: CleanSession (subscriptions and will start afresh) */
+	const char *will_topic; /* NULL: no will. Else CONNECT carries the Will flag and the
+				 * gateway's WILLTOPICREQ and WILLMSGREQ are answered with these */
+	const void *will_payload;
+	size_t will_payload_len;
+	int will_qos;          /* 0..2 */
+	bool will_retain;
+	int retry_ms;          /* 10000: Tretry, the wait for an answer before sending again */
+	int retry_count;       /* 5: Nretry, sends after the first before the gateway is lost */
+	size_t max_queued;     /* 1000: received messages kept for viesti_sn_receive() */
+	int log_level;         /* VIESTI_LOG_INFO: on_log gets lines at or below this level;
+				* VIESTI_LOG_DEBUG lines name every message sent and received */
+	void (*on_log)(struct viesti_sn *c, void *ud, int level, const char *line);
+	void *ud;              /* for on_log */
+};
+
+void viesti_sn_options_init(struct viesti_sn_options *o);
+
+/* Creates a client and resolves the host (this may block on DNS). Sends nothing. Returns NULL
+ * with *err (if not NULL) set: VIESTI_EINVAL (bad options), -ENOENT (the name does not
+ * resolve), -ENOMEM. */
+struct viesti_sn *viesti_sn_new(const struct viesti_sn_options *o, int *err);
+/* Closes the socket and frees everything, sending nothing (use viesti_sn_disconnect() first
+ * for a clean end: without it, the gateway publishes the will once the keep-alive runs out). */
+void viesti_sn_free(struct viesti_sn *c);
+
+/* Adds id -> topic to the client's predefined topic ids (id 1..65534, topic a topic name
+ * without wildcards). Returns 0, VIESTI_EINVAL (a bad id or name, or either already in the
+ * table) or -ENOMEM. The gateway must have the same table. */
+int viesti_sn_predefine(struct viesti_sn *c, uint16_t id, const char *topic);
+
+/* Connects: CONNECT, the will dialogue when there is a will, CONNACK. Also from any state:
+ * a sleeping client becomes active again (with clean false and no will, the gateway keeps
+ * its session as it is), a connected one starts over. Returns the CONNACK's ReturnCode (0:
+ * connected) or an error. With several addresses for the host, a refused one (-ECONNREFUSED)
+ * is left for the next, and each retry goes to the next. */
+int viesti_sn_connect(struct viesti_sn *c, int timeout_ms);
+/* DISCONNECT, and waits for the gateway's DISCONNECT. Returns 0, or -ETIMEDOUT (no answer);
+ * the client is disconnected either way, and a will is not published. */
+int viesti_sn_disconnect(struct viesti_sn *c, int timeout_ms);
+enum viesti_sn_state viesti_sn_state(const struct viesti_sn *c);
+/* The client id in use (the generated one when none was given). */
+const char *viesti_sn_client_id(const struct viesti_sn *c);
+
+/* REGISTERs a topic name (no wildcards) and sets *topic_id (may be NULL) to the id the
+ * gateway gave. A name already registered on this connection returns its id at once. Returns
+ * the REGACK's ReturnCode or an error. */
+int viesti_sn_register(struct viesti_sn *c, const char *topic, uint16_t *topic_id,
+		       int timeout_ms);
+
+/*
+ * Publishes payload on topic (a name without wildcards), choosing the kind of topic id as
+ * described above. QoS 0: returns 0 once sent (after the REGISTER a new name needs).
+ * QoS 1: waits for the PUBACK; QoS 2: for the PUBREC, then sends PUBREL and waits for the
+ * PUBCOMP. Returns the ReturnCode (of the PUBACK, or of the REGACK when the gateway refused the
+ * name) or an error.
+ * QoS -1 (section 6.8) needs no connection and gets no answer: only to a predefined topic or
+ * a short name (else VIESTI_EINVAL); sent once; returns 0. Over several addresses for the
+ * host, it goes to the first that does not at once refuse the datagram.
+ */
+int viesti_sn_publish(struct viesti_sn *c, const char *topic, const void *payload, size_t len,
+		      int qos, bool retain, int timeout_ms);
+
+/* What a SUBACK said: the granted QoS, and a topic id (for a name without wildcards the
+ * gateway gives an id of kind VIESTI_SN_TOPIC_NORMAL, or the predefined id; 0 for filters with
+ * wildcards, whose topics the gateway REGISTERs before sending on them). */
+struct viesti_sn_granted {
+	int qos;
+	uint16_t topic_id;
+};
+
+/* Subscribes to a topic filter by name (wildcards allowed), with QoS 0..2. Returns the
+ * SUBACK's ReturnCode or an error; granted (may be NULL) is filled when it is 0. */
+int viesti_sn_subscribe(struct viesti_sn *c, const char *filter, int qos,
+			struct viesti_sn_granted *granted, int timeout_ms);
+/* Subscribes by topic id: type VIESTI_SN_TOPIC_PREDEFINED with a predefined id, or
+ * VIESTI_SN_TOPIC_SHORT with VIESTI_SN_SHORT(a, b). */
+int viesti_sn_subscribe_id(struct viesti_sn *c, int type, uint16_t topic_id, int qos,
+			   struct viesti_sn_granted *granted, int timeout_ms);
+/* UNSUBSCRIBE by name or by id, waiting for the UNSUBACK (which has no ReturnCode): 0 or an
+ * error. */
+int viesti_sn_unsubscribe(struct viesti_sn *c, const char *filter, int timeout_ms);
+int viesti_sn_unsubscribe_id(struct viesti_sn *c, int type, uint16_t topic_id, int timeout_ms);
+
+/* A received message. Its pointers are valid until the next call on the client. */
+struct viesti_sn_message {
+	const char *topic;    /* NUL-terminated */
+	size_t topic_len;
+	int topic_type;       /* VIESTI_SN_TOPIC_*: how the gateway named it */
+	uint16_t topic_id;
+	const void *payload;
+	size_t payload_len;
+	int qos;              /* 0..2 */
+	bool retain;
+	bool dup;
+	uint16_t msg_id;      /* 0 for QoS 0 */
+};
+
+/*
+ * Takes the oldest message received, waiting up to timeout_ms for one while serving the
+ * client (acknowledgements, retransmissions, keep-alive). Returns 0 with *msg filled, or
+ * -ETIMEDOUT when none came, or an error (VIESTI_ECLOSED: the gateway disconnected the client;
+ * messages received before stay to be taken). A message on a topic id the client cannot name
+ * (a predefined id not in its table, a normal id never registered) is refused with PUBACK
+ * "rejected: invalid topic id" and is not delivered.
+ */
+int viesti_sn_receive(struct viesti_sn *c, struct viesti_sn_message *msg, int timeout_ms);
+/* Received messages waiting to be taken. */
+size_t viesti_sn_queued(const struct viesti_sn *c);
+
+/* PINGREQ, and waits for the PINGRESP. Returns 0 or an error. */
+int viesti_sn_ping(struct viesti_sn *c, int timeout_ms);
+
+/* Goes to sleep for duration_s seconds (1..65535): DISCONNECT with that duration, then waits
+ * for the gateway's DISCONNECT. Returns 0 (the client is VIESTI_SN_ASLEEP) or an error. The
+ * gateway keeps messages for the client until it wakes, and counts it as lost (publishing the
+ * will) if it neither wakes nor connects within about 1.5 times the duration. */
+int viesti_sn_sleep(struct viesti_sn *c, unsigned duration_s, int timeout_ms);
+/*
+ * Wakes a sleeping client to take what was kept for it: PINGREQ with the client id. The
+ * gateway then sends the kept messages, which are acknowledged and queued for
+ * viesti_sn_receive(), and a PINGRESP after the last one, after which the client is asleep
+ * again. Returns once the PINGRESP came: the number of messages that arrived (>= 0, all in the
+ * queue). Or -ENOBUFS when the queue filled up first (take messages with viesti_sn_receive(),
+ * then call viesti_sn_wake() again to continue), -ETIMEDOUT, or an error.
+ */
+int viesti_sn_wake(struct viesti_sn *c, int timeout_ms);
+
+/* Changes the will while connected: WILLTOPICUPD with a new topic, QoS and retain flag (the
+ * will message stays), or with topic NULL, which removes the will. Returns the WILLTOPICRESP's
+ * ReturnCode or an error. */
+int viesti_sn_will_topic_update(struct viesti_sn *c, const char *topic, int qos, bool retain,
+				int timeout_ms);
+/* WILLMSGUPD: a new will message (the topic stays). Returns the WILLMSGRESP's ReturnCode. */
+int viesti_sn_will_msg_update(struct viesti_sn *c, const void *payload, size_t len,
+			      int timeout_ms);
+
+/* For a poll loop: the socket to watch for reading (-1 before the first message is sent), the
+ * milliseconds until viesti_sn_process() is due anyway (-1: nothing is), and the processing:
+ * reads what arrived (answering it, queueing messages), retransmits, sends the keep-alive
+ * PINGREQ; never waits. Returns 0 or an error (VIESTI_ECLOSED, -ETIMEDOUT: the gateway is
+ * lost). */
+int viesti_sn_fd(const struct viesti_sn *c);
+int viesti_sn_next_timeout_ms(const struct viesti_sn *c);
+int viesti_sn_process(struct viesti_sn *c);
 
 #ifdef __cplusplus
 }

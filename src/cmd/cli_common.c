@@ -361,7 +361,34 @@ static int parse_tls(struct vs_cli *c, int argc, char **argv, int *i)
 	return 1;
 }
 
+/* Flags that MQTT-SN 1.2 has no use for: no user names or passwords, no MQTT 5 properties or
+ * versions, no URLs, TLS or WebSocket. */
+static bool mqtt_only(const char *a)
+{
+	static const char *const flags[] = {
+		"-u", "--username", "-P", "--pw", "--auth-method", "-V", "--protocol-version", "-x",
+		"--session-expiry-interval", "-D", "--property", "-L", "--url", "--ws-path",
+		"--cafile", "--capath", "--cert", "--key", "--tls-version", "--tls-alpn", "--psk",
+		"--psk-identity", "--insecure", "--tls-use-os-certs", NULL,
+	};
+	for (int k = 0; flags[k]; k++)
+		if (!strcmp(a, flags[k]))
+			return true;
+	return false;
+}
+
+static int parse_one(struct vs_cli *c, int argc, char **argv, int *i);
+
 int vs_cli_parse(struct vs_cli *c, int argc, char **argv, int *i)
+{
+	const char *a = argv[*i];
+	int rc = parse_one(c, argc, argv, i);
+	if (rc > 0 && !c->not_sn && mqtt_only(a))
+		c->not_sn = a;
+	return rc;
+}
+
+static int parse_one(struct vs_cli *c, int argc, char **argv, int *i)
 {
 	const char *a = argv[*i], *s;
 	long n;
@@ -399,9 +426,14 @@ int vs_cli_parse(struct vs_cli *c, int argc, char **argv, int *i)
 			return -1;
 		c->keepalive = (int)n;
 	} else if (is(a, "-q", "--qos")) {
-		if (parse_number(c, argc, argv, i, "QoS", 0, 2, &n) < 0)
+		if (parse_number(c, argc, argv, i, "QoS", -1, 2, &n) < 0)
 			return -1;
 		c->qos = (int)n;
+	} else if (is(a, NULL, "--sn")) {
+		c->sn = true;
+	} else if (is(a, NULL, "--sn-predefined")) {
+		if (!(c->sn_predefined = value(c, argc, argv, i, "file")))
+			return -1;
 	} else if (is(a, "-c", "--disable-clean-session")) {
 		c->clean = false;
 	} else if (is(a, "-d", "--debug")) {
@@ -502,9 +534,44 @@ static int check_auth(struct vs_cli *c)
 	return 0;
 }
 
+/* --sn: MQTT-SN's flags and defaults (port 1884); QoS -1 for viesti pub only. */
+static int check_sn(struct vs_cli *c)
+{
+	if (!c->sn) {
+		if (c->sn_predefined) {
+			fprintf(stderr, "Error: --sn-predefined needs --sn.\n");
+			return vs_cli_usage_hint(c);
+		}
+		if (c->qos < 0) {
+			fprintf(stderr, "Error: Invalid value '-1' for -q (QoS -1 needs --sn).\n");
+			return vs_cli_usage_hint(c);
+		}
+		return 0;
+	}
+	if (c->tool == VS_TOOL_RR) {
+		fprintf(stderr, "Error: --sn is for viesti pub and viesti sub.\n");
+		return vs_cli_usage_hint(c);
+	}
+	if (c->not_sn) {
+		fprintf(stderr, "Error: %s cannot be used with --sn (MQTT-SN 1.2 has no user names, "
+				"passwords, MQTT v5 properties, URLs, TLS or WebSocket).\n",
+			c->not_sn);
+		return vs_cli_usage_hint(c);
+	}
+	if (c->qos < 0 && c->tool != VS_TOOL_PUB) {
+		fprintf(stderr, "Error: Invalid value '-1' for -q (QoS -1 is for publishing).\n");
+		return vs_cli_usage_hint(c);
+	}
+	if (!c->port_set)
+		c->port = 1884;
+	return 0;
+}
+
 int vs_cli_check(struct vs_cli *c)
 {
-	if (check_tls(c) < 0 || check_auth(c) < 0)
+	if (check_sn(c) < 0)
+		return -1;
+	if (!c->sn && (check_tls(c) < 0 || check_auth(c) < 0))
 		return -1;
 	if (c->will_payload && !c->will_topic) {
 		fprintf(stderr, "Error: Will payload given, but no will topic given.\n");
@@ -534,7 +601,7 @@ int vs_cli_check(struct vs_cli *c)
 		fprintf(stderr, "Error: Client id too long.\n");
 		return vs_cli_usage_hint(c);
 	}
-	if (c->version != VIESTI_V5 && c->session_expiry >= 0 && !c->quiet)
+	if (!c->sn && c->version != VIESTI_V5 && c->session_expiry >= 0 && !c->quiet)
 		fprintf(stderr, "Warning: session expiry interval is only used with MQTT v5.\n");
 	return 0;
 }

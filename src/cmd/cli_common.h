@@ -2,8 +2,9 @@
  * What viesti pub, sub and rr share: the connection flags of mosquitto_pub/mosquitto_sub
  * (-h -p -i -I -u -P -k -V -q -c -d --quiet -D -x --will-* -L, and the TLS flags --cafile
  * --capath --cert --key --insecure --tls-version --tls-alpn --tls-use-os-certs --psk
- * --psk-identity), Viesti's own --auth-method (MQTT 5 enhanced authentication, SCRAM-SHA-256),
- * making and connecting the client
+ * --psk-identity), Viesti's own --auth-method (MQTT 5 enhanced authentication, SCRAM-SHA-256)
+ * and --sn / --sn-predefined (MQTT-SN 1.2 over UDP instead of MQTT: see cli_sn.h), making and
+ * connecting the client
  * with libviesti's public API, error messages, and the exit codes:
  *
  *   0  success
@@ -81,6 +82,9 @@ struct vs_cli {
 	const char *ws_path; /* the upgrade's request path, default "/mqtt" */
 	struct viesti_tls tls;
 	char last_err[512];  /* the library's last error line (TLS reasons), for the message */
+	bool sn;             /* --sn: MQTT-SN 1.2 over UDP (pub and sub), default port 1884 */
+	const char *sn_predefined; /* --sn-predefined FILE: "ID TOPIC" lines */
+	const char *not_sn;  /* the first flag given that MQTT-SN has no use for, or NULL */
 };
 
 void vs_cli_init(struct vs_cli *c, enum vs_tool tool);
@@ -91,7 +95,8 @@ void vs_cli_fini(struct vs_cli *c);
  * 0 when it is not a common flag, -1 after printing an error.
  */
 int vs_cli_parse(struct vs_cli *c, int argc, char **argv, int *i);
-/* Checks the combination and fills defaults; -1 after printing an error. */
+/* Checks the combination and fills defaults; -1 after printing an error. -q -1 is accepted by
+ * vs_cli_parse() and refused here unless the tool is pub with --sn. */
 int vs_cli_check(struct vs_cli *c);
 
 /* Creates the client and connects, waiting for the CONNACK. On failure prints why and returns

@@ -2,7 +2,8 @@
  * viesti pub: publish one message (-m, -f, -s, -n), a message repeated (--repeat), or one
  * message per line of stdin (-l), with mosquitto_pub's flags. It connects once, publishes,
  * waits until every QoS 1/2 message is acknowledged, then disconnects. Exit codes are listed in
- * cli_common.h and in docs/pub.md.
+ * cli_common.h and in docs/pub.md. With --sn it does the same over MQTT-SN (libviesti's
+ * viesti_sn_* calls, one message at a time), and -q -1 publishes without connecting.
  */
 #include <errno.h>
 #include <math.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "cmd/cli_common.h"
+#include "cmd/cli_sn.h"
 #include "cmd/cmd.h"
 
 enum mode { M_NONE, M_MSG, M_FILE, M_STDIN_ALL, M_LINES, M_NULL };
@@ -45,6 +47,11 @@ static void usage(void)
 	       "                   [--insecure] [--tls-version version] [--tls-alpn protocol]\n"
 	       "                   [--tls-use-os-certs]] [--psk hex-key --psk-identity identity]\n"
 	       "                  [--auth-method SCRAM-SHA-256]\n"
+	       "       viesti pub --sn [-h host] [-p port] -t topic {-f file | -l | -n | -m message | -s}\n"
+	       "                  [-q -1|0|1|2] [-r] [-c] [-k keepalive] [-i id] [-I id_prefix]\n"
+	       "                  [--sn-predefined file] [--repeat N] [--repeat-delay time] [-d]\n"
+	       "                  [--quiet] [--will-topic [--will-payload payload] [--will-qos qos]\n"
+	       "                   [--will-retain]]\n"
 	       "       viesti pub --help\n\n"
 	       " -f : send the contents of a file as the message.\n"
 	       " -l : read messages from stdin, sending a separate message for each line.\n"
@@ -54,7 +61,13 @@ static void usage(void)
 	       " -s : read message from stdin, sending the entire input as a message.\n"
 	       " -t : mqtt topic to publish to.\n"
 	       " --repeat : if publish mode is -f, -m, or -s, then repeat the publish N times.\n"
-	       " --repeat-delay : if using --repeat, wait time seconds between publishes.\n");
+	       " --repeat-delay : if using --repeat, wait time seconds between publishes.\n"
+	       " --sn : publish over MQTT-SN 1.2 (UDP) to an MQTT-SN gateway, default port 1884.\n"
+	       "        The topic goes as a predefined id (--sn-predefined), as a short name (two\n"
+	       "        characters), or is registered. -q -1 publishes without connecting (to a\n"
+	       "        predefined or short topic only). A Viesti extension.\n"
+	       " --sn-predefined : file of predefined topic ids, one \"ID TOPIC\" per line (the\n"
+	       "                   format of the broker's mqttsn_predefined_topics).\n");
 	vs_cli_help_common(stdout);
 }
 
@@ -277,6 +290,123 @@ static int finish(struct pub *p, struct viesti *v)
 	return p->failed_reason >= 0 ? VS_EXIT_REJECTED : 0;
 }
 
+/* ---- --sn: MQTT-SN ------------------------------------------------------------------------- */
+
+/* One message; a ReturnCode other than accepted is a warning and exit status 4 at the end. */
+static int sn_publish(struct pub *p, struct vs_cli_sn *s, const void *data, size_t len)
+{
+	int rc = viesti_sn_publish(s->c, p->topic, data, len, p->c.qos, p->retain, -1);
+	if (rc < 0)
+		return vs_cli_sn_error(&p->c, "Publish failed", rc);
+	if (rc > 0) {
+		p->failed_reason = rc;
+		vs_cli_err(&p->c, "Warning: Publish failed: %s.", vs_cli_sn_rc_string(rc));
+	}
+	return 0;
+}
+
+/* Received messages are not pub's: dropped, so that the queue never fills. */
+static void sn_drop_received(struct vs_cli_sn *s)
+{
+	struct viesti_sn_message m;
+	while (viesti_sn_queued(s->c) > 0)
+		viesti_sn_receive(s->c, &m, 0);
+}
+
+/* --repeat-delay: keeps the client served (keep-alive) while it waits. */
+static int sn_wait(struct pub *p, struct vs_cli_sn *s, double seconds)
+{
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		double left = seconds - ((double)(t.tv_sec - t0.tv_sec) +
+					 (double)(t.tv_nsec - t0.tv_nsec) / 1e9);
+		if (left <= 0)
+			return 0;
+		if (p->c.qos < 0) {
+			struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		struct viesti_sn_message m;
+		int rc = viesti_sn_receive(s->c, &m, (int)(left * 1000) + 1);
+		if (rc < 0 && rc != -ETIMEDOUT)
+			return vs_cli_sn_error(&p->c, "Connection", rc);
+		sn_drop_received(s);
+	}
+}
+
+/* -l over MQTT-SN: a line, a message; the client is served while stdin is quiet. */
+static int sn_publish_lines(struct pub *p, struct vs_cli_sn *s)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	int code = 0;
+	while (code == 0) {
+		int fd = viesti_sn_fd(s->c);
+		struct pollfd fds[2] = {{.fd = 0, .events = POLLIN}, {.fd = fd, .events = POLLIN}};
+		int n = poll(fds, fd >= 0 ? 2 : 1, viesti_sn_next_timeout_ms(s->c));
+		if (n < 0 && errno != EINTR)
+			break;
+		int rc = viesti_sn_process(s->c);
+		if (rc < 0) {
+			code = vs_cli_sn_error(&p->c, "Connection", rc);
+			break;
+		}
+		sn_drop_received(s);
+		if (n > 0 && (fds[0].revents & (POLLIN | POLLHUP))) {
+			ssize_t len = getline(&line, &cap, stdin);
+			if (len < 0)
+				break;
+			if (len > 0 && line[len - 1] == '\n')
+				len--;
+			code = sn_publish(p, s, line, (size_t)len);
+		}
+	}
+	free(line);
+	return code;
+}
+
+static int sn_publish_repeat(struct pub *p, struct vs_cli_sn *s, const char *data, size_t len)
+{
+	long n = p->repeat > 0 ? p->repeat : 1;
+	for (long k = 0; k < n; k++) {
+		int rc = sn_publish(p, s, data, len);
+		if (rc == 0 && k + 1 < n && p->repeat_delay > 0)
+			rc = sn_wait(p, s, p->repeat_delay);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int run_sn(struct pub *p, const char *data, size_t len)
+{
+	struct vs_cli_sn s;
+	int code = vs_cli_sn_open(&p->c, &s);
+	if (code)
+		goto out;
+	if (p->c.qos < 0 && strlen(p->topic) != 2 && !vs_cli_sn_predefined(&s, p->topic)) {
+		vs_cli_err(&p->c, "Error: QoS -1 needs a predefined topic (--sn-predefined) or a "
+				  "two-character topic name.");
+		code = VS_EXIT_USAGE;
+		goto out;
+	}
+	if (p->c.qos >= 0 && (code = vs_cli_sn_connect(&p->c, &s)) != 0)
+		goto out;
+	if (p->mode == M_LINES)
+		code = sn_publish_lines(p, &s);
+	else
+		code = sn_publish_repeat(p, &s, data, len);
+	if (code == 0 && p->failed_reason >= 0)
+		code = VS_EXIT_REJECTED;
+	vs_cli_sn_disconnect(&s);
+out:
+	vs_cli_sn_close(&s);
+	return code;
+}
+
 static int load_payload(struct pub *p, char **data, size_t *len)
 {
 	*data = NULL;
@@ -312,6 +442,11 @@ int vs_cmd_pub(int argc, char **argv)
 	size_t len = 0;
 	if (parse_args(&p, argc, argv) < 0)
 		goto out;
+	if (p.c.qos < 0 && p.mode == M_LINES) {
+		fprintf(stderr, "Error: -l cannot be used with -q -1.\n");
+		vs_cli_usage_hint(&p.c);
+		goto out;
+	}
 	if (!vs_cli_topic_valid(p.topic)) {
 		fprintf(stderr, "Error: Invalid publish topic '%s', does it contain '+' or '#'?\n",
 			p.topic);
@@ -320,6 +455,10 @@ int vs_cmd_pub(int argc, char **argv)
 	}
 	if (load_payload(&p, &data, &len) < 0) {
 		code = VS_EXIT_INPUT;
+		goto out;
+	}
+	if (p.c.sn) {
+		code = run_sn(&p, p.mode == M_MSG ? p.message : data, len);
 		goto out;
 	}
 	struct viesti_callbacks cb = {.on_publish = on_publish, .on_disconnect = on_disconnect};

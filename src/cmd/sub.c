@@ -3,7 +3,14 @@
  * (see cli_format.c for the formats). The client reconnects by itself after a lost connection
  * and subscribes again in on_connect. The loop runs in this thread: viesti_loop() with the -W
  * deadline; SIGINT/SIGTERM end it cleanly.
+ *
+ * With --sn the same over MQTT-SN (libviesti's viesti_sn_* calls): the loop is
+ * viesti_sn_receive() with the -W deadline, and a lost gateway is connected to again once a
+ * second. With --sn-sleep S the subscriber sleeps (section 6.14 of MQTT-SN 1.2): after
+ * subscribing it goes to sleep for S seconds, wakes, prints what the gateway kept, and sleeps
+ * again.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +19,7 @@
 
 #include "cmd/cli_common.h"
 #include "cmd/cli_format.h"
+#include "cmd/cli_sn.h"
 #include "cmd/cmd.h"
 
 static volatile sig_atomic_t stop_signal;
@@ -40,8 +48,10 @@ struct sub {
 	bool retained_only;
 	bool remove_retained;
 	bool rap;          /* --retain-as-published */
+	long sn_sleep;     /* --sn-sleep seconds, 0: awake */
 	bool done;
 	int code;
+	struct viesti_props *no_props; /* --sn: a message's (empty) properties */
 };
 
 static void usage(void)
@@ -59,6 +69,12 @@ static void usage(void)
 	       "                   [--insecure] [--tls-version version] [--tls-alpn protocol]\n"
 	       "                   [--tls-use-os-certs]] [--psk hex-key --psk-identity identity]\n"
 	       "                  [--auth-method SCRAM-SHA-256]\n"
+	       "       viesti sub --sn [-h host] [-p port] -t topic ... [-c] [-k keepalive] [-q qos]\n"
+	       "                  [-C msg_count] [-E] [-R] [--retained-only] [--remove-retained]\n"
+	       "                  [-T filter_out ...] [-U topic ...] [-F format] [-W timeout_secs]\n"
+	       "                  [-i id] [-I id_prefix] [-d] [-N] [--quiet] [-v]\n"
+	       "                  [--sn-predefined file] [--sn-sleep seconds]\n"
+	       "                  [--will-topic [--will-payload payload] [--will-qos qos] [--will-retain]]\n"
 	       "       viesti sub --help\n\n"
 	       " -C : disconnect and exit after receiving the 'msg_count' messages.\n"
 	       " -E : Exit once all subscriptions have been acknowledged by the broker.\n"
@@ -74,7 +90,14 @@ static void usage(void)
 	       " --retained-only : only handle messages with the retained flag set, and exit when the\n"
 	       "                   first non-retained message is received.\n"
 	       " --remove-retained : clear any received retained messages (use -T to keep some).\n"
-	       " --retain-as-published : set the Retain As Published subscription option (MQTT v5).\n");
+	       " --retain-as-published : set the Retain As Published subscription option (MQTT v5).\n"
+	       " --sn : subscribe over MQTT-SN 1.2 (UDP) at an MQTT-SN gateway, default port 1884.\n"
+	       "        A topic in --sn-predefined is subscribed by its id, a two-character topic\n"
+	       "        by short name, any other filter (wildcards too) by name. A Viesti extension.\n"
+	       " --sn-predefined : file of predefined topic ids, one \"ID TOPIC\" per line (the\n"
+	       "                   format of the broker's mqttsn_predefined_topics).\n"
+	       " --sn-sleep : with --sn, a sleeping subscriber: subscribe, then repeatedly sleep\n"
+	       "              this many seconds, wake up, print what the gateway kept meanwhile.\n");
 	vs_cli_help_common(stdout);
 }
 
@@ -100,7 +123,7 @@ static int parse_own(struct sub *s, int argc, char **argv, int *i)
 {
 	const char *a = argv[*i];
 	static const char *const with_value[] = {"-t", "--topic", "-T", "--filter-out", "-U",
-						 "--unsubscribe", "-C", "-W", "-F", NULL};
+						 "--unsubscribe", "-C", "-W", "-F", "--sn-sleep", NULL};
 	for (int k = 0; with_value[k]; k++)
 		if (!strcmp(a, with_value[k]) && need_value(s, argc, argv, *i) < 0)
 			return -1;
@@ -126,6 +149,8 @@ static int parse_own(struct sub *s, int argc, char **argv, int *i)
 		return vs_cli_int(&s->c, a, argv[++*i], 1, 2147483647, &s->count) < 0 ? -1 : 1;
 	} else if (!strcmp(a, "-W")) {
 		return vs_cli_int(&s->c, a, argv[++*i], 1, 2147483647, &s->timeout) < 0 ? -1 : 1;
+	} else if (!strcmp(a, "--sn-sleep")) {
+		return vs_cli_int(&s->c, a, argv[++*i], 1, 65535, &s->sn_sleep) < 0 ? -1 : 1;
 	} else if (!strcmp(a, "-F")) {
 		s->fmt.format = argv[++*i];
 		if (vs_fmt_check(s->fmt.format) < 0)
@@ -177,6 +202,14 @@ static int parse_args(struct sub *s, int argc, char **argv)
 	}
 	if (s->remove_retained && s->no_retain) {
 		fprintf(stderr, "Error: --remove-retained and -R cannot be used together.\n");
+		return vs_cli_usage_hint(&s->c);
+	}
+	if (s->sn_sleep && !s->c.sn) {
+		fprintf(stderr, "Error: --sn-sleep needs --sn.\n");
+		return vs_cli_usage_hint(&s->c);
+	}
+	if (s->c.sn && s->rap) {
+		fprintf(stderr, "Error: --retain-as-published cannot be used with --sn.\n");
 		return vs_cli_usage_hint(&s->c);
 	}
 	s->opts = calloc(s->n_topics, sizeof(int));
@@ -237,24 +270,35 @@ static bool filtered_out(const struct sub *s, const char *topic)
 	return false;
 }
 
-static void on_message(struct viesti *v, void *ud, const struct viesti_message *m)
+/* Whether m is to be printed: -R, -T, --retained-only (whose first live message ends it). */
+static bool wanted(struct sub *s, const struct viesti_message *m)
 {
-	struct sub *s = ud;
 	if (s->done)
-		return;
+		return false;
 	if (s->retained_only && !m->retain) {
 		finish_with(s, VS_EXIT_OK);
-		return;
+		return false;
 	}
 	if (m->retain && s->no_retain)
-		return;
-	if (filtered_out(s, m->topic))
-		return;
-	if (s->remove_retained && m->retain)
-		viesti_publish(v, m->topic, NULL, 0, 1, true, NULL);
+		return false;
+	return !filtered_out(s, m->topic);
+}
+
+static void print_message(struct sub *s, const struct viesti_message *m)
+{
 	vs_fmt_print(stdout, &s->fmt, m);
 	if (s->count > 0 && ++s->received >= s->count)
 		finish_with(s, VS_EXIT_OK);
+}
+
+static void on_message(struct viesti *v, void *ud, const struct viesti_message *m)
+{
+	struct sub *s = ud;
+	if (!wanted(s, m))
+		return;
+	if (s->remove_retained && m->retain)
+		viesti_publish(v, m->topic, NULL, 0, 1, true, NULL);
+	print_message(s, m);
 }
 
 static double now_s(void)
@@ -295,6 +339,197 @@ static void run(struct sub *s, struct viesti *v)
 		viesti_loop(v, 100);
 }
 
+/* ---- --sn: MQTT-SN ------------------------------------------------------------------------- */
+
+/* How a topic is subscribed: a predefined id, a short name, or by name. */
+static int sn_sub_one(struct sub *s, struct vs_cli_sn *sn, const char *t, bool sub,
+		      struct viesti_sn_granted *g)
+{
+	bool wild = strpbrk(t, "+#") != NULL;
+	uint16_t pre = wild ? 0 : vs_cli_sn_predefined(sn, t);
+	int type = pre ? VIESTI_SN_TOPIC_PREDEFINED : VIESTI_SN_TOPIC_SHORT;
+	uint16_t id = pre ? pre : strlen(t) == 2 ? VIESTI_SN_SHORT(t[0], t[1]) : 0;
+	if (wild || !id)
+		return sub ? viesti_sn_subscribe(sn->c, t, s->c.qos, g, -1)
+			   : viesti_sn_unsubscribe(sn->c, t, -1);
+	return sub ? viesti_sn_subscribe_id(sn->c, type, id, s->c.qos, g, -1)
+		   : viesti_sn_unsubscribe_id(sn->c, type, id, -1);
+}
+
+/* Subscribes to every -t, then unsubscribes every -U. Returns 0 or an exit code. */
+static int sn_subscribe_all(struct sub *s, struct vs_cli_sn *sn)
+{
+	size_t denied = 0;
+	for (size_t k = 0; k < s->n_topics; k++) {
+		struct viesti_sn_granted g = {0};
+		int rc = sn_sub_one(s, sn, s->topics[k], true, &g);
+		if (rc < 0)
+			return vs_cli_sn_error(&s->c, "Subscribe failed", rc);
+		if (rc > 0) {
+			vs_cli_err(&s->c, "Warning: Subscription to '%s' %s.", s->topics[k],
+				   vs_cli_sn_rc_string(rc));
+			denied++;
+		} else if (s->c.debug) {
+			printf("Subscribed to '%s' (granted QoS %d, topic id %u)\n", s->topics[k],
+			       g.qos, g.topic_id);
+			fflush(stdout);
+		}
+	}
+	if (denied == s->n_topics) {
+		vs_cli_err(&s->c, "All subscription requests were denied.");
+		return VS_EXIT_REJECTED;
+	}
+	for (size_t k = 0; k < s->n_unsub; k++) {
+		int rc = sn_sub_one(s, sn, s->unsub[k], false, NULL);
+		if (rc < 0)
+			return vs_cli_sn_error(&s->c, "Unsubscribe failed", rc);
+	}
+	return 0;
+}
+
+/* Takes one received message (waiting up to timeout_ms) and prints it. */
+static int sn_take(struct sub *s, struct vs_cli_sn *sn, int timeout_ms)
+{
+	struct viesti_sn_message m;
+	int rc = viesti_sn_receive(sn->c, &m, timeout_ms);
+	if (rc < 0)
+		return rc;
+	struct viesti_message vm = {
+		.topic = m.topic, .topic_len = m.topic_len, .payload = m.payload,
+		.payload_len = m.payload_len, .qos = m.qos, .retain = m.retain, .dup = m.dup,
+		.mid = m.msg_id, .props = s->no_props,
+	};
+	if (!wanted(s, &vm))
+		return 0;
+	print_message(s, &vm);
+	if (s->remove_retained && m.retain && viesti_sn_state(sn->c) == VIESTI_SN_ACTIVE)
+		viesti_sn_publish(sn->c, m.topic, NULL, 0, 1, true, -1);
+	return 0;
+}
+
+/* Milliseconds left before -W (at most cap), 0 when it has passed (reported), -1 without -W. */
+static int left_ms(struct sub *s, double end, int cap)
+{
+	if (!end)
+		return cap;
+	double left = end - now_s();
+	if (left <= 0) {
+		vs_cli_err(&s->c, "Timed out");
+		finish_with(s, VS_EXIT_TIMEOUT);
+		return 0;
+	}
+	return left * 1000 < cap ? (int)(left * 1000) + 1 : cap;
+}
+
+/* Connects and subscribes again after the gateway was lost, once a second until it works. */
+static void sn_reconnect(struct sub *s, struct vs_cli_sn *sn, double end)
+{
+	while (!s->done && !stop_signal) {
+		int wait = left_ms(s, end, 1000);
+		if (wait == 0)
+			return;
+		struct timespec ts = {wait / 1000, (wait % 1000) * 1000000L};
+		nanosleep(&ts, NULL);
+		if (s->c.debug)
+			printf("Reconnecting to the MQTT-SN gateway\n");
+		if (viesti_sn_connect(sn->c, -1) != 0)
+			continue;
+		int code = sn_subscribe_all(s, sn);
+		if (code == 0)
+			return;
+		if (code == VS_EXIT_REJECTED)
+			finish_with(s, code);
+	}
+}
+
+static void sn_run_awake(struct sub *s, struct vs_cli_sn *sn, double end)
+{
+	while (!s->done && !stop_signal) {
+		int wait = left_ms(s, end, 1000);
+		if (wait == 0)
+			break;
+		int rc = sn_take(s, sn, wait);
+		if (rc < 0 && viesti_sn_state(sn->c) == VIESTI_SN_DISCONNECTED) {
+			while (viesti_sn_queued(sn->c) > 0 && !s->done)
+				sn_take(s, sn, 0);
+			sn_reconnect(s, sn, end);
+		}
+	}
+}
+
+/* Sleeps `seconds` (not past -W). Returns false when -W or a signal ended it. */
+static bool sn_doze(struct sub *s, double seconds, double end)
+{
+	double until = now_s() + seconds;
+	while (!stop_signal) {
+		double left = until - now_s();
+		if (left <= 0)
+			return true;
+		int ms = left_ms(s, end, (int)(left * 1000) + 1);
+		if (ms == 0)
+			return false;
+		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	return false;
+}
+
+/* --sn-sleep: sleep, wake, print what was kept, again. */
+static void sn_run_sleeping(struct sub *s, struct vs_cli_sn *sn, double end)
+{
+	while (!s->done && !stop_signal) {
+		int rc = viesti_sn_sleep(sn->c, (unsigned)s->sn_sleep, -1);
+		if (rc < 0) {
+			finish_with(s, vs_cli_sn_error(&s->c, "Sleep failed", rc));
+			return;
+		}
+		if (!sn_doze(s, (double)s->sn_sleep, end))
+			return;
+		do {
+			rc = viesti_sn_wake(sn->c, -1);
+			while (viesti_sn_queued(sn->c) > 0 && !s->done)
+				sn_take(s, sn, 0);
+		} while (rc == -ENOBUFS && !s->done);
+		if (rc < 0 && !s->done) {
+			finish_with(s, vs_cli_sn_error(&s->c, "Wake-up failed", rc));
+			return;
+		}
+		if (s->c.debug) {
+			printf("Woke up: %d message%s kept\n", rc, rc == 1 ? "" : "s");
+			fflush(stdout);
+		}
+	}
+}
+
+static int run_sn(struct sub *s)
+{
+	struct vs_cli_sn sn;
+	int code = vs_cli_sn_open(&s->c, &sn);
+	if (code)
+		goto out;
+	s->no_props = viesti_props_new();
+	if (!s->no_props) {
+		code = VS_EXIT_USAGE;
+		goto out;
+	}
+	if ((code = vs_cli_sn_connect(&s->c, &sn)) != 0)
+		goto out;
+	code = sn_subscribe_all(s, &sn);
+	if (code == 0 && !s->exit_after_sub) {
+		double end = s->timeout ? now_s() + (double)s->timeout : 0;
+		if (s->sn_sleep)
+			sn_run_sleeping(s, &sn, end);
+		else
+			sn_run_awake(s, &sn, end);
+		code = s->code;
+	}
+	vs_cli_sn_disconnect(&sn);
+out:
+	vs_cli_sn_close(&sn);
+	viesti_props_free(s->no_props);
+	return code;
+}
+
 int vs_cmd_sub(int argc, char **argv)
 {
 	struct sub s = {.code = VS_EXIT_OK};
@@ -305,6 +540,10 @@ int vs_cmd_sub(int argc, char **argv)
 	if (parse_args(&s, argc, argv) < 0)
 		goto out;
 	install_signals();
+	if (s.c.sn) {
+		code = run_sn(&s);
+		goto out;
+	}
 	struct viesti_callbacks cb = {
 		.on_connect = on_connect,
 		.on_subscribe = on_subscribe,
