@@ -50,6 +50,18 @@ static int take_slot(struct vs_worker *w, struct vs_conn *c)
 	return 0;
 }
 
+static void init_conn(struct vs_conn *c, struct vs_worker *w, struct vs_listener *l, int fd,
+		      const char *addr)
+{
+	c->io.fd = fd;
+	c->w = w;
+	c->listener = l;
+	c->id = ++w->next_conn_id;
+	c->last_rx_ms = w->now_ms;
+	c->request_problem_info = true;
+	snprintf(c->addr, sizeof(c->addr), "%s", addr);
+}
+
 /* The connection's transport: TLS when its listener has a context, else the plain stream; under
  * a WebSocket on a websockets listener. */
 static int make_transport(struct vs_conn *c, struct vs_listener *l, int fd)
@@ -90,14 +102,8 @@ int vs_conn_accept(struct vs_worker *w, struct vs_listener *l, int fd, const cha
 		free(c);
 		return -ENOMEM;
 	}
-	c->io.fd = fd;
+	init_conn(c, w, l, fd, addr);
 	c->io.fn = on_io;
-	c->w = w;
-	c->listener = l;
-	c->id = ++w->next_conn_id;
-	c->last_rx_ms = w->now_ms;
-	c->request_problem_info = true;
-	snprintf(c->addr, sizeof(c->addr), "%s", addr);
 	uint32_t ev = EPOLLRDHUP | EPOLLET | (c->tp.wait ? c->tp.wait : EPOLLIN);
 	if (vs_loop_add(&w->loop, &c->io, ev) < 0) {
 		int rc = -errno;
@@ -129,13 +135,7 @@ struct vs_conn *vs_conn_virtual(struct vs_worker *w, struct vs_listener *l, cons
 		free(c);
 		return NULL;
 	}
-	c->io.fd = -1;
-	c->w = w;
-	c->listener = l;
-	c->id = ++w->next_conn_id;
-	c->last_rx_ms = w->now_ms;
-	c->request_problem_info = true;
-	snprintf(c->addr, sizeof(c->addr), "%s", addr);
+	init_conn(c, w, l, -1, addr);
 	atomic_fetch_add(&l->connections, 1);
 	atomic_fetch_add(&w->b->connections, 1);
 	return c;

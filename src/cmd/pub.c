@@ -203,15 +203,21 @@ static void on_disconnect(struct viesti *v, void *ud, int err, int reason,
 		p->lost = true;
 }
 
+/* Seconds since t0 (CLOCK_MONOTONIC). */
+static double since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
 /* Drives the client for `seconds` (fractional), or until the connection is lost. */
 static void drive_for(struct pub *p, struct viesti *v, double seconds)
 {
-	struct timespec t0, t;
+	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		double left = seconds - ((double)(t.tv_sec - t0.tv_sec) +
-					 (double)(t.tv_nsec - t0.tv_nsec) / 1e9);
+		double left = seconds - since(&t0);
 		if (left <= 0 || p->lost)
 			return;
 		viesti_loop(v, (int)(left * 1000) + 1);
@@ -316,12 +322,10 @@ static void sn_drop_received(struct vs_cli_sn *s)
 /* --repeat-delay: keeps the client served (keep-alive) while it waits. */
 static int sn_wait(struct pub *p, struct vs_cli_sn *s, double seconds)
 {
-	struct timespec t0, t;
+	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		double left = seconds - ((double)(t.tv_sec - t0.tv_sec) +
-					 (double)(t.tv_nsec - t0.tv_nsec) / 1e9);
+		double left = seconds - since(&t0);
 		if (left <= 0)
 			return 0;
 		if (p->c.qos < 0) {

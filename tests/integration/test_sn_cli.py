@@ -6,7 +6,6 @@ with a short retry interval, and a predefined topic table (PREDEF), written to a
 tools read too (--sn-predefined). Spec sections cited are MQTT-SN 1.2's.
 """
 
-import os
 import queue
 import signal
 import socket
@@ -16,39 +15,16 @@ import time
 
 import pytest
 
-from conftest import PORT_SLICE, _next_port, _port_slice, wait_until
+from conftest import wait_until
 from helpers import uid
 from test_cli_parity import VIESTI, needs_cli
+from test_mqttsn import free_udp_port, udp_bound
 
 # Mosquitto has no MQTT-SN gateway.
 pytestmark = [pytest.mark.viesti_only, needs_cli]
 
 PREDEF = {1: "snc/predef", 2: "snc/other"}
 SANITIZER = (b"ERROR: AddressSanitizer", b"runtime error:", b"ERROR: LeakSanitizer")
-
-
-def free_udp_port(host="127.0.0.1"):
-	"""A UDP port nobody has bound, from this worker's slice (as conftest.free_port)."""
-	base = _port_slice()
-	for _ in range(PORT_SLICE):
-		port = base + _next_port[0] % PORT_SLICE
-		_next_port[0] += 1
-		with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-			try:
-				s.bind((host, port))
-			except OSError:
-				continue
-		return port
-	raise RuntimeError("no free UDP port")
-
-
-def udp_bound(port):
-	with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-		try:
-			s.bind(("127.0.0.1", port))
-		except OSError:
-			return True
-	return False
 
 
 @pytest.fixture
@@ -61,7 +37,7 @@ def sn_broker(broker, tmp_path):
 		"mqttsn_predefined_topics %s" % path, start=False)
 	b.sn_port, b.predef_path = udp, str(path)
 	b.start()
-	wait_until(lambda: udp_bound(udp), 5.0, what="the broker to bind UDP port %d" % udp)
+	wait_until(lambda: udp_bound("127.0.0.1", udp, socket.AF_INET), 5.0, what="the broker to bind UDP port %d" % udp)
 	wait_until(lambda: "running with" in b.log_text(), 10.0, what="the broker's workers")
 	return b
 
