@@ -8,7 +8,6 @@ it.
 """
 
 import os
-import queue
 import select
 import socket
 import struct
