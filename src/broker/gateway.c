@@ -499,12 +499,10 @@ static void message(struct vs_worker *w, struct vs_listen_io *li, struct vs_sn_p
 		connect_new(w, li, pe, &p);
 		return;
 	}
-	if (p.type != VS_SN_DISCONNECT) {
-		/* Section 6.14 and common practice: a client the gateway does not know is told
-		 * to connect again. */
-		struct vs_sn_packet r = {.type = VS_SN_DISCONNECT};
-		vs_sn_send_to(pe, &r);
-	}
+	/* A client the gateway does not know is told to connect again (section 6.14 and common
+	 * practice); a DISCONNECT repeated after our answer was lost gets that answer again. */
+	struct vs_sn_packet r = {.type = VS_SN_DISCONNECT};
+	vs_sn_send_to(pe, &r);
 }
 
 /* The messages a DTLS datagram carried, copied out before any is handled (handling one may

@@ -12,8 +12,6 @@
 static void on_log(struct viesti_sn *c, void *ud, int level, const char *line)
 {
 	struct vs_cli *cli = ud;
-	if (level == VIESTI_LOG_ERR)
-		snprintf(cli->last_err, sizeof(cli->last_err), "%s", line);
 	if (!cli->debug)
 		return;
 	if (level == VIESTI_LOG_DEBUG) {

@@ -458,8 +458,14 @@ static int set_buf(struct vs_bytes *b, const struct vs_buf *v)
 
 static int on_willtopic(struct vs_sn_client *cl, const struct vs_sn_packet *p)
 {
+	if (cl->state == S_WILLMSG) {
+		/* Sent again: our WILLMSGREQ was lost (section 6.13). */
+		struct vs_sn_packet q = {.type = VS_SN_WILLMSGREQ};
+		reply(cl, &q);
+		return 0;
+	}
 	if (cl->state != S_WILLTOPIC)
-		return cl->state == S_WILLMSG ? 0 : fail(cl, "WILLTOPIC not asked for");
+		return fail(cl, "WILLTOPIC not asked for");
 	if (p->empty_will)
 		return emit_connect(cl); /* no will after all */
 	if (!vs_topic_name_valid(p->data.p, p->data.len))
@@ -735,8 +741,12 @@ int vs_sn_input(struct vs_transport *t, const struct vs_sn_packet *p, int64_t no
 	}
 	switch (p->type) {
 	case VS_SN_WILLTOPIC:
+		return 0; /* repeated: the WILLMSG that followed it was answered */
 	case VS_SN_WILLMSG:
-		return 0; /* repeated after the CONNACK was lost */
+		/* Repeated after the CONNACK was lost: the same answer again. */
+		if (cl->state >= S_ACTIVE)
+			reply_ack(cl, VS_SN_CONNACK, 0, 0, VS_SN_RC_ACCEPTED);
+		return 0;
 	case VS_SN_REGISTER:
 		return on_register(cl, p);
 	case VS_SN_PUBLISH:
