@@ -605,7 +605,7 @@ static void test_subscribe_and_receive_with_register(void **state)
 	assert_int_equal(m.topic_type, VIESTI_SN_TOPIC_PREDEFINED);
 	assert_int_equal(viesti_sn_unsubscribe(c, "a/#", 5000), 0);
 	assert_int_equal(viesti_sn_unsubscribe_id(c, VIESTI_SN_TOPIC_PREDEFINED, 5, 5000), 0);
-	assert_int_equal(viesti_sn_receive(c, &m, 200), -ETIMEDOUT);
+	assert_int_equal(viesti_sn_receive(c, &m, 1000), -ETIMEDOUT);
 	gw_join(&g);
 	viesti_sn_free(c);
 }
@@ -653,8 +653,10 @@ static void test_qos2_received_once(void **state)
 		assert_memory_equal(m.payload, want[i], m.payload_len);
 		assert_false(m.dup);
 	}
+	/* Served meanwhile: the gateway's last PUBREL gets its PUBCOMP, and no fourth message
+	 * comes (the client only acts inside its calls). */
+	assert_int_equal(viesti_sn_receive(c, &m, 1000), -ETIMEDOUT);
 	gw_join(&g);
-	assert_int_equal(viesti_sn_receive(c, &m, 100), -ETIMEDOUT);
 	viesti_sn_free(c);
 }
 
