@@ -39,6 +39,11 @@ def ws_broker(broker, *listener_lines, glob=(), pki=None):
 		lines += ["certfile %s" % pki["server"][0], "keyfile %s" % pki["server"][1]]
 	b = broker(*(lines + list(listener_lines)))
 	b.ws = wp
+	# The fixture waits for the first listener; every listener of every worker is open once
+	# the broker says it runs (a connect in between can find the second port closed).
+	if TARGET == "viesti":
+		wait_until(lambda: "running with" in b.log_text(), 10.0,
+			what="the broker's workers")
 	return b
 
 
