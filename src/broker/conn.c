@@ -172,6 +172,36 @@ int vs_conn_send_ack(struct vs_conn *c, int type, uint16_t id, uint8_t reason)
 	return vs_conn_send(c, &p);
 }
 
+static const char *const packet_names[16] = {
+	"reserved", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC", "PUBREL", "PUBCOMP",
+	"SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK", "PINGREQ", "PINGRESP", "DISCONNECT",
+	"AUTH",
+};
+
+enum vs_handled vs_conn_reply(struct vs_conn *c, const struct vs_packet *p)
+{
+	int rc = vs_conn_send(c, p);
+	if (rc == 0)
+		return VS_GO_ON;
+	char why[128];
+	if (rc == VS_ETOOBIG)
+		snprintf(why, sizeof(why), "%s not sent: larger than the client's Maximum Packet Size "
+			 "(%u)", packet_names[p->type & 15], c->client_max_packet);
+	else
+		snprintf(why, sizeof(why), "%s not sent: %s", packet_names[p->type & 15],
+			 vs_strerror(rc));
+	vs_conn_close(c, rc == VS_ETOOBIG ? VS_RC_PACKET_TOO_LARGE : VS_RC_SERVER_BUSY, why);
+	return VS_CLOSED;
+}
+
+enum vs_handled vs_conn_reply_ack(struct vs_conn *c, int type, uint16_t id, uint8_t reason)
+{
+	struct vs_packet p = {.type = (uint8_t)type};
+	p.ack.packet_id = id;
+	p.ack.reason = reason;
+	return vs_conn_reply(c, &p);
+}
+
 /* What the transport says of its last failure, or the error code's text. */
 static const char *transport_why(const struct vs_conn *c, int err)
 {
@@ -302,25 +332,25 @@ bool vs_conn_out_full(const struct vs_conn *c)
 	return vs_bytes_avail(&c->out) >= OUT_HIGH_WATER;
 }
 
-static int dispatch(struct vs_conn *c, const struct vs_packet *p)
+static enum vs_handled dispatch(struct vs_conn *c, const struct vs_packet *p)
 {
 	if (c->state == VS_CONN_NEW && !c->connecting && p->type != VS_CONNECT) {
 		/* [MQTT-3.1.0-1] the first packet must be CONNECT. */
 		vs_conn_close(c, -1, "first packet is not CONNECT");
-		return -1;
+		return VS_CLOSED;
 	}
 	if (c->state == VS_CONN_NEW && c->connecting && p->type != VS_AUTH &&
 	    p->type != VS_DISCONNECT) {
 		/* [MQTT-3.1.2-30] before its CONNACK a client sends only AUTH or DISCONNECT. */
 		vs_conn_close(c, VS_RC_PROTOCOL_ERROR, "packet before CONNACK");
-		return -1;
+		return VS_CLOSED;
 	}
 	switch (p->type) {
 	case VS_CONNECT:
 		if (c->state != VS_CONN_NEW) {
 			/* [MQTT-3.1.0-2] a second CONNECT is a protocol error. */
 			vs_conn_close(c, VS_RC_PROTOCOL_ERROR, "second CONNECT");
-			return -1;
+			return VS_CLOSED;
 		}
 		return vs_on_connect(c, &p->connect);
 	case VS_PUBLISH:
@@ -336,7 +366,7 @@ static int dispatch(struct vs_conn *c, const struct vs_packet *p)
 		return vs_on_unsubscribe(c, &p->unsubscribe);
 	case VS_PINGREQ: {
 		struct vs_packet r = {.type = VS_PINGRESP};
-		return vs_conn_send(c, &r);
+		return vs_conn_reply(c, &r);
 	}
 	case VS_DISCONNECT:
 		return vs_on_disconnect(c, &p->disconnect);
@@ -345,7 +375,7 @@ static int dispatch(struct vs_conn *c, const struct vs_packet *p)
 	default:
 		/* CONNACK, SUBACK, UNSUBACK, PINGRESP from a client. */
 		vs_conn_close(c, VS_RC_PROTOCOL_ERROR, "packet type not allowed from a client");
-		return -1;
+		return VS_CLOSED;
 	}
 }
 
@@ -406,17 +436,23 @@ static int process_input(struct vs_conn *c, struct vs_bytes *src)
 		}
 		c->last_rx_ms = c->w->now_ms;
 		vs_stat_add(&c->w->stats.msgs_received, 1);
+		/* Consumed before it is handled: whatever its handler does, a packet is handled once
+		 * (p points into src's data, which consuming does not move). */
+		vs_bytes_consume(src, (size_t)n);
 		/* Records appended while this packet is handled make c's output wait for the commit
 		 * (persist.c marks c->durable_pending). */
 		struct vs_conn *outer = c->w->cur; /* a take-over pump nests one level */
 		c->w->cur = c;
-		int rc = dispatch(c, &p);
+		enum vs_handled h = dispatch(c, &p);
 		c->w->cur = outer;
-		if (rc < 0)
-			return -1;
-		vs_bytes_consume(src, (size_t)n);
 		if (c->state == VS_CONN_CLOSING)
 			return -1;
+		if (h != VS_GO_ON) {
+			/* A handler broke the contract (said closed without closing): close now rather
+			 * than read on from an unknown state. */
+			vs_conn_close(c, VS_RC_IMPL_SPECIFIC, "internal error in a handler");
+			return -1;
+		}
 		if (c->parked)
 			return 0; /* the CONNECT waits: what follows it is read after the wait */
 	}

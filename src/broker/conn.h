@@ -123,12 +123,33 @@ struct vs_conn *vs_conn_virtual(struct vs_worker *w, struct vs_listener *l, cons
 				void *arg);
 
 /*
+ * What a packet handler did, the one contract between the handlers and process_input (conn.c):
+ * the connection goes on with its next packet, or it was closed (vs_conn_close) and nothing more
+ * of its input is read. A packet is consumed before its handler runs, whatever it returns, so no
+ * packet is ever handled twice.
+ */
+enum vs_handled {
+	VS_GO_ON = 0,
+	VS_CLOSED = -1,
+};
+
+/*
  * Encodes p (for the connection's protocol version) at the end of the output buffer and
- * schedules a flush. Returns 0 or a negative error (the connection is then closed by the caller).
+ * schedules a flush. Returns 0 or a negative error: VS_ETOOBIG when p is larger than the
+ * client's Maximum Packet Size [MQTT-3.1.2-24], -ENOMEM. The caller decides what a failure
+ * means; a handler's reply goes through vs_conn_reply instead.
  */
 int vs_conn_send(struct vs_conn *c, const struct vs_packet *p);
 /* Sends a bare acknowledgement (PUBACK..PUBCOMP). */
 int vs_conn_send_ack(struct vs_conn *c, int type, uint16_t id, uint8_t reason);
+
+/*
+ * Sends a reply the client waits for (an acknowledgement, SUBACK, UNSUBACK, PINGRESP): when it
+ * cannot be sent, the connection is closed with a log line that says why, since the client would
+ * otherwise wait for ever or send the packet again. Returns VS_GO_ON or VS_CLOSED.
+ */
+enum vs_handled vs_conn_reply(struct vs_conn *c, const struct vs_packet *p);
+enum vs_handled vs_conn_reply_ack(struct vs_conn *c, int type, uint16_t id, uint8_t reason);
 
 /*
  * Closes the connection: for 5.0, with reason >= 0x80 (or 0x8E/0x8B) a DISCONNECT is sent first;
@@ -164,20 +185,19 @@ void vs_conn_check_stall(struct vs_conn *c);
 /* Writes pending output with one write(2); registers EPOLLOUT when the socket is full. */
 void vs_conn_flush(struct vs_conn *c);
 
-/* Packet handlers (connect.c, publish.c, subscribe.c). Each returns 0 to go on, or a negative
- * value after it closed the connection. */
-int vs_on_connect(struct vs_conn *c, const struct vs_connect *p);
-int vs_on_publish(struct vs_conn *c, const struct vs_publish *p);
-int vs_on_ack(struct vs_conn *c, int type, const struct vs_ack *a);
-int vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p);
-int vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe *p);
-int vs_on_disconnect(struct vs_conn *c, const struct vs_disconnect *p);
-int vs_on_auth(struct vs_conn *c, const struct vs_disconnect *p);
+/* Packet handlers (connect.c, publish.c, subscribe.c): see enum vs_handled. */
+enum vs_handled vs_on_connect(struct vs_conn *c, const struct vs_connect *p);
+enum vs_handled vs_on_publish(struct vs_conn *c, const struct vs_publish *p);
+enum vs_handled vs_on_ack(struct vs_conn *c, int type, const struct vs_ack *a);
+enum vs_handled vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p);
+enum vs_handled vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe *p);
+enum vs_handled vs_on_disconnect(struct vs_conn *c, const struct vs_disconnect *p);
+enum vs_handled vs_on_auth(struct vs_conn *c, const struct vs_disconnect *p);
 
 /* The waits of a CONNECT end (connect.c): an authentication thread's answer; the take-over's
  * old connection is gone. Both may close c. */
 void vs_connect_authenticated(struct vs_conn *c, bool ok);
-int vs_connect_resume(struct vs_conn *c);
+enum vs_handled vs_connect_resume(struct vs_conn *c);
 /* Replaces the will of an active connection (MQTT-SN WILLTOPICUPD / WILLMSGUPD), after the
  * checks a CONNECT's will gets; takes will's reference (NULL: no will). Returns a 5.0 reason
  * code, with *why on refusal (the old will stays). */

@@ -49,14 +49,14 @@ static char *dup_buf(const struct vs_buf *b)
 	return s;
 }
 
-static int refuse(struct vs_conn *c, uint8_t rc5, uint8_t rc3, const char *why)
+static enum vs_handled refuse(struct vs_conn *c, uint8_t rc5, uint8_t rc3, const char *why)
 {
 	struct vs_packet a = {.type = VS_CONNACK};
 	a.connack.reason = c->version == VS_V5 ? rc5 : rc3;
 	vs_conn_send(c, &a);
 	c->graceful = true; /* a refused connection has no will */
 	vs_conn_close(c, -1, why);
-	return -1;
+	return VS_CLOSED;
 }
 
 /* [MQTT-3.1.3-*] checks of the client id, which need nothing but the packet. Returns a 5.0
@@ -416,7 +416,7 @@ static int tls_username(struct vs_conn *c, const char **why)
 
 /* The client id the connection goes by: its own, the username (use_username_as_clientid), or
  * one the broker assigns [MQTT-3.1.3-6]. Returns 0, or -1 when c was refused. */
-static int choose_id(struct vs_conn *c, const struct vs_connect *p)
+static enum vs_handled choose_id(struct vs_conn *c, const struct vs_connect *p)
 {
 	struct vs_broker *b = c->w->b;
 	if (vs_listener_sec(c->listener)->conf->use_username_as_clientid) {
@@ -438,12 +438,12 @@ static int choose_id(struct vs_conn *c, const struct vs_connect *p)
 	if (prefix && strncmp(c->client_id, prefix, strlen(prefix)) != 0)
 		return refuse(c, VS_RC_NOT_AUTHORIZED, VS_CONNACK3_NOT_AUTHORIZED,
 			      "client id without a prefix of clientid_prefixes");
-	return 0;
+	return VS_GO_ON;
 }
 
 /* Step 1: copies what the later steps need out of the packet. Returns 0, or -1 when c was
  * refused (and closed). */
-static int read_connect(struct vs_conn *c, const struct vs_connect *p)
+static enum vs_handled read_connect(struct vs_conn *c, const struct vs_connect *p)
 {
 	c->version = p->version;
 	c->connecting = calloc(1, sizeof(*c->connecting));
@@ -461,15 +461,15 @@ static int read_connect(struct vs_conn *c, const struct vs_connect *p)
 	int rc = check_client_id(c, p, &rc3, &why);
 	if (rc != VS_RC_SUCCESS)
 		return refuse(c, (uint8_t)rc, rc3, why);
-	if (choose_id(c, p) < 0)
-		return -1;
+	if (choose_id(c, p) == VS_CLOSED)
+		return VS_CLOSED;
 	if (setup_conn(c, p) < 0)
 		return refuse(c, VS_RC_SERVER_UNAVAILABLE, VS_CONNACK3_SERVER_UNAVAILABLE, "no memory");
-	return 0;
+	return VS_GO_ON;
 }
 
 /* Step 5: the session, the CONNACK. */
-static int attach(struct vs_conn *c)
+static enum vs_handled attach(struct vs_conn *c)
 {
 	struct vs_broker *b = c->w->b;
 	bool present;
@@ -485,8 +485,13 @@ static int attach(struct vs_conn *c)
 	a.connack.reason = 0;
 	if (c->version == VS_V5)
 		connack_props(c, c->id_assigned, &a.connack.props);
+	/* A client that cannot take its CONNACK (larger than its Maximum Packet Size
+	 * [MQTT-3.1.2-24]) is refused, and was never connected: it has no will. */
+	c->graceful = true;
+	if (vs_conn_reply(c, &a) == VS_CLOSED)
+		return VS_CLOSED;
+	c->graceful = false;
 	c->state = VS_CONN_ACTIVE;
-	vs_conn_send(c, &a);
 	int now = atomic_fetch_add(&b->clients_connected, 1) + 1;
 	int max = atomic_load(&b->clients_max);
 	while (now > max && !atomic_compare_exchange_weak(&b->clients_max, &max, now))
@@ -505,12 +510,12 @@ static int attach(struct vs_conn *c)
 	record_will(c, s);
 	if (present)
 		vs_session_resume(c->w, s);
-	return 0;
+	return VS_GO_ON;
 }
 
 /* Steps 3 to 5, once the client is authenticated. Returns 0 (connected, or waiting for a
  * take-over), or -1 when c was refused. */
-static int authorized(struct vs_conn *c)
+static enum vs_handled authorized(struct vs_conn *c)
 {
 	uint8_t rc3;
 	const char *why = "";
@@ -520,10 +525,10 @@ static int authorized(struct vs_conn *c)
 	return vs_connect_resume(c);
 }
 
-int vs_connect_resume(struct vs_conn *c)
+enum vs_handled vs_connect_resume(struct vs_conn *c)
 {
 	if (takeover_first(c))
-		return 0;
+		return VS_GO_ON;
 	return attach(c);
 }
 
@@ -533,7 +538,7 @@ int vs_connect_resume(struct vs_conn *c)
  * authentication thread checks while the connection waits. Returns 0 (done or waiting), or -1
  * when c was refused.
  */
-static int authenticate(struct vs_conn *c, const struct vs_connect *p)
+static enum vs_handled authenticate(struct vs_conn *c, const struct vs_connect *p)
 {
 	const struct vs_listener_sec *l = vs_listener_sec(c->listener);
 	if (c->tls_user)
@@ -558,7 +563,7 @@ static int authenticate(struct vs_conn *c, const struct vs_connect *p)
 	c->connecting->job = j;
 	c->connecting->step = VS_CS_AUTH;
 	vs_conn_park(c);
-	return 0;
+	return VS_GO_ON;
 }
 
 int vs_connect_update_will(struct vs_conn *c, struct vs_msg *will, const char **why)
@@ -584,17 +589,17 @@ void vs_connect_authenticated(struct vs_conn *c, bool ok)
 	c->connecting->job = NULL;
 	c->connecting->step = VS_CS_NONE;
 	c->parked = false;
-	int rc = ok ? authorized(c)
-		    : refuse(c, VS_RC_BAD_USER_OR_PASSWORD, VS_CONNACK3_BAD_USER_OR_PASSWORD,
-			     "bad username or password");
-	if (rc == 0 && !c->parked)
+	enum vs_handled h = ok ? authorized(c)
+			       : refuse(c, VS_RC_BAD_USER_OR_PASSWORD,
+					VS_CONNACK3_BAD_USER_OR_PASSWORD, "bad username or password");
+	if (h == VS_GO_ON && !c->parked)
 		vs_conn_unpark(c);
 }
 
 /* ---- SCRAM-SHA-256 (MQTT 5.0 enhanced authentication, section 4.12) ---------------------- */
 
 /* Refuses an enhanced authentication: CONNACK 0x87 [MQTT-4.12.0-4]. */
-static int scram_refuse(struct vs_conn *c, const char *why)
+static enum vs_handled scram_refuse(struct vs_conn *c, const char *why)
 {
 	char msg[96];
 	snprintf(msg, sizeof(msg), "SCRAM-SHA-256: %s", why ? why : "refused");
@@ -602,7 +607,8 @@ static int scram_refuse(struct vs_conn *c, const char *why)
 }
 
 /* An AUTH packet with the method, reason and data [MQTT-4.12.0-2], [MQTT-4.12.0-5]. */
-static int send_auth(struct vs_conn *c, uint8_t reason, const uint8_t *data, size_t len)
+static enum vs_handled send_auth(struct vs_conn *c, uint8_t reason, const uint8_t *data,
+				 size_t len)
 {
 	struct vs_packet a = {.type = VS_AUTH};
 	a.disconnect.reason = reason;
@@ -612,7 +618,7 @@ static int send_auth(struct vs_conn *c, uint8_t reason, const uint8_t *data, siz
 	pr->auth_method.len = strlen(VS_SCRAM_METHOD);
 	pr->auth_data.p = data;
 	pr->auth_data.len = len;
-	return vs_conn_send(c, &a);
+	return vs_conn_reply(c, &a);
 }
 
 /*
@@ -621,7 +627,7 @@ static int send_auth(struct vs_conn *c, uint8_t reason, const uint8_t *data, siz
  * listener's password file ($scram-sha-256$ entries); an unknown user gets a stand-in, so that
  * the exchange looks the same and fails only at the proof. Cheap (a few hashes): on the loop.
  */
-static int scram_start(struct vs_conn *c, const struct vs_props *pr)
+static enum vs_handled scram_start(struct vs_conn *c, const struct vs_props *pr)
 {
 	const struct vs_listener_sec *l = vs_listener_sec(c->listener);
 	if (!l->passwd)
@@ -644,11 +650,11 @@ static int scram_start(struct vs_conn *c, const struct vs_props *pr)
 	if (n < 0)
 		return scram_refuse(c, "other-error");
 	c->connecting->step = VS_CS_SCRAM;
-	return send_auth(c, VS_RC_CONTINUE_AUTH, out, (size_t)n) < 0 ? -1 : 0;
+	return send_auth(c, VS_RC_CONTINUE_AUTH, out, (size_t)n);
 }
 
 /* The client-final-message: a right proof authenticates the client as the SCRAM user. */
-static int scram_finish(struct vs_conn *c, const struct vs_disconnect *p)
+static enum vs_handled scram_finish(struct vs_conn *c, const struct vs_disconnect *p)
 {
 	struct vs_connecting *cg = c->connecting;
 	if (p->reason != VS_RC_CONTINUE_AUTH) /* [MQTT-4.12.0-3] */
@@ -676,7 +682,7 @@ static bool same_method(const struct vs_props *pr)
 	       memcmp(pr->auth_method.p, VS_SCRAM_METHOD, pr->auth_method.len) == 0;
 }
 
-int vs_on_auth(struct vs_conn *c, const struct vs_disconnect *p)
+enum vs_handled vs_on_auth(struct vs_conn *c, const struct vs_disconnect *p)
 {
 	if (c->state == VS_CONN_NEW && c->connecting && c->connecting->step == VS_CS_SCRAM) {
 		if (!same_method(&p->props)) /* [MQTT-4.12.0-5] */
@@ -687,13 +693,13 @@ int vs_on_auth(struct vs_conn *c, const struct vs_disconnect *p)
 	 * re-authentication (0x19) is not offered: the connection ends [MQTT-4.12.1-2]. */
 	vs_conn_close(c, c->state == VS_CONN_ACTIVE ? VS_RC_BAD_AUTH_METHOD : VS_RC_PROTOCOL_ERROR,
 		      "AUTH not expected (re-authentication is not supported)");
-	return -1;
+	return VS_CLOSED;
 }
 
-int vs_on_connect(struct vs_conn *c, const struct vs_connect *p)
+enum vs_handled vs_on_connect(struct vs_conn *c, const struct vs_connect *p)
 {
-	if (read_connect(c, p) < 0)
-		return -1;
+	if (read_connect(c, p) == VS_CLOSED)
+		return VS_CLOSED;
 	if (atomic_load_explicit(&c->w->b->over_memory, memory_order_relaxed))
 		return refuse(c, VS_RC_QUOTA_EXCEEDED, VS_CONNACK3_SERVER_UNAVAILABLE,
 			      "memory_limit reached, new connections refused");
@@ -722,13 +728,13 @@ void vs_connecting_free(struct vs_conn *c)
 	c->connecting = NULL;
 }
 
-int vs_on_disconnect(struct vs_conn *c, const struct vs_disconnect *p)
+enum vs_handled vs_on_disconnect(struct vs_conn *c, const struct vs_disconnect *p)
 {
 	if (c->version == VS_V5 && (p->props.present & (1ull << VS_PROP_SESSION_EXPIRY))) {
 		/* [MQTT-3.14.2-2] a session expiry of 0 at CONNECT cannot be raised here. */
 		if (c->session_expiry == 0 && p->props.session_expiry != 0) {
 			vs_conn_close(c, VS_RC_PROTOCOL_ERROR, "session expiry raised from 0 at DISCONNECT");
-			return -1;
+			return VS_CLOSED;
 		}
 		c->session_expiry = p->props.session_expiry;
 	}
@@ -737,5 +743,5 @@ int vs_on_disconnect(struct vs_conn *c, const struct vs_disconnect *p)
 	char why[64];
 	snprintf(why, sizeof(why), "client sent DISCONNECT (0x%02X)", p->reason);
 	vs_conn_close(c, -1, why);
-	return -1;
+	return VS_CLOSED;
 }

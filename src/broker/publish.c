@@ -138,7 +138,8 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
  * accepted by this server) in its acknowledgement; 3.x has no way to be told, so, as Mosquitto
  * does, the connection is closed rather than the message silently acknowledged and dropped.
  */
-static int refuse_deep(struct vs_conn *c, const struct vs_publish *p, const struct vs_buf *topic)
+static enum vs_handled refuse_deep(struct vs_conn *c, const struct vs_publish *p,
+				   const struct vs_buf *topic)
 {
 	struct vs_broker *b = c->w->b;
 	char why[96];
@@ -146,16 +147,16 @@ static int refuse_deep(struct vs_conn *c, const struct vs_publish *p, const stru
 		 b->conf->max_topic_levels);
 	if (c->version < VS_V5) {
 		vs_conn_close(c, -1, why);
-		return -1;
+		return VS_CLOSED;
 	}
 	vs_log(b->log, VS_LOG_NOTICE, "client %s: %s, refused", c->client_id, why);
 	if (p->qos == 0)
-		return 0;
-	return vs_conn_send_ack(c, p->qos == 1 ? VS_PUBACK : VS_PUBREC, p->packet_id,
+		return VS_GO_ON;
+	return vs_conn_reply_ack(c, p->qos == 1 ? VS_PUBACK : VS_PUBREC, p->packet_id,
 				VS_RC_TOPIC_NAME_INVALID);
 }
 
-int vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
+enum vs_handled vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 {
 	struct vs_buf topic;
 	const char *why = "";
@@ -163,7 +164,7 @@ int vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 	int rc = check_publish(c, p, &topic, &why);
 	if (rc) {
 		vs_conn_close(c, rc, why);
-		return -1;
+		return VS_CLOSED;
 	}
 	if (vs_topic_too_deep(topic.p, topic.len, c->w->b->conf->max_topic_levels))
 		return refuse_deep(c, p, &topic);
@@ -176,9 +177,9 @@ int vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 						: "persistence unavailable, QoS 1/2 refused";
 		if (c->version < VS_V5) {
 			vs_conn_close(c, -1, refusal);
-			return -1;
+			return VS_CLOSED;
 		}
-		return vs_conn_send_ack(c, p->qos == 1 ? VS_PUBACK : VS_PUBREC, p->packet_id,
+		return vs_conn_reply_ack(c, p->qos == 1 ? VS_PUBACK : VS_PUBREC, p->packet_id,
 					VS_RC_QUOTA_EXCEEDED);
 	}
 	if (p->qos == 2) {
@@ -190,17 +191,17 @@ int vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 		pthread_mutex_unlock(&s->lock);
 		if (added < 0) {
 			vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");
-			return -1;
+			return VS_CLOSED;
 		}
 		if (added == 0) /* a resend before PUBREL: acknowledge, do not route again */
-			return vs_conn_send_ack(c, VS_PUBREC, p->packet_id, 0);
+			return vs_conn_reply_ack(c, VS_PUBREC, p->packet_id, 0);
 		c->in_qos2++;
 	}
 	rc = route_publish(c, p, &topic);
 	if (c->version < VS_V5)
 		rc = 0; /* 3.x acknowledges whatever the broker decided */
 	if (p->qos == 1)
-		return vs_conn_send_ack(c, VS_PUBACK, p->packet_id, (uint8_t)rc);
+		return vs_conn_reply_ack(c, VS_PUBACK, p->packet_id, (uint8_t)rc);
 	if (p->qos == 2) {
 		if (rc >= 0x80) {
 			/* A failed QoS 2 exchange ends here: the id is free again [MQTT-4.3.3-?]. */
@@ -210,12 +211,12 @@ int vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 			pthread_mutex_unlock(&c->session->lock);
 			c->in_qos2--;
 		}
-		return vs_conn_send_ack(c, VS_PUBREC, p->packet_id, (uint8_t)rc);
+		return vs_conn_reply_ack(c, VS_PUBREC, p->packet_id, (uint8_t)rc);
 	}
-	return 0;
+	return VS_GO_ON;
 }
 
-static int on_pubrel(struct vs_conn *c, const struct vs_ack *a)
+static enum vs_handled on_pubrel(struct vs_conn *c, const struct vs_ack *a)
 {
 	struct vs_session *s = c->session;
 	pthread_mutex_lock(&s->lock);
@@ -226,12 +227,12 @@ static int on_pubrel(struct vs_conn *c, const struct vs_ack *a)
 	if (had && c->in_qos2)
 		c->in_qos2--;
 	/* [MQTT-4.3.3-11] PUBCOMP with the same id; 5.0 says 0x92 when it was unknown. */
-	return vs_conn_send_ack(c, VS_PUBCOMP, a->packet_id,
+	return vs_conn_reply_ack(c, VS_PUBCOMP, a->packet_id,
 			       had || c->version < VS_V5 ? 0 : VS_RC_PACKET_ID_NOT_FOUND);
 }
 
 /* PUBACK, PUBREC, PUBCOMP: progress of a message we sent. */
-static int on_outgoing_ack(struct vs_conn *c, int type, const struct vs_ack *a)
+static enum vs_handled on_outgoing_ack(struct vs_conn *c, int type, const struct vs_ack *a)
 {
 	struct vs_session *s = c->session;
 	bool send_rel = false, more = false;
@@ -264,14 +265,14 @@ static int on_outgoing_ack(struct vs_conn *c, int type, const struct vs_ack *a)
 		more = s->queue.count > 0 || vs_feed_len(s) > 0;
 	}
 	pthread_mutex_unlock(&s->lock);
-	if (send_rel && vs_conn_send_ack(c, VS_PUBREL, a->packet_id, 0) < 0)
-		return 0;
+	if (send_rel && vs_conn_reply_ack(c, VS_PUBREL, a->packet_id, 0) == VS_CLOSED)
+		return VS_CLOSED;
 	if (more)
 		vs_worker_want_drain(c->w, s);
-	return 0;
+	return VS_GO_ON;
 }
 
-int vs_on_ack(struct vs_conn *c, int type, const struct vs_ack *a)
+enum vs_handled vs_on_ack(struct vs_conn *c, int type, const struct vs_ack *a)
 {
 	if (type == VS_PUBREL)
 		return on_pubrel(c, a);

@@ -120,13 +120,13 @@ static void retained_for(struct vs_conn *c, const struct vs_sub_entry *e, uint8_
 		       (int)e->filter.len, e->filter.p, max);
 }
 
-int vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p)
+enum vs_handled vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p)
 {
 	uint8_t stack_codes[MAX_ENTRIES_ON_STACK];
 	uint8_t *codes = p->count <= MAX_ENTRIES_ON_STACK ? stack_codes : malloc(p->count);
 	if (!codes) {
 		vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");
-		return -1;
+		return VS_CLOSED;
 	}
 	uint32_t sub_id = (p->props.present & (1ull << VS_PROP_SUB_ID)) ? p->props.sub_id : 0;
 	size_t pos = 0;
@@ -139,7 +139,7 @@ int vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p)
 			if (codes != stack_codes)
 				free(codes);
 			vs_conn_close(c, VS_RC_PROTOCOL_ERROR, "shared subscription with No Local");
-			return -1;
+			return VS_CLOSED;
 		}
 		if (i < MAX_ENTRIES_ON_STACK)
 			news[i] = is_new;
@@ -148,23 +148,23 @@ int vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p)
 	a.suback.packet_id = p->packet_id; /* [MQTT-3.8.4-2] */
 	a.suback.count = p->count;         /* [MQTT-3.8.4-6] one code per filter */
 	a.suback.codes = codes;
-	int rc = vs_conn_send(c, &a);
+	enum vs_handled h = vs_conn_reply(c, &a);
 	pos = 0;
-	for (uint32_t i = 0; rc == 0 && vs_subscribe_next(p, c->version, &pos, &e); i++)
+	for (uint32_t i = 0; h == VS_GO_ON && vs_subscribe_next(p, c->version, &pos, &e); i++)
 		retained_for(c, &e, codes[i], sub_id, i < MAX_ENTRIES_ON_STACK ? news[i] : true);
 	if (codes != stack_codes)
 		free(codes);
-	return 0;
+	return h;
 }
 
-int vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe *p)
+enum vs_handled vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe *p)
 {
 	struct vs_broker *b = c->w->b;
 	uint8_t stack_codes[MAX_ENTRIES_ON_STACK];
 	uint8_t *codes = p->count <= MAX_ENTRIES_ON_STACK ? stack_codes : malloc(p->count);
 	if (!codes) {
 		vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");
-		return -1;
+		return VS_CLOSED;
 	}
 	size_t pos = 0;
 	struct vs_buf f;
@@ -183,8 +183,8 @@ int vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe *p)
 	a.suback.packet_id = p->packet_id; /* [MQTT-3.10.4-4] */
 	a.suback.count = c->version == VS_V5 ? p->count : 0;
 	a.suback.codes = codes;
-	vs_conn_send(c, &a);
+	enum vs_handled h = vs_conn_reply(c, &a);
 	if (codes != stack_codes)
 		free(codes);
-	return 0;
+	return h;
 }

@@ -292,9 +292,9 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 			c->connecting->step = VS_CS_NONE;
 			c->parked = false;
 			w->cur = c; /* the CONNACK waits for the session's records (persist.c) */
-			int rc = vs_connect_resume(c);
+			enum vs_handled h = vs_connect_resume(c);
 			w->cur = NULL;
-			if (rc == 0 && !c->parked)
+			if (h == VS_GO_ON && !c->parked)
 				vs_conn_unpark(c);
 		}
 		break;
