@@ -695,9 +695,10 @@ static void forget_flush(struct vs_conn *c)
 
 /*
  * Detaches the session and settles the will [MQTT-3.1.2-8]: after a graceful DISCONNECT there is
- * none; a will with a delay waits in a session that outlives the connection [MQTT-3.1.3-9] and is
- * dropped when a new connection took the session over; otherwise it is published now. A session
- * that does not outlive the connection ends.
+ * none; when a new connection takes over a session that goes on, there is none either (as
+ * Mosquitto: the client is back before its will was due); a will with a delay waits in a session
+ * that outlives the connection [MQTT-3.1.3-9]; otherwise it is published now. A session that does
+ * not outlive the connection ends, and its will goes.
  */
 static void detach_session(struct vs_conn *c)
 {
@@ -724,6 +725,10 @@ static void detach_session(struct vs_conn *c)
 			end = s->expiry == 0;
 			if (!end)
 				vs_bp_session(c->w, s);
+			if (will && c->superseded && !end) {
+				vs_msg_unref(will); /* its session resumed elsewhere */
+				will = NULL;
+			}
 			if (will && c->will_delay && !end) {
 				vs_msg_unref(s->will);
 				s->will = will;
@@ -733,8 +738,8 @@ static void detach_session(struct vs_conn *c)
 			} else if (c->will_recorded && !end) {
 				vs_bp_will_del(c->w, s); /* discarded, or published below */
 			}
-		} else if (will && c->will_delay && !s->ended) {
-			vs_msg_unref(will); /* taken over within the delay: not sent */
+		} else if (will && !s->ended) {
+			vs_msg_unref(will); /* taken over, the session goes on: not sent */
 			will = NULL;
 		}
 		pthread_mutex_unlock(&s->lock);

@@ -102,6 +102,7 @@ struct vs_conn {
 	bool tls_user;              /* the username comes from the TLS handshake */
 	bool preauth;               /* admitted by its listener without credentials (an MQTT-SN
 				     * source in mqttsn_allowed_sources) */
+	bool superseded;            /* closed by a take-over that resumes its session: no will */
 	/* "[IPv6]:port": inet_ntop writes at most 39 characters for an IPv6 address (the dotted
 	 * forms it uses are compressed), so 48 bytes hold any address vs_addr_str formats. */
 	char addr[48];

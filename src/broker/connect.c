@@ -232,7 +232,7 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 
 	vs_msg_unref(dropped_will);
 	if (kick_to == w->idx)
-		vs_worker_takeover(w, kick.slot, kick.conn_id);
+		vs_worker_takeover(w, kick.slot, kick.conn_id, false);
 	else if (kick_to >= 0)
 		vs_worker_post(w, kick_to, &kick);
 	if (old_to_end) {
@@ -359,12 +359,17 @@ static int takeover_first(struct vs_conn *c)
 	pthread_mutex_unlock(&b->reg_lock);
 	if (!ow)
 		return 0;
+	/* A take-over that resumes the session is a reconnection: the old connection's will is
+	 * not sent (as Mosquitto; for 5.0 [MQTT-3.1.2-8]: a new connection came before it was
+	 * due). One that starts clean ends the session, and the will goes as the session ends. */
+	bool resumes = !c->connecting->clean;
 	if (ow == w) {
-		vs_worker_takeover(w, slot, id);
+		vs_worker_takeover(w, slot, id, resumes);
 		return 0;
 	}
-	struct vs_mail m = {.type = VS_MAIL_TAKEOVER, .slot = slot, .conn_id = id,
-			    .reply_to = w->idx, .reply_slot = c->slot, .reply_conn_id = c->id};
+	struct vs_mail m = {.type = VS_MAIL_TAKEOVER, .reason = resumes, .slot = slot,
+			    .conn_id = id, .reply_to = w->idx, .reply_slot = c->slot,
+			    .reply_conn_id = c->id};
 	vs_worker_post(w, ow->idx, &m);
 	c->connecting->step = VS_CS_TAKEOVER;
 	vs_conn_park(c);

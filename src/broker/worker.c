@@ -261,12 +261,14 @@ struct vs_conn *vs_worker_conn(struct vs_worker *w, uint32_t slot, uint64_t conn
 	return c && c->id == conn_id ? c : NULL;
 }
 
-void vs_worker_takeover(struct vs_worker *w, uint32_t slot, uint64_t conn_id)
+void vs_worker_takeover(struct vs_worker *w, uint32_t slot, uint64_t conn_id, bool resumes)
 {
 	struct vs_conn *old = vs_worker_conn(w, slot, conn_id);
 	/* Handle what the old connection already sent (a DISCONNECT, say) before it goes. */
-	if (old && vs_conn_pump(old) == 0 && vs_worker_conn(w, slot, conn_id) == old)
+	if (old && vs_conn_pump(old) == 0 && vs_worker_conn(w, slot, conn_id) == old) {
+		old->superseded = resumes;
 		vs_conn_close(old, VS_RC_SESSION_TAKEN_OVER, "session taken over");
+	}
 }
 
 static void take_mail(struct vs_worker *w, const struct vs_mail *m)
@@ -277,10 +279,10 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 		vs_session_unref(m->session);
 		break;
 	case VS_MAIL_KICK:
-		vs_worker_takeover(w, m->slot, m->conn_id);
+		vs_worker_takeover(w, m->slot, m->conn_id, false); /* no longer its session's */
 		break;
 	case VS_MAIL_TAKEOVER: {
-		vs_worker_takeover(w, m->slot, m->conn_id);
+		vs_worker_takeover(w, m->slot, m->conn_id, m->reason == 1);
 		struct vs_mail r = {.type = VS_MAIL_RESUME, .slot = m->reply_slot,
 				    .conn_id = m->reply_conn_id};
 		vs_worker_post(w, m->reply_to, &r);

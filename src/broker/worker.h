@@ -178,7 +178,8 @@ struct vs_conn *vs_worker_conn(struct vs_worker *w, uint32_t slot, uint64_t conn
 void vs_worker_poll(struct vs_worker *w);
 /* Closes every connection of shard w and finishes the turn (at shutdown). */
 void vs_worker_shutdown(struct vs_worker *w);
-/* Pumps and closes a connection whose session another connection is taking over. */
-void vs_worker_takeover(struct vs_worker *w, uint32_t slot, uint64_t conn_id);
+/* Pumps and closes a connection whose session another connection is taking over; resumes: the
+ * new connection resumes the session (the old one's will is then not sent, see conn.c). */
+void vs_worker_takeover(struct vs_worker *w, uint32_t slot, uint64_t conn_id, bool resumes);
 
 #endif

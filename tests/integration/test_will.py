@@ -130,3 +130,52 @@ def test_retained_will(broker, clients, version):
 	w = _watcher(b, clients)
 	m = w.expect(PUBLISH, timeout=4)
 	assert m.topic == "will/wr" and m.retain and m.payload == b"gone"
+
+
+def _marker(b, clients, w):
+	"""Publishes will/marker and returns the topics w got up to it (so that a will the broker
+	routed before it is in the list, without waiting for a silence)."""
+	p = clients.raw(b.port, 4)
+	p.connect(uid("mark"))
+	p.publish("will/marker", b"m", qos=1)
+	got = []
+	while True:
+		m = w.expect(PUBLISH, timeout=5)
+		w.puback(m.pid)
+		got.append(m.topic)
+		if m.topic == "will/marker":
+			return got
+
+
+# (version, old connection's session kept, new connection resumes it, will published)
+TAKEOVERS = [
+	(4, True, True, False),   # 3.1.1 clean session 0 twice: a reconnection, as Mosquitto
+	(4, True, False, True),   # the new connection starts clean: the session ends
+	(4, False, True, True),   # the old session ended with its connection
+	(5, True, True, False),   # [MQTT-3.1.2-8] a new connection before the will was due
+	(5, True, False, True),
+	(5, False, True, True),
+]
+
+
+@pytest.mark.parametrize("version,kept,resumes,will", TAKEOVERS)
+def test_will_on_takeover_only_when_the_session_ends(broker, clients, version, kept, resumes,
+		will):
+	"""A take-over that resumes a persistent session sends no will of the old connection; one
+	where the session ends does. Several rounds, so that the old and new connections land on
+	the same worker and on different ones."""
+	b = broker()
+	w = _watcher(b, clients)
+	for r in range(6):
+		cid = "tko%d%d%d%d" % (version, kept, resumes, r)
+		props = {P.SESSION_EXPIRY: 60 if kept else 0} if version == 5 else None
+		old = _willed(b, clients, version, cid=cid, clean=not kept, props=props)
+		new = clients.raw(b.port, version)
+		ack = new.connect(cid, clean=not resumes,
+			props={P.SESSION_EXPIRY: 60} if version == 5 else None)
+		assert ack.session_present == (kept and resumes)
+		old.wait_closed(timeout=5)
+		got = _marker(b, clients, w)
+		wills = [t for t in got if t == "will/" + cid]
+		assert len(wills) == (1 if will else 0), "round %d: got %r" % (r, got)
+		new.disconnect()
