@@ -5,9 +5,11 @@
 #include "broker/conn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "base/clock.h"
@@ -793,6 +795,139 @@ void vs_conn_log_summary(struct vs_worker *w)
 	w->pre_suppressed = 0;
 }
 
+/*
+ * Lingering close. When the broker closes a connection after telling it why (a DISCONNECT with
+ * a reason code, a refusing CONNACK), the client may have sent more that was never read, and
+ * closing a socket with unread input makes the kernel answer with a reset, which can destroy
+ * the reason before the client reads it. So the socket is kept through a duplicate of its
+ * descriptor after the connection is gone: on plain TCP, output the client had not taken yet is
+ * still written; then the write side is shut down (the client sees the end after the reason),
+ * and input is read and thrown away until the client closes, LINGER_MS pass or LINGER_BYTES
+ * arrive. At most LINGER_MAX per worker; past that, sockets close at once. (TLS and WebSocket
+ * output not yet written when the connection closes is lost: their sessions end with it.)
+ */
+enum { LINGER_MS = 2000, LINGER_BYTES = 1 << 20, LINGER_MAX = 4096 };
+
+struct vs_linger {
+	struct vs_io io; /* fd -1: ended, freed by the next sweep (an event for it may still wait
+			  * in this turn's batch) */
+	struct vs_worker *w;
+	int64_t deadline_ms;
+	size_t discarded;
+	struct vs_bytes out; /* still to be written (plain TCP) */
+};
+
+static void linger_end(struct vs_worker *w, struct vs_linger *l)
+{
+	if (l->io.fd < 0)
+		return;
+	vs_loop_del(&w->loop, &l->io);
+	close(l->io.fd);
+	l->io.fd = -1;
+	vs_bytes_fini(&l->out);
+}
+
+/* Writes what l still holds; once all is out, ends the write side. Returns -1 on an error. */
+static int linger_write(struct vs_worker *w, struct vs_linger *l)
+{
+	while (vs_bytes_avail(&l->out)) {
+		ssize_t n = write(l->io.fd, vs_bytes_head(&l->out), vs_bytes_avail(&l->out));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EAGAIN ? 0 : -1;
+		vs_bytes_consume(&l->out, (size_t)n);
+		vs_stat_add(&w->stats.bytes_sent, (uint64_t)n);
+	}
+	vs_bytes_fini(&l->out);
+	shutdown(l->io.fd, SHUT_WR);
+	return 0;
+}
+
+static void on_linger(struct vs_io *io, uint32_t events)
+{
+	struct vs_linger *l = (struct vs_linger *)io;
+	if (l->io.fd < 0)
+		return;
+	if ((events & EPOLLOUT) && vs_bytes_avail(&l->out)) {
+		if (linger_write(l->w, l) < 0) {
+			linger_end(l->w, l);
+			return;
+		}
+		if (!vs_bytes_avail(&l->out))
+			vs_loop_mod(&l->w->loop, &l->io, EPOLLIN | EPOLLRDHUP);
+	}
+	char buf[4096];
+	for (;;) {
+		ssize_t n = read(l->io.fd, buf, sizeof(buf));
+		if (n > 0 && (l->discarded += (size_t)n) < LINGER_BYTES)
+			continue;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		break; /* the client closed, an error, or enough */
+	}
+	linger_end(l->w, l);
+}
+
+/* Keeps c's socket for a lingering close; returns NULL when it cannot (it just closes). */
+static struct vs_linger *linger_start(struct vs_conn *c)
+{
+	struct vs_worker *w = c->w;
+	if (c->io.fd < 0 || w->n_linger >= LINGER_MAX || atomic_load(&w->b->stopping))
+		return NULL;
+	if (w->n_linger == w->cap_linger) {
+		uint32_t cap = w->cap_linger ? w->cap_linger * 2 : 16;
+		struct vs_linger **n = realloc(w->linger, cap * sizeof(*n));
+		if (!n)
+			return NULL;
+		w->linger = n;
+		w->cap_linger = cap;
+	}
+	struct vs_linger *l = calloc(1, sizeof(*l));
+	if (!l)
+		return NULL;
+	l->io.fd = fcntl(c->io.fd, F_DUPFD_CLOEXEC, 0);
+	l->io.fn = on_linger;
+	l->w = w;
+	l->deadline_ms = w->now_ms + LINGER_MS;
+	if (l->io.fd < 0) {
+		free(l);
+		return NULL;
+	}
+	w->linger[w->n_linger++] = l;
+	return l;
+}
+
+/* After the transport closed c's descriptor: the duplicate writes what is left, ends the write
+ * side and drains. */
+static void linger_arm(struct vs_worker *w, struct vs_linger *l)
+{
+	if (linger_write(w, l) < 0 ||
+	    vs_loop_add(&w->loop, &l->io,
+			EPOLLIN | EPOLLRDHUP | (vs_bytes_avail(&l->out) ? EPOLLOUT : 0)) < 0) {
+		close(l->io.fd);
+		l->io.fd = -1;
+		vs_bytes_fini(&l->out);
+	}
+}
+
+void vs_conn_linger_sweep(struct vs_worker *w, bool all)
+{
+	uint32_t keep = 0;
+	for (uint32_t i = 0; i < w->n_linger; i++) {
+		struct vs_linger *l = w->linger[i];
+		if (l->io.fd >= 0 && !all && w->now_ms < l->deadline_ms) {
+			w->linger[keep++] = l;
+			continue;
+		}
+		linger_end(w, l);
+		free(l);
+	}
+	w->n_linger = keep;
+}
+
 void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 {
 	struct vs_worker *w = c->w;
@@ -820,6 +955,7 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 		}
 	}
 	c->state = VS_CONN_CLOSING;
+	bool told = vs_bytes_avail(&c->out) > 0; /* a reason, a refusal, ...: see linger_start */
 	/* What this connection was told must be stored before it is written. */
 	if (c->durable_pending && vs_bp_commit(w) < 0)
 		c->out.off = c->out.len = 0;
@@ -842,9 +978,16 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 	if (c->session && c->client_id == c->session->client_id)
 		c->client_id = NULL; /* borrowed from the session (connect.c attach_session) */
 	detach_session(c);
+	struct vs_linger *l = told ? linger_start(c) : NULL;
+	if (l && c->tp.ops == &vs_transport_tcp && !c->tp.wait) {
+		l->out = c->out; /* what the socket did not take yet goes out after all */
+		memset(&c->out, 0, sizeof(c->out));
+	}
 	if (c->io.fd >= 0)
 		vs_loop_del(&w->loop, &c->io);
 	c->tp.ops->close(&c->tp);
+	if (l)
+		linger_arm(w, l);
 	atomic_fetch_sub(&c->listener->connections, 1);
 	atomic_fetch_sub(&b->connections, 1);
 	w->conns[c->slot] = NULL;

@@ -175,6 +175,10 @@ void vs_conn_update_events(struct vs_conn *c);
 /* Stops reading c until until_ms (backpressure from full subscriber queues). */
 void vs_conn_throttle(struct vs_conn *c, int64_t until_ms);
 
+/* Closes the sockets of closed connections whose lingering is over (all of them: at the
+ * worker's end) and frees their records (the sweep calls it; see conn.c). */
+void vs_conn_linger_sweep(struct vs_worker *w, bool all);
+
 /* Logs how many connections closed before CONNECT without a line of their own, when due (the
  * sweep calls it; see conn.c). */
 void vs_conn_log_summary(struct vs_worker *w);

@@ -452,6 +452,7 @@ static void sweep(struct vs_worker *w)
 			vs_conn_check_stall(c);
 	}
 	vs_conn_log_summary(w);
+	vs_conn_linger_sweep(w, false);
 	vs_gateway_tick(w);
 	if (w->idx == 0) {
 		vs_sys_tick(w);
@@ -908,19 +909,25 @@ static int listen_fds(struct vs_listener *l, int *fds, char *err, size_t errlen)
 int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err, size_t errlen)
 {
 	memset(w, 0, sizeof(*w));
+	/* Everything vs_worker_fini releases is valid from here on, so that it can follow a
+	 * failure at any step below (a zeroed descriptor would be fd 0, stdin). */
 	w->spare_fd = -1;
-	if (vs_grace_register(&b->grace, &w->gr) < 0)
+	w->loop.epfd = -1;
+	w->mbox.io.fd = -1;
+	w->ctl_io.fd = -1;
+	pthread_mutex_init(&w->mbox.lock, NULL);
+	if (vs_grace_register(&b->grace, &w->gr) < 0) {
+		pthread_mutex_destroy(&w->mbox.lock);
 		return -ENOMEM;
+	}
 	w->b = b;
 	w->idx = idx;
 	w->now_ms = vs_now_ms(); /* deadlines set before the first turn count from now, not 0 */
-	w->loop.epfd = -1;
 	int rc = vs_loop_init(&w->loop);
 	if (rc < 0) {
 		snprintf(err, errlen, "epoll: %s", strerror(-rc));
 		return rc;
 	}
-	pthread_mutex_init(&w->mbox.lock, NULL);
 	w->mbox.io.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	w->mbox.io.fn = on_mailbox;
 	if (w->mbox.io.fd < 0 || vs_loop_add(&w->loop, &w->mbox.io, EPOLLIN | EPOLLET) < 0) {
@@ -928,7 +935,6 @@ int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err,
 		return -errno;
 	}
 	w->own_epfd = w->loop.epfd;
-	w->ctl_io.fd = -1;
 	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (idx == 0 && consolidating(b)) {
 		/* The eventfd that tells thread 0 a shard was lent, and its list of shards. */
@@ -964,7 +970,11 @@ int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err,
 			li->w = w;
 			if (l->sn && vs_gateway_socket_open(li) < 0)
 				return -ENOMEM;
-			vs_loop_add(&w->loop, &li->io, listen_events(l));
+			rc = vs_loop_add(&w->loop, &li->io, listen_events(l));
+			if (rc < 0) {
+				snprintf(err, errlen, "%s: epoll: %s", l->name, strerror(-rc));
+				return rc;
+			}
 		}
 	}
 	return 0;
@@ -1001,6 +1011,8 @@ void vs_worker_fini(struct vs_worker *w)
 	free(w->matches);
 	free(w->sub_ids);
 	free(w->graveyard);
+	vs_conn_linger_sweep(w, true);
+	free(w->linger);
 	free(w->throttled);
 	free(w->reread);
 	vs_bytes_fini(&w->rbuf);

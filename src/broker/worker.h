@@ -28,6 +28,7 @@ struct vs_conn;
 struct vs_session;
 struct vs_msg;
 struct vs_sn_socket;
+struct vs_linger;
 
 enum vs_mail_type {
 	VS_MAIL_DRAIN, /* a session on this worker has queued messages */
@@ -119,6 +120,9 @@ struct vs_worker {
 
 	struct vs_conn **graveyard; /* closed this turn, freed at its end */
 	uint32_t n_graveyard, cap_graveyard;
+
+	struct vs_linger **linger;  /* closed sockets still drained (see conn.c) */
+	uint32_t n_linger, cap_linger;
 
 	struct vs_match *matches;  /* scratch for routing */
 	uint32_t n_matches, cap_matches;

@@ -131,9 +131,14 @@ int vs_config_finish(struct vs_config *c, int port)
 		if (!c->listeners)
 			return -ENOMEM;
 		vs_listener_conf_init(&c->listeners[0], c);
+		/* Without its address the built-in listener would listen on every interface: no
+		 * memory here fails the start-up instead. */
 		c->listeners[0].bind_address = strdup("localhost");
-		if (!c->listeners[0].bind_address)
+		if (!c->listeners[0].bind_address) {
+			free(c->listeners);
+			c->listeners = NULL;
 			return -ENOMEM;
+		}
 		c->n_listeners = 1;
 		c->builtin_listener = true;
 	}

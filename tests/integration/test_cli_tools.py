@@ -124,15 +124,27 @@ def test_unsubscribe_U(any_broker):
 def test_will_sent_when_client_dies(any_broker, version):
 	port = any_broker
 	b = uid("will")
-	watcher = subprocess.Popen(viesti_cmd("sub", port, "-t", b + "/will", "-C", "1", "-W", "8",
-		"-v"), stdout=subprocess.PIPE)
-	victim = subprocess.Popen(viesti_cmd("sub", port, "-t", b + "/nothing", "-V", version,
-		"--will-topic", b + "/will", "--will-payload", "gone", "--will-qos", "1"))
-	time.sleep(0.7)
-	victim.kill()
-	victim.wait()
-	out, _ = watcher.communicate(timeout=10)
-	assert out == ("%s/will gone\n" % b).encode()
+	# A retained message on b/ready tells when each client has subscribed (its first line).
+	run(["pub", "-h", "127.0.0.1", "-p", str(port), "-t", b + "/ready", "-m", "ready", "-r"])
+	watcher = subprocess.Popen(viesti_cmd("sub", port, "-t", b + "/will", "-t", b + "/ready",
+		"-C", "2", "-W", "10", "-v"), stdout=subprocess.PIPE)
+	victim = None
+	try:
+		assert watcher.stdout.readline() == ("%s/ready ready\n" % b).encode()
+		victim = subprocess.Popen(viesti_cmd("sub", port, "-t", b + "/ready", "-W", "10", "-V",
+			version, "--will-topic", b + "/will", "--will-payload", "gone", "--will-qos", "1"),
+			stdout=subprocess.PIPE)
+		assert victim.stdout.readline() == b"ready\n"
+		victim.kill()
+		victim.wait()
+		out, _ = watcher.communicate(timeout=10)
+		assert out == ("%s/will gone\n" % b).encode()
+	finally:
+		for p in (watcher, victim):
+			if p and p.poll() is None:
+				p.kill()
+				p.wait()
+		run(["pub", "-h", "127.0.0.1", "-p", str(port), "-t", b + "/ready", "-n", "-r"])
 
 
 @needs_cli
