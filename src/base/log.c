@@ -20,6 +20,7 @@ void vs_log_init(struct vs_log *log)
 	log->dests = VS_LOGD_STDERR;
 	log->fd = -1;
 	log->timestamps = true;
+	log->facility = LOG_DAEMON;
 }
 
 void vs_log_fini(struct vs_log *log)
@@ -119,20 +120,32 @@ static void write_all(int fd, const char *s, size_t n)
 	}
 }
 
+/* The timestamp and a space: log->ts_format in local time (as Mosquitto formats
+ * log_timestamp_format), or ISO-8601 UTC with milliseconds. Returns its length. */
+static size_t format_time(const struct vs_log *log, char *out, size_t cap)
+{
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (log->ts_format) {
+		localtime_r(&ts.tv_sec, &tm);
+		size_t n = strftime(out, cap - 1, log->ts_format, &tm);
+		out[n++] = ' '; /* strftime() gives 0 for an empty or too long result */
+		return n;
+	}
+	gmtime_r(&ts.tv_sec, &tm);
+	size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+	return n + (size_t)snprintf(out + n, cap - n, ".%03ldZ ", ts.tv_nsec / 1000000);
+}
+
 void vs_logv(const struct vs_log *log, unsigned type, const char *fmt, va_list ap)
 {
 	if (!vs_log_enabled(log, type))
 		return;
 	char line[2048];
 	size_t n = 0;
-	if (log->timestamps) {
-		struct timespec ts;
-		struct tm tm;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		gmtime_r(&ts.tv_sec, &tm);
-		n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-		n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ ", ts.tv_nsec / 1000000);
-	}
+	if (log->timestamps)
+		n = format_time(log, line, sizeof(line));
 	size_t body = n;
 	n += (size_t)snprintf(line + n, sizeof(line) - n, "%s: ", type_name(type));
 	if (n < sizeof(line)) {
@@ -150,7 +163,7 @@ void vs_logv(const struct vs_log *log, unsigned type, const char *fmt, va_list a
 	if ((log->dests & VS_LOGD_FILE) && log->fd >= 0)
 		write_all(log->fd, line, n);
 	if (log->dests & VS_LOGD_SYSLOG)
-		syslog(syslog_priority(type), "%s", line + body);
+		syslog(log->facility | syslog_priority(type), "%s", line + body);
 }
 
 void vs_log(const struct vs_log *log, unsigned type, const char *fmt, ...)

@@ -38,9 +38,14 @@ struct vs_log {
 	int fd;             /* for VS_LOGD_FILE, -1 otherwise */
 	bool timestamps;    /* prefix lines with an ISO-8601 UTC time */
 	char *file_path;    /* for VS_LOGD_FILE (owned), reopened by vs_log_reopen() */
+	const char *ts_format; /* strftime(3) format of the timestamp, in local time (Mosquitto's
+				* log_timestamp_format); not owned, must outlive the log. NULL =
+				* ISO-8601 UTC with milliseconds */
+	int facility;       /* syslog(3) facility (LOG_DAEMON, LOG_LOCAL0..7) of VS_LOGD_SYSLOG */
 };
 
-/* Defaults: errors, warnings, notices and info to stderr with timestamps. */
+/* Defaults: errors, warnings, notices and info to stderr with timestamps; syslog facility
+ * LOG_DAEMON. */
 void vs_log_init(struct vs_log *log);
 /* Closes the file and frees the path. */
 void vs_log_fini(struct vs_log *log);

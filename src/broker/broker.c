@@ -200,7 +200,7 @@ static int probe_port(const struct vs_listener_conf *lc, char *err, size_t errle
 		return 0; /* one socket for all workers: opened once, in open_unix() */
 	int fds[4];
 	unsigned udp = lc->protocol == VS_LPROTO_MQTTSN ? VS_LISTEN_UDP : 0;
-	int n = vs_listen_tcp(lc->bind_address, lc->port, lc->socket_domain,
+	int n = vs_listen_tcp(lc->bind_address, lc->bind_interface, lc->port, lc->socket_domain,
 			      VS_LISTEN_BIND_ONLY | udp, fds, 4, err, errlen);
 	for (int i = 0; i < n; i++)
 		close(fds[i]);
@@ -284,6 +284,10 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 		vs_log(log, VS_LOG_NOTICE, "websockets_log_level %d has no effect: it sets "
 		       "libwebsockets' logging, and Viesti's own WebSocket code logs through "
 		       "log_type like the rest", conf->websockets_log_level);
+	if (conf->autosave_interval != 1800 || conf->autosave_on_changes)
+		vs_log(log, VS_LOG_NOTICE, "autosave_interval %d%s has no effect: every change is "
+		       "written to the persistence log as it happens", conf->autosave_interval,
+		       conf->autosave_on_changes ? " with autosave_on_changes" : "");
 	for (size_t i = 0; i < b->n_listeners; i++)
 		vs_log(log, VS_LOG_NOTICE, "listening on %s%s%s", b->listeners[i].name,
 		       b->listeners[i].ws ? (b->listeners[i].tls ? " (WebSocket over TLS)"
@@ -425,6 +429,15 @@ static void keep_fixed(struct vs_broker *b, struct vs_config *nc)
 	keep_str(b, &nc->persistence_file, oc->persistence_file, "persistence_file");
 	keep_str(b, &nc->pid_file, oc->pid_file, "pid_file");
 	keep_str(b, &nc->user, oc->user, "user");
+	keep_str(b, &nc->log_timestamp_format, oc->log_timestamp_format, "log_timestamp_format");
+	KEEP(b, nc, log_facility);
+	/* Listeners are fixed (same_listeners); these two are read from the start-up copy. */
+	for (size_t i = 0; i < nc->n_listeners; i++) {
+		keep_str(b, &nc->listeners[i].mount_point, oc->listeners[i].mount_point,
+			 "mount_point");
+		keep_str(b, &nc->listeners[i].bind_interface, oc->listeners[i].bind_interface,
+			 "bind_interface");
+	}
 }
 
 /* Reads the configuration file again, as at start-up. */

@@ -30,6 +30,7 @@
 #include "base/clock.h"
 #include "broker/authq.h"
 #include "broker/conn.h"
+#include "broker/mount.h"
 #include "broker/persist.h"
 #include "broker/router.h"
 #include "broker/tls.h"
@@ -109,13 +110,15 @@ static int check_will(struct vs_conn *c, const struct vs_msg *will, const char *
 	const struct vs_listener_sec *l = vs_listener_sec(c->listener);
 	if (!will)
 		return VS_RC_SUCCESS;
-	const char *topic = (const char *)will->topic.p;
-	if (l->acl && !vs_acl_check(l->acl, c->client_id, c->username, topic, will->topic.len,
-				    VS_ACL_WRITE)) {
+	/* The will was made under the listener's mount_point: rules see the client's topic. */
+	long skip = vs_mount_strip(c->listener, will->topic.p, will->topic.len);
+	const char *topic = (const char *)will->topic.p + (skip > 0 ? skip : 0);
+	size_t len = will->topic.len - (size_t)(skip > 0 ? skip : 0);
+	if (l->acl && !vs_acl_check(l->acl, c->client_id, c->username, topic, len, VS_ACL_WRITE)) {
 		*why = "will topic not allowed by the ACL";
 		return VS_RC_NOT_AUTHORIZED;
 	}
-	if (will->topic.len >= 4 && memcmp(topic, "$SYS", 4) == 0) {
+	if (len >= 4 && memcmp(topic, "$SYS", 4) == 0) {
 		*why = "will topic in $SYS"; /* $SYS belongs to the broker, as for PUBLISH */
 		return VS_RC_TOPIC_NAME_INVALID;
 	}
@@ -317,10 +320,21 @@ static int setup_conn(struct vs_conn *c, const struct vs_connect *p)
 	}
 	if (p->will) {
 		struct vs_buf origin = {(const uint8_t *)c->client_id, strlen(c->client_id)};
-		c->will = vs_msg_make((const char *)p->will_topic.p, p->will_topic.len,
-				      p->will_payload.p, p->will_payload.len, p->will_qos,
-				      p->will_retain, p->version == VS_V5 ? &p->will_props : NULL,
-				      &origin, c->w->now_ms);
+		struct vs_mounted topic; /* the will's topic under the listener's mount_point */
+		if (vs_mount(c->listener, &p->will_topic, false, &topic) == 0)
+			c->will = vs_msg_make((const char *)topic.buf.p, topic.buf.len,
+					      p->will_payload.p, p->will_payload.len, p->will_qos,
+					      p->will_retain,
+					      p->version == VS_V5 ? &p->will_props : NULL, &origin,
+					      c->w->now_ms);
+		vs_mounted_fini(&topic);
+		/* A retained will is a retained message like any other (check_retain_source). */
+		if (c->will && p->will_retain && b->conf->check_retain_source &&
+		    vs_msg_set_source(c->will, (int)(c->listener - b->listeners), c->client_id,
+				      c->username) < 0) {
+			vs_msg_unref(c->will);
+			c->will = NULL;
+		}
 		if (!c->will)
 			return -ENOMEM;
 		if (p->will_props.present & (1ull << VS_PROP_WILL_DELAY))

@@ -12,6 +12,7 @@
 #include "auth/acl.h"
 #include "base/error.h"
 #include "broker/conn.h"
+#include "broker/mount.h"
 #include "broker/persist.h"
 #include "broker/router.h"
 #include "broker/worker.h"
@@ -109,7 +110,16 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 		return VS_RC_NOT_AUTHORIZED;
 	}
 	struct vs_buf origin = {(const uint8_t *)c->client_id, strlen(c->client_id)};
-	struct vs_msg *m = vs_msg_new(topic, p, &origin, c->w->now_ms);
+	struct vs_mounted full; /* the topic under the listener's mount_point */
+	struct vs_msg *m = NULL;
+	if (vs_mount(c->listener, topic, false, &full) == 0)
+		m = vs_msg_new(&full.buf, p, &origin, c->w->now_ms);
+	vs_mounted_fini(&full);
+	if (m && m->retain && b->conf->check_retain_source &&
+	    vs_msg_set_source(m, (int)(c->listener - b->listeners), c->client_id, c->username) < 0) {
+		vs_msg_unref(m);
+		m = NULL;
+	}
 	if (!m)
 		return VS_RC_SERVER_BUSY;
 	if (c->version < VS_V5)

@@ -12,6 +12,7 @@
 #include "auth/acl.h"
 #include "base/clock.h"
 #include "broker/conn.h"
+#include "broker/mount.h"
 #include "broker/persist.h"
 #include "broker/worker.h"
 #include "session/session.h"
@@ -26,6 +27,15 @@ struct route_ctx {
 	const struct vs_session *origin;
 	int delivered; /* shared deliveries made during the match */
 };
+
+/* The QoS a subscriber gets: min(published, subscribed) [MQTT-3.8.4-8], or with
+ * upgrade_outgoing_qos (Mosquitto) the subscription's own. */
+static uint8_t out_qos(const struct vs_broker *b, uint8_t sub_qos, uint8_t msg_qos)
+{
+	if (b->conf->upgrade_outgoing_qos)
+		return sub_qos;
+	return sub_qos < msg_qos ? sub_qos : msg_qos;
+}
 
 static int push_match(struct vs_worker *w, const struct vs_match *m)
 {
@@ -58,7 +68,7 @@ static void deliver_shared(struct route_ctx *r, const struct vs_sub *members, si
 			struct vs_session *s = sub->owner;
 			if (pass == 0 && !__atomic_load_n(&s->connected, __ATOMIC_RELAXED))
 				continue;
-			uint8_t qos = sub->qos < r->msg->qos ? sub->qos : r->msg->qos;
+			uint8_t qos = out_qos(r->w->b, sub->qos, r->msg->qos);
 			uint32_t id = sub->sub_id;
 			int rc = vs_deliver(r->w, s, r->msg, qos,
 					    sub->retain_as_published && r->msg->retain, id ? &id : NULL,
@@ -84,7 +94,7 @@ static void on_match(void *ctx, const struct vs_sub *members, size_t n, atomic_u
 	}
 	struct vs_match m = {.s = sub->owner, .sub_id = sub->sub_id, .rap = sub->retain_as_published,
 			     .share = share};
-	m.qos = sub->qos < r->msg->qos ? sub->qos : r->msg->qos;
+	m.qos = out_qos(r->w->b, sub->qos, r->msg->qos);
 	/* A reference taken under the trie's read lock: once the lock is gone, another worker may
 	 * end and free the session (vs_session_end removes it from the trie first). */
 	if (push_match(r->w, &m) == 0)
@@ -147,6 +157,20 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 	}
 	w->n_matches = 0;
 	return delivered;
+}
+
+/* Whether s's user may read msg: its listener's ACL, as of the last reload, matched against
+ * the topic as the client sees it (without its listener's mount point). */
+static bool may_read(const struct vs_session *s, const struct vs_acl *acl,
+		     const struct vs_msg *msg)
+{
+	if (!acl)
+		return true;
+	long skip = vs_mount_strip(s->listener, msg->topic.p, msg->topic.len);
+	if (skip < 0)
+		skip = 0; /* outside the mount point: matched whole, and never sent (send_entry) */
+	return vs_acl_check(acl, s->client_id, s->username, (const char *)msg->topic.p + skip,
+			    msg->topic.len - (size_t)skip, VS_ACL_READ);
 }
 
 /* The ACL that decides what s may read: its listener's, as of the last reload. */
@@ -213,9 +237,7 @@ static int queue_locked(struct vs_worker *w, struct vs_session *s, struct vs_msg
 	/* The ACL is read-only and the username changes only under reg_lock at attach; a check
 	 * against the previous connection's name during a take-over is harmless (the resumed
 	 * session is checked again, vs_session_recheck_acl). */
-	const struct vs_acl *acl = session_acl(s);
-	if (acl && !vs_acl_check(acl, s->client_id, s->username, (const char *)msg->topic.p,
-				 msg->topic.len, VS_ACL_READ))
+	if (!may_read(s, session_acl(s), msg))
 		return 0;
 	if (s->ended)
 		return -1;
@@ -289,7 +311,7 @@ int vs_feed_retained(struct vs_worker *w, struct vs_session *s, struct vs_msg **
 		int64_t max = w->b->conf->max_retained_feed;
 		if (max > 0 && vs_feed_len(s) >= (uint64_t)max)
 			break;
-		uint8_t q = msgs[fed]->qos < qos ? msgs[fed]->qos : qos;
+		uint8_t q = out_qos(w->b, qos, msgs[fed]->qos);
 		if (vs_feed_push(s, msgs[fed], q, sub_id) < 0) {
 			fed++; /* push dropped that reference */
 			break;
@@ -318,9 +340,7 @@ static uint32_t drop_unreadable(struct vs_worker *w, struct vs_session *s, struc
 	for (uint32_t i = 0; i < n; i++) {
 		struct vs_qentry e;
 		vs_ring_pop(r, &e);
-		if (e.state == VS_Q_WAIT_PUBCOMP ||
-		    vs_acl_check(acl, s->client_id, s->username, (const char *)e.msg->topic.p,
-				 e.msg->topic.len, VS_ACL_READ)) {
+		if (e.state == VS_Q_WAIT_PUBCOMP || may_read(s, acl, e.msg)) {
 			vs_ring_push(r, &e);
 			continue;
 		}
@@ -378,6 +398,12 @@ static int send_entry(struct vs_conn *c, struct vs_qentry *e, int64_t now)
 	struct vs_delivery d = {.version = c->version, .qos = e->qos, .retain = e->retain,
 				.dup = e->dup, .packet_id = e->packet_id,
 				.n_sub_ids = e->n_sub_ids, .sub_ids = vs_qentry_sub_ids(e)};
+	/* Outside the mount point only when the session came from another listener: such a
+	 * message is not for this client's view of the tree. */
+	long skip = vs_mount_strip(c->listener, e->msg->topic.p, e->msg->topic.len);
+	if (skip < 0)
+		return -1;
+	d.topic_skip = (uint16_t)skip;
 	if (c->version == VS_V5)
 		choose_alias(c, e->msg, &d);
 	ssize_t n = vs_msg_encoded_size(e->msg, &d, now);
@@ -412,6 +438,27 @@ static uint32_t window(const struct vs_conn *c, const struct vs_broker *b)
 	return win;
 }
 
+/* Payload bytes of s's messages in flight (s->lock held), for max_inflight_bytes. The window
+ * holds a few dozen entries at most, so they are summed when needed rather than tracked. */
+static uint64_t inflight_bytes(struct vs_session *s)
+{
+	uint64_t n = 0;
+	for (uint32_t i = 0; i < s->inflight.count; i++) {
+		const struct vs_qentry *e = vs_ring_at(&s->inflight, i);
+		if (e->msg)
+			n += e->msg->payload.len;
+	}
+	return n;
+}
+
+/* Whether one more QoS 1/2 message may go out: the count window, and as Mosquitto's
+ * max_inflight_bytes, while the bytes in flight are under the limit (so one message larger
+ * than the limit still goes, alone). */
+static bool window_open(const struct vs_session *s, uint32_t win, uint64_t bytes, uint64_t max)
+{
+	return s->inflight.count < win && (max == 0 || bytes < max);
+}
+
 void vs_session_drain(struct vs_worker *w, struct vs_session *s)
 {
 	int64_t now = w->now_ms;
@@ -423,6 +470,8 @@ void vs_session_drain(struct vs_worker *w, struct vs_session *s)
 		return;
 	}
 	uint32_t win = window(c, w->b);
+	uint64_t max_bytes = w->b->conf->max_inflight_bytes;
+	uint64_t in_bytes = max_bytes ? inflight_bytes(s) : 0;
 	bool sent = false, blocked = false;
 	/* A reload changed the ACLs: what waits was checked against the old ones. */
 	uint32_t dropped = s->acl_stale ? recheck_locked(w, s) : 0;
@@ -434,7 +483,7 @@ void vs_session_drain(struct vs_worker *w, struct vs_session *s)
 			break;
 		}
 		struct vs_qentry *e = vs_ring_at(&s->queue, 0);
-		if (e->qos && s->inflight.count >= win) {
+		if (e->qos && !window_open(s, win, in_bytes, max_bytes)) {
 			blocked = true;
 			break;
 		}
@@ -453,10 +502,12 @@ void vs_session_drain(struct vs_worker *w, struct vs_session *s)
 		if (send_entry(c, &x, now) < 0 || !x.qos || vs_ring_push(&s->inflight, &x) < 0) {
 			vs_bp_dequeue(w, s, &x);
 			vs_qentry_fini(&x);
-		} else if (x.qos == 2) {
+		} else {
+			in_bytes += x.msg->payload.len;
 			/* QoS 2 must resume with the same packet id; a QoS 1 message lost from the log
 			 * in this state is just sent again after a restart (at least once). */
-			vs_bp_queue(w, s, &x);
+			if (x.qos == 2)
+				vs_bp_queue(w, s, &x);
 		}
 		sent = true;
 		if (!s->queue.count && !blocked)
@@ -564,7 +615,7 @@ static void on_reroute_match(void *ctx, const struct vs_sub *members, size_t n, 
 				break;
 		}
 	}
-	uint8_t qos = pick->qos < r->e->msg->qos ? pick->qos : r->e->msg->qos;
+	uint8_t qos = out_qos(r->w->b, pick->qos, r->e->msg->qos);
 	uint32_t id = pick->sub_id;
 	vs_deliver(r->w, pick->owner, r->e->msg, qos, pick->retain_as_published && r->e->retain,
 		   id ? &id : NULL, id ? 1 : 0, "");

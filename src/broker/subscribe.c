@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/acl.h"
 #include "broker/conn.h"
+#include "broker/mount.h"
 #include "broker/persist.h"
 #include "broker/router.h"
 #include "broker/worker.h"
@@ -100,6 +102,45 @@ static uint8_t subscribe_one(struct vs_conn *c, const struct vs_sub_entry *e, ui
 	return qos;
 }
 
+/*
+ * check_retain_source (Mosquitto): a retained message goes to a new subscriber only while its
+ * publisher may still publish it, by the publisher's listener's ACL as of now (a reload may
+ * have taken the right away), matched against the topic as the publisher saw it. A message
+ * without a recorded source ($SYS, or restored from disk, whose records do not keep the
+ * publisher's username) is not checked.
+ */
+static bool source_may_publish(const struct vs_broker *b, const struct vs_msg *m)
+{
+	const struct vs_msg_source *src = m->source;
+	if (!b->conf->check_retain_source || !src || src->listener < 0 ||
+	    (size_t)src->listener >= b->n_listeners)
+		return true;
+	const struct vs_listener *l = &b->listeners[src->listener];
+	const struct vs_acl *acl = vs_listener_sec(l)->acl;
+	if (!acl)
+		return true;
+	long skip = vs_mount_strip(l, m->topic.p, m->topic.len);
+	if (skip < 0)
+		skip = 0;
+	return vs_acl_check(acl, src->client_id, src->username, (const char *)m->topic.p + skip,
+			    m->topic.len - (size_t)skip, VS_ACL_WRITE);
+}
+
+/* Keeps the messages of r whose publishers may still publish them; returns how many went. */
+static size_t keep_publishable(const struct vs_broker *b, struct retained_ctx *r)
+{
+	size_t kept = 0;
+	for (size_t i = 0; i < r->n; i++) {
+		if (source_may_publish(b, r->v[i]))
+			r->v[kept++] = r->v[i];
+		else
+			vs_msg_unref(r->v[i]);
+	}
+	size_t dropped = r->n - kept;
+	r->n = kept;
+	return dropped;
+}
+
 static void retained_for(struct vs_conn *c, const struct vs_sub_entry *e, uint8_t granted,
 			 uint32_t sub_id, bool is_new)
 {
@@ -111,6 +152,11 @@ static void retained_for(struct vs_conn *c, const struct vs_sub_entry *e, uint8_
 	int max = b->conf->max_retained_feed;
 	struct retained_ctx r = {.max = max > 0 ? (size_t)max : SIZE_MAX};
 	vs_retain_match(b->retain, (const char *)e->filter.p, e->filter.len, collect_retained, &r);
+	size_t denied = keep_publishable(b, &r);
+	if (denied)
+		vs_log(b->log, VS_LOG_INFO, "client %s: %zu retained message(s) for '%.*s' not sent: "
+		       "their publishers may no longer publish them (check_retain_source)",
+		       c->client_id, denied, (int)e->filter.len, e->filter.p);
 	if (r.n)
 		vs_feed_retained(c->w, c->session, r.v, r.n, granted, sub_id);
 	free(r.v);
@@ -118,6 +164,14 @@ static void retained_for(struct vs_conn *c, const struct vs_sub_entry *e, uint8_
 		vs_log(b->log, VS_LOG_NOTICE, "client %s: %zu retained message(s) for '%.*s' not "
 		       "sent: more than max_retained_feed (%d)", c->client_id, r.skipped,
 		       (int)e->filter.len, e->filter.p, max);
+}
+
+/* e's filter under the connection's mount_point; m holds the bytes. Returns 0 or -ENOMEM. */
+static int mount_entry(struct vs_conn *c, struct vs_sub_entry *e, struct vs_mounted *m)
+{
+	int rc = vs_mount(c->listener, &e->filter, true, m);
+	e->filter = m->buf;
+	return rc;
 }
 
 enum vs_handled vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p)
@@ -133,8 +187,11 @@ enum vs_handled vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p)
 	struct vs_sub_entry e;
 	bool news[MAX_ENTRIES_ON_STACK] = {0};
 	for (uint32_t i = 0; vs_subscribe_next(p, c->version, &pos, &e); i++) {
-		bool is_new;
-		codes[i] = subscribe_one(c, &e, sub_id, &is_new);
+		bool is_new = false;
+		struct vs_mounted m;
+		codes[i] = mount_entry(c, &e, &m) < 0 ? VS_RC_UNSPECIFIED
+						      : subscribe_one(c, &e, sub_id, &is_new);
+		vs_mounted_fini(&m);
 		if (codes[i] == 0xFF) {
 			if (codes != stack_codes)
 				free(codes);
@@ -150,8 +207,13 @@ enum vs_handled vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p)
 	a.suback.codes = codes;
 	enum vs_handled h = vs_conn_reply(c, &a);
 	pos = 0;
-	for (uint32_t i = 0; h == VS_GO_ON && vs_subscribe_next(p, c->version, &pos, &e); i++)
-		retained_for(c, &e, codes[i], sub_id, i < MAX_ENTRIES_ON_STACK ? news[i] : true);
+	for (uint32_t i = 0; h == VS_GO_ON && vs_subscribe_next(p, c->version, &pos, &e); i++) {
+		struct vs_mounted m;
+		if (mount_entry(c, &e, &m) == 0)
+			retained_for(c, &e, codes[i], sub_id,
+				     i < MAX_ENTRIES_ON_STACK ? news[i] : true);
+		vs_mounted_fini(&m);
+	}
 	if (codes != stack_codes)
 		free(codes);
 	return h;
@@ -169,6 +231,13 @@ enum vs_handled vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe
 	size_t pos = 0;
 	struct vs_buf f;
 	for (uint32_t i = 0; vs_unsubscribe_next(p, &pos, &f); i++) {
+		struct vs_mounted m;
+		if (vs_mount(c->listener, &f, true, &m) < 0) {
+			vs_mounted_fini(&m);
+			codes[i] = VS_RC_UNSPECIFIED;
+			continue;
+		}
+		f = m.buf;
 		int had = vs_tree_remove(b->tree, (const char *)f.p, f.len, c->session);
 		pthread_mutex_lock(&c->session->lock);
 		if (vs_session_sub_del(c->session, (const char *)f.p, f.len))
@@ -178,6 +247,7 @@ enum vs_handled vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe
 		if (vs_log_enabled(b->log, VS_LOG_UNSUBSCRIBE))
 			vs_log(b->log, VS_LOG_UNSUBSCRIBE, "client %s unsubscribed from '%.*s'",
 			       c->client_id, (int)f.len, f.p);
+		vs_mounted_fini(&m);
 	}
 	struct vs_packet a = {.type = VS_UNSUBACK};
 	a.suback.packet_id = p->packet_id; /* [MQTT-3.10.4-4] */

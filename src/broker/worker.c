@@ -895,7 +895,8 @@ void vs_worker_poll(struct vs_worker *w)
 static int listen_fds(struct vs_listener *l, int *fds, char *err, size_t errlen)
 {
 	if (l->unix_fd < 0)
-		return vs_listen_tcp(l->conf->bind_address, l->conf->port, l->conf->socket_domain,
+		return vs_listen_tcp(l->conf->bind_address, l->conf->bind_interface, l->conf->port,
+				     l->conf->socket_domain,
 				     VS_LISTEN_REUSEPORT | (l->sn ? VS_LISTEN_UDP : 0), fds, 4, err,
 				     errlen);
 	fds[0] = fcntl(l->unix_fd, F_DUPFD_CLOEXEC, 0);

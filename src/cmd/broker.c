@@ -4,10 +4,13 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -103,6 +106,16 @@ static int parse_args(int argc, char **argv, struct args *a)
 	return 0;
 }
 
+/* log_timestamp_format and log_facility, fixed at start-up (a reload keeps them). */
+static void apply_log_format(struct vs_config *c)
+{
+	static const int local[8] = {LOG_LOCAL0, LOG_LOCAL1, LOG_LOCAL2, LOG_LOCAL3,
+				     LOG_LOCAL4, LOG_LOCAL5, LOG_LOCAL6, LOG_LOCAL7};
+	c->log.ts_format = c->log_timestamp_format; /* c outlives the broker and its log */
+	if (c->log_facility >= 0 && c->log_facility < 8)
+		c->log.facility = local[c->log_facility];
+}
+
 static int load_config(struct vs_config *c, const struct args *a)
 {
 	char err[512];
@@ -118,6 +131,7 @@ static int load_config(struct vs_config *c, const struct args *a)
 	}
 	if (a->verbose)
 		c->log.types = VS_LOG_ALL;
+	apply_log_format(c);
 	if (c->log.file_path && vs_log_reopen(&c->log) < 0) {
 		fprintf(stderr, "viesti broker: cannot open log file %s: %s\n", c->log.file_path,
 			strerror(errno));
@@ -133,6 +147,61 @@ static int write_pid(const char *path)
 		return -errno;
 	fprintf(f, "%ld\n", (long)getpid());
 	fclose(f);
+	return 0;
+}
+
+/*
+ * `user NAME`: started as root, the broker becomes NAME (its primary group and supplementary
+ * groups too) once everything that needs root is open: listeners, log file, pid file and
+ * persistence. As Mosquitto, a user that does not exist or a failed switch stops the start-up;
+ * started as another user, there is nothing to drop and the directive is only reported.
+ * Returns 0 or -1 (logged).
+ */
+static int drop_privileges(const struct vs_config *c, struct vs_log *log)
+{
+	if (!c->user)
+		return 0;
+	if (geteuid() != 0) {
+		vs_log(log, VS_LOG_NOTICE, "user %s: not started as root, nothing to drop "
+		       "(running as uid %ld)", c->user, (long)geteuid());
+		return 0;
+	}
+	if (strcmp(c->user, "root") == 0)
+		return 0;
+	errno = 0;
+	struct passwd *pw = getpwnam(c->user);
+	if (!pw) {
+		vs_log(log, VS_LOG_ERR, "cannot drop privileges to user '%s': %s", c->user,
+		       errno ? strerror(errno) : "no such user");
+		return -1;
+	}
+	const char *step = NULL;
+	if (initgroups(c->user, pw->pw_gid) < 0)
+		step = "initgroups";
+	else if (setgid(pw->pw_gid) < 0)
+		step = "setgid";
+	else if (setuid(pw->pw_uid) < 0)
+		step = "setuid";
+	if (step) {
+		vs_log(log, VS_LOG_ERR, "cannot drop privileges to user '%s': %s: %s", c->user, step,
+		       strerror(errno));
+		return -1;
+	}
+	/* setuid(2) to a non-root uid as root also sets the saved uid: no way back. */
+	if (pw->pw_uid != 0 && setuid(0) == 0) {
+		vs_log(log, VS_LOG_ERR, "cannot drop privileges to user '%s': root can be regained",
+		       c->user);
+		return -1;
+	}
+	vs_log(log, VS_LOG_NOTICE, "running as user %s (uid %ld, gid %ld)", c->user,
+	       (long)pw->pw_uid, (long)pw->pw_gid);
+	if (c->persistence && access(c->persistence_location ? c->persistence_location : ".",
+				     R_OK | W_OK | X_OK) < 0) {
+		vs_log(log, VS_LOG_ERR, "user %s cannot write persistence_location %s: %s", c->user,
+		       c->persistence_location ? c->persistence_location : "(current directory)",
+		       strerror(errno));
+		return -1;
+	}
 	return 0;
 }
 
@@ -176,7 +245,7 @@ static int serve(struct vs_config *conf, const struct args *a)
 	b.conf_verbose = a->verbose;
 	if (conf->pid_file && write_pid(conf->pid_file) < 0)
 		vs_log(&conf->log, VS_LOG_WARN, "cannot write pid file %s", conf->pid_file);
-	if (vs_broker_start(&b) < 0) {
+	if (drop_privileges(conf, &conf->log) < 0 || vs_broker_start(&b) < 0) {
 		vs_broker_stop(&b);
 		vs_broker_fini(&b);
 		return 1;

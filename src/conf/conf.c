@@ -216,6 +216,25 @@ static bool same_str(const char *a, const char *b)
 	return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
+/* mount_point is a topic prefix: no wildcards (as Mosquitto); the MQTT-SN gateway's own
+ * publish path (QoS -1, predefined topics) does not apply it yet. bind_interface needs an IP
+ * socket. */
+static int validate_mount(const struct vs_listener_conf *l, char *err, size_t errlen)
+{
+	if (l->bind_interface && l->socket_domain == AF_UNIX)
+		return fail(err, errlen, l, "bind_interface on a unix socket, expected a TCP or UDP "
+					    "port");
+	if (!l->mount_point)
+		return 0;
+	if (strpbrk(l->mount_point, "+#"))
+		return fail(err, errlen, l, "mount_point '%s' contains a wildcard, expected a topic "
+					    "prefix without '+' or '#'", l->mount_point);
+	if (l->protocol == VS_LPROTO_MQTTSN)
+		return fail(err, errlen, l, "'mount_point' on a 'protocol mqttsn' listener is not "
+					    "supported yet");
+	return 0;
+}
+
 static int validate_listener(const struct vs_config *c, size_t i, char *err, size_t errlen)
 {
 	const struct vs_listener_conf *l = &c->listeners[i];
@@ -246,7 +265,9 @@ static int validate_listener(const struct vs_config *c, size_t i, char *err, siz
 			    : l->mqttsn_allowed_sources.n ? "mqttsn_allowed_sources"
 							  : "mqttsn_advertise_interval");
 	}
-	int rc = validate_tls(l, c, err, errlen);
+	int rc = validate_mount(l, err, errlen);
+	if (rc == 0)
+		rc = validate_tls(l, c, err, errlen);
 	if (rc)
 		return rc;
 	for (size_t j = 0; j < i; j++) {

@@ -12,7 +12,20 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static int open_one(const struct addrinfo *ai, unsigned flags)
+/* SO_BINDTODEVICE (Linux): the socket takes only what arrives on that interface. */
+static int bind_device(int fd, const char *ifname, char *err, size_t errlen)
+{
+	if (!ifname)
+		return 0;
+	if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, ifname, (socklen_t)strlen(ifname)) == 0)
+		return 0;
+	int e = errno;
+	snprintf(err, errlen, "bind_interface '%s': %s", ifname, strerror(e));
+	return -e;
+}
+
+static int open_one(const struct addrinfo *ai, const char *ifname, unsigned flags, char *err,
+		    size_t errlen)
 {
 	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
 			ai->ai_protocol);
@@ -24,6 +37,11 @@ static int open_one(const struct addrinfo *ai, unsigned flags)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (ai->ai_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	int rc = bind_device(fd, ifname, err, errlen);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
 	    (!(flags & (VS_LISTEN_BIND_ONLY | VS_LISTEN_UDP)) && listen(fd, 4096) < 0)) {
 		int e = -errno;
@@ -33,7 +51,7 @@ static int open_one(const struct addrinfo *ai, unsigned flags)
 	return fd;
 }
 
-int vs_listen_tcp(const char *host, int port, int domain, unsigned flags, int *fds, int max,
+int vs_listen_tcp(const char *host, const char *ifname, int port, int domain, unsigned flags, int *fds, int max,
 		  char *err, size_t errlen)
 {
 	struct addrinfo hints = {.ai_family = domain,
@@ -53,8 +71,9 @@ int vs_listen_tcp(const char *host, int port, int domain, unsigned flags, int *f
 		return -EINVAL;
 	}
 	int n = 0, last = 0;
+	char dev_err[128] = "";
 	for (struct addrinfo *ai = res; ai && n < max; ai = ai->ai_next) {
-		int fd = open_one(ai, flags);
+		int fd = open_one(ai, ifname, flags, dev_err, sizeof(dev_err));
 		if (fd < 0) {
 			last = fd;
 			/* An address family the host lacks (no IPv6) is not fatal when another works. */
@@ -63,6 +82,11 @@ int vs_listen_tcp(const char *host, int port, int domain, unsigned flags, int *f
 		fds[n++] = fd;
 	}
 	freeaddrinfo(res);
+	if (n == 0 && dev_err[0]) {
+		snprintf(err, errlen, "cannot listen on %s:%d: %s", host && *host ? host : "*", port,
+			 dev_err);
+		return last;
+	}
 	if (n == 0) {
 		snprintf(err, errlen, "cannot listen on %s:%d: %s", host && *host ? host : "*", port,
 			 strerror(-last));

@@ -3,6 +3,7 @@
  */
 #include "session/msg.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,7 +98,24 @@ void vs_msg_unref(struct vs_msg *m)
 		return;
 	for (int i = 0; i < 4; i++)
 		free(atomic_load_explicit(&m->enc[i], memory_order_relaxed));
+	free(m->source);
 	free(m);
+}
+
+int vs_msg_set_source(struct vs_msg *m, int listener, const char *client_id,
+		      const char *username)
+{
+	size_t il = strlen(client_id) + 1, ul = username ? strlen(username) + 1 : 0;
+	struct vs_msg_source *src = malloc(sizeof(*src) + il + ul);
+	if (!src)
+		return -ENOMEM;
+	char *d = (char *)(src + 1);
+	src->listener = listener;
+	src->client_id = memcpy(d, client_id, il);
+	src->username = username ? memcpy(d + il, username, ul) : NULL;
+	free(m->source);
+	m->source = src;
+	return 0;
 }
 
 bool vs_msg_expired(const struct vs_msg *m, int64_t now_ms, uint32_t *remaining)
@@ -143,7 +161,18 @@ void vs_msg_props(const struct vs_msg *m, struct vs_props *props)
 /* 5.0 forms without per-delivery properties are encoded once and shared (3.x: see v3_size). */
 static bool cacheable(const struct vs_msg *m, const struct vs_delivery *d)
 {
-	return !m->has_expiry && d->n_sub_ids == 0 && d->topic_alias == 0;
+	return !m->has_expiry && d->n_sub_ids == 0 && d->topic_alias == 0 && d->topic_skip == 0;
+}
+
+/* The topic as this subscriber sees it (without its listener's mount point). */
+static struct vs_buf out_topic(const struct vs_msg *m, const struct vs_delivery *d)
+{
+	struct vs_buf t = m->topic;
+	if (d->topic_skip < t.len) {
+		t.p += d->topic_skip;
+		t.len -= d->topic_skip;
+	}
+	return t;
 }
 
 static void fill_packet(const struct vs_msg *m, const struct vs_delivery *d, int64_t now_ms,
@@ -155,7 +184,7 @@ static void fill_packet(const struct vs_msg *m, const struct vs_delivery *d, int
 	p->qos = d->qos;
 	p->dup = d->dup;
 	p->retain = d->retain;
-	p->topic = m->topic;
+	p->topic = out_topic(m, d);
 	if (d->alias_only)
 		p->topic.len = 0;
 	p->packet_id = d->qos ? (d->packet_id ? d->packet_id : 1) : 0;
@@ -230,7 +259,7 @@ static struct vs_msg_enc *cached(struct vs_msg *m, const struct vs_delivery *d)
 
 static ssize_t v3_size(const struct vs_msg *m, const struct vs_delivery *d, size_t *rem)
 {
-	*rem = 2 + m->topic.len + (d->qos ? 2 : 0) + m->payload.len;
+	*rem = 2 + out_topic(m, d).len + (d->qos ? 2 : 0) + m->payload.len;
 	if (*rem > V3_MAX_REMAINING)
 		return VS_ETOOBIG;
 	size_t hl = 2;
@@ -256,11 +285,12 @@ static ssize_t v3_encode(const struct vs_msg *m, const struct vs_delivery *d, ui
 		rem >>= 7;
 		*o++ = rem ? (uint8_t)(b | 0x80) : b;
 	} while (rem);
-	*o++ = (uint8_t)(m->topic.len >> 8);
-	*o++ = (uint8_t)m->topic.len;
-	if (m->topic.len)
-		memcpy(o, m->topic.p, m->topic.len);
-	o += m->topic.len;
+	struct vs_buf t = out_topic(m, d);
+	*o++ = (uint8_t)(t.len >> 8);
+	*o++ = (uint8_t)t.len;
+	if (t.len)
+		memcpy(o, t.p, t.len);
+	o += t.len;
 	if (d->qos) {
 		*o++ = (uint8_t)(d->packet_id >> 8);
 		*o++ = (uint8_t)d->packet_id;

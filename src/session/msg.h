@@ -28,6 +28,15 @@ struct vs_msg_enc {
 	uint8_t bytes[];
 };
 
+/* Who published a retained message, for check_retain_source: the broker checks again, when it
+ * delivers the message to a new subscriber, that this publisher may still publish it. One
+ * allocation, both strings inside it. */
+struct vs_msg_source {
+	int listener;          /* index of the publisher's listener (the broker's) */
+	const char *client_id;
+	const char *username;  /* NULL: anonymous */
+};
+
 struct vs_msg {
 	atomic_uint refs;
 	uint8_t qos;    /* as published */
@@ -45,6 +54,8 @@ struct vs_msg {
 	struct vs_buf user_raw;         /* encoded 0x26 entries, in order */
 	uint32_t n_user;
 	struct vs_buf origin;           /* client id of the publisher, for No Local */
+	struct vs_msg_source *source;   /* owned; NULL unless set by vs_msg_set_source() (not
+					 * for $SYS, nor for messages restored from disk) */
 	_Atomic(struct vs_msg_enc *) enc[4]; /* 5.0 only: [2 + (qos > 0)] */
 	_Atomic uint64_t store_id; /* persistence: id of its MSG record, 0 = not written yet */
 };
@@ -70,6 +81,10 @@ static inline struct vs_msg *vs_msg_ref(struct vs_msg *m)
 
 void vs_msg_unref(struct vs_msg *m);
 
+/* Records who published m (before m is shared). username may be NULL. Returns 0 or -ENOMEM. */
+int vs_msg_set_source(struct vs_msg *m, int listener, const char *client_id,
+		      const char *username);
+
 /* Whether the message has expired; *remaining gets the seconds left (for forwarding). */
 bool vs_msg_expired(const struct vs_msg *m, int64_t now_ms, uint32_t *remaining);
 
@@ -85,6 +100,8 @@ struct vs_delivery {
 	uint16_t packet_id;
 	uint16_t topic_alias;   /* 0 = none */
 	bool alias_only;        /* send an empty topic with the alias */
+	uint16_t topic_skip;    /* bytes cut from the front of the topic (a listener's
+				 * mount_point), < topic.len */
 	uint32_t n_sub_ids;
 	const uint32_t *sub_ids;
 };

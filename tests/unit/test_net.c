@@ -375,7 +375,7 @@ static void test_listen_ipv4(void **state)
 	int fds[4];
 	char err[256] = "";
 
-	int n = vs_listen_tcp("127.0.0.1", 0, AF_INET, false, fds, 4, err, sizeof(err));
+	int n = vs_listen_tcp("127.0.0.1", NULL, 0, AF_INET, false, fds, 4, err, sizeof(err));
 	assert_int_equal(n, 1);
 	assert_string_equal(err, ""); /* untouched on success */
 	int fl = fcntl(fds[0], F_GETFL);
@@ -387,7 +387,7 @@ static void test_listen_ipv4(void **state)
 
 	/* the same port again without SO_REUSEPORT: in use */
 	int fds2[1];
-	n = vs_listen_tcp("127.0.0.1", port, AF_INET, false, fds2, 1, err, sizeof(err));
+	n = vs_listen_tcp("127.0.0.1", NULL, port, AF_INET, false, fds2, 1, err, sizeof(err));
 	assert_int_equal(n, -EADDRINUSE);
 	char want[64];
 	snprintf(want, sizeof(want), "cannot listen on 127.0.0.1:%d: ", port);
@@ -402,15 +402,15 @@ static void test_listen_bind_only_probe(void **state)
 	int a[1], p[1];
 	char err[256];
 
-	assert_int_equal(vs_listen_tcp("127.0.0.1", 0, AF_INET, VS_LISTEN_REUSEPORT, a, 1, err,
+	assert_int_equal(vs_listen_tcp("127.0.0.1", NULL, 0, AF_INET, VS_LISTEN_REUSEPORT, a, 1, err,
 				       sizeof(err)),
 			 1);
 	int port = local_port(a[0]);
-	assert_true(vs_listen_tcp("127.0.0.1", port, AF_INET, VS_LISTEN_BIND_ONLY, p, 1, err,
+	assert_true(vs_listen_tcp("127.0.0.1", NULL, port, AF_INET, VS_LISTEN_BIND_ONLY, p, 1, err,
 				  sizeof(err)) < 0);
 	close(a[0]);
 
-	assert_int_equal(vs_listen_tcp("127.0.0.1", 0, AF_INET, VS_LISTEN_BIND_ONLY, p, 1, err,
+	assert_int_equal(vs_listen_tcp("127.0.0.1", NULL, 0, AF_INET, VS_LISTEN_BIND_ONLY, p, 1, err,
 				       sizeof(err)),
 			 1);
 	port = local_port(p[0]);
@@ -428,10 +428,10 @@ static void test_listen_reuseport(void **state)
 	int a[1], b[1];
 	char err[256];
 
-	assert_int_equal(vs_listen_tcp("127.0.0.1", 0, AF_INET, VS_LISTEN_REUSEPORT, a, 1, err, sizeof(err)), 1);
+	assert_int_equal(vs_listen_tcp("127.0.0.1", NULL, 0, AF_INET, VS_LISTEN_REUSEPORT, a, 1, err, sizeof(err)), 1);
 	int port = local_port(a[0]);
 	/* a second worker's socket on the same address */
-	assert_int_equal(vs_listen_tcp("127.0.0.1", port, AF_INET, VS_LISTEN_REUSEPORT, b, 1, err, sizeof(err)),
+	assert_int_equal(vs_listen_tcp("127.0.0.1", NULL, port, AF_INET, VS_LISTEN_REUSEPORT, b, 1, err, sizeof(err)),
 			 1);
 	assert_int_equal(local_port(b[0]), port);
 	int one = 0;
@@ -447,7 +447,7 @@ static void test_listen_ipv6(void **state)
 	int fds[2];
 	char err[256];
 
-	int n = vs_listen_tcp("::1", 0, AF_INET6, false, fds, 2, err, sizeof(err));
+	int n = vs_listen_tcp("::1", NULL, 0, AF_INET6, false, fds, 2, err, sizeof(err));
 	if (n < 0) {
 		print_message("no IPv6 loopback (%s): skipped\n", err);
 		skip();
@@ -468,16 +468,16 @@ static void test_listen_any(void **state)
 	int fds[4];
 	char err[256];
 
-	int n = vs_listen_tcp(NULL, 0, AF_UNSPEC, false, fds, 4, err, sizeof(err));
+	int n = vs_listen_tcp(NULL, NULL, 0, AF_UNSPEC, false, fds, 4, err, sizeof(err));
 	assert_true(n >= 1 && n <= 2);
 	for (int i = 0; i < n; i++)
 		close(fds[i]);
-	n = vs_listen_tcp("", 0, AF_UNSPEC, false, fds, 1, err, sizeof(err));
+	n = vs_listen_tcp("", NULL, 0, AF_UNSPEC, false, fds, 1, err, sizeof(err));
 	assert_int_equal(n, 1);
 	int port = local_port(fds[0]);
 	connect_and_accept(fds[0], AF_INET, "127.0.0.1", port, "127.0.0.1:");
 	close(fds[0]);
-	n = vs_listen_tcp(NULL, 0, AF_INET, false, fds, 4, err, sizeof(err));
+	n = vs_listen_tcp(NULL, NULL, 0, AF_INET, false, fds, 4, err, sizeof(err));
 	assert_int_equal(n, 1);
 	close(fds[0]);
 }
@@ -488,25 +488,47 @@ static void test_listen_errors(void **state)
 	char err[256];
 
 	/* an address that does not parse for the family */
-	int n = vs_listen_tcp("::1", 0, AF_INET, false, fds, 2, err, sizeof(err));
+	int n = vs_listen_tcp("::1", NULL, 0, AF_INET, false, fds, 2, err, sizeof(err));
 	assert_int_equal(n, -EINVAL);
 	assert_memory_equal(err, "cannot resolve '::1': ", 22);
 	/* an address this host does not have */
-	n = vs_listen_tcp("192.0.2.1", 0, AF_INET, false, fds, 2, err, sizeof(err));
+	n = vs_listen_tcp("192.0.2.1", NULL, 0, AF_INET, false, fds, 2, err, sizeof(err));
 	assert_int_equal(n, -EADDRNOTAVAIL);
 	assert_memory_equal(err, "cannot listen on 192.0.2.1:0: ", 30);
 	/* ports outside 0..65535 are refused, not wrapped */
-	n = vs_listen_tcp("127.0.0.1", 70000, AF_INET, false, fds, 2, err, sizeof(err));
+	n = vs_listen_tcp("127.0.0.1", NULL, 70000, AF_INET, false, fds, 2, err, sizeof(err));
 	assert_int_equal(n, -EINVAL);
 	assert_non_null(strstr(err, "70000"));
-	n = vs_listen_tcp("127.0.0.1", -1, AF_INET, false, fds, 2, err, sizeof(err));
+	n = vs_listen_tcp("127.0.0.1", NULL, -1, AF_INET, false, fds, 2, err, sizeof(err));
 	assert_int_equal(n, -EINVAL);
 	/* a tiny error buffer is still NUL-terminated */
 	char small[8];
-	n = vs_listen_tcp("192.0.2.1", 0, AF_INET, false, fds, 2, small, sizeof(small));
+	n = vs_listen_tcp("192.0.2.1", NULL, 0, AF_INET, false, fds, 2, small, sizeof(small));
 	assert_int_equal(n, -EADDRNOTAVAIL);
 	assert_string_equal(small, "cannot ");
 	assert_int_equal(fds[0], -1); /* nothing written on failure */
+}
+
+static void test_listen_interface(void **state)
+{
+	int fds[2] = {-1, -1};
+	char err[256];
+
+	/* SO_BINDTODEVICE needs CAP_NET_RAW on kernels before 5.7: skip without it. */
+	int n = vs_listen_tcp("127.0.0.1", "lo", 0, AF_INET, false, fds, 2, err, sizeof(err));
+	if (n == -EPERM) {
+		print_message("SO_BINDTODEVICE not permitted (%s): skipped\n", err);
+		skip();
+	}
+	assert_int_equal(n, 1);
+	connect_and_accept(fds[0], AF_INET, "127.0.0.1", local_port(fds[0]), "127.0.0.1:");
+	close(fds[0]);
+	/* an interface that does not exist: the error names it */
+	fds[0] = -1;
+	n = vs_listen_tcp("127.0.0.1", "nosuchif9", 0, AF_INET, false, fds, 2, err, sizeof(err));
+	assert_int_equal(n, -ENODEV);
+	assert_non_null(strstr(err, "bind_interface 'nosuchif9'"));
+	assert_int_equal(fds[0], -1);
 }
 
 /* ---------------------------------------------------------------- vs_addr_str */
@@ -587,6 +609,7 @@ int main(void)
 	    cmocka_unit_test(test_listen_ipv6),
 	    cmocka_unit_test(test_listen_any),
 	    cmocka_unit_test(test_listen_errors),
+	    cmocka_unit_test(test_listen_interface),
 	    cmocka_unit_test(test_addr_str),
 	};
 	return cmocka_run_group_tests_name("net", tests, NULL, NULL);
