@@ -996,11 +996,7 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 	vs_bytes_fini(&c->in);
 	vs_bytes_fini(&c->out);
 	count_connecting(c); /* nothing held any more */
-	if (c->in_alias) {
-		for (uint32_t i = 0; i <= c->alias_max; i++)
-			free(c->in_alias[i]);
-		free(c->in_alias);
-	}
+	vs_alias_in_fini(&c->in_alias);
 	if (c->out_alias) {
 		vs_map_fini(c->out_alias);
 		free(c->out_alias);

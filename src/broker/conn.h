@@ -17,6 +17,7 @@
 #include "codec/codec.h"
 #include "net/loop.h"
 #include "net/transport.h"
+#include "proto/server.h"
 
 struct vs_worker;
 struct vs_session;
@@ -64,7 +65,7 @@ struct vs_conn {
 	char *client_id;            /* NULL before CONNECT; after it, owned, or the attached
 				     * session's (borrowed while attached) */
 	char *username;
-	char **in_alias;            /* 5.0 [1..alias_max]: topic for each incoming alias */
+	struct vs_alias_in in_alias; /* 5.0: the topic of each incoming alias (proto/server.h) */
 	struct vs_map *out_alias;   /* 5.0 topic -> alias (as uintptr_t), allocated on first use */
 	struct vs_connecting *connecting; /* from CONNECT to CONNACK, else NULL */
 	int64_t last_rx_ms;         /* last whole packet; the accept time before CONNECT */
@@ -85,7 +86,6 @@ struct vs_conn {
 	uint16_t client_receive_max; /* 5.0: the client's Receive Maximum */
 	uint16_t client_alias_max;   /* 5.0: outgoing aliases we may use */
 	uint16_t out_alias_next;
-	uint16_t alias_max;          /* incoming aliases the client may use */
 	uint8_t state;
 	uint8_t version;       /* 0 until CONNECT */
 	bool graceful;         /* a DISCONNECT (without will) was received */

@@ -60,31 +60,6 @@ static enum vs_handled refuse(struct vs_conn *c, uint8_t rc5, uint8_t rc3, const
 	return VS_CLOSED;
 }
 
-/* [MQTT-3.1.3-*] checks of the client id, which need nothing but the packet. Returns a 5.0
- * reason code. */
-static int check_client_id(struct vs_conn *c, const struct vs_connect *p, uint8_t *rc3,
-			   const char **why)
-{
-	const struct vs_listener_sec *l = vs_listener_sec(c->listener);
-	*rc3 = VS_CONNACK3_ID_REJECTED;
-	if (p->client_id.len == 0) {
-		if (p->version < VS_V5 && !p->clean) {
-			/* [MQTT-3.1.3-8] an empty id needs a clean session in 3.1.1. */
-			*why = "empty client id without clean session";
-			return VS_RC_CLIENT_ID_INVALID;
-		}
-		if (p->version == VS_V31 || !l->allow_zero_length_clientid) {
-			*why = "empty client id not allowed";
-			return VS_RC_CLIENT_ID_INVALID;
-		}
-	}
-	if (p->version == VS_V31 && p->client_id.len > 23) {
-		*why = "client id longer than 23 bytes (MQTT 3.1)";
-		return VS_RC_CLIENT_ID_INVALID;
-	}
-	return VS_RC_SUCCESS;
-}
-
 static int check_will(struct vs_conn *c, const struct vs_msg *will, const char **why);
 
 /* Step 3: the broker's policies, once the client is known. Returns a 5.0 reason code. */
@@ -93,8 +68,8 @@ static int check_policy(struct vs_conn *c, uint8_t *rc3, const char **why)
 	struct vs_broker *b = c->w->b;
 	const struct vs_msg *will = c->will;
 	*rc3 = VS_CONNACK3_NOT_AUTHORIZED;
-	if (c->version < VS_V5 && b->conf->max_keepalive < 65535 &&
-	    (c->connecting->keepalive > b->conf->max_keepalive || c->connecting->keepalive == 0)) {
+	if (vs_sproto_keepalive(c->version, c->connecting->keepalive,
+				(uint32_t)b->conf->max_keepalive) < 0) {
 		/* 3.x cannot be told another keep-alive: refuse, as Mosquitto does. */
 		*rc3 = VS_CONNACK3_ID_REJECTED;
 		*why = "keep alive above max_keepalive";
@@ -271,7 +246,7 @@ static void connack_props(struct vs_conn *c, bool assigned, struct vs_props *pr)
 		pr->assigned_client_id.len = strlen(c->client_id);
 	}
 	pr->present |= 1ull << VS_PROP_TOPIC_ALIAS_MAX;
-	pr->topic_alias_max = c->alias_max;
+	pr->topic_alias_max = c->in_alias.max;
 	if (c->keepalive != c->connecting->keepalive) {
 		pr->present |= 1ull << VS_PROP_SERVER_KEEPALIVE;
 		pr->server_keepalive = c->keepalive;
@@ -290,10 +265,8 @@ static int setup_conn(struct vs_conn *c, const struct vs_connect *p)
 {
 	struct vs_broker *b = c->w->b;
 	const struct vs_props *pr = &p->props;
-	c->keepalive = p->keepalive;
-	if (p->version == VS_V5 && b->conf->max_keepalive < 65535 &&
-	    (p->keepalive == 0 || p->keepalive > b->conf->max_keepalive))
-		c->keepalive = (uint16_t)b->conf->max_keepalive; /* Server Keep Alive [MQTT-3.2.2-21] */
+	int ka = vs_sproto_keepalive(p->version, p->keepalive, (uint32_t)b->conf->max_keepalive);
+	c->keepalive = ka < 0 ? p->keepalive : (uint16_t)ka; /* 3.x: refused in check_policy */
 	c->client_receive_max = 65535;
 	if (pr->present & (1ull << VS_PROP_RECEIVE_MAX))
 		c->client_receive_max = pr->receive_max;
@@ -304,20 +277,11 @@ static int setup_conn(struct vs_conn *c, const struct vs_connect *p)
 	if (pr->present & (1ull << VS_PROP_REQUEST_PROBLEM_INFO))
 		c->request_problem_info = pr->request_problem_info;
 	if (p->version == VS_V5) {
-		c->alias_max = (uint16_t)vs_listener_sec(c->listener)->conf->max_topic_alias;
-		if (c->alias_max) {
-			c->in_alias = calloc((size_t)c->alias_max + 1, sizeof(char *));
-			if (!c->in_alias)
-				return -ENOMEM;
-		}
-		c->session_expiry = (pr->present & (1ull << VS_PROP_SESSION_EXPIRY))
-					    ? pr->session_expiry
-					    : 0;
-	} else {
-		int64_t pce = b->conf->persistent_client_expiration;
-		c->session_expiry = p->clean ? 0 : pce < 0 || pce > UINT32_MAX ? UINT32_MAX
-									    : (uint32_t)pce;
+		uint16_t max = (uint16_t)vs_listener_sec(c->listener)->conf->max_topic_alias;
+		if (vs_alias_in_init(&c->in_alias, max) < 0)
+			return -ENOMEM;
 	}
+	c->session_expiry = vs_sproto_session_expiry(p, b->conf->persistent_client_expiration);
 	if (p->will) {
 		struct vs_buf origin = {(const uint8_t *)c->client_id, strlen(c->client_id)};
 		struct vs_mounted topic; /* the will's topic under the listener's mount_point */
@@ -477,7 +441,8 @@ static enum vs_handled read_connect(struct vs_conn *c, const struct vs_connect *
 	const char *why = "no TLS identity";
 	if (tls_username(c, &why) < 0)
 		return refuse(c, VS_RC_NOT_AUTHORIZED, VS_CONNACK3_NOT_AUTHORIZED, why);
-	int rc = check_client_id(c, p, &rc3, &why);
+	int rc = vs_sproto_check_client_id(
+		p, vs_listener_sec(c->listener)->allow_zero_length_clientid, &rc3, &why);
 	if (rc != VS_RC_SUCCESS)
 		return refuse(c, (uint8_t)rc, rc3, why);
 	if (choose_id(c, p) == VS_CLOSED)

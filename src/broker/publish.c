@@ -18,69 +18,34 @@
 #include "broker/worker.h"
 #include "session/session.h"
 
-/* Resolves the topic of a 5.0 PUBLISH through the connection's alias table [MQTT-3.3.2-12].
- * Returns 0 with *topic set, or a reason code to disconnect with. */
-static int resolve_alias(struct vs_conn *c, const struct vs_publish *p, struct vs_buf *topic)
-{
-	*topic = p->topic;
-	if (!(p->props.present & (1ull << VS_PROP_TOPIC_ALIAS))) {
-		if (p->topic.len == 0)
-			return VS_RC_PROTOCOL_ERROR; /* [MQTT-3.3.2-8]: no topic and no alias */
-		return 0;
-	}
-	uint16_t a = p->props.topic_alias;
-	if (a == 0 || a > c->alias_max)
-		return VS_RC_TOPIC_ALIAS_INVALID; /* [MQTT-3.3.2-9], [MQTT-3.3.2-10] */
-	if (p->topic.len) {
-		char *t = malloc(p->topic.len + 1);
-		if (!t)
-			return VS_RC_SERVER_BUSY;
-		memcpy(t, p->topic.p, p->topic.len);
-		t[p->topic.len] = '\0';
-		free(c->in_alias[a]);
-		c->in_alias[a] = t;
-		return 0;
-	}
-	if (!c->in_alias[a])
-		return VS_RC_PROTOCOL_ERROR; /* alias never set */
-	topic->p = (const uint8_t *)c->in_alias[a];
-	topic->len = strlen(c->in_alias[a]);
-	return 0;
-}
-
-/* Connection-state checks of an incoming PUBLISH. Returns 0 or a reason code to disconnect. */
+/* The protocol's checks of an incoming PUBLISH (proto/server.h) and its topic, through the
+ * connection's alias table for 5.0. Returns 0, or a reason code to disconnect with. */
 static int check_publish(struct vs_conn *c, const struct vs_publish *p, struct vs_buf *topic,
 			 const char **why)
 {
 	struct vs_broker *b = c->w->b;
-	if (c->version == VS_V5 && (p->props.present & (1ull << VS_PROP_SUB_ID))) {
-		*why = "PUBLISH with a Subscription Identifier"; /* [MQTT-3.3.4-6] */
-		return VS_RC_PROTOCOL_ERROR;
-	}
-	if (p->qos > vs_listener_sec(c->listener)->conf->max_qos) {
-		*why = "QoS above the maximum"; /* [MQTT-3.2.2-11] */
-		return VS_RC_QOS_NOT_SUPPORTED;
-	}
-	if (p->retain && !b->conf->retain_available) {
-		*why = "retain not available"; /* [MQTT-3.3.1-12] */
-		return VS_RC_RETAIN_NOT_SUPPORTED;
-	}
-	if (c->version == VS_V5 && p->qos == 2 && c->in_qos2 >= b->receive_max &&
-	    !vs_session_in_qos2_has(c->session, p->packet_id)) {
-		*why = "more QoS 2 messages in flight than Receive Maximum"; /* [MQTT-3.3.4-9] */
-		return VS_RC_RECEIVE_MAX_EXCEEDED;
-	}
-	if (c->version == VS_V5) {
-		int rc = resolve_alias(c, p, topic);
-		if (rc) {
-			*why = rc == VS_RC_TOPIC_ALIAS_INVALID ? "invalid topic alias"
-							       : "PUBLISH without topic or alias";
-			return rc;
-		}
-	} else {
+	struct vs_sproto_pub st = {
+		.version = c->version,
+		.max_qos = (uint8_t)vs_listener_sec(c->listener)->conf->max_qos,
+		.retain_available = b->conf->retain_available,
+		.receive_max = b->receive_max,
+		.in_qos2 = c->in_qos2,
+	};
+	if (c->version == VS_V5 && p->qos == 2 && c->in_qos2 >= b->receive_max)
+		st.id_in_qos2 = vs_session_in_qos2_has(c->session, p->packet_id);
+	int rc = vs_sproto_check_publish(&st, p, why);
+	if (rc)
+		return rc;
+	if (c->version < VS_V5) {
 		*topic = p->topic;
+		return 0;
 	}
-	return 0;
+	rc = vs_alias_in_resolve(&c->in_alias, p, topic);
+	if (rc)
+		*why = rc == VS_RC_TOPIC_ALIAS_INVALID ? "invalid topic alias"
+		       : rc == VS_RC_SERVER_BUSY      ? "out of memory"
+						      : "PUBLISH without topic or alias";
+	return rc;
 }
 
 /* Routes the message unless a broker policy drops it. Returns the PUBACK/PUBREC reason code. */
@@ -207,9 +172,7 @@ enum vs_handled vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 			return vs_conn_reply_ack(c, VS_PUBREC, p->packet_id, 0);
 		c->in_qos2++;
 	}
-	rc = route_publish(c, p, &topic);
-	if (c->version < VS_V5)
-		rc = 0; /* 3.x acknowledges whatever the broker decided */
+	rc = vs_sproto_ack_reason(c->version, route_publish(c, p, &topic));
 	if (p->qos == 1)
 		return vs_conn_reply_ack(c, VS_PUBACK, p->packet_id, (uint8_t)rc);
 	if (p->qos == 2) {
@@ -238,7 +201,7 @@ static enum vs_handled on_pubrel(struct vs_conn *c, const struct vs_ack *a)
 		c->in_qos2--;
 	/* [MQTT-4.3.3-11] PUBCOMP with the same id; 5.0 says 0x92 when it was unknown. */
 	return vs_conn_reply_ack(c, VS_PUBCOMP, a->packet_id,
-			       had || c->version < VS_V5 ? 0 : VS_RC_PACKET_ID_NOT_FOUND);
+				 vs_sproto_pubcomp_reason(c->version, had));
 }
 
 /* PUBACK, PUBREC, PUBCOMP: progress of a message we sent. */
@@ -250,24 +213,14 @@ static enum vs_handled on_outgoing_ack(struct vs_conn *c, int type, const struct
 	int i = vs_session_find_inflight(s, a->packet_id);
 	if (i >= 0 && s->conn == c) {
 		struct vs_qentry *e = vs_ring_at(&s->inflight, (uint32_t)i);
-		bool done = false;
-		if (type == VS_PUBACK && e->state == VS_Q_WAIT_PUBACK) {
-			done = true;
-		} else if (type == VS_PUBREC && e->state == VS_Q_WAIT_PUBREC) {
-			if (a->reason >= 0x80) {
-				done = true; /* [MQTT-4.3.3-4] the flow ends on an error */
-			} else {
-				/* The message is kept (not resent) only so the store can name it. */
-				e->state = VS_Q_WAIT_PUBCOMP;
-				vs_bp_queue(c->w, s, e);
-				send_rel = true;
-			}
-		} else if (type == VS_PUBREC && e->state == VS_Q_WAIT_PUBCOMP) {
-			send_rel = true;
-		} else if (type == VS_PUBCOMP && e->state == VS_Q_WAIT_PUBCOMP) {
-			done = true;
+		uint8_t was = e->state;
+		enum vs_ack_action act = vs_sproto_outgoing_ack(&e->state, type, a->reason);
+		if (act == VS_ACK_RELEASE && was != e->state) {
+			/* Kept (not resent) after its PUBREC only so that the store can name it. */
+			vs_bp_queue(c->w, s, e);
 		}
-		if (done) {
+		send_rel = act == VS_ACK_RELEASE;
+		if (act == VS_ACK_DONE) {
 			vs_bp_dequeue(c->w, s, e);
 			vs_qentry_fini(e);
 			vs_ring_remove(&s->inflight, (uint32_t)i);

@@ -18,11 +18,6 @@
 
 #define MAX_ENTRIES_ON_STACK 64
 
-static bool is_shared(const struct vs_buf *f)
-{
-	return f->len > 7 && memcmp(f->p, "$share/", 7) == 0;
-}
-
 /* The retained messages matching a new subscription, collected (with a reference each) under
  * the store's lock and handed to the session's feed after it: the store's lock comes before a
  * session's, never inside it. */
@@ -57,18 +52,17 @@ static uint8_t subscribe_one(struct vs_conn *c, const struct vs_sub_entry *e, ui
 {
 	struct vs_broker *b = c->w->b;
 	*is_new = false;
-	if (is_shared(&e->filter) && e->no_local)
+	uint8_t qos;
+	enum vs_sub_verdict v = vs_sproto_check_sub(c->version, e,
+						    vs_listener_sec(c->listener)->conf->max_qos,
+						    b->conf->max_topic_levels, &qos);
+	if (v == VS_SUB_PROTOCOL)
 		return 0xFF; /* [MQTT-3.8.3-4] protocol error, handled by the caller */
-	if (vs_topic_too_deep(e->filter.p, e->filter.len, b->conf->max_topic_levels)) {
+	if (v == VS_SUB_REFUSED) {
 		vs_log(b->log, VS_LOG_NOTICE, "client %s: SUBSCRIBE to a filter of more than %d "
 		       "levels (max_topic_levels), refused", c->client_id, b->conf->max_topic_levels);
-		/* 3.1.1 has one failure code for everything [MQTT-3.9.3-2]. */
-		return c->version == VS_V5 ? VS_RC_TOPIC_FILTER_INVALID : VS_RC_UNSPECIFIED;
+		return qos;
 	}
-	uint8_t qos = e->qos;
-	int max_qos = vs_listener_sec(c->listener)->conf->max_qos;
-	if (qos > max_qos)
-		qos = (uint8_t)max_qos;
 	struct vs_sub sub = {.owner = c->session, .sub_id = sub_id, .qos = qos,
 			     .no_local = e->no_local, .retain_as_published = e->retain_as_published,
 			     .retain_handling = e->retain_handling};
@@ -145,7 +139,7 @@ static void retained_for(struct vs_conn *c, const struct vs_sub_entry *e, uint8_
 			 uint32_t sub_id, bool is_new)
 {
 	/* Retain Handling [MQTT-3.3.1-9..11]; none for shared subscriptions [MQTT-4.8.2-?]. */
-	if (granted >= 0x80 || is_shared(&e->filter) || e->retain_handling == 2 ||
+	if (granted >= 0x80 || vs_sproto_is_shared(&e->filter) || e->retain_handling == 2 ||
 	    (e->retain_handling == 1 && !is_new))
 		return;
 	struct vs_broker *b = c->w->b;
