@@ -305,7 +305,7 @@ int vs_broker_start(struct vs_broker *b)
 	if (arc < 0)
 		return arc;
 	for (int i = 0; i < b->n_workers; i++) {
-		int rc = pthread_create(&b->workers[i].thread, NULL, vs_worker_main, &b->workers[i]);
+		int rc = pthread_create(&b->workers[i].th.thread, NULL, vs_worker_main, &b->workers[i]);
 		if (rc != 0)
 			return -rc;
 	}
@@ -326,8 +326,8 @@ void vs_broker_fini(struct vs_broker *b)
 {
 	vs_authq_stop(b);
 	for (int i = 0; i < b->n_workers; i++)
-		if (b->workers[i].thread)
-			pthread_join(b->workers[i].thread, NULL);
+		if (b->workers[i].th.thread)
+			pthread_join(b->workers[i].th.thread, NULL);
 	vs_bp_close(b);
 	for (int i = 0; i < b->n_workers; i++)
 		if (b->workers[i].b)

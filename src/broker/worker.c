@@ -534,15 +534,15 @@ static void after_events(struct vs_worker *w, bool mail)
 static void wait_begins(struct vs_worker *t, bool blocking)
 {
 	if (blocking)
-		vs_grace_offline(&t->gr);
+		vs_grace_offline(&t->th.gr);
 	else
-		vs_grace_quiescent(&t->b->grace, &t->gr);
+		vs_grace_quiescent(&t->b->grace, &t->th.gr);
 }
 
 static void wait_ends(struct vs_worker *t, bool blocking)
 {
 	if (blocking)
-		vs_grace_online(&t->b->grace, &t->gr);
+		vs_grace_online(&t->b->grace, &t->th.gr);
 }
 
 static void own_turn(struct vs_worker *w)
@@ -588,14 +588,14 @@ enum {
 /* Closes a load window of thread w when WINDOW_MS have passed; returns whether it did. */
 static bool end_window(struct vs_worker *w)
 {
-	int64_t ms = w->now_ms - w->win_start_ms;
+	int64_t ms = w->now_ms - w->th.win_start_ms;
 	if (ms < WINDOW_MS)
 		return false;
-	int64_t idle = (w->loop.waited_ns - w->win_waited_ns) / (ms * 1000);
+	int64_t idle = (w->loop.waited_ns - w->th.win_waited_ns) / (ms * 1000);
 	int load = idle >= 1000 ? 0 : (int)(1000 - idle);
-	atomic_store_explicit(&w->load, load, memory_order_relaxed);
-	w->win_start_ms = w->now_ms;
-	w->win_waited_ns = w->loop.waited_ns;
+	atomic_store_explicit(&w->th.load, load, memory_order_relaxed);
+	w->th.win_start_ms = w->now_ms;
+	w->th.win_waited_ns = w->loop.waited_ns;
 	return true;
 }
 
@@ -610,14 +610,14 @@ static void park(struct vs_worker *w)
 	struct vs_broker *b = w->b;
 	struct vs_worker *h = &b->workers[0];
 	uint32_t n_conns = w->n_conns; /* read while this thread still runs the shard */
-	int load = atomic_load(&w->load), host_load = atomic_load(&h->load);
+	int load = atomic_load(&w->th.load), host_load = atomic_load(&h->th.load);
 	pthread_mutex_lock(&b->park_lock);
 	bool ok = b->host_open && !atomic_load(&b->stopping);
 	if (ok) {
 		w->lent = true;
 		/* Under the lock: thread 0 cannot have closed its side meanwhile. */
 		uint64_t one = 1;
-		ssize_t r = write(h->ctl_io.fd, &one, sizeof(one));
+		ssize_t r = write(h->th.ctl_io.fd, &one, sizeof(one));
 		(void)r;
 	}
 	pthread_mutex_unlock(&b->park_lock);
@@ -626,25 +626,25 @@ static void park(struct vs_worker *w)
 	vs_log(b->log, VS_LOG_DEBUG, "thread %d: load %d+%d per mille, its %u connection(s) now "
 	       "served by thread 0", w->idx, load, host_load, n_conns);
 	int64_t since = vs_now_ms();
-	vs_grace_offline(&w->gr); /* thread 0 runs the shard meanwhile */
+	vs_grace_offline(&w->th.gr); /* thread 0 runs the shard meanwhile */
 	pthread_mutex_lock(&b->park_lock);
 	while (w->lent)
 		pthread_cond_wait(&b->park_cond, &b->park_lock);
 	pthread_mutex_unlock(&b->park_lock);
-	vs_grace_online(&b->grace, &w->gr);
+	vs_grace_online(&b->grace, &w->th.gr);
 	w->now_ms = vs_now_ms();
 	/* Given back soon after the lend: the load did not fit one thread after all. Wait longer
 	 * each time before the next try, so the shard does not go back and forth. */
 	if (w->now_ms - since < STABLE_MS)
-		w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : BACKOFF_MS;
+		w->th.backoff_ms = w->th.backoff_ms ? w->th.backoff_ms * 2 : BACKOFF_MS;
 	else
-		w->backoff_ms = 0;
-	if (w->backoff_ms > BACKOFF_MAX_MS)
-		w->backoff_ms = BACKOFF_MAX_MS;
-	w->no_lend_until_ms = w->now_ms + w->backoff_ms;
-	w->win_start_ms = w->now_ms;
-	w->win_waited_ns = w->loop.waited_ns;
-	w->quiet = 0;
+		w->th.backoff_ms = 0;
+	if (w->th.backoff_ms > BACKOFF_MAX_MS)
+		w->th.backoff_ms = BACKOFF_MAX_MS;
+	w->th.no_lend_until_ms = w->now_ms + w->th.backoff_ms;
+	w->th.win_start_ms = w->now_ms;
+	w->th.win_waited_ns = w->loop.waited_ns;
+	w->th.quiet = 0;
 }
 
 /* The descriptors of shard w other than its connections: its mailbox (i == 0), its listeners. */
@@ -716,24 +716,24 @@ static bool rehome(struct vs_worker *h, struct vs_worker *w, bool take)
 static void give_back(struct vs_worker *h)
 {
 	struct vs_broker *b = h->b;
-	struct vs_worker *w = h->run[h->n_run - 1];
+	struct vs_worker *w = h->th.run[h->th.n_run - 1];
 	if (!rehome(h, w, false))
 		return;
 	uint32_t n_conns = w->n_conns; /* read while this thread still runs the shard */
-	h->n_run--;
+	h->th.n_run--;
 	atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
 	pthread_mutex_lock(&b->park_lock);
 	w->lent = false;
 	pthread_mutex_unlock(&b->park_lock);
 	pthread_cond_broadcast(&b->park_cond);
 	vs_log(b->log, VS_LOG_DEBUG, "thread 0: load %d per mille, thread %d serves its %u "
-	       "connection(s) again", atomic_load(&h->load), w->idx, n_conns);
+	       "connection(s) again", atomic_load(&h->th.load), w->idx, n_conns);
 }
 
 static bool runs(const struct vs_worker *h, const struct vs_worker *w)
 {
-	for (int k = 0; k < h->n_run; k++)
-		if (h->run[k] == w)
+	for (int k = 0; k < h->th.n_run; k++)
+		if (h->th.run[k] == w)
 			return true;
 	return false;
 }
@@ -752,7 +752,7 @@ static void take_lent(struct vs_worker *h)
 			continue;
 		if (rehome(h, w, true)) {
 			w->now_ms = h->now_ms;
-			h->run[h->n_run++] = w;
+			h->th.run[h->th.n_run++] = w;
 			continue;
 		}
 		pthread_mutex_lock(&b->park_lock);
@@ -760,13 +760,13 @@ static void take_lent(struct vs_worker *h)
 		pthread_mutex_unlock(&b->park_lock);
 		pthread_cond_broadcast(&b->park_cond);
 	}
-	h->hot = 0;
+	h->th.hot = 0;
 }
 
 static void on_ctl(struct vs_io *io, uint32_t events)
 {
 	(void)events;
-	((struct vs_worker *)((char *)io - offsetof(struct vs_worker, ctl_io)))->rescan = true;
+	((struct vs_thread *)((char *)io - offsetof(struct vs_thread, ctl_io)))->rescan = true;
 }
 
 /* A turn of thread 0 while it runs other shards too: one wait and one dispatch for all of
@@ -774,30 +774,30 @@ static void on_ctl(struct vs_io *io, uint32_t events)
 static void host_turn(struct vs_worker *h)
 {
 	int timeout = INT32_MAX;
-	for (int k = 0; k < h->n_run; k++) {
-		struct vs_worker *w = h->run[k];
+	for (int k = 0; k < h->th.n_run; k++) {
+		struct vs_worker *w = h->th.run[k];
 		w->now_ms = h->now_ms;
 		int t = shard_timeout(w);
 		timeout = t < timeout ? t : timeout;
 	}
 	bool mail = false;
-	for (int k = 0; k < h->n_run; k++)
-		mail |= h->run[k]->mail = before_sleep(h->run[k], timeout != 0);
+	for (int k = 0; k < h->th.n_run; k++)
+		mail |= h->th.run[k]->mail = before_sleep(h->th.run[k], timeout != 0);
 	struct epoll_event evs[VS_LOOP_BATCH];
 	wait_begins(h, !mail && timeout != 0);
 	int n = vs_loop_wait(&h->loop, evs, VS_LOOP_BATCH, mail ? 0 : timeout);
 	wait_ends(h, !mail && timeout != 0);
 	int64_t now = vs_now_ms();
 	h->now_ms = now;
-	for (int k = 0; k < h->n_run; k++) {
-		struct vs_worker *w = h->run[k];
+	for (int k = 0; k < h->th.n_run; k++) {
+		struct vs_worker *w = h->th.run[k];
 		atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
 		w->now_ms = now;
 	}
 	if (n > 0)
 		vs_loop_dispatch(evs, n);
-	for (int k = 0; k < h->n_run; k++)
-		after_events(h->run[k], h->run[k]->mail);
+	for (int k = 0; k < h->th.n_run; k++)
+		after_events(h->th.run[k], h->th.run[k]->mail);
 }
 
 /* Thread 0: runs its own shard, and the lent ones. */
@@ -805,21 +805,21 @@ static void host_main(struct vs_worker *h)
 {
 	struct vs_broker *b = h->b;
 	while (!atomic_load_explicit(&b->stopping, memory_order_relaxed)) {
-		if (h->n_run > 1)
+		if (h->th.n_run > 1)
 			host_turn(h);
 		else
 			own_turn(h);
-		if (h->rescan) {
-			h->rescan = false;
+		if (h->th.rescan) {
+			h->th.rescan = false;
 			take_lent(h);
 		}
-		if (!end_window(h) || h->n_run == 1)
+		if (!end_window(h) || h->th.n_run == 1)
 			continue;
-		h->hot = atomic_load_explicit(&h->load, memory_order_relaxed) > RETURN_ABOVE
-				 ? h->hot + 1 : 0;
-		if (h->hot >= RETURN_WINDOWS) {
+		h->th.hot = atomic_load_explicit(&h->th.load, memory_order_relaxed) > RETURN_ABOVE
+				 ? h->th.hot + 1 : 0;
+		if (h->th.hot >= RETURN_WINDOWS) {
 			give_back(h);
-			h->hot = 0;
+			h->th.hot = 0;
 		}
 	}
 	/* Every thread closes its own shard's connections: give back every lent shard, including
@@ -836,7 +836,7 @@ static void host_main(struct vs_worker *h)
 		atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
 		w->lent = false;
 	}
-	h->n_run = 1;
+	h->th.n_run = 1;
 	pthread_mutex_unlock(&b->park_lock);
 	pthread_cond_broadcast(&b->park_cond);
 }
@@ -845,10 +845,10 @@ void *vs_worker_main(void *arg)
 {
 	struct vs_worker *w = arg;
 	struct vs_broker *b = w->b;
-	vs_grace_online(&b->grace, &w->gr);
+	vs_grace_online(&b->grace, &w->th.gr);
 	w->now_ms = vs_now_ms();
 	w->next_sweep_ms = w->now_ms + 100;
-	w->win_start_ms = w->now_ms;
+	w->th.win_start_ms = w->now_ms;
 	if (w->idx == 0 && consolidating(b)) {
 		host_main(w);
 	} else {
@@ -860,15 +860,15 @@ void *vs_worker_main(void *arg)
 			own_turn(w);
 			if (!end_window(w) || !consolidating(b))
 				continue;
-			int sum = atomic_load_explicit(&w->load, memory_order_relaxed) +
-				  atomic_load_explicit(&b->workers[0].load, memory_order_relaxed);
-			w->quiet = sum < LEND_BELOW ? w->quiet + 1 : 0;
-			if (w->quiet >= LEND_WINDOWS && w->now_ms >= w->no_lend_until_ms)
+			int sum = atomic_load_explicit(&w->th.load, memory_order_relaxed) +
+				  atomic_load_explicit(&b->workers[0].th.load, memory_order_relaxed);
+			w->th.quiet = sum < LEND_BELOW ? w->th.quiet + 1 : 0;
+			if (w->th.quiet >= LEND_WINDOWS && w->now_ms >= w->th.no_lend_until_ms)
 				park(w);
 		}
 	}
 	vs_worker_shutdown(w);
-	vs_grace_offline(&w->gr);
+	vs_grace_offline(&w->th.gr);
 	return NULL;
 }
 
@@ -915,9 +915,9 @@ int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err,
 	w->spare_fd = -1;
 	w->loop.epfd = -1;
 	w->mbox.io.fd = -1;
-	w->ctl_io.fd = -1;
+	w->th.ctl_io.fd = -1;
 	pthread_mutex_init(&w->mbox.lock, NULL);
-	if (vs_grace_register(&b->grace, &w->gr) < 0) {
+	if (vs_grace_register(&b->grace, &w->th.gr) < 0) {
 		pthread_mutex_destroy(&w->mbox.lock);
 		return -ENOMEM;
 	}
@@ -939,15 +939,15 @@ int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err,
 	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (idx == 0 && consolidating(b)) {
 		/* The eventfd that tells thread 0 a shard was lent, and its list of shards. */
-		w->ctl_io.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		w->ctl_io.fn = on_ctl;
-		w->run = calloc((size_t)b->n_workers, sizeof(*w->run));
-		if (w->ctl_io.fd < 0 || !w->run ||
-		    vs_loop_add(&w->loop, &w->ctl_io, EPOLLIN | EPOLLET) < 0) {
+		w->th.ctl_io.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		w->th.ctl_io.fn = on_ctl;
+		w->th.run = calloc((size_t)b->n_workers, sizeof(*w->th.run));
+		if (w->th.ctl_io.fd < 0 || !w->th.run ||
+		    vs_loop_add(&w->loop, &w->th.ctl_io, EPOLLIN | EPOLLET) < 0) {
 			snprintf(err, errlen, "thread consolidation: %s", strerror(errno));
 			return -errno;
 		}
-		w->run[w->n_run++] = w;
+		w->th.run[w->th.n_run++] = w;
 		b->host_open = true;
 	}
 	w->outbox = calloc((size_t)b->n_workers, sizeof(*w->outbox));
@@ -992,9 +992,9 @@ void vs_worker_fini(struct vs_worker *w)
 		close(w->spare_fd);
 	if (w->mbox.io.fd >= 0)
 		close(w->mbox.io.fd);
-	if (w->ctl_io.fd >= 0)
-		close(w->ctl_io.fd);
-	free(w->run);
+	if (w->th.ctl_io.fd >= 0)
+		close(w->th.ctl_io.fd);
+	free(w->th.run);
 	for (uint32_t i = 0; i < w->mbox.items.n; i++)
 		if (w->mbox.items.v[i].session)
 			vs_session_unref(w->mbox.items.v[i].session);

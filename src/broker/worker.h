@@ -80,10 +80,25 @@ struct vs_match {
 	const char *share;
 };
 
+/* What thread idx owns, apart from the shard of the same index (see worker.c: threads and
+ * shards). */
+struct vs_thread {
+	pthread_t thread;
+	struct vs_io ctl_io;       /* thread 0: eventfd in its shard's set, written on a lend */
+	bool rescan;               /* thread 0: look for newly lent shards */
+	struct vs_worker **run;    /* thread 0: the shards it runs, its own first */
+	int n_run;
+	atomic_int load;           /* per mille of the last window spent outside epoll_wait */
+	struct vs_grace_reader gr; /* a reader of what reloads replace (grace.h) */
+	int64_t win_start_ms, win_waited_ns;
+	int quiet, hot;            /* consecutive windows under / over the thresholds */
+	int64_t backoff_ms, no_lend_until_ms; /* after a lend that did not last */
+};
+
+/* One shard: an epoll loop, its connections and their sessions while they are connected. */
 struct vs_worker {
 	struct vs_broker *b;
 	int idx;
-	pthread_t thread;
 	struct vs_loop loop;
 	int64_t now_ms; /* monotonic time at the start of this loop turn */
 
@@ -141,21 +156,13 @@ struct vs_worker {
 	uint64_t pre_suppressed;
 	char pre_last[160];        /* "ADDR: why" of the last one not logged */
 
-	/* Threads and shards (worker.c): this struct is shard idx; these fields belong to thread
-	 * idx, except `lent`, `mail` and `own_epfd`, which belong to the shard. */
+	/* Threads and shards (worker.c): this struct is shard idx; `th` belongs to thread idx,
+	 * which runs it (and, for thread 0, the shards lent to it). */
 	bool lent;                 /* run by thread 0 (changed under b->park_lock) */
 	bool mail;                 /* scratch of the thread running the shard */
 	int own_epfd;              /* the shard's own epoll set; loop.epfd is thread 0's while the
 				    * shard's descriptors are there */
-	struct vs_io ctl_io;       /* thread 0: eventfd in its shard's set, written on a lend */
-	bool rescan;               /* thread 0: look for newly lent shards */
-	struct vs_worker **run;    /* thread 0: the shards it runs, its own first */
-	int n_run;
-	atomic_int load;           /* per mille of the last window spent outside epoll_wait */
-	struct vs_grace_reader gr; /* thread idx as a reader of what reloads replace (grace.h) */
-	int64_t win_start_ms, win_waited_ns;
-	int quiet, hot;            /* consecutive windows under / over the thresholds */
-	int64_t backoff_ms, no_lend_until_ms; /* after a lend that did not last */
+	struct vs_thread th;
 	struct vs_stats stats;
 };
 
