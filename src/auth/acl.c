@@ -13,6 +13,7 @@
  * The matcher is our own, small and separate from src/topic on purpose: the ACL must not change
  * meaning when the subscription trie is optimised.
  */
+#include "base/vec.h"
 #include "auth/acl.h"
 
 #include <errno.h>
@@ -235,14 +236,8 @@ void vs_acl_free(struct vs_acl *acl)
 /* Adds a rule: denies at the front, grants at the back. Returns 0 or -ENOMEM. */
 static int list_add(struct rule_list *l, const char *f, size_t n, int access, bool pattern)
 {
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 8;
-		struct rule *v = realloc(l->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
+	if (VS_VEC_GROW(l->v, l->cap, l->n + 1, 8) < 0)
+		return -ENOMEM;
 	char *copy = malloc(n + 1);
 	if (!copy)
 		return -ENOMEM;

@@ -2,6 +2,7 @@
  * Connections: see conn.h. Reading (one read per wake-up, as much as fits), decoding whole
  * packets in place, the dispatch switch, output and closing.
  */
+#include "base/vec.h"
 #include "broker/conn.h"
 
 #include <errno.h>
@@ -33,18 +34,12 @@ static int take_slot(struct vs_worker *w, struct vs_conn *c)
 	if (w->n_free) {
 		c->slot = w->free_slots[--w->n_free];
 	} else {
-		if (w->n_slots == w->cap_slots) {
-			uint32_t cap = w->cap_slots ? w->cap_slots * 2 : 64;
-			struct vs_conn **n = realloc(w->conns, cap * sizeof(*n));
-			uint32_t *f = realloc(w->free_slots, cap * sizeof(*f));
-			if (n)
-				w->conns = n;
-			if (f)
-				w->free_slots = f;
-			if (!n || !f)
-				return -ENOMEM;
-			w->cap_slots = cap;
-		}
+		/* Two arrays of one capacity: the free list can hold every slot. */
+		uint32_t cap = w->cap_slots, fcap = w->cap_slots;
+		if (VS_VEC_GROW(w->conns, cap, w->n_slots + 1, 64) < 0 ||
+		    VS_VEC_GROW(w->free_slots, fcap, w->n_slots + 1, 64) < 0)
+			return -ENOMEM; /* what grew stays, at the old capacity */
+		w->cap_slots = cap < fcap ? cap : fcap;
 		c->slot = w->n_slots++;
 	}
 	w->conns[c->slot] = c;
@@ -314,14 +309,8 @@ void vs_conn_throttle(struct vs_conn *c, int64_t until_ms)
 	struct vs_worker *w = c->w;
 	if (c->throttled)
 		return;
-	if (w->n_throttled == w->cap_throttled) {
-		uint32_t cap = w->cap_throttled ? w->cap_throttled * 2 : 16;
-		struct vs_conn **n = realloc(w->throttled, cap * sizeof(*n));
-		if (!n)
-			return; /* not throttled: the queues' hard limits still hold */
-		w->throttled = n;
-		w->cap_throttled = cap;
-	}
+	if (VS_VEC_GROW(w->throttled, w->cap_throttled, w->n_throttled + 1, 16) < 0)
+		return; /* not throttled: the queues' hard limits still hold */
 	w->throttled[w->n_throttled++] = c;
 	c->throttled = true;
 	c->throttle_until_ms = until_ms;
@@ -877,14 +866,8 @@ static struct vs_linger *linger_start(struct vs_conn *c)
 	struct vs_worker *w = c->w;
 	if (c->io.fd < 0 || w->n_linger >= LINGER_MAX || atomic_load(&w->b->stopping))
 		return NULL;
-	if (w->n_linger == w->cap_linger) {
-		uint32_t cap = w->cap_linger ? w->cap_linger * 2 : 16;
-		struct vs_linger **n = realloc(w->linger, cap * sizeof(*n));
-		if (!n)
-			return NULL;
-		w->linger = n;
-		w->cap_linger = cap;
-	}
+	if (VS_VEC_GROW(w->linger, w->cap_linger, w->n_linger + 1, 16) < 0)
+		return NULL;
 	struct vs_linger *l = calloc(1, sizeof(*l));
 	if (!l)
 		return NULL;

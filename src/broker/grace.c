@@ -9,6 +9,7 @@
  * vs_grace_online(): a reader coming online either has its `seen` seen here (and is waited
  * for), or sees the new pointer.
  */
+#include "base/vec.h"
 #include "broker/grace.h"
 
 #include <errno.h>
@@ -38,15 +39,9 @@ int vs_grace_register(struct vs_grace *g, struct vs_grace_reader *r)
 {
 	atomic_init(&r->seen, UINT64_MAX);
 	pthread_mutex_lock(&g->lock);
-	if (g->n_readers == g->cap_readers) {
-		size_t cap = g->cap_readers ? g->cap_readers * 2 : 8;
-		struct vs_grace_reader **n = realloc(g->readers, cap * sizeof(*n));
-		if (!n) {
-			pthread_mutex_unlock(&g->lock);
-			return -ENOMEM;
-		}
-		g->readers = n;
-		g->cap_readers = cap;
+	if (VS_VEC_GROW(g->readers, g->cap_readers, g->n_readers + 1, 8) < 0) {
+		pthread_mutex_unlock(&g->lock);
+		return -ENOMEM;
 	}
 	g->readers[g->n_readers++] = r;
 	pthread_mutex_unlock(&g->lock);
@@ -108,23 +103,17 @@ int vs_grace_retire(struct vs_grace *g, void *p, void (*free_fn)(void *p))
 {
 	uint64_t epoch = atomic_fetch_add(&g->epoch, 1) + 1;
 	pthread_mutex_lock(&g->lock);
-	if (g->n_items == g->cap_items) {
-		size_t cap = g->cap_items ? g->cap_items * 2 : 8;
-		struct vs_grace_item *n = realloc(g->items, cap * sizeof(*n));
-		if (!n) {
-			/* No room to defer: wait for the readers here instead. */
-			while (oldest_seen(g) < epoch) {
-				pthread_mutex_unlock(&g->lock);
-				struct timespec ts = {.tv_nsec = 2 * 1000 * 1000};
-				nanosleep(&ts, NULL);
-				pthread_mutex_lock(&g->lock);
-			}
+	if (VS_VEC_GROW(g->items, g->cap_items, g->n_items + 1, 8) < 0) {
+		/* No room to defer: wait for the readers here instead. */
+		while (oldest_seen(g) < epoch) {
 			pthread_mutex_unlock(&g->lock);
-			free_fn(p);
-			return -ENOMEM;
+			struct timespec ts = {.tv_nsec = 2 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+			pthread_mutex_lock(&g->lock);
 		}
-		g->items = n;
-		g->cap_items = cap;
+		pthread_mutex_unlock(&g->lock);
+		free_fn(p);
+		return -ENOMEM;
 	}
 	g->items[g->n_items++] = (struct vs_grace_item){.epoch = epoch, .p = p, .free = free_fn};
 	pthread_mutex_unlock(&g->lock);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/vec.h"
 #include "base/clock.h"
 #include "base/error.h"
 #include "broker/persist.h"
@@ -78,15 +79,9 @@ static void on_session_del(struct replay *r, const struct vs_rec_str *id)
 		return;
 	s->ended = true;
 	/* Pending entries point at s: keep it alive until the end of replay. */
-	if (r->n_dead == r->cap_dead) {
-		size_t cap = r->cap_dead ? r->cap_dead * 2 : 16;
-		struct vs_session **n = realloc(r->dead, cap * sizeof(*n));
-		if (!n) {
-			vs_session_unref(s); /* its entries are skipped: ended */
-			return;
-		}
-		r->dead = n;
-		r->cap_dead = cap;
+	if (VS_VEC_GROW(r->dead, r->cap_dead, r->n_dead + 1, 16) < 0) {
+		vs_session_unref(s); /* its entries are skipped: ended */
+		return;
 	}
 	r->dead[r->n_dead++] = s;
 }
@@ -151,14 +146,8 @@ static struct pending *pending_for(struct replay *r, struct vs_session *s, uint6
 	uintptr_t at = (uintptr_t)vs_map_get(&r->index, key, sizeof(key));
 	if (at)
 		return &r->pend[at - 1];
-	if (r->n_pend == r->cap_pend) {
-		size_t cap = r->cap_pend ? r->cap_pend * 2 : 256;
-		struct pending *n = realloc(r->pend, cap * sizeof(*n));
-		if (!n)
-			return NULL;
-		r->pend = n;
-		r->cap_pend = cap;
-	}
+	if (VS_VEC_GROW(r->pend, r->cap_pend, r->n_pend + 1, 256) < 0)
+		return NULL;
 	struct pending *p = &r->pend[r->n_pend++];
 	memset(p, 0, sizeof(*p));
 	p->s = s;

@@ -2,6 +2,7 @@
  * The router: see router.h. Matching, per-session merging, shared-group choice, delivery into
  * sessions and draining sessions into connections.
  */
+#include "base/vec.h"
 #include "broker/router.h"
 
 #include <errno.h>
@@ -39,14 +40,8 @@ static uint8_t out_qos(const struct vs_broker *b, uint8_t sub_qos, uint8_t msg_q
 
 static int push_match(struct vs_worker *w, const struct vs_match *m)
 {
-	if (w->n_matches == w->cap_matches) {
-		uint32_t cap = w->cap_matches ? w->cap_matches * 2 : 64;
-		struct vs_match *n = realloc(w->matches, cap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		w->matches = n;
-		w->cap_matches = cap;
-	}
+	if (VS_VEC_GROW(w->matches, w->cap_matches, w->n_matches + 1, 64) < 0)
+		return -ENOMEM;
 	w->matches[w->n_matches++] = *m;
 	return 0;
 }
@@ -137,15 +132,7 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 			if (x->qos > qos)
 				qos = x->qos;
 			rap |= x->rap;
-			if (x->sub_id && n_ids == w->cap_sub_ids) {
-				uint32_t cap = w->cap_sub_ids ? w->cap_sub_ids * 2 : 16;
-				uint32_t *ids = realloc(w->sub_ids, cap * sizeof(*ids));
-				if (ids) {
-					w->sub_ids = ids;
-					w->cap_sub_ids = cap;
-				}
-			}
-			if (x->sub_id && n_ids < w->cap_sub_ids)
+			if (x->sub_id && VS_VEC_GROW(w->sub_ids, w->cap_sub_ids, n_ids + 1, 16) == 0)
 				w->sub_ids[n_ids++] = x->sub_id;
 		}
 		/* [MQTT-3.3.1-12] live messages carry RETAIN 0 unless Retain As Published. */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/vec.h"
 #include "auth/acl.h"
 #include "broker/conn.h"
 #include "broker/mount.h"
@@ -31,14 +32,8 @@ struct retained_ctx {
 static void collect_retained(void *ctx, void *msg)
 {
 	struct retained_ctx *r = ctx;
-	if (r->n == r->cap && r->n < r->max) {
-		size_t cap = r->cap ? r->cap * 2 : 64;
-		struct vs_msg **v = realloc(r->v, cap * sizeof(*v));
-		if (v) {
-			r->v = v;
-			r->cap = cap;
-		}
-	}
+	if (r->n < r->max)
+		VS_VEC_GROW(r->v, r->cap, r->n + 1, 64); /* on failure, skipped below */
 	if (r->n == r->cap || r->n >= r->max) {
 		r->skipped++;
 		return;

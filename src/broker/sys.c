@@ -1,6 +1,7 @@
 /*
  * Housekeeping: see sys.h.
  */
+#include "base/vec.h"
 #include "broker/sys.h"
 
 #include <stdarg.h>
@@ -44,13 +45,8 @@ static void sweep_sessions(struct vs_worker *w)
 		pthread_mutex_unlock(&s->lock);
 		if (!expired && !will_due)
 			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			struct due *nd = realloc(due, cap * sizeof(*nd));
-			if (!nd)
-				break;
-			due = nd;
-		}
+		if (VS_VEC_GROW(due, cap, n + 1, 16) < 0)
+			break;
 		due[n++] = (struct due){vs_session_ref(s), expired};
 	}
 	pthread_mutex_unlock(&b->reg_lock);

@@ -3,6 +3,7 @@
  * dispatch them, drain local sessions that received messages, hand outboxes to other workers,
  * flush every connection that has output.
  */
+#include "base/vec.h"
 #include "broker/worker.h"
 
 #include <errno.h>
@@ -27,14 +28,8 @@
 
 static int vec_push(struct vs_mail_vec *v, const struct vs_mail *m)
 {
-	if (v->n == v->cap) {
-		uint32_t cap = v->cap ? v->cap * 2 : 64;
-		struct vs_mail *n = realloc(v->v, cap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		v->v = n;
-		v->cap = cap;
-	}
+	if (VS_VEC_GROW(v->v, v->cap, v->n + 1, 64) < 0)
+		return -ENOMEM;
 	v->v[v->n++] = *m;
 	return 0;
 }
@@ -72,14 +67,8 @@ void vs_worker_post_now(struct vs_worker *t, const struct vs_mail *m)
 /* Appends c to a per-turn list; false when out of memory. */
 static bool conn_list_add(struct vs_conn ***v, uint32_t *n, uint32_t *cap, struct vs_conn *c)
 {
-	if (*n == *cap) {
-		uint32_t ncap = *cap ? *cap * 2 : 64;
-		struct vs_conn **nv = realloc(*v, ncap * sizeof(*nv));
-		if (!nv)
-			return false;
-		*v = nv;
-		*cap = ncap;
-	}
+	if (VS_VEC_GROW(*v, *cap, *n + 1, 64) < 0)
+		return false;
 	(*v)[(*n)++] = c;
 	return true;
 }
@@ -100,14 +89,8 @@ void vs_worker_want_reread(struct vs_worker *w, struct vs_conn *c)
 
 void vs_worker_want_drain(struct vs_worker *w, struct vs_session *s)
 {
-	if (w->n_dirty == w->cap_dirty) {
-		uint32_t cap = w->cap_dirty ? w->cap_dirty * 2 : 64;
-		struct vs_session **n = realloc(w->dirty, cap * sizeof(*n));
-		if (!n)
-			return;
-		w->dirty = n;
-		w->cap_dirty = cap;
-	}
+	if (VS_VEC_GROW(w->dirty, w->cap_dirty, w->n_dirty + 1, 64) < 0)
+		return;
 	w->dirty[w->n_dirty++] = vs_session_ref(s);
 }
 
@@ -242,16 +225,8 @@ static void on_accept(struct vs_io *io, uint32_t events)
 
 void vs_worker_bury(struct vs_worker *w, struct vs_conn *c)
 {
-	if (w->n_graveyard == w->cap_graveyard) {
-		uint32_t cap = w->cap_graveyard ? w->cap_graveyard * 2 : 16;
-		struct vs_conn **n = realloc(w->graveyard, cap * sizeof(*n));
-		if (!n) {
-			/* Cannot defer: leak rather than risk a use after free. */
-			return;
-		}
-		w->graveyard = n;
-		w->cap_graveyard = cap;
-	}
+	if (VS_VEC_GROW(w->graveyard, w->cap_graveyard, w->n_graveyard + 1, 16) < 0)
+		return; /* cannot defer: leak rather than risk a use after free */
 	w->graveyard[w->n_graveyard++] = c;
 }
 

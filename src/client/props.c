@@ -3,6 +3,7 @@
  * each property comes from its identifier (MQTT 5.0 section 2.2.2.2); setters reject an id used
  * with the wrong type, and integer values out of the type's range.
  */
+#include "base/vec.h"
 #include "client/props.h"
 
 #include <errno.h>
@@ -198,14 +199,8 @@ static int add_user_n(struct viesti_props *pr, const char *k, size_t kl, const c
 		return VIESTI_EINVAL;
 	if (!vs_utf8_valid((const uint8_t *)k, kl) || !vs_utf8_valid((const uint8_t *)v, vl))
 		return VIESTI_EINVAL;
-	if (pr->p.n_user == pr->cap_users) {
-		uint32_t cap = pr->cap_users ? pr->cap_users * 2 : 4;
-		struct vs_user_prop *u = realloc(pr->users, cap * sizeof(*u));
-		if (!u)
-			return -ENOMEM;
-		pr->users = u;
-		pr->cap_users = cap;
-	}
+	if (VS_VEC_GROW(pr->users, pr->cap_users, pr->p.n_user + 1, 4) < 0)
+		return -ENOMEM;
 	struct vs_user_prop *up = &pr->users[pr->p.n_user];
 	if (dup_str(k, kl, &up->key) < 0)
 		return -ENOMEM;

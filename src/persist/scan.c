@@ -9,6 +9,7 @@
  * acknowledged. If valid records follow, the bytes rotted or were overwritten in the middle:
  * the rest of the file cannot be trusted in order, and the caller is told how much it loses.
  */
+#include "base/vec.h"
 #include "persist/format.h"
 
 #include "base/error.h"
@@ -193,14 +194,9 @@ int vs_store_list(int dirfd, struct vs_store_file **out)
 		if (!parse_name(de->d_name, &f.kind, &f.epoch))
 			continue;
 		memcpy(f.name, de->d_name, strlen(de->d_name) + 1); /* length checked by parse */
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			struct vs_store_file *nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				rc = -ENOMEM;
-				break;
-			}
-			v = nv;
+		if (VS_VEC_GROW(v, cap, n + 1, 16) < 0) {
+			rc = -ENOMEM;
+			break;
 		}
 		v[n++] = f;
 	}

@@ -1,6 +1,7 @@
 /*
  * Sessions: see session.h. Rings, packet ids, incoming QoS 2 ids, subscription list.
  */
+#include "base/vec.h"
 #include "session/session.h"
 
 #include <errno.h>
@@ -172,14 +173,8 @@ int vs_session_in_qos2_add(struct vs_session *s, uint16_t id)
 		s->n_in_qos2++;
 		return 1;
 	}
-	if (s->n_in_qos2 == s->cap_in_qos2) {
-		uint32_t cap = s->cap_in_qos2 ? s->cap_in_qos2 * 2 : 8;
-		uint16_t *n = realloc(s->in_qos2, cap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		s->in_qos2 = n;
-		s->cap_in_qos2 = cap;
-	}
+	if (VS_VEC_GROW(s->in_qos2, s->cap_in_qos2, s->n_in_qos2 + 1, 8) < 0)
+		return -ENOMEM;
 	s->in_qos2[s->n_in_qos2++] = id;
 	return 1;
 }

@@ -2,6 +2,7 @@
  * Owner-keyed subscription sets: see subset.h. The owner index is linear probing with
  * backward-shift deletion, like level.c, over positions in the dense array.
  */
+#include "base/vec.h"
 #include "topic/subset.h"
 
 #include <errno.h>
@@ -57,14 +58,8 @@ static int reindex(struct vs_subset *s, uint32_t cap)
 /* Makes room for one more entry in v and, past VS_SUBSET_SCAN, in the index. */
 static int reserve(struct vs_subset *s)
 {
-	if (s->n == s->cap) {
-		uint32_t cap = s->cap ? s->cap * 2 : 2;
-		struct vs_sub *v = realloc(s->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		s->v = v;
-		s->cap = cap;
-	}
+	if (VS_VEC_GROW(s->v, s->cap, s->n + 1, 2) < 0)
+		return -ENOMEM;
 	if (s->n + 1 > VS_SUBSET_SCAN && (s->n + 1) * 2 > s->idx_cap)
 		return reindex(s, s->idx_cap ? s->idx_cap * 2 : 4 * VS_SUBSET_SCAN);
 	return 0;

@@ -28,6 +28,7 @@
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/map.h"
+#include "base/vec.h"
 
 /* ---------------------------------------------------------------- bytes */
 
@@ -804,9 +805,42 @@ static void test_error_strings(void **state)
 	assert_string_equal(vs_strerror(1), "unknown");
 }
 
+/* ---------------------------------------------------------------- vec */
+
+static void test_vec_grow(void **state)
+{
+	(void)state;
+	uint32_t *v = NULL, cap = 0, n = 0;
+	assert_int_equal(VS_VEC_GROW(v, cap, 1, 4), 0); /* from nothing: the first capacity */
+	assert_int_equal(cap, 4);
+	for (uint32_t i = 0; i < 1000; i++) {
+		assert_int_equal(VS_VEC_GROW(v, cap, n + 1, 4), 0);
+		v[n++] = i; /* ASan: every write lands inside the array */
+	}
+	assert_int_equal(cap, 1024); /* doubled: 4, 8, ..., 1024 */
+	for (uint32_t i = 0; i < n; i++)
+		assert_int_equal(v[i], i);
+	uint32_t *before = v;
+	assert_int_equal(VS_VEC_GROW(v, cap, 10, 4), 0); /* room already: nothing moves */
+	assert_ptr_equal(v, before);
+	assert_int_equal(cap, 1024);
+	/* an impossible size fails and leaves the array as it was */
+	assert_int_equal(VS_VEC_GROW(v, cap, (size_t)UINT32_MAX + 1, 4), -ENOMEM);
+	assert_ptr_equal(v, before);
+	assert_int_equal(cap, 1024);
+	free(v);
+	size_t *w = NULL, wcap = 0;
+	assert_int_equal(VS_VEC_GROW(w, wcap, 3, 0), 0); /* size_t capacity; first 0 means 1 */
+	assert_int_equal(wcap, 4);
+	assert_int_equal(VS_VEC_GROW(w, wcap, SIZE_MAX / 2, 0), -ENOMEM);
+	assert_int_equal(wcap, 4);
+	free(w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_vec_grow),
 	    cmocka_unit_test(test_bytes_empty),
 	    cmocka_unit_test(test_bytes_append_consume),
 	    cmocka_unit_test(test_bytes_reserve),
