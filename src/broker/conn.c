@@ -740,7 +740,7 @@ static void detach_session(struct vs_conn *c)
 		vs_msg_unref(will);
 	}
 	if (mine && end)
-		vs_session_end(c->w, s);
+		vs_router_end_session(c->w, s);
 	if (s)
 		vs_session_unref(s);
 	c->session = NULL;

@@ -214,7 +214,7 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 	else if (kick_to >= 0)
 		vs_worker_post(w, kick_to, &kick);
 	if (old_to_end) {
-		vs_session_end(w, old_to_end);
+		vs_router_end_session(w, old_to_end);
 		vs_session_unref(old_to_end);
 	}
 	return s;
@@ -463,7 +463,7 @@ static enum vs_handled attach(struct vs_conn *c)
 	/* What the session holds was checked against its previous user's rights: whoever resumes
 	 * it gets only what they may read (as Mosquitto re-checks at every connect). */
 	if (present)
-		vs_session_recheck_acl(c->w, s);
+		vs_router_recheck_session(c->w, s);
 	struct vs_packet a = {.type = VS_CONNACK};
 	a.connack.session_present = present; /* [MQTT-3.2.2-2], [MQTT-3.2.2-3] */
 	a.connack.reason = 0;
@@ -493,7 +493,7 @@ static enum vs_handled attach(struct vs_conn *c)
 	vs_connecting_free(c);
 	record_will(c, s);
 	if (present)
-		vs_session_resume(c->w, s);
+		vs_router_resume_session(c->w, s);
 	return VS_GO_ON;
 }
 

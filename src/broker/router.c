@@ -49,7 +49,7 @@ static int push_match(struct vs_worker *w, const struct vs_match *m)
 /*
  * A shared group: one member gets the message, round robin, connected members first. It is
  * delivered here, under the trie's read lock, so a member whose session has just ended (its
- * vs_session_end() has not yet taken it out of the trie) is skipped for the next one instead of
+ * vs_router_end_session() has not yet taken it out of the trie) is skipped for the next one instead of
  * losing the message. Shared deliveries are not merged with the session's other matches: each
  * subscription gets its copy.
  */
@@ -91,7 +91,7 @@ static void on_match(void *ctx, const struct vs_sub *members, size_t n, atomic_u
 			     .share = share};
 	m.qos = out_qos(r->w->b, sub->qos, r->msg->qos);
 	/* A reference taken under the trie's read lock: once the lock is gone, another worker may
-	 * end and free the session (vs_session_end removes it from the trie first). */
+	 * end and free the session (vs_router_end_session removes it from the trie first). */
 	if (push_match(r->w, &m) == 0)
 		vs_session_ref(m.s);
 }
@@ -193,7 +193,7 @@ static bool queue_full(const struct vs_config *conf, const struct vs_session *s,
  * that has taken nothing for STUCK_MS (no message sent to it: its window is full of unacked
  * ones, or its socket of unread bytes, conn.c) is stuck: its queue limit holds and messages are
  * dropped, so one client that stops reading slows nobody down for longer than that. Past
- * max_unsent_bytes it is disconnected (vs_session_drain). Offline queues always keep their limit.
+ * max_unsent_bytes it is disconnected (vs_router_drain_session). Offline queues always keep their limit.
  */
 enum { STUCK_MS = 200 };
 
@@ -223,7 +223,7 @@ static int queue_locked(struct vs_worker *w, struct vs_session *s, struct vs_msg
 	const struct vs_config *conf = w->b->conf;
 	/* The ACL is read-only and the username changes only under reg_lock at attach; a check
 	 * against the previous connection's name during a take-over is harmless (the resumed
-	 * session is checked again, vs_session_recheck_acl). */
+	 * session is checked again, vs_router_recheck_session). */
 	if (!may_read(s, session_acl(s), msg))
 		return 0;
 	if (s->ended)
@@ -446,7 +446,7 @@ static bool window_open(const struct vs_session *s, uint32_t win, uint64_t bytes
 	return s->inflight.count < win && (max == 0 || bytes < max);
 }
 
-void vs_session_drain(struct vs_worker *w, struct vs_session *s)
+void vs_router_drain_session(struct vs_worker *w, struct vs_session *s)
 {
 	int64_t now = w->now_ms;
 	pthread_mutex_lock(&s->lock);
@@ -520,7 +520,7 @@ void vs_session_drain(struct vs_worker *w, struct vs_session *s)
 		vs_worker_want_flush(w, c);
 }
 
-void vs_session_resume(struct vs_worker *w, struct vs_session *s)
+void vs_router_resume_session(struct vs_worker *w, struct vs_session *s)
 {
 	int64_t now = w->now_ms;
 	pthread_mutex_lock(&s->lock);
@@ -550,10 +550,10 @@ void vs_session_resume(struct vs_worker *w, struct vs_session *s)
 	}
 	pthread_mutex_unlock(&s->lock);
 	vs_worker_want_flush(w, c);
-	vs_session_drain(w, s);
+	vs_router_drain_session(w, s);
 }
 
-void vs_session_recheck_acl(struct vs_worker *w, struct vs_session *s)
+void vs_router_recheck_session(struct vs_worker *w, struct vs_session *s)
 {
 	pthread_mutex_lock(&s->lock);
 	uint32_t dropped = recheck_locked(w, s);
@@ -624,7 +624,7 @@ static void reroute_shared(struct vs_worker *w, struct vs_session *gone, struct 
 	vs_ring_clear(r);
 }
 
-void vs_session_end(struct vs_worker *w, struct vs_session *s)
+void vs_router_end_session(struct vs_worker *w, struct vs_session *s)
 {
 	struct vs_broker *b = w->b;
 	pthread_mutex_lock(&b->reg_lock);

@@ -4,7 +4,7 @@
  * vs_route() matches the topic in the shared trie, merges the matches per session (one copy per
  * session, at the highest granted QoS, with every matching Subscription Identifier
  * [MQTT-3.3.4-3..5], [MQTT-3.3.5-1]), picks one member per shared group (round robin, preferring
- * connected members), and delivers into each session. vs_session_drain() moves queued messages
+ * connected members), and delivers into each session. vs_router_drain_session() moves queued messages
  * of a connected session into its connection's output, within the inflight window.
  */
 #ifndef VS_BROKER_ROUTER_H
@@ -37,21 +37,21 @@ int vs_feed_retained(struct vs_worker *w, struct vs_session *s, struct vs_msg **
 		     uint8_t qos, uint32_t sub_id);
 
 /* On the owning worker: sends what the window allows of s's queue to its connection. */
-void vs_session_drain(struct vs_worker *w, struct vs_session *s);
+void vs_router_drain_session(struct vs_worker *w, struct vs_session *s);
 
 /* Re-sends a resumed session's inflight messages (DUP set, or PUBREL) [MQTT-4.4.0-1], then
  * drains. Called after CONNACK on the owning worker. */
-void vs_session_resume(struct vs_worker *w, struct vs_session *s);
+void vs_router_resume_session(struct vs_worker *w, struct vs_session *s);
 
 /* Ends a session: removes it from the registry (if still there) and its subscriptions from the
  * trie, drops its messages (those from shared subscriptions are re-routed to the group) and
  * publishes its delayed will. Takes reg_lock: the caller holds no lock. */
-void vs_session_end(struct vs_worker *w, struct vs_session *s);
+void vs_router_end_session(struct vs_worker *w, struct vs_session *s);
 
 /* Drops from s's queue and inflight window every message its current user may not read
  * (the ACL of its listener), after a connection with possibly another username resumed it.
  * A QoS 2 message already acknowledged with PUBREC stays: only its PUBREL is left to send. */
-void vs_session_recheck_acl(struct vs_worker *w, struct vs_session *s);
+void vs_router_recheck_session(struct vs_worker *w, struct vs_session *s);
 
 /* Publishes a will message now (routing it; retained if flagged). */
 void vs_publish_will(struct vs_worker *w, struct vs_msg *will);

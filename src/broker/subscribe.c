@@ -69,7 +69,7 @@ static uint8_t subscribe_one(struct vs_conn *c, const struct vs_sub_entry *e, ui
 				 (e->retain_handling << 4));
 	pthread_mutex_lock(&c->session->lock);
 	if (c->session->ended) {
-		/* Ended meanwhile by a clean-start take-over: vs_session_end() has (or will have)
+		/* Ended meanwhile by a clean-start take-over: vs_router_end_session() has (or will have)
 		 * missed this subscription, so it is undone here. */
 		pthread_mutex_unlock(&c->session->lock);
 		vs_tree_remove(b->tree, (const char *)e->filter.p, e->filter.len, c->session);

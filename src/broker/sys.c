@@ -69,7 +69,7 @@ static void sweep_sessions(struct vs_worker *w)
 		}
 		if (due[i].expired && still_offline) {
 			vs_log(b->log, VS_LOG_INFO, "session of client %s expired", s->client_id);
-			vs_session_end(w, s);
+			vs_router_end_session(w, s);
 		}
 		vs_session_unref(s);
 	}

@@ -250,7 +250,7 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 {
 	switch (m->type) {
 	case VS_MAIL_DRAIN:
-		vs_session_drain(w, m->session);
+		vs_router_drain_session(w, m->session);
 		vs_session_unref(m->session);
 		break;
 	case VS_MAIL_KICK:
@@ -359,7 +359,7 @@ static void refuse_uncommitted(struct vs_worker *w)
 static void end_turn(struct vs_worker *w)
 {
 	for (uint32_t i = 0; i < w->n_dirty; i++) {
-		vs_session_drain(w, w->dirty[i]);
+		vs_router_drain_session(w, w->dirty[i]);
 		vs_session_unref(w->dirty[i]);
 	}
 	w->n_dirty = 0;

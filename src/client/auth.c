@@ -9,12 +9,12 @@
 
 #include "base/error.h"
 
-int vs_cli_auth_known(const char *method)
+int vs_client_auth_known(const char *method)
 {
 	return method && strcmp(method, VS_SCRAM_METHOD) == 0;
 }
 
-int vs_cli_scram_user_ok(const char *user)
+int vs_client_scram_user_ok(const char *user)
 {
 	struct vs_scram_client c;
 	uint8_t out[VS_SCRAM_MSG_MAX];
@@ -27,7 +27,7 @@ int vs_cli_scram_user_ok(const char *user)
 
 static int scram_start(void *ctx, struct vs_buf *out)
 {
-	struct vs_cli_scram *s = ctx;
+	struct vs_client_scram *s = ctx;
 	vs_scram_client_fini(&s->sc);
 	vs_scram_client_init(&s->sc);
 	s->sc.test_nonce = s->test_nonce;
@@ -45,7 +45,7 @@ static int scram_start(void *ctx, struct vs_buf *out)
 
 static int scram_step(void *ctx, const struct vs_buf *in, struct vs_buf *out)
 {
-	struct vs_cli_scram *s = ctx;
+	struct vs_client_scram *s = ctx;
 	int n =
 	    vs_scram_client_final(&s->sc, in->p, in->len, s->pw, s->pwlen, s->buf, sizeof(s->buf));
 	if (n < 0) {
@@ -60,7 +60,7 @@ static int scram_step(void *ctx, const struct vs_buf *in, struct vs_buf *out)
 
 static int scram_finish(void *ctx, const struct vs_buf *in)
 {
-	struct vs_cli_scram *s = ctx;
+	struct vs_client_scram *s = ctx;
 	int rc = vs_scram_client_check(&s->sc, in->p, in->len);
 	if (rc == VS_EAUTH || (rc < 0 && in->len == 0)) {
 		/* No ServerSignature at all is as bad as a wrong one: mutual authentication is
@@ -82,7 +82,7 @@ static const struct vs_cauth_ops scram_ops = {
     .finish = scram_finish,
 };
 
-void vs_cli_scram_init(struct vs_cli_scram *s, const char *user, const uint8_t *pw, size_t pwlen)
+void vs_client_scram_init(struct vs_client_scram *s, const char *user, const uint8_t *pw, size_t pwlen)
 {
 	memset(s, 0, sizeof(*s));
 	s->auth.method = VS_SCRAM_METHOD;
@@ -94,7 +94,7 @@ void vs_cli_scram_init(struct vs_cli_scram *s, const char *user, const uint8_t *
 	s->min_iterations = VS_SCRAM_ITERATIONS;
 }
 
-void vs_cli_scram_fini(struct vs_cli_scram *s)
+void vs_client_scram_fini(struct vs_client_scram *s)
 {
 	vs_scram_client_fini(&s->sc);
 	memset(s->buf, 0, sizeof(s->buf));

@@ -13,7 +13,7 @@
 #include "auth/scram.h"
 #include "proto/client.h"
 
-struct vs_cli_scram {
+struct vs_client_scram {
 	struct vs_cauth auth; /* what vs_cproto_set_auth() takes; ctx is this struct */
 	struct vs_scram_client sc;
 	const char *user; /* the caller's, not owned: must outlive the struct */
@@ -26,15 +26,15 @@ struct vs_cli_scram {
 };
 
 /* Whether libviesti knows the Authentication Method `method`. */
-int vs_cli_auth_known(const char *method);
+int vs_client_auth_known(const char *method);
 
 /* Whether user (NUL-terminated) fits in a SCRAM client-first-message: non-empty UTF-8, short
  * enough once escaped (VS_SCRAM_BARE_MAX). */
-int vs_cli_scram_user_ok(const char *user);
+int vs_client_scram_user_ok(const char *user);
 
 /* Prepares s for user (NUL-terminated UTF-8) and pw[0..pwlen). */
-void vs_cli_scram_init(struct vs_cli_scram *s, const char *user, const uint8_t *pw, size_t pwlen);
+void vs_client_scram_init(struct vs_client_scram *s, const char *user, const uint8_t *pw, size_t pwlen);
 /* Wipes the exchange's keys. */
-void vs_cli_scram_fini(struct vs_cli_scram *s);
+void vs_client_scram_fini(struct vs_client_scram *s);
 
 #endif

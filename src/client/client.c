@@ -19,7 +19,7 @@
 #include "base/clock.h"
 #include "base/error.h"
 
-void vs_cli_log(struct viesti *v, int level, const char *fmt, ...)
+void vs_client_log(struct viesti *v, int level, const char *fmt, ...)
 {
 	if (!v->cb.on_log || level > v->log_level)
 		return;
@@ -53,8 +53,8 @@ static int check_auth(const struct viesti_options *o)
 {
 	if (!o->auth_method)
 		return 0;
-	if (!vs_cli_auth_known(o->auth_method) || o->version != VIESTI_V5 || !o->username ||
-	    !o->password || !vs_cli_scram_user_ok(o->username))
+	if (!vs_client_auth_known(o->auth_method) || o->version != VIESTI_V5 || !o->username ||
+	    !o->password || !vs_client_scram_user_ok(o->username))
 		return VIESTI_EINVAL;
 	if (viesti_props_has(o->connect_props, VIESTI_PROP_AUTH_METHOD) ||
 	    viesti_props_has(o->connect_props, VIESTI_PROP_AUTH_DATA))
@@ -144,13 +144,13 @@ static int copy_options(struct viesti *v, const struct viesti_options *o)
 		v->will_retain = o->will_retain;
 	}
 	if (o->version == VIESTI_V5) {
-		fail |= vs_props_dup(o->connect_props, &v->connect_props) < 0;
-		fail |= vs_props_dup(o->will_props, &v->will_props) < 0;
+		fail |= vs_cprops_dup(o->connect_props, &v->connect_props) < 0;
+		fail |= vs_cprops_dup(o->will_props, &v->will_props) < 0;
 	}
 	if (o->auth_method && !fail) {
 		v->scram = malloc(sizeof(*v->scram));
 		if (v->scram)
-			vs_cli_scram_init(v->scram, v->username, (const uint8_t *)v->password,
+			vs_client_scram_init(v->scram, v->username, (const uint8_t *)v->password,
 					  v->password_len);
 		fail |= v->scram == NULL;
 	}
@@ -170,7 +170,7 @@ static int init_tls(struct viesti *v, const struct viesti_tls *o)
 	char err[256];
 	int rc = vs_tls_ctx_new(o, &v->tls, err, sizeof(err));
 	if (rc < 0)
-		vs_cli_log(v, VIESTI_LOG_ERR, "TLS: %s", err[0] ? err : viesti_strerror(rc));
+		vs_client_log(v, VIESTI_LOG_ERR, "TLS: %s", err[0] ? err : viesti_strerror(rc));
 	return rc;
 }
 
@@ -182,7 +182,7 @@ static void on_wake(struct vs_io *io, uint32_t events)
 	}
 }
 
-void vs_cli_wake(struct viesti *v)
+void vs_client_wake(struct viesti *v)
 {
 	uint64_t one = 1;
 	if (v->thread_on && write(v->wake_io.fd, &one, sizeof(one)) < 0) {
@@ -220,7 +220,7 @@ static int init_loop(struct viesti *v)
 	v->wake_io.fn = on_wake;
 	if (v->wake_io.fd < 0)
 		return -errno;
-	v->sock_io.fn = vs_cli_on_sock;
+	v->sock_io.fn = vs_client_on_sock;
 	v->sock_io.fd = -1;
 	return vs_loop_add(&v->loop, &v->wake_io, EPOLLIN);
 }
@@ -238,7 +238,7 @@ static void free_fields(struct viesti *v)
 	viesti_props_free(v->will_props);
 	vs_tls_ctx_free(v->tls);
 	if (v->scram)
-		vs_cli_scram_fini(v->scram);
+		vs_client_scram_fini(v->scram);
 	free(v->scram);
 	free(v->topic_buf);
 	vs_bytes_fini(&v->in);
@@ -278,7 +278,7 @@ struct viesti *viesti_new(const struct viesti_options *o, const struct viesti_ca
 	rc = init_sync(v);
 	if (rc < 0)
 		goto out_free;
-	vs_cproto_init(&v->cp, o->version, o->max_inflight, &vs_cli_events, v);
+	vs_cproto_init(&v->cp, o->version, o->max_inflight, &vs_client_events, v);
 	if (v->scram)
 		vs_cproto_set_auth(&v->cp, &v->scram->auth);
 	goto out;
@@ -301,7 +301,7 @@ void viesti_free(struct viesti *v)
 		return;
 	if (v->thread_on)
 		viesti_loop_stop(v);
-	vs_cli_close_sock(v);
+	vs_client_close_sock(v);
 	vs_cproto_fini(&v->cp);
 	close(v->wake_io.fd);
 	vs_loop_fini(&v->loop);
@@ -328,8 +328,8 @@ int viesti_connect(struct viesti *v)
 	v->session_started = false;
 	v->backoff_ms = v->reconnect_min_ms;
 	v->first_result = VS_PENDING;
-	vs_cli_start_attempt(v);
-	vs_cli_wake(v);
+	vs_client_start_attempt(v);
+	vs_client_wake(v);
 out:
 	pthread_mutex_unlock(&v->lock);
 	return rc;
@@ -349,7 +349,7 @@ int viesti_connect_wait(struct viesti *v, int timeout_ms)
 	else if (v->state != VS_ST_UP)
 		v->first_result = VS_PENDING;
 	if (rc == 0)
-		rc = vs_cli_wait(v, connect_done, NULL, timeout_ms);
+		rc = vs_client_wait(v, connect_done, NULL, timeout_ms);
 	if (rc == 0 && v->state != VS_ST_UP)
 		rc = v->first_result == VS_PENDING ? v->last_err : v->first_result;
 	pthread_mutex_unlock(&v->lock);
@@ -386,13 +386,13 @@ int viesti_disconnect(struct viesti *v, int reason, const struct viesti_props *p
 		v->state = VS_ST_CLOSING;
 		v->deadline_ms = vs_now_ms() + v->connect_timeout_ms;
 		if (!v->busy)
-			vs_cli_flush(v);
+			vs_client_flush(v);
 		break;
 	}
 	case VS_ST_TCP:
 	case VS_ST_MQTT:
 	case VS_ST_WAIT:
-		vs_cli_close_sock(v);
+		vs_client_close_sock(v);
 		vs_cproto_lost(&v->cp);
 		v->state = VS_ST_IDLE;
 		if (v->first_result == VS_PENDING)
@@ -402,7 +402,7 @@ int viesti_disconnect(struct viesti *v, int reason, const struct viesti_props *p
 		rc = VIESTI_ESTATE;
 	}
 	pthread_cond_broadcast(&v->cond);
-	vs_cli_wake(v);
+	vs_client_wake(v);
 	pthread_mutex_unlock(&v->lock);
 	return rc < 0 && rc != VIESTI_ESTATE ? VIESTI_EINVAL : rc;
 }
@@ -419,7 +419,7 @@ static void set_props(struct viesti *v, struct vs_props *out, const struct viest
 static int after_queue(struct viesti *v, int rc)
 {
 	if (rc >= 0 && !v->busy)
-		vs_cli_flush(v);
+		vs_client_flush(v);
 	if (rc == VS_EPROTO)
 		rc = VIESTI_EINVAL;
 	pthread_mutex_unlock(&v->lock);
@@ -463,14 +463,14 @@ int viesti_publish_wait(struct viesti *v, const char *topic, const void *payload
 	int mid = viesti_publish(v, topic, payload, len, qos, retain, props);
 	int rc = mid;
 	if (mid >= 0)
-		rc = vs_cli_wait(v, publish_done, &mid, timeout_ms);
+		rc = vs_client_wait(v, publish_done, &mid, timeout_ms);
 	if (rc == 0 && mid == 0 && vs_bytes_avail(&v->cp.out) > 0)
 		rc = v->last_err ? v->last_err : -ENOTCONN;
 	if (rc == 0 && mid > 0) {
 		if (vs_cproto_has(&v->cp, (uint16_t)mid)) {
 			rc = v->last_err ? v->last_err : -ENOTCONN;
 		} else {
-			int reason = vs_cli_done_reason(v, (uint16_t)mid);
+			int reason = vs_client_done_reason(v, (uint16_t)mid);
 			rc = reason >= 0x80 ? VIESTI_EREJECTED : reason;
 		}
 	}
@@ -527,12 +527,12 @@ int viesti_subscribe_wait(struct viesti *v, const char *filter, int options,
 	int mid = viesti_subscribe(v, filter, options, props);
 	int rc = mid;
 	if (mid > 0)
-		rc = vs_cli_wait(v, ack_done, &mid, timeout_ms);
+		rc = vs_client_wait(v, ack_done, &mid, timeout_ms);
 	if (rc == 0) {
 		if (vs_cproto_has(&v->cp, (uint16_t)mid))
 			rc = v->last_err ? v->last_err : -ENOTCONN;
 		else
-			rc = vs_cli_done_reason(v, (uint16_t)mid);
+			rc = vs_client_done_reason(v, (uint16_t)mid);
 	}
 	pthread_mutex_unlock(&v->lock);
 	return rc;

@@ -25,7 +25,7 @@
 #include "proto/client.h"
 #include "viesti.h"
 
-enum vs_cli_state {
+enum vs_client_state {
 	VS_ST_IDLE,    /* no connection and none coming (before connect, after disconnect) */
 	VS_ST_TCP,     /* transport connecting */
 	VS_ST_MQTT,    /* CONNECT sent, awaiting CONNACK */
@@ -68,7 +68,7 @@ struct viesti {
 	struct vs_tls_ctx *tls; /* NULL: plain TCP */
 	char *ws_path;          /* NULL: no WebSocket */
 	struct vs_ws_client_conf ws; /* ws_path's settings for the WebSocket transport */
-	struct vs_cli_scram *scram; /* enhanced authentication (auth_method), or NULL */
+	struct vs_client_scram *scram; /* enhanced authentication (auth_method), or NULL */
 
 	struct vs_cproto cp;  /* the protocol state machine and the session */
 	struct vs_transport tr;
@@ -76,7 +76,7 @@ struct viesti {
 	struct vs_io sock_io; /* tr.fd while registered (sock_on) */
 	struct vs_io wake_io; /* an eventfd to wake the loop thread */
 	bool sock_on;
-	int state;               /* enum vs_cli_state */
+	int state;               /* enum vs_client_state */
 	int64_t deadline_ms;     /* TCP/MQTT/CLOSING: give up at; WAIT: retry at */
 	int backoff_ms;          /* the next reconnect delay before jitter */
 	bool user_stop;          /* viesti_disconnect() was called: no reconnect */
@@ -101,24 +101,24 @@ struct viesti {
 	uint64_t rng;
 };
 
-void vs_cli_log(struct viesti *v, int level, const char *fmt, ...)
+void vs_client_log(struct viesti *v, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* conn.c */
-extern const struct vs_cproto_events vs_cli_events;
-void vs_cli_start_attempt(struct viesti *v);
-void vs_cli_flush(struct viesti *v);
-void vs_cli_close_sock(struct viesti *v);
-void vs_cli_run_timers(struct viesti *v);
-int vs_cli_next_timeout(struct viesti *v);
-void vs_cli_on_sock(struct vs_io *io, uint32_t events);
-void vs_cli_record_done(struct viesti *v, uint16_t id, int reason);
-int vs_cli_done_reason(struct viesti *v, uint16_t id);
+extern const struct vs_cproto_events vs_client_events;
+void vs_client_start_attempt(struct viesti *v);
+void vs_client_flush(struct viesti *v);
+void vs_client_close_sock(struct viesti *v);
+void vs_client_run_timers(struct viesti *v);
+int vs_client_next_timeout(struct viesti *v);
+void vs_client_on_sock(struct vs_io *io, uint32_t events);
+void vs_client_record_done(struct viesti *v, uint16_t id, int reason);
+int vs_client_done_reason(struct viesti *v, uint16_t id);
 
 /* drive.c: waits (with the lock held) until pred(v, arg) or timeout_ms; 0 or -ETIMEDOUT /
  * VIESTI_ESTATE. */
-int vs_cli_wait(struct viesti *v, bool (*pred)(struct viesti *v, void *arg), void *arg,
+int vs_client_wait(struct viesti *v, bool (*pred)(struct viesti *v, void *arg), void *arg,
 		int timeout_ms);
-void vs_cli_wake(struct viesti *v);
+void vs_client_wake(struct viesti *v);
 
 #endif

@@ -33,7 +33,7 @@ static void set_events(struct viesti *v, uint32_t events)
 	vs_loop_mod(&v->loop, &v->sock_io, events);
 }
 
-void vs_cli_close_sock(struct viesti *v)
+void vs_client_close_sock(struct viesti *v)
 {
 	if (v->sock_on)
 		vs_loop_del(&v->loop, &v->sock_io);
@@ -44,14 +44,14 @@ void vs_cli_close_sock(struct viesti *v)
 	v->in.off = v->in.len = 0;
 }
 
-void vs_cli_record_done(struct viesti *v, uint16_t id, int reason)
+void vs_client_record_done(struct viesti *v, uint16_t id, int reason)
 {
 	unsigned i = v->done_n++ % VS_DONE_RING;
 	v->done[i].id = id;
 	v->done[i].reason = (int16_t)reason;
 }
 
-int vs_cli_done_reason(struct viesti *v, uint16_t id)
+int vs_client_done_reason(struct viesti *v, uint16_t id)
 {
 	for (unsigned k = 0; k < VS_DONE_RING && k < v->done_n; k++) {
 		unsigned i = (v->done_n - 1 - k) % VS_DONE_RING;
@@ -76,7 +76,7 @@ static void schedule_retry(struct viesti *v)
 	v->state = VS_ST_WAIT;
 	v->deadline_ms = vs_now_ms() + delay;
 	v->backoff_ms = d >= v->reconnect_max_ms / 2 ? v->reconnect_max_ms : d * 2;
-	vs_cli_log(v, VIESTI_LOG_INFO, "reconnecting in %d ms", delay);
+	vs_client_log(v, VIESTI_LOG_INFO, "reconnecting in %d ms", delay);
 }
 
 /* The connection (or attempt) is over: close, tell, and maybe schedule a retry. */
@@ -87,18 +87,18 @@ static void lost(struct viesti *v, int err)
 	 * they are an error line, which the tools print. Taken before the transport is closed. */
 	char said[160];
 	snprintf(said, sizeof(said), "%s", vs_transport_why(&v->tr));
-	vs_cli_close_sock(v);
+	vs_client_close_sock(v);
 	vs_cproto_lost(&v->cp);
 	v->last_err = err;
 	v->state = VS_ST_IDLE;
 	const char *why = said[0] ? said : viesti_strerror(err);
 	int level = said[0] ? VIESTI_LOG_ERR : VIESTI_LOG_WARN;
 	if (was == VS_ST_UP || was == VS_ST_CLOSING) {
-		vs_cli_log(v, level, "connection lost: %s", why);
+		vs_client_log(v, level, "connection lost: %s", why);
 		if (v->cb.on_disconnect)
 			v->cb.on_disconnect(v, v->ud, err, v->disc_reason, NULL);
 	} else {
-		vs_cli_log(v, level, "connecting to %s:%d failed: %s", v->host, v->port, why);
+		vs_client_log(v, level, "connecting to %s:%d failed: %s", v->host, v->port, why);
 		if (v->first_result == VS_PENDING)
 			v->first_result = err;
 	}
@@ -109,7 +109,7 @@ static void lost(struct viesti *v, int err)
 	pthread_cond_broadcast(&v->cond);
 }
 
-void vs_cli_start_attempt(struct viesti *v)
+void vs_client_start_attempt(struct viesti *v)
 {
 	v->state = VS_ST_TCP;
 	v->deadline_ms = vs_now_ms() + v->connect_timeout_ms;
@@ -127,7 +127,7 @@ void vs_cli_start_attempt(struct viesti *v)
 	}
 	v->tr.ops = ops;
 	v->tr.fd = -1;
-	vs_cli_log(v, VIESTI_LOG_DEBUG, "connecting to %s:%d%s%s", v->host, v->port,
+	vs_client_log(v, VIESTI_LOG_DEBUG, "connecting to %s:%d%s%s", v->host, v->port,
 		   v->ws_path ? " over WebSocket at " : "", v->ws_path ? v->ws_path : "");
 	int rc = v->tr.ops->open(&v->tr, conf, v->host, v->port);
 	if (rc < 0) {
@@ -184,10 +184,10 @@ static void start_mqtt(struct viesti *v)
 		lost(v, rc == VS_EPROTO ? VIESTI_EINVAL : rc);
 		return;
 	}
-	vs_cli_flush(v);
+	vs_client_flush(v);
 }
 
-void vs_cli_flush(struct viesti *v)
+void vs_client_flush(struct viesti *v)
 {
 	if (v->tr.fd < 0 || v->state == VS_ST_TCP || v->state == VS_ST_IDLE ||
 	    v->state == VS_ST_WAIT)
@@ -207,11 +207,11 @@ void vs_cli_flush(struct viesti *v)
 	if (!pending)
 		pthread_cond_broadcast(&v->cond); /* QoS 0 publish_wait */
 	if (v->state == VS_ST_CLOSING && !pending) {
-		vs_cli_close_sock(v);
+		vs_client_close_sock(v);
 		vs_cproto_lost(&v->cp);
 		v->state = VS_ST_IDLE;
 		v->disc_cb_pending = true;
-		vs_cli_wake(v);
+		vs_client_wake(v);
 		pthread_cond_broadcast(&v->cond);
 		return;
 	}
@@ -250,21 +250,21 @@ static void do_read(struct viesti *v)
 			return; /* a callback tore the connection down */
 		if (used < 0) {
 			if (v->scram && v->scram->why)
-				vs_cli_log(v, VIESTI_LOG_ERR, "%s", v->scram->why);
+				vs_client_log(v, VIESTI_LOG_ERR, "%s", v->scram->why);
 			else if (used == VS_EPROTO)
-				vs_cli_log(v, VIESTI_LOG_ERR, "protocol error from broker: %s",
+				vs_client_log(v, VIESTI_LOG_ERR, "protocol error from broker: %s",
 					   vs_reason_str(why));
 			lost(v, map_input_error(v, used));
 			return;
 		}
 		vs_bytes_consume(&v->in, (size_t)used);
-		vs_cli_flush(v);
+		vs_client_flush(v);
 		if (v->tr.fd < 0)
 			return;
 	}
 }
 
-void vs_cli_on_sock(struct vs_io *io, uint32_t events)
+void vs_client_on_sock(struct vs_io *io, uint32_t events)
 {
 	struct viesti *v = (struct viesti *)((char *)io - offsetof(struct viesti, sock_io));
 	pthread_mutex_lock(&v->lock);
@@ -285,20 +285,20 @@ void vs_cli_on_sock(struct vs_io *io, uint32_t events)
 		if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
 			do_read(v);
 		if (v->tr.fd >= 0 && (events & EPOLLOUT))
-			vs_cli_flush(v);
+			vs_client_flush(v);
 	}
 	v->busy--;
 	pthread_mutex_unlock(&v->lock);
 }
 
-void vs_cli_run_timers(struct viesti *v)
+void vs_client_run_timers(struct viesti *v)
 {
 	int64_t now = vs_now_ms();
 	v->busy++;
 	switch (v->state) {
 	case VS_ST_WAIT:
 		if (now >= v->deadline_ms)
-			vs_cli_start_attempt(v);
+			vs_client_start_attempt(v);
 		break;
 	case VS_ST_TCP:
 	case VS_ST_MQTT:
@@ -309,10 +309,10 @@ void vs_cli_run_timers(struct viesti *v)
 	case VS_ST_UP: {
 		int rc = vs_cproto_tick(&v->cp, now);
 		if (rc < 0) {
-			vs_cli_log(v, VIESTI_LOG_WARN, "no PINGRESP within keep-alive: broker dead");
+			vs_client_log(v, VIESTI_LOG_WARN, "no PINGRESP within keep-alive: broker dead");
 			lost(v, rc);
 		} else {
-			vs_cli_flush(v);
+			vs_client_flush(v);
 		}
 		break;
 	}
@@ -327,7 +327,7 @@ void vs_cli_run_timers(struct viesti *v)
 	v->busy--;
 }
 
-int vs_cli_next_timeout(struct viesti *v)
+int vs_client_next_timeout(struct viesti *v)
 {
 	int64_t at = -1;
 	if (v->disc_cb_pending)
@@ -355,7 +355,7 @@ static void ev_connack(void *ctx, const struct vs_connack *ca)
 {
 	struct viesti *v = ctx;
 	struct viesti_props pv;
-	vs_props_view(&pv, &ca->props);
+	vs_cprops_view(&pv, &ca->props);
 	v->connack_reason = ca->reason;
 	if (ca->reason == 0) {
 		v->state = VS_ST_UP;
@@ -372,10 +372,10 @@ static void ev_connack(void *ctx, const struct vs_connack *ca)
 				v->client_id = id;
 			}
 		}
-		vs_cli_log(v, VIESTI_LOG_INFO, "connected to %s:%d (session present %d)", v->host,
+		vs_client_log(v, VIESTI_LOG_INFO, "connected to %s:%d (session present %d)", v->host,
 			   v->port, ca->session_present);
 	} else {
-		vs_cli_log(v, VIESTI_LOG_ERR, "connection refused: %s",
+		vs_client_log(v, VIESTI_LOG_ERR, "connection refused: %s",
 			   v->version == VS_V5 ? vs_reason_str(ca->reason) : "CONNACK return code");
 		if (v->first_result == VS_PENDING)
 			v->first_result = VIESTI_EREFUSED;
@@ -403,7 +403,7 @@ static void ev_message(void *ctx, const struct vs_publish *p)
 {
 	struct viesti *v = ctx;
 	struct viesti_props pv;
-	vs_props_view(&pv, &p->props);
+	vs_cprops_view(&pv, &p->props);
 	struct viesti_message m = {
 		.topic = ensure_topic(v, &p->topic),
 		.topic_len = p->topic.len,
@@ -423,8 +423,8 @@ static void ev_published(void *ctx, uint16_t id, int reason, const struct vs_pro
 {
 	struct viesti *v = ctx;
 	struct viesti_props pv;
-	vs_props_view(&pv, props);
-	vs_cli_record_done(v, id, reason);
+	vs_cprops_view(&pv, props);
+	vs_client_record_done(v, id, reason);
 	pthread_cond_broadcast(&v->cond);
 	if (v->cb.on_publish)
 		v->cb.on_publish(v, v->ud, id, reason, &pv);
@@ -434,8 +434,8 @@ static void ev_suback(void *ctx, uint16_t id, const struct vs_suback *sa)
 {
 	struct viesti *v = ctx;
 	struct viesti_props pv;
-	vs_props_view(&pv, &sa->props);
-	vs_cli_record_done(v, id, sa->count ? sa->codes[0] : 0);
+	vs_cprops_view(&pv, &sa->props);
+	vs_client_record_done(v, id, sa->count ? sa->codes[0] : 0);
 	pthread_cond_broadcast(&v->cond);
 	if (v->cb.on_subscribe)
 		v->cb.on_subscribe(v, v->ud, id, (int)sa->count, sa->codes, &pv);
@@ -445,8 +445,8 @@ static void ev_unsuback(void *ctx, uint16_t id, const struct vs_suback *ua)
 {
 	struct viesti *v = ctx;
 	struct viesti_props pv;
-	vs_props_view(&pv, &ua->props);
-	vs_cli_record_done(v, id, ua->count ? ua->codes[0] : 0);
+	vs_cprops_view(&pv, &ua->props);
+	vs_client_record_done(v, id, ua->count ? ua->codes[0] : 0);
 	pthread_cond_broadcast(&v->cond);
 	if (v->cb.on_unsubscribe)
 		v->cb.on_unsubscribe(v, v->ud, id, (int)ua->count, ua->codes, &pv);
@@ -456,7 +456,7 @@ static void ev_disconnect(void *ctx, const struct vs_disconnect *d)
 {
 	struct viesti *v = ctx;
 	v->disc_reason = d->reason;
-	vs_cli_log(v, VIESTI_LOG_WARN, "broker sent DISCONNECT: %s", vs_reason_str(d->reason));
+	vs_client_log(v, VIESTI_LOG_WARN, "broker sent DISCONNECT: %s", vs_reason_str(d->reason));
 }
 
 static const char *const type_names[] = {
@@ -475,38 +475,38 @@ static void ev_trace(void *ctx, bool sent, const struct vs_packet *p)
 	const char *name = type_names[p->type & 15];
 	switch (p->type) {
 	case VS_PUBLISH:
-		vs_cli_log(v, VIESTI_LOG_DEBUG,
+		vs_client_log(v, VIESTI_LOG_DEBUG,
 			   "Client %s %s PUBLISH (d%d, q%d, r%d, m%u, '%.*s', ... (%zu bytes))",
 			   id, dir, p->publish.dup, p->publish.qos, p->publish.retain,
 			   p->publish.packet_id, (int)p->publish.topic.len,
 			   (const char *)p->publish.topic.p, p->publish.payload.len);
 		break;
 	case VS_CONNACK:
-		vs_cli_log(v, VIESTI_LOG_DEBUG, "Client %s %s CONNACK (%d)", id, dir,
+		vs_client_log(v, VIESTI_LOG_DEBUG, "Client %s %s CONNACK (%d)", id, dir,
 			   p->connack.reason);
 		break;
 	case VS_PUBACK:
 	case VS_PUBREC:
 	case VS_PUBREL:
 	case VS_PUBCOMP:
-		vs_cli_log(v, VIESTI_LOG_DEBUG, "Client %s %s %s (m%u, rc%d)", id, dir,
+		vs_client_log(v, VIESTI_LOG_DEBUG, "Client %s %s %s (m%u, rc%d)", id, dir,
 			   name, p->ack.packet_id, p->ack.reason);
 		break;
 	case VS_SUBSCRIBE:
-		vs_cli_log(v, VIESTI_LOG_DEBUG, "Client %s %s SUBSCRIBE (Mid: %u)", v->client_id,
+		vs_client_log(v, VIESTI_LOG_DEBUG, "Client %s %s SUBSCRIBE (Mid: %u)", v->client_id,
 			   dir, p->subscribe.packet_id);
 		break;
 	case VS_SUBACK:
 	case VS_UNSUBACK:
 	case VS_UNSUBSCRIBE:
-		vs_cli_log(v, VIESTI_LOG_DEBUG, "Client %s %s %s", id, dir, name);
+		vs_client_log(v, VIESTI_LOG_DEBUG, "Client %s %s %s", id, dir, name);
 		break;
 	default:
-		vs_cli_log(v, VIESTI_LOG_DEBUG, "Client %s %s %s", id, dir, name);
+		vs_client_log(v, VIESTI_LOG_DEBUG, "Client %s %s %s", id, dir, name);
 	}
 }
 
-const struct vs_cproto_events vs_cli_events = {
+const struct vs_cproto_events vs_client_events = {
 	.connack = ev_connack,
 	.message = ev_message,
 	.published = ev_published,

@@ -17,7 +17,7 @@ static int run_once(struct viesti *v, int timeout_ms)
 {
 	int rc = vs_loop_run_once(&v->loop, timeout_ms);
 	pthread_mutex_lock(&v->lock);
-	vs_cli_run_timers(v);
+	vs_client_run_timers(v);
 	pthread_mutex_unlock(&v->lock);
 	return rc < 0 ? rc : 0;
 }
@@ -25,7 +25,7 @@ static int run_once(struct viesti *v, int timeout_ms)
 static int pick_timeout(struct viesti *v, int timeout_ms)
 {
 	pthread_mutex_lock(&v->lock);
-	int t = vs_cli_next_timeout(v);
+	int t = vs_client_next_timeout(v);
 	pthread_mutex_unlock(&v->lock);
 	if (t < 0 || (timeout_ms >= 0 && timeout_ms < t))
 		t = timeout_ms;
@@ -37,7 +37,7 @@ static void *thread_main(void *arg)
 	struct viesti *v = arg;
 	pthread_mutex_lock(&v->lock);
 	while (!v->thread_stop) {
-		int t = vs_cli_next_timeout(v);
+		int t = vs_client_next_timeout(v);
 		pthread_mutex_unlock(&v->lock);
 		run_once(v, t);
 		pthread_mutex_lock(&v->lock);
@@ -69,7 +69,7 @@ int viesti_loop_stop(struct viesti *v)
 		return VIESTI_ESTATE;
 	}
 	v->thread_stop = true;
-	vs_cli_wake(v);
+	vs_client_wake(v);
 	pthread_t t = v->thread;
 	pthread_mutex_unlock(&v->lock);
 	pthread_join(t, NULL);
@@ -119,7 +119,7 @@ int viesti_loop(struct viesti *v, int timeout_ms)
 	return run_once(v, pick_timeout(v, timeout_ms));
 }
 
-int vs_cli_wait(struct viesti *v, bool (*pred)(struct viesti *v, void *arg), void *arg,
+int vs_client_wait(struct viesti *v, bool (*pred)(struct viesti *v, void *arg), void *arg,
 		int timeout_ms)
 {
 	int64_t end = timeout_ms < 0 ? -1 : vs_now_ms() + timeout_ms;
@@ -145,13 +145,13 @@ int vs_cli_wait(struct viesti *v, bool (*pred)(struct viesti *v, void *arg), voi
 			}
 			continue;
 		}
-		int t = vs_cli_next_timeout(v);
+		int t = vs_client_next_timeout(v);
 		if (t < 0 || (left >= 0 && left < t))
 			t = (int)left;
 		pthread_mutex_unlock(&v->lock);
 		vs_loop_run_once(&v->loop, t);
 		pthread_mutex_lock(&v->lock);
-		vs_cli_run_timers(v);
+		vs_client_run_timers(v);
 	}
 	return 0;
 }

@@ -124,7 +124,7 @@ void viesti_props_free(struct viesti_props *pr)
 	free(pr);
 }
 
-void vs_props_view(struct viesti_props *out, const struct vs_props *decoded)
+void vs_cprops_view(struct viesti_props *out, const struct vs_props *decoded)
 {
 	memset(out, 0, sizeof(*out));
 	if (decoded)
@@ -291,7 +291,7 @@ int viesti_props_next_sub_id(const struct viesti_props *pr, size_t *pos, uint32_
 	return vs_props_next_sub_id(&pr->p, pos, id);
 }
 
-int vs_props_dup(const struct viesti_props *in, struct viesti_props **out)
+int vs_cprops_dup(const struct viesti_props *in, struct viesti_props **out)
 {
 	*out = NULL;
 	if (!in)

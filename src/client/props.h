@@ -22,8 +22,8 @@ struct viesti_props {
 };
 
 /* A view of decoded properties, for callbacks. */
-void vs_props_view(struct viesti_props *out, const struct vs_props *decoded);
+void vs_cprops_view(struct viesti_props *out, const struct vs_props *decoded);
 /* Deep copy; *out is NULL when in is NULL. Returns 0 or -ENOMEM. */
-int vs_props_dup(const struct viesti_props *in, struct viesti_props **out);
+int vs_cprops_dup(const struct viesti_props *in, struct viesti_props **out);
 
 #endif

@@ -1,5 +1,5 @@
 """Review: persistence replay order (src/broker/connect.c attach_session + router.c
-vs_session_end + restore.c on_session/on_session_del)."""
+vs_router_end_session + restore.c on_session/on_session_del)."""
 
 import shutil
 import tempfile

@@ -318,7 +318,7 @@ static void test_connack_refused_and_protocol_errors(void **state)
 struct scram_case {
 	struct rec r;
 	struct vs_cproto cp;
-	struct vs_cli_scram cs;
+	struct vs_client_scram cs;
 	struct vs_scram_server s;
 	struct vs_scram_cred cred;
 	uint8_t msg[VS_SCRAM_MSG_MAX]; /* the broker's last message */
@@ -377,7 +377,7 @@ static void scram_connect(struct scram_case *t, const char *password)
 {
 	memset(t, 0, sizeof(*t));
 	vs_cproto_init(&t->cp, VS_V5, 20, &events, &t->r);
-	vs_cli_scram_init(&t->cs, "user", (const uint8_t *)password, strlen(password));
+	vs_client_scram_init(&t->cs, "user", (const uint8_t *)password, strlen(password));
 	t->cs.test_nonce = C_NONCE;
 	vs_cproto_set_auth(&t->cp, &t->cs.auth);
 	assert_true(publish(&t->cp, 1, "queued") > 0);
@@ -386,7 +386,7 @@ static void scram_connect(struct scram_case *t, const char *password)
 
 static void scram_close(struct scram_case *t)
 {
-	vs_cli_scram_fini(&t->cs);
+	vs_client_scram_fini(&t->cs);
 	vs_cproto_fini(&t->cp);
 	vs_scram_server_fini(&t->s);
 }
@@ -648,7 +648,7 @@ static void test_props_api(void **state)
 	enum vs_reason why;
 	assert_int_equal(vs_codec_decode(buf, (size_t)n, &o, &d, &why), n);
 	struct viesti_props view;
-	vs_props_view(&view, &d.publish.props);
+	vs_cprops_view(&view, &d.publish.props);
 	const void *data;
 	size_t len;
 	assert_int_equal(viesti_props_get_binary(&view, VIESTI_PROP_CONTENT_TYPE, &data, &len), 0);
@@ -667,7 +667,7 @@ static void test_props_api(void **state)
 		ids++;
 	assert_int_equal(ids, 5);
 	struct viesti_props *copy;
-	assert_int_equal(vs_props_dup(&view, &copy), 0);
+	assert_int_equal(vs_cprops_dup(&view, &copy), 0);
 	assert_true(viesti_props_has(copy, VIESTI_PROP_USER));
 	assert_int_equal(viesti_props_get_int(copy, VIESTI_PROP_MESSAGE_EXPIRY, &v), 0);
 	viesti_props_free(copy);
