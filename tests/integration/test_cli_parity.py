@@ -251,17 +251,38 @@ PUB_CASES = [
 ]
 
 
-def capture_pub(tmp_path, port, topic, pub_args, viesti, input=None, count=1):
+def live_sub(tmp_path, port, topic, count, *fmt):
+	"""Starts mosquitto_sub on topic, writing to a file, and returns (process, file) once its
+	subscription is live: it also subscribes to topic/probe, where a retained probe waits, and
+	the probe's line in the file is the barrier (strip it with drop_probe)."""
 	out = tmp_path / ("cap-%s.out" % uuid.uuid4().hex[:6])
-	sub = subprocess.Popen(mosq_cmd("sub", port, "-V", "5", "-t", topic, "-C", str(count),
-		"-W", "8", "-F", "%t|%q|%r|%l|%p|%C|%R|%D|%E|%F|%P"), stdout=open(str(out), "wb"))
+	probe = topic + "/probe"
+	r = run_pub(port, "-t", probe, "-m", "probe", "-r")
+	assert r.returncode == 0, r.stderr
+	sub = subprocess.Popen(mosq_cmd("sub", port, "-V", "5", "-t", topic, "-t", probe, "-C",
+		str(count + 1), "-W", "8", *fmt), stdout=open(str(out), "wb"))
 	try:
-		# The subscription is live once a probe published on the topic comes back.
-		probe = subprocess.Popen(mosq_cmd("sub", port, "-t", topic + "/probe", "-C", "1", "-W", "5"),
-			stdout=subprocess.DEVNULL)
-		time.sleep(0.3)
-		probe.kill()
-		probe.wait()
+		conftest.wait_until(lambda: out.read_bytes().count(b"\n") >= 1, 8,
+			what="the subscriber's retained probe")
+	except BaseException:
+		sub.kill()
+		sub.wait()
+		raise
+	return sub, out
+
+
+def drop_probe(port, data, topic):
+	"""The subscriber's output without the probe's line (the first one); clears the retained
+	probe (once the subscriber is gone: it would see the clearing message)."""
+	run_pub(port, "-t", topic + "/probe", "-n", "-r")
+	first, _, rest = data.partition(b"\n")
+	assert b"probe" in first, data
+	return rest
+
+
+def capture_pub(tmp_path, port, topic, pub_args, viesti, input=None, count=1):
+	sub, out = live_sub(tmp_path, port, topic, count, "-F", "%t|%q|%r|%l|%p|%C|%R|%D|%E|%F|%P")
+	try:
 		r = run_pub(port, *(["-t", topic] + pub_args), viesti=viesti, input=input)
 		assert r.returncode == 0, r.stderr
 		sub.wait(10)
@@ -269,7 +290,7 @@ def capture_pub(tmp_path, port, topic, pub_args, viesti, input=None, count=1):
 		if sub.poll() is None:
 			sub.kill()
 			sub.wait()
-	return out.read_bytes()
+	return drop_probe(port, out.read_bytes(), topic)
 
 
 @needs_cli
@@ -308,12 +329,9 @@ def test_pub_file_and_url(any_broker, tmp_path):
 	want = capture_pub(tmp_path, port, topic, ["-f", str(f)], viesti=False)
 	got = capture_pub(tmp_path, port, topic, ["-f", str(f)], viesti=True)
 	assert got == want
-	out = tmp_path / "url.out"
-	sub = subprocess.Popen(mosq_cmd("sub", port, "-t", topic + "/u", "-C", "1", "-W", "8"),
-		stdout=open(str(out), "wb"))
-	time.sleep(0.3)
+	sub, out = live_sub(tmp_path, port, topic + "/u", 1)
 	r = subprocess.run([VIESTI, "pub", "-L", "mqtt://127.0.0.1:%d/%s/u" % (port, topic), "-m", "via url"],
 		capture_output=True, timeout=10)
 	assert r.returncode == 0, r.stderr
 	sub.wait(10)
-	assert out.read_bytes() == b"via url\n"
+	assert drop_probe(port, out.read_bytes(), topic + "/u") == b"via url\n"

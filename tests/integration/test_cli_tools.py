@@ -110,13 +110,21 @@ def test_remove_retained(any_broker):
 def test_unsubscribe_U(any_broker):
 	port = any_broker
 	b = uid("un")
+	ready = "ready-" + b  # a retained probe outside b/#: its line says the client is subscribed
+	run(["pub", "-h", "127.0.0.1", "-p", str(port), "-t", ready, "-m", "probe", "-r"])
 	p = subprocess.Popen(viesti_cmd("sub", port, "-t", b + "/#", "-U", b + "/#", "-t", b + "/keep",
-		"-C", "1", "-W", "5", "-v"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-	time.sleep(0.5)
-	run(["pub", "-h", "127.0.0.1", "-p", str(port), "-t", b + "/other", "-m", "no"])
-	run(["pub", "-h", "127.0.0.1", "-p", str(port), "-t", b + "/keep", "-m", "yes"])
-	out, err = p.communicate(timeout=10)
-	assert out == ("%s/keep yes\n" % b).encode(), (out, err)
+		"-t", ready, "-C", "2", "-W", "5", "-v"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+	try:
+		assert p.stdout.readline() == ("%s probe\n" % ready).encode()
+		run(["pub", "-h", "127.0.0.1", "-p", str(port), "-t", b + "/other", "-m", "no"])
+		run(["pub", "-h", "127.0.0.1", "-p", str(port), "-t", b + "/keep", "-m", "yes"])
+		out, err = p.communicate(timeout=10)
+		assert out == ("%s/keep yes\n" % b).encode(), (out, err)
+	finally:
+		if p.poll() is None:
+			p.kill()
+			p.wait()
+		run(["pub", "-h", "127.0.0.1", "-p", str(port), "-t", ready, "-n", "-r"])
 
 
 @needs_cli
@@ -165,8 +173,14 @@ def test_persistent_session_c(any_broker):
 def responder(port, req_topic, version="5"):
 	"""A responder built from viesti sub: answers one request on its response topic with the
 	correlation data echoed, using -F to print what it got."""
-	return subprocess.Popen(viesti_cmd("sub", port, "-t", req_topic, "-C", "1", "-W", "10", "-V",
-		version, "-F", "%R|%D|%p"), stdout=subprocess.PIPE)
+	# A retained probe: its line says the responder is subscribed (the caller clears it, after
+	# the responder is gone: it would see the clearing message).
+	ready = req_topic + "/ready"
+	run(["pub", "-h", "127.0.0.1", "-p", str(port), "-t", ready, "-m", "probe", "-r"])
+	p = subprocess.Popen(viesti_cmd("sub", port, "-t", req_topic, "-t", ready, "-C", "2", "-W",
+		"10", "-V", version, "-F", "%R|%D|%p"), stdout=subprocess.PIPE)
+	assert p.stdout.readline() == b"||probe\n"
+	return p
 
 
 @needs_cli
@@ -176,7 +190,6 @@ def test_rr_request_response(any_broker, tool):
 	req = uid("req")
 	resp = uid("resp")
 	seen = responder(port, req)
-	time.sleep(0.5)
 	if tool == "viesti":
 		cmd = viesti_cmd("rr", port, "-t", req, "-e", resp, "-m", "ping", "-W", "10",
 			"--correlation-data", "c-42")
@@ -192,6 +205,7 @@ def test_rr_request_response(any_broker, tool):
 		"-V", "5", "-D", "publish", "correlation-data", corr.decode()])
 	assert r.returncode == 0
 	out, err = rr.communicate(timeout=10)
+	run(["pub", "-h", "127.0.0.1", "-p", str(port), "-t", req + "/ready", "-n", "-r"])
 	assert rr.returncode == 0, err
 	assert out == b"pong\n"
 
