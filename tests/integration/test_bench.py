@@ -108,3 +108,34 @@ def test_compare_quick(tmp_path):
 	assert "viesti" in p.stdout.lower() and "mosquitto" in p.stdout.lower()
 	text = md.read_text()
 	assert "pairs" in text and "conn" in text and "|" in text
+
+
+def _compare_module():
+	import importlib.machinery
+	import importlib.util
+	loader = importlib.machinery.SourceFileLoader("bench_compare", COMPARE)
+	spec = importlib.util.spec_from_loader("bench_compare", loader)
+	mod = importlib.util.module_from_spec(spec)
+	loader.exec_module(mod)
+	return mod
+
+
+def test_compare_flashmq_config_at_its_best(tmp_path):
+	"""FlashMQ's run gets its own dialect: a listen block on 127.0.0.1 with tcp_nodelay, QoS
+	queues of 65,535 messages, one thread per core, anonymous clients."""
+	mod = _compare_module()
+	conf = tmp_path / "f.conf"
+	mod.write_conf(str(conf), "flashmq", 12345, ["thread_count 2"])
+	text = conf.read_text()
+	for want in ("max_qos_msg_pending_per_client 65535", "allow_anonymous true",
+			"port 12345", "inet4_bind_address 127.0.0.1", "tcp_nodelay true", "thread_count 2"):
+		assert want in text, text
+	assert "listener" not in text  # not Mosquitto's dialect
+	assert mod.parse_peer("flashmq=/opt/flashmq/flashmq") == ("flashmq", "/opt/flashmq/flashmq")
+
+
+def test_compare_needs_a_peer(tmp_path):
+	p = subprocess.run(["/usr/bin/python3", COMPARE, "--viesti", VIESTI or "/bin/true",
+		"--no-mosquitto", "--quick"], capture_output=True, text=True, timeout=30,
+		stdin=subprocess.DEVNULL, cwd=str(tmp_path))
+	assert p.returncode != 0 and "no peer" in p.stderr
