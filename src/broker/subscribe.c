@@ -103,7 +103,7 @@ static uint8_t subscribe_one(struct vs_conn *c, const struct vs_sub_entry *e, ui
 static void retained_for(struct vs_conn *c, const struct vs_sub_entry *e, uint8_t granted,
 			 uint32_t sub_id, bool is_new)
 {
-	/* Retain Handling [MQTT-3.3.1-9..11]; none for shared subscriptions [MQTT-4.8.2-?]. */
+	/* Retain Handling [MQTT-3.3.1-9..11]; none for shared ones (5.0 3.3.1.3: not numbered). */
 	if (granted >= 0x80 || is_shared(&e->filter) || e->retain_handling == 2 ||
 	    (e->retain_handling == 1 && !is_new))
 		return;
