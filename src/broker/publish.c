@@ -177,7 +177,7 @@ enum vs_handled vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 		return vs_conn_reply_ack(c, VS_PUBACK, p->packet_id, (uint8_t)rc);
 	if (p->qos == 2) {
 		if (rc >= 0x80) {
-			/* A failed QoS 2 exchange ends here: the id is free again [MQTT-4.3.3-?]. */
+			/* A failed QoS 2 exchange ends here: the id is free again [MQTT-4.3.3-9]. */
 			pthread_mutex_lock(&c->session->lock);
 			vs_session_in_qos2_del(c->session, p->packet_id);
 			vs_bp_inqos2(c->w, c->session, p->packet_id, false);

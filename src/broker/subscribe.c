@@ -133,7 +133,7 @@ static size_t keep_publishable(const struct vs_broker *b, struct retained_ctx *r
 static void retained_for(struct vs_conn *c, const struct vs_sub_entry *e, uint8_t granted,
 			 uint32_t sub_id, bool is_new)
 {
-	/* Retain Handling [MQTT-3.3.1-9..11]; none for shared subscriptions [MQTT-4.8.2-?]. */
+	/* Retain Handling [MQTT-3.3.1-9..11]; none for shared ones (5.0 3.3.1.3: not numbered). */
 	if (granted >= 0x80 || vs_sproto_is_shared(&e->filter) || e->retain_handling == 2 ||
 	    (e->retain_handling == 1 && !is_new))
 		return;

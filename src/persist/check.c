@@ -179,9 +179,13 @@ static int check_file(int dirfd, const struct vs_store_file *f, bool used, struc
 		fprintf(out, "  %-22s unreadable: %s\n", f->name, vs_strerror(rc));
 		return rc;
 	}
-	vs_scan_file(buf, len, f->kind == 'T' ? VS_FILE_KIND_SNAP : f->kind, used ? on_rec : NULL,
-		     t, sc);
+	rc = vs_scan_file(buf, len, f->kind == 'T' ? VS_FILE_KIND_SNAP : f->kind,
+			  used ? on_rec : NULL, t, sc);
 	free(buf);
+	if (rc < 0) { /* no memory: the scan stopped, *sc says nothing */
+		fprintf(out, "  %-22s not checked: %s\n", f->name, vs_strerror(rc));
+		return rc;
+	}
 	fprintf(out, "  %-22s %10zu bytes %8llu records  %s%s\n", f->name, len,
 		(unsigned long long)sc->records, end_name(sc, f->kind),
 		f->kind == 'T' ? " [unfinished snapshot: ignored]"

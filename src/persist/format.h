@@ -63,7 +63,9 @@ struct vs_scan {
 };
 
 /* Scans a whole file image buf[0..len) of the given kind, calling fn for every valid known
- * record up to the first damage. Returns 0, or fn's negative value (scan stopped). */
+ * record up to the first damage. Returns 0, fn's negative value, or -ENOMEM (no memory to
+ * decode a record's subscription identifiers); on a negative return the scan stopped and *out
+ * says nothing about damage: nothing may be repaired on its word. */
 int vs_scan_file(const uint8_t *buf, size_t len, char kind, vs_store_replay_fn fn, void *ctx,
 		 struct vs_scan *out);
 

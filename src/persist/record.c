@@ -312,6 +312,7 @@ int vs_file_hdr_check(const uint8_t *p, size_t len, char kind, uint64_t *epoch, 
 struct rd {
 	const uint8_t *p, *end;
 	int bad;
+	bool nomem; /* the scratch array could not grow: the record itself may be fine */
 };
 
 static const uint8_t *take(struct rd *r, size_t k)
@@ -413,8 +414,10 @@ static void dec_queue(struct rd *r, struct vs_rec_queue *q, uint32_t **scratch, 
 		goto bad;
 	if (n > *cap) {
 		uint32_t *a = realloc(*scratch, n * sizeof(**scratch));
-		if (!a)
-			goto bad; /* reported as damage; only under memory exhaustion */
+		if (!a) {
+			r->nomem = true; /* not damage: the caller must not repair anything */
+			goto bad;
+		}
 		*scratch = a;
 		*cap = n;
 	}
@@ -507,8 +510,10 @@ long vs_rec_decode(const uint8_t *buf, size_t len, struct vs_rec *out, uint32_t 
 	out->type = buf[4];
 	out->version = buf[5];
 	if (vs_rec_known(out)) {
-		struct rd r = {buf + VS_REC_HDR_SIZE, buf + VS_REC_HDR_SIZE + blen, 0};
+		struct rd r = {buf + VS_REC_HDR_SIZE, buf + VS_REC_HDR_SIZE + blen, 0, false};
 		dec_body(&r, out, scratch, scratch_cap);
+		if (r.nomem)
+			return -ENOMEM;
 		if (r.bad)
 			return VS_EPROTO;
 	}

@@ -42,13 +42,15 @@ static int plausible(const uint8_t *p, size_t left)
 	       ((p[4] >= 1 && p[4] <= VS_REC_TYPE_MAX) || p[4] == VS_REC_SNAP_END);
 }
 
-/* Counts valid-looking records in buf[from..len), walking on from each one found. */
-static uint64_t count_after(const uint8_t *buf, size_t len, size_t from)
+/* Counts valid-looking records in buf[from..len) into *count, walking on from each one found.
+ * Returns 0, or -ENOMEM (a record could not be decoded for want of memory: no count). */
+static int count_after(const uint8_t *buf, size_t len, size_t from, uint64_t *count)
 {
 	uint64_t n = 0, budget = RESYNC_BUDGET;
 	uint32_t *scratch = NULL;
 	size_t cap = 0, off = from;
 	struct vs_rec rec;
+	int rc = 0;
 
 	while (off < len && budget > 0) {
 		if (!plausible(buf + off, len - off)) {
@@ -58,6 +60,10 @@ static uint64_t count_after(const uint8_t *buf, size_t len, size_t from)
 		uint32_t blen = le32(buf + off);
 		budget = budget > blen ? budget - blen : 0;
 		long k = vs_rec_decode(buf + off, len - off, &rec, &scratch, &cap);
+		if (k == -ENOMEM) {
+			rc = -ENOMEM;
+			break;
+		}
 		if (k > 0) {
 			n++;
 			off += (size_t)k;
@@ -66,7 +72,8 @@ static uint64_t count_after(const uint8_t *buf, size_t len, size_t from)
 		}
 	}
 	free(scratch);
-	return n;
+	*count = n;
+	return rc;
 }
 
 static void note_unknown(struct vs_scan *out, const struct vs_rec *rec)
@@ -95,6 +102,8 @@ int vs_scan_file(const uint8_t *buf, size_t len, char kind, vs_store_replay_fn f
 	out->valid_end = off;
 	while (off < len && !out->sealed) {
 		long n = vs_rec_decode(buf + off, len - off, &rec, &scratch, &cap);
+		if (n == -ENOMEM)
+			rc = -ENOMEM;
 		if (n <= 0)
 			break;
 		if (rec.type == VS_REC_SNAP_END && kind == VS_FILE_KIND_SNAP && n >= 18) {
@@ -118,10 +127,12 @@ int vs_scan_file(const uint8_t *buf, size_t len, char kind, vs_store_replay_fn f
 		return rc;
 	if (off >= len) {
 		out->end = VS_SCAN_CLEAN;
-	} else {
-		out->after = count_after(buf, len, off + 1);
-		out->end = out->after ? VS_SCAN_CORRUPT : VS_SCAN_TORN;
+		return 0;
 	}
+	rc = count_after(buf, len, off + 1, &out->after);
+	if (rc < 0)
+		return rc;
+	out->end = out->after ? VS_SCAN_CORRUPT : VS_SCAN_TORN;
 	return 0;
 }
 

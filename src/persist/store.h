@@ -300,8 +300,9 @@ int vs_store_check(const char *dir, FILE *out);
 /* ---- Decoding (for tests, the fuzzer and the check tool) ----------------------------------- */
 
 /* Decodes the record at buf[0..len). Returns bytes consumed (> 0); 0 if buf holds no whole
- * record; VS_EPROTO for a bad header, CRC or body. A newer version or unknown type decodes to
- * out->type/version with an empty union and returns the consumed size: check with
+ * record; VS_EPROTO for a bad header, CRC or body; -ENOMEM if *scratch could not grow (says
+ * nothing about the record: never treat it as damage). A newer version or unknown type decodes
+ * to out->type/version with an empty union and returns the consumed size: check with
  * vs_rec_known(). Sub ids are copied into *scratch (grown with realloc; free it when done). */
 long vs_rec_decode(const uint8_t *buf, size_t len, struct vs_rec *out, uint32_t **scratch,
 		   size_t *scratch_cap);

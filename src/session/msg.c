@@ -211,6 +211,9 @@ static void fill_packet(const struct vs_msg *m, const struct vs_delivery *d, int
 	}
 }
 
+/* The shared encoding for d's form, made on first use; NULL if it cannot be made (no memory, or
+ * a packet the codec refuses): the callers then encode for d directly, which gives the same
+ * bytes, or the codec's error. */
 static struct vs_msg_enc *cached(struct vs_msg *m, const struct vs_delivery *d)
 {
 	int slot = (d->version >= VS_V5 ? 2 : 0) + (d->qos > 0);
@@ -306,10 +309,10 @@ ssize_t vs_msg_encoded_size(struct vs_msg *m, const struct vs_delivery *d, int64
 		size_t rem;
 		return v3_size(m, d, &rem);
 	}
-	if (cacheable(m, d)) {
-		struct vs_msg_enc *e = cached(m, d);
-		return e ? (ssize_t)e->len : VS_EPROTO;
-	}
+	struct vs_msg_enc *e = cacheable(m, d) ? cached(m, d) : NULL;
+	if (e)
+		return (ssize_t)e->len;
+	/* Not cacheable, or the cache could not be filled (no memory): encode directly. */
 	struct vs_packet pk;
 	fill_packet(m, d, now_ms, &pk);
 	return vs_codec_size(&pk, d->version);
@@ -320,10 +323,8 @@ ssize_t vs_msg_encode(struct vs_msg *m, const struct vs_delivery *d, int64_t now
 {
 	if (d->version < VS_V5)
 		return v3_encode(m, d, out, cap);
-	if (cacheable(m, d)) {
-		struct vs_msg_enc *e = cached(m, d);
-		if (!e)
-			return VS_EPROTO;
+	struct vs_msg_enc *e = cacheable(m, d) ? cached(m, d) : NULL;
+	if (e) {
 		if (cap < e->len)
 			return VS_ETOOBIG;
 		memcpy(out, e->bytes, e->len);

@@ -372,11 +372,15 @@ int vs_session_sub_add(struct vs_session *s, const char *filter, size_t len, uin
 		x->sub_id = sub_id;
 		return 0;
 	}
-	if (subs_reserve(s) < 0)
-		return -ENOMEM;
+	/* The copy first: a failure after subs_reserve() would leave a first subscription's
+	 * array allocated and empty, where the list is NULL until there is one. */
 	char *f = malloc(len + 1);
 	if (!f)
 		return -ENOMEM;
+	if (subs_reserve(s) < 0) {
+		free(f);
+		return -ENOMEM;
+	}
 	memcpy(f, filter, len);
 	f[len] = '\0';
 	struct vs_session_subs *x = s->subs;
