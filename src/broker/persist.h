@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct vs_broker;
 struct vs_worker;
@@ -27,6 +28,11 @@ struct vs_qentry;
 /* Opens the store in persistence_location, replays it into the broker (sessions, subscriptions,
  * retained messages, queues, wills) and compacts it. Returns 0 or a negative error with err. */
 int vs_bp_open(struct vs_broker *b, char *err, size_t errlen);
+/* viesti broker --import-mosquitto-db FILE: imports the Mosquitto database FILE into the store
+ * the configuration names (which must not be in use by a running broker), writing a report or
+ * the reason it failed to out. Returns 0 or a negative error. */
+struct vs_config;
+int vs_bp_import_mosquitto(const struct vs_config *c, const char *file, FILE *out);
 /* Writes a final snapshot, closes the store. */
 void vs_bp_close(struct vs_broker *b);
 

@@ -1,17 +1,24 @@
 /*
  * Persistence at start-up and compaction: replaying the store into the broker, and writing the
  * broker's whole state as a snapshot (after replay, and whenever the log has grown large).
+ * On the first start with persistence on, a Mosquitto database found where Mosquitto kept it is
+ * imported through the same replay callbacks (src/persist/mosqdb.h); the start-up snapshot then
+ * makes it part of Viesti's store, and the Mosquitto file is only ever read.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/vec.h"
 #include "base/clock.h"
 #include "base/error.h"
 #include "broker/persist.h"
 #include "broker/worker.h"
+#include "persist/mosqdb.h"
 #include "persist/store.h"
 #include "session/session.h"
 #include "topic/retain.h"
@@ -602,18 +609,192 @@ static enum vs_fsync_policy policy_of(const struct vs_config *c)
 	}
 }
 
+/* ---- Importing a Mosquitto database ------------------------------------------------------ */
+
+/* <persistence_location>/<persistence_file>: where Mosquitto keeps its database. */
+static void mosqdb_path(const struct vs_config *c, char *out, size_t n)
+{
+	snprintf(out, n, "%s/%s", c->persistence_location ? c->persistence_location : ".",
+		 c->persistence_file ? c->persistence_file : "mosquitto.db");
+}
+
+/* <persistence_location>/<persistence_file>.d: Viesti's store, beside (never in place of) a
+ * Mosquitto database file of the same name (docs/persistence.md). */
+static void store_dir(const struct vs_config *c, char *out, size_t n)
+{
+	char path[4000];
+	mosqdb_path(c, path, sizeof(path));
+	snprintf(out, n, "%s.d", path);
+}
+
+/* Reads the whole file at path into a malloc'd buffer; the file is opened read-only. Returns 0,
+ * or -errno (-ENOENT: there is none). */
+static int read_whole(const char *path, uint8_t **buf, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	int rc = 0;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		rc = S_ISREG(st.st_mode) ? -errno : -EINVAL;
+		goto out_close;
+	}
+	size_t want = (size_t)st.st_size, got = 0;
+	uint8_t *p = malloc(want ? want : 1);
+	if (!p) {
+		rc = -ENOMEM;
+		goto out_close;
+	}
+	while (got < want) {
+		ssize_t k = read(fd, p + got, want - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			free(p);
+			rc = k < 0 ? -errno : -EIO;
+			goto out_close;
+		}
+		got += (size_t)k;
+	}
+	*buf = p;
+	*len = got;
+out_close:
+	close(fd);
+	return rc;
+}
+
+/* Logs what an import found wrong with the file itself (damage, or not importable at all). */
+static void log_mosqdb_damage(const struct vs_log *log, const char *path,
+			      const struct vs_mosqdb_info *p)
+{
+	if (p->damaged)
+		vs_log(log, VS_LOG_WARN,
+		       "persistence: %s is damaged at byte %zu of %zu (%s): everything before it was "
+		       "imported, the remaining %zu bytes were skipped",
+		       path, p->valid_end, p->size, p->why, p->size - p->valid_end);
+}
+
+/* On the first start (the store did not exist), replays the Mosquitto database at
+ * persistence_location/persistence_file, if there is one, into r. Never fails the start. */
+static void import_first_start(struct vs_broker *b, struct replay *r)
+{
+	char path[4096];
+	mosqdb_path(b->conf, path, sizeof(path));
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rc = read_whole(path, &buf, &len);
+	if (rc == -ENOENT)
+		return;
+	if (rc < 0) {
+		vs_log(b->log, VS_LOG_ERR, "persistence: cannot read Mosquitto database %s: %s; "
+		       "starting without it", path, vs_strerror(rc));
+		return;
+	}
+	struct vs_mosqdb_import_info info;
+	rc = vs_mosqdb_import(buf, len, r->max_id, r->now_wall, on_record, r, &info);
+	free(buf);
+	if (rc == VS_EPROTO) {
+		vs_log(b->log, VS_LOG_ERR, "persistence: %s not imported: %s; starting without it",
+		       path, info.parse.why);
+		return;
+	}
+	if (rc < 0)
+		vs_log(b->log, VS_LOG_ERR, "persistence: importing %s stopped: %s; what was read "
+		       "so far is kept", path, vs_strerror(rc));
+	log_mosqdb_damage(b->log, path, &info.parse);
+	char sum[512];
+	vs_mosqdb_import_summary(&info, sum, sizeof(sum));
+	vs_log(b->log, VS_LOG_NOTICE,
+	       "persistence: imported from %s (Mosquitto format version %u): %s. The file is left "
+	       "as it was; Viesti's store is %s.d",
+	       path, info.parse.version, sum, path);
+}
+
+/* The replay callback of a manual import: only the highest message id in use matters. */
+static int note_max_id(void *ctx, const struct vs_rec *rec)
+{
+	uint64_t *max = ctx;
+	if (rec->type == VS_REC_MSG && rec->u.msg.msg_id > *max)
+		*max = rec->u.msg.msg_id;
+	return 0;
+}
+
+static int append_rec(void *ctx, const struct vs_rec *rec)
+{
+	int rc = vs_store_append(ctx, rec);
+	return rc == VS_ETOOBIG ? 0 : rc; /* an over-long field: that record is left out */
+}
+
+int vs_bp_import_mosquitto(const struct vs_config *c, const char *file, FILE *out)
+{
+	char dir[4096], err[512];
+	store_dir(c, dir, sizeof(dir));
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rc = read_whole(file, &buf, &len);
+	if (rc < 0) {
+		fprintf(out, "viesti broker: cannot read %s: %s\n", file, vs_strerror(rc));
+		return rc;
+	}
+	struct vs_store *st;
+	rc = vs_store_open(dir, VS_FSYNC_BATCH, 0, &c->log, &st, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(out, "viesti broker: %s\n", err);
+		goto out_free;
+	}
+	uint64_t max_id = 0;
+	struct vs_store_replay_info ri;
+	long n = vs_store_replay(st, note_max_id, &max_id, &ri);
+	if (n < 0) {
+		rc = (int)n;
+		fprintf(out, "viesti broker: reading the store %s failed: %s\n", dir, vs_strerror(rc));
+		goto out_close;
+	}
+	struct vs_store_buf sb;
+	vs_store_buf_init(&sb);
+	struct vs_mosqdb_import_info info;
+	rc = vs_mosqdb_import(buf, len, max_id, vs_wall_s(), append_rec, &sb, &info);
+	if (rc == VS_EPROTO)
+		fprintf(out, "viesti broker: %s not imported: %s\n", file, info.parse.why);
+	else if (rc < 0)
+		fprintf(out, "viesti broker: importing %s failed: %s\n", file, vs_strerror(rc));
+	else if ((rc = vs_store_commit(st, &sb)) < 0)
+		fprintf(out, "viesti broker: writing to %s failed: %s\n", dir, vs_strerror(rc));
+	vs_store_buf_fini(&sb);
+	if (rc < 0)
+		goto out_close;
+	char sum[512];
+	vs_mosqdb_import_summary(&info, sum, sizeof(sum));
+	if (info.parse.damaged)
+		fprintf(out, "%s is damaged at byte %zu of %zu (%s): the remaining %zu bytes were "
+			"skipped\n", file, info.parse.valid_end, info.parse.size, info.parse.why,
+			info.parse.size - info.parse.valid_end);
+	fprintf(out, "imported %s (Mosquitto format version %u) into %s: %s%s\n", file,
+		info.parse.version, dir, sum,
+		n > 0 ? " (added to what the store held: same client ids and retained topics are "
+			"replaced)"
+		      : "");
+	if (!c->persistence)
+		fprintf(out, "note: persistence is off in this configuration; the broker reads the "
+			"store only with `persistence true`\n");
+out_close:
+	vs_store_close(st);
+out_free:
+	free(buf);
+	return rc < 0 ? rc : 0;
+}
+
 int vs_bp_open(struct vs_broker *b, char *err, size_t errlen)
 {
 	const struct vs_config *c = b->conf;
 	atomic_init(&b->next_store_id, 1);
 	if (!c->persistence)
 		return 0;
-	/* <persistence_location>/<persistence_file>.d: never touches a Mosquitto database file of
-	 * the same name (docs/persistence.md). */
 	char dir[4096];
-	snprintf(dir, sizeof(dir), "%s/%s.d",
-		 c->persistence_location ? c->persistence_location : ".",
-		 c->persistence_file ? c->persistence_file : "mosquitto.db");
+	store_dir(c, dir, sizeof(dir));
+	struct stat dst;
+	bool fresh = stat(dir, &dst) < 0 && errno == ENOENT;
 	int64_t t0 = vs_now_ms();
 	int rc = vs_store_open(dir, policy_of(c), (unsigned)c->persistence_fsync_interval_ms, b->log,
 			       &b->store, err, errlen);
@@ -627,6 +808,9 @@ int vs_bp_open(struct vs_broker *b, char *err, size_t errlen)
 		replay_fini(&r);
 		return (int)n;
 	}
+	/* A store that never got as far as its first snapshot counts as new too. */
+	if (fresh || (info.files == 0 && n == 0))
+		import_first_start(b, &r);
 	rebuild_queues(&r);
 	rebuild_sessions(&r);
 	rebuild_retained(&r);

@@ -16,6 +16,7 @@
 
 #include "base/error.h"
 #include "broker/broker.h"
+#include "broker/persist.h"
 #include "cmd/cmd.h"
 #include "conf/conf.h"
 #include "persist/store.h"
@@ -24,7 +25,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: viesti broker [-c FILE] [-p PORT] [-v] [-d] [--test-config]\n"
-		"       viesti broker --check-store DIR\n\n"
+		"       viesti broker --check-store DIR\n"
+		"       viesti broker [-c FILE] --import-mosquitto-db MOSQUITTO_DB\n\n"
 		"Runs the MQTT broker. Without -c: listens on localhost:1883 only and allows\n"
 		"anonymous clients (Mosquitto 2.0's safe default). The configuration file uses\n"
 		"mosquitto.conf's format and directives; see docs/configuration.md.\n\n"
@@ -34,6 +36,14 @@ static void usage(FILE *f)
 		"  -d, --daemon            run in the background\n"
 		"      --test-config       check the configuration and exit\n"
 		"      --check-store DIR   report what a persistence directory holds and exit\n"
+		"      --import-mosquitto-db MOSQUITTO_DB\n"
+		"                          import Mosquitto's database file (retained messages,\n"
+		"                          persistent sessions, their subscriptions and queued\n"
+		"                          messages) into the store the configuration names\n"
+		"                          (persistence_location/persistence_file.d), say what was\n"
+		"                          imported and exit; the file itself is only read. The first\n"
+		"                          start with persistence on does this by itself\n"
+		"                          (docs/persistence.md)\n"
 		"  -h, --help              show this help\n\n"
 		"Signals: SIGINT/SIGTERM stop cleanly; SIGHUP reloads the configuration (password,\n"
 		"ACL and PSK files, TLS certificates, most directives) and reopens the log file,\n"
@@ -47,6 +57,7 @@ struct args {
 	bool daemon;
 	bool test_config;
 	const char *check_store;
+	const char *import_db; /* --import-mosquitto-db */
 };
 
 static int parse_args(int argc, char **argv, struct args *a)
@@ -58,6 +69,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{"daemon", no_argument, NULL, 'd'},
 		{"test-config", no_argument, NULL, 't'},
 		{"check-store", required_argument, NULL, 's'},
+		{"import-mosquitto-db", required_argument, NULL, 'm'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -90,6 +102,9 @@ static int parse_args(int argc, char **argv, struct args *a)
 			break;
 		case 's':
 			a->check_store = optarg;
+			break;
+		case 'm':
+			a->import_db = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -288,6 +303,11 @@ int vs_cmd_broker(int argc, char **argv)
 	if (load_config(&conf, &a) < 0) {
 		vs_config_fini(&conf);
 		return 3;
+	}
+	if (a.import_db) {
+		rc = vs_bp_import_mosquitto(&conf, a.import_db, stdout);
+		vs_config_fini(&conf);
+		return rc < 0 ? 1 : 0;
 	}
 	if (a.test_config) {
 		printf("%s: configuration OK\n", a.config ? a.config : "defaults");
