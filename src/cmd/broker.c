@@ -16,6 +16,7 @@
 
 #include "base/error.h"
 #include "broker/broker.h"
+#include "broker/check.h"
 #include "cmd/cmd.h"
 #include "conf/conf.h"
 #include "persist/store.h"
@@ -137,6 +138,43 @@ static int load_config(struct vs_config *c, const struct args *a)
 			strerror(errno));
 		return -1;
 	}
+	return 0;
+}
+
+static void print_problem(void *ud, const char *msg)
+{
+	fprintf(stderr, "viesti broker: %s\n", msg);
+	(*(int *)ud)++;
+}
+
+/*
+ * --test-config: every problem the start-up would stop at, short of binding the ports, each on
+ * its own line (the configuration's bad lines, each listener's, the password and ACL files'
+ * bad lines, TLS files...). Nothing is created or written. Returns the exit status: 0, or 3
+ * (as a configuration refused at start-up).
+ */
+static int test_config(const struct args *a)
+{
+	struct vs_config c;
+	vs_config_init(&c);
+	int n = 0;
+	const char *name = a->config ? a->config : "defaults";
+	int rc = a->config ? vs_config_load_all(&c, a->config, print_problem, &n) : 0;
+	if (rc >= 0 && vs_config_finish(&c, a->port) < 0)
+		rc = -ENOMEM;
+	if (rc >= 0) {
+		vs_config_validate_all(&c, print_problem, &n);
+		vs_broker_check(&c, print_problem, &n); /* counts through print_problem */
+	}
+	vs_config_fini(&c);
+	if (rc == -ENOMEM)
+		fprintf(stderr, "viesti broker: out of memory\n");
+	if (rc < 0 || n > 0) {
+		fprintf(stderr, "viesti broker: %s: %d error(s), the broker would not start\n", name,
+			n);
+		return 3;
+	}
+	printf("%s: configuration OK\n", name);
 	return 0;
 }
 
@@ -283,16 +321,13 @@ int vs_cmd_broker(int argc, char **argv)
 		rc = vs_store_check(a.check_store, stdout);
 		return rc < 0 ? 1 : rc;
 	}
+	if (a.test_config)
+		return test_config(&a);
 	struct vs_config conf;
 	vs_config_init(&conf);
 	if (load_config(&conf, &a) < 0) {
 		vs_config_fini(&conf);
 		return 3;
-	}
-	if (a.test_config) {
-		printf("%s: configuration OK\n", a.config ? a.config : "defaults");
-		vs_config_fini(&conf);
-		return 0;
 	}
 	if (a.daemon && daemon(1, 0) < 0) {
 		fprintf(stderr, "viesti broker: cannot daemonize: %s\n", strerror(errno));

@@ -57,6 +57,9 @@ struct parser {
 	bool comment_ok; /* this line's directive takes words: a trailing "# ..." is a comment */
 	char *err;
 	size_t errlen;
+	vs_conf_report_fn report; /* set: a bad line is reported and the parse goes on */
+	void *report_ud;
+	int n_errors;             /* reported so far */
 };
 
 struct directive;
@@ -932,6 +935,11 @@ static int parse_text(struct parser *p, char *text, size_t len)
 			return perr(p, "NUL byte in line, expected text");
 		*stop = '\0';
 		int rc = parse_line(p, line);
+		if (rc == VS_ECONF && p->report) {
+			p->report(p->report_ud, p->err);
+			p->n_errors++;
+			rc = 0;
+		}
 		if (rc)
 			return rc;
 		line = stop + 1;
@@ -1047,8 +1055,14 @@ static int include_one(struct parser *p, const char *dir, const char *name)
 	p->depth++;
 	rc = parse_file(p, path);
 	p->depth--;
-	if (rc < 0 && rc != VS_ECONF)
+	if (rc < 0 && rc != VS_ECONF) {
 		rc = perr(p, "cannot read '%s': %s, expected a readable file", path, strerror(-rc));
+		if (p->report) {
+			p->report(p->report_ud, p->err);
+			p->n_errors++;
+			rc = 0;
+		}
+	}
 out_free_path:
 	free(path);
 	return rc;
@@ -1115,4 +1129,26 @@ int vs_config_load(struct vs_config *c, const char *path, char *err, size_t errl
 		snprintf(err, errlen, "%s: cannot read: %s, expected a readable file", path,
 			 strerror(-rc));
 	return rc;
+}
+
+int vs_config_load_all(struct vs_config *c, const char *path, vs_conf_report_fn report,
+		       void *ud)
+{
+	char err[512];
+	struct parser p;
+	parser_init(&p, c, path, err, sizeof(err));
+	p.report = report;
+	p.report_ud = ud;
+	int rc = parse_file(&p, path);
+	if (rc < 0 && rc != VS_ECONF) {
+		snprintf(err, sizeof(err), "%s: cannot read: %s, expected a readable file", path,
+			 strerror(-rc));
+		report(ud, err);
+		return rc;
+	}
+	if (rc == VS_ECONF) { /* an error that stops the parse (out of memory in a setter) */
+		report(ud, err);
+		p.n_errors++;
+	}
+	return p.n_errors;
 }

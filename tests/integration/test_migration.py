@@ -1,0 +1,191 @@
+"""Switching from Mosquitto (issue 20): --test-config checks what the start-up checks and reports
+every error; trailing comments where Mosquitto accepts them; SIGUSR1/SIGUSR2; systemd's
+sd_notify protocol; Mosquitto's log line format and -v packet trace."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import Broker, TARGET_BIN, free_port, wait_until
+from mqtt_raw import RawClient
+
+pytestmark = pytest.mark.viesti_only
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+
+
+def test_config(path, *extra):
+	r = subprocess.run([TARGET_BIN, "broker", "-c", str(path), "--test-config", *extra],
+		capture_output=True, text=True, timeout=30)
+	return r.returncode, r.stdout, r.stderr
+
+
+test_config.__test__ = False  # a helper, not a test
+
+
+def write(path, text):
+	path.write_text(text)
+	return str(path)
+
+
+# ---- --test-config -------------------------------------------------------------------------
+
+def test_test_config_reports_every_startup_error(tmp_path):
+	pw = write(tmp_path / "pw", "alice:plaintext\nbob:$7$101$bad$bad\n")
+	acl = write(tmp_path / "acl", "topic reed x\nuser a\ntopic read a/#\ntopic foo bar\n")
+	conf = write(tmp_path / "bad.conf", """
+max_queued_messages 5000   # per client, as Mosquitto allows
+frobnicate 1
+password_file %s
+acl_file %s
+listener %d 127.0.0.1
+certfile /nonexistent/cert.pem
+keyfile /nonexistent/key.pem
+cafile /nonexistent/ca.pem
+listener %d 127.0.0.1
+protocol websockets
+http_dir /nonexistent/www
+listener 0 /nonexistent/dir/viesti.sock
+port abc
+""" % (pw, acl, free_port(), free_port()))
+	rc, out, err = test_config(conf)
+	assert rc == 3, (out, err)
+	assert "configuration OK" not in out
+	want = [
+		r"bad\.conf:3: unknown directive 'frobnicate'",
+		r"bad\.conf:14: bad value 'abc' for 'port'",
+		r"listener \d+ 127\.0\.0\.1: cannot read certfile '/nonexistent/cert\.pem'",
+		r"listener \d+ 127\.0\.0\.1: cannot read keyfile '/nonexistent/key\.pem'",
+		r"listener \d+ 127\.0\.0\.1: cannot read cafile '/nonexistent/ca\.pem'",
+		r"listener \d+ 127\.0\.0\.1: http_dir '/nonexistent/www'",
+		r"listener 0 /nonexistent/dir/viesti\.sock: unix socket directory '/nonexistent/dir'",
+		re.escape(pw) + r":1: user 'alice': password is not a .*hash",
+		re.escape(pw) + r":2: user 'bob'",
+		re.escape(acl) + r":1: unknown access 'reed'",
+		re.escape(acl) + r":4: unknown access 'foo'",
+		r"11 error\(s\), the broker would not start",
+	]
+	for w in want:
+		assert re.search(w, err), "missing %r in:\n%s" % (w, err)
+	assert len(err.strip().splitlines()) == 12, err
+
+
+def test_test_config_missing_files_and_unix_socket(tmp_path):
+	(tmp_path / "notasocket").write_text("x")
+	conf = write(tmp_path / "c.conf", """
+password_file %s/nonexistent.pw
+acl_file %s/nonexistent.acl
+listener 0 %s/notasocket
+listener 0 %s/ok.sock
+""" % (tmp_path, tmp_path, tmp_path, tmp_path))
+	rc, out, err = test_config(conf)
+	assert rc == 3, err
+	assert re.search(r"password_file \S*nonexistent\.pw: No such file", err), err
+	assert re.search(r"acl_file \S*nonexistent\.acl: No such file", err), err
+	assert re.search(r"notasocket' exists and is not a socket", err), err
+	assert "ok.sock" not in err
+	assert "3 error(s)" in err
+	assert not (tmp_path / "ok.sock").exists()  # nothing is created
+
+
+def test_test_config_unreadable_password_file(tmp_path):
+	if os.geteuid() == 0:
+		pytest.skip("root reads any file")
+	pw = write(tmp_path / "pw", "")
+	os.chmod(pw, 0)
+	rc, _, err = test_config(write(tmp_path / "c.conf", "password_file %s\n" % pw))
+	assert rc == 3 and "Permission denied" in err, err
+
+
+def test_test_config_tls_files_loaded_with_openssl(tmp_path):
+	"""Files that exist but that OpenSSL refuses (a key that is not a key) fail as at start-up."""
+	(tmp_path / "cert.pem").write_text("not a certificate\n")
+	(tmp_path / "key.pem").write_text("not a key\n")
+	conf = write(tmp_path / "c.conf", "listener %d\ncertfile %s/cert.pem\nkeyfile %s/key.pem\n"
+		% (free_port(), tmp_path, tmp_path))
+	rc, _, err = test_config(conf)
+	assert rc == 3, err
+	assert re.search(r"listener \d+: .*cert", err), err
+	b = Broker(tmp_path, [], "same")  # the start-up refuses it for the same reason
+	b.lines = open(conf).read().splitlines()
+	b.write_conf()
+	r = subprocess.run(b.command(), capture_output=True, text=True, timeout=30)
+	assert r.returncode != 0
+	first = [l for l in err.splitlines() if "listener" in l][0].split("viesti broker: ")[1]
+	assert first in r.stderr + r.stdout, (first, r.stderr)
+
+
+def test_test_config_good_file_is_ok(tmp_path):
+	conf = write(tmp_path / "c.conf", "listener %d 127.0.0.1 # local\nallow_anonymous true\n"
+		"listener 0 %s/b.sock\n" % (free_port(), tmp_path))
+	rc, out, err = test_config(conf)
+	assert rc == 0, err
+	assert "configuration OK" in out
+
+
+# ---- trailing comments ---------------------------------------------------------------------
+
+COMMENTED = """
+listener {port} 127.0.0.1   # the local listener
+allow_anonymous false # nobody without a name
+max_queued_messages 5000   # per client
+persistence false # not here
+log_type error # only errors
+log_type warning
+"""
+
+
+def connack_rc(port, username=None):
+	c = RawClient(port, version=4)
+	try:
+		return c.connect("cmt", expect_rc=None, username=username).rc
+	finally:
+		c.close()
+
+
+@pytest.mark.skipif(not os.access(MOSQUITTO, os.X_OK), reason="no Debian mosquitto")
+def test_trailing_comments_mean_what_they_mean_in_mosquitto(tmp_path):
+	results = {}
+	for target in ("mosquitto", "viesti"):
+		port = free_port()
+		conf = tmp_path / (target + ".conf")
+		text = COMMENTED.format(port=port)
+		if target == "mosquitto" and os.geteuid() == 0:
+			text += "user root\n"
+		conf.write_text(text)
+		cmd = [MOSQUITTO, "-c", str(conf)] if target == "mosquitto" else \
+			[TARGET_BIN, "broker", "-c", str(conf)]
+		p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+		try:
+			def up():
+				assert p.poll() is None, p.stderr.read()
+				try:
+					socket.create_connection(("127.0.0.1", port), 0.2).close()
+					return True
+				except OSError:
+					return False
+			wait_until(up, 10, what=target + " listening")
+			results[target] = connack_rc(port)
+		finally:
+			p.terminate()
+			p.wait(10)
+	assert results["viesti"] == results["mosquitto"] == 5, results
+
+
+@pytest.mark.skipif(not os.access(MOSQUITTO, os.X_OK), reason="no Debian mosquitto")
+def test_hash_in_a_string_value_is_no_comment_in_either(tmp_path):
+	pw = tmp_path / "pw"
+	pw.write_text("")
+	conf = tmp_path / "c.conf"
+	conf.write_text("listener %d 127.0.0.1\npassword_file %s # not a comment\n%s"
+		% (free_port(), pw, "user root\n" if os.geteuid() == 0 else ""))
+	m = subprocess.run([MOSQUITTO, "-c", str(conf)], capture_output=True, text=True, timeout=10)
+	assert m.returncode != 0  # mosquitto looks for the file "PATH # not a comment"
+	rc, _, err = test_config(conf)
+	assert rc == 3 and "# not a comment: No such file" in err, err
