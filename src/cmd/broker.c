@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "base/notify.h"
 #include "broker/broker.h"
 #include "broker/check.h"
 #include "cmd/cmd.h"
@@ -38,7 +39,10 @@ static void usage(FILE *f)
 		"  -h, --help              show this help\n\n"
 		"Signals: SIGINT/SIGTERM stop cleanly; SIGHUP reloads the configuration (password,\n"
 		"ACL and PSK files, TLS certificates, most directives) and reopens the log file,\n"
-		"without dropping any client (see docs/security.md#reload).\n");
+		"without dropping any client (see docs/security.md#reload); SIGUSR1 writes a\n"
+		"persistence snapshot; SIGUSR2 logs the sessions, their subscriptions and each\n"
+		"worker's state. Under systemd (NOTIFY_SOCKET) it sends READY=1, RELOADING=1,\n"
+		"STOPPING=1 and, with WatchdogSec=, WATCHDOG=1.\n");
 }
 
 struct args {
@@ -243,10 +247,12 @@ static int drop_privileges(const struct vs_config *c, struct vs_log *log)
 	return 0;
 }
 
-/* SIGHUP: the configuration again; a file that fails keeps the running settings. */
-static void reload(struct vs_broker *b, struct vs_log *log)
+/* SIGHUP: the configuration again; a file that fails keeps the running settings. systemd is
+ * told RELOADING=1 before and READY=1 after, whatever the outcome (the old settings run on). */
+static void reload(struct vs_broker *b, struct vs_log *log, const struct vs_notify *sd)
 {
 	char err[512] = "";
+	vs_notify_reloading(sd);
 	vs_log(log, VS_LOG_NOTICE, "SIGHUP: reloading %s", b->conf_path ? b->conf_path
 									: "the built-in defaults");
 	int rc = vs_broker_reload(b, err, sizeof(err));
@@ -254,10 +260,69 @@ static void reload(struct vs_broker *b, struct vs_log *log)
 		vs_log(log, VS_LOG_ERR, "reload failed, the running configuration stays: %s",
 		       err[0] ? err : vs_strerror(rc));
 		vs_log_reopen(log); /* log rotation still works */
+		vs_notify_send(sd, "READY=1\nSTATUS=Reload failed, the running configuration stays");
 		return;
 	}
 	vs_log_reopen(log);
 	vs_log(log, VS_LOG_NOTICE, "reload done: new connections use the new settings");
+	vs_notify_send(sd, "READY=1\nSTATUS=Running (configuration reloaded)");
+}
+
+/*
+ * systemd's watchdog (WatchdogSec=): WATCHDOG=1 every WATCHDOG_USEC/2, but only when every shard
+ * has handled the ping posted one interval before, so that a stuck worker gets the broker
+ * restarted instead of kept alive by a healthy main thread.
+ */
+struct watchdog {
+	int64_t interval_ms; /* 0 = off */
+	int64_t next_ms;
+	uint64_t seq;        /* the last ping posted */
+	bool warned;
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void watchdog_tick(struct watchdog *wd, struct vs_broker *b, const struct vs_notify *sd)
+{
+	if (!wd->interval_ms || mono_ms() < wd->next_ms)
+		return;
+	wd->next_ms = mono_ms() + wd->interval_ms;
+	if (wd->seq && !vs_broker_pinged(b, wd->seq)) {
+		if (!wd->warned)
+			vs_log(b->log, VS_LOG_WARN, "a worker thread has not run its loop for %lld ms: "
+			       "no WATCHDOG=1 to systemd", (long long)wd->interval_ms);
+		wd->warned = true;
+		return; /* the ping stays posted: the shard answers it when it runs again */
+	}
+	if (wd->seq)
+		vs_notify_send(sd, "WATCHDOG=1");
+	wd->warned = false;
+	vs_broker_ping(b, ++wd->seq);
+}
+
+/* SIGUSR1, SIGUSR2 (as Mosquitto: save the database, dump the state) and SIGHUP; false for
+ * the signals that stop the broker. */
+static bool on_signal(int sig, struct vs_broker *b, struct vs_log *log, const struct vs_notify *sd)
+{
+	switch (sig) {
+	case SIGHUP:
+		reload(b, log, sd);
+		return true;
+	case SIGUSR1:
+		vs_broker_snapshot(b);
+		return true;
+	case SIGUSR2:
+		vs_broker_dump(b);
+		return true;
+	default:
+		vs_log(log, VS_LOG_NOTICE, "%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+		return false;
+	}
 }
 
 static int serve(struct vs_config *conf, const struct args *a)
@@ -267,15 +332,22 @@ static int serve(struct vs_config *conf, const struct args *a)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &set, NULL); /* workers inherit the mask */
 	signal(SIGPIPE, SIG_IGN);
 
+	struct vs_notify sd;
+	if (vs_notify_init(&sd) < 0)
+		vs_log(&conf->log, VS_LOG_WARN, "NOTIFY_SOCKET '%s' is not usable: %s",
+		       getenv("NOTIFY_SOCKET"), strerror(errno));
 	struct vs_broker b;
 	char err[512] = "";
 	int rc = vs_broker_init(&b, conf, &conf->log, err, sizeof(err));
 	if (rc < 0) {
 		vs_log(&conf->log, VS_LOG_ERR, "cannot start: %s", err[0] ? err : vs_strerror(rc));
 		vs_broker_fini(&b);
+		vs_notify_fini(&sd);
 		return 1;
 	}
 	b.conf_path = a->config;
@@ -286,25 +358,29 @@ static int serve(struct vs_config *conf, const struct args *a)
 	if (drop_privileges(conf, &conf->log) < 0 || vs_broker_start(&b) < 0) {
 		vs_broker_stop(&b);
 		vs_broker_fini(&b);
+		vs_notify_fini(&sd);
 		return 1;
 	}
+	/* Listening, restored from persistence, serving: what Type=notify waits for. */
+	vs_notify_send(&sd, "READY=1\nSTATUS=Running");
+	struct watchdog wd = {.interval_ms = (int64_t)(sd.watchdog_usec / 2000)};
+	if (sd.watchdog_usec && wd.interval_ms < 1)
+		wd.interval_ms = 1;
 	for (;;) {
-		/* Wakes every 100 ms to free what reloads replaced, once no worker holds it. */
-		struct timespec tick = {.tv_nsec = 100 * 1000 * 1000};
+		/* Wakes every 100 ms (or the watchdog's interval, if shorter) to free what reloads
+		 * replaced, once no worker holds it. */
+		int64_t tick_ms = wd.interval_ms && wd.interval_ms < 100 ? wd.interval_ms : 100;
+		struct timespec tick = {.tv_nsec = tick_ms * 1000 * 1000};
 		int sig = sigtimedwait(&set, NULL, &tick);
 		vs_broker_reclaim(&b);
-		if (sig < 0)
-			continue;
-		if (sig == SIGHUP) {
-			reload(&b, &conf->log);
-			continue;
-		}
-		vs_log(&conf->log, VS_LOG_NOTICE, "%s: shutting down",
-		       sig == SIGINT ? "SIGINT" : "SIGTERM");
-		break;
+		watchdog_tick(&wd, &b, &sd);
+		if (sig >= 0 && !on_signal(sig, &b, &conf->log, &sd))
+			break;
 	}
+	vs_notify_send(&sd, "STOPPING=1\nSTATUS=Shutting down");
 	vs_broker_stop(&b);
 	vs_broker_fini(&b);
+	vs_notify_fini(&sd);
 	if (conf->pid_file)
 		unlink(conf->pid_file);
 	vs_log(&conf->log, VS_LOG_NOTICE, "stopped");

@@ -189,3 +189,109 @@ def test_hash_in_a_string_value_is_no_comment_in_either(tmp_path):
 	assert m.returncode != 0  # mosquitto looks for the file "PATH # not a comment"
 	rc, _, err = test_config(conf)
 	assert rc == 3 and "# not a comment: No such file" in err, err
+
+
+# ---- SIGUSR1 / SIGUSR2 ---------------------------------------------------------------------
+
+def test_sigusr1_snapshot_and_sigusr2_dump_keep_serving(broker, tmp_path):
+	store = tmp_path / "store"
+	store.mkdir()
+	b = broker("persistence true", "persistence_location %s/" % store, "threads 2")
+	sub = RawClient(b.port, version=4)
+	sub.connect("usr-sub", clean=False)
+	sub.subscribe([("usr/a/#", 1)])
+	pub = RawClient(b.port, version=4)
+	pub.connect("usr-pub")
+	sdir = store / "mosquitto.db.d"
+	before = set(os.listdir(sdir))
+
+	b.proc.send_signal(signal.SIGUSR1)
+	b.wait_log(r"SIGUSR1: writing a persistence snapshot")
+	b.wait_log(r"persistence: snapshot written in \d+ ms")
+	new = set(os.listdir(sdir)) - before
+	assert any(n.startswith("snap") for n in new), (before, os.listdir(sdir))
+
+	b.proc.send_signal(signal.SIGUSR2)
+	b.wait_log(r"SIGUSR2: \d+ session\(s\), 2 worker thread\(s\)")
+	b.wait_log(r"SIGUSR2: session usr-sub: 1 subscription\(s\): usr/a/# \(QoS 1\)")
+	b.wait_log(r"SIGUSR2: session usr-pub: 0 subscription\(s\)")
+	b.wait_log(r"SIGUSR2: worker 0: \d+ connection\(s\)")
+	b.wait_log(r"SIGUSR2: worker 1: \d+ connection\(s\)")
+
+	assert b.alive()
+	pub.publish("usr/a/b", b"still here", qos=1, pid=1)
+	p = sub.expect(3)  # PUBLISH
+	assert p.payload == b"still here"
+	sub.ping()
+	sub.close()
+	pub.close()
+
+
+def test_sigusr1_without_persistence_says_so(broker):
+	b = broker()
+	b.proc.send_signal(signal.SIGUSR1)
+	b.wait_log(r"SIGUSR1: persistence is off, no snapshot to write")
+	c = RawClient(b.port, version=4)
+	c.connect("after-usr1")
+	c.ping()
+	c.close()
+	assert b.alive()
+
+
+# ---- systemd's sd_notify -------------------------------------------------------------------
+
+class NotifySocket:
+	def __init__(self, path):
+		self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+		self.sock.bind(path if path[0] != "@" else "\0" + path[1:])
+		self.sock.setblocking(False)
+		self.got = []
+
+	def poll(self):
+		"""What has arrived so far (never waits: wait_until paces the polling)."""
+		try:
+			while True:
+				self.got.append(self.sock.recv(4096).decode())
+		except BlockingIOError:
+			pass
+		return self.got
+
+	def wait(self, pred, what, timeout=10):
+		return wait_until(lambda: pred(self.poll()), timeout, what=what + " in %r" % self.got)
+
+
+@pytest.mark.parametrize("abstract", [False, True])
+def test_sd_notify_ready_reloading_stopping(broker, tmp_path, abstract):
+	path = "@viesti-test-%d-%d" % (os.getpid(), time.monotonic_ns()) if abstract \
+		else str(tmp_path / "notify.sock")
+	ns = NotifySocket(path)
+	b = broker(env={"NOTIFY_SOCKET": path})
+	ns.wait(lambda g: any("READY=1" in m.split("\n") for m in g), "READY=1")
+	b.proc.send_signal(signal.SIGHUP)
+	ns.wait(lambda g: any(m.startswith("RELOADING=1") for m in g), "RELOADING=1")
+	rel = [m for m in ns.got if m.startswith("RELOADING=1")][0]
+	usec = int(re.search(r"MONOTONIC_USEC=(\d+)", rel).group(1))
+	assert abs(usec / 1e6 - time.monotonic()) < 60  # the same clock as ours
+	i = ns.got.index(rel)
+	ns.wait(lambda g: any("READY=1" in m.split("\n") for m in g[i + 1:]), "READY=1 after reload")
+	assert b.stop() is None
+	ns.wait(lambda g: any(m.startswith("STOPPING=1") for m in g), "STOPPING=1")
+
+
+def test_sd_notify_watchdog(broker, tmp_path):
+	path = str(tmp_path / "wd.sock")
+	ns = NotifySocket(path)
+	broker("threads 2", env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
+	ns.wait(lambda g: sum(m == "WATCHDOG=1" for m in g) >= 3, "three WATCHDOG=1")
+
+
+def test_sd_notify_watchdog_for_another_pid_is_not_ours(broker, tmp_path):
+	path = str(tmp_path / "wd2.sock")
+	ns = NotifySocket(path)
+	broker(env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000", "WATCHDOG_PID": "1"})
+	ns.wait(lambda g: any("READY=1" in m for m in g), "READY=1")
+	b2 = broker(env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})  # a witness
+	ns.wait(lambda g: any(m == "WATCHDOG=1" for m in g), "the witness's WATCHDOG=1")
+	b2.stop()
+	# Both sent to one socket; only the witness (its own WATCHDOG_PID unset) pings.
+	assert sum("READY=1" in m for m in ns.got) == 2
