@@ -111,9 +111,22 @@ static int parse_args(int argc, char **argv, struct args *a)
 	return 0;
 }
 
-/* log_timestamp_format and log_facility, fixed at start-up (a reload keeps them). */
-static void apply_log_format(struct vs_config *c)
+/*
+ * log_format's default: Mosquitto's line format when the file is Mosquitto's own (under
+ * /etc/mosquitto/, as Debian's unit starts it), because whatever reads that deployment's log
+ * (fail2ban or logwatch filters, scripts) was written for Mosquitto's lines; Viesti's otherwise.
+ */
+static bool mosquitto_lines(const struct vs_config *c, const char *path)
 {
+	if (c->log_format >= 0)
+		return c->log_format == VS_CONF_LOG_MOSQUITTO;
+	return path && strncmp(path, "/etc/mosquitto/", 15) == 0;
+}
+
+/* log_timestamp_format, log_facility and log_format, fixed at start-up (a reload keeps them). */
+static void apply_log_format(struct vs_config *c, const char *path)
+{
+	c->log.mosquitto = mosquitto_lines(c, path);
 	static const int local[8] = {LOG_LOCAL0, LOG_LOCAL1, LOG_LOCAL2, LOG_LOCAL3,
 				     LOG_LOCAL4, LOG_LOCAL5, LOG_LOCAL6, LOG_LOCAL7};
 	c->log.ts_format = c->log_timestamp_format; /* c outlives the broker and its log */
@@ -136,7 +149,7 @@ static int load_config(struct vs_config *c, const struct args *a)
 	}
 	if (a->verbose)
 		c->log.types = VS_LOG_ALL;
-	apply_log_format(c);
+	apply_log_format(c, a->config);
 	if (c->log.file_path && vs_log_reopen(&c->log) < 0) {
 		fprintf(stderr, "viesti broker: cannot open log file %s: %s\n", c->log.file_path,
 			strerror(errno));

@@ -103,6 +103,7 @@ void vs_config_init(struct vs_config *c)
 	c->connection_messages = true;
 	c->log_timestamp = true;
 	c->log_facility = -1;
+	c->log_format = -1;
 	c->persistence_file = strdup("mosquitto.db");
 	c->persistence_fsync = VS_CONF_FSYNC_NEVER;
 	c->persistence_fsync_interval_ms = 1000;

@@ -40,6 +40,12 @@ enum vs_conf_fsync {
 	VS_CONF_FSYNC_INTERVAL = 2, /* fsync every persistence_fsync_interval_ms */
 };
 
+enum vs_conf_log_format {
+	VS_CONF_LOG_VIESTI = 0,    /* "2024-01-02T03:04:05.678Z info: message" */
+	VS_CONF_LOG_MOSQUITTO = 1, /* "1700000000: message", and Mosquitto's wording for
+				    * connections and the debug packet trace */
+};
+
 /* A directive that may be repeated: each line adds one value. */
 struct vs_strlist {
 	char **v;
@@ -171,6 +177,8 @@ struct vs_config {
 	bool log_timestamp;         /* default true (also copied to log.timestamps) */
 	char *log_timestamp_format; /* strftime(3) format, NULL = ISO-8601 */
 	int log_facility;           /* syslog local0..local7 as 0..7; -1 = daemon (default) */
+	int log_format;             /* -1 unset (the command decides), VS_CONF_LOG_VIESTI or
+				     * VS_CONF_LOG_MOSQUITTO */
 
 	/* Persistence. */
 	bool persistence; /* default false */

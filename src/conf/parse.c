@@ -547,6 +547,17 @@ static int set_tls_version(struct parser *p, const struct directive *d, void *fi
 	return rc ? rc : set_string(p, d, field, (char *)names[i]);
 }
 
+/* `log_format viesti | mosquitto` (Viesti): the shape of each log line. */
+static int set_log_format(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	static const char *const names[] = {"viesti", "mosquitto", NULL};
+	int i;
+	int rc = parse_choice(p, d, args, names, "viesti or mosquitto", &i);
+	if (rc == 0)
+		*(int *)field = i ? VS_CONF_LOG_MOSQUITTO : VS_CONF_LOG_VIESTI;
+	return rc;
+}
+
 /* `tls_keyform pem | engine`: where the listener's private key comes from. */
 static int set_keyform(struct parser *p, const struct directive *d, void *field, char *args)
 {
@@ -762,6 +773,7 @@ static const struct directive directives[] = {
 	SPECIAL("log_timestamp", set_log_timestamp),
 	GLOBAL("log_timestamp_format", set_string, log_timestamp_format, 0, 0),
 	GLOBAL("log_facility", set_int, log_facility, 0, 7),
+	GLOBAL("log_format", set_log_format, log_format, 0, 0),
 	GLOBAL("connection_messages", set_bool, connection_messages, 0, 0),
 
 	/* Persistence. */

@@ -295,3 +295,116 @@ def test_sd_notify_watchdog_for_another_pid_is_not_ours(broker, tmp_path):
 	b2.stop()
 	# Both sent to one socket; only the witness (its own WATCHDOG_PID unset) pings.
 	assert sum("READY=1" in m for m in ns.got) == 2
+
+
+# ---- log_format mosquitto and the -v packet trace -----------------------------------------
+
+TRACE = re.compile(r"^(New connection from|New client connected|No will message|Will message|"
+	r"Sending |Received |\t|Client \S+ disconnected|subX |pubX )")
+
+
+def normalise(text):
+	"""Mosquitto-format lines without their time, with addresses and ports replaced."""
+	out = []
+	for line in text.splitlines():
+		m = re.match(r"^\d+: (.*)$", line)
+		assert m or not line.strip(), "not Mosquitto's format: %r" % line
+		if not m or not TRACE.match(m.group(1)):
+			continue
+		s = re.sub(r"127\.0\.0\.1:\d+", "ADDR", m.group(1))
+		out.append(re.sub(r"on port \d+", "on port PORT", s))
+	return out
+
+
+def per_client(lines):
+	"""Each client's lines in order ('\\t' lines belong to the line before)."""
+	by, last = {}, None
+	for line in lines:
+		if not line.startswith("\t"):
+			ids = re.findall(r"\b(subX|pubX)\b", line)
+			last = ids[0] if ids else "ADDR"
+		by.setdefault(last, []).append(line)
+	return by
+
+
+def client_actions(port):
+	sub = RawClient(port, version=4)
+	sub.connect("subX")
+	sub.subscribe([("t/a", 1)])
+	pub = RawClient(port, version=4)
+	pub.connect("pubX")
+	pub.publish("t/a", b"hello", qos=1, pid=1)  # waits for its PUBACK
+	p = sub.expect(3)
+	sub.puback(p.pid)
+	pub.ping()
+	pub.publish("t/b", b"x", qos=0)
+	pub.disconnect()
+	sub.unsubscribe(["t/a"])  # waits for its UNSUBACK
+	sub.ping()
+	sub.disconnect()
+
+
+def run_and_log(cmd, log_path, port):
+	p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+	try:
+		def up():
+			assert p.poll() is None
+			try:
+				socket.create_connection(("127.0.0.1", port), 0.2).close()
+				return True
+			except OSError:
+				return False
+		wait_until(up, 10, what="listening")
+		client_actions(port)
+		wait_until(lambda: "Client subX disconnected." in open(log_path).read(), 10,
+			what="the last client's disconnection in the log")
+	finally:
+		p.send_signal(signal.SIGTERM)
+		p.wait(10)
+	return open(log_path).read()
+
+
+@pytest.mark.skipif(not os.access(MOSQUITTO, os.X_OK), reason="no Debian mosquitto")
+def test_log_format_mosquitto_matches_mosquittos_trace(tmp_path):
+	logs = {}
+	for target in ("mosquitto", "viesti"):
+		port = free_port()
+		conf = tmp_path / (target + ".conf")
+		log_path = str(tmp_path / (target + ".log"))
+		text = "listener %d 127.0.0.1\nallow_anonymous true\nlog_type all\nlog_dest file %s\n" \
+			% (port, log_path)
+		if target == "mosquitto":
+			text += "user root\n" if os.geteuid() == 0 else ""
+			cmd = [MOSQUITTO, "-c", str(conf)]
+		else:
+			text += "log_format mosquitto\nthreads 1\n"
+			cmd = [TARGET_BIN, "broker", "-c", str(conf)]
+		conf.write_text(text)
+		logs[target] = normalise(run_and_log(cmd, log_path, port))
+	m, v = logs["mosquitto"], logs["viesti"]
+	assert "Client subX disconnected." in m and len(m) > 20, m
+	assert sorted(v) == sorted(m), "\nmosquitto:\n%s\nviesti:\n%s" % ("\n".join(m), "\n".join(v))
+	assert per_client(v) == per_client(m)
+
+
+def test_log_format_viesti_is_the_default_and_trace_only_with_debug(broker):
+	b = broker()
+	c = RawClient(b.port, version=4)
+	c.connect("quiet")
+	c.ping()
+	c.disconnect()
+	b.wait_log(r"client quiet \(\S+\) disconnected")
+	text = b.log_text()
+	assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info: client quiet", text, re.M)
+	assert "Received PINGREQ" not in text
+
+
+def test_log_format_mosquitto_with_timestamp_format(broker):
+	b = broker("log_format mosquitto", "log_timestamp_format %Y-%m-%dT%H:%M:%S", "log_type all")
+	c = RawClient(b.port, version=4)
+	c.connect("fmt")
+	c.ping()
+	c.disconnect()
+	b.wait_log(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d: Client fmt disconnected\.$")
+	b.wait_log(r"^\S+: Received PINGREQ from fmt$")
+	b.wait_log(r"^\S+: Sending PINGRESP to fmt$")

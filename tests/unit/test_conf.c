@@ -233,6 +233,22 @@ static void trailing_comments_where_mosquitto_ignores_them(void **state)
 						     "of 'bind_address', expected end of line");
 }
 
+static void log_format_directive(void **state)
+{
+	struct vs_config c;
+	vs_config_init(&c);
+	assert_int_equal(c.log_format, -1); /* unset: the command decides (docs/migration.md) */
+	vs_config_fini(&c);
+	expect_ok(&c, "log_format mosquitto # as before\n");
+	assert_int_equal(c.log_format, VS_CONF_LOG_MOSQUITTO);
+	vs_config_fini(&c);
+	expect_ok(&c, "log_format mosquitto\nlog_format viesti\n");
+	assert_int_equal(c.log_format, VS_CONF_LOG_VIESTI);
+	vs_config_fini(&c);
+	expect_error("log_format json\n", "test.conf:1: bad value 'json' for 'log_format', expected "
+				       "viesti or mosquitto");
+}
+
 static void later_value_overrides_earlier(void **state)
 {
 	struct vs_config c;
@@ -974,6 +990,7 @@ int main(void)
 		cmocka_unit_test(error_missing_argument),
 		cmocka_unit_test(error_extra_argument),
 		cmocka_unit_test(trailing_comments_where_mosquitto_ignores_them),
+		cmocka_unit_test(log_format_directive),
 		cmocka_unit_test(error_bad_choice),
 		cmocka_unit_test(error_messages_are_truncated_safely),
 		cmocka_unit_test(validate_cross_field_checks),
