@@ -37,8 +37,8 @@ int vs_notify_init(struct vs_notify *n)
 	memcpy(n->addr.sun_path, path, len);
 	if (path[0] == '@')
 		n->addr.sun_path[0] = '\0'; /* abstract namespace: the length says where it ends */
-	n->addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
-				  (path[0] == '@' ? 0 : 1));
+	n->addr_len =
+	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + (path[0] == '@' ? 0 : 1));
 	n->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	return n->fd < 0 ? -errno : 0;
 }
@@ -54,8 +54,8 @@ int vs_notify_send(const struct vs_notify *n, const char *msg)
 {
 	if (n->fd < 0)
 		return 0;
-	ssize_t w = sendto(n->fd, msg, strlen(msg), MSG_NOSIGNAL,
-			   (const struct sockaddr *)&n->addr, n->addr_len);
+	ssize_t w = sendto(n->fd, msg, strlen(msg), MSG_NOSIGNAL, (const struct sockaddr *)&n->addr,
+			   n->addr_len);
 	return w < 0 ? -errno : 0;
 }
 
@@ -65,6 +65,7 @@ int vs_notify_reloading(const struct vs_notify *n)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	char msg[64];
 	snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
-		 (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+		 (unsigned long long)ts.tv_sec * 1000000ull +
+		     (unsigned long long)ts.tv_nsec / 1000);
 	return vs_notify_send(n, msg);
 }

@@ -15,10 +15,10 @@
 #include <sys/un.h>
 
 struct vs_notify {
-	int fd;                     /* datagram socket, -1 = no $NOTIFY_SOCKET (nothing to send) */
-	struct sockaddr_un addr;    /* $NOTIFY_SOCKET ('@' replaced by a NUL: abstract) */
+	int fd;			 /* datagram socket, -1 = no $NOTIFY_SOCKET (nothing to send) */
+	struct sockaddr_un addr; /* $NOTIFY_SOCKET ('@' replaced by a NUL: abstract) */
 	socklen_t addr_len;
-	uint64_t watchdog_usec;     /* $WATCHDOG_USEC when it is for this process, else 0 */
+	uint64_t watchdog_usec; /* $WATCHDOG_USEC when it is for this process, else 0 */
 };
 
 /* Reads $NOTIFY_SOCKET, $WATCHDOG_USEC and $WATCHDOG_PID. Returns 0, or -errno (n is then

@@ -39,7 +39,7 @@ struct checker {
 };
 
 static void problem(struct checker *k, const struct vs_listener_conf *l, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Reports "listener PORT[ ADDRESS]: <message>" (or just the message without l). */
 static void problem(struct checker *k, const struct vs_listener_conf *l, const char *fmt, ...)
@@ -164,8 +164,10 @@ static void check_unix(struct checker *k, const struct vs_listener_conf *l)
 	}
 	struct stat st;
 	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
-		problem(k, l, "'%s' exists and is not a socket, expected a free path or a socket "
-			"left by an earlier run", path);
+		problem(k, l,
+			"'%s' exists and is not a socket, expected a free path or a socket "
+			"left by an earlier run",
+			path);
 		return;
 	}
 	char dir[PATH_MAX];
@@ -190,8 +192,8 @@ static void check_address(struct checker *k, const struct vs_listener_conf *l)
 			l->bind_interface, strerror(errno));
 	if (!l->bind_address)
 		return;
-	struct addrinfo hints = {.ai_flags = AI_PASSIVE, .ai_family = l->socket_domain,
-				 .ai_socktype = SOCK_STREAM};
+	struct addrinfo hints = {
+	    .ai_flags = AI_PASSIVE, .ai_family = l->socket_domain, .ai_socktype = SOCK_STREAM};
 	struct addrinfo *res = NULL;
 	int rc = getaddrinfo(l->bind_address, NULL, &hints, &res);
 	if (rc != 0)
@@ -207,10 +209,12 @@ static int check_tls_files(struct checker *k, const struct vs_config *c,
 {
 	const struct {
 		const char *name, *path;
-	} files[] = {{"certfile", l->certfile},       {"keyfile", l->tls_keyform_engine ? NULL
-										    : l->keyfile},
-		     {"cafile", l->cafile},           {"capath", l->capath},
-		     {"dhparamfile", l->dhparamfile}, {"crlfile", l->crlfile},
+	} files[] = {{"certfile", l->certfile},
+		     {"keyfile", l->tls_keyform_engine ? NULL : l->keyfile},
+		     {"cafile", l->cafile},
+		     {"capath", l->capath},
+		     {"dhparamfile", l->dhparamfile},
+		     {"crlfile", l->crlfile},
 		     {"psk_file", c->per_listener_settings ? l->psk_file : c->psk_file}};
 	int bad = 0;
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
@@ -273,7 +277,10 @@ static void check_writable(struct checker *k, const char *directive, const char 
 	}
 	char dir[PATH_MAX];
 	const char *slash = strrchr(path, '/');
-	snprintf(dir, sizeof(dir), "%.*s", !slash ? 1 : slash == path ? 1 : (int)(slash - path),
+	snprintf(dir, sizeof(dir), "%.*s",
+		 !slash		 ? 1
+		 : slash == path ? 1
+				 : (int)(slash - path),
 		 !slash ? "." : path);
 	if (access(dir, W_OK | X_OK) < 0)
 		problem(k, NULL, "%s %s: cannot create it in '%s': %s", directive, path, dir,
@@ -286,10 +293,12 @@ static void check_process(struct checker *k, const struct vs_config *c)
 		const char *dir = c->persistence_location ? c->persistence_location : ".";
 		const char *why;
 		if (!is_dir(dir, &why))
-			problem(k, NULL, "persistence_location %s: %s, expected a directory", dir, why);
+			problem(k, NULL, "persistence_location %s: %s, expected a directory", dir,
+				why);
 		else if (access(dir, R_OK | W_OK | X_OK) < 0)
-			problem(k, NULL, "persistence_location %s: %s, expected a writable directory",
-				dir, strerror(errno));
+			problem(k, NULL,
+				"persistence_location %s: %s, expected a writable directory", dir,
+				strerror(errno));
 	}
 	if (c->log.file_path && (c->log.dests & VS_LOGD_FILE))
 		check_writable(k, "log_dest file", c->log.file_path);

@@ -14,12 +14,13 @@ static const char *cid(const struct vs_conn *c)
 	return c->client_id ? c->client_id : c->addr;
 }
 
-static void trace_publish(struct vs_conn *c, const char *verb, const char *dir, bool dup,
-			  int qos, bool retain, unsigned mid, const struct vs_buf *topic,
-			  size_t payload_len)
+static void trace_publish(struct vs_conn *c, const char *verb, const char *dir, bool dup, int qos,
+			  bool retain, unsigned mid, const struct vs_buf *topic, size_t payload_len)
 {
-	vs_log(c->w->b->log, VS_LOG_DEBUG, "%s PUBLISH %s %s (d%d, q%d, r%d, m%u, '%.*s', ... "
-	       "(%zu bytes))", verb, dir, cid(c), dup, qos, retain, mid, (int)topic->len,
+	vs_log(c->w->b->log, VS_LOG_DEBUG,
+	       "%s PUBLISH %s %s (d%d, q%d, r%d, m%u, '%.*s', ... "
+	       "(%zu bytes))",
+	       verb, dir, cid(c), dup, qos, retain, mid, (int)topic->len,
 	       topic->p ? (const char *)topic->p : "", payload_len);
 }
 
@@ -114,8 +115,8 @@ void vs_trace_out(struct vs_conn *c, const struct vs_packet *p)
 	}
 }
 
-void vs_trace_publish_out(struct vs_conn *c, const struct vs_msg *m, bool dup, int qos,
-			  bool retain, unsigned packet_id)
+void vs_trace_publish_out(struct vs_conn *c, const struct vs_msg *m, bool dup, int qos, bool retain,
+			  unsigned packet_id)
 {
 	trace_publish(c, "Sending", "to", dup, qos, retain, packet_id, &m->topic, m->payload.len);
 }

@@ -29,8 +29,8 @@ void vs_trace_in(struct vs_conn *c, const struct vs_packet *p);
 /* A packet the broker sends to c (acknowledgements, CONNACK, PINGRESP, DISCONNECT). */
 void vs_trace_out(struct vs_conn *c, const struct vs_packet *p);
 /* A PUBLISH the broker sends to c: the message, and what this delivery sets. */
-void vs_trace_publish_out(struct vs_conn *c, const struct vs_msg *m, bool dup, int qos,
-			  bool retain, unsigned packet_id);
+void vs_trace_publish_out(struct vs_conn *c, const struct vs_msg *m, bool dup, int qos, bool retain,
+			  unsigned packet_id);
 /* "No will message specified." or "Will message specified (N bytes) (rR, qQ)." and its topic. */
 void vs_trace_will(struct vs_conn *c);
 

@@ -103,6 +103,14 @@ def test_test_config_unreadable_password_file(tmp_path):
 	assert rc == 3 and "Permission denied" in err, err
 
 
+def test_test_config_password_file_that_cannot_be_read(tmp_path):
+	"""A directory where the password file should be: unreadable as a file, even for root."""
+	(tmp_path / "pwdir").mkdir()
+	rc, _, err = test_config(write(tmp_path / "c.conf", "password_file %s/pwdir\n" % tmp_path))
+	assert rc == 3, err
+	assert re.search(r"password_file \S*pwdir: .*expected a readable file", err), err
+
+
 def test_test_config_tls_files_loaded_with_openssl(tmp_path):
 	"""Files that exist but that OpenSSL refuses (a key that is not a key) fail as at start-up."""
 	(tmp_path / "cert.pem").write_text("not a certificate\n")
