@@ -138,6 +138,26 @@ static size_t format_time(const struct vs_log *log, char *out, size_t cap)
 	return n + (size_t)snprintf(out + n, cap - n, ".%03ldZ ", ts.tv_nsec / 1000000);
 }
 
+/* Mosquitto's prefix (its logging.c): the Unix time, or log_timestamp_format's local time, then
+ * ": ". Returns its length. */
+static size_t format_mosquitto_time(const struct vs_log *log, char *out, size_t cap)
+{
+	time_t now = time(NULL);
+	size_t n;
+	if (log->ts_format) {
+		struct tm tm;
+		localtime_r(&now, &tm);
+		n = strftime(out, cap - 3, log->ts_format, &tm);
+		if (n == 0)
+			n = (size_t)snprintf(out, cap, "Time error");
+	} else {
+		n = (size_t)snprintf(out, cap, "%lld", (long long)now);
+	}
+	out[n++] = ':';
+	out[n++] = ' ';
+	return n;
+}
+
 void vs_logv(const struct vs_log *log, unsigned type, const char *fmt, va_list ap)
 {
 	if (!vs_log_enabled(log, type))
@@ -145,9 +165,11 @@ void vs_logv(const struct vs_log *log, unsigned type, const char *fmt, va_list a
 	char line[2048];
 	size_t n = 0;
 	if (log->timestamps)
-		n = format_time(log, line, sizeof(line));
+		n = log->mosquitto ? format_mosquitto_time(log, line, sizeof(line))
+				   : format_time(log, line, sizeof(line));
 	size_t body = n;
-	n += (size_t)snprintf(line + n, sizeof(line) - n, "%s: ", type_name(type));
+	if (!log->mosquitto)
+		n += (size_t)snprintf(line + n, sizeof(line) - n, "%s: ", type_name(type));
 	if (n < sizeof(line)) {
 		int k = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
 		n = k < 0 ? n : n + (size_t)k;

@@ -42,6 +42,9 @@ struct vs_log {
 				* log_timestamp_format); not owned, must outlive the log. NULL =
 				* ISO-8601 UTC with milliseconds */
 	int facility;       /* syslog(3) facility (LOG_DAEMON, LOG_LOCAL0..7) of VS_LOGD_SYSLOG */
+	bool mosquitto;     /* Mosquitto's line format (log_format mosquitto): "SECONDS: message"
+			     * (or "<ts_format>: message"), no type name; Viesti's otherwise:
+			     * "<ISO-8601> type: message" */
 };
 
 /* Defaults: errors, warnings, notices and info to stderr with timestamps; syslog facility

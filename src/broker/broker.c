@@ -431,6 +431,7 @@ static void keep_fixed(struct vs_broker *b, struct vs_config *nc)
 	keep_str(b, &nc->user, oc->user, "user");
 	keep_str(b, &nc->log_timestamp_format, oc->log_timestamp_format, "log_timestamp_format");
 	KEEP(b, nc, log_facility);
+	KEEP(b, nc, log_format);
 	/* Listeners are fixed (same_listeners); these two are read from the start-up copy. */
 	for (size_t i = 0; i < nc->n_listeners; i++) {
 		keep_str(b, &nc->listeners[i].mount_point, oc->listeners[i].mount_point,

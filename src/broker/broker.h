@@ -113,6 +113,7 @@ struct vs_broker {
 	atomic_uint_fast64_t next_store_id; /* message ids for the store */
 	atomic_bool store_warned; /* a storage failure was logged (reset when it recovers) */
 	atomic_bool snapshot_running;
+	atomic_bool snapshot_asked; /* SIGUSR1: worker 0 starts a snapshot whatever the log size */
 	bool snapshot_thread_started;
 	pthread_t snapshot_thread;
 	struct vs_gen *gen;       /* the current load (written only by reload, under grace) */
@@ -177,6 +178,20 @@ SSL_CTX *vs_listener_tls_get(struct vs_listener *l);
 int vs_broker_reload(struct vs_broker *b, char *err, size_t errlen);
 /* Main thread: frees what reloads replaced once no worker can hold it (call now and then). */
 void vs_broker_reclaim(struct vs_broker *b);
+
+/*
+ * What signals ask of a running broker (admin.c), from the main thread. None stops it.
+ * vs_broker_snapshot(): SIGUSR1, a persistence snapshot now (on worker 0's next tick, within a
+ * second), or a log line saying persistence is off. vs_broker_dump(): SIGUSR2, logs every
+ * session's subscriptions, then asks each shard to log its own state (vs_broker_dump_shard(),
+ * on its thread). vs_broker_ping() posts ping number seq to every shard; vs_broker_pinged()
+ * says whether all have handled it: the watchdog's proof that every loop turns.
+ */
+void vs_broker_snapshot(struct vs_broker *b);
+void vs_broker_dump(struct vs_broker *b);
+void vs_broker_dump_shard(struct vs_worker *w);
+void vs_broker_ping(struct vs_broker *b, uint64_t seq);
+bool vs_broker_pinged(struct vs_broker *b, uint64_t seq);
 
 /* Sums every worker's counters into out (racy but monotonic reads). */
 void vs_broker_stats(struct vs_broker *b, struct vs_stats *out);

@@ -4,6 +4,7 @@
  */
 #include "base/vec.h"
 #include "broker/conn.h"
+#include "broker/trace.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -113,6 +114,9 @@ int vs_conn_accept(struct vs_worker *w, struct vs_listener *l, int fd, const cha
 	}
 	atomic_fetch_add(&l->connections, 1);
 	atomic_fetch_add(&w->b->connections, 1);
+	if (w->b->log->mosquitto && w->b->conf->connection_messages)
+		vs_log(w->b->log, VS_LOG_NOTICE, "New connection from %s on port %d.", addr,
+		       l->conf->port);
 	return 0;
 }
 
@@ -154,6 +158,8 @@ int vs_conn_send(struct vs_conn *c, const struct vs_packet *p)
 	if (n < 0)
 		return (int)n;
 	c->out.len += (size_t)n;
+	if (vs_trace_on(c->w->b->log))
+		vs_trace_out(c, p);
 	if (p->type == VS_CONNACK)
 		c->release_out = true; /* most connections then idle (see vs_conn_flush) */
 	vs_stat_add(&c->w->stats.msgs_sent, 1);
@@ -325,6 +331,8 @@ bool vs_conn_out_full(const struct vs_conn *c)
 
 static enum vs_handled dispatch(struct vs_conn *c, const struct vs_packet *p)
 {
+	if (vs_trace_on(c->w->b->log))
+		vs_trace_in(c, p);
 	if (c->state == VS_CONN_NEW && !c->connecting && p->type != VS_CONNECT) {
 		/* [MQTT-3.1.0-1] the first packet must be CONNECT. */
 		vs_conn_close(c, -1, "first packet is not CONNECT");
@@ -946,7 +954,9 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 	forget_flush(c);
 	struct vs_broker *b = w->b;
 	if (was_active) {
-		if (b->conf->connection_messages)
+		if (b->conf->connection_messages && b->log->mosquitto)
+			vs_log(b->log, VS_LOG_NOTICE, "Client %s disconnected.", c->client_id);
+		else if (b->conf->connection_messages)
 			vs_log(b->log, reason >= 0x80 && reason != VS_RC_SERVER_SHUTTING_DOWN
 					       ? VS_LOG_NOTICE
 					       : VS_LOG_INFO,

@@ -34,6 +34,7 @@
 #include "broker/persist.h"
 #include "broker/router.h"
 #include "broker/tls.h"
+#include "broker/trace.h"
 #include "broker/worker.h"
 #include "net/tls.h"
 #include "net/ws.h"
@@ -453,6 +454,23 @@ static enum vs_handled read_connect(struct vs_conn *c, const struct vs_connect *
 }
 
 /* Step 5: the session, the CONNACK. */
+/* Mosquitto's "New client connected" line (log_format mosquitto) and the will's debug trace:
+ * p is its protocol number (1: 3.1, 2: 3.1.1, 5: 5.0), c clean start, k the keep-alive. */
+static void log_connected_mosquitto(struct vs_conn *c)
+{
+	const struct vs_broker *b = c->w->b;
+	int p = c->version == VS_V31 ? 1 : c->version == VS_V311 ? 2 : 5;
+	if (b->conf->connection_messages && c->username)
+		vs_log(b->log, VS_LOG_NOTICE, "New client connected from %s as %s (p%d, c%d, k%u, "
+		       "u'%s').", c->addr, c->client_id, p, c->connecting->clean, c->keepalive,
+		       c->username);
+	else if (b->conf->connection_messages)
+		vs_log(b->log, VS_LOG_NOTICE, "New client connected from %s as %s (p%d, c%d, k%u).",
+		       c->addr, c->client_id, p, c->connecting->clean, c->keepalive);
+	if (vs_trace_on(b->log))
+		vs_trace_will(c);
+}
+
 static enum vs_handled attach(struct vs_conn *c)
 {
 	struct vs_broker *b = c->w->b;
@@ -471,6 +489,8 @@ static enum vs_handled attach(struct vs_conn *c)
 		connack_props(c, c->id_assigned, &a.connack.props);
 	/* A client that cannot take its CONNACK (larger than its Maximum Packet Size
 	 * [MQTT-3.1.2-24]) is refused, and was never connected: it has no will. */
+	if (b->log->mosquitto)
+		log_connected_mosquitto(c); /* before its CONNACK, in Mosquitto's order */
 	c->graceful = true;
 	if (vs_conn_reply(c, &a) == VS_CLOSED)
 		return VS_CLOSED;
@@ -481,7 +501,7 @@ static enum vs_handled attach(struct vs_conn *c)
 	while (now > max && !atomic_compare_exchange_weak(&b->clients_max, &max, now))
 		;
 	vs_stat_add(&c->w->stats.connects, 1);
-	if (b->conf->connection_messages)
+	if (b->conf->connection_messages && !b->log->mosquitto)
 		vs_log(b->log, VS_LOG_INFO,
 		       "client %s connected from %s on %s (%s, clean %d, keepalive %u%s%s%s)",
 		       c->client_id, c->addr, c->listener->name,

@@ -583,7 +583,8 @@ void vs_bp_maybe_compact(struct vs_broker *b)
 		return;
 	struct vs_store_stats st;
 	vs_store_get_stats(b->store, &st);
-	if (st.segment_bytes < VS_BP_COMPACT_BYTES)
+	bool asked = atomic_exchange(&b->snapshot_asked, false);
+	if (!asked && st.segment_bytes < VS_BP_COMPACT_BYTES)
 		return;
 	if (b->snapshot_thread_started) {
 		pthread_join(b->snapshot_thread, NULL);

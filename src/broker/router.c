@@ -3,6 +3,7 @@
  * sessions and draining sessions into connections.
  */
 #include "base/vec.h"
+#include "broker/trace.h"
 #include "broker/router.h"
 
 #include <errno.h>
@@ -411,6 +412,8 @@ static int send_entry(struct vs_conn *c, struct vs_qentry *e, int64_t now)
 		       (void *)(uintptr_t)d.topic_alias, NULL) == 0)
 		c->out_alias_next = d.topic_alias; /* the client learns it from this PUBLISH */
 	c->out.len += (size_t)n;
+	if (vs_trace_on(c->w->b->log))
+		vs_trace_publish_out(c, e->msg, e->dup, e->qos, d.retain, e->packet_id);
 	e->dup = true;
 	vs_stat_add(&c->w->stats.pub_sent, 1);
 	vs_stat_add(&c->w->stats.msgs_sent, 1);

@@ -276,6 +276,12 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 		}
 		break;
 	}
+	case VS_MAIL_PING:
+		atomic_store_explicit(&w->pong, m->conn_id, memory_order_release);
+		break;
+	case VS_MAIL_DUMP:
+		vs_broker_dump_shard(w);
+		break;
 	case VS_MAIL_AUTH: {
 		struct vs_conn *c = vs_worker_conn(w, m->slot, m->conn_id);
 		if (c) {

@@ -37,6 +37,8 @@ enum vs_mail_type {
 	VS_MAIL_RESUME,   /* unpark connection (slot, conn_id): its CONNECT may proceed */
 	VS_MAIL_WAKE,     /* nothing: re-check state (stop) */
 	VS_MAIL_AUTH,     /* the password check of connection (slot, conn_id): reason 1 = good */
+	VS_MAIL_PING,     /* the main thread's watchdog: store conn_id in pong */
+	VS_MAIL_DUMP,     /* SIGUSR2: log this shard's state */
 };
 
 struct vs_mail {
@@ -164,6 +166,7 @@ struct vs_worker {
 				    * shard's descriptors are there */
 	struct vs_thread th;
 	struct vs_stats stats;
+	atomic_uint_fast64_t pong; /* the last VS_MAIL_PING's number: this shard runs its turns */
 };
 
 int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err, size_t errlen);

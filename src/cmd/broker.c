@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "base/notify.h"
 #include "broker/broker.h"
+#include "broker/check.h"
 #include "broker/persist.h"
 #include "cmd/cmd.h"
 #include "conf/conf.h"
@@ -47,7 +49,10 @@ static void usage(FILE *f)
 		"  -h, --help              show this help\n\n"
 		"Signals: SIGINT/SIGTERM stop cleanly; SIGHUP reloads the configuration (password,\n"
 		"ACL and PSK files, TLS certificates, most directives) and reopens the log file,\n"
-		"without dropping any client (see docs/security.md#reload).\n");
+		"without dropping any client (see docs/security.md#reload); SIGUSR1 writes a\n"
+		"persistence snapshot; SIGUSR2 logs the sessions, their subscriptions and each\n"
+		"worker's state. Under systemd (NOTIFY_SOCKET) it sends READY=1, RELOADING=1,\n"
+		"STOPPING=1 and, with WatchdogSec=, WATCHDOG=1.\n");
 }
 
 struct args {
@@ -121,9 +126,22 @@ static int parse_args(int argc, char **argv, struct args *a)
 	return 0;
 }
 
-/* log_timestamp_format and log_facility, fixed at start-up (a reload keeps them). */
-static void apply_log_format(struct vs_config *c)
+/*
+ * log_format's default: Mosquitto's line format when the file is Mosquitto's own (under
+ * /etc/mosquitto/, as Debian's unit starts it), because whatever reads that deployment's log
+ * (fail2ban or logwatch filters, scripts) was written for Mosquitto's lines; Viesti's otherwise.
+ */
+static bool mosquitto_lines(const struct vs_config *c, const char *path)
 {
+	if (c->log_format >= 0)
+		return c->log_format == VS_CONF_LOG_MOSQUITTO;
+	return path && strncmp(path, "/etc/mosquitto/", 15) == 0;
+}
+
+/* log_timestamp_format, log_facility and log_format, fixed at start-up (a reload keeps them). */
+static void apply_log_format(struct vs_config *c, const char *path)
+{
+	c->log.mosquitto = mosquitto_lines(c, path);
 	static const int local[8] = {LOG_LOCAL0, LOG_LOCAL1, LOG_LOCAL2, LOG_LOCAL3,
 				     LOG_LOCAL4, LOG_LOCAL5, LOG_LOCAL6, LOG_LOCAL7};
 	c->log.ts_format = c->log_timestamp_format; /* c outlives the broker and its log */
@@ -146,12 +164,49 @@ static int load_config(struct vs_config *c, const struct args *a)
 	}
 	if (a->verbose)
 		c->log.types = VS_LOG_ALL;
-	apply_log_format(c);
+	apply_log_format(c, a->config);
 	if (c->log.file_path && vs_log_reopen(&c->log) < 0) {
 		fprintf(stderr, "viesti broker: cannot open log file %s: %s\n", c->log.file_path,
 			strerror(errno));
 		return -1;
 	}
+	return 0;
+}
+
+static void print_problem(void *ud, const char *msg)
+{
+	fprintf(stderr, "viesti broker: %s\n", msg);
+	(*(int *)ud)++;
+}
+
+/*
+ * --test-config: every problem the start-up would stop at, short of binding the ports, each on
+ * its own line (the configuration's bad lines, each listener's, the password and ACL files'
+ * bad lines, TLS files...). Nothing is created or written. Returns the exit status: 0, or 3
+ * (as a configuration refused at start-up).
+ */
+static int test_config(const struct args *a)
+{
+	struct vs_config c;
+	vs_config_init(&c);
+	int n = 0;
+	const char *name = a->config ? a->config : "defaults";
+	int rc = a->config ? vs_config_load_all(&c, a->config, print_problem, &n) : 0;
+	if (rc >= 0 && vs_config_finish(&c, a->port) < 0)
+		rc = -ENOMEM;
+	if (rc >= 0) {
+		vs_config_validate_all(&c, print_problem, &n);
+		vs_broker_check(&c, print_problem, &n); /* counts through print_problem */
+	}
+	vs_config_fini(&c);
+	if (rc == -ENOMEM)
+		fprintf(stderr, "viesti broker: out of memory\n");
+	if (rc < 0 || n > 0) {
+		fprintf(stderr, "viesti broker: %s: %d error(s), the broker would not start\n", name,
+			n);
+		return 3;
+	}
+	printf("%s: configuration OK\n", name);
 	return 0;
 }
 
@@ -220,10 +275,12 @@ static int drop_privileges(const struct vs_config *c, struct vs_log *log)
 	return 0;
 }
 
-/* SIGHUP: the configuration again; a file that fails keeps the running settings. */
-static void reload(struct vs_broker *b, struct vs_log *log)
+/* SIGHUP: the configuration again; a file that fails keeps the running settings. systemd is
+ * told RELOADING=1 before and READY=1 after, whatever the outcome (the old settings run on). */
+static void reload(struct vs_broker *b, struct vs_log *log, const struct vs_notify *sd)
 {
 	char err[512] = "";
+	vs_notify_reloading(sd);
 	vs_log(log, VS_LOG_NOTICE, "SIGHUP: reloading %s", b->conf_path ? b->conf_path
 									: "the built-in defaults");
 	int rc = vs_broker_reload(b, err, sizeof(err));
@@ -231,10 +288,69 @@ static void reload(struct vs_broker *b, struct vs_log *log)
 		vs_log(log, VS_LOG_ERR, "reload failed, the running configuration stays: %s",
 		       err[0] ? err : vs_strerror(rc));
 		vs_log_reopen(log); /* log rotation still works */
+		vs_notify_send(sd, "READY=1\nSTATUS=Reload failed, the running configuration stays");
 		return;
 	}
 	vs_log_reopen(log);
 	vs_log(log, VS_LOG_NOTICE, "reload done: new connections use the new settings");
+	vs_notify_send(sd, "READY=1\nSTATUS=Running (configuration reloaded)");
+}
+
+/*
+ * systemd's watchdog (WatchdogSec=): WATCHDOG=1 every WATCHDOG_USEC/2, but only when every shard
+ * has handled the ping posted one interval before, so that a stuck worker gets the broker
+ * restarted instead of kept alive by a healthy main thread.
+ */
+struct watchdog {
+	int64_t interval_ms; /* 0 = off */
+	int64_t next_ms;
+	uint64_t seq;        /* the last ping posted */
+	bool warned;
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void watchdog_tick(struct watchdog *wd, struct vs_broker *b, const struct vs_notify *sd)
+{
+	if (!wd->interval_ms || mono_ms() < wd->next_ms)
+		return;
+	wd->next_ms = mono_ms() + wd->interval_ms;
+	if (wd->seq && !vs_broker_pinged(b, wd->seq)) {
+		if (!wd->warned)
+			vs_log(b->log, VS_LOG_WARN, "a worker thread has not run its loop for %lld ms: "
+			       "no WATCHDOG=1 to systemd", (long long)wd->interval_ms);
+		wd->warned = true;
+		return; /* the ping stays posted: the shard answers it when it runs again */
+	}
+	if (wd->seq)
+		vs_notify_send(sd, "WATCHDOG=1");
+	wd->warned = false;
+	vs_broker_ping(b, ++wd->seq);
+}
+
+/* SIGUSR1, SIGUSR2 (as Mosquitto: save the database, dump the state) and SIGHUP; false for
+ * the signals that stop the broker. */
+static bool on_signal(int sig, struct vs_broker *b, struct vs_log *log, const struct vs_notify *sd)
+{
+	switch (sig) {
+	case SIGHUP:
+		reload(b, log, sd);
+		return true;
+	case SIGUSR1:
+		vs_broker_snapshot(b);
+		return true;
+	case SIGUSR2:
+		vs_broker_dump(b);
+		return true;
+	default:
+		vs_log(log, VS_LOG_NOTICE, "%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+		return false;
+	}
 }
 
 static int serve(struct vs_config *conf, const struct args *a)
@@ -244,15 +360,22 @@ static int serve(struct vs_config *conf, const struct args *a)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &set, NULL); /* workers inherit the mask */
 	signal(SIGPIPE, SIG_IGN);
 
+	struct vs_notify sd;
+	if (vs_notify_init(&sd) < 0)
+		vs_log(&conf->log, VS_LOG_WARN, "NOTIFY_SOCKET '%s' is not usable: %s",
+		       getenv("NOTIFY_SOCKET"), strerror(errno));
 	struct vs_broker b;
 	char err[512] = "";
 	int rc = vs_broker_init(&b, conf, &conf->log, err, sizeof(err));
 	if (rc < 0) {
 		vs_log(&conf->log, VS_LOG_ERR, "cannot start: %s", err[0] ? err : vs_strerror(rc));
 		vs_broker_fini(&b);
+		vs_notify_fini(&sd);
 		return 1;
 	}
 	b.conf_path = a->config;
@@ -263,25 +386,29 @@ static int serve(struct vs_config *conf, const struct args *a)
 	if (drop_privileges(conf, &conf->log) < 0 || vs_broker_start(&b) < 0) {
 		vs_broker_stop(&b);
 		vs_broker_fini(&b);
+		vs_notify_fini(&sd);
 		return 1;
 	}
+	/* Listening, restored from persistence, serving: what Type=notify waits for. */
+	vs_notify_send(&sd, "READY=1\nSTATUS=Running");
+	struct watchdog wd = {.interval_ms = (int64_t)(sd.watchdog_usec / 2000)};
+	if (sd.watchdog_usec && wd.interval_ms < 1)
+		wd.interval_ms = 1;
 	for (;;) {
-		/* Wakes every 100 ms to free what reloads replaced, once no worker holds it. */
-		struct timespec tick = {.tv_nsec = 100 * 1000 * 1000};
+		/* Wakes every 100 ms (or the watchdog's interval, if shorter) to free what reloads
+		 * replaced, once no worker holds it. */
+		int64_t tick_ms = wd.interval_ms && wd.interval_ms < 100 ? wd.interval_ms : 100;
+		struct timespec tick = {.tv_nsec = tick_ms * 1000 * 1000};
 		int sig = sigtimedwait(&set, NULL, &tick);
 		vs_broker_reclaim(&b);
-		if (sig < 0)
-			continue;
-		if (sig == SIGHUP) {
-			reload(&b, &conf->log);
-			continue;
-		}
-		vs_log(&conf->log, VS_LOG_NOTICE, "%s: shutting down",
-		       sig == SIGINT ? "SIGINT" : "SIGTERM");
-		break;
+		watchdog_tick(&wd, &b, &sd);
+		if (sig >= 0 && !on_signal(sig, &b, &conf->log, &sd))
+			break;
 	}
+	vs_notify_send(&sd, "STOPPING=1\nSTATUS=Shutting down");
 	vs_broker_stop(&b);
 	vs_broker_fini(&b);
+	vs_notify_fini(&sd);
 	if (conf->pid_file)
 		unlink(conf->pid_file);
 	vs_log(&conf->log, VS_LOG_NOTICE, "stopped");
@@ -298,6 +425,8 @@ int vs_cmd_broker(int argc, char **argv)
 		rc = vs_store_check(a.check_store, stdout);
 		return rc < 0 ? 1 : rc;
 	}
+	if (a.test_config)
+		return test_config(&a);
 	struct vs_config conf;
 	vs_config_init(&conf);
 	if (load_config(&conf, &a) < 0) {
@@ -308,11 +437,6 @@ int vs_cmd_broker(int argc, char **argv)
 		rc = vs_bp_import_mosquitto(&conf, a.import_db, stdout);
 		vs_config_fini(&conf);
 		return rc < 0 ? 1 : 0;
-	}
-	if (a.test_config) {
-		printf("%s: configuration OK\n", a.config ? a.config : "defaults");
-		vs_config_fini(&conf);
-		return 0;
 	}
 	if (a.daemon && daemon(1, 0) < 0) {
 		fprintf(stderr, "viesti broker: cannot daemonize: %s\n", strerror(errno));

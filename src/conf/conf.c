@@ -103,6 +103,7 @@ void vs_config_init(struct vs_config *c)
 	c->connection_messages = true;
 	c->log_timestamp = true;
 	c->log_facility = -1;
+	c->log_format = -1;
 	c->persistence_file = strdup("mosquitto.db");
 	c->persistence_fsync = VS_CONF_FSYNC_NEVER;
 	c->persistence_fsync_interval_ms = 1000;
@@ -281,23 +282,50 @@ static int validate_listener(const struct vs_config *c, size_t i, char *err, siz
 	return 0;
 }
 
+/* Keeps the first message in err (vs_config_validate's single error). */
+struct first_err {
+	char *err;
+	size_t errlen;
+	int n;
+};
+
+static void keep_first(void *ud, const char *msg)
+{
+	struct first_err *f = ud;
+	if (f->n++ == 0 && f->err && f->errlen)
+		snprintf(f->err, f->errlen, "%s", msg);
+}
+
+int vs_config_validate_all(struct vs_config *c, vs_conf_report_fn report, void *ud)
+{
+	char err[512];
+	int n = 0;
+	for (size_t i = 0; i < c->n_listeners; i++) {
+		if (validate_listener(c, i, err, sizeof(err))) {
+			report(ud, err);
+			n++;
+		}
+	}
+	if (c->persistence_file && strchr(c->persistence_file, '/')) {
+		fail(err, sizeof(err), NULL, "persistence_file '%s' contains '/', expected a file "
+		     "name (set the directory with persistence_location)", c->persistence_file);
+		report(ud, err);
+		n++;
+	}
+	if ((c->log.dests & VS_LOGD_FILE) && !c->log.file_path) {
+		fail(err, sizeof(err), NULL, "log_dest file without a path, expected "
+		     "'log_dest file PATH'");
+		report(ud, err);
+		n++;
+	}
+	c->log.timestamps = c->log_timestamp;
+	return n;
+}
+
 int vs_config_validate(struct vs_config *c, char *err, size_t errlen)
 {
+	struct first_err f = {.err = err, .errlen = errlen};
 	if (err && errlen)
 		err[0] = '\0';
-	for (size_t i = 0; i < c->n_listeners; i++) {
-		int rc = validate_listener(c, i, err, errlen);
-		if (rc)
-			return rc;
-	}
-	if (c->persistence_file && strchr(c->persistence_file, '/'))
-		return fail(err, errlen, NULL,
-			    "persistence_file '%s' contains '/', expected a file name "
-			    "(set the directory with persistence_location)",
-			    c->persistence_file);
-	if ((c->log.dests & VS_LOGD_FILE) && !c->log.file_path)
-		return fail(err, errlen, NULL, "log_dest file without a path, expected "
-					       "'log_dest file PATH'");
-	c->log.timestamps = c->log_timestamp;
-	return 0;
+	return vs_config_validate_all(c, keep_first, &f) ? VS_ECONF : 0;
 }

@@ -40,6 +40,12 @@ enum vs_conf_fsync {
 	VS_CONF_FSYNC_INTERVAL = 2, /* fsync every persistence_fsync_interval_ms */
 };
 
+enum vs_conf_log_format {
+	VS_CONF_LOG_VIESTI = 0,    /* "2024-01-02T03:04:05.678Z info: message" */
+	VS_CONF_LOG_MOSQUITTO = 1, /* "1700000000: message", and Mosquitto's wording for
+				    * connections and the debug packet trace */
+};
+
 /* A directive that may be repeated: each line adds one value. */
 struct vs_strlist {
 	char **v;
@@ -171,6 +177,8 @@ struct vs_config {
 	bool log_timestamp;         /* default true (also copied to log.timestamps) */
 	char *log_timestamp_format; /* strftime(3) format, NULL = ISO-8601 */
 	int log_facility;           /* syslog local0..local7 as 0..7; -1 = daemon (default) */
+	int log_format;             /* -1 unset (the command decides), VS_CONF_LOG_VIESTI or
+				     * VS_CONF_LOG_MOSQUITTO */
 
 	/* Persistence. */
 	bool persistence; /* default false */
@@ -203,6 +211,14 @@ void vs_strlist_fini(struct vs_strlist *l);
  * read. On error c holds whatever was read so far: vs_config_fini() it.
  */
 int vs_config_load(struct vs_config *c, const char *path, char *err, size_t errlen);
+/* Receives one error message ("FILE:LINE: what was wrong, expected what"). */
+typedef void (*vs_conf_report_fn)(void *ud, const char *msg);
+/*
+ * As vs_config_load(), for --test-config: goes on after a bad line, passing each error to report,
+ * and returns how many there were (>= 0), or -errno when path cannot be read (also reported).
+ */
+int vs_config_load_all(struct vs_config *c, const char *path, vs_conf_report_fn report,
+		       void *ud);
 /* As vs_config_load() on the NUL-terminated text; name is used as FILE in error messages. */
 int vs_config_parse_string(struct vs_config *c, const char *text, const char *name, char *err,
 			   size_t errlen);
@@ -216,5 +232,8 @@ int vs_config_finish(struct vs_config *c, int port);
 /* Cross-field checks after loading (TLS files in pairs, duplicate listeners, ...). Returns 0 or
  * VS_ECONF with a message naming the listener ("listener 8883: ..."). */
 int vs_config_validate(struct vs_config *c, char *err, size_t errlen);
+/* As vs_config_validate(), but reports the first problem of every listener and every global
+ * problem, each to report. Returns how many there were. */
+int vs_config_validate_all(struct vs_config *c, vs_conf_report_fn report, void *ud);
 
 #endif

@@ -15,11 +15,19 @@
  *             per_listener_settings is true, else struct vs_config (as Mosquitto).
  *
  * File format, as Mosquitto's: one directive per line, a name then its value separated by
- * whitespace; '#' as the first non-blank character starts a comment line (there are no comments
- * at the end of a line: "port 1883 # x" is an error, "password_file /a # b" names the file
- * "/a # b"); string values take the rest of the line, so paths may contain spaces. Unlike
- * Mosquitto, numbers and booleans are strict: garbage, out-of-range values and extra words are
- * errors with "FILE:LINE: what, expected what", never silently 0.
+ * whitespace; '#' as the first non-blank character starts a comment line; string values take
+ * the rest of the line, so paths may contain spaces. Unlike Mosquitto, numbers and booleans are
+ * strict: garbage, out-of-range values and extra words are errors with "FILE:LINE: what,
+ * expected what", never silently 0.
+ *
+ * Trailing comments follow Mosquitto's rule, which comes from how its reader splits a line: a
+ * directive whose value is one or a few words (numbers, booleans, choices, `listener PORT
+ * [ADDRESS]`, `log_dest stderr`) reads those words and ignores the rest of the line, so
+ * "max_queued_messages 5000  # per client" works there; a directive whose value is the rest of
+ * the line (paths, prefixes, formats, `log_dest file PATH`, and in Mosquitto also
+ * `bind_address`, `tls_version` and `tls_keyform`) keeps the '#' in its value:
+ * "password_file /a # b" names the file "/a # b", as in Mosquitto. Here a word starting with
+ * '#' after the value is that comment (no_more()); other extra words stay errors.
  */
 #include "conf/conf.h"
 
@@ -46,8 +54,12 @@ struct parser {
 	bool log_dest_seen; /* the first log_dest / log_type replaces the default set */
 	bool log_type_seen;
 	bool security_seen; /* a security directive or listener came before per_listener_settings */
+	bool comment_ok; /* this line's directive takes words: a trailing "# ..." is a comment */
 	char *err;
 	size_t errlen;
+	vs_conf_report_fn report; /* set: a bad line is reported and the parse goes on */
+	void *report_ud;
+	int n_errors;             /* reported so far */
 };
 
 struct directive;
@@ -59,6 +71,8 @@ enum {
 	F_UNSUPPORTED = 1 << 0, /* a Mosquitto directive Viesti does not implement yet */
 	F_OBSOLETE = 1 << 1,    /* removed from Mosquitto 2.0, has no effect anywhere */
 	F_PREFIX = 1 << 2,      /* name is a prefix: plugin_opt_*, bridge_* */
+	F_REST = 1 << 3,        /* Mosquitto reads the rest of the line as the value, so a '#'
+				 * after it is no comment (bind_address, tls_version, ...) */
 };
 
 struct directive {
@@ -117,11 +131,17 @@ static int missing(struct parser *p, const struct directive *d, const char *expe
 	return perr(p, "missing value for '%s', expected %s", d->name, expected);
 }
 
-/* Checks that nothing follows the value(s) already taken from args. */
+/* A word starting with '#' after a directive's words starts a comment, as in Mosquitto. */
+static bool is_comment(const struct parser *p, const char *word)
+{
+	return p->comment_ok && word[0] == '#';
+}
+
+/* Checks that nothing follows the value(s) already taken from args, but a comment. */
 static int no_more(struct parser *p, const struct directive *d, char *args)
 {
 	char *extra = next_token(&args);
-	if (extra)
+	if (extra && !is_comment(p, extra))
 		return perr(p, "unexpected '%s' after the value of '%s', expected end of line", extra,
 			    d->name);
 	return 0;
@@ -428,6 +448,8 @@ static int set_listener(struct parser *p, const struct directive *d, void *field
 	if (rc)
 		return rc;
 	char *addr = next_token(&args);
+	if (addr && is_comment(p, addr))
+		addr = NULL; /* "listener 1883 # public": no address (Mosquitto) */
 	if (addr && (rc = no_more(p, d, args)) != 0)
 		return rc;
 	if (port == 0 && !addr)
@@ -523,6 +545,17 @@ static int set_tls_version(struct parser *p, const struct directive *d, void *fi
 	int i;
 	int rc = parse_choice(p, d, args, names, "tlsv1.1, tlsv1.2 or tlsv1.3", &i);
 	return rc ? rc : set_string(p, d, field, (char *)names[i]);
+}
+
+/* `log_format viesti | mosquitto` (Viesti): the shape of each log line. */
+static int set_log_format(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	static const char *const names[] = {"viesti", "mosquitto", NULL};
+	int i;
+	int rc = parse_choice(p, d, args, names, "viesti or mosquitto", &i);
+	if (rc == 0)
+		*(int *)field = i ? VS_CONF_LOG_MOSQUITTO : VS_CONF_LOG_VIESTI;
+	return rc;
 }
 
 /* `tls_keyform pem | engine`: where the listener's private key comes from. */
@@ -740,6 +773,7 @@ static const struct directive directives[] = {
 	SPECIAL("log_timestamp", set_log_timestamp),
 	GLOBAL("log_timestamp_format", set_string, log_timestamp_format, 0, 0),
 	GLOBAL("log_facility", set_int, log_facility, 0, 7),
+	GLOBAL("log_format", set_log_format, log_format, 0, 0),
 	GLOBAL("connection_messages", set_bool, connection_messages, 0, 0),
 
 	/* Persistence. */
@@ -753,7 +787,7 @@ static const struct directive directives[] = {
 	/* Listeners. */
 	SPECIAL("listener", set_listener),
 	{"port", set_port, 0, 0, S_GLOBAL, 0, 1, 65535},
-	SPECIAL("bind_address", set_bind_address),
+	{"bind_address", set_bind_address, 0, 0, S_GLOBAL, F_REST, 0, 0},
 	LISTENER("bind_interface", set_string, bind_interface, 0, 0),
 	LISTENER("socket_domain", set_socket_domain, socket_domain, 0, 0),
 	LISTENER("protocol", set_protocol, protocol, 0, 0),
@@ -781,14 +815,14 @@ static const struct directive directives[] = {
 	LISTENER("ciphers", set_string, ciphers, 0, 0),
 	LISTENER("ciphers_tls1.3", set_string, ciphers_tls13, 0, 0),
 	LISTENER("dhparamfile", set_string, dhparamfile, 0, 0),
-	LISTENER("tls_version", set_tls_version, tls_version, 0, 0),
+	{"tls_version", set_tls_version, L(tls_version), 0, S_LISTENER, F_REST, 0, 0},
 	LISTENER("require_certificate", set_bool, require_certificate, 0, 0),
 	LISTENER("use_identity_as_username", set_bool, use_identity_as_username, 0, 0),
 	LISTENER("use_subject_as_username", set_bool, use_subject_as_username, 0, 0),
 	LISTENER("crlfile", set_string, crlfile, 0, 0),
 	LISTENER("psk_hint", set_string, psk_hint, 0, 0),
 	SECURITY("psk_file", set_string, psk_file, psk_file),
-	LISTENER("tls_keyform", set_keyform, tls_keyform_engine, 0, 0),
+	{"tls_keyform", set_keyform, L(tls_keyform_engine), 0, S_LISTENER, F_REST, 0, 0},
 	LISTENER("tls_engine", set_string, tls_engine, 0, 0),
 	LISTENER("tls_engine_kpass_sha1", set_string, tls_engine_kpass_sha1, 0, 0),
 
@@ -893,6 +927,8 @@ static int parse_line(struct parser *p, char *line)
 		return perr(p, "'%s' was removed in Mosquitto 2.0 and has no effect, expected the "
 			       "line deleted",
 			    name);
+	/* String setters take the rest of the line themselves and never call no_more(). */
+	p->comment_ok = !(d->flags & F_REST);
 	void *field = field_of(p, d);
 	if (!field)
 		return -ENOMEM;
@@ -911,6 +947,11 @@ static int parse_text(struct parser *p, char *text, size_t len)
 			return perr(p, "NUL byte in line, expected text");
 		*stop = '\0';
 		int rc = parse_line(p, line);
+		if (rc == VS_ECONF && p->report) {
+			p->report(p->report_ud, p->err);
+			p->n_errors++;
+			rc = 0;
+		}
 		if (rc)
 			return rc;
 		line = stop + 1;
@@ -1026,8 +1067,14 @@ static int include_one(struct parser *p, const char *dir, const char *name)
 	p->depth++;
 	rc = parse_file(p, path);
 	p->depth--;
-	if (rc < 0 && rc != VS_ECONF)
+	if (rc < 0 && rc != VS_ECONF) {
 		rc = perr(p, "cannot read '%s': %s, expected a readable file", path, strerror(-rc));
+		if (p->report) {
+			p->report(p->report_ud, p->err);
+			p->n_errors++;
+			rc = 0;
+		}
+	}
 out_free_path:
 	free(path);
 	return rc;
@@ -1094,4 +1141,26 @@ int vs_config_load(struct vs_config *c, const char *path, char *err, size_t errl
 		snprintf(err, errlen, "%s: cannot read: %s, expected a readable file", path,
 			 strerror(-rc));
 	return rc;
+}
+
+int vs_config_load_all(struct vs_config *c, const char *path, vs_conf_report_fn report,
+		       void *ud)
+{
+	char err[512];
+	struct parser p;
+	parser_init(&p, c, path, err, sizeof(err));
+	p.report = report;
+	p.report_ud = ud;
+	int rc = parse_file(&p, path);
+	if (rc < 0 && rc != VS_ECONF) {
+		snprintf(err, sizeof(err), "%s: cannot read: %s, expected a readable file", path,
+			 strerror(-rc));
+		report(ud, err);
+		return rc;
+	}
+	if (rc == VS_ECONF) { /* an error that stops the parse (out of memory in a setter) */
+		report(ud, err);
+		p.n_errors++;
+	}
+	return p.n_errors;
 }

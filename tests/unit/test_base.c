@@ -631,6 +631,47 @@ static void test_log_format(void **state)
 	assert_null(log.file_path);
 }
 
+/* log_format mosquitto: Mosquitto's logging.c, "SECONDS: message" or "<strftime>: message",
+ * no type name. */
+static void test_log_mosquitto_format(void **state)
+{
+	struct vs_log log;
+	char path[64];
+	size_t len;
+
+	file_log(&log, path);
+	log.types = VS_LOG_ALL;
+	log.mosquitto = true;
+	time_t before = time(NULL);
+	vs_log(&log, VS_LOG_NOTICE, "Client %s disconnected.", "x");
+	time_t after = time(NULL);
+	char *s = read_file(path, &len);
+	long long t = 0;
+	int used = 0;
+	assert_int_equal(sscanf(s, "%lld: %n", &t, &used), 1);
+	assert_true(t >= before && t <= after);
+	assert_string_equal(s + used, "Client x disconnected.\n");
+	free(s);
+
+	assert_int_equal(truncate(path, 0), 0);
+	log.ts_format = "[%Y]";
+	vs_log(&log, VS_LOG_DEBUG, "\tt (QoS 1)");
+	s = read_file(path, &len);
+	assert_int_equal(s[0], '[');
+	assert_string_equal(s + 6, ": \tt (QoS 1)\n");
+	free(s);
+
+	assert_int_equal(truncate(path, 0), 0);
+	log.timestamps = false;
+	vs_log(&log, VS_LOG_ERR, "plain");
+	s = read_file(path, &len);
+	assert_string_equal(s, "plain\n");
+	free(s);
+	unlink(path);
+	log.ts_format = NULL;
+	vs_log_fini(&log);
+}
+
 static void test_log_disabled_types(void **state)
 {
 	struct vs_log log;
@@ -859,6 +900,7 @@ int main(void)
 	    cmocka_unit_test(test_log_defaults),
 	    cmocka_unit_test(test_log_reopen_error),
 	    cmocka_unit_test(test_log_format),
+	    cmocka_unit_test(test_log_mosquitto_format),
 	    cmocka_unit_test(test_log_disabled_types),
 	    cmocka_unit_test(test_log_long_line),
 	    cmocka_unit_test(test_log_reopen_rotation),

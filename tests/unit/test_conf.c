@@ -189,6 +189,66 @@ static void string_values_take_the_rest_of_the_line(void **state)
 	vs_config_fini(&c);
 }
 
+/* Mosquitto's rule: after a directive's words, the rest of the line is ignored, so "# ..." there
+ * is a comment; a value that is the rest of the line keeps its '#'. */
+static void trailing_comments_where_mosquitto_ignores_them(void **state)
+{
+	struct vs_config c;
+	expect_ok(&c, "max_queued_messages 5000   # per client\n"
+		      "persistence true # keep it\n"
+		      "log_dest stderr\t# and\n"
+		      "log_type debug #all of it\n"
+		      "persistent_client_expiration 14d # two weeks\n"
+		      "password_file /etc/a # b\n"
+		      "mount_point t/#\n"
+		      "listener 1884 # public\n"
+		      "protocol websockets # browsers\n"
+		      "listener 1885 127.0.0.1 # local\n"
+		      "max_connections 10 ## ten\n"
+		      "log_dest file /var/log/x # y\n");
+	assert_int_equal(c.max_queued_messages, 5000);
+	assert_true(c.persistence);
+	assert_int_equal(c.persistent_client_expiration, 14 * 86400);
+	assert_true(c.log.types & VS_LOG_DEBUG);
+	assert_string_equal(c.password_file, "/etc/a # b");
+	assert_string_equal(c.log.file_path, "/var/log/x # y");
+	assert_int_equal(c.n_listeners, 3);
+	assert_string_equal(c.listeners[0].mount_point, "t/#");
+	assert_int_equal(c.listeners[1].port, 1884);
+	assert_null(c.listeners[1].bind_address);
+	assert_int_equal(c.listeners[1].protocol, VS_LPROTO_WEBSOCKETS);
+	assert_string_equal(c.listeners[2].bind_address, "127.0.0.1");
+	assert_int_equal(c.listeners[2].max_connections, 10);
+	vs_config_fini(&c);
+	/* A '#' that is the value, or glued to it, is no comment. */
+	expect_error("port #\n", "test.conf:1: bad value '#' for 'port', expected an integer from "
+				 "1 to 65535");
+	expect_error("port 1883#x\n", "test.conf:1: bad value '1883#x' for 'port', expected an "
+				       "integer from 1 to 65535");
+	/* Mosquitto reads these three to the end of the line: the '#' is in the value there. */
+	expect_error("listener 8883\ntls_version tlsv1.2 # x\n",
+		     "test.conf:2: unexpected '#' after the value of 'tls_version', expected end "
+		     "of line");
+	expect_error("bind_address 127.0.0.1 # x\n", "test.conf:1: unexpected '#' after the value "
+						     "of 'bind_address', expected end of line");
+}
+
+static void log_format_directive(void **state)
+{
+	struct vs_config c;
+	vs_config_init(&c);
+	assert_int_equal(c.log_format, -1); /* unset: the command decides (docs/migration.md) */
+	vs_config_fini(&c);
+	expect_ok(&c, "log_format mosquitto # as before\n");
+	assert_int_equal(c.log_format, VS_CONF_LOG_MOSQUITTO);
+	vs_config_fini(&c);
+	expect_ok(&c, "log_format mosquitto\nlog_format viesti\n");
+	assert_int_equal(c.log_format, VS_CONF_LOG_VIESTI);
+	vs_config_fini(&c);
+	expect_error("log_format json\n", "test.conf:1: bad value 'json' for 'log_format', expected "
+				       "viesti or mosquitto");
+}
+
 static void later_value_overrides_earlier(void **state)
 {
 	struct vs_config c;
@@ -591,8 +651,8 @@ static void error_extra_argument(void **state)
 {
 	expect_error("persistence true false\n", "test.conf:1: unexpected 'false' after the value "
 						 "of 'persistence', expected end of line");
-	expect_error("port 1883 # default\n", "test.conf:1: unexpected '#' after the value of "
-					      "'port', expected end of line");
+	expect_error("port 1883 default # x\n", "test.conf:1: unexpected 'default' after the "
+						 "value of 'port', expected end of line");
 	expect_error("listener 1883 0.0.0.0 extra\n", "test.conf:1: unexpected 'extra' after the "
 						      "value of 'listener', expected end of line");
 	expect_error("log_dest stderr stdout\n", "test.conf:1: unexpected 'stdout' after the value "
@@ -929,6 +989,8 @@ int main(void)
 		cmocka_unit_test(error_bad_number),
 		cmocka_unit_test(error_missing_argument),
 		cmocka_unit_test(error_extra_argument),
+		cmocka_unit_test(trailing_comments_where_mosquitto_ignores_them),
+		cmocka_unit_test(log_format_directive),
 		cmocka_unit_test(error_bad_choice),
 		cmocka_unit_test(error_messages_are_truncated_safely),
 		cmocka_unit_test(validate_cross_field_checks),
