@@ -412,10 +412,11 @@ static void per_listener_directives_follow_the_last_listener(void **state)
 static void http_listener_and_admins(void **state)
 {
 	struct vs_config c;
-	vs_config_init(&c);
+	assert_int_equal(parse(&c, ""), 0);
 	assert_int_equal(c.http_timeout, 30);
 	assert_int_equal(c.http_headers_size, 8192);
 	assert_int_equal(c.http_body_size, 65536);
+	vs_config_fini(&c);
 	assert_int_equal(parse(&c, "http_admin alice\n"
 				   "listener 9100 127.0.0.1\n"
 				   "protocol http\n"
