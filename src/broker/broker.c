@@ -241,6 +241,8 @@ static int make_listeners(struct vs_broker *b, char *err, size_t errlen)
 		return rc;
 	for (size_t i = 0; i < b->n_listeners; i++)
 		b->listeners[i].sec = &b->gen->secs[i];
+	for (size_t i = 0; i < b->n_listeners; i++)
+		b->listeners[i].http = c->listeners[i].protocol == VS_LPROTO_HTTP;
 	return 0;
 }
 
@@ -293,6 +295,7 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 		       b->listeners[i].ws ? (b->listeners[i].tls ? " (WebSocket over TLS)"
 								 : " (WebSocket)")
 		       : b->listeners[i].sn ? " (MQTT-SN, UDP)"
+		       : b->listeners[i].http ? (b->listeners[i].tls ? " (HTTPS)" : " (HTTP)")
 		       : b->listeners[i].tls ? " (TLS)" : "",
 		       b->gen->secs[i].allow_anonymous ? " (anonymous clients allowed)" : "");
 	return 0;
@@ -572,6 +575,9 @@ void vs_broker_stats(struct vs_broker *b, struct vs_stats *out)
 		SUM(connects);
 		SUM(sn_malformed);
 		SUM(sn_refused);
+		SUM(auth_failures);
+		SUM(queued);
+		SUM(inflight);
 #undef SUM
 	}
 }

@@ -17,6 +17,7 @@
 
 #include "base/log.h"
 #include "base/map.h"
+#include "base/prom.h"
 #include "broker/grace.h"
 #include "conf/conf.h"
 #include "net/ws.h"
@@ -59,6 +60,8 @@ struct vs_listener {
 	pthread_mutex_t tls_lock; /* guards tls_ctx, which a reload replaces */
 	SSL_CTX *tls_ctx;       /* one reference; connections take their own */
 	atomic_int connections; /* current, for max_connections */
+	atomic_uint_fast64_t accepted; /* connections since start-up (GET /metrics) */
+	bool http;              /* protocol http (http.c) */
 	bool ws;                /* protocol websockets: ws_conf applies */
 	struct vs_ws_server_conf ws_conf; /* from conf, fixed at start-up (strings borrowed but
 					   * http_dir, the real path, owned) */
@@ -95,6 +98,13 @@ struct vs_stats {
 	atomic_uint_fast64_t connects;
 	atomic_uint_fast64_t sn_malformed; /* MQTT-SN datagrams dropped as malformed */
 	atomic_uint_fast64_t sn_refused;   /* MQTT-SN datagrams from sources not admitted */
+	atomic_uint_fast64_t auth_failures; /* CONNECTs refused for their credentials, HTTP
+					     * requests with wrong ones */
+	/* Gauges as the sum over workers of what each added and took away (one worker's may be
+	 * negative: a message queued by one is sent by another): messages in sessions' queues
+	 * and inflight windows. */
+	atomic_int_fast64_t queued;
+	atomic_int_fast64_t inflight;
 };
 
 struct vs_broker {
@@ -136,6 +146,11 @@ struct vs_broker {
 	atomic_bool over_memory;  /* resident memory is past memory_limit (sys.c) */
 	int statm_fd;             /* /proc/self/statm, read for memory_limit, or -1 */
 	int64_t trimmed_ms;       /* worker 0: last malloc_trim while over memory_limit */
+	atomic_size_t n_sessions;  /* sessions.count, stored under reg_lock at each change, so
+				    * that GET /metrics reads it without the lock */
+	int64_t restored_queued;   /* messages queued and inflight by replay at start-up (the */
+	int64_t restored_inflight; /* workers' gauges count from there) */
+	struct vs_prom_hist commit_hist; /* time a worker's commit to the store takes (persist.c) */
 	atomic_int clients_connected;
 	atomic_int clients_max;
 	int64_t start_wall;
@@ -179,6 +194,7 @@ int vs_broker_reload(struct vs_broker *b, char *err, size_t errlen);
 /* Main thread: frees what reloads replaced once no worker can hold it (call now and then). */
 void vs_broker_reclaim(struct vs_broker *b);
 
+<<<<<<< HEAD
 /*
  * What signals ask of a running broker (admin.c), from the main thread. None stops it.
  * vs_broker_snapshot(): SIGUSR1, a persistence snapshot now (on worker 0's next tick, within a
@@ -192,6 +208,13 @@ void vs_broker_dump(struct vs_broker *b);
 void vs_broker_dump_shard(struct vs_worker *w);
 void vs_broker_ping(struct vs_broker *b, uint64_t seq);
 bool vs_broker_pinged(struct vs_broker *b, uint64_t seq);
+=======
+/* The registry's size changed: called under reg_lock. */
+static inline void vs_broker_sessions_changed(struct vs_broker *b)
+{
+	atomic_store_explicit(&b->n_sessions, b->sessions.count, memory_order_relaxed);
+}
+>>>>>>> http
 
 /* Sums every worker's counters into out (racy but monotonic reads). */
 void vs_broker_stats(struct vs_broker *b, struct vs_stats *out);
@@ -200,6 +223,13 @@ void vs_broker_stats(struct vs_broker *b, struct vs_stats *out);
  * so a relaxed load and store suffice (readers on other threads load atomically): no locked
  * read-modify-write, of which a QoS 1 message used to cost seven. */
 static inline void vs_stat_add(atomic_uint_fast64_t *x, uint64_t n)
+{
+	atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+
+/* The same for a gauge: n may be negative. */
+static inline void vs_stat_gauge(atomic_int_fast64_t *x, int64_t n)
 {
 	atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + n,
 			      memory_order_relaxed);

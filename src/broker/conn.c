@@ -17,6 +17,7 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "net/tls.h"
+#include "broker/http.h"
 #include "broker/persist.h"
 #include "broker/router.h"
 #include "broker/worker.h"
@@ -95,7 +96,8 @@ int vs_conn_accept(struct vs_worker *w, struct vs_listener *l, int fd, const cha
 		close(fd);
 		return -ENOMEM;
 	}
-	if (take_slot(w, c) < 0) {
+	if ((l->http && vs_http_conn_start(c) < 0) || take_slot(w, c) < 0) {
+		vs_http_conn_free(c);
 		c->tp.ops->close(&c->tp);
 		free(c);
 		return -ENOMEM;
@@ -108,11 +110,13 @@ int vs_conn_accept(struct vs_worker *w, struct vs_listener *l, int fd, const cha
 		w->conns[c->slot] = NULL;
 		w->free_slots[w->n_free++] = c->slot;
 		w->n_conns--;
+		vs_http_conn_free(c);
 		c->tp.ops->close(&c->tp);
 		free(c);
 		return rc;
 	}
 	atomic_fetch_add(&l->connections, 1);
+	atomic_fetch_add_explicit(&l->accepted, 1, memory_order_relaxed);
 	atomic_fetch_add(&w->b->connections, 1);
 	if (w->b->log->mosquitto && w->b->conf->connection_messages)
 		vs_log(w->b->log, VS_LOG_NOTICE, "New connection from %s on port %d.", addr,
@@ -138,6 +142,7 @@ struct vs_conn *vs_conn_virtual(struct vs_worker *w, struct vs_listener *l, cons
 	}
 	init_conn(c, w, l, -1, addr);
 	atomic_fetch_add(&l->connections, 1);
+	atomic_fetch_add_explicit(&l->accepted, 1, memory_order_relaxed);
 	atomic_fetch_add(&w->b->connections, 1);
 	return c;
 }
@@ -290,6 +295,8 @@ void vs_conn_flush(struct vs_conn *c)
 			c->want_drain = false;
 			vs_worker_want_drain(c->w, c->session);
 		}
+		if (c->http)
+			vs_http_flushed(c); /* may close c */
 	}
 }
 
@@ -409,6 +416,8 @@ static uint32_t packet_limit(const struct vs_conn *c)
  * connection was closed. */
 static int process_input(struct vs_conn *c, struct vs_bytes *src)
 {
+	if (c->http)
+		return vs_http_input(c, src);
 	while (vs_bytes_avail(src) > 0) {
 		struct vs_decode_opts opts = {.version = c->version,
 					      .max_packet_size = packet_limit(c)};
@@ -500,6 +509,12 @@ static int reserve_packet(struct vs_conn *c)
 	uint32_t rem;
 	enum vs_reason why;
 	size_t have = vs_bytes_avail(&c->in);
+	if (c->http) {
+		/* The rest of a request whose body is announced, at most 1 MiB per read. */
+		size_t miss = vs_http_missing(c);
+		return vs_bytes_reserve(&c->in, miss < READ_CHUNK ? READ_CHUNK
+					: miss > (1u << 20) ? 1u << 20 : miss);
+	}
 	/* Empty (a take-over pump reading while the shared buffer is busy): no storage yet. */
 	int hl = have ? vs_codec_frame(vs_bytes_head(&c->in), have, &rem, &why) : 0;
 	size_t want = READ_CHUNK;
@@ -946,7 +961,8 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 		}
 	}
 	c->state = VS_CONN_CLOSING;
-	bool told = vs_bytes_avail(&c->out) > 0; /* a reason, a refusal, ...: see linger_start */
+	/* A reason, a refusal, an HTTP error answer...: see linger_start. */
+	bool told = vs_bytes_avail(&c->out) > 0 || vs_http_lingers(c);
 	/* What this connection was told must be stored before it is written. */
 	if (c->durable_pending && vs_bp_commit(w) < 0)
 		c->out.off = c->out.len = 0;
@@ -962,6 +978,8 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 					       : VS_LOG_INFO,
 			       "client %s (%s) disconnected: %s", c->client_id, c->addr, why);
 		atomic_fetch_sub(&b->clients_connected, 1);
+	} else if (c->http) {
+		vs_log(b->log, VS_LOG_DEBUG, "HTTP connection from %s closed: %s", c->addr, why);
 	} else if (c->client_id) {
 		vs_log(b->log, VS_LOG_NOTICE, "client '%s' (%s) refused: %s", c->client_id, c->addr,
 		       why);
@@ -995,6 +1013,7 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 		free(c->out_alias);
 	}
 	vs_connecting_free(c);
+	vs_http_conn_free(c);
 	free(c->client_id);
 	free(c->username);
 	c->client_id = c->username = NULL;

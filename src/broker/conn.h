@@ -34,6 +34,7 @@ enum vs_connect_step {
 
 struct vs_scram_server;
 struct vs_auth_job;
+struct vs_http_conn;
 
 /* What a connection keeps of its CONNECT until the CONNACK (connect.c). */
 struct vs_connecting {
@@ -68,6 +69,8 @@ struct vs_conn {
 	struct vs_alias_in in_alias; /* 5.0: the topic of each incoming alias (proto/server.h) */
 	struct vs_map *out_alias;   /* 5.0 topic -> alias (as uintptr_t), allocated on first use */
 	struct vs_connecting *connecting; /* from CONNECT to CONNACK, else NULL */
+	struct vs_http_conn *http;  /* a connection of an http listener: its HTTP state (http.h),
+				     * else NULL */
 	int64_t last_rx_ms;         /* last whole packet; the accept time before CONNECT */
 	int64_t throttle_until_ms;
 	int64_t blocked_since_ms;   /* output waits for the socket since then; 0 = it flows */

@@ -55,6 +55,9 @@ static enum vs_handled refuse(struct vs_conn *c, uint8_t rc5, uint8_t rc3, const
 {
 	struct vs_packet a = {.type = VS_CONNACK};
 	a.connack.reason = c->version == VS_V5 ? rc5 : rc3;
+	if (rc5 == VS_RC_BAD_USER_OR_PASSWORD || rc5 == VS_RC_NOT_AUTHORIZED ||
+	    rc5 == VS_RC_BAD_AUTH_METHOD)
+		vs_stat_add(&c->w->stats.auth_failures, 1);
 	vs_conn_send(c, &a);
 	c->graceful = true; /* a refused connection has no will */
 	vs_conn_close(c, -1, why);
@@ -165,6 +168,7 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 			s->owner = NULL;
 			pthread_mutex_unlock(&s->lock);
 			vs_map_del(&b->sessions, c->client_id, idlen);
+			vs_broker_sessions_changed(b);
 			old_to_end = s; /* the registry's reference moves here */
 			s = NULL;
 		} else {
@@ -179,6 +183,7 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 			vs_session_unref(old_to_end);
 			return NULL;
 		}
+		vs_broker_sessions_changed(b);
 		pthread_mutex_lock(&s->lock);
 	}
 	s->connected = true;

@@ -235,7 +235,9 @@ int vs_bp_commit(struct vs_worker *w)
 	struct vs_broker *b = w->b;
 	if (!b->store || w->pbuf.len == 0)
 		return 0;
+	int64_t t0 = vs_now_ns();
 	int rc = vs_store_commit(b->store, &w->pbuf);
+	vs_prom_hist_observe(&b->commit_hist, (uint64_t)(vs_now_ns() - t0));
 	if (rc < 0) {
 		if (!atomic_exchange(&b->store_warned, true))
 			vs_log(b->log, VS_LOG_ERR,

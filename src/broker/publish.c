@@ -224,6 +224,7 @@ static enum vs_handled on_outgoing_ack(struct vs_conn *c, int type, const struct
 			vs_bp_dequeue(c->w, s, e);
 			vs_qentry_fini(e);
 			vs_ring_remove(&s->inflight, (uint32_t)i);
+			vs_stat_gauge(&c->w->stats.inflight, -1);
 		}
 		more = s->queue.count > 0 || vs_feed_len(s) > 0;
 	}

@@ -339,6 +339,10 @@ static void rebuild_queues(struct replay *r)
 		}
 		if (ring == &p->s->queue)
 			p->s->queued_bytes += m->payload.len;
+		if (ring == &p->s->queue)
+			r->b->restored_queued++;
+		else
+			r->b->restored_inflight++;
 	}
 }
 
@@ -610,6 +614,7 @@ static enum vs_fsync_policy policy_of(const struct vs_config *c)
 	}
 }
 
+<<<<<<< HEAD
 /* ---- Importing a Mosquitto database ------------------------------------------------------ */
 
 /* <persistence_location>/<persistence_file>: where Mosquitto keeps its database. */
@@ -785,10 +790,20 @@ out_free:
 	free(buf);
 	return rc < 0 ? rc : 0;
 }
+=======
+/* Upper bounds of viesti_persist_commit_seconds, in nanoseconds: from a write(2) that only
+ * copies (tens of microseconds) to an fsync on a slow disk. */
+static const uint64_t commit_bounds[] = {
+	50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000, 25000000,
+	50000000, 100000000, 250000000, 500000000, 1000000000,
+};
+>>>>>>> http
 
 int vs_bp_open(struct vs_broker *b, char *err, size_t errlen)
 {
 	const struct vs_config *c = b->conf;
+	vs_prom_hist_init(&b->commit_hist, commit_bounds,
+			  sizeof(commit_bounds) / sizeof(commit_bounds[0]));
 	atomic_init(&b->next_store_id, 1);
 	if (!c->persistence)
 		return 0;
@@ -814,6 +829,7 @@ int vs_bp_open(struct vs_broker *b, char *err, size_t errlen)
 		import_first_start(b, &r);
 	rebuild_queues(&r);
 	rebuild_sessions(&r);
+	vs_broker_sessions_changed(b); /* no worker runs yet: no lock needed */
 	rebuild_retained(&r);
 	atomic_store(&b->next_store_id, r.max_id + 1);
 	replay_fini(&r);

@@ -242,6 +242,7 @@ static int queue_locked(struct vs_worker *w, struct vs_session *s, struct vs_msg
 		vs_qentry_fini(&e);
 		return 0;
 	}
+	vs_stat_gauge(&w->stats.queued, 1);
 	s->queued_bytes += msg->payload.len;
 	/* QoS 0 is stored only when it waits for an offline client (queue_qos0_messages). */
 	if (s->persisted && (qos > 0 || !s->connected))
@@ -334,6 +335,7 @@ static uint32_t drop_unreadable(struct vs_worker *w, struct vs_session *s, struc
 		}
 		if (queued)
 			s->queued_bytes -= e.msg->payload.len;
+		vs_stat_gauge(queued ? &w->stats.queued : &w->stats.inflight, -1);
 		vs_bp_dequeue(w, s, &e);
 		vs_qentry_fini(&e);
 		dropped++;
@@ -479,6 +481,7 @@ void vs_router_drain_session(struct vs_worker *w, struct vs_session *s)
 		}
 		struct vs_qentry x;
 		vs_ring_pop(&s->queue, &x);
+		vs_stat_gauge(&w->stats.queued, -1);
 		s->queued_bytes -= x.msg->payload.len;
 		if (vs_msg_expired(x.msg, now, NULL)) {
 			vs_bp_dequeue(w, s, &x);
@@ -493,6 +496,7 @@ void vs_router_drain_session(struct vs_worker *w, struct vs_session *s)
 			vs_bp_dequeue(w, s, &x);
 			vs_qentry_fini(&x);
 		} else {
+			vs_stat_gauge(&w->stats.inflight, 1);
 			in_bytes += x.msg->payload.len;
 			/* QoS 2 must resume with the same packet id; a QoS 1 message lost from the log
 			 * in this state is just sent again after a restart (at least once). */
@@ -547,6 +551,7 @@ void vs_router_resume_session(struct vs_worker *w, struct vs_session *s)
 			vs_bp_dequeue(w, s, e);
 			vs_qentry_fini(e);
 			vs_ring_remove(&s->inflight, i);
+			vs_stat_gauge(&w->stats.inflight, -1);
 			continue;
 		}
 		i++;
@@ -633,6 +638,7 @@ void vs_router_end_session(struct vs_worker *w, struct vs_session *s)
 	pthread_mutex_lock(&b->reg_lock);
 	if (vs_map_get(&b->sessions, s->client_id, s->id_len) == s) {
 		vs_map_del(&b->sessions, s->client_id, s->id_len);
+		vs_broker_sessions_changed(b);
 		vs_session_unref(s); /* the registry's reference */
 	}
 	pthread_mutex_unlock(&b->reg_lock);
@@ -644,6 +650,8 @@ void vs_router_end_session(struct vs_worker *w, struct vs_session *s)
 	struct vs_ring q = s->queue, inf = s->inflight;
 	memset(&s->queue, 0, sizeof(s->queue));
 	memset(&s->inflight, 0, sizeof(s->inflight));
+	vs_stat_gauge(&w->stats.queued, -(int64_t)q.count);
+	vs_stat_gauge(&w->stats.inflight, -(int64_t)inf.count);
 	s->queued_bytes = 0;
 	struct vs_msg *will = s->will;
 	s->will = NULL;

@@ -20,6 +20,7 @@
 #include "base/clock.h"
 #include "broker/conn.h"
 #include "broker/gateway.h"
+#include "broker/http.h"
 #include "broker/persist.h"
 #include "broker/router.h"
 #include "broker/sys.h"
@@ -284,7 +285,9 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 		break;
 	case VS_MAIL_AUTH: {
 		struct vs_conn *c = vs_worker_conn(w, m->slot, m->conn_id);
-		if (c) {
+		if (c && c->http) {
+			vs_http_authenticated(c, m->reason == 1);
+		} else if (c) {
 			w->cur = c;
 			vs_connect_authenticated(c, m->reason == 1);
 			w->cur = NULL;
@@ -408,7 +411,10 @@ static void sweep(struct vs_worker *w)
 		int ct = w->b->conf->connect_timeout;
 		bool waits_here = !c->parked ||
 				  (c->connecting && c->connecting->step == VS_CS_AUTH);
-		if (c->state == VS_CONN_NEW && waits_here && now - c->last_rx_ms > ct * 1000) {
+		if (c->http && vs_http_sweep(c) < 0)
+			continue;
+		if (!c->http && c->state == VS_CONN_NEW && waits_here &&
+		    now - c->last_rx_ms > ct * 1000) {
 			char why[48];
 			snprintf(why, sizeof(why), "no CONNECT within %d s", ct);
 			vs_conn_close(c, VS_RC_MAX_CONNECT_TIME, why);

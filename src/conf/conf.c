@@ -99,6 +99,9 @@ void vs_config_init(struct vs_config *c)
 	c->max_topic_alias = 10;
 	c->persistent_client_expiration = -1;
 	c->sys_interval = 10;
+	c->http_timeout = 30;
+	c->http_headers_size = 8192;
+	c->http_body_size = 65536;
 	vs_log_init(&c->log);
 	c->connection_messages = true;
 	c->log_timestamp = true;
@@ -120,6 +123,7 @@ void vs_config_fini(struct vs_config *c)
 			c->log_timestamp_format, c->persistence_location, c->persistence_file};
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
 		free(strs[i]);
+	vs_strlist_fini(&c->http_admins);
 	vs_log_fini(&c->log);
 	memset(c, 0, sizeof(*c));
 	c->log.fd = -1; /* so that a second vs_config_fini() closes nothing */

@@ -32,6 +32,7 @@ enum vs_listener_protocol {
 	VS_LPROTO_MQTT = 0,
 	VS_LPROTO_WEBSOCKETS = 1,
 	VS_LPROTO_MQTTSN = 2, /* MQTT-SN 1.2 over UDP (Viesti) */
+	VS_LPROTO_HTTP = 3,   /* HTTP/1.1: /metrics, later the API and dashboard (Viesti) */
 };
 
 enum vs_conf_fsync {
@@ -128,12 +129,18 @@ struct vs_config {
 	bool allow_zero_length_clientid; /* default true */
 	char *auto_id_prefix;            /* default "auto-" */
 	char *clientid_prefixes;         /* only client ids with this prefix may connect; NULL = all */
+	struct vs_strlist http_admins;   /* users of the password file let into 'protocol http'
+					  * listeners that do not allow anonymous access (Viesti) */
 
 	/* Limits. */
 	int max_keepalive;          /* seconds, 0..65535, default 65535 */
 	int websockets_headers_size; /* longest HTTP request head on WebSocket listeners, bytes
 				      * (default 4096) */
 	int websockets_log_level;   /* libwebsockets' log level: read, and reported unused */
+	int http_timeout;           /* seconds an HTTP connection may idle between requests
+				     * (default 30, Viesti) */
+	int http_headers_size;      /* longest HTTP request head (default 8192, Viesti) */
+	int http_body_size;         /* longest HTTP request body (default 65536, Viesti) */
 	int connect_timeout;        /* seconds from accept to CONNECT (TLS handshake included),
 				     * default 10 */
 	uint32_t max_packet_size;   /* default 16 MiB; 0 = no limit (else >= 20) */

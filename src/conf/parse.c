@@ -519,11 +519,11 @@ static int parse_choice(struct parser *p, const struct directive *d, char *args,
 
 static int set_protocol(struct parser *p, const struct directive *d, void *field, char *args)
 {
-	static const char *const names[] = {"mqtt", "websockets", "mqttsn", NULL};
+	static const char *const names[] = {"mqtt", "websockets", "mqttsn", "http", NULL};
 	static const enum vs_listener_protocol protos[] = {VS_LPROTO_MQTT, VS_LPROTO_WEBSOCKETS,
-							    VS_LPROTO_MQTTSN};
+							    VS_LPROTO_MQTTSN, VS_LPROTO_HTTP};
 	int i;
-	int rc = parse_choice(p, d, args, names, "mqtt, websockets or mqttsn", &i);
+	int rc = parse_choice(p, d, args, names, "mqtt, websockets, mqttsn or http", &i);
 	if (rc == 0)
 		*(enum vs_listener_protocol *)field = protos[i];
 	return rc;
@@ -732,6 +732,7 @@ static const struct directive directives[] = {
 	GLOBAL("user", set_string, user, 0, 0),
 	GLOBAL("sys_interval", set_int, sys_interval, 0, 65535),
 	GLOBAL("clientid_prefixes", set_string, clientid_prefixes, 0, 0),
+	GLOBAL("http_admin", set_strlist, http_admins, 0, 0),
 	GLOBAL("set_tcp_nodelay", set_bool, set_tcp_nodelay, 0, 0),
 
 	/* Security. */
@@ -745,6 +746,9 @@ static const struct directive directives[] = {
 	/* Limits and behaviour. */
 	GLOBAL("max_keepalive", set_int, max_keepalive, 0, 65535),
 	GLOBAL("connect_timeout", set_int, connect_timeout, 1, 3600),
+	GLOBAL("http_timeout", set_int, http_timeout, 1, 3600),
+	GLOBAL("http_headers_size", set_int, http_headers_size, 256, 1048576),
+	GLOBAL("http_body_size", set_int, http_body_size, 0, 16777216),
 	GLOBAL("websockets_headers_size", set_int, websockets_headers_size, 0, 1048576),
 	GLOBAL("websockets_log_level", set_int, websockets_log_level, 0, 65535),
 	GLOBAL("max_packet_size", set_max_packet_size, max_packet_size, 0, 268435460),

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/base64.h"
 #include "base/error.h"
 
 /* tchar of RFC 9110 5.6.2: the characters of a method or a header name. */
@@ -241,6 +242,86 @@ ssize_t vs_http_path(const char *target, size_t len, char *out, size_t cap)
 	return (ssize_t)o;
 }
 
+/* One Content-Length value: 1 to 16 digits (2^53 and more is refused: nobody sends that much
+ * to a broker, and no accumulated value can overflow). */
+static int content_length(const struct vs_http_header *h, uint64_t *out)
+{
+	if (h->value_len == 0 || h->value_len > 16)
+		return VS_EPROTO;
+	uint64_t v = 0;
+	for (size_t i = 0; i < h->value_len; i++) {
+		if (h->value[i] < '0' || h->value[i] > '9')
+			return VS_EPROTO;
+		v = v * 10 + (uint64_t)(h->value[i] - '0');
+	}
+	if (v >> 53)
+		return VS_EPROTO;
+	*out = v;
+	return 0;
+}
+
+int vs_http_body(const struct vs_http_request *req, enum vs_http_body *kind, uint64_t *len)
+{
+	bool have_len = false, have_te = false, chunked_last = false;
+	uint64_t n = 0;
+	for (size_t i = 0; i < req->n_headers; i++) {
+		const struct vs_http_header *h = &req->headers[i];
+		if (h->name_len == 14 && strncasecmp(h->name, "Content-Length", 14) == 0) {
+			uint64_t v;
+			if (content_length(h, &v) < 0 || (have_len && v != n))
+				return VS_EPROTO;
+			have_len = true;
+			n = v;
+		} else if (h->name_len == 17 && strncasecmp(h->name, "Transfer-Encoding", 17) == 0) {
+			/* The last coding of the last header is what frames the message. */
+			const char *e = h->value + h->value_len, *s = e;
+			while (s > h->value && s[-1] != ',')
+				s--;
+			while (s < e && (*s == ' ' || *s == '\t'))
+				s++;
+			have_te = true;
+			chunked_last = e - s == 7 && strncasecmp(s, "chunked", 7) == 0;
+		}
+	}
+	if (have_len && have_te)
+		return VS_EPROTO;
+	*kind = !have_te ? VS_HTTP_BODY_LENGTH
+		: chunked_last ? VS_HTTP_BODY_CHUNKED : VS_HTTP_BODY_CODING;
+	*len = n;
+	return 0;
+}
+
+int vs_http_basic(const char *value, size_t len, char *buf, size_t cap, struct vs_http_basic *out)
+{
+	if (len < 6 || strncasecmp(value, "Basic ", 6) != 0 || cap < 1)
+		return VS_EPROTO;
+	size_t i = 6;
+	while (i < len && value[i] == ' ')
+		i++;
+	size_t n4 = len - i, pad = 0;
+	while (pad < 2 && pad < n4 && value[len - 1 - pad] == '=')
+		pad++;
+	if (n4 % 4 == 0 && n4 / 4 * 3 - pad > cap - 1)
+		return VS_ETOOBIG;
+	ssize_t n = vs_b64_decode(value + i, len - i, (uint8_t *)buf, cap - 1, VS_B64_PAD);
+	if (n < 0)
+		return VS_EPROTO;
+	const char *colon = memchr(buf, ':', (size_t)n);
+	if (!colon || colon == buf || memchr(buf, '\0', (size_t)n))
+		return VS_EPROTO;
+	size_t ul = (size_t)(colon - buf);
+	for (size_t k = 0; k < ul; k++)
+		if ((unsigned char)buf[k] < ' ' || buf[k] == 0x7f)
+			return VS_EPROTO;
+	buf[ul] = '\0'; /* the colon: the user becomes a C string */
+	buf[n] = '\0';
+	out->user = buf;
+	out->user_len = ul;
+	out->pw = (const uint8_t *)buf + ul + 1;
+	out->pw_len = (size_t)n - ul - 1;
+	return 0;
+}
+
 const char *vs_http_content_type(const char *name)
 {
 	static const char *const types[][2] = {
@@ -281,13 +362,18 @@ const char *vs_http_reason(int status)
 	case 200: return "OK";
 	case 301: return "Moved Permanently";
 	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
 	case 403: return "Forbidden";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
 	case 414: return "URI Too Long";
 	case 426: return "Upgrade Required";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 503: return "Service Unavailable";
 	case 505: return "HTTP Version Not Supported";
 	default: return "Error";
 	}

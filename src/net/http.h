@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define VS_HTTP_MAX_HEADERS 64
@@ -72,6 +73,34 @@ bool vs_http_method_is(const struct vs_http_request *req, const char *m);
  * a bad %-escape, a NUL, a backslash, or a "." or ".." segment (a path that could leave the
  * directory it names a file in), or VS_ETOOBIG when it does not fit. */
 ssize_t vs_http_path(const char *target, size_t len, char *out, size_t cap);
+
+/* How a request's body is framed (RFC 9112 6.3). */
+enum vs_http_body {
+	VS_HTTP_BODY_LENGTH,  /* Content-Length bytes (0 without the header) */
+	VS_HTTP_BODY_CHUNKED, /* Transfer-Encoding: chunked, without Content-Length */
+	VS_HTTP_BODY_CODING,  /* another transfer coding */
+};
+
+/* The framing of req's body into *kind, and for VS_HTTP_BODY_LENGTH its length into *len.
+ * Returns 0, or VS_EPROTO when the framing cannot be trusted: a Content-Length that is not
+ * digits (a list included, "5, 5"), headers that disagree, a length above 2^53, or both
+ * Content-Length and Transfer-Encoding (a request smuggling vector, RFC 9112 6.1). */
+int vs_http_body(const struct vs_http_request *req, enum vs_http_body *kind, uint64_t *len);
+
+/* Credentials of an "Authorization: Basic" header value (RFC 7617): views into the caller's
+ * buffer that vs_http_basic() decoded them into. */
+struct vs_http_basic {
+	const char *user; /* NUL-terminated, without ':' or control characters */
+	size_t user_len;
+	const uint8_t *pw; /* any bytes but NUL */
+	size_t pw_len;
+};
+
+/* Decodes value[0..len) ("Basic dXNlcjpwdw==", the scheme in any case) into buf (cap bytes)
+ * and points *out into it. Returns 0, or VS_EPROTO when the scheme is not Basic, the base64 is
+ * not canonical, the decoded text has no ':', an empty user, or a control character in the
+ * user (a NUL anywhere), or VS_ETOOBIG when it does not fit in cap - 1 bytes. */
+int vs_http_basic(const char *value, size_t len, char *buf, size_t cap, struct vs_http_basic *out);
 
 /* The Content-Type for a file name by its extension ("text/html; charset=utf-8", ...);
  * "application/octet-stream" when unknown. */

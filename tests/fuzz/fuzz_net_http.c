@@ -12,7 +12,13 @@
  *   vs_http_has_token agrees with a plain re-implementation for each listed token;
  * - vs_http_path of the target (and of the raw input) is a NUL-terminated origin path without
  *   backslashes, NULs or dot segments, equal to a plain percent-decoding of the target up to
- *   its query, and a smaller output only turns a result into VS_ETOOBIG.
+ *   its query, and a smaller output only turns a result into VS_ETOOBIG;
+ * - vs_http_body of a parsed request agrees with a plain reading of its Content-Length and
+ *   Transfer-Encoding headers;
+ * - vs_http_basic of each header's value (and of the raw input) gives views inside its buffer,
+ *   a NUL-terminated user without ':' or control characters, a password without NUL, whose
+ *   "user:password" encodes back to the value's credentials; a smaller buffer only turns a
+ *   result into VS_ETOOBIG.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -22,6 +28,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/base64.h"
 #include "base/error.h"
 #include "net/http.h"
 
@@ -195,6 +202,80 @@ static void check_path(const char *target, size_t len)
 	CHECK(ct && *ct);
 }
 
+/* vs_http_body against a plain reading of the headers. */
+static void check_body(const struct vs_http_request *req)
+{
+	enum vs_http_body kind;
+	uint64_t len = 0;
+	int rc = vs_http_body(req, &kind, &len);
+	CHECK(rc == 0 || rc == VS_EPROTO);
+	const struct vs_http_header *cl = vs_http_header_get(req, "Content-Length");
+	const struct vs_http_header *te = vs_http_header_get(req, "Transfer-Encoding");
+	if (cl && te)
+		CHECK(rc == VS_EPROTO);
+	if (rc < 0)
+		return;
+	CHECK(len < (1ull << 53));
+	if (!te)
+		CHECK(kind == VS_HTTP_BODY_LENGTH);
+	else
+		CHECK(kind == VS_HTTP_BODY_CHUNKED || kind == VS_HTTP_BODY_CODING);
+	if (!cl) {
+		CHECK(len == 0);
+		return;
+	}
+	/* Every Content-Length is the digits of len. */
+	char want[24];
+	int n = snprintf(want, sizeof(want), "%llu", (unsigned long long)len);
+	for (size_t i = 0; i < req->n_headers; i++) {
+		const struct vs_http_header *h = &req->headers[i];
+		if (h->name_len == 14 && strncasecmp(h->name, "Content-Length", 14) == 0) {
+			size_t z = 0; /* leading zeros are digits too */
+			while (z + 1 < h->value_len && h->value[z] == '0')
+				z++;
+			CHECK(h->value_len - z == (size_t)n &&
+			      memcmp(h->value + z, want, (size_t)n) == 0);
+		}
+	}
+}
+
+/* vs_http_basic of v[0..len) (an exact-size copy). */
+static void check_basic(const char *v, size_t len)
+{
+	char *c = malloc(len ? len : 1), buf[256], small[8];
+	CHECK(c);
+	memcpy(c, v, len);
+	struct vs_http_basic b, bs;
+	int rc = vs_http_basic(c, len, buf, sizeof(buf), &b);
+	int rs = vs_http_basic(c, len, small, sizeof(small), &bs);
+	CHECK(rc == 0 || rc == VS_EPROTO || rc == VS_ETOOBIG);
+	if (rc == VS_EPROTO) /* the smaller buffer may be refused first */
+		CHECK(rs == VS_EPROTO || rs == VS_ETOOBIG);
+	if (rc == 0)
+		CHECK(rs == 0 || rs == VS_ETOOBIG);
+	if (rc == 0) {
+		CHECK(b.user == buf && b.user_len > 0 && strlen(b.user) == b.user_len);
+		CHECK(b.pw == (const uint8_t *)buf + b.user_len + 1);
+		CHECK(b.pw_len < sizeof(buf) - b.user_len - 1 && b.pw[b.pw_len] == '\0');
+		for (size_t k = 0; k < b.user_len; k++)
+			CHECK((unsigned char)b.user[k] >= ' ' && b.user[k] != 0x7f && b.user[k] != ':');
+		CHECK(!memchr(b.pw, '\0', b.pw_len));
+		/* Encoded back, "user:pw" is the credentials as sent. */
+		uint8_t plain[256];
+		char enc[VS_B64_LEN(256) + 1];
+		memcpy(plain, b.user, b.user_len);
+		plain[b.user_len] = ':';
+		memcpy(plain + b.user_len + 1, b.pw, b.pw_len);
+		size_t el = vs_b64_encode(plain, b.user_len + 1 + b.pw_len, enc, VS_B64_PAD);
+		size_t i = 6;
+		while (i < len && c[i] == ' ')
+			i++;
+		CHECK(len - i == el && memcmp(c + i, enc, el) == 0);
+		CHECK(strncasecmp(c, "Basic ", 6) == 0);
+	}
+	free(c);
+}
+
 static void check_request(const char *buf, size_t size, ssize_t r,
 			  const struct vs_http_request *req)
 {
@@ -214,6 +295,9 @@ static void check_request(const char *buf, size_t size, ssize_t r,
 	      (req->method_len == 3 && memcmp(req->method, "GET", 3) == 0));
 	check_headers(buf, len, req->headers, req->n_headers);
 	check_path(req->target, req->target_len);
+	check_body(req);
+	for (size_t i = 0; i < req->n_headers; i++)
+		check_basic(req->headers[i].value, req->headers[i].value_len);
 	/* The head alone parses the same. */
 	CHECK(size == len || parse_copy(buf, len, true) == r);
 }
@@ -248,7 +332,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_response(buf, r, &resp);
 	check_prefix(buf, size, r, cut, false);
 
-	/* The path of arbitrary bytes: NULs, spaces, anything. */
+	/* The path of arbitrary bytes: NULs, spaces, anything; and credentials. */
 	check_path(buf, size);
+	check_basic(buf, size);
 	return 0;
 }

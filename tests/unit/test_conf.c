@@ -469,6 +469,33 @@ static void per_listener_directives_follow_the_last_listener(void **state)
 	vs_config_fini(&c);
 }
 
+static void http_listener_and_admins(void **state)
+{
+	struct vs_config c;
+	assert_int_equal(parse(&c, ""), 0);
+	assert_int_equal(c.http_timeout, 30);
+	assert_int_equal(c.http_headers_size, 8192);
+	assert_int_equal(c.http_body_size, 65536);
+	vs_config_fini(&c);
+	assert_int_equal(parse(&c, "http_admin alice\n"
+				   "listener 9100 127.0.0.1\n"
+				   "protocol http\n"
+				   "http_admin bob\n" /* global, wherever it is */
+				   "http_timeout 5\n"
+				   "http_headers_size 4096\n"
+				   "http_body_size 0\n"),
+			 0);
+	assert_int_equal(c.n_listeners, 1);
+	assert_int_equal(c.listeners[0].protocol, VS_LPROTO_HTTP);
+	assert_int_equal(c.http_admins.n, 2);
+	assert_string_equal(c.http_admins.v[0], "alice");
+	assert_string_equal(c.http_admins.v[1], "bob");
+	assert_int_equal(c.http_timeout, 5);
+	assert_int_equal(c.http_headers_size, 4096);
+	assert_int_equal(c.http_body_size, 0);
+	vs_config_fini(&c);
+}
+
 static void port_after_listeners_inserts_default_listener_first(void **state)
 {
 	struct vs_config c;
@@ -642,7 +669,8 @@ static void error_missing_argument(void **state)
 	expect_error("listener\n", "test.conf:1: missing value for 'listener', expected a port "
 				   "from 0 to 65535 and an optional address");
 	expect_error("protocol\n",
-		     "test.conf:1: missing value for 'protocol', expected mqtt, websockets or mqttsn");
+		     "test.conf:1: missing value for 'protocol', expected mqtt, websockets, mqttsn or "
+		     "http");
 	expect_error("include_dir\n",
 		     "test.conf:1: missing value for 'include_dir', expected a directory");
 }
@@ -663,8 +691,8 @@ static void error_extra_argument(void **state)
 
 static void error_bad_choice(void **state)
 {
-	expect_error("listener 1\nprotocol http\n", "test.conf:2: bad value 'http' for "
-						    "'protocol', expected mqtt, websockets or mqttsn");
+	expect_error("listener 1\nprotocol https\n", "test.conf:2: bad value 'https' for "
+						     "'protocol', expected mqtt, websockets, mqttsn or http");
 	expect_error("socket_domain ipx\n", "test.conf:1: bad value 'ipx' for 'socket_domain', "
 					    "expected ipv4 or ipv6");
 	expect_error("tls_version sslv3\n", "test.conf:1: bad value 'sslv3' for 'tls_version', "
@@ -979,6 +1007,7 @@ int main(void)
 		cmocka_unit_test(persistence_directives),
 		cmocka_unit_test(port_configures_the_default_listener),
 		cmocka_unit_test(per_listener_directives_follow_the_last_listener),
+		cmocka_unit_test(http_listener_and_admins),
 		cmocka_unit_test(port_after_listeners_inserts_default_listener_first),
 		cmocka_unit_test(unix_socket_listener),
 		cmocka_unit_test(security_is_global_without_per_listener_settings),

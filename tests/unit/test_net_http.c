@@ -692,12 +692,136 @@ static void content_types(void **state)
 		assert_string_equal(vs_http_content_type(cases[i].name), cases[i].type);
 }
 
+/* ---------------------------------------------------------------- request bodies */
+
+/* The framing of the body of the request head s. */
+static int body_of(const char *s, enum vs_http_body *kind, uint64_t *len)
+{
+	struct parsed p;
+	parse_req(&p, s, strlen(s));
+	assert_true(p.rc > 0);
+	int rc = vs_http_body(&p.req, kind, len);
+	done(&p);
+	return rc;
+}
+
+static void body_framing(void **state)
+{
+	enum vs_http_body k;
+	uint64_t n = 99;
+	assert_int_equal(body_of("GET / HTTP/1.1\r\nHost: x\r\n\r\n", &k, &n), 0);
+	assert_int_equal(k, VS_HTTP_BODY_LENGTH);
+	assert_int_equal(n, 0);
+	assert_int_equal(body_of("POST / HTTP/1.1\r\ncontent-length: 42\r\n\r\n", &k, &n), 0);
+	assert_int_equal(k, VS_HTTP_BODY_LENGTH);
+	assert_int_equal(n, 42);
+	/* The same length twice is one length. */
+	assert_int_equal(
+	    body_of("POST / HTTP/1.1\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n", &k, &n), 0);
+	assert_int_equal(n, 7);
+	assert_int_equal(body_of("POST / HTTP/1.1\r\nContent-Length: 9007199254740991\r\n\r\n", &k,
+				 &n),
+			 0);
+	assert_int_equal(body_of("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", &k, &n),
+			 0);
+	assert_int_equal(k, VS_HTTP_BODY_CHUNKED);
+	assert_int_equal(
+	    body_of("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n", &k, &n), 0);
+	assert_int_equal(k, VS_HTTP_BODY_CHUNKED);
+	assert_int_equal(
+	    body_of("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", &k, &n), 0);
+	assert_int_equal(k, VS_HTTP_BODY_CODING);
+}
+
+static void body_framing_refused(void **state)
+{
+	static const char *const bad[] = {
+	    "POST / HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\n",
+	    "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+	    "POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n",
+	    "POST / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n",
+	    "POST / HTTP/1.1\r\nContent-Length:\r\n\r\n",
+	    "POST / HTTP/1.1\r\nContent-Length: 9007199254740992\r\n\r\n",  /* 2^53 */
+	    "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", /* overflows u64 */
+	    "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+	    "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+	    "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		enum vs_http_body k;
+		uint64_t n;
+		if (body_of(bad[i], &k, &n) != VS_EPROTO)
+			fail_msg("accepted: %s", bad[i]);
+	}
+}
+
+/* ---------------------------------------------------------------- Basic credentials */
+
+static int basic_of(const char *v, char *buf, size_t cap, struct vs_http_basic *out)
+{
+	size_t len = strlen(v);
+	uint8_t *g = guard_copy(v, len);
+	int rc = vs_http_basic((const char *)g, len, buf, cap, out);
+	guard_free(g, len);
+	return rc;
+}
+
+static void basic_decoded(void **state)
+{
+	char buf[64];
+	struct vs_http_basic b;
+	/* RFC 7617 section 2's example. */
+	assert_int_equal(basic_of("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==", buf, sizeof(buf), &b), 0);
+	assert_string_equal(b.user, "Aladdin");
+	assert_int_equal(b.user_len, 7);
+	assert_int_equal(b.pw_len, 11);
+	assert_memory_equal(b.pw, "open sesame", 11);
+	/* Scheme in any case, several spaces; a password with colons; an empty password. */
+	assert_int_equal(basic_of("bAsIc   dTpwdzp3Og==", buf, sizeof(buf), &b), 0); /* u:pw:w: */
+	assert_string_equal(b.user, "u");
+	assert_int_equal(b.pw_len, 5);
+	assert_memory_equal(b.pw, "pw:w:", 5);
+	assert_int_equal(basic_of("Basic dTo=", buf, sizeof(buf), &b), 0); /* "u:" */
+	assert_int_equal(b.pw_len, 0);
+	/* Exactly fits: 3 bytes decoded need 4 of buffer (the NUL). */
+	assert_int_equal(basic_of("Basic dTp4", buf, 4, &b), 0); /* "u:x" */
+	assert_int_equal(basic_of("Basic dTp4", buf, 3, &b), VS_ETOOBIG);
+}
+
+static void basic_refused(void **state)
+{
+	static const char *const bad[] = {
+	    "",
+	    "Basic",
+	    "Basic ",
+	    "Bearer dTpw",
+	    "Basicx dTpw",
+	    "Basic dTpw=",       /* not canonical */
+	    "Basic dT pw",
+	    "Basic dXNlcg==",    /* "user": no colon */
+	    "Basic OnB3",        /* ":pw": no user */
+	    "Basic dQB4OnB3",    /* "u\0x:pw" */
+	    "Basic dQF4OnB3",    /* "u\1x:pw": a control character in the user */
+	    "Basic dTpwAA==",    /* "u:p\0": a NUL in the password */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char buf[64];
+		struct vs_http_basic b;
+		if (basic_of(bad[i], buf, sizeof(buf), &b) != VS_EPROTO)
+			fail_msg("accepted: '%s'", bad[i]);
+	}
+}
+
 static void reasons(void **state)
 {
 	assert_string_equal(vs_http_reason(101), "Switching Protocols");
 	assert_string_equal(vs_http_reason(301), "Moved Permanently"); /* a directory's redirect */
 	assert_string_equal(vs_http_reason(404), "Not Found");
 	assert_string_equal(vs_http_reason(431), "Request Header Fields Too Large");
+	assert_string_equal(vs_http_reason(401), "Unauthorized");
+	assert_string_equal(vs_http_reason(411), "Length Required");
+	assert_string_equal(vs_http_reason(413), "Content Too Large");
+	assert_string_equal(vs_http_reason(501), "Not Implemented");
 	assert_string_equal(vs_http_reason(299), "Error");
 }
 
@@ -730,6 +854,10 @@ int main(void)
 	    cmocka_unit_test(path_refused),
 	    cmocka_unit_test(path_too_long),
 	    cmocka_unit_test(content_types),
+	    cmocka_unit_test(body_framing),
+	    cmocka_unit_test(body_framing_refused),
+	    cmocka_unit_test(basic_decoded),
+	    cmocka_unit_test(basic_refused),
 	    cmocka_unit_test(reasons),
 	};
 	return cmocka_run_group_tests_name("net_http", tests, NULL, NULL);
