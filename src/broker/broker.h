@@ -194,7 +194,6 @@ int vs_broker_reload(struct vs_broker *b, char *err, size_t errlen);
 /* Main thread: frees what reloads replaced once no worker can hold it (call now and then). */
 void vs_broker_reclaim(struct vs_broker *b);
 
-<<<<<<< HEAD
 /*
  * What signals ask of a running broker (admin.c), from the main thread. None stops it.
  * vs_broker_snapshot(): SIGUSR1, a persistence snapshot now (on worker 0's next tick, within a
@@ -208,13 +207,12 @@ void vs_broker_dump(struct vs_broker *b);
 void vs_broker_dump_shard(struct vs_worker *w);
 void vs_broker_ping(struct vs_broker *b, uint64_t seq);
 bool vs_broker_pinged(struct vs_broker *b, uint64_t seq);
-=======
+
 /* The registry's size changed: called under reg_lock. */
 static inline void vs_broker_sessions_changed(struct vs_broker *b)
 {
 	atomic_store_explicit(&b->n_sessions, b->sessions.count, memory_order_relaxed);
 }
->>>>>>> http
 
 /* Sums every worker's counters into out (racy but monotonic reads). */
 void vs_broker_stats(struct vs_broker *b, struct vs_stats *out);

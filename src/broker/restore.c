@@ -614,7 +614,6 @@ static enum vs_fsync_policy policy_of(const struct vs_config *c)
 	}
 }
 
-<<<<<<< HEAD
 /* ---- Importing a Mosquitto database ------------------------------------------------------ */
 
 /* <persistence_location>/<persistence_file>: where Mosquitto keeps its database. */
@@ -790,14 +789,13 @@ out_free:
 	free(buf);
 	return rc < 0 ? rc : 0;
 }
-=======
+
 /* Upper bounds of viesti_persist_commit_seconds, in nanoseconds: from a write(2) that only
  * copies (tens of microseconds) to an fsync on a slow disk. */
 static const uint64_t commit_bounds[] = {
 	50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000, 25000000,
 	50000000, 100000000, 250000000, 500000000, 1000000000,
 };
->>>>>>> http
 
 int vs_bp_open(struct vs_broker *b, char *err, size_t errlen)
 {
