@@ -1,9 +1,10 @@
 # Viesti: the top-level driver. CMake does the building; this file names the everyday commands.
 #   make            build build/viesti and libviesti (RelWithDebInfo)
 #   make run        install missing packages, build, start the broker on localhost:1883
-#   make test       install missing packages, build with ASan+UBSan, run unit, integration and
-#                   brief fuzz tests (integration tests in TEST_JOBS parallel pytest-xdist
-#                   workers, then those marked serial one at a time)
+#   make test       install missing packages, check the formatting, build with ASan+UBSan, run
+#                   unit, integration and brief fuzz tests (integration tests in TEST_JOBS
+#                   parallel pytest-xdist workers, then those marked serial one at a time)
+#   make format     reformat every C file with clang-format (.clang-format)
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS (default 60) each
 #   make bench      build and run the micro-benchmarks and a quick side-by-side with Mosquitto
 #                   (bench/compare without --quick for the full table)
@@ -24,7 +25,7 @@ PYTEST ?= /usr/bin/python3 -m pytest
 # on sockets more than they compute); those marked serial run afterwards, one at a time.
 TEST_JOBS ?= 4
 
-.PHONY: all build san run test unit integration fuzz fuzz-build fuzz-brief bench examples install clean deps
+.PHONY: all build san run test unit integration fuzz fuzz-build fuzz-brief bench examples install clean deps format format-check
 
 all: build
 
@@ -46,8 +47,17 @@ $(SANBUILD)/CMakeCache.txt:
 san: $(SANBUILD)/CMakeCache.txt
 	cmake --build $(SANBUILD) -j $(JOBS)
 
-test: deps san
+test: deps format-check san
 	$(MAKE) --no-print-directory unit integration fuzz-brief
+
+# Every C file as .clang-format says (clang-format 14, Debian 12's).
+C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find src include tests bench examples -name '*.[ch]')
+
+format-check:
+	@clang-format --dry-run --Werror $(C_FILES) && echo "format: $(words $(C_FILES)) files as .clang-format says"
+
+format:
+	clang-format -i $(C_FILES)
 
 unit:
 	cd $(SANBUILD) && ctest --output-on-failure -j $(JOBS)

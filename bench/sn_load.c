@@ -32,11 +32,11 @@ static int64_t now_ns(void)
 }
 
 struct pair {
-	int pub, sub;           /* connected UDP sockets */
-	uint16_t tid;           /* the publisher's topic id */
+	int pub, sub; /* connected UDP sockets */
+	uint16_t tid; /* the publisher's topic id */
 	uint16_t next_id;
-	uint64_t sent, got;     /* messages */
-	bool waiting_ack;       /* QoS 1: a PUBLISH awaits its PUBACK */
+	uint64_t sent, got; /* messages */
+	bool waiting_ack;   /* QoS 1: a PUBLISH awaits its PUBACK */
 	int64_t ack_sent_ns;
 };
 
@@ -86,16 +86,16 @@ static int wait_for(int fd, int type, struct vs_sn_packet *out, uint8_t *buf)
 static void on_sub(struct pair *p, const struct vs_sn_packet *m)
 {
 	if (m->type == VS_SN_REGISTER) {
-		struct vs_sn_packet a = {.type = VS_SN_REGACK, .topic_id = m->topic_id,
-					 .msg_id = m->msg_id};
+		struct vs_sn_packet a = {
+		    .type = VS_SN_REGACK, .topic_id = m->topic_id, .msg_id = m->msg_id};
 		send_pkt(p->sub, &a);
 		return;
 	}
 	if (m->type != VS_SN_PUBLISH)
 		return;
 	if (vs_sn_qos(m->flags) == 1) {
-		struct vs_sn_packet a = {.type = VS_SN_PUBACK, .topic_id = m->topic_id,
-					 .msg_id = m->msg_id};
+		struct vs_sn_packet a = {
+		    .type = VS_SN_PUBACK, .topic_id = m->topic_id, .msg_id = m->msg_id};
 		send_pkt(p->sub, &a);
 	}
 	if (m->flags & VS_SN_DUP)
@@ -118,7 +118,8 @@ static void publish(struct pair *p)
 	memset(payload, 'x', (size_t)size);
 	int64_t t = now_ns();
 	memcpy(payload, &t, sizeof(t));
-	struct vs_sn_packet m = {.type = VS_SN_PUBLISH, .topic_id = p->tid,
+	struct vs_sn_packet m = {.type = VS_SN_PUBLISH,
+				 .topic_id = p->tid,
 				 .flags = vs_sn_qos_flags(qos),
 				 .data = {payload, (size_t)size}};
 	if (qos > 0) {
@@ -143,15 +144,29 @@ int main(int argc, char **argv)
 	int opt;
 	while ((opt = getopt(argc, argv, "p:n:q:d:s:w:")) != -1) {
 		switch (opt) {
-		case 'p': port = atoi(optarg); break;
-		case 'n': n = atoi(optarg); break;
-		case 'q': qos = atoi(optarg); break;
-		case 'd': dur = atoi(optarg); break;
-		case 's': size = atoi(optarg); break;
-		case 'w': window = atoi(optarg); break;
+		case 'p':
+			port = atoi(optarg);
+			break;
+		case 'n':
+			n = atoi(optarg);
+			break;
+		case 'q':
+			qos = atoi(optarg);
+			break;
+		case 'd':
+			dur = atoi(optarg);
+			break;
+		case 's':
+			size = atoi(optarg);
+			break;
+		case 'w':
+			window = atoi(optarg);
+			break;
 		default:
-			fprintf(stderr, "usage: %s -p PORT [-n PAIRS] [-q 0|1] [-d SEC] [-s BYTES] "
-				"[-w WINDOW]\n", argv[0]);
+			fprintf(stderr,
+				"usage: %s -p PORT [-n PAIRS] [-q 0|1] [-d SEC] [-s BYTES] "
+				"[-w WINDOW]\n",
+				argv[0]);
 			return 2;
 		}
 	}
@@ -171,8 +186,10 @@ int main(int argc, char **argv)
 		for (int k = 0; k < 2; k++) {
 			int fd = k ? p->sub : p->pub;
 			snprintf(id, sizeof(id), "snb-%c-%d-%d", k ? 's' : 'p', i, (int)getpid());
-			struct vs_sn_packet c = {.type = VS_SN_CONNECT, .flags = VS_SN_CLEAN,
-						 .protocol = 1, .duration = 60,
+			struct vs_sn_packet c = {.type = VS_SN_CONNECT,
+						 .flags = VS_SN_CLEAN,
+						 .protocol = 1,
+						 .duration = 60,
 						 .data = {(const uint8_t *)id, strlen(id)}};
 			send_pkt(fd, &c);
 			if (wait_for(fd, VS_SN_CONNACK, &r, buf) < 0 || r.rc) {
@@ -181,7 +198,8 @@ int main(int argc, char **argv)
 			}
 		}
 		snprintf(topic, sizeof(topic), "snbench/%d", i);
-		struct vs_sn_packet s = {.type = VS_SN_SUBSCRIBE, .flags = vs_sn_qos_flags(qos),
+		struct vs_sn_packet s = {.type = VS_SN_SUBSCRIBE,
+					 .flags = vs_sn_qos_flags(qos),
 					 .msg_id = 1,
 					 .data = {(const uint8_t *)topic, strlen(topic)}};
 		send_pkt(p->sub, &s);
@@ -189,7 +207,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "no SUBACK\n");
 			return 1;
 		}
-		struct vs_sn_packet g = {.type = VS_SN_REGISTER, .msg_id = 1,
+		struct vs_sn_packet g = {.type = VS_SN_REGISTER,
+					 .msg_id = 1,
 					 .data = {(const uint8_t *)topic, strlen(topic)}};
 		send_pkt(p->pub, &g);
 		if (wait_for(p->pub, VS_SN_REGACK, &r, buf) < 0 || r.rc) {
@@ -235,8 +254,8 @@ int main(int argc, char **argv)
 		/* A publisher whose window stays full (a lost QoS 0 message) starts over. */
 		for (int i = 0; i < n; i++) {
 			struct pair *p = &pairs[i];
-			if (p->sent - p->got >= (uint64_t)window && qos == 0 &&
-			    n_lat && now_ns() - start > 0) {
+			if (p->sent - p->got >= (uint64_t)window && qos == 0 && n_lat &&
+			    now_ns() - start > 0) {
 				static int64_t stuck_since[65536];
 				int64_t t = now_ns();
 				if (!stuck_since[i % 65536])

@@ -61,9 +61,9 @@ int main(int argc, char **argv)
 	o.host = argc > 1 ? argv[1] : "localhost";
 	o.port = argc > 2 ? atoi(argv[2]) : 1883;
 	struct viesti_callbacks cb = {
-		.on_connect = on_connect,
-		.on_subscribe = on_subscribe,
-		.on_message = on_message,
+	    .on_connect = on_connect,
+	    .on_subscribe = on_subscribe,
+	    .on_message = on_message,
 	};
 	int err;
 	struct viesti *v = viesti_new(&o, &cb, &target, &err);

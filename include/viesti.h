@@ -66,17 +66,17 @@ extern "C" {
 /* Library errors (system errors are -errno). The numbers match the internal vocabulary. */
 enum {
 	VIESTI_OK = 0,
-	VIESTI_EPROTO = -1001,   /* the broker sent something malformed or out of protocol */
-	VIESTI_ETOOBIG = -1002,  /* larger than the protocol or the broker allows */
-	VIESTI_EINVAL = -1003,   /* bad argument: topic, QoS, property not valid here, ... */
-	VIESTI_ECLOSED = -1004,  /* the broker closed the connection (or sent DISCONNECT) */
-	VIESTI_ESTATE = -1005,   /* not valid now (e.g. a *_wait call from a callback) */
-	VIESTI_EAUTH = -1006,    /* enhanced authentication: the broker accepted the CONNECT but
-				  * did not prove that it knows the credentials (SCRAM: a wrong or
-				  * missing ServerSignature), so the client refused the connection */
-	VIESTI_EREFUSED = -1100, /* the broker refused CONNECT; the reason is in on_connect */
+	VIESTI_EPROTO = -1001,	  /* the broker sent something malformed or out of protocol */
+	VIESTI_ETOOBIG = -1002,	  /* larger than the protocol or the broker allows */
+	VIESTI_EINVAL = -1003,	  /* bad argument: topic, QoS, property not valid here, ... */
+	VIESTI_ECLOSED = -1004,	  /* the broker closed the connection (or sent DISCONNECT) */
+	VIESTI_ESTATE = -1005,	  /* not valid now (e.g. a *_wait call from a callback) */
+	VIESTI_EAUTH = -1006,	  /* enhanced authentication: the broker accepted the CONNECT but
+				   * did not prove that it knows the credentials (SCRAM: a wrong or
+				   * missing ServerSignature), so the client refused the connection */
+	VIESTI_EREFUSED = -1100,  /* the broker refused CONNECT; the reason is in on_connect */
 	VIESTI_EREJECTED = -1101, /* a negative acknowledgement (reason code >= 0x80) */
-	VIESTI_ETLS = -1102,      /* TLS: handshake or verification failed, or the certificate,
+	VIESTI_ETLS = -1102,	  /* TLS: handshake or verification failed, or the certificate,
 				   * key or CA files are unusable; on_log has the reason */
 };
 
@@ -91,8 +91,8 @@ enum viesti_version {
 enum {
 	VIESTI_SUB_NO_LOCAL = 1 << 2,
 	VIESTI_SUB_RETAIN_AS_PUBLISHED = 1 << 3,
-	VIESTI_SUB_RETAIN_SEND_NEW = 1 << 4,  /* retain handling 1: only for new subscriptions */
-	VIESTI_SUB_RETAIN_NEVER = 2 << 4,     /* retain handling 2: never send retained */
+	VIESTI_SUB_RETAIN_SEND_NEW = 1 << 4, /* retain handling 1: only for new subscriptions */
+	VIESTI_SUB_RETAIN_NEVER = 2 << 4,    /* retain handling 2: never send retained */
 };
 
 /* Log levels for on_log. */
@@ -105,19 +105,19 @@ enum viesti_log_level {
 
 /* MQTT 5.0 property identifiers (section 2.2.2.2) usable with the properties API. */
 enum viesti_prop {
-	VIESTI_PROP_PAYLOAD_FORMAT = 0x01,    /* byte: 0 bytes, 1 UTF-8 */
-	VIESTI_PROP_MESSAGE_EXPIRY = 0x02,    /* four-byte integer, seconds */
-	VIESTI_PROP_CONTENT_TYPE = 0x03,      /* string */
-	VIESTI_PROP_RESPONSE_TOPIC = 0x08,    /* string */
-	VIESTI_PROP_CORRELATION_DATA = 0x09,  /* binary */
-	VIESTI_PROP_SUBSCRIPTION_ID = 0x0B,   /* variable byte integer (SUBSCRIBE; received) */
-	VIESTI_PROP_SESSION_EXPIRY = 0x11,    /* four-byte integer (CONNECT, CONNACK, DISCONNECT) */
+	VIESTI_PROP_PAYLOAD_FORMAT = 0x01,   /* byte: 0 bytes, 1 UTF-8 */
+	VIESTI_PROP_MESSAGE_EXPIRY = 0x02,   /* four-byte integer, seconds */
+	VIESTI_PROP_CONTENT_TYPE = 0x03,     /* string */
+	VIESTI_PROP_RESPONSE_TOPIC = 0x08,   /* string */
+	VIESTI_PROP_CORRELATION_DATA = 0x09, /* binary */
+	VIESTI_PROP_SUBSCRIPTION_ID = 0x0B,  /* variable byte integer (SUBSCRIBE; received) */
+	VIESTI_PROP_SESSION_EXPIRY = 0x11,   /* four-byte integer (CONNECT, CONNACK, DISCONNECT) */
 	VIESTI_PROP_ASSIGNED_CLIENT_ID = 0x12, /* string (CONNACK) */
-	VIESTI_PROP_SERVER_KEEPALIVE = 0x13,  /* two-byte integer (CONNACK) */
+	VIESTI_PROP_SERVER_KEEPALIVE = 0x13,   /* two-byte integer (CONNACK) */
 	VIESTI_PROP_AUTH_METHOD = 0x15,
 	VIESTI_PROP_AUTH_DATA = 0x16,
 	VIESTI_PROP_REQUEST_PROBLEM_INFO = 0x17,
-	VIESTI_PROP_WILL_DELAY = 0x18,        /* four-byte integer (will properties) */
+	VIESTI_PROP_WILL_DELAY = 0x18, /* four-byte integer (will properties) */
 	VIESTI_PROP_REQUEST_RESPONSE_INFO = 0x19,
 	VIESTI_PROP_RESPONSE_INFO = 0x1A,
 	VIESTI_PROP_SERVER_REFERENCE = 0x1C,
@@ -127,14 +127,14 @@ enum viesti_prop {
 	VIESTI_PROP_TOPIC_ALIAS = 0x23,
 	VIESTI_PROP_MAX_QOS = 0x24,
 	VIESTI_PROP_RETAIN_AVAILABLE = 0x25,
-	VIESTI_PROP_USER = 0x26,              /* string pair, repeatable */
+	VIESTI_PROP_USER = 0x26, /* string pair, repeatable */
 	VIESTI_PROP_MAX_PACKET_SIZE = 0x27,
 	VIESTI_PROP_WILDCARD_SUB_AVAILABLE = 0x28,
 	VIESTI_PROP_SUB_ID_AVAILABLE = 0x29,
 	VIESTI_PROP_SHARED_SUB_AVAILABLE = 0x2A,
 };
 
-struct viesti;       /* one client; opaque */
+struct viesti;	     /* one client; opaque */
 struct viesti_props; /* a list of MQTT 5.0 properties; opaque */
 
 /* ---- Properties ---------------------------------------------------------------------------- */
@@ -158,7 +158,8 @@ int viesti_props_add_user(struct viesti_props *props, const char *key, const cha
 bool viesti_props_has(const struct viesti_props *props, int id);
 /* Returns 0 and sets *value, or -ENOENT. */
 int viesti_props_get_int(const struct viesti_props *props, int id, uint32_t *value);
-/* Returns 0 and points *data and *len at a string or binary value (NOT NUL-terminated), or -ENOENT. */
+/* Returns 0 and points *data and *len at a string or binary value (NOT NUL-terminated), or -ENOENT.
+ */
 int viesti_props_get_binary(const struct viesti_props *props, int id, const void **data,
 			    size_t *len);
 /* Iterates user properties in order: start with *pos = 0; returns 1 while there is one. */
@@ -181,7 +182,7 @@ struct viesti_message {
 	int qos;
 	bool retain;
 	bool dup;
-	int mid;                          /* the packet id (0 for QoS 0) */
+	int mid;			  /* the packet id (0 for QoS 0) */
 	const struct viesti_props *props; /* never NULL; empty for 3.x */
 };
 
@@ -208,8 +209,8 @@ struct viesti_callbacks {
 			   const struct viesti_props *props);
 	void (*on_subscribe)(struct viesti *v, void *ud, int mid, int count, const uint8_t *codes,
 			     const struct viesti_props *props);
-	void (*on_unsubscribe)(struct viesti *v, void *ud, int mid, int count,
-			       const uint8_t *codes, const struct viesti_props *props);
+	void (*on_unsubscribe)(struct viesti *v, void *ud, int mid, int count, const uint8_t *codes,
+			       const struct viesti_props *props);
 	void (*on_log)(struct viesti *v, void *ud, int level, const char *line);
 };
 
@@ -220,17 +221,17 @@ struct viesti_callbacks {
  * Names and meanings follow mosquitto_pub's --cafile, --capath, ... flags.
  */
 struct viesti_tls {
-	const char *cafile;   /* PEM file of trusted CA certificates */
-	const char *capath;   /* directory of trusted CA certificates (hashed names, c_rehash) */
-	bool os_certs;        /* also trust the system store; implied when no cafile, capath or
-			       * psk is given */
-	const char *certfile; /* client certificate chain (PEM) for mutual TLS; needs keyfile */
-	const char *keyfile;  /* its private key (PEM, not encrypted) */
-	bool insecure;        /* skip the host-name check only: the chain is still verified */
+	const char *cafile;	 /* PEM file of trusted CA certificates */
+	const char *capath;	 /* directory of trusted CA certificates (hashed names, c_rehash) */
+	bool os_certs;		 /* also trust the system store; implied when no cafile, capath or
+				  * psk is given */
+	const char *certfile;	 /* client certificate chain (PEM) for mutual TLS; needs keyfile */
+	const char *keyfile;	 /* its private key (PEM, not encrypted) */
+	bool insecure;		 /* skip the host-name check only: the chain is still verified */
 	const char *tls_version; /* minimum version: "tlsv1.2" (NULL) or "tlsv1.3" */
-	const char *alpn;        /* NULL, or one protocol offered in ALPN (1..255 bytes), "mqtt" */
-	const char *psk;          /* pre-shared key in hex (no 0x): TLS-PSK instead of the server's
-				   * certificate; excludes cafile, capath, certfile */
+	const char *alpn;	 /* NULL, or one protocol offered in ALPN (1..255 bytes), "mqtt" */
+	const char *psk;	 /* pre-shared key in hex (no 0x): TLS-PSK instead of the server's
+				  * certificate; excludes cafile, capath, certfile */
 	const char *psk_identity; /* the identity sent with psk; required with it */
 };
 
@@ -239,19 +240,19 @@ struct viesti_tls {
  * fields. Strings are copied by viesti_new().
  */
 struct viesti_options {
-	const char *host;      /* "localhost" */
-	int port;              /* 1883 */
-	int version;           /* VIESTI_V311 */
-	const char *client_id; /* NULL: empty for 3.1.1/5.0 (broker assigns), generated for 3.1 */
-	const char *username;  /* NULL: none */
-	const char *password;  /* NULL: none */
-	size_t password_len;   /* 0: strlen(password) */
+	const char *host;	 /* "localhost" */
+	int port;		 /* 1883 */
+	int version;		 /* VIESTI_V311 */
+	const char *client_id;	 /* NULL: empty for 3.1.1/5.0 (broker assigns), generated for 3.1 */
+	const char *username;	 /* NULL: none */
+	const char *password;	 /* NULL: none */
+	size_t password_len;	 /* 0: strlen(password) */
 	const char *auth_method; /* NULL: none (username and password go in the CONNECT). Or
 				  * "SCRAM-SHA-256": MQTT 5.0 enhanced authentication (section
 				  * 4.12, RFC 5802, RFC 7677) with username and password, both
 				  * required; see "Enhanced authentication" below. */
-	int keepalive;         /* 60 seconds; 0 disables */
-	bool clean;            /* true: Clean Session / Clean Start on the first connect */
+	int keepalive;		 /* 60 seconds; 0 disables */
+	bool clean;		 /* true: Clean Session / Clean Start on the first connect */
 	const struct viesti_props *connect_props; /* 5.0 CONNECT properties (session expiry, ...) */
 
 	const char *will_topic; /* NULL: no will */
@@ -261,19 +262,19 @@ struct viesti_options {
 	bool will_retain;
 	const struct viesti_props *will_props; /* 5.0 will properties */
 
-	int max_inflight;      /* 20: outgoing QoS 1/2 messages awaiting ack (also capped by the
-				* broker's Receive Maximum); later ones wait in order */
-	bool reconnect;        /* true: reconnect automatically after a connection is lost */
-	int reconnect_min_ms;  /* 500: first delay; doubles per failed attempt */
-	int reconnect_max_ms;  /* 30000: delay cap; each delay is jittered to [d/2, d] */
+	int max_inflight;	/* 20: outgoing QoS 1/2 messages awaiting ack (also capped by the
+				 * broker's Receive Maximum); later ones wait in order */
+	bool reconnect;		/* true: reconnect automatically after a connection is lost */
+	int reconnect_min_ms;	/* 500: first delay; doubles per failed attempt */
+	int reconnect_max_ms;	/* 30000: delay cap; each delay is jittered to [d/2, d] */
 	int connect_timeout_ms; /* 10000: TCP connect, TLS handshake and CONNACK must complete
 				 * within this */
-	int log_level;         /* VIESTI_LOG_INFO: on_log gets lines at or below this level */
+	int log_level;		/* VIESTI_LOG_INFO: on_log gets lines at or below this level */
 	const struct viesti_tls *tls; /* NULL: plain TCP; else TLS as set there (default port
 				       * for MQTT over TLS: 8883, set it in `port`) */
-	const char *ws_path;   /* NULL: MQTT straight over TCP (or TLS). Else MQTT over WebSocket
-				* (RFC 6455; over TLS when tls is set: wss), upgrading at this
-				* request path, such as "/mqtt" */
+	const char *ws_path; /* NULL: MQTT straight over TCP (or TLS). Else MQTT over WebSocket
+			      * (RFC 6455; over TLS when tls is set: wss), upgrading at this
+			      * request path, such as "/mqtt" */
 };
 
 void viesti_options_init(struct viesti_options *o);
@@ -424,9 +425,9 @@ enum {
 
 /* TopicIdType (section 5.3.4). */
 enum {
-	VIESTI_SN_TOPIC_NORMAL = 0,     /* a registered id; in (UN)SUBSCRIBE: a topic name */
+	VIESTI_SN_TOPIC_NORMAL = 0,	/* a registered id; in (UN)SUBSCRIBE: a topic name */
 	VIESTI_SN_TOPIC_PREDEFINED = 1, /* an id both sides know beforehand */
-	VIESTI_SN_TOPIC_SHORT = 2,      /* two characters, in the id field */
+	VIESTI_SN_TOPIC_SHORT = 2,	/* two characters, in the id field */
 };
 
 /* The topic id of a short topic name "ab": VIESTI_SN_SHORT('a', 'b'). */
@@ -435,9 +436,9 @@ enum {
 /* What viesti_sn_state() returns. */
 enum viesti_sn_state {
 	VIESTI_SN_DISCONNECTED = 0, /* before connecting, after a disconnect or a lost gateway */
-	VIESTI_SN_ACTIVE = 1,       /* connected */
-	VIESTI_SN_ASLEEP = 2,       /* sleeping (viesti_sn_sleep), also after a wake-up's PINGRESP */
-	VIESTI_SN_AWAKE = 3,        /* woken (PINGREQ sent), taking what was kept, no PINGRESP yet */
+	VIESTI_SN_ACTIVE = 1,	    /* connected */
+	VIESTI_SN_ASLEEP = 2, /* sleeping (viesti_sn_sleep), also after a wake-up's PINGRESP */
+	VIESTI_SN_AWAKE = 3,  /* woken (PINGREQ sent), taking what was kept, no PINGRESP yet */
 };
 
 /*
@@ -445,25 +446,25 @@ enum viesti_sn_state {
  * and the will are copied by viesti_sn_new().
  */
 struct viesti_sn_options {
-	const char *host;      /* "localhost": a name (getaddrinfo, IPv4 and IPv6) or an address */
-	int port;              /* 1884 */
-	const char *client_id; /* NULL: "viesti-sn-" and 12 random hex digits. MQTT-SN 1.2 says
-				* 1..23 characters; up to 1024 bytes are sent */
-	int keepalive;         /* 60 seconds (CONNECT's Duration); 0: no keep-alive */
-	bool clean;            /* true: CleanSession (subscriptions and will start afresh) */
+	const char *host;	/* "localhost": a name (getaddrinfo, IPv4 and IPv6) or an address */
+	int port;		/* 1884 */
+	const char *client_id;	/* NULL: "viesti-sn-" and 12 random hex digits. MQTT-SN 1.2 says
+				 * 1..23 characters; up to 1024 bytes are sent */
+	int keepalive;		/* 60 seconds (CONNECT's Duration); 0: no keep-alive */
+	bool clean;		/* true: CleanSession (subscriptions and will start afresh) */
 	const char *will_topic; /* NULL: no will. Else CONNECT carries the Will flag and the
 				 * gateway's WILLTOPICREQ and WILLMSGREQ are answered with these */
 	const void *will_payload;
 	size_t will_payload_len;
-	int will_qos;          /* 0..2 */
+	int will_qos; /* 0..2 */
 	bool will_retain;
-	int retry_ms;          /* 10000: Tretry, the wait for an answer before sending again */
-	int retry_count;       /* 5: Nretry, sends after the first before the gateway is lost */
-	size_t max_queued;     /* 1000: received messages kept for viesti_sn_receive() */
-	int log_level;         /* VIESTI_LOG_INFO: on_log gets lines at or below this level;
-				* VIESTI_LOG_DEBUG lines name every message sent and received */
+	int retry_ms;	   /* 10000: Tretry, the wait for an answer before sending again */
+	int retry_count;   /* 5: Nretry, sends after the first before the gateway is lost */
+	size_t max_queued; /* 1000: received messages kept for viesti_sn_receive() */
+	int log_level;	   /* VIESTI_LOG_INFO: on_log gets lines at or below this level;
+			    * VIESTI_LOG_DEBUG lines name every message sent and received */
 	void (*on_log)(struct viesti_sn *c, void *ud, int level, const char *line);
-	void *ud;              /* for on_log */
+	void *ud; /* for on_log */
 };
 
 void viesti_sn_options_init(struct viesti_sn_options *o);
@@ -497,8 +498,7 @@ const char *viesti_sn_client_id(const struct viesti_sn *c);
 /* REGISTERs a topic name (no wildcards) and sets *topic_id (may be NULL) to the id the
  * gateway gave. A name already registered on this connection returns its id at once. Returns
  * the REGACK's ReturnCode or an error. */
-int viesti_sn_register(struct viesti_sn *c, const char *topic, uint16_t *topic_id,
-		       int timeout_ms);
+int viesti_sn_register(struct viesti_sn *c, const char *topic, uint16_t *topic_id, int timeout_ms);
 
 /*
  * Publishes payload on topic (a name without wildcards), choosing the kind of topic id as
@@ -536,16 +536,16 @@ int viesti_sn_unsubscribe_id(struct viesti_sn *c, int type, uint16_t topic_id, i
 
 /* A received message. Its pointers are valid until the next call on the client. */
 struct viesti_sn_message {
-	const char *topic;    /* NUL-terminated */
+	const char *topic; /* NUL-terminated */
 	size_t topic_len;
-	int topic_type;       /* VIESTI_SN_TOPIC_*: how the gateway named it */
+	int topic_type; /* VIESTI_SN_TOPIC_*: how the gateway named it */
 	uint16_t topic_id;
 	const void *payload;
 	size_t payload_len;
-	int qos;              /* 0..2 */
+	int qos; /* 0..2 */
 	bool retain;
 	bool dup;
-	uint16_t msg_id;      /* 0 for QoS 0 */
+	uint16_t msg_id; /* 0 for QoS 0 */
 };
 
 /*
@@ -584,8 +584,7 @@ int viesti_sn_wake(struct viesti_sn *c, int timeout_ms);
 int viesti_sn_will_topic_update(struct viesti_sn *c, const char *topic, int qos, bool retain,
 				int timeout_ms);
 /* WILLMSGUPD: a new will message (the topic stays). Returns the WILLMSGRESP's ReturnCode. */
-int viesti_sn_will_msg_update(struct viesti_sn *c, const void *payload, size_t len,
-			      int timeout_ms);
+int viesti_sn_will_msg_update(struct viesti_sn *c, const void *payload, size_t len, int timeout_ms);
 
 /* For a poll loop: the socket to watch for reading (-1 before the first message is sent), the
  * milliseconds until viesti_sn_process() is due anyway (-1: nothing is), and the processing:

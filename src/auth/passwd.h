@@ -37,16 +37,17 @@
 
 #include "auth/scram.h"
 
-#define VS_PASSWD_SALT_LEN    12 /* the $6$/$7$ salt we write: Mosquitto 2.0 reads no other */
-#define VS_PASSWD_SALT_LONG   64 /* Mosquitto 2.1's salt for $6$, $7$ and $argon2id$ */
-#define VS_PASSWD_SALT_MAX    64
-#define VS_PASSWD_HASH_LEN    64    /* SHA-512; Mosquitto's argon2id tag; StoredKey + ServerKey */
-#define VS_PASSWD_ITERATIONS  101   /* mosquitto_passwd 2.0's default for $7$ */
-#define VS_PASSWD_ARGON2_T    1	    /* Mosquitto 2.1's argon2id parameters */
-#define VS_PASSWD_ARGON2_M    47104 /* KiB */
-#define VS_PASSWD_ARGON2_P    1
-#define VS_PASSWD_ARGON2_MMAX 4194304 /* KiB (4 GiB): more is a typo that would fail every check   \
-				       */
+#define VS_PASSWD_SALT_LEN   12 /* the $6$/$7$ salt we write: Mosquitto 2.0 reads no other */
+#define VS_PASSWD_SALT_LONG  64 /* Mosquitto 2.1's salt for $6$, $7$ and $argon2id$ */
+#define VS_PASSWD_SALT_MAX   64
+#define VS_PASSWD_HASH_LEN   64	   /* SHA-512; Mosquitto's argon2id tag; StoredKey + ServerKey */
+#define VS_PASSWD_ITERATIONS 101   /* mosquitto_passwd 2.0's default for $7$ */
+#define VS_PASSWD_ARGON2_T   1	   /* Mosquitto 2.1's argon2id parameters */
+#define VS_PASSWD_ARGON2_M   47104 /* KiB */
+#define VS_PASSWD_ARGON2_P   1
+#define VS_PASSWD_ARGON2_MMAX                                                                      \
+	4194304 /* KiB (4 GiB): more is a typo that would fail every check                         \
+		 */
 #define VS_PASSWD_ARGON2_PMAX 255
 #define VS_PASSWD_USER_MAX    65535 /* an MQTT UTF-8 string */
 /* Longest formatted hash (argon2id with 64-byte salt and tag and the largest parameters: 230),

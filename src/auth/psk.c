@@ -68,8 +68,10 @@ static int parse_line(void *ctx, const char *s, size_t n, unsigned line)
 		return vs_auth_err(err, errlen, name, line, "identity '%.*s' appears twice",
 				   (int)idlen, id);
 	if (hexlen == 0 || hexlen > 2 * VS_PSK_KEY_MAX)
-		return vs_auth_err(err, errlen, name, line, "identity '%.*s': expected a key of 1 to "
-				   "%d bytes in hex digits", (int)idlen, id, VS_PSK_KEY_MAX);
+		return vs_auth_err(err, errlen, name, line,
+				   "identity '%.*s': expected a key of 1 to "
+				   "%d bytes in hex digits",
+				   (int)idlen, id, VS_PSK_KEY_MAX);
 	char digits[2 * VS_PSK_KEY_MAX + 1];
 	memcpy(digits, hex, hexlen);
 	digits[hexlen] = '\0';
@@ -80,8 +82,10 @@ static int parse_line(void *ctx, const char *s, size_t n, unsigned line)
 	OPENSSL_cleanse(digits, sizeof(digits));
 	if (kl <= 0) {
 		free(k);
-		return vs_auth_err(err, errlen, name, line, "identity '%.*s': the key is not hex "
-				   "digits", (int)idlen, id);
+		return vs_auth_err(err, errlen, name, line,
+				   "identity '%.*s': the key is not hex "
+				   "digits",
+				   (int)idlen, id);
 	}
 	k->len = (size_t)kl;
 	if (vs_map_put(&pc->t->keys, id, idlen, k, NULL) < 0) {
@@ -95,8 +99,8 @@ static int parse_line(void *ctx, const char *s, size_t n, unsigned line)
 struct vs_psk *vs_psk_parse(const char *text, size_t len, const char *name, char *err,
 			    size_t errlen)
 {
-	struct parse_ctx pc = {.t = calloc(1, sizeof(*pc.t)), .name = name, .err = err,
-			       .errlen = errlen};
+	struct parse_ctx pc = {
+	    .t = calloc(1, sizeof(*pc.t)), .name = name, .err = err, .errlen = errlen};
 	if (!pc.t) {
 		vs_auth_err(err, errlen, name, 0, "out of memory");
 		return NULL;

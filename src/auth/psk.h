@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define VS_PSK_IDENTITY_MAX 127 /* bytes, without the NUL (OpenSSL's buffer is 128) */
-#define VS_PSK_KEY_MAX 256      /* bytes (OpenSSL's PSK_MAX_PSK_LEN is 512) */
+#define VS_PSK_KEY_MAX	    256 /* bytes (OpenSSL's PSK_MAX_PSK_LEN is 512) */
 
 struct vs_psk;
 

@@ -33,18 +33,18 @@ enum vs_log_dest {
 };
 
 struct vs_log {
-	unsigned types;     /* enum vs_log_type mask of what is written */
-	unsigned dests;     /* enum vs_log_dest mask */
-	int fd;             /* for VS_LOGD_FILE, -1 otherwise */
-	bool timestamps;    /* prefix lines with an ISO-8601 UTC time */
-	char *file_path;    /* for VS_LOGD_FILE (owned), reopened by vs_log_reopen() */
+	unsigned types;	       /* enum vs_log_type mask of what is written */
+	unsigned dests;	       /* enum vs_log_dest mask */
+	int fd;		       /* for VS_LOGD_FILE, -1 otherwise */
+	bool timestamps;       /* prefix lines with an ISO-8601 UTC time */
+	char *file_path;       /* for VS_LOGD_FILE (owned), reopened by vs_log_reopen() */
 	const char *ts_format; /* strftime(3) format of the timestamp, in local time (Mosquitto's
 				* log_timestamp_format); not owned, must outlive the log. NULL =
 				* ISO-8601 UTC with milliseconds */
-	int facility;       /* syslog(3) facility (LOG_DAEMON, LOG_LOCAL0..7) of VS_LOGD_SYSLOG */
-	bool mosquitto;     /* Mosquitto's line format (log_format mosquitto): "SECONDS: message"
-			     * (or "<ts_format>: message"), no type name; Viesti's otherwise:
-			     * "<ISO-8601> type: message" */
+	int facility;	/* syslog(3) facility (LOG_DAEMON, LOG_LOCAL0..7) of VS_LOGD_SYSLOG */
+	bool mosquitto; /* Mosquitto's line format (log_format mosquitto): "SECONDS: message"
+			 * (or "<ts_format>: message"), no type name; Viesti's otherwise:
+			 * "<ISO-8601> type: message" */
 };
 
 /* Defaults: errors, warnings, notices and info to stderr with timestamps; syslog facility
@@ -61,7 +61,7 @@ int vs_log_apply(struct vs_log *log, const struct vs_log *next);
 
 /* Writes one line when type is enabled. A NULL log writes nothing. */
 void vs_log(const struct vs_log *log, unsigned type, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 void vs_logv(const struct vs_log *log, unsigned type, const char *fmt, va_list ap);
 
 /* Whether a line of this type would be written: skip expensive formatting when not. */

@@ -83,7 +83,9 @@ static void *auth_main(void *arg)
 	while ((j = take(q, &b->grace, r)) != NULL) {
 		if (!atomic_load(&j->cancelled)) {
 			bool ok = check(j);
-			struct vs_mail m = {.type = VS_MAIL_AUTH, .reason = ok, .slot = j->slot,
+			struct vs_mail m = {.type = VS_MAIL_AUTH,
+					    .reason = ok,
+					    .slot = j->slot,
 					    .conn_id = j->conn_id};
 			vs_worker_post_now(&b->workers[j->worker], &m);
 		}

@@ -32,9 +32,9 @@ struct vs_listener;
 /* One check, shared by the queue and the waiting connection (two references). */
 struct vs_auth_job {
 	atomic_int refs;
-	atomic_bool cancelled;       /* the connection is gone: skip it */
-	struct vs_auth_job *next;    /* in the queue */
-	int worker;                  /* where the answer goes */
+	atomic_bool cancelled;	  /* the connection is gone: skip it */
+	struct vs_auth_job *next; /* in the queue */
+	int worker;		  /* where the answer goes */
 	uint32_t slot;
 	uint64_t conn_id;
 	const struct vs_listener *listener;

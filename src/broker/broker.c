@@ -152,8 +152,8 @@ static void resolve_sec(struct vs_gen *g, size_t i)
 	sec->allow_anonymous = anon < 0 ? c->builtin_listener : anon == 1;
 	int zl = c->per_listener_settings ? lc->allow_zero_length_clientid : -1;
 	sec->allow_zero_length_clientid = zl < 0 ? c->allow_zero_length_clientid : zl == 1;
-	sec->auto_id_prefix = c->per_listener_settings && lc->auto_id_prefix ? lc->auto_id_prefix
-									     : c->auto_id_prefix;
+	sec->auto_id_prefix =
+	    c->per_listener_settings && lc->auto_id_prefix ? lc->auto_id_prefix : c->auto_id_prefix;
 	sec->passwd = c->per_listener_settings ? g->l_passwd[i] : g->passwd;
 	sec->acl = c->per_listener_settings ? g->l_acl[i] : g->acl;
 }
@@ -283,20 +283,25 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 			return rc;
 	}
 	if (conf->websockets_log_level)
-		vs_log(log, VS_LOG_NOTICE, "websockets_log_level %d has no effect: it sets "
+		vs_log(log, VS_LOG_NOTICE,
+		       "websockets_log_level %d has no effect: it sets "
 		       "libwebsockets' logging, and Viesti's own WebSocket code logs through "
-		       "log_type like the rest", conf->websockets_log_level);
+		       "log_type like the rest",
+		       conf->websockets_log_level);
 	if (conf->autosave_interval != 1800 || conf->autosave_on_changes)
-		vs_log(log, VS_LOG_NOTICE, "autosave_interval %d%s has no effect: every change is "
-		       "written to the persistence log as it happens", conf->autosave_interval,
+		vs_log(log, VS_LOG_NOTICE,
+		       "autosave_interval %d%s has no effect: every change is "
+		       "written to the persistence log as it happens",
+		       conf->autosave_interval,
 		       conf->autosave_on_changes ? " with autosave_on_changes" : "");
 	for (size_t i = 0; i < b->n_listeners; i++)
 		vs_log(log, VS_LOG_NOTICE, "listening on %s%s%s", b->listeners[i].name,
-		       b->listeners[i].ws ? (b->listeners[i].tls ? " (WebSocket over TLS)"
-								 : " (WebSocket)")
-		       : b->listeners[i].sn ? " (MQTT-SN, UDP)"
+		       b->listeners[i].ws
+			   ? (b->listeners[i].tls ? " (WebSocket over TLS)" : " (WebSocket)")
+		       : b->listeners[i].sn   ? " (MQTT-SN, UDP)"
 		       : b->listeners[i].http ? (b->listeners[i].tls ? " (HTTPS)" : " (HTTP)")
-		       : b->listeners[i].tls ? " (TLS)" : "",
+		       : b->listeners[i].tls  ? " (TLS)"
+					      : "",
 		       b->gen->secs[i].allow_anonymous ? " (anonymous clients allowed)" : "");
 	return 0;
 }
@@ -308,7 +313,8 @@ int vs_broker_start(struct vs_broker *b)
 	if (arc < 0)
 		return arc;
 	for (int i = 0; i < b->n_workers; i++) {
-		int rc = pthread_create(&b->workers[i].th.thread, NULL, vs_worker_main, &b->workers[i]);
+		int rc =
+		    pthread_create(&b->workers[i].th.thread, NULL, vs_worker_main, &b->workers[i]);
 		if (rc != 0)
 			return -rc;
 	}
@@ -380,9 +386,10 @@ static int same_listeners(const struct vs_config *old, const struct vs_config *n
 			  size_t errlen)
 {
 	if (old->n_listeners != nc->n_listeners) {
-		snprintf(err, errlen, "%zu listener(s) configured, %zu running: listeners cannot be "
-			 "added or removed by a reload, expected a restart", nc->n_listeners,
-			 old->n_listeners);
+		snprintf(err, errlen,
+			 "%zu listener(s) configured, %zu running: listeners cannot be "
+			 "added or removed by a reload, expected a restart",
+			 nc->n_listeners, old->n_listeners);
 		return VS_ECONF;
 	}
 	for (size_t i = 0; i < nc->n_listeners; i++) {
@@ -390,9 +397,12 @@ static int same_listeners(const struct vs_config *old, const struct vs_config *n
 		if (a->port != l->port || !same_str(a->bind_address, l->bind_address) ||
 		    a->socket_domain != l->socket_domain || a->protocol != l->protocol ||
 		    tls_listener(a) != tls_listener(l)) {
-			snprintf(err, errlen, "listener %d: its address, port, protocol or TLS differs "
-				 "from the running one: listeners cannot change by a reload, expected "
-				 "a restart", l->port);
+			snprintf(
+			    err, errlen,
+			    "listener %d: its address, port, protocol or TLS differs "
+			    "from the running one: listeners cannot change by a reload, expected "
+			    "a restart",
+			    l->port);
 			return VS_ECONF;
 		}
 	}
@@ -403,19 +413,23 @@ static void keep_str(struct vs_broker *b, char **field, const char *old, const c
 {
 	if (same_str(*field, old))
 		return;
-	vs_log(b->log, VS_LOG_WARN, "reload: '%s' cannot change while the broker runs; it stays "
-	       "'%s' until a restart", name, old ? old : "(unset)");
+	vs_log(b->log, VS_LOG_WARN,
+	       "reload: '%s' cannot change while the broker runs; it stays "
+	       "'%s' until a restart",
+	       name, old ? old : "(unset)");
 	free(*field);
 	*field = old ? strdup(old) : NULL;
 }
 
-#define KEEP(b, nc, f)                                                                     \
-	do {                                                                               \
-		if ((nc)->f != (b)->conf->f) {                                             \
-			vs_log((b)->log, VS_LOG_WARN, "reload: '%s' cannot change while the "  \
-			       "broker runs; it keeps its start-up value until a restart", #f);  \
-			(nc)->f = (b)->conf->f;                                            \
-		}                                                                          \
+#define KEEP(b, nc, f)                                                                             \
+	do {                                                                                       \
+		if ((nc)->f != (b)->conf->f) {                                                     \
+			vs_log((b)->log, VS_LOG_WARN,                                              \
+			       "reload: '%s' cannot change while the "                             \
+			       "broker runs; it keeps its start-up value until a restart",         \
+			       #f);                                                                \
+			(nc)->f = (b)->conf->f;                                                    \
+		}                                                                                  \
 	} while (0)
 
 /* What the running broker cannot take from the new file keeps its value, with a warning. */
@@ -469,8 +483,8 @@ static struct vs_config *read_conf(struct vs_broker *b, char *err, size_t errlen
 }
 
 /* The TLS contexts of the new configuration, one per TLS listener (NULL for the others). */
-static int make_all_tls(struct vs_broker *b, const struct vs_config *nc, SSL_CTX **ctx,
-			char *err, size_t errlen)
+static int make_all_tls(struct vs_broker *b, const struct vs_config *nc, SSL_CTX **ctx, char *err,
+			size_t errlen)
 {
 	for (size_t i = 0; i < b->n_listeners; i++) {
 		int rc = make_tls(nc, &nc->listeners[i], &ctx[i], err, errlen);
@@ -546,8 +560,8 @@ int vs_broker_reload(struct vs_broker *b, char *err, size_t errlen)
 		return rc;
 	}
 	if (vs_log_apply(b->log, &nc->log) < 0)
-		vs_log(b->log, VS_LOG_WARN, "reload: cannot open log file %s: %s", nc->log.file_path,
-		       strerror(errno));
+		vs_log(b->log, VS_LOG_WARN, "reload: cannot open log file %s: %s",
+		       nc->log.file_path, strerror(errno));
 	swap_in(b, g, ctx);
 	free(ctx);
 	mark_sessions(b);

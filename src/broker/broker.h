@@ -41,11 +41,11 @@ struct vs_sn_listener;
  */
 struct vs_listener_sec {
 	const struct vs_listener_conf *conf; /* this listener in the configuration of that load */
-	bool allow_anonymous;   /* effective */
+	bool allow_anonymous;		     /* effective */
 	bool allow_zero_length_clientid;
 	const char *auto_id_prefix;
 	struct vs_passwd *passwd; /* password file of this listener (or the global one), or NULL */
-	struct vs_acl *acl;       /* ACL of this listener (or the global one), or NULL */
+	struct vs_acl *acl;	  /* ACL of this listener (or the global one), or NULL */
 };
 
 /* A configured listener, resolved: what each worker opens a socket for. Lives as long as the
@@ -53,16 +53,16 @@ struct vs_listener_sec {
 struct vs_listener {
 	const struct vs_listener_conf *conf; /* as at start-up: address, port, protocol (a reload
 					      * cannot change those) */
-	struct vs_listener_sec *sec; /* current; see vs_listener_sec() */
-	char name[112];         /* "127.0.0.1:1883", "unix:/run/viesti.sock" for logs */
-	int unix_fd;            /* a unix listener's socket (each worker polls a dup), or -1 */
-	bool tls;               /* TLS (or TLS-PSK) listener: tls_ctx is set */
+	struct vs_listener_sec *sec;	     /* current; see vs_listener_sec() */
+	char name[112];		  /* "127.0.0.1:1883", "unix:/run/viesti.sock" for logs */
+	int unix_fd;		  /* a unix listener's socket (each worker polls a dup), or -1 */
+	bool tls;		  /* TLS (or TLS-PSK) listener: tls_ctx is set */
 	pthread_mutex_t tls_lock; /* guards tls_ctx, which a reload replaces */
-	SSL_CTX *tls_ctx;       /* one reference; connections take their own */
-	atomic_int connections; /* current, for max_connections */
-	atomic_uint_fast64_t accepted; /* connections since start-up (GET /metrics) */
-	bool http;              /* protocol http (http.c) */
-	bool ws;                /* protocol websockets: ws_conf applies */
+	SSL_CTX *tls_ctx;	  /* one reference; connections take their own */
+	atomic_int connections;	  /* current, for max_connections */
+	atomic_uint_fast64_t accepted;	  /* connections since start-up (GET /metrics) */
+	bool http;			  /* protocol http (http.c) */
+	bool ws;			  /* protocol websockets: ws_conf applies */
 	struct vs_ws_server_conf ws_conf; /* from conf, fixed at start-up (strings borrowed but
 					   * http_dir, the real path, owned) */
 	struct vs_sn_listener *sn; /* protocol mqttsn: the gateway's settings (broker/sn.c) */
@@ -76,12 +76,12 @@ static inline const struct vs_listener_sec *vs_listener_sec(const struct vs_list
 /* One load of the reloadable state: a configuration and what was built from it (password files,
  * ACLs, each listener's sec). Retired whole when a reload replaces it. */
 struct vs_gen {
-	struct vs_config *conf;  /* owned, except the start-up configuration (the caller's) */
+	struct vs_config *conf; /* owned, except the start-up configuration (the caller's) */
 	bool owns_conf;
 	struct vs_listener_sec *secs; /* one per listener */
 	size_t n;
-	struct vs_passwd *passwd; /* global password_file, or NULL */
-	struct vs_acl *acl;       /* global acl_file, or NULL */
+	struct vs_passwd *passwd;    /* global password_file, or NULL */
+	struct vs_acl *acl;	     /* global acl_file, or NULL */
 	struct vs_passwd **l_passwd; /* per_listener_settings: each listener's own, or NULL */
 	struct vs_acl **l_acl;
 };
@@ -96,8 +96,8 @@ struct vs_stats {
 	atomic_uint_fast64_t bytes_received;
 	atomic_uint_fast64_t bytes_sent;
 	atomic_uint_fast64_t connects;
-	atomic_uint_fast64_t sn_malformed; /* MQTT-SN datagrams dropped as malformed */
-	atomic_uint_fast64_t sn_refused;   /* MQTT-SN datagrams from sources not admitted */
+	atomic_uint_fast64_t sn_malformed;  /* MQTT-SN datagrams dropped as malformed */
+	atomic_uint_fast64_t sn_refused;    /* MQTT-SN datagrams from sources not admitted */
 	atomic_uint_fast64_t auth_failures; /* CONNECTs refused for their credentials, HTTP
 					     * requests with wrong ones */
 	/* Gauges as the sum over workers of what each added and took away (one worker's may be
@@ -115,37 +115,37 @@ struct vs_broker {
 
 	pthread_mutex_t reg_lock;
 	struct vs_map sessions; /* client id -> struct vs_session * (one reference) */
-	uint64_t next_auto_id;  /* under reg_lock */
+	uint64_t next_auto_id;	/* under reg_lock */
 
 	struct vs_listener *listeners;
 	size_t n_listeners;
-	struct vs_store *store;   /* persistence, or NULL when off */
+	struct vs_store *store;		    /* persistence, or NULL when off */
 	atomic_uint_fast64_t next_store_id; /* message ids for the store */
 	atomic_bool store_warned; /* a storage failure was logged (reset when it recovers) */
 	atomic_bool snapshot_running;
 	atomic_bool snapshot_asked; /* SIGUSR1: worker 0 starts a snapshot whatever the log size */
 	bool snapshot_thread_started;
 	pthread_t snapshot_thread;
-	struct vs_gen *gen;       /* the current load (written only by reload, under grace) */
-	struct vs_grace grace;    /* readers: the worker threads, the authentication threads */
-	struct vs_authq *authq;   /* password checks off the loops (authq.h) */
-	const char *conf_path;    /* the file a reload reads again, or NULL (built-in defaults) */
-	int conf_port;            /* -p on the command line, re-applied at reload, or 0 */
-	bool conf_verbose;        /* -v: log everything, whatever the file says */
+	struct vs_gen *gen;	/* the current load (written only by reload, under grace) */
+	struct vs_grace grace;	/* readers: the worker threads, the authentication threads */
+	struct vs_authq *authq; /* password checks off the loops (authq.h) */
+	const char *conf_path;	/* the file a reload reads again, or NULL (built-in defaults) */
+	int conf_port;		/* -p on the command line, re-applied at reload, or 0 */
+	bool conf_verbose;	/* -v: log everything, whatever the file says */
 
 	struct vs_worker *workers;
 	int n_workers;
 	/* Shards lent to thread 0 at low load (worker.c, "Threads and shards"). */
 	pthread_mutex_t park_lock;
 	pthread_cond_t park_cond;
-	bool host_open;         /* thread 0 takes lent shards (under park_lock) */
+	bool host_open; /* thread 0 takes lent shards (under park_lock) */
 
 	atomic_bool stopping;
 	atomic_uint_fast64_t connecting_bytes; /* input held for connections before CONNECT */
-	atomic_int connections;   /* open connections, all listeners (global_max_connections) */
-	atomic_bool over_memory;  /* resident memory is past memory_limit (sys.c) */
-	int statm_fd;             /* /proc/self/statm, read for memory_limit, or -1 */
-	int64_t trimmed_ms;       /* worker 0: last malloc_trim while over memory_limit */
+	atomic_int connections;	   /* open connections, all listeners (global_max_connections) */
+	atomic_bool over_memory;   /* resident memory is past memory_limit (sys.c) */
+	int statm_fd;		   /* /proc/self/statm, read for memory_limit, or -1 */
+	int64_t trimmed_ms;	   /* worker 0: last malloc_trim while over memory_limit */
 	atomic_size_t n_sessions;  /* sessions.count, stored under reg_lock at each change, so
 				    * that GET /metrics reads it without the lock */
 	int64_t restored_queued;   /* messages queued and inflight by replay at start-up (the */
@@ -155,13 +155,13 @@ struct vs_broker {
 	atomic_int clients_max;
 	int64_t start_wall;
 	int64_t start_ms;
-	uint16_t receive_max;   /* the broker's Receive Maximum (from max_inflight_messages) */
-	uint16_t out_window;    /* the broker's own limit of outgoing inflight messages */
+	uint16_t receive_max; /* the broker's Receive Maximum (from max_inflight_messages) */
+	uint16_t out_window;  /* the broker's own limit of outgoing inflight messages */
 
 	/* Worker 0's housekeeping state (sys.c). */
 	int64_t last_session_sweep_ms;
-	uint64_t sys_last[7];   /* counters at the previous $SYS publication */
-	double sys_load[7][3];  /* 1, 5, 15 minute load averages */
+	uint64_t sys_last[7];  /* counters at the previous $SYS publication */
+	double sys_load[7][3]; /* 1, 5, 15 minute load averages */
 };
 
 /*

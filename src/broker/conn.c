@@ -181,9 +181,9 @@ int vs_conn_send_ack(struct vs_conn *c, int type, uint16_t id, uint8_t reason)
 }
 
 static const char *const packet_names[16] = {
-	"reserved", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC", "PUBREL", "PUBCOMP",
-	"SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK", "PINGREQ", "PINGRESP", "DISCONNECT",
-	"AUTH",
+    "reserved", "CONNECT",  "CONNACK",	  "PUBLISH", "PUBACK",	    "PUBREC",
+    "PUBREL",	"PUBCOMP",  "SUBSCRIBE",  "SUBACK",  "UNSUBSCRIBE", "UNSUBACK",
+    "PINGREQ",	"PINGRESP", "DISCONNECT", "AUTH",
 };
 
 enum vs_handled vs_conn_reply(struct vs_conn *c, const struct vs_packet *p)
@@ -193,8 +193,10 @@ enum vs_handled vs_conn_reply(struct vs_conn *c, const struct vs_packet *p)
 		return VS_GO_ON;
 	char why[128];
 	if (rc == VS_ETOOBIG)
-		snprintf(why, sizeof(why), "%s not sent: larger than the client's Maximum Packet Size "
-			 "(%u)", packet_names[p->type & 15], c->client_max_packet);
+		snprintf(why, sizeof(why),
+			 "%s not sent: larger than the client's Maximum Packet Size "
+			 "(%u)",
+			 packet_names[p->type & 15], c->client_max_packet);
 	else
 		snprintf(why, sizeof(why), "%s not sent: %s", packet_names[p->type & 15],
 			 vs_strerror(rc));
@@ -255,8 +257,10 @@ void vs_conn_check_stall(struct vs_conn *c)
 	if (unsent <= cap)
 		return;
 	char why[128];
-	snprintf(why, sizeof(why), "not reading: %llu bytes unsent for %lld ms (max_unsent_bytes "
-		 "%llu)", (unsigned long long)unsent, (long long)(c->w->now_ms - c->blocked_since_ms),
+	snprintf(why, sizeof(why),
+		 "not reading: %llu bytes unsent for %lld ms (max_unsent_bytes "
+		 "%llu)",
+		 (unsigned long long)unsent, (long long)(c->w->now_ms - c->blocked_since_ms),
 		 (unsigned long long)cap);
 	vs_conn_close(c, VS_RC_QUOTA_EXCEEDED, why);
 }
@@ -286,9 +290,9 @@ void vs_conn_flush(struct vs_conn *c)
 	if (c->state != VS_CONN_CLOSING)
 		vs_conn_update_events(c);
 	if (!pending) {
-		/* The buffer that held only a CONNACK is given back at once, so that a burst of new,
-		 * then idle connections does not hold one each until the sweep; busy connections
-		 * keep theirs, up to 64 KiB. */
+		/* The buffer that held only a CONNACK is given back at once, so that a burst of
+		 * new, then idle connections does not hold one each until the sweep; busy
+		 * connections keep theirs, up to 64 KiB. */
 		vs_bytes_shrink(&c->out, c->release_out ? 0 : 64 * 1024);
 		c->release_out = false;
 		if (c->want_drain && c->session) {
@@ -423,14 +427,16 @@ static int process_input(struct vs_conn *c, struct vs_bytes *src)
 					      .max_packet_size = packet_limit(c)};
 		struct vs_packet p;
 		enum vs_reason why = VS_RC_MALFORMED;
-		ssize_t n = vs_codec_decode(vs_bytes_head(src), vs_bytes_avail(src), &opts, &p, &why);
+		ssize_t n =
+		    vs_codec_decode(vs_bytes_head(src), vs_bytes_avail(src), &opts, &p, &why);
 		if (n == 0)
 			return 0;
 		if (n < 0) {
 			char msg[80];
 			snprintf(msg, sizeof(msg), "%s (0x%02X)", vs_reason_str(why), why);
 			if (c->state == VS_CONN_NEW && why == VS_RC_UNSUPPORTED_VERSION) {
-				/* [MQTT-3.1.2-2] answer CONNACK 0x84 (5.0) / return code 1, close. */
+				/* [MQTT-3.1.2-2] answer CONNACK 0x84 (5.0) / return code 1, close.
+				 */
 				c->version = connect_level(src) == VS_V5 ? VS_V5 : VS_V311;
 				struct vs_packet ack = {.type = VS_CONNACK};
 				ack.connack.reason = c->version == VS_V5 ? VS_RC_UNSUPPORTED_VERSION
@@ -444,8 +450,8 @@ static int process_input(struct vs_conn *c, struct vs_bytes *src)
 		}
 		c->last_rx_ms = c->w->now_ms;
 		vs_stat_add(&c->w->stats.msgs_received, 1);
-		/* Consumed before it is handled: whatever its handler does, a packet is handled once
-		 * (p points into src's data, which consuming does not move). */
+		/* Consumed before it is handled: whatever its handler does, a packet is handled
+		 * once (p points into src's data, which consuming does not move). */
 		vs_bytes_consume(src, (size_t)n);
 		/* Records appended while this packet is handled make c's output wait for the commit
 		 * (persist.c marks c->durable_pending). */
@@ -456,8 +462,8 @@ static int process_input(struct vs_conn *c, struct vs_bytes *src)
 		if (c->state == VS_CONN_CLOSING)
 			return -1;
 		if (h != VS_GO_ON) {
-			/* A handler broke the contract (said closed without closing): close now rather
-			 * than read on from an unknown state. */
+			/* A handler broke the contract (said closed without closing): close now
+			 * rather than read on from an unknown state. */
 			vs_conn_close(c, VS_RC_IMPL_SPECIFIC, "internal error in a handler");
 			return -1;
 		}
@@ -496,9 +502,10 @@ static int check_connecting(struct vs_conn *c)
 	    total <= conf->max_connecting_bytes)
 		return 0;
 	char why[128];
-	snprintf(why, sizeof(why), "connections before CONNECT hold %llu bytes "
-		 "(max_connecting_bytes %llu)", (unsigned long long)total,
-		 (unsigned long long)conf->max_connecting_bytes);
+	snprintf(why, sizeof(why),
+		 "connections before CONNECT hold %llu bytes "
+		 "(max_connecting_bytes %llu)",
+		 (unsigned long long)total, (unsigned long long)conf->max_connecting_bytes);
 	vs_conn_close(c, VS_RC_SERVER_BUSY, why);
 	return -1;
 }
@@ -512,8 +519,9 @@ static int reserve_packet(struct vs_conn *c)
 	if (c->http) {
 		/* The rest of a request whose body is announced, at most 1 MiB per read. */
 		size_t miss = vs_http_missing(c);
-		return vs_bytes_reserve(&c->in, miss < READ_CHUNK ? READ_CHUNK
-					: miss > (1u << 20) ? 1u << 20 : miss);
+		return vs_bytes_reserve(&c->in, miss < READ_CHUNK   ? READ_CHUNK
+						: miss > (1u << 20) ? 1u << 20
+								    : miss);
 	}
 	/* Empty (a take-over pump reading while the shared buffer is busy): no storage yet. */
 	int hl = have ? vs_codec_frame(vs_bytes_head(&c->in), have, &rem, &why) : 0;
@@ -550,7 +558,10 @@ static int read_once(struct vs_conn *c)
 	if (n == 0) {
 		/* A transport may say more ("WebSocket closed by peer (4001)"). */
 		const char *why = vs_transport_why(&c->tp);
-		vs_conn_close(c, -1, c->graceful ? "disconnected" : *why ? why : "connection closed by peer");
+		vs_conn_close(c, -1,
+			      c->graceful ? "disconnected"
+			      : *why	  ? why
+					  : "connection closed by peer");
 		return -1;
 	}
 	if (n < 0) {
@@ -801,9 +812,10 @@ void vs_conn_log_summary(struct vs_worker *w)
 {
 	if (!w->pre_suppressed || w->now_ms < w->pre_summary_ms)
 		return;
-	vs_log(w->b->log, VS_LOG_NOTICE, "%llu more connection(s) closed before CONNECT in the "
-	       "last %d s, the last from %s", (unsigned long long)w->pre_suppressed,
-	       PRE_LOG_SUMMARY_MS / 1000, w->pre_last);
+	vs_log(w->b->log, VS_LOG_NOTICE,
+	       "%llu more connection(s) closed before CONNECT in the "
+	       "last %d s, the last from %s",
+	       (unsigned long long)w->pre_suppressed, PRE_LOG_SUMMARY_MS / 1000, w->pre_last);
 	w->pre_suppressed = 0;
 }
 
@@ -942,10 +954,12 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 	bool was_active = c->state == VS_CONN_ACTIVE;
 	/* [MQTT-4.13.2-1] 5.0: tell the client why, when the spec lets the server send DISCONNECT
 	 * (only after CONNACK [MQTT-3.14.0-1]). */
-	if (c->version == VS_V5 && reason >= 0x80 && (was_active || reason != VS_RC_MAX_CONNECT_TIME)) {
-		/* Before CONNACK the refusal is a CONNACK [MQTT-3.2.2-6]; after it, a DISCONNECT. Both
-		 * may carry a Reason String whatever Request Problem Information says
-		 * [MQTT-3.1.2-29]; it is dropped when the client's Maximum Packet Size is too small. */
+	if (c->version == VS_V5 && reason >= 0x80 &&
+	    (was_active || reason != VS_RC_MAX_CONNECT_TIME)) {
+		/* Before CONNACK the refusal is a CONNACK [MQTT-3.2.2-6]; after it, a DISCONNECT.
+		 * Both may carry a Reason String whatever Request Problem Information says
+		 * [MQTT-3.1.2-29]; it is dropped when the client's Maximum Packet Size is too
+		 * small. */
 		struct vs_packet d = {.type = was_active ? VS_DISCONNECT : VS_CONNACK};
 		struct vs_props *pr = was_active ? &d.disconnect.props : &d.connack.props;
 		if (was_active)
@@ -973,9 +987,10 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 		if (b->conf->connection_messages && b->log->mosquitto)
 			vs_log(b->log, VS_LOG_NOTICE, "Client %s disconnected.", c->client_id);
 		else if (b->conf->connection_messages)
-			vs_log(b->log, reason >= 0x80 && reason != VS_RC_SERVER_SHUTTING_DOWN
-					       ? VS_LOG_NOTICE
-					       : VS_LOG_INFO,
+			vs_log(b->log,
+			       reason >= 0x80 && reason != VS_RC_SERVER_SHUTTING_DOWN
+				   ? VS_LOG_NOTICE
+				   : VS_LOG_INFO,
 			       "client %s (%s) disconnected: %s", c->client_id, c->addr, why);
 		atomic_fetch_sub(&b->clients_connected, 1);
 	} else if (c->http) {

@@ -26,9 +26,9 @@ struct vs_listener;
 
 /* Where a CONNECT waits between its steps (connect.c). */
 enum vs_connect_step {
-	VS_CS_NONE,     /* not waiting */
-	VS_CS_AUTH,     /* for an authentication thread's password check (parked) */
-	VS_CS_SCRAM,    /* for the client's AUTH with its SCRAM proof */
+	VS_CS_NONE,	/* not waiting */
+	VS_CS_AUTH,	/* for an authentication thread's password check (parked) */
+	VS_CS_SCRAM,	/* for the client's AUTH with its SCRAM proof */
 	VS_CS_TAKEOVER, /* for another worker to close the session's old connection (parked) */
 };
 
@@ -38,18 +38,18 @@ struct vs_http_conn;
 
 /* What a connection keeps of its CONNECT until the CONNACK (connect.c). */
 struct vs_connecting {
-	uint8_t step;                   /* enum vs_connect_step */
-	bool clean;                     /* Clean Session / Clean Start asked for */
-	uint16_t keepalive;             /* the keep-alive asked for */
-	struct vs_auth_job *job;        /* the password check waited for, or NULL */
-	struct vs_scram_server *scram;  /* SCRAM-SHA-256 exchange, or NULL */
+	uint8_t step;		       /* enum vs_connect_step */
+	bool clean;		       /* Clean Session / Clean Start asked for */
+	uint16_t keepalive;	       /* the keep-alive asked for */
+	struct vs_auth_job *job;       /* the password check waited for, or NULL */
+	struct vs_scram_server *scram; /* SCRAM-SHA-256 exchange, or NULL */
 	uint8_t final_len;
-	uint8_t final[64];              /* server-final-message, for the CONNACK */
+	uint8_t final[64]; /* server-final-message, for the CONNACK */
 };
 
 enum vs_conn_state {
-	VS_CONN_NEW,     /* waiting for CONNECT */
-	VS_CONN_ACTIVE,  /* CONNACK sent */
+	VS_CONN_NEW,	 /* waiting for CONNECT */
+	VS_CONN_ACTIVE,	 /* CONNACK sent */
 	VS_CONN_CLOSING, /* being torn down */
 };
 
@@ -57,55 +57,55 @@ struct vs_conn {
 	/* Laid out without holes, cold 5.0 state out of line: an idle connection is this struct
 	 * and its session. */
 	struct vs_io io;
-	struct vs_transport tp;     /* plain, TLS, ...: every byte goes through it (tp.fd == io.fd) */
+	struct vs_transport tp; /* plain, TLS, ...: every byte goes through it (tp.fd == io.fd) */
 	struct vs_worker *w;
 	struct vs_listener *listener;
-	uint64_t id;  /* unique per worker */
+	uint64_t id;		    /* unique per worker */
 	struct vs_session *session; /* one reference, NULL before CONNECT */
-	struct vs_msg *will;        /* will message, or NULL */
-	char *client_id;            /* NULL before CONNECT; after it, owned, or the attached
+	struct vs_msg *will;	    /* will message, or NULL */
+	char *client_id;	    /* NULL before CONNECT; after it, owned, or the attached
 				     * session's (borrowed while attached) */
 	char *username;
 	struct vs_alias_in in_alias; /* 5.0: the topic of each incoming alias (proto/server.h) */
-	struct vs_map *out_alias;   /* 5.0 topic -> alias (as uintptr_t), allocated on first use */
+	struct vs_map *out_alias;    /* 5.0 topic -> alias (as uintptr_t), allocated on first use */
 	struct vs_connecting *connecting; /* from CONNECT to CONNACK, else NULL */
-	struct vs_http_conn *http;  /* a connection of an http listener: its HTTP state (http.h),
-				     * else NULL */
-	int64_t last_rx_ms;         /* last whole packet; the accept time before CONNECT */
+	struct vs_http_conn *http; /* a connection of an http listener: its HTTP state (http.h),
+				    * else NULL */
+	int64_t last_rx_ms;	   /* last whole packet; the accept time before CONNECT */
 	int64_t throttle_until_ms;
-	int64_t blocked_since_ms;   /* output waits for the socket since then; 0 = it flows */
+	int64_t blocked_since_ms; /* output waits for the socket since then; 0 = it flows */
 	struct vs_bytes in;
 	struct vs_bytes out;
 	uint32_t slot;
-	uint32_t connecting_bytes;   /* c->in's size as counted in b->connecting_bytes (only
-				      * before CONNECT is handled) */
-	uint32_t client_max_packet;  /* 0 = none */
-	uint32_t in_qos2;            /* incoming QoS 2 awaiting PUBREL (for Receive Maximum) */
+	uint32_t connecting_bytes;  /* c->in's size as counted in b->connecting_bytes (only
+				     * before CONNECT is handled) */
+	uint32_t client_max_packet; /* 0 = none */
+	uint32_t in_qos2;	    /* incoming QoS 2 awaiting PUBREL (for Receive Maximum) */
 	uint32_t will_delay;
 	uint32_t session_expiry;     /* 5.0 Session Expiry Interval / 3.x derived */
-	uint32_t session_gen;        /* the session's conn_gen when attached */
-	uint16_t throttle_ms;        /* current back-off */
-	uint16_t keepalive;          /* effective, seconds */
+	uint32_t session_gen;	     /* the session's conn_gen when attached */
+	uint16_t throttle_ms;	     /* current back-off */
+	uint16_t keepalive;	     /* effective, seconds */
 	uint16_t client_receive_max; /* 5.0: the client's Receive Maximum */
 	uint16_t client_alias_max;   /* 5.0: outgoing aliases we may use */
 	uint16_t out_alias_next;
 	uint8_t state;
-	uint8_t version;       /* 0 until CONNECT */
-	bool graceful;         /* a DISCONNECT (without will) was received */
-	bool durable_pending;  /* output holds an acknowledgement not yet committed to the store */
-	bool parked;           /* not read: its CONNECT waits (vs_connecting.step) */
-	bool throttled;        /* not read until throttle_until_ms: a subscriber queue is full */
-	bool want_drain;       /* output went over the high-water mark: drain when it empties */
-	bool in_flush;         /* in the worker's flush list */
-	bool in_reread;        /* in the worker's reread list */
+	uint8_t version;      /* 0 until CONNECT */
+	bool graceful;	      /* a DISCONNECT (without will) was received */
+	bool durable_pending; /* output holds an acknowledgement not yet committed to the store */
+	bool parked;	      /* not read: its CONNECT waits (vs_connecting.step) */
+	bool throttled;	      /* not read until throttle_until_ms: a subscriber queue is full */
+	bool want_drain;      /* output went over the high-water mark: drain when it empties */
+	bool in_flush;	      /* in the worker's flush list */
+	bool in_reread;	      /* in the worker's reread list */
 	bool request_problem_info; /* 5.0, default 1 */
-	bool will_recorded;         /* the store holds this connection's will (see connect.c) */
-	bool release_out;           /* free the output buffer once written (only a CONNACK) */
-	bool id_assigned;           /* the broker chose its client id [MQTT-3.1.3-6] */
-	bool tls_user;              /* the username comes from the TLS handshake */
-	bool preauth;               /* admitted by its listener without credentials (an MQTT-SN
-				     * source in mqttsn_allowed_sources) */
-	bool superseded;            /* closed by a take-over that resumes its session: no will */
+	bool will_recorded;	   /* the store holds this connection's will (see connect.c) */
+	bool release_out;	   /* free the output buffer once written (only a CONNACK) */
+	bool id_assigned;	   /* the broker chose its client id [MQTT-3.1.3-6] */
+	bool tls_user;		   /* the username comes from the TLS handshake */
+	bool preauth;		   /* admitted by its listener without credentials (an MQTT-SN
+				    * source in mqttsn_allowed_sources) */
+	bool superseded;	   /* closed by a take-over that resumes its session: no will */
 	/* "[IPv6]:port": inet_ntop writes at most 39 characters for an IPv6 address (the dotted
 	 * forms it uses are compressed), so 48 bytes hold any address vs_addr_str formats. */
 	char addr[48];

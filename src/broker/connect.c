@@ -122,8 +122,9 @@ static char *assign_id(struct vs_broker *b, const struct vs_listener_sec *l)
 	pthread_mutex_lock(&b->reg_lock);
 	uint64_t n = ++b->next_auto_id;
 	pthread_mutex_unlock(&b->reg_lock);
-	snprintf(buf, sizeof(buf), "%s%016llx-%04x", l->auto_id_prefix ? l->auto_id_prefix : "auto-",
-		 (unsigned long long)n, (unsigned)(vs_now_ns() & 0xffff));
+	snprintf(buf, sizeof(buf), "%s%016llx-%04x",
+		 l->auto_id_prefix ? l->auto_id_prefix : "auto-", (unsigned long long)n,
+		 (unsigned)(vs_now_ns() & 0xffff));
 	return strdup(buf);
 }
 
@@ -145,8 +146,8 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 	struct vs_session *s = vs_map_get(&b->sessions, c->client_id, idlen);
 	if (s) {
 		pthread_mutex_lock(&s->lock);
-		/* An offline session whose expiry passed is gone, even if the once-a-second sweep has
-		 * not removed it yet [MQTT-3.1.2-23]. */
+		/* An offline session whose expiry passed is gone, even if the once-a-second sweep
+		 * has not removed it yet [MQTT-3.1.2-23]. */
 		bool expired = !s->connected && s->expiry != UINT32_MAX &&
 			       w->now_ms - s->offline_since_ms >= (int64_t)s->expiry * 1000;
 		clean = clean || expired;
@@ -292,11 +293,10 @@ static int setup_conn(struct vs_conn *c, const struct vs_connect *p)
 		struct vs_buf origin = {(const uint8_t *)c->client_id, strlen(c->client_id)};
 		struct vs_mounted topic; /* the will's topic under the listener's mount_point */
 		if (vs_mount(c->listener, &p->will_topic, false, &topic) == 0)
-			c->will = vs_msg_make((const char *)topic.buf.p, topic.buf.len,
-					      p->will_payload.p, p->will_payload.len, p->will_qos,
-					      p->will_retain,
-					      p->version == VS_V5 ? &p->will_props : NULL, &origin,
-					      c->w->now_ms);
+			c->will = vs_msg_make(
+			    (const char *)topic.buf.p, topic.buf.len, p->will_payload.p,
+			    p->will_payload.len, p->will_qos, p->will_retain,
+			    p->version == VS_V5 ? &p->will_props : NULL, &origin, c->w->now_ms);
 		vs_mounted_fini(&topic);
 		/* A retained will is a retained message like any other (check_retain_source). */
 		if (c->will && p->will_retain && b->conf->check_retain_source &&
@@ -351,8 +351,12 @@ static int takeover_first(struct vs_conn *c)
 		vs_worker_takeover(w, slot, id, resumes);
 		return 0;
 	}
-	struct vs_mail m = {.type = VS_MAIL_TAKEOVER, .reason = resumes, .slot = slot,
-			    .conn_id = id, .reply_to = w->idx, .reply_slot = c->slot,
+	struct vs_mail m = {.type = VS_MAIL_TAKEOVER,
+			    .reason = resumes,
+			    .slot = slot,
+			    .conn_id = id,
+			    .reply_to = w->idx,
+			    .reply_slot = c->slot,
 			    .reply_conn_id = c->id};
 	vs_worker_post(w, ow->idx, &m);
 	c->connecting->step = VS_CS_TAKEOVER;
@@ -422,7 +426,8 @@ static enum vs_handled choose_id(struct vs_conn *c, const struct vs_connect *p)
 		c->id_assigned = true;
 	}
 	if (!c->client_id)
-		return refuse(c, VS_RC_SERVER_UNAVAILABLE, VS_CONNACK3_SERVER_UNAVAILABLE, "no memory");
+		return refuse(c, VS_RC_SERVER_UNAVAILABLE, VS_CONNACK3_SERVER_UNAVAILABLE,
+			      "no memory");
 	const char *prefix = b->conf->clientid_prefixes;
 	if (prefix && strncmp(c->client_id, prefix, strlen(prefix)) != 0)
 		return refuse(c, VS_RC_NOT_AUTHORIZED, VS_CONNACK3_NOT_AUTHORIZED,
@@ -440,7 +445,8 @@ static enum vs_handled read_connect(struct vs_conn *c, const struct vs_connect *
 	if (p->has_username)
 		c->username = dup_buf(&p->username);
 	if (!c->connecting || !c->client_id || (p->has_username && !c->username))
-		return refuse(c, VS_RC_SERVER_UNAVAILABLE, VS_CONNACK3_SERVER_UNAVAILABLE, "no memory");
+		return refuse(c, VS_RC_SERVER_UNAVAILABLE, VS_CONNACK3_SERVER_UNAVAILABLE,
+			      "no memory");
 	c->connecting->clean = p->clean;
 	c->connecting->keepalive = p->keepalive;
 	uint8_t rc3;
@@ -448,13 +454,14 @@ static enum vs_handled read_connect(struct vs_conn *c, const struct vs_connect *
 	if (tls_username(c, &why) < 0)
 		return refuse(c, VS_RC_NOT_AUTHORIZED, VS_CONNACK3_NOT_AUTHORIZED, why);
 	int rc = vs_sproto_check_client_id(
-		p, vs_listener_sec(c->listener)->allow_zero_length_clientid, &rc3, &why);
+	    p, vs_listener_sec(c->listener)->allow_zero_length_clientid, &rc3, &why);
 	if (rc != VS_RC_SUCCESS)
 		return refuse(c, (uint8_t)rc, rc3, why);
 	if (choose_id(c, p) == VS_CLOSED)
 		return VS_CLOSED;
 	if (setup_conn(c, p) < 0)
-		return refuse(c, VS_RC_SERVER_UNAVAILABLE, VS_CONNACK3_SERVER_UNAVAILABLE, "no memory");
+		return refuse(c, VS_RC_SERVER_UNAVAILABLE, VS_CONNACK3_SERVER_UNAVAILABLE,
+			      "no memory");
 	return VS_GO_ON;
 }
 
@@ -466,9 +473,10 @@ static void log_connected_mosquitto(struct vs_conn *c)
 	const struct vs_broker *b = c->w->b;
 	int p = c->version == VS_V31 ? 1 : c->version == VS_V311 ? 2 : 5;
 	if (b->conf->connection_messages && c->username)
-		vs_log(b->log, VS_LOG_NOTICE, "New client connected from %s as %s (p%d, c%d, k%u, "
-		       "u'%s').", c->addr, c->client_id, p, c->connecting->clean, c->keepalive,
-		       c->username);
+		vs_log(b->log, VS_LOG_NOTICE,
+		       "New client connected from %s as %s (p%d, c%d, k%u, "
+		       "u'%s').",
+		       c->addr, c->client_id, p, c->connecting->clean, c->keepalive, c->username);
 	else if (b->conf->connection_messages)
 		vs_log(b->log, VS_LOG_NOTICE, "New client connected from %s as %s (p%d, c%d, k%u).",
 		       c->addr, c->client_id, p, c->connecting->clean, c->keepalive);
@@ -482,7 +490,8 @@ static enum vs_handled attach(struct vs_conn *c)
 	bool present;
 	struct vs_session *s = attach_session(c, c->connecting->clean, &present);
 	if (!s)
-		return refuse(c, VS_RC_SERVER_UNAVAILABLE, VS_CONNACK3_SERVER_UNAVAILABLE, "no memory");
+		return refuse(c, VS_RC_SERVER_UNAVAILABLE, VS_CONNACK3_SERVER_UNAVAILABLE,
+			      "no memory");
 	/* What the session holds was checked against its previous user's rights: whoever resumes
 	 * it gets only what they may read (as Mosquitto re-checks at every connect). */
 	if (present)
@@ -510,9 +519,10 @@ static enum vs_handled attach(struct vs_conn *c)
 		vs_log(b->log, VS_LOG_INFO,
 		       "client %s connected from %s on %s (%s, clean %d, keepalive %u%s%s%s)",
 		       c->client_id, c->addr, c->listener->name,
-		       c->listener->sn ? "MQTT-SN 1.2"
-		       : c->version == VS_V5 ? "MQTT 5.0"
-		       : c->version == VS_V311 ? "MQTT 3.1.1" : "MQTT 3.1",
+		       c->listener->sn	       ? "MQTT-SN 1.2"
+		       : c->version == VS_V5   ? "MQTT 5.0"
+		       : c->version == VS_V311 ? "MQTT 3.1.1"
+					       : "MQTT 3.1",
 		       c->connecting->clean, c->keepalive, c->username ? ", user " : "",
 		       c->username ? c->username : "", c->connecting->scram ? ", SCRAM" : "");
 	vs_connecting_free(c);
@@ -598,9 +608,10 @@ void vs_connect_authenticated(struct vs_conn *c, bool ok)
 	c->connecting->job = NULL;
 	c->connecting->step = VS_CS_NONE;
 	c->parked = false;
-	enum vs_handled h = ok ? authorized(c)
-			       : refuse(c, VS_RC_BAD_USER_OR_PASSWORD,
-					VS_CONNACK3_BAD_USER_OR_PASSWORD, "bad username or password");
+	enum vs_handled h =
+	    ok ? authorized(c)
+	       : refuse(c, VS_RC_BAD_USER_OR_PASSWORD, VS_CONNACK3_BAD_USER_OR_PASSWORD,
+			"bad username or password");
 	if (h == VS_GO_ON && !c->parked)
 		vs_conn_unpark(c);
 }
@@ -616,8 +627,7 @@ static enum vs_handled scram_refuse(struct vs_conn *c, const char *why)
 }
 
 /* An AUTH packet with the method, reason and data [MQTT-4.12.0-2], [MQTT-4.12.0-5]. */
-static enum vs_handled send_auth(struct vs_conn *c, uint8_t reason, const uint8_t *data,
-				 size_t len)
+static enum vs_handled send_auth(struct vs_conn *c, uint8_t reason, const uint8_t *data, size_t len)
 {
 	struct vs_packet a = {.type = VS_AUTH};
 	a.disconnect.reason = reason;
@@ -742,7 +752,8 @@ enum vs_handled vs_on_disconnect(struct vs_conn *c, const struct vs_disconnect *
 	if (c->version == VS_V5 && (p->props.present & (1ull << VS_PROP_SESSION_EXPIRY))) {
 		/* [MQTT-3.14.2-2] a session expiry of 0 at CONNECT cannot be raised here. */
 		if (c->session_expiry == 0 && p->props.session_expiry != 0) {
-			vs_conn_close(c, VS_RC_PROTOCOL_ERROR, "session expiry raised from 0 at DISCONNECT");
+			vs_conn_close(c, VS_RC_PROTOCOL_ERROR,
+				      "session expiry raised from 0 at DISCONNECT");
 			return VS_CLOSED;
 		}
 		c->session_expiry = p->props.session_expiry;

@@ -55,8 +55,8 @@ struct pending_dtls {
 /* One worker's socket of an mqttsn listener. */
 struct vs_sn_socket {
 	struct vs_sn_table table;
-	struct vs_map pending;     /* DTLS listeners: key -> struct pending_dtls * */
-	int64_t next_log_ms;       /* malformed datagrams are logged at most every 10 s */
+	struct vs_map pending; /* DTLS listeners: key -> struct pending_dtls * */
+	int64_t next_log_ms;   /* malformed datagrams are logged at most every 10 s */
 	uint64_t unlogged;
 	/* recvmmsg(2) takes up to RECV_BATCH datagrams per call. The buffers are 64 KiB each (a
 	 * datagram may be that large) but cost the memory of what lands in them: calloc maps
@@ -105,7 +105,8 @@ int vs_gateway_listener_init(struct vs_listener *l, char *err, size_t errlen)
 		char why[256];
 		if (vs_sn_topics_load(&sn->topics, lc->mqttsn_predefined_topics, why, sizeof(why)) <
 		    0) {
-			snprintf(err, errlen, "listener %s: mqttsn_predefined_topics: %s", l->name, why);
+			snprintf(err, errlen, "listener %s: mqttsn_predefined_topics: %s", l->name,
+				 why);
 			return VS_ECONF;
 		}
 	}
@@ -115,8 +116,10 @@ int vs_gateway_listener_init(struct vs_listener *l, char *err, size_t errlen)
 		return -ENOMEM;
 	for (size_t i = 0; i < sn->n_sources; i++) {
 		if (parse_cidr(lc->mqttsn_allowed_sources.v[i], &sn->sources[i]) < 0) {
-			snprintf(err, errlen, "listener %s: mqttsn_allowed_sources '%s' is not an "
-				 "address or ADDRESS/PREFIX", l->name, lc->mqttsn_allowed_sources.v[i]);
+			snprintf(err, errlen,
+				 "listener %s: mqttsn_allowed_sources '%s' is not an "
+				 "address or ADDRESS/PREFIX",
+				 l->name, lc->mqttsn_allowed_sources.v[i]);
 			return VS_ECONF;
 		}
 	}
@@ -276,8 +279,8 @@ static void publish_as(struct vs_worker *w, struct vs_listener *l, const char *u
 	if (sec->acl && !vs_acl_check(sec->acl, "", username, topic, len, VS_ACL_WRITE))
 		return;
 	bool retain = (p->flags & VS_SN_RETAIN) && w->b->conf->retain_available;
-	struct vs_msg *m = vs_msg_make(topic, len, p->data.p, p->data.len, 0, retain, NULL, NULL,
-				       w->now_ms);
+	struct vs_msg *m =
+	    vs_msg_make(topic, len, p->data.p, p->data.len, 0, retain, NULL, NULL, w->now_ms);
 	if (!m)
 		return;
 	vs_stat_add(&w->stats.pub_received, 1);
@@ -465,7 +468,8 @@ static void message(struct vs_worker *w, struct vs_listen_io *li, struct vs_sn_p
 	switch (p.type) {
 	case VS_SN_SEARCHGW: {
 		/* Section 6.1: a gateway answers with its id (and no address: it is the sender). */
-		struct vs_sn_packet r = {.type = VS_SN_GWINFO, .gw_id = li->listener->sn->conf.gw_id};
+		struct vs_sn_packet r = {.type = VS_SN_GWINFO,
+					 .gw_id = li->listener->sn->conf.gw_id};
 		vs_sn_send_to(pe, &r);
 		return;
 	}
@@ -488,7 +492,8 @@ static void message(struct vs_worker *w, struct vs_listen_io *li, struct vs_sn_p
 		c->last_rx_ms = w->now_ms;
 		int ev = vs_sn_input(&c->tp, &p, w->now_ms);
 		if (ev & VS_SN_EV_RESTART) {
-			/* The new connection keeps the DTLS session: the old one must not free it. */
+			/* The new connection keeps the DTLS session: the old one must not free it.
+			 */
 			pe->dtls = vs_sn_take_dtls(&c->tp);
 		}
 		apply(c, ev, &p);
@@ -554,7 +559,8 @@ static void dtls_datagram(struct vs_worker *w, struct vs_listen_io *li, struct v
 		}
 		SSL_CTX *ctx = vs_listener_tls_get(li->listener);
 		dt = ctx ? vs_dtls_accept(ctx, li->io.fd, (const struct sockaddr *)&pe->addr,
-					  pe->addr_len) : NULL;
+					  pe->addr_len)
+			 : NULL;
 		SSL_CTX_free(ctx);
 		pd = dt ? calloc(1, sizeof(*pd)) : NULL;
 		if (!pd || vs_map_put(&li->sn->pending, key, kl, pd, NULL) < 0) {
@@ -572,8 +578,8 @@ static void dtls_datagram(struct vs_worker *w, struct vs_listen_io *li, struct v
 		char addr[48];
 		vs_addr_str((const struct sockaddr *)&pe->addr, addr, sizeof(addr));
 		if (pd) {
-			vs_log(w->b->log, VS_LOG_NOTICE, "MQTT-SN DTLS handshake with %s failed: %s",
-			       addr, vs_dtls_why(dt));
+			vs_log(w->b->log, VS_LOG_NOTICE,
+			       "MQTT-SN DTLS handshake with %s failed: %s", addr, vs_dtls_why(dt));
 			vs_map_del(&li->sn->pending, key, kl);
 			vs_dtls_free(dt);
 			free(pd);
@@ -626,7 +632,8 @@ static void on_datagram(struct vs_io *io, uint32_t events)
 			s->iov[i] = (struct iovec){s->bufs[i], sizeof(s->bufs[i])};
 			s->msgs[i].msg_hdr = (struct msghdr){.msg_name = &s->from[i],
 							     .msg_namelen = sizeof(s->from[i]),
-							     .msg_iov = &s->iov[i], .msg_iovlen = 1};
+							     .msg_iov = &s->iov[i],
+							     .msg_iovlen = 1};
 		}
 		int n = recvmmsg(io->fd, s->msgs, RECV_BATCH, MSG_DONTWAIT, NULL);
 		if (n < 0) {
@@ -714,7 +721,8 @@ void vs_gateway_advertise(struct vs_worker *w)
 			continue;
 		l->sn->next_advertise_ms = w->now_ms + (int64_t)every * 1000;
 		/* Section 6.1: broadcast, with the time to the next one. */
-		struct vs_sn_packet a = {.type = VS_SN_ADVERTISE, .gw_id = l->sn->conf.gw_id,
+		struct vs_sn_packet a = {.type = VS_SN_ADVERTISE,
+					 .gw_id = l->sn->conf.gw_id,
 					 .duration = (uint16_t)every};
 		for (int k = 0; k < w->n_listens; k++) {
 			struct vs_listen_io *li = &w->listens[k];

@@ -30,7 +30,7 @@
 struct vs_grace_reader {
 	atomic_uint_fast64_t seen; /* the epoch at its last quiescent state; UINT64_MAX while
 				    * offline */
-	char pad[56];              /* a cache line each: readers write theirs every loop turn
+	char pad[56];		   /* a cache line each: readers write theirs every loop turn
 				    * (padding, not _Alignas: readers live in malloc'd memory) */
 };
 
@@ -42,10 +42,10 @@ struct vs_grace_item {
 
 struct vs_grace {
 	atomic_uint_fast64_t epoch;
-	pthread_mutex_t lock;          /* readers register, the writer retires and reclaims */
+	pthread_mutex_t lock; /* readers register, the writer retires and reclaims */
 	struct vs_grace_reader **readers;
 	size_t n_readers, cap_readers;
-	struct vs_grace_item *items;   /* retired, not yet freed */
+	struct vs_grace_item *items; /* retired, not yet freed */
 	size_t n_items, cap_items;
 };
 

@@ -24,8 +24,7 @@ static size_t insert_at(const struct vs_buf *t, bool filter)
 	return slash ? (size_t)(slash - t->p) + 1 : 0;
 }
 
-int vs_mount(const struct vs_listener *l, const struct vs_buf *t, bool filter,
-	     struct vs_mounted *m)
+int vs_mount(const struct vs_listener *l, const struct vs_buf *t, bool filter, struct vs_mounted *m)
 {
 	m->heap = NULL;
 	m->buf = *t;

@@ -49,15 +49,16 @@ int vs_bp_commit(struct vs_worker *w);
 bool vs_bp_healthy(const struct vs_broker *b);
 
 /* Hooks. `s` locked by the caller where noted. All are no-ops without a store. */
-void vs_bp_session(struct vs_worker *w, struct vs_session *s);      /* s locked */
-void vs_bp_session_del(struct vs_worker *w, struct vs_session *s);  /* s locked */
+void vs_bp_session(struct vs_worker *w, struct vs_session *s);	   /* s locked */
+void vs_bp_session_del(struct vs_worker *w, struct vs_session *s); /* s locked */
 void vs_bp_sub(struct vs_worker *w, struct vs_session *s, const char *filter, size_t len,
-	       uint8_t qos, uint8_t options, uint32_t sub_id);      /* s locked */
+	       uint8_t qos, uint8_t options, uint32_t sub_id); /* s locked */
 void vs_bp_unsub(struct vs_worker *w, struct vs_session *s, const char *filter, size_t len);
 void vs_bp_retain(struct vs_worker *w, struct vs_msg *m, bool set, uint64_t version);
 void vs_bp_queue(struct vs_worker *w, struct vs_session *s, const struct vs_qentry *e); /* locked */
-void vs_bp_dequeue(struct vs_worker *w, struct vs_session *s, const struct vs_qentry *e); /* locked */
-void vs_bp_inqos2(struct vs_worker *w, struct vs_session *s, uint16_t id, bool add);  /* locked */
+void vs_bp_dequeue(struct vs_worker *w, struct vs_session *s,
+		   const struct vs_qentry *e);					     /* locked */
+void vs_bp_inqos2(struct vs_worker *w, struct vs_session *s, uint16_t id, bool add); /* locked */
 void vs_bp_will(struct vs_worker *w, struct vs_session *s, struct vs_msg *will, int64_t at_ms);
 void vs_bp_will_del(struct vs_worker *w, struct vs_session *s);
 /* The will of a connected client: published `delay` seconds after a restart (s locked). */

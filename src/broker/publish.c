@@ -25,11 +25,11 @@ static int check_publish(struct vs_conn *c, const struct vs_publish *p, struct v
 {
 	struct vs_broker *b = c->w->b;
 	struct vs_sproto_pub st = {
-		.version = c->version,
-		.max_qos = (uint8_t)vs_listener_sec(c->listener)->conf->max_qos,
-		.retain_available = b->conf->retain_available,
-		.receive_max = b->receive_max,
-		.in_qos2 = c->in_qos2,
+	    .version = c->version,
+	    .max_qos = (uint8_t)vs_listener_sec(c->listener)->conf->max_qos,
+	    .retain_available = b->conf->retain_available,
+	    .receive_max = b->receive_max,
+	    .in_qos2 = c->in_qos2,
 	};
 	if (c->version == VS_V5 && p->qos == 2 && c->in_qos2 >= b->receive_max)
 		st.id_in_qos2 = vs_session_in_qos2_has(c->session, p->packet_id);
@@ -43,8 +43,8 @@ static int check_publish(struct vs_conn *c, const struct vs_publish *p, struct v
 	rc = vs_alias_in_resolve(&c->in_alias, p, topic);
 	if (rc)
 		*why = rc == VS_RC_TOPIC_ALIAS_INVALID ? "invalid topic alias"
-		       : rc == VS_RC_SERVER_BUSY      ? "out of memory"
-						      : "PUBLISH without topic or alias";
+		       : rc == VS_RC_SERVER_BUSY       ? "out of memory"
+						       : "PUBLISH without topic or alias";
 	return rc;
 }
 
@@ -53,9 +53,11 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 {
 	struct vs_broker *b = c->w->b;
 	if (b->conf->message_size_limit && p->payload.len > b->conf->message_size_limit) {
-		vs_log(b->log, VS_LOG_NOTICE, "client %s: dropped PUBLISH to '%.*s' of %zu bytes "
-		       "(message_size_limit %u)", c->client_id, (int)topic->len, topic->p,
-		       p->payload.len, b->conf->message_size_limit);
+		vs_log(b->log, VS_LOG_NOTICE,
+		       "client %s: dropped PUBLISH to '%.*s' of %zu bytes "
+		       "(message_size_limit %u)",
+		       c->client_id, (int)topic->len, topic->p, p->payload.len,
+		       b->conf->message_size_limit);
 		return VS_RC_QUOTA_EXCEEDED;
 	}
 	if (c->version == VS_V5 && (p->props.present & (1ull << VS_PROP_PAYLOAD_FORMAT)) &&
@@ -81,7 +83,8 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 		m = vs_msg_new(&full.buf, p, &origin, c->w->now_ms);
 	vs_mounted_fini(&full);
 	if (m && m->retain && b->conf->check_retain_source &&
-	    vs_msg_set_source(m, (int)(c->listener - b->listeners), c->client_id, c->username) < 0) {
+	    vs_msg_set_source(m, (int)(c->listener - b->listeners), c->client_id, c->username) <
+		0) {
 		vs_msg_unref(m);
 		m = NULL;
 	}
@@ -93,9 +96,9 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 	int n = vs_route(c->w, m, c->session);
 	vs_msg_unref(m);
 	if (c->w->congested) {
-		/* A subscriber's queue is full: read this publisher again in a moment, waiting longer
-		 * each time it happens again (1, 2, 4 ... 256 ms), so many publishers feeding one slow
-		 * subscriber settle at its pace. */
+		/* A subscriber's queue is full: read this publisher again in a moment, waiting
+		 * longer each time it happens again (1, 2, 4 ... 256 ms), so many publishers
+		 * feeding one slow subscriber settle at its pace. */
 		c->w->congested = false;
 		c->throttle_ms = c->throttle_ms ? c->throttle_ms * 2 : 1;
 		if (c->throttle_ms > 256)
@@ -128,7 +131,7 @@ static enum vs_handled refuse_deep(struct vs_conn *c, const struct vs_publish *p
 	if (p->qos == 0)
 		return VS_GO_ON;
 	return vs_conn_reply_ack(c, p->qos == 1 ? VS_PUBACK : VS_PUBREC, p->packet_id,
-				VS_RC_TOPIC_NAME_INVALID);
+				 VS_RC_TOPIC_NAME_INVALID);
 }
 
 enum vs_handled vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
@@ -155,7 +158,7 @@ enum vs_handled vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 			return VS_CLOSED;
 		}
 		return vs_conn_reply_ack(c, p->qos == 1 ? VS_PUBACK : VS_PUBREC, p->packet_id,
-					VS_RC_QUOTA_EXCEEDED);
+					 VS_RC_QUOTA_EXCEEDED);
 	}
 	if (p->qos == 2) {
 		struct vs_session *s = c->session;
@@ -177,7 +180,8 @@ enum vs_handled vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 		return vs_conn_reply_ack(c, VS_PUBACK, p->packet_id, (uint8_t)rc);
 	if (p->qos == 2) {
 		if (rc >= 0x80) {
-			/* A failed QoS 2 exchange ends here: the id is free again [MQTT-4.3.3-9]. */
+			/* A failed QoS 2 exchange ends here: the id is free again [MQTT-4.3.3-9].
+			 */
 			pthread_mutex_lock(&c->session->lock);
 			vs_session_in_qos2_del(c->session, p->packet_id);
 			vs_bp_inqos2(c->w, c->session, p->packet_id, false);

@@ -28,9 +28,9 @@
 struct pending {
 	struct vs_session *s; /* the session object it belongs to (borrowed from the registry) */
 	uint64_t msg_id;
-	uint32_t dseq;        /* the session's delivery number (0 in older files) */
-	uint64_t seq;         /* first appearance: queue order */
-	bool tomb;            /* dequeued: later QUEUE records for it are stale */
+	uint32_t dseq; /* the session's delivery number (0 in older files) */
+	uint64_t seq;  /* first appearance: queue order */
+	bool tomb;     /* dequeued: later QUEUE records for it are stale */
 	uint8_t qos, state;
 	bool retain, dup;
 	uint16_t packet_id;
@@ -41,9 +41,9 @@ struct pending {
 struct replay {
 	struct vs_broker *b;
 	int64_t now_ms, now_wall;
-	struct vs_map msgs;     /* 8-byte id -> struct vs_msg * (one reference) */
+	struct vs_map msgs;	/* 8-byte id -> struct vs_msg * (one reference) */
 	struct vs_map retained; /* topic -> msg id (as pointer-sized integer) */
-	struct vs_map index;    /* (session ptr, msg id) -> pending index + 1 */
+	struct vs_map index;	/* (session ptr, msg id) -> pending index + 1 */
 	struct pending *pend;
 	size_t n_pend, cap_pend;
 	struct vs_session **dead; /* ended during replay, freed at the end */
@@ -63,7 +63,8 @@ static int on_session(struct replay *r, const struct vs_rec_session *x)
 	struct vs_session *s = find_session(r, &x->client_id);
 	if (!s) {
 		s = vs_session_new((const char *)x->client_id.p, x->client_id.len);
-		if (!s || vs_map_put(&r->b->sessions, x->client_id.p, x->client_id.len, s, NULL) < 0) {
+		if (!s ||
+		    vs_map_put(&r->b->sessions, x->client_id.p, x->client_id.len, s, NULL) < 0) {
 			vs_session_unref(s);
 			return -ENOMEM;
 		}
@@ -117,12 +118,13 @@ static int on_msg(struct replay *r, const struct vs_rec_msg *x)
 	}
 	if (x->correlation_data.p) {
 		pr.present |= 1ull << VS_PROP_CORRELATION_DATA;
-		pr.correlation_data = (struct vs_buf){x->correlation_data.p, x->correlation_data.len};
+		pr.correlation_data =
+		    (struct vs_buf){x->correlation_data.p, x->correlation_data.len};
 	}
 	if (x->user_props_raw.p && x->user_props_raw.len) {
 		pr.user_raw = (struct vs_buf){x->user_props_raw.p, x->user_props_raw.len};
-		/* n_user only informs encoding size checks; count the 0x26 entries lazily: 1 is enough
-		 * to mark them present. */
+		/* n_user only informs encoding size checks; count the 0x26 entries lazily: 1 is
+		 * enough to mark them present. */
 		pr.n_user = 1;
 	}
 	struct vs_buf origin = {x->origin_client_id.p, x->origin_client_id.len};
@@ -219,7 +221,9 @@ static int on_sub(struct replay *r, const struct vs_rec_sub *x, bool add)
 	if (!add)
 		return vs_session_sub_del(s, (const char *)x->filter.p, x->filter.len), 0;
 	return vs_session_sub_add(s, (const char *)x->filter.p, x->filter.len, x->qos, x->options,
-				  x->sub_id) < 0 ? -ENOMEM : 0;
+				  x->sub_id) < 0
+		   ? -ENOMEM
+		   : 0;
 }
 
 static int on_will(struct replay *r, const struct vs_rec_will *x, bool set)
@@ -327,8 +331,12 @@ static void rebuild_queues(struct replay *r)
 			free(p->sub_ids);
 			continue;
 		}
-		struct vs_qentry e = {.msg = vs_msg_ref(m), .qos = p->qos, .retain = p->retain,
-				      .state = p->state, .packet_id = p->packet_id, .seq = p->dseq,
+		struct vs_qentry e = {.msg = vs_msg_ref(m),
+				      .qos = p->qos,
+				      .retain = p->retain,
+				      .state = p->state,
+				      .packet_id = p->packet_id,
+				      .seq = p->dseq,
 				      .dup = p->state != VS_Q_QUEUED};
 		vs_qentry_set_sub_ids(&e, p->sub_ids, p->n_sub_ids);
 		free(p->sub_ids);
@@ -358,7 +366,9 @@ static void rebuild_sessions(struct replay *r)
 		struct vs_session *s = val;
 		for (uint32_t i = 0; i < vs_session_n_subs(s); i++) {
 			const struct vs_session_sub *x = &s->subs->v[i];
-			struct vs_sub sub = {.owner = s, .sub_id = x->sub_id, .qos = x->qos,
+			struct vs_sub sub = {.owner = s,
+					     .sub_id = x->sub_id,
+					     .qos = x->qos,
 					     .no_local = (x->options >> 2) & 1,
 					     .retain_as_published = (x->options >> 3) & 1,
 					     .retain_handling = (x->options >> 4) & 3};
@@ -674,10 +684,11 @@ static void log_mosqdb_damage(const struct vs_log *log, const char *path,
 			      const struct vs_mosqdb_info *p)
 {
 	if (p->damaged)
-		vs_log(log, VS_LOG_WARN,
-		       "persistence: %s is damaged at byte %zu of %zu (%s): everything before it was "
-		       "imported, the remaining %zu bytes were skipped",
-		       path, p->valid_end, p->size, p->why, p->size - p->valid_end);
+		vs_log(
+		    log, VS_LOG_WARN,
+		    "persistence: %s is damaged at byte %zu of %zu (%s): everything before it was "
+		    "imported, the remaining %zu bytes were skipped",
+		    path, p->valid_end, p->size, p->why, p->size - p->valid_end);
 }
 
 /* On the first start (the store did not exist), replays the Mosquitto database at
@@ -692,8 +703,10 @@ static void import_first_start(struct vs_broker *b, struct replay *r)
 	if (rc == -ENOENT)
 		return;
 	if (rc < 0) {
-		vs_log(b->log, VS_LOG_ERR, "persistence: cannot read Mosquitto database %s: %s; "
-		       "starting without it", path, vs_strerror(rc));
+		vs_log(b->log, VS_LOG_ERR,
+		       "persistence: cannot read Mosquitto database %s: %s; "
+		       "starting without it",
+		       path, vs_strerror(rc));
 		return;
 	}
 	struct vs_mosqdb_import_info info;
@@ -705,8 +718,10 @@ static void import_first_start(struct vs_broker *b, struct replay *r)
 		return;
 	}
 	if (rc < 0)
-		vs_log(b->log, VS_LOG_ERR, "persistence: importing %s stopped: %s; what was read "
-		       "so far is kept", path, vs_strerror(rc));
+		vs_log(b->log, VS_LOG_ERR,
+		       "persistence: importing %s stopped: %s; what was read "
+		       "so far is kept",
+		       path, vs_strerror(rc));
 	log_mosqdb_damage(b->log, path, &info.parse);
 	char sum[512];
 	vs_mosqdb_import_summary(&info, sum, sizeof(sum));
@@ -753,7 +768,8 @@ int vs_bp_import_mosquitto(const struct vs_config *c, const char *file, FILE *ou
 	long n = vs_store_replay(st, note_max_id, &max_id, &ri);
 	if (n < 0) {
 		rc = (int)n;
-		fprintf(out, "viesti broker: reading the store %s failed: %s\n", dir, vs_strerror(rc));
+		fprintf(out, "viesti broker: reading the store %s failed: %s\n", dir,
+			vs_strerror(rc));
 		goto out_close;
 	}
 	struct vs_store_buf sb;
@@ -772,8 +788,10 @@ int vs_bp_import_mosquitto(const struct vs_config *c, const char *file, FILE *ou
 	char sum[512];
 	vs_mosqdb_import_summary(&info, sum, sizeof(sum));
 	if (info.parse.damaged)
-		fprintf(out, "%s is damaged at byte %zu of %zu (%s): the remaining %zu bytes were "
-			"skipped\n", file, info.parse.valid_end, info.parse.size, info.parse.why,
+		fprintf(out,
+			"%s is damaged at byte %zu of %zu (%s): the remaining %zu bytes were "
+			"skipped\n",
+			file, info.parse.valid_end, info.parse.size, info.parse.why,
 			info.parse.size - info.parse.valid_end);
 	fprintf(out, "imported %s (Mosquitto format version %u) into %s: %s%s\n", file,
 		info.parse.version, dir, sum,
@@ -782,7 +800,7 @@ int vs_bp_import_mosquitto(const struct vs_config *c, const char *file, FILE *ou
 		      : "");
 	if (!c->persistence)
 		fprintf(out, "note: persistence is off in this configuration; the broker reads the "
-			"store only with `persistence true`\n");
+			     "store only with `persistence true`\n");
 out_close:
 	vs_store_close(st);
 out_free:
@@ -793,8 +811,8 @@ out_free:
 /* Upper bounds of viesti_persist_commit_seconds, in nanoseconds: from a write(2) that only
  * copies (tens of microseconds) to an fsync on a slow disk. */
 static const uint64_t commit_bounds[] = {
-	50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000, 25000000,
-	50000000, 100000000, 250000000, 500000000, 1000000000,
+    50000,    100000,	250000,	  500000,    1000000,	2500000,   5000000,
+    10000000, 25000000, 50000000, 100000000, 250000000, 500000000, 1000000000,
 };
 
 int vs_bp_open(struct vs_broker *b, char *err, size_t errlen)
@@ -810,15 +828,16 @@ int vs_bp_open(struct vs_broker *b, char *err, size_t errlen)
 	struct stat dst;
 	bool fresh = stat(dir, &dst) < 0 && errno == ENOENT;
 	int64_t t0 = vs_now_ms();
-	int rc = vs_store_open(dir, policy_of(c), (unsigned)c->persistence_fsync_interval_ms, b->log,
-			       &b->store, err, errlen);
+	int rc = vs_store_open(dir, policy_of(c), (unsigned)c->persistence_fsync_interval_ms,
+			       b->log, &b->store, err, errlen);
 	if (rc < 0)
 		return rc;
 	struct replay r = {.b = b, .now_ms = vs_now_ms(), .now_wall = vs_wall_s()};
 	struct vs_store_replay_info info;
 	long n = vs_store_replay(b->store, on_record, &r, &info);
 	if (n < 0) {
-		snprintf(err, errlen, "persistence: reading %s failed: %s", dir, vs_strerror((int)n));
+		snprintf(err, errlen, "persistence: reading %s failed: %s", dir,
+			 vs_strerror((int)n));
 		replay_fini(&r);
 		return (int)n;
 	}
@@ -836,9 +855,9 @@ int vs_bp_open(struct vs_broker *b, char *err, size_t errlen)
 	       "messages, %zu subscriptions (fsync %s)",
 	       dir, n, (long long)(vs_now_ms() - t0), b->sessions.count, vs_retain_count(b->retain),
 	       vs_tree_count(b->tree),
-	       c->persistence_fsync == VS_CONF_FSYNC_BATCH	  ? "batch"
+	       c->persistence_fsync == VS_CONF_FSYNC_BATCH	? "batch"
 	       : c->persistence_fsync == VS_CONF_FSYNC_INTERVAL ? "interval"
-								  : "never");
+								: "never");
 	/* Compact what was replayed into one snapshot, so the log starts empty. */
 	rc = write_snapshot(b);
 	if (rc < 0)
@@ -855,7 +874,8 @@ void vs_bp_close(struct vs_broker *b)
 		pthread_join(b->snapshot_thread, NULL);
 	int rc = write_snapshot(b);
 	if (rc < 0)
-		vs_log(b->log, VS_LOG_WARN, "persistence: final snapshot failed: %s", vs_strerror(rc));
+		vs_log(b->log, VS_LOG_WARN, "persistence: final snapshot failed: %s",
+		       vs_strerror(rc));
 	vs_store_close(b->store);
 	b->store = NULL;
 }

@@ -50,8 +50,8 @@ static int push_match(struct vs_worker *w, const struct vs_match *m)
 /*
  * A shared group: one member gets the message, round robin, connected members first. It is
  * delivered here, under the trie's read lock, so a member whose session has just ended (its
- * vs_router_end_session() has not yet taken it out of the trie) is skipped for the next one instead of
- * losing the message. Shared deliveries are not merged with the session's other matches: each
+ * vs_router_end_session() has not yet taken it out of the trie) is skipped for the next one instead
+ * of losing the message. Shared deliveries are not merged with the session's other matches: each
  * subscription gets its copy.
  */
 static void deliver_shared(struct route_ctx *r, const struct vs_sub *members, size_t n,
@@ -67,8 +67,8 @@ static void deliver_shared(struct route_ctx *r, const struct vs_sub *members, si
 			uint8_t qos = out_qos(r->w->b, sub->qos, r->msg->qos);
 			uint32_t id = sub->sub_id;
 			int rc = vs_deliver(r->w, s, r->msg, qos,
-					    sub->retain_as_published && r->msg->retain, id ? &id : NULL,
-					    id ? 1 : 0, "");
+					    sub->retain_as_published && r->msg->retain,
+					    id ? &id : NULL, id ? 1 : 0, "");
 			if (rc >= 0) {
 				r->delivered += rc;
 				return;
@@ -88,7 +88,9 @@ static void on_match(void *ctx, const struct vs_sub *members, size_t n, atomic_u
 	} else if (sub->no_local && sub->owner == r->origin) {
 		return; /* [MQTT-3.8.3-3] No Local */
 	}
-	struct vs_match m = {.s = sub->owner, .sub_id = sub->sub_id, .rap = sub->retain_as_published,
+	struct vs_match m = {.s = sub->owner,
+			     .sub_id = sub->sub_id,
+			     .rap = sub->retain_as_published,
 			     .share = share};
 	m.qos = out_qos(r->w->b, sub->qos, r->msg->qos);
 	/* A reference taken under the trie's read lock: once the lock is gone, another worker may
@@ -133,7 +135,8 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 			if (x->qos > qos)
 				qos = x->qos;
 			rap |= x->rap;
-			if (x->sub_id && VS_VEC_GROW(w->sub_ids, w->cap_sub_ids, n_ids + 1, 16) == 0)
+			if (x->sub_id &&
+			    VS_VEC_GROW(w->sub_ids, w->cap_sub_ids, n_ids + 1, 16) == 0)
 				w->sub_ids[n_ids++] = x->sub_id;
 		}
 		/* [MQTT-3.3.1-12] live messages carry RETAIN 0 unless Retain As Published. */
@@ -149,8 +152,7 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 
 /* Whether s's user may read msg: its listener's ACL, as of the last reload, matched against
  * the topic as the client sees it (without its listener's mount point). */
-static bool may_read(const struct vs_session *s, const struct vs_acl *acl,
-		     const struct vs_msg *msg)
+static bool may_read(const struct vs_session *s, const struct vs_acl *acl, const struct vs_msg *msg)
 {
 	if (!acl)
 		return true;
@@ -194,7 +196,8 @@ static bool queue_full(const struct vs_config *conf, const struct vs_session *s,
  * that has taken nothing for STUCK_MS (no message sent to it: its window is full of unacked
  * ones, or its socket of unread bytes, conn.c) is stuck: its queue limit holds and messages are
  * dropped, so one client that stops reading slows nobody down for longer than that. Past
- * max_unsent_bytes it is disconnected (vs_router_drain_session). Offline queues always keep their limit.
+ * max_unsent_bytes it is disconnected (vs_router_drain_session). Offline queues always keep their
+ * limit.
  */
 enum { STUCK_MS = 200 };
 
@@ -204,14 +207,15 @@ static bool overshoot(struct vs_worker *w, const struct vs_config *conf, struct 
 	    __atomic_load_n(&s->stalled, __ATOMIC_RELAXED))
 		return false;
 	uint32_t hard = conf->max_queued_messages > 0
-				? (uint32_t)conf->max_queued_messages * 16 + 16384
-				: UINT32_MAX;
+			    ? (uint32_t)conf->max_queued_messages * 16 + 16384
+			    : UINT32_MAX;
 	if (s->queue.count >= hard ||
 	    (conf->max_queued_bytes > 0 && s->queued_bytes >= conf->max_queued_bytes * 16))
 		return false;
 	/* Up to four times the limit is absorbed quietly (publishers' windows usually bound it);
 	 * beyond that the publisher is slowed down. */
-	if (conf->max_queued_messages <= 0 || s->queue.count >= (uint32_t)conf->max_queued_messages * 4)
+	if (conf->max_queued_messages <= 0 ||
+	    s->queue.count >= (uint32_t)conf->max_queued_messages * 4)
 		w->congested = true;
 	return true;
 }
@@ -236,7 +240,10 @@ static int queue_locked(struct vs_worker *w, struct vs_session *s, struct vs_msg
 		log_drop(w, s);
 		return 0;
 	}
-	struct vs_qentry e = {.msg = vs_msg_ref(msg), .qos = qos, .retain = retain, .share = share,
+	struct vs_qentry e = {.msg = vs_msg_ref(msg),
+			      .qos = qos,
+			      .retain = retain,
+			      .share = share,
 			      .seq = ++s->next_seq};
 	if (vs_qentry_set_sub_ids(&e, sub_ids, n_sub_ids) < 0 || vs_ring_push(&s->queue, &e) < 0) {
 		vs_qentry_fini(&e);
@@ -285,8 +292,8 @@ static void feed_queue(struct vs_worker *w, struct vs_session *s)
 		struct vs_feed_entry e;
 		vs_feed_pop(s, &e);
 		/* [MQTT-3.3.1-8] retained messages sent on subscribe carry RETAIN 1. */
-		queue_locked(w, s, e.msg, e.qos, true, e.sub_id ? &e.sub_id : NULL, e.sub_id ? 1 : 0,
-			     NULL);
+		queue_locked(w, s, e.msg, e.qos, true, e.sub_id ? &e.sub_id : NULL,
+			     e.sub_id ? 1 : 0, NULL);
 		vs_msg_unref(e.msg);
 	}
 }
@@ -313,9 +320,10 @@ int vs_feed_retained(struct vs_worker *w, struct vs_session *s, struct vs_msg **
 	if (wake)
 		vs_worker_want_drain(w, s);
 	if (fed < n)
-		vs_log(w->b->log, VS_LOG_NOTICE, "client %s: %zu retained message(s) not sent on "
-		       "subscribe: more than max_retained_feed (%d) waiting", s->client_id, n - fed,
-		       w->b->conf->max_retained_feed);
+		vs_log(w->b->log, VS_LOG_NOTICE,
+		       "client %s: %zu retained message(s) not sent on "
+		       "subscribe: more than max_retained_feed (%d) waiting",
+		       s->client_id, n - fed, w->b->conf->max_retained_feed);
 	return (int)fed;
 }
 
@@ -356,9 +364,10 @@ static void log_rechecked(struct vs_worker *w, const struct vs_session *s, uint3
 			  const char *after)
 {
 	if (dropped)
-		vs_log(w->b->log, VS_LOG_NOTICE, "client %s: %u message(s) dropped %s: user %s may "
-		       "not read them (ACL)", s->client_id, dropped, after,
-		       s->username ? s->username : "(anonymous)");
+		vs_log(w->b->log, VS_LOG_NOTICE,
+		       "client %s: %u message(s) dropped %s: user %s may "
+		       "not read them (ACL)",
+		       s->client_id, dropped, after, s->username ? s->username : "(anonymous)");
 }
 
 /* Chooses the outgoing topic alias for a topic (5.0, client's Topic Alias Maximum > 0). */
@@ -385,9 +394,13 @@ static void choose_alias(struct vs_conn *c, struct vs_msg *m, struct vs_delivery
  * sent to this client (too large for its Maximum Packet Size [MQTT-3.1.2-25]). */
 static int send_entry(struct vs_conn *c, struct vs_qentry *e, int64_t now)
 {
-	struct vs_delivery d = {.version = c->version, .qos = e->qos, .retain = e->retain,
-				.dup = e->dup, .packet_id = e->packet_id,
-				.n_sub_ids = e->n_sub_ids, .sub_ids = vs_qentry_sub_ids(e)};
+	struct vs_delivery d = {.version = c->version,
+				.qos = e->qos,
+				.retain = e->retain,
+				.dup = e->dup,
+				.packet_id = e->packet_id,
+				.n_sub_ids = e->n_sub_ids,
+				.sub_ids = vs_qentry_sub_ids(e)};
 	/* Outside the mount point only when the session came from another listener: such a
 	 * message is not for this client's view of the tree. */
 	long skip = vs_mount_strip(c->listener, e->msg->topic.p, e->msg->topic.len);
@@ -498,8 +511,8 @@ void vs_router_drain_session(struct vs_worker *w, struct vs_session *s)
 		} else {
 			vs_stat_gauge(&w->stats.inflight, 1);
 			in_bytes += x.msg->payload.len;
-			/* QoS 2 must resume with the same packet id; a QoS 1 message lost from the log
-			 * in this state is just sent again after a restart (at least once). */
+			/* QoS 2 must resume with the same packet id; a QoS 1 message lost from the
+			 * log in this state is just sent again after a restart (at least once). */
 			if (x.qos == 2)
 				vs_bp_queue(w, s, &x);
 		}
@@ -517,9 +530,11 @@ void vs_router_drain_session(struct vs_worker *w, struct vs_session *s)
 		/* Nothing more could go out, and this much waits: the client does not read (or
 		 * acknowledge) what it is sent. It is disconnected before it holds more. */
 		char why[128];
-		snprintf(why, sizeof(why), "not reading: %llu bytes unsent for %lld ms "
-			 "(max_unsent_bytes %llu)", (unsigned long long)unsent,
-			 (long long)(now - s->last_drain_ms), (unsigned long long)cap);
+		snprintf(why, sizeof(why),
+			 "not reading: %llu bytes unsent for %lld ms "
+			 "(max_unsent_bytes %llu)",
+			 (unsigned long long)unsent, (long long)(now - s->last_drain_ms),
+			 (unsigned long long)cap);
 		vs_conn_close(c, VS_RC_QUOTA_EXCEEDED, why);
 		return;
 	}
@@ -546,8 +561,8 @@ void vs_router_resume_session(struct vs_worker *w, struct vs_session *s)
 		}
 		e->dup = true; /* [MQTT-4.4.0-1] resend with DUP */
 		if (send_entry(c, e, now) < 0) {
-			/* Too large for this connection's Maximum Packet Size [MQTT-3.1.2-25]: treated
-			 * as delivered, so it does not hold a window slot for ever. */
+			/* Too large for this connection's Maximum Packet Size [MQTT-3.1.2-25]:
+			 * treated as delivered, so it does not hold a window slot for ever. */
 			vs_bp_dequeue(w, s, e);
 			vs_qentry_fini(e);
 			vs_ring_remove(&s->inflight, i);

@@ -4,8 +4,8 @@
  * vs_route() matches the topic in the shared trie, merges the matches per session (one copy per
  * session, at the highest granted QoS, with every matching Subscription Identifier
  * [MQTT-3.3.4-3..5], [MQTT-3.3.5-1]), picks one member per shared group (round robin, preferring
- * connected members), and delivers into each session. vs_router_drain_session() moves queued messages
- * of a connected session into its connection's output, within the inflight window.
+ * connected members), and delivers into each session. vs_router_drain_session() moves queued
+ * messages of a connected session into its connection's output, within the inflight window.
  */
 #ifndef VS_BROKER_ROUTER_H
 #define VS_BROKER_ROUTER_H

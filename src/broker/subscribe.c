@@ -25,7 +25,7 @@
 struct retained_ctx {
 	struct vs_msg **v;
 	size_t n, cap;
-	size_t max;     /* take no more than this (the feed's limit) */
+	size_t max;	/* take no more than this (the feed's limit) */
 	size_t skipped; /* matches over max, or that could not be stored */
 };
 
@@ -48,18 +48,23 @@ static uint8_t subscribe_one(struct vs_conn *c, const struct vs_sub_entry *e, ui
 	struct vs_broker *b = c->w->b;
 	*is_new = false;
 	uint8_t qos;
-	enum vs_sub_verdict v = vs_sproto_check_sub(c->version, e,
-						    vs_listener_sec(c->listener)->conf->max_qos,
-						    b->conf->max_topic_levels, &qos);
+	enum vs_sub_verdict v =
+	    vs_sproto_check_sub(c->version, e, vs_listener_sec(c->listener)->conf->max_qos,
+				b->conf->max_topic_levels, &qos);
 	if (v == VS_SUB_PROTOCOL)
 		return 0xFF; /* [MQTT-3.8.3-4] protocol error, handled by the caller */
 	if (v == VS_SUB_REFUSED) {
-		vs_log(b->log, VS_LOG_NOTICE, "client %s: SUBSCRIBE to a filter of more than %d "
-		       "levels (max_topic_levels), refused", c->client_id, b->conf->max_topic_levels);
+		vs_log(b->log, VS_LOG_NOTICE,
+		       "client %s: SUBSCRIBE to a filter of more than %d "
+		       "levels (max_topic_levels), refused",
+		       c->client_id, b->conf->max_topic_levels);
 		return qos;
 	}
-	struct vs_sub sub = {.owner = c->session, .sub_id = sub_id, .qos = qos,
-			     .no_local = e->no_local, .retain_as_published = e->retain_as_published,
+	struct vs_sub sub = {.owner = c->session,
+			     .sub_id = sub_id,
+			     .qos = qos,
+			     .no_local = e->no_local,
+			     .retain_as_published = e->retain_as_published,
 			     .retain_handling = e->retain_handling};
 	int rc = vs_tree_add(b->tree, (const char *)e->filter.p, e->filter.len, &sub);
 	if (rc < 0)
@@ -69,8 +74,8 @@ static uint8_t subscribe_one(struct vs_conn *c, const struct vs_sub_entry *e, ui
 				 (e->retain_handling << 4));
 	pthread_mutex_lock(&c->session->lock);
 	if (c->session->ended) {
-		/* Ended meanwhile by a clean-start take-over: vs_router_end_session() has (or will have)
-		 * missed this subscription, so it is undone here. */
+		/* Ended meanwhile by a clean-start take-over: vs_router_end_session() has (or will
+		 * have) missed this subscription, so it is undone here. */
 		pthread_mutex_unlock(&c->session->lock);
 		vs_tree_remove(b->tree, (const char *)e->filter.p, e->filter.len, c->session);
 		return VS_RC_UNSPECIFIED;
@@ -86,11 +91,11 @@ static uint8_t subscribe_one(struct vs_conn *c, const struct vs_sub_entry *e, ui
 		return VS_RC_UNSPECIFIED;
 	}
 	if (vs_log_enabled(b->log, VS_LOG_SUBSCRIBE) && b->log->mosquitto)
-		vs_log(b->log, VS_LOG_SUBSCRIBE, "%s %u %.*s", c->client_id, qos, (int)e->filter.len,
-		       e->filter.p); /* Mosquitto's line */
+		vs_log(b->log, VS_LOG_SUBSCRIBE, "%s %u %.*s", c->client_id, qos,
+		       (int)e->filter.len, e->filter.p); /* Mosquitto's line */
 	else if (vs_log_enabled(b->log, VS_LOG_SUBSCRIBE))
-		vs_log(b->log, VS_LOG_SUBSCRIBE, "client %s subscribed to '%.*s' QoS %u", c->client_id,
-		       (int)e->filter.len, e->filter.p, qos);
+		vs_log(b->log, VS_LOG_SUBSCRIBE, "client %s subscribed to '%.*s' QoS %u",
+		       c->client_id, (int)e->filter.len, e->filter.p, qos);
 	return qos;
 }
 
@@ -146,16 +151,18 @@ static void retained_for(struct vs_conn *c, const struct vs_sub_entry *e, uint8_
 	vs_retain_match(b->retain, (const char *)e->filter.p, e->filter.len, collect_retained, &r);
 	size_t denied = keep_publishable(b, &r);
 	if (denied)
-		vs_log(b->log, VS_LOG_INFO, "client %s: %zu retained message(s) for '%.*s' not sent: "
+		vs_log(b->log, VS_LOG_INFO,
+		       "client %s: %zu retained message(s) for '%.*s' not sent: "
 		       "their publishers may no longer publish them (check_retain_source)",
 		       c->client_id, denied, (int)e->filter.len, e->filter.p);
 	if (r.n)
 		vs_feed_retained(c->w, c->session, r.v, r.n, granted, sub_id);
 	free(r.v);
 	if (r.skipped)
-		vs_log(b->log, VS_LOG_NOTICE, "client %s: %zu retained message(s) for '%.*s' not "
-		       "sent: more than max_retained_feed (%d)", c->client_id, r.skipped,
-		       (int)e->filter.len, e->filter.p, max);
+		vs_log(b->log, VS_LOG_NOTICE,
+		       "client %s: %zu retained message(s) for '%.*s' not "
+		       "sent: more than max_retained_feed (%d)",
+		       c->client_id, r.skipped, (int)e->filter.len, e->filter.p, max);
 }
 
 /* e's filter under the connection's mount_point; m holds the bytes. Returns 0 or -ENOMEM. */
@@ -195,7 +202,7 @@ enum vs_handled vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p)
 	}
 	struct vs_packet a = {.type = VS_SUBACK};
 	a.suback.packet_id = p->packet_id; /* [MQTT-3.8.4-2] */
-	a.suback.count = p->count;         /* [MQTT-3.8.4-6] one code per filter */
+	a.suback.count = p->count;	   /* [MQTT-3.8.4-6] one code per filter */
 	a.suback.codes = codes;
 	enum vs_handled h = vs_conn_reply(c, &a);
 	pos = 0;
@@ -237,9 +244,10 @@ enum vs_handled vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe
 		pthread_mutex_unlock(&c->session->lock);
 		codes[i] = had > 0 ? VS_RC_SUCCESS : VS_RC_NO_SUBSCRIPTION_EXISTED;
 		if (vs_log_enabled(b->log, VS_LOG_UNSUBSCRIBE))
-			vs_log(b->log, VS_LOG_UNSUBSCRIBE, b->log->mosquitto
-			       ? "%s %.*s" /* Mosquitto's line */
-			       : "client %s unsubscribed from '%.*s'", c->client_id, (int)f.len, f.p);
+			vs_log(b->log, VS_LOG_UNSUBSCRIBE,
+			       b->log->mosquitto ? "%s %.*s" /* Mosquitto's line */
+						 : "client %s unsubscribed from '%.*s'",
+			       c->client_id, (int)f.len, f.p);
 		vs_mounted_fini(&m);
 	}
 	struct vs_packet a = {.type = VS_UNSUBACK};

@@ -77,7 +77,7 @@ static void sweep_sessions(struct vs_worker *w)
 }
 
 static void publish(struct vs_worker *w, const char *topic, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void publish(struct vs_worker *w, const char *topic, const char *fmt, ...)
 {
@@ -88,8 +88,8 @@ static void publish(struct vs_worker *w, const char *topic, const char *fmt, ...
 	va_end(ap);
 	if (n < 0)
 		return;
-	struct vs_msg *m = vs_msg_make(topic, strlen(topic), val, (size_t)n, 0, true, NULL, NULL,
-				       w->now_ms);
+	struct vs_msg *m =
+	    vs_msg_make(topic, strlen(topic), val, (size_t)n, 0, true, NULL, NULL, w->now_ms);
 	if (!m)
 		return;
 	vs_route(w, m, NULL);
@@ -127,7 +127,8 @@ static void publish_sys(struct vs_worker *w)
 	publish(w, "$SYS/broker/clients/active", "%d", connected);
 	publish(w, "$SYS/broker/clients/disconnected", "%zu", disconnected);
 	publish(w, "$SYS/broker/clients/inactive", "%zu", disconnected);
-	publish(w, "$SYS/broker/clients/total", "%zu", total > (size_t)connected ? total : (size_t)connected);
+	publish(w, "$SYS/broker/clients/total", "%zu",
+		total > (size_t)connected ? total : (size_t)connected);
 	publish(w, "$SYS/broker/clients/maximum", "%d", atomic_load(&b->clients_max));
 	publish(w, "$SYS/broker/messages/received", "%llu", (unsigned long long)st.msgs_received);
 	publish(w, "$SYS/broker/messages/sent", "%llu", (unsigned long long)st.msgs_sent);
@@ -153,10 +154,13 @@ static void publish_sys(struct vs_worker *w)
 		const char *topic;
 		uint64_t now;
 	} series[] = {
-		{"messages/received", st.msgs_received}, {"messages/sent", st.msgs_sent},
-		{"publish/received", st.pub_received},   {"publish/sent", st.pub_sent},
-		{"bytes/received", st.bytes_received},   {"bytes/sent", st.bytes_sent},
-		{"connections", st.connects},
+	    {"messages/received", st.msgs_received},
+	    {"messages/sent", st.msgs_sent},
+	    {"publish/received", st.pub_received},
+	    {"publish/sent", st.pub_sent},
+	    {"bytes/received", st.bytes_received},
+	    {"bytes/sent", st.bytes_sent},
+	    {"connections", st.connects},
 	};
 	double interval = b->conf->sys_interval;
 	for (size_t i = 0; i < sizeof(series) / sizeof(series[0]); i++) {
@@ -209,15 +213,19 @@ static void check_memory(struct vs_worker *w)
 	if (!over && rss > limit) {
 		atomic_store(&b->over_memory, true);
 		b->trimmed_ms = w->now_ms;
-		vs_log(b->log, VS_LOG_WARN, "memory_limit reached: %llu bytes resident, limit %llu: "
-		       "new connections and QoS 1/2 publishes are refused until it falls below %llu",
-		       (unsigned long long)rss, (unsigned long long)limit,
-		       (unsigned long long)(limit / 10 * 9));
+		vs_log(
+		    b->log, VS_LOG_WARN,
+		    "memory_limit reached: %llu bytes resident, limit %llu: "
+		    "new connections and QoS 1/2 publishes are refused until it falls below %llu",
+		    (unsigned long long)rss, (unsigned long long)limit,
+		    (unsigned long long)(limit / 10 * 9));
 		malloc_trim(0);
 	} else if (over && rss < limit / 10 * 9) {
 		atomic_store(&b->over_memory, false);
-		vs_log(b->log, VS_LOG_NOTICE, "memory back under memory_limit: %llu bytes resident: "
-		       "connections and QoS 1/2 publishes are taken again", (unsigned long long)rss);
+		vs_log(b->log, VS_LOG_NOTICE,
+		       "memory back under memory_limit: %llu bytes resident: "
+		       "connections and QoS 1/2 publishes are taken again",
+		       (unsigned long long)rss);
 	} else if (over && w->now_ms - b->trimmed_ms >= 1000) {
 		b->trimmed_ms = w->now_ms;
 		malloc_trim(0);

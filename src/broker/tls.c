@@ -54,8 +54,7 @@ static void free_psk(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long 
 	vs_psk_free(ptr);
 }
 
-static void free_psk_id(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
-			void *argp)
+static void free_psk_id(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
 	free(ptr);
 }
@@ -74,14 +73,14 @@ static int where(const struct vs_listener_conf *lc, char *err, size_t errlen)
 	return n < 0 || (size_t)n >= errlen ? 0 : n;
 }
 
-#define FAIL(lc, err, errlen, ...)                                                          \
-	({                                                                                  \
-		int at_ = where(lc, err, errlen);                                           \
-		vs_tls_fail((err) + at_, (errlen) - (size_t)at_, __VA_ARGS__);               \
+#define FAIL(lc, err, errlen, ...)                                                                 \
+	({                                                                                         \
+		int at_ = where(lc, err, errlen);                                                  \
+		vs_tls_fail((err) + at_, (errlen) - (size_t)at_, __VA_ARGS__);                     \
 	})
 
-static int no_file(const struct vs_listener_conf *lc, const char *path, int mode,
-		   const char *what, char *err, size_t errlen)
+static int no_file(const struct vs_listener_conf *lc, const char *path, int mode, const char *what,
+		   char *err, size_t errlen)
 {
 	int at = where(lc, err, errlen);
 	return vs_tls_access(path, mode, what, err + at, errlen - (size_t)at);
@@ -126,8 +125,7 @@ static int alpn_select(SSL *s, const unsigned char **out, unsigned char *outlen,
 	return SSL_TLSEXT_ERR_OK;
 }
 
-static int set_protocol(SSL_CTX *ctx, const struct vs_listener_conf *lc, char *err,
-			size_t errlen)
+static int set_protocol(SSL_CTX *ctx, const struct vs_listener_conf *lc, char *err, size_t errlen)
 {
 	int min = TLS1_2_VERSION;
 	if (lc->protocol == VS_LPROTO_MQTTSN)
@@ -141,8 +139,8 @@ static int set_protocol(SSL_CTX *ctx, const struct vs_listener_conf *lc, char *e
 	if (min == TLS1_1_VERSION)
 		SSL_CTX_set_security_level(ctx, 0); /* asked for explicitly */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-					 SSL_OP_CIPHER_SERVER_PREFERENCE |
-					 SSL_OP_IGNORE_UNEXPECTED_EOF);
+				     SSL_OP_CIPHER_SERVER_PREFERENCE |
+				     SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	/* One read(2) for many records instead of two per record (header, then body); what is
 	 * read ahead is found by the transport's more() (SSL_has_pending). */
@@ -210,8 +208,7 @@ out_free:
 	return rc;
 }
 
-static int set_identity(SSL_CTX *ctx, const struct vs_listener_conf *lc, char *err,
-			size_t errlen)
+static int set_identity(SSL_CTX *ctx, const struct vs_listener_conf *lc, char *err, size_t errlen)
 {
 	int rc;
 	if (!lc->certfile)
@@ -228,8 +225,10 @@ static int set_identity(SSL_CTX *ctx, const struct vs_listener_conf *lc, char *e
 		if ((rc = no_file(lc, lc->keyfile, R_OK, "keyfile", err, errlen)) < 0)
 			return rc;
 		if (SSL_CTX_use_PrivateKey_file(ctx, lc->keyfile, SSL_FILETYPE_PEM) != 1)
-			return FAIL(lc, err, errlen, "cannot use keyfile '%s' (PEM, without a "
-				    "passphrase)", lc->keyfile);
+			return FAIL(lc, err, errlen,
+				    "cannot use keyfile '%s' (PEM, without a "
+				    "passphrase)",
+				    lc->keyfile);
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1)
 		return FAIL(lc, err, errlen, "keyfile '%s' does not match certfile '%s'",
@@ -272,15 +271,16 @@ static int set_clients(SSL_CTX *ctx, const struct vs_listener_conf *lc, char *er
 	}
 	if (lc->crlfile && (rc = set_crl(ctx, lc, err, errlen)) < 0)
 		return rc;
-	SSL_CTX_set_verify(ctx, lc->require_certificate
-					? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-					: SSL_VERIFY_NONE,
+	SSL_CTX_set_verify(ctx,
+			   lc->require_certificate
+			       ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+			       : SSL_VERIFY_NONE,
 			   NULL);
 	return 0;
 }
 
-static int set_psk(SSL_CTX *ctx, const struct vs_listener_conf *lc, const char *psk_file,
-		   char *err, size_t errlen)
+static int set_psk(SSL_CTX *ctx, const struct vs_listener_conf *lc, const char *psk_file, char *err,
+		   size_t errlen)
 {
 	if (!lc->psk_hint)
 		return 0;

@@ -165,8 +165,8 @@ static void resume_listeners(struct vs_worker *w)
 			li->paused_until_ms = 0;
 		else if (!w->listen_resume_ms || li->paused_until_ms < w->listen_resume_ms)
 			w->listen_resume_ms = li->paused_until_ms > w->now_ms
-						      ? li->paused_until_ms
-						      : w->now_ms + ACCEPT_PAUSE_MS;
+						  ? li->paused_until_ms
+						  : w->now_ms + ACCEPT_PAUSE_MS;
 	}
 }
 
@@ -259,8 +259,8 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 		break;
 	case VS_MAIL_TAKEOVER: {
 		vs_worker_takeover(w, m->slot, m->conn_id, m->reason == 1);
-		struct vs_mail r = {.type = VS_MAIL_RESUME, .slot = m->reply_slot,
-				    .conn_id = m->reply_conn_id};
+		struct vs_mail r = {
+		    .type = VS_MAIL_RESUME, .slot = m->reply_slot, .conn_id = m->reply_conn_id};
 		vs_worker_post(w, m->reply_to, &r);
 		break;
 	}
@@ -354,8 +354,8 @@ static void refuse_uncommitted(struct vs_worker *w)
 	for (uint32_t i = 0; i < w->n_flush; i++) {
 		struct vs_conn *c = w->flush[i];
 		if (c && c->durable_pending) {
-			/* No packet at all: a DISCONNECT could otherwise precede the CONNACK that was
-			 * just dropped [MQTT-3.2.0-1]. */
+			/* No packet at all: a DISCONNECT could otherwise precede the CONNACK that
+			 * was just dropped [MQTT-3.2.0-1]. */
 			c->out.off = c->out.len = 0;
 			c->durable_pending = false;
 			vs_conn_close(c, -1, "persistence unavailable: acknowledgements withdrawn");
@@ -409,8 +409,8 @@ static void sweep(struct vs_worker *w)
 		if (!c)
 			continue;
 		int ct = w->b->conf->connect_timeout;
-		bool waits_here = !c->parked ||
-				  (c->connecting && c->connecting->step == VS_CS_AUTH);
+		bool waits_here =
+		    !c->parked || (c->connecting && c->connecting->step == VS_CS_AUTH);
 		if (c->http && vs_http_sweep(c) < 0)
 			continue;
 		if (!c->http && c->state == VS_CONN_NEW && waits_here &&
@@ -563,12 +563,12 @@ static void own_turn(struct vs_worker *w)
  */
 enum {
 	WINDOW_MS = 100,
-	LEND_BELOW = 950,   /* per mille of one core: this thread's load plus thread 0's */
+	LEND_BELOW = 950, /* per mille of one core: this thread's load plus thread 0's */
 	LEND_WINDOWS = 5,
-	BACKOFF_MS = 1000,  /* a shard given back soon after its lend waits this long, doubling, */
+	BACKOFF_MS = 1000, /* a shard given back soon after its lend waits this long, doubling, */
 	BACKOFF_MAX_MS = 64000, /* up to this, before it is lent again */
-	STABLE_MS = 10000,  /* a lend that lasted this long resets the back-off */
-	RETURN_ABOVE = 850, /* per mille: thread 0's load while it runs other shards */
+	STABLE_MS = 10000,	/* a lend that lasted this long resets the back-off */
+	RETURN_ABOVE = 850,	/* per mille: thread 0's load while it runs other shards */
 	RETURN_WINDOWS = 2,
 };
 
@@ -610,8 +610,10 @@ static void park(struct vs_worker *w)
 	pthread_mutex_unlock(&b->park_lock);
 	if (!ok)
 		return;
-	vs_log(b->log, VS_LOG_DEBUG, "thread %d: load %d+%d per mille, its %u connection(s) now "
-	       "served by thread 0", w->idx, load, host_load, n_conns);
+	vs_log(b->log, VS_LOG_DEBUG,
+	       "thread %d: load %d+%d per mille, its %u connection(s) now "
+	       "served by thread 0",
+	       w->idx, load, host_load, n_conns);
 	int64_t since = vs_now_ms();
 	vs_grace_offline(&w->th.gr); /* thread 0 runs the shard meanwhile */
 	pthread_mutex_lock(&b->park_lock);
@@ -669,11 +671,14 @@ static bool rehome(struct vs_worker *h, struct vs_worker *w, bool take)
 			epoll_ctl(to, EPOLL_CTL_DEL, io->fd, NULL);
 			struct epoll_event ev = {.events = io->events, .data.ptr = io};
 			if (epoll_ctl(from, EPOLL_CTL_ADD, io->fd, &ev) < 0)
-				vs_log(log, VS_LOG_ERR, "thread %d: its %s is watched by no thread: %s",
-				       w->idx, k ? "listener" : "mailbox", strerror(errno));
+				vs_log(log, VS_LOG_ERR,
+				       "thread %d: its %s is watched by no thread: %s", w->idx,
+				       k ? "listener" : "mailbox", strerror(errno));
 		}
-		vs_log(log, VS_LOG_WARN, "thread %d: cannot move its sockets to %s (%s); they stay "
-		       "with %s", w->idx, take ? "thread 0" : "their own thread", strerror(-rc),
+		vs_log(log, VS_LOG_WARN,
+		       "thread %d: cannot move its sockets to %s (%s); they stay "
+		       "with %s",
+		       w->idx, take ? "thread 0" : "their own thread", strerror(-rc),
 		       take ? "their own thread" : "thread 0");
 		return false;
 	}
@@ -685,14 +690,16 @@ static bool rehome(struct vs_worker *h, struct vs_worker *w, bool take)
 		if (rc < 0) {
 			err = -rc;
 			closed++;
-			vs_conn_close(c, VS_RC_SERVER_BUSY, "its socket cannot move to another thread");
+			vs_conn_close(c, VS_RC_SERVER_BUSY,
+				      "its socket cannot move to another thread");
 		}
 	}
 	w->loop.epfd = to;
 	if (closed)
-		vs_log(log, VS_LOG_WARN, "thread %d: %u connection(s) closed: their sockets could not "
-		       "move to %s (%s)", w->idx, closed, take ? "thread 0" : "their own thread",
-		       strerror(err));
+		vs_log(log, VS_LOG_WARN,
+		       "thread %d: %u connection(s) closed: their sockets could not "
+		       "move to %s (%s)",
+		       w->idx, closed, take ? "thread 0" : "their own thread", strerror(err));
 	vs_log(log, VS_LOG_DEBUG, "thread 0: %s thread %d's %u connection(s) in %.1f ms",
 	       take ? "took" : "gave back", w->idx, w->n_conns, (double)(vs_now_ns() - t0) / 1e6);
 	return true;
@@ -713,8 +720,10 @@ static void give_back(struct vs_worker *h)
 	w->lent = false;
 	pthread_mutex_unlock(&b->park_lock);
 	pthread_cond_broadcast(&b->park_cond);
-	vs_log(b->log, VS_LOG_DEBUG, "thread 0: load %d per mille, thread %d serves its %u "
-	       "connection(s) again", atomic_load(&h->th.load), w->idx, n_conns);
+	vs_log(b->log, VS_LOG_DEBUG,
+	       "thread 0: load %d per mille, thread %d serves its %u "
+	       "connection(s) again",
+	       atomic_load(&h->th.load), w->idx, n_conns);
 }
 
 static bool runs(const struct vs_worker *h, const struct vs_worker *w)
@@ -803,7 +812,8 @@ static void host_main(struct vs_worker *h)
 		if (!end_window(h) || h->th.n_run == 1)
 			continue;
 		h->th.hot = atomic_load_explicit(&h->th.load, memory_order_relaxed) > RETURN_ABOVE
-				 ? h->th.hot + 1 : 0;
+				? h->th.hot + 1
+				: 0;
 		if (h->th.hot >= RETURN_WINDOWS) {
 			give_back(h);
 			h->th.hot = 0;
@@ -847,8 +857,9 @@ void *vs_worker_main(void *arg)
 			own_turn(w);
 			if (!end_window(w) || !consolidating(b))
 				continue;
-			int sum = atomic_load_explicit(&w->th.load, memory_order_relaxed) +
-				  atomic_load_explicit(&b->workers[0].th.load, memory_order_relaxed);
+			int sum =
+			    atomic_load_explicit(&w->th.load, memory_order_relaxed) +
+			    atomic_load_explicit(&b->workers[0].th.load, memory_order_relaxed);
 			w->th.quiet = sum < LEND_BELOW ? w->th.quiet + 1 : 0;
 			if (w->th.quiet >= LEND_WINDOWS && w->now_ms >= w->th.no_lend_until_ms)
 				park(w);
@@ -864,7 +875,8 @@ void vs_worker_shutdown(struct vs_worker *w)
 	/* Every connection is closed (5.0: DISCONNECT 0x8B). */
 	for (uint32_t i = 0; i < w->n_slots; i++)
 		if (w->conns[i])
-			vs_conn_close(w->conns[i], VS_RC_SERVER_SHUTTING_DOWN, "broker shutting down");
+			vs_conn_close(w->conns[i], VS_RC_SERVER_SHUTTING_DOWN,
+				      "broker shutting down");
 	end_turn(w);
 }
 

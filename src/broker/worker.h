@@ -31,14 +31,14 @@ struct vs_sn_socket;
 struct vs_linger;
 
 enum vs_mail_type {
-	VS_MAIL_DRAIN, /* a session on this worker has queued messages */
-	VS_MAIL_KICK,  /* close connection (slot, conn_id) with reason: session taken over */
+	VS_MAIL_DRAIN,	  /* a session on this worker has queued messages */
+	VS_MAIL_KICK,	  /* close connection (slot, conn_id) with reason: session taken over */
 	VS_MAIL_TAKEOVER, /* pump then close connection (slot, conn_id); then RESUME the reply */
-	VS_MAIL_RESUME,   /* unpark connection (slot, conn_id): its CONNECT may proceed */
-	VS_MAIL_WAKE,     /* nothing: re-check state (stop) */
-	VS_MAIL_AUTH,     /* the password check of connection (slot, conn_id): reason 1 = good */
-	VS_MAIL_PING,     /* the main thread's watchdog: store conn_id in pong */
-	VS_MAIL_DUMP,     /* SIGUSR2: log this shard's state */
+	VS_MAIL_RESUME,	  /* unpark connection (slot, conn_id): its CONNECT may proceed */
+	VS_MAIL_WAKE,	  /* nothing: re-check state (stop) */
+	VS_MAIL_AUTH,	  /* the password check of connection (slot, conn_id): reason 1 = good */
+	VS_MAIL_PING,	  /* the main thread's watchdog: store conn_id in pong */
+	VS_MAIL_DUMP,	  /* SIGUSR2: log this shard's state */
 };
 
 struct vs_mail {
@@ -47,7 +47,7 @@ struct vs_mail {
 	uint32_t slot;
 	uint64_t conn_id;
 	struct vs_session *session; /* one reference, for VS_MAIL_DRAIN */
-	int reply_to;               /* VS_MAIL_TAKEOVER: the worker of the new connection */
+	int reply_to;		    /* VS_MAIL_TAKEOVER: the worker of the new connection */
 	uint32_t reply_slot;
 	uint64_t reply_conn_id;
 };
@@ -68,8 +68,8 @@ struct vs_listen_io {
 	struct vs_listener *listener;
 	struct vs_worker *w;
 	int64_t paused_until_ms; /* not watched until then (out of descriptors); 0 = watched */
-	uint64_t refused;        /* connections refused since the last log line */
-	int64_t next_log_ms;     /* refusals are logged at most once per LOG_EVERY_MS */
+	uint64_t refused;	 /* connections refused since the last log line */
+	int64_t next_log_ms;	 /* refusals are logged at most once per LOG_EVERY_MS */
 	struct vs_sn_socket *sn; /* an mqttsn listener's UDP socket: its clients (gateway.c) */
 };
 
@@ -86,14 +86,14 @@ struct vs_match {
  * shards). */
 struct vs_thread {
 	pthread_t thread;
-	struct vs_io ctl_io;       /* thread 0: eventfd in its shard's set, written on a lend */
-	bool rescan;               /* thread 0: look for newly lent shards */
-	struct vs_worker **run;    /* thread 0: the shards it runs, its own first */
+	struct vs_io ctl_io;	/* thread 0: eventfd in its shard's set, written on a lend */
+	bool rescan;		/* thread 0: look for newly lent shards */
+	struct vs_worker **run; /* thread 0: the shards it runs, its own first */
 	int n_run;
-	atomic_int load;           /* per mille of the last window spent outside epoll_wait */
+	atomic_int load;	   /* per mille of the last window spent outside epoll_wait */
 	struct vs_grace_reader gr; /* a reader of what reloads replace (grace.h) */
 	int64_t win_start_ms, win_waited_ns;
-	int quiet, hot;            /* consecutive windows under / over the thresholds */
+	int quiet, hot;			      /* consecutive windows under / over the thresholds */
 	int64_t backoff_ms, no_lend_until_ms; /* after a lend that did not last */
 };
 
@@ -106,9 +106,9 @@ struct vs_worker {
 
 	struct vs_listen_io *listens;
 	int n_listens;
-	int spare_fd;              /* held open so that, out of descriptors, a pending connection
-				    * can still be accepted and closed (as nginx and libuv do) */
-	int64_t listen_resume_ms;  /* earliest paused_until_ms of a listener, or 0 */
+	int spare_fd;		  /* held open so that, out of descriptors, a pending connection
+				   * can still be accepted and closed (as nginx and libuv do) */
+	int64_t listen_resume_ms; /* earliest paused_until_ms of a listener, or 0 */
 
 	struct vs_conn **conns; /* by slot; NULL = free */
 	uint32_t n_slots, cap_slots;
@@ -119,35 +119,35 @@ struct vs_worker {
 
 	struct vs_mailbox mbox;
 	struct vs_mail_vec mail_spare; /* swapped with mbox.items on each take: no allocation */
-	struct vs_mail_vec *outbox; /* one per worker: mails to post at the end of the turn */
+	struct vs_mail_vec *outbox;    /* one per worker: mails to post at the end of the turn */
 
 	struct vs_session **dirty; /* local sessions to drain at the end of the turn (refs held) */
 	uint32_t n_dirty, cap_dirty;
-	struct vs_conn **flush;    /* connections with output to write at the end of the turn */
+	struct vs_conn **flush; /* connections with output to write at the end of the turn */
 	uint32_t n_flush, cap_flush;
 
-	struct vs_conn **reread;   /* connections to read again next turn (see conn.c) */
+	struct vs_conn **reread; /* connections to read again next turn (see conn.c) */
 	uint32_t n_reread, cap_reread;
-	atomic_bool sleeping;      /* in (or about to enter) a blocking epoll_wait: posters wake it */
+	atomic_bool sleeping; /* in (or about to enter) a blocking epoll_wait: posters wake it */
 
 	struct vs_conn **throttled; /* connections not read for a while (backpressure) */
 	uint32_t n_throttled, cap_throttled;
-	bool congested;             /* set by vs_deliver: the publisher should be throttled */
-	struct vs_conn *cur;        /* the connection whose packet is being handled, or NULL */
+	bool congested;	     /* set by vs_deliver: the publisher should be throttled */
+	struct vs_conn *cur; /* the connection whose packet is being handled, or NULL */
 
 	struct vs_conn **graveyard; /* closed this turn, freed at its end */
 	uint32_t n_graveyard, cap_graveyard;
 
-	struct vs_linger **linger;  /* closed sockets still drained (see conn.c) */
+	struct vs_linger **linger; /* closed sockets still drained (see conn.c) */
 	uint32_t n_linger, cap_linger;
 
-	struct vs_match *matches;  /* scratch for routing */
+	struct vs_match *matches; /* scratch for routing */
 	uint32_t n_matches, cap_matches;
-	uint32_t *sub_ids;         /* scratch for merging */
+	uint32_t *sub_ids; /* scratch for merging */
 	uint32_t cap_sub_ids;
 
 	struct vs_store_buf pbuf; /* persistence records of this turn */
-	struct vs_bytes rbuf;     /* shared read buffer (see conn.c read_once) */
+	struct vs_bytes rbuf;	  /* shared read buffer (see conn.c read_once) */
 	bool rbuf_busy;
 
 	int64_t next_sweep_ms;
@@ -156,14 +156,14 @@ struct vs_worker {
 	int64_t pre_summary_ms;
 	uint32_t pre_logged;
 	uint64_t pre_suppressed;
-	char pre_last[160];        /* "ADDR: why" of the last one not logged */
+	char pre_last[160]; /* "ADDR: why" of the last one not logged */
 
 	/* Threads and shards (worker.c): this struct is shard idx; `th` belongs to thread idx,
 	 * which runs it (and, for thread 0, the shards lent to it). */
-	bool lent;                 /* run by thread 0 (changed under b->park_lock) */
-	bool mail;                 /* scratch of the thread running the shard */
-	int own_epfd;              /* the shard's own epoll set; loop.epfd is thread 0's while the
-				    * shard's descriptors are there */
+	bool lent;    /* run by thread 0 (changed under b->park_lock) */
+	bool mail;    /* scratch of the thread running the shard */
+	int own_epfd; /* the shard's own epoll set; loop.epfd is thread 0's while the
+		       * shard's descriptors are there */
 	struct vs_thread th;
 	struct vs_stats stats;
 	atomic_uint_fast64_t pong; /* the last VS_MAIL_PING's number: this shard runs its turns */

@@ -82,7 +82,8 @@ static const struct vs_cauth_ops scram_ops = {
     .finish = scram_finish,
 };
 
-void vs_client_scram_init(struct vs_client_scram *s, const char *user, const uint8_t *pw, size_t pwlen)
+void vs_client_scram_init(struct vs_client_scram *s, const char *user, const uint8_t *pw,
+			  size_t pwlen)
 {
 	memset(s, 0, sizeof(*s));
 	s->auth.method = VS_SCRAM_METHOD;

@@ -33,7 +33,8 @@ int vs_client_auth_known(const char *method);
 int vs_client_scram_user_ok(const char *user);
 
 /* Prepares s for user (NUL-terminated UTF-8) and pw[0..pwlen). */
-void vs_client_scram_init(struct vs_client_scram *s, const char *user, const uint8_t *pw, size_t pwlen);
+void vs_client_scram_init(struct vs_client_scram *s, const char *user, const uint8_t *pw,
+			  size_t pwlen);
 /* Wipes the exchange's keys. */
 void vs_client_scram_fini(struct vs_client_scram *s);
 

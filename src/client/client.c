@@ -64,8 +64,7 @@ static int check_auth(const struct viesti_options *o)
 
 static int check_options(const struct viesti_options *o)
 {
-	if (!o->host || o->port < 1 || o->port > 65535 || o->keepalive < 0 ||
-	    o->keepalive > 65535)
+	if (!o->host || o->port < 1 || o->port > 65535 || o->keepalive < 0 || o->keepalive > 65535)
 		return VIESTI_EINVAL;
 	if (o->version != VIESTI_V31 && o->version != VIESTI_V311 && o->version != VIESTI_V5)
 		return VIESTI_EINVAL;
@@ -151,7 +150,7 @@ static int copy_options(struct viesti *v, const struct viesti_options *o)
 		v->scram = malloc(sizeof(*v->scram));
 		if (v->scram)
 			vs_client_scram_init(v->scram, v->username, (const uint8_t *)v->password,
-					  v->password_len);
+					     v->password_len);
 		fail |= v->scram == NULL;
 	}
 	v->reconnect = o->reconnect;
@@ -437,10 +436,10 @@ int viesti_publish(struct viesti *v, const char *topic, const void *payload, siz
 	if (len > VS_MAX_REMAINING)
 		return VIESTI_ETOOBIG;
 	struct vs_publish p = {
-		.qos = (uint8_t)qos,
-		.retain = retain,
-		.topic = {(const uint8_t *)topic, tlen},
-		.payload = {payload, len},
+	    .qos = (uint8_t)qos,
+	    .retain = retain,
+	    .topic = {(const uint8_t *)topic, tlen},
+	    .payload = {payload, len},
 	};
 	pthread_mutex_lock(&v->lock);
 	set_props(v, &p.props, props);
@@ -517,7 +516,7 @@ int viesti_subscribe(struct viesti *v, const char *filter, int options,
 
 static bool ack_done(struct viesti *v, void *arg)
 {
-	return !vs_cproto_has(&v->cp, (uint16_t)*(int *)arg) || v->state == VS_ST_IDLE;
+	return !vs_cproto_has(&v->cp, (uint16_t) * (int *)arg) || v->state == VS_ST_IDLE;
 }
 
 int viesti_subscribe_wait(struct viesti *v, const char *filter, int options,

@@ -34,7 +34,7 @@ enum vs_client_state {
 	VS_ST_WAIT,    /* waiting to reconnect */
 };
 
-#define VS_PENDING 1 /* first_result not yet known */
+#define VS_PENDING   1 /* first_result not yet known */
 #define VS_DONE_RING 64
 
 struct viesti {
@@ -65,30 +65,30 @@ struct viesti {
 	int reconnect_max_ms;
 	int connect_timeout_ms;
 	int log_level;
-	struct vs_tls_ctx *tls; /* NULL: plain TCP */
-	char *ws_path;          /* NULL: no WebSocket */
-	struct vs_ws_client_conf ws; /* ws_path's settings for the WebSocket transport */
+	struct vs_tls_ctx *tls;	       /* NULL: plain TCP */
+	char *ws_path;		       /* NULL: no WebSocket */
+	struct vs_ws_client_conf ws;   /* ws_path's settings for the WebSocket transport */
 	struct vs_client_scram *scram; /* enhanced authentication (auth_method), or NULL */
 
-	struct vs_cproto cp;  /* the protocol state machine and the session */
+	struct vs_cproto cp; /* the protocol state machine and the session */
 	struct vs_transport tr;
 	struct vs_loop loop;  /* its epfd is viesti_fd() */
 	struct vs_io sock_io; /* tr.fd while registered (sock_on) */
 	struct vs_io wake_io; /* an eventfd to wake the loop thread */
 	bool sock_on;
-	int state;               /* enum vs_client_state */
-	int64_t deadline_ms;     /* TCP/MQTT/CLOSING: give up at; WAIT: retry at */
-	int backoff_ms;          /* the next reconnect delay before jitter */
-	bool user_stop;          /* viesti_disconnect() was called: no reconnect */
-	bool session_started;    /* a CONNACK was accepted since viesti_connect() */
-	int first_result;        /* outcome of the attempt connect_wait waits for, or VS_PENDING */
-	int last_err;            /* why the last connection ended or attempt failed */
-	int connack_reason;      /* of the last CONNACK, or -1 */
-	int disc_reason;         /* of a DISCONNECT from the broker, or -1 */
-	bool disc_cb_pending;    /* on_disconnect(0) owed after a user disconnect */
-	int busy;                /* I/O handlers on the stack */
-	struct vs_bytes in;      /* bytes read, not yet a whole packet */
-	char *topic_buf;         /* NUL-terminated copy of a received topic */
+	int state;	      /* enum vs_client_state */
+	int64_t deadline_ms;  /* TCP/MQTT/CLOSING: give up at; WAIT: retry at */
+	int backoff_ms;	      /* the next reconnect delay before jitter */
+	bool user_stop;	      /* viesti_disconnect() was called: no reconnect */
+	bool session_started; /* a CONNACK was accepted since viesti_connect() */
+	int first_result;     /* outcome of the attempt connect_wait waits for, or VS_PENDING */
+	int last_err;	      /* why the last connection ended or attempt failed */
+	int connack_reason;   /* of the last CONNACK, or -1 */
+	int disc_reason;      /* of a DISCONNECT from the broker, or -1 */
+	bool disc_cb_pending; /* on_disconnect(0) owed after a user disconnect */
+	int busy;	      /* I/O handlers on the stack */
+	struct vs_bytes in;   /* bytes read, not yet a whole packet */
+	char *topic_buf;      /* NUL-terminated copy of a received topic */
 	size_t topic_cap;
 	struct {
 		uint16_t id;
@@ -102,7 +102,7 @@ struct viesti {
 };
 
 void vs_client_log(struct viesti *v, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* conn.c */
 extern const struct vs_cproto_events vs_client_events;
@@ -118,7 +118,7 @@ int vs_client_done_reason(struct viesti *v, uint16_t id);
 /* drive.c: waits (with the lock held) until pred(v, arg) or timeout_ms; 0 or -ETIMEDOUT /
  * VIESTI_ESTATE. */
 int vs_client_wait(struct viesti *v, bool (*pred)(struct viesti *v, void *arg), void *arg,
-		int timeout_ms);
+		   int timeout_ms);
 void vs_client_wake(struct viesti *v);
 
 #endif

@@ -128,7 +128,7 @@ void vs_client_start_attempt(struct viesti *v)
 	v->tr.ops = ops;
 	v->tr.fd = -1;
 	vs_client_log(v, VIESTI_LOG_DEBUG, "connecting to %s:%d%s%s", v->host, v->port,
-		   v->ws_path ? " over WebSocket at " : "", v->ws_path ? v->ws_path : "");
+		      v->ws_path ? " over WebSocket at " : "", v->ws_path ? v->ws_path : "");
 	int rc = v->tr.ops->open(&v->tr, conf, v->host, v->port);
 	if (rc < 0) {
 		lost(v, rc);
@@ -222,8 +222,8 @@ static int map_input_error(struct viesti *v, ssize_t rc)
 {
 	if (rc == VS_ECLOSED)
 		return v->cp.state == VS_CS_IDLE && v->connack_reason > 0 && v->state == VS_ST_MQTT
-			       ? VIESTI_EREFUSED
-			       : VIESTI_ECLOSED;
+			   ? VIESTI_EREFUSED
+			   : VIESTI_ECLOSED;
 	return (int)rc;
 }
 
@@ -244,8 +244,8 @@ static void do_read(struct viesti *v)
 		v->in.len += (size_t)n;
 		enum vs_reason why = VS_RC_SUCCESS;
 		int st = v->state;
-		ssize_t used = vs_cproto_input(&v->cp, vs_bytes_head(&v->in), vs_bytes_avail(&v->in),
-					       vs_now_ms(), &why);
+		ssize_t used = vs_cproto_input(&v->cp, vs_bytes_head(&v->in),
+					       vs_bytes_avail(&v->in), vs_now_ms(), &why);
 		if (v->state != st && v->state != VS_ST_UP && v->state != VS_ST_CLOSING)
 			return; /* a callback tore the connection down */
 		if (used < 0) {
@@ -253,7 +253,7 @@ static void do_read(struct viesti *v)
 				vs_client_log(v, VIESTI_LOG_ERR, "%s", v->scram->why);
 			else if (used == VS_EPROTO)
 				vs_client_log(v, VIESTI_LOG_ERR, "protocol error from broker: %s",
-					   vs_reason_str(why));
+					      vs_reason_str(why));
 			lost(v, map_input_error(v, used));
 			return;
 		}
@@ -275,7 +275,7 @@ void vs_client_on_sock(struct vs_io *io, uint32_t events)
 		if (rc == -EAGAIN) {
 			if (v->tr.fd != old)
 				v->sock_on = false; /* the old fd left epoll when it was closed */
-			set_events(v, v->tr.wait); /* a no-op when unchanged */
+			set_events(v, v->tr.wait);  /* a no-op when unchanged */
 		} else if (rc < 0) {
 			lost(v, rc);
 		} else {
@@ -309,7 +309,8 @@ void vs_client_run_timers(struct viesti *v)
 	case VS_ST_UP: {
 		int rc = vs_cproto_tick(&v->cp, now);
 		if (rc < 0) {
-			vs_client_log(v, VIESTI_LOG_WARN, "no PINGRESP within keep-alive: broker dead");
+			vs_client_log(v, VIESTI_LOG_WARN,
+				      "no PINGRESP within keep-alive: broker dead");
 			lost(v, rc);
 		} else {
 			vs_client_flush(v);
@@ -372,11 +373,12 @@ static void ev_connack(void *ctx, const struct vs_connack *ca)
 				v->client_id = id;
 			}
 		}
-		vs_client_log(v, VIESTI_LOG_INFO, "connected to %s:%d (session present %d)", v->host,
-			   v->port, ca->session_present);
+		vs_client_log(v, VIESTI_LOG_INFO, "connected to %s:%d (session present %d)",
+			      v->host, v->port, ca->session_present);
 	} else {
 		vs_client_log(v, VIESTI_LOG_ERR, "connection refused: %s",
-			   v->version == VS_V5 ? vs_reason_str(ca->reason) : "CONNACK return code");
+			      v->version == VS_V5 ? vs_reason_str(ca->reason)
+						  : "CONNACK return code");
 		if (v->first_result == VS_PENDING)
 			v->first_result = VIESTI_EREFUSED;
 	}
@@ -405,15 +407,15 @@ static void ev_message(void *ctx, const struct vs_publish *p)
 	struct viesti_props pv;
 	vs_cprops_view(&pv, &p->props);
 	struct viesti_message m = {
-		.topic = ensure_topic(v, &p->topic),
-		.topic_len = p->topic.len,
-		.payload = p->payload.p,
-		.payload_len = p->payload.len,
-		.qos = p->qos,
-		.retain = p->retain,
-		.dup = p->dup,
-		.mid = p->packet_id,
-		.props = &pv,
+	    .topic = ensure_topic(v, &p->topic),
+	    .topic_len = p->topic.len,
+	    .payload = p->payload.p,
+	    .payload_len = p->payload.len,
+	    .qos = p->qos,
+	    .retain = p->retain,
+	    .dup = p->dup,
+	    .mid = p->packet_id,
+	    .props = &pv,
 	};
 	if (m.topic && v->cb.on_message)
 		v->cb.on_message(v, v->ud, &m);
@@ -460,8 +462,9 @@ static void ev_disconnect(void *ctx, const struct vs_disconnect *d)
 }
 
 static const char *const type_names[] = {
-	"RESERVED", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC", "PUBREL", "PUBCOMP",
-	"SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK", "PINGREQ", "PINGRESP", "DISCONNECT", "AUTH",
+    "RESERVED", "CONNECT",  "CONNACK",	  "PUBLISH", "PUBACK",	    "PUBREC",
+    "PUBREL",	"PUBCOMP",  "SUBSCRIBE",  "SUBACK",  "UNSUBSCRIBE", "UNSUBACK",
+    "PINGREQ",	"PINGRESP", "DISCONNECT", "AUTH",
 };
 
 /* Debug lines in Mosquitto's wording, which scripts around mosquitto_pub -d already parse. */
@@ -476,25 +479,25 @@ static void ev_trace(void *ctx, bool sent, const struct vs_packet *p)
 	switch (p->type) {
 	case VS_PUBLISH:
 		vs_client_log(v, VIESTI_LOG_DEBUG,
-			   "Client %s %s PUBLISH (d%d, q%d, r%d, m%u, '%.*s', ... (%zu bytes))",
-			   id, dir, p->publish.dup, p->publish.qos, p->publish.retain,
-			   p->publish.packet_id, (int)p->publish.topic.len,
-			   (const char *)p->publish.topic.p, p->publish.payload.len);
+			      "Client %s %s PUBLISH (d%d, q%d, r%d, m%u, '%.*s', ... (%zu bytes))",
+			      id, dir, p->publish.dup, p->publish.qos, p->publish.retain,
+			      p->publish.packet_id, (int)p->publish.topic.len,
+			      (const char *)p->publish.topic.p, p->publish.payload.len);
 		break;
 	case VS_CONNACK:
 		vs_client_log(v, VIESTI_LOG_DEBUG, "Client %s %s CONNACK (%d)", id, dir,
-			   p->connack.reason);
+			      p->connack.reason);
 		break;
 	case VS_PUBACK:
 	case VS_PUBREC:
 	case VS_PUBREL:
 	case VS_PUBCOMP:
-		vs_client_log(v, VIESTI_LOG_DEBUG, "Client %s %s %s (m%u, rc%d)", id, dir,
-			   name, p->ack.packet_id, p->ack.reason);
+		vs_client_log(v, VIESTI_LOG_DEBUG, "Client %s %s %s (m%u, rc%d)", id, dir, name,
+			      p->ack.packet_id, p->ack.reason);
 		break;
 	case VS_SUBSCRIBE:
 		vs_client_log(v, VIESTI_LOG_DEBUG, "Client %s %s SUBSCRIBE (Mid: %u)", v->client_id,
-			   dir, p->subscribe.packet_id);
+			      dir, p->subscribe.packet_id);
 		break;
 	case VS_SUBACK:
 	case VS_UNSUBACK:
@@ -507,11 +510,11 @@ static void ev_trace(void *ctx, bool sent, const struct vs_packet *p)
 }
 
 const struct vs_cproto_events vs_client_events = {
-	.connack = ev_connack,
-	.message = ev_message,
-	.published = ev_published,
-	.suback = ev_suback,
-	.unsuback = ev_unsuback,
-	.disconnect = ev_disconnect,
-	.trace = ev_trace,
+    .connack = ev_connack,
+    .message = ev_message,
+    .published = ev_published,
+    .suback = ev_suback,
+    .unsuback = ev_unsuback,
+    .disconnect = ev_disconnect,
+    .trace = ev_trace,
 };

@@ -120,7 +120,7 @@ int viesti_loop(struct viesti *v, int timeout_ms)
 }
 
 int vs_client_wait(struct viesti *v, bool (*pred)(struct viesti *v, void *arg), void *arg,
-		int timeout_ms)
+		   int timeout_ms)
 {
 	int64_t end = timeout_ms < 0 ? -1 : vs_now_ms() + timeout_ms;
 	if (v->busy || (v->thread_on && pthread_equal(pthread_self(), v->thread)))

@@ -59,29 +59,46 @@ static void *int_field(struct vs_props *p, int id, int *width)
 {
 	*width = 1;
 	switch (id) {
-	case VS_PROP_PAYLOAD_FORMAT: return &p->payload_format;
-	case VS_PROP_REQUEST_PROBLEM_INFO: return &p->request_problem_info;
-	case VS_PROP_REQUEST_RESPONSE_INFO: return &p->request_response_info;
-	case VS_PROP_MAX_QOS: return &p->max_qos;
-	case VS_PROP_RETAIN_AVAILABLE: return &p->retain_available;
-	case VS_PROP_WILDCARD_SUB_AVAILABLE: return &p->wildcard_sub_available;
-	case VS_PROP_SUB_ID_AVAILABLE: return &p->sub_id_available;
-	case VS_PROP_SHARED_SUB_AVAILABLE: return &p->shared_sub_available;
+	case VS_PROP_PAYLOAD_FORMAT:
+		return &p->payload_format;
+	case VS_PROP_REQUEST_PROBLEM_INFO:
+		return &p->request_problem_info;
+	case VS_PROP_REQUEST_RESPONSE_INFO:
+		return &p->request_response_info;
+	case VS_PROP_MAX_QOS:
+		return &p->max_qos;
+	case VS_PROP_RETAIN_AVAILABLE:
+		return &p->retain_available;
+	case VS_PROP_WILDCARD_SUB_AVAILABLE:
+		return &p->wildcard_sub_available;
+	case VS_PROP_SUB_ID_AVAILABLE:
+		return &p->sub_id_available;
+	case VS_PROP_SHARED_SUB_AVAILABLE:
+		return &p->shared_sub_available;
 	}
 	*width = 2;
 	switch (id) {
-	case VS_PROP_SERVER_KEEPALIVE: return &p->server_keepalive;
-	case VS_PROP_RECEIVE_MAX: return &p->receive_max;
-	case VS_PROP_TOPIC_ALIAS_MAX: return &p->topic_alias_max;
-	case VS_PROP_TOPIC_ALIAS: return &p->topic_alias;
+	case VS_PROP_SERVER_KEEPALIVE:
+		return &p->server_keepalive;
+	case VS_PROP_RECEIVE_MAX:
+		return &p->receive_max;
+	case VS_PROP_TOPIC_ALIAS_MAX:
+		return &p->topic_alias_max;
+	case VS_PROP_TOPIC_ALIAS:
+		return &p->topic_alias;
 	}
 	*width = 4;
 	switch (id) {
-	case VS_PROP_MESSAGE_EXPIRY: return &p->message_expiry;
-	case VS_PROP_SESSION_EXPIRY: return &p->session_expiry;
-	case VS_PROP_WILL_DELAY: return &p->will_delay;
-	case VS_PROP_MAX_PACKET_SIZE: return &p->max_packet_size;
-	case VS_PROP_SUB_ID: return &p->sub_id;
+	case VS_PROP_MESSAGE_EXPIRY:
+		return &p->message_expiry;
+	case VS_PROP_SESSION_EXPIRY:
+		return &p->session_expiry;
+	case VS_PROP_WILL_DELAY:
+		return &p->will_delay;
+	case VS_PROP_MAX_PACKET_SIZE:
+		return &p->max_packet_size;
+	case VS_PROP_SUB_ID:
+		return &p->sub_id;
 	}
 	return NULL;
 }
@@ -89,15 +106,24 @@ static void *int_field(struct vs_props *p, int id, int *width)
 static struct vs_buf *buf_field(struct vs_props *p, int id)
 {
 	switch (id) {
-	case VS_PROP_CONTENT_TYPE: return &p->content_type;
-	case VS_PROP_RESPONSE_TOPIC: return &p->response_topic;
-	case VS_PROP_CORRELATION_DATA: return &p->correlation_data;
-	case VS_PROP_ASSIGNED_CLIENT_ID: return &p->assigned_client_id;
-	case VS_PROP_AUTH_METHOD: return &p->auth_method;
-	case VS_PROP_AUTH_DATA: return &p->auth_data;
-	case VS_PROP_RESPONSE_INFO: return &p->response_info;
-	case VS_PROP_SERVER_REFERENCE: return &p->server_reference;
-	case VS_PROP_REASON_STRING: return &p->reason_string;
+	case VS_PROP_CONTENT_TYPE:
+		return &p->content_type;
+	case VS_PROP_RESPONSE_TOPIC:
+		return &p->response_topic;
+	case VS_PROP_CORRELATION_DATA:
+		return &p->correlation_data;
+	case VS_PROP_ASSIGNED_CLIENT_ID:
+		return &p->assigned_client_id;
+	case VS_PROP_AUTH_METHOD:
+		return &p->auth_method;
+	case VS_PROP_AUTH_DATA:
+		return &p->auth_data;
+	case VS_PROP_RESPONSE_INFO:
+		return &p->response_info;
+	case VS_PROP_SERVER_REFERENCE:
+		return &p->server_reference;
+	case VS_PROP_REASON_STRING:
+		return &p->reason_string;
 	}
 	return NULL;
 }
@@ -328,9 +354,12 @@ out_free:
 static size_t value_len(int id, const uint8_t *p, size_t n)
 {
 	switch (prop_type(id)) {
-	case P_BYTE: return 1;
-	case P_U16: return 2;
-	case P_U32: return 4;
+	case P_BYTE:
+		return 1;
+	case P_U16:
+		return 2;
+	case P_U32:
+		return 4;
 	case P_VBI: {
 		uint32_t v;
 		int k = vs_vbi_decode(p, n, &v);

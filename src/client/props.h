@@ -14,9 +14,9 @@
 #include "viesti.h"
 
 struct viesti_props {
-	struct vs_props p;          /* what the codec reads; string views point into strs[] */
-	bool owned;                 /* built by the API (true) or a decoded view (false) */
-	uint8_t *strs[0x20];        /* owned string/binary values, indexed by property id */
+	struct vs_props p;	    /* what the codec reads; string views point into strs[] */
+	bool owned;		    /* built by the API (true) or a decoded view (false) */
+	uint8_t *strs[0x20];	    /* owned string/binary values, indexed by property id */
 	struct vs_user_prop *users; /* owned user properties (p.users == users) */
 	uint32_t cap_users;
 };

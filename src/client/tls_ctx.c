@@ -131,7 +131,7 @@ static int set_trust(struct vs_tls_ctx *c, const struct viesti_tls *o, char *err
 	if ((o->cafile || o->capath) &&
 	    !SSL_CTX_load_verify_locations(c->ssl, o->cafile, o->capath))
 		return vs_tls_fail(err, errlen, "cannot load CA certificates from '%s'",
-				o->cafile ? o->cafile : o->capath);
+				   o->cafile ? o->cafile : o->capath);
 	if ((o->os_certs || (!o->cafile && !o->capath)) &&
 	    !SSL_CTX_set_default_verify_paths(c->ssl))
 		return vs_tls_fail(err, errlen, "cannot load the system's CA certificates");
@@ -150,11 +150,14 @@ static int set_client_cert(struct vs_tls_ctx *c, const struct viesti_tls *o, cha
 	if (SSL_CTX_use_certificate_chain_file(c->ssl, o->certfile) != 1)
 		return vs_tls_fail(err, errlen, "cannot load certificate file '%s'", o->certfile);
 	if (SSL_CTX_use_PrivateKey_file(c->ssl, o->keyfile, SSL_FILETYPE_PEM) != 1)
-		return vs_tls_fail(err, errlen, "cannot use key file '%s' (PEM, unencrypted, the "
-				"certificate's key)", o->keyfile);
+		return vs_tls_fail(err, errlen,
+				   "cannot use key file '%s' (PEM, unencrypted, the "
+				   "certificate's key)",
+				   o->keyfile);
 	if (SSL_CTX_check_private_key(c->ssl) != 1)
-		return vs_tls_fail(err, errlen, "key file '%s' does not match certificate file '%s'",
-				o->keyfile, o->certfile);
+		return vs_tls_fail(err, errlen,
+				   "key file '%s' does not match certificate file '%s'", o->keyfile,
+				   o->certfile);
 	return 0;
 }
 
@@ -170,7 +173,8 @@ static int set_psk(struct vs_tls_ctx *c, const struct viesti_tls *o, char *err, 
 	 * ties it to SHA-256 suites: offering only those keeps a server that also has a certificate
 	 * (and prefers a SHA-384 suite) from going on with its certificate instead of the key. */
 	if (!SSL_CTX_set_cipher_list(c->ssl, "PSK") ||
-	    !SSL_CTX_set_ciphersuites(c->ssl, "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"))
+	    !SSL_CTX_set_ciphersuites(c->ssl,
+				      "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"))
 		return vs_tls_fail(err, errlen, "no PSK cipher suites");
 	SSL_CTX_set_psk_client_callback(c->ssl, psk_cb);
 	return 0;

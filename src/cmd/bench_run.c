@@ -246,7 +246,8 @@ static void fail_io(struct client *c, const char *what, ssize_t err, const char 
 static ssize_t write_out(struct client *c, char *why, size_t whylen)
 {
 	if (c->ws) {
-		ssize_t n = c->ws->ops->write(c->ws, vs_bytes_head(&c->out), vs_bytes_avail(&c->out));
+		ssize_t n =
+		    c->ws->ops->write(c->ws, vs_bytes_head(&c->out), vs_bytes_avail(&c->out));
 		if (n < 0)
 			snprintf(why, whylen, "%s", vs_transport_why(c->ws));
 		return n;
@@ -837,11 +838,11 @@ static void borrowed_close(struct vs_transport *t)
 }
 
 static const struct vs_transport_ops borrowed = {
-	.name = "bench",
-	.read = borrowed_read,
-	.write = borrowed_write,
-	.close = borrowed_close,
-	.more = borrowed_more,
+    .name = "bench",
+    .read = borrowed_read,
+    .write = borrowed_write,
+    .close = borrowed_close,
+    .more = borrowed_more,
 };
 
 /* Steps the upgrade; waits for the event it asks for, then sends CONNECT. */

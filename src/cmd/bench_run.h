@@ -43,10 +43,10 @@ struct vs_bench_conf {
 	const char *prefix; /* topic prefix */
 	bool progress;	    /* print a progress line each second (stderr) */
 	const struct vs_tls_ctx *tls; /* NULL: plain TCP; else every connection is TLS */
-	bool tls_resume;    /* TLS: resume the session of the first connection in every later one
-			     * (each generator thread keeps one) */
-	const char *host;   /* the broker's name, for SNI and the certificate check (TLS), and
-			     * the WebSocket upgrade's Host */
+	bool tls_resume;     /* TLS: resume the session of the first connection in every later one
+			      * (each generator thread keeps one) */
+	const char *host;    /* the broker's name, for SNI and the certificate check (TLS), and
+			      * the WebSocket upgrade's Host */
 	const char *ws_path; /* NULL: MQTT over TCP (or TLS); else over WebSocket, upgrading at
 			      * this path */
 };
@@ -64,10 +64,10 @@ struct vs_bench_result {
 	uint64_t expected; /* what the subscribers should have received; 0 when unknown */
 	uint64_t lost;
 	uint64_t dups;
-	uint64_t errors;   /* connections that failed or were closed by the broker */
+	uint64_t errors;      /* connections that failed or were closed by the broker */
 	uint64_t tls_resumed; /* TLS handshakes that resumed a session (--tls-resume) */
-	uint64_t rejected; /* QoS > 0 acks with a failure reason code (5.0) */
-	uint64_t foreign;  /* PUBLISHes without a bench payload (ignored) */
+	uint64_t rejected;    /* QoS > 0 acks with a failure reason code (5.0) */
+	uint64_t foreign;     /* PUBLISHes without a bench payload (ignored) */
 	/* Measurement window only: by send time for sent, by receive time for received. */
 	uint64_t m_sent;
 	uint64_t m_received;

@@ -25,34 +25,35 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: viesti broker [-c FILE] [-p PORT] [-v] [-d] [--test-config]\n"
-		"       viesti broker --check-store DIR\n"
-		"       viesti broker [-c FILE] --import-mosquitto-db MOSQUITTO_DB\n\n"
-		"Runs the MQTT broker. Without -c: listens on localhost:1883 only and allows\n"
-		"anonymous clients (Mosquitto 2.0's safe default). The configuration file uses\n"
-		"mosquitto.conf's format and directives; see docs/configuration.md.\n\n"
-		"  -c, --config-file FILE  read the configuration from FILE\n"
-		"  -p, --port PORT         listen on PORT (replaces the default listener's port)\n"
-		"  -v, --verbose           log everything (log_type all)\n"
-		"  -d, --daemon            run in the background\n"
-		"      --test-config       check the configuration and exit\n"
-		"      --check-store DIR   report what a persistence directory holds and exit\n"
-		"      --import-mosquitto-db MOSQUITTO_DB\n"
-		"                          import Mosquitto's database file (retained messages,\n"
-		"                          persistent sessions, their subscriptions and queued\n"
-		"                          messages) into the store the configuration names\n"
-		"                          (persistence_location/persistence_file.d), say what was\n"
-		"                          imported and exit; the file itself is only read. The first\n"
-		"                          start with persistence on does this by itself\n"
-		"                          (docs/persistence.md)\n"
-		"  -h, --help              show this help\n\n"
-		"Signals: SIGINT/SIGTERM stop cleanly; SIGHUP reloads the configuration (password,\n"
-		"ACL and PSK files, TLS certificates, most directives) and reopens the log file,\n"
-		"without dropping any client (see docs/security.md#reload); SIGUSR1 writes a\n"
-		"persistence snapshot; SIGUSR2 logs the sessions, their subscriptions and each\n"
-		"worker's state. Under systemd (NOTIFY_SOCKET) it sends READY=1, RELOADING=1,\n"
-		"STOPPING=1 and, with WatchdogSec=, WATCHDOG=1.\n");
+	fprintf(
+	    f,
+	    "usage: viesti broker [-c FILE] [-p PORT] [-v] [-d] [--test-config]\n"
+	    "       viesti broker --check-store DIR\n"
+	    "       viesti broker [-c FILE] --import-mosquitto-db MOSQUITTO_DB\n\n"
+	    "Runs the MQTT broker. Without -c: listens on localhost:1883 only and allows\n"
+	    "anonymous clients (Mosquitto 2.0's safe default). The configuration file uses\n"
+	    "mosquitto.conf's format and directives; see docs/configuration.md.\n\n"
+	    "  -c, --config-file FILE  read the configuration from FILE\n"
+	    "  -p, --port PORT         listen on PORT (replaces the default listener's port)\n"
+	    "  -v, --verbose           log everything (log_type all)\n"
+	    "  -d, --daemon            run in the background\n"
+	    "      --test-config       check the configuration and exit\n"
+	    "      --check-store DIR   report what a persistence directory holds and exit\n"
+	    "      --import-mosquitto-db MOSQUITTO_DB\n"
+	    "                          import Mosquitto's database file (retained messages,\n"
+	    "                          persistent sessions, their subscriptions and queued\n"
+	    "                          messages) into the store the configuration names\n"
+	    "                          (persistence_location/persistence_file.d), say what was\n"
+	    "                          imported and exit; the file itself is only read. The first\n"
+	    "                          start with persistence on does this by itself\n"
+	    "                          (docs/persistence.md)\n"
+	    "  -h, --help              show this help\n\n"
+	    "Signals: SIGINT/SIGTERM stop cleanly; SIGHUP reloads the configuration (password,\n"
+	    "ACL and PSK files, TLS certificates, most directives) and reopens the log file,\n"
+	    "without dropping any client (see docs/security.md#reload); SIGUSR1 writes a\n"
+	    "persistence snapshot; SIGUSR2 logs the sessions, their subscriptions and each\n"
+	    "worker's state. Under systemd (NOTIFY_SOCKET) it sends READY=1, RELOADING=1,\n"
+	    "STOPPING=1 and, with WatchdogSec=, WATCHDOG=1.\n");
 }
 
 struct args {
@@ -68,15 +69,15 @@ struct args {
 static int parse_args(int argc, char **argv, struct args *a)
 {
 	static const struct option opts[] = {
-		{"config-file", required_argument, NULL, 'c'},
-		{"port", required_argument, NULL, 'p'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"daemon", no_argument, NULL, 'd'},
-		{"test-config", no_argument, NULL, 't'},
-		{"check-store", required_argument, NULL, 's'},
-		{"import-mosquitto-db", required_argument, NULL, 'm'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"config-file", required_argument, NULL, 'c'},
+	    {"port", required_argument, NULL, 'p'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"daemon", no_argument, NULL, 'd'},
+	    {"test-config", no_argument, NULL, 't'},
+	    {"check-store", required_argument, NULL, 's'},
+	    {"import-mosquitto-db", required_argument, NULL, 'm'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	int ch;
 	optind = 1;
@@ -89,7 +90,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 			char *end;
 			long p = strtol(optarg, &end, 10);
 			if (*end || p < 1 || p > 65535) {
-				fprintf(stderr, "viesti broker: invalid port '%s', expected 1..65535\n",
+				fprintf(stderr,
+					"viesti broker: invalid port '%s', expected 1..65535\n",
 					optarg);
 				return 2;
 			}
@@ -202,8 +204,8 @@ static int test_config(const struct args *a)
 	if (rc == -ENOMEM)
 		fprintf(stderr, "viesti broker: out of memory\n");
 	if (rc < 0 || n > 0) {
-		fprintf(stderr, "viesti broker: %s: %d error(s), the broker would not start\n", name,
-			n);
+		fprintf(stderr, "viesti broker: %s: %d error(s), the broker would not start\n",
+			name, n);
 		return 3;
 	}
 	printf("%s: configuration OK\n", name);
@@ -232,8 +234,10 @@ static int drop_privileges(const struct vs_config *c, struct vs_log *log)
 	if (!c->user)
 		return 0;
 	if (geteuid() != 0) {
-		vs_log(log, VS_LOG_NOTICE, "user %s: not started as root, nothing to drop "
-		       "(running as uid %ld)", c->user, (long)geteuid());
+		vs_log(log, VS_LOG_NOTICE,
+		       "user %s: not started as root, nothing to drop "
+		       "(running as uid %ld)",
+		       c->user, (long)geteuid());
 		return 0;
 	}
 	if (strcmp(c->user, "root") == 0)
@@ -253,8 +257,8 @@ static int drop_privileges(const struct vs_config *c, struct vs_log *log)
 	else if (setuid(pw->pw_uid) < 0)
 		step = "setuid";
 	if (step) {
-		vs_log(log, VS_LOG_ERR, "cannot drop privileges to user '%s': %s: %s", c->user, step,
-		       strerror(errno));
+		vs_log(log, VS_LOG_ERR, "cannot drop privileges to user '%s': %s: %s", c->user,
+		       step, strerror(errno));
 		return -1;
 	}
 	/* setuid(2) to a non-root uid as root also sets the saved uid: no way back. */
@@ -281,14 +285,15 @@ static void reload(struct vs_broker *b, struct vs_log *log, const struct vs_noti
 {
 	char err[512] = "";
 	vs_notify_reloading(sd);
-	vs_log(log, VS_LOG_NOTICE, "SIGHUP: reloading %s", b->conf_path ? b->conf_path
-									: "the built-in defaults");
+	vs_log(log, VS_LOG_NOTICE, "SIGHUP: reloading %s",
+	       b->conf_path ? b->conf_path : "the built-in defaults");
 	int rc = vs_broker_reload(b, err, sizeof(err));
 	if (rc < 0) {
 		vs_log(log, VS_LOG_ERR, "reload failed, the running configuration stays: %s",
 		       err[0] ? err : vs_strerror(rc));
 		vs_log_reopen(log); /* log rotation still works */
-		vs_notify_send(sd, "READY=1\nSTATUS=Reload failed, the running configuration stays");
+		vs_notify_send(sd,
+			       "READY=1\nSTATUS=Reload failed, the running configuration stays");
 		return;
 	}
 	vs_log_reopen(log);
@@ -304,7 +309,7 @@ static void reload(struct vs_broker *b, struct vs_log *log, const struct vs_noti
 struct watchdog {
 	int64_t interval_ms; /* 0 = off */
 	int64_t next_ms;
-	uint64_t seq;        /* the last ping posted */
+	uint64_t seq; /* the last ping posted */
 	bool warned;
 };
 
@@ -322,8 +327,10 @@ static void watchdog_tick(struct watchdog *wd, struct vs_broker *b, const struct
 	wd->next_ms = mono_ms() + wd->interval_ms;
 	if (wd->seq && !vs_broker_pinged(b, wd->seq)) {
 		if (!wd->warned)
-			vs_log(b->log, VS_LOG_WARN, "a worker thread has not run its loop for %lld ms: "
-			       "no WATCHDOG=1 to systemd", (long long)wd->interval_ms);
+			vs_log(b->log, VS_LOG_WARN,
+			       "a worker thread has not run its loop for %lld ms: "
+			       "no WATCHDOG=1 to systemd",
+			       (long long)wd->interval_ms);
 		wd->warned = true;
 		return; /* the ping stays posted: the shard answers it when it runs again */
 	}
@@ -348,7 +355,8 @@ static bool on_signal(int sig, struct vs_broker *b, struct vs_log *log, const st
 		vs_broker_dump(b);
 		return true;
 	default:
-		vs_log(log, VS_LOG_NOTICE, "%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+		vs_log(log, VS_LOG_NOTICE, "%s: shutting down",
+		       sig == SIGINT ? "SIGINT" : "SIGTERM");
 		return false;
 	}
 }

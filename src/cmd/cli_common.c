@@ -21,8 +21,9 @@ void vs_cli_init(struct vs_cli *c, enum vs_tool tool)
 {
 	memset(c, 0, sizeof(*c));
 	c->tool = tool;
-	c->prog = tool == VS_TOOL_PUB ? "viesti pub" : tool == VS_TOOL_SUB ? "viesti sub"
-									: "viesti rr";
+	c->prog = tool == VS_TOOL_PUB	? "viesti pub"
+		  : tool == VS_TOOL_SUB ? "viesti sub"
+					: "viesti rr";
 	c->host = "localhost";
 	c->port = 1883;
 	c->version = tool == VS_TOOL_RR ? VIESTI_V5 : VIESTI_V311;
@@ -76,28 +77,28 @@ static const struct {
 	const char *name;
 	int id;
 } prop_names[] = {
-	{"payload-format-indicator", VIESTI_PROP_PAYLOAD_FORMAT},
-	{"message-expiry-interval", VIESTI_PROP_MESSAGE_EXPIRY},
-	{"content-type", VIESTI_PROP_CONTENT_TYPE},
-	{"response-topic", VIESTI_PROP_RESPONSE_TOPIC},
-	{"correlation-data", VIESTI_PROP_CORRELATION_DATA},
-	{"subscription-identifier", VIESTI_PROP_SUBSCRIPTION_ID},
-	{"session-expiry-interval", VIESTI_PROP_SESSION_EXPIRY},
-	{"authentication-method", VIESTI_PROP_AUTH_METHOD},
-	{"authentication-data", VIESTI_PROP_AUTH_DATA},
-	{"request-problem-information", VIESTI_PROP_REQUEST_PROBLEM_INFO},
-	{"will-delay-interval", VIESTI_PROP_WILL_DELAY},
-	{"request-response-information", VIESTI_PROP_REQUEST_RESPONSE_INFO},
-	{"reason-string", VIESTI_PROP_REASON_STRING},
-	{"receive-maximum", VIESTI_PROP_RECEIVE_MAX},
-	{"topic-alias-maximum", VIESTI_PROP_TOPIC_ALIAS_MAX},
-	{"topic-alias", VIESTI_PROP_TOPIC_ALIAS},
-	{"user-property", VIESTI_PROP_USER},
-	{"maximum-packet-size", VIESTI_PROP_MAX_PACKET_SIZE},
+    {"payload-format-indicator", VIESTI_PROP_PAYLOAD_FORMAT},
+    {"message-expiry-interval", VIESTI_PROP_MESSAGE_EXPIRY},
+    {"content-type", VIESTI_PROP_CONTENT_TYPE},
+    {"response-topic", VIESTI_PROP_RESPONSE_TOPIC},
+    {"correlation-data", VIESTI_PROP_CORRELATION_DATA},
+    {"subscription-identifier", VIESTI_PROP_SUBSCRIPTION_ID},
+    {"session-expiry-interval", VIESTI_PROP_SESSION_EXPIRY},
+    {"authentication-method", VIESTI_PROP_AUTH_METHOD},
+    {"authentication-data", VIESTI_PROP_AUTH_DATA},
+    {"request-problem-information", VIESTI_PROP_REQUEST_PROBLEM_INFO},
+    {"will-delay-interval", VIESTI_PROP_WILL_DELAY},
+    {"request-response-information", VIESTI_PROP_REQUEST_RESPONSE_INFO},
+    {"reason-string", VIESTI_PROP_REASON_STRING},
+    {"receive-maximum", VIESTI_PROP_RECEIVE_MAX},
+    {"topic-alias-maximum", VIESTI_PROP_TOPIC_ALIAS_MAX},
+    {"topic-alias", VIESTI_PROP_TOPIC_ALIAS},
+    {"user-property", VIESTI_PROP_USER},
+    {"maximum-packet-size", VIESTI_PROP_MAX_PACKET_SIZE},
 };
 
 static const char *const pcmd_names[VS_PC_COUNT] = {
-	"connect", "publish", "subscribe", "unsubscribe", "disconnect", "will",
+    "connect", "publish", "subscribe", "unsubscribe", "disconnect", "will",
 };
 
 /* Which properties each -D command takes (MQTT 5.0 section 2.2.2.2). */
@@ -189,8 +190,8 @@ static int parse_property(struct vs_cli *c, int argc, char **argv, int *i)
 		return -1;
 	}
 	int rc = id == VIESTI_PROP_USER
-			 ? viesti_props_add_user(c->props[pc], argv[*i + 3], argv[*i + 4])
-			 : set_prop(c->props[pc], id, argv[*i + 3]);
+		     ? viesti_props_add_user(c->props[pc], argv[*i + 3], argv[*i + 4])
+		     : set_prop(c->props[pc], id, argv[*i + 3]);
 	if (rc < 0) {
 		fprintf(stderr, "Error: Invalid value for property '%s' given in -D.\n", name);
 		return vs_cli_usage_hint(c);
@@ -310,8 +311,8 @@ static int parse_expiry(struct vs_cli *c, const char *s)
 	return 1;
 }
 
-static int parse_number(struct vs_cli *c, int argc, char **argv, int *i, const char *what,
-			long min, long max, long *out)
+static int parse_number(struct vs_cli *c, int argc, char **argv, int *i, const char *what, long min,
+			long max, long *out)
 {
 	const char *flag = argv[*i];
 	const char *s = value(c, argc, argv, i, what);
@@ -327,17 +328,17 @@ static int parse_tls(struct vs_cli *c, int argc, char **argv, int *i)
 	static const struct {
 		const char *flag;
 		const char *what; /* for "no <what> specified" */
-		size_t off;       /* of the string in struct viesti_tls */
+		size_t off;	  /* of the string in struct viesti_tls */
 		bool turns_on;
 	} strs[] = {
-		{"--cafile", "file", offsetof(struct viesti_tls, cafile), true},
-		{"--capath", "directory", offsetof(struct viesti_tls, capath), true},
-		{"--cert", "file", offsetof(struct viesti_tls, certfile), true},
-		{"--key", "file", offsetof(struct viesti_tls, keyfile), false},
-		{"--tls-version", "version", offsetof(struct viesti_tls, tls_version), false},
-		{"--tls-alpn", "protocol", offsetof(struct viesti_tls, alpn), false},
-		{"--psk", "key", offsetof(struct viesti_tls, psk), true},
-		{"--psk-identity", "identity", offsetof(struct viesti_tls, psk_identity), false},
+	    {"--cafile", "file", offsetof(struct viesti_tls, cafile), true},
+	    {"--capath", "directory", offsetof(struct viesti_tls, capath), true},
+	    {"--cert", "file", offsetof(struct viesti_tls, certfile), true},
+	    {"--key", "file", offsetof(struct viesti_tls, keyfile), false},
+	    {"--tls-version", "version", offsetof(struct viesti_tls, tls_version), false},
+	    {"--tls-alpn", "protocol", offsetof(struct viesti_tls, alpn), false},
+	    {"--psk", "key", offsetof(struct viesti_tls, psk), true},
+	    {"--psk-identity", "identity", offsetof(struct viesti_tls, psk_identity), false},
 	};
 	const char *a = argv[*i];
 	for (size_t k = 0; k < sizeof(strs) / sizeof(strs[0]); k++) {
@@ -366,10 +367,31 @@ static int parse_tls(struct vs_cli *c, int argc, char **argv, int *i)
 static bool mqtt_only(const char *a)
 {
 	static const char *const flags[] = {
-		"-u", "--username", "-P", "--pw", "--auth-method", "-V", "--protocol-version", "-x",
-		"--session-expiry-interval", "-D", "--property", "-L", "--url", "--ws-path",
-		"--cafile", "--capath", "--cert", "--key", "--tls-version", "--tls-alpn", "--psk",
-		"--psk-identity", "--insecure", "--tls-use-os-certs", NULL,
+	    "-u",
+	    "--username",
+	    "-P",
+	    "--pw",
+	    "--auth-method",
+	    "-V",
+	    "--protocol-version",
+	    "-x",
+	    "--session-expiry-interval",
+	    "-D",
+	    "--property",
+	    "-L",
+	    "--url",
+	    "--ws-path",
+	    "--cafile",
+	    "--capath",
+	    "--cert",
+	    "--key",
+	    "--tls-version",
+	    "--tls-alpn",
+	    "--psk",
+	    "--psk-identity",
+	    "--insecure",
+	    "--tls-use-os-certs",
+	    NULL,
 	};
 	for (int k = 0; flags[k]; k++)
 		if (!strcmp(a, flags[k]))
@@ -477,13 +499,15 @@ static int check_tls(struct vs_cli *c)
 {
 	const struct viesti_tls *t = &c->tls;
 	if (!t->certfile != !t->keyfile) {
-		fprintf(stderr, "Error: Both certfile and keyfile must be provided if one of them is "
-				"set.\n");
+		fprintf(stderr,
+			"Error: Both certfile and keyfile must be provided if one of them is "
+			"set.\n");
 		return vs_cli_usage_hint(c);
 	}
 	if (t->psk && (t->cafile || t->capath || t->certfile)) {
-		fprintf(stderr, "Error: Only one of --psk or --cafile/--capath/--cert may be used at "
-				"once.\n");
+		fprintf(stderr,
+			"Error: Only one of --psk or --cafile/--capath/--cert may be used at "
+			"once.\n");
 		return vs_cli_usage_hint(c);
 	}
 	if (t->psk && !t->psk_identity) {
@@ -515,8 +539,9 @@ static int check_auth(struct vs_cli *c)
 	if (!c->auth_method)
 		return 0;
 	if (strcmp(c->auth_method, "SCRAM-SHA-256") != 0) {
-		fprintf(stderr, "Error: Unknown authentication method '%s' (SCRAM-SHA-256 is "
-				"supported).\n",
+		fprintf(stderr,
+			"Error: Unknown authentication method '%s' (SCRAM-SHA-256 is "
+			"supported).\n",
 			c->auth_method);
 		return vs_cli_usage_hint(c);
 	}
@@ -526,8 +551,9 @@ static int check_auth(struct vs_cli *c)
 	}
 	c->version = VIESTI_V5;
 	if (!c->username || !c->password) {
-		fprintf(stderr, "Error: --auth-method %s needs a username (-u) and a password "
-				"(-P).\n",
+		fprintf(stderr,
+			"Error: --auth-method %s needs a username (-u) and a password "
+			"(-P).\n",
 			c->auth_method);
 		return vs_cli_usage_hint(c);
 	}
@@ -553,8 +579,9 @@ static int check_sn(struct vs_cli *c)
 		return vs_cli_usage_hint(c);
 	}
 	if (c->not_sn) {
-		fprintf(stderr, "Error: %s cannot be used with --sn (MQTT-SN 1.2 has no user names, "
-				"passwords, MQTT v5 properties, URLs, TLS or WebSocket).\n",
+		fprintf(stderr,
+			"Error: %s cannot be used with --sn (MQTT-SN 1.2 has no user names, "
+			"passwords, MQTT v5 properties, URLs, TLS or WebSocket).\n",
 			c->not_sn);
 		return vs_cli_usage_hint(c);
 	}
@@ -594,7 +621,8 @@ int vs_cli_check(struct vs_cli *c)
 		c->id = c->id_owned;
 	}
 	if (!c->clean && !c->id) {
-		fprintf(stderr, "Error: You must provide a client id if you are using the -c option.\n");
+		fprintf(stderr,
+			"Error: You must provide a client id if you are using the -c option.\n");
 		return vs_cli_usage_hint(c);
 	}
 	if (c->id && strlen(c->id) > 65535) {
@@ -641,12 +669,18 @@ static const char *connack_text(int version, int reason)
 {
 	if (version != VIESTI_V5) {
 		switch (reason) {
-		case 1: return "Connection Refused: unacceptable protocol version";
-		case 2: return "Connection Refused: identifier rejected";
-		case 3: return "Connection Refused: broker unavailable";
-		case 4: return "Connection Refused: bad user name or password";
-		case 5: return "Connection Refused: not authorised";
-		default: return "Connection Refused: unknown reason";
+		case 1:
+			return "Connection Refused: unacceptable protocol version";
+		case 2:
+			return "Connection Refused: identifier rejected";
+		case 3:
+			return "Connection Refused: broker unavailable";
+		case 4:
+			return "Connection Refused: bad user name or password";
+		case 5:
+			return "Connection Refused: not authorised";
+		default:
+			return "Connection Refused: unknown reason";
 		}
 	}
 	return viesti_reason_string(reason);
@@ -728,7 +762,8 @@ void vs_cli_disconnect(struct vs_cli *c, struct viesti *v)
 	viesti_loop(v, 0);
 }
 
-/* ---- helpers ---------------------------------------------------------------------------------- */
+/* ---- helpers ----------------------------------------------------------------------------------
+ */
 
 bool vs_cli_topic_matches(const char *f, const char *t)
 {
@@ -786,58 +821,61 @@ bool vs_cli_filter_valid(const char *f)
 
 void vs_cli_help_common(FILE *f)
 {
-	fprintf(f,
-		" -c : disable clean session/enable persistent client mode.\n"
-		" -d : enable debug messages.\n"
-		" -D : define MQTT v5 properties: -D command identifier value (user-property takes\n"
-		"      name value). Commands: connect, publish, subscribe, unsubscribe, disconnect,\n"
-		"      will. Implies -V 5 unless -V is given.\n"
-		" -h : mqtt host to connect to. Defaults to localhost.\n"
-		" -i : id to use for this client. Defaults to one the broker assigns (3.1: generated).\n"
-		" -I : define the client id as id_prefix appended with the process id.\n"
-		" -k : keep alive in seconds for this client. Defaults to 60.\n"
-		" -L : specify user, password, hostname, port and topic as a URL in the form:\n"
-		"      mqtt(s)://[username[:password]@]host[:port]/topic, or ws(s):// for MQTT over\n"
-		"      WebSocket (default ports 80 and 443; the upgrade goes to --ws-path).\n"
-		" -p : network port to connect to. Defaults to 1883 for plain MQTT and 8883 for MQTT\n"
-		"      over TLS.\n"
-		" -P : provide a password\n"
-		" -q : quality of service level to use. Defaults to 0.\n"
-		" -u : provide a username\n"
-		" -V : specify the version of the MQTT protocol to use when connecting.\n"
-		"      Can be mqttv5 (5), mqttv311 (311) or mqttv31 (31).\n"
-		" -x : Set the session-expiry-interval property on the CONNECT packet (MQTT v5).\n"
-		"      0-4294967294 seconds, or -1 / 4294967295 for no expiry. Defaults to -1 with -c,\n"
-		"      else 0.\n"
-		" --help : display this message.\n"
-		" --quiet : don't print error messages.\n"
-		" --will-payload : payload for the client Will.\n"
-		" --will-qos : QoS level for the client Will.\n"
-		" --will-retain : if given, make the client Will retained.\n"
-		" --will-topic : the topic on which to publish the client Will.\n"
-		" --cafile : path to a file containing trusted CA certificates to enable encrypted\n"
-		"            communication.\n"
-		" --capath : path to a directory containing trusted CA certificates to enable\n"
-		"            encrypted communication.\n"
-		" --cert : client certificate for authentication, if required by server (PEM).\n"
-		" --key : client private key for authentication, if required by server (PEM).\n"
-		" --tls-version : minimum TLS protocol version, can be one of tlsv1.3 tlsv1.2.\n"
-		"                 Defaults to tlsv1.2.\n"
-		" --tls-alpn : TLS application layer protocol to offer (ALPN).\n"
-		" --tls-use-os-certs : Load and trust OS provided CA certificates.\n"
-		" --insecure : do not check that the server certificate hostname matches the remote\n"
-		"              hostname. Using this option means that you cannot be sure that the\n"
-		"              remote host is the server you wish to connect to and so is insecure.\n"
-		"              Do not use this option in a production environment.\n"
-		" --psk : pre-shared-key in hexadecimal (no leading 0x) to enable TLS-PSK mode.\n"
-		" --psk-identity : client identity string for TLS-PSK mode.\n"
-		" --ws-path : MQTT over WebSocket, upgrading at this request path (default /mqtt\n"
-		"             with ws:// or wss:// URLs). A Viesti extension.\n"
-		" --auth-method : SCRAM-SHA-256, MQTT v5 enhanced authentication with -u and -P:\n"
-		"                 the password never goes on the wire, and the broker must prove\n"
-		"                 it knows the credentials. Implies -V 5. A Viesti extension:\n"
-		"                 mosquitto_pub and mosquitto_sub have no such option.\n"
-		"\nExit status: 0 success, 1 bad arguments, 2 could not connect, 3 connection refused\n"
-		"by the broker, 4 operation rejected by the broker, 5 connection lost, 6 input\n"
-		"unreadable, 27 timed out.\n");
+	fprintf(
+	    f,
+	    " -c : disable clean session/enable persistent client mode.\n"
+	    " -d : enable debug messages.\n"
+	    " -D : define MQTT v5 properties: -D command identifier value (user-property takes\n"
+	    "      name value). Commands: connect, publish, subscribe, unsubscribe, disconnect,\n"
+	    "      will. Implies -V 5 unless -V is given.\n"
+	    " -h : mqtt host to connect to. Defaults to localhost.\n"
+	    " -i : id to use for this client. Defaults to one the broker assigns (3.1: "
+	    "generated).\n"
+	    " -I : define the client id as id_prefix appended with the process id.\n"
+	    " -k : keep alive in seconds for this client. Defaults to 60.\n"
+	    " -L : specify user, password, hostname, port and topic as a URL in the form:\n"
+	    "      mqtt(s)://[username[:password]@]host[:port]/topic, or ws(s):// for MQTT over\n"
+	    "      WebSocket (default ports 80 and 443; the upgrade goes to --ws-path).\n"
+	    " -p : network port to connect to. Defaults to 1883 for plain MQTT and 8883 for MQTT\n"
+	    "      over TLS.\n"
+	    " -P : provide a password\n"
+	    " -q : quality of service level to use. Defaults to 0.\n"
+	    " -u : provide a username\n"
+	    " -V : specify the version of the MQTT protocol to use when connecting.\n"
+	    "      Can be mqttv5 (5), mqttv311 (311) or mqttv31 (31).\n"
+	    " -x : Set the session-expiry-interval property on the CONNECT packet (MQTT v5).\n"
+	    "      0-4294967294 seconds, or -1 / 4294967295 for no expiry. Defaults to -1 with "
+	    "-c,\n"
+	    "      else 0.\n"
+	    " --help : display this message.\n"
+	    " --quiet : don't print error messages.\n"
+	    " --will-payload : payload for the client Will.\n"
+	    " --will-qos : QoS level for the client Will.\n"
+	    " --will-retain : if given, make the client Will retained.\n"
+	    " --will-topic : the topic on which to publish the client Will.\n"
+	    " --cafile : path to a file containing trusted CA certificates to enable encrypted\n"
+	    "            communication.\n"
+	    " --capath : path to a directory containing trusted CA certificates to enable\n"
+	    "            encrypted communication.\n"
+	    " --cert : client certificate for authentication, if required by server (PEM).\n"
+	    " --key : client private key for authentication, if required by server (PEM).\n"
+	    " --tls-version : minimum TLS protocol version, can be one of tlsv1.3 tlsv1.2.\n"
+	    "                 Defaults to tlsv1.2.\n"
+	    " --tls-alpn : TLS application layer protocol to offer (ALPN).\n"
+	    " --tls-use-os-certs : Load and trust OS provided CA certificates.\n"
+	    " --insecure : do not check that the server certificate hostname matches the remote\n"
+	    "              hostname. Using this option means that you cannot be sure that the\n"
+	    "              remote host is the server you wish to connect to and so is insecure.\n"
+	    "              Do not use this option in a production environment.\n"
+	    " --psk : pre-shared-key in hexadecimal (no leading 0x) to enable TLS-PSK mode.\n"
+	    " --psk-identity : client identity string for TLS-PSK mode.\n"
+	    " --ws-path : MQTT over WebSocket, upgrading at this request path (default /mqtt\n"
+	    "             with ws:// or wss:// URLs). A Viesti extension.\n"
+	    " --auth-method : SCRAM-SHA-256, MQTT v5 enhanced authentication with -u and -P:\n"
+	    "                 the password never goes on the wire, and the broker must prove\n"
+	    "                 it knows the credentials. Implies -V 5. A Viesti extension:\n"
+	    "                 mosquitto_pub and mosquitto_sub have no such option.\n"
+	    "\nExit status: 0 success, 1 bad arguments, 2 could not connect, 3 connection refused\n"
+	    "by the broker, 4 operation rejected by the broker, 5 connection lost, 6 input\n"
+	    "unreadable, 27 timed out.\n");
 }

@@ -74,17 +74,17 @@ struct vs_cli {
 	int will_qos;
 	bool will_retain;
 	struct viesti_props *props[VS_PC_COUNT];
-	char *url_buf;       /* -L, parsed in place */
+	char *url_buf; /* -L, parsed in place */
 	const char *url_topic;
-	bool port_set;       /* -p, or a port in -L */
-	bool tls_on;         /* TLS flags, mqtts:// or port 8883 turn it on, as in mosquitto_pub */
-	bool ws_on;          /* MQTT over WebSocket: ws://, wss:// or --ws-path */
+	bool port_set;	     /* -p, or a port in -L */
+	bool tls_on;	     /* TLS flags, mqtts:// or port 8883 turn it on, as in mosquitto_pub */
+	bool ws_on;	     /* MQTT over WebSocket: ws://, wss:// or --ws-path */
 	const char *ws_path; /* the upgrade's request path, default "/mqtt" */
 	struct viesti_tls tls;
-	char last_err[512];  /* the library's last error line (TLS reasons), for the message */
-	bool sn;             /* --sn: MQTT-SN 1.2 over UDP (pub and sub), default port 1884 */
+	char last_err[512]; /* the library's last error line (TLS reasons), for the message */
+	bool sn;	    /* --sn: MQTT-SN 1.2 over UDP (pub and sub), default port 1884 */
 	const char *sn_predefined; /* --sn-predefined FILE: "ID TOPIC" lines */
-	const char *not_sn;  /* the first flag given that MQTT-SN has no use for, or NULL */
+	const char *not_sn;	   /* the first flag given that MQTT-SN has no use for, or NULL */
 };
 
 void vs_cli_init(struct vs_cli *c, enum vs_tool tool);

@@ -186,13 +186,27 @@ static void json_str(FILE *o, const void *s, size_t len)
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = p[i];
 		switch (c) {
-		case '"': fputs("\\\"", o); break;
-		case '\\': fputs("\\\\", o); break;
-		case '\b': fputs("\\b", o); break;
-		case '\f': fputs("\\f", o); break;
-		case '\n': fputs("\\n", o); break;
-		case '\r': fputs("\\r", o); break;
-		case '\t': fputs("\\t", o); break;
+		case '"':
+			fputs("\\\"", o);
+			break;
+		case '\\':
+			fputs("\\\\", o);
+			break;
+		case '\b':
+			fputs("\\b", o);
+			break;
+		case '\f':
+			fputs("\\f", o);
+			break;
+		case '\n':
+			fputs("\\n", o);
+			break;
+		case '\r':
+			fputs("\\r", o);
+			break;
+		case '\t':
+			fputs("\\t", o);
+			break;
 		default:
 			if (c < 0x20)
 				fprintf(o, "\\u%04x", c);
@@ -206,13 +220,20 @@ static void json_str(FILE *o, const void *s, size_t len)
 static const char *json_prop_name(int id)
 {
 	switch (id) {
-	case VIESTI_PROP_PAYLOAD_FORMAT: return "payload-format-indicator";
-	case VIESTI_PROP_MESSAGE_EXPIRY: return "message-expiry-interval";
-	case VIESTI_PROP_CONTENT_TYPE: return "content-type";
-	case VIESTI_PROP_RESPONSE_TOPIC: return "response-topic";
-	case VIESTI_PROP_CORRELATION_DATA: return "correlation-data";
-	case VIESTI_PROP_SUBSCRIPTION_ID: return "subscription-identifier";
-	case VIESTI_PROP_TOPIC_ALIAS: return "topic-alias";
+	case VIESTI_PROP_PAYLOAD_FORMAT:
+		return "payload-format-indicator";
+	case VIESTI_PROP_MESSAGE_EXPIRY:
+		return "message-expiry-interval";
+	case VIESTI_PROP_CONTENT_TYPE:
+		return "content-type";
+	case VIESTI_PROP_RESPONSE_TOPIC:
+		return "response-topic";
+	case VIESTI_PROP_CORRELATION_DATA:
+		return "correlation-data";
+	case VIESTI_PROP_SUBSCRIPTION_ID:
+		return "subscription-identifier";
+	case VIESTI_PROP_TOPIC_ALIAS:
+		return "topic-alias";
 	}
 	return NULL;
 }
@@ -297,9 +318,9 @@ static int hex4(const char *p, const char *end, unsigned *out)
 		return -1;
 	*out = 0;
 	for (int i = 0; i < 4; i++) {
-		int c = p[i], d = isdigit(c) ? c - '0' : (c | 32) >= 'a' && (c | 32) <= 'f'
-							  ? (c | 32) - 'a' + 10
-							  : -1;
+		int c = p[i], d = isdigit(c)			       ? c - '0'
+				  : (c | 32) >= 'a' && (c | 32) <= 'f' ? (c | 32) - 'a' + 10
+								       : -1;
 		if (d < 0)
 			return -1;
 		*out = *out << 4 | (unsigned)d;
@@ -349,12 +370,26 @@ static const char *jstring(const char *p, const char *end, struct jout *j)
 		char c = *p++;
 		unsigned cp;
 		switch (c) {
-		case '"': case '\\': case '/': jput(&raw, &c, 1); break;
-		case 'b': jput(&raw, "\b", 1); break;
-		case 'f': jput(&raw, "\f", 1); break;
-		case 'n': jput(&raw, "\n", 1); break;
-		case 'r': jput(&raw, "\r", 1); break;
-		case 't': jput(&raw, "\t", 1); break;
+		case '"':
+		case '\\':
+		case '/':
+			jput(&raw, &c, 1);
+			break;
+		case 'b':
+			jput(&raw, "\b", 1);
+			break;
+		case 'f':
+			jput(&raw, "\f", 1);
+			break;
+		case 'n':
+			jput(&raw, "\n", 1);
+			break;
+		case 'r':
+			jput(&raw, "\r", 1);
+			break;
+		case 't':
+			jput(&raw, "\t", 1);
+			break;
 		case 'u':
 			if (hex4(p, end, &cp) < 0)
 				goto fail;
@@ -538,12 +573,24 @@ static void conv(FILE *o, const struct vs_fmt *f, const struct spec *sp,
 	char b[64];
 	int n;
 	switch (sp->conv) {
-	case '%': fputc('%', o); break;
-	case 'A': num_field(o, sp, m->props, VIESTI_PROP_TOPIC_ALIAS); break;
-	case 'C': bin_field(o, sp, m->props, VIESTI_PROP_CONTENT_TYPE, true); break;
-	case 'D': bin_field(o, sp, m->props, VIESTI_PROP_CORRELATION_DATA, false); break;
-	case 'E': num_field(o, sp, m->props, VIESTI_PROP_MESSAGE_EXPIRY); break;
-	case 'F': num_field(o, sp, m->props, VIESTI_PROP_PAYLOAD_FORMAT); break;
+	case '%':
+		fputc('%', o);
+		break;
+	case 'A':
+		num_field(o, sp, m->props, VIESTI_PROP_TOPIC_ALIAS);
+		break;
+	case 'C':
+		bin_field(o, sp, m->props, VIESTI_PROP_CONTENT_TYPE, true);
+		break;
+	case 'D':
+		bin_field(o, sp, m->props, VIESTI_PROP_CORRELATION_DATA, false);
+		break;
+	case 'E':
+		num_field(o, sp, m->props, VIESTI_PROP_MESSAGE_EXPIRY);
+		break;
+	case 'F':
+		num_field(o, sp, m->props, VIESTI_PROP_PAYLOAD_FORMAT);
+		break;
 	case 'I': {
 		struct tm tm;
 		localtime_r(&ts->tv_sec, &tm);
@@ -551,8 +598,12 @@ static void conv(FILE *o, const struct vs_fmt *f, const struct spec *sp,
 		field(o, sp, b, (size_t)n, true, true, false);
 		break;
 	}
-	case 'j': json(o, f, m, ts, false); break;
-	case 'J': json(o, f, m, ts, true); break;
+	case 'j':
+		json(o, f, m, ts, false);
+		break;
+	case 'J':
+		json(o, f, m, ts, true);
+		break;
 	case 'l':
 		n = snprintf(b, sizeof(b), "%zu", m->payload_len);
 		field(o, sp, b, (size_t)n, true, false, true);
@@ -561,14 +612,22 @@ static void conv(FILE *o, const struct vs_fmt *f, const struct spec *sp,
 		n = snprintf(b, sizeof(b), "%d", m->mid);
 		field(o, sp, b, (size_t)n, true, false, true);
 		break;
-	case 'P': user_props(o, m->props); break;
-	case 'p': payload_field(o, sp, m, 0); break;
-	case 'q': fprintf(o, "%d", m->qos); break;
+	case 'P':
+		user_props(o, m->props);
+		break;
+	case 'p':
+		payload_field(o, sp, m, 0);
+		break;
+	case 'q':
+		fprintf(o, "%d", m->qos);
+		break;
 	case 'R': /* unlike %C, an absent response topic prints nothing, not even padding */
 		if (viesti_props_has(m->props, VIESTI_PROP_RESPONSE_TOPIC))
 			bin_field(o, sp, m->props, VIESTI_PROP_RESPONSE_TOPIC, true);
 		break;
-	case 'r': fprintf(o, "%d", m->retain); break;
+	case 'r':
+		fprintf(o, "%d", m->retain);
+		break;
 	case 'S': {
 		size_t pos = 0;
 		uint32_t id;
@@ -577,10 +636,18 @@ static void conv(FILE *o, const struct vs_fmt *f, const struct spec *sp,
 		field(o, sp, b, (size_t)n, true, false, true);
 		break;
 	}
-	case 't': field(o, sp, m->topic, m->topic_len, true, true, false); break;
-	case 'U': fprintf(o, "%lld.%09ld", (long long)ts->tv_sec, ts->tv_nsec); break;
-	case 'x': payload_field(o, sp, m, 1); break;
-	case 'X': payload_field(o, sp, m, 2); break;
+	case 't':
+		field(o, sp, m->topic, m->topic_len, true, true, false);
+		break;
+	case 'U':
+		fprintf(o, "%lld.%09ld", (long long)ts->tv_sec, ts->tv_nsec);
+		break;
+	case 'x':
+		payload_field(o, sp, m, 1);
+		break;
+	case 'X':
+		payload_field(o, sp, m, 2);
+		break;
 	}
 }
 

@@ -13,9 +13,9 @@
 
 struct vs_fmt {
 	const char *format; /* -F, or NULL */
-	bool verbose;       /* -v */
-	bool eol;           /* false with -N */
-	bool quiet;         /* --quiet: no error lines on stderr */
+	bool verbose;	    /* -v */
+	bool eol;	    /* false with -N */
+	bool quiet;	    /* --quiet: no error lines on stderr */
 };
 
 /* Checks a -F string as mosquitto_sub does before connecting. Returns 0, or -1 after printing

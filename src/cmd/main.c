@@ -12,20 +12,21 @@ static const struct {
 	int (*run)(int argc, char **argv);
 	const char *summary;
 } commands[] = {
-	{"broker", vs_cmd_broker, "run the MQTT broker"},
-	{"pub", vs_cmd_pub, "publish a message (mosquitto_pub compatible)"},
-	{"sub", vs_cmd_sub, "subscribe and print messages (mosquitto_sub compatible)"},
-	{"rr", vs_cmd_rr, "send a request and wait for its response (mosquitto_rr compatible)"},
-	{"passwd", vs_cmd_passwd, "manage a Mosquitto-compatible password file"},
-	{"bench", vs_cmd_bench, "load-test an MQTT broker (latency, throughput, loss)"},
+    {"broker", vs_cmd_broker, "run the MQTT broker"},
+    {"pub", vs_cmd_pub, "publish a message (mosquitto_pub compatible)"},
+    {"sub", vs_cmd_sub, "subscribe and print messages (mosquitto_sub compatible)"},
+    {"rr", vs_cmd_rr, "send a request and wait for its response (mosquitto_rr compatible)"},
+    {"passwd", vs_cmd_passwd, "manage a Mosquitto-compatible password file"},
+    {"bench", vs_cmd_bench, "load-test an MQTT broker (latency, throughput, loss)"},
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: viesti <command> [options]\n"
-		   "       viesti --help | --version\n\n"
-		   "Viesti %s: an MQTT 3.1, 3.1.1 and 5.0 broker and toolset.\n\n"
-		   "Commands:\n",
+	fprintf(f,
+		"usage: viesti <command> [options]\n"
+		"       viesti --help | --version\n\n"
+		"Viesti %s: an MQTT 3.1, 3.1.1 and 5.0 broker and toolset.\n\n"
+		"Commands:\n",
 		VS_VERSION);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);

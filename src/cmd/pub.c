@@ -36,38 +36,43 @@ struct pub {
 
 static void usage(void)
 {
-	printf("viesti pub publishes a message on a topic and exits (mosquitto_pub compatible).\n\n"
-	       "Usage: viesti pub {[-h host] [-p port] [-u username] [-P password] -t topic | -L URL}\n"
-	       "                  {-f file | -l | -n | -m message | -s}\n"
-	       "                  [-c] [-k keepalive] [-q qos] [-r] [--repeat N] [--repeat-delay time]\n"
-	       "                  [-x session-expiry] [-i id] [-I id_prefix] [-d] [--quiet]\n"
-	       "                  [--will-topic [--will-payload payload] [--will-qos qos] [--will-retain]]\n"
-	       "                  [-V protocol-version] [-D command identifier value]\n"
-	       "                  [{--cafile file | --capath dir} [--cert file] [--key file]\n"
-	       "                   [--insecure] [--tls-version version] [--tls-alpn protocol]\n"
-	       "                   [--tls-use-os-certs]] [--psk hex-key --psk-identity identity]\n"
-	       "                  [--auth-method SCRAM-SHA-256]\n"
-	       "       viesti pub --sn [-h host] [-p port] -t topic {-f file | -l | -n | -m message | -s}\n"
-	       "                  [-q -1|0|1|2] [-r] [-c] [-k keepalive] [-i id] [-I id_prefix]\n"
-	       "                  [--sn-predefined file] [--repeat N] [--repeat-delay time] [-d]\n"
-	       "                  [--quiet] [--will-topic [--will-payload payload] [--will-qos qos]\n"
-	       "                   [--will-retain]]\n"
-	       "       viesti pub --help\n\n"
-	       " -f : send the contents of a file as the message.\n"
-	       " -l : read messages from stdin, sending a separate message for each line.\n"
-	       " -m : message payload to send.\n"
-	       " -n : send a null (zero length) message.\n"
-	       " -r : message should be retained.\n"
-	       " -s : read message from stdin, sending the entire input as a message.\n"
-	       " -t : mqtt topic to publish to.\n"
-	       " --repeat : if publish mode is -f, -m, or -s, then repeat the publish N times.\n"
-	       " --repeat-delay : if using --repeat, wait time seconds between publishes.\n"
-	       " --sn : publish over MQTT-SN 1.2 (UDP) to an MQTT-SN gateway, default port 1884.\n"
-	       "        The topic goes as a predefined id (--sn-predefined), as a short name (two\n"
-	       "        characters), or is registered. -q -1 publishes without connecting (to a\n"
-	       "        predefined or short topic only). A Viesti extension.\n"
-	       " --sn-predefined : file of predefined topic ids, one \"ID TOPIC\" per line (the\n"
-	       "                   format of the broker's mqttsn_predefined_topics).\n");
+	printf(
+	    "viesti pub publishes a message on a topic and exits (mosquitto_pub compatible).\n\n"
+	    "Usage: viesti pub {[-h host] [-p port] [-u username] [-P password] -t topic | -L "
+	    "URL}\n"
+	    "                  {-f file | -l | -n | -m message | -s}\n"
+	    "                  [-c] [-k keepalive] [-q qos] [-r] [--repeat N] [--repeat-delay "
+	    "time]\n"
+	    "                  [-x session-expiry] [-i id] [-I id_prefix] [-d] [--quiet]\n"
+	    "                  [--will-topic [--will-payload payload] [--will-qos qos] "
+	    "[--will-retain]]\n"
+	    "                  [-V protocol-version] [-D command identifier value]\n"
+	    "                  [{--cafile file | --capath dir} [--cert file] [--key file]\n"
+	    "                   [--insecure] [--tls-version version] [--tls-alpn protocol]\n"
+	    "                   [--tls-use-os-certs]] [--psk hex-key --psk-identity identity]\n"
+	    "                  [--auth-method SCRAM-SHA-256]\n"
+	    "       viesti pub --sn [-h host] [-p port] -t topic {-f file | -l | -n | -m message | "
+	    "-s}\n"
+	    "                  [-q -1|0|1|2] [-r] [-c] [-k keepalive] [-i id] [-I id_prefix]\n"
+	    "                  [--sn-predefined file] [--repeat N] [--repeat-delay time] [-d]\n"
+	    "                  [--quiet] [--will-topic [--will-payload payload] [--will-qos qos]\n"
+	    "                   [--will-retain]]\n"
+	    "       viesti pub --help\n\n"
+	    " -f : send the contents of a file as the message.\n"
+	    " -l : read messages from stdin, sending a separate message for each line.\n"
+	    " -m : message payload to send.\n"
+	    " -n : send a null (zero length) message.\n"
+	    " -r : message should be retained.\n"
+	    " -s : read message from stdin, sending the entire input as a message.\n"
+	    " -t : mqtt topic to publish to.\n"
+	    " --repeat : if publish mode is -f, -m, or -s, then repeat the publish N times.\n"
+	    " --repeat-delay : if using --repeat, wait time seconds between publishes.\n"
+	    " --sn : publish over MQTT-SN 1.2 (UDP) to an MQTT-SN gateway, default port 1884.\n"
+	    "        The topic goes as a predefined id (--sn-predefined), as a short name (two\n"
+	    "        characters), or is registered. -q -1 publishes without connecting (to a\n"
+	    "        predefined or short topic only). A Viesti extension.\n"
+	    " --sn-predefined : file of predefined topic ids, one \"ID TOPIC\" per line (the\n"
+	    "                   format of the broker's mqttsn_predefined_topics).\n");
 	vs_cli_help_common(stdout);
 }
 
@@ -116,7 +121,8 @@ static int parse_own(struct pub *p, int argc, char **argv, int *i)
 		char *end;
 		p->repeat_delay = strtod(argv[++*i], &end);
 		if (*end || p->repeat_delay < 0 || isnan(p->repeat_delay)) {
-			fprintf(stderr, "Error: --repeat-delay argument must be a positive number.\n");
+			fprintf(stderr,
+				"Error: --repeat-delay argument must be a positive number.\n");
 			return vs_cli_usage_hint(&p->c);
 		}
 	} else {
@@ -226,8 +232,8 @@ static void drive_for(struct pub *p, struct viesti *v, double seconds)
 
 static int publish(struct pub *p, struct viesti *v, const void *data, size_t len)
 {
-	int rc = viesti_publish(v, p->topic, data, len, p->c.qos, p->retain,
-				p->c.props[VS_PC_PUBLISH]);
+	int rc =
+	    viesti_publish(v, p->topic, data, len, p->c.qos, p->retain, p->c.props[VS_PC_PUBLISH]);
 	if (rc < 0) {
 		vs_cli_err(&p->c, "Error: Publish returned %d: %s.", rc, viesti_strerror(rc));
 		return rc == -ENOTCONN ? VS_EXIT_LOST : VS_EXIT_USAGE;
@@ -241,7 +247,8 @@ static int publish_lines(struct pub *p, struct viesti *v)
 	char *line = NULL;
 	size_t cap = 0;
 	for (;;) {
-		struct pollfd fds[2] = {{.fd = 0, .events = POLLIN}, {.fd = viesti_fd(v), .events = POLLIN}};
+		struct pollfd fds[2] = {{.fd = 0, .events = POLLIN},
+					{.fd = viesti_fd(v), .events = POLLIN}};
 		int n = poll(fds, 2, viesti_next_timeout_ms(v));
 		if (n < 0 && errno != EINTR)
 			break;
@@ -329,7 +336,8 @@ static int sn_wait(struct pub *p, struct vs_cli_sn *s, double seconds)
 		if (left <= 0)
 			return 0;
 		if (p->c.qos < 0) {
-			struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+			struct timespec ts = {(time_t)left,
+					      (long)((left - (double)(time_t)left) * 1e9)};
 			nanosleep(&ts, NULL);
 			continue;
 		}

@@ -37,39 +37,41 @@ struct rr {
 
 static void usage(void)
 {
-	printf("viesti rr publishes a request message and waits for a response (mosquitto_rr\n"
-	       "compatible). Defaults to MQTT v5, where the Response Topic property is used.\n\n"
-	       "Usage: viesti rr {[-h host] [-p port] [-u username] [-P password] -t topic | -L URL}\n"
-	       "                 -e response-topic {-m message | -f file | -s | -n}\n"
-	       "                 [--correlation-data data] [-c] [-k keepalive] [-q qos] [-R]\n"
-	       "                 [-F format] [-W timeout_secs] [-i id] [-I id_prefix] [-d] [-N]\n"
-	       "                 [--quiet] [-v] [-V protocol-version] [-D command identifier value]\n"
-	       "                 [{--cafile file | --capath dir} [--cert file] [--key file]\n"
-	       "                  [--insecure] [--tls-version version] [--tls-alpn protocol]\n"
-	       "                  [--tls-use-os-certs]] [--psk hex-key --psk-identity identity]\n"
-	       "                 [--auth-method SCRAM-SHA-256]\n"
-	       "       viesti rr --help\n\n"
-	       " -e : Response topic. The client subscribes to it to wait for a response.\n"
-	       " -f : send the contents of a file as the request.\n"
-	       " -F : output format (as viesti sub).\n"
-	       " -m : request payload.\n"
-	       " -n : send a null (zero length) request.\n"
-	       " -N : do not add an end of line character when printing the payload.\n"
-	       " -R : do not print stale messages (those with retain set).\n"
-	       " -s : read the request from stdin.\n"
-	       " -t : topic where the request message will be sent.\n"
-	       " -v : print the response verbosely (topic and payload).\n"
-	       " -W : timeout in seconds to wait for a response (exit 27 when it passes).\n"
-	       " --correlation-data : Correlation Data for the request (same as\n"
-	       "                      -D publish correlation-data DATA).\n");
+	printf(
+	    "viesti rr publishes a request message and waits for a response (mosquitto_rr\n"
+	    "compatible). Defaults to MQTT v5, where the Response Topic property is used.\n\n"
+	    "Usage: viesti rr {[-h host] [-p port] [-u username] [-P password] -t topic | -L URL}\n"
+	    "                 -e response-topic {-m message | -f file | -s | -n}\n"
+	    "                 [--correlation-data data] [-c] [-k keepalive] [-q qos] [-R]\n"
+	    "                 [-F format] [-W timeout_secs] [-i id] [-I id_prefix] [-d] [-N]\n"
+	    "                 [--quiet] [-v] [-V protocol-version] [-D command identifier value]\n"
+	    "                 [{--cafile file | --capath dir} [--cert file] [--key file]\n"
+	    "                  [--insecure] [--tls-version version] [--tls-alpn protocol]\n"
+	    "                  [--tls-use-os-certs]] [--psk hex-key --psk-identity identity]\n"
+	    "                 [--auth-method SCRAM-SHA-256]\n"
+	    "       viesti rr --help\n\n"
+	    " -e : Response topic. The client subscribes to it to wait for a response.\n"
+	    " -f : send the contents of a file as the request.\n"
+	    " -F : output format (as viesti sub).\n"
+	    " -m : request payload.\n"
+	    " -n : send a null (zero length) request.\n"
+	    " -N : do not add an end of line character when printing the payload.\n"
+	    " -R : do not print stale messages (those with retain set).\n"
+	    " -s : read the request from stdin.\n"
+	    " -t : topic where the request message will be sent.\n"
+	    " -v : print the response verbosely (topic and payload).\n"
+	    " -W : timeout in seconds to wait for a response (exit 27 when it passes).\n"
+	    " --correlation-data : Correlation Data for the request (same as\n"
+	    "                      -D publish correlation-data DATA).\n");
 	vs_cli_help_common(stdout);
 }
 
 static int parse_own(struct rr *r, int argc, char **argv, int *i)
 {
 	const char *a = argv[*i];
-	static const char *const with_value[] = {"-t", "--topic", "-e", "-m", "--message", "-f",
-						 "--file", "-F", "-W", "--correlation-data", NULL};
+	static const char *const with_value[] = {"-t", "--topic", "-e", "-m", "--message",
+						 "-f", "--file",  "-F", "-W", "--correlation-data",
+						 NULL};
 	for (int k = 0; with_value[k]; k++) {
 		if (!strcmp(a, with_value[k]) && *i + 1 >= argc) {
 			fprintf(stderr, "Error: %s argument given but no value specified.\n", a);
@@ -130,8 +132,9 @@ static int parse_args(struct rr *r, int argc, char **argv)
 		r->topic = r->c.url_topic;
 	int sources = !!r->message + !!r->file + r->null_msg + r->stdin_msg;
 	if (!r->topic || !r->resp_topic || sources != 1) {
-		fprintf(stderr, "Error: A request topic (-t), a response topic (-e) and exactly one "
-				"message (-m, -f, -s or -n) must be given.\n");
+		fprintf(stderr,
+			"Error: A request topic (-t), a response topic (-e) and exactly one "
+			"message (-m, -f, -s or -n) must be given.\n");
 		return vs_cli_usage_hint(&r->c);
 	}
 	if (!vs_cli_topic_valid(r->topic) || !vs_cli_topic_valid(r->resp_topic)) {
@@ -254,9 +257,9 @@ int vs_cmd_rr(int argc, char **argv)
 	if (add_request_props(&r) < 0)
 		goto out;
 	struct viesti_callbacks cb = {
-		.on_connect = on_connect,
-		.on_subscribe = on_subscribe,
-		.on_message = on_message,
+	    .on_connect = on_connect,
+	    .on_subscribe = on_subscribe,
+	    .on_message = on_message,
 	};
 	struct viesti *v = vs_cli_connect(&r.c, &cb, &r, true, &code);
 	if (!v)

@@ -40,15 +40,15 @@ struct sub {
 	const char **unsub;
 	size_t n_unsub;
 	struct vs_fmt fmt;
-	long count;        /* -C */
+	long count; /* -C */
 	long received;
-	long timeout;      /* -W seconds, 0: none */
-	bool no_retain;    /* -R */
+	long timeout;	     /* -W seconds, 0: none */
+	bool no_retain;	     /* -R */
 	bool exit_after_sub; /* -E */
 	bool retained_only;
 	bool remove_retained;
-	bool rap;          /* --retain-as-published */
-	long sn_sleep;     /* --sn-sleep seconds, 0: awake */
+	bool rap;      /* --retain-as-published */
+	long sn_sleep; /* --sn-sleep seconds, 0: awake */
 	bool done;
 	int code;
 	struct viesti_props *no_props; /* --sn: a message's (empty) properties */
@@ -56,48 +56,54 @@ struct sub {
 
 static void usage(void)
 {
-	printf("viesti sub subscribes to topics and prints the messages it receives\n"
-	       "(mosquitto_sub compatible).\n\n"
-	       "Usage: viesti sub {[-h host] [-p port] [-u username] [-P password] -t topic ... | -L URL [-t topic]}\n"
-	       "                  [-c] [-k keepalive] [-q qos] [-x session-expiry-interval]\n"
-	       "                  [-C msg_count] [-E] [-R] [--retained-only] [--remove-retained]\n"
-	       "                  [-T filter_out ...] [-U topic ...] [-F format] [-W timeout_secs]\n"
-	       "                  [-i id] [-I id_prefix] [-d] [-N] [--quiet] [-v]\n"
-	       "                  [--will-topic [--will-payload payload] [--will-qos qos] [--will-retain]]\n"
-	       "                  [-V protocol-version] [-D command identifier value]\n"
-	       "                  [{--cafile file | --capath dir} [--cert file] [--key file]\n"
-	       "                   [--insecure] [--tls-version version] [--tls-alpn protocol]\n"
-	       "                   [--tls-use-os-certs]] [--psk hex-key --psk-identity identity]\n"
-	       "                  [--auth-method SCRAM-SHA-256]\n"
-	       "       viesti sub --sn [-h host] [-p port] -t topic ... [-c] [-k keepalive] [-q qos]\n"
-	       "                  [-C msg_count] [-E] [-R] [--retained-only] [--remove-retained]\n"
-	       "                  [-T filter_out ...] [-U topic ...] [-F format] [-W timeout_secs]\n"
-	       "                  [-i id] [-I id_prefix] [-d] [-N] [--quiet] [-v]\n"
-	       "                  [--sn-predefined file] [--sn-sleep seconds]\n"
-	       "                  [--will-topic [--will-payload payload] [--will-qos qos] [--will-retain]]\n"
-	       "       viesti sub --help\n\n"
-	       " -C : disconnect and exit after receiving the 'msg_count' messages.\n"
-	       " -E : Exit once all subscriptions have been acknowledged by the broker.\n"
-	       " -F : output format (as mosquitto_sub: %%t %%p %%q %%r %%l %%m %%x %%X %%I %%U %%j %%J\n"
-	       "      %%A %%C %%D %%E %%F %%P %%R %%S %%%%, @strftime, \\escapes; see docs/sub.md).\n"
-	       " -N : do not add an end of line character when printing the payload.\n"
-	       " -R : do not print stale messages (those with retain set).\n"
-	       " -t : mqtt topic to subscribe to. May be repeated multiple times.\n"
-	       " -T : topic string to filter out of results. May be repeated.\n"
-	       " -U : unsubscribe from a topic. May be repeated.\n"
-	       " -v : print published messages verbosely.\n"
-	       " -W : Specifies a timeout in seconds how long to process incoming MQTT messages.\n"
-	       " --retained-only : only handle messages with the retained flag set, and exit when the\n"
-	       "                   first non-retained message is received.\n"
-	       " --remove-retained : clear any received retained messages (use -T to keep some).\n"
-	       " --retain-as-published : set the Retain As Published subscription option (MQTT v5).\n"
-	       " --sn : subscribe over MQTT-SN 1.2 (UDP) at an MQTT-SN gateway, default port 1884.\n"
-	       "        A topic in --sn-predefined is subscribed by its id, a two-character topic\n"
-	       "        by short name, any other filter (wildcards too) by name. A Viesti extension.\n"
-	       " --sn-predefined : file of predefined topic ids, one \"ID TOPIC\" per line (the\n"
-	       "                   format of the broker's mqttsn_predefined_topics).\n"
-	       " --sn-sleep : with --sn, a sleeping subscriber: subscribe, then repeatedly sleep\n"
-	       "              this many seconds, wake up, print what the gateway kept meanwhile.\n");
+	printf(
+	    "viesti sub subscribes to topics and prints the messages it receives\n"
+	    "(mosquitto_sub compatible).\n\n"
+	    "Usage: viesti sub {[-h host] [-p port] [-u username] [-P password] -t topic ... | -L "
+	    "URL [-t topic]}\n"
+	    "                  [-c] [-k keepalive] [-q qos] [-x session-expiry-interval]\n"
+	    "                  [-C msg_count] [-E] [-R] [--retained-only] [--remove-retained]\n"
+	    "                  [-T filter_out ...] [-U topic ...] [-F format] [-W timeout_secs]\n"
+	    "                  [-i id] [-I id_prefix] [-d] [-N] [--quiet] [-v]\n"
+	    "                  [--will-topic [--will-payload payload] [--will-qos qos] "
+	    "[--will-retain]]\n"
+	    "                  [-V protocol-version] [-D command identifier value]\n"
+	    "                  [{--cafile file | --capath dir} [--cert file] [--key file]\n"
+	    "                   [--insecure] [--tls-version version] [--tls-alpn protocol]\n"
+	    "                   [--tls-use-os-certs]] [--psk hex-key --psk-identity identity]\n"
+	    "                  [--auth-method SCRAM-SHA-256]\n"
+	    "       viesti sub --sn [-h host] [-p port] -t topic ... [-c] [-k keepalive] [-q qos]\n"
+	    "                  [-C msg_count] [-E] [-R] [--retained-only] [--remove-retained]\n"
+	    "                  [-T filter_out ...] [-U topic ...] [-F format] [-W timeout_secs]\n"
+	    "                  [-i id] [-I id_prefix] [-d] [-N] [--quiet] [-v]\n"
+	    "                  [--sn-predefined file] [--sn-sleep seconds]\n"
+	    "                  [--will-topic [--will-payload payload] [--will-qos qos] "
+	    "[--will-retain]]\n"
+	    "       viesti sub --help\n\n"
+	    " -C : disconnect and exit after receiving the 'msg_count' messages.\n"
+	    " -E : Exit once all subscriptions have been acknowledged by the broker.\n"
+	    " -F : output format (as mosquitto_sub: %%t %%p %%q %%r %%l %%m %%x %%X %%I %%U %%j "
+	    "%%J\n"
+	    "      %%A %%C %%D %%E %%F %%P %%R %%S %%%%, @strftime, \\escapes; see docs/sub.md).\n"
+	    " -N : do not add an end of line character when printing the payload.\n"
+	    " -R : do not print stale messages (those with retain set).\n"
+	    " -t : mqtt topic to subscribe to. May be repeated multiple times.\n"
+	    " -T : topic string to filter out of results. May be repeated.\n"
+	    " -U : unsubscribe from a topic. May be repeated.\n"
+	    " -v : print published messages verbosely.\n"
+	    " -W : Specifies a timeout in seconds how long to process incoming MQTT messages.\n"
+	    " --retained-only : only handle messages with the retained flag set, and exit when "
+	    "the\n"
+	    "                   first non-retained message is received.\n"
+	    " --remove-retained : clear any received retained messages (use -T to keep some).\n"
+	    " --retain-as-published : set the Retain As Published subscription option (MQTT v5).\n"
+	    " --sn : subscribe over MQTT-SN 1.2 (UDP) at an MQTT-SN gateway, default port 1884.\n"
+	    "        A topic in --sn-predefined is subscribed by its id, a two-character topic\n"
+	    "        by short name, any other filter (wildcards too) by name. A Viesti extension.\n"
+	    " --sn-predefined : file of predefined topic ids, one \"ID TOPIC\" per line (the\n"
+	    "                   format of the broker's mqttsn_predefined_topics).\n"
+	    " --sn-sleep : with --sn, a sleeping subscriber: subscribe, then repeatedly sleep\n"
+	    "              this many seconds, wake up, print what the gateway kept meanwhile.\n");
 	vs_cli_help_common(stdout);
 }
 
@@ -122,24 +128,29 @@ static int need_value(struct sub *s, int argc, char **argv, int i)
 static int parse_own(struct sub *s, int argc, char **argv, int *i)
 {
 	const char *a = argv[*i];
-	static const char *const with_value[] = {"-t", "--topic", "-T", "--filter-out", "-U",
-						 "--unsubscribe", "-C", "-W", "-F", "--sn-sleep", NULL};
+	static const char *const with_value[] = {"-t", "--topic",	"-T", "--filter-out",
+						 "-U", "--unsubscribe", "-C", "-W",
+						 "-F", "--sn-sleep",	NULL};
 	for (int k = 0; with_value[k]; k++)
 		if (!strcmp(a, with_value[k]) && need_value(s, argc, argv, *i) < 0)
 			return -1;
 	if (!strcmp(a, "-t") || !strcmp(a, "--topic")) {
 		const char *t = argv[++*i];
 		if (!vs_cli_filter_valid(t)) {
-			fprintf(stderr, "Error: Invalid subscription topic '%s', are all '+' and '#' "
-					"wildcards correct?\n", t);
+			fprintf(stderr,
+				"Error: Invalid subscription topic '%s', are all '+' and '#' "
+				"wildcards correct?\n",
+				t);
 			return vs_cli_usage_hint(&s->c);
 		}
 		return push(&s->topics, &s->n_topics, t) < 0 ? -1 : 1;
 	} else if (!strcmp(a, "-T") || !strcmp(a, "--filter-out")) {
 		const char *t = argv[++*i];
 		if (!vs_cli_filter_valid(t)) {
-			fprintf(stderr, "Error: Invalid filter topic '%s', are all '+' and '#' "
-					"wildcards correct?\n", t);
+			fprintf(stderr,
+				"Error: Invalid filter topic '%s', are all '+' and '#' "
+				"wildcards correct?\n",
+				t);
 			return vs_cli_usage_hint(&s->c);
 		}
 		return push(&s->filter_out, &s->n_filter_out, t) < 0 ? -1 : 1;
@@ -395,9 +406,15 @@ static int sn_take(struct sub *s, struct vs_cli_sn *sn, int timeout_ms)
 	if (rc < 0)
 		return rc;
 	struct viesti_message vm = {
-		.topic = m.topic, .topic_len = m.topic_len, .payload = m.payload,
-		.payload_len = m.payload_len, .qos = m.qos, .retain = m.retain, .dup = m.dup,
-		.mid = m.msg_id, .props = s->no_props,
+	    .topic = m.topic,
+	    .topic_len = m.topic_len,
+	    .payload = m.payload,
+	    .payload_len = m.payload_len,
+	    .qos = m.qos,
+	    .retain = m.retain,
+	    .dup = m.dup,
+	    .mid = m.msg_id,
+	    .props = s->no_props,
 	};
 	if (!wanted(s, &vm))
 		return 0;
@@ -545,9 +562,9 @@ int vs_cmd_sub(int argc, char **argv)
 		goto out;
 	}
 	struct viesti_callbacks cb = {
-		.on_connect = on_connect,
-		.on_subscribe = on_subscribe,
-		.on_message = on_message,
+	    .on_connect = on_connect,
+	    .on_subscribe = on_subscribe,
+	    .on_message = on_message,
 	};
 	struct viesti *v = vs_cli_connect(&s.c, &cb, &s, true, &code);
 	if (!v)

@@ -129,53 +129,53 @@ struct vs_props {
 	uint64_t present;
 	struct vs_buf raw; /* decoded: the whole property block, without its length */
 
-	uint8_t payload_format;        /* 0x01: 0 unspecified bytes, 1 UTF-8 */
-	uint8_t request_problem_info;  /* 0x17: 0 or 1 */
-	uint8_t request_response_info; /* 0x19: 0 or 1 */
-	uint8_t max_qos;               /* 0x24: 0 or 1 */
-	uint8_t retain_available;      /* 0x25: 0 or 1 */
-	uint8_t wildcard_sub_available; /* 0x28 */
-	uint8_t sub_id_available;       /* 0x29 */
-	uint8_t shared_sub_available;   /* 0x2A */
-	uint16_t server_keepalive;      /* 0x13 */
-	uint16_t receive_max;           /* 0x21: never 0 */
-	uint16_t topic_alias_max;       /* 0x22 */
-	uint16_t topic_alias;           /* 0x23: never 0 */
-	uint32_t message_expiry;        /* 0x02 */
-	uint32_t session_expiry;        /* 0x11 */
-	uint32_t will_delay;            /* 0x18 */
-	uint32_t max_packet_size;       /* 0x27: never 0 */
-	uint32_t sub_id;                /* 0x0B: the first one; 1..VS_MAX_SUB_ID */
-	struct vs_buf content_type;     /* 0x03 */
-	struct vs_buf response_topic;   /* 0x08: a valid topic name, no wildcards */
-	struct vs_buf correlation_data; /* 0x09: binary */
+	uint8_t payload_format;		  /* 0x01: 0 unspecified bytes, 1 UTF-8 */
+	uint8_t request_problem_info;	  /* 0x17: 0 or 1 */
+	uint8_t request_response_info;	  /* 0x19: 0 or 1 */
+	uint8_t max_qos;		  /* 0x24: 0 or 1 */
+	uint8_t retain_available;	  /* 0x25: 0 or 1 */
+	uint8_t wildcard_sub_available;	  /* 0x28 */
+	uint8_t sub_id_available;	  /* 0x29 */
+	uint8_t shared_sub_available;	  /* 0x2A */
+	uint16_t server_keepalive;	  /* 0x13 */
+	uint16_t receive_max;		  /* 0x21: never 0 */
+	uint16_t topic_alias_max;	  /* 0x22 */
+	uint16_t topic_alias;		  /* 0x23: never 0 */
+	uint32_t message_expiry;	  /* 0x02 */
+	uint32_t session_expiry;	  /* 0x11 */
+	uint32_t will_delay;		  /* 0x18 */
+	uint32_t max_packet_size;	  /* 0x27: never 0 */
+	uint32_t sub_id;		  /* 0x0B: the first one; 1..VS_MAX_SUB_ID */
+	struct vs_buf content_type;	  /* 0x03 */
+	struct vs_buf response_topic;	  /* 0x08: a valid topic name, no wildcards */
+	struct vs_buf correlation_data;	  /* 0x09: binary */
 	struct vs_buf assigned_client_id; /* 0x12 */
-	struct vs_buf auth_method;      /* 0x15 */
-	struct vs_buf auth_data;        /* 0x16: binary */
-	struct vs_buf response_info;    /* 0x1A */
-	struct vs_buf server_reference; /* 0x1C */
-	struct vs_buf reason_string;    /* 0x1F */
+	struct vs_buf auth_method;	  /* 0x15 */
+	struct vs_buf auth_data;	  /* 0x16: binary */
+	struct vs_buf response_info;	  /* 0x1A */
+	struct vs_buf server_reference;	  /* 0x1C */
+	struct vs_buf reason_string;	  /* 0x1F */
 
-	uint32_t n_user;                  /* number of user properties */
+	uint32_t n_user;		  /* number of user properties */
 	const struct vs_user_prop *users; /* encode only: n_user pairs */
-	struct vs_buf user_raw;           /* encode only: pre-encoded entries when users is NULL */
-	uint32_t n_sub_ids;               /* number of subscription identifiers */
-	const uint32_t *sub_ids;          /* encode only */
+	struct vs_buf user_raw;		  /* encode only: pre-encoded entries when users is NULL */
+	uint32_t n_sub_ids;		  /* number of subscription identifiers */
+	const uint32_t *sub_ids;	  /* encode only */
 };
 
 /* One entry of a SUBSCRIBE (or, with only `filter` used, of an UNSUBSCRIBE). */
 struct vs_sub_entry {
 	struct vs_buf filter;
-	uint8_t qos;             /* 0..2 */
-	bool no_local;           /* 5.0 */
+	uint8_t qos;		  /* 0..2 */
+	bool no_local;		  /* 5.0 */
 	bool retain_as_published; /* 5.0 */
-	uint8_t retain_handling; /* 5.0: 0..2 */
+	uint8_t retain_handling;  /* 5.0: 0..2 */
 };
 
 struct vs_connect {
-	uint8_t version;      /* enum vs_version */
-	bool clean;           /* Clean Session (3.x) / Clean Start (5.0) */
-	uint16_t keepalive;   /* seconds, 0 = off */
+	uint8_t version;    /* enum vs_version */
+	bool clean;	    /* Clean Session (3.x) / Clean Start (5.0) */
+	uint16_t keepalive; /* seconds, 0 = off */
 	struct vs_props props;
 	struct vs_buf client_id;
 	bool will;
@@ -216,17 +216,17 @@ struct vs_ack {
 struct vs_subscribe {
 	uint16_t packet_id;
 	struct vs_props props;
-	uint32_t count;                     /* number of entries, >= 1 [MQTT-3.8.3-3] */
-	struct vs_buf raw;                  /* decoded: the payload; walk with vs_subscribe_next() */
+	uint32_t count;	   /* number of entries, >= 1 [MQTT-3.8.3-3] */
+	struct vs_buf raw; /* decoded: the payload; walk with vs_subscribe_next() */
 	const struct vs_sub_entry *entries; /* encode only: count entries */
 };
 
 struct vs_unsubscribe {
 	uint16_t packet_id;
 	struct vs_props props;
-	uint32_t count;                     /* >= 1 [MQTT-3.10.3-2] */
-	struct vs_buf raw;                  /* decoded: walk with vs_unsubscribe_next() */
-	const struct vs_buf *filters;       /* encode only */
+	uint32_t count;		      /* >= 1 [MQTT-3.10.3-2] */
+	struct vs_buf raw;	      /* decoded: walk with vs_unsubscribe_next() */
+	const struct vs_buf *filters; /* encode only */
 };
 
 /* SUBACK and UNSUBACK (3.1.1 UNSUBACK has no codes: count is 0). */
@@ -260,7 +260,7 @@ struct vs_packet {
 
 /* Options for decoding: what the connection knows. */
 struct vs_decode_opts {
-	uint8_t version;          /* 0 before CONNECT (only CONNECT is accepted), else enum vs_version */
+	uint8_t version; /* 0 before CONNECT (only CONNECT is accepted), else enum vs_version */
 	uint32_t max_packet_size; /* whole packet, fixed header included; 0 = protocol maximum */
 };
 

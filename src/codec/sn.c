@@ -13,8 +13,8 @@
 enum field {
 	F_END = 0,
 	F_FLAGS,    /* 1 byte */
-	F_RC,       /* 1 byte */
-	F_GWID,     /* 1 byte */
+	F_RC,	    /* 1 byte */
+	F_GWID,	    /* 1 byte */
 	F_RADIUS,   /* 1 byte */
 	F_PROTO,    /* 1 byte */
 	F_DURATION, /* 2 bytes */
@@ -24,12 +24,12 @@ enum field {
 
 /* The variable part. */
 enum var {
-	V_NONE,     /* nothing may follow */
-	V_DATA,     /* bytes to the end (may be empty) */
-	V_NAME,     /* at least one byte to the end */
-	V_OPTIONAL, /* PINGREQ: client id or nothing; DISCONNECT: a duration or nothing */
-	V_SUBTOPIC, /* SUBSCRIBE/UNSUBSCRIBE: a name (type NORMAL) or a two-byte id */
-	V_WILLTOPIC,/* WILLTOPIC(UPD): flags and a topic, or nothing at all */
+	V_NONE,	     /* nothing may follow */
+	V_DATA,	     /* bytes to the end (may be empty) */
+	V_NAME,	     /* at least one byte to the end */
+	V_OPTIONAL,  /* PINGREQ: client id or nothing; DISCONNECT: a duration or nothing */
+	V_SUBTOPIC,  /* SUBSCRIBE/UNSUBSCRIBE: a name (type NORMAL) or a two-byte id */
+	V_WILLTOPIC, /* WILLTOPIC(UPD): flags and a topic, or nothing at all */
 };
 
 struct layout {
@@ -39,33 +39,33 @@ struct layout {
 };
 
 static const struct layout layouts[256] = {
-	[VS_SN_ADVERTISE] = {"ADVERTISE", {F_GWID, F_DURATION}, V_NONE},
-	[VS_SN_SEARCHGW] = {"SEARCHGW", {F_RADIUS}, V_NONE},
-	[VS_SN_GWINFO] = {"GWINFO", {F_GWID}, V_DATA},
-	[VS_SN_CONNECT] = {"CONNECT", {F_FLAGS, F_PROTO, F_DURATION}, V_DATA},
-	[VS_SN_CONNACK] = {"CONNACK", {F_RC}, V_NONE},
-	[VS_SN_WILLTOPICREQ] = {"WILLTOPICREQ", {F_END}, V_NONE},
-	[VS_SN_WILLTOPIC] = {"WILLTOPIC", {F_END}, V_WILLTOPIC},
-	[VS_SN_WILLMSGREQ] = {"WILLMSGREQ", {F_END}, V_NONE},
-	[VS_SN_WILLMSG] = {"WILLMSG", {F_END}, V_DATA},
-	[VS_SN_REGISTER] = {"REGISTER", {F_TOPIC, F_MSGID}, V_NAME},
-	[VS_SN_REGACK] = {"REGACK", {F_TOPIC, F_MSGID, F_RC}, V_NONE},
-	[VS_SN_PUBLISH] = {"PUBLISH", {F_FLAGS, F_TOPIC, F_MSGID}, V_DATA},
-	[VS_SN_PUBACK] = {"PUBACK", {F_TOPIC, F_MSGID, F_RC}, V_NONE},
-	[VS_SN_PUBCOMP] = {"PUBCOMP", {F_MSGID}, V_NONE},
-	[VS_SN_PUBREC] = {"PUBREC", {F_MSGID}, V_NONE},
-	[VS_SN_PUBREL] = {"PUBREL", {F_MSGID}, V_NONE},
-	[VS_SN_SUBSCRIBE] = {"SUBSCRIBE", {F_FLAGS, F_MSGID}, V_SUBTOPIC},
-	[VS_SN_SUBACK] = {"SUBACK", {F_FLAGS, F_TOPIC, F_MSGID, F_RC}, V_NONE},
-	[VS_SN_UNSUBSCRIBE] = {"UNSUBSCRIBE", {F_FLAGS, F_MSGID}, V_SUBTOPIC},
-	[VS_SN_UNSUBACK] = {"UNSUBACK", {F_MSGID}, V_NONE},
-	[VS_SN_PINGREQ] = {"PINGREQ", {F_END}, V_OPTIONAL},
-	[VS_SN_PINGRESP] = {"PINGRESP", {F_END}, V_NONE},
-	[VS_SN_DISCONNECT] = {"DISCONNECT", {F_END}, V_OPTIONAL},
-	[VS_SN_WILLTOPICUPD] = {"WILLTOPICUPD", {F_END}, V_WILLTOPIC},
-	[VS_SN_WILLTOPICRESP] = {"WILLTOPICRESP", {F_RC}, V_NONE},
-	[VS_SN_WILLMSGUPD] = {"WILLMSGUPD", {F_END}, V_DATA},
-	[VS_SN_WILLMSGRESP] = {"WILLMSGRESP", {F_RC}, V_NONE},
+    [VS_SN_ADVERTISE] = {"ADVERTISE", {F_GWID, F_DURATION}, V_NONE},
+    [VS_SN_SEARCHGW] = {"SEARCHGW", {F_RADIUS}, V_NONE},
+    [VS_SN_GWINFO] = {"GWINFO", {F_GWID}, V_DATA},
+    [VS_SN_CONNECT] = {"CONNECT", {F_FLAGS, F_PROTO, F_DURATION}, V_DATA},
+    [VS_SN_CONNACK] = {"CONNACK", {F_RC}, V_NONE},
+    [VS_SN_WILLTOPICREQ] = {"WILLTOPICREQ", {F_END}, V_NONE},
+    [VS_SN_WILLTOPIC] = {"WILLTOPIC", {F_END}, V_WILLTOPIC},
+    [VS_SN_WILLMSGREQ] = {"WILLMSGREQ", {F_END}, V_NONE},
+    [VS_SN_WILLMSG] = {"WILLMSG", {F_END}, V_DATA},
+    [VS_SN_REGISTER] = {"REGISTER", {F_TOPIC, F_MSGID}, V_NAME},
+    [VS_SN_REGACK] = {"REGACK", {F_TOPIC, F_MSGID, F_RC}, V_NONE},
+    [VS_SN_PUBLISH] = {"PUBLISH", {F_FLAGS, F_TOPIC, F_MSGID}, V_DATA},
+    [VS_SN_PUBACK] = {"PUBACK", {F_TOPIC, F_MSGID, F_RC}, V_NONE},
+    [VS_SN_PUBCOMP] = {"PUBCOMP", {F_MSGID}, V_NONE},
+    [VS_SN_PUBREC] = {"PUBREC", {F_MSGID}, V_NONE},
+    [VS_SN_PUBREL] = {"PUBREL", {F_MSGID}, V_NONE},
+    [VS_SN_SUBSCRIBE] = {"SUBSCRIBE", {F_FLAGS, F_MSGID}, V_SUBTOPIC},
+    [VS_SN_SUBACK] = {"SUBACK", {F_FLAGS, F_TOPIC, F_MSGID, F_RC}, V_NONE},
+    [VS_SN_UNSUBSCRIBE] = {"UNSUBSCRIBE", {F_FLAGS, F_MSGID}, V_SUBTOPIC},
+    [VS_SN_UNSUBACK] = {"UNSUBACK", {F_MSGID}, V_NONE},
+    [VS_SN_PINGREQ] = {"PINGREQ", {F_END}, V_OPTIONAL},
+    [VS_SN_PINGRESP] = {"PINGRESP", {F_END}, V_NONE},
+    [VS_SN_DISCONNECT] = {"DISCONNECT", {F_END}, V_OPTIONAL},
+    [VS_SN_WILLTOPICUPD] = {"WILLTOPICUPD", {F_END}, V_WILLTOPIC},
+    [VS_SN_WILLTOPICRESP] = {"WILLTOPICRESP", {F_RC}, V_NONE},
+    [VS_SN_WILLMSGUPD] = {"WILLMSGUPD", {F_END}, V_DATA},
+    [VS_SN_WILLMSGRESP] = {"WILLMSGRESP", {F_RC}, V_NONE},
 };
 
 const char *vs_sn_type_name(int type)
@@ -86,14 +86,22 @@ static int field_size(int f)
 static void *field_ptr(struct vs_sn_packet *p, int f)
 {
 	switch (f) {
-	case F_FLAGS: return &p->flags;
-	case F_RC: return &p->rc;
-	case F_GWID: return &p->gw_id;
-	case F_RADIUS: return &p->radius;
-	case F_PROTO: return &p->protocol;
-	case F_DURATION: return &p->duration;
-	case F_TOPIC: return &p->topic_id;
-	default: return &p->msg_id;
+	case F_FLAGS:
+		return &p->flags;
+	case F_RC:
+		return &p->rc;
+	case F_GWID:
+		return &p->gw_id;
+	case F_RADIUS:
+		return &p->radius;
+	case F_PROTO:
+		return &p->protocol;
+	case F_DURATION:
+		return &p->duration;
+	case F_TOPIC:
+		return &p->topic_id;
+	default:
+		return &p->msg_id;
 	}
 }
 
@@ -133,8 +141,8 @@ int vs_sn_decode(const uint8_t *buf, size_t len, struct vs_sn_packet *p, const c
 	if (hl < 0)
 		return hl;
 	if (total != len)
-		return fail(why, total > len ? "length beyond the datagram"
-					     : "bytes after the message");
+		return fail(why,
+			    total > len ? "length beyond the datagram" : "bytes after the message");
 	p->type = buf[hl];
 	const struct layout *l = &layouts[p->type];
 	if (!l->name)
@@ -201,8 +209,8 @@ int vs_sn_decode(const uint8_t *buf, size_t len, struct vs_sn_packet *p, const c
 	 * has one (PUBLISH, SUBSCRIBE, UNSUBSCRIBE), QoS -1 where QoS means a subscription's or a
 	 * will's (SUBSCRIBE, SUBACK, WILLTOPIC, WILLTOPICUPD). Bits a type does not use (CONNECT's
 	 * QoS and topic-id type, UNSUBSCRIBE's QoS) are ignored, as the spec marks them. */
-	bool tid = p->type == VS_SN_PUBLISH || p->type == VS_SN_SUBSCRIBE ||
-		   p->type == VS_SN_UNSUBSCRIBE;
+	bool tid =
+	    p->type == VS_SN_PUBLISH || p->type == VS_SN_SUBSCRIBE || p->type == VS_SN_UNSUBSCRIBE;
 	bool qos = p->type == VS_SN_SUBSCRIBE || p->type == VS_SN_SUBACK ||
 		   (l->var == V_WILLTOPIC && !p->empty_will);
 	if (tid && (p->flags & VS_SN_TID_MASK) == 3)

@@ -57,7 +57,7 @@ enum vs_sn_type {
 /* The Flags field (section 5.3.4). */
 enum {
 	VS_SN_DUP = 0x80,
-	VS_SN_QOS_MASK = 0x60,   /* 0b00 QoS 0, 0b01 QoS 1, 0b10 QoS 2, 0b11 QoS -1 */
+	VS_SN_QOS_MASK = 0x60, /* 0b00 QoS 0, 0b01 QoS 1, 0b10 QoS 2, 0b11 QoS -1 */
 	VS_SN_RETAIN = 0x10,
 	VS_SN_WILL = 0x08,
 	VS_SN_CLEAN = 0x04,
@@ -66,9 +66,9 @@ enum {
 
 /* TopicIdType (the flags' low two bits). */
 enum vs_sn_tid_type {
-	VS_SN_TID_NORMAL = 0,     /* a registered id; in SUBSCRIBE/UNSUBSCRIBE, a topic name */
+	VS_SN_TID_NORMAL = 0,	  /* a registered id; in SUBSCRIBE/UNSUBSCRIBE, a topic name */
 	VS_SN_TID_PREDEFINED = 1, /* an id both sides know beforehand */
-	VS_SN_TID_SHORT = 2,      /* two characters in the id field */
+	VS_SN_TID_SHORT = 2,	  /* two characters in the id field */
 };
 
 /* Return codes (section 5.3.10). */
@@ -90,16 +90,16 @@ enum vs_sn_rc {
  * topic_id holds it and data is empty.
  */
 struct vs_sn_packet {
-	uint8_t type;       /* enum vs_sn_type */
-	uint8_t flags;      /* the Flags byte, where the type has one */
-	uint8_t rc;         /* ReturnCode (CONNACK, REGACK, PUBACK, SUBACK, WILL*RESP) */
-	uint8_t gw_id;      /* ADVERTISE, GWINFO */
-	uint8_t radius;     /* SEARCHGW */
-	uint8_t protocol;   /* CONNECT: ProtocolId (always 0x01 once decoded) */
-	bool has_duration;  /* DISCONNECT carries a sleep duration */
-	bool empty_will;    /* WILLTOPIC / WILLTOPICUPD with no flags and no topic: delete it */
-	uint16_t duration;  /* ADVERTISE, CONNECT (keep-alive), DISCONNECT (sleep), seconds */
-	uint16_t topic_id;  /* REGISTER, REGACK, PUBLISH, PUBACK, SUBACK, SUBSCRIBE/UNSUBSCRIBE */
+	uint8_t type;	   /* enum vs_sn_type */
+	uint8_t flags;	   /* the Flags byte, where the type has one */
+	uint8_t rc;	   /* ReturnCode (CONNACK, REGACK, PUBACK, SUBACK, WILL*RESP) */
+	uint8_t gw_id;	   /* ADVERTISE, GWINFO */
+	uint8_t radius;	   /* SEARCHGW */
+	uint8_t protocol;  /* CONNECT: ProtocolId (always 0x01 once decoded) */
+	bool has_duration; /* DISCONNECT carries a sleep duration */
+	bool empty_will;   /* WILLTOPIC / WILLTOPICUPD with no flags and no topic: delete it */
+	uint16_t duration; /* ADVERTISE, CONNECT (keep-alive), DISCONNECT (sleep), seconds */
+	uint16_t topic_id; /* REGISTER, REGACK, PUBLISH, PUBACK, SUBACK, SUBSCRIBE/UNSUBSCRIBE */
 	uint16_t msg_id;
 	struct vs_buf data;
 };
@@ -133,9 +133,9 @@ ssize_t vs_sn_encode(const struct vs_sn_packet *p, uint8_t *out, size_t cap);
 
 /* The forwarder encapsulation (section 5.5): a message from or for one wireless node. */
 struct vs_sn_encap {
-	uint8_t ctrl;         /* Ctrl: the broadcast radius in bits 0-1 */
-	struct vs_buf node;   /* Wireless Node Id (may be empty) */
-	struct vs_buf inner;  /* the MQTT-SN message carried */
+	uint8_t ctrl;	     /* Ctrl: the broadcast radius in bits 0-1 */
+	struct vs_buf node;  /* Wireless Node Id (may be empty) */
+	struct vs_buf inner; /* the MQTT-SN message carried */
 };
 
 /* Splits an ENCAPSULATED datagram. Returns 0, or VS_EPROTO (not one, or malformed). The inner

@@ -33,12 +33,28 @@ void vs_listener_conf_init(struct vs_listener_conf *l, const struct vs_config *c
 
 void vs_listener_conf_fini(struct vs_listener_conf *l)
 {
-	char **strs[] = {&l->bind_address, &l->bind_interface, &l->mount_point, &l->auto_id_prefix,
-			 &l->password_file, &l->acl_file,       &l->cafile,      &l->capath,
-			 &l->certfile,      &l->keyfile,        &l->ciphers,     &l->ciphers_tls13,
-			 &l->dhparamfile,   &l->tls_version,    &l->crlfile,     &l->psk_hint,
-			 &l->psk_file,      &l->tls_engine,     &l->tls_engine_kpass_sha1,
-			 &l->http_dir,      &l->websockets_path, &l->mqttsn_predefined_topics};
+	char **strs[] = {&l->bind_address,
+			 &l->bind_interface,
+			 &l->mount_point,
+			 &l->auto_id_prefix,
+			 &l->password_file,
+			 &l->acl_file,
+			 &l->cafile,
+			 &l->capath,
+			 &l->certfile,
+			 &l->keyfile,
+			 &l->ciphers,
+			 &l->ciphers_tls13,
+			 &l->dhparamfile,
+			 &l->tls_version,
+			 &l->crlfile,
+			 &l->psk_hint,
+			 &l->psk_file,
+			 &l->tls_engine,
+			 &l->tls_engine_kpass_sha1,
+			 &l->http_dir,
+			 &l->websockets_path,
+			 &l->mqttsn_predefined_topics};
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
 		free(*strs[i]);
 		*strs[i] = NULL;
@@ -118,9 +134,10 @@ void vs_config_fini(struct vs_config *c)
 	for (size_t i = 0; i < c->n_listeners; i++)
 		vs_listener_conf_fini(&c->listeners[i]);
 	free(c->listeners);
-	char *strs[] = {c->password_file,  c->acl_file,  c->auto_id_prefix, c->psk_file,
-			c->clientid_prefixes, c->pid_file, c->user,
-			c->log_timestamp_format, c->persistence_location, c->persistence_file};
+	char *strs[] = {
+	    c->password_file,	     c->acl_file,	 c->auto_id_prefix, c->psk_file,
+	    c->clientid_prefixes,    c->pid_file,	 c->user,	    c->log_timestamp_format,
+	    c->persistence_location, c->persistence_file};
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
 		free(strs[i]);
 	vs_strlist_fini(&c->http_admins);
@@ -153,7 +170,7 @@ int vs_config_finish(struct vs_config *c, int port)
 }
 
 static int fail(char *err, size_t errlen, const struct vs_listener_conf *l, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 /* Writes "listener PORT[ ADDRESS]: <message>" into err and returns VS_ECONF. */
 static int fail(char *err, size_t errlen, const struct vs_listener_conf *l, const char *fmt, ...)
@@ -178,41 +195,46 @@ static int validate_tls(const struct vs_listener_conf *l, const struct vs_config
 {
 	if (!!l->certfile != !!l->keyfile)
 		return fail(err, errlen, l, "'%s' is set without '%s', expected both or neither",
-			    l->certfile ? "certfile" : "keyfile", l->certfile ? "keyfile" : "certfile");
+			    l->certfile ? "certfile" : "keyfile",
+			    l->certfile ? "keyfile" : "certfile");
 	const char *psk_file = c->per_listener_settings ? l->psk_file : c->psk_file;
 	if (l->psk_hint && !psk_file)
 		return fail(err, errlen, l, "'psk_hint' without a 'psk_file', expected both");
 	if (!l->certfile && !l->psk_hint) {
-		const char *tls_only = l->cafile             ? "cafile"
-				       : l->capath           ? "capath"
-				       : l->require_certificate ? "require_certificate"
-				       : l->ciphers          ? "ciphers"
-				       : l->ciphers_tls13    ? "ciphers_tls1.3"
-				       : l->dhparamfile      ? "dhparamfile"
-				       : l->tls_version      ? "tls_version"
-				       : l->crlfile          ? "crlfile"
-				       : l->tls_engine       ? "tls_engine"
-				       : l->tls_keyform_engine ? "tls_keyform"
+		const char *tls_only = l->cafile		     ? "cafile"
+				       : l->capath		     ? "capath"
+				       : l->require_certificate	     ? "require_certificate"
+				       : l->ciphers		     ? "ciphers"
+				       : l->ciphers_tls13	     ? "ciphers_tls1.3"
+				       : l->dhparamfile		     ? "dhparamfile"
+				       : l->tls_version		     ? "tls_version"
+				       : l->crlfile		     ? "crlfile"
+				       : l->tls_engine		     ? "tls_engine"
+				       : l->tls_keyform_engine	     ? "tls_keyform"
 				       : l->use_identity_as_username ? "use_identity_as_username"
 				       : l->use_subject_as_username  ? "use_subject_as_username"
 								     : NULL;
 		if (tls_only)
 			return fail(err, errlen, l,
 				    "'%s' needs TLS, expected 'certfile' and 'keyfile' (or "
-				    "'psk_hint') too", tls_only);
+				    "'psk_hint') too",
+				    tls_only);
 		return 0;
 	}
 	if (l->require_certificate && !l->cafile && !l->capath)
 		return fail(err, errlen, l,
 			    "'require_certificate true' needs a CA, expected 'cafile' or 'capath'");
 	if (l->tls_keyform_engine && !l->tls_engine)
-		return fail(err, errlen, l, "'tls_keyform engine' without 'tls_engine', expected the "
+		return fail(err, errlen, l,
+			    "'tls_keyform engine' without 'tls_engine', expected the "
 			    "engine's name");
 	if (l->use_identity_as_username && l->use_subject_as_username)
-		return fail(err, errlen, l, "both 'use_identity_as_username' and "
+		return fail(err, errlen, l,
+			    "both 'use_identity_as_username' and "
 			    "'use_subject_as_username', expected one");
 	if (l->crlfile && !l->cafile && !l->capath)
-		return fail(err, errlen, l, "'crlfile' without a CA, expected 'cafile' or 'capath'");
+		return fail(err, errlen, l,
+			    "'crlfile' without a CA, expected 'cafile' or 'capath'");
 	return 0;
 }
 
@@ -227,16 +249,20 @@ static bool same_str(const char *a, const char *b)
 static int validate_mount(const struct vs_listener_conf *l, char *err, size_t errlen)
 {
 	if (l->bind_interface && l->socket_domain == AF_UNIX)
-		return fail(err, errlen, l, "bind_interface on a unix socket, expected a TCP or UDP "
-					    "port");
+		return fail(err, errlen, l,
+			    "bind_interface on a unix socket, expected a TCP or UDP "
+			    "port");
 	if (!l->mount_point)
 		return 0;
 	if (strpbrk(l->mount_point, "+#"))
-		return fail(err, errlen, l, "mount_point '%s' contains a wildcard, expected a topic "
-					    "prefix without '+' or '#'", l->mount_point);
+		return fail(err, errlen, l,
+			    "mount_point '%s' contains a wildcard, expected a topic "
+			    "prefix without '+' or '#'",
+			    l->mount_point);
 	if (l->protocol == VS_LPROTO_MQTTSN)
-		return fail(err, errlen, l, "'mount_point' on a 'protocol mqttsn' listener is not "
-					    "supported yet");
+		return fail(err, errlen, l,
+			    "'mount_point' on a 'protocol mqttsn' listener is not "
+			    "supported yet");
 	return 0;
 }
 
@@ -244,19 +270,22 @@ static int validate_listener(const struct vs_config *c, size_t i, char *err, siz
 {
 	const struct vs_listener_conf *l = &c->listeners[i];
 	if (l->port == 0 && l->socket_domain != AF_UNIX)
-		return fail(err, errlen, l, "port 0 needs a unix socket path, expected "
-					    "'listener 0 /path/to/socket'");
+		return fail(err, errlen, l,
+			    "port 0 needs a unix socket path, expected "
+			    "'listener 0 /path/to/socket'");
 	if (l->socket_domain == AF_UNIX && l->protocol == VS_LPROTO_WEBSOCKETS)
 		return fail(err, errlen, l, "websockets on a unix socket, expected a TCP port");
 	if (l->protocol != VS_LPROTO_WEBSOCKETS &&
 	    (l->http_dir || l->websockets_path || l->websockets_origins.n ||
 	     l->websockets_trusted_proxies.n))
 		return fail(err, errlen, l, "'%s' on a listener without 'protocol websockets'",
-			    l->http_dir ? "http_dir" : l->websockets_path ? "websockets_path"
-						  : l->websockets_origins.n ? "websockets_origin"
-						  : "websockets_trusted_proxy");
+			    l->http_dir		      ? "http_dir"
+			    : l->websockets_path      ? "websockets_path"
+			    : l->websockets_origins.n ? "websockets_origin"
+						      : "websockets_trusted_proxy");
 	if (l->websockets_path && l->websockets_path[0] != '/')
-		return fail(err, errlen, l, "websockets_path '%s', expected a path starting with '/'",
+		return fail(err, errlen, l,
+			    "websockets_path '%s', expected a path starting with '/'",
 			    l->websockets_path);
 	if (l->socket_domain == AF_UNIX && (l->certfile || l->psk_hint))
 		return fail(err, errlen, l, "TLS on a unix socket, expected a TCP port");
@@ -266,7 +295,7 @@ static int validate_listener(const struct vs_config *c, size_t i, char *err, siz
 	} else if (l->mqttsn_predefined_topics || l->mqttsn_allowed_sources.n ||
 		   l->mqttsn_advertise_interval) {
 		return fail(err, errlen, l, "'%s' on a listener without 'protocol mqttsn'",
-			    l->mqttsn_predefined_topics ? "mqttsn_predefined_topics"
+			    l->mqttsn_predefined_topics	  ? "mqttsn_predefined_topics"
 			    : l->mqttsn_allowed_sources.n ? "mqttsn_allowed_sources"
 							  : "mqttsn_advertise_interval");
 	}
@@ -280,8 +309,9 @@ static int validate_listener(const struct vs_config *c, size_t i, char *err, siz
 		/* UDP and TCP ports are apart: MQTT-SN may share MQTT's number. */
 		if (o->port == l->port && same_str(o->bind_address, l->bind_address) &&
 		    (o->protocol == VS_LPROTO_MQTTSN) == (l->protocol == VS_LPROTO_MQTTSN))
-			return fail(err, errlen, l, "defined twice, expected each port and address "
-						    "once");
+			return fail(err, errlen, l,
+				    "defined twice, expected each port and address "
+				    "once");
 	}
 	return 0;
 }
@@ -311,13 +341,16 @@ int vs_config_validate_all(struct vs_config *c, vs_conf_report_fn report, void *
 		}
 	}
 	if (c->persistence_file && strchr(c->persistence_file, '/')) {
-		fail(err, sizeof(err), NULL, "persistence_file '%s' contains '/', expected a file "
-		     "name (set the directory with persistence_location)", c->persistence_file);
+		fail(err, sizeof(err), NULL,
+		     "persistence_file '%s' contains '/', expected a file "
+		     "name (set the directory with persistence_location)",
+		     c->persistence_file);
 		report(ud, err);
 		n++;
 	}
 	if ((c->log.dests & VS_LOGD_FILE) && !c->log.file_path) {
-		fail(err, sizeof(err), NULL, "log_dest file without a path, expected "
+		fail(err, sizeof(err), NULL,
+		     "log_dest file without a path, expected "
 		     "'log_dest file PATH'");
 		report(ud, err);
 		n++;

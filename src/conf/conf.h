@@ -42,7 +42,7 @@ enum vs_conf_fsync {
 };
 
 enum vs_conf_log_format {
-	VS_CONF_LOG_VIESTI = 0,    /* "2024-01-02T03:04:05.678Z info: message" */
+	VS_CONF_LOG_VIESTI = 0,	   /* "2024-01-02T03:04:05.678Z info: message" */
 	VS_CONF_LOG_MOSQUITTO = 1, /* "1700000000: message", and Mosquitto's wording for
 				    * connections and the debug packet trace */
 };
@@ -57,20 +57,20 @@ struct vs_listener_conf {
 	char *bind_address;   /* host name or address; NULL = all interfaces. With port 0, the path
 				 of a unix socket (socket_domain is then AF_UNIX), as Mosquitto 2.0 */
 	char *bind_interface; /* SO_BINDTODEVICE name, NULL = none */
-	int port;             /* 1..65535, or 0 for a unix socket */
+	int port;	      /* 1..65535, or 0 for a unix socket */
 	int socket_domain;    /* AF_UNSPEC (both), AF_INET, AF_INET6 or AF_UNIX */
 	enum vs_listener_protocol protocol;
-	int max_connections;  /* -1 = unlimited */
-	char *mount_point;    /* topic prefix for clients of this listener, NULL = none */
-	int max_qos;          /* 0..2, default 2 */
-	int max_topic_alias;  /* 0..65535, default 10 */
+	int max_connections; /* -1 = unlimited */
+	char *mount_point;   /* topic prefix for clients of this listener, NULL = none */
+	int max_qos;	     /* 0..2, default 2 */
+	int max_topic_alias; /* 0..65535, default 10 */
 	bool use_username_as_clientid;
 
 	/* Security, used only when vs_config.per_listener_settings is true (otherwise the globals
 	 * in struct vs_config apply and these stay unset). */
-	int allow_anonymous;            /* -1 unset (broker decides), 0, 1 */
+	int allow_anonymous;		/* -1 unset (broker decides), 0, 1 */
 	int allow_zero_length_clientid; /* -1 unset (use the global), 0, 1 */
-	char *auto_id_prefix;           /* NULL = use the global */
+	char *auto_id_prefix;		/* NULL = use the global */
 	char *password_file;
 	char *acl_file;
 
@@ -80,44 +80,44 @@ struct vs_listener_conf {
 	char *capath;
 	char *certfile;
 	char *keyfile;
-	char *ciphers;       /* TLS <= 1.2 cipher list, OpenSSL syntax */
+	char *ciphers;	     /* TLS <= 1.2 cipher list, OpenSSL syntax */
 	char *ciphers_tls13; /* TLS 1.3 cipher suites (ciphers_tls1.3) */
 	char *dhparamfile;
-	char *tls_version;   /* "tlsv1.1", "tlsv1.2" or "tlsv1.3": the minimum; NULL = library's */
-	char *crlfile;       /* certificate revocation list (PEM), checked for client certs */
-	char *psk_hint;      /* TLS-PSK: the hint sent to clients; turns PSK on */
-	char *psk_file;      /* security: used only with per_listener_settings (else global) */
-	char *tls_engine;    /* OpenSSL engine for the private key (tls_keyform engine) */
+	char *tls_version; /* "tlsv1.1", "tlsv1.2" or "tlsv1.3": the minimum; NULL = library's */
+	char *crlfile;	   /* certificate revocation list (PEM), checked for client certs */
+	char *psk_hint;	   /* TLS-PSK: the hint sent to clients; turns PSK on */
+	char *psk_file;	   /* security: used only with per_listener_settings (else global) */
+	char *tls_engine;  /* OpenSSL engine for the private key (tls_keyform engine) */
 	char *tls_engine_kpass_sha1; /* SHA-1 (hex) of the engine key's passphrase */
-	bool tls_keyform_engine; /* tls_keyform engine: keyfile names a key in tls_engine */
+	bool tls_keyform_engine;     /* tls_keyform engine: keyfile names a key in tls_engine */
 	bool require_certificate;
 	bool use_identity_as_username;
 	bool use_subject_as_username;
 
 	/* WebSocket (protocol websockets). */
-	char *http_dir;            /* serve static files from here, NULL = none */
-	char *websockets_path;     /* the one request path for upgrades, NULL = any (Viesti) */
+	char *http_dir;	       /* serve static files from here, NULL = none */
+	char *websockets_path; /* the one request path for upgrades, NULL = any (Viesti) */
 	struct vs_strlist websockets_origins; /* allowed Origin values, none = any (Viesti) */
 	struct vs_strlist websockets_trusted_proxies; /* peers whose X-Forwarded-For is believed */
 
 	/* MQTT-SN gateway (protocol mqttsn; Viesti). */
-	int mqttsn_gateway_id;        /* GwId of ADVERTISE and GWINFO, 0..255, default 1 */
-	int mqttsn_advertise_interval; /* seconds between ADVERTISE broadcasts, 0 = none */
+	int mqttsn_gateway_id;		/* GwId of ADVERTISE and GWINFO, 0..255, default 1 */
+	int mqttsn_advertise_interval;	/* seconds between ADVERTISE broadcasts, 0 = none */
 	char *mqttsn_predefined_topics; /* file of "ID TOPIC" lines, NULL = none */
 	struct vs_strlist mqttsn_allowed_sources; /* CIDR blocks admitted without credentials */
-	int mqttsn_retry_ms;          /* Tretry, default 10 s */
-	int mqttsn_retry_count;       /* Nretry, default 5 */
+	int mqttsn_retry_ms;			  /* Tretry, default 10 s */
+	int mqttsn_retry_count;			  /* Nretry, default 5 */
 };
 
 struct vs_config {
 	struct vs_listener_conf *listeners; /* owned array */
 	size_t n_listeners;
 	bool has_default_listener; /* listeners[0] comes from port/bind_address/early directives */
-	bool builtin_listener;     /* no listener was configured: vs_config_finish() made one on
+	bool builtin_listener;	   /* no listener was configured: vs_config_finish() made one on
 				    * localhost, where anonymous clients are allowed (Mosquitto 2.0) */
 
-	int threads; /* worker threads; 0 = one per core (Viesti extension) */
-	int auth_threads; /* password-checking threads, default 1 (Viesti extension) */
+	int threads;		  /* worker threads; 0 = one per core (Viesti extension) */
+	int auth_threads;	  /* password-checking threads, default 1 (Viesti extension) */
 	bool consolidate_threads; /* default true: one thread runs every shard at low load */
 
 	/* Security (global, or defaults when per_listener_settings is true). */
@@ -127,46 +127,46 @@ struct vs_config {
 	char *acl_file;
 	char *psk_file;
 	bool allow_zero_length_clientid; /* default true */
-	char *auto_id_prefix;            /* default "auto-" */
-	char *clientid_prefixes;         /* only client ids with this prefix may connect; NULL = all */
-	struct vs_strlist http_admins;   /* users of the password file let into 'protocol http'
-					  * listeners that do not allow anonymous access (Viesti) */
+	char *auto_id_prefix;		 /* default "auto-" */
+	char *clientid_prefixes; /* only client ids with this prefix may connect; NULL = all */
+	struct vs_strlist http_admins; /* users of the password file let into 'protocol http'
+					* listeners that do not allow anonymous access (Viesti) */
 
 	/* Limits. */
-	int max_keepalive;          /* seconds, 0..65535, default 65535 */
+	int max_keepalive;	     /* seconds, 0..65535, default 65535 */
 	int websockets_headers_size; /* longest HTTP request head on WebSocket listeners, bytes
 				      * (default 4096) */
-	int websockets_log_level;   /* libwebsockets' log level: read, and reported unused */
-	int http_timeout;           /* seconds an HTTP connection may idle between requests
-				     * (default 30, Viesti) */
-	int http_headers_size;      /* longest HTTP request head (default 8192, Viesti) */
-	int http_body_size;         /* longest HTTP request body (default 65536, Viesti) */
-	int connect_timeout;        /* seconds from accept to CONNECT (TLS handshake included),
-				     * default 10 */
-	uint32_t max_packet_size;   /* default 16 MiB; 0 = no limit (else >= 20) */
+	int websockets_log_level;    /* libwebsockets' log level: read, and reported unused */
+	int http_timeout;	     /* seconds an HTTP connection may idle between requests
+				      * (default 30, Viesti) */
+	int http_headers_size;	     /* longest HTTP request head (default 8192, Viesti) */
+	int http_body_size;	     /* longest HTTP request body (default 65536, Viesti) */
+	int connect_timeout;	     /* seconds from accept to CONNECT (TLS handshake included),
+				      * default 10 */
+	uint32_t max_packet_size;    /* default 16 MiB; 0 = no limit (else >= 20) */
 	uint32_t max_connect_packet_size; /* CONNECT before authentication, default 256 KiB */
-	uint64_t max_connecting_bytes; /* all connections before CONNECT together, default
-					* 64 MiB; 0 = no limit */
-	int max_topic_levels;       /* levels of a topic name or filter, default 200; 0 = none */
-	int max_retained_feed;      /* retained messages waiting per session after SUBSCRIBE,
-				     * default 1,000,000; 0 = no limit */
+	uint64_t max_connecting_bytes;	  /* all connections before CONNECT together, default
+					   * 64 MiB; 0 = no limit */
+	int max_topic_levels;	     /* levels of a topic name or filter, default 200; 0 = none */
+	int max_retained_feed;	     /* retained messages waiting per session after SUBSCRIBE,
+				      * default 1,000,000; 0 = no limit */
 	uint32_t message_size_limit; /* payload bytes, 0 = no limit */
-	int max_inflight_messages;  /* default 20; 0 = unlimited */
+	int max_inflight_messages;   /* default 20; 0 = unlimited */
 	uint64_t max_inflight_bytes; /* 0 = unlimited */
-	int max_queued_messages;    /* default 1000; 0 = unlimited */
-	uint64_t max_queued_bytes;  /* 0 = unlimited */
-	uint64_t memory_limit;      /* bytes of resident memory, 0 = unlimited */
-	int global_max_connections; /* all listeners together, -1 = unlimited (Mosquitto 2.1) */
-	uint64_t max_unsent_bytes;  /* per connected client: its output buffer and queued
-				     * payloads; past it the client is disconnected. Default
-				     * 64 MiB, 0 = unlimited */
-	bool queue_qos0_messages;   /* default false */
-	bool retain_available;      /* default true */
-	bool upgrade_outgoing_qos;  /* default false */
-	bool check_retain_source;   /* default true */
-	bool set_tcp_nodelay;       /* default true (Mosquitto: false) */
-	int max_qos;                /* default given to each listener (2) */
-	int max_topic_alias;        /* default given to each listener (10) */
+	int max_queued_messages;     /* default 1000; 0 = unlimited */
+	uint64_t max_queued_bytes;   /* 0 = unlimited */
+	uint64_t memory_limit;	     /* bytes of resident memory, 0 = unlimited */
+	int global_max_connections;  /* all listeners together, -1 = unlimited (Mosquitto 2.1) */
+	uint64_t max_unsent_bytes;   /* per connected client: its output buffer and queued
+				      * payloads; past it the client is disconnected. Default
+				      * 64 MiB, 0 = unlimited */
+	bool queue_qos0_messages;    /* default false */
+	bool retain_available;	     /* default true */
+	bool upgrade_outgoing_qos;   /* default false */
+	bool check_retain_source;    /* default true */
+	bool set_tcp_nodelay;	     /* default true (Mosquitto: false) */
+	int max_qos;		     /* default given to each listener (2) */
+	int max_topic_alias;	     /* default given to each listener (10) */
 
 	/* Sessions. */
 	int64_t persistent_client_expiration; /* seconds; -1 = never (default) */
@@ -176,24 +176,24 @@ struct vs_config {
 
 	/* Process. */
 	char *pid_file; /* NULL = none */
-	char *user;     /* user to switch to when started as root; NULL = do not switch */
+	char *user;	/* user to switch to when started as root; NULL = do not switch */
 
 	/* Logging: log.types/dests/file_path come from log_type/log_dest. */
 	struct vs_log log;
 	bool connection_messages;   /* default true */
-	bool log_timestamp;         /* default true (also copied to log.timestamps) */
+	bool log_timestamp;	    /* default true (also copied to log.timestamps) */
 	char *log_timestamp_format; /* strftime(3) format, NULL = ISO-8601 */
-	int log_facility;           /* syslog local0..local7 as 0..7; -1 = daemon (default) */
-	int log_format;             /* -1 unset (the command decides), VS_CONF_LOG_VIESTI or
+	int log_facility;	    /* syslog local0..local7 as 0..7; -1 = daemon (default) */
+	int log_format;		    /* -1 unset (the command decides), VS_CONF_LOG_VIESTI or
 				     * VS_CONF_LOG_MOSQUITTO */
 
 	/* Persistence. */
-	bool persistence; /* default false */
-	char *persistence_location; /* directory, NULL = current directory */
-	char *persistence_file;     /* default "mosquitto.db" */
-	enum vs_conf_fsync persistence_fsync;  /* default never */
-	int persistence_fsync_interval_ms;       /* for VS_CONF_FSYNC_INTERVAL, default 1000 */
-	int autosave_interval;   /* seconds (or changes with autosave_on_changes), default 1800 */
+	bool persistence;		      /* default false */
+	char *persistence_location;	      /* directory, NULL = current directory */
+	char *persistence_file;		      /* default "mosquitto.db" */
+	enum vs_conf_fsync persistence_fsync; /* default never */
+	int persistence_fsync_interval_ms;    /* for VS_CONF_FSYNC_INTERVAL, default 1000 */
+	int autosave_interval;	  /* seconds (or changes with autosave_on_changes), default 1800 */
 	bool autosave_on_changes; /* default false */
 };
 
@@ -224,8 +224,7 @@ typedef void (*vs_conf_report_fn)(void *ud, const char *msg);
  * As vs_config_load(), for --test-config: goes on after a bad line, passing each error to report,
  * and returns how many there were (>= 0), or -errno when path cannot be read (also reported).
  */
-int vs_config_load_all(struct vs_config *c, const char *path, vs_conf_report_fn report,
-		       void *ud);
+int vs_config_load_all(struct vs_config *c, const char *path, vs_conf_report_fn report, void *ud);
 /* As vs_config_load() on the NUL-terminated text; name is used as FILE in error messages. */
 int vs_config_parse_string(struct vs_config *c, const char *text, const char *name, char *err,
 			   size_t errlen);

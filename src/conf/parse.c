@@ -49,17 +49,17 @@ struct parser {
 	struct vs_config *c;
 	const char *file; /* name used in messages */
 	int line;
-	int depth;     /* 0 in the main file, 1 in a file read through include_dir */
-	long cur;      /* index of the last `listener`, -1 = the default listener */
+	int depth;	    /* 0 in the main file, 1 in a file read through include_dir */
+	long cur;	    /* index of the last `listener`, -1 = the default listener */
 	bool log_dest_seen; /* the first log_dest / log_type replaces the default set */
 	bool log_type_seen;
 	bool security_seen; /* a security directive or listener came before per_listener_settings */
-	bool comment_ok; /* this line's directive takes words: a trailing "# ..." is a comment */
+	bool comment_ok;    /* this line's directive takes words: a trailing "# ..." is a comment */
 	char *err;
 	size_t errlen;
 	vs_conf_report_fn report; /* set: a bad line is reported and the parse goes on */
 	void *report_ud;
-	int n_errors;             /* reported so far */
+	int n_errors; /* reported so far */
 };
 
 struct directive;
@@ -69,16 +69,17 @@ enum scope { S_GLOBAL, S_LISTENER, S_SECURITY };
 
 enum {
 	F_UNSUPPORTED = 1 << 0, /* a Mosquitto directive Viesti does not implement yet */
-	F_OBSOLETE = 1 << 1,    /* removed from Mosquitto 2.0, has no effect anywhere */
-	F_PREFIX = 1 << 2,      /* name is a prefix: plugin_opt_*, bridge_* */
-	F_REST = 1 << 3,        /* Mosquitto reads the rest of the line as the value, so a '#'
+	F_OBSOLETE = 1 << 1,	/* removed from Mosquitto 2.0, has no effect anywhere */
+	F_PREFIX = 1 << 2,	/* name is a prefix: plugin_opt_*, bridge_* */
+	F_REST = 1 << 3,	/* Mosquitto reads the rest of the line as the value, so a '#'
 				 * after it is no comment (bind_address, tls_version, ...) */
 };
 
 struct directive {
 	const char *name;
 	setter_fn set;
-	size_t off;  /* GLOBAL, SECURITY: offset in struct vs_config; LISTENER: in vs_listener_conf */
+	size_t
+	    off; /* GLOBAL, SECURITY: offset in struct vs_config; LISTENER: in vs_listener_conf */
 	size_t loff; /* SECURITY: offset in struct vs_listener_conf */
 	unsigned char scope;
 	unsigned char flags;
@@ -142,8 +143,8 @@ static int no_more(struct parser *p, const struct directive *d, char *args)
 {
 	char *extra = next_token(&args);
 	if (extra && !is_comment(p, extra))
-		return perr(p, "unexpected '%s' after the value of '%s', expected end of line", extra,
-			    d->name);
+		return perr(p, "unexpected '%s' after the value of '%s', expected end of line",
+			    extra, d->name);
 	return 0;
 }
 
@@ -245,13 +246,15 @@ static int set_cidr(struct parser *p, const struct directive *d, void *field, ch
 		char *end;
 		long bits = strtol(slash + 1, &end, 10);
 		if (!slash[1] || *end || bits < 0 || bits > max)
-			return perr(p, "bad prefix in '%s' for '%s', expected /0../%d", tok, d->name,
-				    max);
+			return perr(p, "bad prefix in '%s' for '%s', expected /0../%d", tok,
+				    d->name, max);
 	}
 	uint8_t bin[16];
 	if (inet_pton(max == 32 ? AF_INET : AF_INET6, addr, bin) != 1)
-		return perr(p, "bad value '%s' for '%s', expected an IPv4 or IPv6 address, "
-			    "optionally with /PREFIX", tok, d->name);
+		return perr(p,
+			    "bad value '%s' for '%s', expected an IPv4 or IPv6 address, "
+			    "optionally with /PREFIX",
+			    tok, d->name);
 	int rc = no_more(p, d, args);
 	return rc ? rc : vs_strlist_add(field, tok);
 }
@@ -329,9 +332,9 @@ static int parse_int_token(struct parser *p, const struct directive *d, const ch
 		ok = false;
 	int64_t sv = neg ? -(int64_t)v : (int64_t)v;
 	if (!ok || sv < d->min || sv > d->max)
-		return perr(p, "bad value '%s' for '%s', expected an integer from %" PRId64
-			       " to %" PRId64,
-			    tok, d->name, d->min, d->max);
+		return perr(
+		    p, "bad value '%s' for '%s', expected an integer from %" PRId64 " to %" PRId64,
+		    tok, d->name, d->min, d->max);
 	*out = sv;
 	return 0;
 }
@@ -340,9 +343,9 @@ static int parse_int(struct parser *p, const struct directive *d, char *args, in
 {
 	char *tok = next_token(&args);
 	if (!tok)
-		return perr(p, "missing value for '%s', expected an integer from %" PRId64
-			       " to %" PRId64,
-			    d->name, d->min, d->max);
+		return perr(
+		    p, "missing value for '%s', expected an integer from %" PRId64 " to %" PRId64,
+		    d->name, d->min, d->max);
 	int rc = parse_int_token(p, d, tok, out);
 	return rc ? rc : no_more(p, d, args);
 }
@@ -377,16 +380,16 @@ static int set_u64(struct parser *p, const struct directive *d, void *field, cha
 /* ---- special setters ---- */
 
 /* Mosquitto refuses packets under 20 bytes as a limit: no CONNECT would fit. */
-static int set_max_packet_size(struct parser *p, const struct directive *d, void *field,
-			       char *args)
+static int set_max_packet_size(struct parser *p, const struct directive *d, void *field, char *args)
 {
 	int64_t v;
 	int rc = parse_int(p, d, args, &v);
 	if (rc)
 		return rc;
 	if (v != 0 && v < 20)
-		return perr(p, "bad value '%" PRId64 "' for '%s', expected 0 (no limit) or at "
-			       "least 20",
+		return perr(p,
+			    "bad value '%" PRId64 "' for '%s', expected 0 (no limit) or at "
+			    "least 20",
 			    v, d->name);
 	*(uint32_t *)field = (uint32_t)v;
 	return 0;
@@ -453,8 +456,9 @@ static int set_listener(struct parser *p, const struct directive *d, void *field
 	if (addr && (rc = no_more(p, d, args)) != 0)
 		return rc;
 	if (port == 0 && !addr)
-		return perr(p, "'listener 0' without a socket path, expected 'listener 0 PATH' or a "
-			       "port from 1 to 65535");
+		return perr(p,
+			    "'listener 0' without a socket path, expected 'listener 0 PATH' or a "
+			    "port from 1 to 65535");
 	char *addr_copy = NULL;
 	if (addr && !(addr_copy = strdup(addr)))
 		return -ENOMEM;
@@ -521,7 +525,7 @@ static int set_protocol(struct parser *p, const struct directive *d, void *field
 {
 	static const char *const names[] = {"mqtt", "websockets", "mqttsn", "http", NULL};
 	static const enum vs_listener_protocol protos[] = {VS_LPROTO_MQTT, VS_LPROTO_WEBSOCKETS,
-							    VS_LPROTO_MQTTSN, VS_LPROTO_HTTP};
+							   VS_LPROTO_MQTTSN, VS_LPROTO_HTTP};
 	int i;
 	int rc = parse_choice(p, d, args, names, "mqtt, websockets, mqttsn or http", &i);
 	if (rc == 0)
@@ -648,13 +652,12 @@ static int set_log_dest(struct parser *p, const struct directive *d, void *field
 /* log_type: the first one replaces the default set; later ones add. */
 static int set_log_type(struct parser *p, const struct directive *d, void *field, char *args)
 {
-	static const char *const names[] = {"error",     "warning",    "notice", "information",
-					    "debug",     "subscribe",  "unsubscribe",
-					    "websockets", "none",      "all",    NULL};
-	static const unsigned types[] = {VS_LOG_ERR,       VS_LOG_WARN,        VS_LOG_NOTICE,
-					 VS_LOG_INFO,      VS_LOG_DEBUG,       VS_LOG_SUBSCRIBE,
-					 VS_LOG_UNSUBSCRIBE, VS_LOG_WEBSOCKETS, 0,
-					 VS_LOG_ALL};
+	static const char *const names[] = {"error", "warning",	  "notice",	 "information",
+					    "debug", "subscribe", "unsubscribe", "websockets",
+					    "none",  "all",	  NULL};
+	static const unsigned types[] = {
+	    VS_LOG_ERR,	      VS_LOG_WARN,	  VS_LOG_NOTICE,     VS_LOG_INFO, VS_LOG_DEBUG,
+	    VS_LOG_SUBSCRIBE, VS_LOG_UNSUBSCRIBE, VS_LOG_WEBSOCKETS, 0,		  VS_LOG_ALL};
 	int i;
 	int rc = parse_choice(p, d, args, names,
 			      "error, warning, notice, information, debug, subscribe, "
@@ -712,168 +715,188 @@ static int set_include_dir(struct parser *p, const struct directive *d, void *fi
 
 #define G(field) offsetof(struct vs_config, field)
 #define L(field) offsetof(struct vs_listener_conf, field)
-#define GLOBAL(n, fn, field, lo, hi) {n, fn, G(field), 0, S_GLOBAL, 0, lo, hi}
-#define LISTENER(n, fn, field, lo, hi) {n, fn, L(field), 0, S_LISTENER, 0, lo, hi}
-#define SECURITY(n, fn, gfield, lfield) {n, fn, G(gfield), L(lfield), S_SECURITY, 0, 0, 0}
-#define SPECIAL(n, fn) {n, fn, 0, 0, S_GLOBAL, 0, 0, 0}
-#define UNSUPPORTED(n) {n, NULL, 0, 0, S_GLOBAL, F_UNSUPPORTED, 0, 0}
-#define UNSUPPORTED_PREFIX(n) {n, NULL, 0, 0, S_GLOBAL, F_UNSUPPORTED | F_PREFIX, 0, 0}
-#define OBSOLETE(n) {n, NULL, 0, 0, S_GLOBAL, F_OBSOLETE, 0, 0}
+#define GLOBAL(n, fn, field, lo, hi)                                                               \
+	{                                                                                          \
+		n, fn, G(field), 0, S_GLOBAL, 0, lo, hi                                            \
+	}
+#define LISTENER(n, fn, field, lo, hi)                                                             \
+	{                                                                                          \
+		n, fn, L(field), 0, S_LISTENER, 0, lo, hi                                          \
+	}
+#define SECURITY(n, fn, gfield, lfield)                                                            \
+	{                                                                                          \
+		n, fn, G(gfield), L(lfield), S_SECURITY, 0, 0, 0                                   \
+	}
+#define SPECIAL(n, fn)                                                                             \
+	{                                                                                          \
+		n, fn, 0, 0, S_GLOBAL, 0, 0, 0                                                     \
+	}
+#define UNSUPPORTED(n)                                                                             \
+	{                                                                                          \
+		n, NULL, 0, 0, S_GLOBAL, F_UNSUPPORTED, 0, 0                                       \
+	}
+#define UNSUPPORTED_PREFIX(n)                                                                      \
+	{                                                                                          \
+		n, NULL, 0, 0, S_GLOBAL, F_UNSUPPORTED | F_PREFIX, 0, 0                            \
+	}
+#define OBSOLETE(n)                                                                                \
+	{                                                                                          \
+		n, NULL, 0, 0, S_GLOBAL, F_OBSOLETE, 0, 0                                          \
+	}
 
 static const struct directive directives[] = {
-	/* General. */
-	GLOBAL("threads", set_int, threads, 0, 1024),
-	GLOBAL("auth_threads", set_int, auth_threads, 1, 64),
-	GLOBAL("consolidate_threads", set_bool, consolidate_threads, 0, 0),
-	SPECIAL("per_listener_settings", set_per_listener),
-	SPECIAL("include_dir", set_include_dir),
-	SPECIAL("allow_duplicate_messages", set_duplicates),
-	GLOBAL("pid_file", set_string, pid_file, 0, 0),
-	GLOBAL("user", set_string, user, 0, 0),
-	GLOBAL("sys_interval", set_int, sys_interval, 0, 65535),
-	GLOBAL("clientid_prefixes", set_string, clientid_prefixes, 0, 0),
-	GLOBAL("http_admin", set_strlist, http_admins, 0, 0),
-	GLOBAL("set_tcp_nodelay", set_bool, set_tcp_nodelay, 0, 0),
+    /* General. */
+    GLOBAL("threads", set_int, threads, 0, 1024),
+    GLOBAL("auth_threads", set_int, auth_threads, 1, 64),
+    GLOBAL("consolidate_threads", set_bool, consolidate_threads, 0, 0),
+    SPECIAL("per_listener_settings", set_per_listener),
+    SPECIAL("include_dir", set_include_dir),
+    SPECIAL("allow_duplicate_messages", set_duplicates),
+    GLOBAL("pid_file", set_string, pid_file, 0, 0),
+    GLOBAL("user", set_string, user, 0, 0),
+    GLOBAL("sys_interval", set_int, sys_interval, 0, 65535),
+    GLOBAL("clientid_prefixes", set_string, clientid_prefixes, 0, 0),
+    GLOBAL("http_admin", set_strlist, http_admins, 0, 0),
+    GLOBAL("set_tcp_nodelay", set_bool, set_tcp_nodelay, 0, 0),
 
-	/* Security. */
-	SECURITY("allow_anonymous", set_tristate, allow_anonymous, allow_anonymous),
-	SECURITY("password_file", set_string, password_file, password_file),
-	SECURITY("acl_file", set_string, acl_file, acl_file),
-	SECURITY("allow_zero_length_clientid", set_bool_or_tristate, allow_zero_length_clientid,
-		 allow_zero_length_clientid),
-	SECURITY("auto_id_prefix", set_string, auto_id_prefix, auto_id_prefix),
+    /* Security. */
+    SECURITY("allow_anonymous", set_tristate, allow_anonymous, allow_anonymous),
+    SECURITY("password_file", set_string, password_file, password_file),
+    SECURITY("acl_file", set_string, acl_file, acl_file),
+    SECURITY("allow_zero_length_clientid", set_bool_or_tristate, allow_zero_length_clientid,
+	     allow_zero_length_clientid),
+    SECURITY("auto_id_prefix", set_string, auto_id_prefix, auto_id_prefix),
 
-	/* Limits and behaviour. */
-	GLOBAL("max_keepalive", set_int, max_keepalive, 0, 65535),
-	GLOBAL("connect_timeout", set_int, connect_timeout, 1, 3600),
-	GLOBAL("http_timeout", set_int, http_timeout, 1, 3600),
-	GLOBAL("http_headers_size", set_int, http_headers_size, 256, 1048576),
-	GLOBAL("http_body_size", set_int, http_body_size, 0, 16777216),
-	GLOBAL("websockets_headers_size", set_int, websockets_headers_size, 0, 1048576),
-	GLOBAL("websockets_log_level", set_int, websockets_log_level, 0, 65535),
-	GLOBAL("max_packet_size", set_max_packet_size, max_packet_size, 0, 268435460),
-	GLOBAL("max_connect_packet_size", set_max_packet_size, max_connect_packet_size, 0,
-	       268435460),
-	GLOBAL("max_connecting_bytes", set_u64, max_connecting_bytes, 0, INT64_MAX),
-	GLOBAL("max_topic_levels", set_int, max_topic_levels, 0, 65535),
-	GLOBAL("max_retained_feed", set_int, max_retained_feed, 0, INT32_MAX),
-	GLOBAL("message_size_limit", set_u32, message_size_limit, 0, 268435455),
-	GLOBAL("max_inflight_messages", set_int, max_inflight_messages, 0, 65535),
-	GLOBAL("max_inflight_bytes", set_u64, max_inflight_bytes, 0, INT64_MAX),
-	GLOBAL("max_queued_messages", set_int, max_queued_messages, 0, INT32_MAX),
-	GLOBAL("max_queued_bytes", set_u64, max_queued_bytes, 0, INT64_MAX),
-	GLOBAL("memory_limit", set_u64, memory_limit, 0, INT64_MAX),
-	GLOBAL("global_max_connections", set_int, global_max_connections, -1, INT32_MAX),
-	GLOBAL("max_unsent_bytes", set_u64, max_unsent_bytes, 0, INT64_MAX),
-	GLOBAL("queue_qos0_messages", set_bool, queue_qos0_messages, 0, 0),
-	GLOBAL("retain_available", set_bool, retain_available, 0, 0),
-	GLOBAL("upgrade_outgoing_qos", set_bool, upgrade_outgoing_qos, 0, 0),
-	GLOBAL("check_retain_source", set_bool, check_retain_source, 0, 0),
-	GLOBAL("persistent_client_expiration", set_expiration, persistent_client_expiration, 0, 0),
+    /* Limits and behaviour. */
+    GLOBAL("max_keepalive", set_int, max_keepalive, 0, 65535),
+    GLOBAL("connect_timeout", set_int, connect_timeout, 1, 3600),
+    GLOBAL("http_timeout", set_int, http_timeout, 1, 3600),
+    GLOBAL("http_headers_size", set_int, http_headers_size, 256, 1048576),
+    GLOBAL("http_body_size", set_int, http_body_size, 0, 16777216),
+    GLOBAL("websockets_headers_size", set_int, websockets_headers_size, 0, 1048576),
+    GLOBAL("websockets_log_level", set_int, websockets_log_level, 0, 65535),
+    GLOBAL("max_packet_size", set_max_packet_size, max_packet_size, 0, 268435460),
+    GLOBAL("max_connect_packet_size", set_max_packet_size, max_connect_packet_size, 0, 268435460),
+    GLOBAL("max_connecting_bytes", set_u64, max_connecting_bytes, 0, INT64_MAX),
+    GLOBAL("max_topic_levels", set_int, max_topic_levels, 0, 65535),
+    GLOBAL("max_retained_feed", set_int, max_retained_feed, 0, INT32_MAX),
+    GLOBAL("message_size_limit", set_u32, message_size_limit, 0, 268435455),
+    GLOBAL("max_inflight_messages", set_int, max_inflight_messages, 0, 65535),
+    GLOBAL("max_inflight_bytes", set_u64, max_inflight_bytes, 0, INT64_MAX),
+    GLOBAL("max_queued_messages", set_int, max_queued_messages, 0, INT32_MAX),
+    GLOBAL("max_queued_bytes", set_u64, max_queued_bytes, 0, INT64_MAX),
+    GLOBAL("memory_limit", set_u64, memory_limit, 0, INT64_MAX),
+    GLOBAL("global_max_connections", set_int, global_max_connections, -1, INT32_MAX),
+    GLOBAL("max_unsent_bytes", set_u64, max_unsent_bytes, 0, INT64_MAX),
+    GLOBAL("queue_qos0_messages", set_bool, queue_qos0_messages, 0, 0),
+    GLOBAL("retain_available", set_bool, retain_available, 0, 0),
+    GLOBAL("upgrade_outgoing_qos", set_bool, upgrade_outgoing_qos, 0, 0),
+    GLOBAL("check_retain_source", set_bool, check_retain_source, 0, 0),
+    GLOBAL("persistent_client_expiration", set_expiration, persistent_client_expiration, 0, 0),
 
-	/* Logging. */
-	SPECIAL("log_dest", set_log_dest),
-	SPECIAL("log_type", set_log_type),
-	SPECIAL("log_timestamp", set_log_timestamp),
-	GLOBAL("log_timestamp_format", set_string, log_timestamp_format, 0, 0),
-	GLOBAL("log_facility", set_int, log_facility, 0, 7),
-	GLOBAL("log_format", set_log_format, log_format, 0, 0),
-	GLOBAL("connection_messages", set_bool, connection_messages, 0, 0),
+    /* Logging. */
+    SPECIAL("log_dest", set_log_dest),
+    SPECIAL("log_type", set_log_type),
+    SPECIAL("log_timestamp", set_log_timestamp),
+    GLOBAL("log_timestamp_format", set_string, log_timestamp_format, 0, 0),
+    GLOBAL("log_facility", set_int, log_facility, 0, 7),
+    GLOBAL("log_format", set_log_format, log_format, 0, 0),
+    GLOBAL("connection_messages", set_bool, connection_messages, 0, 0),
 
-	/* Persistence. */
-	GLOBAL("persistence", set_bool, persistence, 0, 0),
-	GLOBAL("persistence_location", set_string, persistence_location, 0, 0),
-	GLOBAL("persistence_file", set_string, persistence_file, 0, 0),
-	SPECIAL("persistence_fsync", set_fsync),
-	GLOBAL("autosave_interval", set_int, autosave_interval, 0, INT32_MAX),
-	GLOBAL("autosave_on_changes", set_bool, autosave_on_changes, 0, 0),
+    /* Persistence. */
+    GLOBAL("persistence", set_bool, persistence, 0, 0),
+    GLOBAL("persistence_location", set_string, persistence_location, 0, 0),
+    GLOBAL("persistence_file", set_string, persistence_file, 0, 0),
+    SPECIAL("persistence_fsync", set_fsync),
+    GLOBAL("autosave_interval", set_int, autosave_interval, 0, INT32_MAX),
+    GLOBAL("autosave_on_changes", set_bool, autosave_on_changes, 0, 0),
 
-	/* Listeners. */
-	SPECIAL("listener", set_listener),
-	{"port", set_port, 0, 0, S_GLOBAL, 0, 1, 65535},
-	{"bind_address", set_bind_address, 0, 0, S_GLOBAL, F_REST, 0, 0},
-	LISTENER("bind_interface", set_string, bind_interface, 0, 0),
-	LISTENER("socket_domain", set_socket_domain, socket_domain, 0, 0),
-	LISTENER("protocol", set_protocol, protocol, 0, 0),
-	LISTENER("http_dir", set_string, http_dir, 0, 0),
-	LISTENER("websockets_path", set_string, websockets_path, 0, 0),
-	LISTENER("websockets_origin", set_strlist, websockets_origins, 0, 0),
-	LISTENER("websockets_trusted_proxy", set_proxy, websockets_trusted_proxies, 0, 0),
-	LISTENER("mqttsn_gateway_id", set_int, mqttsn_gateway_id, 0, 255),
-	LISTENER("mqttsn_advertise_interval", set_int, mqttsn_advertise_interval, 0, 65535),
-	LISTENER("mqttsn_predefined_topics", set_string, mqttsn_predefined_topics, 0, 0),
-	LISTENER("mqttsn_allowed_sources", set_cidr, mqttsn_allowed_sources, 0, 0),
-	LISTENER("mqttsn_retry_interval", set_seconds_ms, mqttsn_retry_ms, 0, 0),
-	LISTENER("mqttsn_retry_count", set_int, mqttsn_retry_count, 0, 100),
-	LISTENER("max_connections", set_int, max_connections, -1, INT32_MAX),
-	LISTENER("mount_point", set_string, mount_point, 0, 0),
-	LISTENER("max_qos", set_int, max_qos, 0, 2),
-	LISTENER("max_topic_alias", set_int, max_topic_alias, 0, 65535),
-	LISTENER("use_username_as_clientid", set_bool, use_username_as_clientid, 0, 0),
+    /* Listeners. */
+    SPECIAL("listener", set_listener),
+    {"port", set_port, 0, 0, S_GLOBAL, 0, 1, 65535},
+    {"bind_address", set_bind_address, 0, 0, S_GLOBAL, F_REST, 0, 0},
+    LISTENER("bind_interface", set_string, bind_interface, 0, 0),
+    LISTENER("socket_domain", set_socket_domain, socket_domain, 0, 0),
+    LISTENER("protocol", set_protocol, protocol, 0, 0),
+    LISTENER("http_dir", set_string, http_dir, 0, 0),
+    LISTENER("websockets_path", set_string, websockets_path, 0, 0),
+    LISTENER("websockets_origin", set_strlist, websockets_origins, 0, 0),
+    LISTENER("websockets_trusted_proxy", set_proxy, websockets_trusted_proxies, 0, 0),
+    LISTENER("mqttsn_gateway_id", set_int, mqttsn_gateway_id, 0, 255),
+    LISTENER("mqttsn_advertise_interval", set_int, mqttsn_advertise_interval, 0, 65535),
+    LISTENER("mqttsn_predefined_topics", set_string, mqttsn_predefined_topics, 0, 0),
+    LISTENER("mqttsn_allowed_sources", set_cidr, mqttsn_allowed_sources, 0, 0),
+    LISTENER("mqttsn_retry_interval", set_seconds_ms, mqttsn_retry_ms, 0, 0),
+    LISTENER("mqttsn_retry_count", set_int, mqttsn_retry_count, 0, 100),
+    LISTENER("max_connections", set_int, max_connections, -1, INT32_MAX),
+    LISTENER("mount_point", set_string, mount_point, 0, 0),
+    LISTENER("max_qos", set_int, max_qos, 0, 2),
+    LISTENER("max_topic_alias", set_int, max_topic_alias, 0, 65535),
+    LISTENER("use_username_as_clientid", set_bool, use_username_as_clientid, 0, 0),
 
-	/* TLS (per listener). */
-	LISTENER("cafile", set_string, cafile, 0, 0),
-	LISTENER("capath", set_string, capath, 0, 0),
-	LISTENER("certfile", set_string, certfile, 0, 0),
-	LISTENER("keyfile", set_string, keyfile, 0, 0),
-	LISTENER("ciphers", set_string, ciphers, 0, 0),
-	LISTENER("ciphers_tls1.3", set_string, ciphers_tls13, 0, 0),
-	LISTENER("dhparamfile", set_string, dhparamfile, 0, 0),
-	{"tls_version", set_tls_version, L(tls_version), 0, S_LISTENER, F_REST, 0, 0},
-	LISTENER("require_certificate", set_bool, require_certificate, 0, 0),
-	LISTENER("use_identity_as_username", set_bool, use_identity_as_username, 0, 0),
-	LISTENER("use_subject_as_username", set_bool, use_subject_as_username, 0, 0),
-	LISTENER("crlfile", set_string, crlfile, 0, 0),
-	LISTENER("psk_hint", set_string, psk_hint, 0, 0),
-	SECURITY("psk_file", set_string, psk_file, psk_file),
-	{"tls_keyform", set_keyform, L(tls_keyform_engine), 0, S_LISTENER, F_REST, 0, 0},
-	LISTENER("tls_engine", set_string, tls_engine, 0, 0),
-	LISTENER("tls_engine_kpass_sha1", set_string, tls_engine_kpass_sha1, 0, 0),
+    /* TLS (per listener). */
+    LISTENER("cafile", set_string, cafile, 0, 0),
+    LISTENER("capath", set_string, capath, 0, 0),
+    LISTENER("certfile", set_string, certfile, 0, 0),
+    LISTENER("keyfile", set_string, keyfile, 0, 0),
+    LISTENER("ciphers", set_string, ciphers, 0, 0),
+    LISTENER("ciphers_tls1.3", set_string, ciphers_tls13, 0, 0),
+    LISTENER("dhparamfile", set_string, dhparamfile, 0, 0),
+    {"tls_version", set_tls_version, L(tls_version), 0, S_LISTENER, F_REST, 0, 0},
+    LISTENER("require_certificate", set_bool, require_certificate, 0, 0),
+    LISTENER("use_identity_as_username", set_bool, use_identity_as_username, 0, 0),
+    LISTENER("use_subject_as_username", set_bool, use_subject_as_username, 0, 0),
+    LISTENER("crlfile", set_string, crlfile, 0, 0),
+    LISTENER("psk_hint", set_string, psk_hint, 0, 0),
+    SECURITY("psk_file", set_string, psk_file, psk_file),
+    {"tls_keyform", set_keyform, L(tls_keyform_engine), 0, S_LISTENER, F_REST, 0, 0},
+    LISTENER("tls_engine", set_string, tls_engine, 0, 0),
+    LISTENER("tls_engine_kpass_sha1", set_string, tls_engine_kpass_sha1, 0, 0),
 
-	/* Mosquitto directives not implemented yet: a clear error, never silently ignored. */
-	UNSUPPORTED("auth_plugin"),
-	UNSUPPORTED_PREFIX("auth_opt_"),
-	UNSUPPORTED("auth_plugin_deny_special_chars"),
-	UNSUPPORTED("plugin"),
-	UNSUPPORTED_PREFIX("plugin_opt_"),
-	UNSUPPORTED("plugin_load"),
-	UNSUPPORTED("plugin_use"),
-	UNSUPPORTED("global_plugin"),
-	UNSUPPORTED("listener_allow_anonymous"),
-	UNSUPPORTED("listener_auto_id_prefix"),
-	UNSUPPORTED("accept_protocol_versions"),
-	UNSUPPORTED("enable_proxy_protocol"),
-	/* Bridges. */
-	UNSUPPORTED("connection"),
-	UNSUPPORTED("address"),
-	UNSUPPORTED("addresses"),
-	UNSUPPORTED_PREFIX("bridge_"),
-	UNSUPPORTED("cleansession"),
-	UNSUPPORTED("local_cleansession"),
-	UNSUPPORTED("clientid"),
-	UNSUPPORTED("idle_timeout"),
-	UNSUPPORTED("keepalive_interval"),
-	UNSUPPORTED("local_clientid"),
-	UNSUPPORTED("local_password"),
-	UNSUPPORTED("local_username"),
-	UNSUPPORTED("notifications"),
-	UNSUPPORTED("notifications_local_only"),
-	UNSUPPORTED("notification_topic"),
-	UNSUPPORTED("remote_clientid"),
-	UNSUPPORTED("remote_password"),
-	UNSUPPORTED("remote_username"),
-	UNSUPPORTED("username"),
-	UNSUPPORTED("password"),
-	UNSUPPORTED("restart_timeout"),
-	UNSUPPORTED("round_robin"),
-	UNSUPPORTED("start_type"),
-	UNSUPPORTED("threshold"),
-	UNSUPPORTED("topic"),
-	UNSUPPORTED("try_private"),
-	/* Gone from Mosquitto 2.0. */
-	OBSOLETE("retry_interval"),
-	OBSOLETE("store_clean_interval"),
-	OBSOLETE("max_inflight_messages_per_client"),
+    /* Mosquitto directives not implemented yet: a clear error, never silently ignored. */
+    UNSUPPORTED("auth_plugin"),
+    UNSUPPORTED_PREFIX("auth_opt_"),
+    UNSUPPORTED("auth_plugin_deny_special_chars"),
+    UNSUPPORTED("plugin"),
+    UNSUPPORTED_PREFIX("plugin_opt_"),
+    UNSUPPORTED("plugin_load"),
+    UNSUPPORTED("plugin_use"),
+    UNSUPPORTED("global_plugin"),
+    UNSUPPORTED("listener_allow_anonymous"),
+    UNSUPPORTED("listener_auto_id_prefix"),
+    UNSUPPORTED("accept_protocol_versions"),
+    UNSUPPORTED("enable_proxy_protocol"),
+    /* Bridges. */
+    UNSUPPORTED("connection"),
+    UNSUPPORTED("address"),
+    UNSUPPORTED("addresses"),
+    UNSUPPORTED_PREFIX("bridge_"),
+    UNSUPPORTED("cleansession"),
+    UNSUPPORTED("local_cleansession"),
+    UNSUPPORTED("clientid"),
+    UNSUPPORTED("idle_timeout"),
+    UNSUPPORTED("keepalive_interval"),
+    UNSUPPORTED("local_clientid"),
+    UNSUPPORTED("local_password"),
+    UNSUPPORTED("local_username"),
+    UNSUPPORTED("notifications"),
+    UNSUPPORTED("notifications_local_only"),
+    UNSUPPORTED("notification_topic"),
+    UNSUPPORTED("remote_clientid"),
+    UNSUPPORTED("remote_password"),
+    UNSUPPORTED("remote_username"),
+    UNSUPPORTED("username"),
+    UNSUPPORTED("password"),
+    UNSUPPORTED("restart_timeout"),
+    UNSUPPORTED("round_robin"),
+    UNSUPPORTED("start_type"),
+    UNSUPPORTED("threshold"),
+    UNSUPPORTED("topic"),
+    UNSUPPORTED("try_private"),
+    /* Gone from Mosquitto 2.0. */
+    OBSOLETE("retry_interval"),
+    OBSOLETE("store_clean_interval"),
+    OBSOLETE("max_inflight_messages_per_client"),
 };
 
 static const struct directive *lookup(const char *name)
@@ -922,14 +945,16 @@ static int parse_line(struct parser *p, char *line)
 		args++;
 	const struct directive *d = lookup(name);
 	if (!d)
-		return perr(p, "unknown directive '%s', expected a mosquitto.conf directive "
-			       "(see docs/configuration.md)",
+		return perr(p,
+			    "unknown directive '%s', expected a mosquitto.conf directive "
+			    "(see docs/configuration.md)",
 			    name);
 	if (d->flags & F_UNSUPPORTED)
 		return perr(p, "'%s' is not supported yet", name);
 	if (d->flags & F_OBSOLETE)
-		return perr(p, "'%s' was removed in Mosquitto 2.0 and has no effect, expected the "
-			       "line deleted",
+		return perr(p,
+			    "'%s' was removed in Mosquitto 2.0 and has no effect, expected the "
+			    "line deleted",
 			    name);
 	/* String setters take the rest of the line themselves and never call no_more(). */
 	p->comment_ok = !(d->flags & F_REST);
@@ -1147,8 +1172,7 @@ int vs_config_load(struct vs_config *c, const char *path, char *err, size_t errl
 	return rc;
 }
 
-int vs_config_load_all(struct vs_config *c, const char *path, vs_conf_report_fn report,
-		       void *ud)
+int vs_config_load_all(struct vs_config *c, const char *path, vs_conf_report_fn report, void *ud)
 {
 	char err[512];
 	struct parser p;

@@ -25,7 +25,7 @@ struct vs_dtls {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 	bool ready;
-	const uint8_t *in;   /* the datagram being handed to OpenSSL, NULL once read */
+	const uint8_t *in; /* the datagram being handed to OpenSSL, NULL once read */
 	size_t in_len;
 	char why[160];
 };
@@ -84,7 +84,8 @@ static int bio_create(BIO *b)
 
 static void make_method(void)
 {
-	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "viesti dtls peer");
+	BIO_METHOD *m =
+	    BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "viesti dtls peer");
 	if (!m)
 		return;
 	BIO_meth_set_write(m, bio_write);
@@ -176,7 +177,9 @@ static int failed(struct vs_dtls *d, int rc, const char *what)
 	ERR_clear_error();
 	const char *reason = code ? ERR_reason_error_string(code) : NULL;
 	snprintf(d->why, sizeof(d->why), "DTLS %s: %s", what,
-		 reason ? reason : code ? buf : "failed");
+		 reason ? reason
+		 : code ? buf
+			: "failed");
 	return VS_ETLS;
 }
 

@@ -106,9 +106,9 @@ static int parse_header(const char *buf, size_t n, struct vs_http_header *header
 }
 
 /* The head at buf[0..len): the first line goes to first(buf, n, arg), the headers to headers[]. */
-static ssize_t parse_head(const char *buf, size_t len, int (*first_line)(const char *, size_t,
-									  void *),
-			  void *arg, struct vs_http_header *headers, size_t *n_headers)
+static ssize_t parse_head(const char *buf, size_t len,
+			  int (*first_line)(const char *, size_t, void *), void *arg,
+			  struct vs_http_header *headers, size_t *n_headers)
 {
 	*n_headers = 0;
 	size_t p = 0;
@@ -272,7 +272,8 @@ int vs_http_body(const struct vs_http_request *req, enum vs_http_body *kind, uin
 				return VS_EPROTO;
 			have_len = true;
 			n = v;
-		} else if (h->name_len == 17 && strncasecmp(h->name, "Transfer-Encoding", 17) == 0) {
+		} else if (h->name_len == 17 &&
+			   strncasecmp(h->name, "Transfer-Encoding", 17) == 0) {
 			/* The last coding of the last header is what frames the message. */
 			const char *e = h->value + h->value_len, *s = e;
 			while (s > h->value && s[-1] != ',')
@@ -285,8 +286,9 @@ int vs_http_body(const struct vs_http_request *req, enum vs_http_body *kind, uin
 	}
 	if (have_len && have_te)
 		return VS_EPROTO;
-	*kind = !have_te ? VS_HTTP_BODY_LENGTH
-		: chunked_last ? VS_HTTP_BODY_CHUNKED : VS_HTTP_BODY_CODING;
+	*kind = !have_te       ? VS_HTTP_BODY_LENGTH
+		: chunked_last ? VS_HTTP_BODY_CHUNKED
+			       : VS_HTTP_BODY_CODING;
 	*len = n;
 	return 0;
 }
@@ -358,23 +360,41 @@ const char *vs_http_content_type(const char *name)
 const char *vs_http_reason(int status)
 {
 	switch (status) {
-	case 101: return "Switching Protocols";
-	case 200: return "OK";
-	case 301: return "Moved Permanently";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 411: return "Length Required";
-	case 413: return "Content Too Large";
-	case 414: return "URI Too Long";
-	case 426: return "Upgrade Required";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 503: return "Service Unavailable";
-	case 505: return "HTTP Version Not Supported";
-	default: return "Error";
+	case 101:
+		return "Switching Protocols";
+	case 200:
+		return "OK";
+	case 301:
+		return "Moved Permanently";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 411:
+		return "Length Required";
+	case 413:
+		return "Content Too Large";
+	case 414:
+		return "URI Too Long";
+	case 426:
+		return "Upgrade Required";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 503:
+		return "Service Unavailable";
+	case 505:
+		return "HTTP Version Not Supported";
+	default:
+		return "Error";
 	}
 }

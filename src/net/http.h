@@ -30,14 +30,14 @@ struct vs_http_request {
 	size_t method_len;
 	const char *target; /* "/mqtt?x=1": the request target as sent */
 	size_t target_len;
-	int minor;          /* HTTP/1.<minor> */
+	int minor; /* HTTP/1.<minor> */
 	size_t n_headers;
 	struct vs_http_header headers[VS_HTTP_MAX_HEADERS];
 };
 
 struct vs_http_response {
-	int minor;          /* HTTP/1.<minor> */
-	int status;         /* 101 */
+	int minor;  /* HTTP/1.<minor> */
+	int status; /* 101 */
 	size_t n_headers;
 	struct vs_http_header headers[VS_HTTP_MAX_HEADERS];
 };

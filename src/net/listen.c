@@ -27,8 +27,8 @@ static int bind_device(int fd, const char *ifname, char *err, size_t errlen)
 static int open_one(const struct addrinfo *ai, const char *ifname, unsigned flags, char *err,
 		    size_t errlen)
 {
-	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-			ai->ai_protocol);
+	int fd =
+	    socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
 	if (fd < 0)
 		return -errno;
 	int one = 1;
@@ -51,8 +51,8 @@ static int open_one(const struct addrinfo *ai, const char *ifname, unsigned flag
 	return fd;
 }
 
-int vs_listen_tcp(const char *host, const char *ifname, int port, int domain, unsigned flags, int *fds, int max,
-		  char *err, size_t errlen)
+int vs_listen_tcp(const char *host, const char *ifname, int port, int domain, unsigned flags,
+		  int *fds, int max, char *err, size_t errlen)
 {
 	struct addrinfo hints = {.ai_family = domain,
 				 .ai_socktype = flags & VS_LISTEN_UDP ? SOCK_DGRAM : SOCK_STREAM,
@@ -67,7 +67,8 @@ int vs_listen_tcp(const char *host, const char *ifname, int port, int domain, un
 	snprintf(portstr, sizeof(portstr), "%d", port);
 	int gai = getaddrinfo(host && *host ? host : NULL, portstr, &hints, &res);
 	if (gai != 0) {
-		snprintf(err, errlen, "cannot resolve '%s': %s", host ? host : "*", gai_strerror(gai));
+		snprintf(err, errlen, "cannot resolve '%s': %s", host ? host : "*",
+			 gai_strerror(gai));
 		return -EINVAL;
 	}
 	int n = 0, last = 0;
@@ -76,20 +77,21 @@ int vs_listen_tcp(const char *host, const char *ifname, int port, int domain, un
 		int fd = open_one(ai, ifname, flags, dev_err, sizeof(dev_err));
 		if (fd < 0) {
 			last = fd;
-			/* An address family the host lacks (no IPv6) is not fatal when another works. */
+			/* An address family the host lacks (no IPv6) is not fatal when another
+			 * works. */
 			continue;
 		}
 		fds[n++] = fd;
 	}
 	freeaddrinfo(res);
 	if (n == 0 && dev_err[0]) {
-		snprintf(err, errlen, "cannot listen on %s:%d: %s", host && *host ? host : "*", port,
-			 dev_err);
+		snprintf(err, errlen, "cannot listen on %s:%d: %s", host && *host ? host : "*",
+			 port, dev_err);
 		return last;
 	}
 	if (n == 0) {
-		snprintf(err, errlen, "cannot listen on %s:%d: %s", host && *host ? host : "*", port,
-			 strerror(-last));
+		snprintf(err, errlen, "cannot listen on %s:%d: %s", host && *host ? host : "*",
+			 port, strerror(-last));
 		return last ? last : -EADDRNOTAVAIL;
 	}
 	return n;

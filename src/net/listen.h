@@ -20,11 +20,12 @@ enum {
 /*
  * Opens non-blocking listening sockets for host:port ("host" NULL or "" = all addresses;
  * domain AF_UNSPEC = both IPv4 and IPv6), bound to network interface ifname (SO_BINDTODEVICE;
- * NULL = any), with flags from the enum above (0 for a plain listener). Writes up to max descriptors into fds; returns how many were opened (>= 1) or
- * -errno, with a description of the failure in err.
+ * NULL = any), with flags from the enum above (0 for a plain listener). Writes up to max
+ * descriptors into fds; returns how many were opened (>= 1) or -errno, with a description of the
+ * failure in err.
  */
-int vs_listen_tcp(const char *host, const char *ifname, int port, int domain, unsigned flags, int *fds, int max,
-		  char *err, size_t errlen);
+int vs_listen_tcp(const char *host, const char *ifname, int port, int domain, unsigned flags,
+		  int *fds, int max, char *err, size_t errlen);
 
 /*
  * Opens a non-blocking listening unix stream socket at path, as Mosquitto does: a socket file

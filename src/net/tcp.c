@@ -128,10 +128,10 @@ void vs_transport_accept_tcp(struct vs_transport *t, int fd)
 }
 
 const struct vs_transport_ops vs_transport_tcp = {
-	.name = "tcp",
-	.open = tcp_open,
-	.finish = tcp_finish,
-	.read = tcp_read,
-	.write = tcp_write,
-	.close = tcp_close,
+    .name = "tcp",
+    .open = tcp_open,
+    .finish = tcp_finish,
+    .read = tcp_read,
+    .write = tcp_write,
+    .close = tcp_close,
 };

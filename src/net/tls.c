@@ -255,12 +255,12 @@ void vs_tls_session_free(SSL *s)
 struct tls_state {
 	struct vs_transport tcp; /* client: the connection underneath (resolution, addresses) */
 	const struct vs_tls_ctx *ctx; /* client: the context */
-	SSL *ssl;                /* client: NULL until TCP is connected */
-	char *host;              /* client: for SNI and the certificate check */
-	bool server;             /* accepted: the first byte is looked at before the handshake */
+	SSL *ssl;		      /* client: NULL until TCP is connected */
+	char *host;		      /* client: for SNI and the certificate check */
+	bool server; /* accepted: the first byte is looked at before the handshake */
 	bool looked;
-	bool more;               /* the last read stopped for room, not at -EAGAIN */
-	char err[160];           /* why the last call failed */
+	bool more;     /* the last read stopped for room, not at -EAGAIN */
+	char err[160]; /* why the last call failed */
 };
 
 /*
@@ -325,8 +325,7 @@ int vs_transport_tls_accept(struct vs_transport *t, int fd, SSL_CTX *ctx)
 
 SSL *vs_transport_tls_session(const struct vs_transport *t)
 {
-	return t->ops == &vs_transport_tls && t->state ? ((struct tls_state *)t->state)->ssl
-						       : NULL;
+	return t->ops == &vs_transport_tls && t->state ? ((struct tls_state *)t->state)->ssl : NULL;
 }
 
 static int tls_finish(struct vs_transport *t)
@@ -417,13 +416,13 @@ static const char *tls_why(const struct vs_transport *t)
 }
 
 const struct vs_transport_ops vs_transport_tls = {
-	.name = "tls",
-	.open = tls_open,
-	.finish = tls_finish,
-	.read = tls_read,
-	.write = tls_write,
-	.close = tls_close,
-	.why = tls_why,
-	.more = tls_more,
-	.shrink = tls_shrink,
+    .name = "tls",
+    .open = tls_open,
+    .finish = tls_finish,
+    .read = tls_read,
+    .write = tls_write,
+    .close = tls_close,
+    .why = tls_why,
+    .more = tls_more,
+    .shrink = tls_shrink,
 };

@@ -41,7 +41,7 @@ struct vs_tls_ctx {
 /* Formats fmt, then ": " and the first error on OpenSSL's queue (which is emptied), into err.
  * Returns VS_ETLS. */
 int vs_tls_fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Returns 0 if path is accessible with mode, else -errno with "cannot read WHAT 'PATH': why". */
 int vs_tls_access(const char *path, int mode, const char *what, char *err, size_t errlen);
 /* A socket BIO whose writes are send(MSG_NOSIGNAL): a peer gone away is -EPIPE, never a

@@ -56,7 +56,7 @@ struct vs_transport_ops {
 
 struct vs_transport {
 	const struct vs_transport_ops *ops;
-	void *state;   /* the transport's own per-connection state (NULL for a server's TCP) */
+	void *state; /* the transport's own per-connection state (NULL for a server's TCP) */
 	int fd;
 	uint32_t wait; /* while not ready: EPOLLIN or EPOLLOUT, what finish() waits for; else 0 */
 };

@@ -70,8 +70,7 @@ void vs_ws_mask(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t mask[4
 		dst[i] = src[i] ^ mask[(off + i) & 3];
 }
 
-size_t vs_ws_header(uint8_t *out, enum vs_ws_opcode op, bool fin, uint64_t len,
-		    const uint8_t *mask)
+size_t vs_ws_header(uint8_t *out, enum vs_ws_opcode op, bool fin, uint64_t len, const uint8_t *mask)
 {
 	size_t n = 2;
 	out[0] = (uint8_t)((fin ? 0x80 : 0) | op);
@@ -123,7 +122,8 @@ static ssize_t read_header(struct vs_ws_dec *d, const uint8_t *p, size_t avail)
 			return fail(d, VS_WS_PROTOCOL_ERROR, "control frame longer than 125 bytes");
 	} else if (op == VS_WS_TEXT) {
 		/* [MQTT-6.0.0-1] MQTT packets travel in binary frames only. */
-		return fail(d, VS_WS_UNSUPPORTED_DATA, "text frame (MQTT is sent in binary frames)");
+		return fail(d, VS_WS_UNSUPPORTED_DATA,
+			    "text frame (MQTT is sent in binary frames)");
 	} else if (op == VS_WS_CONT && !d->in_message) {
 		return fail(d, VS_WS_PROTOCOL_ERROR, "continuation frame without a message");
 	} else if (op == VS_WS_BINARY && d->in_message) {
@@ -131,7 +131,8 @@ static ssize_t read_header(struct vs_ws_dec *d, const uint8_t *p, size_t avail)
 	}
 	if (masked != d->server)
 		return fail(d, VS_WS_PROTOCOL_ERROR,
-			    d->server ? "unmasked frame from a client" : "masked frame from a server");
+			    d->server ? "unmasked frame from a client"
+				      : "masked frame from a server");
 	size_t need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (masked ? 4 : 0);
 	if (avail < need)
 		return 0;
@@ -200,7 +201,8 @@ static ssize_t control_done(struct vs_ws_dec *d)
 		if (d->ctl_len >= 2) {
 			unsigned code = (unsigned)d->ctl[0] << 8 | d->ctl[1];
 			if (!close_code_valid(code))
-				return fail(d, VS_WS_PROTOCOL_ERROR, "close frame with an invalid code");
+				return fail(d, VS_WS_PROTOCOL_ERROR,
+					    "close frame with an invalid code");
 			if (!reason_valid(d->ctl + 2, d->ctl_len - 2u))
 				return fail(d, VS_WS_INVALID_DATA, "close reason is not UTF-8");
 			d->close_code = (uint16_t)code;
@@ -273,7 +275,7 @@ enum phase {
 	PH_RESPOND, /* server: sending a response (then a file's body, then `after`) */
 	PH_CSEND,   /* client: sending the upgrade request */
 	PH_CREAD,   /* client: reading the answer */
-	PH_UP,      /* frames flow */
+	PH_UP,	    /* frames flow */
 };
 
 /* What a server does once its response is sent. */
@@ -292,39 +294,39 @@ struct ws_state {
 	/* The head being read (request or response), and whatever followed it. */
 	char *head;
 	size_t head_len, head_cap;
-	size_t head_limit;      /* longest head taken */
-	size_t head_seen;       /* bytes of head already searched for its end */
+	size_t head_limit; /* longest head taken */
+	size_t head_seen;  /* bytes of head already searched for its end */
 	/* Bytes to send: an HTTP head, or the frame in flight (header, then payload). */
 	uint8_t *tx;
 	size_t tx_len, tx_off, tx_cap;
-	size_t tx_hdr;          /* the frame's header bytes at the start of tx */
+	size_t tx_hdr; /* the frame's header bytes at the start of tx */
 	/* A control frame waiting for the frame in flight to end. */
 	uint8_t ctl[VS_WS_MAX_HEADER + 125];
 	uint8_t ctl_len;
 	bool close_sent;
-	bool eof_next;          /* a Close came after the payload just returned: next read is 0 */
-	bool more;              /* the last read may have left bytes below */
+	bool eof_next; /* a Close came after the payload just returned: next read is 0 */
+	bool more;     /* the last read may have left bytes below */
 	/* Raw bytes read with the head, unframed before anything else is read. */
 	uint8_t *pre;
 	size_t pre_len, pre_off;
 	/* Server. */
 	const struct vs_ws_server_conf *conf;
 	enum after after;
-	bool served;            /* the response is a file (200): closing after it is no failure */
-	int file_fd;            /* a file being served, or -1 */
+	bool served; /* the response is a file (200): closing after it is no failure */
+	int file_fd; /* a file being served, or -1 */
 	off_t file_left;
-	char fwd[48];           /* the client's address from X-Forwarded-For */
+	char fwd[48]; /* the client's address from X-Forwarded-For */
 	/* Client. */
 	char *host, *path;
 	const char *subprotocol;
 	int port;
-	char key[25];           /* Sec-WebSocket-Key sent */
-	uint64_t rng;           /* masking keys */
+	char key[25]; /* Sec-WebSocket-Key sent */
+	uint64_t rng; /* masking keys */
 	char err[200];
 };
 
 static int failf(struct ws_state *st, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int failf(struct ws_state *st, int code, const char *fmt, ...)
 {
@@ -351,8 +353,8 @@ static int tx_reserve(struct ws_state *st, size_t n)
 static int send_tx(struct vs_transport *t, struct ws_state *st)
 {
 	while (st->tx_off < st->tx_len) {
-		ssize_t n = st->inner.ops->write(&st->inner, st->tx + st->tx_off,
-						 st->tx_len - st->tx_off);
+		ssize_t n =
+		    st->inner.ops->write(&st->inner, st->tx + st->tx_off, st->tx_len - st->tx_off);
 		if (n == -EAGAIN) {
 			t->wait = EPOLLOUT;
 			return -EAGAIN;
@@ -409,7 +411,8 @@ static int flush_control(struct ws_state *st)
 	if (n < 0)
 		return (int)n;
 	if ((size_t)n < st->ctl_len) {
-		/* Rare (the socket filled up inside 130 bytes): the rest goes as the frame in flight. */
+		/* Rare (the socket filled up inside 130 bytes): the rest goes as the frame in
+		 * flight. */
 		size_t rest = st->ctl_len - (size_t)n;
 		if (tx_reserve(st, rest) < 0)
 			return -ENOMEM;
@@ -443,8 +446,8 @@ static void append(struct ws_state *st, const char *fmt, ...)
 	int n = vsnprintf((char *)st->tx + st->tx_len, st->tx_cap - st->tx_len, fmt, ap);
 	va_end(ap);
 	if (n > 0)
-		st->tx_len += (size_t)n < st->tx_cap - st->tx_len ? (size_t)n
-								  : st->tx_cap - st->tx_len - 1;
+		st->tx_len +=
+		    (size_t)n < st->tx_cap - st->tx_len ? (size_t)n : st->tx_cap - st->tx_len - 1;
 }
 
 #define HEAD_ROOM 1024
@@ -470,8 +473,9 @@ static int refuse(struct ws_state *st, int status, const char *extra, const char
 		return -ENOMEM;
 	char body[160];
 	int n = snprintf(body, sizeof(body), "%d %s: %s\n", status, vs_http_reason(status), why);
-	append(st, "%sContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
-		   "Connection: close\r\n\r\n%s",
+	append(st,
+	       "%sContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+	       "Connection: close\r\n\r\n%s",
 	       extra ? extra : "", n, body);
 	snprintf(st->err, sizeof(st->err), "HTTP %d (%s)", status, why);
 	st->after = AFTER_CLOSE;
@@ -627,8 +631,8 @@ static int serve_file(struct ws_state *st, const struct vs_http_request *req, co
 	int fd = open_file(st->conf->http_dir, path, &sb);
 	if (fd == -EISDIR) {
 		/* The Location is the target's path as sent, then "/": the decoded path would lose
-		 * what %3F, %23 or %25 stood for and could put control characters in the header; and
-		 * room is made for it, as a long one does not fit in HEAD_ROOM. */
+		 * what %3F, %23 or %25 stood for and could put control characters in the header;
+		 * and room is made for it, as a long one does not fit in HEAD_ROOM. */
 		size_t n = 0;
 		while (n < req->target_len && req->target[n] != '?' && req->target[n] != '#')
 			n++;
@@ -641,15 +645,16 @@ static int serve_file(struct ws_state *st, const struct vs_http_request *req, co
 	}
 	if (fd < 0)
 		return refuse(st, 404, NULL, "no such file");
-	bool keep = req->minor >= 1 &&
-		    !vs_http_has_token(vs_http_header_get(req, "Connection"), "close");
+	bool keep =
+	    req->minor >= 1 && !vs_http_has_token(vs_http_header_get(req, "Connection"), "close");
 	if (respond(st, 200) < 0) {
 		close(fd);
 		return -ENOMEM;
 	}
 	const char *name = path[strlen(path) - 1] == '/' ? "index.html" : path;
-	append(st, "Content-Type: %s\r\nContent-Length: %lld\r\nCache-Control: no-cache\r\n"
-		   "Connection: %s\r\n\r\n",
+	append(st,
+	       "Content-Type: %s\r\nContent-Length: %lld\r\nCache-Control: no-cache\r\n"
+	       "Connection: %s\r\n\r\n",
 	       vs_http_content_type(name), (long long)sb.st_size, keep ? "keep-alive" : "close");
 	if (head) {
 		close(fd);
@@ -697,8 +702,7 @@ static bool head_complete(const char *buf, size_t len, size_t from)
  * calls), and the buffer grows with what arrived, doubling from 1 KiB: a connection that sent
  * little holds little, as the broker's budget for connections before CONNECT assumes (a TLS
  * record larger than the room left is read in several calls). */
-static ssize_t read_head(struct vs_transport *t, struct ws_state *st, void *parsed,
-			 bool request)
+static ssize_t read_head(struct vs_transport *t, struct ws_state *st, void *parsed, bool request)
 {
 	for (;;) {
 		if (head_complete(st->head, st->head_len, st->head_seen)) {
@@ -819,9 +823,10 @@ static int client_request(struct ws_state *st)
 		return -ENOMEM;
 	st->tx_len = st->tx_off = 0;
 	bool v6 = strchr(st->host, ':') != NULL;
-	append(st, "GET %s HTTP/1.1\r\nHost: %s%s%s:%d\r\nUpgrade: websocket\r\n"
-		   "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-		   "Sec-WebSocket-Protocol: %s\r\nUser-Agent: libviesti\r\n\r\n",
+	append(st,
+	       "GET %s HTTP/1.1\r\nHost: %s%s%s:%d\r\nUpgrade: websocket\r\n"
+	       "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+	       "Sec-WebSocket-Protocol: %s\r\nUser-Agent: libviesti\r\n\r\n",
 	       st->path, v6 ? "[" : "", st->host, v6 ? "]" : "", st->port, st->key,
 	       st->subprotocol);
 	st->phase = PH_CSEND;
@@ -849,7 +854,8 @@ static int client_response(struct vs_transport *t, struct ws_state *st)
 		conn = *c;
 	if (!vs_http_has_token(u ? &up : NULL, "websocket") ||
 	    !vs_http_has_token(c ? &conn : NULL, "upgrade"))
-		return failf(st, VS_EPROTO, "WebSocket upgrade: no Upgrade: websocket in the answer");
+		return failf(st, VS_EPROTO,
+			     "WebSocket upgrade: no Upgrade: websocket in the answer");
 	char want[29];
 	const struct vs_http_header *a = vs_http_find(hs, nh, "Sec-WebSocket-Accept");
 	if (vs_ws_accept_key(st->key, strlen(st->key), want) < 0)
@@ -1166,13 +1172,13 @@ const struct vs_transport *vs_transport_ws_inner(const struct vs_transport *t)
 }
 
 const struct vs_transport_ops vs_transport_ws = {
-	.name = "ws",
-	.open = ws_open,
-	.finish = ws_finish,
-	.read = ws_read,
-	.write = ws_write,
-	.close = ws_close,
-	.why = ws_why,
-	.more = ws_more,
-	.shrink = ws_shrink,
+    .name = "ws",
+    .open = ws_open,
+    .finish = ws_finish,
+    .read = ws_read,
+    .write = ws_write,
+    .close = ws_close,
+    .why = ws_why,
+    .more = ws_more,
+    .shrink = ws_shrink,
 };

@@ -48,23 +48,23 @@ enum {
 #define VS_WS_MAX_HEADER 14
 
 struct vs_ws_dec {
-	bool server;          /* frames must be masked (from a client) / must not be */
-	bool in_message;      /* a fragmented data message is open: CONT frames continue it */
-	bool in_frame;        /* a header was read: `left` payload bytes follow */
-	uint8_t hdr_len;      /* bytes of an incomplete header kept in hdr */
+	bool server;	 /* frames must be masked (from a client) / must not be */
+	bool in_message; /* a fragmented data message is open: CONT frames continue it */
+	bool in_frame;	 /* a header was read: `left` payload bytes follow */
+	uint8_t hdr_len; /* bytes of an incomplete header kept in hdr */
 	uint8_t hdr[VS_WS_MAX_HEADER];
-	uint8_t opcode;       /* of the frame being read */
+	uint8_t opcode; /* of the frame being read */
 	bool fin;
-	uint8_t mask[4];      /* its masking key (all zero when unmasked) */
-	uint8_t mask_off;     /* position in the key of the payload's next byte (0..3) */
-	uint64_t left;        /* payload bytes of the frame still to come */
-	uint8_t ctl_len;      /* control frame payload collected so far */
+	uint8_t mask[4];  /* its masking key (all zero when unmasked) */
+	uint8_t mask_off; /* position in the key of the payload's next byte (0..3) */
+	uint64_t left;	  /* payload bytes of the frame still to come */
+	uint8_t ctl_len;  /* control frame payload collected so far */
 	uint8_t ctl[125];
 	/* What control frames asked for (the caller acts, then clears): */
-	bool pong_due;        /* a Ping arrived: answer with a Pong carrying ping[0..ping_len) */
+	bool pong_due; /* a Ping arrived: answer with a Pong carrying ping[0..ping_len) */
 	uint8_t ping_len;
 	uint8_t ping[125];
-	bool closed;          /* a Close arrived: close_code (0: none given) */
+	bool closed; /* a Close arrived: close_code (0: none given) */
 	uint16_t close_code;
 	/* After an error: the close code to send and why. */
 	uint16_t fail_code;
@@ -104,14 +104,14 @@ int vs_ws_accept_key(const char *key, size_t len, char out[29]);
 
 /* A listener's WebSocket settings; they must outlive the connections that use them. */
 struct vs_ws_server_conf {
-	const char *path;          /* the one request path accepted for upgrades; NULL: any */
+	const char *path;	    /* the one request path accepted for upgrades; NULL: any */
 	const char *const *origins; /* allowed Origin values (n_origins); none: any Origin */
 	size_t n_origins;
-	const char *http_dir;      /* serve files from this directory (its real path); or NULL */
+	const char *http_dir;	    /* serve files from this directory (its real path); or NULL */
 	const char *const *proxies; /* peer addresses ("127.0.0.1", "::1") whose X-Forwarded-For
 				     * names the client (n_proxies) */
 	size_t n_proxies;
-	size_t headers_max;        /* the longest request head taken */
+	size_t headers_max; /* the longest request head taken */
 };
 
 /* A client's settings: the transport under the WebSocket (tcp or tls, with its conf) and the

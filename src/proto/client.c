@@ -406,8 +406,7 @@ static int on_publish(struct vs_cproto *cp, const struct vs_publish *p, int64_t 
 	}
 }
 
-static int complete(struct vs_cproto *cp, struct vs_cmsg *m, const struct vs_ack *a,
-		    int64_t now_ms)
+static int complete(struct vs_cproto *cp, struct vs_cmsg *m, const struct vs_ack *a, int64_t now_ms)
 {
 	uint16_t id = m->id;
 	unlink_msg(cp, m);

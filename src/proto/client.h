@@ -32,7 +32,7 @@
 #include "codec/codec.h"
 
 enum vs_cstate {
-	VS_CS_IDLE,       /* no connection */
+	VS_CS_IDLE,	  /* no connection */
 	VS_CS_CONNECTING, /* CONNECT queued, awaiting CONNACK */
 	VS_CS_CONNECTED,
 };
@@ -90,21 +90,21 @@ struct vs_cauth {
 };
 
 struct vs_cproto {
-	uint8_t version;     /* enum vs_version */
-	uint8_t state;       /* enum vs_cstate */
-	uint16_t keepalive;  /* seconds in effect (the server's Server Keep Alive wins) */
+	uint8_t version;       /* enum vs_version */
+	uint8_t state;	       /* enum vs_cstate */
+	uint16_t keepalive;    /* seconds in effect (the server's Server Keep Alive wins) */
 	uint16_t max_inflight; /* our limit */
-	uint16_t window;     /* min(max_inflight, the broker's Receive Maximum) */
-	uint16_t inflight;   /* PUBLISHes SENT or RELEASED */
-	uint16_t next_id;    /* last packet id handed out */
-	uint32_t count;      /* entries in msgs */
+	uint16_t window;       /* min(max_inflight, the broker's Receive Maximum) */
+	uint16_t inflight;     /* PUBLISHes SENT or RELEASED */
+	uint16_t next_id;      /* last packet id handed out */
+	uint32_t count;	       /* entries in msgs */
 	struct vs_cmsg *head;
 	struct vs_cmsg *tail;
 	uint64_t used[65536 / 64];
 	uint64_t qos2_in[65536 / 64];
-	struct vs_bytes out;   /* bytes for the transport, in order */
-	int64_t last_out_ms;   /* when the last packet was queued for sending */
-	int64_t ping_sent_ms;  /* PINGREQ outstanding since, or 0 */
+	struct vs_bytes out;  /* bytes for the transport, in order */
+	int64_t last_out_ms;  /* when the last packet was queued for sending */
+	int64_t ping_sent_ms; /* PINGREQ outstanding since, or 0 */
 	const struct vs_cproto_events *ev;
 	void *ctx;
 	const struct vs_cauth *auth; /* enhanced authentication (5.0), or NULL */

@@ -45,12 +45,14 @@ int vs_sproto_keepalive(int version, uint16_t asked, uint32_t max_keepalive)
 uint32_t vs_sproto_session_expiry(const struct vs_connect *p, int64_t persistent_expiry)
 {
 	if (p->version == VS_V5)
-		return (p->props.present & (1ull << VS_PROP_SESSION_EXPIRY)) ? p->props.session_expiry
-									     : 0;
+		return (p->props.present & (1ull << VS_PROP_SESSION_EXPIRY))
+			   ? p->props.session_expiry
+			   : 0;
 	if (p->clean)
 		return 0;
-	return persistent_expiry < 0 || persistent_expiry > UINT32_MAX ? UINT32_MAX
-								       : (uint32_t)persistent_expiry;
+	return persistent_expiry < 0 || persistent_expiry > UINT32_MAX
+		   ? UINT32_MAX
+		   : (uint32_t)persistent_expiry;
 }
 
 int vs_sproto_check_publish(const struct vs_sproto_pub *st, const struct vs_publish *p,

@@ -45,11 +45,11 @@ uint32_t vs_sproto_session_expiry(const struct vs_connect *p, int64_t persistent
 /* What the checks of an incoming PUBLISH need to know of its connection. */
 struct vs_sproto_pub {
 	uint8_t version;
-	uint8_t max_qos;        /* the listener's maximum QoS [MQTT-3.2.2-11] */
-	bool retain_available;  /* [MQTT-3.3.1-12] */
-	uint16_t receive_max;   /* the server's Receive Maximum [MQTT-3.3.4-9] */
-	uint32_t in_qos2;       /* incoming QoS 2 messages awaiting PUBREL */
-	bool id_in_qos2;        /* this PUBLISH's packet id is one of them (a resend) */
+	uint8_t max_qos;       /* the listener's maximum QoS [MQTT-3.2.2-11] */
+	bool retain_available; /* [MQTT-3.3.1-12] */
+	uint16_t receive_max;  /* the server's Receive Maximum [MQTT-3.3.4-9] */
+	uint32_t in_qos2;      /* incoming QoS 2 messages awaiting PUBREL */
+	bool id_in_qos2;       /* this PUBLISH's packet id is one of them (a resend) */
 };
 
 /*
@@ -82,8 +82,8 @@ int vs_alias_in_resolve(struct vs_alias_in *a, const struct vs_publish *p, struc
 
 /* What the server does on an acknowledgement of a message it sent. */
 enum vs_ack_action {
-	VS_ACK_IGNORE,  /* not expected in this state: nothing changes */
-	VS_ACK_DONE,    /* the message is delivered (or its flow failed): forget it */
+	VS_ACK_IGNORE,	/* not expected in this state: nothing changes */
+	VS_ACK_DONE,	/* the message is delivered (or its flow failed): forget it */
 	VS_ACK_RELEASE, /* PUBREC: now waiting for PUBCOMP; send PUBREL */
 };
 
@@ -111,9 +111,9 @@ uint8_t vs_sproto_ack_reason(int version, int rc);
 
 /* The result of one SUBSCRIBE entry's checks. */
 enum vs_sub_verdict {
-	VS_SUB_OK,        /* subscribe at *granted */
-	VS_SUB_REFUSED,   /* answer the code in *granted, do not subscribe */
-	VS_SUB_PROTOCOL,  /* a protocol error: disconnect [MQTT-3.8.3-4] */
+	VS_SUB_OK,	 /* subscribe at *granted */
+	VS_SUB_REFUSED,	 /* answer the code in *granted, do not subscribe */
+	VS_SUB_PROTOCOL, /* a protocol error: disconnect [MQTT-3.8.3-4] */
 };
 
 /*

@@ -19,8 +19,9 @@ static uint8_t *put(uint8_t *dst, struct vs_buf *view, const void *src, size_t n
 }
 
 struct vs_msg *vs_msg_make(const char *topic, size_t topic_len, const void *payload,
-			   size_t payload_len, uint8_t qos, bool retain, const struct vs_props *props,
-			   const struct vs_buf *origin, int64_t now_ms)
+			   size_t payload_len, uint8_t qos, bool retain,
+			   const struct vs_props *props, const struct vs_buf *origin,
+			   int64_t now_ms)
 {
 	size_t users = props ? vs_props_copy_users(props, NULL, 0) : 0;
 	if (props && props->users == NULL && props->user_raw.len)
@@ -33,7 +34,8 @@ struct vs_msg *vs_msg_make(const char *topic, size_t topic_len, const void *payl
 	if (props && (props->present & (1ull << VS_PROP_CORRELATION_DATA)))
 		cd = props->correlation_data.len;
 	size_t olen = origin ? origin->len : 0;
-	size_t total = sizeof(struct vs_msg) + topic_len + payload_len + ct + rt + cd + users + olen;
+	size_t total =
+	    sizeof(struct vs_msg) + topic_len + payload_len + ct + rt + cd + users + olen;
 	struct vs_msg *m = malloc(total);
 	if (!m)
 		return NULL;
@@ -102,8 +104,7 @@ void vs_msg_unref(struct vs_msg *m)
 	free(m);
 }
 
-int vs_msg_set_source(struct vs_msg *m, int listener, const char *client_id,
-		      const char *username)
+int vs_msg_set_source(struct vs_msg *m, int listener, const char *client_id, const char *username)
 {
 	size_t il = strlen(client_id) + 1, ul = username ? strlen(username) + 1 : 0;
 	struct vs_msg_source *src = malloc(sizeof(*src) + il + ul);
@@ -318,8 +319,8 @@ ssize_t vs_msg_encoded_size(struct vs_msg *m, const struct vs_delivery *d, int64
 	return vs_codec_size(&pk, d->version);
 }
 
-ssize_t vs_msg_encode(struct vs_msg *m, const struct vs_delivery *d, int64_t now_ms,
-		      uint8_t *out, size_t cap)
+ssize_t vs_msg_encode(struct vs_msg *m, const struct vs_delivery *d, int64_t now_ms, uint8_t *out,
+		      size_t cap)
 {
 	if (d->version < VS_V5)
 		return v3_encode(m, d, out, cap);

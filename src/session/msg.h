@@ -32,30 +32,30 @@ struct vs_msg_enc {
  * delivers the message to a new subscriber, that this publisher may still publish it. One
  * allocation, both strings inside it. */
 struct vs_msg_source {
-	int listener;          /* index of the publisher's listener (the broker's) */
+	int listener; /* index of the publisher's listener (the broker's) */
 	const char *client_id;
-	const char *username;  /* NULL: anonymous */
+	const char *username; /* NULL: anonymous */
 };
 
 struct vs_msg {
 	atomic_uint refs;
-	uint8_t qos;    /* as published */
-	bool retain;    /* as published */
+	uint8_t qos; /* as published */
+	bool retain; /* as published */
 	bool has_payload_format;
 	uint8_t payload_format;
 	bool has_expiry;
 	uint32_t expiry_interval; /* seconds, as published */
-	int64_t created_ms;       /* monotonic, for expiry */
+	int64_t created_ms;	  /* monotonic, for expiry */
 	struct vs_buf topic;
 	struct vs_buf payload;
-	struct vs_buf content_type;     /* len 0 and p NULL when absent */
+	struct vs_buf content_type; /* len 0 and p NULL when absent */
 	struct vs_buf response_topic;
 	struct vs_buf correlation_data;
-	struct vs_buf user_raw;         /* encoded 0x26 entries, in order */
+	struct vs_buf user_raw; /* encoded 0x26 entries, in order */
 	uint32_t n_user;
-	struct vs_buf origin;           /* client id of the publisher, for No Local */
-	struct vs_msg_source *source;   /* owned; NULL unless set by vs_msg_set_source() (not
-					 * for $SYS, nor for messages restored from disk) */
+	struct vs_buf origin;		     /* client id of the publisher, for No Local */
+	struct vs_msg_source *source;	     /* owned; NULL unless set by vs_msg_set_source() (not
+					      * for $SYS, nor for messages restored from disk) */
 	_Atomic(struct vs_msg_enc *) enc[4]; /* 5.0 only: [2 + (qos > 0)] */
 	_Atomic uint64_t store_id; /* persistence: id of its MSG record, 0 = not written yet */
 };
@@ -70,8 +70,9 @@ struct vs_msg *vs_msg_new(const struct vs_buf *topic, const struct vs_publish *p
 
 /* Creates a message from plain fields (wills, $SYS). props as in vs_msg_new or NULL. */
 struct vs_msg *vs_msg_make(const char *topic, size_t topic_len, const void *payload,
-			   size_t payload_len, uint8_t qos, bool retain, const struct vs_props *props,
-			   const struct vs_buf *origin, int64_t now_ms);
+			   size_t payload_len, uint8_t qos, bool retain,
+			   const struct vs_props *props, const struct vs_buf *origin,
+			   int64_t now_ms);
 
 static inline struct vs_msg *vs_msg_ref(struct vs_msg *m)
 {
@@ -82,8 +83,7 @@ static inline struct vs_msg *vs_msg_ref(struct vs_msg *m)
 void vs_msg_unref(struct vs_msg *m);
 
 /* Records who published m (before m is shared). username may be NULL. Returns 0 or -ENOMEM. */
-int vs_msg_set_source(struct vs_msg *m, int listener, const char *client_id,
-		      const char *username);
+int vs_msg_set_source(struct vs_msg *m, int listener, const char *client_id, const char *username);
 
 /* Whether the message has expired; *remaining gets the seconds left (for forwarding). */
 bool vs_msg_expired(const struct vs_msg *m, int64_t now_ms, uint32_t *remaining);
@@ -93,15 +93,15 @@ void vs_msg_props(const struct vs_msg *m, struct vs_props *props);
 
 /* Per-delivery facts for encoding a message for one subscriber. */
 struct vs_delivery {
-	uint8_t version;   /* enum vs_version */
-	uint8_t qos;       /* effective QoS */
+	uint8_t version; /* enum vs_version */
+	uint8_t qos;	 /* effective QoS */
 	bool retain;
 	bool dup;
 	uint16_t packet_id;
-	uint16_t topic_alias;   /* 0 = none */
-	bool alias_only;        /* send an empty topic with the alias */
-	uint16_t topic_skip;    /* bytes cut from the front of the topic (a listener's
-				 * mount_point), < topic.len */
+	uint16_t topic_alias; /* 0 = none */
+	bool alias_only;      /* send an empty topic with the alias */
+	uint16_t topic_skip;  /* bytes cut from the front of the topic (a listener's
+			       * mount_point), < topic.len */
 	uint32_t n_sub_ids;
 	const uint32_t *sub_ids;
 };
@@ -111,7 +111,7 @@ struct vs_delivery {
  * vs_msg_encode(), which uses the cached form when d has no per-subscriber properties.
  */
 ssize_t vs_msg_encoded_size(struct vs_msg *m, const struct vs_delivery *d, int64_t now_ms);
-ssize_t vs_msg_encode(struct vs_msg *m, const struct vs_delivery *d, int64_t now_ms,
-		      uint8_t *out, size_t cap);
+ssize_t vs_msg_encode(struct vs_msg *m, const struct vs_delivery *d, int64_t now_ms, uint8_t *out,
+		      size_t cap);
 
 #endif

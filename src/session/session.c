@@ -353,7 +353,7 @@ static void subs_shrink(struct vs_session *s)
 	}
 	if (x->cap > 16 && x->n * 8 < x->cap) {
 		struct vs_session_subs *n =
-			realloc(x, sizeof(*x) + (size_t)(x->cap / 2) * sizeof(x->v[0]));
+		    realloc(x, sizeof(*x) + (size_t)(x->cap / 2) * sizeof(x->v[0]));
 		if (n) {
 			n->cap /= 2;
 			s->subs = n;
@@ -385,7 +385,7 @@ int vs_session_sub_add(struct vs_session *s, const char *filter, size_t len, uin
 	f[len] = '\0';
 	struct vs_session_subs *x = s->subs;
 	x->v[x->n] = (struct vs_session_sub){
-		.filter = f, .len = (uint16_t)len, .qos = qos, .options = options, .sub_id = sub_id};
+	    .filter = f, .len = (uint16_t)len, .qos = qos, .options = options, .sub_id = sub_id};
 	x->n++;
 	if (x->idx)
 		x->idx[idx_slot(x, f, len)] = x->n;

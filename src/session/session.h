@@ -6,8 +6,9 @@
  * set of incoming QoS 2 packet ids (PUBREC sent, PUBREL not yet received), and a delayed will.
  *
  * Locking: every field is guarded by `lock`, except refs (atomic) and the client id (immutable).
- * Any worker may deliver into a session (it locks, appends, unlocks); the worker that owns the session's connection drains the queue. The
- * lock is per session, so unrelated publishers never contend. No syscall is made under it.
+ * Any worker may deliver into a session (it locks, appends, unlocks); the worker that owns the
+ * session's connection drains the queue. The lock is per session, so unrelated publishers never
+ * contend. No syscall is made under it.
  *
  * Lifetime: reference counted. The registry, a connection and every pending mailbox notification
  * each hold a reference.
@@ -22,21 +23,20 @@
 
 #include "session/msg.h"
 
-
 /* One message waiting for, or in, the outgoing window. */
 struct vs_qentry {
 	struct vs_msg *msg; /* one reference */
-	uint8_t qos;        /* effective QoS for this subscriber */
-	bool retain;        /* retain flag to send */
-	uint8_t state;      /* enum vs_qstate when inflight */
-	bool dup;           /* sent before: next send carries DUP [MQTT-4.4.0-1] */
+	uint8_t qos;	    /* effective QoS for this subscriber */
+	bool retain;	    /* retain flag to send */
+	uint8_t state;	    /* enum vs_qstate when inflight */
+	bool dup;	    /* sent before: next send carries DUP [MQTT-4.4.0-1] */
 	uint16_t packet_id;
 	uint32_t n_sub_ids;
-	uint32_t sub_id;    /* when n_sub_ids == 1 */
-	uint32_t *sub_ids;  /* when n_sub_ids > 1 (owned) */
-	const char *share;  /* non-NULL when delivered through a shared subscription */
-	uint32_t seq;       /* the session's delivery number (persistence tells deliveries of the
-			       same message apart with it) */
+	uint32_t sub_id;   /* when n_sub_ids == 1 */
+	uint32_t *sub_ids; /* when n_sub_ids > 1 (owned) */
+	const char *share; /* non-NULL when delivered through a shared subscription */
+	uint32_t seq;	   /* the session's delivery number (persistence tells deliveries of the
+			      same message apart with it) */
 };
 
 enum vs_qstate {
@@ -72,9 +72,9 @@ struct vs_session_sub {
  */
 struct vs_session_subs {
 	uint32_t n, cap;
-	uint32_t *idx;     /* position + 1, 0 = empty; NULL while n <= VS_SESSION_SUBS_SCAN */
-	uint32_t idx_cap;  /* 0 or a power of two, kept >= 2 * n */
-	uint64_t seed;     /* of the index's hash (base/hash.h) */
+	uint32_t *idx;	  /* position + 1, 0 = empty; NULL while n <= VS_SESSION_SUBS_SCAN */
+	uint32_t idx_cap; /* 0 or a power of two, kept >= 2 * n */
+	uint64_t seed;	  /* of the index's hash (base/hash.h) */
 	struct vs_session_sub v[];
 };
 
@@ -88,7 +88,7 @@ struct vs_session_subs {
 struct vs_feed_entry {
 	struct vs_msg *msg; /* one reference */
 	uint32_t sub_id;    /* 5.0 Subscription Identifier, 0 = none */
-	uint8_t qos;        /* already capped by the granted QoS */
+	uint8_t qos;	    /* already capped by the granted QoS */
 };
 
 struct vs_feed {
@@ -102,34 +102,34 @@ struct vs_session {
 	atomic_uint refs;
 	uint16_t id_len;
 	uint16_t next_id;
-	uint32_t next_seq;       /* numbers deliveries (vs_qentry.seq) */
-	uint32_t conn_slot;   /* where conn lives in its worker, for a take-over */
-	uint32_t conn_gen;    /* bumped on each attach; stale connections compare it */
-	uint32_t expiry;      /* session expiry interval, seconds; UINT32_MAX never */
-	uint32_t dropped;     /* messages dropped because the queue was full */
+	uint32_t next_seq;  /* numbers deliveries (vs_qentry.seq) */
+	uint32_t conn_slot; /* where conn lives in its worker, for a take-over */
+	uint32_t conn_gen;  /* bumped on each attach; stale connections compare it */
+	uint32_t expiry;    /* session expiry interval, seconds; UINT32_MAX never */
+	uint32_t dropped;   /* messages dropped because the queue was full */
 	uint32_t live_will_delay;
 	uint32_t offline_since_wall; /* wall-clock seconds when it went offline (to 2106) */
-	uint8_t version;      /* protocol of the last connection */
-	bool connected;       /* a connection is attached (read without the lock by $share) */
-	bool notified : 1;    /* a drain notification is pending for the owner */
-	bool ended : 1;       /* removed from the registry; deliveries are dropped */
-	bool persisted : 1;   /* its SESSION record is in the store: changes are recorded */
-	bool acl_stale : 1;   /* a reload changed the ACLs: check what waits before sending it */
-	bool stalled;         /* its connection has not taken output for a while (atomic access:
-			       * set by the owner, read by publishers' workers) */
+	uint8_t version;	     /* protocol of the last connection */
+	bool connected;	    /* a connection is attached (read without the lock by $share) */
+	bool notified : 1;  /* a drain notification is pending for the owner */
+	bool ended : 1;	    /* removed from the registry; deliveries are dropped */
+	bool persisted : 1; /* its SESSION record is in the store: changes are recorded */
+	bool acl_stale : 1; /* a reload changed the ACLs: check what waits before sending it */
+	bool stalled;	    /* its connection has not taken output for a while (atomic access:
+			     * set by the owner, read by publishers' workers) */
 	pthread_mutex_t lock;
-	char *username;  /* of the last connection (owned, NULL anonymous), for ACL checks */
+	char *username;	      /* of the last connection (owned, NULL anonymous), for ACL checks */
 	const void *listener; /* the last connection's listener (the broker's, opaque here: its
 			       * ACL decides reads), or NULL */
-	void *conn;           /* the attached connection (opaque here) */
-	void *owner;          /* the worker owning conn */
+	void *conn;	      /* the attached connection (opaque here) */
+	void *owner;	      /* the worker owning conn */
 	uint64_t conn_id;
-	int64_t offline_since_ms;   /* monotonic */
+	int64_t offline_since_ms; /* monotonic */
 
-	struct vs_ring queue;    /* waiting to be sent */
+	struct vs_ring queue;	 /* waiting to be sent */
 	struct vs_ring inflight; /* sent, awaiting acknowledgement, in send order */
 	uint64_t queued_bytes;
-	int64_t last_drain_ms;   /* last time the owner sent something from the queue */
+	int64_t last_drain_ms; /* last time the owner sent something from the queue */
 
 	/* Incoming QoS 2 packet ids awaiting PUBREL: a small array, or past VS_INQOS2_SCAN a
 	 * bitmap of all 65536 ids (8 KiB), so that a client holding thousands of them open costs
@@ -142,11 +142,11 @@ struct vs_session {
 
 	struct vs_session_subs *subs; /* NULL until the first subscription */
 
-	struct vs_msg *will;     /* delayed will (5.0 Will Delay Interval), or NULL */
-	int64_t will_at_ms;      /* monotonic time to publish it */
-	uint64_t will_store_id;  /* during persistence replay only: the will's message id */
+	struct vs_msg *will;	  /* delayed will (5.0 Will Delay Interval), or NULL */
+	int64_t will_at_ms;	  /* monotonic time to publish it */
+	uint64_t will_store_id;	  /* during persistence replay only: the will's message id */
 	struct vs_msg *live_will; /* the connected client's will, for snapshots (one reference) */
-	struct vs_feed *feed;    /* retained messages waiting for room in the queue, or NULL */
+	struct vs_feed *feed;	  /* retained messages waiting for room in the queue, or NULL */
 	/* NUL-terminated, allocated with the session (one allocation instead of two). A
 	 * connection borrows it while attached (broker/connect.c). */
 	char client_id[];
@@ -186,7 +186,7 @@ int vs_session_find_inflight(struct vs_session *s, uint16_t packet_id);
 uint16_t vs_session_next_id(struct vs_session *s);
 
 /* Incoming QoS 2 ids. add returns 1 if added, 0 if already present, -ENOMEM. */
-#define VS_INQOS2_SCAN 32
+#define VS_INQOS2_SCAN	 32
 #define VS_INQOS2_BITMAP UINT32_MAX
 int vs_session_in_qos2_add(struct vs_session *s, uint16_t id);
 bool vs_session_in_qos2_has(struct vs_session *s, uint16_t id);

@@ -36,30 +36,30 @@ enum {
 	QUEUE_MAX = 64,
 	MAX_TOPICS = 1024,
 	MAX_TOPIC_BYTES = 64 * 1024,
-	IN_MAX = 1024 * 1024,  /* MQTT bytes waiting for the broker to read them */
-	PENDING = 4,           /* the client's publishes and subscribes awaiting the broker (one
-				* in flight is the protocol's; a few more are tolerated) */
+	IN_MAX = 1024 * 1024, /* MQTT bytes waiting for the broker to read them */
+	PENDING = 4,	      /* the client's publishes and subscribes awaiting the broker (one
+			       * in flight is the protocol's; a few more are tolerated) */
 };
 
 enum state {
-	S_NEW,        /* no CONNECT yet */
+	S_NEW,	      /* no CONNECT yet */
 	S_WILLTOPIC,  /* WILLTOPICREQ sent */
 	S_WILLMSG,    /* WILLMSGREQ sent */
 	S_CONNECTING, /* MQTT CONNECT handed to the broker, waiting for its CONNACK */
 	S_ACTIVE,
 	S_ASLEEP,
 	S_AWAKE,
-	S_GONE,       /* DISCONNECT sent or received: nothing more goes out */
+	S_GONE, /* DISCONNECT sent or received: nothing more goes out */
 };
 
 /* A message for the client, in the send queue. */
 struct entry {
 	struct entry *next;
-	uint8_t ack;         /* the MQTT-SN type that acknowledges it, or 0 */
-	uint8_t sent;        /* times sent */
-	uint8_t qos;         /* PUBLISH: its QoS (for an acknowledgement to the broker if dropped) */
+	uint8_t ack;  /* the MQTT-SN type that acknowledges it, or 0 */
+	uint8_t sent; /* times sent */
+	uint8_t qos;  /* PUBLISH: its QoS (for an acknowledgement to the broker if dropped) */
 	uint16_t msg_id;
-	uint16_t topic_id;   /* REGISTER / PUBLISH: the NORMAL id it registers or uses (0: other) */
+	uint16_t topic_id; /* REGISTER / PUBLISH: the NORMAL id it registers or uses (0: other) */
 	size_t len;
 	uint8_t dgram[];
 };
@@ -68,7 +68,7 @@ struct entry {
 struct pending {
 	uint16_t msg_id;
 	uint16_t topic_id;
-	uint8_t flags;  /* the request's topic id type (and 0xFF: unused slot) */
+	uint8_t flags;	/* the request's topic id type (and 0xFF: unused slot) */
 	bool name_only; /* SUBSCRIBE by a name without wildcards: gets a NORMAL id on success */
 	char *name;
 };
@@ -80,8 +80,8 @@ struct vs_sn_client {
 	struct vs_sn_peer peer;
 	uint8_t state;
 	bool clean;
-	bool blocked;        /* write() refused bytes: say ROOM when the queue drains */
-	uint16_t keepalive;  /* CONNECT's Duration */
+	bool blocked;	    /* write() refused bytes: say ROOM when the queue drains */
+	uint16_t keepalive; /* CONNECT's Duration */
 	uint16_t sleep_s;
 	uint16_t next_tid;
 	uint16_t next_msg_id;
@@ -91,21 +91,21 @@ struct vs_sn_client {
 	bool has_will;
 	struct vs_bytes will_topic;
 	struct vs_bytes will_msg;
-	struct vs_sn_will upd;   /* a pending WILLTOPICUPD / WILLMSGUPD */
+	struct vs_sn_will upd; /* a pending WILLTOPICUPD / WILLMSGUPD */
 	struct vs_bytes upd_buf;
 	/* MQTT bytes for the broker. */
 	struct vs_bytes in;
 	/* The send queue. */
 	struct entry *head, *tail;
 	uint32_t n_queue;
-	int64_t sent_ms;     /* when the head was last sent */
+	int64_t sent_ms; /* when the head was last sent */
 	/* NORMAL topic ids of this client. */
 	struct vs_map by_name; /* topic -> id */
 	struct vs_map by_id;   /* 2-byte id -> topic (owned string) */
 	size_t topic_bytes;
 	struct pending pubs[PENDING];
 	struct pending subs[PENDING];
-	bool failed;         /* why_buf (of this thread) says why the last call failed */
+	bool failed; /* why_buf (of this thread) says why the last call failed */
 };
 
 /* Why a client failed: read by its owner right after the call that failed (before any other
@@ -113,8 +113,8 @@ struct vs_sn_client {
  * client carries no text. */
 static __thread char why_buf[128];
 
-__attribute__((format(printf, 2, 3))) static void set_why(struct vs_sn_client *cl,
-							   const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void set_why(struct vs_sn_client *cl, const char *fmt,
+							  ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -190,8 +190,7 @@ static void reply_ack(struct vs_sn_client *cl, uint8_t type, uint16_t topic_id, 
 }
 
 /* Queues p for the client (sent in turn by pump()). Returns 0 or -ENOMEM. */
-static int enqueue(struct vs_sn_client *cl, const struct vs_sn_packet *p, uint8_t ack,
-		   uint8_t qos)
+static int enqueue(struct vs_sn_client *cl, const struct vs_sn_packet *p, uint8_t ack, uint8_t qos)
 {
 	ssize_t n = vs_sn_size(p);
 	if (n < 0)
@@ -342,8 +341,8 @@ static size_t topic_of(const struct vs_sn_client *cl, uint8_t tid_type, uint16_t
 		return 2;
 	}
 	const char *name = tid_type == VS_SN_TID_PREDEFINED
-				   ? vs_sn_topics_name(cl->conf->predefined, id)
-				   : normal_name(cl, id);
+			       ? vs_sn_topics_name(cl->conf->predefined, id)
+			       : normal_name(cl, id);
 	*out = name;
 	return name ? strlen(name) : 0;
 }
@@ -547,8 +546,8 @@ static int on_ack(struct vs_sn_client *cl, const struct vs_sn_packet *p, int64_t
 {
 	struct entry *e = cl->head;
 	/* Section 5.4.13: a PUBACK with a return code also refuses a QoS 2 PUBLISH. */
-	bool refused = e && e->ack == VS_SN_PUBREC && p->type == VS_SN_PUBACK &&
-		       p->rc != VS_SN_RC_ACCEPTED;
+	bool refused =
+	    e && e->ack == VS_SN_PUBREC && p->type == VS_SN_PUBACK && p->rc != VS_SN_RC_ACCEPTED;
 	if (!e || !e->sent || (e->ack != p->type && !refused) || e->msg_id != p->msg_id) {
 		/* Not for what we wait for: PUBREC/PUBCOMP repeated after a lost answer are
 		 * passed on (the broker answers them again); the rest is stale. */
@@ -568,9 +567,11 @@ static int on_ack(struct vs_sn_client *cl, const struct vs_sn_packet *p, int64_t
 			struct entry *n = cl->head;
 			if (n && n->topic_id == tid && n->ack != VS_SN_REGACK) {
 				if (n->qos == 1)
-					ev |= ack_to_broker(cl, VS_PUBACK, n->msg_id, VS_RC_UNSPECIFIED);
+					ev |= ack_to_broker(cl, VS_PUBACK, n->msg_id,
+							    VS_RC_UNSPECIFIED);
 				else if (n->qos == 2)
-					ev |= ack_to_broker(cl, VS_PUBREC, n->msg_id, VS_RC_UNSPECIFIED);
+					ev |= ack_to_broker(cl, VS_PUBREC, n->msg_id,
+							    VS_RC_UNSPECIFIED);
 				pop(cl);
 			}
 			break;
@@ -619,7 +620,8 @@ static int on_subscribe(struct vs_sn_client *cl, const struct vs_sn_packet *p, b
 	}
 	if (!len || !vs_topic_filter_valid((const uint8_t *)name, len)) {
 		if (sub) {
-			struct vs_sn_packet a = {.type = VS_SN_SUBACK, .msg_id = p->msg_id,
+			struct vs_sn_packet a = {.type = VS_SN_SUBACK,
+						 .msg_id = p->msg_id,
 						 .rc = VS_SN_RC_INVALID_TOPIC};
 			reply(cl, &a);
 		} else {
@@ -633,7 +635,8 @@ static int on_subscribe(struct vs_sn_client *cl, const struct vs_sn_packet *p, b
 	pd->msg_id = p->msg_id;
 	pd->flags = tt;
 	pd->topic_id = tt == VS_SN_TID_PREDEFINED ? p->topic_id : 0;
-	pd->name_only = tt == VS_SN_TID_NORMAL && !memchr(name, '+', len) && !memchr(name, '#', len);
+	pd->name_only =
+	    tt == VS_SN_TID_NORMAL && !memchr(name, '+', len) && !memchr(name, '#', len);
 	if (pd->name_only) {
 		pd->name = malloc(len + 1);
 		if (!pd->name)
@@ -719,9 +722,8 @@ static int on_will_update(struct vs_sn_client *cl, const struct vs_sn_packet *p)
 void vs_sn_will_done(struct vs_transport *t, uint8_t rc)
 {
 	struct vs_sn_client *cl = cl_of(t);
-	struct vs_sn_packet r = {.type = cl->upd.topic_update ? VS_SN_WILLTOPICRESP
-							     : VS_SN_WILLMSGRESP,
-				 .rc = rc};
+	struct vs_sn_packet r = {
+	    .type = cl->upd.topic_update ? VS_SN_WILLTOPICRESP : VS_SN_WILLMSGRESP, .rc = rc};
 	reply(cl, &r);
 }
 
@@ -801,10 +803,9 @@ static uint8_t connack_rc(uint8_t reason)
  * Returns 0 or -ENOMEM. */
 static int from_publish(struct vs_sn_client *cl, const struct vs_publish *m)
 {
-	struct vs_sn_packet p = {.type = VS_SN_PUBLISH, .msg_id = m->packet_id,
-				 .data = m->payload};
-	p.flags = vs_sn_qos_flags(m->qos) | (m->retain ? VS_SN_RETAIN : 0) |
-		  (m->dup ? VS_SN_DUP : 0);
+	struct vs_sn_packet p = {.type = VS_SN_PUBLISH, .msg_id = m->packet_id, .data = m->payload};
+	p.flags =
+	    vs_sn_qos_flags(m->qos) | (m->retain ? VS_SN_RETAIN : 0) | (m->dup ? VS_SN_DUP : 0);
 	uint16_t pre = vs_sn_topics_id(cl->conf->predefined, m->topic.p, m->topic.len);
 	uint16_t normal = 0;
 	if (pre) {
@@ -827,10 +828,10 @@ static int from_publish(struct vs_sn_client *cl, const struct vs_publish *m)
 		p.topic_id = normal;
 		if (fresh) {
 			/* Section 6.10: the gateway REGISTERs a topic before it publishes on it. */
-			struct vs_sn_packet r = {.type = VS_SN_REGISTER, .topic_id = normal,
-						 .data = m->topic};
-			r.msg_id = cl->next_msg_id = cl->next_msg_id == 0xFFFF ? 1
-									: cl->next_msg_id + 1;
+			struct vs_sn_packet r = {
+			    .type = VS_SN_REGISTER, .topic_id = normal, .data = m->topic};
+			r.msg_id = cl->next_msg_id =
+			    cl->next_msg_id == 0xFFFF ? 1 : cl->next_msg_id + 1;
 			if (enqueue(cl, &r, VS_SN_REGACK, 0) < 0)
 				return -ENOMEM;
 			cl->tail->topic_id = normal;
@@ -873,16 +874,18 @@ static int from_suback(struct vs_sn_client *cl, const struct vs_packet *m)
 		} else if (pd && pd->name_only) {
 			/* A name without wildcards gets its id now (section 6.9). */
 			size_t len = strlen(pd->name);
-			uint16_t pre = vs_sn_topics_id(cl->conf->predefined, (const uint8_t *)pd->name,
-						       len);
+			uint16_t pre =
+			    vs_sn_topics_id(cl->conf->predefined, (const uint8_t *)pd->name, len);
 			bool fresh;
-			a.topic_id = pre ? pre : len == 2 ? 0 :
-				     normal_id(cl, (const uint8_t *)pd->name, len, &fresh);
+			a.topic_id = pre ? pre
+				     : len == 2
+					 ? 0
+					 : normal_id(cl, (const uint8_t *)pd->name, len, &fresh);
 		}
 	} else {
-		a.rc = code == VS_RC_QUOTA_EXCEEDED ? VS_SN_RC_CONGESTION
+		a.rc = code == VS_RC_QUOTA_EXCEEDED	    ? VS_SN_RC_CONGESTION
 		       : code == VS_RC_TOPIC_FILTER_INVALID ? VS_SN_RC_INVALID_TOPIC
-							   : VS_SN_RC_NOT_SUPPORTED;
+							    : VS_SN_RC_NOT_SUPPORTED;
 	}
 	if (pd)
 		pending_done(pd);
@@ -917,7 +920,8 @@ static int from_broker(struct vs_sn_client *cl, const struct vs_packet *m, int64
 		return from_publish(cl, &m->publish);
 	case VS_PUBACK: {
 		struct pending *pd = pending_find(cl->pubs, m->ack.packet_id);
-		struct vs_sn_packet a = {.type = VS_SN_PUBACK, .msg_id = m->ack.packet_id,
+		struct vs_sn_packet a = {.type = VS_SN_PUBACK,
+					 .msg_id = m->ack.packet_id,
 					 .rc = puback_rc(m->ack.reason)};
 		if (pd) {
 			a.topic_id = pd->topic_id;
@@ -931,7 +935,8 @@ static int from_broker(struct vs_sn_client *cl, const struct vs_packet *m, int64
 		if (m->ack.reason >= 0x80) {
 			/* 5.0 ends a refused QoS 2 flow at PUBREC; MQTT-SN has only PUBACK with a
 			 * return code for that. */
-			struct vs_sn_packet a = {.type = VS_SN_PUBACK, .msg_id = m->ack.packet_id,
+			struct vs_sn_packet a = {.type = VS_SN_PUBACK,
+						 .msg_id = m->ack.packet_id,
 						 .rc = puback_rc(m->ack.reason),
 						 .topic_id = pd ? pd->topic_id : 0};
 			reply(cl, &a);
@@ -1059,11 +1064,11 @@ static const char *sn_why(const struct vs_transport *t)
 }
 
 static const struct vs_transport_ops sn_ops = {
-	.name = "mqttsn",
-	.read = sn_read,
-	.write = sn_write,
-	.close = sn_close,
-	.why = sn_why,
+    .name = "mqttsn",
+    .read = sn_read,
+    .write = sn_write,
+    .close = sn_close,
+    .why = sn_why,
 };
 
 size_t vs_sn_key(const struct vs_sn_peer *p, uint8_t *key)

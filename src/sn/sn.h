@@ -62,8 +62,8 @@ uint16_t vs_sn_topics_id(const struct vs_sn_topics *t, const uint8_t *name, size
 
 struct vs_sn_conf {
 	const struct vs_sn_topics *predefined; /* may be empty */
-	int retry_ms;        /* Tretry */
-	int retry_count;     /* Nretry: sends after the first before the client counts as lost */
+	int retry_ms;			       /* Tretry */
+	int retry_count; /* Nretry: sends after the first before the client counts as lost */
 	uint8_t gw_id;
 };
 
@@ -71,16 +71,16 @@ struct vs_sn_conf {
 
 /* Events for the owner (bits of what vs_sn_input and vs_sn_tick return). */
 enum {
-	VS_SN_EV_READ = 1,     /* MQTT bytes wait: read the connection */
-	VS_SN_EV_ROOM = 2,     /* the send queue has room again, or is empty while awake: flush */
-	VS_SN_EV_SLEEP = 4,    /* the client sleeps for vs_sn_sleep_s() seconds */
-	VS_SN_EV_ACTIVE = 8,   /* the client is active again (keep-alive: vs_sn_keepalive()) */
-	VS_SN_EV_WAKE = 16,    /* a sleeping client woke up to take what was kept for it */
-	VS_SN_EV_WILL = 32,    /* WILLTOPICUPD / WILLMSGUPD: apply vs_sn_will(), then answer
-			        * with vs_sn_will_done() */
-	VS_SN_EV_CLOSE = 64,   /* the client is gone or broke the protocol: vs_sn_why() says */
-	VS_SN_EV_RESTART = 128,/* a new CONNECT from an established client: close this one
-			        * (gracefully) and start a new connection with the datagram */
+	VS_SN_EV_READ = 1,	/* MQTT bytes wait: read the connection */
+	VS_SN_EV_ROOM = 2,	/* the send queue has room again, or is empty while awake: flush */
+	VS_SN_EV_SLEEP = 4,	/* the client sleeps for vs_sn_sleep_s() seconds */
+	VS_SN_EV_ACTIVE = 8,	/* the client is active again (keep-alive: vs_sn_keepalive()) */
+	VS_SN_EV_WAKE = 16,	/* a sleeping client woke up to take what was kept for it */
+	VS_SN_EV_WILL = 32,	/* WILLTOPICUPD / WILLMSGUPD: apply vs_sn_will(), then answer
+				 * with vs_sn_will_done() */
+	VS_SN_EV_CLOSE = 64,	/* the client is gone or broke the protocol: vs_sn_why() says */
+	VS_SN_EV_RESTART = 128, /* a new CONNECT from an established client: close this one
+				 * (gracefully) and start a new connection with the datagram */
 };
 
 /* An IPv4 or IPv6 address (28 bytes, where a sockaddr_storage takes 128 per client). */
@@ -92,23 +92,23 @@ union vs_sn_addr {
 
 /* Where a client's datagrams go. */
 struct vs_sn_peer {
-	int fd;                           /* the listener's datagram socket (not owned) */
+	int fd; /* the listener's datagram socket (not owned) */
 	union vs_sn_addr addr;
 	socklen_t addr_len;
-	uint8_t node_len;                 /* > 0: behind a forwarder, with this node id */
+	uint8_t node_len; /* > 0: behind a forwarder, with this node id */
 	uint8_t node[32];
-	uint8_t radius;                   /* the encapsulation's Ctrl, echoed */
-	struct vs_dtls *dtls;             /* DTLS session, or NULL (a client owns its own) */
+	uint8_t radius;	      /* the encapsulation's Ctrl, echoed */
+	struct vs_dtls *dtls; /* DTLS session, or NULL (a client owns its own) */
 };
 
 /* The will a WILLTOPICUPD / WILLMSGUPD asks for (views valid until the next call). */
 struct vs_sn_will {
-	bool topic_update;         /* true: WILLTOPICUPD, false: WILLMSGUPD */
-	bool remove;               /* an empty WILLTOPICUPD: no will any more */
+	bool topic_update; /* true: WILLTOPICUPD, false: WILLMSGUPD */
+	bool remove;	   /* an empty WILLTOPICUPD: no will any more */
 	uint8_t qos;
 	bool retain;
-	struct vs_buf topic;       /* WILLTOPICUPD */
-	struct vs_buf payload;     /* WILLMSGUPD */
+	struct vs_buf topic;   /* WILLTOPICUPD */
+	struct vs_buf payload; /* WILLMSGUPD */
 };
 
 /* The table that finds a client by address: one per datagram socket, owned by one thread. */

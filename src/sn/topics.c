@@ -34,7 +34,8 @@ static int add(struct vs_sn_topics *t, unsigned id, const char *name, size_t len
 		return bad(err, errlen, line, "out of memory");
 	}
 	if (vs_map_put(&t->by_name, name, len, (void *)(uintptr_t)id, NULL) < 0)
-		return bad(err, errlen, line, "out of memory"); /* copy is in by_id: freed by fini */
+		return bad(err, errlen, line,
+			   "out of memory"); /* copy is in by_id: freed by fini */
 	t->count++;
 	return 0;
 }
@@ -64,7 +65,8 @@ static int parse_line(struct vs_sn_topics *t, const char *s, size_t n, int line,
 		i++;
 	}
 	if (i == 0 || i == n || !blank(s[i]))
-		return bad(err, errlen, line, "expected \"ID TOPIC\" (a topic id, a space, a topic)");
+		return bad(err, errlen, line,
+			   "expected \"ID TOPIC\" (a topic id, a space, a topic)");
 	/* 0x0000 and 0xFFFF are reserved (MQTT-SN 1.2 section 5.3.11). */
 	if (id < 1 || id > 65534)
 		return bad(err, errlen, line, "topic id must be 1..65534");

@@ -35,12 +35,12 @@ struct vs_level_slot {
 
 struct vs_level {
 	struct vs_level *parent; /* NULL for a root */
-	const char *name;        /* this level's bytes (not NUL-terminated), owned by the container */
-	uint32_t len;            /* bytes of name (a level is at most 65535 bytes) */
-	uint32_t hash;           /* vs_level_hash(seed, name, len), set before vs_level_attach() */
-	struct vs_level_slot *slot; /* exact-name children: cap slots; NULL when cap 0 */
-	uint32_t cap;            /* 0 or a power of two; 2 with slot == small while inline */
-	uint32_t n;              /* occupied slots */
+	const char *name; /* this level's bytes (not NUL-terminated), owned by the container */
+	uint32_t len;	  /* bytes of name (a level is at most 65535 bytes) */
+	uint32_t hash;	  /* vs_level_hash(seed, name, len), set before vs_level_attach() */
+	struct vs_level_slot *slot;    /* exact-name children: cap slots; NULL when cap 0 */
+	uint32_t cap;		       /* 0 or a power of two; 2 with slot == small while inline */
+	uint32_t n;		       /* occupied slots */
 	struct vs_level_slot small[2]; /* the table of a level with one or two children */
 };
 

@@ -29,17 +29,17 @@
 #include "topic/level.h"
 
 struct rnode {
-	struct vs_level lv;  /* first: parent link, children, this level's name (in name[]) */
-	void *msg;           /* the retained message (the store holds a reference), or NULL */
-	char name[];         /* this level's name only (lv.len bytes, not NUL-terminated) */
+	struct vs_level lv; /* first: parent link, children, this level's name (in name[]) */
+	void *msg;	    /* the retained message (the store holds a reference), or NULL */
+	char name[];	    /* this level's name only (lv.len bytes, not NUL-terminated) */
 };
 
 struct vs_retain {
 	pthread_rwlock_t lock;
-	struct rnode *root;  /* the level above the first; holds no message */
+	struct rnode *root; /* the level above the first; holds no message */
 	uint64_t seed;
 	atomic_size_t count;
-	uint64_t version;    /* bumped by every set, under the write lock */
+	uint64_t version; /* bumped by every set, under the write lock */
 	void (*ref)(void *msg);
 	void (*unref)(void *msg);
 };
@@ -204,8 +204,7 @@ void vs_retain_version_floor(struct vs_retain *r, uint64_t v)
 	pthread_rwlock_unlock(&r->lock);
 }
 
-int vs_retain_put(struct vs_retain *r, const char *topic, size_t len, void *msg,
-		  uint64_t *version)
+int vs_retain_put(struct vs_retain *r, const char *topic, size_t len, void *msg, uint64_t *version)
 {
 	struct rnode *n;
 	void *old;
@@ -244,7 +243,7 @@ struct rmatch {
 	uint64_t seed;
 	const char *f;
 	size_t len;
-	bool guard;          /* [MQTT-4.7.2-1] filter starts with a wildcard: skip "$..." topics */
+	bool guard; /* [MQTT-4.7.2-1] filter starts with a wildcard: skip "$..." topics */
 	void (*fn)(void *ctx, void *msg);
 	void *ctx;
 	size_t calls;
@@ -358,13 +357,13 @@ size_t vs_retain_match(struct vs_retain *r, const char *filter, size_t len,
 		       void (*fn)(void *ctx, void *msg), void *ctx)
 {
 	struct rmatch m = {
-		.root = r->root,
-		.seed = r->seed,
-		.f = filter,
-		.len = len,
-		.guard = len > 0 && (filter[0] == '+' || filter[0] == '#'),
-		.fn = fn,
-		.ctx = ctx,
+	    .root = r->root,
+	    .seed = r->seed,
+	    .f = filter,
+	    .len = len,
+	    .guard = len > 0 && (filter[0] == '+' || filter[0] == '#'),
+	    .fn = fn,
+	    .ctx = ctx,
 	};
 
 	pthread_rwlock_rdlock(&r->lock);

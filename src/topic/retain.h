@@ -33,8 +33,7 @@ int vs_retain_set(struct vs_retain *r, const char *topic, size_t len, void *msg)
  * Changes are numbered under the store's write lock, so versions order changes exactly as the
  * store applied them, whichever thread made them (persistence keeps the highest at replay).
  */
-int vs_retain_put(struct vs_retain *r, const char *topic, size_t len, void *msg,
-		  uint64_t *version);
+int vs_retain_put(struct vs_retain *r, const char *topic, size_t len, void *msg, uint64_t *version);
 /* The current change counter (a snapshot records it with each message it writes). */
 uint64_t vs_retain_version(struct vs_retain *r);
 /* Raises the counter to at least v (after a restart, above every replayed version). */
@@ -48,8 +47,8 @@ size_t vs_retain_match(struct vs_retain *r, const char *filter, size_t len,
 
 /* Calls fn for every stored message (for persistence snapshots), under the read lock: fn must
  * not call into the store. topic[0..len) is also NUL-terminated, valid only during the call. */
-size_t vs_retain_foreach(struct vs_retain *r, void (*fn)(void *ctx, const char *topic,
-							 size_t len, void *msg),
+size_t vs_retain_foreach(struct vs_retain *r,
+			 void (*fn)(void *ctx, const char *topic, size_t len, void *msg),
 			 void *ctx);
 
 size_t vs_retain_count(struct vs_retain *r);

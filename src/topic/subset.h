@@ -21,11 +21,11 @@
 #define VS_SUBSET_SCAN 8
 
 struct vs_subset {
-	struct vs_sub *v;  /* v[0..n), dense */
+	struct vs_sub *v; /* v[0..n), dense */
 	uint32_t n;
 	uint32_t cap;
-	uint32_t *idx;     /* owner index: position + 1, 0 = empty; NULL while n <= VS_SUBSET_SCAN */
-	uint32_t idx_cap;  /* 0 or a power of two, kept >= 2 * n */
+	uint32_t *idx;	  /* owner index: position + 1, 0 = empty; NULL while n <= VS_SUBSET_SCAN */
+	uint32_t idx_cap; /* 0 or a power of two, kept >= 2 * n */
 };
 
 /* Position of owner's subscription, or -1. */

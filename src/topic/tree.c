@@ -35,38 +35,38 @@
 #include "topic/level.h"
 #include "topic/subset.h"
 
-#define SHARE_PREFIX "$share/"
+#define SHARE_PREFIX	 "$share/"
 #define SHARE_PREFIX_LEN 7
 
 /* The members of one $share/{group}/{filter}, with their round-robin cursor. */
 struct group {
-	struct vs_level lv;       /* first: the group name (in name[]), an entry of node.groups */
+	struct vs_level lv;	  /* first: the group name (in name[]), an entry of node.groups */
 	struct vs_subset members; /* never empty while linked */
-	atomic_uint cursor;       /* advanced by the match callback to pick a member */
-	char name[];              /* the group name (not NUL-terminated) */
+	atomic_uint cursor;	  /* advanced by the match callback to pick a member */
+	char name[];		  /* the group name (not NUL-terminated) */
 };
 
 struct node {
-	struct vs_level lv;       /* first: parent link, exact children, this level's name */
-	struct node *plus;        /* the '+' child, or NULL */
-	struct node *hash;        /* the '#' child, or NULL (always a leaf) */
-	struct vs_subset subs;    /* ordinary subscriptions to the filter ending here */
-	struct vs_level *groups;  /* shared groups of the filter ending here, by name (its
-				   * children are struct group); NULL when there are none */
-	char name[];              /* lv.name points here */
+	struct vs_level lv;	 /* first: parent link, exact children, this level's name */
+	struct node *plus;	 /* the '+' child, or NULL */
+	struct node *hash;	 /* the '#' child, or NULL (always a leaf) */
+	struct vs_subset subs;	 /* ordinary subscriptions to the filter ending here */
+	struct vs_level *groups; /* shared groups of the filter ending here, by name (its
+				  * children are struct group); NULL when there are none */
+	char name[];		 /* lv.name points here */
 };
 
 struct vs_tree {
 	pthread_rwlock_t lock;
 	struct node *root;
-	uint64_t seed;            /* level hash seed */
+	uint64_t seed; /* level hash seed */
 	atomic_size_t count;
-	size_t nodes;             /* nodes below the root (under the lock) */
+	size_t nodes; /* nodes below the root (under the lock) */
 };
 
 /* A filter split into its share group (if any) and the filter proper. */
 struct filter {
-	const char *group;        /* NULL for an ordinary subscription */
+	const char *group; /* NULL for an ordinary subscription */
 	size_t group_len;
 	const char *f;
 	size_t len;
@@ -185,8 +185,7 @@ static void prune(struct vs_tree *t, struct node *n)
 }
 
 /* Child of n for filter level s[0..len), created if create is set. NULL if absent or -ENOMEM. */
-static struct node *child(struct vs_tree *t, struct node *n, const char *s, size_t len,
-			  bool create)
+static struct node *child(struct vs_tree *t, struct node *n, const char *s, size_t len, bool create)
 {
 	struct node **wild = NULL, *c;
 	uint32_t hash = 0;
@@ -422,7 +421,7 @@ struct match {
 	struct vs_tree *t;
 	const char *topic;
 	size_t len;
-	bool dollar;              /* [MQTT-4.7.2-1] topic starts with '$' */
+	bool dollar; /* [MQTT-4.7.2-1] topic starts with '$' */
 	vs_tree_match_fn fn;
 	void *ctx;
 	size_t calls;
@@ -512,12 +511,12 @@ size_t vs_tree_match(struct vs_tree *t, const char *topic, size_t len, vs_tree_m
 		     void *ctx)
 {
 	struct match m = {
-		.t = t,
-		.topic = topic,
-		.len = len,
-		.dollar = len > 0 && topic[0] == '$',
-		.fn = fn,
-		.ctx = ctx,
+	    .t = t,
+	    .topic = topic,
+	    .len = len,
+	    .dollar = len > 0 && topic[0] == '$',
+	    .fn = fn,
+	    .ctx = ctx,
 	};
 
 	pthread_rwlock_rdlock(&t->lock);

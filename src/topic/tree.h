@@ -25,9 +25,9 @@ struct vs_tree;
 /* A subscription as the tree stores it; `owner` (a session) is opaque to the tree. */
 struct vs_sub {
 	void *owner;
-	uint32_t sub_id;          /* 5.0 Subscription Identifier, 0 = none */
-	uint8_t qos;              /* maximum QoS granted */
-	bool no_local;            /* 5.0 */
+	uint32_t sub_id;	  /* 5.0 Subscription Identifier, 0 = none */
+	uint8_t qos;		  /* maximum QoS granted */
+	bool no_local;		  /* 5.0 */
 	bool retain_as_published; /* 5.0 */
 	uint8_t retain_handling;  /* 5.0, 0..2 */
 };

@@ -3,8 +3,8 @@
  *
  * Decoded (vs_sn_decode) it must be refused with a reason, or, when accepted, hold for it:
  * - its views lie inside the datagram, and the fields keep the codec's promises (a known type,
- *   no reserved topic-id type or QoS -1 where the type uses them, CONNECT's protocol 0x01, a non-empty
- *   REGISTER name, a will either empty or flags and a topic);
+ *   no reserved topic-id type or QoS -1 where the type uses them, CONNECT's protocol 0x01, a
+ * non-empty REGISTER name, a will either empty or flags and a topic);
  * - the datagram cut by one byte, or with one byte more, is refused (one datagram, one message);
  * - it re-encodes (vs_sn_size() == bytes written; a byte less of room is VS_ETOOBIG) to the
  *   same bytes, or to the one-byte length form when the input used the three-byte form for a

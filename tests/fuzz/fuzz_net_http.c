@@ -258,7 +258,8 @@ static void check_basic(const char *v, size_t len)
 		CHECK(b.pw == (const uint8_t *)buf + b.user_len + 1);
 		CHECK(b.pw_len < sizeof(buf) - b.user_len - 1 && b.pw[b.pw_len] == '\0');
 		for (size_t k = 0; k < b.user_len; k++)
-			CHECK((unsigned char)b.user[k] >= ' ' && b.user[k] != 0x7f && b.user[k] != ':');
+			CHECK((unsigned char)b.user[k] >= ' ' && b.user[k] != 0x7f &&
+			      b.user[k] != ':');
 		CHECK(!memchr(b.pw, '\0', b.pw_len));
 		/* Encoded back, "user:pw" is the credentials as sent. */
 		uint8_t plain[256];

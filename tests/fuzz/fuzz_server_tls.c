@@ -140,8 +140,8 @@ static struct vs_tls_ctx *client_ctx(unsigned bits)
 
 struct client {
 	int k;
-	long got; /* plaintext bytes read */
-	int fd;    /* -1: hung up */
+	long got;  /* plaintext bytes read */
+	int fd;	   /* -1: hung up */
 	SSL *ssl;  /* NULL: raw, or TLS failed */
 	bool shut; /* close_notify sent */
 };
@@ -331,7 +331,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 4:
 			if (cl->ssl && !cl->shut && SSL_version(cl->ssl) == TLS1_3_VERSION &&
 			    SSL_key_update(cl->ssl, SSL_KEY_UPDATE_REQUESTED))
-				send_tls(cl, (const uint8_t *)"\xc0\x00", 2); /* carried by a PINGREQ */
+				send_tls(cl, (const uint8_t *)"\xc0\x00",
+					 2); /* carried by a PINGREQ */
 			break;
 		case 5:
 			send_big(cl, len * 97, setup & 128);

@@ -61,12 +61,12 @@ static void ev_disconnect(void *ctx, const struct vs_disconnect *d)
 }
 
 static const struct vs_cproto_events events = {
-	.connack = ev_connack,
-	.message = ev_message,
-	.published = ev_published,
-	.suback = ev_suback,
-	.unsuback = ev_suback,
-	.disconnect = ev_disconnect,
+    .connack = ev_connack,
+    .message = ev_message,
+    .published = ev_published,
+    .suback = ev_suback,
+    .unsuback = ev_suback,
+    .disconnect = ev_disconnect,
 };
 
 /* Decodes the next packet the core wrote; returns its type, 0 if none. */
@@ -677,21 +677,21 @@ static void test_props_api(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_qos1_publish_acked_once),
-		cmocka_unit_test(test_qos2_flow),
-		cmocka_unit_test(test_resend_after_reconnect),
-		cmocka_unit_test(test_inflight_window),
-		cmocka_unit_test(test_receive_maximum),
-		cmocka_unit_test(test_incoming_qos2_once),
-		cmocka_unit_test(test_keepalive),
-		cmocka_unit_test(test_connack_refused_and_protocol_errors),
-		cmocka_unit_test(test_scram_exchange_then_the_session),
-		cmocka_unit_test(test_scram_wrong_server_signature_is_refused),
-		cmocka_unit_test(test_scram_broker_refuses),
-		cmocka_unit_test(test_scram_auth_packets_out_of_protocol),
-		cmocka_unit_test(test_scram_again_on_reconnect),
-		cmocka_unit_test(test_auth_method_options),
-		cmocka_unit_test(test_props_api),
+	    cmocka_unit_test(test_qos1_publish_acked_once),
+	    cmocka_unit_test(test_qos2_flow),
+	    cmocka_unit_test(test_resend_after_reconnect),
+	    cmocka_unit_test(test_inflight_window),
+	    cmocka_unit_test(test_receive_maximum),
+	    cmocka_unit_test(test_incoming_qos2_once),
+	    cmocka_unit_test(test_keepalive),
+	    cmocka_unit_test(test_connack_refused_and_protocol_errors),
+	    cmocka_unit_test(test_scram_exchange_then_the_session),
+	    cmocka_unit_test(test_scram_wrong_server_signature_is_refused),
+	    cmocka_unit_test(test_scram_broker_refuses),
+	    cmocka_unit_test(test_scram_auth_packets_out_of_protocol),
+	    cmocka_unit_test(test_scram_again_on_reconnect),
+	    cmocka_unit_test(test_auth_method_options),
+	    cmocka_unit_test(test_props_api),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

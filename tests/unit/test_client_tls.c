@@ -65,7 +65,8 @@ static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *si
 	X509_NAME *name = X509_get_subject_name(x);
 	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
 	X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name);
-	add_ext(x, issuer ? issuer : x, NID_basic_constraints, san ? "CA:FALSE" : "critical,CA:TRUE");
+	add_ext(x, issuer ? issuer : x, NID_basic_constraints,
+		san ? "CA:FALSE" : "critical,CA:TRUE");
 	if (san)
 		add_ext(x, issuer, NID_subject_alt_name, san);
 	else
@@ -78,7 +79,8 @@ static void write_pem(const char *path, X509 *x, EVP_PKEY *k)
 {
 	FILE *f = fopen(path, "w");
 	assert_non_null(f);
-	assert_true(x ? PEM_write_X509(f, x) : PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL));
+	assert_true(x ? PEM_write_X509(f, x)
+		      : PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL));
 	fclose(f);
 }
 
@@ -163,18 +165,18 @@ static void test_defaults_keep_tls_off(void **state)
 static void test_contradictory_options_rejected(void **state)
 {
 	const struct viesti_tls bad[] = {
-		{.cafile = P.ca, .certfile = P.cert},         /* a certificate needs its key */
-		{.cafile = P.ca, .keyfile = P.key},
-		{.cafile = P.ca, .tls_version = "tlsv1.1"},
-		{.cafile = P.ca, .tls_version = "TLSv1.2"},
-		{.cafile = P.ca, .alpn = ""},
-		{.psk = "00ff", .cafile = P.ca, .psk_identity = "id"}, /* PSK or certificates */
-		{.psk = "00ff", .certfile = P.cert, .keyfile = P.key, .psk_identity = "id"},
-		{.psk = "00ff"},                                /* no identity */
-		{.psk = "00ff", .psk_identity = ""},
-		{.psk = "0x00ff", .psk_identity = "id"},        /* not hex */
-		{.psk = "", .psk_identity = "id"},
-		{.psk_identity = "id"},                         /* an identity without a key */
+	    {.cafile = P.ca, .certfile = P.cert}, /* a certificate needs its key */
+	    {.cafile = P.ca, .keyfile = P.key},
+	    {.cafile = P.ca, .tls_version = "tlsv1.1"},
+	    {.cafile = P.ca, .tls_version = "TLSv1.2"},
+	    {.cafile = P.ca, .alpn = ""},
+	    {.psk = "00ff", .cafile = P.ca, .psk_identity = "id"}, /* PSK or certificates */
+	    {.psk = "00ff", .certfile = P.cert, .keyfile = P.key, .psk_identity = "id"},
+	    {.psk = "00ff"}, /* no identity */
+	    {.psk = "00ff", .psk_identity = ""},
+	    {.psk = "0x00ff", .psk_identity = "id"}, /* not hex */
+	    {.psk = "", .psk_identity = "id"},
+	    {.psk_identity = "id"}, /* an identity without a key */
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_int_equal(try_new(&bad[i]), VIESTI_EINVAL);
@@ -191,9 +193,12 @@ static void test_good_options_accepted(void **state)
 	assert_int_equal(try_new(&(struct viesti_tls){0}), 0); /* the system store */
 	assert_int_equal(try_new(&(struct viesti_tls){.cafile = P.ca, .os_certs = true}), 0);
 	assert_int_equal(try_new(&(struct viesti_tls){.capath = P.dir}), 0);
-	assert_int_equal(try_new(&(struct viesti_tls){.cafile = P.ca, .certfile = P.cert,
-						       .keyfile = P.key, .insecure = true,
-						       .tls_version = "tlsv1.3", .alpn = "mqtt"}),
+	assert_int_equal(try_new(&(struct viesti_tls){.cafile = P.ca,
+						      .certfile = P.cert,
+						      .keyfile = P.key,
+						      .insecure = true,
+						      .tls_version = "tlsv1.3",
+						      .alpn = "mqtt"}),
 			 0);
 	assert_int_equal(try_new(&(struct viesti_tls){.psk = "abc", .psk_identity = "id"}), 0);
 }
@@ -255,9 +260,8 @@ static void pair_open(struct pair *p, const struct viesti_tls *o, const char *ho
 	p->server = SSL_new(p->server_ctx);
 	SSL_set_fd(p->server, p->fd[1]);
 	SSL_set_accept_state(p->server);
-	assert_int_equal(vs_tls_session_new(p->ctx, p->fd[0], host, &p->client, p->err,
-					    sizeof(p->err)),
-			 0);
+	assert_int_equal(
+	    vs_tls_session_new(p->ctx, p->fd[0], host, &p->client, p->err, sizeof(p->err)), 0);
 }
 
 static void pair_close(struct pair *p)
@@ -391,16 +395,16 @@ static void test_silent_server_times_out_without_spinning(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_defaults_keep_tls_off),
-		cmocka_unit_test(test_contradictory_options_rejected),
-		cmocka_unit_test(test_good_options_accepted),
-		cmocka_unit_test(test_unusable_files),
-		cmocka_unit_test(test_hex_decode),
-		cmocka_unit_test(test_handshake_and_data),
-		cmocka_unit_test(test_handshake_by_ip_address),
-		cmocka_unit_test(test_host_name_mismatch_and_insecure),
-		cmocka_unit_test(test_wrong_ca_refused_even_insecure),
-		cmocka_unit_test(test_silent_server_times_out_without_spinning),
+	    cmocka_unit_test(test_defaults_keep_tls_off),
+	    cmocka_unit_test(test_contradictory_options_rejected),
+	    cmocka_unit_test(test_good_options_accepted),
+	    cmocka_unit_test(test_unusable_files),
+	    cmocka_unit_test(test_hex_decode),
+	    cmocka_unit_test(test_handshake_and_data),
+	    cmocka_unit_test(test_handshake_by_ip_address),
+	    cmocka_unit_test(test_host_name_mismatch_and_insecure),
+	    cmocka_unit_test(test_wrong_ca_refused_even_insecure),
+	    cmocka_unit_test(test_silent_server_times_out_without_spinning),
 	};
 	return cmocka_run_group_tests(tests, make_pki, remove_pki);
 }

@@ -224,7 +224,7 @@ static void trailing_comments_where_mosquitto_ignores_them(void **state)
 	expect_error("port #\n", "test.conf:1: bad value '#' for 'port', expected an integer from "
 				 "1 to 65535");
 	expect_error("port 1883#x\n", "test.conf:1: bad value '1883#x' for 'port', expected an "
-				       "integer from 1 to 65535");
+				      "integer from 1 to 65535");
 	/* Mosquitto reads these three to the end of the line: the '#' is in the value there. */
 	expect_error("listener 8883\ntls_version tlsv1.2 # x\n",
 		     "test.conf:2: unexpected '#' after the value of 'tls_version', expected end "
@@ -245,8 +245,9 @@ static void log_format_directive(void **state)
 	expect_ok(&c, "log_format mosquitto\nlog_format viesti\n");
 	assert_int_equal(c.log_format, VS_CONF_LOG_VIESTI);
 	vs_config_fini(&c);
-	expect_error("log_format json\n", "test.conf:1: bad value 'json' for 'log_format', expected "
-				       "viesti or mosquitto");
+	expect_error("log_format json\n",
+		     "test.conf:1: bad value 'json' for 'log_format', expected "
+		     "viesti or mosquitto");
 }
 
 static void later_value_overrides_earlier(void **state)
@@ -264,12 +265,12 @@ static void persistent_client_expiration_units(void **state)
 		const char *text;
 		int64_t seconds;
 	} cases[] = {
-		{"persistent_client_expiration 1h", 3600},
-		{"persistent_client_expiration 2d", 2 * 86400},
-		{"persistent_client_expiration 1w", 7 * 86400},
-		{"persistent_client_expiration 3m", 3 * 30 * 86400},
-		{"persistent_client_expiration 1y", 365 * 86400},
-		{"persistent_client_expiration 14d", 14 * 86400},
+	    {"persistent_client_expiration 1h", 3600},
+	    {"persistent_client_expiration 2d", 2 * 86400},
+	    {"persistent_client_expiration 1w", 7 * 86400},
+	    {"persistent_client_expiration 3m", 3 * 30 * 86400},
+	    {"persistent_client_expiration 1y", 365 * 86400},
+	    {"persistent_client_expiration 14d", 14 * 86400},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct vs_config c;
@@ -320,8 +321,9 @@ static void logging_directives_accumulate(void **state)
 
 	expect_error("log_dest file /a\nlog_dest file /b\n",
 		     "test.conf:2: second 'log_dest file', expected one log file");
-	expect_error("log_dest file\n",
-		     "test.conf:1: missing path for 'log_dest file', expected 'log_dest file PATH'");
+	expect_error(
+	    "log_dest file\n",
+	    "test.conf:1: missing path for 'log_dest file', expected 'log_dest file PATH'");
 	expect_error("log_dest topic\n", "test.conf:1: 'log_dest topic' is not supported yet");
 	expect_error("log_dest console\n", "test.conf:1: bad value 'console' for 'log_dest', "
 					   "expected stderr, stdout, syslog, file PATH or none");
@@ -592,8 +594,7 @@ static void error_unknown_directive(void **state)
 static void error_not_supported_yet(void **state)
 {
 	expect_error("connection bridge-01\n", "test.conf:1: 'connection' is not supported yet");
-	expect_error("# c\naddress 10.0.0.1:1883\n",
-		     "test.conf:2: 'address' is not supported yet");
+	expect_error("# c\naddress 10.0.0.1:1883\n", "test.conf:2: 'address' is not supported yet");
 	expect_error("bridge_cafile /ca\n", "test.conf:1: 'bridge_cafile' is not supported yet");
 	expect_error("auth_plugin /x.so\n", "test.conf:1: 'auth_plugin' is not supported yet");
 	expect_error("plugin /usr/lib/dynamic-security.so\n",
@@ -603,9 +604,10 @@ static void error_not_supported_yet(void **state)
 	expect_error("auth_opt_backends mysql\n",
 		     "test.conf:1: 'auth_opt_backends' is not supported yet");
 	expect_error("topic # both 0\n", "test.conf:1: 'topic' is not supported yet");
-	expect_error("listener 8080\nprotocol websockets\nwebsockets_trusted_proxy proxy.local\n",
-		     "test.conf:3: bad value 'proxy.local' for 'websockets_trusted_proxy', expected "
-		     "an IPv4 or IPv6 address");
+	expect_error(
+	    "listener 8080\nprotocol websockets\nwebsockets_trusted_proxy proxy.local\n",
+	    "test.conf:3: bad value 'proxy.local' for 'websockets_trusted_proxy', expected "
+	    "an IPv4 or IPv6 address");
 	expect_error("allow_duplicate_messages false\n",
 		     "test.conf:1: 'allow_duplicate_messages false' is not supported yet");
 	expect_error("retry_interval 20\n", "test.conf:1: 'retry_interval' was removed in "
@@ -619,8 +621,9 @@ static void error_bad_bool(void **state)
 					  "expected true or false");
 	expect_error("\n\nallow_anonymous TRUE\n", "test.conf:3: bad value 'TRUE' for "
 						   "'allow_anonymous', expected true or false");
-	expect_error("listener 1\nrequire_certificate 1\n",
-		     "test.conf:2: bad value '1' for 'require_certificate', expected true or false");
+	expect_error(
+	    "listener 1\nrequire_certificate 1\n",
+	    "test.conf:2: bad value '1' for 'require_certificate', expected true or false");
 }
 
 static void error_bad_number(void **state)
@@ -631,8 +634,9 @@ static void error_bad_number(void **state)
 					   "expected an integer from 0 to 65535");
 	expect_error("sys_interval -1\n", "test.conf:1: bad value '-1' for 'sys_interval', "
 					  "expected an integer from 0 to 65535");
-	expect_error("port 70000\n",
-		     "test.conf:1: bad value '70000' for 'port', expected an integer from 1 to 65535");
+	expect_error(
+	    "port 70000\n",
+	    "test.conf:1: bad value '70000' for 'port', expected an integer from 1 to 65535");
 	expect_error("port 0\n",
 		     "test.conf:1: bad value '0' for 'port', expected an integer from 1 to 65535");
 	expect_error("listener 65536\n", "test.conf:1: bad value '65536' for 'listener', "
@@ -640,9 +644,10 @@ static void error_bad_number(void **state)
 	expect_error("max_queued_messages 99999999999999999999999\n",
 		     "test.conf:1: bad value '99999999999999999999999' for 'max_queued_messages', "
 		     "expected an integer from 0 to 2147483647");
-	expect_error("max_queued_bytes 9223372036854775808\n",
-		     "test.conf:1: bad value '9223372036854775808' for 'max_queued_bytes', expected "
-		     "an integer from 0 to 9223372036854775807");
+	expect_error(
+	    "max_queued_bytes 9223372036854775808\n",
+	    "test.conf:1: bad value '9223372036854775808' for 'max_queued_bytes', expected "
+	    "an integer from 0 to 9223372036854775807");
 	expect_error("max_connections -2\n", "test.conf:1: bad value '-2' for 'max_connections', "
 					     "expected an integer from -1 to 2147483647");
 	expect_error("max_qos 3\n",
@@ -668,9 +673,10 @@ static void error_missing_argument(void **state)
 		     "test.conf:1: missing value for 'password_file', expected a value");
 	expect_error("listener\n", "test.conf:1: missing value for 'listener', expected a port "
 				   "from 0 to 65535 and an optional address");
-	expect_error("protocol\n",
-		     "test.conf:1: missing value for 'protocol', expected mqtt, websockets, mqttsn or "
-		     "http");
+	expect_error(
+	    "protocol\n",
+	    "test.conf:1: missing value for 'protocol', expected mqtt, websockets, mqttsn or "
+	    "http");
 	expect_error("include_dir\n",
 		     "test.conf:1: missing value for 'include_dir', expected a directory");
 }
@@ -680,7 +686,7 @@ static void error_extra_argument(void **state)
 	expect_error("persistence true false\n", "test.conf:1: unexpected 'false' after the value "
 						 "of 'persistence', expected end of line");
 	expect_error("port 1883 default # x\n", "test.conf:1: unexpected 'default' after the "
-						 "value of 'port', expected end of line");
+						"value of 'port', expected end of line");
 	expect_error("listener 1883 0.0.0.0 extra\n", "test.conf:1: unexpected 'extra' after the "
 						      "value of 'listener', expected end of line");
 	expect_error("log_dest stderr stdout\n", "test.conf:1: unexpected 'stdout' after the value "
@@ -691,8 +697,9 @@ static void error_extra_argument(void **state)
 
 static void error_bad_choice(void **state)
 {
-	expect_error("listener 1\nprotocol https\n", "test.conf:2: bad value 'https' for "
-						     "'protocol', expected mqtt, websockets, mqttsn or http");
+	expect_error("listener 1\nprotocol https\n",
+		     "test.conf:2: bad value 'https' for "
+		     "'protocol', expected mqtt, websockets, mqttsn or http");
 	expect_error("socket_domain ipx\n", "test.conf:1: bad value 'ipx' for 'socket_domain', "
 					    "expected ipv4 or ipv6");
 	expect_error("tls_version sslv3\n", "test.conf:1: bad value 'sslv3' for 'tls_version', "
@@ -720,44 +727,44 @@ static void validate_cross_field_checks(void **state)
 		const char *text;
 		const char *want;
 	} cases[] = {
-		{"listener 8883\ncertfile /c\n",
-		 "listener 8883: 'certfile' is set without 'keyfile', expected both or neither"},
-		{"listener 8883\nkeyfile /k\n",
-		 "listener 8883: 'keyfile' is set without 'certfile', expected both or neither"},
-		{"listener 8883 ::1\ncafile /ca\n",
-		 "listener 8883 ::1: 'cafile' needs TLS, expected 'certfile' and 'keyfile' (or "
-		 "'psk_hint') too"},
-		{"listener 8883\npsk_hint h\n",
-		 "listener 8883: 'psk_hint' without a 'psk_file', expected both"},
-		{"listener 8883\ncertfile /c\nkeyfile /k\ntls_keyform engine\n",
-		 "listener 8883: 'tls_keyform engine' without 'tls_engine', expected the engine's "
-		 "name"},
-		{"listener 8883\ncertfile /c\nkeyfile /k\ncrlfile /crl\n",
-		 "listener 8883: 'crlfile' without a CA, expected 'cafile' or 'capath'"},
-		{"listener 8883\ncertfile /c\nkeyfile /k\nuse_identity_as_username true\n"
-		 "use_subject_as_username true\n",
-		 "listener 8883: both 'use_identity_as_username' and 'use_subject_as_username', "
-		 "expected one"},
-		{"listener 0 /s\npsk_hint h\n",
-		 "listener 0 /s: TLS on a unix socket, expected a TCP port"},
-		{"listener 8883\ncertfile /c\nkeyfile /k\nrequire_certificate true\n",
-		 "listener 8883: 'require_certificate true' needs a CA, expected 'cafile' or "
-		 "'capath'"},
-		{"listener 1883\nlistener 1883\n",
-		 "listener 1883: defined twice, expected each port and address once"},
-		{"port 1883\nlistener 1883\n",
-		 "listener 1883: defined twice, expected each port and address once"},
-		{"listener 0 /s\nprotocol websockets\n",
-		 "listener 0 /s: websockets on a unix socket, expected a TCP port"},
-		{"listener 8080\nhttp_dir /var/www\n",
-		 "listener 8080: 'http_dir' on a listener without 'protocol websockets'"},
-		{"listener 8080\nwebsockets_origin https://a.example\n",
-		 "listener 8080: 'websockets_origin' on a listener without 'protocol websockets'"},
-		{"listener 8080\nprotocol websockets\nwebsockets_path mqtt\n",
-		 "listener 8080: websockets_path 'mqtt', expected a path starting with '/'"},
-		{"persistence_file /var/db\n",
-		 "persistence_file '/var/db' contains '/', expected a file name (set the directory "
-		 "with persistence_location)"},
+	    {"listener 8883\ncertfile /c\n",
+	     "listener 8883: 'certfile' is set without 'keyfile', expected both or neither"},
+	    {"listener 8883\nkeyfile /k\n",
+	     "listener 8883: 'keyfile' is set without 'certfile', expected both or neither"},
+	    {"listener 8883 ::1\ncafile /ca\n",
+	     "listener 8883 ::1: 'cafile' needs TLS, expected 'certfile' and 'keyfile' (or "
+	     "'psk_hint') too"},
+	    {"listener 8883\npsk_hint h\n",
+	     "listener 8883: 'psk_hint' without a 'psk_file', expected both"},
+	    {"listener 8883\ncertfile /c\nkeyfile /k\ntls_keyform engine\n",
+	     "listener 8883: 'tls_keyform engine' without 'tls_engine', expected the engine's "
+	     "name"},
+	    {"listener 8883\ncertfile /c\nkeyfile /k\ncrlfile /crl\n",
+	     "listener 8883: 'crlfile' without a CA, expected 'cafile' or 'capath'"},
+	    {"listener 8883\ncertfile /c\nkeyfile /k\nuse_identity_as_username true\n"
+	     "use_subject_as_username true\n",
+	     "listener 8883: both 'use_identity_as_username' and 'use_subject_as_username', "
+	     "expected one"},
+	    {"listener 0 /s\npsk_hint h\n",
+	     "listener 0 /s: TLS on a unix socket, expected a TCP port"},
+	    {"listener 8883\ncertfile /c\nkeyfile /k\nrequire_certificate true\n",
+	     "listener 8883: 'require_certificate true' needs a CA, expected 'cafile' or "
+	     "'capath'"},
+	    {"listener 1883\nlistener 1883\n",
+	     "listener 1883: defined twice, expected each port and address once"},
+	    {"port 1883\nlistener 1883\n",
+	     "listener 1883: defined twice, expected each port and address once"},
+	    {"listener 0 /s\nprotocol websockets\n",
+	     "listener 0 /s: websockets on a unix socket, expected a TCP port"},
+	    {"listener 8080\nhttp_dir /var/www\n",
+	     "listener 8080: 'http_dir' on a listener without 'protocol websockets'"},
+	    {"listener 8080\nwebsockets_origin https://a.example\n",
+	     "listener 8080: 'websockets_origin' on a listener without 'protocol websockets'"},
+	    {"listener 8080\nprotocol websockets\nwebsockets_path mqtt\n",
+	     "listener 8080: websockets_path 'mqtt', expected a path starting with '/'"},
+	    {"persistence_file /var/db\n",
+	     "persistence_file '/var/db' contains '/', expected a file name (set the directory "
+	     "with persistence_location)"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct vs_config c;
@@ -845,7 +852,7 @@ static void include_dir_reads_conf_files_in_sorted_order(void **state)
 	assert_int_equal(c.listeners[1].port, 2000);
 	assert_int_equal(c.listeners[2].port, 2001);
 	assert_int_equal(c.listeners[3].port, 2002);
-	assert_int_equal(c.sys_interval, 2);             /* b.conf read last */
+	assert_int_equal(c.sys_interval, 2);		     /* b.conf read last */
 	assert_int_equal(c.listeners[3].max_connections, 9); /* the current listener carries over */
 	vs_config_fini(&c);
 }
@@ -914,53 +921,53 @@ static void real_world_mosquitto_config(void **state)
 {
 	/* Shaped like the Debian package's mosquitto.conf plus a typical conf.d/ drop-in. */
 	static const char text[] =
-		"# Place your local configuration in /etc/mosquitto/conf.d/\n"
-		"#\n"
-		"# A full description of the configuration file is at\n"
-		"# /usr/share/doc/mosquitto/examples/mosquitto.conf.example\n"
-		"\n"
-		"pid_file /run/mosquitto/mosquitto.pid\n"
-		"\n"
-		"persistence true\n"
-		"persistence_location /var/lib/mosquitto/\n"
-		"\n"
-		"log_dest file /var/log/mosquitto/mosquitto.log\n"
-		"log_dest stdout\n"
-		"log_type error\n"
-		"log_type warning\n"
-		"log_type notice\n"
-		"log_type information\n"
-		"log_timestamp true\n"
-		"log_timestamp_format %Y-%m-%dT%H:%M:%S\n"
-		"\n"
-		"per_listener_settings false\n"
-		"allow_anonymous false\n"
-		"password_file /etc/mosquitto/passwd\n"
-		"acl_file /etc/mosquitto/acl\n"
-		"\n"
-		"# =================================================================\n"
-		"# Listeners\n"
-		"# =================================================================\n"
-		"listener 1883 localhost\n"
-		"\n"
-		"listener 8883\n"
-		"protocol mqtt\n"
-		"cafile /etc/mosquitto/ca_certificates/ca.crt\n"
-		"certfile /etc/mosquitto/certs/server.crt\n"
-		"keyfile /etc/mosquitto/certs/server.key\n"
-		"tls_version tlsv1.2\n"
-		"require_certificate false\n"
-		"\n"
-		"listener 9001\n"
-		"protocol websockets\n"
-		"\n"
-		"max_queued_messages 10000\n"
-		"max_inflight_messages 40\n"
-		"persistent_client_expiration 7d\n"
-		"autosave_interval 300\n"
-		"max_keepalive 300\n"
-		"sys_interval 15\n"
-		"connection_messages true\n";
+	    "# Place your local configuration in /etc/mosquitto/conf.d/\n"
+	    "#\n"
+	    "# A full description of the configuration file is at\n"
+	    "# /usr/share/doc/mosquitto/examples/mosquitto.conf.example\n"
+	    "\n"
+	    "pid_file /run/mosquitto/mosquitto.pid\n"
+	    "\n"
+	    "persistence true\n"
+	    "persistence_location /var/lib/mosquitto/\n"
+	    "\n"
+	    "log_dest file /var/log/mosquitto/mosquitto.log\n"
+	    "log_dest stdout\n"
+	    "log_type error\n"
+	    "log_type warning\n"
+	    "log_type notice\n"
+	    "log_type information\n"
+	    "log_timestamp true\n"
+	    "log_timestamp_format %Y-%m-%dT%H:%M:%S\n"
+	    "\n"
+	    "per_listener_settings false\n"
+	    "allow_anonymous false\n"
+	    "password_file /etc/mosquitto/passwd\n"
+	    "acl_file /etc/mosquitto/acl\n"
+	    "\n"
+	    "# =================================================================\n"
+	    "# Listeners\n"
+	    "# =================================================================\n"
+	    "listener 1883 localhost\n"
+	    "\n"
+	    "listener 8883\n"
+	    "protocol mqtt\n"
+	    "cafile /etc/mosquitto/ca_certificates/ca.crt\n"
+	    "certfile /etc/mosquitto/certs/server.crt\n"
+	    "keyfile /etc/mosquitto/certs/server.key\n"
+	    "tls_version tlsv1.2\n"
+	    "require_certificate false\n"
+	    "\n"
+	    "listener 9001\n"
+	    "protocol websockets\n"
+	    "\n"
+	    "max_queued_messages 10000\n"
+	    "max_inflight_messages 40\n"
+	    "persistent_client_expiration 7d\n"
+	    "autosave_interval 300\n"
+	    "max_keepalive 300\n"
+	    "sys_interval 15\n"
+	    "connection_messages true\n";
 	struct vs_config c;
 	expect_ok(&c, text);
 	assert_int_equal(vs_config_validate(&c, err, sizeof(err)), 0);
@@ -997,38 +1004,38 @@ static void fini_frees_everything_and_is_idempotent(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(defaults_are_mosquittos),
-		cmocka_unit_test(comments_blank_lines_whitespace_and_crlf),
-		cmocka_unit_test(general_directives),
-		cmocka_unit_test(string_values_take_the_rest_of_the_line),
-		cmocka_unit_test(later_value_overrides_earlier),
-		cmocka_unit_test(persistent_client_expiration_units),
-		cmocka_unit_test(logging_directives_accumulate),
-		cmocka_unit_test(persistence_directives),
-		cmocka_unit_test(port_configures_the_default_listener),
-		cmocka_unit_test(per_listener_directives_follow_the_last_listener),
-		cmocka_unit_test(http_listener_and_admins),
-		cmocka_unit_test(port_after_listeners_inserts_default_listener_first),
-		cmocka_unit_test(unix_socket_listener),
-		cmocka_unit_test(security_is_global_without_per_listener_settings),
-		cmocka_unit_test(security_is_per_listener_with_per_listener_settings),
-		cmocka_unit_test(error_unknown_directive),
-		cmocka_unit_test(error_not_supported_yet),
-		cmocka_unit_test(error_bad_bool),
-		cmocka_unit_test(error_bad_number),
-		cmocka_unit_test(error_missing_argument),
-		cmocka_unit_test(error_extra_argument),
-		cmocka_unit_test(trailing_comments_where_mosquitto_ignores_them),
-		cmocka_unit_test(log_format_directive),
-		cmocka_unit_test(error_bad_choice),
-		cmocka_unit_test(error_messages_are_truncated_safely),
-		cmocka_unit_test(validate_cross_field_checks),
-		cmocka_unit_test(load_reads_a_file),
-		cmocka_unit_test(include_dir_reads_conf_files_in_sorted_order),
-		cmocka_unit_test(include_dir_errors_name_the_included_file),
-		cmocka_unit_test(include_dir_from_a_loaded_file),
-		cmocka_unit_test(real_world_mosquitto_config),
-		cmocka_unit_test(fini_frees_everything_and_is_idempotent),
+	    cmocka_unit_test(defaults_are_mosquittos),
+	    cmocka_unit_test(comments_blank_lines_whitespace_and_crlf),
+	    cmocka_unit_test(general_directives),
+	    cmocka_unit_test(string_values_take_the_rest_of_the_line),
+	    cmocka_unit_test(later_value_overrides_earlier),
+	    cmocka_unit_test(persistent_client_expiration_units),
+	    cmocka_unit_test(logging_directives_accumulate),
+	    cmocka_unit_test(persistence_directives),
+	    cmocka_unit_test(port_configures_the_default_listener),
+	    cmocka_unit_test(per_listener_directives_follow_the_last_listener),
+	    cmocka_unit_test(http_listener_and_admins),
+	    cmocka_unit_test(port_after_listeners_inserts_default_listener_first),
+	    cmocka_unit_test(unix_socket_listener),
+	    cmocka_unit_test(security_is_global_without_per_listener_settings),
+	    cmocka_unit_test(security_is_per_listener_with_per_listener_settings),
+	    cmocka_unit_test(error_unknown_directive),
+	    cmocka_unit_test(error_not_supported_yet),
+	    cmocka_unit_test(error_bad_bool),
+	    cmocka_unit_test(error_bad_number),
+	    cmocka_unit_test(error_missing_argument),
+	    cmocka_unit_test(error_extra_argument),
+	    cmocka_unit_test(trailing_comments_where_mosquitto_ignores_them),
+	    cmocka_unit_test(log_format_directive),
+	    cmocka_unit_test(error_bad_choice),
+	    cmocka_unit_test(error_messages_are_truncated_safely),
+	    cmocka_unit_test(validate_cross_field_checks),
+	    cmocka_unit_test(load_reads_a_file),
+	    cmocka_unit_test(include_dir_reads_conf_files_in_sorted_order),
+	    cmocka_unit_test(include_dir_errors_name_the_included_file),
+	    cmocka_unit_test(include_dir_from_a_loaded_file),
+	    cmocka_unit_test(real_world_mosquitto_config),
+	    cmocka_unit_test(fini_frees_everything_and_is_idempotent),
 	};
 	return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }

@@ -402,16 +402,16 @@ static void test_listen_bind_only_probe(void **state)
 	int a[1], p[1];
 	char err[256];
 
-	assert_int_equal(vs_listen_tcp("127.0.0.1", NULL, 0, AF_INET, VS_LISTEN_REUSEPORT, a, 1, err,
-				       sizeof(err)),
+	assert_int_equal(vs_listen_tcp("127.0.0.1", NULL, 0, AF_INET, VS_LISTEN_REUSEPORT, a, 1,
+				       err, sizeof(err)),
 			 1);
 	int port = local_port(a[0]);
 	assert_true(vs_listen_tcp("127.0.0.1", NULL, port, AF_INET, VS_LISTEN_BIND_ONLY, p, 1, err,
 				  sizeof(err)) < 0);
 	close(a[0]);
 
-	assert_int_equal(vs_listen_tcp("127.0.0.1", NULL, 0, AF_INET, VS_LISTEN_BIND_ONLY, p, 1, err,
-				       sizeof(err)),
+	assert_int_equal(vs_listen_tcp("127.0.0.1", NULL, 0, AF_INET, VS_LISTEN_BIND_ONLY, p, 1,
+				       err, sizeof(err)),
 			 1);
 	port = local_port(p[0]);
 	int c = socket(AF_INET, SOCK_STREAM, 0);
@@ -428,10 +428,13 @@ static void test_listen_reuseport(void **state)
 	int a[1], b[1];
 	char err[256];
 
-	assert_int_equal(vs_listen_tcp("127.0.0.1", NULL, 0, AF_INET, VS_LISTEN_REUSEPORT, a, 1, err, sizeof(err)), 1);
+	assert_int_equal(vs_listen_tcp("127.0.0.1", NULL, 0, AF_INET, VS_LISTEN_REUSEPORT, a, 1,
+				       err, sizeof(err)),
+			 1);
 	int port = local_port(a[0]);
 	/* a second worker's socket on the same address */
-	assert_int_equal(vs_listen_tcp("127.0.0.1", NULL, port, AF_INET, VS_LISTEN_REUSEPORT, b, 1, err, sizeof(err)),
+	assert_int_equal(vs_listen_tcp("127.0.0.1", NULL, port, AF_INET, VS_LISTEN_REUSEPORT, b, 1,
+				       err, sizeof(err)),
 			 1);
 	assert_int_equal(local_port(b[0]), port);
 	int one = 0;

@@ -717,11 +717,11 @@ static void body_framing(void **state)
 	assert_int_equal(n, 42);
 	/* The same length twice is one length. */
 	assert_int_equal(
-	    body_of("POST / HTTP/1.1\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n", &k, &n), 0);
+	    body_of("POST / HTTP/1.1\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n", &k, &n),
+	    0);
 	assert_int_equal(n, 7);
-	assert_int_equal(body_of("POST / HTTP/1.1\r\nContent-Length: 9007199254740991\r\n\r\n", &k,
-				 &n),
-			 0);
+	assert_int_equal(
+	    body_of("POST / HTTP/1.1\r\nContent-Length: 9007199254740991\r\n\r\n", &k, &n), 0);
 	assert_int_equal(body_of("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", &k, &n),
 			 0);
 	assert_int_equal(k, VS_HTTP_BODY_CHUNKED);
@@ -741,7 +741,7 @@ static void body_framing_refused(void **state)
 	    "POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n",
 	    "POST / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n",
 	    "POST / HTTP/1.1\r\nContent-Length:\r\n\r\n",
-	    "POST / HTTP/1.1\r\nContent-Length: 9007199254740992\r\n\r\n",  /* 2^53 */
+	    "POST / HTTP/1.1\r\nContent-Length: 9007199254740992\r\n\r\n",     /* 2^53 */
 	    "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", /* overflows u64 */
 	    "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
 	    "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -796,13 +796,13 @@ static void basic_refused(void **state)
 	    "Basic ",
 	    "Bearer dTpw",
 	    "Basicx dTpw",
-	    "Basic dTpw=",       /* not canonical */
+	    "Basic dTpw=", /* not canonical */
 	    "Basic dT pw",
-	    "Basic dXNlcg==",    /* "user": no colon */
-	    "Basic OnB3",        /* ":pw": no user */
-	    "Basic dQB4OnB3",    /* "u\0x:pw" */
-	    "Basic dQF4OnB3",    /* "u\1x:pw": a control character in the user */
-	    "Basic dTpwAA==",    /* "u:p\0": a NUL in the password */
+	    "Basic dXNlcg==", /* "user": no colon */
+	    "Basic OnB3",     /* ":pw": no user */
+	    "Basic dQB4OnB3", /* "u\0x:pw" */
+	    "Basic dQF4OnB3", /* "u\1x:pw": a control character in the user */
+	    "Basic dTpwAA==", /* "u:p\0": a NUL in the password */
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char buf[64];

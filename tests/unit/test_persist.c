@@ -210,7 +210,7 @@ static void all_records(struct vs_rec *v, uint32_t *ids)
 	ids[1] = 268435455;
 	ids[2] = 77;
 	v[7].u.queue = (struct vs_rec_queue){S("sub-1"), 42,   2,   true, VS_QSTATE_WAIT_PUBCOMP,
-					     65535,	 true, ids, 3, 5};
+					     65535,	 true, ids, 3,	  5};
 	v[8].type = VS_REC_DEQUEUE;
 	v[8].u.dequeue = (struct vs_rec_dequeue){S("sub-1"), 42, 5};
 	v[9].type = VS_REC_INQOS2;

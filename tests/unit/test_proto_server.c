@@ -44,8 +44,7 @@ static void test_client_id(void **state)
 	assert_non_null(strstr(why, "clean session"));
 	p = connect_of(VS_V311, "", true);
 	assert_int_equal(vs_sproto_check_client_id(&p, true, &rc3, &why), VS_RC_SUCCESS);
-	assert_int_equal(vs_sproto_check_client_id(&p, false, &rc3, &why),
-			 VS_RC_CLIENT_ID_INVALID);
+	assert_int_equal(vs_sproto_check_client_id(&p, false, &rc3, &why), VS_RC_CLIENT_ID_INVALID);
 	p = connect_of(VS_V5, "", false); /* 5.0: Clean Start 0 with an empty id is allowed */
 	assert_int_equal(vs_sproto_check_client_id(&p, true, &rc3, &why), VS_RC_SUCCESS);
 	p = connect_of(VS_V31, "", true);
@@ -54,7 +53,8 @@ static void test_client_id(void **state)
 	assert_int_equal(vs_sproto_check_client_id(&p, true, &rc3, &why), VS_RC_SUCCESS);
 	p = connect_of(VS_V31, "abcdefghijklmnopqrstuvwx", true);
 	assert_int_equal(vs_sproto_check_client_id(&p, true, &rc3, &why), VS_RC_CLIENT_ID_INVALID);
-	p = connect_of(VS_V311, "abcdefghijklmnopqrstuvwxyz0123456789", true); /* 3.1.1: longer ok */
+	p = connect_of(VS_V311, "abcdefghijklmnopqrstuvwxyz0123456789",
+		       true); /* 3.1.1: longer ok */
 	assert_int_equal(vs_sproto_check_client_id(&p, true, &rc3, &why), VS_RC_SUCCESS);
 }
 
@@ -107,8 +107,8 @@ static void test_check_publish(void **state)
 {
 	(void)state;
 	const char *why = NULL;
-	struct vs_sproto_pub st = {.version = VS_V5, .max_qos = 1, .retain_available = false,
-				   .receive_max = 2};
+	struct vs_sproto_pub st = {
+	    .version = VS_V5, .max_qos = 1, .retain_available = false, .receive_max = 2};
 	struct vs_publish p = pub_of(1, false);
 	assert_int_equal(vs_sproto_check_publish(&st, &p, &why), 0);
 	/* [MQTT-3.2.2-11] a QoS above the server's maximum */
@@ -266,9 +266,9 @@ static void test_check_sub(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_client_id),      cmocka_unit_test(test_keepalive),
+	    cmocka_unit_test(test_client_id),	   cmocka_unit_test(test_keepalive),
 	    cmocka_unit_test(test_session_expiry), cmocka_unit_test(test_check_publish),
-	    cmocka_unit_test(test_topic_alias),    cmocka_unit_test(test_outgoing_qos1),
+	    cmocka_unit_test(test_topic_alias),	   cmocka_unit_test(test_outgoing_qos1),
 	    cmocka_unit_test(test_outgoing_qos2),  cmocka_unit_test(test_ack_reasons),
 	    cmocka_unit_test(test_check_sub),
 	};

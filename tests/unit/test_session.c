@@ -921,7 +921,8 @@ static void test_session_subs_index(void **state)
 		/* each one left is found and removed; the removed ones are not found */
 		assert_int_equal(vs_session_sub_del(s, buf, (size_t)n), i % 3 ? 1 : 0);
 		if (vs_session_n_subs(s) > VS_SESSION_SUBS_SCAN)
-			assert_true(s->subs->idx_cap <= 32 || vs_session_n_subs(s) * 8 >= s->subs->idx_cap);
+			assert_true(s->subs->idx_cap <= 32 ||
+				    vs_session_n_subs(s) * 8 >= s->subs->idx_cap);
 		if (s->subs && vs_session_n_subs(s) <= VS_SESSION_SUBS_SCAN)
 			assert_null(s->subs->idx);
 	}

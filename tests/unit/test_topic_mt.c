@@ -25,9 +25,9 @@ struct shared {
 	struct vs_retain *store;
 	atomic_bool stop;
 	atomic_size_t matches;
-	atomic_size_t misses;    /* a stable subscription that a match did not report, or an
-				  * error in the writer (cmocka asserts only on the main thread) */
-	int stable;              /* owner of the subscriptions that never change */
+	atomic_size_t misses; /* a stable subscription that a match did not report, or an
+			       * error in the writer (cmocka asserts only on the main thread) */
+	int stable;	      /* owner of the subscriptions that never change */
 };
 
 struct found {
@@ -200,8 +200,8 @@ static void retain_concurrent(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(tree_concurrent),
-		cmocka_unit_test(retain_concurrent),
+	    cmocka_unit_test(tree_concurrent),
+	    cmocka_unit_test(retain_concurrent),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
