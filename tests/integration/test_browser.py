@@ -59,8 +59,7 @@ def site(tmp_path):
 
 def page_roundtrip(b, clients, scheme, ws_port, version):
 	topic = uid("browser")
-	tcp = clients.paho(b.port)
-	tcp.connect()
+	tcp = clients.paho(b.port)  # connected: a second connect() raced paho's own thread
 	tcp.publish(topic + "/retained", b"kept for the page", qos=1, retain=True)
 	tcp.subscribe(topic + "/from-page", qos=1)
 	box = {}
