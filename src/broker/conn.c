@@ -180,12 +180,6 @@ int vs_conn_send_ack(struct vs_conn *c, int type, uint16_t id, uint8_t reason)
 	return vs_conn_send(c, &p);
 }
 
-static const char *const packet_names[16] = {
-    "reserved", "CONNECT",  "CONNACK",	  "PUBLISH", "PUBACK",	    "PUBREC",
-    "PUBREL",	"PUBCOMP",  "SUBSCRIBE",  "SUBACK",  "UNSUBSCRIBE", "UNSUBACK",
-    "PINGREQ",	"PINGRESP", "DISCONNECT", "AUTH",
-};
-
 enum vs_handled vs_conn_reply(struct vs_conn *c, const struct vs_packet *p)
 {
 	int rc = vs_conn_send(c, p);
@@ -196,9 +190,9 @@ enum vs_handled vs_conn_reply(struct vs_conn *c, const struct vs_packet *p)
 		snprintf(why, sizeof(why),
 			 "%s not sent: larger than the client's Maximum Packet Size "
 			 "(%u)",
-			 packet_names[p->type & 15], c->client_max_packet);
+			 vs_packet_name(p->type), c->client_max_packet);
 	else
-		snprintf(why, sizeof(why), "%s not sent: %s", packet_names[p->type & 15],
+		snprintf(why, sizeof(why), "%s not sent: %s", vs_packet_name(p->type),
 			 vs_strerror(rc));
 	vs_conn_close(c, rc == VS_ETOOBIG ? VS_RC_PACKET_TOO_LARGE : VS_RC_SERVER_BUSY, why);
 	return VS_CLOSED;

@@ -53,25 +53,20 @@ void vs_trace_in(struct vs_conn *c, const struct vs_packet *p)
 	case VS_PUBACK:
 	case VS_PUBCOMP:
 		vs_log(log, VS_LOG_DEBUG, "Received %s from %s (Mid: %u, RC:%u)",
-		       p->type == VS_PUBACK ? "PUBACK" : "PUBCOMP", id, p->ack.packet_id,
-		       p->ack.reason);
+		       vs_packet_name(p->type), id, p->ack.packet_id, p->ack.reason);
 		break;
 	case VS_PUBREC:
 	case VS_PUBREL:
-		vs_log(log, VS_LOG_DEBUG, "Received %s from %s (Mid: %u)",
-		       p->type == VS_PUBREC ? "PUBREC" : "PUBREL", id, p->ack.packet_id);
+		vs_log(log, VS_LOG_DEBUG, "Received %s from %s (Mid: %u)", vs_packet_name(p->type),
+		       id, p->ack.packet_id);
 		break;
 	case VS_SUBSCRIBE:
 	case VS_UNSUBSCRIBE:
-		vs_log(log, VS_LOG_DEBUG, "Received %s from %s",
-		       p->type == VS_SUBSCRIBE ? "SUBSCRIBE" : "UNSUBSCRIBE", id);
-		trace_filters(c, p);
-		break;
 	case VS_PINGREQ:
-		vs_log(log, VS_LOG_DEBUG, "Received PINGREQ from %s", id);
-		break;
 	case VS_DISCONNECT:
-		vs_log(log, VS_LOG_DEBUG, "Received DISCONNECT from %s", id);
+		vs_log(log, VS_LOG_DEBUG, "Received %s from %s", vs_packet_name(p->type), id);
+		if (p->type == VS_SUBSCRIBE || p->type == VS_UNSUBSCRIBE)
+			trace_filters(c, p);
 		break;
 	default:
 		break; /* CONNECT: "New client connected ..." says it; AUTH: Mosquitto is silent */
@@ -89,22 +84,18 @@ void vs_trace_out(struct vs_conn *c, const struct vs_packet *p)
 		break;
 	case VS_PUBACK:
 	case VS_PUBREC:
-		vs_log(log, VS_LOG_DEBUG, "Sending %s to %s (m%u, rc%u)",
-		       p->type == VS_PUBACK ? "PUBACK" : "PUBREC", id, p->ack.packet_id,
-		       p->ack.reason);
+		vs_log(log, VS_LOG_DEBUG, "Sending %s to %s (m%u, rc%u)", vs_packet_name(p->type),
+		       id, p->ack.packet_id, p->ack.reason);
 		break;
 	case VS_PUBREL:
 	case VS_PUBCOMP:
-		vs_log(log, VS_LOG_DEBUG, "Sending %s to %s (m%u)",
-		       p->type == VS_PUBREL ? "PUBREL" : "PUBCOMP", id, p->ack.packet_id);
+		vs_log(log, VS_LOG_DEBUG, "Sending %s to %s (m%u)", vs_packet_name(p->type), id,
+		       p->ack.packet_id);
 		break;
 	case VS_SUBACK:
 	case VS_UNSUBACK:
-		vs_log(log, VS_LOG_DEBUG, "Sending %s to %s",
-		       p->type == VS_SUBACK ? "SUBACK" : "UNSUBACK", id);
-		break;
 	case VS_PINGRESP:
-		vs_log(log, VS_LOG_DEBUG, "Sending PINGRESP to %s", id);
+		vs_log(log, VS_LOG_DEBUG, "Sending %s to %s", vs_packet_name(p->type), id);
 		break;
 	case VS_DISCONNECT:
 		vs_log(log, VS_LOG_DEBUG, "Sending DISCONNECT to %s (rc%u)", id,

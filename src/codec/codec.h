@@ -321,6 +321,9 @@ int vs_props_next_sub_id(const struct vs_props *p, size_t *pos, uint32_t *id);
  */
 size_t vs_props_copy_users(const struct vs_props *p, uint8_t *out, size_t cap);
 
+/* The packet type's name as the specification writes it ("PUBACK"); "reserved" for 0. */
+const char *vs_packet_name(int type);
+
 /* Whether property id may appear in packet type (or VS_WILL_PROPS) [MQTT-2.2.2-2]. */
 bool vs_prop_valid(int id, int type);
 

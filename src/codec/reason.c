@@ -7,6 +7,16 @@
 
 #include "codec/codec.h"
 
+const char *vs_packet_name(int type)
+{
+	static const char *const names[16] = {
+	    "reserved", "CONNECT",  "CONNACK",	  "PUBLISH", "PUBACK",	    "PUBREC",
+	    "PUBREL",	"PUBCOMP",  "SUBSCRIBE",  "SUBACK",  "UNSUBSCRIBE", "UNSUBACK",
+	    "PINGREQ",	"PINGRESP", "DISCONNECT", "AUTH",
+	};
+	return names[type & 15];
+}
+
 const char *vs_reason_str(int rc)
 {
 	switch (rc) {
