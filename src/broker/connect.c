@@ -527,8 +527,8 @@ static enum vs_handled attach(struct vs_conn *c)
 		       c->username ? c->username : "", c->connecting->scram ? ", SCRAM" : "");
 	vs_connecting_free(c);
 	record_will(c, s);
-	if (present)
-		vs_router_resume_session(c->w, s);
+	if (present && !vs_router_resume_session(c->w, s))
+		return VS_CLOSED;
 	return VS_GO_ON;
 }
 

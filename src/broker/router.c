@@ -542,20 +542,27 @@ void vs_router_drain_session(struct vs_worker *w, struct vs_session *s)
 		vs_worker_want_flush(w, c);
 }
 
-void vs_router_resume_session(struct vs_worker *w, struct vs_session *s)
+bool vs_router_resume_session(struct vs_worker *w, struct vs_session *s)
 {
 	int64_t now = w->now_ms;
 	pthread_mutex_lock(&s->lock);
 	struct vs_conn *c = s->conn;
 	if (!c || s->owner != w) {
 		pthread_mutex_unlock(&s->lock);
-		return;
+		return true;
 	}
 	/* Encoding into the connection's output takes no lock, so the session stays locked. */
+	int unsent_pubrel = -1;
 	for (uint32_t i = 0; i < s->inflight.count;) {
 		struct vs_qentry *e = vs_ring_at(&s->inflight, i);
 		if (e->state == VS_Q_WAIT_PUBCOMP) {
-			vs_conn_send_ack(c, VS_PUBREL, e->packet_id, 0);
+			/* A PUBREL that cannot go out (no memory; a Maximum Packet Size below 4)
+			 * would leave the exchange stalled for ever: the client is closed, below,
+			 * once the session is unlocked. */
+			if (vs_conn_send_ack(c, VS_PUBREL, e->packet_id, 0) < 0) {
+				unsent_pubrel = e->packet_id;
+				break;
+			}
 			i++;
 			continue;
 		}
@@ -572,8 +579,11 @@ void vs_router_resume_session(struct vs_worker *w, struct vs_session *s)
 		i++;
 	}
 	pthread_mutex_unlock(&s->lock);
+	if (unsent_pubrel >= 0) /* fails again, and closes c saying why */
+		return vs_conn_reply_ack(c, VS_PUBREL, (uint16_t)unsent_pubrel, 0) == VS_GO_ON;
 	vs_worker_want_flush(w, c);
 	vs_router_drain_session(w, s);
+	return true;
 }
 
 void vs_router_recheck_session(struct vs_worker *w, struct vs_session *s)

@@ -40,8 +40,9 @@ int vs_feed_retained(struct vs_worker *w, struct vs_session *s, struct vs_msg **
 void vs_router_drain_session(struct vs_worker *w, struct vs_session *s);
 
 /* Re-sends a resumed session's inflight messages (DUP set, or PUBREL) [MQTT-4.4.0-1], then
- * drains. Called after CONNACK on the owning worker. */
-void vs_router_resume_session(struct vs_worker *w, struct vs_session *s);
+ * drains. Called after CONNACK on the owning worker. Returns false when the connection was
+ * closed because a PUBREL could not be sent. */
+bool vs_router_resume_session(struct vs_worker *w, struct vs_session *s);
 
 /* Ends a session: removes it from the registry (if still there) and its subscriptions from the
  * trie, drops its messages (those from shared subscriptions are re-routed to the group) and
