@@ -940,6 +940,34 @@ void vs_conn_linger_sweep(struct vs_worker *w, bool all)
 	w->n_linger = keep;
 }
 
+static void log_left_out(struct vs_conn *c)
+{
+	if (!c->log_dropped)
+		return;
+	vs_log(c->w->b->log, VS_LOG_NOTICE,
+	       "client %s: %u%s more line(s) like those above left out (at most %d in 10 s)",
+	       c->client_id ? c->client_id : c->addr, c->log_dropped,
+	       c->log_dropped == UINT16_MAX ? "+" : "", VS_CONN_LOG_BURST);
+	c->log_dropped = 0;
+}
+
+bool vs_conn_log_ok(struct vs_conn *c)
+{
+	uint16_t win = (uint16_t)(c->w->now_ms / 10000);
+	if (win != c->log_window) {
+		log_left_out(c);
+		c->log_window = win;
+		c->log_used = 0;
+	}
+	if (c->log_used < VS_CONN_LOG_BURST) {
+		c->log_used++;
+		return true;
+	}
+	if (c->log_dropped < UINT16_MAX)
+		c->log_dropped++;
+	return false;
+}
+
 void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 {
 	struct vs_worker *w = c->w;
@@ -968,6 +996,7 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 			vs_conn_send(c, &d);
 		}
 	}
+	log_left_out(c);
 	c->state = VS_CONN_CLOSING;
 	/* A reason, a refusal, an HTTP error answer...: see linger_start. */
 	bool told = vs_bytes_avail(&c->out) > 0 || vs_http_lingers(c);

@@ -89,6 +89,9 @@ struct vs_conn {
 	uint16_t client_receive_max; /* 5.0: the client's Receive Maximum */
 	uint16_t client_alias_max;   /* 5.0: outgoing aliases we may use */
 	uint16_t out_alias_next;
+	uint16_t log_window;  /* vs_conn_log_ok: the current 10 s window (its number, wrapping) */
+	uint16_t log_dropped; /* lines left out in it (saturating) */
+	uint8_t log_used;     /* lines written in it */
 	uint8_t state;
 	uint8_t version;      /* 0 until CONNECT */
 	bool graceful;	      /* a DISCONNECT (without will) was received */
@@ -110,6 +113,16 @@ struct vs_conn {
 	 * forms it uses are compressed), so 48 bytes hold any address vs_addr_str formats. */
 	char addr[48];
 };
+
+/*
+ * Whether a log line that the client can cause with every packet it sends (an ACL denial, a
+ * PUBLISH dropped for its size...) may be written now. Such lines are rationed per
+ * connection, VS_CONN_LOG_BURST per 10 s, so a hostile client can neither fill the disk nor
+ * drown everyone else's lines; what was left out is counted in one line when the next window
+ * opens or the connection closes.
+ */
+#define VS_CONN_LOG_BURST 10
+bool vs_conn_log_ok(struct vs_conn *c);
 
 /* Accepts a new socket on worker w: a plain stream, or a TLS session from the listener's
  * context, whose handshake then runs in the loop before anything is read (and counts against

@@ -54,10 +54,11 @@ static uint8_t subscribe_one(struct vs_conn *c, const struct vs_sub_entry *e, ui
 	if (v == VS_SUB_PROTOCOL)
 		return 0xFF; /* [MQTT-3.8.3-4] protocol error, handled by the caller */
 	if (v == VS_SUB_REFUSED) {
-		vs_log(b->log, VS_LOG_NOTICE,
-		       "client %s: SUBSCRIBE to a filter of more than %d "
-		       "levels (max_topic_levels), refused",
-		       c->client_id, b->conf->max_topic_levels);
+		if (vs_conn_log_ok(c))
+			vs_log(b->log, VS_LOG_NOTICE,
+			       "client %s: SUBSCRIBE to a filter of more than %d "
+			       "levels (max_topic_levels), refused",
+			       c->client_id, b->conf->max_topic_levels);
 		return qos;
 	}
 	struct vs_sub sub = {.owner = c->session,
@@ -150,7 +151,7 @@ static void retained_for(struct vs_conn *c, const struct vs_sub_entry *e, uint8_
 	struct retained_ctx r = {.max = max > 0 ? (size_t)max : SIZE_MAX};
 	vs_retain_match(b->retain, (const char *)e->filter.p, e->filter.len, collect_retained, &r);
 	size_t denied = keep_publishable(b, &r);
-	if (denied)
+	if (denied && vs_conn_log_ok(c))
 		vs_log(b->log, VS_LOG_INFO,
 		       "client %s: %zu retained message(s) for '%.*s' not sent: "
 		       "their publishers may no longer publish them (check_retain_source)",
@@ -158,7 +159,7 @@ static void retained_for(struct vs_conn *c, const struct vs_sub_entry *e, uint8_
 	if (r.n)
 		vs_feed_retained(c->w, c->session, r.v, r.n, granted, sub_id);
 	free(r.v);
-	if (r.skipped)
+	if (r.skipped && vs_conn_log_ok(c))
 		vs_log(b->log, VS_LOG_NOTICE,
 		       "client %s: %zu retained message(s) for '%.*s' not "
 		       "sent: more than max_retained_feed (%d)",
