@@ -215,11 +215,11 @@ static int make_listeners(struct vs_broker *b, char *err, size_t errlen)
 	b->listeners = calloc(c->n_listeners, sizeof(*b->listeners));
 	if (!b->listeners)
 		return -ENOMEM;
-	b->n_listeners = c->n_listeners;
 	for (size_t i = 0; i < c->n_listeners; i++) {
 		struct vs_listener *l = &b->listeners[i];
 		const struct vs_listener_conf *lc = &c->listeners[i];
 		init_listener(l, lc);
+		b->n_listeners = i + 1; /* vs_broker_fini undoes only those made, when one fails */
 		int rc = probe_port(lc, err, errlen);
 		if (rc == 0 && lc->socket_domain == AF_UNIX) {
 			rc = l->unix_fd = vs_listen_unix(lc->bind_address, err, errlen);

@@ -69,3 +69,27 @@ def test_no_connection_refused_after_the_first_is_accepted(broker, clients):
 			s.close()
 	finally:
 		shutil.rmtree(d, ignore_errors=True)
+
+
+def test_a_listener_that_cannot_bind_fails_start_up_cleanly(tmp_path):
+	"""The first of two listeners finds its port taken: start-up fails naming it, and undoes
+	only what it made (it used to close descriptor 0 and read a NULL listener for the second,
+	which UBSan reported)."""
+	from conftest import SANITIZER_PATTERNS, TARGET_BIN, free_port
+	held = socket.socket()
+	held.bind(("127.0.0.1", 0))
+	held.listen(1)
+	try:
+		port = held.getsockname()[1]
+		conf = tmp_path / "two.conf"
+		conf.write_text("listener %d 127.0.0.1\nlistener %d 127.0.0.1\nallow_anonymous true\n"
+			% (port, free_port()))
+		p = subprocess.run([TARGET_BIN, "broker", "-c", str(conf)], capture_output=True,
+			text=True, timeout=30, stdin=subprocess.DEVNULL)
+	finally:
+		held.close()
+	out = p.stdout + p.stderr
+	assert p.returncode != 0, out
+	assert str(port) in out, out
+	for pat in SANITIZER_PATTERNS:
+		assert pat not in out, out
