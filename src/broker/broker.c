@@ -181,8 +181,12 @@ static int gen_build(struct vs_config *c, bool owns_conf, struct vs_gen **out, c
 		gen_free(g); /* does not free c: owns_conf is still false */
 		return rc;
 	}
-	for (size_t i = 0; i < g->n; i++)
+	static atomic_uint_fast64_t serials;
+	uint64_t serial = atomic_fetch_add(&serials, 1) + 1;
+	for (size_t i = 0; i < g->n; i++) {
 		resolve_sec(g, i);
+		g->secs[i].serial = serial;
+	}
 	g->owns_conf = owns_conf;
 	*out = g;
 	return 0;

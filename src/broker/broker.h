@@ -46,6 +46,8 @@ struct vs_listener_sec {
 	const char *auto_id_prefix;
 	struct vs_passwd *passwd; /* password file of this listener (or the global one), or NULL */
 	struct vs_acl *acl;	  /* ACL of this listener (or the global one), or NULL */
+	uint64_t serial;	  /* of the load that made it: a new one at every reload, never
+				   * reused (an address can be, once the old settings are freed) */
 };
 
 /* A configured listener, resolved: what each worker opens a socket for. Lives as long as the

@@ -511,11 +511,14 @@ static int reserve_packet(struct vs_conn *c)
 	enum vs_reason why;
 	size_t have = vs_bytes_avail(&c->in);
 	if (c->http) {
-		/* The rest of a request whose body is announced, at most 1 MiB per read. */
+		/* The rest of a request whose body is announced, growing with what arrived (at
+		 * most as much again as it holds, at most 1 MiB per read): an announced length
+		 * costs nothing until it is sent. */
 		size_t miss = vs_http_missing(c);
-		return vs_bytes_reserve(&c->in, miss < READ_CHUNK   ? READ_CHUNK
-						: miss > (1u << 20) ? 1u << 20
-								    : miss);
+		size_t want = miss < have ? miss : have;
+		if (want < READ_CHUNK)
+			want = READ_CHUNK;
+		return vs_bytes_reserve(&c->in, want > (1u << 20) ? 1u << 20 : want);
 	}
 	/* Empty (a take-over pump reading while the shared buffer is busy): no storage yet. */
 	int hl = have ? vs_codec_frame(vs_bytes_head(&c->in), have, &rem, &why) : 0;

@@ -39,7 +39,9 @@ struct vs_http_conn {
 	char *cred;		 /* the Authorization value last accepted (kept so that a
 				  * keep-alive client is not hashed again on every request) */
 	size_t cred_len;
-	const void *cred_gen; /* the listener's settings it was accepted under */
+	uint64_t cred_serial; /* the listener's settings it was accepted under (their serial) */
+	bool head_checked;    /* the request at the head passed its access check before its body
+			       * arrived */
 	char why[96];	      /* why the connection ends after its answer */
 };
 
@@ -177,12 +179,15 @@ static enum access unauthorized(struct vs_conn *c, const char *why, bool failure
 		vs_stat_add(&c->w->stats.auth_failures, 1);
 	if (failure)
 		vs_log(c->w->b->log, VS_LOG_NOTICE, "HTTP %s: refused: %s", c->addr, why);
-	answer_error(c, 401, "WWW-Authenticate: Basic realm=\"viesti\"\r\n", !keep, why, head_only);
+	/* After a failed check the connection ends, as an MQTT one does: no pipelined guessing,
+	 * each guess costs a new connection. */
+	answer_error(c, 401, "WWW-Authenticate: Basic realm=\"viesti\"\r\n", failure || !keep, why,
+		     head_only);
 	return ANSWERED;
 }
 
 /* Keeps the credentials a check accepted, for the next request of this connection. */
-static void keep_cred(struct vs_http_conn *h, const struct vs_http_header *a, const void *gen)
+static void keep_cred(struct vs_http_conn *h, const struct vs_http_header *a, uint64_t serial)
 {
 	forget_cred(h);
 	h->cred = malloc(a->value_len ? a->value_len : 1);
@@ -190,7 +195,7 @@ static void keep_cred(struct vs_http_conn *h, const struct vs_http_header *a, co
 		return; /* checked again next time */
 	memcpy(h->cred, a->value, a->value_len);
 	h->cred_len = a->value_len;
-	h->cred_gen = gen;
+	h->cred_serial = serial;
 }
 
 /*
@@ -214,7 +219,7 @@ static enum access check_access(struct vs_conn *c, const struct vs_http_request 
 	struct vs_http_basic b;
 	if (vs_http_basic(a->value, a->value_len, cred, CRED_MAX, &b) < 0)
 		return unauthorized(c, "malformed Basic credentials", true, head_only, keep);
-	bool known = h->cred && h->cred_gen == sec && h->cred_len == a->value_len &&
+	bool known = h->cred && h->cred_serial == sec->serial && h->cred_len == a->value_len &&
 		     memcmp(h->cred, a->value, a->value_len) == 0;
 	if (!known && answer < 0) {
 		if (!sec->passwd)
@@ -236,7 +241,7 @@ static enum access check_access(struct vs_conn *c, const struct vs_http_request 
 		return unauthorized(c, why, true, head_only, keep);
 	}
 	if (!known)
-		keep_cred(h, a, sec);
+		keep_cred(h, a, sec->serial);
 	if (!is_admin(c->w->b->conf, b.user)) {
 		char why[96];
 		snprintf(why, sizeof(why), "user '%.40s' is not an http_admin", b.user);
@@ -336,6 +341,28 @@ static int handle(struct vs_conn *c, const struct vs_http_request *req, const ui
 	return acc == WAITING ? 0 : 1;
 }
 
+/* The access check of a request whose body has not all arrived. Returns 1 when it may go on
+ * (h->head_checked), 0 when it waits for its password check, -1 when it was refused (and the
+ * connection ends: its body is not read). */
+static int check_head(struct vs_conn *c, const struct vs_http_request *req)
+{
+	char *cred = malloc(CRED_MAX);
+	if (!cred) {
+		answer_error(c, 503, NULL, true, "out of memory", false);
+		return -1;
+	}
+	const char *user;
+	enum access acc = check_access(c, req, cred, &user, vs_http_method_is(req, "HEAD"), false);
+	OPENSSL_cleanse(cred, CRED_MAX);
+	free(cred);
+	if (acc == WAITING)
+		return 0;
+	if (acc == ANSWERED)
+		return -1;
+	c->http->head_checked = true;
+	return 1;
+}
+
 /* Frames the request at the head of src and handles it once whole. Returns > 0 when it was
  * answered (and consumed), 0 when more is needed or it waits, -1 when c was closed. */
 static int one_request(struct vs_conn *c, struct vs_bytes *src)
@@ -365,6 +392,13 @@ static int one_request(struct vs_conn *c, struct vs_bytes *src)
 	if (req.minor >= 1 && !vs_http_header_get(&req, "Host"))
 		return refuse(c, 400, "no Host header (HTTP/1.1)");
 	h->need = (size_t)hl + (size_t)blen;
+	if (avail < h->need && !h->head_checked) {
+		/* Credentials are checked on the head, before a body is waited for: a client
+		 * without them cannot make the broker hold its body. */
+		int rc = check_head(c, &req);
+		if (rc <= 0)
+			return rc;
+	}
 	if (avail < h->need)
 		return 0;
 	if (handle(c, &req, buf, (size_t)hl, (size_t)blen) == 0)
@@ -373,6 +407,7 @@ static int one_request(struct vs_conn *c, struct vs_bytes *src)
 		return -1;
 	vs_bytes_consume(src, h->need);
 	h->need = 0;
+	h->head_checked = false;
 	c->last_rx_ms = c->w->now_ms;
 	return 1;
 }

@@ -225,7 +225,9 @@ ssize_t vs_http_path(const char *target, size_t len, char *out, size_t cap)
 			ch = (char)(hi << 4 | lo);
 			i += 2;
 		}
-		if (ch == '\0' || ch == '\\')
+		/* No control characters either: the path goes into log lines ("%0a" would forge
+		 * one, "%1b" reach a terminal). */
+		if ((unsigned char)ch < 0x20 || ch == 0x7f || ch == '\\')
 			return VS_EPROTO;
 		if (o + 1 >= cap)
 			return VS_ETOOBIG;

@@ -15,6 +15,27 @@ def http_lines(port, *more):
 	return ["listener %d 127.0.0.1" % port, "protocol http"] + list(more)
 
 
+def wait_listening(port, timeout=20.0, tls=False):
+	"""The broker's readiness probe connects to its MQTT port; its other listeners may open a
+	moment later: wait until this one accepts too."""
+	from conftest import wait_until
+
+	def accepts():
+		# An HTTP/1.0 request, read to its end: the broker closes the connection itself, so
+		# it no longer counts against the listener's max_connections when this returns.
+		try:
+			with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+				if tls:
+					return True
+				s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+				while s.recv(4096):
+					pass
+			return True
+		except OSError:
+			return False
+	wait_until(accepts, timeout, what="port %d to listen" % port)
+
+
 def basic(user, pw):
 	return "Basic " + base64.b64encode(("%s:%s" % (user, pw)).encode()).decode()
 

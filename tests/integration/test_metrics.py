@@ -11,7 +11,7 @@ import pytest
 
 from conftest import free_port, wait_until
 from helpers import uid
-from http_util import basic, get, http_lines, scrape, value
+from http_util import wait_listening, basic, get, http_lines, scrape, value
 
 pytestmark = pytest.mark.viesti_only
 
@@ -28,6 +28,7 @@ def metrics_broker(broker, *more):
 	port = free_port()
 	b = broker("sys_interval 0", *http_lines(port), *more)
 	b.http = port
+	wait_listening(port)
 	return b
 
 

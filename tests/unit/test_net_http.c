@@ -618,6 +618,12 @@ static void path_refused(void **state)
 	    {BAD("./", "/./a")},
 	    {BAD("a/./b", "/a/./b")},
 	    {BAD("%2e", "/%2e")},
+	    /* Control characters, which would reach log lines. */
+	    {BAD("%0a", "/a%0aforged line")},
+	    {BAD("%0d", "/a%0d")},
+	    {BAD("%1b", "/%1b[2J")},
+	    {BAD("%7f", "/a%7f")},
+	    {BAD("raw tab", "/a\tb")},
 	    {BAD(".. before the query", "/..?x")},
 	    /* NULs, backslashes and bad escapes. */
 	    {BAD("raw NUL", "/a\0b")},
