@@ -35,6 +35,8 @@ struct msg_ix {
 struct client_ix {
 	struct vs_mosqdb_str id;
 	bool expired;
+	uint8_t *mids; /* packet ids of its in-flight messages so far (a 65,536-bit set), made
+			* at its first one: a second with the same id is left out */
 };
 
 struct imp {
@@ -111,6 +113,7 @@ static int index_chunk(void *ctx, const struct vs_mosqdb_rec *r)
 		struct client_ix *e = &x->clients[x->n_clients++];
 		e->id = r->u.client.client_id;
 		e->expired = expired(r->u.client.session_expiry_time, x->now);
+		e->mids = NULL;
 	}
 	return 0;
 }
@@ -182,6 +185,13 @@ static bool msg_props(struct imp *x, struct vs_mosqdb_str props, struct vs_rec_m
 	return true;
 }
 
+/* The id e's message gets in our store: numbered densely after id_base, whatever its store
+ * id in the file was (an id near 2^64 would make the store's next ids wrap onto these). */
+static uint64_t new_id(const struct imp *x, const struct msg_ix *e)
+{
+	return x->id_base + 1 + (uint64_t)(e - x->msgs);
+}
+
 /* Passes the MSG record of e on, once. Returns 0, or fn's negative value. */
 static int emit_msg(struct imp *x, struct msg_ix *e)
 {
@@ -193,7 +203,7 @@ static int emit_msg(struct imp *x, struct msg_ix *e)
 	r.type = VS_REC_MSG;
 	r.version = VS_REC_VERSION;
 	struct vs_rec_msg *o = &r.u.msg;
-	o->msg_id = x->id_base + e->store_id;
+	o->msg_id = new_id(x, e);
 	o->topic = rstr(e->m.topic);
 	o->payload = rstr(e->m.payload);
 	o->qos = e->m.qos;
@@ -215,7 +225,7 @@ static int emit_msg(struct imp *x, struct msg_ix *e)
 static struct msg_ix *usable_msg(struct imp *x, uint64_t id)
 {
 	struct msg_ix *e = find_msg(x, id);
-	if (!e || x->id_base + id < x->id_base || x->id_base + id == 0) {
+	if (!e) {
 		x->info->orphans++;
 		return NULL;
 	}
@@ -296,6 +306,17 @@ static int on_cmsg(struct imp *x, const struct vs_mosqdb_client_msg *m)
 		x->info->bad++;
 		return 0;
 	}
+	if (state != VS_QSTATE_QUEUED) {
+		/* Two in flight with one packet id: both would be resent, and the client's
+		 * acknowledgement would settle only one of them. */
+		if (!c->mids && !(c->mids = calloc(65536 / 8, 1)))
+			return -ENOMEM;
+		if (c->mids[m->mid >> 3] & (1u << (m->mid & 7))) {
+			x->info->bad++;
+			return 0;
+		}
+		c->mids[m->mid >> 3] |= (uint8_t)(1u << (m->mid & 7));
+	}
 	struct msg_ix *e = usable_msg(x, m->store_id);
 	if (!e)
 		return 0;
@@ -308,7 +329,7 @@ static int on_cmsg(struct imp *x, const struct vs_mosqdb_client_msg *m)
 	r.version = VS_REC_VERSION;
 	struct vs_rec_queue *q = &r.u.queue;
 	q->client_id = rstr(m->client_id);
-	q->msg_id = x->id_base + m->store_id;
+	q->msg_id = new_id(x, e);
 	q->qos = m->qos;
 	q->retain = m->retain;
 	q->state = (uint8_t)state;
@@ -318,7 +339,7 @@ static int on_cmsg(struct imp *x, const struct vs_mosqdb_client_msg *m)
 	size_t pos = 0;
 	struct vs_mosqdb_prop p;
 	while (vs_mosqdb_prop_next(m->props, &pos, &p) > 0)
-		if (p.id == 0x0B && p.num &&
+		if (p.id == 0x0B && p.num && p.num <= VS_MAX_SUB_ID &&
 		    q->n_sub_ids < sizeof(x->sub_ids) / sizeof(x->sub_ids[0]))
 			x->sub_ids[q->n_sub_ids++] = p.num;
 	q->sub_ids = q->n_sub_ids ? x->sub_ids : NULL;
@@ -348,7 +369,8 @@ static int on_sub(struct imp *x, const struct vs_mosqdb_sub *s)
 	r.u.sub.filter = rstr(s->topic);
 	r.u.sub.qos = s->qos;
 	r.u.sub.options = s->options & 0x3c; /* no-local, retain-as-published, retain handling */
-	r.u.sub.sub_id = s->identifier;
+	/* Out of range, it could not be sent [MQTT-3.8.2.1.2]: imported without it. */
+	r.u.sub.sub_id = s->identifier <= VS_MAX_SUB_ID ? s->identifier : 0;
 	x->info->subs++;
 	return x->fn(x->ctx, &r);
 }
@@ -370,7 +392,7 @@ static int on_retain(struct imp *x, uint64_t id)
 	r.type = VS_REC_RETAIN;
 	r.version = VS_REC_VERSION;
 	r.u.retain.topic = rstr(e->m.topic);
-	r.u.retain.msg_id = x->id_base + id;
+	r.u.retain.msg_id = new_id(x, e);
 	x->info->retained++;
 	return x->fn(x->ctx, &r);
 }
@@ -433,6 +455,8 @@ int vs_mosqdb_import(const uint8_t *buf, size_t len, uint64_t id_base, int64_t n
 	if (rc > 0)
 		rc = 0;
 out:
+	for (size_t i = 0; i < x.n_clients; i++)
+		free(x.clients[i].mids);
 	free(x.msgs);
 	free(x.clients);
 	free(x.users);

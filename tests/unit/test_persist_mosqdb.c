@@ -334,6 +334,46 @@ static void import_adds_id_base_to_message_ids(void **state)
 	unload(&f);
 }
 
+/* Store ids near 2^64 in the file (every message, queue and retained entry naming them):
+ * imported ids are dense after id_base, so our next ids cannot wrap onto them. */
+static void import_renumbers_huge_store_ids(void **state)
+{
+	struct file f = load("small.db");
+	uint8_t *p = malloc(f.len);
+	memcpy(p, f.p, f.len);
+	size_t at = 23;
+	int changed = 0;
+	while (at + 8 <= f.len) {
+		size_t clen = (size_t)p[at + 4] << 24 | (size_t)p[at + 5] << 16 |
+			      (size_t)p[at + 6] << 8 | p[at + 7];
+		uint8_t t = p[at + 3];
+		if (t == VS_MOSQDB_MSG_STORE || t == VS_MOSQDB_CLIENT_MSG ||
+		    t == VS_MOSQDB_RETAIN) {
+			memset(p + at + 8 + 1, 0xff, 7); /* little-endian: all but the low byte */
+			changed++;
+		}
+		at += 8 + clen;
+	}
+	assert_true(changed >= 3);
+	uint8_t *in = guard_copy(p, f.len);
+	struct got g = {0};
+	struct vs_mosqdb_import_info ii;
+	assert_int_equal(vs_mosqdb_import(in, f.len, 1000000, NOW_WALL, collect, &g, &ii), 0);
+	assert_true(ii.retained + ii.queued + ii.inflight > 0);
+	size_t msgs = 0;
+	for (size_t i = 0; i < g.n; i++)
+		msgs += g.r[i].type == VS_REC_MSG;
+	for (size_t i = 0; i < g.n; i++)
+		if (g.r[i].type == VS_REC_MSG || g.r[i].type == VS_REC_QUEUE ||
+		    g.r[i].type == VS_REC_RETAIN) {
+			assert_true(g.r[i].msg_id > 1000000);
+			assert_true(g.r[i].msg_id <= 1000000 + msgs);
+		}
+	guard_free(in, f.len);
+	free(p);
+	unload(&f);
+}
+
 static void import_leaves_out_expired_sessions_and_messages(void **state)
 {
 	struct file f = load("v5.db");
@@ -582,6 +622,7 @@ int main(void)
 	    cmocka_unit_test(import_small_db_v311_session_retained_and_queue),
 	    cmocka_unit_test(import_v5_db_keeps_properties_options_and_ids),
 	    cmocka_unit_test(import_adds_id_base_to_message_ids),
+	    cmocka_unit_test(import_renumbers_huge_store_ids),
 	    cmocka_unit_test(import_leaves_out_expired_sessions_and_messages),
 	    cmocka_unit_test(truncated_small_db_imports_the_valid_prefix),
 	    cmocka_unit_test(truncated_v5_db_imports_the_valid_prefix),
