@@ -887,6 +887,12 @@ static void on_linger(struct vs_io *io, uint32_t events)
 			continue;
 		if (n < 0 && errno == EAGAIN)
 			return;
+		if (n == 0 && vs_bytes_avail(&l->out)) {
+			/* The client ended its side (SHUT_WR) but may still read what it is owed:
+			 * stop reading, go on writing until the deadline. */
+			vs_loop_mod(&l->w->loop, &l->io, EPOLLOUT);
+			return;
+		}
 		break; /* the client closed, an error, or enough */
 	}
 	linger_end(l->w, l);
