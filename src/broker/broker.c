@@ -298,6 +298,16 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 		       "written to the persistence log as it happens",
 		       conf->autosave_interval,
 		       conf->autosave_on_changes ? " with autosave_on_changes" : "");
+	for (size_t i = 0; i < b->n_listeners; i++) {
+		/* Joined as written (as Mosquitto does): "t1" would also reach "t10/..." */
+		const char *mp = b->listeners[i].conf->mount_point;
+		if (mp && mp[0] && mp[strlen(mp) - 1] != '/')
+			vs_log(log, VS_LOG_WARN,
+			       "listener %s: mount_point '%s' does not end with '/': its clients "
+			       "also reach topics of any mount point that starts with it "
+			       "('%s0/...'); write '%s/' to keep them apart",
+			       b->listeners[i].name, mp, mp, mp);
+	}
 	for (size_t i = 0; i < b->n_listeners; i++)
 		vs_log(log, VS_LOG_NOTICE, "listening on %s%s%s", b->listeners[i].name,
 		       b->listeners[i].ws

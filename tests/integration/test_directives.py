@@ -158,6 +158,16 @@ def test_mount_point_retained_and_shared(mounted, clients):
 	assert (got.topic, got.payload) == ("s/2", b"shared")
 
 
+def test_mount_point_without_a_slash_is_warned_about(broker):
+	"""'t1' joins as written (as Mosquitto's does), so its clients would reach 't10/...' too:
+	start-up says so, and a mount point ending with '/' says nothing."""
+	p1, p2 = free_port(), free_port()
+	b = broker("listener %d 127.0.0.1" % p1, "mount_point t1",
+		"listener %d 127.0.0.1" % p2, "mount_point t2/")
+	b.wait_log(r"listener 127\.0\.0\.1:%d: mount_point 't1' does not end with '/'" % p1)
+	assert "mount_point 't2/'" not in b.log_text()
+
+
 def test_mount_point_will_and_sys(mounted, clients):
 	b = mounted
 	plain = clients.raw(b.port, 4)
