@@ -270,9 +270,13 @@ def sub_after_restart(clients, port, topic, qos, version):
 
 
 def drain(sub, want, timeout=15.0):
+	"""Messages until want (a count, or a set of payloads that must all be there) arrived."""
 	got = []
 	end = time.monotonic() + timeout
-	while len(set(got)) < want and time.monotonic() < end:
+
+	def short():
+		return len(set(got)) < want if isinstance(want, int) else not want <= set(got)
+	while short() and time.monotonic() < end:
 		try:
 			got.append(sub.messages.get(timeout=0.2).payload.decode())
 		except queue.Empty:
@@ -325,7 +329,8 @@ def test_outage_messages_survive_kill_and_restart(broker, clients, probes, probe
 @pytest.mark.parametrize("qos", [1, 2])
 def test_kill_mid_stream_resends_unacked(broker, clients, probes, probe_exe, qos):
 	"""Kill -9 while a stream is in flight: every message the broker had not acknowledged
-	before it died is resent after the restart and reaches the new subscriber."""
+	(PUBACK; at QoS 2 PUBREC) before it died is resent after the restart and reaches the new
+	subscriber."""
 	b = broker()
 	topic = "lib/" + uuid.uuid4().hex[:8]
 	pr = Probe(probe_exe, b.port, qos, 5, "thread", min_ms=3000, max_ms=3000, topic=topic)
@@ -346,8 +351,17 @@ def test_kill_mid_stream_resends_unacked(broker, clients, probes, probe_exe, qos
 	pr.expect(r"idle 0", timeout=20)
 	# mids are 1.. in publish order: message m-i has mid i+1
 	want = {"m-%d" % (mid - 1) for mid in range(1, n + 1) if mid not in acked_before}
-	got = drain(sub, len(want))
-	assert want <= set(got), "lost: %s" % sorted(want - set(got))
+	if qos == 2:
+		# A QoS 2 message the broker had answered with PUBREC, but not yet PUBCOMP, when it
+		# died is the broker's [MQTT-4.3.3]: the client resends only PUBREL, and this broker
+		# (no persistence, and no subscriber then) routed it to nobody. Those are the few
+		# right after the last one acknowledged before the kill (the window is 5).
+		top = max(acked_before)
+		maybe = {"m-%d" % (mid - 1) for mid in range(top + 1, top + 6)}
+	else:
+		maybe = set()
+	got = drain(sub, want - maybe)
+	assert want - maybe <= set(got), "lost: %s" % sorted(want - maybe - set(got))
 	if qos == 2:
 		dups = [k for k, c in collections.Counter(got).items() if c > 1]
 		assert not dups, "duplicated: %s" % dups
