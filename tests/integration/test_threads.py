@@ -62,7 +62,9 @@ def test_idle_threads_lend_their_shards_and_clients_are_served(broker, clients):
 	# A broker starts idle: every other thread hands its shard to thread 0 at once.
 	wait_until(lambda: lent_threads(b) == {"1", "2", "3"}, 10, what="threads 1-3 to park")
 	cross_traffic(b, clients)
-	assert GIVEN_BACK not in b.log_text()  # this light traffic never needed them back
+	# Whether this light traffic makes thread 0 give a shard back depends on how busy the
+	# machine is (its load is measured in wall time), so that is not asserted here: the
+	# test below makes it happen on purpose.
 
 
 def test_busy_thread_zero_gives_shards_back_then_takes_them_again(broker, clients):
