@@ -97,7 +97,7 @@ def test_remove_retained(any_broker):
 		assert run(["pub", "-h", "127.0.0.1", "-p", str(port), "-t", "%s/%s" % (b, t), "-m", t,
 			"-r", "-q", "1"]).returncode == 0
 	r = run(["sub", "-h", "127.0.0.1", "-p", str(port), "-t", b + "/#", "--remove-retained",
-		"-T", b + "/y", "-C", "1", "-W", "5", "-v"])
+		"-T", b + "/y", "-C", "1", "-W", "15", "-v"])
 	assert r.returncode == 0, r.stderr
 	assert r.stdout == ("%s/x x\n" % b).encode()
 	# x is gone, y was filtered out and kept
@@ -113,12 +113,12 @@ def test_unsubscribe_U(any_broker):
 	ready = "ready-" + b  # a retained probe outside b/#: its line says the client is subscribed
 	run(["pub", "-h", "127.0.0.1", "-p", str(port), "-t", ready, "-m", "probe", "-r"])
 	p = subprocess.Popen(viesti_cmd("sub", port, "-t", b + "/#", "-U", b + "/#", "-t", b + "/keep",
-		"-t", ready, "-C", "2", "-W", "5", "-v"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+		"-t", ready, "-C", "2", "-W", "30", "-v"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 	try:
 		assert p.stdout.readline() == ("%s probe\n" % ready).encode()
 		run(["pub", "-h", "127.0.0.1", "-p", str(port), "-t", b + "/other", "-m", "no"])
 		run(["pub", "-h", "127.0.0.1", "-p", str(port), "-t", b + "/keep", "-m", "yes"])
-		out, err = p.communicate(timeout=10)
+		out, err = p.communicate(timeout=40)  # -C 2 ends it as soon as "keep" arrives
 		assert out == ("%s/keep yes\n" % b).encode(), (out, err)
 	finally:
 		if p.poll() is None:
@@ -165,7 +165,7 @@ def test_persistent_session_c(any_broker):
 	assert r.returncode == 0, r.stderr
 	run(["pub", "-h", "127.0.0.1", "-p", str(port), "-t", b, "-m", "while away", "-q", "1"])
 	r = run(["sub", "-h", "127.0.0.1", "-p", str(port), "-t", b, "-q", "1", "-c", "-i", cid, "-C",
-		"1", "-W", "5"])
+		"1", "-W", "15"])
 	assert r.stdout == b"while away\n", r.stderr
 	run(["sub", "-h", "127.0.0.1", "-p", str(port), "-t", b, "-i", cid, "-E"])  # clean up
 
