@@ -41,9 +41,9 @@ def roundtrip(port, *tls, topic=None, user=None):
 	topic = topic or uid("tls")
 	auth = ["-u", user] if user else []
 	sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-t", topic,
-		"-C", "1", "-W", "10"] + auth + list(tls), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+		"-C", "1", "-W", "30"] + auth + list(tls), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 	try:
-		deadline = time.monotonic() + 10
+		deadline = time.monotonic() + 30  # TLS handshakes with an ASan broker on a busy machine
 		while True:  # until the subscription is in place: a retained probe comes back
 			r = mosq("mosquitto_pub", port, "-t", topic, "-m", "hello", "-q", "1", *auth, *tls)
 			assert r.returncode == 0, r.stderr
