@@ -3,6 +3,8 @@
  * creating the shared trie and retained store, starting and stopping the workers.
  */
 #include "broker/broker.h"
+
+#include "broker/bridge.h"
 #include "broker/gateway.h"
 
 #include <errno.h>
@@ -282,6 +284,9 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 		if (rc < 0)
 			return rc;
 	}
+	rc = vs_bridges_init(b, err, errlen);
+	if (rc < 0)
+		return rc;
 	if (conf->websockets_log_level)
 		vs_log(log, VS_LOG_NOTICE,
 		       "websockets_log_level %d has no effect: it sets "
@@ -337,6 +342,7 @@ void vs_broker_fini(struct vs_broker *b)
 	for (int i = 0; i < b->n_workers; i++)
 		if (b->workers[i].th.thread)
 			pthread_join(b->workers[i].th.thread, NULL);
+	vs_bridges_fini(b);
 	vs_bp_close(b);
 	for (int i = 0; i < b->n_workers; i++)
 		if (b->workers[i].b)

@@ -33,6 +33,7 @@ struct vs_acl;
 struct vs_store;
 struct vs_authq;
 struct vs_sn_listener;
+struct vs_bridge;
 
 /*
  * What a listener decides about its clients as of the last (re)load: immutable, replaced whole
@@ -135,6 +136,8 @@ struct vs_broker {
 
 	struct vs_worker *workers;
 	int n_workers;
+	struct vs_bridge *bridges; /* one per `connection` section, run by worker 0 (bridge.c) */
+	size_t n_bridges;
 	/* Shards lent to thread 0 at low load (worker.c, "Threads and shards"). */
 	pthread_mutex_t park_lock;
 	pthread_cond_t park_cond;
