@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "base/log.h"
 #include "base/map.h"
@@ -212,6 +213,16 @@ void vs_broker_ping(struct vs_broker *b, uint64_t seq);
 bool vs_broker_pinged(struct vs_broker *b, uint64_t seq);
 
 /* The registry's size changed: called under reg_lock. */
+/* Whether a client may not publish to topic (nor name it in a will): $SYS belongs to the
+ * broker, except $SYS/broker/connection/, where bridges publish their state notifications
+ * (Mosquitto's, which its own bridges send to their remote). */
+static inline bool vs_sys_reserved(const void *topic, size_t len)
+{
+	static const char bridges[] = "$SYS/broker/connection/";
+	return len >= 4 && memcmp(topic, "$SYS", 4) == 0 &&
+	       !(len > sizeof(bridges) - 1 && memcmp(topic, bridges, sizeof(bridges) - 1) == 0);
+}
+
 static inline void vs_broker_sessions_changed(struct vs_broker *b)
 {
 	atomic_store_explicit(&b->n_sessions, b->sessions.count, memory_order_relaxed);

@@ -97,7 +97,7 @@ static int check_will(struct vs_conn *c, const struct vs_msg *will, const char *
 		*why = "will topic not allowed by the ACL";
 		return VS_RC_NOT_AUTHORIZED;
 	}
-	if (len >= 4 && memcmp(topic, "$SYS", 4) == 0) {
+	if (vs_sys_reserved(topic, len)) {
 		*why = "will topic in $SYS"; /* $SYS belongs to the broker, as for PUBLISH */
 		return VS_RC_TOPIC_NAME_INVALID;
 	}
