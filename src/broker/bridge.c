@@ -18,12 +18,16 @@
 #include "broker/bridge.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "auth/acl.h"
+#include "auth/passwd.h"
 #include "base/clock.h"
+#include "base/error.h"
 #include "base/log.h"
 #include "broker/broker.h"
 #include "broker/persist.h"
@@ -69,6 +73,15 @@ struct vs_bridge {
 	int64_t next_sys_ms;
 	uint32_t window; /* QoS 1/2 messages handed to the client and not yet acknowledged */
 };
+
+/* The global ACL as of the last (re)load: any listener's, without per_listener_settings. */
+static const struct vs_acl *bridge_acl(const struct vs_bridge *br)
+{
+	const struct vs_broker *b = br->b;
+	if (b->conf->per_listener_settings || !b->n_listeners)
+		return NULL;
+	return vs_listener_sec(&b->listeners[0])->acl;
+}
 
 /* ---- topics ---- */
 
@@ -257,6 +270,10 @@ static int open_session(struct vs_bridge *br)
 	s->expiry = UINT32_MAX; /* it lasts as long as the bridge is configured */
 	free(s->username);
 	s->username = br->conf->local_username ? strdup(br->conf->local_username) : NULL;
+	/* What the session may read is the ACL of the first listener, which is the global one
+	 * without per_listener_settings; a mount point there would not apply to a bridge. */
+	if (!b->conf->per_listener_settings && b->n_listeners && !b->listeners[0].conf->mount_point)
+		s->listener = &b->listeners[0];
 	if (clean) {
 		vs_bp_session_del(br->w, s); /* local_cleansession: nothing from before */
 		vs_ring_clear(&s->queue);
@@ -302,6 +319,20 @@ static void subscribe_remote(struct vs_bridge *br)
 		if (viesti_subscribe(br->v, r->remote, opts, NULL) < 0)
 			vs_log(br->b->log, VS_LOG_WARN, "bridge %s: cannot subscribe to '%s'",
 			       br->conf->name, r->remote);
+	}
+}
+
+/* bridge_attempt_unsubscribe: an `out`-only topic's remote filter may still be subscribed
+ * from an earlier configuration in a persistent remote session, which would send our own
+ * messages back: unsubscribe it (Mosquitto does the same on each connection). */
+static void unsubscribe_remote(struct vs_bridge *br)
+{
+	if (!br->conf->attempt_unsubscribe || br->conf->cleansession)
+		return;
+	for (size_t i = 0; i < br->n_topics; i++) {
+		const struct topic_rt *r = &br->topics[i];
+		if (r->t->dir == VS_BRIDGE_OUT)
+			viesti_unsubscribe(br->v, r->remote, NULL);
 	}
 }
 
@@ -365,6 +396,7 @@ static void on_connect(struct viesti *v, void *ud, int reason, bool session_pres
 	br->failures = 0;
 	br->connects++;
 	br->active_ms = br->w->now_ms;
+	unsubscribe_remote(br);
 	subscribe_remote(br);
 	if (br->conf->notifications && !br->conf->notifications_local_only)
 		viesti_publish(v, br->state_topic, "1", 1, 1, true, NULL);
@@ -423,6 +455,15 @@ static void on_message(struct viesti *v, void *ud, const struct viesti_message *
 	char *topic = map_topic(br, msg->topic, false);
 	if (!topic)
 		return; /* not one of ours (a subscription of an earlier configuration) */
+	const struct vs_acl *acl = bridge_acl(br);
+	if (acl && !vs_acl_check(acl, br->local_id, br->conf->local_username, topic, strlen(topic),
+				 VS_ACL_WRITE)) {
+		vs_log(br->b->log, VS_LOG_INFO, "bridge %s: denied PUBLISH to '%s' (ACL, as %s)",
+		       br->conf->name, topic,
+		       br->conf->local_username ? br->conf->local_username : "anonymous");
+		free(topic);
+		return;
+	}
 	struct vs_buf origin = {(const uint8_t *)br->local_id, strlen(br->local_id)};
 	struct vs_msg *m =
 	    vs_msg_make(topic, strlen(topic), msg->payload, msg->payload_len, (uint8_t)msg->qos,
@@ -629,6 +670,15 @@ void vs_bridge_drain(struct vs_worker *w, struct vs_session *s)
 				  ? NULL
 				  : map_topic(br, local, true);
 		free(local);
+		uint32_t maxp = br->conf->max_packet_size;
+		if (topic && maxp && strlen(topic) + x.msg->payload.len + 16 > maxp) {
+			vs_log(br->b->log, VS_LOG_NOTICE,
+			       "bridge %s: a message to '%s' (%zu bytes) is larger than "
+			       "bridge_max_packet_size %u: not sent",
+			       br->conf->name, topic, (size_t)x.msg->payload.len, maxp);
+			free(topic);
+			topic = NULL;
+		}
 		if (!topic) {
 			vs_bp_dequeue(w, s, &x); /* expired [MQTT-3.3.2-5], or no longer bridged */
 			vs_qentry_fini(&x);
@@ -787,6 +837,29 @@ static int setup_names(struct vs_bridge *br)
 	return br->local_id && br->state_topic ? 0 : -ENOMEM;
 }
 
+/*
+ * local_username and local_password: the bridge's local side is inside the broker and needs no
+ * login, but as in Mosquitto it acts as that user: the password file must accept the pair
+ * (checked once, here), and the ACL applies to what it reads (`out`) and writes (`in`).
+ */
+static int check_local_user(struct vs_bridge *br, char *err, size_t errlen)
+{
+	const struct vs_config *c = br->b->conf;
+	const struct vs_gen *g = br->b->gen;
+	if (c->per_listener_settings)
+		return 0; /* no global password file or ACL to go by */
+	const char *user = br->conf->local_username, *pw = br->conf->local_password;
+	if (!g->passwd || !user)
+		return 0;
+	if (vs_passwd_check(g->passwd, user, (const uint8_t *)pw, pw ? strlen(pw) : 0) == 1)
+		return 0;
+	snprintf(err, errlen,
+		 "bridge %s: password_file refuses local_username '%s' with its local_password, "
+		 "expected a user and password from %s",
+		 br->conf->name, user, c->password_file);
+	return VS_ECONF;
+}
+
 int vs_bridges_init(struct vs_broker *b, char *err, size_t errlen)
 {
 	const struct vs_config *conf = b->conf;
@@ -804,7 +877,10 @@ int vs_bridges_init(struct vs_broker *b, char *err, size_t errlen)
 		br->published_state = -1;
 		br->window = mi > 0 && mi < 65535 ? (uint32_t)mi : 100;
 		b->n_bridges++;
-		int rc = setup_names(br);
+		int rc = check_local_user(br, err, errlen);
+		if (rc)
+			return rc;
+		rc = setup_names(br);
 		if (rc == 0)
 			rc = setup_topics(br);
 		if (rc == 0)

@@ -274,3 +274,53 @@ def test_remote_refuses_the_password(broker, mosquitto, clients, tmp_path):
 	# It keeps trying, and the state stays "0".
 	local.wait_log(r"(?s)refused the connection.*refused the connection", timeout=10)
 	wait_state(clients, local.port, state_topic(lines), "0")
+
+
+def test_address_list_goes_on_to_the_next(broker, mosquitto, clients):
+	remote = mosquitto()
+	dead = free_port()
+	lines = bridge(remote.port, "t/# out 1")
+	lines[1] = "address 127.0.0.1:%d 127.0.0.1:%d" % (dead, remote.port)
+	local = broker(*lines)
+	wait_state(clients, local.port, state_topic(lines), "1")
+	local.wait_log(r"bridge b1: connecting to 127\.0\.0\.1:%d" % dead)
+	local.wait_log(r"bridge b1: connected to 127\.0\.0\.1:%d" % remote.port)
+
+
+def test_lazy_start_waits_for_threshold_messages(broker, mosquitto, clients):
+	remote = mosquitto()
+	far = clients.paho(remote.port)
+	far.subscribe("d/#", 1)
+	lines = bridge(remote.port, "d/# out 1", extra=["start_type lazy", "threshold 3"])
+	local = broker(*lines)
+	near = clients.paho(local.port)
+	near.publish("d/1", b"1", qos=1)
+	near.publish("d/2", b"2", qos=1)
+	far.no_message(1.0)
+	assert "connecting to" not in local.log_text()
+	near.publish("d/3", b"3", qos=1)
+	assert [m.payload for m in far.get_n(3, 5)] == [b"1", b"2", b"3"]
+	wait_state(clients, local.port, state_topic(lines), "1")
+
+
+def test_tls_psk(broker, mosquitto, clients, pki):
+	from pki import PSK_IDENTITY, PSK_KEY
+	port = free_port()
+	remote = mosquitto("listener %d 127.0.0.1" % port, "allow_anonymous true",
+		"psk_hint hint", "psk_file %s" % pki["psk_file"], port=port, tls=True)
+	lines = bridge(remote.port, "t/# out 1", extra=["bridge_identity %s" % PSK_IDENTITY,
+		"bridge_psk %s" % PSK_KEY])
+	local = broker(*lines)
+	wait_state(clients, local.port, state_topic(lines), "1")
+
+
+def test_local_credentials_are_checked_at_start_up(broker, mosquitto, tmp_path):
+	pw = tmp_path / "local.pw"
+	subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "bridge", "secret"], check=True,
+		capture_output=True)
+	lines = bridge(free_port(), "t/# out 1", extra=["local_username bridge",
+		"local_password nope"])
+	local = broker("password_file %s" % pw, *lines, start=False)
+	with pytest.raises(AssertionError, match="exited"):
+		local.start(timeout=5)
+	assert "bridge b1: password_file refuses local_username 'bridge'" in local.log_text()
