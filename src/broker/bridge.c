@@ -342,6 +342,9 @@ static void collect(void *ctx, void *msg)
 {
 	struct vs_bridge *br = ctx;
 	struct vs_msg *m = msg;
+	size_t idlen = strlen(br->local_id);
+	if (m->origin.len == idlen && memcmp(m->origin.p, br->local_id, idlen) == 0)
+		return; /* it came in over this bridge: it does not go back */
 	char topic[VS_BRIDGE_TOPIC_MAX];
 	if (m->topic.len >= sizeof(topic))
 		return;

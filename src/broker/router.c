@@ -470,7 +470,9 @@ void vs_router_drain_session(struct vs_worker *w, struct vs_session *s)
 {
 	int64_t now = w->now_ms;
 	if (s->bridge) {
-		vs_bridge_drain(w, s); /* set at start-up, before any routing: read unlocked */
+		/* Set at start-up, before any routing: read unlocked. Only its owner drains it. */
+		if (s->owner == w)
+			vs_bridge_drain(w, s);
 		return;
 	}
 	pthread_mutex_lock(&s->lock);
