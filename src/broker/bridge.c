@@ -96,40 +96,6 @@ static char *concat(const char *a, const char *b)
 	return s;
 }
 
-/* MQTT matching [MQTT-4.7.1-1..3]; a topic starting with '$' matches no leading wildcard
- * [MQTT-4.7.2-1]. */
-static bool topic_matches(const char *f, const char *t)
-{
-	if (*t == '$' && (*f == '+' || *f == '#'))
-		return false;
-	while (*f) {
-		if (*f == '#')
-			return true;
-		if (*f == '+') {
-			while (*t && *t != '/')
-				t++;
-			f++;
-		} else {
-			while (*f && *f != '/' && *f == *t) {
-				f++;
-				t++;
-			}
-			if ((*f && *f != '/') || (*t && *t != '/'))
-				return false;
-		}
-		if (!*f)
-			return !*t;
-		/* *f == '/' */
-		if (*t != '/') {
-			/* "a/#" matches "a" [MQTT-4.7.1-2] */
-			return !*t && f[1] == '#' && !f[2];
-		}
-		f++;
-		t++;
-	}
-	return !*t;
-}
-
 /* The topic on the other side for topic (NUL-terminated), or NULL (caller frees). out:
  * local -> remote. */
 static char *map_topic(const struct vs_bridge *br, const char *topic, bool out)
@@ -138,14 +104,8 @@ static char *map_topic(const struct vs_bridge *br, const char *topic, bool out)
 		const struct topic_rt *r = &br->topics[i];
 		if (!(r->t->dir & (out ? VS_BRIDGE_OUT : VS_BRIDGE_IN)))
 			continue;
-		const char *filter = out ? r->local : r->remote;
-		const char *from = out ? r->t->local_prefix : r->t->remote_prefix;
-		const char *to = out ? r->t->remote_prefix : r->t->local_prefix;
-		if (!topic_matches(filter, topic))
-			continue;
-		if (!*r->t->pattern)
-			return strdup(to); /* the prefixes are the topics */
-		return concat(to, topic + strlen(from));
+		if (vs_bridge_topic_matches(out ? r->local : r->remote, topic))
+			return vs_bridge_topic_map(r->t, topic, out);
 	}
 	return NULL;
 }
@@ -352,7 +312,7 @@ static void collect(void *ctx, void *msg)
 	topic[m->topic.len] = '\0';
 	for (size_t i = 0; i < br->n_topics; i++) {
 		const struct topic_rt *r = &br->topics[i];
-		if ((r->t->dir & VS_BRIDGE_OUT) && topic_matches(r->local, topic)) {
+		if ((r->t->dir & VS_BRIDGE_OUT) && vs_bridge_topic_matches(r->local, topic)) {
 			uint8_t qos = m->qos < r->t->qos ? m->qos : (uint8_t)r->t->qos;
 			vs_deliver(br->w, br->s, m, qos, true, NULL, 0, NULL);
 			return;
@@ -630,8 +590,9 @@ static void end_attempt(struct vs_bridge *br)
 		return;
 	}
 	br->state = B_IDLE;
-	if (br->conf->start_type == VS_BRIDGE_AUTOMATIC)
-		br->next_ms = br->w->now_ms + restart_delay(br);
+	/* lazy: a connection closed for being idle may start again as soon as messages wait */
+	bool idle_close = was_up && br->conf->start_type == VS_BRIDGE_LAZY;
+	br->next_ms = br->w->now_ms + (idle_close ? 0 : restart_delay(br));
 }
 
 /* Runs the client, then what its callbacks asked for. */
@@ -755,11 +716,11 @@ static void tick_one(struct vs_bridge *br)
 	const struct vs_bridge_conf *c = br->conf;
 	if (br->state == B_IDLE) {
 		bool due = false;
-		if (c->start_type != VS_BRIDGE_LAZY) {
-			due = br->next_ms && w->now_ms >= br->next_ms;
-		} else {
+		due = br->next_ms && w->now_ms >= br->next_ms;
+		if (c->start_type == VS_BRIDGE_LAZY) {
 			pthread_mutex_lock(&br->s->lock);
-			due = br->s->queue.count >= (uint32_t)c->threshold;
+			due = w->now_ms >= br->next_ms &&
+			      br->s->queue.count >= (uint32_t)c->threshold;
 			pthread_mutex_unlock(&br->s->lock);
 		}
 		if (due)
@@ -771,8 +732,8 @@ static void tick_one(struct vs_bridge *br)
 		viesti_disconnect(br->v, 0, NULL);
 	}
 	if (br->v) {
-		int t = viesti_next_timeout_ms(br->v);
-		if (t == 0 || br->lost)
+		/* Due (0), or no timer at all (-1): an attempt that ended without an event. */
+		if (viesti_next_timeout_ms(br->v) <= 0 || br->lost)
 			run(br, 0);
 	} else if (br->lost) {
 		end_attempt(br);

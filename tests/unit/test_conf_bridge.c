@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/error.h"
@@ -394,6 +395,55 @@ static void test_config_reports_every_bridge_problem(void **state)
 	vs_config_fini(&c);
 }
 
+static void topic_matching_follows_mqtt(void **state)
+{
+	assert_true(vs_bridge_topic_matches("a/b", "a/b"));
+	assert_false(vs_bridge_topic_matches("a/b", "a/bc"));
+	assert_false(vs_bridge_topic_matches("a/bc", "a/b"));
+	assert_true(vs_bridge_topic_matches("a/+/c", "a/x/c"));
+	assert_false(vs_bridge_topic_matches("a/+/c", "a/x/y/c"));
+	assert_true(vs_bridge_topic_matches("a/+", "a/")); /* empty level */
+	assert_true(vs_bridge_topic_matches("a/#", "a"));  /* [MQTT-4.7.1-2] parent level */
+	assert_true(vs_bridge_topic_matches("a/#", "a/b/c"));
+	assert_true(vs_bridge_topic_matches("#", "x/y"));
+	assert_false(vs_bridge_topic_matches("#", "$SYS/x")); /* [MQTT-4.7.2-1] */
+	assert_false(vs_bridge_topic_matches("+/x", "$SYS/x"));
+	assert_true(vs_bridge_topic_matches("$SYS/#", "$SYS/x"));
+	assert_true(vs_bridge_topic_matches("site/", "site/"));
+	assert_false(vs_bridge_topic_matches("site/a", "site"));
+}
+
+static void topic_mapping_swaps_prefixes(void **state)
+{
+	struct vs_config c;
+	expect_ok(&c, "connection a\ntopic # out 1 site/ centre/\ntopic cmd/+ in 1 \"\" remote/\n"
+		      "topic \"\" both 0 local/full remote/whole\ntopic plain/# both\n");
+	struct vs_bridge_topic *t = c.bridges[0].topics;
+	char *m = vs_bridge_topic_map(&t[0], "site/a/b", true);
+	assert_string_equal(m, "centre/a/b");
+	free(m);
+	m = vs_bridge_topic_map(&t[0], "centre/a/b", false);
+	assert_string_equal(m, "site/a/b");
+	free(m);
+	m = vs_bridge_topic_map(&t[1], "remote/cmd/x", false);
+	assert_string_equal(m, "cmd/x");
+	free(m);
+	m = vs_bridge_topic_map(&t[1], "cmd/x", true);
+	assert_string_equal(m, "remote/cmd/x");
+	free(m);
+	m = vs_bridge_topic_map(&t[2], "local/full", true); /* empty pattern: the prefixes */
+	assert_string_equal(m, "remote/whole");
+	free(m);
+	m = vs_bridge_topic_map(&t[2], "remote/whole", false);
+	assert_string_equal(m, "local/full");
+	free(m);
+	m = vs_bridge_topic_map(&t[3], "plain/x", true);
+	assert_string_equal(m, "plain/x");
+	free(m);
+	assert_null(vs_bridge_topic_map(&t[0], "other/a", true)); /* without the prefix */
+	vs_config_fini(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -411,6 +461,8 @@ int main(void)
 	    cmocka_unit_test(packet_and_retain_directives),
 	    cmocka_unit_test(tls_directives),
 	    cmocka_unit_test(test_config_reports_every_bridge_problem),
+	    cmocka_unit_test(topic_matching_follows_mqtt),
+	    cmocka_unit_test(topic_mapping_swaps_prefixes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
