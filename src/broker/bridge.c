@@ -72,6 +72,7 @@ struct vs_bridge {
 	uint64_t sent, received, connects;
 	int64_t next_sys_ms;
 	uint32_t window; /* QoS 1/2 messages handed to the client and not yet acknowledged */
+	bool reuse;	 /* one client for the bridge's life, reconnecting by itself (below) */
 };
 
 /* The global ACL as of the last (re)load: any listener's, without per_listener_settings. */
@@ -381,7 +382,17 @@ static void on_disconnect(struct viesti *v, void *ud, int err, int reason,
 	vs_log(br->b->log, VS_LOG_NOTICE, "bridge %s: connection to %s lost: %s%s", br->conf->name,
 	       br->conf->addresses.v[br->addr], err ? viesti_strerror(err) : "closed",
 	       reason >= 0 ? " (DISCONNECT)" : "");
-	br->lost = true;
+	if (!br->reuse || !err) {
+		br->lost = true;
+		return;
+	}
+	/* The client reconnects by itself and keeps what it has in flight. */
+	br->state = B_CONNECTING;
+	pthread_mutex_lock(&br->s->lock);
+	br->s->connected = false;
+	br->s->offline_since_ms = br->w->now_ms;
+	pthread_mutex_unlock(&br->s->lock);
+	notify_local(br, 0);
 }
 
 /* The remote acknowledged a message (PUBACK, PUBCOMP, or a 5.0 refusal): it leaves the
@@ -482,7 +493,14 @@ static struct viesti *new_client(struct vs_bridge *br)
 	o.password = c->remote_password;
 	o.keepalive = c->keepalive_interval;
 	o.clean = c->cleansession;
-	o.reconnect = false;
+	/* A persistent remote session (one address, automatic start) keeps one client, which
+	 * reconnects by itself and resends what it had in flight with the same packet ids
+	 * [MQTT-4.4.0-1]: a new client could reuse an id the remote still holds for an
+	 * unfinished QoS 2 message and see its message taken for a duplicate. */
+	o.reconnect = br->reuse;
+	o.reconnect_min_ms = c->restart_timeout * 1000;
+	o.reconnect_max_ms =
+	    (c->restart_timeout_cap ? c->restart_timeout_cap : c->restart_timeout) * 1000;
 	o.bridge = c->try_private;
 	o.max_inflight = (int)br->window;
 	o.log_level = VIESTI_LOG_INFO;
@@ -840,6 +858,8 @@ int vs_bridges_init(struct vs_broker *b, char *err, size_t errlen)
 		br->conf = &conf->bridges[i];
 		br->published_state = -1;
 		br->window = mi > 0 && mi < 65535 ? (uint32_t)mi : 100;
+		br->reuse = br->conf->addresses.n == 1 && !br->conf->cleansession &&
+			    br->conf->start_type == VS_BRIDGE_AUTOMATIC;
 		b->n_bridges++;
 		int rc = check_local_user(br, err, errlen);
 		if (rc)
