@@ -33,6 +33,7 @@
 #include "broker/persist.h"
 #include "broker/router.h"
 #include "broker/worker.h"
+#include "client/props.h"
 #include "session/msg.h"
 #include "session/session.h"
 #include "topic/retain.h"
@@ -439,9 +440,11 @@ static void on_message(struct viesti *v, void *ud, const struct viesti_message *
 		return;
 	}
 	struct vs_buf origin = {(const uint8_t *)br->local_id, strlen(br->local_id)};
+	/* 5.0 properties come along (vs_msg_make keeps the forwardable ones and the expiry). */
+	const struct vs_props *props = br->conf->protocol_version == 5 ? &msg->props->p : NULL;
 	struct vs_msg *m =
 	    vs_msg_make(topic, strlen(topic), msg->payload, msg->payload_len, (uint8_t)msg->qos,
-			msg->retain, NULL, &origin, br->w->now_ms);
+			msg->retain, props, &origin, br->w->now_ms);
 	free(topic);
 	if (!m)
 		return;
@@ -648,7 +651,8 @@ void vs_bridge_drain(struct vs_worker *w, struct vs_session *s)
 		vs_stat_gauge(&w->stats.queued, -1);
 		s->queued_bytes -= x.msg->payload.len;
 		char *local = strndup((const char *)x.msg->topic.p, x.msg->topic.len);
-		char *topic = !local || vs_msg_expired(x.msg, w->now_ms, NULL)
+		uint32_t left = 0;
+		char *topic = !local || vs_msg_expired(x.msg, w->now_ms, &left)
 				  ? NULL
 				  : map_topic(br, local, true);
 		free(local);
@@ -669,8 +673,16 @@ void vs_bridge_drain(struct vs_worker *w, struct vs_session *s)
 		/* The client's callbacks take s->lock: it is not held across its calls. */
 		pthread_mutex_unlock(&s->lock);
 		bool retain = br->conf->outgoing_retain && x.retain;
+		/* 5.0: the message's own properties go along (views: the client encodes them
+		 * before viesti_publish returns), its expiry as what is left of it. */
+		struct viesti_props props = {0};
+		vs_msg_props(x.msg, &props.p);
+		if (x.msg->has_expiry) {
+			props.p.present |= 1ull << VS_PROP_MESSAGE_EXPIRY;
+			props.p.message_expiry = left;
+		}
 		int mid = viesti_publish(br->v, topic, x.msg->payload.p, x.msg->payload.len, x.qos,
-					 retain, NULL);
+					 retain, &props);
 		free(topic);
 		pthread_mutex_lock(&s->lock);
 		br->sent++;

@@ -330,3 +330,82 @@ def test_local_credentials_are_checked_at_start_up(tmp_path):
 		timeout=10, cwd=str(tmp_path))
 	assert r.returncode != 0
 	assert b"bridge b1: password_file refuses local_username 'bridge'" in r.stdout + r.stderr
+
+
+def test_notifications_at_the_remote_with_a_will(broker, mosquitto, clients):
+	remote = mosquitto()
+	lines = bridge(remote.port, "t/# out 1")
+	topic = state_topic(lines)
+	local = broker(*lines)
+	wait_state(clients, remote.port, topic, "1")
+	watcher = clients.paho(remote.port)
+	watcher.subscribe(topic, 1)
+	assert watcher.get(3).payload == b"1"
+	assert local.stop() is None  # no DISCONNECT: the remote publishes the will
+	m = watcher.get(10)
+	assert (m.payload, m.retain) == (b"0", False)
+	wait_state(clients, remote.port, topic, "0")
+
+
+def test_local_retained_messages_reach_the_remote_when_it_comes(broker, mosquitto, clients):
+	port = free_port()
+	lines = bridge(port, "r/# out 1")
+	local = broker(*lines)
+	clients.paho(local.port).publish("r/x", b"kept", qos=1, retain=True)
+	remote = mosquitto("listener %d 127.0.0.1" % port, "allow_anonymous true", port=port)
+	wait_state(clients, local.port, state_topic(lines), "1")
+
+	def retained_there():
+		c = clients.paho(remote.port)
+		c.subscribe("r/#", 1)
+		try:
+			m = c.get(0.5)
+			return (m.topic, m.payload, m.retain) == ("r/x", b"kept", True)
+		except AssertionError:
+			return False
+		finally:
+			c.close()
+	wait_until(retained_there, 10, interval=0.2, what="the retained message at the remote")
+
+
+def test_outgoing_retain_false_clears_the_flag(broker, mosquitto, clients):
+	remote = mosquitto()
+	lines = bridge(remote.port, "r/# out 1", extra=["bridge_outgoing_retain false"])
+	local = broker(*lines)
+	wait_state(clients, local.port, state_topic(lines), "1")
+	far = clients.paho(remote.port)
+	far.subscribe("r/#", 1)
+	clients.paho(local.port).publish("r/y", b"live", qos=1, retain=True)
+	m = far.get(5)
+	assert (m.topic, m.payload) == ("r/y", b"live")
+	late = clients.paho(remote.port)
+	late.subscribe("r/#", 1)
+	late.no_message(0.5)  # not retained at the remote
+
+
+def test_mqtt5_properties_cross_the_bridge(broker, mosquitto, clients):
+	from paho.mqtt.packettypes import PacketTypes
+	from paho.mqtt.properties import Properties
+	remote = mosquitto()
+	lines = bridge(remote.port, "o/# out 1", "i/# in 1", version="mqttv50")
+	local = broker(*lines)
+	wait_state(clients, local.port, state_topic(lines), "1")
+	far = clients.paho(remote.port, version=5)
+	far.subscribe("o/#", 1)
+	near = clients.paho(local.port, version=5)
+	near.subscribe("i/#", 1)
+	wait_until(lambda: far.publish("i/probe", b"p", qos=1) and _drain_one(near), 10,
+		interval=0.2, what="the bridge's remote subscription")
+	props = Properties(PacketTypes.PUBLISH)
+	props.ContentType = "text/plain"
+	props.UserProperty = [("k", "v")]
+	props.MessageExpiryInterval = 600
+	near.publish("o/x", b"out", qos=1, properties=props)
+	m = far.get(5)
+	assert m.properties.ContentType == "text/plain"
+	assert m.properties.UserProperty == [("k", "v")]
+	assert 0 < m.properties.MessageExpiryInterval <= 600
+	far.publish("i/y", b"in", qos=1, properties=props)
+	m = near.get(5)
+	assert (m.topic, m.properties.ContentType) == ("i/y", "text/plain")
+	assert m.properties.UserProperty == [("k", "v")]
