@@ -409,3 +409,28 @@ def test_mqtt5_properties_cross_the_bridge(broker, mosquitto, clients):
 	m = near.get(5)
 	assert (m.topic, m.properties.ContentType) == ("i/y", "text/plain")
 	assert m.properties.UserProperty == [("k", "v")]
+
+
+def test_sys_counters(broker, mosquitto, clients):
+	remote = mosquitto()
+	lines = bridge(remote.port, "c/# out 1", extra=["topic d/# in 1"])
+	local = broker("sys_interval 1", *lines)
+	wait_state(clients, local.port, state_topic(lines), "1")
+	near = clients.paho(local.port)
+	for i in range(3):
+		near.publish("c/%d" % i, b"x", qos=1)
+	base = "$SYS/broker/viesti/bridge/b1/"
+
+	def value(name):
+		c = clients.paho(local.port)
+		c.subscribe(base + name, 0)
+		try:
+			return c.get(1.0).payload.decode()
+		except AssertionError:
+			return None
+		finally:
+			c.close()
+	wait_until(lambda: value("state") == "connected", 5, what="bridge state connected")
+	wait_until(lambda: value("messages/sent") == "3", 5, what="3 messages sent")
+	assert value("queued") == "0"
+	assert value("connects") == "1"
