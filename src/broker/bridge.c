@@ -260,9 +260,9 @@ static void on_log(struct viesti *v, void *ud, int level, const char *line)
 {
 	(void)v;
 	struct vs_bridge *br = ud;
+	/* The client's own information lines repeat what the bridge logs itself: debug. */
 	unsigned type = level <= VIESTI_LOG_ERR	   ? VS_LOG_ERR
 			: level == VIESTI_LOG_WARN ? VS_LOG_WARN
-			: level == VIESTI_LOG_INFO ? VS_LOG_INFO
 						   : VS_LOG_DEBUG;
 	vs_log(br->b->log, type, "bridge %s: %s", br->conf->name, line);
 }

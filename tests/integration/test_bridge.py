@@ -434,3 +434,29 @@ def test_sys_counters(broker, mosquitto, clients):
 	wait_until(lambda: value("messages/sent") == "3", 5, what="3 messages sent")
 	assert value("queued") == "0"
 	assert value("connects") == "1"
+
+
+def test_lazy_bridge_disconnects_when_idle(broker, mosquitto, clients):
+	remote = mosquitto()
+	lines = bridge(remote.port, "d/# out 1", extra=["start_type lazy", "threshold 1",
+		"idle_timeout 1"])
+	local = broker(*lines)
+	clients.paho(local.port).publish("d/1", b"1", qos=1)
+	local.wait_log(r"bridge b1: connected to", timeout=5)
+	local.wait_log(r"bridge b1: idle for 1 s, disconnecting \(lazy\)", timeout=5)
+	wait_state(clients, local.port, state_topic(lines), "0")
+	clients.paho(local.port).publish("d/2", b"2", qos=1)  # and back on the next message
+	local.wait_log(r"(?s)idle for 1 s.*connected to", timeout=5)
+
+
+def test_start_type_once_does_not_reconnect(broker, mosquitto, clients):
+	remote = mosquitto()
+	lines = bridge(remote.port, "d/# out 1", extra=["start_type once"])
+	local = broker(*lines)
+	wait_state(clients, local.port, state_topic(lines), "1")
+	assert remote.stop() is None
+	local.wait_log(r"bridge b1: stopped \(start_type once\)", timeout=5)
+	remote.start()
+	wait_state(clients, local.port, state_topic(lines), "0")
+	clients.paho(remote.port).no_message(1.5)
+	assert local.log_text().count("bridge b1: connected to") == 1
