@@ -29,6 +29,7 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "base/prom.h"
 #include "broker/broker.h"
 #include "broker/persist.h"
 #include "broker/router.h"
@@ -70,7 +71,8 @@ struct vs_bridge {
 	int64_t next_ms;      /* automatic: next attempt at; 0 = none due */
 	int64_t active_ms;    /* last message either way (lazy idle_timeout) */
 	int published_state;  /* the last notification payload sent locally: -1, 0, 1 */
-	uint64_t sent, received, connects;
+	/* Read by GET /metrics on other threads: atomics (relaxed), written by worker 0 only. */
+	atomic_uint_fast64_t sent, received, connects;
 	int64_t next_sys_ms;
 	uint32_t window; /* QoS 1/2 messages handed to the client and not yet acknowledged */
 	bool reuse;	 /* one client for the bridge's life, reconnecting by itself (below) */
@@ -83,6 +85,11 @@ static const struct vs_acl *bridge_acl(const struct vs_bridge *br)
 	if (b->conf->per_listener_settings || !b->n_listeners)
 		return NULL;
 	return vs_listener_sec(&b->listeners[0])->acl;
+}
+
+static void set_state(struct vs_bridge *br, int state)
+{
+	__atomic_store_n(&br->state, state, __ATOMIC_RELAXED);
 }
 
 /* ---- topics ---- */
@@ -357,9 +364,9 @@ static void on_connect(struct viesti *v, void *ud, int reason, bool session_pres
 	}
 	vs_log(br->b->log, VS_LOG_NOTICE, "bridge %s: connected to %s as %s", br->conf->name, addr,
 	       br->remote_id);
-	br->state = B_UP;
+	set_state(br, B_UP);
 	br->failures = 0;
-	br->connects++;
+	vs_stat_add(&br->connects, 1);
 	br->active_ms = br->w->now_ms;
 	unsubscribe_remote(br);
 	subscribe_remote(br);
@@ -388,7 +395,7 @@ static void on_disconnect(struct viesti *v, void *ud, int err, int reason,
 		return;
 	}
 	/* The client reconnects by itself and keeps what it has in flight. */
-	br->state = B_CONNECTING;
+	set_state(br, B_CONNECTING);
 	pthread_mutex_lock(&br->s->lock);
 	br->s->connected = false;
 	br->s->offline_since_ms = br->w->now_ms;
@@ -448,7 +455,7 @@ static void on_message(struct viesti *v, void *ud, const struct viesti_message *
 	free(topic);
 	if (!m)
 		return;
-	br->received++;
+	vs_stat_add(&br->received, 1);
 	br->active_ms = br->w->now_ms;
 	vs_stat_add(&br->w->stats.pub_received, 1);
 	vs_route(br->w, m, br->s); /* origin: the bridge's own No Local subscriptions skip it */
@@ -545,7 +552,7 @@ static void start_attempt(struct vs_bridge *br)
 	br->v = new_client(br);
 	if (!br->v) {
 		br->lost = true;
-		br->state = B_CONNECTING;
+		set_state(br, B_CONNECTING);
 		return;
 	}
 	br->io.fd = viesti_fd(br->v);
@@ -556,7 +563,7 @@ static void start_attempt(struct vs_bridge *br)
 		br->lost = true;
 		return;
 	}
-	br->state = B_CONNECTING;
+	set_state(br, B_CONNECTING);
 	vs_log(br->b->log, VS_LOG_INFO, "bridge %s: connecting to %s", br->conf->name,
 	       br->conf->addresses.v[br->addr]);
 	viesti_connect(br->v);
@@ -605,12 +612,12 @@ static void end_attempt(struct vs_bridge *br)
 	if (!was_up)
 		br->failures++;
 	if (br->conf->start_type == VS_BRIDGE_ONCE) {
-		br->state = B_STOPPED;
+		set_state(br, B_STOPPED);
 		vs_log(br->b->log, VS_LOG_NOTICE, "bridge %s: stopped (start_type once)",
 		       br->conf->name);
 		return;
 	}
-	br->state = B_IDLE;
+	set_state(br, B_IDLE);
 	/* lazy: a connection closed for being idle may start again as soon as messages wait */
 	bool idle_close = was_up && br->conf->start_type == VS_BRIDGE_LAZY;
 	br->next_ms = br->w->now_ms + (idle_close ? 0 : restart_delay(br));
@@ -685,7 +692,7 @@ void vs_bridge_drain(struct vs_worker *w, struct vs_session *s)
 					 retain, &props);
 		free(topic);
 		pthread_mutex_lock(&s->lock);
-		br->sent++;
+		vs_stat_add(&br->sent, 1);
 		br->active_ms = w->now_ms;
 		vs_stat_add(&w->stats.pub_sent, 1);
 		if (x.qos == 0 || mid <= 0) {
@@ -728,9 +735,9 @@ static void publish_sys(struct vs_bridge *br)
 	} counters[] = {{"queued", queued},
 			{"inflight", inflight},
 			{"dropped", dropped},
-			{"messages/sent", br->sent},
-			{"messages/received", br->received},
-			{"connects", br->connects}};
+			{"messages/sent", atomic_load(&br->sent)},
+			{"messages/received", atomic_load(&br->received)},
+			{"connects", atomic_load(&br->connects)}};
 	snprintf(topic, sizeof(topic), "%s/%s/state", base, br->conf->name);
 	publish_local(br, topic, names[br->state], 0, true);
 	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
@@ -780,6 +787,54 @@ void vs_bridges_tick(struct vs_worker *w)
 	struct vs_broker *b = w->b;
 	for (size_t i = 0; i < b->n_bridges; i++)
 		tick_one(&b->bridges[i]);
+}
+
+/* ---- metrics ---- */
+
+void vs_bridges_metrics(struct vs_broker *b, struct vs_prom *p)
+{
+	if (!b->n_bridges)
+		return;
+	static const struct {
+		const char *name, *type, *help;
+	} fam[] = {
+	    {"viesti_bridge_up", "gauge", "1 while the bridge is connected to its remote"},
+	    {"viesti_bridge_queued_messages", "gauge",
+	     "Messages waiting in the bridge's local session for the remote"},
+	    {"viesti_bridge_inflight_messages", "gauge",
+	     "Messages sent to the remote and not acknowledged yet"},
+	    {"viesti_bridge_messages_sent_total", "counter", "Messages sent to the remote"},
+	    {"viesti_bridge_messages_received_total", "counter",
+	     "Messages received from the remote"},
+	    {"viesti_bridge_connects_total", "counter", "Connections made to the remote"},
+	};
+	for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+		vs_prom_family(p, fam[f].name, fam[f].type, fam[f].help);
+		for (size_t i = 0; i < b->n_bridges; i++) {
+			struct vs_bridge *br = &b->bridges[i];
+			uint64_t v = 0;
+			switch (f) {
+			case 0:
+				v = __atomic_load_n(&br->state, __ATOMIC_RELAXED) == B_UP;
+				break;
+			case 1:
+			case 2:
+				pthread_mutex_lock(&br->s->lock);
+				v = f == 1 ? br->s->queue.count : br->s->inflight.count;
+				pthread_mutex_unlock(&br->s->lock);
+				break;
+			case 3:
+				v = atomic_load(&br->sent);
+				break;
+			case 4:
+				v = atomic_load(&br->received);
+				break;
+			default:
+				v = atomic_load(&br->connects);
+			}
+			vs_prom_u64(p, fam[f].name, "bridge", br->conf->name, v);
+		}
+	}
 }
 
 /* ---- set-up ---- */

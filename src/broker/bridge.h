@@ -34,6 +34,9 @@ int vs_bridges_init(struct vs_broker *b, char *err, size_t errlen);
 void vs_bridges_fini(struct vs_broker *b);
 /* Worker 0, every sweep: reconnects, lazy starts and idle stops, keep-alive, $SYS. */
 void vs_bridges_tick(struct vs_worker *w);
+/* Each bridge's state, queue and counters for GET /metrics (any thread). */
+struct vs_prom;
+void vs_bridges_metrics(struct vs_broker *b, struct vs_prom *p);
 /* Worker 0: sends what the window allows of a bridge session's queue to the remote (called
  * by vs_router_drain_session for sessions with s->bridge set). */
 void vs_bridge_drain(struct vs_worker *w, struct vs_session *s);

@@ -412,9 +412,11 @@ def test_mqtt5_properties_cross_the_bridge(broker, mosquitto, clients):
 
 
 def test_sys_counters(broker, mosquitto, clients):
+	from http_util import http_lines, scrape, value as metric
 	remote = mosquitto()
 	lines = bridge(remote.port, "c/# out 1", extra=["topic d/# in 1"])
-	local = broker("sys_interval 1", *lines)
+	hport = free_port()
+	local = broker("sys_interval 1", *http_lines(hport), *lines)
 	wait_state(clients, local.port, state_topic(lines), "1")
 	near = clients.paho(local.port)
 	for i in range(3):
@@ -434,6 +436,11 @@ def test_sys_counters(broker, mosquitto, clients):
 	wait_until(lambda: value("messages/sent") == "3", 5, what="3 messages sent")
 	assert value("queued") == "0"
 	assert value("connects") == "1"
+	samples, families = scrape(hport)  # and GET /metrics
+	assert families["viesti_bridge_up"].type == "gauge"
+	assert metric(samples, "viesti_bridge_up", bridge="b1") == 1
+	assert metric(samples, "viesti_bridge_messages_sent_total", bridge="b1") == 3
+	assert metric(samples, "viesti_bridge_queued_messages", bridge="b1") == 0
 
 
 def test_lazy_bridge_disconnects_when_idle(broker, mosquitto, clients):
