@@ -341,7 +341,7 @@ static int takeover_first(struct vs_conn *c)
 	struct vs_session *s = vs_map_get(&b->sessions, c->client_id, strlen(c->client_id));
 	if (s) {
 		pthread_mutex_lock(&s->lock);
-		if (s->connected) {
+		if (s->connected && !s->bridge) { /* a bridge's session has no connection to take */
 			ow = s->owner;
 			slot = s->conn_slot;
 			id = s->conn_id;

@@ -467,3 +467,23 @@ def test_start_type_once_does_not_reconnect(broker, mosquitto, clients):
 	wait_state(clients, local.port, state_topic(lines), "0")
 	clients.paho(remote.port).no_message(1.5)
 	assert local.log_text().count("bridge b1: connected to") == 1
+
+
+def test_a_client_cannot_take_the_bridges_local_session(broker, mosquitto, clients):
+	remote = mosquitto()
+	lines = bridge(remote.port, "t/# out 1", extra=["local_clientid local.mine"])
+	local = broker(*lines)
+	wait_state(clients, local.port, state_topic(lines), "1")
+	other = clients.paho(local.port)  # an unrelated client stays connected
+	c = clients.paho(local.port, client_id="local.mine", connect=False)
+	c.connected.clear()
+	c.c.connect("127.0.0.1", local.port)
+	c.c.loop_start()
+	assert c.connected.wait(5)
+	rc = c.connack["rc"]
+	assert (rc.value if hasattr(rc, "value") else rc) != 0
+	local.wait_log(r"client id local\.mine is a bridge's local_clientid")
+	far = clients.paho(remote.port)  # the bridge still works
+	far.subscribe("t/#", 1)
+	other.publish("t/1", b"still", qos=1)
+	assert far.get(5).payload == b"still"
