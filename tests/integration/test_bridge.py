@@ -330,6 +330,10 @@ def test_local_credentials_are_checked_at_start_up(tmp_path):
 		timeout=10, cwd=str(tmp_path))
 	assert r.returncode != 0
 	assert b"bridge b1: password_file refuses local_username 'bridge'" in r.stdout + r.stderr
+	r = subprocess.run([conftest.TARGET_BIN, "broker", "-c", str(conf), "--test-config"],
+		capture_output=True, timeout=10, cwd=str(tmp_path))  # --test-config says so too
+	assert r.returncode != 0
+	assert b"bridge b1: password_file refuses local_username 'bridge'" in r.stderr
 
 
 def test_notifications_at_the_remote_with_a_will(broker, mosquitto, clients):
@@ -487,3 +491,23 @@ def test_a_client_cannot_take_the_bridges_local_session(broker, mosquitto, clien
 	far.subscribe("t/#", 1)
 	other.publish("t/1", b"still", qos=1)
 	assert far.get(5).payload == b"still"
+
+
+def test_test_config_checks_bridge_sections(tmp_path):
+	conf = tmp_path / "bad.conf"
+	conf.write_text("listener %d 127.0.0.1\n"
+		"connection b\n"
+		"address h:0\n"
+		"topic a/#/b out 1\n"
+		"connection c\n"
+		"bridge_cafile /nonexistent/ca.pem\n"
+		"keepalive_interval 1\n" % free_port())
+	r = subprocess.run([conftest.TARGET_BIN, "broker", "-c", str(conf), "--test-config"],
+		capture_output=True, text=True, timeout=30)
+	assert r.returncode != 0, r
+	for want in ["bad.conf:3: bad address 'h:0' for 'address'",
+			"bad.conf:4: bad pattern 'a/#/b' for 'topic'",
+			"bad.conf:7: bad value '1' for 'keepalive_interval'",
+			"bridge c: cannot read bridge_cafile '/nonexistent/ca.pem'"]:
+		assert want in r.stderr, (want, r.stderr)
+	assert "configuration OK" not in r.stdout
