@@ -275,6 +275,10 @@ struct viesti_options {
 	const char *ws_path; /* NULL: MQTT straight over TCP (or TLS). Else MQTT over WebSocket
 			      * (RFC 6455; over TLS when tls is set: wss), upgrading at this
 			      * request path, such as "/mqtt" */
+	bool bridge; /* false. true: announce a bridge as Mosquitto's try_private does, with the
+		      * top bit of the 3.1/3.1.1 protocol level set (Mosquitto and Viesti then
+		      * never send this client its own messages back); ignored for 5.0, where
+		      * bridges use No Local subscriptions instead */
 };
 
 void viesti_options_init(struct viesti_options *o);

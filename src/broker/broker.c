@@ -3,6 +3,8 @@
  * creating the shared trie and retained store, starting and stopping the workers.
  */
 #include "broker/broker.h"
+
+#include "broker/bridge.h"
 #include "broker/gateway.h"
 
 #include <errno.h>
@@ -286,6 +288,9 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 		if (rc < 0)
 			return rc;
 	}
+	rc = vs_bridges_init(b, err, errlen);
+	if (rc < 0)
+		return rc;
 	if (conf->websockets_log_level)
 		vs_log(log, VS_LOG_NOTICE,
 		       "websockets_log_level %d has no effect: it sets "
@@ -351,6 +356,7 @@ void vs_broker_fini(struct vs_broker *b)
 	for (int i = 0; i < b->n_workers; i++)
 		if (b->workers[i].th.thread)
 			pthread_join(b->workers[i].th.thread, NULL);
+	vs_bridges_fini(b);
 	vs_bp_close(b);
 	for (int i = 0; i < b->n_workers; i++)
 		if (b->workers[i].b)
@@ -463,6 +469,15 @@ static void keep_fixed(struct vs_broker *b, struct vs_config *nc)
 	keep_str(b, &nc->log_timestamp_format, oc->log_timestamp_format, "log_timestamp_format");
 	KEEP(b, nc, log_facility);
 	KEEP(b, nc, log_format);
+	/* Bridges run with their start-up sections (bridge.c keeps pointers into them). */
+	bool same = nc->n_bridges == oc->n_bridges;
+	for (size_t i = 0; same && i < nc->n_bridges; i++)
+		same = strcmp(nc->bridges[i].name, oc->bridges[i].name) == 0;
+	if (!same || nc->n_bridges)
+		vs_log(b->log, same ? VS_LOG_INFO : VS_LOG_WARN,
+		       "reload: bridges (connection sections) cannot change while the broker runs; "
+		       "the %zu bridge(s) of the start-up configuration keep running as they are",
+		       oc->n_bridges);
 	/* Listeners are fixed (same_listeners); these two are read from the start-up copy. */
 	for (size_t i = 0; i < nc->n_listeners; i++) {
 		keep_str(b, &nc->listeners[i].mount_point, oc->listeners[i].mount_point,

@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "base/log.h"
 #include "base/map.h"
@@ -33,6 +34,7 @@ struct vs_acl;
 struct vs_store;
 struct vs_authq;
 struct vs_sn_listener;
+struct vs_bridge;
 
 /*
  * What a listener decides about its clients as of the last (re)load: immutable, replaced whole
@@ -137,6 +139,8 @@ struct vs_broker {
 
 	struct vs_worker *workers;
 	int n_workers;
+	struct vs_bridge *bridges; /* one per `connection` section, run by worker 0 (bridge.c) */
+	size_t n_bridges;
 	/* Shards lent to thread 0 at low load (worker.c, "Threads and shards"). */
 	pthread_mutex_t park_lock;
 	pthread_cond_t park_cond;
@@ -211,6 +215,16 @@ void vs_broker_ping(struct vs_broker *b, uint64_t seq);
 bool vs_broker_pinged(struct vs_broker *b, uint64_t seq);
 
 /* The registry's size changed: called under reg_lock. */
+/* Whether a client may not publish to topic (nor name it in a will): $SYS belongs to the
+ * broker, except $SYS/broker/connection/, where bridges publish their state notifications
+ * (Mosquitto's, which its own bridges send to their remote). */
+static inline bool vs_sys_reserved(const void *topic, size_t len)
+{
+	static const char bridges[] = "$SYS/broker/connection/";
+	return len >= 4 && memcmp(topic, "$SYS", 4) == 0 &&
+	       !(len > sizeof(bridges) - 1 && memcmp(topic, bridges, sizeof(bridges) - 1) == 0);
+}
+
 static inline void vs_broker_sessions_changed(struct vs_broker *b)
 {
 	atomic_store_explicit(&b->n_sessions, b->sessions.count, memory_order_relaxed);

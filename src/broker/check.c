@@ -307,9 +307,41 @@ static void check_process(struct checker *k, const struct vs_config *c)
 			c->user);
 }
 
+/* A bridge's TLS files are readable (its address is resolved when it connects: a remote that
+ * is away at start-up is normal for a bridge). */
+static void check_bridge(struct checker *k, const struct vs_config *c,
+			 const struct vs_bridge_conf *b)
+{
+	/* local_username / local_password: as bridge.c checks them at start-up. */
+	if (!c->per_listener_settings && c->password_file && b->local_username) {
+		char err[256];
+		struct vs_passwd *pf = vs_passwd_load(c->password_file, err, sizeof(err));
+		const char *pw = b->local_password;
+		if (pf && vs_passwd_check(pf, b->local_username, (const uint8_t *)pw,
+					  pw ? strlen(pw) : 0) != 1)
+			problem(k, NULL,
+				"bridge %s: password_file refuses local_username '%s' with its "
+				"local_password",
+				b->name, b->local_username);
+		vs_passwd_free(pf);
+	}
+	const struct {
+		const char *name, *path;
+	} files[] = {{"bridge_cafile", b->cafile},
+		     {"bridge_capath", b->capath},
+		     {"bridge_certfile", b->certfile},
+		     {"bridge_keyfile", b->keyfile}};
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		if (files[i].path && access(files[i].path, R_OK) < 0)
+			problem(k, NULL, "bridge %s: cannot read %s '%s': %s", b->name,
+				files[i].name, files[i].path, strerror(errno));
+}
+
 int vs_broker_check(const struct vs_config *c, vs_conf_report_fn report, void *ud)
 {
 	struct checker k = {.report = report, .ud = ud};
+	for (size_t i = 0; i < c->n_bridges; i++)
+		check_bridge(&k, c, &c->bridges[i]);
 	for (size_t i = 0; i < c->n_listeners; i++)
 		check_listener(&k, c, &c->listeners[i]);
 	check_auth(&k, c);

@@ -109,6 +109,8 @@ struct vs_conn {
 	bool preauth;		   /* admitted by its listener without credentials (an MQTT-SN
 				    * source in mqttsn_allowed_sources) */
 	bool superseded;	   /* closed by a take-over that resumes its session: no will */
+	bool bridge;		   /* a 3.x bridge (protocol level | 0x80, try_private): its
+				    * subscriptions are No Local, as Mosquitto treats bridges */
 	/* "[IPv6]:port": inet_ntop writes at most 39 characters for an IPv6 address (the dotted
 	 * forms it uses are compressed), so 48 bytes hold any address vs_addr_str formats. */
 	char addr[48];

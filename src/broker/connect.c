@@ -97,7 +97,7 @@ static int check_will(struct vs_conn *c, const struct vs_msg *will, const char *
 		*why = "will topic not allowed by the ACL";
 		return VS_RC_NOT_AUTHORIZED;
 	}
-	if (len >= 4 && memcmp(topic, "$SYS", 4) == 0) {
+	if (vs_sys_reserved(topic, len)) {
 		*why = "will topic in $SYS"; /* $SYS belongs to the broker, as for PUBLISH */
 		return VS_RC_TOPIC_NAME_INVALID;
 	}
@@ -144,6 +144,14 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 
 	pthread_mutex_lock(&b->reg_lock);
 	struct vs_session *s = vs_map_get(&b->sessions, c->client_id, idlen);
+	if (s && s->bridge) {
+		/* A bridge's local session is not for a client to take over. */
+		pthread_mutex_unlock(&b->reg_lock);
+		vs_log(b->log, VS_LOG_NOTICE,
+		       "client id %s is a bridge's local_clientid: connection refused",
+		       c->client_id);
+		return NULL;
+	}
 	if (s) {
 		pthread_mutex_lock(&s->lock);
 		/* An offline session whose expiry passed is gone, even if the once-a-second sweep
@@ -333,7 +341,7 @@ static int takeover_first(struct vs_conn *c)
 	struct vs_session *s = vs_map_get(&b->sessions, c->client_id, strlen(c->client_id));
 	if (s) {
 		pthread_mutex_lock(&s->lock);
-		if (s->connected) {
+		if (s->connected && !s->bridge) { /* a bridge's session has no connection to take */
 			ow = s->owner;
 			slot = s->conn_slot;
 			id = s->conn_id;
@@ -440,6 +448,7 @@ static enum vs_handled choose_id(struct vs_conn *c, const struct vs_connect *p)
 static enum vs_handled read_connect(struct vs_conn *c, const struct vs_connect *p)
 {
 	c->version = p->version;
+	c->bridge = p->bridge;
 	c->connecting = calloc(1, sizeof(*c->connecting));
 	c->client_id = dup_buf(&p->client_id);
 	if (p->has_username)

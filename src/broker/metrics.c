@@ -4,6 +4,8 @@
  */
 #include "broker/metrics.h"
 
+#include "broker/bridge.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <sys/resource.h>
@@ -135,6 +137,7 @@ int vs_metrics_write(struct vs_broker *b, struct vs_bytes *out)
 {
 	struct vs_prom p = {.out = out};
 	write_broker(&p, b);
+	vs_bridges_metrics(b, &p);
 	write_process(&p, b);
 	return p.err;
 }

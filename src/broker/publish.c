@@ -70,7 +70,7 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 			       (int)topic->len, topic->p);
 		return VS_RC_PAYLOAD_FORMAT_INVALID;
 	}
-	if (topic->len >= 4 && memcmp(topic->p, "$SYS", 4) == 0)
+	if (vs_sys_reserved(topic->p, topic->len))
 		return VS_RC_NOT_AUTHORIZED; /* $SYS belongs to the broker */
 	const struct vs_acl *acl = vs_listener_sec(c->listener)->acl;
 	if (acl && !vs_acl_check(acl, c->client_id, c->username, (const char *)topic->p, topic->len,

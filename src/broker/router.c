@@ -6,6 +6,8 @@
 #include "broker/trace.h"
 #include "broker/router.h"
 
+#include "broker/bridge.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -467,6 +469,12 @@ static bool window_open(const struct vs_session *s, uint32_t win, uint64_t bytes
 void vs_router_drain_session(struct vs_worker *w, struct vs_session *s)
 {
 	int64_t now = w->now_ms;
+	if (s->bridge) {
+		/* Set at start-up, before any routing: read unlocked. Only its owner drains it. */
+		if (s->owner == w)
+			vs_bridge_drain(w, s);
+		return;
+	}
 	pthread_mutex_lock(&s->lock);
 	s->notified = false;
 	struct vs_conn *c = s->conn;

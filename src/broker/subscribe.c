@@ -64,15 +64,16 @@ static uint8_t subscribe_one(struct vs_conn *c, const struct vs_sub_entry *e, ui
 	struct vs_sub sub = {.owner = c->session,
 			     .sub_id = sub_id,
 			     .qos = qos,
-			     .no_local = e->no_local,
-			     .retain_as_published = e->retain_as_published,
+			     .no_local = e->no_local || c->bridge,
+			     .retain_as_published = e->retain_as_published || c->bridge,
 			     .retain_handling = e->retain_handling};
 	int rc = vs_tree_add(b->tree, (const char *)e->filter.p, e->filter.len, &sub);
 	if (rc < 0)
 		return VS_RC_UNSPECIFIED;
 	*is_new = rc == 1;
-	uint8_t opts = (uint8_t)(e->qos | (e->no_local << 2) | (e->retain_as_published << 3) |
-				 (e->retain_handling << 4));
+	uint8_t opts =
+	    (uint8_t)(e->qos | ((e->no_local || c->bridge) << 2) |
+		      ((e->retain_as_published || c->bridge) << 3) | (e->retain_handling << 4));
 	pthread_mutex_lock(&c->session->lock);
 	if (c->session->ended) {
 		/* Ended meanwhile by a clean-start take-over: vs_router_end_session() has (or will

@@ -6,6 +6,8 @@
 #include "base/vec.h"
 #include "broker/worker.h"
 
+#include "broker/bridge.h"
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -442,6 +444,7 @@ static void sweep(struct vs_worker *w)
 	vs_conn_linger_sweep(w, false);
 	vs_gateway_tick(w);
 	if (w->idx == 0) {
+		vs_bridges_tick(w);
 		vs_sys_tick(w);
 		vs_gateway_advertise(w);
 	}

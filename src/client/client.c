@@ -132,6 +132,7 @@ static int copy_options(struct viesti *v, const struct viesti_options *o)
 	}
 	v->keepalive = o->keepalive;
 	v->clean = o->clean;
+	v->bridge = o->bridge;
 	v->will_topic = dup_or_null(o->will_topic, &fail);
 	if (o->will_topic) {
 		v->will_payload = malloc(o->will_payload_len + 1);

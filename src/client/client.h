@@ -53,6 +53,7 @@ struct viesti {
 	size_t password_len;
 	int keepalive;
 	bool clean;
+	bool bridge; /* try_private: 3.x protocol level | 0x80 */
 	struct viesti_props *connect_props;
 	char *will_topic;
 	uint8_t *will_payload;

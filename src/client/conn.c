@@ -149,6 +149,7 @@ static void build_connect(struct viesti *v, struct vs_connect *c)
 		c->props = v->connect_props->p;
 	c->client_id.p = (const uint8_t *)v->client_id;
 	c->client_id.len = strlen(v->client_id);
+	c->bridge = v->bridge;
 	if (v->will_topic) {
 		c->will = true;
 		c->will_qos = (uint8_t)v->will_qos;

@@ -188,6 +188,8 @@ struct vs_connect {
 	bool has_password;
 	struct vs_buf username;
 	struct vs_buf password;
+	bool bridge; /* 3.x protocol level with its 0x80 bit: a Mosquitto-style bridge
+		      * (try_private), which must not be sent its own messages back */
 };
 
 struct vs_connack {

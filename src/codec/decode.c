@@ -107,6 +107,12 @@ static enum vs_reason dec_connect(struct rd *r, struct vs_packet *out)
 	memset(c, 0, sizeof(*c));
 	if (rd_bin(r, &name) || rd_u8(r, &level))
 		return VS_RC_MALFORMED;
+	/* A bridge (Mosquitto's try_private) sends 0x83 or 0x84: not in the specification, but
+	 * every Mosquitto bridge does it, and its meaning is "do not echo my messages back". */
+	if ((level == (0x80 | VS_V31) || level == (0x80 | VS_V311))) {
+		c->bridge = true;
+		level &= 0x7f;
+	}
 	c->version = level;
 	if (!((level == VS_V31 && name_is(name, "MQIsdp", 6)) ||
 	      ((level == VS_V311 || level == VS_V5) && name_is(name, "MQTT", 4))))

@@ -220,7 +220,8 @@ static uint8_t *write_connect(uint8_t *o, const struct vs_connect *c, int v, con
 		o = wr_bytes(wr_u16(o, 6), "MQIsdp", 6);
 	else
 		o = wr_bytes(wr_u16(o, 4), "MQTT", 4);
-	*o++ = (uint8_t)v;
+	/* try_private: Mosquitto's bridges set the level's top bit (3.x only). */
+	*o++ = (uint8_t)(v | (c->bridge && v != VS_V5 ? 0x80 : 0));
 	if (c->clean)
 		fl |= 0x02;
 	if (c->will)

@@ -141,6 +141,9 @@ void vs_config_fini(struct vs_config *c)
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
 		free(strs[i]);
 	vs_strlist_fini(&c->http_admins);
+	for (size_t i = 0; i < c->n_bridges; i++)
+		vs_bridge_conf_fini(&c->bridges[i]);
+	free(c->bridges);
 	vs_log_fini(&c->log);
 	memset(c, 0, sizeof(*c));
 	c->log.fd = -1; /* so that a second vs_config_fini() closes nothing */
@@ -317,6 +320,39 @@ static int validate_listener(const struct vs_config *c, size_t i, char *err, siz
 }
 
 /* Keeps the first message in err (vs_config_validate's single error). */
+/* The first problem of bridge i ("bridge NAME: ..."), or 0. */
+static int validate_bridge(const struct vs_config *c, size_t i, char *err, size_t errlen)
+{
+	const struct vs_bridge_conf *b = &c->bridges[i];
+	const char *why = NULL;
+	bool ca = b->cafile || b->capath;
+	if (b->addresses.n == 0)
+		why = "no 'address', expected 'address HOST[:PORT]' in its section";
+	else if (!b->certfile != !b->keyfile)
+		why = "bridge_certfile and bridge_keyfile go together, expected both or neither";
+	else if (b->certfile && !ca)
+		why =
+		    "bridge_certfile without bridge_cafile or bridge_capath, expected one of them "
+		    "(TLS is on only with a CA, as in Mosquitto)";
+	else if (!b->psk != !b->identity)
+		why = "bridge_psk and bridge_identity go together, expected both or neither";
+	else if (b->psk && (ca || b->certfile))
+		why = "bridge_psk with bridge_cafile, bridge_capath or bridge_certfile, expected "
+		      "either a pre-shared key or certificates";
+	else if (b->require_ocsp)
+		why = "'bridge_require_ocsp true' is not supported yet";
+	for (size_t k = 0; k < i && !why; k++) {
+		const struct vs_bridge_conf *o = &c->bridges[k];
+		if (b->local_clientid && o->local_clientid &&
+		    strcmp(b->local_clientid, o->local_clientid) == 0)
+			why = "the same local_clientid as an earlier bridge, expected a unique one";
+	}
+	if (!why)
+		return 0;
+	snprintf(err, errlen, "bridge %s: %s", b->name, why);
+	return VS_ECONF;
+}
+
 struct first_err {
 	char *err;
 	size_t errlen;
@@ -336,6 +372,12 @@ int vs_config_validate_all(struct vs_config *c, vs_conf_report_fn report, void *
 	int n = 0;
 	for (size_t i = 0; i < c->n_listeners; i++) {
 		if (validate_listener(c, i, err, sizeof(err))) {
+			report(ud, err);
+			n++;
+		}
+	}
+	for (size_t i = 0; i < c->n_bridges; i++) {
+		if (validate_bridge(c, i, err, sizeof(err))) {
 			report(ud, err);
 			n++;
 		}

@@ -109,6 +109,64 @@ struct vs_listener_conf {
 	int mqttsn_retry_count;			  /* Nretry, default 5 */
 };
 
+/* A bridge's `topic` line (Mosquitto's mosquitto.conf(5)): the local topic is local_prefix +
+ * pattern, the remote one remote_prefix + pattern. */
+enum vs_bridge_dir {
+	VS_BRIDGE_OUT = 1,  /* subscribe locally, publish remotely */
+	VS_BRIDGE_IN = 2,   /* subscribe remotely, publish locally */
+	VS_BRIDGE_BOTH = 3, /* OUT | IN */
+};
+
+struct vs_bridge_topic {
+	char *pattern;	    /* a filter; "" when the prefixes give the whole topic */
+	char *local_prefix; /* "" = none */
+	char *remote_prefix;
+	int dir; /* enum vs_bridge_dir, default out */
+	int qos; /* 0..2, default 0 */
+};
+
+enum vs_bridge_start {
+	VS_BRIDGE_AUTOMATIC = 0, /* connect at start-up, reconnect after restart_timeout */
+	VS_BRIDGE_LAZY = 1,	 /* connect when `threshold` messages wait; idle_timeout closes */
+	VS_BRIDGE_ONCE = 2,	 /* connect at start-up, never again once it drops */
+};
+
+/* One `connection NAME` section: the directives after it, up to the next `connection`. */
+struct vs_bridge_conf {
+	char *name;
+	struct vs_strlist addresses; /* "HOST[:PORT]" (or "[V6]:PORT"), in order */
+	bool round_robin;	     /* default false: always try addresses[0] first again */
+	struct vs_bridge_topic *topics;
+	size_t n_topics;
+	int protocol_version;	/* 3, 4 (default, mqttv311) or 5 */
+	bool cleansession;	/* default false */
+	int local_cleansession; /* -1 = as cleansession */
+	char *remote_clientid;	/* NULL = "HOSTNAME.NAME" */
+	char *local_clientid;	/* NULL = "local." + remote client id */
+	char *remote_username, *remote_password;
+	char *local_username, *local_password;
+	bool try_private;	       /* default true */
+	bool notifications;	       /* default true */
+	bool notifications_local_only; /* default false */
+	char *notification_topic;      /* NULL = $SYS/broker/connection/REMOTE_CLIENTID/state */
+	int keepalive_interval;	       /* seconds, default 60 */
+	int restart_timeout;	       /* seconds: constant, or the backoff's base */
+	int restart_timeout_cap;       /* 0 = constant; else backoff up to this (default 5/30) */
+	int start_type;		       /* enum vs_bridge_start */
+	int idle_timeout;	       /* seconds, default 60 (lazy) */
+	int threshold;		       /* messages, default 10 (lazy) */
+	uint32_t max_packet_size;      /* bridge_max_packet_size, 0 = none */
+	bool outgoing_retain;	       /* default true */
+	bool attempt_unsubscribe;      /* default true */
+	/* TLS: on when cafile, capath or psk is set (as Mosquitto). */
+	char *cafile, *capath, *certfile, *keyfile;
+	bool insecure;
+	bool require_ocsp;
+	char *tls_version; /* "tlsv1.2" or "tlsv1.3", NULL = library's */
+	char *alpn;
+	char *identity, *psk; /* TLS-PSK */
+};
+
 struct vs_config {
 	struct vs_listener_conf *listeners; /* owned array */
 	size_t n_listeners;
@@ -195,6 +253,10 @@ struct vs_config {
 	int persistence_fsync_interval_ms;    /* for VS_CONF_FSYNC_INTERVAL, default 1000 */
 	int autosave_interval;	  /* seconds (or changes with autosave_on_changes), default 1800 */
 	bool autosave_on_changes; /* default false */
+
+	/* Bridges: one per `connection` section (docs/bridges.md). */
+	struct vs_bridge_conf *bridges; /* owned array */
+	size_t n_bridges;
 };
 
 /* Fills defaults. Never fails. */
@@ -206,6 +268,25 @@ void vs_config_fini(struct vs_config *c);
 /* Default values for a new listener (port 1883, everything else unset). Owns nothing yet. */
 void vs_listener_conf_init(struct vs_listener_conf *l, const struct vs_config *c);
 void vs_listener_conf_fini(struct vs_listener_conf *l);
+
+/* A bridge with Mosquitto's defaults, named name (copied). Returns 0 or -ENOMEM. */
+int vs_bridge_conf_init(struct vs_bridge_conf *b, const char *name);
+void vs_bridge_conf_fini(struct vs_bridge_conf *b);
+/*
+ * Parses the words of a `topic` line (modified in place): PATTERN [in|out|both [QOS
+ * [LOCAL-PREFIX REMOTE-PREFIX]]], with "" for an empty pattern or prefix, as Mosquitto. Checks
+ * that the pattern is a valid filter, that the prefixes hold no wildcards and that "" comes
+ * with prefixes. Returns 0 (t filled, owning its strings) or VS_ECONF with the reason in why.
+ */
+int vs_bridge_topic_parse(char *words, struct vs_bridge_topic *t, char *why, size_t whylen);
+void vs_bridge_topic_fini(struct vs_bridge_topic *t);
+/* Whether topic (a name) matches filter, as MQTT matches [MQTT-4.7.1-1..3], [MQTT-4.7.2-1]. */
+bool vs_bridge_topic_matches(const char *filter, const char *topic);
+/* The topic on the other side of t for topic, which matched t's filter on this side (out:
+ * local -> remote): its prefix replaced by the other side's (Mosquitto's mapping; an empty
+ * pattern maps to the other prefix). Returns a new string (caller frees), or NULL when topic
+ * lacks the prefix or memory ran out. */
+char *vs_bridge_topic_map(const struct vs_bridge_topic *t, const char *topic, bool out);
 
 /* Appends a copy of s. Returns 0 or -ENOMEM. */
 int vs_strlist_add(struct vs_strlist *l, const char *s);

@@ -13,6 +13,8 @@
  *             listener (created on first use, always listeners[0]);
  *   SECURITY  allow_anonymous, password_file, ...: the current listener when
  *             per_listener_settings is true, else struct vs_config (as Mosquitto).
+ *   BRIDGE    into the last `connection` section (struct vs_bridge_conf); an error before
+ *             any `connection` line.
  *
  * File format, as Mosquitto's: one directive per line, a name then its value separated by
  * whitespace; '#' as the first non-blank character starts a comment line; string values take
@@ -65,7 +67,7 @@ struct parser {
 struct directive;
 typedef int (*setter_fn)(struct parser *p, const struct directive *d, void *field, char *args);
 
-enum scope { S_GLOBAL, S_LISTENER, S_SECURITY };
+enum scope { S_GLOBAL, S_LISTENER, S_SECURITY, S_BRIDGE };
 
 enum {
 	F_UNSUPPORTED = 1 << 0, /* a Mosquitto directive Viesti does not implement yet */
@@ -708,6 +710,196 @@ static int set_per_listener(struct parser *p, const struct directive *d, void *f
 	return 0;
 }
 
+/* ---- bridges ---- */
+
+/* `connection NAME` opens a bridge section: the bridge directives after it belong to it. */
+static int set_connection(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	struct vs_config *c = p->c;
+	char *name = next_token(&args);
+	if (!name)
+		return missing(p, d, "a bridge name");
+	int rc = no_more(p, d, args);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < c->n_bridges; i++)
+		if (strcmp(c->bridges[i].name, name) == 0)
+			return perr(
+			    p, "second bridge named '%s', expected a unique connection name", name);
+	if (strpbrk(name, "+#/"))
+		return perr(p, "bad bridge name '%s', expected a name without '+', '#' or '/'",
+			    name);
+	struct vs_bridge_conf *n = realloc(c->bridges, (c->n_bridges + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	c->bridges = n;
+	rc = vs_bridge_conf_init(&n[c->n_bridges], name);
+	if (rc) {
+		vs_bridge_conf_fini(&n[c->n_bridges]);
+		return rc;
+	}
+	c->n_bridges++;
+	return 0;
+}
+
+/* One HOST[:PORT] or [V6]:PORT word; Mosquitto's default port is 1883. */
+static bool address_ok(const char *w)
+{
+	const char *port = NULL;
+	if (w[0] == '[') {
+		const char *close = strchr(w, ']');
+		if (!close || close == w + 1 || (close[1] && close[1] != ':'))
+			return false;
+		port = close[1] ? close + 2 : NULL;
+	} else {
+		const char *colon = strchr(w, ':');
+		if (colon == w || (colon && strchr(colon + 1, ':')))
+			return false;
+		port = colon ? colon + 1 : NULL;
+	}
+	if (!port)
+		return true;
+	char *end;
+	long v = strtol(port, &end, 10);
+	return *port && !*end && v >= 1 && v <= 65535;
+}
+
+/* `address HOST[:PORT] [HOST[:PORT] ...]` (also `addresses`); repeated lines add. */
+static int set_addresses(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	char *w = next_token(&args);
+	if (!w)
+		return missing(p, d, "HOST[:PORT], one or more");
+	for (; w && !is_comment(p, w); w = next_token(&args)) {
+		if (!address_ok(w))
+			return perr(p,
+				    "bad address '%s' for '%s', expected HOST[:PORT] with a port "
+				    "from 1 to 65535 ([ADDRESS]:PORT for IPv6)",
+				    w, d->name);
+		int rc = vs_strlist_add(field, w);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int set_topic(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	struct vs_bridge_conf *b = (struct vs_bridge_conf *)((char *)field - d->off);
+	struct vs_bridge_topic t;
+	char why[256];
+	int rc = vs_bridge_topic_parse(args, &t, why, sizeof(why));
+	if (rc == VS_ECONF)
+		return perr(p, "%s", why);
+	if (rc)
+		return rc;
+	struct vs_bridge_topic *n = realloc(b->topics, (b->n_topics + 1) * sizeof(*n));
+	if (!n) {
+		vs_bridge_topic_fini(&t);
+		return -ENOMEM;
+	}
+	b->topics = n;
+	n[b->n_topics++] = t;
+	return 0;
+}
+
+static int set_bridge_version(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	static const char *const names[] = {"mqttv31", "mqttv311", "mqttv50", NULL};
+	int i;
+	int rc = parse_choice(p, d, args, names, "mqttv31, mqttv311 or mqttv50", &i);
+	if (rc == 0)
+		*(int *)field = i == 0 ? 3 : i == 1 ? 4 : 5;
+	return rc;
+}
+
+static int set_start_type(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	static const char *const names[] = {"automatic", "lazy", "once", NULL};
+	int i;
+	int rc = parse_choice(p, d, args, names, "automatic, lazy or once", &i);
+	if (rc == 0)
+		*(int *)field = i; /* enum vs_bridge_start, in the same order */
+	return rc;
+}
+
+/* `restart_timeout SECONDS` (constant) or `restart_timeout BASE CAP` (backoff, Mosquitto). */
+static int set_restart_timeout(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	struct vs_bridge_conf *b = (struct vs_bridge_conf *)((char *)field - d->off);
+	char *w = next_token(&args);
+	if (!w)
+		return missing(p, d, "SECONDS, or BASE CAP for a backoff");
+	int64_t base, cap = 0;
+	int rc = parse_int_token(p, d, w, &base);
+	if (rc)
+		return rc;
+	char *w2 = next_token(&args);
+	if (w2 && !is_comment(p, w2)) {
+		if ((rc = parse_int_token(p, d, w2, &cap)) != 0)
+			return rc;
+		if (cap < base)
+			return perr(p,
+				    "restart_timeout cap %" PRId64 " below its base %" PRId64
+				    ", expected BASE CAP with CAP >= BASE",
+				    cap, base);
+		if ((rc = no_more(p, d, args)) != 0)
+			return rc;
+	}
+	b->restart_timeout = (int)base;
+	b->restart_timeout_cap = (int)cap;
+	return 0;
+}
+
+static int set_bridge_tls_version(struct parser *p, const struct directive *d, void *field,
+				  char *args)
+{
+	static const char *const names[] = {"tlsv1.2", "tlsv1.3", NULL};
+	int i;
+	int rc = parse_choice(p, d, args, names, "tlsv1.2 or tlsv1.3", &i);
+	return rc ? rc : set_string(p, d, field, (char *)names[i]);
+}
+
+/* bridge_psk: the key in hex, as Mosquitto (no "0x"). */
+static int set_hex(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	char *w = next_token(&args);
+	if (!w)
+		return missing(p, d, "a key in hexadecimal");
+	size_t n = strlen(w);
+	bool ok = n > 0 && n % 2 == 0 && n <= 512 && strspn(w, "0123456789abcdefABCDEF") == n;
+	if (!ok)
+		return perr(p,
+			    "bad value for '%s', expected an even number of hexadecimal digits "
+			    "(no 0x, at most 256 bytes)",
+			    d->name);
+	int rc = no_more(p, d, args);
+	return rc ? rc : set_string(p, d, field, w);
+}
+
+/* bridge_alpn: one protocol name, 1..255 bytes. */
+static int set_alpn(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	char *w = next_token(&args);
+	if (!w)
+		return missing(p, d, "a protocol name such as mqtt");
+	if (strlen(w) > 255)
+		return perr(p, "'%s' longer than 255 bytes, expected one ALPN protocol name",
+			    d->name);
+	int rc = no_more(p, d, args);
+	return rc ? rc : set_string(p, d, field, w);
+}
+
+/* A client id: one word, 1..65535 bytes (MQTT strings). */
+static int set_word(struct parser *p, const struct directive *d, void *field, char *args)
+{
+	char *w = next_token(&args);
+	if (!w)
+		return missing(p, d, "one word");
+	int rc = no_more(p, d, args);
+	return rc ? rc : set_string(p, d, field, w);
+}
+
 static int parse_file(struct parser *p, const char *path);
 static int set_include_dir(struct parser *p, const struct directive *d, void *field, char *args);
 
@@ -730,6 +922,11 @@ static int set_include_dir(struct parser *p, const struct directive *d, void *fi
 #define SPECIAL(n, fn)                                                                             \
 	{                                                                                          \
 		n, fn, 0, 0, S_GLOBAL, 0, 0, 0                                                     \
+	}
+#define B(field) offsetof(struct vs_bridge_conf, field)
+#define BRIDGE(n, fn, field, lo, hi)                                                               \
+	{                                                                                          \
+		n, fn, B(field), 0, S_BRIDGE, 0, lo, hi                                            \
 	}
 #define UNSUPPORTED(n)                                                                             \
 	{                                                                                          \
@@ -866,33 +1063,47 @@ static const struct directive directives[] = {
     UNSUPPORTED("listener_auto_id_prefix"),
     UNSUPPORTED("accept_protocol_versions"),
     UNSUPPORTED("enable_proxy_protocol"),
-    /* Bridges. */
-    UNSUPPORTED("connection"),
-    UNSUPPORTED("address"),
-    UNSUPPORTED("addresses"),
-    UNSUPPORTED_PREFIX("bridge_"),
-    UNSUPPORTED("cleansession"),
-    UNSUPPORTED("local_cleansession"),
-    UNSUPPORTED("clientid"),
-    UNSUPPORTED("idle_timeout"),
-    UNSUPPORTED("keepalive_interval"),
-    UNSUPPORTED("local_clientid"),
-    UNSUPPORTED("local_password"),
-    UNSUPPORTED("local_username"),
-    UNSUPPORTED("notifications"),
-    UNSUPPORTED("notifications_local_only"),
-    UNSUPPORTED("notification_topic"),
-    UNSUPPORTED("remote_clientid"),
-    UNSUPPORTED("remote_password"),
-    UNSUPPORTED("remote_username"),
-    UNSUPPORTED("username"),
-    UNSUPPORTED("password"),
-    UNSUPPORTED("restart_timeout"),
-    UNSUPPORTED("round_robin"),
-    UNSUPPORTED("start_type"),
-    UNSUPPORTED("threshold"),
-    UNSUPPORTED("topic"),
-    UNSUPPORTED("try_private"),
+    /* Bridges (docs/bridges.md). `connection` opens a section; the rest go into it. */
+    SPECIAL("connection", set_connection),
+    BRIDGE("address", set_addresses, addresses, 0, 0),
+    BRIDGE("addresses", set_addresses, addresses, 0, 0),
+    BRIDGE("round_robin", set_bool, round_robin, 0, 0),
+    BRIDGE("topic", set_topic, topics, 0, 0),
+    BRIDGE("bridge_protocol_version", set_bridge_version, protocol_version, 0, 0),
+    BRIDGE("cleansession", set_bool, cleansession, 0, 0),
+    BRIDGE("local_cleansession", set_tristate, local_cleansession, 0, 0),
+    BRIDGE("remote_clientid", set_word, remote_clientid, 0, 0),
+    BRIDGE("clientid", set_word, remote_clientid, 0, 0), /* Mosquitto's old name */
+    BRIDGE("local_clientid", set_word, local_clientid, 0, 0),
+    BRIDGE("remote_username", set_string, remote_username, 0, 0),
+    BRIDGE("username", set_string, remote_username, 0, 0), /* old name */
+    BRIDGE("remote_password", set_string, remote_password, 0, 0),
+    BRIDGE("password", set_string, remote_password, 0, 0), /* old name */
+    BRIDGE("local_username", set_string, local_username, 0, 0),
+    BRIDGE("local_password", set_string, local_password, 0, 0),
+    BRIDGE("try_private", set_bool, try_private, 0, 0),
+    BRIDGE("notifications", set_bool, notifications, 0, 0),
+    BRIDGE("notifications_local_only", set_bool, notifications_local_only, 0, 0),
+    BRIDGE("notification_topic", set_string, notification_topic, 0, 0),
+    BRIDGE("keepalive_interval", set_int, keepalive_interval, 5, 65535),
+    BRIDGE("restart_timeout", set_restart_timeout, restart_timeout, 1, 86400),
+    BRIDGE("start_type", set_start_type, start_type, 0, 0),
+    BRIDGE("idle_timeout", set_int, idle_timeout, 1, INT32_MAX),
+    BRIDGE("threshold", set_int, threshold, 1, INT32_MAX),
+    BRIDGE("bridge_max_packet_size", set_max_packet_size, max_packet_size, 0, 268435460),
+    BRIDGE("bridge_outgoing_retain", set_bool, outgoing_retain, 0, 0),
+    BRIDGE("bridge_attempt_unsubscribe", set_bool, attempt_unsubscribe, 0, 0),
+    BRIDGE("bridge_cafile", set_string, cafile, 0, 0),
+    BRIDGE("bridge_capath", set_string, capath, 0, 0),
+    BRIDGE("bridge_certfile", set_string, certfile, 0, 0),
+    BRIDGE("bridge_keyfile", set_string, keyfile, 0, 0),
+    BRIDGE("bridge_insecure", set_bool, insecure, 0, 0),
+    BRIDGE("bridge_require_ocsp", set_bool, require_ocsp, 0, 0),
+    {"bridge_tls_version", set_bridge_tls_version, B(tls_version), 0, S_BRIDGE, F_REST, 0, 0},
+    BRIDGE("bridge_alpn", set_alpn, alpn, 0, 0),
+    BRIDGE("bridge_identity", set_string, identity, 0, 0),
+    BRIDGE("bridge_psk", set_hex, psk, 0, 0),
+    UNSUPPORTED_PREFIX("bridge_"), /* bridge_bind_address, 2.1's bridge_receive_maximum, ... */
     /* Gone from Mosquitto 2.0. */
     OBSOLETE("retry_interval"),
     OBSOLETE("store_clean_interval"),
@@ -924,6 +1135,8 @@ static void *field_of(struct parser *p, const struct directive *d)
 			return (char *)p->c + d->off;
 		l = current_listener(p);
 		return l ? (char *)l + d->loff : NULL;
+	case S_BRIDGE:
+		return (char *)&p->c->bridges[p->c->n_bridges - 1] + d->off;
 	default:
 		return (char *)p->c + d->off;
 	}
@@ -955,6 +1168,11 @@ static int parse_line(struct parser *p, char *line)
 		return perr(p,
 			    "'%s' was removed in Mosquitto 2.0 and has no effect, expected the "
 			    "line deleted",
+			    name);
+	if (d->scope == S_BRIDGE && p->c->n_bridges == 0)
+		return perr(p,
+			    "'%s' outside a bridge section, expected a 'connection NAME' line "
+			    "before it",
 			    name);
 	/* String setters take the rest of the line themselves and never call no_more(). */
 	p->comment_ok = !(d->flags & F_REST);

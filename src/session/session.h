@@ -147,6 +147,8 @@ struct vs_session {
 	uint64_t will_store_id;	  /* during persistence replay only: the will's message id */
 	struct vs_msg *live_will; /* the connected client's will, for snapshots (one reference) */
 	struct vs_feed *feed;	  /* retained messages waiting for room in the queue, or NULL */
+	void *bridge;		  /* the local side of a bridge (broker/bridge.c): its queue is
+				   * drained to the remote broker, not to a connection; or NULL */
 	/* NUL-terminated, allocated with the session (one allocation instead of two). A
 	 * connection borrows it while attached (broker/connect.c). */
 	char client_id[];

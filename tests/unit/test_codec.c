@@ -57,6 +57,32 @@ static void test_connect_minimal(void **state)
 	}
 }
 
+/* try_private: Mosquitto's bridges send the 3.x protocol level with its top bit set (0x83,
+ * 0x84); decoded as the level plus a bridge flag. 5.0 bridges use No Local instead. */
+static void test_connect_bridge_level(void **state)
+{
+	struct vs_packet p = {.type = VS_CONNECT};
+	struct dec d;
+	int v;
+
+	FOR_EACH_VERSION(v)
+	{
+		p.connect.version = (uint8_t)v;
+		p.connect.bridge = true;
+		p.connect.client_id = BUF("bridge-1");
+		uint8_t buf[64];
+		ssize_t n = vs_codec_encode(&p, v, buf, sizeof(buf));
+		assert_true(n > 9);
+		/* fixed header (2), name length (2), name (6 or 4), then the level */
+		uint8_t level = buf[v == VS_V31 ? 10 : 8];
+		assert_int_equal(level, v == VS_V5 ? v : (0x80 | v));
+		roundtrip(&p, v, &d);
+		assert_int_equal(d.pkt.connect.version, v);
+		assert_int_equal(d.pkt.connect.bridge, v != VS_V5);
+		dec_done(&d);
+	}
+}
+
 static void test_connect_empty_client_id(void **state)
 {
 	struct vs_packet p = {.type = VS_CONNECT};
@@ -668,6 +694,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_connect_minimal),
+	    cmocka_unit_test(test_connect_bridge_level),
 	    cmocka_unit_test(test_connect_empty_client_id),
 	    cmocka_unit_test(test_connect_full),
 	    cmocka_unit_test(test_connect_v5_password_without_username),
