@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/prom.h"
+#include "broker/api.h"
 #include "broker/metrics.h"
 #include "broker/worker.h"
 
@@ -18,9 +19,13 @@ static int get_metrics(struct vs_worker *w, const struct vs_http_call *call,
 	return vs_metrics_write(w->b, &reply->body);
 }
 
-/* Next: {"GET", "/api/v1/", api_get}, {"POST", "/api/v1/", api_post}, {"GET", "/", dashboard}. */
+/* The JSON API (api.c) takes these methods under /api/v1/ and answers 405 itself for a method
+ * an endpoint does not take; other methods get the router's 405. */
 static const struct vs_http_route routes[] = {
     {"GET", "/metrics", get_metrics},
+    {"GET", "/api/v1/", vs_api_handle},
+    {"POST", "/api/v1/", vs_api_handle},
+    {"DELETE", "/api/v1/", vs_api_handle},
 };
 
 static bool path_matches(const struct vs_http_route *r, const char *path)
