@@ -836,6 +836,8 @@ static void write_listeners(struct vs_json *j, struct vs_broker *b)
 		vs_json_cstr(j, "protocol", protocol_name(l->conf->protocol));
 		vs_json_i64(j, "port", l->conf->port);
 		vs_json_bool(j, "tls", l->tls);
+		if (l->ws)
+			vs_json_cstr(j, "websocket_path", l->ws_conf.path);
 		vs_json_i64(j, "connections",
 			    atomic_load_explicit(&l->connections, memory_order_relaxed));
 		vs_json_u64(j, "connections_total",

@@ -347,14 +347,15 @@ static void route(struct vs_conn *c, const struct vs_http_request *req, const ch
 		answer_error(c, 500, NULL, !keep, "the handler failed (out of memory)", head_only);
 		return;
 	}
-	char allow_h[96];
-	if (reply.allow)
-		snprintf(allow_h, sizeof(allow_h), "Allow: %s\r\n", reply.allow);
+	char extra[1024];
+	snprintf(extra, sizeof(extra), "%s%s%s%s", reply.allow ? "Allow: " : "",
+		 reply.allow ? reply.allow : "", reply.allow ? "\r\n" : "",
+		 reply.headers ? reply.headers : "");
 	struct answer a = {.status = reply.status,
 			   .type = reply.content_type,
 			   .body = vs_bytes_head(&reply.body),
 			   .len = vs_bytes_avail(&reply.body),
-			   .extra = reply.allow ? allow_h : NULL,
+			   .extra = extra,
 			   .cache = reply.cache,
 			   .etag = reply.etag,
 			   .head_only = head_only || reply.status == 304,

@@ -8,6 +8,7 @@
 
 #include "base/prom.h"
 #include "broker/api.h"
+#include "broker/dashboard.h"
 #include "broker/metrics.h"
 #include "broker/worker.h"
 
@@ -26,12 +27,15 @@ static const struct vs_http_route routes[] = {
     {"GET", "/api/v1/", vs_api_handle},
     {"POST", "/api/v1/", vs_api_handle},
     {"DELETE", "/api/v1/", vs_api_handle},
+    {"GET", "/", vs_dashboard_get},
+    {"GET", "/dashboard.css", vs_dashboard_get},
+    {"GET", "/dashboard.js", vs_dashboard_get},
 };
 
 static bool path_matches(const struct vs_http_route *r, const char *path)
 {
 	size_t n = strlen(r->path);
-	if (n && r->path[n - 1] == '/')
+	if (n > 1 && r->path[n - 1] == '/')
 		return strncmp(path, r->path, n) == 0;
 	return strcmp(path, r->path) == 0;
 }

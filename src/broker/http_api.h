@@ -37,6 +37,8 @@ struct vs_http_reply {
 	const char *allow;	  /* a 405's Allow header value (a constant string), or NULL */
 	const char *cache;	  /* Cache-Control value (a constant string); NULL: no-store */
 	const char *etag;	  /* an ETag header value (a constant string), or NULL */
+	const char *headers;	  /* more header lines, each ending in CRLF (a constant
+				   * string), or NULL */
 };
 
 /* Fills reply for call; returns 0, or -ENOMEM (answered 500). */
@@ -45,7 +47,8 @@ typedef int (*vs_http_handler)(struct vs_worker *w, const struct vs_http_call *c
 
 struct vs_http_route {
 	const char *method; /* "GET", "POST", ... */
-	const char *path;   /* "/metrics" exactly, or "/api/v1/" and everything below it */
+	const char *path;   /* "/metrics" exactly, or "/api/v1/" and everything below it ("/"
+			     * itself is exact) */
 	vs_http_handler fn;
 };
 

@@ -407,8 +407,12 @@ const char *vs_http_reason(int status)
 		return "Switching Protocols";
 	case 200:
 		return "OK";
+	case 202:
+		return "Accepted";
 	case 301:
 		return "Moved Permanently";
+	case 304:
+		return "Not Modified";
 	case 400:
 		return "Bad Request";
 	case 401:
@@ -419,6 +423,8 @@ const char *vs_http_reason(int status)
 		return "Not Found";
 	case 405:
 		return "Method Not Allowed";
+	case 409:
+		return "Conflict";
 	case 411:
 		return "Length Required";
 	case 413:
