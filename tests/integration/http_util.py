@@ -7,12 +7,34 @@ import socket
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import free_port
+from conftest import free_port, wait_until
 
 
 def http_lines(port, *more):
 	"""Config lines for an http listener on 127.0.0.1:port."""
 	return ["listener %d 127.0.0.1" % port, "protocol http"] + list(more)
+
+
+def listening(port):
+	"""Whether a socket listens on TCP port (from /proc/net/tcp and tcp6: no connection made,
+	so nothing is counted or left for the broker to close)."""
+	for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+		try:
+			with open(name) as f:
+				next(f)
+				for line in f:
+					fields = line.split()
+					if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+						return True
+		except FileNotFoundError:
+			pass
+	return False
+
+
+def wait_listening(port, timeout=10.0):
+	"""Waits until the broker listens on port: the test fixture waits only for its MQTT port,
+	and a listener opened after it may not listen yet on a loaded machine."""
+	wait_until(lambda: listening(port), timeout, what="a listener on port %d" % port)
 
 
 def basic(user, pw):
@@ -109,4 +131,5 @@ def value(samples, name, **labels):
 	return samples[(name, frozenset(labels.items()))]
 
 
-__all__ = ["Conn", "basic", "free_port", "get", "http_lines", "parse_metrics", "scrape", "value"]
+__all__ = ["Conn", "basic", "free_port", "get", "http_lines", "listening", "parse_metrics", "scrape",
+	"value", "wait_listening"]

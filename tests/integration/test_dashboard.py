@@ -13,9 +13,9 @@ import subprocess
 
 import pytest
 
-from conftest import free_port, wait_until
+from conftest import free_port
 from helpers import NODE_MODULES, HERE, PahoClient, uid
-from http_util import Conn, basic, http_lines
+from http_util import Conn, basic, http_lines, wait_listening
 from test_http import make_passwd
 
 pytestmark = [pytest.mark.viesti_only]
@@ -30,6 +30,8 @@ def dash_broker(broker, *more):
 	h, w = free_port(), free_port()
 	b = broker(*(http_lines(h, *more) + ["listener %d 127.0.0.1" % w, "protocol websockets"]))
 	b.http, b.ws = h, w
+	wait_listening(h)
+	wait_listening(w)
 	return b
 
 
@@ -190,7 +192,6 @@ def test_search_disconnect_retained_and_live_view_from_the_keyboard(broker, page
 def test_dashboard_behind_basic_credentials(broker, tmp_path, page):
 	pw = make_passwd(tmp_path, ("admin", "s3cret"))
 	b = dash_broker(broker, "allow_anonymous false", "password_file " + pw, "http_admin admin")
-	assert Conn(b.http).sock  # reachable
 	c = Conn(b.http)
 	c.request("GET", "/")
 	assert c.response()[0] == 401

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import TARGET_BIN, free_port, wait_until
-from http_util import Conn, basic, get, http_lines
+from http_util import Conn, basic, get, http_lines, wait_listening
 
 pytestmark = pytest.mark.viesti_only
 
@@ -20,6 +20,7 @@ def http_broker(broker, *more, port=None):
 	port = port or free_port()
 	b = broker(*http_lines(port, *more))
 	b.http = port
+	wait_listening(port)
 	return b
 
 

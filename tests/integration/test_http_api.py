@@ -11,7 +11,7 @@ import pytest
 
 from conftest import free_port, wait_until
 from helpers import PahoClient, props, uid
-from http_util import Conn, basic, http_lines
+from http_util import Conn, basic, http_lines, wait_listening
 from test_http import make_passwd
 
 pytestmark = pytest.mark.viesti_only
@@ -21,6 +21,7 @@ def api_broker(broker, *more):
 	port = free_port()
 	b = broker(*http_lines(port, *more))
 	b.http = port
+	wait_listening(port)
 	return b
 
 
