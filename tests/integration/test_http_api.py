@@ -371,3 +371,26 @@ def test_credentials_and_rights(broker, tmp_path):
 	error(b, "POST", "/api/v1/publish", 401, "unauthorized", raw=b'{"topic": "a"}')
 	assert ok(b, "GET", "/api/v1/clients", auth=admin)["clients"] == []
 	assert ok(b, "POST", "/api/v1/publish", {"topic": "a"}, auth=admin)["delivered"] == 0
+
+
+def test_retained_changes_through_the_api_survive_a_restart(broker, tmp_path):
+	"""A retained publish and a delete made through the API are recorded by persistence like
+	a client's: after a restart the published one is there and the deleted ones are not."""
+	d = tmp_path / "store"
+	d.mkdir()
+	b = api_broker(broker, "persistence true", "persistence_location %s/" % d)
+	p = PahoClient(b.port)
+	try:
+		p.publish("keep/old", b"from a client", qos=1, retain=True)
+		p.publish("gone/1", b"x", qos=1, retain=True)
+		p.publish("gone/2", b"y", qos=1, retain=True)
+	finally:
+		p.close()
+	ok(b, "POST", "/api/v1/publish", {"topic": "keep/new", "payload": "from the API",
+		"qos": 1, "retain": True})
+	assert ok(b, "DELETE", "/api/v1/retained?filter=gone/%23")["deleted"] == 2
+	b.restart()
+	wait_listening(b.http)
+	got = {m["topic"]: m["payload"] for m in
+		ok(b, "GET", "/api/v1/retained?filter=%23")["retained"]}
+	assert got == {"keep/old": "from a client", "keep/new": "from the API"}
