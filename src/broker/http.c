@@ -83,7 +83,7 @@ static void appendf(struct vs_bytes *out, int *err, const char *fmt, ...)
 
 static void appendf(struct vs_bytes *out, int *err, const char *fmt, ...)
 {
-	char buf[512];
+	char buf[2048]; /* an answer's head: the dashboard's carries a CSP of ~250 bytes */
 	va_list ap;
 	va_start(ap, fmt);
 	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
@@ -319,6 +319,10 @@ static void route(struct vs_conn *c, const struct vs_http_request *req, const ch
 	method[req->method_len] = '\0';
 	const char *q = memchr(req->target, '?', req->target_len);
 	size_t ql = q ? req->target_len - (size_t)(q + 1 - req->target) : 0;
+	if (ql >= sizeof(query)) {
+		answer_error(c, 414, NULL, !keep, "query longer than 1023 bytes", head_only);
+		return;
+	}
 	snprintf(query, sizeof(query), "%.*s", (int)ql, q ? q + 1 : "");
 	int status = 404;
 	vs_http_handler fn = vs_http_api_route(method, path, &status, allow, sizeof(allow));

@@ -394,3 +394,9 @@ def test_retained_changes_through_the_api_survive_a_restart(broker, tmp_path):
 	got = {m["topic"]: m["payload"] for m in
 		ok(b, "GET", "/api/v1/retained?filter=%23")["retained"]}
 	assert got == {"keep/old": "from a client", "keep/new": "from the API"}
+
+
+def test_a_query_too_long_is_refused_not_cut(broker):
+	b = api_broker(broker)
+	error(b, "GET", "/api/v1/clients?prefix=" + "a" * 1100, 414, "uri_too_long")
+	assert ok(b, "GET", "/api/v1/clients?prefix=" + "a" * 900)["clients"] == []
