@@ -400,3 +400,18 @@ def test_a_query_too_long_is_refused_not_cut(broker):
 	b = api_broker(broker)
 	error(b, "GET", "/api/v1/clients?prefix=" + "a" * 1100, 414, "uri_too_long")
 	assert ok(b, "GET", "/api/v1/clients?prefix=" + "a" * 900)["clients"] == []
+
+
+def test_disconnect_on_the_same_thread_as_the_request(broker):
+	"""With one worker, the HTTP connection and the client's are on the same thread: the mail
+	goes to the worker's own mailbox and is taken on its next turn."""
+	b = api_broker(broker, "threads 1")
+	c = PahoClient(b.port, client_id="same-thread", version=5)
+	try:
+		ok(b, "POST", "/api/v1/clients/same-thread/disconnect?session=end", status=202)
+		assert c.disconnected.wait(5)
+		assert getattr(c.disconnect_rc, "value", c.disconnect_rc) == 0x98
+		wait_until(lambda: call(b, "GET", "/api/v1/clients/same-thread")[0] == 404, 5,
+			what="the session to end")
+	finally:
+		c.close()
