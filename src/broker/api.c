@@ -799,6 +799,10 @@ static int publish(struct api *a)
 	}
 	int delivered = vs_route(a->w, m, NULL);
 	vs_msg_unref(m);
+	vs_log(a->w->b->log, VS_LOG_INFO,
+	       "HTTP API%s%s: published to %.*s (QoS %u%s), %d delivery(ies)",
+	       a->call->user ? " by " : "", a->call->user ? a->call->user : "", (int)p.topic_len,
+	       p.topic, (unsigned)p.qos, p.retain ? ", retained" : "", delivered);
 	vs_json_obj(&a->j, NULL);
 	vs_json_str(&a->j, "topic", p.topic, p.topic_len);
 	vs_json_i64(&a->j, "delivered", delivered > 0 ? delivered : 0);
