@@ -166,8 +166,12 @@ struct vs_broker {
 
 	/* Worker 0's housekeeping state (sys.c). */
 	int64_t last_session_sweep_ms;
-	uint64_t sys_last[7];  /* counters at the previous $SYS publication */
-	double sys_load[7][3]; /* 1, 5, 15 minute load averages */
+	uint64_t rate_last[4]; /* PUBLISH in/out, bytes in/out at the last rate sample */
+	int64_t rate_last_ms;
+	atomic_uint_fast64_t rate[4]; /* the same per second over the last sample (GET
+				       * /api/v1/stats): written by worker 0 once a second */
+	uint64_t sys_last[7];	      /* counters at the previous $SYS publication */
+	double sys_load[7][3];	      /* 1, 5, 15 minute load averages */
 };
 
 /*

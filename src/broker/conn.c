@@ -278,6 +278,7 @@ void vs_conn_flush(struct vs_conn *c)
 		c->durable_pending = false;
 		vs_bytes_consume(&c->out, (size_t)n);
 		vs_stat_add(&c->w->stats.bytes_sent, (uint64_t)n);
+		vs_stat_add(&c->bytes_out, (uint64_t)n);
 	}
 	bool pending = vs_bytes_avail(&c->out) > 0;
 	note_progress(c, n > 0, pending);
@@ -573,6 +574,7 @@ static int read_once(struct vs_conn *c)
 	}
 	src->len += (size_t)n;
 	vs_stat_add(&w->stats.bytes_received, (uint64_t)n);
+	vs_stat_add(&c->bytes_in, (uint64_t)n);
 	if (vs_transport_read_more(&c->tp, (size_t)n, room))
 		vs_worker_want_reread(w, c); /* edge-triggered: the socket may hold more */
 	w->rbuf_busy |= shared;

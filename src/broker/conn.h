@@ -9,6 +9,7 @@
 #ifndef VS_BROKER_CONN_H
 #define VS_BROKER_CONN_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -74,6 +75,13 @@ struct vs_conn {
 	int64_t last_rx_ms;	   /* last whole packet; the accept time before CONNECT */
 	int64_t throttle_until_ms;
 	int64_t blocked_since_ms; /* output waits for the socket since then; 0 = it flows */
+	/* Read by other threads (the HTTP API's client list, api.c) under the attached session's
+	 * lock, while the session's conn is this connection: connected_wall, and with these two
+	 * counters (written only by the owner, relaxed) addr, keepalive, listener, username and
+	 * version, which do not change while the session is attached. */
+	int64_t connected_wall;		/* wall-clock seconds of the CONNACK (attach) */
+	atomic_uint_fast64_t bytes_in;	/* bytes read on this connection */
+	atomic_uint_fast64_t bytes_out; /* bytes written */
 	struct vs_bytes in;
 	struct vs_bytes out;
 	uint32_t slot;

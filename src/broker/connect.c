@@ -198,6 +198,7 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 	s->connected = true;
 	__atomic_store_n(&s->stalled, false, __ATOMIC_RELAXED);
 	s->last_drain_ms = w->now_ms;
+	c->connected_wall = vs_wall_s();
 	s->conn = c;
 	s->owner = w;
 	s->conn_gen++;

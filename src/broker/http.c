@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/json.h"
 #include "broker/authq.h"
 #include "broker/conn.h"
 #include "broker/http_api.h"
@@ -35,6 +36,7 @@ struct vs_http_conn {
 	signed char answer;	 /* its result for the request at the head: -1 none, 0, 1 */
 	bool closing;		 /* an answer that ends the connection is queued */
 	bool blocked;		 /* parked until the output drains (OUT_MAX) */
+	bool api;		 /* the request at the head is for /api/: errors in JSON */
 	size_t need;		 /* length of the request at the head (head + body), 0 unknown */
 	char *cred;		 /* the Authorization value last accepted (kept so that a
 				  * keep-alive client is not hashed again on every request) */
@@ -83,7 +85,7 @@ static void appendf(struct vs_bytes *out, int *err, const char *fmt, ...)
 
 static void appendf(struct vs_bytes *out, int *err, const char *fmt, ...)
 {
-	char buf[512];
+	char buf[2048]; /* an answer's head: the dashboard's carries a CSP of ~250 bytes */
 	va_list ap;
 	va_start(ap, fmt);
 	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
@@ -103,6 +105,8 @@ struct answer {
 	size_t len;
 	const char *extra; /* header lines, each ending in CRLF, or NULL */
 	bool head_only;	   /* a HEAD: Content-Length without the body */
+	const char *cache; /* Cache-Control, NULL: no-store */
+	const char *etag;  /* ETag, or NULL */
 	bool close;
 	const char *why; /* with close */
 };
@@ -115,10 +119,11 @@ static int send_answer(struct vs_conn *c, const struct answer *a)
 	size_t mark = c->out.len;
 	appendf(&c->out, &err,
 		"HTTP/1.1 %d %s\r\nServer: viesti\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-		"Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n%sConnection: %s\r\n"
+		"Cache-Control: %s\r\n%s%s%sX-Content-Type-Options: nosniff\r\n%sConnection: %s\r\n"
 		"\r\n",
-		a->status, vs_http_reason(a->status), a->type, a->len, a->extra ? a->extra : "",
-		a->close ? "close" : "keep-alive");
+		a->status, vs_http_reason(a->status), a->type, a->len,
+		a->cache ? a->cache : "no-store", a->etag ? "ETag: " : "", a->etag ? a->etag : "",
+		a->etag ? "\r\n" : "", a->extra ? a->extra : "", a->close ? "close" : "keep-alive");
 	if (!err && !a->head_only && a->len && vs_bytes_append(&c->out, a->body, a->len) < 0)
 		err = -ENOMEM;
 	if (err) {
@@ -136,14 +141,65 @@ static int send_answer(struct vs_conn *c, const struct answer *a)
 	return 0;
 }
 
-/* An error answer with a one-line text body. */
+/* The code of an API error answer for an HTTP status. */
+static const char *error_code(int status)
+{
+	switch (status) {
+	case 400:
+		return "bad_request";
+	case 401:
+		return "unauthorized";
+	case 403:
+		return "forbidden";
+	case 404:
+		return "not_found";
+	case 405:
+		return "method_not_allowed";
+	case 411:
+		return "length_required";
+	case 413:
+		return "payload_too_large";
+	case 414:
+		return "uri_too_long";
+	case 431:
+		return "headers_too_large";
+	case 501:
+		return "not_implemented";
+	case 503:
+		return "unavailable";
+	default:
+		return "internal_error";
+	}
+}
+
+/* An error answer with a one-line text body, or for /api/ a JSON one (api.h). */
 static int answer_error(struct vs_conn *c, int status, const char *extra, bool close,
 			const char *why, bool head_only)
 {
-	char body[192];
-	int n = snprintf(body, sizeof(body), "%d %s: %s\n", status, vs_http_reason(status), why);
+	char body[320];
+	int n;
+	if (c->http->api) {
+		struct vs_bytes jb = {0};
+		struct vs_json j;
+		vs_json_init(&j, &jb);
+		vs_json_obj(&j, NULL);
+		vs_json_obj(&j, "error");
+		vs_json_cstr(&j, "code", error_code(status));
+		vs_json_cstr(&j, "message", why);
+		vs_json_obj_end(&j);
+		vs_json_obj_end(&j);
+		n = !j.err && vs_bytes_avail(&jb) < sizeof(body)
+			? snprintf(body, sizeof(body), "%.*s\n", (int)vs_bytes_avail(&jb),
+				   (const char *)vs_bytes_head(&jb))
+			: snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\"}}\n",
+				   error_code(status));
+		vs_bytes_fini(&jb);
+	} else {
+		n = snprintf(body, sizeof(body), "%d %s: %s\n", status, vs_http_reason(status),
+			     why);
+	}
 	struct answer a = {.status = status,
-			   .type = "text/plain; charset=utf-8",
+			   .type = c->http->api ? "application/json" : "text/plain; charset=utf-8",
 			   .body = body,
 			   .len = n > 0 ? (size_t)n : 0,
 			   .extra = extra,
@@ -268,6 +324,10 @@ static void route(struct vs_conn *c, const struct vs_http_request *req, const ch
 	method[req->method_len] = '\0';
 	const char *q = memchr(req->target, '?', req->target_len);
 	size_t ql = q ? req->target_len - (size_t)(q + 1 - req->target) : 0;
+	if (ql >= sizeof(query)) {
+		answer_error(c, 414, NULL, !keep, "query longer than 1023 bytes", head_only);
+		return;
+	}
 	snprintf(query, sizeof(query), "%.*s", (int)ql, q ? q + 1 : "");
 	int status = 404;
 	vs_http_handler fn = vs_http_api_route(method, path, &status, allow, sizeof(allow));
@@ -279,23 +339,35 @@ static void route(struct vs_conn *c, const struct vs_http_request *req, const ch
 			     head_only);
 		return;
 	}
+	char inm[128] = "";
+	const struct vs_http_header *etag = vs_http_header_get(req, "If-None-Match");
+	if (etag)
+		snprintf(inm, sizeof(inm), "%.*s", (int)etag->value_len, etag->value);
 	struct vs_http_call call = {.method = head_only ? "GET" : method,
 				    .path = path,
 				    .query = query,
 				    .body = blen ? body : NULL,
 				    .body_len = blen,
-				    .user = user};
+				    .user = user,
+				    .if_none_match = etag ? inm : NULL};
 	struct vs_http_reply reply = {.status = 200, .content_type = "text/plain; charset=utf-8"};
 	if (fn(c->w, &call, &reply) < 0) {
 		vs_bytes_fini(&reply.body);
 		answer_error(c, 500, NULL, !keep, "the handler failed (out of memory)", head_only);
 		return;
 	}
+	char extra[1024];
+	snprintf(extra, sizeof(extra), "%s%s%s%s", reply.allow ? "Allow: " : "",
+		 reply.allow ? reply.allow : "", reply.allow ? "\r\n" : "",
+		 reply.headers ? reply.headers : "");
 	struct answer a = {.status = reply.status,
 			   .type = reply.content_type,
 			   .body = vs_bytes_head(&reply.body),
 			   .len = vs_bytes_avail(&reply.body),
-			   .head_only = head_only,
+			   .extra = extra,
+			   .cache = reply.cache,
+			   .etag = reply.etag,
+			   .head_only = head_only || reply.status == 304,
 			   .close = !keep,
 			   .why = "Connection: close"};
 	vs_log(c->w->b->log, VS_LOG_DEBUG, "HTTP %s: %s %s%s%s: %d", c->addr, method, path,
@@ -373,6 +445,7 @@ static int one_request(struct vs_conn *c, struct vs_bytes *src)
 	size_t avail = vs_bytes_avail(src);
 	struct vs_http_request req;
 	ssize_t hl = vs_http_parse_request((const char *)buf, avail, &req);
+	h->api = hl > 0 && req.target_len >= 5 && memcmp(req.target, "/api/", 5) == 0;
 	if (hl == 0 && avail <= (size_t)conf->http_headers_size)
 		return 0;
 	if (hl == 0 || hl == VS_ETOOBIG || hl > conf->http_headers_size)

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "base/prom.h"
+#include "broker/api.h"
+#include "broker/dashboard.h"
 #include "broker/metrics.h"
 #include "broker/worker.h"
 
@@ -18,15 +20,22 @@ static int get_metrics(struct vs_worker *w, const struct vs_http_call *call,
 	return vs_metrics_write(w->b, &reply->body);
 }
 
-/* Next: {"GET", "/api/v1/", api_get}, {"POST", "/api/v1/", api_post}, {"GET", "/", dashboard}. */
+/* The JSON API (api.c) takes these methods under /api/v1/ and answers 405 itself for a method
+ * an endpoint does not take; other methods get the router's 405. */
 static const struct vs_http_route routes[] = {
     {"GET", "/metrics", get_metrics},
+    {"GET", "/api/v1/", vs_api_handle},
+    {"POST", "/api/v1/", vs_api_handle},
+    {"DELETE", "/api/v1/", vs_api_handle},
+    {"GET", "/", vs_dashboard_get},
+    {"GET", "/dashboard.css", vs_dashboard_get},
+    {"GET", "/dashboard.js", vs_dashboard_get},
 };
 
 static bool path_matches(const struct vs_http_route *r, const char *path)
 {
 	size_t n = strlen(r->path);
-	if (n && r->path[n - 1] == '/')
+	if (n > 1 && r->path[n - 1] == '/')
 		return strncmp(path, r->path, n) == 0;
 	return strcmp(path, r->path) == 0;
 }

@@ -25,7 +25,8 @@ struct vs_http_call {
 	const char *query;   /* as sent, without '?'; "" when none */
 	const uint8_t *body; /* Content-Length bytes (a POST's), or NULL */
 	size_t body_len;
-	const char *user; /* who authenticated (Basic), or NULL on an anonymous listener */
+	const char *user;	   /* who authenticated (Basic), or NULL on an anonymous listener */
+	const char *if_none_match; /* the If-None-Match header (NUL-terminated), or NULL */
 };
 
 /* What a handler answers: status 200 unless it sets another; body appended to `body`. */
@@ -33,6 +34,11 @@ struct vs_http_reply {
 	int status;
 	const char *content_type; /* a constant string */
 	struct vs_bytes body;	  /* owned by the caller (http.c) */
+	const char *allow;	  /* a 405's Allow header value (a constant string), or NULL */
+	const char *cache;	  /* Cache-Control value (a constant string); NULL: no-store */
+	const char *etag;	  /* an ETag header value (a constant string), or NULL */
+	const char *headers;	  /* more header lines, each ending in CRLF (a constant
+				   * string), or NULL */
 };
 
 /* Fills reply for call; returns 0, or -ENOMEM (answered 500). */
@@ -41,7 +47,8 @@ typedef int (*vs_http_handler)(struct vs_worker *w, const struct vs_http_call *c
 
 struct vs_http_route {
 	const char *method; /* "GET", "POST", ... */
-	const char *path;   /* "/metrics" exactly, or "/api/v1/" and everything below it */
+	const char *path;   /* "/metrics" exactly, or "/api/v1/" and everything below it ("/"
+			     * itself is exact) */
 	vs_http_handler fn;
 };
 

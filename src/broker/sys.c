@@ -232,6 +232,25 @@ static void check_memory(struct vs_worker *w)
 	}
 }
 
+/* Rates per second for GET /api/v1/stats, from one second to the next. */
+static void sample_rates(struct vs_worker *w)
+{
+	struct vs_broker *b = w->b;
+	struct vs_stats st;
+	vs_broker_stats(b, &st);
+	uint64_t now[4] = {st.pub_received, st.pub_sent, st.bytes_received, st.bytes_sent};
+	/* The first sample counts from start-up, when the counters were 0. */
+	int64_t dt = w->now_ms - (b->rate_last_ms ? b->rate_last_ms : b->start_ms);
+	for (int i = 0; i < 4; i++) {
+		uint64_t r = dt > 0 && now[i] >= b->rate_last[i]
+				 ? (now[i] - b->rate_last[i]) * 1000 / (uint64_t)dt
+				 : 0;
+		atomic_store_explicit(&b->rate[i], r, memory_order_relaxed);
+		b->rate_last[i] = now[i];
+	}
+	b->rate_last_ms = w->now_ms;
+}
+
 void vs_sys_tick(struct vs_worker *w)
 {
 	struct vs_broker *b = w->b;
@@ -239,6 +258,7 @@ void vs_sys_tick(struct vs_worker *w)
 	if (w->now_ms - b->last_session_sweep_ms >= 1000) {
 		b->last_session_sweep_ms = w->now_ms;
 		sweep_sessions(w);
+		sample_rates(w);
 		vs_bp_maybe_compact(b);
 	}
 	if (b->conf->sys_interval > 0 && w->now_ms >= w->next_sys_ms) {

@@ -285,6 +285,15 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 	case VS_MAIL_DUMP:
 		vs_broker_dump_shard(w);
 		break;
+	case VS_MAIL_ADMIN_KICK: {
+		struct vs_conn *c = vs_worker_conn(w, m->slot, m->conn_id);
+		if (c && c->state != VS_CONN_CLOSING) {
+			if (m->end_session)
+				c->session_expiry = 0; /* detach_session ends it (conn.c) */
+			vs_conn_close(c, m->reason, "disconnected through the HTTP API");
+		}
+		break;
+	}
 	case VS_MAIL_AUTH: {
 		struct vs_conn *c = vs_worker_conn(w, m->slot, m->conn_id);
 		if (c && c->http) {

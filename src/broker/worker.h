@@ -31,19 +31,22 @@ struct vs_sn_socket;
 struct vs_linger;
 
 enum vs_mail_type {
-	VS_MAIL_DRAIN,	  /* a session on this worker has queued messages */
-	VS_MAIL_KICK,	  /* close connection (slot, conn_id) with reason: session taken over */
-	VS_MAIL_TAKEOVER, /* pump then close connection (slot, conn_id); then RESUME the reply */
-	VS_MAIL_RESUME,	  /* unpark connection (slot, conn_id): its CONNECT may proceed */
-	VS_MAIL_WAKE,	  /* nothing: re-check state (stop) */
-	VS_MAIL_AUTH,	  /* the password check of connection (slot, conn_id): reason 1 = good */
-	VS_MAIL_PING,	  /* the main thread's watchdog: store conn_id in pong */
-	VS_MAIL_DUMP,	  /* SIGUSR2: log this shard's state */
+	VS_MAIL_DRAIN,	    /* a session on this worker has queued messages */
+	VS_MAIL_KICK,	    /* close connection (slot, conn_id) with reason: session taken over */
+	VS_MAIL_TAKEOVER,   /* pump then close connection (slot, conn_id); then RESUME the reply */
+	VS_MAIL_RESUME,	    /* unpark connection (slot, conn_id): its CONNECT may proceed */
+	VS_MAIL_WAKE,	    /* nothing: re-check state (stop) */
+	VS_MAIL_AUTH,	    /* the password check of connection (slot, conn_id): reason 1 = good */
+	VS_MAIL_PING,	    /* the main thread's watchdog: store conn_id in pong */
+	VS_MAIL_DUMP,	    /* SIGUSR2: log this shard's state */
+	VS_MAIL_ADMIN_KICK, /* the HTTP API: close connection (slot, conn_id) with reason (5.0:
+			     * DISCONNECT 0x98); end_session: its session ends with it */
 };
 
 struct vs_mail {
 	uint8_t type;
 	uint8_t reason;
+	bool end_session; /* VS_MAIL_ADMIN_KICK */
 	uint32_t slot;
 	uint64_t conn_id;
 	struct vs_session *session; /* one reference, for VS_MAIL_DRAIN */

@@ -4,6 +4,7 @@
  */
 #include "net/http.h"
 
+#include <errno.h>
 #include <string.h>
 #include <strings.h>
 
@@ -244,6 +245,48 @@ ssize_t vs_http_path(const char *target, size_t len, char *out, size_t cap)
 	return (ssize_t)o;
 }
 
+/* Percent-decodes s[0..len) into out (cap bytes, NUL added); '+' is a space. */
+static ssize_t query_decode(const char *s, size_t len, char *out, size_t cap)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < len; i++) {
+		char ch = s[i] == '+' ? ' ' : s[i];
+		if (ch == '%') {
+			int hi = i + 2 < len ? hexval(s[i + 1]) : -1;
+			int lo = hi >= 0 ? hexval(s[i + 2]) : -1;
+			if (lo < 0)
+				return VS_EPROTO;
+			ch = (char)(hi << 4 | lo);
+			i += 2;
+		}
+		if (ch == '\0')
+			return VS_EPROTO;
+		if (o + 1 >= cap)
+			return VS_ETOOBIG;
+		out[o++] = ch;
+	}
+	if (cap == 0)
+		return VS_ETOOBIG;
+	out[o] = '\0';
+	return (ssize_t)o;
+}
+
+ssize_t vs_http_query(const char *query, const char *name, char *out, size_t cap)
+{
+	size_t nlen = strlen(name);
+	for (const char *p = query; *p;) {
+		const char *amp = strchr(p, '&');
+		size_t plen = amp ? (size_t)(amp - p) : strlen(p);
+		const char *eq = memchr(p, '=', plen);
+		size_t klen = eq ? (size_t)(eq - p) : plen;
+		if (klen == nlen && memcmp(p, name, nlen) == 0)
+			return eq ? query_decode(eq + 1, plen - klen - 1, out, cap)
+				  : query_decode("", 0, out, cap);
+		p += plen + (amp != NULL);
+	}
+	return -ENOENT;
+}
+
 /* One Content-Length value: 1 to 16 digits (2^53 and more is refused: nobody sends that much
  * to a broker, and no accumulated value can overflow). */
 static int content_length(const struct vs_http_header *h, uint64_t *out)
@@ -366,8 +409,12 @@ const char *vs_http_reason(int status)
 		return "Switching Protocols";
 	case 200:
 		return "OK";
+	case 202:
+		return "Accepted";
 	case 301:
 		return "Moved Permanently";
+	case 304:
+		return "Not Modified";
 	case 400:
 		return "Bad Request";
 	case 401:
@@ -378,6 +425,8 @@ const char *vs_http_reason(int status)
 		return "Not Found";
 	case 405:
 		return "Method Not Allowed";
+	case 409:
+		return "Conflict";
 	case 411:
 		return "Length Required";
 	case 413:

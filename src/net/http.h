@@ -74,6 +74,12 @@ bool vs_http_method_is(const struct vs_http_request *req, const char *m);
  * directory it names a file in), or VS_ETOOBIG when it does not fit. */
 ssize_t vs_http_path(const char *target, size_t len, char *out, size_t cap);
 
+/* The value of parameter name in a query string (after the '?': "a=1&b=x%2Fy"), the first of
+ * that name, percent-decoded ('+' is a space) into out (cap bytes, NUL-terminated; a parameter
+ * without '=' has the value ""). Returns its length, -ENOENT when there is no such parameter,
+ * VS_EPROTO for a bad %-escape or a NUL, VS_ETOOBIG when it does not fit. */
+ssize_t vs_http_query(const char *query, const char *name, char *out, size_t cap);
+
 /* How a request's body is framed (RFC 9112 6.3). */
 enum vs_http_body {
 	VS_HTTP_BODY_LENGTH,  /* Content-Length bytes (0 without the header) */

@@ -20,6 +20,7 @@
  *   "user:password" encodes back to the value's credentials; a smaller buffer only turns a
  *   result into VS_ETOOBIG.
  */
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -312,6 +313,29 @@ static void check_response(const char *buf, ssize_t r, const struct vs_http_resp
 	check_headers(buf, len, resp->headers, resp->n_headers);
 }
 
+/* vs_http_query of the input as a query string, for a name taken from its first bytes: a
+ * NUL-terminated value no longer than the query, and a smaller buffer only turns a result into
+ * VS_ETOOBIG. */
+static void check_query(const char *buf, size_t size)
+{
+	char *q = malloc(size + 1), name[4] = "";
+	CHECK(q);
+	memcpy(q, buf, size);
+	q[size] = '\0';
+	for (size_t i = 0; i < 3 && i < size && buf[i] != '=' && buf[i] != '&' && buf[i]; i++)
+		name[i] = buf[i], name[i + 1] = '\0';
+	char out[256];
+	ssize_t r = vs_http_query(q, name, out, sizeof(out));
+	CHECK(r == -ENOENT || r == VS_EPROTO || r == VS_ETOOBIG || (r >= 0 && (size_t)r < 256));
+	if (r >= 0) {
+		CHECK(out[r] == '\0' && (size_t)r <= size);
+		char small[8];
+		ssize_t s = vs_http_query(q, name, small, sizeof(small));
+		CHECK(s == (r < 8 ? r : VS_ETOOBIG));
+	}
+	free(q);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *buf = (const char *)data;
@@ -336,5 +360,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* The path of arbitrary bytes: NULs, spaces, anything; and credentials. */
 	check_path(buf, size);
 	check_basic(buf, size);
+	check_query(buf, size);
 	return 0;
 }

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import TARGET_BIN, free_port, wait_until
-from http_util import wait_listening, Conn, basic, get, http_lines
+from http_util import Conn, basic, get, http_lines, wait_listening
 from mqtt_raw import CONNACK
 
 pytestmark = pytest.mark.viesti_only
@@ -21,7 +21,7 @@ def http_broker(broker, *more, port=None):
 	port = port or free_port()
 	b = broker(*http_lines(port, *more))
 	b.http = port
-	wait_listening(port, tls=any(m.startswith("certfile") for m in more))
+	wait_listening(port)
 	return b
 
 

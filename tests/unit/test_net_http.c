@@ -9,6 +9,7 @@
  * PROT_NONE page, so a read past the end faults. Each valid head is also parsed at every shorter
  * length, which must be "need more" (0) and must not read past that length either.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -831,6 +832,30 @@ static void reasons(void **state)
 	assert_string_equal(vs_http_reason(299), "Error");
 }
 
+/* vs_http_query: the first parameter of a name, percent-decoded with '+' as a space; a name
+ * without '=' has ""; an absent one is -ENOENT; bad escapes, NULs and no room are errors. */
+static void query_parameters(void **state)
+{
+	char out[16];
+	const char *q = "prefix=a%2Fb+c&limit=5&flag&limit=9&empty=&pre=x";
+	assert_int_equal(vs_http_query(q, "prefix", out, sizeof(out)), 5);
+	assert_string_equal(out, "a/b c");
+	assert_int_equal(vs_http_query(q, "limit", out, sizeof(out)), 1);
+	assert_string_equal(out, "5");
+	assert_int_equal(vs_http_query(q, "flag", out, sizeof(out)), 0);
+	assert_int_equal(vs_http_query(q, "empty", out, sizeof(out)), 0);
+	assert_string_equal(out, "");
+	assert_int_equal(vs_http_query(q, "pre", out, sizeof(out)), 1); /* not a prefix match */
+	assert_int_equal(vs_http_query(q, "cursor", out, sizeof(out)), -ENOENT);
+	assert_int_equal(vs_http_query("", "a", out, sizeof(out)), -ENOENT);
+	assert_int_equal(vs_http_query("a=%zz", "a", out, sizeof(out)), VS_EPROTO);
+	assert_int_equal(vs_http_query("a=%2", "a", out, sizeof(out)), VS_EPROTO);
+	assert_int_equal(vs_http_query("a=%00", "a", out, sizeof(out)), VS_EPROTO);
+	assert_int_equal(vs_http_query("a=0123456789abcdef", "a", out, sizeof(out)), VS_ETOOBIG);
+	assert_int_equal(vs_http_query("a=%23", "a", out, 2), 1);
+	assert_string_equal(out, "#");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -865,6 +890,7 @@ int main(void)
 	    cmocka_unit_test(basic_decoded),
 	    cmocka_unit_test(basic_refused),
 	    cmocka_unit_test(reasons),
+	    cmocka_unit_test(query_parameters),
 	};
 	return cmocka_run_group_tests_name("net_http", tests, NULL, NULL);
 }
