@@ -78,6 +78,11 @@ enum {
 	VIESTI_EREJECTED = -1101, /* a negative acknowledgement (reason code >= 0x80) */
 	VIESTI_ETLS = -1102,	  /* TLS: handshake or verification failed, or the certificate,
 				   * key or CA files are unusable; on_log has the reason */
+	VIESTI_ELOOKUP = -1103,	  /* a host name (the broker's, bind_address) did not resolve */
+	VIESTI_EPROXY = -1104,	  /* the SOCKS5 proxy refused (authentication, the CONNECT) or
+				   * answered outside the protocol */
+	VIESTI_EPROXY_TARGET = -1105, /* the SOCKS5 proxy could not reach the broker (network or
+				       * host unreachable, connection refused) */
 };
 
 /* Protocol versions (the CONNECT protocol level). */
@@ -272,9 +277,18 @@ struct viesti_options {
 	int log_level;		/* VIESTI_LOG_INFO: on_log gets lines at or below this level */
 	const struct viesti_tls *tls; /* NULL: plain TCP; else TLS as set there (default port
 				       * for MQTT over TLS: 8883, set it in `port`) */
-	const char *ws_path; /* NULL: MQTT straight over TCP (or TLS). Else MQTT over WebSocket
-			      * (RFC 6455; over TLS when tls is set: wss), upgrading at this
-			      * request path, such as "/mqtt" */
+	const char *ws_path;	  /* NULL: MQTT straight over TCP (or TLS). Else MQTT over WebSocket
+				   * (RFC 6455; over TLS when tls is set: wss), upgrading at this
+				   * request path, such as "/mqtt" */
+	const char *bind_address; /* NULL: any. Else the local host name or address the socket
+				   * is bound to before connecting (mosquitto_pub -A) */
+	const char *unix_path;	  /* NULL: TCP to host:port. Else this unix domain socket (port
+				   * is then not used) */
+	const char *proxy_host;	  /* NULL: connect directly. Else a SOCKS5 proxy (RFC 1928) that
+				   * resolves host and connects to host:port for us ("socks5h") */
+	int proxy_port;		  /* 0: 1080 */
+	const char *proxy_username; /* NULL: no authentication. Else RFC 1929 username/password */
+	const char *proxy_password;
 };
 
 void viesti_options_init(struct viesti_options *o);
@@ -300,7 +314,9 @@ int viesti_connect(struct viesti *v);
 /* Connects and waits up to timeout_ms (-1 forever) for the CONNACK. Returns 0 when accepted;
  * VIESTI_EREFUSED (reason via viesti_connack_reason()); VIESTI_EAUTH (the broker failed
  * enhanced authentication, see above); the first attempt's -errno
- * (-ECONNREFUSED, -EHOSTUNREACH, -ENOENT for an unknown host); VIESTI_ETLS (the reason, such as
+ * (-ECONNREFUSED, -EHOSTUNREACH, -ENOENT for a missing unix_path), VIESTI_ELOOKUP for an unknown
+ * host, VIESTI_EPROXY (the SOCKS5 proxy said no),
+ * VIESTI_EPROXY_TARGET (it could not reach the broker); VIESTI_ETLS (the reason, such as
  * "certificate verify failed: unable to get local issuer certificate", is logged to on_log at
  * VIESTI_LOG_ERR); or -ETIMEDOUT. When reconnect is on, attempts continue in the background
  * after a failure (a TLS failure too). */

@@ -64,7 +64,11 @@ static int check_auth(const struct viesti_options *o)
 
 static int check_options(const struct viesti_options *o)
 {
-	if (!o->host || o->port < 1 || o->port > 65535 || o->keepalive < 0 || o->keepalive > 65535)
+	if (!o->host || (!o->unix_path && (o->port < 1 || o->port > 65535)) || o->keepalive < 0 ||
+	    o->keepalive > 65535)
+		return VIESTI_EINVAL;
+	if (o->proxy_port < 0 || o->proxy_port > 65535 || (o->proxy_host && o->unix_path) ||
+	    (o->proxy_password && !o->proxy_username))
 		return VIESTI_EINVAL;
 	if (o->version != VIESTI_V31 && o->version != VIESTI_V311 && o->version != VIESTI_V5)
 		return VIESTI_EINVAL;
@@ -118,6 +122,12 @@ static int copy_options(struct viesti *v, const struct viesti_options *o)
 	bool fail = false;
 	v->host = dup_or_null(o->host, &fail);
 	v->ws_path = dup_or_null(o->ws_path, &fail);
+	v->tcp.bind_address = dup_or_null(o->bind_address, &fail);
+	v->tcp.unix_path = dup_or_null(o->unix_path, &fail);
+	v->tcp.socks_host = dup_or_null(o->proxy_host, &fail);
+	v->tcp.socks_port = o->proxy_port;
+	v->tcp.socks_user = dup_or_null(o->proxy_username, &fail);
+	v->tcp.socks_pass = dup_or_null(o->proxy_password, &fail);
 	v->port = o->port;
 	v->version = o->version;
 	v->client_id = o->client_id ? dup_or_null(o->client_id, &fail) : make_client_id(v->rng);
@@ -228,6 +238,11 @@ static void free_fields(struct viesti *v)
 {
 	free(v->host);
 	free(v->ws_path);
+	free((char *)v->tcp.bind_address);
+	free((char *)v->tcp.unix_path);
+	free((char *)v->tcp.socks_host);
+	free((char *)v->tcp.socks_user);
+	free((char *)v->tcp.socks_pass);
 	free(v->client_id);
 	free(v->username);
 	free(v->password);
@@ -592,6 +607,12 @@ const char *viesti_strerror(int err)
 		return "TLS error";
 	case VIESTI_EAUTH:
 		return "The broker failed authentication";
+	case VIESTI_ELOOKUP:
+		return "Lookup error";
+	case VIESTI_EPROXY:
+		return "Proxy error";
+	case VIESTI_EPROXY_TARGET:
+		return "The proxy could not reach the broker";
 	default:
 		return vs_strerror(err);
 	}

@@ -68,6 +68,7 @@ struct viesti {
 	struct vs_tls_ctx *tls;	       /* NULL: plain TCP */
 	char *ws_path;		       /* NULL: no WebSocket */
 	struct vs_ws_client_conf ws;   /* ws_path's settings for the WebSocket transport */
+	struct vs_tcp_conf tcp;	       /* bind address, unix socket, SOCKS5 proxy (owned copies) */
 	struct vs_client_scram *scram; /* enhanced authentication (auth_method), or NULL */
 
 	struct vs_cproto cp; /* the protocol state machine and the session */
@@ -99,6 +100,7 @@ struct viesti {
 	bool thread_on;
 	bool thread_stop;
 	uint64_t rng;
+	unsigned trace_qos0_mid; /* QoS 0 PUBLISHes sent, for the debug lines (see conn.c) */
 };
 
 void vs_client_log(struct viesti *v, int level, const char *fmt, ...)
