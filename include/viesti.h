@@ -177,7 +177,19 @@ VIESTI_API int viesti_props_get_int(const struct viesti_props *props, int id, ui
  */
 VIESTI_API int viesti_props_get_binary(const struct viesti_props *props, int id, const void **data,
 				       size_t *len);
-/* Iterates user properties in order: start with *pos = 0; returns 1 while there is one. */
+/* A string property (content type, response topic, reason string, assigned client identifier,
+ * ...) as a C string: copies it into buf (cap bytes) with a terminating NUL. Returns its length,
+ * -ENOENT when absent, or VIESTI_ETOOBIG when it needs more than cap bytes (buf is then left
+ * empty). For a binary property (correlation data) the bytes are copied the same way; a value
+ * holding a NUL reads short as a C string: use viesti_props_get_binary() for those. */
+VIESTI_API int viesti_props_get_string(const struct viesti_props *props, int id, char *buf,
+				       size_t cap);
+/* The value of the first user property named key, as viesti_props_get_string() copies one:
+ * its length, -ENOENT, or VIESTI_ETOOBIG. */
+VIESTI_API int viesti_props_get_user(const struct viesti_props *props, const char *key, char *buf,
+				     size_t cap);
+/* Iterates user properties in order: start with *pos = 0; returns 1 while there is one. The
+ * keys and values are NOT NUL-terminated: see viesti_props_get_user(). */
 VIESTI_API int viesti_props_next_user(const struct viesti_props *props, size_t *pos,
 				      const char **key, size_t *key_len, const char **value,
 				      size_t *value_len);
