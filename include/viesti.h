@@ -217,8 +217,12 @@ struct viesti_message {
 
 /*
  * Callbacks. Any may be NULL. `ud` is the user data given to viesti_new().
- * on_connect: a CONNACK arrived. reason 0 is success; otherwise the broker refused (5.0 reason
- *   code, or the 3.x return code) and the client disconnects (and retries if reconnecting).
+ * on_connect: a CONNACK arrived; called for every CONNACK, refusals included (as libmosquitto's
+ *   on_connect). reason 0 is success; otherwise the broker refused (5.0 reason code >= 0x80, or
+ *   the 3.x return code 1-5) and the connection ends: viesti_connect_wait() returns
+ *   VIESTI_EREFUSED with nothing retried after it; after viesti_connect() or a lost connection,
+ *   reconnect (when on) tries again after its delay. Not called when no CONNACK came (network,
+ *   TLS, VIESTI_EAUTH).
  * on_disconnect: a connection that had been accepted ended. err is 0 after viesti_disconnect(),
  *   else a negative error (VIESTI_ECLOSED, -ECONNRESET, -ETIMEDOUT for a dead broker, ...);
  *   reason is the 5.0 DISCONNECT reason code the broker sent, or -1.
@@ -291,14 +295,17 @@ struct viesti_options {
 	bool will_retain;
 	const struct viesti_props *will_props; /* 5.0 will properties */
 
-	int max_inflight;	/* 20: outgoing QoS 1/2 messages awaiting ack (also capped by the
-				 * broker's Receive Maximum); later ones wait in order */
-	bool reconnect;		/* true: reconnect automatically after a connection is lost */
-	int reconnect_min_ms;	/* 500: first delay; doubles per failed attempt */
-	int reconnect_max_ms;	/* 30000: delay cap; each delay is jittered to [d/2, d] */
-	int connect_timeout_ms; /* 10000: TCP connect, TLS handshake and CONNACK must complete
-				 * within this */
-	int log_level;		/* VIESTI_LOG_INFO: on_log gets lines at or below this level */
+	int max_inflight;	   /* 20: outgoing QoS 1/2 messages awaiting ack (also capped by the
+				    * broker's Receive Maximum); later ones wait in order */
+	bool reconnect;		   /* true: reconnect automatically after a connection is lost */
+	int reconnect_min_ms;	   /* 500: first delay; doubles per failed attempt */
+	int reconnect_max_ms;	   /* 30000: delay cap; each delay is jittered to [d/2, d] */
+	int connect_timeout_ms;	   /* 10000: TCP connect, TLS handshake and CONNACK must complete
+				    * within this */
+	bool connect_wait_retries; /* true: with reconnect on, viesti_connect_wait() retries a
+				    * failed attempt per the reconnect settings until connected,
+				    * refused or timed out. false: it reports the first attempt */
+	int log_level;		   /* VIESTI_LOG_INFO: on_log gets lines at or below this level */
 	const struct viesti_tls *tls; /* NULL: plain TCP; else TLS as set there (default port
 				       * for MQTT over TLS: 8883, set it in `port`) */
 	const char *ws_path;	  /* NULL: MQTT straight over TCP (or TLS). Else MQTT over WebSocket
@@ -335,15 +342,24 @@ VIESTI_API void *viesti_userdata(struct viesti *v);
  * attempt, logged, followed by a retry when reconnect is on). Returns 0, or VIESTI_ESTATE when
  * already connecting/connected. */
 VIESTI_API int viesti_connect(struct viesti *v);
-/* Connects and waits up to timeout_ms (-1 forever) for the CONNACK. Returns 0 when accepted;
- * VIESTI_EREFUSED (reason via viesti_connack_reason()); VIESTI_EAUTH (the broker failed
- * enhanced authentication, see above); the first attempt's -errno
- * (-ECONNREFUSED, -EHOSTUNREACH, -ENOENT for a missing unix_path), VIESTI_ELOOKUP for an unknown
- * host, VIESTI_EPROXY (the SOCKS5 proxy said no),
- * VIESTI_EPROXY_TARGET (it could not reach the broker); VIESTI_ETLS (the reason, such as
+/*
+ * Connects and waits up to timeout_ms (-1 forever) for the CONNACK. Returns 0 when accepted;
+ * VIESTI_EREFUSED (reason via viesti_connack_reason(); on_connect was called with it, as for
+ * every CONNACK); VIESTI_EAUTH (the broker failed enhanced authentication, see above); or the
+ * failed attempt's error: -errno (-ECONNREFUSED, -EHOSTUNREACH, -ENOENT for a missing
+ * unix_path), VIESTI_ELOOKUP for an unknown host, VIESTI_EPROXY (the SOCKS5 proxy said no),
+ * VIESTI_EPROXY_TARGET (it could not reach the broker), VIESTI_ETLS (the reason, such as
  * "certificate verify failed: unable to get local issuer certificate", is logged to on_log at
- * VIESTI_LOG_ERR); or -ETIMEDOUT. When reconnect is on, attempts continue in the background
- * after a failure (a TLS failure too). */
+ * VIESTI_LOG_ERR), or -ETIMEDOUT.
+ * With reconnect and connect_wait_retries on (the defaults), a failed attempt is retried after
+ * the reconnect delays (reconnect_min_ms, doubling up to reconnect_max_ms) until one is
+ * accepted, the broker refuses (a refusal or VIESTI_EAUTH is an answer: it ends the wait at
+ * once), or timeout_ms passes: then the last attempt's error is returned (-ETIMEDOUT if none
+ * ended). Otherwise the first attempt's result is returned. Either way, when it returns an
+ * error nothing goes on in the background: the client is idle until the next viesti_connect()
+ * or viesti_connect_wait(). (viesti_connect(), which does not wait, keeps retrying with
+ * reconnect on.)
+ */
 VIESTI_API int viesti_connect_wait(struct viesti *v, int timeout_ms);
 /* The reason code of the last CONNACK, or -1 if none arrived yet. */
 VIESTI_API int viesti_connack_reason(struct viesti *v);

@@ -83,6 +83,8 @@ struct viesti {
 	bool user_stop;	      /* viesti_disconnect() was called: no reconnect */
 	bool session_started; /* a CONNACK was accepted since viesti_connect() */
 	int first_result;     /* outcome of the attempt connect_wait waits for, or VS_PENDING */
+	int attempt_result;   /* outcome of the latest attempt, or VS_PENDING */
+	bool wait_retries;    /* options.connect_wait_retries */
 	int last_err;	      /* why the last connection ended or attempt failed */
 	int connack_reason;   /* of the last CONNACK, or -1 */
 	int disc_reason;      /* of a DISCONNECT from the broker, or -1 */

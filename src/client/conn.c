@@ -101,6 +101,7 @@ static void lost(struct viesti *v, int err)
 		vs_client_log(v, level, "connecting to %s:%d failed: %s", v->host, v->port, why);
 		if (v->first_result == VS_PENDING)
 			v->first_result = err;
+		v->attempt_result = err;
 	}
 	v->disc_reason = -1;
 	/* The callback may have called viesti_connect() or viesti_disconnect(). */
@@ -365,6 +366,7 @@ static void ev_connack(void *ctx, const struct vs_connack *ca)
 		v->session_started = true;
 		if (v->first_result == VS_PENDING)
 			v->first_result = 0;
+		v->attempt_result = 0;
 		const struct vs_props *p = &ca->props;
 		if ((p->present & (1ull << VS_PROP_ASSIGNED_CLIENT_ID)) && !v->client_id[0]) {
 			char *id = strndup((const char *)p->assigned_client_id.p,
@@ -382,6 +384,7 @@ static void ev_connack(void *ctx, const struct vs_connack *ca)
 						  : "CONNACK return code");
 		if (v->first_result == VS_PENDING)
 			v->first_result = VIESTI_EREFUSED;
+		v->attempt_result = VIESTI_EREFUSED;
 	}
 	pthread_cond_broadcast(&v->cond);
 	if (v->cb.on_connect)

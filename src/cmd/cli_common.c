@@ -1039,6 +1039,7 @@ struct viesti *vs_cli_connect(struct vs_cli *c, struct viesti_callbacks *cb, voi
 	o.keepalive = c->keepalive;
 	o.clean = c->clean;
 	o.reconnect = reconnect;
+	o.connect_wait_retries = false; /* as mosquitto's tools: the first attempt decides */
 	o.reconnect_min_ms = 1000;
 	o.log_level = c->debug ? VIESTI_LOG_DEBUG : VIESTI_LOG_INFO;
 	if (set_session_expiry(c) < 0)
