@@ -54,6 +54,7 @@ static void aliases_reset(struct vs_cproto *cp)
 void vs_cproto_fini(struct vs_cproto *cp)
 {
 	aliases_reset(cp);
+	vs_alias_in_fini(&cp->alias_in);
 	struct vs_cmsg *m = cp->head;
 	while (m) {
 		struct vs_cmsg *next = m->next;
@@ -395,6 +396,13 @@ int vs_cproto_start(struct vs_cproto *cp, const struct vs_connect *c, int64_t no
 	cp->state = VS_CS_CONNECTING;
 	cp->keepalive = c->keepalive;
 	cp->ping_sent_ms = 0;
+	/* A Topic Alias Maximum we announce is one the broker may use [MQTT-3.1.2-26]. */
+	if (cp->version == VS_V5 && (c->props.present & (1ull << VS_PROP_TOPIC_ALIAS_MAX)) &&
+	    c->props.topic_alias_max &&
+	    vs_alias_in_init(&cp->alias_in, c->props.topic_alias_max) < 0) {
+		cp->state = VS_CS_IDLE;
+		return -ENOMEM;
+	}
 	struct vs_packet p = {.type = VS_CONNECT, .connect = *c};
 	p.connect.version = cp->version;
 	if (cp->auth) {
@@ -412,6 +420,7 @@ int vs_cproto_start(struct vs_cproto *cp, const struct vs_connect *c, int64_t no
 void vs_cproto_lost(struct vs_cproto *cp)
 {
 	aliases_reset(cp);
+	vs_alias_in_fini(&cp->alias_in);
 	cp->out.off = cp->out.len = 0;
 	cp->state = VS_CS_IDLE;
 	cp->ping_sent_ms = 0;
@@ -526,8 +535,12 @@ static int on_connack(struct vs_cproto *cp, const struct vs_connack *ca, int64_t
 
 static int on_publish(struct vs_cproto *cp, const struct vs_publish *p, int64_t now_ms)
 {
-	if (p->topic.len == 0)
-		return VS_EPROTO; /* we never allow topic aliases (no Topic Alias Maximum sent) */
+	/* Aliases only as the CONNECT allowed them [MQTT-3.3.2-8], [MQTT-3.3.2-9], [MQTT-3.3.2-12];
+	 * the events see the resolved topic. */
+	struct vs_publish rp = *p;
+	if (vs_alias_in_resolve(&cp->alias_in, p, &rp.topic) != 0)
+		return VS_EPROTO;
+	p = &rp;
 	switch (p->qos) {
 	case 0:
 		cp->ev->message(cp->ctx, p);

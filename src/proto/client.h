@@ -30,6 +30,7 @@
 
 #include "base/bytes.h"
 #include "codec/codec.h"
+#include "proto/server.h" /* struct vs_alias_in */
 
 enum vs_cstate {
 	VS_CS_IDLE,	  /* no connection */
@@ -114,6 +115,8 @@ struct vs_cproto {
 	char **aliases;
 	uint16_t n_aliases;
 	uint16_t alias_max; /* min(the CONNACK's Topic Alias Maximum, VS_CPROTO_ALIASES); 0: none */
+	/* Incoming topic aliases (5.0), when the CONNECT announced a Topic Alias Maximum. */
+	struct vs_alias_in alias_in;
 };
 
 /* The most outgoing topic aliases a client uses on one connection (a linear search each

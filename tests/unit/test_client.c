@@ -27,6 +27,7 @@ struct rec {
 	int connacks;
 	int messages;
 	char last_payload[64];
+	char last_topic[64];
 	int published[16];
 	int published_reason[16];
 	int n_published;
@@ -44,6 +45,8 @@ static void ev_message(void *ctx, const struct vs_publish *p)
 	r->messages++;
 	snprintf(r->last_payload, sizeof(r->last_payload), "%.*s", (int)p->payload.len,
 		 (const char *)p->payload.p);
+	snprintf(r->last_topic, sizeof(r->last_topic), "%.*s", (int)p->topic.len,
+		 (const char *)p->topic.p);
 }
 static void ev_published(void *ctx, uint16_t id, int reason, const struct vs_props *props)
 {
@@ -226,6 +229,56 @@ static void test_outgoing_topic_aliases(void **state)
 	expect_publish(&cp, "c", 0, true);
 	expect_publish(&cp, "c", 0, true);
 	expect_publish(&cp, "d", 0, true);
+	vs_cproto_fini(&cp);
+}
+
+/* A PUBLISH from the broker with topic (may be "") and Topic Alias (0: none). */
+static void feed_aliased(struct vs_cproto *cp, const char *topic, int alias, int expect)
+{
+	struct vs_packet p = {.type = VS_PUBLISH};
+	p.publish.topic.p = (const uint8_t *)topic;
+	p.publish.topic.len = strlen(topic);
+	p.publish.payload.p = (const uint8_t *)"x";
+	p.publish.payload.len = 1;
+	if (alias) {
+		p.publish.props.present = 1ull << VS_PROP_TOPIC_ALIAS;
+		p.publish.props.topic_alias = (uint16_t)alias;
+	}
+	feed(cp, VS_V5, &p, expect);
+}
+
+/* Incoming topic aliases only as the CONNECT's Topic Alias Maximum allows [MQTT-3.1.2-26]:
+ * a topic with an alias sets it, an empty topic uses it [MQTT-3.3.2-12]; an alias above the
+ * maximum, or any alias when none was announced, is a protocol error [MQTT-3.3.2-9]. */
+static void test_incoming_topic_aliases(void **state)
+{
+	struct rec r = {0};
+	struct vs_cproto cp;
+	vs_cproto_init(&cp, VS_V5, 20, &events, &r);
+	struct vs_connect c = {.version = VS_V5, .clean = true, .keepalive = 10};
+	c.client_id.p = (const uint8_t *)"t";
+	c.client_id.len = 1;
+	c.props.present = 1ull << VS_PROP_TOPIC_ALIAS_MAX;
+	c.props.topic_alias_max = 2;
+	assert_int_equal(vs_cproto_start(&cp, &c, 0), 0);
+	struct vs_packet p;
+	assert_int_equal(next_out(&cp, VS_V5, &p), VS_CONNECT);
+	assert_int_equal(p.connect.props.topic_alias_max, 2);
+	struct vs_packet ca = {.type = VS_CONNACK};
+	feed(&cp, VS_V5, &ca, 0);
+	feed_aliased(&cp, "x/y", 1, 0);
+	assert_string_equal(r.last_topic, "x/y");
+	feed_aliased(&cp, "", 1, 0);
+	assert_string_equal(r.last_topic, "x/y");
+	assert_int_equal(r.messages, 2);
+	feed_aliased(&cp, "", 2, VS_EPROTO); /* never set */
+	vs_cproto_lost(&cp);
+
+	connect_v5_aliases(&cp, 0, false); /* this CONNECT announces none */
+	feed_aliased(&cp, "", 1, VS_EPROTO);
+	vs_cproto_lost(&cp);
+	connect_v5_aliases(&cp, 0, false);
+	feed_aliased(&cp, "a", 1, VS_EPROTO);
 	vs_cproto_fini(&cp);
 }
 
@@ -807,6 +860,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_qos1_publish_acked_once),
 	    cmocka_unit_test(test_outgoing_topic_aliases),
+	    cmocka_unit_test(test_incoming_topic_aliases),
 	    cmocka_unit_test(test_qos2_flow),
 	    cmocka_unit_test(test_resend_after_reconnect),
 	    cmocka_unit_test(test_inflight_window),
