@@ -338,7 +338,7 @@ static int finish(struct pub *p, struct viesti *v)
 
 /* ---- --sn: MQTT-SN ------------------------------------------------------------------------- */
 
-/* One message; a ReturnCode other than accepted is a warning and exit status 4 at the end. */
+/* One message; a ReturnCode other than accepted is a warning (status 0, as for MQTT). */
 static int sn_publish(struct pub *p, struct vs_cli_sn *s, const void *data, size_t len)
 {
 	int rc = viesti_sn_publish(s->c, p->topic, data, len, p->c.qos, p->retain, -1);
