@@ -46,8 +46,16 @@ def assert_same(tool, args, stdout=True, **kw):
 	return mrc, merr
 
 
+_HELD = []
+
+
 def closed_port():
-	return str(conftest.free_port())  # nothing listens there
+	"""A port where a connection is refused: bound here, never listening, held until the end of
+	the run so that no broker started by another test meanwhile can take it."""
+	s = socket.socket()
+	s.bind(("127.0.0.1", 0))
+	_HELD.append(s)
+	return str(s.getsockname()[1])
 
 
 # Argument errors and the checks made before connecting; the port has no broker, so a case that

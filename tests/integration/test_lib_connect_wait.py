@@ -9,6 +9,7 @@ late or refusing as each case needs.
 """
 
 import os
+import socket
 import subprocess
 import time
 
@@ -105,6 +106,14 @@ class Broker:
 			self.proc.wait(10)
 
 
+def held_port():
+	"""A port bound here and not listening: connections are refused, and no other test's broker
+	can take it until the socket is closed (just before our broker starts on it)."""
+	s = socket.socket()
+	s.bind(("127.0.0.1", 0))
+	return s, s.getsockname()[1]
+
+
 def run(exe, port, timeout_ms, retries, reconnect, linger_ms, during=None):
 	"""Runs the program; `during(proc)` runs while it waits. Returns (lines, seconds until the
 	`wait` line)."""
@@ -128,11 +137,11 @@ def run(exe, port, timeout_ms, retries, reconnect, linger_ms, during=None):
 
 
 def test_retries_until_the_broker_comes(wait_exe, tmp_path):
-	port = conftest.free_port()
+	hold, port = held_port()
 	b = Broker(tmp_path, port)
 	try:
 		lines, took = run(wait_exe, port, 15000, True, True, 0,
-			during=lambda p: (time.sleep(1.0), b.start()))
+			during=lambda p: (time.sleep(1.0), hold.close(), b.start()))
 		assert "wait 0" in lines and "on_connect 0" in lines, lines
 		assert took >= 0.9, took  # the first attempts failed: it kept trying
 	finally:
@@ -142,12 +151,13 @@ def test_retries_until_the_broker_comes(wait_exe, tmp_path):
 @pytest.mark.parametrize("retries", [True, False], ids=["retries", "first-attempt"])
 def test_failure_leaves_nothing_running(wait_exe, tmp_path, retries):
 	"""The wait fails (no broker); a broker that appears afterwards sees no connection."""
-	port = conftest.free_port()
+	hold, port = held_port()
 	b = Broker(tmp_path, port)
 	got = {}
 
 	def start_later(p):
 		got["first"] = p.stdout.readline().strip()
+		hold.close()
 		b.start()
 	try:
 		lines, _ = run(wait_exe, port, 600, retries, True, 2500, during=start_later)
@@ -159,7 +169,9 @@ def test_failure_leaves_nothing_running(wait_exe, tmp_path, retries):
 
 
 def test_first_attempt_mode_answers_at_once(wait_exe):
-	lines, took = run(wait_exe, conftest.free_port(), 10000, False, True, 0)
+	hold, port = held_port()
+	lines, took = run(wait_exe, port, 10000, False, True, 0)
+	hold.close()
 	assert lines[0] == "wait -111 econnrefused", lines
 	assert took < 3, took
 
