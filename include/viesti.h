@@ -61,6 +61,14 @@
 extern "C" {
 #endif
 
+/* The public functions: libviesti is built with -fvisibility=hidden (and an export list) so that
+ * these, and nothing of its insides, are what the shared library exports. */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define VIESTI_API __attribute__((visibility("default")))
+#else
+#define VIESTI_API
+#endif
+
 #define VIESTI_VERSION_STRING "0.1.0"
 
 /* Library errors (system errors are -errno). The numbers match the internal vocabulary. */
@@ -78,6 +86,11 @@ enum {
 	VIESTI_EREJECTED = -1101, /* a negative acknowledgement (reason code >= 0x80) */
 	VIESTI_ETLS = -1102,	  /* TLS: handshake or verification failed, or the certificate,
 				   * key or CA files are unusable; on_log has the reason */
+	VIESTI_ELOOKUP = -1103,	  /* a host name (the broker's, bind_address) did not resolve */
+	VIESTI_EPROXY = -1104,	  /* the SOCKS5 proxy refused (authentication, the CONNECT) or
+				   * answered outside the protocol */
+	VIESTI_EPROXY_TARGET = -1105, /* the SOCKS5 proxy could not reach the broker (network or
+				       * host unreachable, connection refused) */
 };
 
 /* Protocol versions (the CONNECT protocol level). */
@@ -140,37 +153,53 @@ struct viesti_props; /* a list of MQTT 5.0 properties; opaque */
 /* ---- Properties ---------------------------------------------------------------------------- */
 
 /* A list the caller builds, passes to calls (which copy it), and frees. NULL on ENOMEM. */
-struct viesti_props *viesti_props_new(void);
-void viesti_props_free(struct viesti_props *props);
+VIESTI_API struct viesti_props *viesti_props_new(void);
+VIESTI_API void viesti_props_free(struct viesti_props *props);
 /* Sets an integer property (byte, two-byte, four-byte or variable byte integer by id).
  * Returns 0, or VIESTI_EINVAL for an id that is not an integer property or a value out of its
  * range. Setting a property twice replaces it. */
-int viesti_props_set_int(struct viesti_props *props, int id, uint32_t value);
+VIESTI_API int viesti_props_set_int(struct viesti_props *props, int id, uint32_t value);
 /* Sets a UTF-8 string property (content type, response topic, ...). Returns 0, VIESTI_EINVAL
  * or -ENOMEM. */
-int viesti_props_set_string(struct viesti_props *props, int id, const char *value);
+VIESTI_API int viesti_props_set_string(struct viesti_props *props, int id, const char *value);
 /* Sets a binary property (correlation data, authentication data). */
-int viesti_props_set_binary(struct viesti_props *props, int id, const void *data, size_t len);
+VIESTI_API int viesti_props_set_binary(struct viesti_props *props, int id, const void *data,
+				       size_t len);
 /* Appends a user property; keys may repeat and order is kept. */
-int viesti_props_add_user(struct viesti_props *props, const char *key, const char *value);
+VIESTI_API int viesti_props_add_user(struct viesti_props *props, const char *key,
+				     const char *value);
 
 /* Readers, for lists built above and for those handed to callbacks. */
-bool viesti_props_has(const struct viesti_props *props, int id);
+VIESTI_API bool viesti_props_has(const struct viesti_props *props, int id);
 /* Returns 0 and sets *value, or -ENOENT. */
-int viesti_props_get_int(const struct viesti_props *props, int id, uint32_t *value);
+VIESTI_API int viesti_props_get_int(const struct viesti_props *props, int id, uint32_t *value);
 /* Returns 0 and points *data and *len at a string or binary value (NOT NUL-terminated), or -ENOENT.
  */
-int viesti_props_get_binary(const struct viesti_props *props, int id, const void **data,
-			    size_t *len);
-/* Iterates user properties in order: start with *pos = 0; returns 1 while there is one. */
-int viesti_props_next_user(const struct viesti_props *props, size_t *pos, const char **key,
-			   size_t *key_len, const char **value, size_t *value_len);
+VIESTI_API int viesti_props_get_binary(const struct viesti_props *props, int id, const void **data,
+				       size_t *len);
+/* A string property (content type, response topic, reason string, assigned client identifier,
+ * ...) as a C string: copies it into buf (cap bytes) with a terminating NUL. Returns its length,
+ * -ENOENT when absent, or VIESTI_ETOOBIG when it needs more than cap bytes (buf is then left
+ * empty). For a binary property (correlation data) the bytes are copied the same way; a value
+ * holding a NUL reads short as a C string: use viesti_props_get_binary() for those. */
+VIESTI_API int viesti_props_get_string(const struct viesti_props *props, int id, char *buf,
+				       size_t cap);
+/* The value of the first user property named key, as viesti_props_get_string() copies one:
+ * its length, -ENOENT, or VIESTI_ETOOBIG. */
+VIESTI_API int viesti_props_get_user(const struct viesti_props *props, const char *key, char *buf,
+				     size_t cap);
+/* Iterates user properties in order: start with *pos = 0; returns 1 while there is one. The
+ * keys and values are NOT NUL-terminated: see viesti_props_get_user(). */
+VIESTI_API int viesti_props_next_user(const struct viesti_props *props, size_t *pos,
+				      const char **key, size_t *key_len, const char **value,
+				      size_t *value_len);
 /* Iterates the properties present in order (the packet's order for received lists; a
  * repeated property appears once per occurrence): start with *pos = 0; returns 1 and sets *id
  * while there is one. */
-int viesti_props_next(const struct viesti_props *props, size_t *pos, int *id);
+VIESTI_API int viesti_props_next(const struct viesti_props *props, size_t *pos, int *id);
 /* Iterates subscription identifiers of a received message. */
-int viesti_props_next_sub_id(const struct viesti_props *props, size_t *pos, uint32_t *id);
+VIESTI_API int viesti_props_next_sub_id(const struct viesti_props *props, size_t *pos,
+					uint32_t *id);
 
 /* ---- Creating a client ------------------------------------------------------------------ */
 
@@ -188,8 +217,12 @@ struct viesti_message {
 
 /*
  * Callbacks. Any may be NULL. `ud` is the user data given to viesti_new().
- * on_connect: a CONNACK arrived. reason 0 is success; otherwise the broker refused (5.0 reason
- *   code, or the 3.x return code) and the client disconnects (and retries if reconnecting).
+ * on_connect: a CONNACK arrived; called for every CONNACK, refusals included (as libmosquitto's
+ *   on_connect). reason 0 is success; otherwise the broker refused (5.0 reason code >= 0x80, or
+ *   the 3.x return code 1-5) and the connection ends: viesti_connect_wait() returns
+ *   VIESTI_EREFUSED with nothing retried after it; after viesti_connect() or a lost connection,
+ *   reconnect (when on) tries again after its delay. Not called when no CONNACK came (network,
+ *   TLS, VIESTI_EAUTH).
  * on_disconnect: a connection that had been accepted ended. err is 0 after viesti_disconnect(),
  *   else a negative error (VIESTI_ECLOSED, -ECONNRESET, -ETIMEDOUT for a dead broker, ...);
  *   reason is the 5.0 DISCONNECT reason code the broker sent, or -1.
@@ -262,59 +295,82 @@ struct viesti_options {
 	bool will_retain;
 	const struct viesti_props *will_props; /* 5.0 will properties */
 
-	int max_inflight;	/* 20: outgoing QoS 1/2 messages awaiting ack (also capped by the
-				 * broker's Receive Maximum); later ones wait in order */
-	bool reconnect;		/* true: reconnect automatically after a connection is lost */
-	int reconnect_min_ms;	/* 500: first delay; doubles per failed attempt */
-	int reconnect_max_ms;	/* 30000: delay cap; each delay is jittered to [d/2, d] */
-	int connect_timeout_ms; /* 10000: TCP connect, TLS handshake and CONNACK must complete
-				 * within this */
-	int log_level;		/* VIESTI_LOG_INFO: on_log gets lines at or below this level */
+	int max_inflight;	   /* 20: outgoing QoS 1/2 messages awaiting ack (also capped by the
+				    * broker's Receive Maximum); later ones wait in order */
+	bool reconnect;		   /* true: reconnect automatically after a connection is lost */
+	int reconnect_min_ms;	   /* 500: first delay; doubles per failed attempt */
+	int reconnect_max_ms;	   /* 30000: delay cap; each delay is jittered to [d/2, d] */
+	int connect_timeout_ms;	   /* 10000: TCP connect, TLS handshake and CONNACK must complete
+				    * within this */
+	bool connect_wait_retries; /* true: with reconnect on, viesti_connect_wait() retries a
+				    * failed attempt per the reconnect settings until connected,
+				    * refused or timed out. false: it reports the first attempt */
+	int log_level;		   /* VIESTI_LOG_INFO: on_log gets lines at or below this level */
 	const struct viesti_tls *tls; /* NULL: plain TCP; else TLS as set there (default port
 				       * for MQTT over TLS: 8883, set it in `port`) */
-	const char *ws_path; /* NULL: MQTT straight over TCP (or TLS). Else MQTT over WebSocket
-			      * (RFC 6455; over TLS when tls is set: wss), upgrading at this
-			      * request path, such as "/mqtt" */
+	const char *ws_path;	  /* NULL: MQTT straight over TCP (or TLS). Else MQTT over WebSocket
+				   * (RFC 6455; over TLS when tls is set: wss), upgrading at this
+				   * request path, such as "/mqtt" */
+	const char *bind_address; /* NULL: any. Else the local host name or address the socket
+				   * is bound to before connecting (mosquitto_pub -A) */
+	const char *unix_path;	  /* NULL: TCP to host:port. Else this unix domain socket (port
+				   * is then not used) */
+	const char *proxy_host;	  /* NULL: connect directly. Else a SOCKS5 proxy (RFC 1928) that
+				   * resolves host and connects to host:port for us ("socks5h") */
+	int proxy_port;		  /* 0: 1080 */
+	const char *proxy_username; /* NULL: no authentication. Else RFC 1929 username/password */
+	const char *proxy_password;
 	bool bridge; /* false. true: announce a bridge as Mosquitto's try_private does, with the
 		      * top bit of the 3.1/3.1.1 protocol level set (Mosquitto and Viesti then
 		      * never send this client its own messages back); ignored for 5.0, where
 		      * bridges use No Local subscriptions instead */
 };
 
-void viesti_options_init(struct viesti_options *o);
+VIESTI_API void viesti_options_init(struct viesti_options *o);
 
 /* Creates a client (not yet connected). Returns NULL on bad options or ENOMEM; *err (if not
  * NULL) says which: VIESTI_EINVAL (also: auth_method unknown, or set without MQTT 5, a username
  * or a password, or with its own properties in connect_props), -ENOMEM, or for TLS files that
  * cannot be used -errno
  * (-ENOENT, -EACCES) or VIESTI_ETLS, with the reason logged to on_log first. cb may be NULL. */
-struct viesti *viesti_new(const struct viesti_options *o, const struct viesti_callbacks *cb,
-			  void *ud, int *err);
+VIESTI_API struct viesti *viesti_new(const struct viesti_options *o,
+				     const struct viesti_callbacks *cb, void *ud, int *err);
 /* Stops the loop thread if running, closes the connection without DISCONNECT (a will is sent),
  * drops the session and frees everything. */
-void viesti_free(struct viesti *v);
-void *viesti_userdata(struct viesti *v);
+VIESTI_API void viesti_free(struct viesti *v);
+VIESTI_API void *viesti_userdata(struct viesti *v);
 
 /* ---- Connecting ------------------------------------------------------------------------------ */
 
 /* Starts connecting (non-blocking). Completion is reported by on_connect (or by a failed
  * attempt, logged, followed by a retry when reconnect is on). Returns 0, or VIESTI_ESTATE when
  * already connecting/connected. */
-int viesti_connect(struct viesti *v);
-/* Connects and waits up to timeout_ms (-1 forever) for the CONNACK. Returns 0 when accepted;
- * VIESTI_EREFUSED (reason via viesti_connack_reason()); VIESTI_EAUTH (the broker failed
- * enhanced authentication, see above); the first attempt's -errno
- * (-ECONNREFUSED, -EHOSTUNREACH, -ENOENT for an unknown host); VIESTI_ETLS (the reason, such as
+VIESTI_API int viesti_connect(struct viesti *v);
+/*
+ * Connects and waits up to timeout_ms (-1 forever) for the CONNACK. Returns 0 when accepted;
+ * VIESTI_EREFUSED (reason via viesti_connack_reason(); on_connect was called with it, as for
+ * every CONNACK); VIESTI_EAUTH (the broker failed enhanced authentication, see above); or the
+ * failed attempt's error: -errno (-ECONNREFUSED, -EHOSTUNREACH, -ENOENT for a missing
+ * unix_path), VIESTI_ELOOKUP for an unknown host, VIESTI_EPROXY (the SOCKS5 proxy said no),
+ * VIESTI_EPROXY_TARGET (it could not reach the broker), VIESTI_ETLS (the reason, such as
  * "certificate verify failed: unable to get local issuer certificate", is logged to on_log at
- * VIESTI_LOG_ERR); or -ETIMEDOUT. When reconnect is on, attempts continue in the background
- * after a failure (a TLS failure too). */
-int viesti_connect_wait(struct viesti *v, int timeout_ms);
+ * VIESTI_LOG_ERR), or -ETIMEDOUT.
+ * With reconnect and connect_wait_retries on (the defaults), a failed attempt is retried after
+ * the reconnect delays (reconnect_min_ms, doubling up to reconnect_max_ms) until one is
+ * accepted, the broker refuses (a refusal or VIESTI_EAUTH is an answer: it ends the wait at
+ * once), or timeout_ms passes: then the last attempt's error is returned (-ETIMEDOUT if none
+ * ended). Otherwise the first attempt's result is returned. Either way, when it returns an
+ * error nothing goes on in the background: the client is idle until the next viesti_connect()
+ * or viesti_connect_wait(). (viesti_connect(), which does not wait, keeps retrying with
+ * reconnect on.)
+ */
+VIESTI_API int viesti_connect_wait(struct viesti *v, int timeout_ms);
 /* The reason code of the last CONNACK, or -1 if none arrived yet. */
-int viesti_connack_reason(struct viesti *v);
+VIESTI_API int viesti_connack_reason(struct viesti *v);
 /* Sends DISCONNECT (5.0 reason `reason`, usually 0; 0x04 to send the will) after everything
  * already queued to the socket, then closes. No reconnect follows. Returns 0 or VIESTI_ESTATE. */
-int viesti_disconnect(struct viesti *v, int reason, const struct viesti_props *props);
-bool viesti_is_connected(struct viesti *v);
+VIESTI_API int viesti_disconnect(struct viesti *v, int reason, const struct viesti_props *props);
+VIESTI_API bool viesti_is_connected(struct viesti *v);
 
 /* ---- Messages -------------------------------------------------------------------------------- */
 
@@ -324,54 +380,57 @@ bool viesti_is_connected(struct viesti *v);
  * -ENOTCONN (QoS 0 while not connected: it is dropped), -EAGAIN (65,535 messages unacked).
  * QoS 1/2 messages are accepted while disconnected and sent after reconnecting.
  */
-int viesti_publish(struct viesti *v, const char *topic, const void *payload, size_t len, int qos,
-		   bool retain, const struct viesti_props *props);
+VIESTI_API int viesti_publish(struct viesti *v, const char *topic, const void *payload, size_t len,
+			      int qos, bool retain, const struct viesti_props *props);
 /* Publishes and waits for completion: QoS 0 until written to the socket, QoS 1 PUBACK, QoS 2
  * PUBCOMP. Returns the reason code (0, or 0x10 No matching subscribers in 5.0) or an error
  * (VIESTI_EREJECTED for a reason >= 0x80, -ETIMEDOUT: the message stays queued). */
-int viesti_publish_wait(struct viesti *v, const char *topic, const void *payload, size_t len,
-			int qos, bool retain, const struct viesti_props *props, int timeout_ms);
+VIESTI_API int viesti_publish_wait(struct viesti *v, const char *topic, const void *payload,
+				   size_t len, int qos, bool retain,
+				   const struct viesti_props *props, int timeout_ms);
 
 /* Subscribes to n filters, each with options[i] = QoS | VIESTI_SUB_*. Returns the mid for
  * on_subscribe, or an error. Sent now if connected, else after the next CONNACK. */
-int viesti_subscribe_many(struct viesti *v, const char *const *filters, const int *options,
-			  size_t n, const struct viesti_props *props);
-int viesti_subscribe(struct viesti *v, const char *filter, int options,
-		     const struct viesti_props *props);
+VIESTI_API int viesti_subscribe_many(struct viesti *v, const char *const *filters,
+				     const int *options, size_t n,
+				     const struct viesti_props *props);
+VIESTI_API int viesti_subscribe(struct viesti *v, const char *filter, int options,
+				const struct viesti_props *props);
 /* Subscribes and waits for the SUBACK. Returns the first reason code (granted QoS, or >= 0x80
  * for a refusal) or an error. */
-int viesti_subscribe_wait(struct viesti *v, const char *filter, int options,
-			  const struct viesti_props *props, int timeout_ms);
-int viesti_unsubscribe_many(struct viesti *v, const char *const *filters, size_t n,
-			    const struct viesti_props *props);
-int viesti_unsubscribe(struct viesti *v, const char *filter, const struct viesti_props *props);
+VIESTI_API int viesti_subscribe_wait(struct viesti *v, const char *filter, int options,
+				     const struct viesti_props *props, int timeout_ms);
+VIESTI_API int viesti_unsubscribe_many(struct viesti *v, const char *const *filters, size_t n,
+				       const struct viesti_props *props);
+VIESTI_API int viesti_unsubscribe(struct viesti *v, const char *filter,
+				  const struct viesti_props *props);
 
 /* Outgoing QoS 1/2 messages not yet completed (queued or in flight). */
-size_t viesti_pending(struct viesti *v);
+VIESTI_API size_t viesti_pending(struct viesti *v);
 
 /* ---- Driving the client ------------------------------------------------------------------- */
 
 /* Starts/stops a thread that drives the client. start returns 0 or VIESTI_ESTATE/-errno. */
-int viesti_loop_start(struct viesti *v);
-int viesti_loop_stop(struct viesti *v);
+VIESTI_API int viesti_loop_start(struct viesti *v);
+VIESTI_API int viesti_loop_stop(struct viesti *v);
 
 /* For the caller's event loop: an fd to watch for readability (stable for the client's life). */
-int viesti_fd(struct viesti *v);
+VIESTI_API int viesti_fd(struct viesti *v);
 /* Whether output is waiting for the socket (informational: viesti_fd() already covers it). */
-bool viesti_want_write(struct viesti *v);
+VIESTI_API bool viesti_want_write(struct viesti *v);
 /* Milliseconds until viesti_process() must be called even without events (-1: no timer). */
-int viesti_next_timeout_ms(struct viesti *v);
+VIESTI_API int viesti_next_timeout_ms(struct viesti *v);
 /* Does the work that is due: reads, writes, timers (keep-alive, reconnect). `events` is what the
  * caller's poll reported for viesti_fd() (informational; 0 is fine). Returns 0 or an error. */
-int viesti_process(struct viesti *v, int events);
+VIESTI_API int viesti_process(struct viesti *v, int events);
 /* Waits up to timeout_ms (-1: until the next timer) for activity, then processes it. */
-int viesti_loop(struct viesti *v, int timeout_ms);
+VIESTI_API int viesti_loop(struct viesti *v, int timeout_ms);
 
 /* ---- Misc ------------------------------------------------------------------------------------ */
 
-const char *viesti_strerror(int err);
+VIESTI_API const char *viesti_strerror(int err);
 /* The name of an MQTT reason code ("Not authorized"). */
-const char *viesti_reason_string(int reason);
+VIESTI_API const char *viesti_reason_string(int reason);
 
 /* ---- MQTT-SN 1.2 ------------------------------------------------------------------------------
  *
@@ -471,38 +530,39 @@ struct viesti_sn_options {
 	void *ud; /* for on_log */
 };
 
-void viesti_sn_options_init(struct viesti_sn_options *o);
+VIESTI_API void viesti_sn_options_init(struct viesti_sn_options *o);
 
 /* Creates a client and resolves the host (this may block on DNS). Sends nothing. Returns NULL
  * with *err (if not NULL) set: VIESTI_EINVAL (bad options), -ENOENT (the name does not
  * resolve), -ENOMEM. */
-struct viesti_sn *viesti_sn_new(const struct viesti_sn_options *o, int *err);
+VIESTI_API struct viesti_sn *viesti_sn_new(const struct viesti_sn_options *o, int *err);
 /* Closes the socket and frees everything, sending nothing (use viesti_sn_disconnect() first
  * for a clean end: without it, the gateway publishes the will once the keep-alive runs out). */
-void viesti_sn_free(struct viesti_sn *c);
+VIESTI_API void viesti_sn_free(struct viesti_sn *c);
 
 /* Adds id -> topic to the client's predefined topic ids (id 1..65534, topic a topic name
  * without wildcards). Returns 0, VIESTI_EINVAL (a bad id or name, or either already in the
  * table) or -ENOMEM. The gateway must have the same table. */
-int viesti_sn_predefine(struct viesti_sn *c, uint16_t id, const char *topic);
+VIESTI_API int viesti_sn_predefine(struct viesti_sn *c, uint16_t id, const char *topic);
 
 /* Connects: CONNECT, the will dialogue when there is a will, CONNACK. Also from any state:
  * a sleeping client becomes active again (with clean false and no will, the gateway keeps
  * its session as it is), a connected one starts over. Returns the CONNACK's ReturnCode (0:
  * connected) or an error. With several addresses for the host, a refused one (-ECONNREFUSED)
  * is left for the next, and each retry goes to the next. */
-int viesti_sn_connect(struct viesti_sn *c, int timeout_ms);
+VIESTI_API int viesti_sn_connect(struct viesti_sn *c, int timeout_ms);
 /* DISCONNECT, and waits for the gateway's DISCONNECT. Returns 0, or -ETIMEDOUT (no answer);
  * the client is disconnected either way, and a will is not published. */
-int viesti_sn_disconnect(struct viesti_sn *c, int timeout_ms);
-enum viesti_sn_state viesti_sn_state(const struct viesti_sn *c);
+VIESTI_API int viesti_sn_disconnect(struct viesti_sn *c, int timeout_ms);
+VIESTI_API enum viesti_sn_state viesti_sn_state(const struct viesti_sn *c);
 /* The client id in use (the generated one when none was given). */
-const char *viesti_sn_client_id(const struct viesti_sn *c);
+VIESTI_API const char *viesti_sn_client_id(const struct viesti_sn *c);
 
 /* REGISTERs a topic name (no wildcards) and sets *topic_id (may be NULL) to the id the
  * gateway gave. A name already registered on this connection returns its id at once. Returns
  * the REGACK's ReturnCode or an error. */
-int viesti_sn_register(struct viesti_sn *c, const char *topic, uint16_t *topic_id, int timeout_ms);
+VIESTI_API int viesti_sn_register(struct viesti_sn *c, const char *topic, uint16_t *topic_id,
+				  int timeout_ms);
 
 /*
  * Publishes payload on topic (a name without wildcards), choosing the kind of topic id as
@@ -514,8 +574,8 @@ int viesti_sn_register(struct viesti_sn *c, const char *topic, uint16_t *topic_i
  * a short name (else VIESTI_EINVAL); sent once; returns 0. Over several addresses for the
  * host, it goes to the first that does not at once refuse the datagram.
  */
-int viesti_sn_publish(struct viesti_sn *c, const char *topic, const void *payload, size_t len,
-		      int qos, bool retain, int timeout_ms);
+VIESTI_API int viesti_sn_publish(struct viesti_sn *c, const char *topic, const void *payload,
+				 size_t len, int qos, bool retain, int timeout_ms);
 
 /* What a SUBACK said: the granted QoS, and a topic id (for a name without wildcards the
  * gateway gives an id of kind VIESTI_SN_TOPIC_NORMAL, or the predefined id; 0 for filters with
@@ -527,16 +587,17 @@ struct viesti_sn_granted {
 
 /* Subscribes to a topic filter by name (wildcards allowed), with QoS 0..2. Returns the
  * SUBACK's ReturnCode or an error; granted (may be NULL) is filled when it is 0. */
-int viesti_sn_subscribe(struct viesti_sn *c, const char *filter, int qos,
-			struct viesti_sn_granted *granted, int timeout_ms);
+VIESTI_API int viesti_sn_subscribe(struct viesti_sn *c, const char *filter, int qos,
+				   struct viesti_sn_granted *granted, int timeout_ms);
 /* Subscribes by topic id: type VIESTI_SN_TOPIC_PREDEFINED with a predefined id, or
  * VIESTI_SN_TOPIC_SHORT with VIESTI_SN_SHORT(a, b). */
-int viesti_sn_subscribe_id(struct viesti_sn *c, int type, uint16_t topic_id, int qos,
-			   struct viesti_sn_granted *granted, int timeout_ms);
+VIESTI_API int viesti_sn_subscribe_id(struct viesti_sn *c, int type, uint16_t topic_id, int qos,
+				      struct viesti_sn_granted *granted, int timeout_ms);
 /* UNSUBSCRIBE by name or by id, waiting for the UNSUBACK (which has no ReturnCode): 0 or an
  * error. */
-int viesti_sn_unsubscribe(struct viesti_sn *c, const char *filter, int timeout_ms);
-int viesti_sn_unsubscribe_id(struct viesti_sn *c, int type, uint16_t topic_id, int timeout_ms);
+VIESTI_API int viesti_sn_unsubscribe(struct viesti_sn *c, const char *filter, int timeout_ms);
+VIESTI_API int viesti_sn_unsubscribe_id(struct viesti_sn *c, int type, uint16_t topic_id,
+					int timeout_ms);
 
 /* A received message. Its pointers are valid until the next call on the client. */
 struct viesti_sn_message {
@@ -560,18 +621,19 @@ struct viesti_sn_message {
  * (a predefined id not in its table, a normal id never registered) is refused with PUBACK
  * "rejected: invalid topic id" and is not delivered.
  */
-int viesti_sn_receive(struct viesti_sn *c, struct viesti_sn_message *msg, int timeout_ms);
+VIESTI_API int viesti_sn_receive(struct viesti_sn *c, struct viesti_sn_message *msg,
+				 int timeout_ms);
 /* Received messages waiting to be taken. */
-size_t viesti_sn_queued(const struct viesti_sn *c);
+VIESTI_API size_t viesti_sn_queued(const struct viesti_sn *c);
 
 /* PINGREQ, and waits for the PINGRESP. Returns 0 or an error. */
-int viesti_sn_ping(struct viesti_sn *c, int timeout_ms);
+VIESTI_API int viesti_sn_ping(struct viesti_sn *c, int timeout_ms);
 
 /* Goes to sleep for duration_s seconds (1..65535): DISCONNECT with that duration, then waits
  * for the gateway's DISCONNECT. Returns 0 (the client is VIESTI_SN_ASLEEP) or an error. The
  * gateway keeps messages for the client until it wakes, and counts it as lost (publishing the
  * will) if it neither wakes nor connects within about 1.5 times the duration. */
-int viesti_sn_sleep(struct viesti_sn *c, unsigned duration_s, int timeout_ms);
+VIESTI_API int viesti_sn_sleep(struct viesti_sn *c, unsigned duration_s, int timeout_ms);
 /*
  * Wakes a sleeping client to take what was kept for it: PINGREQ with the client id. The
  * gateway then sends the kept messages, which are acknowledged and queued for
@@ -580,24 +642,25 @@ int viesti_sn_sleep(struct viesti_sn *c, unsigned duration_s, int timeout_ms);
  * queue). Or -ENOBUFS when the queue filled up first (take messages with viesti_sn_receive(),
  * then call viesti_sn_wake() again to continue), -ETIMEDOUT, or an error.
  */
-int viesti_sn_wake(struct viesti_sn *c, int timeout_ms);
+VIESTI_API int viesti_sn_wake(struct viesti_sn *c, int timeout_ms);
 
 /* Changes the will while connected: WILLTOPICUPD with a new topic, QoS and retain flag (the
  * will message stays), or with topic NULL, which removes the will. Returns the WILLTOPICRESP's
  * ReturnCode or an error. */
-int viesti_sn_will_topic_update(struct viesti_sn *c, const char *topic, int qos, bool retain,
-				int timeout_ms);
+VIESTI_API int viesti_sn_will_topic_update(struct viesti_sn *c, const char *topic, int qos,
+					   bool retain, int timeout_ms);
 /* WILLMSGUPD: a new will message (the topic stays). Returns the WILLMSGRESP's ReturnCode. */
-int viesti_sn_will_msg_update(struct viesti_sn *c, const void *payload, size_t len, int timeout_ms);
+VIESTI_API int viesti_sn_will_msg_update(struct viesti_sn *c, const void *payload, size_t len,
+					 int timeout_ms);
 
 /* For a poll loop: the socket to watch for reading (-1 before the first message is sent), the
  * milliseconds until viesti_sn_process() is due anyway (-1: nothing is), and the processing:
  * reads what arrived (answering it, queueing messages), retransmits, sends the keep-alive
  * PINGREQ; never waits. Returns 0 or an error (VIESTI_ECLOSED, -ETIMEDOUT: the gateway is
  * lost). */
-int viesti_sn_fd(const struct viesti_sn *c);
-int viesti_sn_next_timeout_ms(const struct viesti_sn *c);
-int viesti_sn_process(struct viesti_sn *c);
+VIESTI_API int viesti_sn_fd(const struct viesti_sn *c);
+VIESTI_API int viesti_sn_next_timeout_ms(const struct viesti_sn *c);
+VIESTI_API int viesti_sn_process(struct viesti_sn *c);
 
 #ifdef __cplusplus
 }

@@ -22,6 +22,12 @@ const char *vs_strerror(int err)
 		return "TLS failure";
 	case VS_EAUTH:
 		return "authentication failed";
+	case VS_ELOOKUP:
+		return "Lookup error";
+	case VS_EPROXY:
+		return "Proxy error";
+	case VS_EPROXY_TARGET:
+		return "The proxy could not reach the host";
 	}
 	/* INT_MIN has no positive counterpart: negating it is undefined. */
 	return err < 0 && err != INT_MIN ? strerror(-err) : "unknown";

@@ -19,6 +19,10 @@ enum {
 	VS_EAUTH = -1006,   /* authentication failed: a wrong password, proof or signature */
 	VS_ETLS = -1102,    /* TLS: handshake or verification failed, or OpenSSL refused a file or
 			     * setting (the same value as libviesti's VIESTI_ETLS) */
+	VS_ELOOKUP = -1103, /* a host name did not resolve (libviesti's VIESTI_ELOOKUP) */
+	VS_EPROXY = -1104,  /* a SOCKS5 proxy refused or broke the exchange (VIESTI_EPROXY) */
+	VS_EPROXY_TARGET = -1105, /* the proxy could not reach the host: network or host
+				   * unreachable, connection refused (VIESTI_EPROXY_TARGET) */
 };
 
 /* Returns a static, human-readable string for any negative return value. */

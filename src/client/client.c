@@ -44,6 +44,7 @@ void viesti_options_init(struct viesti_options *o)
 	o->reconnect_min_ms = 500;
 	o->reconnect_max_ms = 30000;
 	o->connect_timeout_ms = 10000;
+	o->connect_wait_retries = true;
 	o->log_level = VIESTI_LOG_INFO;
 }
 
@@ -64,7 +65,11 @@ static int check_auth(const struct viesti_options *o)
 
 static int check_options(const struct viesti_options *o)
 {
-	if (!o->host || o->port < 1 || o->port > 65535 || o->keepalive < 0 || o->keepalive > 65535)
+	if (!o->host || (!o->unix_path && (o->port < 1 || o->port > 65535)) || o->keepalive < 0 ||
+	    o->keepalive > 65535)
+		return VIESTI_EINVAL;
+	if (o->proxy_port < 0 || o->proxy_port > 65535 || (o->proxy_host && o->unix_path) ||
+	    (o->proxy_password && !o->proxy_username))
 		return VIESTI_EINVAL;
 	if (o->version != VIESTI_V31 && o->version != VIESTI_V311 && o->version != VIESTI_V5)
 		return VIESTI_EINVAL;
@@ -118,6 +123,12 @@ static int copy_options(struct viesti *v, const struct viesti_options *o)
 	bool fail = false;
 	v->host = dup_or_null(o->host, &fail);
 	v->ws_path = dup_or_null(o->ws_path, &fail);
+	v->tcp.bind_address = dup_or_null(o->bind_address, &fail);
+	v->tcp.unix_path = dup_or_null(o->unix_path, &fail);
+	v->tcp.socks_host = dup_or_null(o->proxy_host, &fail);
+	v->tcp.socks_port = o->proxy_port;
+	v->tcp.socks_user = dup_or_null(o->proxy_username, &fail);
+	v->tcp.socks_pass = dup_or_null(o->proxy_password, &fail);
 	v->port = o->port;
 	v->version = o->version;
 	v->client_id = o->client_id ? dup_or_null(o->client_id, &fail) : make_client_id(v->rng);
@@ -158,6 +169,7 @@ static int copy_options(struct viesti *v, const struct viesti_options *o)
 	v->reconnect_min_ms = o->reconnect_min_ms;
 	v->reconnect_max_ms = o->reconnect_max_ms;
 	v->connect_timeout_ms = o->connect_timeout_ms;
+	v->wait_retries = o->connect_wait_retries;
 	v->log_level = o->log_level;
 	return fail ? -ENOMEM : 0;
 }
@@ -229,6 +241,11 @@ static void free_fields(struct viesti *v)
 {
 	free(v->host);
 	free(v->ws_path);
+	free((char *)v->tcp.bind_address);
+	free((char *)v->tcp.unix_path);
+	free((char *)v->tcp.socks_host);
+	free((char *)v->tcp.socks_user);
+	free((char *)v->tcp.socks_pass);
 	free(v->client_id);
 	free(v->username);
 	free(v->password);
@@ -335,23 +352,50 @@ out:
 	return rc;
 }
 
+/* Whether viesti_connect_wait() may retry: reconnect on, and the option not turned off. */
+static bool wait_retries(const struct viesti *v)
+{
+	return v->reconnect && v->wait_retries;
+}
+
 static bool connect_done(struct viesti *v, void *arg)
 {
-	return v->state == VS_ST_UP || v->first_result != VS_PENDING || v->state == VS_ST_IDLE;
+	if (v->state == VS_ST_UP || v->state == VS_ST_IDLE)
+		return true;
+	if (!wait_retries(v))
+		return v->first_result != VS_PENDING;
+	/* Retrying: only the broker's answer ends the wait (the timeout aside). */
+	return v->attempt_result == VIESTI_EREFUSED || v->attempt_result == VIESTI_EAUTH;
+}
+
+/* A failed viesti_connect_wait() leaves nothing running: no attempt, no retry timer. */
+static void stop_attempts(struct viesti *v)
+{
+	if (v->state == VS_ST_UP || v->state == VS_ST_IDLE || v->state == VS_ST_CLOSING)
+		return;
+	vs_client_close_sock(v);
+	vs_cproto_lost(&v->cp);
+	v->state = VS_ST_IDLE;
+	pthread_cond_broadcast(&v->cond);
 }
 
 int viesti_connect_wait(struct viesti *v, int timeout_ms)
 {
 	pthread_mutex_lock(&v->lock);
 	int rc = 0;
+	v->attempt_result = VS_PENDING;
 	if (v->state == VS_ST_IDLE)
 		rc = viesti_connect(v);
 	else if (v->state != VS_ST_UP)
 		v->first_result = VS_PENDING;
 	if (rc == 0)
 		rc = vs_client_wait(v, connect_done, NULL, timeout_ms);
-	if (rc == 0 && v->state != VS_ST_UP)
-		rc = v->first_result == VS_PENDING ? v->last_err : v->first_result;
+	if (v->state != VS_ST_UP && rc != VIESTI_ESTATE) {
+		int last = wait_retries(v) ? v->attempt_result : v->first_result;
+		if (rc == 0 || (rc == -ETIMEDOUT && last != VS_PENDING))
+			rc = last == VS_PENDING ? v->last_err : last;
+		stop_attempts(v);
+	}
 	pthread_mutex_unlock(&v->lock);
 	return rc;
 }
@@ -593,6 +637,12 @@ const char *viesti_strerror(int err)
 		return "TLS error";
 	case VIESTI_EAUTH:
 		return "The broker failed authentication";
+	case VIESTI_ELOOKUP:
+		return "Lookup error";
+	case VIESTI_EPROXY:
+		return "Proxy error";
+	case VIESTI_EPROXY_TARGET:
+		return "The proxy could not reach the broker";
 	default:
 		return vs_strerror(err);
 	}

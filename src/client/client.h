@@ -69,6 +69,7 @@ struct viesti {
 	struct vs_tls_ctx *tls;	       /* NULL: plain TCP */
 	char *ws_path;		       /* NULL: no WebSocket */
 	struct vs_ws_client_conf ws;   /* ws_path's settings for the WebSocket transport */
+	struct vs_tcp_conf tcp;	       /* bind address, unix socket, SOCKS5 proxy (owned copies) */
 	struct vs_client_scram *scram; /* enhanced authentication (auth_method), or NULL */
 
 	struct vs_cproto cp; /* the protocol state machine and the session */
@@ -83,6 +84,8 @@ struct viesti {
 	bool user_stop;	      /* viesti_disconnect() was called: no reconnect */
 	bool session_started; /* a CONNACK was accepted since viesti_connect() */
 	int first_result;     /* outcome of the attempt connect_wait waits for, or VS_PENDING */
+	int attempt_result;   /* outcome of the latest attempt, or VS_PENDING */
+	bool wait_retries;    /* options.connect_wait_retries */
 	int last_err;	      /* why the last connection ended or attempt failed */
 	int connack_reason;   /* of the last CONNACK, or -1 */
 	int disc_reason;      /* of a DISCONNECT from the broker, or -1 */
@@ -100,6 +103,7 @@ struct viesti {
 	bool thread_on;
 	bool thread_stop;
 	uint64_t rng;
+	unsigned trace_qos0_mid; /* QoS 0 PUBLISHes sent, for the debug lines (see conn.c) */
 };
 
 void vs_client_log(struct viesti *v, int level, const char *fmt, ...)

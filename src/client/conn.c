@@ -101,6 +101,7 @@ static void lost(struct viesti *v, int err)
 		vs_client_log(v, level, "connecting to %s:%d failed: %s", v->host, v->port, why);
 		if (v->first_result == VS_PENDING)
 			v->first_result = err;
+		v->attempt_result = err;
 	}
 	v->disc_reason = -1;
 	/* The callback may have called viesti_connect() or viesti_disconnect(). */
@@ -126,6 +127,7 @@ void vs_client_start_attempt(struct viesti *v)
 		conf = &v->ws;
 	}
 	v->tr.ops = ops;
+	v->tr.tcp = &v->tcp;
 	v->tr.fd = -1;
 	vs_client_log(v, VIESTI_LOG_DEBUG, "connecting to %s:%d%s%s", v->host, v->port,
 		      v->ws_path ? " over WebSocket at " : "", v->ws_path ? v->ws_path : "");
@@ -365,6 +367,7 @@ static void ev_connack(void *ctx, const struct vs_connack *ca)
 		v->session_started = true;
 		if (v->first_result == VS_PENDING)
 			v->first_result = 0;
+		v->attempt_result = 0;
 		const struct vs_props *p = &ca->props;
 		if ((p->present & (1ull << VS_PROP_ASSIGNED_CLIENT_ID)) && !v->client_id[0]) {
 			char *id = strndup((const char *)p->assigned_client_id.p,
@@ -382,6 +385,7 @@ static void ev_connack(void *ctx, const struct vs_connack *ca)
 						  : "CONNACK return code");
 		if (v->first_result == VS_PENDING)
 			v->first_result = VIESTI_EREFUSED;
+		v->attempt_result = VIESTI_EREFUSED;
 	}
 	pthread_cond_broadcast(&v->cond);
 	if (v->cb.on_connect)
@@ -468,7 +472,64 @@ static const char *const type_names[] = {
     "PINGREQ",	"PINGRESP", "DISCONNECT", "AUTH",
 };
 
-/* Debug lines in Mosquitto's wording, which scripts around mosquitto_pub -d already parse. */
+/* One SUBSCRIBE line per filter, as libmosquitto logs them. A packet being sent has its
+ * entries in the encode form, or (a resent one) only its bytes. */
+static void trace_subscribe(struct viesti *v, const char *id, const struct vs_subscribe *s)
+{
+	struct vs_sub_entry e;
+	size_t pos = 0;
+	for (uint32_t k = 0; s->entries ? k < s->count : vs_subscribe_next(s, v->version, &pos, &e);
+	     k++) {
+		if (s->entries)
+			e = s->entries[k];
+		int opts = (e.no_local ? 0x04 : 0) | (e.retain_as_published ? 0x08 : 0) |
+			   (e.retain_handling << 4);
+		vs_client_log(
+		    v, VIESTI_LOG_DEBUG,
+		    "Client %s sending SUBSCRIBE (Mid: %u, Topic: %.*s, QoS: %d, Options: "
+		    "0x%02x)",
+		    id, s->packet_id, (int)e.filter.len, (const char *)e.filter.p, e.qos, opts);
+	}
+}
+
+static void trace_unsubscribe(struct viesti *v, const char *id, const struct vs_unsubscribe *u)
+{
+	struct vs_buf f;
+	size_t pos = 0;
+	for (uint32_t k = 0; u->filters ? k < u->count : vs_unsubscribe_next(u, &pos, &f); k++) {
+		if (u->filters)
+			f = u->filters[k];
+		vs_client_log(v, VIESTI_LOG_DEBUG,
+			      "Client %s sending UNSUBSCRIBE (Mid: %u, Topic: %.*s)", id,
+			      u->packet_id, (int)f.len, (const char *)f.p);
+	}
+}
+
+/* An acknowledgement, in libmosquitto's words, which differ between the directions. */
+static void trace_ack(struct viesti *v, const char *id, bool sent, const char *name,
+		      const struct vs_packet *p)
+{
+	unsigned mid = p->ack.packet_id;
+	int rc = p->ack.reason;
+	if (!sent && (p->type == VS_PUBACK || p->type == VS_PUBCOMP))
+		vs_client_log(v, VIESTI_LOG_DEBUG, "Client %s received %s (Mid: %u, RC:%d)", id,
+			      name, mid, rc);
+	else if (!sent)
+		vs_client_log(v, VIESTI_LOG_DEBUG, "Client %s received %s (Mid: %u)", id, name,
+			      mid);
+	else if (p->type == VS_PUBACK || p->type == VS_PUBREC)
+		vs_client_log(v, VIESTI_LOG_DEBUG, "Client %s sending %s (m%u, rc%d)", id, name,
+			      mid, rc);
+	else
+		vs_client_log(v, VIESTI_LOG_DEBUG, "Client %s sending %s (m%u)", id, name, mid);
+}
+
+/*
+ * Debug lines in libmosquitto 2.0's wording, which scripts around mosquitto_pub -d already
+ * parse. libmosquitto numbers QoS 0 messages too (its message ids count every PUBLISH sent):
+ * a QoS 0 PUBLISH is shown with the count of QoS 0 messages sent, which is the same number
+ * while a client sends one QoS.
+ */
 static void ev_trace(void *ctx, bool sent, const struct vs_packet *p)
 {
 	struct viesti *v = ctx;
@@ -478,13 +539,17 @@ static void ev_trace(void *ctx, bool sent, const struct vs_packet *p)
 	const char *id = v->client_id[0] ? v->client_id : "(null)";
 	const char *name = type_names[p->type & 15];
 	switch (p->type) {
-	case VS_PUBLISH:
+	case VS_PUBLISH: {
+		unsigned mid = p->publish.packet_id;
+		if (sent && p->publish.qos == 0)
+			mid = ++v->trace_qos0_mid;
 		vs_client_log(v, VIESTI_LOG_DEBUG,
 			      "Client %s %s PUBLISH (d%d, q%d, r%d, m%u, '%.*s', ... (%zu bytes))",
-			      id, dir, p->publish.dup, p->publish.qos, p->publish.retain,
-			      p->publish.packet_id, (int)p->publish.topic.len,
-			      (const char *)p->publish.topic.p, p->publish.payload.len);
+			      id, dir, p->publish.dup, p->publish.qos, p->publish.retain, mid,
+			      (int)p->publish.topic.len, (const char *)p->publish.topic.p,
+			      p->publish.payload.len);
 		break;
+	}
 	case VS_CONNACK:
 		vs_client_log(v, VIESTI_LOG_DEBUG, "Client %s %s CONNACK (%d)", id, dir,
 			      p->connack.reason);
@@ -493,18 +558,21 @@ static void ev_trace(void *ctx, bool sent, const struct vs_packet *p)
 	case VS_PUBREC:
 	case VS_PUBREL:
 	case VS_PUBCOMP:
-		vs_client_log(v, VIESTI_LOG_DEBUG, "Client %s %s %s (m%u, rc%d)", id, dir, name,
-			      p->ack.packet_id, p->ack.reason);
+		trace_ack(v, id, sent, name, p);
 		break;
 	case VS_SUBSCRIBE:
-		vs_client_log(v, VIESTI_LOG_DEBUG, "Client %s %s SUBSCRIBE (Mid: %u)", v->client_id,
-			      dir, p->subscribe.packet_id);
+		trace_subscribe(v, id, &p->subscribe);
 		break;
-	case VS_SUBACK:
-	case VS_UNSUBACK:
 	case VS_UNSUBSCRIBE:
-		vs_client_log(v, VIESTI_LOG_DEBUG, "Client %s %s %s", id, dir, name);
+		trace_unsubscribe(v, id, &p->unsubscribe);
 		break;
+	case VS_DISCONNECT:
+		if (!sent) {
+			vs_client_log(v, VIESTI_LOG_DEBUG, "Received DISCONNECT (%d)",
+				      p->disconnect.reason);
+			break;
+		}
+		/* fall through */
 	default:
 		vs_client_log(v, VIESTI_LOG_DEBUG, "Client %s %s %s", id, dir, name);
 	}

@@ -7,6 +7,7 @@
 #include "client/props.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -281,6 +282,44 @@ int viesti_props_get_binary(const struct viesti_props *pr, int id, const void **
 	*data = f->p;
 	*len = f->len;
 	return 0;
+}
+
+/* Copies len bytes and a NUL into buf: the length, or VIESTI_ETOOBIG (buf left empty). */
+static int copy_cstr(const void *data, size_t len, char *buf, size_t cap)
+{
+	if (len >= cap || len > INT_MAX) {
+		if (cap)
+			buf[0] = 0;
+		return VIESTI_ETOOBIG;
+	}
+	memcpy(buf, data, len);
+	buf[len] = 0;
+	return (int)len;
+}
+
+int viesti_props_get_string(const struct viesti_props *pr, int id, char *buf, size_t cap)
+{
+	const void *d;
+	size_t len;
+	int rc = viesti_props_get_binary(pr, id, &d, &len);
+	if (rc < 0) {
+		if (cap)
+			buf[0] = 0;
+		return rc;
+	}
+	return copy_cstr(d, len, buf, cap);
+}
+
+int viesti_props_get_user(const struct viesti_props *pr, const char *key, char *buf, size_t cap)
+{
+	size_t pos = 0, kl, vl, want = strlen(key);
+	const char *k, *v;
+	while (viesti_props_next_user(pr, &pos, &k, &kl, &v, &vl))
+		if (kl == want && !memcmp(k, key, kl))
+			return copy_cstr(v, vl, buf, cap);
+	if (cap)
+		buf[0] = 0;
+	return -ENOENT;
 }
 
 int viesti_props_next_user(const struct viesti_props *pr, size_t *pos, const char **key,

@@ -15,6 +15,10 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <netinet/in.h>
+#include <arpa/nameser.h>
+#include <resolv.h>
+
 static const char *const tool_names[] = {"pub", "sub", "rr"};
 
 void vs_cli_init(struct vs_cli *c, enum vs_tool tool)
@@ -30,6 +34,7 @@ void vs_cli_init(struct vs_cli *c, enum vs_tool tool)
 	c->keepalive = 60;
 	c->clean = true;
 	c->session_expiry = -1;
+	c->max_inflight = 20;
 }
 
 void vs_cli_fini(struct vs_cli *c)
@@ -38,6 +43,8 @@ void vs_cli_fini(struct vs_cli *c)
 		viesti_props_free(c->props[i]);
 	free(c->url_buf);
 	free(c->id_owned);
+	free(c->proxy_buf);
+	free(c->srv_host);
 }
 
 void vs_cli_err(const struct vs_cli *c, const char *fmt, ...)
@@ -157,7 +164,8 @@ static int set_prop(struct viesti_props *p, int id, const char *val)
 static int parse_property(struct vs_cli *c, int argc, char **argv, int *i)
 {
 	if (*i + 3 >= argc) {
-		fprintf(stderr, "Error: -D argument given but not enough values specified.\n");
+		fprintf(stderr, "Error: --property argument given but not enough arguments "
+				"specified.\n\n");
 		return vs_cli_usage_hint(c);
 	}
 	const char *cmd = argv[*i + 1], *name = argv[*i + 2];
@@ -166,23 +174,25 @@ static int parse_property(struct vs_cli *c, int argc, char **argv, int *i)
 		if (!strcasecmp(cmd, pcmd_names[k]))
 			pc = k;
 	if (pc < 0) {
-		fprintf(stderr, "Error: Invalid command '%s' given in -D.\n", cmd);
+		fprintf(stderr, "Error: Invalid command given in --property argument.\n\n");
 		return vs_cli_usage_hint(c);
 	}
 	for (size_t k = 0; k < sizeof(prop_names) / sizeof(prop_names[0]); k++)
 		if (!strcasecmp(name, prop_names[k].name))
 			id = prop_names[k].id;
 	if (id < 0) {
-		fprintf(stderr, "Error: Invalid property name '%s' given in -D.\n", name);
+		fprintf(stderr, "Error: Invalid property name given in --property argument.\n\n");
 		return vs_cli_usage_hint(c);
 	}
 	if (!prop_allowed(pc, id)) {
-		fprintf(stderr, "Error: %s property not allowed for %s in -D.\n", name, cmd);
+		fprintf(stderr, "Error: %s property not allowed for %s in --property argument.\n\n",
+			name, cmd);
 		return vs_cli_usage_hint(c);
 	}
 	int need = id == VIESTI_PROP_USER ? 4 : 3;
 	if (*i + need >= argc) {
-		fprintf(stderr, "Error: -D argument given but not enough values specified.\n");
+		fprintf(stderr, "Error: --property argument given but not enough arguments "
+				"specified.\n\n");
 		return vs_cli_usage_hint(c);
 	}
 	if (!c->props[pc] && !(c->props[pc] = viesti_props_new())) {
@@ -193,7 +203,8 @@ static int parse_property(struct vs_cli *c, int argc, char **argv, int *i)
 		     ? viesti_props_add_user(c->props[pc], argv[*i + 3], argv[*i + 4])
 		     : set_prop(c->props[pc], id, argv[*i + 3]);
 	if (rc < 0) {
-		fprintf(stderr, "Error: Invalid value for property '%s' given in -D.\n", name);
+		fprintf(stderr, "Error: Invalid value for property %s in --property argument.\n\n",
+			name);
 		return vs_cli_usage_hint(c);
 	}
 	if (!c->version_set)
@@ -223,7 +234,7 @@ static int parse_url(struct vs_cli *c, const char *url)
 		skip = 5;
 		c->ws_on = true;
 	} else {
-		fprintf(stderr, "Error: Unsupported URL scheme.\n");
+		fprintf(stderr, "Error: unsupported URL scheme.\n\n");
 		return vs_cli_usage_hint(c);
 	}
 	char *s = c->url_buf = strdup(url + skip);
@@ -268,14 +279,23 @@ static bool is(const char *a, const char *s, const char *l)
 	return (s && !strcmp(a, s)) || (l && !strcmp(a, l));
 }
 
-static const char *value(const struct vs_cli *c, int argc, char **argv, int *i, const char *what)
+/* The flag's value, or NULL after mosquitto's "Error: -h argument given but no host specified."
+ * (name: the flag as mosquitto names it in that message, whichever spelling was given). */
+static const char *value_named(const struct vs_cli *c, int argc, char **argv, int *i,
+			       const char *name, const char *what)
 {
 	if (*i + 1 >= argc) {
-		fprintf(stderr, "Error: %s argument given but no %s specified.\n", argv[*i], what);
+		fprintf(stderr, "Error: %s argument given but no %s specified.\n\n",
+			name ? name : argv[*i], what);
 		vs_cli_usage_hint(c);
 		return NULL;
 	}
 	return argv[++*i];
+}
+
+static const char *value(const struct vs_cli *c, int argc, char **argv, int *i, const char *what)
+{
+	return value_named(c, argc, argv, i, NULL, what);
 }
 
 static int parse_version(struct vs_cli *c, const char *s)
@@ -287,38 +307,173 @@ static int parse_version(struct vs_cli *c, const char *s)
 	else if (!strcmp(s, "5") || !strcmp(s, "mqttv5"))
 		c->version = VIESTI_V5;
 	else {
-		fprintf(stderr, "Error: Invalid protocol version argument given.\n");
+		fprintf(stderr, "Error: Invalid protocol version argument given.\n\n");
 		return vs_cli_usage_hint(c);
 	}
 	c->version_set = true;
 	return 1;
 }
 
+/* -x as mosquitto_pub reads it: strtol in any base, -1 and the infinity sign for "never". */
 static int parse_expiry(struct vs_cli *c, const char *s)
 {
-	if (!strcmp(s, "-1") || !strcmp(s, "\xe2\x88\x9e")) {
+	if (!strcmp(s, "\xe2\x88\x9e")) {
 		c->session_expiry = UINT32_MAX;
 		return 1;
 	}
 	char *end;
 	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *end || *s == '-' || v > UINT32_MAX) {
-		fprintf(stderr, "Error: session-expiry-interval not given.\n");
+	long long v = strtoll(s, &end, 0);
+	if (end == s || *end) {
+		fprintf(stderr, "Error: session-expiry-interval not a number.\n\n");
 		return vs_cli_usage_hint(c);
 	}
-	c->session_expiry = (int64_t)v;
+	if (errno || v > UINT32_MAX || v < -1) {
+		fprintf(stderr, "Error: session-expiry-interval out of range.\n\n");
+		return vs_cli_usage_hint(c);
+	}
+	c->session_expiry = v == -1 ? UINT32_MAX : v;
 	return 1;
 }
 
-static int parse_number(struct vs_cli *c, int argc, char **argv, int *i, const char *what, long min,
-			long max, long *out)
+/* A number as mosquitto_pub reads one (atoi: "12abc" is 12, "abc" is 0), for its range checks
+ * and their messages. */
+static long atoi_like(const char *s)
 {
-	const char *flag = argv[*i];
-	const char *s = value(c, argc, argv, i, what);
+	long v = strtol(s, NULL, 10);
+	return v > INT_MAX ? INT_MAX : v < INT_MIN ? INT_MIN : v;
+}
+
+/* mosquitto's --proxy URL: socks5h://[username[:password]@]host[:port], %25 %3a %40 decoded
+ * in the user name and password. */
+static bool url_decode(char *s)
+{
+	char *o = s;
+	for (; s && *s; s++) {
+		if (*s != '%') {
+			*o++ = *s;
+			continue;
+		}
+		if (!strncmp(s + 1, "25", 2))
+			*o++ = '%';
+		else if (!strncasecmp(s + 1, "3a", 2))
+			*o++ = ':';
+		else if (!strncmp(s + 1, "40", 2))
+			*o++ = '@';
+		else
+			return false;
+		s += 2;
+	}
+	if (o)
+		*o = 0;
+	return true;
+}
+
+static int parse_proxy(struct vs_cli *c, const char *url)
+{
+	if (strncmp(url, "socks5h://", 10) != 0) {
+		vs_cli_err(c, "Error: Unsupported proxy protocol: %s", url);
+		return vs_cli_usage_hint(c);
+	}
+	free(c->proxy_buf);
+	char *s = c->proxy_buf = strdup(url + 10);
 	if (!s)
 		return -1;
-	return vs_cli_int(c, flag, s, min, max, out) < 0 ? -1 : 1;
+	c->proxy_user = c->proxy_pass = NULL;
+	char *at = strrchr(s, '@');
+	if (at) {
+		*at = 0;
+		char *colon = strchr(s, ':');
+		if (colon) {
+			*colon = 0;
+			c->proxy_pass = colon + 1;
+		}
+		c->proxy_user = s;
+		s = at + 1;
+		if (!*c->proxy_user || !url_decode((char *)c->proxy_user) ||
+		    !url_decode((char *)c->proxy_pass))
+			return vs_cli_usage_hint(c);
+	}
+	char *colon = strchr(s, ':');
+	c->proxy_port = 1080;
+	if (colon) {
+		*colon = 0;
+		long port = atoi_like(colon + 1);
+		if (port < 1 || port > 65535) {
+			vs_cli_err(c, "Error: Invalid proxy port %ld", port);
+			return vs_cli_usage_hint(c);
+		}
+		c->proxy_port = (int)port;
+	}
+	if (!*s) {
+		vs_cli_err(c, "Error: Invalid proxy.");
+		return vs_cli_usage_hint(c);
+	}
+	c->proxy_host = s;
+	return 1;
+}
+
+/* The flags that take a number, with mosquitto_pub's checks and messages. */
+static int parse_numeric(struct vs_cli *c, int argc, char **argv, int *i)
+{
+	const char *a = argv[*i], *s;
+	long n;
+	if (is(a, "-p", "--port")) {
+		if (!(s = value_named(c, argc, argv, i, "-p", "port")))
+			return -1;
+		n = atoi_like(s);
+		if (n < 0 || n > 65535) {
+			fprintf(stderr, "Error: Invalid port given: %ld\n", n);
+			return vs_cli_usage_hint(c);
+		}
+		c->port = (int)n;
+		c->port_set = true;
+	} else if (is(a, "-k", "--keepalive")) {
+		if (!(s = value_named(c, argc, argv, i, "-k", "keepalive")))
+			return -1;
+		/* mosquitto refuses below 5; MQTT-SN sensors may want less (checked later). */
+		n = atoi_like(s);
+		if (n < 0 || n > 65535) {
+			fprintf(stderr, "Error: Invalid keepalive given, it must be between 5 and "
+					"65535 inclusive.\n\n");
+			return vs_cli_usage_hint(c);
+		}
+		c->keepalive = (int)n;
+	} else if (is(a, "-q", "--qos")) {
+		if (!(s = value_named(c, argc, argv, i, "-q", "QoS")))
+			return -1;
+		n = atoi_like(s);
+		if (n < -1 || n > 2 || (n == -1 && strcmp(s, "-1") != 0)) {
+			fprintf(stderr, "Error: Invalid QoS given: %ld\n", n);
+			return vs_cli_usage_hint(c);
+		}
+		c->qos = (int)n; /* -1: MQTT-SN only, checked in check_sn() */
+	} else if (is(a, NULL, "--will-qos")) {
+		if (!(s = value(c, argc, argv, i, "will QoS")))
+			return -1;
+		n = atoi_like(s);
+		if (n < 0 || n > 2) {
+			fprintf(stderr, "Error: Invalid will QoS %ld.\n\n", n);
+			return vs_cli_usage_hint(c);
+		}
+		c->will_qos = (int)n;
+	} else if (is(a, "-M", NULL)) {
+		if (*i + 1 >= argc) {
+			fprintf(stderr,
+				"Error: -M argument given but max_inflight not specified.\n\n");
+			return vs_cli_usage_hint(c);
+		}
+		n = atoi_like(argv[++*i]);
+		if (n < 1) {
+			fprintf(stderr,
+				"Error: Maximum inflight messages must be greater than 0.\n\n");
+			return vs_cli_usage_hint(c);
+		}
+		c->max_inflight = n > 65535 ? 65535 : (int)n;
+	} else {
+		return 0;
+	}
+	return 1;
 }
 
 /* The TLS flags, as mosquitto_pub spells them. A CA, a client certificate, a PSK or the OS
@@ -413,44 +568,51 @@ int vs_cli_parse(struct vs_cli *c, int argc, char **argv, int *i)
 static int parse_one(struct vs_cli *c, int argc, char **argv, int *i)
 {
 	const char *a = argv[*i], *s;
-	long n;
-	int rc;
+	int rc = parse_numeric(c, argc, argv, i);
+	if (rc != 0)
+		return rc;
 	if (is(a, "-h", "--host")) {
-		if (!(s = value(c, argc, argv, i, "host")))
+		if (!(s = value_named(c, argc, argv, i, "-h", "host")))
 			return -1;
 		c->host = s;
-	} else if (is(a, "-p", "--port")) {
-		if ((rc = parse_number(c, argc, argv, i, "port", 1, 65535, &n)) < 0)
+	} else if (is(a, NULL, "--unix")) {
+		if (!(s = value(c, argc, argv, i, "socket path")))
 			return -1;
-		c->port = (int)n;
-		c->port_set = true;
+		c->unix_path = s;
+	} else if (is(a, "-A", NULL)) {
+		if (!(c->bind_address = value(c, argc, argv, i, "address")))
+			return -1;
+	} else if (is(a, NULL, "--nodelay")) {
+		/* Viesti's sockets always have TCP_NODELAY. */
+	} else if (is(a, "-S", NULL)) {
+		c->use_srv = true;
+	} else if (is(a, NULL, "--proxy")) {
+		if (!(s = value_named(c, argc, argv, i, "--proxy", "proxy url")))
+			return -1;
+		return parse_proxy(c, s);
 	} else if (is(a, NULL, "--ws-path")) {
 		if (!(c->ws_path = value(c, argc, argv, i, "path")))
 			return -1;
 		c->ws_on = true;
-	} else if (is(a, "-i", "--id")) {
-		if (!(c->id = value(c, argc, argv, i, "id")))
+	} else if (is(a, "-i", "--id") || is(a, "-I", "--id-prefix")) {
+		bool prefix = is(a, "-I", "--id-prefix");
+		if (prefix ? c->id != NULL : c->id_prefix != NULL) {
+			fprintf(stderr, "Error: -i and -I argument cannot be used together.\n\n");
+			return vs_cli_usage_hint(c);
+		}
+		if (!(s = value_named(c, argc, argv, i, prefix ? "-I" : "-i",
+				      prefix ? "id prefix" : "id")))
 			return -1;
-	} else if (is(a, "-I", "--id-prefix")) {
-		if (!(c->id_prefix = value(c, argc, argv, i, "id prefix")))
-			return -1;
+		*(prefix ? &c->id_prefix : &c->id) = s;
 	} else if (is(a, "-u", "--username")) {
-		if (!(c->username = value(c, argc, argv, i, "username")))
+		if (!(c->username = value_named(c, argc, argv, i, "-u", "username")))
 			return -1;
 	} else if (is(a, "-P", "--pw")) {
-		if (!(c->password = value(c, argc, argv, i, "password")))
+		if (!(c->password = value_named(c, argc, argv, i, "-P", "password")))
 			return -1;
 	} else if (is(a, NULL, "--auth-method")) {
 		if (!(c->auth_method = value(c, argc, argv, i, "authentication method")))
 			return -1;
-	} else if (is(a, "-k", "--keepalive")) {
-		if (parse_number(c, argc, argv, i, "keepalive", 0, 65535, &n) < 0)
-			return -1;
-		c->keepalive = (int)n;
-	} else if (is(a, "-q", "--qos")) {
-		if (parse_number(c, argc, argv, i, "QoS", -1, 2, &n) < 0)
-			return -1;
-		c->qos = (int)n;
 	} else if (is(a, NULL, "--sn")) {
 		c->sn = true;
 	} else if (is(a, NULL, "--sn-predefined")) {
@@ -463,29 +625,31 @@ static int parse_one(struct vs_cli *c, int argc, char **argv, int *i)
 	} else if (is(a, NULL, "--quiet")) {
 		c->quiet = true;
 	} else if (is(a, "-V", "--protocol-version")) {
-		if (!(s = value(c, argc, argv, i, "protocol version")))
+		if (!(s = value_named(c, argc, argv, i, "--protocol-version", "version")))
 			return -1;
 		return parse_version(c, s);
 	} else if (is(a, "-x", "--session-expiry-interval")) {
-		if (!(s = value(c, argc, argv, i, "session expiry interval")))
+		if (!(s = value_named(c, argc, argv, i, "-x", "session expiry interval")))
 			return -1;
 		return parse_expiry(c, s);
 	} else if (is(a, "-D", "--property")) {
 		return parse_property(c, argc, argv, i);
 	} else if (is(a, "-L", "--url")) {
-		if (!(s = value(c, argc, argv, i, "URL")))
+		if (!(s = value_named(c, argc, argv, i, "-L", "URL")))
 			return -1;
 		return parse_url(c, s);
 	} else if (is(a, NULL, "--will-topic")) {
 		if (!(c->will_topic = value(c, argc, argv, i, "will topic")))
 			return -1;
+		if (!vs_cli_topic_valid(c->will_topic)) {
+			fprintf(stderr,
+				"Error: Invalid will topic '%s', does it contain '+' or '#'?\n",
+				c->will_topic);
+			return vs_cli_usage_hint(c);
+		}
 	} else if (is(a, NULL, "--will-payload")) {
 		if (!(c->will_payload = value(c, argc, argv, i, "will payload")))
 			return -1;
-	} else if (is(a, NULL, "--will-qos")) {
-		if (parse_number(c, argc, argv, i, "will QoS", 0, 2, &n) < 0)
-			return -1;
-		c->will_qos = (int)n;
 	} else if (is(a, NULL, "--will-retain")) {
 		c->will_retain = true;
 	} else {
@@ -504,10 +668,13 @@ static int check_tls(struct vs_cli *c)
 			"set.\n");
 		return vs_cli_usage_hint(c);
 	}
-	if (t->psk && (t->cafile || t->capath || t->certfile)) {
+	if (t->psk && (t->cafile || t->capath)) {
 		fprintf(stderr,
-			"Error: Only one of --psk or --cafile/--capath/--cert may be used at "
-			"once.\n");
+			"Error: Only one of --psk or --cafile/--capath may be used at once.\n");
+		return vs_cli_usage_hint(c);
+	}
+	if (t->psk && t->certfile) {
+		fprintf(stderr, "Error: Only one of --psk or --cert may be used at once.\n");
 		return vs_cli_usage_hint(c);
 	}
 	if (t->psk && !t->psk_identity) {
@@ -594,12 +761,48 @@ static int check_sn(struct vs_cli *c)
 	return 0;
 }
 
+/* mosquitto's rules for a session that outlives the connection: it needs a known client id
+ * (-i; with -I the id changes from run to run). */
+static int check_session(struct vs_cli *c)
+{
+	if (c->version == VIESTI_V5 && !c->sn) {
+		int64_t x = c->session_expiry;
+		if (!c->clean && x < 0)
+			x = UINT32_MAX;
+		if (x == UINT32_MAX && (c->id_prefix || !c->id)) {
+			fprintf(stderr, "Error: You must provide a client id if you are using an "
+					"infinite session expiry interval.\n");
+			return vs_cli_usage_hint(c);
+		}
+	} else if (!c->clean && (c->id_prefix || !c->id)) {
+		fprintf(stderr,
+			"Error: You must provide a client id if you are using the -c option.\n");
+		return vs_cli_usage_hint(c);
+	}
+	return 0;
+}
+
+/* What the transport flags allow together: --unix, -A, --proxy and -S. */
+static int check_transport(struct vs_cli *c)
+{
+	if (c->sn && (c->unix_path || c->proxy_host || c->use_srv || c->bind_address)) {
+		fprintf(stderr, "Error: --unix, -A, --proxy and -S cannot be used with --sn.\n");
+		return vs_cli_usage_hint(c);
+	}
+	if (c->unix_path && (c->proxy_host || c->use_srv)) {
+		fprintf(stderr, "Error: --unix cannot be used with --proxy or -S.\n");
+		return vs_cli_usage_hint(c);
+	}
+	if (!c->sn && c->keepalive < 5) {
+		fprintf(stderr, "Error: Invalid keepalive given, it must be between 5 and 65535 "
+				"inclusive.\n\n");
+		return vs_cli_usage_hint(c);
+	}
+	return 0;
+}
+
 int vs_cli_check(struct vs_cli *c)
 {
-	if (check_sn(c) < 0)
-		return -1;
-	if (!c->sn && (check_tls(c) < 0 || check_auth(c) < 0))
-		return -1;
 	if (c->will_payload && !c->will_topic) {
 		fprintf(stderr, "Error: Will payload given, but no will topic given.\n");
 		return vs_cli_usage_hint(c);
@@ -608,10 +811,12 @@ int vs_cli_check(struct vs_cli *c)
 		fprintf(stderr, "Error: Will retain given, but no will topic given.\n");
 		return vs_cli_usage_hint(c);
 	}
-	if (c->password && !c->username) {
-		fprintf(stderr, "Warning: Not using password since username not set.\n");
-		c->password = NULL;
-	}
+	if (check_sn(c) < 0 || check_transport(c) < 0)
+		return -1;
+	if (!c->sn && (check_tls(c) < 0 || check_auth(c) < 0))
+		return -1;
+	if (check_session(c) < 0)
+		return -1;
 	if (c->id_prefix && !c->id) {
 		size_t len = strlen(c->id_prefix) + 24;
 		c->id_owned = malloc(len);
@@ -620,17 +825,10 @@ int vs_cli_check(struct vs_cli *c)
 		snprintf(c->id_owned, len, "%s%d", c->id_prefix, (int)getpid());
 		c->id = c->id_owned;
 	}
-	if (!c->clean && !c->id) {
-		fprintf(stderr,
-			"Error: You must provide a client id if you are using the -c option.\n");
-		return vs_cli_usage_hint(c);
-	}
 	if (c->id && strlen(c->id) > 65535) {
 		fprintf(stderr, "Error: Client id too long.\n");
 		return vs_cli_usage_hint(c);
 	}
-	if (!c->sn && c->version != VIESTI_V5 && c->session_expiry >= 0 && !c->quiet)
-		fprintf(stderr, "Warning: session expiry interval is only used with MQTT v5.\n");
 	return 0;
 }
 
@@ -664,31 +862,165 @@ static int set_session_expiry(struct vs_cli *c)
 				    (uint32_t)x);
 }
 
+const char *vs_cli_reason_string(int reason)
+{
+	/* libmosquitto's mosquitto_reason_string() words two of them differently. */
+	if (reason == 0xA1)
+		return "Subscription identifiers not supported";
+	const char *s = viesti_reason_string(reason);
+	return strcmp(s, "Unknown") == 0 ? "Unknown reason" : s;
+}
+
 /* The text Mosquitto prints for a refused CONNACK, so scripts matching it keep working. */
 static const char *connack_text(int version, int reason)
 {
 	if (version != VIESTI_V5) {
 		switch (reason) {
 		case 1:
-			return "Connection Refused: unacceptable protocol version";
+			return "Connection Refused: unacceptable protocol version.";
 		case 2:
-			return "Connection Refused: identifier rejected";
+			return "Connection Refused: identifier rejected.";
 		case 3:
-			return "Connection Refused: broker unavailable";
+			return "Connection Refused: broker unavailable.";
 		case 4:
-			return "Connection Refused: bad user name or password";
+			return "Connection Refused: bad user name or password.";
 		case 5:
-			return "Connection Refused: not authorised";
+			return "Connection Refused: not authorised.";
 		default:
-			return "Connection Refused: unknown reason";
+			return "Connection Refused: unknown reason.";
 		}
 	}
-	return viesti_reason_string(reason);
+	return vs_cli_reason_string(reason);
+}
+
+/* -S: the broker named by the host's SRV records (_mqtt._tcp.HOST, or _secure-mqtt._tcp.HOST
+ * with TLS; RFC 2782): the lowest priority, then the highest weight. Sets host and port. */
+static int srv_lookup(struct vs_cli *c)
+{
+	char name[NS_MAXDNAME], target[NS_MAXDNAME];
+	snprintf(name, sizeof(name), "_%s._tcp.%s", c->tls_on ? "secure-mqtt" : "mqtt", c->host);
+	unsigned char ans[NS_PACKETSZ * 4];
+	int len = res_query(name, ns_c_in, ns_t_srv, ans, sizeof(ans));
+	ns_msg msg;
+	if (len < 0 || ns_initparse(ans, len, &msg) < 0)
+		return -1;
+	int best_prio = -1, best_weight = -1;
+	for (int k = 0; k < ns_msg_count(msg, ns_s_an); k++) {
+		ns_rr rr;
+		if (ns_parserr(&msg, ns_s_an, k, &rr) < 0 || ns_rr_type(rr) != ns_t_srv ||
+		    ns_rr_rdlen(rr) < 7)
+			continue;
+		const unsigned char *d = ns_rr_rdata(rr);
+		int prio = ns_get16(d), weight = ns_get16(d + 2), port = ns_get16(d + 4);
+		if (best_prio >= 0 &&
+		    (prio > best_prio || (prio == best_prio && weight <= best_weight)))
+			continue;
+		if (dn_expand(ns_msg_base(msg), ns_msg_end(msg), d + 6, target, sizeof(target)) < 0)
+			continue;
+		char *t = strdup(target);
+		if (!t)
+			return -1;
+		free(c->srv_host);
+		c->host = c->srv_host = t;
+		c->port = port;
+		best_prio = prio;
+		best_weight = weight;
+	}
+	return best_prio >= 0 ? 0 : -1;
+}
+
+/* What libmosquitto refuses before connecting, with mosquitto_pub's words: a password without
+ * a user name in MQTT 3.x [MQTT-3.1.2-22], CONNECT properties without MQTT 5. */
+static int check_before_connect(struct vs_cli *c)
+{
+	if (c->version != VIESTI_V5 && c->password && !c->username) {
+		vs_cli_err(c, "Error: Problem setting username and/or password.");
+		return -1;
+	}
+	if (c->version != VIESTI_V5 && c->props[VS_PC_CONNECT]) {
+		vs_cli_err(c, "Unable to connect (This feature is not supported.).");
+		return -1;
+	}
+	if (c->use_srv && srv_lookup(c) < 0) {
+		vs_cli_err(c, "Unable to connect (Lookup error.).");
+		return -1;
+	}
+	return 0;
+}
+
+static void set_transport(struct vs_cli *c, struct viesti_options *o)
+{
+	/* -p 0 is a unix socket at the host's path, as in mosquitto_pub. */
+	o->unix_path = c->unix_path ? c->unix_path : c->port == 0 ? c->host : NULL;
+	o->bind_address = c->bind_address;
+	o->proxy_host = c->proxy_host;
+	o->proxy_port = c->proxy_port;
+	o->proxy_username = c->proxy_user;
+	o->proxy_password = c->proxy_user ? c->proxy_pass : NULL;
+	o->max_inflight = c->max_inflight;
+	o->tls = c->tls_on ? &c->tls : NULL;
+	o->ws_path = c->ws_on ? c->ws_path : NULL;
+}
+
+/* Why the first attempt failed, in mosquitto_pub's words where it has some; returns the exit
+ * status. */
+static int report_failure(struct vs_cli *c, int err)
+{
+	if (err == VIESTI_ELOOKUP) {
+		vs_cli_err(c, "Unable to connect (Lookup error.).");
+		return VS_EXIT_CONNECT;
+	}
+	/* libmosquitto meets the proxy's answers in its loop: its errors end the tools with
+	 * MOSQ_ERR_PROXY (16), or MOSQ_ERR_NO_CONN (4) when the proxy could not reach the broker.
+	 */
+	if (err == VIESTI_EPROXY) {
+		vs_cli_err(c, "Error: Proxy error.");
+		return 16;
+	}
+	if (err == VIESTI_EPROXY_TARGET) {
+		vs_cli_err(c, "Error: The client is not currently connected.");
+		return 4;
+	}
+	/* The library's line says more than the code for TLS and for SCRAM. */
+	bool detail = (err == VIESTI_ETLS || err == VIESTI_EAUTH ||
+		       (err == VIESTI_EPROTO && c->auth_method)) &&
+		      c->last_err[0];
+	vs_cli_err(c, "Error: %s", detail ? c->last_err : viesti_strerror(err));
+	return VS_EXIT_CONNECT;
+}
+
+/* A refused CONNACK: mosquitto's line, and the reason code as the exit status. */
+static int report_refusal(struct vs_cli *c, int reason)
+{
+	/* mosquitto_rr words every refusal with the MQTT 5 table, whatever the version. */
+	if (c->version != VIESTI_V5 && c->tool != VS_TOOL_RR)
+		vs_cli_err(c, "Connection error: %s", connack_text(c->version, reason));
+	else if (reason == 0x84 && c->tool == VS_TOOL_RR)
+		vs_cli_err(c,
+			   "Connection error: %s. %s only supports connecting to an MQTT v5 broker",
+			   vs_cli_reason_string(reason), c->prog);
+	else if (reason == 0x84)
+		vs_cli_err(c,
+			   "Connection error: %s. Try connecting to an MQTT v5 broker, or use MQTT "
+			   "v3.x mode.",
+			   vs_cli_reason_string(reason));
+	else
+		vs_cli_err(c, "Connection error: %s", vs_cli_reason_string(reason));
+	/* mosquitto_pub's loop then ends with an error of its own. */
+	if (c->tool == VS_TOOL_PUB)
+		vs_cli_err(c, "Error: %s",
+			   c->version != VIESTI_V5 ? "The connection was refused."
+						   : "A network protocol error occurred when "
+						     "communicating with the broker.");
+	return reason > 0 ? reason : VS_EXIT_CONNECT;
 }
 
 struct viesti *vs_cli_connect(struct vs_cli *c, struct viesti_callbacks *cb, void *ud,
 			      bool reconnect, int *exit_code)
 {
+	*exit_code = VS_EXIT_USAGE;
+	if (check_before_connect(c) < 0)
+		return NULL;
 	struct viesti_options o;
 	viesti_options_init(&o);
 	o.host = c->host;
@@ -707,12 +1039,11 @@ struct viesti *vs_cli_connect(struct vs_cli *c, struct viesti_callbacks *cb, voi
 	o.keepalive = c->keepalive;
 	o.clean = c->clean;
 	o.reconnect = reconnect;
+	o.connect_wait_retries = false; /* as mosquitto's tools: the first attempt decides */
 	o.reconnect_min_ms = 1000;
 	o.log_level = c->debug ? VIESTI_LOG_DEBUG : VIESTI_LOG_INFO;
-	if (set_session_expiry(c) < 0) {
-		*exit_code = VS_EXIT_USAGE;
+	if (set_session_expiry(c) < 0)
 		return NULL;
-	}
 	o.connect_props = c->props[VS_PC_CONNECT];
 	if (c->will_topic) {
 		o.will_topic = c->will_topic;
@@ -722,8 +1053,7 @@ struct viesti *vs_cli_connect(struct vs_cli *c, struct viesti_callbacks *cb, voi
 		o.will_retain = c->will_retain;
 		o.will_props = c->props[VS_PC_WILL];
 	}
-	o.tls = c->tls_on ? &c->tls : NULL;
-	o.ws_path = c->ws_on ? c->ws_path : NULL;
+	set_transport(c, &o);
 	if (!cb->on_log)
 		cb->on_log = on_log;
 	int err;
@@ -731,23 +1061,15 @@ struct viesti *vs_cli_connect(struct vs_cli *c, struct viesti_callbacks *cb, voi
 	struct viesti *v = viesti_new(&o, cb, ud, &err);
 	if (!v) {
 		vs_cli_err(c, "Error: %s", c->last_err[0] ? c->last_err : viesti_strerror(err));
-		*exit_code = VS_EXIT_USAGE;
 		return NULL;
 	}
 	err = viesti_connect_wait(v, -1);
 	if (err == 0)
 		return v;
 	if (err == VIESTI_EREFUSED) {
-		vs_cli_err(c, "Connection error: %s",
-			   connack_text(c->version, viesti_connack_reason(v)));
-		*exit_code = VS_EXIT_REFUSED;
+		*exit_code = report_refusal(c, viesti_connack_reason(v));
 	} else {
-		/* The library's line says more than the code for TLS and for SCRAM. */
-		bool detail = (err == VIESTI_ETLS || err == VIESTI_EAUTH ||
-			       (err == VIESTI_EPROTO && c->auth_method)) &&
-			      c->last_err[0];
-		vs_cli_err(c, "Error: %s", detail ? c->last_err : viesti_strerror(err));
-		*exit_code = VS_EXIT_CONNECT;
+		*exit_code = report_failure(c, err);
 	}
 	viesti_free(v);
 	return NULL;
@@ -755,8 +1077,8 @@ struct viesti *vs_cli_connect(struct vs_cli *c, struct viesti_callbacks *cb, voi
 
 void vs_cli_disconnect(struct vs_cli *c, struct viesti *v)
 {
-	if (viesti_disconnect(v, 0, c->props[VS_PC_DISCONNECT]) < 0)
-		return;
+	/* Already disconnecting (a tool may start it from a callback): flush what is queued. */
+	viesti_disconnect(v, 0, c->props[VS_PC_DISCONNECT]);
 	for (int k = 0; k < 50 && viesti_want_write(v); k++)
 		viesti_loop(v, 100);
 	viesti_loop(v, 0);
@@ -823,6 +1145,9 @@ void vs_cli_help_common(FILE *f)
 {
 	fprintf(
 	    f,
+	    " -A : bind the outgoing socket to this host/ip address. Use to control which "
+	    "interface\n"
+	    "      the client communicates over.\n"
 	    " -c : disable clean session/enable persistent client mode.\n"
 	    " -d : enable debug messages.\n"
 	    " -D : define MQTT v5 properties: -D command identifier value (user-property takes\n"
@@ -832,14 +1157,17 @@ void vs_cli_help_common(FILE *f)
 	    " -i : id to use for this client. Defaults to one the broker assigns (3.1: "
 	    "generated).\n"
 	    " -I : define the client id as id_prefix appended with the process id.\n"
-	    " -k : keep alive in seconds for this client. Defaults to 60.\n"
+	    " -k : keep alive in seconds for this client (5-65535). Defaults to 60.\n"
 	    " -L : specify user, password, hostname, port and topic as a URL in the form:\n"
 	    "      mqtt(s)://[username[:password]@]host[:port]/topic, or ws(s):// for MQTT over\n"
 	    "      WebSocket (default ports 80 and 443; the upgrade goes to --ws-path).\n"
+	    " -M : the maximum inflight messages for QoS 1/2. Defaults to 20.\n"
 	    " -p : network port to connect to. Defaults to 1883 for plain MQTT and 8883 for MQTT\n"
-	    "      over TLS.\n"
+	    "      over TLS. 0: the host is the path of a unix socket.\n"
 	    " -P : provide a password\n"
 	    " -q : quality of service level to use. Defaults to 0.\n"
+	    " -S : use SRV lookups (_mqtt._tcp.HOST, _secure-mqtt._tcp.HOST with TLS) to\n"
+	    "      determine which host and port to connect to.\n"
 	    " -u : provide a username\n"
 	    " -V : specify the version of the MQTT protocol to use when connecting.\n"
 	    "      Can be mqttv5 (5), mqttv311 (311) or mqttv31 (31).\n"
@@ -848,7 +1176,14 @@ void vs_cli_help_common(FILE *f)
 	    "-c,\n"
 	    "      else 0.\n"
 	    " --help : display this message.\n"
+	    " --nodelay : disable Nagle's algorithm (Viesti's sockets always do: accepted for\n"
+	    "             compatibility).\n"
+	    " --proxy : SOCKS5 proxy URL of the form:\n"
+	    "           socks5h://[username[:password]@]hostname[:port]\n"
+	    "           Only \"none\" and \"username\" authentication is supported.\n"
 	    " --quiet : don't print error messages.\n"
+	    " --unix : connect to a broker through a unix domain socket instead of a TCP socket,\n"
+	    "          e.g. /tmp/mosquitto.sock\n"
 	    " --will-payload : payload for the client Will.\n"
 	    " --will-qos : QoS level for the client Will.\n"
 	    " --will-retain : if given, make the client Will retained.\n"
@@ -875,7 +1210,9 @@ void vs_cli_help_common(FILE *f)
 	    "                 the password never goes on the wire, and the broker must prove\n"
 	    "                 it knows the credentials. Implies -V 5. A Viesti extension:\n"
 	    "                 mosquitto_pub and mosquitto_sub have no such option.\n"
-	    "\nExit status: 0 success, 1 bad arguments, 2 could not connect, 3 connection refused\n"
-	    "by the broker, 4 operation rejected by the broker, 5 connection lost, 6 input\n"
-	    "unreadable, 27 timed out.\n");
+	    "\nExit status, as mosquitto_pub's and mosquitto_sub's: 0 success (a message or\n"
+	    "subscription the broker rejected is a warning on stderr), 1 bad arguments, could not\n"
+	    "connect or input unreadable, N the broker refused the connection with CONNACK reason\n"
+	    "code N (5 not authorised in MQTT 3.1.1, 135 in MQTT 5.0, ...), 7 connection lost,\n"
+	    "4 or 16 the --proxy could not reach the broker or refused us, 27 timed out (-W).\n");
 }

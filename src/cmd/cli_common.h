@@ -5,16 +5,17 @@
  * --psk-identity), Viesti's own --auth-method (MQTT 5 enhanced authentication, SCRAM-SHA-256)
  * and --sn / --sn-predefined (MQTT-SN 1.2 over UDP instead of MQTT: see cli_sn.h), making and
  * connecting the client
- * with libviesti's public API, error messages, and the exit codes:
+ * with libviesti's public API, error messages, and the exit codes, which are mosquitto_pub's
+ * and mosquitto_sub's (2.0) so that scripts switch by renaming the command:
  *
- *   0  success
- *   1  bad arguments (a message on stderr says which; --help for usage)
- *   2  could not connect (network error, unknown host, connect timeout, TLS or SCRAM: the
- *      broker failed to authenticate itself)
- *   3  the broker refused the connection (CONNACK reason on stderr)
- *   4  the broker rejected an operation (PUBACK/PUBREC/SUBACK reason >= 0x80)
- *   5  the connection was lost before the work was done
- *   6  input could not be read (-f file, stdin)
+ *   0  success (also when the broker rejected a message or every subscription: a warning says
+ *      so on stderr, as mosquitto_pub and mosquitto_sub do)
+ *   1  bad arguments (a message on stderr says which; --help for usage), could not connect
+ *      (network error, unknown host, TLS, SCRAM: the broker failed to authenticate itself),
+ *      input could not be read (-f file, stdin)
+ *   N  the broker refused the connection: N is the CONNACK's reason code (MQTT 3.1.1: 1-5, such
+ *      as 5 not authorised; MQTT 5.0: 128-159, such as 135 Not authorized)
+ *   7  the connection was lost before the work was done (MOSQ_ERR_CONN_LOST)
  *  27  timed out (-W), the same number as mosquitto_sub/mosquitto_rr
  */
 #ifndef VS_CMD_CLI_COMMON_H
@@ -29,11 +30,11 @@
 enum {
 	VS_EXIT_OK = 0,
 	VS_EXIT_USAGE = 1,
-	VS_EXIT_CONNECT = 2,
-	VS_EXIT_REFUSED = 3,
-	VS_EXIT_REJECTED = 4,
-	VS_EXIT_LOST = 5,
-	VS_EXIT_INPUT = 6,
+	VS_EXIT_CONNECT = 1,
+	VS_EXIT_REFUSED = 5, /* MQTT-SN: a CONNACK refusal (MQTT: the CONNACK's reason code) */
+	VS_EXIT_REJECTED = 0,
+	VS_EXIT_LOST = 7,
+	VS_EXIT_INPUT = 1,
 	VS_EXIT_TIMEOUT = 27,
 };
 
@@ -85,6 +86,16 @@ struct vs_cli {
 	bool sn;	    /* --sn: MQTT-SN 1.2 over UDP (pub and sub), default port 1884 */
 	const char *sn_predefined; /* --sn-predefined FILE: "ID TOPIC" lines */
 	const char *not_sn;	   /* the first flag given that MQTT-SN has no use for, or NULL */
+	const char *bind_address;  /* -A */
+	const char *unix_path;	   /* --unix (or -p 0: host is the socket's path, as mosquitto) */
+	int max_inflight;	   /* -M, default 20 */
+	bool use_srv;		   /* -S: the broker from DNS SRV records of host */
+	char *proxy_buf;	   /* --proxy socks5h://[user[:pass]@]host[:port], parsed */
+	const char *proxy_host;
+	const char *proxy_user;
+	const char *proxy_pass;
+	int proxy_port;
+	char *srv_host; /* -S: the host the SRV lookup chose */
 };
 
 void vs_cli_init(struct vs_cli *c, enum vs_tool tool);
@@ -103,7 +114,8 @@ int vs_cli_check(struct vs_cli *c);
  * NULL with *exit_code set. */
 struct viesti *vs_cli_connect(struct vs_cli *c, struct viesti_callbacks *cb, void *ud,
 			      bool reconnect, int *exit_code);
-/* Sends DISCONNECT and drives the client until the connection is closed (at most 5 s). */
+/* Sends DISCONNECT (unless already sent) and drives the client until the connection is closed
+ * (at most 5 s). */
 void vs_cli_disconnect(struct vs_cli *c, struct viesti *v);
 
 /* An error line on stderr, unless --quiet. */
@@ -119,6 +131,8 @@ bool vs_cli_topic_matches(const char *filter, const char *topic);
 /* A publish topic: non-empty, no wildcards. A subscription filter: wildcards well placed. */
 bool vs_cli_topic_valid(const char *topic);
 bool vs_cli_filter_valid(const char *filter);
+/* A reason code's text, as libmosquitto's mosquitto_reason_string() words it. */
+const char *vs_cli_reason_string(int reason);
 /* The help lines shared by the tools' --help. */
 void vs_cli_help_common(FILE *f);
 

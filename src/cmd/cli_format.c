@@ -531,8 +531,105 @@ static void timestamp(FILE *o, const struct timespec *ts, const char *fmt)
 	fputs(b, o);
 }
 
+static void tabs(FILE *o, int n)
+{
+	for (int i = 0; i < n; i++)
+		fputc('\t', o);
+}
+
+/*
+ * --pretty: re-lays out minified JSON (ours: valid, no whitespace outside strings) as cJSON_Print
+ * does, which is what mosquitto_sub prints: an object's members one per line, indented by tabs,
+ * with a tab after each colon; an array's elements on one line, separated by ", "; an empty
+ * object is "{", a newline, the closing brace at the object's own depth.
+ */
+static void pretty_print(FILE *o, const char *s, size_t len)
+{
+	char kind[64]; /* '{' or '[' per open level; deeper levels print as they come */
+	int depth = 0;
+	bool in_str = false;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (in_str) {
+			fputc(c, o);
+			if (c == '\\' && i + 1 < len)
+				fputc(s[++i], o);
+			else if (c == '"')
+				in_str = false;
+			continue;
+		}
+		bool obj = depth > 0 && depth <= (int)sizeof(kind) && kind[depth - 1] == '{';
+		switch (c) {
+		case '"':
+			in_str = true;
+			fputc(c, o);
+			break;
+		case '{':
+			fputs("{\n", o);
+			if (depth < (int)sizeof(kind))
+				kind[depth] = '{';
+			depth++;
+			if (i + 1 < len && s[i + 1] != '}')
+				tabs(o, depth);
+			break;
+		case '[':
+			if (depth < (int)sizeof(kind))
+				kind[depth] = '[';
+			depth++;
+			fputc(c, o);
+			break;
+		case '}':
+			if (i > 0 && s[i - 1] != '{')
+				fputc('\n', o);
+			depth--;
+			tabs(o, depth);
+			fputc(c, o);
+			break;
+		case ']':
+			depth--;
+			fputc(c, o);
+			break;
+		case ':':
+			fputs(obj ? ":\t" : ":", o);
+			break;
+		case ',':
+			if (obj) {
+				fputs(",\n", o);
+				tabs(o, depth);
+			} else {
+				fputs(", ", o);
+			}
+			break;
+		default:
+			fputc(c, o);
+		}
+	}
+}
+
+static int json_min(FILE *o, const struct vs_fmt *f, const struct viesti_message *m,
+		    const struct timespec *ts, bool raw_payload);
+
 static int json(FILE *o, const struct vs_fmt *f, const struct viesti_message *m,
 		const struct timespec *ts, bool raw_payload)
+{
+	if (!f->pretty)
+		return json_min(o, f, m, ts, raw_payload);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&buf, &len);
+	if (!mem)
+		return -1;
+	int rc = json_min(mem, f, m, ts, raw_payload);
+	fclose(mem);
+	if (rc == 0)
+		pretty_print(o, buf, len);
+	free(buf);
+	return rc;
+}
+
+/* The message as mosquitto_sub's %j / %J print it, minified (cJSON_PrintUnformatted). */
+static int json_min(FILE *o, const struct vs_fmt *f, const struct viesti_message *m,
+		    const struct timespec *ts, bool raw_payload)
 {
 	struct jout j = {0};
 	if (raw_payload && m->payload_len && json_reserialise(m, &j) < 0) {

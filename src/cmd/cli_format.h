@@ -16,6 +16,7 @@ struct vs_fmt {
 	bool verbose;	    /* -v */
 	bool eol;	    /* false with -N */
 	bool quiet;	    /* --quiet: no error lines on stderr */
+	bool pretty;	    /* --pretty: %j and %J laid out as cJSON_Print does */
 };
 
 /* Checks a -F string as mosquitto_sub does before connecting. Returns 0, or -1 after printing

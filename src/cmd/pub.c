@@ -38,12 +38,15 @@ static void usage(void)
 {
 	printf(
 	    "viesti pub publishes a message on a topic and exits (mosquitto_pub compatible).\n\n"
-	    "Usage: viesti pub {[-h host] [-p port] [-u username] [-P password] -t topic | -L "
-	    "URL}\n"
+	    "Usage: viesti pub {[-h host] [--unix path] [-p port] [-u username] [-P password] -t "
+	    "topic |\n"
+	    "                   -L URL}\n"
 	    "                  {-f file | -l | -n | -m message | -s}\n"
 	    "                  [-c] [-k keepalive] [-q qos] [-r] [--repeat N] [--repeat-delay "
 	    "time]\n"
 	    "                  [-x session-expiry] [-i id] [-I id_prefix] [-d] [--quiet]\n"
+	    "                  [-A bind_address] [--nodelay] [-M max_inflight] [-S]\n"
+	    "                  [--proxy socks-url]\n"
 	    "                  [--will-topic [--will-payload payload] [--will-qos qos] "
 	    "[--will-retain]]\n"
 	    "                  [-V protocol-version] [-D command identifier value]\n"
@@ -79,7 +82,7 @@ static void usage(void)
 static int set_mode(struct pub *p, enum mode m)
 {
 	if (p->mode != M_NONE) {
-		fprintf(stderr, "Error: Only one type of message can be sent at once.\n");
+		fprintf(stderr, "Error: Only one type of message can be sent at once.\n\n");
 		return vs_cli_usage_hint(&p->c);
 	}
 	p->mode = m;
@@ -89,17 +92,34 @@ static int set_mode(struct pub *p, enum mode m)
 static int parse_own(struct pub *p, int argc, char **argv, int *i)
 {
 	const char *a = argv[*i];
-	bool has = *i + 1 < argc;
-	if (!strcmp(a, "-t") || !strcmp(a, "--topic") || !strcmp(a, "-m") ||
-	    !strcmp(a, "--message") || !strcmp(a, "-f") || !strcmp(a, "--file") ||
-	    !strcmp(a, "--repeat") || !strcmp(a, "--repeat-delay")) {
-		if (!has) {
-			fprintf(stderr, "Error: %s argument given but no value specified.\n", a);
-			return vs_cli_usage_hint(&p->c);
-		}
+	/* The flags that take a value, and mosquitto_pub's words when it is missing. */
+	static const char *const with_value[][3] = {
+	    {"-t", "-t", "topic"},
+	    {"--topic", "-t", "topic"},
+	    {"-m", "-m", "message"},
+	    {"--message", "-m", "message"},
+	    {"-f", "-f", "file"},
+	    {"--file", "-f", "file"},
+	    {"--repeat", "--repeat", "count"},
+	    {"--repeat-delay", "--repeat-delay", "time"},
+	};
+	for (size_t k = 0; k < sizeof(with_value) / sizeof(with_value[0]); k++) {
+		/* -m and -f check "only one message" first, as mosquitto_pub does */
+		bool msg = with_value[k][1][1] == 'm' || with_value[k][1][1] == 'f';
+		if (strcmp(a, with_value[k][0]) != 0 || *i + 1 < argc || (msg && p->mode != M_NONE))
+			continue;
+		fprintf(stderr, "Error: %s argument given but no %s specified.\n\n",
+			with_value[k][1], with_value[k][2]);
+		return vs_cli_usage_hint(&p->c);
 	}
 	if (!strcmp(a, "-t") || !strcmp(a, "--topic")) {
 		p->topic = argv[++*i];
+		if (!vs_cli_topic_valid(p->topic)) {
+			fprintf(stderr,
+				"Error: Invalid publish topic '%s', does it contain '+' or '#'?\n",
+				p->topic);
+			return vs_cli_usage_hint(&p->c);
+		}
 	} else if (!strcmp(a, "-m") || !strcmp(a, "--message")) {
 		p->message = argv[++*i];
 		return set_mode(p, M_MSG);
@@ -115,14 +135,15 @@ static int parse_own(struct pub *p, int argc, char **argv, int *i)
 	} else if (!strcmp(a, "-r") || !strcmp(a, "--retain")) {
 		p->retain = true;
 	} else if (!strcmp(a, "--repeat")) {
-		if (vs_cli_int(&p->c, a, argv[++*i], 1, 1000000000, &p->repeat) < 0)
-			return -1;
+		p->repeat = strtol(argv[++*i], NULL, 10);
+		if (p->repeat < 1 || p->repeat > 1000000000) {
+			fprintf(stderr, "Error: --repeat argument must be >0.\n\n");
+			return vs_cli_usage_hint(&p->c);
+		}
 	} else if (!strcmp(a, "--repeat-delay")) {
-		char *end;
-		p->repeat_delay = strtod(argv[++*i], &end);
-		if (*end || p->repeat_delay < 0 || isnan(p->repeat_delay)) {
-			fprintf(stderr,
-				"Error: --repeat-delay argument must be a positive number.\n");
+		p->repeat_delay = atof(argv[++*i]);
+		if (p->repeat_delay < 0 || isnan(p->repeat_delay)) {
+			fprintf(stderr, "Error: --repeat-delay argument must be >=0.0.\n\n");
 			return vs_cli_usage_hint(&p->c);
 		}
 	} else {
@@ -151,8 +172,10 @@ static int parse_args(struct pub *p, int argc, char **argv)
 	if (!p->topic)
 		p->topic = p->c.url_topic;
 	if (!p->topic || p->mode == M_NONE) {
+		/* mosquitto_pub prints its usage after this one, not the --help hint */
 		fprintf(stderr, "Error: Both topic and message must be supplied.\n");
-		return vs_cli_usage_hint(&p->c);
+		usage();
+		return -1;
 	}
 	if (p->repeat > 1 && p->mode == M_LINES) {
 		fprintf(stderr, "Error: --repeat can only be used with -f, -m, -n or -s.\n");
@@ -197,7 +220,7 @@ static void on_publish(struct viesti *v, void *ud, int mid, int reason,
 	if (reason >= 0x80) {
 		p->failed_reason = reason;
 		vs_cli_err(&p->c, "Warning: Publish %d failed: %s.", mid,
-			   viesti_reason_string(reason));
+			   vs_cli_reason_string(reason));
 	}
 }
 
@@ -272,6 +295,13 @@ static int publish_lines(struct pub *p, struct viesti *v)
 	return 0;
 }
 
+/* Drives the client until every message is done or the connection is lost. */
+static void wait_done(struct pub *p, struct viesti *v)
+{
+	while (!p->lost && (viesti_pending(v) > 0 || viesti_want_write(v)))
+		viesti_loop(v, 1000);
+}
+
 static int run(struct pub *p, struct viesti *v, const char *data, size_t len)
 {
 	if (p->mode == M_LINES)
@@ -281,6 +311,10 @@ static int run(struct pub *p, struct viesti *v, const char *data, size_t len)
 		int rc = publish(p, v, data, len);
 		if (rc)
 			return rc;
+		/* As mosquitto_pub: the next copy goes once this one is done (written for QoS 0,
+		 * acknowledged for QoS 1 and 2), then after --repeat-delay. */
+		if (k + 1 < n)
+			wait_done(p, v);
 		if (k + 1 < n && p->repeat_delay > 0)
 			drive_for(p, v, p->repeat_delay);
 		else
@@ -294,8 +328,7 @@ static int run(struct pub *p, struct viesti *v, const char *data, size_t len)
 /* Waits until every QoS 1/2 message is acknowledged and the socket has taken everything. */
 static int finish(struct pub *p, struct viesti *v)
 {
-	while (!p->lost && (viesti_pending(v) > 0 || viesti_want_write(v)))
-		viesti_loop(v, 1000);
+	wait_done(p, v);
 	if (p->lost) {
 		vs_cli_err(&p->c, "Error: The connection was lost.");
 		return VS_EXIT_LOST;
@@ -305,7 +338,7 @@ static int finish(struct pub *p, struct viesti *v)
 
 /* ---- --sn: MQTT-SN ------------------------------------------------------------------------- */
 
-/* One message; a ReturnCode other than accepted is a warning and exit status 4 at the end. */
+/* One message; a ReturnCode other than accepted is a warning (status 0, as for MQTT). */
 static int sn_publish(struct pub *p, struct vs_cli_sn *s, const void *data, size_t len)
 {
 	int rc = viesti_sn_publish(s->c, p->topic, data, len, p->c.qos, p->retain, -1);

@@ -45,6 +45,8 @@ static void usage(void)
 	    "                 [--correlation-data data] [-c] [-k keepalive] [-q qos] [-R]\n"
 	    "                 [-F format] [-W timeout_secs] [-i id] [-I id_prefix] [-d] [-N]\n"
 	    "                 [--quiet] [-v] [-V protocol-version] [-D command identifier value]\n"
+	    "                 [--unix path] [-A bind_address] [--nodelay] [-M max_inflight] [-S]\n"
+	    "                 [--proxy socks-url] [--pretty]\n"
 	    "                 [{--cafile file | --capath dir} [--cert file] [--key file]\n"
 	    "                  [--insecure] [--tls-version version] [--tls-alpn protocol]\n"
 	    "                  [--tls-use-os-certs]] [--psk hex-key --psk-identity identity]\n"
@@ -53,6 +55,8 @@ static void usage(void)
 	    " -e : Response topic. The client subscribes to it to wait for a response.\n"
 	    " -f : send the contents of a file as the request.\n"
 	    " -F : output format (as viesti sub).\n"
+	    " --pretty : print formatted output rather than minimised output when using the\n"
+	    "            JSON output format option.\n"
 	    " -m : request payload.\n"
 	    " -n : send a null (zero length) request.\n"
 	    " -N : do not add an end of line character when printing the payload.\n"
@@ -69,12 +73,18 @@ static void usage(void)
 static int parse_own(struct rr *r, int argc, char **argv, int *i)
 {
 	const char *a = argv[*i];
-	static const char *const with_value[] = {"-t", "--topic", "-e", "-m", "--message",
-						 "-f", "--file",  "-F", "-W", "--correlation-data",
-						 NULL};
-	for (int k = 0; with_value[k]; k++) {
-		if (!strcmp(a, with_value[k]) && *i + 1 >= argc) {
-			fprintf(stderr, "Error: %s argument given but no value specified.\n", a);
+	/* The flags that take a value, and mosquitto_rr's words when it is missing. */
+	static const char *const with_value[][3] = {
+	    {"-t", "-t", "topic"},	    {"--topic", "-t", "topic"},
+	    {"-e", "-e", "response topic"}, {"-m", "-m", "message"},
+	    {"--message", "-m", "message"}, {"-f", "-f", "file"},
+	    {"--file", "-f", "file"},	    {"-F", "-F", "format"},
+	    {"-W", "-W", "timeout"},	    {"--correlation-data", "--correlation-data", "data"},
+	};
+	for (size_t k = 0; k < sizeof(with_value) / sizeof(with_value[0]); k++) {
+		if (!strcmp(a, with_value[k][0]) && *i + 1 >= argc) {
+			fprintf(stderr, "Error: %s argument given but no %s specified.\n\n",
+				with_value[k][1], with_value[k][2]);
 			return vs_cli_usage_hint(&r->c);
 		}
 	}
@@ -97,7 +107,11 @@ static int parse_own(struct rr *r, int argc, char **argv, int *i)
 		if (vs_fmt_check(r->fmt.format) < 0)
 			return vs_cli_usage_hint(&r->c);
 	} else if (!strcmp(a, "-W")) {
-		return vs_cli_int(&r->c, a, argv[++*i], 1, 2147483647, &r->timeout) < 0 ? -1 : 1;
+		r->timeout = strtol(argv[++*i], NULL, 10);
+		if (r->timeout < 1 || r->timeout > 2147483647) {
+			fprintf(stderr, "Error: Invalid timeout \"%ld\".\n\n", r->timeout);
+			return vs_cli_usage_hint(&r->c);
+		}
 	} else if (!strcmp(a, "-v") || !strcmp(a, "--verbose"))
 		r->fmt.verbose = true;
 	else if (!strcmp(a, "-N"))
@@ -105,7 +119,7 @@ static int parse_own(struct rr *r, int argc, char **argv, int *i)
 	else if (!strcmp(a, "-R"))
 		r->no_retain = true;
 	else if (!strcmp(a, "--pretty"))
-		;
+		r->fmt.pretty = true;
 	else
 		return 0;
 	return 1;
@@ -131,10 +145,13 @@ static int parse_args(struct rr *r, int argc, char **argv)
 	if (!r->topic)
 		r->topic = r->c.url_topic;
 	int sources = !!r->message + !!r->file + r->null_msg + r->stdin_msg;
+	if (sources > 1) {
+		fprintf(stderr, "Error: Only one type of message can be sent at once.\n\n");
+		return vs_cli_usage_hint(&r->c);
+	}
 	if (!r->topic || !r->resp_topic || sources != 1) {
 		fprintf(stderr,
-			"Error: A request topic (-t), a response topic (-e) and exactly one "
-			"message (-m, -f, -s or -n) must be given.\n");
+			"Error: All of topic, message, and response topic must be supplied.\n");
 		return vs_cli_usage_hint(&r->c);
 	}
 	if (!vs_cli_topic_valid(r->topic) || !vs_cli_topic_valid(r->resp_topic)) {
@@ -207,7 +224,8 @@ static void on_subscribe(struct viesti *v, void *ud, int mid, int count, const u
 {
 	struct rr *r = ud;
 	if (count > 0 && codes[0] >= 0x80) {
-		vs_cli_err(&r->c, "Error: Subscription to the response topic was denied.");
+		/* mosquitto_rr's line: the reason alone; the status is 0 */
+		vs_cli_err(&r->c, "%s", vs_cli_reason_string(codes[0]));
 		r->done = true;
 		r->code = VS_EXIT_REJECTED;
 		return;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cmd/cli_common.h"
 #include "cmd/cli_format.h"
@@ -32,6 +33,7 @@ static void on_signal(int sig)
 struct sub {
 	struct vs_cli *cli; /* first: cli_common's log callback finds it here */
 	struct vs_cli c;
+	struct viesti *v; /* MQTT: the client, once connected */
 	const char **topics;
 	int *opts;
 	size_t n_topics;
@@ -47,8 +49,9 @@ struct sub {
 	bool exit_after_sub; /* -E */
 	bool retained_only;
 	bool remove_retained;
-	bool rap;      /* --retain-as-published */
-	long sn_sleep; /* --sn-sleep seconds, 0: awake */
+	bool rap;	   /* --retain-as-published */
+	int random_filter; /* --random-filter: messages printed per 10,000, 10000 all */
+	long sn_sleep;	   /* --sn-sleep seconds, 0: awake */
 	bool done;
 	int code;
 	struct viesti_props *no_props; /* --sn: a message's (empty) properties */
@@ -59,11 +62,14 @@ static void usage(void)
 	printf(
 	    "viesti sub subscribes to topics and prints the messages it receives\n"
 	    "(mosquitto_sub compatible).\n\n"
-	    "Usage: viesti sub {[-h host] [-p port] [-u username] [-P password] -t topic ... | -L "
-	    "URL [-t topic]}\n"
+	    "Usage: viesti sub {[-h host] [--unix path] [-p port] [-u username] [-P password] -t "
+	    "topic ... |\n"
+	    "                   -L URL [-t topic]}\n"
 	    "                  [-c] [-k keepalive] [-q qos] [-x session-expiry-interval]\n"
 	    "                  [-C msg_count] [-E] [-R] [--retained-only] [--remove-retained]\n"
 	    "                  [-T filter_out ...] [-U topic ...] [-F format] [-W timeout_secs]\n"
+	    "                  [-A bind_address] [--nodelay] [-M max_inflight] [-S]\n"
+	    "                  [--proxy socks-url] [--pretty] [--random-filter chance]\n"
 	    "                  [-i id] [-I id_prefix] [-d] [-N] [--quiet] [-v]\n"
 	    "                  [--will-topic [--will-payload payload] [--will-qos qos] "
 	    "[--will-retain]]\n"
@@ -97,6 +103,11 @@ static void usage(void)
 	    "                   first non-retained message is received.\n"
 	    " --remove-retained : clear any received retained messages (use -T to keep some).\n"
 	    " --retain-as-published : set the Retain As Published subscription option (MQTT v5).\n"
+	    " --pretty : print formatted output rather than minimised output when using the\n"
+	    "            JSON output format option.\n"
+	    " --random-filter : only print a percentage of received messages. Set to 100 to have\n"
+	    "                   all messages printed, 50.0 to have half of the messages received\n"
+	    "                   on average printed, and so on.\n"
 	    " --sn : subscribe over MQTT-SN 1.2 (UDP) at an MQTT-SN gateway, default port 1884.\n"
 	    "        A topic in --sn-predefined is subscribed by its id, a two-character topic\n"
 	    "        by short name, any other filter (wildcards too) by name. A Viesti extension.\n"
@@ -117,51 +128,94 @@ static int push(const char ***list, size_t *n, const char *s)
 	return 0;
 }
 
+/* The flags that take a value, and mosquitto_sub's message when it is missing. */
+static const struct {
+	const char *flag, *alias, *name, *what;
+} with_value[] = {
+    {"-t", "--topic", "-t", "topic"},
+    {"-T", "--filter-out", "-T", "topic filter"},
+    {"-U", "--unsubscribe", "-U", "unsubscribe topic"},
+    {"-C", NULL, "-C", "count"},
+    {"-W", NULL, "-W", "timeout"},
+    {"-F", NULL, "-F", "format"},
+    {"--random-filter", NULL, "--random-filter", "chance"},
+    {"--sn-sleep", NULL, "--sn-sleep", "value"},
+};
+
 static int need_value(struct sub *s, int argc, char **argv, int i)
 {
-	if (i + 1 < argc)
+	const char *a = argv[i];
+	for (size_t k = 0; k < sizeof(with_value) / sizeof(with_value[0]); k++) {
+		if (strcmp(a, with_value[k].flag) != 0 &&
+		    !(with_value[k].alias && !strcmp(a, with_value[k].alias)))
+			continue;
+		if (i + 1 < argc)
+			return 0;
+		fprintf(stderr, "Error: %s argument given but no %s specified.\n\n",
+			with_value[k].name, with_value[k].what);
+		return vs_cli_usage_hint(&s->c);
+	}
+	return 0;
+}
+
+static int check_filter(struct sub *s, const char *kind, const char *t)
+{
+	if (vs_cli_filter_valid(t))
 		return 0;
-	fprintf(stderr, "Error: %s argument given but no value specified.\n", argv[i]);
+	fprintf(stderr, "Error: Invalid %s topic '%s', are all '+' and '#' wildcards correct?\n",
+		kind, t);
 	return vs_cli_usage_hint(&s->c);
+}
+
+/* -C and -W as mosquitto_sub reads them (atoi), with its messages. */
+static int parse_count(struct sub *s, const char *a, const char *v)
+{
+	long n = strtol(v, NULL, 10);
+	if (n < 1 || n > 2147483647) {
+		fprintf(stderr, "Error: Invalid %s \"%ld\".\n\n",
+			!strcmp(a, "-C") ? "message count" : "timeout", n);
+		return vs_cli_usage_hint(&s->c);
+	}
+	*(!strcmp(a, "-C") ? &s->count : &s->timeout) = n;
+	return 1;
 }
 
 static int parse_own(struct sub *s, int argc, char **argv, int *i)
 {
 	const char *a = argv[*i];
-	static const char *const with_value[] = {"-t", "--topic",	"-T", "--filter-out",
-						 "-U", "--unsubscribe", "-C", "-W",
-						 "-F", "--sn-sleep",	NULL};
-	for (int k = 0; with_value[k]; k++)
-		if (!strcmp(a, with_value[k]) && need_value(s, argc, argv, *i) < 0)
-			return -1;
+	if (need_value(s, argc, argv, *i) < 0)
+		return -1;
 	if (!strcmp(a, "-t") || !strcmp(a, "--topic")) {
 		const char *t = argv[++*i];
-		if (!vs_cli_filter_valid(t)) {
-			fprintf(stderr,
-				"Error: Invalid subscription topic '%s', are all '+' and '#' "
-				"wildcards correct?\n",
-				t);
-			return vs_cli_usage_hint(&s->c);
-		}
+		if (check_filter(s, "subscription", t) < 0)
+			return -1;
 		return push(&s->topics, &s->n_topics, t) < 0 ? -1 : 1;
 	} else if (!strcmp(a, "-T") || !strcmp(a, "--filter-out")) {
 		const char *t = argv[++*i];
-		if (!vs_cli_filter_valid(t)) {
-			fprintf(stderr,
-				"Error: Invalid filter topic '%s', are all '+' and '#' "
-				"wildcards correct?\n",
-				t);
-			return vs_cli_usage_hint(&s->c);
-		}
+		if (check_filter(s, "filter", t) < 0)
+			return -1;
 		return push(&s->filter_out, &s->n_filter_out, t) < 0 ? -1 : 1;
 	} else if (!strcmp(a, "-U") || !strcmp(a, "--unsubscribe")) {
-		return push(&s->unsub, &s->n_unsub, argv[++*i]) < 0 ? -1 : 1;
-	} else if (!strcmp(a, "-C")) {
-		return vs_cli_int(&s->c, a, argv[++*i], 1, 2147483647, &s->count) < 0 ? -1 : 1;
-	} else if (!strcmp(a, "-W")) {
-		return vs_cli_int(&s->c, a, argv[++*i], 1, 2147483647, &s->timeout) < 0 ? -1 : 1;
+		const char *t = argv[++*i];
+		if (check_filter(s, "unsubscribe", t) < 0)
+			return -1;
+		return push(&s->unsub, &s->n_unsub, t) < 0 ? -1 : 1;
+	} else if (!strcmp(a, "-C") || !strcmp(a, "-W")) {
+		return parse_count(s, a, argv[++*i]);
 	} else if (!strcmp(a, "--sn-sleep")) {
 		return vs_cli_int(&s->c, a, argv[++*i], 1, 65535, &s->sn_sleep) < 0 ? -1 : 1;
+	} else if (!strcmp(a, "--random-filter")) {
+		/* mosquitto_sub accepts what makes 10 * chance 1..10000, and then prints chance /
+		 * 10 percent of the messages: a tenth of what its --help says. Viesti accepts the
+		 * same values and prints the percentage --help promises (100: all). */
+		double chance = atof(argv[++*i]);
+		int tenths = (int)(10.0 * chance);
+		if (tenths > 10000 || tenths < 1) {
+			fprintf(stderr,
+				"Error: --random-filter chance must be between 0.1-100.0\n\n");
+			return vs_cli_usage_hint(&s->c);
+		}
+		s->random_filter = chance >= 100.0 ? 10000 : (int)(chance * 100.0);
 	} else if (!strcmp(a, "-F")) {
 		s->fmt.format = argv[++*i];
 		if (vs_fmt_check(s->fmt.format) < 0)
@@ -181,7 +235,7 @@ static int parse_own(struct sub *s, int argc, char **argv, int *i)
 	} else if (!strcmp(a, "--retain-as-published")) {
 		s->rap = true;
 	} else if (!strcmp(a, "--pretty")) {
-		/* accepted for compatibility: JSON is printed minimised */
+		s->fmt.pretty = true;
 	} else {
 		return 0;
 	}
@@ -211,10 +265,6 @@ static int parse_args(struct sub *s, int argc, char **argv)
 		fprintf(stderr, "Error: You must specify a topic to subscribe to.\n");
 		return vs_cli_usage_hint(&s->c);
 	}
-	if (s->remove_retained && s->no_retain) {
-		fprintf(stderr, "Error: --remove-retained and -R cannot be used together.\n");
-		return vs_cli_usage_hint(&s->c);
-	}
 	if (s->sn_sleep && !s->c.sn) {
 		fprintf(stderr, "Error: --sn-sleep needs --sn.\n");
 		return vs_cli_usage_hint(&s->c);
@@ -229,13 +279,23 @@ static int parse_args(struct sub *s, int argc, char **argv)
 	for (size_t k = 0; k < s->n_topics; k++)
 		s->opts[k] = s->c.qos | (s->rap ? VIESTI_SUB_RETAIN_AS_PUBLISHED : 0);
 	s->fmt.quiet = s->c.quiet;
-	return vs_cli_check(&s->c);
+	if (vs_cli_check(&s->c) < 0)
+		return -1;
+	if (s->no_retain && s->retained_only) {
+		fprintf(stderr, "\nError: Combining '-R' and '--retained-only' makes no sense.\n");
+		return -1;
+	}
+	return 0;
 }
 
+/* The run is over. As mosquitto_sub, an MQTT client disconnects at once (packets already read
+ * after this one are left alone) unless --remove-retained publishes are still unacknowledged. */
 static void finish_with(struct sub *s, int code)
 {
 	s->done = true;
 	s->code = code;
+	if (s->v && viesti_pending(s->v) == 0)
+		viesti_disconnect(s->v, 0, s->c.props[VS_PC_DISCONNECT]);
 }
 
 static void on_connect(struct viesti *v, void *ud, int reason, bool session_present,
@@ -244,9 +304,11 @@ static void on_connect(struct viesti *v, void *ud, int reason, bool session_pres
 	struct sub *s = ud;
 	if (reason != 0)
 		return;
+	s->v = v; /* the SUBACK may come before viesti_connect_wait() returns */
 	viesti_subscribe_many(v, s->topics, s->opts, s->n_topics, s->c.props[VS_PC_SUBSCRIBE]);
-	if (s->n_unsub)
-		viesti_unsubscribe_many(v, s->unsub, s->n_unsub, s->c.props[VS_PC_UNSUBSCRIBE]);
+	/* One UNSUBSCRIBE per -U, as mosquitto_sub sends them (and numbers them in -d). */
+	for (size_t k = 0; k < s->n_unsub; k++)
+		viesti_unsubscribe(v, s->unsub[k], s->c.props[VS_PC_UNSUBSCRIBE]);
 }
 
 static void on_subscribe(struct viesti *v, void *ud, int mid, int count, const uint8_t *codes,
@@ -267,7 +329,7 @@ static void on_subscribe(struct viesti *v, void *ud, int mid, int count, const u
 	}
 	if (all_denied) {
 		vs_cli_err(&s->c, "All subscription requests were denied.");
-		finish_with(s, VS_EXIT_REJECTED);
+		finish_with(s, VS_EXIT_OK); /* mosquitto_sub's status too */
 	} else if (s->exit_after_sub) {
 		finish_with(s, VS_EXIT_OK);
 	}
@@ -295,9 +357,11 @@ static bool wanted(struct sub *s, const struct viesti_message *m)
 	return !filtered_out(s, m->topic);
 }
 
+/* --random-filter: as mosquitto_sub, a message left out still counts towards -C. */
 static void print_message(struct sub *s, const struct viesti_message *m)
 {
-	vs_fmt_print(stdout, &s->fmt, m);
+	if (s->random_filter >= 10000 || random() % 10000 < s->random_filter)
+		vs_fmt_print(stdout, &s->fmt, m);
 	if (s->count > 0 && ++s->received >= s->count)
 		finish_with(s, VS_EXIT_OK);
 }
@@ -367,7 +431,12 @@ static int sn_sub_one(struct sub *s, struct vs_cli_sn *sn, const char *t, bool s
 		   : viesti_sn_unsubscribe_id(sn->c, type, id, -1);
 }
 
-/* Subscribes to every -t, then unsubscribes every -U. Returns 0 or an exit code. */
+/* sn_subscribe_all()'s result when the gateway refused every topic: the run ends with status 0,
+ * as mosquitto_sub's does. */
+#define SN_ALL_DENIED (-2)
+
+/* Subscribes to every -t, then unsubscribes every -U. Returns 0, SN_ALL_DENIED or an exit
+ * code. */
 static int sn_subscribe_all(struct sub *s, struct vs_cli_sn *sn)
 {
 	size_t denied = 0;
@@ -388,7 +457,7 @@ static int sn_subscribe_all(struct sub *s, struct vs_cli_sn *sn)
 	}
 	if (denied == s->n_topics) {
 		vs_cli_err(&s->c, "All subscription requests were denied.");
-		return VS_EXIT_REJECTED;
+		return SN_ALL_DENIED;
 	}
 	for (size_t k = 0; k < s->n_unsub; k++) {
 		int rc = sn_sub_one(s, sn, s->unsub[k], false, NULL);
@@ -454,8 +523,8 @@ static void sn_reconnect(struct sub *s, struct vs_cli_sn *sn, double end)
 		int code = sn_subscribe_all(s, sn);
 		if (code == 0)
 			return;
-		if (code == VS_EXIT_REJECTED)
-			finish_with(s, code);
+		if (code == SN_ALL_DENIED)
+			finish_with(s, VS_EXIT_OK);
 	}
 }
 
@@ -532,7 +601,9 @@ static int run_sn(struct sub *s)
 	if ((code = vs_cli_sn_connect(&s->c, &sn)) != 0)
 		goto out;
 	code = sn_subscribe_all(s, &sn);
-	if (code == 0 && !s->exit_after_sub) {
+	if (code == SN_ALL_DENIED)
+		code = VS_EXIT_OK;
+	else if (code == 0 && !s->exit_after_sub) {
 		double end = s->timeout ? now_s() + (double)s->timeout : 0;
 		if (s->sn_sleep)
 			sn_run_sleeping(s, &sn, end);
@@ -549,10 +620,11 @@ out:
 
 int vs_cmd_sub(int argc, char **argv)
 {
-	struct sub s = {.code = VS_EXIT_OK};
+	struct sub s = {.code = VS_EXIT_OK, .random_filter = 10000};
 	s.cli = &s.c;
 	s.fmt.eol = true;
 	vs_cli_init(&s.c, VS_TOOL_SUB);
+	srandom((unsigned)time(NULL) ^ (unsigned)getpid()); /* --random-filter */
 	int code = VS_EXIT_USAGE;
 	if (parse_args(&s, argc, argv) < 0)
 		goto out;
@@ -569,10 +641,10 @@ int vs_cmd_sub(int argc, char **argv)
 	struct viesti *v = vs_cli_connect(&s.c, &cb, &s, true, &code);
 	if (!v)
 		goto out;
+	s.v = v;
 	run(&s, v);
 	code = s.code;
-	if (viesti_is_connected(v))
-		vs_cli_disconnect(&s.c, v);
+	vs_cli_disconnect(&s.c, v);
 	viesti_free(v);
 out:
 	free(s.topics);

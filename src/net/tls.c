@@ -299,6 +299,7 @@ static int tls_open(struct vs_transport *t, const void *conf, const char *host, 
 	t->state = st;
 	st->ctx = conf;
 	st->tcp.fd = -1;
+	st->tcp.tcp = t->tcp;
 	st->host = strdup(host);
 	if (!st->host)
 		return -ENOMEM;
@@ -337,7 +338,8 @@ static int tls_finish(struct vs_transport *t)
 	if (!st->ssl) {
 		rc = vs_transport_tcp.finish(&st->tcp);
 		t->fd = st->tcp.fd;
-		t->wait = EPOLLOUT;
+		/* A SOCKS5 exchange underneath waits for the proxy's replies. */
+		t->wait = rc == -EAGAIN && st->tcp.wait ? st->tcp.wait : EPOLLOUT;
 		if (rc < 0)
 			return rc;
 		rc = vs_tls_session_new(st->ctx, t->fd, st->host, &st->ssl, st->err,

@@ -54,8 +54,20 @@ struct vs_transport_ops {
 	void (*shrink)(struct vs_transport *t);
 };
 
+/* How a client's stream socket is made; every field is optional (NULL: the default). A
+ * transport that wraps another (TLS, WebSocket) hands it on to the one underneath. */
+struct vs_tcp_conf {
+	const char *bind_address; /* bind() to this local host or address before connecting */
+	const char *unix_path;	  /* connect to this unix socket instead of host:port */
+	const char *socks_host;	  /* a SOCKS5 proxy that connects to host:port (by name) */
+	int socks_port;		  /* its port, default 1080 */
+	const char *socks_user;	  /* RFC 1929 username/password, or NULL for no authentication */
+	const char *socks_pass;
+};
+
 struct vs_transport {
 	const struct vs_transport_ops *ops;
+	const struct vs_tcp_conf *tcp; /* client: set before open(), or NULL */
 	void *state; /* the transport's own per-connection state (NULL for a server's TCP) */
 	int fd;
 	uint32_t wait; /* while not ready: EPOLLIN or EPOLLOUT, what finish() waits for; else 0 */
@@ -64,8 +76,9 @@ struct vs_transport {
 /* The smallest buffer read() takes: one whole TLS record of plaintext. */
 #define VS_TRANSPORT_MIN_READ 16384
 
-/* Plain stream sockets: TCP (IPv4 and IPv6, every resolved address in turn, TCP_NODELAY) when
- * opened, or any accepted stream socket (TCP, unix). */
+/* Plain stream sockets: TCP (IPv4 and IPv6, every resolved address in turn, TCP_NODELAY), a
+ * unix socket or TCP through a SOCKS5 proxy as t->tcp says, when opened; or any accepted
+ * stream socket (TCP, unix). An unknown host is VS_ELOOKUP; a proxy's refusal VS_EPROXY. */
 extern const struct vs_transport_ops vs_transport_tcp;
 
 /* A server's transport for an accepted stream socket (TCP or unix): ready at once. */

@@ -914,6 +914,7 @@ static int ws_open(struct vs_transport *t, const void *conf, const char *host, i
 	if (rc < 0)
 		return rc;
 	st->inner.ops = cc->inner;
+	st->inner.tcp = t->tcp;
 	rc = cc->inner->open(&st->inner, cc->inner_conf, host, port);
 	t->fd = st->inner.fd;
 	return rc;

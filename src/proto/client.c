@@ -40,8 +40,21 @@ void vs_cproto_init(struct vs_cproto *cp, int version, int max_inflight,
 	cp->ctx = ctx;
 }
 
+/* The aliases belong to one connection [MQTT-3.3.2-7]: forgotten when it ends. */
+static void aliases_reset(struct vs_cproto *cp)
+{
+	for (uint16_t k = 0; k < cp->n_aliases; k++)
+		free(cp->aliases[k]);
+	free(cp->aliases);
+	cp->aliases = NULL;
+	cp->n_aliases = 0;
+	cp->alias_max = 0;
+}
+
 void vs_cproto_fini(struct vs_cproto *cp)
 {
+	aliases_reset(cp);
+	vs_alias_in_fini(&cp->alias_in);
 	struct vs_cmsg *m = cp->head;
 	while (m) {
 		struct vs_cmsg *next = m->next;
@@ -53,8 +66,10 @@ void vs_cproto_fini(struct vs_cproto *cp)
 	vs_bytes_fini(&cp->out);
 }
 
-/* Encodes p at the end of out. */
-static int emit(struct vs_cproto *cp, const struct vs_packet *p, int64_t now_ms)
+/* Encodes p at the end of out; the trace shows `shown` (a PUBLISH sent with a known topic
+ * alias is shown with its topic). */
+static int emit_as(struct vs_cproto *cp, const struct vs_packet *p, const struct vs_packet *shown,
+		   int64_t now_ms)
 {
 	ssize_t n = vs_codec_size(p, cp->version);
 	if (n < 0)
@@ -68,8 +83,90 @@ static int emit(struct vs_cproto *cp, const struct vs_packet *p, int64_t now_ms)
 	cp->out.len += (size_t)n;
 	cp->last_out_ms = now_ms;
 	if (cp->ev->trace)
-		cp->ev->trace(cp->ctx, true, p);
+		cp->ev->trace(cp->ctx, true, shown);
 	return 0;
+}
+
+static int emit(struct vs_cproto *cp, const struct vs_packet *p, int64_t now_ms)
+{
+	return emit_as(cp, p, p, now_ms);
+}
+
+/*
+ * The Topic Alias for a topic about to be sent, and whether the topic may then be left out:
+ * 0 when none (aliases off, or all taken by other topics); k with *known false when k is newly
+ * given to it (this PUBLISH carries topic and alias, which sets the mapping); k with *known true
+ * when the broker already has it (this PUBLISH carries an empty topic) [MQTT-3.3.2-12].
+ */
+static uint16_t alias_for(struct vs_cproto *cp, const uint8_t *topic, size_t len, bool *known)
+{
+	*known = false;
+	if (!cp->alias_max || len == 0)
+		return 0;
+	for (uint16_t k = 0; k < cp->n_aliases; k++) {
+		const char *a = cp->aliases[k];
+		if (strlen(a) == len && !memcmp(a, topic, len)) {
+			*known = true;
+			return (uint16_t)(k + 1);
+		}
+	}
+	if (cp->n_aliases >= cp->alias_max)
+		return 0;
+	if (!cp->aliases && !(cp->aliases = calloc(cp->alias_max, sizeof(*cp->aliases))))
+		return 0;
+	char *copy = strndup((const char *)topic, len);
+	if (!copy)
+		return 0;
+	cp->aliases[cp->n_aliases++] = copy;
+	return cp->n_aliases;
+}
+
+/*
+ * Appends a stored PUBLISH to out with Topic Alias k: the property goes first in the property
+ * block, and the topic is left out when known. Works on the encoded bytes (fixed header, topic,
+ * packet id, property length, properties, payload), so that what the message carries (user
+ * properties, correlation data) is copied as it is. The stored bytes keep the full topic: a
+ * resend on the next connection names it again.
+ */
+static int append_aliased(struct vs_cproto *cp, const uint8_t *w, size_t len, uint16_t k,
+			  bool known)
+{
+	uint32_t rem, plen;
+	int h = vs_vbi_decode(w + 1, len - 1, &rem);
+	if (h <= 0)
+		return VS_EPROTO;
+	size_t t = 1 + (size_t)h; /* the topic's length field */
+	size_t tlen = (size_t)w[t] << 8 | w[t + 1];
+	size_t pid = t + 2 + tlen;
+	size_t props = pid + (((w[0] >> 1) & 3) ? 2 : 0);
+	int pl = vs_vbi_decode(w + props, len - props, &plen);
+	if (pl <= 0)
+		return VS_EPROTO;
+	size_t body = props + (size_t)pl; /* the properties themselves */
+	uint32_t nrem = rem - (known ? (uint32_t)tlen : 0) + 3 +
+			(uint32_t)(vs_vbi_size(plen + 3) - vs_vbi_size(plen));
+	uint8_t hdr[5], ph[4];
+	int nh = vs_vbi_encode(nrem, hdr + 1);
+	int np = vs_vbi_encode(plen + 3, ph);
+	if (nh < 0 || np < 0)
+		return VS_ETOOBIG;
+	hdr[0] = w[0];
+	uint8_t tl[2] = {known ? 0 : w[t], known ? 0 : w[t + 1]};
+	uint8_t alias[3] = {VS_PROP_TOPIC_ALIAS, (uint8_t)(k >> 8), (uint8_t)k};
+	int rc = vs_bytes_append(&cp->out, hdr, (size_t)nh + 1);
+	if (!rc)
+		rc = vs_bytes_append(&cp->out, tl, 2);
+	if (!rc && !known)
+		rc = vs_bytes_append(&cp->out, w + t + 2, tlen);
+	if (!rc)
+		rc = vs_bytes_append(&cp->out, w + pid, props - pid);
+	if (!rc)
+		rc = vs_bytes_append(&cp->out, ph, (size_t)np);
+	if (!rc)
+		rc = vs_bytes_append(&cp->out, alias, 3);
+	if (!rc)
+		rc = vs_bytes_append(&cp->out, w + body, len - body);
+	return rc;
 }
 
 static int emit_ack(struct vs_cproto *cp, int type, uint16_t id, int64_t now_ms)
@@ -86,7 +183,21 @@ static int send_msg(struct vs_cproto *cp, struct vs_cmsg *m, bool resend, int64_
 		return emit_ack(cp, VS_PUBREL, m->id, now_ms);
 	if (resend && m->type == VS_PUBLISH)
 		m->wire[0] |= 0x08;
-	int rc = vs_bytes_append(&cp->out, m->wire, m->len);
+	size_t at = cp->out.len;
+	bool known = false;
+	uint16_t k = 0;
+	if (m->type == VS_PUBLISH && m->own_alias)
+		aliases_reset(cp); /* the user maps aliases on this connection: ours would clash */
+	if (m->type == VS_PUBLISH && !m->own_alias) {
+		uint32_t rem;
+		int h = vs_vbi_decode(m->wire + 1, m->len - 1, &rem);
+		size_t t = 1 + (size_t)(h > 0 ? h : 0); /* the topic's length field */
+		if (h > 0 && cp->alias_max)
+			k = alias_for(cp, m->wire + t + 2, (size_t)m->wire[t] << 8 | m->wire[t + 1],
+				      &known);
+	}
+	int rc = k ? append_aliased(cp, m->wire, m->len, k, known)
+		   : vs_bytes_append(&cp->out, m->wire, m->len);
 	if (rc < 0)
 		return rc;
 	cp->last_out_ms = now_ms;
@@ -94,8 +205,15 @@ static int send_msg(struct vs_cproto *cp, struct vs_cmsg *m, bool resend, int64_
 		struct vs_packet p;
 		struct vs_decode_opts o = {.version = cp->version};
 		enum vs_reason why;
-		if (vs_codec_decode(m->wire, m->len, &o, &p, &why) > 0)
+		if (vs_codec_decode(cp->out.data + at, cp->out.len - at, &o, &p, &why) > 0) {
+			if (known) { /* shown with its topic, which the stored bytes keep */
+				uint32_t rem;
+				size_t t = 1 + (size_t)vs_vbi_decode(m->wire + 1, m->len - 1, &rem);
+				p.publish.topic.p = m->wire + t + 2;
+				p.publish.topic.len = (size_t)m->wire[t] << 8 | m->wire[t + 1];
+			}
 			cp->ev->trace(cp->ctx, true, &p);
+		}
 	}
 	return 0;
 }
@@ -185,6 +303,8 @@ static int store(struct vs_cproto *cp, const struct vs_packet *p, uint16_t id, u
 	m->type = p->type;
 	m->qos = qos;
 	m->state = VS_CM_QUEUED;
+	m->own_alias =
+	    p->type == VS_PUBLISH && (p->publish.props.present & (1ull << VS_PROP_TOPIC_ALIAS));
 	m->len = (size_t)vs_codec_encode(p, cp->version, m->wire, (size_t)n);
 	link_msg(cp, m);
 	int rc = fill_window(cp, now_ms);
@@ -200,7 +320,19 @@ int vs_cproto_publish(struct vs_cproto *cp, const struct vs_publish *pub, int64_
 		if (cp->state != VS_CS_CONNECTED)
 			return -ENOTCONN;
 		p.publish.packet_id = 0;
-		int rc = emit(cp, &p, now_ms);
+		bool known = false;
+		bool own = pub->props.present & (1ull << VS_PROP_TOPIC_ALIAS);
+		if (own)
+			aliases_reset(cp); /* the user maps aliases here: ours would clash */
+		uint16_t k = own ? 0 : alias_for(cp, pub->topic.p, pub->topic.len, &known);
+		struct vs_packet shown = p;
+		if (k) {
+			p.publish.props.present |= 1ull << VS_PROP_TOPIC_ALIAS;
+			p.publish.props.topic_alias = k;
+			if (known)
+				p.publish.topic.len = 0;
+		}
+		int rc = emit_as(cp, &p, &shown, now_ms);
 		return rc < 0 ? rc : 0;
 	}
 	int id = alloc_id(cp);
@@ -264,6 +396,13 @@ int vs_cproto_start(struct vs_cproto *cp, const struct vs_connect *c, int64_t no
 	cp->state = VS_CS_CONNECTING;
 	cp->keepalive = c->keepalive;
 	cp->ping_sent_ms = 0;
+	/* A Topic Alias Maximum we announce is one the broker may use [MQTT-3.1.2-26]. */
+	if (cp->version == VS_V5 && (c->props.present & (1ull << VS_PROP_TOPIC_ALIAS_MAX)) &&
+	    c->props.topic_alias_max &&
+	    vs_alias_in_init(&cp->alias_in, c->props.topic_alias_max) < 0) {
+		cp->state = VS_CS_IDLE;
+		return -ENOMEM;
+	}
 	struct vs_packet p = {.type = VS_CONNECT, .connect = *c};
 	p.connect.version = cp->version;
 	if (cp->auth) {
@@ -280,6 +419,8 @@ int vs_cproto_start(struct vs_cproto *cp, const struct vs_connect *c, int64_t no
 
 void vs_cproto_lost(struct vs_cproto *cp)
 {
+	aliases_reset(cp);
+	vs_alias_in_fini(&cp->alias_in);
 	cp->out.off = cp->out.len = 0;
 	cp->state = VS_CS_IDLE;
 	cp->ping_sent_ms = 0;
@@ -377,6 +518,13 @@ static int on_connack(struct vs_cproto *cp, const struct vs_connack *ca, int64_t
 			cp->window = pr->receive_max;
 		if (pr->present & (1ull << VS_PROP_SERVER_KEEPALIVE))
 			cp->keepalive = pr->server_keepalive; /* [MQTT-3.2.2-21] */
+		/* Topic aliases up to the broker's maximum [MQTT-3.3.2-9]; none when it has none.
+		 */
+		aliases_reset(cp);
+		if (pr->present & (1ull << VS_PROP_TOPIC_ALIAS_MAX))
+			cp->alias_max = pr->topic_alias_max < VS_CPROTO_ALIASES
+					    ? pr->topic_alias_max
+					    : VS_CPROTO_ALIASES;
 	}
 	if (!ca->session_present)
 		memset(cp->qos2_in, 0, sizeof(cp->qos2_in));
@@ -387,8 +535,12 @@ static int on_connack(struct vs_cproto *cp, const struct vs_connack *ca, int64_t
 
 static int on_publish(struct vs_cproto *cp, const struct vs_publish *p, int64_t now_ms)
 {
-	if (p->topic.len == 0)
-		return VS_EPROTO; /* we never allow topic aliases (no Topic Alias Maximum sent) */
+	/* Aliases only as the CONNECT allowed them [MQTT-3.3.2-8], [MQTT-3.3.2-9], [MQTT-3.3.2-12];
+	 * the events see the resolved topic. */
+	struct vs_publish rp = *p;
+	if (vs_alias_in_resolve(&cp->alias_in, p, &rp.topic) != 0)
+		return VS_EPROTO;
+	p = &rp;
 	switch (p->qos) {
 	case 0:
 		cp->ev->message(cp->ctx, p);

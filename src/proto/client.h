@@ -30,6 +30,7 @@
 
 #include "base/bytes.h"
 #include "codec/codec.h"
+#include "proto/server.h" /* struct vs_alias_in */
 
 enum vs_cstate {
 	VS_CS_IDLE,	  /* no connection */
@@ -48,9 +49,10 @@ struct vs_cmsg {
 	struct vs_cmsg *next;
 	struct vs_cmsg *prev;
 	uint16_t id;
-	uint8_t type;  /* VS_PUBLISH, VS_SUBSCRIBE or VS_UNSUBSCRIBE */
-	uint8_t qos;   /* PUBLISH only */
-	uint8_t state; /* enum vs_cmsg_state */
+	uint8_t type;	/* VS_PUBLISH, VS_SUBSCRIBE or VS_UNSUBSCRIBE */
+	uint8_t qos;	/* PUBLISH only */
+	uint8_t state;	/* enum vs_cmsg_state */
+	bool own_alias; /* PUBLISH: the user set a Topic Alias (no automatic one then) */
 	size_t len;
 	uint8_t wire[]; /* the encoded packet; byte 0 gets the DUP bit on resend */
 };
@@ -108,7 +110,18 @@ struct vs_cproto {
 	const struct vs_cproto_events *ev;
 	void *ctx;
 	const struct vs_cauth *auth; /* enhanced authentication (5.0), or NULL */
+	/* Outgoing topic aliases (5.0): the topics given one on this connection, alias k naming
+	 * aliases[k - 1]; at most the broker's Topic Alias Maximum, and VS_CPROTO_ALIASES. */
+	char **aliases;
+	uint16_t n_aliases;
+	uint16_t alias_max; /* min(the CONNACK's Topic Alias Maximum, VS_CPROTO_ALIASES); 0: none */
+	/* Incoming topic aliases (5.0), when the CONNECT announced a Topic Alias Maximum. */
+	struct vs_alias_in alias_in;
 };
+
+/* The most outgoing topic aliases a client uses on one connection (a linear search each
+ * PUBLISH: cheap at this size, and a client rarely publishes to more topics at a high rate). */
+#define VS_CPROTO_ALIASES 64
 
 void vs_cproto_init(struct vs_cproto *cp, int version, int max_inflight,
 		    const struct vs_cproto_events *ev, void *ctx);

@@ -27,6 +27,7 @@ struct rec {
 	int connacks;
 	int messages;
 	char last_payload[64];
+	char last_topic[64];
 	int published[16];
 	int published_reason[16];
 	int n_published;
@@ -44,6 +45,8 @@ static void ev_message(void *ctx, const struct vs_publish *p)
 	r->messages++;
 	snprintf(r->last_payload, sizeof(r->last_payload), "%.*s", (int)p->payload.len,
 		 (const char *)p->payload.p);
+	snprintf(r->last_topic, sizeof(r->last_topic), "%.*s", (int)p->topic.len,
+		 (const char *)p->topic.p);
 }
 static void ev_published(void *ctx, uint16_t id, int reason, const struct vs_props *props)
 {
@@ -125,6 +128,158 @@ static void ack(struct vs_cproto *cp, int type, uint16_t id)
 	struct vs_packet a = {.type = (uint8_t)type};
 	a.ack.packet_id = id;
 	feed(cp, VS_V311, &a, 0);
+}
+
+/* A 5.0 connection whose CONNACK allows `alias_max` topic aliases (0: no property). */
+static void connect_v5_aliases(struct vs_cproto *cp, int alias_max, bool session_present)
+{
+	struct vs_connect c = {.version = VS_V5, .clean = !session_present, .keepalive = 10};
+	c.client_id.p = (const uint8_t *)"t";
+	c.client_id.len = 1;
+	assert_int_equal(vs_cproto_start(cp, &c, 0), 0);
+	struct vs_packet p;
+	assert_int_equal(next_out(cp, VS_V5, &p), VS_CONNECT);
+	struct vs_packet ca = {.type = VS_CONNACK};
+	ca.connack.session_present = session_present;
+	if (alias_max) {
+		ca.connack.props.present = 1ull << VS_PROP_TOPIC_ALIAS_MAX;
+		ca.connack.props.topic_alias_max = (uint16_t)alias_max;
+	}
+	feed(cp, VS_V5, &ca, 0);
+	assert_int_equal(cp->state, VS_CS_CONNECTED);
+}
+
+static int publish_to(struct vs_cproto *cp, const char *topic, int qos, int own_alias)
+{
+	struct vs_publish p = {.qos = (uint8_t)qos};
+	p.topic.p = (const uint8_t *)topic;
+	p.topic.len = strlen(topic);
+	p.payload.p = (const uint8_t *)"pay";
+	p.payload.len = 3;
+	/* a property that must survive the alias being added to the encoded bytes */
+	p.props.present = 1ull << VS_PROP_CORRELATION_DATA;
+	p.props.correlation_data.p = (const uint8_t *)"corr";
+	p.props.correlation_data.len = 4;
+	if (own_alias) {
+		p.props.present |= 1ull << VS_PROP_TOPIC_ALIAS;
+		p.props.topic_alias = (uint16_t)own_alias;
+	}
+	return vs_cproto_publish(cp, &p, 0);
+}
+
+/* The next PUBLISH out: its topic as sent, its Topic Alias (0: none), its payload and
+ * correlation data intact. */
+static void expect_publish(struct vs_cproto *cp, const char *topic, int alias, bool dup)
+{
+	struct vs_packet p;
+	assert_int_equal(next_out(cp, VS_V5, &p), VS_PUBLISH);
+	assert_int_equal(p.publish.topic.len, strlen(topic));
+	assert_memory_equal(p.publish.topic.p, topic, strlen(topic));
+	bool has = p.publish.props.present & (1ull << VS_PROP_TOPIC_ALIAS);
+	assert_int_equal(has ? p.publish.props.topic_alias : 0, alias);
+	assert_int_equal(p.publish.dup, dup);
+	assert_int_equal(p.publish.payload.len, 3);
+	assert_memory_equal(p.publish.payload.p, "pay", 3);
+	assert_true(p.publish.props.present & (1ull << VS_PROP_CORRELATION_DATA));
+	assert_memory_equal(p.publish.props.correlation_data.p, "corr", 4);
+}
+
+/* Outgoing topic aliases, up to the broker's Topic Alias Maximum [MQTT-3.3.2-9]: the first
+ * PUBLISH on a topic sets the mapping (topic and alias), later ones send the alias alone
+ * [MQTT-3.3.2-12]; topics beyond the maximum go in full; an alias the user set is left alone
+ * and ends automatic ones on that connection (the user's mapping could clash with ours);
+ * a new connection starts without mappings [MQTT-3.3.2-7], and a message resent there names
+ * its topic again. */
+static void test_outgoing_topic_aliases(void **state)
+{
+	struct rec r = {0};
+	struct vs_cproto cp;
+	vs_cproto_init(&cp, VS_V5, 20, &events, &r);
+	connect_v5_aliases(&cp, 2, false);
+	assert_int_equal(publish_to(&cp, "a/b", 0, 0), 0);
+	expect_publish(&cp, "a/b", 1, false);
+	assert_int_equal(publish_to(&cp, "a/b", 0, 0), 0);
+	expect_publish(&cp, "", 1, false);
+	int m1 = publish_to(&cp, "c", 1, 0);
+	expect_publish(&cp, "c", 2, false);
+	int m2 = publish_to(&cp, "c", 1, 0);
+	expect_publish(&cp, "", 2, false);
+	assert_true(m1 > 0 && m2 > 0);
+	publish_to(&cp, "d", 1, 0); /* no alias left */
+	expect_publish(&cp, "d", 0, false);
+	publish_to(&cp, "e", 0,
+		   2); /* the user's own alias remaps 2: ours stop on this connection */
+	expect_publish(&cp, "e", 2, false);
+	publish_to(&cp, "a/b", 0, 0);
+	expect_publish(&cp, "a/b", 0, false);
+	struct vs_packet p;
+	assert_int_equal(next_out(&cp, VS_V5, &p), 0);
+
+	/* Reconnect: the unacknowledged messages go again, with DUP, naming their topics. */
+	vs_cproto_lost(&cp);
+	connect_v5_aliases(&cp, 1, true);
+	expect_publish(&cp, "c", 1, true);
+	expect_publish(&cp, "", 1, true);
+	expect_publish(&cp, "d", 0, true);
+	assert_int_equal(next_out(&cp, VS_V5, &p), 0);
+
+	/* A broker without the property: no aliases. */
+	vs_cproto_lost(&cp);
+	connect_v5_aliases(&cp, 0, true);
+	expect_publish(&cp, "c", 0, true);
+	expect_publish(&cp, "c", 0, true);
+	expect_publish(&cp, "d", 0, true);
+	vs_cproto_fini(&cp);
+}
+
+/* A PUBLISH from the broker with topic (may be "") and Topic Alias (0: none). */
+static void feed_aliased(struct vs_cproto *cp, const char *topic, int alias, int expect)
+{
+	struct vs_packet p = {.type = VS_PUBLISH};
+	p.publish.topic.p = (const uint8_t *)topic;
+	p.publish.topic.len = strlen(topic);
+	p.publish.payload.p = (const uint8_t *)"x";
+	p.publish.payload.len = 1;
+	if (alias) {
+		p.publish.props.present = 1ull << VS_PROP_TOPIC_ALIAS;
+		p.publish.props.topic_alias = (uint16_t)alias;
+	}
+	feed(cp, VS_V5, &p, expect);
+}
+
+/* Incoming topic aliases only as the CONNECT's Topic Alias Maximum allows [MQTT-3.1.2-26]:
+ * a topic with an alias sets it, an empty topic uses it [MQTT-3.3.2-12]; an alias above the
+ * maximum, or any alias when none was announced, is a protocol error [MQTT-3.3.2-9]. */
+static void test_incoming_topic_aliases(void **state)
+{
+	struct rec r = {0};
+	struct vs_cproto cp;
+	vs_cproto_init(&cp, VS_V5, 20, &events, &r);
+	struct vs_connect c = {.version = VS_V5, .clean = true, .keepalive = 10};
+	c.client_id.p = (const uint8_t *)"t";
+	c.client_id.len = 1;
+	c.props.present = 1ull << VS_PROP_TOPIC_ALIAS_MAX;
+	c.props.topic_alias_max = 2;
+	assert_int_equal(vs_cproto_start(&cp, &c, 0), 0);
+	struct vs_packet p;
+	assert_int_equal(next_out(&cp, VS_V5, &p), VS_CONNECT);
+	assert_int_equal(p.connect.props.topic_alias_max, 2);
+	struct vs_packet ca = {.type = VS_CONNACK};
+	feed(&cp, VS_V5, &ca, 0);
+	feed_aliased(&cp, "x/y", 1, 0);
+	assert_string_equal(r.last_topic, "x/y");
+	feed_aliased(&cp, "", 1, 0);
+	assert_string_equal(r.last_topic, "x/y");
+	assert_int_equal(r.messages, 2);
+	feed_aliased(&cp, "", 2, VS_EPROTO); /* never set */
+	vs_cproto_lost(&cp);
+
+	connect_v5_aliases(&cp, 0, false); /* this CONNECT announces none */
+	feed_aliased(&cp, "", 1, VS_EPROTO);
+	vs_cproto_lost(&cp);
+	connect_v5_aliases(&cp, 0, false);
+	feed_aliased(&cp, "a", 1, VS_EPROTO);
+	vs_cproto_fini(&cp);
 }
 
 static void test_qos1_publish_acked_once(void **state)
@@ -666,6 +821,32 @@ static void test_props_api(void **state)
 	while (viesti_props_next(&view, &pos, &id))
 		ids++;
 	assert_int_equal(ids, 5);
+
+	/* Strings and user properties as C strings, from the received list (as in on_message) and
+	 * from the built one; a buffer one byte short is refused and left empty. */
+	char str[16];
+	const struct viesti_props *lists[] = {&view, p};
+	for (int l = 0; l < 2; l++) {
+		assert_int_equal(
+		    viesti_props_get_string(lists[l], VIESTI_PROP_CONTENT_TYPE, str, sizeof(str)),
+		    10);
+		assert_string_equal(str, "text/plain");
+		assert_int_equal(
+		    viesti_props_get_string(lists[l], VIESTI_PROP_CONTENT_TYPE, str, 10),
+		    VIESTI_ETOOBIG);
+		assert_string_equal(str, "");
+		assert_int_equal(
+		    viesti_props_get_string(lists[l], VIESTI_PROP_RESPONSE_TOPIC, str, sizeof(str)),
+		    -ENOENT);
+		assert_int_equal(viesti_props_get_user(lists[l], "k", str, sizeof(str)), 2);
+		assert_string_equal(str, "v1"); /* the first of that name */
+		assert_int_equal(viesti_props_get_user(lists[l], "nope", str, sizeof(str)),
+				 -ENOENT);
+		assert_int_equal(viesti_props_get_string(lists[l], VIESTI_PROP_CORRELATION_DATA,
+							 str, sizeof(str)),
+				 2);
+		assert_memory_equal(str, "\0\1\0", 3);
+	}
 	struct viesti_props *copy;
 	assert_int_equal(vs_cprops_dup(&view, &copy), 0);
 	assert_true(viesti_props_has(copy, VIESTI_PROP_USER));
@@ -678,6 +859,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_qos1_publish_acked_once),
+	    cmocka_unit_test(test_outgoing_topic_aliases),
+	    cmocka_unit_test(test_incoming_topic_aliases),
 	    cmocka_unit_test(test_qos2_flow),
 	    cmocka_unit_test(test_resend_after_reconnect),
 	    cmocka_unit_test(test_inflight_window),
