@@ -137,6 +137,7 @@ struct vs_broker {
 
 	struct vs_worker *workers;
 	int n_workers;
+	struct vs_cluster *cluster; /* NATS (cluster.h), or NULL: a single node */
 	/* Shards lent to thread 0 at low load (worker.c, "Threads and shards"). */
 	pthread_mutex_t park_lock;
 	pthread_cond_t park_cond;
