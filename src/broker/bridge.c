@@ -180,7 +180,7 @@ static void drop_subs(struct vs_bridge *br)
 	struct vs_session *s = br->s;
 	while (s->subs && s->subs->n) {
 		struct vs_session_sub *x = &s->subs->v[s->subs->n - 1];
-		vs_tree_remove(br->b->tree, x->filter, x->len, s);
+		vs_router_sub_remove(br->b, x->filter, x->len, s);
 		vs_bp_unsub(br->w, s, x->filter, x->len);
 		vs_session_sub_del(s, x->filter, x->len);
 	}
@@ -201,7 +201,7 @@ static int add_subs(struct vs_bridge *br)
 				     .retain_as_published = true,
 				     .retain_handling = 2};
 		size_t len = strlen(r->local);
-		if (vs_tree_add(br->b->tree, r->local, len, &sub) < 0)
+		if (vs_router_sub_add(br->b, r->local, len, &sub) < 0)
 			return -ENOMEM;
 		uint8_t opts = (uint8_t)(r->t->qos | 1 << 2 | 1 << 3 | 2 << 4);
 		if (vs_session_sub_add(s, r->local, len, (uint8_t)r->t->qos, opts, 0) < 0)

@@ -5,6 +5,7 @@
 #include "broker/broker.h"
 
 #include "broker/bridge.h"
+#include "broker/cluster.h"
 #include "broker/gateway.h"
 
 #include <errno.h>
@@ -291,6 +292,8 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 	rc = vs_bridges_init(b, err, errlen);
 	if (rc < 0)
 		return rc;
+	if (vs_cluster_start(b, err, errlen) < 0)
+		return -EINVAL;
 	if (conf->websockets_log_level)
 		vs_log(log, VS_LOG_NOTICE,
 		       "websockets_log_level %d has no effect: it sets "
@@ -357,6 +360,9 @@ void vs_broker_fini(struct vs_broker *b)
 		if (b->workers[i].th.thread)
 			pthread_join(b->workers[i].th.thread, NULL);
 	vs_bridges_fini(b);
+	/* After the workers (their last sessions leave NATS subjects), before their mailboxes go
+	 * (what other nodes sent meanwhile is freed with them). */
+	vs_cluster_stop(b);
 	vs_bp_close(b);
 	for (int i = 0; i < b->n_workers; i++)
 		if (b->workers[i].b)

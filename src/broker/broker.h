@@ -141,6 +141,7 @@ struct vs_broker {
 	int n_workers;
 	struct vs_bridge *bridges; /* one per `connection` section, run by worker 0 (bridge.c) */
 	size_t n_bridges;
+	struct vs_cluster *cluster; /* NATS (cluster.h), or NULL: a single node */
 	/* Shards lent to thread 0 at low load (worker.c, "Threads and shards"). */
 	pthread_mutex_t park_lock;
 	pthread_cond_t park_cond;

@@ -17,6 +17,7 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "broker/persist.h"
+#include "broker/router.h"
 #include "broker/worker.h"
 #include "persist/mosqdb.h"
 #include "persist/store.h"
@@ -372,7 +373,7 @@ static void rebuild_sessions(struct replay *r)
 					     .no_local = (x->options >> 2) & 1,
 					     .retain_as_published = (x->options >> 3) & 1,
 					     .retain_handling = (x->options >> 4) & 3};
-			vs_tree_add(b->tree, x->filter, x->len, &sub);
+			vs_router_sub_add(b, x->filter, x->len, &sub);
 		}
 		if (s->will_store_id) {
 			struct vs_msg *m = msg_by_id(r, s->will_store_id);

@@ -15,6 +15,7 @@
 
 #include "auth/acl.h"
 #include "base/clock.h"
+#include "broker/cluster.h"
 #include "broker/conn.h"
 #include "broker/mount.h"
 #include "broker/persist.h"
@@ -107,9 +108,27 @@ static int cmp_match(const void *a, const void *b)
 	return x->s < y->s ? -1 : x->s > y->s;
 }
 
+int vs_router_sub_add(struct vs_broker *b, const char *filter, size_t len, const struct vs_sub *sub)
+{
+	int rc = vs_tree_add(b->tree, filter, len, sub);
+	if (rc == 1 && b->cluster)
+		vs_cluster_interest(b, filter, len, 1);
+	return rc;
+}
+
+int vs_router_sub_remove(struct vs_broker *b, const char *filter, size_t len, const void *owner)
+{
+	int rc = vs_tree_remove(b->tree, filter, len, owner);
+	if (rc == 1 && b->cluster)
+		vs_cluster_interest(b, filter, len, -1);
+	return rc;
+}
+
 int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *origin)
 {
 	struct vs_broker *b = w->b;
+	if (b->cluster)
+		vs_cluster_forward(b, msg);
 	if (msg->retain && b->conf->retain_available) {
 		/* [MQTT-3.3.1-5] store; [MQTT-3.3.1-10] an empty payload removes. */
 		uint64_t version = 0;
@@ -696,7 +715,7 @@ void vs_router_end_session(struct vs_worker *w, struct vs_session *s)
 	free(q.e);
 	free(inf.e);
 	for (uint32_t i = 0; subs && i < subs->n; i++)
-		vs_tree_remove(b->tree, subs->v[i].filter, subs->v[i].len, s);
+		vs_router_sub_remove(b, subs->v[i].filter, subs->v[i].len, s);
 	vs_session_subs_free(subs);
 	if (will) {
 		/* [MQTT-3.1.3-9] the session ended before the will delay: publish now. */

@@ -23,6 +23,14 @@ struct vs_conn;
  * (for No Local), or NULL. Returns the number of sessions it was delivered to. */
 int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *origin);
 
+/* vs_tree_add / vs_tree_remove on the broker's trie, telling the cluster (cluster.h) when a
+ * subscription appears or goes. Same returns. */
+struct vs_broker;
+struct vs_sub;
+int vs_router_sub_add(struct vs_broker *b, const char *filter, size_t len,
+		      const struct vs_sub *sub);
+int vs_router_sub_remove(struct vs_broker *b, const char *filter, size_t len, const void *owner);
+
 /* Queues msg for session s at QoS qos (already capped) with the given retain flag and
  * subscription ids; wakes the owning worker. Returns 1 if queued, 0 if dropped (a limit), -1 if
  * the session has ended. */

@@ -67,7 +67,7 @@ static uint8_t subscribe_one(struct vs_conn *c, const struct vs_sub_entry *e, ui
 			     .no_local = e->no_local || c->bridge,
 			     .retain_as_published = e->retain_as_published || c->bridge,
 			     .retain_handling = e->retain_handling};
-	int rc = vs_tree_add(b->tree, (const char *)e->filter.p, e->filter.len, &sub);
+	int rc = vs_router_sub_add(b, (const char *)e->filter.p, e->filter.len, &sub);
 	if (rc < 0)
 		return VS_RC_UNSPECIFIED;
 	*is_new = rc == 1;
@@ -79,7 +79,7 @@ static uint8_t subscribe_one(struct vs_conn *c, const struct vs_sub_entry *e, ui
 		/* Ended meanwhile by a clean-start take-over: vs_router_end_session() has (or will
 		 * have) missed this subscription, so it is undone here. */
 		pthread_mutex_unlock(&c->session->lock);
-		vs_tree_remove(b->tree, (const char *)e->filter.p, e->filter.len, c->session);
+		vs_router_sub_remove(b, (const char *)e->filter.p, e->filter.len, c->session);
 		return VS_RC_UNSPECIFIED;
 	}
 	rc = vs_session_sub_add(c->session, (const char *)e->filter.p, e->filter.len, qos, opts,
@@ -89,7 +89,7 @@ static uint8_t subscribe_one(struct vs_conn *c, const struct vs_sub_entry *e, ui
 			  sub_id);
 	pthread_mutex_unlock(&c->session->lock);
 	if (rc < 0) {
-		vs_tree_remove(b->tree, (const char *)e->filter.p, e->filter.len, c->session);
+		vs_router_sub_remove(b, (const char *)e->filter.p, e->filter.len, c->session);
 		return VS_RC_UNSPECIFIED;
 	}
 	if (vs_log_enabled(b->log, VS_LOG_SUBSCRIBE) && b->log->mosquitto)
@@ -239,7 +239,7 @@ enum vs_handled vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe
 			continue;
 		}
 		f = m.buf;
-		int had = vs_tree_remove(b->tree, (const char *)f.p, f.len, c->session);
+		int had = vs_router_sub_remove(b, (const char *)f.p, f.len, c->session);
 		pthread_mutex_lock(&c->session->lock);
 		if (vs_session_sub_del(c->session, (const char *)f.p, f.len))
 			vs_bp_unsub(c->w, c->session, (const char *)f.p, f.len);

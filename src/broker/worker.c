@@ -256,6 +256,11 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 		vs_router_drain_session(w, m->session);
 		vs_session_unref(m->session);
 		break;
+	case VS_MAIL_CLUSTER:
+		m->msg->created_ms = w->now_ms;
+		vs_route(w, m->msg, NULL);
+		vs_msg_unref(m->msg);
+		break;
 	case VS_MAIL_KICK:
 		vs_worker_takeover(w, m->slot, m->conn_id, false); /* no longer its session's */
 		break;
@@ -1006,9 +1011,12 @@ void vs_worker_fini(struct vs_worker *w)
 	if (w->th.ctl_io.fd >= 0)
 		close(w->th.ctl_io.fd);
 	free(w->th.run);
-	for (uint32_t i = 0; i < w->mbox.items.n; i++)
+	for (uint32_t i = 0; i < w->mbox.items.n; i++) {
 		if (w->mbox.items.v[i].session)
 			vs_session_unref(w->mbox.items.v[i].session);
+		if (w->mbox.items.v[i].msg)
+			vs_msg_unref(w->mbox.items.v[i].msg);
+	}
 	free(w->mbox.items.v);
 	free(w->mail_spare.v);
 	pthread_mutex_destroy(&w->mbox.lock);

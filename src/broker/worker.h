@@ -41,6 +41,7 @@ enum vs_mail_type {
 	VS_MAIL_DUMP,	    /* SIGUSR2: log this shard's state */
 	VS_MAIL_ADMIN_KICK, /* the HTTP API: close connection (slot, conn_id) with reason (5.0:
 			     * DISCONNECT 0x98); end_session: its session ends with it */
+	VS_MAIL_CLUSTER,    /* route msg, from another node of the cluster (one reference) */
 };
 
 struct vs_mail {
@@ -50,6 +51,7 @@ struct vs_mail {
 	uint32_t slot;
 	uint64_t conn_id;
 	struct vs_session *session; /* one reference, for VS_MAIL_DRAIN */
+	struct vs_msg *msg;	    /* one reference, for VS_MAIL_CLUSTER */
 	int reply_to;		    /* VS_MAIL_TAKEOVER: the worker of the new connection */
 	uint32_t reply_slot;
 	uint64_t reply_conn_id;

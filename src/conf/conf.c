@@ -134,10 +134,24 @@ void vs_config_fini(struct vs_config *c)
 	for (size_t i = 0; i < c->n_listeners; i++)
 		vs_listener_conf_fini(&c->listeners[i]);
 	free(c->listeners);
-	char *strs[] = {
-	    c->password_file,	     c->acl_file,	 c->auto_id_prefix, c->psk_file,
-	    c->clientid_prefixes,    c->pid_file,	 c->user,	    c->log_timestamp_format,
-	    c->persistence_location, c->persistence_file};
+	char *strs[] = {c->password_file,
+			c->acl_file,
+			c->auto_id_prefix,
+			c->psk_file,
+			c->clientid_prefixes,
+			c->pid_file,
+			c->user,
+			c->log_timestamp_format,
+			c->persistence_location,
+			c->persistence_file,
+			c->cluster_url,
+			c->cluster_node_id,
+			c->cluster_credentials,
+			c->cluster_username,
+			c->cluster_password,
+			c->cluster_cafile,
+			c->cluster_certfile,
+			c->cluster_keyfile};
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
 		free(strs[i]);
 	vs_strlist_fini(&c->http_admins);

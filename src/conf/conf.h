@@ -232,6 +232,13 @@ struct vs_config {
 	/* $SYS. */
 	int sys_interval; /* seconds, default 10, 0 = off */
 
+	/* Cluster over NATS (docs/cluster.md): all NULL = a single node. */
+	char *cluster_url;	   /* "nats://h:p[,nats://...]" */
+	char *cluster_node_id;	   /* default: the host name */
+	char *cluster_credentials; /* a NATS .creds file */
+	char *cluster_username, *cluster_password;
+	char *cluster_cafile, *cluster_certfile, *cluster_keyfile;
+
 	/* Process. */
 	char *pid_file; /* NULL = none */
 	char *user;	/* user to switch to when started as root; NULL = do not switch */

@@ -41,6 +41,7 @@ struct vs_msg {
 	atomic_uint refs;
 	uint8_t qos; /* as published */
 	bool retain; /* as published */
+	bool remote; /* came from another node of the cluster: not sent back to it */
 	bool has_payload_format;
 	uint8_t payload_format;
 	bool has_expiry;

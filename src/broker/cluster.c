@@ -1,0 +1,316 @@
+/* The broker's side of the cluster (see cluster.h). */
+#include "broker/cluster.h"
+
+#include <nats/nats.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/map.h"
+#include "broker/broker.h"
+#include "broker/router.h"
+#include "broker/worker.h"
+#include "cluster/cluster.h"
+#include "session/msg.h"
+#include "session/session.h"
+
+/* Longest subject sent: NATS limits a protocol line (4 KiB by default); longer topics go to
+ * LONG_SUBJECT, which every node takes, and filters whose subjects would be longer take every
+ * subject. */
+#define SUBJECT_MAX  1024
+#define LONG_SUBJECT "vs.l"
+#define ALL_SUBJECTS VS_CLUSTER_PREFIX ".>"
+
+struct interest {
+	unsigned refs;
+	natsSubscription *sub;
+};
+
+struct vs_cluster {
+	struct vs_broker *b;
+	natsOptions *opts;
+	natsConnection *nc;
+	char node[VS_CLUSTER_NODE_MAX + 1];
+	atomic_uint_fast64_t seq;
+	pthread_mutex_t lock;
+	struct vs_map interest; /* subject -> struct interest * */
+	struct vs_map last;	/* origin node -> last sequence number seen (as a pointer) */
+	natsSubscription *long_sub;
+};
+
+static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *arg)
+{
+	(void)nc;
+	(void)sub;
+	struct vs_cluster *cl = arg;
+	struct vs_broker *b = cl->b;
+	struct vs_cluster_frame f;
+	const char *why;
+	const uint8_t *data = (const uint8_t *)natsMsg_GetData(nm);
+	int len = natsMsg_GetDataLength(nm);
+	if (vs_cluster_frame_decode(data, (size_t)(len > 0 ? len : 0), &f, &why) < 0) {
+		vs_log(b->log, VS_LOG_WARN, "cluster: a message on %s dropped: %s",
+		       natsMsg_GetSubject(nm), why);
+		goto out;
+	}
+	/* The same message comes once per NATS subscription of ours that matches it: a node's
+	 * messages reach us in the order it sent them, so anything not newer was seen. */
+	pthread_mutex_lock(&cl->lock);
+	uint64_t last = (uintptr_t)vs_map_get(&cl->last, f.node.p, f.node.len);
+	bool fresh = f.seq > last;
+	if (fresh)
+		vs_map_put(&cl->last, f.node.p, f.node.len, (void *)(uintptr_t)f.seq, NULL);
+	pthread_mutex_unlock(&cl->lock);
+	if (!fresh)
+		goto out;
+	struct vs_buf origin = {(const uint8_t *)"", 0};
+	struct vs_msg *m = vs_msg_new(&f.publish.topic, &f.publish, &origin, vs_now_ms());
+	if (!m) {
+		vs_log(b->log, VS_LOG_ERR, "cluster: no memory for a message from node %.*s",
+		       (int)f.node.len, f.node.p);
+		goto out;
+	}
+	m->remote = true;
+	/* One worker per origin node: its messages are routed in the order they were sent. */
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < f.node.len; i++)
+		h = (h ^ f.node.p[i]) * 16777619u;
+	struct vs_mail mail = {.type = VS_MAIL_CLUSTER, .msg = m};
+	vs_worker_post_now(&b->workers[h % (uint32_t)b->n_workers], &mail);
+out:
+	natsMsg_Destroy(nm);
+}
+
+static void on_disconnected(natsConnection *nc, void *arg)
+{
+	(void)nc;
+	struct vs_cluster *cl = arg;
+	vs_log(cl->b->log, VS_LOG_WARN, "cluster: NATS connection lost, reconnecting");
+}
+
+static void on_connected(natsConnection *nc, void *arg)
+{
+	struct vs_cluster *cl = arg;
+	char url[256] = "";
+	natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+	vs_log(cl->b->log, VS_LOG_NOTICE, "cluster: node %s connected to NATS at %s", cl->node,
+	       url);
+}
+
+static int fail(char *err, size_t errlen, const char *what, natsStatus s)
+{
+	snprintf(err, errlen, "cluster: %s: %s", what, natsStatus_GetText(s));
+	return -1;
+}
+
+static int set_options(struct vs_cluster *cl, const struct vs_config *c, char *err, size_t errlen)
+{
+	natsOptions *o = cl->opts;
+	char *urls = strdup(c->cluster_url);
+	const char *servers[64];
+	int n = 0;
+	for (char *save = NULL, *t = urls ? strtok_r(urls, ", ", &save) : NULL; t && n < 64;
+	     t = strtok_r(NULL, ", ", &save))
+		servers[n++] = t;
+	natsStatus s = n ? natsOptions_SetServers(o, servers, n) : NATS_INVALID_ARG;
+	free(urls);
+	if (s != NATS_OK)
+		return fail(err, errlen, "cluster_url", s);
+	natsOptions_SetName(o, cl->node);
+	natsOptions_SetNoEcho(o, true); /* our own messages are routed here already */
+	natsOptions_SetMaxReconnect(o, -1);
+	natsOptions_SetReconnectWait(o, 500);
+	natsOptions_SetRetryOnFailedConnect(o, true, on_connected, cl);
+	natsOptions_SetReconnectedCB(o, on_connected, cl);
+	natsOptions_SetDisconnectedCB(o, on_disconnected, cl);
+	/* One delivery thread for every subscription: a node's messages are taken in the order
+	 * they arrive, which the duplicate check relies on. */
+	natsOptions_UseGlobalMessageDelivery(o, true);
+	if (c->cluster_credentials && (s = natsOptions_SetUserCredentialsFromFiles(
+					   o, c->cluster_credentials, NULL)) != NATS_OK)
+		return fail(err, errlen, "cluster_credentials", s);
+	if (c->cluster_username &&
+	    (s = natsOptions_SetUserInfo(o, c->cluster_username, c->cluster_password)) != NATS_OK)
+		return fail(err, errlen, "cluster_username", s);
+	if (c->cluster_cafile || c->cluster_certfile) {
+		if ((s = natsOptions_SetSecure(o, true)) != NATS_OK)
+			return fail(err, errlen, "TLS", s);
+		if (c->cluster_cafile &&
+		    (s = natsOptions_LoadCATrustedCertificates(o, c->cluster_cafile)) != NATS_OK)
+			return fail(err, errlen, "cluster_cafile", s);
+		if (c->cluster_certfile &&
+		    (s = natsOptions_LoadCertificatesChain(o, c->cluster_certfile,
+							   c->cluster_keyfile)) != NATS_OK)
+			return fail(err, errlen, "cluster_certfile/cluster_keyfile", s);
+	}
+	return 0;
+}
+
+int vs_cluster_start(struct vs_broker *b, char *err, size_t errlen)
+{
+	const struct vs_config *c = b->conf;
+	if (!c->cluster_url)
+		return 0;
+	struct vs_cluster *cl = calloc(1, sizeof(*cl));
+	if (!cl) {
+		snprintf(err, errlen, "cluster: no memory");
+		return -1;
+	}
+	cl->b = b;
+	pthread_mutex_init(&cl->lock, NULL);
+	if (c->cluster_node_id)
+		snprintf(cl->node, sizeof(cl->node), "%s", c->cluster_node_id);
+	else if (gethostname(cl->node, sizeof(cl->node) - 1) < 0)
+		snprintf(cl->node, sizeof(cl->node), "viesti");
+	b->cluster = cl;
+	nats_SetMessageDeliveryPoolSize(1);
+	natsStatus s = natsOptions_Create(&cl->opts);
+	if (s != NATS_OK)
+		return fail(err, errlen, "options", s);
+	if (set_options(cl, c, err, errlen) < 0)
+		return -1;
+	s = natsConnection_Connect(&cl->nc, cl->opts);
+	if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED)
+		return fail(err, errlen, "connecting to NATS", s);
+	if (s == NATS_NOT_YET_CONNECTED)
+		vs_log(b->log, VS_LOG_WARN, "cluster: NATS at %s not reachable yet, retrying",
+		       c->cluster_url);
+	else
+		on_connected(cl->nc, cl); /* the callback is for a connection made later */
+	s = natsConnection_Subscribe(&cl->long_sub, cl->nc, LONG_SUBJECT, on_msg, cl);
+	if (s != NATS_OK)
+		return fail(err, errlen, "subscribing", s);
+	/* The subscriptions restored from the store, added before this connection existed. */
+	size_t it = 0;
+	const char *key;
+	size_t klen;
+	void *val;
+	while (vs_map_next(&b->sessions, &it, &key, &klen, &val)) {
+		struct vs_session *ss = val;
+		for (uint32_t i = 0; i < vs_session_n_subs(ss); i++)
+			vs_cluster_interest(b, ss->subs->v[i].filter, ss->subs->v[i].len, 1);
+	}
+	return 0;
+}
+
+void vs_cluster_stop(struct vs_broker *b)
+{
+	struct vs_cluster *cl = b->cluster;
+	if (!cl)
+		return;
+	/* Drained first: the subscriptions end, what waited for delivery is delivered (into
+	 * mailboxes that nobody reads any more, freed with them), then the connection closes. A
+	 * plain close could leave a message in the library's delivery queue, never freed. */
+	if (cl->nc && natsConnection_DrainTimeout(cl->nc, 2000) == NATS_OK) {
+		for (int i = 0; i < 300 && !natsConnection_IsClosed(cl->nc); i++)
+			nats_Sleep(10);
+	}
+	if (cl->nc)
+		natsConnection_Close(cl->nc);
+	size_t it = 0;
+	const char *key;
+	size_t klen;
+	void *val;
+	while (vs_map_next(&cl->interest, &it, &key, &klen, &val)) {
+		struct interest *in = val;
+		natsSubscription_Destroy(in->sub);
+		free(in);
+	}
+	natsSubscription_Destroy(cl->long_sub);
+	natsConnection_Destroy(cl->nc);
+	natsOptions_Destroy(cl->opts);
+	nats_CloseAndWait(2000); /* the library's threads are gone: no callback after this */
+	vs_map_fini(&cl->interest);
+	vs_map_fini(&cl->last);
+	pthread_mutex_destroy(&cl->lock);
+	free(cl);
+	b->cluster = NULL;
+}
+
+void vs_cluster_forward(struct vs_broker *b, const struct vs_msg *m)
+{
+	struct vs_cluster *cl = b->cluster;
+	if (m->remote || (m->topic.len >= 4 && memcmp(m->topic.p, "$SYS", 4) == 0))
+		return;
+	char subject[SUBJECT_MAX];
+	if (vs_cluster_topic_subject(m->topic.p, m->topic.len, subject, sizeof(subject)) < 0)
+		snprintf(subject, sizeof(subject), LONG_SUBJECT);
+	struct vs_delivery d = {.version = VS_V5, .qos = m->qos, .retain = m->retain};
+	d.packet_id = m->qos ? 1 : 0;
+	int64_t now = vs_now_ms();
+	ssize_t plen = vs_msg_encoded_size((struct vs_msg *)m, &d, now);
+	if (plen < 0)
+		return;
+	uint8_t *buf = malloc(2 + VS_CLUSTER_NODE_MAX + 8 + (size_t)plen);
+	if (!buf)
+		return;
+	uint64_t seq = atomic_fetch_add(&cl->seq, 1) + 1;
+	ssize_t h = vs_cluster_frame_head(cl->node, seq, buf, 2 + VS_CLUSTER_NODE_MAX + 8);
+	ssize_t n = h < 0 ? h : vs_msg_encode((struct vs_msg *)m, &d, now, buf + h, (size_t)plen);
+	if (n > 0)
+		natsConnection_Publish(cl->nc, subject, buf, (int)(h + n));
+	free(buf);
+}
+
+/* Adds delta to subject's count, subscribing at the first and unsubscribing at the last. */
+static void count_subject(struct vs_cluster *cl, const char *subject, int delta)
+{
+	size_t len = strlen(subject);
+	struct interest *in = vs_map_get(&cl->interest, subject, len);
+	if (delta > 0) {
+		if (in) {
+			in->refs++;
+			return;
+		}
+		in = calloc(1, sizeof(*in));
+		if (!in ||
+		    natsConnection_Subscribe(&in->sub, cl->nc, subject, on_msg, cl) != NATS_OK ||
+		    vs_map_put(&cl->interest, subject, len, in, NULL) < 0) {
+			vs_log(cl->b->log, VS_LOG_ERR,
+			       "cluster: cannot subscribe to %s in NATS: messages of other "
+			       "nodes for it will not arrive",
+			       subject);
+			if (in)
+				natsSubscription_Destroy(in->sub);
+			free(in);
+			return;
+		}
+		in->refs = 1;
+		return;
+	}
+	if (!in || --in->refs > 0)
+		return;
+	vs_map_del(&cl->interest, subject, len);
+	natsSubscription_Unsubscribe(in->sub);
+	natsSubscription_Destroy(in->sub);
+	free(in);
+}
+
+void vs_cluster_interest(struct vs_broker *b, const char *filter, size_t len, int delta)
+{
+	struct vs_cluster *cl = b->cluster;
+	if (!cl)
+		return;
+	/* $share/GROUP/FILTER: this node needs FILTER's messages for its members. */
+	if (len > 7 && memcmp(filter, "$share/", 7) == 0) {
+		const char *g = memchr(filter + 7, '/', len - 7);
+		if (!g)
+			return;
+		len -= (size_t)(g + 1 - filter);
+		filter = g + 1;
+	}
+	char a[SUBJECT_MAX], s2[SUBJECT_MAX];
+	int n = vs_cluster_filter_subjects((const uint8_t *)filter, len, a, s2, sizeof(a));
+	pthread_mutex_lock(&cl->lock);
+	if (n < 0) {
+		count_subject(cl, ALL_SUBJECTS, delta);
+	} else {
+		count_subject(cl, a, delta);
+		if (n == 2)
+			count_subject(cl, s2, delta);
+	}
+	pthread_mutex_unlock(&cl->lock);
+}

@@ -1,0 +1,30 @@
+/*
+ * The broker's side of a cluster over NATS (docs/cluster.md): its connection, the NATS
+ * subscriptions its local filters need (counted, so that two filters with one subject cost one
+ * subscription), what it sends (every message routed here that did not come from another
+ * node), and what it receives (routed on a worker thread as if published here).
+ *
+ * The NATS client (Debian's libnats) runs its own threads: its callbacks hand messages to a
+ * worker through the worker's mailbox, never touching the broker's state themselves.
+ */
+#ifndef VS_BROKER_CLUSTER_H
+#define VS_BROKER_CLUSTER_H
+
+#include <stddef.h>
+
+struct vs_broker;
+struct vs_msg;
+
+/* Connects when cluster_url is set (b->cluster stays NULL otherwise). A NATS server that is not
+ * there yet is retried in the background. Returns 0 or -1 with err filled. */
+int vs_cluster_start(struct vs_broker *b, char *err, size_t errlen);
+/* Closes the connection; no callback runs after it returns. */
+void vs_cluster_stop(struct vs_broker *b);
+
+/* Sends m to the other nodes (unless it came from one, or is node-local: $SYS). */
+void vs_cluster_forward(struct vs_broker *b, const struct vs_msg *m);
+
+/* A local subscription to filter appeared (delta 1) or went (-1). */
+void vs_cluster_interest(struct vs_broker *b, const char *filter, size_t len, int delta);
+
+#endif
