@@ -19,6 +19,7 @@
 #include "base/error.h"
 #include "broker/authq.h"
 #include "broker/persist.h"
+#include "broker/sys.h"
 #include "broker/tls.h"
 #include "broker/worker.h"
 #include "net/listen.h"
@@ -252,6 +253,7 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 	memset(b, 0, sizeof(*b));
 	b->conf = conf;
 	b->log = log;
+	vs_sys_log_init(b);
 	vs_grace_init(&b->grace);
 	b->statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 	pthread_mutex_init(&b->reg_lock, NULL);
@@ -338,6 +340,7 @@ void vs_broker_fini(struct vs_broker *b)
 		if (b->workers[i].th.thread)
 			pthread_join(b->workers[i].th.thread, NULL);
 	vs_bp_close(b);
+	vs_sys_log_fini(b);
 	for (int i = 0; i < b->n_workers; i++)
 		if (b->workers[i].b)
 			vs_worker_fini(&b->workers[i]);

@@ -158,6 +158,13 @@ struct vs_broker {
 	uint16_t receive_max; /* the broker's Receive Maximum (from max_inflight_messages) */
 	uint16_t out_window;  /* the broker's own limit of outgoing inflight messages */
 
+	/* log_dest topic: lines any thread logged, published by worker 0's next sweep (sys.c).
+	 * logq_lock is a leaf: taken with any other lock held, nothing taken under it. */
+	pthread_mutex_t logq_lock;
+	struct vs_logq_line *logq; /* logq_n lines, oldest first */
+	size_t logq_n, logq_cap;
+	uint64_t logq_dropped; /* lines dropped because the queue was full (under logq_lock) */
+
 	/* Worker 0's housekeeping state (sys.c). */
 	int64_t last_session_sweep_ms;
 	uint64_t sys_last[7];  /* counters at the previous $SYS publication */

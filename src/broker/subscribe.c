@@ -94,8 +94,9 @@ static uint8_t subscribe_one(struct vs_conn *c, const struct vs_sub_entry *e, ui
 		vs_log(b->log, VS_LOG_SUBSCRIBE, "%s %u %.*s", c->client_id, qos,
 		       (int)e->filter.len, e->filter.p); /* Mosquitto's line */
 	else if (vs_log_enabled(b->log, VS_LOG_SUBSCRIBE))
-		vs_log(b->log, VS_LOG_SUBSCRIBE, "client %s subscribed to '%.*s' QoS %u",
-		       c->client_id, (int)e->filter.len, e->filter.p, qos);
+		vs_logc(b->log, VS_LOG_SUBSCRIBE, c->client_id,
+			"client %s subscribed to '%.*s' QoS %u", c->client_id, (int)e->filter.len,
+			e->filter.p, qos);
 	return qos;
 }
 
@@ -244,10 +245,10 @@ enum vs_handled vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe
 		pthread_mutex_unlock(&c->session->lock);
 		codes[i] = had > 0 ? VS_RC_SUCCESS : VS_RC_NO_SUBSCRIPTION_EXISTED;
 		if (vs_log_enabled(b->log, VS_LOG_UNSUBSCRIBE))
-			vs_log(b->log, VS_LOG_UNSUBSCRIBE,
-			       b->log->mosquitto ? "%s %.*s" /* Mosquitto's line */
-						 : "client %s unsubscribed from '%.*s'",
-			       c->client_id, (int)f.len, f.p);
+			vs_logc(b->log, VS_LOG_UNSUBSCRIBE, c->client_id,
+				b->log->mosquitto ? "%s %.*s" /* Mosquitto's line */
+						  : "client %s unsubscribed from '%.*s'",
+				c->client_id, (int)f.len, f.p);
 		vs_mounted_fini(&m);
 	}
 	struct vs_packet a = {.type = VS_UNSUBACK};

@@ -68,7 +68,8 @@ static void sweep_sessions(struct vs_worker *w)
 			vs_msg_unref(will);
 		}
 		if (due[i].expired && still_offline) {
-			vs_log(b->log, VS_LOG_INFO, "session of client %s expired", s->client_id);
+			vs_logc(b->log, VS_LOG_INFO, s->client_id, "session of client %s expired",
+				s->client_id);
 			vs_router_end_session(w, s);
 		}
 		vs_session_unref(s);
@@ -232,10 +233,94 @@ static void check_memory(struct vs_worker *w)
 	}
 }
 
+/* One queued log line: its type and its text (not NUL-terminated). */
+struct vs_logq_line {
+	unsigned type;
+	size_t len;
+	char *text;
+};
+
+void vs_sys_log_init(struct vs_broker *b)
+{
+	pthread_mutex_init(&b->logq_lock, NULL);
+	b->log->topic_ud = b;
+	__atomic_store_n(&b->log->topic_sink, vs_sys_log_sink, __ATOMIC_RELEASE);
+}
+
+void vs_sys_log_sink(void *ud, unsigned type, const char *text, size_t len)
+{
+	struct vs_broker *b = ud;
+	char *copy = malloc(len ? len : 1);
+	if (copy)
+		memcpy(copy, text, len);
+	pthread_mutex_lock(&b->logq_lock);
+	if (!copy || b->logq_n >= VS_SYS_LOGQ_MAX ||
+	    VS_VEC_GROW(b->logq, b->logq_cap, b->logq_n + 1, 64) < 0) {
+		b->logq_dropped++;
+		pthread_mutex_unlock(&b->logq_lock);
+		free(copy);
+		return;
+	}
+	b->logq[b->logq_n++] = (struct vs_logq_line){type, len, copy};
+	pthread_mutex_unlock(&b->logq_lock);
+}
+
+void vs_sys_log_fini(struct vs_broker *b)
+{
+	if (b->log->topic_ud != b)
+		return;
+	__atomic_store_n(&b->log->topic_sink, NULL, __ATOMIC_RELEASE);
+	b->log->topic_ud = NULL;
+	for (size_t i = 0; i < b->logq_n; i++)
+		free(b->logq[i].text);
+	free(b->logq);
+	b->logq = NULL;
+	b->logq_n = b->logq_cap = 0;
+	pthread_mutex_destroy(&b->logq_lock);
+}
+
+/* Publishes what the log queued: the lines queued meanwhile (publishing may log) wait for the
+ * next sweep. */
+static void publish_log(struct vs_worker *w)
+{
+	struct vs_broker *b = w->b;
+	pthread_mutex_lock(&b->logq_lock);
+	struct vs_logq_line *lines = b->logq;
+	size_t n = b->logq_n;
+	uint64_t dropped = b->logq_dropped;
+	b->logq = NULL;
+	b->logq_n = b->logq_cap = 0;
+	b->logq_dropped = 0;
+	pthread_mutex_unlock(&b->logq_lock);
+	struct vs_props props = {0};
+	props.present = 1ull << VS_PROP_MESSAGE_EXPIRY;
+	props.message_expiry = 20; /* Mosquitto's */
+	for (size_t i = 0; i < n; i++) {
+		char topic[64];
+		snprintf(topic, sizeof(topic), "$SYS/broker/log/%s",
+			 vs_log_topic_suffix(lines[i].type));
+		struct vs_msg *m = vs_msg_make(topic, strlen(topic), lines[i].text, lines[i].len, 2,
+					       false, &props, NULL, w->now_ms);
+		if (m) {
+			vs_route(w, m, NULL);
+			vs_msg_unref(m);
+		}
+		free(lines[i].text);
+	}
+	free(lines);
+	if (dropped)
+		vs_log(b->log, VS_LOG_WARN,
+		       "log_dest topic: %llu log line(s) dropped, more than %d waited to be "
+		       "published",
+		       (unsigned long long)dropped, VS_SYS_LOGQ_MAX);
+}
+
 void vs_sys_tick(struct vs_worker *w)
 {
 	struct vs_broker *b = w->b;
 	check_memory(w);
+	if (b->log->topic_sink)
+		publish_log(w);
 	if (w->now_ms - b->last_session_sweep_ms >= 1000) {
 		b->last_session_sweep_ms = w->now_ms;
 		sweep_sessions(w);

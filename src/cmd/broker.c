@@ -143,7 +143,8 @@ static bool mosquitto_lines(const struct vs_config *c, const char *path)
 /* log_timestamp_format, log_facility and log_format, fixed at start-up (a reload keeps them). */
 static void apply_log_format(struct vs_config *c, const char *path)
 {
-	c->log.mosquitto = mosquitto_lines(c, path);
+	c->log.json = c->log_format == VS_CONF_LOG_JSON;
+	c->log.mosquitto = !c->log.json && mosquitto_lines(c, path);
 	static const int local[8] = {LOG_LOCAL0, LOG_LOCAL1, LOG_LOCAL2, LOG_LOCAL3,
 				     LOG_LOCAL4, LOG_LOCAL5, LOG_LOCAL6, LOG_LOCAL7};
 	c->log.ts_format = c->log_timestamp_format; /* c outlives the broker and its log */
