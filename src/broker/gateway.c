@@ -714,7 +714,7 @@ void vs_gateway_tick(struct vs_worker *w)
 void vs_gateway_advertise(struct vs_worker *w)
 {
 	struct vs_broker *b = w->b;
-	for (size_t i = 0; i < b->n_listeners; i++) {
+	for (size_t i = 0, n = vs_broker_listeners(b); i < n; i++) {
 		struct vs_listener *l = &b->listeners[i];
 		int every = l->sn ? l->conf->mqttsn_advertise_interval : 0;
 		if (!every || w->now_ms < l->sn->next_advertise_ms)

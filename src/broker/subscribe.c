@@ -111,7 +111,7 @@ static bool source_may_publish(const struct vs_broker *b, const struct vs_msg *m
 {
 	const struct vs_msg_source *src = m->source;
 	if (!b->conf->check_retain_source || !src || src->listener < 0 ||
-	    (size_t)src->listener >= b->n_listeners)
+	    (size_t)src->listener >= vs_broker_listeners(b))
 		return true;
 	const struct vs_listener *l = &b->listeners[src->listener];
 	const struct vs_acl *acl = vs_listener_sec(l)->acl;

@@ -104,7 +104,7 @@ struct load {
 
 static bool has_mqttsn(const struct vs_broker *b)
 {
-	for (size_t i = 0; i < b->n_listeners; i++)
+	for (size_t i = 0, n = vs_broker_listeners(b); i < n; i++)
 		if (b->listeners[i].sn)
 			return true;
 	return false;

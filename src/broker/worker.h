@@ -39,6 +39,8 @@ enum vs_mail_type {
 	VS_MAIL_AUTH,	  /* the password check of connection (slot, conn_id): reason 1 = good */
 	VS_MAIL_PING,	  /* the main thread's watchdog: store conn_id in pong */
 	VS_MAIL_DUMP,	  /* SIGUSR2: log this shard's state */
+	VS_MAIL_LISTEN,	  /* a reload added listener `slot`: open this shard's sockets */
+	VS_MAIL_UNLISTEN, /* a reload removed listener `slot`: close its sockets and clients */
 };
 
 struct vs_mail {
