@@ -38,6 +38,11 @@ static void msg_unref(void *m)
 	vs_msg_unref(m);
 }
 
+static size_t msg_size(const void *m)
+{
+	return ((const struct vs_msg *)m)->payload.len;
+}
+
 /* The stable part of a listener: what a reload cannot change. */
 static void init_listener(struct vs_listener *l, const struct vs_listener_conf *lc)
 {
@@ -353,6 +358,7 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 	b->retain = vs_retain_new(msg_ref, msg_unref);
 	if (!b->tree || !b->retain)
 		return -ENOMEM;
+	vs_retain_set_size_fn(b->retain, msg_size);
 	int rc = make_listeners(b, err, errlen);
 	if (rc < 0)
 		return rc;
@@ -430,6 +436,10 @@ void vs_broker_fini(struct vs_broker *b)
 	while (vs_map_next(&b->sessions, &it, &key, &klen, &val))
 		vs_session_unref(val);
 	vs_map_fini(&b->sessions);
+	it = 0;
+	while (vs_map_next(&b->sys_values, &it, &key, &klen, &val))
+		free(val);
+	vs_map_fini(&b->sys_values);
 	if (b->tree)
 		vs_tree_free(b->tree);
 	if (b->retain)
@@ -812,6 +822,8 @@ void vs_broker_stats(struct vs_broker *b, struct vs_stats *out)
 		SUM(pub_received);
 		SUM(pub_sent);
 		SUM(pub_dropped);
+		SUM(pub_bytes_received);
+		SUM(pub_bytes_sent);
 		SUM(bytes_received);
 		SUM(bytes_sent);
 		SUM(connects);

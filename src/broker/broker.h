@@ -99,6 +99,8 @@ struct vs_stats {
 	atomic_uint_fast64_t pub_received; /* PUBLISH packets */
 	atomic_uint_fast64_t pub_sent;
 	atomic_uint_fast64_t pub_dropped;
+	atomic_uint_fast64_t pub_bytes_received; /* PUBLISH payload bytes */
+	atomic_uint_fast64_t pub_bytes_sent;
 	atomic_uint_fast64_t bytes_received;
 	atomic_uint_fast64_t bytes_sent;
 	atomic_uint_fast64_t connects;
@@ -178,8 +180,12 @@ struct vs_broker {
 
 	/* Worker 0's housekeeping state (sys.c). */
 	int64_t last_session_sweep_ms;
-	uint64_t sys_last[7];  /* counters at the previous $SYS publication */
-	double sys_load[7][3]; /* 1, 5, 15 minute load averages */
+	uint64_t sys_last[9];	   /* counters at the previous $SYS publication */
+	double sys_load[9][3];	   /* 1, 5, 15 minute load averages */
+	int64_t sys_last_ms;	   /* when they were published, 0 = never */
+	struct vs_map sys_values;  /* $SYS topic -> its last published value (char *, owned) */
+	uint64_t sessions_expired; /* $SYS/broker/clients/expired */
+	size_t sys_heap_max;	   /* $SYS/broker/heap/maximum: the most heap/current has been */
 };
 
 /*

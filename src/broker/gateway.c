@@ -7,7 +7,7 @@
  * without mqttsn_allowed_sources, when the listener allows anonymous clients. A source outside
  * the list gets CONNACK "rejected: not supported" and costs no connection.
  *
- * Malformed datagrams are counted ($SYS/broker/mqttsn/malformed), logged at most once per
+ * Malformed datagrams are counted ($SYS/broker/viesti/mqttsn/malformed), logged at most once per
  * 10 s, and dropped: they belong to no session, so no session is affected.
  */
 #include "broker/gateway.h"
@@ -284,6 +284,7 @@ static void publish_as(struct vs_worker *w, struct vs_listener *l, const char *u
 	if (!m)
 		return;
 	vs_stat_add(&w->stats.pub_received, 1);
+	vs_stat_add(&w->stats.pub_bytes_received, p->data.len);
 	vs_route(w, m, NULL);
 	vs_msg_unref(m);
 }

@@ -139,6 +139,7 @@ enum vs_handled vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 	struct vs_buf topic;
 	const char *why = "";
 	vs_stat_add(&c->w->stats.pub_received, 1);
+	vs_stat_add(&c->w->stats.pub_bytes_received, p->payload.len);
 	int rc = check_publish(c, p, &topic, &why);
 	if (rc) {
 		vs_conn_close(c, rc, why);

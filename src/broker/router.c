@@ -431,6 +431,7 @@ static int send_entry(struct vs_conn *c, struct vs_qentry *e, int64_t now)
 		vs_trace_publish_out(c, e->msg, e->dup, e->qos, d.retain, e->packet_id);
 	e->dup = true;
 	vs_stat_add(&c->w->stats.pub_sent, 1);
+	vs_stat_add(&c->w->stats.pub_bytes_sent, e->msg->payload.len);
 	vs_stat_add(&c->w->stats.msgs_sent, 1);
 	return 0;
 }
