@@ -298,29 +298,17 @@ static void post_all(struct vs_broker *b, uint8_t type, size_t slot)
 /*
  * The listeners below n not in kept are removed: every worker closes its sockets and clients
  * (VS_MAIL_UNLISTEN). Their clients may read their sec in generation old until they are gone,
- * so old is pinned (vs_broker_reclaim retires it then). Returns whether it was.
+ * so old is pinned (vs_broker_reclaim retires it then), in the slot the caller made room for in
+ * b->pinned; slots (room for n) becomes the pin's. Returns whether old was pinned (if not, the
+ * caller still owns slots).
  */
-static bool remove_listeners(struct vs_broker *b, struct vs_gen *old, const bool *kept, size_t n)
+static bool remove_listeners(struct vs_broker *b, struct vs_gen *old, const bool *kept, size_t n,
+			     size_t *slots)
 {
-	struct vs_pinned p = {.gen = old};
-	for (size_t i = 0; i < n; i++) {
-		struct vs_listener *l = &b->listeners[i];
-		if (kept[i] || atomic_load(&l->removed))
-			continue;
-		size_t *slots = realloc(p.slots, (p.n + 1) * sizeof(*slots));
-		struct vs_pinned *pv = realloc(b->pinned, (b->n_pinned + 1) * sizeof(*pv));
-		if (pv)
-			b->pinned = pv;
-		if (!slots || !pv) {
-			free(slots ? slots : p.slots);
-			vs_log(b->log, VS_LOG_ERR,
-			       "reload: out of memory: listener %s stays open until a restart",
-			       l->name);
-			return false; /* nothing posted yet: nobody is closing */
-		}
-		p.slots = slots;
-		p.slots[p.n++] = i;
-	}
+	struct vs_pinned p = {.gen = old, .slots = slots};
+	for (size_t i = 0; i < n; i++)
+		if (!kept[i] && !atomic_load(&b->listeners[i].removed))
+			p.slots[p.n++] = i;
 	if (!p.n)
 		return false;
 	for (size_t k = 0; k < p.n; k++) {
@@ -674,21 +662,44 @@ static int open_new(struct vs_broker *b, const struct vs_config *nc, long *map, 
 	return rc;
 }
 
+/* Room for what swap_in() may need, made before anything changes (a reload is all or nothing):
+ * which running listeners the new file keeps, and a pin of the old generation. */
+struct swap_room {
+	bool *kept;    /* per running listener */
+	size_t *slots; /* per running listener */
+};
+
+static int make_room(struct vs_broker *b, const struct vs_config *nc, const long *map,
+		     struct swap_room *r)
+{
+	size_t n = b->n_listeners ? b->n_listeners : 1;
+	r->kept = calloc(n, sizeof(*r->kept));
+	r->slots = calloc(n, sizeof(*r->slots));
+	struct vs_pinned *pv = realloc(b->pinned, (b->n_pinned + 1) * sizeof(*pv));
+	if (pv)
+		b->pinned = pv;
+	if (!r->kept || !r->slots || !pv)
+		return -ENOMEM;
+	for (size_t j = 0; j < nc->n_listeners; j++)
+		if (map[j] >= 0)
+			r->kept[map[j]] = true;
+	return 0;
+}
+
 /*
  * Makes generation g, the TLS contexts (one per listener of g, taken) and the listener changes
- * current: kept listeners take their new sec and TLS context, new ones become visible and every
- * worker opens its sockets, removed ones are closed by every worker. The old generation goes
- * when no worker holds it, or when the removed listeners' clients are gone.
+ * current: kept listeners take their new sec and TLS context, new ones (map[j] past the running
+ * ones) become visible and every worker opens its sockets, removed ones are closed by every
+ * worker. The old generation goes when no worker holds it, or once the removed listeners'
+ * clients are gone.
  */
-static void swap_in(struct vs_broker *b, struct vs_gen *g, SSL_CTX **ctx, const long *map)
+static void swap_in(struct vs_broker *b, struct vs_gen *g, SSL_CTX **ctx, const long *map,
+		    struct swap_room *room)
 {
 	size_t first_new = b->n_listeners, end = first_new;
-	bool *kept = calloc(first_new ? first_new : 1, sizeof(*kept));
 	for (size_t j = 0; j < g->n; j++) {
 		struct vs_listener *l = &b->listeners[map[j]];
 		if ((size_t)map[j] < first_new) {
-			if (kept)
-				kept[map[j]] = true;
 			__atomic_store_n(&l->sec, &g->secs[j], __ATOMIC_SEQ_CST);
 			if (!l->tls) {
 				SSL_CTX_free(
@@ -719,9 +730,10 @@ static void swap_in(struct vs_broker *b, struct vs_gen *g, SSL_CTX **ctx, const 
 		announce(b, &b->listeners[i], "reload: listening on");
 	for (size_t i = first_new; i < end; i++)
 		post_all(b, VS_MAIL_LISTEN, i);
-	if (!kept || !remove_listeners(b, old, kept, first_new))
+	if (remove_listeners(b, old, room->kept, first_new, room->slots))
+		room->slots = NULL; /* the pin's now */
+	else
 		vs_grace_retire(&b->grace, old, gen_free);
-	free(kept);
 }
 
 int vs_broker_reload(struct vs_broker *b, char *err, size_t errlen)
@@ -734,8 +746,11 @@ int vs_broker_reload(struct vs_broker *b, char *err, size_t errlen)
 	struct vs_config **kept = realloc(b->kept_confs, (b->n_kept + 1) * sizeof(*kept));
 	if (kept)
 		b->kept_confs = kept;
+	struct swap_room room = {0};
 	size_t n_new = 0;
 	int rc = map && ctx && kept ? match_listeners(b, nc, map, &n_new, err, errlen) : -ENOMEM;
+	if (rc == 0)
+		rc = make_room(b, nc, map, &room);
 	if (rc == 0) {
 		keep_fixed(b, nc, map);
 		if (b->conf_verbose)
@@ -752,27 +767,30 @@ int vs_broker_reload(struct vs_broker *b, char *err, size_t errlen)
 			for (size_t i = b->n_listeners; i < b->n_listeners + n_new; i++)
 				listener_fini(&b->listeners[i]);
 	}
-	if (rc < 0) {
+	if (rc == 0) {
+		if (n_new) {
+			g->owns_conf =
+			    false; /* new listeners point into nc: it lives as long as b */
+			b->kept_confs[b->n_kept++] = nc;
+		}
+		if (vs_log_apply(b->log, &nc->log) < 0)
+			vs_log(b->log, VS_LOG_WARN, "reload: cannot open log file %s: %s",
+			       nc->log.file_path, strerror(errno));
+		swap_in(b, g, ctx, map, &room);
+		mark_sessions(b);
+	} else {
 		for (size_t i = 0; tls_made && i < nc->n_listeners; i++)
 			SSL_CTX_free(ctx[i]);
-		free(ctx);
-		free(map);
 		vs_config_fini(nc);
 		free(nc);
-		return rc == -ENOMEM ? (snprintf(err, errlen, "out of memory"), rc) : rc;
+		if (rc == -ENOMEM)
+			snprintf(err, errlen, "out of memory");
 	}
-	if (n_new) {
-		g->owns_conf = false; /* new listeners point into nc: it lives as long as b */
-		b->kept_confs[b->n_kept++] = nc;
-	}
-	if (vs_log_apply(b->log, &nc->log) < 0)
-		vs_log(b->log, VS_LOG_WARN, "reload: cannot open log file %s: %s",
-		       nc->log.file_path, strerror(errno));
-	swap_in(b, g, ctx, map);
+	free(room.kept);
+	free(room.slots);
 	free(ctx);
 	free(map);
-	mark_sessions(b);
-	return 0;
+	return rc;
 }
 
 /* A pinned generation goes once every worker closed the removed listeners' sockets and their
