@@ -399,8 +399,8 @@ static void apply_will(struct vs_conn *c)
 	const char *why = "";
 	int rc = vs_connect_update_will(c, will, &why);
 	if (rc != VS_RC_SUCCESS)
-		vs_log(c->w->b->log, VS_LOG_NOTICE, "client %s (%s): will update refused: %s",
-		       c->client_id, c->addr, why);
+		vs_logc(c->w->b->log, VS_LOG_NOTICE, c->client_id,
+			"client %s (%s): will update refused: %s", c->client_id, c->addr, why);
 	vs_sn_will_done(&c->tp, rc == VS_RC_SUCCESS ? VS_SN_RC_ACCEPTED : VS_SN_RC_NOT_SUPPORTED);
 }
 

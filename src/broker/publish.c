@@ -53,18 +53,19 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 {
 	struct vs_broker *b = c->w->b;
 	if (b->conf->message_size_limit && p->payload.len > b->conf->message_size_limit) {
-		vs_log(b->log, VS_LOG_NOTICE,
-		       "client %s: dropped PUBLISH to '%.*s' of %zu bytes "
-		       "(message_size_limit %u)",
-		       c->client_id, (int)topic->len, topic->p, p->payload.len,
-		       b->conf->message_size_limit);
+		vs_logc(b->log, VS_LOG_NOTICE, c->client_id,
+			"client %s: dropped PUBLISH to '%.*s' of %zu bytes "
+			"(message_size_limit %u)",
+			c->client_id, (int)topic->len, topic->p, p->payload.len,
+			b->conf->message_size_limit);
 		return VS_RC_QUOTA_EXCEEDED;
 	}
 	if (c->version == VS_V5 && (p->props.present & (1ull << VS_PROP_PAYLOAD_FORMAT)) &&
 	    p->props.payload_format == 1 && !vs_utf8_valid(p->payload.p, p->payload.len)) {
 		/* [MQTT-3.3.2-4]: the broker may check; a bad payload is refused with 0x99. */
-		vs_log(b->log, VS_LOG_NOTICE, "client %s: PUBLISH to '%.*s' says UTF-8 but is not",
-		       c->client_id, (int)topic->len, topic->p);
+		vs_logc(b->log, VS_LOG_NOTICE, c->client_id,
+			"client %s: PUBLISH to '%.*s' says UTF-8 but is not", c->client_id,
+			(int)topic->len, topic->p);
 		return VS_RC_PAYLOAD_FORMAT_INVALID;
 	}
 	if (topic->len >= 4 && memcmp(topic->p, "$SYS", 4) == 0)
@@ -72,8 +73,9 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 	const struct vs_acl *acl = vs_listener_sec(c->listener)->acl;
 	if (acl && !vs_acl_check(acl, c->client_id, c->username, (const char *)topic->p, topic->len,
 				 VS_ACL_WRITE)) {
-		vs_log(b->log, VS_LOG_INFO, "denied PUBLISH from client %s to '%.*s' (ACL)",
-		       c->client_id, (int)topic->len, topic->p);
+		vs_logc(b->log, VS_LOG_INFO, c->client_id,
+			"denied PUBLISH from client %s to '%.*s' (ACL)", c->client_id,
+			(int)topic->len, topic->p);
 		return VS_RC_NOT_AUTHORIZED;
 	}
 	struct vs_buf origin = {(const uint8_t *)c->client_id, strlen(c->client_id)};
@@ -127,7 +129,7 @@ static enum vs_handled refuse_deep(struct vs_conn *c, const struct vs_publish *p
 		vs_conn_close(c, -1, why);
 		return VS_CLOSED;
 	}
-	vs_log(b->log, VS_LOG_NOTICE, "client %s: %s, refused", c->client_id, why);
+	vs_logc(b->log, VS_LOG_NOTICE, c->client_id, "client %s: %s, refused", c->client_id, why);
 	if (p->qos == 0)
 		return VS_GO_ON;
 	return vs_conn_reply_ack(c, p->qos == 1 ? VS_PUBACK : VS_PUBREC, p->packet_id,

@@ -54,10 +54,10 @@ static uint8_t subscribe_one(struct vs_conn *c, const struct vs_sub_entry *e, ui
 	if (v == VS_SUB_PROTOCOL)
 		return 0xFF; /* [MQTT-3.8.3-4] protocol error, handled by the caller */
 	if (v == VS_SUB_REFUSED) {
-		vs_log(b->log, VS_LOG_NOTICE,
-		       "client %s: SUBSCRIBE to a filter of more than %d "
-		       "levels (max_topic_levels), refused",
-		       c->client_id, b->conf->max_topic_levels);
+		vs_logc(b->log, VS_LOG_NOTICE, c->client_id,
+			"client %s: SUBSCRIBE to a filter of more than %d "
+			"levels (max_topic_levels), refused",
+			c->client_id, b->conf->max_topic_levels);
 		return qos;
 	}
 	struct vs_sub sub = {.owner = c->session,
@@ -152,18 +152,18 @@ static void retained_for(struct vs_conn *c, const struct vs_sub_entry *e, uint8_
 	vs_retain_match(b->retain, (const char *)e->filter.p, e->filter.len, collect_retained, &r);
 	size_t denied = keep_publishable(b, &r);
 	if (denied)
-		vs_log(b->log, VS_LOG_INFO,
-		       "client %s: %zu retained message(s) for '%.*s' not sent: "
-		       "their publishers may no longer publish them (check_retain_source)",
-		       c->client_id, denied, (int)e->filter.len, e->filter.p);
+		vs_logc(b->log, VS_LOG_INFO, c->client_id,
+			"client %s: %zu retained message(s) for '%.*s' not sent: "
+			"their publishers may no longer publish them (check_retain_source)",
+			c->client_id, denied, (int)e->filter.len, e->filter.p);
 	if (r.n)
 		vs_feed_retained(c->w, c->session, r.v, r.n, granted, sub_id);
 	free(r.v);
 	if (r.skipped)
-		vs_log(b->log, VS_LOG_NOTICE,
-		       "client %s: %zu retained message(s) for '%.*s' not "
-		       "sent: more than max_retained_feed (%d)",
-		       c->client_id, r.skipped, (int)e->filter.len, e->filter.p, max);
+		vs_logc(b->log, VS_LOG_NOTICE, c->client_id,
+			"client %s: %zu retained message(s) for '%.*s' not "
+			"sent: more than max_retained_feed (%d)",
+			c->client_id, r.skipped, (int)e->filter.len, e->filter.p, max);
 }
 
 /* e's filter under the connection's mount_point; m holds the bytes. Returns 0 or -ENOMEM. */
