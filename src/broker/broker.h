@@ -154,6 +154,7 @@ struct vs_broker {
 	bool host_open; /* thread 0 takes lent shards (under park_lock) */
 
 	atomic_bool stopping;
+	atomic_int drained; /* threads past the first round of the stop's drain (worker.c) */
 	atomic_uint_fast64_t connecting_bytes; /* input held for connections before CONNECT */
 	atomic_int connections;	   /* open connections, all listeners (global_max_connections) */
 	atomic_bool over_memory;   /* resident memory is past memory_limit (sys.c) */

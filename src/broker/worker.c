@@ -881,9 +881,29 @@ void *vs_worker_main(void *arg)
 	return NULL;
 }
 
+/*
+ * A stop drains: what other shards handed this one before the stop (messages for its clients,
+ * waiting in its mailbox) is written before the connections close. Two rounds around a
+ * rendezvous of every thread, so that what another shard's first round passes on is taken by
+ * the second; a thread that does not come within a second is not waited for.
+ */
+static void drain_mailbox(struct vs_worker *w)
+{
+	struct vs_broker *b = w->b;
+	take_mailbox(w);
+	end_turn(w);
+	atomic_fetch_add(&b->drained, 1);
+	int64_t until = vs_now_ms() + 1000;
+	while (atomic_load(&b->drained) < b->n_workers && vs_now_ms() < until)
+		usleep(1000);
+	take_mailbox(w);
+	end_turn(w);
+}
+
 void vs_worker_shutdown(struct vs_worker *w)
 {
-	/* Every connection is closed (5.0: DISCONNECT 0x8B). */
+	drain_mailbox(w);
+	/* Every connection is closed (5.0: DISCONNECT 0x8B), after what was queued for it. */
 	for (uint32_t i = 0; i < w->n_slots; i++)
 		if (w->conns[i])
 			vs_conn_close(w->conns[i], VS_RC_SERVER_SHUTTING_DOWN,

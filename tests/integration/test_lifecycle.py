@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 from conftest import TARGET_BIN, free_port, wait_until
-from mqtt_raw import DISCONNECT, PUBLISH, Closed, RawClient
+from mqtt_raw import DISCONNECT, PUBACK, PUBLISH, Closed, RawClient
 
 pytestmark = pytest.mark.viesti_only
 
@@ -118,26 +118,52 @@ def test_sighup_reloads_logging_and_limits(broker, tmp_path):
 
 
 def test_sigterm_drains(broker):
-	b = broker()
-	sub5 = RawClient(b.port, version=5)
-	sub5.connect("drain5")
-	sub5.subscribe([("d", 1)])
+	# Several threads, so that subscribers sit on other threads than the publisher: what the
+	# publisher's thread handed theirs before the stop must still go out.
+	# An inflight window larger than the burst: past it, messages wait in the session for
+	# PUBACKs a stopping broker no longer reads (and stay there, for a persistent session).
+	b = broker("threads 4", "consolidate_threads false", "max_inflight_messages 64")
+	subs5 = []
+	for i in range(6):
+		c = RawClient(b.port, version=5)
+		c.connect("drain5-%d" % i)
+		c.subscribe([("d", 1)])
+		subs5.append(c)
 	sub3 = RawClient(b.port, version=4)
 	sub3.connect("drain3")
-	with RawClient(b.port, version=5) as pub:
-		pub.connect("pub")
-		pub.publish("d", b"before the end", qos=1)
+	pub = RawClient(b.port, version=5)
+	pub.connect("pub")
+	pub.publish("d", b"m-first", qos=1)  # PUBACK received: routed
+	# More, and the stop right behind them: each one acknowledged must reach every subscriber
+	# before its DISCONNECT.
+	pids = {pub.publish("d", b"m%d" % i, qos=1, wait=False): b"m%d" % i for i in range(30)}
 	b.proc.send_signal(signal.SIGTERM)
-	assert sub5.expect(PUBLISH, timeout=5).payload == b"before the end"  # flushed first
-	d = sub5.expect(DISCONNECT, timeout=5)
-	assert d.rc == SHUTTING_DOWN, d
+	acked = [b"m-first"]
+	while True:
+		try:
+			p = pub.recv(timeout=5)
+		except Closed:
+			break
+		if p.type == PUBACK:
+			acked.append(pids[p.pid])
+	for c in subs5:
+		got = []
+		while True:
+			p = c.recv(timeout=5)
+			if p.type == DISCONNECT:
+				break
+			assert p.type == PUBLISH, p
+			got.append(p.payload)
+		assert p.rc == SHUTTING_DOWN, p  # [MQTT-3.14.2-1]
+		missing = [m for m in acked if m not in got]
+		assert not missing, "acknowledged, not delivered before the stop: %r" % missing
 	with pytest.raises(Closed):
 		sub3.recv(timeout=5)
 	assert b.proc.wait(10) == 0
 	b.stopped_on_purpose = True
 	assert refused(b.port)
 	assert "SIGTERM: shutting down" in b.log_text()
-	for c in (sub5, sub3):
+	for c in subs5 + [sub3, pub]:
 		c.close()
 
 
