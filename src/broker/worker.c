@@ -900,8 +900,25 @@ static void drain_mailbox(struct vs_worker *w)
 	end_turn(w);
 }
 
+/* A stop first closes this shard's listening sockets, so that nobody connects to a broker
+ * that is going away (an MQTT-SN listener's UDP socket stays: its clients' DISCONNECT goes
+ * out through it). */
+static void stop_accepting(struct vs_worker *w)
+{
+	for (int i = 0; i < w->n_listens; i++) {
+		struct vs_listen_io *li = &w->listens[i];
+		if (li->io.fd < 0 || li->sn)
+			continue;
+		if (li->io.events)
+			vs_loop_del(&w->loop, &li->io);
+		close(li->io.fd);
+		li->io.fd = -1;
+	}
+}
+
 void vs_worker_shutdown(struct vs_worker *w)
 {
+	stop_accepting(w);
 	drain_mailbox(w);
 	/* Every connection is closed (5.0: DISCONNECT 0x8B), after what was queued for it. */
 	for (uint32_t i = 0; i < w->n_slots; i++)

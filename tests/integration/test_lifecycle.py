@@ -138,6 +138,8 @@ def test_sigterm_drains(broker):
 	# before its DISCONNECT.
 	pids = {pub.publish("d", b"m%d" % i, qos=1, wait=False): b"m%d" % i for i in range(30)}
 	b.proc.send_signal(signal.SIGTERM)
+	# It stops accepting at once, while the clients it has are still being served.
+	wait_until(lambda: refused(b.port) or not b.alive(), 5, what="the port to close")
 	acked = [b"m-first"]
 	while True:
 		try:
