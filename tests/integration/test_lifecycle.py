@@ -99,6 +99,53 @@ def test_sighup_removes_a_listener_and_closes_its_clients(broker):
 		c.close()
 
 
+def test_sighup_adds_tls_and_websocket_listeners(broker, pki):
+	"""New listeners get what their lines say: TLS from certfile/keyfile, WebSocket framing."""
+	b = broker()
+	tls_port, ws_port = free_port(), free_port()
+	b.lines += ["listener %d 127.0.0.1" % tls_port, "certfile %s" % pki["server"][0],
+		"keyfile %s" % pki["server"][1],
+		"listener %d 127.0.0.1" % ws_port, "protocol websockets"]
+	b.write_conf()
+	reload(b)
+	b.wait_log(r"reload: listening on 127\.0\.0\.1:%d \(TLS\)" % tls_port)
+	b.wait_log(r"reload: listening on 127\.0\.0\.1:%d \(WebSocket\)" % ws_port)
+	r = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(tls_port), "--cafile",
+		pki["ca"], "-t", "t", "-m", "over tls"], capture_output=True, timeout=10)
+	assert r.returncode == 0, r
+	r = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(tls_port), "-t", "t",
+		"-m", "plain"], capture_output=True, timeout=10)
+	assert r.returncode != 0  # a TLS listener: plain MQTT is refused
+	with socket.create_connection(("127.0.0.1", ws_port), timeout=5) as s:
+		s.sendall(b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+			b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+			b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n")
+		assert s.recv(4096).startswith(b"HTTP/1.1 101")
+
+
+def test_a_listener_that_cannot_open_fails_the_whole_reload(broker, tmp_path):
+	b = broker("max_qos 2")
+	good, bad, taken = free_port(), free_port(), free_port()
+	blocker = socket.socket()
+	blocker.bind(("127.0.0.1", taken))
+	blocker.listen(1)
+	try:
+		for lines, why in ((["listener %d 127.0.0.1" % bad, "certfile %s/none.crt" % tmp_path,
+				"keyfile %s/none.key" % tmp_path], "none.crt"),
+				(["listener %d 127.0.0.1" % taken], "%d" % taken)):
+			b.lines = ["max_qos 1", "listener %d 127.0.0.1" % good] + lines
+			b.write_conf()
+			k = b.log_text().count("reload failed")
+			b.proc.send_signal(signal.SIGHUP)
+			wait_until(lambda: b.log_text().count("reload failed") > k, 5, what="the failure")
+			assert why in b.log_text().rsplit("reload failed", 1)[1].splitlines()[0]
+			assert refused(good) and refused(bad)  # nothing opened: all or nothing
+			with RawClient(b.port, version=5) as c:
+				assert c.connect("old-settings").props.get(0x24) is None  # max_qos 2 stays
+	finally:
+		blocker.close()
+
+
 def test_sighup_reloads_logging_and_limits(broker, tmp_path):
 	b = broker("log_type error", "max_qos 2")
 	c = RawClient(b.port, version=5)
