@@ -380,9 +380,6 @@ static int serve(struct vs_config *conf, const struct args *a)
 	if (vs_notify_init(&sd) < 0)
 		vs_log(&conf->log, VS_LOG_WARN, "NOTIFY_SOCKET '%s' is not usable: %s",
 		       getenv("NOTIFY_SOCKET"), strerror(errno));
-	/* Before the listeners open: whoever sees the port accept can find the process. */
-	if (conf->pid_file && write_pid(conf->pid_file) < 0)
-		vs_log(&conf->log, VS_LOG_WARN, "cannot write pid file %s", conf->pid_file);
 	struct vs_broker b;
 	char err[512] = "";
 	int rc = vs_broker_init(&b, conf, &conf->log, err, sizeof(err));
@@ -390,10 +387,12 @@ static int serve(struct vs_config *conf, const struct args *a)
 		vs_log(&conf->log, VS_LOG_ERR, "cannot start: %s", err[0] ? err : vs_strerror(rc));
 		vs_broker_fini(&b);
 		vs_notify_fini(&sd);
-		if (conf->pid_file)
-			unlink(conf->pid_file);
 		return 1;
 	}
+	/* Once the listeners are open: a second broker started by mistake, which cannot bind,
+	 * must not overwrite (or remove) the running one's pid file. */
+	if (conf->pid_file && write_pid(conf->pid_file) < 0)
+		vs_log(&conf->log, VS_LOG_WARN, "cannot write pid file %s", conf->pid_file);
 	b.conf_path = a->config;
 	b.conf_port = a->port;
 	b.conf_verbose = a->verbose;

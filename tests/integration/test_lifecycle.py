@@ -219,6 +219,13 @@ def test_sigterm_drains(broker):
 def test_pid_file_written_and_removed(broker, tmp_path):
 	pid_path = tmp_path / "viesti.pid"
 	b = broker("pid_file %s" % pid_path)
+	wait_until(lambda: pid_path.exists() and pid_path.read_text().endswith("\n"), 5,
+		what="the pid file")
+	assert int(pid_path.read_text()) == b.proc.pid
+	# A second broker on the same port cannot start, and leaves the first one's pid file.
+	r = subprocess.run([TARGET_BIN, "broker", "-c", b.conf_path], capture_output=True,
+		timeout=20, env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+	assert r.returncode == 1 and b"cannot start" in r.stdout + r.stderr, r
 	assert int(pid_path.read_text()) == b.proc.pid
 	assert b.stop() is None
 	assert not pid_path.exists()
