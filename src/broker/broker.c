@@ -728,12 +728,30 @@ static void swap_in(struct vs_broker *b, struct vs_gen *g, SSL_CTX **ctx, const 
 	b->gen = g;
 	for (size_t i = first_new; i < end; i++)
 		announce(b, &b->listeners[i], "reload: listening on");
-	for (size_t i = first_new; i < end; i++)
+	for (size_t i = first_new; i < end; i++) {
+		atomic_store(&b->listeners[i].listen_pending, b->n_workers);
 		post_all(b, VS_MAIL_LISTEN, i);
+	}
 	if (remove_listeners(b, old, room->kept, first_new, room->slots))
 		room->slots = NULL; /* the pin's now */
 	else
 		vs_grace_retire(&b->grace, old, gen_free);
+}
+
+/* Waits (up to 2 s) until every worker has opened the sockets of the listeners a reload added
+ * and closed those of the ones it removed, so that "reload done" means it. */
+static void wait_listeners(struct vs_broker *b)
+{
+	int64_t until = vs_now_ms() + 2000;
+	for (size_t i = 0; i < b->n_listeners && vs_now_ms() < until;) {
+		struct vs_listener *l = &b->listeners[i];
+		bool busy = atomic_load(&l->listen_pending) > 0 ||
+			    (atomic_load(&l->removed) && atomic_load(&l->unlisten_pending) > 0);
+		if (busy)
+			usleep(1000);
+		else
+			i++;
+	}
 }
 
 int vs_broker_reload(struct vs_broker *b, char *err, size_t errlen)
@@ -778,6 +796,7 @@ int vs_broker_reload(struct vs_broker *b, char *err, size_t errlen)
 			       nc->log.file_path, strerror(errno));
 		swap_in(b, g, ctx, map, &room);
 		mark_sessions(b);
+		wait_listeners(b);
 	} else {
 		for (size_t i = 0; tls_made && i < nc->n_listeners; i++)
 			SSL_CTX_free(ctx[i]);

@@ -70,6 +70,7 @@ struct vs_listener {
 	struct vs_sn_listener *sn;   /* protocol mqttsn: the gateway's settings (broker/sn.c) */
 	atomic_bool removed;	     /* a reload took it out: its sockets close, its clients go */
 	atomic_int unlisten_pending; /* removed: workers yet to close their sockets and clients */
+	atomic_int listen_pending;   /* added by a reload: workers yet to open their sockets */
 	struct vs_listener_sec closed_sec; /* removed, once its clients are gone: what sec points
 					    * to (no password file, no ACL) */
 };

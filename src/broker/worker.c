@@ -1052,6 +1052,7 @@ static void add_listener(struct vs_worker *w, struct vs_listener *l)
 	if (rc < 0)
 		vs_log(w->b->log, VS_LOG_ERR, "reload: thread %d cannot listen on %s: %s", w->idx,
 		       l->name, err[0] ? err : strerror(-rc));
+	atomic_fetch_sub(&l->listen_pending, 1);
 }
 
 /* VS_MAIL_UNLISTEN: a reload removed l. This shard's sockets of l close (a listen_io keeps its
