@@ -10,12 +10,17 @@
 #                   (bench/compare without --quick for the full table)
 #   make examples   build examples/
 #   make install PREFIX=/usr/local
+#   make deb        build a Debian package (DEBOUT/viesti_VERSION-1_ARCH.deb): the broker and
+#                   tools, libviesti + header + pkg-config, man pages, the systemd unit, the
+#                   configuration under /etc/viesti (packaging/, docs/packaging.md)
 #   make clean
 
 PREFIX ?= /usr/local
 BUILD ?= build
 SANBUILD ?= build-san
 FUZZBUILD ?= build-fuzz
+DEBBUILD ?= build-deb
+DEBOUT ?= dist
 FUZZ_SECONDS ?= 60
 FUZZ_BRIEF_SECONDS ?= 20
 JOBS ?= $(shell nproc)
@@ -25,7 +30,7 @@ PYTEST ?= /usr/bin/python3 -m pytest
 # on sockets more than they compute); those marked serial run afterwards, one at a time.
 TEST_JOBS ?= 4
 
-.PHONY: all build san run test unit integration fuzz fuzz-build fuzz-brief bench examples install clean deps format format-check
+.PHONY: all build san run test unit integration fuzz fuzz-build fuzz-brief bench examples install deb clean deps format format-check
 
 all: build
 
@@ -89,5 +94,12 @@ examples: build
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
+$(DEBBUILD)/CMakeCache.txt:
+	cmake -S . -B $(DEBBUILD) $(GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr -DVS_TESTS=OFF
+
+deb: $(DEBBUILD)/CMakeCache.txt
+	cmake --build $(DEBBUILD) -j $(JOBS) --target viesti viesti_static viesti_shared
+	packaging/build-deb $(DEBBUILD) $(DEBOUT)
+
 clean:
-	rm -rf $(BUILD) $(SANBUILD) $(FUZZBUILD)
+	rm -rf $(BUILD) $(SANBUILD) $(FUZZBUILD) $(DEBBUILD) $(DEBOUT)

@@ -11,6 +11,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 enum vs_log_type {
 	VS_LOG_ERR = 1 << 0,
@@ -29,8 +30,16 @@ enum vs_log_dest {
 	VS_LOGD_STDOUT = 1 << 1,
 	VS_LOGD_FILE = 1 << 2,
 	VS_LOGD_SYSLOG = 1 << 3,
+	VS_LOGD_TOPIC = 1 << 4, /* handed to topic_sink (the broker publishes it under $SYS) */
 	VS_LOGD_NONE = 0,
 };
+
+/*
+ * Where VS_LOGD_TOPIC lines go: called on the logging thread with the line's type and its text
+ * as Mosquitto publishes it ("SECONDS: message", or the bare message without timestamps). It
+ * must not log, block or call back into the broker: it copies the line and returns.
+ */
+typedef void vs_log_sink_fn(void *ud, unsigned type, const char *text, size_t len);
 
 struct vs_log {
 	unsigned types;	       /* enum vs_log_type mask of what is written */
@@ -45,6 +54,10 @@ struct vs_log {
 	bool mosquitto; /* Mosquitto's line format (log_format mosquitto): "SECONDS: message"
 			 * (or "<ts_format>: message"), no type name; Viesti's otherwise:
 			 * "<ISO-8601> type: message" */
+	bool json;	/* log_format json: one JSON object per line (time, level, message and
+			 * client_id when known); wins over mosquitto */
+	vs_log_sink_fn *topic_sink; /* for VS_LOGD_TOPIC, or NULL (the line is dropped) */
+	void *topic_ud;
 };
 
 /* Defaults: errors, warnings, notices and info to stderr with timestamps; syslog facility
@@ -63,6 +76,15 @@ int vs_log_apply(struct vs_log *log, const struct vs_log *next);
 void vs_log(const struct vs_log *log, unsigned type, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void vs_logv(const struct vs_log *log, unsigned type, const char *fmt, va_list ap);
+/* The same, about one client: client_id (may be NULL) becomes the JSON line's "client_id"
+ * field; the other formats show only the message. */
+void vs_logc(const struct vs_log *log, unsigned type, const char *client_id, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void vs_logcv(const struct vs_log *log, unsigned type, const char *client_id, const char *fmt,
+	      va_list ap);
+/* Mosquitto's name for type as a $SYS/broker/log/ suffix ("E", "W", "N", "I", "M/subscribe",
+ * "M/unsubscribe", "WS", "D"). */
+const char *vs_log_topic_suffix(unsigned type);
 
 /* Whether a line of this type would be written: skip expensive formatting when not. */
 static inline bool vs_log_enabled(const struct vs_log *log, unsigned type)

@@ -22,6 +22,7 @@
 #include "base/error.h"
 #include "broker/authq.h"
 #include "broker/persist.h"
+#include "broker/sys.h"
 #include "broker/tls.h"
 #include "broker/worker.h"
 #include "net/listen.h"
@@ -38,6 +39,11 @@ static void msg_ref(void *m)
 static void msg_unref(void *m)
 {
 	vs_msg_unref(m);
+}
+
+static size_t msg_size(const void *m)
+{
+	return ((const struct vs_msg *)m)->payload.len;
 }
 
 /* The stable part of a listener: what a reload cannot change. */
@@ -219,7 +225,8 @@ static int make_listeners(struct vs_broker *b, char *err, size_t errlen)
 	struct vs_config *c = b->conf;
 	if (vs_config_finish(c, 0) < 0)
 		return -ENOMEM;
-	b->listeners = calloc(c->n_listeners, sizeof(*b->listeners));
+	b->cap_listeners = c->n_listeners + VS_RELOAD_LISTENERS_MAX;
+	b->listeners = calloc(b->cap_listeners, sizeof(*b->listeners));
 	if (!b->listeners)
 		return -ENOMEM;
 	for (size_t i = 0; i < c->n_listeners; i++) {
@@ -253,12 +260,85 @@ static int make_listeners(struct vs_broker *b, char *err, size_t errlen)
 	return 0;
 }
 
+/* A removed listener's clients still read its sec in generation g: g is kept until they are
+ * gone (vs_broker_reclaim). */
+struct vs_pinned {
+	struct vs_gen *gen;
+	size_t *slots;
+	size_t n;
+};
+
+/* Frees what a listener slot holds (its clients are gone) and zeroes it. */
+static void listener_fini(struct vs_listener *l)
+{
+	SSL_CTX_free(l->tls_ctx);
+	free((char *)l->ws_conf.http_dir);
+	vs_gateway_listener_fini(l);
+	pthread_mutex_destroy(&l->tls_lock);
+	if (l->unix_fd >= 0) {
+		close(l->unix_fd);
+		unlink(l->conf->bind_address); /* the socket file this broker made */
+	}
+	memset(l, 0, sizeof(*l));
+}
+
+/* "listening on 127.0.0.1:1883 (TLS) (anonymous clients allowed)" */
+static void announce(struct vs_broker *b, const struct vs_listener *l, const char *what)
+{
+	vs_log(b->log, VS_LOG_NOTICE, "%s %s%s%s", what, l->name,
+	       l->ws	 ? (l->tls ? " (WebSocket over TLS)" : " (WebSocket)")
+	       : l->sn	 ? " (MQTT-SN, UDP)"
+	       : l->http ? (l->tls ? " (HTTPS)" : " (HTTP)")
+	       : l->tls	 ? " (TLS)"
+			 : "",
+	       vs_listener_sec(l)->allow_anonymous ? " (anonymous clients allowed)" : "");
+}
+
+/* Posts mail `type` about listener slot to every worker (main thread). */
+static void post_all(struct vs_broker *b, uint8_t type, size_t slot)
+{
+	struct vs_mail m = {.type = type, .slot = (uint32_t)slot};
+	for (int i = 0; i < b->n_workers; i++)
+		vs_worker_post_now(&b->workers[i], &m);
+}
+
+/*
+ * The listeners below n not in kept are removed: every worker closes its sockets and clients
+ * (VS_MAIL_UNLISTEN). Their clients may read their sec in generation old until they are gone,
+ * so old is pinned (vs_broker_reclaim retires it then), in the slot the caller made room for in
+ * b->pinned; slots (room for n) becomes the pin's. Returns whether old was pinned (if not, the
+ * caller still owns slots).
+ */
+static bool remove_listeners(struct vs_broker *b, struct vs_gen *old, const bool *kept, size_t n,
+			     size_t *slots)
+{
+	struct vs_pinned p = {.gen = old, .slots = slots};
+	for (size_t i = 0; i < n; i++)
+		if (!kept[i] && !atomic_load(&b->listeners[i].removed))
+			p.slots[p.n++] = i;
+	if (!p.n)
+		return false;
+	for (size_t k = 0; k < p.n; k++) {
+		struct vs_listener *l = &b->listeners[p.slots[k]];
+		atomic_store(&l->unlisten_pending, b->n_workers);
+		atomic_store(&l->removed, true);
+		vs_log(b->log, VS_LOG_NOTICE,
+		       "reload: listener %s removed: it accepts no more connections, and its "
+		       "clients are disconnected",
+		       l->name);
+		post_all(b, VS_MAIL_UNLISTEN, p.slots[k]);
+	}
+	b->pinned[b->n_pinned++] = p;
+	return true;
+}
+
 int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *log, char *err,
 		   size_t errlen)
 {
 	memset(b, 0, sizeof(*b));
 	b->conf = conf;
 	b->log = log;
+	vs_sys_log_init(b);
 	vs_grace_init(&b->grace);
 	b->statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 	pthread_mutex_init(&b->reg_lock, NULL);
@@ -273,6 +353,7 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 	b->retain = vs_retain_new(msg_ref, msg_unref);
 	if (!b->tree || !b->retain)
 		return -ENOMEM;
+	vs_retain_set_size_fn(b->retain, msg_size);
 	int rc = make_listeners(b, err, errlen);
 	if (rc < 0)
 		return rc;
@@ -317,14 +398,7 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 			       b->listeners[i].name, mp, mp, mp);
 	}
 	for (size_t i = 0; i < b->n_listeners; i++)
-		vs_log(log, VS_LOG_NOTICE, "listening on %s%s%s", b->listeners[i].name,
-		       b->listeners[i].ws
-			   ? (b->listeners[i].tls ? " (WebSocket over TLS)" : " (WebSocket)")
-		       : b->listeners[i].sn   ? " (MQTT-SN, UDP)"
-		       : b->listeners[i].http ? (b->listeners[i].tls ? " (HTTPS)" : " (HTTP)")
-		       : b->listeners[i].tls  ? " (TLS)"
-					      : "",
-		       b->gen->secs[i].allow_anonymous ? " (anonymous clients allowed)" : "");
+		announce(b, &b->listeners[i], "listening on");
 	return 0;
 }
 
@@ -364,6 +438,7 @@ void vs_broker_fini(struct vs_broker *b)
 	 * (what other nodes sent meanwhile is freed with them). */
 	vs_cluster_stop(b);
 	vs_bp_close(b);
+	vs_sys_log_fini(b);
 	for (int i = 0; i < b->n_workers; i++)
 		if (b->workers[i].b)
 			vs_worker_fini(&b->workers[i]);
@@ -375,6 +450,10 @@ void vs_broker_fini(struct vs_broker *b)
 	while (vs_map_next(&b->sessions, &it, &key, &klen, &val))
 		vs_session_unref(val);
 	vs_map_fini(&b->sessions);
+	it = 0;
+	while (vs_map_next(&b->sys_values, &it, &key, &klen, &val))
+		free(val);
+	vs_map_fini(&b->sys_values);
 	if (b->tree)
 		vs_tree_free(b->tree);
 	if (b->retain)
@@ -383,18 +462,19 @@ void vs_broker_fini(struct vs_broker *b)
 	if (b->statm_fd >= 0)
 		close(b->statm_fd);
 	gen_free(b->gen);
-	for (size_t i = 0; i < b->n_listeners; i++) {
-		struct vs_listener *l = &b->listeners[i];
-		SSL_CTX_free(l->tls_ctx);
-		free((char *)l->ws_conf.http_dir);
-		vs_gateway_listener_fini(l);
-		pthread_mutex_destroy(&l->tls_lock);
-		if (l->unix_fd >= 0) {
-			close(l->unix_fd);
-			unlink(l->conf->bind_address); /* the socket file this broker made */
-		}
+	for (size_t i = 0; i < b->n_pinned; i++) {
+		gen_free(b->pinned[i].gen);
+		free(b->pinned[i].slots);
 	}
+	free(b->pinned);
+	for (size_t i = 0; i < b->n_listeners; i++)
+		listener_fini(&b->listeners[i]);
 	free(b->listeners);
+	for (size_t i = 0; i < b->n_kept; i++) {
+		vs_config_fini(b->kept_confs[i]);
+		free(b->kept_confs[i]);
+	}
+	free(b->kept_confs);
 	pthread_mutex_destroy(&b->reg_lock);
 	pthread_mutex_destroy(&b->park_lock);
 	pthread_cond_destroy(&b->park_cond);
@@ -407,32 +487,71 @@ static bool same_str(const char *a, const char *b)
 	return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-/* A reload cannot add, remove or move listeners, nor turn TLS on or off on one. */
-static int same_listeners(const struct vs_config *old, const struct vs_config *nc, char *err,
-			  size_t errlen)
+/*
+ * Which running listener each listener of the new file is: map[j] is the slot of nc's listener
+ * j, or -1 for a new one (same port, address and address family: the socket it binds). A kept
+ * listener may not change its protocol or turn TLS on or off, and MQTT-SN listeners may be
+ * neither added nor removed (their gateways' state lives with their sockets): a restart can.
+ */
+static int match_listeners(struct vs_broker *b, const struct vs_config *nc, long *map,
+			   size_t *n_new, char *err, size_t errlen)
 {
-	if (old->n_listeners != nc->n_listeners) {
-		snprintf(err, errlen,
-			 "%zu listener(s) configured, %zu running: listeners cannot be "
-			 "added or removed by a reload, expected a restart",
-			 nc->n_listeners, old->n_listeners);
-		return VS_ECONF;
-	}
-	for (size_t i = 0; i < nc->n_listeners; i++) {
-		const struct vs_listener_conf *a = &old->listeners[i], *l = &nc->listeners[i];
-		if (a->port != l->port || !same_str(a->bind_address, l->bind_address) ||
-		    a->socket_domain != l->socket_domain || a->protocol != l->protocol ||
-		    tls_listener(a) != tls_listener(l)) {
-			snprintf(
-			    err, errlen,
-			    "listener %d: its address, port, protocol or TLS differs "
-			    "from the running one: listeners cannot change by a reload, expected "
-			    "a restart",
-			    l->port);
-			return VS_ECONF;
+	size_t n = b->n_listeners;
+	bool *kept = calloc(n ? n : 1, sizeof(*kept));
+	if (!kept)
+		return -ENOMEM;
+	*n_new = 0;
+	int rc = 0;
+	for (size_t j = 0; j < nc->n_listeners && rc == 0; j++) {
+		const struct vs_listener_conf *lc = &nc->listeners[j];
+		map[j] = -1;
+		for (size_t i = 0; i < n && map[j] < 0; i++) {
+			const struct vs_listener_conf *a = b->listeners[i].conf;
+			if (!atomic_load(&b->listeners[i].removed) && !kept[i] &&
+			    a->port == lc->port && same_str(a->bind_address, lc->bind_address) &&
+			    a->socket_domain == lc->socket_domain)
+				map[j] = (long)i;
+		}
+		if (map[j] >= 0) {
+			const struct vs_listener_conf *a = b->listeners[map[j]].conf;
+			kept[map[j]] = true;
+			if (a->protocol != lc->protocol || tls_listener(a) != tls_listener(lc)) {
+				snprintf(
+				    err, errlen,
+				    "listener %s: its protocol or TLS differs from the running "
+				    "one, expected a restart (or remove it in one reload and add "
+				    "it in the next)",
+				    b->listeners[map[j]].name);
+				rc = VS_ECONF;
+			}
+		} else if (lc->protocol == VS_LPROTO_MQTTSN) {
+			snprintf(err, errlen,
+				 "listener %d: an MQTT-SN listener cannot be added by a reload, "
+				 "expected a restart",
+				 lc->port);
+			rc = VS_ECONF;
+		} else {
+			(*n_new)++;
 		}
 	}
-	return 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (!kept[i] && !atomic_load(&b->listeners[i].removed) && b->listeners[i].sn) {
+			snprintf(err, errlen,
+				 "listener %s: an MQTT-SN listener cannot be removed by a reload, "
+				 "expected a restart",
+				 b->listeners[i].name);
+			rc = VS_ECONF;
+		}
+	}
+	if (rc == 0 && n + *n_new > b->cap_listeners) {
+		snprintf(err, errlen,
+			 "%zu new listener(s): reloads may add %d listeners over the broker's "
+			 "life, expected a restart",
+			 *n_new, VS_RELOAD_LISTENERS_MAX);
+		rc = VS_ECONF;
+	}
+	free(kept);
+	return rc;
 }
 
 static void keep_str(struct vs_broker *b, char **field, const char *old, const char *name)
@@ -459,7 +578,7 @@ static void keep_str(struct vs_broker *b, char **field, const char *old, const c
 	} while (0)
 
 /* What the running broker cannot take from the new file keeps its value, with a warning. */
-static void keep_fixed(struct vs_broker *b, struct vs_config *nc)
+static void keep_fixed(struct vs_broker *b, struct vs_config *nc, const long *map)
 {
 	const struct vs_config *oc = b->conf;
 	KEEP(b, nc, threads);
@@ -484,12 +603,13 @@ static void keep_fixed(struct vs_broker *b, struct vs_config *nc)
 		       "reload: bridges (connection sections) cannot change while the broker runs; "
 		       "the %zu bridge(s) of the start-up configuration keep running as they are",
 		       oc->n_bridges);
-	/* Listeners are fixed (same_listeners); these two are read from the start-up copy. */
-	for (size_t i = 0; i < nc->n_listeners; i++) {
-		keep_str(b, &nc->listeners[i].mount_point, oc->listeners[i].mount_point,
-			 "mount_point");
-		keep_str(b, &nc->listeners[i].bind_interface, oc->listeners[i].bind_interface,
-			 "bind_interface");
+	/* A kept listener reads these two from the configuration it was opened with. */
+	for (size_t j = 0; j < nc->n_listeners; j++) {
+		if (map[j] < 0)
+			continue;
+		const struct vs_listener_conf *a = b->listeners[map[j]].conf;
+		keep_str(b, &nc->listeners[j].mount_point, a->mount_point, "mount_point");
+		keep_str(b, &nc->listeners[j].bind_interface, a->bind_interface, "bind_interface");
 	}
 }
 
@@ -505,8 +625,6 @@ static struct vs_config *read_conf(struct vs_broker *b, char *err, size_t errlen
 		rc = -ENOMEM;
 	if (rc == 0)
 		rc = vs_config_validate(nc, err, errlen);
-	if (rc == 0)
-		rc = same_listeners(b->conf, nc, err, errlen);
 	if (rc < 0) {
 		if (rc == -ENOMEM)
 			snprintf(err, errlen, "out of memory");
@@ -517,11 +635,10 @@ static struct vs_config *read_conf(struct vs_broker *b, char *err, size_t errlen
 	return nc;
 }
 
-/* The TLS contexts of the new configuration, one per TLS listener (NULL for the others). */
-static int make_all_tls(struct vs_broker *b, const struct vs_config *nc, SSL_CTX **ctx, char *err,
-			size_t errlen)
+/* The TLS contexts of the new configuration, one per listener of nc (NULL for plain ones). */
+static int make_all_tls(const struct vs_config *nc, SSL_CTX **ctx, char *err, size_t errlen)
 {
-	for (size_t i = 0; i < b->n_listeners; i++) {
+	for (size_t i = 0; i < nc->n_listeners; i++) {
 		int rc = make_tls(nc, &nc->listeners[i], &ctx[i], err, errlen);
 		if (rc < 0) {
 			for (size_t k = 0; k < i; k++)
@@ -548,27 +665,128 @@ static void mark_sessions(struct vs_broker *b)
 	pthread_mutex_unlock(&b->reg_lock);
 }
 
-/* Makes generation g and the TLS contexts current; the old ones go when no worker holds them. */
-static void swap_in(struct vs_broker *b, struct vs_gen *g, SSL_CTX **ctx)
+/*
+ * The new listeners of nc take the slots from b->n_listeners on, not yet visible to workers:
+ * each is checked as at start-up (its port can be bound, its unix socket made, its http_dir
+ * read) and map[j] becomes its slot. On failure those made so far are undone and err says why.
+ */
+static int open_new(struct vs_broker *b, const struct vs_config *nc, long *map, char *err,
+		    size_t errlen)
 {
-	for (size_t i = 0; i < b->n_listeners; i++) {
-		struct vs_listener *l = &b->listeners[i];
-		__atomic_store_n(&l->sec, &g->secs[i], __ATOMIC_SEQ_CST);
-		if (!l->tls)
+	size_t next = b->n_listeners;
+	int rc = 0;
+	for (size_t j = 0; j < nc->n_listeners && rc == 0; j++) {
+		if (map[j] >= 0)
 			continue;
-		pthread_mutex_lock(&l->tls_lock);
-		SSL_CTX *old = l->tls_ctx;
-		l->tls_ctx = ctx[i];
-		pthread_mutex_unlock(&l->tls_lock);
-		SSL_CTX_free(old); /* sessions started from it keep it until they end */
+		struct vs_listener *l = &b->listeners[next];
+		const struct vs_listener_conf *lc = &nc->listeners[j];
+		init_listener(l, lc);
+		map[j] = (long)next++;
+		rc = probe_port(lc, err, errlen);
+		if (rc == 0 && lc->socket_domain == AF_UNIX) {
+			rc = l->unix_fd = vs_listen_unix(lc->bind_address, err, errlen);
+			rc = rc > 0 ? 0 : rc;
+		}
+		if (rc == 0 && lc->protocol == VS_LPROTO_WEBSOCKETS)
+			rc = make_ws(nc, l, err, errlen);
+		l->http = lc->protocol == VS_LPROTO_HTTP;
+	}
+	if (rc < 0)
+		for (size_t i = b->n_listeners; i < next; i++)
+			listener_fini(&b->listeners[i]);
+	return rc;
+}
+
+/* Room for what swap_in() may need, made before anything changes (a reload is all or nothing):
+ * which running listeners the new file keeps, and a pin of the old generation. */
+struct swap_room {
+	bool *kept;    /* per running listener */
+	size_t *slots; /* per running listener */
+};
+
+static int make_room(struct vs_broker *b, const struct vs_config *nc, const long *map,
+		     struct swap_room *r)
+{
+	size_t n = b->n_listeners ? b->n_listeners : 1;
+	r->kept = calloc(n, sizeof(*r->kept));
+	r->slots = calloc(n, sizeof(*r->slots));
+	struct vs_pinned *pv = realloc(b->pinned, (b->n_pinned + 1) * sizeof(*pv));
+	if (pv)
+		b->pinned = pv;
+	if (!r->kept || !r->slots || !pv)
+		return -ENOMEM;
+	for (size_t j = 0; j < nc->n_listeners; j++)
+		if (map[j] >= 0)
+			r->kept[map[j]] = true;
+	return 0;
+}
+
+/*
+ * Makes generation g, the TLS contexts (one per listener of g, taken) and the listener changes
+ * current: kept listeners take their new sec and TLS context, new ones (map[j] past the running
+ * ones) become visible and every worker opens its sockets, removed ones are closed by every
+ * worker. The old generation goes when no worker holds it, or once the removed listeners'
+ * clients are gone.
+ */
+static void swap_in(struct vs_broker *b, struct vs_gen *g, SSL_CTX **ctx, const long *map,
+		    struct swap_room *room)
+{
+	size_t first_new = b->n_listeners, end = first_new;
+	for (size_t j = 0; j < g->n; j++) {
+		struct vs_listener *l = &b->listeners[map[j]];
+		if ((size_t)map[j] < first_new) {
+			__atomic_store_n(&l->sec, &g->secs[j], __ATOMIC_SEQ_CST);
+			if (!l->tls) {
+				SSL_CTX_free(
+				    ctx[j]); /* NULL: TLS cannot be turned on by a reload */
+				continue;
+			}
+			pthread_mutex_lock(&l->tls_lock);
+			SSL_CTX *old = l->tls_ctx;
+			l->tls_ctx = ctx[j];
+			pthread_mutex_unlock(&l->tls_lock);
+			SSL_CTX_free(old); /* sessions started from it keep it until they end */
+			continue;
+		}
+		l->sec = &g->secs[j];
+		l->tls_ctx = ctx[j];
+		l->tls = ctx[j] != NULL;
+		if ((size_t)map[j] + 1 > end)
+			end = (size_t)map[j] + 1;
 	}
 	int mi = g->conf->max_inflight_messages;
 	b->receive_max = mi <= 0 || mi > 65535 ? 65535 : (uint16_t)mi;
 	b->out_window = mi <= 0 || mi > 65535 ? 0 : (uint16_t)mi;
 	__atomic_store_n(&b->conf, g->conf, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&b->n_listeners, end, __ATOMIC_RELEASE);
 	struct vs_gen *old = b->gen;
 	b->gen = g;
-	vs_grace_retire(&b->grace, old, gen_free);
+	for (size_t i = first_new; i < end; i++)
+		announce(b, &b->listeners[i], "reload: listening on");
+	for (size_t i = first_new; i < end; i++) {
+		atomic_store(&b->listeners[i].listen_pending, b->n_workers);
+		post_all(b, VS_MAIL_LISTEN, i);
+	}
+	if (remove_listeners(b, old, room->kept, first_new, room->slots))
+		room->slots = NULL; /* the pin's now */
+	else
+		vs_grace_retire(&b->grace, old, gen_free);
+}
+
+/* Waits (up to 2 s) until every worker has opened the sockets of the listeners a reload added
+ * and closed those of the ones it removed, so that "reload done" means it. */
+static void wait_listeners(struct vs_broker *b)
+{
+	int64_t until = vs_now_ms() + 2000;
+	for (size_t i = 0; i < b->n_listeners && vs_now_ms() < until;) {
+		struct vs_listener *l = &b->listeners[i];
+		bool busy = atomic_load(&l->listen_pending) > 0 ||
+			    (atomic_load(&l->removed) && atomic_load(&l->unlisten_pending) > 0);
+		if (busy)
+			usleep(1000);
+		else
+			i++;
+	}
 }
 
 int vs_broker_reload(struct vs_broker *b, char *err, size_t errlen)
@@ -576,35 +794,92 @@ int vs_broker_reload(struct vs_broker *b, char *err, size_t errlen)
 	struct vs_config *nc = read_conf(b, err, errlen);
 	if (!nc)
 		return VS_ECONF;
-	keep_fixed(b, nc);
-	if (b->conf_verbose)
-		nc->log.types = VS_LOG_ALL;
-	SSL_CTX **ctx = calloc(b->n_listeners, sizeof(*ctx));
+	long *map = calloc(nc->n_listeners ? nc->n_listeners : 1, sizeof(*map));
+	SSL_CTX **ctx = calloc(nc->n_listeners ? nc->n_listeners : 1, sizeof(*ctx));
+	struct vs_config **kept = realloc(b->kept_confs, (b->n_kept + 1) * sizeof(*kept));
+	if (kept)
+		b->kept_confs = kept;
+	struct swap_room room = {0};
+	size_t n_new = 0;
+	int rc = map && ctx && kept ? match_listeners(b, nc, map, &n_new, err, errlen) : -ENOMEM;
+	if (rc == 0)
+		rc = make_room(b, nc, map, &room);
+	if (rc == 0) {
+		keep_fixed(b, nc, map);
+		if (b->conf_verbose)
+			nc->log.types = VS_LOG_ALL;
+		rc = make_all_tls(nc, ctx, err, errlen);
+	}
+	bool tls_made = rc == 0;
+	if (rc == 0)
+		rc = open_new(b, nc, map, err, errlen);
 	struct vs_gen *g = NULL;
-	int rc = ctx ? make_all_tls(b, nc, ctx, err, errlen) : -ENOMEM;
 	if (rc == 0) {
 		rc = gen_build(nc, true, &g, err, errlen);
 		if (rc < 0)
-			for (size_t i = 0; i < b->n_listeners; i++)
-				SSL_CTX_free(ctx[i]);
+			for (size_t i = b->n_listeners; i < b->n_listeners + n_new; i++)
+				listener_fini(&b->listeners[i]);
 	}
-	if (rc < 0) {
-		free(ctx);
+	if (rc == 0) {
+		if (n_new) {
+			g->owns_conf =
+			    false; /* new listeners point into nc: it lives as long as b */
+			b->kept_confs[b->n_kept++] = nc;
+		}
+		if (vs_log_apply(b->log, &nc->log) < 0)
+			vs_log(b->log, VS_LOG_WARN, "reload: cannot open log file %s: %s",
+			       nc->log.file_path, strerror(errno));
+		swap_in(b, g, ctx, map, &room);
+		mark_sessions(b);
+		wait_listeners(b);
+	} else {
+		for (size_t i = 0; tls_made && i < nc->n_listeners; i++)
+			SSL_CTX_free(ctx[i]);
 		vs_config_fini(nc);
 		free(nc);
-		return rc;
+		if (rc == -ENOMEM)
+			snprintf(err, errlen, "out of memory");
 	}
-	if (vs_log_apply(b->log, &nc->log) < 0)
-		vs_log(b->log, VS_LOG_WARN, "reload: cannot open log file %s: %s",
-		       nc->log.file_path, strerror(errno));
-	swap_in(b, g, ctx);
+	free(room.kept);
+	free(room.slots);
 	free(ctx);
-	mark_sessions(b);
-	return 0;
+	free(map);
+	return rc;
+}
+
+/* A pinned generation goes once every worker closed the removed listeners' sockets and their
+ * clients are gone: their sec then points to closed_sec, which needs nothing of it. */
+static bool unpin(struct vs_broker *b, struct vs_pinned *p)
+{
+	for (size_t k = 0; k < p->n; k++) {
+		struct vs_listener *l = &b->listeners[p->slots[k]];
+		if (atomic_load(&l->unlisten_pending) > 0 || atomic_load(&l->connections) > 0)
+			return false;
+	}
+	for (size_t k = 0; k < p->n; k++) {
+		struct vs_listener *l = &b->listeners[p->slots[k]];
+		l->closed_sec = (struct vs_listener_sec){.conf = l->conf};
+		__atomic_store_n(&l->sec, &l->closed_sec, __ATOMIC_SEQ_CST);
+		if (l->unix_fd >= 0) {
+			close(l->unix_fd);
+			l->unix_fd = -1;
+			unlink(l->conf->bind_address);
+		}
+		vs_log(b->log, VS_LOG_INFO, "reload: listener %s closed, its clients are gone",
+		       l->name);
+	}
+	vs_grace_retire(&b->grace, p->gen, gen_free);
+	free(p->slots);
+	return true;
 }
 
 void vs_broker_reclaim(struct vs_broker *b)
 {
+	size_t k = 0;
+	for (size_t i = 0; i < b->n_pinned; i++)
+		if (!unpin(b, &b->pinned[i]))
+			b->pinned[k++] = b->pinned[i];
+	b->n_pinned = k;
 	vs_grace_reclaim(&b->grace);
 }
 
@@ -619,6 +894,8 @@ void vs_broker_stats(struct vs_broker *b, struct vs_stats *out)
 		SUM(pub_received);
 		SUM(pub_sent);
 		SUM(pub_dropped);
+		SUM(pub_bytes_received);
+		SUM(pub_bytes_sent);
 		SUM(bytes_received);
 		SUM(bytes_sent);
 		SUM(connects);

@@ -53,10 +53,12 @@ struct vs_listener_sec {
 };
 
 /* A configured listener, resolved: what each worker opens a socket for. Lives as long as the
- * broker; what a reload may change is in its sec. */
+ * broker (a slot of b->listeners is never reused, so pointers to it stay valid); what a reload
+ * may change is in its sec. A reload may add listeners (new slots) and remove them (removed). */
 struct vs_listener {
-	const struct vs_listener_conf *conf; /* as at start-up: address, port, protocol (a reload
-					      * cannot change those) */
+	const struct vs_listener_conf *conf; /* as when it was opened: address, port, protocol (a
+					      * reload cannot change those); the configuration
+					      * it points into lives as long as the broker */
 	struct vs_listener_sec *sec;	     /* current; see vs_listener_sec() */
 	char name[112];		  /* "127.0.0.1:1883", "unix:/run/viesti.sock" for logs */
 	int unix_fd;		  /* a unix listener's socket (each worker polls a dup), or -1 */
@@ -69,7 +71,12 @@ struct vs_listener {
 	bool ws;			  /* protocol websockets: ws_conf applies */
 	struct vs_ws_server_conf ws_conf; /* from conf, fixed at start-up (strings borrowed but
 					   * http_dir, the real path, owned) */
-	struct vs_sn_listener *sn; /* protocol mqttsn: the gateway's settings (broker/sn.c) */
+	struct vs_sn_listener *sn;   /* protocol mqttsn: the gateway's settings (broker/sn.c) */
+	atomic_bool removed;	     /* a reload took it out: its sockets close, its clients go */
+	atomic_int unlisten_pending; /* removed: workers yet to close their sockets and clients */
+	atomic_int listen_pending;   /* added by a reload: workers yet to open their sockets */
+	struct vs_listener_sec closed_sec; /* removed, once its clients are gone: what sec points
+					    * to (no password file, no ACL) */
 };
 
 static inline const struct vs_listener_sec *vs_listener_sec(const struct vs_listener *l)
@@ -97,6 +104,8 @@ struct vs_stats {
 	atomic_uint_fast64_t pub_received; /* PUBLISH packets */
 	atomic_uint_fast64_t pub_sent;
 	atomic_uint_fast64_t pub_dropped;
+	atomic_uint_fast64_t pub_bytes_received; /* PUBLISH payload bytes */
+	atomic_uint_fast64_t pub_bytes_sent;
 	atomic_uint_fast64_t bytes_received;
 	atomic_uint_fast64_t bytes_sent;
 	atomic_uint_fast64_t connects;
@@ -121,8 +130,13 @@ struct vs_broker {
 	struct vs_map sessions; /* client id -> struct vs_session * (one reference) */
 	uint64_t next_auto_id;	/* under reg_lock */
 
-	struct vs_listener *listeners;
-	size_t n_listeners;
+	struct vs_listener *listeners; /* cap_listeners slots, n_listeners used (never moved) */
+	size_t n_listeners;   /* grows at a reload (release store; see vs_broker_listeners) */
+	size_t cap_listeners; /* at start-up: n_listeners + VS_RELOAD_LISTENERS_MAX */
+	struct vs_config **kept_confs; /* reloads' configurations that listeners point into */
+	size_t n_kept;
+	struct vs_pinned *pinned; /* generations held by removed listeners' clients (reclaim) */
+	size_t n_pinned;
 	struct vs_store *store;		    /* persistence, or NULL when off */
 	atomic_uint_fast64_t next_store_id; /* message ids for the store */
 	atomic_bool store_warned; /* a storage failure was logged (reset when it recovers) */
@@ -148,6 +162,7 @@ struct vs_broker {
 	bool host_open; /* thread 0 takes lent shards (under park_lock) */
 
 	atomic_bool stopping;
+	atomic_int drained; /* threads past the first round of the stop's drain (worker.c) */
 	atomic_uint_fast64_t connecting_bytes; /* input held for connections before CONNECT */
 	atomic_int connections;	   /* open connections, all listeners (global_max_connections) */
 	atomic_bool over_memory;   /* resident memory is past memory_limit (sys.c) */
@@ -165,20 +180,41 @@ struct vs_broker {
 	uint16_t receive_max; /* the broker's Receive Maximum (from max_inflight_messages) */
 	uint16_t out_window;  /* the broker's own limit of outgoing inflight messages */
 
+	/* log_dest topic: lines any thread logged, published by worker 0's next sweep (sys.c).
+	 * logq_lock is a leaf: taken with any other lock held, nothing taken under it. */
+	pthread_mutex_t logq_lock;
+	struct vs_logq_line *logq; /* logq_n lines, oldest first */
+	size_t logq_n, logq_cap;
+	uint64_t logq_dropped; /* lines dropped because the queue was full (under logq_lock) */
+
 	/* Worker 0's housekeeping state (sys.c). */
 	int64_t last_session_sweep_ms;
 	uint64_t rate_last[4]; /* PUBLISH in/out, bytes in/out at the last rate sample */
 	int64_t rate_last_ms;
 	atomic_uint_fast64_t rate[4]; /* the same per second over the last sample (GET
 				       * /api/v1/stats): written by worker 0 once a second */
-	uint64_t sys_last[7];	      /* counters at the previous $SYS publication */
-	double sys_load[7][3];	      /* 1, 5, 15 minute load averages */
+	uint64_t sys_last[9];	      /* counters at the previous $SYS publication */
+	double sys_load[9][3];	      /* 1, 5, 15 minute load averages */
+	int64_t sys_last_ms;	      /* when they were published, 0 = never */
+	struct vs_map sys_values;     /* $SYS topic -> its last published value (char *, owned) */
+	uint64_t sessions_expired;    /* $SYS/broker/clients/expired */
+	size_t sys_heap_max;	      /* $SYS/broker/heap/maximum: the most heap/current has been */
 };
 
 /*
  * Creates the broker from conf (kept by pointer) and opens every listener on every worker.
  * Returns 0 or a negative error, with a message in err.
  */
+/* Listeners that reloads may add over the broker's life, beyond those it started with. */
+#define VS_RELOAD_LISTENERS_MAX 64
+
+/* How many slots of b->listeners are in use (any thread). Slots below it are initialised; some
+ * may be removed. */
+static inline size_t vs_broker_listeners(const struct vs_broker *b)
+{
+	return __atomic_load_n(&b->n_listeners, __ATOMIC_ACQUIRE);
+}
+
 int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *log, char *err,
 		   size_t errlen);
 /* Starts the worker threads; returns 0 or -errno. */
@@ -195,8 +231,12 @@ SSL_CTX *vs_listener_tls_get(struct vs_listener *l);
 /*
  * Reloads the configuration file (SIGHUP), as Mosquitto does and more: password files, ACL
  * files, PSK files and TLS certificates are read again, and every directive takes its new value
- * except those a running broker cannot change (listeners, threads, persistence, pid_file,
- * user), which keep theirs with a warning. Connected clients stay; new connections and their
+ * except those a running broker cannot change (threads, persistence, pid_file, user...), which
+ * keep theirs with a warning. Listeners are matched by port, address and address family: a new
+ * one starts listening (every worker opens its sockets), one no longer in the file stops
+ * accepting and its clients are disconnected (5.0: 0x98 Administrative action), the others keep
+ * their clients. A kept listener cannot change its protocol or TLS, and MQTT-SN listeners cannot
+ * be added or removed (a restart can). Connected clients stay; new connections and their
  * handshakes use the new settings; a connected client is checked against the new ACL on its
  * next publish and delivery. All or nothing: a file that fails to load keeps the old settings,
  * and the error (FILE:LINE) goes to err. Main thread only. Returns 0 or an error.

@@ -1021,11 +1021,12 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 		if (b->conf->connection_messages && b->log->mosquitto)
 			vs_log(b->log, VS_LOG_NOTICE, "Client %s disconnected.", c->client_id);
 		else if (b->conf->connection_messages)
-			vs_log(b->log,
-			       reason >= 0x80 && reason != VS_RC_SERVER_SHUTTING_DOWN
-				   ? VS_LOG_NOTICE
-				   : VS_LOG_INFO,
-			       "client %s (%s) disconnected: %s", c->client_id, c->addr, why);
+			vs_logc(b->log,
+				reason >= 0x80 && reason != VS_RC_SERVER_SHUTTING_DOWN
+				    ? VS_LOG_NOTICE
+				    : VS_LOG_INFO,
+				c->client_id, "client %s (%s) disconnected: %s", c->client_id,
+				c->addr, why);
 		atomic_fetch_sub(&b->clients_connected, 1);
 	} else if (c->http) {
 		vs_log(b->log, VS_LOG_DEBUG, "HTTP connection from %s closed: %s", c->addr, why);

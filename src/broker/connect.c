@@ -526,15 +526,15 @@ static enum vs_handled attach(struct vs_conn *c)
 		;
 	vs_stat_add(&c->w->stats.connects, 1);
 	if (b->conf->connection_messages && !b->log->mosquitto)
-		vs_log(b->log, VS_LOG_INFO,
-		       "client %s connected from %s on %s (%s, clean %d, keepalive %u%s%s%s)",
-		       c->client_id, c->addr, c->listener->name,
-		       c->listener->sn	       ? "MQTT-SN 1.2"
-		       : c->version == VS_V5   ? "MQTT 5.0"
-		       : c->version == VS_V311 ? "MQTT 3.1.1"
-					       : "MQTT 3.1",
-		       c->connecting->clean, c->keepalive, c->username ? ", user " : "",
-		       c->username ? c->username : "", c->connecting->scram ? ", SCRAM" : "");
+		vs_logc(b->log, VS_LOG_INFO, c->client_id,
+			"client %s connected from %s on %s (%s, clean %d, keepalive %u%s%s%s)",
+			c->client_id, c->addr, c->listener->name,
+			c->listener->sn		? "MQTT-SN 1.2"
+			: c->version == VS_V5	? "MQTT 5.0"
+			: c->version == VS_V311 ? "MQTT 3.1.1"
+						: "MQTT 3.1",
+			c->connecting->clean, c->keepalive, c->username ? ", user " : "",
+			c->username ? c->username : "", c->connecting->scram ? ", SCRAM" : "");
 	vs_connecting_free(c);
 	record_will(c, s);
 	if (present && !vs_router_resume_session(c->w, s))

@@ -7,7 +7,7 @@
  * without mqttsn_allowed_sources, when the listener allows anonymous clients. A source outside
  * the list gets CONNACK "rejected: not supported" and costs no connection.
  *
- * Malformed datagrams are counted ($SYS/broker/mqttsn/malformed), logged at most once per
+ * Malformed datagrams are counted ($SYS/broker/viesti/mqttsn/malformed), logged at most once per
  * 10 s, and dropped: they belong to no session, so no session is affected.
  */
 #include "broker/gateway.h"
@@ -284,6 +284,7 @@ static void publish_as(struct vs_worker *w, struct vs_listener *l, const char *u
 	if (!m)
 		return;
 	vs_stat_add(&w->stats.pub_received, 1);
+	vs_stat_add(&w->stats.pub_bytes_received, p->data.len);
 	vs_route(w, m, NULL);
 	vs_msg_unref(m);
 }
@@ -398,8 +399,8 @@ static void apply_will(struct vs_conn *c)
 	const char *why = "";
 	int rc = vs_connect_update_will(c, will, &why);
 	if (rc != VS_RC_SUCCESS)
-		vs_log(c->w->b->log, VS_LOG_NOTICE, "client %s (%s): will update refused: %s",
-		       c->client_id, c->addr, why);
+		vs_logc(c->w->b->log, VS_LOG_NOTICE, c->client_id,
+			"client %s (%s): will update refused: %s", c->client_id, c->addr, why);
 	vs_sn_will_done(&c->tp, rc == VS_RC_SUCCESS ? VS_SN_RC_ACCEPTED : VS_SN_RC_NOT_SUPPORTED);
 }
 
@@ -714,7 +715,7 @@ void vs_gateway_tick(struct vs_worker *w)
 void vs_gateway_advertise(struct vs_worker *w)
 {
 	struct vs_broker *b = w->b;
-	for (size_t i = 0; i < b->n_listeners; i++) {
+	for (size_t i = 0, n = vs_broker_listeners(b); i < n; i++) {
 		struct vs_listener *l = &b->listeners[i];
 		int every = l->sn ? l->conf->mqttsn_advertise_interval : 0;
 		if (!every || w->now_ms < l->sn->next_advertise_ms)

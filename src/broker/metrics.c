@@ -66,7 +66,7 @@ static void write_broker(struct vs_prom *p, struct vs_broker *b)
 	counter(p, "viesti_bytes_sent_total", "Bytes sent on all connections.", st.bytes_sent);
 	vs_prom_family(p, "viesti_connections_total", "counter",
 		       "Connections accepted since start-up, by listener.");
-	for (size_t i = 0; i < b->n_listeners; i++)
+	for (size_t i = 0, n = vs_broker_listeners(b); i < n; i++)
 		vs_prom_u64(p, "viesti_connections_total", "listener", b->listeners[i].name,
 			    atomic_load_explicit(&b->listeners[i].accepted, memory_order_relaxed));
 	counter(p, "viesti_auth_failures_total",

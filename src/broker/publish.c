@@ -54,20 +54,20 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 	struct vs_broker *b = c->w->b;
 	if (b->conf->message_size_limit && p->payload.len > b->conf->message_size_limit) {
 		if (vs_conn_log_ok(c))
-			vs_log(b->log, VS_LOG_NOTICE,
-			       "client %s: dropped PUBLISH to '%.*s' of %zu bytes "
-			       "(message_size_limit %u)",
-			       c->client_id, (int)topic->len, topic->p, p->payload.len,
-			       b->conf->message_size_limit);
+			vs_logc(b->log, VS_LOG_NOTICE, c->client_id,
+				"client %s: dropped PUBLISH to '%.*s' of %zu bytes "
+				"(message_size_limit %u)",
+				c->client_id, (int)topic->len, topic->p, p->payload.len,
+				b->conf->message_size_limit);
 		return VS_RC_QUOTA_EXCEEDED;
 	}
 	if (c->version == VS_V5 && (p->props.present & (1ull << VS_PROP_PAYLOAD_FORMAT)) &&
 	    p->props.payload_format == 1 && !vs_utf8_valid(p->payload.p, p->payload.len)) {
 		/* [MQTT-3.3.2-4]: the broker may check; a bad payload is refused with 0x99. */
 		if (vs_conn_log_ok(c))
-			vs_log(b->log, VS_LOG_NOTICE,
-			       "client %s: PUBLISH to '%.*s' says UTF-8 but is not", c->client_id,
-			       (int)topic->len, topic->p);
+			vs_logc(b->log, VS_LOG_NOTICE, c->client_id,
+				"client %s: PUBLISH to '%.*s' says UTF-8 but is not", c->client_id,
+				(int)topic->len, topic->p);
 		return VS_RC_PAYLOAD_FORMAT_INVALID;
 	}
 	if (vs_sys_reserved(topic->p, topic->len))
@@ -76,8 +76,9 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 	if (acl && !vs_acl_check(acl, c->client_id, c->username, (const char *)topic->p, topic->len,
 				 VS_ACL_WRITE)) {
 		if (vs_conn_log_ok(c))
-			vs_log(b->log, VS_LOG_INFO, "denied PUBLISH from client %s to '%.*s' (ACL)",
-			       c->client_id, (int)topic->len, topic->p);
+			vs_logc(b->log, VS_LOG_INFO, c->client_id,
+				"denied PUBLISH from client %s to '%.*s' (ACL)", c->client_id,
+				(int)topic->len, topic->p);
 		return VS_RC_NOT_AUTHORIZED;
 	}
 	struct vs_buf origin = {(const uint8_t *)c->client_id, strlen(c->client_id)};
@@ -132,7 +133,8 @@ static enum vs_handled refuse_deep(struct vs_conn *c, const struct vs_publish *p
 		return VS_CLOSED;
 	}
 	if (vs_conn_log_ok(c))
-		vs_log(b->log, VS_LOG_NOTICE, "client %s: %s, refused", c->client_id, why);
+		vs_logc(b->log, VS_LOG_NOTICE, c->client_id, "client %s: %s, refused", c->client_id,
+			why);
 	if (p->qos == 0)
 		return VS_GO_ON;
 	return vs_conn_reply_ack(c, p->qos == 1 ? VS_PUBACK : VS_PUBREC, p->packet_id,
@@ -144,6 +146,7 @@ enum vs_handled vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 	struct vs_buf topic;
 	const char *why = "";
 	vs_stat_add(&c->w->stats.pub_received, 1);
+	vs_stat_add(&c->w->stats.pub_bytes_received, p->payload.len);
 	int rc = check_publish(c, p, &topic, &why);
 	if (rc) {
 		vs_conn_close(c, rc, why);

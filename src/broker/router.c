@@ -195,9 +195,9 @@ static void log_drop(struct vs_worker *w, struct vs_session *s)
 	vs_stat_add(&w->stats.pub_dropped, 1);
 	/* One line per power of two, so a stuck client cannot flood the log. */
 	if ((s->dropped & (s->dropped - 1)) == 0)
-		vs_log(w->b->log, VS_LOG_NOTICE,
-		       "outgoing queue of client %s is full: %u message(s) dropped so far",
-		       s->client_id, s->dropped);
+		vs_logc(w->b->log, VS_LOG_NOTICE, s->client_id,
+			"outgoing queue of client %s is full: %u message(s) dropped so far",
+			s->client_id, s->dropped);
 }
 
 static bool queue_full(const struct vs_config *conf, const struct vs_session *s,
@@ -341,10 +341,10 @@ int vs_feed_retained(struct vs_worker *w, struct vs_session *s, struct vs_msg **
 	if (wake)
 		vs_worker_want_drain(w, s);
 	if (fed < n)
-		vs_log(w->b->log, VS_LOG_NOTICE,
-		       "client %s: %zu retained message(s) not sent on "
-		       "subscribe: more than max_retained_feed (%d) waiting",
-		       s->client_id, n - fed, w->b->conf->max_retained_feed);
+		vs_logc(w->b->log, VS_LOG_NOTICE, s->client_id,
+			"client %s: %zu retained message(s) not sent on "
+			"subscribe: more than max_retained_feed (%d) waiting",
+			s->client_id, n - fed, w->b->conf->max_retained_feed);
 	return (int)fed;
 }
 
@@ -385,10 +385,10 @@ static void log_rechecked(struct vs_worker *w, const struct vs_session *s, uint3
 			  const char *after)
 {
 	if (dropped)
-		vs_log(w->b->log, VS_LOG_NOTICE,
-		       "client %s: %u message(s) dropped %s: user %s may "
-		       "not read them (ACL)",
-		       s->client_id, dropped, after, s->username ? s->username : "(anonymous)");
+		vs_logc(w->b->log, VS_LOG_NOTICE, s->client_id,
+			"client %s: %u message(s) dropped %s: user %s may "
+			"not read them (ACL)",
+			s->client_id, dropped, after, s->username ? s->username : "(anonymous)");
 }
 
 /* Chooses the outgoing topic alias for a topic (5.0, client's Topic Alias Maximum > 0). */
@@ -452,6 +452,7 @@ static int send_entry(struct vs_conn *c, struct vs_qentry *e, int64_t now)
 		vs_trace_publish_out(c, e->msg, e->dup, e->qos, d.retain, e->packet_id);
 	e->dup = true;
 	vs_stat_add(&c->w->stats.pub_sent, 1);
+	vs_stat_add(&c->w->stats.pub_bytes_sent, e->msg->payload.len);
 	vs_stat_add(&c->w->stats.msgs_sent, 1);
 	return 0;
 }

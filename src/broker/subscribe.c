@@ -55,10 +55,10 @@ static uint8_t subscribe_one(struct vs_conn *c, const struct vs_sub_entry *e, ui
 		return 0xFF; /* [MQTT-3.8.3-4] protocol error, handled by the caller */
 	if (v == VS_SUB_REFUSED) {
 		if (vs_conn_log_ok(c))
-			vs_log(b->log, VS_LOG_NOTICE,
-			       "client %s: SUBSCRIBE to a filter of more than %d "
-			       "levels (max_topic_levels), refused",
-			       c->client_id, b->conf->max_topic_levels);
+			vs_logc(b->log, VS_LOG_NOTICE, c->client_id,
+				"client %s: SUBSCRIBE to a filter of more than %d "
+				"levels (max_topic_levels), refused",
+				c->client_id, b->conf->max_topic_levels);
 		return qos;
 	}
 	struct vs_sub sub = {.owner = c->session,
@@ -96,8 +96,9 @@ static uint8_t subscribe_one(struct vs_conn *c, const struct vs_sub_entry *e, ui
 		vs_log(b->log, VS_LOG_SUBSCRIBE, "%s %u %.*s", c->client_id, qos,
 		       (int)e->filter.len, e->filter.p); /* Mosquitto's line */
 	else if (vs_log_enabled(b->log, VS_LOG_SUBSCRIBE))
-		vs_log(b->log, VS_LOG_SUBSCRIBE, "client %s subscribed to '%.*s' QoS %u",
-		       c->client_id, (int)e->filter.len, e->filter.p, qos);
+		vs_logc(b->log, VS_LOG_SUBSCRIBE, c->client_id,
+			"client %s subscribed to '%.*s' QoS %u", c->client_id, (int)e->filter.len,
+			e->filter.p, qos);
 	return qos;
 }
 
@@ -112,7 +113,7 @@ static bool source_may_publish(const struct vs_broker *b, const struct vs_msg *m
 {
 	const struct vs_msg_source *src = m->source;
 	if (!b->conf->check_retain_source || !src || src->listener < 0 ||
-	    (size_t)src->listener >= b->n_listeners)
+	    (size_t)src->listener >= vs_broker_listeners(b))
 		return true;
 	const struct vs_listener *l = &b->listeners[src->listener];
 	const struct vs_acl *acl = vs_listener_sec(l)->acl;
@@ -153,18 +154,18 @@ static void retained_for(struct vs_conn *c, const struct vs_sub_entry *e, uint8_
 	vs_retain_match(b->retain, (const char *)e->filter.p, e->filter.len, collect_retained, &r);
 	size_t denied = keep_publishable(b, &r);
 	if (denied && vs_conn_log_ok(c))
-		vs_log(b->log, VS_LOG_INFO,
-		       "client %s: %zu retained message(s) for '%.*s' not sent: "
-		       "their publishers may no longer publish them (check_retain_source)",
-		       c->client_id, denied, (int)e->filter.len, e->filter.p);
+		vs_logc(b->log, VS_LOG_INFO, c->client_id,
+			"client %s: %zu retained message(s) for '%.*s' not sent: "
+			"their publishers may no longer publish them (check_retain_source)",
+			c->client_id, denied, (int)e->filter.len, e->filter.p);
 	if (r.n)
 		vs_feed_retained(c->w, c->session, r.v, r.n, granted, sub_id);
 	free(r.v);
 	if (r.skipped && vs_conn_log_ok(c))
-		vs_log(b->log, VS_LOG_NOTICE,
-		       "client %s: %zu retained message(s) for '%.*s' not "
-		       "sent: more than max_retained_feed (%d)",
-		       c->client_id, r.skipped, (int)e->filter.len, e->filter.p, max);
+		vs_logc(b->log, VS_LOG_NOTICE, c->client_id,
+			"client %s: %zu retained message(s) for '%.*s' not "
+			"sent: more than max_retained_feed (%d)",
+			c->client_id, r.skipped, (int)e->filter.len, e->filter.p, max);
 }
 
 /* e's filter under the connection's mount_point; m holds the bytes. Returns 0 or -ENOMEM. */
@@ -246,10 +247,10 @@ enum vs_handled vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe
 		pthread_mutex_unlock(&c->session->lock);
 		codes[i] = had > 0 ? VS_RC_SUCCESS : VS_RC_NO_SUBSCRIPTION_EXISTED;
 		if (vs_log_enabled(b->log, VS_LOG_UNSUBSCRIBE))
-			vs_log(b->log, VS_LOG_UNSUBSCRIBE,
-			       b->log->mosquitto ? "%s %.*s" /* Mosquitto's line */
-						 : "client %s unsubscribed from '%.*s'",
-			       c->client_id, (int)f.len, f.p);
+			vs_logc(b->log, VS_LOG_UNSUBSCRIBE, c->client_id,
+				b->log->mosquitto ? "%s %.*s" /* Mosquitto's line */
+						  : "client %s unsubscribed from '%.*s'",
+				c->client_id, (int)f.len, f.p);
 		vs_mounted_fini(&m);
 	}
 	struct vs_packet a = {.type = VS_UNSUBACK};

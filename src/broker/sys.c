@@ -68,7 +68,9 @@ static void sweep_sessions(struct vs_worker *w)
 			vs_msg_unref(will);
 		}
 		if (due[i].expired && still_offline) {
-			vs_log(b->log, VS_LOG_INFO, "session of client %s expired", s->client_id);
+			b->sessions_expired++;
+			vs_logc(b->log, VS_LOG_INFO, s->client_id, "session of client %s expired",
+				s->client_id);
 			vs_router_end_session(w, s);
 		}
 		vs_session_unref(s);
@@ -76,37 +78,197 @@ static void sweep_sessions(struct vs_worker *w)
 	free(due);
 }
 
-static void publish(struct vs_worker *w, const char *topic, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/*
+ * One $SYS topic as Mosquitto 2.0 publishes it (its sys_tree.c): retained, QoS 0, with a message
+ * expiry interval of 60 s (expiry 0: none, for the static ones), and only when its value changed
+ * since it was last published (the first time always).
+ */
+static void publish(struct vs_worker *w, const char *topic, uint32_t expiry, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-static void publish(struct vs_worker *w, const char *topic, const char *fmt, ...)
+static void publish(struct vs_worker *w, const char *topic, uint32_t expiry, const char *fmt, ...)
 {
+	struct vs_broker *b = w->b;
 	char val[128];
 	va_list ap;
 	va_start(ap, fmt);
 	int n = vsnprintf(val, sizeof(val), fmt, ap);
 	va_end(ap);
-	if (n < 0)
+	if (n < 0 || (size_t)n >= sizeof(val))
 		return;
-	struct vs_msg *m =
-	    vs_msg_make(topic, strlen(topic), val, (size_t)n, 0, true, NULL, NULL, w->now_ms);
+	size_t tlen = strlen(topic);
+	char *last = vs_map_get(&b->sys_values, topic, tlen);
+	if (last && strcmp(last, val) == 0)
+		return;
+	char *copy = strdup(val);
+	void *old = NULL;
+	if (!copy || vs_map_put(&b->sys_values, topic, tlen, copy, &old) < 0) {
+		free(copy);
+		return; /* published again next time */
+	}
+	free(old);
+	struct vs_props props = {0};
+	if (expiry) {
+		props.present = 1ull << VS_PROP_MESSAGE_EXPIRY;
+		props.message_expiry = expiry;
+	}
+	struct vs_msg *m = vs_msg_make(topic, tlen, val, (size_t)n, 0, true, expiry ? &props : NULL,
+				       NULL, w->now_ms);
 	if (!m)
 		return;
 	vs_route(w, m, NULL);
 	vs_msg_unref(m);
 }
 
-/* Exponentially-weighted load averages per minute, as Mosquitto computes them. */
-struct load {
-	double v[3];
-};
+static uint64_t resident_bytes(struct vs_broker *b);
+
+#define SYS_EXPIRY 60 /* Mosquitto's, on every $SYS message but the version */
 
 static bool has_mqttsn(const struct vs_broker *b)
 {
-	for (size_t i = 0; i < b->n_listeners; i++)
+	for (size_t i = 0, n = vs_broker_listeners(b); i < n; i++)
 		if (b->listeners[i].sn)
 			return true;
 	return false;
+}
+
+static uint64_t sockets_accepted(const struct vs_broker *b)
+{
+	uint64_t sum = 0;
+	for (size_t i = 0, n = vs_broker_listeners(b); i < n; i++)
+		sum += atomic_load_explicit(&b->listeners[i].accepted, memory_order_relaxed);
+	return sum;
+}
+
+/* Mosquitto's clients/...: total counts sessions (connected or not), maximum the most
+ * connected at once, expired the sessions that expired. */
+static void publish_clients(struct vs_worker *w)
+{
+	struct vs_broker *b = w->b;
+	int connected = atomic_load(&b->clients_connected);
+	size_t total = atomic_load(&b->n_sessions);
+	if (total < (size_t)connected)
+		total = (size_t)connected;
+	size_t disconnected = total - (size_t)connected;
+	publish(w, "$SYS/broker/clients/total", SYS_EXPIRY, "%zu", total);
+	publish(w, "$SYS/broker/clients/expired", SYS_EXPIRY, "%llu",
+		(unsigned long long)b->sessions_expired);
+	int max = atomic_load(&b->clients_max);
+	if (max > 0) /* as Mosquitto: first published once someone connected */
+		publish(w, "$SYS/broker/clients/maximum", SYS_EXPIRY, "%d", max);
+	publish(w, "$SYS/broker/clients/inactive", SYS_EXPIRY, "%zu", disconnected);
+	publish(w, "$SYS/broker/clients/disconnected", SYS_EXPIRY, "%zu", disconnected);
+	publish(w, "$SYS/broker/clients/active", SYS_EXPIRY, "%d", connected);
+	publish(w, "$SYS/broker/clients/connected", SYS_EXPIRY, "%d", connected);
+}
+
+/*
+ * Load averages as Mosquitto computes them: the rate per minute over the time since the last
+ * publication, folded into an exponentially-weighted average over 1, 5 and 15 minutes:
+ * new = rate + exp(-dt / (60 * minutes)) * (old - rate).
+ */
+static void publish_load(struct vs_worker *w, const struct vs_stats *st, double dt)
+{
+	struct vs_broker *b = w->b;
+	static const char *names[] = {"1min", "5min", "15min"};
+	static const double mins[] = {1, 5, 15};
+	const struct {
+		const char *topic;
+		uint64_t now;
+	} series[9] = {
+	    {"messages/received", st->msgs_received},
+	    {"messages/sent", st->msgs_sent},
+	    {"publish/dropped", st->pub_dropped},
+	    {"publish/received", st->pub_received},
+	    {"publish/sent", st->pub_sent},
+	    {"bytes/received", st->bytes_received},
+	    {"bytes/sent", st->bytes_sent},
+	    {"sockets", sockets_accepted(b)},
+	    {"connections", st->connects},
+	};
+	for (size_t i = 0; i < 9; i++) {
+		double rate = dt > 0 ? (double)(series[i].now - b->sys_last[i]) * 60.0 / dt : 0;
+		b->sys_last[i] = series[i].now;
+		for (int k = 0; k < 3 && dt > 0; k++) {
+			double e = __builtin_exp(-dt / (60.0 * mins[k]));
+			b->sys_load[i][k] = rate + e * (b->sys_load[i][k] - rate);
+		}
+		for (int k = 0; k < 3; k++) {
+			char topic[96];
+			snprintf(topic, sizeof(topic), "$SYS/broker/load/%s/%s", series[i].topic,
+				 names[k]);
+			publish(w, topic, SYS_EXPIRY, "%.2f", b->sys_load[i][k]);
+		}
+	}
+}
+
+/* Messages held: retained, queued and in flight (a message queued for several clients counts
+ * once per client; Mosquitto counts it once). */
+static void publish_store(struct vs_worker *w, const struct vs_stats *st)
+{
+	struct vs_broker *b = w->b;
+	int64_t q = (int64_t)st->queued + b->restored_queued;
+	int64_t f = (int64_t)st->inflight + b->restored_inflight;
+	size_t stored =
+	    vs_retain_count(b->retain) + (size_t)(q > 0 ? q : 0) + (size_t)(f > 0 ? f : 0);
+	publish(w, "$SYS/broker/messages/stored", SYS_EXPIRY, "%zu", stored);
+	publish(w, "$SYS/broker/store/messages/count", SYS_EXPIRY, "%zu", stored);
+	publish(w, "$SYS/broker/store/messages/bytes", SYS_EXPIRY, "%zu",
+		vs_retain_bytes(b->retain));
+	publish(w, "$SYS/broker/subscriptions/count", SYS_EXPIRY, "%zu", vs_tree_count(b->tree));
+	publish(w, "$SYS/broker/shared_subscriptions/count", SYS_EXPIRY, "%zu",
+		vs_tree_shared_count(b->tree));
+	publish(w, "$SYS/broker/retained messages/count", SYS_EXPIRY, "%zu",
+		vs_retain_count(b->retain));
+	/* heap: what the allocator has handed out and not taken back (Mosquitto counts its own
+	 * allocations; this counts everyone's, OpenSSL's too). An allocator that does not say
+	 * (a sanitizer's) gives the resident memory instead. */
+	struct mallinfo2 mi = mallinfo2();
+	size_t heap = mi.uordblks ? mi.uordblks : (size_t)resident_bytes(b); /* sanitizers: 0 */
+	if (heap > b->sys_heap_max)
+		b->sys_heap_max = heap;
+	publish(w, "$SYS/broker/heap/current", SYS_EXPIRY, "%zu", heap);
+	publish(w, "$SYS/broker/heap/maximum", SYS_EXPIRY, "%zu", b->sys_heap_max);
+}
+
+static void publish_counters(struct vs_worker *w, const struct vs_stats *st)
+{
+#define U(x) ((unsigned long long)(x))
+	publish(w, "$SYS/broker/messages/received", SYS_EXPIRY, "%llu", U(st->msgs_received));
+	publish(w, "$SYS/broker/messages/sent", SYS_EXPIRY, "%llu", U(st->msgs_sent));
+	publish(w, "$SYS/broker/publish/messages/dropped", SYS_EXPIRY, "%llu", U(st->pub_dropped));
+	publish(w, "$SYS/broker/publish/messages/received", SYS_EXPIRY, "%llu",
+		U(st->pub_received));
+	publish(w, "$SYS/broker/publish/messages/sent", SYS_EXPIRY, "%llu", U(st->pub_sent));
+	publish(w, "$SYS/broker/publish/bytes/received", SYS_EXPIRY, "%llu",
+		U(st->pub_bytes_received));
+	publish(w, "$SYS/broker/publish/bytes/sent", SYS_EXPIRY, "%llu", U(st->pub_bytes_sent));
+	publish(w, "$SYS/broker/bytes/received", SYS_EXPIRY, "%llu", U(st->bytes_received));
+	publish(w, "$SYS/broker/bytes/sent", SYS_EXPIRY, "%llu", U(st->bytes_sent));
+}
+
+/* Viesti's own figures, under $SYS/broker/viesti/ (same rules). */
+static void publish_viesti(struct vs_worker *w, const struct vs_stats *st)
+{
+	struct vs_broker *b = w->b;
+	int64_t q = (int64_t)st->queued + b->restored_queued;
+	int64_t f = (int64_t)st->inflight + b->restored_inflight;
+	publish(w, "$SYS/broker/viesti/threads", SYS_EXPIRY, "%d", b->n_workers);
+	publish(w, "$SYS/broker/viesti/sessions", SYS_EXPIRY, "%zu", atomic_load(&b->n_sessions));
+	publish(w, "$SYS/broker/viesti/messages/queued", SYS_EXPIRY, "%lld",
+		(long long)(q > 0 ? q : 0));
+	publish(w, "$SYS/broker/viesti/messages/inflight", SYS_EXPIRY, "%lld",
+		(long long)(f > 0 ? f : 0));
+	publish(w, "$SYS/broker/viesti/auth/failures", SYS_EXPIRY, "%llu", U(st->auth_failures));
+	publish(w, "$SYS/broker/viesti/connections/current", SYS_EXPIRY, "%d",
+		atomic_load(&b->connections));
+	if (has_mqttsn(b)) {
+		publish(w, "$SYS/broker/viesti/mqttsn/malformed", SYS_EXPIRY, "%llu",
+			U(st->sn_malformed));
+		publish(w, "$SYS/broker/viesti/mqttsn/refused", SYS_EXPIRY, "%llu",
+			U(st->sn_refused));
+	}
+#undef U
 }
 
 static void publish_sys(struct vs_worker *w)
@@ -114,67 +276,17 @@ static void publish_sys(struct vs_worker *w)
 	struct vs_broker *b = w->b;
 	struct vs_stats st;
 	vs_broker_stats(b, &st);
-	int64_t up = vs_wall_s() - b->start_wall;
-	int connected = atomic_load(&b->clients_connected);
-	pthread_mutex_lock(&b->reg_lock);
-	size_t total = b->sessions.count;
-	pthread_mutex_unlock(&b->reg_lock);
-	size_t disconnected = total > (size_t)connected ? total - (size_t)connected : 0;
-
-	publish(w, "$SYS/broker/version", "viesti version %s", VS_VERSION);
-	publish(w, "$SYS/broker/uptime", "%lld seconds", (long long)up);
-	publish(w, "$SYS/broker/clients/connected", "%d", connected);
-	publish(w, "$SYS/broker/clients/active", "%d", connected);
-	publish(w, "$SYS/broker/clients/disconnected", "%zu", disconnected);
-	publish(w, "$SYS/broker/clients/inactive", "%zu", disconnected);
-	publish(w, "$SYS/broker/clients/total", "%zu",
-		total > (size_t)connected ? total : (size_t)connected);
-	publish(w, "$SYS/broker/clients/maximum", "%d", atomic_load(&b->clients_max));
-	publish(w, "$SYS/broker/messages/received", "%llu", (unsigned long long)st.msgs_received);
-	publish(w, "$SYS/broker/messages/sent", "%llu", (unsigned long long)st.msgs_sent);
-	publish(w, "$SYS/broker/publish/messages/received", "%llu",
-		(unsigned long long)st.pub_received);
-	publish(w, "$SYS/broker/publish/messages/sent", "%llu", (unsigned long long)st.pub_sent);
-	publish(w, "$SYS/broker/publish/messages/dropped", "%llu",
-		(unsigned long long)st.pub_dropped);
-	publish(w, "$SYS/broker/bytes/received", "%llu", (unsigned long long)st.bytes_received);
-	publish(w, "$SYS/broker/bytes/sent", "%llu", (unsigned long long)st.bytes_sent);
-	publish(w, "$SYS/broker/subscriptions/count", "%zu", vs_tree_count(b->tree));
-	publish(w, "$SYS/broker/retained messages/count", "%zu", vs_retain_count(b->retain));
-	if (has_mqttsn(b)) {
-		publish(w, "$SYS/broker/mqttsn/malformed", "%llu",
-			(unsigned long long)st.sn_malformed);
-		publish(w, "$SYS/broker/mqttsn/refused", "%llu", (unsigned long long)st.sn_refused);
-	}
-
-	/* Load averages: rates over the last interval, smoothed over 1, 5 and 15 minutes. */
-	static const char *names[] = {"1min", "5min", "15min"};
-	static const double mins[] = {1, 5, 15};
-	struct {
-		const char *topic;
-		uint64_t now;
-	} series[] = {
-	    {"messages/received", st.msgs_received},
-	    {"messages/sent", st.msgs_sent},
-	    {"publish/received", st.pub_received},
-	    {"publish/sent", st.pub_sent},
-	    {"bytes/received", st.bytes_received},
-	    {"bytes/sent", st.bytes_sent},
-	    {"connections", st.connects},
-	};
-	double interval = b->conf->sys_interval;
-	for (size_t i = 0; i < sizeof(series) / sizeof(series[0]); i++) {
-		double rate = (double)(series[i].now - b->sys_last[i]) * 60.0 / interval;
-		b->sys_last[i] = series[i].now;
-		for (int k = 0; k < 3; k++) {
-			double a = 1.0 - __builtin_exp(-interval / (60.0 * mins[k]));
-			b->sys_load[i][k] += a * (rate - b->sys_load[i][k]);
-			char topic[96];
-			snprintf(topic, sizeof(topic), "$SYS/broker/load/%s/%s", series[i].topic,
-				 names[k]);
-			publish(w, topic, "%.2f", b->sys_load[i][k]);
-		}
-	}
+	double dt = b->sys_last_ms ? (double)(w->now_ms - b->sys_last_ms) / 1000.0 : 0;
+	b->sys_last_ms = w->now_ms;
+	/* Static: once, retained, no expiry (Mosquitto's sys_tree__init). */
+	publish(w, "$SYS/broker/version", 0, "viesti version %s", VS_VERSION);
+	publish(w, "$SYS/broker/uptime", SYS_EXPIRY, "%lld seconds",
+		(long long)(vs_wall_s() - b->start_wall));
+	publish_clients(w);
+	publish_load(w, &st, dt); /* dt 0, the first time: 0.00, counting from now */
+	publish_store(w, &st);
+	publish_counters(w, &st);
+	publish_viesti(w, &st);
 }
 
 /*
@@ -251,10 +363,94 @@ static void sample_rates(struct vs_worker *w)
 	b->rate_last_ms = w->now_ms;
 }
 
+/* One queued log line: its type and its text (not NUL-terminated). */
+struct vs_logq_line {
+	unsigned type;
+	size_t len;
+	char *text;
+};
+
+void vs_sys_log_init(struct vs_broker *b)
+{
+	pthread_mutex_init(&b->logq_lock, NULL);
+	b->log->topic_ud = b;
+	__atomic_store_n(&b->log->topic_sink, vs_sys_log_sink, __ATOMIC_RELEASE);
+}
+
+void vs_sys_log_sink(void *ud, unsigned type, const char *text, size_t len)
+{
+	struct vs_broker *b = ud;
+	char *copy = malloc(len ? len : 1);
+	if (copy)
+		memcpy(copy, text, len);
+	pthread_mutex_lock(&b->logq_lock);
+	if (!copy || b->logq_n >= VS_SYS_LOGQ_MAX ||
+	    VS_VEC_GROW(b->logq, b->logq_cap, b->logq_n + 1, 64) < 0) {
+		b->logq_dropped++;
+		pthread_mutex_unlock(&b->logq_lock);
+		free(copy);
+		return;
+	}
+	b->logq[b->logq_n++] = (struct vs_logq_line){type, len, copy};
+	pthread_mutex_unlock(&b->logq_lock);
+}
+
+void vs_sys_log_fini(struct vs_broker *b)
+{
+	if (b->log->topic_ud != b)
+		return;
+	__atomic_store_n(&b->log->topic_sink, NULL, __ATOMIC_RELEASE);
+	b->log->topic_ud = NULL;
+	for (size_t i = 0; i < b->logq_n; i++)
+		free(b->logq[i].text);
+	free(b->logq);
+	b->logq = NULL;
+	b->logq_n = b->logq_cap = 0;
+	pthread_mutex_destroy(&b->logq_lock);
+}
+
+/* Publishes what the log queued: the lines queued meanwhile (publishing may log) wait for the
+ * next sweep. */
+static void publish_log(struct vs_worker *w)
+{
+	struct vs_broker *b = w->b;
+	pthread_mutex_lock(&b->logq_lock);
+	struct vs_logq_line *lines = b->logq;
+	size_t n = b->logq_n;
+	uint64_t dropped = b->logq_dropped;
+	b->logq = NULL;
+	b->logq_n = b->logq_cap = 0;
+	b->logq_dropped = 0;
+	pthread_mutex_unlock(&b->logq_lock);
+	struct vs_props props = {0};
+	props.present = 1ull << VS_PROP_MESSAGE_EXPIRY;
+	props.message_expiry = 20; /* Mosquitto's */
+	for (size_t i = 0; i < n; i++) {
+		char topic[64];
+		snprintf(topic, sizeof(topic), "$SYS/broker/log/%s",
+			 vs_log_topic_suffix(lines[i].type));
+		struct vs_msg *m = vs_msg_make(topic, strlen(topic), lines[i].text, lines[i].len, 2,
+					       false, &props, NULL, w->now_ms);
+		if (m) {
+			vs_route(w, m, NULL);
+			vs_msg_unref(m);
+		}
+		free(lines[i].text);
+	}
+	free(lines);
+	if (dropped)
+		vs_log(b->log, VS_LOG_WARN,
+		       "log_dest topic: %llu log line(s) dropped, more than %d waited to be "
+		       "published",
+		       (unsigned long long)dropped, VS_SYS_LOGQ_MAX);
+}
+
 void vs_sys_tick(struct vs_worker *w)
 {
 	struct vs_broker *b = w->b;
 	check_memory(w);
+	if (b->log->topic_sink)
+		publish_log(w);
 	if (w->now_ms - b->last_session_sweep_ms >= 1000) {
 		b->last_session_sweep_ms = w->now_ms;
 		sweep_sessions(w);

@@ -187,6 +187,8 @@ static void on_accept(struct vs_io *io, uint32_t events)
 {
 	struct vs_listen_io *li = (struct vs_listen_io *)io;
 	struct vs_worker *w = li->w;
+	if (io->fd < 0)
+		return; /* closed earlier in this turn: its listener was removed */
 	for (int i = 0; i < 64; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
@@ -249,6 +251,9 @@ void vs_worker_takeover(struct vs_worker *w, uint32_t slot, uint64_t conn_id, bo
 	}
 }
 
+static void add_listener(struct vs_worker *w, struct vs_listener *l);
+static void remove_listener(struct vs_worker *w, struct vs_listener *l);
+
 static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 {
 	switch (m->type) {
@@ -299,6 +304,12 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 		}
 		break;
 	}
+	case VS_MAIL_LISTEN:
+		add_listener(w, &w->b->listeners[m->slot]);
+		break;
+	case VS_MAIL_UNLISTEN:
+		remove_listener(w, &w->b->listeners[m->slot]);
+		break;
 	case VS_MAIL_AUTH: {
 		struct vs_conn *c = vs_worker_conn(w, m->slot, m->conn_id);
 		if (c && c->http) {
@@ -887,9 +898,46 @@ void *vs_worker_main(void *arg)
 	return NULL;
 }
 
+/*
+ * A stop drains: what other shards handed this one before the stop (messages for its clients,
+ * waiting in its mailbox) is written before the connections close. Two rounds around a
+ * rendezvous of every thread, so that what another shard's first round passes on is taken by
+ * the second; a thread that does not come within a second is not waited for.
+ */
+static void drain_mailbox(struct vs_worker *w)
+{
+	struct vs_broker *b = w->b;
+	take_mailbox(w);
+	end_turn(w);
+	atomic_fetch_add(&b->drained, 1);
+	int64_t until = vs_now_ms() + 1000;
+	while (atomic_load(&b->drained) < b->n_workers && vs_now_ms() < until)
+		usleep(1000);
+	take_mailbox(w);
+	end_turn(w);
+}
+
+/* A stop first closes this shard's listening sockets, so that nobody connects to a broker
+ * that is going away (an MQTT-SN listener's UDP socket stays: its clients' DISCONNECT goes
+ * out through it). */
+static void stop_accepting(struct vs_worker *w)
+{
+	for (int i = 0; i < w->n_listens; i++) {
+		struct vs_listen_io *li = &w->listens[i];
+		if (li->io.fd < 0 || li->sn)
+			continue;
+		if (li->io.events)
+			vs_loop_del(&w->loop, &li->io);
+		close(li->io.fd);
+		li->io.fd = -1;
+	}
+}
+
 void vs_worker_shutdown(struct vs_worker *w)
 {
-	/* Every connection is closed (5.0: DISCONNECT 0x8B). */
+	stop_accepting(w);
+	drain_mailbox(w);
+	/* Every connection is closed (5.0: DISCONNECT 0x8B), after what was queued for it. */
 	for (uint32_t i = 0; i < w->n_slots; i++)
 		if (w->conns[i])
 			vs_conn_close(w->conns[i], VS_RC_SERVER_SHUTTING_DOWN,
@@ -921,6 +969,36 @@ static int listen_fds(struct vs_listener *l, int *fds, char *err, size_t errlen)
 		return -errno;
 	}
 	return 1;
+}
+
+/* Opens this shard's sockets of l and watches them. Returns 0 or an error (err says which). */
+static int open_listener(struct vs_worker *w, struct vs_listener *l, char *err, size_t errlen)
+{
+	int fds[4];
+	int n = listen_fds(l, fds, err, errlen);
+	if (n < 0)
+		return n;
+	for (int k = 0; k < n; k++) {
+		if ((size_t)w->n_listens >= w->b->cap_listeners * 4) {
+			for (; k < n; k++)
+				close(fds[k]);
+			snprintf(err, errlen, "%s: too many listening sockets", l->name);
+			return -EMFILE;
+		}
+		struct vs_listen_io *li = &w->listens[w->n_listens++];
+		li->io.fd = fds[k];
+		li->io.fn = on_accept;
+		li->listener = l;
+		li->w = w;
+		if (l->sn && vs_gateway_socket_open(li) < 0)
+			return -ENOMEM;
+		int rc = vs_loop_add(&w->loop, &li->io, listen_events(l));
+		if (rc < 0) {
+			snprintf(err, errlen, "%s: epoll: %s", l->name, strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
 }
 
 int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err, size_t errlen)
@@ -969,38 +1047,66 @@ int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err,
 	w->outbox = calloc((size_t)b->n_workers, sizeof(*w->outbox));
 	if (!w->outbox || vs_bytes_reserve(&w->rbuf, 64 * 1024) < 0)
 		return -ENOMEM;
-	/* Every worker listens on every listener; the kernel spreads connections (SO_REUSEPORT). */
-	w->listens = calloc(b->n_listeners * 4, sizeof(*w->listens));
+	/* Every worker listens on every listener; the kernel spreads connections (SO_REUSEPORT).
+	 * Room for the listeners reloads may add: a listen_io never moves (epoll points to it). */
+	w->listens = calloc(b->cap_listeners * 4, sizeof(*w->listens));
 	if (!w->listens)
 		return -ENOMEM;
 	for (size_t i = 0; i < b->n_listeners; i++) {
-		struct vs_listener *l = &b->listeners[i];
-		int fds[4];
-		int n = listen_fds(l, fds, err, errlen);
-		if (n < 0)
-			return n;
-		for (int k = 0; k < n; k++) {
-			struct vs_listen_io *li = &w->listens[w->n_listens++];
-			li->io.fd = fds[k];
-			li->io.fn = on_accept;
-			li->listener = l;
-			li->w = w;
-			if (l->sn && vs_gateway_socket_open(li) < 0)
-				return -ENOMEM;
-			rc = vs_loop_add(&w->loop, &li->io, listen_events(l));
-			if (rc < 0) {
-				snprintf(err, errlen, "%s: epoll: %s", l->name, strerror(-rc));
-				return rc;
-			}
-		}
+		rc = open_listener(w, &b->listeners[i], err, errlen);
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
+}
+
+/* VS_MAIL_LISTEN: a reload added l. A failure is logged (the reload checked the port could be
+ * bound; another program may have taken it since). */
+static void add_listener(struct vs_worker *w, struct vs_listener *l)
+{
+	char err[256] = "";
+	int rc = open_listener(w, l, err, sizeof(err));
+	if (rc < 0)
+		vs_log(w->b->log, VS_LOG_ERR, "reload: thread %d cannot listen on %s: %s", w->idx,
+		       l->name, err[0] ? err : strerror(-rc));
+	atomic_fetch_sub(&l->listen_pending, 1);
+}
+
+/* VS_MAIL_UNLISTEN: a reload removed l. This shard's sockets of l close (a listen_io keeps its
+ * place, with fd -1), then its clients of l are disconnected. */
+static void remove_listener(struct vs_worker *w, struct vs_listener *l)
+{
+	for (int i = 0; i < w->n_listens; i++) {
+		struct vs_listen_io *li = &w->listens[i];
+		if (li->listener != l || li->io.fd < 0)
+			continue;
+		if (li->io.events)
+			vs_loop_del(&w->loop, &li->io);
+		close(li->io.fd);
+		li->io.fd = -1;
+		li->paused_until_ms = 0;
+	}
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < w->n_slots; i++) {
+		struct vs_conn *c = w->conns[i];
+		if (c && c->listener == l && c->state != VS_CONN_CLOSING) {
+			vs_conn_close(c, VS_RC_ADMIN_ACTION,
+				      "its listener was removed by a reload");
+			n++;
+		}
+	}
+	if (n)
+		vs_log(w->b->log, VS_LOG_NOTICE,
+		       "reload: %u client(s) of listener %s disconnected on thread %d", n, l->name,
+		       w->idx);
+	atomic_fetch_sub(&l->unlisten_pending, 1);
 }
 
 void vs_worker_fini(struct vs_worker *w)
 {
 	for (int i = 0; i < w->n_listens; i++) {
-		close(w->listens[i].io.fd);
+		if (w->listens[i].io.fd >= 0)
+			close(w->listens[i].io.fd);
 		vs_gateway_socket_close(&w->listens[i]);
 	}
 	free(w->listens);

@@ -42,6 +42,8 @@ enum vs_mail_type {
 	VS_MAIL_ADMIN_KICK, /* the HTTP API: close connection (slot, conn_id) with reason (5.0:
 			     * DISCONNECT 0x98); end_session: its session ends with it */
 	VS_MAIL_CLUSTER,    /* route msg, from another node of the cluster (one reference) */
+	VS_MAIL_LISTEN,	    /* a reload added listener `slot`: open this shard's sockets */
+	VS_MAIL_UNLISTEN,   /* a reload removed listener `slot`: close its sockets and clients */
 };
 
 struct vs_mail {

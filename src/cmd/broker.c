@@ -48,9 +48,11 @@ static void usage(FILE *f)
 	    "                          start with persistence on does this by itself\n"
 	    "                          (docs/persistence.md)\n"
 	    "  -h, --help              show this help\n\n"
-	    "Signals: SIGINT/SIGTERM stop cleanly; SIGHUP reloads the configuration (password,\n"
-	    "ACL and PSK files, TLS certificates, most directives) and reopens the log file,\n"
-	    "without dropping any client (see docs/security.md#reload); SIGUSR1 writes a\n"
+	    "Signals: SIGINT/SIGTERM stop cleanly (5.0 clients get DISCONNECT 0x8B after what\n"
+	    "was queued for them); SIGHUP reloads the configuration (password, ACL and PSK\n"
+	    "files, TLS certificates, most directives; listeners added to the file open, those\n"
+	    "removed close with their clients) and reopens the log file, without dropping\n"
+	    "other clients (see docs/security.md#reload-sighup); SIGUSR1 writes a\n"
 	    "persistence snapshot; SIGUSR2 logs the sessions, their subscriptions and each\n"
 	    "worker's state. Under systemd (NOTIFY_SOCKET) it sends READY=1, RELOADING=1,\n"
 	    "STOPPING=1 and, with WatchdogSec=, WATCHDOG=1.\n");
@@ -143,7 +145,8 @@ static bool mosquitto_lines(const struct vs_config *c, const char *path)
 /* log_timestamp_format, log_facility and log_format, fixed at start-up (a reload keeps them). */
 static void apply_log_format(struct vs_config *c, const char *path)
 {
-	c->log.mosquitto = mosquitto_lines(c, path);
+	c->log.json = c->log_format == VS_CONF_LOG_JSON;
+	c->log.mosquitto = !c->log.json && mosquitto_lines(c, path);
 	static const int local[8] = {LOG_LOCAL0, LOG_LOCAL1, LOG_LOCAL2, LOG_LOCAL3,
 				     LOG_LOCAL4, LOG_LOCAL5, LOG_LOCAL6, LOG_LOCAL7};
 	c->log.ts_format = c->log_timestamp_format; /* c outlives the broker and its log */
@@ -386,15 +389,19 @@ static int serve(struct vs_config *conf, const struct args *a)
 		vs_notify_fini(&sd);
 		return 1;
 	}
+	/* Once the listeners are open: a second broker started by mistake, which cannot bind,
+	 * must not overwrite (or remove) the running one's pid file. */
+	if (conf->pid_file && write_pid(conf->pid_file) < 0)
+		vs_log(&conf->log, VS_LOG_WARN, "cannot write pid file %s", conf->pid_file);
 	b.conf_path = a->config;
 	b.conf_port = a->port;
 	b.conf_verbose = a->verbose;
-	if (conf->pid_file && write_pid(conf->pid_file) < 0)
-		vs_log(&conf->log, VS_LOG_WARN, "cannot write pid file %s", conf->pid_file);
 	if (drop_privileges(conf, &conf->log) < 0 || vs_broker_start(&b) < 0) {
 		vs_broker_stop(&b);
 		vs_broker_fini(&b);
 		vs_notify_fini(&sd);
+		if (conf->pid_file)
+			unlink(conf->pid_file);
 		return 1;
 	}
 	/* Listening, restored from persistence, serving: what Type=notify waits for. */

@@ -45,6 +45,7 @@ enum vs_conf_log_format {
 	VS_CONF_LOG_VIESTI = 0,	   /* "2024-01-02T03:04:05.678Z info: message" */
 	VS_CONF_LOG_MOSQUITTO = 1, /* "1700000000: message", and Mosquitto's wording for
 				    * connections and the debug packet trace */
+	VS_CONF_LOG_JSON = 2,	   /* one JSON object per line (log shippers) */
 };
 
 /* A directive that may be repeated: each line adds one value. */
@@ -249,8 +250,8 @@ struct vs_config {
 	bool log_timestamp;	    /* default true (also copied to log.timestamps) */
 	char *log_timestamp_format; /* strftime(3) format, NULL = ISO-8601 */
 	int log_facility;	    /* syslog local0..local7 as 0..7; -1 = daemon (default) */
-	int log_format;		    /* -1 unset (the command decides), VS_CONF_LOG_VIESTI or
-				     * VS_CONF_LOG_MOSQUITTO */
+	int log_format;		    /* -1 unset (the command decides), or an enum
+				     * vs_conf_log_format */
 
 	/* Persistence. */
 	bool persistence;		      /* default false */

@@ -553,14 +553,15 @@ static int set_tls_version(struct parser *p, const struct directive *d, void *fi
 	return rc ? rc : set_string(p, d, field, (char *)names[i]);
 }
 
-/* `log_format viesti | mosquitto` (Viesti): the shape of each log line. */
+/* `log_format viesti | mosquitto | json` (Viesti): the shape of each log line. */
 static int set_log_format(struct parser *p, const struct directive *d, void *field, char *args)
 {
-	static const char *const names[] = {"viesti", "mosquitto", NULL};
+	static const char *const names[] = {"viesti", "mosquitto", "json", NULL};
+	static const int formats[] = {VS_CONF_LOG_VIESTI, VS_CONF_LOG_MOSQUITTO, VS_CONF_LOG_JSON};
 	int i;
-	int rc = parse_choice(p, d, args, names, "viesti or mosquitto", &i);
+	int rc = parse_choice(p, d, args, names, "viesti, mosquitto or json", &i);
 	if (rc == 0)
-		*(int *)field = i ? VS_CONF_LOG_MOSQUITTO : VS_CONF_LOG_VIESTI;
+		*(int *)field = formats[i];
 	return rc;
 }
 
@@ -602,19 +603,20 @@ static int set_fsync(struct parser *p, const struct directive *d, void *field, c
 /* log_dest: the first one replaces the default (stderr); later ones add. */
 static int set_log_dest(struct parser *p, const struct directive *d, void *field, char *args)
 {
-	static const char expected[] = "stderr, stdout, syslog, file PATH or none";
+	static const char expected[] = "stderr, stdout, syslog, topic, file PATH or none";
 	static const struct {
 		const char *name;
 		unsigned dest;
 	} dests[] = {{"stderr", VS_LOGD_STDERR},
 		     {"stdout", VS_LOGD_STDOUT},
 		     {"syslog", VS_LOGD_SYSLOG},
+		     {"topic", VS_LOGD_TOPIC},
 		     {"none", VS_LOGD_NONE}};
 	struct vs_log *log = &p->c->log;
 	char *tok = next_token(&args);
 	if (!tok)
 		return missing(p, d, expected);
-	if (strcmp(tok, "topic") == 0 || strcmp(tok, "dlt") == 0)
+	if (strcmp(tok, "dlt") == 0)
 		return perr(p, "'log_dest %s' is not supported yet", tok);
 	unsigned dest = 0;
 	bool found = false;

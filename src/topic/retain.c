@@ -39,7 +39,9 @@ struct vs_retain {
 	struct rnode *root; /* the level above the first; holds no message */
 	uint64_t seed;
 	atomic_size_t count;
-	uint64_t version; /* bumped by every set, under the write lock */
+	atomic_size_t bytes;		 /* sum of size(msg) of the stored messages */
+	size_t (*size)(const void *msg); /* or NULL: bytes stays 0 */
+	uint64_t version;		 /* bumped by every set, under the write lock */
 	void (*ref)(void *msg);
 	void (*unref)(void *msg);
 };
@@ -148,6 +150,7 @@ struct vs_retain *vs_retain_new(void (*ref)(void *msg), void (*unref)(void *msg)
 	r->ref = ref;
 	r->unref = unref;
 	atomic_init(&r->count, 0);
+	atomic_init(&r->bytes, 0);
 	return r;
 
 out_free_root:
@@ -220,6 +223,10 @@ int vs_retain_put(struct vs_retain *r, const char *topic, size_t len, void *msg,
 		goto out_unlock;
 	}
 	old = n->msg;
+	if (r->size && msg)
+		atomic_fetch_add_explicit(&r->bytes, r->size(msg), memory_order_relaxed);
+	if (r->size && old)
+		atomic_fetch_sub_explicit(&r->bytes, r->size(old), memory_order_relaxed);
 	if (msg)
 		r->ref(msg);
 	n->msg = msg;
@@ -430,6 +437,16 @@ size_t vs_retain_foreach(struct vs_retain *r,
 	pthread_rwlock_unlock(&r->lock);
 	free(path);
 	return calls;
+}
+
+void vs_retain_set_size_fn(struct vs_retain *r, size_t (*size)(const void *msg))
+{
+	r->size = size;
+}
+
+size_t vs_retain_bytes(struct vs_retain *r)
+{
+	return atomic_load_explicit(&r->bytes, memory_order_relaxed);
 }
 
 size_t vs_retain_count(struct vs_retain *r)

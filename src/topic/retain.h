@@ -53,4 +53,9 @@ size_t vs_retain_foreach(struct vs_retain *r,
 
 size_t vs_retain_count(struct vs_retain *r);
 
+/* Makes the store add up size(msg) of what it holds (set before the first message is stored),
+ * read by vs_retain_bytes(): the broker's $SYS/broker/store/messages/bytes. */
+void vs_retain_set_size_fn(struct vs_retain *r, size_t (*size)(const void *msg));
+size_t vs_retain_bytes(struct vs_retain *r);
+
 #endif

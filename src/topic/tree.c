@@ -61,7 +61,8 @@ struct vs_tree {
 	struct node *root;
 	uint64_t seed; /* level hash seed */
 	atomic_size_t count;
-	size_t nodes; /* nodes below the root (under the lock) */
+	atomic_size_t shared; /* of count, members of $share groups */
+	size_t nodes;	      /* nodes below the root (under the lock) */
 };
 
 /* A filter split into its share group (if any) and the filter proper. */
@@ -326,6 +327,7 @@ struct vs_tree *vs_tree_new(void)
 	pthread_rwlockattr_destroy(&attr);
 	t->seed = vs_level_seed();
 	atomic_init(&t->count, 0);
+	atomic_init(&t->shared, 0);
 	return t;
 
 out_free_root:
@@ -392,6 +394,8 @@ int vs_tree_add(struct vs_tree *t, const char *filter, size_t len, const struct 
 		prune(t, n);
 	else if (rc == 1)
 		atomic_fetch_add_explicit(&t->count, 1, memory_order_relaxed);
+	if (rc == 1 && f.group)
+		atomic_fetch_add_explicit(&t->shared, 1, memory_order_relaxed);
 out_unlock:
 	pthread_rwlock_unlock(&t->lock);
 	return rc;
@@ -412,6 +416,8 @@ int vs_tree_remove(struct vs_tree *t, const char *filter, size_t len, const void
 	}
 	if (rc == 1)
 		atomic_fetch_sub_explicit(&t->count, 1, memory_order_relaxed);
+	if (rc == 1 && f.group)
+		atomic_fetch_sub_explicit(&t->shared, 1, memory_order_relaxed);
 	pthread_rwlock_unlock(&t->lock);
 	return rc;
 }
@@ -528,6 +534,11 @@ size_t vs_tree_match(struct vs_tree *t, const char *topic, size_t len, vs_tree_m
 size_t vs_tree_count(struct vs_tree *t)
 {
 	return atomic_load_explicit(&t->count, memory_order_relaxed);
+}
+
+size_t vs_tree_shared_count(struct vs_tree *t)
+{
+	return atomic_load_explicit(&t->shared, memory_order_relaxed);
 }
 
 size_t vs_tree_nodes(struct vs_tree *t)

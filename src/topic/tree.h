@@ -64,6 +64,8 @@ size_t vs_tree_match(struct vs_tree *t, const char *topic, size_t len, vs_tree_m
 
 /* Number of subscriptions (ordinary plus shared members). */
 size_t vs_tree_count(struct vs_tree *t);
+/* Of those, members of $share groups (Mosquitto's $SYS/broker/shared_subscriptions/count). */
+size_t vs_tree_shared_count(struct vs_tree *t);
 
 /* Number of trie nodes below the root: zero again once every subscription is removed (empty
  * nodes are freed). For tests and metrics. */

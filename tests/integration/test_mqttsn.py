@@ -649,8 +649,8 @@ def test_garbage_datagrams_are_counted_and_harmless(sn_broker, sn_clients, clien
 	assert c.publish(b"alive", topic_id=tid, qos=1) == sn.RC_ACCEPTED
 	assert c.recv_publish(3).payload == b"alive"
 	assert connected(sn_clients, b).ping()
-	# $SYS/broker/mqttsn/malformed counts them.
-	w = watcher(clients, b, "$SYS/broker/mqttsn/malformed", qos=0)
+	# $SYS/broker/viesti/mqttsn/malformed counts them.
+	w = watcher(clients, b, "$SYS/broker/viesti/mqttsn/malformed", qos=0)
 	seen = []
 
 	def enough():

@@ -631,6 +631,98 @@ static void test_log_format(void **state)
 	assert_null(log.file_path);
 }
 
+/* log_format json: one object per line, the message escaped, bytes that are not UTF-8 as
+ * U+FFFD, the client id when the line names one. */
+static void test_log_json(void **state)
+{
+	struct vs_log log;
+	char path[64];
+	size_t len;
+
+	file_log(&log, path);
+	log.types = VS_LOG_ALL;
+	log.timestamps = false;
+	log.json = true;
+	vs_log(&log, VS_LOG_WARN, "a \"q\" \\ b\tc\n%s", "\x01\xc3\xa9\xff\xed\xa0\x80");
+	vs_logc(&log, VS_LOG_SUBSCRIBE, "id\"1", "client %s", "x");
+	vs_logc(&log, VS_LOG_INFO, NULL, "no id");
+	char *s = read_file(path, &len);
+	assert_string_equal(s, "{\"level\":\"warning\",\"message\":\"a \\\"q\\\" \\\\ b\\tc\\n"
+			       "\\u0001\xc3\xa9\\ufffd\\ufffd\\ufffd\\ufffd\"}\n"
+			       "{\"level\":\"subscribe\",\"message\":\"client x\","
+			       "\"client_id\":\"id\\\"1\"}\n"
+			       "{\"level\":\"info\",\"message\":\"no id\"}\n");
+	free(s);
+	assert_int_equal(truncate(path, 0), 0);
+	log.timestamps = true;
+	vs_log(&log, VS_LOG_ERR, "t");
+	s = read_file(path, &len);
+	assert_int_equal(strncmp(s, "{\"time\":\"", 9), 0);
+	assert_int_equal(s[9 + 10], 'T');
+	assert_string_equal(s + 9 + 24, "\",\"level\":\"error\",\"message\":\"t\"}\n");
+	free(s);
+	/* A message longer than the line: cut, still one well-formed object. */
+	assert_int_equal(truncate(path, 0), 0);
+	char big[3000];
+	memset(big, '"', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	vs_logc(&log, VS_LOG_ERR, "c", "%s", big);
+	s = read_file(path, &len);
+	assert_string_equal(s + len - 18, "\",\"client_id\":\"c\"}\n" + 1);
+	assert_int_equal(strchr(s, '\n'), s + len - 1);
+	free(s);
+	unlink(path);
+	vs_log_fini(&log);
+}
+
+struct sink_rec {
+	int calls;
+	unsigned type;
+	char text[64];
+};
+
+static void sink(void *ud, unsigned type, const char *text, size_t len)
+{
+	struct sink_rec *r = ud;
+	r->calls++;
+	r->type = type;
+	snprintf(r->text, sizeof(r->text), "%.*s", (int)len, text);
+}
+
+/* log_dest topic: the sink gets Mosquitto's text, never debug lines; types still filter. */
+static void test_log_topic_sink(void **state)
+{
+	struct vs_log log;
+	struct sink_rec r = {0};
+	vs_log_init(&log);
+	log.dests = VS_LOGD_TOPIC;
+	log.types = VS_LOG_ALL & ~VS_LOG_INFO;
+	log.timestamps = false;
+	vs_log(&log, VS_LOG_NOTICE, "dropped: no sink yet");
+	log.topic_sink = sink;
+	log.topic_ud = &r;
+	vs_log(&log, VS_LOG_SUBSCRIBE, "c 1 a/b");
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.type, VS_LOG_SUBSCRIBE);
+	assert_string_equal(r.text, "c 1 a/b");
+	vs_log(&log, VS_LOG_DEBUG, "Received PUBLISH");
+	vs_log(&log, VS_LOG_INFO, "not enabled");
+	assert_int_equal(r.calls, 1);
+	log.timestamps = true;
+	log.json = true; /* the topic keeps Mosquitto's text whatever the format */
+	vs_log(&log, VS_LOG_ERR, "bad");
+	assert_int_equal(r.calls, 2);
+	char *colon = strchr(r.text, ':');
+	assert_non_null(colon);
+	assert_int_equal(colon - r.text, 10);
+	assert_string_equal(colon, ": bad");
+	assert_string_equal(vs_log_topic_suffix(VS_LOG_SUBSCRIBE), "M/subscribe");
+	assert_string_equal(vs_log_topic_suffix(VS_LOG_UNSUBSCRIBE), "M/unsubscribe");
+	assert_string_equal(vs_log_topic_suffix(VS_LOG_WEBSOCKETS), "WS");
+	assert_string_equal(vs_log_topic_suffix(VS_LOG_NOTICE), "N");
+	vs_log_fini(&log);
+}
+
 /* log_format mosquitto: Mosquitto's logging.c, "SECONDS: message" or "<strftime>: message",
  * no type name. */
 static void test_log_mosquitto_format(void **state)
@@ -901,6 +993,8 @@ int main(void)
 	    cmocka_unit_test(test_log_reopen_error),
 	    cmocka_unit_test(test_log_format),
 	    cmocka_unit_test(test_log_mosquitto_format),
+	    cmocka_unit_test(test_log_json),
+	    cmocka_unit_test(test_log_topic_sink),
 	    cmocka_unit_test(test_log_disabled_types),
 	    cmocka_unit_test(test_log_long_line),
 	    cmocka_unit_test(test_log_reopen_rotation),

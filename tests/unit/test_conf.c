@@ -245,9 +245,11 @@ static void log_format_directive(void **state)
 	expect_ok(&c, "log_format mosquitto\nlog_format viesti\n");
 	assert_int_equal(c.log_format, VS_CONF_LOG_VIESTI);
 	vs_config_fini(&c);
-	expect_error("log_format json\n",
-		     "test.conf:1: bad value 'json' for 'log_format', expected "
-		     "viesti or mosquitto");
+	expect_ok(&c, "log_format json\n");
+	assert_int_equal(c.log_format, VS_CONF_LOG_JSON);
+	vs_config_fini(&c);
+	expect_error("log_format xml\n", "test.conf:1: bad value 'xml' for 'log_format', expected "
+					 "viesti, mosquitto or json");
 }
 
 static void later_value_overrides_earlier(void **state)
@@ -324,9 +326,13 @@ static void logging_directives_accumulate(void **state)
 	expect_error(
 	    "log_dest file\n",
 	    "test.conf:1: missing path for 'log_dest file', expected 'log_dest file PATH'");
-	expect_error("log_dest topic\n", "test.conf:1: 'log_dest topic' is not supported yet");
-	expect_error("log_dest console\n", "test.conf:1: bad value 'console' for 'log_dest', "
-					   "expected stderr, stdout, syslog, file PATH or none");
+	expect_ok(&c, "log_dest topic\nlog_dest stdout\n");
+	assert_int_equal(c.log.dests, VS_LOGD_TOPIC | VS_LOGD_STDOUT);
+	vs_config_fini(&c);
+	expect_error("log_dest dlt\n", "test.conf:1: 'log_dest dlt' is not supported yet");
+	expect_error("log_dest console\n",
+		     "test.conf:1: bad value 'console' for 'log_dest', "
+		     "expected stderr, stdout, syslog, topic, file PATH or none");
 	expect_error("log_type verbose\n",
 		     "test.conf:1: bad value 'verbose' for 'log_type', expected error, warning, "
 		     "notice, information, debug, subscribe, unsubscribe, websockets, none or all");

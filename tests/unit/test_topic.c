@@ -346,9 +346,11 @@ static void tree_share_groups(void **state)
 	/* the same owner and filter, ordinary and shared: two subscriptions */
 	assert_int_equal(add(t, "a/+", &a, 0), 1);
 	assert_int_equal(vs_tree_count(t), 4);
+	assert_int_equal(vs_tree_shared_count(t), 3); /* $SYS shared_subscriptions/count */
 	/* re-subscribing a member replaces */
 	assert_int_equal(add(t, "$share/g/a/+", &a, 2), 0);
 	assert_int_equal(vs_tree_count(t), 4);
+	assert_int_equal(vs_tree_shared_count(t), 3);
 
 	/* one call per group with all its members, plus the ordinary one */
 	assert_int_equal(match(t, "a/x", &c), 3);
@@ -390,6 +392,7 @@ static void tree_share_groups(void **state)
 	/* member removal, then group removal */
 	assert_int_equal(del(t, "$share/g/a/+", &b), 1);
 	assert_int_equal(del(t, "$share/g/a/+", &b), 0);
+	assert_int_equal(vs_tree_shared_count(t), 3); /* g/a/+ a, h d, g/a/# a */
 	match(t, "a/x", &c);
 	assert_int_equal(c.n, 4);
 	assert_null(find_call(&c, true, 2));
@@ -673,6 +676,29 @@ static void guarded_inputs(void **state)
 	}
 }
 
+static size_t msg_size(const void *m)
+{
+	return (size_t)((const struct msg *)m)->id;
+}
+
+/* The store adds up the sizes of what it holds: set, replace, remove. */
+static void retain_bytes(void **state)
+{
+	struct vs_retain *r = vs_retain_new(msg_ref, msg_unref);
+	struct msg a = {.id = 10}, b = {.id = 3}, c = {.id = 7};
+	vs_retain_set_size_fn(r, msg_size);
+	assert_int_equal(vs_retain_bytes(r), 0);
+	assert_int_equal(rset(r, "t/a", &a), 0);
+	assert_int_equal(rset(r, "t/b", &b), 0);
+	assert_int_equal(vs_retain_bytes(r), 13);
+	assert_int_equal(rset(r, "t/a", &c), 0); /* replaces 10 by 7 */
+	assert_int_equal(vs_retain_bytes(r), 10);
+	assert_int_equal(vs_retain_set(r, "t/b", 3, NULL), 0);
+	assert_int_equal(vs_retain_bytes(r), 7);
+	vs_retain_free(r);
+	assert_int_equal(a.refs + b.refs + c.refs, 0);
+}
+
 /* Every topic of the table stored at once: each filter finds exactly its topics. */
 static void retain_match_table_one_store(void **state)
 {
@@ -944,6 +970,7 @@ int main(void)
 	    cmocka_unit_test(tree_deep),
 	    cmocka_unit_test(retain_match_table),
 	    cmocka_unit_test(retain_match_table_one_store),
+	    cmocka_unit_test(retain_bytes),
 	    cmocka_unit_test(retain_set_replace_clear),
 	    cmocka_unit_test(retain_wildcards),
 	    cmocka_unit_test(retain_foreach),
