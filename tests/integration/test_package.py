@@ -88,8 +88,13 @@ def test_files(root):
 	assert glob.glob(os.path.join(libdir, "libviesti.so.*"))
 	assert os.path.islink(os.path.join(libdir, "libviesti.so"))
 	assert (root / "usr/include/viesti.h").is_file()
-	pc = open(os.path.join(libdir, "pkgconfig", "viesti.pc")).read()
-	assert "prefix=/usr" in pc
+	# The .pc file finds its prefix from where it is installed (${pcfiledir}): installed in
+	# the package's usr/lib/<triplet>/pkgconfig, pkg-config must answer the package's usr.
+	pcdir = os.path.join(libdir, "pkgconfig")
+	r = subprocess.run(["pkg-config", "--variable=prefix", "viesti"], capture_output=True,
+		text=True, env=dict(os.environ, PKG_CONFIG_PATH=pcdir, PKG_CONFIG_LIBDIR=pcdir))
+	assert r.returncode == 0, r.stderr
+	assert os.path.realpath(r.stdout.strip()) == os.path.realpath(str(root / "usr")), r.stdout
 	conf = (root / "etc/viesti/viesti.conf").read_text()
 	for want in ("pid_file /run/viesti/viesti.pid", "persistence_location /var/lib/viesti/",
 			"log_dest file /var/log/viesti/viesti.log", "include_dir /etc/viesti/conf.d"):
