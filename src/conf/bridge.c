@@ -75,29 +75,6 @@ void vs_bridge_conf_fini(struct vs_bridge_conf *b)
 	b->n_topics = 0;
 }
 
-static bool is_blank(char ch)
-{
-	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\v' || ch == '\f';
-}
-
-static char *next_word(char **s)
-{
-	char *t = *s;
-	while (is_blank(*t))
-		t++;
-	if (!*t) {
-		*s = t;
-		return NULL;
-	}
-	char *start = t;
-	while (*t && !is_blank(*t))
-		t++;
-	if (*t)
-		*t++ = '\0';
-	*s = t;
-	return start;
-}
-
 /* [MQTT-4.7.1-2], [MQTT-4.7.1-3]: '#' alone and last, '+' alone in its level. */
 static bool filter_ok(const char *f)
 {
@@ -136,12 +113,12 @@ static int parse_words(char *words, struct vs_bridge_topic *t, char *why, size_t
 {
 	static const char usage[] =
 	    "expected 'topic PATTERN [in|out|both [QOS [LOCAL-PREFIX REMOTE-PREFIX]]]'";
-	char *w = next_word(&words);
+	char *w = vs_conf_next_word(&words);
 	if (!w)
 		return bad(why, whylen, "missing pattern for 'topic', %s", usage);
 	if (!(t->pattern = unquote(w)))
 		return -ENOMEM;
-	if ((w = next_word(&words)) != NULL && w[0] != '#') {
+	if ((w = vs_conf_next_word(&words)) != NULL && w[0] != '#') {
 		if (strcmp(w, "out") == 0)
 			t->dir = VS_BRIDGE_OUT;
 		else if (strcmp(w, "in") == 0)
@@ -151,23 +128,23 @@ static int parse_words(char *words, struct vs_bridge_topic *t, char *why, size_t
 		else
 			return bad(why, whylen,
 				   "bad direction '%s' for 'topic', expected in, out or both", w);
-		w = next_word(&words);
+		w = vs_conf_next_word(&words);
 	}
 	if (w && w[0] != '#') {
 		if (strlen(w) != 1 || w[0] < '0' || w[0] > '2')
 			return bad(why, whylen, "bad QoS '%s' for 'topic', expected 0, 1 or 2", w);
 		t->qos = w[0] - '0';
-		w = next_word(&words);
+		w = vs_conf_next_word(&words);
 	}
 	if (w && w[0] != '#') {
 		if (!(t->local_prefix = unquote(w)))
 			return -ENOMEM;
-		if (!(w = next_word(&words)))
+		if (!(w = vs_conf_next_word(&words)))
 			return bad(why, whylen, "local prefix '%s' without a remote prefix, %s",
 				   t->local_prefix, usage);
 		if (!(t->remote_prefix = unquote(w)))
 			return -ENOMEM;
-		w = next_word(&words);
+		w = vs_conf_next_word(&words);
 	}
 	if (w && w[0] != '#')
 		return bad(why, whylen,

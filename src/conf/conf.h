@@ -324,6 +324,10 @@ int vs_config_parse_string(struct vs_config *c, const char *text, const char *na
  */
 int vs_config_finish(struct vs_config *c, int port);
 
+/* For the reader's own files (parse.c, bridge.c): cuts the next word (blank-separated) off *s
+ * and returns it, NUL-terminated in place; NULL when none is left. */
+char *vs_conf_next_word(char **s);
+
 /* Cross-field checks after loading (TLS files in pairs, duplicate listeners, ...). Returns 0 or
  * VS_ECONF with a message naming the listener ("listener 8883: ..."). */
 int vs_config_validate(struct vs_config *c, char *err, size_t errlen);

@@ -110,8 +110,7 @@ static bool is_blank(char ch)
 	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\v' || ch == '\f';
 }
 
-/* Cuts the next whitespace-separated word off *s; NULL when none is left. */
-static char *next_token(char **s)
+char *vs_conf_next_word(char **s)
 {
 	char *t = *s;
 	while (is_blank(*t))
@@ -143,7 +142,7 @@ static bool is_comment(const struct parser *p, const char *word)
 /* Checks that nothing follows the value(s) already taken from args, but a comment. */
 static int no_more(struct parser *p, const struct directive *d, char *args)
 {
-	char *extra = next_token(&args);
+	char *extra = vs_conf_next_word(&args);
 	if (extra && !is_comment(p, extra))
 		return perr(p, "unexpected '%s' after the value of '%s', expected end of line",
 			    extra, d->name);
@@ -212,7 +211,7 @@ static int set_string(struct parser *p, const struct directive *d, void *field, 
 /* A repeatable directive: each line adds its value (one token) to a struct vs_strlist. */
 static int set_strlist(struct parser *p, const struct directive *d, void *field, char *args)
 {
-	char *tok = next_token(&args);
+	char *tok = vs_conf_next_word(&args);
 	if (!tok)
 		return missing(p, d, "a value");
 	int rc = no_more(p, d, args);
@@ -222,7 +221,7 @@ static int set_strlist(struct parser *p, const struct directive *d, void *field,
 /* websockets_trusted_proxy: an IPv4 or IPv6 address, as the peer's address is compared. */
 static int set_proxy(struct parser *p, const struct directive *d, void *field, char *args)
 {
-	char *tok = next_token(&args);
+	char *tok = vs_conf_next_word(&args);
 	if (!tok)
 		return missing(p, d, "an IP address");
 	uint8_t bin[16];
@@ -236,7 +235,7 @@ static int set_proxy(struct parser *p, const struct directive *d, void *field, c
 /* mqttsn_allowed_sources: ADDRESS[/PREFIX], IPv4 or IPv6 (checked again where it is used). */
 static int set_cidr(struct parser *p, const struct directive *d, void *field, char *args)
 {
-	char *tok = next_token(&args);
+	char *tok = vs_conf_next_word(&args);
 	if (!tok)
 		return missing(p, d, "an address or ADDRESS/PREFIX");
 	char addr[64];
@@ -264,7 +263,7 @@ static int set_cidr(struct parser *p, const struct directive *d, void *field, ch
 /* A duration in seconds with an optional fraction ("0.25"), stored in milliseconds. */
 static int set_seconds_ms(struct parser *p, const struct directive *d, void *field, char *args)
 {
-	char *tok = next_token(&args);
+	char *tok = vs_conf_next_word(&args);
 	if (!tok)
 		return missing(p, d, "a number of seconds");
 	char *end;
@@ -278,7 +277,7 @@ static int set_seconds_ms(struct parser *p, const struct directive *d, void *fie
 
 static int parse_bool(struct parser *p, const struct directive *d, char *args, bool *out)
 {
-	char *tok = next_token(&args);
+	char *tok = vs_conf_next_word(&args);
 	if (!tok)
 		return missing(p, d, "true or false");
 	if (strcmp(tok, "true") == 0)
@@ -343,7 +342,7 @@ static int parse_int_token(struct parser *p, const struct directive *d, const ch
 
 static int parse_int(struct parser *p, const struct directive *d, char *args, int64_t *out)
 {
-	char *tok = next_token(&args);
+	char *tok = vs_conf_next_word(&args);
 	if (!tok)
 		return perr(
 		    p, "missing value for '%s', expected an integer from %" PRId64 " to %" PRId64,
@@ -403,7 +402,7 @@ static int set_expiration(struct parser *p, const struct directive *d, void *fie
 {
 	static const char expected[] = "a positive number followed by h, d, w, m or y "
 				       "(hours, days, weeks, months, years), like 14d";
-	char *tok = next_token(&args);
+	char *tok = vs_conf_next_word(&args);
 	if (!tok)
 		return missing(p, d, expected);
 	size_t len = strlen(tok);
@@ -445,14 +444,14 @@ static int set_expiration(struct parser *p, const struct directive *d, void *fie
 static int set_listener(struct parser *p, const struct directive *d, void *field, char *args)
 {
 	const struct directive port_range = {.name = d->name, .min = 0, .max = 65535};
-	char *tok = next_token(&args);
+	char *tok = vs_conf_next_word(&args);
 	if (!tok)
 		return missing(p, d, "a port from 0 to 65535 and an optional address");
 	int64_t port;
 	int rc = parse_int_token(p, &port_range, tok, &port);
 	if (rc)
 		return rc;
-	char *addr = next_token(&args);
+	char *addr = vs_conf_next_word(&args);
 	if (addr && is_comment(p, addr))
 		addr = NULL; /* "listener 1883 # public": no address (Mosquitto) */
 	if (addr && (rc = no_more(p, d, args)) != 0)
@@ -495,7 +494,7 @@ static int set_port(struct parser *p, const struct directive *d, void *field, ch
 /* `bind_address HOST`: the default listener's address (deprecated in Mosquitto 2.0). */
 static int set_bind_address(struct parser *p, const struct directive *d, void *field, char *args)
 {
-	char *tok = next_token(&args);
+	char *tok = vs_conf_next_word(&args);
 	if (!tok)
 		return missing(p, d, "a host name or address");
 	int rc = no_more(p, d, args);
@@ -511,7 +510,7 @@ static int set_bind_address(struct parser *p, const struct directive *d, void *f
 static int parse_choice(struct parser *p, const struct directive *d, char *args,
 			const char *const *names, const char *expected, int *out)
 {
-	char *tok = next_token(&args);
+	char *tok = vs_conf_next_word(&args);
 	if (!tok)
 		return missing(p, d, expected);
 	for (int i = 0; names[i]; i++) {
@@ -582,7 +581,7 @@ static int set_fsync(struct parser *p, const struct directive *d, void *field, c
 	static const char expected[] = "never, batch or interval MS";
 	const struct directive ms = {.name = d->name, .min = 1, .max = 3600000};
 	struct vs_config *c = p->c;
-	char *tok = next_token(&args);
+	char *tok = vs_conf_next_word(&args);
 	if (!tok)
 		return missing(p, d, expected);
 	if (strcmp(tok, "never") == 0 || strcmp(tok, "batch") == 0) {
@@ -613,7 +612,7 @@ static int set_log_dest(struct parser *p, const struct directive *d, void *field
 		     {"topic", VS_LOGD_TOPIC},
 		     {"none", VS_LOGD_NONE}};
 	struct vs_log *log = &p->c->log;
-	char *tok = next_token(&args);
+	char *tok = vs_conf_next_word(&args);
 	if (!tok)
 		return missing(p, d, expected);
 	if (strcmp(tok, "dlt") == 0)
@@ -718,7 +717,7 @@ static int set_per_listener(struct parser *p, const struct directive *d, void *f
 static int set_connection(struct parser *p, const struct directive *d, void *field, char *args)
 {
 	struct vs_config *c = p->c;
-	char *name = next_token(&args);
+	char *name = vs_conf_next_word(&args);
 	if (!name)
 		return missing(p, d, "a bridge name");
 	int rc = no_more(p, d, args);
@@ -769,10 +768,10 @@ static bool address_ok(const char *w)
 /* `address HOST[:PORT] [HOST[:PORT] ...]` (also `addresses`); repeated lines add. */
 static int set_addresses(struct parser *p, const struct directive *d, void *field, char *args)
 {
-	char *w = next_token(&args);
+	char *w = vs_conf_next_word(&args);
 	if (!w)
 		return missing(p, d, "HOST[:PORT], one or more");
-	for (; w && !is_comment(p, w); w = next_token(&args)) {
+	for (; w && !is_comment(p, w); w = vs_conf_next_word(&args)) {
 		if (!address_ok(w))
 			return perr(p,
 				    "bad address '%s' for '%s', expected HOST[:PORT] with a port "
@@ -829,14 +828,14 @@ static int set_start_type(struct parser *p, const struct directive *d, void *fie
 static int set_restart_timeout(struct parser *p, const struct directive *d, void *field, char *args)
 {
 	struct vs_bridge_conf *b = (struct vs_bridge_conf *)((char *)field - d->off);
-	char *w = next_token(&args);
+	char *w = vs_conf_next_word(&args);
 	if (!w)
 		return missing(p, d, "SECONDS, or BASE CAP for a backoff");
 	int64_t base, cap = 0;
 	int rc = parse_int_token(p, d, w, &base);
 	if (rc)
 		return rc;
-	char *w2 = next_token(&args);
+	char *w2 = vs_conf_next_word(&args);
 	if (w2 && !is_comment(p, w2)) {
 		if ((rc = parse_int_token(p, d, w2, &cap)) != 0)
 			return rc;
@@ -865,7 +864,7 @@ static int set_bridge_tls_version(struct parser *p, const struct directive *d, v
 /* bridge_psk: the key in hex, as Mosquitto (no "0x"). */
 static int set_hex(struct parser *p, const struct directive *d, void *field, char *args)
 {
-	char *w = next_token(&args);
+	char *w = vs_conf_next_word(&args);
 	if (!w)
 		return missing(p, d, "a key in hexadecimal");
 	size_t n = strlen(w);
@@ -882,7 +881,7 @@ static int set_hex(struct parser *p, const struct directive *d, void *field, cha
 /* bridge_alpn: one protocol name, 1..255 bytes. */
 static int set_alpn(struct parser *p, const struct directive *d, void *field, char *args)
 {
-	char *w = next_token(&args);
+	char *w = vs_conf_next_word(&args);
 	if (!w)
 		return missing(p, d, "a protocol name such as mqtt");
 	if (strlen(w) > 255)
@@ -895,7 +894,7 @@ static int set_alpn(struct parser *p, const struct directive *d, void *field, ch
 /* A client id: one word, 1..65535 bytes (MQTT strings). */
 static int set_word(struct parser *p, const struct directive *d, void *field, char *args)
 {
-	char *w = next_token(&args);
+	char *w = vs_conf_next_word(&args);
 	if (!w)
 		return missing(p, d, "one word");
 	int rc = no_more(p, d, args);
@@ -1163,7 +1162,7 @@ static int parse_line(struct parser *p, char *line)
 	if (!*line || *line == '#')
 		return 0;
 	char *args = line;
-	char *name = next_token(&args);
+	char *name = vs_conf_next_word(&args);
 	while (is_blank(*args))
 		args++;
 	const struct directive *d = lookup(name);
