@@ -16,6 +16,7 @@
  * prefix and changes the prefix (an empty PATTERN: the prefixes are the whole topics).
  */
 #include "broker/bridge.h"
+#include "codec/codec.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -113,7 +114,7 @@ static char *map_topic(const struct vs_bridge *br, const char *topic, bool out)
 		const struct topic_rt *r = &br->topics[i];
 		if (!(r->t->dir & (out ? VS_BRIDGE_OUT : VS_BRIDGE_IN)))
 			continue;
-		if (vs_bridge_topic_matches(out ? r->local : r->remote, topic))
+		if (vs_topic_match(out ? r->local : r->remote, topic))
 			return vs_bridge_topic_map(r->t, topic, out);
 	}
 	return NULL;
@@ -321,7 +322,7 @@ static void collect(void *ctx, void *msg)
 	topic[m->topic.len] = '\0';
 	for (size_t i = 0; i < br->n_topics; i++) {
 		const struct topic_rt *r = &br->topics[i];
-		if ((r->t->dir & VS_BRIDGE_OUT) && vs_bridge_topic_matches(r->local, topic)) {
+		if ((r->t->dir & VS_BRIDGE_OUT) && vs_topic_match(r->local, topic)) {
 			uint8_t qos = m->qos < r->t->qos ? m->qos : (uint8_t)r->t->qos;
 			vs_deliver(br->w, br->s, m, qos, true, NULL, 0, NULL);
 			return;

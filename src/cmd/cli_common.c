@@ -1087,40 +1087,6 @@ void vs_cli_disconnect(struct vs_cli *c, struct viesti *v)
 /* ---- helpers ----------------------------------------------------------------------------------
  */
 
-bool vs_cli_topic_matches(const char *f, const char *t)
-{
-	if ((*t == '$') != (*f == '$') && (*f == '+' || *f == '#'))
-		return false;
-	while (*f) {
-		if (*f == '#')
-			return true;
-		if (*f == '+') {
-			while (*t && *t != '/')
-				t++;
-			f++;
-		} else {
-			while (*f && *f != '/' && *f == *t) {
-				f++;
-				t++;
-			}
-			if (*f && *f != '/')
-				return false;
-			if (*t && *t != '/')
-				return false;
-		}
-		if (!*f)
-			return !*t;
-		/* f at '/' */
-		if (*t != '/') {
-			/* "a/#" matches "a" */
-			return !*t && f[1] == '#' && !f[2];
-		}
-		f++;
-		t++;
-	}
-	return !*t;
-}
-
 bool vs_cli_topic_valid(const char *t)
 {
 	return *t && !strpbrk(t, "+#");

@@ -125,9 +125,6 @@ int vs_cli_usage_hint(const struct vs_cli *c);
 /* Parses a non-negative integer argument within [min, max]; -1 after printing an error. */
 int vs_cli_int(const struct vs_cli *c, const char *flag, const char *s, long min, long max,
 	       long *out);
-/* Whether topic matches filter (MQTT wildcard rules, '$' topics not matched by leading
- * wildcards). */
-bool vs_cli_topic_matches(const char *filter, const char *topic);
 /* A publish topic: non-empty, no wildcards. A subscription filter: wildcards well placed. */
 bool vs_cli_topic_valid(const char *topic);
 bool vs_cli_filter_valid(const char *filter);

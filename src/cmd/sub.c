@@ -22,6 +22,7 @@
 #include "cmd/cli_format.h"
 #include "cmd/cli_sn.h"
 #include "cmd/cmd.h"
+#include "codec/codec.h"
 
 static volatile sig_atomic_t stop_signal;
 
@@ -338,7 +339,7 @@ static void on_subscribe(struct viesti *v, void *ud, int mid, int count, const u
 static bool filtered_out(const struct sub *s, const char *topic)
 {
 	for (size_t k = 0; k < s->n_filter_out; k++)
-		if (vs_cli_topic_matches(s->filter_out[k], topic))
+		if (vs_topic_match(s->filter_out[k], topic))
 			return true;
 	return false;
 }

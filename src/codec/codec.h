@@ -351,6 +351,12 @@ bool vs_topic_name_valid(const uint8_t *s, size_t len);
  * '+' alone in its level [MQTT-4.7.1-3]; a $share/{group}/{filter} has a non-empty group without
  * '+', '#' or '/' and a non-empty valid filter [MQTT-4.8.2-1], [MQTT-4.8.2-2]. */
 bool vs_topic_filter_valid(const uint8_t *s, size_t len);
+
+/* Whether topic name t matches filter f (both valid, NUL-terminated): '+' one level, a final
+ * '#' any number including none ("a/#" matches "a") [MQTT-4.7.1-2], [MQTT-4.7.1-3]; a filter
+ * starting with a wildcard does not match a '$' topic [MQTT-4.7.2-1]. For one filter at a time
+ * (a tool's -T, a bridge's topic): the broker matches through its trie. */
+bool vs_topic_match(const char *f, const char *t);
 /* True when the topic name or filter s has more than max levels (max 0: never). The levels of a
  * $share/{group}/{filter} are its filter's. Costs nothing for names shorter than max bytes. */
 bool vs_topic_too_deep(const uint8_t *s, size_t len, int max);

@@ -113,3 +113,32 @@ bool vs_topic_too_deep(const uint8_t *s, size_t len, int max)
 	}
 	return false;
 }
+
+bool vs_topic_match(const char *f, const char *t)
+{
+	if (*t == '$' && (*f == '+' || *f == '#'))
+		return false; /* [MQTT-4.7.2-1] */
+	while (*f) {
+		if (*f == '#')
+			return true;
+		if (*f == '+') {
+			while (*t && *t != '/')
+				t++;
+			f++;
+		} else {
+			while (*f && *f != '/' && *f == *t) {
+				f++;
+				t++;
+			}
+			if ((*f && *f != '/') || (*t && *t != '/'))
+				return false;
+		}
+		if (!*f)
+			return !*t;
+		if (*t != '/')
+			return !*t && f[1] == '#' && !f[2]; /* "a/#" matches "a" [MQTT-4.7.1-2] */
+		f++;
+		t++;
+	}
+	return !*t;
+}

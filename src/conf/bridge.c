@@ -179,35 +179,6 @@ static int check_topic(const struct vs_bridge_topic *t, char *why, size_t whylen
 	return 0;
 }
 
-bool vs_bridge_topic_matches(const char *f, const char *t)
-{
-	if (*t == '$' && (*f == '+' || *f == '#'))
-		return false; /* [MQTT-4.7.2-1] */
-	while (*f) {
-		if (*f == '#')
-			return true;
-		if (*f == '+') {
-			while (*t && *t != '/')
-				t++;
-			f++;
-		} else {
-			while (*f && *f != '/' && *f == *t) {
-				f++;
-				t++;
-			}
-			if ((*f && *f != '/') || (*t && *t != '/'))
-				return false;
-		}
-		if (!*f)
-			return !*t;
-		if (*t != '/')
-			return !*t && f[1] == '#' && !f[2]; /* "a/#" matches "a" [MQTT-4.7.1-2] */
-		f++;
-		t++;
-	}
-	return !*t;
-}
-
 char *vs_bridge_topic_map(const struct vs_bridge_topic *t, const char *topic, bool out)
 {
 	const char *from = out ? t->local_prefix : t->remote_prefix;

@@ -288,8 +288,6 @@ void vs_bridge_conf_fini(struct vs_bridge_conf *b);
  */
 int vs_bridge_topic_parse(char *words, struct vs_bridge_topic *t, char *why, size_t whylen);
 void vs_bridge_topic_fini(struct vs_bridge_topic *t);
-/* Whether topic (a name) matches filter, as MQTT matches [MQTT-4.7.1-1..3], [MQTT-4.7.2-1]. */
-bool vs_bridge_topic_matches(const char *filter, const char *topic);
 /* The topic on the other side of t for topic, which matched t's filter on this side (out:
  * local -> remote): its prefix replaced by the other side's (Mosquitto's mapping; an empty
  * pattern maps to the other prefix). Returns a new string (caller frees), or NULL when topic
