@@ -230,9 +230,9 @@ void vs_cluster_stop(struct vs_broker *b)
 	b->cluster = NULL;
 }
 
-void vs_cluster_forward(struct vs_broker *b, const struct vs_msg *m)
+void vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m)
 {
-	struct vs_cluster *cl = b->cluster;
+	struct vs_cluster *cl = w->b->cluster;
 	if (m->remote || (m->topic.len >= 4 && memcmp(m->topic.p, "$SYS", 4) == 0))
 		return;
 	char subject[SUBJECT_MAX];
@@ -244,15 +244,21 @@ void vs_cluster_forward(struct vs_broker *b, const struct vs_msg *m)
 	ssize_t plen = vs_msg_encoded_size((struct vs_msg *)m, &d, now);
 	if (plen < 0)
 		return;
-	uint8_t *buf = malloc(2 + VS_CLUSTER_NODE_MAX + 8 + (size_t)plen);
-	if (!buf)
-		return;
+	/* The worker's buffer, kept: no allocation per message once it has grown. */
+	size_t need = 2 + VS_CLUSTER_NODE_MAX + 8 + (size_t)plen;
+	if (need > w->cluster_cap) {
+		uint8_t *nb = realloc(w->cluster_buf, need);
+		if (!nb)
+			return;
+		w->cluster_buf = nb;
+		w->cluster_cap = need;
+	}
+	uint8_t *buf = w->cluster_buf;
 	uint64_t seq = atomic_fetch_add(&cl->seq, 1) + 1;
 	ssize_t h = vs_cluster_frame_head(cl->node, seq, buf, 2 + VS_CLUSTER_NODE_MAX + 8);
 	ssize_t n = h < 0 ? h : vs_msg_encode((struct vs_msg *)m, &d, now, buf + h, (size_t)plen);
 	if (n > 0)
 		natsConnection_Publish(cl->nc, subject, buf, (int)(h + n));
-	free(buf);
 }
 
 /* Adds delta to subject's count, subscribing at the first and unsubscribing at the last. */

@@ -21,8 +21,10 @@ int vs_cluster_start(struct vs_broker *b, char *err, size_t errlen);
 /* Closes the connection; no callback runs after it returns. */
 void vs_cluster_stop(struct vs_broker *b);
 
-/* Sends m to the other nodes (unless it came from one, or is node-local: $SYS). */
-void vs_cluster_forward(struct vs_broker *b, const struct vs_msg *m);
+/* Sends m to the other nodes (unless it came from one, or is node-local: $SYS). On worker w's
+ * thread (its buffer holds the frame). */
+struct vs_worker;
+void vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m);
 
 /* A local subscription to filter appeared (delta 1) or went (-1). */
 void vs_cluster_interest(struct vs_broker *b, const char *filter, size_t len, int delta);

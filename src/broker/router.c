@@ -128,7 +128,7 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 {
 	struct vs_broker *b = w->b;
 	if (b->cluster)
-		vs_cluster_forward(b, msg);
+		vs_cluster_forward(w, msg);
 	if (msg->retain && b->conf->retain_available) {
 		/* [MQTT-3.3.1-5] store; [MQTT-3.3.1-10] an empty payload removes. */
 		uint64_t version = 0;

@@ -1125,6 +1125,7 @@ void vs_worker_fini(struct vs_worker *w)
 	}
 	free(w->mbox.items.v);
 	free(w->mail_spare.v);
+	free(w->cluster_buf);
 	pthread_mutex_destroy(&w->mbox.lock);
 	if (w->outbox)
 		for (int t = 0; t < w->b->n_workers; t++)

@@ -126,7 +126,9 @@ struct vs_worker {
 
 	struct vs_mailbox mbox;
 	struct vs_mail_vec mail_spare; /* swapped with mbox.items on each take: no allocation */
-	struct vs_mail_vec *outbox;    /* one per worker: mails to post at the end of the turn */
+	uint8_t *cluster_buf;	       /* a message's frame for NATS (cluster.c), kept */
+	size_t cluster_cap;
+	struct vs_mail_vec *outbox; /* one per worker: mails to post at the end of the turn */
 
 	struct vs_session **dirty; /* local sessions to drain at the end of the turn (refs held) */
 	uint32_t n_dirty, cap_dirty;
