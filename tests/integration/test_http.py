@@ -158,7 +158,6 @@ def test_max_connections_on_the_http_listener(broker):
 	assert third.closed()
 	third.close()
 	keep[0].close()
-	time.sleep(0.1)
 
 	def again():
 		c = Conn(b.http)
