@@ -203,26 +203,72 @@ static int cmp_session(const void *x, const void *y)
 	return strcmp(a->client_id, b->client_id);
 }
 
-/* The sessions whose id starts with prefix and sorts after cursor ("" = from the start), each
- * with a reference; connected ones only unless all. NULL on no memory. */
+/* Sift the last of v[0..n) up a max-heap ordered by client id. */
+static void heap_up(struct vs_session **v, size_t n)
+{
+	for (size_t c = n - 1; c > 0;) {
+		size_t p = (c - 1) / 2;
+		if (strcmp(v[p]->client_id, v[c]->client_id) >= 0)
+			break;
+		struct vs_session *t = v[p];
+		v[p] = v[c];
+		v[c] = t;
+		c = p;
+	}
+}
+
+/* Sift v[0] down the max-heap v[0..n). */
+static void heap_down(struct vs_session **v, size_t n)
+{
+	for (size_t p = 0;;) {
+		size_t c = 2 * p + 1;
+		if (c >= n)
+			break;
+		if (c + 1 < n && strcmp(v[c + 1]->client_id, v[c]->client_id) > 0)
+			c++;
+		if (strcmp(v[p]->client_id, v[c]->client_id) >= 0)
+			break;
+		struct vs_session *t = v[p];
+		v[p] = v[c];
+		v[c] = t;
+		p = c;
+	}
+}
+
+/*
+ * The first `want` sessions, in client id order, whose id starts with prefix and sorts after
+ * cursor ("" = from the start); connected ones only unless all. Each comes with a reference;
+ * *n gets how many (at most want). NULL on no memory. The walk under the registry lock keeps
+ * only a heap of `want` pointers, so a page costs the other threads' CONNECTs one pass over
+ * the registry, with no allocation or reference per session.
+ */
 static struct vs_session **collect_sessions(struct vs_broker *b, const char *prefix,
-					    const char *cursor, bool all, size_t *n)
+					    const char *cursor, bool all, size_t want, size_t *n)
 {
 	size_t plen = strlen(prefix), k = 0;
+	struct vs_session **v = malloc(want * sizeof(*v));
+	if (!v)
+		return NULL;
 	pthread_mutex_lock(&b->reg_lock);
-	size_t cap = b->sessions.count;
-	struct vs_session **v = malloc((cap ? cap : 1) * sizeof(*v));
 	size_t it = 0, klen;
 	const char *key;
 	void *val;
-	while (v && k < cap && vs_map_next(&b->sessions, &it, &key, &klen, &val)) {
+	while (vs_map_next(&b->sessions, &it, &key, &klen, &val)) {
 		struct vs_session *s = val;
 		/* connected is read without the lock, as $share does: a client list is a glimpse */
 		if (strncmp(s->client_id, prefix, plen) != 0 || strcmp(s->client_id, cursor) <= 0 ||
 		    (!all && !__atomic_load_n(&s->connected, __ATOMIC_RELAXED)))
 			continue;
-		v[k++] = vs_session_ref(s);
+		if (k < want) {
+			v[k++] = s;
+			heap_up(v, k);
+		} else if (strcmp(s->client_id, v[0]->client_id) < 0) {
+			v[0] = s;
+			heap_down(v, k);
+		}
 	}
+	for (size_t i = 0; i < k; i++)
+		vs_session_ref(v[i]);
 	pthread_mutex_unlock(&b->reg_lock);
 	*n = k;
 	return v;
@@ -240,8 +286,9 @@ static int list_clients(struct api *a)
 		return err;
 	if (state[0] && strcmp(state, "connected") != 0 && strcmp(state, "all") != 0)
 		return fail(a, 400, "bad_parameter", "state must be 'connected' or 'all'");
+	/* One more than the page: whether there is a next page. */
 	struct vs_session **v =
-	    collect_sessions(a->w->b, prefix, cursor, strcmp(state, "all") == 0, &n);
+	    collect_sessions(a->w->b, prefix, cursor, strcmp(state, "all") == 0, limit + 1, &n);
 	if (!v)
 		return -ENOMEM;
 	qsort(v, n, sizeof(*v), cmp_session);
