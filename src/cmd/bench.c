@@ -59,6 +59,8 @@ static void usage(FILE *f)
 	    "      --burst N         connection handshakes in flight at once (default 64:\n"
 	    "                        below Mosquitto's listen backlog of 100)\n"
 	    "      --prefix TOPIC    topic prefix (default 'bench')\n"
+	    "  -c, --persistent      persistent sessions: clean session off (3.1.1), or a\n"
+	    "                        session expiry of an hour (5.0), as mosquitto_sub -c\n"
 	    "      --json            print one JSON object instead of the report\n"
 	    "TLS (as viesti pub; any of --cafile, --capath, --cert, --psk, --tls-use-os-certs\n"
 	    "turns it on, and the default port becomes 8883):\n"
@@ -233,6 +235,9 @@ static int parse_opt(struct args *a, int ch)
 	case O_PREFIX:
 		c->prefix = optarg;
 		return 0;
+	case 'c':
+		c->persistent = true;
+		return 0;
 	case O_WSPATH:
 		if (optarg[0] != '/') {
 			fprintf(stderr, "viesti bench: --ws-path must start with '/'\n");
@@ -314,6 +319,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	    {"drain", required_argument, NULL, O_DRAIN},
 	    {"burst", required_argument, NULL, O_BURST},
 	    {"prefix", required_argument, NULL, O_PREFIX},
+	    {"persistent", no_argument, NULL, 'c'},
 	    {"json", no_argument, NULL, O_JSON},
 	    {"no-progress", no_argument, NULL, O_NOPROG},
 	    {"help", no_argument, NULL, O_HELP},
@@ -342,7 +348,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	}
 	int ch;
 	optind = 2;
-	while ((ch = getopt_long(argc, argv, "h:p:V:q:s:n:P:r:d:T:", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "h:p:V:q:s:n:P:r:d:T:c", opts, NULL)) != -1) {
 		int rc = parse_opt(a, ch);
 		if (rc)
 			return rc;
@@ -415,11 +421,11 @@ static void print_json(const struct args *a, const struct vs_bench_result *r, in
 	printf("{\"scenario\":\"%s\",\"ok\":%s,\"host\":\"%s\",\"port\":%s,\"tls\":%s,"
 	       "\"websocket\":%s,\"protocol\":%s,"
 	       "\"qos\":%d,\"payload\":%u,\"publishers\":%u,\"subscribers\":%u,\"threads\":%u,"
-	       "\"rate\":%g,\"window\":%u,\"duration_s\":%g,\"warmup_s\":%g,",
+	       "\"rate\":%g,\"window\":%u,\"persistent\":%s,\"duration_s\":%g,\"warmup_s\":%g,",
 	       scenario_names[c->scenario], rc == 0 ? "true" : "false", a->host, a->port,
 	       c->tls ? "true" : "false", c->ws_path ? "true" : "false",
 	       c->version == VS_V5 ? "5" : "311", c->qos, c->payload, c->pubs, c->subs, c->threads,
-	       c->rate, c->window, c->duration, c->warmup);
+	       c->rate, c->window, c->persistent ? "true" : "false", c->duration, c->warmup);
 	printf("\"connections\":%u,\"connected\":%llu,\"connect_failed\":%llu,\"connect_s\":%.6f,"
 	       "\"connect_per_s\":%.1f,",
 	       c->pubs + c->subs, (unsigned long long)r->connected,

@@ -753,7 +753,11 @@ static int send_connect(struct client *c)
 		 c->idx);
 	struct vs_packet p = {.type = VS_CONNECT};
 	p.connect.version = (uint8_t)b->c->version;
-	p.connect.clean = true;
+	p.connect.clean = !b->c->persistent;
+	if (b->c->persistent && b->c->version == VS_V5) {
+		p.connect.props.present |= 1ull << VS_PROP_SESSION_EXPIRY;
+		p.connect.props.session_expiry = 3600;
+	}
 	p.connect.keepalive = b->keepalive;
 	p.connect.client_id = (struct vs_buf){(const uint8_t *)id, strlen(id)};
 	c->state = C_CONNACK;

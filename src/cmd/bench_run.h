@@ -41,6 +41,7 @@ struct vs_bench_conf {
 	uint32_t threads;   /* epoll threads */
 	uint32_t burst;	    /* connection handshakes in progress at once, in all */
 	const char *prefix; /* topic prefix */
+	bool persistent;    /* clean session off (3.1.1) / session expiry 3600 s (5.0) */
 	bool progress;	    /* print a progress line each second (stderr) */
 	const struct vs_tls_ctx *tls; /* NULL: plain TCP; else every connection is TLS */
 	bool tls_resume;     /* TLS: resume the session of the first connection in every later one

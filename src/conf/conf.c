@@ -95,7 +95,7 @@ void vs_config_init(struct vs_config *c)
 	c->auth_threads = 1;
 	c->connect_timeout = 10;
 	c->websockets_headers_size = 4096;
-	c->max_inflight_messages = 20;
+	c->max_inflight_messages = 1000; /* Mosquitto: 20 (docs/migration.md) */
 	c->max_queued_messages = 1000;
 	/* Limits a hostile client meets before any real one does (docs/security.md). */
 	c->max_packet_size = 16u << 20;

@@ -129,10 +129,42 @@ int vs_session_find_inflight(struct vs_session *s, uint16_t packet_id)
 	return -1;
 }
 
+/* A window this small is scanned for each id. */
+#define ID_SCAN 16
+
+/*
+ * Ids are handed out in order, and a window of thousands (MQTT 5's Receive Maximum defaults to
+ * 65,535 [MQTT-3.3.4-9]) would cost a scan of the window per message. So past ID_SCAN one pass
+ * over the window marks the ids in flight, and the run of free ids from next_id on is counted:
+ * those are handed out without looking again. Ids enter the window only from here (and from a
+ * restore, before any is handed out), and leaving it only frees more, so the run stays free.
+ */
 uint16_t vs_session_next_id(struct vs_session *s)
 {
 	if (s->inflight.count >= 65535)
 		return 0;
+	if (s->inflight.count >= ID_SCAN && s->free_ids == 0) {
+		uint64_t used[65536 / 64] = {0};
+		for (uint32_t i = 0; i < s->inflight.count; i++) {
+			uint16_t id = vs_ring_at(&s->inflight, i)->packet_id;
+			used[id >> 6] |= 1ull << (id & 63);
+		}
+		used[0] |= 1; /* 0 is not an id [MQTT-2.2.1-3] */
+		while ((used[s->next_id >> 6] >> (s->next_id & 63)) & 1)
+			s->next_id++; /* stops: fewer than 65,535 are in use */
+		uint16_t id = s->next_id;
+		while (s->free_ids < UINT16_MAX && !((used[id >> 6] >> (id & 63)) & 1)) {
+			s->free_ids++;
+			id++;
+		}
+	}
+	if (s->free_ids) {
+		s->free_ids--;
+		uint16_t id = s->next_id++;
+		if (s->next_id == 0)
+			s->next_id = 1;
+		return id;
+	}
 	for (;;) {
 		uint16_t id = s->next_id++;
 		if (s->next_id == 0)

@@ -792,6 +792,33 @@ static void test_session_next_id(void **state)
 	vs_session_unref(s);
 }
 
+/* A large window: ids come from the run counted in one pass, never one in flight, across
+ * wraps, with acknowledgements out of order. */
+static void test_session_next_id_large_window(void **state)
+{
+	struct vs_session *s = vs_session_new("c", 1);
+	uint32_t rng = 12345;
+	uint64_t handed = 0;
+	for (int round = 0; round < 300000; round++) {
+		rng = rng * 1103515245u + 12345u;
+		bool ack = s->inflight.count > 2000 || (s->inflight.count > 20 && (rng >> 16) % 3 == 0);
+		if (ack) {
+			/* mostly the oldest, sometimes one further in (QoS 2, out of order) */
+			uint32_t i = (rng >> 8) % 7 == 0 ? (rng >> 4) % s->inflight.count : 0;
+			vs_ring_remove(&s->inflight, i);
+			continue;
+		}
+		uint16_t id = vs_session_next_id(s);
+		assert_int_not_equal(id, 0);
+		assert_int_equal(vs_session_find_inflight(s, id), -1); /* [MQTT-2.2.1-3] */
+		struct vs_qentry e = entry(id);
+		assert_int_equal(vs_ring_push(&s->inflight, &e), 0);
+		handed++;
+	}
+	assert_true(handed > 65536 * 2); /* wrapped at least twice */
+	vs_session_unref(s);
+}
+
 static void test_session_in_qos2(void **state)
 {
 	struct vs_session *s = vs_session_new("c", 1);
@@ -977,6 +1004,7 @@ int main(void)
 	    cmocka_unit_test(test_qentry_sub_ids),
 	    cmocka_unit_test(test_session_find_inflight),
 	    cmocka_unit_test(test_session_next_id),
+	    cmocka_unit_test(test_session_next_id_large_window),
 	    cmocka_unit_test(test_session_in_qos2),
 	    cmocka_unit_test(test_session_in_qos2_bitmap),
 	    cmocka_unit_test(test_session_subs),
