@@ -28,9 +28,9 @@
 #define ALL_SUBJECTS VS_CLUSTER_PREFIX ".>"
 /* Each node says it is there every HEARTBEAT_MS ("GROUPS NODE": its shared groups, its id);
  * nodes not heard from for NODE_GONE_MS are no longer counted. */
-#define HEARTBEAT	 "vs.hb"
-#define HEARTBEAT_MS	 2000
-#define NODE_GONE_MS	 10000
+#define HEARTBEAT    "vs.hb"
+#define HEARTBEAT_MS 2000
+#define NODE_GONE_MS 10000
 
 struct interest {
 	unsigned refs;
@@ -536,9 +536,11 @@ static void *tick_main(void *arg)
 		}
 		if (now - last >= HEARTBEAT_MS) {
 			last = now;
-			int64_t rtt = 0;
-			natsStatus s = natsConnection_GetRTT(cl->nc, &rtt);
-			atomic_store(&cl->rtt_us, s == NATS_OK ? rtt / 1000 : -1);
+			/* A PING and its PONG, bounded (natsConnection_GetRTT is not): a stop never
+			 * waits for a NATS server that does not answer for more than a second. */
+			int64_t t0 = vs_now_ns();
+			natsStatus s = natsConnection_FlushTimeout(cl->nc, 1000);
+			atomic_store(&cl->rtt_us, s == NATS_OK ? (vs_now_ns() - t0) / 1000 : -1);
 			prune_nodes(cl);
 		}
 		nats_Sleep(100);

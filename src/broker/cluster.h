@@ -37,14 +37,14 @@ bool vs_cluster_shares_remote(struct vs_broker *b);
 
 /* The cluster's figures, for $SYS and /metrics (docs/cluster.md). */
 struct vs_cluster_stats {
-	bool connected;		 /* to NATS, now */
-	int64_t rtt_us;		 /* NATS round-trip time, last measured (every 2 s); -1 unknown */
-	uint64_t sent;		 /* messages sent to the other nodes (share copies included) */
-	uint64_t received;	 /* messages received from them (duplicates not counted) */
-	uint32_t nodes;		 /* nodes heard from in the last 10 s, this one included */
-	bool retained_bucket;	 /* the bucket of retained messages is bound */
+	bool connected;		   /* to NATS, now */
+	int64_t rtt_us;		   /* NATS round-trip time, last measured (every 2 s); -1 unknown */
+	uint64_t sent;		   /* messages sent to the other nodes (share copies included) */
+	uint64_t received;	   /* messages received from them (duplicates not counted) */
+	uint32_t nodes;		   /* nodes heard from in the last 10 s, this one included */
+	bool retained_bucket;	   /* the bucket of retained messages is bound */
 	uint64_t retained_applied; /* changes of that bucket stored here */
-	size_t shared_groups;	 /* local shared groups subscribed in NATS */
+	size_t shared_groups;	   /* local shared groups subscribed in NATS */
 };
 /* Fills st (all zero, rtt_us -1, without a cluster). */
 void vs_cluster_stats(struct vs_broker *b, struct vs_cluster_stats *st);

@@ -24,13 +24,13 @@ struct vs_cluster_retain {
 	struct vs_broker *b;
 	pthread_t thread;
 	atomic_bool stop;
-	atomic_bool ready;	   /* the bucket is bound: puts go to it */
+	atomic_bool ready;	      /* the bucket is bound: puts go to it */
 	atomic_uint_fast64_t applied; /* changes from the bucket stored here */
-	pthread_mutex_t lock;	   /* orders local stores with puts; guards pending, watcher */
-	struct vs_map pending;	   /* topic -> sequence number of this node's last put */
-	uint64_t seq;		   /* of this node's puts (under lock) */
-	kvStore *kv;		   /* the thread's */
-	kvWatcher *watcher;	   /* the thread's; under lock so that stop can end its wait */
+	pthread_mutex_t lock;	      /* orders local stores with puts; guards pending, watcher */
+	struct vs_map pending;	      /* topic -> sequence number of this node's last put */
+	uint64_t seq;		      /* of this node's puts (under lock) */
+	kvStore *kv;		      /* the thread's */
+	kvWatcher *watcher;	      /* the thread's; under lock so that stop can end its wait */
 };
 
 static bool is_sys(const struct vs_msg *m)
@@ -93,7 +93,7 @@ bool vs_cluster_retain(struct vs_broker *b, struct vs_msg *m, uint64_t *version)
 	struct vs_cluster_retain *r = vs_cluster_retain_state(b);
 	bool ready = r && atomic_load(&r->ready);
 	if (m->remote && ready && !is_sys(m))
-		return false; /* the bucket brings it */
+		return false;			  /* the bucket brings it */
 	void *stored = m->payload.len ? m : NULL; /* [MQTT-3.3.1-10] empty clears */
 	if (!ready || m->remote || is_sys(m)) {
 		vs_retain_put(b->retain, (const char *)m->topic.p, m->topic.len, stored, version);

@@ -19,9 +19,9 @@
 
 /* One $share/G/F with local members. */
 struct group {
-	unsigned refs;		    /* local members */
+	unsigned refs;		   /* local members */
 	natsSubscription *subs[3]; /* F's subjects under vs.s (one or two), and vs.sl */
-	char share[];		    /* "$share/G/F", NUL-terminated */
+	char share[];		   /* "$share/G/F", NUL-terminated */
 };
 
 struct vs_cluster_share {
@@ -151,8 +151,7 @@ static void unsubscribe(struct vs_cluster_share *s, struct group *g)
 	}
 }
 
-void vs_cluster_share_interest(struct vs_cluster_share *s, const char *share, size_t len,
-			       int delta)
+void vs_cluster_share_interest(struct vs_cluster_share *s, const char *share, size_t len, int delta)
 {
 	const char *slash = memchr(share + 7, '/', len - 7);
 	if (!slash)

@@ -25,8 +25,8 @@
 struct vs_broker;
 struct vs_cluster_share;
 
-#define VS_SHARE_PREFIX	 "vs.s"
-#define VS_SHARE_LONG	 "vs.sl"
+#define VS_SHARE_PREFIX "vs.s"
+#define VS_SHARE_LONG	"vs.sl"
 
 /* pub: the connection share copies are published on (owned by the caller). NULL on no memory. */
 struct vs_cluster_share *vs_cluster_share_new(struct vs_broker *b, natsConnection *pub);
