@@ -295,7 +295,6 @@ void vs_cluster_stop(struct vs_broker *b)
 	if (cl->tick_started)
 		pthread_join(cl->tick, NULL);
 	vs_cluster_retain_stop(cl->retain); /* its thread waits on the connection */
-	cl->retain = NULL;
 	if (cl->share_nc)
 		natsConnection_Close(cl->share_nc);
 	/* Drained first: the subscriptions end, what waited for delivery is delivered (into
@@ -318,12 +317,14 @@ void vs_cluster_stop(struct vs_broker *b)
 	}
 	natsSubscription_Destroy(cl->long_sub);
 	natsSubscription_Destroy(cl->hb_sub);
-	vs_cluster_share_free(cl->share);
+	vs_cluster_share_close(cl->share);
 	jsCtx_Destroy(cl->js);
 	natsConnection_Destroy(cl->share_nc);
 	natsConnection_Destroy(cl->nc);
 	natsOptions_Destroy(cl->opts);
 	nats_CloseAndWait(2000); /* the library's threads are gone: no callback after this */
+	vs_cluster_retain_free(cl->retain);
+	vs_cluster_share_free(cl->share);
 	vs_map_fini(&cl->interest);
 	vs_map_fini(&cl->last);
 	it = 0;

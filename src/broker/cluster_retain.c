@@ -301,6 +301,15 @@ void vs_cluster_retain_stop(struct vs_cluster_retain *r)
 	pthread_join(r->thread, NULL);
 	kvWatcher_Destroy(r->watcher);
 	kvStore_Destroy(r->kv);
+	r->watcher = NULL;
+	r->kv = NULL;
+	atomic_store(&r->ready, false);
+}
+
+void vs_cluster_retain_free(struct vs_cluster_retain *r)
+{
+	if (!r)
+		return;
 	vs_map_fini(&r->pending);
 	pthread_mutex_destroy(&r->lock);
 	free(r);

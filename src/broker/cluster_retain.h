@@ -37,8 +37,10 @@ struct vs_cluster_retain;
 
 /* Starts the thread that binds (or creates) the bucket and watches it. NULL on no memory. */
 struct vs_cluster_retain *vs_cluster_retain_start(struct vs_broker *b);
-/* Stops and joins the thread (before the connection closes). */
+/* Stops and joins the thread, and ends the watch (before the connection closes). */
 void vs_cluster_retain_stop(struct vs_cluster_retain *r);
+/* Frees r once no NATS callback can run any more (after nats_CloseAndWait). */
+void vs_cluster_retain_free(struct vs_cluster_retain *r);
 
 /*
  * The router's step for a retained message m (retain set, retain_available): stores it in the

@@ -93,6 +93,25 @@ static void group_free(struct group *g)
 	free(g);
 }
 
+void vs_cluster_share_close(struct vs_cluster_share *s)
+{
+	if (!s)
+		return;
+	size_t it = 0;
+	const char *key;
+	size_t klen;
+	void *val;
+	pthread_mutex_lock(&s->lock);
+	while (vs_map_next(&s->groups, &it, &key, &klen, &val)) {
+		struct group *g = val;
+		for (int i = 0; i < 3; i++) {
+			natsSubscription_Destroy(g->subs[i]);
+			g->subs[i] = NULL; /* its key in by_sub stays: a late callback finds g */
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
 void vs_cluster_share_free(struct vs_cluster_share *s)
 {
 	if (!s)

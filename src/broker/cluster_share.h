@@ -31,6 +31,8 @@ struct vs_cluster_share;
 /* pub: the connection share copies are published on (owned by the caller). NULL on no memory. */
 struct vs_cluster_share *vs_cluster_share_new(struct vs_broker *b, natsConnection *pub);
 /* Destroys the subscriptions (after the connection closed). */
+void vs_cluster_share_close(struct vs_cluster_share *s);
+/* Frees s once no NATS callback can run any more (after nats_CloseAndWait). */
 void vs_cluster_share_free(struct vs_cluster_share *s);
 
 /* A local member of share ("$share/G/F") appeared (delta 1) or went (-1). */
