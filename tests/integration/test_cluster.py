@@ -28,14 +28,14 @@ NATS = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
 
 class Nats:
-	def __init__(self, tmp_path, port=None):
+	def __init__(self, tmp_path, port=None, js=True):
 		self.port = port or free_port()
 		self.mport = free_port()
 		self.log = open(str(tmp_path / ("nats-%d.log" % self.port)), "wb")
 		store = tmp_path / ("js-%d" % self.port)  # JetStream: the bucket of retained messages
+		js_args = ["-js", "-sd", str(store)] if js else []
 		self.proc = subprocess.Popen([NATS, "-a", "127.0.0.1", "-p", str(self.port), "-m",
-			str(self.mport), "-js", "-sd", str(store)], stdout=self.log,
-			stderr=subprocess.STDOUT)
+			str(self.mport)] + js_args, stdout=self.log, stderr=subprocess.STDOUT)
 		wait_until(self.up, 10, what="nats-server on %d" % self.port)
 
 	def up(self):
@@ -66,8 +66,8 @@ def nats(tmp_path):
 		pytest.skip("no nats-server (scripts/install-deps installs it)")
 	made = []
 
-	def make(port=None):
-		n = Nats(tmp_path, port)
+	def make(port=None, js=True):
+		n = Nats(tmp_path, port, js)
 		made.append(n)
 		return n
 	yield make
@@ -386,3 +386,56 @@ def test_sys_and_metrics_show_the_cluster(nats, broker, clients):
 	wait_until(sys_ready, 15, what="$SYS/broker/cluster/ on mb: %r" % seen)
 	assert seen["$SYS/broker/cluster/connected"] == "1"
 	assert seen["$SYS/broker/cluster/rtt"].endswith(" ms")
+
+
+def test_without_jetstream_each_node_keeps_what_it_routes(nats, broker, clients):
+	n = nats(js=False)
+	a = node(broker, n, "na")
+	b = node(broker, n, "nb")
+	b.wait_log(r"cluster: no JetStream bucket vs_retained yet", timeout=15)
+	t = uid("nojs")
+	s = clients.raw(b.port, 4)
+	s.connect(uid("s"))
+	s.subscribe([(t, 1)])
+	wait_subjects(n, "nb", lambda x: "vs.m.%s" % t in x, "nb's subscription")
+	p = clients.raw(a.port, 4)
+	p.connect(uid("p"))
+	p.publish(t, b"kept", qos=1, retain=True)
+	assert s.expect(PUBLISH, timeout=10).payload == b"kept"
+	# As before the bucket: the node that had a subscriber stored it from the frame.
+	assert payload_of(retained_of(clients, b.port, t)) == b"kept"
+	assert payload_of(retained_of(clients, a.port, t)) == b"kept"
+
+
+def test_a_node_without_members_sends_to_a_group_on_other_nodes(nats, broker, clients):
+	n = nats()
+	a = node(broker, n, "ga")
+	b = node(broker, n, "gb")
+	c = node(broker, n, "gc")  # no members: it learns of the group from the heartbeats
+	t = uid("grp")
+	members = []
+	for port in (a.port, b.port):
+		m = clients.raw(port, 5)
+		m.connect(uid("m"))
+		m.subscribe([("$share/g/%s/#" % t, 1)])
+		members.append(m)
+	p = clients.raw(c.port, 5)
+	p.connect(uid("p"))
+
+	def probe_arrived():  # until gc has heard that others have groups
+		p.publish(t + "/probe", b"", qos=1)
+		return any(x.type == PUBLISH for m in members for x in m.drain(0.1))
+	wait_until(probe_arrived, 10, what="a probe from gc to reach the group")
+	for m in members:
+		m.drain(0.3)
+	total = 40
+	for i in range(total):
+		p.publish("%s/x/%d" % (t, i), b"%d" % i, qos=1)
+	got = []
+	deadline = time.monotonic() + 10
+	while len(got) < total and time.monotonic() < deadline:
+		for m in members:
+			got += [int(x.payload) for x in m.drain(0.1) if x.type == PUBLISH and x.payload]
+	for m in members:
+		got += [int(x.payload) for x in m.drain(0.5) if x.type == PUBLISH and x.payload]
+	assert sorted(got) == list(range(total))
