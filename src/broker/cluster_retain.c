@@ -28,6 +28,7 @@ struct vs_cluster_retain {
 	atomic_uint_fast64_t applied; /* changes from the bucket stored here */
 	pthread_mutex_t lock;	      /* orders local stores with puts; guards pending, watcher */
 	struct vs_map pending;	      /* topic -> sequence number of this node's last put */
+	struct vs_map unsynced;	      /* topics published here before the bucket was bound */
 	uint64_t seq;		      /* of this node's puts (under lock) */
 	kvStore *kv;		      /* the thread's */
 	kvWatcher *watcher;	      /* the thread's; under lock so that stop can end its wait */
@@ -95,13 +96,16 @@ bool vs_cluster_retain(struct vs_broker *b, struct vs_msg *m, uint64_t *version)
 	if (m->remote && ready && !is_sys(m))
 		return false;			  /* the bucket brings it */
 	void *stored = m->payload.len ? m : NULL; /* [MQTT-3.3.1-10] empty clears */
-	if (!ready || m->remote || is_sys(m)) {
+	if (!r || m->remote || is_sys(m)) {
 		vs_retain_put(b->retain, (const char *)m->topic.p, m->topic.len, stored, version);
 		return true;
 	}
 	pthread_mutex_lock(&r->lock);
 	vs_retain_put(b->retain, (const char *)m->topic.p, m->topic.len, stored, version);
-	put_locked(r, m);
+	if (atomic_load(&r->ready))
+		put_locked(r, m);
+	else /* written when the bucket is bound (sync_unsynced) */
+		vs_map_put(&r->unsynced, m->topic.p, m->topic.len, (void *)1, NULL);
 	pthread_mutex_unlock(&r->lock);
 	return true;
 }
@@ -189,6 +193,40 @@ static void apply(struct vs_cluster_retain *r, kvEntry *e)
 		vs_msg_unref(m);
 }
 
+static void take_ref(void *ctx, void *msg)
+{
+	*(struct vs_msg **)ctx = vs_msg_ref(msg);
+}
+
+/* Puts what was published here before the bucket was bound, as the store holds it now (an
+ * empty message for a topic cleared since), and opens the bucket to puts (r->lock held). */
+static void sync_unsynced(struct vs_cluster_retain *r)
+{
+	struct vs_broker *b = r->b;
+	size_t it = 0, n = 0;
+	const char *topic;
+	size_t len;
+	void *val;
+	while (vs_map_next(&r->unsynced, &it, &topic, &len, &val)) {
+		struct vs_msg *m = NULL;
+		vs_retain_match(b->retain, topic, len, take_ref, &m); /* no wildcard: itself */
+		if (!m)
+			m = vs_msg_make(topic, len, "", 0, 0, true, NULL, NULL, vs_now_ms());
+		if (m) {
+			put_locked(r, m);
+			vs_msg_unref(m);
+			n++;
+		}
+	}
+	vs_map_fini(&r->unsynced);
+	atomic_store(&r->ready, true);
+	if (n)
+		vs_log(b->log, VS_LOG_NOTICE,
+		       "cluster: %zu retained message(s) published here before bucket %s was "
+		       "there written to it",
+		       n, VS_RETAIN_BUCKET);
+}
+
 /* Sleeps up to ms unless stopped. */
 static void nap(struct vs_cluster_retain *r, int ms)
 {
@@ -241,8 +279,9 @@ static void *watch_main(void *arg)
 			}
 			pthread_mutex_lock(&r->lock);
 			r->watcher = w;
+			if (!atomic_load(&r->ready))
+				sync_unsynced(r);
 			pthread_mutex_unlock(&r->lock);
-			atomic_store(&r->ready, true);
 			initial = 0;
 		}
 		kvEntry *e = NULL;
@@ -311,6 +350,7 @@ void vs_cluster_retain_free(struct vs_cluster_retain *r)
 	if (!r)
 		return;
 	vs_map_fini(&r->pending);
+	vs_map_fini(&r->unsynced);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
 }

@@ -177,6 +177,7 @@ def test_a_node_started_before_nats_joins_when_it_comes(nats, broker, clients, t
 	s.connect(uid("s"))
 	t = uid("late")
 	s.subscribe([(t, 1)])
+	s.publish(t + "/r", b"before-nats", qos=1, retain=True)  # kept, and written to the bucket later
 	n = nats(port)
 	a.wait_log(r"cluster: node early connected to NATS", timeout=15)
 	b = node(broker, n, "later")
@@ -185,6 +186,9 @@ def test_a_node_started_before_nats_joins_when_it_comes(nats, broker, clients, t
 	p.connect(uid("p"))
 	p.publish(t, b"hello", qos=1)
 	assert s.expect(PUBLISH, timeout=10).payload == b"hello"
+	a.wait_log(r"cluster: 1 retained message\(s\) published here before bucket", timeout=15)
+	got = wait_until(lambda: retained_of(clients, b.port, t + "/r"), 10, what="later has it")
+	assert got.payload == b"before-nats"
 
 
 def bucket_state(n):
