@@ -11,6 +11,9 @@
 #include "base/clock.h"
 #include "base/map.h"
 #include "broker/broker.h"
+#include "broker/cluster_nats.h"
+#include "broker/cluster_retain.h"
+#include "broker/cluster_share.h"
 #include "broker/router.h"
 #include "broker/worker.h"
 #include "cluster/cluster.h"
@@ -23,6 +26,11 @@
 #define SUBJECT_MAX  1024
 #define LONG_SUBJECT "vs.l"
 #define ALL_SUBJECTS VS_CLUSTER_PREFIX ".>"
+/* Each node says it is there every HEARTBEAT_MS ("GROUPS NODE": its shared groups, its id);
+ * nodes not heard from for NODE_GONE_MS are no longer counted. */
+#define HEARTBEAT    "vs.hb"
+#define HEARTBEAT_MS 2000
+#define NODE_GONE_MS 10000
 
 struct interest {
 	unsigned refs;
@@ -39,6 +47,24 @@ struct vs_cluster {
 	struct vs_map interest; /* subject -> struct interest * */
 	struct vs_map last;	/* origin node -> last sequence number seen (as a pointer) */
 	natsSubscription *long_sub;
+	natsConnection *share_nc; /* publishes share copies (echo on: see cluster_share.h) */
+	jsCtx *js;		  /* the connection's one JetStream context */
+	struct vs_cluster_retain *retain;
+	struct vs_cluster_share *share;
+	atomic_bool connected;
+	atomic_uint_fast64_t sent, received;
+	atomic_int_fast64_t rtt_us;
+	natsSubscription *hb_sub;
+	struct vs_map nodes; /* node id -> struct peer * (under lock) */
+	pthread_t tick;	     /* heartbeats, RTT */
+	bool tick_started;
+	atomic_bool stop;
+};
+
+/* Another node, as its heartbeats tell. */
+struct peer {
+	int64_t seen_ms;
+	uint32_t groups;
 };
 
 static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *arg)
@@ -74,6 +100,7 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void 
 		goto out;
 	}
 	m->remote = true;
+	atomic_fetch_add_explicit(&cl->received, 1, memory_order_relaxed);
 	/* One worker per origin node: its messages are routed in the order they were sent. */
 	uint32_t h = 2166136261u;
 	for (size_t i = 0; i < f.node.len; i++)
@@ -88,6 +115,7 @@ static void on_disconnected(natsConnection *nc, void *arg)
 {
 	(void)nc;
 	struct vs_cluster *cl = arg;
+	atomic_store(&cl->connected, false);
 	vs_log(cl->b->log, VS_LOG_WARN, "cluster: NATS connection lost, reconnecting");
 }
 
@@ -96,6 +124,7 @@ static void on_connected(natsConnection *nc, void *arg)
 	struct vs_cluster *cl = arg;
 	char url[256] = "";
 	natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+	atomic_store(&cl->connected, true);
 	vs_log(cl->b->log, VS_LOG_NOTICE, "cluster: node %s connected to NATS at %s", cl->node,
 	       url);
 }
@@ -149,6 +178,64 @@ static int set_options(struct vs_cluster *cl, const struct vs_config *c, char *e
 	return 0;
 }
 
+static void on_heartbeat(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *arg);
+static void *tick_main(void *arg);
+
+/* JetStream's asynchronous publish errors, to the file whose subject it was. */
+static void on_js_error(jsCtx *js, jsPubAckErr *pae, void *arg)
+{
+	(void)js;
+	struct vs_cluster *cl = arg;
+	const char *subject = natsMsg_GetSubject(pae->Msg);
+	static const char kv[] = "$KV." VS_RETAIN_BUCKET ".";
+	if (subject && strncmp(subject, kv, sizeof(kv) - 1) == 0)
+		vs_cluster_retain_failed(cl->b, pae);
+}
+
+static void on_share_connected(natsConnection *nc, void *arg)
+{
+	(void)nc;
+	(void)arg;
+}
+
+/* The second connection, for share copies, and the JetStream context. */
+static int connect_more(struct vs_cluster *cl, char *err, size_t errlen)
+{
+	jsOptions jo;
+	jsOptions_Init(&jo);
+	jo.Wait = 2000; /* API requests (binding the bucket): a stop waits for one at most */
+	jo.PublishAsync.ErrHandler = on_js_error;
+	jo.PublishAsync.ErrHandlerClosure = cl;
+	natsStatus s = natsConnection_JetStream(&cl->js, cl->nc, &jo);
+	if (s != NATS_OK)
+		return fail(err, errlen, "JetStream context", s);
+	char name[VS_CLUSTER_NODE_MAX + 8];
+	snprintf(name, sizeof(name), "%s-share", cl->node);
+	natsOptions *o = cl->opts; /* the main connection has its copy */
+	natsOptions_SetName(o, name);
+	natsOptions_SetNoEcho(o, false);
+	natsOptions_SetRetryOnFailedConnect(o, true, on_share_connected, cl);
+	natsOptions_SetReconnectedCB(o, NULL, NULL);
+	natsOptions_SetDisconnectedCB(o, NULL, NULL);
+	s = natsConnection_Connect(&cl->share_nc, o);
+	if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED)
+		return fail(err, errlen, "connecting to NATS", s);
+	if (!(cl->share = vs_cluster_share_new(cl->b, cl->share_nc)) ||
+	    !(cl->retain = vs_cluster_retain_start(cl->b))) {
+		snprintf(err, errlen, "cluster: no memory");
+		return -1;
+	}
+	s = natsConnection_Subscribe(&cl->hb_sub, cl->nc, HEARTBEAT, on_heartbeat, cl);
+	if (s != NATS_OK)
+		return fail(err, errlen, "subscribing", s);
+	if (pthread_create(&cl->tick, NULL, tick_main, cl) != 0) {
+		snprintf(err, errlen, "cluster: cannot start a thread");
+		return -1;
+	}
+	cl->tick_started = true;
+	return 0;
+}
+
 int vs_cluster_start(struct vs_broker *b, char *err, size_t errlen)
 {
 	const struct vs_config *c = b->conf;
@@ -160,6 +247,7 @@ int vs_cluster_start(struct vs_broker *b, char *err, size_t errlen)
 		return -1;
 	}
 	cl->b = b;
+	atomic_init(&cl->rtt_us, -1);
 	pthread_mutex_init(&cl->lock, NULL);
 	if (c->cluster_node_id)
 		snprintf(cl->node, sizeof(cl->node), "%s", c->cluster_node_id);
@@ -183,6 +271,8 @@ int vs_cluster_start(struct vs_broker *b, char *err, size_t errlen)
 	s = natsConnection_Subscribe(&cl->long_sub, cl->nc, LONG_SUBJECT, on_msg, cl);
 	if (s != NATS_OK)
 		return fail(err, errlen, "subscribing", s);
+	if (connect_more(cl, err, errlen) < 0)
+		return -1;
 	/* The subscriptions restored from the store, added before this connection existed. */
 	size_t it = 0;
 	const char *key;
@@ -201,6 +291,12 @@ void vs_cluster_stop(struct vs_broker *b)
 	struct vs_cluster *cl = b->cluster;
 	if (!cl)
 		return;
+	atomic_store(&cl->stop, true);
+	if (cl->tick_started)
+		pthread_join(cl->tick, NULL);
+	vs_cluster_retain_stop(cl->retain); /* its thread waits on the connection */
+	if (cl->share_nc)
+		natsConnection_Close(cl->share_nc);
 	/* Drained first: the subscriptions end, what waited for delivery is delivered (into
 	 * mailboxes that nobody reads any more, freed with them), then the connection closes. A
 	 * plain close could leave a message in the library's delivery queue, never freed. */
@@ -220,11 +316,21 @@ void vs_cluster_stop(struct vs_broker *b)
 		free(in);
 	}
 	natsSubscription_Destroy(cl->long_sub);
+	natsSubscription_Destroy(cl->hb_sub);
+	vs_cluster_share_close(cl->share);
+	jsCtx_Destroy(cl->js);
+	natsConnection_Destroy(cl->share_nc);
 	natsConnection_Destroy(cl->nc);
 	natsOptions_Destroy(cl->opts);
 	nats_CloseAndWait(2000); /* the library's threads are gone: no callback after this */
+	vs_cluster_retain_free(cl->retain);
+	vs_cluster_share_free(cl->share);
 	vs_map_fini(&cl->interest);
 	vs_map_fini(&cl->last);
+	it = 0;
+	while (vs_map_next(&cl->nodes, &it, &key, &klen, &val))
+		free(val);
+	vs_map_fini(&cl->nodes);
 	pthread_mutex_destroy(&cl->lock);
 	free(cl);
 	b->cluster = NULL;
@@ -257,8 +363,12 @@ void vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m)
 	uint64_t seq = atomic_fetch_add(&cl->seq, 1) + 1;
 	ssize_t h = vs_cluster_frame_head(cl->node, seq, buf, 2 + VS_CLUSTER_NODE_MAX + 8);
 	ssize_t n = h < 0 ? h : vs_msg_encode((struct vs_msg *)m, &d, now, buf + h, (size_t)plen);
-	if (n > 0)
-		natsConnection_Publish(cl->nc, subject, buf, (int)(h + n));
+	if (n <= 0)
+		return;
+	if (natsConnection_Publish(cl->nc, subject, buf, (int)(h + n)) == NATS_OK)
+		atomic_fetch_add_explicit(&cl->sent, 1, memory_order_relaxed);
+	if (cl->share && vs_cluster_share_forward(cl->share, subject, buf, (int)(h + n)))
+		atomic_fetch_add_explicit(&cl->sent, 1, memory_order_relaxed);
 }
 
 /* Adds delta to subject's count, subscribing at the first and unsubscribing at the last. */
@@ -300,13 +410,11 @@ void vs_cluster_interest(struct vs_broker *b, const char *filter, size_t len, in
 	struct vs_cluster *cl = b->cluster;
 	if (!cl)
 		return;
-	/* $share/GROUP/FILTER: this node needs FILTER's messages for its members. */
+	/* $share/GROUP/FILTER: the group's own queue subscriptions (cluster_share.h). */
 	if (len > 7 && memcmp(filter, "$share/", 7) == 0) {
-		const char *g = memchr(filter + 7, '/', len - 7);
-		if (!g)
-			return;
-		len -= (size_t)(g + 1 - filter);
-		filter = g + 1;
+		if (cl->share)
+			vs_cluster_share_interest(cl->share, filter, len, delta);
+		return;
 	}
 	char a[SUBJECT_MAX], s2[SUBJECT_MAX];
 	int n = vs_cluster_filter_subjects((const uint8_t *)filter, len, a, s2, sizeof(a));
@@ -318,5 +426,151 @@ void vs_cluster_interest(struct vs_broker *b, const char *filter, size_t len, in
 		if (n == 2)
 			count_subject(cl, s2, delta);
 	}
+	pthread_mutex_unlock(&cl->lock);
+}
+
+bool vs_cluster_shares_remote(struct vs_broker *b)
+{
+	struct vs_cluster *cl = b->cluster;
+	return cl && cl->share && atomic_load_explicit(&cl->connected, memory_order_relaxed);
+}
+
+natsConnection *vs_cluster_nc(struct vs_broker *b)
+{
+	return b->cluster->nc;
+}
+
+jsCtx *vs_cluster_js(struct vs_broker *b)
+{
+	return b->cluster->js;
+}
+
+const char *vs_cluster_node(struct vs_broker *b)
+{
+	return b->cluster->node;
+}
+
+struct vs_cluster_retain *vs_cluster_retain_state(struct vs_broker *b)
+{
+	return b->cluster ? b->cluster->retain : NULL;
+}
+
+void vs_cluster_count(struct vs_broker *b, uint64_t sent, uint64_t received)
+{
+	struct vs_cluster *cl = b->cluster;
+	atomic_fetch_add_explicit(&cl->sent, sent, memory_order_relaxed);
+	atomic_fetch_add_explicit(&cl->received, received, memory_order_relaxed);
+}
+
+/* A heartbeat of another node: "GROUPS NODE". */
+static void on_heartbeat(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *arg)
+{
+	(void)nc;
+	(void)sub;
+	struct vs_cluster *cl = arg;
+	const char *d = natsMsg_GetData(nm);
+	int len = natsMsg_GetDataLength(nm);
+	char *sp = len > 0 ? memchr(d, ' ', (size_t)len) : NULL;
+	if (!sp || sp + 1 >= d + len) {
+		natsMsg_Destroy(nm);
+		return;
+	}
+	uint32_t groups = (uint32_t)strtoul(d, NULL, 10);
+	const char *node = sp + 1;
+	size_t nlen = (size_t)(d + len - node);
+	pthread_mutex_lock(&cl->lock);
+	struct peer *p = vs_map_get(&cl->nodes, node, nlen);
+	if (!p && (p = calloc(1, sizeof(*p))) && vs_map_put(&cl->nodes, node, nlen, p, NULL) < 0) {
+		free(p);
+		p = NULL;
+	}
+	if (p) {
+		p->seen_ms = vs_now_ms();
+		p->groups = groups;
+	}
+	pthread_mutex_unlock(&cl->lock);
+	if (groups && cl->share)
+		vs_cluster_share_remote(cl->share, true); /* at once: its members wait */
+	natsMsg_Destroy(nm);
+}
+
+static void send_heartbeat(struct vs_cluster *cl)
+{
+	char hb[VS_CLUSTER_NODE_MAX + 32];
+	int n = snprintf(hb, sizeof(hb), "%zu %s", vs_cluster_share_groups(cl->share), cl->node);
+	natsConnection_Publish(cl->nc, HEARTBEAT, hb, n);
+}
+
+/* Forgets nodes not heard from for long, and says whether the others have shared groups. */
+static void prune_nodes(struct vs_cluster *cl)
+{
+	int64_t now = vs_now_ms();
+	bool groups = false;
+	pthread_mutex_lock(&cl->lock);
+	size_t it = 0;
+	const char *key;
+	size_t klen;
+	void *val;
+	while (vs_map_next(&cl->nodes, &it, &key, &klen, &val)) {
+		const struct peer *p = val;
+		if (now - p->seen_ms <= NODE_GONE_MS)
+			groups |= p->groups > 0;
+	}
+	pthread_mutex_unlock(&cl->lock);
+	if (cl->share)
+		vs_cluster_share_remote(cl->share, groups);
+}
+
+/* Heartbeats (at once when this node's first shared group comes or its last goes), the NATS
+ * round-trip time, and the list of nodes. */
+static void *tick_main(void *arg)
+{
+	struct vs_cluster *cl = arg;
+	int64_t last = 0;
+	bool had_groups = false;
+	while (!atomic_load(&cl->stop)) {
+		int64_t now = vs_now_ms();
+		bool groups = vs_cluster_share_groups(cl->share) > 0;
+		if (now - last >= HEARTBEAT_MS || groups != had_groups) {
+			send_heartbeat(cl);
+			had_groups = groups;
+		}
+		if (now - last >= HEARTBEAT_MS) {
+			last = now;
+			/* A PING and its PONG, bounded (natsConnection_GetRTT is not): a stop never
+			 * waits for a NATS server that does not answer for more than a second. */
+			int64_t t0 = vs_now_ns();
+			natsStatus s = natsConnection_FlushTimeout(cl->nc, 1000);
+			atomic_store(&cl->rtt_us, s == NATS_OK ? (vs_now_ns() - t0) / 1000 : -1);
+			prune_nodes(cl);
+		}
+		nats_Sleep(100);
+	}
+	return NULL;
+}
+
+void vs_cluster_stats(struct vs_broker *b, struct vs_cluster_stats *st)
+{
+	struct vs_cluster *cl = b->cluster;
+	memset(st, 0, sizeof(*st));
+	st->rtt_us = -1;
+	if (!cl)
+		return;
+	st->connected = atomic_load(&cl->connected);
+	st->rtt_us = st->connected ? atomic_load(&cl->rtt_us) : -1;
+	st->sent = atomic_load(&cl->sent);
+	st->received = atomic_load(&cl->received);
+	st->retained_bucket = vs_cluster_retain_ready(cl->retain);
+	st->retained_applied = vs_cluster_retain_applied(cl->retain);
+	st->shared_groups = vs_cluster_share_groups(cl->share);
+	int64_t now = vs_now_ms();
+	st->nodes = 1;
+	pthread_mutex_lock(&cl->lock);
+	size_t it = 0;
+	const char *key;
+	size_t klen;
+	void *val;
+	while (vs_map_next(&cl->nodes, &it, &key, &klen, &val))
+		st->nodes += now - ((const struct peer *)val)->seen_ms <= NODE_GONE_MS;
 	pthread_mutex_unlock(&cl->lock);
 }

@@ -10,7 +10,9 @@
 #ifndef VS_BROKER_CLUSTER_H
 #define VS_BROKER_CLUSTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct vs_broker;
 struct vs_msg;
@@ -28,5 +30,23 @@ void vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m);
 
 /* A local subscription to filter appeared (delta 1) or went (-1). */
 void vs_cluster_interest(struct vs_broker *b, const char *filter, size_t len, int delta);
+
+/* Whether the cluster chooses the node of each shared-group delivery (cluster_share.h): while
+ * connected to NATS. The router then leaves shared groups out of its own deliveries. */
+bool vs_cluster_shares_remote(struct vs_broker *b);
+
+/* The cluster's figures, for $SYS and /metrics (docs/cluster.md). */
+struct vs_cluster_stats {
+	bool connected;		   /* to NATS, now */
+	int64_t rtt_us;		   /* NATS round-trip time, last measured (every 2 s); -1 unknown */
+	uint64_t sent;		   /* messages sent to the other nodes (share copies included) */
+	uint64_t received;	   /* messages received from them (duplicates not counted) */
+	uint32_t nodes;		   /* nodes heard from in the last 10 s, this one included */
+	bool retained_bucket;	   /* the bucket of retained messages is bound */
+	uint64_t retained_applied; /* changes of that bucket stored here */
+	size_t shared_groups;	   /* local shared groups subscribed in NATS */
+};
+/* Fills st (all zero, rtt_us -1, without a cluster). */
+void vs_cluster_stats(struct vs_broker *b, struct vs_cluster_stats *st);
 
 #endif

@@ -14,6 +14,7 @@
 
 #include "base/prom.h"
 #include "broker/broker.h"
+#include "broker/cluster.h"
 #include "broker/worker.h"
 #include "topic/retain.h"
 #include "topic/tree.h"
@@ -133,10 +134,41 @@ static void write_process(struct vs_prom *p, struct vs_broker *b)
 	      "Start time of the process since unix epoch in seconds.", (double)b->start_wall);
 }
 
+/* The cluster (docs/cluster.md), when there is one. */
+static void write_cluster(struct vs_prom *p, struct vs_broker *b)
+{
+	struct vs_cluster_stats cs;
+	if (!b->cluster)
+		return;
+	vs_cluster_stats(b, &cs);
+	gauge(p, "viesti_cluster_connected", "1 while connected to NATS, else 0.",
+	      cs.connected ? 1 : 0);
+	gauge(p, "viesti_cluster_nodes", "Nodes heard from in the last 10 s, this one included.",
+	      cs.nodes);
+	if (cs.rtt_us >= 0)
+		gauge(p, "viesti_cluster_rtt_seconds",
+		      "Round-trip time to the NATS server, measured every 2 s.", cs.rtt_us / 1e6);
+	counter(p, "viesti_cluster_messages_sent_total",
+		"Messages sent to the other nodes through NATS (shared-group copies included).",
+		cs.sent);
+	counter(p, "viesti_cluster_messages_received_total",
+		"Messages received from the other nodes (duplicates not counted).", cs.received);
+	gauge(p, "viesti_cluster_retained_bucket",
+	      "1 when the JetStream bucket of retained messages is bound, else 0.",
+	      cs.retained_bucket ? 1 : 0);
+	counter(p, "viesti_cluster_retained_applied_total",
+		"Changes of the bucket of retained messages stored on this node.",
+		cs.retained_applied);
+	gauge(p, "viesti_cluster_shared_groups",
+	      "Shared subscription groups with members on this node (NATS queue groups).",
+	      (double)cs.shared_groups);
+}
+
 int vs_metrics_write(struct vs_broker *b, struct vs_bytes *out)
 {
 	struct vs_prom p = {.out = out};
 	write_broker(&p, b);
+	write_cluster(&p, b);
 	vs_bridges_metrics(b, &p);
 	write_process(&p, b);
 	return p.err;

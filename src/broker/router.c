@@ -16,6 +16,7 @@
 #include "auth/acl.h"
 #include "base/clock.h"
 #include "broker/cluster.h"
+#include "broker/cluster_retain.h"
 #include "broker/conn.h"
 #include "broker/mount.h"
 #include "broker/persist.h"
@@ -30,7 +31,8 @@ struct route_ctx {
 	struct vs_worker *w;
 	struct vs_msg *msg;
 	const struct vs_session *origin;
-	int delivered; /* shared deliveries made during the match */
+	int delivered;	  /* shared deliveries made during the match */
+	bool skip_shared; /* the cluster picks the node of each shared delivery (cluster.h) */
 };
 
 /* The QoS a subscriber gets: min(published, subscribed) [MQTT-3.8.4-8], or with
@@ -86,7 +88,8 @@ static void on_match(void *ctx, const struct vs_sub *members, size_t n, atomic_u
 	const struct vs_sub *sub = members;
 	const char *share = NULL;
 	if (cursor) {
-		deliver_shared(r, members, n, cursor);
+		if (!r->skip_shared)
+			deliver_shared(r, members, n, cursor);
 		return;
 	} else if (sub->no_local && sub->owner == r->origin) {
 		return; /* [MQTT-3.8.3-3] No Local */
@@ -106,6 +109,30 @@ static int cmp_match(const void *a, const void *b)
 {
 	const struct vs_match *x = a, *y = b;
 	return x->s < y->s ? -1 : x->s > y->s;
+}
+
+static void on_group(void *ctx, const struct vs_sub *members, size_t n, atomic_uint *cursor)
+{
+	deliver_shared(ctx, members, n, cursor);
+}
+
+int vs_route_shared(struct vs_worker *w, struct vs_msg *msg, const char *share)
+{
+	const char *g = strchr(share + 7, '/'); /* "$share/" GROUP "/" FILTER */
+	char stack[512], *topic = stack;
+	if (!g)
+		return 0;
+	if (msg->topic.len >= sizeof(stack) && !(topic = malloc(msg->topic.len + 1)))
+		return 0;
+	memcpy(topic, msg->topic.p, msg->topic.len);
+	topic[msg->topic.len] = '\0';
+	struct route_ctx r = {w, msg, NULL, 0, false};
+	/* The NATS subjects cover the filter loosely ('$' topics, long ones): MQTT decides. */
+	if (vs_topic_match(g + 1, topic))
+		vs_tree_group(w->b->tree, share, strlen(share), on_group, &r);
+	if (topic != stack)
+		free(topic);
+	return r.delivered;
 }
 
 int vs_router_sub_add(struct vs_broker *b, const char *filter, size_t len, const struct vs_sub *sub)
@@ -130,13 +157,19 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 	if (b->cluster)
 		vs_cluster_forward(w, msg);
 	if (msg->retain && b->conf->retain_available) {
-		/* [MQTT-3.3.1-5] store; [MQTT-3.3.1-10] an empty payload removes. */
+		/* [MQTT-3.3.1-5] store; [MQTT-3.3.1-10] an empty payload removes. In a cluster
+		 * the bucket of retained messages decides (cluster_retain.h). */
 		uint64_t version = 0;
-		vs_retain_put(b->retain, (const char *)msg->topic.p, msg->topic.len,
-			      msg->payload.len ? msg : NULL, &version);
-		vs_bp_retain(w, msg, msg->payload.len > 0, version);
+		bool stored = true;
+		if (b->cluster)
+			stored = vs_cluster_retain(b, msg, &version);
+		else
+			vs_retain_put(b->retain, (const char *)msg->topic.p, msg->topic.len,
+				      msg->payload.len ? msg : NULL, &version);
+		if (stored)
+			vs_bp_retain(w, msg, msg->payload.len > 0, version);
 	}
-	struct route_ctx r = {w, msg, origin, 0};
+	struct route_ctx r = {w, msg, origin, 0, b->cluster && vs_cluster_shares_remote(b)};
 	w->n_matches = 0;
 	vs_tree_match(b->tree, (const char *)msg->topic.p, msg->topic.len, on_match, &r);
 	if (w->n_matches == 0)

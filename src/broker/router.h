@@ -23,6 +23,11 @@ struct vs_conn;
  * (for No Local), or NULL. Returns the number of sessions it was delivered to. */
 int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *origin);
 
+/* Delivers msg, which the cluster chose this node for, to one member of the one shared group
+ * share ("$share/G/F") if its topic matches F: nothing else (no plain subscriber, no retained
+ * store). Returns the number of sessions it was delivered to (0 or 1). */
+int vs_route_shared(struct vs_worker *w, struct vs_msg *msg, const char *share);
+
 /* vs_tree_add / vs_tree_remove on the broker's trie, telling the cluster (cluster.h) when a
  * subscription appears or goes. Same returns. */
 struct vs_broker;

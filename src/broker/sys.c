@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "broker/cluster.h"
 #include "broker/persist.h"
 #include "broker/router.h"
 #include "broker/worker.h"
@@ -271,6 +272,28 @@ static void publish_viesti(struct vs_worker *w, const struct vs_stats *st)
 #undef U
 }
 
+/* The cluster's figures, under $SYS/broker/cluster/ (docs/cluster.md), when there is one. */
+static void publish_cluster(struct vs_worker *w)
+{
+	struct vs_cluster_stats cs;
+	if (!w->b->cluster)
+		return;
+	vs_cluster_stats(w->b, &cs);
+	publish(w, "$SYS/broker/cluster/connected", SYS_EXPIRY, "%d", cs.connected ? 1 : 0);
+	publish(w, "$SYS/broker/cluster/nodes", SYS_EXPIRY, "%u", cs.nodes);
+	if (cs.rtt_us >= 0)
+		publish(w, "$SYS/broker/cluster/rtt", SYS_EXPIRY, "%.3f ms", cs.rtt_us / 1000.0);
+	publish(w, "$SYS/broker/cluster/messages/sent", SYS_EXPIRY, "%llu",
+		(unsigned long long)cs.sent);
+	publish(w, "$SYS/broker/cluster/messages/received", SYS_EXPIRY, "%llu",
+		(unsigned long long)cs.received);
+	publish(w, "$SYS/broker/cluster/retained/bucket", SYS_EXPIRY, "%d",
+		cs.retained_bucket ? 1 : 0);
+	publish(w, "$SYS/broker/cluster/retained/applied", SYS_EXPIRY, "%llu",
+		(unsigned long long)cs.retained_applied);
+	publish(w, "$SYS/broker/cluster/shared_groups", SYS_EXPIRY, "%zu", cs.shared_groups);
+}
+
 static void publish_sys(struct vs_worker *w)
 {
 	struct vs_broker *b = w->b;
@@ -287,6 +310,7 @@ static void publish_sys(struct vs_worker *w)
 	publish_store(w, &st);
 	publish_counters(w, &st);
 	publish_viesti(w, &st);
+	publish_cluster(w);
 }
 
 /*

@@ -263,8 +263,12 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 		break;
 	case VS_MAIL_CLUSTER:
 		m->msg->created_ms = w->now_ms;
-		vs_route(w, m->msg, NULL);
+		if (m->share)
+			vs_route_shared(w, m->msg, m->share);
+		else
+			vs_route(w, m->msg, NULL);
 		vs_msg_unref(m->msg);
+		free(m->share);
 		break;
 	case VS_MAIL_KICK:
 		vs_worker_takeover(w, m->slot, m->conn_id, false); /* no longer its session's */
@@ -1122,6 +1126,7 @@ void vs_worker_fini(struct vs_worker *w)
 			vs_session_unref(w->mbox.items.v[i].session);
 		if (w->mbox.items.v[i].msg)
 			vs_msg_unref(w->mbox.items.v[i].msg);
+		free(w->mbox.items.v[i].share);
 	}
 	free(w->mbox.items.v);
 	free(w->mail_spare.v);

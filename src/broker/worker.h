@@ -54,7 +54,8 @@ struct vs_mail {
 	uint64_t conn_id;
 	struct vs_session *session; /* one reference, for VS_MAIL_DRAIN */
 	struct vs_msg *msg;	    /* one reference, for VS_MAIL_CLUSTER */
-	int reply_to;		    /* VS_MAIL_TAKEOVER: the worker of the new connection */
+	char *share;  /* VS_MAIL_CLUSTER: NULL, or the one "$share/G/F" msg is for (owned) */
+	int reply_to; /* VS_MAIL_TAKEOVER: the worker of the new connection */
 	uint32_t reply_slot;
 	uint64_t reply_conn_id;
 };

@@ -239,6 +239,7 @@ struct vs_config {
 	char *cluster_credentials; /* a NATS .creds file */
 	char *cluster_username, *cluster_password;
 	char *cluster_cafile, *cluster_certfile, *cluster_keyfile;
+	int cluster_replicas; /* JetStream replicas of the cluster's buckets, 1..5 */
 
 	/* Process. */
 	char *pid_file; /* NULL = none */

@@ -959,6 +959,7 @@ static const struct directive directives[] = {
     GLOBAL("cluster_cafile", set_string, cluster_cafile, 0, 0),
     GLOBAL("cluster_certfile", set_string, cluster_certfile, 0, 0),
     GLOBAL("cluster_keyfile", set_string, cluster_keyfile, 0, 0),
+    GLOBAL("cluster_replicas", set_int, cluster_replicas, 1, 5),
     GLOBAL("user", set_string, user, 0, 0),
     GLOBAL("sys_interval", set_int, sys_interval, 0, 65535),
     GLOBAL("clientid_prefixes", set_string, clientid_prefixes, 0, 0),

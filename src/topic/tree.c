@@ -422,6 +422,26 @@ int vs_tree_remove(struct vs_tree *t, const char *filter, size_t len, const void
 	return rc;
 }
 
+int vs_tree_group(struct vs_tree *t, const char *share, size_t len, vs_tree_match_fn fn, void *ctx)
+{
+	struct filter f;
+	uint32_t hash;
+	int rc = 0;
+
+	parse_filter(share, len, &f);
+	if (!f.group)
+		return 0;
+	pthread_rwlock_rdlock(&t->lock);
+	struct node *n = find_node(t, &f, false);
+	struct group *g = n ? find_group(t, n, &f, &hash) : NULL;
+	if (g) {
+		fn(ctx, g->members.v, g->members.n, &g->cursor);
+		rc = 1;
+	}
+	pthread_rwlock_unlock(&t->lock);
+	return rc;
+}
+
 /* One match in progress. */
 struct match {
 	struct vs_tree *t;

@@ -62,6 +62,13 @@ int vs_tree_remove(struct vs_tree *t, const char *filter, size_t len, const void
 size_t vs_tree_match(struct vs_tree *t, const char *topic, size_t len, vs_tree_match_fn fn,
 		     void *ctx);
 
+/*
+ * Calls fn once, as vs_tree_match() would, for the group of share ("$share/{group}/{filter}")
+ * if it has members: a message meant for that one group (the cluster chose this node for it).
+ * The caller checks that the topic matches the filter. Returns 1 if called, 0 if not.
+ */
+int vs_tree_group(struct vs_tree *t, const char *share, size_t len, vs_tree_match_fn fn, void *ctx);
+
 /* Number of subscriptions (ordinary plus shared members). */
 size_t vs_tree_count(struct vs_tree *t);
 /* Of those, members of $share groups (Mosquitto's $SYS/broker/shared_subscriptions/count). */

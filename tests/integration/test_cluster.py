@@ -12,13 +12,15 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import urllib.request
 
 import pytest
 
 from conftest import free_port, wait_until
 from helpers import uid
-from mqtt_raw import PUBLISH
+from http_util import http_lines, scrape, value, wait_listening
+from mqtt_raw import P, PUBLISH
 
 pytestmark = pytest.mark.viesti_only
 
@@ -26,12 +28,14 @@ NATS = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
 
 class Nats:
-	def __init__(self, tmp_path, port=None):
+	def __init__(self, tmp_path, port=None, js=True):
 		self.port = port or free_port()
 		self.mport = free_port()
 		self.log = open(str(tmp_path / ("nats-%d.log" % self.port)), "wb")
+		store = tmp_path / ("js-%d" % self.port)  # JetStream: the bucket of retained messages
+		js_args = ["-js", "-sd", str(store)] if js else []
 		self.proc = subprocess.Popen([NATS, "-a", "127.0.0.1", "-p", str(self.port), "-m",
-			str(self.mport)], stdout=self.log, stderr=subprocess.STDOUT)
+			str(self.mport)] + js_args, stdout=self.log, stderr=subprocess.STDOUT)
 		wait_until(self.up, 10, what="nats-server on %d" % self.port)
 
 	def up(self):
@@ -62,8 +66,8 @@ def nats(tmp_path):
 		pytest.skip("no nats-server (scripts/install-deps installs it)")
 	made = []
 
-	def make(port=None):
-		n = Nats(tmp_path, port)
+	def make(port=None, js=True):
+		n = Nats(tmp_path, port, js)
 		made.append(n)
 		return n
 	yield make
@@ -123,14 +127,13 @@ def test_parent_level_and_retained_forwarding(nats, broker, clients):
 	p.publish(t, b"parent", qos=1)  # "x/#" matches "x" [MQTT-4.7.1-2]
 	got = s.expect(PUBLISH, timeout=10)
 	assert (got.topic, got.payload) == (t, b"parent")
-	# A retained message published on one node while the other has a subscriber is kept by
-	# both: a later subscriber on the other node gets it.
+	# A retained message published on one node while the other has a subscriber reaches it
+	# live (RETAIN 0 [MQTT-3.3.1-12]), and is kept by both: a later subscriber on the other
+	# node gets it once the bucket brought it there.
 	p.publish(t + "/r", b"kept", qos=1, retain=True)
-	assert s.expect(PUBLISH, timeout=10).payload == b"kept"
-	late = clients.raw(b.port, 4)
-	late.connect(uid("late"))
-	late.subscribe([(t + "/r", 1)])
-	got = late.expect(PUBLISH, timeout=10)
+	got = s.expect(PUBLISH, timeout=10)
+	assert (got.payload, got.retain) == (b"kept", False)
+	got = wait_until(lambda: retained_of(clients, b.port, t + "/r"), 10, what="kept on pb")
 	assert (got.payload, got.retain) == (b"kept", True)
 
 
@@ -140,20 +143,30 @@ def test_overlapping_filters_share_one_nats_subscription(nats, broker, clients):
 	b = node(broker, n, "ob")
 	t = uid("ov")
 	subs = []
-	for f in (t + "/#", t + "/#", t + "/+", "$share/g/" + t + "/+"):
+	for f in (t + "/#", t + "/#", t + "/+", "$share/g/" + t + "/+", "$share/g/" + t + "/+"):
 		c = clients.raw(b.port, 5)
 		c.connect(uid("o"))
 		c.subscribe([(f, 1)])
 		subs.append(c)
 	esc = t  # uid() makes [a-z0-9-]: no escaping
-	want = sorted(["vs.l", "vs.m.%s" % esc, "vs.m.%s.>" % esc, "vs.m.%s.*" % esc])
-	wait_subjects(n, "ob", lambda s: s == want, "ob's subjects to be %s" % want)
+	# The shared group has its own queue subscriptions, one for both members: under vs.s for
+	# its filter, and vs.sl for long topics (the heartbeat is vs.hb).
+	base = ["vs.hb", "vs.l"]
+	share = ["vs.s.%s.*" % esc, "vs.sl"]
+	want = sorted(base + share + ["vs.m.%s" % esc, "vs.m.%s.>" % esc, "vs.m.%s.*" % esc])
+	wait_subjects(n, "ob", lambda s: vs_only(s) == want, "ob's subjects to be %s" % want)
 	for c in subs[:3]:
 		c.unsubscribe([(t + "/#")] if c is not subs[2] else [t + "/+"])
-	wait_subjects(n, "ob", lambda s: s == sorted(["vs.l", "vs.m.%s.*" % esc]),
+	wait_subjects(n, "ob", lambda s: vs_only(s) == sorted(base + share),
 		"ob to keep only what the shared subscription needs")
-	subs[3].close()  # a clean session ends: its subscription goes
-	wait_subjects(n, "ob", lambda s: s == ["vs.l"], "ob to drop the last one")
+	subs[3].close()  # a clean session ends: its subscription goes, the other member stays
+	subs[4].close()
+	wait_subjects(n, "ob", lambda s: vs_only(s) == base, "ob to drop the last one")
+
+
+def vs_only(subjects):
+	"""Viesti's own subjects (not the inboxes of JetStream requests and watchers)."""
+	return sorted(x for x in subjects if x.startswith("vs."))
 
 
 def test_a_node_started_before_nats_joins_when_it_comes(nats, broker, clients, tmp_path):
@@ -164,6 +177,7 @@ def test_a_node_started_before_nats_joins_when_it_comes(nats, broker, clients, t
 	s.connect(uid("s"))
 	t = uid("late")
 	s.subscribe([(t, 1)])
+	s.publish(t + "/r", b"before-nats", qos=1, retain=True)  # kept, and written to the bucket later
 	n = nats(port)
 	a.wait_log(r"cluster: node early connected to NATS", timeout=15)
 	b = node(broker, n, "later")
@@ -172,3 +186,260 @@ def test_a_node_started_before_nats_joins_when_it_comes(nats, broker, clients, t
 	p.connect(uid("p"))
 	p.publish(t, b"hello", qos=1)
 	assert s.expect(PUBLISH, timeout=10).payload == b"hello"
+	a.wait_log(r"cluster: 1 retained message\(s\) published here before bucket", timeout=15)
+	got = wait_until(lambda: retained_of(clients, b.port, t + "/r"), 10, what="later has it")
+	assert got.payload == b"before-nats"
+
+
+def bucket_state(n):
+	"""The state of the retained messages' stream (KV_vs_retained) on NATS: (messages, last_seq)."""
+	r = urllib.request.urlopen("http://127.0.0.1:%d/jsz?streams=true" % n.mport, timeout=5)
+	for acc in json.loads(r.read()).get("account_details") or []:
+		for st in acc.get("stream_detail") or []:
+			if st["name"] == "KV_vs_retained":
+				return st["state"]["messages"], st["state"]["last_seq"]
+	return None
+
+
+def retained_of(clients, port, topic, version=4):
+	"""The retained message a new subscriber to topic gets on port, or None."""
+	c = clients.raw(port, version)
+	c.connect(uid("r"))
+	c.subscribe([(topic, 1)])
+	# A live copy of a message still on its way from another node may come too: only what
+	# the store sends on subscribe has RETAIN 1 [MQTT-3.3.1-8].
+	got = [p for p in c.drain(0.3) if p.type == PUBLISH and p.retain]
+	c.close()
+	return got[0] if got else None
+
+
+def payload_of(p):
+	return p.payload if p else None
+
+
+def bucketed(broker, n, name, *more):
+	b = node(broker, n, name, *more)
+	b.wait_log(r"cluster: \d+ retained message\(s\) read from bucket vs_retained", timeout=15)
+	return b
+
+
+def test_retained_in_the_bucket_reach_every_node_and_clear_everywhere(nats, broker, clients):
+	n = nats()
+	a = bucketed(broker, n, "ra")
+	b = bucketed(broker, n, "rb")
+	t = uid("ret")
+	p = clients.raw(a.port, 4)
+	p.connect(uid("p"))
+	# Nobody subscribes anywhere: the bucket alone carries them.
+	p.publish(t + "/one", b"1", qos=1, retain=True)
+	p.publish(t + "/odd.level/ x", b"2", qos=1, retain=True)
+	for topic, payload in ((t + "/one", b"1"), (t + "/odd.level/ x", b"2")):
+		got = wait_until(lambda: retained_of(clients, b.port, topic), 10,
+			what="%s retained on rb" % topic)
+		assert (got.payload, got.retain) == (payload, True)
+	# One message per topic in the bucket (history 1), and no node writes back what it
+	# applied: the stream's last sequence stays at the two puts.
+	assert bucket_state(n) == (2, 2)
+	# A node that joins later reads every retained message from the bucket at start-up.
+	c = bucketed(broker, n, "rc")
+	got = retained_of(clients, c.port, t + "/#")
+	assert got is not None and got.retain
+	s = clients.raw(c.port, 4)
+	s.connect(uid("s"))
+	s.subscribe([(t + "/#", 1)])
+	assert sorted(x.payload for x in s.publishes(2, timeout=5)) == [b"1", b"2"]
+	# Cleared on another node: cleared everywhere.
+	q = clients.raw(b.port, 4)
+	q.connect(uid("q"))
+	q.publish(t + "/one", b"", qos=1, retain=True)
+	for port in (a.port, b.port, c.port):
+		wait_until(lambda: retained_of(clients, port, t + "/one") is None, 10,
+			what="%s/one cleared on port %d" % (t, port))
+	assert retained_of(clients, a.port, t + "/odd.level/ x").payload == b"2"
+	assert bucket_state(n)[1] == 3
+
+
+def test_last_writer_in_the_bucket_wins_and_a_restarted_node_catches_up(nats, broker, clients):
+	n = nats()
+	a = bucketed(broker, n, "wa")
+	b = bucketed(broker, n, "wb")
+	t = uid("lw")
+	pa = clients.raw(a.port, 4)
+	pa.connect(uid("pa"))
+	pb = clients.raw(b.port, 4)
+	pb.connect(uid("pb"))
+	for i in range(20):  # both nodes write the same topic, interleaved
+		(pa if i % 2 else pb).publish(t, b"%d" % i, qos=1, retain=True)
+	wait_until(lambda: bucket_state(n) and bucket_state(n)[1] == 20, 10, what="20 puts")
+	# Which put is last in the bucket depends on which node's connection flushed first; a
+	# node started now reads the bucket's last value, and the others converge to it.
+	c = bucketed(broker, n, "wc")
+	last = payload_of(retained_of(clients, c.port, t))
+	assert last is not None
+	for port in (a.port, b.port):
+		wait_until(lambda: payload_of(retained_of(clients, port, t)) == last, 10,
+			what="the bucket's last put (%r) on port %d" % (last, port))
+	# A node that was down while the topic changed has the bucket's value when it is back.
+	b.stop()
+	pa.publish(t, b"while-b-was-down", qos=1, retain=True)
+	pa.publish(t + "/new", b"new", qos=1, retain=True)
+	b2 = bucketed(broker, n, "wb")
+	assert retained_of(clients, b2.port, t).payload == b"while-b-was-down"
+	assert retained_of(clients, b2.port, t + "/new").payload == b"new"
+
+
+def test_retained_expiry_travels_with_the_bucket(nats, broker, clients):
+	n = nats()
+	a = bucketed(broker, n, "ea")
+	b = bucketed(broker, n, "eb")
+	t = uid("exp")
+	p = clients.raw(a.port, 5)
+	p.connect(uid("p"))
+	p.publish(t, b"short", qos=1, retain=True, props={P.MESSAGE_EXPIRY: 2})
+	got = wait_until(lambda: retained_of(clients, b.port, t, 5), 10, what="retained on eb")
+	assert got.props.get(P.MESSAGE_EXPIRY) <= 2  # [MQTT-3.3.2-6] the time left
+	# [MQTT-3.3.2-5] once expired it is not sent, on either node; a node started after
+	# that does not take it from the bucket either.
+	wait_until(lambda: retained_of(clients, b.port, t, 5) is None, 10, what="expiry on eb")
+	c = bucketed(broker, n, "ec")
+	assert retained_of(clients, c.port, t, 5) is None
+
+
+def test_a_shared_group_across_nodes_gets_each_message_once(nats, broker, clients):
+	n = nats()
+	a = node(broker, n, "sa")
+	b = node(broker, n, "sb")
+	t = uid("sh")
+	members = []
+	for port in (a.port, b.port):
+		m = clients.raw(port, 5)
+		m.connect(uid("m"))
+		m.subscribe([("$share/g/%s/+" % t, 1)])
+		members.append(m)
+	plain = []
+	for port in (a.port, b.port):  # ordinary subscribers still get every message
+		s = clients.raw(port, 5)
+		s.connect(uid("s"))
+		s.subscribe([(t + "/+", 1)])
+		plain.append(s)
+	for name in ("sa", "sb"):
+		wait_subjects(n, name, lambda s: "vs.s.%s.*" % t in s and "vs.m.%s.*" % t in s,
+			"%s's queue and plain subscriptions" % name)
+	total = 60
+	pubs = []
+	for port in (a.port, b.port):
+		p = clients.raw(port, 5)
+		p.connect(uid("p"))
+		pubs.append(p)
+	for i in range(total):
+		pubs[i % 2].publish("%s/%d" % (t, i), b"%d" % i, qos=1)
+	got = []
+	deadline = time.monotonic() + 15
+	while len(got) < total and time.monotonic() < deadline:
+		for m in members:
+			got += [(m, p.payload) for p in m.drain(0.1) if p.type == PUBLISH]
+	for m in members:
+		got += [(m, p.payload) for p in m.drain(0.5) if p.type == PUBLISH]
+	payloads = sorted(int(x[1]) for x in got)
+	assert payloads == list(range(total)), "each message once to the group"
+	share = [sum(1 for x in got if x[0] is m) for m in members]
+	assert min(share) >= total // 6, "roughly balanced: %r" % share
+	for s in plain:
+		assert sorted(int(x.payload) for x in s.publishes(total, timeout=10)) == \
+			list(range(total))
+		s.no_publish(0.3)
+
+
+def test_sys_and_metrics_show_the_cluster(nats, broker, clients):
+	n = nats()
+	port = free_port()
+	a = node(broker, n, "ma", *http_lines(port))
+	wait_listening(port)
+	b = node(broker, n, "mb", "sys_interval 1")
+	t = uid("m")
+	s = clients.raw(b.port, 4)
+	s.connect(uid("s"))
+	s.subscribe([(t, 1)])
+	wait_subjects(n, "mb", lambda x: "vs.m.%s" % t in x, "mb's subscription")
+	p = clients.raw(a.port, 4)
+	p.connect(uid("p"))
+	for i in range(3):
+		p.publish(t, b"x", qos=1)
+	assert len(s.publishes(3, timeout=10)) == 3
+
+	def scraped():
+		samples, _ = scrape(port)
+		return samples if samples.get(("viesti_cluster_nodes", frozenset())) == 2 and \
+			("viesti_cluster_rtt_seconds", frozenset()) in samples else None
+	samples = wait_until(scraped, 15, what="ma to count 2 nodes and an RTT")
+	assert value(samples, "viesti_cluster_connected") == 1
+	assert value(samples, "viesti_cluster_messages_sent_total") >= 3
+	assert 0 <= value(samples, "viesti_cluster_rtt_seconds") < 1
+	assert value(samples, "viesti_cluster_retained_bucket") in (0, 1)
+	sys = clients.raw(b.port, 4)
+	sys.connect(uid("sys"))
+	sys.subscribe([("$SYS/broker/cluster/#", 0)])
+	seen = {}
+
+	def sys_ready():
+		for x in sys.drain(0.3):
+			if x.type == PUBLISH:
+				seen[x.topic] = x.payload.decode()
+		return seen.get("$SYS/broker/cluster/nodes") == "2" and \
+			int(seen.get("$SYS/broker/cluster/messages/received", "0")) >= 3
+	wait_until(sys_ready, 15, what="$SYS/broker/cluster/ on mb: %r" % seen)
+	assert seen["$SYS/broker/cluster/connected"] == "1"
+	assert seen["$SYS/broker/cluster/rtt"].endswith(" ms")
+
+
+def test_without_jetstream_each_node_keeps_what_it_routes(nats, broker, clients):
+	n = nats(js=False)
+	a = node(broker, n, "na")
+	b = node(broker, n, "nb")
+	b.wait_log(r"cluster: no JetStream bucket vs_retained yet", timeout=15)
+	t = uid("nojs")
+	s = clients.raw(b.port, 4)
+	s.connect(uid("s"))
+	s.subscribe([(t, 1)])
+	wait_subjects(n, "nb", lambda x: "vs.m.%s" % t in x, "nb's subscription")
+	p = clients.raw(a.port, 4)
+	p.connect(uid("p"))
+	p.publish(t, b"kept", qos=1, retain=True)
+	assert s.expect(PUBLISH, timeout=10).payload == b"kept"
+	# As before the bucket: the node that had a subscriber stored it from the frame.
+	assert payload_of(retained_of(clients, b.port, t)) == b"kept"
+	assert payload_of(retained_of(clients, a.port, t)) == b"kept"
+
+
+def test_a_node_without_members_sends_to_a_group_on_other_nodes(nats, broker, clients):
+	n = nats()
+	a = node(broker, n, "ga")
+	b = node(broker, n, "gb")
+	c = node(broker, n, "gc")  # no members: it learns of the group from the heartbeats
+	t = uid("grp")
+	members = []
+	for port in (a.port, b.port):
+		m = clients.raw(port, 5)
+		m.connect(uid("m"))
+		m.subscribe([("$share/g/%s/#" % t, 1)])
+		members.append(m)
+	p = clients.raw(c.port, 5)
+	p.connect(uid("p"))
+
+	def probe_arrived():  # until gc has heard that others have groups
+		p.publish(t + "/probe", b"", qos=1)
+		return any(x.type == PUBLISH for m in members for x in m.drain(0.1))
+	wait_until(probe_arrived, 10, what="a probe from gc to reach the group")
+	for m in members:
+		m.drain(0.3)
+	total = 40
+	for i in range(total):
+		p.publish("%s/x/%d" % (t, i), b"%d" % i, qos=1)
+	got = []
+	deadline = time.monotonic() + 10
+	while len(got) < total and time.monotonic() < deadline:
+		for m in members:
+			got += [int(x.payload) for x in m.drain(0.1) if x.type == PUBLISH and x.payload]
+	for m in members:
+		got += [int(x.payload) for x in m.drain(0.5) if x.type == PUBLISH and x.payload]
+	assert sorted(got) == list(range(total))

@@ -427,6 +427,41 @@ static void tree_share_rules(void **state)
 	vs_tree_free(t);
 }
 
+/* One group by its share filter (the cluster's delivery to the group NATS chose this node for):
+ * only that group is called, with its own cursor; other groups, ordinary subscriptions and
+ * filters without a group are not. */
+static void tree_one_group(void **state)
+{
+	struct vs_tree *t = vs_tree_new();
+	int a, b, d;
+	struct calls c;
+
+	(void)state;
+	assert_int_equal(add(t, "$share/g/a/+", &a, 1), 1);
+	assert_int_equal(add(t, "$share/g/a/+", &b, 1), 1);
+	assert_int_equal(add(t, "$share/h/a/+", &d, 1), 1);
+	assert_int_equal(add(t, "$share/g/a/#", &d, 1), 1);
+	assert_int_equal(add(t, "a/+", &d, 1), 1);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(vs_tree_group(t, "$share/g/a/+", 12, record, &c), 1);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.v[0].n, 2);
+	assert_non_null(c.v[0].cursor);
+	void *first = pick(&c.v[0]);
+	memset(&c, 0, sizeof(c));
+	vs_tree_group(t, "$share/g/a/+", 12, record, &c);
+	assert_ptr_not_equal(pick(&c.v[0]), first); /* the group's round robin goes on */
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(vs_tree_group(t, "$share/h/a/#", 12, record, &c), 0); /* no such group */
+	assert_int_equal(vs_tree_group(t, "$share/x/a/+", 12, record, &c), 0);
+	assert_int_equal(vs_tree_group(t, "a/+", 3, record, &c), 0); /* not a share */
+	assert_int_equal(c.n, 0);
+	assert_int_equal(vs_tree_group(t, "$share/g/a/#", 12, record, &c), 1);
+	assert_int_equal(c.v[0].n, 1);
+	assert_ptr_equal(c.v[0].members[0].owner, &d);
+	vs_tree_free(t);
+}
+
 /* Many shared groups of one filter: each found by name (a hash probe), each called once per
  * match, each gone with its last member, and the node with the last group. 20,000 groups
  * took a scan of the group list per subscribe before: quadratic. */
@@ -964,6 +999,7 @@ int main(void)
 	    cmocka_unit_test(tree_prunes_empty_nodes),
 	    cmocka_unit_test(tree_share_groups),
 	    cmocka_unit_test(tree_share_rules),
+	    cmocka_unit_test(tree_one_group),
 	    cmocka_unit_test(tree_many_owners),
 	    cmocka_unit_test(tree_many_groups),
 	    cmocka_unit_test(tree_wide_node),

@@ -1,0 +1,27 @@
+/*
+ * What the cluster's own files (cluster.c, cluster_retain.c, cluster_share.c, ...) share about
+ * the NATS connection; the rest of the broker sees only cluster.h. Every pointer returned stays
+ * valid until vs_cluster_stop().
+ */
+#ifndef VS_BROKER_CLUSTER_NATS_H
+#define VS_BROKER_CLUSTER_NATS_H
+
+#include <nats/nats.h>
+#include <stdint.h>
+
+struct vs_broker;
+
+/* The connection (core NATS: frames, shared-group queues' publishes). */
+natsConnection *vs_cluster_nc(struct vs_broker *b);
+/* The connection's one JetStream context (its asynchronous publish errors are dispatched by
+ * subject to the file that published). */
+jsCtx *vs_cluster_js(struct vs_broker *b);
+/* This node's id (cluster_node_id, or the host name). */
+const char *vs_cluster_node(struct vs_broker *b);
+struct vs_cluster_retain;
+/* The retained-message side (cluster_retain.h), NULL until started. */
+struct vs_cluster_retain *vs_cluster_retain_state(struct vs_broker *b);
+/* Counts a message sent to (or received from) the other nodes, for $SYS and /metrics. */
+void vs_cluster_count(struct vs_broker *b, uint64_t sent, uint64_t received);
+
+#endif
