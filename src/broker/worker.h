@@ -157,6 +157,7 @@ struct vs_worker {
 	uint32_t cap_sub_ids;
 
 	struct vs_store_buf pbuf; /* persistence records of this turn */
+	uint64_t store_id, store_id_end; /* message ids for the store, a block taken at a time */
 	struct vs_bytes rbuf;	  /* shared read buffer (see conn.c read_once) */
 	bool rbuf_busy;
 

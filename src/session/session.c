@@ -10,6 +10,23 @@
 
 #include "base/hash.h"
 
+/*
+ * A session's lock is held for a few hundred nanoseconds (a queue push), and when many
+ * publishers on several threads deliver into one subscriber's session, they meet on it. A
+ * normal mutex then puts the loser to sleep and wakes it with two futex calls, which on a
+ * machine where system calls are expensive cost more than the wait: 50 -> 1 fan-in with two
+ * threads made 0.14 futex calls per message. An adaptive mutex spins briefly first (glibc's
+ * PTHREAD_MUTEX_ADAPTIVE_NP); the same run made 0.17 system calls per message in all instead of
+ * 0.38 (bench/README.md).
+ */
+static pthread_mutexattr_t adaptive_attr;
+
+static void init_adaptive(void)
+{
+	pthread_mutexattr_init(&adaptive_attr);
+	pthread_mutexattr_settype(&adaptive_attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+}
+
 struct vs_session *vs_session_new(const char *client_id, size_t len)
 {
 	struct vs_session *s = calloc(1, sizeof(*s) + len + 1);
@@ -19,7 +36,9 @@ struct vs_session *vs_session_new(const char *client_id, size_t len)
 	s->client_id[len] = '\0';
 	s->id_len = (uint16_t)len;
 	atomic_init(&s->refs, 1);
-	pthread_mutex_init(&s->lock, NULL);
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, init_adaptive);
+	pthread_mutex_init(&s->lock, &adaptive_attr);
 	s->next_id = 1;
 	return s;
 }
