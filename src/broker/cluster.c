@@ -11,6 +11,7 @@
 #include "base/clock.h"
 #include "base/map.h"
 #include "broker/broker.h"
+#include "broker/cluster_claim.h"
 #include "broker/cluster_nats.h"
 #include "broker/cluster_retain.h"
 #include "broker/cluster_share.h"
@@ -55,8 +56,9 @@ struct vs_cluster {
 	atomic_uint_fast64_t sent, received;
 	atomic_int_fast64_t rtt_us;
 	natsSubscription *hb_sub;
-	struct vs_map nodes; /* node id -> struct peer * (under lock) */
-	pthread_t tick;	     /* heartbeats, RTT */
+	natsSubscription *claim_sub; /* client ids connected on other nodes (cluster_claim.h) */
+	struct vs_map nodes;	     /* node id -> struct peer * (under lock) */
+	pthread_t tick;		     /* heartbeats, RTT */
 	bool tick_started;
 	atomic_bool stop;
 };
@@ -181,6 +183,16 @@ static int set_options(struct vs_cluster *cl, const struct vs_config *c, char *e
 static void on_heartbeat(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *arg);
 static void *tick_main(void *arg);
 
+static void on_claim(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *arg)
+{
+	(void)nc;
+	(void)sub;
+	struct vs_cluster *cl = arg;
+	int len = natsMsg_GetDataLength(nm);
+	vs_cluster_claim_received(cl->b, cl->node, natsMsg_GetData(nm), len > 0 ? (size_t)len : 0);
+	natsMsg_Destroy(nm);
+}
+
 /* JetStream's asynchronous publish errors, to the file whose subject it was. */
 static void on_js_error(jsCtx *js, jsPubAckErr *pae, void *arg)
 {
@@ -226,6 +238,9 @@ static int connect_more(struct vs_cluster *cl, char *err, size_t errlen)
 		return -1;
 	}
 	s = natsConnection_Subscribe(&cl->hb_sub, cl->nc, HEARTBEAT, on_heartbeat, cl);
+	if (s != NATS_OK)
+		return fail(err, errlen, "subscribing", s);
+	s = natsConnection_Subscribe(&cl->claim_sub, cl->nc, VS_CLAIM_SUBJECT, on_claim, cl);
 	if (s != NATS_OK)
 		return fail(err, errlen, "subscribing", s);
 	if (pthread_create(&cl->tick, NULL, tick_main, cl) != 0) {
@@ -317,6 +332,7 @@ void vs_cluster_stop(struct vs_broker *b)
 	}
 	natsSubscription_Destroy(cl->long_sub);
 	natsSubscription_Destroy(cl->hb_sub);
+	natsSubscription_Destroy(cl->claim_sub);
 	vs_cluster_share_close(cl->share);
 	jsCtx_Destroy(cl->js);
 	natsConnection_Destroy(cl->share_nc);

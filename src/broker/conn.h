@@ -122,6 +122,7 @@ struct vs_conn {
 	/* "[IPv6]:port": inet_ntop writes at most 39 characters for an IPv6 address (the dotted
 	 * forms it uses are compressed), so 48 bytes hold any address vs_addr_str formats. */
 	char addr[48];
+	uint16_t connected_msec; /* and milliseconds (read as connected_wall is) */
 };
 
 /*

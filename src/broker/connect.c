@@ -29,6 +29,7 @@
 #include "auth/scram.h"
 #include "base/clock.h"
 #include "broker/authq.h"
+#include "broker/cluster_claim.h"
 #include "broker/conn.h"
 #include "broker/mount.h"
 #include "broker/persist.h"
@@ -198,7 +199,9 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 	s->connected = true;
 	__atomic_store_n(&s->stalled, false, __ATOMIC_RELAXED);
 	s->last_drain_ms = w->now_ms;
-	c->connected_wall = vs_wall_s();
+	int64_t wall_ms = vs_wall_ms();
+	c->connected_wall = wall_ms / 1000;
+	c->connected_msec = (uint16_t)(wall_ms % 1000);
 	s->conn = c;
 	s->owner = w;
 	s->conn_gen++;
@@ -535,6 +538,7 @@ static enum vs_handled attach(struct vs_conn *c)
 						: "MQTT 3.1",
 			c->connecting->clean, c->keepalive, c->username ? ", user " : "",
 			c->username ? c->username : "", c->connecting->scram ? ", SCRAM" : "");
+	vs_cluster_claim(b, c, c->connecting->clean);
 	vs_connecting_free(c);
 	record_will(c, s);
 	if (present && !vs_router_resume_session(c->w, s))

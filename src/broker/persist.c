@@ -98,7 +98,8 @@ static uint64_t msg_id(struct vs_worker *w, struct vs_msg *m)
 	if (id)
 		return id;
 	/* A block at a time: one shared counter written by every thread for every message cost
-	 * more than the record itself when two threads stored (a cache line going back and forth). */
+	 * more than the record itself when two threads stored (a cache line going back and forth).
+	 */
 	if (w->store_id == w->store_id_end) {
 		w->store_id = atomic_fetch_add(&w->b->next_store_id, STORE_ID_BLOCK);
 		w->store_id_end = w->store_id + STORE_ID_BLOCK;

@@ -275,6 +275,8 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 		break;
 	case VS_MAIL_TAKEOVER: {
 		vs_worker_takeover(w, m->slot, m->conn_id, m->reason == 1);
+		if (m->reply_to < 0)
+			break; /* a take-over from another node (cluster_claim.c) */
 		struct vs_mail r = {
 		    .type = VS_MAIL_RESUME, .slot = m->reply_slot, .conn_id = m->reply_conn_id};
 		vs_worker_post(w, m->reply_to, &r);

@@ -55,7 +55,7 @@ struct vs_mail {
 	struct vs_session *session; /* one reference, for VS_MAIL_DRAIN */
 	struct vs_msg *msg;	    /* one reference, for VS_MAIL_CLUSTER */
 	char *share;  /* VS_MAIL_CLUSTER: NULL, or the one "$share/G/F" msg is for (owned) */
-	int reply_to; /* VS_MAIL_TAKEOVER: the worker of the new connection */
+	int reply_to; /* VS_MAIL_TAKEOVER: the worker of the new connection (-1: none to resume) */
 	uint32_t reply_slot;
 	uint64_t reply_conn_id;
 };
@@ -156,9 +156,9 @@ struct vs_worker {
 	uint32_t *sub_ids; /* scratch for merging */
 	uint32_t cap_sub_ids;
 
-	struct vs_store_buf pbuf; /* persistence records of this turn */
+	struct vs_store_buf pbuf;	 /* persistence records of this turn */
 	uint64_t store_id, store_id_end; /* message ids for the store, a block taken at a time */
-	struct vs_bytes rbuf;	  /* shared read buffer (see conn.c read_once) */
+	struct vs_bytes rbuf;		 /* shared read buffer (see conn.c read_once) */
 	bool rbuf_busy;
 
 	int64_t next_sweep_ms;

@@ -94,6 +94,8 @@ ssize_t vs_kvkey_decode(const char *key, size_t len, uint8_t *out, size_t cap)
 {
 	size_t o = 0;
 	bool level_start = true;
+	if (len > VS_KVKEY_MAX)
+		return VS_EPROTO; /* such a topic is written hashed */
 	for (size_t i = 0; i < len;) {
 		char c = key[i];
 		uint8_t b;
@@ -117,6 +119,10 @@ ssize_t vs_kvkey_decode(const char *key, size_t len, uint8_t *out, size_t cap)
 			if (h < 0 || l < 0)
 				return VS_EPROTO;
 			b = (uint8_t)(h << 4 | l);
+			/* Only what the encoder escapes: "=6E" for 'n' would be a second key for
+			 * one topic, and the bucket would hold two values for it. */
+			if (plain(b) || b == '/')
+				return VS_EPROTO;
 			i += 3;
 			level_start = false;
 		} else if (plain((uint8_t)c)) {

@@ -117,7 +117,8 @@ struct vs_session {
 	bool acl_stale : 1; /* a reload changed the ACLs: check what waits before sending it */
 	bool stalled;	    /* its connection has not taken output for a while (atomic access:
 			     * set by the owner, read by publishers' workers) */
-	uint16_t free_ids;  /* next_id and the ids after it known not in flight (vs_session_next_id) */
+	uint16_t
+	    free_ids; /* next_id and the ids after it known not in flight (vs_session_next_id) */
 	pthread_mutex_t lock;
 	char *username;	      /* of the last connection (owned, NULL anonymous), for ACL checks */
 	const void *listener; /* the last connection's listener (the broker's, opaque here: its

@@ -87,8 +87,10 @@ static void long_topics_get_hashed_keys(void **state)
 static void bad_keys_are_refused(void **state)
 {
 	(void)state;
-	static const char *bad[] = {"",	   ".",	  "a.",	  ".a",	 "a..b",   "a=", "=4",
-				    "=4G", "a b", "a%20", "a=2", "=H0123", "a_b"};
+	static const char *bad[] = {"", ".", "a.", ".a", "a..b", "a=", "=4", "=4G", "a b", "a%20",
+				    "a=2", "=H0123", "a_b",
+				    /* escapes the encoder never writes: a second key for a topic */
+				    "=6EA4", "a=2Fb", "=2D"};
 	uint8_t out[64];
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (vs_kvkey_decode(bad[i], strlen(bad[i]), out, sizeof(out)) != VS_EPROTO)

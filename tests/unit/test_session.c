@@ -801,7 +801,8 @@ static void test_session_next_id_large_window(void **state)
 	uint64_t handed = 0;
 	for (int round = 0; round < 300000; round++) {
 		rng = rng * 1103515245u + 12345u;
-		bool ack = s->inflight.count > 2000 || (s->inflight.count > 20 && (rng >> 16) % 3 == 0);
+		bool ack =
+		    s->inflight.count > 2000 || (s->inflight.count > 20 && (rng >> 16) % 3 == 0);
 		if (ack) {
 			/* mostly the oldest, sometimes one further in (QoS 2, out of order) */
 			uint32_t i = (rng >> 8) % 7 == 0 ? (rng >> 4) % s->inflight.count : 0;
