@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "broker/cluster_js.h"
 #include "broker/conn.h"
 #include "broker/gateway.h"
 #include "broker/http.h"
@@ -265,6 +266,8 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 		m->msg->created_ms = w->now_ms;
 		vs_route(w, m->msg, NULL);
 		vs_msg_unref(m->msg);
+		if (m->ack)
+			vs_cjs_routed(w, m->ack);
 		break;
 	case VS_MAIL_KICK:
 		vs_worker_takeover(w, m->slot, m->conn_id, false); /* no longer its session's */
@@ -1122,6 +1125,9 @@ void vs_worker_fini(struct vs_worker *w)
 			vs_session_unref(w->mbox.items.v[i].session);
 		if (w->mbox.items.v[i].msg)
 			vs_msg_unref(w->mbox.items.v[i].msg);
+		if (w->mbox.items.v[i].ack)
+			vs_cjs_drop(
+			    w->mbox.items.v[i].ack); /* not acked: JetStream sends it again */
 	}
 	free(w->mbox.items.v);
 	free(w->mail_spare.v);
