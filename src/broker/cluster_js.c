@@ -636,6 +636,7 @@ static int init_workers(struct vs_cjs *j, char *err, size_t errlen)
 		jsOptions o;
 		jsOptions_Init(&o);
 		o.PublishAsync.MaxPending = PUB_MAX_PENDING;
+		o.PublishAsync.StallWait = PUB_WAIT_MS; /* a turn of more than MaxPending waits */
 		o.PublishAsync.AckHandler = on_pub_ack;
 		o.PublishAsync.AckHandlerClosure = p;
 		natsStatus s = natsConnection_JetStream(&p->js, j->nc, &o);
