@@ -85,6 +85,7 @@ struct vs_cjs {
 	uint64_t seq;
 
 	struct vs_map seen; /* origin node -> last sequence routed (delivery thread only) */
+	atomic_bool forget; /* a worker gave messages back: seen no longer says what was routed */
 
 	struct wjs *w;
 	int n_w;
@@ -558,6 +559,10 @@ int vs_cjs_commit(struct vs_worker *w, bool stored)
 			}
 		}
 	}
+	/* Given back, they come again behind newer ones, which seen would take for copies: it
+	 * forgets (at least once: what else it drops now may come twice). Set before the nak. */
+	if (!stored && p->n_acks)
+		atomic_store(&j->forget, true);
 	for (uint32_t i = 0; i < p->n_acks; i++) {
 		if (stored)
 			natsMsg_Ack(p->acks[i], NULL);
@@ -574,7 +579,9 @@ void vs_cjs_routed(struct vs_worker *w, void *ack)
 	struct vs_cjs *j = vs_cluster_cjs(w->b->cluster);
 	struct wjs *p = j && j->w ? &j->w[w->idx] : NULL;
 	if (!p || VS_VEC_GROW(p->acks, p->cap_acks, p->n_acks + 1, 64) < 0) {
-		vs_cjs_drop(ack); /* sent again after the ack wait */
+		if (j)
+			atomic_store(&j->forget, true); /* sent again after the ack wait */
+		vs_cjs_drop(ack);
 		return;
 	}
 	p->acks[p->n_acks++] = ack;
@@ -601,6 +608,11 @@ static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
 		natsMsg_Term(nm, NULL);
 		goto out;
 	}
+	if (atomic_load_explicit(&j->forget, memory_order_relaxed) &&
+	    atomic_exchange(&j->forget, false)) {
+		vs_map_fini(&j->seen);
+		memset(&j->seen, 0, sizeof(j->seen));
+	}
 	/* Its own (routed here when published), and any it has routed already (sent again after
 	 * a lost acknowledgement) are acknowledged and skipped. */
 	uint64_t last = (uintptr_t)vs_map_get(&j->seen, f.node.p, f.node.len);
@@ -612,7 +624,7 @@ static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
 	/* Noted first: once delivered, nm (which f points into) is the worker's. */
 	vs_map_put(&j->seen, f.node.p, f.node.len, (void *)(uintptr_t)f.seq, NULL);
 	if (vs_cluster_deliver(j->cl, &f, nm) < 0) {
-		vs_map_put(&j->seen, f.node.p, f.node.len, (void *)(uintptr_t)last, NULL);
+		atomic_store(&j->forget, true); /* it comes again, maybe behind newer ones */
 		natsMsg_Nak(nm, NULL);
 		goto out;
 	}
