@@ -62,8 +62,8 @@ void vs_cjs_routed(struct vs_worker *w, void *ack);
 /* Frees a JetStream message without acknowledging it (JetStream sends it again). */
 void vs_cjs_drop(void *ack);
 
-/* The will of client_id changed: will (a reference is taken) is stored in vs_wills, NULL
- * deletes it. On w's thread; the write happens on the JetStream thread, in this order. */
+/* The will of client_id changed: will (encoded here, not kept) is stored in vs_wills, NULL
+ * deletes it. On w's thread; the writes happen on the JetStream thread, in the order asked. */
 void vs_cjs_will(struct vs_worker *w, const char *client_id, size_t len, struct vs_msg *will);
 
 #endif
