@@ -1,6 +1,7 @@
 /* The broker's side of the cluster (see cluster.h). */
 #include "broker/cluster.h"
 
+#include <errno.h>
 #include <nats/nats.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include "broker/cluster_nats.h"
 #include "broker/cluster_retain.h"
 #include "broker/cluster_share.h"
+#include "broker/cluster_js.h"
 #include "broker/router.h"
 #include "broker/worker.h"
 #include "cluster/cluster.h"
@@ -50,6 +52,7 @@ struct vs_cluster {
 	natsSubscription *long_sub;
 	natsConnection *share_nc; /* publishes share copies (echo on: see cluster_share.h) */
 	jsCtx *js;		  /* the connection's one JetStream context */
+	struct vs_cjs *cjs;	  /* QoS 1/2 in JetStream, leases and wills (cluster_js.h) */
 	struct vs_cluster_retain *retain;
 	struct vs_cluster_share *share;
 	atomic_bool connected;
@@ -68,6 +71,32 @@ struct peer {
 	int64_t seen_ms;
 	uint32_t groups;
 };
+
+struct vs_cjs *vs_cluster_cjs(struct vs_cluster *cl)
+{
+	return cl->cjs;
+}
+
+int vs_cluster_deliver(struct vs_cluster *cl, const struct vs_cluster_frame *f, void *ack)
+{
+	struct vs_broker *b = cl->b;
+	struct vs_buf origin = {(const uint8_t *)"", 0};
+	struct vs_msg *m = vs_msg_new(&f->publish.topic, &f->publish, &origin, vs_now_ms());
+	if (!m) {
+		vs_log(b->log, VS_LOG_ERR, "cluster: no memory for a message from node %.*s",
+		       (int)f->node.len, f->node.p);
+		return -ENOMEM;
+	}
+	m->remote = true;
+	atomic_fetch_add_explicit(&cl->received, 1, memory_order_relaxed);
+	/* One worker per origin node: its messages are routed in the order they were sent. */
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < f->node.len; i++)
+		h = (h ^ f->node.p[i]) * 16777619u;
+	struct vs_mail mail = {.type = VS_MAIL_CLUSTER, .msg = m, .ack = ack};
+	vs_worker_post_now(&b->workers[h % (uint32_t)b->n_workers], &mail);
+	return 0;
+}
 
 static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *arg)
 {
@@ -92,23 +121,8 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void 
 	if (fresh)
 		vs_map_put(&cl->last, f.node.p, f.node.len, (void *)(uintptr_t)f.seq, NULL);
 	pthread_mutex_unlock(&cl->lock);
-	if (!fresh)
-		goto out;
-	struct vs_buf origin = {(const uint8_t *)"", 0};
-	struct vs_msg *m = vs_msg_new(&f.publish.topic, &f.publish, &origin, vs_now_ms());
-	if (!m) {
-		vs_log(b->log, VS_LOG_ERR, "cluster: no memory for a message from node %.*s",
-		       (int)f.node.len, f.node.p);
-		goto out;
-	}
-	m->remote = true;
-	atomic_fetch_add_explicit(&cl->received, 1, memory_order_relaxed);
-	/* One worker per origin node: its messages are routed in the order they were sent. */
-	uint32_t h = 2166136261u;
-	for (size_t i = 0; i < f.node.len; i++)
-		h = (h ^ f.node.p[i]) * 16777619u;
-	struct vs_mail mail = {.type = VS_MAIL_CLUSTER, .msg = m};
-	vs_worker_post_now(&b->workers[h % (uint32_t)b->n_workers], &mail);
+	if (fresh)
+		vs_cluster_deliver(cl, &f, NULL);
 out:
 	natsMsg_Destroy(nm);
 }
@@ -268,6 +282,9 @@ int vs_cluster_start(struct vs_broker *b, char *err, size_t errlen)
 		snprintf(cl->node, sizeof(cl->node), "%s", c->cluster_node_id);
 	else if (gethostname(cl->node, sizeof(cl->node) - 1) < 0)
 		snprintf(cl->node, sizeof(cl->node), "viesti");
+	/* Sequence numbers start at the wall clock (ns): a restarted node's messages are newer than
+	 * those of its previous life, which the other nodes' duplicate checks remember. */
+	atomic_store(&cl->seq, (uint64_t)vs_wall_ns());
 	b->cluster = cl;
 	nats_SetMessageDeliveryPoolSize(1);
 	natsStatus s = natsOptions_Create(&cl->opts);
@@ -286,7 +303,7 @@ int vs_cluster_start(struct vs_broker *b, char *err, size_t errlen)
 	s = natsConnection_Subscribe(&cl->long_sub, cl->nc, LONG_SUBJECT, on_msg, cl);
 	if (s != NATS_OK)
 		return fail(err, errlen, "subscribing", s);
-	if (connect_more(cl, err, errlen) < 0)
+	if (connect_more(cl, err, errlen) < 0 || vs_cjs_start(cl, b, &cl->cjs, err, errlen) < 0)
 		return -1;
 	/* The subscriptions restored from the store, added before this connection existed. */
 	size_t it = 0;
@@ -309,6 +326,7 @@ void vs_cluster_stop(struct vs_broker *b)
 	atomic_store(&cl->stop, true);
 	if (cl->tick_started)
 		pthread_join(cl->tick, NULL);
+	vs_cjs_stop(cl->cjs);		    /* its thread, before the connection goes */
 	vs_cluster_retain_stop(cl->retain); /* its thread waits on the connection */
 	if (cl->share_nc)
 		natsConnection_Close(cl->share_nc);
@@ -334,6 +352,7 @@ void vs_cluster_stop(struct vs_broker *b)
 	natsSubscription_Destroy(cl->hb_sub);
 	natsSubscription_Destroy(cl->claim_sub);
 	vs_cluster_share_close(cl->share);
+	vs_cjs_free(cl->cjs);
 	jsCtx_Destroy(cl->js);
 	natsConnection_Destroy(cl->share_nc);
 	natsConnection_Destroy(cl->nc);
@@ -376,12 +395,16 @@ void vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m)
 		w->cluster_cap = need;
 	}
 	uint8_t *buf = w->cluster_buf;
-	uint64_t seq = atomic_fetch_add(&cl->seq, 1) + 1;
+	/* QoS 1/2 goes through JetStream, which numbers it itself (cluster_js.h). */
+	bool durable = m->qos > 0 && vs_cjs_ready(cl->cjs);
+	uint64_t seq = durable ? 0 : atomic_fetch_add(&cl->seq, 1) + 1;
 	ssize_t h = vs_cluster_frame_head(cl->node, seq, buf, 2 + VS_CLUSTER_NODE_MAX + 8);
 	ssize_t n = h < 0 ? h : vs_msg_encode((struct vs_msg *)m, &d, now, buf + h, (size_t)plen);
 	if (n <= 0)
 		return;
-	if (natsConnection_Publish(cl->nc, subject, buf, (int)(h + n)) == NATS_OK)
+	if (durable)
+		vs_cjs_publish(w, cl->cjs, subject, buf, (size_t)h, (size_t)(h + n));
+	if (durable || natsConnection_Publish(cl->nc, subject, buf, (int)(h + n)) == NATS_OK)
 		atomic_fetch_add_explicit(&cl->sent, 1, memory_order_relaxed);
 	if (cl->share && vs_cluster_share_forward(cl->share, subject, buf, (int)(h + n)))
 		atomic_fetch_add_explicit(&cl->sent, 1, memory_order_relaxed);

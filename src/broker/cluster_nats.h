@@ -21,6 +21,16 @@ const char *vs_cluster_node(struct vs_broker *b);
 struct vs_cluster_retain;
 /* The retained-message side (cluster_retain.h), NULL until started. */
 struct vs_cluster_retain *vs_cluster_retain_state(struct vs_broker *b);
+/* The JetStream part (cluster_js.h). */
+struct vs_cluster;
+struct vs_cjs;
+struct vs_cjs *vs_cluster_cjs(struct vs_cluster *cl);
+/* Routes the message of frame f on a worker (one per origin node: in the order it came) as a
+ * message from another node. ack, when not NULL, is the JetStream message (natsMsg) to
+ * acknowledge once the worker has routed and stored it: the worker owns it from here on
+ * success. Returns 0, or -ENOMEM (ack still the caller's). */
+struct vs_cluster_frame;
+int vs_cluster_deliver(struct vs_cluster *cl, const struct vs_cluster_frame *f, void *ack);
 /* Counts a message sent to (or received from) the other nodes, for $SYS and /metrics. */
 void vs_cluster_count(struct vs_broker *b, uint64_t sent, uint64_t received);
 

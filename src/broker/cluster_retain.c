@@ -110,6 +110,17 @@ bool vs_cluster_retain(struct vs_broker *b, struct vs_msg *m, uint64_t *version)
 	return true;
 }
 
+void vs_cluster_retain_on_behalf(struct vs_broker *b, const struct vs_cluster_frame *f)
+{
+	struct vs_buf origin = {(const uint8_t *)"", 0};
+	struct vs_msg *m = vs_msg_new(&f->publish.topic, &f->publish, &origin, vs_now_ms());
+	if (!m)
+		return;
+	uint64_t version;
+	vs_cluster_retain(b, m, &version);
+	vs_msg_unref(m);
+}
+
 void vs_cluster_retain_failed(struct vs_broker *b, jsPubAckErr *pae)
 {
 	struct vs_cluster_retain *r = vs_cluster_retain_state(b);

@@ -4,6 +4,7 @@
  */
 #include "base/vec.h"
 #include "broker/conn.h"
+#include "broker/cluster_js.h"
 #include "broker/trace.h"
 
 #include <errno.h>
@@ -692,7 +693,7 @@ static void on_io(struct vs_io *io, uint32_t events)
 			vs_worker_want_reread(c->w, c); /* the close after the data: read it */
 	}
 	if (events & EPOLLOUT) {
-		if (c->w->b->store)
+		if (c->w->b->store || c->w->b->cluster)
 			vs_worker_want_flush(c->w, c); /* after this turn's commit */
 		else
 			vs_conn_flush(c);
@@ -730,6 +731,11 @@ static void detach_session(struct vs_conn *c)
 	struct vs_msg *will = c->will;
 	bool mine = false, end = false;
 	c->will = NULL;
+	if (c->will_in_cluster && s) {
+		/* Settled here (discarded, published below, or kept for its delay on this node). */
+		vs_cjs_will(c->w, s->client_id, s->id_len, NULL);
+		c->will_in_cluster = false;
+	}
 	if (c->graceful) {
 		vs_msg_unref(will); /* [MQTT-3.14.4-3] discarded by a normal DISCONNECT */
 		will = NULL;

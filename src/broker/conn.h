@@ -111,6 +111,7 @@ struct vs_conn {
 	bool in_reread;	      /* in the worker's reread list */
 	bool request_problem_info; /* 5.0, default 1 */
 	bool will_recorded;	   /* the store holds this connection's will (see connect.c) */
+	bool will_in_cluster;	   /* vs_wills in JetStream holds it (cluster_js.h) */
 	bool release_out;	   /* free the output buffer once written (only a CONNACK) */
 	bool id_assigned;	   /* the broker chose its client id [MQTT-3.1.3-6] */
 	bool tls_user;		   /* the username comes from the TLS handshake */

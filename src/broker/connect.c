@@ -30,6 +30,7 @@
 #include "base/clock.h"
 #include "broker/authq.h"
 #include "broker/cluster_claim.h"
+#include "broker/cluster_js.h"
 #include "broker/conn.h"
 #include "broker/mount.h"
 #include "broker/persist.h"
@@ -383,6 +384,11 @@ static int takeover_first(struct vs_conn *c)
  */
 static void record_will(struct vs_conn *c, struct vs_session *s)
 {
+	/* In a cluster, the other nodes publish it if this node dies (cluster_js.h). */
+	if (c->w->b->cluster && (c->will || c->will_in_cluster)) {
+		vs_cjs_will(c->w, c->client_id, strlen(c->client_id), c->will);
+		c->will_in_cluster = c->will != NULL;
+	}
 	pthread_mutex_lock(&s->lock);
 	if (s->persisted && c->will) {
 		vs_bp_will_connected(c->w, s, c->will, c->will_delay);

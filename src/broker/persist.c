@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "broker/cluster_js.h"
 #include "broker/conn.h"
 #include "broker/worker.h"
 #include "persist/store.h"
@@ -30,6 +31,8 @@ static int64_t wall_of(int64_t mono_ms, int64_t now_ms)
 {
 	return vs_wall_s() - (now_ms - mono_ms) / 1000;
 }
+
+static int commit_store(struct vs_worker *w);
 
 static void append(struct vs_worker *w, const struct vs_rec *r)
 {
@@ -239,7 +242,22 @@ bool vs_bp_healthy(const struct vs_broker *b)
 	return !b->store || vs_store_healthy(b->store);
 }
 
+/* The cluster's part of a commit (cluster_js.h): this turn's QoS 1/2 messages for other nodes
+ * acknowledged by JetStream, and the messages of other nodes routed this turn acknowledged to
+ * JetStream once stored here. Nothing without a cluster. */
+static int commit_cluster(struct vs_worker *w, int stored)
+{
+	return w->b->cluster ? vs_cjs_commit(w, stored == 0) : 0;
+}
+
 int vs_bp_commit(struct vs_worker *w)
+{
+	int rc = commit_store(w);
+	int crc = commit_cluster(w, rc);
+	return rc < 0 ? rc : crc;
+}
+
+static int commit_store(struct vs_worker *w)
 {
 	struct vs_broker *b = w->b;
 	if (!b->store || w->pbuf.len == 0)

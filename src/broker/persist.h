@@ -42,8 +42,9 @@ void vs_bp_close(struct vs_broker *b);
 /* Starts a snapshot when the log has grown past VS_BP_COMPACT_BYTES (worker 0's sweep). */
 void vs_bp_maybe_compact(struct vs_broker *b);
 
-/* Commits the worker's buffer (end of a loop turn). Returns 0, or a negative error: the caller
- * must not send the acknowledgements of this turn. */
+/* Commits the worker's buffer (end of a loop turn) and, in a cluster, waits until JetStream has
+ * taken this turn's QoS 1/2 messages for other nodes (cluster_js.h). Returns 0, or a negative
+ * error: the caller must not send the acknowledgements of this turn. */
 int vs_bp_commit(struct vs_worker *w);
 /* Whether new QoS 1/2 messages can be stored (false after a failed write, until one works). */
 bool vs_bp_healthy(const struct vs_broker *b);

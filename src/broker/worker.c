@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "broker/cluster_js.h"
 #include "broker/conn.h"
 #include "broker/gateway.h"
 #include "broker/http.h"
@@ -269,6 +270,8 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 			vs_route(w, m->msg, NULL);
 		vs_msg_unref(m->msg);
 		free(m->share);
+		if (m->ack)
+			vs_cjs_routed(w, m->ack);
 		break;
 	case VS_MAIL_KICK:
 		vs_worker_takeover(w, m->slot, m->conn_id, false); /* no longer its session's */
@@ -1129,6 +1132,9 @@ void vs_worker_fini(struct vs_worker *w)
 		if (w->mbox.items.v[i].msg)
 			vs_msg_unref(w->mbox.items.v[i].msg);
 		free(w->mbox.items.v[i].share);
+		if (w->mbox.items.v[i].ack)
+			vs_cjs_drop(
+			    w->mbox.items.v[i].ack); /* not acked: JetStream sends it again */
 	}
 	free(w->mbox.items.v);
 	free(w->mail_spare.v);

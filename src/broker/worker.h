@@ -54,7 +54,9 @@ struct vs_mail {
 	uint64_t conn_id;
 	struct vs_session *session; /* one reference, for VS_MAIL_DRAIN */
 	struct vs_msg *msg;	    /* one reference, for VS_MAIL_CLUSTER */
-	char *share;  /* VS_MAIL_CLUSTER: NULL, or the one "$share/G/F" msg is for (owned) */
+	char *share; /* VS_MAIL_CLUSTER: NULL, or the one "$share/G/F" msg is for (owned) */
+	void *
+	    ack; /* VS_MAIL_CLUSTER from JetStream: its natsMsg, acked once stored (cluster_js.h) */
 	int reply_to; /* VS_MAIL_TAKEOVER: the worker of the new connection (-1: none to resume) */
 	uint32_t reply_slot;
 	uint64_t reply_conn_id;

@@ -42,6 +42,7 @@ static void usage(FILE *f)
 	    "Options:\n"
 	    "  -h, --host HOST       broker host (default 127.0.0.1)\n"
 	    "  -p, --port PORT       broker port (default 1883)\n"
+	    "      --sub-port PORT   subscribers connect to this port instead (another node)\n"
 	    "  -V, --protocol 311|5  MQTT version (default 311)\n"
 	    "  -q, --qos 0|1|2       QoS of publications and subscriptions (default 0)\n"
 	    "  -s, --size BYTES      payload size, >= 16 (default 64)\n"
@@ -111,8 +112,9 @@ static int num(const char *opt, const char *s, double lo, double hi, double *out
 struct args {
 	struct vs_bench_conf c;
 	const char *host;
-	const char *port; /* NULL: 1883, or 8883 over TLS */
-	double n, pubs;	  /* -1 when not given */
+	const char *port;     /* NULL: 1883, or 8883 over TLS */
+	const char *sub_port; /* subscribers' port (another node of a cluster), NULL: port */
+	double n, pubs;	      /* -1 when not given */
 	bool json;
 	bool no_progress;
 	bool tls_on;
@@ -141,6 +143,7 @@ enum {
 	O_PSKID,
 	O_RESUME,
 	O_WSPATH,
+	O_SUBPORT,
 };
 
 /* The TLS flags of viesti pub; a CA, a certificate, a PSK or the OS store turns TLS on. */
@@ -199,6 +202,8 @@ static int parse_opt(struct args *a, int ch)
 		return 0;
 	case 'p':
 		return num("port", optarg, 1, 65535, &v) ? -1 : (a->port = optarg, 0);
+	case O_SUBPORT:
+		return num("sub-port", optarg, 1, 65535, &v) ? -1 : (a->sub_port = optarg, 0);
 	case 'V':
 		if (!strcmp(optarg, "311") || !strcmp(optarg, "4"))
 			c->version = VS_V311;
@@ -335,6 +340,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	    {"psk-identity", required_argument, NULL, O_PSKID},
 	    {"tls-resume", no_argument, NULL, O_RESUME},
 	    {"ws-path", required_argument, NULL, O_WSPATH},
+	    {"sub-port", required_argument, NULL, O_SUBPORT},
 	    {0},
 	};
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
@@ -389,6 +395,16 @@ static int resolve(struct args *a)
 	}
 	memcpy(&a->c.addr, res->ai_addr, res->ai_addrlen);
 	a->c.addrlen = res->ai_addrlen;
+	freeaddrinfo(res);
+	if (!a->sub_port)
+		return 0;
+	if ((rc = getaddrinfo(a->host, a->sub_port, &hints, &res))) {
+		fprintf(stderr, "viesti bench: %s:%s: %s\n", a->host, a->sub_port,
+			gai_strerror(rc));
+		return -1;
+	}
+	memcpy(&a->c.sub_addr, res->ai_addr, res->ai_addrlen);
+	a->c.sub_addrlen = res->ai_addrlen;
 	freeaddrinfo(res);
 	return 0;
 }

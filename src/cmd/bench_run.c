@@ -789,7 +789,9 @@ static void start_connect(struct client *c)
 		fail(c, "epoll", -errno);
 		return;
 	}
-	if (connect(fd, (const struct sockaddr *)&cf->addr, cf->addrlen) < 0 &&
+	bool other = c->role == R_SUB && cf->sub_addrlen;
+	const struct sockaddr_storage *to = other ? &cf->sub_addr : &cf->addr;
+	if (connect(fd, (const struct sockaddr *)to, other ? cf->sub_addrlen : cf->addrlen) < 0 &&
 	    errno != EINPROGRESS)
 		fail(c, "connect", -errno);
 }

@@ -27,6 +27,8 @@ struct vs_bench_conf {
 	enum vs_bench_scenario scenario;
 	struct sockaddr_storage addr; /* the broker */
 	socklen_t addrlen;
+	struct sockaddr_storage sub_addr; /* subscribers' broker (another node), if sub_addrlen */
+	socklen_t sub_addrlen;
 	int version;	    /* enum vs_version: 4 (3.1.1) or 5 */
 	int qos;	    /* 0..2, for publishing and subscribing */
 	uint32_t payload;   /* bytes, >= 16 */

@@ -115,7 +115,9 @@ void vs_config_init(struct vs_config *c)
 	c->max_topic_alias = 10;
 	c->persistent_client_expiration = -1;
 	c->sys_interval = 10;
+	c->cluster_stream_max_age = 3600;
 	c->cluster_replicas = 1;
+	c->cluster_lease_ms = 10000;
 	c->http_timeout = 30;
 	c->http_headers_size = 8192;
 	c->http_body_size = 65536;

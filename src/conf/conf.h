@@ -239,7 +239,9 @@ struct vs_config {
 	char *cluster_credentials; /* a NATS .creds file */
 	char *cluster_username, *cluster_password;
 	char *cluster_cafile, *cluster_certfile, *cluster_keyfile;
-	int cluster_replicas; /* JetStream replicas of the cluster's buckets, 1..5 */
+	int cluster_stream_max_age; /* seconds a QoS 1/2 message stays in JetStream, default 3600 */
+	int cluster_replicas;	    /* JetStream replicas of the stream and buckets, default 1 */
+	int cluster_lease_ms;	    /* a node is dead this long after its last lease renewal */
 
 	/* Process. */
 	char *pid_file; /* NULL = none */

@@ -6,6 +6,11 @@ of the other, exactly once, with the bytes NATS gives a meaning ('.', ' ', '*', 
 levels intact; "x/#" also takes "x"; a node does not get its own messages back; overlapping
 filters cost one NATS subscription, and the last unsubscribe removes it (read from the NATS
 server's monitoring endpoint); a node started before NATS joins when it comes.
+
+JetStream (second part): QoS 1 and 2 cross nodes through the stream VS_MSGS, in order and once;
+what a node acknowledged reaches the other nodes even when it is killed right after; a node that
+was down gets, when it comes back, what was published meanwhile for its persistent sessions; the
+will of a client of a killed node is published by exactly one survivor within the lease.
 """
 
 import json
@@ -13,6 +18,7 @@ import os
 import shutil
 import subprocess
 import time
+import tempfile
 import urllib.request
 
 import pytest
@@ -20,7 +26,7 @@ import pytest
 from conftest import free_port, wait_until
 from helpers import uid
 from http_util import http_lines, scrape, value, wait_listening
-from mqtt_raw import P, PUBLISH
+from mqtt_raw import DISCONNECT, P, PUBACK, PUBLISH, PUBREC
 
 pytestmark = pytest.mark.viesti_only
 
@@ -32,8 +38,8 @@ class Nats:
 		self.port = port or free_port()
 		self.mport = free_port()
 		self.log = open(str(tmp_path / ("nats-%d.log" % self.port)), "wb")
-		store = tmp_path / ("js-%d" % self.port)  # JetStream: the bucket of retained messages
-		js_args = ["-js", "-sd", str(store)] if js else []
+		self.store = str(tmp_path / ("js-%d" % self.port))  # JetStream's files
+		js_args = ["-js", "-sd", self.store] if js else []
 		self.proc = subprocess.Popen([NATS, "-a", "127.0.0.1", "-p", str(self.port), "-m",
 			str(self.mport)] + js_args, stdout=self.log, stderr=subprocess.STDOUT)
 		wait_until(self.up, 10, what="nats-server on %d" % self.port)
@@ -46,12 +52,23 @@ class Nats:
 			return False
 
 	def subjects(self, node):
-		"""The subjects the connection named node subscribes to."""
+		"""The subjects the connection named node subscribes to under vs. (not its JetStream
+		inboxes, nor its consumer's vs.d.NODE)."""
 		r = urllib.request.urlopen("http://127.0.0.1:%d/connz?subs=1" % self.mport, timeout=5)
 		for c in json.loads(r.read())["connections"] or []:
 			if c.get("name") == node:
-				return sorted(c.get("subscriptions_list") or [])
+				return sorted(x for x in c.get("subscriptions_list") or []
+					if x.startswith("vs.") and not x.startswith("vs.d."))
 		return None
+
+	def stream_state(self, name, field="messages"):
+		"""A field of the JetStream stream name's state (0 when there is no such stream)."""
+		r = urllib.request.urlopen("http://127.0.0.1:%d/jsz?streams=1" % self.mport, timeout=5)
+		for acc in json.loads(r.read()).get("account_details") or []:
+			for st in acc.get("stream_detail") or []:
+				if st["name"] == name:
+					return st["state"][field]
+		return 0
 
 	def stop(self):
 		if self.proc.poll() is None:
@@ -75,9 +92,11 @@ def nats(tmp_path):
 		n.stop()
 
 
-def node(broker, n, name, *more):
+def node(broker, n, name, *more, js=True):
 	b = broker("cluster_url nats://127.0.0.1:%d" % n.port, "cluster_node_id %s" % name, *more)
 	b.wait_log(r"cluster: node %s connected to NATS" % name, timeout=10)
+	if js:
+		b.wait_log(r"cluster: node %s JetStream ready" % name, timeout=10)
 	return b
 
 
@@ -150,8 +169,9 @@ def test_overlapping_filters_share_one_nats_subscription(nats, broker, clients):
 		subs.append(c)
 	esc = t  # uid() makes [a-z0-9-]: no escaping
 	# The shared group has its own queue subscriptions, one for both members: under vs.s for
-	# its filter, and vs.sl for long topics (the heartbeat is vs.hb).
-	base = ["vs.hb", "vs.l"]
+	# its filter, and vs.sl for long topics (the heartbeat is vs.hb, client-id claims vs.c,
+	# the node's JetStream consumer delivers on vs.d.NODE).
+	base = ["vs.c", "vs.hb", "vs.l"]
 	share = ["vs.s.%s.*" % esc, "vs.sl"]
 	want = sorted(base + share + ["vs.m.%s" % esc, "vs.m.%s.>" % esc, "vs.m.%s.*" % esc])
 	wait_subjects(n, "ob", lambda s: vs_only(s) == want, "ob's subjects to be %s" % want)
@@ -180,6 +200,7 @@ def test_a_node_started_before_nats_joins_when_it_comes(nats, broker, clients, t
 	s.publish(t + "/r", b"before-nats", qos=1, retain=True)  # kept, and written to the bucket later
 	n = nats(port)
 	a.wait_log(r"cluster: node early connected to NATS", timeout=15)
+	a.wait_log(r"cluster: node early JetStream ready", timeout=15)
 	b = node(broker, n, "later")
 	wait_subjects(n, "early", lambda x: "vs.m.%s" % t in x, "early's subscription")
 	p = clients.raw(b.port, 4)
@@ -394,8 +415,8 @@ def test_sys_and_metrics_show_the_cluster(nats, broker, clients):
 
 def test_without_jetstream_each_node_keeps_what_it_routes(nats, broker, clients):
 	n = nats(js=False)
-	a = node(broker, n, "na")
-	b = node(broker, n, "nb")
+	a = node(broker, n, "na", js=False)
+	b = node(broker, n, "nb", js=False)
 	b.wait_log(r"cluster: no JetStream bucket vs_retained yet", timeout=15)
 	t = uid("nojs")
 	s = clients.raw(b.port, 4)
@@ -443,3 +464,156 @@ def test_a_node_without_members_sends_to_a_group_on_other_nodes(nats, broker, cl
 	for m in members:
 		got += [int(x.payload) for x in m.drain(0.5) if x.type == PUBLISH and x.payload]
 	assert sorted(got) == list(range(total))
+
+
+def test_qos1_and_qos2_cross_nodes_in_order_once(nats, broker, clients):
+	n = nats()
+	a = node(broker, n, "qa")
+	b = node(broker, n, "qb")
+	t = uid("q")
+	s = clients.raw(b.port, 5)
+	s.connect(uid("s"))
+	s.subscribe([(t + "/#", 2)])
+	wait_subjects(n, "qb", lambda x: "vs.m.%s.>" % t in x, "qb's subscription")
+	p = clients.raw(a.port, 5)
+	p.connect(uid("p"))
+	want = []
+	for i in range(30):
+		qos = 1 + i % 2
+		p.publish("%s/%d" % (t, qos), b"%d" % i, qos=qos)
+		want.append(("%s/%d" % (t, qos), b"%d" % i, qos))
+	got = [(m.topic, m.payload, m.qos) for m in s.publishes(30, timeout=10)]
+	assert got == want  # one publisher: its order kept across QoS 1 and 2
+	s.no_publish(0.5)
+	assert n.stream_state("VS_MSGS") >= 30  # they went through JetStream
+
+
+def test_acknowledged_messages_survive_a_killed_node(nats, broker, clients):
+	"""The publishing node is killed right after its PUBACKs/PUBRECs: every message it
+	acknowledged reaches the subscriber on the other node, QoS 2 exactly once."""
+	n = nats()
+	a = node(broker, n, "ka")
+	b = node(broker, n, "kb")
+	t = uid("k")
+	s = clients.raw(b.port, 4)
+	s.connect(uid("s"))
+	s.subscribe([(t + "/#", 2)])
+	wait_subjects(n, "kb", lambda x: "vs.m.%s.>" % t in x, "kb's subscription")
+	p = clients.raw(a.port, 4)
+	p.connect(uid("p"))
+	count = 200
+	pids = {}
+	for i in range(count):
+		qos = 1 + i % 2
+		pids[p.publish("%s/%d" % (t, qos), b"%d" % i, qos=qos, wait=False)] = qos
+	for pid, qos in pids.items():
+		p.expect(PUBACK if qos == 1 else PUBREC, timeout=10, pid=pid)
+	a.kill()  # at once: no PUBREL, nothing flushed on the way out
+	got = s.publishes(count, timeout=15)
+	assert [m.payload for m in got] == [b"%d" % i for i in range(count)]
+	s.no_publish(1.0)  # no duplicate
+
+
+@pytest.fixture
+def data_dir():
+	d = tempfile.mkdtemp(prefix="viesti-cl-")
+	yield d
+	shutil.rmtree(d, ignore_errors=True)
+
+
+def test_a_node_that_was_down_gets_what_was_published_meanwhile(nats, broker, clients, data_dir):
+	n = nats()
+	a = node(broker, n, "da")
+	b = node(broker, n, "db", "persistence true", "persistence_location %s/" % data_dir)
+	t = uid("d")
+	cid = uid("s")
+	s = clients.raw(b.port, 4)
+	s.connect(cid, clean=False)
+	s.subscribe([(t + "/#", 1)])
+	wait_subjects(n, "db", lambda x: "vs.m.%s.>" % t in x, "db's subscription")
+	s.disconnect()
+	b.kill()
+	p = clients.raw(a.port, 4)
+	p.connect(uid("p"))
+	for i in range(50):
+		p.publish("%s/x" % t, b"%d" % i, qos=1)
+	b.start()
+	b.wait_log(r"cluster: node db JetStream ready", timeout=10)
+	s = clients.raw(b.port, 4)
+	assert s.connect(cid, clean=False).session_present
+	got = s.publishes(50, timeout=10)
+	assert [m.payload for m in got] == [b"%d" % i for i in range(50)]
+	# Published while it is up again: still through its consumer, after the backlog.
+	p.publish("%s/x" % t, b"after", qos=1)
+	assert s.expect(PUBLISH, timeout=10).payload == b"after"
+
+
+@pytest.mark.serial
+def test_the_will_of_a_killed_nodes_client_is_published_once(nats, broker, clients):
+	n = nats()
+	lease = "cluster_lease 2"
+	a = node(broker, n, "wa", lease)
+	b = node(broker, n, "wb", lease)
+	c = node(broker, n, "wc", lease)
+	t = uid("w")
+	s = clients.raw(c.port, 4)
+	s.connect(uid("s"))
+	s.subscribe([(t + "/#", 1)])
+	wait_subjects(n, "wc", lambda x: "vs.m.%s.>" % t in x, "wc's subscription")
+	gone = clients.raw(a.port, 4)
+	gone.connect(uid("gone"), will=dict(topic=t + "/will", payload=b"bye", qos=1, retain=True))
+	calm = clients.raw(a.port, 4)  # its will is cancelled by a normal DISCONNECT
+	calm.connect(uid("calm"), will=dict(topic=t + "/calm", payload=b"no", qos=1))
+	wait_until(lambda: n.stream_state("KV_vs_wills", "last_seq") >= 2, 10,
+		what="the wills in vs_wills")
+	calm.disconnect()  # a delete marker: the stream's third message
+	wait_until(lambda: n.stream_state("KV_vs_wills", "last_seq") >= 3, 10,
+		what="calm's will deleted")
+	a.kill()
+	m = s.expect(PUBLISH, timeout=10)  # the lease (2 s) and a scan (0.7 s), with margin
+	assert (m.topic, m.payload, m.qos) == (t + "/will", b"bye", 1)
+	s.ack(m)
+	s.no_publish(1.5)  # one survivor published it
+	late = clients.raw(b.port, 4)  # retained on the other survivor too
+	late.connect(uid("late"))
+	late.subscribe([(t + "/will", 1)])
+	m = late.expect(PUBLISH, timeout=10)
+	assert (m.payload, m.retain) == (b"bye", True)
+	assert b.log_text().count("expired") + c.log_text().count("expired") == 1
+
+
+def test_a_client_id_is_connected_on_one_node_at_a_time(nats, broker, clients):
+	"""[MQTT-3.1.4-3] across nodes: a CONNECT on one node closes the connection with that client
+	id on another (MQTT 5: DISCONNECT 0x8E, session taken over); other clients stay; a resumed
+	session's take-over sends no will, a clean one's does."""
+	n = nats()
+	a = node(broker, n, "ta")
+	b = node(broker, n, "tb")
+	t = uid("to")
+	watch = clients.raw(b.port, 4)
+	watch.connect(uid("watch"))
+	watch.subscribe([(t + "/#", 1)])
+	wait_subjects(n, "tb", lambda x: "vs.m.%s.>" % t in x, "tb's subscription")
+	cid = uid("dev")
+	old = clients.raw(a.port, 5)
+	old.connect(cid, clean=False, props={P.SESSION_EXPIRY: 60},
+		will=dict(topic=t + "/will", payload=b"resumed", qos=1))
+	bystander = clients.raw(a.port, 5)
+	bystander.connect(uid("by"))
+	new = clients.raw(b.port, 5)
+	ack = new.connect(cid, clean=False, props={P.SESSION_EXPIRY: 60})
+	assert not ack.session_present  # sessions stay on their node
+	got = old.wait_closed(10)
+	disc = [p for p in got if p.type == DISCONNECT]
+	assert disc and disc[0].rc == 0x8E, got
+	a.wait_log(r"cluster: client %s connected on node tb: closing it here" % cid, timeout=5)
+	bystander.ping()  # still connected
+	watch.no_publish(1.0)  # the new connection resumes: no will [MQTT-3.1.2-8] as on one node
+	# Back to the first node with a clean start: the connection on tb goes, and its session
+	# ends there (it had no will; the old one on ta is replaced by this connection's).
+	again = clients.raw(a.port, 4)
+	again.connect(cid, clean=True, will=dict(topic=t + "/will", payload=b"third", qos=1))
+	new.wait_closed(10)
+	b.wait_log(r"cluster: client %s connected on node ta: closing it here" % cid, timeout=5)
+	# The claim of a clean start does not close a connection that came after it.
+	again.ping()

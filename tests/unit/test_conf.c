@@ -377,6 +377,27 @@ static void persistence_directives(void **state)
 		     "1 to 3600000");
 }
 
+static void cluster_jetstream_directives(void **state)
+{
+	(void)state;
+	struct vs_config c;
+	expect_ok(&c, "cluster_url nats://127.0.0.1:4222\n");
+	assert_int_equal(c.cluster_stream_max_age, 3600); /* docs/cluster.md */
+	assert_int_equal(c.cluster_replicas, 1);
+	assert_int_equal(c.cluster_lease_ms, 10000);
+	vs_config_fini(&c);
+	expect_ok(&c, "cluster_stream_max_age 86400\ncluster_replicas 3\ncluster_lease 2.5\n");
+	assert_int_equal(c.cluster_stream_max_age, 86400);
+	assert_int_equal(c.cluster_replicas, 3);
+	assert_int_equal(c.cluster_lease_ms, 2500);
+	vs_config_fini(&c);
+	expect_error("cluster_replicas 6\n", "test.conf:1: bad value '6' for 'cluster_replicas', "
+					     "expected an integer from 1 to 5");
+	expect_error("cluster_stream_max_age 0\n",
+		     "test.conf:1: bad value '0' for 'cluster_stream_max_age', expected an integer "
+		     "from 1 to 31536000");
+}
+
 static void port_configures_the_default_listener(void **state)
 {
 	struct vs_config c;
@@ -1017,6 +1038,7 @@ int main(void)
 	    cmocka_unit_test(persistent_client_expiration_units),
 	    cmocka_unit_test(logging_directives_accumulate),
 	    cmocka_unit_test(persistence_directives),
+	    cmocka_unit_test(cluster_jetstream_directives),
 	    cmocka_unit_test(port_configures_the_default_listener),
 	    cmocka_unit_test(per_listener_directives_follow_the_last_listener),
 	    cmocka_unit_test(http_listener_and_admins),

@@ -1,0 +1,753 @@
+/* The cluster's JetStream part: QoS 1/2 between nodes, leases, wills (see cluster_js.h). */
+#include "broker/cluster_js.h"
+#include "broker/cluster_nats.h"
+#include "broker/cluster_retain.h"
+
+#include <errno.h>
+#include <nats/nats.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/map.h"
+#include "base/vec.h"
+#include "broker/broker.h"
+#include "broker/cluster.h"
+#include "broker/conn.h"
+#include "broker/worker.h"
+#include "cluster/cluster.h"
+#include "cluster/keys.h"
+#include "session/msg.h"
+
+#define STREAM	       "VS_MSGS"
+#define QOS_PREFIX     "vs.q."
+#define QOS_SUBJECTS   "vs.q.>"
+#define DELIVER_PREFIX "vs.d."
+#define NODES_BUCKET   "vs_nodes"
+#define WILLS_BUCKET   "vs_wills"
+#define REAP_PREFIX    "reap."
+#define SUBJECT_MAX    1100
+#define KEY_MAX	       1024
+#define TOKEN_MAX      (3 * VS_CLUSTER_NODE_MAX + 1)
+#define HEAD_MAX       (2 + VS_CLUSTER_NODE_MAX + 8)
+
+enum {
+	PUB_MAX_PENDING = 4096, /* asynchronous publishes in flight per worker */
+	PUB_WAIT_MS = 5000,	/* JetStream's acknowledgement of one publish */
+	ACK_WAIT_S = 30,	/* before JetStream sends an unacknowledged message again */
+	MAX_ACK_PENDING = 8192, /* messages handed to this node and not yet acknowledged */
+	OPS_MAX = 100000,	/* will writes waiting for JetStream */
+	WARN_EVERY_MS = 10000,
+};
+
+/* One per worker: a JetStream context of its own for asynchronous publishes, so that the end of
+ * its turn waits for its own messages only; and the messages of other nodes it has routed. */
+struct wjs {
+	jsCtx *js;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t sent;	 /* publishes accepted by the library (worker, under lock) */
+	uint64_t done;	 /* of which acknowledged or failed (ack handler, under lock) */
+	uint64_t failed; /* of which failed (ack handler, under lock) */
+	uint64_t failed_seen;
+	bool dirty;	 /* published this turn (worker only) */
+	bool failed_now; /* a publish of this turn was refused at once (worker only) */
+	natsMsg **acks;	 /* routed this turn, to acknowledge at the commit (worker only) */
+	uint32_t n_acks, cap_acks;
+	int64_t warned_ms; /* worker only */
+};
+
+/* A write to vs_wills, done on the JetStream thread in the order asked. */
+struct op {
+	struct op *next;
+	char *key;
+	uint8_t *val; /* a frame; NULL: delete */
+	size_t len;
+};
+
+struct vs_cjs {
+	struct vs_cluster *cl;
+	struct vs_broker *b;
+	natsConnection *nc;
+	jsCtx *js; /* the node's shared context: API, buckets, the thread's publishes */
+	const char *node;
+	char node_tok[TOKEN_MAX];
+	char consumer[TOKEN_MAX + 4];
+	char deliver[TOKEN_MAX + 8];
+	int64_t lease_ms;
+	atomic_bool ready; /* stream, consumer and buckets there */
+	natsSubscription *sub;
+	kvStore *nodes, *wills;
+
+	pthread_mutex_t pub_lock; /* sequence numbers in the order of publication */
+	uint64_t seq;
+
+	struct vs_map seen; /* origin node -> last sequence routed (delivery thread only) */
+	atomic_bool forget; /* a worker gave messages back: seen no longer says what was routed */
+
+	struct wjs *w;
+	int n_w;
+
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t lock; /* guards what follows */
+	pthread_cond_t cond;
+	bool stop;
+	struct op *head, **tail;
+	uint32_t n_ops;
+	bool ops_warned;
+	int64_t warned_ms; /* JetStream thread only */
+};
+
+static void warn_js(struct vs_cjs *j, const char *what, natsStatus s)
+{
+	int64_t now = vs_now_ms();
+	if (now - j->warned_ms < WARN_EVERY_MS)
+		return;
+	j->warned_ms = now;
+	vs_log(j->b->log, VS_LOG_WARN, "cluster: %s: %s (%s)", what, natsStatus_GetText(s),
+	       nats_GetLastError(NULL));
+}
+
+bool vs_cjs_ready(const struct vs_cjs *j)
+{
+	return j && atomic_load_explicit(&j->ready, memory_order_acquire);
+}
+
+/* ---- the stream and this node's consumer ---- */
+
+static natsStatus make_stream(struct vs_cjs *j)
+{
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_GetStreamInfo(&si, j->js, STREAM, NULL, &jerr);
+	if (s == NATS_OK) {
+		jsStreamInfo_Destroy(si);
+		return NATS_OK;
+	}
+	if (s != NATS_NOT_FOUND)
+		return s;
+	jsStreamConfig cfg;
+	jsStreamConfig_Init(&cfg);
+	const char *subjects[] = {QOS_SUBJECTS};
+	cfg.Name = STREAM;
+	cfg.Subjects = subjects;
+	cfg.SubjectsLen = 1;
+	cfg.Storage = js_FileStorage;
+	cfg.MaxAge = (int64_t)j->b->conf->cluster_stream_max_age * 1000000000;
+	cfg.Replicas = j->b->conf->cluster_replicas;
+	s = js_AddStream(&si, j->js, &cfg, NULL, &jerr);
+	jsStreamInfo_Destroy(si);
+	return s != NATS_OK && jerr == JSStreamNameExistErr ? NATS_OK : s; /* another node's */
+}
+
+static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *arg);
+
+static natsStatus make_consumer(struct vs_cjs *j)
+{
+	jsConsumerInfo *ci = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_GetConsumerInfo(&ci, j->js, STREAM, j->consumer, NULL, &jerr);
+	if (s == NATS_NOT_FOUND) {
+		/* A push consumer on a subject of its own, so that a restarted node binds to it
+		 * again and resumes where it left off. A new one starts with what comes next. */
+		jsConsumerConfig cc;
+		jsConsumerConfig_Init(&cc);
+		cc.Durable = j->consumer;
+		cc.DeliverSubject = j->deliver;
+		cc.DeliverPolicy = js_DeliverNew;
+		cc.AckPolicy = js_AckExplicit;
+		cc.AckWait = (int64_t)ACK_WAIT_S * 1000000000;
+		cc.MaxAckPending = MAX_ACK_PENDING;
+		cc.FilterSubject = QOS_SUBJECTS;
+		s = js_AddConsumer(&ci, j->js, STREAM, &cc, NULL, &jerr);
+	}
+	jsConsumerInfo_Destroy(ci);
+	if (s != NATS_OK)
+		return s;
+	jsSubOptions so;
+	jsSubOptions_Init(&so);
+	so.Stream = STREAM;
+	so.Consumer = j->consumer; /* bound: the library never deletes it */
+	so.ManualAck = true;
+	return js_Subscribe(&j->sub, j->js, QOS_SUBJECTS, on_js_msg, j, NULL, &so, &jerr);
+}
+
+static natsStatus make_bucket(struct vs_cjs *j, kvStore **kv, const char *name, int64_t ttl_ms)
+{
+	if (js_KeyValue(kv, j->js, name) == NATS_OK)
+		return NATS_OK;
+	kvConfig kc;
+	kvConfig_Init(&kc);
+	kc.Bucket = name;
+	kc.History = 1;
+	kc.TTL = ttl_ms * 1000000;
+	kc.StorageType = js_FileStorage;
+	kc.Replicas = j->b->conf->cluster_replicas;
+	natsStatus s = js_CreateKeyValue(kv, j->js, &kc);
+	if (s != NATS_OK) /* made by another node meanwhile, maybe with other settings */
+		s = js_KeyValue(kv, j->js, name);
+	return s;
+}
+
+/* ---- leases and wills ---- */
+
+static natsStatus renew_lease(struct vs_cjs *j)
+{
+	uint64_t rev;
+	return kvStore_PutString(&rev, j->nodes, j->node_tok, j->node);
+}
+
+static natsStatus publish_frame(struct vs_cjs *j, const char *subject, uint8_t *buf, size_t head,
+				size_t len, const char *msg_id);
+
+/* Publishes the will stored at key (revision rev, frame val) as this node's message, to the
+ * stream and to the clients here, then deletes it. */
+static void publish_will(struct vs_cjs *j, const char *key, const uint8_t *val, size_t len,
+			 uint64_t rev)
+{
+	struct vs_cluster_frame f;
+	const char *why;
+	if (vs_cluster_frame_decode(val, len, &f, &why) < 0) {
+		vs_log(j->b->log, VS_LOG_WARN, "cluster: will %s dropped: %s", key, why);
+		kvStore_Delete(j->wills, key);
+		return;
+	}
+	size_t body = (size_t)((const uint8_t *)val + len - (f.node.p + f.node.len + 8));
+	uint8_t *buf = malloc(HEAD_MAX + body);
+	if (!buf)
+		return;
+	ssize_t h = vs_cluster_frame_head(j->node, 0, buf, HEAD_MAX);
+	memcpy(buf + h, val + len - body, body);
+	char subject[SUBJECT_MAX], id[KEY_MAX + 32];
+	if (vs_cluster_topic_subject(f.publish.topic.p, f.publish.topic.len, subject,
+				     sizeof(subject) - sizeof(QOS_PREFIX)) < 0)
+		snprintf(subject, sizeof(subject), "vs.l");
+	/* One id per stored will: a second survivor, or this one again after a failure, is
+	 * dropped by the stream's duplicate window. */
+	snprintf(id, sizeof(id), "will:%s:%llu", key, (unsigned long long)rev);
+	natsStatus s = publish_frame(j, subject, buf, (size_t)h, (size_t)h + body, id);
+	struct vs_cluster_frame mine;
+	if (s == NATS_OK && vs_cluster_frame_decode(buf, (size_t)h + body, &mine, &why) == 0 &&
+	    vs_cluster_deliver(j->cl, &mine, NULL) == 0) {
+		if (mine.publish.retain)
+			vs_cluster_retain_on_behalf(j->b, &mine);
+		vs_log(j->b->log, VS_LOG_NOTICE, "cluster: published will %s of a dead node", key);
+		kvStore_Delete(j->wills, key);
+	} else if (s != NATS_OK) {
+		warn_js(j, "publishing a will of a dead node", s);
+	}
+	free(buf);
+}
+
+static void reap_key(struct vs_cjs *j, const char *key)
+{
+	kvEntry *e = NULL;
+	if (kvStore_Get(&e, j->wills, key) != NATS_OK)
+		return; /* gone meanwhile */
+	publish_will(j, key, (const uint8_t *)kvEntry_Value(e), (size_t)kvEntry_ValueLen(e),
+		     kvEntry_Revision(e));
+	kvEntry_Destroy(e);
+}
+
+/* Whether this node publishes the wills of node token tok: its lease is gone and this node holds
+ * the claim (compare-and-set: made here, or made earlier by this node). */
+static bool ours_to_reap(struct vs_cjs *j, const char *tok, bool self)
+{
+	kvEntry *e = NULL;
+	if (!self) {
+		natsStatus s = kvStore_Get(&e, j->nodes, tok);
+		kvEntry_Destroy(e);
+		if (s != NATS_NOT_FOUND)
+			return false; /* alive, or unknown */
+	}
+	char claim[TOKEN_MAX + sizeof(REAP_PREFIX)];
+	snprintf(claim, sizeof(claim), REAP_PREFIX "%s", tok);
+	uint64_t rev;
+	if (kvStore_CreateString(&rev, j->nodes, claim, j->node_tok) == NATS_OK) {
+		if (!self)
+			vs_log(
+			    j->b->log, VS_LOG_NOTICE,
+			    "cluster: the lease of node %s expired: publishing its clients' wills",
+			    tok);
+		return true;
+	}
+	e = NULL;
+	bool mine = kvStore_Get(&e, j->nodes, claim) == NATS_OK &&
+		    strcmp(kvEntry_ValueString(e), j->node_tok) == 0;
+	kvEntry_Destroy(e);
+	return mine;
+}
+
+/* Looks at every stored will: those of nodes whose lease is gone (or, with self, this node's
+ * own from an earlier life) are published by the node that claims them. */
+static void reap(struct vs_cjs *j, bool self)
+{
+	kvKeysList keys = {0};
+	kvWatchOptions wo;
+	kvWatchOptions_Init(&wo);
+	wo.Timeout = 5000;
+	natsStatus s = kvStore_Keys(&keys, j->wills, &wo);
+	if (s != NATS_OK) {
+		if (s != NATS_NOT_FOUND)
+			warn_js(j, "listing the wills", s);
+		return;
+	}
+	struct vs_map verdict = {0}; /* node token -> 1 alive/other's, 2 ours */
+	size_t own = strlen(j->node_tok);
+	for (int i = 0; i < keys.Count; i++) {
+		const char *key = keys.Keys[i];
+		ssize_t n = vs_cluster_will_key_node(key);
+		if (n < 0)
+			continue;
+		bool is_self = (size_t)n == own && memcmp(key, j->node_tok, own) == 0;
+		if (is_self != self)
+			continue;
+		uintptr_t v = (uintptr_t)vs_map_get(&verdict, key, (size_t)n);
+		if (!v) {
+			char tok[TOKEN_MAX];
+			snprintf(tok, sizeof(tok), "%.*s", (int)n, key);
+			v = ours_to_reap(j, tok, self) ? 2 : 1;
+			vs_map_put(&verdict, key, (size_t)n, (void *)v, NULL);
+		}
+		if (v == 2)
+			reap_key(j, key);
+	}
+	vs_map_fini(&verdict);
+	kvKeysList_Destroy(&keys);
+}
+
+static void run_ops(struct vs_cjs *j)
+{
+	pthread_mutex_lock(&j->lock);
+	struct op *o = j->head;
+	j->head = NULL;
+	j->tail = &j->head;
+	j->n_ops = 0;
+	pthread_mutex_unlock(&j->lock);
+	while (o) {
+		struct op *next = o->next;
+		uint64_t rev;
+		natsStatus s = o->val ? kvStore_Put(&rev, j->wills, o->key, o->val, (int)o->len)
+				      : kvStore_Delete(j->wills, o->key);
+		if (s != NATS_OK)
+			warn_js(j, o->val ? "storing a will" : "deleting a will", s);
+		free(o->key);
+		free(o->val);
+		free(o);
+		o = next;
+	}
+}
+
+/* Makes the stream, consumer and buckets, and publishes what this node left in an earlier
+ * life. Returns 0 when JetStream is ready. */
+static int setup(struct vs_cjs *j)
+{
+	if (natsConnection_Status(j->nc) != NATS_CONN_STATUS_CONNECTED)
+		return -1;
+	natsStatus s = make_stream(j);
+	const char *what = "the stream " STREAM;
+	if (s == NATS_OK && !j->sub && (s = make_consumer(j)) != NATS_OK)
+		what = "this node's consumer";
+	if (s == NATS_OK && !j->nodes &&
+	    (s = make_bucket(j, &j->nodes, NODES_BUCKET, j->lease_ms)) != NATS_OK)
+		what = "the bucket " NODES_BUCKET;
+	if (s == NATS_OK && !j->wills &&
+	    (s = make_bucket(j, &j->wills, WILLS_BUCKET, 0)) != NATS_OK)
+		what = "the bucket " WILLS_BUCKET;
+	if (s == NATS_OK && (s = renew_lease(j)) != NATS_OK)
+		what = "this node's lease";
+	if (s != NATS_OK) {
+		char w[96];
+		snprintf(w, sizeof(w), "JetStream not ready (%s); QoS 1/2 crosses on core NATS",
+			 what);
+		warn_js(j, w, s);
+		return -1;
+	}
+	reap(j, true);
+	atomic_store_explicit(&j->ready, true, memory_order_release);
+	vs_log(j->b->log, VS_LOG_NOTICE,
+	       "cluster: node %s JetStream ready (stream %s, consumer %s)", j->node, STREAM,
+	       j->consumer);
+	return 0;
+}
+
+static void *run(void *arg)
+{
+	struct vs_cjs *j = arg;
+	int64_t next_lease = 0;
+	pthread_mutex_lock(&j->lock);
+	while (!j->stop) {
+		pthread_mutex_unlock(&j->lock);
+		int64_t now = vs_now_ms();
+		if (!vs_cjs_ready(j) && setup(j) == 0)
+			next_lease = now + j->lease_ms / 3;
+		if (vs_cjs_ready(j)) {
+			run_ops(j);
+			if (now >= next_lease) {
+				natsStatus s = renew_lease(j);
+				if (s != NATS_OK)
+					warn_js(j, "renewing this node's lease", s);
+				reap(j, false);
+				next_lease = now + j->lease_ms / 3;
+			}
+		}
+		pthread_mutex_lock(&j->lock);
+		if (j->stop || (j->head && vs_cjs_ready(j)))
+			continue;
+		int64_t wait = vs_cjs_ready(j) ? next_lease - vs_now_ms() : 500;
+		if (wait > 0) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			int64_t ns = ts.tv_nsec + (wait % 1000) * 1000000;
+			ts.tv_sec += (time_t)(wait / 1000 + ns / 1000000000);
+			ts.tv_nsec = (long)(ns % 1000000000);
+			pthread_cond_timedwait(&j->cond, &j->lock, &ts);
+		}
+	}
+	pthread_mutex_unlock(&j->lock);
+	return NULL;
+}
+
+void vs_cjs_will(struct vs_worker *w, const char *client_id, size_t len, struct vs_msg *will)
+{
+	struct vs_cjs *j = vs_cluster_cjs(w->b->cluster);
+	if (!j)
+		return;
+	char key[KEY_MAX];
+	if (vs_cluster_will_key(j->node, (const uint8_t *)client_id, len, key, sizeof(key)) < 0)
+		return; /* a client id this long keeps its will on this node only */
+	struct op *o = calloc(1, sizeof(*o));
+	if (!o || !(o->key = strdup(key)))
+		goto out_free;
+	if (will) {
+		struct vs_delivery d = {.version = VS_V5, .qos = will->qos, .retain = will->retain};
+		d.packet_id = will->qos ? 1 : 0;
+		ssize_t plen = vs_msg_encoded_size(will, &d, w->now_ms);
+		if (plen < 0 || !(o->val = malloc(HEAD_MAX + (size_t)plen)))
+			goto out_free;
+		ssize_t h = vs_cluster_frame_head(j->node, 0, o->val, HEAD_MAX);
+		ssize_t n = vs_msg_encode(will, &d, w->now_ms, o->val + h, (size_t)plen);
+		if (n <= 0)
+			goto out_free;
+		o->len = (size_t)(h + n);
+	}
+	pthread_mutex_lock(&j->lock);
+	bool full = j->n_ops >= OPS_MAX;
+	if (!full) {
+		*j->tail = o;
+		j->tail = &o->next;
+		j->n_ops++;
+		pthread_cond_signal(&j->cond);
+	} else if (!j->ops_warned) {
+		j->ops_warned = true;
+		vs_log(w->b->log, VS_LOG_WARN,
+		       "cluster: %d will updates wait for JetStream: further ones are dropped",
+		       OPS_MAX);
+	}
+	pthread_mutex_unlock(&j->lock);
+	if (!full)
+		return;
+out_free:
+	if (o) {
+		free(o->key);
+		free(o->val);
+	}
+	free(o);
+}
+
+/* ---- QoS 1/2 messages ---- */
+
+static void on_pub_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+	(void)js;
+	struct wjs *p = closure;
+	pthread_mutex_lock(&p->lock);
+	p->done++;
+	if (pae || !pa)
+		p->failed++;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	natsMsg_Destroy(m);
+}
+
+/* Numbers the frame in buf and publishes it with the shared context, synchronously (the
+ * JetStream thread's wills). */
+static natsStatus publish_frame(struct vs_cjs *j, const char *subject, uint8_t *buf, size_t head,
+				size_t len, const char *msg_id)
+{
+	char subj[SUBJECT_MAX];
+	snprintf(subj, sizeof(subj), QOS_PREFIX "%s", subject);
+	jsPubOptions po;
+	jsPubOptions_Init(&po);
+	po.MaxWait = PUB_WAIT_MS;
+	po.MsgId = msg_id;
+	pthread_mutex_lock(&j->pub_lock);
+	vs_cluster_frame_head(j->node, ++j->seq, buf, head);
+	jsErrCode jerr = 0;
+	natsStatus s = js_Publish(NULL, j->js, subj, buf, (int)len, &po, &jerr);
+	pthread_mutex_unlock(&j->pub_lock);
+	return s;
+}
+
+void vs_cjs_publish(struct vs_worker *w, struct vs_cjs *j, const char *subject, uint8_t *buf,
+		    size_t head, size_t len)
+{
+	struct wjs *p = &j->w[w->idx];
+	char subj[SUBJECT_MAX], id[VS_CLUSTER_NODE_MAX + 24];
+	snprintf(subj, sizeof(subj), QOS_PREFIX "%s", subject);
+	/* What the current client is told next waits for JetStream (vs_cjs_commit). */
+	if (w->cur)
+		w->cur->durable_pending = true;
+	p->dirty = true;
+	jsPubOptions po;
+	jsPubOptions_Init(&po);
+	po.MaxWait = PUB_WAIT_MS;
+	po.MsgId = id;
+	natsStatus s = NATS_CONNECTION_DISCONNECTED;
+	/* Numbered and handed to the connection under one lock: a node's sequence numbers grow
+	 * in the stream's order, which the receivers' duplicate check relies on. */
+	pthread_mutex_lock(&j->pub_lock);
+	uint64_t seq = ++j->seq;
+	vs_cluster_frame_head(j->node, seq, buf, head);
+	snprintf(id, sizeof(id), "%s:%llu", j->node, (unsigned long long)seq);
+	if (natsConnection_Status(j->nc) == NATS_CONN_STATUS_CONNECTED)
+		s = js_PublishAsync(p->js, subj, buf, (int)len, &po);
+	pthread_mutex_unlock(&j->pub_lock);
+	if (s != NATS_OK) {
+		p->failed_now = true;
+		return;
+	}
+	pthread_mutex_lock(&p->lock);
+	p->sent++;
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Waits (bounded) until JetStream has answered every publish of p; true when all were taken. */
+static bool wait_published(struct wjs *p)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (PUB_WAIT_MS + 1000) / 1000;
+	pthread_mutex_lock(&p->lock);
+	while (p->done < p->sent)
+		if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) != 0)
+			break;
+	bool ok = p->done >= p->sent && p->failed == p->failed_seen && !p->failed_now;
+	p->failed_seen = p->failed;
+	pthread_mutex_unlock(&p->lock);
+	p->failed_now = false;
+	return ok;
+}
+
+int vs_cjs_commit(struct vs_worker *w, bool stored)
+{
+	struct vs_cjs *j = vs_cluster_cjs(w->b->cluster);
+	if (!j || !j->w)
+		return 0;
+	struct wjs *p = &j->w[w->idx];
+	int rc = 0;
+	if (p->dirty) {
+		p->dirty = false;
+		if (!wait_published(p)) {
+			rc = -EIO;
+			if (w->now_ms - p->warned_ms >= WARN_EVERY_MS) {
+				p->warned_ms = w->now_ms;
+				vs_log(w->b->log, VS_LOG_WARN,
+				       "cluster: JetStream did not take QoS 1/2 messages: their "
+				       "publishers are disconnected unacknowledged");
+			}
+		}
+	}
+	/* Given back, they come again behind newer ones, which seen would take for copies: it
+	 * forgets (at least once: what else it drops now may come twice). Set before the nak. */
+	if (!stored && p->n_acks)
+		atomic_store(&j->forget, true);
+	for (uint32_t i = 0; i < p->n_acks; i++) {
+		if (stored)
+			natsMsg_Ack(p->acks[i], NULL);
+		else
+			natsMsg_Nak(p->acks[i], NULL);
+		natsMsg_Destroy(p->acks[i]);
+	}
+	p->n_acks = 0;
+	return rc;
+}
+
+void vs_cjs_routed(struct vs_worker *w, void *ack)
+{
+	struct vs_cjs *j = vs_cluster_cjs(w->b->cluster);
+	struct wjs *p = j && j->w ? &j->w[w->idx] : NULL;
+	if (!p || VS_VEC_GROW(p->acks, p->cap_acks, p->n_acks + 1, 64) < 0) {
+		if (j)
+			atomic_store(&j->forget, true); /* sent again after the ack wait */
+		vs_cjs_drop(ack);
+		return;
+	}
+	p->acks[p->n_acks++] = ack;
+}
+
+void vs_cjs_drop(void *ack)
+{
+	natsMsg_Destroy(ack);
+}
+
+/* A message of the stream (the library's delivery thread). */
+static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *arg)
+{
+	(void)nc;
+	(void)sub;
+	struct vs_cjs *j = arg;
+	struct vs_cluster_frame f;
+	const char *why;
+	const uint8_t *data = (const uint8_t *)natsMsg_GetData(nm);
+	int len = natsMsg_GetDataLength(nm);
+	if (vs_cluster_frame_decode(data, (size_t)(len > 0 ? len : 0), &f, &why) < 0) {
+		vs_log(j->b->log, VS_LOG_WARN, "cluster: a message on %s dropped: %s",
+		       natsMsg_GetSubject(nm), why);
+		natsMsg_Term(nm, NULL);
+		goto out;
+	}
+	if (atomic_load_explicit(&j->forget, memory_order_relaxed) &&
+	    atomic_exchange(&j->forget, false)) {
+		vs_map_fini(&j->seen);
+		memset(&j->seen, 0, sizeof(j->seen));
+	}
+	/* Its own (routed here when published), and any it has routed already (sent again after
+	 * a lost acknowledgement) are acknowledged and skipped. */
+	uint64_t last = (uintptr_t)vs_map_get(&j->seen, f.node.p, f.node.len);
+	if ((f.node.len == strlen(j->node) && memcmp(f.node.p, j->node, f.node.len) == 0) ||
+	    f.seq <= last) {
+		natsMsg_Ack(nm, NULL);
+		goto out;
+	}
+	/* Noted first: once delivered, nm (which f points into) is the worker's. */
+	vs_map_put(&j->seen, f.node.p, f.node.len, (void *)(uintptr_t)f.seq, NULL);
+	if (vs_cluster_deliver(j->cl, &f, nm) < 0) {
+		atomic_store(&j->forget, true); /* it comes again, maybe behind newer ones */
+		natsMsg_Nak(nm, NULL);
+		goto out;
+	}
+	return; /* the worker acknowledges it */
+out:
+	natsMsg_Destroy(nm);
+}
+
+/* ---- life ---- */
+
+static int init_workers(struct vs_cjs *j, char *err, size_t errlen)
+{
+	j->n_w = j->b->n_workers;
+	j->w = calloc((size_t)j->n_w, sizeof(*j->w));
+	if (!j->w)
+		goto out_nomem;
+	for (int i = 0; i < j->n_w; i++) {
+		struct wjs *p = &j->w[i];
+		pthread_mutex_init(&p->lock, NULL);
+		pthread_cond_init(&p->cond, NULL);
+		jsOptions o;
+		jsOptions_Init(&o);
+		o.PublishAsync.MaxPending = PUB_MAX_PENDING;
+		o.PublishAsync.StallWait = PUB_WAIT_MS; /* a turn of more than MaxPending waits */
+		o.PublishAsync.AckHandler = on_pub_ack;
+		o.PublishAsync.AckHandlerClosure = p;
+		natsStatus s = natsConnection_JetStream(&p->js, j->nc, &o);
+		if (s != NATS_OK) {
+			snprintf(err, errlen, "cluster: JetStream context: %s",
+				 natsStatus_GetText(s));
+			return -1;
+		}
+	}
+	return 0;
+out_nomem:
+	snprintf(err, errlen, "cluster: no memory");
+	return -1;
+}
+
+int vs_cjs_start(struct vs_cluster *cl, struct vs_broker *b, struct vs_cjs **out, char *err,
+		 size_t errlen)
+{
+	struct vs_cjs *j = calloc(1, sizeof(*j));
+	if (!j) {
+		snprintf(err, errlen, "cluster: no memory");
+		return -1;
+	}
+	*out = j;
+	j->cl = cl;
+	j->b = b;
+	j->nc = vs_cluster_nc(b);
+	j->js = vs_cluster_js(b);
+	j->node = vs_cluster_node(b);
+	j->lease_ms = b->conf->cluster_lease_ms;
+	j->seq = (uint64_t)vs_wall_ns(); /* newer than an earlier life's (cluster.c) */
+	j->tail = &j->head;
+	pthread_mutex_init(&j->pub_lock, NULL);
+	pthread_mutex_init(&j->lock, NULL);
+	pthread_cond_init(&j->cond, NULL);
+	if (vs_cluster_token((const uint8_t *)j->node, strlen(j->node), j->node_tok,
+			     sizeof(j->node_tok)) < 0) {
+		snprintf(err, errlen, "cluster: node id too long");
+		return -1;
+	}
+	snprintf(j->consumer, sizeof(j->consumer), "vs_%s", j->node_tok);
+	snprintf(j->deliver, sizeof(j->deliver), DELIVER_PREFIX "%s", j->node_tok);
+	if (init_workers(j, err, errlen) < 0)
+		return -1;
+	/* Ready before the first client when NATS is there; otherwise the thread keeps trying. */
+	setup(j);
+	if (pthread_create(&j->thread, NULL, run, j) != 0) {
+		snprintf(err, errlen, "cluster: cannot start the JetStream thread");
+		return -1;
+	}
+	j->thread_started = true;
+	return 0;
+}
+
+void vs_cjs_stop(struct vs_cjs *j)
+{
+	if (!j || !j->thread_started)
+		return;
+	pthread_mutex_lock(&j->lock);
+	j->stop = true;
+	pthread_cond_signal(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+	pthread_join(j->thread, NULL);
+	j->thread_started = false;
+	/* Will updates not written yet: done now, so a clean stop leaves no will behind. */
+	if (vs_cjs_ready(j))
+		run_ops(j);
+}
+
+void vs_cjs_free(struct vs_cjs *j)
+{
+	if (!j)
+		return;
+	natsSubscription_Destroy(j->sub);
+	kvStore_Destroy(j->nodes);
+	kvStore_Destroy(j->wills);
+	for (int i = 0; j->w && i < j->n_w; i++) {
+		struct wjs *p = &j->w[i];
+		for (uint32_t k = 0; k < p->n_acks; k++)
+			natsMsg_Destroy(p->acks[k]);
+		free(p->acks);
+		jsCtx_Destroy(p->js);
+		pthread_mutex_destroy(&p->lock);
+		pthread_cond_destroy(&p->cond);
+	}
+	free(j->w);
+	for (struct op *o = j->head, *next; o; o = next) {
+		next = o->next;
+		free(o->key);
+		free(o->val);
+		free(o);
+	}
+	vs_map_fini(&j->seen);
+	pthread_mutex_destroy(&j->pub_lock);
+	pthread_mutex_destroy(&j->lock);
+	pthread_cond_destroy(&j->cond);
+	free(j);
+}

@@ -1,0 +1,69 @@
+/*
+ * What the cluster keeps in JetStream (docs/cluster.md): QoS 1/2 messages between nodes, node
+ * leases, and the wills of connected clients, so that no acknowledged message and no will is
+ * lost when a node dies.
+ *
+ * Messages. A QoS 1/2 message for other nodes is published to the stream VS_MSGS (subjects
+ * "vs.q." + the core subject) with the message id "node:seq", so a republish is dropped by the
+ * stream. The publishing worker sends it asynchronously and, at the end of its loop turn, waits
+ * until JetStream has stored every message of the turn before writing the turn's PUBACK/PUBREC:
+ * the same group commit as the local store (vs_bp_commit). Each node reads the stream with a
+ * durable consumer named after it; a message is routed on a worker and acknowledged to
+ * JetStream only after that worker's commit. A node skips its own messages and those it has
+ * seen (origin node and sequence, which increase per origin in stream order).
+ *
+ * Leases and wills. A thread of its own renews this node's key in the bucket vs_nodes (its age
+ * limit is the lease), and puts and deletes the will of each connected client that has one in
+ * vs_wills (key "node.client", cluster/keys.h). It also looks for wills of nodes whose lease has
+ * gone; one survivor wins the right to publish them (compare-and-set on "reap.<node>"),
+ * publishes each to the stream (message id "will:key:revision") and to its own clients, and
+ * deletes it.
+ *
+ * The NATS connection's threads never touch the broker: they post to workers (cluster.h).
+ */
+#ifndef VS_BROKER_CLUSTER_JS_H
+#define VS_BROKER_CLUSTER_JS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct vs_broker;
+struct vs_cluster;
+struct vs_cjs;
+struct vs_worker;
+struct vs_msg;
+
+/* Creates the JetStream part of cl (*out): the stream, consumer and buckets are made now when
+ * NATS is there, else by its thread once it is; until then vs_cjs_ready() is false and QoS 1/2
+ * crosses on core NATS. Returns 0 or -1 with err. */
+int vs_cjs_start(struct vs_cluster *cl, struct vs_broker *b, struct vs_cjs **out, char *err,
+		 size_t errlen);
+/* Stops its thread (before the connection closes). */
+void vs_cjs_stop(struct vs_cjs *j);
+/* Frees it (after the connection closed). */
+void vs_cjs_free(struct vs_cjs *j);
+
+/* Whether QoS 1/2 messages go through JetStream. */
+bool vs_cjs_ready(const struct vs_cjs *j);
+
+/* Sends the frame buf[0..len) (its head of head bytes is rewritten here with the sequence
+ * number) to JetStream on the QoS subject of subject, asynchronously; the acknowledgement of
+ * the current client waits for vs_cjs_commit. On w's thread. */
+void vs_cjs_publish(struct vs_worker *w, struct vs_cjs *j, const char *subject, uint8_t *buf,
+		    size_t head, size_t len);
+
+/* End of w's turn (vs_bp_commit): waits for JetStream's acknowledgements of this turn's
+ * messages, then acknowledges (stored) or gives back (!stored) the messages of other nodes
+ * routed this turn. Returns 0, or -EIO when a message was not taken by JetStream. */
+int vs_cjs_commit(struct vs_worker *w, bool stored);
+/* A JetStream message (natsMsg) that w has just routed: acknowledged at w's next commit. */
+void vs_cjs_routed(struct vs_worker *w, void *ack);
+/* Frees a JetStream message without acknowledging it (JetStream sends it again). */
+void vs_cjs_drop(void *ack);
+
+/* The will of client_id changed: will (encoded here, not kept) is stored in vs_wills, NULL
+ * deletes it. On w's thread; the writes happen on the JetStream thread, in the order asked. */
+void vs_cjs_will(struct vs_worker *w, const char *client_id, size_t len, struct vs_msg *will);
+
+#endif
