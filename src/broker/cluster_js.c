@@ -480,7 +480,7 @@ static void on_pub_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, vo
 static natsStatus publish_frame(struct vs_cjs *j, const char *subject, uint8_t *buf, size_t head,
 				size_t len, const char *msg_id)
 {
-	char subj[SUBJECT_MAX];
+	char subj[SUBJECT_MAX + sizeof(QOS_PREFIX)];
 	snprintf(subj, sizeof(subj), QOS_PREFIX "%s", subject);
 	jsPubOptions po;
 	jsPubOptions_Init(&po);
@@ -498,7 +498,7 @@ void vs_cjs_publish(struct vs_worker *w, struct vs_cjs *j, const char *subject, 
 		    size_t head, size_t len)
 {
 	struct wjs *p = &j->w[w->idx];
-	char subj[SUBJECT_MAX], id[VS_CLUSTER_NODE_MAX + 24];
+	char subj[SUBJECT_MAX + sizeof(QOS_PREFIX)], id[VS_CLUSTER_NODE_MAX + 24];
 	snprintf(subj, sizeof(subj), QOS_PREFIX "%s", subject);
 	/* What the current client is told next waits for JetStream (vs_cjs_commit). */
 	if (w->cur)
