@@ -13,6 +13,7 @@
 #include "base/map.h"
 #include "broker/broker.h"
 #include "broker/cluster_claim.h"
+#include "broker/cluster_interest.h"
 #include "broker/cluster_nats.h"
 #include "broker/cluster_retain.h"
 #include "broker/cluster_share.h"
@@ -53,6 +54,7 @@ struct vs_cluster {
 	natsConnection *share_nc; /* publishes share copies (echo on: see cluster_share.h) */
 	jsCtx *js;		  /* the connection's one JetStream context */
 	struct vs_cjs *cjs;	  /* QoS 1/2 in JetStream, leases and wills (cluster_js.h) */
+	struct vs_cluster_interest *remote; /* other nodes' subjects (cluster_interest.h) */
 	struct vs_cluster_retain *retain;
 	struct vs_cluster_share *share;
 	atomic_bool connected;
@@ -305,6 +307,10 @@ int vs_cluster_start(struct vs_broker *b, char *err, size_t errlen)
 		return fail(err, errlen, "subscribing", s);
 	if (connect_more(cl, err, errlen) < 0 || vs_cjs_start(cl, b, &cl->cjs, err, errlen) < 0)
 		return -1;
+	if (!(cl->remote = vs_cluster_interest_start(b))) {
+		snprintf(err, errlen, "cluster: no memory");
+		return -1;
+	}
 	/* The subscriptions restored from the store, added before this connection existed. */
 	size_t it = 0;
 	const char *key;
@@ -326,7 +332,8 @@ void vs_cluster_stop(struct vs_broker *b)
 	atomic_store(&cl->stop, true);
 	if (cl->tick_started)
 		pthread_join(cl->tick, NULL);
-	vs_cjs_stop(cl->cjs);		    /* its thread, before the connection goes */
+	vs_cjs_stop(cl->cjs); /* its thread, before the connection goes */
+	vs_cluster_interest_stop(cl->remote);
 	vs_cluster_retain_stop(cl->retain); /* its thread waits on the connection */
 	if (cl->share_nc)
 		natsConnection_Close(cl->share_nc);
@@ -353,6 +360,7 @@ void vs_cluster_stop(struct vs_broker *b)
 	natsSubscription_Destroy(cl->claim_sub);
 	vs_cluster_share_close(cl->share);
 	vs_cjs_free(cl->cjs);
+	vs_cluster_interest_free(cl->remote);
 	jsCtx_Destroy(cl->js);
 	natsConnection_Destroy(cl->share_nc);
 	natsConnection_Destroy(cl->nc);
@@ -396,7 +404,9 @@ void vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m)
 	}
 	uint8_t *buf = w->cluster_buf;
 	/* QoS 1/2 goes through JetStream, which numbers it itself (cluster_js.h). */
-	bool durable = m->qos > 0 && vs_cjs_ready(cl->cjs);
+	bool durable =
+	    m->qos > 0 && vs_cjs_ready(cl->cjs) &&
+	    (strcmp(subject, LONG_SUBJECT) == 0 || vs_cluster_interest_remote(cl->remote, subject));
 	uint64_t seq = durable ? 0 : atomic_fetch_add(&cl->seq, 1) + 1;
 	ssize_t h = vs_cluster_frame_head(cl->node, seq, buf, 2 + VS_CLUSTER_NODE_MAX + 8);
 	ssize_t n = h < 0 ? h : vs_msg_encode((struct vs_msg *)m, &d, now, buf + h, (size_t)plen);
@@ -434,10 +444,12 @@ static void count_subject(struct vs_cluster *cl, const char *subject, int delta)
 			return;
 		}
 		in->refs = 1;
+		vs_cluster_interest_note(cl->remote, subject, true);
 		return;
 	}
 	if (!in || --in->refs > 0)
 		return;
+	vs_cluster_interest_note(cl->remote, subject, false);
 	vs_map_del(&cl->interest, subject, len);
 	natsSubscription_Unsubscribe(in->sub);
 	natsSubscription_Destroy(in->sub);

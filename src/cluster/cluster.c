@@ -132,3 +132,21 @@ int vs_cluster_frame_decode(const uint8_t *buf, size_t len, struct vs_cluster_fr
 	f->publish = pk.publish;
 	return 0;
 }
+
+bool vs_cluster_subject_match(const char *pattern, const char *subject)
+{
+	const char *p = pattern, *s = subject;
+	for (;;) {
+		const char *pe = strchr(p, '.'), *se = strchr(s, '.');
+		size_t pl = pe ? (size_t)(pe - p) : strlen(p);
+		size_t sl = se ? (size_t)(se - s) : strlen(s);
+		if (pl == 1 && p[0] == '>')
+			return true; /* the rest: one token or more, and s has one here */
+		if (!(pl == 1 && p[0] == '*') && (pl != sl || memcmp(p, s, pl) != 0))
+			return false;
+		if (!pe || !se)
+			return !pe && !se;
+		p = pe + 1;
+		s = se + 1;
+	}
+}

@@ -17,6 +17,7 @@
 #ifndef VS_CLUSTER_CLUSTER_H
 #define VS_CLUSTER_CLUSTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -50,5 +51,9 @@ ssize_t vs_cluster_frame_head(const char *node, uint64_t seq, uint8_t *out, size
 /* Decodes a frame. Returns 0, or VS_EPROTO (with *why, for the log) when it is not one. */
 int vs_cluster_frame_decode(const uint8_t *buf, size_t len, struct vs_cluster_frame *f,
 			    const char **why);
+
+/* Whether NATS subject pattern (tokens separated by '.', '*' one token, '>' the rest: one token
+ * or more) matches subject, as the NATS server decides which subscriptions get a message. */
+bool vs_cluster_subject_match(const char *pattern, const char *subject);
 
 #endif

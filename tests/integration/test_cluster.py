@@ -15,6 +15,7 @@ will of a client of a killed node is published by exactly one survivor within th
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -98,6 +99,12 @@ def node(broker, n, name, *more, js=True):
 	if js:
 		b.wait_log(r"cluster: node %s JetStream ready" % name, timeout=10)
 	return b
+
+
+def knows(pub, subject, timeout=10):
+	"""Waits until node pub knows that another node subscribes to subject (cluster_interest.h:
+	only then does its QoS 1/2 for it go through JetStream). pub logs with log_type all."""
+	pub.wait_log(r"cluster: subject %s of another node" % re.escape(subject), timeout=timeout)
 
 
 def wait_subjects(n, name, pred, what):
@@ -468,13 +475,14 @@ def test_a_node_without_members_sends_to_a_group_on_other_nodes(nats, broker, cl
 
 def test_qos1_and_qos2_cross_nodes_in_order_once(nats, broker, clients):
 	n = nats()
-	a = node(broker, n, "qa")
+	a = node(broker, n, "qa", "log_type all")
 	b = node(broker, n, "qb")
 	t = uid("q")
 	s = clients.raw(b.port, 5)
 	s.connect(uid("s"))
 	s.subscribe([(t + "/#", 2)])
 	wait_subjects(n, "qb", lambda x: "vs.m.%s.>" % t in x, "qb's subscription")
+	knows(a, "vs.m.%s.>" % t)
 	p = clients.raw(a.port, 5)
 	p.connect(uid("p"))
 	want = []
@@ -492,13 +500,14 @@ def test_acknowledged_messages_survive_a_killed_node(nats, broker, clients):
 	"""The publishing node is killed right after its PUBACKs/PUBRECs: every message it
 	acknowledged reaches the subscriber on the other node, QoS 2 exactly once."""
 	n = nats()
-	a = node(broker, n, "ka")
+	a = node(broker, n, "ka", "log_type all")
 	b = node(broker, n, "kb")
 	t = uid("k")
 	s = clients.raw(b.port, 4)
 	s.connect(uid("s"))
 	s.subscribe([(t + "/#", 2)])
 	wait_subjects(n, "kb", lambda x: "vs.m.%s.>" % t in x, "kb's subscription")
+	knows(a, "vs.m.%s.>" % t)
 	p = clients.raw(a.port, 4)
 	p.connect(uid("p"))
 	count = 200
@@ -523,7 +532,7 @@ def data_dir():
 
 def test_a_node_that_was_down_gets_what_was_published_meanwhile(nats, broker, clients, data_dir):
 	n = nats()
-	a = node(broker, n, "da")
+	a = node(broker, n, "da", "log_type all")
 	b = node(broker, n, "db", "persistence true", "persistence_location %s/" % data_dir)
 	t = uid("d")
 	cid = uid("s")
@@ -531,6 +540,7 @@ def test_a_node_that_was_down_gets_what_was_published_meanwhile(nats, broker, cl
 	s.connect(cid, clean=False)
 	s.subscribe([(t + "/#", 1)])
 	wait_subjects(n, "db", lambda x: "vs.m.%s.>" % t in x, "db's subscription")
+	knows(a, "vs.m.%s.>" % t)
 	s.disconnect()
 	b.kill()
 	p = clients.raw(a.port, 4)
@@ -617,3 +627,37 @@ def test_a_client_id_is_connected_on_one_node_at_a_time(nats, broker, clients):
 	b.wait_log(r"cluster: client %s connected on node ta: closing it here" % cid, timeout=5)
 	# The claim of a clean start does not close a connection that came after it.
 	again.ping()
+
+
+def test_qos1_stays_off_jetstream_when_no_other_node_subscribes(nats, broker, clients):
+	"""cluster_interest.h: a QoS 1/2 message whose subscribers are all on its own node costs no
+	JetStream round trip; one that another node wants goes through it, and stops going when
+	that node unsubscribes."""
+	n = nats()
+	a = node(broker, n, "ia", "log_type all")
+	b = node(broker, n, "ib")
+	t = uid("i")
+	local = clients.raw(a.port, 4)
+	local.connect(uid("l"))
+	local.subscribe([(t + "/#", 1)])
+	p = clients.raw(a.port, 4)
+	p.connect(uid("p"))
+	for i in range(20):
+		p.publish(t + "/x", b"%d" % i, qos=1)
+	assert len(local.publishes(20, timeout=10)) == 20
+	assert n.stream_state("VS_MSGS") == 0  # none went through JetStream
+	far = clients.raw(b.port, 4)
+	far.connect(uid("f"))
+	far.subscribe([(t + "/+", 1)])
+	knows(a, "vs.m.%s.*" % t)
+	for i in range(20):
+		p.publish(t + "/x", b"%d" % i, qos=1)
+	assert len(far.publishes(20, timeout=10)) == 20
+	assert len(local.publishes(20, timeout=10)) == 20
+	assert n.stream_state("VS_MSGS") == 20
+	far.unsubscribe([t + "/+"])
+	a.wait_log(r"cluster: no more subject .* of another node", timeout=10)
+	for i in range(5):
+		p.publish(t + "/x", b"%d" % i, qos=1)
+	assert len(local.publishes(5, timeout=10)) == 5
+	assert n.stream_state("VS_MSGS") == 20

@@ -1,0 +1,42 @@
+/*
+ * Which subjects other nodes subscribe to, so that a QoS 1/2 message goes through JetStream
+ * (cluster_js.h: stored, acknowledged, at least once) only when another node wants it, and a
+ * message whose subscribers are all on its own node costs no JetStream round trip.
+ *
+ * Each node keeps the NATS subjects of its local filters (cluster.c counts them) in the
+ * key-value bucket vs_interest: key NODE.HASH (the node id escaped as cluster/keys.h does, 16 hex
+ * digits of a hash of the subject), value the subject. Writes go in order on a thread of their
+ * own; every node watches the bucket and keeps the other nodes' subjects.
+ *
+ * A node's entries stay while it is down (its persistent sessions still want their messages
+ * when it comes back): they are removed only when its subscriptions go, not when it stops.
+ * Until the watch has read the bucket once, every QoS 1/2 message is taken as wanted.
+ */
+#ifndef VS_BROKER_CLUSTER_INTEREST_H
+#define VS_BROKER_CLUSTER_INTEREST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define VS_INTEREST_BUCKET "vs_interest"
+
+struct vs_broker;
+struct vs_cluster_interest;
+
+/* Starts the thread (binding or creating the bucket as soon as JetStream answers). NULL: no
+ * memory. */
+struct vs_cluster_interest *vs_cluster_interest_start(struct vs_broker *b);
+/* Stops the thread (it is no longer watching or writing when this returns). */
+void vs_cluster_interest_stop(struct vs_cluster_interest *ci);
+void vs_cluster_interest_free(struct vs_cluster_interest *ci);
+
+/* This node's subject came (add) or went; under the caller's lock, without I/O. */
+void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subject, bool add);
+
+/* Whether another node subscribes to a subject matching subject (true while unknown). */
+bool vs_cluster_interest_remote(struct vs_cluster_interest *ci, const char *subject);
+
+/* Subjects of other nodes known (for $SYS), or -1 before the bucket was read. */
+int64_t vs_cluster_interest_count(struct vs_cluster_interest *ci);
+
+#endif
