@@ -16,6 +16,7 @@
 #include "broker/cluster_interest.h"
 #include "broker/cluster_nats.h"
 #include "broker/cluster_retain.h"
+#include "broker/cluster_session.h"
 #include "broker/cluster_share.h"
 #include "broker/cluster_js.h"
 #include "broker/router.h"
@@ -57,6 +58,7 @@ struct vs_cluster {
 	struct vs_cluster_interest *remote; /* other nodes' subjects (cluster_interest.h) */
 	struct vs_cluster_retain *retain;
 	struct vs_cluster_share *share;
+	struct vs_cluster_sessions *sessions; /* roaming sessions (cluster_session.h) */
 	atomic_bool connected;
 	atomic_uint_fast64_t sent, received;
 	atomic_int_fast64_t rtt_us;
@@ -73,6 +75,11 @@ struct peer {
 	int64_t seen_ms;
 	uint32_t groups;
 };
+
+struct vs_cluster_sessions *vs_cluster_sessions_of(struct vs_broker *b)
+{
+	return b->cluster ? b->cluster->sessions : NULL;
+}
 
 struct vs_cjs *vs_cluster_cjs(struct vs_cluster *cl)
 {
@@ -307,7 +314,8 @@ int vs_cluster_start(struct vs_broker *b, char *err, size_t errlen)
 		return fail(err, errlen, "subscribing", s);
 	if (connect_more(cl, err, errlen) < 0 || vs_cjs_start(cl, b, &cl->cjs, err, errlen) < 0)
 		return -1;
-	if (!(cl->remote = vs_cluster_interest_start(b))) {
+	if (!(cl->remote = vs_cluster_interest_start(b)) ||
+	    !(cl->sessions = vs_cluster_sessions_start(b))) {
 		snprintf(err, errlen, "cluster: no memory");
 		return -1;
 	}
@@ -334,6 +342,7 @@ void vs_cluster_stop(struct vs_broker *b)
 		pthread_join(cl->tick, NULL);
 	vs_cjs_stop(cl->cjs); /* its thread, before the connection goes */
 	vs_cluster_interest_stop(cl->remote);
+	vs_cluster_sessions_stop(cl->sessions);
 	vs_cluster_retain_stop(cl->retain); /* its thread waits on the connection */
 	if (cl->share_nc)
 		natsConnection_Close(cl->share_nc);
@@ -368,6 +377,7 @@ void vs_cluster_stop(struct vs_broker *b)
 	nats_CloseAndWait(2000); /* the library's threads are gone: no callback after this */
 	vs_cluster_retain_free(cl->retain);
 	vs_cluster_share_free(cl->share);
+	vs_cluster_sessions_free(cl->sessions);
 	vs_map_fini(&cl->interest);
 	vs_map_fini(&cl->last);
 	it = 0;

@@ -31,6 +31,8 @@ enum vs_connect_step {
 	VS_CS_AUTH,	/* for an authentication thread's password check (parked) */
 	VS_CS_SCRAM,	/* for the client's AUTH with its SCRAM proof */
 	VS_CS_TAKEOVER, /* for another worker to close the session's old connection (parked) */
+	VS_CS_ROAM,	/* for the cluster: the session's owner, or the session from another node
+			 * (parked, cluster_session.h) */
 };
 
 struct vs_scram_server;
@@ -42,6 +44,7 @@ struct vs_connecting {
 	uint8_t step;		       /* enum vs_connect_step */
 	bool clean;		       /* Clean Session / Clean Start asked for */
 	uint16_t keepalive;	       /* the keep-alive asked for */
+	bool asked;		       /* the cluster was asked for the session (cluster_session.h) */
 	struct vs_auth_job *job;       /* the password check waited for, or NULL */
 	struct vs_scram_server *scram; /* SCRAM-SHA-256 exchange, or NULL */
 	uint8_t final_len;

@@ -31,6 +31,7 @@
 #include "broker/authq.h"
 #include "broker/cluster_claim.h"
 #include "broker/cluster_js.h"
+#include "broker/cluster_session.h"
 #include "broker/conn.h"
 #include "broker/mount.h"
 #include "broker/persist.h"
@@ -566,6 +567,8 @@ static enum vs_handled authorized(struct vs_conn *c)
 
 enum vs_handled vs_connect_resume(struct vs_conn *c)
 {
+	if (vs_cluster_session_ask(c))
+		return VS_GO_ON; /* the session may be on another node (cluster_session.h) */
 	if (takeover_first(c))
 		return VS_GO_ON;
 	return attach(c);

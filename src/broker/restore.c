@@ -16,6 +16,8 @@
 #include "base/vec.h"
 #include "base/clock.h"
 #include "base/error.h"
+#include "base/log.h"
+#include "broker/conn.h"
 #include "broker/persist.h"
 #include "broker/router.h"
 #include "broker/worker.h"
@@ -41,6 +43,8 @@ struct pending {
 
 struct replay {
 	struct vs_broker *b;
+	struct vs_map *sessions; /* &b->sessions at start-up; a private map for one imported session */
+	bool importing;		 /* one session from another node (vs_bp_session_import) */
 	int64_t now_ms, now_wall;
 	struct vs_map msgs;	/* 8-byte id -> struct vs_msg * (one reference) */
 	struct vs_map retained; /* topic -> msg id (as pointer-sized integer) */
@@ -56,7 +60,7 @@ struct replay {
 
 static struct vs_session *find_session(struct replay *r, const struct vs_rec_str *id)
 {
-	return vs_map_get(&r->b->sessions, id->p, id->len);
+	return vs_map_get(r->sessions, id->p, id->len);
 }
 
 static int on_session(struct replay *r, const struct vs_rec_session *x)
@@ -65,7 +69,7 @@ static int on_session(struct replay *r, const struct vs_rec_session *x)
 	if (!s) {
 		s = vs_session_new((const char *)x->client_id.p, x->client_id.len);
 		if (!s ||
-		    vs_map_put(&r->b->sessions, x->client_id.p, x->client_id.len, s, NULL) < 0) {
+		    vs_map_put(r->sessions, x->client_id.p, x->client_id.len, s, NULL) < 0) {
 			vs_session_unref(s);
 			return -ENOMEM;
 		}
@@ -83,7 +87,7 @@ static int on_session(struct replay *r, const struct vs_rec_session *x)
 
 static void on_session_del(struct replay *r, const struct vs_rec_str *id)
 {
-	struct vs_session *s = vs_map_del(&r->b->sessions, id->p, id->len);
+	struct vs_session *s = vs_map_del(r->sessions, id->p, id->len);
 	if (!s)
 		return;
 	s->ended = true;
@@ -348,10 +352,26 @@ static void rebuild_queues(struct replay *r)
 		}
 		if (ring == &p->s->queue)
 			p->s->queued_bytes += m->payload.len;
+		if (r->importing)
+			continue;
 		if (ring == &p->s->queue)
 			r->b->restored_queued++;
 		else
 			r->b->restored_inflight++;
+	}
+}
+
+void vs_bp_session_subscribe(struct vs_broker *b, struct vs_session *s)
+{
+	for (uint32_t i = 0; i < vs_session_n_subs(s); i++) {
+		const struct vs_session_sub *x = &s->subs->v[i];
+		struct vs_sub sub = {.owner = s,
+				     .sub_id = x->sub_id,
+				     .qos = x->qos,
+				     .no_local = (x->options >> 2) & 1,
+				     .retain_as_published = (x->options >> 3) & 1,
+				     .retain_handling = (x->options >> 4) & 3};
+		vs_router_sub_add(b, x->filter, x->len, &sub);
 	}
 }
 
@@ -365,16 +385,7 @@ static void rebuild_sessions(struct replay *r)
 	void *val;
 	while (vs_map_next(&b->sessions, &it, &key, &klen, &val)) {
 		struct vs_session *s = val;
-		for (uint32_t i = 0; i < vs_session_n_subs(s); i++) {
-			const struct vs_session_sub *x = &s->subs->v[i];
-			struct vs_sub sub = {.owner = s,
-					     .sub_id = x->sub_id,
-					     .qos = x->qos,
-					     .no_local = (x->options >> 2) & 1,
-					     .retain_as_published = (x->options >> 3) & 1,
-					     .retain_handling = (x->options >> 4) & 3};
-			vs_router_sub_add(b, x->filter, x->len, &sub);
-		}
+		vs_bp_session_subscribe(b, s);
 		if (s->will_store_id) {
 			struct vs_msg *m = msg_by_id(r, s->will_store_id);
 			s->will = m ? vs_msg_ref(m) : NULL;
@@ -422,8 +433,9 @@ static void replay_fini(struct replay *r)
 
 struct snap {
 	struct vs_broker *b;
-	struct vs_store_snap *snap;
-	struct vs_store_buf buf;
+	struct vs_store_snap *snap; /* NULL: records only go into *buf (one session's export) */
+	struct vs_store_buf own;
+	struct vs_store_buf *buf; /* &own, or the caller's */
 	struct vs_map written; /* message ids already in this snapshot */
 	int64_t now_ms, now_wall;
 	int err;
@@ -431,9 +443,9 @@ struct snap {
 
 static void snap_flush(struct snap *x, bool force)
 {
-	if (x->err || (!force && x->buf.len < (1u << 20)))
+	if (x->err || !x->snap || (!force && x->buf->len < (1u << 20)))
 		return;
-	int rc = vs_store_snapshot_write(x->snap, &x->buf);
+	int rc = vs_store_snapshot_write(x->snap, x->buf);
 	if (rc < 0)
 		x->err = rc;
 }
@@ -442,7 +454,7 @@ static void snap_append(struct snap *x, const struct vs_rec *r)
 {
 	if (x->err)
 		return;
-	int rc = vs_store_append(&x->buf, r);
+	int rc = vs_store_append(x->buf, r);
 	if (rc < 0)
 		x->err = rc;
 	/* No write here: callers hold a session lock or the retained store's read lock, and no
@@ -544,6 +556,7 @@ static void snap_retained(void *ctx, const char *topic, size_t len, void *msg)
 static int write_snapshot(struct vs_broker *b)
 {
 	struct snap x = {.b = b, .now_ms = vs_now_ms(), .now_wall = vs_wall_s()};
+	x.buf = &x.own;
 	int rc = vs_store_snapshot_begin(b->store, &x.snap);
 	if (rc < 0)
 		return rc;
@@ -573,9 +586,112 @@ static int write_snapshot(struct vs_broker *b)
 	vs_retain_foreach(b->retain, snap_retained, &x);
 	snap_flush(&x, true);
 	rc = vs_store_snapshot_end(x.snap, x.err == 0);
-	vs_store_buf_fini(&x.buf);
+	vs_store_buf_fini(&x.own);
 	vs_map_fini(&x.written);
 	return x.err ? x.err : rc;
+}
+
+/* ---- One session, between the nodes of a cluster (cluster_session.h) -------------------- */
+
+int vs_bp_session_export(struct vs_broker *b, struct vs_session *s, struct vs_store_buf *out)
+{
+	struct snap x = {.b = b, .buf = out, .now_ms = vs_now_ms(), .now_wall = vs_wall_s()};
+	snap_session(&x, s);
+	vs_map_fini(&x.written);
+	return x.err;
+}
+
+void vs_bp_session_record(struct vs_worker *w, struct vs_session *s)
+{
+	if (!w->b->store)
+		return;
+	if (w->cur) /* its CONNACK waits for these records, as for any (persist.c) */
+		w->cur->durable_pending = true;
+	struct snap x = {.b = w->b, .buf = &w->pbuf, .now_ms = w->now_ms, .now_wall = vs_wall_s()};
+	snap_session(&x, s);
+	vs_map_fini(&x.written);
+	if (x.err < 0)
+		vs_log(w->b->log, VS_LOG_ERR, "persistence: cannot record session %s: %s",
+		       s->client_id, vs_strerror(x.err));
+	s->persisted = true;
+}
+
+/* The client id a record is about, or NULL (MSG, RETAIN: about no client). */
+static const struct vs_rec_str *rec_client(const struct vs_rec *r)
+{
+	switch (r->type) {
+	case VS_REC_SESSION:
+		return &r->u.session.client_id;
+	case VS_REC_SUB:
+	case VS_REC_UNSUB:
+		return &r->u.sub.client_id;
+	case VS_REC_QUEUE:
+		return &r->u.queue.client_id;
+	case VS_REC_DEQUEUE:
+		return &r->u.dequeue.client_id;
+	case VS_REC_INQOS2:
+		return &r->u.inqos2.client_id;
+	default:
+		return NULL;
+	}
+}
+
+struct vs_session *vs_bp_session_import(struct vs_broker *b, const char *client_id, size_t idlen,
+					const uint8_t *buf, size_t len, const char **why)
+{
+	struct vs_map sessions;
+	memset(&sessions, 0, sizeof(sessions));
+	struct replay r = {.b = b,
+			   .sessions = &sessions,
+			   .importing = true,
+			   .now_ms = vs_now_ms(),
+			   .now_wall = vs_wall_s()};
+	uint32_t *scratch = NULL;
+	size_t cap = 0, off = 0;
+	int rc = 0;
+	*why = "";
+	while (off < len && rc == 0) {
+		struct vs_rec rec;
+		long k = vs_rec_decode(buf + off, len - off, &rec, &scratch, &cap);
+		if (k <= 0) {
+			rc = k == 0 ? VS_EPROTO : (int)k;
+			*why = k == -ENOMEM ? "no memory" : "a damaged record";
+			break;
+		}
+		off += (size_t)k;
+		const struct vs_rec_str *id = rec_client(&rec);
+		/* Only this client's session, its subscriptions, queue and QoS 2 state, and the
+		 * messages they name; a will is not taken along (the new connection resumes the
+		 * session, which drops it [MQTT-3.1.3-9]). */
+		bool about = rec.type == VS_REC_MSG ||
+			     (id && id->len == idlen && memcmp(id->p, client_id, idlen) == 0);
+		if (vs_rec_known(&rec) && about && rec.type != VS_REC_SESSION_DEL &&
+		    (rc = on_record(&r, &rec)) < 0)
+			*why = "no memory";
+	}
+	free(scratch);
+	struct vs_session *s = NULL;
+	if (rc == 0 && !(s = vs_map_del(&sessions, client_id, idlen)))
+		*why = "no session in it";
+	size_t it = 0;
+	const char *key;
+	size_t klen;
+	void *val;
+	while (vs_map_next(&sessions, &it, &key, &klen, &val))
+		((struct vs_session *)val)->ended = true; /* its queue entries are dropped */
+	rebuild_queues(&r);
+	if (s)
+		s->persisted = false; /* not in this node's store yet: vs_bp_session_record() */
+	/* Their ids were the other node's: this node's store gives them its own. */
+	it = 0;
+	while (vs_map_next(&r.msgs, &it, &key, &klen, &val))
+		atomic_store(&((struct vs_msg *)val)->store_id, 0);
+	it = 0;
+	while (vs_map_next(&sessions, &it, &key, &klen, &val))
+		vs_session_unref(val);
+	vs_map_fini(&sessions);
+	replay_fini(&r);
+	return s;
 }
 
 static void *snapshot_thread(void *arg)
@@ -833,7 +949,8 @@ int vs_bp_open(struct vs_broker *b, char *err, size_t errlen)
 			       b->log, &b->store, err, errlen);
 	if (rc < 0)
 		return rc;
-	struct replay r = {.b = b, .now_ms = vs_now_ms(), .now_wall = vs_wall_s()};
+	struct replay r = {
+	    .b = b, .sessions = &b->sessions, .now_ms = vs_now_ms(), .now_wall = vs_wall_s()};
 	struct vs_store_replay_info info;
 	long n = vs_store_replay(b->store, on_record, &r, &info);
 	if (n < 0) {

@@ -21,6 +21,7 @@
 
 #include "base/clock.h"
 #include "broker/cluster_js.h"
+#include "broker/cluster_session.h"
 #include "broker/conn.h"
 #include "broker/gateway.h"
 #include "broker/http.h"
@@ -275,6 +276,12 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 		break;
 	case VS_MAIL_KICK:
 		vs_worker_takeover(w, m->slot, m->conn_id, false); /* no longer its session's */
+		break;
+	case VS_MAIL_ROAMED:
+		vs_cluster_session_arrived(w, m);
+		break;
+	case VS_MAIL_HANDOVER:
+		vs_cluster_session_handover(w, m);
 		break;
 	case VS_MAIL_TAKEOVER: {
 		vs_worker_takeover(w, m->slot, m->conn_id, m->reason == 1);

@@ -44,6 +44,11 @@ enum vs_mail_type {
 	VS_MAIL_CLUSTER,    /* route msg, from another node of the cluster (one reference) */
 	VS_MAIL_LISTEN,	    /* a reload added listener `slot`: open this shard's sockets */
 	VS_MAIL_UNLISTEN,   /* a reload removed listener `slot`: close its sockets and clients */
+	VS_MAIL_ROAMED,	    /* the cluster answered for connection (slot, conn_id): session, one
+			     * reference, came from another node, or NULL (cluster_session.h) */
+	VS_MAIL_HANDOVER,   /* another node wants session `share` (the client id, owned): reason
+			     * 'R' hand it over, replying to ack (the request's natsMsg); 'D' end it
+			     * (a clean start there); reply_to counts the workers it went through */
 };
 
 struct vs_mail {

@@ -1,0 +1,209 @@
+"""Persistent sessions that move between Viesti nodes (issue 19; docs/cluster.md "Sessions
+roam"; src/broker/cluster_session.h).
+
+A session that goes offline on one node, receives messages published on a second, and resumes
+on a third: session present, its subscriptions, every queued QoS 1/2 message once, in order. A
+take-over across nodes of a connected client: the old connection is closed (0x8E), the session
+with its unacknowledged messages follows the client. The owner of a client id in the bucket
+vs_sessions changes by compare-and-set only. A clean start elsewhere ends the session left
+behind. A node that does not answer (killed): the client starts anew, and is told so.
+"""
+
+import re
+
+import pytest
+
+from conftest import free_port, wait_until
+from helpers import uid
+from http_util import http_lines, scrape, value, wait_listening
+from mqtt_raw import DISCONNECT, P, PUBLISH, PUBREL
+from test_cluster import data_dir, knows, nats, node, wait_subjects  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.viesti_only
+
+
+def queued(port):
+	samples, _ = scrape(port)
+	return value(samples, "viesti_queued_messages")
+
+
+def test_a_session_resumes_on_a_third_node_with_what_was_queued_on_the_first(nats, broker, clients):
+	n = nats()
+	port = free_port()
+	a = node(broker, n, "ra", *http_lines(port))
+	wait_listening(port)
+	b = node(broker, n, "rb", "log_type all")
+	c = node(broker, n, "rc")
+	t = uid("r")
+	cid = uid("dev")
+	s = clients.raw(a.port, 4)
+	assert not s.connect(cid, clean=False).session_present
+	s.subscribe([(t + "/#", 1), (t + "/two", 2)])
+	wait_subjects(n, "ra", lambda x: "vs.m.%s.>" % t in x, "ra's subscription")
+	knows(b, "vs.m.%s.>" % t)
+	s.disconnect()
+	p = clients.raw(b.port, 4)
+	p.connect(uid("p"))
+	for i in range(20):
+		p.publish("%s/x" % t, b"%d" % i, qos=1)
+	p.publish("%s/two" % t, b"exactly once", qos=2)
+	wait_until(lambda: queued(port) == 21, 10, what="21 messages queued on ra")
+	r = clients.raw(c.port, 4)
+	assert r.connect(cid, clean=False).session_present  # [MQTT-3.2.2-3], from another node
+	got = r.publishes(21, timeout=10)
+	assert [m.payload for m in got[:20]] == [b"%d" % i for i in range(20)]
+	assert (got[20].topic, got[20].payload, got[20].qos) == (t + "/two", b"exactly once", 2)
+	r.no_publish(0.5)
+	c.wait_log(r"cluster: session of client %s taken from node ra" % cid, timeout=5)
+	a.wait_log(r"cluster: session of client %s handed over to node rc" % cid, timeout=5)
+	assert queued(port) == 0  # nothing left behind
+	# Its subscriptions came along: a message published on the first node reaches it on the
+	# third, and the first keeps no copy (no subscriber there any more).
+	wait_subjects(n, "rc", lambda x: "vs.m.%s.>" % t in x, "rc's subscription")
+	wait_subjects(n, "ra", lambda x: "vs.m.%s.>" % t not in x, "ra's subscription gone")
+	q = clients.raw(a.port, 4)
+	q.connect(uid("q"))
+	q.publish("%s/x" % t, b"live", qos=1)
+	assert r.expect(PUBLISH, timeout=10).payload == b"live"
+
+
+def test_a_take_over_across_nodes_brings_the_unacknowledged_messages(nats, broker, clients):
+	"""The client is still connected on the first node, with QoS 1 messages sent and not
+	acknowledged: a CONNECT on the second closes it (MQTT 5: 0x8E), and the messages are sent
+	again there with DUP set [MQTT-4.4.0-1]; a QoS 2 whose PUBREC the old connection sent is
+	completed with a PUBREL on the new one."""
+	n = nats()
+	a = node(broker, n, "ta")
+	b = node(broker, n, "tb")
+	t = uid("t")
+	cid = uid("dev")
+	old = clients.raw(a.port, 5)
+	old.connect(cid, clean=False, props={P.SESSION_EXPIRY: 300})
+	old.subscribe([(t + "/#", 2)])
+	p = clients.raw(a.port, 5)
+	p.connect(uid("p"))
+	for i in range(3):
+		p.publish("%s/x" % t, b"%d" % i, qos=1)
+	p.publish("%s/y" % t, b"two", qos=2)
+	got = old.publishes(4, timeout=10, ack=False)  # received, never acknowledged
+	assert [m.payload for m in got] == [b"0", b"1", b"2", b"two"]
+	new = clients.raw(b.port, 5)
+	assert new.connect(cid, clean=False, props={P.SESSION_EXPIRY: 300}).session_present
+	closed = old.wait_closed(10)
+	disc = [x for x in closed if x.type == DISCONNECT]
+	assert disc and disc[0].rc == 0x8E, closed
+	again = new.publishes(4, timeout=10)
+	assert [m.payload for m in again] == [b"0", b"1", b"2", b"two"]
+	assert all(m.dup for m in again)
+	new.no_publish(0.5)
+
+
+def test_inflight_qos2_after_pubrec_completes_on_the_new_node(nats, broker, clients):
+	"""A QoS 2 message the client acknowledged with PUBREC on the first node: on the second it
+	gets the PUBREL, not the message again [MQTT-4.3.3-5]."""
+	n = nats()
+	a = node(broker, n, "qa")
+	b = node(broker, n, "qb")
+	t = uid("q")
+	cid = uid("dev")
+	old = clients.raw(a.port, 4)
+	old.connect(cid, clean=False)
+	old.subscribe([(t, 2)])
+	p = clients.raw(a.port, 4)
+	p.connect(uid("p"))
+	p.publish(t, b"once", qos=2)
+	m = old.expect(PUBLISH, timeout=10)
+	old.pubrec(m.pid)
+	old.expect(PUBREL, timeout=10, pid=m.pid)  # the broker's PUBREL: state WAIT_PUBCOMP
+	old.close()
+	new = clients.raw(b.port, 4)
+	assert new.connect(cid, clean=False).session_present
+	rel = new.expect(PUBREL, timeout=10)
+	assert rel.pid == m.pid
+	new.no_publish(0.5)
+
+
+def test_a_clean_start_elsewhere_ends_the_session_left_behind(nats, broker, clients):
+	"""[MQTT-3.1.2-4] across nodes: the offline session on the first node ends when the client
+	starts clean on the second; its delayed will goes then, as on one node."""
+	n = nats()
+	a = node(broker, n, "ca")
+	b = node(broker, n, "cb")
+	t = uid("c")
+	w = clients.raw(b.port, 4)
+	w.connect(uid("w"))
+	w.subscribe([(t + "/will", 1)])
+	wait_subjects(n, "cb", lambda x: "vs.m.%s.will" % t in x, "cb's subscription")
+	cid = uid("dev")
+	old = clients.raw(a.port, 5)
+	old.connect(cid, clean=False, props={P.SESSION_EXPIRY: 300},
+		will=dict(topic=t + "/will", payload=b"late", qos=1, props={P.WILL_DELAY: 300}))
+	old.subscribe([(t + "/x", 1)])
+	old.close()  # no DISCONNECT: the will waits for its delay in the session
+	new = clients.raw(b.port, 5)
+	assert not new.connect(cid, clean=True, props={P.SESSION_EXPIRY: 300}).session_present
+	m = w.expect(PUBLISH, timeout=10)
+	assert m.payload == b"late"
+	a.wait_log(r"cluster: client %s started clean on another node" % cid, timeout=5)
+	# And the next resume, elsewhere again, finds the clean session of cb, not ca's old one.
+	new.disconnect()
+	again = clients.raw(a.port, 5)
+	assert again.connect(cid, clean=False, props={P.SESSION_EXPIRY: 300}).session_present
+	a.wait_log(r"cluster: session of client %s taken from node cb" % cid, timeout=5)
+
+
+def test_a_session_on_a_killed_node_starts_anew_elsewhere(nats, broker, clients):
+	"""The node that had it does not answer: the client is told session present 0 on the other
+	node, which owns the client id from then on."""
+	n = nats()
+	a = node(broker, n, "ka")
+	b = node(broker, n, "kb")
+	cid = uid("dev")
+	s = clients.raw(a.port, 4)
+	s.connect(cid, clean=False)
+	s.subscribe([(uid("k") + "/#", 1)])
+	s.disconnect()
+	a.kill()
+	r = clients.raw(b.port, 4)
+	assert not r.connect(cid, clean=False).session_present
+	b.wait_log(r"cluster: session of client %s not taken from node ka" % cid, timeout=5)
+	r.disconnect()
+	r = clients.raw(b.port, 4)
+	assert r.connect(cid, clean=False).session_present  # kept here now
+
+
+def test_the_session_moves_with_persistence_on_both_sides(nats, broker, clients, data_dir):
+	"""The node that takes a session stores it: killed right after, it has it when it comes
+	back (subscriptions and queued messages)."""
+	n = nats()
+	a = node(broker, n, "pa", "persistence true", "persistence_location %s/a/" % data_dir)
+	b = node(broker, n, "pb", "persistence true", "persistence_location %s/b/" % data_dir)
+	t = uid("p")
+	cid = uid("dev")
+	s = clients.raw(a.port, 4)
+	s.connect(cid, clean=False)
+	s.subscribe([(t, 1)])
+	p = clients.raw(a.port, 4)
+	p.connect(uid("p"))
+	for i in range(5):
+		p.publish(t, b"%d" % i, qos=1)
+	got = s.publishes(5, timeout=10, ack=False)
+	assert len(got) == 5
+	s.close()
+	r = clients.raw(b.port, 4)
+	assert r.connect(cid, clean=False).session_present
+	assert len(r.publishes(5, timeout=10, ack=False)) == 5
+	r.close()
+	b.kill()
+	b.start()
+	b.wait_log(r"cluster: node pb JetStream ready", timeout=10)
+	r = clients.raw(b.port, 4)
+	assert r.connect(cid, clean=False).session_present
+	again = r.publishes(5, timeout=10)
+	assert [m.payload for m in again] == [b"%d" % i for i in range(5)]
+	# The first node no longer has it: a restart there does not bring it back.
+	a.stop()
+	a.start()
+	a.wait_log(r"cluster: node pa JetStream ready", timeout=10)
+	replays = re.findall(r"records replayed in \d+ ms: (\d+) sessions", a.log_text())
+	assert replays[-1] == "0", replays
