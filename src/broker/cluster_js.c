@@ -23,9 +23,9 @@
 #include "cluster/keys.h"
 #include "session/msg.h"
 
-#define STREAM	       "VS_MSGS"
+#define STREAM	       VS_CJS_STREAM
 #define QOS_PREFIX     "vs.q."
-#define QOS_SUBJECTS   "vs.q.>"
+#define QOS_SUBJECTS   VS_CJS_SUBJECTS
 #define DELIVER_PREFIX "vs.d."
 #define NODES_BUCKET   "vs_nodes"
 #define WILLS_BUCKET   "vs_wills"
@@ -87,6 +87,10 @@ struct vs_cjs {
 	uint64_t seq;
 
 	struct vs_map seen; /* origin node -> last sequence routed (delivery thread only) */
+	/* How far this node has taken the stream (vs_cjs_floor): the highest stream sequence
+	 * received, and how many received messages are not yet acknowledged. */
+	atomic_uint_fast64_t recv_max;
+	atomic_int_fast64_t in_transit;
 	atomic_bool forget; /* a worker gave messages back: seen no longer says what was routed */
 
 	struct wjs *w;
@@ -567,6 +571,8 @@ int vs_cjs_commit(struct vs_worker *w, bool stored)
 	 * forgets (at least once: what else it drops now may come twice). Set before the nak. */
 	if (!stored && p->n_acks)
 		atomic_store(&j->forget, true);
+	if (j)
+		atomic_fetch_sub(&j->in_transit, (int_fast64_t)p->n_acks);
 	for (uint32_t i = 0; i < p->n_acks; i++) {
 		if (stored)
 			natsMsg_Ack(p->acks[i], NULL);
@@ -583,8 +589,10 @@ void vs_cjs_routed(struct vs_worker *w, void *ack)
 	struct vs_cjs *j = vs_cluster_cjs(w->b->cluster);
 	struct wjs *p = j && j->w ? &j->w[w->idx] : NULL;
 	if (!p || VS_VEC_GROW(p->acks, p->cap_acks, p->n_acks + 1, 64) < 0) {
-		if (j)
+		if (j) {
 			atomic_store(&j->forget, true); /* sent again after the ack wait */
+			atomic_fetch_sub(&j->in_transit, 1);
+		}
 		vs_cjs_drop(ack);
 		return;
 	}
@@ -594,6 +602,27 @@ void vs_cjs_routed(struct vs_worker *w, void *ack)
 void vs_cjs_drop(void *ack)
 {
 	natsMsg_Destroy(ack);
+}
+
+static void note_received(struct vs_cjs *j, natsMsg *nm)
+{
+	jsMsgMetaData *meta = NULL;
+	if (natsMsg_GetMetaData(&meta, nm) != NATS_OK)
+		return;
+	uint_fast64_t seq = meta->Sequence.Stream,
+		      max = atomic_load_explicit(&j->recv_max, memory_order_relaxed);
+	while (seq > max && !atomic_compare_exchange_weak(&j->recv_max, &max, seq))
+		;
+	jsMsgMetaData_Destroy(meta);
+}
+
+uint64_t vs_cjs_floor(struct vs_cjs *j)
+{
+	if (!j)
+		return 0;
+	uint64_t max = atomic_load(&j->recv_max);
+	int64_t t = atomic_load(&j->in_transit);
+	return t <= 0 ? max : max > (uint64_t)t ? max - (uint64_t)t : 0;
 }
 
 /* A message of the stream (the library's delivery thread). */
@@ -622,12 +651,16 @@ static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
 	uint64_t last = (uintptr_t)vs_map_get(&j->seen, f.node.p, f.node.len);
 	if ((f.node.len == strlen(j->node) && memcmp(f.node.p, j->node, f.node.len) == 0) ||
 	    f.seq <= last) {
+		note_received(j, nm);
 		natsMsg_Ack(nm, NULL);
 		goto out;
 	}
 	/* Noted first: once delivered, nm (which f points into) is the worker's. */
 	vs_map_put(&j->seen, f.node.p, f.node.len, (void *)(uintptr_t)f.seq, NULL);
+	atomic_fetch_add(&j->in_transit, 1); /* before recv_max: the floor never runs ahead */
+	note_received(j, nm);
 	if (vs_cluster_deliver(j->cl, &f, nm) < 0) {
+		atomic_fetch_sub(&j->in_transit, 1);
 		atomic_store(&j->forget, true); /* it comes again, maybe behind newer ones */
 		natsMsg_Nak(nm, NULL);
 		goto out;
@@ -693,7 +726,7 @@ int vs_cjs_start(struct vs_cluster *cl, struct vs_broker *b, struct vs_cjs **out
 		snprintf(err, errlen, "cluster: node id too long");
 		return -1;
 	}
-	snprintf(j->consumer, sizeof(j->consumer), "vs_%s", j->node_tok);
+	snprintf(j->consumer, sizeof(j->consumer), VS_CJS_CONSUMER_FMT, j->node_tok);
 	snprintf(j->deliver, sizeof(j->deliver), DELIVER_PREFIX "%s", j->node_tok);
 	if (init_workers(j, err, errlen) < 0)
 		return -1;

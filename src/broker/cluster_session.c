@@ -13,6 +13,7 @@
 #include "base/hash.h"
 #include "base/log.h"
 #include "broker/broker.h"
+#include "broker/cluster_js.h"
 #include "broker/cluster_nats.h"
 #include "broker/conn.h"
 #include "broker/persist.h"
@@ -20,24 +21,34 @@
 #include "broker/worker.h"
 #include "cluster/cluster.h"
 #include "cluster/keys.h"
+#include "codec/codec.h"
 #include "persist/store.h"
 #include "session/session.h"
 
 #define TOKEN_MAX  (3 * VS_CLUSTER_NODE_MAX + 1)
 #define KEY_TOKEN  200 /* longer client tokens are keyed by a hash */
-#define KEY_MAX    (KEY_TOKEN + 24)
-#define SUBJECT    "vs.h."
-#define WAIT_MS    3000 /* for each chunk of an answer */
+#define KEY_MAX	   (KEY_TOKEN + 24)
+#define SUBJECT	   "vs.h."
+#define WAIT_MS	   3000 /* for each chunk of an answer */
 #define CHUNK_HEAD 9	/* kind, chunk number, chunk count (big-endian) */
 #define HOPS_MAX   4	/* a handover follows a connection from worker to worker at most so often */
 
-/* A CONNECT waiting for the cluster (on the session thread's queue). */
+/* What the session thread does for one client id. */
+enum job_kind {
+	JOB_CONNECT, /* a CONNECT waits: take the id, fetch its session */
+	JOB_NOTE,    /* write the session's subscriptions (and where the stream stood when it
+		      * went offline) into its key, while this node owns it */
+	JOB_CHECK,   /* at start-up: a session restored here that another node owns ends here */
+};
+
 struct job {
 	struct job *next;
-	int worker;
+	uint8_t kind; /* enum job_kind */
+	bool clean;   /* JOB_CONNECT: Clean Start */
+	int worker;   /* JOB_CONNECT: the connection's */
 	uint32_t slot;
 	uint64_t conn_id;
-	bool clean;
+	uint64_t floor; /* JOB_NOTE: vs_cjs_floor() when it went offline; 0 while connected */
 	size_t idlen;
 	char id[]; /* NUL-terminated */
 };
@@ -51,10 +62,11 @@ struct vs_cluster_sessions {
 	pthread_t thread;
 	bool started;
 	atomic_bool stop;
-	pthread_mutex_t lock; /* the queue */
+	pthread_mutex_t lock; /* the queues: CONNECTs first, they wait */
 	pthread_cond_t cond;
 	struct job *head, **tail;
-	uint32_t n_jobs;
+	struct job *notes, **notes_tail;
+	uint32_t n_jobs, n_notes;
 };
 
 enum { JOBS_MAX = 100000 };
@@ -103,6 +115,104 @@ static int worker_of(struct vs_broker *b, const char *id, size_t idlen)
 	return idx;
 }
 
+/* Queues j (CONNECTs ahead of notes). Returns false (j freed) when the queue is full. */
+static bool push(struct vs_cluster_sessions *cs, struct job *j)
+{
+	bool connect = j->kind == JOB_CONNECT;
+	pthread_mutex_lock(&cs->lock);
+	uint32_t *n = connect ? &cs->n_jobs : &cs->n_notes;
+	bool queued = *n < JOBS_MAX;
+	if (queued) {
+		struct job ***tail = connect ? &cs->tail : &cs->notes_tail;
+		**tail = j;
+		*tail = &j->next;
+		(*n)++;
+		pthread_cond_signal(&cs->cond);
+	}
+	pthread_mutex_unlock(&cs->lock);
+	if (!queued)
+		free(j);
+	return queued;
+}
+
+static struct job *new_job(uint8_t kind, const char *id, size_t idlen)
+{
+	struct job *j = malloc(sizeof(*j) + idlen + 1);
+	if (!j)
+		return NULL;
+	*j = (struct job){.kind = kind, .idlen = idlen};
+	memcpy(j->id, id, idlen);
+	j->id[idlen] = 0;
+	return j;
+}
+
+void vs_cluster_session_note(struct vs_broker *b, const char *client_id, size_t idlen, bool offline)
+{
+	struct vs_cluster_sessions *cs = vs_cluster_sessions_of(b);
+	if (!cs || !atomic_load(&cs->ready))
+		return;
+	struct job *j = new_job(JOB_NOTE, client_id, idlen);
+	if (!j)
+		return; /* the key keeps what it said: a rebuild elsewhere may miss a change */
+	if (offline)
+		j->floor = vs_cjs_floor(vs_cluster_cjs(b->cluster)) + 1;
+	push(cs, j);
+}
+
+/* A key's value: the owner's node id, NUL, the stream floor when the session went offline
+ * (decimal; empty while it is connected), NUL, the session's SESSION and SUB records. A value
+ * without NUL is an owner alone. */
+struct owned {
+	char owner[VS_CLUSTER_NODE_MAX + 1];
+	uint64_t floor; /* + 1; 0: none (connected, or not said) */
+	const uint8_t *recs;
+	size_t recs_len;
+};
+
+static void parse_value(const uint8_t *v, size_t len, struct owned *o)
+{
+	memset(o, 0, sizeof(*o));
+	const uint8_t *end = v + len, *nul = memchr(v, 0, len);
+	size_t n = (size_t)((nul ? nul : end) - v);
+	if (n > VS_CLUSTER_NODE_MAX)
+		n = VS_CLUSTER_NODE_MAX;
+	memcpy(o->owner, v, n);
+	if (!nul)
+		return;
+	const uint8_t *f = nul + 1, *nul2 = memchr(f, 0, (size_t)(end - f));
+	if (!nul2)
+		return;
+	if (nul2 > f && nul2 - f <= 20) {
+		char num[21];
+		memcpy(num, f, (size_t)(nul2 - f));
+		num[nul2 - f] = 0;
+		o->floor = strtoull(num, NULL, 10) + 1;
+	}
+	o->recs = nul2 + 1;
+	o->recs_len = (size_t)(end - o->recs);
+}
+
+/* The value naming this node, with floor (+ 1, 0: none) and records recs[0..len). */
+static uint8_t *make_value(const char *me, uint64_t floor, const uint8_t *recs, size_t len,
+			   size_t *out_len)
+{
+	char num[24] = "";
+	if (floor)
+		snprintf(num, sizeof(num), "%llu", (unsigned long long)(floor - 1));
+	size_t melen = strlen(me), nlen = strlen(num);
+	uint8_t *v = malloc(melen + nlen + 2 + len + 1);
+	if (!v)
+		return NULL;
+	memcpy(v, me, melen);
+	v[melen] = 0;
+	memcpy(v + melen + 1, num, nlen);
+	v[melen + 1 + nlen] = 0;
+	if (len)
+		memcpy(v + melen + nlen + 2, recs, len);
+	*out_len = melen + nlen + 2 + len;
+	return v;
+}
+
 /* ---- The asking side: a CONNECT on this node -------------------------------------------- */
 
 bool vs_cluster_session_ask(struct vs_conn *c)
@@ -120,45 +230,44 @@ bool vs_cluster_session_ask(struct vs_conn *c)
 	struct job *j = malloc(sizeof(*j) + idlen + 1);
 	if (!j)
 		return false;
-	*j = (struct job){.worker = c->w->idx,
+	*j = (struct job){.kind = JOB_CONNECT,
+			  .worker = c->w->idx,
 			  .slot = c->slot,
 			  .conn_id = c->id,
 			  .clean = cn->clean,
 			  .idlen = idlen};
 	memcpy(j->id, c->client_id, idlen + 1);
-	pthread_mutex_lock(&cs->lock);
-	bool queued = cs->n_jobs < JOBS_MAX;
-	if (queued) {
-		*cs->tail = j;
-		cs->tail = &j->next;
-		cs->n_jobs++;
-		pthread_cond_signal(&cs->cond);
-	}
-	pthread_mutex_unlock(&cs->lock);
-	if (!queued) {
-		free(j);
+	if (!push(cs, j))
 		return false;
-	}
 	cn->asked = true;
 	cn->step = VS_CS_ROAM;
 	vs_conn_park(c);
 	return true;
 }
 
-/* Reads the answer of node `owner` (chunks on inbox sub) into a session, or NULL. */
-static struct vs_session *receive(struct vs_cluster_sessions *cs, natsSubscription *sub,
-				  const char *owner, const struct job *j)
+/* What an owner said when asked for a session. */
+enum fetched {
+	GOT,  /* the session (or it had none left: s NULL) */
+	GONE, /* no answer: stopped, dead, or cut off from NATS */
+};
+
+/* Reads the answer of node `owner` (chunks on inbox sub) into *out. */
+static enum fetched receive(struct vs_cluster_sessions *cs, natsSubscription *sub,
+			    const char *owner, const struct job *j, struct vs_session **out)
 {
 	struct vs_broker *b = cs->b;
 	uint8_t *buf = NULL;
 	size_t len = 0;
 	uint32_t got = 0, total = 1;
 	const char *why = NULL;
+	enum fetched r = GOT;
+	*out = NULL;
 	while (got < total && !why) {
 		natsMsg *m = NULL;
 		natsStatus st = natsSubscription_NextMsg(&m, sub, WAIT_MS);
 		if (st != NATS_OK) {
 			why = st == NATS_NO_RESPONDERS ? "it is not there" : natsStatus_GetText(st);
+			r = GONE;
 			break;
 		}
 		const uint8_t *d = (const uint8_t *)natsMsg_GetData(m);
@@ -183,44 +292,44 @@ static struct vs_session *receive(struct vs_cluster_sessions *cs, natsSubscripti
 		}
 		natsMsg_Destroy(m);
 	}
-	struct vs_session *s = NULL;
 	if (!why && total) {
-		s = vs_bp_session_import(b, j->id, j->idlen, buf, len, &why);
-		if (s)
+		*out = vs_bp_session_import(b, j->id, j->idlen, buf, len, &why);
+		if (*out)
 			vs_log(b->log, VS_LOG_NOTICE,
 			       "cluster: session of client %s taken from node %s (%zu bytes: %u "
 			       "subscriptions, %u queued, %u inflight)",
-			       j->id, owner, len, vs_session_n_subs(s), s->queue.count,
-			       s->inflight.count);
+			       j->id, owner, len, vs_session_n_subs(*out), (*out)->queue.count,
+			       (*out)->inflight.count);
 	}
-	if (why)
+	if (why && r == GOT)
 		vs_log(b->log, VS_LOG_WARN,
 		       "cluster: session of client %s not taken from node %s: %s; it starts anew "
 		       "here",
 		       j->id, owner, why);
-	else if (!total)
+	else if (!why && !total)
 		vs_log(b->log, VS_LOG_INFO, "cluster: node %s had no session of client %s left",
 		       owner, j->id);
 	free(buf);
-	return s;
+	return r;
 }
 
 /* Asks node owner for j's session: request 'R', the asking node, the client id. */
-static struct vs_session *fetch(struct vs_cluster_sessions *cs, const char *owner,
-				const struct job *j)
+static enum fetched fetch(struct vs_cluster_sessions *cs, const char *owner, const struct job *j,
+			  struct vs_session **out)
 {
 	struct vs_broker *b = cs->b;
 	natsConnection *nc = vs_cluster_nc(b);
 	char otok[TOKEN_MAX], subject[TOKEN_MAX + 8];
+	*out = NULL;
 	if (!nc || vs_cluster_token((const uint8_t *)owner, strlen(owner), otok, sizeof(otok)) < 0)
-		return NULL;
+		return GOT;
 	snprintf(subject, sizeof(subject), SUBJECT "%s", otok);
 	const char *me = vs_cluster_node(b);
 	size_t melen = strlen(me);
 	uint8_t *req = malloc(2 + melen + j->idlen);
 	natsInbox *inbox = NULL;
 	natsSubscription *sub = NULL;
-	struct vs_session *s = NULL;
+	enum fetched r = GOT;
 	if (!req || natsInbox_Create(&inbox) != NATS_OK ||
 	    natsConnection_SubscribeSync(&sub, nc, inbox) != NATS_OK)
 		goto out;
@@ -230,7 +339,7 @@ static struct vs_session *fetch(struct vs_cluster_sessions *cs, const char *owne
 	memcpy(req + 2 + melen, j->id, j->idlen);
 	if (natsConnection_PublishRequest(nc, subject, inbox, req, (int)(2 + melen + j->idlen)) ==
 	    NATS_OK)
-		s = receive(cs, sub, owner, j);
+		r = receive(cs, sub, owner, j, out);
 out:
 	if (sub) {
 		natsSubscription_Unsubscribe(sub);
@@ -238,53 +347,249 @@ out:
 	}
 	natsInbox_Destroy(inbox);
 	free(req);
+	return r;
+}
+
+/* The stream sequence node's durable consumer has acknowledged everything up to (+ 1), or 0. */
+static uint64_t consumer_floor(struct vs_cluster_sessions *cs, const char *node)
+{
+	char tok[TOKEN_MAX], name[TOKEN_MAX + 8];
+	if (vs_cluster_token((const uint8_t *)node, strlen(node), tok, sizeof(tok)) < 0)
+		return 0;
+	snprintf(name, sizeof(name), VS_CJS_CONSUMER_FMT, tok);
+	jsConsumerInfo *ci = NULL;
+	jsErrCode jerr = 0;
+	uint64_t floor = 0;
+	if (js_GetConsumerInfo(&ci, vs_cluster_js(cs->b), VS_CJS_STREAM, name, NULL, &jerr) ==
+	    NATS_OK)
+		floor = ci->AckFloor.Stream + 1;
+	jsConsumerInfo_Destroy(ci);
+	return floor;
+}
+
+/* Queues in s (not yet anyone's but this thread's) the QoS 1/2 messages of the stream after
+ * sequence floor - 1 that its subscriptions match: what reached the dead node for it, or was
+ * on its way there, after it went offline. At most max_queued_messages. Returns how many. */
+static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uint64_t floor)
+{
+	struct vs_broker *b = cs->b;
+	jsCtx *js = vs_cluster_js(b);
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	if (js_GetStreamInfo(&si, js, VS_CJS_STREAM, NULL, &jerr) != NATS_OK)
+		return 0;
+	uint64_t last = si->State.LastSeq;
+	jsStreamInfo_Destroy(si);
+	if (!floor || last < floor || !vs_session_n_subs(s))
+		return 0;
+	jsSubOptions so;
+	jsSubOptions_Init(&so);
+	so.Stream = VS_CJS_STREAM;
+	so.Ordered = true;
+	so.Config.DeliverPolicy = js_DeliverByStartSequence;
+	so.Config.OptStartSeq = floor;
+	natsSubscription *sub = NULL;
+	if (js_SubscribeSync(&sub, js, VS_CJS_SUBJECTS, NULL, &so, &jerr) != NATS_OK)
+		return 0;
+	int64_t max = b->conf->max_queued_messages;
+	uint32_t n = 0;
+	uint64_t seq = 0;
+	char *topic = NULL;
+	size_t topic_cap = 0;
+	while (seq < last && (max <= 0 || s->queue.count < (uint64_t)max)) {
+		natsMsg *m = NULL;
+		if (natsSubscription_NextMsg(&m, sub, WAIT_MS) != NATS_OK)
+			break;
+		jsMsgMetaData *meta = NULL;
+		struct vs_cluster_frame f;
+		const char *why;
+		int len = natsMsg_GetDataLength(m);
+		if (natsMsg_GetMetaData(&meta, m) == NATS_OK)
+			seq = meta->Sequence.Stream;
+		jsMsgMetaData_Destroy(meta);
+		if (vs_cluster_frame_decode((const uint8_t *)natsMsg_GetData(m),
+					    (size_t)(len > 0 ? len : 0), &f, &why) < 0) {
+			natsMsg_Destroy(m);
+			continue;
+		}
+		const struct vs_buf *t = &f.publish.topic;
+		if (t->len + 1 > topic_cap) {
+			char *nt = realloc(topic, t->len + 1);
+			if (!nt) {
+				natsMsg_Destroy(m);
+				break;
+			}
+			topic = nt;
+			topic_cap = t->len + 1;
+		}
+		memcpy(topic, t->p, t->len);
+		topic[t->len] = 0;
+		/* One copy per message, at the highest QoS its subscriptions grant, with their
+		 * identifiers [MQTT-3.3.4-3..5]; shared subscriptions had theirs in the group. */
+		uint32_t ids[16], n_ids = 0;
+		int qos = -1;
+		for (uint32_t i = 0; i < vs_session_n_subs(s); i++) {
+			const struct vs_session_sub *x = &s->subs->v[i];
+			if (strncmp(x->filter, "$share/", 7) == 0 ||
+			    !vs_topic_match(x->filter, topic))
+				continue;
+			uint8_t q = x->qos < f.publish.qos ? x->qos : f.publish.qos;
+			qos = q > qos ? q : qos;
+			if (x->sub_id && n_ids < 16)
+				ids[n_ids++] = x->sub_id;
+		}
+		struct vs_buf origin = {(const uint8_t *)"", 0};
+		struct vs_msg *msg =
+		    qos < 0 ? NULL : vs_msg_new(&f.publish.topic, &f.publish, &origin, vs_now_ms());
+		natsMsg_Destroy(m);
+		if (!msg)
+			continue;
+		msg->remote = true;
+		struct vs_qentry e = {.msg = msg, .qos = (uint8_t)qos, .seq = ++s->next_seq};
+		if (vs_qentry_set_sub_ids(&e, ids, n_ids) < 0 || vs_ring_push(&s->queue, &e) < 0) {
+			vs_qentry_fini(&e);
+			continue;
+		}
+		s->queued_bytes += msg->payload.len;
+		n++;
+	}
+	free(topic);
+	natsSubscription_Unsubscribe(sub);
+	natsSubscription_Destroy(sub);
+	return n;
+}
+
+/* The session of a node that does not answer, rebuilt from what its key says: its
+ * subscriptions, and the stream's messages for them since it went offline there (or since what
+ * that node last acknowledged, when it was connected). */
+static struct vs_session *rebuild(struct vs_cluster_sessions *cs, const struct job *j,
+				  const struct owned *o)
+{
+	struct vs_broker *b = cs->b;
+	const char *why = "no subscriptions recorded";
+	struct vs_session *s =
+	    o->recs_len ? vs_bp_session_import(b, j->id, j->idlen, o->recs, o->recs_len, &why)
+			: NULL;
+	if (!s) {
+		vs_log(b->log, VS_LOG_WARN,
+		       "cluster: node %s, which had client %s's session, does not answer (%s in "
+		       "bucket %s): it starts anew here",
+		       o->owner, j->id, why, VS_SESSIONS_BUCKET);
+		return NULL;
+	}
+	uint64_t floor = o->floor ? o->floor : consumer_floor(cs, o->owner);
+	uint32_t n = replay(cs, s, floor);
+	vs_log(b->log, VS_LOG_NOTICE,
+	       "cluster: node %s, which had client %s's session, does not answer: rebuilt here "
+	       "with %u subscriptions and %u message(s) from stream %s (from sequence %llu)",
+	       o->owner, j->id, vs_session_n_subs(s), n, VS_CJS_STREAM,
+	       (unsigned long long)(floor ? floor - 1 : 0));
 	return s;
 }
 
 /* Takes j's client id for this node, by compare-and-set; returns its session when another node
- * had it and gave it. */
+ * had it and gave it, or it was rebuilt because that node is gone. */
 static struct vs_session *take(struct vs_cluster_sessions *cs, const struct job *j)
 {
 	struct vs_broker *b = cs->b;
 	const char *me = vs_cluster_node(b);
 	char key[KEY_MAX];
 	key_of(j->id, j->idlen, key);
+	size_t vlen = 0;
+	uint8_t *mine = make_value(me, 0, NULL, 0, &vlen);
+	struct vs_session *s = NULL;
+	if (!mine)
+		return NULL;
 	for (int attempt = 0; attempt < 4; attempt++) {
 		kvEntry *e = NULL;
 		uint64_t rev = 0;
 		natsStatus st = kvStore_Get(&e, cs->kv, key);
 		if (st == NATS_NOT_FOUND) {
-			if (kvStore_CreateString(&rev, cs->kv, key, me) == NATS_OK)
-				return NULL; /* first here */
-			continue;	     /* another node was quicker: read again */
+			if (kvStore_Create(&rev, cs->kv, key, mine, (int)vlen) == NATS_OK)
+				goto out; /* first here */
+			continue;	  /* another node was quicker: read again */
 		}
 		if (st != NATS_OK) {
 			vs_log(b->log, VS_LOG_WARN,
 			       "cluster: reading the owner of client %s in bucket %s: %s; going on "
 			       "here",
 			       j->id, VS_SESSIONS_BUCKET, natsStatus_GetText(st));
-			return NULL;
+			goto out;
 		}
-		char owner[VS_CLUSTER_NODE_MAX + 1];
-		int vlen = kvEntry_ValueLen(e);
-		if (vlen < 0 || vlen > VS_CLUSTER_NODE_MAX)
-			vlen = 0;
-		memcpy(owner, kvEntry_Value(e), (size_t)vlen);
-		owner[vlen] = 0;
+		struct owned o;
+		int len = kvEntry_ValueLen(e);
+		parse_value(kvEntry_Value(e), len > 0 ? (size_t)len : 0, &o);
 		uint64_t last = kvEntry_Revision(e);
-		kvEntry_Destroy(e);
-		if (strcmp(owner, me) == 0)
-			return NULL; /* ours already */
-		if (kvStore_UpdateString(&rev, cs->kv, key, me, last) != NATS_OK)
+		if (strcmp(o.owner, me) == 0) {
+			kvEntry_Destroy(e);
+			goto out; /* ours already */
+		}
+		if (kvStore_Update(&rev, cs->kv, key, mine, (int)vlen, last) != NATS_OK) {
+			kvEntry_Destroy(e);
 			continue; /* it changed since: read again */
-		if (j->clean)
-			return NULL; /* the old one ends there on this client's claim */
-		return fetch(cs, owner, j);
+		}
+		/* A clean start: the old one ends there on this client's claim. */
+		if (!j->clean && fetch(cs, o.owner, j, &s) == GONE)
+			s = rebuild(cs, j, &o);
+		kvEntry_Destroy(e);
+		goto out;
 	}
 	vs_log(b->log, VS_LOG_WARN,
 	       "cluster: the owner of client %s kept changing in bucket %s; going on here", j->id,
 	       VS_SESSIONS_BUCKET);
-	return NULL;
+out:
+	free(mine);
+	return s;
+}
+
+/* JOB_NOTE and JOB_CHECK: the key of a session this node has. */
+static void note(struct vs_cluster_sessions *cs, const struct job *j)
+{
+	struct vs_broker *b = cs->b;
+	const char *me = vs_cluster_node(b);
+	struct vs_store_buf recs;
+	vs_store_buf_init(&recs);
+	pthread_mutex_lock(&b->reg_lock);
+	struct vs_session *s = vs_map_get(&b->sessions, j->id, j->idlen);
+	bool ours = false;
+	if (s) {
+		pthread_mutex_lock(&s->lock);
+		ours = !s->ended && !s->bridge && s->expiry > 0 &&
+		       vs_bp_session_export(b, s, false, &recs) == 0;
+		pthread_mutex_unlock(&s->lock);
+	}
+	pthread_mutex_unlock(&b->reg_lock);
+	size_t vlen = 0;
+	uint8_t *v = ours ? make_value(me, j->floor, recs.data, recs.len, &vlen) : NULL;
+	vs_store_buf_fini(&recs);
+	if (!v)
+		return; /* gone meanwhile (its key then names a node that has none: harmless) */
+	char key[KEY_MAX];
+	key_of(j->id, j->idlen, key);
+	kvEntry *e = NULL;
+	uint64_t rev = 0;
+	natsStatus st = kvStore_Get(&e, cs->kv, key);
+	if (st == NATS_NOT_FOUND) {
+		st = kvStore_Create(&rev, cs->kv, key, v, (int)vlen);
+	} else if (st == NATS_OK) {
+		struct owned o;
+		int len = kvEntry_ValueLen(e);
+		parse_value(kvEntry_Value(e), len > 0 ? (size_t)len : 0, &o);
+		if (strcmp(o.owner, me) == 0)
+			st = kvStore_Update(&rev, cs->kv, key, v, (int)vlen, kvEntry_Revision(e));
+		else if (j->kind == JOB_CHECK) {
+			/* Restored here, taken by another node while this one was away. */
+			vs_log(b->log, VS_LOG_NOTICE,
+			       "cluster: client %s's session is node %s's now: it ends here", j->id,
+			       o.owner);
+			vs_cluster_session_drop(b, j->id, j->idlen);
+		}
+		kvEntry_Destroy(e);
+	}
+	if (st != NATS_OK)
+		vs_log(b->log, VS_LOG_WARN, "cluster: writing client %s's key in bucket %s: %s",
+		       j->id, VS_SESSIONS_BUCKET, natsStatus_GetText(st));
+	free(v);
 }
 
 static void answer(struct vs_cluster_sessions *cs, struct job *j, struct vs_session *s)
@@ -314,6 +619,49 @@ static natsStatus bind_bucket(struct vs_cluster_sessions *cs)
 	return st;
 }
 
+/* Once the bucket is there: every session restored from the store is checked against it. */
+static void check_restored(struct vs_cluster_sessions *cs)
+{
+	struct vs_broker *b = cs->b;
+	pthread_mutex_lock(&b->reg_lock);
+	size_t it = 0, klen;
+	const char *key;
+	void *val;
+	while (vs_map_next(&b->sessions, &it, &key, &klen, &val)) {
+		struct job *j = new_job(JOB_CHECK, key, klen);
+		if (j)
+			push(cs, j);
+	}
+	pthread_mutex_unlock(&b->reg_lock);
+}
+
+static struct job *pop(struct vs_cluster_sessions *cs)
+{
+	pthread_mutex_lock(&cs->lock);
+	if (!cs->head && !cs->notes) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 200 * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&cs->cond, &cs->lock, &until);
+	}
+	struct job *j = cs->head;
+	if (j) {
+		if (!(cs->head = j->next))
+			cs->tail = &cs->head;
+		cs->n_jobs--;
+	} else if ((j = cs->notes)) {
+		if (!(cs->notes = j->next))
+			cs->notes_tail = &cs->notes;
+		cs->n_notes--;
+	}
+	pthread_mutex_unlock(&cs->lock);
+	return j;
+}
+
 static void *run(void *arg)
 {
 	struct vs_cluster_sessions *cs = arg;
@@ -325,28 +673,17 @@ static void *run(void *arg)
 				continue;
 			}
 			atomic_store(&cs->ready, true);
+			check_restored(cs);
 		}
-		pthread_mutex_lock(&cs->lock);
-		if (!cs->head) {
-			struct timespec until;
-			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_nsec += 200 * 1000000L;
-			if (until.tv_nsec >= 1000000000L) {
-				until.tv_sec++;
-				until.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&cs->cond, &cs->lock, &until);
-		}
-		struct job *j = cs->head;
-		if (j) {
-			cs->head = j->next;
-			if (!cs->head)
-				cs->tail = &cs->head;
-			cs->n_jobs--;
-		}
-		pthread_mutex_unlock(&cs->lock);
-		if (j)
+		struct job *j = pop(cs);
+		if (!j)
+			continue;
+		if (j->kind == JOB_CONNECT) {
 			answer(cs, j, take(cs, j));
+		} else {
+			note(cs, j);
+			free(j);
+		}
 	}
 	return NULL;
 }
@@ -377,13 +714,23 @@ static void on_request(natsConnection *nc, natsSubscription *sub, natsMsg *nm, v
 	vs_worker_post_now(&cs->b->workers[worker_of(cs->b, id, strnlen(id, idlen))], &m);
 }
 
-void vs_cluster_session_end(struct vs_broker *b, const char *client_id, size_t idlen)
+static void post_end(struct vs_broker *b, const char *client_id, size_t idlen, char how)
 {
 	char *id = strndup(client_id, idlen);
 	if (!id)
 		return;
-	struct vs_mail m = {.type = VS_MAIL_HANDOVER, .reason = 'D', .share = id};
+	struct vs_mail m = {.type = VS_MAIL_HANDOVER, .reason = (uint8_t)how, .share = id};
 	vs_worker_post_now(&b->workers[worker_of(b, id, strlen(id))], &m);
+}
+
+void vs_cluster_session_end(struct vs_broker *b, const char *client_id, size_t idlen)
+{
+	post_end(b, client_id, idlen, 'D');
+}
+
+void vs_cluster_session_drop(struct vs_broker *b, const char *client_id, size_t idlen)
+{
+	post_end(b, client_id, idlen, 'X');
 }
 
 static void reply(struct vs_broker *b, natsMsg *req, char kind, const uint8_t *data, size_t len)
@@ -487,9 +834,17 @@ void vs_cluster_session_handover(struct vs_worker *w, const struct vs_mail *m)
 		goto out;
 	}
 	if (!resume) {
-		vs_logc(b->log, VS_LOG_INFO, id,
-			"cluster: client %s started clean on another node: its session here ends",
-			id);
+		if (m->reason == 'X') { /* its will was the survivors' to publish (cluster_js.h) */
+			pthread_mutex_lock(&s->lock);
+			vs_msg_unref(s->will);
+			s->will = NULL;
+			pthread_mutex_unlock(&s->lock);
+		} else {
+			vs_logc(b->log, VS_LOG_INFO, id,
+				"cluster: client %s started clean on another node: its session "
+				"here ends",
+				id);
+		}
 		vs_router_end_session(w, s); /* its will goes, as on one node */
 		vs_session_unref(s);
 		goto out;
@@ -497,16 +852,17 @@ void vs_cluster_session_handover(struct vs_worker *w, const struct vs_mail *m)
 	struct vs_store_buf out;
 	vs_store_buf_init(&out);
 	pthread_mutex_lock(&s->lock);
-	bool expired = s->expiry != UINT32_MAX &&
-		       w->now_ms - s->offline_since_ms >= (int64_t)s->expiry * 1000;
-	int rc = expired ? 0 : vs_bp_session_export(b, s, &out);
+	bool expired =
+	    s->expiry != UINT32_MAX && w->now_ms - s->offline_since_ms >= (int64_t)s->expiry * 1000;
+	int rc = expired ? 0 : vs_bp_session_export(b, s, true, &out);
 	if (rc == 0 && !expired)
 		let_go(w, s);
 	pthread_mutex_unlock(&s->lock);
 	if (rc < 0) {
 		/* Kept here: better than lost. The client starts anew on the other node. */
-		vs_log(b->log, VS_LOG_ERR, "cluster: session of client %s cannot be handed over: %s",
-		       id, rc == -ENOMEM ? "no memory" : "too large");
+		vs_log(b->log, VS_LOG_ERR,
+		       "cluster: session of client %s cannot be handed over: %s", id,
+		       rc == -ENOMEM ? "no memory" : "too large");
 		pthread_mutex_lock(&b->reg_lock);
 		if (vs_map_get(&b->sessions, id, idlen) ||
 		    vs_map_put(&b->sessions, s->client_id, s->id_len, s, NULL) < 0) {
@@ -615,6 +971,7 @@ struct vs_cluster_sessions *vs_cluster_sessions_start(struct vs_broker *b)
 		return NULL;
 	cs->b = b;
 	cs->tail = &cs->head;
+	cs->notes_tail = &cs->notes;
 	pthread_mutex_init(&cs->lock, NULL);
 	pthread_cond_init(&cs->cond, NULL);
 	const char *node = vs_cluster_node(b);
@@ -656,6 +1013,10 @@ void vs_cluster_sessions_free(struct vs_cluster_sessions *cs)
 	for (struct job *j = cs->head, *next; j; j = next) {
 		next = j->next;
 		free(j); /* its connection is closed with its worker */
+	}
+	for (struct job *j = cs->notes, *next; j; j = next) {
+		next = j->next;
+		free(j);
 	}
 	natsSubscription_Destroy(cs->sub);
 	kvStore_Destroy(cs->kv);

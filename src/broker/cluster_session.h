@@ -52,8 +52,16 @@ bool vs_cluster_session_ask(struct vs_conn *c);
 void vs_cluster_session_arrived(struct vs_worker *w, const struct vs_mail *m);
 void vs_cluster_session_handover(struct vs_worker *w, const struct vs_mail *m);
 
-/* Posts a VS_MAIL_HANDOVER that ends client_id's offline session here (a clean start on
- * another node). */
+/* Posts a VS_MAIL_HANDOVER that ends client_id's offline session here: _end as a clean start
+ * on another node does (its delayed will goes), _drop silently (another node has it now). */
 void vs_cluster_session_end(struct vs_broker *b, const char *client_id, size_t idlen);
+void vs_cluster_session_drop(struct vs_broker *b, const char *client_id, size_t idlen);
+
+/* A session of client_id that outlives its connection changed here: attached, subscriptions
+ * changed, or (offline) its connection went. The session thread writes its subscriptions, and
+ * where this node stood in the stream when it went offline, into its key while this node owns
+ * it, so that another node can rebuild it should this one die. Any thread, no lock held. */
+void vs_cluster_session_note(struct vs_broker *b, const char *client_id, size_t idlen,
+			     bool offline);
 
 #endif

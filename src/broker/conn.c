@@ -4,6 +4,7 @@
  */
 #include "base/vec.h"
 #include "broker/conn.h"
+#include "broker/cluster_session.h"
 #include "broker/cluster_js.h"
 #include "broker/trace.h"
 
@@ -780,6 +781,8 @@ static void detach_session(struct vs_conn *c)
 	}
 	if (mine && end)
 		vs_router_end_session(c->w, s);
+	else if (mine && c->w->b->cluster && !c->bridge) /* where the stream stands now */
+		vs_cluster_session_note(c->w->b, s->client_id, s->id_len, true);
 	if (s)
 		vs_session_unref(s);
 	c->session = NULL;

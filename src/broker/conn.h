@@ -41,11 +41,11 @@ struct vs_http_conn;
 
 /* What a connection keeps of its CONNECT until the CONNACK (connect.c). */
 struct vs_connecting {
-	uint8_t step;		       /* enum vs_connect_step */
-	bool clean;		       /* Clean Session / Clean Start asked for */
-	uint16_t keepalive;	       /* the keep-alive asked for */
-	bool asked;		       /* the cluster was asked for the session (cluster_session.h) */
-	struct vs_auth_job *job;       /* the password check waited for, or NULL */
+	uint8_t step;		 /* enum vs_connect_step */
+	bool clean;		 /* Clean Session / Clean Start asked for */
+	uint16_t keepalive;	 /* the keep-alive asked for */
+	bool asked;		 /* the cluster was asked for the session (cluster_session.h) */
+	struct vs_auth_job *job; /* the password check waited for, or NULL */
 	struct vs_scram_server *scram; /* SCRAM-SHA-256 exchange, or NULL */
 	uint8_t final_len;
 	uint8_t final[64]; /* server-final-message, for the CONNACK */

@@ -546,6 +546,8 @@ static enum vs_handled attach(struct vs_conn *c)
 			c->connecting->clean, c->keepalive, c->username ? ", user " : "",
 			c->username ? c->username : "", c->connecting->scram ? ", SCRAM" : "");
 	vs_cluster_claim(b, c, c->connecting->clean);
+	if (b->cluster && c->session_expiry > 0 && !c->bridge)
+		vs_cluster_session_note(b, c->client_id, strlen(c->client_id), false);
 	vs_connecting_free(c);
 	record_will(c, s);
 	if (present && !vs_router_resume_session(c->w, s))

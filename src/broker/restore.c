@@ -43,8 +43,9 @@ struct pending {
 
 struct replay {
 	struct vs_broker *b;
-	struct vs_map *sessions; /* &b->sessions at start-up; a private map for one imported session */
-	bool importing;		 /* one session from another node (vs_bp_session_import) */
+	struct vs_map
+	    *sessions;	/* &b->sessions at start-up; a private map for one imported session */
+	bool importing; /* one session from another node (vs_bp_session_import) */
 	int64_t now_ms, now_wall;
 	struct vs_map msgs;	/* 8-byte id -> struct vs_msg * (one reference) */
 	struct vs_map retained; /* topic -> msg id (as pointer-sized integer) */
@@ -68,8 +69,7 @@ static int on_session(struct replay *r, const struct vs_rec_session *x)
 	struct vs_session *s = find_session(r, &x->client_id);
 	if (!s) {
 		s = vs_session_new((const char *)x->client_id.p, x->client_id.len);
-		if (!s ||
-		    vs_map_put(r->sessions, x->client_id.p, x->client_id.len, s, NULL) < 0) {
+		if (!s || vs_map_put(r->sessions, x->client_id.p, x->client_id.len, s, NULL) < 0) {
 			vs_session_unref(s);
 			return -ENOMEM;
 		}
@@ -436,7 +436,8 @@ struct snap {
 	struct vs_store_snap *snap; /* NULL: records only go into *buf (one session's export) */
 	struct vs_store_buf own;
 	struct vs_store_buf *buf; /* &own, or the caller's */
-	struct vs_map written; /* message ids already in this snapshot */
+	bool subs_only;		  /* a session's settings and subscriptions, nothing else */
+	struct vs_map written;	  /* message ids already in this snapshot */
 	int64_t now_ms, now_wall;
 	int err;
 };
@@ -507,6 +508,8 @@ static void snap_session(struct snap *x, struct vs_session *s)
 		sr.u.sub.sub_id = sub->sub_id;
 		snap_append(x, &sr);
 	}
+	if (x->subs_only)
+		return;
 	for (uint32_t i = 0; i < s->inflight.count; i++)
 		snap_entry(x, s, vs_ring_at(&s->inflight, i));
 	for (uint32_t i = 0; i < s->queue.count; i++)
@@ -593,9 +596,14 @@ static int write_snapshot(struct vs_broker *b)
 
 /* ---- One session, between the nodes of a cluster (cluster_session.h) -------------------- */
 
-int vs_bp_session_export(struct vs_broker *b, struct vs_session *s, struct vs_store_buf *out)
+int vs_bp_session_export(struct vs_broker *b, struct vs_session *s, bool whole,
+			 struct vs_store_buf *out)
 {
-	struct snap x = {.b = b, .buf = out, .now_ms = vs_now_ms(), .now_wall = vs_wall_s()};
+	struct snap x = {.b = b,
+			 .buf = out,
+			 .subs_only = !whole,
+			 .now_ms = vs_now_ms(),
+			 .now_wall = vs_wall_s()};
 	snap_session(&x, s);
 	vs_map_fini(&x.written);
 	return x.err;

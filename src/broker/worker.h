@@ -48,7 +48,8 @@ enum vs_mail_type {
 			     * reference, came from another node, or NULL (cluster_session.h) */
 	VS_MAIL_HANDOVER,   /* another node wants session `share` (the client id, owned): reason
 			     * 'R' hand it over, replying to ack (the request's natsMsg); 'D' end it
-			     * (a clean start there); reply_to counts the workers it went through */
+			     * (a clean start there); 'X' end it silently (another node has it);
+			     * reply_to counts the workers it went through */
 };
 
 struct vs_mail {
