@@ -156,7 +156,12 @@ static natsStatus make_consumer(struct vs_cjs *j)
 	jsConsumerInfo *ci = NULL;
 	jsErrCode jerr = 0;
 	natsStatus s = js_GetConsumerInfo(&ci, j->js, STREAM, j->consumer, NULL, &jerr);
+	uint_fast64_t floor = s == NATS_OK ? ci->AckFloor.Stream : 0;
 	if (s == NATS_NOT_FOUND) {
+		jsStreamInfo *si = NULL;
+		if (js_GetStreamInfo(&si, j->js, STREAM, NULL, &jerr) == NATS_OK)
+			floor = si->State.LastSeq; /* it starts after this */
+		jsStreamInfo_Destroy(si);
 		/* A push consumer on a subject of its own, so that a restarted node binds to it
 		 * again and resumes where it left off. A new one starts with what comes next. */
 		jsConsumerConfig cc;
@@ -170,6 +175,11 @@ static natsStatus make_consumer(struct vs_cjs *j)
 		cc.FilterSubject = QOS_SUBJECTS;
 		s = js_AddConsumer(&ci, j->js, STREAM, &cc, NULL, &jerr);
 	}
+	/* Where it stands: a new consumer at the stream's end, an old one at what it
+	 * acknowledged. vs_cjs_floor() starts there, not at the stream's first message. */
+	uint_fast64_t max = atomic_load(&j->recv_max);
+	while (floor > max && !atomic_compare_exchange_weak(&j->recv_max, &max, floor))
+		;
 	jsConsumerInfo_Destroy(ci);
 	if (s != NATS_OK)
 		return s;

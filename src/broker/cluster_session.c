@@ -32,6 +32,7 @@
 #define WAIT_MS	   3000 /* for each chunk of an answer */
 #define CHUNK_HEAD 9	/* kind, chunk number, chunk count (big-endian) */
 #define HOPS_MAX   4	/* a handover follows a connection from worker to worker at most so often */
+#define REPLAY_MS  10000 /* reading the stream for a rebuilt session takes at most this long */
 
 /* What the session thread does for one client id. */
 enum job_kind {
@@ -391,12 +392,12 @@ static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uin
 	natsSubscription *sub = NULL;
 	if (js_SubscribeSync(&sub, js, VS_CJS_SUBJECTS, NULL, &so, &jerr) != NATS_OK)
 		return 0;
-	int64_t max = b->conf->max_queued_messages;
+	int64_t max = b->conf->max_queued_messages, until = vs_now_ms() + REPLAY_MS;
 	uint32_t n = 0;
 	uint64_t seq = 0;
 	char *topic = NULL;
 	size_t topic_cap = 0;
-	while (seq < last && (max <= 0 || s->queue.count < (uint64_t)max)) {
+	while (seq < last && (max <= 0 || s->queue.count < (uint64_t)max) && vs_now_ms() < until) {
 		natsMsg *m = NULL;
 		if (natsSubscription_NextMsg(&m, sub, WAIT_MS) != NATS_OK)
 			break;
@@ -554,7 +555,10 @@ static void note(struct vs_cluster_sessions *cs, const struct job *j)
 	bool ours = false;
 	if (s) {
 		pthread_mutex_lock(&s->lock);
+		/* A check is for sessions restored from the store: one connected here by now is
+		 * this node's (its claim closed any other connection). */
 		ours = !s->ended && !s->bridge && s->expiry > 0 &&
+		       !(j->kind == JOB_CHECK && s->connected) &&
 		       vs_bp_session_export(b, s, false, &recs) == 0;
 		pthread_mutex_unlock(&s->lock);
 	}

@@ -159,18 +159,30 @@ def test_an_offline_session_of_a_killed_node_resumes_elsewhere_with_its_messages
 	stream VS_MSGS: what was published for it on other nodes, before the kill and while that
 	node was dead, arrives, in order; then it is this node's."""
 	n = nats()
-	a = node(broker, n, "ka")
 	b = node(broker, n, "kb", "log_type all")
 	c = node(broker, n, "kc")
 	t = uid("k")
+	# A message in the stream from before the node that will have the session started: not
+	# the session's (its consumer starts at the stream's end, and so does its floor).
+	w = clients.raw(c.port, 4)
+	w.connect(uid("w"))
+	w.subscribe([(t + "/#", 1)])
+	knows(b, "vs.m.%s.>" % t)
+	p = clients.raw(b.port, 4)
+	p.connect(uid("p"))
+	p.publish("%s/x" % t, b"old", qos=1)
+	assert w.expect(PUBLISH, timeout=10).payload == b"old"
+	w.disconnect()
+	a = node(broker, n, "ka")
 	cid = uid("dev")
 	s = clients.raw(a.port, 4)
 	s.connect(cid, clean=False)
 	s.subscribe([(t + "/#", 1)])
-	knows(b, "vs.m.%s.>" % t)
+	# kb knows it (a second time: kc's went with w), so what it publishes for it goes
+	# through the stream.
+	line = "cluster: subject vs.m.%s.> of another node" % t
+	wait_until(lambda: b.log_text().count(line) >= 2, 10, what="kb knowing ka's subject")
 	s.disconnect()
-	p = clients.raw(b.port, 4)
-	p.connect(uid("p"))
 	for i in range(10):
 		p.publish("%s/x" % t, b"%d" % i, qos=1)
 	a.kill()
