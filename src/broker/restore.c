@@ -59,6 +59,15 @@ struct replay {
 	uint64_t seq;
 };
 
+/* The monotonic time (ms) of wall-clock second `wall`, as far as 68 years either side of now: a
+ * damaged or hostile record (a store's, another node's) cannot overflow the arithmetic. */
+static int64_t mono_of(const struct replay *r, int64_t wall)
+{
+	int64_t d = wall - r->now_wall;
+	d = d < -(int64_t)INT32_MAX ? -(int64_t)INT32_MAX : d > INT32_MAX ? INT32_MAX : d;
+	return r->now_ms + d * 1000;
+}
+
 static struct vs_session *find_session(struct replay *r, const struct vs_rec_str *id)
 {
 	return vs_map_get(r->sessions, id->p, id->len);
@@ -80,7 +89,7 @@ static int on_session(struct replay *r, const struct vs_rec_session *x)
 	 * expiry counts in wall-clock time across the restart. */
 	int64_t since = x->offline_since_wall ? x->offline_since_wall : r->now_wall;
 	s->offline_since_wall = since < 0 ? 0 : since > UINT32_MAX ? UINT32_MAX : (uint32_t)since;
-	s->offline_since_ms = r->now_ms - (r->now_wall - since) * 1000;
+	s->offline_since_ms = mono_of(r, since);
 	s->persisted = true;
 	return 0;
 }
@@ -133,7 +142,7 @@ static int on_msg(struct replay *r, const struct vs_rec_msg *x)
 		pr.n_user = 1;
 	}
 	struct vs_buf origin = {x->origin_client_id.p, x->origin_client_id.len};
-	int64_t created_ms = r->now_ms - (r->now_wall - x->created_wall) * 1000;
+	int64_t created_ms = mono_of(r, x->created_wall);
 	struct vs_msg *m = vs_msg_make((const char *)x->topic.p, x->topic.len, x->payload.p,
 				       x->payload.len, x->qos, x->retain, &pr, &origin, created_ms);
 	if (!m)
@@ -238,9 +247,12 @@ static int on_will(struct replay *r, const struct vs_rec_will *x, bool set)
 		return 0;
 	/* The message may come later in the log: remember the id, resolve at the end. */
 	if (set && x->publish_at_wall < 0) /* the client was connected: its delay from now */
-		s->will_at_ms = r->now_ms + (-x->publish_at_wall - 1) * 1000;
+		s->will_at_ms = mono_of(r, r->now_wall - 1 -
+					       (x->publish_at_wall < -(int64_t)INT32_MAX
+						    ? -(int64_t)INT32_MAX
+						    : x->publish_at_wall));
 	else
-		s->will_at_ms = set ? r->now_ms + (x->publish_at_wall - r->now_wall) * 1000 : 0;
+		s->will_at_ms = set ? mono_of(r, x->publish_at_wall) : 0;
 	s->will_store_id = set ? x->msg_id : 0;
 	return 0;
 }
