@@ -247,10 +247,10 @@ static int on_will(struct replay *r, const struct vs_rec_will *x, bool set)
 		return 0;
 	/* The message may come later in the log: remember the id, resolve at the end. */
 	if (set && x->publish_at_wall < 0) /* the client was connected: its delay from now */
-		s->will_at_ms = mono_of(r, r->now_wall - 1 -
-					       (x->publish_at_wall < -(int64_t)INT32_MAX
-						    ? -(int64_t)INT32_MAX
-						    : x->publish_at_wall));
+		s->will_at_ms =
+		    mono_of(r, r->now_wall - 1 -
+				   (x->publish_at_wall < -(int64_t)INT32_MAX ? -(int64_t)INT32_MAX
+									     : x->publish_at_wall));
 	else
 		s->will_at_ms = set ? mono_of(r, x->publish_at_wall) : 0;
 	s->will_store_id = set ? x->msg_id : 0;

@@ -29,7 +29,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int rc = vs_bp_session_export(&b, s, true, &out);
 	pthread_mutex_unlock(&s->lock);
 	if (rc == 0) {
-		struct vs_session *again = vs_bp_session_import(&b, "c1", 2, out.data, out.len, &why);
+		struct vs_session *again =
+		    vs_bp_session_import(&b, "c1", 2, out.data, out.len, &why);
 		if (!again || vs_session_n_subs(again) != vs_session_n_subs(s) ||
 		    again->queue.count != s->queue.count ||
 		    again->inflight.count != s->inflight.count)
