@@ -21,13 +21,12 @@
 #include "broker/worker.h"
 #include "cluster/cluster.h"
 #include "cluster/keys.h"
+#include "cluster/owner.h"
 #include "codec/codec.h"
 #include "persist/store.h"
 #include "session/session.h"
 
 #define TOKEN_MAX  (3 * VS_CLUSTER_NODE_MAX + 1)
-#define KEY_TOKEN  200 /* longer client tokens are keyed by a hash */
-#define KEY_MAX	   (KEY_TOKEN + 24)
 #define SUBJECT	   "vs.h."
 #define WAIT_MS	   3000 /* for each chunk of an answer */
 #define CHUNK_HEAD 9	/* kind, chunk number, chunk count (big-endian) */
@@ -71,22 +70,6 @@ struct vs_cluster_sessions {
 };
 
 enum { JOBS_MAX = 100000 };
-
-static void key_of(const char *id, size_t idlen, char *out)
-{
-	char tok[KEY_TOKEN + 1];
-	ssize_t n = idlen * 3 < sizeof(tok)
-			? vs_cluster_token((const uint8_t *)id, idlen, tok, sizeof(tok))
-			: -1;
-	if (n > 0) {
-		snprintf(out, KEY_MAX, "%s", tok);
-		return;
-	}
-	/* "=h" never starts a token: escapes are "=" and two upper-case hex digits. */
-	snprintf(out, KEY_MAX, "=h%016llx%016llx",
-		 (unsigned long long)vs_hash64(0x56534553534e31ull, id, idlen),
-		 (unsigned long long)vs_hash64(0x56534553534e32ull, id, idlen));
-}
 
 static void put_be32(uint8_t *p, uint32_t v)
 {
@@ -158,60 +141,6 @@ void vs_cluster_session_note(struct vs_broker *b, const char *client_id, size_t 
 	if (offline)
 		j->floor = vs_cjs_floor(vs_cluster_cjs(b->cluster)) + 1;
 	push(cs, j);
-}
-
-/* A key's value: the owner's node id, NUL, the stream floor when the session went offline
- * (decimal; empty while it is connected), NUL, the session's SESSION and SUB records. A value
- * without NUL is an owner alone. */
-struct owned {
-	char owner[VS_CLUSTER_NODE_MAX + 1];
-	uint64_t floor; /* + 1; 0: none (connected, or not said) */
-	const uint8_t *recs;
-	size_t recs_len;
-};
-
-static void parse_value(const uint8_t *v, size_t len, struct owned *o)
-{
-	memset(o, 0, sizeof(*o));
-	const uint8_t *end = v + len, *nul = memchr(v, 0, len);
-	size_t n = (size_t)((nul ? nul : end) - v);
-	if (n > VS_CLUSTER_NODE_MAX)
-		n = VS_CLUSTER_NODE_MAX;
-	memcpy(o->owner, v, n);
-	if (!nul)
-		return;
-	const uint8_t *f = nul + 1, *nul2 = memchr(f, 0, (size_t)(end - f));
-	if (!nul2)
-		return;
-	if (nul2 > f && nul2 - f <= 20) {
-		char num[21];
-		memcpy(num, f, (size_t)(nul2 - f));
-		num[nul2 - f] = 0;
-		o->floor = strtoull(num, NULL, 10) + 1;
-	}
-	o->recs = nul2 + 1;
-	o->recs_len = (size_t)(end - o->recs);
-}
-
-/* The value naming this node, with floor (+ 1, 0: none) and records recs[0..len). */
-static uint8_t *make_value(const char *me, uint64_t floor, const uint8_t *recs, size_t len,
-			   size_t *out_len)
-{
-	char num[24] = "";
-	if (floor)
-		snprintf(num, sizeof(num), "%llu", (unsigned long long)(floor - 1));
-	size_t melen = strlen(me), nlen = strlen(num);
-	uint8_t *v = malloc(melen + nlen + 2 + len + 1);
-	if (!v)
-		return NULL;
-	memcpy(v, me, melen);
-	v[melen] = 0;
-	memcpy(v + melen + 1, num, nlen);
-	v[melen + 1 + nlen] = 0;
-	if (len)
-		memcpy(v + melen + nlen + 2, recs, len);
-	*out_len = melen + nlen + 2 + len;
-	return v;
 }
 
 /* ---- The asking side: a CONNECT on this node -------------------------------------------- */
@@ -463,14 +392,32 @@ static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uin
 /* The session of a node that does not answer, rebuilt from what its key says: its
  * subscriptions, and the stream's messages for them since it went offline there (or since what
  * that node last acknowledged, when it was connected). */
+/* A key's entry as read: its owner (NUL-terminated; empty when the value is malformed) and the
+ * rest of its value. */
+struct owned {
+	char owner[VS_CLUSTER_NODE_MAX + 1];
+	struct vs_owner v;
+};
+
+static void read_entry(kvEntry *e, struct owned *o)
+{
+	int len = kvEntry_ValueLen(e);
+	if (vs_owner_decode(kvEntry_Value(e), len > 0 ? (size_t)len : 0, &o->v) < 0) {
+		memset(o, 0, sizeof(*o)); /* taken as no one's: overwritten at its revision */
+		return;
+	}
+	memcpy(o->owner, o->v.node, o->v.node_len);
+	o->owner[o->v.node_len] = 0;
+}
+
 static struct vs_session *rebuild(struct vs_cluster_sessions *cs, const struct job *j,
 				  const struct owned *o)
 {
 	struct vs_broker *b = cs->b;
 	const char *why = "no subscriptions recorded";
 	struct vs_session *s =
-	    o->recs_len ? vs_bp_session_import(b, j->id, j->idlen, o->recs, o->recs_len, &why)
-			: NULL;
+	    o->v.recs_len ? vs_bp_session_import(b, j->id, j->idlen, o->v.recs, o->v.recs_len, &why)
+			  : NULL;
 	if (!s) {
 		vs_log(b->log, VS_LOG_WARN,
 		       "cluster: node %s, which had client %s's session, does not answer (%s in "
@@ -478,7 +425,7 @@ static struct vs_session *rebuild(struct vs_cluster_sessions *cs, const struct j
 		       o->owner, j->id, why, VS_SESSIONS_BUCKET);
 		return NULL;
 	}
-	uint64_t floor = o->floor ? o->floor : consumer_floor(cs, o->owner);
+	uint64_t floor = o->v.floor ? o->v.floor : consumer_floor(cs, o->owner);
 	uint32_t n = replay(cs, s, floor);
 	vs_log(b->log, VS_LOG_NOTICE,
 	       "cluster: node %s, which had client %s's session, does not answer: rebuilt here "
@@ -494,10 +441,10 @@ static struct vs_session *take(struct vs_cluster_sessions *cs, const struct job 
 {
 	struct vs_broker *b = cs->b;
 	const char *me = vs_cluster_node(b);
-	char key[KEY_MAX];
-	key_of(j->id, j->idlen, key);
+	char key[VS_OWNER_KEY_MAX];
+	vs_owner_key((const uint8_t *)j->id, j->idlen, key);
 	size_t vlen = 0;
-	uint8_t *mine = make_value(me, 0, NULL, 0, &vlen);
+	uint8_t *mine = vs_owner_encode(me, 0, NULL, 0, &vlen);
 	struct vs_session *s = NULL;
 	if (!mine)
 		return NULL;
@@ -518,8 +465,7 @@ static struct vs_session *take(struct vs_cluster_sessions *cs, const struct job 
 			goto out;
 		}
 		struct owned o;
-		int len = kvEntry_ValueLen(e);
-		parse_value(kvEntry_Value(e), len > 0 ? (size_t)len : 0, &o);
+		read_entry(e, &o);
 		uint64_t last = kvEntry_Revision(e);
 		if (strcmp(o.owner, me) == 0) {
 			kvEntry_Destroy(e);
@@ -530,7 +476,7 @@ static struct vs_session *take(struct vs_cluster_sessions *cs, const struct job 
 			continue; /* it changed since: read again */
 		}
 		/* A clean start: the old one ends there on this client's claim. */
-		if (!j->clean && fetch(cs, o.owner, j, &s) == GONE)
+		if (!j->clean && o.owner[0] && fetch(cs, o.owner, j, &s) == GONE)
 			s = rebuild(cs, j, &o);
 		kvEntry_Destroy(e);
 		goto out;
@@ -564,12 +510,12 @@ static void note(struct vs_cluster_sessions *cs, const struct job *j)
 	}
 	pthread_mutex_unlock(&b->reg_lock);
 	size_t vlen = 0;
-	uint8_t *v = ours ? make_value(me, j->floor, recs.data, recs.len, &vlen) : NULL;
+	uint8_t *v = ours ? vs_owner_encode(me, j->floor, recs.data, recs.len, &vlen) : NULL;
 	vs_store_buf_fini(&recs);
 	if (!v)
 		return; /* gone meanwhile (its key then names a node that has none: harmless) */
-	char key[KEY_MAX];
-	key_of(j->id, j->idlen, key);
+	char key[VS_OWNER_KEY_MAX];
+	vs_owner_key((const uint8_t *)j->id, j->idlen, key);
 	kvEntry *e = NULL;
 	uint64_t rev = 0;
 	natsStatus st = kvStore_Get(&e, cs->kv, key);
@@ -577,9 +523,8 @@ static void note(struct vs_cluster_sessions *cs, const struct job *j)
 		st = kvStore_Create(&rev, cs->kv, key, v, (int)vlen);
 	} else if (st == NATS_OK) {
 		struct owned o;
-		int len = kvEntry_ValueLen(e);
-		parse_value(kvEntry_Value(e), len > 0 ? (size_t)len : 0, &o);
-		if (strcmp(o.owner, me) == 0)
+		read_entry(e, &o);
+		if (!o.owner[0] || strcmp(o.owner, me) == 0)
 			st = kvStore_Update(&rev, cs->kv, key, v, (int)vlen, kvEntry_Revision(e));
 		else if (j->kind == JOB_CHECK) {
 			/* Restored here, taken by another node while this one was away. */
