@@ -14,7 +14,7 @@ import re
 import pytest
 
 from conftest import free_port, wait_until
-from helpers import uid
+from helpers import MosquittoSub, mosquitto_pub, uid
 from http_util import http_lines, scrape, value, wait_listening
 from mqtt_raw import DISCONNECT, P, PUBACK, PUBLISH, PUBREL
 from test_cluster import data_dir, knows, nats, node, wait_subjects  # noqa: F401 (fixtures)
@@ -292,3 +292,22 @@ def test_the_session_moves_with_persistence_on_both_sides(nats, broker, clients,
 	a.wait_log(r"cluster: node pa JetStream ready", timeout=10)
 	replays = re.findall(r"records replayed in \d+ ms: (\d+) sessions", a.log_text())
 	assert replays[-1] == "0", replays
+
+
+def test_mosquitto_clients_see_one_broker(nats, broker, clients):
+	"""Real clients: mosquitto_sub leaves a persistent session on one node (-c, -E: exit once
+	subscribed), mosquitto_pub publishes on a second, and mosquitto_sub on a third gets what
+	was queued."""
+	n = nats()
+	a = node(broker, n, "ma")
+	b = node(broker, n, "mb", "log_type all")
+	c = node(broker, n, "mc")
+	t = uid("m")
+	cid = uid("sub")
+	MosquittoSub(a.port, "-i", cid, "-c", "-q", "1", "-t", t + "/#", "-E").output(10)
+	knows(b, "vs.m.%s.>" % t)
+	for i in range(3):
+		mosquitto_pub(b.port, "-q", "1", "-t", t + "/x", "-m", "m%d" % i)
+	out, err, rc = MosquittoSub(c.port, "-i", cid, "-c", "-q", "1", "-t", t + "/#", "-C", "3",
+		"-W", "10").output(15)
+	assert (out.split(), rc) == (["m0", "m1", "m2"], 0), err
