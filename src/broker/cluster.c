@@ -76,6 +76,11 @@ struct peer {
 	uint32_t groups;
 };
 
+struct vs_cluster_interest *vs_cluster_interest_state(struct vs_broker *b)
+{
+	return b->cluster ? b->cluster->remote : NULL;
+}
+
 struct vs_cluster_sessions *vs_cluster_sessions_of(struct vs_broker *b)
 {
 	return b->cluster ? b->cluster->sessions : NULL;
@@ -413,10 +418,12 @@ void vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m)
 		w->cluster_cap = need;
 	}
 	uint8_t *buf = w->cluster_buf;
-	/* QoS 1/2 goes through JetStream, which numbers it itself (cluster_js.h). */
-	bool durable =
-	    m->qos > 0 && vs_cjs_ready(cl->cjs) &&
-	    (strcmp(subject, LONG_SUBJECT) == 0 || vs_cluster_interest_remote(cl->remote, subject));
+	/* QoS 1/2 goes through JetStream, which numbers it itself (cluster_js.h), when another
+	 * node or a shared group (any node's, this one's too) wants it. */
+	bool durable = m->qos > 0 && vs_cjs_ready(cl->cjs) &&
+		       (strcmp(subject, LONG_SUBJECT) == 0 ||
+			vs_cluster_interest_remote(cl->remote, subject) ||
+			vs_cluster_share_wants(cl->share, subject));
 	uint64_t seq = durable ? 0 : atomic_fetch_add(&cl->seq, 1) + 1;
 	ssize_t h = vs_cluster_frame_head(cl->node, seq, buf, 2 + VS_CLUSTER_NODE_MAX + 8);
 	ssize_t n = h < 0 ? h : vs_msg_encode((struct vs_msg *)m, &d, now, buf + h, (size_t)plen);
@@ -426,7 +433,9 @@ void vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m)
 		vs_cjs_publish(w, cl->cjs, subject, buf, (size_t)h, (size_t)(h + n));
 	if (durable || natsConnection_Publish(cl->nc, subject, buf, (int)(h + n)) == NATS_OK)
 		atomic_fetch_add_explicit(&cl->sent, 1, memory_order_relaxed);
-	if (cl->share && vs_cluster_share_forward(cl->share, subject, buf, (int)(h + n)))
+	/* A durable message reaches shared groups through their JetStream consumers. */
+	if (cl->share && !durable &&
+	    vs_cluster_share_forward(cl->share, subject, buf, (int)(h + n)))
 		atomic_fetch_add_explicit(&cl->sent, 1, memory_order_relaxed);
 }
 
@@ -454,12 +463,12 @@ static void count_subject(struct vs_cluster *cl, const char *subject, int delta)
 			return;
 		}
 		in->refs = 1;
-		vs_cluster_interest_note(cl->remote, subject, true);
+		vs_cluster_interest_note(cl->remote, subject, false, true);
 		return;
 	}
 	if (!in || --in->refs > 0)
 		return;
-	vs_cluster_interest_note(cl->remote, subject, false);
+	vs_cluster_interest_note(cl->remote, subject, false, false);
 	vs_map_del(&cl->interest, subject, len);
 	natsSubscription_Unsubscribe(in->sub);
 	natsSubscription_Destroy(in->sub);

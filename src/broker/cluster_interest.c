@@ -22,6 +22,7 @@
 struct op {
 	struct op *next;
 	char *subject;
+	bool shared;
 	bool add;
 };
 
@@ -48,13 +49,18 @@ struct vs_cluster_interest {
 
 enum { OPS_MAX = 100000 };
 
-static void key_of(const struct vs_cluster_interest *ci, const char *subject, char *out, size_t cap)
+/* A shared group's subject has a key of its own: its subscriptions come and go apart from the
+ * ordinary ones with the same subject. */
+static void key_of(const struct vs_cluster_interest *ci, const char *subject, bool shared,
+		   char *out, size_t cap)
 {
-	uint64_t h = vs_hash64(0x5649455354494e54ull, subject, strlen(subject));
+	uint64_t h = vs_hash64(shared ? 0x5649455354534852ull : 0x5649455354494e54ull, subject,
+			       strlen(subject));
 	snprintf(out, cap, "%s.%016llx", ci->tok, (unsigned long long)h);
 }
 
-void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subject, bool add)
+void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subject, bool shared,
+			      bool add)
 {
 	/* A stopping broker takes its subscriptions down: its persistent sessions still want
 	 * their messages when it is back, so the bucket keeps them. */
@@ -66,6 +72,7 @@ void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subjec
 		return; /* not noted: the other nodes keep sending it through JetStream, or not */
 	}
 	o->add = add;
+	o->shared = shared;
 	pthread_mutex_lock(&ci->lock);
 	if (ci->n_ops < OPS_MAX) {
 		*ci->tail = o;
@@ -186,7 +193,7 @@ static void run_ops(struct vs_cluster_interest *ci)
 	while (o) {
 		struct op *next = o->next;
 		char key[TOKEN_MAX + 24];
-		key_of(ci, o->subject, key, sizeof(key));
+		key_of(ci, o->subject, o->shared, key, sizeof(key));
 		uint64_t rev;
 		natsStatus s = o->add ? kvStore_PutString(&rev, ci->kv, key, o->subject)
 				      : kvStore_Delete(ci->kv, key);

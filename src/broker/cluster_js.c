@@ -626,6 +626,12 @@ static void note_received(struct vs_cjs *j, natsMsg *nm)
 	jsMsgMetaData_Destroy(meta);
 }
 
+void vs_cjs_in_transit(struct vs_cjs *j, int delta)
+{
+	if (j)
+		atomic_fetch_add(&j->in_transit, delta);
+}
+
 uint64_t vs_cjs_floor(struct vs_cjs *j)
 {
 	if (!j)

@@ -72,6 +72,10 @@ void vs_cjs_drop(void *ack);
  * rebuilding the session reads the stream from there. */
 uint64_t vs_cjs_floor(struct vs_cjs *j);
 
+/* delta messages taken from JetStream by another path than this node's consumer (a shared
+ * group's, cluster_share.h), acknowledged by vs_cjs_commit() like the others. */
+void vs_cjs_in_transit(struct vs_cjs *j, int delta);
+
 /* The will of client_id changed: will (encoded here, not kept) is stored in vs_wills, NULL
  * deletes it. On w's thread; the writes happen on the JetStream thread, in the order asked. */
 void vs_cjs_will(struct vs_worker *w, const char *client_id, size_t len, struct vs_msg *will);

@@ -21,6 +21,9 @@ const char *vs_cluster_node(struct vs_broker *b);
 struct vs_cluster_retain;
 /* The retained-message side (cluster_retain.h), NULL until started. */
 struct vs_cluster_retain *vs_cluster_retain_state(struct vs_broker *b);
+/* Other nodes' subjects (cluster_interest.h), NULL until started. */
+struct vs_cluster_interest;
+struct vs_cluster_interest *vs_cluster_interest_state(struct vs_broker *b);
 /* Sessions between nodes (cluster_session.h), NULL until started. */
 struct vs_cluster_sessions;
 struct vs_cluster_sessions *vs_cluster_sessions_of(struct vs_broker *b);

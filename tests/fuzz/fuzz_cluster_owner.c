@@ -30,9 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t n;
 	uint8_t *v = vs_owner_encode(name, o.floor, o.recs, o.recs_len, &n);
 	struct vs_owner d;
-	if (!v || vs_owner_decode(v, n, &d) < 0 || d.node_len != o.node_len ||
-	    d.floor != o.floor || d.recs_len != o.recs_len ||
-	    (o.recs_len && memcmp(d.recs, o.recs, o.recs_len) != 0))
+	if (!v || vs_owner_decode(v, n, &d) < 0 || d.node_len != o.node_len || d.floor != o.floor ||
+	    d.recs_len != o.recs_len || (o.recs_len && memcmp(d.recs, o.recs, o.recs_len) != 0))
 		abort();
 	free(v);
 	char key[VS_OWNER_KEY_MAX];

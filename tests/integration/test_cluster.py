@@ -54,12 +54,13 @@ class Nats:
 
 	def subjects(self, node):
 		"""The subjects the connection named node subscribes to under vs. (not its JetStream
-		inboxes, its consumer's vs.d.NODE, nor vs.h.NODE where it answers for its sessions)."""
+		inboxes, its consumer's vs.d.NODE, its shared groups' consumers' vs.sd.QUEUE.N, nor
+		vs.h.NODE where it answers for its sessions)."""
 		r = urllib.request.urlopen("http://127.0.0.1:%d/connz?subs=1" % self.mport, timeout=5)
 		for c in json.loads(r.read())["connections"] or []:
 			if c.get("name") == node:
 				return sorted(x for x in c.get("subscriptions_list") or []
-					if x.startswith("vs.") and not x.startswith(("vs.d.", "vs.h.")))
+					if x.startswith("vs.") and not x.startswith(("vs.d.", "vs.h.", "vs.sd.")))
 		return None
 
 	def stream_state(self, name, field="messages"):

@@ -48,18 +48,30 @@ static void malformed(void **state)
 {
 	(void)state;
 	struct vs_owner o;
-	assert_int_equal(vs_owner_decode((const uint8_t *)"", 0, &o), -1);	    /* no node */
-	assert_int_equal(vs_owner_decode((const uint8_t *)"\0" "5\0", 3, &o), -1); /* empty node */
-	assert_int_equal(vs_owner_decode((const uint8_t *)"a\0" "5", 3, &o), -1);  /* no 2nd NUL */
-	assert_int_equal(vs_owner_decode((const uint8_t *)"a\0" "5x\0", 5, &o), -1); /* not decimal */
+	assert_int_equal(vs_owner_decode((const uint8_t *)"", 0, &o), -1); /* no node */
+	assert_int_equal(vs_owner_decode((const uint8_t *)"\0"
+							  "5\0",
+					 3, &o),
+			 -1); /* empty node */
+	assert_int_equal(vs_owner_decode((const uint8_t *)"a\0"
+							  "5",
+					 3, &o),
+			 -1); /* no 2nd NUL */
+	assert_int_equal(vs_owner_decode((const uint8_t *)"a\0"
+							  "5x\0",
+					 5, &o),
+			 -1); /* not decimal */
 	assert_int_equal(vs_owner_decode((const uint8_t *)"a\0-1\0", 5, &o), -1);
 	/* 2^64 - 2 is the largest floor (it is stored + 1); 2^64 - 1 and more are refused. */
-	const char max[] = "a\0" "18446744073709551614";
+	const char max[] = "a\0"
+			   "18446744073709551614";
 	assert_int_equal(vs_owner_decode((const uint8_t *)max, sizeof(max), &o), 0);
 	assert_true(o.floor == UINT64_MAX);
-	const char over[] = "a\0" "18446744073709551615";
+	const char over[] = "a\0"
+			    "18446744073709551615";
 	assert_int_equal(vs_owner_decode((const uint8_t *)over, sizeof(over), &o), -1);
-	const char way_over[] = "a\0" "99999999999999999999999";
+	const char way_over[] = "a\0"
+				"99999999999999999999999";
 	assert_int_equal(vs_owner_decode((const uint8_t *)way_over, sizeof(way_over), &o), -1);
 	char longnode[300];
 	memset(longnode, 'n', sizeof(longnode));
