@@ -107,8 +107,11 @@ int vs_cluster_deliver(struct vs_cluster *cl, const struct vs_cluster_frame *f, 
 	uint32_t h = 2166136261u;
 	for (size_t i = 0; i < f->node.len; i++)
 		h = (h ^ f->node.p[i]) * 16777619u;
+	int k = (int)(h % (uint32_t)b->n_workers);
+	if (ack)
+		vs_cjs_track(cl->cjs, k, ack); /* before the worker may have it */
 	struct vs_mail mail = {.type = VS_MAIL_CLUSTER, .msg = m, .ack = ack};
-	vs_worker_post_now(&b->workers[h % (uint32_t)b->n_workers], &mail);
+	vs_worker_post_now(&b->workers[k], &mail);
 	return 0;
 }
 

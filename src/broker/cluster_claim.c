@@ -75,6 +75,7 @@ void vs_cluster_claim_received(struct vs_broker *b, const char *me, const char *
 	 * (connect.c takeover_first); one that starts clean ends the session here. */
 	struct vs_mail m = {.type = VS_MAIL_TAKEOVER,
 			    .reason = !cm.clean,
+			    .end_session = cm.clean, /* [MQTT-3.1.2-4]: its will goes */
 			    .slot = slot,
 			    .conn_id = id,
 			    .reply_to = -1};

@@ -27,7 +27,7 @@
 #define QOS_PREFIX     "vs.q."
 #define QOS_SUBJECTS   VS_CJS_SUBJECTS
 #define DELIVER_PREFIX "vs.d."
-#define NODES_BUCKET   "vs_nodes"
+#define NODES_BUCKET   VS_CJS_NODES_BUCKET
 #define WILLS_BUCKET   "vs_wills"
 #define REAP_PREFIX    "reap."
 #define SUBJECT_MAX    1100
@@ -58,6 +58,11 @@ struct wjs {
 	bool failed_now; /* a publish of this turn was refused at once (worker only) */
 	natsMsg **acks;	 /* routed this turn, to acknowledge at the commit (worker only) */
 	uint32_t n_acks, cap_acks;
+	/* The stream sequences of the messages handed to this worker and not yet acknowledged,
+	 * in the order they were handed (its mailbox's, then its acks'): vs_cjs_floor(). */
+	pthread_mutex_t tlock;
+	uint64_t *tq;
+	uint32_t tq_head, tq_n, tq_cap;
 	int64_t warned_ms; /* worker only */
 };
 
@@ -88,9 +93,14 @@ struct vs_cjs {
 
 	struct vs_map seen; /* origin node -> last sequence routed (delivery thread only) */
 	/* How far this node has taken the stream (vs_cjs_floor): the highest stream sequence
-	 * received, and how many received messages are not yet acknowledged. */
+	 * received; those given back (negative ack, or dropped) until they come again; and
+	 * whether that bookkeeping failed (no memory: the floor then stays where it started). */
 	atomic_uint_fast64_t recv_max;
-	atomic_int_fast64_t in_transit;
+	uint64_t start_floor;
+	pthread_mutex_t nlock;
+	uint64_t *naked;
+	uint32_t n_naked, cap_naked;
+	atomic_bool untracked;
 	atomic_bool forget; /* a worker gave messages back: seen no longer says what was routed */
 
 	struct wjs *w;
@@ -180,6 +190,8 @@ static natsStatus make_consumer(struct vs_cjs *j)
 	uint_fast64_t max = atomic_load(&j->recv_max);
 	while (floor > max && !atomic_compare_exchange_weak(&j->recv_max, &max, floor))
 		;
+	if (!j->start_floor)
+		j->start_floor = floor;
 	jsConsumerInfo_Destroy(ci);
 	if (s != NATS_OK)
 		return s;
@@ -558,6 +570,9 @@ static bool wait_published(struct wjs *p)
 	return ok;
 }
 
+static void settle(struct vs_cjs *j, struct wjs *p, uint32_t n, bool back);
+static void settle_at(struct vs_cjs *j, struct wjs *p, uint32_t at);
+
 int vs_cjs_commit(struct vs_worker *w, bool stored)
 {
 	struct vs_cjs *j = vs_cluster_cjs(w->b->cluster);
@@ -581,8 +596,8 @@ int vs_cjs_commit(struct vs_worker *w, bool stored)
 	 * forgets (at least once: what else it drops now may come twice). Set before the nak. */
 	if (!stored && p->n_acks)
 		atomic_store(&j->forget, true);
-	if (j)
-		atomic_fetch_sub(&j->in_transit, (int_fast64_t)p->n_acks);
+	if (p->n_acks)
+		settle(j, p, p->n_acks, !stored);
 	for (uint32_t i = 0; i < p->n_acks; i++) {
 		if (stored)
 			natsMsg_Ack(p->acks[i], NULL);
@@ -601,7 +616,8 @@ void vs_cjs_routed(struct vs_worker *w, void *ack)
 	if (!p || VS_VEC_GROW(p->acks, p->cap_acks, p->n_acks + 1, 64) < 0) {
 		if (j) {
 			atomic_store(&j->forget, true); /* sent again after the ack wait */
-			atomic_fetch_sub(&j->in_transit, 1);
+			if (p)				/* the next in order after those routed */
+				settle_at(j, p, p->n_acks);
 		}
 		vs_cjs_drop(ack);
 		return;
@@ -614,31 +630,128 @@ void vs_cjs_drop(void *ack)
 	natsMsg_Destroy(ack);
 }
 
-static void note_received(struct vs_cjs *j, natsMsg *nm)
+/* The stream sequence of a JetStream message, or 0. */
+static uint64_t stream_seq(natsMsg *nm)
 {
 	jsMsgMetaData *meta = NULL;
 	if (natsMsg_GetMetaData(&meta, nm) != NATS_OK)
-		return;
-	uint_fast64_t seq = meta->Sequence.Stream,
-		      max = atomic_load_explicit(&j->recv_max, memory_order_relaxed);
-	while (seq > max && !atomic_compare_exchange_weak(&j->recv_max, &max, seq))
-		;
+		return 0;
+	uint64_t seq = meta->Sequence.Stream;
 	jsMsgMetaData_Destroy(meta);
+	return seq;
 }
 
-void vs_cjs_in_transit(struct vs_cjs *j, int delta)
+static void note_received(struct vs_cjs *j, uint64_t seq)
 {
-	if (j)
-		atomic_fetch_add(&j->in_transit, delta);
+	uint_fast64_t max = atomic_load_explicit(&j->recv_max, memory_order_relaxed);
+	while (seq > max && !atomic_compare_exchange_weak(&j->recv_max, &max, seq))
+		;
+}
+
+static void give_back(struct vs_cjs *j, uint64_t seq)
+{
+	pthread_mutex_lock(&j->nlock);
+	if (VS_VEC_GROW(j->naked, j->cap_naked, j->n_naked + 1, 16) < 0)
+		atomic_store(&j->untracked, true);
+	else
+		j->naked[j->n_naked++] = seq;
+	pthread_mutex_unlock(&j->nlock);
+}
+
+/* seq came again after it was given back. */
+static void came_back(struct vs_cjs *j, uint64_t seq)
+{
+	pthread_mutex_lock(&j->nlock);
+	for (uint32_t i = 0; i < j->n_naked; i++)
+		if (j->naked[i] == seq) {
+			j->naked[i] = j->naked[--j->n_naked];
+			break;
+		}
+	pthread_mutex_unlock(&j->nlock);
+}
+
+void vs_cjs_track(struct vs_cjs *j, int worker, void *ack)
+{
+	if (!j || !j->w || worker < 0 || worker >= j->n_w)
+		return;
+	uint64_t seq = stream_seq(ack);
+	struct wjs *p = &j->w[worker];
+	pthread_mutex_lock(&p->tlock);
+	if (p->tq_n == p->tq_cap) {
+		uint32_t cap = p->tq_cap ? p->tq_cap * 2 : 256;
+		uint64_t *q = malloc(cap * sizeof(*q));
+		if (!q) {
+			atomic_store(&j->untracked, true);
+			pthread_mutex_unlock(&p->tlock);
+			return;
+		}
+		for (uint32_t i = 0; i < p->tq_n; i++)
+			q[i] = p->tq[(p->tq_head + i) % p->tq_cap];
+		free(p->tq);
+		p->tq = q;
+		p->tq_head = 0;
+		p->tq_cap = cap;
+	}
+	p->tq[(p->tq_head + p->tq_n++) % p->tq_cap] = seq;
+	pthread_mutex_unlock(&p->tlock);
+	if (seq)
+		came_back(j, seq);
+}
+
+/* The first n of worker p's messages were acknowledged, or (back) given back. */
+static void settle(struct vs_cjs *j, struct wjs *p, uint32_t n, bool back)
+{
+	pthread_mutex_lock(&p->tlock);
+	for (uint32_t i = 0; i < n && p->tq_n; i++) {
+		uint64_t seq = p->tq[p->tq_head];
+		p->tq_head = (p->tq_head + 1) % p->tq_cap;
+		p->tq_n--;
+		if (back)
+			give_back(j, seq);
+	}
+	pthread_mutex_unlock(&p->tlock);
+}
+
+/* Worker p's message at position at (after the at routed before it) was dropped unacknowledged:
+ * JetStream sends it again after the ack wait. */
+static void settle_at(struct vs_cjs *j, struct wjs *p, uint32_t at)
+{
+	pthread_mutex_lock(&p->tlock);
+	if (at < p->tq_n) {
+		uint64_t seq = p->tq[(p->tq_head + at) % p->tq_cap];
+		for (uint32_t i = at; i + 1 < p->tq_n; i++)
+			p->tq[(p->tq_head + i) % p->tq_cap] =
+			    p->tq[(p->tq_head + i + 1) % p->tq_cap];
+		p->tq_n--;
+		give_back(j, seq);
+	}
+	pthread_mutex_unlock(&p->tlock);
 }
 
 uint64_t vs_cjs_floor(struct vs_cjs *j)
 {
 	if (!j)
 		return 0;
+	if (atomic_load(&j->untracked))
+		return j->start_floor;
+	uint64_t low = UINT64_MAX;
+	for (int k = 0; k < j->n_w; k++) {
+		struct wjs *p = &j->w[k];
+		pthread_mutex_lock(&p->tlock);
+		for (uint32_t i = 0; i < p->tq_n; i++) {
+			uint64_t seq = p->tq[(p->tq_head + i) % p->tq_cap];
+			if (seq && seq < low)
+				low = seq;
+		}
+		pthread_mutex_unlock(&p->tlock);
+	}
+	pthread_mutex_lock(&j->nlock);
+	for (uint32_t i = 0; i < j->n_naked; i++)
+		if (j->naked[i] < low)
+			low = j->naked[i];
+	pthread_mutex_unlock(&j->nlock);
 	uint64_t max = atomic_load(&j->recv_max);
-	int64_t t = atomic_load(&j->in_transit);
-	return t <= 0 ? max : max > (uint64_t)t ? max - (uint64_t)t : 0;
+	return low == UINT64_MAX ? max : low - 1 < max ? low - 1 : max;
 }
 
 /* A message of the stream (the library's delivery thread). */
@@ -665,22 +778,28 @@ static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
 	/* Its own (routed here when published), and any it has routed already (sent again after
 	 * a lost acknowledgement) are acknowledged and skipped. */
 	uint64_t last = (uintptr_t)vs_map_get(&j->seen, f.node.p, f.node.len);
+	uint64_t seq = stream_seq(nm);
 	if ((f.node.len == strlen(j->node) && memcmp(f.node.p, j->node, f.node.len) == 0) ||
 	    f.seq <= last) {
-		note_received(j, nm);
+		if (seq)
+			came_back(j, seq);
+		note_received(j, seq);
 		natsMsg_Ack(nm, NULL);
 		goto out;
 	}
 	/* Noted first: once delivered, nm (which f points into) is the worker's. */
 	vs_map_put(&j->seen, f.node.p, f.node.len, (void *)(uintptr_t)f.seq, NULL);
-	atomic_fetch_add(&j->in_transit, 1); /* before recv_max: the floor never runs ahead */
-	note_received(j, nm);
+	/* Tracked by its worker (vs_cjs_track) before recv_max moves: the floor never runs
+	 * ahead of what was taken. */
 	if (vs_cluster_deliver(j->cl, &f, nm) < 0) {
-		atomic_fetch_sub(&j->in_transit, 1);
+		if (seq)
+			give_back(j, seq);
+		note_received(j, seq);
 		atomic_store(&j->forget, true); /* it comes again, maybe behind newer ones */
 		natsMsg_Nak(nm, NULL);
 		goto out;
 	}
+	note_received(j, seq);
 	return; /* the worker acknowledges it */
 out:
 	natsMsg_Destroy(nm);
@@ -697,6 +816,7 @@ static int init_workers(struct vs_cjs *j, char *err, size_t errlen)
 	for (int i = 0; i < j->n_w; i++) {
 		struct wjs *p = &j->w[i];
 		pthread_mutex_init(&p->lock, NULL);
+		pthread_mutex_init(&p->tlock, NULL);
 		pthread_cond_init(&p->cond, NULL);
 		jsOptions o;
 		jsOptions_Init(&o);
@@ -735,6 +855,7 @@ int vs_cjs_start(struct vs_cluster *cl, struct vs_broker *b, struct vs_cjs **out
 	j->seq = (uint64_t)vs_wall_ns(); /* newer than an earlier life's (cluster.c) */
 	j->tail = &j->head;
 	pthread_mutex_init(&j->pub_lock, NULL);
+	pthread_mutex_init(&j->nlock, NULL);
 	pthread_mutex_init(&j->lock, NULL);
 	pthread_cond_init(&j->cond, NULL);
 	if (vs_cluster_token((const uint8_t *)j->node, strlen(j->node), j->node_tok,
@@ -784,9 +905,13 @@ void vs_cjs_free(struct vs_cjs *j)
 			natsMsg_Destroy(p->acks[k]);
 		free(p->acks);
 		jsCtx_Destroy(p->js);
+		free(p->tq);
 		pthread_mutex_destroy(&p->lock);
+		pthread_mutex_destroy(&p->tlock);
 		pthread_cond_destroy(&p->cond);
 	}
+	free(j->naked);
+	pthread_mutex_destroy(&j->nlock);
 	free(j->w);
 	for (struct op *o = j->head, *next; o; o = next) {
 		next = o->next;

@@ -30,7 +30,8 @@
 
 #define VS_CJS_STREAM	    "VS_MSGS"
 #define VS_CJS_SUBJECTS	    "vs.q.>"
-#define VS_CJS_CONSUMER_FMT "vs_%s" /* a node's durable consumer: "vs_" and its id's token */
+#define VS_CJS_CONSUMER_FMT "vs_%s"    /* a node's durable consumer: "vs_" and its id's token */
+#define VS_CJS_NODES_BUCKET "vs_nodes" /* leases: key a node id's token, gone when it lapsed */
 
 struct vs_broker;
 struct vs_cluster;
@@ -72,9 +73,11 @@ void vs_cjs_drop(void *ack);
  * rebuilding the session reads the stream from there. */
 uint64_t vs_cjs_floor(struct vs_cjs *j);
 
-/* delta messages taken from JetStream by another path than this node's consumer (a shared
- * group's, cluster_share.h), acknowledged by vs_cjs_commit() like the others. */
-void vs_cjs_in_transit(struct vs_cjs *j, int delta);
+/* The JetStream message ack (natsMsg) is about to be posted to worker `worker`, which
+ * acknowledges it at a commit (vs_cjs_routed): its stream sequence counts as not yet taken until
+ * then (vs_cjs_floor). From this node's consumer (cluster.c) or a shared group's
+ * (cluster_share.h). */
+void vs_cjs_track(struct vs_cjs *j, int worker, void *ack);
 
 /* The will of client_id changed: will (encoded here, not kept) is stored in vs_wills, NULL
  * deletes it. On w's thread; the writes happen on the JetStream thread, in the order asked. */

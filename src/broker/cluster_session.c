@@ -28,9 +28,12 @@
 
 #define TOKEN_MAX  (3 * VS_CLUSTER_NODE_MAX + 1)
 #define SUBJECT	   "vs.h."
-#define WAIT_MS	   3000 /* for each chunk of an answer */
-#define CHUNK_HEAD 9	/* kind, chunk number, chunk count (big-endian) */
-#define HOPS_MAX   4	/* a handover follows a connection from worker to worker at most so often */
+#define WAIT_MS	   3000		/* for each chunk of an answer */
+#define ANSWER_MS  60000	/* for a whole answer */
+#define ANSWER_MAX (1ull << 30) /* bytes of an answer */
+#define REPLAY_MAX 100000	/* messages a rebuild reads at most when queues have no limit */
+#define CHUNK_HEAD 9		/* kind, chunk number, chunk count (big-endian) */
+#define HOPS_MAX   4 /* a handover follows a connection from worker to worker at most so often */
 #define REPLAY_MS  10000 /* reading the stream for a rebuilt session takes at most this long */
 
 /* What the session thread does for one client id. */
@@ -57,6 +60,7 @@ struct vs_cluster_sessions {
 	struct vs_broker *b;
 	char tok[TOKEN_MAX]; /* this node's id as a token */
 	kvStore *kv;
+	kvStore *nodes;	   /* leases (cluster_js.h), bound when first needed */
 	atomic_bool ready; /* the bucket is bound: CONNECTs ask */
 	natsSubscription *sub;
 	pthread_t thread;
@@ -191,10 +195,14 @@ static enum fetched receive(struct vs_cluster_sessions *cs, natsSubscription *su
 	uint32_t got = 0, total = 1;
 	const char *why = NULL;
 	enum fetched r = GOT;
+	int64_t until = vs_now_ms() + ANSWER_MS;
 	*out = NULL;
 	while (got < total && !why) {
 		natsMsg *m = NULL;
-		natsStatus st = natsSubscription_NextMsg(&m, sub, WAIT_MS);
+		int64_t left = until - vs_now_ms();
+		natsStatus st =
+		    left <= 0 ? NATS_TIMEOUT
+			      : natsSubscription_NextMsg(&m, sub, left < WAIT_MS ? left : WAIT_MS);
 		if (st != NATS_OK) {
 			why = st == NATS_NO_RESPONDERS ? "it is not there" : natsStatus_GetText(st);
 			r = GONE;
@@ -202,12 +210,17 @@ static enum fetched receive(struct vs_cluster_sessions *cs, natsSubscription *su
 		}
 		const uint8_t *d = (const uint8_t *)natsMsg_GetData(m);
 		int n = natsMsg_GetDataLength(m);
-		if (n < CHUNK_HEAD || get_be32(d + 1) != got || get_be32(d + 5) == 0) {
+		/* The count is the first chunk's: a peer cannot make the answer grow as it goes. */
+		if (n < CHUNK_HEAD || get_be32(d + 1) != got || get_be32(d + 5) == 0 ||
+		    (got && get_be32(d + 5) != total) ||
+		    (uint64_t)get_be32(d + 5) * (uint64_t)(n - CHUNK_HEAD) > ANSWER_MAX) {
 			why = "a malformed answer";
-		} else if (d[0] == 'N') {
+		} else if (d[0] == 'N' && got == 0) {
 			total = 0; /* it has none (ended, expired) */
-		} else if (d[0] != 'S') {
+		} else if (d[0] == 'B' && got == 0) {
 			why = "it could not let it go (connected there again?)";
+		} else if (d[0] != 'S' || len + (size_t)n > ANSWER_MAX) {
+			why = "a malformed answer";
 		} else {
 			total = get_be32(d + 5);
 			uint8_t *nb = realloc(buf, len + (size_t)n - CHUNK_HEAD);
@@ -231,7 +244,11 @@ static enum fetched receive(struct vs_cluster_sessions *cs, natsSubscription *su
 			       j->id, owner, len, vs_session_n_subs(*out), (*out)->queue.count,
 			       (*out)->inflight.count);
 	}
-	if (why && r == GOT)
+	if (why && r == GONE)
+		vs_log(b->log, VS_LOG_NOTICE,
+		       "cluster: node %s does not answer for client %s's session: %s", owner, j->id,
+		       why);
+	else if (why)
 		vs_log(b->log, VS_LOG_WARN,
 		       "cluster: session of client %s not taken from node %s: %s; it starts anew "
 		       "here",
@@ -256,19 +273,24 @@ static enum fetched fetch(struct vs_cluster_sessions *cs, const char *owner, con
 	snprintf(subject, sizeof(subject), SUBJECT "%s", otok);
 	const char *me = vs_cluster_node(b);
 	size_t melen = strlen(me);
-	uint8_t *req = malloc(2 + melen + j->idlen);
+	size_t rlen = 2 + melen + 8 + j->idlen;
+	uint8_t *req = malloc(rlen);
 	natsInbox *inbox = NULL;
 	natsSubscription *sub = NULL;
 	enum fetched r = GOT;
 	if (!req || natsInbox_Create(&inbox) != NATS_OK ||
 	    natsConnection_SubscribeSync(&sub, nc, inbox) != NATS_OK)
 		goto out;
+	/* The owner lets the session go only before this (wall-clock ms): one that answers after
+	 * this node stopped waiting keeps it, rather than send it to nobody. */
+	uint64_t deadline = (uint64_t)(vs_wall_ms() + WAIT_MS - 500);
 	req[0] = 'R';
 	req[1] = (uint8_t)melen;
 	memcpy(req + 2, me, melen);
-	memcpy(req + 2 + melen, j->id, j->idlen);
-	if (natsConnection_PublishRequest(nc, subject, inbox, req, (int)(2 + melen + j->idlen)) ==
-	    NATS_OK)
+	put_be32(req + 2 + melen, (uint32_t)(deadline >> 32));
+	put_be32(req + 6 + melen, (uint32_t)deadline);
+	memcpy(req + 10 + melen, j->id, j->idlen);
+	if (natsConnection_PublishRequest(nc, subject, inbox, req, (int)rlen) == NATS_OK)
 		r = receive(cs, sub, owner, j, out);
 out:
 	if (sub) {
@@ -278,6 +300,23 @@ out:
 	natsInbox_Destroy(inbox);
 	free(req);
 	return r;
+}
+
+/* Whether node's lease in vs_nodes is current (cluster_js.h); true when that cannot be read. */
+static bool alive(struct vs_cluster_sessions *cs, const char *node)
+{
+	char tok[TOKEN_MAX];
+	if (!cs->nodes &&
+	    js_KeyValue(&cs->nodes, vs_cluster_js(cs->b), VS_CJS_NODES_BUCKET) != NATS_OK) {
+		cs->nodes = NULL;
+		return true;
+	}
+	if (vs_cluster_token((const uint8_t *)node, strlen(node), tok, sizeof(tok)) < 0)
+		return true;
+	kvEntry *e = NULL;
+	natsStatus st = kvStore_Get(&e, cs->nodes, tok);
+	kvEntry_Destroy(e);
+	return st != NATS_NOT_FOUND;
 }
 
 /* The stream sequence node's durable consumer has acknowledged everything up to (+ 1), or 0. */
@@ -322,11 +361,13 @@ static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uin
 	if (js_SubscribeSync(&sub, js, VS_CJS_SUBJECTS, NULL, &so, &jerr) != NATS_OK)
 		return 0;
 	int64_t max = b->conf->max_queued_messages, until = vs_now_ms() + REPLAY_MS;
+	if (max <= 0)
+		max = REPLAY_MAX;
 	uint32_t n = 0;
 	uint64_t seq = 0;
 	char *topic = NULL;
 	size_t topic_cap = 0;
-	while (seq < last && (max <= 0 || s->queue.count < (uint64_t)max) && vs_now_ms() < until) {
+	while (seq < last && s->queue.count < (uint64_t)max && vs_now_ms() < until) {
 		natsMsg *m = NULL;
 		if (natsSubscription_NextMsg(&m, sub, WAIT_MS) != NATS_OK)
 			break;
@@ -475,8 +516,17 @@ static struct vs_session *take(struct vs_cluster_sessions *cs, const struct job 
 			kvEntry_Destroy(e);
 			continue; /* it changed since: read again */
 		}
-		/* A clean start: the old one ends there on this client's claim. */
-		if (!j->clean && o.owner[0] && fetch(cs, o.owner, j, &s) == GONE)
+		/* A clean start: the old one ends there on this client's claim. A node is asked
+		 * while its lease is current (it may be slow: a pause, a large session), and
+		 * taken for dead once its lease lapsed; a node too late to answer keeps its copy
+		 * (fetch()), which joins the session when the client is back there (install()). */
+		int asks = b->conf->cluster_lease_ms / WAIT_MS + 2;
+		enum fetched r = GONE;
+		for (int ask = 0;
+		     !j->clean && o.owner[0] && ask < asks && r == GONE && alive(cs, o.owner);
+		     ask++)
+			r = fetch(cs, o.owner, j, &s);
+		if (!j->clean && o.owner[0] && r == GONE)
 			s = rebuild(cs, j, &o);
 		kvEntry_Destroy(e);
 		goto out;
@@ -628,7 +678,8 @@ static void *run(void *arg)
 		if (!j)
 			continue;
 		if (j->kind == JOB_CONNECT) {
-			answer(cs, j, take(cs, j));
+			/* Stopping: its workers may take no more mail, so nothing is moved. */
+			answer(cs, j, atomic_load(&cs->b->stopping) ? NULL : take(cs, j));
 		} else {
 			note(cs, j);
 			free(j);
@@ -646,18 +697,18 @@ static void on_request(natsConnection *nc, natsSubscription *sub, natsMsg *nm, v
 	struct vs_cluster_sessions *cs = arg;
 	const uint8_t *d = (const uint8_t *)natsMsg_GetData(nm);
 	int len = natsMsg_GetDataLength(nm);
-	if (atomic_load(&cs->stop) || len < 2 || d[0] != 'R' || 2 + d[1] > len ||
+	if (atomic_load(&cs->stop) || len < 2 || d[0] != 'R' || 2 + d[1] + 8 > len ||
 	    !natsMsg_GetReply(nm)) {
 		natsMsg_Destroy(nm);
 		return;
 	}
-	size_t idlen = (size_t)len - 2 - d[1];
+	size_t idlen = (size_t)len - 10 - d[1];
 	char *id = malloc(idlen + 1);
 	if (!id) {
 		natsMsg_Destroy(nm);
 		return; /* the asking node's wait runs out: the client starts anew there */
 	}
-	memcpy(id, d + 2 + d[1], idlen);
+	memcpy(id, d + 10 + d[1], idlen);
 	id[idlen] = 0;
 	struct vs_mail m = {.type = VS_MAIL_HANDOVER, .reason = 'R', .share = id, .ack = nm};
 	vs_worker_post_now(&cs->b->workers[worker_of(cs->b, id, strnlen(id, idlen))], &m);
@@ -761,6 +812,20 @@ void vs_cluster_session_handover(struct vs_worker *w, const struct vs_mail *m)
 	if (ow == w)
 		vs_worker_takeover(w, slot, conn_id, resume);
 
+	/* Too late (the asking node no longer waits), or stopping: it stays here. */
+	if (req) {
+		const uint8_t *d = (const uint8_t *)natsMsg_GetData(req) + 2 + to_len;
+		int64_t deadline = (int64_t)((uint64_t)get_be32(d) << 32 | get_be32(d + 4));
+		if (vs_wall_ms() > deadline || atomic_load(&b->stopping)) {
+			vs_log(
+			    b->log, VS_LOG_WARN,
+			    "cluster: node %.*s asked for client %s's session too late: it stays "
+			    "here",
+			    to_len, to, id);
+			reply(b, req, 'B', NULL, 0);
+			goto out;
+		}
+	}
 	/* Out of the registry, under its lock: from here on it is this mail's. */
 	char kind = 'N';
 	pthread_mutex_lock(&b->reg_lock);
@@ -844,46 +909,116 @@ out:
 
 /* ---- Arrival ------------------------------------------------------------------------------ */
 
-/* A session from another node into this one's registry, trie and store. Takes s's reference. */
+/* Moves what src holds for its client (queued, and sent but not acknowledged) to the end of
+ * dst's queue, to be sent again: two copies of one session meet (at least once). dst locked;
+ * src ended or not yet anyone's. Returns how many. */
+static uint32_t merge(struct vs_session *dst, struct vs_session *src)
+{
+	pthread_mutex_lock(&src->lock);
+	uint32_t n = 0;
+	for (struct vs_ring *r = &src->inflight; r; r = r == &src->inflight ? &src->queue : NULL) {
+		for (uint32_t i = 0; i < r->count; i++) {
+			struct vs_qentry e = *vs_ring_at(r, i);
+			if (!e.msg || (e.qos == 2 && e.state == VS_Q_WAIT_PUBCOMP)) {
+				vs_qentry_fini(&e); /* delivered: only its PUBREL was left */
+				continue;
+			}
+			size_t bytes = e.msg->payload.len;
+			e.state = VS_Q_QUEUED;
+			e.packet_id = 0;
+			e.dup = false;
+			e.seq = ++dst->next_seq;
+			if (vs_ring_push(&dst->queue, &e) < 0) {
+				vs_qentry_fini(&e);
+				continue;
+			}
+			dst->queued_bytes += bytes;
+			n++;
+		}
+		free(r->e);
+		memset(r, 0, sizeof(*r));
+	}
+	src->queued_bytes = 0;
+	vs_msg_unref(src->will); /* its session goes on in dst */
+	src->will = NULL;
+	pthread_mutex_unlock(&src->lock);
+	return n;
+}
+
+/* A session from another node into this one's registry, trie and store. Takes s's reference. A
+ * copy of it here (one this node kept when it was asked too late, or had when it crashed before
+ * its hand-over was stored) is merged into it; a connection attached here meanwhile (without
+ * asking: no NATS then) keeps its session, and what came is merged into that. */
 static void install(struct vs_worker *w, struct vs_session *s)
 {
 	struct vs_broker *b = w->b;
 	struct vs_session *old = NULL;
-	bool busy = false;
 	pthread_mutex_lock(&b->reg_lock);
 	struct vs_session *cur = vs_map_get(&b->sessions, s->client_id, s->id_len);
 	if (cur) {
 		pthread_mutex_lock(&cur->lock);
-		busy = cur->connected || cur->bridge;
-		pthread_mutex_unlock(&cur->lock);
-		if (!busy) {
-			vs_map_del(&b->sessions, s->client_id, s->id_len);
-			old = cur;
+		bool busy = cur->connected || cur->bridge;
+		if (busy && !cur->bridge) {
+			uint32_t n = merge(cur, s);
+			vs_stat_gauge(&w->stats.queued, n);
+			bool wake = n && cur->connected && !cur->notified;
+			struct vs_worker *owner = cur->owner;
+			if (wake) {
+				cur->notified = true;
+				if (owner == w) {
+					vs_worker_want_drain(w, cur);
+				} else {
+					struct vs_mail m = {.type = VS_MAIL_DRAIN,
+							    .session = vs_session_ref(cur)};
+					vs_worker_post(w, owner->idx, &m);
+				}
+			}
 		}
+		pthread_mutex_unlock(&cur->lock);
+		if (busy) {
+			pthread_mutex_unlock(&b->reg_lock);
+			vs_log(b->log, VS_LOG_NOTICE,
+			       "cluster: session of client %s came from another node while one is "
+			       "connected here: its messages join the one here",
+			       s->client_id);
+			s->ended = true;
+			vs_session_unref(s);
+			return;
+		}
+		vs_map_del(&b->sessions, s->client_id, s->id_len);
+		old = cur;
 	}
-	if (!busy && vs_map_put(&b->sessions, s->client_id, s->id_len, s, NULL) < 0)
-		busy = true;
-	if (!busy || old)
-		vs_broker_sessions_changed(b);
-	pthread_mutex_unlock(&b->reg_lock);
-	if (old) {
-		/* An older copy of this node's (a crash before its hand-over was stored): it ends
-		 * silently, before the new one's records (replay goes by client id). */
-		pthread_mutex_lock(&old->lock);
-		vs_msg_unref(old->will);
-		old->will = NULL;
-		pthread_mutex_unlock(&old->lock);
-		vs_router_end_session(w, old);
-		vs_session_unref(old);
-	}
-	if (busy) {
-		vs_log(b->log, VS_LOG_WARN,
-		       "cluster: session of client %s came from another node while one is "
-		       "connected here: the one here is kept",
+	if (vs_map_put(&b->sessions, s->client_id, s->id_len, s, NULL) < 0) {
+		pthread_mutex_unlock(&b->reg_lock);
+		vs_log(b->log, VS_LOG_ERR, "cluster: no memory for client %s's session",
 		       s->client_id);
 		s->ended = true;
 		vs_session_unref(s);
+		if (old) {
+			vs_router_end_session(w, old);
+			vs_session_unref(old);
+		}
 		return;
+	}
+	vs_broker_sessions_changed(b);
+	pthread_mutex_unlock(&b->reg_lock);
+	if (old) {
+		/* Ended before the new one's records (replay goes by client id). */
+		pthread_mutex_lock(&old->lock);
+		vs_stat_gauge(&w->stats.queued, -(int64_t)old->queue.count);
+		vs_stat_gauge(&w->stats.inflight, -(int64_t)old->inflight.count);
+		pthread_mutex_unlock(&old->lock);
+		pthread_mutex_lock(&s->lock);
+		uint32_t n = merge(s, old);
+		pthread_mutex_unlock(&s->lock);
+		if (n)
+			vs_log(
+			    b->log, VS_LOG_NOTICE,
+			    "cluster: client %s's session had a copy here: its %u message(s) join "
+			    "the one that came",
+			    s->client_id, n);
+		vs_router_end_session(w, old);
+		vs_session_unref(old);
 	}
 	vs_bp_session_subscribe(b, s);
 	pthread_mutex_lock(&s->lock);
@@ -969,6 +1104,7 @@ void vs_cluster_sessions_free(struct vs_cluster_sessions *cs)
 	}
 	natsSubscription_Destroy(cs->sub);
 	kvStore_Destroy(cs->kv);
+	kvStore_Destroy(cs->nodes);
 	pthread_cond_destroy(&cs->cond);
 	pthread_mutex_destroy(&cs->lock);
 	free(cs);

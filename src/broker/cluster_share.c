@@ -86,14 +86,15 @@ static void take_copy(struct vs_cluster_share *s, natsSubscription *sub, natsMsg
 	uint32_t h = 2166136261u;
 	for (size_t i = 0; i < f.node.len; i++)
 		h = (h ^ f.node.p[i]) * 16777619u;
+	int k = (int)(h % (uint32_t)b->n_workers);
 	struct vs_mail mail = {.type = VS_MAIL_CLUSTER, .msg = m, .share = share};
 	share = NULL;
 	if (js) {
 		mail.ack = nm; /* the worker acknowledges it after its commit */
-		vs_cjs_in_transit(vs_cluster_cjs(b->cluster), 1);
+		vs_cjs_track(vs_cluster_cjs(b->cluster), k, nm);
 		nm = NULL;
 	}
-	vs_worker_post_now(&b->workers[h % (uint32_t)b->n_workers], &mail);
+	vs_worker_post_now(&b->workers[k], &mail);
 out:
 	free(share);
 	if (nm && js && never)

@@ -55,7 +55,7 @@ enum vs_mail_type {
 struct vs_mail {
 	uint8_t type;
 	uint8_t reason;
-	bool end_session; /* VS_MAIL_ADMIN_KICK */
+	bool end_session; /* VS_MAIL_ADMIN_KICK, VS_MAIL_TAKEOVER: its session ends with it */
 	uint32_t slot;
 	uint64_t conn_id;
 	struct vs_session *session; /* one reference, for VS_MAIL_DRAIN */

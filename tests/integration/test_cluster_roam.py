@@ -10,13 +10,14 @@ behind. A node that does not answer (killed): the client starts anew, and is tol
 """
 
 import re
+import signal
 
 import pytest
 
 from conftest import free_port, wait_until
 from helpers import MosquittoSub, mosquitto_pub, uid
 from http_util import http_lines, scrape, value, wait_listening
-from mqtt_raw import DISCONNECT, P, PUBACK, PUBLISH, PUBREL
+from mqtt_raw import CONNACK, DISCONNECT, P, PUBACK, PUBLISH, PUBREL
 from test_cluster import data_dir, knows, nats, node, wait_subjects  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.viesti_only
@@ -311,3 +312,56 @@ def test_mosquitto_clients_see_one_broker(nats, broker, clients):
 	out, err, rc = MosquittoSub(c.port, "-i", cid, "-c", "-q", "1", "-t", t + "/#", "-C", "3",
 		"-W", "10").output(15)
 	assert (out.split(), rc) == (["m0", "m1", "m2"], 0), err
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_a_clean_start_elsewhere_ends_a_connected_session(nats, broker, clients, version):
+	"""[MQTT-3.1.2-4] (3.1.1: [MQTT-3.1.2-6]) while the old connection is still open: its
+	session ends with it, and a resume on its node afterwards finds none."""
+	n = nats()
+	a = node(broker, n, "xa")
+	b = node(broker, n, "xb")
+	cid = uid("dev")
+	props = {P.SESSION_EXPIRY: 300} if version == 5 else None
+	old = clients.raw(a.port, version)
+	old.connect(cid, clean=False, props=props)
+	old.subscribe([(uid("x") + "/x", 1)])
+	new = clients.raw(b.port, version)
+	assert not new.connect(cid, clean=True).session_present
+	a.wait_log(r"cluster: client %s connected on node xb: closing it here" % cid, timeout=5)
+	old.wait_closed(5)
+	new.disconnect()
+	again = clients.raw(a.port, version)
+	assert not again.connect(cid, clean=False, props=props).session_present
+
+
+def test_a_slow_owner_hands_the_session_over_when_it_is_back(nats, broker, clients):
+	"""The node that has the session stops answering for a while (SIGSTOP: a pause, swap):
+	its lease is current, so the new node keeps asking, and gets the session, with what was
+	queued there, once it is back."""
+	n = nats()
+	a = node(broker, n, "sa")
+	b = node(broker, n, "sb")
+	t = uid("s")
+	cid = uid("dev")
+	s = clients.raw(a.port, 4)
+	s.connect(cid, clean=False)
+	s.subscribe([(t, 1)])
+	s.disconnect()
+	p = clients.raw(a.port, 4)  # on the same node: these are only in its queue
+	p.connect(uid("p"))
+	for i in range(5):
+		p.publish(t, b"%d" % i, qos=1)
+	p.disconnect()
+	a.proc.send_signal(signal.SIGSTOP)
+	r = clients.raw(b.port, 4)
+	r.send(r.connect_packet(cid, clean=False))
+	try:
+		b.wait_log(r"cluster: node sa does not answer for client %s's session" % cid, timeout=10)
+	finally:
+		a.proc.send_signal(signal.SIGCONT)
+	ack = r.expect(CONNACK, timeout=15)
+	assert ack.session_present
+	got = r.publishes(5, timeout=10)
+	assert [m.payload for m in got] == [b"%d" % i for i in range(5)]
+	a.wait_log(r"cluster: session of client %s handed over to node sb" % cid, timeout=5)
