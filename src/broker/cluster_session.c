@@ -399,6 +399,7 @@ static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uin
 		 * identifiers [MQTT-3.3.4-3..5]; shared subscriptions had theirs in the group. */
 		uint32_t ids[16], n_ids = 0;
 		int qos = -1;
+		pthread_mutex_lock(&s->lock); /* in the trie: others deliver to it too */
 		for (uint32_t i = 0; i < vs_session_n_subs(s); i++) {
 			const struct vs_session_sub *x = &s->subs->v[i];
 			if (strncmp(x->filter, "$share/", 7) == 0 ||
@@ -409,6 +410,7 @@ static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uin
 			if (x->sub_id && n_ids < 16)
 				ids[n_ids++] = x->sub_id;
 		}
+		pthread_mutex_unlock(&s->lock);
 		struct vs_buf origin = {(const uint8_t *)"", 0};
 		struct vs_msg *msg =
 		    qos < 0 ? NULL : vs_msg_new(&f.publish.topic, &f.publish, &origin, vs_now_ms());
@@ -416,13 +418,15 @@ static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uin
 		if (!msg)
 			continue;
 		msg->remote = true;
+		pthread_mutex_lock(&s->lock);
 		struct vs_qentry e = {.msg = msg, .qos = (uint8_t)qos, .seq = ++s->next_seq};
 		if (vs_qentry_set_sub_ids(&e, ids, n_ids) < 0 || vs_ring_push(&s->queue, &e) < 0) {
 			vs_qentry_fini(&e);
-			continue;
+		} else {
+			s->queued_bytes += msg->payload.len;
+			n++;
 		}
-		s->queued_bytes += msg->payload.len;
-		n++;
+		pthread_mutex_unlock(&s->lock);
 	}
 	free(topic);
 	natsSubscription_Unsubscribe(sub);
@@ -452,7 +456,7 @@ static void read_entry(kvEntry *e, struct owned *o)
 }
 
 static struct vs_session *rebuild(struct vs_cluster_sessions *cs, const struct job *j,
-				  const struct owned *o)
+				  const struct owned *o, uint64_t *from)
 {
 	struct vs_broker *b = cs->b;
 	const char *why = "no subscriptions recorded";
@@ -466,19 +470,19 @@ static struct vs_session *rebuild(struct vs_cluster_sessions *cs, const struct j
 		       o->owner, j->id, why, VS_SESSIONS_BUCKET);
 		return NULL;
 	}
-	uint64_t floor = o->v.floor ? o->v.floor : consumer_floor(cs, o->owner);
-	uint32_t n = replay(cs, s, floor);
+	/* Read once the session is in the trie (run()): what comes after, it gets live. */
+	*from = o->v.floor ? o->v.floor : consumer_floor(cs, o->owner);
 	vs_log(b->log, VS_LOG_NOTICE,
 	       "cluster: node %s, which had client %s's session, does not answer: rebuilt here "
-	       "with %u subscriptions and %u message(s) from stream %s (from sequence %llu)",
-	       o->owner, j->id, vs_session_n_subs(s), n, VS_CJS_STREAM,
-	       (unsigned long long)(floor ? floor - 1 : 0));
+	       "with %u subscriptions, the stream %s to be read from sequence %llu",
+	       o->owner, j->id, vs_session_n_subs(s), VS_CJS_STREAM,
+	       (unsigned long long)(*from ? *from - 1 : 0));
 	return s;
 }
 
 /* Takes j's client id for this node, by compare-and-set; returns its session when another node
  * had it and gave it, or it was rebuilt because that node is gone. */
-static struct vs_session *take(struct vs_cluster_sessions *cs, const struct job *j)
+static struct vs_session *take(struct vs_cluster_sessions *cs, const struct job *j, uint64_t *from)
 {
 	struct vs_broker *b = cs->b;
 	const char *me = vs_cluster_node(b);
@@ -519,7 +523,7 @@ static struct vs_session *take(struct vs_cluster_sessions *cs, const struct job 
 		/* A clean start: the old one ends there on this client's claim. A node is asked
 		 * while its lease is current (it may be slow: a pause, a large session), and
 		 * taken for dead once its lease lapsed; a node too late to answer keeps its copy
-		 * (fetch()), which joins the session when the client is back there (install()). */
+		 * (fetch()), which joins the session when the client is back there (finish()). */
 		int asks = b->conf->cluster_lease_ms / WAIT_MS + 2;
 		enum fetched r = GONE;
 		for (int ask = 0;
@@ -527,7 +531,7 @@ static struct vs_session *take(struct vs_cluster_sessions *cs, const struct job 
 		     ask++)
 			r = fetch(cs, o.owner, j, &s);
 		if (!j->clean && o.owner[0] && r == GONE)
-			s = rebuild(cs, j, &o);
+			s = rebuild(cs, j, &o, from);
 		kvEntry_Destroy(e);
 		goto out;
 	}
@@ -591,10 +595,109 @@ static void note(struct vs_cluster_sessions *cs, const struct job *j)
 	free(v);
 }
 
-static void answer(struct vs_cluster_sessions *cs, struct job *j, struct vs_session *s)
+/* Moves what src holds for its client (queued, and sent but not acknowledged) to the end of
+ * dst's queue, to be sent again: two copies of one session meet (at least once). dst locked;
+ * src ended or not yet anyone's. Returns how many. */
+static uint32_t merge(struct vs_session *dst, struct vs_session *src)
 {
-	struct vs_mail m = {
-	    .type = VS_MAIL_ROAMED, .session = s, .slot = j->slot, .conn_id = j->conn_id};
+	pthread_mutex_lock(&src->lock);
+	uint32_t n = 0;
+	for (struct vs_ring *r = &src->inflight; r; r = r == &src->inflight ? &src->queue : NULL) {
+		for (uint32_t i = 0; i < r->count; i++) {
+			struct vs_qentry e = *vs_ring_at(r, i);
+			if (!e.msg || (e.qos == 2 && e.state == VS_Q_WAIT_PUBCOMP)) {
+				vs_qentry_fini(&e); /* delivered: only its PUBREL was left */
+				continue;
+			}
+			size_t bytes = e.msg->payload.len;
+			e.state = VS_Q_QUEUED;
+			e.packet_id = 0;
+			e.dup = false;
+			e.seq = ++dst->next_seq;
+			if (vs_ring_push(&dst->queue, &e) < 0) {
+				vs_qentry_fini(&e);
+				continue;
+			}
+			dst->queued_bytes += bytes;
+			n++;
+		}
+		free(r->e);
+		memset(r, 0, sizeof(*r));
+	}
+	src->queued_bytes = 0;
+	vs_msg_unref(src->will); /* its session goes on in dst */
+	src->will = NULL;
+	pthread_mutex_unlock(&src->lock);
+	return n;
+}
+
+/*
+ * On the session thread: s (from another node, or rebuilt) into the registry and the trie at
+ * once, so that what is published from now on reaches it; storing it, and ending a copy of it
+ * this node had (*old, one reference: one kept when it was asked too late, or left by a crash
+ * before its hand-over was stored), are its connection's worker's (arrived()). Returns s, or
+ * NULL when a connection attached here meanwhile (without asking: no NATS then): what s held
+ * then joins that connection's session.
+ */
+static struct vs_session *adopt(struct vs_cluster_sessions *cs, struct vs_session *s,
+				struct vs_session **old)
+{
+	struct vs_broker *b = cs->b;
+	*old = NULL;
+	pthread_mutex_lock(&b->reg_lock);
+	struct vs_session *cur = vs_map_get(&b->sessions, s->client_id, s->id_len);
+	if (cur) {
+		pthread_mutex_lock(&cur->lock);
+		bool busy = cur->connected || cur->bridge;
+		if (busy && !cur->bridge && merge(cur, s) && cur->connected && !cur->notified) {
+			cur->notified = true;
+			struct vs_mail m = {.type = VS_MAIL_DRAIN, .session = vs_session_ref(cur)};
+			vs_worker_post_now(cur->owner, &m);
+		}
+		pthread_mutex_unlock(&cur->lock);
+		if (busy) {
+			pthread_mutex_unlock(&b->reg_lock);
+			vs_log(b->log, VS_LOG_NOTICE,
+			       "cluster: session of client %s came from another node while one is "
+			       "connected here: its messages join the one here",
+			       s->client_id);
+			s->ended = true;
+			vs_session_unref(s);
+			return NULL;
+		}
+		vs_map_del(&b->sessions, s->client_id, s->id_len);
+		*old = cur; /* the registry's reference */
+	}
+	if (vs_map_put(&b->sessions, s->client_id, s->id_len, s, NULL) < 0) {
+		pthread_mutex_unlock(&b->reg_lock);
+		vs_log(b->log, VS_LOG_ERR, "cluster: no memory for client %s's session",
+		       s->client_id);
+		s->ended = true;
+		vs_session_unref(s);
+		return NULL;
+	}
+	vs_broker_sessions_changed(b);
+	pthread_mutex_unlock(&b->reg_lock);
+	vs_bp_session_subscribe(b, s);
+	return s;
+}
+
+static void answer(struct vs_cluster_sessions *cs, struct job *j, struct vs_session *s,
+		   uint64_t from)
+{
+	struct vs_session *old = NULL;
+	if (s)
+		s = adopt(cs, s, &old);
+	uint32_t n = s && from ? replay(cs, s, from) : 0;
+	if (s && from)
+		vs_log(cs->b->log, VS_LOG_NOTICE,
+		       "cluster: client %s's session got %u message(s) from stream %s", j->id, n,
+		       VS_CJS_STREAM);
+	struct vs_mail m = {.type = VS_MAIL_ROAMED,
+			    .session = s ? vs_session_ref(s) : NULL,
+			    .other = old,
+			    .slot = j->slot,
+			    .conn_id = j->conn_id};
 	vs_worker_post_now(&cs->b->workers[j->worker], &m);
 	free(j);
 }
@@ -679,7 +782,10 @@ static void *run(void *arg)
 			continue;
 		if (j->kind == JOB_CONNECT) {
 			/* Stopping: its workers may take no more mail, so nothing is moved. */
-			answer(cs, j, atomic_load(&cs->b->stopping) ? NULL : take(cs, j));
+			uint64_t from = 0;
+			struct vs_session *s =
+			    atomic_load(&cs->b->stopping) ? NULL : take(cs, j, &from);
+			answer(cs, j, s, from);
 		} else {
 			note(cs, j);
 			free(j);
@@ -909,122 +1015,43 @@ out:
 
 /* ---- Arrival ------------------------------------------------------------------------------ */
 
-/* Moves what src holds for its client (queued, and sent but not acknowledged) to the end of
- * dst's queue, to be sent again: two copies of one session meet (at least once). dst locked;
- * src ended or not yet anyone's. Returns how many. */
-static uint32_t merge(struct vs_session *dst, struct vs_session *src)
+/* On the connection's worker: a session adopted by the session thread is stored here, after
+ * the end of the copy this node had, whose messages join it. */
+static void finish(struct vs_worker *w, struct vs_session *s, struct vs_session *old)
 {
-	pthread_mutex_lock(&src->lock);
 	uint32_t n = 0;
-	for (struct vs_ring *r = &src->inflight; r; r = r == &src->inflight ? &src->queue : NULL) {
-		for (uint32_t i = 0; i < r->count; i++) {
-			struct vs_qentry e = *vs_ring_at(r, i);
-			if (!e.msg || (e.qos == 2 && e.state == VS_Q_WAIT_PUBCOMP)) {
-				vs_qentry_fini(&e); /* delivered: only its PUBREL was left */
-				continue;
-			}
-			size_t bytes = e.msg->payload.len;
-			e.state = VS_Q_QUEUED;
-			e.packet_id = 0;
-			e.dup = false;
-			e.seq = ++dst->next_seq;
-			if (vs_ring_push(&dst->queue, &e) < 0) {
-				vs_qentry_fini(&e);
-				continue;
-			}
-			dst->queued_bytes += bytes;
-			n++;
-		}
-		free(r->e);
-		memset(r, 0, sizeof(*r));
-	}
-	src->queued_bytes = 0;
-	vs_msg_unref(src->will); /* its session goes on in dst */
-	src->will = NULL;
-	pthread_mutex_unlock(&src->lock);
-	return n;
-}
-
-/* A session from another node into this one's registry, trie and store. Takes s's reference. A
- * copy of it here (one this node kept when it was asked too late, or had when it crashed before
- * its hand-over was stored) is merged into it; a connection attached here meanwhile (without
- * asking: no NATS then) keeps its session, and what came is merged into that. */
-static void install(struct vs_worker *w, struct vs_session *s)
-{
-	struct vs_broker *b = w->b;
-	struct vs_session *old = NULL;
-	pthread_mutex_lock(&b->reg_lock);
-	struct vs_session *cur = vs_map_get(&b->sessions, s->client_id, s->id_len);
-	if (cur) {
-		pthread_mutex_lock(&cur->lock);
-		bool busy = cur->connected || cur->bridge;
-		if (busy && !cur->bridge) {
-			uint32_t n = merge(cur, s);
-			vs_stat_gauge(&w->stats.queued, n);
-			bool wake = n && cur->connected && !cur->notified;
-			struct vs_worker *owner = cur->owner;
-			if (wake) {
-				cur->notified = true;
-				if (owner == w) {
-					vs_worker_want_drain(w, cur);
-				} else {
-					struct vs_mail m = {.type = VS_MAIL_DRAIN,
-							    .session = vs_session_ref(cur)};
-					vs_worker_post(w, owner->idx, &m);
-				}
-			}
-		}
-		pthread_mutex_unlock(&cur->lock);
-		if (busy) {
-			pthread_mutex_unlock(&b->reg_lock);
-			vs_log(b->log, VS_LOG_NOTICE,
-			       "cluster: session of client %s came from another node while one is "
-			       "connected here: its messages join the one here",
-			       s->client_id);
-			s->ended = true;
-			vs_session_unref(s);
-			return;
-		}
-		vs_map_del(&b->sessions, s->client_id, s->id_len);
-		old = cur;
-	}
-	if (vs_map_put(&b->sessions, s->client_id, s->id_len, s, NULL) < 0) {
-		pthread_mutex_unlock(&b->reg_lock);
-		vs_log(b->log, VS_LOG_ERR, "cluster: no memory for client %s's session",
-		       s->client_id);
-		s->ended = true;
-		vs_session_unref(s);
-		if (old) {
-			vs_router_end_session(w, old);
-			vs_session_unref(old);
-		}
-		return;
-	}
-	vs_broker_sessions_changed(b);
-	pthread_mutex_unlock(&b->reg_lock);
 	if (old) {
-		/* Ended before the new one's records (replay goes by client id). */
 		pthread_mutex_lock(&old->lock);
 		vs_stat_gauge(&w->stats.queued, -(int64_t)old->queue.count);
 		vs_stat_gauge(&w->stats.inflight, -(int64_t)old->inflight.count);
 		pthread_mutex_unlock(&old->lock);
-		pthread_mutex_lock(&s->lock);
-		uint32_t n = merge(s, old);
-		pthread_mutex_unlock(&s->lock);
+		if (s) {
+			pthread_mutex_lock(&s->lock);
+			n = merge(s, old);
+			pthread_mutex_unlock(&s->lock);
+		}
 		if (n)
 			vs_log(
-			    b->log, VS_LOG_NOTICE,
+			    w->b->log, VS_LOG_NOTICE,
 			    "cluster: client %s's session had a copy here: its %u message(s) join "
 			    "the one that came",
-			    s->client_id, n);
+			    old->client_id, n);
+		pthread_mutex_lock(&old->lock);
+		vs_msg_unref(old->will); /* the session goes on */
+		old->will = NULL;
+		pthread_mutex_unlock(&old->lock);
+		/* Its SESSION_DEL before the new one's records: replay goes by client id. */
 		vs_router_end_session(w, old);
 		vs_session_unref(old);
 	}
-	vs_bp_session_subscribe(b, s);
+	if (!s)
+		return;
 	pthread_mutex_lock(&s->lock);
-	vs_bp_session_record(w, s);
-	vs_stat_gauge(&w->stats.queued, s->queue.count);
-	vs_stat_gauge(&w->stats.inflight, s->inflight.count);
+	if (!s->ended) {
+		vs_bp_session_record(w, s);
+		vs_stat_gauge(&w->stats.queued, s->queue.count);
+		vs_stat_gauge(&w->stats.inflight, s->inflight.count);
+	}
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -1034,8 +1061,9 @@ void vs_cluster_session_arrived(struct vs_worker *w, const struct vs_mail *m)
 	if (c && (!c->connecting || c->connecting->step != VS_CS_ROAM))
 		c = NULL;
 	w->cur = c; /* its CONNACK waits for the session's records */
+	finish(w, m->session, m->other);
 	if (m->session)
-		install(w, m->session);
+		vs_session_unref(m->session); /* the mail's */
 	if (c) {
 		c->connecting->step = VS_CS_NONE;
 		c->parked = false;

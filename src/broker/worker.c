@@ -1144,6 +1144,8 @@ void vs_worker_fini(struct vs_worker *w)
 	for (uint32_t i = 0; i < w->mbox.items.n; i++) {
 		if (w->mbox.items.v[i].session)
 			vs_session_unref(w->mbox.items.v[i].session);
+		if (w->mbox.items.v[i].other)
+			vs_session_unref(w->mbox.items.v[i].other);
 		if (w->mbox.items.v[i].msg)
 			vs_msg_unref(w->mbox.items.v[i].msg);
 		free(w->mbox.items.v[i].share);

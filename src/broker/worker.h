@@ -58,7 +58,8 @@ struct vs_mail {
 	bool end_session; /* VS_MAIL_ADMIN_KICK, VS_MAIL_TAKEOVER: its session ends with it */
 	uint32_t slot;
 	uint64_t conn_id;
-	struct vs_session *session; /* one reference, for VS_MAIL_DRAIN */
+	struct vs_session *session; /* one reference, for VS_MAIL_DRAIN and VS_MAIL_ROAMED */
+	struct vs_session *other;   /* VS_MAIL_ROAMED: a copy of that session to end (one ref.) */
 	struct vs_msg *msg;	    /* one reference, for VS_MAIL_CLUSTER */
 	char *share; /* VS_MAIL_CLUSTER: NULL, or the one "$share/G/F" msg is for (owned) */
 	void *
