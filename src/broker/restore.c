@@ -56,7 +56,7 @@ struct replay {
 
 static struct vs_session *find_session(struct replay *r, const struct vs_rec_str *id)
 {
-	return vs_map_get(&r->b->sessions, id->p, id->len);
+	return vs_registry_get(&r->b->sessions, (const char *)id->p, id->len);
 }
 
 static int on_session(struct replay *r, const struct vs_rec_session *x)
@@ -64,8 +64,7 @@ static int on_session(struct replay *r, const struct vs_rec_session *x)
 	struct vs_session *s = find_session(r, &x->client_id);
 	if (!s) {
 		s = vs_session_new((const char *)x->client_id.p, x->client_id.len);
-		if (!s ||
-		    vs_map_put(&r->b->sessions, x->client_id.p, x->client_id.len, s, NULL) < 0) {
+		if (!s || vs_registry_add(&r->b->sessions, s) < 0) {
 			vs_session_unref(s);
 			return -ENOMEM;
 		}
@@ -83,7 +82,7 @@ static int on_session(struct replay *r, const struct vs_rec_session *x)
 
 static void on_session_del(struct replay *r, const struct vs_rec_str *id)
 {
-	struct vs_session *s = vs_map_del(&r->b->sessions, id->p, id->len);
+	struct vs_session *s = vs_registry_del(&r->b->sessions, (const char *)id->p, id->len);
 	if (!s)
 		return;
 	s->ended = true;
@@ -360,11 +359,8 @@ static void rebuild_sessions(struct replay *r)
 {
 	struct vs_broker *b = r->b;
 	size_t it = 0;
-	const char *key;
-	size_t klen;
-	void *val;
-	while (vs_map_next(&b->sessions, &it, &key, &klen, &val)) {
-		struct vs_session *s = val;
+	struct vs_session *s;
+	while (vs_registry_next(&b->sessions, &it, &s)) {
 		for (uint32_t i = 0; i < vs_session_n_subs(s); i++) {
 			const struct vs_session_sub *x = &s->subs->v[i];
 			struct vs_sub sub = {.owner = s,
@@ -550,10 +546,8 @@ static int write_snapshot(struct vs_broker *b)
 	pthread_mutex_lock(&b->reg_lock);
 	size_t n = 0, it = 0;
 	struct vs_session **all = malloc((b->sessions.count + 1) * sizeof(*all));
-	const char *key;
-	size_t klen;
-	void *val;
-	while (all && vs_map_next(&b->sessions, &it, &key, &klen, &val))
+	struct vs_session *val;
+	while (all && vs_registry_next(&b->sessions, &it, &val))
 		all[n++] = vs_session_ref(val);
 	pthread_mutex_unlock(&b->reg_lock);
 	if (!all)
