@@ -45,6 +45,7 @@ struct replay {
 	struct vs_map msgs;	/* 8-byte id -> struct vs_msg * (one reference) */
 	struct vs_map retained; /* topic -> msg id (as pointer-sized integer) */
 	struct vs_map index;	/* (session ptr, msg id) -> pending index + 1 */
+	struct vs_map wills;	/* session ptr -> its will's msg id (as pointer-sized integer) */
 	struct pending *pend;
 	size_t n_pend, cap_pend;
 	struct vs_session **dead; /* ended during replay, freed at the end */
@@ -236,8 +237,13 @@ static int on_will(struct replay *r, const struct vs_rec_will *x, bool set)
 		s->will_at_ms = r->now_ms + (-x->publish_at_wall - 1) * 1000;
 	else
 		s->will_at_ms = set ? r->now_ms + (x->publish_at_wall - r->now_wall) * 1000 : 0;
-	s->will_store_id = set ? x->msg_id : 0;
-	return 0;
+	if (!set || !x->msg_id) {
+		vs_map_del(&r->wills, &s, sizeof(s));
+		return 0;
+	}
+	return vs_map_put(&r->wills, &s, sizeof(s), (void *)(uintptr_t)x->msg_id, NULL) < 0
+		   ? -ENOMEM
+		   : 0;
 }
 
 /* The latest change per topic wins, by version (records from different workers can reach the
@@ -371,10 +377,10 @@ static void rebuild_sessions(struct replay *r)
 					     .retain_handling = (x->options >> 4) & 3};
 			vs_router_sub_add(b, x->filter, x->len, &sub);
 		}
-		if (s->will_store_id) {
-			struct vs_msg *m = msg_by_id(r, s->will_store_id);
+		uint64_t will_id = (uintptr_t)vs_map_get(&r->wills, &s, sizeof(s));
+		if (will_id) {
+			struct vs_msg *m = msg_by_id(r, will_id);
 			s->will = m ? vs_msg_ref(m) : NULL;
-			s->will_store_id = 0;
 		}
 	}
 }
@@ -411,6 +417,7 @@ static void replay_fini(struct replay *r)
 		free(val);
 	vs_map_fini(&r->retained);
 	vs_map_fini(&r->index);
+	vs_map_fini(&r->wills);
 	free(r->pend);
 }
 
