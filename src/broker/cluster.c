@@ -329,11 +329,8 @@ int vs_cluster_start(struct vs_broker *b, char *err, size_t errlen)
 	}
 	/* The subscriptions restored from the store, added before this connection existed. */
 	size_t it = 0;
-	const char *key;
-	size_t klen;
-	void *val;
-	while (vs_map_next(&b->sessions, &it, &key, &klen, &val)) {
-		struct vs_session *ss = val;
+	struct vs_session *ss;
+	while (vs_registry_next(&b->sessions, &it, &ss)) {
 		for (uint32_t i = 0; i < vs_session_n_subs(ss); i++)
 			vs_cluster_interest(b, ss->subs->v[i].filter, ss->subs->v[i].len, 1);
 	}

@@ -47,7 +47,7 @@ void vs_cluster_claim_received(struct vs_broker *b, const char *me, const char *
 	uint64_t id = 0;
 	bool end_here = false;
 	pthread_mutex_lock(&b->reg_lock);
-	struct vs_session *s = vs_map_get(&b->sessions, cm.client_id, cm.id_len);
+	struct vs_session *s = vs_registry_get(&b->sessions, cm.client_id, cm.id_len);
 	if (s) {
 		pthread_mutex_lock(&s->lock);
 		const struct vs_conn *c = s->conn;

@@ -24,6 +24,7 @@
 #include "cluster/owner.h"
 #include "codec/codec.h"
 #include "persist/store.h"
+#include "session/registry.h"
 #include "session/session.h"
 
 #define TOKEN_MAX  (3 * VS_CLUSTER_NODE_MAX + 1)
@@ -92,7 +93,7 @@ static int worker_of(struct vs_broker *b, const char *id, size_t idlen)
 {
 	int idx = (int)(vs_hash64(0, id, idlen) % (uint64_t)b->n_workers);
 	pthread_mutex_lock(&b->reg_lock);
-	struct vs_session *s = vs_map_get(&b->sessions, id, idlen);
+	struct vs_session *s = vs_registry_get(&b->sessions, id, idlen);
 	if (s) {
 		pthread_mutex_lock(&s->lock);
 		if (s->connected && s->owner)
@@ -551,7 +552,7 @@ static void note(struct vs_cluster_sessions *cs, const struct job *j)
 	struct vs_store_buf recs;
 	vs_store_buf_init(&recs);
 	pthread_mutex_lock(&b->reg_lock);
-	struct vs_session *s = vs_map_get(&b->sessions, j->id, j->idlen);
+	struct vs_session *s = vs_registry_get(&b->sessions, j->id, j->idlen);
 	bool ours = false;
 	if (s) {
 		pthread_mutex_lock(&s->lock);
@@ -645,7 +646,7 @@ static struct vs_session *adopt(struct vs_cluster_sessions *cs, struct vs_sessio
 	struct vs_broker *b = cs->b;
 	*old = NULL;
 	pthread_mutex_lock(&b->reg_lock);
-	struct vs_session *cur = vs_map_get(&b->sessions, s->client_id, s->id_len);
+	struct vs_session *cur = vs_registry_get(&b->sessions, s->client_id, s->id_len);
 	if (cur) {
 		pthread_mutex_lock(&cur->lock);
 		bool busy = cur->connected || cur->bridge;
@@ -665,10 +666,10 @@ static struct vs_session *adopt(struct vs_cluster_sessions *cs, struct vs_sessio
 			vs_session_unref(s);
 			return NULL;
 		}
-		vs_map_del(&b->sessions, s->client_id, s->id_len);
+		vs_registry_del(&b->sessions, s->client_id, s->id_len);
 		*old = cur; /* the registry's reference */
 	}
-	if (vs_map_put(&b->sessions, s->client_id, s->id_len, s, NULL) < 0) {
+	if (vs_registry_add(&b->sessions, s) < 0) {
 		pthread_mutex_unlock(&b->reg_lock);
 		vs_log(b->log, VS_LOG_ERR, "cluster: no memory for client %s's session",
 		       s->client_id);
@@ -726,11 +727,10 @@ static void check_restored(struct vs_cluster_sessions *cs)
 {
 	struct vs_broker *b = cs->b;
 	pthread_mutex_lock(&b->reg_lock);
-	size_t it = 0, klen;
-	const char *key;
-	void *val;
-	while (vs_map_next(&b->sessions, &it, &key, &klen, &val)) {
-		struct job *j = new_job(JOB_CHECK, key, klen);
+	size_t it = 0;
+	struct vs_session *s;
+	while (vs_registry_next(&b->sessions, &it, &s)) {
+		struct job *j = new_job(JOB_CHECK, s->client_id, s->id_len);
 		if (j)
 			push(cs, j);
 	}
@@ -898,7 +898,7 @@ void vs_cluster_session_handover(struct vs_worker *w, const struct vs_mail *m)
 	uint32_t slot = 0;
 	uint64_t conn_id = 0;
 	pthread_mutex_lock(&b->reg_lock);
-	struct vs_session *s = vs_map_get(&b->sessions, id, idlen);
+	struct vs_session *s = vs_registry_get(&b->sessions, id, idlen);
 	if (s) {
 		pthread_mutex_lock(&s->lock);
 		if (s->connected && !s->bridge) {
@@ -935,14 +935,14 @@ void vs_cluster_session_handover(struct vs_worker *w, const struct vs_mail *m)
 	/* Out of the registry, under its lock: from here on it is this mail's. */
 	char kind = 'N';
 	pthread_mutex_lock(&b->reg_lock);
-	s = vs_map_get(&b->sessions, id, idlen);
+	s = vs_registry_get(&b->sessions, id, idlen);
 	if (s && !s->bridge) {
 		pthread_mutex_lock(&s->lock);
 		if (s->connected) {
 			kind = 'B';
 		} else {
 			kind = 'S';
-			vs_map_del(&b->sessions, id, idlen);
+			vs_registry_del(&b->sessions, id, idlen);
 			vs_broker_sessions_changed(b);
 		}
 		pthread_mutex_unlock(&s->lock);
@@ -984,8 +984,8 @@ void vs_cluster_session_handover(struct vs_worker *w, const struct vs_mail *m)
 		       "cluster: session of client %s cannot be handed over: %s", id,
 		       rc == -ENOMEM ? "no memory" : "too large");
 		pthread_mutex_lock(&b->reg_lock);
-		if (vs_map_get(&b->sessions, id, idlen) ||
-		    vs_map_put(&b->sessions, s->client_id, s->id_len, s, NULL) < 0) {
+		if (vs_registry_get(&b->sessions, id, idlen) ||
+		    vs_registry_add(&b->sessions, s) < 0) {
 			pthread_mutex_unlock(&b->reg_lock);
 			vs_router_end_session(w, s);
 			vs_session_unref(s);

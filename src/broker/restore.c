@@ -43,13 +43,14 @@ struct pending {
 
 struct replay {
 	struct vs_broker *b;
-	struct vs_map
-	    *sessions;	/* &b->sessions at start-up; a private map for one imported session */
-	bool importing; /* one session from another node (vs_bp_session_import) */
+	struct vs_registry *sessions; /* &b->sessions at start-up; a private one for one imported
+				       * session */
+	bool importing;		      /* one session from another node (vs_bp_session_import) */
 	int64_t now_ms, now_wall;
 	struct vs_map msgs;	/* 8-byte id -> struct vs_msg * (one reference) */
 	struct vs_map retained; /* topic -> msg id (as pointer-sized integer) */
 	struct vs_map index;	/* (session ptr, msg id) -> pending index + 1 */
+	struct vs_map wills;	/* session ptr -> its will's msg id (as pointer-sized integer) */
 	struct pending *pend;
 	size_t n_pend, cap_pend;
 	struct vs_session **dead; /* ended during replay, freed at the end */
@@ -70,7 +71,7 @@ static int64_t mono_of(const struct replay *r, int64_t wall)
 
 static struct vs_session *find_session(struct replay *r, const struct vs_rec_str *id)
 {
-	return vs_map_get(r->sessions, id->p, id->len);
+	return vs_registry_get(r->sessions, (const char *)id->p, id->len);
 }
 
 static int on_session(struct replay *r, const struct vs_rec_session *x)
@@ -78,7 +79,7 @@ static int on_session(struct replay *r, const struct vs_rec_session *x)
 	struct vs_session *s = find_session(r, &x->client_id);
 	if (!s) {
 		s = vs_session_new((const char *)x->client_id.p, x->client_id.len);
-		if (!s || vs_map_put(r->sessions, x->client_id.p, x->client_id.len, s, NULL) < 0) {
+		if (!s || vs_registry_add(r->sessions, s) < 0) {
 			vs_session_unref(s);
 			return -ENOMEM;
 		}
@@ -96,7 +97,7 @@ static int on_session(struct replay *r, const struct vs_rec_session *x)
 
 static void on_session_del(struct replay *r, const struct vs_rec_str *id)
 {
-	struct vs_session *s = vs_map_del(r->sessions, id->p, id->len);
+	struct vs_session *s = vs_registry_del(r->sessions, (const char *)id->p, id->len);
 	if (!s)
 		return;
 	s->ended = true;
@@ -253,8 +254,13 @@ static int on_will(struct replay *r, const struct vs_rec_will *x, bool set)
 									     : x->publish_at_wall));
 	else
 		s->will_at_ms = set ? mono_of(r, x->publish_at_wall) : 0;
-	s->will_store_id = set ? x->msg_id : 0;
-	return 0;
+	if (!set || !x->msg_id) {
+		vs_map_del(&r->wills, &s, sizeof(s));
+		return 0;
+	}
+	return vs_map_put(&r->wills, &s, sizeof(s), (void *)(uintptr_t)x->msg_id, NULL) < 0
+		   ? -ENOMEM
+		   : 0;
 }
 
 /* The latest change per topic wins, by version (records from different workers can reach the
@@ -392,16 +398,13 @@ static void rebuild_sessions(struct replay *r)
 {
 	struct vs_broker *b = r->b;
 	size_t it = 0;
-	const char *key;
-	size_t klen;
-	void *val;
-	while (vs_map_next(&b->sessions, &it, &key, &klen, &val)) {
-		struct vs_session *s = val;
+	struct vs_session *s;
+	while (vs_registry_next(&b->sessions, &it, &s)) {
 		vs_bp_session_subscribe(b, s);
-		if (s->will_store_id) {
-			struct vs_msg *m = msg_by_id(r, s->will_store_id);
+		uint64_t will_id = (uintptr_t)vs_map_get(&r->wills, &s, sizeof(s));
+		if (will_id) {
+			struct vs_msg *m = msg_by_id(r, will_id);
 			s->will = m ? vs_msg_ref(m) : NULL;
-			s->will_store_id = 0;
 		}
 	}
 }
@@ -438,6 +441,7 @@ static void replay_fini(struct replay *r)
 		free(val);
 	vs_map_fini(&r->retained);
 	vs_map_fini(&r->index);
+	vs_map_fini(&r->wills);
 	free(r->pend);
 }
 
@@ -578,10 +582,8 @@ static int write_snapshot(struct vs_broker *b)
 	pthread_mutex_lock(&b->reg_lock);
 	size_t n = 0, it = 0;
 	struct vs_session **all = malloc((b->sessions.count + 1) * sizeof(*all));
-	const char *key;
-	size_t klen;
-	void *val;
-	while (all && vs_map_next(&b->sessions, &it, &key, &klen, &val))
+	struct vs_session *val;
+	while (all && vs_registry_next(&b->sessions, &it, &val))
 		all[n++] = vs_session_ref(val);
 	pthread_mutex_unlock(&b->reg_lock);
 	if (!all)
@@ -659,7 +661,7 @@ static const struct vs_rec_str *rec_client(const struct vs_rec *r)
 struct vs_session *vs_bp_session_import(struct vs_broker *b, const char *client_id, size_t idlen,
 					const uint8_t *buf, size_t len, const char **why)
 {
-	struct vs_map sessions;
+	struct vs_registry sessions;
 	memset(&sessions, 0, sizeof(sessions));
 	struct replay r = {.b = b,
 			   .sessions = &sessions,
@@ -690,26 +692,26 @@ struct vs_session *vs_bp_session_import(struct vs_broker *b, const char *client_
 			*why = "no memory";
 	}
 	free(scratch);
-	struct vs_session *s = NULL;
-	if (rc == 0 && !(s = vs_map_del(&sessions, client_id, idlen)))
+	struct vs_session *s = NULL, *other;
+	if (rc == 0 && !(s = vs_registry_del(&sessions, client_id, idlen)))
 		*why = "no session in it";
 	size_t it = 0;
-	const char *key;
-	size_t klen;
-	void *val;
-	while (vs_map_next(&sessions, &it, &key, &klen, &val))
-		((struct vs_session *)val)->ended = true; /* its queue entries are dropped */
+	while (vs_registry_next(&sessions, &it, &other))
+		other->ended = true; /* its queue entries are dropped */
 	rebuild_queues(&r);
 	if (s)
 		s->persisted = false; /* not in this node's store yet: vs_bp_session_record() */
 	/* Their ids were the other node's: this node's store gives them its own. */
+	const char *key;
+	size_t klen;
+	void *val;
 	it = 0;
 	while (vs_map_next(&r.msgs, &it, &key, &klen, &val))
 		atomic_store(&((struct vs_msg *)val)->store_id, 0);
 	it = 0;
-	while (vs_map_next(&sessions, &it, &key, &klen, &val))
-		vs_session_unref(val);
-	vs_map_fini(&sessions);
+	while (vs_registry_next(&sessions, &it, &other))
+		vs_session_unref(other);
+	vs_registry_fini(&sessions);
 	replay_fini(&r);
 	return s;
 }
