@@ -18,9 +18,12 @@
  * that outlives it takes the key too; the old owner ends its copy on that client's claim
  * (cluster_claim.h), as one node would.
  *
- * A node that does not answer (stopped, dead, cut off from NATS) keeps what it had: the client
- * starts a new session on B (session present 0), and B owns the id from then on. Without NATS
- * the CONNECT goes on locally.
+ * A node is asked while its lease (vs_nodes) is current, and lets the session go only before
+ * the asker's deadline; a node that does not answer (lease lapsed, no responders) has its
+ * session rebuilt from its key: the owner keeps there the session's subscriptions and, when it
+ * goes offline, the stream sequence below which it had taken everything (vs_cjs_floor()); the
+ * new node reads VS_MSGS from there for what the session's filters match (session present 1,
+ * at least once). Without NATS the CONNECT goes on locally.
  */
 #ifndef VS_BROKER_CLUSTER_SESSION_H
 #define VS_BROKER_CLUSTER_SESSION_H

@@ -4,9 +4,10 @@ roam"; src/broker/cluster_session.h).
 A session that goes offline on one node, receives messages published on a second, and resumes
 on a third: session present, its subscriptions, every queued QoS 1/2 message once, in order. A
 take-over across nodes of a connected client: the old connection is closed (0x8E), the session
-with its unacknowledged messages follows the client. The owner of a client id in the bucket
-vs_sessions changes by compare-and-set only. A clean start elsewhere ends the session left
-behind. A node that does not answer (killed): the client starts anew, and is told so.
+with its unacknowledged messages follows the client. A clean start elsewhere ends the session
+left behind, connected or not. A slow owner (SIGSTOP) is asked again while its lease is current.
+A killed owner's session is rebuilt from its key and the stream (session present 1, the messages
+published for it meanwhile). Real clients (mosquitto_sub, mosquitto_pub) across three nodes.
 """
 
 import re
