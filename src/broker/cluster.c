@@ -421,7 +421,7 @@ void vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m)
 	/* QoS 1/2 goes through JetStream, which numbers it itself (cluster_js.h), when another
 	 * node or a shared group (any node's, this one's too) wants it. */
 	bool durable = m->qos > 0 && vs_cjs_ready(cl->cjs) &&
-		       (strcmp(subject, LONG_SUBJECT) == 0 ||
+		       (w->b->conf->cluster_durable_all || strcmp(subject, LONG_SUBJECT) == 0 ||
 			vs_cluster_interest_remote(cl->remote, subject) ||
 			vs_cluster_share_wants(cl->share, subject));
 	uint64_t seq = durable ? 0 : atomic_fetch_add(&cl->seq, 1) + 1;

@@ -366,3 +366,30 @@ def test_a_slow_owner_hands_the_session_over_when_it_is_back(nats, broker, clien
 	got = r.publishes(5, timeout=10)
 	assert [m.payload for m in got] == [b"%d" % i for i in range(5)]
 	a.wait_log(r"cluster: session of client %s handed over to node sb" % cid, timeout=5)
+
+
+def test_with_cluster_durable_all_a_dead_node_loses_none_of_its_own(nats, broker, clients):
+	"""cluster_durable_all true: a QoS 1 message that only the publishing node's own offline
+	session wants still goes through JetStream, so when that node is killed the session,
+	rebuilt on another node, gets it. (Without it, such a message stays on its node: see
+	docs/cluster.md, Limits.)"""
+	n = nats()
+	a = node(broker, n, "da", "cluster_durable_all true")
+	b = node(broker, n, "db")
+	t = uid("d")
+	cid = uid("dev")
+	s = clients.raw(a.port, 4)
+	s.connect(cid, clean=False)
+	s.subscribe([(t + "/#", 1)])
+	s.disconnect()
+	p = clients.raw(a.port, 4)  # on the same node, nobody else subscribes
+	p.connect(uid("p"))
+	for i in range(10):
+		p.publish("%s/x" % t, b"%d" % i, qos=1)
+	wait_until(lambda: n.stream_state("VS_MSGS", "last_seq") >= 10, 10,
+		what="the messages in the stream")
+	a.kill()
+	r = clients.raw(b.port, 4)
+	assert r.connect(cid, clean=False).session_present
+	got = r.publishes(10, timeout=10)
+	assert sorted(set(m.payload for m in got), key=int) == [b"%d" % i for i in range(10)]
