@@ -12,6 +12,7 @@
 #include "base/clock.h"
 #include "base/hash.h"
 #include "base/log.h"
+#include "base/map.h"
 #include "broker/broker.h"
 #include "broker/cluster_js.h"
 #include "broker/cluster_nats.h"
@@ -57,21 +58,33 @@ struct job {
 	char id[]; /* NUL-terminated */
 };
 
-struct vs_cluster_sessions {
-	struct vs_broker *b;
-	char tok[TOKEN_MAX]; /* this node's id as a token */
-	kvStore *kv;
-	kvStore *nodes;	   /* leases (cluster_js.h), bound when first needed */
-	atomic_bool ready; /* the bucket is bound: CONNECTs ask */
-	natsSubscription *sub;
+/* One session thread and its queues. A client id's jobs all go to one shard (by its hash),
+ * in order; a slow owner holds up one shard's CONNECTs, not every one's. */
+struct shard {
+	struct vs_cluster_sessions *cs;
+	int idx;
 	pthread_t thread;
 	bool started;
-	atomic_bool stop;
 	pthread_mutex_t lock; /* the queues: CONNECTs first, they wait */
 	pthread_cond_t cond;
 	struct job *head, **tail;
 	struct job *notes, **notes_tail;
 	uint32_t n_jobs, n_notes;
+};
+
+enum { SHARDS = 4 };
+
+struct vs_cluster_sessions {
+	struct vs_broker *b;
+	char tok[TOKEN_MAX]; /* this node's id as a token */
+	kvStore *kv;	     /* set by shard 0 before ready */
+	kvStore *nodes;	     /* leases (cluster_js.h), bound with kv, or NULL */
+	atomic_bool ready;   /* the buckets are bound: CONNECTs ask */
+	natsSubscription *sub;
+	atomic_bool stop;
+	pthread_mutex_t slow_lock;
+	struct vs_map slow; /* node id -> until when (ms, as a pointer) it is not asked again */
+	struct shard shards[SHARDS];
 };
 
 enum { JOBS_MAX = 100000 };
@@ -108,17 +121,18 @@ static int worker_of(struct vs_broker *b, const char *id, size_t idlen)
 static bool push(struct vs_cluster_sessions *cs, struct job *j)
 {
 	bool connect = j->kind == JOB_CONNECT;
-	pthread_mutex_lock(&cs->lock);
-	uint32_t *n = connect ? &cs->n_jobs : &cs->n_notes;
-	bool queued = *n < JOBS_MAX;
+	struct shard *sh = &cs->shards[vs_hash64(0x53484152u, j->id, j->idlen) % SHARDS];
+	pthread_mutex_lock(&sh->lock);
+	uint32_t *n = connect ? &sh->n_jobs : &sh->n_notes;
+	bool queued = *n < JOBS_MAX / SHARDS;
 	if (queued) {
-		struct job ***tail = connect ? &cs->tail : &cs->notes_tail;
+		struct job ***tail = connect ? &sh->tail : &sh->notes_tail;
 		**tail = j;
 		*tail = &j->next;
 		(*n)++;
-		pthread_cond_signal(&cs->cond);
+		pthread_cond_signal(&sh->cond);
 	}
-	pthread_mutex_unlock(&cs->lock);
+	pthread_mutex_unlock(&sh->lock);
 	if (!queued)
 		free(j);
 	return queued;
@@ -303,15 +317,38 @@ out:
 	return r;
 }
 
+/* A node that let a CONNECT ask it for a whole lease without answering, though its lease was
+ * current (cut off from NATS in a way NATS has not noticed yet, or hung): the next CONNECTs
+ * for its clients do not wait for it again, for a lease. */
+static bool slow(struct vs_cluster_sessions *cs, const char *node)
+{
+	pthread_mutex_lock(&cs->slow_lock);
+	int64_t until = (intptr_t)vs_map_get(&cs->slow, node, strlen(node));
+	bool is = until && vs_now_ms() < until;
+	if (until && !is)
+		vs_map_del(&cs->slow, node, strlen(node));
+	pthread_mutex_unlock(&cs->slow_lock);
+	return is;
+}
+
+static void mark_slow(struct vs_cluster_sessions *cs, const char *node)
+{
+	int64_t until = vs_now_ms() + cs->b->conf->cluster_lease_ms;
+	pthread_mutex_lock(&cs->slow_lock);
+	vs_map_put(&cs->slow, node, strlen(node), (void *)(intptr_t)until, NULL);
+	pthread_mutex_unlock(&cs->slow_lock);
+	vs_log(cs->b->log, VS_LOG_WARN,
+	       "cluster: node %s has not answered for a whole lease though its lease is current: "
+	       "its clients' sessions are rebuilt without asking it for %d s",
+	       node, cs->b->conf->cluster_lease_ms / 1000);
+}
+
 /* Whether node's lease in vs_nodes is current (cluster_js.h); true when that cannot be read. */
 static bool alive(struct vs_cluster_sessions *cs, const char *node)
 {
 	char tok[TOKEN_MAX];
-	if (!cs->nodes &&
-	    js_KeyValue(&cs->nodes, vs_cluster_js(cs->b), VS_CJS_NODES_BUCKET) != NATS_OK) {
-		cs->nodes = NULL;
+	if (!cs->nodes)
 		return true;
-	}
 	if (vs_cluster_token((const uint8_t *)node, strlen(node), tok, sizeof(tok)) < 0)
 		return true;
 	kvEntry *e = NULL;
@@ -525,12 +562,15 @@ static struct vs_session *take(struct vs_cluster_sessions *cs, const struct job 
 		 * while its lease is current (it may be slow: a pause, a large session), and
 		 * taken for dead once its lease lapsed; a node too late to answer keeps its copy
 		 * (fetch()), which joins the session when the client is back there (finish()). */
-		int asks = b->conf->cluster_lease_ms / WAIT_MS + 2;
+		int asks = b->conf->cluster_lease_ms / WAIT_MS + 2, ask = 0;
 		enum fetched r = GONE;
-		for (int ask = 0;
-		     !j->clean && o.owner[0] && ask < asks && r == GONE && alive(cs, o.owner);
+		bool live = false;
+		for (; !j->clean && o.owner[0] && ask < asks && r == GONE && !slow(cs, o.owner) &&
+		       (live = alive(cs, o.owner));
 		     ask++)
 			r = fetch(cs, o.owner, j, &s);
+		if (r == GONE && live && ask == asks) /* alive, and never answered */
+			mark_slow(cs, o.owner);
 		if (!j->clean && o.owner[0] && r == GONE)
 			s = rebuild(cs, j, &o, from);
 		kvEntry_Destroy(e);
@@ -737,7 +777,7 @@ static void check_restored(struct vs_cluster_sessions *cs)
 	pthread_mutex_unlock(&b->reg_lock);
 }
 
-static struct job *pop(struct vs_cluster_sessions *cs)
+static struct job *pop(struct shard *cs)
 {
 	pthread_mutex_lock(&cs->lock);
 	if (!cs->head && !cs->notes) {
@@ -766,18 +806,23 @@ static struct job *pop(struct vs_cluster_sessions *cs)
 
 static void *run(void *arg)
 {
-	struct vs_cluster_sessions *cs = arg;
+	struct shard *sh = arg;
+	struct vs_cluster_sessions *cs = sh->cs;
 	while (!atomic_load(&cs->stop)) {
-		if (!cs->kv) {
+		if (sh->idx == 0 && !atomic_load(&cs->ready)) { /* shard 0 binds for all */
 			if (bind_bucket(cs) != NATS_OK) {
+				kvStore_Destroy(cs->kv);
 				cs->kv = NULL;
 				nats_Sleep(500);
 				continue;
 			}
+			if (js_KeyValue(&cs->nodes, vs_cluster_js(cs->b), VS_CJS_NODES_BUCKET) !=
+			    NATS_OK)
+				cs->nodes = NULL; /* every owner taken for alive (alive()) */
 			atomic_store(&cs->ready, true);
 			check_restored(cs);
 		}
-		struct job *j = pop(cs);
+		struct job *j = pop(sh);
 		if (!j)
 			continue;
 		if (j->kind == JOB_CONNECT) {
@@ -1082,22 +1127,33 @@ struct vs_cluster_sessions *vs_cluster_sessions_start(struct vs_broker *b)
 	if (!cs)
 		return NULL;
 	cs->b = b;
-	cs->tail = &cs->head;
-	cs->notes_tail = &cs->notes;
-	pthread_mutex_init(&cs->lock, NULL);
-	pthread_cond_init(&cs->cond, NULL);
+	pthread_mutex_init(&cs->slow_lock, NULL);
+	for (int i = 0; i < SHARDS; i++) {
+		struct shard *sh = &cs->shards[i];
+		sh->cs = cs;
+		sh->idx = i;
+		sh->tail = &sh->head;
+		sh->notes_tail = &sh->notes;
+		pthread_mutex_init(&sh->lock, NULL);
+		pthread_cond_init(&sh->cond, NULL);
+	}
 	const char *node = vs_cluster_node(b);
 	char subject[TOKEN_MAX + 8];
 	ssize_t n = vs_cluster_token((const uint8_t *)node, strlen(node), cs->tok, sizeof(cs->tok));
 	snprintf(subject, sizeof(subject), SUBJECT "%s", cs->tok);
-	if (n <= 0 ||
-	    natsConnection_Subscribe(&cs->sub, vs_cluster_nc(b), subject, on_request, cs) !=
-		NATS_OK ||
-	    pthread_create(&cs->thread, NULL, run, cs) != 0) {
+	if (n <= 0 || natsConnection_Subscribe(&cs->sub, vs_cluster_nc(b), subject, on_request,
+					       cs) != NATS_OK) {
 		vs_cluster_sessions_free(cs);
 		return NULL;
 	}
-	cs->started = true;
+	for (int i = 0; i < SHARDS; i++) {
+		struct shard *sh = &cs->shards[i];
+		if (pthread_create(&sh->thread, NULL, run, sh) != 0) {
+			vs_cluster_sessions_free(cs);
+			return NULL;
+		}
+		sh->started = true;
+	}
 	return cs;
 }
 
@@ -1108,13 +1164,16 @@ void vs_cluster_sessions_stop(struct vs_cluster_sessions *cs)
 	atomic_store(&cs->stop, true);
 	if (cs->sub)
 		natsSubscription_Unsubscribe(cs->sub);
-	if (!cs->started)
-		return;
-	pthread_mutex_lock(&cs->lock);
-	pthread_cond_signal(&cs->cond);
-	pthread_mutex_unlock(&cs->lock);
-	pthread_join(cs->thread, NULL);
-	cs->started = false;
+	for (int i = 0; i < SHARDS; i++) {
+		struct shard *sh = &cs->shards[i];
+		if (!sh->started)
+			continue;
+		pthread_mutex_lock(&sh->lock);
+		pthread_cond_signal(&sh->cond);
+		pthread_mutex_unlock(&sh->lock);
+		pthread_join(sh->thread, NULL);
+		sh->started = false;
+	}
 }
 
 void vs_cluster_sessions_free(struct vs_cluster_sessions *cs)
@@ -1122,18 +1181,23 @@ void vs_cluster_sessions_free(struct vs_cluster_sessions *cs)
 	if (!cs)
 		return;
 	vs_cluster_sessions_stop(cs);
-	for (struct job *j = cs->head, *next; j; j = next) {
-		next = j->next;
-		free(j); /* its connection is closed with its worker */
-	}
-	for (struct job *j = cs->notes, *next; j; j = next) {
-		next = j->next;
-		free(j);
+	for (int i = 0; i < SHARDS; i++) {
+		struct shard *sh = &cs->shards[i];
+		for (struct job *j = sh->head, *next; j; j = next) {
+			next = j->next;
+			free(j); /* its connection is closed with its worker */
+		}
+		for (struct job *j = sh->notes, *next; j; j = next) {
+			next = j->next;
+			free(j);
+		}
+		pthread_cond_destroy(&sh->cond);
+		pthread_mutex_destroy(&sh->lock);
 	}
 	natsSubscription_Destroy(cs->sub);
 	kvStore_Destroy(cs->kv);
 	kvStore_Destroy(cs->nodes);
-	pthread_cond_destroy(&cs->cond);
-	pthread_mutex_destroy(&cs->lock);
+	vs_map_fini(&cs->slow);
+	pthread_mutex_destroy(&cs->slow_lock);
 	free(cs);
 }
