@@ -76,6 +76,27 @@ struct peer {
 	uint32_t groups;
 };
 
+natsStatus vs_cluster_bucket(struct vs_broker *b, kvStore **kv, const char *name, const char *what,
+			     int64_t ttl_ms)
+{
+	jsCtx *js = vs_cluster_js(b);
+	natsStatus s = js_KeyValue(kv, js, name);
+	if (s == NATS_OK)
+		return s;
+	kvConfig kc;
+	kvConfig_Init(&kc);
+	kc.Bucket = name;
+	kc.Description = what;
+	kc.History = 1;
+	kc.TTL = ttl_ms * 1000000;
+	kc.StorageType = js_FileStorage;
+	kc.Replicas = b->conf->cluster_replicas;
+	s = js_CreateKeyValue(kv, js, &kc);
+	if (s != NATS_OK) /* made by another node meanwhile, maybe with other settings */
+		s = js_KeyValue(kv, js, name);
+	return s;
+}
+
 struct vs_cluster_interest *vs_cluster_interest_state(struct vs_broker *b)
 {
 	return b->cluster ? b->cluster->remote : NULL;

@@ -166,20 +166,9 @@ static void apply(struct vs_cluster_interest *ci, kvEntry *e)
 
 static natsStatus bind_bucket(struct vs_cluster_interest *ci)
 {
-	jsCtx *js = vs_cluster_js(ci->b);
-	natsStatus s = js_KeyValue(&ci->kv, js, VS_INTEREST_BUCKET);
-	if (s == NATS_OK)
-		return s;
-	kvConfig kc;
-	kvConfig_Init(&kc);
-	kc.Bucket = VS_INTEREST_BUCKET;
-	kc.Description = "Viesti: the subjects each node subscribes to (docs/cluster.md)";
-	kc.History = 1;
-	kc.Replicas = ci->b->conf->cluster_replicas;
-	s = js_CreateKeyValue(&ci->kv, js, &kc);
-	if (s != NATS_OK) /* another node made it meanwhile */
-		s = js_KeyValue(&ci->kv, js, VS_INTEREST_BUCKET);
-	return s;
+	return vs_cluster_bucket(ci->b, &ci->kv, VS_INTEREST_BUCKET,
+				 "Viesti: the subjects each node subscribes to (docs/cluster.md)",
+				 0);
 }
 
 static void run_ops(struct vs_cluster_interest *ci)

@@ -203,23 +203,6 @@ static natsStatus make_consumer(struct vs_cjs *j)
 	return js_Subscribe(&j->sub, j->js, QOS_SUBJECTS, on_js_msg, j, NULL, &so, &jerr);
 }
 
-static natsStatus make_bucket(struct vs_cjs *j, kvStore **kv, const char *name, int64_t ttl_ms)
-{
-	if (js_KeyValue(kv, j->js, name) == NATS_OK)
-		return NATS_OK;
-	kvConfig kc;
-	kvConfig_Init(&kc);
-	kc.Bucket = name;
-	kc.History = 1;
-	kc.TTL = ttl_ms * 1000000;
-	kc.StorageType = js_FileStorage;
-	kc.Replicas = j->b->conf->cluster_replicas;
-	natsStatus s = js_CreateKeyValue(kv, j->js, &kc);
-	if (s != NATS_OK) /* made by another node meanwhile, maybe with other settings */
-		s = js_KeyValue(kv, j->js, name);
-	return s;
-}
-
 /* ---- leases and wills ---- */
 
 static natsStatus renew_lease(struct vs_cjs *j)
@@ -380,10 +363,14 @@ static int setup(struct vs_cjs *j)
 	if (s == NATS_OK && !j->sub && (s = make_consumer(j)) != NATS_OK)
 		what = "this node's consumer";
 	if (s == NATS_OK && !j->nodes &&
-	    (s = make_bucket(j, &j->nodes, NODES_BUCKET, j->lease_ms)) != NATS_OK)
+	    (s = vs_cluster_bucket(j->b, &j->nodes, NODES_BUCKET,
+				   "Viesti: node leases (docs/cluster.md)", j->lease_ms)) !=
+		NATS_OK)
 		what = "the bucket " NODES_BUCKET;
 	if (s == NATS_OK && !j->wills &&
-	    (s = make_bucket(j, &j->wills, WILLS_BUCKET, 0)) != NATS_OK)
+	    (s = vs_cluster_bucket(j->b, &j->wills, WILLS_BUCKET,
+				   "Viesti: wills of connected clients (docs/cluster.md)", 0)) !=
+		NATS_OK)
 		what = "the bucket " WILLS_BUCKET;
 	if (s == NATS_OK && (s = renew_lease(j)) != NATS_OK)
 		what = "this node's lease";

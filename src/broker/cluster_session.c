@@ -745,21 +745,9 @@ static void answer(struct vs_cluster_sessions *cs, struct job *j, struct vs_sess
 
 static natsStatus bind_bucket(struct vs_cluster_sessions *cs)
 {
-	jsCtx *js = vs_cluster_js(cs->b);
-	natsStatus st = js_KeyValue(&cs->kv, js, VS_SESSIONS_BUCKET);
-	if (st == NATS_OK)
-		return st;
-	kvConfig kc;
-	kvConfig_Init(&kc);
-	kc.Bucket = VS_SESSIONS_BUCKET;
-	kc.Description = "Viesti: the node that has each client id's session (docs/cluster.md)";
-	kc.History = 1;
-	kc.StorageType = js_FileStorage;
-	kc.Replicas = cs->b->conf->cluster_replicas;
-	st = js_CreateKeyValue(&cs->kv, js, &kc);
-	if (st != NATS_OK) /* another node made it meanwhile */
-		st = js_KeyValue(&cs->kv, js, VS_SESSIONS_BUCKET);
-	return st;
+	return vs_cluster_bucket(
+	    cs->b, &cs->kv, VS_SESSIONS_BUCKET,
+	    "Viesti: the node that has each client id's session (docs/cluster.md)", 0);
 }
 
 /* Once the bucket is there: every session restored from the store is checked against it. */
