@@ -28,6 +28,7 @@ struct vs_cluster_retain {
 	atomic_uint_fast64_t applied; /* changes from the bucket stored here */
 	pthread_mutex_t lock;	      /* orders local stores with puts; guards pending, watcher */
 	struct vs_map pending;	      /* topic -> sequence number of this node's last put */
+	struct vs_map pending_ms;     /* topic -> when that put was made (monotonic ms) */
 	struct vs_map unsynced;	      /* topics published here before the bucket was bound */
 	uint64_t seq;		      /* of this node's puts (under lock) */
 	kvStore *kv;		      /* the thread's */
@@ -61,6 +62,13 @@ static uint8_t *make_value(struct vs_broker *b, struct vs_msg *m, uint64_t seq, 
 	return buf;
 }
 
+/* Its put is no longer pending (r->lock held). */
+static void pending_del(struct vs_cluster_retain *r, const void *topic, size_t len)
+{
+	vs_map_del(&r->pending, topic, len);
+	vs_map_del(&r->pending_ms, topic, len);
+}
+
 /* Puts m in the bucket and marks its topic pending (r->lock held). */
 static void put_locked(struct vs_cluster_retain *r, struct vs_msg *m)
 {
@@ -83,10 +91,13 @@ static void put_locked(struct vs_cluster_retain *r, struct vs_msg *m)
 		       "cluster: retained message of %.*s not written to the bucket: %s; other "
 		       "nodes do not get it",
 		       (int)m->topic.len, (const char *)m->topic.p, natsStatus_GetText(s));
-		vs_map_del(&r->pending, m->topic.p, m->topic.len);
+		pending_del(r, m->topic.p, m->topic.len);
 		return;
 	}
-	vs_map_put(&r->pending, m->topic.p, m->topic.len, (void *)(uintptr_t)seq, NULL);
+	if (vs_map_put(&r->pending, m->topic.p, m->topic.len, (void *)(uintptr_t)seq, NULL) < 0 ||
+	    vs_map_put(&r->pending_ms, m->topic.p, m->topic.len, (void *)(intptr_t)vs_now_ms(),
+		       NULL) < 0)
+		pending_del(r, m->topic.p, m->topic.len); /* the bucket's order alone decides */
 }
 
 bool vs_cluster_retain(struct vs_broker *b, struct vs_msg *m, uint64_t *version)
@@ -138,7 +149,7 @@ void vs_cluster_retain_failed(struct vs_broker *b, jsPubAckErr *pae)
 	       pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
 	pthread_mutex_lock(&r->lock);
 	if ((uintptr_t)vs_map_get(&r->pending, t->p, t->len) == f.seq)
-		vs_map_del(&r->pending, t->p, t->len);
+		pending_del(r, t->p, t->len);
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -190,7 +201,7 @@ static void apply(struct vs_cluster_retain *r, kvEntry *e)
 	uint64_t pending = (uintptr_t)vs_map_get(&r->pending, t->p, t->len);
 	bool store = true;
 	if (pending && mine && f.seq == pending) {
-		vs_map_del(&r->pending, t->p, t->len); /* our last put: stored already */
+		pending_del(r, t->p, t->len); /* our last put: stored already */
 		store = false;
 	} else if (pending) {
 		store = false; /* a put of ours comes later in the bucket: it wins */
@@ -252,12 +263,73 @@ static natsStatus bind_bucket(struct vs_cluster_retain *r)
 				 "Viesti: retained messages (docs/cluster.md)", 0);
 }
 
+/*
+ * A put of ours that the watch has not shown within STALE_MS: the bucket keeps one value per
+ * topic, and a put from another node stored right after ours replaces it before the watch
+ * delivers it, so ours never comes, and the later put was skipped as older than ours (apply()).
+ * The bucket is read for such topics and its value stored here.
+ */
+enum { STALE_MS = 1000 };
+
+struct stale {
+	char *topic;
+	size_t len;
+	uint64_t seq;
+};
+
+static void resolve_stale(struct vs_cluster_retain *r)
+{
+	int64_t now = vs_now_ms();
+	struct stale v[64];
+	size_t n = 0, it = 0, klen;
+	const char *key;
+	void *val;
+	pthread_mutex_lock(&r->lock);
+	while (n < 64 && vs_map_next(&r->pending_ms, &it, &key, &klen, &val)) {
+		if (now - (intptr_t)val < STALE_MS || !(v[n].topic = malloc(klen)))
+			continue;
+		memcpy(v[n].topic, key, klen);
+		v[n].len = klen;
+		v[n].seq = (uintptr_t)vs_map_get(&r->pending, key, klen);
+		n++;
+	}
+	pthread_mutex_unlock(&r->lock);
+	for (size_t i = 0; i < n; i++) {
+		char k[VS_KVKEY_MAX + 1];
+		vs_kvkey_encode((const uint8_t *)v[i].topic, v[i].len, k, sizeof(k));
+		kvEntry *e = NULL;
+		natsStatus s = kvStore_Get(&e, r->kv, k);
+		struct vs_cluster_frame f;
+		const char *why;
+		int len = s == NATS_OK ? kvEntry_ValueLen(e) : 0;
+		bool ok = s == NATS_OK &&
+			  vs_cluster_frame_decode(kvEntry_Value(e), (size_t)(len > 0 ? len : 0), &f,
+						  &why) == 0;
+		struct vs_msg *m = ok ? entry_msg(e, &f) : NULL;
+		pthread_mutex_lock(&r->lock);
+		if ((uintptr_t)vs_map_get(&r->pending, v[i].topic, v[i].len) == v[i].seq) {
+			if (ok) {
+				vs_retain_put(r->b->retain, v[i].topic, v[i].len, m, NULL);
+				atomic_fetch_add(&r->applied, 1);
+			}
+			if (ok || s == NATS_NOT_FOUND)
+				pending_del(r, v[i].topic, v[i].len);
+		}
+		pthread_mutex_unlock(&r->lock);
+		if (m)
+			vs_msg_unref(m);
+		kvEntry_Destroy(e);
+		free(v[i].topic);
+	}
+}
+
 static void *watch_main(void *arg)
 {
 	struct vs_cluster_retain *r = arg;
 	struct vs_broker *b = r->b;
 	bool warned = false;
 	uint64_t initial = 0;
+	int64_t resolved_ms = 0;
 	while (!atomic_load(&r->stop)) {
 		if (!r->kv) {
 			natsStatus s = bind_bucket(r);
@@ -288,6 +360,10 @@ static void *watch_main(void *arg)
 		}
 		kvEntry *e = NULL;
 		natsStatus s = kvWatcher_Next(&e, r->watcher, 500);
+		if (vs_now_ms() - resolved_ms >= STALE_MS / 4) {
+			resolve_stale(r);
+			resolved_ms = vs_now_ms();
+		}
 		if (s == NATS_TIMEOUT)
 			continue;
 		if (s != NATS_OK) {
@@ -352,6 +428,7 @@ void vs_cluster_retain_free(struct vs_cluster_retain *r)
 	if (!r)
 		return;
 	vs_map_fini(&r->pending);
+	vs_map_fini(&r->pending_ms);
 	vs_map_fini(&r->unsynced);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
