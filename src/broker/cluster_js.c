@@ -100,7 +100,9 @@ struct vs_cjs {
 	struct op *head, **tail;
 	uint32_t n_ops;
 	bool ops_warned;
-	int64_t warned_ms; /* JetStream thread only */
+	int64_t warned_ms;  /* JetStream thread only */
+	int64_t next_lease; /* when to renew the lease next (JetStream thread only) */
+	int64_t next_reap;  /* when to look for dead nodes' wills next (JetStream thread only) */
 };
 
 static void warn_js(struct vs_cjs *j, const char *what, natsStatus s)
@@ -200,6 +202,23 @@ static natsStatus renew_lease(struct vs_cjs *j)
 {
 	uint64_t rev;
 	return kvStore_PutString(&rev, j->nodes, j->node_tok, j->node);
+}
+
+/*
+ * Renews the lease when a third of it has passed. Called between the JetStream thread's other
+ * writes too, not only when it is idle: a burst of will writes or of wills to publish (up to
+ * OPS_MAX, each a JetStream round trip) can take longer than the lease, and a lease that lapses
+ * makes the other nodes take this live node for dead and publish its clients' wills.
+ */
+static void keep_lease(struct vs_cjs *j)
+{
+	int64_t now = vs_now_ms();
+	if (now < j->next_lease)
+		return;
+	natsStatus s = renew_lease(j);
+	if (s != NATS_OK)
+		warn_js(j, "renewing this node's lease", s);
+	j->next_lease = now + j->lease_ms / 3;
 }
 
 static natsStatus publish_frame(struct vs_cjs *j, const char *subject, uint8_t *buf, size_t head,
@@ -316,21 +335,33 @@ static void reap(struct vs_cjs *j, bool self)
 		}
 		if (v == 2)
 			reap_key(j, key);
+		keep_lease(j);
 	}
 	vs_map_fini(&verdict);
 	kvKeysList_Destroy(&keys);
 }
 
-static void run_ops(struct vs_cjs *j)
+/* Takes the first waiting will write, or NULL when none waits. */
+static struct op *take_op(struct vs_cjs *j)
 {
 	pthread_mutex_lock(&j->lock);
 	struct op *o = j->head;
-	j->head = NULL;
-	j->tail = &j->head;
-	j->n_ops = 0;
+	if (o) {
+		j->head = o->next;
+		if (!j->head)
+			j->tail = &j->head;
+		j->n_ops--;
+	}
 	pthread_mutex_unlock(&j->lock);
-	while (o) {
-		struct op *next = o->next;
+	return o;
+}
+
+/* Writes the waiting will updates in order, until none is left or until the time until (ms):
+ * the lease is kept between writes, and the reaping's turn comes even while wills keep coming. */
+static void run_ops(struct vs_cjs *j, int64_t until)
+{
+	struct op *o;
+	while (vs_now_ms() < until && (o = take_op(j))) {
 		uint64_t rev;
 		natsStatus s = o->val ? kvStore_Put(&rev, j->wills, o->key, o->val, (int)o->len)
 				      : kvStore_Delete(j->wills, o->key);
@@ -339,7 +370,7 @@ static void run_ops(struct vs_cjs *j)
 		free(o->key);
 		free(o->val);
 		free(o);
-		o = next;
+		keep_lease(j);
 	}
 }
 
@@ -376,30 +407,30 @@ static int setup(struct vs_cjs *j)
 	return 0;
 }
 
+/* The JetStream thread: sets JetStream up until it is ready, then writes will updates as they
+ * come, renews the lease and looks for dead nodes every third of the lease, each on its own
+ * schedule (a long queue of will updates delays neither). */
 static void *run(void *arg)
 {
 	struct vs_cjs *j = arg;
-	int64_t next_lease = 0;
 	pthread_mutex_lock(&j->lock);
 	while (!j->stop) {
 		pthread_mutex_unlock(&j->lock);
-		int64_t now = vs_now_ms();
 		if (!vs_cjs_ready(j) && setup(j) == 0)
-			next_lease = now + j->lease_ms / 3;
+			j->next_reap = j->next_lease = vs_now_ms() + j->lease_ms / 3;
 		if (vs_cjs_ready(j)) {
-			run_ops(j);
-			if (now >= next_lease) {
-				natsStatus s = renew_lease(j);
-				if (s != NATS_OK)
-					warn_js(j, "renewing this node's lease", s);
+			run_ops(j, j->next_reap);
+			keep_lease(j);
+			if (vs_now_ms() >= j->next_reap) {
 				reap(j, false);
-				next_lease = now + j->lease_ms / 3;
+				j->next_reap = vs_now_ms() + j->lease_ms / 3;
 			}
 		}
 		pthread_mutex_lock(&j->lock);
 		if (j->stop || (j->head && vs_cjs_ready(j)))
 			continue;
-		int64_t wait = vs_cjs_ready(j) ? next_lease - vs_now_ms() : 500;
+		int64_t next = j->next_lease < j->next_reap ? j->next_lease : j->next_reap;
+		int64_t wait = vs_cjs_ready(j) ? next - vs_now_ms() : 500;
 		if (wait > 0) {
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
@@ -719,7 +750,7 @@ void vs_cjs_stop(struct vs_cjs *j)
 	j->thread_started = false;
 	/* Will updates not written yet: done now, so a clean stop leaves no will behind. */
 	if (vs_cjs_ready(j))
-		run_ops(j);
+		run_ops(j, INT64_MAX);
 }
 
 void vs_cjs_free(struct vs_cjs *j)
