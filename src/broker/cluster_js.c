@@ -20,6 +20,7 @@
 #include "broker/conn.h"
 #include "broker/worker.h"
 #include "cluster/cluster.h"
+#include "cluster/gaps.h"
 #include "cluster/keys.h"
 #include "session/msg.h"
 
@@ -87,6 +88,7 @@ struct vs_cjs {
 	uint64_t seq;
 
 	struct vs_map seen; /* origin node -> last sequence routed (delivery thread only) */
+	struct vs_cluster_gaps lost; /* deliveries that never came (delivery thread only) */
 	atomic_bool forget; /* a worker gave messages back: seen no longer says what was routed */
 
 	struct wjs *w;
@@ -627,12 +629,38 @@ void vs_cjs_drop(void *ack)
 	natsMsg_Destroy(ack);
 }
 
+/*
+ * Whether nm comes again after its first delivery was lost (cluster/gaps.h): while this node's
+ * connection moves to another NATS server, what the dead one was sending it is gone, and comes
+ * again one ack wait later, behind messages routed since (delivery thread).
+ */
+static bool was_lost(struct vs_cjs *j, natsMsg *nm)
+{
+	jsMsgMetaData *meta = NULL;
+	if (natsMsg_GetMetaData(&meta, nm) != NATS_OK)
+		return false;
+	bool lost = false;
+	if (meta->NumDelivered <= 1) {
+		uint64_t n = vs_cluster_gaps_first(&j->lost, meta->Sequence.Stream);
+		if (n)
+			vs_log(j->b->log, VS_LOG_NOTICE,
+			       "cluster: %llu messages of the stream were lost on the way here: "
+			       "they come again in %d s",
+			       (unsigned long long)n, ACK_WAIT_S);
+	} else {
+		lost = vs_cluster_gaps_take(&j->lost, meta->Sequence.Stream);
+	}
+	jsMsgMetaData_Destroy(meta);
+	return lost;
+}
+
 /* A message of the stream (the library's delivery thread). */
 static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *arg)
 {
 	(void)nc;
 	(void)sub;
 	struct vs_cjs *j = arg;
+	bool lost = was_lost(j, nm); /* first: every delivery counts, also one refused below */
 	struct vs_cluster_frame f;
 	const char *why;
 	const uint8_t *data = (const uint8_t *)natsMsg_GetData(nm);
@@ -649,15 +677,17 @@ static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
 		memset(&j->seen, 0, sizeof(j->seen));
 	}
 	/* Its own (routed here when published), and any it has routed already (sent again after
-	 * a lost acknowledgement) are acknowledged and skipped. */
+	 * a lost acknowledgement) are acknowledged and skipped; but not one whose first delivery
+	 * was lost on the way (its sequence is behind newer ones, yet it was never routed). */
 	uint64_t last = (uintptr_t)vs_map_get(&j->seen, f.node.p, f.node.len);
 	if ((f.node.len == strlen(j->node) && memcmp(f.node.p, j->node, f.node.len) == 0) ||
-	    f.seq <= last) {
+	    (f.seq <= last && !lost)) {
 		natsMsg_Ack(nm, NULL);
 		goto out;
 	}
 	/* Noted first: once delivered, nm (which f points into) is the worker's. */
-	vs_map_put(&j->seen, f.node.p, f.node.len, (void *)(uintptr_t)f.seq, NULL);
+	if (f.seq > last)
+		vs_map_put(&j->seen, f.node.p, f.node.len, (void *)(uintptr_t)f.seq, NULL);
 	if (vs_cluster_deliver(j->cl, &f, nm) < 0) {
 		atomic_store(&j->forget, true); /* it comes again, maybe behind newer ones */
 		natsMsg_Nak(nm, NULL);
@@ -777,6 +807,7 @@ void vs_cjs_free(struct vs_cjs *j)
 		free(o);
 	}
 	vs_map_fini(&j->seen);
+	vs_cluster_gaps_fini(&j->lost);
 	pthread_mutex_destroy(&j->pub_lock);
 	pthread_mutex_destroy(&j->lock);
 	pthread_cond_destroy(&j->cond);

@@ -35,15 +35,28 @@ NATS = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
 
 class Nats:
-	def __init__(self, tmp_path, port=None, js=True):
+	"""One nats-server; args are more of its command-line options (test_cluster_ha.py: the
+	options that make it one of a cluster)."""
+
+	def __init__(self, tmp_path, port=None, js=True, args=()):
 		self.port = port or free_port()
+		self.url = "nats://127.0.0.1:%d" % self.port  # for cluster_url
 		self.mport = free_port()
 		self.log = open(str(tmp_path / ("nats-%d.log" % self.port)), "wb")
 		self.store = str(tmp_path / ("js-%d" % self.port))  # JetStream's files
 		js_args = ["-js", "-sd", self.store] if js else []
 		self.proc = subprocess.Popen([NATS, "-a", "127.0.0.1", "-p", str(self.port), "-m",
-			str(self.mport)] + js_args, stdout=self.log, stderr=subprocess.STDOUT)
+			str(self.mport)] + js_args + list(args), stdout=self.log, stderr=subprocess.STDOUT)
 		wait_until(self.up, 10, what="nats-server on %d" % self.port)
+
+	def monitor(self, path):
+		"""The JSON of a monitoring endpoint ("jsz", "connz?subs=1", ...)."""
+		r = urllib.request.urlopen("http://127.0.0.1:%d/%s" % (self.mport, path), timeout=5)
+		return json.loads(r.read())
+
+	def client_names(self):
+		"""The names of the connections to this server (a Viesti node's is its node id)."""
+		return [c.get("name") for c in self.monitor("connz")["connections"] or []]
 
 	def up(self):
 		try:
@@ -71,6 +84,11 @@ class Nats:
 					return st["state"][field]
 		return 0
 
+	def kill(self):
+		"""SIGKILL: gone at once, as in a crash."""
+		self.proc.kill()
+		self.proc.wait(5)
+
 	def stop(self):
 		if self.proc.poll() is None:
 			self.proc.terminate()
@@ -93,11 +111,12 @@ def nats(tmp_path):
 		n.stop()
 
 
-def node(broker, n, name, *more, js=True):
-	b = broker("cluster_url nats://127.0.0.1:%d" % n.port, "cluster_node_id %s" % name, *more)
-	b.wait_log(r"cluster: node %s connected to NATS" % name, timeout=10)
+def node(broker, n, name, *more, js=True, timeout=10):
+	"""A Viesti node named name on n (anything with a url for cluster_url)."""
+	b = broker("cluster_url %s" % n.url, "cluster_node_id %s" % name, *more)
+	b.wait_log(r"cluster: node %s connected to NATS" % name, timeout=timeout)
 	if js:
-		b.wait_log(r"cluster: node %s JetStream ready" % name, timeout=10)
+		b.wait_log(r"cluster: node %s JetStream ready" % name, timeout=timeout)
 	return b
 
 
