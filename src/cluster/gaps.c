@@ -18,14 +18,14 @@ uint64_t vs_cluster_gaps_first(struct vs_cluster_gaps *g, uint64_t seq)
 		return 0; /* not in stream order: nothing to learn from it */
 	uint64_t prev = g->last;
 	g->last = seq;
-	if (prev == 0 || seq == prev + 1)
+	if (seq == prev + 1)
 		return 0;
 	if (g->n == VS_CLUSTER_GAPS_MAX)
 		drop_first(g);
 	/* Without memory, the gap goes unnoted: those messages may then be taken for copies. */
 	if (VS_VEC_GROW(g->gap, g->cap, g->n + 1, 8) == 0)
 		g->gap[g->n++] = (struct vs_cluster_gap){prev + 1, seq - 1};
-	return seq - prev - 1;
+	return prev ? seq - prev - 1 : 0;
 }
 
 bool vs_cluster_gaps_take(struct vs_cluster_gaps *g, uint64_t seq)

@@ -7,6 +7,10 @@
  * wait, behind newer ones; these notes let the node tell them from copies of messages it routed
  * already (sent again because an acknowledgement was lost), which it drops.
  *
+ * Everything before the first delivery noted counts as lost too: what JetStream delivered to an
+ * earlier life of the node, which died before acknowledging it, comes again after the ack wait,
+ * behind newer messages, and was not routed in this life.
+ *
  * At most VS_CLUSTER_GAPS_MAX ranges are kept (a gap that is never filled: messages that aged
  * out of the stream before their delivery); the oldest go first.
  */
@@ -29,7 +33,7 @@ struct vs_cluster_gaps {
 };
 
 /* Notes the first delivery of stream sequence seq. Returns how many sequences it skipped (noted
- * as lost), 0 normally; the first one noted skips none. */
+ * as lost), 0 normally; the first one noted returns 0 and notes 1..seq-1 (see above). */
 uint64_t vs_cluster_gaps_first(struct vs_cluster_gaps *g, uint64_t seq);
 
 /* Whether seq is one of the lost ones; if so it is taken out (it has arrived now). */

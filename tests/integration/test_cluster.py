@@ -84,6 +84,15 @@ class Nats:
 					return st["state"][field]
 		return 0
 
+	def delivered(self, consumer):
+		"""How many messages JetStream has sent the consumer (redeliveries included)."""
+		for acc in self.monitor("jsz?consumers=1").get("account_details") or []:
+			for st in acc.get("stream_detail") or []:
+				for c in st.get("consumer_detail") or []:
+					if c["name"] == consumer:
+						return c["delivered"]["consumer_seq"]
+		return 0
+
 	def kill(self):
 		"""SIGKILL: gone at once, as in a crash."""
 		self.proc.kill()
@@ -575,6 +584,44 @@ def test_a_node_that_was_down_gets_what_was_published_meanwhile(nats, broker, cl
 	# Published while it is up again: still through its consumer, after the backlog.
 	p.publish("%s/x" % t, b"after", qos=1)
 	assert s.expect(PUBLISH, timeout=10).payload == b"after"
+
+
+def test_what_a_killed_node_had_not_acknowledged_reaches_it_after_a_restart(nats, broker,
+		clients, data_dir):
+	"""The receiving node is killed while JetStream delivers to it and started again: what it
+	had been sent and had not acknowledged comes again after the ack wait (30 s), behind the
+	messages published meanwhile, and is routed then, not taken for a copy of what it routed in
+	this life: every message its publisher was acknowledged reaches the persistent session."""
+	n = nats()
+	a = node(broker, n, "ra", "log_type all")
+	b = node(broker, n, "rb", "persistence true", "persistence_location %s/" % data_dir)
+	t = uid("r")
+	cid = uid("s")
+	s = clients.raw(b.port, 4)
+	s.connect(cid, clean=False)
+	s.subscribe([(t + "/#", 1)])
+	knows(a, "vs.m.%s.>" % t)
+	s.disconnect()  # its messages wait in its session on rb
+	p = clients.raw(a.port, 4)
+	p.connect(uid("p"))
+	count, more = 400, 50
+	pids = [p.publish("%s/x" % t, b"%d" % i, qos=1, wait=False) for i in range(count)]
+	wait_until(lambda: n.delivered("vs_rb") >= 50, 10, interval=0.001, what="deliveries to rb")
+	b.kill()  # in the middle: some delivered and not yet acknowledged
+	for pid in pids:
+		p.expect(PUBACK, timeout=10, pid=pid)
+	b.start()
+	b.wait_log(r"cluster: node rb JetStream ready", timeout=10)
+	for i in range(count, count + more):  # first deliveries of this life, ahead of the others
+		p.publish("%s/x" % t, b"%d" % i, qos=1)
+	s = clients.raw(b.port, 4)
+	assert s.connect(cid, clean=False).session_present
+	got = set()
+	deadline = time.monotonic() + 45  # the ack wait, and margin
+	while len(got) < count + more and time.monotonic() < deadline:
+		got |= {m.payload for m in s.drain(0.2) if m.type == PUBLISH}
+	missing = sorted(set(b"%d" % i for i in range(count + more)) - got, key=int)
+	assert not missing, "%d of %d missing: %r" % (len(missing), count + more, missing[:20])
 
 
 @pytest.mark.serial

@@ -1,8 +1,9 @@
 /*
  * Lost deliveries of a JetStream consumer (cluster/gaps.h): first deliveries in stream order
- * note nothing; a skip notes the skipped sequences, each taken out once when it comes again
- * (from either end of its range or from the middle); copies of what did arrive are not lost
- * ones; the oldest ranges go when there are too many.
+ * note nothing, but all before the first count as lost (an earlier life's); a skip notes the
+ * skipped sequences, each taken out once when it comes again (from either end of its range or from
+ * the middle); copies of what did arrive are not lost ones; the oldest ranges go when there are too
+ * many.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,11 +17,21 @@ static void in_order_nothing_is_lost(void **state)
 {
 	struct vs_cluster_gaps g = {0};
 	for (uint64_t s = 7; s < 100; s++)
-		assert_int_equal(vs_cluster_gaps_first(&g, s), 0); /* 7: the first, skips none */
-	for (uint64_t s = 1; s < 101; s++)
+		assert_int_equal(vs_cluster_gaps_first(&g, s), 0);
+	for (uint64_t s = 7; s < 101; s++)
 		assert_false(vs_cluster_gaps_take(&g, s));
+	/* Before the first: delivered to an earlier life, maybe; each taken once. */
+	for (uint64_t s = 6; s >= 1; s--) {
+		assert_true(vs_cluster_gaps_take(&g, s));
+		assert_false(vs_cluster_gaps_take(&g, s));
+	}
 	assert_int_equal(g.n, 0);
+	/* Starting at 1, nothing is before. */
+	struct vs_cluster_gaps h = {0};
+	assert_int_equal(vs_cluster_gaps_first(&h, 1), 0);
+	assert_int_equal(h.n, 0);
 	vs_cluster_gaps_fini(&g);
+	vs_cluster_gaps_fini(&h);
 }
 
 static void a_skip_notes_what_was_skipped(void **state)
