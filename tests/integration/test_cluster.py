@@ -624,6 +624,27 @@ def test_what_a_killed_node_had_not_acknowledged_reaches_it_after_a_restart(nats
 	assert not missing, "%d of %d missing: %r" % (len(missing), count + more, missing[:20])
 
 
+def test_a_node_stopped_while_jetstream_delivers_to_it_exits_cleanly(nats, broker, clients):
+	"""SIGTERM while another node's QoS 1 messages flow in: what the draining NATS connection
+	delivers into the mailboxes after the workers stopped is given back before the NATS library
+	closes (freeing it after crashed the node on its way out)."""
+	n = nats()
+	a = node(broker, n, "sa", "log_type all")
+	b = node(broker, n, "sb")
+	t = uid("st")
+	s = clients.raw(b.port, 4)
+	s.connect(uid("s"))
+	s.subscribe([(t + "/#", 1)])
+	knows(a, "vs.m.%s.>" % t)
+	p = clients.raw(a.port, 4)
+	p.connect(uid("p"))
+	for i in range(3000):
+		p.publish(t + "/x", b"%d" % i, qos=1, wait=False)
+	wait_until(lambda: n.delivered("vs_sb") >= 300, 10, interval=0.001, what="deliveries to sb")
+	assert b.stop() is None  # exit 0 after SIGTERM
+	assert b.sanitizer_report() is None
+
+
 @pytest.mark.serial
 def test_the_will_of_a_killed_nodes_client_is_published_once(nats, broker, clients):
 	n = nats()

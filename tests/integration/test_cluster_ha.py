@@ -34,14 +34,19 @@ class NatsCluster:
 		cports = [free_port() for _ in range(size)]
 		routes = ",".join("nats://127.0.0.1:%d" % p for p in cports)
 		self.servers = []
-		for i, cp in enumerate(cports):
-			self.servers.append(Nats(tmp_path, args=["--server_name", "vsha%d" % i,
-				"--cluster_name", "vsha", "--cluster", "nats://127.0.0.1:%d" % cp,
-				"--routes", routes]))
+		try:
+			for i, cp in enumerate(cports):
+				self.servers.append(Nats(tmp_path, args=["--server_name", "vsha%d" % i,
+					"--cluster_name", "vsha", "--cluster", "nats://127.0.0.1:%d" % cp,
+					"--routes", routes]))
+			# JetStream answers once its meta group has elected a leader, which needs a
+			# quorum of the three; until then the nodes could not make their stream and
+			# buckets.
+			wait_until(self.meta_leader, 30, interval=0.2, what="a JetStream meta leader")
+		except BaseException:
+			self.stop()
+			raise
 		self.url = ",".join(s.url for s in self.servers)
-		# JetStream answers once its meta group has elected a leader, which needs a quorum of
-		# the three; until then the nodes could not create their stream and buckets.
-		wait_until(self.meta_leader, 30, interval=0.2, what="a JetStream meta leader")
 
 	def meta_leader(self):
 		for s in self.servers:
