@@ -324,6 +324,12 @@ int vs_cluster_start(struct vs_broker *b, char *err, size_t errlen)
 	return 0;
 }
 
+bool vs_cluster_transient(natsStatus s)
+{
+	return s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS || s == NATS_CONNECTION_DISCONNECTED ||
+	       s == NATS_NOT_YET_CONNECTED || s == NATS_STALE_CONNECTION;
+}
+
 void vs_cluster_stop(struct vs_broker *b)
 {
 	struct vs_cluster *cl = b->cluster;

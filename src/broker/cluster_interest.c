@@ -205,11 +205,11 @@ static void drop_first_op(struct vs_cluster_interest *ci)
 }
 
 /*
- * Writes the waiting changes in order. One that fails stays first in the queue and is tried
- * again RETRY_MS later, the others behind it: a subject missing from the bucket would make the
- * other nodes send this node's QoS 1/2 messages on core NATS, at most once. Writes fail for a
- * moment when JetStream has no leader for the bucket yet (just made on a cluster of NATS
- * servers: "no responders") or while NATS reconnects.
+ * Writes the waiting changes in order. One that fails for a moment (vs_cluster_transient)
+ * stays first in the queue and is tried again RETRY_MS later, the others behind it: a subject
+ * missing from the bucket would make the other nodes send this node's QoS 1/2 messages on core
+ * NATS, at most once. Writes fail for a moment when JetStream has no leader for the bucket yet
+ * (just made on a cluster of NATS servers: "no responders") or while NATS reconnects.
  */
 static void run_ops(struct vs_cluster_interest *ci)
 {
@@ -220,16 +220,16 @@ static void run_ops(struct vs_cluster_interest *ci)
 		uint64_t rev;
 		natsStatus s = o->add ? kvStore_PutString(&rev, ci->kv, key, o->subject)
 				      : kvStore_Delete(ci->kv, key);
-		if (s != NATS_OK) {
-			int64_t now = vs_now_ms();
+		bool again = s != NATS_OK && vs_cluster_transient(s);
+		int64_t now = vs_now_ms();
+		if (s != NATS_OK && (!again || now - ci->warned_ms >= WARN_EVERY_MS)) {
+			ci->warned_ms = now;
+			vs_log(ci->b->log, VS_LOG_WARN, "cluster: %s subject %s in bucket %s: %s%s",
+			       o->add ? "storing" : "deleting", o->subject, VS_INTEREST_BUCKET,
+			       natsStatus_GetText(s), again ? " (trying again)" : "");
+		}
+		if (again) {
 			ci->retry_ms = now + RETRY_MS;
-			if (now - ci->warned_ms >= WARN_EVERY_MS) {
-				ci->warned_ms = now;
-				vs_log(ci->b->log, VS_LOG_WARN,
-				       "cluster: %s subject %s in bucket %s: %s (trying again)",
-				       o->add ? "storing" : "deleting", o->subject,
-				       VS_INTEREST_BUCKET, natsStatus_GetText(s));
-			}
 			return;
 		}
 		drop_first_op(ci);

@@ -43,6 +43,7 @@ enum {
 	MAX_ACK_PENDING = 8192, /* messages handed to this node and not yet acknowledged */
 	OPS_MAX = 100000,	/* will writes waiting for JetStream */
 	WARN_EVERY_MS = 10000,
+	RETRY_MS = 500, /* a will write that failed for a moment */
 };
 
 /* One per worker: a JetStream context of its own for asynchronous publishes, so that the end of
@@ -105,6 +106,7 @@ struct vs_cjs {
 	int64_t warned_ms;  /* JetStream thread only */
 	int64_t next_lease; /* when to renew the lease next (JetStream thread only) */
 	int64_t next_reap;  /* when to look for dead nodes' wills next (JetStream thread only) */
+	int64_t retry_ms;   /* a will write failed: when to try again (JetStream thread only) */
 };
 
 static void warn_js(struct vs_cjs *j, const char *what, natsStatus s)
@@ -343,36 +345,56 @@ static void reap(struct vs_cjs *j, bool self)
 	kvKeysList_Destroy(&keys);
 }
 
-/* Takes the first waiting will write, or NULL when none waits. */
-static struct op *take_op(struct vs_cjs *j)
+/* The first waiting will write, left in the queue (only this thread takes writes out). */
+static struct op *first_op(struct vs_cjs *j)
 {
 	pthread_mutex_lock(&j->lock);
 	struct op *o = j->head;
-	if (o) {
-		j->head = o->next;
-		if (!j->head)
-			j->tail = &j->head;
-		j->n_ops--;
-	}
 	pthread_mutex_unlock(&j->lock);
 	return o;
 }
 
-/* Writes the waiting will updates in order, until none is left or until the time until (ms):
- * the lease is kept between writes, and the reaping's turn comes even while wills keep coming. */
+static void drop_first_op(struct vs_cjs *j)
+{
+	pthread_mutex_lock(&j->lock);
+	struct op *o = j->head;
+	j->head = o->next;
+	if (!j->head)
+		j->tail = &j->head;
+	j->n_ops--;
+	pthread_mutex_unlock(&j->lock);
+	free(o->key);
+	free(o->val);
+	free(o);
+}
+
+/*
+ * Writes the waiting will updates in order, until none is left or until the time until (ms):
+ * the lease is kept between writes, and the reaping's turn comes even while wills keep coming.
+ * A write that fails for a moment (vs_cluster_transient: a leader election after a NATS server
+ * died) stays first and is tried again RETRY_MS later, the others behind it: a will missing
+ * from vs_wills is not published when this node dies, and a delete missing leaves a cancelled
+ * will there for a survivor (or this node, restarted) to publish.
+ */
 static void run_ops(struct vs_cjs *j, int64_t until)
 {
 	struct op *o;
-	while (vs_now_ms() < until && (o = take_op(j))) {
+	while (vs_now_ms() < until && vs_now_ms() >= j->retry_ms && (o = first_op(j))) {
 		uint64_t rev;
 		natsStatus s = o->val ? kvStore_Put(&rev, j->wills, o->key, o->val, (int)o->len)
 				      : kvStore_Delete(j->wills, o->key);
+		keep_lease(j);
+		if (s != NATS_OK && vs_cluster_transient(s)) {
+			warn_js(j,
+				o->val ? "storing a will (trying again)"
+				       : "deleting a will (trying again)",
+				s);
+			j->retry_ms = vs_now_ms() + RETRY_MS;
+			return;
+		}
 		if (s != NATS_OK)
 			warn_js(j, o->val ? "storing a will" : "deleting a will", s);
-		free(o->key);
-		free(o->val);
-		free(o);
-		keep_lease(j);
+		drop_first_op(j);
 	}
 }
 
@@ -429,9 +451,12 @@ static void *run(void *arg)
 			}
 		}
 		pthread_mutex_lock(&j->lock);
-		if (j->stop || (j->head && vs_cjs_ready(j)))
+		bool due = j->head && vs_cjs_ready(j) && vs_now_ms() >= j->retry_ms;
+		if (j->stop || due)
 			continue;
 		int64_t next = j->next_lease < j->next_reap ? j->next_lease : j->next_reap;
+		if (j->head && j->retry_ms < next)
+			next = j->retry_ms;
 		int64_t wait = vs_cjs_ready(j) ? next - vs_now_ms() : 500;
 		if (wait > 0) {
 			struct timespec ts;
@@ -778,7 +803,9 @@ void vs_cjs_stop(struct vs_cjs *j)
 	pthread_mutex_unlock(&j->lock);
 	pthread_join(j->thread, NULL);
 	j->thread_started = false;
-	/* Will updates not written yet: done now, so a clean stop leaves no will behind. */
+	/* Will updates not written yet: done now, so a clean stop leaves no will behind (one try:
+	 * the first that fails for a moment ends it). */
+	j->retry_ms = 0;
 	if (vs_cjs_ready(j))
 		run_ops(j, INT64_MAX);
 }
