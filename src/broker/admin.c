@@ -35,10 +35,9 @@ static struct vs_session **all_sessions(struct vs_broker *b, size_t *n)
 	pthread_mutex_lock(&b->reg_lock);
 	size_t cap = b->sessions.count, k = 0;
 	struct vs_session **v = malloc((cap ? cap : 1) * sizeof(*v));
-	size_t it = 0, klen;
-	const char *key;
-	void *val;
-	while (v && k < cap && vs_map_next(&b->sessions, &it, &key, &klen, &val))
+	size_t it = 0;
+	struct vs_session *val;
+	while (v && k < cap && vs_registry_next(&b->sessions, &it, &val))
 		v[k++] = vs_session_ref(val);
 	pthread_mutex_unlock(&b->reg_lock);
 	*n = k;

@@ -250,11 +250,9 @@ static struct vs_session **collect_sessions(struct vs_broker *b, const char *pre
 	if (!v)
 		return NULL;
 	pthread_mutex_lock(&b->reg_lock);
-	size_t it = 0, klen;
-	const char *key;
-	void *val;
-	while (vs_map_next(&b->sessions, &it, &key, &klen, &val)) {
-		struct vs_session *s = val;
+	size_t it = 0;
+	struct vs_session *s;
+	while (vs_registry_next(&b->sessions, &it, &s)) {
 		/* connected is read without the lock, as $share does: a client list is a glimpse */
 		if (strncmp(s->client_id, prefix, plen) != 0 || strcmp(s->client_id, cursor) <= 0 ||
 		    (!all && !__atomic_load_n(&s->connected, __ATOMIC_RELAXED)))
@@ -314,7 +312,7 @@ static int list_clients(struct api *a)
 static struct vs_session *find_session(struct vs_broker *b, const char *id)
 {
 	pthread_mutex_lock(&b->reg_lock);
-	struct vs_session *s = vs_map_get(&b->sessions, id, strlen(id));
+	struct vs_session *s = vs_registry_get(&b->sessions, id, strlen(id));
 	if (s)
 		vs_session_ref(s);
 	pthread_mutex_unlock(&b->reg_lock);

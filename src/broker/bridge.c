@@ -220,10 +220,10 @@ static int open_session(struct vs_bridge *br)
 	bool clean = br->conf->local_cleansession >= 0 ? br->conf->local_cleansession
 						       : br->conf->cleansession;
 	pthread_mutex_lock(&b->reg_lock);
-	struct vs_session *s = vs_map_get(&b->sessions, br->local_id, len);
+	struct vs_session *s = vs_registry_get(&b->sessions, br->local_id, len);
 	if (!s) {
 		s = vs_session_new(br->local_id, len);
-		if (!s || vs_map_put(&b->sessions, br->local_id, len, s, NULL) < 0) {
+		if (!s || vs_registry_add(&b->sessions, s) < 0) {
 			pthread_mutex_unlock(&b->reg_lock);
 			vs_session_unref(s);
 			return -ENOMEM;

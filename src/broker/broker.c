@@ -445,13 +445,14 @@ void vs_broker_fini(struct vs_broker *b)
 			vs_worker_fini(&b->workers[i]);
 	free(b->workers);
 	size_t it = 0;
+	struct vs_session *s;
+	while (vs_registry_next(&b->sessions, &it, &s))
+		vs_session_unref(s);
+	vs_registry_fini(&b->sessions);
+	it = 0;
 	const char *key;
 	size_t klen;
 	void *val;
-	while (vs_map_next(&b->sessions, &it, &key, &klen, &val))
-		vs_session_unref(val);
-	vs_map_fini(&b->sessions);
-	it = 0;
 	while (vs_map_next(&b->sys_values, &it, &key, &klen, &val))
 		free(val);
 	vs_map_fini(&b->sys_values);
@@ -653,12 +654,10 @@ static int make_all_tls(const struct vs_config *nc, SSL_CTX **ctx, char *err, si
 /* Every session checks what waits for it against the new ACLs before sending it. */
 static void mark_sessions(struct vs_broker *b)
 {
-	size_t it = 0, klen;
-	const char *key;
-	void *val;
+	size_t it = 0;
+	struct vs_session *s;
 	pthread_mutex_lock(&b->reg_lock);
-	while (vs_map_next(&b->sessions, &it, &key, &klen, &val)) {
-		struct vs_session *s = val;
+	while (vs_registry_next(&b->sessions, &it, &s)) {
 		pthread_mutex_lock(&s->lock);
 		s->acl_stale = true;
 		pthread_mutex_unlock(&s->lock);

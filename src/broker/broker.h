@@ -22,6 +22,7 @@
 #include "broker/grace.h"
 #include "conf/conf.h"
 #include "net/ws.h"
+#include "session/registry.h"
 
 #include <openssl/ssl.h>
 
@@ -127,8 +128,8 @@ struct vs_broker {
 	struct vs_retain *retain;
 
 	pthread_mutex_t reg_lock;
-	struct vs_map sessions; /* client id -> struct vs_session * (one reference) */
-	uint64_t next_auto_id;	/* under reg_lock */
+	struct vs_registry sessions; /* client id -> struct vs_session * (one reference) */
+	uint64_t next_auto_id;	     /* under reg_lock */
 
 	struct vs_listener *listeners; /* cap_listeners slots, n_listeners used (never moved) */
 	size_t n_listeners;   /* grows at a reload (release store; see vs_broker_listeners) */

@@ -16,6 +16,7 @@
 #include "broker/cluster_interest.h"
 #include "broker/cluster_nats.h"
 #include "broker/cluster_retain.h"
+#include "broker/cluster_session.h"
 #include "broker/cluster_share.h"
 #include "broker/cluster_js.h"
 #include "broker/router.h"
@@ -57,6 +58,7 @@ struct vs_cluster {
 	struct vs_cluster_interest *remote; /* other nodes' subjects (cluster_interest.h) */
 	struct vs_cluster_retain *retain;
 	struct vs_cluster_share *share;
+	struct vs_cluster_sessions *sessions; /* roaming sessions (cluster_session.h) */
 	atomic_bool connected;
 	atomic_uint_fast64_t sent, received;
 	atomic_int_fast64_t rtt_us;
@@ -73,6 +75,37 @@ struct peer {
 	int64_t seen_ms;
 	uint32_t groups;
 };
+
+natsStatus vs_cluster_bucket(struct vs_broker *b, kvStore **kv, const char *name, const char *what,
+			     int64_t ttl_ms)
+{
+	jsCtx *js = vs_cluster_js(b);
+	natsStatus s = js_KeyValue(kv, js, name);
+	if (s == NATS_OK)
+		return s;
+	kvConfig kc;
+	kvConfig_Init(&kc);
+	kc.Bucket = name;
+	kc.Description = what;
+	kc.History = 1;
+	kc.TTL = ttl_ms * 1000000;
+	kc.StorageType = js_FileStorage;
+	kc.Replicas = b->conf->cluster_replicas;
+	s = js_CreateKeyValue(kv, js, &kc);
+	if (s != NATS_OK) /* made by another node meanwhile, maybe with other settings */
+		s = js_KeyValue(kv, js, name);
+	return s;
+}
+
+struct vs_cluster_interest *vs_cluster_interest_state(struct vs_broker *b)
+{
+	return b->cluster ? b->cluster->remote : NULL;
+}
+
+struct vs_cluster_sessions *vs_cluster_sessions_of(struct vs_broker *b)
+{
+	return b->cluster ? b->cluster->sessions : NULL;
+}
 
 struct vs_cjs *vs_cluster_cjs(struct vs_cluster *cl)
 {
@@ -95,8 +128,11 @@ int vs_cluster_deliver(struct vs_cluster *cl, const struct vs_cluster_frame *f, 
 	uint32_t h = 2166136261u;
 	for (size_t i = 0; i < f->node.len; i++)
 		h = (h ^ f->node.p[i]) * 16777619u;
+	int k = (int)(h % (uint32_t)b->n_workers);
+	if (ack)
+		vs_cjs_track(cl->cjs, k, ack); /* before the worker may have it */
 	struct vs_mail mail = {.type = VS_MAIL_CLUSTER, .msg = m, .ack = ack};
-	vs_worker_post_now(&b->workers[h % (uint32_t)b->n_workers], &mail);
+	vs_worker_post_now(&b->workers[k], &mail);
 	return 0;
 }
 
@@ -307,17 +343,15 @@ int vs_cluster_start(struct vs_broker *b, char *err, size_t errlen)
 		return fail(err, errlen, "subscribing", s);
 	if (connect_more(cl, err, errlen) < 0 || vs_cjs_start(cl, b, &cl->cjs, err, errlen) < 0)
 		return -1;
-	if (!(cl->remote = vs_cluster_interest_start(b))) {
+	if (!(cl->remote = vs_cluster_interest_start(b)) ||
+	    !(cl->sessions = vs_cluster_sessions_start(b))) {
 		snprintf(err, errlen, "cluster: no memory");
 		return -1;
 	}
 	/* The subscriptions restored from the store, added before this connection existed. */
 	size_t it = 0;
-	const char *key;
-	size_t klen;
-	void *val;
-	while (vs_map_next(&b->sessions, &it, &key, &klen, &val)) {
-		struct vs_session *ss = val;
+	struct vs_session *ss;
+	while (vs_registry_next(&b->sessions, &it, &ss)) {
 		for (uint32_t i = 0; i < vs_session_n_subs(ss); i++)
 			vs_cluster_interest(b, ss->subs->v[i].filter, ss->subs->v[i].len, 1);
 	}
@@ -340,6 +374,7 @@ void vs_cluster_stop(struct vs_broker *b)
 		pthread_join(cl->tick, NULL);
 	vs_cjs_stop(cl->cjs); /* its thread, before the connection goes */
 	vs_cluster_interest_stop(cl->remote);
+	vs_cluster_sessions_stop(cl->sessions);
 	vs_cluster_retain_stop(cl->retain); /* its thread waits on the connection */
 	if (cl->share_nc)
 		natsConnection_Close(cl->share_nc);
@@ -379,6 +414,7 @@ void vs_cluster_stop(struct vs_broker *b)
 	nats_CloseAndWait(2000); /* the library's threads are gone: no callback after this */
 	vs_cluster_retain_free(cl->retain);
 	vs_cluster_share_free(cl->share);
+	vs_cluster_sessions_free(cl->sessions);
 	vs_map_fini(&cl->interest);
 	vs_map_fini(&cl->last);
 	it = 0;
@@ -414,10 +450,12 @@ void vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m)
 		w->cluster_cap = need;
 	}
 	uint8_t *buf = w->cluster_buf;
-	/* QoS 1/2 goes through JetStream, which numbers it itself (cluster_js.h). */
-	bool durable =
-	    m->qos > 0 && vs_cjs_ready(cl->cjs) &&
-	    (strcmp(subject, LONG_SUBJECT) == 0 || vs_cluster_interest_remote(cl->remote, subject));
+	/* QoS 1/2 goes through JetStream, which numbers it itself (cluster_js.h), when another
+	 * node or a shared group (any node's, this one's too) wants it. */
+	bool durable = m->qos > 0 && vs_cjs_ready(cl->cjs) &&
+		       (w->b->conf->cluster_durable_all || strcmp(subject, LONG_SUBJECT) == 0 ||
+			vs_cluster_interest_remote(cl->remote, subject) ||
+			vs_cluster_share_wants(cl->share, subject));
 	uint64_t seq = durable ? 0 : atomic_fetch_add(&cl->seq, 1) + 1;
 	ssize_t h = vs_cluster_frame_head(cl->node, seq, buf, 2 + VS_CLUSTER_NODE_MAX + 8);
 	ssize_t n = h < 0 ? h : vs_msg_encode((struct vs_msg *)m, &d, now, buf + h, (size_t)plen);
@@ -427,7 +465,9 @@ void vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m)
 		vs_cjs_publish(w, cl->cjs, subject, buf, (size_t)h, (size_t)(h + n));
 	if (durable || natsConnection_Publish(cl->nc, subject, buf, (int)(h + n)) == NATS_OK)
 		atomic_fetch_add_explicit(&cl->sent, 1, memory_order_relaxed);
-	if (cl->share && vs_cluster_share_forward(cl->share, subject, buf, (int)(h + n)))
+	/* A durable message reaches shared groups through their JetStream consumers. */
+	if (cl->share && !durable &&
+	    vs_cluster_share_forward(cl->share, subject, buf, (int)(h + n)))
 		atomic_fetch_add_explicit(&cl->sent, 1, memory_order_relaxed);
 }
 
@@ -455,12 +495,12 @@ static void count_subject(struct vs_cluster *cl, const char *subject, int delta)
 			return;
 		}
 		in->refs = 1;
-		vs_cluster_interest_note(cl->remote, subject, true);
+		vs_cluster_interest_note(cl->remote, subject, false, true);
 		return;
 	}
 	if (!in || --in->refs > 0)
 		return;
-	vs_cluster_interest_note(cl->remote, subject, false);
+	vs_cluster_interest_note(cl->remote, subject, false, false);
 	vs_map_del(&cl->interest, subject, len);
 	natsSubscription_Unsubscribe(in->sub);
 	natsSubscription_Destroy(in->sub);

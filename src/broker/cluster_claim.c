@@ -8,6 +8,7 @@
 
 #include "broker/broker.h"
 #include "broker/cluster_nats.h"
+#include "broker/cluster_session.h"
 #include "cluster/claim.h"
 #include "cluster/cluster.h"
 #include "broker/conn.h"
@@ -44,8 +45,9 @@ void vs_cluster_claim_received(struct vs_broker *b, const char *me, const char *
 	struct vs_worker *ow = NULL;
 	uint32_t slot = 0;
 	uint64_t id = 0;
+	bool end_here = false;
 	pthread_mutex_lock(&b->reg_lock);
-	struct vs_session *s = vs_map_get(&b->sessions, cm.client_id, cm.id_len);
+	struct vs_session *s = vs_registry_get(&b->sessions, cm.client_id, cm.id_len);
 	if (s) {
 		pthread_mutex_lock(&s->lock);
 		const struct vs_conn *c = s->conn;
@@ -57,9 +59,14 @@ void vs_cluster_claim_received(struct vs_broker *b, const char *me, const char *
 			slot = s->conn_slot;
 			id = s->conn_id;
 		}
+		/* A clean start elsewhere ends the session an earlier connection left here
+		 * [MQTT-3.1.2-4], as one node would (its will, if delayed, goes now). */
+		end_here = !s->connected && !s->bridge && cm.clean;
 		pthread_mutex_unlock(&s->lock);
 	}
 	pthread_mutex_unlock(&b->reg_lock);
+	if (end_here)
+		vs_cluster_session_end(b, cm.client_id, cm.id_len);
 	if (!ow)
 		return;
 	vs_log(b->log, VS_LOG_INFO, "cluster: client %.*s connected on node %.*s: closing it here",
@@ -68,6 +75,7 @@ void vs_cluster_claim_received(struct vs_broker *b, const char *me, const char *
 	 * (connect.c takeover_first); one that starts clean ends the session here. */
 	struct vs_mail m = {.type = VS_MAIL_TAKEOVER,
 			    .reason = !cm.clean,
+			    .end_session = cm.clean, /* [MQTT-3.1.2-4]: its will goes */
 			    .slot = slot,
 			    .conn_id = id,
 			    .reply_to = -1};

@@ -23,6 +23,7 @@
 struct op {
 	struct op *next;
 	char *subject;
+	bool shared;
 	bool add;
 };
 
@@ -55,13 +56,18 @@ enum {
 	WARN_EVERY_MS = 10000,
 };
 
-static void key_of(const struct vs_cluster_interest *ci, const char *subject, char *out, size_t cap)
+/* A shared group's subject has a key of its own: its subscriptions come and go apart from the
+ * ordinary ones with the same subject. */
+static void key_of(const struct vs_cluster_interest *ci, const char *subject, bool shared,
+		   char *out, size_t cap)
 {
-	uint64_t h = vs_hash64(0x5649455354494e54ull, subject, strlen(subject));
+	uint64_t h = vs_hash64(shared ? 0x5649455354534852ull : 0x5649455354494e54ull, subject,
+			       strlen(subject));
 	snprintf(out, cap, "%s.%016llx", ci->tok, (unsigned long long)h);
 }
 
-void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subject, bool add)
+void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subject, bool shared,
+			      bool add)
 {
 	/* A stopping broker takes its subscriptions down: its persistent sessions still want
 	 * their messages when it is back, so the bucket keeps them. */
@@ -73,6 +79,7 @@ void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subjec
 		return; /* not noted: the other nodes keep sending it through JetStream, or not */
 	}
 	o->add = add;
+	o->shared = shared;
 	pthread_mutex_lock(&ci->lock);
 	if (ci->n_ops < OPS_MAX) {
 		*ci->tail = o;
@@ -166,20 +173,9 @@ static void apply(struct vs_cluster_interest *ci, kvEntry *e)
 
 static natsStatus bind_bucket(struct vs_cluster_interest *ci)
 {
-	jsCtx *js = vs_cluster_js(ci->b);
-	natsStatus s = js_KeyValue(&ci->kv, js, VS_INTEREST_BUCKET);
-	if (s == NATS_OK)
-		return s;
-	kvConfig kc;
-	kvConfig_Init(&kc);
-	kc.Bucket = VS_INTEREST_BUCKET;
-	kc.Description = "Viesti: the subjects each node subscribes to (docs/cluster.md)";
-	kc.History = 1;
-	kc.Replicas = ci->b->conf->cluster_replicas;
-	s = js_CreateKeyValue(&ci->kv, js, &kc);
-	if (s != NATS_OK) /* another node made it meanwhile */
-		s = js_KeyValue(&ci->kv, js, VS_INTEREST_BUCKET);
-	return s;
+	return vs_cluster_bucket(ci->b, &ci->kv, VS_INTEREST_BUCKET,
+				 "Viesti: the subjects each node subscribes to (docs/cluster.md)",
+				 0);
 }
 
 /* The first waiting change, left in the queue (only this thread takes changes out). */
@@ -216,7 +212,7 @@ static void run_ops(struct vs_cluster_interest *ci)
 	struct op *o;
 	while ((o = first_op(ci))) {
 		char key[TOKEN_MAX + 24];
-		key_of(ci, o->subject, key, sizeof(key));
+		key_of(ci, o->subject, o->shared, key, sizeof(key));
 		uint64_t rev;
 		natsStatus s = o->add ? kvStore_PutString(&rev, ci->kv, key, o->subject)
 				      : kvStore_Delete(ci->kv, key);

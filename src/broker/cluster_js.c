@@ -24,11 +24,11 @@
 #include "cluster/keys.h"
 #include "session/msg.h"
 
-#define STREAM	       "VS_MSGS"
+#define STREAM	       VS_CJS_STREAM
 #define QOS_PREFIX     "vs.q."
-#define QOS_SUBJECTS   "vs.q.>"
+#define QOS_SUBJECTS   VS_CJS_SUBJECTS
 #define DELIVER_PREFIX "vs.d."
-#define NODES_BUCKET   "vs_nodes"
+#define NODES_BUCKET   VS_CJS_NODES_BUCKET
 #define WILLS_BUCKET   "vs_wills"
 #define REAP_PREFIX    "reap."
 #define SUBJECT_MAX    1100
@@ -60,6 +60,11 @@ struct wjs {
 	bool failed_now; /* a publish of this turn was refused at once (worker only) */
 	natsMsg **acks;	 /* routed this turn, to acknowledge at the commit (worker only) */
 	uint32_t n_acks, cap_acks;
+	/* The stream sequences of the messages handed to this worker and not yet acknowledged,
+	 * in the order they were handed (its mailbox's, then its acks'): vs_cjs_floor(). */
+	pthread_mutex_t tlock;
+	uint64_t *tq;
+	uint32_t tq_head, tq_n, tq_cap;
 	int64_t warned_ms; /* worker only */
 };
 
@@ -90,6 +95,15 @@ struct vs_cjs {
 
 	struct vs_map seen; /* origin node -> last sequence routed (delivery thread only) */
 	struct vs_cluster_gaps lost; /* deliveries that never came (delivery thread only) */
+	/* How far this node has taken the stream (vs_cjs_floor): the highest stream sequence
+	 * received; those given back (negative ack, or dropped) until they come again; and
+	 * whether that bookkeeping failed (no memory: the floor then stays where it started). */
+	atomic_uint_fast64_t recv_max;
+	uint64_t start_floor;
+	pthread_mutex_t nlock;
+	uint64_t *naked;
+	uint32_t n_naked, cap_naked;
+	atomic_bool untracked;
 	atomic_bool forget; /* a worker gave messages back: seen no longer says what was routed */
 
 	struct wjs *w;
@@ -158,7 +172,12 @@ static natsStatus make_consumer(struct vs_cjs *j)
 	jsConsumerInfo *ci = NULL;
 	jsErrCode jerr = 0;
 	natsStatus s = js_GetConsumerInfo(&ci, j->js, STREAM, j->consumer, NULL, &jerr);
+	uint_fast64_t floor = s == NATS_OK ? ci->AckFloor.Stream : 0;
 	if (s == NATS_NOT_FOUND) {
+		jsStreamInfo *si = NULL;
+		if (js_GetStreamInfo(&si, j->js, STREAM, NULL, &jerr) == NATS_OK)
+			floor = si->State.LastSeq; /* it starts after this */
+		jsStreamInfo_Destroy(si);
 		/* A push consumer on a subject of its own, so that a restarted node binds to it
 		 * again and resumes where it left off. A new one starts with what comes next. */
 		jsConsumerConfig cc;
@@ -172,6 +191,13 @@ static natsStatus make_consumer(struct vs_cjs *j)
 		cc.FilterSubject = QOS_SUBJECTS;
 		s = js_AddConsumer(&ci, j->js, STREAM, &cc, NULL, &jerr);
 	}
+	/* Where it stands: a new consumer at the stream's end, an old one at what it
+	 * acknowledged. vs_cjs_floor() starts there, not at the stream's first message. */
+	uint_fast64_t max = atomic_load(&j->recv_max);
+	while (floor > max && !atomic_compare_exchange_weak(&j->recv_max, &max, floor))
+		;
+	if (!j->start_floor)
+		j->start_floor = floor;
 	jsConsumerInfo_Destroy(ci);
 	if (s != NATS_OK)
 		return s;
@@ -181,23 +207,6 @@ static natsStatus make_consumer(struct vs_cjs *j)
 	so.Consumer = j->consumer; /* bound: the library never deletes it */
 	so.ManualAck = true;
 	return js_Subscribe(&j->sub, j->js, QOS_SUBJECTS, on_js_msg, j, NULL, &so, &jerr);
-}
-
-static natsStatus make_bucket(struct vs_cjs *j, kvStore **kv, const char *name, int64_t ttl_ms)
-{
-	if (js_KeyValue(kv, j->js, name) == NATS_OK)
-		return NATS_OK;
-	kvConfig kc;
-	kvConfig_Init(&kc);
-	kc.Bucket = name;
-	kc.History = 1;
-	kc.TTL = ttl_ms * 1000000;
-	kc.StorageType = js_FileStorage;
-	kc.Replicas = j->b->conf->cluster_replicas;
-	natsStatus s = js_CreateKeyValue(kv, j->js, &kc);
-	if (s != NATS_OK) /* made by another node meanwhile, maybe with other settings */
-		s = js_KeyValue(kv, j->js, name);
-	return s;
 }
 
 /* ---- leases and wills ---- */
@@ -409,10 +418,14 @@ static int setup(struct vs_cjs *j)
 	if (s == NATS_OK && !j->sub && (s = make_consumer(j)) != NATS_OK)
 		what = "this node's consumer";
 	if (s == NATS_OK && !j->nodes &&
-	    (s = make_bucket(j, &j->nodes, NODES_BUCKET, j->lease_ms)) != NATS_OK)
+	    (s = vs_cluster_bucket(j->b, &j->nodes, NODES_BUCKET,
+				   "Viesti: node leases (docs/cluster.md)", j->lease_ms)) !=
+		NATS_OK)
 		what = "the bucket " NODES_BUCKET;
 	if (s == NATS_OK && !j->wills &&
-	    (s = make_bucket(j, &j->wills, WILLS_BUCKET, 0)) != NATS_OK)
+	    (s = vs_cluster_bucket(j->b, &j->wills, WILLS_BUCKET,
+				   "Viesti: wills of connected clients (docs/cluster.md)", 0)) !=
+		NATS_OK)
 		what = "the bucket " WILLS_BUCKET;
 	if (s == NATS_OK && (s = renew_lease(j)) != NATS_OK)
 		what = "this node's lease";
@@ -602,6 +615,9 @@ static bool wait_published(struct wjs *p)
 	return ok;
 }
 
+static void settle(struct vs_cjs *j, struct wjs *p, uint32_t n, bool back);
+static void settle_at(struct vs_cjs *j, struct wjs *p, uint32_t at);
+
 int vs_cjs_commit(struct vs_worker *w, bool stored)
 {
 	struct vs_cjs *j = vs_cluster_cjs(w->b->cluster);
@@ -625,6 +641,8 @@ int vs_cjs_commit(struct vs_worker *w, bool stored)
 	 * forgets (at least once: what else it drops now may come twice). Set before the nak. */
 	if (!stored && p->n_acks)
 		atomic_store(&j->forget, true);
+	if (p->n_acks)
+		settle(j, p, p->n_acks, !stored);
 	for (uint32_t i = 0; i < p->n_acks; i++) {
 		if (stored)
 			natsMsg_Ack(p->acks[i], NULL);
@@ -641,8 +659,11 @@ void vs_cjs_routed(struct vs_worker *w, void *ack)
 	struct vs_cjs *j = vs_cluster_cjs(w->b->cluster);
 	struct wjs *p = j && j->w ? &j->w[w->idx] : NULL;
 	if (!p || VS_VEC_GROW(p->acks, p->cap_acks, p->n_acks + 1, 64) < 0) {
-		if (j)
+		if (j) {
 			atomic_store(&j->forget, true); /* sent again after the ack wait */
+			if (p)				/* the next in order after those routed */
+				settle_at(j, p, p->n_acks);
+		}
 		vs_cjs_drop(ack);
 		return;
 	}
@@ -679,6 +700,130 @@ static bool was_lost(struct vs_cjs *j, natsMsg *nm)
 	return lost;
 }
 
+/* The stream sequence of a JetStream message, or 0. */
+static uint64_t stream_seq(natsMsg *nm)
+{
+	jsMsgMetaData *meta = NULL;
+	if (natsMsg_GetMetaData(&meta, nm) != NATS_OK)
+		return 0;
+	uint64_t seq = meta->Sequence.Stream;
+	jsMsgMetaData_Destroy(meta);
+	return seq;
+}
+
+static void note_received(struct vs_cjs *j, uint64_t seq)
+{
+	uint_fast64_t max = atomic_load_explicit(&j->recv_max, memory_order_relaxed);
+	while (seq > max && !atomic_compare_exchange_weak(&j->recv_max, &max, seq))
+		;
+}
+
+static void give_back(struct vs_cjs *j, uint64_t seq)
+{
+	pthread_mutex_lock(&j->nlock);
+	if (VS_VEC_GROW(j->naked, j->cap_naked, j->n_naked + 1, 16) < 0)
+		atomic_store(&j->untracked, true);
+	else
+		j->naked[j->n_naked++] = seq;
+	pthread_mutex_unlock(&j->nlock);
+}
+
+/* seq came again after it was given back. */
+static void came_back(struct vs_cjs *j, uint64_t seq)
+{
+	pthread_mutex_lock(&j->nlock);
+	for (uint32_t i = 0; i < j->n_naked; i++)
+		if (j->naked[i] == seq) {
+			j->naked[i] = j->naked[--j->n_naked];
+			break;
+		}
+	pthread_mutex_unlock(&j->nlock);
+}
+
+void vs_cjs_track(struct vs_cjs *j, int worker, void *ack)
+{
+	if (!j || !j->w || worker < 0 || worker >= j->n_w)
+		return;
+	uint64_t seq = stream_seq(ack);
+	struct wjs *p = &j->w[worker];
+	pthread_mutex_lock(&p->tlock);
+	if (p->tq_n == p->tq_cap) {
+		uint32_t cap = p->tq_cap ? p->tq_cap * 2 : 256;
+		uint64_t *q = malloc(cap * sizeof(*q));
+		if (!q) {
+			atomic_store(&j->untracked, true);
+			pthread_mutex_unlock(&p->tlock);
+			return;
+		}
+		for (uint32_t i = 0; i < p->tq_n; i++)
+			q[i] = p->tq[(p->tq_head + i) % p->tq_cap];
+		free(p->tq);
+		p->tq = q;
+		p->tq_head = 0;
+		p->tq_cap = cap;
+	}
+	p->tq[(p->tq_head + p->tq_n++) % p->tq_cap] = seq;
+	pthread_mutex_unlock(&p->tlock);
+	if (seq)
+		came_back(j, seq);
+}
+
+/* The first n of worker p's messages were acknowledged, or (back) given back. */
+static void settle(struct vs_cjs *j, struct wjs *p, uint32_t n, bool back)
+{
+	pthread_mutex_lock(&p->tlock);
+	for (uint32_t i = 0; i < n && p->tq_n; i++) {
+		uint64_t seq = p->tq[p->tq_head];
+		p->tq_head = (p->tq_head + 1) % p->tq_cap;
+		p->tq_n--;
+		if (back)
+			give_back(j, seq);
+	}
+	pthread_mutex_unlock(&p->tlock);
+}
+
+/* Worker p's message at position at (after the at routed before it) was dropped unacknowledged:
+ * JetStream sends it again after the ack wait. */
+static void settle_at(struct vs_cjs *j, struct wjs *p, uint32_t at)
+{
+	pthread_mutex_lock(&p->tlock);
+	if (at < p->tq_n) {
+		uint64_t seq = p->tq[(p->tq_head + at) % p->tq_cap];
+		for (uint32_t i = at; i + 1 < p->tq_n; i++)
+			p->tq[(p->tq_head + i) % p->tq_cap] =
+			    p->tq[(p->tq_head + i + 1) % p->tq_cap];
+		p->tq_n--;
+		give_back(j, seq);
+	}
+	pthread_mutex_unlock(&p->tlock);
+}
+
+uint64_t vs_cjs_floor(struct vs_cjs *j)
+{
+	if (!j)
+		return 0;
+	if (atomic_load(&j->untracked))
+		return j->start_floor;
+	uint64_t low = UINT64_MAX;
+	for (int k = 0; k < j->n_w; k++) {
+		struct wjs *p = &j->w[k];
+		pthread_mutex_lock(&p->tlock);
+		for (uint32_t i = 0; i < p->tq_n; i++) {
+			uint64_t seq = p->tq[(p->tq_head + i) % p->tq_cap];
+			if (seq && seq < low)
+				low = seq;
+		}
+		pthread_mutex_unlock(&p->tlock);
+	}
+	pthread_mutex_lock(&j->nlock);
+	for (uint32_t i = 0; i < j->n_naked; i++)
+		if (j->naked[i] < low)
+			low = j->naked[i];
+	pthread_mutex_unlock(&j->nlock);
+	uint64_t max = atomic_load(&j->recv_max);
+	return low == UINT64_MAX ? max : low - 1 < max ? low - 1 : max;
+}
+
 /* A message of the stream (the library's delivery thread). */
 static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *arg)
 {
@@ -705,19 +850,29 @@ static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
 	 * a lost acknowledgement) are acknowledged and skipped; but not one whose first delivery
 	 * was lost on the way (its sequence is behind newer ones, yet it was never routed). */
 	uint64_t last = (uintptr_t)vs_map_get(&j->seen, f.node.p, f.node.len);
+	uint64_t seq = stream_seq(nm);
 	if ((f.node.len == strlen(j->node) && memcmp(f.node.p, j->node, f.node.len) == 0) ||
 	    (f.seq <= last && !lost)) {
+		if (seq)
+			came_back(j, seq);
+		note_received(j, seq);
 		natsMsg_Ack(nm, NULL);
 		goto out;
 	}
 	/* Noted first: once delivered, nm (which f points into) is the worker's. */
 	if (f.seq > last)
 		vs_map_put(&j->seen, f.node.p, f.node.len, (void *)(uintptr_t)f.seq, NULL);
+	/* Tracked by its worker (vs_cjs_track) before recv_max moves: the floor never runs
+	 * ahead of what was taken. */
 	if (vs_cluster_deliver(j->cl, &f, nm) < 0) {
+		if (seq)
+			give_back(j, seq);
+		note_received(j, seq);
 		atomic_store(&j->forget, true); /* it comes again, maybe behind newer ones */
 		natsMsg_Nak(nm, NULL);
 		goto out;
 	}
+	note_received(j, seq);
 	return; /* the worker acknowledges it */
 out:
 	natsMsg_Destroy(nm);
@@ -734,6 +889,7 @@ static int init_workers(struct vs_cjs *j, char *err, size_t errlen)
 	for (int i = 0; i < j->n_w; i++) {
 		struct wjs *p = &j->w[i];
 		pthread_mutex_init(&p->lock, NULL);
+		pthread_mutex_init(&p->tlock, NULL);
 		pthread_cond_init(&p->cond, NULL);
 		jsOptions o;
 		jsOptions_Init(&o);
@@ -772,6 +928,7 @@ int vs_cjs_start(struct vs_cluster *cl, struct vs_broker *b, struct vs_cjs **out
 	j->seq = (uint64_t)vs_wall_ns(); /* newer than an earlier life's (cluster.c) */
 	j->tail = &j->head;
 	pthread_mutex_init(&j->pub_lock, NULL);
+	pthread_mutex_init(&j->nlock, NULL);
 	pthread_mutex_init(&j->lock, NULL);
 	pthread_cond_init(&j->cond, NULL);
 	if (vs_cluster_token((const uint8_t *)j->node, strlen(j->node), j->node_tok,
@@ -779,7 +936,7 @@ int vs_cjs_start(struct vs_cluster *cl, struct vs_broker *b, struct vs_cjs **out
 		snprintf(err, errlen, "cluster: node id too long");
 		return -1;
 	}
-	snprintf(j->consumer, sizeof(j->consumer), "vs_%s", j->node_tok);
+	snprintf(j->consumer, sizeof(j->consumer), VS_CJS_CONSUMER_FMT, j->node_tok);
 	snprintf(j->deliver, sizeof(j->deliver), DELIVER_PREFIX "%s", j->node_tok);
 	if (init_workers(j, err, errlen) < 0)
 		return -1;
@@ -823,9 +980,13 @@ void vs_cjs_free(struct vs_cjs *j)
 			natsMsg_Destroy(p->acks[k]);
 		free(p->acks);
 		jsCtx_Destroy(p->js);
+		free(p->tq);
 		pthread_mutex_destroy(&p->lock);
+		pthread_mutex_destroy(&p->tlock);
 		pthread_cond_destroy(&p->cond);
 	}
+	free(j->naked);
+	pthread_mutex_destroy(&j->nlock);
 	free(j->w);
 	for (struct op *o = j->head, *next; o; o = next) {
 		next = o->next;

@@ -28,6 +28,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define VS_CJS_STREAM	    "VS_MSGS"
+#define VS_CJS_SUBJECTS	    "vs.q.>"
+#define VS_CJS_CONSUMER_FMT "vs_%s"    /* a node's durable consumer: "vs_" and its id's token */
+#define VS_CJS_NODES_BUCKET "vs_nodes" /* leases: key a node id's token, gone when it lapsed */
+
 struct vs_broker;
 struct vs_cluster;
 struct vs_cjs;
@@ -61,6 +66,18 @@ int vs_cjs_commit(struct vs_worker *w, bool stored);
 void vs_cjs_routed(struct vs_worker *w, void *ack);
 /* Frees a JetStream message without acknowledging it (JetStream sends it again). */
 void vs_cjs_drop(void *ack);
+
+/* A stream sequence this node has taken everything up to: every message of the stream after
+ * it is still to come, or received and not yet routed and stored (0: none taken yet). A
+ * session that goes offline notes it (cluster_session.h): were this node to die, another node
+ * rebuilding the session reads the stream from there. */
+uint64_t vs_cjs_floor(struct vs_cjs *j);
+
+/* The JetStream message ack (natsMsg) is about to be posted to worker `worker`, which
+ * acknowledges it at a commit (vs_cjs_routed): its stream sequence counts as not yet taken until
+ * then (vs_cjs_floor). From this node's consumer (cluster.c) or a shared group's
+ * (cluster_share.h). */
+void vs_cjs_track(struct vs_cjs *j, int worker, void *ack);
 
 /* The will of client_id changed: will (encoded here, not kept) is stored in vs_wills, NULL
  * deletes it. On w's thread; the writes happen on the JetStream thread, in the order asked. */

@@ -17,11 +17,22 @@ natsConnection *vs_cluster_nc(struct vs_broker *b);
 /* The connection's one JetStream context (its asynchronous publish errors are dispatched by
  * subject to the file that published). */
 jsCtx *vs_cluster_js(struct vs_broker *b);
+/* Binds the key-value bucket name (history 1, file storage, cluster_replicas, entries aged out
+ * after ttl_ms, 0: never), creating it when no node has; described as what. Blocks on
+ * JetStream's API (2 s at most): for the cluster's own threads, never a worker. */
+natsStatus vs_cluster_bucket(struct vs_broker *b, kvStore **kv, const char *name, const char *what,
+			     int64_t ttl_ms);
 /* This node's id (cluster_node_id, or the host name). */
 const char *vs_cluster_node(struct vs_broker *b);
 struct vs_cluster_retain;
 /* The retained-message side (cluster_retain.h), NULL until started. */
 struct vs_cluster_retain *vs_cluster_retain_state(struct vs_broker *b);
+/* Other nodes' subjects (cluster_interest.h), NULL until started. */
+struct vs_cluster_interest;
+struct vs_cluster_interest *vs_cluster_interest_state(struct vs_broker *b);
+/* Sessions between nodes (cluster_session.h), NULL until started. */
+struct vs_cluster_sessions;
+struct vs_cluster_sessions *vs_cluster_sessions_of(struct vs_broker *b);
 /* The JetStream part (cluster_js.h). */
 struct vs_cluster;
 struct vs_cjs;

@@ -248,17 +248,8 @@ static void nap(struct vs_cluster_retain *r, int ms)
 /* Binds the bucket, creating it when it is not there. */
 static natsStatus bind_bucket(struct vs_cluster_retain *r)
 {
-	jsCtx *js = vs_cluster_js(r->b);
-	natsStatus s = js_KeyValue(&r->kv, js, VS_RETAIN_BUCKET);
-	if (s == NATS_OK)
-		return s;
-	kvConfig kc;
-	kvConfig_Init(&kc);
-	kc.Bucket = VS_RETAIN_BUCKET;
-	kc.Description = "Viesti: retained messages (docs/cluster.md)";
-	kc.History = 1;
-	kc.Replicas = r->b->conf->cluster_replicas;
-	return js_CreateKeyValue(&r->kv, js, &kc);
+	return vs_cluster_bucket(r->b, &r->kv, VS_RETAIN_BUCKET,
+				 "Viesti: retained messages (docs/cluster.md)", 0);
 }
 
 static void *watch_main(void *arg)

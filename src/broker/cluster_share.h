@@ -44,6 +44,10 @@ void vs_cluster_share_interest(struct vs_cluster_share *s, const char *share, si
 bool vs_cluster_share_forward(struct vs_cluster_share *s, const char *subject, const void *f,
 			      int len);
 
+/* Whether a local group's filter takes messages on subject ("vs.m..."): its QoS 1/2 messages then
+ * go through JetStream even when no other node wants them, to reach the group's consumers. */
+bool vs_cluster_share_wants(struct vs_cluster_share *s, const char *subject);
+
 /* Local groups (for the heartbeat). */
 size_t vs_cluster_share_groups(struct vs_cluster_share *s);
 /* Whether other nodes have groups (set by the heartbeats cluster.c hears). */

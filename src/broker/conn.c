@@ -4,10 +4,12 @@
  */
 #include "base/vec.h"
 #include "broker/conn.h"
+#include "broker/cluster_session.h"
 #include "broker/cluster_js.h"
 #include "broker/trace.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +61,17 @@ static void init_conn(struct vs_conn *c, struct vs_worker *w, struct vs_listener
 	c->id = ++w->next_conn_id;
 	c->last_rx_ms = w->now_ms;
 	c->request_problem_info = true;
-	snprintf(c->addr, sizeof(c->addr), "%s", addr);
+	snprintf(c->addr, c->addr_room, "%s", addr);
+}
+
+/* A zeroed connection with room for addr (see vs_conn.addr). */
+static struct vs_conn *conn_alloc(const char *addr, bool forwardable)
+{
+	size_t room = forwardable ? VS_CONN_ADDR_MAX : strnlen(addr, VS_CONN_ADDR_MAX - 1) + 1;
+	struct vs_conn *c = calloc(1, offsetof(struct vs_conn, addr) + room);
+	if (c)
+		c->addr_room = (uint8_t)room;
+	return c;
 }
 
 /* The connection's transport: TLS when its listener has a context, else the plain stream; under
@@ -91,7 +103,7 @@ static int make_transport(struct vs_conn *c, struct vs_listener *l, int fd)
 
 int vs_conn_accept(struct vs_worker *w, struct vs_listener *l, int fd, const char *addr)
 {
-	struct vs_conn *c = calloc(1, sizeof(*c));
+	struct vs_conn *c = conn_alloc(addr, l->ws);
 	if (!c || make_transport(c, l, fd) < 0) {
 		free(c);
 		close(fd);
@@ -129,7 +141,7 @@ struct vs_conn *vs_conn_virtual(struct vs_worker *w, struct vs_listener *l, cons
 				int (*open)(struct vs_transport *tp, struct vs_conn *c, void *arg),
 				void *arg)
 {
-	struct vs_conn *c = calloc(1, sizeof(*c));
+	struct vs_conn *c = conn_alloc(addr, false);
 	if (!c)
 		return NULL;
 	if (open(&c->tp, c, arg) < 0) {
@@ -652,7 +664,7 @@ static int handshake(struct vs_conn *c)
 		/* Behind a trusted proxy, the client is who it says it forwarded. */
 		vs_log(c->w->b->log, VS_LOG_DEBUG, "connection from %s is %s (X-Forwarded-For)",
 		       c->addr, fwd);
-		snprintf(c->addr, sizeof(c->addr), "%s", fwd);
+		snprintf(c->addr, c->addr_room, "%s", fwd);
 	}
 	vs_conn_update_events(c);
 	if (vs_bytes_avail(&c->out))
@@ -780,6 +792,8 @@ static void detach_session(struct vs_conn *c)
 	}
 	if (mine && end)
 		vs_router_end_session(c->w, s);
+	else if (mine && c->w->b->cluster && !c->bridge) /* where the stream stands now */
+		vs_cluster_session_note(c->w->b, s->client_id, s->id_len, true);
 	if (s)
 		vs_session_unref(s);
 	c->session = NULL;

@@ -31,6 +31,8 @@ enum vs_connect_step {
 	VS_CS_AUTH,	/* for an authentication thread's password check (parked) */
 	VS_CS_SCRAM,	/* for the client's AUTH with its SCRAM proof */
 	VS_CS_TAKEOVER, /* for another worker to close the session's old connection (parked) */
+	VS_CS_ROAM,	/* for the cluster: the session's owner, or the session from another node
+			 * (parked, cluster_session.h) */
 };
 
 struct vs_scram_server;
@@ -39,10 +41,11 @@ struct vs_http_conn;
 
 /* What a connection keeps of its CONNECT until the CONNACK (connect.c). */
 struct vs_connecting {
-	uint8_t step;		       /* enum vs_connect_step */
-	bool clean;		       /* Clean Session / Clean Start asked for */
-	uint16_t keepalive;	       /* the keep-alive asked for */
-	struct vs_auth_job *job;       /* the password check waited for, or NULL */
+	uint8_t step;		 /* enum vs_connect_step */
+	bool clean;		 /* Clean Session / Clean Start asked for */
+	uint16_t keepalive;	 /* the keep-alive asked for */
+	bool asked;		 /* the cluster was asked for the session (cluster_session.h) */
+	struct vs_auth_job *job; /* the password check waited for, or NULL */
 	struct vs_scram_server *scram; /* SCRAM-SHA-256 exchange, or NULL */
 	uint8_t final_len;
 	uint8_t final[64]; /* server-final-message, for the CONNACK */
@@ -102,29 +105,35 @@ struct vs_conn {
 	uint8_t log_used;     /* lines written in it */
 	uint8_t state;
 	uint8_t version;      /* 0 until CONNECT */
-	bool graceful;	      /* a DISCONNECT (without will) was received */
+	uint8_t addr_room;    /* bytes allocated for addr (its NUL included) */
 	bool durable_pending; /* output holds an acknowledgement not yet committed to the store */
 	bool parked;	      /* not read: its CONNECT waits (vs_connecting.step) */
 	bool throttled;	      /* not read until throttle_until_ms: a subscriber queue is full */
 	bool want_drain;      /* output went over the high-water mark: drain when it empties */
 	bool in_flush;	      /* in the worker's flush list */
 	bool in_reread;	      /* in the worker's reread list */
-	bool request_problem_info; /* 5.0, default 1 */
-	bool will_recorded;	   /* the store holds this connection's will (see connect.c) */
-	bool will_in_cluster;	   /* vs_wills in JetStream holds it (cluster_js.h) */
-	bool release_out;	   /* free the output buffer once written (only a CONNACK) */
-	bool id_assigned;	   /* the broker chose its client id [MQTT-3.1.3-6] */
-	bool tls_user;		   /* the username comes from the TLS handshake */
-	bool preauth;		   /* admitted by its listener without credentials (an MQTT-SN
-				    * source in mqttsn_allowed_sources) */
-	bool superseded;	   /* closed by a take-over that resumes its session: no will */
-	bool bridge;		   /* a 3.x bridge (protocol level | 0x80, try_private): its
-				    * subscriptions are No Local, as Mosquitto treats bridges */
-	/* "[IPv6]:port": inet_ntop writes at most 39 characters for an IPv6 address (the dotted
-	 * forms it uses are compressed), so 48 bytes hold any address vs_addr_str formats. */
-	char addr[48];
-	uint16_t connected_msec; /* and milliseconds (read as connected_wall is) */
+	/* Bits set at CONNECT or at the end, not per message. */
+	bool graceful : 1;	       /* a DISCONNECT (without will) was received */
+	bool request_problem_info : 1; /* 5.0, default 1 */
+	bool will_recorded : 1;	       /* the store holds this connection's will (see connect.c) */
+	bool will_in_cluster : 1;      /* vs_wills in JetStream holds it (cluster_js.h) */
+	bool release_out : 1;	       /* free the output buffer once written (only a CONNACK) */
+	bool id_assigned : 1;	       /* the broker chose its client id [MQTT-3.1.3-6] */
+	bool tls_user : 1;	       /* the username comes from the TLS handshake */
+	bool preauth : 1;	       /* admitted by its listener without credentials (an MQTT-SN
+					* source in mqttsn_allowed_sources) */
+	bool superseded : 1;	       /* closed by a take-over that resumes its session: no will */
+	bool bridge : 1;	       /* a 3.x bridge (protocol level | 0x80, try_private): its
+					* subscriptions are No Local, as Mosquitto treats bridges */
+	uint16_t connected_msec;       /* and milliseconds (read as connected_wall is) */
+	/* "[IPv6]:port", or a unix socket's peer: allocated with the connection, as long as the
+	 * address (up to VS_CONN_ADDR_MAX with its NUL), or VS_CONN_ADDR_MAX on a websockets
+	 * listener, where X-Forwarded-For may replace it. inet_ntop writes at most 39 characters
+	 * for an IPv6 address, so VS_CONN_ADDR_MAX holds any address vs_addr_str formats. */
+	char addr[];
 };
+
+#define VS_CONN_ADDR_MAX 48
 
 /*
  * Whether a log line that the client can cause with every packet it sends (an ACL denial, a

@@ -31,6 +31,7 @@
 #include "broker/authq.h"
 #include "broker/cluster_claim.h"
 #include "broker/cluster_js.h"
+#include "broker/cluster_session.h"
 #include "broker/conn.h"
 #include "broker/mount.h"
 #include "broker/persist.h"
@@ -145,7 +146,7 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 	*present = false;
 
 	pthread_mutex_lock(&b->reg_lock);
-	struct vs_session *s = vs_map_get(&b->sessions, c->client_id, idlen);
+	struct vs_session *s = vs_registry_get(&b->sessions, c->client_id, idlen);
 	if (s && s->bridge) {
 		/* A bridge's local session is not for a client to take over. */
 		pthread_mutex_unlock(&b->reg_lock);
@@ -178,7 +179,7 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 			s->conn = NULL;
 			s->owner = NULL;
 			pthread_mutex_unlock(&s->lock);
-			vs_map_del(&b->sessions, c->client_id, idlen);
+			vs_registry_del(&b->sessions, c->client_id, idlen);
 			vs_broker_sessions_changed(b);
 			old_to_end = s; /* the registry's reference moves here */
 			s = NULL;
@@ -188,7 +189,7 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 	}
 	if (!s) {
 		s = vs_session_new(c->client_id, idlen);
-		if (!s || vs_map_put(&b->sessions, c->client_id, idlen, s, NULL) < 0) {
+		if (!s || vs_registry_add(&b->sessions, s) < 0) {
 			pthread_mutex_unlock(&b->reg_lock);
 			vs_session_unref(s);
 			vs_session_unref(old_to_end);
@@ -343,7 +344,7 @@ static int takeover_first(struct vs_conn *c)
 	uint32_t slot = 0;
 	uint64_t id = 0;
 	pthread_mutex_lock(&b->reg_lock);
-	struct vs_session *s = vs_map_get(&b->sessions, c->client_id, strlen(c->client_id));
+	struct vs_session *s = vs_registry_get(&b->sessions, c->client_id, strlen(c->client_id));
 	if (s) {
 		pthread_mutex_lock(&s->lock);
 		if (s->connected && !s->bridge) { /* a bridge's session has no connection to take */
@@ -545,6 +546,8 @@ static enum vs_handled attach(struct vs_conn *c)
 			c->connecting->clean, c->keepalive, c->username ? ", user " : "",
 			c->username ? c->username : "", c->connecting->scram ? ", SCRAM" : "");
 	vs_cluster_claim(b, c, c->connecting->clean);
+	if (b->cluster && c->session_expiry > 0 && !c->bridge)
+		vs_cluster_session_note(b, c->client_id, strlen(c->client_id), false);
 	vs_connecting_free(c);
 	record_will(c, s);
 	if (present && !vs_router_resume_session(c->w, s))
@@ -566,6 +569,8 @@ static enum vs_handled authorized(struct vs_conn *c)
 
 enum vs_handled vs_connect_resume(struct vs_conn *c)
 {
+	if (vs_cluster_session_ask(c))
+		return VS_GO_ON; /* the session may be on another node (cluster_session.h) */
 	if (takeover_first(c))
 		return VS_GO_ON;
 	return attach(c);

@@ -16,6 +16,8 @@
 #include "base/vec.h"
 #include "base/clock.h"
 #include "base/error.h"
+#include "base/log.h"
+#include "broker/conn.h"
 #include "broker/persist.h"
 #include "broker/router.h"
 #include "broker/worker.h"
@@ -41,10 +43,14 @@ struct pending {
 
 struct replay {
 	struct vs_broker *b;
+	struct vs_registry *sessions; /* &b->sessions at start-up; a private one for one imported
+				       * session */
+	bool importing;		      /* one session from another node (vs_bp_session_import) */
 	int64_t now_ms, now_wall;
 	struct vs_map msgs;	/* 8-byte id -> struct vs_msg * (one reference) */
 	struct vs_map retained; /* topic -> msg id (as pointer-sized integer) */
 	struct vs_map index;	/* (session ptr, msg id) -> pending index + 1 */
+	struct vs_map wills;	/* session ptr -> its will's msg id (as pointer-sized integer) */
 	struct pending *pend;
 	size_t n_pend, cap_pend;
 	struct vs_session **dead; /* ended during replay, freed at the end */
@@ -54,9 +60,18 @@ struct replay {
 	uint64_t seq;
 };
 
+/* The monotonic time (ms) of wall-clock second `wall`, as far as 68 years either side of now: a
+ * damaged or hostile record (a store's, another node's) cannot overflow the arithmetic. */
+static int64_t mono_of(const struct replay *r, int64_t wall)
+{
+	int64_t d = wall - r->now_wall;
+	d = d < -(int64_t)INT32_MAX ? -(int64_t)INT32_MAX : d > INT32_MAX ? INT32_MAX : d;
+	return r->now_ms + d * 1000;
+}
+
 static struct vs_session *find_session(struct replay *r, const struct vs_rec_str *id)
 {
-	return vs_map_get(&r->b->sessions, id->p, id->len);
+	return vs_registry_get(r->sessions, (const char *)id->p, id->len);
 }
 
 static int on_session(struct replay *r, const struct vs_rec_session *x)
@@ -64,8 +79,7 @@ static int on_session(struct replay *r, const struct vs_rec_session *x)
 	struct vs_session *s = find_session(r, &x->client_id);
 	if (!s) {
 		s = vs_session_new((const char *)x->client_id.p, x->client_id.len);
-		if (!s ||
-		    vs_map_put(&r->b->sessions, x->client_id.p, x->client_id.len, s, NULL) < 0) {
+		if (!s || vs_registry_add(r->sessions, s) < 0) {
 			vs_session_unref(s);
 			return -ENOMEM;
 		}
@@ -76,14 +90,14 @@ static int on_session(struct replay *r, const struct vs_rec_session *x)
 	 * expiry counts in wall-clock time across the restart. */
 	int64_t since = x->offline_since_wall ? x->offline_since_wall : r->now_wall;
 	s->offline_since_wall = since < 0 ? 0 : since > UINT32_MAX ? UINT32_MAX : (uint32_t)since;
-	s->offline_since_ms = r->now_ms - (r->now_wall - since) * 1000;
+	s->offline_since_ms = mono_of(r, since);
 	s->persisted = true;
 	return 0;
 }
 
 static void on_session_del(struct replay *r, const struct vs_rec_str *id)
 {
-	struct vs_session *s = vs_map_del(&r->b->sessions, id->p, id->len);
+	struct vs_session *s = vs_registry_del(r->sessions, (const char *)id->p, id->len);
 	if (!s)
 		return;
 	s->ended = true;
@@ -129,7 +143,7 @@ static int on_msg(struct replay *r, const struct vs_rec_msg *x)
 		pr.n_user = 1;
 	}
 	struct vs_buf origin = {x->origin_client_id.p, x->origin_client_id.len};
-	int64_t created_ms = r->now_ms - (r->now_wall - x->created_wall) * 1000;
+	int64_t created_ms = mono_of(r, x->created_wall);
 	struct vs_msg *m = vs_msg_make((const char *)x->topic.p, x->topic.len, x->payload.p,
 				       x->payload.len, x->qos, x->retain, &pr, &origin, created_ms);
 	if (!m)
@@ -234,11 +248,19 @@ static int on_will(struct replay *r, const struct vs_rec_will *x, bool set)
 		return 0;
 	/* The message may come later in the log: remember the id, resolve at the end. */
 	if (set && x->publish_at_wall < 0) /* the client was connected: its delay from now */
-		s->will_at_ms = r->now_ms + (-x->publish_at_wall - 1) * 1000;
+		s->will_at_ms =
+		    mono_of(r, r->now_wall - 1 -
+				   (x->publish_at_wall < -(int64_t)INT32_MAX ? -(int64_t)INT32_MAX
+									     : x->publish_at_wall));
 	else
-		s->will_at_ms = set ? r->now_ms + (x->publish_at_wall - r->now_wall) * 1000 : 0;
-	s->will_store_id = set ? x->msg_id : 0;
-	return 0;
+		s->will_at_ms = set ? mono_of(r, x->publish_at_wall) : 0;
+	if (!set || !x->msg_id) {
+		vs_map_del(&r->wills, &s, sizeof(s));
+		return 0;
+	}
+	return vs_map_put(&r->wills, &s, sizeof(s), (void *)(uintptr_t)x->msg_id, NULL) < 0
+		   ? -ENOMEM
+		   : 0;
 }
 
 /* The latest change per topic wins, by version (records from different workers can reach the
@@ -348,10 +370,26 @@ static void rebuild_queues(struct replay *r)
 		}
 		if (ring == &p->s->queue)
 			p->s->queued_bytes += m->payload.len;
+		if (r->importing)
+			continue;
 		if (ring == &p->s->queue)
 			r->b->restored_queued++;
 		else
 			r->b->restored_inflight++;
+	}
+}
+
+void vs_bp_session_subscribe(struct vs_broker *b, struct vs_session *s)
+{
+	for (uint32_t i = 0; i < vs_session_n_subs(s); i++) {
+		const struct vs_session_sub *x = &s->subs->v[i];
+		struct vs_sub sub = {.owner = s,
+				     .sub_id = x->sub_id,
+				     .qos = x->qos,
+				     .no_local = (x->options >> 2) & 1,
+				     .retain_as_published = (x->options >> 3) & 1,
+				     .retain_handling = (x->options >> 4) & 3};
+		vs_router_sub_add(b, x->filter, x->len, &sub);
 	}
 }
 
@@ -360,25 +398,13 @@ static void rebuild_sessions(struct replay *r)
 {
 	struct vs_broker *b = r->b;
 	size_t it = 0;
-	const char *key;
-	size_t klen;
-	void *val;
-	while (vs_map_next(&b->sessions, &it, &key, &klen, &val)) {
-		struct vs_session *s = val;
-		for (uint32_t i = 0; i < vs_session_n_subs(s); i++) {
-			const struct vs_session_sub *x = &s->subs->v[i];
-			struct vs_sub sub = {.owner = s,
-					     .sub_id = x->sub_id,
-					     .qos = x->qos,
-					     .no_local = (x->options >> 2) & 1,
-					     .retain_as_published = (x->options >> 3) & 1,
-					     .retain_handling = (x->options >> 4) & 3};
-			vs_router_sub_add(b, x->filter, x->len, &sub);
-		}
-		if (s->will_store_id) {
-			struct vs_msg *m = msg_by_id(r, s->will_store_id);
+	struct vs_session *s;
+	while (vs_registry_next(&b->sessions, &it, &s)) {
+		vs_bp_session_subscribe(b, s);
+		uint64_t will_id = (uintptr_t)vs_map_get(&r->wills, &s, sizeof(s));
+		if (will_id) {
+			struct vs_msg *m = msg_by_id(r, will_id);
 			s->will = m ? vs_msg_ref(m) : NULL;
-			s->will_store_id = 0;
 		}
 	}
 }
@@ -415,6 +441,7 @@ static void replay_fini(struct replay *r)
 		free(val);
 	vs_map_fini(&r->retained);
 	vs_map_fini(&r->index);
+	vs_map_fini(&r->wills);
 	free(r->pend);
 }
 
@@ -422,18 +449,20 @@ static void replay_fini(struct replay *r)
 
 struct snap {
 	struct vs_broker *b;
-	struct vs_store_snap *snap;
-	struct vs_store_buf buf;
-	struct vs_map written; /* message ids already in this snapshot */
+	struct vs_store_snap *snap; /* NULL: records only go into *buf (one session's export) */
+	struct vs_store_buf own;
+	struct vs_store_buf *buf; /* &own, or the caller's */
+	bool subs_only;		  /* a session's settings and subscriptions, nothing else */
+	struct vs_map written;	  /* message ids already in this snapshot */
 	int64_t now_ms, now_wall;
 	int err;
 };
 
 static void snap_flush(struct snap *x, bool force)
 {
-	if (x->err || (!force && x->buf.len < (1u << 20)))
+	if (x->err || !x->snap || (!force && x->buf->len < (1u << 20)))
 		return;
-	int rc = vs_store_snapshot_write(x->snap, &x->buf);
+	int rc = vs_store_snapshot_write(x->snap, x->buf);
 	if (rc < 0)
 		x->err = rc;
 }
@@ -442,7 +471,7 @@ static void snap_append(struct snap *x, const struct vs_rec *r)
 {
 	if (x->err)
 		return;
-	int rc = vs_store_append(&x->buf, r);
+	int rc = vs_store_append(x->buf, r);
 	if (rc < 0)
 		x->err = rc;
 	/* No write here: callers hold a session lock or the retained store's read lock, and no
@@ -495,6 +524,8 @@ static void snap_session(struct snap *x, struct vs_session *s)
 		sr.u.sub.sub_id = sub->sub_id;
 		snap_append(x, &sr);
 	}
+	if (x->subs_only)
+		return;
 	for (uint32_t i = 0; i < s->inflight.count; i++)
 		snap_entry(x, s, vs_ring_at(&s->inflight, i));
 	for (uint32_t i = 0; i < s->queue.count; i++)
@@ -544,16 +575,15 @@ static void snap_retained(void *ctx, const char *topic, size_t len, void *msg)
 static int write_snapshot(struct vs_broker *b)
 {
 	struct snap x = {.b = b, .now_ms = vs_now_ms(), .now_wall = vs_wall_s()};
+	x.buf = &x.own;
 	int rc = vs_store_snapshot_begin(b->store, &x.snap);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&b->reg_lock);
 	size_t n = 0, it = 0;
 	struct vs_session **all = malloc((b->sessions.count + 1) * sizeof(*all));
-	const char *key;
-	size_t klen;
-	void *val;
-	while (all && vs_map_next(&b->sessions, &it, &key, &klen, &val))
+	struct vs_session *val;
+	while (all && vs_registry_next(&b->sessions, &it, &val))
 		all[n++] = vs_session_ref(val);
 	pthread_mutex_unlock(&b->reg_lock);
 	if (!all)
@@ -573,9 +603,117 @@ static int write_snapshot(struct vs_broker *b)
 	vs_retain_foreach(b->retain, snap_retained, &x);
 	snap_flush(&x, true);
 	rc = vs_store_snapshot_end(x.snap, x.err == 0);
-	vs_store_buf_fini(&x.buf);
+	vs_store_buf_fini(&x.own);
 	vs_map_fini(&x.written);
 	return x.err ? x.err : rc;
+}
+
+/* ---- One session, between the nodes of a cluster (cluster_session.h) -------------------- */
+
+int vs_bp_session_export(struct vs_broker *b, struct vs_session *s, bool whole,
+			 struct vs_store_buf *out)
+{
+	struct snap x = {.b = b,
+			 .buf = out,
+			 .subs_only = !whole,
+			 .now_ms = vs_now_ms(),
+			 .now_wall = vs_wall_s()};
+	snap_session(&x, s);
+	vs_map_fini(&x.written);
+	return x.err;
+}
+
+void vs_bp_session_record(struct vs_worker *w, struct vs_session *s)
+{
+	if (!w->b->store)
+		return;
+	if (w->cur) /* its CONNACK waits for these records, as for any (persist.c) */
+		w->cur->durable_pending = true;
+	struct snap x = {.b = w->b, .buf = &w->pbuf, .now_ms = w->now_ms, .now_wall = vs_wall_s()};
+	snap_session(&x, s);
+	vs_map_fini(&x.written);
+	if (x.err < 0)
+		vs_log(w->b->log, VS_LOG_ERR, "persistence: cannot record session %s: %s",
+		       s->client_id, vs_strerror(x.err));
+	s->persisted = true;
+}
+
+/* The client id a record is about, or NULL (MSG, RETAIN: about no client). */
+static const struct vs_rec_str *rec_client(const struct vs_rec *r)
+{
+	switch (r->type) {
+	case VS_REC_SESSION:
+		return &r->u.session.client_id;
+	case VS_REC_SUB:
+	case VS_REC_UNSUB:
+		return &r->u.sub.client_id;
+	case VS_REC_QUEUE:
+		return &r->u.queue.client_id;
+	case VS_REC_DEQUEUE:
+		return &r->u.dequeue.client_id;
+	case VS_REC_INQOS2:
+		return &r->u.inqos2.client_id;
+	default:
+		return NULL;
+	}
+}
+
+struct vs_session *vs_bp_session_import(struct vs_broker *b, const char *client_id, size_t idlen,
+					const uint8_t *buf, size_t len, const char **why)
+{
+	struct vs_registry sessions;
+	memset(&sessions, 0, sizeof(sessions));
+	struct replay r = {.b = b,
+			   .sessions = &sessions,
+			   .importing = true,
+			   .now_ms = vs_now_ms(),
+			   .now_wall = vs_wall_s()};
+	uint32_t *scratch = NULL;
+	size_t cap = 0, off = 0;
+	int rc = 0;
+	*why = "";
+	while (off < len && rc == 0) {
+		struct vs_rec rec;
+		long k = vs_rec_decode(buf + off, len - off, &rec, &scratch, &cap);
+		if (k <= 0) {
+			rc = k == 0 ? VS_EPROTO : (int)k;
+			*why = k == -ENOMEM ? "no memory" : "a damaged record";
+			break;
+		}
+		off += (size_t)k;
+		const struct vs_rec_str *id = rec_client(&rec);
+		/* Only this client's session, its subscriptions, queue and QoS 2 state, and the
+		 * messages they name; a will is not taken along (the new connection resumes the
+		 * session, which drops it [MQTT-3.1.3-9]). */
+		bool about = rec.type == VS_REC_MSG ||
+			     (id && id->len == idlen && memcmp(id->p, client_id, idlen) == 0);
+		if (vs_rec_known(&rec) && about && rec.type != VS_REC_SESSION_DEL &&
+		    (rc = on_record(&r, &rec)) < 0)
+			*why = "no memory";
+	}
+	free(scratch);
+	struct vs_session *s = NULL, *other;
+	if (rc == 0 && !(s = vs_registry_del(&sessions, client_id, idlen)))
+		*why = "no session in it";
+	size_t it = 0;
+	while (vs_registry_next(&sessions, &it, &other))
+		other->ended = true; /* its queue entries are dropped */
+	rebuild_queues(&r);
+	if (s)
+		s->persisted = false; /* not in this node's store yet: vs_bp_session_record() */
+	/* Their ids were the other node's: this node's store gives them its own. */
+	const char *key;
+	size_t klen;
+	void *val;
+	it = 0;
+	while (vs_map_next(&r.msgs, &it, &key, &klen, &val))
+		atomic_store(&((struct vs_msg *)val)->store_id, 0);
+	it = 0;
+	while (vs_registry_next(&sessions, &it, &other))
+		vs_session_unref(other);
+	vs_registry_fini(&sessions);
+	replay_fini(&r);
+	return s;
 }
 
 static void *snapshot_thread(void *arg)
@@ -833,7 +971,8 @@ int vs_bp_open(struct vs_broker *b, char *err, size_t errlen)
 			       b->log, &b->store, err, errlen);
 	if (rc < 0)
 		return rc;
-	struct replay r = {.b = b, .now_ms = vs_now_ms(), .now_wall = vs_wall_s()};
+	struct replay r = {
+	    .b = b, .sessions = &b->sessions, .now_ms = vs_now_ms(), .now_wall = vs_wall_s()};
 	struct vs_store_replay_info info;
 	long n = vs_store_replay(b->store, on_record, &r, &info);
 	if (n < 0) {

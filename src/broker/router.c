@@ -722,8 +722,8 @@ void vs_router_end_session(struct vs_worker *w, struct vs_session *s)
 {
 	struct vs_broker *b = w->b;
 	pthread_mutex_lock(&b->reg_lock);
-	if (vs_map_get(&b->sessions, s->client_id, s->id_len) == s) {
-		vs_map_del(&b->sessions, s->client_id, s->id_len);
+	if (vs_registry_get(&b->sessions, s->client_id, s->id_len) == s) {
+		vs_registry_del(&b->sessions, s->client_id, s->id_len);
 		vs_broker_sessions_changed(b);
 		vs_session_unref(s); /* the registry's reference */
 	}

@@ -8,6 +8,7 @@
 
 #include "base/vec.h"
 #include "auth/acl.h"
+#include "broker/cluster_session.h"
 #include "broker/conn.h"
 #include "broker/mount.h"
 #include "broker/persist.h"
@@ -176,6 +177,14 @@ static int mount_entry(struct vs_conn *c, struct vs_sub_entry *e, struct vs_moun
 	return rc;
 }
 
+/* In a cluster, a session that outlives its connection has its subscriptions in its key, for
+ * another node to rebuild it should this one die (cluster_session.h). */
+static void note_cluster(struct vs_conn *c)
+{
+	if (c->w->b->cluster && c->session_expiry > 0 && !c->bridge)
+		vs_cluster_session_note(c->w->b, c->client_id, strlen(c->client_id), false);
+}
+
 enum vs_handled vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p)
 {
 	uint8_t stack_codes[MAX_ENTRIES_ON_STACK];
@@ -203,6 +212,7 @@ enum vs_handled vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p)
 		if (i < MAX_ENTRIES_ON_STACK)
 			news[i] = is_new;
 	}
+	note_cluster(c);
 	struct vs_packet a = {.type = VS_SUBACK};
 	a.suback.packet_id = p->packet_id; /* [MQTT-3.8.4-2] */
 	a.suback.count = p->count;	   /* [MQTT-3.8.4-6] one code per filter */
@@ -253,6 +263,7 @@ enum vs_handled vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe
 				c->client_id, (int)f.len, f.p);
 		vs_mounted_fini(&m);
 	}
+	note_cluster(c);
 	struct vs_packet a = {.type = VS_UNSUBACK};
 	a.suback.packet_id = p->packet_id; /* [MQTT-3.10.4-4] */
 	a.suback.count = c->version == VS_V5 ? p->count : 0;

@@ -34,21 +34,18 @@ static void sweep_sessions(struct vs_worker *w)
 	size_t n = 0, cap = 0;
 	pthread_mutex_lock(&b->reg_lock);
 	size_t it = 0;
-	const char *key;
-	size_t klen;
-	void *val;
-	while (vs_map_next(&b->sessions, &it, &key, &klen, &val)) {
-		struct vs_session *s = val;
-		pthread_mutex_lock(&s->lock);
-		bool expired = !s->connected && s->expiry != UINT32_MAX &&
-			       now - s->offline_since_ms >= (int64_t)s->expiry * 1000;
-		bool will_due = !s->connected && s->will && now >= s->will_at_ms;
-		pthread_mutex_unlock(&s->lock);
+	struct vs_session *x;
+	while (vs_registry_next(&b->sessions, &it, &x)) {
+		pthread_mutex_lock(&x->lock);
+		bool expired = !x->connected && x->expiry != UINT32_MAX &&
+			       now - x->offline_since_ms >= (int64_t)x->expiry * 1000;
+		bool will_due = !x->connected && x->will && now >= x->will_at_ms;
+		pthread_mutex_unlock(&x->lock);
 		if (!expired && !will_due)
 			continue;
 		if (VS_VEC_GROW(due, cap, n + 1, 16) < 0)
 			break;
-		due[n++] = (struct due){vs_session_ref(s), expired};
+		due[n++] = (struct due){vs_session_ref(x), expired};
 	}
 	pthread_mutex_unlock(&b->reg_lock);
 	for (size_t i = 0; i < n; i++) {

@@ -21,6 +21,7 @@
 
 #include "base/clock.h"
 #include "broker/cluster_js.h"
+#include "broker/cluster_session.h"
 #include "broker/conn.h"
 #include "broker/gateway.h"
 #include "broker/http.h"
@@ -276,7 +277,18 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 	case VS_MAIL_KICK:
 		vs_worker_takeover(w, m->slot, m->conn_id, false); /* no longer its session's */
 		break;
+	case VS_MAIL_ROAMED:
+		vs_cluster_session_arrived(w, m);
+		break;
+	case VS_MAIL_HANDOVER:
+		vs_cluster_session_handover(w, m);
+		break;
 	case VS_MAIL_TAKEOVER: {
+		if (m->end_session) { /* a clean start on another node [MQTT-3.1.2-4] */
+			struct vs_conn *c = vs_worker_conn(w, m->slot, m->conn_id);
+			if (c)
+				c->session_expiry = 0; /* detach_session ends it (conn.c) */
+		}
 		vs_worker_takeover(w, m->slot, m->conn_id, m->reason == 1);
 		if (m->reply_to < 0)
 			break; /* a take-over from another node (cluster_claim.c) */
@@ -445,8 +457,11 @@ static void sweep(struct vs_worker *w)
 		if (!c)
 			continue;
 		int ct = w->b->conf->connect_timeout;
+		/* A CONNECT waiting for a password check or for the cluster (cluster_session.h)
+		 * is under the connect timeout too; one waiting for a take-over is not long. */
 		bool waits_here =
-		    !c->parked || (c->connecting && c->connecting->step == VS_CS_AUTH);
+		    !c->parked || (c->connecting && (c->connecting->step == VS_CS_AUTH ||
+						     c->connecting->step == VS_CS_ROAM));
 		if (c->http && vs_http_sweep(c) < 0)
 			continue;
 		if (!c->http && c->state == VS_CONN_NEW && waits_here &&
@@ -1140,6 +1155,8 @@ void vs_worker_fini(struct vs_worker *w)
 	for (uint32_t i = 0; i < w->mbox.items.n; i++) {
 		if (w->mbox.items.v[i].session)
 			vs_session_unref(w->mbox.items.v[i].session);
+		if (w->mbox.items.v[i].other)
+			vs_session_unref(w->mbox.items.v[i].other);
 		if (w->mbox.items.v[i].msg)
 			vs_msg_unref(w->mbox.items.v[i].msg);
 		free(w->mbox.items.v[i].share);

@@ -44,15 +44,22 @@ enum vs_mail_type {
 	VS_MAIL_CLUSTER,    /* route msg, from another node of the cluster (one reference) */
 	VS_MAIL_LISTEN,	    /* a reload added listener `slot`: open this shard's sockets */
 	VS_MAIL_UNLISTEN,   /* a reload removed listener `slot`: close its sockets and clients */
+	VS_MAIL_ROAMED,	    /* the cluster answered for connection (slot, conn_id): session, one
+			     * reference, came from another node, or NULL (cluster_session.h) */
+	VS_MAIL_HANDOVER,   /* another node wants session `share` (the client id, owned): reason
+			     * 'R' hand it over, replying to ack (the request's natsMsg); 'D' end it
+			     * (a clean start there); 'X' end it silently (another node has it);
+			     * reply_to counts the workers it went through */
 };
 
 struct vs_mail {
 	uint8_t type;
 	uint8_t reason;
-	bool end_session; /* VS_MAIL_ADMIN_KICK */
+	bool end_session; /* VS_MAIL_ADMIN_KICK, VS_MAIL_TAKEOVER: its session ends with it */
 	uint32_t slot;
 	uint64_t conn_id;
-	struct vs_session *session; /* one reference, for VS_MAIL_DRAIN */
+	struct vs_session *session; /* one reference, for VS_MAIL_DRAIN and VS_MAIL_ROAMED */
+	struct vs_session *other;   /* VS_MAIL_ROAMED: a copy of that session to end (one ref.) */
 	struct vs_msg *msg;	    /* one reference, for VS_MAIL_CLUSTER */
 	char *share; /* VS_MAIL_CLUSTER: NULL, or the one "$share/G/F" msg is for (owned) */
 	void *

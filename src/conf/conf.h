@@ -242,6 +242,8 @@ struct vs_config {
 	int cluster_stream_max_age; /* seconds a QoS 1/2 message stays in JetStream, default 3600 */
 	int cluster_replicas;	    /* JetStream replicas of the stream and buckets, default 1 */
 	int cluster_lease_ms;	    /* a node is dead this long after its last lease renewal */
+	bool cluster_durable_all;   /* every QoS 1/2 message through JetStream, wanted elsewhere
+				     * or not (docs/cluster.md) */
 
 	/* Process. */
 	char *pid_file; /* NULL = none */

@@ -81,11 +81,8 @@ int vs_sproto_check_publish(const struct vs_sproto_pub *st, const struct vs_publ
 int vs_alias_in_init(struct vs_alias_in *a, uint16_t max)
 {
 	a->max = max;
-	a->topic = NULL;
-	if (max == 0)
-		return 0;
-	a->topic = calloc((size_t)max + 1, sizeof(*a->topic));
-	return a->topic ? 0 : -ENOMEM;
+	a->topic = NULL; /* made when the first alias is set: most clients set none */
+	return 0;
 }
 
 void vs_alias_in_fini(struct vs_alias_in *a)
@@ -107,6 +104,8 @@ int vs_alias_in_resolve(struct vs_alias_in *a, const struct vs_publish *p, struc
 	if (n == 0 || n > a->max)
 		return VS_RC_TOPIC_ALIAS_INVALID; /* [MQTT-3.3.2-9], [MQTT-3.3.2-10] */
 	if (p->topic.len) {
+		if (!a->topic && !(a->topic = calloc((size_t)a->max + 1, sizeof(*a->topic))))
+			return VS_RC_SERVER_BUSY;
 		char *t = malloc(p->topic.len + 1);
 		if (!t)
 			return VS_RC_SERVER_BUSY;
@@ -116,7 +115,7 @@ int vs_alias_in_resolve(struct vs_alias_in *a, const struct vs_publish *p, struc
 		a->topic[n] = t;
 		return 0;
 	}
-	if (!a->topic[n])
+	if (!a->topic || !a->topic[n])
 		return VS_RC_PROTOCOL_ERROR; /* an alias never set */
 	topic->p = (const uint8_t *)a->topic[n];
 	topic->len = strlen(a->topic[n]);

@@ -61,11 +61,11 @@ int vs_sproto_check_publish(const struct vs_sproto_pub *st, const struct vs_publ
 
 /* Incoming topic aliases of one 5.0 connection (3.3.2.3.4): alias 1..max -> topic. */
 struct vs_alias_in {
-	char **topic; /* [1..max], NULL when unset */
+	char **topic; /* [1..max], NULL when unset; the table itself NULL until an alias is set */
 	uint16_t max; /* the server's Topic Alias Maximum in CONNACK; 0: none allowed */
 };
 
-/* Makes a table for `max` aliases. Returns 0 or -ENOMEM. */
+/* Makes a table for `max` aliases (allocated when the first is set). Returns 0 or -ENOMEM. */
 int vs_alias_in_init(struct vs_alias_in *a, uint16_t max);
 void vs_alias_in_fini(struct vs_alias_in *a);
 

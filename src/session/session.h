@@ -98,7 +98,7 @@ struct vs_feed {
 
 struct vs_session {
 	/* Laid out without holes: idle connections are mostly this struct (with the client id,
-	 * 256 + id bytes: 288 with malloc's header for ids of up to 23 bytes). */
+	 * 256 + id bytes: 288 with malloc's header for ids of up to 23 bytes; keep it so). */
 	atomic_uint refs;
 	uint16_t id_len;
 	uint16_t next_id;
@@ -119,6 +119,9 @@ struct vs_session {
 			     * set by the owner, read by publishers' workers) */
 	uint16_t
 	    free_ids; /* next_id and the ids after it known not in flight (vs_session_next_id) */
+	/* Of in_qos2 below: how many ids, and the array's capacity (at most VS_INQOS2_SCAN) or
+	 * VS_INQOS2_BITMAP. */
+	uint16_t n_in_qos2, cap_in_qos2;
 	pthread_mutex_t lock;
 	char *username;	      /* of the last connection (owned, NULL anonymous), for ACL checks */
 	const void *listener; /* the last connection's listener (the broker's, opaque here: its
@@ -140,13 +143,11 @@ struct vs_session {
 		uint16_t *in_qos2;
 		uint64_t *in_qos2_bits;
 	};
-	uint32_t n_in_qos2, cap_in_qos2;
 
 	struct vs_session_subs *subs; /* NULL until the first subscription */
 
 	struct vs_msg *will;	  /* delayed will (5.0 Will Delay Interval), or NULL */
 	int64_t will_at_ms;	  /* monotonic time to publish it */
-	uint64_t will_store_id;	  /* during persistence replay only: the will's message id */
 	struct vs_msg *live_will; /* the connected client's will, for snapshots (one reference) */
 	struct vs_feed *feed;	  /* retained messages waiting for room in the queue, or NULL */
 	void *bridge;		  /* the local side of a bridge (broker/bridge.c): its queue is
@@ -189,9 +190,9 @@ int vs_session_find_inflight(struct vs_session *s, uint16_t packet_id);
  * are in use. */
 uint16_t vs_session_next_id(struct vs_session *s);
 
-/* Incoming QoS 2 ids. add returns 1 if added, 0 if already present, -ENOMEM. */
+/* Incoming QoS 2 ids. add returns 1 if added, 0 if already present (or 0, never held), -ENOMEM. */
 #define VS_INQOS2_SCAN	 32
-#define VS_INQOS2_BITMAP UINT32_MAX
+#define VS_INQOS2_BITMAP UINT16_MAX
 int vs_session_in_qos2_add(struct vs_session *s, uint16_t id);
 bool vs_session_in_qos2_has(struct vs_session *s, uint16_t id);
 bool vs_session_in_qos2_del(struct vs_session *s, uint16_t id);

@@ -385,8 +385,11 @@ static void cluster_jetstream_directives(void **state)
 	assert_int_equal(c.cluster_stream_max_age, 3600); /* docs/cluster.md */
 	assert_int_equal(c.cluster_replicas, 1);
 	assert_int_equal(c.cluster_lease_ms, 10000);
+	assert_false(c.cluster_durable_all);
 	vs_config_fini(&c);
-	expect_ok(&c, "cluster_stream_max_age 86400\ncluster_replicas 3\ncluster_lease 2.5\n");
+	expect_ok(&c, "cluster_stream_max_age 86400\ncluster_replicas 3\ncluster_lease 2.5\n"
+		      "cluster_durable_all true\n");
+	assert_true(c.cluster_durable_all);
 	assert_int_equal(c.cluster_stream_max_age, 86400);
 	assert_int_equal(c.cluster_replicas, 3);
 	assert_int_equal(c.cluster_lease_ms, 2500);

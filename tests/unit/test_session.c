@@ -19,6 +19,7 @@
 
 #include "codec_util.h"
 #include "session/msg.h"
+#include "session/registry.h"
 #include "session/session.h"
 
 static const struct vs_user_prop users2[] = {
@@ -985,6 +986,62 @@ static void test_session_refcount_frees_all(void **state)
 	vs_msg_unref(m);
 }
 
+/* The registry against a plain array: adds, finds, deletes (every deletion shifts its probe
+ * run back), iterates, through growth; an empty id and ids that differ only after a NUL. */
+static void test_registry(void **state)
+{
+	enum { N = 3000 };
+	struct vs_registry r = {0};
+	struct vs_session *v[N + 2];
+	char id[32];
+
+	assert_null(vs_registry_get(&r, "x", 1));
+	assert_null(vs_registry_del(&r, "x", 1));
+	for (int i = 0; i < N; i++) {
+		int n = snprintf(id, sizeof(id), "client-%d", i);
+		v[i] = vs_session_new(id, (size_t)n);
+		assert_non_null(v[i]);
+		assert_null(vs_registry_get(&r, id, (size_t)n));
+		assert_int_equal(vs_registry_add(&r, v[i]), 0);
+	}
+	v[N] = vs_session_new("", 0);
+	v[N + 1] = vs_session_new("a\0b", 3);
+	assert_int_equal(vs_registry_add(&r, v[N]), 0);
+	assert_int_equal(vs_registry_add(&r, v[N + 1]), 0);
+	assert_int_equal(r.count, N + 2);
+	assert_true(r.count * 4 <= r.cap * 3);
+	assert_ptr_equal(vs_registry_get(&r, "", 0), v[N]);
+	assert_ptr_equal(vs_registry_get(&r, "a\0b", 3), v[N + 1]);
+	assert_null(vs_registry_get(&r, "a\0c", 3));
+	assert_null(vs_registry_get(&r, "a", 1));
+
+	for (int i = 0; i < N; i += 2) {
+		int n = snprintf(id, sizeof(id), "client-%d", i);
+		assert_ptr_equal(vs_registry_del(&r, id, (size_t)n), v[i]);
+		assert_null(vs_registry_del(&r, id, (size_t)n));
+		vs_session_unref(v[i]);
+		v[i] = NULL;
+	}
+	assert_int_equal(r.count, N / 2 + 2);
+	for (int i = 0; i < N; i++) {
+		int n = snprintf(id, sizeof(id), "client-%d", i);
+		assert_ptr_equal(vs_registry_get(&r, id, (size_t)n), v[i]);
+	}
+	size_t it = 0, seen = 0;
+	struct vs_session *s;
+	while (vs_registry_next(&r, &it, &s)) {
+		assert_ptr_equal(vs_registry_get(&r, s->client_id, s->id_len), s);
+		seen++;
+	}
+	assert_int_equal(seen, r.count);
+	it = 0;
+	while (vs_registry_next(&r, &it, &s))
+		vs_session_unref(s);
+	vs_registry_fini(&r);
+	assert_null(r.slots);
+	assert_int_equal(r.count, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1011,6 +1068,7 @@ int main(void)
 	    cmocka_unit_test(test_session_subs),
 	    cmocka_unit_test(test_session_subs_index),
 	    cmocka_unit_test(test_session_refcount_frees_all),
+	    cmocka_unit_test(test_registry),
 	};
 	return cmocka_run_group_tests_name("session", tests, NULL, NULL);
 }

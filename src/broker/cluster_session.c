@@ -1,0 +1,1191 @@
+/* Persistent sessions that move between nodes (cluster_session.h). */
+#include "broker/cluster_session.h"
+
+#include <errno.h>
+#include <nats/nats.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/hash.h"
+#include "base/log.h"
+#include "base/map.h"
+#include "broker/broker.h"
+#include "broker/cluster_js.h"
+#include "broker/cluster_nats.h"
+#include "broker/conn.h"
+#include "broker/persist.h"
+#include "broker/router.h"
+#include "broker/worker.h"
+#include "cluster/cluster.h"
+#include "cluster/keys.h"
+#include "cluster/owner.h"
+#include "codec/codec.h"
+#include "persist/store.h"
+#include "session/registry.h"
+#include "session/session.h"
+
+#define TOKEN_MAX  (3 * VS_CLUSTER_NODE_MAX + 1)
+#define SUBJECT	   "vs.h."
+#define WAIT_MS	   3000		/* for each chunk of an answer */
+#define ANSWER_MS  60000	/* for a whole answer */
+#define ANSWER_MAX (1ull << 30) /* bytes of an answer */
+#define REPLAY_MAX 100000	/* messages a rebuild reads at most when queues have no limit */
+#define CHUNK_HEAD 9		/* kind, chunk number, chunk count (big-endian) */
+#define HOPS_MAX   4 /* a handover follows a connection from worker to worker at most so often */
+#define REPLAY_MS  10000 /* reading the stream for a rebuilt session takes at most this long */
+
+/* What the session thread does for one client id. */
+enum job_kind {
+	JOB_CONNECT, /* a CONNECT waits: take the id, fetch its session */
+	JOB_NOTE,    /* write the session's subscriptions (and where the stream stood when it
+		      * went offline) into its key, while this node owns it */
+	JOB_CHECK,   /* at start-up: a session restored here that another node owns ends here */
+};
+
+struct job {
+	struct job *next;
+	uint8_t kind; /* enum job_kind */
+	bool clean;   /* JOB_CONNECT: Clean Start */
+	int worker;   /* JOB_CONNECT: the connection's */
+	uint32_t slot;
+	uint64_t conn_id;
+	uint64_t floor; /* JOB_NOTE: vs_cjs_floor() when it went offline; 0 while connected */
+	size_t idlen;
+	char id[]; /* NUL-terminated */
+};
+
+/* One session thread and its queues. A client id's jobs all go to one shard (by its hash),
+ * in order; a slow owner holds up one shard's CONNECTs, not every one's. */
+struct shard {
+	struct vs_cluster_sessions *cs;
+	int idx;
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock; /* the queues: CONNECTs first, they wait */
+	pthread_cond_t cond;
+	struct job *head, **tail;
+	struct job *notes, **notes_tail;
+	uint32_t n_jobs, n_notes;
+};
+
+enum { SHARDS = 4 };
+
+struct vs_cluster_sessions {
+	struct vs_broker *b;
+	char tok[TOKEN_MAX]; /* this node's id as a token */
+	kvStore *kv;	     /* set by shard 0 before ready */
+	kvStore *nodes;	     /* leases (cluster_js.h), bound with kv, or NULL */
+	atomic_bool ready;   /* the buckets are bound: CONNECTs ask */
+	natsSubscription *sub;
+	atomic_bool stop;
+	pthread_mutex_t slow_lock;
+	struct vs_map slow; /* node id -> until when (ms, as a pointer) it is not asked again */
+	struct shard shards[SHARDS];
+};
+
+enum { JOBS_MAX = 100000 };
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static int worker_of(struct vs_broker *b, const char *id, size_t idlen)
+{
+	int idx = (int)(vs_hash64(0, id, idlen) % (uint64_t)b->n_workers);
+	pthread_mutex_lock(&b->reg_lock);
+	struct vs_session *s = vs_registry_get(&b->sessions, id, idlen);
+	if (s) {
+		pthread_mutex_lock(&s->lock);
+		if (s->connected && s->owner)
+			idx = ((struct vs_worker *)s->owner)->idx;
+		pthread_mutex_unlock(&s->lock);
+	}
+	pthread_mutex_unlock(&b->reg_lock);
+	return idx;
+}
+
+/* Queues j (CONNECTs ahead of notes). Returns false (j freed) when the queue is full. */
+static bool push(struct vs_cluster_sessions *cs, struct job *j)
+{
+	bool connect = j->kind == JOB_CONNECT;
+	struct shard *sh = &cs->shards[vs_hash64(0x53484152u, j->id, j->idlen) % SHARDS];
+	pthread_mutex_lock(&sh->lock);
+	uint32_t *n = connect ? &sh->n_jobs : &sh->n_notes;
+	bool queued = *n < JOBS_MAX / SHARDS;
+	if (queued) {
+		struct job ***tail = connect ? &sh->tail : &sh->notes_tail;
+		**tail = j;
+		*tail = &j->next;
+		(*n)++;
+		pthread_cond_signal(&sh->cond);
+	}
+	pthread_mutex_unlock(&sh->lock);
+	if (!queued)
+		free(j);
+	return queued;
+}
+
+static struct job *new_job(uint8_t kind, const char *id, size_t idlen)
+{
+	struct job *j = malloc(sizeof(*j) + idlen + 1);
+	if (!j)
+		return NULL;
+	*j = (struct job){.kind = kind, .idlen = idlen};
+	memcpy(j->id, id, idlen);
+	j->id[idlen] = 0;
+	return j;
+}
+
+void vs_cluster_session_note(struct vs_broker *b, const char *client_id, size_t idlen, bool offline)
+{
+	struct vs_cluster_sessions *cs = vs_cluster_sessions_of(b);
+	if (!cs || !atomic_load(&cs->ready))
+		return;
+	struct job *j = new_job(JOB_NOTE, client_id, idlen);
+	if (!j)
+		return; /* the key keeps what it said: a rebuild elsewhere may miss a change */
+	if (offline)
+		j->floor = vs_cjs_floor(vs_cluster_cjs(b->cluster)) + 1;
+	push(cs, j);
+}
+
+/* ---- The asking side: a CONNECT on this node -------------------------------------------- */
+
+bool vs_cluster_session_ask(struct vs_conn *c)
+{
+	struct vs_broker *b = c->w->b;
+	struct vs_connecting *cn = c->connecting;
+	if (!b->cluster || cn->asked || c->id_assigned || c->bridge)
+		return false;
+	if (cn->clean && c->session_expiry == 0)
+		return false; /* nothing of it outlives this connection */
+	struct vs_cluster_sessions *cs = vs_cluster_sessions_of(b);
+	if (!cs || !atomic_load(&cs->ready))
+		return false; /* no NATS yet: this node decides alone */
+	size_t idlen = strlen(c->client_id);
+	struct job *j = malloc(sizeof(*j) + idlen + 1);
+	if (!j)
+		return false;
+	*j = (struct job){.kind = JOB_CONNECT,
+			  .worker = c->w->idx,
+			  .slot = c->slot,
+			  .conn_id = c->id,
+			  .clean = cn->clean,
+			  .idlen = idlen};
+	memcpy(j->id, c->client_id, idlen + 1);
+	if (!push(cs, j))
+		return false;
+	cn->asked = true;
+	cn->step = VS_CS_ROAM;
+	vs_conn_park(c);
+	return true;
+}
+
+/* What an owner said when asked for a session. */
+enum fetched {
+	GOT,  /* the session (or it had none left: s NULL) */
+	GONE, /* no answer: stopped, dead, or cut off from NATS */
+};
+
+/* Reads the answer of node `owner` (chunks on inbox sub) into *out. */
+static enum fetched receive(struct vs_cluster_sessions *cs, natsSubscription *sub,
+			    const char *owner, const struct job *j, struct vs_session **out)
+{
+	struct vs_broker *b = cs->b;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	uint32_t got = 0, total = 1;
+	const char *why = NULL;
+	enum fetched r = GOT;
+	int64_t until = vs_now_ms() + ANSWER_MS;
+	*out = NULL;
+	while (got < total && !why) {
+		natsMsg *m = NULL;
+		int64_t left = until - vs_now_ms();
+		natsStatus st =
+		    left <= 0 ? NATS_TIMEOUT
+			      : natsSubscription_NextMsg(&m, sub, left < WAIT_MS ? left : WAIT_MS);
+		if (st != NATS_OK) {
+			why = st == NATS_NO_RESPONDERS ? "it is not there" : natsStatus_GetText(st);
+			r = GONE;
+			break;
+		}
+		const uint8_t *d = (const uint8_t *)natsMsg_GetData(m);
+		int n = natsMsg_GetDataLength(m);
+		/* The count is the first chunk's: a peer cannot make the answer grow as it goes. */
+		if (n < CHUNK_HEAD || get_be32(d + 1) != got || get_be32(d + 5) == 0 ||
+		    (got && get_be32(d + 5) != total) ||
+		    (uint64_t)get_be32(d + 5) * (uint64_t)(n - CHUNK_HEAD) > ANSWER_MAX) {
+			why = "a malformed answer";
+		} else if (d[0] == 'N' && got == 0) {
+			total = 0; /* it has none (ended, expired) */
+		} else if (d[0] == 'B' && got == 0) {
+			why = "it could not let it go (connected there again?)";
+		} else if (d[0] != 'S' || len + (size_t)n > ANSWER_MAX) {
+			why = "a malformed answer";
+		} else {
+			total = get_be32(d + 5);
+			uint8_t *nb = realloc(buf, len + (size_t)n - CHUNK_HEAD);
+			if (!nb) {
+				why = "no memory";
+			} else {
+				buf = nb;
+				memcpy(buf + len, d + CHUNK_HEAD, (size_t)n - CHUNK_HEAD);
+				len += (size_t)n - CHUNK_HEAD;
+				got++;
+			}
+		}
+		natsMsg_Destroy(m);
+	}
+	if (!why && total) {
+		*out = vs_bp_session_import(b, j->id, j->idlen, buf, len, &why);
+		if (*out)
+			vs_log(b->log, VS_LOG_NOTICE,
+			       "cluster: session of client %s taken from node %s (%zu bytes: %u "
+			       "subscriptions, %u queued, %u inflight)",
+			       j->id, owner, len, vs_session_n_subs(*out), (*out)->queue.count,
+			       (*out)->inflight.count);
+	}
+	if (why && r == GONE)
+		vs_log(b->log, VS_LOG_NOTICE,
+		       "cluster: node %s does not answer for client %s's session: %s", owner, j->id,
+		       why);
+	else if (why)
+		vs_log(b->log, VS_LOG_WARN,
+		       "cluster: session of client %s not taken from node %s: %s; it starts anew "
+		       "here",
+		       j->id, owner, why);
+	else if (!why && !total)
+		vs_log(b->log, VS_LOG_INFO, "cluster: node %s had no session of client %s left",
+		       owner, j->id);
+	free(buf);
+	return r;
+}
+
+/* Asks node owner for j's session: request 'R', the asking node, the client id. */
+static enum fetched fetch(struct vs_cluster_sessions *cs, const char *owner, const struct job *j,
+			  struct vs_session **out)
+{
+	struct vs_broker *b = cs->b;
+	natsConnection *nc = vs_cluster_nc(b);
+	char otok[TOKEN_MAX], subject[TOKEN_MAX + 8];
+	*out = NULL;
+	if (!nc || vs_cluster_token((const uint8_t *)owner, strlen(owner), otok, sizeof(otok)) < 0)
+		return GOT;
+	snprintf(subject, sizeof(subject), SUBJECT "%s", otok);
+	const char *me = vs_cluster_node(b);
+	size_t melen = strlen(me);
+	size_t rlen = 2 + melen + 8 + j->idlen;
+	uint8_t *req = malloc(rlen);
+	natsInbox *inbox = NULL;
+	natsSubscription *sub = NULL;
+	enum fetched r = GOT;
+	if (!req || natsInbox_Create(&inbox) != NATS_OK ||
+	    natsConnection_SubscribeSync(&sub, nc, inbox) != NATS_OK)
+		goto out;
+	/* The owner lets the session go only before this (wall-clock ms): one that answers after
+	 * this node stopped waiting keeps it, rather than send it to nobody. */
+	uint64_t deadline = (uint64_t)(vs_wall_ms() + WAIT_MS - 500);
+	req[0] = 'R';
+	req[1] = (uint8_t)melen;
+	memcpy(req + 2, me, melen);
+	put_be32(req + 2 + melen, (uint32_t)(deadline >> 32));
+	put_be32(req + 6 + melen, (uint32_t)deadline);
+	memcpy(req + 10 + melen, j->id, j->idlen);
+	if (natsConnection_PublishRequest(nc, subject, inbox, req, (int)rlen) == NATS_OK)
+		r = receive(cs, sub, owner, j, out);
+out:
+	if (sub) {
+		natsSubscription_Unsubscribe(sub);
+		natsSubscription_Destroy(sub);
+	}
+	natsInbox_Destroy(inbox);
+	free(req);
+	return r;
+}
+
+/* A node that let a CONNECT ask it for a whole lease without answering, though its lease was
+ * current (cut off from NATS in a way NATS has not noticed yet, or hung): the next CONNECTs
+ * for its clients do not wait for it again, for a lease. */
+static bool slow(struct vs_cluster_sessions *cs, const char *node)
+{
+	pthread_mutex_lock(&cs->slow_lock);
+	int64_t until = (intptr_t)vs_map_get(&cs->slow, node, strlen(node));
+	bool is = until && vs_now_ms() < until;
+	if (until && !is)
+		vs_map_del(&cs->slow, node, strlen(node));
+	pthread_mutex_unlock(&cs->slow_lock);
+	return is;
+}
+
+static void mark_slow(struct vs_cluster_sessions *cs, const char *node)
+{
+	int64_t until = vs_now_ms() + cs->b->conf->cluster_lease_ms;
+	pthread_mutex_lock(&cs->slow_lock);
+	vs_map_put(&cs->slow, node, strlen(node), (void *)(intptr_t)until, NULL);
+	pthread_mutex_unlock(&cs->slow_lock);
+	vs_log(cs->b->log, VS_LOG_WARN,
+	       "cluster: node %s has not answered for a whole lease though its lease is current: "
+	       "its clients' sessions are rebuilt without asking it for %d s",
+	       node, cs->b->conf->cluster_lease_ms / 1000);
+}
+
+/* Whether node's lease in vs_nodes is current (cluster_js.h); true when that cannot be read. */
+static bool alive(struct vs_cluster_sessions *cs, const char *node)
+{
+	char tok[TOKEN_MAX];
+	if (!cs->nodes)
+		return true;
+	if (vs_cluster_token((const uint8_t *)node, strlen(node), tok, sizeof(tok)) < 0)
+		return true;
+	kvEntry *e = NULL;
+	natsStatus st = kvStore_Get(&e, cs->nodes, tok);
+	kvEntry_Destroy(e);
+	return st != NATS_NOT_FOUND;
+}
+
+/* The stream sequence node's durable consumer has acknowledged everything up to (+ 1), or 0. */
+static uint64_t consumer_floor(struct vs_cluster_sessions *cs, const char *node)
+{
+	char tok[TOKEN_MAX], name[TOKEN_MAX + 8];
+	if (vs_cluster_token((const uint8_t *)node, strlen(node), tok, sizeof(tok)) < 0)
+		return 0;
+	snprintf(name, sizeof(name), VS_CJS_CONSUMER_FMT, tok);
+	jsConsumerInfo *ci = NULL;
+	jsErrCode jerr = 0;
+	uint64_t floor = 0;
+	if (js_GetConsumerInfo(&ci, vs_cluster_js(cs->b), VS_CJS_STREAM, name, NULL, &jerr) ==
+	    NATS_OK)
+		floor = ci->AckFloor.Stream + 1;
+	jsConsumerInfo_Destroy(ci);
+	return floor;
+}
+
+/* Queues in s (not yet anyone's but this thread's) the QoS 1/2 messages of the stream after
+ * sequence floor - 1 that its subscriptions match: what reached the dead node for it, or was
+ * on its way there, after it went offline. At most max_queued_messages. Returns how many. */
+static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uint64_t floor)
+{
+	struct vs_broker *b = cs->b;
+	jsCtx *js = vs_cluster_js(b);
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	if (js_GetStreamInfo(&si, js, VS_CJS_STREAM, NULL, &jerr) != NATS_OK)
+		return 0;
+	uint64_t last = si->State.LastSeq;
+	jsStreamInfo_Destroy(si);
+	if (!floor || last < floor || !vs_session_n_subs(s))
+		return 0;
+	jsSubOptions so;
+	jsSubOptions_Init(&so);
+	so.Stream = VS_CJS_STREAM;
+	so.Ordered = true;
+	so.Config.DeliverPolicy = js_DeliverByStartSequence;
+	so.Config.OptStartSeq = floor;
+	natsSubscription *sub = NULL;
+	if (js_SubscribeSync(&sub, js, VS_CJS_SUBJECTS, NULL, &so, &jerr) != NATS_OK)
+		return 0;
+	int64_t max = b->conf->max_queued_messages, until = vs_now_ms() + REPLAY_MS;
+	if (max <= 0)
+		max = REPLAY_MAX;
+	uint32_t n = 0;
+	uint64_t seq = 0;
+	char *topic = NULL;
+	size_t topic_cap = 0;
+	while (seq < last && s->queue.count < (uint64_t)max && vs_now_ms() < until) {
+		natsMsg *m = NULL;
+		if (natsSubscription_NextMsg(&m, sub, WAIT_MS) != NATS_OK)
+			break;
+		jsMsgMetaData *meta = NULL;
+		struct vs_cluster_frame f;
+		const char *why;
+		int len = natsMsg_GetDataLength(m);
+		if (natsMsg_GetMetaData(&meta, m) == NATS_OK)
+			seq = meta->Sequence.Stream;
+		jsMsgMetaData_Destroy(meta);
+		if (vs_cluster_frame_decode((const uint8_t *)natsMsg_GetData(m),
+					    (size_t)(len > 0 ? len : 0), &f, &why) < 0) {
+			natsMsg_Destroy(m);
+			continue;
+		}
+		const struct vs_buf *t = &f.publish.topic;
+		if (t->len + 1 > topic_cap) {
+			char *nt = realloc(topic, t->len + 1);
+			if (!nt) {
+				natsMsg_Destroy(m);
+				break;
+			}
+			topic = nt;
+			topic_cap = t->len + 1;
+		}
+		memcpy(topic, t->p, t->len);
+		topic[t->len] = 0;
+		/* One copy per message, at the highest QoS its subscriptions grant, with their
+		 * identifiers [MQTT-3.3.4-3..5]; shared subscriptions had theirs in the group. */
+		uint32_t ids[16], n_ids = 0;
+		int qos = -1;
+		pthread_mutex_lock(&s->lock); /* in the trie: others deliver to it too */
+		for (uint32_t i = 0; i < vs_session_n_subs(s); i++) {
+			const struct vs_session_sub *x = &s->subs->v[i];
+			if (strncmp(x->filter, "$share/", 7) == 0 ||
+			    !vs_topic_match(x->filter, topic))
+				continue;
+			uint8_t q = x->qos < f.publish.qos ? x->qos : f.publish.qos;
+			qos = q > qos ? q : qos;
+			if (x->sub_id && n_ids < 16)
+				ids[n_ids++] = x->sub_id;
+		}
+		pthread_mutex_unlock(&s->lock);
+		struct vs_buf origin = {(const uint8_t *)"", 0};
+		struct vs_msg *msg =
+		    qos < 0 ? NULL : vs_msg_new(&f.publish.topic, &f.publish, &origin, vs_now_ms());
+		natsMsg_Destroy(m);
+		if (!msg)
+			continue;
+		msg->remote = true;
+		pthread_mutex_lock(&s->lock);
+		struct vs_qentry e = {.msg = msg, .qos = (uint8_t)qos, .seq = ++s->next_seq};
+		if (vs_qentry_set_sub_ids(&e, ids, n_ids) < 0 || vs_ring_push(&s->queue, &e) < 0) {
+			vs_qentry_fini(&e);
+		} else {
+			s->queued_bytes += msg->payload.len;
+			n++;
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	free(topic);
+	natsSubscription_Unsubscribe(sub);
+	natsSubscription_Destroy(sub);
+	return n;
+}
+
+/* The session of a node that does not answer, rebuilt from what its key says: its
+ * subscriptions, and the stream's messages for them since it went offline there (or since what
+ * that node last acknowledged, when it was connected). */
+/* A key's entry as read: its owner (NUL-terminated; empty when the value is malformed) and the
+ * rest of its value. */
+struct owned {
+	char owner[VS_CLUSTER_NODE_MAX + 1];
+	struct vs_owner v;
+};
+
+static void read_entry(kvEntry *e, struct owned *o)
+{
+	int len = kvEntry_ValueLen(e);
+	if (vs_owner_decode(kvEntry_Value(e), len > 0 ? (size_t)len : 0, &o->v) < 0) {
+		memset(o, 0, sizeof(*o)); /* taken as no one's: overwritten at its revision */
+		return;
+	}
+	memcpy(o->owner, o->v.node, o->v.node_len);
+	o->owner[o->v.node_len] = 0;
+}
+
+static struct vs_session *rebuild(struct vs_cluster_sessions *cs, const struct job *j,
+				  const struct owned *o, uint64_t *from)
+{
+	struct vs_broker *b = cs->b;
+	const char *why = "no subscriptions recorded";
+	struct vs_session *s =
+	    o->v.recs_len ? vs_bp_session_import(b, j->id, j->idlen, o->v.recs, o->v.recs_len, &why)
+			  : NULL;
+	if (!s) {
+		vs_log(b->log, VS_LOG_WARN,
+		       "cluster: node %s, which had client %s's session, does not answer (%s in "
+		       "bucket %s): it starts anew here",
+		       o->owner, j->id, why, VS_SESSIONS_BUCKET);
+		return NULL;
+	}
+	/* Read once the session is in the trie (run()): what comes after, it gets live. */
+	*from = o->v.floor ? o->v.floor : consumer_floor(cs, o->owner);
+	vs_log(b->log, VS_LOG_NOTICE,
+	       "cluster: node %s, which had client %s's session, does not answer: rebuilt here "
+	       "with %u subscriptions, the stream %s to be read from sequence %llu",
+	       o->owner, j->id, vs_session_n_subs(s), VS_CJS_STREAM,
+	       (unsigned long long)(*from ? *from - 1 : 0));
+	return s;
+}
+
+/* Takes j's client id for this node, by compare-and-set; returns its session when another node
+ * had it and gave it, or it was rebuilt because that node is gone. */
+static struct vs_session *take(struct vs_cluster_sessions *cs, const struct job *j, uint64_t *from)
+{
+	struct vs_broker *b = cs->b;
+	const char *me = vs_cluster_node(b);
+	char key[VS_OWNER_KEY_MAX];
+	vs_owner_key((const uint8_t *)j->id, j->idlen, key);
+	size_t vlen = 0;
+	uint8_t *mine = vs_owner_encode(me, 0, NULL, 0, &vlen);
+	struct vs_session *s = NULL;
+	if (!mine)
+		return NULL;
+	for (int attempt = 0; attempt < 4; attempt++) {
+		kvEntry *e = NULL;
+		uint64_t rev = 0;
+		natsStatus st = kvStore_Get(&e, cs->kv, key);
+		if (st == NATS_NOT_FOUND) {
+			if (kvStore_Create(&rev, cs->kv, key, mine, (int)vlen) == NATS_OK)
+				goto out; /* first here */
+			continue;	  /* another node was quicker: read again */
+		}
+		if (st != NATS_OK) {
+			vs_log(b->log, VS_LOG_WARN,
+			       "cluster: reading the owner of client %s in bucket %s: %s; going on "
+			       "here",
+			       j->id, VS_SESSIONS_BUCKET, natsStatus_GetText(st));
+			goto out;
+		}
+		struct owned o;
+		read_entry(e, &o);
+		uint64_t last = kvEntry_Revision(e);
+		if (strcmp(o.owner, me) == 0) {
+			kvEntry_Destroy(e);
+			goto out; /* ours already */
+		}
+		if (kvStore_Update(&rev, cs->kv, key, mine, (int)vlen, last) != NATS_OK) {
+			kvEntry_Destroy(e);
+			continue; /* it changed since: read again */
+		}
+		/* A clean start: the old one ends there on this client's claim. A node is asked
+		 * while its lease is current (it may be slow: a pause, a large session), and
+		 * taken for dead once its lease lapsed; a node too late to answer keeps its copy
+		 * (fetch()), which joins the session when the client is back there (finish()). */
+		int asks = b->conf->cluster_lease_ms / WAIT_MS + 2, ask = 0;
+		enum fetched r = GONE;
+		bool live = false;
+		for (; !j->clean && o.owner[0] && ask < asks && r == GONE && !slow(cs, o.owner) &&
+		       (live = alive(cs, o.owner));
+		     ask++)
+			r = fetch(cs, o.owner, j, &s);
+		if (r == GONE && live && ask == asks) /* alive, and never answered */
+			mark_slow(cs, o.owner);
+		if (!j->clean && o.owner[0] && r == GONE)
+			s = rebuild(cs, j, &o, from);
+		kvEntry_Destroy(e);
+		goto out;
+	}
+	vs_log(b->log, VS_LOG_WARN,
+	       "cluster: the owner of client %s kept changing in bucket %s; going on here", j->id,
+	       VS_SESSIONS_BUCKET);
+out:
+	free(mine);
+	return s;
+}
+
+/* JOB_NOTE and JOB_CHECK: the key of a session this node has. */
+static void note(struct vs_cluster_sessions *cs, const struct job *j)
+{
+	struct vs_broker *b = cs->b;
+	const char *me = vs_cluster_node(b);
+	struct vs_store_buf recs;
+	vs_store_buf_init(&recs);
+	pthread_mutex_lock(&b->reg_lock);
+	struct vs_session *s = vs_registry_get(&b->sessions, j->id, j->idlen);
+	bool ours = false;
+	if (s) {
+		pthread_mutex_lock(&s->lock);
+		/* A check is for sessions restored from the store: one connected here by now is
+		 * this node's (its claim closed any other connection). */
+		ours = !s->ended && !s->bridge && s->expiry > 0 &&
+		       !(j->kind == JOB_CHECK && s->connected) &&
+		       vs_bp_session_export(b, s, false, &recs) == 0;
+		pthread_mutex_unlock(&s->lock);
+	}
+	pthread_mutex_unlock(&b->reg_lock);
+	size_t vlen = 0;
+	uint8_t *v = ours ? vs_owner_encode(me, j->floor, recs.data, recs.len, &vlen) : NULL;
+	vs_store_buf_fini(&recs);
+	if (!v)
+		return; /* gone meanwhile (its key then names a node that has none: harmless) */
+	char key[VS_OWNER_KEY_MAX];
+	vs_owner_key((const uint8_t *)j->id, j->idlen, key);
+	kvEntry *e = NULL;
+	uint64_t rev = 0;
+	natsStatus st = kvStore_Get(&e, cs->kv, key);
+	if (st == NATS_NOT_FOUND) {
+		st = kvStore_Create(&rev, cs->kv, key, v, (int)vlen);
+	} else if (st == NATS_OK) {
+		struct owned o;
+		read_entry(e, &o);
+		if (!o.owner[0] || strcmp(o.owner, me) == 0)
+			st = kvStore_Update(&rev, cs->kv, key, v, (int)vlen, kvEntry_Revision(e));
+		else if (j->kind == JOB_CHECK) {
+			/* Restored here, taken by another node while this one was away. */
+			vs_log(b->log, VS_LOG_NOTICE,
+			       "cluster: client %s's session is node %s's now: it ends here", j->id,
+			       o.owner);
+			vs_cluster_session_drop(b, j->id, j->idlen);
+		}
+		kvEntry_Destroy(e);
+	}
+	if (st != NATS_OK)
+		vs_log(b->log, VS_LOG_WARN, "cluster: writing client %s's key in bucket %s: %s",
+		       j->id, VS_SESSIONS_BUCKET, natsStatus_GetText(st));
+	free(v);
+}
+
+/* Moves what src holds for its client (queued, and sent but not acknowledged) to the end of
+ * dst's queue, to be sent again: two copies of one session meet (at least once). dst locked;
+ * src ended or not yet anyone's. Returns how many. */
+static uint32_t merge(struct vs_session *dst, struct vs_session *src)
+{
+	pthread_mutex_lock(&src->lock);
+	uint32_t n = 0;
+	for (struct vs_ring *r = &src->inflight; r; r = r == &src->inflight ? &src->queue : NULL) {
+		for (uint32_t i = 0; i < r->count; i++) {
+			struct vs_qentry e = *vs_ring_at(r, i);
+			if (!e.msg || (e.qos == 2 && e.state == VS_Q_WAIT_PUBCOMP)) {
+				vs_qentry_fini(&e); /* delivered: only its PUBREL was left */
+				continue;
+			}
+			size_t bytes = e.msg->payload.len;
+			e.state = VS_Q_QUEUED;
+			e.packet_id = 0;
+			e.dup = false;
+			e.seq = ++dst->next_seq;
+			if (vs_ring_push(&dst->queue, &e) < 0) {
+				vs_qentry_fini(&e);
+				continue;
+			}
+			dst->queued_bytes += bytes;
+			n++;
+		}
+		free(r->e);
+		memset(r, 0, sizeof(*r));
+	}
+	src->queued_bytes = 0;
+	vs_msg_unref(src->will); /* its session goes on in dst */
+	src->will = NULL;
+	pthread_mutex_unlock(&src->lock);
+	return n;
+}
+
+/*
+ * On the session thread: s (from another node, or rebuilt) into the registry and the trie at
+ * once, so that what is published from now on reaches it; storing it, and ending a copy of it
+ * this node had (*old, one reference: one kept when it was asked too late, or left by a crash
+ * before its hand-over was stored), are its connection's worker's (arrived()). Returns s, or
+ * NULL when a connection attached here meanwhile (without asking: no NATS then): what s held
+ * then joins that connection's session.
+ */
+static struct vs_session *adopt(struct vs_cluster_sessions *cs, struct vs_session *s,
+				struct vs_session **old)
+{
+	struct vs_broker *b = cs->b;
+	*old = NULL;
+	pthread_mutex_lock(&b->reg_lock);
+	struct vs_session *cur = vs_registry_get(&b->sessions, s->client_id, s->id_len);
+	if (cur) {
+		pthread_mutex_lock(&cur->lock);
+		bool busy = cur->connected || cur->bridge;
+		if (busy && !cur->bridge && merge(cur, s) && cur->connected && !cur->notified) {
+			cur->notified = true;
+			struct vs_mail m = {.type = VS_MAIL_DRAIN, .session = vs_session_ref(cur)};
+			vs_worker_post_now(cur->owner, &m);
+		}
+		pthread_mutex_unlock(&cur->lock);
+		if (busy) {
+			pthread_mutex_unlock(&b->reg_lock);
+			vs_log(b->log, VS_LOG_NOTICE,
+			       "cluster: session of client %s came from another node while one is "
+			       "connected here: its messages join the one here",
+			       s->client_id);
+			s->ended = true;
+			vs_session_unref(s);
+			return NULL;
+		}
+		vs_registry_del(&b->sessions, s->client_id, s->id_len);
+		*old = cur; /* the registry's reference */
+	}
+	if (vs_registry_add(&b->sessions, s) < 0) {
+		pthread_mutex_unlock(&b->reg_lock);
+		vs_log(b->log, VS_LOG_ERR, "cluster: no memory for client %s's session",
+		       s->client_id);
+		s->ended = true;
+		vs_session_unref(s);
+		return NULL;
+	}
+	vs_broker_sessions_changed(b);
+	pthread_mutex_unlock(&b->reg_lock);
+	vs_bp_session_subscribe(b, s);
+	return s;
+}
+
+static void answer(struct vs_cluster_sessions *cs, struct job *j, struct vs_session *s,
+		   uint64_t from)
+{
+	struct vs_session *old = NULL;
+	if (s)
+		s = adopt(cs, s, &old);
+	uint32_t n = s && from ? replay(cs, s, from) : 0;
+	if (s && from)
+		vs_log(cs->b->log, VS_LOG_NOTICE,
+		       "cluster: client %s's session got %u message(s) from stream %s", j->id, n,
+		       VS_CJS_STREAM);
+	struct vs_mail m = {.type = VS_MAIL_ROAMED,
+			    .session = s ? vs_session_ref(s) : NULL,
+			    .other = old,
+			    .slot = j->slot,
+			    .conn_id = j->conn_id};
+	vs_worker_post_now(&cs->b->workers[j->worker], &m);
+	free(j);
+}
+
+static natsStatus bind_bucket(struct vs_cluster_sessions *cs)
+{
+	return vs_cluster_bucket(
+	    cs->b, &cs->kv, VS_SESSIONS_BUCKET,
+	    "Viesti: the node that has each client id's session (docs/cluster.md)", 0);
+}
+
+/* Once the bucket is there: every session restored from the store is checked against it. */
+static void check_restored(struct vs_cluster_sessions *cs)
+{
+	struct vs_broker *b = cs->b;
+	pthread_mutex_lock(&b->reg_lock);
+	size_t it = 0;
+	struct vs_session *s;
+	while (vs_registry_next(&b->sessions, &it, &s)) {
+		struct job *j = new_job(JOB_CHECK, s->client_id, s->id_len);
+		if (j)
+			push(cs, j);
+	}
+	pthread_mutex_unlock(&b->reg_lock);
+}
+
+static struct job *pop(struct shard *cs)
+{
+	pthread_mutex_lock(&cs->lock);
+	if (!cs->head && !cs->notes) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 200 * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&cs->cond, &cs->lock, &until);
+	}
+	struct job *j = cs->head;
+	if (j) {
+		if (!(cs->head = j->next))
+			cs->tail = &cs->head;
+		cs->n_jobs--;
+	} else if ((j = cs->notes)) {
+		if (!(cs->notes = j->next))
+			cs->notes_tail = &cs->notes;
+		cs->n_notes--;
+	}
+	pthread_mutex_unlock(&cs->lock);
+	return j;
+}
+
+static void *run(void *arg)
+{
+	struct shard *sh = arg;
+	struct vs_cluster_sessions *cs = sh->cs;
+	while (!atomic_load(&cs->stop)) {
+		if (sh->idx == 0 && !atomic_load(&cs->ready)) { /* shard 0 binds for all */
+			if (bind_bucket(cs) != NATS_OK) {
+				kvStore_Destroy(cs->kv);
+				cs->kv = NULL;
+				nats_Sleep(500);
+				continue;
+			}
+			if (js_KeyValue(&cs->nodes, vs_cluster_js(cs->b), VS_CJS_NODES_BUCKET) !=
+			    NATS_OK)
+				cs->nodes = NULL; /* every owner taken for alive (alive()) */
+			atomic_store(&cs->ready, true);
+			check_restored(cs);
+		}
+		struct job *j = pop(sh);
+		if (!j)
+			continue;
+		if (j->kind == JOB_CONNECT) {
+			/* Stopping: its workers may take no more mail, so nothing is moved. */
+			uint64_t from = 0;
+			struct vs_session *s =
+			    atomic_load(&cs->b->stopping) ? NULL : take(cs, j, &from);
+			answer(cs, j, s, from);
+		} else {
+			note(cs, j);
+			free(j);
+		}
+	}
+	return NULL;
+}
+
+/* ---- The answering side: this node has the session ---------------------------------------- */
+
+static void on_request(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *arg)
+{
+	(void)nc;
+	(void)sub;
+	struct vs_cluster_sessions *cs = arg;
+	const uint8_t *d = (const uint8_t *)natsMsg_GetData(nm);
+	int len = natsMsg_GetDataLength(nm);
+	if (atomic_load(&cs->stop) || len < 2 || d[0] != 'R' || 2 + d[1] + 8 > len ||
+	    !natsMsg_GetReply(nm)) {
+		natsMsg_Destroy(nm);
+		return;
+	}
+	size_t idlen = (size_t)len - 10 - d[1];
+	char *id = malloc(idlen + 1);
+	if (!id) {
+		natsMsg_Destroy(nm);
+		return; /* the asking node's wait runs out: the client starts anew there */
+	}
+	memcpy(id, d + 10 + d[1], idlen);
+	id[idlen] = 0;
+	struct vs_mail m = {.type = VS_MAIL_HANDOVER, .reason = 'R', .share = id, .ack = nm};
+	vs_worker_post_now(&cs->b->workers[worker_of(cs->b, id, strnlen(id, idlen))], &m);
+}
+
+static void post_end(struct vs_broker *b, const char *client_id, size_t idlen, char how)
+{
+	char *id = strndup(client_id, idlen);
+	if (!id)
+		return;
+	struct vs_mail m = {.type = VS_MAIL_HANDOVER, .reason = (uint8_t)how, .share = id};
+	vs_worker_post_now(&b->workers[worker_of(b, id, strlen(id))], &m);
+}
+
+void vs_cluster_session_end(struct vs_broker *b, const char *client_id, size_t idlen)
+{
+	post_end(b, client_id, idlen, 'D');
+}
+
+void vs_cluster_session_drop(struct vs_broker *b, const char *client_id, size_t idlen)
+{
+	post_end(b, client_id, idlen, 'X');
+}
+
+static void reply(struct vs_broker *b, natsMsg *req, char kind, const uint8_t *data, size_t len)
+{
+	natsConnection *nc = vs_cluster_nc(b);
+	const char *to = natsMsg_GetReply(req);
+	if (!nc || !to)
+		return;
+	int64_t maxp = natsConnection_GetMaxPayload(nc);
+	size_t step = maxp > 4096 ? (size_t)maxp - 64 : 4032;
+	uint32_t total = len ? (uint32_t)((len + step - 1) / step) : 1;
+	uint8_t *chunk = malloc(CHUNK_HEAD + (len < step ? len : step));
+	if (!chunk)
+		return;
+	for (uint32_t i = 0; i < total; i++) {
+		size_t off = (size_t)i * step, n = len - off < step ? len - off : step;
+		if (!len)
+			n = 0;
+		chunk[0] = (uint8_t)kind;
+		put_be32(chunk + 1, i);
+		put_be32(chunk + 5, total);
+		if (n)
+			memcpy(chunk + CHUNK_HEAD, data + off, n);
+		natsConnection_Publish(nc, to, chunk, (int)(CHUNK_HEAD + n));
+	}
+	free(chunk);
+}
+
+/* Empties an exported session: what it held travels with it. s locked. */
+static void let_go(struct vs_worker *w, struct vs_session *s)
+{
+	vs_stat_gauge(&w->stats.queued, -(int64_t)s->queue.count);
+	vs_stat_gauge(&w->stats.inflight, -(int64_t)s->inflight.count);
+	for (struct vs_ring *r = &s->queue; r; r = r == &s->queue ? &s->inflight : NULL) {
+		for (uint32_t i = 0; i < r->count; i++)
+			vs_qentry_fini(vs_ring_at(r, i));
+		free(r->e);
+		memset(r, 0, sizeof(*r));
+	}
+	s->queued_bytes = 0;
+	vs_msg_unref(s->will); /* the session resumes elsewhere: not sent [MQTT-3.1.3-9] */
+	s->will = NULL;
+	vs_feed_clear(s);
+}
+
+void vs_cluster_session_handover(struct vs_worker *w, const struct vs_mail *m)
+{
+	struct vs_broker *b = w->b;
+	const char *id = m->share;
+	size_t idlen = strlen(id);
+	natsMsg *req = m->ack;
+	bool resume = m->reason == 'R';
+	const char *to = req ? natsMsg_GetData(req) + 2 : "";
+	int to_len = req ? (uint8_t)natsMsg_GetData(req)[1] : 0;
+
+	/* A connection still open here closes first: a take-over, which resumes or not as the
+	 * new connection does. On another worker, the mail follows it there. */
+	struct vs_worker *ow = NULL;
+	uint32_t slot = 0;
+	uint64_t conn_id = 0;
+	pthread_mutex_lock(&b->reg_lock);
+	struct vs_session *s = vs_registry_get(&b->sessions, id, idlen);
+	if (s) {
+		pthread_mutex_lock(&s->lock);
+		if (s->connected && !s->bridge) {
+			ow = s->owner;
+			slot = s->conn_slot;
+			conn_id = s->conn_id;
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	pthread_mutex_unlock(&b->reg_lock);
+	if (ow && ow != w && m->reply_to < HOPS_MAX) {
+		struct vs_mail f = *m;
+		f.reply_to++;
+		if (vs_worker_post(w, ow->idx, &f) == 0)
+			return; /* share and ack go with it */
+	}
+	if (ow == w)
+		vs_worker_takeover(w, slot, conn_id, resume);
+
+	/* Too late (the asking node no longer waits), or stopping: it stays here. */
+	if (req) {
+		const uint8_t *d = (const uint8_t *)natsMsg_GetData(req) + 2 + to_len;
+		int64_t deadline = (int64_t)((uint64_t)get_be32(d) << 32 | get_be32(d + 4));
+		if (vs_wall_ms() > deadline || atomic_load(&b->stopping)) {
+			vs_log(
+			    b->log, VS_LOG_WARN,
+			    "cluster: node %.*s asked for client %s's session too late: it stays "
+			    "here",
+			    to_len, to, id);
+			reply(b, req, 'B', NULL, 0);
+			goto out;
+		}
+	}
+	/* Out of the registry, under its lock: from here on it is this mail's. */
+	char kind = 'N';
+	pthread_mutex_lock(&b->reg_lock);
+	s = vs_registry_get(&b->sessions, id, idlen);
+	if (s && !s->bridge) {
+		pthread_mutex_lock(&s->lock);
+		if (s->connected) {
+			kind = 'B';
+		} else {
+			kind = 'S';
+			vs_registry_del(&b->sessions, id, idlen);
+			vs_broker_sessions_changed(b);
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	pthread_mutex_unlock(&b->reg_lock);
+	if (kind != 'S') {
+		if (req)
+			reply(b, req, kind, NULL, 0);
+		goto out;
+	}
+	if (!resume) {
+		if (m->reason == 'X') { /* its will was the survivors' to publish (cluster_js.h) */
+			pthread_mutex_lock(&s->lock);
+			vs_msg_unref(s->will);
+			s->will = NULL;
+			pthread_mutex_unlock(&s->lock);
+		} else {
+			vs_logc(b->log, VS_LOG_INFO, id,
+				"cluster: client %s started clean on another node: its session "
+				"here ends",
+				id);
+		}
+		vs_router_end_session(w, s); /* its will goes, as on one node */
+		vs_session_unref(s);
+		goto out;
+	}
+	struct vs_store_buf out;
+	vs_store_buf_init(&out);
+	pthread_mutex_lock(&s->lock);
+	bool expired =
+	    s->expiry != UINT32_MAX && w->now_ms - s->offline_since_ms >= (int64_t)s->expiry * 1000;
+	int rc = expired ? 0 : vs_bp_session_export(b, s, true, &out);
+	if (rc == 0 && !expired)
+		let_go(w, s);
+	pthread_mutex_unlock(&s->lock);
+	if (rc < 0) {
+		/* Kept here: better than lost. The client starts anew on the other node. */
+		vs_log(b->log, VS_LOG_ERR,
+		       "cluster: session of client %s cannot be handed over: %s", id,
+		       rc == -ENOMEM ? "no memory" : "too large");
+		pthread_mutex_lock(&b->reg_lock);
+		if (vs_registry_get(&b->sessions, id, idlen) ||
+		    vs_registry_add(&b->sessions, s) < 0) {
+			pthread_mutex_unlock(&b->reg_lock);
+			vs_router_end_session(w, s);
+			vs_session_unref(s);
+		} else {
+			vs_broker_sessions_changed(b);
+			pthread_mutex_unlock(&b->reg_lock);
+		}
+		reply(b, req, 'B', NULL, 0);
+		vs_store_buf_fini(&out);
+		goto out;
+	}
+	/* Ends here without a will and without messages (they went with it); its subscriptions
+	 * leave the trie, its SESSION_DEL goes into the store. */
+	vs_router_end_session(w, s);
+	vs_session_unref(s);
+	reply(b, req, expired ? 'N' : 'S', out.data, out.len);
+	if (!expired)
+		vs_log(b->log, VS_LOG_NOTICE,
+		       "cluster: session of client %s handed over to node %.*s (%zu bytes)", id,
+		       to_len, to, out.len);
+	vs_store_buf_fini(&out);
+out:
+	free(m->share);
+	if (req)
+		natsMsg_Destroy(req);
+}
+
+/* ---- Arrival ------------------------------------------------------------------------------ */
+
+/* On the connection's worker: a session adopted by the session thread is stored here, after
+ * the end of the copy this node had, whose messages join it. */
+static void finish(struct vs_worker *w, struct vs_session *s, struct vs_session *old)
+{
+	uint32_t n = 0;
+	if (old) {
+		pthread_mutex_lock(&old->lock);
+		vs_stat_gauge(&w->stats.queued, -(int64_t)old->queue.count);
+		vs_stat_gauge(&w->stats.inflight, -(int64_t)old->inflight.count);
+		pthread_mutex_unlock(&old->lock);
+		if (s) {
+			pthread_mutex_lock(&s->lock);
+			n = merge(s, old);
+			pthread_mutex_unlock(&s->lock);
+		}
+		if (n)
+			vs_log(
+			    w->b->log, VS_LOG_NOTICE,
+			    "cluster: client %s's session had a copy here: its %u message(s) join "
+			    "the one that came",
+			    old->client_id, n);
+		pthread_mutex_lock(&old->lock);
+		vs_msg_unref(old->will); /* the session goes on */
+		old->will = NULL;
+		pthread_mutex_unlock(&old->lock);
+		/* Its SESSION_DEL before the new one's records: replay goes by client id. */
+		vs_router_end_session(w, old);
+		vs_session_unref(old);
+	}
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	if (!s->ended) {
+		vs_bp_session_record(w, s);
+		vs_stat_gauge(&w->stats.queued, s->queue.count);
+		vs_stat_gauge(&w->stats.inflight, s->inflight.count);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+void vs_cluster_session_arrived(struct vs_worker *w, const struct vs_mail *m)
+{
+	struct vs_conn *c = vs_worker_conn(w, m->slot, m->conn_id);
+	if (c && (!c->connecting || c->connecting->step != VS_CS_ROAM))
+		c = NULL;
+	w->cur = c; /* its CONNACK waits for the session's records */
+	finish(w, m->session, m->other);
+	if (m->session)
+		vs_session_unref(m->session); /* the mail's */
+	if (c) {
+		c->connecting->step = VS_CS_NONE;
+		c->parked = false;
+		enum vs_handled h = vs_connect_resume(c);
+		if (h == VS_GO_ON && !c->parked)
+			vs_conn_unpark(c);
+	}
+	w->cur = NULL;
+}
+
+/* ---- Start and stop ----------------------------------------------------------------------- */
+
+struct vs_cluster_sessions *vs_cluster_sessions_start(struct vs_broker *b)
+{
+	struct vs_cluster_sessions *cs = calloc(1, sizeof(*cs));
+	if (!cs)
+		return NULL;
+	cs->b = b;
+	pthread_mutex_init(&cs->slow_lock, NULL);
+	for (int i = 0; i < SHARDS; i++) {
+		struct shard *sh = &cs->shards[i];
+		sh->cs = cs;
+		sh->idx = i;
+		sh->tail = &sh->head;
+		sh->notes_tail = &sh->notes;
+		pthread_mutex_init(&sh->lock, NULL);
+		pthread_cond_init(&sh->cond, NULL);
+	}
+	const char *node = vs_cluster_node(b);
+	char subject[TOKEN_MAX + 8];
+	ssize_t n = vs_cluster_token((const uint8_t *)node, strlen(node), cs->tok, sizeof(cs->tok));
+	snprintf(subject, sizeof(subject), SUBJECT "%s", cs->tok);
+	if (n <= 0 || natsConnection_Subscribe(&cs->sub, vs_cluster_nc(b), subject, on_request,
+					       cs) != NATS_OK) {
+		vs_cluster_sessions_free(cs);
+		return NULL;
+	}
+	for (int i = 0; i < SHARDS; i++) {
+		struct shard *sh = &cs->shards[i];
+		if (pthread_create(&sh->thread, NULL, run, sh) != 0) {
+			vs_cluster_sessions_free(cs);
+			return NULL;
+		}
+		sh->started = true;
+	}
+	return cs;
+}
+
+void vs_cluster_sessions_stop(struct vs_cluster_sessions *cs)
+{
+	if (!cs)
+		return;
+	atomic_store(&cs->stop, true);
+	if (cs->sub)
+		natsSubscription_Unsubscribe(cs->sub);
+	for (int i = 0; i < SHARDS; i++) {
+		struct shard *sh = &cs->shards[i];
+		if (!sh->started)
+			continue;
+		pthread_mutex_lock(&sh->lock);
+		pthread_cond_signal(&sh->cond);
+		pthread_mutex_unlock(&sh->lock);
+		pthread_join(sh->thread, NULL);
+		sh->started = false;
+	}
+}
+
+void vs_cluster_sessions_free(struct vs_cluster_sessions *cs)
+{
+	if (!cs)
+		return;
+	vs_cluster_sessions_stop(cs);
+	for (int i = 0; i < SHARDS; i++) {
+		struct shard *sh = &cs->shards[i];
+		for (struct job *j = sh->head, *next; j; j = next) {
+			next = j->next;
+			free(j); /* its connection is closed with its worker */
+		}
+		for (struct job *j = sh->notes, *next; j; j = next) {
+			next = j->next;
+			free(j);
+		}
+		pthread_cond_destroy(&sh->cond);
+		pthread_mutex_destroy(&sh->lock);
+	}
+	natsSubscription_Destroy(cs->sub);
+	kvStore_Destroy(cs->kv);
+	kvStore_Destroy(cs->nodes);
+	vs_map_fini(&cs->slow);
+	pthread_mutex_destroy(&cs->slow_lock);
+	free(cs);
+}

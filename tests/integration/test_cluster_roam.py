@@ -1,0 +1,395 @@
+"""Persistent sessions that move between Viesti nodes (issue 19; docs/cluster.md "Sessions
+roam"; src/broker/cluster_session.h).
+
+A session that goes offline on one node, receives messages published on a second, and resumes
+on a third: session present, its subscriptions, every queued QoS 1/2 message once, in order. A
+take-over across nodes of a connected client: the old connection is closed (0x8E), the session
+with its unacknowledged messages follows the client. A clean start elsewhere ends the session
+left behind, connected or not. A slow owner (SIGSTOP) is asked again while its lease is current.
+A killed owner's session is rebuilt from its key and the stream (session present 1, the messages
+published for it meanwhile). Real clients (mosquitto_sub, mosquitto_pub) across three nodes.
+"""
+
+import re
+import signal
+
+import pytest
+
+from conftest import free_port, wait_until
+from helpers import MosquittoSub, mosquitto_pub, uid
+from http_util import http_lines, scrape, value, wait_listening
+from mqtt_raw import CONNACK, DISCONNECT, P, PUBACK, PUBLISH, PUBREL
+from test_cluster import data_dir, knows, nats, node, wait_subjects  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.viesti_only
+
+
+def queued(port):
+	samples, _ = scrape(port)
+	return value(samples, "viesti_queued_messages")
+
+
+def test_a_session_resumes_on_a_third_node_with_what_was_queued_on_the_first(nats, broker, clients):
+	n = nats()
+	port = free_port()
+	a = node(broker, n, "ra", *http_lines(port))
+	wait_listening(port)
+	b = node(broker, n, "rb", "log_type all")
+	c = node(broker, n, "rc")
+	t = uid("r")
+	cid = uid("dev")
+	s = clients.raw(a.port, 4)
+	assert not s.connect(cid, clean=False).session_present
+	s.subscribe([(t + "/#", 1), (t + "/two", 2)])
+	wait_subjects(n, "ra", lambda x: "vs.m.%s.>" % t in x, "ra's subscription")
+	knows(b, "vs.m.%s.>" % t)
+	s.disconnect()
+	p = clients.raw(b.port, 4)
+	p.connect(uid("p"))
+	for i in range(20):
+		p.publish("%s/x" % t, b"%d" % i, qos=1)
+	p.publish("%s/two" % t, b"exactly once", qos=2)
+	wait_until(lambda: queued(port) == 21, 10, what="21 messages queued on ra")
+	r = clients.raw(c.port, 4)
+	assert r.connect(cid, clean=False).session_present  # [MQTT-3.2.2-3], from another node
+	got = r.publishes(21, timeout=10)
+	assert [m.payload for m in got[:20]] == [b"%d" % i for i in range(20)]
+	assert (got[20].topic, got[20].payload, got[20].qos) == (t + "/two", b"exactly once", 2)
+	r.no_publish(0.5)
+	c.wait_log(r"cluster: session of client %s taken from node ra" % cid, timeout=5)
+	a.wait_log(r"cluster: session of client %s handed over to node rc" % cid, timeout=5)
+	assert queued(port) == 0  # nothing left behind
+	# Its subscriptions came along: a message published on the first node reaches it on the
+	# third, and the first keeps no copy (no subscriber there any more).
+	wait_subjects(n, "rc", lambda x: "vs.m.%s.>" % t in x, "rc's subscription")
+	wait_subjects(n, "ra", lambda x: "vs.m.%s.>" % t not in x, "ra's subscription gone")
+	q = clients.raw(a.port, 4)
+	q.connect(uid("q"))
+	q.publish("%s/x" % t, b"live", qos=1)
+	assert r.expect(PUBLISH, timeout=10).payload == b"live"
+
+
+def test_a_take_over_across_nodes_brings_the_unacknowledged_messages(nats, broker, clients):
+	"""The client is still connected on the first node, with QoS 1 messages sent and not
+	acknowledged: a CONNECT on the second closes it (MQTT 5: 0x8E), and the messages are sent
+	again there with DUP set [MQTT-4.4.0-1]; a QoS 2 whose PUBREC the old connection sent is
+	completed with a PUBREL on the new one."""
+	n = nats()
+	a = node(broker, n, "ta")
+	b = node(broker, n, "tb")
+	t = uid("t")
+	cid = uid("dev")
+	old = clients.raw(a.port, 5)
+	old.connect(cid, clean=False, props={P.SESSION_EXPIRY: 300})
+	old.subscribe([(t + "/#", 2)])
+	p = clients.raw(a.port, 5)
+	p.connect(uid("p"))
+	for i in range(3):
+		p.publish("%s/x" % t, b"%d" % i, qos=1)
+	p.publish("%s/y" % t, b"two", qos=2)
+	got = old.publishes(4, timeout=10, ack=False)  # received, never acknowledged
+	assert [m.payload for m in got] == [b"0", b"1", b"2", b"two"]
+	new = clients.raw(b.port, 5)
+	assert new.connect(cid, clean=False, props={P.SESSION_EXPIRY: 300}).session_present
+	closed = old.wait_closed(10)
+	disc = [x for x in closed if x.type == DISCONNECT]
+	assert disc and disc[0].rc == 0x8E, closed
+	again = new.publishes(4, timeout=10)
+	assert [m.payload for m in again] == [b"0", b"1", b"2", b"two"]
+	assert all(m.dup for m in again)
+	new.no_publish(0.5)
+
+
+def test_inflight_qos2_after_pubrec_completes_on_the_new_node(nats, broker, clients):
+	"""A QoS 2 message the client acknowledged with PUBREC on the first node: on the second it
+	gets the PUBREL, not the message again [MQTT-4.3.3-5]."""
+	n = nats()
+	a = node(broker, n, "qa")
+	b = node(broker, n, "qb")
+	t = uid("q")
+	cid = uid("dev")
+	old = clients.raw(a.port, 4)
+	old.connect(cid, clean=False)
+	old.subscribe([(t, 2)])
+	p = clients.raw(a.port, 4)
+	p.connect(uid("p"))
+	p.publish(t, b"once", qos=2)
+	m = old.expect(PUBLISH, timeout=10)
+	old.pubrec(m.pid)
+	old.expect(PUBREL, timeout=10, pid=m.pid)  # the broker's PUBREL: state WAIT_PUBCOMP
+	old.close()
+	new = clients.raw(b.port, 4)
+	assert new.connect(cid, clean=False).session_present
+	rel = new.expect(PUBREL, timeout=10)
+	assert rel.pid == m.pid
+	new.no_publish(0.5)
+
+
+def test_a_clean_start_elsewhere_ends_the_session_left_behind(nats, broker, clients):
+	"""[MQTT-3.1.2-4] across nodes: the offline session on the first node ends when the client
+	starts clean on the second; its delayed will goes then, as on one node."""
+	n = nats()
+	a = node(broker, n, "ca")
+	b = node(broker, n, "cb")
+	t = uid("c")
+	w = clients.raw(b.port, 4)
+	w.connect(uid("w"))
+	w.subscribe([(t + "/will", 1)])
+	wait_subjects(n, "cb", lambda x: "vs.m.%s.will" % t in x, "cb's subscription")
+	cid = uid("dev")
+	old = clients.raw(a.port, 5)
+	old.connect(cid, clean=False, props={P.SESSION_EXPIRY: 300},
+		will=dict(topic=t + "/will", payload=b"late", qos=1, props={P.WILL_DELAY: 300}))
+	old.subscribe([(t + "/x", 1)])
+	old.close()  # no DISCONNECT: the will waits for its delay in the session
+	new = clients.raw(b.port, 5)
+	assert not new.connect(cid, clean=True, props={P.SESSION_EXPIRY: 300}).session_present
+	m = w.expect(PUBLISH, timeout=10)
+	assert m.payload == b"late"
+	a.wait_log(r"cluster: client %s started clean on another node" % cid, timeout=5)
+	# And the next resume, elsewhere again, finds the clean session of cb, not ca's old one.
+	new.disconnect()
+	again = clients.raw(a.port, 5)
+	assert again.connect(cid, clean=False, props={P.SESSION_EXPIRY: 300}).session_present
+	a.wait_log(r"cluster: session of client %s taken from node cb" % cid, timeout=5)
+
+
+def test_an_offline_session_of_a_killed_node_resumes_elsewhere_with_its_messages(nats, broker,
+		clients):
+	"""The node that had it is killed: another node rebuilds the session from its key in
+	vs_sessions (its subscriptions, and where the stream stood when it went offline) and the
+	stream VS_MSGS: what was published for it on other nodes, before the kill and while that
+	node was dead, arrives, in order; then it is this node's."""
+	n = nats()
+	b = node(broker, n, "kb", "log_type all")
+	c = node(broker, n, "kc")
+	t = uid("k")
+	# A message in the stream from before the node that will have the session started: not
+	# the session's (its consumer starts at the stream's end, and so does its floor).
+	w = clients.raw(c.port, 4)
+	w.connect(uid("w"))
+	w.subscribe([(t + "/#", 1)])
+	knows(b, "vs.m.%s.>" % t)
+	p = clients.raw(b.port, 4)
+	p.connect(uid("p"))
+	p.publish("%s/x" % t, b"old", qos=1)
+	assert w.expect(PUBLISH, timeout=10).payload == b"old"
+	w.disconnect()
+	a = node(broker, n, "ka")
+	cid = uid("dev")
+	s = clients.raw(a.port, 4)
+	s.connect(cid, clean=False)
+	s.subscribe([(t + "/#", 1)])
+	# kb knows it (a second time: kc's went with w), so what it publishes for it goes
+	# through the stream.
+	line = "cluster: subject vs.m.%s.> of another node" % t
+	wait_until(lambda: b.log_text().count(line) >= 2, 10, what="kb knowing ka's subject")
+	s.disconnect()
+	for i in range(10):
+		p.publish("%s/x" % t, b"%d" % i, qos=1)
+	a.kill()
+	for i in range(10, 20):
+		p.publish("%s/x" % t, b"%d" % i, qos=1)
+	r = clients.raw(c.port, 4)
+	assert r.connect(cid, clean=False).session_present
+	c.wait_log(r"cluster: node ka, which had client %s's session, does not answer: rebuilt "
+		r"here with 1 subscriptions" % cid, timeout=5)
+	got = r.publishes(20, timeout=10)
+	payloads = [m.payload for m in got]
+	# At least once, in order: a message may come twice (the floor is conservative).
+	assert sorted(set(payloads), key=int) == [b"%d" % i for i in range(20)], payloads
+	assert [int(x) for x in payloads] == sorted(int(x) for x in payloads)
+	# Its subscription is this node's now: a new message comes live.
+	wait_subjects(n, "kc", lambda x: "vs.m.%s.>" % t in x, "kc's subscription")
+	p.publish("%s/x" % t, b"live", qos=1)
+	assert r.expect(PUBLISH, timeout=10).payload == b"live"
+	r.disconnect()
+	r = clients.raw(c.port, 4)
+	assert r.connect(cid, clean=False).session_present  # kept here now
+
+
+@pytest.mark.serial
+def test_kill_9_under_qos1_load_loses_nothing_acknowledged(nats, broker, clients):
+	"""issue 19: a node is killed while QoS 1 messages flow through it. Every message it
+	acknowledged reaches a subscriber on another node; its client's will is published by a
+	survivor; its connected client's session resumes on another node, with the messages
+	published for it elsewhere while it was away."""
+	n = nats()
+	lease = "cluster_lease 2"
+	a = node(broker, n, "la", lease, "log_type all")
+	b = node(broker, n, "lb", lease, "log_type all")
+	c = node(broker, n, "lc", lease)
+	t = uid("l")
+	w = clients.raw(c.port, 4)  # the watcher
+	w.connect(uid("w"))
+	w.subscribe([(t + "/#", 1)])
+	cid = uid("dev")
+	s = clients.raw(a.port, 4)  # a device on the node to kill, with a will
+	s.connect(cid, clean=False, will=dict(topic=t + "/will", payload=b"gone", qos=1))
+	s.subscribe([(t + "/b/#", 1)])
+	knows(a, "vs.m.%s.>" % t)
+	knows(b, "vs.m.%s.b.>" % t)
+	wait_until(lambda: n.stream_state("KV_vs_wills", "last_seq") >= 1, 10, what="the will")
+	p = clients.raw(a.port, 4)
+	p.connect(uid("p"))
+	q = clients.raw(b.port, 4)
+	q.connect(uid("q"))
+	pids = [p.publish("%s/a" % t, b"a%d" % i, qos=1, wait=False) for i in range(200)]
+	acked = []
+	for i, pid in enumerate(pids[:100]):
+		p.expect(PUBACK, timeout=10, pid=pid)
+		acked.append(b"a%d" % i)
+	a.kill()  # with up to 100 more in flight
+	for i in range(30):
+		q.publish("%s/b/x" % t, b"b%d" % i, qos=1)
+	want = set(acked) | {b"b%d" % i for i in range(30)} | {b"gone"}
+	seen = set()
+
+	def all_seen():
+		seen.update(m.payload for m in w.drain(timeout=0.2) if m.type == PUBLISH)
+		return want <= seen
+	wait_until(all_seen, 20, what="every acknowledged message and the will at the watcher")
+	r = clients.raw(b.port, 4)
+	assert r.connect(cid, clean=False).session_present
+	got = set()
+
+	def all_b():
+		got.update(m.payload for m in r.drain(timeout=0.2) if m.type == PUBLISH)
+		return {b"b%d" % i for i in range(30)} <= got
+	wait_until(all_b, 10, what="what was published for the device while its node was dead")
+
+
+def test_the_session_moves_with_persistence_on_both_sides(nats, broker, clients, data_dir):
+	"""The node that takes a session stores it: killed right after, it has it when it comes
+	back (subscriptions and queued messages)."""
+	n = nats()
+	a = node(broker, n, "pa", "persistence true", "persistence_location %s/a/" % data_dir)
+	b = node(broker, n, "pb", "persistence true", "persistence_location %s/b/" % data_dir)
+	t = uid("p")
+	cid = uid("dev")
+	s = clients.raw(a.port, 4)
+	s.connect(cid, clean=False)
+	s.subscribe([(t, 1)])
+	p = clients.raw(a.port, 4)
+	p.connect(uid("p"))
+	for i in range(5):
+		p.publish(t, b"%d" % i, qos=1)
+	got = s.publishes(5, timeout=10, ack=False)
+	assert len(got) == 5
+	s.close()
+	r = clients.raw(b.port, 4)
+	assert r.connect(cid, clean=False).session_present
+	assert len(r.publishes(5, timeout=10, ack=False)) == 5
+	r.close()
+	b.kill()
+	b.start()
+	b.wait_log(r"cluster: node pb JetStream ready", timeout=10)
+	r = clients.raw(b.port, 4)
+	assert r.connect(cid, clean=False).session_present
+	again = r.publishes(5, timeout=10)
+	assert [m.payload for m in again] == [b"%d" % i for i in range(5)]
+	# The first node no longer has it: a restart there does not bring it back.
+	a.stop()
+	a.start()
+	a.wait_log(r"cluster: node pa JetStream ready", timeout=10)
+	replays = re.findall(r"records replayed in \d+ ms: (\d+) sessions", a.log_text())
+	assert replays[-1] == "0", replays
+
+
+def test_mosquitto_clients_see_one_broker(nats, broker, clients):
+	"""Real clients: mosquitto_sub leaves a persistent session on one node (-c, -E: exit once
+	subscribed), mosquitto_pub publishes on a second, and mosquitto_sub on a third gets what
+	was queued."""
+	n = nats()
+	a = node(broker, n, "ma")
+	b = node(broker, n, "mb", "log_type all")
+	c = node(broker, n, "mc")
+	t = uid("m")
+	cid = uid("sub")
+	MosquittoSub(a.port, "-i", cid, "-c", "-q", "1", "-t", t + "/#", "-E").output(10)
+	knows(b, "vs.m.%s.>" % t)
+	for i in range(3):
+		mosquitto_pub(b.port, "-q", "1", "-t", t + "/x", "-m", "m%d" % i)
+	out, err, rc = MosquittoSub(c.port, "-i", cid, "-c", "-q", "1", "-t", t + "/#", "-C", "3",
+		"-W", "10").output(15)
+	assert (out.split(), rc) == (["m0", "m1", "m2"], 0), err
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_a_clean_start_elsewhere_ends_a_connected_session(nats, broker, clients, version):
+	"""[MQTT-3.1.2-4] (3.1.1: [MQTT-3.1.2-6]) while the old connection is still open: its
+	session ends with it, and a resume on its node afterwards finds none."""
+	n = nats()
+	a = node(broker, n, "xa")
+	b = node(broker, n, "xb")
+	cid = uid("dev")
+	props = {P.SESSION_EXPIRY: 300} if version == 5 else None
+	old = clients.raw(a.port, version)
+	old.connect(cid, clean=False, props=props)
+	old.subscribe([(uid("x") + "/x", 1)])
+	new = clients.raw(b.port, version)
+	assert not new.connect(cid, clean=True).session_present
+	a.wait_log(r"cluster: client %s connected on node xb: closing it here" % cid, timeout=5)
+	old.wait_closed(5)
+	new.disconnect()
+	again = clients.raw(a.port, version)
+	assert not again.connect(cid, clean=False, props=props).session_present
+
+
+def test_a_slow_owner_hands_the_session_over_when_it_is_back(nats, broker, clients):
+	"""The node that has the session stops answering for a while (SIGSTOP: a pause, swap):
+	its lease is current, so the new node keeps asking, and gets the session, with what was
+	queued there, once it is back."""
+	n = nats()
+	a = node(broker, n, "sa")
+	b = node(broker, n, "sb")
+	t = uid("s")
+	cid = uid("dev")
+	s = clients.raw(a.port, 4)
+	s.connect(cid, clean=False)
+	s.subscribe([(t, 1)])
+	s.disconnect()
+	p = clients.raw(a.port, 4)  # on the same node: these are only in its queue
+	p.connect(uid("p"))
+	for i in range(5):
+		p.publish(t, b"%d" % i, qos=1)
+	p.disconnect()
+	a.proc.send_signal(signal.SIGSTOP)
+	r = clients.raw(b.port, 4)
+	r.send(r.connect_packet(cid, clean=False))
+	try:
+		b.wait_log(r"cluster: node sa does not answer for client %s's session" % cid, timeout=10)
+	finally:
+		a.proc.send_signal(signal.SIGCONT)
+	ack = r.expect(CONNACK, timeout=15)
+	assert ack.session_present
+	got = r.publishes(5, timeout=10)
+	assert [m.payload for m in got] == [b"%d" % i for i in range(5)]
+	a.wait_log(r"cluster: session of client %s handed over to node sb" % cid, timeout=5)
+
+
+def test_with_cluster_durable_all_a_dead_node_loses_none_of_its_own(nats, broker, clients):
+	"""cluster_durable_all true: a QoS 1 message that only the publishing node's own offline
+	session wants still goes through JetStream, so when that node is killed the session,
+	rebuilt on another node, gets it. (Without it, such a message stays on its node: see
+	docs/cluster.md, Limits.)"""
+	n = nats()
+	a = node(broker, n, "da", "cluster_durable_all true")
+	b = node(broker, n, "db")
+	t = uid("d")
+	cid = uid("dev")
+	s = clients.raw(a.port, 4)
+	s.connect(cid, clean=False)
+	s.subscribe([(t + "/#", 1)])
+	s.disconnect()
+	p = clients.raw(a.port, 4)  # on the same node, nobody else subscribes
+	p.connect(uid("p"))
+	for i in range(10):
+		p.publish("%s/x" % t, b"%d" % i, qos=1)
+	wait_until(lambda: n.stream_state("VS_MSGS", "last_seq") >= 10, 10,
+		what="the messages in the stream")
+	a.kill()
+	r = clients.raw(b.port, 4)
+	assert r.connect(cid, clean=False).session_present
+	got = r.publishes(10, timeout=10)
+	assert sorted(set(m.payload for m in got), key=int) == [b"%d" % i for i in range(10)]
