@@ -435,7 +435,8 @@ void vs_broker_fini(struct vs_broker *b)
 			pthread_join(b->workers[i].th.thread, NULL);
 	vs_bridges_fini(b);
 	/* After the workers (their last sessions leave NATS subjects), before their mailboxes go
-	 * (what other nodes sent meanwhile is freed with them). */
+	 * (what other nodes sent meanwhile is freed with them; JetStream's natsMsgs by
+	 * vs_cluster_stop, before the library closes). */
 	vs_cluster_stop(b);
 	vs_bp_close(b);
 	vs_sys_log_fini(b);

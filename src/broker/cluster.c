@@ -358,6 +358,12 @@ int vs_cluster_start(struct vs_broker *b, char *err, size_t errlen)
 	return 0;
 }
 
+bool vs_cluster_transient(natsStatus s)
+{
+	return s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS || s == NATS_CONNECTION_DISCONNECTED ||
+	       s == NATS_NOT_YET_CONNECTED || s == NATS_STALE_CONNECTION;
+}
+
 void vs_cluster_stop(struct vs_broker *b)
 {
 	struct vs_cluster *cl = b->cluster;
@@ -400,6 +406,11 @@ void vs_cluster_stop(struct vs_broker *b)
 	natsConnection_Destroy(cl->share_nc);
 	natsConnection_Destroy(cl->nc);
 	natsOptions_Destroy(cl->opts);
+	/* What the connection delivered into the workers' mailboxes (nobody reads them any more)
+	 * holds natsMsgs, which cannot be freed once the library is closed. */
+	for (int i = 0; cl->b->workers && i < cl->b->n_workers; i++)
+		if (cl->b->workers[i].b)
+			vs_worker_drop_acks(&cl->b->workers[i]);
 	nats_CloseAndWait(2000); /* the library's threads are gone: no callback after this */
 	vs_cluster_retain_free(cl->retain);
 	vs_cluster_share_free(cl->share);

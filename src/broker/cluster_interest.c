@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/map.h"
@@ -39,6 +40,8 @@ struct vs_cluster_interest {
 	pthread_cond_t cond;
 	struct op *head, **tail;
 	uint32_t n_ops;
+	int64_t retry_ms;  /* a write failed: when to try again (thread only) */
+	int64_t warned_ms; /* thread only */
 
 	pthread_rwlock_t rw; /* what follows */
 	struct vs_map keys;  /* other nodes' key -> their subject (char *) */
@@ -47,7 +50,11 @@ struct vs_cluster_interest {
 	bool known;   /* the bucket was read once */
 };
 
-enum { OPS_MAX = 100000 };
+enum {
+	OPS_MAX = 100000,
+	RETRY_MS = 500,
+	WARN_EVERY_MS = 10000,
+};
 
 /* A shared group's subject has a key of its own: its subscriptions come and go apart from the
  * ordinary ones with the same subject. */
@@ -171,28 +178,57 @@ static natsStatus bind_bucket(struct vs_cluster_interest *ci)
 				 0);
 }
 
-static void run_ops(struct vs_cluster_interest *ci)
+/* The first waiting change, left in the queue (only this thread takes changes out). */
+static struct op *first_op(struct vs_cluster_interest *ci)
 {
 	pthread_mutex_lock(&ci->lock);
 	struct op *o = ci->head;
-	ci->head = NULL;
-	ci->tail = &ci->head;
-	ci->n_ops = 0;
 	pthread_mutex_unlock(&ci->lock);
-	while (o) {
-		struct op *next = o->next;
+	return o;
+}
+
+static void drop_first_op(struct vs_cluster_interest *ci)
+{
+	pthread_mutex_lock(&ci->lock);
+	struct op *o = ci->head;
+	ci->head = o->next;
+	if (!ci->head)
+		ci->tail = &ci->head;
+	ci->n_ops--;
+	pthread_mutex_unlock(&ci->lock);
+	free(o->subject);
+	free(o);
+}
+
+/*
+ * Writes the waiting changes in order. One that fails for a moment (vs_cluster_transient)
+ * stays first in the queue and is tried again RETRY_MS later, the others behind it: a subject
+ * missing from the bucket would make the other nodes send this node's QoS 1/2 messages on core
+ * NATS, at most once. Writes fail for a moment when JetStream has no leader for the bucket yet
+ * (just made on a cluster of NATS servers: "no responders") or while NATS reconnects.
+ */
+static void run_ops(struct vs_cluster_interest *ci)
+{
+	struct op *o;
+	while ((o = first_op(ci))) {
 		char key[TOKEN_MAX + 24];
 		key_of(ci, o->subject, o->shared, key, sizeof(key));
 		uint64_t rev;
 		natsStatus s = o->add ? kvStore_PutString(&rev, ci->kv, key, o->subject)
 				      : kvStore_Delete(ci->kv, key);
-		if (s != NATS_OK)
-			vs_log(ci->b->log, VS_LOG_WARN, "cluster: %s subject %s in bucket %s: %s",
+		bool again = s != NATS_OK && vs_cluster_transient(s);
+		int64_t now = vs_now_ms();
+		if (s != NATS_OK && (!again || now - ci->warned_ms >= WARN_EVERY_MS)) {
+			ci->warned_ms = now;
+			vs_log(ci->b->log, VS_LOG_WARN, "cluster: %s subject %s in bucket %s: %s%s",
 			       o->add ? "storing" : "deleting", o->subject, VS_INTEREST_BUCKET,
-			       natsStatus_GetText(s));
-		free(o->subject);
-		free(o);
-		o = next;
+			       natsStatus_GetText(s), again ? " (trying again)" : "");
+		}
+		if (again) {
+			ci->retry_ms = now + RETRY_MS;
+			return;
+		}
+		drop_first_op(ci);
 	}
 }
 
@@ -211,7 +247,8 @@ static void *run(void *arg)
 			nats_Sleep(500);
 			continue;
 		}
-		run_ops(ci);
+		if (vs_now_ms() >= ci->retry_ms)
+			run_ops(ci);
 		kvEntry *e = NULL;
 		natsStatus s = kvWatcher_Next(&e, w, 50);
 		if (s == NATS_TIMEOUT)

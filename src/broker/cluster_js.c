@@ -20,6 +20,7 @@
 #include "broker/conn.h"
 #include "broker/worker.h"
 #include "cluster/cluster.h"
+#include "cluster/gaps.h"
 #include "cluster/keys.h"
 #include "session/msg.h"
 
@@ -42,6 +43,7 @@ enum {
 	MAX_ACK_PENDING = 8192, /* messages handed to this node and not yet acknowledged */
 	OPS_MAX = 100000,	/* will writes waiting for JetStream */
 	WARN_EVERY_MS = 10000,
+	RETRY_MS = 500, /* a will write that failed for a moment */
 };
 
 /* One per worker: a JetStream context of its own for asynchronous publishes, so that the end of
@@ -92,6 +94,7 @@ struct vs_cjs {
 	uint64_t seq;
 
 	struct vs_map seen; /* origin node -> last sequence routed (delivery thread only) */
+	struct vs_cluster_gaps lost; /* deliveries that never came (delivery thread only) */
 	/* How far this node has taken the stream (vs_cjs_floor): the highest stream sequence
 	 * received; those given back (negative ack, or dropped) until they come again; and
 	 * whether that bookkeeping failed (no memory: the floor then stays where it started). */
@@ -114,7 +117,10 @@ struct vs_cjs {
 	struct op *head, **tail;
 	uint32_t n_ops;
 	bool ops_warned;
-	int64_t warned_ms; /* JetStream thread only */
+	int64_t warned_ms;  /* JetStream thread only */
+	int64_t next_lease; /* when to renew the lease next (JetStream thread only) */
+	int64_t next_reap;  /* when to look for dead nodes' wills next (JetStream thread only) */
+	int64_t retry_ms;   /* a will write failed: when to try again (JetStream thread only) */
 };
 
 static void warn_js(struct vs_cjs *j, const char *what, natsStatus s)
@@ -209,6 +215,23 @@ static natsStatus renew_lease(struct vs_cjs *j)
 {
 	uint64_t rev;
 	return kvStore_PutString(&rev, j->nodes, j->node_tok, j->node);
+}
+
+/*
+ * Renews the lease when a third of it has passed. Called between the JetStream thread's other
+ * writes too, not only when it is idle: a burst of will writes or of wills to publish (up to
+ * OPS_MAX, each a JetStream round trip) can take longer than the lease, and a lease that lapses
+ * makes the other nodes take this live node for dead and publish its clients' wills.
+ */
+static void keep_lease(struct vs_cjs *j)
+{
+	int64_t now = vs_now_ms();
+	if (now < j->next_lease)
+		return;
+	natsStatus s = renew_lease(j);
+	if (s != NATS_OK)
+		warn_js(j, "renewing this node's lease", s);
+	j->next_lease = now + j->lease_ms / 3;
 }
 
 static natsStatus publish_frame(struct vs_cjs *j, const char *subject, uint8_t *buf, size_t head,
@@ -325,30 +348,62 @@ static void reap(struct vs_cjs *j, bool self)
 		}
 		if (v == 2)
 			reap_key(j, key);
+		keep_lease(j);
 	}
 	vs_map_fini(&verdict);
 	kvKeysList_Destroy(&keys);
 }
 
-static void run_ops(struct vs_cjs *j)
+/* The first waiting will write, left in the queue (only this thread takes writes out). */
+static struct op *first_op(struct vs_cjs *j)
 {
 	pthread_mutex_lock(&j->lock);
 	struct op *o = j->head;
-	j->head = NULL;
-	j->tail = &j->head;
-	j->n_ops = 0;
 	pthread_mutex_unlock(&j->lock);
-	while (o) {
-		struct op *next = o->next;
+	return o;
+}
+
+static void drop_first_op(struct vs_cjs *j)
+{
+	pthread_mutex_lock(&j->lock);
+	struct op *o = j->head;
+	j->head = o->next;
+	if (!j->head)
+		j->tail = &j->head;
+	j->n_ops--;
+	pthread_mutex_unlock(&j->lock);
+	free(o->key);
+	free(o->val);
+	free(o);
+}
+
+/*
+ * Writes the waiting will updates in order, until none is left or until the time until (ms):
+ * the lease is kept between writes, and the reaping's turn comes even while wills keep coming.
+ * A write that fails for a moment (vs_cluster_transient: a leader election after a NATS server
+ * died) stays first and is tried again RETRY_MS later, the others behind it: a will missing
+ * from vs_wills is not published when this node dies, and a delete missing leaves a cancelled
+ * will there for a survivor (or this node, restarted) to publish.
+ */
+static void run_ops(struct vs_cjs *j, int64_t until)
+{
+	struct op *o;
+	while (vs_now_ms() < until && vs_now_ms() >= j->retry_ms && (o = first_op(j))) {
 		uint64_t rev;
 		natsStatus s = o->val ? kvStore_Put(&rev, j->wills, o->key, o->val, (int)o->len)
 				      : kvStore_Delete(j->wills, o->key);
+		keep_lease(j);
+		if (s != NATS_OK && vs_cluster_transient(s)) {
+			warn_js(j,
+				o->val ? "storing a will (trying again)"
+				       : "deleting a will (trying again)",
+				s);
+			j->retry_ms = vs_now_ms() + RETRY_MS;
+			return;
+		}
 		if (s != NATS_OK)
 			warn_js(j, o->val ? "storing a will" : "deleting a will", s);
-		free(o->key);
-		free(o->val);
-		free(o);
-		o = next;
+		drop_first_op(j);
 	}
 }
 
@@ -389,30 +444,33 @@ static int setup(struct vs_cjs *j)
 	return 0;
 }
 
+/* The JetStream thread: sets JetStream up until it is ready, then writes will updates as they
+ * come, renews the lease and looks for dead nodes every third of the lease, each on its own
+ * schedule (a long queue of will updates delays neither). */
 static void *run(void *arg)
 {
 	struct vs_cjs *j = arg;
-	int64_t next_lease = 0;
 	pthread_mutex_lock(&j->lock);
 	while (!j->stop) {
 		pthread_mutex_unlock(&j->lock);
-		int64_t now = vs_now_ms();
 		if (!vs_cjs_ready(j) && setup(j) == 0)
-			next_lease = now + j->lease_ms / 3;
+			j->next_reap = j->next_lease = vs_now_ms() + j->lease_ms / 3;
 		if (vs_cjs_ready(j)) {
-			run_ops(j);
-			if (now >= next_lease) {
-				natsStatus s = renew_lease(j);
-				if (s != NATS_OK)
-					warn_js(j, "renewing this node's lease", s);
+			run_ops(j, j->next_reap);
+			keep_lease(j);
+			if (vs_now_ms() >= j->next_reap) {
 				reap(j, false);
-				next_lease = now + j->lease_ms / 3;
+				j->next_reap = vs_now_ms() + j->lease_ms / 3;
 			}
 		}
 		pthread_mutex_lock(&j->lock);
-		if (j->stop || (j->head && vs_cjs_ready(j)))
+		bool due = j->head && vs_cjs_ready(j) && vs_now_ms() >= j->retry_ms;
+		if (j->stop || due)
 			continue;
-		int64_t wait = vs_cjs_ready(j) ? next_lease - vs_now_ms() : 500;
+		int64_t next = j->next_lease < j->next_reap ? j->next_lease : j->next_reap;
+		if (j->head && j->retry_ms < next)
+			next = j->retry_ms;
+		int64_t wait = vs_cjs_ready(j) ? next - vs_now_ms() : 500;
 		if (wait > 0) {
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
@@ -617,6 +675,31 @@ void vs_cjs_drop(void *ack)
 	natsMsg_Destroy(ack);
 }
 
+/*
+ * Whether nm comes again after its first delivery was lost (cluster/gaps.h): while this node's
+ * connection moves to another NATS server, what the dead one was sending it is gone, and comes
+ * again one ack wait later, behind messages routed since (delivery thread).
+ */
+static bool was_lost(struct vs_cjs *j, natsMsg *nm)
+{
+	jsMsgMetaData *meta = NULL;
+	if (natsMsg_GetMetaData(&meta, nm) != NATS_OK)
+		return false;
+	bool lost = false;
+	if (meta->NumDelivered <= 1) {
+		uint64_t n = vs_cluster_gaps_first(&j->lost, meta->Sequence.Stream);
+		if (n)
+			vs_log(j->b->log, VS_LOG_NOTICE,
+			       "cluster: %llu messages of the stream were lost on the way here: "
+			       "they come again in %d s",
+			       (unsigned long long)n, ACK_WAIT_S);
+	} else {
+		lost = vs_cluster_gaps_take(&j->lost, meta->Sequence.Stream);
+	}
+	jsMsgMetaData_Destroy(meta);
+	return lost;
+}
+
 /* The stream sequence of a JetStream message, or 0. */
 static uint64_t stream_seq(natsMsg *nm)
 {
@@ -747,6 +830,7 @@ static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
 	(void)nc;
 	(void)sub;
 	struct vs_cjs *j = arg;
+	bool lost = was_lost(j, nm); /* first: every delivery counts, also one refused below */
 	struct vs_cluster_frame f;
 	const char *why;
 	const uint8_t *data = (const uint8_t *)natsMsg_GetData(nm);
@@ -763,11 +847,12 @@ static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
 		memset(&j->seen, 0, sizeof(j->seen));
 	}
 	/* Its own (routed here when published), and any it has routed already (sent again after
-	 * a lost acknowledgement) are acknowledged and skipped. */
+	 * a lost acknowledgement) are acknowledged and skipped; but not one whose first delivery
+	 * was lost on the way (its sequence is behind newer ones, yet it was never routed). */
 	uint64_t last = (uintptr_t)vs_map_get(&j->seen, f.node.p, f.node.len);
 	uint64_t seq = stream_seq(nm);
 	if ((f.node.len == strlen(j->node) && memcmp(f.node.p, j->node, f.node.len) == 0) ||
-	    f.seq <= last) {
+	    (f.seq <= last && !lost)) {
 		if (seq)
 			came_back(j, seq);
 		note_received(j, seq);
@@ -775,7 +860,8 @@ static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
 		goto out;
 	}
 	/* Noted first: once delivered, nm (which f points into) is the worker's. */
-	vs_map_put(&j->seen, f.node.p, f.node.len, (void *)(uintptr_t)f.seq, NULL);
+	if (f.seq > last)
+		vs_map_put(&j->seen, f.node.p, f.node.len, (void *)(uintptr_t)f.seq, NULL);
 	/* Tracked by its worker (vs_cjs_track) before recv_max moves: the floor never runs
 	 * ahead of what was taken. */
 	if (vs_cluster_deliver(j->cl, &f, nm) < 0) {
@@ -874,9 +960,11 @@ void vs_cjs_stop(struct vs_cjs *j)
 	pthread_mutex_unlock(&j->lock);
 	pthread_join(j->thread, NULL);
 	j->thread_started = false;
-	/* Will updates not written yet: done now, so a clean stop leaves no will behind. */
+	/* Will updates not written yet: done now, so a clean stop leaves no will behind (one try:
+	 * the first that fails for a moment ends it). */
+	j->retry_ms = 0;
 	if (vs_cjs_ready(j))
-		run_ops(j);
+		run_ops(j, INT64_MAX);
 }
 
 void vs_cjs_free(struct vs_cjs *j)
@@ -907,6 +995,7 @@ void vs_cjs_free(struct vs_cjs *j)
 		free(o);
 	}
 	vs_map_fini(&j->seen);
+	vs_cluster_gaps_fini(&j->lost);
 	pthread_mutex_destroy(&j->pub_lock);
 	pthread_mutex_destroy(&j->lock);
 	pthread_cond_destroy(&j->cond);

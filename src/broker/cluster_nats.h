@@ -7,6 +7,7 @@
 #define VS_BROKER_CLUSTER_NATS_H
 
 #include <nats/nats.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct vs_broker;
@@ -42,6 +43,10 @@ struct vs_cjs *vs_cluster_cjs(struct vs_cluster *cl);
  * success. Returns 0, or -ENOMEM (ack still the caller's). */
 struct vs_cluster_frame;
 int vs_cluster_deliver(struct vs_cluster *cl, const struct vs_cluster_frame *f, void *ack);
+/* Whether a JetStream request that failed with s may succeed when tried again: no answer yet
+ * (a stream or bucket with no leader for a moment: just made, or its server died) or no
+ * connection for the moment. Not so for a refusal (too big, wrong key). */
+bool vs_cluster_transient(natsStatus s);
 /* Counts a message sent to (or received from) the other nodes, for $SYS and /metrics. */
 void vs_cluster_count(struct vs_broker *b, uint64_t sent, uint64_t received);
 

@@ -1126,6 +1126,17 @@ static void remove_listener(struct vs_worker *w, struct vs_listener *l)
 	atomic_fetch_sub(&l->unlisten_pending, 1);
 }
 
+void vs_worker_drop_acks(struct vs_worker *w)
+{
+	pthread_mutex_lock(&w->mbox.lock);
+	for (uint32_t i = 0; i < w->mbox.items.n; i++) {
+		if (w->mbox.items.v[i].ack)
+			vs_cjs_drop(w->mbox.items.v[i].ack);
+		w->mbox.items.v[i].ack = NULL;
+	}
+	pthread_mutex_unlock(&w->mbox.lock);
+}
+
 void vs_worker_fini(struct vs_worker *w)
 {
 	for (int i = 0; i < w->n_listens; i++) {

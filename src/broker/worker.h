@@ -191,6 +191,9 @@ struct vs_worker {
 
 int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err, size_t errlen);
 void vs_worker_fini(struct vs_worker *w);
+/* Gives back (unacknowledged: JetStream sends them again) the JetStream messages waiting in w's
+ * mailbox; their natsMsg must go before the NATS library closes (vs_cluster_stop). */
+void vs_worker_drop_acks(struct vs_worker *w);
 void *vs_worker_main(void *arg);
 
 /* Queues a mail for worker `to` (sent at the end of this turn). */

@@ -129,6 +129,16 @@ int vs_cluster_frame_decode(const uint8_t *buf, size_t len, struct vs_cluster_fr
 		*why = "not one whole MQTT 5.0 PUBLISH";
 		return VS_EPROTO;
 	}
+	/* A frame stands alone: the receiving node has no alias table of the sender's, so it must
+	 * carry the whole topic and no Topic Alias (3.3.2.3.4 aliases are per connection). */
+	if (pk.publish.topic.len == 0) {
+		*why = "empty topic";
+		return VS_EPROTO;
+	}
+	if (pk.publish.props.present & (1ull << VS_PROP_TOPIC_ALIAS)) {
+		*why = "a Topic Alias";
+		return VS_EPROTO;
+	}
 	f->publish = pk.publish;
 	return 0;
 }

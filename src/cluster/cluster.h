@@ -48,7 +48,8 @@ struct vs_cluster_frame {
  * The PUBLISH packet follows it. */
 ssize_t vs_cluster_frame_head(const char *node, uint64_t seq, uint8_t *out, size_t cap);
 
-/* Decodes a frame. Returns 0, or VS_EPROTO (with *why, for the log) when it is not one. */
+/* Decodes a frame. Returns 0, or VS_EPROTO (with *why, for the log) when it is not one,
+ * including a PUBLISH with an empty topic or a Topic Alias: a frame carries its whole topic. */
 int vs_cluster_frame_decode(const uint8_t *buf, size_t len, struct vs_cluster_frame *f,
 			    const char **why);
 

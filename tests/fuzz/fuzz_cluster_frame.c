@@ -1,7 +1,8 @@
 /*
  * Fuzzes the cluster frame decoder (cluster/cluster.h): what another node (or anything that can
  * publish on the NATS subjects) sends. Any bytes must decode or be refused with a reason,
- * never crash or read out of bounds; a decoded frame's views lie inside the input.
+ * never crash or read out of bounds; a decoded frame's views lie inside the input, and it has a
+ * topic and no Topic Alias.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +28,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (!inside(data, size, f.node) || !inside(data, size, f.publish.topic) ||
 	    !inside(data, size, f.publish.payload) || f.node.len == 0)
+		abort();
+	if (f.publish.topic.len == 0 || (f.publish.props.present & (1ull << VS_PROP_TOPIC_ALIAS)))
 		abort();
 	return 0;
 }

@@ -35,15 +35,28 @@ NATS = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
 
 class Nats:
-	def __init__(self, tmp_path, port=None, js=True):
+	"""One nats-server; args are more of its command-line options (test_cluster_ha.py: the
+	options that make it one of a cluster)."""
+
+	def __init__(self, tmp_path, port=None, js=True, args=()):
 		self.port = port or free_port()
+		self.url = "nats://127.0.0.1:%d" % self.port  # for cluster_url
 		self.mport = free_port()
 		self.log = open(str(tmp_path / ("nats-%d.log" % self.port)), "wb")
 		self.store = str(tmp_path / ("js-%d" % self.port))  # JetStream's files
 		js_args = ["-js", "-sd", self.store] if js else []
 		self.proc = subprocess.Popen([NATS, "-a", "127.0.0.1", "-p", str(self.port), "-m",
-			str(self.mport)] + js_args, stdout=self.log, stderr=subprocess.STDOUT)
+			str(self.mport)] + js_args + list(args), stdout=self.log, stderr=subprocess.STDOUT)
 		wait_until(self.up, 10, what="nats-server on %d" % self.port)
+
+	def monitor(self, path):
+		"""The JSON of a monitoring endpoint ("jsz", "connz?subs=1", ...)."""
+		r = urllib.request.urlopen("http://127.0.0.1:%d/%s" % (self.mport, path), timeout=5)
+		return json.loads(r.read())
+
+	def client_names(self):
+		"""The names of the connections to this server (a Viesti node's is its node id)."""
+		return [c.get("name") for c in self.monitor("connz")["connections"] or []]
 
 	def up(self):
 		try:
@@ -72,6 +85,20 @@ class Nats:
 					return st["state"][field]
 		return 0
 
+	def delivered(self, consumer):
+		"""How many messages JetStream has sent the consumer (redeliveries included)."""
+		for acc in self.monitor("jsz?consumers=1").get("account_details") or []:
+			for st in acc.get("stream_detail") or []:
+				for c in st.get("consumer_detail") or []:
+					if c["name"] == consumer:
+						return c["delivered"]["consumer_seq"]
+		return 0
+
+	def kill(self):
+		"""SIGKILL: gone at once, as in a crash."""
+		self.proc.kill()
+		self.proc.wait(5)
+
 	def stop(self):
 		if self.proc.poll() is None:
 			self.proc.terminate()
@@ -94,11 +121,12 @@ def nats(tmp_path):
 		n.stop()
 
 
-def node(broker, n, name, *more, js=True):
-	b = broker("cluster_url nats://127.0.0.1:%d" % n.port, "cluster_node_id %s" % name, *more)
-	b.wait_log(r"cluster: node %s connected to NATS" % name, timeout=10)
+def node(broker, n, name, *more, js=True, timeout=10):
+	"""A Viesti node named name on n (anything with a url for cluster_url)."""
+	b = broker("cluster_url %s" % n.url, "cluster_node_id %s" % name, *more)
+	b.wait_log(r"cluster: node %s connected to NATS" % name, timeout=timeout)
 	if js:
-		b.wait_log(r"cluster: node %s JetStream ready" % name, timeout=10)
+		b.wait_log(r"cluster: node %s JetStream ready" % name, timeout=timeout)
 	return b
 
 
@@ -557,6 +585,65 @@ def test_a_node_that_was_down_gets_what_was_published_meanwhile(nats, broker, cl
 	# Published while it is up again: still through its consumer, after the backlog.
 	p.publish("%s/x" % t, b"after", qos=1)
 	assert s.expect(PUBLISH, timeout=10).payload == b"after"
+
+
+def test_what_a_killed_node_had_not_acknowledged_reaches_it_after_a_restart(nats, broker,
+		clients, data_dir):
+	"""The receiving node is killed while JetStream delivers to it and started again: what it
+	had been sent and had not acknowledged comes again after the ack wait (30 s), behind the
+	messages published meanwhile, and is routed then, not taken for a copy of what it routed in
+	this life: every message its publisher was acknowledged reaches the persistent session."""
+	n = nats()
+	a = node(broker, n, "ra", "log_type all")
+	b = node(broker, n, "rb", "persistence true", "persistence_location %s/" % data_dir)
+	t = uid("r")
+	cid = uid("s")
+	s = clients.raw(b.port, 4)
+	s.connect(cid, clean=False)
+	s.subscribe([(t + "/#", 1)])
+	knows(a, "vs.m.%s.>" % t)
+	s.disconnect()  # its messages wait in its session on rb
+	p = clients.raw(a.port, 4)
+	p.connect(uid("p"))
+	count, more = 400, 50
+	pids = [p.publish("%s/x" % t, b"%d" % i, qos=1, wait=False) for i in range(count)]
+	wait_until(lambda: n.delivered("vs_rb") >= 50, 10, interval=0.001, what="deliveries to rb")
+	b.kill()  # in the middle: some delivered and not yet acknowledged
+	for pid in pids:
+		p.expect(PUBACK, timeout=10, pid=pid)
+	b.start()
+	b.wait_log(r"cluster: node rb JetStream ready", timeout=10)
+	for i in range(count, count + more):  # first deliveries of this life, ahead of the others
+		p.publish("%s/x" % t, b"%d" % i, qos=1)
+	s = clients.raw(b.port, 4)
+	assert s.connect(cid, clean=False).session_present
+	got = set()
+	deadline = time.monotonic() + 45  # the ack wait, and margin
+	while len(got) < count + more and time.monotonic() < deadline:
+		got |= {m.payload for m in s.drain(0.2) if m.type == PUBLISH}
+	missing = sorted(set(b"%d" % i for i in range(count + more)) - got, key=int)
+	assert not missing, "%d of %d missing: %r" % (len(missing), count + more, missing[:20])
+
+
+def test_a_node_stopped_while_jetstream_delivers_to_it_exits_cleanly(nats, broker, clients):
+	"""SIGTERM while another node's QoS 1 messages flow in: what the draining NATS connection
+	delivers into the mailboxes after the workers stopped is given back before the NATS library
+	closes (freeing it after crashed the node on its way out)."""
+	n = nats()
+	a = node(broker, n, "sa", "log_type all")
+	b = node(broker, n, "sb")
+	t = uid("st")
+	s = clients.raw(b.port, 4)
+	s.connect(uid("s"))
+	s.subscribe([(t + "/#", 1)])
+	knows(a, "vs.m.%s.>" % t)
+	p = clients.raw(a.port, 4)
+	p.connect(uid("p"))
+	for i in range(3000):
+		p.publish(t + "/x", b"%d" % i, qos=1, wait=False)
+	wait_until(lambda: n.delivered("vs_sb") >= 300, 10, interval=0.001, what="deliveries to sb")
+	assert b.stop() is None  # exit 0 after SIGTERM
+	assert b.sanitizer_report() is None
 
 
 @pytest.mark.serial

@@ -83,8 +83,9 @@ static void too_long_is_refused(void **state)
 	assert_int_equal(vs_cluster_topic_subject((const uint8_t *)big, 123, out, 128), VS_ETOOBIG);
 }
 
-/* A frame: head + a PUBLISH encoded by the codec. */
-static size_t make_frame(uint8_t *buf, size_t cap, const char *node, uint64_t seq, int qos)
+/* A frame: head + a PUBLISH of topic encoded by the codec, with a Topic Alias unless 0. */
+static size_t make_frame_of(uint8_t *buf, size_t cap, const char *node, uint64_t seq, int qos,
+			    const char *topic, uint16_t alias)
 {
 	ssize_t h = vs_cluster_frame_head(node, seq, buf, cap);
 	assert_true(h > 0);
@@ -92,11 +93,20 @@ static size_t make_frame(uint8_t *buf, size_t cap, const char *node, uint64_t se
 	p.publish.qos = (uint8_t)qos;
 	p.publish.retain = true;
 	p.publish.packet_id = qos ? 1 : 0;
-	p.publish.topic = (struct vs_buf){(const uint8_t *)"t/x", 3};
+	p.publish.topic = (struct vs_buf){(const uint8_t *)topic, strlen(topic)};
 	p.publish.payload = (struct vs_buf){(const uint8_t *)"hello", 5};
+	if (alias) {
+		p.publish.props.present |= 1ull << VS_PROP_TOPIC_ALIAS;
+		p.publish.props.topic_alias = alias;
+	}
 	ssize_t n = vs_codec_encode(&p, VS_V5, buf + h, cap - (size_t)h);
 	assert_true(n > 0);
 	return (size_t)(h + n);
+}
+
+static size_t make_frame(uint8_t *buf, size_t cap, const char *node, uint64_t seq, int qos)
+{
+	return make_frame_of(buf, cap, node, seq, qos, "t/x", 0);
 }
 
 static void frames_round_trip(void **state)
@@ -153,12 +163,50 @@ static void bad_frames_are_refused(void **state)
 	assert_int_equal(vs_cluster_frame_head(node, 1, bad, sizeof(bad)), VS_ETOOBIG);
 }
 
+/* A frame from another node must name its topic in full: with an empty topic there is nothing
+ * to route (and 5.0 would need an alias for it, 3.3.2.1). */
+static void empty_topic_is_refused(void **state)
+{
+	uint8_t buf[512];
+	struct vs_cluster_frame f;
+	const char *why;
+	/* Empty, with an alias: a valid PUBLISH from a client, not a valid frame. */
+	size_t len = make_frame_of(buf, sizeof(buf), "n", 1, 1, "", 3);
+	uint8_t *g = guard_copy(buf, len);
+	assert_int_equal(vs_cluster_frame_decode(g, len, &f, &why), VS_EPROTO);
+	assert_true(why[0] != '\0');
+	guard_free(g, len);
+	/* Empty, without an alias. */
+	len = make_frame_of(buf, sizeof(buf), "n", 2, 0, "", 0);
+	g = guard_copy(buf, len);
+	assert_int_equal(vs_cluster_frame_decode(g, len, &f, &why), VS_EPROTO);
+	guard_free(g, len);
+}
+
+/* A Topic Alias lives in one connection's alias table (3.3.2.3.4); no other node has the
+ * sender's, so a frame carrying one is refused even with its full topic. */
+static void topic_alias_is_refused(void **state)
+{
+	uint8_t buf[512];
+	struct vs_cluster_frame f;
+	const char *why;
+	size_t len = make_frame_of(buf, sizeof(buf), "n", 1, 0, "t/x", 1);
+	uint8_t *g = guard_copy(buf, len);
+	assert_int_equal(vs_cluster_frame_decode(g, len, &f, &why), VS_EPROTO);
+	assert_string_equal(why, "a Topic Alias");
+	guard_free(g, len);
+	/* The same frame without the alias is fine. */
+	len = make_frame_of(buf, sizeof(buf), "n", 1, 0, "t/x", 0);
+	assert_int_equal(vs_cluster_frame_decode(buf, len, &f, &why), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(topics_become_subjects), cmocka_unit_test(filters_become_subjects),
 	    cmocka_unit_test(too_long_is_refused),    cmocka_unit_test(frames_round_trip),
-	    cmocka_unit_test(bad_frames_are_refused),
+	    cmocka_unit_test(bad_frames_are_refused), cmocka_unit_test(empty_topic_is_refused),
+	    cmocka_unit_test(topic_alias_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
