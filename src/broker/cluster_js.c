@@ -100,6 +100,8 @@ struct vs_cjs {
 	 * whether that bookkeeping failed (no memory: the floor then stays where it started). */
 	atomic_uint_fast64_t recv_max;
 	uint64_t start_floor;
+	atomic_uint_fast64_t gap_low; /* the lowest lost sequence still to come again (above
+				       * start_floor), 0: none (delivery thread writes) */
 	pthread_mutex_t nlock;
 	uint64_t *naked;
 	uint32_t n_naked, cap_naked;
@@ -697,6 +699,14 @@ static bool was_lost(struct vs_cjs *j, natsMsg *nm)
 		lost = vs_cluster_gaps_take(&j->lost, meta->Sequence.Stream);
 	}
 	jsMsgMetaData_Destroy(meta);
+	/* What is still to come again holds the floor back (vs_cjs_floor); below the consumer's
+	 * starting point everything was acknowledged in an earlier life. */
+	uint64_t low = 0;
+	for (uint32_t i = 0; i < j->lost.n && !low; i++)
+		if (j->lost.gap[i].hi > j->start_floor)
+			low = j->lost.gap[i].lo > j->start_floor ? j->lost.gap[i].lo
+								 : j->start_floor + 1;
+	atomic_store(&j->gap_low, low);
 	return lost;
 }
 
@@ -820,6 +830,9 @@ uint64_t vs_cjs_floor(struct vs_cjs *j)
 		if (j->naked[i] < low)
 			low = j->naked[i];
 	pthread_mutex_unlock(&j->nlock);
+	uint64_t gap = atomic_load(&j->gap_low);
+	if (gap && gap < low)
+		low = gap;
 	uint64_t max = atomic_load(&j->recv_max);
 	return low == UINT64_MAX ? max : low - 1 < max ? low - 1 : max;
 }
