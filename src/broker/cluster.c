@@ -112,7 +112,8 @@ struct vs_cjs *vs_cluster_cjs(struct vs_cluster *cl)
 	return cl->cjs;
 }
 
-int vs_cluster_deliver(struct vs_cluster *cl, const struct vs_cluster_frame *f, void *ack)
+int vs_cluster_deliver(struct vs_cluster *cl, const struct vs_cluster_frame *f, void *ack,
+		       uint64_t sseq)
 {
 	struct vs_broker *b = cl->b;
 	struct vs_buf origin = {(const uint8_t *)"", 0};
@@ -130,7 +131,7 @@ int vs_cluster_deliver(struct vs_cluster *cl, const struct vs_cluster_frame *f, 
 		h = (h ^ f->node.p[i]) * 16777619u;
 	int k = (int)(h % (uint32_t)b->n_workers);
 	if (ack)
-		vs_cjs_track(cl->cjs, k, ack); /* before the worker may have it */
+		vs_cjs_track(cl->cjs, k, ack, sseq); /* before the worker may have it */
 	struct vs_mail mail = {.type = VS_MAIL_CLUSTER, .msg = m, .ack = ack};
 	vs_worker_post_now(&b->workers[k], &mail);
 	return 0;
@@ -160,7 +161,7 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void 
 		vs_map_put(&cl->last, f.node.p, f.node.len, (void *)(uintptr_t)f.seq, NULL);
 	pthread_mutex_unlock(&cl->lock);
 	if (fresh)
-		vs_cluster_deliver(cl, &f, NULL);
+		vs_cluster_deliver(cl, &f, NULL, 0);
 out:
 	natsMsg_Destroy(nm);
 }

@@ -267,7 +267,7 @@ static void publish_will(struct vs_cjs *j, const char *key, const uint8_t *val, 
 	natsStatus s = publish_frame(j, subject, buf, (size_t)h, (size_t)h + body, id);
 	struct vs_cluster_frame mine;
 	if (s == NATS_OK && vs_cluster_frame_decode(buf, (size_t)h + body, &mine, &why) == 0 &&
-	    vs_cluster_deliver(j->cl, &mine, NULL) == 0) {
+	    vs_cluster_deliver(j->cl, &mine, NULL, 0) == 0) {
 		if (mine.publish.retain)
 			vs_cluster_retain_on_behalf(j->b, &mine);
 		vs_log(j->b->log, VS_LOG_NOTICE, "cluster: published will %s of a dead node", key);
@@ -682,11 +682,13 @@ void vs_cjs_drop(void *ack)
  * connection moves to another NATS server, what the dead one was sending it is gone, and comes
  * again one ack wait later, behind messages routed since (delivery thread).
  */
-static bool was_lost(struct vs_cjs *j, natsMsg *nm)
+static bool was_lost(struct vs_cjs *j, natsMsg *nm, uint64_t *seq)
 {
 	jsMsgMetaData *meta = NULL;
+	*seq = 0;
 	if (natsMsg_GetMetaData(&meta, nm) != NATS_OK)
 		return false;
+	*seq = meta->Sequence.Stream;
 	bool lost = false;
 	if (meta->NumDelivered <= 1) {
 		uint64_t n = vs_cluster_gaps_first(&j->lost, meta->Sequence.Stream);
@@ -750,11 +752,12 @@ static void came_back(struct vs_cjs *j, uint64_t seq)
 	pthread_mutex_unlock(&j->nlock);
 }
 
-void vs_cjs_track(struct vs_cjs *j, int worker, void *ack)
+void vs_cjs_track(struct vs_cjs *j, int worker, void *ack, uint64_t seq)
 {
 	if (!j || !j->w || worker < 0 || worker >= j->n_w)
 		return;
-	uint64_t seq = stream_seq(ack);
+	if (!seq)
+		seq = stream_seq(ack);
 	struct wjs *p = &j->w[worker];
 	pthread_mutex_lock(&p->tlock);
 	if (p->tq_n == p->tq_cap) {
@@ -843,7 +846,8 @@ static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
 	(void)nc;
 	(void)sub;
 	struct vs_cjs *j = arg;
-	bool lost = was_lost(j, nm); /* first: every delivery counts, also one refused below */
+	uint64_t seq;			   /* its stream sequence, 0 when unknown */
+	bool lost = was_lost(j, nm, &seq); /* first: every delivery counts, also one refused */
 	struct vs_cluster_frame f;
 	const char *why;
 	const uint8_t *data = (const uint8_t *)natsMsg_GetData(nm);
@@ -863,7 +867,6 @@ static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
 	 * a lost acknowledgement) are acknowledged and skipped; but not one whose first delivery
 	 * was lost on the way (its sequence is behind newer ones, yet it was never routed). */
 	uint64_t last = (uintptr_t)vs_map_get(&j->seen, f.node.p, f.node.len);
-	uint64_t seq = stream_seq(nm);
 	if ((f.node.len == strlen(j->node) && memcmp(f.node.p, j->node, f.node.len) == 0) ||
 	    (f.seq <= last && !lost)) {
 		if (seq)
@@ -877,7 +880,7 @@ static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
 		vs_map_put(&j->seen, f.node.p, f.node.len, (void *)(uintptr_t)f.seq, NULL);
 	/* Tracked by its worker (vs_cjs_track) before recv_max moves: the floor never runs
 	 * ahead of what was taken. */
-	if (vs_cluster_deliver(j->cl, &f, nm) < 0) {
+	if (vs_cluster_deliver(j->cl, &f, nm, seq) < 0) {
 		if (seq)
 			give_back(j, seq);
 		note_received(j, seq);

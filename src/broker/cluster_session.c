@@ -727,6 +727,9 @@ static void answer(struct vs_cluster_sessions *cs, struct job *j, struct vs_sess
 		   uint64_t from)
 {
 	struct vs_session *old = NULL;
+	/* What came with it, for the worker's gauges (what reaches it live is counted by the
+	 * workers that deliver it). */
+	uint32_t queued = s ? s->queue.count : 0, inflight = s ? s->inflight.count : 0;
 	if (s)
 		s = adopt(cs, s, &old);
 	uint32_t n = s && from ? replay(cs, s, from) : 0;
@@ -738,7 +741,9 @@ static void answer(struct vs_cluster_sessions *cs, struct job *j, struct vs_sess
 			    .session = s ? vs_session_ref(s) : NULL,
 			    .other = old,
 			    .slot = j->slot,
-			    .conn_id = j->conn_id};
+			    .conn_id = j->conn_id,
+			    .reply_slot = queued + n,
+			    .reply_conn_id = inflight};
 	vs_worker_post_now(&cs->b->workers[j->worker], &m);
 	free(j);
 }
@@ -1050,7 +1055,8 @@ out:
 
 /* On the connection's worker: a session adopted by the session thread is stored here, after
  * the end of the copy this node had, whose messages join it. */
-static void finish(struct vs_worker *w, struct vs_session *s, struct vs_session *old)
+static void finish(struct vs_worker *w, struct vs_session *s, struct vs_session *old,
+		   uint32_t queued, uint32_t inflight)
 {
 	uint32_t n = 0;
 	if (old) {
@@ -1082,8 +1088,8 @@ static void finish(struct vs_worker *w, struct vs_session *s, struct vs_session 
 	pthread_mutex_lock(&s->lock);
 	if (!s->ended) {
 		vs_bp_session_record(w, s);
-		vs_stat_gauge(&w->stats.queued, s->queue.count);
-		vs_stat_gauge(&w->stats.inflight, s->inflight.count);
+		vs_stat_gauge(&w->stats.queued, queued + n);
+		vs_stat_gauge(&w->stats.inflight, inflight);
 	}
 	pthread_mutex_unlock(&s->lock);
 }
@@ -1094,7 +1100,7 @@ void vs_cluster_session_arrived(struct vs_worker *w, const struct vs_mail *m)
 	if (c && (!c->connecting || c->connecting->step != VS_CS_ROAM))
 		c = NULL;
 	w->cur = c; /* its CONNACK waits for the session's records */
-	finish(w, m->session, m->other);
+	finish(w, m->session, m->other, m->reply_slot, (uint32_t)m->reply_conn_id);
 	if (m->session)
 		vs_session_unref(m->session); /* the mail's */
 	if (c) {

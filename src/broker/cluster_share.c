@@ -91,7 +91,7 @@ static void take_copy(struct vs_cluster_share *s, natsSubscription *sub, natsMsg
 	share = NULL;
 	if (js) {
 		mail.ack = nm; /* the worker acknowledges it after its commit */
-		vs_cjs_track(vs_cluster_cjs(b->cluster), k, nm);
+		vs_cjs_track(vs_cluster_cjs(b->cluster), k, nm, 0);
 		nm = NULL;
 	}
 	vs_worker_post_now(&b->workers[k], &mail);

@@ -64,7 +64,9 @@ struct vs_mail {
 	char *share; /* VS_MAIL_CLUSTER: NULL, or the one "$share/G/F" msg is for (owned) */
 	void *
 	    ack; /* VS_MAIL_CLUSTER from JetStream: its natsMsg, acked once stored (cluster_js.h) */
-	int reply_to; /* VS_MAIL_TAKEOVER: the worker of the new connection (-1: none to resume) */
+	int reply_to; /* VS_MAIL_TAKEOVER: the worker of the new connection (-1: none to resume);
+		       * VS_MAIL_ROAMED: reply_slot / reply_conn_id count the session's queued and
+		       * inflight messages that came with it */
 	uint32_t reply_slot;
 	uint64_t reply_conn_id;
 };
