@@ -666,6 +666,8 @@ void vs_cluster_stats(struct vs_broker *b, struct vs_cluster_stats *st)
 	st->retained_bucket = vs_cluster_retain_ready(cl->retain);
 	st->retained_applied = vs_cluster_retain_applied(cl->retain);
 	st->shared_groups = vs_cluster_share_groups(cl->share);
+	vs_cluster_sessions_counts(cl->sessions, &st->sessions_taken, &st->sessions_given,
+				   &st->sessions_rebuilt);
 	int64_t now = vs_now_ms();
 	st->nodes = 1;
 	pthread_mutex_lock(&cl->lock);

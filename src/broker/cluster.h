@@ -45,6 +45,9 @@ struct vs_cluster_stats {
 	bool retained_bucket;	   /* the bucket of retained messages is bound */
 	uint64_t retained_applied; /* changes of that bucket stored here */
 	size_t shared_groups;	   /* local shared groups subscribed in NATS */
+	uint64_t sessions_taken;   /* sessions that came here from another node */
+	uint64_t sessions_given;   /* sessions this node handed over to another */
+	uint64_t sessions_rebuilt; /* sessions of a node that did not answer, rebuilt here */
 };
 /* Fills st (all zero, rtt_us -1, without a cluster). */
 void vs_cluster_stats(struct vs_broker *b, struct vs_cluster_stats *st);

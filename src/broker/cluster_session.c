@@ -82,6 +82,7 @@ struct vs_cluster_sessions {
 	atomic_bool ready;   /* the buckets are bound: CONNECTs ask */
 	natsSubscription *sub;
 	atomic_bool stop;
+	atomic_uint_fast64_t taken, given, rebuilt; /* for $SYS and /metrics */
 	pthread_mutex_t slow_lock;
 	struct vs_map slow; /* node id -> until when (ms, as a pointer) it is not asked again */
 	struct shard shards[SHARDS];
@@ -136,6 +137,14 @@ static bool push(struct vs_cluster_sessions *cs, struct job *j)
 	if (!queued)
 		free(j);
 	return queued;
+}
+
+void vs_cluster_sessions_counts(struct vs_cluster_sessions *cs, uint64_t *taken, uint64_t *given,
+				uint64_t *rebuilt)
+{
+	*taken = cs ? atomic_load(&cs->taken) : 0;
+	*given = cs ? atomic_load(&cs->given) : 0;
+	*rebuilt = cs ? atomic_load(&cs->rebuilt) : 0;
 }
 
 static struct job *new_job(uint8_t kind, const char *id, size_t idlen)
@@ -252,6 +261,8 @@ static enum fetched receive(struct vs_cluster_sessions *cs, natsSubscription *su
 	}
 	if (!why && total) {
 		*out = vs_bp_session_import(b, j->id, j->idlen, buf, len, &why);
+		if (*out)
+			atomic_fetch_add(&cs->taken, 1);
 		if (*out)
 			vs_log(b->log, VS_LOG_NOTICE,
 			       "cluster: session of client %s taken from node %s (%zu bytes: %u "
@@ -510,6 +521,7 @@ static struct vs_session *rebuild(struct vs_cluster_sessions *cs, const struct j
 	}
 	/* Read once the session is in the trie (run()): what comes after, it gets live. */
 	*from = o->v.floor ? o->v.floor : consumer_floor(cs, o->owner);
+	atomic_fetch_add(&cs->rebuilt, 1);
 	vs_log(b->log, VS_LOG_NOTICE,
 	       "cluster: node %s, which had client %s's session, does not answer: rebuilt here "
 	       "with %u subscriptions, the stream %s to be read from sequence %llu",
@@ -1040,6 +1052,8 @@ void vs_cluster_session_handover(struct vs_worker *w, const struct vs_mail *m)
 	vs_router_end_session(w, s);
 	vs_session_unref(s);
 	reply(b, req, expired ? 'N' : 'S', out.data, out.len);
+	if (!expired && vs_cluster_sessions_of(b))
+		atomic_fetch_add(&vs_cluster_sessions_of(b)->given, 1);
 	if (!expired)
 		vs_log(b->log, VS_LOG_NOTICE,
 		       "cluster: session of client %s handed over to node %.*s (%zu bytes)", id,

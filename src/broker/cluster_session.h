@@ -30,6 +30,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define VS_SESSIONS_BUCKET "vs_sessions"
 
@@ -59,6 +60,11 @@ void vs_cluster_session_handover(struct vs_worker *w, const struct vs_mail *m);
  * on another node does (its delayed will goes), _drop silently (another node has it now). */
 void vs_cluster_session_end(struct vs_broker *b, const char *client_id, size_t idlen);
 void vs_cluster_session_drop(struct vs_broker *b, const char *client_id, size_t idlen);
+
+/* How many sessions came here from other nodes, went from here to others, and were rebuilt here
+ * (their node did not answer). All 0 for NULL. */
+void vs_cluster_sessions_counts(struct vs_cluster_sessions *cs, uint64_t *taken, uint64_t *given,
+				uint64_t *rebuilt);
 
 /* A session of client_id that outlives its connection changed here: attached, subscriptions
  * changed, or (offline) its connection went. The session thread writes its subscriptions, and

@@ -162,6 +162,13 @@ static void write_cluster(struct vs_prom *p, struct vs_broker *b)
 	gauge(p, "viesti_cluster_shared_groups",
 	      "Shared subscription groups with members on this node (NATS queue groups).",
 	      (double)cs.shared_groups);
+	counter(p, "viesti_cluster_sessions_taken_total",
+		"Persistent sessions that came here from another node.", cs.sessions_taken);
+	counter(p, "viesti_cluster_sessions_given_total",
+		"Persistent sessions this node handed over to another.", cs.sessions_given);
+	counter(p, "viesti_cluster_sessions_rebuilt_total",
+		"Sessions of a node that did not answer, rebuilt here from JetStream.",
+		cs.sessions_rebuilt);
 }
 
 int vs_metrics_write(struct vs_broker *b, struct vs_bytes *out)

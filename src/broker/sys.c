@@ -289,6 +289,12 @@ static void publish_cluster(struct vs_worker *w)
 	publish(w, "$SYS/broker/cluster/retained/applied", SYS_EXPIRY, "%llu",
 		(unsigned long long)cs.retained_applied);
 	publish(w, "$SYS/broker/cluster/shared_groups", SYS_EXPIRY, "%zu", cs.shared_groups);
+	publish(w, "$SYS/broker/cluster/sessions/taken", SYS_EXPIRY, "%llu",
+		(unsigned long long)cs.sessions_taken);
+	publish(w, "$SYS/broker/cluster/sessions/given", SYS_EXPIRY, "%llu",
+		(unsigned long long)cs.sessions_given);
+	publish(w, "$SYS/broker/cluster/sessions/rebuilt", SYS_EXPIRY, "%llu",
+		(unsigned long long)cs.sessions_rebuilt);
 }
 
 static void publish_sys(struct vs_worker *w)

@@ -59,6 +59,9 @@ def test_a_session_resumes_on_a_third_node_with_what_was_queued_on_the_first(nat
 	c.wait_log(r"cluster: session of client %s taken from node ra" % cid, timeout=5)
 	a.wait_log(r"cluster: session of client %s handed over to node rc" % cid, timeout=5)
 	assert queued(port) == 0  # nothing left behind
+	samples, _ = scrape(port)
+	assert value(samples, "viesti_cluster_sessions_given_total") == 1
+	assert value(samples, "viesti_cluster_sessions_taken_total") == 0
 	# Its subscriptions came along: a message published on the first node reaches it on the
 	# third, and the first keeps no copy (no subscriber there any more).
 	wait_subjects(n, "rc", lambda x: "vs.m.%s.>" % t in x, "rc's subscription")
