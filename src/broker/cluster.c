@@ -496,12 +496,12 @@ static void count_subject(struct vs_cluster *cl, const char *subject, int delta)
 			return;
 		}
 		in->refs = 1;
-		vs_cluster_interest_note(cl->remote, subject, false, true);
+		vs_cluster_interest_note(cl->remote, subject, NULL, true);
 		return;
 	}
 	if (!in || --in->refs > 0)
 		return;
-	vs_cluster_interest_note(cl->remote, subject, false, false);
+	vs_cluster_interest_note(cl->remote, subject, NULL, false);
 	vs_map_del(&cl->interest, subject, len);
 	natsSubscription_Unsubscribe(in->sub);
 	natsSubscription_Destroy(in->sub);

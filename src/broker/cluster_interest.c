@@ -23,7 +23,7 @@
 struct op {
 	struct op *next;
 	char *subject;
-	bool shared;
+	char *tag; /* a shared group's queue, or NULL */
 	bool add;
 };
 
@@ -56,17 +56,19 @@ enum {
 	WARN_EVERY_MS = 10000,
 };
 
-/* A shared group's subject has a key of its own: its subscriptions come and go apart from the
- * ordinary ones with the same subject. */
-static void key_of(const struct vs_cluster_interest *ci, const char *subject, bool shared,
+/* A shared group's subject has a key of its own (its tag, the group's queue, goes into the
+ * hash): it comes and goes with the group, apart from ordinary subscriptions and other groups
+ * on the same subject. */
+static void key_of(const struct vs_cluster_interest *ci, const char *subject, const char *tag,
 		   char *out, size_t cap)
 {
-	uint64_t h = vs_hash64(shared ? 0x5649455354534852ull : 0x5649455354494e54ull, subject,
-			       strlen(subject));
+	uint64_t h = vs_hash64(0x5649455354494e54ull, subject, strlen(subject));
+	if (tag)
+		h = vs_hash64(h, tag, strlen(tag));
 	snprintf(out, cap, "%s.%016llx", ci->tok, (unsigned long long)h);
 }
 
-void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subject, bool shared,
+void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subject, const char *tag,
 			      bool add)
 {
 	/* A stopping broker takes its subscriptions down: its persistent sessions still want
@@ -74,12 +76,13 @@ void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subjec
 	if (!ci || atomic_load_explicit(&ci->b->stopping, memory_order_relaxed))
 		return;
 	struct op *o = calloc(1, sizeof(*o));
-	if (!o || !(o->subject = strdup(subject))) {
+	if (!o || !(o->subject = strdup(subject)) || (tag && !(o->tag = strdup(tag)))) {
+		if (o)
+			free(o->subject);
 		free(o);
 		return; /* not noted: the other nodes keep sending it through JetStream, or not */
 	}
 	o->add = add;
-	o->shared = shared;
 	pthread_mutex_lock(&ci->lock);
 	if (ci->n_ops < OPS_MAX) {
 		*ci->tail = o;
@@ -91,6 +94,7 @@ void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subjec
 	pthread_mutex_unlock(&ci->lock);
 	if (o) {
 		free(o->subject);
+		free(o->tag);
 		free(o);
 	}
 }
@@ -197,6 +201,7 @@ static void drop_first_op(struct vs_cluster_interest *ci)
 	ci->n_ops--;
 	pthread_mutex_unlock(&ci->lock);
 	free(o->subject);
+	free(o->tag);
 	free(o);
 }
 
@@ -212,7 +217,7 @@ static void run_ops(struct vs_cluster_interest *ci)
 	struct op *o;
 	while ((o = first_op(ci))) {
 		char key[TOKEN_MAX + 24];
-		key_of(ci, o->subject, o->shared, key, sizeof(key));
+		key_of(ci, o->subject, o->tag, key, sizeof(key));
 		uint64_t rev;
 		natsStatus s = o->add ? kvStore_PutString(&rev, ci->kv, key, o->subject)
 				      : kvStore_Delete(ci->kv, key);
@@ -316,6 +321,7 @@ void vs_cluster_interest_free(struct vs_cluster_interest *ci)
 	for (struct op *o = ci->head, *next; o; o = next) {
 		next = o->next;
 		free(o->subject);
+		free(o->tag);
 		free(o);
 	}
 	size_t it = 0, klen;

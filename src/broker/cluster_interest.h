@@ -30,10 +30,10 @@ struct vs_cluster_interest *vs_cluster_interest_start(struct vs_broker *b);
 void vs_cluster_interest_stop(struct vs_cluster_interest *ci);
 void vs_cluster_interest_free(struct vs_cluster_interest *ci);
 
-/* This node's subject came (add) or went, for ordinary subscriptions or (shared) for a shared
- * group's (cluster_share.h: its QoS 1/2 messages go through JetStream too); under the caller's
- * lock, without I/O. */
-void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subject, bool shared,
+/* This node's subject came (add) or went, for ordinary subscriptions (tag NULL) or for the
+ * shared group whose queue is tag (cluster_share.h: its QoS 1/2 messages go through JetStream
+ * too); under the caller's lock, without I/O. */
+void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subject, const char *tag,
 			      bool add);
 
 /* Whether another node subscribes to a subject matching subject (true while unknown). */

@@ -100,8 +100,9 @@ struct vs_cjs {
 	 * whether that bookkeeping failed (no memory: the floor then stays where it started). */
 	atomic_uint_fast64_t recv_max;
 	uint64_t start_floor;
-	atomic_uint_fast64_t gap_low; /* the lowest lost sequence still to come again (above
-				       * start_floor), 0: none (delivery thread writes) */
+	atomic_uint_fast64_t gap_low;	/* the lowest lost sequence still to come again (above
+					 * start_floor), 0: none (delivery thread writes) */
+	atomic_uint_fast64_t ack_floor; /* the consumer's, as JetStream said last (keep_lease) */
 	pthread_mutex_t nlock;
 	uint64_t *naked;
 	uint32_t n_naked, cap_naked;
@@ -234,6 +235,13 @@ static void keep_lease(struct vs_cjs *j)
 	if (s != NATS_OK)
 		warn_js(j, "renewing this node's lease", s);
 	j->next_lease = now + j->lease_ms / 3;
+	/* What JetStream says this node acknowledged: lost and given-back sequences at or below
+	 * it are not waited for any more (vs_cjs_floor). */
+	jsConsumerInfo *ci = NULL;
+	jsErrCode jerr = 0;
+	if (js_GetConsumerInfo(&ci, j->js, STREAM, j->consumer, NULL, &jerr) == NATS_OK)
+		atomic_store(&j->ack_floor, ci->AckFloor.Stream);
+	jsConsumerInfo_Destroy(ci);
 }
 
 static natsStatus publish_frame(struct vs_cjs *j, const char *subject, uint8_t *buf, size_t head,
@@ -672,9 +680,35 @@ void vs_cjs_routed(struct vs_worker *w, void *ack)
 	p->acks[p->n_acks++] = ack;
 }
 
+void vs_cjs_refuse(struct vs_worker *w, void *ack, bool never)
+{
+	struct vs_cjs *j = vs_cluster_cjs(w->b->cluster);
+	struct wjs *p = j && j->w ? &j->w[w->idx] : NULL;
+	if (p) /* the next in order after those routed */
+		settle_at(j, p, p->n_acks);
+	if (never)
+		natsMsg_Term(ack, NULL);
+	else
+		natsMsg_Nak(ack, NULL);
+	natsMsg_Destroy(ack);
+}
+
 void vs_cjs_drop(void *ack)
 {
 	natsMsg_Destroy(ack);
+}
+
+/* What is still to come again holds the floor back (vs_cjs_floor); below the consumer's
+ * starting point everything was acknowledged in an earlier life. Called once the message that
+ * came is tracked (delivery thread). */
+static void update_gap_low(struct vs_cjs *j)
+{
+	uint64_t low = 0;
+	for (uint32_t i = 0; i < j->lost.n && !low; i++)
+		if (j->lost.gap[i].hi > j->start_floor)
+			low = j->lost.gap[i].lo > j->start_floor ? j->lost.gap[i].lo
+								 : j->start_floor + 1;
+	atomic_store(&j->gap_low, low);
 }
 
 /*
@@ -701,26 +735,7 @@ static bool was_lost(struct vs_cjs *j, natsMsg *nm, uint64_t *seq)
 		lost = vs_cluster_gaps_take(&j->lost, meta->Sequence.Stream);
 	}
 	jsMsgMetaData_Destroy(meta);
-	/* What is still to come again holds the floor back (vs_cjs_floor); below the consumer's
-	 * starting point everything was acknowledged in an earlier life. */
-	uint64_t low = 0;
-	for (uint32_t i = 0; i < j->lost.n && !low; i++)
-		if (j->lost.gap[i].hi > j->start_floor)
-			low = j->lost.gap[i].lo > j->start_floor ? j->lost.gap[i].lo
-								 : j->start_floor + 1;
-	atomic_store(&j->gap_low, low);
 	return lost;
-}
-
-/* The stream sequence of a JetStream message, or 0. */
-static uint64_t stream_seq(natsMsg *nm)
-{
-	jsMsgMetaData *meta = NULL;
-	if (natsMsg_GetMetaData(&meta, nm) != NATS_OK)
-		return 0;
-	uint64_t seq = meta->Sequence.Stream;
-	jsMsgMetaData_Destroy(meta);
-	return seq;
 }
 
 static void note_received(struct vs_cjs *j, uint64_t seq)
@@ -732,6 +747,8 @@ static void note_received(struct vs_cjs *j, uint64_t seq)
 
 static void give_back(struct vs_cjs *j, uint64_t seq)
 {
+	if (!seq)
+		return; /* a shared group's copy, or unknown: nothing this node waits for */
 	pthread_mutex_lock(&j->nlock);
 	if (VS_VEC_GROW(j->naked, j->cap_naked, j->n_naked + 1, 16) < 0)
 		atomic_store(&j->untracked, true);
@@ -754,10 +771,9 @@ static void came_back(struct vs_cjs *j, uint64_t seq)
 
 void vs_cjs_track(struct vs_cjs *j, int worker, void *ack, uint64_t seq)
 {
+	(void)ack;
 	if (!j || !j->w || worker < 0 || worker >= j->n_w)
 		return;
-	if (!seq)
-		seq = stream_seq(ack);
 	struct wjs *p = &j->w[worker];
 	pthread_mutex_lock(&p->tlock);
 	if (p->tq_n == p->tq_cap) {
@@ -817,6 +833,8 @@ uint64_t vs_cjs_floor(struct vs_cjs *j)
 		return 0;
 	if (atomic_load(&j->untracked))
 		return j->start_floor;
+	/* Read first: a message tracked after the scans below raises it, never lowers it. */
+	uint64_t max = atomic_load(&j->recv_max), acked = atomic_load(&j->ack_floor);
 	uint64_t low = UINT64_MAX;
 	for (int k = 0; k < j->n_w; k++) {
 		struct wjs *p = &j->w[k];
@@ -830,13 +848,14 @@ uint64_t vs_cjs_floor(struct vs_cjs *j)
 	}
 	pthread_mutex_lock(&j->nlock);
 	for (uint32_t i = 0; i < j->n_naked; i++)
-		if (j->naked[i] < low)
+		if (j->naked[i] > acked && j->naked[i] < low)
 			low = j->naked[i];
 	pthread_mutex_unlock(&j->nlock);
 	uint64_t gap = atomic_load(&j->gap_low);
+	if (gap) /* below what JetStream says was acknowledged, a gap is stale: that bounds it */
+		gap = gap > acked ? gap : acked + 1;
 	if (gap && gap < low)
 		low = gap;
-	uint64_t max = atomic_load(&j->recv_max);
 	return low == UINT64_MAX ? max : low - 1 < max ? low - 1 : max;
 }
 
@@ -889,8 +908,10 @@ static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
 		goto out;
 	}
 	note_received(j, seq);
+	update_gap_low(j);
 	return; /* the worker acknowledges it */
 out:
+	update_gap_low(j);
 	natsMsg_Destroy(nm);
 }
 

@@ -76,8 +76,12 @@ uint64_t vs_cjs_floor(struct vs_cjs *j);
 /* The JetStream message ack (natsMsg) is about to be posted to worker `worker`, which
  * acknowledges it at a commit (vs_cjs_routed): its stream sequence counts as not yet taken until
  * then (vs_cjs_floor). From this node's consumer (cluster.c) or a shared group's
- * (cluster_share.h). seq: its stream sequence when known, else 0 (read from ack). */
+ * (cluster_share.h). seq: its stream sequence; 0 for a shared group's copy, which holds a place
+ * in the worker's order but not the floor (it may come again to another node). */
 void vs_cjs_track(struct vs_cjs *j, int worker, void *ack, uint64_t seq);
+/* A message of JetStream that w routed to nobody (a shared group's copy no member here took):
+ * given back (another node takes it), or (never) refused for good. */
+void vs_cjs_refuse(struct vs_worker *w, void *ack, bool never);
 
 /* The will of client_id changed: will (encoded here, not kept) is stored in vs_wills, NULL
  * deletes it. On w's thread; the writes happen on the JetStream thread, in the order asked. */

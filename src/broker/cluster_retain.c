@@ -294,11 +294,17 @@ static void resolve_stale(struct vs_cluster_retain *r)
 		n++;
 	}
 	pthread_mutex_unlock(&r->lock);
+	bool reachable = true;
 	for (size_t i = 0; i < n; i++) {
+		if (!reachable || atomic_load(&r->stop)) { /* tried again at the next round */
+			free(v[i].topic);
+			continue;
+		}
 		char k[VS_KVKEY_MAX + 1];
 		vs_kvkey_encode((const uint8_t *)v[i].topic, v[i].len, k, sizeof(k));
 		kvEntry *e = NULL;
 		natsStatus s = kvStore_Get(&e, r->kv, k);
+		reachable = s == NATS_OK || s == NATS_NOT_FOUND;
 		struct vs_cluster_frame f;
 		const char *why;
 		int len = s == NATS_OK ? kvEntry_ValueLen(e) : 0;

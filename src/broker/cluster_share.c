@@ -25,7 +25,9 @@ struct group {
 	unsigned refs;		    /* local members */
 	natsSubscription *subs[3];  /* F's subjects under vs.s (one or two), and vs.sl */
 	natsSubscription *jsubs[3]; /* its JetStream consumers' (bound by the thread) */
-	int n_subjects;		    /* of F: 1 or 2, or 0 (too long: every subject) */
+	int n_subjects;		    /* of F: 1 or 2 ("vs.m.>" when F's are too long) */
+	bool bound;		    /* jsubs there: its subjects are in vs_interest, and its QoS
+				     * 1/2 messages go through JetStream (before: core vs.s) */
 	char *subjects[2];	    /* F's subjects under vs.m */
 	char queue[VS_SHARE_QUEUE];
 	char share[]; /* "$share/G/F", NUL-terminated */
@@ -181,8 +183,6 @@ static int bind_group(struct vs_cluster_share *s, const char *share)
 		memcpy(queue, g->queue, sizeof(queue));
 		for (; n < g->n_subjects; n++)
 			snprintf(subjects[n], SUBJECT_MAX, "%s", g->subjects[n]);
-		if (n == 0) /* F's subjects are too long: every subject */
-			snprintf(subjects[n++], SUBJECT_MAX, VS_CLUSTER_PREFIX ".>");
 		snprintf(subjects[n++], SUBJECT_MAX, "vs.l");
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -203,6 +203,12 @@ static int bind_group(struct vs_cluster_share *s, const char *share)
 			vs_map_put(&s->by_sub, &g->jsubs[i], sizeof(g->jsubs[i]), g, NULL);
 			subs[i] = NULL;
 		}
+		/* Only now: a QoS 1/2 message put in the stream before the consumers were there
+		 * would reach no member (they start with what comes next). */
+		g->bound = true;
+		for (int i = 0; i < g->n_subjects; i++)
+			vs_cluster_interest_note(vs_cluster_interest_state(s->b), g->subjects[i],
+						 g->queue, true);
 	}
 	pthread_mutex_unlock(&s->lock);
 	for (int i = 0; i < n; i++) { /* not bound in full, or the group went meanwhile */
@@ -340,14 +346,13 @@ static int subscribe(struct vs_cluster_share *s, struct group *g, const char *fi
 	vs_share_queue(g->share + 7, glen, filter, flen, queue);
 	int n = vs_cluster_filter_subjects((const uint8_t *)filter, flen, a, c, sizeof(a));
 	const char *subjects[3] = {a, c, VS_SHARE_LONG};
-	/* Its QoS 1/2 messages go through JetStream: the other nodes are told (vs_interest) and
-	 * the thread binds the group's consumers. */
-	for (int i = 0; i < n; i++) {
-		if (!(g->subjects[i] = strdup(i ? c : a)))
+	/* Its QoS 1/2 messages go through JetStream once the thread has bound the group's
+	 * consumers (bind_group: then the other nodes are told, in vs_interest); until then they
+	 * come on core vs.s, at most once. A filter too long for subjects takes every subject. */
+	for (int i = 0; i < (n < 0 ? 1 : n); i++) {
+		if (!(g->subjects[i] = strdup(n < 0 ? VS_CLUSTER_PREFIX ".>" : i ? c : a)))
 			return -1;
 		g->n_subjects++;
-		vs_cluster_interest_note(vs_cluster_interest_state(s->b), g->subjects[i], true,
-					 true);
 	}
 	struct bind *x = malloc(sizeof(*x) + strlen(g->share) + 1);
 	if (x) {
@@ -385,8 +390,8 @@ static void unsubscribe(struct vs_cluster_share *s, struct group *g)
 			natsSubscription_Unsubscribe(g->jsubs[i]);
 		}
 	}
-	for (int i = 0; i < g->n_subjects; i++)
-		vs_cluster_interest_note(vs_cluster_interest_state(s->b), g->subjects[i], true,
+	for (int i = 0; g->bound && i < g->n_subjects; i++)
+		vs_cluster_interest_note(vs_cluster_interest_state(s->b), g->subjects[i], g->queue,
 					 false);
 }
 
@@ -456,8 +461,7 @@ bool vs_cluster_share_wants(struct vs_cluster_share *s, const char *subject)
 	pthread_mutex_lock(&s->lock);
 	while (!want && vs_map_next(&s->groups, &it, &key, &klen, &val)) {
 		struct group *g = val;
-		want = g->n_subjects == 0;
-		for (int i = 0; i < g->n_subjects && !want; i++)
+		for (int i = 0; g->bound && i < g->n_subjects && !want; i++)
 			want = vs_cluster_subject_match(g->subjects[i], subject);
 	}
 	pthread_mutex_unlock(&s->lock);

@@ -128,11 +128,12 @@ int vs_route_shared(struct vs_worker *w, struct vs_msg *msg, const char *share)
 	topic[msg->topic.len] = '\0';
 	struct route_ctx r = {w, msg, NULL, 0, false};
 	/* The NATS subjects cover the filter loosely ('$' topics, long ones): MQTT decides. */
-	if (vs_topic_match(g + 1, topic))
+	bool match = vs_topic_match(g + 1, topic);
+	if (match)
 		vs_tree_group(w->b->tree, share, strlen(share), on_group, &r);
 	if (topic != stack)
 		free(topic);
-	return r.delivered;
+	return match ? (int)r.delivered : -1;
 }
 
 int vs_router_sub_add(struct vs_broker *b, const char *filter, size_t len, const struct vs_sub *sub)

@@ -27,6 +27,8 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
  * share ("$share/G/F") if its topic matches F: nothing else (no plain subscriber, no retained
  * store). Returns the number of sessions it was delivered to (0 or 1). */
 int vs_route_shared(struct vs_worker *w, struct vs_msg *msg, const char *share);
+/* (vs_route_shared: how many members took it; 0 when none here did; -1 when its topic is
+ * not the group's filter's.) */
 
 /* vs_tree_add / vs_tree_remove on the broker's trie, telling the cluster (cluster.h) when a
  * subscription appears or goes. Same returns. */

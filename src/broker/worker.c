@@ -265,14 +265,19 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 		break;
 	case VS_MAIL_CLUSTER:
 		m->msg->created_ms = w->now_ms;
+		int took = 1;
 		if (m->share)
-			vs_route_shared(w, m->msg, m->share);
+			took = vs_route_shared(w, m->msg, m->share);
 		else
 			vs_route(w, m->msg, NULL);
 		vs_msg_unref(m->msg);
 		free(m->share);
-		if (m->ack)
+		/* A group's copy that no member here took (the last one left meanwhile) goes to
+		 * another node's; one whose topic is not the group's, to none. */
+		if (m->ack && took > 0)
 			vs_cjs_routed(w, m->ack);
+		else if (m->ack)
+			vs_cjs_refuse(w, m->ack, took < 0);
 		break;
 	case VS_MAIL_KICK:
 		vs_worker_takeover(w, m->slot, m->conn_id, false); /* no longer its session's */

@@ -100,3 +100,45 @@ def test_what_a_dead_member_node_had_not_taken_goes_to_the_other(nats, broker, c
 		return got >= {b"%d" % i for i in range(total)}
 	# Those JetStream gave the frozen node come again after the ack wait (10 s).
 	wait_until(all_in, 30, what="every acknowledged message at the surviving member")
+
+
+def test_a_message_right_after_the_suback_reaches_the_group(nats, broker, clients):
+	"""Until its JetStream consumers are bound a group's QoS 1 messages take core NATS: one
+	published right after the SUBACK is not put in the stream before any consumer could take
+	it (a review found 10 of 10 lost that way)."""
+	n = nats()
+	a = node(broker, n, "ra")
+	p = clients.raw(a.port, 5)
+	p.connect(uid("p"))
+	for i in range(10):
+		t = uid("r")
+		m = clients.raw(a.port, 5)
+		m.connect(uid("m"))
+		m.subscribe([("$share/g/%s/x" % t, 1)])
+		p.publish("%s/x" % t, b"%d" % i, qos=1)
+		got = collect([m], 1, 5)
+		assert [x[1] for x in got] == [b"%d" % i], "message %d" % i
+
+
+def test_two_groups_on_one_subject_keep_their_own_interest(nats, broker, clients):
+	"""Each group's subject has its own key in vs_interest: when one of two groups on a subject
+	goes, the other's QoS 1 messages still go through JetStream."""
+	n = nats()
+	a = node(broker, n, "ka", "log_type all")
+	b = node(broker, n, "kb")
+	t = uid("k")
+	m1 = members_on(clients, (b.port,), "$share/g1/%s/x" % t)[0]
+	m2 = clients.raw(b.port, 5)
+	m2.connect(uid("m2"))
+	m2.subscribe([("$share/g2/%s/x" % t, 1)])
+	line = "cluster: subject vs.m.%s.x of another node" % t
+	wait_until(lambda: a.log_text().count(line) >= 2, 10, what="both groups' keys at ka")
+	m1.unsubscribe("$share/g1/%s/x" % t)
+	gone = "cluster: no more subject"
+	wait_until(lambda: gone in a.log_text(), 10, what="g1's key gone at ka")
+	before = n.stream_state("VS_MSGS", "last_seq")
+	p = clients.raw(a.port, 5)
+	p.connect(uid("p"))
+	p.publish("%s/x" % t, b"durable", qos=1)
+	assert [x[1] for x in collect([m2], 1, 10)] == [b"durable"]
+	assert n.stream_state("VS_MSGS", "last_seq") == before + 1  # through JetStream
