@@ -209,6 +209,10 @@ static int bind_group(struct vs_cluster_share *s, const char *share)
 		for (int i = 0; i < g->n_subjects; i++)
 			vs_cluster_interest_note(vs_cluster_interest_state(s->b), g->subjects[i],
 						 g->queue, true);
+		vs_log(s->b->log, VS_LOG_DEBUG,
+		       "cluster: %s reads its JetStream consumers: its QoS 1/2 messages go through "
+		       "them",
+		       share);
 	}
 	pthread_mutex_unlock(&s->lock);
 	for (int i = 0; i < n; i++) { /* not bound in full, or the group went meanwhile */
