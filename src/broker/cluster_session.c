@@ -70,6 +70,7 @@ struct shard {
 	struct job *head, **tail;
 	struct job *notes, **notes_tail;
 	uint32_t n_jobs, n_notes;
+	struct vs_map queued_notes; /* client id -> its JOB_NOTE waiting in notes */
 };
 
 enum { SHARDS = 4 };
@@ -124,8 +125,21 @@ static bool push(struct vs_cluster_sessions *cs, struct job *j)
 	bool connect = j->kind == JOB_CONNECT;
 	struct shard *sh = &cs->shards[vs_hash64(0x53484152u, j->id, j->idlen) % SHARDS];
 	pthread_mutex_lock(&sh->lock);
+	/* A note reads the session when it runs: one waiting for this client id serves a second
+	 * (a client sending SUBSCRIBE after SUBSCRIBE costs one key write per turn of the thread,
+	 * not one per packet, each of all its subscriptions). */
+	struct job *waiting =
+	    j->kind == JOB_NOTE ? vs_map_get(&sh->queued_notes, j->id, j->idlen) : NULL;
+	if (waiting) {
+		waiting->floor = j->floor; /* the latest: offline (where the stream stood) or not */
+		pthread_mutex_unlock(&sh->lock);
+		free(j);
+		return true;
+	}
 	uint32_t *n = connect ? &sh->n_jobs : &sh->n_notes;
-	bool queued = *n < JOBS_MAX / SHARDS;
+	bool queued =
+	    *n < JOBS_MAX / SHARDS &&
+	    (j->kind != JOB_NOTE || vs_map_put(&sh->queued_notes, j->id, j->idlen, j, NULL) == 0);
 	if (queued) {
 		struct job ***tail = connect ? &sh->tail : &sh->notes_tail;
 		**tail = j;
@@ -621,6 +635,14 @@ static void note(struct vs_cluster_sessions *cs, const struct job *j)
 	vs_store_buf_fini(&recs);
 	if (!v)
 		return; /* gone meanwhile (its key then names a node that has none: harmless) */
+	natsConnection *nc = vs_cluster_nc(b);
+	int64_t maxp = nc ? natsConnection_GetMaxPayload(nc) : 0;
+	if (maxp > 0 && (int64_t)vlen > maxp - 1024) {
+		/* Too many subscriptions for one NATS message: the key keeps what it said (a
+		 * rebuild elsewhere gets the subscriptions last recorded, docs/cluster.md). */
+		free(v);
+		return;
+	}
 	char key[VS_OWNER_KEY_MAX];
 	vs_owner_key((const uint8_t *)j->id, j->idlen, key);
 	kvEntry *e = NULL;
@@ -804,6 +826,8 @@ static struct job *pop(struct shard *cs)
 		if (!(cs->notes = j->next))
 			cs->notes_tail = &cs->notes;
 		cs->n_notes--;
+		if (j->kind == JOB_NOTE)
+			vs_map_del(&cs->queued_notes, j->id, j->idlen);
 	}
 	pthread_mutex_unlock(&cs->lock);
 	return j;
@@ -1199,6 +1223,7 @@ void vs_cluster_sessions_free(struct vs_cluster_sessions *cs)
 			next = j->next;
 			free(j);
 		}
+		vs_map_fini(&sh->queued_notes);
 		pthread_cond_destroy(&sh->cond);
 		pthread_mutex_destroy(&sh->lock);
 	}
