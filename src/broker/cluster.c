@@ -74,6 +74,7 @@ struct vs_cluster {
 struct peer {
 	int64_t seen_ms;
 	uint32_t groups;
+	bool gone; /* its absence was logged */
 };
 
 natsStatus vs_cluster_bucket(struct vs_broker *b, kvStore **kv, const char *name, const char *what,
@@ -402,7 +403,6 @@ void vs_cluster_stop(struct vs_broker *b)
 	natsSubscription_Destroy(cl->claim_sub);
 	vs_cluster_share_close(cl->share);
 	vs_cjs_free(cl->cjs);
-	vs_cluster_interest_free(cl->remote);
 	jsCtx_Destroy(cl->js);
 	natsConnection_Destroy(cl->share_nc);
 	natsConnection_Destroy(cl->nc);
@@ -413,6 +413,7 @@ void vs_cluster_stop(struct vs_broker *b)
 		if (cl->b->workers[i].b)
 			vs_worker_drop_acks(&cl->b->workers[i]);
 	nats_CloseAndWait(2000); /* the library's threads are gone: no callback after this */
+	vs_cluster_interest_free(cl->remote); /* its callback (vs.ib) is gone too */
 	vs_cluster_retain_free(cl->retain);
 	vs_cluster_share_free(cl->share);
 	vs_cluster_sessions_free(cl->sessions);
@@ -532,6 +533,30 @@ void vs_cluster_interest(struct vs_broker *b, const char *filter, size_t len, in
 	pthread_mutex_unlock(&cl->lock);
 }
 
+bool vs_cluster_connected(struct vs_broker *b)
+{
+	return atomic_load_explicit(&b->cluster->connected, memory_order_relaxed);
+}
+
+uint64_t vs_cluster_barrier_ticket(struct vs_broker *b)
+{
+	/* Without NATS there is nobody to wait for (and nothing to wait with). */
+	return b->cluster && vs_cluster_connected(b)
+		   ? vs_cluster_interest_ticket(b->cluster->remote)
+		   : 0;
+}
+
+bool vs_cluster_barrier_confirmed(struct vs_broker *b, uint64_t ticket)
+{
+	return !b->cluster || vs_cluster_interest_confirmed(b->cluster->remote, ticket);
+}
+
+bool vs_cluster_barrier_await(struct vs_broker *b, int worker, uint64_t ticket)
+{
+	return b->cluster && b->cluster->remote &&
+	       vs_cluster_interest_await(b->cluster->remote, worker, ticket);
+}
+
 bool vs_cluster_shares_remote(struct vs_broker *b)
 {
 	struct vs_cluster *cl = b->cluster;
@@ -565,6 +590,32 @@ void vs_cluster_count(struct vs_broker *b, uint64_t sent, uint64_t received)
 	atomic_fetch_add_explicit(&cl->received, received, memory_order_relaxed);
 }
 
+size_t vs_cluster_peers(struct vs_broker *b, int64_t within_ms, char **names)
+{
+	struct vs_cluster *cl = b->cluster;
+	int64_t now = vs_now_ms();
+	size_t n = 0, size = 0, it = 0, klen;
+	const char *key;
+	void *val;
+	*names = NULL;
+	pthread_mutex_lock(&cl->lock);
+	while (vs_map_next(&cl->nodes, &it, &key, &klen, &val))
+		if (now - ((const struct peer *)val)->seen_ms <= within_ms)
+			size += klen + 1;
+	char *out = size ? malloc(size) : NULL;
+	for (it = 0, size = 0; out && vs_map_next(&cl->nodes, &it, &key, &klen, &val);) {
+		if (now - ((const struct peer *)val)->seen_ms > within_ms)
+			continue;
+		memcpy(out + size, key, klen);
+		out[size + klen] = '\0';
+		size += klen + 1;
+		n++;
+	}
+	pthread_mutex_unlock(&cl->lock);
+	*names = out;
+	return n;
+}
+
 /* A heartbeat of another node: "GROUPS NODE". */
 static void on_heartbeat(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *arg)
 {
@@ -581,17 +632,21 @@ static void on_heartbeat(natsConnection *nc, natsSubscription *sub, natsMsg *nm,
 	uint32_t groups = (uint32_t)strtoul(d, NULL, 10);
 	const char *node = sp + 1;
 	size_t nlen = (size_t)(d + len - node);
+	int64_t now = vs_now_ms();
 	pthread_mutex_lock(&cl->lock);
 	struct peer *p = vs_map_get(&cl->nodes, node, nlen);
 	if (!p && (p = calloc(1, sizeof(*p))) && vs_map_put(&cl->nodes, node, nlen, p, NULL) < 0) {
 		free(p);
 		p = NULL;
 	}
+	bool back = p && now - p->seen_ms > NODE_GONE_MS; /* new (seen_ms 0), or was gone */
 	if (p) {
-		p->seen_ms = vs_now_ms();
+		p->seen_ms = now;
 		p->groups = groups;
 	}
 	pthread_mutex_unlock(&cl->lock);
+	if (back)
+		vs_log(cl->b->log, VS_LOG_NOTICE, "cluster: node %.*s is there", (int)nlen, node);
 	if (groups && cl->share)
 		vs_cluster_share_remote(cl->share, true); /* at once: its members wait */
 	natsMsg_Destroy(nm);
@@ -615,9 +670,14 @@ static void prune_nodes(struct vs_cluster *cl)
 	size_t klen;
 	void *val;
 	while (vs_map_next(&cl->nodes, &it, &key, &klen, &val)) {
-		const struct peer *p = val;
+		struct peer *p = val;
 		if (now - p->seen_ms <= NODE_GONE_MS)
 			groups |= p->groups > 0;
+		else if (!p->gone) /* logged once per absence */
+			vs_log(cl->b->log, VS_LOG_NOTICE,
+			       "cluster: node %.*s not heard from for %d s", (int)klen, key,
+			       NODE_GONE_MS / 1000);
+		p->gone = now - p->seen_ms > NODE_GONE_MS;
 	}
 	pthread_mutex_unlock(&cl->lock);
 	if (cl->share)

@@ -31,6 +31,14 @@ void vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m);
 /* A local subscription to filter appeared (delta 1) or went (-1). */
 void vs_cluster_interest(struct vs_broker *b, const char *filter, size_t len, int delta);
 
+/* The barrier of cluster_interest.h, for replies that must wait until the other nodes know
+ * this node's new subjects (subscribe.c): the ticket to wait for (0: none, or no cluster),
+ * whether a ticket is confirmed, and waiting for one (false: it already is; true: worker
+ * `worker` gets a VS_MAIL_HELD once it is). */
+uint64_t vs_cluster_barrier_ticket(struct vs_broker *b);
+bool vs_cluster_barrier_confirmed(struct vs_broker *b, uint64_t ticket);
+bool vs_cluster_barrier_await(struct vs_broker *b, int worker, uint64_t ticket);
+
 /* Whether the cluster chooses the node of each shared-group delivery (cluster_share.h): while
  * connected to NATS. The router then leaves shared groups out of its own deliveries. */
 bool vs_cluster_shares_remote(struct vs_broker *b);

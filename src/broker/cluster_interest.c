@@ -7,41 +7,69 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/clock.h"
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/map.h"
+#include "base/vec.h"
 #include "broker/broker.h"
 #include "broker/cluster_nats.h"
+#include "broker/worker.h"
 #include "cluster/cluster.h"
 #include "cluster/keys.h"
 
 #define TOKEN_MAX (3 * VS_CLUSTER_NODE_MAX + 1)
+/* The barrier's request: "REVISION NUMBER NODE"; its answers: "NUMBER NODE". */
+#define BARRIER_SUBJECT "vs.ib"
 
-/* A write to the bucket, made on the thread in the order asked. */
+/* A write to the bucket, made on the writer thread in the order asked. */
 struct op {
 	struct op *next;
 	char *subject;
-	char *tag; /* a shared group's queue, or NULL */
+	char *tag;   /* a shared group's queue, or NULL */
+	uint64_t no; /* its place in the order (ci->issued when it was queued) */
 	bool add;
+};
+
+/* Another node's barrier request that waits for this node's watch to reach its revision. */
+struct pending {
+	char *reply;
+	uint64_t rev;
+	uint64_t no;
 };
 
 struct vs_cluster_interest {
 	struct vs_broker *b;
 	char tok[TOKEN_MAX]; /* this node's id, escaped: its keys start with it and a '.' */
 	size_t tok_len;
-	kvStore *kv;
-	pthread_t thread;
-	bool started;
+	pthread_t writer, watcher;
+	bool writer_started, watcher_started;
 	atomic_bool stop;
 
-	pthread_mutex_t lock; /* the queue */
+	pthread_mutex_t lock; /* the queue and the waiting workers */
 	pthread_cond_t cond;
 	struct op *head, **tail;
 	uint32_t n_ops;
-	int64_t retry_ms;  /* a write failed: when to try again (thread only) */
-	int64_t warned_ms; /* thread only */
+	atomic_uint_fast64_t issued;	/* changes queued so far (written under lock) */
+	atomic_uint_fast64_t confirmed; /* of those, the ones the other nodes know (or given up) */
+	uint64_t *wait;			/* per worker: the ticket it waits for, 0: none */
+
+	/* Writer thread only. */
+	kvStore *kv;
+	int64_t failing_since_ms; /* the first change has failed since then; 0: it has not */
+	int64_t warned_ms;
+	natsSubscription *inbox_sub; /* answers to this node's barriers */
+	char inbox[64];
+	uint64_t barrier_no;
+
+	/* Answering other nodes' barriers: the watch thread and the NATS callback. */
+	natsSubscription *barrier_sub;
+	pthread_mutex_t bar_lock;
+	struct pending *pend;
+	uint32_t n_pend, cap_pend;
+	atomic_uint_fast64_t applied; /* the bucket's revision the watch has applied */
 
 	pthread_rwlock_t rw; /* what follows */
 	struct vs_map keys;  /* other nodes' key -> their subject (char *) */
@@ -52,8 +80,15 @@ struct vs_cluster_interest {
 
 enum {
 	OPS_MAX = 100000,
+	PENDING_MAX = 10000,
 	RETRY_MS = 500,
 	WARN_EVERY_MS = 10000,
+	/* How long a barrier waits for the other nodes' answers, and how long a change that
+	 * cannot be written holds the SUBACKs behind it (docs/cluster.md: "Which messages"). */
+	BARRIER_MS = 1000,
+	GIVE_UP_MS = 2000,
+	/* Nodes heard from within this are waited for (a heartbeat every 2 s). */
+	PEER_FRESH_MS = 5000,
 };
 
 /* A shared group's subject has a key of its own (its tag, the group's queue, goes into the
@@ -85,6 +120,8 @@ void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subjec
 	o->add = add;
 	pthread_mutex_lock(&ci->lock);
 	if (ci->n_ops < OPS_MAX) {
+		o->no = atomic_load(&ci->issued) + 1;
+		atomic_store(&ci->issued, o->no);
 		*ci->tail = o;
 		ci->tail = &o->next;
 		ci->n_ops++;
@@ -96,6 +133,50 @@ void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subjec
 		free(o->subject);
 		free(o->tag);
 		free(o);
+	}
+}
+
+uint64_t vs_cluster_interest_ticket(struct vs_cluster_interest *ci)
+{
+	if (!ci)
+		return 0;
+	uint64_t t = atomic_load(&ci->issued);
+	return t > atomic_load(&ci->confirmed) ? t : 0;
+}
+
+bool vs_cluster_interest_confirmed(struct vs_cluster_interest *ci, uint64_t ticket)
+{
+	return !ci || atomic_load(&ci->confirmed) >= ticket;
+}
+
+bool vs_cluster_interest_await(struct vs_cluster_interest *ci, int worker, uint64_t ticket)
+{
+	pthread_mutex_lock(&ci->lock);
+	bool waits = atomic_load(&ci->confirmed) < ticket;
+	if (waits && (!ci->wait[worker] || ci->wait[worker] > ticket))
+		ci->wait[worker] = ticket; /* the lowest: the worker asks again for the rest */
+	pthread_mutex_unlock(&ci->lock);
+	return waits;
+}
+
+/* Everything up to change no is known to the other nodes (or given up on): the workers whose
+ * replies wait for it are told (VS_MAIL_HELD). */
+static void confirm(struct vs_cluster_interest *ci, uint64_t no)
+{
+	if (no <= atomic_load(&ci->confirmed))
+		return;
+	atomic_store(&ci->confirmed, no);
+	struct vs_broker *b = ci->b;
+	for (int i = 0; i < b->n_workers; i++) {
+		pthread_mutex_lock(&ci->lock);
+		bool due = ci->wait[i] && ci->wait[i] <= no;
+		if (due)
+			ci->wait[i] = 0;
+		pthread_mutex_unlock(&ci->lock);
+		if (due) {
+			struct vs_mail m = {.type = VS_MAIL_HELD};
+			vs_worker_post_now(&b->workers[i], &m);
+		}
 	}
 }
 
@@ -175,17 +256,168 @@ static void apply(struct vs_cluster_interest *ci, kvEntry *e)
 	       put ? "subject" : "no more subject", put ? kvEntry_ValueString(e) : key, key);
 }
 
-static natsStatus bind_bucket(struct vs_cluster_interest *ci)
+static natsStatus bind_bucket(struct vs_cluster_interest *ci, kvStore **kv)
 {
-	return vs_cluster_bucket(ci->b, &ci->kv, VS_INTEREST_BUCKET,
+	return vs_cluster_bucket(ci->b, kv, VS_INTEREST_BUCKET,
 				 "Viesti: the subjects each node subscribes to (docs/cluster.md)",
 				 0);
 }
 
-/* The first waiting change, left in the queue (only this thread takes changes out). */
-static struct op *first_op(struct vs_cluster_interest *ci)
+/* ---- the barrier: a SUBACK waits until every other node knows the subscription's subject ---- */
+
+static void answer(struct vs_cluster_interest *ci, const char *reply, uint64_t no)
+{
+	char a[VS_CLUSTER_NODE_MAX + 32];
+	int n = snprintf(a, sizeof(a), "%llu %s", (unsigned long long)no, vs_cluster_node(ci->b));
+	natsConnection_Publish(vs_cluster_nc(ci->b), reply, a, n);
+}
+
+/* Answers the requests the watch has now caught up with (all of them once the bucket was read:
+ * until then every QoS 1/2 message is taken as wanted). Called after applied or known moved. */
+static void answer_due(struct vs_cluster_interest *ci, bool all)
+{
+	uint64_t applied = atomic_load(&ci->applied);
+	pthread_mutex_lock(&ci->bar_lock);
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < ci->n_pend; i++) {
+		struct pending *p = &ci->pend[i];
+		if (all || p->rev <= applied) {
+			answer(ci, p->reply, p->no);
+			free(p->reply);
+		} else {
+			ci->pend[k++] = *p;
+		}
+	}
+	ci->n_pend = k;
+	pthread_mutex_unlock(&ci->bar_lock);
+}
+
+/* Another node's barrier (NATS's thread): answered once this node's watch has applied its
+ * revision, so that what this node routes after the answer sees the subject. */
+static void on_barrier(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *arg)
+{
+	(void)nc;
+	(void)sub;
+	struct vs_cluster_interest *ci = arg;
+	const char *reply = natsMsg_GetReply(nm);
+	char d[VS_CLUSTER_NODE_MAX + 64];
+	int len = natsMsg_GetDataLength(nm);
+	unsigned long long rev, no;
+	int off = 0;
+	if (!reply || len <= 0 || len >= (int)sizeof(d)) {
+		natsMsg_Destroy(nm);
+		return;
+	}
+	memcpy(d, natsMsg_GetData(nm), (size_t)len);
+	d[len] = '\0';
+	if (sscanf(d, "%llu %llu %n", &rev, &no, &off) != 2 || off <= 0 ||
+	    strcmp(d + off, vs_cluster_node(ci->b)) == 0) {
+		natsMsg_Destroy(nm); /* malformed, or this node's own */
+		return;
+	}
+	pthread_rwlock_rdlock(&ci->rw);
+	bool known = ci->known;
+	pthread_rwlock_unlock(&ci->rw);
+	/* applied is stored before answer_due takes bar_lock: read under it, it is current or
+	 * answer_due runs after this request is in the list. */
+	pthread_mutex_lock(&ci->bar_lock);
+	bool now = !known || atomic_load(&ci->applied) >= rev;
+	char *copy = NULL;
+	if (!now && ci->n_pend < PENDING_MAX && (copy = strdup(reply)) &&
+	    VS_VEC_GROW(ci->pend, ci->cap_pend, ci->n_pend + 1, 16) == 0) {
+		ci->pend[ci->n_pend++] = (struct pending){.reply = copy, .rev = rev, .no = no};
+		copy = NULL;
+	} else {
+		now = true; /* no room: answered now rather than never (the asker gives up) */
+	}
+	pthread_mutex_unlock(&ci->bar_lock);
+	free(copy);
+	if (now)
+		answer(ci, reply, no);
+	natsMsg_Destroy(nm);
+}
+
+/* Asks every other node heard from lately to answer once its watch has applied revision rev,
+ * and waits for their answers (BARRIER_MS at most). Writer thread. */
+static void barrier(struct vs_cluster_interest *ci, uint64_t rev)
+{
+	char *names = NULL;
+	size_t n = vs_cluster_peers(ci->b, PEER_FRESH_MS, &names);
+	if (n == 0)
+		return;
+	bool *got = calloc(n, sizeof(*got));
+	const char **peer = calloc(n, sizeof(*peer));
+	if (!got || !peer) {
+		free(got);
+		free(peer);
+		free(names);
+		return;
+	}
+	for (size_t i = 0, off = 0; i < n; i++) {
+		peer[i] = names + off;
+		off += strlen(peer[i]) + 1;
+	}
+	uint64_t no = ++ci->barrier_no;
+	char req[VS_CLUSTER_NODE_MAX + 64];
+	int len = snprintf(req, sizeof(req), "%llu %llu %s", (unsigned long long)rev,
+			   (unsigned long long)no, vs_cluster_node(ci->b));
+	size_t left = n;
+	int64_t deadline = vs_now_ms() + BARRIER_MS;
+	natsStatus s = natsConnection_PublishRequest(vs_cluster_nc(ci->b), BARRIER_SUBJECT,
+						     ci->inbox, req, len);
+	while (s == NATS_OK && left > 0 && !atomic_load(&ci->stop)) {
+		int64_t wait = deadline - vs_now_ms();
+		natsMsg *m = NULL;
+		if (wait <= 0 || natsSubscription_NextMsg(&m, ci->inbox_sub, wait) != NATS_OK)
+			break;
+		char d[VS_CLUSTER_NODE_MAX + 32];
+		int dl = natsMsg_GetDataLength(m);
+		unsigned long long got_no;
+		int off = 0;
+		if (dl > 0 && dl < (int)sizeof(d)) {
+			memcpy(d, natsMsg_GetData(m), (size_t)dl);
+			d[dl] = '\0';
+			if (sscanf(d, "%llu %n", &got_no, &off) == 1 && off > 0 && got_no == no)
+				for (size_t i = 0; i < n; i++)
+					if (!got[i] && strcmp(peer[i], d + off) == 0) {
+						got[i] = true;
+						left--;
+					}
+		}
+		natsMsg_Destroy(m);
+	}
+	int64_t now = vs_now_ms();
+	if (left > 0 && now - ci->warned_ms >= WARN_EVERY_MS) {
+		size_t i = 0;
+		while (got[i])
+			i++;
+		ci->warned_ms = now;
+		vs_log(ci->b->log, VS_LOG_WARN,
+		       "cluster: %zu node(s) (%s%s) did not say within %d ms that they know this "
+		       "node's new subscriptions: their QoS 1/2 messages for them may travel at "
+		       "most once until they do",
+		       left, peer[i], left > 1 ? ", ..." : "", BARRIER_MS);
+	}
+	free(got);
+	free(peer);
+	free(names);
+}
+
+/* ---- the writer ---- */
+
+/* The first waiting change, left in the queue (only the writer takes changes out); NULL after
+ * waiting up to ms for one. */
+static struct op *first_op(struct vs_cluster_interest *ci, int64_t ms)
 {
 	pthread_mutex_lock(&ci->lock);
+	if (!ci->head && ms > 0 && !atomic_load(&ci->stop)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+		ts.tv_sec += ms / 1000 + ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&ci->cond, &ci->lock, &ts);
+	}
 	struct op *o = ci->head;
 	pthread_mutex_unlock(&ci->lock);
 	return o;
@@ -205,57 +437,108 @@ static void drop_first_op(struct vs_cluster_interest *ci)
 	free(o);
 }
 
-/*
- * Writes the waiting changes in order. One that fails for a moment (vs_cluster_transient)
- * stays first in the queue and is tried again RETRY_MS later, the others behind it: a subject
- * missing from the bucket would make the other nodes send this node's QoS 1/2 messages on core
- * NATS, at most once. Writes fail for a moment when JetStream has no leader for the bucket yet
- * (just made on a cluster of NATS servers: "no responders") or while NATS reconnects.
- */
-static void run_ops(struct vs_cluster_interest *ci)
+/* Writes one change. A failure for a moment (vs_cluster_transient) returns false: the change
+ * stays first and is tried again RETRY_MS later, the others behind it (a subject missing from
+ * the bucket would make the other nodes send this node's QoS 1/2 messages on core NATS, at most
+ * once). Writes fail for a moment when JetStream has no leader for the bucket yet (just made on
+ * a cluster of NATS servers: "no responders") or while NATS reconnects. *rev: the revision of an
+ * added subject. */
+static bool write_op(struct vs_cluster_interest *ci, const struct op *o, uint64_t *rev)
 {
-	struct op *o;
-	while ((o = first_op(ci))) {
-		char key[TOKEN_MAX + 24];
-		key_of(ci, o->subject, o->tag, key, sizeof(key));
-		uint64_t rev;
-		natsStatus s = o->add ? kvStore_PutString(&rev, ci->kv, key, o->subject)
-				      : kvStore_Delete(ci->kv, key);
-		bool again = s != NATS_OK && vs_cluster_transient(s);
-		int64_t now = vs_now_ms();
-		if (s != NATS_OK && (!again || now - ci->warned_ms >= WARN_EVERY_MS)) {
-			ci->warned_ms = now;
-			vs_log(ci->b->log, VS_LOG_WARN, "cluster: %s subject %s in bucket %s: %s%s",
-			       o->add ? "storing" : "deleting", o->subject, VS_INTEREST_BUCKET,
-			       natsStatus_GetText(s), again ? " (trying again)" : "");
-		}
-		if (again) {
-			ci->retry_ms = now + RETRY_MS;
-			return;
-		}
-		drop_first_op(ci);
+	char key[TOKEN_MAX + 24];
+	key_of(ci, o->subject, o->tag, key, sizeof(key));
+	uint64_t r = 0;
+	natsStatus s =
+	    o->add ? kvStore_PutString(&r, ci->kv, key, o->subject) : kvStore_Delete(ci->kv, key);
+	bool again = s != NATS_OK && vs_cluster_transient(s);
+	int64_t now = vs_now_ms();
+	if (s != NATS_OK && (!again || now - ci->warned_ms >= WARN_EVERY_MS)) {
+		ci->warned_ms = now;
+		vs_log(ci->b->log, VS_LOG_WARN, "cluster: %s subject %s in bucket %s: %s%s",
+		       o->add ? "storing" : "deleting", o->subject, VS_INTEREST_BUCKET,
+		       natsStatus_GetText(s), again ? " (trying again)" : "");
 	}
+	if (s == NATS_OK && o->add)
+		*rev = r;
+	return !again;
 }
 
-static void *run(void *arg)
+/*
+ * Writes the changes in order; once the queue is empty (or every 256 changes), asks the other
+ * nodes to confirm that their watches have the last subject added (barrier), then releases the
+ * replies that waited for those changes. A change that keeps failing for GIVE_UP_MS releases
+ * them anyway (they would otherwise wait for NATS for ever), and is still tried.
+ */
+/* A change cannot be written (or the bucket bound) for now: after GIVE_UP_MS of that, or at
+ * once without a connection to NATS, the replies waiting behind it go out. */
+static void held_up(struct vs_cluster_interest *ci)
+{
+	int64_t now = vs_now_ms();
+	if (atomic_load(&ci->issued) <= atomic_load(&ci->confirmed))
+		ci->failing_since_ms = 0;
+	else if (!vs_cluster_connected(ci->b))
+		confirm(ci, atomic_load(&ci->issued));
+	else if (!ci->failing_since_ms)
+		ci->failing_since_ms = now;
+	else if (now - ci->failing_since_ms >= GIVE_UP_MS)
+		confirm(ci, atomic_load(&ci->issued));
+}
+
+static void *writer_main(void *arg)
 {
 	struct vs_cluster_interest *ci = arg;
+	uint64_t rev = 0, done = 0;
+	unsigned batch = 0;
+	while (!atomic_load(&ci->stop)) {
+		if (!ci->kv && bind_bucket(ci, &ci->kv) != NATS_OK) {
+			ci->kv = NULL;
+			held_up(ci);
+			nats_Sleep(RETRY_MS);
+			continue;
+		}
+		struct op *o = first_op(ci, batch ? 0 : 200);
+		if (o && !write_op(ci, o, &rev)) {
+			held_up(ci);
+			nats_Sleep(RETRY_MS);
+			continue;
+		}
+		if (o) {
+			done = o->no;
+			drop_first_op(ci);
+			ci->failing_since_ms = 0;
+			if (++batch < 256)
+				continue;
+		}
+		if (rev)
+			barrier(ci, rev);
+		if (done)
+			confirm(ci, done);
+		rev = done = 0;
+		batch = 0;
+	}
+	return NULL;
+}
+
+/* ---- the watcher ---- */
+
+static void *watcher_main(void *arg)
+{
+	struct vs_cluster_interest *ci = arg;
+	kvStore *kv = NULL;
 	kvWatcher *w = NULL;
 	while (!atomic_load(&ci->stop)) {
-		if (!ci->kv && bind_bucket(ci) != NATS_OK) {
-			ci->kv = NULL;
+		if (!kv && bind_bucket(ci, &kv) != NATS_OK) {
+			kv = NULL;
 			nats_Sleep(500);
 			continue;
 		}
-		if (!w && kvStore_WatchAll(&w, ci->kv, NULL) != NATS_OK) {
+		if (!w && kvStore_WatchAll(&w, kv, NULL) != NATS_OK) {
 			w = NULL;
 			nats_Sleep(500);
 			continue;
 		}
-		if (vs_now_ms() >= ci->retry_ms)
-			run_ops(ci);
 		kvEntry *e = NULL;
-		natsStatus s = kvWatcher_Next(&e, w, 50);
+		natsStatus s = kvWatcher_Next(&e, w, 100);
 		if (s == NATS_TIMEOUT)
 			continue;
 		if (s != NATS_OK) {
@@ -271,15 +554,21 @@ static void *run(void *arg)
 				       ci->subjects.count, VS_INTEREST_BUCKET);
 			ci->known = true;
 			pthread_rwlock_unlock(&ci->rw);
+			answer_due(ci, false);
 			continue;
 		}
 		apply(ci, e);
+		uint64_t r = kvEntry_Revision(e);
+		if (r > atomic_load(&ci->applied))
+			atomic_store(&ci->applied, r);
 		kvEntry_Destroy(e);
+		answer_due(ci, false);
 	}
 	if (w) {
 		kvWatcher_Stop(w);
 		kvWatcher_Destroy(w);
 	}
+	kvStore_Destroy(kv);
 	return NULL;
 }
 
@@ -291,26 +580,47 @@ struct vs_cluster_interest *vs_cluster_interest_start(struct vs_broker *b)
 	ci->b = b;
 	ci->tail = &ci->head;
 	pthread_mutex_init(&ci->lock, NULL);
+	pthread_mutex_init(&ci->bar_lock, NULL);
 	pthread_cond_init(&ci->cond, NULL);
 	pthread_rwlock_init(&ci->rw, NULL);
 	const char *node = vs_cluster_node(b);
 	ssize_t n = vs_cluster_token((const uint8_t *)node, strlen(node), ci->tok, sizeof(ci->tok));
 	ci->tok_len = n > 0 ? (size_t)n : 0;
-	if (n <= 0 || pthread_create(&ci->thread, NULL, run, ci) != 0) {
+	natsConnection *nc = vs_cluster_nc(b);
+	natsInbox *inbox = NULL;
+	bool ok = n > 0 && (ci->wait = calloc((size_t)b->n_workers, sizeof(*ci->wait))) &&
+		  natsInbox_Create(&inbox) == NATS_OK &&
+		  snprintf(ci->inbox, sizeof(ci->inbox), "%s", inbox) < (int)sizeof(ci->inbox) &&
+		  natsConnection_SubscribeSync(&ci->inbox_sub, nc, ci->inbox) == NATS_OK &&
+		  natsConnection_Subscribe(&ci->barrier_sub, nc, BARRIER_SUBJECT, on_barrier, ci) ==
+		      NATS_OK;
+	natsInbox_Destroy(inbox);
+	if (ok && pthread_create(&ci->watcher, NULL, watcher_main, ci) == 0)
+		ci->watcher_started = true;
+	if (ok && ci->watcher_started && pthread_create(&ci->writer, NULL, writer_main, ci) == 0)
+		ci->writer_started = true;
+	if (!ci->writer_started) {
 		vs_cluster_interest_free(ci);
 		return NULL;
 	}
-	ci->started = true;
 	return ci;
 }
 
 void vs_cluster_interest_stop(struct vs_cluster_interest *ci)
 {
-	if (!ci || !ci->started)
+	if (!ci)
 		return;
 	atomic_store(&ci->stop, true);
-	pthread_join(ci->thread, NULL);
-	ci->started = false;
+	pthread_mutex_lock(&ci->lock);
+	pthread_cond_signal(&ci->cond);
+	pthread_mutex_unlock(&ci->lock);
+	if (ci->writer_started)
+		pthread_join(ci->writer, NULL);
+	if (ci->watcher_started)
+		pthread_join(ci->watcher, NULL);
+	ci->writer_started = ci->watcher_started = false;
+	/* Nothing confirms any more: replies still held go out (the broker is stopping). */
+	confirm(ci, atomic_load(&ci->issued));
 }
 
 void vs_cluster_interest_free(struct vs_cluster_interest *ci)
@@ -318,12 +628,18 @@ void vs_cluster_interest_free(struct vs_cluster_interest *ci)
 	if (!ci)
 		return;
 	vs_cluster_interest_stop(ci);
+	natsSubscription_Destroy(ci->barrier_sub);
+	natsSubscription_Destroy(ci->inbox_sub);
 	for (struct op *o = ci->head, *next; o; o = next) {
 		next = o->next;
 		free(o->subject);
 		free(o->tag);
 		free(o);
 	}
+	for (uint32_t i = 0; i < ci->n_pend; i++)
+		free(ci->pend[i].reply);
+	free(ci->pend);
+	free(ci->wait);
 	size_t it = 0, klen;
 	const char *key;
 	void *val;
@@ -334,6 +650,7 @@ void vs_cluster_interest_free(struct vs_cluster_interest *ci)
 	kvStore_Destroy(ci->kv);
 	pthread_rwlock_destroy(&ci->rw);
 	pthread_cond_destroy(&ci->cond);
+	pthread_mutex_destroy(&ci->bar_lock);
 	pthread_mutex_destroy(&ci->lock);
 	free(ci);
 }

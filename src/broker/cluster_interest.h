@@ -11,6 +11,14 @@
  * A node's entries stay while it is down (its persistent sessions still want their messages
  * when it comes back): they are removed only when its subscriptions go, not when it stops.
  * Until the watch has read the bucket once, every QoS 1/2 message is taken as wanted.
+ *
+ * The barrier. A subject this node adds reaches the other nodes through the bucket a few
+ * milliseconds later; a QoS 1/2 message they route before their watch has it would travel on
+ * core NATS, at most once. So a SUBACK that grants QoS 1/2 waits (subscribe.c holds it) until
+ * every change noted before it is written and every other node heard from lately has said, on
+ * vs.ib, that its watch has applied the bucket's revision of the last subject added. A node
+ * that does not say so within a second is given up on (a warning); changes that cannot be
+ * written for two seconds (NATS unreachable) release what waits behind them too.
  */
 #ifndef VS_BROKER_CLUSTER_INTEREST_H
 #define VS_BROKER_CLUSTER_INTEREST_H
@@ -35,6 +43,15 @@ void vs_cluster_interest_free(struct vs_cluster_interest *ci);
  * too); under the caller's lock, without I/O. */
 void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subject, const char *tag,
 			      bool add);
+
+/* The ticket a reply that must wait for the changes noted so far waits for; 0 when they are
+ * all confirmed (or without a cluster): nothing to wait for. Any thread. */
+uint64_t vs_cluster_interest_ticket(struct vs_cluster_interest *ci);
+/* Whether ticket is confirmed (true without a cluster). */
+bool vs_cluster_interest_confirmed(struct vs_cluster_interest *ci, uint64_t ticket);
+/* Worker `worker` waits for ticket: it gets a VS_MAIL_HELD once ticket (or the lowest ticket it
+ * waits for) is confirmed, and true is returned; false when it already is (no mail). */
+bool vs_cluster_interest_await(struct vs_cluster_interest *ci, int worker, uint64_t ticket);
 
 /* Whether another node subscribes to a subject matching subject (true while unknown). */
 bool vs_cluster_interest_remote(struct vs_cluster_interest *ci, const char *subject);

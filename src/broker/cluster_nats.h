@@ -8,6 +8,7 @@
 
 #include <nats/nats.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct vs_broker;
@@ -49,6 +50,12 @@ int vs_cluster_deliver(struct vs_cluster *cl, const struct vs_cluster_frame *f, 
  * (a stream or bucket with no leader for a moment: just made, or its server died) or no
  * connection for the moment. Not so for a refusal (too big, wrong key). */
 bool vs_cluster_transient(natsStatus s);
+/* Whether the connection to NATS is up now. */
+bool vs_cluster_connected(struct vs_broker *b);
+/* The ids of the other nodes heard from within the last within_ms, NUL-terminated one after
+ * the other in one allocation (*names, the caller frees it). Returns how many (0: *names is
+ * NULL). */
+size_t vs_cluster_peers(struct vs_broker *b, int64_t within_ms, char **names);
 /* Counts a message sent to (or received from) the other nodes, for $SYS and /metrics. */
 void vs_cluster_count(struct vs_broker *b, uint64_t sent, uint64_t received);
 

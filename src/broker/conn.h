@@ -123,6 +123,8 @@ struct vs_conn {
 	bool preauth : 1;	       /* admitted by its listener without credentials (an MQTT-SN
 					* source in mqttsn_allowed_sources) */
 	bool superseded : 1;	       /* closed by a take-over that resumes its session: no will */
+	bool acks_held : 1;	       /* a SUBACK waits for the cluster (w->held): the next
+					* SUBACK or UNSUBACK waits behind it */
 	bool bridge : 1;	       /* a 3.x bridge (protocol level | 0x80, try_private): its
 					* subscriptions are No Local, as Mosquitto treats bridges */
 	uint16_t connected_msec;       /* and milliseconds (read as connected_wall is) */
@@ -233,6 +235,8 @@ enum vs_handled vs_on_publish(struct vs_conn *c, const struct vs_publish *p);
 enum vs_handled vs_on_ack(struct vs_conn *c, int type, const struct vs_ack *a);
 enum vs_handled vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p);
 enum vs_handled vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe *p);
+/* Sends the replies held for the cluster's barrier whose ticket is confirmed (VS_MAIL_HELD). */
+void vs_release_held(struct vs_worker *w);
 enum vs_handled vs_on_disconnect(struct vs_conn *c, const struct vs_disconnect *p);
 enum vs_handled vs_on_auth(struct vs_conn *c, const struct vs_disconnect *p);
 

@@ -8,6 +8,7 @@
 
 #include "base/vec.h"
 #include "auth/acl.h"
+#include "broker/cluster.h"
 #include "broker/cluster_session.h"
 #include "broker/conn.h"
 #include "broker/mount.h"
@@ -185,6 +186,87 @@ static void note_cluster(struct vs_conn *c)
 		vs_cluster_session_note(c->w->b, c->client_id, strlen(c->client_id), false);
 }
 
+/*
+ * Sends reply p, or holds it for the cluster's barrier (cluster_interest.h): a SUBACK granting
+ * QoS 1/2 (barrier) waits until the other nodes know every subject this node added before it,
+ * so that a QoS 1/2 message published on another node after the SUBACK goes through JetStream
+ * to it. A later SUBACK or UNSUBACK of the same connection waits behind a held one. The
+ * server is permitted to send PUBLISH packets of the new subscription before its SUBACK
+ * (MQTT 3.1.1 and 5.0, section 3.8.4): they, and its retained messages, may come first.
+ */
+static enum vs_handled reply_in_order(struct vs_conn *c, const struct vs_packet *p, bool barrier)
+{
+	struct vs_worker *w = c->w;
+	uint64_t ticket = barrier ? vs_cluster_barrier_ticket(w->b) : 0;
+	for (uint32_t i = w->n_held; c->acks_held && i-- > 0;)
+		if (w->held[i].slot == c->slot && w->held[i].conn_id == c->id) {
+			if (w->held[i].ticket > ticket)
+				ticket = w->held[i].ticket;
+			break;
+		}
+	if (!ticket)
+		return vs_conn_reply(c, p);
+	size_t had = vs_bytes_avail(&c->out);
+	enum vs_handled h = vs_conn_reply(c, p);
+	if (h != VS_GO_ON)
+		return h;
+	/* The reply's bytes move from the end of the output to the held list. */
+	size_t n = vs_bytes_avail(&c->out) - had;
+	uint8_t *bytes = malloc(n);
+	if (!bytes || VS_VEC_GROW(w->held, w->cap_held, w->n_held + 1, 8) < 0) {
+		free(bytes);
+		return VS_GO_ON; /* no memory: sent now */
+	}
+	memcpy(bytes, c->out.data + c->out.len - n, n);
+	c->out.len -= n;
+	w->held[w->n_held++] = (struct vs_held_reply){.ticket = ticket,
+						      .conn_id = c->id,
+						      .slot = c->slot,
+						      .len = (uint32_t)n,
+						      .bytes = bytes};
+	c->acks_held = true;
+	if (!vs_cluster_barrier_await(w->b, w->idx, ticket))
+		vs_release_held(w);
+	return VS_GO_ON;
+}
+
+void vs_release_held(struct vs_worker *w)
+{
+	for (;;) {
+		uint32_t k = 0;
+		uint64_t low = 0;
+		for (uint32_t i = 0; i < w->n_held; i++) {
+			struct vs_held_reply *r = &w->held[i];
+			struct vs_conn *c = vs_worker_conn(w, r->slot, r->conn_id);
+			if (c && c->state == VS_CONN_CLOSING)
+				c = NULL;
+			if (!vs_cluster_barrier_confirmed(w->b, r->ticket)) {
+				if (!low || r->ticket < low)
+					low = r->ticket;
+				w->held[k++] = *r;
+				continue;
+			}
+			if (c) {
+				c->acks_held =
+				    false; /* set again below if more of its replies wait */
+				if (vs_bytes_append(&c->out, r->bytes, r->len) == 0)
+					vs_worker_want_flush(w, c);
+				else
+					vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");
+			}
+			free(r->bytes);
+		}
+		w->n_held = k;
+		for (uint32_t i = 0; i < k; i++) {
+			struct vs_conn *c = vs_worker_conn(w, w->held[i].slot, w->held[i].conn_id);
+			if (c)
+				c->acks_held = true;
+		}
+		if (!low || vs_cluster_barrier_await(w->b, w->idx, low))
+			return;
+	}
+}
+
 enum vs_handled vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p)
 {
 	uint8_t stack_codes[MAX_ENTRIES_ON_STACK];
@@ -217,7 +299,10 @@ enum vs_handled vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p)
 	a.suback.packet_id = p->packet_id; /* [MQTT-3.8.4-2] */
 	a.suback.count = p->count;	   /* [MQTT-3.8.4-6] one code per filter */
 	a.suback.codes = codes;
-	enum vs_handled h = vs_conn_reply(c, &a);
+	bool durable = false;
+	for (uint32_t i = 0; i < p->count; i++)
+		durable |= codes[i] == 1 || codes[i] == 2;
+	enum vs_handled h = reply_in_order(c, &a, durable);
 	pos = 0;
 	for (uint32_t i = 0; h == VS_GO_ON && vs_subscribe_next(p, c->version, &pos, &e); i++) {
 		struct vs_mounted m;
@@ -268,7 +353,7 @@ enum vs_handled vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe
 	a.suback.packet_id = p->packet_id; /* [MQTT-3.10.4-4] */
 	a.suback.count = c->version == VS_V5 ? p->count : 0;
 	a.suback.codes = codes;
-	enum vs_handled h = vs_conn_reply(c, &a);
+	enum vs_handled h = reply_in_order(c, &a, false);
 	if (codes != stack_codes)
 		free(codes);
 	return h;

@@ -288,6 +288,9 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 	case VS_MAIL_HANDOVER:
 		vs_cluster_session_handover(w, m);
 		break;
+	case VS_MAIL_HELD:
+		vs_release_held(w);
+		break;
 	case VS_MAIL_TAKEOVER: {
 		if (m->end_session) { /* a clean start on another node [MQTT-3.1.2-4] */
 			struct vs_conn *c = vs_worker_conn(w, m->slot, m->conn_id);
@@ -1184,6 +1187,9 @@ void vs_worker_fini(struct vs_worker *w)
 	free(w->matches);
 	free(w->sub_ids);
 	free(w->graveyard);
+	for (uint32_t i = 0; i < w->n_held; i++)
+		free(w->held[i].bytes);
+	free(w->held);
 	vs_conn_linger_sweep(w, true);
 	free(w->linger);
 	free(w->throttled);

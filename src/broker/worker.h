@@ -50,6 +50,8 @@ enum vs_mail_type {
 			     * 'R' hand it over, replying to ack (the request's natsMsg); 'D' end it
 			     * (a clean start there); 'X' end it silently (another node has it);
 			     * reply_to counts the workers it went through */
+	VS_MAIL_HELD,	    /* replies held for the cluster's barrier may be due
+			     * (cluster_interest.h, subscribe.c) */
 };
 
 struct vs_mail {
@@ -69,6 +71,16 @@ struct vs_mail {
 		       * inflight messages that came with it */
 	uint32_t reply_slot;
 	uint64_t reply_conn_id;
+};
+
+/* A reply held until the cluster's barrier confirms ticket (cluster_interest.h): its bytes, for
+ * connection (slot, conn_id) if it is still there then. */
+struct vs_held_reply {
+	uint64_t ticket;
+	uint64_t conn_id;
+	uint32_t slot;
+	uint32_t len;
+	uint8_t *bytes;
 };
 
 struct vs_mail_vec {
@@ -158,6 +170,9 @@ struct vs_worker {
 
 	struct vs_conn **graveyard; /* closed this turn, freed at its end */
 	uint32_t n_graveyard, cap_graveyard;
+
+	struct vs_held_reply *held; /* SUBACKs waiting for the cluster's barrier (subscribe.c) */
+	uint32_t n_held, cap_held;
 
 	struct vs_linger **linger; /* closed sockets still drained (see conn.c) */
 	uint32_t n_linger, cap_linger;

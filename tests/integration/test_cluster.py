@@ -17,6 +17,8 @@ import json
 import os
 import re
 import shutil
+import signal
+import struct
 import subprocess
 import time
 import tempfile
@@ -27,7 +29,8 @@ import pytest
 from conftest import free_port, wait_until
 from helpers import uid
 from http_util import http_lines, scrape, value, wait_listening
-from mqtt_raw import DISCONNECT, P, PUBACK, PUBLISH, PUBREC
+from mqtt_raw import (DISCONNECT, P, PUBACK, PUBLISH, PUBREC, SUBACK, UNSUBACK, UNSUBSCRIBE,
+	packet, utf8)
 
 pytestmark = pytest.mark.viesti_only
 
@@ -207,7 +210,7 @@ def test_overlapping_filters_share_one_nats_subscription(nats, broker, clients):
 	# The shared group has its own queue subscriptions, one for both members: under vs.s for
 	# its filter, and vs.sl for long topics (the heartbeat is vs.hb, client-id claims vs.c,
 	# the node's JetStream consumer delivers on vs.d.NODE).
-	base = ["vs.c", "vs.hb", "vs.l"]
+	base = ["vs.c", "vs.hb", "vs.ib", "vs.l"]  # vs.ib: the SUBACK barrier (cluster_interest.h)
 	share = ["vs.s.%s.*" % esc, "vs.sl"]
 	want = sorted(base + share + ["vs.m.%s" % esc, "vs.m.%s.>" % esc, "vs.m.%s.*" % esc])
 	wait_subjects(n, "ob", lambda s: vs_only(s) == want, "ob's subjects to be %s" % want)
@@ -750,3 +753,70 @@ def test_qos1_stays_off_jetstream_when_no_other_node_subscribes(nats, broker, cl
 		p.publish(t + "/x", b"%d" % i, qos=1)
 	assert len(local.publishes(5, timeout=10)) == 5
 	assert n.stream_state("VS_MSGS") == 20
+
+
+def test_a_suback_waits_until_every_node_knows_the_subscription(nats, broker, clients):
+	"""cluster_interest.h, the barrier: a QoS 1/2 message published on another node right after
+	the SUBACK goes through JetStream (stored, at least once), not on core NATS (at most once):
+	the SUBACK waited until every other node's watch had the new subject. A QoS 0 SUBACK does
+	not wait; a later UNSUBACK does not overtake a held SUBACK."""
+	n = nats()
+	a = node(broker, n, "ba")
+	b = node(broker, n, "bb", "log_type all")
+	c = node(broker, n, "bc")
+	for other in ("ba", "bc"):
+		b.wait_log(r"cluster: node %s is there" % other, timeout=10)
+	pa = clients.raw(a.port, 4)
+	pa.connect(uid("pa"))
+	pc = clients.raw(c.port, 5)
+	pc.connect(uid("pc"))
+	stored = 0
+	for i in range(6):
+		t = uid("bar")
+		s = clients.raw(b.port, 4 if i % 2 else 5)
+		s.connect(uid("s"))
+		s.subscribe([(t, 1 + i % 2)])
+		p = pa if i % 2 else pc
+		p.publish(t, b"%d" % i, qos=1 + i % 2)  # returns once acknowledged
+		stored += 1
+		assert n.stream_state("VS_MSGS") == stored, "message %d went on core NATS" % i
+		assert s.expect(PUBLISH, timeout=10).payload == b"%d" % i
+	# Several SUBSCRIBEs without waiting, then an UNSUBSCRIBE: the acks come in order.
+	s = clients.raw(b.port, 5)
+	s.connect(uid("s"))
+	t = uid("ord")
+	pids = [s.pid() for _ in range(4)]
+	for k, pid in enumerate(pids[:3]):
+		s.send(s.subscribe_packet(pid, [("%s/%d" % (t, k), 1)]))
+	s.send(packet(UNSUBSCRIBE, 2, struct.pack("!H", pids[3]) + b"\0" + utf8("%s/0" % t)))
+	acks = [s.recv(timeout=10) for _ in range(4)]
+	assert [(x.type, x.pid) for x in acks] == [(SUBACK, pids[0]), (SUBACK, pids[1]),
+		(SUBACK, pids[2]), (UNSUBACK, pids[3])]
+	for k in (1, 2):
+		pa.publish("%s/%d" % (t, k), b"o%d" % k, qos=1)
+		assert s.expect(PUBLISH, timeout=10).payload == b"o%d" % k
+	assert n.stream_state("VS_MSGS") == stored + 2
+
+
+@pytest.mark.serial
+def test_a_node_that_does_not_answer_delays_a_suback_by_a_second_at_most(nats, broker, clients):
+	"""A node that stopped answering (SIGSTOP) is given up on after a second, with a warning:
+	the SUBACK still comes."""
+	n = nats()
+	a = node(broker, n, "sa")
+	b = node(broker, n, "sb")
+	b.wait_log(r"cluster: node sa is there", timeout=10)
+	a.proc.send_signal(signal.SIGSTOP)
+	try:
+		s = clients.raw(b.port, 4)
+		s.connect(uid("s"))
+		t0 = time.monotonic()
+		s.subscribe([(uid("stop"), 1)])
+		took = time.monotonic() - t0
+		b.wait_log(r"cluster: 1 node\(s\) \(sa\) did not say within 1000 ms", timeout=5)
+		assert 0.9 <= took < 5, took
+		t0 = time.monotonic()
+		s.subscribe([(uid("q0"), 0)])  # QoS 0 only: no barrier
+		assert time.monotonic() - t0 < 0.9
+	finally:
+		a.proc.send_signal(signal.SIGCONT)
