@@ -60,9 +60,17 @@ struct vs_cluster_interest {
 	kvStore *kv;
 	int64_t failing_since_ms; /* the first change has failed since then; 0: it has not */
 	int64_t warned_ms;
-	natsSubscription *inbox_sub; /* answers to this node's barriers */
 	char inbox[64];
 	uint64_t barrier_no;
+
+	/* Answers to this node's barrier (the NATS callback fills them in, the writer waits). */
+	natsSubscription *inbox_sub;
+	pthread_mutex_t ans_lock;
+	pthread_cond_t ans_cond;
+	uint64_t ans_no;       /* the barrier waited for, 0: none */
+	const char **ans_peer; /* the nodes it waits for */
+	bool *ans_got;
+	size_t ans_n, ans_left;
 
 	/* Answering other nodes' barriers: the watch thread and the NATS callback. */
 	natsSubscription *barrier_sub;
@@ -337,6 +345,33 @@ static void on_barrier(natsConnection *nc, natsSubscription *sub, natsMsg *nm, v
 	natsMsg_Destroy(nm);
 }
 
+/* An answer to this node's barrier (NATS's thread): "NUMBER NODE". */
+static void on_answer(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *arg)
+{
+	(void)nc;
+	(void)sub;
+	struct vs_cluster_interest *ci = arg;
+	char d[VS_CLUSTER_NODE_MAX + 32];
+	int len = natsMsg_GetDataLength(nm);
+	unsigned long long no;
+	int off = 0;
+	if (len > 0 && len < (int)sizeof(d)) {
+		memcpy(d, natsMsg_GetData(nm), (size_t)len);
+		d[len] = '\0';
+		if (sscanf(d, "%llu %n", &no, &off) == 1 && off > 0) {
+			pthread_mutex_lock(&ci->ans_lock);
+			for (size_t i = 0; no == ci->ans_no && i < ci->ans_n; i++)
+				if (!ci->ans_got[i] && strcmp(ci->ans_peer[i], d + off) == 0) {
+					ci->ans_got[i] = true;
+					if (--ci->ans_left == 0)
+						pthread_cond_signal(&ci->ans_cond);
+				}
+			pthread_mutex_unlock(&ci->ans_lock);
+		}
+	}
+	natsMsg_Destroy(nm);
+}
+
 /* Asks every other node heard from lately to answer once its watch has applied revision rev,
  * and waits for their answers (BARRIER_MS at most). Writer thread. */
 static void barrier(struct vs_cluster_interest *ci, uint64_t rev)
@@ -358,34 +393,32 @@ static void barrier(struct vs_cluster_interest *ci, uint64_t rev)
 		off += strlen(peer[i]) + 1;
 	}
 	uint64_t no = ++ci->barrier_no;
+	pthread_mutex_lock(&ci->ans_lock);
+	ci->ans_no = no;
+	ci->ans_peer = peer;
+	ci->ans_got = got;
+	ci->ans_n = ci->ans_left = n;
+	pthread_mutex_unlock(&ci->ans_lock);
 	char req[VS_CLUSTER_NODE_MAX + 64];
 	int len = snprintf(req, sizeof(req), "%llu %llu %s", (unsigned long long)rev,
 			   (unsigned long long)no, vs_cluster_node(ci->b));
-	size_t left = n;
-	int64_t deadline = vs_now_ms() + BARRIER_MS;
 	natsStatus s = natsConnection_PublishRequest(vs_cluster_nc(ci->b), BARRIER_SUBJECT,
 						     ci->inbox, req, len);
-	while (s == NATS_OK && left > 0 && !atomic_load(&ci->stop)) {
-		int64_t wait = deadline - vs_now_ms();
-		natsMsg *m = NULL;
-		if (wait <= 0 || natsSubscription_NextMsg(&m, ci->inbox_sub, wait) != NATS_OK)
-			break;
-		char d[VS_CLUSTER_NODE_MAX + 32];
-		int dl = natsMsg_GetDataLength(m);
-		unsigned long long got_no;
-		int off = 0;
-		if (dl > 0 && dl < (int)sizeof(d)) {
-			memcpy(d, natsMsg_GetData(m), (size_t)dl);
-			d[dl] = '\0';
-			if (sscanf(d, "%llu %n", &got_no, &off) == 1 && off > 0 && got_no == no)
-				for (size_t i = 0; i < n; i++)
-					if (!got[i] && strcmp(peer[i], d + off) == 0) {
-						got[i] = true;
-						left--;
-					}
-		}
-		natsMsg_Destroy(m);
-	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (long)(BARRIER_MS % 1000) * 1000000L;
+	ts.tv_sec += BARRIER_MS / 1000 + ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&ci->ans_lock);
+	while (s == NATS_OK && ci->ans_left > 0 && !atomic_load(&ci->stop) &&
+	       pthread_cond_timedwait(&ci->ans_cond, &ci->ans_lock, &ts) == 0)
+		;
+	size_t left = ci->ans_left;
+	ci->ans_no = 0;
+	ci->ans_n = ci->ans_left = 0;
+	ci->ans_peer = NULL;
+	ci->ans_got = NULL;
+	pthread_mutex_unlock(&ci->ans_lock);
 	int64_t now = vs_now_ms();
 	if (left > 0 && now - ci->warned_ms >= WARN_EVERY_MS) {
 		size_t i = 0;
@@ -581,6 +614,8 @@ struct vs_cluster_interest *vs_cluster_interest_start(struct vs_broker *b)
 	ci->tail = &ci->head;
 	pthread_mutex_init(&ci->lock, NULL);
 	pthread_mutex_init(&ci->bar_lock, NULL);
+	pthread_mutex_init(&ci->ans_lock, NULL);
+	pthread_cond_init(&ci->ans_cond, NULL);
 	pthread_cond_init(&ci->cond, NULL);
 	pthread_rwlock_init(&ci->rw, NULL);
 	const char *node = vs_cluster_node(b);
@@ -588,12 +623,13 @@ struct vs_cluster_interest *vs_cluster_interest_start(struct vs_broker *b)
 	ci->tok_len = n > 0 ? (size_t)n : 0;
 	natsConnection *nc = vs_cluster_nc(b);
 	natsInbox *inbox = NULL;
-	bool ok = n > 0 && (ci->wait = calloc((size_t)b->n_workers, sizeof(*ci->wait))) &&
-		  natsInbox_Create(&inbox) == NATS_OK &&
-		  snprintf(ci->inbox, sizeof(ci->inbox), "%s", inbox) < (int)sizeof(ci->inbox) &&
-		  natsConnection_SubscribeSync(&ci->inbox_sub, nc, ci->inbox) == NATS_OK &&
-		  natsConnection_Subscribe(&ci->barrier_sub, nc, BARRIER_SUBJECT, on_barrier, ci) ==
-		      NATS_OK;
+	bool ok =
+	    n > 0 && (ci->wait = calloc((size_t)b->n_workers, sizeof(*ci->wait))) &&
+	    natsInbox_Create(&inbox) == NATS_OK &&
+	    snprintf(ci->inbox, sizeof(ci->inbox), "%s", inbox) < (int)sizeof(ci->inbox) &&
+	    natsConnection_Subscribe(&ci->inbox_sub, nc, ci->inbox, on_answer, ci) == NATS_OK &&
+	    natsConnection_Subscribe(&ci->barrier_sub, nc, BARRIER_SUBJECT, on_barrier, ci) ==
+		NATS_OK;
 	natsInbox_Destroy(inbox);
 	if (ok && pthread_create(&ci->watcher, NULL, watcher_main, ci) == 0)
 		ci->watcher_started = true;
@@ -614,6 +650,9 @@ void vs_cluster_interest_stop(struct vs_cluster_interest *ci)
 	pthread_mutex_lock(&ci->lock);
 	pthread_cond_signal(&ci->cond);
 	pthread_mutex_unlock(&ci->lock);
+	pthread_mutex_lock(&ci->ans_lock);
+	pthread_cond_signal(&ci->ans_cond);
+	pthread_mutex_unlock(&ci->ans_lock);
 	if (ci->writer_started)
 		pthread_join(ci->writer, NULL);
 	if (ci->watcher_started)
@@ -651,6 +690,8 @@ void vs_cluster_interest_free(struct vs_cluster_interest *ci)
 	pthread_rwlock_destroy(&ci->rw);
 	pthread_cond_destroy(&ci->cond);
 	pthread_mutex_destroy(&ci->bar_lock);
+	pthread_mutex_destroy(&ci->ans_lock);
+	pthread_cond_destroy(&ci->ans_cond);
 	pthread_mutex_destroy(&ci->lock);
 	free(ci);
 }

@@ -15,6 +15,7 @@
 #include "base/map.h"
 #include "broker/broker.h"
 #include "broker/cluster_js.h"
+#include "broker/cluster.h"
 #include "broker/cluster_nats.h"
 #include "broker/conn.h"
 #include "broker/persist.h"
@@ -1141,14 +1142,23 @@ void vs_cluster_session_arrived(struct vs_worker *w, const struct vs_mail *m)
 	finish(w, m->session, m->other, m->reply_slot, (uint32_t)m->reply_conn_id);
 	if (m->session)
 		vs_session_unref(m->session); /* the mail's */
-	if (c) {
-		c->connecting->step = VS_CS_NONE;
-		c->parked = false;
-		enum vs_handled h = vs_connect_resume(c);
-		if (h == VS_GO_ON && !c->parked)
-			vs_conn_unpark(c);
-	}
 	w->cur = NULL;
+	/* The session's subjects, new here, reach the other nodes before its CONNACK, as a
+	 * SUBACK's do (subscribe.c): what they route after it goes through JetStream. */
+	if (c && !vs_hold_connect(c, vs_cluster_barrier_ticket(w->b)))
+		vs_cluster_session_resume(c);
+}
+
+void vs_cluster_session_resume(struct vs_conn *c)
+{
+	c->connecting->step = VS_CS_NONE;
+	c->parked = false;
+	struct vs_conn *outer = c->w->cur;
+	c->w->cur = c; /* its CONNACK waits for the session's records */
+	enum vs_handled h = vs_connect_resume(c);
+	c->w->cur = outer;
+	if (h == VS_GO_ON && !c->parked)
+		vs_conn_unpark(c);
 }
 
 /* ---- Start and stop ----------------------------------------------------------------------- */

@@ -55,6 +55,8 @@ bool vs_cluster_session_ask(struct vs_conn *c);
  * node asks for one of ours, or a client's clean start elsewhere ends it here). */
 void vs_cluster_session_arrived(struct vs_worker *w, const struct vs_mail *m);
 void vs_cluster_session_handover(struct vs_worker *w, const struct vs_mail *m);
+/* Goes on with the CONNECT of c, parked at VS_CS_BARRIER since its session came (the CONNACK). */
+void vs_cluster_session_resume(struct vs_conn *c);
 
 /* Posts a VS_MAIL_HANDOVER that ends client_id's offline session here: _end as a clean start
  * on another node does (its delayed will goes), _drop silently (another node has it now). */

@@ -33,6 +33,8 @@ enum vs_connect_step {
 	VS_CS_TAKEOVER, /* for another worker to close the session's old connection (parked) */
 	VS_CS_ROAM,	/* for the cluster: the session's owner, or the session from another node
 			 * (parked, cluster_session.h) */
+	VS_CS_BARRIER,	/* for the other nodes to know the subjects of the session that came
+			 * (parked, cluster_interest.h: the barrier) */
 };
 
 struct vs_scram_server;
@@ -235,8 +237,13 @@ enum vs_handled vs_on_publish(struct vs_conn *c, const struct vs_publish *p);
 enum vs_handled vs_on_ack(struct vs_conn *c, int type, const struct vs_ack *a);
 enum vs_handled vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p);
 enum vs_handled vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe *p);
-/* Sends the replies held for the cluster's barrier whose ticket is confirmed (VS_MAIL_HELD). */
+/* Sends the replies held for the cluster's barrier whose ticket is confirmed (VS_MAIL_HELD),
+ * and goes on with the CONNECTs held for it. */
 void vs_release_held(struct vs_worker *w);
+/* Holds the CONNECT of c (parked, VS_CS_BARRIER) until ticket is confirmed, then calls
+ * vs_cluster_session_resume(c). Returns false (nothing held) when ticket is 0 or confirmed
+ * already, or without memory: the caller goes on at once. */
+bool vs_hold_connect(struct vs_conn *c, uint64_t ticket);
 enum vs_handled vs_on_disconnect(struct vs_conn *c, const struct vs_disconnect *p);
 enum vs_handled vs_on_auth(struct vs_conn *c, const struct vs_disconnect *p);
 

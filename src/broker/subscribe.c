@@ -225,30 +225,65 @@ static enum vs_handled reply_in_order(struct vs_conn *c, const struct vs_packet 
 						      .len = (uint32_t)n,
 						      .bytes = bytes};
 	c->acks_held = true;
-	if (!vs_cluster_barrier_await(w->b, w->idx, ticket))
-		vs_release_held(w);
+	if (!vs_cluster_barrier_await(w->b, w->idx, ticket)) {
+		/* Confirmed already: released with the others in order, after this packet. */
+		struct vs_mail m = {.type = VS_MAIL_HELD};
+		vs_worker_post(w, w->idx, &m);
+	}
 	return VS_GO_ON;
+}
+
+bool vs_hold_connect(struct vs_conn *c, uint64_t ticket)
+{
+	struct vs_worker *w = c->w;
+	if (!ticket || VS_VEC_GROW(w->held, w->cap_held, w->n_held + 1, 8) < 0)
+		return false;
+	w->held[w->n_held++] = (struct vs_held_reply){
+	    .ticket = ticket, .conn_id = c->id, .slot = c->slot, .len = 0, .bytes = NULL};
+	c->connecting->step = VS_CS_BARRIER;
+	c->parked = true;
+	if (vs_cluster_barrier_await(w->b, w->idx, ticket))
+		return true;
+	w->n_held--; /* confirmed meanwhile */
+	return false;
 }
 
 void vs_release_held(struct vs_worker *w)
 {
 	for (;;) {
-		uint32_t k = 0;
-		uint64_t low = 0;
+		/* The due entries leave the list first: resuming a CONNECT reads its input, whose
+		 * SUBSCRIBEs may hold more replies. */
+		struct vs_held_reply *due = NULL;
+		uint32_t n_due = 0, cap_due = 0, k = 0;
 		for (uint32_t i = 0; i < w->n_held; i++) {
 			struct vs_held_reply *r = &w->held[i];
+			if (vs_cluster_barrier_confirmed(w->b, r->ticket) &&
+			    VS_VEC_GROW(due, cap_due, n_due + 1, 8) == 0) {
+				due[n_due++] = *r;
+				continue;
+			}
+			w->held[k++] = *r;
+		}
+		w->n_held = k;
+		for (uint32_t i = 0; i < n_due; i++) {
+			struct vs_conn *c = vs_worker_conn(w, due[i].slot, due[i].conn_id);
+			if (c)
+				c->acks_held = false;
+		}
+		for (uint32_t i = 0; i < k; i++) {
+			struct vs_conn *c = vs_worker_conn(w, w->held[i].slot, w->held[i].conn_id);
+			if (c && w->held[i].bytes)
+				c->acks_held = true;
+		}
+		for (uint32_t i = 0; i < n_due; i++) {
+			struct vs_held_reply *r = &due[i];
 			struct vs_conn *c = vs_worker_conn(w, r->slot, r->conn_id);
 			if (c && c->state == VS_CONN_CLOSING)
 				c = NULL;
-			if (!vs_cluster_barrier_confirmed(w->b, r->ticket)) {
-				if (!low || r->ticket < low)
-					low = r->ticket;
-				w->held[k++] = *r;
-				continue;
-			}
-			if (c) {
-				c->acks_held =
-				    false; /* set again below if more of its replies wait */
+			if (c && !r->bytes) { /* a CONNECT (vs_hold_connect) */
+				if (c->connecting && c->connecting->step == VS_CS_BARRIER)
+					vs_cluster_session_resume(c);
+			} else if (c) {
 				if (vs_bytes_append(&c->out, r->bytes, r->len) == 0)
 					vs_worker_want_flush(w, c);
 				else
@@ -256,13 +291,14 @@ void vs_release_held(struct vs_worker *w)
 			}
 			free(r->bytes);
 		}
-		w->n_held = k;
-		for (uint32_t i = 0; i < k; i++) {
-			struct vs_conn *c = vs_worker_conn(w, w->held[i].slot, w->held[i].conn_id);
-			if (c)
-				c->acks_held = true;
-		}
-		if (!low || vs_cluster_barrier_await(w->b, w->idx, low))
+		free(due);
+		/* Entries held meanwhile have tickets of their own: the lowest is waited for. */
+		uint64_t low = 0;
+		for (uint32_t i = 0; i < w->n_held; i++)
+			if (!low || w->held[i].ticket < low)
+				low = w->held[i].ticket;
+		/* (Nothing due but something confirmed: no memory; the next mail tries again.) */
+		if (!low || n_due == 0 || vs_cluster_barrier_await(w->b, w->idx, low))
 			return;
 	}
 }

@@ -469,7 +469,8 @@ static void sweep(struct vs_worker *w)
 		 * is under the connect timeout too; one waiting for a take-over is not long. */
 		bool waits_here =
 		    !c->parked || (c->connecting && (c->connecting->step == VS_CS_AUTH ||
-						     c->connecting->step == VS_CS_ROAM));
+						     c->connecting->step == VS_CS_ROAM ||
+						     c->connecting->step == VS_CS_BARRIER));
 		if (c->http && vs_http_sweep(c) < 0)
 			continue;
 		if (!c->http && c->state == VS_CONN_NEW && waits_here &&

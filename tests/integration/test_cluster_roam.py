@@ -396,3 +396,32 @@ def test_with_cluster_durable_all_a_dead_node_loses_none_of_its_own(nats, broker
 	assert r.connect(cid, clean=False).session_present
 	got = r.publishes(10, timeout=10)
 	assert sorted(set(m.payload for m in got), key=int) == [b"%d" % i for i in range(10)]
+
+
+def test_a_session_that_moved_is_known_everywhere_before_its_connack(nats, broker, clients):
+	"""The barrier (cluster_interest.h) for a session that came from another node: its CONNACK
+	waits until every other node knows its subjects, so a QoS 1 message published right after
+	the CONNACK goes through JetStream (the old node let go of the subjects, the new one has
+	them)."""
+	n = nats()
+	a = node(broker, n, "ma")
+	b = node(broker, n, "mb")
+	c = node(broker, n, "mc", "log_type all")
+	for other in ("ma", "mb"):
+		c.wait_log(r"cluster: node %s is there" % other, timeout=10)
+	p = clients.raw(b.port, 4)
+	p.connect(uid("p"))
+	for i in range(3):
+		t = uid("mv")
+		cid = uid("dev")
+		s = clients.raw(a.port, 4)
+		s.connect(cid, clean=False)
+		s.subscribe([(t, 1)])
+		s.disconnect()
+		before = n.stream_state("VS_MSGS")
+		r = clients.raw(c.port, 4)
+		assert r.connect(cid, clean=False).session_present
+		p.publish(t, b"right after %d" % i, qos=1)
+		assert n.stream_state("VS_MSGS") == before + 1, "went on core NATS"
+		assert r.expect(PUBLISH, timeout=10).payload == b"right after %d" % i
+		r.disconnect()
