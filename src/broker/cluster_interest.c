@@ -28,8 +28,9 @@
 struct op {
 	struct op *next;
 	char *subject;
-	char *tag;   /* a shared group's queue, or NULL */
-	uint64_t no; /* its place in the order (ci->issued when it was queued) */
+	char *tag;	/* a shared group's queue, or NULL */
+	uint64_t no;	/* its place in the order (ci->issued when it was queued) */
+	int64_t due_ms; /* a delete: queued then (ci->later) */
 	bool add;
 };
 
@@ -55,6 +56,7 @@ struct vs_cluster_interest {
 	atomic_uint_fast64_t issued;	/* changes queued so far (written under lock) */
 	atomic_uint_fast64_t confirmed; /* of those, the ones the other nodes know (or given up) */
 	uint64_t *wait;			/* per worker: the ticket it waits for, 0: none */
+	struct vs_map later;		/* key -> a delete waiting LINGER_MS (struct op *) */
 
 	/* Writer thread only. */
 	kvStore *kv;
@@ -97,6 +99,12 @@ enum {
 	GIVE_UP_MS = 2000,
 	/* Nodes heard from within this are waited for (a heartbeat every 2 s). */
 	PEER_FRESH_MS = 5000,
+	/* A subject this node no longer has stays in the bucket this long: a session handed over
+	 * to another node keeps its messages going through JetStream (which every node reads)
+	 * until the new node's subjects are known; a subscription that comes back meanwhile
+	 * costs no write at all. */
+	LINGER_MS = 3000,
+	LATER_BATCH = 256,
 };
 
 /* A shared group's subject has a key of its own (its tag, the group's queue, goes into the
@@ -126,8 +134,28 @@ void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subjec
 		return; /* not noted: the other nodes keep sending it through JetStream, or not */
 	}
 	o->add = add;
+	char key[TOKEN_MAX + 24];
+	key_of(ci, subject, tag, key, sizeof(key));
 	pthread_mutex_lock(&ci->lock);
-	if (ci->n_ops < OPS_MAX) {
+	/* A delete waiting for this key: an add cancels it (the key was never deleted), another
+	 * delete replaces it. */
+	struct op *gone = vs_map_del(&ci->later, key, strlen(key));
+	if (add && gone) {
+		pthread_mutex_unlock(&ci->lock);
+		free(gone->subject);
+		free(gone->tag);
+		free(gone);
+		free(o->subject);
+		free(o->tag);
+		free(o);
+		return;
+	}
+	if (!add) {
+		o->due_ms = vs_now_ms() + LINGER_MS;
+		if (vs_map_put(&ci->later, key, strlen(key), o, NULL) == 0)
+			o = NULL;
+	}
+	if (o && ci->n_ops < OPS_MAX) {
 		o->no = atomic_load(&ci->issued) + 1;
 		atomic_store(&ci->issued, o->no);
 		*ci->tail = o;
@@ -137,11 +165,39 @@ void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subjec
 		o = NULL;
 	}
 	pthread_mutex_unlock(&ci->lock);
-	if (o) {
-		free(o->subject);
-		free(o->tag);
-		free(o);
+	for (int i = 0; i < 2; i++) {
+		struct op *f = i ? gone : o;
+		if (f) {
+			free(f->subject);
+			free(f->tag);
+			free(f);
+		}
 	}
+}
+
+/* Queues the deletes whose LINGER_MS is over (writer thread). */
+static void queue_due(struct vs_cluster_interest *ci)
+{
+	int64_t now = vs_now_ms();
+	char keys[LATER_BATCH][TOKEN_MAX + 24];
+	size_t n = 0, it = 0, klen;
+	const char *key;
+	void *val;
+	pthread_mutex_lock(&ci->lock);
+	while (n < LATER_BATCH && vs_map_next(&ci->later, &it, &key, &klen, &val))
+		if (((struct op *)val)->due_ms <= now && klen < sizeof(keys[0])) {
+			memcpy(keys[n], key, klen);
+			keys[n++][klen] = '\0';
+		}
+	for (size_t i = 0; i < n; i++) {
+		struct op *o = vs_map_del(&ci->later, keys[i], strlen(keys[i]));
+		o->no = atomic_load(&ci->issued) + 1;
+		atomic_store(&ci->issued, o->no);
+		*ci->tail = o;
+		ci->tail = &o->next;
+		ci->n_ops++;
+	}
+	pthread_mutex_unlock(&ci->lock);
 }
 
 uint64_t vs_cluster_interest_ticket(struct vs_cluster_interest *ci)
@@ -529,6 +585,7 @@ static void *writer_main(void *arg)
 			nats_Sleep(RETRY_MS);
 			continue;
 		}
+		queue_due(ci);
 		struct op *o = first_op(ci, batch ? 0 : 200);
 		if (o && !write_op(ci, o, &rev)) {
 			held_up(ci);
@@ -675,6 +732,16 @@ void vs_cluster_interest_free(struct vs_cluster_interest *ci)
 		free(o->tag);
 		free(o);
 	}
+	size_t lit = 0, lklen;
+	const char *lkey;
+	void *lval;
+	while (vs_map_next(&ci->later, &lit, &lkey, &lklen, &lval)) {
+		struct op *o = lval;
+		free(o->subject);
+		free(o->tag);
+		free(o);
+	}
+	vs_map_fini(&ci->later);
 	for (uint32_t i = 0; i < ci->n_pend; i++)
 		free(ci->pend[i].reply);
 	free(ci->pend);

@@ -820,3 +820,30 @@ def test_a_node_that_does_not_answer_delays_a_suback_by_a_second_at_most(nats, b
 		assert time.monotonic() - t0 < 0.9
 	finally:
 		a.proc.send_signal(signal.SIGCONT)
+
+
+def test_a_subject_lingers_in_the_bucket_after_its_last_subscription(nats, broker, clients):
+	"""cluster_interest.h: a subject this node no longer has stays in vs_interest for 3 s (a
+	session handed over keeps its messages in JetStream until the new node's subjects are
+	known); a subscription that comes back meanwhile costs no write, and the other nodes go on
+	sending through JetStream. Then the key goes."""
+	n = nats()
+	a = node(broker, n, "la", "log_type all")
+	b = node(broker, n, "lb")
+	t = uid("lg")
+	s = clients.raw(b.port, 4)
+	s.connect(uid("s"))
+	s.subscribe([(t + "/+", 1)])
+	knows(a, "vs.m.%s.*" % t)
+	s.unsubscribe([t + "/+"])
+	s.subscribe([(t + "/+", 1)])  # back within the 3 s
+	p = clients.raw(a.port, 4)
+	p.connect(uid("p"))
+	p.publish(t + "/x", b"one", qos=1)
+	assert s.expect(PUBLISH, timeout=10).payload == b"one"
+	assert n.stream_state("VS_MSGS") == 1
+	t0 = time.monotonic()
+	s.unsubscribe([t + "/+"])
+	a.wait_log(r"cluster: no more subject .* of another node", timeout=15)
+	assert time.monotonic() - t0 >= 2.5  # it lingered
+	assert len(re.findall(r"no more subject", a.log_text())) == 1  # the first wrote nothing
