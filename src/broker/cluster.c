@@ -114,7 +114,7 @@ struct vs_cjs *vs_cluster_cjs(struct vs_cluster *cl)
 }
 
 int vs_cluster_deliver(struct vs_cluster *cl, const struct vs_cluster_frame *f, void *ack,
-		       uint64_t sseq)
+		       uint64_t sseq, bool loop)
 {
 	struct vs_broker *b = cl->b;
 	struct vs_buf origin = {(const uint8_t *)"", 0};
@@ -125,7 +125,9 @@ int vs_cluster_deliver(struct vs_cluster *cl, const struct vs_cluster_frame *f, 
 		return -ENOMEM;
 	}
 	m->remote = true;
-	atomic_fetch_add_explicit(&cl->received, 1, memory_order_relaxed);
+	m->loop = loop;
+	if (!loop)
+		atomic_fetch_add_explicit(&cl->received, 1, memory_order_relaxed);
 	/* One worker per origin node: its messages are routed in the order they were sent. */
 	uint32_t h = 2166136261u;
 	for (size_t i = 0; i < f->node.len; i++)
@@ -162,7 +164,7 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void 
 		vs_map_put(&cl->last, f.node.p, f.node.len, (void *)(uintptr_t)f.seq, NULL);
 	pthread_mutex_unlock(&cl->lock);
 	if (fresh)
-		vs_cluster_deliver(cl, &f, NULL, 0);
+		vs_cluster_deliver(cl, &f, NULL, 0, false);
 out:
 	natsMsg_Destroy(nm);
 }
@@ -428,11 +430,11 @@ void vs_cluster_stop(struct vs_broker *b)
 	b->cluster = NULL;
 }
 
-void vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m)
+bool vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m, bool mine)
 {
 	struct vs_cluster *cl = w->b->cluster;
 	if (m->remote || (m->topic.len >= 4 && memcmp(m->topic.p, "$SYS", 4) == 0))
-		return;
+		return false;
 	char subject[SUBJECT_MAX];
 	if (vs_cluster_topic_subject(m->topic.p, m->topic.len, subject, sizeof(subject)) < 0)
 		snprintf(subject, sizeof(subject), LONG_SUBJECT);
@@ -441,28 +443,29 @@ void vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m)
 	int64_t now = vs_now_ms();
 	ssize_t plen = vs_msg_encoded_size((struct vs_msg *)m, &d, now);
 	if (plen < 0)
-		return;
+		return false;
 	/* The worker's buffer, kept: no allocation per message once it has grown. */
 	size_t need = 2 + VS_CLUSTER_NODE_MAX + 8 + (size_t)plen;
 	if (need > w->cluster_cap) {
 		uint8_t *nb = realloc(w->cluster_buf, need);
 		if (!nb)
-			return;
+			return false;
 		w->cluster_buf = nb;
 		w->cluster_cap = need;
 	}
 	uint8_t *buf = w->cluster_buf;
 	/* QoS 1/2 goes through JetStream, which numbers it itself (cluster_js.h), when another
 	 * node or a shared group (any node's, this one's too) wants it. */
-	bool durable = m->qos > 0 && vs_cjs_ready(cl->cjs) &&
-		       (w->b->conf->cluster_durable_all || strcmp(subject, LONG_SUBJECT) == 0 ||
-			vs_cluster_interest_remote(cl->remote, subject) ||
-			vs_cluster_share_wants(cl->share, subject));
+	bool durable =
+	    m->qos > 0 && vs_cjs_ready(cl->cjs) &&
+	    (w->b->conf->cluster_durable_all || mine || strcmp(subject, LONG_SUBJECT) == 0 ||
+	     vs_cluster_interest_remote(cl->remote, subject) ||
+	     vs_cluster_share_wants(cl->share, subject));
 	uint64_t seq = durable ? 0 : atomic_fetch_add(&cl->seq, 1) + 1;
 	ssize_t h = vs_cluster_frame_head(cl->node, seq, buf, 2 + VS_CLUSTER_NODE_MAX + 8);
 	ssize_t n = h < 0 ? h : vs_msg_encode((struct vs_msg *)m, &d, now, buf + h, (size_t)plen);
 	if (n <= 0)
-		return;
+		return false;
 	if (durable)
 		vs_cjs_publish(w, cl->cjs, subject, buf, (size_t)h, (size_t)(h + n));
 	if (durable || natsConnection_Publish(cl->nc, subject, buf, (int)(h + n)) == NATS_OK)
@@ -471,6 +474,7 @@ void vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m)
 	if (cl->share && !durable &&
 	    vs_cluster_share_forward(cl->share, subject, buf, (int)(h + n)))
 		atomic_fetch_add_explicit(&cl->sent, 1, memory_order_relaxed);
+	return durable;
 }
 
 /* Adds delta to subject's count, subscribing at the first and unsubscribing at the last. */

@@ -24,9 +24,14 @@ int vs_cluster_start(struct vs_broker *b, char *err, size_t errlen);
 void vs_cluster_stop(struct vs_broker *b);
 
 /* Sends m to the other nodes (unless it came from one, or is node-local: $SYS). On worker w's
- * thread (its buffer holds the frame). */
+ * thread (its buffer holds the frame). A QoS 1/2 message goes through JetStream when another
+ * node or a shared group wants it, with cluster_durable_all, or when mine (a persistent session
+ * of this node takes it); returns whether it did. Then, with cluster_durable_sessions, this
+ * node's persistent sessions get it when it comes back from the stream (msg->loop), as another
+ * node's would: a node that dies after the PUBACK leaves it in the stream, where the session,
+ * rebuilt elsewhere, finds it. */
 struct vs_worker;
-void vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m);
+bool vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m, bool mine);
 
 /* A local subscription to filter appeared (delta 1) or went (-1). */
 void vs_cluster_interest(struct vs_broker *b, const char *filter, size_t len, int delta);

@@ -275,7 +275,7 @@ static void publish_will(struct vs_cjs *j, const char *key, const uint8_t *val, 
 	natsStatus s = publish_frame(j, subject, buf, (size_t)h, (size_t)h + body, id);
 	struct vs_cluster_frame mine;
 	if (s == NATS_OK && vs_cluster_frame_decode(buf, (size_t)h + body, &mine, &why) == 0 &&
-	    vs_cluster_deliver(j->cl, &mine, NULL, 0) == 0) {
+	    vs_cluster_deliver(j->cl, &mine, NULL, 0, false) == 0) {
 		if (mine.publish.retain)
 			vs_cluster_retain_on_behalf(j->b, &mine);
 		vs_log(j->b->log, VS_LOG_NOTICE, "cluster: published will %s of a dead node", key);
@@ -882,12 +882,14 @@ static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
 		vs_map_fini(&j->seen);
 		memset(&j->seen, 0, sizeof(j->seen));
 	}
-	/* Its own (routed here when published), and any it has routed already (sent again after
-	 * a lost acknowledgement) are acknowledged and skipped; but not one whose first delivery
-	 * was lost on the way (its sequence is behind newer ones, yet it was never routed). */
+	/* Its own were routed here when published, except to this node's persistent sessions
+	 * (cluster_durable_sessions): routed now, for them only (cluster.h). Any it has routed
+	 * already (sent again after a lost acknowledgement) is acknowledged and skipped; but not
+	 * one whose first delivery was lost on the way (its sequence is behind newer ones, yet it
+	 * was never routed). */
+	bool own = f.node.len == strlen(j->node) && memcmp(f.node.p, j->node, f.node.len) == 0;
 	uint64_t last = (uintptr_t)vs_map_get(&j->seen, f.node.p, f.node.len);
-	if ((f.node.len == strlen(j->node) && memcmp(f.node.p, j->node, f.node.len) == 0) ||
-	    (f.seq <= last && !lost)) {
+	if ((own && !j->b->conf->cluster_durable_sessions) || (f.seq <= last && !lost)) {
 		if (seq)
 			came_back(j, seq);
 		note_received(j, seq);
@@ -899,7 +901,7 @@ static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
 		vs_map_put(&j->seen, f.node.p, f.node.len, (void *)(uintptr_t)f.seq, NULL);
 	/* Tracked by its worker (vs_cjs_track) before recv_max moves: the floor never runs
 	 * ahead of what was taken. */
-	if (vs_cluster_deliver(j->cl, &f, nm, seq) < 0) {
+	if (vs_cluster_deliver(j->cl, &f, nm, seq, own) < 0) {
 		if (seq)
 			give_back(j, seq);
 		note_received(j, seq);

@@ -97,6 +97,7 @@ static void on_match(void *ctx, const struct vs_sub *members, size_t n, atomic_u
 	struct vs_match m = {.s = sub->owner,
 			     .sub_id = sub->sub_id,
 			     .rap = sub->retain_as_published,
+			     .no_local = sub->no_local,
 			     .share = share};
 	m.qos = out_qos(r->w->b, sub->qos, r->msg->qos);
 	/* A reference taken under the trie's read lock: once the lock is gone, another worker may
@@ -152,12 +153,36 @@ int vs_router_sub_remove(struct vs_broker *b, const char *filter, size_t len, co
 	return rc;
 }
 
+/* Whether session s takes QoS 1/2 through JetStream in a cluster (cluster.h): it outlives its
+ * connection (read without its lock: the expiry changes only at a CONNECT, and either value is
+ * safe here, the two deliveries being decided by the same read in each node's routing). */
+static bool durable_session(const struct vs_session *s)
+{
+	return s->expiry > 0;
+}
+
+/*
+ * In a cluster with cluster_durable_sessions, a QoS 1/2 message for a persistent session of
+ * this node goes through JetStream, and the session takes it when it comes back from the
+ * stream (msg->loop), not now: should this node die after the PUBACK, the session, rebuilt on
+ * another node, finds it in the stream. Sessions that take it through a No Local subscription
+ * take it now (the stream's copy does not say who published it). Returns whether a match
+ * waits for the stream's copy, after forwarding msg to the other nodes.
+ */
+static bool forward(struct vs_worker *w, struct vs_msg *msg)
+{
+	bool mine = false;
+	if (msg->qos && !msg->remote && w->b->conf->cluster_durable_sessions)
+		for (uint32_t i = 0; i < w->n_matches && !mine; i++)
+			mine = w->matches[i].qos && !w->matches[i].no_local &&
+			       durable_session(w->matches[i].s);
+	return vs_cluster_forward(w, msg, mine) && w->b->conf->cluster_durable_sessions;
+}
+
 int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *origin)
 {
 	struct vs_broker *b = w->b;
-	if (b->cluster)
-		vs_cluster_forward(w, msg);
-	if (msg->retain && b->conf->retain_available) {
+	if (msg->retain && b->conf->retain_available && !msg->loop) {
 		/* [MQTT-3.3.1-5] store; [MQTT-3.3.1-10] an empty payload removes. In a cluster
 		 * the bucket of retained messages decides (cluster_retain.h). */
 		uint64_t version = 0;
@@ -170,9 +195,12 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 		if (stored)
 			vs_bp_retain(w, msg, msg->payload.len > 0, version);
 	}
-	struct route_ctx r = {w, msg, origin, 0, b->cluster && vs_cluster_shares_remote(b)};
+	/* A loop message's shared deliveries were made when it was published. */
+	struct route_ctx r = {w, msg, origin, 0,
+			      msg->loop || (b->cluster && vs_cluster_shares_remote(b))};
 	w->n_matches = 0;
 	vs_tree_match(b->tree, (const char *)msg->topic.p, msg->topic.len, on_match, &r);
+	bool later = b->cluster && !msg->loop && forward(w, msg);
 	if (w->n_matches == 0)
 		return r.delivered;
 	if (w->n_matches > 1)
@@ -185,18 +213,24 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 		bool rap = m->rap;
 		uint32_t n_ids = 0;
 		uint32_t j = i;
+		bool no_local = false;
 		for (; j < w->n_matches && w->matches[j].s == m->s; j++) {
 			struct vs_match *x = &w->matches[j];
 			if (x->qos > qos)
 				qos = x->qos;
 			rap |= x->rap;
+			no_local |= x->no_local;
 			if (x->sub_id &&
 			    VS_VEC_GROW(w->sub_ids, w->cap_sub_ids, n_ids + 1, 16) == 0)
 				w->sub_ids[n_ids++] = x->sub_id;
 		}
 		/* [MQTT-3.3.1-12] live messages carry RETAIN 0 unless Retain As Published. */
 		bool retain = rap && msg->retain;
-		delivered += vs_deliver(w, m->s, msg, qos, retain, w->sub_ids, n_ids, NULL) > 0;
+		/* Now, or from the stream's copy (forward()): one of the two. */
+		bool from_stream = qos > 0 && !no_local && durable_session(m->s);
+		if (msg->loop ? from_stream : !(later && from_stream))
+			delivered +=
+			    vs_deliver(w, m->s, msg, qos, retain, w->sub_ids, n_ids, NULL) > 0;
 		for (uint32_t k = i; k < j; k++)
 			vs_session_unref(w->matches[k].s);
 		i = j;

@@ -110,6 +110,8 @@ struct vs_match {
 	uint32_t sub_id;
 	uint8_t qos;
 	bool rap;
+	bool no_local; /* through a No Local subscription: delivered when published, never
+			* through JetStream (which does not say who published) */
 	const char *share;
 };
 

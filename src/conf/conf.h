@@ -244,6 +244,8 @@ struct vs_config {
 	int cluster_lease_ms;	    /* a node is dead this long after its last lease renewal */
 	bool cluster_durable_all;   /* every QoS 1/2 message through JetStream, wanted elsewhere
 				     * or not (docs/cluster.md) */
+	bool cluster_durable_sessions; /* QoS 1/2 for this node's persistent sessions through
+					* JetStream, default true (docs/cluster.md) */
 
 	/* Process. */
 	char *pid_file; /* NULL = none */

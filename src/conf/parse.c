@@ -963,6 +963,7 @@ static const struct directive directives[] = {
     GLOBAL("cluster_replicas", set_int, cluster_replicas, 1, 5),
     GLOBAL("cluster_lease", set_seconds_ms, cluster_lease_ms, 0, 0),
     GLOBAL("cluster_durable_all", set_bool, cluster_durable_all, 0, 0),
+    GLOBAL("cluster_durable_sessions", set_bool, cluster_durable_sessions, 0, 0),
     GLOBAL("user", set_string, user, 0, 0),
     GLOBAL("sys_interval", set_int, sys_interval, 0, 65535),
     GLOBAL("clientid_prefixes", set_string, clientid_prefixes, 0, 0),

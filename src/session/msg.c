@@ -192,7 +192,7 @@ static void fill_packet(const struct vs_msg *m, const struct vs_delivery *d, int
 	p->payload = m->payload;
 	if (d->version >= VS_V5) {
 		vs_msg_props(m, &p->props);
-		uint32_t left;
+		uint32_t left = 0;
 		if (m->has_expiry) {
 			vs_msg_expired(m, now_ms, &left);
 			/* [MQTT-3.3.2-6] forward the interval minus the time spent waiting. */

@@ -42,6 +42,8 @@ struct vs_msg {
 	uint8_t qos; /* as published */
 	bool retain; /* as published */
 	bool remote; /* came from another node of the cluster: not sent back to it */
+	bool loop;   /* this node's own, back from JetStream: for its persistent sessions only
+		      * (cluster.h, router.c) */
 	bool has_payload_format;
 	uint8_t payload_format;
 	bool has_expiry;

@@ -371,13 +371,14 @@ def test_a_slow_owner_hands_the_session_over_when_it_is_back(nats, broker, clien
 	a.wait_log(r"cluster: session of client %s handed over to node sb" % cid, timeout=5)
 
 
-def test_with_cluster_durable_all_a_dead_node_loses_none_of_its_own(nats, broker, clients):
-	"""cluster_durable_all true: a QoS 1 message that only the publishing node's own offline
-	session wants still goes through JetStream, so when that node is killed the session,
-	rebuilt on another node, gets it. (Without it, such a message stays on its node: see
-	docs/cluster.md, Limits.)"""
+@pytest.mark.parametrize("conf", ["cluster_durable_all true", "cluster_durable_sessions true"])
+def test_a_dead_node_loses_none_of_its_own_sessions_messages(nats, broker, clients, conf):
+	"""A QoS 1 message that only the publishing node's own offline persistent session wants
+	still goes through JetStream (cluster_durable_sessions, the default; or every message with
+	cluster_durable_all), so when that node is killed the session, rebuilt on another node,
+	gets it."""
 	n = nats()
-	a = node(broker, n, "da", "cluster_durable_all true")
+	a = node(broker, n, "da", conf)
 	b = node(broker, n, "db")
 	t = uid("d")
 	cid = uid("dev")
@@ -425,3 +426,43 @@ def test_a_session_that_moved_is_known_everywhere_before_its_connack(nats, broke
 		assert n.stream_state("VS_MSGS") == before + 1, "went on core NATS"
 		assert r.expect(PUBLISH, timeout=10).payload == b"right after %d" % i
 		r.disconnect()
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_a_persistent_subscriber_on_the_publishing_node_gets_each_message_once(nats, broker,
+		clients, version):
+	"""cluster_durable_sessions: the persistent session takes the stream's copy (in order, QoS 2
+	exactly once), a clean one on the same node the direct one; the stream holds one copy of
+	each. With cluster_durable_sessions false neither goes through JetStream."""
+	n = nats()
+	a = node(broker, n, "pa")
+	node(broker, n, "pb")
+	t = uid("ps")
+	keep = clients.raw(a.port, version)
+	keep.connect(uid("keep"), clean=False, props={P.SESSION_EXPIRY: 300} if version == 5 else None)
+	keep.subscribe([(t + "/#", 2)])
+	now = clients.raw(a.port, version)
+	now.connect(uid("now"))
+	now.subscribe([(t + "/#", 2)])
+	p = clients.raw(a.port, version)
+	p.connect(uid("p"))
+	want = []
+	for i in range(30):
+		qos = 1 + i % 2
+		p.publish("%s/%d" % (t, qos), b"%d" % i, qos=qos)
+		want.append(("%s/%d" % (t, qos), b"%d" % i, qos))
+	for c in (keep, now):
+		got = [(m.topic, m.payload, m.qos) for m in c.publishes(30, timeout=10)]
+		assert got == want
+		c.no_publish(0.5)
+	assert n.stream_state("VS_MSGS") == 30
+	off = node(broker, n, "pc", "cluster_durable_sessions false")
+	s = clients.raw(off.port, version)
+	s.connect(uid("keep2"), clean=False, props={P.SESSION_EXPIRY: 300} if version == 5 else None)
+	t2 = uid("ps2")  # no other node subscribes
+	s.subscribe([(t2, 1)])
+	q = clients.raw(off.port, version)
+	q.connect(uid("q"))
+	q.publish(t2, b"direct", qos=1)
+	assert s.expect(PUBLISH, timeout=10).payload == b"direct"
+	assert n.stream_state("VS_MSGS") == 30

@@ -386,10 +386,12 @@ static void cluster_jetstream_directives(void **state)
 	assert_int_equal(c.cluster_replicas, 1);
 	assert_int_equal(c.cluster_lease_ms, 10000);
 	assert_false(c.cluster_durable_all);
+	assert_true(c.cluster_durable_sessions);
 	vs_config_fini(&c);
 	expect_ok(&c, "cluster_stream_max_age 86400\ncluster_replicas 3\ncluster_lease 2.5\n"
-		      "cluster_durable_all true\n");
+		      "cluster_durable_all true\ncluster_durable_sessions false\n");
 	assert_true(c.cluster_durable_all);
+	assert_false(c.cluster_durable_sessions);
 	assert_int_equal(c.cluster_stream_max_age, 86400);
 	assert_int_equal(c.cluster_replicas, 3);
 	assert_int_equal(c.cluster_lease_ms, 2500);
