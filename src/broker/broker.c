@@ -342,6 +342,7 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 	vs_grace_init(&b->grace);
 	b->statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 	pthread_mutex_init(&b->reg_lock, NULL);
+	vs_minset_init(&b->stream_held);
 	pthread_mutex_init(&b->park_lock, NULL);
 	pthread_cond_init(&b->park_cond, NULL);
 	b->start_wall = vs_wall_s();
@@ -477,6 +478,7 @@ void vs_broker_fini(struct vs_broker *b)
 		free(b->kept_confs[i]);
 	}
 	free(b->kept_confs);
+	vs_minset_fini(&b->stream_held); /* every message is gone */
 	pthread_mutex_destroy(&b->reg_lock);
 	pthread_mutex_destroy(&b->park_lock);
 	pthread_cond_destroy(&b->park_cond);

@@ -18,6 +18,7 @@
 
 #include "base/log.h"
 #include "base/map.h"
+#include "base/minset.h"
 #include "base/prom.h"
 #include "broker/grace.h"
 #include "conf/conf.h"
@@ -198,8 +199,11 @@ struct vs_broker {
 	double sys_load[9][3];	      /* 1, 5, 15 minute load averages */
 	int64_t sys_last_ms;	      /* when they were published, 0 = never */
 	struct vs_map sys_values;     /* $SYS topic -> its last published value (char *, owned) */
-	uint64_t sessions_expired;    /* $SYS/broker/clients/expired */
-	size_t sys_heap_max;	      /* $SYS/broker/heap/maximum: the most heap/current has been */
+	/* Cluster: the stream sequences of JetStream's messages still held here (in a queue, a
+	 * window, a mailbox): vs_cjs_floor() stays below them. Lives until the last message. */
+	struct vs_minset stream_held;
+	uint64_t sessions_expired; /* $SYS/broker/clients/expired */
+	size_t sys_heap_max;	   /* $SYS/broker/heap/maximum: the most heap/current has been */
 };
 
 /*

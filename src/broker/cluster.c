@@ -126,6 +126,10 @@ int vs_cluster_deliver(struct vs_cluster *cl, const struct vs_cluster_frame *f, 
 	}
 	m->remote = true;
 	m->loop = loop;
+	if (sseq && vs_minset_add(&b->stream_held, sseq) == 0) {
+		m->sseq = sseq; /* held until freed: the stream floor stays below it */
+		m->held = &b->stream_held;
+	}
 	if (!loop)
 		atomic_fetch_add_explicit(&cl->received, 1, memory_order_relaxed);
 	/* One worker per origin node: its messages are routed in the order they were sent. */

@@ -856,6 +856,11 @@ uint64_t vs_cjs_floor(struct vs_cjs *j)
 		gap = gap > acked ? gap : acked + 1;
 	if (gap && gap < low)
 		low = gap;
+	/* Taken, acknowledged to JetStream, and still held by a session (queued, in its window):
+	 * should this node die, another rebuilding the session must read it again. */
+	uint64_t held = vs_minset_min(&j->b->stream_held);
+	if (held < low)
+		low = held;
 	return low == UINT64_MAX ? max : low - 1 < max ? low - 1 : max;
 }
 

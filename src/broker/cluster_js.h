@@ -68,9 +68,11 @@ void vs_cjs_routed(struct vs_worker *w, void *ack);
 void vs_cjs_drop(void *ack);
 
 /* A stream sequence this node has taken everything up to: every message of the stream after
- * it is still to come, or received and not yet routed and stored (0: none taken yet). A
- * session that goes offline notes it (cluster_session.h): were this node to die, another node
- * rebuilding the session reads the stream from there. */
+ * it is still to come, or received and not yet routed and stored, or still held by a session
+ * (b->stream_held: queued, or sent and not acknowledged by its client) (0: none taken yet). A
+ * session that goes offline notes it, and the node writes it every second for its connected
+ * sessions (cluster_session.h): were this node to die, another node rebuilding a session
+ * reads the stream from there. */
 uint64_t vs_cjs_floor(struct vs_cjs *j);
 
 /* The JetStream message ack (natsMsg) is about to be posted to worker `worker`, which

@@ -29,15 +29,16 @@
 #include "session/registry.h"
 #include "session/session.h"
 
-#define TOKEN_MAX  (3 * VS_CLUSTER_NODE_MAX + 1)
-#define SUBJECT	   "vs.h."
-#define WAIT_MS	   3000		/* for each chunk of an answer */
-#define ANSWER_MS  60000	/* for a whole answer */
-#define ANSWER_MAX (1ull << 30) /* bytes of an answer */
-#define REPLAY_MAX 100000	/* messages a rebuild reads at most when queues have no limit */
-#define CHUNK_HEAD 9		/* kind, chunk number, chunk count (big-endian) */
-#define HOPS_MAX   4 /* a handover follows a connection from worker to worker at most so often */
-#define REPLAY_MS  10000 /* reading the stream for a rebuilt session takes at most this long */
+#define TOKEN_MAX      (3 * VS_CLUSTER_NODE_MAX + 1)
+#define SUBJECT	       "vs.h."
+#define WAIT_MS	       3000	    /* for each chunk of an answer */
+#define ANSWER_MS      60000	    /* for a whole answer */
+#define ANSWER_MAX     (1ull << 30) /* bytes of an answer */
+#define REPLAY_MAX     100000	    /* messages a rebuild reads at most when queues have no limit */
+#define CHUNK_HEAD     9	    /* kind, chunk number, chunk count (big-endian) */
+#define HOPS_MAX       4 /* a handover follows a connection from worker to worker at most so often */
+#define FLOOR_EVERY_MS 1000  /* this node's floor for its connected sessions (write_floor) */
+#define REPLAY_MS      10000 /* reading the stream for a rebuilt session takes at most this long */
 
 /* What the session thread does for one client id. */
 enum job_kind {
@@ -85,6 +86,8 @@ struct vs_cluster_sessions {
 	natsSubscription *sub;
 	atomic_bool stop;
 	atomic_uint_fast64_t taken, given, rebuilt; /* for $SYS and /metrics */
+	int64_t floor_next_ms;			    /* write_floor (shard 0's thread) */
+	uint64_t floor_written;			    /* what it wrote last */
 	pthread_mutex_t slow_lock;
 	struct vs_map slow; /* node id -> until when (ms, as a pointer) it is not asked again */
 	struct shard shards[SHARDS];
@@ -519,6 +522,60 @@ static void read_entry(kvEntry *e, struct owned *o)
 	o->owner[o->v.node_len] = 0;
 }
 
+/* The key where node writes its floor every second (write_floor): "=n" and its token, which
+ * no client id's key can be ("=" starts an escape, followed by upper-case hex, or "=h"). */
+static void floor_key(const char *node, char *out, size_t cap)
+{
+	char tok[TOKEN_MAX];
+	if (vs_cluster_token((const uint8_t *)node, strlen(node), tok, sizeof(tok)) < 0)
+		tok[0] = '\0';
+	snprintf(out, cap, "=n%s", tok);
+}
+
+/* Where to read the stream from for a session of a dead node that was connected there: the
+ * floor that node wrote last (every message it held then, and all it received since, come
+ * after it), or its consumer's when it wrote none. */
+static uint64_t node_floor(struct vs_cluster_sessions *cs, const char *node)
+{
+	char key[TOKEN_MAX + 4];
+	floor_key(node, key, sizeof(key));
+	kvEntry *e = NULL;
+	uint64_t floor = 0;
+	if (kvStore_Get(&e, cs->kv, key) == NATS_OK) {
+		char num[24];
+		int len = kvEntry_ValueLen(e);
+		if (len > 0 && len < (int)sizeof(num)) {
+			memcpy(num, kvEntry_Value(e), (size_t)len);
+			num[len] = '\0';
+			floor = strtoull(num, NULL, 10);
+		}
+	}
+	kvEntry_Destroy(e);
+	return floor ? floor : consumer_floor(cs, node);
+}
+
+/* Writes this node's floor (vs_cjs_floor() + 1) when it moved, every FLOOR_EVERY_MS (shard 0's
+ * thread): what a node rebuilding one of its connected sessions reads from, should it die. */
+static void write_floor(struct vs_cluster_sessions *cs)
+{
+	int64_t now = vs_now_ms();
+	if (now < cs->floor_next_ms)
+		return;
+	cs->floor_next_ms = now + FLOOR_EVERY_MS;
+	uint64_t floor = vs_cjs_floor(vs_cluster_cjs(cs->b->cluster)) + 1;
+	if (floor == cs->floor_written)
+		return;
+	char key[TOKEN_MAX + 4], num[24];
+	floor_key(vs_cluster_node(cs->b), key, sizeof(key));
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)floor);
+	uint64_t rev;
+	if (kvStore_PutString(&rev, cs->kv, key, num) == NATS_OK) {
+		cs->floor_written = floor;
+		vs_log(cs->b->log, VS_LOG_DEBUG,
+		       "cluster: this node's stream floor for its connected sessions is %s", num);
+	}
+}
+
 static struct vs_session *rebuild(struct vs_cluster_sessions *cs, const struct job *j,
 				  const struct owned *o, uint64_t *from)
 {
@@ -535,7 +592,7 @@ static struct vs_session *rebuild(struct vs_cluster_sessions *cs, const struct j
 		return NULL;
 	}
 	/* Read once the session is in the trie (run()): what comes after, it gets live. */
-	*from = o->v.floor ? o->v.floor : consumer_floor(cs, o->owner);
+	*from = o->v.floor ? o->v.floor : node_floor(cs, o->owner);
 	atomic_fetch_add(&cs->rebuilt, 1);
 	vs_log(b->log, VS_LOG_NOTICE,
 	       "cluster: node %s, which had client %s's session, does not answer: rebuilt here "
@@ -852,6 +909,8 @@ static void *run(void *arg)
 			atomic_store(&cs->ready, true);
 			check_restored(cs);
 		}
+		if (sh->idx == 0 && atomic_load(&cs->ready))
+			write_floor(cs);
 		struct job *j = pop(sh);
 		if (!j)
 			continue;

@@ -466,3 +466,36 @@ def test_a_persistent_subscriber_on_the_publishing_node_gets_each_message_once(n
 	q.publish(t2, b"direct", qos=1)
 	assert s.expect(PUBLISH, timeout=10).payload == b"direct"
 	assert n.stream_state("VS_MSGS") == 30
+
+
+def test_a_connected_session_of_a_killed_node_gets_what_it_held_elsewhere(nats, broker, clients):
+	"""A persistent session connected to a node that is killed while it holds QoS 1 messages
+	(sent to the client, not acknowledged): resumed on another node, it gets every one of them
+	(at least once). The dead node wrote, every second, the stream sequence below which its
+	sessions hold nothing (cluster_session.h); the session is rebuilt from there."""
+	n = nats()
+	lease = "cluster_lease 2"
+	a = node(broker, n, "ka2", lease, "log_type all")
+	b = node(broker, n, "kb2", lease, "log_type all")
+	c = node(broker, n, "kc2", lease)
+	t = uid("held")
+	cid = uid("dev")
+	s = clients.raw(a.port, 4)
+	s.connect(cid, clean=False)
+	s.subscribe([(t, 1)])
+	knows(b, "vs.m.%s" % t)
+	p = clients.raw(b.port, 4)
+	p.connect(uid("p"))
+	for i in range(50):
+		p.publish(t, b"%d" % i, qos=1)  # each acknowledged
+	assert len(s.publishes(50, timeout=10, ack=False)) == 50  # held by the session on ka2
+	a.wait_log(r"cluster: this node's stream floor for its connected sessions is", timeout=10)
+	a.kill()
+	r = clients.raw(c.port, 4)
+	assert r.connect(cid, clean=False).session_present
+	got = set()
+
+	def all_back():
+		got.update(m.payload for m in r.drain(timeout=0.2) if m.type == PUBLISH)
+		return {b"%d" % i for i in range(50)} <= got
+	wait_until(all_back, 15, what="the 50 messages the session held on the dead node")
