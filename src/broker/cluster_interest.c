@@ -401,6 +401,17 @@ static void on_barrier(natsConnection *nc, natsSubscription *sub, natsMsg *nm, v
 	natsMsg_Destroy(nm);
 }
 
+/* ms from now on CLOCK_REALTIME, for pthread_cond_timedwait. */
+static struct timespec deadline(int64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	ts.tv_sec += (time_t)(ms / 1000) + ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	return ts;
+}
+
 /* An answer to this node's barrier (NATS's thread): "NUMBER NODE". */
 static void on_answer(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *arg)
 {
@@ -460,11 +471,7 @@ static void barrier(struct vs_cluster_interest *ci, uint64_t rev)
 			   (unsigned long long)no, vs_cluster_node(ci->b));
 	natsStatus s = natsConnection_PublishRequest(vs_cluster_nc(ci->b), BARRIER_SUBJECT,
 						     ci->inbox, req, len);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += (long)(BARRIER_MS % 1000) * 1000000L;
-	ts.tv_sec += BARRIER_MS / 1000 + ts.tv_nsec / 1000000000L;
-	ts.tv_nsec %= 1000000000L;
+	struct timespec ts = deadline(BARRIER_MS);
 	pthread_mutex_lock(&ci->ans_lock);
 	while (s == NATS_OK && ci->ans_left > 0 && !atomic_load(&ci->stop) &&
 	       pthread_cond_timedwait(&ci->ans_cond, &ci->ans_lock, &ts) == 0)
@@ -500,11 +507,7 @@ static struct op *first_op(struct vs_cluster_interest *ci, int64_t ms)
 {
 	pthread_mutex_lock(&ci->lock);
 	if (!ci->head && ms > 0 && !atomic_load(&ci->stop)) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-		ts.tv_sec += ms / 1000 + ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
+		struct timespec ts = deadline(ms);
 		pthread_cond_timedwait(&ci->cond, &ci->lock, &ts);
 	}
 	struct op *o = ci->head;
