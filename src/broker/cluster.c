@@ -470,6 +470,8 @@ bool vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m, bool mine)
 	ssize_t n = h < 0 ? h : vs_msg_encode((struct vs_msg *)m, &d, now, buf + h, (size_t)plen);
 	if (n <= 0)
 		return false;
+	if (durable && mine)
+		buf[0] |= VS_CLUSTER_FRAME_LOOP; /* its copy comes back for them (router.c) */
 	if (durable)
 		vs_cjs_publish(w, cl->cjs, subject, buf, (size_t)h, (size_t)(h + n));
 	if (durable || natsConnection_Publish(cl->nc, subject, buf, (int)(h + n)) == NATS_OK)

@@ -594,7 +594,9 @@ void vs_cjs_publish(struct vs_worker *w, struct vs_cjs *j, const char *subject, 
 	 * in the stream's order, which the receivers' duplicate check relies on. */
 	pthread_mutex_lock(&j->pub_lock);
 	uint64_t seq = ++j->seq;
+	uint8_t flags = buf[0] & VS_CLUSTER_FRAME_LOOP;
 	vs_cluster_frame_head(j->node, seq, buf, head);
+	buf[0] |= flags;
 	snprintf(id, sizeof(id), "%s:%llu", j->node, (unsigned long long)seq);
 	if (natsConnection_Status(j->nc) == NATS_CONN_STATUS_CONNECTED)
 		s = js_PublishAsync(p->js, subj, buf, (int)len, &po);
@@ -888,13 +890,15 @@ static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
 		memset(&j->seen, 0, sizeof(j->seen));
 	}
 	/* Its own were routed here when published, except to this node's persistent sessions
-	 * (cluster_durable_sessions): routed now, for them only (cluster.h). Any it has routed
+	 * (cluster_durable_sessions; the frame says whether one took it): routed now, for them
+	 * only (cluster.h). Any it has routed
 	 * already (sent again after a lost acknowledgement) is acknowledged and skipped; but not
 	 * one whose first delivery was lost on the way (its sequence is behind newer ones, yet it
 	 * was never routed). */
 	bool own = f.node.len == strlen(j->node) && memcmp(f.node.p, j->node, f.node.len) == 0;
 	uint64_t last = (uintptr_t)vs_map_get(&j->seen, f.node.p, f.node.len);
-	if ((own && !j->b->conf->cluster_durable_sessions) || (f.seq <= last && !lost)) {
+	if ((own && !(f.loop && j->b->conf->cluster_durable_sessions)) ||
+	    (f.seq <= last && !lost)) {
 		if (seq)
 			came_back(j, seq);
 		note_received(j, seq);

@@ -106,7 +106,7 @@ int vs_cluster_frame_decode(const uint8_t *buf, size_t len, struct vs_cluster_fr
 			    const char **why)
 {
 	*why = "";
-	if (len < 2 || buf[0] != VS_CLUSTER_FRAME_VERSION) {
+	if (len < 2 || (buf[0] & ~VS_CLUSTER_FRAME_LOOP) != VS_CLUSTER_FRAME_VERSION) {
 		*why = "not a version 1 frame";
 		return VS_EPROTO;
 	}
@@ -116,6 +116,7 @@ int vs_cluster_frame_decode(const uint8_t *buf, size_t len, struct vs_cluster_fr
 		return VS_EPROTO;
 	}
 	f->node = (struct vs_buf){buf + 2, n};
+	f->loop = buf[0] & VS_CLUSTER_FRAME_LOOP;
 	f->seq = 0;
 	for (int i = 0; i < 8; i++)
 		f->seq = f->seq << 8 | buf[2 + n + i];

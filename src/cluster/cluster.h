@@ -26,7 +26,10 @@
 
 #define VS_CLUSTER_PREFIX	 "vs.m"
 #define VS_CLUSTER_FRAME_VERSION 1
-#define VS_CLUSTER_NODE_MAX	 255
+/* A flag in a frame's first byte, with the version: the sending node's own persistent
+ * sessions wait for the stream's copy of this message (broker/cluster.h). */
+#define VS_CLUSTER_FRAME_LOOP 0x80
+#define VS_CLUSTER_NODE_MAX   255
 
 /* The subject for topic (NUL-terminated in out). Returns its length, or VS_ETOOBIG. */
 ssize_t vs_cluster_topic_subject(const uint8_t *topic, size_t len, char *out, size_t cap);
@@ -41,6 +44,7 @@ int vs_cluster_filter_subjects(const uint8_t *filter, size_t len, char *a, char 
 struct vs_cluster_frame {
 	struct vs_buf node; /* origin node id */
 	uint64_t seq;
+	bool loop;		   /* VS_CLUSTER_FRAME_LOOP */
 	struct vs_publish publish; /* views into the frame */
 };
 

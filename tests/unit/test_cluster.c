@@ -124,7 +124,15 @@ static void frames_round_trip(void **state)
 	assert_true(f.publish.retain);
 	assert_int_equal(f.publish.topic.len, 3);
 	assert_memory_equal(f.publish.payload.p, "hello", 5);
+	assert_false(f.loop);
 	guard_free(g, len);
+	/* The loop flag rides in the version byte; another version is still refused. */
+	buf[0] |= VS_CLUSTER_FRAME_LOOP;
+	assert_int_equal(vs_cluster_frame_decode(buf, len, &f, &why), 0);
+	assert_true(f.loop);
+	assert_true(f.seq == 0x0102030405060708ull);
+	buf[0] = VS_CLUSTER_FRAME_LOOP | 2;
+	assert_int_equal(vs_cluster_frame_decode(buf, len, &f, &why), VS_EPROTO);
 }
 
 static void bad_frames_are_refused(void **state)
