@@ -84,8 +84,9 @@ struct vs_cluster_interest {
 	pthread_rwlock_t rw; /* what follows */
 	struct vs_map keys;  /* other nodes' key -> their subject (char *) */
 	struct vs_map
-	    subjects; /* distinct subjects of other nodes -> how many keys (as a pointer) */
-	bool known;   /* the bucket was read once */
+	    subjects;	    /* distinct subjects of other nodes -> how many keys (as a pointer) */
+	struct vs_map wild; /* those of them with a wildcard ('*' or '>' tokens), the same */
+	bool known;	    /* the bucket was read once */
 };
 
 enum {
@@ -253,10 +254,14 @@ bool vs_cluster_interest_remote(struct vs_cluster_interest *ci, const char *subj
 	if (!ci->known) {
 		want = true;
 	} else {
+		/* A subject without wildcards is looked up; only those with one are matched one by
+		 * one (devices that subscribe to their own topic cost a hash lookup, not a scan).
+		 */
+		want = vs_map_get(&ci->subjects, subject, strlen(subject) + 1) != NULL;
 		size_t it = 0, klen;
 		const char *key;
 		void *val;
-		while (!want && vs_map_next(&ci->subjects, &it, &key, &klen, &val))
+		while (!want && vs_map_next(&ci->wild, &it, &key, &klen, &val))
 			want = vs_cluster_subject_match(key, subject);
 	}
 	pthread_rwlock_unlock(&ci->rw);
@@ -275,14 +280,30 @@ int64_t vs_cluster_interest_count(struct vs_cluster_interest *ci)
 
 /* Map keys are not NUL-terminated: the subjects map is keyed with the terminating NUL, so that
  * a key is a C string for vs_cluster_subject_match(). */
+static void count_in(struct vs_map *m, const char *subject, size_t len, int delta)
+{
+	intptr_t n = (intptr_t)vs_map_get(m, subject, len) + delta;
+	if (n > 0)
+		vs_map_put(m, subject, len, (void *)n, NULL);
+	else
+		vs_map_del(m, subject, len);
+}
+
+/* Whether a token of subject is a wildcard ("*" or ">"). */
+static bool wildcard(const char *subject)
+{
+	for (const char *t = subject; *t; t = strchr(t, '.') ? strchr(t, '.') + 1 : "")
+		if ((t[0] == '*' || t[0] == '>') && (t[1] == '.' || t[1] == '\0'))
+			return true;
+	return false;
+}
+
 static void subject_count(struct vs_cluster_interest *ci, const char *subject, int delta)
 {
 	size_t len = strlen(subject) + 1;
-	intptr_t n = (intptr_t)vs_map_get(&ci->subjects, subject, len) + delta;
-	if (n > 0)
-		vs_map_put(&ci->subjects, subject, len, (void *)n, NULL);
-	else
-		vs_map_del(&ci->subjects, subject, len);
+	count_in(&ci->subjects, subject, len, delta);
+	if (wildcard(subject))
+		count_in(&ci->wild, subject, len, delta);
 }
 
 /* A change of the bucket (watch thread). */
@@ -756,6 +777,7 @@ void vs_cluster_interest_free(struct vs_cluster_interest *ci)
 		free(val);
 	vs_map_fini(&ci->keys);
 	vs_map_fini(&ci->subjects);
+	vs_map_fini(&ci->wild);
 	kvStore_Destroy(ci->kv);
 	pthread_rwlock_destroy(&ci->rw);
 	pthread_cond_destroy(&ci->cond);
