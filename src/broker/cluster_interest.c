@@ -60,6 +60,8 @@ struct vs_cluster_interest {
 
 	/* Writer thread only. */
 	kvStore *kv;
+	jsCtx *js;		  /* its own, for pipelined writes (write_pipelined) */
+	atomic_bool pub_failed;	  /* an asynchronous write of the current batch failed */
 	int64_t failing_since_ms; /* the first change has failed since then; 0: it has not */
 	int64_t warned_ms;
 	char inbox[64];
@@ -597,11 +599,93 @@ static void held_up(struct vs_cluster_interest *ci)
 		confirm(ci, atomic_load(&ci->issued));
 }
 
+enum { BATCH = 256 };
+
+/* The first changes waiting, up to BATCH of them (the list is read under its lock: another
+ * thread may be appending). */
+static size_t peek_ops(struct vs_cluster_interest *ci, struct op **out)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&ci->lock);
+	for (struct op *o = ci->head; o && n < BATCH; o = o->next)
+		out[n++] = o;
+	pthread_mutex_unlock(&ci->lock);
+	return n;
+}
+
+/* A change as the message the key-value API would publish for it. */
+static natsMsg *op_msg(struct vs_cluster_interest *ci, const struct op *o)
+{
+	char key[TOKEN_MAX + 24], subj[TOKEN_MAX + 64];
+	key_of(ci, o->subject, o->tag, key, sizeof(key));
+	snprintf(subj, sizeof(subj), "$KV." VS_INTEREST_BUCKET ".%s", key);
+	natsMsg *m = NULL;
+	const char *v = o->add ? o->subject : NULL;
+	if (natsMsg_Create(&m, subj, NULL, v, v ? (int)strlen(v) : 0) != NATS_OK)
+		return NULL;
+	if (!o->add && natsMsgHeader_Set(m, "KV-Operation", "DEL") != NATS_OK) {
+		natsMsg_Destroy(m);
+		return NULL;
+	}
+	return m;
+}
+
+static void on_pub_failed(jsCtx *js, jsPubAckErr *pae, void *arg)
+{
+	(void)js;
+	(void)pae;
+	atomic_store(&((struct vs_cluster_interest *)arg)->pub_failed, true);
+}
+
+/*
+ * Writes ops[0..n) pipelined: all but the last without waiting, the last waiting for its
+ * acknowledgement, whose stream sequence is the bucket's revision after every one before it
+ * (*rev, when one of them adds), then waits for the others'. A reconnect storm of devices, each
+ * subscribing to its own topic, writes thousands of subjects a second this way, where one at a
+ * time is a round trip each. false when one was not taken: the batch is written again one at
+ * a time (a put or a delete written twice is the same).
+ */
+static bool write_pipelined(struct vs_cluster_interest *ci, struct op **ops, size_t n,
+			    uint64_t *rev)
+{
+	atomic_store(&ci->pub_failed, false);
+	jsPubOptions po;
+	jsPubOptions_Init(&po);
+	po.MaxWait = 2000;
+	bool add = false;
+	for (size_t i = 0; i + 1 < n; i++) {
+		natsMsg *m = op_msg(ci, ops[i]);
+		add |= ops[i]->add;
+		if (!m || js_PublishMsgAsync(ci->js, &m, &po) != NATS_OK) {
+			natsMsg_Destroy(m);
+			atomic_store(&ci->pub_failed, true);
+			break;
+		}
+	}
+	natsMsg *last = atomic_load(&ci->pub_failed) ? NULL : op_msg(ci, ops[n - 1]);
+	jsPubAck *pa = NULL;
+	bool ok = last && js_PublishMsg(&pa, ci->js, last, &po, NULL) == NATS_OK;
+	add |= ops[n - 1]->add;
+	if (ok && add)
+		*rev = pa->Sequence;
+	jsPubAck_Destroy(pa);
+	natsMsg_Destroy(last);
+	ok &= js_PublishAsyncComplete(ci->js, &po) == NATS_OK;
+	return ok && !atomic_load(&ci->pub_failed);
+}
+
+static void drop_ops(struct vs_cluster_interest *ci, size_t n)
+{
+	while (n--)
+		drop_first_op(ci);
+}
+
 static void *writer_main(void *arg)
 {
 	struct vs_cluster_interest *ci = arg;
 	uint64_t rev = 0, done = 0;
 	unsigned batch = 0;
+	struct op *ops[BATCH];
 	while (!atomic_load(&ci->stop)) {
 		if (!ci->kv && bind_bucket(ci, &ci->kv) != NATS_OK) {
 			ci->kv = NULL;
@@ -610,7 +694,14 @@ static void *writer_main(void *arg)
 			continue;
 		}
 		queue_due(ci);
-		struct op *o = first_op(ci, batch ? 0 : 200);
+		size_t n = batch || !ci->js || !first_op(ci, 200) ? 0 : peek_ops(ci, ops);
+		if (n > 1 && write_pipelined(ci, ops, n, &rev)) {
+			done = ops[n - 1]->no;
+			drop_ops(ci, n);
+			ci->failing_since_ms = 0;
+			batch = BATCH; /* the barrier next, then the next batch */
+		}
+		struct op *o = batch < BATCH ? first_op(ci, batch ? 0 : 200) : NULL;
 		if (o && !write_op(ci, o, &rev)) {
 			held_up(ci);
 			nats_Sleep(RETRY_MS);
@@ -620,7 +711,7 @@ static void *writer_main(void *arg)
 			done = o->no;
 			drop_first_op(ci);
 			ci->failing_since_ms = 0;
-			if (++batch < 256)
+			if (++batch < BATCH)
 				continue;
 		}
 		if (rev)
@@ -712,6 +803,13 @@ struct vs_cluster_interest *vs_cluster_interest_start(struct vs_broker *b)
 	    natsConnection_Subscribe(&ci->barrier_sub, nc, BARRIER_SUBJECT, on_barrier, ci) ==
 		NATS_OK;
 	natsInbox_Destroy(inbox);
+	jsOptions jo;
+	jsOptions_Init(&jo);
+	jo.Wait = 2000;
+	jo.PublishAsync.ErrHandler = on_pub_failed;
+	jo.PublishAsync.ErrHandlerClosure = ci;
+	jo.PublishAsync.MaxPending = BATCH;
+	ok = ok && natsConnection_JetStream(&ci->js, nc, &jo) == NATS_OK;
 	if (ok && pthread_create(&ci->watcher, NULL, watcher_main, ci) == 0)
 		ci->watcher_started = true;
 	if (ok && ci->watcher_started && pthread_create(&ci->writer, NULL, writer_main, ci) == 0)
@@ -779,6 +877,7 @@ void vs_cluster_interest_free(struct vs_cluster_interest *ci)
 	vs_map_fini(&ci->subjects);
 	vs_map_fini(&ci->wild);
 	kvStore_Destroy(ci->kv);
+	jsCtx_Destroy(ci->js);
 	pthread_rwlock_destroy(&ci->rw);
 	pthread_cond_destroy(&ci->cond);
 	pthread_mutex_destroy(&ci->bar_lock);

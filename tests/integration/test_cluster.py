@@ -847,3 +847,29 @@ def test_a_subject_lingers_in_the_bucket_after_its_last_subscription(nats, broke
 	a.wait_log(r"cluster: no more subject .* of another node", timeout=15)
 	assert time.monotonic() - t0 >= 2.5  # it lingered
 	assert len(re.findall(r"no more subject", a.log_text())) == 1  # the first wrote nothing
+
+
+def test_many_new_subjects_at_once_are_all_known_before_their_subacks(nats, broker, clients):
+	"""A burst of new subjects (a reconnect storm of devices, each with its own topic) is
+	written to vs_interest pipelined, and every SUBACK still waits until the other node knows
+	its subject: a QoS 1 message published there right after goes through JetStream."""
+	n = nats()
+	a = node(broker, n, "ma2")
+	b = node(broker, n, "mb2", "log_type all")
+	b.wait_log(r"cluster: node ma2 is there", timeout=10)
+	t = uid("many")
+	subs = []
+	for k in range(4):
+		s = clients.raw(b.port, 4)
+		s.connect(uid("s"))
+		s.send(s.subscribe_packet(1, [("%s/%d/%d" % (t, k, i), 1) for i in range(250)]))
+		subs.append(s)
+	for s in subs:
+		assert s.expect(SUBACK, timeout=20).codes == [1] * 250
+	p = clients.raw(a.port, 4)
+	p.connect(uid("p"))
+	for k, s in enumerate(subs):
+		for i in (0, 123, 249):
+			p.publish("%s/%d/%d" % (t, k, i), b"x", qos=1)
+			assert s.expect(PUBLISH, timeout=10).topic == "%s/%d/%d" % (t, k, i)
+	assert n.stream_state("VS_MSGS") == 12  # all through JetStream
