@@ -126,8 +126,8 @@ int vs_cluster_deliver(struct vs_cluster *cl, const struct vs_cluster_frame *f, 
 	}
 	m->remote = true;
 	m->loop = loop;
-	if (sseq && vs_minset_add(&b->stream_held, sseq) == 0) {
-		m->sseq = sseq; /* held until freed: the stream floor stays below it */
+	if (sseq) { /* held by the entries of connected persistent sessions (vs_session_hold) */
+		m->sseq = sseq;
 		m->held = &b->stream_held;
 	}
 	if (!loop)

@@ -792,8 +792,14 @@ static void detach_session(struct vs_conn *c)
 	}
 	if (mine && end)
 		vs_router_end_session(c->w, s);
-	else if (mine && c->w->b->cluster && !c->bridge) /* where the stream stands now */
+	else if (mine && c->w->b->cluster && !c->bridge) { /* where the stream stands now */
 		vs_cluster_session_note(c->w->b, s->client_id, s->id_len, true);
+		/* That floor is below what it holds: it no longer holds the node's back. */
+		pthread_mutex_lock(&s->lock);
+		if (!s->connected)
+			vs_session_hold(s, false);
+		pthread_mutex_unlock(&s->lock);
+	}
 	if (s)
 		vs_session_unref(s);
 	c->session = NULL;

@@ -211,6 +211,8 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 	s->conn_id = c->id;
 	s->version = c->version;
 	s->expiry = c->session_expiry;
+	if (s->expiry > 0)
+		vs_session_hold(s, true); /* its floor is the node's again while connected */
 	s->listener = c->listener;
 	free(s->username);
 	s->username = c->username ? strdup(c->username) : NULL;

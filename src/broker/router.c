@@ -334,6 +334,8 @@ static int queue_locked(struct vs_worker *w, struct vs_session *s, struct vs_msg
 			      .retain = retain,
 			      .share = share,
 			      .seq = ++s->next_seq};
+	if (s->conn && s->expiry > 0)
+		vs_qentry_hold(&e);
 	if (vs_qentry_set_sub_ids(&e, sub_ids, n_sub_ids) < 0 || vs_ring_push(&s->queue, &e) < 0) {
 		vs_qentry_fini(&e);
 		return 0;

@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "base/error.h"
-#include "base/minset.h"
 
 static uint8_t *put(uint8_t *dst, struct vs_buf *view, const void *src, size_t n)
 {
@@ -101,8 +100,6 @@ void vs_msg_unref(struct vs_msg *m)
 		return;
 	for (int i = 0; i < 4; i++)
 		free(atomic_load_explicit(&m->enc[i], memory_order_relaxed));
-	if (m->held)
-		vs_minset_del(m->held, m->sseq);
 	free(m->source);
 	free(m);
 }

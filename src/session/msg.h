@@ -63,8 +63,8 @@ struct vs_msg {
 					      * for $SYS, nor for messages restored from disk) */
 	_Atomic(struct vs_msg_enc *) enc[4]; /* 5.0 only: [2 + (qos > 0)] */
 	_Atomic uint64_t store_id; /* persistence: id of its MSG record, 0 = not written yet */
-	/* In a cluster, a message that came from JetStream: its stream sequence, in the node's
-	 * set of what sessions still hold (cluster_js.h: the stream floor) until it is freed. */
+	/* In a cluster, a message that came from JetStream: its stream sequence, and the node's
+	 * set that the entries of connected persistent sessions hold it in (vs_session_hold). */
 	uint64_t sseq;
 	struct vs_minset *held;
 };

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/hash.h"
+#include "base/minset.h"
 
 /*
  * A session's lock is held for a few hundred nanoseconds (a queue push), and when many
@@ -66,8 +67,37 @@ void vs_session_unref(struct vs_session *s)
 	free(s);
 }
 
+static void let_go(struct vs_qentry *e)
+{
+	if (e->held) {
+		vs_minset_del(e->msg->held, e->msg->sseq);
+		e->held = false;
+	}
+}
+
+void vs_qentry_hold(struct vs_qentry *e)
+{
+	if (!e->held && e->msg && e->msg->held && vs_minset_add(e->msg->held, e->msg->sseq) == 0)
+		e->held = true;
+}
+
+void vs_session_hold(struct vs_session *s, bool hold)
+{
+	struct vs_ring *rings[2] = {&s->inflight, &s->queue};
+	for (int r = 0; r < 2; r++)
+		for (uint32_t i = 0; i < rings[r]->count; i++) {
+			struct vs_qentry *e = vs_ring_at(rings[r], i);
+			if (hold)
+				vs_qentry_hold(e);
+			else
+				let_go(e);
+		}
+}
+
 void vs_qentry_fini(struct vs_qentry *e)
 {
+	if (e->msg)
+		let_go(e);
 	vs_msg_unref(e->msg);
 	if (e->n_sub_ids > 1)
 		free(e->sub_ids);

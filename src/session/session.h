@@ -30,6 +30,7 @@ struct vs_qentry {
 	bool retain;	    /* retain flag to send */
 	uint8_t state;	    /* enum vs_qstate when inflight */
 	bool dup;	    /* sent before: next send carries DUP [MQTT-4.4.0-1] */
+	bool held; /* holds msg->sseq in msg->held (the cluster's stream floor, vs_session_hold) */
 	uint16_t packet_id;
 	uint32_t n_sub_ids;
 	uint32_t sub_id;   /* when n_sub_ids == 1 */
@@ -176,6 +177,15 @@ void vs_qentry_fini(struct vs_qentry *e);
 void vs_ring_remove(struct vs_ring *r, uint32_t i);
 /* Drops every entry. */
 void vs_ring_clear(struct vs_ring *r);
+
+/* In a cluster, a connected persistent session's entries hold the stream sequences of their
+ * messages that came from JetStream (msg->held): the node's stream floor stays below them, so
+ * that a node rebuilding the session after this node's death reads them again. An offline
+ * session's key says its own floor instead (cluster_session.h), so its entries let go.
+ * vs_qentry_hold: entry e now holds (when its message can); vs_session_hold: every entry of s
+ * holds (hold) or lets go (!hold). Caller holds s->lock. */
+void vs_qentry_hold(struct vs_qentry *e);
+void vs_session_hold(struct vs_session *s, bool hold);
 
 /* Sets e's subscription ids (copies ids). Returns 0 or -ENOMEM. */
 int vs_qentry_set_sub_ids(struct vs_qentry *e, const uint32_t *ids, uint32_t n);
