@@ -460,11 +460,13 @@ bool vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m, bool mine)
 	uint8_t *buf = w->cluster_buf;
 	/* QoS 1/2 goes through JetStream, which numbers it itself (cluster_js.h), when another
 	 * node or a shared group (any node's, this one's too) wants it. */
-	bool durable =
-	    m->qos > 0 && vs_cjs_ready(cl->cjs) &&
-	    (w->b->conf->cluster_durable_all || mine || strcmp(subject, LONG_SUBJECT) == 0 ||
-	     vs_cluster_interest_remote(cl->remote, subject) ||
-	     vs_cluster_share_wants(cl->share, subject));
+	bool durable = m->qos > 0 && vs_cjs_ready(cl->cjs) &&
+		       (w->b->conf->cluster_durable_all ||
+			/* Without NATS, this node's sessions take it now, as on a single broker. */
+			(mine && atomic_load_explicit(&cl->connected, memory_order_relaxed)) ||
+			strcmp(subject, LONG_SUBJECT) == 0 ||
+			vs_cluster_interest_remote(cl->remote, subject) ||
+			vs_cluster_share_wants(cl->share, subject));
 	uint64_t seq = durable ? 0 : atomic_fetch_add(&cl->seq, 1) + 1;
 	ssize_t h = vs_cluster_frame_head(cl->node, seq, buf, 2 + VS_CLUSTER_NODE_MAX + 8);
 	ssize_t n = h < 0 ? h : vs_msg_encode((struct vs_msg *)m, &d, now, buf + h, (size_t)plen);

@@ -31,8 +31,9 @@ struct route_ctx {
 	struct vs_worker *w;
 	struct vs_msg *msg;
 	const struct vs_session *origin;
-	int delivered;	  /* shared deliveries made during the match */
-	bool skip_shared; /* the cluster picks the node of each shared delivery (cluster.h) */
+	int delivered;	      /* shared deliveries made during the match */
+	bool skip_shared;     /* the cluster picks the node of each shared delivery (cluster.h) */
+	bool origin_no_local; /* a No Local subscription of origin's matched (and was skipped) */
 };
 
 /* The QoS a subscriber gets: min(published, subscribed) [MQTT-3.8.4-8], or with
@@ -92,7 +93,8 @@ static void on_match(void *ctx, const struct vs_sub *members, size_t n, atomic_u
 			deliver_shared(r, members, n, cursor);
 		return;
 	} else if (sub->no_local && sub->owner == r->origin) {
-		return; /* [MQTT-3.8.3-3] No Local */
+		r->origin_no_local = true; /* its other matches take it now (forward()) */
+		return;			   /* [MQTT-3.8.3-3] No Local */
 	}
 	struct vs_match m = {.s = sub->owner,
 			     .sub_id = sub->sub_id,
@@ -127,7 +129,7 @@ int vs_route_shared(struct vs_worker *w, struct vs_msg *msg, const char *share)
 		return 0;
 	memcpy(topic, msg->topic.p, msg->topic.len);
 	topic[msg->topic.len] = '\0';
-	struct route_ctx r = {w, msg, NULL, 0, false};
+	struct route_ctx r = {.w = w, .msg = msg};
 	/* The NATS subjects cover the filter loosely ('$' topics, long ones): MQTT decides. */
 	bool match = vs_topic_match(g + 1, topic);
 	if (match)
@@ -158,7 +160,7 @@ int vs_router_sub_remove(struct vs_broker *b, const char *filter, size_t len, co
  * safe here, the two deliveries being decided by the same read in each node's routing). */
 static bool durable_session(const struct vs_session *s)
 {
-	return s->expiry > 0;
+	return __atomic_load_n(&s->expiry, __ATOMIC_RELAXED) > 0;
 }
 
 /*
@@ -169,12 +171,13 @@ static bool durable_session(const struct vs_session *s)
  * take it now (the stream's copy does not say who published it). Returns whether a match
  * waits for the stream's copy, after forwarding msg to the other nodes.
  */
-static bool forward(struct vs_worker *w, struct vs_msg *msg)
+static bool forward(struct vs_worker *w, struct vs_msg *msg, const struct route_ctx *r)
 {
 	bool mine = false;
 	if (msg->qos && !msg->remote && w->b->conf->cluster_durable_sessions)
 		for (uint32_t i = 0; i < w->n_matches && !mine; i++)
 			mine = w->matches[i].qos && !w->matches[i].no_local &&
+			       !(w->matches[i].s == r->origin && r->origin_no_local) &&
 			       durable_session(w->matches[i].s);
 	return vs_cluster_forward(w, msg, mine) && w->b->conf->cluster_durable_sessions;
 }
@@ -196,11 +199,14 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 			vs_bp_retain(w, msg, msg->payload.len > 0, version);
 	}
 	/* A loop message's shared deliveries were made when it was published. */
-	struct route_ctx r = {w, msg, origin, 0,
-			      msg->loop || (b->cluster && vs_cluster_shares_remote(b))};
+	struct route_ctx r = {.w = w,
+			      .msg = msg,
+			      .origin = origin,
+			      .skip_shared =
+				  msg->loop || (b->cluster && vs_cluster_shares_remote(b))};
 	w->n_matches = 0;
 	vs_tree_match(b->tree, (const char *)msg->topic.p, msg->topic.len, on_match, &r);
-	bool later = b->cluster && !msg->loop && forward(w, msg);
+	bool later = b->cluster && !msg->loop && forward(w, msg, &r);
 	if (w->n_matches == 0)
 		return r.delivered;
 	if (w->n_matches > 1)
@@ -227,8 +233,13 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 		/* [MQTT-3.3.1-12] live messages carry RETAIN 0 unless Retain As Published. */
 		bool retain = rap && msg->retain;
 		/* Now, or from the stream's copy (forward()): one of the two. */
+		/* The publisher's own session, with a No Local subscription that matched, is seen
+		 * the same way by the stream's copy, which does not know who published it. */
+		no_local |= m->s == origin && r.origin_no_local;
 		bool from_stream = qos > 0 && !no_local && durable_session(m->s);
-		if (msg->loop ? from_stream : !(later && from_stream))
+		if (later && from_stream)
+			delivered++; /* counted now: a subscriber, for PUBACK 0x10 and the API */
+		else if (msg->loop ? from_stream : true)
 			delivered +=
 			    vs_deliver(w, m->s, msg, qos, retain, w->sub_ids, n_ids, NULL) > 0;
 		for (uint32_t k = i; k < j; k++)

@@ -499,3 +499,39 @@ def test_a_connected_session_of_a_killed_node_gets_what_it_held_elsewhere(nats, 
 		got.update(m.payload for m in r.drain(timeout=0.2) if m.type == PUBLISH)
 		return {b"%d" % i for i in range(50)} <= got
 	wait_until(all_back, 15, what="the 50 messages the session held on the dead node")
+
+
+def test_a_persistent_subscriber_on_the_publishing_node_counts_and_survives_nats(nats, broker,
+		clients):
+	"""cluster_durable_sessions, the corners: a persistent session that takes the stream's copy
+	is a subscriber for the PUBACK (5.0: not 0x10 No matching subscribers); a client's own
+	message through a No Local subscription and an overlapping one comes to it once; with NATS
+	gone, messages for this node's persistent sessions are acknowledged and delivered as on a
+	single broker."""
+	n = nats()
+	a = node(broker, n, "ca")
+	t = uid("cs")
+	keep = clients.raw(a.port, 5)
+	keep.connect(uid("keep"), clean=False, props={P.SESSION_EXPIRY: 300})
+	keep.subscribe([(t + "/#", 1)])
+	p = clients.raw(a.port, 5)
+	p.connect(uid("p"))
+	ack = p.publish(t + "/x", b"one", qos=1)
+	assert ack.rc == 0  # a subscriber, though it takes the stream's copy
+	assert keep.expect(PUBLISH, timeout=10).payload == b"one"
+	assert n.stream_state("VS_MSGS") == 1
+	# Its own message: No Local on t/#, plain on t/self: once, now.
+	me = clients.raw(a.port, 5)
+	me.connect(uid("me"), clean=False, props={P.SESSION_EXPIRY: 300})
+	me.subscribe([(t + "/#", 1 | 0x04), (t + "/self", 1)])
+	me.publish(t + "/self", b"mine", qos=1)
+	got = me.publishes(1, timeout=10)
+	assert got[0].payload == b"mine"
+	me.no_publish(1.0)
+	n.kill()
+	a.wait_log(r"cluster: NATS connection lost", timeout=10)
+	q = clients.raw(a.port, 5)
+	q.connect(uid("q"))
+	ack = q.publish(t + "/y", b"no nats", qos=1)
+	assert ack.rc == 0
+	assert [m.payload for m in keep.publishes(2, timeout=10)][-1] == b"no nats"
