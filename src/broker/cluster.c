@@ -40,6 +40,7 @@
 struct interest {
 	unsigned refs;
 	natsSubscription *sub;
+	uint64_t noted; /* the ticket of its write to vs_interest (cluster_interest.h) */
 };
 
 struct vs_cluster {
@@ -485,16 +486,14 @@ bool vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m, bool mine)
 	return durable;
 }
 
-/* Adds delta to subject's count, subscribing at the first and unsubscribing at the last. */
-static void count_subject(struct vs_cluster *cl, const char *subject, int delta)
+/* Adds delta to subject's count, subscribing at the first and unsubscribing at the last
+ * (delta 0: only looks). Returns the barrier's ticket of the subject's write to vs_interest
+ * (cluster_interest.h), for a SUBACK to wait for; 0 when it went out already or none is due. */
+static uint64_t count_subject(struct vs_cluster *cl, const char *subject, int delta)
 {
 	size_t len = strlen(subject);
 	struct interest *in = vs_map_get(&cl->interest, subject, len);
-	if (delta > 0) {
-		if (in) {
-			in->refs++;
-			return;
-		}
+	if (delta > 0 && !in) {
 		in = calloc(1, sizeof(*in));
 		if (!in ||
 		    natsConnection_Subscribe(&in->sub, cl->nc, subject, on_msg, cl) != NATS_OK ||
@@ -506,43 +505,49 @@ static void count_subject(struct vs_cluster *cl, const char *subject, int delta)
 			if (in)
 				natsSubscription_Destroy(in->sub);
 			free(in);
-			return;
+			return 0;
 		}
 		in->refs = 1;
-		vs_cluster_interest_note(cl->remote, subject, NULL, true);
-		return;
+		in->noted = vs_cluster_interest_note(cl->remote, subject, NULL, true);
+	} else if (delta > 0) {
+		in->refs++;
 	}
+	if (delta >= 0)
+		return in && !vs_cluster_interest_confirmed(cl->remote, in->noted) ? in->noted : 0;
 	if (!in || --in->refs > 0)
-		return;
+		return 0;
 	vs_cluster_interest_note(cl->remote, subject, NULL, false);
 	vs_map_del(&cl->interest, subject, len);
 	natsSubscription_Unsubscribe(in->sub);
 	natsSubscription_Destroy(in->sub);
 	free(in);
+	return 0;
 }
 
-void vs_cluster_interest(struct vs_broker *b, const char *filter, size_t len, int delta)
+uint64_t vs_cluster_interest(struct vs_broker *b, const char *filter, size_t len, int delta)
 {
 	struct vs_cluster *cl = b->cluster;
 	if (!cl)
-		return;
+		return 0;
 	/* $share/GROUP/FILTER: the group's own queue subscriptions (cluster_share.h). */
 	if (len > 7 && memcmp(filter, "$share/", 7) == 0) {
-		if (cl->share)
+		if (cl->share && delta)
 			vs_cluster_share_interest(cl->share, filter, len, delta);
-		return;
+		return 0;
 	}
 	char a[SUBJECT_MAX], s2[SUBJECT_MAX];
 	int n = vs_cluster_filter_subjects((const uint8_t *)filter, len, a, s2, sizeof(a));
+	uint64_t t = 0, t2 = 0;
 	pthread_mutex_lock(&cl->lock);
 	if (n < 0) {
-		count_subject(cl, ALL_SUBJECTS, delta);
+		t = count_subject(cl, ALL_SUBJECTS, delta);
 	} else {
-		count_subject(cl, a, delta);
+		t = count_subject(cl, a, delta);
 		if (n == 2)
-			count_subject(cl, s2, delta);
+			t2 = count_subject(cl, s2, delta);
 	}
 	pthread_mutex_unlock(&cl->lock);
+	return t > t2 ? t : t2;
 }
 
 bool vs_cluster_connected(struct vs_broker *b)
@@ -555,6 +560,14 @@ uint64_t vs_cluster_barrier_ticket(struct vs_broker *b)
 	/* Without NATS there is nobody to wait for (and nothing to wait with). */
 	return b->cluster && vs_cluster_connected(b)
 		   ? vs_cluster_interest_ticket(b->cluster->remote)
+		   : 0;
+}
+
+uint64_t vs_cluster_barrier_due(struct vs_broker *b, uint64_t ticket)
+{
+	return ticket && b->cluster && vs_cluster_connected(b) &&
+		       !vs_cluster_interest_confirmed(b->cluster->remote, ticket)
+		   ? ticket
 		   : 0;
 }
 

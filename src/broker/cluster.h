@@ -33,14 +33,19 @@ void vs_cluster_stop(struct vs_broker *b);
 struct vs_worker;
 bool vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m, bool mine);
 
-/* A local subscription to filter appeared (delta 1) or went (-1). */
-void vs_cluster_interest(struct vs_broker *b, const char *filter, size_t len, int delta);
+/* A local subscription to filter appeared (delta 1) or went (-1), or another subscription to
+ * it came (0). Returns the ticket a SUBACK granting QoS 1/2 waits for (vs_cluster_barrier_*):
+ * that of the write that tells the other nodes of its subjects, while it is not confirmed;
+ * 0 otherwise (and for shared subscriptions). */
+uint64_t vs_cluster_interest(struct vs_broker *b, const char *filter, size_t len, int delta);
 
 /* The barrier of cluster_interest.h, for replies that must wait until the other nodes know
  * this node's new subjects (subscribe.c): the ticket to wait for (0: none, or no cluster),
  * whether a ticket is confirmed, and waiting for one (false: it already is; true: worker
  * `worker` gets a VS_MAIL_HELD once it is). */
 uint64_t vs_cluster_barrier_ticket(struct vs_broker *b);
+/* ticket, or 0 when there is nothing to wait for: no cluster, no NATS, or confirmed. */
+uint64_t vs_cluster_barrier_due(struct vs_broker *b, uint64_t ticket);
 bool vs_cluster_barrier_confirmed(struct vs_broker *b, uint64_t ticket);
 bool vs_cluster_barrier_await(struct vs_broker *b, int worker, uint64_t ticket);
 

@@ -28,9 +28,11 @@
 struct op {
 	struct op *next;
 	char *subject;
-	char *tag;	/* a shared group's queue, or NULL */
-	uint64_t no;	/* its place in the order (ci->issued when it was queued) */
-	int64_t due_ms; /* a delete: queued then (ci->later) */
+	char *tag;	  /* a shared group's queue, or NULL */
+	uint64_t no;	  /* its place in the order (ci->issued when it was queued) */
+	int64_t due_ms;	  /* a delete: queued then (ci->later) */
+	struct op *lnext; /* the next delete waiting (ci->later_head) */
+	bool cancelled;	  /* a waiting delete made void (a subscription came back) */
 	bool add;
 };
 
@@ -39,6 +41,7 @@ struct pending {
 	char *reply;
 	uint64_t rev;
 	uint64_t no;
+	int64_t since_ms; /* the asker gave up after BARRIER_MS: dropped after PENDING_MS */
 };
 
 struct vs_cluster_interest {
@@ -57,6 +60,7 @@ struct vs_cluster_interest {
 	atomic_uint_fast64_t confirmed; /* of those, the ones the other nodes know (or given up) */
 	uint64_t *wait;			/* per worker: the ticket it waits for, 0: none */
 	struct vs_map later;		/* key -> a delete waiting LINGER_MS (struct op *) */
+	struct op *later_head, **later_tail; /* those deletes (and void ones) by due time */
 
 	/* Writer thread only. */
 	kvStore *kv;
@@ -94,6 +98,7 @@ struct vs_cluster_interest {
 enum {
 	OPS_MAX = 100000,
 	PENDING_MAX = 10000,
+	PENDING_MS = 5000,
 	RETRY_MS = 500,
 	WARN_EVERY_MS = 10000,
 	/* How long a barrier waits for the other nodes' answers, and how long a change that
@@ -107,7 +112,6 @@ enum {
 	 * until the new node's subjects are known; a subscription that comes back meanwhile
 	 * costs no write at all. */
 	LINGER_MS = 3000,
-	LATER_BATCH = 256,
 };
 
 /* A shared group's subject has a key of its own (its tag, the group's queue, goes into the
@@ -122,45 +126,58 @@ static void key_of(const struct vs_cluster_interest *ci, const char *subject, co
 	snprintf(out, cap, "%s.%016llx", ci->tok, (unsigned long long)h);
 }
 
-void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subject, const char *tag,
-			      bool add)
+static void free_op(struct op *o)
+{
+	if (o) {
+		free(o->subject);
+		free(o->tag);
+		free(o);
+	}
+}
+
+uint64_t vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subject,
+				  const char *tag, bool add)
 {
 	/* A stopping broker takes its subscriptions down: its persistent sessions still want
 	 * their messages when it is back, so the bucket keeps them. */
 	if (!ci || atomic_load_explicit(&ci->b->stopping, memory_order_relaxed))
-		return;
+		return 0;
 	struct op *o = calloc(1, sizeof(*o));
 	if (!o || !(o->subject = strdup(subject)) || (tag && !(o->tag = strdup(tag)))) {
 		if (o)
 			free(o->subject);
 		free(o);
-		return; /* not noted: the other nodes keep sending it through JetStream, or not */
+		return 0; /* not noted: the other nodes keep sending it through JetStream, or not */
 	}
 	o->add = add;
 	char key[TOKEN_MAX + 24];
 	key_of(ci, subject, tag, key, sizeof(key));
+	uint64_t ticket = 0;
 	pthread_mutex_lock(&ci->lock);
-	/* A delete waiting for this key: an add cancels it (the key was never deleted), another
-	 * delete replaces it. */
+	/* A delete waiting for this key: an add cancels it (the key was never deleted: what was
+	 * queued before is all it waits for), another delete replaces it. Cancelled deletes stay
+	 * in the time-ordered list until they come up (queue_due). */
 	struct op *gone = vs_map_del(&ci->later, key, strlen(key));
+	if (gone)
+		gone->cancelled = true;
 	if (add && gone) {
+		ticket = atomic_load(&ci->issued);
 		pthread_mutex_unlock(&ci->lock);
-		free(gone->subject);
-		free(gone->tag);
-		free(gone);
-		free(o->subject);
-		free(o->tag);
-		free(o);
-		return;
+		free_op(o);
+		return ticket;
 	}
 	if (!add) {
 		o->due_ms = vs_now_ms() + LINGER_MS;
-		if (vs_map_put(&ci->later, key, strlen(key), o, NULL) == 0)
+		if (vs_map_put(&ci->later, key, strlen(key), o, NULL) == 0) {
+			*ci->later_tail = o;
+			ci->later_tail = &o->lnext;
 			o = NULL;
+		}
 	}
 	if (o && ci->n_ops < OPS_MAX) {
 		o->no = atomic_load(&ci->issued) + 1;
 		atomic_store(&ci->issued, o->no);
+		ticket = add ? o->no : 0;
 		*ci->tail = o;
 		ci->tail = &o->next;
 		ci->n_ops++;
@@ -168,32 +185,27 @@ void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subjec
 		o = NULL;
 	}
 	pthread_mutex_unlock(&ci->lock);
-	for (int i = 0; i < 2; i++) {
-		struct op *f = i ? gone : o;
-		if (f) {
-			free(f->subject);
-			free(f->tag);
-			free(f);
-		}
-	}
+	free_op(o);
+	return ticket;
 }
 
-/* Queues the deletes whose LINGER_MS is over (writer thread). */
+/* Queues the deletes whose LINGER_MS is over, in the order they were asked (writer thread). */
 static void queue_due(struct vs_cluster_interest *ci)
 {
 	int64_t now = vs_now_ms();
-	char keys[LATER_BATCH][TOKEN_MAX + 24];
-	size_t n = 0, it = 0, klen;
-	const char *key;
-	void *val;
 	pthread_mutex_lock(&ci->lock);
-	while (n < LATER_BATCH && vs_map_next(&ci->later, &it, &key, &klen, &val))
-		if (((struct op *)val)->due_ms <= now && klen < sizeof(keys[0])) {
-			memcpy(keys[n], key, klen);
-			keys[n++][klen] = '\0';
+	struct op *o;
+	while ((o = ci->later_head) && (o->cancelled || o->due_ms <= now)) {
+		if (!(ci->later_head = o->lnext))
+			ci->later_tail = &ci->later_head;
+		o->lnext = NULL;
+		if (o->cancelled) {
+			free_op(o);
+			continue;
 		}
-	for (size_t i = 0; i < n; i++) {
-		struct op *o = vs_map_del(&ci->later, keys[i], strlen(keys[i]));
+		char key[TOKEN_MAX + 24];
+		key_of(ci, o->subject, o->tag, key, sizeof(key));
+		vs_map_del(&ci->later, key, strlen(key));
 		o->no = atomic_load(&ci->issued) + 1;
 		atomic_store(&ci->issued, o->no);
 		*ci->tail = o;
@@ -219,9 +231,13 @@ bool vs_cluster_interest_confirmed(struct vs_cluster_interest *ci, uint64_t tick
 bool vs_cluster_interest_await(struct vs_cluster_interest *ci, int worker, uint64_t ticket)
 {
 	pthread_mutex_lock(&ci->lock);
-	bool waits = atomic_load(&ci->confirmed) < ticket;
-	if (waits && (!ci->wait[worker] || ci->wait[worker] > ticket))
-		ci->wait[worker] = ticket; /* the lowest: the worker asks again for the rest */
+	uint64_t confirmed = atomic_load(&ci->confirmed);
+	bool waits = confirmed < ticket;
+	/* The lowest: the worker asks again for the rest. One confirmed already is stale (its
+	 * mail may have gone to a worker that found nothing left): replaced. */
+	uint64_t *w = &ci->wait[worker];
+	if (waits && (!*w || *w > ticket || *w <= confirmed))
+		*w = ticket;
 	pthread_mutex_unlock(&ci->lock);
 	return waits;
 }
@@ -364,6 +380,7 @@ static void answer(struct vs_cluster_interest *ci, const char *reply, uint64_t n
 static void answer_due(struct vs_cluster_interest *ci, bool all)
 {
 	uint64_t applied = atomic_load(&ci->applied);
+	int64_t now = vs_now_ms();
 	pthread_mutex_lock(&ci->bar_lock);
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < ci->n_pend; i++) {
@@ -371,6 +388,8 @@ static void answer_due(struct vs_cluster_interest *ci, bool all)
 		if (all || p->rev <= applied) {
 			answer(ci, p->reply, p->no);
 			free(p->reply);
+		} else if (now - p->since_ms >= PENDING_MS) {
+			free(p->reply); /* its asker stopped waiting long ago */
 		} else {
 			ci->pend[k++] = *p;
 		}
@@ -410,12 +429,13 @@ static void on_barrier(natsConnection *nc, natsSubscription *sub, natsMsg *nm, v
 	pthread_mutex_lock(&ci->bar_lock);
 	bool now = !known || atomic_load(&ci->applied) >= rev;
 	char *copy = NULL;
+	/* Without room the request is not answered (saying the watch has the revision when it
+	 * has not would break the barrier): the asker gives up on this node after BARRIER_MS. */
 	if (!now && ci->n_pend < PENDING_MAX && (copy = strdup(reply)) &&
 	    VS_VEC_GROW(ci->pend, ci->cap_pend, ci->n_pend + 1, 16) == 0) {
-		ci->pend[ci->n_pend++] = (struct pending){.reply = copy, .rev = rev, .no = no};
+		ci->pend[ci->n_pend++] =
+		    (struct pending){.reply = copy, .rev = rev, .no = no, .since_ms = vs_now_ms()};
 		copy = NULL;
-	} else {
-		now = true; /* no room: answered now rather than never (the asker gives up) */
 	}
 	pthread_mutex_unlock(&ci->bar_lock);
 	free(copy);
@@ -744,8 +764,10 @@ static void *watcher_main(void *arg)
 		}
 		kvEntry *e = NULL;
 		natsStatus s = kvWatcher_Next(&e, w, 100);
-		if (s == NATS_TIMEOUT)
+		if (s == NATS_TIMEOUT) {
+			answer_due(ci, false); /* drops requests waited for too long */
 			continue;
+		}
 		if (s != NATS_OK) {
 			kvWatcher_Destroy(w);
 			w = NULL;
@@ -784,6 +806,7 @@ struct vs_cluster_interest *vs_cluster_interest_start(struct vs_broker *b)
 		return NULL;
 	ci->b = b;
 	ci->tail = &ci->head;
+	ci->later_tail = &ci->later_head;
 	pthread_mutex_init(&ci->lock, NULL);
 	pthread_mutex_init(&ci->bar_lock, NULL);
 	pthread_mutex_init(&ci->ans_lock, NULL);
@@ -854,14 +877,9 @@ void vs_cluster_interest_free(struct vs_cluster_interest *ci)
 		free(o->tag);
 		free(o);
 	}
-	size_t lit = 0, lklen;
-	const char *lkey;
-	void *lval;
-	while (vs_map_next(&ci->later, &lit, &lkey, &lklen, &lval)) {
-		struct op *o = lval;
-		free(o->subject);
-		free(o->tag);
-		free(o);
+	for (struct op *o = ci->later_head, *next; o; o = next) {
+		next = o->lnext;
+		free_op(o);
 	}
 	vs_map_fini(&ci->later);
 	for (uint32_t i = 0; i < ci->n_pend; i++)

@@ -40,9 +40,10 @@ void vs_cluster_interest_free(struct vs_cluster_interest *ci);
 
 /* This node's subject came (add) or went, for ordinary subscriptions (tag NULL) or for the
  * shared group whose queue is tag (cluster_share.h: its QoS 1/2 messages go through JetStream
- * too); under the caller's lock, without I/O. */
-void vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subject, const char *tag,
-			      bool add);
+ * too); under the caller's lock, without I/O. Returns the ticket of an add's write (the
+ * changes queued so far when it did not need one), 0 for a delete or without a cluster. */
+uint64_t vs_cluster_interest_note(struct vs_cluster_interest *ci, const char *subject,
+				  const char *tag, bool add);
 
 /* The ticket a reply that must wait for the changes noted so far waits for; 0 when they are
  * all confirmed (or without a cluster): nothing to wait for. Any thread. */

@@ -139,11 +139,24 @@ int vs_route_shared(struct vs_worker *w, struct vs_msg *msg, const char *share)
 	return match ? (int)r.delivered : -1;
 }
 
+/* The barrier's ticket of the subscriptions added on this thread since the last take. */
+static _Thread_local uint64_t sub_ticket;
+
+uint64_t vs_router_sub_ticket(void)
+{
+	uint64_t t = sub_ticket;
+	sub_ticket = 0;
+	return t;
+}
+
 int vs_router_sub_add(struct vs_broker *b, const char *filter, size_t len, const struct vs_sub *sub)
 {
 	int rc = vs_tree_add(b->tree, filter, len, sub);
-	if (rc == 1 && b->cluster)
-		vs_cluster_interest(b, filter, len, 1);
+	if (rc >= 0 && b->cluster) {
+		uint64_t t = vs_cluster_interest(b, filter, len, rc == 1 ? 1 : 0);
+		if (t > sub_ticket)
+			sub_ticket = t;
+	}
 	return rc;
 }
 

@@ -37,6 +37,9 @@ struct vs_sub;
 int vs_router_sub_add(struct vs_broker *b, const char *filter, size_t len,
 		      const struct vs_sub *sub);
 int vs_router_sub_remove(struct vs_broker *b, const char *filter, size_t len, const void *owner);
+/* The cluster's barrier ticket (cluster.h) that the subscriptions added on this thread since the
+ * last call wait for, 0 for none; and starts again from 0. */
+uint64_t vs_router_sub_ticket(void);
 
 /* Queues msg for session s at QoS qos (already capped) with the given retain flag and
  * subscription ids; wakes the owning worker. Returns 1 if queued, 0 if dropped (a limit), -1 if

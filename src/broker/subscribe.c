@@ -194,10 +194,9 @@ static void note_cluster(struct vs_conn *c)
  * server is permitted to send PUBLISH packets of the new subscription before its SUBACK
  * (MQTT 3.1.1 and 5.0, section 3.8.4): they, and its retained messages, may come first.
  */
-static enum vs_handled reply_in_order(struct vs_conn *c, const struct vs_packet *p, bool barrier)
+static enum vs_handled reply_in_order(struct vs_conn *c, const struct vs_packet *p, uint64_t ticket)
 {
 	struct vs_worker *w = c->w;
-	uint64_t ticket = barrier ? vs_cluster_barrier_ticket(w->b) : 0;
 	for (uint32_t i = w->n_held; c->acks_held && i-- > 0;)
 		if (w->held[i].slot == c->slot && w->held[i].conn_id == c->id) {
 			if (w->held[i].ticket > ticket)
@@ -220,6 +219,7 @@ static enum vs_handled reply_in_order(struct vs_conn *c, const struct vs_packet 
 	memcpy(bytes, c->out.data + c->out.len - n, n);
 	c->out.len -= n;
 	w->held[w->n_held++] = (struct vs_held_reply){.ticket = ticket,
+						      .since_ms = w->now_ms,
 						      .conn_id = c->id,
 						      .slot = c->slot,
 						      .len = (uint32_t)n,
@@ -238,8 +238,12 @@ bool vs_hold_connect(struct vs_conn *c, uint64_t ticket)
 	struct vs_worker *w = c->w;
 	if (!ticket || VS_VEC_GROW(w->held, w->cap_held, w->n_held + 1, 8) < 0)
 		return false;
-	w->held[w->n_held++] = (struct vs_held_reply){
-	    .ticket = ticket, .conn_id = c->id, .slot = c->slot, .len = 0, .bytes = NULL};
+	w->held[w->n_held++] = (struct vs_held_reply){.ticket = ticket,
+						      .since_ms = w->now_ms,
+						      .conn_id = c->id,
+						      .slot = c->slot,
+						      .len = 0,
+						      .bytes = NULL};
 	c->connecting->step = VS_CS_BARRIER;
 	c->parked = true;
 	if (vs_cluster_barrier_await(w->b, w->idx, ticket))
@@ -254,17 +258,25 @@ void vs_release_held(struct vs_worker *w)
 		/* The due entries leave the list first: resuming a CONNECT reads its input, whose
 		 * SUBSCRIBEs may hold more replies. */
 		struct vs_held_reply *due = NULL;
-		uint32_t n_due = 0, cap_due = 0, k = 0;
+		uint32_t n_due = 0, cap_due = 0, k = 0, n_late = 0;
 		for (uint32_t i = 0; i < w->n_held; i++) {
 			struct vs_held_reply *r = &w->held[i];
-			if (vs_cluster_barrier_confirmed(w->b, r->ticket) &&
-			    VS_VEC_GROW(due, cap_due, n_due + 1, 8) == 0) {
+			/* Whatever happens to the barrier, a reply waits VS_HELD_MAX_MS at most. */
+			bool ok = vs_cluster_barrier_confirmed(w->b, r->ticket);
+			bool late = !ok && w->now_ms - r->since_ms >= VS_HELD_MAX_MS;
+			n_late += late;
+			if ((ok || late) && VS_VEC_GROW(due, cap_due, n_due + 1, 8) == 0) {
 				due[n_due++] = *r;
 				continue;
 			}
 			w->held[k++] = *r;
 		}
 		w->n_held = k;
+		if (n_late)
+			vs_log(w->b->log, VS_LOG_WARN,
+			       "cluster: %u repl(ies) held %d s for the other nodes to know their "
+			       "subscriptions go out without them",
+			       n_late, VS_HELD_MAX_MS / 1000);
 		for (uint32_t i = 0; i < n_due; i++) {
 			struct vs_conn *c = vs_worker_conn(w, due[i].slot, due[i].conn_id);
 			if (c)
@@ -297,9 +309,13 @@ void vs_release_held(struct vs_worker *w)
 		for (uint32_t i = 0; i < w->n_held; i++)
 			if (!low || w->held[i].ticket < low)
 				low = w->held[i].ticket;
-		/* (Nothing due but something confirmed: no memory; the next mail tries again.) */
-		if (!low || n_due == 0 || vs_cluster_barrier_await(w->b, w->idx, low))
+		if (!low || vs_cluster_barrier_await(w->b, w->idx, low))
 			return;
+		if (n_due == 0) { /* confirmed, yet nothing went (no memory): next turn */
+			struct vs_mail m = {.type = VS_MAIL_HELD};
+			vs_worker_post(w, w->idx, &m);
+			return;
+		}
 	}
 }
 
@@ -315,6 +331,7 @@ enum vs_handled vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p)
 	size_t pos = 0;
 	struct vs_sub_entry e;
 	bool news[MAX_ENTRIES_ON_STACK] = {0};
+	vs_router_sub_ticket(); /* from 0 */
 	for (uint32_t i = 0; vs_subscribe_next(p, c->version, &pos, &e); i++) {
 		bool is_new = false;
 		struct vs_mounted m;
@@ -338,7 +355,9 @@ enum vs_handled vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p)
 	bool durable = false;
 	for (uint32_t i = 0; i < p->count; i++)
 		durable |= codes[i] == 1 || codes[i] == 2;
-	enum vs_handled h = reply_in_order(c, &a, durable);
+	/* Its subjects' writes to vs_interest, if the other nodes may not know them yet. */
+	uint64_t ticket = vs_cluster_barrier_due(c->w->b, vs_router_sub_ticket());
+	enum vs_handled h = reply_in_order(c, &a, durable ? ticket : 0);
 	pos = 0;
 	for (uint32_t i = 0; h == VS_GO_ON && vs_subscribe_next(p, c->version, &pos, &e); i++) {
 		struct vs_mounted m;
@@ -389,7 +408,7 @@ enum vs_handled vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe
 	a.suback.packet_id = p->packet_id; /* [MQTT-3.10.4-4] */
 	a.suback.count = c->version == VS_V5 ? p->count : 0;
 	a.suback.codes = codes;
-	enum vs_handled h = reply_in_order(c, &a, false);
+	enum vs_handled h = reply_in_order(c, &a, 0);
 	if (codes != stack_codes)
 		free(codes);
 	return h;

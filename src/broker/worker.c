@@ -499,6 +499,8 @@ static void sweep(struct vs_worker *w)
 			vs_conn_check_stall(c);
 	}
 	vs_conn_log_summary(w);
+	if (w->n_held)
+		vs_release_held(w); /* those held too long (subscribe.c) */
 	vs_conn_linger_sweep(w, false);
 	vs_gateway_tick(w);
 	if (w->idx == 0) {

@@ -73,10 +73,12 @@ struct vs_mail {
 	uint64_t reply_conn_id;
 };
 
+#define VS_HELD_MAX_MS 5000
 /* A reply held until the cluster's barrier confirms ticket (cluster_interest.h): its bytes, for
  * connection (slot, conn_id) if it is still there then. */
 struct vs_held_reply {
 	uint64_t ticket;
+	int64_t since_ms; /* held since: after VS_HELD_MAX_MS it goes out anyway */
 	uint64_t conn_id;
 	uint32_t slot;
 	uint32_t len;

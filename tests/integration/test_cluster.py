@@ -818,6 +818,19 @@ def test_a_node_that_does_not_answer_delays_a_suback_by_a_second_at_most(nats, b
 		t0 = time.monotonic()
 		s.subscribe([(uid("q0"), 0)])  # QoS 0 only: no barrier
 		assert time.monotonic() - t0 < 0.9
+		# A SUBACK waits for its own subjects only: one the node has known for a while does
+		# not wait behind a new one that waits for sa.
+		old = uid("old")
+		s.subscribe([(old, 1)])  # waits its second for sa
+		y = clients.raw(b.port, 4)
+		y.connect(uid("y"))
+		y.send(y.subscribe_packet(7, [(uid("new"), 1)]))
+		z = clients.raw(b.port, 4)
+		z.connect(uid("z"))
+		t0 = time.monotonic()
+		z.subscribe([(old, 1)])
+		assert time.monotonic() - t0 < 0.9
+		y.expect(SUBACK, timeout=5)
 	finally:
 		a.proc.send_signal(signal.SIGCONT)
 

@@ -402,15 +402,15 @@ def test_a_dead_node_loses_none_of_its_own_sessions_messages(nats, broker, clien
 def test_a_session_that_moved_is_known_everywhere_before_its_connack(nats, broker, clients):
 	"""The barrier (cluster_interest.h) for a session that came from another node: its CONNACK
 	waits until every other node knows its subjects, so a QoS 1 message published right after
-	the CONNACK goes through JetStream (the old node let go of the subjects, the new one has
-	them)."""
+	the CONNACK on the node it left goes through JetStream (that node let go of the subjects;
+	its own key, which lingers, does not count for itself)."""
 	n = nats()
 	a = node(broker, n, "ma")
 	b = node(broker, n, "mb")
 	c = node(broker, n, "mc", "log_type all")
 	for other in ("ma", "mb"):
 		c.wait_log(r"cluster: node %s is there" % other, timeout=10)
-	p = clients.raw(b.port, 4)
+	p = clients.raw(a.port, 4)  # on the node the session leaves
 	p.connect(uid("p"))
 	for i in range(3):
 		t = uid("mv")

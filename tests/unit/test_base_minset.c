@@ -58,6 +58,27 @@ static void a_value_added_twice_needs_two_deletes(void **state)
 	vs_minset_fini(&s);
 }
 
+/* One old value pins the smallest while many others come and go: the deleted ones do not pile
+ * up (compaction), and the set stays right. */
+static void a_pinned_smallest_does_not_pile_up(void **state)
+{
+	(void)state;
+	struct vs_minset s;
+	vs_minset_init(&s);
+	vs_minset_add(&s, 1);
+	for (uint64_t v = 2; v < 200000; v++) {
+		vs_minset_add(&s, v);
+		if (v > 10)
+			vs_minset_del(&s, v - 8);
+	}
+	assert_true(vs_minset_min(&s) == 1);
+	assert_int_equal(vs_minset_count(&s), 2 + 8); /* 1, 2 and the last 8 */
+	assert_true(s.n_in < 4096 && s.n_out < 4096);
+	vs_minset_del(&s, 1);
+	assert_true(vs_minset_min(&s) == 2);
+	vs_minset_fini(&s);
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -102,6 +123,7 @@ int main(void)
 	    cmocka_unit_test(deletes_in_any_order),
 	    cmocka_unit_test(a_value_added_twice_needs_two_deletes),
 	    cmocka_unit_test(agrees_with_a_sorted_model),
+	    cmocka_unit_test(a_pinned_smallest_does_not_pile_up),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
