@@ -258,6 +258,8 @@ static void remove_listener(struct vs_worker *w, struct vs_listener *l);
 
 static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 {
+	if (m->seq > w->mail_seq)
+		w->mail_seq = m->seq; /* what it causes waits for that write (held output) */
 	switch (m->type) {
 	case VS_MAIL_DRAIN:
 		vs_router_drain_session(w, m->session);
@@ -416,6 +418,124 @@ static void refuse_uncommitted(struct vs_worker *w)
 	}
 }
 
+/*
+ * Held output (persistence_fsync batch, b->store_async). A turn that wrote records does not
+ * wait for their fdatasync: the store's sync thread makes it, while this thread reads on. What
+ * the turn's connections got (acknowledgements, CONNACKs of stored sessions, deliveries of
+ * stored messages) waits until the write is synced (conn.h vs_hold), as does the output that
+ * mail from other workers' unsynced turns caused (vs_mail.seq); the sync thread wakes a worker
+ * whose oldest hold it has synced (vs_worker_synced). A failed sync withdraws the held output
+ * as a failed write does (refuse_uncommitted), and the records are written again.
+ */
+static void hold_min_set(struct vs_worker *w, uint64_t min)
+{
+	w->hold_min = min;
+	atomic_store_explicit(&w->hold_wait, min, memory_order_relaxed);
+}
+
+/* Holds the output of the turn's connections until write seq is synced. */
+static void hold_output(struct vs_worker *w, uint64_t seq)
+{
+	uint64_t min = w->hold_min;
+	for (uint32_t i = 0; i < w->n_flush; i++) {
+		struct vs_conn *c = w->flush[i];
+		if (!c)
+			continue;
+		int rc = vs_conn_hold(c, seq);
+		if (rc < 0) {
+			/* No memory to hold it: the output waits here instead. */
+			if (vs_store_sync_upto(w->b->store, seq) < 0) {
+				c->out.off = c->out.len = 0;
+				vs_conn_close(
+				    c, -1, "persistence unavailable: acknowledgements withdrawn");
+			}
+			continue;
+		}
+		if (rc == 0 || c->hold->listed)
+			continue;
+		if (VS_VEC_GROW(w->held, w->cap_held, w->n_held + 1, 64) < 0) {
+			c->hold->seq_a = c->hold->seq_b = 0; /* as above */
+			if (vs_store_sync_upto(w->b->store, seq) < 0) {
+				c->out.off = c->out.len = 0;
+				vs_conn_close(
+				    c, -1, "persistence unavailable: acknowledgements withdrawn");
+			}
+			continue;
+		}
+		c->hold->listed = true;
+		w->held[w->n_held++] = c;
+		if (!min || c->hold->seq_a < min)
+			min = c->hold->seq_a;
+	}
+	hold_min_set(w, min);
+}
+
+/* Lets go the output whose writes are synced, and closes the connections whose output waits
+ * for a write whose sync failed (their clients send again what was not acknowledged). */
+static void release_held(struct vs_worker *w)
+{
+	uint64_t synced, failed;
+	vs_store_durable(w->b->store, &synced, &failed);
+	if (w->n_flight)
+		vs_bp_settle(w, synced, failed);
+	if (!w->n_held || (w->hold_min > synced && w->hold_min > failed))
+		return;
+	uint64_t min = 0;
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < w->n_held; i++) {
+		struct vs_conn *c = w->held[i];
+		w->held[i] = NULL;
+		if (!c)
+			continue; /* closed */
+		int rc = vs_conn_release(c, synced, failed);
+		if (rc < 0) {
+			c->hold->listed = false;
+			c->hold->seq_a = c->hold->seq_b = 0;
+			c->out.off = c->out.len = 0;
+			c->durable_pending = false;
+			vs_conn_close(c, -1, "persistence unavailable: acknowledgements withdrawn");
+			continue;
+		}
+		if (rc > 0)
+			vs_worker_want_flush(w, c);
+		if (!c->hold->seq_a) {
+			c->hold->listed = false;
+			continue;
+		}
+		w->held[k++] = c;
+		if (!min || c->hold->seq_a < min)
+			min = c->hold->seq_a;
+	}
+	w->n_held = k;
+	hold_min_set(w, min);
+}
+
+/* Whether held output of w can go now (or must be withdrawn). */
+static bool held_ready(struct vs_worker *w)
+{
+	if (!w->hold_min)
+		return false;
+	uint64_t synced, failed;
+	vs_store_durable(w->b->store, &synced, &failed);
+	return w->hold_min <= synced || w->hold_min <= failed;
+}
+
+void vs_worker_synced(void *ctx)
+{
+	struct vs_broker *b = ctx;
+	/* Pairs with before_sleep's fence: a worker about to sleep either sees the new marks or
+	 * is seen sleeping (with its hold_wait) here. */
+	atomic_thread_fence(memory_order_seq_cst);
+	uint64_t synced, failed;
+	vs_store_durable(b->store, &synced, &failed);
+	for (int i = 0; i < b->n_workers; i++) {
+		struct vs_worker *t = &b->workers[i];
+		uint64_t min = atomic_load_explicit(&t->hold_wait, memory_order_relaxed);
+		if (min && (min <= synced || min <= failed))
+			wake(t);
+	}
+}
+
 /* End of a loop turn: drain local sessions, post outboxes, flush connections. Draining may
  * produce output; flushing never produces mail. */
 static void end_turn(struct vs_worker *w)
@@ -425,13 +545,23 @@ static void end_turn(struct vs_worker *w)
 		vs_session_unref(w->dirty[i]);
 	}
 	w->n_dirty = 0;
-	if (vs_bp_commit(w) < 0)
+	bool async = w->b->store_async;
+	uint64_t seq = 0;
+	if (async) {
+		int64_t rc = vs_bp_write(w);
+		if (rc < 0)
+			refuse_uncommitted(w);
+		seq = rc > 0 ? (uint64_t)rc : 0;
+	} else if (vs_bp_commit(w) < 0) {
 		refuse_uncommitted(w);
+	}
 	for (int t = 0; t < w->b->n_workers; t++) {
 		struct vs_mail_vec *ob = &w->outbox[t];
 		if (ob->n == 0)
 			continue;
 		struct vs_worker *tw = &w->b->workers[t];
+		for (uint32_t i = 0; seq && i < ob->n; i++)
+			ob->v[i].seq = seq;
 		pthread_mutex_lock(&tw->mbox.lock);
 		bool was_empty = tw->mbox.items.n == 0;
 		for (uint32_t i = 0; i < ob->n; i++)
@@ -440,6 +570,16 @@ static void end_turn(struct vs_worker *w)
 		if (was_empty)
 			wake(tw);
 		ob->n = 0;
+	}
+	if (async) {
+		uint64_t hold = seq > w->mail_seq ? seq : w->mail_seq;
+		w->mail_seq = 0;
+		uint64_t synced, failed;
+		vs_store_durable(w->b->store, &synced, &failed);
+		if (hold > synced || (hold && hold <= failed))
+			hold_output(w, hold);
+		if (w->n_held || w->n_flight)
+			release_held(w);
 	}
 	for (uint32_t i = 0; i < w->n_flush; i++) {
 		struct vs_conn *c = w->flush[i];
@@ -480,6 +620,10 @@ static void sweep(struct vs_worker *w)
 		if (!c->in_flush) {
 			vs_bytes_shrink(&c->out, 0);
 			vs_bytes_shrink(&c->in, 0);
+			if (c->hold && !c->hold->listed && !vs_bytes_avail(&c->out)) {
+				free(c->hold);
+				c->hold = NULL;
+			}
 			if (now - c->last_rx_ms > 1000 && !vs_bytes_avail(&c->out))
 				vs_transport_shrink(&c->tp);
 		}
@@ -551,7 +695,7 @@ static bool before_sleep(struct vs_worker *w, bool sleeping)
 {
 	atomic_store_explicit(&w->sleeping, sleeping, memory_order_relaxed);
 	atomic_thread_fence(memory_order_seq_cst);
-	return mailbox_pending(w);
+	return mailbox_pending(w) || held_ready(w);
 }
 
 /* The part of a turn of shard w after its events: mail, rereads, end of turn, sweep. */
@@ -1190,5 +1334,7 @@ void vs_worker_fini(struct vs_worker *w)
 	free(w->reread);
 	vs_bytes_fini(&w->rbuf);
 	vs_store_buf_fini(&w->pbuf);
+	vs_bp_worker_fini(w);
+	free(w->held);
 	vs_loop_fini(&w->loop);
 }
