@@ -5,8 +5,10 @@
  * Every change a client is told about is appended to the worker's buffer while the packet is
  * handled; the buffer is committed once per loop turn, before any output of that turn is
  * written (worker.c's end_turn), so no acknowledgement leaves before what it acknowledges is
- * stored. Only persistent sessions (those that outlive their connection) are recorded, and
- * retained messages. With persistence off every function here is a cheap no-op.
+ * stored. With persistence_fsync batch the worker does not wait for the fdatasync: the output
+ * waits instead (vs_bp_write below, worker.c's held output). Only persistent sessions (those that
+ * outlive their connection) are recorded, and retained messages. With persistence off every
+ * function here is a cheap no-op.
  *
  * Replay is order-independent across workers: queue states only move forward, and a DEQUEUE
  * leaves a tombstone so a late QUEUE record from another worker cannot resurrect the entry.

@@ -231,6 +231,8 @@ LOAD_CASES = [
 	pytest.param(2, False, 4, (), 1.5, id="qos2-offline-v4"),
 	pytest.param(1, True, 5, ("persistence_fsync batch",), 0.8, id="qos1-online-batch"),
 	pytest.param(1, False, 4, ("persistence_fsync batch",), 0.8, id="qos1-offline-batch"),
+	pytest.param(2, True, 4, ("persistence_fsync batch",), 0.8, id="qos2-online-batch"),
+	pytest.param(2, False, 5, ("persistence_fsync batch",), 0.8, id="qos2-offline-batch"),
 	pytest.param(1, True, 4, ("persistence_fsync interval 50",), 0.8, id="qos1-online-interval"),
 	pytest.param(2, False, 5, ("persistence_fsync interval 50",), 0.8, id="qos2-offline-interval"),
 ]
@@ -640,11 +642,17 @@ def offline_subscriber(b, clients, filt):
 	return cid
 
 
-def test_disk_full(small_fs, broker, clients):
+FSYNC_CASES = [pytest.param((), id="never"),
+	pytest.param(("persistence_fsync batch",), id="batch")]
+
+
+@pytest.mark.parametrize("fsync", FSYNC_CASES)
+def test_disk_full(small_fs, broker, clients, fsync):
 	"""ENOSPC: QoS 1 is refused (5.0 PUBACK 0x97, 3.1.1 connection closed) but nothing acked
 	is lost, QoS 0 keeps flowing, and once space returns QoS 1 is acked again; after kill -9
-	every acked message reaches the persistent subscriber."""
-	b = pbroker(broker, small_fs)
+	every acked message reaches the persistent subscriber. With fsync batch the write fails
+	while earlier writes' syncs may still be in flight (their acknowledgements held)."""
+	b = pbroker(broker, small_fs, *fsync)
 	cid = offline_subscriber(b, clients, "full/#")
 	live = clients.raw(b.port, 4)
 	live.connect(uid())
@@ -706,11 +714,12 @@ def test_disk_full(small_fs, broker, clients):
 		want - got, key=lambda t: int(t.split("/")[1]))[:20]
 
 
-def test_disk_full_new_connections_get_connack(small_fs, broker, clients):
+@pytest.mark.parametrize("fsync", FSYNC_CASES)
+def test_disk_full_new_connections_get_connack(small_fs, broker, clients, fsync):
 	"""While the disk is full, new clean-session connections (several, so that every worker
 	thread gets some) still get CONNACK and SUBACK and can use QoS 0: nothing about them is
 	stored. [MQTT-3.2.0-1] the first packet the server sends is CONNACK."""
-	b = pbroker(broker, small_fs)
+	b = pbroker(broker, small_fs, *fsync)
 	offline_subscriber(b, clients, "full/#")
 	fill_disk(b, clients, b"x" * 1024)
 	problems = []
