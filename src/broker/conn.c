@@ -180,6 +180,11 @@ int vs_conn_send(struct vs_conn *c, const struct vs_packet *p)
 		vs_trace_out(c, p);
 	if (p->type == VS_CONNACK)
 		c->release_out = true; /* most connections then idle (see vs_conn_flush) */
+	/* What acknowledges records of this turn, a PUBREL, and a CONNACK (the session's records,
+	 * its will's, may follow it in the same turn) wait for the sync (worker.c). */
+	if ((c->durable_pending || p->type == VS_PUBREL || p->type == VS_CONNACK) &&
+	    c->w->b->store_async)
+		c->needs_sync = true;
 	vs_stat_add(&c->w->stats.msgs_sent, 1);
 	vs_worker_want_flush(c->w, c);
 	return 0;

@@ -113,6 +113,8 @@ struct vs_conn {
 	bool want_drain;      /* output went over the high-water mark: drain when it empties */
 	bool in_flush;	      /* in the worker's flush list */
 	bool in_reread;	      /* in the worker's reread list */
+	bool needs_sync;      /* this turn's output says something stored: with fsync batch, it
+			       * waits for the sync (worker.c, held output) */
 	/* Bits set at CONNECT or at the end, not per message. */
 	bool graceful : 1;	       /* a DISCONNECT (without will) was received */
 	bool request_problem_info : 1; /* 5.0, default 1 */
@@ -230,15 +232,15 @@ void vs_conn_check_stall(struct vs_conn *c);
 void vs_conn_flush(struct vs_conn *c);
 
 /*
- * Held output (persistence_fsync batch, worker.c). What a connection got during a loop turn
- * that wrote records waits until the store has synced that write; what it gets later stays
- * behind it (the order of the bytes on a connection never changes). The unsent output is, from
- * its head: `ok` bytes that may go, `a` bytes waiting for write seq_a, `b` bytes waiting for
- * seq_b (which the turns that follow extend), then bytes of turns that wrote nothing, which go
- * once the holds before them are gone. Two holds, not one: a connection that gets output every
- * turn would otherwise wait for ever behind a hold that every turn pushes on. Counts are
- * relative to the head of c->out, so compaction and consumption leave them right (only a
- * write, which consumes at most `ok`, moves them).
+ * Held output (persistence_fsync batch, worker.c). What a connection got during a loop turn,
+ * when it says something stored (needs_sync), waits until the store has synced the write it
+ * depends on; what it gets later stays behind it (the order of the bytes on a connection never
+ * changes). The unsent output is, from its head: `ok` bytes that may go, `a` bytes waiting for
+ * write seq_a, `b` bytes waiting for seq_b (which the turns that follow extend), then bytes of
+ * turns that wrote nothing, which go once the holds before them are gone. Two holds, not one: a
+ * connection that gets output every turn would otherwise wait for ever behind a hold that every
+ * turn pushes on. Counts are relative to the head of c->out, so compaction and consumption leave
+ * them right (only a write, which consumes at most `ok`, moves them).
  */
 struct vs_hold {
 	size_t seen;	       /* unsent bytes after the last flush: not from this turn */

@@ -420,12 +420,16 @@ static void refuse_uncommitted(struct vs_worker *w)
 
 /*
  * Held output (persistence_fsync batch, b->store_async). A turn that wrote records does not
- * wait for their fdatasync: the store's sync thread makes it, while this thread reads on. What
- * the turn's connections got (acknowledgements, CONNACKs of stored sessions, deliveries of
- * stored messages) waits until the write is synced (conn.h vs_hold), as does the output that
- * mail from other workers' unsynced turns caused (vs_mail.seq); the sync thread wakes a worker
- * whose oldest hold it has synced (vs_worker_synced). A failed sync withdraws the held output
- * as a failed write does (refuse_uncommitted), and the records are written again.
+ * wait for their fdatasync: the store's sync thread makes it, while this thread reads on. The
+ * output a connection got this turn waits until this thread's newest write is synced (conn.h
+ * vs_hold), or the write of another thread whose mail caused it (vs_mail.seq), when it says
+ * something stored (c->needs_sync, conn.c): an acknowledgement or a CONNACK after records were
+ * appended for the connection's packet, a PUBREL, a QoS 2 delivery (delivered twice were its
+ * message's PUBREC lost with the store). A QoS 1 delivery does not wait: a power loss may
+ * deliver it again (its publisher, not acknowledged, sends it again), as QoS 1 allows. Output
+ * behind held output waits too, whatever it is. The sync thread wakes a worker whose oldest
+ * hold it has synced (vs_worker_synced). A failed sync withdraws the held output as a failed
+ * write does (refuse_uncommitted), and the records are written again.
  */
 static void hold_min_set(struct vs_worker *w, uint64_t min)
 {
@@ -433,49 +437,35 @@ static void hold_min_set(struct vs_worker *w, uint64_t min)
 	atomic_store_explicit(&w->hold_wait, min, memory_order_relaxed);
 }
 
-/* Holds the output of the turn's connections until write seq is synced. */
-static void hold_output(struct vs_worker *w, uint64_t seq)
+/* Holds the output c got this turn until write seq is synced. */
+static void hold_conn(struct vs_worker *w, struct vs_conn *c, uint64_t seq)
 {
-	uint64_t min = w->hold_min;
-	for (uint32_t i = 0; i < w->n_flush; i++) {
-		struct vs_conn *c = w->flush[i];
-		if (!c)
-			continue;
-		int rc = vs_conn_hold(c, seq);
-		if (rc < 0) {
-			/* No memory to hold it: the output waits here instead. */
-			if (vs_store_sync_upto(w->b->store, seq) < 0) {
-				c->out.off = c->out.len = 0;
-				vs_conn_close(
-				    c, -1, "persistence unavailable: acknowledgements withdrawn");
-			}
-			continue;
-		}
-		if (rc == 0 || c->hold->listed)
-			continue;
-		if (VS_VEC_GROW(w->held, w->cap_held, w->n_held + 1, 64) < 0) {
-			c->hold->seq_a = c->hold->seq_b = 0; /* as above */
-			if (vs_store_sync_upto(w->b->store, seq) < 0) {
-				c->out.off = c->out.len = 0;
-				vs_conn_close(
-				    c, -1, "persistence unavailable: acknowledgements withdrawn");
-			}
-			continue;
-		}
-		c->hold->listed = true;
-		w->held[w->n_held++] = c;
-		if (!min || c->hold->seq_a < min)
-			min = c->hold->seq_a;
+	int rc = vs_conn_hold(c, seq);
+	if (rc > 0 && !c->hold->listed &&
+	    VS_VEC_GROW(w->held, w->cap_held, w->n_held + 1, 64) < 0) {
+		c->hold->seq_a = c->hold->seq_b = 0;
+		rc = -ENOMEM;
 	}
-	hold_min_set(w, min);
+	if (rc < 0) {
+		/* No memory to hold it: the output waits here instead. */
+		if (vs_store_sync_upto(w->b->store, seq) < 0) {
+			c->out.off = c->out.len = 0;
+			vs_conn_close(c, -1, "persistence unavailable: acknowledgements withdrawn");
+		}
+		return;
+	}
+	if (rc == 0 || c->hold->listed)
+		return;
+	c->hold->listed = true;
+	w->held[w->n_held++] = c;
+	if (!w->hold_min || c->hold->seq_a < w->hold_min)
+		hold_min_set(w, c->hold->seq_a);
 }
 
 /* Lets go the output whose writes are synced, and closes the connections whose output waits
  * for a write whose sync failed (their clients send again what was not acknowledged). */
-static void release_held(struct vs_worker *w)
+static void release_held(struct vs_worker *w, uint64_t synced, uint64_t failed)
 {
-	uint64_t synced, failed;
-	vs_store_durable(w->b->store, &synced, &failed);
 	if (w->n_flight)
 		vs_bp_settle(w, synced, failed);
 	if (!w->n_held || (w->hold_min > synced && w->hold_min > failed))
@@ -571,21 +561,33 @@ static void end_turn(struct vs_worker *w)
 			wake(tw);
 		ob->n = 0;
 	}
+	/* The write the output of this turn that must wait waits for: this thread's newest
+	 * (which this turn's records, if any, are in) or that of a mail taken. */
+	uint64_t hold = 0;
 	if (async) {
-		uint64_t hold = seq > w->mail_seq ? seq : w->mail_seq;
+		hold = w->n_flight ? w->flight[w->n_flight - 1].seq : 0;
+		if (w->mail_seq > hold)
+			hold = w->mail_seq;
 		w->mail_seq = 0;
 		uint64_t synced, failed;
 		vs_store_durable(w->b->store, &synced, &failed);
-		if (hold > synced || (hold && hold <= failed))
-			hold_output(w, hold);
+		if (hold <= synced && hold > failed)
+			hold = 0; /* already durable */
 		if (w->n_held || w->n_flight)
-			release_held(w);
+			release_held(w, synced, failed);
 	}
 	for (uint32_t i = 0; i < w->n_flush; i++) {
 		struct vs_conn *c = w->flush[i];
 		if (!c)
 			continue; /* closed during the turn */
 		c->in_flush = false;
+		if (c->needs_sync) {
+			c->needs_sync = false;
+			if (hold)
+				hold_conn(w, c, hold);
+			if (c->state == VS_CONN_CLOSING)
+				continue;
+		}
 		vs_conn_flush(c);
 	}
 	w->n_flush = 0;
