@@ -100,6 +100,7 @@ int vs_store_open(const char *dir, enum vs_fsync_policy policy, unsigned interva
 		return -ENOMEM;
 	}
 	s->policy = policy;
+	s->prealloc = policy == VS_FSYNC_BATCH;
 	s->interval_ms = interval_ms ? interval_ms : 1000;
 	s->log = log;
 	s->fd = s->lockfd = s->dirfd = -1;
@@ -162,7 +163,9 @@ int vs_store_new_segment(struct vs_store *s, uint64_t epoch)
 	size_t done;
 
 	vs_store_file_name(name, sizeof(name), VS_FILE_KIND_LOG, epoch);
-	int fd = openat(s->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	int fd =
+	    openat(s->dirfd, name,
+		   O_WRONLY | O_CREAT | O_TRUNC | (s->prealloc ? 0 : O_APPEND) | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
 	vs_file_hdr_encode(hdr, VS_FILE_KIND_LOG, epoch);
@@ -227,6 +230,52 @@ static int sync_upto(struct vs_store *s, uint64_t seq)
 	return rc;
 }
 
+enum { PREALLOC = 1 << 20 };
+
+static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t at, size_t *done)
+{
+	*done = 0;
+	while (*done < n) {
+		ssize_t k = pwrite(fd, p + *done, n - *done, (off_t)(at + *done));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -EIO;
+		*done += (size_t)k;
+	}
+	return 0;
+}
+
+/* Writes zeros ahead of seg_size so that `need` more bytes land inside the file. Best effort:
+ * on a full disk the record is written all the same, extending the file as an append would. */
+static void write_ahead(struct vs_store *s, size_t need)
+{
+	static const uint8_t zeros[1 << 16];
+	uint64_t end = s->seg_size + need;
+	if (end <= s->prealloc_end)
+		return;
+	end = (end + PREALLOC - 1) / PREALLOC * PREALLOC + PREALLOC;
+	while (s->prealloc_end < end) {
+		size_t n = end - s->prealloc_end < sizeof(zeros) ? (size_t)(end - s->prealloc_end)
+								 : sizeof(zeros);
+		ssize_t k = pwrite(s->fd, zeros, n, (off_t)s->prealloc_end);
+		if (k <= 0)
+			break;
+		s->prealloc_end += (uint64_t)k;
+	}
+}
+
+/* Cuts the segment back to seg_size (its zeros written ahead too). */
+static int cut_segment(struct vs_store *s)
+{
+	if (ftruncate(s->fd, (off_t)s->seg_size) < 0)
+		return -errno;
+	s->prealloc_end = s->seg_size;
+	return 0;
+}
+
 /* One write(2) of b under write_mu. Returns the write's sequence number (> 0) or -errno. */
 static int64_t write_locked(struct vs_store *s, const struct vs_store_buf *b)
 {
@@ -234,18 +283,26 @@ static int64_t write_locked(struct vs_store *s, const struct vs_store_buf *b)
 	int rc;
 
 	if (s->need_trunc) {
-		if (ftruncate(s->fd, (off_t)s->seg_size) < 0)
-			return -errno;
+		rc = cut_segment(s);
+		if (rc)
+			return rc;
 		s->need_trunc = false;
 	}
-	rc = write_all(s->fd, b->data, b->len, &done);
+	if (s->prealloc) {
+		write_ahead(s, b->len);
+		rc = pwrite_all(s->fd, b->data, b->len, s->seg_size, &done);
+	} else {
+		rc = write_all(s->fd, b->data, b->len, &done);
+	}
 	if (rc) {
 		/* Cut a torn record off so the segment stays a sequence of whole records. */
-		if (done && ftruncate(s->fd, (off_t)s->seg_size) < 0)
+		if ((done || s->prealloc_end > s->seg_size) && cut_segment(s) < 0)
 			s->need_trunc = true;
 		return rc;
 	}
 	s->seg_size += b->len;
+	if (s->prealloc_end < s->seg_size)
+		s->prealloc_end = s->seg_size;
 	s->commits++;
 	s->records += b->nrec;
 	s->bytes += b->len;
@@ -468,6 +525,9 @@ void vs_store_close(struct vs_store *s)
 		pthread_join(s->thr, NULL);
 	}
 	if (s->fd >= 0) {
+		if (s->prealloc_end > s->seg_size && cut_segment(s) < 0)
+			vs_log(s->log, VS_LOG_WARN, "persistence: cannot cut %s's last segment: %s",
+			       s->dir, strerror(errno));
 		if (fdatasync(s->fd) < 0)
 			vs_log(s->log, VS_LOG_ERR, "persistence: final fdatasync in %s failed: %s",
 			       s->dir, strerror(errno));
@@ -501,8 +561,10 @@ static int64_t rotate_locked(struct vs_store *s)
 	pthread_mutex_lock(&s->write_mu);
 	int old = s->fd;
 	uint64_t seq = s->write_seq;
+	if (s->prealloc_end > s->seg_size)
+		cut_segment(s); /* its zeros written ahead; else cut at replay */
 	s->fd = fd;
-	s->seg_size = VS_FILE_HDR_SIZE;
+	s->seg_size = s->prealloc_end = VS_FILE_HDR_SIZE;
 	s->need_trunc = false; /* a torn write in the old segment is cut at replay */
 	pthread_mutex_unlock(&s->write_mu);
 	if (s->policy == VS_FSYNC_NEVER || fdatasync(old) == 0) {

@@ -40,11 +40,17 @@ struct vs_store {
 	void *notify_ctx;
 
 	pthread_mutex_t write_mu;
-	int fd;		    /* current segment, O_APPEND; -1 before replay */
-	uint64_t seg_size;  /* bytes of whole records in it (ftruncate target on error) */
-	bool need_trunc;    /* a torn write could not be truncated yet */
-	bool write_failed;  /* the last write failed */
-	uint64_t write_seq; /* count of successful writes */
+	int fd;		   /* current segment (O_APPEND unless prealloc); -1 before replay */
+	uint64_t seg_size; /* bytes of whole records in it (ftruncate target on error) */
+	/* Policy batch: the segment is written ahead with zeros, PREALLOC bytes at a time, and
+	 * records are written over them (pwrite at seg_size): an fdatasync that does not change
+	 * the file's size needs no journal commit, which halves its cost (store.c). The zeros are
+	 * cut at rotation and close; after a crash, replay cuts them as a torn tail. */
+	bool prealloc;
+	uint64_t prealloc_end; /* the file's size: seg_size, then zeros up to here */
+	bool need_trunc;       /* a torn write could not be truncated yet */
+	bool write_failed;     /* the last write failed */
+	uint64_t write_seq;    /* count of successful writes */
 	uint64_t commits, records, bytes, fsyncs, write_errors;
 
 	atomic_bool healthy;
@@ -58,8 +64,8 @@ struct vs_store {
 	pthread_t thr;
 };
 
-/* Creates segment `epoch` (header written and synced, directory synced) and returns its
- * O_APPEND fd, or -errno. */
+/* Creates segment `epoch` (header written and synced, directory synced) and returns its fd
+ * (O_APPEND unless s->prealloc), or -errno. */
 int vs_store_new_segment(struct vs_store *s, uint64_t epoch);
 
 /* fsync of the directory, so renames, creations and deletions are durable. */
