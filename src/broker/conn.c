@@ -1113,14 +1113,19 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 	/* What this connection was told must be stored before it is written. */
 	if (c->durable_pending && vs_bp_commit(w) < 0)
 		c->out.off = c->out.len = 0;
-	/* And what waits for the store's sync (rare enough to wait for it here). */
+	/* And what waits for the store's sync (rare enough to wait for it here): its held output,
+	 * and what this turn gave it that will not be held now (worker.c, held output). */
 	struct vs_hold *h = c->hold;
-	if (h && h->seq_a) {
-		uint64_t seq = h->seq_b > h->seq_a ? h->seq_b : h->seq_a;
-		if (vs_bytes_avail(&c->out) && vs_store_sync_upto(b->store, seq) < 0)
-			c->out.off = c->out.len = 0;
+	uint64_t seq = 0;
+	if (h && h->seq_a)
+		seq = h->seq_b > h->seq_a ? h->seq_b : h->seq_a;
+	if (c->needs_sync && w->n_flight && w->flight[w->n_flight - 1].seq > seq)
+		seq = w->flight[w->n_flight - 1].seq;
+	if (seq && vs_bytes_avail(&c->out) && vs_store_sync_upto(b->store, seq) < 0)
+		c->out.off = c->out.len = 0;
+	if (h)
 		h->seq_a = h->seq_b = 0;
-	}
+	c->needs_sync = false;
 	vs_conn_flush(c);
 	forget_flush(c);
 	if (was_active) {
