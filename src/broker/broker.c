@@ -406,6 +406,7 @@ int vs_broker_init(struct vs_broker *b, struct vs_config *conf, struct vs_log *l
 int vs_broker_start(struct vs_broker *b)
 {
 	int threads = b->conf->auth_threads > 0 ? b->conf->auth_threads : 1;
+	vs_bp_start(b, vs_worker_synced);
 	int arc = vs_authq_start(b, threads);
 	if (arc < 0)
 		return arc;

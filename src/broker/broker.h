@@ -142,6 +142,8 @@ struct vs_broker {
 	struct vs_store *store;		    /* persistence, or NULL when off */
 	atomic_uint_fast64_t next_store_id; /* message ids for the store */
 	atomic_bool store_warned; /* a storage failure was logged (reset when it recovers) */
+	bool store_async; /* persistence_fsync batch without a cluster: workers do not wait for
+			   * fdatasync, their output does (worker.c, held output) */
 	atomic_bool snapshot_running;
 	atomic_bool snapshot_asked; /* SIGUSR1: worker 0 starts a snapshot whatever the log size */
 	bool snapshot_thread_started;

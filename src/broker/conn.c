@@ -180,6 +180,11 @@ int vs_conn_send(struct vs_conn *c, const struct vs_packet *p)
 		vs_trace_out(c, p);
 	if (p->type == VS_CONNACK)
 		c->release_out = true; /* most connections then idle (see vs_conn_flush) */
+	/* What acknowledges records of this turn, a PUBREL, and a CONNACK (the session's records,
+	 * its will's, may follow it in the same turn) wait for the sync (worker.c). */
+	if ((c->durable_pending || p->type == VS_PUBREL || p->type == VS_CONNACK) &&
+	    c->w->b->store_async)
+		c->needs_sync = true;
 	vs_stat_add(&c->w->stats.msgs_sent, 1);
 	vs_worker_want_flush(c->w, c);
 	return 0;
@@ -272,6 +277,14 @@ void vs_conn_check_stall(struct vs_conn *c)
 	vs_conn_close(c, VS_RC_QUOTA_EXCEEDED, why);
 }
 
+/* Bytes of c's output that may be written now (none of it held). */
+static size_t out_ready(const struct vs_conn *c)
+{
+	if (c->hold && c->hold->seq_a)
+		return c->hold->ok;
+	return vs_bytes_avail(&c->out);
+}
+
 void vs_conn_flush(struct vs_conn *c)
 {
 	size_t avail = vs_bytes_avail(&c->out);
@@ -279,7 +292,8 @@ void vs_conn_flush(struct vs_conn *c)
 		return;
 	if (c->tp.wait)
 		return; /* the handshake is not done: written once it is */
-	ssize_t n = c->tp.ops->write(&c->tp, vs_bytes_head(&c->out), avail);
+	size_t ready = out_ready(c);
+	ssize_t n = ready ? c->tp.ops->write(&c->tp, vs_bytes_head(&c->out), ready) : 0;
 	if (n < 0 && n != -EAGAIN && n != -EINTR) {
 		c->out.off = c->out.len = 0; /* nothing more can be written */
 		char why[192];
@@ -288,16 +302,23 @@ void vs_conn_flush(struct vs_conn *c)
 		return;
 	}
 	if (n > 0) {
-		c->durable_pending = false;
+		struct vs_hold *h = c->hold;
+		if (h && h->seq_a)
+			h->ok -= (size_t)n;
+		else
+			c->durable_pending = false;
 		vs_bytes_consume(&c->out, (size_t)n);
 		vs_stat_add(&c->w->stats.bytes_sent, (uint64_t)n);
 		vs_stat_add(&c->bytes_out, (uint64_t)n);
 	}
-	bool pending = vs_bytes_avail(&c->out) > 0;
+	/* Held bytes wait for the store, not for the socket: not blocked. */
+	bool pending = (size_t)(n > 0 ? n : 0) < ready;
 	note_progress(c, n > 0, pending);
 	if (c->state != VS_CONN_CLOSING)
 		vs_conn_update_events(c);
-	if (!pending) {
+	if (c->hold)
+		c->hold->seen = vs_bytes_avail(&c->out);
+	if (!vs_bytes_avail(&c->out)) {
 		/* The buffer that held only a CONNACK is given back at once, so that a burst of
 		 * new, then idle connections does not hold one each until the sweep; busy
 		 * connections keep theirs, up to 64 KiB. */
@@ -312,6 +333,58 @@ void vs_conn_flush(struct vs_conn *c)
 	}
 }
 
+int vs_conn_hold(struct vs_conn *c, uint64_t seq)
+{
+	size_t avail = vs_bytes_avail(&c->out);
+	if (!avail)
+		return 0;
+	if (!c->hold && !(c->hold = calloc(1, sizeof(*c->hold))))
+		return -ENOMEM;
+	struct vs_hold *h = c->hold;
+	if (!h->seq_a) {
+		/* What was unsent at the last flush is not this turn's: it may go. */
+		size_t old = h->seen < avail ? h->seen : avail;
+		if (old == avail)
+			return 0;
+		h->ok = old;
+		h->a = avail - old;
+		h->seq_a = seq;
+		h->b = h->seq_b = 0;
+		return 1;
+	}
+	size_t covered = h->ok + h->a + h->b;
+	if (avail <= covered)
+		return 1;
+	if (!h->seq_b && seq <= h->seq_a) {
+		h->a += avail - covered;
+	} else {
+		h->b += avail - covered;
+		if (seq > h->seq_b)
+			h->seq_b = seq;
+	}
+	return 1;
+}
+
+int vs_conn_release(struct vs_conn *c, uint64_t synced, uint64_t failed)
+{
+	struct vs_hold *h = c->hold;
+	int rc = 0;
+	while (h->seq_a) {
+		if (h->seq_a <= failed || (h->seq_b && h->seq_b <= failed))
+			return -1;
+		if (h->seq_a > synced)
+			break;
+		h->ok += h->a;
+		h->a = h->b;
+		h->seq_a = h->seq_b;
+		h->b = h->seq_b = 0;
+		rc = 1;
+	}
+	if (!h->seq_a)
+		h->ok = h->a = 0;
+	return rc;
+}
+
 void vs_conn_update_events(struct vs_conn *c)
 {
 	/* Edge-triggered: a read that fills its buffer puts c on the worker's reread list (the
@@ -322,7 +395,7 @@ void vs_conn_update_events(struct vs_conn *c)
 	if (c->io.fd < 0)
 		return; /* virtual: its owner feeds it */
 	uint32_t ev = EPOLLET | EPOLLRDHUP | (c->parked || c->throttled ? 0 : EPOLLIN);
-	if (vs_bytes_avail(&c->out))
+	if (out_ready(c))
 		ev |= EPOLLOUT;
 	if (c->tp.wait)
 		ev = EPOLLET | EPOLLRDHUP | c->tp.wait; /* a handshake waits for what it asked */
@@ -728,6 +801,11 @@ static void forget_flush(struct vs_conn *c)
 		if (w->throttled[i] == c)
 			w->throttled[i] = NULL;
 	c->throttled = false;
+	for (uint32_t i = 0; c->hold && c->hold->listed && i < w->n_held; i++)
+		if (w->held[i] == c)
+			w->held[i] = NULL;
+	free(c->hold);
+	c->hold = NULL;
 }
 
 /*
@@ -1011,6 +1089,7 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 	if (c->state == VS_CONN_CLOSING)
 		return;
 	bool was_active = c->state == VS_CONN_ACTIVE;
+	struct vs_broker *b = w->b;
 	/* [MQTT-4.13.2-1] 5.0: tell the client why, when the spec lets the server send DISCONNECT
 	 * (only after CONNACK [MQTT-3.14.0-1]). */
 	if (c->version == VS_V5 && reason >= 0x80 &&
@@ -1040,9 +1119,21 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 	/* What this connection was told must be stored before it is written. */
 	if (c->durable_pending && vs_bp_commit(w) < 0)
 		c->out.off = c->out.len = 0;
+	/* And what waits for the store's sync (rare enough to wait for it here): its held output,
+	 * and what this turn gave it that will not be held now (worker.c, held output). */
+	struct vs_hold *h = c->hold;
+	uint64_t seq = 0;
+	if (h && h->seq_a)
+		seq = h->seq_b > h->seq_a ? h->seq_b : h->seq_a;
+	if (c->needs_sync && w->n_flight && w->flight[w->n_flight - 1].seq > seq)
+		seq = w->flight[w->n_flight - 1].seq;
+	if (seq && vs_bytes_avail(&c->out) && vs_store_sync_upto(b->store, seq) < 0)
+		c->out.off = c->out.len = 0;
+	if (h)
+		h->seq_a = h->seq_b = 0;
+	c->needs_sync = false;
 	vs_conn_flush(c);
 	forget_flush(c);
-	struct vs_broker *b = w->b;
 	if (was_active) {
 		if (b->conf->connection_messages && b->log->mosquitto)
 			vs_log(b->log, VS_LOG_NOTICE, "Client %s disconnected.", c->client_id);

@@ -77,6 +77,7 @@ struct vs_conn {
 	struct vs_connecting *connecting; /* from CONNECT to CONNACK, else NULL */
 	struct vs_http_conn *http; /* a connection of an http listener: its HTTP state (http.h),
 				    * else NULL */
+	struct vs_hold *hold;	   /* output waiting for the store's sync, or NULL (see below) */
 	int64_t last_rx_ms;	   /* last whole packet; the accept time before CONNECT */
 	int64_t throttle_until_ms;
 	int64_t blocked_since_ms; /* output waits for the socket since then; 0 = it flows */
@@ -114,6 +115,8 @@ struct vs_conn {
 	bool want_drain;      /* output went over the high-water mark: drain when it empties */
 	bool in_flush;	      /* in the worker's flush list */
 	bool in_reread;	      /* in the worker's reread list */
+	bool needs_sync;      /* this turn's output says something stored: with fsync batch, it
+			       * waits for the sync (worker.c, held output) */
 	/* Bits set at CONNECT or at the end, not per message. */
 	bool graceful : 1;	       /* a DISCONNECT (without will) was received */
 	bool request_problem_info : 1; /* 5.0, default 1 */
@@ -228,8 +231,34 @@ void vs_conn_log_summary(struct vs_worker *w);
  * the connection past max_unsent_bytes (see conn.c). */
 void vs_conn_check_stall(struct vs_conn *c);
 
-/* Writes pending output with one write(2); registers EPOLLOUT when the socket is full. */
+/* Writes pending output with one write(2); registers EPOLLOUT when the socket is full. Only
+ * what no hold keeps back is written. */
 void vs_conn_flush(struct vs_conn *c);
+
+/*
+ * Held output (persistence_fsync batch, worker.c). What a connection got during a loop turn,
+ * when it says something stored (needs_sync), waits until the store has synced the write it
+ * depends on; what it gets later stays behind it (the order of the bytes on a connection never
+ * changes). The unsent output is, from its head: `ok` bytes that may go, `a` bytes waiting for
+ * write seq_a, `b` bytes waiting for seq_b (which the turns that follow extend), then bytes of
+ * turns that wrote nothing, which go once the holds before them are gone. Two holds, not one: a
+ * connection that gets output every turn would otherwise wait for ever behind a hold that every
+ * turn pushes on. Counts are relative to the head of c->out, so compaction and consumption leave
+ * them right (only a write, which consumes at most `ok`, moves them).
+ */
+struct vs_hold {
+	size_t seen;	       /* unsent bytes after the last flush: not from this turn */
+	size_t ok, a, b;       /* while seq_a != 0 */
+	uint64_t seq_a, seq_b; /* 0: no hold */
+	bool listed;	       /* in the worker's held list */
+};
+
+/* Holds c's output of this turn until write seq is synced. Returns 1 when c now holds output
+ * (list it), 0 when it had nothing new, -ENOMEM. */
+int vs_conn_hold(struct vs_conn *c, uint64_t seq);
+/* The holds of c whose writes are synced end (see vs_store_durable). Returns 1 when some did
+ * (flush c), 0, or -1 when one waits for a write whose sync failed: its output must not go. */
+int vs_conn_release(struct vs_conn *c, uint64_t synced, uint64_t failed);
 
 /* Packet handlers (connect.c, publish.c, subscribe.c): see enum vs_handled. */
 enum vs_handled vs_on_connect(struct vs_conn *c, const struct vs_connect *p);

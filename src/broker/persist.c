@@ -6,9 +6,11 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/vec.h"
 #include "broker/cluster_js.h"
 #include "broker/conn.h"
 #include "broker/worker.h"
@@ -33,6 +35,7 @@ static int64_t wall_of(int64_t mono_ms, int64_t now_ms)
 }
 
 static int commit_store(struct vs_worker *w);
+static int stored(struct vs_worker *w, int rc);
 
 static void append(struct vs_worker *w, const struct vs_rec *r)
 {
@@ -265,6 +268,12 @@ static int commit_store(struct vs_worker *w)
 	int64_t t0 = vs_now_ns();
 	int rc = vs_store_commit(b->store, &w->pbuf);
 	vs_prom_hist_observe(&b->commit_hist, (uint64_t)(vs_now_ns() - t0));
+	return stored(w, rc);
+}
+
+static int stored(struct vs_worker *w, int rc)
+{
+	struct vs_broker *b = w->b;
 	if (rc < 0) {
 		if (!atomic_exchange(&b->store_warned, true))
 			vs_log(b->log, VS_LOG_ERR,
@@ -278,4 +287,111 @@ static int commit_store(struct vs_worker *w)
 	    atomic_exchange(&b->store_warned, false))
 		vs_log(b->log, VS_LOG_NOTICE, "persistence: writing works again");
 	return 0;
+}
+
+/* ---- persistence_fsync batch: writes that are not waited for ---- */
+
+void vs_bp_start(struct vs_broker *b, void (*synced)(void *ctx))
+{
+	if (!b->store)
+		return;
+	/* A cluster's commit acknowledges JetStream's messages once they are stored here, and
+	 * waits for JetStream's acknowledgements in the same turn: it keeps the commit that
+	 * waits. */
+	b->store_async = b->conf->persistence_fsync == VS_CONF_FSYNC_BATCH && !b->cluster;
+	if (b->store_async)
+		vs_store_set_notify(b->store, synced, b);
+}
+
+static void buf_recycle(struct vs_worker *w, struct vs_store_buf *buf)
+{
+	buf->len = buf->nrec = 0;
+	if (w->n_pool < sizeof(w->pool) / sizeof(w->pool[0]))
+		w->pool[w->n_pool++] = *buf;
+	else
+		vs_store_buf_fini(buf);
+	memset(buf, 0, sizeof(*buf));
+}
+
+int64_t vs_bp_write(struct vs_worker *w)
+{
+	struct vs_broker *b = w->b;
+	if (w->pbuf.len == 0)
+		return 0;
+	int64_t t0 = vs_now_ns();
+	int64_t seq = vs_store_write(b->store, &w->pbuf);
+	vs_prom_hist_observe(&b->commit_hist, (uint64_t)(vs_now_ns() - t0));
+	if (stored(w, seq < 0 ? (int)seq : 0) < 0)
+		return seq; /* the records stay in pbuf: written again next turn */
+	if (VS_VEC_GROW(w->flight, w->cap_flight, w->n_flight + 1, 8) < 0) {
+		/* Nowhere to keep them until the sync: wait for it here. */
+		int rc = stored(w, vs_store_sync_upto(b->store, (uint64_t)seq));
+		if (rc < 0)
+			return rc;
+		w->pbuf.len = w->pbuf.nrec = 0;
+		return seq;
+	}
+	w->flight[w->n_flight++] = (struct vs_bp_flight){w->pbuf, (uint64_t)seq};
+	if (w->n_pool)
+		w->pbuf = w->pool[--w->n_pool];
+	else
+		vs_store_buf_init(&w->pbuf);
+	return seq;
+}
+
+/*
+ * The writes of w that are synced give their buffers back. When a sync failed after one of
+ * them was written, its records, and those of every later write of w (so that they keep their
+ * order in the log: records are idempotent, not commutative), go back in front of this turn's,
+ * to be written again at the end of the turn.
+ */
+void vs_bp_settle(struct vs_worker *w, uint64_t synced, uint64_t failed)
+{
+	uint32_t i = 0;
+	while (i < w->n_flight && w->flight[i].seq > failed && w->flight[i].seq <= synced)
+		i++;
+	uint32_t done = i;
+	if (i < w->n_flight && w->flight[i].seq <= failed) {
+		size_t len = w->pbuf.len, nrec = w->pbuf.nrec;
+		for (uint32_t k = i; k < w->n_flight; k++) {
+			len += w->flight[k].buf.len;
+			nrec += w->flight[k].buf.nrec;
+		}
+		uint8_t *data = malloc(len ? len : 1);
+		if (data) {
+			size_t at = 0;
+			for (uint32_t k = i; k < w->n_flight; k++) {
+				memcpy(data + at, w->flight[k].buf.data, w->flight[k].buf.len);
+				at += w->flight[k].buf.len;
+			}
+			if (w->pbuf.len)
+				memcpy(data + at, w->pbuf.data, w->pbuf.len);
+			free(w->pbuf.data);
+			w->pbuf.data = data;
+			w->pbuf.len = w->pbuf.cap = len;
+			w->pbuf.nrec = nrec;
+			done = w->n_flight;
+		} else {
+			vs_log(w->b->log, VS_LOG_ERR,
+			       "persistence: out of memory: records whose sync failed are not "
+			       "written again yet");
+		}
+	}
+	if (!done)
+		return;
+	for (uint32_t k = 0; k < done; k++)
+		buf_recycle(w, &w->flight[k].buf);
+	memmove(w->flight, w->flight + done, (w->n_flight - done) * sizeof(*w->flight));
+	w->n_flight -= done;
+}
+
+void vs_bp_worker_fini(struct vs_worker *w)
+{
+	for (uint32_t k = 0; k < w->n_flight; k++)
+		vs_store_buf_fini(&w->flight[k].buf);
+	free(w->flight);
+	for (uint32_t k = 0; k < w->n_pool; k++)
+		vs_store_buf_fini(&w->pool[k]);
+	w->flight = NULL;
+	w->n_flight = w->n_pool = 0;
 }

@@ -5,8 +5,10 @@
  * Every change a client is told about is appended to the worker's buffer while the packet is
  * handled; the buffer is committed once per loop turn, before any output of that turn is
  * written (worker.c's end_turn), so no acknowledgement leaves before what it acknowledges is
- * stored. Only persistent sessions (those that outlive their connection) are recorded, and
- * retained messages. With persistence off every function here is a cheap no-op.
+ * stored. With persistence_fsync batch the worker does not wait for the fdatasync: the output
+ * waits instead (vs_bp_write below, worker.c's held output). Only persistent sessions (those that
+ * outlive their connection) are recorded, and retained messages. With persistence off every
+ * function here is a cheap no-op.
  *
  * Replay is order-independent across workers: queue states only move forward, and a DEQUEUE
  * leaves a tombstone so a late QUEUE record from another worker cannot resurrect the entry.
@@ -46,6 +48,24 @@ void vs_bp_maybe_compact(struct vs_broker *b);
  * taken this turn's QoS 1/2 messages for other nodes (cluster_js.h). Returns 0, or a negative
  * error: the caller must not send the acknowledgements of this turn. */
 int vs_bp_commit(struct vs_worker *w);
+/*
+ * persistence_fsync batch without a cluster (b->store_async): a worker writes its turn's
+ * records and goes on without waiting for their fdatasync; the output of the turn waits
+ * instead (worker.c, held output), until the store's sync thread has synced the write.
+ * vs_bp_start: decides store_async (after the cluster started) and gives the store `synced`,
+ * called with b each time its syncs progressed (from the sync thread).
+ * vs_bp_write: writes w's records of this turn without waiting: the write's sequence number,
+ * 0 when there was nothing to write, or a negative error (as vs_bp_commit: acknowledge nothing
+ * of this turn; the records are written again next turn). The buffer is kept until the write
+ * is synced.
+ * vs_bp_settle: w's writes synced (up to synced, see vs_store_durable) give their buffers back;
+ * the records of writes whose sync failed (up to failed) are queued to be written again.
+ */
+void vs_bp_start(struct vs_broker *b, void (*synced)(void *ctx));
+int64_t vs_bp_write(struct vs_worker *w);
+void vs_bp_settle(struct vs_worker *w, uint64_t synced, uint64_t failed);
+void vs_bp_worker_fini(struct vs_worker *w);
+
 /* Whether new QoS 1/2 messages can be stored (false after a failed write, until one works). */
 bool vs_bp_healthy(const struct vs_broker *b);
 

@@ -545,6 +545,9 @@ static int send_entry(struct vs_conn *c, struct vs_qentry *e, int64_t now)
 	if (vs_trace_on(c->w->b->log))
 		vs_trace_publish_out(c, e->msg, e->dup, e->qos, d.retain, e->packet_id);
 	e->dup = true;
+	/* Delivered twice were its store records lost (worker.c, held output). */
+	if (e->qos == 2 && c->w->b->store_async)
+		c->needs_sync = true;
 	vs_stat_add(&c->w->stats.pub_sent, 1);
 	vs_stat_add(&c->w->stats.pub_bytes_sent, e->msg->payload.len);
 	vs_stat_add(&c->w->stats.msgs_sent, 1);

@@ -258,6 +258,8 @@ static void remove_listener(struct vs_worker *w, struct vs_listener *l);
 
 static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 {
+	if (m->seq > w->mail_seq)
+		w->mail_seq = m->seq; /* what it causes waits for that write (held output) */
 	switch (m->type) {
 	case VS_MAIL_DRAIN:
 		vs_router_drain_session(w, m->session);
@@ -419,6 +421,114 @@ static void refuse_uncommitted(struct vs_worker *w)
 	}
 }
 
+/*
+ * Held output (persistence_fsync batch, b->store_async). A turn that wrote records does not
+ * wait for their fdatasync: the store's sync thread makes it, while this thread reads on. The
+ * output a connection got this turn waits until this thread's newest write is synced (conn.h
+ * vs_hold), or the write of another thread whose mail caused it (vs_mail.seq), when it says
+ * something stored (c->needs_sync, conn.c): an acknowledgement or a CONNACK after records were
+ * appended for the connection's packet, a PUBREL, a QoS 2 delivery (delivered twice were its
+ * message's PUBREC lost with the store). A QoS 1 delivery does not wait: a power loss may
+ * deliver it again (its publisher, not acknowledged, sends it again), as QoS 1 allows. Output
+ * behind held output waits too, whatever it is. The sync thread wakes a worker whose oldest
+ * hold it has synced (vs_worker_synced). A failed sync withdraws the held output as a failed
+ * write does (refuse_uncommitted), and the records are written again.
+ */
+static void hold_min_set(struct vs_worker *w, uint64_t min)
+{
+	w->hold_min = min;
+	atomic_store_explicit(&w->hold_wait, min, memory_order_relaxed);
+}
+
+/* Holds the output c got this turn until write seq is synced. */
+static void hold_conn(struct vs_worker *w, struct vs_conn *c, uint64_t seq)
+{
+	int rc = vs_conn_hold(c, seq);
+	if (rc > 0 && !c->hold->listed &&
+	    VS_VEC_GROW(w->held, w->cap_held, w->n_held + 1, 64) < 0) {
+		c->hold->seq_a = c->hold->seq_b = 0;
+		rc = -ENOMEM;
+	}
+	if (rc < 0) {
+		/* No memory to hold it: the output waits here instead. */
+		if (vs_store_sync_upto(w->b->store, seq) < 0) {
+			c->out.off = c->out.len = 0;
+			vs_conn_close(c, -1, "persistence unavailable: acknowledgements withdrawn");
+		}
+		return;
+	}
+	if (rc == 0 || c->hold->listed)
+		return;
+	c->hold->listed = true;
+	w->held[w->n_held++] = c;
+	if (!w->hold_min || c->hold->seq_a < w->hold_min)
+		hold_min_set(w, c->hold->seq_a);
+}
+
+/* Lets go the output whose writes are synced, and closes the connections whose output waits
+ * for a write whose sync failed (their clients send again what was not acknowledged). */
+static void release_held(struct vs_worker *w, uint64_t synced, uint64_t failed)
+{
+	if (w->n_flight)
+		vs_bp_settle(w, synced, failed);
+	if (!w->n_held || (w->hold_min > synced && w->hold_min > failed))
+		return;
+	uint64_t min = 0;
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < w->n_held; i++) {
+		struct vs_conn *c = w->held[i];
+		w->held[i] = NULL;
+		if (!c)
+			continue; /* closed */
+		int rc = vs_conn_release(c, synced, failed);
+		if (rc < 0) {
+			c->hold->listed = false;
+			c->hold->seq_a = c->hold->seq_b = 0;
+			c->out.off = c->out.len = 0;
+			c->durable_pending = false;
+			vs_conn_close(c, -1, "persistence unavailable: acknowledgements withdrawn");
+			continue;
+		}
+		if (rc > 0)
+			vs_worker_want_flush(w, c);
+		if (!c->hold->seq_a) {
+			c->hold->listed = false;
+			continue;
+		}
+		w->held[k++] = c;
+		if (!min || c->hold->seq_a < min)
+			min = c->hold->seq_a;
+	}
+	w->n_held = k;
+	hold_min_set(w, min);
+}
+
+/* Whether held output of w can go now (or must be withdrawn). */
+static bool held_ready(struct vs_worker *w)
+{
+	if (!w->hold_min)
+		return false;
+	uint64_t synced, failed;
+	vs_store_durable(w->b->store, &synced, &failed);
+	return w->hold_min <= synced || w->hold_min <= failed;
+}
+
+void vs_worker_synced(void *ctx)
+{
+	struct vs_broker *b = ctx;
+	/* Pairs with before_sleep's fence: a worker about to sleep either sees the new marks or
+	 * is seen sleeping (with its hold_wait) here. */
+	atomic_thread_fence(memory_order_seq_cst);
+	uint64_t synced, failed;
+	vs_store_durable(b->store, &synced, &failed);
+	for (int i = 0; i < b->n_workers; i++) {
+		struct vs_worker *t = &b->workers[i];
+		uint64_t min = atomic_load_explicit(&t->hold_wait, memory_order_relaxed);
+		if (min && (min <= synced || min <= failed))
+			wake(t);
+	}
+}
+
 /* End of a loop turn: drain local sessions, post outboxes, flush connections. Draining may
  * produce output; flushing never produces mail. */
 static void end_turn(struct vs_worker *w)
@@ -428,13 +538,23 @@ static void end_turn(struct vs_worker *w)
 		vs_session_unref(w->dirty[i]);
 	}
 	w->n_dirty = 0;
-	if (vs_bp_commit(w) < 0)
+	bool async = w->b->store_async;
+	uint64_t seq = 0;
+	if (async) {
+		int64_t rc = vs_bp_write(w);
+		if (rc < 0)
+			refuse_uncommitted(w);
+		seq = rc > 0 ? (uint64_t)rc : 0;
+	} else if (vs_bp_commit(w) < 0) {
 		refuse_uncommitted(w);
+	}
 	for (int t = 0; t < w->b->n_workers; t++) {
 		struct vs_mail_vec *ob = &w->outbox[t];
 		if (ob->n == 0)
 			continue;
 		struct vs_worker *tw = &w->b->workers[t];
+		for (uint32_t i = 0; seq && i < ob->n; i++)
+			ob->v[i].seq = seq;
 		pthread_mutex_lock(&tw->mbox.lock);
 		bool was_empty = tw->mbox.items.n == 0;
 		for (uint32_t i = 0; i < ob->n; i++)
@@ -444,11 +564,33 @@ static void end_turn(struct vs_worker *w)
 			wake(tw);
 		ob->n = 0;
 	}
+	/* The write the output of this turn that must wait waits for: this thread's newest
+	 * (which this turn's records, if any, are in) or that of a mail taken. */
+	uint64_t hold = 0;
+	if (async) {
+		hold = w->n_flight ? w->flight[w->n_flight - 1].seq : 0;
+		if (w->mail_seq > hold)
+			hold = w->mail_seq;
+		w->mail_seq = 0;
+		uint64_t synced, failed;
+		vs_store_durable(w->b->store, &synced, &failed);
+		if (hold <= synced && hold > failed)
+			hold = 0; /* already durable */
+		if (w->n_held || w->n_flight)
+			release_held(w, synced, failed);
+	}
 	for (uint32_t i = 0; i < w->n_flush; i++) {
 		struct vs_conn *c = w->flush[i];
 		if (!c)
 			continue; /* closed during the turn */
 		c->in_flush = false;
+		if (c->needs_sync) {
+			c->needs_sync = false;
+			if (hold)
+				hold_conn(w, c, hold);
+			if (c->state == VS_CONN_CLOSING)
+				continue;
+		}
 		vs_conn_flush(c);
 	}
 	w->n_flush = 0;
@@ -484,6 +626,10 @@ static void sweep(struct vs_worker *w)
 		if (!c->in_flush) {
 			vs_bytes_shrink(&c->out, 0);
 			vs_bytes_shrink(&c->in, 0);
+			if (c->hold && !c->hold->listed && !vs_bytes_avail(&c->out)) {
+				free(c->hold);
+				c->hold = NULL;
+			}
 			if (now - c->last_rx_ms > 1000 && !vs_bytes_avail(&c->out))
 				vs_transport_shrink(&c->tp);
 		}
@@ -557,7 +703,7 @@ static bool before_sleep(struct vs_worker *w, bool sleeping)
 {
 	atomic_store_explicit(&w->sleeping, sleeping, memory_order_relaxed);
 	atomic_thread_fence(memory_order_seq_cst);
-	return mailbox_pending(w);
+	return mailbox_pending(w) || held_ready(w);
 }
 
 /* The part of a turn of shard w after its events: mail, rereads, end of turn, sweep. */
@@ -1199,5 +1345,7 @@ void vs_worker_fini(struct vs_worker *w)
 	free(w->reread);
 	vs_bytes_fini(&w->rbuf);
 	vs_store_buf_fini(&w->pbuf);
+	vs_bp_worker_fini(w);
+	free(w->held);
 	vs_loop_fini(&w->loop);
 }

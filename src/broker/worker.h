@@ -71,6 +71,8 @@ struct vs_mail {
 		       * inflight messages that came with it */
 	uint32_t reply_slot;
 	uint64_t reply_conn_id;
+	uint64_t seq; /* persistence_fsync batch: the store write what this mail carries may
+		       * depend on (the sender's turn); output it causes waits for its sync */
 };
 
 #define VS_HELD_MAX_MS 5000
@@ -104,6 +106,12 @@ struct vs_listen_io {
 	uint64_t refused;	 /* connections refused since the last log line */
 	int64_t next_log_ms;	 /* refusals are logged at most once per LOG_EVERY_MS */
 	struct vs_sn_socket *sn; /* an mqttsn listener's UDP socket: its clients (gateway.c) */
+};
+
+/* A write of a worker's records, kept until it is synced (persist.c). */
+struct vs_bp_flight {
+	struct vs_store_buf buf;
+	uint64_t seq;
 };
 
 /* One match of a PUBLISH against the trie, before merging per session. */
@@ -186,7 +194,17 @@ struct vs_worker {
 	uint32_t *sub_ids; /* scratch for merging */
 	uint32_t cap_sub_ids;
 
-	struct vs_store_buf pbuf;	 /* persistence records of this turn */
+	struct vs_store_buf pbuf; /* persistence records of this turn */
+	/* persistence_fsync batch (persist.c, worker.c: held output): */
+	struct vs_bp_flight *flight; /* this worker's writes not yet known synced, oldest first */
+	uint32_t n_flight, cap_flight;
+	struct vs_store_buf pool[4]; /* buffers of synced writes, for the next turns */
+	uint32_t n_pool;
+	struct vs_conn **held; /* connections whose output waits for a sync (conn.h vs_hold) */
+	uint32_t n_held, cap_held;
+	uint64_t hold_min;		 /* the lowest sequence number they wait for (0: none) */
+	atomic_uint_fast64_t hold_wait;	 /* hold_min, read by the sync thread's wake-up */
+	uint64_t mail_seq;		 /* the highest vs_mail.seq taken this turn */
 	uint64_t store_id, store_id_end; /* message ids for the store, a block taken at a time */
 	struct vs_bytes rbuf;		 /* shared read buffer (see conn.c read_once) */
 	bool rbuf_busy;
@@ -221,6 +239,9 @@ void *vs_worker_main(void *arg);
 int vs_worker_post(struct vs_worker *w, int to, const struct vs_mail *m);
 /* Posts directly (outside a worker's turn, e.g. from the main thread): locks and wakes. */
 void vs_worker_post_now(struct vs_worker *target, const struct vs_mail *m);
+/* The store's sync thread progressed (vs_store_set_notify, ctx the broker): wakes the workers
+ * whose held output can go. */
+void vs_worker_synced(void *ctx);
 /* Schedules a connection for output flushing at the end of the turn. */
 void vs_worker_want_flush(struct vs_worker *w, struct vs_conn *c);
 /* c's socket may hold more input than its last read took: read it again next turn. */

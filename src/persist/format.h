@@ -69,6 +69,10 @@ struct vs_scan {
 int vs_scan_file(const uint8_t *buf, size_t len, char kind, vs_store_replay_fn fn, void *ctx,
 		 struct vs_scan *out);
 
+/* Whether the bytes of buf after sc->valid_end (a torn tail) are all zeros: space written ahead
+ * by policy batch (store.c), or a write whose data never landed. */
+bool vs_scan_zero_tail(const uint8_t *buf, const struct vs_scan *sc);
+
 /* ---- Files in a store directory ---- */
 
 struct vs_store_file {

@@ -117,7 +117,8 @@ static int repair_corrupt(struct replay *r, const struct vs_store_file *f, const
 	return rc;
 }
 
-static int cut_tail(struct replay *r, const struct vs_store_file *f, const struct vs_scan *sc)
+static int cut_tail(struct replay *r, const struct vs_store_file *f, const uint8_t *buf,
+		    const struct vs_scan *sc)
 {
 	struct vs_store *s = r->s;
 	int fd = openat(s->dirfd, f->name, O_WRONLY | O_CLOEXEC);
@@ -127,11 +128,19 @@ static int cut_tail(struct replay *r, const struct vs_store_file *f, const struc
 		rc = -errno;
 	if (fd >= 0)
 		close(fd);
-	vs_log(s->log, rc ? VS_LOG_ERR : VS_LOG_WARN,
-	       "persistence: %s/%s: torn tail (a write interrupted by a crash): %zu bytes after "
-	       "the last whole record (byte %zu) %s; %llu records replayed",
-	       s->dir, f->name, sc->size - sc->valid_end, sc->valid_end,
-	       rc ? "could not be cut" : "were cut", (unsigned long long)sc->records);
+	if (vs_scan_zero_tail(buf, sc))
+		vs_log(s->log, rc ? VS_LOG_ERR : VS_LOG_NOTICE,
+		       "persistence: %s/%s: %zu bytes of zeros after the last whole record (byte "
+		       "%zu) %s: space persistence_fsync batch writes ahead, or a write that never "
+		       "landed; %llu records replayed",
+		       s->dir, f->name, sc->size - sc->valid_end, sc->valid_end,
+		       rc ? "could not be cut" : "were cut", (unsigned long long)sc->records);
+	else
+		vs_log(s->log, rc ? VS_LOG_ERR : VS_LOG_WARN,
+		       "persistence: %s/%s: torn tail (a write interrupted by a crash): %zu bytes "
+		       "after the last whole record (byte %zu) %s; %llu records replayed",
+		       s->dir, f->name, sc->size - sc->valid_end, sc->valid_end,
+		       rc ? "could not be cut" : "were cut", (unsigned long long)sc->records);
 	r->info->truncated_tails++;
 	r->info->lost_bytes += sc->size - sc->valid_end;
 	return rc;
@@ -190,7 +199,7 @@ static int settle(struct replay *r, const struct vs_store_file *f, const uint8_t
 	if (snap && !sc->sealed)
 		return repair_corrupt(r, f, buf, sc, "no end record: incomplete snapshot");
 	if (sc->end == VS_SCAN_TORN)
-		return cut_tail(r, f, sc);
+		return cut_tail(r, f, buf, sc);
 	if (snap && sc->sealed_count != sc->records + sc->unknown)
 		vs_log(r->s->log, VS_LOG_ERR,
 		       "persistence: %s/%s: end record counts %llu records, found %llu", r->s->dir,
@@ -277,7 +286,7 @@ static int open_segment(struct vs_store *s, uint64_t epoch)
 	}
 	pthread_mutex_lock(&s->write_mu);
 	s->fd = fd;
-	s->seg_size = VS_FILE_HDR_SIZE;
+	s->seg_size = s->prealloc_end = VS_FILE_HDR_SIZE;
 	pthread_mutex_unlock(&s->write_mu);
 	s->epoch = (int64_t)epoch;
 	return vs_store_start_writer(s);

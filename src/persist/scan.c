@@ -136,6 +136,14 @@ int vs_scan_file(const uint8_t *buf, size_t len, char kind, vs_store_replay_fn f
 	return 0;
 }
 
+bool vs_scan_zero_tail(const uint8_t *buf, const struct vs_scan *sc)
+{
+	for (size_t i = sc->valid_end; i < sc->size; i++)
+		if (buf[i])
+			return false;
+	return sc->size > sc->valid_end;
+}
+
 /* ---- directory ---- */
 
 void vs_store_file_name(char *out, size_t n, char kind, uint64_t epoch)

@@ -100,6 +100,7 @@ int vs_store_open(const char *dir, enum vs_fsync_policy policy, unsigned interva
 		return -ENOMEM;
 	}
 	s->policy = policy;
+	s->prealloc = policy == VS_FSYNC_BATCH;
 	s->interval_ms = interval_ms ? interval_ms : 1000;
 	s->log = log;
 	s->fd = s->lockfd = s->dirfd = -1;
@@ -162,7 +163,9 @@ int vs_store_new_segment(struct vs_store *s, uint64_t epoch)
 	size_t done;
 
 	vs_store_file_name(name, sizeof(name), VS_FILE_KIND_LOG, epoch);
-	int fd = openat(s->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	int fd =
+	    openat(s->dirfd, name,
+		   O_WRONLY | O_CREAT | O_TRUNC | (s->prealloc ? 0 : O_APPEND) | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
 	vs_file_hdr_encode(hdr, VS_FILE_KIND_LOG, epoch);
@@ -181,10 +184,24 @@ int vs_store_new_segment(struct vs_store *s, uint64_t epoch)
 
 /* ---- commit ---- */
 
+/* Publishes synced_seq and fail_upto for vs_store_durable (sync_mu held). */
+static void publish_marks(struct vs_store *s)
+{
+	atomic_store(&s->pub_failed, s->fail_upto);
+	atomic_store(&s->pub_synced, s->synced_seq);
+}
+
+static void notify(struct vs_store *s)
+{
+	if (s->notify)
+		s->notify(s->notify_ctx);
+}
+
 /* Makes every write up to seq durable. Called without write_mu. */
 static int sync_upto(struct vs_store *s, uint64_t seq)
 {
 	int rc = 0;
+	bool moved = false;
 
 	pthread_mutex_lock(&s->sync_mu);
 	if (seq <= s->fail_upto) {
@@ -201,12 +218,62 @@ static int sync_upto(struct vs_store *s, uint64_t seq)
 			s->fail_upto = target;
 			s->sync_err = rc;
 		}
+		publish_marks(s);
+		moved = true;
 		pthread_mutex_lock(&s->write_mu);
 		s->fsyncs++;
 		pthread_mutex_unlock(&s->write_mu);
 	}
 	pthread_mutex_unlock(&s->sync_mu);
+	if (moved)
+		notify(s);
 	return rc;
+}
+
+enum { PREALLOC = 1 << 20 };
+
+static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t at, size_t *done)
+{
+	*done = 0;
+	while (*done < n) {
+		ssize_t k = pwrite(fd, p + *done, n - *done, (off_t)(at + *done));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -EIO;
+		*done += (size_t)k;
+	}
+	return 0;
+}
+
+/* Writes zeros ahead of seg_size so that `need` more bytes land inside the file. Best effort:
+ * on a full disk the record is written all the same, extending the file as an append would. */
+static void write_ahead(struct vs_store *s, size_t need)
+{
+	static const uint8_t zeros[1 << 16];
+	uint64_t end = s->seg_size + need;
+	if (end <= s->prealloc_end)
+		return;
+	end = (end + PREALLOC - 1) / PREALLOC * PREALLOC + PREALLOC;
+	while (s->prealloc_end < end) {
+		size_t n = end - s->prealloc_end < sizeof(zeros) ? (size_t)(end - s->prealloc_end)
+								 : sizeof(zeros);
+		ssize_t k = pwrite(s->fd, zeros, n, (off_t)s->prealloc_end);
+		if (k <= 0)
+			break;
+		s->prealloc_end += (uint64_t)k;
+	}
+}
+
+/* Cuts the segment back to seg_size (its zeros written ahead too). */
+static int cut_segment(struct vs_store *s)
+{
+	if (ftruncate(s->fd, (off_t)s->seg_size) < 0)
+		return -errno;
+	s->prealloc_end = s->seg_size;
+	return 0;
 }
 
 /* One write(2) of b under write_mu. Returns the write's sequence number (> 0) or -errno. */
@@ -216,22 +283,59 @@ static int64_t write_locked(struct vs_store *s, const struct vs_store_buf *b)
 	int rc;
 
 	if (s->need_trunc) {
-		if (ftruncate(s->fd, (off_t)s->seg_size) < 0)
-			return -errno;
+		rc = cut_segment(s);
+		if (rc)
+			return rc;
 		s->need_trunc = false;
 	}
-	rc = write_all(s->fd, b->data, b->len, &done);
+	if (s->prealloc) {
+		write_ahead(s, b->len);
+		rc = pwrite_all(s->fd, b->data, b->len, s->seg_size, &done);
+	} else {
+		rc = write_all(s->fd, b->data, b->len, &done);
+	}
 	if (rc) {
 		/* Cut a torn record off so the segment stays a sequence of whole records. */
-		if (done && ftruncate(s->fd, (off_t)s->seg_size) < 0)
+		if ((done || s->prealloc_end > s->seg_size) && cut_segment(s) < 0)
 			s->need_trunc = true;
 		return rc;
 	}
 	s->seg_size += b->len;
+	if (s->prealloc_end < s->seg_size)
+		s->prealloc_end = s->seg_size;
 	s->commits++;
 	s->records += b->nrec;
 	s->bytes += b->len;
 	return (int64_t)++s->write_seq;
+}
+
+/* Writes b (not emptied). Returns the write's sequence number or -errno, with the store's
+ * health and log line on failure. */
+static int64_t write_buf(struct vs_store *s, const struct vs_store_buf *b)
+{
+	pthread_mutex_lock(&s->write_mu);
+	int64_t seq = s->fd >= 0 ? write_locked(s, b) : VS_ESTATE;
+	if (seq < 0)
+		s->write_errors++;
+	s->write_failed = seq < 0;
+	pthread_mutex_unlock(&s->write_mu);
+	return seq;
+}
+
+static void set_unhealthy(struct vs_store *s, int rc)
+{
+	if (atomic_exchange(&s->healthy, false))
+		vs_log(s->log, VS_LOG_ERR,
+		       "persistence: writing to %s failed: %s; not acknowledging until a "
+		       "write succeeds",
+		       s->dir, vs_strerror(rc));
+}
+
+static void set_healthy(struct vs_store *s)
+{
+	if (!atomic_load_explicit(&s->healthy, memory_order_relaxed) &&
+	    !atomic_exchange(&s->healthy, true))
+		vs_log(s->log, VS_LOG_NOTICE, "persistence: writing to %s works again", s->dir);
 }
 
 int vs_store_commit(struct vs_store *s, struct vs_store_buf *b)
@@ -241,29 +345,66 @@ int vs_store_commit(struct vs_store *s, struct vs_store_buf *b)
 
 	if (b->len == 0)
 		return 0;
-	pthread_mutex_lock(&s->write_mu);
-	seq = s->fd >= 0 ? write_locked(s, b) : VS_ESTATE;
-	if (seq < 0)
-		s->write_errors++;
-	pthread_mutex_unlock(&s->write_mu);
+	seq = write_buf(s, b);
 	if (seq < 0) {
 		rc = (int)seq;
 	} else if (s->policy == VS_FSYNC_BATCH) {
 		rc = sync_upto(s, (uint64_t)seq);
 	}
 	if (rc) {
-		if (atomic_exchange(&s->healthy, false))
-			vs_log(s->log, VS_LOG_ERR,
-			       "persistence: writing to %s failed: %s; not acknowledging until a "
-			       "write succeeds",
-			       s->dir, vs_strerror(rc));
+		set_unhealthy(s, rc);
 		return rc;
 	}
-	if (!atomic_exchange(&s->healthy, true))
-		vs_log(s->log, VS_LOG_NOTICE, "persistence: writing to %s works again", s->dir);
+	set_healthy(s);
 	b->len = 0;
 	b->nrec = 0;
 	return 0;
+}
+
+int64_t vs_store_write(struct vs_store *s, const struct vs_store_buf *b)
+{
+	if (b->len == 0)
+		return 0;
+	int64_t seq = write_buf(s, b);
+	if (seq < 0) {
+		set_unhealthy(s, (int)seq);
+		return seq;
+	}
+	if (s->policy != VS_FSYNC_BATCH) {
+		set_healthy(s);
+		return seq;
+	}
+	/* The sync thread takes it from here (batch_main). */
+	pthread_mutex_lock(&s->thr_mu);
+	if ((uint64_t)seq > s->thr_want)
+		s->thr_want = (uint64_t)seq;
+	bool idle = s->thr_idle;
+	pthread_mutex_unlock(&s->thr_mu);
+	if (idle)
+		pthread_cond_signal(&s->thr_cond);
+	return seq;
+}
+
+void vs_store_durable(const struct vs_store *s, uint64_t *synced, uint64_t *failed)
+{
+	struct vs_store *m = (struct vs_store *)s;
+	/* synced first: a failure published before a later success is then seen too. */
+	*synced = atomic_load(&m->pub_synced);
+	*failed = atomic_load(&m->pub_failed);
+}
+
+int vs_store_sync_upto(struct vs_store *s, uint64_t seq)
+{
+	int rc = sync_upto(s, seq);
+	if (rc)
+		set_unhealthy(s, rc);
+	return rc;
+}
+
+void vs_store_set_notify(struct vs_store *s, void (*fn)(void *ctx), void *ctx)
+{
+	s->notify = fn;
+	s->notify_ctx = ctx;
 }
 
 bool vs_store_healthy(const struct vs_store *s)
@@ -282,9 +423,14 @@ int vs_store_sync(struct vs_store *s)
 	/* seq + 1 > synced forces a sync even when nothing new was written. */
 	pthread_mutex_lock(&s->sync_mu);
 	int fd = s->fd, rc = fdatasync(fd) < 0 ? -errno : 0;
-	if (!rc && s->synced_seq < seq)
+	bool moved = !rc && s->synced_seq < seq;
+	if (moved) {
 		s->synced_seq = seq;
+		publish_marks(s);
+	}
 	pthread_mutex_unlock(&s->sync_mu);
+	if (moved)
+		notify(s);
 	return rc;
 }
 
@@ -319,11 +465,48 @@ static void *interval_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Policy batch, for vs_store_write: syncs whatever has been written, as soon as it has been
+ * written; one fdatasync covers every write before it, so the writes made while one runs share
+ * the next (group commit, as in sync_upto). Whoever waits for a write (vs_store_set_notify's
+ * callback) learns when its sequence number is synced, or failed.
+ */
+static void *batch_main(void *arg)
+{
+	struct vs_store *s = arg;
+
+	pthread_mutex_lock(&s->thr_mu);
+	while (!s->thr_stop) {
+		uint64_t want = s->thr_want;
+		if (want <= atomic_load(&s->pub_synced) || want <= atomic_load(&s->pub_failed)) {
+			s->thr_idle = true;
+			pthread_cond_wait(&s->thr_cond, &s->thr_mu);
+			s->thr_idle = false;
+			continue;
+		}
+		pthread_mutex_unlock(&s->thr_mu);
+		int rc = sync_upto(s, want);
+		if (rc < 0) {
+			set_unhealthy(s, rc);
+		} else {
+			pthread_mutex_lock(&s->write_mu);
+			bool failed = s->write_failed;
+			pthread_mutex_unlock(&s->write_mu);
+			if (!failed)
+				set_healthy(s);
+		}
+		pthread_mutex_lock(&s->thr_mu);
+	}
+	pthread_mutex_unlock(&s->thr_mu);
+	return NULL;
+}
+
 int vs_store_start_writer(struct vs_store *s)
 {
-	if (s->policy != VS_FSYNC_INTERVAL)
+	if (s->policy == VS_FSYNC_NEVER || s->thr_running)
 		return 0;
-	int rc = pthread_create(&s->thr, NULL, interval_main, s);
+	int rc = pthread_create(&s->thr, NULL,
+				s->policy == VS_FSYNC_BATCH ? batch_main : interval_main, s);
 	if (rc)
 		return -rc;
 	s->thr_running = true;
@@ -342,6 +525,9 @@ void vs_store_close(struct vs_store *s)
 		pthread_join(s->thr, NULL);
 	}
 	if (s->fd >= 0) {
+		if (s->prealloc_end > s->seg_size && cut_segment(s) < 0)
+			vs_log(s->log, VS_LOG_WARN, "persistence: cannot cut %s's last segment: %s",
+			       s->dir, strerror(errno));
 		if (fdatasync(s->fd) < 0)
 			vs_log(s->log, VS_LOG_ERR, "persistence: final fdatasync in %s failed: %s",
 			       s->dir, strerror(errno));
@@ -375,8 +561,10 @@ static int64_t rotate_locked(struct vs_store *s)
 	pthread_mutex_lock(&s->write_mu);
 	int old = s->fd;
 	uint64_t seq = s->write_seq;
+	if (s->prealloc_end > s->seg_size)
+		cut_segment(s); /* its zeros written ahead; else cut at replay */
 	s->fd = fd;
-	s->seg_size = VS_FILE_HDR_SIZE;
+	s->seg_size = s->prealloc_end = VS_FILE_HDR_SIZE;
 	s->need_trunc = false; /* a torn write in the old segment is cut at replay */
 	pthread_mutex_unlock(&s->write_mu);
 	if (s->policy == VS_FSYNC_NEVER || fdatasync(old) == 0) {
@@ -386,7 +574,9 @@ static int64_t rotate_locked(struct vs_store *s)
 		s->fail_upto = seq;
 		s->sync_err = -errno;
 	}
+	publish_marks(s);
 	pthread_mutex_unlock(&s->sync_mu);
+	notify(s);
 	close(old);
 	s->epoch = epoch;
 	return epoch;

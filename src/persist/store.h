@@ -186,7 +186,8 @@ long vs_rec_encoded_size(const struct vs_rec *r);
 
 enum vs_fsync_policy {
 	VS_FSYNC_NEVER = 0,    /* write(2) only: survives kill -9, not power loss */
-	VS_FSYNC_BATCH = 1,    /* fdatasync before commit returns (one per group of commits) */
+	VS_FSYNC_BATCH = 1,    /* fdatasync before commit returns (one per group of commits);
+				* vs_store_write: by the sync thread, as soon as written */
 	VS_FSYNC_INTERVAL = 2, /* fdatasync every interval_ms from a background thread */
 };
 
@@ -199,7 +200,7 @@ struct vs_store;
 int vs_store_open(const char *dir, enum vs_fsync_policy policy, unsigned interval_ms,
 		  const struct vs_log *log, struct vs_store **out, char *err, size_t errlen);
 
-/* Syncs (per policy, at least once), stops the interval thread, closes files, releases the lock
+/* Syncs (per policy, at least once), stops the sync thread, closes files, releases the lock
  * and frees the store. NULL is a no-op. Buffers are the callers' and stay untouched. */
 void vs_store_close(struct vs_store *s);
 
@@ -244,6 +245,33 @@ long vs_store_replay(struct vs_store *s, vs_store_replay_fn fn, void *ctx,
  * store turns unhealthy, and the caller must not acknowledge them; the next commit writes them
  * again (records are idempotent, so a repeat is harmless). An empty b returns 0 at once. */
 int vs_store_commit(struct vs_store *s, struct vs_store_buf *b);
+
+/*
+ * Group commit without waiting (policy batch; the broker's workers use it so that a loop turn
+ * does not sleep in fdatasync). vs_store_write writes all of b with one write(2), as
+ * vs_store_commit does, but returns at once with the write's sequence number (> 0; 0 for an
+ * empty b), or an error as vs_store_commit (the store turns unhealthy). b is left as it is: the
+ * caller empties it, or keeps it until the write is known durable, to write its records again
+ * should the sync fail. With policy batch the store's sync thread then fdatasyncs everything
+ * written so far (one fdatasync covers every write before it); with never and interval the
+ * write is as durable as vs_store_commit would have made it.
+ *
+ * vs_store_durable reads, without a lock, how far the syncs got: every write with a sequence
+ * number <= *synced is on stable storage, unless it is also <= *failed: an fdatasync failed
+ * after it was written, and it may be lost (write its records again; never acknowledge them).
+ * A write is pending while neither holds. Both only grow.
+ *
+ * vs_store_set_notify: fn(ctx) is called, from the sync thread or a thread that committed, each
+ * time the marks moved (after they did). It must be quick and must not call into the store. Set
+ * it before vs_store_replay.
+ *
+ * vs_store_sync_upto: waits until write seq is synced (fdatasync now if needed). Returns 0, or
+ * the failure's -errno when seq was lost.
+ */
+int64_t vs_store_write(struct vs_store *s, const struct vs_store_buf *b);
+void vs_store_durable(const struct vs_store *s, uint64_t *synced, uint64_t *failed);
+void vs_store_set_notify(struct vs_store *s, void (*fn)(void *ctx), void *ctx);
+int vs_store_sync_upto(struct vs_store *s, uint64_t seq);
 
 /* False after a write or sync failed, until a later commit succeeds. */
 bool vs_store_healthy(const struct vs_store *s);

@@ -231,6 +231,8 @@ LOAD_CASES = [
 	pytest.param(2, False, 4, (), 1.5, id="qos2-offline-v4"),
 	pytest.param(1, True, 5, ("persistence_fsync batch",), 0.8, id="qos1-online-batch"),
 	pytest.param(1, False, 4, ("persistence_fsync batch",), 0.8, id="qos1-offline-batch"),
+	pytest.param(2, True, 4, ("persistence_fsync batch",), 0.8, id="qos2-online-batch"),
+	pytest.param(2, False, 5, ("persistence_fsync batch",), 0.8, id="qos2-offline-batch"),
 	pytest.param(1, True, 4, ("persistence_fsync interval 50",), 0.8, id="qos1-online-interval"),
 	pytest.param(2, False, 5, ("persistence_fsync interval 50",), 0.8, id="qos2-offline-interval"),
 ]
@@ -640,11 +642,17 @@ def offline_subscriber(b, clients, filt):
 	return cid
 
 
-def test_disk_full(small_fs, broker, clients):
+FSYNC_CASES = [pytest.param((), id="never"),
+	pytest.param(("persistence_fsync batch",), id="batch")]
+
+
+@pytest.mark.parametrize("fsync", FSYNC_CASES)
+def test_disk_full(small_fs, broker, clients, fsync):
 	"""ENOSPC: QoS 1 is refused (5.0 PUBACK 0x97, 3.1.1 connection closed) but nothing acked
 	is lost, QoS 0 keeps flowing, and once space returns QoS 1 is acked again; after kill -9
-	every acked message reaches the persistent subscriber."""
-	b = pbroker(broker, small_fs)
+	every acked message reaches the persistent subscriber. With fsync batch the write fails
+	while earlier writes' syncs may still be in flight (their acknowledgements held)."""
+	b = pbroker(broker, small_fs, *fsync)
 	cid = offline_subscriber(b, clients, "full/#")
 	live = clients.raw(b.port, 4)
 	live.connect(uid())
@@ -706,11 +714,12 @@ def test_disk_full(small_fs, broker, clients):
 		want - got, key=lambda t: int(t.split("/")[1]))[:20]
 
 
-def test_disk_full_new_connections_get_connack(small_fs, broker, clients):
+@pytest.mark.parametrize("fsync", FSYNC_CASES)
+def test_disk_full_new_connections_get_connack(small_fs, broker, clients, fsync):
 	"""While the disk is full, new clean-session connections (several, so that every worker
 	thread gets some) still get CONNACK and SUBACK and can use QoS 0: nothing about them is
 	stored. [MQTT-3.2.0-1] the first packet the server sends is CONNACK."""
-	b = pbroker(broker, small_fs)
+	b = pbroker(broker, small_fs, *fsync)
 	offline_subscriber(b, clients, "full/#")
 	fill_disk(b, clients, b"x" * 1024)
 	problems = []
@@ -878,3 +887,107 @@ def test_session_of_connected_client_survives_kill9(broker, clients, data_dir):
 	time.sleep(2.2)  # expiry 1 s + the once-a-second session sweep
 	y = clients.raw(b.port, 5)
 	assert not y.connect(c2, clean=False, props={P.SESSION_EXPIRY: 1}).session_present
+
+
+# --- fsync batch: an fdatasync that fails -----------------------------------------------------
+
+FAILSYNC_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+/* fdatasync fails with EIO while the file named by VS_FAIL_SYNC exists. */
+int fdatasync(int fd)
+{
+	static int (*real)(int);
+	const char *flag = getenv("VS_FAIL_SYNC");
+	if (flag && access(flag, F_OK) == 0) {
+		errno = EIO;
+		return -1;
+	}
+	if (!real)
+		real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+	return real(fd);
+}
+"""
+
+
+@pytest.fixture
+def failsync(tmp_path):
+	"""A preload library whose fdatasync fails while tmp_path/fail exists: (library, flag)."""
+	cc = shutil.which("cc") or shutil.which("gcc")
+	if not cc:
+		pytest.skip("no C compiler for the fdatasync shim")
+	src = tmp_path / "failsync.c"
+	src.write_text(FAILSYNC_C)
+	lib = tmp_path / "failsync.so"
+	r = subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(src), "-ldl"],
+		capture_output=True)
+	if r.returncode != 0:
+		pytest.skip("cannot build the fdatasync shim: %s" % r.stderr.decode()[:200])
+	return str(lib), str(tmp_path / "fail")
+
+
+def test_batch_failed_fdatasync_withdraws_held_acks(broker, clients, data_dir, failsync):
+	"""With fsync batch, an fdatasync fails (EIO) while a QoS 1 message's PUBACK waits for it:
+	the PUBACK never goes out (the connection is closed so the client sends again), the store
+	turns unhealthy, and once fdatasync works the records are written again and QoS 1 is acked
+	again; after kill -9 every acknowledged message reaches the persistent subscriber."""
+	lib, flag = failsync
+	env = {"LD_PRELOAD": lib, "VS_FAIL_SYNC": flag,
+		"ASAN_OPTIONS": "abort_on_error=0:detect_leaks=1:verify_asan_link_order=0"}
+	b = broker("persistence true", "persistence_location %s/" % data_dir,
+		"max_queued_messages 0", "persistence_fsync batch", env=env)
+	cid = offline_subscriber(b, clients, "fs/#")
+	p = clients.raw(b.port, 5)
+	p.connect(uid())
+	acked = []
+	for i in range(5):
+		assert p.publish("fs/%d" % i, b"ok", qos=1).rc == 0
+		acked.append(i)
+
+	open(flag, "w").close()
+	p.publish("fs/lost", b"not acked", qos=1, wait=False)
+	got = p.wait_closed(5.0)
+	assert not [x for x in got if x.type == PUBACK], \
+		"PUBACK sent although its fdatasync failed: %r" % got
+	b.wait_log(r"persist.*(fail|Input/output)")
+	os.unlink(flag)
+
+	# QoS 1 is acked again once a write is synced (the failed turn's records are written
+	# again); a refusal (0x97) or a closed connection meanwhile is allowed
+	ok, seq = False, 100
+	deadline = time.monotonic() + 8
+	p = None
+	while not ok and time.monotonic() < deadline:
+		seq += 1
+		try:
+			if p is None:
+				p = clients.raw(b.port, 5)
+				p.connect(uid())
+			a = p.publish("fs/%d" % seq, b"ok", qos=1)
+		except (Closed, OSError, TimeoutError):
+			p = None
+			continue
+		if a.rc < 0x80:
+			acked.append(seq)
+			ok = True
+		else:
+			time.sleep(0.1)
+	assert ok, "QoS 1 still refused 8 s after fdatasync works again"
+	for _ in range(10):
+		seq += 1
+		assert p.publish("fs/%d" % seq, b"ok", qos=1).rc == 0
+		acked.append(seq)
+
+	b.kill()
+	b.start()
+	s = clients.raw(b.port, 5)
+	assert s.connect(cid, clean=False, props={P.SESSION_EXPIRY: 600}).session_present
+	want = {"fs/%d" % q for q in acked}
+	got = set()
+	deadline = time.monotonic() + 10
+	while not want <= got and time.monotonic() < deadline:
+		got |= {m.topic for m in s.drain(0.5) if m.type == PUBLISH}
+	assert want <= got, "acked but lost: %r" % sorted(want - got)
