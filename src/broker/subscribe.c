@@ -197,10 +197,10 @@ static void note_cluster(struct vs_conn *c)
 static enum vs_handled reply_in_order(struct vs_conn *c, const struct vs_packet *p, uint64_t ticket)
 {
 	struct vs_worker *w = c->w;
-	for (uint32_t i = w->n_held; c->acks_held && i-- > 0;)
-		if (w->held[i].slot == c->slot && w->held[i].conn_id == c->id) {
-			if (w->held[i].ticket > ticket)
-				ticket = w->held[i].ticket;
+	for (uint32_t i = w->n_replies; c->acks_held && i-- > 0;)
+		if (w->replies[i].slot == c->slot && w->replies[i].conn_id == c->id) {
+			if (w->replies[i].ticket > ticket)
+				ticket = w->replies[i].ticket;
 			break;
 		}
 	if (!ticket)
@@ -212,13 +212,13 @@ static enum vs_handled reply_in_order(struct vs_conn *c, const struct vs_packet 
 	/* The reply's bytes move from the end of the output to the held list. */
 	size_t n = vs_bytes_avail(&c->out) - had;
 	uint8_t *bytes = malloc(n);
-	if (!bytes || VS_VEC_GROW(w->held, w->cap_held, w->n_held + 1, 8) < 0) {
+	if (!bytes || VS_VEC_GROW(w->replies, w->cap_replies, w->n_replies + 1, 8) < 0) {
 		free(bytes);
 		return VS_GO_ON; /* no memory: sent now */
 	}
 	memcpy(bytes, c->out.data + c->out.len - n, n);
 	c->out.len -= n;
-	w->held[w->n_held++] = (struct vs_held_reply){.ticket = ticket,
+	w->replies[w->n_replies++] = (struct vs_held_reply){.ticket = ticket,
 						      .since_ms = w->now_ms,
 						      .conn_id = c->id,
 						      .slot = c->slot,
@@ -236,9 +236,9 @@ static enum vs_handled reply_in_order(struct vs_conn *c, const struct vs_packet 
 bool vs_hold_connect(struct vs_conn *c, uint64_t ticket)
 {
 	struct vs_worker *w = c->w;
-	if (!ticket || VS_VEC_GROW(w->held, w->cap_held, w->n_held + 1, 8) < 0)
+	if (!ticket || VS_VEC_GROW(w->replies, w->cap_replies, w->n_replies + 1, 8) < 0)
 		return false;
-	w->held[w->n_held++] = (struct vs_held_reply){.ticket = ticket,
+	w->replies[w->n_replies++] = (struct vs_held_reply){.ticket = ticket,
 						      .since_ms = w->now_ms,
 						      .conn_id = c->id,
 						      .slot = c->slot,
@@ -248,7 +248,7 @@ bool vs_hold_connect(struct vs_conn *c, uint64_t ticket)
 	c->parked = true;
 	if (vs_cluster_barrier_await(w->b, w->idx, ticket))
 		return true;
-	w->n_held--; /* confirmed meanwhile */
+	w->n_replies--; /* confirmed meanwhile */
 	return false;
 }
 
@@ -259,8 +259,8 @@ void vs_release_held(struct vs_worker *w)
 		 * SUBSCRIBEs may hold more replies. */
 		struct vs_held_reply *due = NULL;
 		uint32_t n_due = 0, cap_due = 0, k = 0, n_late = 0;
-		for (uint32_t i = 0; i < w->n_held; i++) {
-			struct vs_held_reply *r = &w->held[i];
+		for (uint32_t i = 0; i < w->n_replies; i++) {
+			struct vs_held_reply *r = &w->replies[i];
 			/* Whatever happens to the barrier, a reply waits VS_HELD_MAX_MS at most. */
 			bool ok = vs_cluster_barrier_confirmed(w->b, r->ticket);
 			bool late = !ok && w->now_ms - r->since_ms >= VS_HELD_MAX_MS;
@@ -269,9 +269,9 @@ void vs_release_held(struct vs_worker *w)
 				due[n_due++] = *r;
 				continue;
 			}
-			w->held[k++] = *r;
+			w->replies[k++] = *r;
 		}
-		w->n_held = k;
+		w->n_replies = k;
 		if (n_late)
 			vs_log(w->b->log, VS_LOG_WARN,
 			       "cluster: %u repl(ies) held %d s for the other nodes to know their "
@@ -283,8 +283,8 @@ void vs_release_held(struct vs_worker *w)
 				c->acks_held = false;
 		}
 		for (uint32_t i = 0; i < k; i++) {
-			struct vs_conn *c = vs_worker_conn(w, w->held[i].slot, w->held[i].conn_id);
-			if (c && w->held[i].bytes)
+			struct vs_conn *c = vs_worker_conn(w, w->replies[i].slot, w->replies[i].conn_id);
+			if (c && w->replies[i].bytes)
 				c->acks_held = true;
 		}
 		for (uint32_t i = 0; i < n_due; i++) {
@@ -306,9 +306,9 @@ void vs_release_held(struct vs_worker *w)
 		free(due);
 		/* Entries held meanwhile have tickets of their own: the lowest is waited for. */
 		uint64_t low = 0;
-		for (uint32_t i = 0; i < w->n_held; i++)
-			if (!low || w->held[i].ticket < low)
-				low = w->held[i].ticket;
+		for (uint32_t i = 0; i < w->n_replies; i++)
+			if (!low || w->replies[i].ticket < low)
+				low = w->replies[i].ticket;
 		if (!low || vs_cluster_barrier_await(w->b, w->idx, low))
 			return;
 		if (n_due == 0) { /* confirmed, yet nothing went (no memory): next turn */

@@ -645,7 +645,7 @@ static void sweep(struct vs_worker *w)
 			vs_conn_check_stall(c);
 	}
 	vs_conn_log_summary(w);
-	if (w->n_held)
+	if (w->n_replies)
 		vs_release_held(w); /* those held too long (subscribe.c) */
 	vs_conn_linger_sweep(w, false);
 	vs_gateway_tick(w);
@@ -1336,9 +1336,9 @@ void vs_worker_fini(struct vs_worker *w)
 	free(w->matches);
 	free(w->sub_ids);
 	free(w->graveyard);
-	for (uint32_t i = 0; i < w->n_held; i++)
-		free(w->held[i].bytes);
-	free(w->held);
+	for (uint32_t i = 0; i < w->n_replies; i++)
+		free(w->replies[i].bytes);
+	free(w->replies);
 	vs_conn_linger_sweep(w, true);
 	free(w->linger);
 	free(w->throttled);

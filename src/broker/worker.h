@@ -183,8 +183,8 @@ struct vs_worker {
 	struct vs_conn **graveyard; /* closed this turn, freed at its end */
 	uint32_t n_graveyard, cap_graveyard;
 
-	struct vs_held_reply *held; /* SUBACKs waiting for the cluster's barrier (subscribe.c) */
-	uint32_t n_held, cap_held;
+	struct vs_held_reply *replies; /* SUBACKs waiting for the cluster's barrier (subscribe.c) */
+	uint32_t n_replies, cap_replies;
 
 	struct vs_linger **linger; /* closed sockets still drained (see conn.c) */
 	uint32_t n_linger, cap_linger;
