@@ -219,11 +219,11 @@ static enum vs_handled reply_in_order(struct vs_conn *c, const struct vs_packet 
 	memcpy(bytes, c->out.data + c->out.len - n, n);
 	c->out.len -= n;
 	w->replies[w->n_replies++] = (struct vs_held_reply){.ticket = ticket,
-						      .since_ms = w->now_ms,
-						      .conn_id = c->id,
-						      .slot = c->slot,
-						      .len = (uint32_t)n,
-						      .bytes = bytes};
+							    .since_ms = w->now_ms,
+							    .conn_id = c->id,
+							    .slot = c->slot,
+							    .len = (uint32_t)n,
+							    .bytes = bytes};
 	c->acks_held = true;
 	if (!vs_cluster_barrier_await(w->b, w->idx, ticket)) {
 		/* Confirmed already: released with the others in order, after this packet. */
@@ -239,11 +239,11 @@ bool vs_hold_connect(struct vs_conn *c, uint64_t ticket)
 	if (!ticket || VS_VEC_GROW(w->replies, w->cap_replies, w->n_replies + 1, 8) < 0)
 		return false;
 	w->replies[w->n_replies++] = (struct vs_held_reply){.ticket = ticket,
-						      .since_ms = w->now_ms,
-						      .conn_id = c->id,
-						      .slot = c->slot,
-						      .len = 0,
-						      .bytes = NULL};
+							    .since_ms = w->now_ms,
+							    .conn_id = c->id,
+							    .slot = c->slot,
+							    .len = 0,
+							    .bytes = NULL};
 	c->connecting->step = VS_CS_BARRIER;
 	c->parked = true;
 	if (vs_cluster_barrier_await(w->b, w->idx, ticket))
@@ -283,7 +283,8 @@ void vs_release_held(struct vs_worker *w)
 				c->acks_held = false;
 		}
 		for (uint32_t i = 0; i < k; i++) {
-			struct vs_conn *c = vs_worker_conn(w, w->replies[i].slot, w->replies[i].conn_id);
+			struct vs_conn *c =
+			    vs_worker_conn(w, w->replies[i].slot, w->replies[i].conn_id);
 			if (c && w->replies[i].bytes)
 				c->acks_held = true;
 		}
