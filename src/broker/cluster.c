@@ -563,6 +563,13 @@ uint64_t vs_cluster_barrier_ticket(struct vs_broker *b)
 		   : 0;
 }
 
+uint64_t vs_cluster_share_wait(struct vs_broker *b, const char *share, size_t len)
+{
+	return b->cluster && vs_cluster_connected(b)
+		   ? vs_cluster_share_pending(b->cluster->share, share, len)
+		   : 0;
+}
+
 uint64_t vs_cluster_barrier_due(struct vs_broker *b, uint64_t ticket)
 {
 	return ticket && b->cluster && vs_cluster_connected(b) &&

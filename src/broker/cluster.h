@@ -44,6 +44,10 @@ uint64_t vs_cluster_interest(struct vs_broker *b, const char *filter, size_t len
  * whether a ticket is confirmed, and waiting for one (false: it already is; true: worker
  * `worker` gets a VS_MAIL_HELD once it is). */
 uint64_t vs_cluster_barrier_ticket(struct vs_broker *b);
+/* What a SUBACK granting QoS 1/2 to a member of shared group share ("$share/G/F", len bytes)
+ * waits for: 0, a ticket, or VS_HELD_GROUP (worker.h) until the group's JetStream consumers
+ * are bound (cluster_share.h vs_cluster_share_pending). 0 without NATS. */
+uint64_t vs_cluster_share_wait(struct vs_broker *b, const char *share, size_t len);
 /* ticket, or 0 when there is nothing to wait for: no cluster, no NATS, or confirmed. */
 uint64_t vs_cluster_barrier_due(struct vs_broker *b, uint64_t ticket);
 bool vs_cluster_barrier_confirmed(struct vs_broker *b, uint64_t ticket);

@@ -28,6 +28,7 @@ struct group {
 	int n_subjects;		    /* of F: 1 or 2 ("vs.m.>" when F's are too long) */
 	bool bound;		    /* jsubs there: its subjects are in vs_interest, and its QoS
 				     * 1/2 messages go through JetStream (before: core vs.s) */
+	uint64_t ticket;	    /* the barrier's ticket of those vs_interest writes */
 	char *subjects[2];	    /* F's subjects under vs.m */
 	char queue[VS_SHARE_QUEUE];
 	char share[]; /* "$share/G/F", NUL-terminated */
@@ -206,15 +207,22 @@ static int bind_group(struct vs_cluster_share *s, const char *share)
 		/* Only now: a QoS 1/2 message put in the stream before the consumers were there
 		 * would reach no member (they start with what comes next). */
 		g->bound = true;
-		for (int i = 0; i < g->n_subjects; i++)
-			vs_cluster_interest_note(vs_cluster_interest_state(s->b), g->subjects[i],
-						 g->queue, true);
+		for (int i = 0; i < g->n_subjects; i++) {
+			uint64_t t = vs_cluster_interest_note(vs_cluster_interest_state(s->b),
+							      g->subjects[i], g->queue, true);
+			g->ticket = t > g->ticket ? t : g->ticket;
+		}
 		vs_log(s->b->log, VS_LOG_DEBUG,
 		       "cluster: %s reads its JetStream consumers: its QoS 1/2 messages go through "
 		       "them",
 		       share);
 	}
 	pthread_mutex_unlock(&s->lock);
+	if (ok) { /* SUBACKs of its members may wait for this (subscribe.c) */
+		struct vs_mail m = {.type = VS_MAIL_HELD};
+		for (int i = 0; i < s->b->n_workers; i++)
+			vs_worker_post_now(&s->b->workers[i], &m);
+	}
 	for (int i = 0; i < n; i++) { /* not bound in full, or the group went meanwhile */
 		if (subs[i])
 			natsSubscription_Unsubscribe(subs[i]);
@@ -470,6 +478,19 @@ bool vs_cluster_share_wants(struct vs_cluster_share *s, const char *subject)
 	}
 	pthread_mutex_unlock(&s->lock);
 	return want;
+}
+
+uint64_t vs_cluster_share_pending(struct vs_cluster_share *s, const char *share, size_t len)
+{
+	if (!s)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	struct group *g = vs_map_get(&s->groups, share, len);
+	uint64_t t = !g ? 0 : !g->bound ? UINT64_MAX : g->ticket;
+	pthread_mutex_unlock(&s->lock);
+	return t == UINT64_MAX || !vs_cluster_interest_confirmed(vs_cluster_interest_state(s->b), t)
+		   ? t
+		   : 0;
 }
 
 size_t vs_cluster_share_groups(struct vs_cluster_share *s)

@@ -48,6 +48,12 @@ bool vs_cluster_share_forward(struct vs_cluster_share *s, const char *subject, c
  * go through JetStream even when no other node wants them, to reach the group's consumers. */
 bool vs_cluster_share_wants(struct vs_cluster_share *s, const char *subject);
 
+/* What a SUBACK granting a member of share ("$share/G/F", len bytes) QoS 1/2 waits for: 0
+ * nothing (no such group, or its consumers are bound and the other nodes know its subjects),
+ * the barrier's ticket of its subjects' writes (cluster_interest.h), or UINT64_MAX while its
+ * consumers are not bound yet (every worker gets a VS_MAIL_HELD once they are). */
+uint64_t vs_cluster_share_pending(struct vs_cluster_share *s, const char *share, size_t len);
+
 /* Local groups (for the heartbeat). */
 size_t vs_cluster_share_groups(struct vs_cluster_share *s);
 /* Whether other nodes have groups (set by the heartbeats cluster.c hears). */

@@ -194,13 +194,18 @@ static void note_cluster(struct vs_conn *c)
  * server is permitted to send PUBLISH packets of the new subscription before its SUBACK
  * (MQTT 3.1.1 and 5.0, section 3.8.4): they, and its retained messages, may come first.
  */
-static enum vs_handled reply_in_order(struct vs_conn *c, const struct vs_packet *p, uint64_t ticket)
+static enum vs_handled reply_in_order(struct vs_conn *c, const struct vs_packet *p, uint64_t ticket,
+				      const char *share)
 {
 	struct vs_worker *w = c->w;
+	if (share)
+		ticket = VS_HELD_GROUP;
 	for (uint32_t i = w->n_replies; c->acks_held && i-- > 0;)
 		if (w->replies[i].slot == c->slot && w->replies[i].conn_id == c->id) {
 			if (w->replies[i].ticket > ticket)
 				ticket = w->replies[i].ticket;
+			if (!share && ticket == VS_HELD_GROUP)
+				share = w->replies[i].share; /* behind it: waits for the same */
 			break;
 		}
 	if (!ticket)
@@ -212,8 +217,11 @@ static enum vs_handled reply_in_order(struct vs_conn *c, const struct vs_packet 
 	/* The reply's bytes move from the end of the output to the held list. */
 	size_t n = vs_bytes_avail(&c->out) - had;
 	uint8_t *bytes = malloc(n);
-	if (!bytes || VS_VEC_GROW(w->replies, w->cap_replies, w->n_replies + 1, 8) < 0) {
+	char *group = share ? strdup(share) : NULL;
+	if (!bytes || (share && !group) ||
+	    VS_VEC_GROW(w->replies, w->cap_replies, w->n_replies + 1, 8) < 0) {
 		free(bytes);
+		free(group);
 		return VS_GO_ON; /* no memory: sent now */
 	}
 	memcpy(bytes, c->out.data + c->out.len - n, n);
@@ -223,9 +231,13 @@ static enum vs_handled reply_in_order(struct vs_conn *c, const struct vs_packet 
 							    .conn_id = c->id,
 							    .slot = c->slot,
 							    .len = (uint32_t)n,
-							    .bytes = bytes};
+							    .bytes = bytes,
+							    .share = group};
 	c->acks_held = true;
-	if (!vs_cluster_barrier_await(w->b, w->idx, ticket)) {
+	/* A group bound meanwhile posted its mail before this entry was there: look again. */
+	if (ticket == VS_HELD_GROUP
+		? vs_cluster_share_wait(w->b, group, strlen(group)) != VS_HELD_GROUP
+		: !vs_cluster_barrier_await(w->b, w->idx, ticket)) {
 		/* Confirmed already: released with the others in order, after this packet. */
 		struct vs_mail m = {.type = VS_MAIL_HELD};
 		vs_worker_post(w, w->idx, &m);
@@ -261,6 +273,15 @@ void vs_release_held(struct vs_worker *w)
 		uint32_t n_due = 0, cap_due = 0, k = 0, n_late = 0;
 		for (uint32_t i = 0; i < w->n_replies; i++) {
 			struct vs_held_reply *r = &w->replies[i];
+			if (r->ticket == VS_HELD_GROUP) { /* its group bound yet? */
+				uint64_t t =
+				    vs_cluster_share_wait(w->b, r->share, strlen(r->share));
+				if (t != VS_HELD_GROUP) {
+					r->ticket = t; /* 0: nothing more to wait for */
+					free(r->share);
+					r->share = NULL;
+				}
+			}
 			/* Whatever happens to the barrier, a reply waits VS_HELD_MAX_MS at most. */
 			bool ok = vs_cluster_barrier_confirmed(w->b, r->ticket);
 			bool late = !ok && w->now_ms - r->since_ms >= VS_HELD_MAX_MS;
@@ -303,12 +324,14 @@ void vs_release_held(struct vs_worker *w)
 					vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");
 			}
 			free(r->bytes);
+			free(r->share);
 		}
 		free(due);
 		/* Entries held meanwhile have tickets of their own: the lowest is waited for. */
-		uint64_t low = 0;
+		uint64_t low = 0; /* (a group's wait is woken by its binding: cluster_share.c) */
 		for (uint32_t i = 0; i < w->n_replies; i++)
-			if (!low || w->replies[i].ticket < low)
+			if (w->replies[i].ticket != VS_HELD_GROUP &&
+			    (!low || w->replies[i].ticket < low))
 				low = w->replies[i].ticket;
 		if (!low || vs_cluster_barrier_await(w->b, w->idx, low))
 			return;
@@ -333,15 +356,29 @@ enum vs_handled vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p)
 	struct vs_sub_entry e;
 	bool news[MAX_ENTRIES_ON_STACK] = {0};
 	vs_router_sub_ticket(); /* from 0 */
+	char *group = NULL;
+	uint64_t group_ticket = 0;
 	for (uint32_t i = 0; vs_subscribe_next(p, c->version, &pos, &e); i++) {
 		bool is_new = false;
 		struct vs_mounted m;
 		codes[i] = mount_entry(c, &e, &m) < 0 ? VS_RC_UNSPECIFIED
 						      : subscribe_one(c, &e, sub_id, &is_new);
+		/* A shared group's QoS 1/2 goes through JetStream once its consumers are bound:
+		 * its SUBACK waits for that, and for the other nodes to know (cluster_share.h). */
+		if ((codes[i] == 1 || codes[i] == 2) && e.filter.len > 7 &&
+		    memcmp(e.filter.p, "$share/", 7) == 0) {
+			uint64_t t =
+			    vs_cluster_share_wait(c->w->b, (const char *)e.filter.p, e.filter.len);
+			if (t == VS_HELD_GROUP && !group)
+				group = strndup((const char *)e.filter.p, e.filter.len);
+			else if (t != VS_HELD_GROUP && t > group_ticket)
+				group_ticket = t;
+		}
 		vs_mounted_fini(&m);
 		if (codes[i] == 0xFF) {
 			if (codes != stack_codes)
 				free(codes);
+			free(group);
 			vs_conn_close(c, VS_RC_PROTOCOL_ERROR, "shared subscription with No Local");
 			return VS_CLOSED;
 		}
@@ -358,7 +395,12 @@ enum vs_handled vs_on_subscribe(struct vs_conn *c, const struct vs_subscribe *p)
 		durable |= codes[i] == 1 || codes[i] == 2;
 	/* Its subjects' writes to vs_interest, if the other nodes may not know them yet. */
 	uint64_t ticket = vs_cluster_barrier_due(c->w->b, vs_router_sub_ticket());
-	enum vs_handled h = reply_in_order(c, &a, durable ? ticket : 0);
+	if (!durable)
+		ticket = 0;
+	if (group_ticket > ticket)
+		ticket = group_ticket;
+	enum vs_handled h = reply_in_order(c, &a, ticket, group);
+	free(group);
 	pos = 0;
 	for (uint32_t i = 0; h == VS_GO_ON && vs_subscribe_next(p, c->version, &pos, &e); i++) {
 		struct vs_mounted m;
@@ -409,7 +451,7 @@ enum vs_handled vs_on_unsubscribe(struct vs_conn *c, const struct vs_unsubscribe
 	a.suback.packet_id = p->packet_id; /* [MQTT-3.10.4-4] */
 	a.suback.count = c->version == VS_V5 ? p->count : 0;
 	a.suback.codes = codes;
-	enum vs_handled h = reply_in_order(c, &a, 0);
+	enum vs_handled h = reply_in_order(c, &a, 0, NULL);
 	if (codes != stack_codes)
 		free(codes);
 	return h;

@@ -1336,8 +1336,10 @@ void vs_worker_fini(struct vs_worker *w)
 	free(w->matches);
 	free(w->sub_ids);
 	free(w->graveyard);
-	for (uint32_t i = 0; i < w->n_replies; i++)
+	for (uint32_t i = 0; i < w->n_replies; i++) {
 		free(w->replies[i].bytes);
+		free(w->replies[i].share);
+	}
 	free(w->replies);
 	vs_conn_linger_sweep(w, true);
 	free(w->linger);

@@ -85,7 +85,10 @@ struct vs_held_reply {
 	uint32_t slot;
 	uint32_t len;
 	uint8_t *bytes;
+	char *share; /* ticket VS_HELD_GROUP: the shared group ("$share/G/F") whose JetStream
+		      * consumers it waits for (cluster_share.h), owned */
 };
+#define VS_HELD_GROUP UINT64_MAX
 
 struct vs_mail_vec {
 	struct vs_mail *v;

@@ -146,3 +146,25 @@ def test_two_groups_on_one_subject_keep_their_own_interest(nats, broker, clients
 	p.publish("%s/x" % t, b"durable", qos=1)
 	assert [x[1] for x in collect([m2], 1, 10)] == [b"durable"]
 	assert n.stream_state("VS_MSGS", "last_seq") == before + 1  # through JetStream
+
+
+def test_a_members_suback_waits_for_its_groups_consumers(nats, broker, clients):
+	"""The SUBACK of a new group's first member waits until the group reads its JetStream
+	consumers and the other nodes know its subject (cluster_share.h, cluster_interest.h): a QoS 1
+	message published on another node right after it goes through JetStream, to the member."""
+	n = nats()
+	a = node(broker, n, "sa3")
+	b = node(broker, n, "sb3", "log_type all")
+	b.wait_log(r"cluster: node sa3 is there", timeout=10)
+	p = clients.raw(a.port, 5)
+	p.connect(uid("p"))
+	for i in range(3):
+		t = uid("gw")
+		m = clients.raw(b.port, 5)
+		m.connect(uid("m"))
+		m.subscribe([("$share/g%d/%s" % (i, t), 1)])
+		before = n.stream_state("VS_MSGS")
+		p.publish(t, b"right after %d" % i, qos=1)
+		assert n.stream_state("VS_MSGS") == before + 1, "went on core NATS"
+		got = collect([m], 1, 10)
+		assert [x[1] for x in got] == [b"right after %d" % i]
