@@ -435,7 +435,7 @@ void vs_cluster_stop(struct vs_broker *b)
 	b->cluster = NULL;
 }
 
-bool vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m, bool mine)
+bool vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m, bool mine, bool *loop)
 {
 	struct vs_cluster *cl = w->b->cluster;
 	if (m->remote || (m->topic.len >= 4 && memcmp(m->topic.p, "$SYS", 4) == 0))
@@ -461,20 +461,22 @@ bool vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m, bool mine)
 	uint8_t *buf = w->cluster_buf;
 	/* QoS 1/2 goes through JetStream, which numbers it itself (cluster_js.h), when another
 	 * node or a shared group (any node's, this one's too) wants it. */
-	bool durable = m->qos > 0 && vs_cjs_ready(cl->cjs) &&
-		       (w->b->conf->cluster_durable_all ||
-			/* Without NATS, this node's sessions take it now, as on a single broker. */
-			(mine && atomic_load_explicit(&cl->connected, memory_order_relaxed)) ||
-			strcmp(subject, LONG_SUBJECT) == 0 ||
-			vs_cluster_interest_remote(cl->remote, subject) ||
-			vs_cluster_share_wants(cl->share, subject));
+	/* Without NATS, this node's sessions take it now, as on a single broker. */
+	mine = mine && atomic_load_explicit(&cl->connected, memory_order_relaxed);
+	bool durable =
+	    m->qos > 0 && vs_cjs_ready(cl->cjs) &&
+	    (w->b->conf->cluster_durable_all || mine || strcmp(subject, LONG_SUBJECT) == 0 ||
+	     vs_cluster_interest_remote(cl->remote, subject) ||
+	     vs_cluster_share_wants(cl->share, subject));
 	uint64_t seq = durable ? 0 : atomic_fetch_add(&cl->seq, 1) + 1;
 	ssize_t h = vs_cluster_frame_head(cl->node, seq, buf, 2 + VS_CLUSTER_NODE_MAX + 8);
 	ssize_t n = h < 0 ? h : vs_msg_encode((struct vs_msg *)m, &d, now, buf + h, (size_t)plen);
 	if (n <= 0)
 		return false;
-	if (durable && mine)
+	if (durable && mine) {
 		buf[0] |= VS_CLUSTER_FRAME_LOOP; /* its copy comes back for them (router.c) */
+		*loop = true;
+	}
 	if (durable)
 		vs_cjs_publish(w, cl->cjs, subject, buf, (size_t)h, (size_t)(h + n));
 	if (durable || natsConnection_Publish(cl->nc, subject, buf, (int)(h + n)) == NATS_OK)
@@ -558,7 +560,7 @@ bool vs_cluster_connected(struct vs_broker *b)
 uint64_t vs_cluster_barrier_ticket(struct vs_broker *b)
 {
 	/* Without NATS there is nobody to wait for (and nothing to wait with). */
-	return b->cluster && vs_cluster_connected(b)
+	return b->cluster && vs_cluster_connected(b) && vs_cjs_ready(b->cluster->cjs)
 		   ? vs_cluster_interest_ticket(b->cluster->remote)
 		   : 0;
 }
@@ -572,7 +574,8 @@ uint64_t vs_cluster_share_wait(struct vs_broker *b, const char *share, size_t le
 
 uint64_t vs_cluster_barrier_due(struct vs_broker *b, uint64_t ticket)
 {
-	return ticket && b->cluster && vs_cluster_connected(b) &&
+	/* Without JetStream QoS 1/2 goes on core NATS anyway: nothing to wait for. */
+	return ticket && b->cluster && vs_cluster_connected(b) && vs_cjs_ready(b->cluster->cjs) &&
 		       !vs_cluster_interest_confirmed(b->cluster->remote, ticket)
 		   ? ticket
 		   : 0;

@@ -673,6 +673,10 @@ static void note(struct vs_cluster_sessions *cs, const struct job *j)
 {
 	struct vs_broker *b = cs->b;
 	const char *me = vs_cluster_node(b);
+	/* Stopping without NATS: each write would wait out its timeout, and the stop with it
+	 * (the keys keep what they said: a rebuild elsewhere reads from an earlier floor). */
+	if (atomic_load(&b->stopping) && !vs_cluster_connected(b))
+		return;
 	struct vs_store_buf recs;
 	vs_store_buf_init(&recs);
 	pthread_mutex_lock(&b->reg_lock);
@@ -761,6 +765,8 @@ static uint32_t merge(struct vs_session *dst, struct vs_session *src)
 	vs_msg_unref(src->will); /* its session goes on in dst */
 	src->will = NULL;
 	pthread_mutex_unlock(&src->lock);
+	/* What came from src holds the node's stream floor as dst's own entries do. */
+	vs_session_hold(dst, dst->conn && dst->expiry > 0);
 	return n;
 }
 

@@ -482,7 +482,8 @@ bool vs_cluster_share_wants(struct vs_cluster_share *s, const char *subject)
 
 uint64_t vs_cluster_share_pending(struct vs_cluster_share *s, const char *share, size_t len)
 {
-	if (!s)
+	/* Without JetStream the group's QoS 1/2 goes on core NATS: nothing to wait for. */
+	if (!s || !vs_cjs_ready(vs_cluster_cjs(s->b->cluster)))
 		return 0;
 	pthread_mutex_lock(&s->lock);
 	struct group *g = vs_map_get(&s->groups, share, len);

@@ -176,23 +176,51 @@ static bool durable_session(const struct vs_session *s)
 	return __atomic_load_n(&s->expiry, __ATOMIC_RELAXED) > 0;
 }
 
+/* Merges the matches of one session, matches[i..j) [MQTT-3.3.4-2]; returns j. */
+static uint32_t merge_session(struct vs_worker *w, uint32_t i, uint8_t *qos, bool *rap,
+			      bool *no_local)
+{
+	struct vs_match *m = &w->matches[i];
+	uint32_t j = i;
+	*qos = m->qos;
+	*rap = false;
+	*no_local = false;
+	for (; j < w->n_matches && w->matches[j].s == m->s; j++) {
+		struct vs_match *x = &w->matches[j];
+		if (x->qos > *qos)
+			*qos = x->qos;
+		*rap |= x->rap;
+		*no_local |= x->no_local;
+	}
+	return j;
+}
+
 /*
  * In a cluster with cluster_durable_sessions, a QoS 1/2 message for a persistent session of
  * this node goes through JetStream, and the session takes it when it comes back from the
  * stream (msg->loop), not now: should this node die after the PUBACK, the session, rebuilt on
  * another node, finds it in the stream. Sessions that take it through a No Local subscription
- * take it now (the stream's copy does not say who published it). Returns whether a match
- * waits for the stream's copy, after forwarding msg to the other nodes.
+ * take it now (the stream's copy does not say who published it), and so does the publisher's
+ * own session when a No Local subscription of its matched. Decides each session's way once
+ * (m->from_stream on its first match, the expiry read once), forwards msg to the other nodes,
+ * and returns whether its copy comes back here for them: only then do they wait for it.
  */
 static bool forward(struct vs_worker *w, struct vs_msg *msg, const struct route_ctx *r)
 {
-	bool mine = false;
-	if (msg->qos && !msg->remote && w->b->conf->cluster_durable_sessions)
-		for (uint32_t i = 0; i < w->n_matches && !mine; i++)
-			mine = w->matches[i].qos && !w->matches[i].no_local &&
-			       !(w->matches[i].s == r->origin && r->origin_no_local) &&
-			       durable_session(w->matches[i].s);
-	return vs_cluster_forward(w, msg, mine) && w->b->conf->cluster_durable_sessions;
+	bool mine = false, ours = msg->qos && !msg->remote && w->b->conf->cluster_durable_sessions;
+	for (uint32_t i = 0; i < w->n_matches;) {
+		uint8_t qos;
+		bool rap, no_local;
+		uint32_t j = merge_session(w, i, &qos, &rap, &no_local);
+		struct vs_match *m = &w->matches[i];
+		no_local |= m->s == r->origin && r->origin_no_local;
+		m->from_stream = ours && qos > 0 && !no_local && durable_session(m->s);
+		mine |= m->from_stream;
+		i = j;
+	}
+	bool loop = false;
+	vs_cluster_forward(w, msg, mine, &loop);
+	return loop;
 }
 
 int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *origin)
@@ -219,40 +247,30 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 				  msg->loop || (b->cluster && vs_cluster_shares_remote(b))};
 	w->n_matches = 0;
 	vs_tree_match(b->tree, (const char *)msg->topic.p, msg->topic.len, on_match, &r);
-	bool later = b->cluster && !msg->loop && forward(w, msg, &r);
-	if (w->n_matches == 0)
-		return r.delivered;
 	if (w->n_matches > 1)
 		qsort(w->matches, w->n_matches, sizeof(*w->matches), cmp_match);
+	bool later = b->cluster && !msg->loop && forward(w, msg, &r);
 	int delivered = r.delivered;
 	for (uint32_t i = 0; i < w->n_matches;) {
-		/* Merge every match of one session [MQTT-3.3.4-2]. */
 		struct vs_match *m = &w->matches[i];
-		uint8_t qos = m->qos;
-		bool rap = m->rap;
+		uint8_t qos;
+		bool rap, no_local;
+		uint32_t j = merge_session(w, i, &qos, &rap, &no_local);
 		uint32_t n_ids = 0;
-		uint32_t j = i;
-		bool no_local = false;
-		for (; j < w->n_matches && w->matches[j].s == m->s; j++) {
-			struct vs_match *x = &w->matches[j];
-			if (x->qos > qos)
-				qos = x->qos;
-			rap |= x->rap;
-			no_local |= x->no_local;
-			if (x->sub_id &&
+		for (uint32_t k = i; k < j; k++)
+			if (w->matches[k].sub_id &&
 			    VS_VEC_GROW(w->sub_ids, w->cap_sub_ids, n_ids + 1, 16) == 0)
-				w->sub_ids[n_ids++] = x->sub_id;
-		}
+				w->sub_ids[n_ids++] = w->matches[k].sub_id;
 		/* [MQTT-3.3.1-12] live messages carry RETAIN 0 unless Retain As Published. */
 		bool retain = rap && msg->retain;
-		/* Now, or from the stream's copy (forward()): one of the two. */
-		/* The publisher's own session, with a No Local subscription that matched, is seen
-		 * the same way by the stream's copy, which does not know who published it. */
-		no_local |= m->s == origin && r.origin_no_local;
-		bool from_stream = qos > 0 && !no_local && durable_session(m->s);
-		if (later && from_stream)
+		/* Now, or from the stream's copy (forward()): one of the two. The stream's copy
+		 * does not know its publisher: a session with a matching No Local subscription
+		 * took the message when it was published. */
+		bool from_stream = msg->loop ? qos > 0 && !no_local && durable_session(m->s)
+					     : later && m->from_stream;
+		if (!msg->loop && from_stream)
 			delivered++; /* counted now: a subscriber, for PUBACK 0x10 and the API */
-		else if (msg->loop ? from_stream : true)
+		else if (!msg->loop || from_stream)
 			delivered +=
 			    vs_deliver(w, m->s, msg, qos, retain, w->sub_ids, n_ids, NULL) > 0;
 		for (uint32_t k = i; k < j; k++)

@@ -198,16 +198,19 @@ static enum vs_handled reply_in_order(struct vs_conn *c, const struct vs_packet 
 				      const char *share)
 {
 	struct vs_worker *w = c->w;
-	if (share)
-		ticket = VS_HELD_GROUP;
+	/* after: the numeric ticket it waits for, its own or the held reply's before it (a
+	 * reply is never released before an earlier one of its connection: vs_release_held). */
+	uint64_t after = ticket;
 	for (uint32_t i = w->n_replies; c->acks_held && i-- > 0;)
 		if (w->replies[i].slot == c->slot && w->replies[i].conn_id == c->id) {
-			if (w->replies[i].ticket > ticket)
-				ticket = w->replies[i].ticket;
-			if (!share && ticket == VS_HELD_GROUP)
-				share = w->replies[i].share; /* behind it: waits for the same */
+			const struct vs_held_reply *x = &w->replies[i];
+			uint64_t t = x->ticket == VS_HELD_GROUP ? x->after : x->ticket;
+			after = t > after ? t : after;
+			if (!share && x->ticket == VS_HELD_GROUP)
+				share = x->share; /* behind it: waits for the same */
 			break;
 		}
+	ticket = share ? VS_HELD_GROUP : after;
 	if (!ticket)
 		return vs_conn_reply(c, p);
 	size_t had = vs_bytes_avail(&c->out);
@@ -227,6 +230,7 @@ static enum vs_handled reply_in_order(struct vs_conn *c, const struct vs_packet 
 	memcpy(bytes, c->out.data + c->out.len - n, n);
 	c->out.len -= n;
 	w->replies[w->n_replies++] = (struct vs_held_reply){.ticket = ticket,
+							    .after = after,
 							    .since_ms = w->now_ms,
 							    .conn_id = c->id,
 							    .slot = c->slot,
@@ -277,7 +281,8 @@ void vs_release_held(struct vs_worker *w)
 				uint64_t t =
 				    vs_cluster_share_wait(w->b, r->share, strlen(r->share));
 				if (t != VS_HELD_GROUP) {
-					r->ticket = t; /* 0: nothing more to wait for */
+					r->ticket =
+					    t > r->after ? t : r->after; /* 0: nothing more */
 					free(r->share);
 					r->share = NULL;
 				}
@@ -285,6 +290,11 @@ void vs_release_held(struct vs_worker *w)
 			/* Whatever happens to the barrier, a reply waits VS_HELD_MAX_MS at most. */
 			bool ok = vs_cluster_barrier_confirmed(w->b, r->ticket);
 			bool late = !ok && w->now_ms - r->since_ms >= VS_HELD_MAX_MS;
+			/* Never before an earlier reply of its connection that stays. */
+			for (uint32_t q = 0; (ok || late) && q < k; q++)
+				if (w->replies[q].slot == r->slot &&
+				    w->replies[q].conn_id == r->conn_id)
+					ok = late = false;
 			n_late += late;
 			if ((ok || late) && VS_VEC_GROW(due, cap_due, n_due + 1, 8) == 0) {
 				due[n_due++] = *r;
@@ -328,11 +338,18 @@ void vs_release_held(struct vs_worker *w)
 		}
 		free(due);
 		/* Entries held meanwhile have tickets of their own: the lowest is waited for. */
-		uint64_t low = 0; /* (a group's wait is woken by its binding: cluster_share.c) */
-		for (uint32_t i = 0; i < w->n_replies; i++)
-			if (w->replies[i].ticket != VS_HELD_GROUP &&
-			    (!low || w->replies[i].ticket < low))
-				low = w->replies[i].ticket;
+		/* The lowest ticket of the first held reply of each connection (the others go
+		 * after it); a group's wait is woken by its binding (cluster_share.c). */
+		uint64_t low = 0;
+		for (uint32_t i = 0; i < w->n_replies; i++) {
+			const struct vs_held_reply *r = &w->replies[i];
+			bool first = true;
+			for (uint32_t q = 0; first && q < i; q++)
+				first = w->replies[q].slot != r->slot ||
+					w->replies[q].conn_id != r->conn_id;
+			if (first && r->ticket != VS_HELD_GROUP && (!low || r->ticket < low))
+				low = r->ticket;
+		}
 		if (!low || vs_cluster_barrier_await(w->b, w->idx, low))
 			return;
 		if (n_due == 0) { /* confirmed, yet nothing went (no memory): next turn */

@@ -80,6 +80,8 @@ struct vs_mail {
  * connection (slot, conn_id) if it is still there then. */
 struct vs_held_reply {
 	uint64_t ticket;
+	uint64_t
+	    after; /* with VS_HELD_GROUP: the ticket it waits for too, once the group is bound */
 	int64_t since_ms; /* held since: after VS_HELD_MAX_MS it goes out anyway */
 	uint64_t conn_id;
 	uint32_t slot;
@@ -123,8 +125,9 @@ struct vs_match {
 	uint32_t sub_id;
 	uint8_t qos;
 	bool rap;
-	bool no_local; /* through a No Local subscription: delivered when published, never
-			* through JetStream (which does not say who published) */
+	bool no_local;	  /* through a No Local subscription: delivered when published, never
+			   * through JetStream (which does not say who published) */
+	bool from_stream; /* on a session's first match: it takes the stream's copy (router.c) */
 	const char *share;
 };
 
