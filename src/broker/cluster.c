@@ -379,6 +379,11 @@ void vs_cluster_stop(struct vs_broker *b)
 	if (!cl)
 		return;
 	atomic_store(&cl->stop, true);
+	/* Every thread told first, then each waited for: without NATS each may be in a request
+	 * that waits out its timeout, and they then wait together, not one after the other. */
+	vs_cjs_stopping(cl->cjs);
+	vs_cluster_interest_stopping(cl->remote);
+	vs_cluster_sessions_stopping(cl->sessions);
 	if (cl->tick_started)
 		pthread_join(cl->tick, NULL);
 	vs_cjs_stop(cl->cjs); /* its thread, before the connection goes */

@@ -707,6 +707,11 @@ static void *writer_main(void *arg)
 	unsigned batch = 0;
 	struct op *ops[BATCH];
 	while (!atomic_load(&ci->stop)) {
+		if (!vs_cluster_connected(ci->b)) { /* nothing can be written: what waits goes */
+			held_up(ci);
+			nats_Sleep(100);
+			continue;
+		}
 		if (!ci->kv && bind_bucket(ci, &ci->kv) != NATS_OK) {
 			ci->kv = NULL;
 			held_up(ci);
@@ -752,6 +757,11 @@ static void *watcher_main(void *arg)
 	kvStore *kv = NULL;
 	kvWatcher *w = NULL;
 	while (!atomic_load(&ci->stop)) {
+		/* Without NATS a request only waits out its timeout (and a stop behind it). */
+		if ((!kv || !w) && !vs_cluster_connected(ci->b)) {
+			nats_Sleep(100);
+			continue;
+		}
 		if (!kv && bind_bucket(ci, &kv) != NATS_OK) {
 			kv = NULL;
 			nats_Sleep(500);
@@ -842,6 +852,19 @@ struct vs_cluster_interest *vs_cluster_interest_start(struct vs_broker *b)
 		return NULL;
 	}
 	return ci;
+}
+
+void vs_cluster_interest_stopping(struct vs_cluster_interest *ci)
+{
+	if (!ci)
+		return;
+	atomic_store(&ci->stop, true);
+	pthread_mutex_lock(&ci->lock);
+	pthread_cond_signal(&ci->cond);
+	pthread_mutex_unlock(&ci->lock);
+	pthread_mutex_lock(&ci->ans_lock);
+	pthread_cond_signal(&ci->ans_cond);
+	pthread_mutex_unlock(&ci->ans_lock);
 }
 
 void vs_cluster_interest_stop(struct vs_cluster_interest *ci)

@@ -34,6 +34,8 @@ struct vs_cluster_interest;
 /* Starts the thread (binding or creating the bucket as soon as JetStream answers). NULL: no
  * memory. */
 struct vs_cluster_interest *vs_cluster_interest_start(struct vs_broker *b);
+/* Tells its threads to stop, without waiting for them. */
+void vs_cluster_interest_stopping(struct vs_cluster_interest *ci);
 /* Stops the thread (it is no longer watching or writing when this returns). */
 void vs_cluster_interest_stop(struct vs_cluster_interest *ci);
 void vs_cluster_interest_free(struct vs_cluster_interest *ci);

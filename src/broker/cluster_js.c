@@ -463,6 +463,18 @@ static void *run(void *arg)
 	pthread_mutex_lock(&j->lock);
 	while (!j->stop) {
 		pthread_mutex_unlock(&j->lock);
+		if (!vs_cluster_connected(j->b)) { /* without NATS, requests only time out */
+			pthread_mutex_lock(&j->lock);
+			if (!j->stop) {
+				struct timespec ts;
+				clock_gettime(CLOCK_REALTIME, &ts);
+				ts.tv_nsec += 100000000L;
+				ts.tv_sec += ts.tv_nsec / 1000000000L;
+				ts.tv_nsec %= 1000000000L;
+				pthread_cond_timedwait(&j->cond, &j->lock, &ts);
+			}
+			continue;
+		}
 		if (!vs_cjs_ready(j) && setup(j) == 0)
 			j->next_reap = j->next_lease = vs_now_ms() + j->lease_ms / 3;
 		if (vs_cjs_ready(j)) {
@@ -998,7 +1010,7 @@ int vs_cjs_start(struct vs_cluster *cl, struct vs_broker *b, struct vs_cjs **out
 	return 0;
 }
 
-void vs_cjs_stop(struct vs_cjs *j)
+void vs_cjs_stopping(struct vs_cjs *j)
 {
 	if (!j || !j->thread_started)
 		return;
@@ -1006,12 +1018,19 @@ void vs_cjs_stop(struct vs_cjs *j)
 	j->stop = true;
 	pthread_cond_signal(&j->cond);
 	pthread_mutex_unlock(&j->lock);
+}
+
+void vs_cjs_stop(struct vs_cjs *j)
+{
+	if (!j || !j->thread_started)
+		return;
+	vs_cjs_stopping(j);
 	pthread_join(j->thread, NULL);
 	j->thread_started = false;
 	/* Will updates not written yet: done now, so a clean stop leaves no will behind (one try:
 	 * the first that fails for a moment ends it). */
 	j->retry_ms = 0;
-	if (vs_cjs_ready(j))
+	if (vs_cjs_ready(j) && vs_cluster_connected(j->b)) /* without NATS each would time out */
 		run_ops(j, INT64_MAX);
 }
 

@@ -44,6 +44,8 @@ struct vs_msg;
  * crosses on core NATS. Returns 0 or -1 with err. */
 int vs_cjs_start(struct vs_cluster *cl, struct vs_broker *b, struct vs_cjs **out, char *err,
 		 size_t errlen);
+/* Tells the thread to stop, without waiting (vs_cluster_stop tells every thread first). */
+void vs_cjs_stopping(struct vs_cjs *j);
 /* Stops its thread (before the connection closes). */
 void vs_cjs_stop(struct vs_cjs *j);
 /* Frees it (after the connection closed). */

@@ -353,6 +353,11 @@ static void *watch_main(void *arg)
 		}
 		if (!r->watcher) {
 			kvWatcher *w = NULL;
+			if (!vs_cluster_connected(
+				b)) { /* a request would only wait out its timeout */
+				nap(r, 100);
+				continue;
+			}
 			if (kvStore_WatchAll(&w, r->kv, NULL) != NATS_OK) {
 				nap(r, 1000);
 				continue;

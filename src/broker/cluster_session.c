@@ -1264,6 +1264,19 @@ struct vs_cluster_sessions *vs_cluster_sessions_start(struct vs_broker *b)
 	return cs;
 }
 
+void vs_cluster_sessions_stopping(struct vs_cluster_sessions *cs)
+{
+	if (!cs)
+		return;
+	atomic_store(&cs->stop, true);
+	for (int i = 0; i < SHARDS; i++) {
+		struct shard *sh = &cs->shards[i];
+		pthread_mutex_lock(&sh->lock);
+		pthread_cond_signal(&sh->cond);
+		pthread_mutex_unlock(&sh->lock);
+	}
+}
+
 void vs_cluster_sessions_stop(struct vs_cluster_sessions *cs)
 {
 	if (!cs)

@@ -42,6 +42,8 @@ struct vs_cluster_sessions;
 
 /* Starts the session thread and answers requests for this node's sessions. NULL: no memory. */
 struct vs_cluster_sessions *vs_cluster_sessions_start(struct vs_broker *b);
+/* Tells its threads to stop, without waiting for them. */
+void vs_cluster_sessions_stopping(struct vs_cluster_sessions *cs);
 /* Stops the thread and the answers (none is made after this returns). */
 void vs_cluster_sessions_stop(struct vs_cluster_sessions *cs);
 void vs_cluster_sessions_free(struct vs_cluster_sessions *cs);

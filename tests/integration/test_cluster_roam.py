@@ -535,3 +535,6 @@ def test_a_persistent_subscriber_on_the_publishing_node_counts_and_survives_nats
 	ack = q.publish(t + "/y", b"no nats", qos=1)
 	assert ack.rc == 0
 	assert [m.payload for m in keep.publishes(2, timeout=10)][-1] == b"no nats"
+	nats(n.port)  # back: the node reconnects (and stops as usual at the end)
+	wait_until(lambda: len(re.findall(r"node ca connected to NATS", a.log_text())) >= 2, 15,
+		what="ca connected to NATS again")
