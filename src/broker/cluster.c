@@ -410,6 +410,8 @@ void vs_cluster_stop(struct vs_broker *b)
 		natsSubscription_Destroy(in->sub);
 		free(in);
 	}
+	vs_cluster_interest_close(cl->remote); /* before the library's end waits for them */
+	vs_cluster_retain_close(cl->retain);
 	natsSubscription_Destroy(cl->long_sub);
 	natsSubscription_Destroy(cl->hb_sub);
 	natsSubscription_Destroy(cl->claim_sub);

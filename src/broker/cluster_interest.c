@@ -62,6 +62,9 @@ struct vs_cluster_interest {
 	struct vs_map later;		/* key -> a delete waiting LINGER_MS (struct op *) */
 	struct op *later_head, **later_tail; /* those deletes (and void ones) by due time */
 
+	kvWatcher *dead_w; /* the watcher's, left for vs_cluster_interest_close */
+	kvStore *dead_kv;
+
 	/* Writer thread only. */
 	kvStore *kv;
 	jsCtx *js;		  /* its own, for pipelined writes (write_pipelined) */
@@ -801,11 +804,17 @@ static void *watcher_main(void *arg)
 		kvEntry_Destroy(e);
 		answer_due(ci, false);
 	}
-	if (w) {
+	/* Without NATS, stopping the watcher asks the server to delete its consumer, and waits
+	 * out the timeout: left for vs_cluster_interest_close, once the connection is closed. */
+	if (w && vs_cluster_connected(ci->b)) {
 		kvWatcher_Stop(w);
 		kvWatcher_Destroy(w);
+		w = NULL;
 	}
-	kvStore_Destroy(kv);
+	if (!w)
+		kvStore_Destroy(kv);
+	ci->dead_w = w;
+	ci->dead_kv = w ? kv : NULL;
 	return NULL;
 }
 
@@ -887,13 +896,28 @@ void vs_cluster_interest_stop(struct vs_cluster_interest *ci)
 	confirm(ci, atomic_load(&ci->issued));
 }
 
+void vs_cluster_interest_close(struct vs_cluster_interest *ci)
+{
+	if (!ci)
+		return;
+	natsSubscription_Destroy(ci->barrier_sub);
+	natsSubscription_Destroy(ci->inbox_sub);
+	kvWatcher_Destroy(ci->dead_w);
+	kvStore_Destroy(ci->dead_kv);
+	kvStore_Destroy(ci->kv);
+	jsCtx_Destroy(ci->js);
+	ci->barrier_sub = ci->inbox_sub = NULL;
+	ci->dead_w = NULL;
+	ci->dead_kv = ci->kv = NULL;
+	ci->js = NULL;
+}
+
 void vs_cluster_interest_free(struct vs_cluster_interest *ci)
 {
 	if (!ci)
 		return;
 	vs_cluster_interest_stop(ci);
-	natsSubscription_Destroy(ci->barrier_sub);
-	natsSubscription_Destroy(ci->inbox_sub);
+	vs_cluster_interest_close(ci);
 	for (struct op *o = ci->head, *next; o; o = next) {
 		next = o->next;
 		free(o->subject);
@@ -917,8 +941,6 @@ void vs_cluster_interest_free(struct vs_cluster_interest *ci)
 	vs_map_fini(&ci->keys);
 	vs_map_fini(&ci->subjects);
 	vs_map_fini(&ci->wild);
-	kvStore_Destroy(ci->kv);
-	jsCtx_Destroy(ci->js);
 	pthread_rwlock_destroy(&ci->rw);
 	pthread_cond_destroy(&ci->cond);
 	pthread_mutex_destroy(&ci->bar_lock);

@@ -38,6 +38,9 @@ struct vs_cluster_interest *vs_cluster_interest_start(struct vs_broker *b);
 void vs_cluster_interest_stopping(struct vs_cluster_interest *ci);
 /* Stops the thread (it is no longer watching or writing when this returns). */
 void vs_cluster_interest_stop(struct vs_cluster_interest *ci);
+/* Releases its NATS objects, after the connection closed and before the library's end (which
+ * waits for them). */
+void vs_cluster_interest_close(struct vs_cluster_interest *ci);
 void vs_cluster_interest_free(struct vs_cluster_interest *ci);
 
 /* This node's subject came (add) or went, for ordinary subscriptions (tag NULL) or for the

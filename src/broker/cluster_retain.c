@@ -422,16 +422,28 @@ void vs_cluster_retain_stop(struct vs_cluster_retain *r)
 	if (!r)
 		return;
 	atomic_store(&r->stop, true);
+	/* Without NATS, stopping the watcher asks the server to delete its consumer and waits out
+	 * the timeout: then it is left for vs_cluster_retain_close (the thread sees the stop
+	 * within its 500 ms wait). */
+	bool up = vs_cluster_connected(r->b);
 	pthread_mutex_lock(&r->lock);
-	if (r->watcher)
+	if (r->watcher && up)
 		kvWatcher_Stop(r->watcher);
 	pthread_mutex_unlock(&r->lock);
 	pthread_join(r->thread, NULL);
+	atomic_store(&r->ready, false);
+	if (up)
+		vs_cluster_retain_close(r);
+}
+
+void vs_cluster_retain_close(struct vs_cluster_retain *r)
+{
+	if (!r)
+		return;
 	kvWatcher_Destroy(r->watcher);
 	kvStore_Destroy(r->kv);
 	r->watcher = NULL;
 	r->kv = NULL;
-	atomic_store(&r->ready, false);
 }
 
 void vs_cluster_retain_free(struct vs_cluster_retain *r)

@@ -40,6 +40,8 @@ struct vs_cluster_retain *vs_cluster_retain_start(struct vs_broker *b);
 /* Stops and joins the thread, and ends the watch (before the connection closes). */
 void vs_cluster_retain_stop(struct vs_cluster_retain *r);
 /* Frees r once no NATS callback can run any more (after nats_CloseAndWait). */
+/* Releases its NATS objects (after vs_cluster_retain_stop; before the library's end). */
+void vs_cluster_retain_close(struct vs_cluster_retain *r);
 void vs_cluster_retain_free(struct vs_cluster_retain *r);
 
 /*
