@@ -880,13 +880,7 @@ void vs_cluster_interest_stop(struct vs_cluster_interest *ci)
 {
 	if (!ci)
 		return;
-	atomic_store(&ci->stop, true);
-	pthread_mutex_lock(&ci->lock);
-	pthread_cond_signal(&ci->cond);
-	pthread_mutex_unlock(&ci->lock);
-	pthread_mutex_lock(&ci->ans_lock);
-	pthread_cond_signal(&ci->ans_cond);
-	pthread_mutex_unlock(&ci->ans_lock);
+	vs_cluster_interest_stopping(ci);
 	if (ci->writer_started)
 		pthread_join(ci->writer, NULL);
 	if (ci->watcher_started)

@@ -140,11 +140,14 @@ int vs_store_sync_dir(struct vs_store *s)
 	return fsync(s->dirfd) < 0 ? -errno : 0;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n, size_t *done)
+/* Writes all of p[0..n) to fd: at offset at (pwrite), or where the file is (at < 0: write).
+ * *done says how much went, also on an error. */
+static int write_at(int fd, const uint8_t *p, size_t n, int64_t at, size_t *done)
 {
 	*done = 0;
 	while (*done < n) {
-		ssize_t k = write(fd, p + *done, n - *done);
+		ssize_t k = at < 0 ? write(fd, p + *done, n - *done)
+				   : pwrite(fd, p + *done, n - *done, (off_t)(at + (int64_t)*done));
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0)
@@ -154,6 +157,11 @@ static int write_all(int fd, const uint8_t *p, size_t n, size_t *done)
 		*done += (size_t)k;
 	}
 	return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n, size_t *done)
+{
+	return write_at(fd, p, n, -1, done);
 }
 
 int vs_store_new_segment(struct vs_store *s, uint64_t epoch)
@@ -232,22 +240,6 @@ static int sync_upto(struct vs_store *s, uint64_t seq)
 
 enum { PREALLOC = 1 << 20 };
 
-static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t at, size_t *done)
-{
-	*done = 0;
-	while (*done < n) {
-		ssize_t k = pwrite(fd, p + *done, n - *done, (off_t)(at + *done));
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			return -EIO;
-		*done += (size_t)k;
-	}
-	return 0;
-}
-
 /* Writes zeros ahead of seg_size so that `need` more bytes land inside the file. Best effort:
  * on a full disk the record is written all the same, extending the file as an append would. */
 static void write_ahead(struct vs_store *s, size_t need)
@@ -290,7 +282,7 @@ static int64_t write_locked(struct vs_store *s, const struct vs_store_buf *b)
 	}
 	if (s->prealloc) {
 		write_ahead(s, b->len);
-		rc = pwrite_all(s->fd, b->data, b->len, s->seg_size, &done);
+		rc = write_at(s->fd, b->data, b->len, (int64_t)s->seg_size, &done);
 	} else {
 		rc = write_all(s->fd, b->data, b->len, &done);
 	}
