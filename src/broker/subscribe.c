@@ -186,66 +186,71 @@ static void note_cluster(struct vs_conn *c)
 		vs_cluster_session_note(c->w->b, c->client_id, strlen(c->client_id), false);
 }
 
+/* The entry of connection c's held replies, or NULL (scanned from the newest). */
+static struct vs_held_reply *held_of(struct vs_worker *w, const struct vs_conn *c)
+{
+	for (uint32_t i = w->n_replies; c->acks_held && i-- > 0;)
+		if (w->replies[i].slot == c->slot && w->replies[i].conn_id == c->id &&
+		    !w->replies[i].connect)
+			return &w->replies[i];
+	return NULL;
+}
+
+/* Posts VS_MAIL_HELD to w itself when x may be due already: its ticket confirmed, or its group
+ * bound before x was there to be told (the group's mail went out then). */
+static void look_again(struct vs_worker *w, const struct vs_held_reply *x)
+{
+	bool due = x->ticket == VS_HELD_GROUP
+		       ? vs_cluster_share_wait(w->b, x->share, strlen(x->share)) != VS_HELD_GROUP
+		       : !vs_cluster_barrier_await(w->b, w->idx, x->ticket);
+	if (due) { /* released with the others, after this packet */
+		struct vs_mail m = {.type = VS_MAIL_HELD};
+		vs_worker_post(w, w->idx, &m);
+	}
+}
+
 /*
  * Sends reply p, or holds it for the cluster's barrier (cluster_interest.h): a SUBACK granting
- * QoS 1/2 (barrier) waits until the other nodes know every subject this node added before it,
- * so that a QoS 1/2 message published on another node after the SUBACK goes through JetStream
- * to it. A later SUBACK or UNSUBACK of the same connection waits behind a held one. The
- * server is permitted to send PUBLISH packets of the new subscription before its SUBACK
- * (MQTT 3.1.1 and 5.0, section 3.8.4): they, and its retained messages, may come first.
+ * QoS 1/2 waits until the other nodes know its subjects (ticket), or a shared group's
+ * consumers are bound (share), so that a QoS 1/2 message published on another node after the
+ * SUBACK goes through JetStream to it. A connection's held replies are one entry: a later
+ * SUBACK or UNSUBACK joins it and they go out together, in order, once all they wait for is
+ * there (a client that sends 100,000 SUBSCRIBEs costs one entry). The server is permitted to
+ * send PUBLISH packets of the new subscription before its SUBACK (MQTT 3.1.1 and 5.0, section
+ * 3.8.4): they, and its retained messages, may come first.
  */
 static enum vs_handled reply_in_order(struct vs_conn *c, const struct vs_packet *p, uint64_t ticket,
 				      const char *share)
 {
 	struct vs_worker *w = c->w;
-	/* after: the numeric ticket it waits for, its own or the held reply's before it (a
-	 * reply is never released before an earlier one of its connection: vs_release_held). */
-	uint64_t after = ticket;
-	for (uint32_t i = w->n_replies; c->acks_held && i-- > 0;)
-		if (w->replies[i].slot == c->slot && w->replies[i].conn_id == c->id) {
-			const struct vs_held_reply *x = &w->replies[i];
-			uint64_t t = x->ticket == VS_HELD_GROUP ? x->after : x->ticket;
-			after = t > after ? t : after;
-			if (!share && x->ticket == VS_HELD_GROUP)
-				share = x->share; /* behind it: waits for the same */
-			break;
-		}
-	ticket = share ? VS_HELD_GROUP : after;
-	if (!ticket)
+	struct vs_held_reply *x = held_of(w, c);
+	if (!x && !ticket && !share)
 		return vs_conn_reply(c, p);
 	size_t had = vs_bytes_avail(&c->out);
 	enum vs_handled h = vs_conn_reply(c, p);
 	if (h != VS_GO_ON)
 		return h;
-	/* The reply's bytes move from the end of the output to the held list. */
+	if (!x) {
+		if (VS_VEC_GROW(w->replies, w->cap_replies, w->n_replies + 1, 8) < 0)
+			return VS_GO_ON; /* no memory: sent now */
+		x = &w->replies[w->n_replies++];
+		*x = (struct vs_held_reply){
+		    .since_ms = w->now_ms, .conn_id = c->id, .slot = c->slot};
+		c->acks_held = true;
+	}
+	/* The reply's bytes move from the end of the output to the entry. */
 	size_t n = vs_bytes_avail(&c->out) - had;
-	uint8_t *bytes = malloc(n);
-	char *group = share ? strdup(share) : NULL;
-	if (!bytes || (share && !group) ||
-	    VS_VEC_GROW(w->replies, w->cap_replies, w->n_replies + 1, 8) < 0) {
-		free(bytes);
-		free(group);
-		return VS_GO_ON; /* no memory: sent now */
+	if (vs_bytes_append(&x->out, c->out.data + c->out.len - n, n) < 0) {
+		vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");
+		return VS_CLOSED; /* its entry goes with the connection (vs_release_held) */
 	}
-	memcpy(bytes, c->out.data + c->out.len - n, n);
 	c->out.len -= n;
-	w->replies[w->n_replies++] = (struct vs_held_reply){.ticket = ticket,
-							    .after = after,
-							    .since_ms = w->now_ms,
-							    .conn_id = c->id,
-							    .slot = c->slot,
-							    .len = (uint32_t)n,
-							    .bytes = bytes,
-							    .share = group};
-	c->acks_held = true;
-	/* A group bound meanwhile posted its mail before this entry was there: look again. */
-	if (ticket == VS_HELD_GROUP
-		? vs_cluster_share_wait(w->b, group, strlen(group)) != VS_HELD_GROUP
-		: !vs_cluster_barrier_await(w->b, w->idx, ticket)) {
-		/* Confirmed already: released with the others in order, after this packet. */
-		struct vs_mail m = {.type = VS_MAIL_HELD};
-		vs_worker_post(w, w->idx, &m);
-	}
+	if (ticket > x->after)
+		x->after = ticket;
+	if (share && !x->share)
+		x->share = strdup(share); /* without memory: its subjects' ticket only */
+	x->ticket = x->share ? VS_HELD_GROUP : x->after;
+	look_again(w, x);
 	return VS_GO_ON;
 }
 
@@ -258,8 +263,7 @@ bool vs_hold_connect(struct vs_conn *c, uint64_t ticket)
 							    .since_ms = w->now_ms,
 							    .conn_id = c->id,
 							    .slot = c->slot,
-							    .len = 0,
-							    .bytes = NULL};
+							    .connect = true};
 	c->connecting->step = VS_CS_BARRIER;
 	c->parked = true;
 	if (vs_cluster_barrier_await(w->b, w->idx, ticket))
@@ -268,91 +272,73 @@ bool vs_hold_connect(struct vs_conn *c, uint64_t ticket)
 	return false;
 }
 
+/* Whether r may go: what it waits for is there, or it waited VS_HELD_MAX_MS (*late). */
+static bool due(struct vs_worker *w, struct vs_held_reply *r, bool *late)
+{
+	if (r->ticket == VS_HELD_GROUP) { /* its group bound yet? */
+		uint64_t t = vs_cluster_share_wait(w->b, r->share, strlen(r->share));
+		if (t != VS_HELD_GROUP) {
+			r->ticket = t > r->after ? t : r->after; /* 0: nothing more */
+			free(r->share);
+			r->share = NULL;
+		}
+	}
+	*late = false;
+	if (vs_cluster_barrier_confirmed(w->b, r->ticket))
+		return true;
+	*late = w->now_ms - r->since_ms >= VS_HELD_MAX_MS;
+	return *late;
+}
+
 void vs_release_held(struct vs_worker *w)
 {
 	for (;;) {
 		/* The due entries leave the list first: resuming a CONNECT reads its input, whose
 		 * SUBSCRIBEs may hold more replies. */
-		struct vs_held_reply *due = NULL;
-		uint32_t n_due = 0, cap_due = 0, k = 0, n_late = 0;
+		struct vs_held_reply *go = NULL;
+		uint32_t n_go = 0, cap_go = 0, k = 0, n_late = 0;
+		uint64_t low = 0; /* the lowest ticket still waited for (a group's: its mail) */
 		for (uint32_t i = 0; i < w->n_replies; i++) {
 			struct vs_held_reply *r = &w->replies[i];
-			if (r->ticket == VS_HELD_GROUP) { /* its group bound yet? */
-				uint64_t t =
-				    vs_cluster_share_wait(w->b, r->share, strlen(r->share));
-				if (t != VS_HELD_GROUP) {
-					r->ticket =
-					    t > r->after ? t : r->after; /* 0: nothing more */
-					free(r->share);
-					r->share = NULL;
-				}
-			}
-			/* Whatever happens to the barrier, a reply waits VS_HELD_MAX_MS at most. */
-			bool ok = vs_cluster_barrier_confirmed(w->b, r->ticket);
-			bool late = !ok && w->now_ms - r->since_ms >= VS_HELD_MAX_MS;
-			/* Never before an earlier reply of its connection that stays. */
-			for (uint32_t q = 0; (ok || late) && q < k; q++)
-				if (w->replies[q].slot == r->slot &&
-				    w->replies[q].conn_id == r->conn_id)
-					ok = late = false;
-			n_late += late;
-			if ((ok || late) && VS_VEC_GROW(due, cap_due, n_due + 1, 8) == 0) {
-				due[n_due++] = *r;
+			bool late;
+			if (due(w, r, &late) && VS_VEC_GROW(go, cap_go, n_go + 1, 8) == 0) {
+				n_late += late;
+				go[n_go++] = *r;
 				continue;
 			}
+			if (r->ticket != VS_HELD_GROUP && (!low || r->ticket < low))
+				low = r->ticket;
 			w->replies[k++] = *r;
 		}
 		w->n_replies = k;
 		if (n_late)
 			vs_log(w->b->log, VS_LOG_WARN,
-			       "cluster: %u repl(ies) held %d s for the other nodes to know their "
-			       "subscriptions go out without them",
+			       "cluster: %u connection(s) held %d s for the other nodes to know "
+			       "their subscriptions get their replies without it",
 			       n_late, VS_HELD_MAX_MS / 1000);
-		for (uint32_t i = 0; i < n_due; i++) {
-			struct vs_conn *c = vs_worker_conn(w, due[i].slot, due[i].conn_id);
-			if (c)
-				c->acks_held = false;
-		}
-		for (uint32_t i = 0; i < k; i++) {
-			struct vs_conn *c =
-			    vs_worker_conn(w, w->replies[i].slot, w->replies[i].conn_id);
-			if (c && w->replies[i].bytes)
-				c->acks_held = true;
-		}
-		for (uint32_t i = 0; i < n_due; i++) {
-			struct vs_held_reply *r = &due[i];
+		for (uint32_t i = 0; i < n_go; i++) {
+			struct vs_held_reply *r = &go[i];
 			struct vs_conn *c = vs_worker_conn(w, r->slot, r->conn_id);
 			if (c && c->state == VS_CONN_CLOSING)
 				c = NULL;
-			if (c && !r->bytes) { /* a CONNECT (vs_hold_connect) */
+			if (c && r->connect) {
 				if (c->connecting && c->connecting->step == VS_CS_BARRIER)
 					vs_cluster_session_resume(c);
 			} else if (c) {
-				if (vs_bytes_append(&c->out, r->bytes, r->len) == 0)
+				c->acks_held = false;
+				if (vs_bytes_append(&c->out, vs_bytes_head(&r->out),
+						    vs_bytes_avail(&r->out)) == 0)
 					vs_worker_want_flush(w, c);
 				else
 					vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");
 			}
-			free(r->bytes);
+			vs_bytes_fini(&r->out);
 			free(r->share);
 		}
-		free(due);
-		/* Entries held meanwhile have tickets of their own: the lowest is waited for. */
-		/* The lowest ticket of the first held reply of each connection (the others go
-		 * after it); a group's wait is woken by its binding (cluster_share.c). */
-		uint64_t low = 0;
-		for (uint32_t i = 0; i < w->n_replies; i++) {
-			const struct vs_held_reply *r = &w->replies[i];
-			bool first = true;
-			for (uint32_t q = 0; first && q < i; q++)
-				first = w->replies[q].slot != r->slot ||
-					w->replies[q].conn_id != r->conn_id;
-			if (first && r->ticket != VS_HELD_GROUP && (!low || r->ticket < low))
-				low = r->ticket;
-		}
+		free(go);
 		if (!low || vs_cluster_barrier_await(w->b, w->idx, low))
 			return;
-		if (n_due == 0) { /* confirmed, yet nothing went (no memory): next turn */
+		if (n_go == 0) { /* confirmed, yet nothing went (no memory): next turn */
 			struct vs_mail m = {.type = VS_MAIL_HELD};
 			vs_worker_post(w, w->idx, &m);
 			return;

@@ -1337,7 +1337,7 @@ void vs_worker_fini(struct vs_worker *w)
 	free(w->sub_ids);
 	free(w->graveyard);
 	for (uint32_t i = 0; i < w->n_replies; i++) {
-		free(w->replies[i].bytes);
+		vs_bytes_fini(&w->replies[i].out);
 		free(w->replies[i].share);
 	}
 	free(w->replies);

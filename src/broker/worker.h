@@ -76,17 +76,16 @@ struct vs_mail {
 };
 
 #define VS_HELD_MAX_MS 5000
-/* A reply held until the cluster's barrier confirms ticket (cluster_interest.h): its bytes, for
- * connection (slot, conn_id) if it is still there then. */
+/* What connection (slot, conn_id) waits for the cluster's barrier (cluster_interest.h): its
+ * held replies, all of them in one entry (they go out together, in order), or its CONNECT. */
 struct vs_held_reply {
-	uint64_t ticket;
-	uint64_t
-	    after; /* with VS_HELD_GROUP: the ticket it waits for too, once the group is bound */
+	uint64_t ticket;  /* the barrier's, or VS_HELD_GROUP */
+	uint64_t after;	  /* with VS_HELD_GROUP: the ticket it waits for too, once bound */
 	int64_t since_ms; /* held since: after VS_HELD_MAX_MS it goes out anyway */
 	uint64_t conn_id;
 	uint32_t slot;
-	uint32_t len;
-	uint8_t *bytes;
+	bool connect;	     /* a CONNECT (vs_hold_connect), not replies */
+	struct vs_bytes out; /* the replies' bytes */
 	char *share; /* ticket VS_HELD_GROUP: the shared group ("$share/G/F") whose JetStream
 		      * consumers it waits for (cluster_share.h), owned */
 };
