@@ -204,6 +204,9 @@ struct vs_broker {
 	/* Cluster: the stream sequences of JetStream's messages still held here (in a queue, a
 	 * window, a mailbox): vs_cjs_floor() stays below them. Lives until the last message. */
 	struct vs_minset stream_held;
+	/* Cluster: the highest stream sequence that some session that came from another node
+	 * must not take again (vs_cluster_session_skips); 0: none. */
+	atomic_uint_fast64_t roam_cut;
 	uint64_t sessions_expired; /* $SYS/broker/clients/expired */
 	size_t sys_heap_max;	   /* $SYS/broker/heap/maximum: the most heap/current has been */
 };

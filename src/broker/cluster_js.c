@@ -841,7 +841,9 @@ static void settle_at(struct vs_cjs *j, struct wjs *p, uint32_t at)
 	pthread_mutex_unlock(&p->tlock);
 }
 
-uint64_t vs_cjs_floor(struct vs_cjs *j)
+/* Below the lowest stream sequence this node has not finished taking (and, with held, that a
+ * session of it still holds). */
+static uint64_t floor_of(struct vs_cjs *j, bool with_held)
 {
 	if (!j)
 		return 0;
@@ -872,10 +874,20 @@ uint64_t vs_cjs_floor(struct vs_cjs *j)
 		low = gap;
 	/* Taken, acknowledged to JetStream, and still held by a session (queued, in its window):
 	 * should this node die, another rebuilding the session must read it again. */
-	uint64_t held = vs_minset_min(&j->b->stream_held);
+	uint64_t held = with_held ? vs_minset_min(&j->b->stream_held) : UINT64_MAX;
 	if (held < low)
 		low = held;
 	return low == UINT64_MAX ? max : low - 1 < max ? low - 1 : max;
+}
+
+uint64_t vs_cjs_floor(struct vs_cjs *j)
+{
+	return floor_of(j, true);
+}
+
+uint64_t vs_cjs_taken(struct vs_cjs *j)
+{
+	return floor_of(j, false);
 }
 
 /* A message of the stream (the library's delivery thread). */

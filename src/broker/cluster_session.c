@@ -13,6 +13,7 @@
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/map.h"
+#include "base/vec.h"
 #include "broker/broker.h"
 #include "broker/cluster_js.h"
 #include "broker/cluster.h"
@@ -35,10 +36,15 @@
 #define ANSWER_MS      60000	    /* for a whole answer */
 #define ANSWER_MAX     (1ull << 30) /* bytes of an answer */
 #define REPLAY_MAX     100000	    /* messages a rebuild reads at most when queues have no limit */
-#define CHUNK_HEAD     9	    /* kind, chunk number, chunk count (big-endian) */
+#define CHUNK_HEAD     17 /* kind, chunk number, chunk count, routed (give(); big-endian) */
 #define HOPS_MAX       4 /* a handover follows a connection from worker to worker at most so often */
 #define FLOOR_EVERY_MS 1000  /* this node's floor for its connected sessions (write_floor) */
 #define REPLAY_MS      10000 /* reading the stream for a rebuilt session takes at most this long */
+#define CLOSE_MS       1000  /* the owner closing the client's connection there ('C') */
+#define SETTLE_MS      2500  /* the other nodes learning a placed session's subjects */
+#define REQ_HEAD                                                                                   \
+	18 /* kind, length of the asking node's id, its id, deadline, stream                       \
+	    * sequence (8 bytes each), then the client id */
 
 /* What the session thread does for one client id. */
 enum job_kind {
@@ -46,6 +52,8 @@ enum job_kind {
 	JOB_NOTE,    /* write the session's subscriptions (and where the stream stood when it
 		      * went offline) into its key, while this node owns it */
 	JOB_CHECK,   /* at start-up: a session restored here that another node owns ends here */
+	JOB_GIVE,    /* another node asks for a session: wait until this node has routed the
+		      * stream up to where it says, then hand the session over (give()) */
 };
 
 struct job {
@@ -55,7 +63,9 @@ struct job {
 	int worker;   /* JOB_CONNECT: the connection's */
 	uint32_t slot;
 	uint64_t conn_id;
-	uint64_t floor; /* JOB_NOTE: vs_cjs_floor() when it went offline; 0 while connected */
+	uint64_t floor; /* JOB_NOTE: vs_cjs_floor() when it went offline; 0 while connected.
+			 * JOB_GIVE: the stream sequence to have routed before the hand-over */
+	void *req;	/* JOB_GIVE: the request (natsMsg) */
 	size_t idlen;
 	char id[]; /* NUL-terminated */
 };
@@ -90,10 +100,22 @@ struct vs_cluster_sessions {
 	uint64_t floor_written;			    /* what it wrote last */
 	pthread_mutex_t slow_lock;
 	struct vs_map slow; /* node id -> until when (ms, as a pointer) it is not asked again */
+	/* Sessions handed over to this node that skip the stream's messages up to cut, until this
+	 * node has routed the stream that far itself (vs_cluster_session_skips). */
+	pthread_mutex_t skip_lock;
+	struct skip {
+		struct vs_session *s; /* one reference */
+		uint64_t cut;
+	} * skips;
+	uint32_t n_skips, cap_skips;
 	struct shard shards[SHARDS];
 };
 
 enum { JOBS_MAX = 100000 };
+
+static void give(struct vs_cluster_sessions *cs, struct job *j);
+static void post_give(struct vs_cluster_sessions *cs, const char *client_id, size_t idlen,
+		      char kind, natsMsg *req);
 
 static void put_be32(uint8_t *p, uint32_t v)
 {
@@ -126,7 +148,7 @@ static int worker_of(struct vs_broker *b, const char *id, size_t idlen)
 /* Queues j (CONNECTs ahead of notes). Returns false (j freed) when the queue is full. */
 static bool push(struct vs_cluster_sessions *cs, struct job *j)
 {
-	bool connect = j->kind == JOB_CONNECT;
+	bool connect = j->kind == JOB_CONNECT || j->kind == JOB_GIVE;
 	struct shard *sh = &cs->shards[vs_hash64(0x53484152u, j->id, j->idlen) % SHARDS];
 	pthread_mutex_lock(&sh->lock);
 	/* A note reads the session when it runs: one waiting for this client id serves a second
@@ -229,13 +251,15 @@ enum fetched {
 
 /* Reads the answer of node `owner` (chunks on inbox sub) into *out. */
 static enum fetched receive(struct vs_cluster_sessions *cs, natsSubscription *sub,
-			    const char *owner, const struct job *j, struct vs_session **out)
+			    const char *owner, const struct job *j, struct vs_session **out,
+			    uint64_t *routed)
 {
 	struct vs_broker *b = cs->b;
 	uint8_t *buf = NULL;
 	size_t len = 0;
 	uint32_t got = 0, total = 1;
 	const char *why = NULL;
+	*routed = 0;
 	enum fetched r = GOT;
 	int64_t until = vs_now_ms() + ANSWER_MS;
 	*out = NULL;
@@ -265,6 +289,8 @@ static enum fetched receive(struct vs_cluster_sessions *cs, natsSubscription *su
 			why = "a malformed answer";
 		} else {
 			total = get_be32(d + 5);
+			if (got == 0)
+				*routed = (uint64_t)get_be32(d + 9) << 32 | get_be32(d + 13);
 			uint8_t *nb = realloc(buf, len + (size_t)n - CHUNK_HEAD);
 			if (!nb) {
 				why = "no memory";
@@ -279,8 +305,10 @@ static enum fetched receive(struct vs_cluster_sessions *cs, natsSubscription *su
 	}
 	if (!why && total) {
 		*out = vs_bp_session_import(b, j->id, j->idlen, buf, len, &why);
-		if (*out)
+		if (*out) {
+			why = NULL; /* it sets "" */
 			atomic_fetch_add(&cs->taken, 1);
+		}
 		if (*out)
 			vs_log(b->log, VS_LOG_NOTICE,
 			       "cluster: session of client %s taken from node %s (%zu bytes: %u "
@@ -304,38 +332,56 @@ static enum fetched receive(struct vs_cluster_sessions *cs, natsSubscription *su
 	return r;
 }
 
-/* Asks node owner for j's session: request 'R', the asking node, the client id. */
-static enum fetched fetch(struct vs_cluster_sessions *cs, const char *owner, const struct job *j,
-			  struct vs_session **out)
+/* A request to node owner about j's client: kind, the asking node, until when (wall-clock ms)
+ * the owner may act on it, upto (the stream sequence the owner must have routed first, 'R'),
+ * the client id. Returns its length, 0 when the owner's subject cannot be made. */
+static size_t request(struct vs_cluster_sessions *cs, const char *owner, const struct job *j,
+		      char kind, uint64_t deadline, uint64_t upto, uint8_t **out, char *subject,
+		      size_t cap)
 {
-	struct vs_broker *b = cs->b;
-	natsConnection *nc = vs_cluster_nc(b);
-	char otok[TOKEN_MAX], subject[TOKEN_MAX + 8];
+	char otok[TOKEN_MAX];
 	*out = NULL;
-	if (!nc || vs_cluster_token((const uint8_t *)owner, strlen(owner), otok, sizeof(otok)) < 0)
-		return GOT;
-	snprintf(subject, sizeof(subject), SUBJECT "%s", otok);
-	const char *me = vs_cluster_node(b);
-	size_t melen = strlen(me);
-	size_t rlen = 2 + melen + 8 + j->idlen;
+	if (vs_cluster_token((const uint8_t *)owner, strlen(owner), otok, sizeof(otok)) < 0)
+		return 0;
+	snprintf(subject, cap, SUBJECT "%s", otok);
+	const char *me = vs_cluster_node(cs->b);
+	size_t melen = strlen(me), rlen = REQ_HEAD + melen + j->idlen;
 	uint8_t *req = malloc(rlen);
-	natsInbox *inbox = NULL;
-	natsSubscription *sub = NULL;
-	enum fetched r = GOT;
-	if (!req || natsInbox_Create(&inbox) != NATS_OK ||
-	    natsConnection_SubscribeSync(&sub, nc, inbox) != NATS_OK)
-		goto out;
-	/* The owner lets the session go only before this (wall-clock ms): one that answers after
-	 * this node stopped waiting keeps it, rather than send it to nobody. */
-	uint64_t deadline = (uint64_t)(vs_wall_ms() + WAIT_MS - 500);
-	req[0] = 'R';
+	if (!req)
+		return 0;
+	req[0] = (uint8_t)kind;
 	req[1] = (uint8_t)melen;
 	memcpy(req + 2, me, melen);
 	put_be32(req + 2 + melen, (uint32_t)(deadline >> 32));
 	put_be32(req + 6 + melen, (uint32_t)deadline);
-	memcpy(req + 10 + melen, j->id, j->idlen);
+	put_be32(req + 10 + melen, (uint32_t)(upto >> 32));
+	put_be32(req + 14 + melen, (uint32_t)upto);
+	memcpy(req + REQ_HEAD + melen, j->id, j->idlen);
+	*out = req;
+	return rlen;
+}
+
+/* Asks node owner for j's session ('R'), once it has routed the stream up to upto. */
+static enum fetched fetch(struct vs_cluster_sessions *cs, const char *owner, const struct job *j,
+			  uint64_t upto, struct vs_session **out, uint64_t *routed)
+{
+	natsConnection *nc = vs_cluster_nc(cs->b);
+	char subject[TOKEN_MAX + 8];
+	uint8_t *req = NULL;
+	natsInbox *inbox = NULL;
+	natsSubscription *sub = NULL;
+	enum fetched r = GOT;
+	*out = NULL;
+	/* The owner lets the session go only before this (wall-clock ms): one that answers after
+	 * this node stopped waiting keeps it, rather than send it to nobody. */
+	uint64_t deadline = (uint64_t)(vs_wall_ms() + WAIT_MS - 500);
+	size_t rlen =
+	    nc ? request(cs, owner, j, 'R', deadline, upto, &req, subject, sizeof(subject)) : 0;
+	if (!rlen || natsInbox_Create(&inbox) != NATS_OK ||
+	    natsConnection_SubscribeSync(&sub, nc, inbox) != NATS_OK)
+		goto out;
 	if (natsConnection_PublishRequest(nc, subject, inbox, req, (int)rlen) == NATS_OK)
-		r = receive(cs, sub, owner, j, out);
+		r = receive(cs, sub, owner, j, out, routed);
 out:
 	if (sub) {
 		natsSubscription_Unsubscribe(sub);
@@ -344,6 +390,24 @@ out:
 	natsInbox_Destroy(inbox);
 	free(req);
 	return r;
+}
+
+/* Asks node owner to close j's client's connection there, if it has one ('C': a take-over
+ * that resumes), and waits for it to have done so, at most CLOSE_MS: from then on the copy
+ * there takes messages and acknowledges none (see take()). */
+static void close_old(struct vs_cluster_sessions *cs, const char *owner, const struct job *j)
+{
+	natsConnection *nc = vs_cluster_nc(cs->b);
+	char subject[TOKEN_MAX + 8];
+	uint8_t *req = NULL;
+	size_t rlen = nc ? request(cs, owner, j, 'C', (uint64_t)(vs_wall_ms() + CLOSE_MS), 0, &req,
+				   subject, sizeof(subject))
+			 : 0;
+	natsMsg *reply = NULL;
+	if (rlen)
+		natsConnection_Request(&reply, nc, subject, req, (int)rlen, CLOSE_MS);
+	natsMsg_Destroy(reply);
+	free(req);
 }
 
 /* A node that let a CONNECT ask it for a whole lease without answering, though its lease was
@@ -485,6 +549,10 @@ static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uin
 		if (!msg)
 			continue;
 		msg->remote = true;
+		if (seq) { /* held as a live one is (cluster.c), and known to merge() */
+			msg->sseq = seq;
+			msg->held = &b->stream_held;
+		}
 		pthread_mutex_lock(&s->lock);
 		struct vs_qentry e = {.msg = msg, .qos = (uint8_t)qos, .seq = ++s->next_seq};
 		if (vs_qentry_set_sub_ids(&e, ids, n_ids) < 0 || vs_ring_push(&s->queue, &e) < 0) {
@@ -602,9 +670,72 @@ static struct vs_session *rebuild(struct vs_cluster_sessions *cs, const struct j
 	return s;
 }
 
-/* Takes j's client id for this node, by compare-and-set; returns its session when another node
- * had it and gave it, or it was rebuilt because that node is gone. */
-static struct vs_session *take(struct vs_cluster_sessions *cs, const struct job *j, uint64_t *from)
+/*
+ * Puts a copy of j's session as its key o says (its subscriptions, nothing queued) in this
+ * node's registry and trie, before the owner is asked for the session: what is published from
+ * then on reaches it here, and the copy that comes joins it (finish(), the messages both took
+ * once). Returns it (a reference of the caller's; the registry has its own), or NULL when this
+ * node has a copy already (that one serves) or the key names no subscriptions.
+ */
+static struct vs_session *place(struct vs_cluster_sessions *cs, const struct job *j,
+				const struct owned *o)
+{
+	struct vs_broker *b = cs->b;
+	const char *why;
+	if (!o->v.recs_len)
+		return NULL;
+	struct vs_session *p =
+	    vs_bp_session_import(b, j->id, j->idlen, o->v.recs, o->v.recs_len, &why);
+	if (!p)
+		return NULL;
+	pthread_mutex_lock(&b->reg_lock);
+	bool added = !vs_registry_get(&b->sessions, j->id, j->idlen) &&
+		     vs_registry_add(&b->sessions, p) == 0;
+	if (added)
+		vs_broker_sessions_changed(b);
+	pthread_mutex_unlock(&b->reg_lock);
+	if (!added) {
+		p->ended = true;
+		vs_session_unref(p);
+		return NULL;
+	}
+	vs_bp_session_subscribe(b, p);
+	return vs_session_ref(p);
+}
+
+/* Waits, at most SETTLE_MS, until every other node knows this node's subjects noted so far
+ * (the barrier of cluster_interest.h), then returns the stream's last sequence (0: unknown):
+ * a QoS 1/2 message stored after it reaches this node's copy through the stream. */
+static uint64_t settle(struct vs_cluster_sessions *cs)
+{
+	struct vs_broker *b = cs->b;
+	uint64_t ticket = vs_cluster_barrier_ticket(b);
+	int64_t until = vs_now_ms() + SETTLE_MS;
+	while (vs_cluster_barrier_due(b, ticket) && vs_now_ms() < until && !atomic_load(&cs->stop))
+		nats_Sleep(1);
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	uint64_t last = 0;
+	if (js_GetStreamInfo(&si, vs_cluster_js(b), VS_CJS_STREAM, NULL, &jerr) == NATS_OK)
+		last = si->State.LastSeq;
+	jsStreamInfo_Destroy(si);
+	return last;
+}
+
+/*
+ * Takes j's client id for this node, by compare-and-set; returns its session when another node
+ * had it and gave it, or it was rebuilt because that node is gone.
+ *
+ * A hand-over loses nothing published meanwhile, anywhere, and takes each QoS 1/2 message once:
+ * the owner first closes the client's connection there (close_old: from then on its copy
+ * acknowledges nothing); this node places a copy of its own (place), waits until every node
+ * knows its subjects (settle), and asks for the session naming the stream's last sequence
+ * then. Every message stored up to there reaches the owner's copy, which the owner hands over
+ * only once it has routed the stream that far (give()); every one stored after reaches the
+ * placed copy through the stream; the two copies meet (finish()) by stream sequence.
+ */
+static struct vs_session *take(struct vs_cluster_sessions *cs, const struct job *j, uint64_t *from,
+			       struct vs_session **placed, uint64_t *cut)
 {
 	struct vs_broker *b = cs->b;
 	const char *me = vs_cluster_node(b);
@@ -649,10 +780,16 @@ static struct vs_session *take(struct vs_cluster_sessions *cs, const struct job 
 		int asks = b->conf->cluster_lease_ms / WAIT_MS + 2, ask = 0;
 		enum fetched r = GONE;
 		bool live = false;
+		uint64_t upto = 0;
+		if (!j->clean && o.owner[0] && !slow(cs, o.owner) && alive(cs, o.owner)) {
+			close_old(cs, o.owner, j);
+			*placed = place(cs, j, &o);
+			upto = settle(cs);
+		}
 		for (; !j->clean && o.owner[0] && ask < asks && r == GONE && !slow(cs, o.owner) &&
 		       (live = alive(cs, o.owner));
 		     ask++)
-			r = fetch(cs, o.owner, j, &s);
+			r = fetch(cs, o.owner, j, upto, &s, cut);
 		if (r == GONE && live && ask == asks) /* alive, and never answered */
 			mark_slow(cs, o.owner);
 		if (!j->clean && o.owner[0] && r == GONE)
@@ -733,17 +870,40 @@ static void note(struct vs_cluster_sessions *cs, const struct job *j)
 }
 
 /* Moves what src holds for its client (queued, and sent but not acknowledged) to the end of
- * dst's queue, to be sent again: two copies of one session meet (at least once). dst locked;
- * src ended or not yet anyone's. Returns how many. */
-static uint32_t merge(struct vs_session *dst, struct vs_session *src)
+ * dst's queue, to be sent again: two copies of one session meet (at least once). Not moved:
+ * a message from the stream that dst has too (the same stream sequence: both copies took it,
+ * see take()), and with upto (dst came from a node that had routed the stream up to there to
+ * it, and closed its connection first), one of the stream up to upto, which dst has or its
+ * client acknowledged, and a QoS 0 one (at most once: dst may have had it). dst locked; src
+ * ended or not yet anyone's. Returns how many moved; *same, how many were not. */
+static uint32_t merge(struct vs_session *dst, struct vs_session *src, uint64_t upto, uint32_t *same)
 {
+	struct vs_map have; /* the stream sequences dst holds */
+	memset(&have, 0, sizeof(have));
+	bool indexed = true;
+	for (struct vs_ring *r = &dst->inflight; r; r = r == &dst->inflight ? &dst->queue : NULL)
+		for (uint32_t i = 0; i < r->count; i++) {
+			const struct vs_qentry *e = vs_ring_at(r, i);
+			if (e->msg && e->msg->sseq &&
+			    vs_map_put(&have, &e->msg->sseq, sizeof(e->msg->sseq), (void *)1,
+				       NULL) < 0)
+				indexed = false; /* no memory: at least once */
+		}
 	pthread_mutex_lock(&src->lock);
 	uint32_t n = 0;
+	*same = 0;
 	for (struct vs_ring *r = &src->inflight; r; r = r == &src->inflight ? &src->queue : NULL) {
 		for (uint32_t i = 0; i < r->count; i++) {
 			struct vs_qentry e = *vs_ring_at(r, i);
 			if (!e.msg || (e.qos == 2 && e.state == VS_Q_WAIT_PUBCOMP)) {
 				vs_qentry_fini(&e); /* delivered: only its PUBREL was left */
+				continue;
+			}
+			uint64_t sseq = e.msg->sseq;
+			if ((upto && (e.qos == 0 || (sseq && sseq <= upto))) ||
+			    (indexed && sseq && vs_map_get(&have, &sseq, sizeof(sseq)))) {
+				vs_qentry_fini(&e);
+				(*same)++;
 				continue;
 			}
 			size_t bytes = e.msg->payload.len;
@@ -765,6 +925,7 @@ static uint32_t merge(struct vs_session *dst, struct vs_session *src)
 	vs_msg_unref(src->will); /* its session goes on in dst */
 	src->will = NULL;
 	pthread_mutex_unlock(&src->lock);
+	vs_map_fini(&have);
 	/* What came from src holds the node's stream floor as dst's own entries do. */
 	vs_session_hold(dst, dst->conn && dst->expiry > 0);
 	return n;
@@ -788,7 +949,9 @@ static struct vs_session *adopt(struct vs_cluster_sessions *cs, struct vs_sessio
 	if (cur) {
 		pthread_mutex_lock(&cur->lock);
 		bool busy = cur->connected || cur->bridge;
-		if (busy && !cur->bridge && merge(cur, s) && cur->connected && !cur->notified) {
+		uint32_t same;
+		if (busy && !cur->bridge && merge(cur, s, 0, &same) && cur->connected &&
+		    !cur->notified) {
 			cur->notified = true;
 			struct vs_mail m = {.type = VS_MAIL_DRAIN, .session = vs_session_ref(cur)};
 			vs_worker_post_now(cur->owner, &m);
@@ -821,15 +984,74 @@ static struct vs_session *adopt(struct vs_cluster_sessions *cs, struct vs_sessio
 	return s;
 }
 
-static void answer(struct vs_cluster_sessions *cs, struct job *j, struct vs_session *s,
-		   uint64_t from)
+/* s, which came from a node that had routed the stream up to cut to it, skips those messages
+ * should they reach this node late (its consumer behind the other's). */
+static void add_skip(struct vs_cluster_sessions *cs, struct vs_session *s, uint64_t cut)
 {
+	pthread_mutex_lock(&cs->skip_lock);
+	if (VS_VEC_GROW(cs->skips, cs->cap_skips, cs->n_skips + 1, 8) == 0) {
+		cs->skips[cs->n_skips++] = (struct skip){vs_session_ref(s), cut};
+		if (cut > atomic_load(&cs->b->roam_cut))
+			atomic_store(&cs->b->roam_cut, cut);
+	}
+	pthread_mutex_unlock(&cs->skip_lock);
+}
+
+bool vs_cluster_session_skips(struct vs_broker *b, const struct vs_session *s, uint64_t sseq)
+{
+	struct vs_cluster_sessions *cs = vs_cluster_sessions_of(b);
+	if (!cs)
+		return false;
+	/* Once this node has routed the stream up to a cut, nothing below it comes any more. */
+	uint64_t taken = vs_cjs_taken(vs_cluster_cjs(b->cluster)), max = 0;
+	bool skip = false;
+	pthread_mutex_lock(&cs->skip_lock);
+	for (uint32_t i = 0; i < cs->n_skips;) {
+		struct skip *k = &cs->skips[i];
+		if (k->cut <= taken) {
+			vs_session_unref(k->s);
+			*k = cs->skips[--cs->n_skips];
+			continue;
+		}
+		skip |= k->s == s && sseq <= k->cut;
+		max = k->cut > max ? k->cut : max;
+		i++;
+	}
+	atomic_store(&b->roam_cut, max);
+	pthread_mutex_unlock(&cs->skip_lock);
+	return skip;
+}
+
+/* The session that came (or none) is adopted; a copy placed for it (take()) joins it, and
+ * when none came goes: the client starts anew. */
+static void answer(struct vs_cluster_sessions *cs, struct job *j, struct vs_session *s,
+		   uint64_t from, struct vs_session *placed, uint64_t cut)
+{
+	struct vs_broker *b = cs->b;
 	struct vs_session *old = NULL;
 	/* What came with it, for the worker's gauges (what reaches it live is counted by the
 	 * workers that deliver it). */
 	uint32_t queued = s ? s->queue.count : 0, inflight = s ? s->inflight.count : 0;
-	if (s)
-		s = adopt(cs, s, &old);
+	if (s && cut)
+		add_skip(cs, s, cut);
+	if (s) {
+		s = adopt(cs, s, &old); /* the placed copy, still in the registry, is old */
+	} else if (placed) {
+		pthread_mutex_lock(&b->reg_lock);
+		pthread_mutex_lock(&placed->lock);
+		bool ours = !placed->connected && !placed->bridge &&
+			    vs_registry_get(&b->sessions, j->id, j->idlen) == placed;
+		pthread_mutex_unlock(&placed->lock);
+		if (ours) {
+			vs_registry_del(&b->sessions, j->id, j->idlen);
+			vs_broker_sessions_changed(b);
+			old = placed; /* the registry's reference: ended by the worker */
+		}
+		pthread_mutex_unlock(&b->reg_lock);
+	}
+	bool joins = s && placed && old == placed; /* the cut applies to the placed copy only */
+	if (placed)
+		vs_session_unref(placed);
 	uint32_t n = s && from ? replay(cs, s, from) : 0;
 	if (s && from)
 		vs_log(cs->b->log, VS_LOG_NOTICE,
@@ -841,7 +1063,8 @@ static void answer(struct vs_cluster_sessions *cs, struct job *j, struct vs_sess
 			    .slot = j->slot,
 			    .conn_id = j->conn_id,
 			    .reply_slot = queued + n,
-			    .reply_conn_id = inflight};
+			    .reply_conn_id = inflight,
+			    .upto = joins ? cut : 0};
 	vs_worker_post_now(&cs->b->workers[j->worker], &m);
 	free(j);
 }
@@ -920,12 +1143,18 @@ static void *run(void *arg)
 		struct job *j = pop(sh);
 		if (!j)
 			continue;
-		if (j->kind == JOB_CONNECT) {
+		if (j->kind == JOB_GIVE) {
+			give(cs, j);
+			free(j);
+		} else if (j->kind == JOB_CONNECT) {
 			/* Stopping: its workers may take no more mail, so nothing is moved. */
 			uint64_t from = 0;
-			struct vs_session *s =
-			    atomic_load(&cs->b->stopping) ? NULL : take(cs, j, &from);
-			answer(cs, j, s, from);
+			struct vs_session *placed = NULL;
+			uint64_t cut = 0;
+			struct vs_session *s = atomic_load(&cs->b->stopping)
+						   ? NULL
+						   : take(cs, j, &from, &placed, &cut);
+			answer(cs, j, s, from, placed, cut);
 		} else {
 			note(cs, j);
 			free(j);
@@ -943,21 +1172,63 @@ static void on_request(natsConnection *nc, natsSubscription *sub, natsMsg *nm, v
 	struct vs_cluster_sessions *cs = arg;
 	const uint8_t *d = (const uint8_t *)natsMsg_GetData(nm);
 	int len = natsMsg_GetDataLength(nm);
-	if (atomic_load(&cs->stop) || len < 2 || d[0] != 'R' || 2 + d[1] + 8 > len ||
-	    !natsMsg_GetReply(nm)) {
+	if (atomic_load(&cs->stop) || len < 2 || (d[0] != 'R' && d[0] != 'C') ||
+	    REQ_HEAD + d[1] > len || !natsMsg_GetReply(nm)) {
 		natsMsg_Destroy(nm);
 		return;
 	}
-	size_t idlen = (size_t)len - 10 - d[1];
-	char *id = malloc(idlen + 1);
+	size_t idlen = (size_t)len - REQ_HEAD - d[1];
+	const uint8_t *at = d + 2 + d[1];
+	uint64_t upto = (uint64_t)get_be32(at + 8) << 32 | get_be32(at + 12);
+	struct vs_cjs *cjs = vs_cluster_cjs(cs->b->cluster);
+	if (d[0] == 'R' && vs_cjs_ready(cjs) && upto > vs_cjs_taken(cjs)) {
+		/* Not on this thread, which routes the stream too (cluster.c: one delivery
+		 * thread): the session thread of the client id waits (give()). */
+		struct job *j = new_job(JOB_GIVE, (const char *)d + REQ_HEAD + d[1], idlen);
+		if (j) {
+			j->req = nm;
+			j->floor = upto;
+			if (push(cs, j))
+				return;
+		}
+	}
+	post_give(cs, (const char *)d + REQ_HEAD + d[1], idlen, (char)d[0], nm);
+}
+
+/* Hands the request req about client id (idlen bytes) to the worker that has its session. */
+static void post_give(struct vs_cluster_sessions *cs, const char *client_id, size_t idlen,
+		      char kind, natsMsg *req)
+{
+	char *id = strndup(client_id, idlen);
 	if (!id) {
-		natsMsg_Destroy(nm);
+		natsMsg_Destroy(req);
 		return; /* the asking node's wait runs out: the client starts anew there */
 	}
-	memcpy(id, d + 10 + d[1], idlen);
-	id[idlen] = 0;
-	struct vs_mail m = {.type = VS_MAIL_HANDOVER, .reason = 'R', .share = id, .ack = nm};
-	vs_worker_post_now(&cs->b->workers[worker_of(cs->b, id, strnlen(id, idlen))], &m);
+	struct vs_mail m = {
+	    .type = VS_MAIL_HANDOVER, .reason = (uint8_t)kind, .share = id, .ack = req};
+	vs_worker_post_now(&cs->b->workers[worker_of(cs->b, id, strlen(id))], &m);
+}
+
+/* JOB_GIVE: waits until this node has routed the stream up to where the asking node read it
+ * (j->floor), while that node still waits, then hands the session over. */
+static void give(struct vs_cluster_sessions *cs, struct job *j)
+{
+	natsMsg *req = j->req;
+	const uint8_t *d = (const uint8_t *)natsMsg_GetData(req);
+	const uint8_t *at = d + 2 + d[1];
+	int64_t deadline = (int64_t)((uint64_t)get_be32(at) << 32 | get_be32(at + 4));
+	struct vs_cjs *cjs = vs_cluster_cjs(cs->b->cluster);
+	uint64_t taken;
+	while ((taken = vs_cjs_taken(cjs)) < j->floor && vs_wall_ms() < deadline - 500 &&
+	       !atomic_load(&cs->stop))
+		nats_Sleep(1);
+	if (taken < j->floor)
+		vs_log(cs->b->log, VS_LOG_NOTICE,
+		       "cluster: handing client %s's session over before this node routed stream "
+		       "%s up to %llu (it is at %llu): a message between may miss it",
+		       j->id, VS_CJS_STREAM, (unsigned long long)j->floor,
+		       (unsigned long long)taken);
+	post_give(cs, j->id, j->idlen, 'R', req);
 }
 
 static void post_end(struct vs_broker *b, const char *client_id, size_t idlen, char how)
@@ -979,7 +1250,8 @@ void vs_cluster_session_drop(struct vs_broker *b, const char *client_id, size_t 
 	post_end(b, client_id, idlen, 'X');
 }
 
-static void reply(struct vs_broker *b, natsMsg *req, char kind, const uint8_t *data, size_t len)
+static void reply(struct vs_broker *b, natsMsg *req, char kind, uint64_t routed,
+		  const uint8_t *data, size_t len)
 {
 	natsConnection *nc = vs_cluster_nc(b);
 	const char *to = natsMsg_GetReply(req);
@@ -998,6 +1270,8 @@ static void reply(struct vs_broker *b, natsMsg *req, char kind, const uint8_t *d
 		chunk[0] = (uint8_t)kind;
 		put_be32(chunk + 1, i);
 		put_be32(chunk + 5, total);
+		put_be32(chunk + 9, (uint32_t)(routed >> 32));
+		put_be32(chunk + 13, (uint32_t)routed);
 		if (n)
 			memcpy(chunk + CHUNK_HEAD, data + off, n);
 		natsConnection_Publish(nc, to, chunk, (int)(CHUNK_HEAD + n));
@@ -1028,7 +1302,7 @@ void vs_cluster_session_handover(struct vs_worker *w, const struct vs_mail *m)
 	const char *id = m->share;
 	size_t idlen = strlen(id);
 	natsMsg *req = m->ack;
-	bool resume = m->reason == 'R';
+	bool resume = m->reason == 'R' || m->reason == 'C';
 	const char *to = req ? natsMsg_GetData(req) + 2 : "";
 	int to_len = req ? (uint8_t)natsMsg_GetData(req)[1] : 0;
 
@@ -1057,6 +1331,10 @@ void vs_cluster_session_handover(struct vs_worker *w, const struct vs_mail *m)
 	}
 	if (ow == w)
 		vs_worker_takeover(w, slot, conn_id, resume);
+	if (m->reason == 'C') { /* closed: the session stays here until asked for it */
+		reply(b, req, 'K', 0, NULL, 0);
+		goto out;
+	}
 
 	/* Too late (the asking node no longer waits), or stopping: it stays here. */
 	if (req) {
@@ -1068,7 +1346,7 @@ void vs_cluster_session_handover(struct vs_worker *w, const struct vs_mail *m)
 			    "cluster: node %.*s asked for client %s's session too late: it stays "
 			    "here",
 			    to_len, to, id);
-			reply(b, req, 'B', NULL, 0);
+			reply(b, req, 'B', 0, NULL, 0);
 			goto out;
 		}
 	}
@@ -1090,7 +1368,7 @@ void vs_cluster_session_handover(struct vs_worker *w, const struct vs_mail *m)
 	pthread_mutex_unlock(&b->reg_lock);
 	if (kind != 'S') {
 		if (req)
-			reply(b, req, kind, NULL, 0);
+			reply(b, req, kind, 0, NULL, 0);
 		goto out;
 	}
 	if (!resume) {
@@ -1112,6 +1390,10 @@ void vs_cluster_session_handover(struct vs_worker *w, const struct vs_mail *m)
 	struct vs_store_buf out;
 	vs_store_buf_init(&out);
 	pthread_mutex_lock(&s->lock);
+	/* Every message of the stream up to here that the session wants is in it, or was
+	 * delivered and acknowledged (its connection here is closed): the asking node's copy
+	 * drops what it took of those (take()). */
+	uint64_t routed = vs_cjs_taken(vs_cluster_cjs(b->cluster));
 	bool expired =
 	    s->expiry != UINT32_MAX && w->now_ms - s->offline_since_ms >= (int64_t)s->expiry * 1000;
 	int rc = expired ? 0 : vs_bp_session_export(b, s, true, &out);
@@ -1133,7 +1415,7 @@ void vs_cluster_session_handover(struct vs_worker *w, const struct vs_mail *m)
 			vs_broker_sessions_changed(b);
 			pthread_mutex_unlock(&b->reg_lock);
 		}
-		reply(b, req, 'B', NULL, 0);
+		reply(b, req, 'B', 0, NULL, 0);
 		vs_store_buf_fini(&out);
 		goto out;
 	}
@@ -1141,7 +1423,7 @@ void vs_cluster_session_handover(struct vs_worker *w, const struct vs_mail *m)
 	 * leave the trie, its SESSION_DEL goes into the store. */
 	vs_router_end_session(w, s);
 	vs_session_unref(s);
-	reply(b, req, expired ? 'N' : 'S', out.data, out.len);
+	reply(b, req, expired ? 'N' : 'S', routed, out.data, out.len);
 	if (!expired && vs_cluster_sessions_of(b))
 		atomic_fetch_add(&vs_cluster_sessions_of(b)->given, 1);
 	if (!expired)
@@ -1160,9 +1442,9 @@ out:
 /* On the connection's worker: a session adopted by the session thread is stored here, after
  * the end of the copy this node had, whose messages join it. */
 static void finish(struct vs_worker *w, struct vs_session *s, struct vs_session *old,
-		   uint32_t queued, uint32_t inflight)
+		   uint32_t queued, uint32_t inflight, uint64_t upto)
 {
-	uint32_t n = 0;
+	uint32_t n = 0, same = 0;
 	if (old) {
 		pthread_mutex_lock(&old->lock);
 		vs_stat_gauge(&w->stats.queued, -(int64_t)old->queue.count);
@@ -1170,15 +1452,14 @@ static void finish(struct vs_worker *w, struct vs_session *s, struct vs_session 
 		pthread_mutex_unlock(&old->lock);
 		if (s) {
 			pthread_mutex_lock(&s->lock);
-			n = merge(s, old);
+			n = merge(s, old, upto, &same);
 			pthread_mutex_unlock(&s->lock);
 		}
-		if (n)
-			vs_log(
-			    w->b->log, VS_LOG_NOTICE,
-			    "cluster: client %s's session had a copy here: its %u message(s) join "
-			    "the one that came",
-			    old->client_id, n);
+		if (n || same)
+			vs_log(w->b->log, VS_LOG_NOTICE,
+			       "cluster: client %s's session had a copy here: %u message(s) of it "
+			       "join the one that came (%u it had already)",
+			       old->client_id, n, same);
 		pthread_mutex_lock(&old->lock);
 		vs_msg_unref(old->will); /* the session goes on */
 		old->will = NULL;
@@ -1204,7 +1485,7 @@ void vs_cluster_session_arrived(struct vs_worker *w, const struct vs_mail *m)
 	if (c && (!c->connecting || c->connecting->step != VS_CS_ROAM))
 		c = NULL;
 	w->cur = c; /* its CONNACK waits for the session's records */
-	finish(w, m->session, m->other, m->reply_slot, (uint32_t)m->reply_conn_id);
+	finish(w, m->session, m->other, m->reply_slot, (uint32_t)m->reply_conn_id, m->upto);
 	if (m->session)
 		vs_session_unref(m->session); /* the mail's */
 	w->cur = NULL;
@@ -1235,6 +1516,7 @@ struct vs_cluster_sessions *vs_cluster_sessions_start(struct vs_broker *b)
 		return NULL;
 	cs->b = b;
 	pthread_mutex_init(&cs->slow_lock, NULL);
+	pthread_mutex_init(&cs->skip_lock, NULL);
 	for (int i = 0; i < SHARDS; i++) {
 		struct shard *sh = &cs->shards[i];
 		sh->cs = cs;
@@ -1305,6 +1587,8 @@ void vs_cluster_sessions_free(struct vs_cluster_sessions *cs)
 		struct shard *sh = &cs->shards[i];
 		for (struct job *j = sh->head, *next; j; j = next) {
 			next = j->next;
+			if (j->req)
+				natsMsg_Destroy(j->req); /* the asking node's wait runs out */
 			free(j); /* its connection is closed with its worker */
 		}
 		for (struct job *j = sh->notes, *next; j; j = next) {
@@ -1320,5 +1604,9 @@ void vs_cluster_sessions_free(struct vs_cluster_sessions *cs)
 	kvStore_Destroy(cs->nodes);
 	vs_map_fini(&cs->slow);
 	pthread_mutex_destroy(&cs->slow_lock);
+	for (uint32_t i = 0; i < cs->n_skips; i++)
+		vs_session_unref(cs->skips[i].s);
+	free(cs->skips);
+	pthread_mutex_destroy(&cs->skip_lock);
 	free(cs);
 }

@@ -35,6 +35,7 @@
 #define VS_SESSIONS_BUCKET "vs_sessions"
 
 struct vs_broker;
+struct vs_session;
 struct vs_conn;
 struct vs_mail;
 struct vs_worker;
@@ -76,5 +77,11 @@ void vs_cluster_sessions_counts(struct vs_cluster_sessions *cs, uint64_t *taken,
  * it, so that another node can rebuild it should this one die. Any thread, no lock held. */
 void vs_cluster_session_note(struct vs_broker *b, const char *client_id, size_t idlen,
 			     bool offline);
+
+/* Whether s, a session handed over from another node, must not take the stream's message
+ * sseq: that node had routed the stream up to beyond it to the session before letting it go,
+ * so the session has it (or its client acknowledged it there). Called by the router only for
+ * sseq <= b->roam_cut; any thread. */
+bool vs_cluster_session_skips(struct vs_broker *b, const struct vs_session *s, uint64_t sseq);
 
 #endif

@@ -140,6 +140,7 @@ void vs_bp_msg_rec(const struct vs_msg *m, uint64_t id, int64_t now_ms, int64_t 
 	x->correlation_data = str(m->correlation_data.p, m->correlation_data.len);
 	x->user_props_raw = str(m->user_raw.p, m->user_raw.len);
 	x->origin_client_id = str(m->origin.p ? m->origin.p : (const uint8_t *)"", m->origin.len);
+	x->sseq = m->sseq; /* a session handed over keeps holding the stream floor (cluster) */
 }
 
 void vs_bp_queue_rec(const struct vs_session *s, const struct vs_qentry *e, uint64_t msg_id,

@@ -149,6 +149,10 @@ static int on_msg(struct replay *r, const struct vs_rec_msg *x)
 	if (!m)
 		return -ENOMEM;
 	atomic_store(&m->store_id, x->msg_id);
+	if (x->sseq) { /* from a cluster's stream: held by connected sessions (vs_session_hold) */
+		m->sseq = x->sseq;
+		m->held = &r->b->stream_held;
+	}
 	if (x->msg_id > r->max_id)
 		r->max_id = x->msg_id;
 	if (vs_map_put(&r->msgs, &x->msg_id, sizeof(x->msg_id), m, NULL) < 0) {

@@ -17,6 +17,7 @@
 #include "base/clock.h"
 #include "broker/cluster.h"
 #include "broker/cluster_retain.h"
+#include "broker/cluster_session.h"
 #include "broker/conn.h"
 #include "broker/mount.h"
 #include "broker/persist.h"
@@ -268,7 +269,13 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 		 * took the message when it was published. */
 		bool from_stream = msg->loop ? qos > 0 && !no_local && durable_session(m->s)
 					     : later && m->from_stream;
-		if (!msg->loop && from_stream)
+		/* A session handed over here has what its old node had routed to it. */
+		bool had = msg->sseq &&
+			   msg->sseq <= atomic_load_explicit(&b->roam_cut, memory_order_relaxed) &&
+			   vs_cluster_session_skips(b, m->s, msg->sseq);
+		if (had)
+			; /* neither now nor later */
+		else if (!msg->loop && from_stream)
 			delivered++; /* counted now: a subscriber, for PUBACK 0x10 and the API */
 		else if (!msg->loop || from_stream)
 			delivered +=

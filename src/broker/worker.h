@@ -71,8 +71,10 @@ struct vs_mail {
 		       * inflight messages that came with it */
 	uint32_t reply_slot;
 	uint64_t reply_conn_id;
-	uint64_t seq; /* persistence_fsync batch: the store write what this mail carries may
-		       * depend on (the sender's turn); output it causes waits for its sync */
+	uint64_t seq;  /* persistence_fsync batch: the store write what this mail carries may
+			* depend on (the sender's turn); output it causes waits for its sync */
+	uint64_t upto; /* VS_MAIL_ROAMED: other's messages of the stream up to this sequence are
+			* in session already (cluster_session.c, merge()) */
 };
 
 #define VS_HELD_MAX_MS 5000

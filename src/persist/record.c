@@ -110,6 +110,8 @@ static void body_msg(struct wr *w, const struct vs_rec_msg *m)
 	if (f & MF_UPROPS)
 		put_str(w, m->user_props_raw, MAX_S32);
 	put_str(w, m->payload, MAX_S32);
+	if (m->sseq) /* appended after the first layout: optional for readers */
+		put_u64(w, m->sseq);
 }
 
 static void body_queue(struct wr *w, const struct vs_rec_queue *q)
@@ -394,6 +396,7 @@ static void dec_msg(struct rd *r, struct vs_rec_msg *m)
 	m->correlation_data = get_opt(r, f, MF_CORR, 0);
 	m->user_props_raw = get_opt(r, f, MF_UPROPS, 1);
 	m->payload = get_str(r, 1);
+	m->sseq = has(r, 8) ? get64(r) : 0;
 	if (m->qos > 2)
 		r->bad = 1;
 }

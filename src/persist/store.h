@@ -98,6 +98,8 @@ struct vs_rec_msg {
 	struct vs_rec_str correlation_data; /* optional */
 	struct vs_rec_str user_props_raw;   /* optional: user properties as encoded on the wire */
 	struct vs_rec_str origin_client_id; /* for no-local; may be empty */
+	uint64_t sseq; /* a cluster's stream sequence of the message (0: none); appended field,
+			* written only when set */
 };
 
 struct vs_rec_retain {

@@ -10,8 +10,11 @@ A killed owner's session is rebuilt from its key and the stream (session present
 published for it meanwhile). Real clients (mosquitto_sub, mosquitto_pub) across three nodes.
 """
 
+import collections
 import re
 import signal
+import threading
+import time
 
 import pytest
 
@@ -538,3 +541,72 @@ def test_a_persistent_subscriber_on_the_publishing_node_counts_and_survives_nats
 	nats(n.port)  # back: the node reconnects (and stops as usual at the end)
 	wait_until(lambda: len(re.findall(r"node ca connected to NATS", a.log_text())) >= 2, 15,
 		what="ca connected to NATS again")
+
+
+def test_a_session_roaming_under_load_misses_nothing_and_takes_qos2_once(nats, broker, clients):
+	"""The instant of a hand-over (cluster_session.c take()): three publishers, one on each
+	node, send QoS 2 messages without pause while a persistent subscriber hops from node to
+	node, half the time disconnecting first and half the time taken over. Every message
+	acknowledged to its publisher arrives; none arrives twice except as a resend (DUP set, of a
+	message sent and not completed before the hop) [MQTT-4.3.3], [MQTT-4.4.0-1]."""
+	n = nats()
+	nodes = [node(broker, n, name) for name in ("la", "lb", "lc")]
+	t = uid("ld")
+	cid = uid("dev")
+	props = {P.SESSION_EXPIRY: 300}
+	s = clients.raw(nodes[0].port, 5)
+	s.connect(cid, clean=False, props=props)
+	s.subscribe([(t + "/#", 2)])
+	pubs = []
+	for k, b in enumerate(nodes):
+		p = clients.raw(b.port, 5)
+		p.connect(uid("p%d" % k))
+		pubs.append(p)
+	stop = threading.Event()
+	sent = {}
+
+	def publish(k):
+		i = 0
+		while not stop.is_set():
+			assert pubs[k].publish("%s/%d" % (t, k), b"%d:%d" % (k, i), qos=2).rc == 0
+			i += 1
+		sent[k] = i
+
+	threads = [threading.Thread(target=publish, args=(k,)) for k in range(3)]
+	for th in threads:
+		th.start()
+	got = []
+
+	where = {}  # payload -> (connection, DUP, packet id) of each copy
+
+	def take(c, secs):
+		for x in c.drain(secs):
+			if x.type == PUBLISH:
+				got.append(x)
+				where.setdefault(x.payload, []).append((id(c), x.dup, x.pid))
+
+	try:
+		take(s, 0.5)
+		for hop in range(6):
+			if hop % 2:
+				s.disconnect()
+			new = clients.raw(nodes[(hop + 1) % 3].port, 5)
+			assert new.connect(cid, clean=False, props=props).session_present
+			if not hop % 2:
+				take(s, 2)  # what the old connection had before it was closed
+			s = new
+			take(s, 0.7)
+	finally:
+		stop.set()
+		for th in threads:
+			th.join(30)
+	want = {b"%d:%d" % (k, i) for k in range(3) for i in range(sent[k])}
+	deadline = time.monotonic() + 30
+	while want - {m.payload for m in got} and time.monotonic() < deadline:
+		take(s, 0.5)
+	missing = want - {m.payload for m in got}
+	assert not missing, "%d of %d missing: %s" % (len(missing), len(want), sorted(missing)[:10])
+	firsts = collections.Counter(m.payload for m in got if not m.dup)
+	twice = {x for x, c in firsts.items() if c > 1}
+	assert not twice, "QoS 2 delivered again as new: %s" % [(x, where[x]) for x in sorted(twice)[:10]]
+	assert len(want) > 300, "too few messages to test the hand-overs: %d" % len(want)

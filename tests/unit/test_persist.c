@@ -201,6 +201,7 @@ static void all_records(struct vs_rec *v, uint32_t *ids)
 	m->correlation_data.p = NULL; /* absent */
 	m->user_props_raw = S("\x26\x00\x01k\x00\x01v");
 	m->origin_client_id = S("pub");
+	m->sseq = 0x0102030405060708ull; /* appended field (a cluster's stream sequence) */
 	v[5].type = VS_REC_RETAIN;
 	v[5].u.retain = (struct vs_rec_retain){S("sensors/1/temp"), 42, 9};
 	v[6].type = VS_REC_RETAIN_DEL;
@@ -271,6 +272,7 @@ static void rec_eq(const struct vs_rec *a, const struct vs_rec *b)
 		str_eq(x->correlation_data, y->correlation_data);
 		str_eq(x->user_props_raw, y->user_props_raw);
 		str_eq(x->origin_client_id, y->origin_client_id);
+		assert_int_equal(x->sseq, y->sseq);
 		break;
 	}
 	case VS_REC_RETAIN:
