@@ -610,3 +610,46 @@ def test_a_session_roaming_under_load_misses_nothing_and_takes_qos2_once(nats, b
 	twice = {x for x, c in firsts.items() if c > 1}
 	assert not twice, "QoS 2 delivered again as new: %s" % [(x, where[x]) for x in sorted(twice)[:10]]
 	assert len(want) > 300, "too few messages to test the hand-overs: %d" % len(want)
+
+
+def test_what_came_with_a_hand_over_survives_the_death_of_the_new_node(nats, broker, clients):
+	"""Messages that a session brings from its old node keep their stream sequence (the MSG
+	record carries it): on the new node they hold its stream floor as its own do, so when that
+	node is killed with them sent and not acknowledged, a third node rebuilding the session
+	reads them again from the stream."""
+	n = nats()
+	lease = "cluster_lease 2"
+	port = free_port()
+	a = node(broker, n, "ha3", lease, *http_lines(port))
+	wait_listening(port)
+	b = node(broker, n, "hb3", lease, "log_type all")
+	c = node(broker, n, "hc3", lease)
+	t = uid("hk")
+	cid = uid("dev")
+	s = clients.raw(a.port, 4)
+	s.connect(cid, clean=False)
+	s.subscribe([(t, 1)])
+	s.disconnect()
+	p = clients.raw(c.port, 4)
+	p.connect(uid("p"))
+	for i in range(30):
+		p.publish(t, b"%d" % i, qos=1)
+	wait_until(lambda: queued(port) == 30, 10, what="30 messages queued on ha3")
+	# hb3 took the stream's 30 messages too (for nobody): its floor is past them.
+	b.wait_log(r"stream floor for its connected sessions is 31$", timeout=10)
+	mark = len(b.log_text())
+	r = clients.raw(b.port, 4)
+	assert r.connect(cid, clean=False).session_present
+	assert len(r.publishes(30, timeout=10, ack=False)) == 30  # held on hb3, unacknowledged
+	assert "taken from node ha3" in b.log_text()[mark:]
+	wait_until(lambda: re.search(r"stream floor for its connected sessions is 1$",
+		b.log_text()[mark:], re.M), 10, what="hb3's floor back at the messages that came")
+	b.kill()
+	q = clients.raw(c.port, 4)
+	assert q.connect(cid, clean=False).session_present
+	got = set()
+
+	def all_back():
+		got.update(m.payload for m in q.drain(timeout=0.2) if m.type == PUBLISH)
+		return {b"%d" % i for i in range(30)} <= got
+	wait_until(all_back, 15, what="the 30 messages that came to hb3 with the hand-over")
