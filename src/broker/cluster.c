@@ -658,6 +658,16 @@ size_t vs_cluster_peers(struct vs_broker *b, int64_t within_ms, char **names)
 	return n;
 }
 
+void vs_cluster_peer_absent(struct vs_broker *b, const char *node)
+{
+	struct vs_cluster *cl = b->cluster;
+	pthread_mutex_lock(&cl->lock);
+	struct peer *p = vs_map_get(&cl->nodes, node, strlen(node));
+	if (p)
+		p->seen_ms = 0; /* a barrier does not wait for it (cluster_interest.h) */
+	pthread_mutex_unlock(&cl->lock);
+}
+
 /* A heartbeat of another node: "GROUPS NODE". */
 static void on_heartbeat(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *arg)
 {

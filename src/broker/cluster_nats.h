@@ -56,6 +56,9 @@ bool vs_cluster_connected(struct vs_broker *b);
  * the other in one allocation (*names, the caller frees it). Returns how many (0: *names is
  * NULL). */
 size_t vs_cluster_peers(struct vs_broker *b, int64_t within_ms, char **names);
+/* Node is gone (nothing listens on its subjects): no longer counted among those heard from,
+ * until its next heartbeat. */
+void vs_cluster_peer_absent(struct vs_broker *b, const char *node);
 /* Counts a message sent to (or received from) the other nodes, for $SYS and /metrics. */
 void vs_cluster_count(struct vs_broker *b, uint64_t sent, uint64_t received);
 

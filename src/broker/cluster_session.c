@@ -87,6 +87,29 @@ struct shard {
 
 enum { SHARDS = 4 };
 
+/*
+ * The part of the stream read for rebuilt sessions, kept a while: when a node dies its clients
+ * come back together, each to be rebuilt from about the same sequence, and one read of the
+ * stream serves them all (reading it once per session made a reconnect storm last minutes).
+ * Decoded QoS 1/2 messages in stream order, of sequences lo..hi; at most REPLAY_MAX messages
+ * and WINDOW_BYTES of payload; dropped WINDOW_KEEP_MS after its last use.
+ */
+struct wmsg {
+	uint64_t seq;
+	struct vs_msg *msg; /* one reference */
+	char *topic;	    /* msg's, NUL-terminated (vs_topic_match) */
+};
+
+struct window {
+	pthread_mutex_t lock; /* held while reading and matching: a second rebuild waits for the
+			       * first's read and then uses it */
+	uint64_t lo, hi;      /* hi < lo: empty */
+	struct wmsg *v;
+	uint32_t n, cap;
+	size_t bytes;
+	int64_t used_ms;
+};
+
 struct vs_cluster_sessions {
 	struct vs_broker *b;
 	char tok[TOKEN_MAX]; /* this node's id as a token */
@@ -102,6 +125,7 @@ struct vs_cluster_sessions {
 	struct vs_map slow; /* node id -> until when (ms, as a pointer) it is not asked again */
 	/* Sessions handed over to this node that skip the stream's messages up to cut, until this
 	 * node has routed the stream that far itself (vs_cluster_session_skips). */
+	struct window window; /* replay() */
 	pthread_mutex_t skip_lock;
 	struct skip {
 		struct vs_session *s; /* one reference */
@@ -394,8 +418,9 @@ out:
 
 /* Asks node owner to close j's client's connection there, if it has one ('C': a take-over
  * that resumes), and waits for it to have done so, at most CLOSE_MS: from then on the copy
- * there takes messages and acknowledges none (see take()). */
-static void close_old(struct vs_cluster_sessions *cs, const char *owner, const struct job *j)
+ * there takes messages and acknowledges none (see take()). Returns NATS_OK when it answered,
+ * NATS_NO_RESPONDERS when nothing listens on its subject (it is gone), or another failure. */
+static natsStatus close_old(struct vs_cluster_sessions *cs, const char *owner, const struct job *j)
 {
 	natsConnection *nc = vs_cluster_nc(cs->b);
 	char subject[TOKEN_MAX + 8];
@@ -404,10 +429,11 @@ static void close_old(struct vs_cluster_sessions *cs, const char *owner, const s
 				   subject, sizeof(subject))
 			 : 0;
 	natsMsg *reply = NULL;
-	if (rlen)
-		natsConnection_Request(&reply, nc, subject, req, (int)rlen, CLOSE_MS);
+	natsStatus st =
+	    rlen ? natsConnection_Request(&reply, nc, subject, req, (int)rlen, CLOSE_MS) : NATS_ERR;
 	natsMsg_Destroy(reply);
 	free(req);
+	return st;
 }
 
 /* A node that let a CONNECT ask it for a whole lease without answering, though its lease was
@@ -467,105 +493,158 @@ static uint64_t consumer_floor(struct vs_cluster_sessions *cs, const char *node)
 	return floor;
 }
 
-/* Queues in s (not yet anyone's but this thread's) the QoS 1/2 messages of the stream after
- * sequence floor - 1 that its subscriptions match: what reached the dead node for it, or was
- * on its way there, after it went offline. At most max_queued_messages. Returns how many. */
-static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uint64_t floor)
+#define WINDOW_BYTES   (64u << 20)
+#define WINDOW_KEEP_MS 30000
+
+static void window_clear(struct window *w)
 {
-	struct vs_broker *b = cs->b;
-	jsCtx *js = vs_cluster_js(b);
-	jsStreamInfo *si = NULL;
-	jsErrCode jerr = 0;
-	if (js_GetStreamInfo(&si, js, VS_CJS_STREAM, NULL, &jerr) != NATS_OK)
-		return 0;
-	uint64_t last = si->State.LastSeq;
-	jsStreamInfo_Destroy(si);
-	if (!floor || last < floor || !vs_session_n_subs(s))
-		return 0;
+	for (uint32_t i = 0; i < w->n; i++) {
+		vs_msg_unref(w->v[i].msg);
+		free(w->v[i].topic);
+	}
+	w->n = 0;
+	w->bytes = 0;
+	w->lo = 1;
+	w->hi = 0;
+}
+
+/* Appends the stream's messages from sequence from up to last (or until a limit) to w, whose
+ * hi is from - 1 (or which is empty: lo becomes from). */
+static void window_read(struct vs_broker *b, struct window *w, uint64_t from, uint64_t last,
+			int64_t until)
+{
 	jsSubOptions so;
 	jsSubOptions_Init(&so);
 	so.Stream = VS_CJS_STREAM;
 	so.Ordered = true;
 	so.Config.DeliverPolicy = js_DeliverByStartSequence;
-	so.Config.OptStartSeq = floor;
+	so.Config.OptStartSeq = from;
 	natsSubscription *sub = NULL;
-	if (js_SubscribeSync(&sub, js, VS_CJS_SUBJECTS, NULL, &so, &jerr) != NATS_OK)
-		return 0;
-	int64_t max = b->conf->max_queued_messages, until = vs_now_ms() + REPLAY_MS;
-	if (max <= 0)
-		max = REPLAY_MAX;
-	uint32_t n = 0;
-	uint64_t seq = 0;
-	char *topic = NULL;
-	size_t topic_cap = 0;
-	while (seq < last && s->queue.count < (uint64_t)max && vs_now_ms() < until) {
+	jsErrCode jerr = 0;
+	if (js_SubscribeSync(&sub, vs_cluster_js(b), VS_CJS_SUBJECTS, NULL, &so, &jerr) != NATS_OK)
+		return;
+	if (!w->n && w->hi < w->lo)
+		w->lo = from;
+	uint64_t seq = from - 1;
+	while (seq < last && w->n < REPLAY_MAX && w->bytes < WINDOW_BYTES && vs_now_ms() < until) {
 		natsMsg *m = NULL;
 		if (natsSubscription_NextMsg(&m, sub, WAIT_MS) != NATS_OK)
 			break;
 		jsMsgMetaData *meta = NULL;
-		struct vs_cluster_frame f;
-		const char *why;
-		int len = natsMsg_GetDataLength(m);
 		if (natsMsg_GetMetaData(&meta, m) == NATS_OK)
 			seq = meta->Sequence.Stream;
 		jsMsgMetaData_Destroy(meta);
+		struct vs_cluster_frame f;
+		const char *why;
+		int len = natsMsg_GetDataLength(m);
+		struct vs_buf origin = {(const uint8_t *)"", 0};
+		struct vs_msg *msg = NULL;
 		if (vs_cluster_frame_decode((const uint8_t *)natsMsg_GetData(m),
-					    (size_t)(len > 0 ? len : 0), &f, &why) < 0) {
-			natsMsg_Destroy(m);
+					    (size_t)(len > 0 ? len : 0), &f, &why) == 0 &&
+		    f.publish.qos > 0)
+			msg = vs_msg_new(&f.publish.topic, &f.publish, &origin, vs_now_ms());
+		natsMsg_Destroy(m);
+		w->hi = seq;
+		if (!msg)
 			continue;
+		msg->remote = true;
+		msg->sseq = seq; /* held as a live one is (cluster.c), and known to merge() */
+		msg->held = &b->stream_held;
+		char *topic = strndup((const char *)msg->topic.p, msg->topic.len);
+		if (!topic || VS_VEC_GROW(w->v, w->cap, w->n + 1, 256) < 0) {
+			free(topic);
+			vs_msg_unref(msg);
+			w->hi = seq - 1; /* read again next time */
+			break;
 		}
-		const struct vs_buf *t = &f.publish.topic;
-		if (t->len + 1 > topic_cap) {
-			char *nt = realloc(topic, t->len + 1);
-			if (!nt) {
-				natsMsg_Destroy(m);
-				break;
-			}
-			topic = nt;
-			topic_cap = t->len + 1;
-		}
-		memcpy(topic, t->p, t->len);
-		topic[t->len] = 0;
+		w->v[w->n++] = (struct wmsg){seq, msg, topic};
+		w->bytes += msg->payload.len + msg->topic.len;
+	}
+	natsSubscription_Unsubscribe(sub);
+	natsSubscription_Destroy(sub);
+}
+
+/* Queues in s the messages of w from sequence floor on that its subscriptions match, while its
+ * queue has room for them (max); returns how many. */
+static uint32_t match(struct window *w, struct vs_session *s, uint64_t floor, int64_t max)
+{
+	uint32_t n = 0, i = 0;
+	while (i < w->n && w->v[i].seq < floor)
+		i++;
+	for (; i < w->n && s->queue.count < (uint64_t)max; i++) {
+		struct vs_msg *msg = w->v[i].msg;
 		/* One copy per message, at the highest QoS its subscriptions grant, with their
 		 * identifiers [MQTT-3.3.4-3..5]; shared subscriptions had theirs in the group. */
 		uint32_t ids[16], n_ids = 0;
 		int qos = -1;
 		pthread_mutex_lock(&s->lock); /* in the trie: others deliver to it too */
-		for (uint32_t i = 0; i < vs_session_n_subs(s); i++) {
-			const struct vs_session_sub *x = &s->subs->v[i];
+		for (uint32_t k = 0; k < vs_session_n_subs(s); k++) {
+			const struct vs_session_sub *x = &s->subs->v[k];
 			if (strncmp(x->filter, "$share/", 7) == 0 ||
-			    !vs_topic_match(x->filter, topic))
+			    !vs_topic_match(x->filter, w->v[i].topic))
 				continue;
-			uint8_t q = x->qos < f.publish.qos ? x->qos : f.publish.qos;
+			uint8_t q = x->qos < msg->qos ? x->qos : msg->qos;
 			qos = q > qos ? q : qos;
 			if (x->sub_id && n_ids < 16)
 				ids[n_ids++] = x->sub_id;
 		}
-		pthread_mutex_unlock(&s->lock);
-		struct vs_buf origin = {(const uint8_t *)"", 0};
-		struct vs_msg *msg =
-		    qos < 0 ? NULL : vs_msg_new(&f.publish.topic, &f.publish, &origin, vs_now_ms());
-		natsMsg_Destroy(m);
-		if (!msg)
-			continue;
-		msg->remote = true;
-		if (seq) { /* held as a live one is (cluster.c), and known to merge() */
-			msg->sseq = seq;
-			msg->held = &b->stream_held;
-		}
-		pthread_mutex_lock(&s->lock);
-		struct vs_qentry e = {.msg = msg, .qos = (uint8_t)qos, .seq = ++s->next_seq};
-		if (vs_qentry_set_sub_ids(&e, ids, n_ids) < 0 || vs_ring_push(&s->queue, &e) < 0) {
-			vs_qentry_fini(&e);
-		} else {
-			s->queued_bytes += msg->payload.len;
-			n++;
+		if (qos >= 0) {
+			struct vs_qentry e = {
+			    .msg = vs_msg_ref(msg), .qos = (uint8_t)qos, .seq = ++s->next_seq};
+			if (vs_qentry_set_sub_ids(&e, ids, n_ids) < 0 ||
+			    vs_ring_push(&s->queue, &e) < 0) {
+				vs_qentry_fini(&e);
+			} else {
+				s->queued_bytes += msg->payload.len;
+				n++;
+			}
 		}
 		pthread_mutex_unlock(&s->lock);
 	}
-	free(topic);
-	natsSubscription_Unsubscribe(sub);
-	natsSubscription_Destroy(sub);
+	return n;
+}
+
+/* Queues in s (not yet anyone's but this thread's) the QoS 1/2 messages of the stream after
+ * sequence floor - 1 that its subscriptions match: what reached the dead node for it, or was
+ * on its way there, after it went offline. At most max_queued_messages, and for at most
+ * REPLAY_MS. The window serves the sessions that come after it; a part beyond its limits is
+ * read for this session alone. Returns how many. */
+static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uint64_t floor)
+{
+	struct vs_broker *b = cs->b;
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	if (js_GetStreamInfo(&si, vs_cluster_js(b), VS_CJS_STREAM, NULL, &jerr) != NATS_OK)
+		return 0;
+	uint64_t last = si->State.LastSeq;
+	jsStreamInfo_Destroy(si);
+	if (!floor || last < floor || !vs_session_n_subs(s))
+		return 0;
+	int64_t max = b->conf->max_queued_messages, until = vs_now_ms() + REPLAY_MS;
+	if (max <= 0)
+		max = REPLAY_MAX;
+	struct window *w = &cs->window;
+	pthread_mutex_lock(&w->lock);
+	/* Behind what it has (read again from floor), or stale: read anew. */
+	if (floor < w->lo || floor > w->hi + 1 || vs_now_ms() - w->used_ms > WINDOW_KEEP_MS)
+		window_clear(w);
+	if (w->hi < last)
+		window_read(b, w, w->hi >= w->lo ? w->hi + 1 : floor, last, until);
+	w->used_ms = vs_now_ms();
+	uint32_t n = match(w, s, floor, max);
+	uint64_t from = w->hi + 1;
+	pthread_mutex_unlock(&w->lock);
+	struct window alone = {.lo = 1, .hi = 0};
+	while (from <= last && s->queue.count < (uint64_t)max && vs_now_ms() < until) {
+		window_read(b, &alone, from, last, until);
+		if (alone.hi < from)
+			break; /* nothing came */
+		n += match(&alone, s, from, max);
+		from = alone.hi + 1;
+		window_clear(&alone);
+	}
+	window_clear(&alone);
+	free(alone.v);
 	return n;
 }
 
@@ -781,10 +860,18 @@ static struct vs_session *take(struct vs_cluster_sessions *cs, const struct job 
 		enum fetched r = GONE;
 		bool live = false;
 		uint64_t upto = 0;
-		if (!j->clean && o.owner[0] && !slow(cs, o.owner) && alive(cs, o.owner)) {
-			close_old(cs, o.owner, j);
+		natsStatus said = NATS_ERR;
+		/* An owner that does not answer (dead, not yet known to be) gets no copy placed:
+		 * the barrier would wait for it too. One with nothing on its subject is not asked
+		 * for the session either: it is gone (the requests fail alike). */
+		if (!j->clean && o.owner[0] && !slow(cs, o.owner) && alive(cs, o.owner) &&
+		    (said = close_old(cs, o.owner, j)) == NATS_OK) {
 			*placed = place(cs, j, &o);
 			upto = settle(cs);
+		}
+		if (said == NATS_NO_RESPONDERS) {
+			ask = asks;
+			vs_cluster_peer_absent(b, o.owner);
 		}
 		for (; !j->clean && o.owner[0] && ask < asks && r == GONE && !slow(cs, o.owner) &&
 		       (live = alive(cs, o.owner));
@@ -1140,6 +1227,11 @@ static void *run(void *arg)
 		}
 		if (sh->idx == 0 && atomic_load(&cs->ready))
 			write_floor(cs);
+		if (sh->idx == 0 && pthread_mutex_trylock(&cs->window.lock) == 0) {
+			if (cs->window.n && vs_now_ms() - cs->window.used_ms > WINDOW_KEEP_MS)
+				window_clear(&cs->window); /* the memory goes back */
+			pthread_mutex_unlock(&cs->window.lock);
+		}
 		struct job *j = pop(sh);
 		if (!j)
 			continue;
@@ -1517,6 +1609,8 @@ struct vs_cluster_sessions *vs_cluster_sessions_start(struct vs_broker *b)
 	cs->b = b;
 	pthread_mutex_init(&cs->slow_lock, NULL);
 	pthread_mutex_init(&cs->skip_lock, NULL);
+	pthread_mutex_init(&cs->window.lock, NULL);
+	window_clear(&cs->window);
 	for (int i = 0; i < SHARDS; i++) {
 		struct shard *sh = &cs->shards[i];
 		sh->cs = cs;
@@ -1608,5 +1702,8 @@ void vs_cluster_sessions_free(struct vs_cluster_sessions *cs)
 		vs_session_unref(cs->skips[i].s);
 	free(cs->skips);
 	pthread_mutex_destroy(&cs->skip_lock);
+	window_clear(&cs->window);
+	free(cs->window.v);
+	pthread_mutex_destroy(&cs->window.lock);
 	free(cs);
 }
