@@ -36,15 +36,17 @@
 #define ANSWER_MS      60000	    /* for a whole answer */
 #define ANSWER_MAX     (1ull << 30) /* bytes of an answer */
 #define REPLAY_MAX     100000	    /* messages a rebuild reads at most when queues have no limit */
-#define CHUNK_HEAD     17 /* kind, chunk number, chunk count, routed (give(); big-endian) */
+#define CHUNK_HEAD     17 /* kind, chunk number, chunk count, routed (the giver; big-endian) */
 #define HOPS_MAX       4 /* a handover follows a connection from worker to worker at most so often */
 #define FLOOR_EVERY_MS 1000  /* this node's floor for its connected sessions (write_floor) */
 #define REPLAY_MS      10000 /* reading the stream for a rebuilt session takes at most this long */
 #define CLOSE_MS       1000  /* the owner closing the client's connection there ('C') */
 #define SETTLE_MS      2500  /* the other nodes learning a placed session's subjects */
-#define REQ_HEAD                                                                                   \
-	18 /* kind, length of the asking node's id, its id, deadline, stream                       \
-	    * sequence (8 bytes each), then the client id */
+/* A request: kind, the length of the asking node's id, that id, a deadline and a stream
+ * sequence (8 bytes each), the client id. */
+#define REQ_HEAD     18
+#define GIVE_WAIT_MS 1500 /* the owner waiting for its own routing before a hand-over */
+#define GIVE_POLL_MS 5
 
 /* What the session thread does for one client id. */
 enum job_kind {
@@ -53,7 +55,7 @@ enum job_kind {
 		      * went offline) into its key, while this node owns it */
 	JOB_CHECK,   /* at start-up: a session restored here that another node owns ends here */
 	JOB_GIVE,    /* another node asks for a session: wait until this node has routed the
-		      * stream up to where it says, then hand the session over (give()) */
+		      * stream up to where it says, then hand the session over (the giver) */
 };
 
 struct job {
@@ -63,9 +65,10 @@ struct job {
 	int worker;   /* JOB_CONNECT: the connection's */
 	uint32_t slot;
 	uint64_t conn_id;
-	uint64_t floor; /* JOB_NOTE: vs_cjs_floor() when it went offline; 0 while connected.
-			 * JOB_GIVE: the stream sequence to have routed before the hand-over */
-	void *req;	/* JOB_GIVE: the request (natsMsg) */
+	uint64_t floor;	  /* JOB_NOTE: vs_cjs_floor() when it went offline; 0 while connected.
+			   * JOB_GIVE: the stream sequence to have routed before the hand-over */
+	void *req;	  /* JOB_GIVE: the request (natsMsg) */
+	int64_t until_ms; /* JOB_GIVE: how long it waits at most (monotonic) */
 	size_t idlen;
 	char id[]; /* NUL-terminated */
 };
@@ -126,6 +129,13 @@ struct vs_cluster_sessions {
 	/* Sessions handed over to this node that skip the stream's messages up to cut, until this
 	 * node has routed the stream that far itself (vs_cluster_session_skips). */
 	struct window window; /* replay() */
+	/* Requests for sessions waiting until this node has routed the stream far enough, on a
+	 * thread of their own (a session thread may itself wait for the asking node). */
+	pthread_t giver;
+	bool giver_started;
+	pthread_mutex_t give_lock;
+	pthread_cond_t give_cond;
+	struct job *gives;
 	pthread_mutex_t skip_lock;
 	struct skip {
 		struct vs_session *s; /* one reference */
@@ -137,7 +147,8 @@ struct vs_cluster_sessions {
 
 enum { JOBS_MAX = 100000 };
 
-static void give(struct vs_cluster_sessions *cs, struct job *j);
+static void add_skip(struct vs_cluster_sessions *cs, struct vs_session *s, uint64_t cut);
+static void *giver(void *arg);
 static void post_give(struct vs_cluster_sessions *cs, const char *client_id, size_t idlen,
 		      char kind, natsMsg *req);
 
@@ -172,7 +183,7 @@ static int worker_of(struct vs_broker *b, const char *id, size_t idlen)
 /* Queues j (CONNECTs ahead of notes). Returns false (j freed) when the queue is full. */
 static bool push(struct vs_cluster_sessions *cs, struct job *j)
 {
-	bool connect = j->kind == JOB_CONNECT || j->kind == JOB_GIVE;
+	bool connect = j->kind == JOB_CONNECT;
 	struct shard *sh = &cs->shards[vs_hash64(0x53484152u, j->id, j->idlen) % SHARDS];
 	pthread_mutex_lock(&sh->lock);
 	/* A note reads the session when it runs: one waiting for this client id serves a second
@@ -400,7 +411,7 @@ static enum fetched fetch(struct vs_cluster_sessions *cs, const char *owner, con
 	 * this node stopped waiting keeps it, rather than send it to nobody. */
 	uint64_t deadline = (uint64_t)(vs_wall_ms() + WAIT_MS - 500);
 	size_t rlen =
-	    nc ? request(cs, owner, j, 'R', deadline, upto, &req, subject, sizeof(subject)) : 0;
+	    nc ? request(cs, owner, j, 'Q', deadline, upto, &req, subject, sizeof(subject)) : 0;
 	if (!rlen || natsInbox_Create(&inbox) != NATS_OK ||
 	    natsConnection_SubscribeSync(&sub, nc, inbox) != NATS_OK)
 		goto out;
@@ -564,9 +575,11 @@ static void window_read(struct vs_broker *b, struct window *w, uint64_t from, ui
 	natsSubscription_Destroy(sub);
 }
 
-/* Queues in s the messages of w from sequence floor on that its subscriptions match, while its
- * queue has room for them (max); returns how many. */
-static uint32_t match(struct window *w, struct vs_session *s, uint64_t floor, int64_t max)
+/* Queues in s the messages of w from sequence floor on that its subscriptions match and that
+ * are not in have (stream sequences s holds already), while its queue has room for them (max);
+ * returns how many. */
+static uint32_t match(struct window *w, struct vs_session *s, uint64_t floor, int64_t max,
+		      const struct vs_map *have)
 {
 	uint32_t n = 0, i = 0;
 	while (i < w->n && w->v[i].seq < floor)
@@ -577,6 +590,8 @@ static uint32_t match(struct window *w, struct vs_session *s, uint64_t floor, in
 		 * identifiers [MQTT-3.3.4-3..5]; shared subscriptions had theirs in the group. */
 		uint32_t ids[16], n_ids = 0;
 		int qos = -1;
+		if (vs_map_get(have, &w->v[i].seq, sizeof(w->v[i].seq)))
+			continue;	      /* came live meanwhile, or with the session */
 		pthread_mutex_lock(&s->lock); /* in the trie: others deliver to it too */
 		for (uint32_t k = 0; k < vs_session_n_subs(s); k++) {
 			const struct vs_session_sub *x = &s->subs->v[k];
@@ -623,6 +638,20 @@ static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uin
 	int64_t max = b->conf->max_queued_messages, until = vs_now_ms() + REPLAY_MS;
 	if (max <= 0)
 		max = REPLAY_MAX;
+	struct vs_map have; /* the stream sequences it holds (came with it, or live meanwhile) */
+	memset(&have, 0, sizeof(have));
+	pthread_mutex_lock(&s->lock);
+	/* What reaches it live from here on up to last is what this reads: taken once (under its
+	 * lock, as vs_deliver decides). */
+	add_skip(cs, s, last);
+	for (struct vs_ring *r = &s->inflight; r; r = r == &s->inflight ? &s->queue : NULL)
+		for (uint32_t i = 0; i < r->count; i++) {
+			const struct vs_qentry *e = vs_ring_at(r, i);
+			if (e->msg && e->msg->sseq)
+				vs_map_put(&have, &e->msg->sseq, sizeof(e->msg->sseq), (void *)1,
+					   NULL); /* no memory: at least once */
+		}
+	pthread_mutex_unlock(&s->lock);
 	struct window *w = &cs->window;
 	pthread_mutex_lock(&w->lock);
 	/* Behind what it has (read again from floor), or stale: read anew. */
@@ -631,7 +660,7 @@ static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uin
 	if (w->hi < last)
 		window_read(b, w, w->hi >= w->lo ? w->hi + 1 : floor, last, until);
 	w->used_ms = vs_now_ms();
-	uint32_t n = match(w, s, floor, max);
+	uint32_t n = match(w, s, floor, max, &have);
 	uint64_t from = w->hi + 1;
 	pthread_mutex_unlock(&w->lock);
 	struct window alone = {.lo = 1, .hi = 0};
@@ -639,12 +668,13 @@ static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uin
 		window_read(b, &alone, from, last, until);
 		if (alone.hi < from)
 			break; /* nothing came */
-		n += match(&alone, s, from, max);
+		n += match(&alone, s, from, max, &have);
 		from = alone.hi + 1;
 		window_clear(&alone);
 	}
 	window_clear(&alone);
 	free(alone.v);
+	vs_map_fini(&have);
 	return n;
 }
 
@@ -1071,27 +1101,34 @@ static struct vs_session *adopt(struct vs_cluster_sessions *cs, struct vs_sessio
 	return s;
 }
 
-/* s, which came from a node that had routed the stream up to cut to it, skips those messages
- * should they reach this node late (its consumer behind the other's). */
+/* s does not take the stream's messages up to cut should they reach this node live from now
+ * on (its consumer behind): it has them, or its client acknowledged them on the node it came
+ * from (vs_cluster_session_skips). Nothing to do when this node has routed that far already. */
 static void add_skip(struct vs_cluster_sessions *cs, struct vs_session *s, uint64_t cut)
 {
+	if (cut <= vs_cjs_taken(vs_cluster_cjs(cs->b->cluster)))
+		return;
 	pthread_mutex_lock(&cs->skip_lock);
-	if (VS_VEC_GROW(cs->skips, cs->cap_skips, cs->n_skips + 1, 8) == 0) {
+	uint32_t i = 0;
+	while (i < cs->n_skips && cs->skips[i].s != s)
+		i++;
+	if (i < cs->n_skips) {
+		if (cut > cs->skips[i].cut)
+			cs->skips[i].cut = cut;
+	} else if (VS_VEC_GROW(cs->skips, cs->cap_skips, cs->n_skips + 1, 8) == 0) {
 		cs->skips[cs->n_skips++] = (struct skip){vs_session_ref(s), cut};
-		if (cut > atomic_load(&cs->b->roam_cut))
-			atomic_store(&cs->b->roam_cut, cut);
 	}
+	if (cut > atomic_load(&cs->b->roam_cut))
+		atomic_store(&cs->b->roam_cut, cut);
 	pthread_mutex_unlock(&cs->skip_lock);
 }
 
-bool vs_cluster_session_skips(struct vs_broker *b, const struct vs_session *s, uint64_t sseq)
+/* Forgets the skips this node has routed past (shard 0's thread, every turn). */
+static void prune_skips(struct vs_cluster_sessions *cs)
 {
-	struct vs_cluster_sessions *cs = vs_cluster_sessions_of(b);
-	if (!cs)
-		return false;
-	/* Once this node has routed the stream up to a cut, nothing below it comes any more. */
-	uint64_t taken = vs_cjs_taken(vs_cluster_cjs(b->cluster)), max = 0;
-	bool skip = false;
+	if (!atomic_load_explicit(&cs->b->roam_cut, memory_order_relaxed))
+		return;
+	uint64_t taken = vs_cjs_taken(vs_cluster_cjs(cs->b->cluster)), max = 0;
 	pthread_mutex_lock(&cs->skip_lock);
 	for (uint32_t i = 0; i < cs->n_skips;) {
 		struct skip *k = &cs->skips[i];
@@ -1100,11 +1137,22 @@ bool vs_cluster_session_skips(struct vs_broker *b, const struct vs_session *s, u
 			*k = cs->skips[--cs->n_skips];
 			continue;
 		}
-		skip |= k->s == s && sseq <= k->cut;
 		max = k->cut > max ? k->cut : max;
 		i++;
 	}
-	atomic_store(&b->roam_cut, max);
+	atomic_store(&cs->b->roam_cut, max);
+	pthread_mutex_unlock(&cs->skip_lock);
+}
+
+bool vs_cluster_session_skips(struct vs_broker *b, const struct vs_session *s, uint64_t sseq)
+{
+	struct vs_cluster_sessions *cs = vs_cluster_sessions_of(b);
+	if (!cs)
+		return false;
+	bool skip = false;
+	pthread_mutex_lock(&cs->skip_lock); /* a few entries, while a node catches up */
+	for (uint32_t i = 0; i < cs->n_skips && !skip; i++)
+		skip = cs->skips[i].s == s && sseq <= cs->skips[i].cut;
 	pthread_mutex_unlock(&cs->skip_lock);
 	return skip;
 }
@@ -1139,8 +1187,10 @@ static void answer(struct vs_cluster_sessions *cs, struct job *j, struct vs_sess
 	bool joins = s && placed && old == placed; /* the cut applies to the placed copy only */
 	if (placed)
 		vs_session_unref(placed);
-	uint32_t n = s && from ? replay(cs, s, from) : 0;
-	if (s && from)
+	/* A session handed over: what the old node had not routed to it yet, from the stream
+	 * (little, unless that node was far behind: take()). */
+	uint32_t n = s && from ? replay(cs, s, from) : s && cut ? replay(cs, s, cut + 1) : 0;
+	if (s && (from || n))
 		vs_log(cs->b->log, VS_LOG_NOTICE,
 		       "cluster: client %s's session got %u message(s) from stream %s", j->id, n,
 		       VS_CJS_STREAM);
@@ -1227,6 +1277,8 @@ static void *run(void *arg)
 		}
 		if (sh->idx == 0 && atomic_load(&cs->ready))
 			write_floor(cs);
+		if (sh->idx == 0)
+			prune_skips(cs);
 		if (sh->idx == 0 && pthread_mutex_trylock(&cs->window.lock) == 0) {
 			if (cs->window.n && vs_now_ms() - cs->window.used_ms > WINDOW_KEEP_MS)
 				window_clear(&cs->window); /* the memory goes back */
@@ -1235,10 +1287,7 @@ static void *run(void *arg)
 		struct job *j = pop(sh);
 		if (!j)
 			continue;
-		if (j->kind == JOB_GIVE) {
-			give(cs, j);
-			free(j);
-		} else if (j->kind == JOB_CONNECT) {
+		if (j->kind == JOB_CONNECT) {
 			/* Stopping: its workers may take no more mail, so nothing is moved. */
 			uint64_t from = 0;
 			struct vs_session *placed = NULL;
@@ -1264,7 +1313,7 @@ static void on_request(natsConnection *nc, natsSubscription *sub, natsMsg *nm, v
 	struct vs_cluster_sessions *cs = arg;
 	const uint8_t *d = (const uint8_t *)natsMsg_GetData(nm);
 	int len = natsMsg_GetDataLength(nm);
-	if (atomic_load(&cs->stop) || len < 2 || (d[0] != 'R' && d[0] != 'C') ||
+	if (atomic_load(&cs->stop) || len < 2 || (d[0] != 'Q' && d[0] != 'C') ||
 	    REQ_HEAD + d[1] > len || !natsMsg_GetReply(nm)) {
 		natsMsg_Destroy(nm);
 		return;
@@ -1273,18 +1322,23 @@ static void on_request(natsConnection *nc, natsSubscription *sub, natsMsg *nm, v
 	const uint8_t *at = d + 2 + d[1];
 	uint64_t upto = (uint64_t)get_be32(at + 8) << 32 | get_be32(at + 12);
 	struct vs_cjs *cjs = vs_cluster_cjs(cs->b->cluster);
-	if (d[0] == 'R' && vs_cjs_ready(cjs) && upto > vs_cjs_taken(cjs)) {
+	if (d[0] == 'Q' && vs_cjs_ready(cjs) && upto > vs_cjs_taken(cjs)) {
 		/* Not on this thread, which routes the stream too (cluster.c: one delivery
-		 * thread): the session thread of the client id waits (give()). */
+		 * thread): the giver waits. */
 		struct job *j = new_job(JOB_GIVE, (const char *)d + REQ_HEAD + d[1], idlen);
 		if (j) {
 			j->req = nm;
 			j->floor = upto;
-			if (push(cs, j))
-				return;
+			j->until_ms = vs_now_ms() + GIVE_WAIT_MS;
+			pthread_mutex_lock(&cs->give_lock);
+			j->next = cs->gives;
+			cs->gives = j;
+			pthread_cond_signal(&cs->give_cond);
+			pthread_mutex_unlock(&cs->give_lock);
+			return;
 		}
 	}
-	post_give(cs, (const char *)d + REQ_HEAD + d[1], idlen, (char)d[0], nm);
+	post_give(cs, (const char *)d + REQ_HEAD + d[1], idlen, d[0] == 'Q' ? 'R' : 'C', nm);
 }
 
 /* Hands the request req about client id (idlen bytes) to the worker that has its session. */
@@ -1301,26 +1355,56 @@ static void post_give(struct vs_cluster_sessions *cs, const char *client_id, siz
 	vs_worker_post_now(&cs->b->workers[worker_of(cs->b, id, strlen(id))], &m);
 }
 
-/* JOB_GIVE: waits until this node has routed the stream up to where the asking node read it
- * (j->floor), while that node still waits, then hands the session over. */
-static void give(struct vs_cluster_sessions *cs, struct job *j)
+/* The giver: hands each session asked for over once this node has routed the stream up to
+ * where the asking node read it (j->floor), or after GIVE_WAIT_MS (then the asking node reads
+ * what is missing from the stream, and a QoS 2 message may come twice). */
+static void *giver(void *arg)
 {
-	natsMsg *req = j->req;
-	const uint8_t *d = (const uint8_t *)natsMsg_GetData(req);
-	const uint8_t *at = d + 2 + d[1];
-	int64_t deadline = (int64_t)((uint64_t)get_be32(at) << 32 | get_be32(at + 4));
+	struct vs_cluster_sessions *cs = arg;
 	struct vs_cjs *cjs = vs_cluster_cjs(cs->b->cluster);
-	uint64_t taken;
-	while ((taken = vs_cjs_taken(cjs)) < j->floor && vs_wall_ms() < deadline - 500 &&
-	       !atomic_load(&cs->stop))
-		nats_Sleep(1);
-	if (taken < j->floor)
-		vs_log(cs->b->log, VS_LOG_NOTICE,
-		       "cluster: handing client %s's session over before this node routed stream "
-		       "%s up to %llu (it is at %llu): a message between may miss it",
-		       j->id, VS_CJS_STREAM, (unsigned long long)j->floor,
-		       (unsigned long long)taken);
-	post_give(cs, j->id, j->idlen, 'R', req);
+	while (!atomic_load(&cs->stop)) {
+		pthread_mutex_lock(&cs->give_lock);
+		if (!cs->gives && !atomic_load(&cs->stop))
+			pthread_cond_wait(&cs->give_cond, &cs->give_lock);
+		struct job *list = cs->gives;
+		cs->gives = NULL;
+		pthread_mutex_unlock(&cs->give_lock);
+		uint64_t taken = vs_cjs_taken(cjs);
+		int64_t now = vs_now_ms();
+		struct job *wait = NULL;
+		for (struct job *j = list, *next; j; j = next) {
+			next = j->next;
+			if (taken < j->floor && now < j->until_ms && !atomic_load(&cs->stop)) {
+				j->next = wait;
+				wait = j;
+				continue;
+			}
+			if (taken < j->floor)
+				vs_log(
+				    cs->b->log, VS_LOG_NOTICE,
+				    "cluster: handing client %s's session over before this node "
+				    "routed stream %s up to %llu (it is at %llu): the other node "
+				    "reads the rest from the stream",
+				    j->id, VS_CJS_STREAM, (unsigned long long)j->floor,
+				    (unsigned long long)taken);
+			if (atomic_load(&cs->stop))
+				natsMsg_Destroy(j->req); /* the asking node's wait runs out */
+			else
+				post_give(cs, j->id, j->idlen, 'R', j->req);
+			free(j);
+		}
+		if (!wait)
+			continue;
+		pthread_mutex_lock(&cs->give_lock);
+		struct job **tail = &wait;
+		while (*tail)
+			tail = &(*tail)->next;
+		*tail = cs->gives;
+		cs->gives = wait;
+		pthread_mutex_unlock(&cs->give_lock);
+		nats_Sleep(GIVE_POLL_MS);
+	}
+	return NULL;
 }
 
 static void post_end(struct vs_broker *b, const char *client_id, size_t idlen, char how)
@@ -1397,6 +1481,13 @@ void vs_cluster_session_handover(struct vs_worker *w, const struct vs_mail *m)
 	bool resume = m->reason == 'R' || m->reason == 'C';
 	const char *to = req ? natsMsg_GetData(req) + 2 : "";
 	int to_len = req ? (uint8_t)natsMsg_GetData(req)[1] : 0;
+	if (req && m->reason == 'C') {
+		/* Too late: the asking node went on without it (and a connection here now may
+		 * be the client's again). */
+		const uint8_t *d = (const uint8_t *)to + to_len;
+		if (vs_wall_ms() > (int64_t)((uint64_t)get_be32(d) << 32 | get_be32(d + 4)))
+			goto out;
+	}
 
 	/* A connection still open here closes first: a take-over, which resumes or not as the
 	 * new connection does. On another worker, the mail follows it there. */
@@ -1610,6 +1701,8 @@ struct vs_cluster_sessions *vs_cluster_sessions_start(struct vs_broker *b)
 	pthread_mutex_init(&cs->slow_lock, NULL);
 	pthread_mutex_init(&cs->skip_lock, NULL);
 	pthread_mutex_init(&cs->window.lock, NULL);
+	pthread_mutex_init(&cs->give_lock, NULL);
+	pthread_cond_init(&cs->give_cond, NULL);
 	window_clear(&cs->window);
 	for (int i = 0; i < SHARDS; i++) {
 		struct shard *sh = &cs->shards[i];
@@ -1637,6 +1730,11 @@ struct vs_cluster_sessions *vs_cluster_sessions_start(struct vs_broker *b)
 		}
 		sh->started = true;
 	}
+	if (pthread_create(&cs->giver, NULL, giver, cs) != 0) {
+		vs_cluster_sessions_free(cs);
+		return NULL;
+	}
+	cs->giver_started = true;
 	return cs;
 }
 
@@ -1651,6 +1749,9 @@ void vs_cluster_sessions_stopping(struct vs_cluster_sessions *cs)
 		pthread_cond_signal(&sh->cond);
 		pthread_mutex_unlock(&sh->lock);
 	}
+	pthread_mutex_lock(&cs->give_lock);
+	pthread_cond_signal(&cs->give_cond);
+	pthread_mutex_unlock(&cs->give_lock);
 }
 
 void vs_cluster_sessions_stop(struct vs_cluster_sessions *cs)
@@ -1669,6 +1770,13 @@ void vs_cluster_sessions_stop(struct vs_cluster_sessions *cs)
 		pthread_mutex_unlock(&sh->lock);
 		pthread_join(sh->thread, NULL);
 		sh->started = false;
+	}
+	if (cs->giver_started) {
+		pthread_mutex_lock(&cs->give_lock);
+		pthread_cond_signal(&cs->give_cond);
+		pthread_mutex_unlock(&cs->give_lock);
+		pthread_join(cs->giver, NULL);
+		cs->giver_started = false;
 	}
 }
 
@@ -1705,5 +1813,12 @@ void vs_cluster_sessions_free(struct vs_cluster_sessions *cs)
 	window_clear(&cs->window);
 	free(cs->window.v);
 	pthread_mutex_destroy(&cs->window.lock);
+	for (struct job *j = cs->gives, *next; j; j = next) {
+		next = j->next;
+		natsMsg_Destroy(j->req);
+		free(j);
+	}
+	pthread_cond_destroy(&cs->give_cond);
+	pthread_mutex_destroy(&cs->give_lock);
 	free(cs);
 }

@@ -78,10 +78,10 @@ void vs_cluster_sessions_counts(struct vs_cluster_sessions *cs, uint64_t *taken,
 void vs_cluster_session_note(struct vs_broker *b, const char *client_id, size_t idlen,
 			     bool offline);
 
-/* Whether s, a session handed over from another node, must not take the stream's message
- * sseq: that node had routed the stream up to beyond it to the session before letting it go,
- * so the session has it (or its client acknowledged it there). Called by the router only for
- * sseq <= b->roam_cut; any thread. */
+/* Whether s, a session that came from another node, must not take the stream's message sseq:
+ * that node had routed the stream beyond it to the session before letting it go, or it was
+ * read for the session from the stream, so the session has it (or its client acknowledged it
+ * there). Called by vs_deliver under s's lock, only for sseq <= b->roam_cut; any thread. */
 bool vs_cluster_session_skips(struct vs_broker *b, const struct vs_session *s, uint64_t sseq);
 
 #endif

@@ -269,13 +269,7 @@ int vs_route(struct vs_worker *w, struct vs_msg *msg, const struct vs_session *o
 		 * took the message when it was published. */
 		bool from_stream = msg->loop ? qos > 0 && !no_local && durable_session(m->s)
 					     : later && m->from_stream;
-		/* A session handed over here has what its old node had routed to it. */
-		bool had = msg->sseq &&
-			   msg->sseq <= atomic_load_explicit(&b->roam_cut, memory_order_relaxed) &&
-			   vs_cluster_session_skips(b, m->s, msg->sseq);
-		if (had)
-			; /* neither now nor later */
-		else if (!msg->loop && from_stream)
+		if (!msg->loop && from_stream)
 			delivered++; /* counted now: a subscriber, for PUBACK 0x10 and the API */
 		else if (!msg->loop || from_stream)
 			delivered +=
@@ -401,6 +395,14 @@ int vs_deliver(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, ui
 	       bool retain, const uint32_t *sub_ids, uint32_t n_sub_ids, const char *share)
 {
 	pthread_mutex_lock(&s->lock);
+	/* A session handed over here has what its old node had routed to it, and what was read
+	 * for it from the stream (cluster_session.h); decided under its lock, under which that
+	 * changes. */
+	if (msg->sseq && msg->sseq <= atomic_load_explicit(&w->b->roam_cut, memory_order_relaxed) &&
+	    vs_cluster_session_skips(w->b, s, msg->sseq)) {
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
 	int rc = queue_locked(w, s, msg, qos, retain, sub_ids, n_sub_ids, share);
 	if (rc > 0 && s->connected && !s->notified) {
 		s->notified = true;
