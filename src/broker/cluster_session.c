@@ -32,7 +32,7 @@
 
 #define TOKEN_MAX      (3 * VS_CLUSTER_NODE_MAX + 1)
 #define SUBJECT	       "vs.h."
-#define WAIT_MS	       3000	    /* for each chunk of an answer */
+#define WAIT_MS	       5000	    /* for each chunk of an answer */
 #define ANSWER_MS      60000	    /* for a whole answer */
 #define ANSWER_MAX     (1ull << 30) /* bytes of an answer */
 #define REPLAY_MAX     100000	    /* messages a rebuild reads at most when queues have no limit */
@@ -45,7 +45,7 @@
 /* A request: kind, the length of the asking node's id, that id, a deadline and a stream
  * sequence (8 bytes each), the client id. */
 #define REQ_HEAD     18
-#define GIVE_WAIT_MS 1500 /* the owner waiting for its own routing before a hand-over */
+#define GIVE_WAIT_MS 1000 /* the owner waiting for its own routing before a hand-over */
 #define GIVE_POLL_MS 5
 
 /* What the session thread does for one client id. */
