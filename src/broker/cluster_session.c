@@ -140,6 +140,9 @@ struct vs_cluster_sessions {
 	struct skip {
 		struct vs_session *s; /* one reference */
 		uint64_t cut;
+		struct vs_map also; /* more stream sequences it has: taken from a copy of it that
+				     * was in the trie with it (merge()) */
+		uint64_t also_max;
 	} * skips;
 	uint32_t n_skips, cap_skips;
 	struct shard shards[SHARDS];
@@ -993,7 +996,11 @@ static void note(struct vs_cluster_sessions *cs, const struct job *j)
  * it, and closed its connection first), one of the stream up to upto, which dst has or its
  * client acknowledged, and a QoS 0 one (at most once: dst may have had it). dst locked; src
  * ended or not yet anyone's. Returns how many moved; *same, how many were not. */
-static uint32_t merge(struct vs_session *dst, struct vs_session *src, uint64_t upto, uint32_t *same)
+static void add_also(struct vs_cluster_sessions *cs, struct vs_session *s, uint64_t sseq,
+		     uint64_t taken);
+
+static uint32_t merge(struct vs_session *dst, struct vs_session *src, uint64_t upto, uint32_t *same,
+		      struct vs_cluster_sessions *cs)
 {
 	struct vs_map have; /* the stream sequences dst holds */
 	memset(&have, 0, sizeof(have));
@@ -1009,6 +1016,7 @@ static uint32_t merge(struct vs_session *dst, struct vs_session *src, uint64_t u
 	pthread_mutex_lock(&src->lock);
 	uint32_t n = 0;
 	*same = 0;
+	uint64_t taken = cs ? vs_cjs_taken(vs_cluster_cjs(cs->b->cluster)) : 0;
 	for (struct vs_ring *r = &src->inflight; r; r = r == &src->inflight ? &src->queue : NULL) {
 		for (uint32_t i = 0; i < r->count; i++) {
 			struct vs_qentry e = *vs_ring_at(r, i);
@@ -1034,6 +1042,10 @@ static uint32_t merge(struct vs_session *dst, struct vs_session *src, uint64_t u
 			}
 			dst->queued_bytes += bytes;
 			n++;
+			/* Both were in the trie: a worker that gave it to src may be about to give
+			 * it to dst too. */
+			if (cs && sseq)
+				add_also(cs, dst, sseq, taken);
 		}
 		free(r->e);
 		memset(r, 0, sizeof(*r));
@@ -1067,7 +1079,7 @@ static struct vs_session *adopt(struct vs_cluster_sessions *cs, struct vs_sessio
 		pthread_mutex_lock(&cur->lock);
 		bool busy = cur->connected || cur->bridge;
 		uint32_t same;
-		if (busy && !cur->bridge && merge(cur, s, 0, &same) && cur->connected &&
+		if (busy && !cur->bridge && merge(cur, s, 0, &same, NULL) && cur->connected &&
 		    !cur->notified) {
 			cur->notified = true;
 			struct vs_mail m = {.type = VS_MAIL_DRAIN, .session = vs_session_ref(cur)};
@@ -1116,10 +1128,33 @@ static void add_skip(struct vs_cluster_sessions *cs, struct vs_session *s, uint6
 		if (cut > cs->skips[i].cut)
 			cs->skips[i].cut = cut;
 	} else if (VS_VEC_GROW(cs->skips, cs->cap_skips, cs->n_skips + 1, 8) == 0) {
-		cs->skips[cs->n_skips++] = (struct skip){vs_session_ref(s), cut};
+		cs->skips[cs->n_skips++] = (struct skip){.s = vs_session_ref(s), .cut = cut};
 	}
 	if (cut > atomic_load(&cs->b->roam_cut))
 		atomic_store(&cs->b->roam_cut, cut);
+	pthread_mutex_unlock(&cs->skip_lock);
+}
+
+/* s has the stream's message sseq and does not take it again (s locked, or not yet in the
+ * trie). taken: vs_cjs_taken() a moment ago. */
+static void add_also(struct vs_cluster_sessions *cs, struct vs_session *s, uint64_t sseq,
+		     uint64_t taken)
+{
+	if (sseq <= taken)
+		return; /* routed here completely: it comes no more */
+	pthread_mutex_lock(&cs->skip_lock);
+	uint32_t i = 0;
+	while (i < cs->n_skips && cs->skips[i].s != s)
+		i++;
+	if (i == cs->n_skips && VS_VEC_GROW(cs->skips, cs->cap_skips, cs->n_skips + 1, 8) == 0)
+		cs->skips[cs->n_skips++] = (struct skip){.s = vs_session_ref(s)};
+	if (i < cs->n_skips &&
+	    vs_map_put(&cs->skips[i].also, &sseq, sizeof(sseq), (void *)1, NULL) == 0) {
+		if (sseq > cs->skips[i].also_max)
+			cs->skips[i].also_max = sseq;
+		if (sseq > atomic_load(&cs->b->roam_cut))
+			atomic_store(&cs->b->roam_cut, sseq);
+	}
 	pthread_mutex_unlock(&cs->skip_lock);
 }
 
@@ -1132,12 +1167,14 @@ static void prune_skips(struct vs_cluster_sessions *cs)
 	pthread_mutex_lock(&cs->skip_lock);
 	for (uint32_t i = 0; i < cs->n_skips;) {
 		struct skip *k = &cs->skips[i];
-		if (k->cut <= taken) {
+		uint64_t top = k->cut > k->also_max ? k->cut : k->also_max;
+		if (top <= taken) {
 			vs_session_unref(k->s);
+			vs_map_fini(&k->also);
 			*k = cs->skips[--cs->n_skips];
 			continue;
 		}
-		max = k->cut > max ? k->cut : max;
+		max = top > max ? top : max;
 		i++;
 	}
 	atomic_store(&cs->b->roam_cut, max);
@@ -1152,7 +1189,10 @@ bool vs_cluster_session_skips(struct vs_broker *b, const struct vs_session *s, u
 	bool skip = false;
 	pthread_mutex_lock(&cs->skip_lock); /* a few entries, while a node catches up */
 	for (uint32_t i = 0; i < cs->n_skips && !skip; i++)
-		skip = cs->skips[i].s == s && sseq <= cs->skips[i].cut;
+		skip =
+		    cs->skips[i].s == s && (sseq <= cs->skips[i].cut ||
+					    (sseq <= cs->skips[i].also_max &&
+					     vs_map_get(&cs->skips[i].also, &sseq, sizeof(sseq))));
 	pthread_mutex_unlock(&cs->skip_lock);
 	return skip;
 }
@@ -1167,8 +1207,18 @@ static void answer(struct vs_cluster_sessions *cs, struct job *j, struct vs_sess
 	/* What came with it, for the worker's gauges (what reaches it live is counted by the
 	 * workers that deliver it). */
 	uint32_t queued = s ? s->queue.count : 0, inflight = s ? s->inflight.count : 0;
-	if (s && cut)
+	if (s && cut) {
 		add_skip(cs, s, cut);
+		/* What it has beyond cut (the old node routes out of order) may reach this node
+		 * late too. */
+		uint64_t taken = vs_cjs_taken(vs_cluster_cjs(b->cluster));
+		for (struct vs_ring *r = &s->inflight; r; r = r == &s->inflight ? &s->queue : NULL)
+			for (uint32_t i = 0; i < r->count; i++) {
+				const struct vs_qentry *e = vs_ring_at(r, i);
+				if (e->msg && e->msg->sseq > cut)
+					add_also(cs, s, e->msg->sseq, taken);
+			}
+	}
 	if (s) {
 		s = adopt(cs, s, &old); /* the placed copy, still in the registry, is old */
 	} else if (placed) {
@@ -1635,7 +1685,7 @@ static void finish(struct vs_worker *w, struct vs_session *s, struct vs_session 
 		pthread_mutex_unlock(&old->lock);
 		if (s) {
 			pthread_mutex_lock(&s->lock);
-			n = merge(s, old, upto, &same);
+			n = merge(s, old, upto, &same, vs_cluster_sessions_of(w->b));
 			pthread_mutex_unlock(&s->lock);
 		}
 		if (n || same)
@@ -1806,8 +1856,10 @@ void vs_cluster_sessions_free(struct vs_cluster_sessions *cs)
 	kvStore_Destroy(cs->nodes);
 	vs_map_fini(&cs->slow);
 	pthread_mutex_destroy(&cs->slow_lock);
-	for (uint32_t i = 0; i < cs->n_skips; i++)
+	for (uint32_t i = 0; i < cs->n_skips; i++) {
 		vs_session_unref(cs->skips[i].s);
+		vs_map_fini(&cs->skips[i].also);
+	}
 	free(cs->skips);
 	pthread_mutex_destroy(&cs->skip_lock);
 	window_clear(&cs->window);
