@@ -578,16 +578,16 @@ static void window_read(struct vs_broker *b, struct window *w, uint64_t from, ui
 	natsSubscription_Destroy(sub);
 }
 
-/* Queues in s the messages of w from sequence floor on that its subscriptions match and that
- * are not in have (stream sequences s holds already), while its queue has room for them (max);
- * returns how many. */
-static uint32_t match(struct window *w, struct vs_session *s, uint64_t floor, int64_t max,
-		      const struct vs_map *have)
+/* Queues in s the messages of w from sequence floor up to last that its subscriptions match
+ * and that are not in have (stream sequences s holds already), while its queue has room for them
+ * (max); returns how many. */
+static uint32_t match(struct window *w, struct vs_session *s, uint64_t floor, uint64_t last,
+		      int64_t max, const struct vs_map *have)
 {
 	uint32_t n = 0, i = 0;
 	while (i < w->n && w->v[i].seq < floor)
 		i++;
-	for (; i < w->n && s->queue.count < (uint64_t)max; i++) {
+	for (; i < w->n && w->v[i].seq <= last && s->queue.count < (uint64_t)max; i++) {
 		struct vs_msg *msg = w->v[i].msg;
 		/* One copy per message, at the highest QoS its subscriptions grant, with their
 		 * identifiers [MQTT-3.3.4-3..5]; shared subscriptions had theirs in the group. */
@@ -663,15 +663,17 @@ static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uin
 	if (w->hi < last)
 		window_read(b, w, w->hi >= w->lo ? w->hi + 1 : floor, last, until);
 	w->used_ms = vs_now_ms();
-	uint32_t n = match(w, s, floor, max, &have);
-	uint64_t from = w->hi + 1;
+	uint32_t n = match(w, s, floor, last, max, &have);
+	/* The window may have been read further for another session (its last is later), or
+	 * not at all (hi 0 after a failed read): this one takes floor..last only. */
+	uint64_t from = w->hi >= floor ? w->hi + 1 : floor;
 	pthread_mutex_unlock(&w->lock);
 	struct window alone = {.lo = 1, .hi = 0};
 	while (from <= last && s->queue.count < (uint64_t)max && vs_now_ms() < until) {
 		window_read(b, &alone, from, last, until);
 		if (alone.hi < from)
 			break; /* nothing came */
-		n += match(&alone, s, from, max, &have);
+		n += match(&alone, s, from, last, max, &have);
 		from = alone.hi + 1;
 		window_clear(&alone);
 	}
