@@ -540,9 +540,11 @@ static void window_read(struct vs_broker *b, struct window *w, uint64_t from, ui
 	if (!w->n && w->hi < w->lo)
 		w->lo = from;
 	uint64_t seq = from - 1;
-	while (seq < last && w->n < REPLAY_MAX && w->bytes < WINDOW_BYTES && vs_now_ms() < until) {
+	int64_t left;
+	while (seq < last && w->n < REPLAY_MAX && w->bytes < WINDOW_BYTES &&
+	       (left = until - vs_now_ms()) > 0 && !atomic_load(&b->stopping)) {
 		natsMsg *m = NULL;
-		if (natsSubscription_NextMsg(&m, sub, WAIT_MS) != NATS_OK)
+		if (natsSubscription_NextMsg(&m, sub, left < WAIT_MS ? left : WAIT_MS) != NATS_OK)
 			break;
 		jsMsgMetaData *meta = NULL;
 		if (natsMsg_GetMetaData(&meta, m) == NATS_OK)
@@ -578,24 +580,43 @@ static void window_read(struct vs_broker *b, struct window *w, uint64_t from, ui
 	natsSubscription_Destroy(sub);
 }
 
-/* Queues in s the messages of w from sequence floor up to last that its subscriptions match
- * and that are not in have (stream sequences s holds already), while its queue has room for them
- * (max); returns how many. */
-static uint32_t match(struct window *w, struct vs_session *s, uint64_t floor, uint64_t last,
-		      int64_t max, const struct vs_map *have)
+/*
+ * Queues in s the messages of w from sequence floor up to last that its subscriptions match
+ * and that it does not hold already (came with it, or live meanwhile), while its queue has room
+ * for them (max). Under s's lock throughout, as vs_deliver decides: then s skips what comes
+ * live up to the last sequence covered, and only that (a read that stopped short must not make
+ * it skip what nobody queued). Returns how many; *covered: the sequence covered up to.
+ */
+static uint32_t match(struct vs_cluster_sessions *cs, struct window *w, struct vs_session *s,
+		      uint64_t floor, uint64_t last, int64_t max, uint64_t *covered)
 {
 	uint32_t n = 0, i = 0;
 	while (i < w->n && w->v[i].seq < floor)
 		i++;
-	for (; i < w->n && w->v[i].seq <= last && s->queue.count < (uint64_t)max; i++) {
+	pthread_mutex_lock(&s->lock); /* in the trie: others deliver to it too */
+	struct vs_map have;
+	memset(&have, 0, sizeof(have));
+	for (struct vs_ring *r = &s->inflight; r; r = r == &s->inflight ? &s->queue : NULL)
+		for (uint32_t k = 0; k < r->count; k++) {
+			const struct vs_qentry *e = vs_ring_at(r, k);
+			if (e->msg && e->msg->sseq)
+				vs_map_put(&have, &e->msg->sseq, sizeof(e->msg->sseq), (void *)1,
+					   NULL); /* no memory: at least once */
+		}
+	/* Read up to here (w->hi), unless the queue filled first. */
+	uint64_t upto = w->hi < last ? w->hi : last;
+	for (; i < w->n && w->v[i].seq <= last; i++) {
+		if (s->queue.count >= (uint64_t)max) {
+			upto = w->v[i].seq - 1;
+			break;
+		}
 		struct vs_msg *msg = w->v[i].msg;
+		if (vs_map_get(&have, &w->v[i].seq, sizeof(w->v[i].seq)))
+			continue;
 		/* One copy per message, at the highest QoS its subscriptions grant, with their
 		 * identifiers [MQTT-3.3.4-3..5]; shared subscriptions had theirs in the group. */
 		uint32_t ids[16], n_ids = 0;
 		int qos = -1;
-		if (vs_map_get(have, &w->v[i].seq, sizeof(w->v[i].seq)))
-			continue;	      /* came live meanwhile, or with the session */
-		pthread_mutex_lock(&s->lock); /* in the trie: others deliver to it too */
 		for (uint32_t k = 0; k < vs_session_n_subs(s); k++) {
 			const struct vs_session_sub *x = &s->subs->v[k];
 			if (strncmp(x->filter, "$share/", 7) == 0 ||
@@ -606,19 +627,22 @@ static uint32_t match(struct window *w, struct vs_session *s, uint64_t floor, ui
 			if (x->sub_id && n_ids < 16)
 				ids[n_ids++] = x->sub_id;
 		}
-		if (qos >= 0) {
-			struct vs_qentry e = {
-			    .msg = vs_msg_ref(msg), .qos = (uint8_t)qos, .seq = ++s->next_seq};
-			if (vs_qentry_set_sub_ids(&e, ids, n_ids) < 0 ||
-			    vs_ring_push(&s->queue, &e) < 0) {
-				vs_qentry_fini(&e);
-			} else {
-				s->queued_bytes += msg->payload.len;
-				n++;
-			}
+		if (qos < 0)
+			continue;
+		struct vs_qentry e = {
+		    .msg = vs_msg_ref(msg), .qos = (uint8_t)qos, .seq = ++s->next_seq};
+		if (vs_qentry_set_sub_ids(&e, ids, n_ids) < 0 || vs_ring_push(&s->queue, &e) < 0) {
+			vs_qentry_fini(&e);
+		} else {
+			s->queued_bytes += msg->payload.len;
+			n++;
 		}
-		pthread_mutex_unlock(&s->lock);
 	}
+	if (upto >= floor)
+		add_skip(cs, s, upto);
+	pthread_mutex_unlock(&s->lock);
+	vs_map_fini(&have);
+	*covered = upto;
 	return n;
 }
 
@@ -638,48 +662,38 @@ static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uin
 	jsStreamInfo_Destroy(si);
 	if (!floor || last < floor || !vs_session_n_subs(s))
 		return 0;
-	int64_t max = b->conf->max_queued_messages, until = vs_now_ms() + REPLAY_MS;
+	int64_t max = b->conf->max_queued_messages;
 	if (max <= 0)
 		max = REPLAY_MAX;
-	struct vs_map have; /* the stream sequences it holds (came with it, or live meanwhile) */
-	memset(&have, 0, sizeof(have));
-	pthread_mutex_lock(&s->lock);
-	/* What reaches it live from here on up to last is what this reads: taken once (under its
-	 * lock, as vs_deliver decides). */
-	add_skip(cs, s, last);
-	for (struct vs_ring *r = &s->inflight; r; r = r == &s->inflight ? &s->queue : NULL)
-		for (uint32_t i = 0; i < r->count; i++) {
-			const struct vs_qentry *e = vs_ring_at(r, i);
-			if (e->msg && e->msg->sseq)
-				vs_map_put(&have, &e->msg->sseq, sizeof(e->msg->sseq), (void *)1,
-					   NULL); /* no memory: at least once */
-		}
-	pthread_mutex_unlock(&s->lock);
 	struct window *w = &cs->window;
 	pthread_mutex_lock(&w->lock);
+	int64_t until = vs_now_ms() + REPLAY_MS; /* from here: not spent waiting for the lock */
 	/* Behind what it has (read again from floor), or stale: read anew. */
 	if (floor < w->lo || floor > w->hi + 1 || vs_now_ms() - w->used_ms > WINDOW_KEEP_MS)
 		window_clear(w);
 	if (w->hi < last)
 		window_read(b, w, w->hi >= w->lo ? w->hi + 1 : floor, last, until);
 	w->used_ms = vs_now_ms();
-	uint32_t n = match(w, s, floor, last, max, &have);
+	uint64_t covered = 0;
+	uint32_t n = w->hi >= floor ? match(cs, w, s, floor, last, max, &covered) : 0;
 	/* The window may have been read further for another session (its last is later), or
 	 * not at all (hi 0 after a failed read): this one takes floor..last only. */
-	uint64_t from = w->hi >= floor ? w->hi + 1 : floor;
+	uint64_t from = w->hi >= floor ? covered + 1 : floor;
 	pthread_mutex_unlock(&w->lock);
 	struct window alone = {.lo = 1, .hi = 0};
-	while (from <= last && s->queue.count < (uint64_t)max && vs_now_ms() < until) {
+	while (from <= last && s->queue.count < (uint64_t)max && vs_now_ms() < until &&
+	       !atomic_load(&b->stopping)) {
 		window_read(b, &alone, from, last, until);
 		if (alone.hi < from)
 			break; /* nothing came */
-		n += match(&alone, s, from, last, max, &have);
-		from = alone.hi + 1;
+		n += match(cs, &alone, s, from, last, max, &covered);
+		if (covered < alone.hi && covered < last)
+			break; /* its queue is full */
+		from = covered + 1;
 		window_clear(&alone);
 	}
 	window_clear(&alone);
 	free(alone.v);
-	vs_map_fini(&have);
 	return n;
 }
 
@@ -909,7 +923,7 @@ static struct vs_session *take(struct vs_cluster_sessions *cs, const struct job 
 			vs_cluster_peer_absent(b, o.owner);
 		}
 		for (; !j->clean && o.owner[0] && ask < asks && r == GONE && !slow(cs, o.owner) &&
-		       (live = alive(cs, o.owner));
+		       !atomic_load(&b->stopping) && (live = alive(cs, o.owner));
 		     ask++)
 			r = fetch(cs, o.owner, j, upto, &s, cut);
 		if (r == GONE && live && ask == asks) /* alive, and never answered */
@@ -1160,10 +1174,13 @@ static void add_also(struct vs_cluster_sessions *cs, struct vs_session *s, uint6
 	pthread_mutex_unlock(&cs->skip_lock);
 }
 
-/* Forgets the skips this node has routed past (shard 0's thread, every turn). */
+/* Forgets the skips this node has routed past (the giver thread, every 100 ms). */
 static void prune_skips(struct vs_cluster_sessions *cs)
 {
-	if (!atomic_load_explicit(&cs->b->roam_cut, memory_order_relaxed))
+	pthread_mutex_lock(&cs->skip_lock);
+	bool none = cs->n_skips == 0;
+	pthread_mutex_unlock(&cs->skip_lock);
+	if (none)
 		return;
 	uint64_t taken = vs_cjs_taken(vs_cluster_cjs(cs->b->cluster)), max = 0;
 	pthread_mutex_lock(&cs->skip_lock);
@@ -1329,8 +1346,6 @@ static void *run(void *arg)
 		}
 		if (sh->idx == 0 && atomic_load(&cs->ready))
 			write_floor(cs);
-		if (sh->idx == 0)
-			prune_skips(cs);
 		if (sh->idx == 0 && pthread_mutex_trylock(&cs->window.lock) == 0) {
 			if (cs->window.n && vs_now_ms() - cs->window.used_ms > WINDOW_KEEP_MS)
 				window_clear(&cs->window); /* the memory goes back */
@@ -1415,9 +1430,18 @@ static void *giver(void *arg)
 	struct vs_cluster_sessions *cs = arg;
 	struct vs_cjs *cjs = vs_cluster_cjs(cs->b->cluster);
 	while (!atomic_load(&cs->stop)) {
+		prune_skips(cs);
 		pthread_mutex_lock(&cs->give_lock);
-		if (!cs->gives && !atomic_load(&cs->stop))
-			pthread_cond_wait(&cs->give_cond, &cs->give_lock);
+		if (!cs->gives && !atomic_load(&cs->stop)) {
+			struct timespec until; /* the skips are pruned every 100 ms */
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += 100 * 1000000L;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&cs->give_cond, &cs->give_lock, &until);
+		}
 		struct job *list = cs->gives;
 		cs->gives = NULL;
 		pthread_mutex_unlock(&cs->give_lock);

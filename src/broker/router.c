@@ -398,7 +398,8 @@ int vs_deliver(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, ui
 	/* A session handed over here has what its old node had routed to it, and what was read
 	 * for it from the stream (cluster_session.h); decided under its lock, under which that
 	 * changes. */
-	if (msg->sseq && msg->sseq <= atomic_load_explicit(&w->b->roam_cut, memory_order_relaxed) &&
+	if (!share && msg->sseq &&
+	    msg->sseq <= atomic_load_explicit(&w->b->roam_cut, memory_order_relaxed) && !s->ended &&
 	    vs_cluster_session_skips(w->b, s, msg->sseq)) {
 		pthread_mutex_unlock(&s->lock);
 		return 0;
