@@ -1297,19 +1297,24 @@ static void check_restored(struct vs_cluster_sessions *cs)
 	pthread_mutex_unlock(&b->reg_lock);
 }
 
+/* Waits on c (m held) for at most ms milliseconds. */
+static void wait_ms(pthread_cond_t *c, pthread_mutex_t *m, long ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += ms * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(c, m, &until);
+}
+
 static struct job *pop(struct shard *cs)
 {
 	pthread_mutex_lock(&cs->lock);
-	if (!cs->head && !cs->notes) {
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += 200 * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&cs->cond, &cs->lock, &until);
-	}
+	if (!cs->head && !cs->notes)
+		wait_ms(&cs->cond, &cs->lock, 200);
 	struct job *j = cs->head;
 	if (j) {
 		if (!(cs->head = j->next))
@@ -1432,16 +1437,9 @@ static void *giver(void *arg)
 	while (!atomic_load(&cs->stop)) {
 		prune_skips(cs);
 		pthread_mutex_lock(&cs->give_lock);
-		if (!cs->gives && !atomic_load(&cs->stop)) {
-			struct timespec until; /* the skips are pruned every 100 ms */
-			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_nsec += 100 * 1000000L;
-			if (until.tv_nsec >= 1000000000L) {
-				until.tv_sec++;
-				until.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&cs->give_cond, &cs->give_lock, &until);
-		}
+		if (!cs->gives && !atomic_load(&cs->stop))
+			wait_ms(&cs->give_cond, &cs->give_lock,
+				100); /* skips pruned every 100 ms */
 		struct job *list = cs->gives;
 		cs->gives = NULL;
 		pthread_mutex_unlock(&cs->give_lock);
