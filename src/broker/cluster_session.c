@@ -649,9 +649,10 @@ static uint32_t match(struct vs_cluster_sessions *cs, struct window *w, struct v
 /* Queues in s (not yet anyone's but this thread's) the QoS 1/2 messages of the stream after
  * sequence floor - 1 that its subscriptions match: what reached the dead node for it, or was
  * on its way there, after it went offline. At most max_queued_messages, and for at most
- * REPLAY_MS. The window serves the sessions that come after it; a part beyond its limits is
- * read for this session alone. Returns how many. */
-static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uint64_t floor)
+ * REPLAY_MS. With shared, the window serves the sessions that come after it, and a part
+ * beyond its limits is read for this session alone; without, all of it is. Returns how many. */
+static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uint64_t floor,
+		       bool shared)
 {
 	struct vs_broker *b = cs->b;
 	jsStreamInfo *si = NULL;
@@ -666,20 +667,24 @@ static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uin
 	if (max <= 0)
 		max = REPLAY_MAX;
 	struct window *w = &cs->window;
-	pthread_mutex_lock(&w->lock);
-	int64_t until = vs_now_ms() + REPLAY_MS; /* from here: not spent waiting for the lock */
-	/* Behind what it has (read again from floor), or stale: read anew. */
-	if (floor < w->lo || floor > w->hi + 1 || vs_now_ms() - w->used_ms > WINDOW_KEEP_MS)
-		window_clear(w);
-	if (w->hi < last)
-		window_read(b, w, w->hi >= w->lo ? w->hi + 1 : floor, last, until);
-	w->used_ms = vs_now_ms();
-	uint64_t covered = 0;
-	uint32_t n = w->hi >= floor ? match(cs, w, s, floor, last, max, &covered) : 0;
-	/* The window may have been read further for another session (its last is later), or
-	 * not at all (hi 0 after a failed read): this one takes floor..last only. */
-	uint64_t from = w->hi >= floor ? covered + 1 : floor;
-	pthread_mutex_unlock(&w->lock);
+	uint64_t covered = 0, from = floor;
+	uint32_t n = 0;
+	int64_t until = vs_now_ms() + REPLAY_MS;
+	if (shared) {
+		pthread_mutex_lock(&w->lock);
+		until = vs_now_ms() + REPLAY_MS; /* from here: not spent waiting for the lock */
+		/* Behind what it has (read again from floor), or stale: read anew. */
+		if (floor < w->lo || floor > w->hi + 1 || vs_now_ms() - w->used_ms > WINDOW_KEEP_MS)
+			window_clear(w);
+		if (w->hi < last)
+			window_read(b, w, w->hi >= w->lo ? w->hi + 1 : floor, last, until);
+		w->used_ms = vs_now_ms();
+		n = w->hi >= floor ? match(cs, w, s, floor, last, max, &covered) : 0;
+		/* The window may have been read further for another session (its last is
+		 * later), or not at all (hi 0 after a failed read): this one takes floor..last. */
+		from = w->hi >= floor ? covered + 1 : floor;
+		pthread_mutex_unlock(&w->lock);
+	}
 	struct window alone = {.lo = 1, .hi = 0};
 	while (from <= last && s->queue.count < (uint64_t)max && vs_now_ms() < until &&
 	       !atomic_load(&b->stopping)) {
@@ -1258,7 +1263,11 @@ static void answer(struct vs_cluster_sessions *cs, struct job *j, struct vs_sess
 		vs_session_unref(placed);
 	/* A session handed over: what the old node had not routed to it yet, from the stream
 	 * (little, unless that node was far behind: take()). */
-	uint32_t n = s && from ? replay(cs, s, from) : s && cut ? replay(cs, s, cut + 1) : 0;
+	/* A rebuild shares the window with the others of a storm; a hand-over's few messages
+	 * are read alone (it would wait behind the storm, and clear its window). */
+	uint32_t n = s && from	? replay(cs, s, from, true)
+		     : s && cut ? replay(cs, s, cut + 1, false)
+				: 0;
 	if (s && (from || n))
 		vs_log(cs->b->log, VS_LOG_NOTICE,
 		       "cluster: client %s's session got %u message(s) from stream %s", j->id, n,
