@@ -44,9 +44,10 @@
 #define SETTLE_MS      2500  /* the other nodes learning a placed session's subjects */
 /* A request: kind, the length of the asking node's id, that id, a deadline and a stream
  * sequence (8 bytes each), the client id. */
-#define REQ_HEAD     18
-#define GIVE_WAIT_MS 1000 /* the owner waiting for its own routing before a hand-over */
-#define GIVE_POLL_MS 5
+#define REQ_HEAD       18
+#define GIVE_WAIT_MS   1000 /* the owner waiting for its own routing before a hand-over */
+#define GIVE_POLL_MS   5
+#define ROUTED_UNKNOWN UINT64_MAX /* in an answer: the owner's JetStream is not ready */
 
 /* What the session thread does for one client id. */
 enum job_kind {
@@ -935,6 +936,12 @@ static struct vs_session *take(struct vs_cluster_sessions *cs, const struct job 
 			mark_slow(cs, o.owner);
 		if (!j->clean && o.owner[0] && r == GONE)
 			s = rebuild(cs, j, &o, from);
+		else if (s && *cut == ROUTED_UNKNOWN) {
+			/* The owner could not say how far it had routed the stream (its JetStream
+			 * not ready yet: just restarted): read it from where a rebuild would. */
+			*cut = 0;
+			*from = o.v.floor ? o.v.floor : node_floor(cs, o.owner);
+		}
 		kvEntry_Destroy(e);
 		goto out;
 	}
@@ -1659,7 +1666,8 @@ void vs_cluster_session_handover(struct vs_worker *w, const struct vs_mail *m)
 	/* Every message of the stream up to here that the session wants is in it, or was
 	 * delivered and acknowledged (its connection here is closed): the asking node's copy
 	 * drops what it took of those (take()). */
-	uint64_t routed = vs_cjs_taken(vs_cluster_cjs(b->cluster));
+	struct vs_cjs *cjs = vs_cluster_cjs(b->cluster);
+	uint64_t routed = vs_cjs_ready(cjs) ? vs_cjs_taken(cjs) : ROUTED_UNKNOWN;
 	bool expired =
 	    s->expiry != UINT32_MAX && w->now_ms - s->offline_since_ms >= (int64_t)s->expiry * 1000;
 	int rc = expired ? 0 : vs_bp_session_export(b, s, true, &out);
