@@ -77,7 +77,7 @@ void vs_cjs_drop(void *ack);
  * reads the stream from there. */
 uint64_t vs_cjs_floor(struct vs_cjs *j);
 /* The same without what sessions hold: every message of the stream up to it has been routed
- * to this node's sessions (a hand-over waits for it, cluster_session.c). */
+ * to this node's sessions (a hand-over waits for it, cluster_handover.c). */
 uint64_t vs_cjs_taken(struct vs_cjs *j);
 
 /* The JetStream message ack (natsMsg) is about to be posted to worker `worker`, which

@@ -74,7 +74,7 @@ struct vs_mail {
 	uint64_t seq;  /* persistence_fsync batch: the store write what this mail carries may
 			* depend on (the sender's turn); output it causes waits for its sync */
 	uint64_t upto; /* VS_MAIL_ROAMED: other's messages of the stream up to this sequence are
-			* in session already (cluster_session.c, merge()) */
+			* in session already (cluster_replay.c, vs_cs_merge()) */
 };
 
 #define VS_HELD_MAX_MS 5000
