@@ -27,6 +27,16 @@ from test_cluster import data_dir, knows, nats, node, wait_subjects  # noqa: F40
 pytestmark = pytest.mark.viesti_only
 
 
+def all_arrive(c, n, what):
+	"""Waits until client c has received the payloads b"0" .. b"n-1", each at least once."""
+	got = set()
+
+	def all_back():
+		got.update(m.payload for m in c.drain(timeout=0.2) if m.type == PUBLISH)
+		return {b"%d" % i for i in range(n)} <= got
+	wait_until(all_back, 15, what=what)
+
+
 def queued(port):
 	samples, _ = scrape(port)
 	return value(samples, "viesti_queued_messages")
@@ -460,6 +470,9 @@ def test_a_persistent_subscriber_on_the_publishing_node_gets_each_message_once(n
 		c.no_publish(0.5)
 	assert n.stream_state("VS_MSGS") == 30
 	off = node(broker, n, "pc", "cluster_durable_sessions false")
+	# Until it has read the other nodes' subjects it sends QoS 1/2 through JetStream to be safe
+	# (cluster_interest.h: "true while unknown"): wait for that, or the stream holds 31.
+	off.wait_log(r"subject\(s\) of other nodes read from bucket vs_interest", timeout=10)
 	s = clients.raw(off.port, version)
 	s.connect(uid("keep2"), clean=False, props={P.SESSION_EXPIRY: 300} if version == 5 else None)
 	t2 = uid("ps2")  # no other node subscribes
@@ -496,12 +509,7 @@ def test_a_connected_session_of_a_killed_node_gets_what_it_held_elsewhere(nats, 
 	a.kill()
 	r = clients.raw(c.port, 4)
 	assert r.connect(cid, clean=False).session_present
-	got = set()
-
-	def all_back():
-		got.update(m.payload for m in r.drain(timeout=0.2) if m.type == PUBLISH)
-		return {b"%d" % i for i in range(50)} <= got
-	wait_until(all_back, 15, what="the 50 messages the session held on the dead node")
+	all_arrive(r, 50, "the 50 messages the session held on the dead node")
 
 
 def test_a_persistent_subscriber_on_the_publishing_node_counts_and_survives_nats(nats, broker,
@@ -658,9 +666,4 @@ def test_what_came_with_a_hand_over_survives_the_death_of_the_new_node(nats, bro
 	b.kill()
 	q = clients.raw(c.port, 4)
 	assert q.connect(cid, clean=False).session_present
-	got = set()
-
-	def all_back():
-		got.update(m.payload for m in q.drain(timeout=0.2) if m.type == PUBLISH)
-		return {b"%d" % i for i in range(30)} <= got
-	wait_until(all_back, 15, what="the 30 messages that came to hb3 with the hand-over")
+	all_arrive(q, 30, "the 30 messages that came to hb3 with the hand-over")
