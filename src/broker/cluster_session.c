@@ -532,8 +532,9 @@ static uint64_t settle(struct vs_cluster_sessions *cs)
  * acknowledges nothing); this node places a copy of its own (place), waits until every node
  * knows its subjects (settle), and asks for the session naming the stream's last sequence
  * then. Every message stored up to there reaches the owner's copy, which the owner hands over
- * only once it has routed the stream that far (the giver, cluster_handover.c); every one stored after reaches the
- * placed copy through the stream; the two copies meet (finish()) by stream sequence.
+ * only once it has routed the stream that far (the giver, cluster_handover.c); every one stored
+ * after reaches the placed copy through the stream; the two copies meet (finish()) by stream
+ * sequence.
  */
 static struct vs_session *take(struct vs_cluster_sessions *cs, const struct job *j, uint64_t *from,
 			       struct vs_session **placed, uint64_t *cut)
