@@ -205,7 +205,7 @@ static enum fetched receive(struct vs_cluster_sessions *cs, natsSubscription *su
 		natsMsg_Destroy(m);
 	}
 	if (!why && total) {
-		*out = vs_bp_session_import(b, j->id, j->idlen, buf, len, &why);
+		*out = vs_bp_session_import(b, j->id, j->idlen, buf, len, true, &why);
 		if (*out) {
 			why = NULL; /* it sets "" */
 			atomic_fetch_add(&cs->taken, 1);
@@ -450,9 +450,9 @@ static struct vs_session *rebuild(struct vs_cluster_sessions *cs, const struct j
 {
 	struct vs_broker *b = cs->b;
 	const char *why = "no subscriptions recorded";
-	struct vs_session *s =
-	    o->v.recs_len ? vs_bp_session_import(b, j->id, j->idlen, o->v.recs, o->v.recs_len, &why)
-			  : NULL;
+	struct vs_session *s = o->v.recs_len ? vs_bp_session_import(b, j->id, j->idlen, o->v.recs,
+								    o->v.recs_len, true, &why)
+					     : NULL;
 	if (!s) {
 		vs_log(b->log, VS_LOG_WARN,
 		       "cluster: node %s, which had client %s's session, does not answer (%s in "
@@ -460,8 +460,12 @@ static struct vs_session *rebuild(struct vs_cluster_sessions *cs, const struct j
 		       o->owner, j->id, why, VS_SESSIONS_BUCKET);
 		return NULL;
 	}
-	/* Read once the session is in the trie (run()): what comes after, it gets live. */
+	/* Read once the session is in the trie (run()): what comes after, it gets live. Up to
+	 * the key's floor the session has each message (the whole state in the key) or its
+	 * client acknowledged it: one that reaches this node late is not taken again. */
 	*from = o->v.floor ? o->v.floor : node_floor(cs, o->owner);
+	if (o->v.floor > 1)
+		vs_cs_skip_came(cs, s, o->v.floor - 1);
 	atomic_fetch_add(&cs->rebuilt, 1);
 	vs_log(b->log, VS_LOG_NOTICE,
 	       "cluster: node %s, which had client %s's session, does not answer: rebuilt here "
@@ -486,7 +490,7 @@ static struct vs_session *place(struct vs_cluster_sessions *cs, const struct job
 	if (!o->v.recs_len)
 		return NULL;
 	struct vs_session *p =
-	    vs_bp_session_import(b, j->id, j->idlen, o->v.recs, o->v.recs_len, &why);
+	    vs_bp_session_import(b, j->id, j->idlen, o->v.recs, o->v.recs_len, false, &why);
 	if (!p)
 		return NULL;
 	pthread_mutex_lock(&b->reg_lock);
@@ -621,6 +625,77 @@ out:
 	return s;
 }
 
+/*
+ * JOB_NOTE for a session that ended here, or no longer outlives its connection: removes its
+ * client id's key if it names this node, only at the revision read (a purge of the key's subject
+ * in the bucket's stream below the next sequence). A node that took the key meanwhile keeps it;
+ * one that takes it after finds none and creates it. Left in place, the key would make a node
+ * that finds this one dead rebuild a session that ended, and it would stay in the bucket for
+ * ever (one per client id that ever had a persistent session).
+ */
+static void forget(struct vs_cluster_sessions *cs, const struct job *j)
+{
+	struct vs_broker *b = cs->b;
+	char key[VS_OWNER_KEY_MAX];
+	vs_owner_key((const uint8_t *)j->id, j->idlen, key);
+	kvEntry *e = NULL;
+	if (kvStore_Get(&e, cs->kv, key) != NATS_OK)
+		return; /* none (or NATS away: the key stays, naming this node while it lives) */
+	struct owned o;
+	read_entry(e, &o);
+	uint64_t rev = kvEntry_Revision(e);
+	kvEntry_Destroy(e);
+	if (strcmp(o.owner, vs_cluster_node(b)) != 0)
+		return; /* another node's now */
+	char subject[sizeof("$KV." VS_SESSIONS_BUCKET ".") + VS_OWNER_KEY_MAX];
+	snprintf(subject, sizeof(subject), "$KV.%s.%s", VS_SESSIONS_BUCKET, key);
+	jsOptions opts;
+	jsOptions_Init(&opts);
+	opts.Stream.Purge.Subject = subject;
+	opts.Stream.Purge.Sequence = rev + 1; /* up to and including rev, nothing newer */
+	jsErrCode jerr = 0;
+	natsStatus st = js_PurgeStream(vs_cluster_js(b), "KV_" VS_SESSIONS_BUCKET, &opts, &jerr);
+	if (st != NATS_OK)
+		vs_log(b->log, VS_LOG_WARN,
+		       "cluster: removing client %s's key from bucket %s: %s (JetStream error %d)",
+		       j->id, VS_SESSIONS_BUCKET, natsStatus_GetText(st), (int)jerr);
+	else
+		vs_log(b->log, VS_LOG_DEBUG,
+		       "cluster: client %s's session ended here: its key is removed from bucket %s",
+		       j->id, VS_SESSIONS_BUCKET);
+}
+
+/*
+ * What j's key says of session s (locked): its settings and subscriptions, and (offline, held
+ * messages few enough, the whole of it at most room bytes) its whole state as a hand-over
+ * carries it, with *floor then the stream sequence after the one this node had routed up to.
+ * Everything of the stream up to there that the session wanted is in the state or was
+ * acknowledged by its client, so a node that rebuilds it should this one die reads the stream
+ * only after it, and gives its client each message once, an unfinished QoS 2 exchange in
+ * either direction included (rebuild()). Without the whole state *floor stays j's: where this
+ * node stood in the stream when the session went offline (at least once). Returns 0 or a
+ * negative error.
+ */
+static int export_for_key(struct vs_broker *b, const struct job *j, struct vs_session *s,
+			  int64_t room, struct vs_store_buf *recs, uint64_t *floor, bool *whole)
+{
+	struct vs_cjs *cjs = vs_cluster_cjs(b->cluster);
+	*floor = j->floor;
+	*whole = false;
+	if (j->floor && !s->connected && vs_cjs_ready(cjs) &&
+	    s->queue.count + s->inflight.count <= WHOLE_MAX) {
+		uint64_t routed = vs_cjs_taken(cjs);
+		if (vs_bp_session_export(b, s, true, recs) == 0 && (int64_t)recs->len <= room) {
+			*floor = routed + 1;
+			*whole = true;
+			return 0;
+		}
+		vs_store_buf_fini(recs);
+		vs_store_buf_init(recs);
+	}
+	return vs_bp_session_export(b, s, false, recs);
+}
+
 /* JOB_NOTE and JOB_CHECK: the key of a session this node has. */
 static void note(struct vs_cluster_sessions *cs, const struct job *j)
 {
@@ -630,28 +705,37 @@ static void note(struct vs_cluster_sessions *cs, const struct job *j)
 	 * (the keys keep what they said: a rebuild elsewhere reads from an earlier floor). */
 	if (atomic_load(&b->stopping) && !vs_cluster_connected(b))
 		return;
+	natsConnection *nc = vs_cluster_nc(b);
+	int64_t maxp = nc ? natsConnection_GetMaxPayload(nc) : 0;
+	int64_t room = maxp > 0 ? maxp - 1024 - (int64_t)strlen(me) - 24 : (1 << 20) - 1024;
 	struct vs_store_buf recs;
 	vs_store_buf_init(&recs);
+	uint64_t floor = j->floor;
+	bool whole = false;
 	pthread_mutex_lock(&b->reg_lock);
 	struct vs_session *s = vs_registry_get(&b->sessions, j->id, j->idlen);
-	bool ours = false;
+	bool ours = false, gone = !s;
 	if (s) {
 		pthread_mutex_lock(&s->lock);
 		/* A check is for sessions restored from the store: one connected here by now is
 		 * this node's (its claim closed any other connection). */
 		ours = !s->ended && !s->bridge && s->expiry > 0 &&
 		       !(j->kind == JOB_CHECK && s->connected) &&
-		       vs_bp_session_export(b, s, false, &recs) == 0;
+		       export_for_key(b, j, s, room, &recs, &floor, &whole) == 0;
+		gone = !s->bridge && (s->ended || s->expiry == 0);
 		pthread_mutex_unlock(&s->lock);
 	}
 	pthread_mutex_unlock(&b->reg_lock);
+	if (gone && j->kind == JOB_NOTE) {
+		vs_store_buf_fini(&recs);
+		forget(cs, j);
+		return;
+	}
 	size_t vlen = 0;
-	uint8_t *v = ours ? vs_owner_encode(me, j->floor, recs.data, recs.len, &vlen) : NULL;
+	uint8_t *v = ours ? vs_owner_encode(me, floor, recs.data, recs.len, &vlen) : NULL;
 	vs_store_buf_fini(&recs);
 	if (!v)
-		return; /* gone meanwhile (its key then names a node that has none: harmless) */
-	natsConnection *nc = vs_cluster_nc(b);
-	int64_t maxp = nc ? natsConnection_GetMaxPayload(nc) : 0;
+		return; /* not this node's to write (a bridge's, or an export that failed) */
 	if (maxp > 0 && (int64_t)vlen > maxp - 1024) {
 		/* Too many subscriptions for one NATS message: the key keeps what it said (a
 		 * rebuild elsewhere gets the subscriptions last recorded, docs/cluster.md). */
@@ -682,6 +766,12 @@ static void note(struct vs_cluster_sessions *cs, const struct job *j)
 	if (st != NATS_OK)
 		vs_log(b->log, VS_LOG_WARN, "cluster: writing client %s's key in bucket %s: %s",
 		       j->id, VS_SESSIONS_BUCKET, natsStatus_GetText(st));
+	else if (whole)
+		vs_log(b->log, VS_LOG_DEBUG,
+		       "cluster: client %s's key in bucket %s holds its whole state (%zu bytes), "
+		       "stream %s routed to it up to %llu",
+		       j->id, VS_SESSIONS_BUCKET, vlen, VS_CJS_STREAM,
+		       (unsigned long long)(floor - 1));
 	free(v);
 }
 

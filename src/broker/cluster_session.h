@@ -72,9 +72,11 @@ void vs_cluster_sessions_counts(struct vs_cluster_sessions *cs, uint64_t *taken,
 				uint64_t *rebuilt);
 
 /* A session of client_id that outlives its connection changed here: attached, subscriptions
- * changed, or (offline) its connection went. The session thread writes its subscriptions, and
- * where this node stood in the stream when it went offline, into its key while this node owns
- * it, so that another node can rebuild it should this one die. Any thread, no lock held. */
+ * changed, (offline) its connection went, or it ended. The session thread writes its
+ * subscriptions, and where this node stood in the stream when it went offline, into its key
+ * while this node owns it, so that another node can rebuild it should this one die; once the
+ * session has ended here (or no longer outlives its connection) it removes the key, if the key
+ * still names this node at the revision read. Any thread, no lock held. */
 void vs_cluster_session_note(struct vs_broker *b, const char *client_id, size_t idlen,
 			     bool offline);
 

@@ -38,6 +38,7 @@ struct vs_session;
 #define GIVE_WAIT_MS   1000 /* the owner waiting for its own routing before a hand-over */
 #define GIVE_POLL_MS   5
 #define ROUTED_UNKNOWN UINT64_MAX /* in an answer: the owner's JetStream is not ready */
+#define WHOLE_MAX      1000 /* messages an offline session holds at most to have them in its key */
 
 /* What the session thread does for one client id. */
 enum job_kind {

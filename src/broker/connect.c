@@ -211,6 +211,10 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 	s->conn_id = c->id;
 	s->version = c->version;
 	s->expiry = c->session_expiry;
+	/* A CONNECT that resumes, or starts a session that outlives it, took the client id's key
+	 * in the cluster (vs_cluster_session_ask). */
+	if (b->cluster && !c->bridge && (!clean || s->expiry > 0))
+		s->keyed = true;
 	if (s->expiry > 0)
 		vs_session_hold(s, true); /* its floor is the node's again while connected */
 	s->listener = c->listener;

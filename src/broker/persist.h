@@ -90,7 +90,8 @@ void vs_bp_will_connected(struct vs_worker *w, struct vs_session *s, struct vs_m
  * vs_bp_session_export: s's whole state (subscriptions, queue, inflight window, incoming QoS 2
  * ids), or (!whole) its settings and subscriptions only, appended to out; s locked. Returns 0
  * or a negative error.
- * vs_bp_session_import: the session client_id rebuilt from such records, with one reference,
+ * vs_bp_session_import: the session client_id rebuilt from such records (!whole: its settings
+ * and subscriptions only, whatever else they hold), with one reference,
  * in no registry or trie and not yet in this node's store; NULL with *why when buf is damaged or
  * holds no such session. Messages get this node's store ids when recorded.
  * vs_bp_session_record: s's whole state into w's records of this turn (no-op without a store);
@@ -101,7 +102,8 @@ struct vs_store_buf;
 int vs_bp_session_export(struct vs_broker *b, struct vs_session *s, bool whole,
 			 struct vs_store_buf *out);
 struct vs_session *vs_bp_session_import(struct vs_broker *b, const char *client_id, size_t idlen,
-					const uint8_t *buf, size_t len, const char **why);
+					const uint8_t *buf, size_t len, bool whole,
+					const char **why);
 void vs_bp_session_record(struct vs_worker *w, struct vs_session *s);
 void vs_bp_session_subscribe(struct vs_broker *b, struct vs_session *s);
 

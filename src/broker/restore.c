@@ -663,7 +663,8 @@ static const struct vs_rec_str *rec_client(const struct vs_rec *r)
 }
 
 struct vs_session *vs_bp_session_import(struct vs_broker *b, const char *client_id, size_t idlen,
-					const uint8_t *buf, size_t len, const char **why)
+					const uint8_t *buf, size_t len, bool whole,
+					const char **why)
 {
 	struct vs_registry sessions;
 	memset(&sessions, 0, sizeof(sessions));
@@ -691,6 +692,9 @@ struct vs_session *vs_bp_session_import(struct vs_broker *b, const char *client_
 		 * session, which drops it [MQTT-3.1.3-9]). */
 		bool about = rec.type == VS_REC_MSG ||
 			     (id && id->len == idlen && memcmp(id->p, client_id, idlen) == 0);
+		if (!whole)
+			about = about && (rec.type == VS_REC_SESSION || rec.type == VS_REC_SUB ||
+					  rec.type == VS_REC_UNSUB);
 		if (vs_rec_known(&rec) && about && rec.type != VS_REC_SESSION_DEL &&
 		    (rc = on_record(&r, &rec)) < 0)
 			*why = "no memory";

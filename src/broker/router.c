@@ -822,6 +822,7 @@ void vs_router_end_session(struct vs_worker *w, struct vs_session *s)
 	pthread_mutex_unlock(&b->reg_lock);
 	pthread_mutex_lock(&s->lock);
 	s->ended = true;
+	bool keyed = b->cluster && !s->bridge && (s->keyed || s->expiry > 0);
 	vs_bp_session_del(w, s);
 	struct vs_session_subs *subs = s->subs;
 	s->subs = NULL;
@@ -848,4 +849,8 @@ void vs_router_end_session(struct vs_worker *w, struct vs_session *s)
 		vs_publish_will(w, will);
 		vs_msg_unref(will);
 	}
+	/* Its key in the cluster goes too: a node that finds it naming this node, dead, would
+	 * rebuild the session. */
+	if (keyed)
+		vs_cluster_session_note(b, s->client_id, s->id_len, false);
 }

@@ -6,10 +6,12 @@
  * else "=h" and 32 hex digits of two hashes of it ("=h" never starts a token: its escapes are
  * '=' and two upper-case hex digits).
  *
- * Value: the owning node's id, NUL, the stream floor (decimal: the stream sequence the owner had
- * taken everything up to when the session went offline; empty while it is connected), NUL, then
- * the session's SESSION and SUB store records (persist/store.h). A value without any NUL is a
- * node id alone.
+ * Value: the owning node's id, NUL, the stream floor (decimal; empty while the session is
+ * connected), NUL, then store records (persist/store.h): the session's SESSION and SUB records,
+ * the floor then the stream sequence the owner had taken everything up to when the session went
+ * offline; or (offline) its whole state as a hand-over carries it, the floor then the sequence
+ * up to which the owner had routed the stream to it. A value without any NUL is a node id
+ * alone.
  */
 #ifndef VS_CLUSTER_OWNER_H
 #define VS_CLUSTER_OWNER_H

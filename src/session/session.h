@@ -116,6 +116,8 @@ struct vs_session {
 	bool ended : 1;	    /* removed from the registry; deliveries are dropped */
 	bool persisted : 1; /* its SESSION record is in the store: changes are recorded */
 	bool acl_stale : 1; /* a reload changed the ACLs: check what waits before sending it */
+	bool keyed : 1;	    /* its client id may have a key in the cluster's vs_sessions: the
+			     * session's end removes it (cluster_session.h) */
 	bool stalled;	    /* its connection has not taken output for a while (atomic access:
 			     * set by the owner, read by publishers' workers) */
 	uint16_t

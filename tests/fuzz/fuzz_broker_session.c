@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct vs_broker b; /* the import reads no broker state but its id counter */
 	const char *why;
-	struct vs_session *s = vs_bp_session_import(&b, "c1", 2, data, size, &why);
+	struct vs_session *s = vs_bp_session_import(&b, "c1", 2, data, size, size % 2 == 0, &why);
 	if (!s)
 		return 0;
 	struct vs_store_buf out;
@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pthread_mutex_unlock(&s->lock);
 	if (rc == 0) {
 		struct vs_session *again =
-		    vs_bp_session_import(&b, "c1", 2, out.data, out.len, &why);
+		    vs_bp_session_import(&b, "c1", 2, out.data, out.len, true, &why);
 		if (!again || vs_session_n_subs(again) != vs_session_n_subs(s) ||
 		    again->queue.count != s->queue.count ||
 		    again->inflight.count != s->inflight.count)

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import time
@@ -96,6 +97,34 @@ class Nats:
 					if c["name"] == consumer:
 						return c["delivered"]["consumer_seq"]
 		return 0
+
+	def request(self, subject, data=b"", timeout=5):
+		"""A NATS request on the client port (the protocol by hand: CONNECT, SUB, PUB with a
+		reply subject); returns the answer's payload."""
+		with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sk:
+			f = sk.makefile("rb")
+			f.readline()  # INFO
+			sk.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.t 1\r\n'
+				b"PUB %s _INBOX.t %d\r\n%s\r\n" % (subject.encode(), len(data), data))
+			while True:
+				line = f.readline()
+				if not line:
+					raise AssertionError("NATS closed the connection: no answer on " + subject)
+				if line.startswith(b"PING"):
+					sk.sendall(b"PONG\r\n")
+				elif line.startswith(b"-ERR"):
+					raise AssertionError(line.decode())
+				elif line.startswith(b"MSG "):
+					body = f.read(int(line.split()[-1]) + 2)
+					return body[:-2]
+
+	def keys(self, bucket):
+		"""The keys in JetStream key-value bucket bucket (its stream's subjects)."""
+		info = json.loads(self.request("$JS.API.STREAM.INFO.KV_" + bucket,
+			json.dumps({"subjects_filter": "$KV.%s.>" % bucket}).encode()))
+		assert "error" not in info, info
+		prefix = "$KV.%s." % bucket
+		return sorted(k[len(prefix):] for k in (info["state"].get("subjects") or {}))
 
 	def kill(self):
 		"""SIGKILL: gone at once, as in a crash."""

@@ -21,7 +21,7 @@ import pytest
 from conftest import free_port, wait_until
 from helpers import MosquittoSub, mosquitto_pub, uid
 from http_util import http_lines, scrape, value, wait_listening
-from mqtt_raw import CONNACK, DISCONNECT, P, PUBACK, PUBLISH, PUBREL
+from mqtt_raw import CONNACK, DISCONNECT, P, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL
 from test_cluster import data_dir, knows, nats, node, wait_subjects  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.viesti_only
@@ -222,6 +222,120 @@ def test_an_offline_session_of_a_killed_node_resumes_elsewhere_with_its_messages
 	r.disconnect()
 	r = clients.raw(c.port, 4)
 	assert r.connect(cid, clean=False).session_present  # kept here now
+
+
+def test_an_offline_session_of_a_killed_node_resumes_elsewhere_exactly_once(nats, broker,
+		clients):
+	"""The key of a session that went offline holds its whole state, as a hand-over carries
+	it, and how far its node had routed the stream to it. When that node is killed, the
+	session rebuilt on another node gives each message once, though another session held the
+	dead node's floor back: none its client completed comes again, one it acknowledged with
+	PUBREC gets its PUBREL, one it did not acknowledge comes again with DUP and the same
+	packet identifier [MQTT-4.3.3-5] [MQTT-4.4.0-1], and a QoS 2 message the client had
+	published there and resends (its PUBREC lost) is not routed twice [MQTT-4.3.3-9]."""
+	n = nats()
+	a = node(broker, n, "xa", "log_type all")
+	c = node(broker, n, "xc", "log_type all")
+	t, t2 = uid("x"), uid("y")
+	# Another session on xa holds the node's floor back: connected, it acknowledges nothing.
+	h = clients.raw(a.port, 4)
+	h.connect(uid("h"), clean=False)
+	h.subscribe([(t, 1)])
+	cid, qid = uid("dev"), uid("pub")
+	s = clients.raw(a.port, 4)
+	s.connect(cid, clean=False)
+	s.subscribe([(t, 2)])
+	w = clients.raw(c.port, 4)
+	w.connect(uid("w"))
+	w.subscribe([(t2, 2)])
+	knows(c, "vs.m.%s" % t)
+	knows(a, "vs.m.%s" % t2)
+	p = clients.raw(c.port, 4)
+	p.connect(uid("p"))
+	for i in range(6):
+		p.publish(t, b"%d" % i, qos=2)
+	got = [s.expect(PUBLISH, timeout=10) for _ in range(6)]
+	assert [m.payload for m in got] == [b"%d" % i for i in range(6)]
+	assert len(h.publishes(6, timeout=10, ack=False)) == 6
+	for m in got[:4]:  # completed
+		s.pubrec(m.pid)
+		s.expect(PUBREL, timeout=10, pid=m.pid)
+		s.pubcomp(m.pid)
+	s.pubrec(got[4].pid)  # PUBREC'd: the broker's PUBREL is due
+	s.expect(PUBREL, timeout=10, pid=got[4].pid)
+	s.ping()
+	s.close()  # got[5]: received, not acknowledged
+	a.wait_log(r"cluster: client %s's key in bucket vs_sessions holds its whole state" % cid,
+		timeout=10)
+	# A publisher's QoS 2 exchange, its PUBREC lost.
+	q = clients.raw(a.port, 4)
+	q.connect(qid, clean=False)
+	q.send(q.publish_packet(t2, b"once", qos=2, pid=7))
+	q.expect(PUBREC, timeout=10, pid=7)
+	assert w.expect(PUBLISH, timeout=10).payload == b"once"
+	q.close()
+	a.wait_log(r"cluster: client %s's key in bucket vs_sessions holds its whole state" % qid,
+		timeout=10)
+	a.kill()
+
+	r = clients.raw(c.port, 4)
+	assert r.connect(cid, clean=False).session_present
+	c.wait_log(r"node xa, which had client %s's session, does not answer: rebuilt" % cid,
+		timeout=10)
+	rel = r.expect(PUBREL, timeout=10)
+	assert rel.pid == got[4].pid
+	r.pubcomp(rel.pid)
+	again = r.expect(PUBLISH, timeout=10)
+	assert (again.payload, again.pid, again.dup) == (b"5", got[5].pid, True)
+	r.pubrec(again.pid)
+	r.expect(PUBREL, timeout=10, pid=again.pid)
+	r.pubcomp(again.pid)
+	r.no_publish(1.0)  # not 0..4 again
+	p.publish(t, b"live", qos=2)
+	assert r.expect(PUBLISH, timeout=10).payload == b"live"
+
+	q = clients.raw(c.port, 4)
+	assert q.connect(qid, clean=False).session_present
+	q.send(q.publish_packet(t2, b"once", qos=2, pid=7, dup=True))
+	q.expect(PUBREC, timeout=10, pid=7)
+	q.pubrel(7)
+	q.expect(PUBCOMP, timeout=10, pid=7)
+	w.no_publish(1.0)  # not routed twice
+
+
+def client_keys(n):
+	"""The client ids' keys in vs_sessions (not the nodes' floors, "=n...")."""
+	return [k for k in n.keys("vs_sessions") if not k.startswith("=n")]
+
+
+@pytest.mark.parametrize("end", ["expiry", "clean start", "expiry 0 on DISCONNECT"])
+def test_a_session_that_ended_leaves_no_key_to_rebuild_it(nats, broker, clients, end):
+	"""A persistent session ends on its node: its expiry passes offline [MQTT-3.1.2-23], its
+	client starts clean there with no expiry [MQTT-3.1.2-4], or sets expiry 0 on DISCONNECT.
+	Its key in vs_sessions goes with it, so the bucket does not keep every client id ever
+	seen, and when that node is killed, the client resuming on another node finds no session
+	(session present 0 [MQTT-3.2.2-2]) instead of one rebuilt from the key."""
+	n = nats()
+	a = node(broker, n, "ea")
+	c = node(broker, n, "ec")
+	cid = uid("dev")
+	s = clients.raw(a.port, 5)
+	s.connect(cid, clean=False, props={P.SESSION_EXPIRY: 1 if end == "expiry" else 600})
+	s.subscribe([(uid("e") + "/#", 1)])
+	wait_until(lambda: len(client_keys(n)) == 1, 10, what="the session's key")
+	if end == "expiry 0 on DISCONNECT":
+		s.disconnect(props={P.SESSION_EXPIRY: 0})
+	else:
+		s.disconnect()
+	if end == "clean start":
+		s = clients.raw(a.port, 5)
+		assert s.connect(cid, clean=True).session_present == 0
+		s.disconnect()
+	wait_until(lambda: not client_keys(n), 10, what="the session's key removed")
+	a.kill()
+	r = clients.raw(c.port, 5)
+	assert not r.connect(cid, clean=False, props={P.SESSION_EXPIRY: 600}).session_present
+	assert len(client_keys(n)) == 1  # ec's now
 
 
 @pytest.mark.serial
