@@ -56,8 +56,16 @@ static bool push(struct vs_cluster_sessions *cs, struct job *j)
 	 * not one per packet, each of all its subscriptions). */
 	struct job *waiting =
 	    j->kind == JOB_NOTE ? vs_map_get(&sh->queued_notes, j->id, j->idlen) : NULL;
+	if (connect) {
+		/* A note for the id waiting behind it (CONNECTs go first) that found no session
+		 * would remove the key this CONNECT takes, before its session exists here. */
+		struct job *n = vs_map_get(&sh->queued_notes, j->id, j->idlen);
+		if (n)
+			n->keep = true;
+	}
 	if (waiting) {
 		waiting->floor = j->floor; /* the latest: offline (where the stream stood) or not */
+		waiting->keep = false;
 		pthread_mutex_unlock(&sh->lock);
 		free(j);
 		return true;
@@ -726,7 +734,7 @@ static void note(struct vs_cluster_sessions *cs, const struct job *j)
 		pthread_mutex_unlock(&s->lock);
 	}
 	pthread_mutex_unlock(&b->reg_lock);
-	if (gone && j->kind == JOB_NOTE) {
+	if (gone && j->kind == JOB_NOTE && !j->keep) {
 		vs_store_buf_fini(&recs);
 		forget(cs, j);
 		return;
