@@ -442,11 +442,11 @@ void vs_cluster_stop(struct vs_broker *b)
 	b->cluster = NULL;
 }
 
-bool vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m, bool mine, bool *loop)
+uint64_t vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m, bool mine, bool *loop)
 {
 	struct vs_cluster *cl = w->b->cluster;
 	if (m->remote || (m->topic.len >= 4 && memcmp(m->topic.p, "$SYS", 4) == 0))
-		return false;
+		return 0;
 	char subject[SUBJECT_MAX];
 	if (vs_cluster_topic_subject(m->topic.p, m->topic.len, subject, sizeof(subject)) < 0)
 		snprintf(subject, sizeof(subject), LONG_SUBJECT);
@@ -455,13 +455,13 @@ bool vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m, bool mine, 
 	int64_t now = vs_now_ms();
 	ssize_t plen = vs_msg_encoded_size((struct vs_msg *)m, &d, now);
 	if (plen < 0)
-		return false;
+		return 0;
 	/* The worker's buffer, kept: no allocation per message once it has grown. */
 	size_t need = 2 + VS_CLUSTER_NODE_MAX + 8 + (size_t)plen;
 	if (need > w->cluster_cap) {
 		uint8_t *nb = realloc(w->cluster_buf, need);
 		if (!nb)
-			return false;
+			return 0;
 		w->cluster_buf = nb;
 		w->cluster_cap = need;
 	}
@@ -479,20 +479,21 @@ bool vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m, bool mine, 
 	ssize_t h = vs_cluster_frame_head(cl->node, seq, buf, 2 + VS_CLUSTER_NODE_MAX + 8);
 	ssize_t n = h < 0 ? h : vs_msg_encode((struct vs_msg *)m, &d, now, buf + h, (size_t)plen);
 	if (n <= 0)
-		return false;
+		return 0;
 	if (durable && mine) {
 		buf[0] |= VS_CLUSTER_FRAME_LOOP; /* its copy comes back for them (router.c) */
 		*loop = true;
 	}
+	uint64_t stamp = 0;
 	if (durable)
-		vs_cjs_publish(w, cl->cjs, subject, buf, (size_t)h, (size_t)(h + n));
+		stamp = vs_cjs_publish(w, cl->cjs, subject, buf, (size_t)h, (size_t)(h + n));
 	if (durable || natsConnection_Publish(cl->nc, subject, buf, (int)(h + n)) == NATS_OK)
 		atomic_fetch_add_explicit(&cl->sent, 1, memory_order_relaxed);
 	/* A durable message reaches shared groups through their JetStream consumers. */
 	if (cl->share && !durable &&
 	    vs_cluster_share_forward(cl->share, subject, buf, (int)(h + n)))
 		atomic_fetch_add_explicit(&cl->sent, 1, memory_order_relaxed);
-	return durable;
+	return stamp;
 }
 
 /* Adds delta to subject's count, subscribing at the first and unsubscribing at the last

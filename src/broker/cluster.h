@@ -26,12 +26,13 @@ void vs_cluster_stop(struct vs_broker *b);
 /* Sends m to the other nodes (unless it came from one, or is node-local: $SYS). On worker w's
  * thread (its buffer holds the frame). A QoS 1/2 message goes through JetStream when another
  * node or a shared group wants it, with cluster_durable_all, or when mine (a persistent session
- * of this node takes it); returns whether it did. *loop (left as it is otherwise) is set when
+ * of this node takes it); returns then the copy's number among this node's publishes
+ * (vs_cjs_publish), else 0. *loop (left as it is otherwise) is set when
  * mine and its copy will come back here: then this node's persistent sessions get it when it
  * comes back from the stream (msg->loop), as another node's would: a node that dies after the
  * PUBACK leaves it in the stream, where the session, rebuilt elsewhere, finds it. */
 struct vs_worker;
-bool vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m, bool mine, bool *loop);
+uint64_t vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m, bool mine, bool *loop);
 
 /* A local subscription to filter appeared (delta 1) or went (-1), or another subscription to
  * it came (0). Returns the ticket a SUBACK granting QoS 1/2 waits for (vs_cluster_barrier_*):

@@ -103,6 +103,9 @@ struct vs_cjs {
 	atomic_uint_fast64_t gap_low;	/* the lowest lost sequence still to come again (above
 					 * start_floor), 0: none (delivery thread writes) */
 	atomic_uint_fast64_t ack_floor; /* the consumer's, as JetStream said last (keep_lease) */
+	/* This node's own messages received back: the highest number (vs_cjs_publish) and the
+	 * stream sequence it came with (delivery thread writes; vs_cjs_own_back) */
+	atomic_uint_fast64_t own_stamp, own_sseq;
 	pthread_mutex_t nlock;
 	uint64_t *naked;
 	uint32_t n_naked, cap_naked;
@@ -587,8 +590,8 @@ static natsStatus publish_frame(struct vs_cjs *j, const char *subject, uint8_t *
 	return s;
 }
 
-void vs_cjs_publish(struct vs_worker *w, struct vs_cjs *j, const char *subject, uint8_t *buf,
-		    size_t head, size_t len)
+uint64_t vs_cjs_publish(struct vs_worker *w, struct vs_cjs *j, const char *subject, uint8_t *buf,
+			size_t head, size_t len)
 {
 	struct wjs *p = &j->w[w->idx];
 	char subj[SUBJECT_MAX + sizeof(QOS_PREFIX)], id[VS_CLUSTER_NODE_MAX + 24];
@@ -615,11 +618,12 @@ void vs_cjs_publish(struct vs_worker *w, struct vs_cjs *j, const char *subject, 
 	pthread_mutex_unlock(&j->pub_lock);
 	if (s != NATS_OK) {
 		p->failed_now = true;
-		return;
+		return 0;
 	}
 	pthread_mutex_lock(&p->lock);
 	p->sent++;
 	pthread_mutex_unlock(&p->lock);
+	return seq;
 }
 
 /* Waits (bounded) until JetStream has answered every publish of p; true when all were taken. */
@@ -890,6 +894,14 @@ uint64_t vs_cjs_taken(struct vs_cjs *j)
 	return floor_of(j, false);
 }
 
+bool vs_cjs_own_back(struct vs_cjs *j, uint64_t stamp, uint64_t *sseq)
+{
+	if (!j || atomic_load(&j->own_stamp) < stamp)
+		return false;
+	*sseq = atomic_load(&j->own_sseq); /* written first: at or after stamp's */
+	return true;
+}
+
 /* A message of the stream (the library's delivery thread). */
 static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *arg)
 {
@@ -920,6 +932,10 @@ static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
 	 * one whose first delivery was lost on the way (its sequence is behind newer ones, yet it
 	 * was never routed). */
 	bool own = f.node.len == strlen(j->node) && memcmp(f.node.p, j->node, f.node.len) == 0;
+	if (own && seq && f.seq > atomic_load(&j->own_stamp)) { /* the sequence first */
+		atomic_store(&j->own_sseq, seq);
+		atomic_store(&j->own_stamp, f.seq);
+	}
 	uint64_t last = (uintptr_t)vs_map_get(&j->seen, f.node.p, f.node.len);
 	if ((own && !(f.loop && j->b->conf->cluster_durable_sessions)) ||
 	    (f.seq <= last && !lost)) {

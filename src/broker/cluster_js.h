@@ -56,9 +56,14 @@ bool vs_cjs_ready(const struct vs_cjs *j);
 
 /* Sends the frame buf[0..len) (its head of head bytes is rewritten here with the sequence
  * number) to JetStream on the QoS subject of subject, asynchronously; the acknowledgement of
- * the current client waits for vs_cjs_commit. On w's thread. */
-void vs_cjs_publish(struct vs_worker *w, struct vs_cjs *j, const char *subject, uint8_t *buf,
-		    size_t head, size_t len);
+ * the current client waits for vs_cjs_commit. On w's thread. Returns that sequence number
+ * (this node's numbers grow in the stream's order), 0 when the publish failed at once. */
+uint64_t vs_cjs_publish(struct vs_worker *w, struct vs_cjs *j, const char *subject, uint8_t *buf,
+			size_t head, size_t len);
+/* Whether this node's consumer has received back its own message numbered stamp (by
+ * vs_cjs_publish), or a later one; *sseq then the stream sequence of the latest it received,
+ * at or after that message's. */
+bool vs_cjs_own_back(struct vs_cjs *j, uint64_t stamp, uint64_t *sseq);
 
 /* End of w's turn (vs_bp_commit): waits for JetStream's acknowledgements of this turn's
  * messages, then acknowledges (stored) or gives back (!stored) the messages of other nodes

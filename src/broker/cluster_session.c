@@ -673,6 +673,23 @@ static void forget(struct vs_cluster_sessions *cs, const struct job *j)
 		       j->id, VS_SESSIONS_BUCKET);
 }
 
+/* The highest stamp (msg.h) of the messages s holds (locked) that it took as published while
+ * a copy went into the stream, 0: none. */
+static uint64_t top_stamp(struct vs_session *s)
+{
+	uint64_t top = 0;
+	for (struct vs_ring *r = &s->inflight; r; r = r == &s->inflight ? &s->queue : NULL)
+		for (uint32_t i = 0; i < r->count; i++) {
+			const struct vs_qentry *e = vs_ring_at(r, i);
+			uint64_t st =
+			    e->msg && !e->msg->sseq
+				? atomic_load_explicit(&e->msg->stamp, memory_order_relaxed)
+				: 0;
+			top = st > top ? st : top;
+		}
+	return top;
+}
+
 /*
  * What j's key says of session s (locked): its settings and subscriptions, and (offline, held
  * messages few enough, the whole of it at most room bytes) its whole state as a hand-over
@@ -683,17 +700,28 @@ static void forget(struct vs_cluster_sessions *cs, const struct job *j)
  * either direction included (rebuild()). Without the whole state *floor stays j's: where this
  * node stood in the stream when the session went offline (at least once). Returns 0 or a
  * negative error.
+ *
+ * A message the session took as published (No Local, cluster_durable_sessions false) has its
+ * copy in the stream at a sequence unknown here: the whole state goes only when this node has
+ * received its copy back and routed the stream that far (back_stamp and back_sseq, own_back()),
+ * else a rebuild would give it twice, from the key and from the stream. Otherwise *need says
+ * the stamp to wait for, and the key gets the settings and subscriptions.
  */
 static int export_for_key(struct vs_broker *b, const struct job *j, struct vs_session *s,
-			  int64_t room, struct vs_store_buf *recs, uint64_t *floor, bool *whole)
+			  int64_t room, uint64_t back_stamp, uint64_t back_sseq,
+			  struct vs_store_buf *recs, uint64_t *floor, bool *whole, uint64_t *need)
 {
 	struct vs_cjs *cjs = vs_cluster_cjs(b->cluster);
 	*floor = j->floor;
 	*whole = false;
+	*need = 0;
 	if (j->floor && !s->connected && vs_cjs_ready(cjs) &&
 	    s->queue.count + s->inflight.count <= WHOLE_MAX) {
-		uint64_t routed = vs_cjs_taken(cjs);
-		if (vs_bp_session_export(b, s, true, recs) == 0 && (int64_t)recs->len <= room) {
+		uint64_t routed = vs_cjs_taken(cjs), top = top_stamp(s);
+		if (top && (top > back_stamp || routed < back_sseq))
+			*need = top;
+		else if (vs_bp_session_export(b, s, true, recs) == 0 &&
+			 (int64_t)recs->len <= room) {
 			*floor = routed + 1;
 			*whole = true;
 			return 0;
@@ -702,6 +730,25 @@ static int export_for_key(struct vs_broker *b, const struct job *j, struct vs_se
 		vs_store_buf_init(recs);
 	}
 	return vs_bp_session_export(b, s, false, recs);
+}
+
+/* Waits, at most until until_ms, until this node's consumer has received back its own message
+ * numbered stamp and this node has routed the stream up to where it came: *sseq then a stream
+ * sequence at or after that copy's, up to which this node has routed the stream. */
+static bool own_back(struct vs_cjs *cjs, uint64_t stamp, int64_t until_ms, uint64_t *sseq)
+{
+	uint64_t at = 0;
+	for (;;) {
+		if (!at && !vs_cjs_own_back(cjs, stamp, &at))
+			at = 0;
+		if (at && vs_cjs_taken(cjs) >= at) {
+			*sseq = at;
+			return true;
+		}
+		if (vs_now_ms() >= until_ms)
+			return false;
+		nats_Sleep(GIVE_POLL_MS);
+	}
 }
 
 /* JOB_NOTE and JOB_CHECK: the key of a session this node has. */
@@ -717,23 +764,37 @@ static void note(struct vs_cluster_sessions *cs, const struct job *j)
 	int64_t maxp = nc ? natsConnection_GetMaxPayload(nc) : 0;
 	int64_t room = maxp > 0 ? maxp - 1024 - (int64_t)strlen(me) - 24 : (1 << 20) - 1024;
 	struct vs_store_buf recs;
-	vs_store_buf_init(&recs);
-	uint64_t floor = j->floor;
-	bool whole = false;
-	pthread_mutex_lock(&b->reg_lock);
-	struct vs_session *s = vs_registry_get(&b->sessions, j->id, j->idlen);
-	bool ours = false, gone = !s;
-	if (s) {
-		pthread_mutex_lock(&s->lock);
-		/* A check is for sessions restored from the store: one connected here by now is
-		 * this node's (its claim closed any other connection). */
-		ours = !s->ended && !s->bridge && s->expiry > 0 &&
-		       !(j->kind == JOB_CHECK && s->connected) &&
-		       export_for_key(b, j, s, room, &recs, &floor, &whole) == 0;
-		gone = !s->bridge && (s->ended || s->expiry == 0);
-		pthread_mutex_unlock(&s->lock);
+	uint64_t floor, need, back_stamp = 0, back_sseq = 0;
+	bool whole, ours, gone;
+	int64_t until = vs_now_ms() + GIVE_WAIT_MS;
+	for (;;) {
+		vs_store_buf_init(&recs);
+		pthread_mutex_lock(&b->reg_lock);
+		struct vs_session *s = vs_registry_get(&b->sessions, j->id, j->idlen);
+		ours = whole = false;
+		gone = !s;
+		need = 0;
+		floor = j->floor;
+		if (s) {
+			pthread_mutex_lock(&s->lock);
+			/* A check is for sessions restored from the store: one connected here by
+			 * now is this node's (its claim closed any other connection). */
+			ours = !s->ended && !s->bridge && s->expiry > 0 &&
+			       !(j->kind == JOB_CHECK && s->connected) &&
+			       export_for_key(b, j, s, room, back_stamp, back_sseq, &recs, &floor,
+					      &whole, &need) == 0;
+			gone = !s->bridge && (s->ended || s->expiry == 0);
+			pthread_mutex_unlock(&s->lock);
+		}
+		pthread_mutex_unlock(&b->reg_lock);
+		/* Its whole state once this node has its own messages' copies back (at most
+		 * GIVE_WAIT_MS; then its subscriptions: at least once). */
+		if (!ours || !need ||
+		    !own_back(vs_cluster_cjs(b->cluster), need, until, &back_sseq))
+			break;
+		back_stamp = need;
+		vs_store_buf_fini(&recs);
 	}
-	pthread_mutex_unlock(&b->reg_lock);
 	if (gone && j->kind == JOB_NOTE && !j->keep) {
 		vs_store_buf_fini(&recs);
 		forget(cs, j);

@@ -9,6 +9,7 @@
 #include "broker/bridge.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,7 +221,11 @@ static bool forward(struct vs_worker *w, struct vs_msg *msg, const struct route_
 		i = j;
 	}
 	bool loop = false;
-	vs_cluster_forward(w, msg, mine, &loop);
+	/* Sessions that take it now hold a message that is in the stream too, at a place this
+	 * node learns when its copy comes back (cluster_session.c, a session's key). */
+	uint64_t stamp = vs_cluster_forward(w, msg, mine, &loop);
+	if (stamp)
+		atomic_store_explicit(&msg->stamp, stamp, memory_order_relaxed);
 	return loop;
 }
 

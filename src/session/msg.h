@@ -67,6 +67,12 @@ struct vs_msg {
 	 * set that the entries of connected persistent sessions hold it in (vs_session_hold). */
 	uint64_t sseq;
 	struct vs_minset *held;
+	/* This node's own message of which a copy went into the stream while its sessions took
+	 * it as published (No Local, cluster_durable_sessions false): the copy's number among
+	 * this node's publishes (vs_cjs_publish), the copy's stream sequence unknown here; 0
+	 * otherwise. Set before any session has it (atomic: a retained one is in the store by
+	 * then). */
+	_Atomic uint64_t stamp;
 };
 
 /*

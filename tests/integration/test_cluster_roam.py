@@ -781,3 +781,60 @@ def test_what_came_with_a_hand_over_survives_the_death_of_the_new_node(nats, bro
 	q = clients.raw(c.port, 4)
 	assert q.connect(cid, clean=False).session_present
 	all_arrive(q, 30, "the 30 messages that came to hb3 with the hand-over")
+
+
+def test_a_killed_nodes_offline_session_gets_its_local_messages_once(nats, broker, clients):
+	"""With cluster_durable_sessions false a node's own QoS 2 messages reach its persistent
+	sessions when published, not from the stream; another node wanting the subject puts a copy
+	in the stream too. A session goes offline holding such a message whose copy in the stream
+	this node has not received back yet (NATS paused a moment): its key holds its whole state,
+	and a rebuild after the node is killed gives the message once [MQTT-4.3.3-5], not once from
+	the key and again from the stream."""
+	n = nats()
+	# Two threads that keep their connections: the publisher's turn waits for JetStream
+	# while the subscriber's thread goes on (tried until the two are on different threads).
+	a = node(broker, n, "la", "cluster_durable_sessions false", "log_type all", "threads 2",
+		"consolidate_threads false")
+	c = node(broker, n, "lc", "log_type all")
+	t = uid("l")
+	w = clients.raw(c.port, 4)  # another node wants t: its messages go through the stream
+	w.connect(uid("w"))
+	w.subscribe([(t + "/#", 2)])
+	knows(a, "vs.m.%s.>" % t)
+	cid = None
+	for k in range(10):
+		sc, pc, tk = uid("dev"), uid("p"), "%s/%d" % (t, k)
+		s = clients.raw(a.port, 4)
+		s.connect(sc, clean=False)
+		s.subscribe([(tk, 2)])
+		p = clients.raw(a.port, 4)
+		p.connect(pc)
+		n.proc.send_signal(signal.SIGSTOP)
+		try:
+			p.publish(tk, b"once", qos=2, pid=1, wait=False)
+			# Routed to it when it came; its publisher's turn waits for JetStream.
+			a.wait_log(r"Received PUBLISH from %s \(d0, q2, r0, m1," % pc, timeout=4)
+			try:
+				s.ping(timeout=1.0)  # its thread goes on
+				s.close()
+				# Offline: its note exports it at once, and then waits for NATS.
+				a.wait_log(r"client %s \(.*\) disconnected" % sc, timeout=3)
+				cid = sc
+			except TimeoutError:
+				pass
+		finally:
+			n.proc.send_signal(signal.SIGCONT)
+		p.expect(PUBREC, timeout=10, pid=1)
+		if cid:
+			break
+		s.close()
+	assert cid, "the publisher and the subscriber never on different threads"
+	a.wait_log(r"cluster: client %s's key in bucket vs_sessions holds its whole state" % cid,
+		timeout=10)
+	a.kill()
+	r = clients.raw(c.port, 4)
+	assert r.connect(cid, clean=False).session_present
+	c.wait_log(r"node la, which had client %s's session, does not answer: rebuilt" % cid,
+		timeout=10)
+	got = [m.payload for m in r.drain(3.0) if m.type == PUBLISH]
+	assert got == [b"once"], got
