@@ -715,6 +715,20 @@ static int export_for_key(struct vs_broker *b, const struct job *j, struct vs_se
 	*floor = j->floor;
 	*whole = false;
 	*need = 0;
+	if (j->kind == JOB_CHECK && !s->connected) {
+		/* Restored at start-up, offline (a key written before, when it went offline,
+		 * stays: note()). Offline sessions do not hold this node's floor back: the
+		 * stream is to be read from below what it holds, and what reaches it from now. */
+		uint64_t low = vs_cjs_ready(cjs) ? vs_cjs_taken(cjs) + 1 : 0;
+		for (struct vs_ring *r = &s->inflight; r; r = r == &s->inflight ? &s->queue : NULL)
+			for (uint32_t i = 0; i < r->count; i++) {
+				const struct vs_qentry *e = vs_ring_at(r, i);
+				if (e->msg && e->msg->sseq && (!low || e->msg->sseq < low))
+					low = e->msg->sseq;
+			}
+		*floor = low;
+		return vs_bp_session_export(b, s, false, recs);
+	}
 	if (j->floor && !s->connected && vs_cjs_ready(cjs) &&
 	    s->queue.count + s->inflight.count <= WHOLE_MAX) {
 		uint64_t routed = vs_cjs_taken(cjs), top = top_stamp(s);
@@ -821,7 +835,12 @@ static void note(struct vs_cluster_sessions *cs, const struct job *j)
 	} else if (st == NATS_OK) {
 		struct owned o;
 		read_entry(e, &o);
-		if (!o.owner[0] || strcmp(o.owner, me) == 0)
+		bool mine = strcmp(o.owner, me) == 0;
+		/* A key this node wrote when the session went offline says what a rebuild
+		 * needs (its whole state, or where to read the stream from): kept. */
+		if (j->kind == JOB_CHECK && mine && o.v.floor)
+			st = NATS_OK;
+		else if (!o.owner[0] || mine)
 			st = kvStore_Update(&rev, cs->kv, key, v, (int)vlen, kvEntry_Revision(e));
 		else if (j->kind == JOB_CHECK) {
 			/* Restored here, taken by another node while this one was away. */

@@ -303,6 +303,55 @@ def test_an_offline_session_of_a_killed_node_resumes_elsewhere_exactly_once(nats
 	w.no_publish(1.0)  # not routed twice
 
 
+@pytest.mark.parametrize("at_kill", ["connected", "offline"])
+def test_a_restored_session_keeps_what_it_holds_when_its_node_dies_again(nats, broker, clients,
+		data_dir, at_kill):
+	"""A node with persistence is killed while a persistent subscriber has messages it has not
+	acknowledged (connected, or gone offline); it restarts and restores the session, offline.
+	Killed again, the session is rebuilt on another node with every message it held and those
+	that reached it meanwhile: the key says where to read the stream from below what the
+	session holds (written at start-up, or kept from when it went offline), not the node's
+	floor, which offline sessions do not hold back."""
+	n = nats()
+	a = node(broker, n, "ra", "persistence true", "persistence_location %s/" % data_dir,
+		"log_type all")
+	c = node(broker, n, "rc", "log_type all")
+	t = uid("r")
+	cid = uid("dev")
+	s = clients.raw(a.port, 4)
+	s.connect(cid, clean=False)
+	s.subscribe([(t, 1)])
+	knows(c, "vs.m.%s" % t)
+	p = clients.raw(c.port, 4)
+	p.connect(uid("p"))
+	for i in range(5):
+		p.publish(t, b"%d" % i, qos=1)
+	assert len(s.publishes(5, timeout=10, ack=False)) == 5  # held, not acknowledged
+	if at_kill == "offline":
+		s.close()
+		a.wait_log(r"client %s's key in bucket vs_sessions holds its whole state" % cid,
+			timeout=10)
+	a.kill()
+	s.close()
+	a.start()
+	ready = "cluster: node ra JetStream ready"
+	wait_until(lambda: a.log_text().count(ready) >= 2, 10, what="ra ready again")
+	for i in range(5, 10):
+		p.publish(t, b"%d" % i, qos=1)
+	# ra's floor for its connected sessions passes some of what the offline session holds
+	# (before the kill it held the first message of the stream, sequence 1, and the floor
+	# stayed 1).
+	a.wait_log(r"this node's stream floor for its connected sessions is ([2-9]|[1-9]\d+)$",
+		timeout=10)
+	# The messages published after the restart have reached the session there.
+	wait_until(lambda: n.delivered("vs_ra") >= 10, 10, what="ra's consumer past the stream")
+	a.kill()
+	r = clients.raw(c.port, 4)
+	assert r.connect(cid, clean=False).session_present
+	got = {m.payload for m in r.publishes(10, timeout=10)}
+	assert got == {b"%d" % i for i in range(10)}
+
+
 def client_keys(n):
 	"""The client ids' keys in vs_sessions (not the nodes' floors, "=n...")."""
 	return [k for k in n.keys("vs_sessions") if not k.startswith("=n")]
