@@ -89,6 +89,11 @@ struct vs_cjs {
 	atomic_bool ready; /* stream, consumer and buckets there */
 	natsSubscription *sub;
 	kvStore *nodes, *wills;
+	/* Node tokens whose wills this node looks after should their lease go (reap(); the
+	 * JetStream thread's): those with a lease in vs_nodes, and those with wills in vs_wills
+	 * when this node started. Dropped once a dead node has no will left. */
+	struct vs_map known;
+	bool listed; /* vs_wills listed whole once (reap()) */
 
 	pthread_mutex_t pub_lock; /* sequence numbers in the order of publication */
 	uint64_t seq;
@@ -328,43 +333,103 @@ static bool ours_to_reap(struct vs_cjs *j, const char *tok, bool self)
 	return mine;
 }
 
-/* Looks at every stored will: those of nodes whose lease is gone (or, with self, this node's
- * own from an earlier life) are published by the node that claims them. */
-static void reap(struct vs_cjs *j, bool self)
+/* Publishes the wills of node token tok (claimed by this node), found by a watch of its keys
+ * only ("TOK.>"). Returns how many it found, -1 when the watch failed. */
+static long reap_node(struct vs_cjs *j, const char *tok)
+{
+	char filter[TOKEN_MAX + 3];
+	snprintf(filter, sizeof(filter), "%s.>", tok);
+	kvWatchOptions wo;
+	kvWatchOptions_Init(&wo);
+	wo.MetaOnly = true;
+	wo.IgnoreDeletes = true;
+	kvWatcher *w = NULL;
+	natsStatus s = kvStore_Watch(&w, j->wills, filter, &wo);
+	long n = 0;
+	while (s == NATS_OK) {
+		kvEntry *e = NULL;
+		if ((s = kvWatcher_Next(&e, w, 5000)) != NATS_OK || !e)
+			break; /* NULL: every key there was is seen */
+		reap_key(j, kvEntry_Key(e));
+		kvEntry_Destroy(e);
+		n++;
+		keep_lease(j);
+	}
+	if (s != NATS_OK) {
+		warn_js(j, "listing the wills of a dead node", s);
+		n = -1;
+	}
+	kvWatcher_Destroy(w);
+	return n;
+}
+
+/* Adds the node tokens of the keys of bucket kv (the prefix of will keys with wills) to known,
+ * except this node's and the reaping claims. */
+static void learn_nodes(struct vs_cjs *j, kvStore *kv, bool wills)
 {
 	kvKeysList keys = {0};
 	kvWatchOptions wo;
 	kvWatchOptions_Init(&wo);
 	wo.Timeout = 5000;
-	natsStatus s = kvStore_Keys(&keys, j->wills, &wo);
+	natsStatus s = kvStore_Keys(&keys, kv, &wo);
 	if (s != NATS_OK) {
 		if (s != NATS_NOT_FOUND)
-			warn_js(j, "listing the wills", s);
+			warn_js(j, wills ? "listing the wills" : "listing the nodes' leases", s);
 		return;
 	}
-	struct vs_map verdict = {0}; /* node token -> 1 alive/other's, 2 ours */
 	size_t own = strlen(j->node_tok);
 	for (int i = 0; i < keys.Count; i++) {
 		const char *key = keys.Keys[i];
-		ssize_t n = vs_cluster_will_key_node(key);
-		if (n < 0)
+		ssize_t n = wills ? vs_cluster_will_key_node(key) : (ssize_t)strlen(key);
+		if (n < 0 || n >= TOKEN_MAX || (!wills && strncmp(key, REAP_PREFIX, 5) == 0) ||
+		    ((size_t)n == own && memcmp(key, j->node_tok, own) == 0))
 			continue;
-		bool is_self = (size_t)n == own && memcmp(key, j->node_tok, own) == 0;
-		if (is_self != self)
-			continue;
-		uintptr_t v = (uintptr_t)vs_map_get(&verdict, key, (size_t)n);
-		if (!v) {
-			char tok[TOKEN_MAX];
-			snprintf(tok, sizeof(tok), "%.*s", (int)n, key);
-			v = ours_to_reap(j, tok, self) ? 2 : 1;
-			vs_map_put(&verdict, key, (size_t)n, (void *)v, NULL);
-		}
-		if (v == 2)
-			reap_key(j, key);
+		if (!vs_map_get(&j->known, key, (size_t)n))
+			vs_map_put(&j->known, key, (size_t)n, (void *)1, NULL);
+		if (wills)
+			keep_lease(j);
+	}
+	kvKeysList_Destroy(&keys);
+}
+
+/*
+ * The wills of nodes whose lease is gone are published by the node that claims them (with
+ * self, this node's own from an earlier life). The nodes looked at are those with a lease
+ * (vs_nodes: a few keys) and, listed once at start-up, those that had wills then: each node's
+ * wills are then found by a watch of its own keys, so a node does not list every client's will
+ * every third of a lease (10 million of them took minutes).
+ */
+static void reap(struct vs_cjs *j, bool self)
+{
+	if (self) {
+		if (ours_to_reap(j, j->node_tok, true))
+			reap_node(j, j->node_tok);
+		return;
+	}
+	if (!j->listed) {
+		learn_nodes(j, j->wills, true);
+		j->listed = true;
+	}
+	learn_nodes(j, j->nodes, false);
+	struct vs_map gone = {0}; /* dead, and nothing of it left */
+	size_t it = 0;
+	const char *key;
+	size_t klen;
+	void *val;
+	while (vs_map_next(&j->known, &it, &key, &klen, &val)) {
+		char tok[TOKEN_MAX];
+		snprintf(tok, sizeof(tok), "%.*s", (int)klen, key);
+		if (ours_to_reap(j, tok, false) && reap_node(j, tok) == 0)
+			vs_map_put(&gone, key, klen, (void *)1, NULL);
 		keep_lease(j);
 	}
-	vs_map_fini(&verdict);
-	kvKeysList_Destroy(&keys);
+	it = 0;
+	while (vs_map_next(&gone, &it, &key, &klen, &val))
+		vs_map_del(&j->known, key, klen);
+	vs_map_fini(&gone);
+	vs_log(j->b->log, VS_LOG_DEBUG,
+	       "cluster: looked for nodes whose lease is gone (%zu other node(s) known)",
+	       j->known.count);
 }
 
 /* The first waiting will write, left in the queue (only this thread takes writes out). */
@@ -1090,6 +1155,7 @@ void vs_cjs_free(struct vs_cjs *j)
 		free(o);
 	}
 	vs_map_fini(&j->seen);
+	vs_map_fini(&j->known);
 	vs_cluster_gaps_fini(&j->lost);
 	pthread_mutex_destroy(&j->pub_lock);
 	pthread_mutex_destroy(&j->lock);

@@ -714,6 +714,30 @@ def test_the_will_of_a_killed_nodes_client_is_published_once(nats, broker, clien
 	assert b.log_text().count("expired") + c.log_text().count("expired") == 1
 
 
+def test_nodes_look_for_dead_nodes_wills_without_listing_every_will(nats, broker, clients):
+	"""Every third of a lease each node looks for nodes whose lease is gone: it reads the
+	leases (a few keys) and watches a dead node's own wills, instead of listing every
+	connected client's will in vs_wills (10 million of them took minutes, on every node, every
+	few seconds). Counted in the NATS server's messages out while nothing else happens: 300
+	wills listed by 2 nodes 3 times a second would be 1,800 a second."""
+	n = nats()
+	lease = "cluster_lease 3"  # a look every second
+	a = node(broker, n, "ca", lease)
+	b = node(broker, n, "cb", lease, "log_type all")
+	t = uid("w")
+	for i in range(300):
+		clients.raw(a.port, 4).connect(uid("c"), will=dict(topic=t + "/will", payload=b"x",
+			qos=1))
+	wait_until(lambda: n.stream_state("KV_vs_wills", "messages") >= 300, 20,
+		what="the 300 wills in vs_wills")
+	look = "cluster: looked for nodes whose lease is gone"
+	looked = b.log_text().count(look)
+	before = n.monitor("varz")["out_msgs"]
+	wait_until(lambda: b.log_text().count(look) >= looked + 3, 10, what="three looks by cb")
+	out = n.monitor("varz")["out_msgs"] - before
+	assert out < 300, out  # a single listing of every will would be 300
+
+
 def test_a_client_id_is_connected_on_one_node_at_a_time(nats, broker, clients):
 	"""[MQTT-3.1.4-3] across nodes: a CONNECT on one node closes the connection with that client
 	id on another (MQTT 5: DISCONNECT 0x8E, session taken over); other clients stay; a resumed
