@@ -55,7 +55,8 @@ struct job {
 	uint8_t kind; /* enum job_kind */
 	bool clean;   /* JOB_CONNECT: Clean Start */
 	bool keep;    /* JOB_NOTE: a CONNECT for the id came after it: the session its
-		       * connection is about to have is not to lose its key to this note */
+		       * connection is about to have is not to lose its key to this note (a
+		       * connection gone before its answer notes the id again, unkept) */
 	int worker;   /* JOB_CONNECT: the connection's */
 	uint32_t slot;
 	uint64_t conn_id;
