@@ -1042,6 +1042,14 @@ static void *run(void *arg)
 			    NATS_OK)
 				cs->nodes = NULL; /* every owner taken for alive (alive()) */
 			atomic_store(&cs->ready, true);
+			cs->check_ms = vs_now_ms() + CHECK_WAIT_MS;
+		}
+		/* The restored sessions' keys say where to read the stream from, which this node
+		 * knows once its consumer is bound (export_for_key()): bound after the bucket when
+		 * NATS was away at start-up. */
+		if (sh->idx == 0 && cs->check_ms &&
+		    (vs_cjs_ready(vs_cluster_cjs(cs->b->cluster)) || vs_now_ms() >= cs->check_ms)) {
+			cs->check_ms = 0;
 			check_restored(cs);
 		}
 		if (sh->idx == 0 && atomic_load(&cs->ready))

@@ -594,6 +594,56 @@ def test_a_slow_owner_hands_the_session_over_when_it_is_back(nats, broker, clien
 	a.wait_log(r"cluster: session of client %s handed over to node sb" % cid, timeout=5)
 
 
+def test_a_restored_session_keeps_what_reaches_it_when_nats_was_away_at_the_restart(nats, broker,
+		clients, data_dir):
+	"""A node with persistence is killed with a persistent subscriber connected that holds
+	nothing; NATS goes too, and the node restarts while it is away: its sessions' bucket may be
+	bound before its consumer. The restored session's key is written once the node knows where
+	the stream stands (vs_cjs_taken()), not with no floor: what reaches it after the restart is
+	read again when the node dies a second time (before, none of it: the rebuild read the
+	stream from the node's floor for its connected sessions)."""
+	n = nats()
+	a = node(broker, n, "ra", "persistence true", "persistence_location %s/" % data_dir,
+		"log_type all")
+	c = node(broker, n, "rc", "log_type all")
+	t = uid("r")
+	cid = uid("dev")
+	s = clients.raw(a.port, 4)
+	s.connect(cid, clean=False)
+	s.subscribe([(t, 1)])
+	knows(c, "vs.m.%s" % t)
+	p = clients.raw(c.port, 4)
+	p.connect(uid("p"))
+	p.publish(t, b"old", qos=1)
+	assert [m.payload for m in s.publishes(1, timeout=10)] == [b"old"]  # acknowledged
+	a.kill()
+	s.close()
+	port = n.port
+	n.kill()
+	a.start()  # NATS away
+	n = nats(port=port)  # back, with its store
+	ready = "cluster: node ra JetStream ready"
+	wait_until(lambda: a.log_text().count(ready) >= 2, 20, what="ra ready again")
+	c.wait_log(r"cluster: node rc JetStream ready", timeout=20)
+	# A connected session on ra that acknowledges moves ra's floor past what follows.
+	k = clients.raw(a.port, 4)
+	k.connect(uid("k"))
+	k.subscribe([(t, 1)])
+	p = clients.raw(c.port, 4)
+	p.connect(uid("p"))
+	for i in range(5):
+		p.publish(t, b"%d" % i, qos=1)
+	assert len(k.publishes(5, timeout=10)) == 5
+	# (30 s at most: JetStream's AckWait for what was in flight at the kill)
+	a.wait_log(r"this node's stream floor for its connected sessions is ([3-9]|[1-9]\d+)$",
+		timeout=60)
+	a.kill()
+	r = clients.raw(c.port, 4)
+	assert r.connect(cid, clean=False).session_present
+	got = {m.payload for m in r.publishes(5, timeout=10)} | {m.payload for m in r.drain(0.5) if m.type == PUBLISH}
+	assert got >= {b"%d" % i for i in range(5)}, got  # "old" again: at least once
+
+
 def shard_of(cid):
 	"""The session thread (of cluster_session.c's SHARDS, 4) that takes client id cid's jobs."""
 	m = (1 << 64) - 1
