@@ -964,7 +964,8 @@ static void answer(struct vs_cluster_sessions *cs, struct job *j, struct vs_sess
 			    .conn_id = j->conn_id,
 			    .reply_slot = queued + n,
 			    .reply_conn_id = inflight,
-			    .upto = joins ? cut : 0};
+			    .upto = joins ? cut : 0,
+			    .share = strdup(j->id)}; /* its client id (NULL: no memory) */
 	vs_worker_post_now(&cs->b->workers[j->worker], &m);
 	free(j);
 }
@@ -1041,6 +1042,14 @@ static void *run(void *arg)
 			    NATS_OK)
 				cs->nodes = NULL; /* every owner taken for alive (alive()) */
 			atomic_store(&cs->ready, true);
+			cs->check_ms = vs_now_ms() + CHECK_WAIT_MS;
+		}
+		/* The restored sessions' keys say where to read the stream from, which this node
+		 * knows once its consumer is bound (export_for_key()): bound after the bucket when
+		 * NATS was away at start-up. */
+		if (sh->idx == 0 && cs->check_ms &&
+		    (vs_cjs_ready(vs_cluster_cjs(cs->b->cluster)) || vs_now_ms() >= cs->check_ms)) {
+			cs->check_ms = 0;
 			check_restored(cs);
 		}
 		if (sh->idx == 0 && atomic_load(&cs->ready))
@@ -1122,6 +1131,12 @@ void vs_cluster_session_arrived(struct vs_worker *w, const struct vs_mail *m)
 	if (m->session)
 		vs_session_unref(m->session); /* the mail's */
 	w->cur = NULL;
+	/* Its client went before the answer: the note for the id that a CONNECT kept from
+	 * removing the key (push()) is no longer kept, and this one says what the key is to be
+	 * (the session that came, offline here; or none, and the key goes). */
+	if (!c && m->share)
+		vs_cluster_session_note(w->b, m->share, strlen(m->share), true);
+	free(m->share);
 	/* The session's subjects, new here, reach the other nodes before its CONNACK, as a
 	 * SUBACK's do (subscribe.c): what they route after it goes through JetStream. */
 	if (c && !vs_hold_connect(c, vs_cluster_barrier_ticket(w->b)))

@@ -38,7 +38,8 @@ struct vs_session;
 #define GIVE_WAIT_MS   1000 /* the owner waiting for its own routing before a hand-over */
 #define GIVE_POLL_MS   5
 #define ROUTED_UNKNOWN UINT64_MAX /* in an answer: the owner's JetStream is not ready */
-#define WHOLE_MAX      1000 /* messages an offline session holds at most to have them in its key */
+#define WHOLE_MAX      1000  /* messages an offline session holds at most to have them in its key */
+#define CHECK_WAIT_MS  30000 /* the start-up check waits at most this long for JetStream */
 
 /* What the session thread does for one client id. */
 enum job_kind {
@@ -55,7 +56,8 @@ struct job {
 	uint8_t kind; /* enum job_kind */
 	bool clean;   /* JOB_CONNECT: Clean Start */
 	bool keep;    /* JOB_NOTE: a CONNECT for the id came after it: the session its
-		       * connection is about to have is not to lose its key to this note */
+		       * connection is about to have is not to lose its key to this note (a
+		       * connection gone before its answer notes the id again, unkept) */
 	int worker;   /* JOB_CONNECT: the connection's */
 	uint32_t slot;
 	uint64_t conn_id;
@@ -118,6 +120,7 @@ struct vs_cluster_sessions {
 	atomic_uint_fast64_t taken, given, rebuilt; /* for $SYS and /metrics */
 	int64_t floor_next_ms;			    /* write_floor (shard 0's thread) */
 	uint64_t floor_written;			    /* what it wrote last */
+	int64_t check_ms; /* check_restored() is due (shard 0's thread; 0: done) */
 	pthread_mutex_t slow_lock;
 	struct vs_map slow;   /* node id -> until when (ms, as a pointer) it is not asked again */
 	struct window window; /* vs_cs_replay() */
