@@ -45,11 +45,17 @@ int vs_cs_worker_of(struct vs_broker *b, const char *id, size_t idlen)
 	return idx;
 }
 
+/* The session thread of a client id: all its jobs, in order. */
+static uint32_t shard_of(const char *id, size_t len)
+{
+	return (uint32_t)(vs_hash64(0x53484152u, id, len) % SHARDS);
+}
+
 /* Queues j (CONNECTs ahead of notes). Returns false (j freed) when the queue is full. */
 static bool push(struct vs_cluster_sessions *cs, struct job *j)
 {
 	bool connect = j->kind == JOB_CONNECT;
-	struct shard *sh = &cs->shards[vs_hash64(0x53484152u, j->id, j->idlen) % SHARDS];
+	struct shard *sh = &cs->shards[shard_of(j->id, j->idlen)];
 	pthread_mutex_lock(&sh->lock);
 	/* A note reads the session when it runs: one waiting for this client id serves a second
 	 * (a client sending SUBSCRIBE after SUBSCRIBE costs one key write per turn of the thread,
@@ -143,8 +149,12 @@ bool vs_cluster_session_ask(struct vs_conn *c)
 			  .clean = cn->clean,
 			  .idlen = idlen};
 	memcpy(j->id, c->client_id, idlen + 1);
+	uint32_t shard = shard_of(j->id, j->idlen);
 	if (!push(cs, j))
 		return false;
+	vs_log(b->log, VS_LOG_DEBUG,
+	       "cluster: client %s's CONNECT waits for session thread %u (bucket %s)", c->client_id,
+	       shard, VS_SESSIONS_BUCKET);
 	cn->asked = true;
 	cn->step = VS_CS_ROAM;
 	vs_conn_park(c);

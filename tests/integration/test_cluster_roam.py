@@ -644,21 +644,11 @@ def test_a_restored_session_keeps_what_reaches_it_when_nats_was_away_at_the_rest
 	assert got >= {b"%d" % i for i in range(5)}, got  # "old" again: at least once
 
 
-def shard_of(cid):
-	"""The session thread (of cluster_session.c's SHARDS, 4) that takes client id cid's jobs."""
-	m = (1 << 64) - 1
-
-	def mix(h):
-		h ^= h >> 32
-		h = h * 0xd6e8feb86659fd93 & m
-		return h ^ (h >> 32)
-	b = cid.encode()
-	h = 0x53484152 ^ (len(b) * 0x9e3779b97f4a7c15 & m)
-	while len(b) >= 8:
-		h = mix(h ^ int.from_bytes(b[:8], "little"))
-		b = b[8:]
-	h = mix(h ^ int.from_bytes(b.ljust(8, b"\0"), "little"))
-	return (h or 1) % 4
+def waits_on(b, cid):
+	"""The session thread of node b that client cid's CONNECT waits for (b logs with
+	log_type all)."""
+	return b.wait_log(r"cluster: client %s's CONNECT waits for session thread (\d)" % cid,
+		timeout=10).group(1)
 
 
 def test_a_connect_that_never_attaches_leaves_no_key_of_a_session_that_ended(nats, broker, clients):
@@ -670,38 +660,46 @@ def test_a_connect_that_never_attaches_leaves_no_key_of_a_session_that_ended(nat
 	session that ended (session present 1, [MQTT-3.2.2-2]), and the key would stay for ever."""
 	n = nats()
 	a = node(broker, n, "ka", "log_type all")
-	b = node(broker, n, "kb")
+	b = node(broker, n, "kb", "log_type all")
 	c = node(broker, n, "kc", "log_type all")
 	t = uid("k")
 	cid = uid("dev")
-	other = next(x for x in (uid("dev") for _ in range(64)) if shard_of(x) == shard_of(cid))
-	y = clients.raw(b.port, 4)
-	y.connect(other, clean=False)
-	y.disconnect()
 	x = clients.raw(a.port, 4)
 	x.connect(cid, clean=False)
+	shard = waits_on(a, cid)
 	x.subscribe([(t, 1)])
 	knows(c, "vs.m.%s" % t)
 	x.disconnect()
-	wait_until(lambda: len(client_keys(n)) == 2, 10, what="both keys")
+	# Another client id on the same session thread (the same on every node), its session kb's.
+	for _ in range(100):
+		other = uid("dev")
+		y = clients.raw(b.port, 4)
+		y.connect(other, clean=False)
+		y.disconnect()
+		if waits_on(b, other) == shard:
+			break
+	else:
+		raise AssertionError("no client id on session thread %s in 100" % shard)
+	wait_until(lambda: {cid, other} <= set(client_keys(n)), 10, what="both keys")
 	b.proc.send_signal(signal.SIGSTOP)
 	try:
 		y = clients.raw(a.port, 4)
 		y.send(y.connect_packet(other, clean=False))  # ka's session thread asks kb: held up
-		# ka logs nothing on a CONNECT it asks about: a short wait for it to take this one
-		# (too short, and the test passes without having tested anything, never fails).
-		time.sleep(0.5)
+		waits_on(a, other)
 		x = clients.raw(a.port, 4)
 		x.connect(cid, clean=True)  # the session ends: its key's note waits
 		x.disconnect()
 		x = clients.raw(a.port, 4)
 		x.send(x.connect_packet(cid, clean=False))  # a CONNECT queued after that note
-		time.sleep(0.2)  # as above: ka to queue it
+		wait_until(lambda: a.log_text().count("client %s's CONNECT waits" % cid) >= 2, 10,
+			what="the second CONNECT of %s queued" % cid)
 		x.close()  # gone before its CONNACK: no session
+		# The note waited behind the stuck CONNECT (else this test tests nothing).
+		assert "client %s's session ended here" % cid not in a.log_text()
 	finally:
 		b.proc.send_signal(signal.SIGCONT)
 	assert y.expect(CONNACK, timeout=30).session_present
-	wait_until(lambda: len(client_keys(n)) == 1, 10, what="the ended session's key removed")
+	wait_until(lambda: cid not in client_keys(n), 10, what="the ended session's key removed")
 	a.kill()
 	r = clients.raw(c.port, 4)
 	assert not r.connect(cid, clean=False).session_present  # it ended
