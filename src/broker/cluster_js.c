@@ -94,6 +94,9 @@ struct vs_cjs {
 	 * when this node started. Dropped once a dead node has no will left. */
 	struct vs_map known;
 	bool listed; /* vs_wills listed whole once (reap()) */
+	/* The last revision of vs_wills written before the node being reaped was seen dead: a
+	 * will written after it is of that node's next life, not published (reap()). */
+	uint64_t reap_upto;
 
 	pthread_mutex_t pub_lock; /* sequence numbers in the order of publication */
 	uint64_t seq;
@@ -299,6 +302,10 @@ static void reap_key(struct vs_cjs *j, const char *key)
 	kvEntry *e = NULL;
 	if (kvStore_Get(&e, j->wills, key) != NATS_OK)
 		return; /* gone meanwhile */
+	if (kvEntry_Revision(e) > j->reap_upto) {
+		kvEntry_Destroy(e); /* the node is back, and this client with it */
+		return;
+	}
 	publish_will(j, key, (const uint8_t *)kvEntry_Value(e), (size_t)kvEntry_ValueLen(e),
 		     kvEntry_Revision(e));
 	kvEntry_Destroy(e);
@@ -377,6 +384,29 @@ static bool publish_key(struct vs_cjs *j, const char *key)
 	return true;
 }
 
+/*
+ * The last revision of vs_wills now, or 0 when that cannot be read. With tok, 0 too when the
+ * lease of node tok is there again: the node restarted. Its lease is written before any will of
+ * its new life, so when the lease is not there after the revision is read, every will of the
+ * new life has a later revision.
+ */
+static uint64_t wills_upto(struct vs_cjs *j, const char *tok)
+{
+	jsStreamInfo *si = NULL;
+	uint64_t last = 0;
+	if (js_GetStreamInfo(&si, j->js, "KV_" WILLS_BUCKET, NULL, NULL) == NATS_OK)
+		last = si->State.LastSeq;
+	jsStreamInfo_Destroy(si);
+	if (last && tok) {
+		kvEntry *e = NULL;
+		natsStatus s = kvStore_Get(&e, j->nodes, tok);
+		kvEntry_Destroy(e);
+		if (s != NATS_NOT_FOUND)
+			last = 0;
+	}
+	return last;
+}
+
 static bool first_key(struct vs_cjs *j, const char *key)
 {
 	(void)j, (void)key;
@@ -421,6 +451,7 @@ static void reap(struct vs_cjs *j, bool self)
 	char filter[TOKEN_MAX + 3];
 	if (self) {
 		snprintf(filter, sizeof(filter), "%s.>", j->node_tok);
+		j->reap_upto = UINT64_MAX; /* no client here yet */
 		if (ours_to_reap(j, j->node_tok, true))
 			each_key(j, j->wills, filter, publish_key, "listing this node's wills");
 		return;
@@ -444,9 +475,13 @@ static void reap(struct vs_cjs *j, bool self)
 			continue; /* alive, or unknown */
 		snprintf(filter, sizeof(filter), "%s.>", tok);
 		long n = each_key(j, j->wills, filter, first_key, "looking at a dead node's wills");
-		if (n == 0 || (n > 0 && ours_to_reap(j, tok, false) &&
-			       each_key(j, j->wills, filter, publish_key,
-					"listing the wills of a dead node") == 0))
+		if (n > 0 && ours_to_reap(j, tok, false)) {
+			j->reap_upto = wills_upto(j, tok);
+			if (j->reap_upto)
+				n = each_key(j, j->wills, filter, publish_key,
+					     "listing the wills of a dead node");
+		}
+		if (n == 0)
 			vs_map_put(&gone, key, klen, (void *)1, NULL);
 		keep_lease(j);
 	}

@@ -849,6 +849,48 @@ def test_a_reaped_node_is_not_claimed_again_by_another_survivor(nats, broker, cl
 		assert x.log_text().rsplit(look, 1)[1].startswith(" (1 other node(s) known)")
 
 
+def test_a_node_restarted_while_reaped_keeps_its_new_clients_wills(nats, broker, clients):
+	"""A node restarted with the same id while a survivor still publishes its 6,000 wills:
+	the will its client x writes again on reconnecting (same key) is not published by the
+	survivor while x is connected. The survivor published only revisions written before it
+	saw the node dead (its lease is written before any will of its new life); it published
+	x's new will, and deleted it, before."""
+	n = nats()
+	lease = "cluster_lease 2"
+	a = node(broker, n, "wa", lease)
+	b = node(broker, n, "wb", lease)
+	t = uid("w")
+	s = clients.raw(b.port, 4)
+	s.connect(uid("s"))
+	s.subscribe([(t + "/x", 1)])
+	wait_subjects(n, "wb", lambda x: any(t in y for y in x), "wb's subscription")
+	clients.raw(a.port, 4).connect(uid("g"), will=dict(topic=t + "/copy", payload=b"c", qos=1))
+	wait_until(lambda: n.keys("vs_wills"), 10, what="the will in vs_wills")
+	key = n.keys("vs_wills")[0]
+	tok = key.split(".")[0]
+	will = kv_get(n, "vs_wills", key)
+	kv_put_many(n, "vs_wills", [("%s.copy%d" % (tok, i), will) for i in range(6000)])
+	xid = uid("x")
+	clients.raw(a.port, 4).connect(xid, will=dict(topic=t + "/x", payload=b"old", qos=1))
+	wait_until(lambda: n.stream_state("KV_vs_wills", "messages") >= 6002, 20, what="the wills in vs_wills")
+	a.kill()
+	b.wait_log("the lease of node wa expired", timeout=10)
+	a2 = node(broker, n, "wa", lease)
+	assert b.log_text().count("published will") < 6000, "reaping over before the restart"
+	x = clients.raw(a2.port, 4)
+	x.connect(xid, will=dict(topic=t + "/x", payload=b"live", qos=1))
+	wait_until(lambda: b.log_text().count("published will") >= 6001, 60, what="the wills published")
+	got = []
+	try:
+		while True:
+			m = s.expect(PUBLISH, timeout=2)
+			s.ack(m)
+			got.append(m.payload)
+	except TimeoutError:
+		pass
+	assert b"live" not in got, got  # x is connected: its will is not due
+
+
 def test_a_client_id_is_connected_on_one_node_at_a_time(nats, broker, clients):
 	"""[MQTT-3.1.4-3] across nodes: a CONNECT on one node closes the connection with that client
 	id on another (MQTT 5: DISCONNECT 0x8E, session taken over); other clients stay; a resumed
