@@ -94,6 +94,9 @@ struct vs_cjs {
 	 * when this node started. Dropped once a dead node has no will left. */
 	struct vs_map known;
 	bool listed; /* vs_wills listed whole once (reap()) */
+	/* The last revision of vs_wills written before the node being reaped was seen dead: a
+	 * will written after it is of that node's next life, not published (reap()). */
+	uint64_t reap_upto;
 
 	pthread_mutex_t pub_lock; /* sequence numbers in the order of publication */
 	uint64_t seq;
@@ -299,6 +302,10 @@ static void reap_key(struct vs_cjs *j, const char *key)
 	kvEntry *e = NULL;
 	if (kvStore_Get(&e, j->wills, key) != NATS_OK)
 		return; /* gone meanwhile */
+	if (kvEntry_Revision(e) > j->reap_upto) {
+		kvEntry_Destroy(e); /* the node is back, and this client with it */
+		return;
+	}
 	publish_will(j, key, (const uint8_t *)kvEntry_Value(e), (size_t)kvEntry_ValueLen(e),
 		     kvEntry_Revision(e));
 	kvEntry_Destroy(e);
@@ -333,63 +340,101 @@ static bool ours_to_reap(struct vs_cjs *j, const char *tok, bool self)
 	return mine;
 }
 
-/* Publishes the wills of node token tok (claimed by this node), found by a watch of its keys
- * only ("TOK.>"). Returns how many it found, -1 when the watch failed. */
-static long reap_node(struct vs_cjs *j, const char *tok)
+/*
+ * Calls fn for each key of bucket kv under filter (a watch of its keys, metadata only),
+ * renewing the lease between keys, until fn returns false or every key there was is seen.
+ * Returns how many keys fn was given, -1 when the watch failed. The time limit is 5 s per key,
+ * not overall: kvStore_Keys's limit (5 s, shortened by the time since the start at every key,
+ * so a few thousand keys exceed it) failed every start-up listing of a big vs_wills. Delete
+ * markers are skipped here, not by the watch: its IgnoreDeletes counts the time of every
+ * marker skipped against one call's limit, and a node's keys are mostly markers (one per
+ * client that ever disconnected normally or whose will was published).
+ */
+static long each_key(struct vs_cjs *j, kvStore *kv, const char *filter,
+		     bool (*fn)(struct vs_cjs *j, const char *key), const char *what)
 {
-	char filter[TOKEN_MAX + 3];
-	snprintf(filter, sizeof(filter), "%s.>", tok);
 	kvWatchOptions wo;
 	kvWatchOptions_Init(&wo);
 	wo.MetaOnly = true;
-	wo.IgnoreDeletes = true;
 	kvWatcher *w = NULL;
-	natsStatus s = kvStore_Watch(&w, j->wills, filter, &wo);
+	natsStatus s = kvStore_Watch(&w, kv, filter, &wo);
 	long n = 0;
 	while (s == NATS_OK) {
 		kvEntry *e = NULL;
 		if ((s = kvWatcher_Next(&e, w, 5000)) != NATS_OK || !e)
 			break; /* NULL: every key there was is seen */
-		reap_key(j, kvEntry_Key(e));
+		bool put = kvEntry_Operation(e) == kvOp_Put, more = !put || fn(j, kvEntry_Key(e));
 		kvEntry_Destroy(e);
-		n++;
+		n += put;
 		keep_lease(j);
-	}
-	if (s != NATS_OK) {
-		warn_js(j, "listing the wills of a dead node", s);
-		n = -1;
+		if (!more)
+			break;
 	}
 	kvWatcher_Destroy(w);
+	if (s != NATS_OK && s != NATS_NOT_FOUND) {
+		warn_js(j, what, s);
+		return -1;
+	}
 	return n;
 }
 
-/* Adds the node tokens of the keys of bucket kv (the prefix of will keys with wills) to known,
- * except this node's and the reaping claims. */
-static void learn_nodes(struct vs_cjs *j, kvStore *kv, bool wills)
+static bool publish_key(struct vs_cjs *j, const char *key)
 {
-	kvKeysList keys = {0};
-	kvWatchOptions wo;
-	kvWatchOptions_Init(&wo);
-	wo.Timeout = 5000;
-	natsStatus s = kvStore_Keys(&keys, kv, &wo);
-	if (s != NATS_OK) {
+	reap_key(j, key);
+	return true;
+}
+
+/*
+ * The last revision of vs_wills now, or 0 when that cannot be read. With tok, 0 too when the
+ * lease of node tok is there again: the node restarted. Its lease is written before any will of
+ * its new life, so when the lease is not there after the revision is read, every will of the
+ * new life has a later revision.
+ */
+static uint64_t wills_upto(struct vs_cjs *j, const char *tok)
+{
+	jsStreamInfo *si = NULL;
+	uint64_t last = 0;
+	if (js_GetStreamInfo(&si, j->js, "KV_" WILLS_BUCKET, NULL, NULL) == NATS_OK)
+		last = si->State.LastSeq;
+	jsStreamInfo_Destroy(si);
+	if (last && tok) {
+		kvEntry *e = NULL;
+		natsStatus s = kvStore_Get(&e, j->nodes, tok);
+		kvEntry_Destroy(e);
 		if (s != NATS_NOT_FOUND)
-			warn_js(j, wills ? "listing the wills" : "listing the nodes' leases", s);
-		return;
+			last = 0;
 	}
+	return last;
+}
+
+static bool first_key(struct vs_cjs *j, const char *key)
+{
+	(void)j, (void)key;
+	return false;
+}
+
+/* Adds the node token of key (a will's: its prefix; a lease's: the key) to known, except this
+ * node's and the reaping claims. */
+static bool learn_key(struct vs_cjs *j, const char *key, bool wills)
+{
+	ssize_t n = wills ? vs_cluster_will_key_node(key) : (ssize_t)strlen(key);
 	size_t own = strlen(j->node_tok);
-	for (int i = 0; i < keys.Count; i++) {
-		const char *key = keys.Keys[i];
-		ssize_t n = wills ? vs_cluster_will_key_node(key) : (ssize_t)strlen(key);
-		if (n < 0 || n >= TOKEN_MAX || (!wills && strncmp(key, REAP_PREFIX, 5) == 0) ||
-		    ((size_t)n == own && memcmp(key, j->node_tok, own) == 0))
-			continue;
-		if (!vs_map_get(&j->known, key, (size_t)n))
-			vs_map_put(&j->known, key, (size_t)n, (void *)1, NULL);
-		if (wills)
-			keep_lease(j);
-	}
-	kvKeysList_Destroy(&keys);
+	if (n < 0 || n >= TOKEN_MAX || (!wills && strncmp(key, REAP_PREFIX, 5) == 0) ||
+	    ((size_t)n == own && memcmp(key, j->node_tok, own) == 0))
+		return true;
+	if (!vs_map_get(&j->known, key, (size_t)n))
+		vs_map_put(&j->known, key, (size_t)n, (void *)1, NULL);
+	return true;
+}
+
+static bool learn_will(struct vs_cjs *j, const char *key)
+{
+	return learn_key(j, key, true);
+}
+
+static bool learn_lease(struct vs_cjs *j, const char *key)
+{
+	return learn_key(j, key, false);
 }
 
 /*
@@ -397,20 +442,24 @@ static void learn_nodes(struct vs_cjs *j, kvStore *kv, bool wills)
  * self, this node's own from an earlier life). The nodes looked at are those with a lease
  * (vs_nodes: a few keys) and, listed once at start-up, those that had wills then: each node's
  * wills are then found by a watch of its own keys, so a node does not list every client's will
- * every third of a lease (10 million of them took minutes).
+ * every third of a lease (10 million of them took minutes). A dead node is claimed only while
+ * it has wills: one that another node has reaped is forgotten, not claimed again once that
+ * node's claim expires.
  */
 static void reap(struct vs_cjs *j, bool self)
 {
+	char filter[TOKEN_MAX + 3];
 	if (self) {
+		snprintf(filter, sizeof(filter), "%s.>", j->node_tok);
+		j->reap_upto = UINT64_MAX; /* no client here yet */
 		if (ours_to_reap(j, j->node_tok, true))
-			reap_node(j, j->node_tok);
+			each_key(j, j->wills, filter, publish_key, "listing this node's wills");
 		return;
 	}
-	if (!j->listed) {
-		learn_nodes(j, j->wills, true);
-		j->listed = true;
-	}
-	learn_nodes(j, j->nodes, false);
+	/* Listed again at the next look when the listing failed. */
+	if (!j->listed)
+		j->listed = each_key(j, j->wills, ">", learn_will, "listing the wills") >= 0;
+	each_key(j, j->nodes, ">", learn_lease, "listing the nodes' leases");
 	struct vs_map gone = {0}; /* dead, and nothing of it left */
 	size_t it = 0;
 	const char *key;
@@ -419,7 +468,20 @@ static void reap(struct vs_cjs *j, bool self)
 	while (vs_map_next(&j->known, &it, &key, &klen, &val)) {
 		char tok[TOKEN_MAX];
 		snprintf(tok, sizeof(tok), "%.*s", (int)klen, key);
-		if (ours_to_reap(j, tok, false) && reap_node(j, tok) == 0)
+		kvEntry *e = NULL;
+		natsStatus s = kvStore_Get(&e, j->nodes, tok);
+		kvEntry_Destroy(e);
+		if (s != NATS_NOT_FOUND)
+			continue; /* alive, or unknown */
+		snprintf(filter, sizeof(filter), "%s.>", tok);
+		long n = each_key(j, j->wills, filter, first_key, "looking at a dead node's wills");
+		if (n > 0 && ours_to_reap(j, tok, false)) {
+			j->reap_upto = wills_upto(j, tok);
+			if (j->reap_upto)
+				n = each_key(j, j->wills, filter, publish_key,
+					     "listing the wills of a dead node");
+		}
+		if (n == 0)
 			vs_map_put(&gone, key, klen, (void *)1, NULL);
 		keep_lease(j);
 	}

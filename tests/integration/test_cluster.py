@@ -13,6 +13,7 @@ was down gets, when it comes back, what was published meanwhile for its persiste
 will of a client of a killed node is published by exactly one survivor within the lease.
 """
 
+import base64
 import json
 import os
 import re
@@ -736,6 +737,158 @@ def test_nodes_look_for_dead_nodes_wills_without_listing_every_will(nats, broker
 	wait_until(lambda: b.log_text().count(look) >= looked + 3, 10, what="three looks by cb")
 	out = n.monitor("varz")["out_msgs"] - before
 	assert out < 300, out  # a single listing of every will would be 300
+
+
+def kv_put_many(n, bucket, items, delete=False):
+	"""Writes (key, value) items into key-value bucket bucket at once (core NATS publishes to
+	$KV.BUCKET.KEY, which the bucket's stream stores); with delete, delete markers instead."""
+	h = b"NATS/1.0\r\nKV-Operation: DEL\r\n\r\n"
+	out = [b'CONNECT {"verbose":false,"pedantic":false,"headers":true}\r\n']
+	for k, v in items:
+		subject = b"$KV.%s.%s" % (bucket.encode(), k.encode())
+		if delete:
+			out.append(b"HPUB %s %d %d\r\n%s\r\n" % (subject, len(h), len(h), h))
+		else:
+			out.append(b"PUB %s %d\r\n%s\r\n" % (subject, len(v), v))
+	with socket.create_connection(("127.0.0.1", n.port), timeout=10) as sk:
+		f = sk.makefile("rb")
+		f.readline()  # INFO
+		sk.sendall(b"".join(out) + b"PING\r\n")
+		while not f.readline().startswith(b"PONG"):
+			pass
+
+
+def kv_get(n, bucket, key):
+	"""The value of key in bucket bucket."""
+	r = json.loads(n.request("$JS.API.STREAM.MSG.GET.KV_" + bucket,
+		json.dumps({"last_by_subj": "$KV.%s.%s" % (bucket, key)}).encode()))
+	return base64.b64decode(r["message"]["data"])
+
+
+def test_a_node_started_after_a_death_publishes_thousands_of_its_wills(nats, broker, clients):
+	"""A node lists the whole of vs_wills once, at its first look, to know the nodes that had
+	wills: a dead node's 3,000 wills (one client's, copied) are all published by a node
+	started after its lease expired. kvStore_Keys gave up on 3,000 keys (its 5 s limit is
+	shortened by the time since the start at every key), and the node never listed again."""
+	n = nats()
+	lease = "cluster_lease 2"
+	a = node(broker, n, "wa", lease)
+	t = uid("w")
+	clients.raw(a.port, 4).connect(uid("g"), will=dict(topic=t + "/will", payload=b"x", qos=1))
+	wait_until(lambda: n.keys("vs_wills"), 10, what="the will in vs_wills")
+	key = n.keys("vs_wills")[0]
+	will = kv_get(n, "vs_wills", key)
+	a.kill()
+	tok = key.split(".")[0]
+	kv_put_many(n, "vs_wills", [("%s.copy%d" % (tok, i), will) for i in range(2999)])
+	wait_until(lambda: n.stream_state("KV_vs_wills", "messages") >= 3000, 20,
+		what="3,000 wills in vs_wills")
+	wait_until(lambda: not n.keys("vs_nodes"), 10, what="wa's lease to expire")
+	b = node(broker, n, "wb", lease)
+	wait_until(lambda: b.log_text().count("published will") == 3000, 60,
+		what="3,000 wills published; log:\n" + b.log_text()[-2000:])
+	assert "listing the wills" not in b.log_text()
+
+
+def test_a_dead_nodes_will_behind_thousands_of_delete_markers_is_published(nats, broker,
+		clients):
+	"""Most of a node's keys in vs_wills are delete markers (a client that disconnected
+	normally, a will published). The watch of the dead node's keys gets through 3,000 of them
+	to the will after them: with the watch's IgnoreDeletes, the skipped markers' time counted
+	against one call's 5 s limit again and again, the watch failed, and the will was never
+	published (nor the dead node forgotten)."""
+	n = nats()
+	lease = "cluster_lease 2"
+	a = node(broker, n, "wa", lease)
+	b = node(broker, n, "wb", lease)
+	t = uid("w")
+	s = clients.raw(b.port, 4)
+	s.connect(uid("s"))
+	s.subscribe([(t + "/#", 1)])
+	wait_subjects(n, "wb", lambda x: "vs.m.%s.>" % t in x, "wb's subscription")
+	g = clients.raw(a.port, 4)
+	g.connect(uid("g"), will=dict(topic=t + "/calm", payload=b"no", qos=1))
+	wait_until(lambda: n.keys("vs_wills"), 10, what="the will in vs_wills")
+	tok = n.keys("vs_wills")[0].split(".")[0]
+	g.disconnect()  # its will deleted
+	gone = ["%s.gone%d" % (tok, i) for i in range(3000)]
+	kv_put_many(n, "vs_wills", [(k, b"x") for k in gone])
+	kv_put_many(n, "vs_wills", [(k, None) for k in gone], delete=True)
+	clients.raw(a.port, 4).connect(uid("g"), will=dict(topic=t + "/will", payload=b"bye",
+		qos=1))
+	wait_until(lambda: n.stream_state("KV_vs_wills", "last_seq") >= 6003, 20,
+		what="the markers and the will in vs_wills")
+	a.kill()
+	m = s.expect(PUBLISH, timeout=20)
+	assert (m.topic, m.payload) == (t + "/will", b"bye")
+	s.ack(m)
+	assert "Timeout" not in b.log_text()
+
+
+def test_a_reaped_node_is_not_claimed_again_by_another_survivor(nats, broker, clients):
+	"""The survivor that loses the claim on a dead node (reap.NODE, one lease) does not claim
+	it once the claim expires and the winner has published every will: it has no will left,
+	and only the winner says that it publishes the node's wills."""
+	n = nats()
+	lease = "cluster_lease 2"
+	a = node(broker, n, "wa", lease)
+	b = node(broker, n, "wb", lease, "log_type all")
+	c = node(broker, n, "wc", lease, "log_type all")
+	clients.raw(a.port, 4).connect(uid("g"), will=dict(topic=uid("w") + "/will", payload=b"x",
+		qos=1))
+	wait_until(lambda: n.keys("vs_wills"), 10, what="the will in vs_wills")
+	a.kill()
+	wait_until(lambda: (b.log_text() + c.log_text()).count("published will") == 1, 10,
+		what="the will published")
+	look = "cluster: looked for nodes whose lease is gone"
+	lb, lc = b.log_text().count(look), c.log_text().count(look)
+	wait_until(lambda: b.log_text().count(look) >= lb + 9 and c.log_text().count(look) >= lc + 9,
+		20, what="three leases of looks")  # the claim expired long ago
+	assert b.log_text().count("expired") + c.log_text().count("expired") == 1
+	for x in (b, c):  # the other survivor only
+		assert x.log_text().rsplit(look, 1)[1].startswith(" (1 other node(s) known)")
+
+
+def test_a_node_restarted_while_reaped_keeps_its_new_clients_wills(nats, broker, clients):
+	"""A node restarted with the same id while a survivor still publishes its 6,000 wills:
+	the will its client x writes again on reconnecting (same key) is not published by the
+	survivor while x is connected. The survivor published only revisions written before it
+	saw the node dead (its lease is written before any will of its new life); it published
+	x's new will, and deleted it, before."""
+	n = nats()
+	lease = "cluster_lease 2"
+	a = node(broker, n, "wa", lease)
+	b = node(broker, n, "wb", lease)
+	t = uid("w")
+	s = clients.raw(b.port, 4)
+	s.connect(uid("s"))
+	s.subscribe([(t + "/x", 1)])
+	wait_subjects(n, "wb", lambda x: any(t in y for y in x), "wb's subscription")
+	clients.raw(a.port, 4).connect(uid("g"), will=dict(topic=t + "/copy", payload=b"c", qos=1))
+	wait_until(lambda: n.keys("vs_wills"), 10, what="the will in vs_wills")
+	key = n.keys("vs_wills")[0]
+	tok = key.split(".")[0]
+	will = kv_get(n, "vs_wills", key)
+	kv_put_many(n, "vs_wills", [("%s.copy%d" % (tok, i), will) for i in range(6000)])
+	xid = uid("x")
+	clients.raw(a.port, 4).connect(xid, will=dict(topic=t + "/x", payload=b"old", qos=1))
+	wait_until(lambda: n.stream_state("KV_vs_wills", "messages") >= 6002, 20, what="the wills in vs_wills")
+	a.kill()
+	b.wait_log("the lease of node wa expired", timeout=10)
+	a2 = node(broker, n, "wa", lease)
+	assert b.log_text().count("published will") < 6000, "reaping over before the restart"
+	x = clients.raw(a2.port, 4)
+	x.connect(xid, will=dict(topic=t + "/x", payload=b"live", qos=1))
+	wait_until(lambda: b.log_text().count("published will") >= 6001, 60, what="the wills published")
+	got = []
+	try:
+		while True:
+			m = s.expect(PUBLISH, timeout=2)
+			s.ack(m)
+			got.append(m.payload)
+	except TimeoutError:
+		pass
+	assert b"live" not in got, got  # x is connected: its will is not due
 
 
 def test_a_client_id_is_connected_on_one_node_at_a_time(nats, broker, clients):
