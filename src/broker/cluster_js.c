@@ -311,17 +311,12 @@ static void reap_key(struct vs_cjs *j, const char *key)
 	kvEntry_Destroy(e);
 }
 
-/* Whether this node publishes the wills of node token tok: its lease is gone and this node holds
- * the claim (compare-and-set: made here, or made earlier by this node). */
+/* Whether this node publishes the wills of node token tok, whose lease the caller found gone
+ * (or, with self, this node's own from an earlier life): this node holds the claim
+ * (compare-and-set: made here, or made earlier by this node). */
 static bool ours_to_reap(struct vs_cjs *j, const char *tok, bool self)
 {
 	kvEntry *e = NULL;
-	if (!self) {
-		natsStatus s = kvStore_Get(&e, j->nodes, tok);
-		kvEntry_Destroy(e);
-		if (s != NATS_NOT_FOUND)
-			return false; /* alive, or unknown */
-	}
 	char claim[TOKEN_MAX + sizeof(REAP_PREFIX)];
 	snprintf(claim, sizeof(claim), REAP_PREFIX "%s", tok);
 	uint64_t rev;

@@ -793,8 +793,13 @@ static void note(struct vs_cluster_sessions *cs, const struct job *j)
 	int64_t until = vs_now_ms() + GIVE_WAIT_MS;
 	for (;;) {
 		vs_store_buf_init(&recs);
+		/* The registry's lock only to find it: every CONNECT waits for that lock, and an
+		 * export of a whole state can take a while. */
 		pthread_mutex_lock(&b->reg_lock);
 		struct vs_session *s = vs_registry_get(&b->sessions, j->id, j->idlen);
+		if (s)
+			vs_session_ref(s);
+		pthread_mutex_unlock(&b->reg_lock);
 		ours = whole = false;
 		gone = !s;
 		need = 0;
@@ -809,8 +814,8 @@ static void note(struct vs_cluster_sessions *cs, const struct job *j)
 					      &whole, &need) == 0;
 			gone = !s->bridge && (s->ended || s->expiry == 0);
 			pthread_mutex_unlock(&s->lock);
+			vs_session_unref(s);
 		}
-		pthread_mutex_unlock(&b->reg_lock);
 		/* Its whole state once this node has its own messages' copies back (at most
 		 * GIVE_WAIT_MS; then its subscriptions: at least once). */
 		if (!ours || !need ||

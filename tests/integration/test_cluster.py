@@ -790,6 +790,20 @@ def test_a_node_started_after_a_death_publishes_thousands_of_its_wills(nats, bro
 	assert "listing the wills" not in b.log_text()
 
 
+def will_pair(broker, clients, n, level):
+	"""Nodes wa and wb (a lease of 2 s) on n, and a subscriber s on wb to topic t + level, known
+	to wa: wa's wills published by wb reach s."""
+	lease = "cluster_lease 2"
+	a = node(broker, n, "wa", lease)
+	b = node(broker, n, "wb", lease)
+	t = uid("w")
+	s = clients.raw(b.port, 4)
+	s.connect(uid("s"))
+	s.subscribe([(t + level, 1)])
+	wait_subjects(n, "wb", lambda x: any(t in y for y in x), "wb's subscription")
+	return a, b, t, s
+
+
 def test_a_dead_nodes_will_behind_thousands_of_delete_markers_is_published(nats, broker,
 		clients):
 	"""Most of a node's keys in vs_wills are delete markers (a client that disconnected
@@ -798,14 +812,7 @@ def test_a_dead_nodes_will_behind_thousands_of_delete_markers_is_published(nats,
 	against one call's 5 s limit again and again, the watch failed, and the will was never
 	published (nor the dead node forgotten)."""
 	n = nats()
-	lease = "cluster_lease 2"
-	a = node(broker, n, "wa", lease)
-	b = node(broker, n, "wb", lease)
-	t = uid("w")
-	s = clients.raw(b.port, 4)
-	s.connect(uid("s"))
-	s.subscribe([(t + "/#", 1)])
-	wait_subjects(n, "wb", lambda x: "vs.m.%s.>" % t in x, "wb's subscription")
+	a, b, t, s = will_pair(broker, clients, n, "/#")
 	g = clients.raw(a.port, 4)
 	g.connect(uid("g"), will=dict(topic=t + "/calm", payload=b"no", qos=1))
 	wait_until(lambda: n.keys("vs_wills"), 10, what="the will in vs_wills")
@@ -856,14 +863,7 @@ def test_a_node_restarted_while_reaped_keeps_its_new_clients_wills(nats, broker,
 	saw the node dead (its lease is written before any will of its new life); it published
 	x's new will, and deleted it, before."""
 	n = nats()
-	lease = "cluster_lease 2"
-	a = node(broker, n, "wa", lease)
-	b = node(broker, n, "wb", lease)
-	t = uid("w")
-	s = clients.raw(b.port, 4)
-	s.connect(uid("s"))
-	s.subscribe([(t + "/x", 1)])
-	wait_subjects(n, "wb", lambda x: any(t in y for y in x), "wb's subscription")
+	a, b, t, s = will_pair(broker, clients, n, "/x")
 	clients.raw(a.port, 4).connect(uid("g"), will=dict(topic=t + "/copy", payload=b"c", qos=1))
 	wait_until(lambda: n.keys("vs_wills"), 10, what="the will in vs_wills")
 	key = n.keys("vs_wills")[0]
@@ -875,7 +875,7 @@ def test_a_node_restarted_while_reaped_keeps_its_new_clients_wills(nats, broker,
 	wait_until(lambda: n.stream_state("KV_vs_wills", "messages") >= 6002, 20, what="the wills in vs_wills")
 	a.kill()
 	b.wait_log("the lease of node wa expired", timeout=10)
-	a2 = node(broker, n, "wa", lease)
+	a2 = node(broker, n, "wa", "cluster_lease 2")
 	assert b.log_text().count("published will") < 6000, "reaping over before the restart"
 	x = clients.raw(a2.port, 4)
 	x.connect(xid, will=dict(topic=t + "/x", payload=b"live", qos=1))

@@ -303,15 +303,9 @@ def test_an_offline_session_of_a_killed_node_resumes_elsewhere_exactly_once(nats
 	w.no_publish(1.0)  # not routed twice
 
 
-@pytest.mark.parametrize("at_kill", ["connected", "offline"])
-def test_a_restored_session_keeps_what_it_holds_when_its_node_dies_again(nats, broker, clients,
-		data_dir, at_kill):
-	"""A node with persistence is killed while a persistent subscriber has messages it has not
-	acknowledged (connected, or gone offline); it restarts and restores the session, offline.
-	Killed again, the session is rebuilt on another node with every message it held and those
-	that reached it meanwhile: the key says where to read the stream from below what the
-	session holds (written at start-up, or kept from when it went offline), not the node's
-	floor, which offline sessions do not hold back."""
+def restored_setup(nats, broker, clients, data_dir):
+	"""Node ra with persistence and node rc; a persistent subscriber s (client id cid) to topic t
+	on ra, and a publisher p on rc whose QoS 1 messages for t go through the stream."""
 	n = nats()
 	a = node(broker, n, "ra", "persistence true", "persistence_location %s/" % data_dir,
 		"log_type all")
@@ -324,6 +318,19 @@ def test_a_restored_session_keeps_what_it_holds_when_its_node_dies_again(nats, b
 	knows(c, "vs.m.%s" % t)
 	p = clients.raw(c.port, 4)
 	p.connect(uid("p"))
+	return n, a, c, t, cid, s, p
+
+
+@pytest.mark.parametrize("at_kill", ["connected", "offline"])
+def test_a_restored_session_keeps_what_it_holds_when_its_node_dies_again(nats, broker, clients,
+		data_dir, at_kill):
+	"""A node with persistence is killed while a persistent subscriber has messages it has not
+	acknowledged (connected, or gone offline); it restarts and restores the session, offline.
+	Killed again, the session is rebuilt on another node with every message it held and those
+	that reached it meanwhile: the key says where to read the stream from below what the
+	session holds (written at start-up, or kept from when it went offline), not the node's
+	floor, which offline sessions do not hold back."""
+	n, a, c, t, cid, s, p = restored_setup(nats, broker, clients, data_dir)
 	for i in range(5):
 		p.publish(t, b"%d" % i, qos=1)
 	assert len(s.publishes(5, timeout=10, ack=False)) == 5  # held, not acknowledged
@@ -358,18 +365,7 @@ def test_a_restored_session_that_held_nothing_keeps_what_reaches_it_when_its_nod
 	it holds no message of the stream when restored. What reaches it after the restart is
 	still read again from the stream when the node dies a second time (its key must not leave
 	the start to the node's floor for its connected sessions)."""
-	n = nats()
-	a = node(broker, n, "ra", "persistence true", "persistence_location %s/" % data_dir,
-		"log_type all")
-	c = node(broker, n, "rc", "log_type all")
-	t = uid("r")
-	cid = uid("dev")
-	s = clients.raw(a.port, 4)
-	s.connect(cid, clean=False)
-	s.subscribe([(t, 1)])
-	knows(c, "vs.m.%s" % t)
-	p = clients.raw(c.port, 4)
-	p.connect(uid("p"))
+	n, a, c, t, cid, s, p = restored_setup(nats, broker, clients, data_dir)
 	p.publish(t, b"old", qos=1)
 	assert [m.payload for m in s.publishes(1, timeout=10)] == [b"old"]  # acknowledged
 	# Another connected session on ra that acknowledges keeps ra's floor moving.
@@ -602,18 +598,7 @@ def test_a_restored_session_keeps_what_reaches_it_when_nats_was_away_at_the_rest
 	the stream stands (vs_cjs_taken()), not with no floor: what reaches it after the restart is
 	read again when the node dies a second time (before, none of it: the rebuild read the
 	stream from the node's floor for its connected sessions)."""
-	n = nats()
-	a = node(broker, n, "ra", "persistence true", "persistence_location %s/" % data_dir,
-		"log_type all")
-	c = node(broker, n, "rc", "log_type all")
-	t = uid("r")
-	cid = uid("dev")
-	s = clients.raw(a.port, 4)
-	s.connect(cid, clean=False)
-	s.subscribe([(t, 1)])
-	knows(c, "vs.m.%s" % t)
-	p = clients.raw(c.port, 4)
-	p.connect(uid("p"))
+	n, a, c, t, cid, s, p = restored_setup(nats, broker, clients, data_dir)
 	p.publish(t, b"old", qos=1)
 	assert [m.payload for m in s.publishes(1, timeout=10)] == [b"old"]  # acknowledged
 	a.kill()
