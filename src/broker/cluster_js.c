@@ -66,6 +66,12 @@ struct wjs {
 	uint64_t *tq;
 	uint32_t tq_head, tq_n, tq_cap;
 	int64_t warned_ms; /* worker only */
+	/* The PUBRECs of this turn's client being read, for messages of the stream
+	 * (vs_cjs_received): its journal subject and their sequences (8 bytes each, big-endian),
+	 * published as one message when another client's come, or at the commit (worker only). */
+	char *rec_subj;
+	uint8_t *recs;
+	size_t n_recs, cap_recs;
 };
 
 /* A write to vs_wills, done on the JetStream thread in the order asked. */
@@ -154,11 +160,12 @@ bool vs_cjs_ready(const struct vs_cjs *j)
 
 /* ---- the stream and this node's consumer ---- */
 
-static natsStatus make_stream(struct vs_cjs *j)
+static natsStatus add_stream(struct vs_cjs *j, const char *name, const char *subject,
+			     int64_t per_subject)
 {
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
-	natsStatus s = js_GetStreamInfo(&si, j->js, STREAM, NULL, &jerr);
+	natsStatus s = js_GetStreamInfo(&si, j->js, name, NULL, &jerr);
 	if (s == NATS_OK) {
 		jsStreamInfo_Destroy(si);
 		return NATS_OK;
@@ -167,16 +174,26 @@ static natsStatus make_stream(struct vs_cjs *j)
 		return s;
 	jsStreamConfig cfg;
 	jsStreamConfig_Init(&cfg);
-	const char *subjects[] = {QOS_SUBJECTS};
-	cfg.Name = STREAM;
+	const char *subjects[] = {subject};
+	cfg.Name = name;
 	cfg.Subjects = subjects;
 	cfg.SubjectsLen = 1;
 	cfg.Storage = js_FileStorage;
 	cfg.MaxAge = (int64_t)j->b->conf->cluster_stream_max_age * 1000000000;
 	cfg.Replicas = j->b->conf->cluster_replicas;
+	if (per_subject)
+		cfg.MaxMsgsPerSubject = per_subject;
 	s = js_AddStream(&si, j->js, &cfg, NULL, &jerr);
 	jsStreamInfo_Destroy(si);
 	return s != NATS_OK && jerr == JSStreamNameExistErr ? NATS_OK : s; /* another node's */
+}
+
+/* The messages, and the journal of the PUBRECs they got (vs_cjs_received). */
+static natsStatus make_stream(struct vs_cjs *j)
+{
+	natsStatus s = add_stream(j, STREAM, QOS_SUBJECTS, 0);
+	return s == NATS_OK ? add_stream(j, VS_CJS_RECS, VS_CJS_RECS_PREFIX ">", VS_CJS_RECS_KEEP)
+			    : s;
 }
 
 static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *arg);
@@ -549,7 +566,7 @@ static int setup(struct vs_cjs *j)
 	if (natsConnection_Status(j->nc) != NATS_CONN_STATUS_CONNECTED)
 		return -1;
 	natsStatus s = make_stream(j);
-	const char *what = "the stream " STREAM;
+	const char *what = "the streams " STREAM " and " VS_CJS_RECS;
 	if (s == NATS_OK && !j->sub && (s = make_consumer(j)) != NATS_OK)
 		what = "this node's consumer";
 	if (s == NATS_OK && !j->nodes &&
@@ -748,6 +765,60 @@ uint64_t vs_cjs_publish(struct vs_worker *w, struct vs_cjs *j, const char *subje
 	return seq;
 }
 
+bool vs_cjs_recs_subject(const char *client_id, size_t len, char out[VS_CJS_RECS_SUBJECT_MAX])
+{
+	size_t n = sizeof(VS_CJS_RECS_PREFIX) - 1;
+	memcpy(out, VS_CJS_RECS_PREFIX, n);
+	return vs_cluster_token((const uint8_t *)client_id, len, out + n,
+				VS_CJS_RECS_SUBJECT_MAX - n) >= 0;
+}
+
+/* Publishes the PUBRECs gathered for one client (vs_cjs_received) as one journal entry. */
+static void flush_recs(struct wjs *p, struct vs_cjs *j)
+{
+	if (!p->n_recs)
+		return;
+	natsStatus s = NATS_CONNECTION_DISCONNECTED;
+	if (natsConnection_Status(j->nc) == NATS_CONN_STATUS_CONNECTED)
+		s = js_PublishAsync(p->js, p->rec_subj, p->recs, (int)p->n_recs, NULL);
+	p->n_recs = 0;
+	if (s != NATS_OK) {
+		p->failed_now = true;
+		return;
+	}
+	pthread_mutex_lock(&p->lock);
+	p->sent++;
+	pthread_mutex_unlock(&p->lock);
+}
+
+void vs_cjs_received(struct vs_worker *w, const char *client_id, size_t len, uint64_t sseq)
+{
+	struct vs_cjs *j = vs_cluster_cjs(w->b->cluster);
+	if (!vs_cjs_ready(j) || !j->w)
+		return;
+	struct wjs *p = &j->w[w->idx];
+	char tok[VS_CJS_RECS_SUBJECT_MAX];
+	if (!vs_cjs_recs_subject(client_id, len, tok))
+		return; /* an id too long for a subject: at least once, as before */
+	if (p->n_recs && strcmp(p->rec_subj, tok) != 0)
+		flush_recs(p, j);
+	if (!p->n_recs) {
+		char *subj = strdup(tok);
+		if (!subj)
+			return;
+		free(p->rec_subj);
+		p->rec_subj = subj;
+	}
+	if (VS_VEC_GROW(p->recs, p->cap_recs, p->n_recs + 8, 256) < 0)
+		return;
+	for (int i = 0; i < 8; i++)
+		p->recs[p->n_recs++] = (uint8_t)(sseq >> (56 - 8 * i));
+	/* The PUBREL this turn gives the client waits for the entry (vs_cjs_commit). */
+	if (w->cur)
+		w->cur->durable_pending = true;
+	p->dirty = true;
+}
+
 /* Waits (bounded) until JetStream has answered every publish of p; true when all were taken. */
 static bool wait_published(struct wjs *p)
 {
@@ -775,6 +846,7 @@ int vs_cjs_commit(struct vs_worker *w, bool stored)
 		return 0;
 	struct wjs *p = &j->w[w->idx];
 	int rc = 0;
+	flush_recs(p, j);
 	if (p->dirty) {
 		p->dirty = false;
 		if (!wait_published(p)) {
@@ -1198,6 +1270,8 @@ void vs_cjs_free(struct vs_cjs *j)
 		free(p->acks);
 		jsCtx_Destroy(p->js);
 		free(p->tq);
+		free(p->rec_subj);
+		free(p->recs);
 		pthread_mutex_destroy(&p->lock);
 		pthread_mutex_destroy(&p->tlock);
 		pthread_cond_destroy(&p->cond);

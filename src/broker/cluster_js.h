@@ -32,6 +32,13 @@
 #define VS_CJS_SUBJECTS	    "vs.q.>"
 #define VS_CJS_CONSUMER_FMT "vs_%s"    /* a node's durable consumer: "vs_" and its id's token */
 #define VS_CJS_NODES_BUCKET "vs_nodes" /* leases: key a node id's token, gone when it lapsed */
+/* The journal of the PUBRECs that clients gave for the stream's messages: subject the prefix
+ * and the client id's token (cluster/keys.h), each entry stream sequences (8 bytes each,
+ * big-endian); the last VS_CJS_RECS_KEEP entries per client are kept. */
+#define VS_CJS_RECS		"VS_RECS"
+#define VS_CJS_RECS_PREFIX	"vs.r."
+#define VS_CJS_RECS_KEEP	10000
+#define VS_CJS_RECS_SUBJECT_MAX 1024
 
 struct vs_broker;
 struct vs_cluster;
@@ -69,6 +76,22 @@ bool vs_cjs_own_back(struct vs_cjs *j, uint64_t stamp, uint64_t *sseq);
  * messages, then acknowledges (stored) or gives back (!stored) the messages of other nodes
  * routed this turn. Returns 0, or -EIO when a message was not taken by JetStream. */
 int vs_cjs_commit(struct vs_worker *w, bool stored);
+/* The client of w's current connection (client_id) acknowledged with PUBREC the stream's
+ * message sseq (msg->sseq), sent at QoS 2 with packet id vs_cjs_packet_id(sseq): journaled in
+ * VS_RECS before the connection's output of this turn (its PUBREL) is written (vs_cjs_commit).
+ * Were this node to die, the node that rebuilds the session sends that PUBREL again instead of
+ * the message (cluster_replay.c). Nothing when JetStream is not ready. */
+void vs_cjs_received(struct vs_worker *w, const char *client_id, size_t len, uint64_t sseq);
+/* The journal's subject for client_id (NUL-terminated in out); false when the id is too long
+ * for one (its session goes without a journal). */
+bool vs_cjs_recs_subject(const char *client_id, size_t len, char out[VS_CJS_RECS_SUBJECT_MAX]);
+/* The packet id of the stream's message sseq sent at QoS 2, on any node: a node rebuilding a
+ * session after its node's death sends what the client had not completed with the id it had,
+ * so that the client takes it once [MQTT-4.3.3]. */
+static inline uint16_t vs_cjs_packet_id(uint64_t sseq)
+{
+	return (uint16_t)(sseq % 65535 + 1);
+}
 /* A JetStream message (natsMsg) that w has just routed: acknowledged at w's next commit. */
 void vs_cjs_routed(struct vs_worker *w, void *ack);
 /* Frees a JetStream message without acknowledging it (JetStream sends it again). */

@@ -187,6 +187,60 @@ static void window_read(struct vs_broker *b, struct window *w, uint64_t from, ui
 }
 
 /*
+ * The stream sequences of the messages whose PUBREC s's client gave, on any node (the journal
+ * VS_RECS, vs_cjs_received) from floor on, into recs: a rebuild sends their PUBREL instead of
+ * the message.
+ * Bounded by until; what is not read is at least once, as before the journal.
+ */
+static void read_recs(struct vs_broker *b, const struct vs_session *s, uint64_t floor,
+		      struct vs_map *recs, int64_t until)
+{
+	char subj[VS_CJS_RECS_SUBJECT_MAX];
+	if (!vs_cjs_recs_subject(s->client_id, s->id_len, subj))
+		return;
+	/* Its last entry says where to stop (none: nothing to read). */
+	natsMsg *m = NULL;
+	jsErrCode jerr = 0;
+	if (js_GetLastMsg(&m, vs_cluster_js(b), VS_CJS_RECS, subj, NULL, &jerr) != NATS_OK)
+		return;
+	uint64_t last = natsMsg_GetSequence(m);
+	natsMsg_Destroy(m);
+	jsSubOptions so;
+	jsSubOptions_Init(&so);
+	so.Stream = VS_CJS_RECS;
+	so.Ordered = true;
+	so.Config.DeliverPolicy = js_DeliverAll;
+	natsSubscription *sub = NULL;
+	if (js_SubscribeSync(&sub, vs_cluster_js(b), subj, NULL, &so, &jerr) != NATS_OK)
+		return;
+	uint64_t seq = 0;
+	int64_t left;
+	while (seq < last && (left = until - vs_now_ms()) > 0 && !atomic_load(&b->stopping)) {
+		if (natsSubscription_NextMsg(&m, sub, left < WAIT_MS ? left : WAIT_MS) != NATS_OK)
+			break;
+		const uint8_t *d = (const uint8_t *)natsMsg_GetData(m);
+		int len = natsMsg_GetDataLength(m);
+		for (int i = 0; i + 8 <= len; i += 8) {
+			uint64_t rec = 0;
+			for (int k = 0; k < 8; k++)
+				rec = rec << 8 | d[i + k];
+			if (rec >= floor) /* what the rebuild reads */
+				vs_map_put(recs, &rec, sizeof(rec), (void *)1,
+					   NULL); /* no memory: twice */
+		}
+		jsMsgMetaData *meta = NULL;
+		if (natsMsg_GetMetaData(&meta, m) == NATS_OK)
+			seq = meta->Sequence.Stream;
+		else
+			seq = last; /* not JetStream's: stop */
+		jsMsgMetaData_Destroy(meta);
+		natsMsg_Destroy(m);
+	}
+	natsSubscription_Unsubscribe(sub);
+	natsSubscription_Destroy(sub);
+}
+
+/*
  * Queues in s the messages of w from sequence floor up to last that its subscriptions match
  * and that it does not hold already (came with it, or live meanwhile), while its queue has room
  * for them (max). Under s's lock throughout, as vs_deliver decides: then s skips what comes
@@ -194,7 +248,8 @@ static void window_read(struct vs_broker *b, struct window *w, uint64_t from, ui
  * it skip what nobody queued). Returns how many; *covered: the sequence covered up to.
  */
 static uint32_t match(struct vs_cluster_sessions *cs, struct window *w, struct vs_session *s,
-		      uint64_t floor, uint64_t last, int64_t max, uint64_t *covered)
+		      uint64_t floor, uint64_t last, int64_t max, const struct vs_map *recs,
+		      uint64_t *covered)
 {
 	uint32_t n = 0, i = 0;
 	while (i < w->n && w->v[i].seq < floor)
@@ -237,6 +292,16 @@ static uint32_t match(struct vs_cluster_sessions *cs, struct window *w, struct v
 			continue;
 		struct vs_qentry e = {
 		    .msg = vs_msg_ref(msg), .qos = (uint8_t)qos, .seq = ++s->next_seq};
+		if (qos == 2 && recs && vs_map_get(recs, &w->v[i].seq, sizeof(w->v[i].seq))) {
+			/* Its client gave the PUBREC for it: it gets the PUBREL again (with the
+			 * packet id it had: vs_cjs_packet_id), not the message [MQTT-4.3.3]. */
+			e.state = VS_Q_WAIT_PUBCOMP;
+			e.packet_id = vs_cjs_packet_id(w->v[i].seq);
+			if (vs_session_find_inflight(s, e.packet_id) >= 0 ||
+			    vs_ring_push(&s->inflight, &e) < 0)
+				vs_qentry_fini(&e);
+			continue;
+		}
 		if (vs_qentry_set_sub_ids(&e, ids, n_ids) < 0 || vs_ring_push(&s->queue, &e) < 0) {
 			vs_qentry_fini(&e);
 		} else {
@@ -276,6 +341,11 @@ uint32_t vs_cs_replay(struct vs_cluster_sessions *cs, struct vs_session *s, uint
 	uint64_t covered = 0, from = floor;
 	uint32_t n = 0;
 	int64_t until = vs_now_ms() + REPLAY_MS;
+	/* A rebuild: what its client completed up to its PUBREC on the dead node (or before). */
+	struct vs_map recs_, *recs = shared ? &recs_ : NULL;
+	memset(&recs_, 0, sizeof(recs_));
+	if (recs)
+		read_recs(b, s, floor, recs, until);
 	if (shared) {
 		pthread_mutex_lock(&w->lock);
 		until = vs_now_ms() + REPLAY_MS; /* from here: not spent waiting for the lock */
@@ -285,7 +355,7 @@ uint32_t vs_cs_replay(struct vs_cluster_sessions *cs, struct vs_session *s, uint
 		if (w->hi < last)
 			window_read(b, w, w->hi >= w->lo ? w->hi + 1 : floor, last, until);
 		w->used_ms = vs_now_ms();
-		n = w->hi >= floor ? match(cs, w, s, floor, last, max, &covered) : 0;
+		n = w->hi >= floor ? match(cs, w, s, floor, last, max, recs, &covered) : 0;
 		/* The window may have been read further for another session (its last is
 		 * later), or not at all (hi 0 after a failed read): this one takes floor..last. */
 		from = w->hi >= floor ? covered + 1 : floor;
@@ -297,7 +367,7 @@ uint32_t vs_cs_replay(struct vs_cluster_sessions *cs, struct vs_session *s, uint
 		window_read(b, &alone, from, last, until);
 		if (alone.hi < from)
 			break; /* nothing came */
-		n += match(cs, &alone, s, from, last, max, &covered);
+		n += match(cs, &alone, s, from, last, max, recs, &covered);
 		if (covered < alone.hi && covered < last)
 			break; /* its queue is full */
 		from = covered + 1;
@@ -305,6 +375,7 @@ uint32_t vs_cs_replay(struct vs_cluster_sessions *cs, struct vs_session *s, uint
 	}
 	vs_cs_window_clear(&alone);
 	free(alone.v);
+	vs_map_fini(&recs_);
 	return n;
 }
 /* Moves what src holds for its client (queued, and sent but not acknowledged) to the end of

@@ -656,6 +656,16 @@ static void forget(struct vs_cluster_sessions *cs, const struct job *j)
 	struct vs_broker *b = cs->b;
 	char key[VS_OWNER_KEY_MAX];
 	vs_owner_key((const uint8_t *)j->id, j->idlen, key);
+	/* The journal of its PUBRECs (cluster_js.h) goes too, up to its last entry read before
+	 * the key: a node that takes the key after it writes its entries after that. */
+	char recs[VS_CJS_RECS_SUBJECT_MAX];
+	uint64_t last_rec = 0;
+	if (vs_cjs_recs_subject(j->id, j->idlen, recs)) {
+		natsMsg *m = NULL;
+		if (js_GetLastMsg(&m, vs_cluster_js(b), VS_CJS_RECS, recs, NULL, NULL) == NATS_OK)
+			last_rec = natsMsg_GetSequence(m);
+		natsMsg_Destroy(m);
+	}
 	kvEntry *e = NULL;
 	if (kvStore_Get(&e, cs->kv, key) != NATS_OK)
 		return; /* none (or NATS away: the key stays, naming this node while it lives) */
@@ -681,6 +691,14 @@ static void forget(struct vs_cluster_sessions *cs, const struct job *j)
 		vs_log(b->log, VS_LOG_DEBUG,
 		       "cluster: client %s's session ended here: its key is removed from bucket %s",
 		       j->id, VS_SESSIONS_BUCKET);
+	if (st != NATS_OK || !last_rec)
+		return;
+	jsOptions_Init(&opts);
+	opts.Stream.Purge.Subject = recs;
+	opts.Stream.Purge.Sequence = last_rec + 1;
+	if (js_PurgeStream(vs_cluster_js(b), VS_CJS_RECS, &opts, &jerr) != NATS_OK)
+		vs_log(b->log, VS_LOG_WARN, "cluster: removing client %s's PUBRECs from stream %s",
+		       j->id, VS_CJS_RECS); /* they go with the stream's age limit */
 }
 
 /* The highest stamp (msg.h) of the messages s holds (locked) that it took as published while
@@ -968,10 +986,18 @@ static void answer(struct vs_cluster_sessions *cs, struct job *j, struct vs_sess
 	uint32_t n = s && from	? vs_cs_replay(cs, s, from, true)
 		     : s && cut ? vs_cs_replay(cs, s, cut + 1, false)
 				: 0;
-	if (s && (from || n))
+	if (s && (from || n)) {
+		/* Those its client had acknowledged with PUBREC are in flight now, their PUBREL
+		 * due (cluster_replay.c). */
+		pthread_mutex_lock(&s->lock);
+		uint32_t now_inflight = s->inflight.count;
+		pthread_mutex_unlock(&s->lock);
 		vs_log(cs->b->log, VS_LOG_NOTICE,
-		       "cluster: client %s's session got %u message(s) from stream %s", j->id, n,
-		       VS_CJS_STREAM);
+		       "cluster: client %s's session got %u message(s) from stream %s, and %u "
+		       "PUBREL(s) of those its client had received",
+		       j->id, n, VS_CJS_STREAM, now_inflight - inflight);
+		inflight = now_inflight;
+	}
 	struct vs_mail m = {.type = VS_MAIL_ROAMED,
 			    .session = s ? vs_session_ref(s) : NULL,
 			    .other = old,

@@ -11,6 +11,7 @@
 
 #include "auth/acl.h"
 #include "base/error.h"
+#include "broker/cluster_js.h"
 #include "broker/conn.h"
 #include "broker/mount.h"
 #include "broker/persist.h"
@@ -230,6 +231,12 @@ static enum vs_handled on_outgoing_ack(struct vs_conn *c, int type, const struct
 		if (act == VS_ACK_RELEASE && was != e->state) {
 			/* Kept (not resent) after its PUBREC only so that the store can name it. */
 			vs_bp_queue(c->w, s, e);
+			/* In a cluster, a message of the stream to a session that a node could
+			 * rebuild after this node's death: its PUBREL waits until the PUBREC is in
+			 * JetStream's journal, so that the rebuild sends the PUBREL, not the
+			 * message [MQTT-4.3.3]. */
+			if (e->msg && e->msg->sseq && s->keyed)
+				vs_cjs_received(c->w, s->client_id, s->id_len, e->msg->sseq);
 		}
 		send_rel = act == VS_ACK_RELEASE;
 		if (act == VS_ACK_DONE) {

@@ -17,6 +17,7 @@
 #include "auth/acl.h"
 #include "base/clock.h"
 #include "broker/cluster.h"
+#include "broker/cluster_js.h"
 #include "broker/cluster_retain.h"
 #include "broker/cluster_session.h"
 #include "broker/conn.h"
@@ -650,6 +651,15 @@ void vs_router_drain_session(struct vs_worker *w, struct vs_session *s)
 			blocked = true;
 			break;
 		}
+		/* In a cluster, a QoS 2 message of the stream goes with the packet id its stream
+		 * sequence gives (vs_cjs_packet_id), which a node rebuilding the session would use
+		 * again; it waits while a message sent earlier holds that id (rare: ids repeat
+		 * every 65,535 sequences), the order kept. */
+		uint16_t sid = e->qos == 2 && e->msg->sseq ? vs_cjs_packet_id(e->msg->sseq) : 0;
+		if (sid && vs_session_find_inflight(s, sid) >= 0) {
+			blocked = true;
+			break;
+		}
 		struct vs_qentry x;
 		vs_ring_pop(&s->queue, &x);
 		vs_stat_gauge(&w->stats.queued, -1);
@@ -660,8 +670,11 @@ void vs_router_drain_session(struct vs_worker *w, struct vs_session *s)
 			continue;
 		}
 		if (x.qos) {
-			x.packet_id = vs_session_next_id(s);
+			x.packet_id = sid ? sid : vs_session_next_id(s);
 			x.state = x.qos == 1 ? VS_Q_WAIT_PUBACK : VS_Q_WAIT_PUBREC;
+			/* The run of free ids after next_id (vs_session_next_id) may hold it. */
+			if (sid && sid >= s->next_id && sid - s->next_id < s->free_ids)
+				s->free_ids = 0;
 		}
 		if (send_entry(c, &x, now) < 0 || !x.qos || vs_ring_push(&s->inflight, &x) < 0) {
 			vs_bp_dequeue(w, s, &x);

@@ -224,6 +224,52 @@ def test_an_offline_session_of_a_killed_node_resumes_elsewhere_with_its_messages
 	assert r.connect(cid, clean=False).session_present  # kept here now
 
 
+def six_qos2(nats, broker, clients, na, nc):
+	"""Nodes na and nc; a persistent subscriber s (client id cid) to topic t on na, and a
+	publisher p on nc whose six QoS 2 messages s received (got): it completed the first four,
+	acknowledged the fifth with PUBREC (the PUBREL came, its PUBCOMP did not go) and not the
+	sixth. Another session on na, connected, acknowledges nothing: it holds na's stream floor
+	back, so a rebuild of s reads the stream from before every one of them."""
+	n = nats()
+	a = node(broker, n, na, "log_type all")
+	c = node(broker, n, nc, "log_type all")
+	t = uid("x")
+	h = clients.raw(a.port, 4)
+	h.connect(uid("h"), clean=False)
+	h.subscribe([(t, 1)])
+	cid = uid("dev")
+	s = clients.raw(a.port, 4)
+	s.connect(cid, clean=False)
+	s.subscribe([(t, 2)])
+	knows(c, "vs.m.%s" % t)
+	p = clients.raw(c.port, 4)
+	p.connect(uid("p"))
+	for i in range(6):
+		p.publish(t, b"%d" % i, qos=2)
+	got = [s.expect(PUBLISH, timeout=10) for _ in range(6)]
+	assert [m.payload for m in got] == [b"%d" % i for i in range(6)]
+	assert len(set(m.pid for m in got)) == 6
+	assert len(h.publishes(6, timeout=10, ack=False)) == 6
+	for m in got[:4]:  # completed
+		s.pubrec(m.pid)
+		s.expect(PUBREL, timeout=10, pid=m.pid)
+		s.pubcomp(m.pid)
+	s.pubrec(got[4].pid)
+	s.expect(PUBREL, timeout=10, pid=got[4].pid)
+	return n, a, c, t, cid, s, p, got
+
+
+def rest_once(r, again, p, t):
+	"""The rebuilt session's client r completes the message that came again: no other of the
+	six comes again, and one published now (by p, to t) comes live."""
+	r.pubrec(again.pid)
+	r.expect(PUBREL, timeout=10, pid=again.pid)
+	r.pubcomp(again.pid)
+	r.no_publish(1.0)  # not 0..4 again
+	p.publish(t, b"live", qos=2)
+	assert r.expect(PUBLISH, timeout=10).payload == b"live"
+
+
 def test_an_offline_session_of_a_killed_node_resumes_elsewhere_exactly_once(nats, broker,
 		clients):
 	"""The key of a session that went offline holds its whole state, as a hand-over carries
@@ -233,36 +279,12 @@ def test_an_offline_session_of_a_killed_node_resumes_elsewhere_exactly_once(nats
 	PUBREC gets its PUBREL, one it did not acknowledge comes again with DUP and the same
 	packet identifier [MQTT-4.3.3-5] [MQTT-4.4.0-1], and a QoS 2 message the client had
 	published there and resends (its PUBREC lost) is not routed twice [MQTT-4.3.3-9]."""
-	n = nats()
-	a = node(broker, n, "xa", "log_type all")
-	c = node(broker, n, "xc", "log_type all")
-	t, t2 = uid("x"), uid("y")
-	# Another session on xa holds the node's floor back: connected, it acknowledges nothing.
-	h = clients.raw(a.port, 4)
-	h.connect(uid("h"), clean=False)
-	h.subscribe([(t, 1)])
-	cid, qid = uid("dev"), uid("pub")
-	s = clients.raw(a.port, 4)
-	s.connect(cid, clean=False)
-	s.subscribe([(t, 2)])
+	n, a, c, t, cid, s, p, got = six_qos2(nats, broker, clients, "xa", "xc")
+	t2, qid = uid("y"), uid("pub")
 	w = clients.raw(c.port, 4)
 	w.connect(uid("w"))
 	w.subscribe([(t2, 2)])
-	knows(c, "vs.m.%s" % t)
 	knows(a, "vs.m.%s" % t2)
-	p = clients.raw(c.port, 4)
-	p.connect(uid("p"))
-	for i in range(6):
-		p.publish(t, b"%d" % i, qos=2)
-	got = [s.expect(PUBLISH, timeout=10) for _ in range(6)]
-	assert [m.payload for m in got] == [b"%d" % i for i in range(6)]
-	assert len(h.publishes(6, timeout=10, ack=False)) == 6
-	for m in got[:4]:  # completed
-		s.pubrec(m.pid)
-		s.expect(PUBREL, timeout=10, pid=m.pid)
-		s.pubcomp(m.pid)
-	s.pubrec(got[4].pid)  # PUBREC'd: the broker's PUBREL is due
-	s.expect(PUBREL, timeout=10, pid=got[4].pid)
 	s.ping()
 	s.close()  # got[5]: received, not acknowledged
 	a.wait_log(r"cluster: client %s's key in bucket vs_sessions holds its whole state" % cid,
@@ -287,12 +309,7 @@ def test_an_offline_session_of_a_killed_node_resumes_elsewhere_exactly_once(nats
 	r.pubcomp(rel.pid)
 	again = r.expect(PUBLISH, timeout=10)
 	assert (again.payload, again.pid, again.dup) == (b"5", got[5].pid, True)
-	r.pubrec(again.pid)
-	r.expect(PUBREL, timeout=10, pid=again.pid)
-	r.pubcomp(again.pid)
-	r.no_publish(1.0)  # not 0..4 again
-	p.publish(t, b"live", qos=2)
-	assert r.expect(PUBLISH, timeout=10).payload == b"live"
+	rest_once(r, again, p, t)
 
 	q = clients.raw(c.port, 4)
 	assert q.connect(qid, clean=False).session_present
@@ -301,6 +318,34 @@ def test_an_offline_session_of_a_killed_node_resumes_elsewhere_exactly_once(nats
 	q.pubrel(7)
 	q.expect(PUBCOMP, timeout=10, pid=7)
 	w.no_publish(1.0)  # not routed twice
+
+
+def test_a_connected_session_of_a_killed_node_takes_qos2_once_elsewhere(nats, broker, clients):
+	"""A subscriber connected to a node that is killed resumes its session on another node,
+	rebuilt from the stream (read from below what the node held, so from before messages its
+	client had completed). Each QoS 2 message comes once: a PUBREC the client gave is in
+	JetStream's journal before its PUBREL goes, so the rebuild sends the PUBREL again, not the
+	message; one the client received without acknowledging comes again with the packet id it
+	had (the id follows from the stream sequence), which the client holds until its PUBREL and
+	does not deliver twice [MQTT-4.3.3-5] [MQTT-4.3.3-10]."""
+	n, a, c, t, cid, s, p, got = six_qos2(nats, broker, clients, "ka", "kc")
+	s.ping()  # got[5]: received, not acknowledged; still connected when its node dies
+	a.kill()
+	s.close()
+
+	r = clients.raw(c.port, 4)
+	assert r.connect(cid, clean=False).session_present
+	c.wait_log(r"node ka, which had client %s's session, does not answer: rebuilt" % cid,
+		timeout=10)
+	rels = set()
+	for _ in range(5):
+		rel = r.expect(PUBREL, timeout=10)
+		rels.add(rel.pid)
+		r.pubcomp(rel.pid)
+	assert rels == set(m.pid for m in got[:5])
+	again = r.expect(PUBLISH, timeout=10)
+	assert (again.payload, again.pid) == (b"5", got[5].pid)
+	rest_once(r, again, p, t)
 
 
 def restored_setup(nats, broker, clients, data_dir):
@@ -406,15 +451,25 @@ def test_a_session_that_ended_leaves_no_key_to_rebuild_it(nats, broker, clients,
 	client starts clean there with no expiry [MQTT-3.1.2-4], or sets expiry 0 on DISCONNECT.
 	Its key in vs_sessions goes with it, so the bucket does not keep every client id ever
 	seen, and when that node is killed, the client resuming on another node finds no session
-	(session present 0 [MQTT-3.2.2-2]) instead of one rebuilt from the key."""
+	(session present 0 [MQTT-3.2.2-2]) instead of one rebuilt from the key. The journal of
+	the PUBRECs its client gave (stream VS_RECS) goes too."""
 	n = nats()
 	a = node(broker, n, "ea")
 	c = node(broker, n, "ec")
 	cid = uid("dev")
 	s = clients.raw(a.port, 5)
 	s.connect(cid, clean=False, props={P.SESSION_EXPIRY: 1 if end == "expiry" else 600})
-	s.subscribe([(uid("e") + "/#", 1)])
+	t = uid("e")
+	s.subscribe([(t + "/#", 2)])
 	wait_until(lambda: len(client_keys(n)) == 1, 10, what="the session's key")
+	p = clients.raw(a.port, 5)
+	p.connect(uid("p"))
+	p.publish(t + "/x", b"m", qos=2)  # through the stream: a persistent session takes it
+	m = s.expect(PUBLISH, timeout=10)
+	s.pubrec(m.pid)
+	s.expect(PUBREL, timeout=10, pid=m.pid)
+	s.pubcomp(m.pid)
+	assert n.stream_state("VS_RECS") == 1
 	if end == "expiry 0 on DISCONNECT":
 		s.disconnect(props={P.SESSION_EXPIRY: 0})
 	else:
@@ -424,6 +479,7 @@ def test_a_session_that_ended_leaves_no_key_to_rebuild_it(nats, broker, clients,
 		assert s.connect(cid, clean=True).session_present == 0
 		s.disconnect()
 	wait_until(lambda: not client_keys(n), 10, what="the session's key removed")
+	wait_until(lambda: n.stream_state("VS_RECS") == 0, 10, what="its PUBRECs removed")
 	a.kill()
 	r = clients.raw(c.port, 5)
 	assert not r.connect(cid, clean=False, props={P.SESSION_EXPIRY: 600}).session_present
