@@ -21,7 +21,8 @@ import pytest
 from conftest import free_port, wait_until
 from helpers import MosquittoSub, mosquitto_pub, uid
 from http_util import http_lines, scrape, value, wait_listening
-from mqtt_raw import CONNACK, DISCONNECT, P, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL
+from mqtt_raw import (CONNACK, DISCONNECT, P, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL,
+	Closed)
 from test_cluster import data_dir, knows, nats, node, wait_subjects  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.viesti_only
@@ -535,6 +536,84 @@ def test_kill_9_under_qos1_load_loses_nothing_acknowledged(nats, broker, clients
 		got.update(m.payload for m in r.drain(timeout=0.2) if m.type == PUBLISH)
 		return {b"b%d" % i for i in range(30)} <= got
 	wait_until(all_b, 10, what="what was published for the device while its node was dead")
+
+
+class Qos2Receiver:
+	"""A subscriber that keeps its QoS 2 state across connections as MQTT asks of a client
+	[MQTT-4.3.3-10]: it delivers a PUBLISH whose packet id it does not hold, holds the id
+	until the PUBREL, and counts each payload it delivered."""
+
+	def __init__(self):
+		self.held = set()
+		self.delivered = collections.Counter()
+		self.conn = None
+
+	def serve(self, timeout):
+		"""Handles what arrives within timeout; returns False once the connection is gone."""
+		try:
+			p = self.conn.recv(timeout=timeout)
+		except TimeoutError:
+			return True
+		except (Closed, OSError):
+			return False
+		if p.type == PUBLISH and p.qos == 2:
+			if p.pid not in self.held:
+				self.held.add(p.pid)
+				self.delivered[p.payload] += 1
+			self.conn.pubrec(p.pid)
+		elif p.type == PUBREL:
+			self.held.discard(p.pid)
+			self.conn.pubcomp(p.pid)
+		return True
+
+
+@pytest.mark.serial
+def test_a_subscriber_whose_node_is_killed_under_qos2_load_gets_each_message_once(nats, broker,
+		clients):
+	"""issue 19: QoS 2 messages flow from a publisher on one node to a persistent subscriber
+	connected to another, which is killed with SIGKILL midway, exchanges of every stage in
+	flight. The subscriber resumes on the publisher's node and, counting what it delivers as a
+	client that keeps its QoS 2 state does, gets every message exactly once [MQTT-4.3.3]."""
+	n = nats()
+	a = node(broker, n, "qa", "log_type all")
+	c = node(broker, n, "qc", "log_type all")
+	t = uid("q2")
+	cid = uid("dev")
+	rx = Qos2Receiver()
+	rx.conn = clients.raw(a.port, 4)
+	rx.conn.connect(cid, clean=False)
+	rx.conn.subscribe([(t, 2)])
+	knows(c, "vs.m.%s" % t)
+	total = 600
+	done = threading.Event()
+	errors = []
+
+	def publish():
+		try:
+			p = clients.raw(c.port, 4)
+			p.connect(uid("p"))
+			for i in range(total):
+				assert p.publish(t, b"%d" % i, qos=2).type == PUBCOMP
+		except Exception as e:  # reported by the test's thread
+			errors.append(e)
+		done.set()
+	threading.Thread(target=publish, daemon=True).start()
+	wait_until(lambda: not rx.serve(0.05) or len(rx.delivered) >= total // 3, 20,
+		what="a third of the messages before the kill")
+	a.kill()
+	rx.conn.close()
+	rx.conn = clients.raw(c.port, 4)
+	assert rx.conn.connect(cid, clean=False).session_present
+	want = {b"%d" % i for i in range(total)}
+	wait_until(lambda: rx.serve(0.05) and set(rx.delivered) >= want and done.is_set(), 60,
+		what="every message at the subscriber")
+	assert not errors, errors
+	end = time.monotonic() + 1.0  # what else comes within a second: nothing twice
+	while time.monotonic() < end and rx.serve(0.1):
+		pass
+	twice = {m: k for m, k in rx.delivered.items() if k > 1}
+	assert not twice, "delivered more than once: %r" % twice
+	assert set(rx.delivered) == want
 
 
 def test_the_session_moves_with_persistence_on_both_sides(nats, broker, clients, data_dir):
