@@ -442,30 +442,51 @@ void vs_cluster_stop(struct vs_broker *b)
 	b->cluster = NULL;
 }
 
+/* m's frame in w's buffer (w->cluster_buf), numbered seq (0: by vs_cjs_publish): returns its
+ * length, *head that of its head; -1 when it cannot be made (no memory). */
+static ssize_t encode_frame(struct vs_worker *w, const struct vs_msg *m, uint64_t seq,
+			    ssize_t *head)
+{
+	struct vs_cluster *cl = w->b->cluster;
+	struct vs_delivery d = {.version = VS_V5, .qos = m->qos, .retain = m->retain};
+	d.packet_id = m->qos ? 1 : 0;
+	int64_t now = vs_now_ms();
+	ssize_t plen = vs_msg_encoded_size((struct vs_msg *)m, &d, now);
+	if (plen < 0)
+		return -1;
+	/* The worker's buffer, kept: no allocation per message once it has grown. */
+	size_t need = 2 + VS_CLUSTER_NODE_MAX + 8 + (size_t)plen;
+	if (need > w->cluster_cap) {
+		uint8_t *nb = realloc(w->cluster_buf, need);
+		if (!nb)
+			return -1;
+		w->cluster_buf = nb;
+		w->cluster_cap = need;
+	}
+	ssize_t h =
+	    vs_cluster_frame_head(cl->node, seq, w->cluster_buf, 2 + VS_CLUSTER_NODE_MAX + 8);
+	ssize_t n =
+	    h < 0 ? h
+		  : vs_msg_encode((struct vs_msg *)m, &d, now, w->cluster_buf + h, (size_t)plen);
+	if (n <= 0)
+		return -1;
+	*head = h;
+	return h + n;
+}
+
+static void subject_of(const struct vs_msg *m, char subject[SUBJECT_MAX])
+{
+	if (vs_cluster_topic_subject(m->topic.p, m->topic.len, subject, SUBJECT_MAX) < 0)
+		snprintf(subject, SUBJECT_MAX, LONG_SUBJECT);
+}
+
 uint64_t vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m, bool mine, bool *loop)
 {
 	struct vs_cluster *cl = w->b->cluster;
 	if (m->remote || (m->topic.len >= 4 && memcmp(m->topic.p, "$SYS", 4) == 0))
 		return 0;
 	char subject[SUBJECT_MAX];
-	if (vs_cluster_topic_subject(m->topic.p, m->topic.len, subject, sizeof(subject)) < 0)
-		snprintf(subject, sizeof(subject), LONG_SUBJECT);
-	struct vs_delivery d = {.version = VS_V5, .qos = m->qos, .retain = m->retain};
-	d.packet_id = m->qos ? 1 : 0;
-	int64_t now = vs_now_ms();
-	ssize_t plen = vs_msg_encoded_size((struct vs_msg *)m, &d, now);
-	if (plen < 0)
-		return 0;
-	/* The worker's buffer, kept: no allocation per message once it has grown. */
-	size_t need = 2 + VS_CLUSTER_NODE_MAX + 8 + (size_t)plen;
-	if (need > w->cluster_cap) {
-		uint8_t *nb = realloc(w->cluster_buf, need);
-		if (!nb)
-			return 0;
-		w->cluster_buf = nb;
-		w->cluster_cap = need;
-	}
-	uint8_t *buf = w->cluster_buf;
+	subject_of(m, subject);
 	/* QoS 1/2 goes through JetStream, which numbers it itself (cluster_js.h), when another
 	 * node or a shared group (any node's, this one's too) wants it. */
 	/* Without NATS, this node's sessions take it now, as on a single broker. */
@@ -476,24 +497,40 @@ uint64_t vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m, bool mi
 	     vs_cluster_interest_remote(cl->remote, subject) ||
 	     vs_cluster_share_wants(cl->share, subject));
 	uint64_t seq = durable ? 0 : atomic_fetch_add(&cl->seq, 1) + 1;
-	ssize_t h = vs_cluster_frame_head(cl->node, seq, buf, 2 + VS_CLUSTER_NODE_MAX + 8);
-	ssize_t n = h < 0 ? h : vs_msg_encode((struct vs_msg *)m, &d, now, buf + h, (size_t)plen);
-	if (n <= 0)
+	ssize_t h, len = encode_frame(w, m, seq, &h);
+	if (len < 0)
 		return 0;
+	uint8_t *buf = w->cluster_buf;
 	if (durable && mine) {
 		buf[0] |= VS_CLUSTER_FRAME_LOOP; /* its copy comes back for them (router.c) */
 		*loop = true;
 	}
 	uint64_t stamp = 0;
 	if (durable)
-		stamp = vs_cjs_publish(w, cl->cjs, subject, buf, (size_t)h, (size_t)(h + n));
-	if (durable || natsConnection_Publish(cl->nc, subject, buf, (int)(h + n)) == NATS_OK)
+		stamp = vs_cjs_publish(w, cl->cjs, subject, buf, (size_t)h, (size_t)len, 0);
+	if (durable || natsConnection_Publish(cl->nc, subject, buf, (int)len) == NATS_OK)
 		atomic_fetch_add_explicit(&cl->sent, 1, memory_order_relaxed);
 	/* A durable message reaches shared groups through their JetStream consumers. */
-	if (cl->share && !durable &&
-	    vs_cluster_share_forward(cl->share, subject, buf, (int)(h + n)))
+	if (cl->share && !durable && vs_cluster_share_forward(cl->share, subject, buf, (int)len))
 		atomic_fetch_add_explicit(&cl->sent, 1, memory_order_relaxed);
 	return stamp;
+}
+
+int vs_cluster_republish(struct vs_worker *w, const struct vs_msg *m, uint64_t again)
+{
+	struct vs_cluster *cl = w->b->cluster;
+	char subject[SUBJECT_MAX];
+	subject_of(m, subject);
+	ssize_t h, len = encode_frame(w, m, 0, &h);
+	if (len < 0)
+		return -1;
+	/* This node's persistent sessions take its copy from the stream (the first one had not
+	 * come back when JetStream had not taken it). */
+	if (w->b->conf->cluster_durable_sessions)
+		w->cluster_buf[0] |= VS_CLUSTER_FRAME_LOOP;
+	vs_cjs_publish(w, cl->cjs, subject, w->cluster_buf, (size_t)h, (size_t)len, again);
+	atomic_fetch_add_explicit(&cl->sent, 1, memory_order_relaxed);
+	return 0;
 }
 
 /* Adds delta to subject's count, subscribing at the first and unsubscribing at the last

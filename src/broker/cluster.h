@@ -33,6 +33,12 @@ void vs_cluster_stop(struct vs_broker *b);
  * PUBACK leaves it in the stream, where the session, rebuilt elsewhere, finds it. */
 struct vs_worker;
 uint64_t vs_cluster_forward(struct vs_worker *w, const struct vs_msg *m, bool mine, bool *loop);
+/* Offers m, a QoS 2 message published before as this node's number again (vs_cjs_unsure), to
+ * JetStream again, under that number's message id: JetStream keeps one copy, whichever it took.
+ * The other nodes get it from the stream when this is the copy it keeps, and this node's
+ * persistent sessions too; not its other sessions, which had it. Returns 0, or -1 (no
+ * memory). */
+int vs_cluster_republish(struct vs_worker *w, const struct vs_msg *m, uint64_t again);
 
 /* A local subscription to filter appeared (delta 1) or went (-1), or another subscription to
  * it came (0). Returns the ticket a SUBACK granting QoS 1/2 waits for (vs_cluster_barrier_*):

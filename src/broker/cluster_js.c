@@ -23,6 +23,7 @@
 #include "cluster/gaps.h"
 #include "cluster/keys.h"
 #include "session/msg.h"
+#include "session/session.h"
 
 #define STREAM	       VS_CJS_STREAM
 #define QOS_PREFIX     "vs.q."
@@ -43,7 +44,8 @@ enum {
 	MAX_ACK_PENDING = 8192, /* messages handed to this node and not yet acknowledged */
 	OPS_MAX = 100000,	/* will writes waiting for JetStream */
 	WARN_EVERY_MS = 10000,
-	RETRY_MS = 500, /* a will write that failed for a moment */
+	RETRY_MS = 500,	     /* a will write that failed for a moment */
+	UNSURE_MAX = 100000, /* QoS 2 messages remembered for a resend (vs_cjs_unsure) */
 };
 
 /* One per worker: a JetStream context of its own for asynchronous publishes, so that the end of
@@ -72,6 +74,15 @@ struct wjs {
 	char *rec_subj;
 	uint8_t *recs;
 	size_t n_recs, cap_recs;
+	/* This turn's QoS 2 messages from clients (vs_cjs_q2_published; worker only). */
+	struct q2 *q2;
+	uint32_t n_q2, cap_q2;
+};
+
+struct q2 {
+	struct vs_session *s; /* a reference */
+	uint64_t stamp;
+	uint16_t pid;
 };
 
 /* A write to vs_wills, done on the JetStream thread in the order asked. */
@@ -125,6 +136,12 @@ struct vs_cjs {
 	uint32_t n_naked, cap_naked;
 	atomic_bool untracked;
 	atomic_bool forget; /* a worker gave messages back: seen no longer says what was routed */
+	/* QoS 2 messages of clients that JetStream may not have taken (their commit failed):
+	 * client id and packet id (unsure_key) -> the number they were published with. */
+	pthread_mutex_t ulock;
+	struct vs_map unsure;
+	atomic_uint n_unsure;
+	int64_t unsure_warned_ms; /* under ulock */
 
 	struct wjs *w;
 	int n_w;
@@ -730,7 +747,7 @@ static natsStatus publish_frame(struct vs_cjs *j, const char *subject, uint8_t *
 }
 
 uint64_t vs_cjs_publish(struct vs_worker *w, struct vs_cjs *j, const char *subject, uint8_t *buf,
-			size_t head, size_t len)
+			size_t head, size_t len, uint64_t again)
 {
 	struct wjs *p = &j->w[w->idx];
 	char subj[SUBJECT_MAX + sizeof(QOS_PREFIX)], id[VS_CLUSTER_NODE_MAX + 24];
@@ -751,7 +768,7 @@ uint64_t vs_cjs_publish(struct vs_worker *w, struct vs_cjs *j, const char *subje
 	uint8_t flags = buf[0] & VS_CLUSTER_FRAME_LOOP;
 	vs_cluster_frame_head(j->node, seq, buf, head);
 	buf[0] |= flags;
-	snprintf(id, sizeof(id), "%s:%llu", j->node, (unsigned long long)seq);
+	snprintf(id, sizeof(id), "%s:%llu", j->node, (unsigned long long)(again ? again : seq));
 	if (natsConnection_Status(j->nc) == NATS_CONN_STATUS_CONNECTED)
 		s = js_PublishAsync(p->js, subj, buf, (int)len, &po);
 	pthread_mutex_unlock(&j->pub_lock);
@@ -819,6 +836,91 @@ void vs_cjs_received(struct vs_worker *w, const char *client_id, size_t len, uin
 	p->dirty = true;
 }
 
+/* The key of client_id's packet id pid in unsure: in buf when it fits, else allocated (NULL:
+ * no memory); *len its length. */
+static char *unsure_key(const char *client_id, uint16_t pid, char *buf, size_t cap, size_t *len)
+{
+	size_t n = strlen(client_id);
+	char *k = n + 2 <= cap ? buf : malloc(n + 2);
+	if (!k)
+		return NULL;
+	memcpy(k, client_id, n);
+	k[n] = (char)(pid >> 8);
+	k[n + 1] = (char)(pid & 0xff);
+	*len = n + 2;
+	return k;
+}
+
+int vs_cjs_q2_published(struct vs_worker *w, struct vs_session *s, uint16_t pid, uint64_t stamp)
+{
+	struct vs_cjs *j = vs_cluster_cjs(w->b->cluster);
+	if (!j || !j->w)
+		return 0;
+	struct wjs *p = &j->w[w->idx];
+	if (VS_VEC_GROW(p->q2, p->cap_q2, p->n_q2 + 1, 16) < 0)
+		return -ENOMEM;
+	p->q2[p->n_q2++] = (struct q2){vs_session_ref(s), stamp, pid};
+	return 0;
+}
+
+/* End of the turn: this turn's QoS 2 messages from clients are known to be in the stream, or
+ * (failed) not known to be. */
+static void settle_q2(struct vs_cjs *j, struct wjs *p, bool failed, int64_t now_ms)
+{
+	uint32_t lost = 0;
+	if (failed)
+		pthread_mutex_lock(&j->ulock);
+	for (uint32_t i = 0; i < p->n_q2; i++) {
+		struct q2 *q = &p->q2[i];
+		char buf[256], *key = NULL;
+		size_t len = 0;
+		if (failed && atomic_load(&j->n_unsure) < UNSURE_MAX)
+			key = unsure_key(q->s->client_id, q->pid, buf, sizeof(buf), &len);
+		void *old = NULL;
+		if (key &&
+		    vs_map_put(&j->unsure, key, len, (void *)(uintptr_t)q->stamp, &old) == 0) {
+			if (!old)
+				atomic_fetch_add(&j->n_unsure, 1);
+		} else if (failed) {
+			lost++;
+		}
+		if (key != buf)
+			free(key);
+		vs_session_unref(q->s);
+	}
+	if (lost && now_ms - j->unsure_warned_ms >= WARN_EVERY_MS) {
+		j->unsure_warned_ms = now_ms;
+		vs_log(j->b->log, VS_LOG_WARN,
+		       "cluster: %u QoS 2 message(s) that JetStream may not have taken cannot be "
+		       "remembered (%u are already): if it did not, their publishers' resends are "
+		       "acknowledged without reaching the other nodes",
+		       lost, (unsigned)atomic_load(&j->n_unsure));
+	}
+	if (failed)
+		pthread_mutex_unlock(&j->ulock);
+	p->n_q2 = 0;
+}
+
+uint64_t vs_cjs_unsure(struct vs_worker *w, const char *client_id, uint16_t pid)
+{
+	struct vs_cjs *j = vs_cluster_cjs(w->b->cluster);
+	if (!j || !atomic_load_explicit(&j->n_unsure, memory_order_relaxed))
+		return 0;
+	char buf[256];
+	size_t len;
+	char *key = unsure_key(client_id, pid, buf, sizeof(buf), &len);
+	if (!key)
+		return 0;
+	pthread_mutex_lock(&j->ulock);
+	uint64_t stamp = (uintptr_t)vs_map_del(&j->unsure, key, len);
+	if (stamp)
+		atomic_fetch_sub(&j->n_unsure, 1);
+	pthread_mutex_unlock(&j->ulock);
+	if (key != buf)
+		free(key);
+	return stamp;
+}
+
 /* Waits (bounded) until JetStream has answered every publish of p; true when all were taken. */
 static bool wait_published(struct wjs *p)
 {
@@ -859,6 +961,8 @@ int vs_cjs_commit(struct vs_worker *w, bool stored)
 			}
 		}
 	}
+	if (p->n_q2)
+		settle_q2(j, p, rc < 0, w->now_ms);
 	/* Given back, they come again behind newer ones, which seen would take for copies: it
 	 * forgets (at least once: what else it drops now may come twice). Set before the nak. */
 	if (!stored && p->n_acks)
@@ -1211,6 +1315,7 @@ int vs_cjs_start(struct vs_cluster *cl, struct vs_broker *b, struct vs_cjs **out
 	j->tail = &j->head;
 	pthread_mutex_init(&j->pub_lock, NULL);
 	pthread_mutex_init(&j->nlock, NULL);
+	pthread_mutex_init(&j->ulock, NULL);
 	pthread_mutex_init(&j->lock, NULL);
 	pthread_cond_init(&j->cond, NULL);
 	if (vs_cluster_token((const uint8_t *)j->node, strlen(j->node), j->node_tok,
@@ -1272,6 +1377,9 @@ void vs_cjs_free(struct vs_cjs *j)
 		free(p->tq);
 		free(p->rec_subj);
 		free(p->recs);
+		for (uint32_t k = 0; k < p->n_q2; k++)
+			vs_session_unref(p->q2[k].s);
+		free(p->q2);
 		pthread_mutex_destroy(&p->lock);
 		pthread_mutex_destroy(&p->tlock);
 		pthread_cond_destroy(&p->cond);
@@ -1287,6 +1395,8 @@ void vs_cjs_free(struct vs_cjs *j)
 	}
 	vs_map_fini(&j->seen);
 	vs_map_fini(&j->known);
+	vs_map_fini(&j->unsure);
+	pthread_mutex_destroy(&j->ulock);
 	vs_cluster_gaps_fini(&j->lost);
 	pthread_mutex_destroy(&j->pub_lock);
 	pthread_mutex_destroy(&j->lock);

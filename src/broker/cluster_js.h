@@ -44,6 +44,7 @@ struct vs_broker;
 struct vs_cluster;
 struct vs_cjs;
 struct vs_worker;
+struct vs_session;
 struct vs_msg;
 
 /* Creates the JetStream part of cl (*out): the stream, consumer and buckets are made now when
@@ -64,9 +65,12 @@ bool vs_cjs_ready(const struct vs_cjs *j);
 /* Sends the frame buf[0..len) (its head of head bytes is rewritten here with the sequence
  * number) to JetStream on the QoS subject of subject, asynchronously; the acknowledgement of
  * the current client waits for vs_cjs_commit. On w's thread. Returns that sequence number
- * (this node's numbers grow in the stream's order), 0 when the publish failed at once. */
+ * (this node's numbers grow in the stream's order), 0 when the publish failed at once. Its
+ * message id for JetStream's duplicate window is this node's id and that number, or, when
+ * again is not 0, the number an earlier copy of the same message was published with
+ * (vs_cjs_unsure): JetStream then keeps one of the two. */
 uint64_t vs_cjs_publish(struct vs_worker *w, struct vs_cjs *j, const char *subject, uint8_t *buf,
-			size_t head, size_t len);
+			size_t head, size_t len, uint64_t again);
 /* Whether this node's consumer has received back its own message numbered stamp (by
  * vs_cjs_publish), or a later one; *sseq then the stream sequence of the latest it received,
  * at or after that message's. */
@@ -76,6 +80,18 @@ bool vs_cjs_own_back(struct vs_cjs *j, uint64_t stamp, uint64_t *sseq);
  * messages, then acknowledges (stored) or gives back (!stored) the messages of other nodes
  * routed this turn. Returns 0, or -EIO when a message was not taken by JetStream. */
 int vs_cjs_commit(struct vs_worker *w, bool stored);
+/*
+ * A QoS 2 message from client s, packet id pid, published to JetStream this turn as number
+ * stamp (vs_cjs_publish). Should this turn's commit fail, its PUBREC is withheld and the client
+ * disconnected, and whether JetStream took it is unknown: its id stays held in the session
+ * (this node's subscribers had it), so the client's resend is not routed here again
+ * [MQTT-4.3.3-9], and vs_cjs_unsure then returns stamp, to offer the resend to JetStream under
+ * the same message id. Returns 0, or -ENOMEM (nothing kept: the caller frees the id).
+ */
+int vs_cjs_q2_published(struct vs_worker *w, struct vs_session *s, uint16_t pid, uint64_t stamp);
+/* The number of client_id's QoS 2 message pid whose commit failed (vs_cjs_q2_published),
+ * forgotten here; 0 when there is none. */
+uint64_t vs_cjs_unsure(struct vs_worker *w, const char *client_id, uint16_t pid);
 /* The client of w's current connection (client_id) acknowledged with PUBREC the stream's
  * message sseq (msg->sseq), sent at QoS 2 with packet id vs_cjs_packet_id(sseq): journaled in
  * VS_RECS before the connection's output of this turn (its PUBREL) is written (vs_cjs_commit).

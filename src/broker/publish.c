@@ -11,6 +11,7 @@
 
 #include "auth/acl.h"
 #include "base/error.h"
+#include "broker/cluster.h"
 #include "broker/cluster_js.h"
 #include "broker/conn.h"
 #include "broker/mount.h"
@@ -50,8 +51,14 @@ static int check_publish(struct vs_conn *c, const struct vs_publish *p, struct v
 }
 
 /* Routes the message unless a broker policy drops it. Returns the PUBACK/PUBREC reason code. */
-static int route_publish(struct vs_conn *c, const struct vs_publish *p, const struct vs_buf *topic)
+/* Routes p, or, when *stamp is not 0 (a QoS 2 resend that JetStream may not have taken:
+ * vs_cjs_unsure), only offers it to JetStream again. *stamp: the number it went to JetStream
+ * with (vs_cjs_publish), 0 when it did not. Returns a reason code. */
+static int route_publish(struct vs_conn *c, const struct vs_publish *p, const struct vs_buf *topic,
+			 uint64_t *stamp)
 {
+	uint64_t again = *stamp;
+	*stamp = 0;
 	struct vs_broker *b = c->w->b;
 	if (b->conf->message_size_limit && p->payload.len > b->conf->message_size_limit) {
 		if (vs_conn_log_ok(c))
@@ -98,8 +105,17 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 		return VS_RC_SERVER_BUSY;
 	if (c->version < VS_V5)
 		m->has_expiry = false;
+	if (again) {
+		int rc = vs_cluster_republish(c->w, m, again);
+		vs_msg_unref(m);
+		if (rc < 0)
+			return VS_RC_SERVER_BUSY;
+		*stamp = again;
+		return VS_RC_SUCCESS;
+	}
 	c->w->congested = false;
 	int n = vs_route(c->w, m, c->session);
+	*stamp = atomic_load_explicit(&m->stamp, memory_order_relaxed);
 	vs_msg_unref(m);
 	if (c->w->congested) {
 		/* A subscriber's queue is full: read this publisher again in a moment, waiting
@@ -169,6 +185,7 @@ enum vs_handled vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 		return vs_conn_reply_ack(c, p->qos == 1 ? VS_PUBACK : VS_PUBREC, p->packet_id,
 					 VS_RC_QUOTA_EXCEEDED);
 	}
+	uint64_t stamp = 0;
 	if (p->qos == 2) {
 		struct vs_session *s = c->session;
 		pthread_mutex_lock(&s->lock);
@@ -180,14 +197,26 @@ enum vs_handled vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 			vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");
 			return VS_CLOSED;
 		}
-		if (added == 0) /* a resend before PUBREL: acknowledge, do not route again */
-			return vs_conn_reply_ack(c, VS_PUBREC, p->packet_id, 0);
-		c->in_qos2++;
+		if (added == 0) {
+			/* A resend before PUBREL: acknowledged, not routed again. In a cluster,
+			 * unless JetStream may not have taken the first (cluster_js.h): offered to
+			 * it again. */
+			stamp =
+			    c->w->b->cluster ? vs_cjs_unsure(c->w, c->client_id, p->packet_id) : 0;
+			if (!stamp)
+				return vs_conn_reply_ack(c, VS_PUBREC, p->packet_id, 0);
+		} else {
+			c->in_qos2++;
+		}
 	}
-	rc = vs_sproto_ack_reason(c->version, route_publish(c, p, &topic));
+	rc = vs_sproto_ack_reason(c->version, route_publish(c, p, &topic, &stamp));
 	if (p->qos == 1)
 		return vs_conn_reply_ack(c, VS_PUBACK, p->packet_id, (uint8_t)rc);
 	if (p->qos == 2) {
+		if (rc < 0x80 && stamp &&
+		    vs_cjs_q2_published(c->w, c->session, p->packet_id, stamp) < 0)
+			rc = VS_RC_SERVER_BUSY; /* routed here: at least once, should it come again
+						 */
 		if (rc >= 0x80) {
 			/* A failed QoS 2 exchange ends here: the id is free again [MQTT-4.3.3-9].
 			 */
@@ -195,7 +224,8 @@ enum vs_handled vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 			vs_session_in_qos2_del(c->session, p->packet_id);
 			vs_bp_inqos2(c->w, c->session, p->packet_id, false);
 			pthread_mutex_unlock(&c->session->lock);
-			c->in_qos2--;
+			if (c->in_qos2)
+				c->in_qos2--;
 		}
 		return vs_conn_reply_ack(c, VS_PUBREC, p->packet_id, (uint8_t)rc);
 	}
@@ -210,6 +240,8 @@ static enum vs_handled on_pubrel(struct vs_conn *c, const struct vs_ack *a)
 	if (had)
 		vs_bp_inqos2(c->w, s, a->packet_id, false);
 	pthread_mutex_unlock(&s->lock);
+	if (had && c->w->b->cluster) /* not held any more, even should JetStream not have it */
+		vs_cjs_unsure(c->w, c->client_id, a->packet_id);
 	if (had && c->in_qos2)
 		c->in_qos2--;
 	/* [MQTT-4.3.3-11] PUBCOMP with the same id; 5.0 says 0x92 when it was unknown. */

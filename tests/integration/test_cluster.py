@@ -31,7 +31,7 @@ import pytest
 from conftest import free_port, wait_until
 from helpers import uid
 from http_util import http_lines, scrape, value, wait_listening
-from mqtt_raw import (DISCONNECT, P, PUBACK, PUBLISH, PUBREC, SUBACK, UNSUBACK, UNSUBSCRIBE,
+from mqtt_raw import (DISCONNECT, P, PUBACK, PUBCOMP, PUBLISH, PUBREC, SUBACK, UNSUBACK, UNSUBSCRIBE,
 	packet, utf8)
 
 pytestmark = pytest.mark.viesti_only
@@ -537,16 +537,24 @@ def test_a_node_without_members_sends_to_a_group_on_other_nodes(nats, broker, cl
 	assert sorted(got) == list(range(total))
 
 
-def test_qos1_and_qos2_cross_nodes_in_order_once(nats, broker, clients):
+def subscribed_pair(nats, broker, clients, na, nb, prefix, version):
+	"""NATS and two nodes named na (logging all) and nb; a client of nb subscribed at QoS 2 to
+	T/# (T a new topic starting with prefix), known to na: na's QoS 1/2 for it goes through
+	JetStream. Returns (nats, na's broker, nb's, T, the subscriber)."""
 	n = nats()
-	a = node(broker, n, "qa", "log_type all")
-	b = node(broker, n, "qb")
-	t = uid("q")
-	s = clients.raw(b.port, 5)
+	a = node(broker, n, na, "log_type all")
+	b = node(broker, n, nb)
+	t = uid(prefix)
+	s = clients.raw(b.port, version)
 	s.connect(uid("s"))
 	s.subscribe([(t + "/#", 2)])
-	wait_subjects(n, "qb", lambda x: "vs.m.%s.>" % t in x, "qb's subscription")
+	wait_subjects(n, nb, lambda x: "vs.m.%s.>" % t in x, nb + "'s subscription")
 	knows(a, "vs.m.%s.>" % t)
+	return n, a, b, t, s
+
+
+def test_qos1_and_qos2_cross_nodes_in_order_once(nats, broker, clients):
+	n, a, b, t, s = subscribed_pair(nats, broker, clients, "qa", "qb", "q", 5)
 	p = clients.raw(a.port, 5)
 	p.connect(uid("p"))
 	want = []
@@ -563,15 +571,7 @@ def test_qos1_and_qos2_cross_nodes_in_order_once(nats, broker, clients):
 def test_acknowledged_messages_survive_a_killed_node(nats, broker, clients):
 	"""The publishing node is killed right after its PUBACKs/PUBRECs: every message it
 	acknowledged reaches the subscriber on the other node, QoS 2 exactly once."""
-	n = nats()
-	a = node(broker, n, "ka", "log_type all")
-	b = node(broker, n, "kb")
-	t = uid("k")
-	s = clients.raw(b.port, 4)
-	s.connect(uid("s"))
-	s.subscribe([(t + "/#", 2)])
-	wait_subjects(n, "kb", lambda x: "vs.m.%s.>" % t in x, "kb's subscription")
-	knows(a, "vs.m.%s.>" % t)
+	n, a, b, t, s = subscribed_pair(nats, broker, clients, "ka", "kb", "k", 4)
 	p = clients.raw(a.port, 4)
 	p.connect(uid("p"))
 	count = 200
@@ -1094,3 +1094,54 @@ def test_many_new_subjects_at_once_are_all_known_before_their_subacks(nats, brok
 			p.publish("%s/%d/%d" % (t, k, i), b"x", qos=1)
 			assert s.expect(PUBLISH, timeout=10).topic == "%s/%d/%d" % (t, k, i)
 	assert n.stream_state("VS_MSGS") == 12  # all through JetStream
+
+
+def stream_update(n, name, **changes):
+	"""Changes the configuration of JetStream stream name (the API's update takes it whole)."""
+	info = json.loads(n.request("$JS.API.STREAM.INFO." + name))
+	assert "error" not in info, info
+	cfg = dict(info["config"], **changes)
+	r = json.loads(n.request("$JS.API.STREAM.UPDATE." + name, json.dumps(cfg).encode()))
+	assert "error" not in r, r
+
+
+def test_a_qos2_message_jetstream_refused_is_stored_when_its_publisher_sends_it_again(nats,
+		broker, clients):
+	"""JetStream refuses a QoS 2 message (its stream is full): the node withholds the PUBREC and
+	disconnects the publisher. Its packet id stays held in the session (the message reached
+	this node's clean sessions), so the resend after the reconnect is not routed here again
+	[MQTT-4.3.3-9]; but it must still reach JetStream, and through it the other nodes and this
+	node's persistent sessions, once. Before this was fixed the resend was acknowledged and the
+	message lost for them."""
+	n, a, b, t, s = subscribed_pair(nats, broker, clients, "ra", "rb", "r", 4)
+	local = clients.raw(a.port, 4)  # subscribers on the publisher's node: one takes it now,
+	local.connect(uid("l"))
+	local.subscribe([(t + "/#", 2)])
+	kept = clients.raw(a.port, 4)  # one (persistent) from the stream (cluster_durable_sessions)
+	kept.connect(uid("k"), clean=False)
+	kept.subscribe([(t + "/#", 2)])
+	cid = uid("p")
+	p = clients.raw(a.port, 4)
+	p.connect(cid, clean=False)
+	p.publish(t + "/0", b"before", qos=2)
+	assert [m.payload for m in s.publishes(1, timeout=10)] == [b"before"]
+	assert [m.payload for m in local.publishes(1, timeout=10)] == [b"before"]
+	assert [m.payload for m in kept.publishes(1, timeout=10)] == [b"before"]
+	stored = n.stream_state("VS_MSGS")
+	stream_update(n, "VS_MSGS", max_msgs=stored, discard="new")
+	p.send(p.publish_packet(t + "/1", b"refused", qos=2, pid=7))
+	assert not [x for x in p.wait_closed(timeout=10) if x.type == PUBREC]
+	a.wait_log(r"JetStream did not take QoS 1/2 messages", timeout=10)
+	stream_update(n, "VS_MSGS", max_msgs=-1, discard="old")
+	p = clients.raw(a.port, 4)
+	assert p.connect(cid, clean=False).session_present
+	p.send(p.publish_packet(t + "/1", b"refused", qos=2, pid=7, dup=True))
+	assert p.expect(PUBREC, pid=7, timeout=10).rc == 0
+	p.pubrel(7)
+	p.expect(PUBCOMP, pid=7, timeout=10)
+	p.publish(t + "/2", b"after", qos=2)
+	# Once on each node: the other node gets it from the stream, this one had it already.
+	assert [m.payload for m in s.publishes(2, timeout=10)] == [b"refused", b"after"]
+	assert [m.payload for m in local.publishes(2, timeout=10)] == [b"refused", b"after"]
+	assert [m.payload for m in kept.publishes(2, timeout=10)] == [b"refused", b"after"]
+	assert n.stream_state("VS_MSGS") == stored + 2
