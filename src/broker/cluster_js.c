@@ -103,7 +103,8 @@ struct vs_cjs {
 	char consumer[TOKEN_MAX + 4];
 	char deliver[TOKEN_MAX + 8];
 	int64_t lease_ms;
-	atomic_bool ready; /* stream, consumer and buckets there */
+	atomic_bool ready;   /* stream, consumer and buckets there */
+	atomic_bool journal; /* the stream VS_RECS is there (vs_cjs_received) */
 	natsSubscription *sub;
 	kvStore *nodes, *wills;
 	/* Node tokens whose wills this node looks after should their lease go (reap(); the
@@ -205,12 +206,23 @@ static natsStatus add_stream(struct vs_cjs *j, const char *name, const char *sub
 	return s != NATS_OK && jerr == JSStreamNameExistErr ? NATS_OK : s; /* another node's */
 }
 
-/* The messages, and the journal of the PUBRECs they got (vs_cjs_received). */
+/* The messages, and the journal of the PUBRECs they got (vs_cjs_received). Without the
+ * journal (an account's limit on streams, say) QoS 1/2 go on, and a session rebuilt after its
+ * node's death while it was connected gets its QoS 2 messages at least once. */
 static natsStatus make_stream(struct vs_cjs *j)
 {
 	natsStatus s = add_stream(j, STREAM, QOS_SUBJECTS, 0);
-	return s == NATS_OK ? add_stream(j, VS_CJS_RECS, VS_CJS_RECS_PREFIX ">", VS_CJS_RECS_KEEP)
-			    : s;
+	if (s != NATS_OK || atomic_load(&j->journal))
+		return s;
+	natsStatus r = add_stream(j, VS_CJS_RECS, VS_CJS_RECS_PREFIX ">", VS_CJS_RECS_KEEP);
+	if (r == NATS_OK)
+		atomic_store(&j->journal, true);
+	else
+		warn_js(j,
+			"creating the stream " VS_CJS_RECS " (QoS 2 of a session rebuilt after "
+			"its node died connected: at least once)",
+			r);
+	return NATS_OK;
 }
 
 static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void *arg);
@@ -583,7 +595,7 @@ static int setup(struct vs_cjs *j)
 	if (natsConnection_Status(j->nc) != NATS_CONN_STATUS_CONNECTED)
 		return -1;
 	natsStatus s = make_stream(j);
-	const char *what = "the streams " STREAM " and " VS_CJS_RECS;
+	const char *what = "the stream " STREAM;
 	if (s == NATS_OK && !j->sub && (s = make_consumer(j)) != NATS_OK)
 		what = "this node's consumer";
 	if (s == NATS_OK && !j->nodes &&
@@ -811,7 +823,7 @@ static void flush_recs(struct wjs *p, struct vs_cjs *j)
 void vs_cjs_received(struct vs_worker *w, const char *client_id, size_t len, uint64_t sseq)
 {
 	struct vs_cjs *j = vs_cluster_cjs(w->b->cluster);
-	if (!vs_cjs_ready(j) || !j->w)
+	if (!vs_cjs_ready(j) || !j->w || !atomic_load_explicit(&j->journal, memory_order_relaxed))
 		return;
 	struct wjs *p = &j->w[w->idx];
 	char tok[VS_CJS_RECS_SUBJECT_MAX];

@@ -248,7 +248,7 @@ static void read_recs(struct vs_broker *b, const struct vs_session *s, uint64_t 
  * it skip what nobody queued). Returns how many; *covered: the sequence covered up to.
  */
 static uint32_t match(struct vs_cluster_sessions *cs, struct window *w, struct vs_session *s,
-		      uint64_t floor, uint64_t last, int64_t max, const struct vs_map *recs,
+		      uint64_t floor, uint64_t last, int64_t max, struct vs_map *recs,
 		      uint64_t *covered)
 {
 	uint32_t n = 0, i = 0;
@@ -272,8 +272,11 @@ static uint32_t match(struct vs_cluster_sessions *cs, struct window *w, struct v
 			break;
 		}
 		struct vs_msg *msg = w->v[i].msg;
-		if (vs_map_get(&have, &w->v[i].seq, sizeof(w->v[i].seq)))
+		if (vs_map_get(&have, &w->v[i].seq, sizeof(w->v[i].seq))) {
+			if (recs) /* it came live meanwhile: goes as it is (release_rest) */
+				vs_map_del(recs, &w->v[i].seq, sizeof(w->v[i].seq));
 			continue;
+		}
 		/* One copy per message, at the highest QoS its subscriptions grant, with their
 		 * identifiers [MQTT-3.3.4-3..5]; shared subscriptions had theirs in the group. */
 		uint32_t ids[16], n_ids = 0;
@@ -292,7 +295,7 @@ static uint32_t match(struct vs_cluster_sessions *cs, struct window *w, struct v
 			continue;
 		struct vs_qentry e = {
 		    .msg = vs_msg_ref(msg), .qos = (uint8_t)qos, .seq = ++s->next_seq};
-		if (qos == 2 && recs && vs_map_get(recs, &w->v[i].seq, sizeof(w->v[i].seq))) {
+		if (qos == 2 && recs && vs_map_del(recs, &w->v[i].seq, sizeof(w->v[i].seq))) {
 			/* Its client gave the PUBREC for it: it gets the PUBREL again (with the
 			 * packet id it had: vs_cjs_packet_id), not the message [MQTT-4.3.3]. */
 			e.state = VS_Q_WAIT_PUBCOMP;
@@ -315,6 +318,40 @@ static uint32_t match(struct vs_cluster_sessions *cs, struct window *w, struct v
 	vs_map_fini(&have);
 	*covered = upto;
 	return n;
+}
+
+/*
+ * The PUBRECs of the journal that no message matched here answered: a message of a shared
+ * group, one its subscriptions no longer match, one past where the replay stopped. Its client
+ * holds each one's packet id until a PUBREL [MQTT-4.3.3], and would take a later message with
+ * that id for a resend of the first and drop it: each gets its PUBREL, without a message.
+ * Not those that came live while the replay ran (in flight or queued: sent with the same id).
+ */
+static void release_rest(struct vs_session *s, struct vs_map *recs)
+{
+	size_t it = 0;
+	const char *key;
+	size_t klen;
+	void *val;
+	if (!recs->count)
+		return;
+	pthread_mutex_lock(&s->lock);
+	for (uint32_t k = 0; k < s->queue.count; k++) {
+		const struct vs_qentry *q = vs_ring_at(&s->queue, k);
+		if (q->msg && q->msg->sseq)
+			vs_map_del(recs, &q->msg->sseq, sizeof(q->msg->sseq));
+	}
+	while (vs_map_next(recs, &it, &key, &klen, &val)) {
+		uint64_t sseq;
+		memcpy(&sseq, key, sizeof(sseq));
+		struct vs_qentry e = {.qos = 2,
+				      .state = VS_Q_WAIT_PUBCOMP,
+				      .packet_id = vs_cjs_packet_id(sseq),
+				      .seq = ++s->next_seq};
+		if (vs_session_find_inflight(s, e.packet_id) < 0)
+			vs_ring_push(&s->inflight, &e); /* no memory: the id stays held */
+	}
+	pthread_mutex_unlock(&s->lock);
 }
 
 /* Queues in s (not yet anyone's but this thread's) the QoS 1/2 messages of the stream after
@@ -375,6 +412,8 @@ uint32_t vs_cs_replay(struct vs_cluster_sessions *cs, struct vs_session *s, uint
 	}
 	vs_cs_window_clear(&alone);
 	free(alone.v);
+	if (recs)
+		release_rest(s, recs);
 	vs_map_fini(&recs_);
 	return n;
 }

@@ -254,6 +254,7 @@ static enum vs_handled on_outgoing_ack(struct vs_conn *c, int type, const struct
 {
 	struct vs_session *s = c->session;
 	bool send_rel = false, more = false;
+	uint64_t journal = 0; /* the stream sequence to journal (below), after the lock */
 	pthread_mutex_lock(&s->lock);
 	int i = vs_session_find_inflight(s, a->packet_id);
 	if (i >= 0 && s->conn == c) {
@@ -268,7 +269,7 @@ static enum vs_handled on_outgoing_ack(struct vs_conn *c, int type, const struct
 			 * JetStream's journal, so that the rebuild sends the PUBREL, not the
 			 * message [MQTT-4.3.3]. */
 			if (e->msg && e->msg->sseq && s->keyed)
-				vs_cjs_received(c->w, s->client_id, s->id_len, e->msg->sseq);
+				journal = e->msg->sseq;
 		}
 		send_rel = act == VS_ACK_RELEASE;
 		if (act == VS_ACK_DONE) {
@@ -280,6 +281,9 @@ static enum vs_handled on_outgoing_ack(struct vs_conn *c, int type, const struct
 		more = s->queue.count > 0 || vs_feed_len(s) > 0;
 	}
 	pthread_mutex_unlock(&s->lock);
+	/* Not under the lock: a publish may wait for room among those in flight. */
+	if (journal)
+		vs_cjs_received(c->w, s->client_id, s->id_len, journal);
 	if (send_rel && vs_conn_reply_ack(c, VS_PUBREL, a->packet_id, 0) == VS_CLOSED)
 		return VS_CLOSED;
 	if (more)

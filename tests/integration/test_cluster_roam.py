@@ -225,15 +225,15 @@ def test_an_offline_session_of_a_killed_node_resumes_elsewhere_with_its_messages
 	assert r.connect(cid, clean=False).session_present  # kept here now
 
 
-def six_qos2(nats, broker, clients, na, nc):
-	"""Nodes na and nc; a persistent subscriber s (client id cid) to topic t on na, and a
+def six_qos2(nats, broker, clients, na, nc, *more_c):
+	"""Nodes na and nc (with directives more_c); a persistent subscriber s (client id cid) to topic t on na, and a
 	publisher p on nc whose six QoS 2 messages s received (got): it completed the first four,
 	acknowledged the fifth with PUBREC (the PUBREL came, its PUBCOMP did not go) and not the
 	sixth. Another session on na, connected, acknowledges nothing: it holds na's stream floor
 	back, so a rebuild of s reads the stream from before every one of them."""
 	n = nats()
 	a = node(broker, n, na, "log_type all")
-	c = node(broker, n, nc, "log_type all")
+	c = node(broker, n, nc, "log_type all", *more_c)
 	t = uid("x")
 	h = clients.raw(a.port, 4)
 	h.connect(uid("h"), clean=False)
@@ -331,22 +331,51 @@ def test_a_connected_session_of_a_killed_node_takes_qos2_once_elsewhere(nats, br
 	does not deliver twice [MQTT-4.3.3-5] [MQTT-4.3.3-10]."""
 	n, a, c, t, cid, s, p, got = six_qos2(nats, broker, clients, "ka", "kc")
 	s.ping()  # got[5]: received, not acknowledged; still connected when its node dies
-	a.kill()
-	s.close()
-
-	r = clients.raw(c.port, 4)
-	assert r.connect(cid, clean=False).session_present
-	c.wait_log(r"node ka, which had client %s's session, does not answer: rebuilt" % cid,
-		timeout=10)
-	rels = set()
-	for _ in range(5):
-		rel = r.expect(PUBREL, timeout=10)
-		rels.add(rel.pid)
-		r.pubcomp(rel.pid)
+	r, rels, again = rebuilt_elsewhere(clients, a, "ka", s, c, cid, 5)
 	assert rels == set(m.pid for m in got[:5])
-	again = r.expect(PUBLISH, timeout=10)
 	assert (again.payload, again.pid) == (b"5", got[5].pid)
 	rest_once(r, again, p, t)
+
+
+def rebuilt_elsewhere(clients, a, name, s, c, cid, n_rels):
+	"""Kills node a (named name) while its client s (client id cid) is connected; the client resumes on node
+	c. Returns its new connection, the packet ids of the n_rels PUBRELs it got (each answered
+	with PUBCOMP), and the one PUBLISH that came with them."""
+	a.kill()
+	s.close()
+	r = clients.raw(c.port, 4)
+	assert r.connect(cid, clean=False).session_present
+	c.wait_log(r"node %s, which had client %s's session, does not answer: rebuilt" % (
+		name, cid), timeout=10)
+	rels, again = set(), None
+	while len(rels) < n_rels or again is None:
+		x = r.recv(timeout=10)
+		if x.type == PUBREL:
+			rels.add(x.pid)
+			r.pubcomp(x.pid)
+		elif x.type == PUBLISH:
+			assert again is None, x
+			again = x
+	return r, rels, again
+
+
+def test_a_rebuild_cut_short_still_releases_what_its_client_acknowledged(nats, broker,
+		clients):
+	"""The node rebuilding a session queues at most max_queued_messages (1 here): its replay
+	of the stream stops at the first message it queues. A later message that the client had
+	acknowledged with PUBREC on the dead node still gets its PUBREL, from the journal: its
+	client holds that packet id until then, and would take a later message sent with it for a
+	resend of the first, and drop it [MQTT-4.3.3-10]."""
+	n, a, c, t, cid, s, p, got = six_qos2(nats, broker, clients, "ca", "cc",
+		"max_queued_messages 1")
+	p.publish(t, b"6", qos=2)
+	late = s.expect(PUBLISH, timeout=10)
+	assert late.payload == b"6"
+	s.pubrec(late.pid)  # after got[5], which it leaves unacknowledged
+	s.expect(PUBREL, timeout=10, pid=late.pid)
+	r, rels, again = rebuilt_elsewhere(clients, a, "ca", s, c, cid, 6)
+	assert rels == set(m.pid for m in got[:5]) | {late.pid}
+	assert (again.payload, again.pid) == (b"5", got[5].pid)
 
 
 def restored_setup(nats, broker, clients, data_dir):
