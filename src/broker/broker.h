@@ -207,6 +207,13 @@ struct vs_broker {
 	/* Cluster: the highest stream sequence that some session that came from another node
 	 * must not take again (vs_cluster_session_skips); 0: none. */
 	atomic_uint_fast64_t roam_cut;
+	/* Cluster: the stream sequences that this node had queued for its persistent sessions in
+	 * its previous life (its store's records at start-up; the highest VS_ROUTED_KEEP,
+	 * ascending). JetStream sends again what it got no acknowledgement of, also what this
+	 * node had routed and stored just before it died: not routed twice (vs_bp_routed_before).
+	 * Read-only once the workers run. */
+	uint64_t *routed_before;
+	size_t n_routed_before;
 	uint64_t sessions_expired; /* $SYS/broker/clients/expired */
 	size_t sys_heap_max;	   /* $SYS/broker/heap/maximum: the most heap/current has been */
 };

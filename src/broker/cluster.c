@@ -115,7 +115,7 @@ struct vs_cjs *vs_cluster_cjs(struct vs_cluster *cl)
 }
 
 int vs_cluster_deliver(struct vs_cluster *cl, const struct vs_cluster_frame *f, void *ack,
-		       uint64_t sseq, bool loop)
+		       uint64_t sseq, bool loop, bool again)
 {
 	struct vs_broker *b = cl->b;
 	struct vs_buf origin = {(const uint8_t *)"", 0};
@@ -127,6 +127,7 @@ int vs_cluster_deliver(struct vs_cluster *cl, const struct vs_cluster_frame *f, 
 	}
 	m->remote = true;
 	m->loop = loop;
+	m->again = again && sseq;
 	if (sseq) { /* held by the entries of connected persistent sessions (vs_session_hold) */
 		m->sseq = sseq;
 		m->held = &b->stream_held;
@@ -169,7 +170,7 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void 
 		vs_map_put(&cl->last, f.node.p, f.node.len, (void *)(uintptr_t)f.seq, NULL);
 	pthread_mutex_unlock(&cl->lock);
 	if (fresh)
-		vs_cluster_deliver(cl, &f, NULL, 0, false);
+		vs_cluster_deliver(cl, &f, NULL, 0, false, false);
 out:
 	natsMsg_Destroy(nm);
 }

@@ -18,6 +18,7 @@
 #include "broker/broker.h"
 #include "broker/cluster.h"
 #include "broker/conn.h"
+#include "broker/persist.h"
 #include "broker/worker.h"
 #include "cluster/cluster.h"
 #include "cluster/gaps.h"
@@ -332,7 +333,7 @@ static void publish_will(struct vs_cjs *j, const char *key, const uint8_t *val, 
 	natsStatus s = publish_frame(j, subject, buf, (size_t)h, (size_t)h + body, id);
 	struct vs_cluster_frame mine;
 	if (s == NATS_OK && vs_cluster_frame_decode(buf, (size_t)h + body, &mine, &why) == 0 &&
-	    vs_cluster_deliver(j->cl, &mine, NULL, 0, false) == 0) {
+	    vs_cluster_deliver(j->cl, &mine, NULL, 0, false, false) == 0) {
 		if (mine.publish.retain)
 			vs_cluster_retain_on_behalf(j->b, &mine);
 		vs_log(j->b->log, VS_LOG_NOTICE, "cluster: published will %s of a dead node", key);
@@ -1044,13 +1045,15 @@ static void update_gap_low(struct vs_cjs *j)
  * connection moves to another NATS server, what the dead one was sending it is gone, and comes
  * again one ack wait later, behind messages routed since (delivery thread).
  */
-static bool was_lost(struct vs_cjs *j, natsMsg *nm, uint64_t *seq)
+static bool was_lost(struct vs_cjs *j, natsMsg *nm, uint64_t *seq, bool *again)
 {
 	jsMsgMetaData *meta = NULL;
 	*seq = 0;
+	*again = false;
 	if (natsMsg_GetMetaData(&meta, nm) != NATS_OK)
 		return false;
 	*seq = meta->Sequence.Stream;
+	*again = meta->NumDelivered > 1;
 	bool lost = false;
 	if (meta->NumDelivered <= 1) {
 		uint64_t n = vs_cluster_gaps_first(&j->lost, meta->Sequence.Stream);
@@ -1218,8 +1221,9 @@ static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
 	(void)nc;
 	(void)sub;
 	struct vs_cjs *j = arg;
-	uint64_t seq;			   /* its stream sequence, 0 when unknown */
-	bool lost = was_lost(j, nm, &seq); /* first: every delivery counts, also one refused */
+	uint64_t seq;				   /* its stream sequence, 0 when unknown */
+	bool again;				   /* sent before */
+	bool lost = was_lost(j, nm, &seq, &again); /* first: every delivery counts, also refused */
 	struct vs_cluster_frame f;
 	const char *why;
 	const uint8_t *data = (const uint8_t *)natsMsg_GetData(nm);
@@ -1255,12 +1259,20 @@ static void on_js_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
 		natsMsg_Ack(nm, NULL);
 		goto out;
 	}
+	/* Sent again after this node's restart, having been routed and stored here before
+	 * (its acknowledgement lost with the node): not routed twice. */
+	if (again && seq && vs_bp_routed_before(j->b, seq)) {
+		came_back(j, seq);
+		note_received(j, seq);
+		natsMsg_Ack(nm, NULL);
+		goto out;
+	}
 	/* Noted first: once delivered, nm (which f points into) is the worker's. */
 	if (f.seq > last)
 		vs_map_put(&j->seen, f.node.p, f.node.len, (void *)(uintptr_t)f.seq, NULL);
 	/* Tracked by its worker (vs_cjs_track) before recv_max moves: the floor never runs
 	 * ahead of what was taken. */
-	if (vs_cluster_deliver(j->cl, &f, nm, seq, own) < 0) {
+	if (vs_cluster_deliver(j->cl, &f, nm, seq, own, again) < 0) {
 		if (seq)
 			give_back(j, seq);
 		note_received(j, seq);

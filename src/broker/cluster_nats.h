@@ -41,11 +41,11 @@ struct vs_cjs *vs_cluster_cjs(struct vs_cluster *cl);
 /* Routes the message of frame f on a worker (one per origin node: in the order it came) as a
  * message from another node (loop: this node's own, for its persistent sessions only). ack, when
  * not NULL, is the JetStream message (natsMsg) to acknowledge once the worker has routed and stored
- * it (sseq: its stream sequence, 0 when unknown): the worker owns it from here on success. Returns
- * 0, or -ENOMEM (ack still the caller's). */
+ * it (sseq: its stream sequence, 0 when unknown): the worker owns it from here on success; again:
+ * JetStream sent it before (msg.h). Returns 0, or -ENOMEM (ack still the caller's). */
 struct vs_cluster_frame;
 int vs_cluster_deliver(struct vs_cluster *cl, const struct vs_cluster_frame *f, void *ack,
-		       uint64_t sseq, bool loop);
+		       uint64_t sseq, bool loop, bool again);
 /* Whether a JetStream request that failed with s may succeed when tried again: no answer yet
  * (a stream or bucket with no leader for a moment: just made, or its server died) or no
  * connection for the moment. Not so for a refusal (too big, wrong key). */

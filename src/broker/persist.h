@@ -37,6 +37,10 @@ struct vs_config;
 int vs_bp_import_mosquitto(const struct vs_config *c, const char *file, FILE *out);
 /* Writes a final snapshot, closes the store. */
 void vs_bp_close(struct vs_broker *b);
+/* Whether this node had queued the cluster stream's message sseq for a persistent session in
+ * its previous life, as far as its store said at start-up (broker.h routed_before). */
+#define VS_ROUTED_KEEP 65536
+bool vs_bp_routed_before(const struct vs_broker *b, uint64_t sseq);
 
 /* A snapshot is started (on its own thread) once the current log segment is this large. */
 #define VS_BP_COMPACT_BYTES (64ull << 20)

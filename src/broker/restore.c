@@ -58,6 +58,8 @@ struct replay {
 	uint64_t max_id;
 	uint64_t max_retain_version;
 	uint64_t seq;
+	uint64_t *routed; /* at start-up: the stream sequences of its MSG records */
+	size_t n_routed, cap_routed;
 };
 
 /* The monotonic time (ms) of wall-clock second `wall`, as far as 68 years either side of now: a
@@ -152,6 +154,9 @@ static int on_msg(struct replay *r, const struct vs_rec_msg *x)
 	if (x->sseq) { /* from a cluster's stream: held by connected sessions (vs_session_hold) */
 		m->sseq = x->sseq;
 		m->held = &r->b->stream_held;
+		if (!r->importing &&
+		    VS_VEC_GROW(r->routed, r->cap_routed, r->n_routed + 1, 256) == 0)
+			r->routed[r->n_routed++] = x->sseq; /* no memory: routed twice */
 	}
 	if (x->msg_id > r->max_id)
 		r->max_id = x->msg_id;
@@ -447,6 +452,38 @@ static void replay_fini(struct replay *r)
 	vs_map_fini(&r->index);
 	vs_map_fini(&r->wills);
 	free(r->pend);
+	free(r->routed);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* b->routed_before from the stream sequences replayed: sorted, each once, the highest kept. */
+static void keep_routed(struct vs_broker *b, struct replay *r)
+{
+	if (!r->n_routed)
+		return;
+	qsort(r->routed, r->n_routed, sizeof(*r->routed), cmp_u64);
+	size_t n = 0;
+	for (size_t i = 0; i < r->n_routed; i++)
+		if (!n || r->routed[i] != r->routed[n - 1])
+			r->routed[n++] = r->routed[i];
+	size_t from = n > VS_ROUTED_KEEP ? n - VS_ROUTED_KEEP : 0;
+	memmove(r->routed, r->routed + from, (n - from) * sizeof(*r->routed));
+	free(b->routed_before);
+	b->routed_before = r->routed;
+	b->n_routed_before = n - from;
+	r->routed = NULL;
+	r->n_routed = r->cap_routed = 0;
+}
+
+bool vs_bp_routed_before(const struct vs_broker *b, uint64_t sseq)
+{
+	return b->n_routed_before &&
+	       bsearch(&sseq, b->routed_before, b->n_routed_before, sizeof(sseq), cmp_u64) != NULL;
 }
 
 /* ---- Snapshots ---------------------------------------------------------------------------- */
@@ -996,6 +1033,7 @@ int vs_bp_open(struct vs_broker *b, char *err, size_t errlen)
 	rebuild_sessions(&r);
 	vs_broker_sessions_changed(b); /* no worker runs yet: no lock needed */
 	rebuild_retained(&r);
+	keep_routed(b, &r);
 	atomic_store(&b->next_store_id, r.max_id + 1);
 	replay_fini(&r);
 	vs_log(b->log, VS_LOG_NOTICE,
@@ -1026,4 +1064,7 @@ void vs_bp_close(struct vs_broker *b)
 		       vs_strerror(rc));
 	vs_store_close(b->store);
 	b->store = NULL;
+	free(b->routed_before);
+	b->routed_before = NULL;
+	b->n_routed_before = 0;
 }

@@ -397,10 +397,29 @@ static int queue_locked(struct vs_worker *w, struct vs_session *s, struct vs_msg
 	return 1;
 }
 
+/* Whether s (locked) holds the stream's message sseq, queued or in flight. */
+static bool holds(struct vs_session *s, uint64_t sseq)
+{
+	for (struct vs_ring *r = &s->inflight; r; r = r == &s->inflight ? &s->queue : NULL)
+		for (uint32_t i = 0; i < r->count; i++) {
+			const struct vs_qentry *e = vs_ring_at(r, i);
+			if (e->msg && e->msg->sseq == sseq)
+				return true;
+		}
+	return false;
+}
+
 int vs_deliver(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, uint8_t qos,
 	       bool retain, const uint32_t *sub_ids, uint32_t n_sub_ids, const char *share)
 {
 	pthread_mutex_lock(&s->lock);
+	/* Sent again by JetStream (its acknowledgement lost with this node's previous life, or a
+	 * commit that failed): a session that has it (restored from the store, or given it
+	 * before the failure) does not take it twice. A scan, for these rare ones only. */
+	if (msg->again && !share && holds(s, msg->sseq)) {
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
 	/* A session handed over here has what its old node had routed to it, and what was read
 	 * for it from the stream (cluster_session.h); decided under its lock, under which that
 	 * changes. */

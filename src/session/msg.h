@@ -49,6 +49,10 @@ struct vs_msg {
 	bool has_payload_format;
 	uint8_t payload_format;
 	bool has_expiry;
+	/* In a cluster, JetStream sent this message of the stream before (to this node, in this
+	 * life or an earlier one: its acknowledgement did not reach JetStream): a session that
+	 * holds it already does not take it again (router.c vs_deliver). */
+	bool again;
 	uint32_t expiry_interval; /* seconds, as published */
 	int64_t created_ms;	  /* monotonic, for expiry */
 	struct vs_buf topic;

@@ -622,12 +622,15 @@ def test_a_node_that_was_down_gets_what_was_published_meanwhile(nats, broker, cl
 	assert s.expect(PUBLISH, timeout=10).payload == b"after"
 
 
+@pytest.mark.parametrize("qos", [1, 2])
 def test_what_a_killed_node_had_not_acknowledged_reaches_it_after_a_restart(nats, broker,
-		clients, data_dir):
+		clients, data_dir, qos):
 	"""The receiving node is killed while JetStream delivers to it and started again: what it
 	had been sent and had not acknowledged comes again after the ack wait (30 s), behind the
 	messages published meanwhile, and is routed then, not taken for a copy of what it routed in
-	this life: every message its publisher was acknowledged reaches the persistent session."""
+	this life: every message its publisher was acknowledged reaches the persistent session.
+	At QoS 2 each once: one that the session held already (stored before the kill, its
+	acknowledgement to JetStream lost with the node) is not queued a second time."""
 	n = nats()
 	a = node(broker, n, "ra", "log_type all")
 	b = node(broker, n, "rb", "persistence true", "persistence_location %s/" % data_dir)
@@ -635,29 +638,35 @@ def test_what_a_killed_node_had_not_acknowledged_reaches_it_after_a_restart(nats
 	cid = uid("s")
 	s = clients.raw(b.port, 4)
 	s.connect(cid, clean=False)
-	s.subscribe([(t + "/#", 1)])
+	s.subscribe([(t + "/#", qos)])
 	knows(a, "vs.m.%s.>" % t)
 	s.disconnect()  # its messages wait in its session on rb
 	p = clients.raw(a.port, 4)
 	p.connect(uid("p"))
 	count, more = 400, 50
-	pids = [p.publish("%s/x" % t, b"%d" % i, qos=1, wait=False) for i in range(count)]
+	pids = [p.publish("%s/x" % t, b"%d" % i, qos=qos, wait=False) for i in range(count)]
 	wait_until(lambda: n.delivered("vs_rb") >= 50, 10, interval=0.001, what="deliveries to rb")
 	b.kill()  # in the middle: some delivered and not yet acknowledged
 	for pid in pids:
-		p.expect(PUBACK, timeout=10, pid=pid)
+		p.expect(PUBACK if qos == 1 else PUBREC, timeout=10, pid=pid)
+		if qos == 2:
+			p.pubrel(pid)
 	b.start()
 	b.wait_log(r"cluster: node rb JetStream ready", timeout=10)
 	for i in range(count, count + more):  # first deliveries of this life, ahead of the others
-		p.publish("%s/x" % t, b"%d" % i, qos=1)
+		p.publish("%s/x" % t, b"%d" % i, qos=qos)
 	s = clients.raw(b.port, 4)
 	assert s.connect(cid, clean=False).session_present
-	got = set()
+	got = []
 	deadline = time.monotonic() + 45  # the ack wait, and margin
-	while len(got) < count + more and time.monotonic() < deadline:
-		got |= {m.payload for m in s.drain(0.2) if m.type == PUBLISH}
-	missing = sorted(set(b"%d" % i for i in range(count + more)) - got, key=int)
+	while len(set(got)) < count + more and time.monotonic() < deadline:
+		got += [m.payload for m in s.drain(0.2) if m.type == PUBLISH]
+	missing = sorted(set(b"%d" % i for i in range(count + more)) - set(got), key=int)
 	assert not missing, "%d of %d missing: %r" % (len(missing), count + more, missing[:20])
+	if qos == 2:
+		got += [m.payload for m in s.drain(1.0) if m.type == PUBLISH]
+		twice = sorted({x for x in got if got.count(x) > 1}, key=int)
+		assert not twice, "%d came twice: %r" % (len(twice), twice[:20])
 
 
 def test_a_node_stopped_while_jetstream_delivers_to_it_exits_cleanly(nats, broker, clients):
