@@ -305,6 +305,28 @@ static void keep_lease(struct vs_cjs *j)
 static natsStatus publish_frame(struct vs_cjs *j, const char *subject, uint8_t *buf, size_t head,
 				size_t len, const char *msg_id);
 
+/* Deletes the will at key if its revision is still rev: a will written meanwhile (its client
+ * connected again to its node, restarted) stays. */
+static void delete_will(struct vs_cjs *j, const char *key, uint64_t rev)
+{
+	char subject[sizeof("$KV." WILLS_BUCKET ".") + KEY_MAX];
+	natsMsg *m = NULL;
+	if ((size_t)snprintf(subject, sizeof(subject), "$KV.%s.%s", WILLS_BUCKET, key) >=
+		sizeof(subject) ||
+	    natsMsg_Create(&m, subject, NULL, NULL, 0) != NATS_OK)
+		return;
+	jsPubOptions po;
+	jsPubOptions_Init(&po);
+	po.ExpectLastSubjectSeq = rev;
+	jsErrCode jerr = 0;
+	natsStatus s = natsMsgHeader_Set(m, "KV-Operation", "DEL");
+	if (s == NATS_OK)
+		s = js_PublishMsg(NULL, j->js, m, &po, &jerr);
+	natsMsg_Destroy(m);
+	if (s != NATS_OK && jerr != JSStreamWrongLastSequenceErr)
+		warn_js(j, "deleting a published will", s);
+}
+
 /* Publishes the will stored at key (revision rev, frame val) as this node's message, to the
  * stream and to the clients here, then deletes it. */
 static void publish_will(struct vs_cjs *j, const char *key, const uint8_t *val, size_t len,
@@ -314,7 +336,7 @@ static void publish_will(struct vs_cjs *j, const char *key, const uint8_t *val, 
 	const char *why;
 	if (vs_cluster_frame_decode(val, len, &f, &why) < 0) {
 		vs_log(j->b->log, VS_LOG_WARN, "cluster: will %s dropped: %s", key, why);
-		kvStore_Delete(j->wills, key);
+		delete_will(j, key, rev);
 		return;
 	}
 	size_t body = (size_t)((const uint8_t *)val + len - (f.node.p + f.node.len + 8));
@@ -337,7 +359,7 @@ static void publish_will(struct vs_cjs *j, const char *key, const uint8_t *val, 
 		if (mine.publish.retain)
 			vs_cluster_retain_on_behalf(j->b, &mine);
 		vs_log(j->b->log, VS_LOG_NOTICE, "cluster: published will %s of a dead node", key);
-		kvStore_Delete(j->wills, key);
+		delete_will(j, key, rev);
 	} else if (s != NATS_OK) {
 		warn_js(j, "publishing a will of a dead node", s);
 	}

@@ -703,7 +703,8 @@ def test_the_will_of_a_killed_nodes_client_is_published_once(nats, broker, clien
 	s.subscribe([(t + "/#", 1)])
 	wait_subjects(n, "wc", lambda x: "vs.m.%s.>" % t in x, "wc's subscription")
 	gone = clients.raw(a.port, 4)
-	gone.connect(uid("gone"), will=dict(topic=t + "/will", payload=b"bye", qos=1, retain=True))
+	gid = uid("gone")
+	gone.connect(gid, will=dict(topic=t + "/will", payload=b"bye", qos=1, retain=True))
 	calm = clients.raw(a.port, 4)  # its will is cancelled by a normal DISCONNECT
 	calm.connect(uid("calm"), will=dict(topic=t + "/calm", payload=b"no", qos=1))
 	wait_until(lambda: n.stream_state("KV_vs_wills", "last_seq") >= 2, 10,
@@ -716,6 +717,9 @@ def test_the_will_of_a_killed_nodes_client_is_published_once(nats, broker, clien
 	assert (m.topic, m.payload, m.qos) == (t + "/will", b"bye", 1)
 	s.ack(m)
 	s.no_publish(1.5)  # one survivor published it
+	key = [k for k in n.keys("vs_wills") if gid in k]
+	assert len(key) == 1, n.keys("vs_wills")
+	assert b"KV-Operation: DEL" in kv_last(n, "vs_wills", key[0])[0]  # and deleted it
 	late = clients.raw(b.port, 4)  # retained on the other survivor too
 	late.connect(uid("late"))
 	late.subscribe([(t + "/will", 1)])
@@ -767,11 +771,17 @@ def kv_put_many(n, bucket, items, delete=False):
 			pass
 
 
-def kv_get(n, bucket, key):
-	"""The value of key in bucket bucket."""
+def kv_last(n, bucket, key):
+	"""The last message of key in bucket bucket: (headers, value)."""
 	r = json.loads(n.request("$JS.API.STREAM.MSG.GET.KV_" + bucket,
 		json.dumps({"last_by_subj": "$KV.%s.%s" % (bucket, key)}).encode()))
-	return base64.b64decode(r["message"]["data"])
+	return (base64.b64decode(r["message"].get("hdrs") or ""),
+		base64.b64decode(r["message"].get("data") or ""))
+
+
+def kv_get(n, bucket, key):
+	"""The value of key in bucket bucket."""
+	return kv_last(n, bucket, key)[1]
 
 
 def test_a_node_started_after_a_death_publishes_thousands_of_its_wills(nats, broker, clients):
