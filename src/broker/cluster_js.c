@@ -75,6 +75,7 @@ struct wjs {
 	char *rec_subj;
 	uint8_t *recs;
 	size_t n_recs, cap_recs;
+	uint64_t tried; /* the number of the last publish, made or failed (vs_cjs_tried) */
 	/* This turn's QoS 2 messages from clients (vs_cjs_q2_published; worker only). */
 	struct q2 *q2;
 	uint32_t n_q2, cap_q2;
@@ -139,7 +140,7 @@ struct vs_cjs {
 	atomic_bool untracked;
 	atomic_bool forget; /* a worker gave messages back: seen no longer says what was routed */
 	/* QoS 2 messages of clients that JetStream may not have taken (their commit failed):
-	 * client id and packet id (unsure_key) -> the number they were published with. */
+	 * client id and packet id (unsure_key) -> struct unsure. */
 	pthread_mutex_t ulock;
 	struct vs_map unsure;
 	atomic_uint n_unsure;
@@ -207,9 +208,10 @@ static natsStatus add_stream(struct vs_cjs *j, const char *name, const char *sub
 	return s != NATS_OK && jerr == JSStreamNameExistErr ? NATS_OK : s; /* another node's */
 }
 
-/* The messages, and the journal of the PUBRECs they got (vs_cjs_received). Without the
- * journal (an account's limit on streams, say) QoS 1/2 go on, and a session rebuilt after its
- * node's death while it was connected gets its QoS 2 messages at least once. */
+/* The messages, and the journal of the PUBRECs they got (vs_cjs_received). A journal that
+ * JetStream refuses (an account's limit on streams, say) is done without: QoS 1/2 go on, and a
+ * session rebuilt after its node's death while it was connected gets its QoS 2 messages at
+ * least once. One that fails for a moment (no leader yet) is tried again with the rest. */
 static natsStatus make_stream(struct vs_cjs *j)
 {
 	natsStatus s = add_stream(j, STREAM, QOS_SUBJECTS, 0);
@@ -218,6 +220,8 @@ static natsStatus make_stream(struct vs_cjs *j)
 	natsStatus r = add_stream(j, VS_CJS_RECS, VS_CJS_RECS_PREFIX ">", VS_CJS_RECS_KEEP);
 	if (r == NATS_OK)
 		atomic_store(&j->journal, true);
+	else if (vs_cluster_transient(r))
+		return r;
 	else
 		warn_js(j,
 			"creating the stream " VS_CJS_RECS " (QoS 2 of a session rebuilt after "
@@ -618,7 +622,7 @@ static int setup(struct vs_cjs *j)
 	if (natsConnection_Status(j->nc) != NATS_CONN_STATUS_CONNECTED)
 		return -1;
 	natsStatus s = make_stream(j);
-	const char *what = "the stream " STREAM;
+	const char *what = "the streams " STREAM " and " VS_CJS_RECS;
 	if (s == NATS_OK && !j->sub && (s = make_consumer(j)) != NATS_OK)
 		what = "this node's consumer";
 	if (s == NATS_OK && !j->nodes &&
@@ -807,6 +811,7 @@ uint64_t vs_cjs_publish(struct vs_worker *w, struct vs_cjs *j, const char *subje
 	if (natsConnection_Status(j->nc) == NATS_CONN_STATUS_CONNECTED)
 		s = js_PublishAsync(p->js, subj, buf, (int)len, &po);
 	pthread_mutex_unlock(&j->pub_lock);
+	p->tried = again ? again : seq;
 	if (s != NATS_OK) {
 		p->failed_now = true;
 		return 0;
@@ -871,6 +876,16 @@ void vs_cjs_received(struct vs_worker *w, const char *client_id, size_t len, uin
 	p->dirty = true;
 }
 
+uint64_t vs_cjs_tried(struct vs_worker *w)
+{
+	struct vs_cjs *j = vs_cluster_cjs(w->b->cluster);
+	if (!j || !j->w)
+		return 0;
+	uint64_t t = j->w[w->idx].tried;
+	j->w[w->idx].tried = 0;
+	return t;
+}
+
 /* The key of client_id's packet id pid in unsure: in buf when it fits, else allocated (NULL:
  * no memory); *len its length. */
 static char *unsure_key(const char *client_id, uint16_t pid, char *buf, size_t cap, size_t *len)
@@ -898,61 +913,153 @@ int vs_cjs_q2_published(struct vs_worker *w, struct vs_session *s, uint16_t pid,
 	return 0;
 }
 
+/* An entry of unsure: the number, and the session it is of (a reference): the same client id
+ * and packet id in another session (its client started clean) is another message. */
+struct unsure {
+	uint64_t stamp;
+	struct vs_session *s;
+};
+
+static void unsure_free(struct unsure *u)
+{
+	vs_session_unref(u->s);
+	free(u);
+}
+
+/* Drops the entries of sessions that ended (ulock held): they never come again. */
+static void unsure_sweep(struct vs_cjs *j)
+{
+	size_t it = 0, n = 0, klen;
+	const char *key;
+	void *val;
+	char **gone = NULL;
+	size_t *lens = NULL, cap = 0, cap2 = 0;
+	while (vs_map_next(&j->unsure, &it, &key, &klen, &val)) {
+		struct unsure *u = val;
+		pthread_mutex_lock(&u->s->lock);
+		bool ended = u->s->ended;
+		pthread_mutex_unlock(&u->s->lock);
+		char *k = ended ? malloc(klen) : NULL;
+		if (!k || VS_VEC_GROW(gone, cap, n + 1, 64) < 0 ||
+		    VS_VEC_GROW(lens, cap2, n + 1, 64) < 0) {
+			free(k);
+			continue;
+		}
+		memcpy(k, key, klen);
+		gone[n] = k;
+		lens[n++] = klen;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct unsure *u = vs_map_del(&j->unsure, gone[i], lens[i]);
+		if (u) {
+			unsure_free(u);
+			atomic_fetch_sub(&j->n_unsure, 1);
+		}
+		free(gone[i]);
+	}
+	free(gone);
+	free(lens);
+}
+
+/* Keeps s's QoS 2 message pid, published as number stamp, in unsure (ulock held); takes the
+ * reference to s on success. */
+static bool remember(struct vs_cjs *j, struct vs_session *s, uint16_t pid, uint64_t stamp)
+{
+	if (atomic_load(&j->n_unsure) >= UNSURE_MAX)
+		return false;
+	struct unsure *u = malloc(sizeof(*u));
+	char buf[256], *key = NULL;
+	size_t len = 0;
+	if (u)
+		key = unsure_key(s->client_id, pid, buf, sizeof(buf), &len);
+	void *old = NULL;
+	bool ok = key && vs_map_put(&j->unsure, key, len, u, &old) == 0;
+	if (ok) {
+		*u = (struct unsure){stamp, s};
+		if (old)
+			unsure_free(old);
+		else
+			atomic_fetch_add(&j->n_unsure, 1);
+	} else {
+		free(u);
+	}
+	if (key != buf)
+		free(key);
+	return ok;
+}
+
+static void warn_unsure(struct vs_cjs *j, uint32_t lost, int64_t now_ms)
+{
+	if (!lost || now_ms - j->unsure_warned_ms < WARN_EVERY_MS)
+		return;
+	j->unsure_warned_ms = now_ms;
+	vs_log(j->b->log, VS_LOG_WARN,
+	       "cluster: %u QoS 2 message(s) that JetStream may not have taken cannot be "
+	       "remembered (%u are already): if it did not, their publishers' resends are "
+	       "acknowledged without reaching the other nodes",
+	       lost, (unsigned)atomic_load(&j->n_unsure));
+}
+
 /* End of the turn: this turn's QoS 2 messages from clients are known to be in the stream, or
  * (failed) not known to be. */
 static void settle_q2(struct vs_cjs *j, struct wjs *p, bool failed, int64_t now_ms)
 {
 	uint32_t lost = 0;
-	if (failed)
+	if (failed) {
 		pthread_mutex_lock(&j->ulock);
+		if (atomic_load(&j->n_unsure) + p->n_q2 >= UNSURE_MAX)
+			unsure_sweep(j);
+	}
 	for (uint32_t i = 0; i < p->n_q2; i++) {
 		struct q2 *q = &p->q2[i];
-		char buf[256], *key = NULL;
-		size_t len = 0;
-		if (failed && atomic_load(&j->n_unsure) < UNSURE_MAX)
-			key = unsure_key(q->s->client_id, q->pid, buf, sizeof(buf), &len);
-		void *old = NULL;
-		if (key &&
-		    vs_map_put(&j->unsure, key, len, (void *)(uintptr_t)q->stamp, &old) == 0) {
-			if (!old)
-				atomic_fetch_add(&j->n_unsure, 1);
-		} else if (failed) {
-			lost++;
-		}
-		if (key != buf)
-			free(key);
+		if (failed && remember(j, q->s, q->pid, q->stamp))
+			continue; /* the reference went with it */
+		lost += failed;
 		vs_session_unref(q->s);
 	}
-	if (lost && now_ms - j->unsure_warned_ms >= WARN_EVERY_MS) {
-		j->unsure_warned_ms = now_ms;
-		vs_log(j->b->log, VS_LOG_WARN,
-		       "cluster: %u QoS 2 message(s) that JetStream may not have taken cannot be "
-		       "remembered (%u are already): if it did not, their publishers' resends are "
-		       "acknowledged without reaching the other nodes",
-		       lost, (unsigned)atomic_load(&j->n_unsure));
-	}
-	if (failed)
+	if (failed) {
+		warn_unsure(j, lost, now_ms);
 		pthread_mutex_unlock(&j->ulock);
+	}
 	p->n_q2 = 0;
 }
 
-uint64_t vs_cjs_unsure(struct vs_worker *w, const char *client_id, uint16_t pid)
+void vs_cjs_unsure_keep(struct vs_worker *w, struct vs_session *s, uint16_t pid, uint64_t stamp)
+{
+	struct vs_cjs *j = vs_cluster_cjs(w->b->cluster);
+	if (!j)
+		return;
+	pthread_mutex_lock(&j->ulock);
+	if (remember(j, vs_session_ref(s), pid, stamp))
+		s = NULL;
+	else
+		warn_unsure(j, 1, w->now_ms);
+	pthread_mutex_unlock(&j->ulock);
+	if (s)
+		vs_session_unref(s);
+}
+
+uint64_t vs_cjs_unsure(struct vs_worker *w, struct vs_session *s, uint16_t pid)
 {
 	struct vs_cjs *j = vs_cluster_cjs(w->b->cluster);
 	if (!j || !atomic_load_explicit(&j->n_unsure, memory_order_relaxed))
 		return 0;
 	char buf[256];
 	size_t len;
-	char *key = unsure_key(client_id, pid, buf, sizeof(buf), &len);
+	char *key = unsure_key(s->client_id, pid, buf, sizeof(buf), &len);
 	if (!key)
 		return 0;
 	pthread_mutex_lock(&j->ulock);
-	uint64_t stamp = (uintptr_t)vs_map_del(&j->unsure, key, len);
-	if (stamp)
+	struct unsure *u = vs_map_del(&j->unsure, key, len);
+	if (u)
 		atomic_fetch_sub(&j->n_unsure, 1);
 	pthread_mutex_unlock(&j->ulock);
 	if (key != buf)
 		free(key);
+	if (!u)
+		return 0;
+	uint64_t stamp = u->s == s ? u->stamp : 0; /* another session's: stale */
+	unsure_free(u);
 	return stamp;
 }
 
@@ -1441,6 +1548,11 @@ void vs_cjs_free(struct vs_cjs *j)
 	}
 	vs_map_fini(&j->seen);
 	vs_map_fini(&j->known);
+	size_t it = 0, klen;
+	const char *key;
+	void *val;
+	while (vs_map_next(&j->unsure, &it, &key, &klen, &val))
+		unsure_free(val);
 	vs_map_fini(&j->unsure);
 	pthread_mutex_destroy(&j->ulock);
 	vs_cluster_gaps_fini(&j->lost);

@@ -89,9 +89,14 @@ int vs_cjs_commit(struct vs_worker *w, bool stored);
  * the same message id. Returns 0, or -ENOMEM (nothing kept: the caller frees the id).
  */
 int vs_cjs_q2_published(struct vs_worker *w, struct vs_session *s, uint16_t pid, uint64_t stamp);
-/* The number of client_id's QoS 2 message pid whose commit failed (vs_cjs_q2_published),
- * forgotten here; 0 when there is none. */
-uint64_t vs_cjs_unsure(struct vs_worker *w, const char *client_id, uint16_t pid);
+/* The number of w's last publish to JetStream (vs_cjs_publish), whether it went or failed at
+ * once (NATS away for a moment), or 0 when none since the last call; clears it. */
+uint64_t vs_cjs_tried(struct vs_worker *w);
+/* The number of session s's QoS 2 message pid whose commit failed (vs_cjs_q2_published),
+ * forgotten here; 0 when there is none (or it was of an earlier session of its client id). */
+uint64_t vs_cjs_unsure(struct vs_worker *w, struct vs_session *s, uint16_t pid);
+/* Gives back what vs_cjs_unsure returned, the resend not offered after all. */
+void vs_cjs_unsure_keep(struct vs_worker *w, struct vs_session *s, uint16_t pid, uint64_t stamp);
 /* The client of w's current connection (client_id) acknowledged with PUBREC the stream's
  * message sseq (msg->sseq), sent at QoS 2 with packet id vs_cjs_packet_id(sseq): journaled in
  * VS_RECS before the connection's output of this turn (its PUBREL) is written (vs_cjs_commit).

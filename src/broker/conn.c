@@ -1116,9 +1116,12 @@ void vs_conn_close(struct vs_conn *c, int reason, const char *why)
 	c->state = VS_CONN_CLOSING;
 	/* A reason, a refusal, an HTTP error answer...: see linger_start. */
 	bool told = vs_bytes_avail(&c->out) > 0 || vs_http_lingers(c);
-	/* What this connection was told must be stored before it is written. */
-	if (c->durable_pending && vs_bp_commit(w) < 0)
+	/* What this connection was told must be stored before it is written. A failure covers
+	 * the turn's other acknowledgements too: withdrawn at the turn's end (worker.c). */
+	if (c->durable_pending && vs_bp_commit(w) < 0) {
 		c->out.off = c->out.len = 0;
+		w->commit_failed = true;
+	}
 	/* And what waits for the store's sync (rare enough to wait for it here): its held output,
 	 * and what this turn gave it that will not be held now (worker.c, held output). */
 	struct vs_hold *h = c->hold;

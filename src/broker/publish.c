@@ -114,8 +114,11 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 		return VS_RC_SUCCESS;
 	}
 	c->w->congested = false;
+	if (b->cluster)
+		vs_cjs_tried(c->w); /* cleared: set again should m go to JetStream */
 	int n = vs_route(c->w, m, c->session);
-	*stamp = atomic_load_explicit(&m->stamp, memory_order_relaxed);
+	/* Also when the publish failed at once: the commit fails, and the resend must go. */
+	*stamp = b->cluster ? vs_cjs_tried(c->w) : 0;
 	vs_msg_unref(m);
 	if (c->w->congested) {
 		/* A subscriber's queue is full: read this publisher again in a moment, waiting
@@ -158,6 +161,23 @@ static enum vs_handled refuse_deep(struct vs_conn *c, const struct vs_publish *p
 				 VS_RC_TOPIC_NAME_INVALID);
 }
 
+/* An incoming QoS 2 exchange ends (its PUBREL, or a failure): its id is free again
+ * [MQTT-4.3.3-9], and, in a cluster, not offered to JetStream again whatever JetStream did
+ * with it (the client does not send it again). Returns whether the id was held. */
+static bool end_in_qos2(struct vs_conn *c, uint16_t pid)
+{
+	pthread_mutex_lock(&c->session->lock);
+	bool had = vs_session_in_qos2_del(c->session, pid);
+	if (had)
+		vs_bp_inqos2(c->w, c->session, pid, false);
+	pthread_mutex_unlock(&c->session->lock);
+	if (had && c->in_qos2)
+		c->in_qos2--;
+	if (had && c->w->b->cluster)
+		vs_cjs_unsure(c->w, c->session, pid);
+	return had;
+}
+
 enum vs_handled vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 {
 	struct vs_buf topic;
@@ -182,6 +202,8 @@ enum vs_handled vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 			vs_conn_close(c, -1, refusal);
 			return VS_CLOSED;
 		}
+		if (p->qos == 2)
+			end_in_qos2(c, p->packet_id); /* held from an earlier try: free now */
 		return vs_conn_reply_ack(c, p->qos == 1 ? VS_PUBACK : VS_PUBREC, p->packet_id,
 					 VS_RC_QUOTA_EXCEEDED);
 	}
@@ -201,15 +223,22 @@ enum vs_handled vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 			/* A resend before PUBREL: acknowledged, not routed again. In a cluster,
 			 * unless JetStream may not have taken the first (cluster_js.h): offered to
 			 * it again. */
-			stamp =
-			    c->w->b->cluster ? vs_cjs_unsure(c->w, c->client_id, p->packet_id) : 0;
+			stamp = c->w->b->cluster ? vs_cjs_unsure(c->w, s, p->packet_id) : 0;
 			if (!stamp)
 				return vs_conn_reply_ack(c, VS_PUBREC, p->packet_id, 0);
 		} else {
 			c->in_qos2++;
 		}
 	}
-	rc = vs_sproto_ack_reason(c->version, route_publish(c, p, &topic, &stamp));
+	uint64_t again = stamp;
+	rc = route_publish(c, p, &topic, &stamp);
+	if (again && rc != VS_RC_SUCCESS) {
+		/* Not offered again (no memory, or refused now): kept for the next resend. */
+		vs_cjs_unsure_keep(c->w, c->session, p->packet_id, again);
+		vs_conn_close(c, VS_RC_SERVER_BUSY, "cannot offer a QoS 2 resend to JetStream");
+		return VS_CLOSED;
+	}
+	rc = vs_sproto_ack_reason(c->version, rc);
 	if (p->qos == 1)
 		return vs_conn_reply_ack(c, VS_PUBACK, p->packet_id, (uint8_t)rc);
 	if (p->qos == 2) {
@@ -217,16 +246,8 @@ enum vs_handled vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 		    vs_cjs_q2_published(c->w, c->session, p->packet_id, stamp) < 0)
 			rc = VS_RC_SERVER_BUSY; /* routed here: at least once, should it come again
 						 */
-		if (rc >= 0x80) {
-			/* A failed QoS 2 exchange ends here: the id is free again [MQTT-4.3.3-9].
-			 */
-			pthread_mutex_lock(&c->session->lock);
-			vs_session_in_qos2_del(c->session, p->packet_id);
-			vs_bp_inqos2(c->w, c->session, p->packet_id, false);
-			pthread_mutex_unlock(&c->session->lock);
-			if (c->in_qos2)
-				c->in_qos2--;
-		}
+		if (rc >= 0x80)
+			end_in_qos2(c, p->packet_id);
 		return vs_conn_reply_ack(c, VS_PUBREC, p->packet_id, (uint8_t)rc);
 	}
 	return VS_GO_ON;
@@ -234,16 +255,7 @@ enum vs_handled vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 
 static enum vs_handled on_pubrel(struct vs_conn *c, const struct vs_ack *a)
 {
-	struct vs_session *s = c->session;
-	pthread_mutex_lock(&s->lock);
-	bool had = vs_session_in_qos2_del(s, a->packet_id);
-	if (had)
-		vs_bp_inqos2(c->w, s, a->packet_id, false);
-	pthread_mutex_unlock(&s->lock);
-	if (had && c->w->b->cluster) /* not held any more, even should JetStream not have it */
-		vs_cjs_unsure(c->w, c->client_id, a->packet_id);
-	if (had && c->in_qos2)
-		c->in_qos2--;
+	bool had = end_in_qos2(c, a->packet_id);
 	/* [MQTT-4.3.3-11] PUBCOMP with the same id; 5.0 says 0x92 when it was unknown. */
 	return vs_conn_reply_ack(c, VS_PUBCOMP, a->packet_id,
 				 vs_sproto_pubcomp_reason(c->version, had));

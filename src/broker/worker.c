@@ -542,12 +542,13 @@ static void end_turn(struct vs_worker *w)
 	uint64_t seq = 0;
 	if (async) {
 		int64_t rc = vs_bp_write(w);
-		if (rc < 0)
+		if (rc < 0 || w->commit_failed)
 			refuse_uncommitted(w);
 		seq = rc > 0 ? (uint64_t)rc : 0;
-	} else if (vs_bp_commit(w) < 0) {
+	} else if (vs_bp_commit(w) < 0 || w->commit_failed) {
 		refuse_uncommitted(w);
 	}
+	w->commit_failed = false;
 	for (int t = 0; t < w->b->n_workers; t++) {
 		struct vs_mail_vec *ob = &w->outbox[t];
 		if (ob->n == 0)

@@ -185,6 +185,7 @@ struct vs_worker {
 	struct vs_conn **throttled; /* connections not read for a while (backpressure) */
 	uint32_t n_throttled, cap_throttled;
 	bool congested;	     /* set by vs_deliver: the publisher should be throttled */
+	bool commit_failed;  /* a commit of this turn failed (conn.c, a connection closing) */
 	struct vs_conn *cur; /* the connection whose packet is being handled, or NULL */
 
 	struct vs_conn **graveyard; /* closed this turn, freed at its end */

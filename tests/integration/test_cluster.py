@@ -31,7 +31,7 @@ import pytest
 from conftest import free_port, wait_until
 from helpers import uid
 from http_util import http_lines, scrape, value, wait_listening
-from mqtt_raw import (DISCONNECT, P, PUBACK, PUBCOMP, PUBLISH, PUBREC, SUBACK, UNSUBACK, UNSUBSCRIBE,
+from mqtt_raw import (Closed, DISCONNECT, P, PUBACK, PUBCOMP, PUBLISH, PUBREC, SUBACK, UNSUBACK, UNSUBSCRIBE,
 	packet, utf8)
 
 pytestmark = pytest.mark.viesti_only
@@ -1164,3 +1164,39 @@ def test_a_qos2_message_jetstream_refused_is_stored_when_its_publisher_sends_it_
 	assert [m.payload for m in local.publishes(2, timeout=10)] == [b"refused", b"after"]
 	assert [m.payload for m in kept.publishes(2, timeout=10)] == [b"refused", b"after"]
 	assert n.stream_state("VS_MSGS") == stored + 2
+
+
+def test_a_qos2_message_refused_while_nats_is_away_goes_when_its_publisher_sends_it_again(nats,
+		broker, clients):
+	"""NATS is away for a moment (its server restarted): a QoS 2 message another node wants
+	cannot be published at all, so the node withholds the PUBREC and disconnects the publisher.
+	The resends while NATS is still away are refused the same way; the first after it is back
+	reaches the other node, once. Before this was fixed, a publish that failed at once was not
+	remembered, and the resend was acknowledged from the held packet id: lost for the other
+	node."""
+	n, a, b, t, s = subscribed_pair(nats, broker, clients, "na", "nb", "n", 4)
+	cid = uid("p")
+	p = clients.raw(a.port, 4)
+	p.connect(cid, clean=False)
+	p.publish(t + "/0", b"before", qos=2)
+	assert [m.payload for m in s.publishes(1, timeout=10)] == [b"before"]
+	n.kill()
+	p.send(p.publish_packet(t + "/1", b"away", qos=2, pid=9))
+	assert not [x for x in p.wait_closed(timeout=10) if x.type == PUBREC]
+	n2 = nats(port=n.port)  # the same store: the stream is as it was
+	deadline = time.monotonic() + 30
+	while True:  # until the node is back on NATS, each try refused as the first
+		p = clients.raw(a.port, 4)
+		assert p.connect(cid, clean=False).session_present
+		p.send(p.publish_packet(t + "/1", b"away", qos=2, pid=9, dup=True))
+		try:
+			assert p.expect(PUBREC, pid=9, timeout=15).rc == 0
+			break
+		except (Closed, OSError):
+			assert time.monotonic() < deadline, "the resend never went through"
+	p.pubrel(9)
+	p.expect(PUBCOMP, pid=9, timeout=10)
+	p.publish(t + "/2", b"after", qos=2)
+	assert [m.payload for m in s.publishes(2, timeout=20)] == [b"away", b"after"]
+	s.no_publish(0.5)
+	assert n2.stream_state("VS_MSGS") >= 3
