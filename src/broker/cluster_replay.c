@@ -359,8 +359,8 @@ static void release_rest(struct vs_session *s, struct vs_map *recs)
  * on its way there, after it went offline. At most max_queued_messages, and for at most
  * REPLAY_MS. With shared, the window serves the sessions that come after it, and a part
  * beyond its limits is read for this session alone; without, all of it is. Returns how many. */
-uint32_t vs_cs_replay(struct vs_cluster_sessions *cs, struct vs_session *s, uint64_t floor,
-		      bool shared)
+static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uint64_t floor,
+		       bool shared, struct vs_map *recs)
 {
 	struct vs_broker *b = cs->b;
 	jsStreamInfo *si = NULL;
@@ -378,11 +378,6 @@ uint32_t vs_cs_replay(struct vs_cluster_sessions *cs, struct vs_session *s, uint
 	uint64_t covered = 0, from = floor;
 	uint32_t n = 0;
 	int64_t until = vs_now_ms() + REPLAY_MS;
-	/* A rebuild: what its client completed up to its PUBREC on the dead node (or before). */
-	struct vs_map recs_, *recs = shared ? &recs_ : NULL;
-	memset(&recs_, 0, sizeof(recs_));
-	if (recs)
-		read_recs(b, s, floor, recs, until);
 	if (shared) {
 		pthread_mutex_lock(&w->lock);
 		until = vs_now_ms() + REPLAY_MS; /* from here: not spent waiting for the lock */
@@ -412,9 +407,22 @@ uint32_t vs_cs_replay(struct vs_cluster_sessions *cs, struct vs_session *s, uint
 	}
 	vs_cs_window_clear(&alone);
 	free(alone.v);
-	if (recs)
-		release_rest(s, recs);
-	vs_map_fini(&recs_);
+	return n;
+}
+
+uint32_t vs_cs_replay(struct vs_cluster_sessions *cs, struct vs_session *s, uint64_t floor,
+		      bool shared)
+{
+	/* A rebuild: what its client completed up to its PUBREC on the dead node (or before),
+	 * released whatever the read of the stream finds (none: no subscriptions left, say). */
+	struct vs_map recs;
+	memset(&recs, 0, sizeof(recs));
+	if (shared && floor)
+		read_recs(cs->b, s, floor, &recs, vs_now_ms() + REPLAY_MS);
+	uint32_t n = replay(cs, s, floor, shared, shared ? &recs : NULL);
+	if (shared)
+		release_rest(s, &recs);
+	vs_map_fini(&recs);
 	return n;
 }
 /* Moves what src holds for its client (queued, and sent but not acknowledged) to the end of
