@@ -363,13 +363,27 @@ static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uin
 		       bool shared, struct vs_map *recs)
 {
 	struct vs_broker *b = cs->b;
+	if (!floor || !vs_session_n_subs(s))
+		return 0;
+	int64_t until = vs_now_ms() + REPLAY_MS;
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
-	if (js_GetStreamInfo(&si, vs_cluster_js(b), VS_CJS_STREAM, NULL, &jerr) != NATS_OK)
+	natsStatus st;
+	while ((st = js_GetStreamInfo(&si, vs_cluster_js(b), VS_CJS_STREAM, NULL, &jerr)) !=
+		   NATS_OK &&
+	       vs_now_ms() < until && !atomic_load(&b->stopping))
+		nats_Sleep(RETRY_READ_MS); /* a moment without a leader, say */
+	if (st != NATS_OK) {
+		vs_log(b->log, VS_LOG_WARN,
+		       "cluster: client %s's session: the stream %s cannot be read (%s): what was "
+		       "published for it from sequence %llu on is missing",
+		       s->client_id, VS_CJS_STREAM, natsStatus_GetText(st),
+		       (unsigned long long)floor);
 		return 0;
+	}
 	uint64_t last = si->State.LastSeq;
 	jsStreamInfo_Destroy(si);
-	if (!floor || last < floor || !vs_session_n_subs(s))
+	if (last < floor)
 		return 0;
 	int64_t max = b->conf->max_queued_messages;
 	if (max <= 0)
@@ -377,7 +391,6 @@ static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uin
 	struct window *w = &cs->window;
 	uint64_t covered = 0, from = floor;
 	uint32_t n = 0;
-	int64_t until = vs_now_ms() + REPLAY_MS;
 	if (shared) {
 		pthread_mutex_lock(&w->lock);
 		until = vs_now_ms() + REPLAY_MS; /* from here: not spent waiting for the lock */
@@ -394,19 +407,34 @@ static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uin
 		pthread_mutex_unlock(&w->lock);
 	}
 	struct window alone = {.lo = 1, .hi = 0};
-	while (from <= last && s->queue.count < (uint64_t)max && vs_now_ms() < until &&
-	       !atomic_load(&b->stopping)) {
+	bool full = false;
+	while (from <= last && vs_now_ms() < until && !atomic_load(&b->stopping)) {
+		if (s->queue.count >= (uint64_t)max) {
+			full = true;
+			break;
+		}
 		window_read(b, &alone, from, last, until);
-		if (alone.hi < from)
-			break; /* nothing came */
+		if (alone.hi < from) { /* nothing came: read again, while there is time */
+			nats_Sleep(RETRY_READ_MS);
+			continue;
+		}
 		n += match(cs, &alone, s, from, last, max, recs, &covered);
-		if (covered < alone.hi && covered < last)
-			break; /* its queue is full */
 		from = covered + 1;
+		if (covered < alone.hi && covered < last) {
+			full = true;
+			break;
+		}
 		vs_cs_window_clear(&alone);
 	}
 	vs_cs_window_clear(&alone);
 	free(alone.v);
+	if (from <= last) /* never silent: these are acknowledged messages */
+		vs_log(b->log, VS_LOG_WARN,
+		       "cluster: client %s's session: the stream %s read up to sequence %llu of "
+		       "%llu (%s): the messages after are missing for it",
+		       s->client_id, VS_CJS_STREAM, (unsigned long long)(from - 1),
+		       (unsigned long long)last,
+		       full ? "its queue is full: max_queued_messages" : "no time left: 10 s");
 	return n;
 }
 

@@ -30,6 +30,7 @@ struct vs_session;
 #define HOPS_MAX       4 /* a handover follows a connection from worker to worker at most so often */
 #define FLOOR_EVERY_MS 1000  /* this node's floor for its connected sessions (write_floor) */
 #define REPLAY_MS      10000 /* reading the stream for a rebuilt session takes at most this long */
+#define RETRY_READ_MS  100   /* between tries of a read of the stream that got nothing */
 #define CLOSE_MS       1000  /* the owner closing the client's connection there ('C') */
 #define SETTLE_MS      2500  /* the other nodes learning a placed session's subjects */
 /* A request: kind, the length of the asking node's id, that id, a deadline and a stream

@@ -173,6 +173,24 @@ class Publisher(threading.Thread):
 			c.disconnect()
 
 
+def hundred_more(pub):
+	wait_until(lambda: not pub.is_alive(), 120, interval=0.1,
+		what="100 more acknowledged after the kill (%d so far)" % len(pub.acked))
+
+
+def every_acknowledged(pub, got, take, before, context=lambda: ""):
+	"""Every message pub was acknowledged arrives, at least once, within 60 s: take(timeout)
+	adds what arrives to got. before: how many were acknowledged before the kill."""
+	assert pub.error is None, pub.error
+	wanted = set(pub.acked)
+	deadline = time.monotonic() + 60
+	while not wanted <= set(got) and time.monotonic() < deadline:
+		take(0.2)
+	missing = sorted(wanted - set(got), key=int)
+	assert not missing, "%d acknowledged messages missing (of %d, %d before the kill): %r%s" % (
+		len(missing), len(wanted), before, missing[:20], context())
+
+
 def kill_under_flow(cluster, broker, clients, victim):
 	"""Node hk0 publishes QoS 1 to a subscriber on hk1 while the NATS server that node victim
 	(0 or 1) is connected to is killed."""
@@ -198,21 +216,13 @@ def kill_under_flow(cluster, broker, clients, victim):
 		dead.kill()
 		before = len(pub.acked)
 		pub.stop_at = before + 100  # acknowledged after the kill
-		wait_until(lambda: not pub.is_alive(), 120, interval=0.1,
-			what="100 more acknowledged after the kill (%d so far)" % len(pub.acked))
+		hundred_more(pub)
 	finally:
 		pub.stop_at = 0
 		pub.join(130)
-	assert pub.error is None, pub.error
-	# Every message acknowledged, at least once. What JetStream had delivered to a node's
-	# connection on the dead server comes again after the consumer's ack wait (30 s).
-	wanted = set(pub.acked)
-	deadline = time.monotonic() + 60
-	while not wanted <= set(got) and time.monotonic() < deadline:
-		take(0.2)
-	missing = sorted(wanted - set(got), key=int)
-	assert not missing, "%d acknowledged messages missing (of %d, %d before the kill): %r" % (
-		len(missing), len(wanted), before, missing[:20])
+	# What JetStream had delivered to a node's connection on the dead server comes again
+	# after the consumer's ack wait (30 s).
+	every_acknowledged(pub, got, take, before)
 	# And the cluster still serves: one more, published now.
 	p = clients.raw(vs[0].port, 4)
 	p.connect(uid("late"))
@@ -229,3 +239,54 @@ def test_killing_the_publishing_nodes_nats_server_loses_no_acknowledged_message(
 def test_killing_the_subscribing_nodes_nats_server_loses_no_acknowledged_message(
 		cluster, broker, clients):
 	kill_under_flow(cluster, broker, clients, 1)
+
+
+def test_a_viesti_node_killed_under_qos1_load_loses_nothing_and_its_clients_go_on_elsewhere(
+		cluster, broker, clients):
+	"""The issue's scenario on its topology: three NATS servers, three Viesti nodes. A
+	publisher on hv0 sends QoS 1 to a persistent subscriber on hv1, where another client has
+	a will; hv1 is killed (-9) in the middle of the flow. Its client's will is published (to a
+	watcher on hv2) by a survivor within the lease; the subscriber reconnects to hv2 and
+	resumes its session (session present), and every message the publisher was acknowledged,
+	before the kill and after it, reaches it (at least once)."""
+	nc = cluster()
+	lease = "cluster_lease 2"
+	vs = [node(broker, nc, "hv%d" % i, REPLICAS, "log_type all", lease, timeout=30)
+		for i in range(3)]
+	t = uid("hv")
+	cid = uid("s")
+	s = clients.raw(vs[1].port, 4)
+	s.connect(cid, clean=False)
+	s.subscribe([(t + "/x", 1)])
+	watch = clients.raw(vs[2].port, 4)
+	watch.connect(uid("w"))
+	watch.subscribe([(t + "/will", 1)])
+	dying = clients.raw(vs[1].port, 4)
+	dying.connect(uid("d"), will=dict(topic=t + "/will", payload=b"gone", qos=1))
+	knows_of(vs[0], "vs.m.%s.x" % t, "hv1")
+	knows_of(vs[1], "vs.m.%s.will" % t, "hv2")
+	pub = Publisher(vs[0].port, t + "/x")
+	pub.start()
+	got = []
+	try:
+		wait_until(lambda: len(pub.acked) >= 100 or pub.error, 30, what="100 acknowledged")
+		got += [m.payload for m in s.drain(0.1) if m.type == PUBLISH]
+		vs[1].kill()
+		s.close()
+		before = len(pub.acked)
+		pub.stop_at = before + 100  # acknowledged after the kill
+		m = watch.expect(PUBLISH, timeout=15)  # the lease (2 s) and a look (0.7 s)
+		assert (m.topic, m.payload) == (t + "/will", b"gone")
+		watch.ack(m)
+		r = clients.raw(vs[2].port, 4)
+		assert r.connect(cid, clean=False).session_present
+		hundred_more(pub)
+	finally:
+		pub.stop_at = 0
+		pub.join(130)
+	every_acknowledged(pub, got,
+		lambda timeout: got.extend(m.payload for m in r.drain(timeout) if m.type == PUBLISH),
+		before, lambda: "\n" + "\n".join(
+			[x for x in vs[1].log_text().splitlines() if "floor" in x][-3:] +
+			[x for x in vs[2].log_text().splitlines() if cid in x or "stream" in x]))
+	watch.no_publish(0.5)  # the will once
