@@ -397,9 +397,15 @@ static int queue_locked(struct vs_worker *w, struct vs_session *s, struct vs_msg
 	return 1;
 }
 
-/* Whether s (locked) holds the stream's message sseq, queued or in flight. */
+/* Whether s (locked) holds the stream's message sseq, queued or in flight. A scan, bounded:
+ * past HOLDS_SCAN_MAX entries it says no (a QoS 2 message sent again after a failed commit may
+ * then be queued twice) rather than stall the session's lock for every message sent again. */
+enum { HOLDS_SCAN_MAX = 4096 };
+
 static bool holds(struct vs_session *s, uint64_t sseq)
 {
+	if ((uint64_t)s->inflight.count + s->queue.count > HOLDS_SCAN_MAX)
+		return false;
 	for (struct vs_ring *r = &s->inflight; r; r = r == &s->inflight ? &s->queue : NULL)
 		for (uint32_t i = 0; i < r->count; i++) {
 			const struct vs_qentry *e = vs_ring_at(r, i);
