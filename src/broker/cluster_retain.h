@@ -56,7 +56,7 @@ bool vs_cluster_retain(struct vs_broker *b, struct vs_msg *m, uint64_t *version)
 /* A put of ours that JetStream refused or did not acknowledge (the error handler). */
 void vs_cluster_retain_failed(struct vs_broker *b, jsPubAckErr *pae);
 /* A retained message this node publishes for another one (the will of a dead node,
- * cluster_js.c), routed here as a remote message: stored here and put in the bucket as if
+ * cluster_wills.c), routed here as a remote message: stored here and put in the bucket as if
  * published here, since its own node cannot any more. */
 struct vs_cluster_frame;
 void vs_cluster_retain_on_behalf(struct vs_broker *b, const struct vs_cluster_frame *f);

@@ -1,5 +1,5 @@
 /*
- * The deliveries of a JetStream push consumer that never arrived (broker/cluster_js.c). The
+ * The deliveries of a JetStream push consumer that never arrived (broker/cluster_floor.c). The
  * consumer of a node takes the whole stream, so its first deliveries (delivered count 1) come in
  * stream order, one stream sequence after the other. When a first delivery skips sequences,
  * those messages were sent and lost on the way: the NATS server the node was connected to died,
