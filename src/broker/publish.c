@@ -50,10 +50,10 @@ static int check_publish(struct vs_conn *c, const struct vs_publish *p, struct v
 	return rc;
 }
 
-/* Routes the message unless a broker policy drops it. Returns the PUBACK/PUBREC reason code. */
-/* Routes p, or, when *stamp is not 0 (a QoS 2 resend that JetStream may not have taken:
- * vs_cjs_unsure), only offers it to JetStream again. *stamp: the number it went to JetStream
- * with (vs_cjs_publish), 0 when it did not. Returns a reason code. */
+/* Routes p unless a broker policy drops it, or, when *stamp is not 0 (a QoS 2 resend that
+ * JetStream may not have taken: vs_cjs_unsure), only offers it to JetStream again. *stamp: the
+ * number a QoS 2 message went to JetStream with (vs_cjs_publish), 0 when it did not. Returns
+ * the PUBACK/PUBREC reason code. */
 static int route_publish(struct vs_conn *c, const struct vs_publish *p, const struct vs_buf *topic,
 			 uint64_t *stamp)
 {
@@ -114,11 +114,12 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 		return VS_RC_SUCCESS;
 	}
 	c->w->congested = false;
-	if (b->cluster)
+	bool q2 = b->cluster && p->qos == 2;
+	if (q2)
 		vs_cjs_tried(c->w); /* cleared: set again should m go to JetStream */
 	int n = vs_route(c->w, m, c->session);
 	/* Also when the publish failed at once: the commit fails, and the resend must go. */
-	*stamp = b->cluster ? vs_cjs_tried(c->w) : 0;
+	*stamp = q2 ? vs_cjs_tried(c->w) : 0;
 	vs_msg_unref(m);
 	if (c->w->congested) {
 		/* A subscriber's queue is full: read this publisher again in a moment, waiting
