@@ -13,7 +13,6 @@
 #include "broker/cluster_js_int.h"
 #include "broker/worker.h"
 
-
 /* What is still to come again holds the floor back (vs_cjs_floor); below the consumer's
  * starting point everything was acknowledged in an earlier life. Called once the message that
  * came is tracked (delivery thread). */

@@ -156,7 +156,6 @@ struct vs_cjs {
 	int64_t retry_ms;   /* a will write failed: when to try again (JetStream thread only) */
 };
 
-
 /* Logs a failed JetStream request, at most every WARN_EVERY_MS (JetStream thread). */
 void vs_cjs_warn(struct vs_cjs *j, const char *what, natsStatus s);
 /* Numbers the frame in buf and publishes it with the shared context, synchronously (the

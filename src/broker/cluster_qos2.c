@@ -22,7 +22,6 @@
 #include "cluster/keys.h"
 #include "session/session.h"
 
-
 bool vs_cjs_recs_subject(const char *client_id, size_t len, char out[VS_CJS_RECS_SUBJECT_MAX])
 {
 	size_t n = sizeof(VS_CJS_RECS_PREFIX) - 1;

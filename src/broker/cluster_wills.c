@@ -22,7 +22,6 @@
 #include "cluster/keys.h"
 #include "session/msg.h"
 
-
 /* ---- leases and wills ---- */
 
 natsStatus vs_cjs_renew_lease(struct vs_cjs *j)
@@ -54,7 +53,6 @@ void vs_cjs_keep_lease(struct vs_cjs *j)
 		atomic_store(&j->ack_floor, ci->AckFloor.Stream);
 	jsConsumerInfo_Destroy(ci);
 }
-
 
 /* Deletes the will at key if its revision is still rev: a will written meanwhile (its client
  * connected again to its node, restarted) stays. */
@@ -350,9 +348,9 @@ void vs_cjs_run_ops(struct vs_cjs *j, int64_t until)
 		vs_cjs_keep_lease(j);
 		if (s != NATS_OK && vs_cluster_transient(s)) {
 			vs_cjs_warn(j,
-				o->val ? "storing a will (trying again)"
-				       : "deleting a will (trying again)",
-				s);
+				    o->val ? "storing a will (trying again)"
+					   : "deleting a will (trying again)",
+				    s);
 			j->retry_ms = vs_now_ms() + RETRY_MS;
 			return;
 		}
