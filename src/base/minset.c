@@ -74,19 +74,13 @@ int vs_minset_add(struct vs_minset *s, uint64_t v)
 	return rc;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* Takes the deleted values out of the added ones for good: while an old value stays (the
  * smallest is pinned), deletes would otherwise pile up in `out` and their values in `in`. A
  * sorted array is a heap. O(n log n), once per n / 2 deletes. */
 static void compact(struct vs_minset *s)
 {
-	qsort(s->in, s->n_in, sizeof(*s->in), cmp_u64);
-	qsort(s->out, s->n_out, sizeof(*s->out), cmp_u64);
+	qsort(s->in, s->n_in, sizeof(*s->in), vs_cmp_u64);
+	qsort(s->out, s->n_out, sizeof(*s->out), vs_cmp_u64);
 	size_t k = 0, j = 0;
 	for (size_t i = 0; i < s->n_in; i++) {
 		while (j < s->n_out && s->out[j] < s->in[i])

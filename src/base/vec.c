@@ -39,3 +39,9 @@ int vs_vec_grow32(void **v, uint32_t *cap, size_t size, size_t need, size_t firs
 	}
 	return rc;
 }
+
+int vs_cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}

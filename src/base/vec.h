@@ -22,6 +22,9 @@
 int vs_vec_grow(void **v, size_t *cap, size_t size, size_t need, size_t first);
 int vs_vec_grow32(void **v, uint32_t *cap, size_t size, size_t need, size_t first);
 
+/* qsort/bsearch comparator of uint64_t values, ascending. */
+int vs_cmp_u64(const void *a, const void *b);
+
 #define VS_VEC_GROW(v, cap, need, first)                                                           \
 	_Generic(&(cap), uint32_t *                                                                \
 		 : vs_vec_grow32, size_t *                                                         \

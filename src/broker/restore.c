@@ -455,18 +455,12 @@ static void replay_fini(struct replay *r)
 	free(r->routed);
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* b->routed_before from the stream sequences replayed: sorted, each once, the highest kept. */
 static void keep_routed(struct vs_broker *b, struct replay *r)
 {
 	if (!r->n_routed)
 		return;
-	qsort(r->routed, r->n_routed, sizeof(*r->routed), cmp_u64);
+	qsort(r->routed, r->n_routed, sizeof(*r->routed), vs_cmp_u64);
 	size_t n = 0;
 	for (size_t i = 0; i < r->n_routed; i++)
 		if (!n || r->routed[i] != r->routed[n - 1])
@@ -482,8 +476,8 @@ static void keep_routed(struct vs_broker *b, struct replay *r)
 
 bool vs_bp_routed_before(const struct vs_broker *b, uint64_t sseq)
 {
-	return b->n_routed_before &&
-	       bsearch(&sseq, b->routed_before, b->n_routed_before, sizeof(sseq), cmp_u64) != NULL;
+	return b->n_routed_before && bsearch(&sseq, b->routed_before, b->n_routed_before,
+					     sizeof(sseq), vs_cmp_u64) != NULL;
 }
 
 /* ---- Snapshots ---------------------------------------------------------------------------- */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "base/vec.h"
 #include "cmd/bench_run.h"
 #include "cmd/cmd.h"
 #include "codec/codec.h"
@@ -62,6 +63,8 @@ static void usage(FILE *f)
 	    "      --prefix TOPIC    topic prefix (default 'bench')\n"
 	    "  -c, --persistent      persistent sessions: clean session off (3.1.1), or a\n"
 	    "                        session expiry of an hour (5.0), as mosquitto_sub -c\n"
+	    "      --by-publisher    also latency per publisher (p50, p99, mean of each):\n"
+	    "                        shows whether some publishers' messages wait longer\n"
 	    "      --json            print one JSON object instead of the report\n"
 	    "TLS (as viesti pub; any of --cafile, --capath, --cert, --psk, --tls-use-os-certs\n"
 	    "turns it on, and the default port becomes 8883):\n"
@@ -144,6 +147,7 @@ enum {
 	O_RESUME,
 	O_WSPATH,
 	O_SUBPORT,
+	O_BYPUB,
 };
 
 /* The TLS flags of viesti pub; a CA, a certificate, a PSK or the OS store turns TLS on. */
@@ -253,6 +257,9 @@ static int parse_opt(struct args *a, int ch)
 	case O_JSON:
 		a->json = true;
 		return 0;
+	case O_BYPUB:
+		c->by_publisher = true;
+		return 0;
 	case O_NOPROG:
 		a->no_progress = true;
 		return 0;
@@ -326,6 +333,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	    {"prefix", required_argument, NULL, O_PREFIX},
 	    {"persistent", no_argument, NULL, 'c'},
 	    {"json", no_argument, NULL, O_JSON},
+	    {"by-publisher", no_argument, NULL, O_BYPUB},
 	    {"no-progress", no_argument, NULL, O_NOPROG},
 	    {"help", no_argument, NULL, O_HELP},
 	    {"cafile", required_argument, NULL, O_CAFILE},
@@ -465,6 +473,18 @@ static void print_json(const struct args *a, const struct vs_bench_result *r, in
 	       h->count ? h->sum / (double)h->count / 1000.0 : 0.0, us(vs_hist_quantile(h, 0.5)),
 	       us(vs_hist_quantile(h, 0.9)), us(vs_hist_quantile(h, 0.99)),
 	       us(vs_hist_quantile(h, 0.999)), us(h->max));
+	if (r->by_pub) {
+		printf("\"by_publisher\":[");
+		for (uint32_t i = 0; i < c->pubs; i++) {
+			const struct vs_hist *p = &r->by_pub[i];
+			printf(
+			    "%s{\"id\":%u,\"count\":%llu,\"p50\":%.1f,\"p99\":%.1f,\"mean\":%.1f}",
+			    i ? "," : "", i, (unsigned long long)p->count,
+			    us(vs_hist_quantile(p, 0.5)), us(vs_hist_quantile(p, 0.99)),
+			    p->count ? p->sum / (double)p->count / 1000.0 : 0.0);
+		}
+		printf("],");
+	}
 	printf("\"tls_resumed\":%llu,", (unsigned long long)r->tls_resumed);
 	printf("\"cpu_s\":{\"user\":%.3f,\"system\":%.3f,\"total\":%.3f},\"drain_s\":%.3f,"
 	       "\"elapsed_s\":%.3f}\n",
@@ -485,6 +505,28 @@ static void print_header(const struct args *a)
 	printf(", %u thread%s, %s:%s%s%s%s\n", c->threads, c->threads == 1 ? "" : "s", a->host,
 	       a->port, c->ws_path ? " over WebSocket at " : "", c->ws_path ? c->ws_path : "",
 	       c->tls ? " over TLS" : "");
+}
+
+/* --by-publisher: the spread of the publishers' p99s, then a line per publisher. */
+static void print_by_publisher(const struct args *a, const struct vs_bench_result *r)
+{
+	uint32_t n = a->c.pubs;
+	uint64_t *p99 = malloc(n * sizeof(*p99));
+	if (p99) {
+		for (uint32_t i = 0; i < n; i++)
+			p99[i] = vs_hist_quantile(&r->by_pub[i], 0.99);
+		qsort(p99, n, sizeof(*p99), vs_cmp_u64);
+		printf("  publishers' p99  lowest %.0f  median %.0f  highest %.0f us\n", us(p99[0]),
+		       us(p99[n / 2]), us(p99[n - 1]));
+		free(p99);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const struct vs_hist *h = &r->by_pub[i];
+		printf("    publisher %-5u p50 %6.0f  p99 %6.0f  mean %6.0f us  (%llu samples)\n",
+		       i, us(vs_hist_quantile(h, 0.5)), us(vs_hist_quantile(h, 0.99)),
+		       h->count ? h->sum / (double)h->count / 1000.0 : 0.0,
+		       (unsigned long long)h->count);
+	}
 }
 
 static void print_text(const struct args *a, const struct vs_bench_result *r)
@@ -520,6 +562,8 @@ static void print_text(const struct args *a, const struct vs_bench_result *r)
 		    us(vs_hist_quantile(h, 0.99)), us(vs_hist_quantile(h, 0.999)), us(h->max),
 		    h->count ? h->sum / (double)h->count / 1000.0 : 0.0,
 		    (unsigned long long)h->count);
+		if (r->by_pub)
+			print_by_publisher(a, r);
 	}
 	if (r->errors || r->rejected || r->foreign)
 		printf("  problems   %llu errors, %llu rejected, %llu foreign payloads\n",
@@ -573,6 +617,7 @@ int vs_cmd_bench(int argc, char **argv)
 	else
 		print_text(&a, r);
 	int status = rc < 0 ? 1 : 0;
+	vs_bench_result_fini(r);
 	free(r);
 	vs_tls_ctx_free(tls);
 	return status;

@@ -132,6 +132,7 @@ struct worker {
 	uint64_t acked, dups, rejected, foreign, errors, tls_resumed;
 	SSL_SESSION *resume; /* --tls-resume: the session later connections resume */
 	struct vs_hist lat;
+	struct vs_hist *by_pub; /* --by-publisher: lat by publisher id (pubs of them) */
 };
 
 struct bench {
@@ -517,8 +518,11 @@ static void on_message(struct client *c, const struct vs_publish *p, int64_t now
 	} else {
 		w->dups++;
 	}
-	if (w->phase >= P_RUN && ts >= b->t_measure && ts < b->t_stop)
+	if (w->phase >= P_RUN && ts >= b->t_measure && ts < b->t_stop) {
 		vs_hist_record(&w->lat, (uint64_t)(now - ts));
+		if (w->by_pub && id < b->c->pubs)
+			vs_hist_record(&w->by_pub[id], (uint64_t)(now - ts));
+	}
 }
 
 /* --tls-resume: counts a resumed handshake, and keeps the first resumable session (by the time
@@ -1184,6 +1188,12 @@ static int setup(struct bench *b)
 		w->burst = cf->burst / cf->threads ? cf->burst / cf->threads : 1;
 		w->phase = P_SUBS;
 		vs_hist_init(&w->lat);
+		if (cf->by_publisher && cf->pubs) {
+			if (!(w->by_pub = malloc(cf->pubs * sizeof(*w->by_pub))))
+				return -ENOMEM;
+			for (uint32_t i = 0; i < cf->pubs; i++)
+				vs_hist_init(&w->by_pub[i]);
+		}
 		w->loop.epfd = -1;
 		int rc = vs_loop_init(&w->loop);
 		if (rc < 0)
@@ -1214,6 +1224,7 @@ static void teardown(struct bench *b)
 			vs_loop_fini(&w->loop);
 			SSL_SESSION_free(w->resume);
 			free(w->rbuf);
+			free(w->by_pub);
 			free(w->lists[0]);
 			free(w->lists[1]);
 			free(w->pubs);
@@ -1360,6 +1371,12 @@ static void drain(struct bench *b, struct vs_bench_result *r, int64_t t0, int64_
 	r->drain_s = (double)(vs_now_ns() - start) * 1e-9;
 }
 
+void vs_bench_result_fini(struct vs_bench_result *res)
+{
+	free(res->by_pub);
+	res->by_pub = NULL;
+}
+
 static void collect(struct bench *b, struct vs_bench_result *r)
 {
 	const struct vs_bench_conf *cf = b->c;
@@ -1382,6 +1399,13 @@ static void collect(struct bench *b, struct vs_bench_result *r)
 		r->errors += w->errors;
 		r->tls_resumed += w->tls_resumed;
 		vs_hist_merge(&r->lat, &w->lat);
+	}
+	if (cf->by_publisher && cf->pubs && (r->by_pub = malloc(cf->pubs * sizeof(*r->by_pub)))) {
+		for (uint32_t p = 0; p < cf->pubs; p++) {
+			vs_hist_init(&r->by_pub[p]);
+			for (uint32_t i = 0; i < cf->threads; i++)
+				vs_hist_merge(&r->by_pub[p], &b->w[i].by_pub[p]);
+		}
 	}
 	for (uint32_t i = 0; i < b->ncl; i++)
 		for (uint32_t k = 0; k < b->cl[i].st.n; k++)

@@ -52,6 +52,7 @@ struct vs_bench_conf {
 			      * the WebSocket upgrade's Host */
 	const char *ws_path; /* NULL: MQTT over TCP (or TLS); else over WebSocket, upgrading at
 			      * this path */
+	bool by_publisher;   /* also a latency histogram per publisher (result.by_pub) */
 };
 
 struct vs_bench_result {
@@ -75,7 +76,9 @@ struct vs_bench_result {
 	uint64_t m_sent;
 	uint64_t m_received;
 	double m_seconds;
-	struct vs_hist lat; /* ns, messages sent during the measurement window */
+	struct vs_hist lat;	/* ns, messages sent during the measurement window */
+	struct vs_hist *by_pub; /* conf.by_publisher: lat split by publisher, pubs of them
+				 * (allocated; free with vs_bench_result_fini) */
 	double elapsed_s;
 	double drain_s;
 	double cpu_user_s, cpu_sys_s; /* the generator's own (getrusage) */
@@ -83,6 +86,9 @@ struct vs_bench_result {
 
 /* Runs the scenario. Returns 0 (the result is filled) or a negative error with a message in
  * err. res must be zero-initialized by the caller. */
+/* Frees what a result holds (by_pub). */
+void vs_bench_result_fini(struct vs_bench_result *res);
+
 int vs_bench_run(const struct vs_bench_conf *c, struct vs_bench_result *res, char *err,
 		 size_t errlen);
 

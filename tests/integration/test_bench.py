@@ -70,6 +70,30 @@ def test_fanout_qos2_rate_limited(broker):
 
 
 @needs_viesti
+def test_latency_by_publisher(broker):
+	"""--by-publisher: each publisher's own latency, and the counts add up to the whole."""
+	b = broker()
+	r = bench(b.port, "fanin", "-P", 3, "-q", 1, "-r", 500, "-d", 1, "--warmup", 0.2,
+		"--by-publisher")
+	assert r["errors"] == 0 and r["lost"] == 0, r
+	per = r["by_publisher"]
+	assert [p["id"] for p in per] == [0, 1, 2]
+	assert sum(p["count"] for p in per) == r["latency_us"]["count"]
+	for p in per:
+		# 500 msg/s each for a second (the window is by send time)
+		assert 350 <= p["count"] <= 650, per
+		assert 0 < p["p50"] <= p["p99"] <= r["latency_us"]["max"], per
+	assert "by_publisher" not in bench(b.port, "fanin", "-P", 2, "-q", 1, "-r", 100, "-d",
+		0.3, "--warmup", 0)
+	env = dict(os.environ, ASAN_OPTIONS="abort_on_error=0:detect_leaks=1")
+	p = subprocess.run([VIESTI, "bench", "pairs", "-n", "2", "-r", "200", "-d", "0.5",
+		"--warmup", "0", "-p", str(b.port), "--by-publisher", "--no-progress"], capture_output=True,
+		text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+	assert p.returncode == 0, p.stderr
+	assert "publishers' p99" in p.stdout and "publisher 1 " in p.stdout, p.stdout
+
+
+@needs_viesti
 def test_shared_group_splits_stream(broker, target):
 	b = broker()
 	r = bench(b.port, "shared", "-P", 2, "-n", 3, "-q", 1, "-r", 300, "-d", 1, "--warmup", 0)
