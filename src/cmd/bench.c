@@ -65,6 +65,7 @@ static void usage(FILE *f)
 	    "                        session expiry of an hour (5.0), as mosquitto_sub -c\n"
 	    "      --by-publisher    also latency per publisher (p50, p99, mean of each):\n"
 	    "                        shows whether some publishers' messages wait longer\n"
+	    "                        (at most 1000 publishers)\n"
 	    "      --json            print one JSON object instead of the report\n"
 	    "TLS (as viesti pub; any of --cafile, --capath, --cert, --psk, --tls-use-os-certs\n"
 	    "turns it on, and the default port becomes 8883):\n"
@@ -307,6 +308,11 @@ static int apply_counts(struct args *a)
 	}
 	if ((uint64_t)c->subs + c->pubs > 1000000) {
 		fprintf(stderr, "viesti bench: too many clients\n");
+		return -1;
+	}
+	if (c->by_publisher && c->pubs > 1000) {
+		/* A histogram is 61 KB per publisher and generator thread. */
+		fprintf(stderr, "viesti bench: --by-publisher takes at most 1000 publishers\n");
 		return -1;
 	}
 	return 0;

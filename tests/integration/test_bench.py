@@ -116,6 +116,9 @@ def test_bad_arguments():
 	assert p.returncode == 2 and "size" in p.stderr
 	p = subprocess.run([VIESTI, "bench", "nosuch"], capture_output=True, text=True)
 	assert p.returncode == 2 and "unknown scenario" in p.stderr
+	p = subprocess.run([VIESTI, "bench", "pairs", "-n", "1001", "--by-publisher"],
+		capture_output=True, text=True)
+	assert p.returncode == 2 and "at most 1000 publishers" in p.stderr
 
 
 @needs_viesti
