@@ -905,6 +905,9 @@ void vs_broker_stats(struct vs_broker *b, struct vs_stats *out)
 		SUM(sn_malformed);
 		SUM(sn_refused);
 		SUM(auth_failures);
+		SUM(pub_slowed);
+		SUM(pub_resumed_drain);
+		SUM(pub_resumed_timer);
 		SUM(queued);
 		SUM(inflight);
 #undef SUM

@@ -111,10 +111,13 @@ struct vs_stats {
 	atomic_uint_fast64_t bytes_received;
 	atomic_uint_fast64_t bytes_sent;
 	atomic_uint_fast64_t connects;
-	atomic_uint_fast64_t sn_malformed;  /* MQTT-SN datagrams dropped as malformed */
-	atomic_uint_fast64_t sn_refused;    /* MQTT-SN datagrams from sources not admitted */
-	atomic_uint_fast64_t auth_failures; /* CONNECTs refused for their credentials, HTTP
-					     * requests with wrong ones */
+	atomic_uint_fast64_t sn_malformed;	/* MQTT-SN datagrams dropped as malformed */
+	atomic_uint_fast64_t sn_refused;	/* MQTT-SN datagrams from sources not admitted */
+	atomic_uint_fast64_t auth_failures;	/* CONNECTs refused for their credentials, HTTP
+						 * requests with wrong ones */
+	atomic_uint_fast64_t pub_slowed;	/* publishers paused for a full queue */
+	atomic_uint_fast64_t pub_resumed_drain; /* ... resumed as the queue drained */
+	atomic_uint_fast64_t pub_resumed_timer; /* ... resumed when their pause ended */
 	/* Gauges as the sum over workers of what each added and took away (one worker's may be
 	 * negative: a message queued by one is sent by another): messages in sessions' queues
 	 * and inflight windows. */

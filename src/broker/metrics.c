@@ -62,6 +62,15 @@ static void write_broker(struct vs_prom *p, struct vs_broker *b)
 		       "Messages not delivered to a subscriber, by reason (queue_full: its queue "
 		       "was at max_queued_messages or max_queued_bytes).");
 	vs_prom_u64(p, "viesti_messages_dropped_total", "reason", "queue_full", st.pub_dropped);
+	counter(p, "viesti_publishers_slowed_total",
+		"Times a publisher's input was paused because a subscriber's queue was past four "
+		"times max_queued_messages (backpressure).",
+		st.pub_slowed);
+	vs_prom_family(p, "viesti_publishers_resumed_total", "counter",
+		       "Paused publishers read again, by why (drain: the queue they waited for "
+		       "drained back within its limit; timer: their pause ended first).");
+	vs_prom_u64(p, "viesti_publishers_resumed_total", "by", "drain", st.pub_resumed_drain);
+	vs_prom_u64(p, "viesti_publishers_resumed_total", "by", "timer", st.pub_resumed_timer);
 	counter(p, "viesti_bytes_received_total", "Bytes received on all connections.",
 		st.bytes_received);
 	counter(p, "viesti_bytes_sent_total", "Bytes sent on all connections.", st.bytes_sent);

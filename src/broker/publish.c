@@ -130,6 +130,7 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 		if (c->throttle_ms > 256)
 			c->throttle_ms = 256;
 		vs_conn_throttle(c, c->w->now_ms + c->throttle_ms);
+		vs_stat_add(&c->w->stats.pub_slowed, 1);
 	} else if (c->throttle_ms) {
 		c->throttle_ms /= 2;
 	}

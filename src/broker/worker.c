@@ -255,6 +255,7 @@ void vs_worker_takeover(struct vs_worker *w, uint32_t slot, uint64_t conn_id, bo
 
 static void add_listener(struct vs_worker *w, struct vs_listener *l);
 static void remove_listener(struct vs_worker *w, struct vs_listener *l);
+static int64_t resume_throttled(struct vs_worker *w, bool drained);
 
 static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 {
@@ -292,6 +293,10 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 		break;
 	case VS_MAIL_HELD:
 		vs_release_held(w);
+		break;
+	case VS_MAIL_RESUME_PUBLISHERS:
+		if (w->n_throttled)
+			resume_throttled(w, true);
 		break;
 	case VS_MAIL_TAKEOVER: {
 		if (m->end_session) { /* a clean start on another node [MQTT-3.1.2-4] */
@@ -657,9 +662,9 @@ static void sweep(struct vs_worker *w)
 	}
 }
 
-/* Reads throttled connections again once their time is up; returns the next such time (or
- * INT64_MAX). */
-static int64_t resume_throttled(struct vs_worker *w)
+/* Reads throttled connections again once their time is up (all of them: drained); returns the
+ * next such time (or INT64_MAX). */
+static int64_t resume_throttled(struct vs_worker *w, bool drained)
 {
 	int64_t next = INT64_MAX;
 	uint32_t k = 0;
@@ -667,7 +672,9 @@ static int64_t resume_throttled(struct vs_worker *w)
 		struct vs_conn *c = w->throttled[i];
 		if (!c)
 			continue;
-		if (c->throttle_until_ms <= w->now_ms) {
+		if (drained || c->throttle_until_ms <= w->now_ms) {
+			vs_stat_add(
+			    drained ? &w->stats.pub_resumed_drain : &w->stats.pub_resumed_timer, 1);
 			c->throttled = false;
 			vs_conn_update_events(c);
 			/* Input may wait where no edge will announce it: read ahead by TLS, or
@@ -683,6 +690,23 @@ static int64_t resume_throttled(struct vs_worker *w)
 	return next;
 }
 
+/*
+ * A publisher slowed for a full queue (publish.c) waits until its pause ends or until that
+ * queue drains back within its limit, whichever is first: the pause only bounds the wait when
+ * the queue's owner never drains it (its subscriber left). Which queue a publisher waits for is
+ * not kept: every slowed publisher reads again, and one whose queue is still full is slowed
+ * again at its next message, for twice as long.
+ */
+void vs_worker_resume_publishers(struct vs_worker *w)
+{
+	if (w->n_throttled)
+		resume_throttled(w, true);
+	struct vs_mail m = {.type = VS_MAIL_RESUME_PUBLISHERS};
+	for (int t = 0; t < w->b->n_workers; t++)
+		if (t != w->idx)
+			vs_worker_post(w, t, &m);
+}
+
 /* Milliseconds until w needs a turn even without an event (0: work is left over). */
 static int shard_timeout(struct vs_worker *w)
 {
@@ -690,7 +714,7 @@ static int shard_timeout(struct vs_worker *w)
 	if (w->listen_resume_ms && w->listen_resume_ms < wake)
 		wake = w->listen_resume_ms;
 	if (w->n_throttled) {
-		int64_t t = resume_throttled(w);
+		int64_t t = resume_throttled(w, false);
 		wake = t < wake ? t : wake;
 	}
 	int64_t timeout = wake - w->now_ms;

@@ -52,6 +52,7 @@ enum vs_mail_type {
 			     * reply_to counts the workers it went through */
 	VS_MAIL_HELD,	    /* replies held for the cluster's barrier may be due
 			     * (cluster_interest.h, subscribe.c) */
+	VS_MAIL_RESUME_PUBLISHERS, /* a full queue drained: read the slowed publishers again */
 };
 
 struct vs_mail {
@@ -250,6 +251,9 @@ void vs_worker_post_now(struct vs_worker *target, const struct vs_mail *m);
 /* The store's sync thread progressed (vs_store_set_notify, ctx the broker): wakes the workers
  * whose held output can go. */
 void vs_worker_synced(void *ctx);
+/* A session's queue that publishers were slowed for (publish.c) is back within its limit:
+ * every shard reads its slowed publishers again now (this one at once, the others by mail). */
+void vs_worker_resume_publishers(struct vs_worker *w);
 /* Schedules a connection for output flushing at the end of the turn. */
 void vs_worker_want_flush(struct vs_worker *w, struct vs_conn *c);
 /* c's socket may hold more input than its last read took: read it again next turn. */

@@ -118,6 +118,8 @@ struct vs_session {
 	bool acl_stale : 1; /* a reload changed the ACLs: check what waits before sending it */
 	bool keyed : 1;	    /* its client id may have a key in the cluster's vs_sessions: the
 			     * session's end removes it (cluster_session.h) */
+	bool congested : 1; /* publishers were slowed for its queue (router.c, overshoot): its
+			     * next drain within the limit resumes them */
 	bool stalled;	    /* its connection has not taken output for a while (atomic access:
 			     * set by the owner, read by publishers' workers) */
 	uint16_t

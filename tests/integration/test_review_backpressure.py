@@ -1,10 +1,16 @@
-"""Review: backpressure overshoot (src/broker/router.c overshoot()) and max_queued_bytes."""
+"""Review: backpressure overshoot (src/broker/router.c overshoot()) and max_queued_bytes; paused
+publishers read again as the queue drains (vs_worker_resume_publishers)."""
 
+import json
+import os
+import subprocess
 import time
 
 import pytest
 
+from conftest import TARGET_BIN, free_port
 from helpers import uid
+from http_util import http_lines, scrape, value, wait_listening
 from mqtt_raw import P, PUBLISH, PUBACK
 
 pytestmark = pytest.mark.viesti_only
@@ -34,3 +40,29 @@ def test_review_queued_bytes_bounded_for_connected_subscriber(broker, clients):
 	# 4000 bytes of ~1 KB payloads: a handful queued, one in flight. Allow 16x, as for counts.
 	assert got <= 16 * 4 + 1, "%d messages (%d KB) were queued for one subscriber " \
 		"with max_queued_bytes 4000" % (got, got)
+
+
+def test_paused_publishers_resume_as_the_queue_drains(broker):
+	"""Twenty QoS 0 publishers at full speed into one subscriber whose queue limit is 10: the
+	broker pauses them (past four times the limit) and reads them again once the queue is back
+	within its limit, not only when a pause (1 ms doubling up to 256 ms) ends. On two threads,
+	so that shards resume each other's publishers by mail too."""
+	http = free_port()
+	b = broker("max_queued_messages 10", "threads 2", "consolidate_threads false",
+		"sys_interval 0", *http_lines(http))
+	wait_listening(http)
+	env = dict(os.environ, ASAN_OPTIONS="abort_on_error=0:detect_leaks=1")
+	p = subprocess.run([TARGET_BIN, "bench", "fanin", "-P", "20", "-q", "0", "-d", "1",
+		"--warmup", "0.2", "--drain", "0.5", "-p", str(b.port), "--json"], capture_output=True,
+		text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+	assert p.returncode == 0, p.stderr
+	r = json.loads(p.stdout.strip().splitlines()[-1])
+	assert r["received"] > 0 and r["errors"] == 0, r
+	s, _ = scrape(http)
+	slowed = value(s, "viesti_publishers_slowed_total")
+	drained = value(s, "viesti_publishers_resumed_total", by="drain")
+	timer = value(s, "viesti_publishers_resumed_total", by="timer")
+	assert slowed > 0, "the publishers were never paused: no backpressure to test"
+	assert drained > 0, "no paused publisher was resumed by its queue draining (%d pauses, " \
+		"%d ended by their timer)" % (slowed, timer)
+	assert drained + timer <= slowed  # each pause ends once (or with its connection)
