@@ -716,7 +716,10 @@ void vs_bridge_drain(struct vs_worker *w, struct vs_session *s)
 		vs_stat_gauge(&w->stats.inflight, 1);
 	}
 	s->last_drain_ms = w->now_ms;
+	bool resume = vs_router_unblocked(w, s);
 	pthread_mutex_unlock(&s->lock);
+	if (resume)
+		vs_worker_resume_publishers(w, s);
 }
 
 /* ---- ticks ---- */

@@ -402,17 +402,19 @@ void vs_conn_update_events(struct vs_conn *c)
 	vs_loop_mod(&c->w->loop, &c->io, ev);
 }
 
-void vs_conn_throttle(struct vs_conn *c, int64_t until_ms)
+bool vs_conn_throttle(struct vs_conn *c, int64_t until_ms, const void *key)
 {
 	struct vs_worker *w = c->w;
 	if (c->throttled)
-		return;
+		return false;
 	if (VS_VEC_GROW(w->throttled, w->cap_throttled, w->n_throttled + 1, 16) < 0)
-		return; /* not throttled: the queues' hard limits still hold */
-	w->throttled[w->n_throttled++] = c;
+		return false; /* not throttled: the queues' hard limits still hold */
+	w->throttled[w->n_throttled++] = (struct vs_paused){.c = c, .key = key};
+	atomic_store_explicit(&w->any_paused, true, memory_order_relaxed);
 	c->throttled = true;
 	c->throttle_until_ms = until_ms;
 	vs_conn_update_events(c);
+	return true;
 }
 
 bool vs_conn_out_full(const struct vs_conn *c);
@@ -798,8 +800,8 @@ static void forget_flush(struct vs_conn *c)
 			w->reread[i] = NULL;
 	c->in_reread = false;
 	for (uint32_t i = 0; c->throttled && i < w->n_throttled; i++)
-		if (w->throttled[i] == c)
-			w->throttled[i] = NULL;
+		if (w->throttled[i].c == c)
+			w->throttled[i].c = NULL;
 	c->throttled = false;
 	for (uint32_t i = 0; c->hold && c->hold->listed && i < w->n_held; i++)
 		if (w->held[i] == c)

@@ -216,8 +216,10 @@ void vs_conn_unpark(struct vs_conn *c);
 
 /* Sets the epoll interest from the connection's state (parked, throttled, output pending). */
 void vs_conn_update_events(struct vs_conn *c);
-/* Stops reading c until until_ms (backpressure from full subscriber queues). */
-void vs_conn_throttle(struct vs_conn *c, int64_t until_ms);
+/* Stops reading c until until_ms, or until the queue `key` (a session, or VS_QUEUES for several)
+ * drains (backpressure from full subscriber queues, vs_worker_resume_publishers). Returns
+ * whether it paused c (false: it already was, or no memory). */
+bool vs_conn_throttle(struct vs_conn *c, int64_t until_ms, const void *key);
 
 /* Closes the sockets of closed connections whose lingering is over (all of them: at the
  * worker's end) and frees their records (the sweep calls it; see conn.c). */

@@ -114,6 +114,7 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 		return VS_RC_SUCCESS;
 	}
 	c->w->congested = false;
+	c->w->congested_on = NULL;
 	bool q2 = b->cluster && p->qos == 2;
 	if (q2)
 		vs_cjs_tried(c->w); /* cleared: set again should m go to JetStream */
@@ -129,8 +130,10 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 		c->throttle_ms = c->throttle_ms ? c->throttle_ms * 2 : 1;
 		if (c->throttle_ms > 256)
 			c->throttle_ms = 256;
-		vs_conn_throttle(c, c->w->now_ms + c->throttle_ms);
-		vs_stat_add(&c->w->stats.pub_slowed, 1);
+		/* The back-off doubles for every message that finds the queue full, also those
+		 * read before the pause begins: it climbs as fast as the publisher overruns. */
+		if (vs_conn_throttle(c, c->w->now_ms + c->throttle_ms, c->w->congested_on))
+			vs_stat_add(&c->w->stats.pub_slowed, 1);
 	} else if (c->throttle_ms) {
 		c->throttle_ms /= 2;
 	}

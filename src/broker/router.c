@@ -355,18 +355,22 @@ static bool overshoot(struct vs_worker *w, const struct vs_config *conf, struct 
 	if (conf->max_queued_messages <= 0 ||
 	    s->queue.count >= (uint32_t)conf->max_queued_messages * 4) {
 		w->congested = true;
+		w->congested_on = !w->congested_on || w->congested_on == s ? s : VS_QUEUES;
 		s->congested = true;
 	}
 	return true;
 }
 
-/* Whether s's queue is back within its limits, so that the publishers slowed for it can go on
- * (caller holds s->lock). */
-static bool within_limit(const struct vs_config *conf, const struct vs_session *s)
+bool vs_router_unblocked(struct vs_worker *w, struct vs_session *s)
 {
-	return (conf->max_queued_messages <= 0 ||
-		s->queue.count <= (uint32_t)conf->max_queued_messages) &&
-	       (conf->max_queued_bytes <= 0 || s->queued_bytes <= conf->max_queued_bytes);
+	const struct vs_config *conf = w->b->conf;
+	if (!s->congested ||
+	    (conf->max_queued_messages > 0 &&
+	     s->queue.count > (uint32_t)conf->max_queued_messages) ||
+	    (conf->max_queued_bytes > 0 && s->queued_bytes > conf->max_queued_bytes))
+		return false;
+	s->congested = false;
+	return true;
 }
 
 /* vs_deliver() with s->lock held, and without waking the owner: returns 1 if queued, 0 if
@@ -730,14 +734,10 @@ void vs_router_drain_session(struct vs_worker *w, struct vs_session *s)
 	if (sent || !s->queue.count)
 		s->last_drain_ms = now;
 	uint64_t unsent = vs_bytes_avail(&c->out) + s->queued_bytes;
-	/* The publishers slowed for this queue read again as soon as it is back within its limit,
-	 * not when their pause ends: a subscriber that drains fast is not left idle. */
-	bool resume = s->congested && within_limit(w->b->conf, s);
-	if (resume)
-		s->congested = false;
+	bool resume = vs_router_unblocked(w, s);
 	pthread_mutex_unlock(&s->lock);
 	if (resume)
-		vs_worker_resume_publishers(w);
+		vs_worker_resume_publishers(w, s);
 	log_rechecked(w, s, dropped, "from its queue after a reload");
 	uint64_t cap = w->b->conf->max_unsent_bytes;
 	if (cap && unsent > cap && !sent) {

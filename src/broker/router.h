@@ -56,6 +56,10 @@ int vs_feed_retained(struct vs_worker *w, struct vs_session *s, struct vs_msg **
 
 /* On the owning worker: sends what the window allows of s's queue to its connection. */
 void vs_router_drain_session(struct vs_worker *w, struct vs_session *s);
+/* Caller holds s->lock, after draining s: whether publishers were slowed for s's queue and it
+ * is now back within its limits (max_queued_messages, max_queued_bytes); then the caller, once
+ * s is unlocked, resumes them (vs_worker_resume_publishers). */
+bool vs_router_unblocked(struct vs_worker *w, struct vs_session *s);
 
 /* Re-sends a resumed session's inflight messages (DUP set, or PUBREL) [MQTT-4.4.0-1], then
  * drains. Called after CONNACK on the owning worker. Returns false when the connection was

@@ -255,7 +255,7 @@ void vs_worker_takeover(struct vs_worker *w, uint32_t slot, uint64_t conn_id, bo
 
 static void add_listener(struct vs_worker *w, struct vs_listener *l);
 static void remove_listener(struct vs_worker *w, struct vs_listener *l);
-static int64_t resume_throttled(struct vs_worker *w, bool drained);
+static int64_t resume_throttled(struct vs_worker *w, const void *key);
 
 static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 {
@@ -294,9 +294,9 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 	case VS_MAIL_HELD:
 		vs_release_held(w);
 		break;
-	case VS_MAIL_RESUME_PUBLISHERS:
+	case VS_MAIL_RESUME_PUBLISHERS: /* conn_id: the drained session, as a key */
 		if (w->n_throttled)
-			resume_throttled(w, true);
+			resume_throttled(w, (const void *)(uintptr_t)m->conn_id);
 		break;
 	case VS_MAIL_TAKEOVER: {
 		if (m->end_session) { /* a clean start on another node [MQTT-3.1.2-4] */
@@ -662,19 +662,19 @@ static void sweep(struct vs_worker *w)
 	}
 }
 
-/* Reads throttled connections again once their time is up (all of them: drained); returns the
- * next such time (or INT64_MAX). */
-static int64_t resume_throttled(struct vs_worker *w, bool drained)
+/* Reads throttled connections again: those whose pause is over (key NULL; returns the next
+ * such time, or INT64_MAX), or those that wait for the queue `key`, which drained. */
+static int64_t resume_throttled(struct vs_worker *w, const void *key)
 {
 	int64_t next = INT64_MAX;
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < w->n_throttled; i++) {
-		struct vs_conn *c = w->throttled[i];
+		struct vs_conn *c = w->throttled[i].c;
 		if (!c)
 			continue;
-		if (drained || c->throttle_until_ms <= w->now_ms) {
-			vs_stat_add(
-			    drained ? &w->stats.pub_resumed_drain : &w->stats.pub_resumed_timer, 1);
+		if (key ? w->throttled[i].key == key : c->throttle_until_ms <= w->now_ms) {
+			vs_stat_add(key ? &w->stats.pub_resumed_drain : &w->stats.pub_resumed_timer,
+				    1);
 			c->throttled = false;
 			vs_conn_update_events(c);
 			/* Input may wait where no edge will announce it: read ahead by TLS, or
@@ -684,26 +684,28 @@ static int64_t resume_throttled(struct vs_worker *w, bool drained)
 		}
 		if (c->throttle_until_ms < next)
 			next = c->throttle_until_ms;
-		w->throttled[k++] = c;
+		w->throttled[k++] = w->throttled[i];
 	}
 	w->n_throttled = k;
+	atomic_store_explicit(&w->any_paused, k > 0, memory_order_relaxed);
 	return next;
 }
 
 /*
- * A publisher slowed for a full queue (publish.c) waits until its pause ends or until that
- * queue drains back within its limit, whichever is first: the pause only bounds the wait when
- * the queue's owner never drains it (its subscriber left). Which queue a publisher waits for is
- * not kept: every slowed publisher reads again, and one whose queue is still full is slowed
- * again at its next message, for twice as long.
+ * A publisher slowed for a full queue (publish.c) waits until that queue drains back within its
+ * limit, or until its pause ends, whichever is first: the pause bounds the wait when the queue is
+ * not drained (its subscriber left), or when the publisher fed several full queues at once. The
+ * session is only a key here: a session freed meanwhile and another allocated at its address
+ * would at worst resume a publisher early, which its next message pauses again.
  */
-void vs_worker_resume_publishers(struct vs_worker *w)
+void vs_worker_resume_publishers(struct vs_worker *w, const struct vs_session *s)
 {
 	if (w->n_throttled)
-		resume_throttled(w, true);
-	struct vs_mail m = {.type = VS_MAIL_RESUME_PUBLISHERS};
+		resume_throttled(w, s);
+	struct vs_mail m = {.type = VS_MAIL_RESUME_PUBLISHERS, .conn_id = (uintptr_t)s};
 	for (int t = 0; t < w->b->n_workers; t++)
-		if (t != w->idx)
+		if (t != w->idx &&
+		    atomic_load_explicit(&w->b->workers[t].any_paused, memory_order_relaxed))
 			vs_worker_post(w, t, &m);
 }
 
@@ -714,7 +716,7 @@ static int shard_timeout(struct vs_worker *w)
 	if (w->listen_resume_ms && w->listen_resume_ms < wake)
 		wake = w->listen_resume_ms;
 	if (w->n_throttled) {
-		int64_t t = resume_throttled(w, false);
+		int64_t t = resume_throttled(w, NULL);
 		wake = t < wake ? t : wake;
 	}
 	int64_t timeout = wake - w->now_ms;

@@ -52,7 +52,8 @@ enum vs_mail_type {
 			     * reply_to counts the workers it went through */
 	VS_MAIL_HELD,	    /* replies held for the cluster's barrier may be due
 			     * (cluster_interest.h, subscribe.c) */
-	VS_MAIL_RESUME_PUBLISHERS, /* a full queue drained: read the slowed publishers again */
+	VS_MAIL_RESUME_PUBLISHERS, /* the queue of session conn_id (as a key) drained: read the
+				    * publishers slowed for it again */
 };
 
 struct vs_mail {
@@ -104,6 +105,14 @@ struct vs_mailbox {
 	struct vs_mail_vec items;
 	struct vs_io io; /* the eventfd */
 };
+
+/* A connection not read for a while, and the queue it waits for (a session, as a key only), or
+ * VS_QUEUES when it fed several full ones: only its pause's end resumes it then. */
+struct vs_paused {
+	struct vs_conn *c;
+	const void *key;
+};
+#define VS_QUEUES ((const void *)1)
 
 struct vs_listen_io {
 	struct vs_io io;
@@ -183,11 +192,13 @@ struct vs_worker {
 	uint32_t n_reread, cap_reread;
 	atomic_bool sleeping; /* in (or about to enter) a blocking epoll_wait: posters wake it */
 
-	struct vs_conn **throttled; /* connections not read for a while (backpressure) */
+	struct vs_paused *throttled; /* connections not read for a while (backpressure) */
 	uint32_t n_throttled, cap_throttled;
-	bool congested;	     /* set by vs_deliver: the publisher should be throttled */
-	bool commit_failed;  /* a commit of this turn failed (conn.c, a connection closing) */
-	struct vs_conn *cur; /* the connection whose packet is being handled, or NULL */
+	atomic_bool any_paused; /* n_throttled > 0, for other shards' vs_worker_resume_publishers */
+	bool congested;		/* set by vs_deliver: the publisher should be throttled */
+	const void *congested_on; /* the session whose queue it was, or VS_QUEUES (several) */
+	bool commit_failed;	  /* a commit of this turn failed (conn.c, a connection closing) */
+	struct vs_conn *cur;	  /* the connection whose packet is being handled, or NULL */
 
 	struct vs_conn **graveyard; /* closed this turn, freed at its end */
 	uint32_t n_graveyard, cap_graveyard;
@@ -251,9 +262,10 @@ void vs_worker_post_now(struct vs_worker *target, const struct vs_mail *m);
 /* The store's sync thread progressed (vs_store_set_notify, ctx the broker): wakes the workers
  * whose held output can go. */
 void vs_worker_synced(void *ctx);
-/* A session's queue that publishers were slowed for (publish.c) is back within its limit:
- * every shard reads its slowed publishers again now (this one at once, the others by mail). */
-void vs_worker_resume_publishers(struct vs_worker *w);
+/* Session s's queue, which publishers were slowed for (publish.c), is back within its limit:
+ * every shard reads the publishers that wait for it again now (this one at once, the others by
+ * mail). */
+void vs_worker_resume_publishers(struct vs_worker *w, const struct vs_session *s);
 /* Schedules a connection for output flushing at the end of the turn. */
 void vs_worker_want_flush(struct vs_worker *w, struct vs_conn *c);
 /* c's socket may hold more input than its last read took: read it again next turn. */
