@@ -21,7 +21,8 @@ GAUGES = ["viesti_clients_connected", "viesti_sessions", "viesti_subscriptions",
 	"process_start_time_seconds", "process_max_fds", "process_virtual_memory_bytes"]
 COUNTERS = ["viesti_messages_received", "viesti_messages_sent", "viesti_messages_dropped",
 	"viesti_bytes_received", "viesti_bytes_sent", "viesti_connections",
-	"viesti_auth_failures", "process_cpu_seconds"]
+	"viesti_auth_failures", "viesti_publishers_slowed", "viesti_publishers_resumed",
+	"process_cpu_seconds"]
 
 
 def metrics_broker(broker, *more):
