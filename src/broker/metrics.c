@@ -64,7 +64,8 @@ static void write_broker(struct vs_prom *p, struct vs_broker *b)
 	vs_prom_u64(p, "viesti_messages_dropped_total", "reason", "queue_full", st.pub_dropped);
 	counter(p, "viesti_publishers_slowed_total",
 		"Times a publisher's input was paused because a subscriber's queue was past four "
-		"times max_queued_messages (backpressure).",
+		"times max_queued_messages, or past max_queued_bytes when max_queued_messages is 0 "
+		"(backpressure).",
 		st.pub_slowed);
 	vs_prom_family(p, "viesti_publishers_resumed_total", "counter",
 		       "Paused publishers read again, by why (drain: the queue they waited for "

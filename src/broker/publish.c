@@ -113,7 +113,6 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 		*stamp = again;
 		return VS_RC_SUCCESS;
 	}
-	c->w->congested = false;
 	c->w->congested_on = NULL;
 	bool q2 = b->cluster && p->qos == 2;
 	if (q2)
@@ -122,11 +121,10 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 	/* Also when the publish failed at once: the commit fails, and the resend must go. */
 	*stamp = q2 ? vs_cjs_tried(c->w) : 0;
 	vs_msg_unref(m);
-	if (c->w->congested) {
-		/* A subscriber's queue is full: read this publisher again in a moment, waiting
-		 * longer each time it happens again (1, 2, 4 ... 256 ms), so many publishers
-		 * feeding one slow subscriber settle at its pace. */
-		c->w->congested = false;
+	if (c->w->congested_on) {
+		/* A subscriber's queue is full: read this publisher again when it drains, or in a
+		 * moment, waiting longer each time it happens again (1, 2, 4 ... 256 ms), so many
+		 * publishers feeding one slow subscriber settle at its pace. */
 		c->throttle_ms = c->throttle_ms ? c->throttle_ms * 2 : 1;
 		if (c->throttle_ms > 256)
 			c->throttle_ms = 256;
@@ -134,6 +132,7 @@ static int route_publish(struct vs_conn *c, const struct vs_publish *p, const st
 		 * read before the pause begins: it climbs as fast as the publisher overruns. */
 		if (vs_conn_throttle(c, c->w->now_ms + c->throttle_ms, c->w->congested_on))
 			vs_stat_add(&c->w->stats.pub_slowed, 1);
+		c->w->congested_on = NULL;
 	} else if (c->throttle_ms) {
 		c->throttle_ms /= 2;
 	}

@@ -328,7 +328,7 @@ static bool queue_full(const struct vs_config *conf, const struct vs_session *s,
 
 /*
  * Backpressure instead of loss: when the queue of a connected subscriber is full but it is
- * still draining, the message is queued anyway and the publisher is throttled (w->congested),
+ * still draining, the message is queued anyway and the publisher is throttled (w->congested_on),
  * so publishers slow to the pace of their subscribers, as a single-threaded broker's would. The
  * overshoot is bounded by what the publishers had already sent, and by a hard cap. A subscriber
  * that has taken nothing for STUCK_MS (no message sent to it: its window is full of unacked
@@ -354,9 +354,12 @@ static bool overshoot(struct vs_worker *w, const struct vs_config *conf, struct 
 	 * beyond that the publisher is slowed down. */
 	if (conf->max_queued_messages <= 0 ||
 	    s->queue.count >= (uint32_t)conf->max_queued_messages * 4) {
-		w->congested = true;
 		w->congested_on = !w->congested_on || w->congested_on == s ? s : VS_QUEUES;
 		s->congested = true;
+		/* Under s->lock, which the owner's drain takes before it looks: a drain that
+		 * clears s->congested sees this shard as one to tell (vs_worker_resume_publishers).
+		 */
+		atomic_store_explicit(&w->any_paused, true, memory_order_relaxed);
 	}
 	return true;
 }
@@ -364,10 +367,16 @@ static bool overshoot(struct vs_worker *w, const struct vs_config *conf, struct 
 bool vs_router_unblocked(struct vs_worker *w, struct vs_session *s)
 {
 	const struct vs_config *conf = w->b->conf;
+	/* Publishers resume at a quarter of where they were paused (four times the message limit,
+	 * back within it); with a byte limit only, they were paused at the limit, and resume
+	 * below half of it: either way a gap, so that a queue at its limit does not pause and
+	 * resume them for every message. */
+	uint64_t bytes_ok = conf->max_queued_messages > 0 ? (uint64_t)conf->max_queued_bytes
+							  : (uint64_t)conf->max_queued_bytes / 2;
 	if (!s->congested ||
 	    (conf->max_queued_messages > 0 &&
 	     s->queue.count > (uint32_t)conf->max_queued_messages) ||
-	    (conf->max_queued_bytes > 0 && s->queued_bytes > conf->max_queued_bytes))
+	    (conf->max_queued_bytes > 0 && s->queued_bytes > bytes_ok))
 		return false;
 	s->congested = false;
 	return true;

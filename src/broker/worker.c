@@ -259,7 +259,8 @@ static int64_t resume_throttled(struct vs_worker *w, const void *key);
 
 static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 {
-	if (m->seq > w->mail_seq)
+	/* A resume carries nothing stored: what it causes need not wait for the sender's write. */
+	if (m->seq > w->mail_seq && m->type != VS_MAIL_RESUME_PUBLISHERS)
 		w->mail_seq = m->seq; /* what it causes waits for that write (held output) */
 	switch (m->type) {
 	case VS_MAIL_DRAIN:

@@ -195,8 +195,8 @@ struct vs_worker {
 	struct vs_paused *throttled; /* connections not read for a while (backpressure) */
 	uint32_t n_throttled, cap_throttled;
 	atomic_bool any_paused; /* n_throttled > 0, for other shards' vs_worker_resume_publishers */
-	bool congested;		/* set by vs_deliver: the publisher should be throttled */
-	const void *congested_on; /* the session whose queue it was, or VS_QUEUES (several) */
+	const void *congested_on; /* set by vs_deliver: the publisher should be throttled for this
+				   * session's queue, or VS_QUEUES (several); NULL: not */
 	bool commit_failed;	  /* a commit of this turn failed (conn.c, a connection closing) */
 	struct vs_conn *cur;	  /* the connection whose packet is being handled, or NULL */
 

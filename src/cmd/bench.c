@@ -65,7 +65,7 @@ static void usage(FILE *f)
 	    "                        session expiry of an hour (5.0), as mosquitto_sub -c\n"
 	    "      --by-publisher    also latency per publisher (p50, p99, mean of each):\n"
 	    "                        shows whether some publishers' messages wait longer\n"
-	    "                        (at most 1000 publishers)\n"
+	    "                        (at most 1000 publishers; not with sub, pub or conn)\n"
 	    "      --json            print one JSON object instead of the report\n"
 	    "TLS (as viesti pub; any of --cafile, --capath, --cert, --psk, --tls-use-os-certs\n"
 	    "turns it on, and the default port becomes 8883):\n"
@@ -308,6 +308,16 @@ static int apply_counts(struct args *a)
 	}
 	if ((uint64_t)c->subs + c->pubs > 1000000) {
 		fprintf(stderr, "viesti bench: too many clients\n");
+		return -1;
+	}
+	if (c->by_publisher && (c->pubs == 0 || c->subs == 0)) {
+		/* A subscriber knows a publisher's messages by an id this run handed out. */
+		fprintf(stderr,
+			"viesti bench: --by-publisher needs the run's own publishers and "
+			"subscribers (not with %s)\n",
+			c->scenario == VS_BENCH_CONN ? "conn"
+			: c->pubs		     ? "pub"
+						     : "sub");
 		return -1;
 	}
 	if (c->by_publisher && c->pubs > 1000) {

@@ -69,7 +69,8 @@ static void enter_phase(struct worker *w, int phase)
 	if (phase == P_STOP) {
 		for (uint32_t i = 0; i < w->npubs; i++)
 			if (w->pubs[i]->state == C_READY)
-				vs_bench_flush(w->pubs[i]); /* drops EPOLLOUT interest of QoS 0 publishers */
+				vs_bench_flush(
+				    w->pubs[i]); /* drops EPOLLOUT interest of QoS 0 publishers */
 		atomic_fetch_add_explicit(&b->stopped, 1, memory_order_release);
 	}
 	if (phase == P_BYE) {

@@ -80,8 +80,9 @@ def test_latency_by_publisher(broker):
 	assert [p["id"] for p in per] == [0, 1, 2]
 	assert sum(p["count"] for p in per) == r["latency_us"]["count"]
 	for p in per:
-		# 500 msg/s each for a second (the window is by send time)
-		assert 350 <= p["count"] <= 650, per
+		# 500 msg/s each for a second (the window is by send time): never more, fewer
+		# when the generator runs late (a loaded machine, the sanitizers)
+		assert 100 <= p["count"] <= 650, per
 		assert 0 < p["p50"] <= p["p99"] <= r["latency_us"]["max"], per
 	assert "by_publisher" not in bench(b.port, "fanin", "-P", 2, "-q", 1, "-r", 100, "-d",
 		0.3, "--warmup", 0)
@@ -119,6 +120,10 @@ def test_bad_arguments():
 	p = subprocess.run([VIESTI, "bench", "pairs", "-n", "1001", "--by-publisher"],
 		capture_output=True, text=True)
 	assert p.returncode == 2 and "at most 1000 publishers" in p.stderr
+	for scenario in ("sub", "conn", "pub"):
+		p = subprocess.run([VIESTI, "bench", scenario, "--by-publisher"], capture_output=True,
+			text=True)
+		assert p.returncode == 2 and "needs the run's own publishers" in p.stderr, p.stderr
 
 
 @needs_viesti
