@@ -371,7 +371,7 @@ static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uin
 	natsStatus st;
 	while ((st = js_GetStreamInfo(&si, vs_cluster_js(b), VS_CJS_STREAM, NULL, &jerr)) !=
 		   NATS_OK &&
-	       vs_now_ms() < until && !atomic_load(&b->stopping))
+	       vs_cluster_transient(st) && vs_now_ms() < until && !atomic_load(&b->stopping))
 		nats_Sleep(RETRY_READ_MS); /* a moment without a leader, say */
 	if (st != NATS_OK) {
 		vs_log(b->log, VS_LOG_WARN,
@@ -381,8 +381,19 @@ static uint32_t replay(struct vs_cluster_sessions *cs, struct vs_session *s, uin
 		       (unsigned long long)floor);
 		return 0;
 	}
-	uint64_t last = si->State.LastSeq;
+	uint64_t last = si->State.LastSeq, first = si->State.FirstSeq;
 	jsStreamInfo_Destroy(si);
+	if (first > floor && floor <= last) {
+		/* Not a read that ran short: the stream no longer has them. */
+		vs_log(
+		    b->log, VS_LOG_WARN,
+		    "cluster: client %s's session: the stream %s no longer has sequences %llu to "
+		    "%llu (removed by its limits: cluster_stream_max_age): those messages are "
+		    "missing for it",
+		    s->client_id, VS_CJS_STREAM, (unsigned long long)floor,
+		    (unsigned long long)(first > last ? last : first - 1));
+		floor = first;
+	}
 	if (last < floor)
 		return 0;
 	int64_t max = b->conf->max_queued_messages;

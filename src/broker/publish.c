@@ -236,8 +236,11 @@ enum vs_handled vs_on_publish(struct vs_conn *c, const struct vs_publish *p)
 	}
 	uint64_t again = stamp;
 	rc = route_publish(c, p, &topic, &stamp);
-	if (again && rc != VS_RC_SUCCESS) {
-		/* Not offered again (no memory, or refused now): kept for the next resend. */
+	if (again && rc == VS_RC_SERVER_BUSY) {
+		/* Not offered again (no memory, JetStream refused it again): kept for the next
+		 * resend. A resend refused for good (its topic, size or the ACLs, say after a
+		 * reload) is answered below with the reason, as a first send would be: kept, it
+		 * would close the client at every reconnect. */
 		vs_cjs_unsure_keep(c->w, c->session, p->packet_id, again);
 		vs_conn_close(c, VS_RC_SERVER_BUSY, "cannot offer a QoS 2 resend to JetStream");
 		return VS_CLOSED;

@@ -1166,6 +1166,32 @@ def test_a_qos2_message_jetstream_refused_is_stored_when_its_publisher_sends_it_
 	assert n.stream_state("VS_MSGS") == stored + 2
 
 
+def test_a_qos2_resend_refused_for_good_is_answered_not_kept(nats, broker, clients):
+	"""JetStream refused a QoS 2 message, so the node keeps it to offer again; but the resend is
+	one the node refuses for good (here a $SYS topic, as an ACL changed by a reload would). It
+	is answered with its reason code, as a first send would be, and the client stays connected.
+	Before this was fixed, the node kept it again and closed the client, at every reconnect."""
+	n, a, b, t, s = subscribed_pair(nats, broker, clients, "ga", "gb", "g", 5)
+	cid = uid("p")
+	p = clients.raw(a.port, 5)
+	p.connect(cid, clean=False, props={P.SESSION_EXPIRY: 600})
+	p.publish(t + "/0", b"before", qos=2)
+	assert [m.payload for m in s.publishes(1, timeout=10)] == [b"before"]
+	stored = n.stream_state("VS_MSGS")
+	stream_update(n, "VS_MSGS", max_msgs=stored, discard="new")
+	p.send(p.publish_packet(t + "/1", b"refused", qos=2, pid=7))
+	assert not [x for x in p.wait_closed(timeout=10) if x.type == PUBREC]
+	stream_update(n, "VS_MSGS", max_msgs=-1, discard="old")
+	for attempt in range(2):  # refused for good: answered each time, never a disconnect
+		p = clients.raw(a.port, 5)
+		assert p.connect(cid, clean=False, props={P.SESSION_EXPIRY: 600}).session_present
+		p.send(p.publish_packet("$SYS/g", b"refused", qos=2, pid=7, dup=True))
+		assert p.expect(PUBREC, pid=7, timeout=10).rc == 0x87
+		p.publish(t + "/2", b"after%d" % attempt, qos=2)  # still connected, and serving
+		p.disconnect()
+	assert [m.payload for m in s.publishes(2, timeout=10)] == [b"after0", b"after1"]
+
+
 def test_a_qos2_message_refused_while_nats_is_away_goes_when_its_publisher_sends_it_again(nats,
 		broker, clients):
 	"""NATS is away for a moment (its server restarted): a QoS 2 message another node wants
@@ -1186,14 +1212,16 @@ def test_a_qos2_message_refused_while_nats_is_away_goes_when_its_publisher_sends
 	n2 = nats(port=n.port)  # the same store: the stream is as it was
 	deadline = time.monotonic() + 30
 	while True:  # until the node is back on NATS, each try refused as the first
+		left = deadline - time.monotonic()
+		assert left > 0, "the resend never went through"
 		p = clients.raw(a.port, 4)
 		assert p.connect(cid, clean=False).session_present
 		p.send(p.publish_packet(t + "/1", b"away", qos=2, pid=9, dup=True))
 		try:
-			assert p.expect(PUBREC, pid=9, timeout=15).rc == 0
+			assert p.expect(PUBREC, pid=9, timeout=min(15, left)).rc == 0
 			break
-		except (Closed, OSError):
-			assert time.monotonic() < deadline, "the resend never went through"
+		except (Closed, OSError, TimeoutError):
+			time.sleep(0.2)  # between tries: the node reconnects to NATS meanwhile
 	p.pubrel(9)
 	p.expect(PUBCOMP, pid=9, timeout=10)
 	p.publish(t + "/2", b"after", qos=2)
