@@ -374,6 +374,20 @@ bool vs_cluster_transient(natsStatus s)
 	       s == NATS_NOT_YET_CONNECTED || s == NATS_STALE_CONNECTION;
 }
 
+natsMsg *vs_cluster_kv_msg(const char *bucket, const char *key, const char *value)
+{
+	char subj[1280]; /* the longest keys: a will's, up to 1,024 bytes (cluster_js_int.h) */
+	natsMsg *m = NULL;
+	if ((size_t)snprintf(subj, sizeof(subj), "$KV.%s.%s", bucket, key) >= sizeof(subj) ||
+	    natsMsg_Create(&m, subj, NULL, value, value ? (int)strlen(value) : 0) != NATS_OK)
+		return NULL;
+	if (!value && natsMsgHeader_Set(m, "KV-Operation", "DEL") != NATS_OK) {
+		natsMsg_Destroy(m);
+		return NULL;
+	}
+	return m;
+}
+
 void vs_cluster_stop(struct vs_broker *b)
 {
 	struct vs_cluster *cl = b->cluster;

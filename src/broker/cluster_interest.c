@@ -639,18 +639,9 @@ static size_t peek_ops(struct vs_cluster_interest *ci, struct op **out)
 /* A change as the message the key-value API would publish for it. */
 static natsMsg *op_msg(struct vs_cluster_interest *ci, const struct op *o)
 {
-	char key[TOKEN_MAX + 24], subj[TOKEN_MAX + 64];
+	char key[TOKEN_MAX + 24];
 	key_of(ci, o->subject, o->tag, key, sizeof(key));
-	snprintf(subj, sizeof(subj), "$KV." VS_INTEREST_BUCKET ".%s", key);
-	natsMsg *m = NULL;
-	const char *v = o->add ? o->subject : NULL;
-	if (natsMsg_Create(&m, subj, NULL, v, v ? (int)strlen(v) : 0) != NATS_OK)
-		return NULL;
-	if (!o->add && natsMsgHeader_Set(m, "KV-Operation", "DEL") != NATS_OK) {
-		natsMsg_Destroy(m);
-		return NULL;
-	}
-	return m;
+	return vs_cluster_kv_msg(VS_INTEREST_BUCKET, key, o->add ? o->subject : NULL);
 }
 
 static void on_pub_failed(jsCtx *js, jsPubAckErr *pae, void *arg)

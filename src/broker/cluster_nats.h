@@ -50,6 +50,10 @@ int vs_cluster_deliver(struct vs_cluster *cl, const struct vs_cluster_frame *f, 
  * (a stream or bucket with no leader for a moment: just made, or its server died) or no
  * connection for the moment. Not so for a refusal (too big, wrong key). */
 bool vs_cluster_transient(natsStatus s);
+/* The message the key-value API publishes to set key of bucket to value (NUL-terminated), or,
+ * with value NULL, to delete it (a KV-Operation: DEL marker). NULL when out of memory or the
+ * subject is too long. The caller destroys it. */
+natsMsg *vs_cluster_kv_msg(const char *bucket, const char *key, const char *value);
 /* Whether the connection to NATS is up now. */
 bool vs_cluster_connected(struct vs_broker *b);
 /* The ids of the other nodes heard from within the last within_ms, NUL-terminated one after

@@ -58,19 +58,14 @@ void vs_cjs_keep_lease(struct vs_cjs *j)
  * connected again to its node, restarted) stays. */
 static void delete_will(struct vs_cjs *j, const char *key, uint64_t rev)
 {
-	char subject[sizeof("$KV." WILLS_BUCKET ".") + KEY_MAX];
-	natsMsg *m = NULL;
-	if ((size_t)snprintf(subject, sizeof(subject), "$KV.%s.%s", WILLS_BUCKET, key) >=
-		sizeof(subject) ||
-	    natsMsg_Create(&m, subject, NULL, NULL, 0) != NATS_OK)
+	natsMsg *m = vs_cluster_kv_msg(WILLS_BUCKET, key, NULL);
+	if (!m)
 		return;
 	jsPubOptions po;
 	jsPubOptions_Init(&po);
 	po.ExpectLastSubjectSeq = rev;
 	jsErrCode jerr = 0;
-	natsStatus s = natsMsgHeader_Set(m, "KV-Operation", "DEL");
-	if (s == NATS_OK)
-		s = js_PublishMsg(NULL, j->js, m, &po, &jerr);
+	natsStatus s = js_PublishMsg(NULL, j->js, m, &po, &jerr);
 	natsMsg_Destroy(m);
 	if (s != NATS_OK && jerr != JSStreamWrongLastSequenceErr)
 		vs_cjs_warn(j, "deleting a published will", s);
