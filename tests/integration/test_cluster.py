@@ -90,14 +90,23 @@ class Nats:
 					return st["state"][field]
 		return 0
 
-	def delivered(self, consumer):
-		"""How many messages JetStream has sent the consumer (redeliveries included)."""
+	def consumer(self, name):
+		"""JetStream's record of consumer name (its "delivered" and "ack_floor"), or {}."""
 		for acc in self.monitor("jsz?consumers=1").get("account_details") or []:
 			for st in acc.get("stream_detail") or []:
 				for c in st.get("consumer_detail") or []:
-					if c["name"] == consumer:
-						return c["delivered"]["consumer_seq"]
-		return 0
+					if c["name"] == name:
+						return c
+		return {}
+
+	def delivered(self, consumer):
+		"""How many messages JetStream has sent the consumer (redeliveries included)."""
+		return self.consumer(consumer).get("delivered", {}).get("consumer_seq", 0)
+
+	def acked(self, consumer):
+		"""The stream sequence up to which the consumer acknowledged everything (JetStream's
+		ack floor)."""
+		return self.consumer(consumer).get("ack_floor", {}).get("stream_seq", 0)
 
 	def request(self, subject, data=b"", timeout=5):
 		"""A NATS request on the client port (the protocol by hand: CONNECT, SUB, PUB with a
