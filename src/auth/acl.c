@@ -216,18 +216,17 @@ static void list_fini(struct rule_list *l)
 	free(l->v);
 }
 
+static void free_list(void *l)
+{
+	list_fini(l);
+	free(l);
+}
+
 void vs_acl_free(struct vs_acl *acl)
 {
 	if (!acl)
 		return;
-	size_t i = 0, klen;
-	const char *key;
-	void *val;
-	while (vs_map_next(&acl->users, &i, &key, &klen, &val)) {
-		list_fini(val);
-		free(val);
-	}
-	vs_map_fini(&acl->users);
+	vs_map_fini_with(&acl->users, free_list);
 	list_fini(&acl->anon);
 	list_fini(&acl->patterns);
 	free(acl);

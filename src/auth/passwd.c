@@ -402,16 +402,6 @@ int vs_passwd_user_valid(const char *user)
 	return strpbrk(user, ":\r\n") == NULL;
 }
 
-static void free_users(struct vs_map *m)
-{
-	size_t i = 0, klen;
-	const char *key;
-	void *val;
-	while (vs_map_next(m, &i, &key, &klen, &val))
-		free(val);
-	vs_map_fini(m);
-}
-
 /* Parses one non-blank, non-comment line into the table. Returns 0 or VS_ECONF/-ENOMEM. */
 static int parse_line(struct vs_passwd *pf, const char *s, size_t n, const char *name,
 		      unsigned line, char *err, size_t errlen)
@@ -583,6 +573,6 @@ void vs_passwd_free(struct vs_passwd *pf)
 {
 	if (!pf)
 		return;
-	free_users(&pf->users);
+	vs_map_fini_with(&pf->users, free);
 	free(pf);
 }

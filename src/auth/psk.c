@@ -24,16 +24,10 @@ struct key {
 	uint8_t k[VS_PSK_KEY_MAX];
 };
 
-static void free_keys(struct vs_map *m)
+static void free_key(void *val)
 {
-	size_t i = 0, klen;
-	const char *id;
-	void *val;
-	while (vs_map_next(m, &i, &id, &klen, &val)) {
-		OPENSSL_cleanse(val, sizeof(struct key));
-		free(val);
-	}
-	vs_map_fini(m);
+	OPENSSL_cleanse(val, sizeof(struct key));
+	free(val);
 }
 
 struct parse_ctx {
@@ -140,6 +134,6 @@ void vs_psk_free(struct vs_psk *t)
 {
 	if (!t)
 		return;
-	free_keys(&t->keys);
+	vs_map_fini_with(&t->keys, free_key);
 	free(t);
 }

@@ -117,6 +117,14 @@ int vs_map_next(const struct vs_map *m, size_t *i, const char **key, size_t *kle
 	return 0;
 }
 
+void vs_map_fini_with(struct vs_map *m, void (*free_val)(void *val))
+{
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->slots[i].hash)
+			free_val(m->slots[i].val);
+	vs_map_fini(m);
+}
+
 void vs_map_fini(struct vs_map *m)
 {
 	for (size_t i = 0; i < m->cap; i++)

@@ -35,5 +35,7 @@ void *vs_map_del(struct vs_map *m, const void *key, size_t klen);
  * not change during iteration (except vs_map_del of the entry just returned is NOT allowed). */
 int vs_map_next(const struct vs_map *m, size_t *i, const char **key, size_t *klen, void **val);
 void vs_map_fini(struct vs_map *m);
+/* vs_map_fini, after free_val(value) for each entry: for maps that own their values. */
+void vs_map_fini_with(struct vs_map *m, void (*free_val)(void *val));
 
 #endif

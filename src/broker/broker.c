@@ -451,13 +451,7 @@ void vs_broker_fini(struct vs_broker *b)
 	while (vs_registry_next(&b->sessions, &it, &s))
 		vs_session_unref(s);
 	vs_registry_fini(&b->sessions);
-	it = 0;
-	const char *key;
-	size_t klen;
-	void *val;
-	while (vs_map_next(&b->sys_values, &it, &key, &klen, &val))
-		free(val);
-	vs_map_fini(&b->sys_values);
+	vs_map_fini_with(&b->sys_values, free);
 	if (b->tree)
 		vs_tree_free(b->tree);
 	if (b->retain)

@@ -448,10 +448,7 @@ void vs_cluster_stop(struct vs_broker *b)
 	vs_cluster_sessions_free(cl->sessions);
 	vs_map_fini(&cl->interest);
 	vs_map_fini(&cl->last);
-	it = 0;
-	while (vs_map_next(&cl->nodes, &it, &key, &klen, &val))
-		free(val);
-	vs_map_fini(&cl->nodes);
+	vs_map_fini_with(&cl->nodes, free);
 	pthread_mutex_destroy(&cl->lock);
 	free(cl);
 	b->cluster = NULL;

@@ -918,12 +918,7 @@ void vs_cluster_interest_free(struct vs_cluster_interest *ci)
 		free(ci->pend[i].reply);
 	free(ci->pend);
 	free(ci->wait);
-	size_t it = 0, klen;
-	const char *key;
-	void *val;
-	while (vs_map_next(&ci->keys, &it, &key, &klen, &val))
-		free(val);
-	vs_map_fini(&ci->keys);
+	vs_map_fini_with(&ci->keys, free);
 	vs_map_fini(&ci->subjects);
 	vs_map_fini(&ci->wild);
 	pthread_rwlock_destroy(&ci->rw);

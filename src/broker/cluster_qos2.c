@@ -120,8 +120,9 @@ struct unsure {
 	struct vs_session *s;
 };
 
-static void unsure_free(struct unsure *u)
+static void unsure_free(void *val)
 {
+	struct unsure *u = val;
 	vs_session_unref(u->s);
 	free(u);
 }
@@ -265,10 +266,5 @@ uint64_t vs_cjs_unsure(struct vs_worker *w, struct vs_session *s, uint16_t pid)
 
 void vs_cjs_unsure_fini(struct vs_cjs *j)
 {
-	size_t it = 0, klen;
-	const char *key;
-	void *val;
-	while (vs_map_next(&j->unsure, &it, &key, &klen, &val))
-		unsure_free(val);
-	vs_map_fini(&j->unsure);
+	vs_map_fini_with(&j->unsure, unsure_free);
 }

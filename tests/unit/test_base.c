@@ -233,6 +233,35 @@ static void test_map_empty(void **state)
 	vs_map_fini(&m);
 }
 
+/* vs_map_fini_with frees each value once, and leaves an empty map that can be used again. */
+static int freed_sum;
+static void free_counted(void *val)
+{
+	freed_sum += *(int *)val;
+	free(val);
+}
+
+static void test_map_fini_with(void **state)
+{
+	(void)state;
+	struct vs_map m = {0};
+	for (int i = 1; i <= 100; i++) {
+		int *v = malloc(sizeof(*v));
+		assert_non_null(v);
+		*v = i;
+		char key[8];
+		int n = snprintf(key, sizeof(key), "k%d", i);
+		assert_int_equal(vs_map_put(&m, key, (size_t)n, v, NULL), 0);
+	}
+	freed_sum = 0;
+	vs_map_fini_with(&m, free_counted);
+	assert_int_equal(freed_sum, 5050); /* 1 + 2 + ... + 100, each once */
+	assert_int_equal(m.count, 0);
+	assert_null(vs_map_get(&m, "k1", 2));
+	vs_map_fini_with(&m, free_counted); /* an empty map: nothing to free */
+	assert_int_equal(freed_sum, 5050);
+}
+
 #define TEST_SEED 0x0123456789abcdefull
 
 static void test_map_hash(void **state)
@@ -983,6 +1012,7 @@ int main(void)
 	    cmocka_unit_test(test_bytes_large_growth),
 	    cmocka_unit_test(test_bytes_shrink),
 	    cmocka_unit_test(test_map_empty),
+	    cmocka_unit_test(test_map_fini_with),
 	    cmocka_unit_test(test_map_hash),
 	    cmocka_unit_test(test_map_seeded),
 	    cmocka_unit_test(test_map_basic),
