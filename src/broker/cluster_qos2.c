@@ -177,6 +177,7 @@ static bool remember(struct vs_cjs *j, struct vs_session *s, uint16_t pid, uint6
 	bool ok = key && vs_map_put(&j->unsure, key, len, u, &old) == 0;
 	if (ok) {
 		*u = (struct unsure){stamp, s};
+		atomic_store_explicit(&s->unsure, true, memory_order_release);
 		if (old)
 			unsure_free(old);
 		else
@@ -243,7 +244,10 @@ void vs_cjs_unsure_keep(struct vs_worker *w, struct vs_session *s, uint16_t pid,
 uint64_t vs_cjs_unsure(struct vs_worker *w, struct vs_session *s, uint16_t pid)
 {
 	struct vs_cjs *j = vs_cluster_cjs(w->b->cluster);
-	if (!j || !atomic_load_explicit(&j->n_unsure, memory_order_relaxed))
+	/* Most sessions never had an entry: their PUBRELs take no lock, even while the table
+	 * holds other sessions' entries (after an outage, of clients that never come back). */
+	if (!j || !atomic_load_explicit(&j->n_unsure, memory_order_relaxed) ||
+	    !atomic_load_explicit(&s->unsure, memory_order_acquire))
 		return 0;
 	char buf[256];
 	size_t len;

@@ -127,6 +127,10 @@ struct vs_session {
 	/* Of in_qos2 below: how many ids, and the array's capacity (at most VS_INQOS2_SCAN) or
 	 * VS_INQOS2_BITMAP. */
 	uint16_t n_in_qos2, cap_in_qos2;
+	/* In a cluster: one of its QoS 2 messages was once kept in the node's table of those
+	 * JetStream may not have taken (cluster_qos2.c); only then do its PUBRELs and resends
+	 * look there, and take that table's lock. Set once, never cleared. */
+	atomic_bool unsure;
 	pthread_mutex_t lock;
 	char *username;	      /* of the last connection (owned, NULL anonymous), for ACL checks */
 	const void *listener; /* the last connection's listener (the broker's, opaque here: its
