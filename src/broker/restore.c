@@ -467,6 +467,11 @@ static void keep_routed(struct vs_broker *b, struct replay *r)
 			r->routed[n++] = r->routed[i];
 	size_t from = n > VS_ROUTED_KEEP ? n - VS_ROUTED_KEEP : 0;
 	memmove(r->routed, r->routed + from, (n - from) * sizeof(*r->routed));
+	/* The replay's array had room for every record's: what is kept lives as long as the
+	 * broker, so it gives the rest back. */
+	uint64_t *kept = realloc(r->routed, (n - from) * sizeof(*r->routed));
+	if (kept)
+		r->routed = kept;
 	free(b->routed_before);
 	b->routed_before = r->routed;
 	b->n_routed_before = n - from;
