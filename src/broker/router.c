@@ -339,6 +339,16 @@ static bool queue_full(const struct vs_config *conf, const struct vs_session *s,
  */
 enum { STUCK_MS = 200 };
 
+/* The publisher of the message being routed is slowed for s's queue (s->lock held). */
+static void congest(struct vs_worker *w, struct vs_session *s)
+{
+	w->congested_on = !w->congested_on || w->congested_on == s ? s : VS_QUEUES;
+	s->congested = true;
+	/* Under s->lock, which the owner's drain takes before it looks: a drain that clears
+	 * s->congested sees this shard as one to tell (vs_worker_resume_publishers). */
+	atomic_store_explicit(&w->any_paused, true, memory_order_relaxed);
+}
+
 static bool overshoot(struct vs_worker *w, const struct vs_config *conf, struct vs_session *s)
 {
 	if (!s->connected || w->now_ms - s->last_drain_ms > STUCK_MS ||
@@ -348,19 +358,19 @@ static bool overshoot(struct vs_worker *w, const struct vs_config *conf, struct 
 			    ? (uint32_t)conf->max_queued_messages * 16 + 16384
 			    : UINT32_MAX;
 	if (s->queue.count >= hard ||
-	    (conf->max_queued_bytes > 0 && s->queued_bytes >= conf->max_queued_bytes * 16))
+	    (conf->max_queued_bytes > 0 && s->queued_bytes >= conf->max_queued_bytes * 16)) {
+		/* Dropped, and its publisher slowed all the same: the subscriber still drains,
+		 * and reading the publisher on at full speed would only feed the drops (50 QoS 0
+		 * publishers into one subscriber read and dropped millions a second, and left
+		 * the subscriber's thread less time to deliver). */
+		congest(w, s);
 		return false;
+	}
 	/* Up to four times the limit is absorbed quietly (publishers' windows usually bound it);
 	 * beyond that the publisher is slowed down. */
 	if (conf->max_queued_messages <= 0 ||
-	    s->queue.count >= (uint32_t)conf->max_queued_messages * 4) {
-		w->congested_on = !w->congested_on || w->congested_on == s ? s : VS_QUEUES;
-		s->congested = true;
-		/* Under s->lock, which the owner's drain takes before it looks: a drain that
-		 * clears s->congested sees this shard as one to tell (vs_worker_resume_publishers).
-		 */
-		atomic_store_explicit(&w->any_paused, true, memory_order_relaxed);
-	}
+	    s->queue.count >= (uint32_t)conf->max_queued_messages * 4)
+		congest(w, s);
 	return true;
 }
 
