@@ -66,3 +66,24 @@ def test_paused_publishers_resume_as_the_queue_drains(broker):
 	assert drained > 0, "no paused publisher was resumed by its queue draining (%d pauses, " \
 		"%d ended by their timer)" % (slowed, timer)
 	assert drained + timer <= slowed  # each pause ends once (or with its connection)
+
+
+def test_publishers_overrunning_a_live_subscriber_are_slowed_not_read_to_be_dropped(broker):
+	"""Fifty QoS 0 publishers at full speed into one subscriber that takes what it gets: their
+	reads (about 800 messages each) overrun the subscriber's hard cap (16 times
+	max_queued_messages plus 16,384) at once. A message dropped there slows its publisher as
+	one queued over the limit does. Before, each drop halved the publisher's back-off, the
+	publishers were read again at once, and most of what the broker read it dropped (1.1 to
+	12.4 million of 7 to 14 million in 4 s)."""
+	b = broker("threads 2", "consolidate_threads false", "sys_interval 0")
+	env = dict(os.environ, ASAN_OPTIONS="abort_on_error=0:detect_leaks=1")
+	p = subprocess.run([TARGET_BIN, "bench", "fanin", "-P", "50", "-q", "0", "-d", "4",
+		"--warmup", "0.5", "--drain", "1", "-p", str(b.port), "--json"], capture_output=True,
+		text=True, timeout=90, env=env, stdin=subprocess.DEVNULL)
+	assert p.returncode == 0, p.stderr
+	r = json.loads(p.stdout.strip().splitlines()[-1])
+	assert r["received"] > 0 and r["errors"] == 0, r
+	# Slowed, the publishers overrun the cap now and then, a read each at most: 13,000 to
+	# 31,000 dropped in 3 to 6 s here under ASan, however long the run. Before, the drops
+	# grew with the run: 117,000 to 1,270,000 (11% to 75% of what was sent).
+	assert r["lost"] < 100000, "%d of %d messages dropped" % (r["lost"], r["sent"])
