@@ -298,6 +298,8 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 	case VS_MAIL_RESUME_PUBLISHERS: /* conn_id: the drained session, as a key */
 		if (w->n_throttled)
 			resume_throttled(w, (const void *)(uintptr_t)m->conn_id);
+		else /* set for a message no client published (a bridge's, a will): none paused */
+			atomic_store_explicit(&w->any_paused, false, memory_order_relaxed);
 		break;
 	case VS_MAIL_TAKEOVER: {
 		if (m->end_session) { /* a clean start on another node [MQTT-3.1.2-4] */

@@ -412,7 +412,8 @@ def test_a_restored_session_keeps_what_it_holds_when_its_node_dies_again(nats, b
 	# ra acknowledges them to JetStream once taken. Killed before those acknowledgements are
 	# out, it gets the five again only after JetStream's 30 s ack wait, and until then its
 	# floor rightly stays below them (the wait below would time out).
-	wait_until(lambda: n.acked("vs_ra") >= 5, 10, what="ra's acknowledgements to JetStream")
+	wait_until(lambda: n.acked("vs_ra") >= n.stream_state("VS_MSGS", "last_seq"), 10,
+		what="ra's acknowledgements to JetStream")
 	if at_kill == "offline":
 		s.close()
 		a.wait_log(r"client %s's key in bucket vs_sessions holds its whole state" % cid,
@@ -451,7 +452,8 @@ def test_a_restored_session_that_held_nothing_keeps_what_reaches_it_when_its_nod
 	k = clients.raw(a.port, 4)
 	k.connect(uid("k"))
 	k.subscribe([(t, 1)])
-	wait_until(lambda: n.acked("vs_ra") >= 1, 10, what="ra's acknowledgement to JetStream")
+	wait_until(lambda: n.acked("vs_ra") >= n.stream_state("VS_MSGS", "last_seq"), 10,
+		what="ra's acknowledgement to JetStream")
 	a.kill()
 	s.close()
 	k.close()

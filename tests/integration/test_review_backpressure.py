@@ -84,6 +84,9 @@ def test_publishers_overrunning_a_live_subscriber_are_slowed_not_read_to_be_drop
 	r = json.loads(p.stdout.strip().splitlines()[-1])
 	assert r["received"] > 0 and r["errors"] == 0, r
 	# Slowed, the publishers overrun the cap now and then, a read each at most: 13,000 to
-	# 31,000 dropped in 3 to 6 s here under ASan, however long the run. Before, the drops
-	# grew with the run: 117,000 to 1,270,000 (11% to 75% of what was sent).
-	assert r["lost"] < 100000, "%d of %d messages dropped" % (r["lost"], r["sent"])
+	# 31,000 dropped in 3 to 6 s here under ASan (0.7% to 2.9% of what was sent), 47,000 to
+	# 57,000 in 4 s without it (0.7%). Before, the drops grew with the run: 117,000 to 1.4
+	# million under ASan (11% to 75%). Both bounds must break to fail: a slow machine sends
+	# less (the share grows), a fast one more (the count grows).
+	assert r["lost"] < 100000 or r["lost"] < r["sent"] // 20, \
+		"%d of %d messages dropped" % (r["lost"], r["sent"])
