@@ -42,6 +42,19 @@ def test_review_queued_bytes_bounded_for_connected_subscriber(broker, clients):
 		"with max_queued_bytes 4000" % (got, got)
 
 
+def fanin_qos0(b, publishers, duration, warmup, drain):
+	"""`viesti bench fanin` at QoS 0 and full speed against broker b; its JSON result, after
+	checking that messages went through without errors."""
+	env = dict(os.environ, ASAN_OPTIONS="abort_on_error=0:detect_leaks=1")
+	p = subprocess.run([TARGET_BIN, "bench", "fanin", "-P", str(publishers), "-q", "0",
+		"-d", duration, "--warmup", warmup, "--drain", drain, "-p", str(b.port), "--json"],
+		capture_output=True, text=True, timeout=90, env=env, stdin=subprocess.DEVNULL)
+	assert p.returncode == 0, p.stderr
+	r = json.loads(p.stdout.strip().splitlines()[-1])
+	assert r["received"] > 0 and r["errors"] == 0, r
+	return r
+
+
 def test_paused_publishers_resume_as_the_queue_drains(broker):
 	"""Twenty QoS 0 publishers at full speed into one subscriber whose queue limit is 10: the
 	broker pauses them (past four times the limit) and reads them again once the queue is back
@@ -51,13 +64,7 @@ def test_paused_publishers_resume_as_the_queue_drains(broker):
 	b = broker("max_queued_messages 10", "threads 2", "consolidate_threads false",
 		"sys_interval 0", *http_lines(http))
 	wait_listening(http)
-	env = dict(os.environ, ASAN_OPTIONS="abort_on_error=0:detect_leaks=1")
-	p = subprocess.run([TARGET_BIN, "bench", "fanin", "-P", "20", "-q", "0", "-d", "1",
-		"--warmup", "0.2", "--drain", "0.5", "-p", str(b.port), "--json"], capture_output=True,
-		text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
-	assert p.returncode == 0, p.stderr
-	r = json.loads(p.stdout.strip().splitlines()[-1])
-	assert r["received"] > 0 and r["errors"] == 0, r
+	fanin_qos0(b, 20, "1", "0.2", "0.5")
 	s, _ = scrape(http)
 	slowed = value(s, "viesti_publishers_slowed_total")
 	drained = value(s, "viesti_publishers_resumed_total", by="drain")
@@ -76,13 +83,7 @@ def test_publishers_overrunning_a_live_subscriber_are_slowed_not_read_to_be_drop
 	publishers were read again at once, and most of what the broker read it dropped (1.1 to
 	12.4 million of 7 to 14 million in 4 s)."""
 	b = broker("threads 2", "consolidate_threads false", "sys_interval 0")
-	env = dict(os.environ, ASAN_OPTIONS="abort_on_error=0:detect_leaks=1")
-	p = subprocess.run([TARGET_BIN, "bench", "fanin", "-P", "50", "-q", "0", "-d", "4",
-		"--warmup", "0.5", "--drain", "1", "-p", str(b.port), "--json"], capture_output=True,
-		text=True, timeout=90, env=env, stdin=subprocess.DEVNULL)
-	assert p.returncode == 0, p.stderr
-	r = json.loads(p.stdout.strip().splitlines()[-1])
-	assert r["received"] > 0 and r["errors"] == 0, r
+	r = fanin_qos0(b, 50, "4", "0.5", "1")
 	# Slowed, the publishers overrun the cap now and then, a read each at most: 13,000 to
 	# 31,000 dropped in 3 to 6 s here under ASan (0.7% to 2.9% of what was sent), 47,000 to
 	# 57,000 in 4 s without it (0.7%). Before, the drops grew with the run: 117,000 to 1.4
