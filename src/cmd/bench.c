@@ -448,6 +448,12 @@ static double us(uint64_t ns)
 	return (double)ns / 1000.0;
 }
 
+/* A histogram's mean in microseconds (0 when it is empty). */
+static double mean_us(const struct vs_hist *h)
+{
+	return h->count ? h->sum / (double)h->count / 1000.0 : 0.0;
+}
+
 static double ratio(uint64_t a, uint64_t b)
 {
 	return b ? (double)a / (double)b : 0.0;
@@ -485,10 +491,9 @@ static void print_json(const struct args *a, const struct vs_bench_result *r, in
 	       (double)r->m_sent / m, (double)r->m_received / m);
 	printf("\"latency_us\":{\"count\":%llu,\"min\":%.1f,\"mean\":%.1f,\"p50\":%.1f,"
 	       "\"p90\":%.1f,\"p99\":%.1f,\"p99_9\":%.1f,\"max\":%.1f},",
-	       (unsigned long long)h->count, h->count ? us(h->min) : 0.0,
-	       h->count ? h->sum / (double)h->count / 1000.0 : 0.0, us(vs_hist_quantile(h, 0.5)),
-	       us(vs_hist_quantile(h, 0.9)), us(vs_hist_quantile(h, 0.99)),
-	       us(vs_hist_quantile(h, 0.999)), us(h->max));
+	       (unsigned long long)h->count, h->count ? us(h->min) : 0.0, mean_us(h),
+	       us(vs_hist_quantile(h, 0.5)), us(vs_hist_quantile(h, 0.9)),
+	       us(vs_hist_quantile(h, 0.99)), us(vs_hist_quantile(h, 0.999)), us(h->max));
 	if (r->by_pub) {
 		printf("\"by_publisher\":[");
 		for (uint32_t i = 0; i < c->pubs; i++) {
@@ -497,7 +502,7 @@ static void print_json(const struct args *a, const struct vs_bench_result *r, in
 			    "%s{\"id\":%u,\"count\":%llu,\"p50\":%.1f,\"p99\":%.1f,\"mean\":%.1f}",
 			    i ? "," : "", i, (unsigned long long)p->count,
 			    us(vs_hist_quantile(p, 0.5)), us(vs_hist_quantile(p, 0.99)),
-			    p->count ? p->sum / (double)p->count / 1000.0 : 0.0);
+			    mean_us(p));
 		}
 		printf("],");
 	}
@@ -539,8 +544,7 @@ static void print_by_publisher(const struct args *a, const struct vs_bench_resul
 	for (uint32_t i = 0; i < n; i++) {
 		const struct vs_hist *h = &r->by_pub[i];
 		printf("    publisher %-5u p50 %6.0f  p99 %6.0f  mean %6.0f us  (%llu samples)\n",
-		       i, us(vs_hist_quantile(h, 0.5)), us(vs_hist_quantile(h, 0.99)),
-		       h->count ? h->sum / (double)h->count / 1000.0 : 0.0,
+		       i, us(vs_hist_quantile(h, 0.5)), us(vs_hist_quantile(h, 0.99)), mean_us(h),
 		       (unsigned long long)h->count);
 	}
 }
@@ -576,8 +580,7 @@ static void print_text(const struct args *a, const struct vs_bench_result *r)
 		    "  (%llu samples)\n",
 		    us(vs_hist_quantile(h, 0.5)), us(vs_hist_quantile(h, 0.9)),
 		    us(vs_hist_quantile(h, 0.99)), us(vs_hist_quantile(h, 0.999)), us(h->max),
-		    h->count ? h->sum / (double)h->count / 1000.0 : 0.0,
-		    (unsigned long long)h->count);
+		    mean_us(h), (unsigned long long)h->count);
 		if (r->by_pub)
 			print_by_publisher(a, r);
 	}
