@@ -1286,11 +1286,23 @@ void vs_cluster_sessions_stop(struct vs_cluster_sessions *cs)
 	}
 }
 
-void vs_cluster_sessions_free(struct vs_cluster_sessions *cs)
+void vs_cluster_sessions_close(struct vs_cluster_sessions *cs)
 {
 	if (!cs)
 		return;
 	vs_cluster_sessions_stop(cs);
+	natsSubscription_Destroy(cs->sub);
+	kvStore_Destroy(cs->kv);
+	kvStore_Destroy(cs->nodes);
+	cs->sub = NULL;
+	cs->kv = cs->nodes = NULL;
+}
+
+void vs_cluster_sessions_free(struct vs_cluster_sessions *cs)
+{
+	if (!cs)
+		return;
+	vs_cluster_sessions_close(cs);
 	for (int i = 0; i < SHARDS; i++) {
 		struct shard *sh = &cs->shards[i];
 		for (struct job *j = sh->head, *next; j; j = next) {
@@ -1307,9 +1319,6 @@ void vs_cluster_sessions_free(struct vs_cluster_sessions *cs)
 		pthread_cond_destroy(&sh->cond);
 		pthread_mutex_destroy(&sh->lock);
 	}
-	natsSubscription_Destroy(cs->sub);
-	kvStore_Destroy(cs->kv);
-	kvStore_Destroy(cs->nodes);
 	vs_map_fini(&cs->slow);
 	pthread_mutex_destroy(&cs->slow_lock);
 	for (uint32_t i = 0; i < cs->n_skips; i++) {

@@ -47,6 +47,9 @@ struct vs_cluster_sessions *vs_cluster_sessions_start(struct vs_broker *b);
 void vs_cluster_sessions_stopping(struct vs_cluster_sessions *cs);
 /* Stops the thread and the answers (none is made after this returns). */
 void vs_cluster_sessions_stop(struct vs_cluster_sessions *cs);
+/* Stops as vs_cluster_sessions_stop, then lets go of its subscription and buckets, which hold
+ * the NATS connection (before the library's end waits for it). */
+void vs_cluster_sessions_close(struct vs_cluster_sessions *cs);
 void vs_cluster_sessions_free(struct vs_cluster_sessions *cs);
 
 /* On c's worker, before its take-over step: when c's session outlives it and the cluster must

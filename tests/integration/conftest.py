@@ -213,6 +213,11 @@ class Broker:
 				problem = "broker did not exit within %.0fs of signal %d" % (timeout, sig)
 			if problem is None and sig == signal.SIGTERM and self.proc.returncode not in (0, ):
 				problem = "broker exited with %s after SIGTERM" % self.proc.returncode
+			# A cluster node that still holds a NATS object at its stop waits out the
+			# library's close (2 s at every stop of every node).
+			if problem is None and sig == signal.SIGTERM and \
+					"the NATS library did not close" in self.log_text():
+				problem = "broker's stop waited for the NATS library: an object of it was held"
 		self.stopped_on_purpose = True
 		self.logf.close()
 		return problem
