@@ -63,8 +63,9 @@ static void write_broker(struct vs_prom *p, struct vs_broker *b)
 		       "was at max_queued_messages or max_queued_bytes).");
 	vs_prom_u64(p, "viesti_messages_dropped_total", "reason", "queue_full", st.pub_dropped);
 	counter(p, "viesti_publishers_slowed_total",
-		"Times a publisher's input was paused because a subscriber's queue was past four "
-		"times max_queued_messages, or past max_queued_bytes when max_queued_messages is 0 "
+		"Times a publisher's input was paused because a connected subscriber's queue was "
+		"past four times max_queued_messages, or past max_queued_bytes when "
+		"max_queued_messages is 0, or a message was dropped at that queue's hard cap "
 		"(backpressure).",
 		st.pub_slowed);
 	vs_prom_family(p, "viesti_publishers_resumed_total", "counter",
