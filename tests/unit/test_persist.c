@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -732,7 +733,7 @@ struct compact {
 	pthread_mutex_t mu;
 	char live[4000]; /* live[i]: session i exists */
 	int n;
-	volatile int done;
+	atomic_int done; /* the writer finished */
 };
 
 static void *compact_writer(void *p)
@@ -765,7 +766,7 @@ static void *compact_writer(void *p)
 			usleep(100); /* let snapshots interleave with the writes */
 	}
 	vs_store_buf_fini(&b);
-	c->done = 1;
+	atomic_store(&c->done, 1);
 	return NULL;
 }
 
@@ -799,7 +800,7 @@ static void compaction_while_appending_replays_to_the_same_state(void **state)
 	pthread_t th;
 	pthread_create(&th, NULL, compact_writer, &c);
 	int snaps = 0;
-	while (!c.done) {
+	while (!atomic_load(&c.done)) {
 		snapshot(&c);
 		snaps++;
 	}
