@@ -62,10 +62,17 @@ void vs_cs_on_request(natsConnection *nc, natsSubscription *sub, natsMsg *nm, vo
 			j->floor = upto;
 			j->until_ms = vs_now_ms() + GIVE_WAIT_MS;
 			pthread_mutex_lock(&cs->give_lock);
-			j->next = cs->gives;
-			cs->gives = j;
-			pthread_cond_signal(&cs->give_cond);
+			bool stopped = atomic_load(&cs->stop); /* the list is freed at the stop */
+			if (!stopped) {
+				j->next = cs->gives;
+				cs->gives = j;
+				pthread_cond_signal(&cs->give_cond);
+			}
 			pthread_mutex_unlock(&cs->give_lock);
+			if (stopped) {
+				natsMsg_Destroy(nm);
+				free(j);
+			}
 			return;
 		}
 	}

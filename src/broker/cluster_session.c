@@ -1223,11 +1223,11 @@ struct vs_cluster_sessions *vs_cluster_sessions_start(struct vs_broker *b)
 	char subject[TOKEN_MAX + 8];
 	ssize_t n = vs_cluster_token((const uint8_t *)node, strlen(node), cs->tok, sizeof(cs->tok));
 	snprintf(subject, sizeof(subject), SUBJECT "%s", cs->tok);
-	if (n <= 0 || natsConnection_Subscribe(&cs->sub, vs_cluster_nc(b), subject,
-					       vs_cs_on_request, cs) != NATS_OK) {
+	if (n <= 0) {
 		vs_cluster_sessions_free(cs);
 		return NULL;
 	}
+	/* The threads first: a failure before the subscription leaves no callback behind. */
 	for (int i = 0; i < SHARDS; i++) {
 		struct shard *sh = &cs->shards[i];
 		if (pthread_create(&sh->thread, NULL, run, sh) != 0) {
@@ -1241,6 +1241,11 @@ struct vs_cluster_sessions *vs_cluster_sessions_start(struct vs_broker *b)
 		return NULL;
 	}
 	cs->giver_started = true;
+	if (natsConnection_Subscribe(&cs->sub, vs_cluster_nc(b), subject, vs_cs_on_request, cs) !=
+	    NATS_OK) {
+		vs_cluster_sessions_free(cs);
+		return NULL;
+	}
 	return cs;
 }
 
@@ -1296,6 +1301,22 @@ void vs_cluster_sessions_close(struct vs_cluster_sessions *cs)
 	kvStore_Destroy(cs->nodes);
 	cs->sub = NULL;
 	cs->kv = cs->nodes = NULL;
+	/* Requests still waiting are the library's messages too: freed while it is open (the
+	 * asking node's wait runs out). vs_cs_on_request adds none once stop is set. */
+	for (int i = 0; i < SHARDS; i++)
+		for (struct job *j = cs->shards[i].head; j; j = j->next) {
+			natsMsg_Destroy(j->req);
+			j->req = NULL;
+		}
+	pthread_mutex_lock(&cs->give_lock);
+	struct job *gives = cs->gives;
+	cs->gives = NULL;
+	pthread_mutex_unlock(&cs->give_lock);
+	for (struct job *j = gives, *next; j; j = next) {
+		next = j->next;
+		natsMsg_Destroy(j->req);
+		free(j);
+	}
 }
 
 void vs_cluster_sessions_free(struct vs_cluster_sessions *cs)
@@ -1307,9 +1328,7 @@ void vs_cluster_sessions_free(struct vs_cluster_sessions *cs)
 		struct shard *sh = &cs->shards[i];
 		for (struct job *j = sh->head, *next; j; j = next) {
 			next = j->next;
-			if (j->req)
-				natsMsg_Destroy(j->req); /* the asking node's wait runs out */
-			free(j); /* its connection is closed with its worker */
+			free(j); /* its request went in vs_cluster_sessions_close */
 		}
 		for (struct job *j = sh->notes, *next; j; j = next) {
 			next = j->next;
@@ -1330,11 +1349,6 @@ void vs_cluster_sessions_free(struct vs_cluster_sessions *cs)
 	vs_cs_window_clear(&cs->window);
 	free(cs->window.v);
 	pthread_mutex_destroy(&cs->window.lock);
-	for (struct job *j = cs->gives, *next; j; j = next) {
-		next = j->next;
-		natsMsg_Destroy(j->req);
-		free(j);
-	}
 	pthread_cond_destroy(&cs->give_cond);
 	pthread_mutex_destroy(&cs->give_lock);
 	free(cs);
