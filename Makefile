@@ -69,8 +69,8 @@ unit:
 
 integration:
 	[ -d tests/node_modules/mqtt ] && [ -d tests/node_modules/playwright-core ] || (cd tests && npm ci --no-audit --no-fund)
-	VIESTI_BIN=$(CURDIR)/$(SANBUILD)/viesti $(PYTEST) -q -n $(TEST_JOBS) -m "not serial" tests/integration
-	VIESTI_BIN=$(CURDIR)/$(SANBUILD)/viesti $(PYTEST) -q -m serial tests/integration
+	VIESTI_BIN=$(CURDIR)/$(SANBUILD)/viesti $(PYTEST) -q --durations=10 -n $(TEST_JOBS) -m "not serial" tests/integration
+	VIESTI_BIN=$(CURDIR)/$(SANBUILD)/viesti $(PYTEST) -q --durations=10 -m serial tests/integration
 
 $(FUZZBUILD)/CMakeCache.txt:
 	CC=clang cmake -S . -B $(FUZZBUILD) $(GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVS_FUZZ=ON
