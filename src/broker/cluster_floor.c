@@ -47,7 +47,7 @@ bool vs_cjs_was_lost(struct vs_cjs *j, natsMsg *nm, uint64_t *seq, bool *again)
 			vs_log(j->b->log, VS_LOG_NOTICE,
 			       "cluster: %llu messages of the stream were lost on the way here: "
 			       "they come again in %d s",
-			       (unsigned long long)n, ACK_WAIT_S);
+			       (unsigned long long)n, j->b->conf->cluster_ack_wait);
 	} else {
 		lost = vs_cluster_gaps_take(&j->lost, meta->Sequence.Stream);
 	}

@@ -97,8 +97,22 @@ static natsStatus make_consumer(struct vs_cjs *j)
 {
 	jsConsumerInfo *ci = NULL;
 	jsErrCode jerr = 0;
+	int64_t ack_wait = (int64_t)j->b->conf->cluster_ack_wait * 1000000000;
 	natsStatus s = js_GetConsumerInfo(&ci, j->js, STREAM, j->consumer, NULL, &jerr);
 	uint_fast64_t floor = s == NATS_OK ? ci->AckFloor.Stream : 0;
+	if (s == NATS_OK && ci->Config && ci->Config->AckWait != ack_wait) {
+		/* Made by an earlier life with another cluster_ack_wait: this one's counts. */
+		jsConsumerConfig cc = *ci->Config;
+		cc.AckWait = ack_wait;
+		jsConsumerInfo *up = NULL;
+		if (js_UpdateConsumer(&up, j->js, STREAM, &cc, NULL, &jerr) != NATS_OK)
+			vs_log(j->b->log, VS_LOG_WARN,
+			       "cluster: consumer %s keeps its ack wait of %lld s: JetStream "
+			       "refused cluster_ack_wait %d (%s)",
+			       j->consumer, (long long)(ci->Config->AckWait / 1000000000),
+			       j->b->conf->cluster_ack_wait, nats_GetLastError(NULL));
+		jsConsumerInfo_Destroy(up);
+	}
 	if (s == NATS_NOT_FOUND) {
 		jsStreamInfo *si = NULL;
 		if (js_GetStreamInfo(&si, j->js, STREAM, NULL, &jerr) == NATS_OK)
@@ -112,7 +126,7 @@ static natsStatus make_consumer(struct vs_cjs *j)
 		cc.DeliverSubject = j->deliver;
 		cc.DeliverPolicy = js_DeliverNew;
 		cc.AckPolicy = js_AckExplicit;
-		cc.AckWait = (int64_t)ACK_WAIT_S * 1000000000;
+		cc.AckWait = ack_wait;
 		cc.MaxAckPending = MAX_ACK_PENDING;
 		cc.FilterSubject = QOS_SUBJECTS;
 		s = js_AddConsumer(&ci, j->js, STREAM, &cc, NULL, &jerr);

@@ -34,7 +34,6 @@
 enum {
 	PUB_MAX_PENDING = 4096, /* asynchronous publishes in flight per worker */
 	PUB_WAIT_MS = 5000,	/* JetStream's acknowledgement of one publish */
-	ACK_WAIT_S = 30,	/* before JetStream sends an unacknowledged message again */
 	MAX_ACK_PENDING = 8192, /* messages handed to this node and not yet acknowledged */
 	OPS_MAX = 100000,	/* will writes waiting for JetStream */
 	WARN_EVERY_MS = 10000,

@@ -118,6 +118,7 @@ void vs_config_init(struct vs_config *c)
 	c->cluster_stream_max_age = 3600;
 	c->cluster_replicas = 1;
 	c->cluster_lease_ms = 10000;
+	c->cluster_ack_wait = 30;
 	c->cluster_durable_sessions = true;
 	c->http_timeout = 30;
 	c->http_headers_size = 8192;

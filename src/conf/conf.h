@@ -242,6 +242,8 @@ struct vs_config {
 	int cluster_stream_max_age; /* seconds a QoS 1/2 message stays in JetStream, default 3600 */
 	int cluster_replicas;	    /* JetStream replicas of the stream and buckets, default 1 */
 	int cluster_lease_ms;	    /* a node is dead this long after its last lease renewal */
+	int cluster_ack_wait;	    /* seconds before JetStream sends a message a node took and
+				     * did not acknowledge again, default 30 */
 	bool cluster_durable_all;   /* every QoS 1/2 message through JetStream, wanted elsewhere
 				     * or not (docs/cluster.md) */
 	bool cluster_durable_sessions; /* QoS 1/2 for this node's persistent sessions through

@@ -962,6 +962,7 @@ static const struct directive directives[] = {
     GLOBAL("cluster_stream_max_age", set_int, cluster_stream_max_age, 1, 31536000),
     GLOBAL("cluster_replicas", set_int, cluster_replicas, 1, 5),
     GLOBAL("cluster_lease", set_seconds_ms, cluster_lease_ms, 0, 0),
+    GLOBAL("cluster_ack_wait", set_int, cluster_ack_wait, 1, 3600),
     GLOBAL("cluster_durable_all", set_bool, cluster_durable_all, 0, 0),
     GLOBAL("cluster_durable_sessions", set_bool, cluster_durable_sessions, 0, 0),
     GLOBAL("user", set_string, user, 0, 0),

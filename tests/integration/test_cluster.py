@@ -99,6 +99,12 @@ class Nats:
 						return c
 		return {}
 
+	def ack_wait(self, consumer):
+		"""The ack wait of consumer (of the stream VS_MSGS) in seconds, from JetStream's API."""
+		info = json.loads(self.request("$JS.API.CONSUMER.INFO.VS_MSGS." + consumer))
+		assert "error" not in info, info
+		return info["config"]["ack_wait"] / 1e9
+
 	def delivered(self, consumer):
 		"""How many messages JetStream has sent the consumer (redeliveries included)."""
 		return self.consumer(consumer).get("delivered", {}).get("consumer_seq", 0)
@@ -635,14 +641,16 @@ def test_a_node_that_was_down_gets_what_was_published_meanwhile(nats, broker, cl
 def test_what_a_killed_node_had_not_acknowledged_reaches_it_after_a_restart(nats, broker,
 		clients, data_dir, qos):
 	"""The receiving node is killed while JetStream delivers to it and started again: what it
-	had been sent and had not acknowledged comes again after the ack wait (30 s), behind the
-	messages published meanwhile, and is routed then, not taken for a copy of what it routed in
+	had been sent and had not acknowledged comes again after the ack wait (cluster_ack_wait 5:
+	5 s, not the default 30), and is routed then, not taken for a copy of what it routed in
 	this life: every message its publisher was acknowledged reaches the persistent session.
 	At QoS 2 each once: one that the session held already (stored before the kill, its
 	acknowledgement to JetStream lost with the node) is not queued a second time."""
 	n = nats()
 	a = node(broker, n, "ra", "log_type all")
-	b = node(broker, n, "rb", "persistence true", "persistence_location %s/" % data_dir)
+	b = node(broker, n, "rb", "persistence true", "persistence_location %s/" % data_dir,
+		"cluster_ack_wait 5")
+	assert n.ack_wait("vs_rb") == 5
 	t = uid("r")
 	cid = uid("s")
 	s = clients.raw(b.port, 4)
@@ -667,7 +675,7 @@ def test_what_a_killed_node_had_not_acknowledged_reaches_it_after_a_restart(nats
 	s = clients.raw(b.port, 4)
 	assert s.connect(cid, clean=False).session_present
 	got = []
-	deadline = time.monotonic() + 45  # the ack wait, and margin
+	deadline = time.monotonic() + 20  # the ack wait (5 s), and margin; under 30 s
 	while len(set(got)) < count + more and time.monotonic() < deadline:
 		got += [m.payload for m in s.drain(0.2) if m.type == PUBLISH]
 	missing = sorted(set(b"%d" % i for i in range(count + more)) - set(got), key=int)
@@ -676,6 +684,18 @@ def test_what_a_killed_node_had_not_acknowledged_reaches_it_after_a_restart(nats
 		got += [m.payload for m in s.drain(1.0) if m.type == PUBLISH]
 		twice = sorted({x for x in got if got.count(x) > 1}, key=int)
 		assert not twice, "%d came twice: %r" % (len(twice), twice[:20])
+
+
+def test_a_restarted_node_takes_its_new_ack_wait(nats, broker):
+	"""cluster_ack_wait changes the ack wait of a consumer that an earlier run of the node made
+	with another (JetStream keeps a durable consumer's configuration across restarts)."""
+	n = nats()
+	b = node(broker, n, "aw")
+	assert n.ack_wait("vs_aw") == 30  # the default
+	assert b.stop() is None
+	c = node(broker, n, "aw", "cluster_ack_wait 7")
+	assert n.ack_wait("vs_aw") == 7
+	assert "keeps its ack wait" not in c.log_text()
 
 
 def test_a_node_stopped_while_jetstream_delivers_to_it_exits_cleanly(nats, broker, clients):

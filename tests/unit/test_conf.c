@@ -385,11 +385,14 @@ static void cluster_jetstream_directives(void **state)
 	assert_int_equal(c.cluster_stream_max_age, 3600); /* docs/cluster.md */
 	assert_int_equal(c.cluster_replicas, 1);
 	assert_int_equal(c.cluster_lease_ms, 10000);
+	assert_int_equal(c.cluster_ack_wait, 30);
 	assert_false(c.cluster_durable_all);
 	assert_true(c.cluster_durable_sessions);
 	vs_config_fini(&c);
 	expect_ok(&c, "cluster_stream_max_age 86400\ncluster_replicas 3\ncluster_lease 2.5\n"
-		      "cluster_durable_all true\ncluster_durable_sessions false\n");
+		      "cluster_durable_all true\ncluster_durable_sessions false\n"
+		      "cluster_ack_wait 5\n");
+	assert_int_equal(c.cluster_ack_wait, 5);
 	assert_true(c.cluster_durable_all);
 	assert_false(c.cluster_durable_sessions);
 	assert_int_equal(c.cluster_stream_max_age, 86400);
@@ -401,6 +404,8 @@ static void cluster_jetstream_directives(void **state)
 	expect_error("cluster_stream_max_age 0\n",
 		     "test.conf:1: bad value '0' for 'cluster_stream_max_age', expected an integer "
 		     "from 1 to 31536000");
+	expect_error("cluster_ack_wait 0\n", "test.conf:1: bad value '0' for 'cluster_ack_wait', "
+					     "expected an integer from 1 to 3600");
 }
 
 static void port_configures_the_default_listener(void **state)
