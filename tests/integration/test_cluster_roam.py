@@ -378,12 +378,13 @@ def test_a_rebuild_cut_short_still_releases_what_its_client_acknowledged(nats, b
 	assert (again.payload, again.pid) == (b"5", got[5].pid)
 
 
-def restored_setup(nats, broker, clients, data_dir):
-	"""Node ra with persistence and node rc; a persistent subscriber s (client id cid) to topic t
-	on ra, and a publisher p on rc whose QoS 1 messages for t go through the stream."""
+def restored_setup(nats, broker, clients, data_dir, *more):
+	"""Node ra with persistence (and the lines more) and node rc; a persistent subscriber s
+	(client id cid) to topic t on ra, and a publisher p on rc whose QoS 1 messages for t go
+	through the stream."""
 	n = nats()
 	a = node(broker, n, "ra", "persistence true", "persistence_location %s/" % data_dir,
-		"log_type all")
+		"log_type all", *more)
 	c = node(broker, n, "rc", "log_type all")
 	t = uid("r")
 	cid = uid("dev")
@@ -768,7 +769,8 @@ def test_a_restored_session_keeps_what_reaches_it_when_nats_was_away_at_the_rest
 	the stream stands (vs_cjs_taken()), not with no floor: what reaches it after the restart is
 	read again when the node dies a second time (before, none of it: the rebuild read the
 	stream from the node's floor for its connected sessions)."""
-	n, a, c, t, cid, s, p = restored_setup(nats, broker, clients, data_dir)
+	n, a, c, t, cid, s, p = restored_setup(nats, broker, clients, data_dir,
+		"cluster_ack_wait 5")
 	p.publish(t, b"old", qos=1)
 	assert [m.payload for m in s.publishes(1, timeout=10)] == [b"old"]  # acknowledged
 	a.kill()
@@ -789,9 +791,9 @@ def test_a_restored_session_keeps_what_reaches_it_when_nats_was_away_at_the_rest
 	for i in range(5):
 		p.publish(t, b"%d" % i, qos=1)
 	assert len(k.publishes(5, timeout=10)) == 5
-	# (30 s at most: JetStream's AckWait for what was in flight at the kill)
+	# (5 s at most: ra's ack wait, cluster_ack_wait, for what was in flight at the kill)
 	a.wait_log(r"this node's stream floor for its connected sessions is ([3-9]|[1-9]\d+)$",
-		timeout=60)
+		timeout=20)
 	a.kill()
 	r = clients.raw(c.port, 4)
 	assert r.connect(cid, clean=False).session_present
