@@ -593,6 +593,8 @@ static void keep_fixed(struct vs_broker *b, struct vs_config *nc, const long *ma
 	keep_str(b, &nc->log_timestamp_format, oc->log_timestamp_format, "log_timestamp_format");
 	KEEP(b, nc, log_facility);
 	KEEP(b, nc, log_format);
+	/* The JetStream consumer takes it when it is set up (a reconnect would take a new one). */
+	KEEP(b, nc, cluster_ack_wait);
 	/* Bridges run with their start-up sections (bridge.c keeps pointers into them). */
 	bool same = nc->n_bridges == oc->n_bridges;
 	for (size_t i = 0; same && i < nc->n_bridges; i++)
