@@ -583,6 +583,7 @@ static void keep_fixed(struct vs_broker *b, struct vs_config *nc, const long *ma
 	KEEP(b, nc, threads);
 	KEEP(b, nc, auth_threads);
 	KEEP(b, nc, consolidate_threads);
+	KEEP(b, nc, io_uring);
 	KEEP(b, nc, persistence);
 	KEEP(b, nc, persistence_fsync);
 	KEEP(b, nc, persistence_fsync_interval_ms);
@@ -904,6 +905,8 @@ void vs_broker_stats(struct vs_broker *b, struct vs_stats *out)
 		SUM(pub_slowed);
 		SUM(pub_resumed_drain);
 		SUM(pub_resumed_timer);
+		SUM(writes_batched);
+		SUM(write_batches);
 		SUM(queued);
 		SUM(inflight);
 #undef SUM

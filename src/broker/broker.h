@@ -118,6 +118,8 @@ struct vs_stats {
 	atomic_uint_fast64_t pub_slowed;	/* publishers paused for a full queue */
 	atomic_uint_fast64_t pub_resumed_drain; /* ... resumed as the queue drained */
 	atomic_uint_fast64_t pub_resumed_timer; /* ... resumed when their pause ended */
+	atomic_uint_fast64_t writes_batched;	/* writes that went in a batch (sendbatch.h) */
+	atomic_uint_fast64_t write_batches;	/* the batches: one system call each */
 	/* Gauges as the sum over workers of what each added and took away (one worker's may be
 	 * negative: a message queued by one is sent by another): messages in sessions' queues
 	 * and inflight windows. */

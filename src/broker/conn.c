@@ -285,15 +285,26 @@ static size_t out_ready(const struct vs_conn *c)
 	return vs_bytes_avail(&c->out);
 }
 
+bool vs_conn_flush_begin(struct vs_conn *c, size_t *ready)
+{
+	if (vs_bytes_avail(&c->out) == 0)
+		return false;
+	if (c->tp.wait)
+		return false; /* the handshake is not done: written once it is */
+	*ready = out_ready(c);
+	return true;
+}
+
 void vs_conn_flush(struct vs_conn *c)
 {
-	size_t avail = vs_bytes_avail(&c->out);
-	if (avail == 0)
-		return;
-	if (c->tp.wait)
-		return; /* the handshake is not done: written once it is */
-	size_t ready = out_ready(c);
-	ssize_t n = ready ? c->tp.ops->write(&c->tp, vs_bytes_head(&c->out), ready) : 0;
+	size_t ready;
+	if (vs_conn_flush_begin(c, &ready))
+		vs_conn_flush_end(
+		    c, ready ? c->tp.ops->write(&c->tp, vs_bytes_head(&c->out), ready) : 0, ready);
+}
+
+void vs_conn_flush_end(struct vs_conn *c, ssize_t n, size_t ready)
+{
 	if (n < 0 && n != -EAGAIN && n != -EINTR) {
 		c->out.off = c->out.len = 0; /* nothing more can be written */
 		char why[192];

@@ -237,6 +237,13 @@ void vs_conn_check_stall(struct vs_conn *c);
  * what no hold keeps back is written. */
 void vs_conn_flush(struct vs_conn *c);
 
+/* vs_conn_flush in two halves, for a caller that makes the write itself (many connections'
+ * writes in one system call, worker.c): begin says whether c has output to handle now, and
+ * how many bytes from vs_bytes_head(&c->out) may be written (0: all of it is held); end takes
+ * the write's result (as the transport's write gives it; 0 when nothing was written). */
+bool vs_conn_flush_begin(struct vs_conn *c, size_t *ready);
+void vs_conn_flush_end(struct vs_conn *c, ssize_t n, size_t ready);
+
 /*
  * Held output (persistence_fsync batch, worker.c). What a connection got during a loop turn,
  * when it says something stored (needs_sync), waits until the store has synced the write it

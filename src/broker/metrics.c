@@ -76,6 +76,12 @@ static void write_broker(struct vs_prom *p, struct vs_broker *b)
 	counter(p, "viesti_bytes_received_total", "Bytes received on all connections.",
 		st.bytes_received);
 	counter(p, "viesti_bytes_sent_total", "Bytes sent on all connections.", st.bytes_sent);
+	counter(p, "viesti_batched_writes_total",
+		"Writes to plain TCP connections made together with others at the end of a loop "
+		"turn, in one io_uring system call (io_uring true).",
+		st.writes_batched);
+	counter(p, "viesti_write_batches_total",
+		"The io_uring system calls that made those writes.", st.write_batches);
 	vs_prom_family(p, "viesti_connections_total", "counter",
 		       "Connections accepted since start-up, by listener.");
 	for (size_t i = 0, n = vs_broker_listeners(b); i < n; i++)

@@ -27,6 +27,7 @@
 #include "broker/http.h"
 #include "broker/persist.h"
 #include "broker/router.h"
+#include "broker/sendbatch.h"
 #include "broker/sys.h"
 #include "net/listen.h"
 #include "session/session.h"
@@ -537,6 +538,87 @@ void vs_worker_synced(void *ctx)
 	}
 }
 
+/* Sends in one batch at most; more go in the next. */
+enum { SENDBATCH_CAP = 256 };
+
+/*
+ * Writes the output of every connection listed for it. Plain TCP connections' writes go in one
+ * system call when there are several (sendbatch.h). Two passes: the first makes every write
+ * (or queues it in the batch) and keeps its result; the second, once the batch has run, hands
+ * each result to its connection. So nothing a result sets off (a close, a will, an HTTP
+ * response) can touch a buffer the batch still points to. A connection listed again by the
+ * second pass is written in the next round of the loop.
+ */
+static void flush_all(struct vs_worker *w, uint64_t hold)
+{
+	struct vs_sendbatch *sb = &w->sb;
+	for (uint32_t i = 0; i < w->n_flush;) {
+		uint32_t start = i, end = w->n_flush, queued = 0;
+		if (VS_VEC_GROW(w->flushed, w->cap_flushed, end, 64) < 0)
+			sb = NULL; /* out of memory: one write after another, as without a batch */
+		for (; i < end; i++) {
+			struct vs_conn *c = w->flush[i];
+			if (!c)
+				continue; /* closed during the turn */
+			c->in_flush = false;
+			if (c->needs_sync) {
+				c->needs_sync = false;
+				if (hold)
+					hold_conn(w, c, hold);
+				if (c->state == VS_CONN_CLOSING) {
+					w->flush[i] = NULL;
+					continue;
+				}
+			}
+			if (!sb) {
+				vs_conn_flush(c);
+				w->flush[i] = NULL;
+				continue;
+			}
+			struct vs_flushed *f = &w->flushed[i];
+			if (!vs_conn_flush_begin(c, &f->ready)) {
+				w->flush[i] = NULL;
+				continue;
+			}
+			f->n = 0;
+			f->batched =
+			    f->ready && c->tp.ops == &vs_transport_tcp &&
+			    vs_sendbatch_add(sb, c->tp.fd, vs_bytes_head(&c->out), f->ready);
+			queued += f->batched;
+			if (f->ready && !f->batched)
+				f->n = c->tp.ops->write(&c->tp, vs_bytes_head(&c->out), f->ready);
+		}
+		if (!sb)
+			continue;
+		if (queued == 1)
+			sb->n = 0; /* one alone: its own send costs the same */
+		else if (queued) {
+			vs_sendbatch_run(sb);
+			vs_stat_add(&w->stats.writes_batched, queued);
+			vs_stat_add(&w->stats.write_batches, 1);
+		}
+		if (queued && !sb->ring)
+			vs_log(w->b->log, VS_LOG_WARN,
+			       "io_uring failed: one send per connection from now on");
+		for (uint32_t j = start, q = 0; j < end; j++) {
+			struct vs_conn *c = w->flush[j];
+			if (!c)
+				continue;
+			struct vs_flushed *f = &w->flushed[j];
+			if (f->batched) {
+				f->n = queued == 1 ? VS_SENDBATCH_UNSENT : sb->res[q++];
+				if (f->n == VS_SENDBATCH_UNSENT)
+					f->n = c->tp.ops->write(&c->tp, vs_bytes_head(&c->out),
+								f->ready);
+			}
+			/* Closed by what an earlier result set off: its output went with it. */
+			if (c->state != VS_CONN_CLOSING)
+				vs_conn_flush_end(c, f->n, f->ready);
+		}
+	}
+	w->n_flush = 0;
+}
+
 /* End of a loop turn: drain local sessions, post outboxes, flush connections. Draining may
  * produce output; flushing never produces mail. */
 static void end_turn(struct vs_worker *w)
@@ -588,21 +670,7 @@ static void end_turn(struct vs_worker *w)
 		if (w->n_held || w->n_flight)
 			release_held(w, synced, failed);
 	}
-	for (uint32_t i = 0; i < w->n_flush; i++) {
-		struct vs_conn *c = w->flush[i];
-		if (!c)
-			continue; /* closed during the turn */
-		c->in_flush = false;
-		if (c->needs_sync) {
-			c->needs_sync = false;
-			if (hold)
-				hold_conn(w, c, hold);
-			if (c->state == VS_CONN_CLOSING)
-				continue;
-		}
-		vs_conn_flush(c);
-	}
-	w->n_flush = 0;
+	flush_all(w, hold);
 	for (uint32_t i = 0; i < w->n_graveyard; i++)
 		free(w->graveyard[i]);
 	w->n_graveyard = 0;
@@ -1258,6 +1326,15 @@ int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err,
 	w->outbox = calloc((size_t)b->n_workers, sizeof(*w->outbox));
 	if (!w->outbox || vs_bytes_reserve(&w->rbuf, 64 * 1024) < 0)
 		return -ENOMEM;
+	if (b->conf->io_uring) {
+		rc = vs_sendbatch_open(&w->sb, SENDBATCH_CAP);
+		if (rc < 0 && idx == 0)
+			vs_log(b->log, VS_LOG_NOTICE,
+			       "io_uring unavailable (%s): one send per connection", strerror(-rc));
+		else if (idx == 0)
+			vs_log(b->log, VS_LOG_INFO,
+			       "io_uring: the sends of a loop turn go in one system call");
+	}
 	/* Every worker listens on every listener; the kernel spreads connections (SO_REUSEPORT).
 	 * Room for the listeners reloads may add: a listen_io never moves (epoll points to it). */
 	w->listens = calloc(b->cap_listeners * 4, sizeof(*w->listens));
@@ -1363,6 +1440,7 @@ void vs_worker_fini(struct vs_worker *w)
 	free(w->free_slots);
 	free(w->dirty);
 	free(w->flush);
+	free(w->flushed);
 	free(w->matches);
 	free(w->sub_ids);
 	free(w->graveyard);
@@ -1376,6 +1454,7 @@ void vs_worker_fini(struct vs_worker *w)
 	free(w->throttled);
 	free(w->reread);
 	vs_bytes_fini(&w->rbuf);
+	vs_sendbatch_close(&w->sb);
 	vs_store_buf_fini(&w->pbuf);
 	vs_bp_worker_fini(w);
 	free(w->held);

@@ -21,6 +21,7 @@
 #include "base/bytes.h"
 #include "broker/broker.h"
 #include "broker/grace.h"
+#include "broker/sendbatch.h"
 #include "net/loop.h"
 #include "persist/store.h"
 
@@ -158,6 +159,13 @@ struct vs_thread {
 };
 
 /* One shard: an epoll loop, its connections and their sessions while they are connected. */
+/* One write of the end of a turn (worker.c flush_all). */
+struct vs_flushed {
+	size_t ready; /* bytes offered */
+	ssize_t n;    /* the write's result */
+	bool batched; /* in the turn's batch of sends */
+};
+
 struct vs_worker {
 	struct vs_broker *b;
 	int idx;
@@ -187,6 +195,8 @@ struct vs_worker {
 	uint32_t n_dirty, cap_dirty;
 	struct vs_conn **flush; /* connections with output to write at the end of the turn */
 	uint32_t n_flush, cap_flush;
+	struct vs_flushed *flushed; /* flush_all's results, one per entry of flush */
+	uint32_t cap_flushed;
 
 	struct vs_conn **reread; /* connections to read again next turn (see conn.c) */
 	uint32_t n_reread, cap_reread;
@@ -227,6 +237,7 @@ struct vs_worker {
 	uint64_t mail_seq;		 /* the highest vs_mail.seq taken this turn */
 	uint64_t store_id, store_id_end; /* message ids for the store, a block taken at a time */
 	struct vs_bytes rbuf;		 /* shared read buffer (see conn.c read_once) */
+	struct vs_sendbatch sb;		 /* the turn's sends in one system call (ring NULL: none) */
 	bool rbuf_busy;
 
 	int64_t next_sweep_ms;

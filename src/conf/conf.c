@@ -111,6 +111,7 @@ void vs_config_init(struct vs_config *c)
 	 * latency: unlike Mosquitto, TCP_NODELAY is on unless the configuration says otherwise. */
 	c->set_tcp_nodelay = true;
 	c->consolidate_threads = true;
+	c->io_uring = true;
 	c->max_qos = 2;
 	c->max_topic_alias = 10;
 	c->persistent_client_expiration = -1;

@@ -947,6 +947,7 @@ static const struct directive directives[] = {
     GLOBAL("threads", set_int, threads, 0, 1024),
     GLOBAL("auth_threads", set_int, auth_threads, 1, 64),
     GLOBAL("consolidate_threads", set_bool, consolidate_threads, 0, 0),
+    GLOBAL("io_uring", set_bool, io_uring, 0, 0),
     SPECIAL("per_listener_settings", set_per_listener),
     SPECIAL("include_dir", set_include_dir),
     SPECIAL("allow_duplicate_messages", set_duplicates),

@@ -129,11 +129,12 @@ def test_a_broken_file_keeps_the_old_settings(secured):
 def test_what_cannot_change_keeps_its_value(broker, tmp_path):
 	b = broker("persistence true", "persistence_location %s" % tmp_path)
 	with open(b.conf_path, "a") as f:
-		f.write("persistence_location %s/elsewhere\nthreads 3\ncluster_ack_wait 5\n" % tmp_path)
+		f.write("persistence_location %s/elsewhere\nthreads 3\ncluster_ack_wait 5\nio_uring false\n" % tmp_path)
 	reload(b)
 	b.wait_log(r"reload: 'persistence_location' cannot change while the broker runs")
 	b.wait_log(r"reload: 'threads' cannot change while the broker runs")
 	b.wait_log(r"reload: 'cluster_ack_wait' cannot change while the broker runs")
+	b.wait_log(r"reload: 'io_uring' cannot change while the broker runs")
 	# A listener may be added (test_lifecycle.py has the rest), but not change its protocol.
 	with open(b.conf_path, "a") as f:
 		f.write("listener 0 %s/new.sock\n" % tmp_path)

@@ -55,6 +55,7 @@ static void defaults_are_mosquittos(void **state)
 	assert_false(c.has_default_listener);
 	assert_int_equal(c.threads, 0);
 	assert_true(c.consolidate_threads);
+	assert_true(c.io_uring);
 	assert_int_equal(c.allow_anonymous, -1);
 	assert_false(c.per_listener_settings);
 	assert_null(c.password_file);
@@ -120,6 +121,7 @@ static void general_directives(void **state)
 	struct vs_config c;
 	expect_ok(&c, "threads 4\n"
 		      "consolidate_threads false\n"
+		      "io_uring false\n"
 		      "allow_anonymous false\n"
 		      "password_file /etc/mosquitto/passwd\n"
 		      "acl_file /etc/mosquitto/acl\n"
@@ -149,6 +151,7 @@ static void general_directives(void **state)
 		      "allow_duplicate_messages true\n");
 	assert_int_equal(c.threads, 4);
 	assert_false(c.consolidate_threads);
+	assert_false(c.io_uring);
 	assert_int_equal(c.allow_anonymous, 0);
 	assert_string_equal(c.password_file, "/etc/mosquitto/passwd");
 	assert_string_equal(c.acl_file, "/etc/mosquitto/acl");
