@@ -907,6 +907,8 @@ void vs_broker_stats(struct vs_broker *b, struct vs_stats *out)
 		SUM(pub_resumed_timer);
 		SUM(writes_batched);
 		SUM(write_batches);
+		SUM(reads_batched);
+		SUM(read_batches);
 		SUM(queued);
 		SUM(inflight);
 #undef SUM

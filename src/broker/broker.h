@@ -118,8 +118,10 @@ struct vs_stats {
 	atomic_uint_fast64_t pub_slowed;	/* publishers paused for a full queue */
 	atomic_uint_fast64_t pub_resumed_drain; /* ... resumed as the queue drained */
 	atomic_uint_fast64_t pub_resumed_timer; /* ... resumed when their pause ended */
-	atomic_uint_fast64_t writes_batched;	/* writes that went in a batch (sendbatch.h) */
+	atomic_uint_fast64_t writes_batched;	/* writes that went in a batch (iobatch.h) */
 	atomic_uint_fast64_t write_batches;	/* the batches: one system call each */
+	atomic_uint_fast64_t reads_batched;	/* reads that went in a batch (conn.c prefetch) */
+	atomic_uint_fast64_t read_batches;
 	/* Gauges as the sum over workers of what each added and took away (one worker's may be
 	 * negative: a message queued by one is sent by another): messages in sessions' queues
 	 * and inflight windows. */

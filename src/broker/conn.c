@@ -633,6 +633,98 @@ static int reserve_packet(struct vs_conn *c)
 }
 
 /*
+ * Reading the turn's connections in one system call. Before the events of a wait are handled,
+ * every connection that epoll says is readable, and that would read into the shared buffer now
+ * (plain TCP, nothing partial held, not paused, no hang-up or error reported), gets its one
+ * receive queued in a batch (iobatch.h), each into a buffer of the dispatching thread's own;
+ * the batch runs, and each connection's handler then takes its result as the result of its
+ * read. A connection whose handler did not run or did not read (closed, paused, or parked
+ * meanwhile by another's packet) has its bytes handled after the events, as a read's would be
+ * (a parked connection keeps what follows its CONNECT in c->in). Only where two or more
+ * connections are readable: one alone reads with recv(2).
+ */
+enum { PREFETCH_BUF = 64 * 1024 };
+
+/* The thread's batch of receives while its events are handled (NULL: none). */
+static __thread struct vs_worker *prefetch_host;
+
+bool vs_conn_prefetch(struct vs_worker *h, const struct epoll_event *evs, int n)
+{
+	struct vs_iobatch *b = &h->sb;
+	if (!b->ring || n < 2)
+		return false;
+	if (!h->pre) {
+		h->pre = calloc(VS_PREFETCH_SLOTS, sizeof(*h->pre));
+		if (!h->pre)
+			return false;
+	}
+	uint32_t k = 0;
+	for (int i = 0; i < n && k < VS_PREFETCH_SLOTS; i++) {
+		struct vs_io *io = evs[i].data.ptr;
+		uint32_t ev = evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+		if (io->fn != on_io || ev != EPOLLIN)
+			continue;
+		struct vs_conn *c = (struct vs_conn *)io;
+		if (c->state == VS_CONN_CLOSING || c->tp.wait || c->parked || c->throttled ||
+		    c->http || c->pre_slot || c->tp.ops != &vs_transport_tcp ||
+		    vs_bytes_avail(&c->in))
+			continue;
+		struct vs_prefetch *p = &h->pre[k];
+		if (!p->buf.cap && vs_bytes_reserve(&p->buf, PREFETCH_BUF) < 0)
+			break;
+		p->buf.off = p->buf.len = 0;
+		if (!vs_iobatch_recv(b, c->tp.fd, p->buf.data, p->buf.cap))
+			break;
+		p->c = c;
+		k++;
+	}
+	if (k < 2) {
+		b->n = 0; /* dropped: nothing was read */
+		return false;
+	}
+	vs_worker_run_batch(h);
+	for (uint32_t j = 0; j < k; j++) {
+		h->pre[j].n = b->res[j];
+		h->pre[j].c->pre_slot = (uint8_t)(j + 1);
+	}
+	h->n_pre = k;
+	prefetch_host = h;
+	vs_stat_add(&h->stats.reads_batched, k);
+	vs_stat_add(&h->stats.read_batches, 1);
+	return true;
+}
+
+/* c's prefetched read: its buffer, and its result in *n; NULL when io_uring did not make it
+ * (c reads itself). */
+static struct vs_bytes *take_prefetched(struct vs_conn *c, ssize_t *n)
+{
+	struct vs_prefetch *p = &prefetch_host->pre[c->pre_slot - 1];
+	c->pre_slot = 0;
+	p->c = NULL;
+	*n = p->n;
+	return p->n == VS_IOBATCH_UNDONE ? NULL : &p->buf;
+}
+
+static int read_once(struct vs_conn *c);
+
+void vs_conn_prefetch_end(struct vs_worker *h)
+{
+	for (uint32_t j = 0; j < h->n_pre; j++) {
+		struct vs_conn *c = h->pre[j].c;
+		if (!c)
+			continue; /* taken */
+		if (c->state == VS_CONN_CLOSING) {
+			c->pre_slot = 0;
+			h->pre[j].c = NULL;
+			continue;
+		}
+		read_once(c);
+	}
+	h->n_pre = 0;
+	prefetch_host = NULL;
+}
+
+/*
  * Reads once and handles what arrived. Idle connections own no input buffer: bytes are read into
  * the worker's shared buffer and handled there; only an incomplete packet's bytes are copied to
  * the connection (c->in), and later reads for that connection go there until it is whole.
@@ -641,17 +733,27 @@ static int reserve_packet(struct vs_conn *c)
 static int read_once(struct vs_conn *c)
 {
 	struct vs_worker *w = c->w;
+	ssize_t n;
+	/* Read already, with the turn's other connections (vs_conn_prefetch): handled as a read
+	 * into the shared buffer. */
+	struct vs_bytes *src = c->pre_slot ? take_prefetched(c, &n) : NULL;
 	/* The shared buffer is busy when a handler reads another connection (a take-over pump). */
-	bool shared = vs_bytes_avail(&c->in) == 0 && !w->rbuf_busy;
-	struct vs_bytes *src = shared ? &w->rbuf : &c->in;
-	if (shared) {
-		src->off = src->len = 0;
-	} else if (reserve_packet(c) < 0) {
-		vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");
-		return -1;
+	bool shared = !src && vs_bytes_avail(&c->in) == 0 && !w->rbuf_busy;
+	bool scratch = src || shared; /* src is not c->in: what is left is copied there */
+	size_t room;
+	if (src) {
+		room = src->cap;
+	} else {
+		src = shared ? &w->rbuf : &c->in;
+		if (shared) {
+			src->off = src->len = 0;
+		} else if (reserve_packet(c) < 0) {
+			vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");
+			return -1;
+		}
+		room = src->cap - src->len;
+		n = c->tp.ops->read(&c->tp, src->data + src->len, room);
 	}
-	size_t room = src->cap - src->len;
-	ssize_t n = c->tp.ops->read(&c->tp, src->data + src->len, room);
 	if (n == 0) {
 		/* A transport may say more ("WebSocket closed by peer (4001)"). */
 		const char *why = vs_transport_why(&c->tp);
@@ -678,8 +780,9 @@ static int read_once(struct vs_conn *c)
 		vs_worker_want_reread(w, c); /* edge-triggered: the socket may hold more */
 	w->rbuf_busy |= shared;
 	int rc = process_input(c, src);
-	if (shared) {
-		w->rbuf_busy = false;
+	if (scratch) {
+		if (shared)
+			w->rbuf_busy = false;
 		if (rc == 0 && vs_bytes_avail(src) &&
 		    vs_bytes_append(&c->in, vs_bytes_head(src), vs_bytes_avail(src)) < 0) {
 			vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");

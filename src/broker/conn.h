@@ -117,6 +117,7 @@ struct vs_conn {
 	bool in_reread;	      /* in the worker's reread list */
 	bool needs_sync;      /* this turn's output says something stored: with fsync batch, it
 			       * waits for the sync (worker.c, held output) */
+	uint8_t pre_slot;     /* read already (vs_conn_prefetch): its slot + 1, or 0 */
 	/* Bits set at CONNECT or at the end, not per message. */
 	bool graceful : 1;	       /* a DISCONNECT (without will) was received */
 	bool request_problem_info : 1; /* 5.0, default 1 */
@@ -242,6 +243,13 @@ void vs_conn_flush(struct vs_conn *c);
  * how many bytes from vs_bytes_head(&c->out) may be written (0: all of it is held); end takes
  * the write's result (as the transport's write gives it; 0 when nothing was written). */
 bool vs_conn_flush_begin(struct vs_conn *c, size_t *ready);
+
+/* Around the handling of a wait's events by thread h (worker.c): prefetch reads the readable
+ * connections among evs in one system call, when it can and there are several (false: it did
+ * nothing); their handlers then take what was read. prefetch_end, after the events, handles
+ * what a handler did not take. See conn.c. */
+bool vs_conn_prefetch(struct vs_worker *h, const struct epoll_event *evs, int n);
+void vs_conn_prefetch_end(struct vs_worker *h);
 void vs_conn_flush_end(struct vs_conn *c, ssize_t n, size_t ready);
 
 /*

@@ -82,6 +82,12 @@ static void write_broker(struct vs_prom *p, struct vs_broker *b)
 		st.writes_batched);
 	counter(p, "viesti_write_batches_total",
 		"The io_uring system calls that made those writes.", st.write_batches);
+	counter(p, "viesti_batched_reads_total",
+		"Reads of plain TCP connections made together with the others readable at the "
+		"same time, in one io_uring system call (io_uring true).",
+		st.reads_batched);
+	counter(p, "viesti_read_batches_total", "The io_uring system calls that made those reads.",
+		st.read_batches);
 	vs_prom_family(p, "viesti_connections_total", "counter",
 		       "Connections accepted since start-up, by listener.");
 	for (size_t i = 0, n = vs_broker_listeners(b); i < n; i++)

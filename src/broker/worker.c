@@ -27,7 +27,7 @@
 #include "broker/http.h"
 #include "broker/persist.h"
 #include "broker/router.h"
-#include "broker/sendbatch.h"
+#include "broker/iobatch.h"
 #include "broker/sys.h"
 #include "net/listen.h"
 #include "session/session.h"
@@ -538,12 +538,20 @@ void vs_worker_synced(void *ctx)
 	}
 }
 
-/* Sends in one batch at most; more go in the next. */
-enum { SENDBATCH_CAP = 256 };
+void vs_worker_run_batch(struct vs_worker *w)
+{
+	vs_iobatch_run(&w->sb);
+	if (!w->sb.ring)
+		vs_log(w->b->log, VS_LOG_WARN,
+		       "io_uring failed: one read and one send per connection from now on");
+}
+
+/* Operations in one batch at most; more go in the next. */
+enum { IOBATCH_CAP = 256 };
 
 /*
  * Writes the output of every connection listed for it. Plain TCP connections' writes go in one
- * system call when there are several (sendbatch.h). Two passes: the first makes every write
+ * system call when there are several (iobatch.h). Two passes: the first makes every write
  * (or queues it in the batch) and keeps its result; the second, once the batch has run, hands
  * each result to its connection. So nothing a result sets off (a close, a will, an HTTP
  * response) can touch a buffer the batch still points to. A connection listed again by the
@@ -551,7 +559,7 @@ enum { SENDBATCH_CAP = 256 };
  */
 static void flush_all(struct vs_worker *w, uint64_t hold)
 {
-	struct vs_sendbatch *sb = &w->sb;
+	struct vs_iobatch *sb = &w->sb;
 	for (uint32_t i = 0; i < w->n_flush;) {
 		uint32_t start = i, end = w->n_flush, queued = 0;
 		if (VS_VEC_GROW(w->flushed, w->cap_flushed, end, 64) < 0)
@@ -583,7 +591,7 @@ static void flush_all(struct vs_worker *w, uint64_t hold)
 			f->n = 0;
 			f->batched =
 			    f->ready && c->tp.ops == &vs_transport_tcp &&
-			    vs_sendbatch_add(sb, c->tp.fd, vs_bytes_head(&c->out), f->ready);
+			    vs_iobatch_send(sb, c->tp.fd, vs_bytes_head(&c->out), f->ready);
 			queued += f->batched;
 			if (f->ready && !f->batched)
 				f->n = c->tp.ops->write(&c->tp, vs_bytes_head(&c->out), f->ready);
@@ -593,21 +601,18 @@ static void flush_all(struct vs_worker *w, uint64_t hold)
 		if (queued == 1)
 			sb->n = 0; /* one alone: its own send costs the same */
 		else if (queued) {
-			vs_sendbatch_run(sb);
+			vs_worker_run_batch(w);
 			vs_stat_add(&w->stats.writes_batched, queued);
 			vs_stat_add(&w->stats.write_batches, 1);
 		}
-		if (queued && !sb->ring)
-			vs_log(w->b->log, VS_LOG_WARN,
-			       "io_uring failed: one send per connection from now on");
 		for (uint32_t j = start, q = 0; j < end; j++) {
 			struct vs_conn *c = w->flush[j];
 			if (!c)
 				continue;
 			struct vs_flushed *f = &w->flushed[j];
 			if (f->batched) {
-				f->n = queued == 1 ? VS_SENDBATCH_UNSENT : sb->res[q++];
-				if (f->n == VS_SENDBATCH_UNSENT)
+				f->n = queued == 1 ? VS_IOBATCH_UNDONE : sb->res[q++];
+				if (f->n == VS_IOBATCH_UNDONE)
 					f->n = c->tp.ops->write(&c->tp, vs_bytes_head(&c->out),
 								f->ready);
 			}
@@ -839,15 +844,30 @@ static void wait_ends(struct vs_worker *t, bool blocking)
 		vs_grace_online(&t->b->grace, &t->th.gr);
 }
 
+/* Handles the events of a wait of thread h, its readable connections read in one system call
+ * where it can (conn.c vs_conn_prefetch). */
+static void dispatch(struct vs_worker *h, const struct epoll_event *evs, int n)
+{
+	bool pre = vs_conn_prefetch(h, evs, n);
+	vs_loop_dispatch(evs, n);
+	if (pre)
+		vs_conn_prefetch_end(h);
+}
+
 static void own_turn(struct vs_worker *w)
 {
 	int timeout = shard_timeout(w);
 	bool mail = before_sleep(w, timeout != 0);
+	struct epoll_event evs[VS_LOOP_BATCH];
 	wait_begins(w, !mail && timeout != 0);
-	vs_loop_run_once(&w->loop, mail ? 0 : timeout);
+	int n = vs_loop_wait(&w->loop, evs, VS_LOOP_BATCH, mail ? 0 : timeout);
 	wait_ends(w, !mail && timeout != 0);
 	atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
 	w->now_ms = vs_now_ms();
+	/* After wait_ends: handlers read what the grace period protects (a thread offline in
+	 * it may not). */
+	if (n > 0)
+		dispatch(w, evs, n);
 	after_events(w, mail);
 }
 
@@ -1098,7 +1118,7 @@ static void host_turn(struct vs_worker *h)
 		w->now_ms = now;
 	}
 	if (n > 0)
-		vs_loop_dispatch(evs, n);
+		dispatch(h, evs, n);
 	for (int k = 0; k < h->th.n_run; k++)
 		after_events(h->th.run[k], h->th.run[k]->mail);
 }
@@ -1327,13 +1347,15 @@ int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err,
 	if (!w->outbox || vs_bytes_reserve(&w->rbuf, 64 * 1024) < 0)
 		return -ENOMEM;
 	if (b->conf->io_uring) {
-		rc = vs_sendbatch_open(&w->sb, SENDBATCH_CAP);
+		rc = vs_iobatch_open(&w->sb, IOBATCH_CAP);
 		if (rc < 0 && idx == 0)
 			vs_log(b->log, VS_LOG_NOTICE,
-			       "io_uring unavailable (%s): one send per connection", strerror(-rc));
+			       "io_uring unavailable (%s): one read and one send per connection",
+			       strerror(-rc));
 		else if (idx == 0)
 			vs_log(b->log, VS_LOG_INFO,
-			       "io_uring: the sends of a loop turn go in one system call");
+			       "io_uring: the reads and the sends of a loop turn go in one system "
+			       "call each");
 	}
 	/* Every worker listens on every listener; the kernel spreads connections (SO_REUSEPORT).
 	 * Room for the listeners reloads may add: a listen_io never moves (epoll points to it). */
@@ -1454,7 +1476,10 @@ void vs_worker_fini(struct vs_worker *w)
 	free(w->throttled);
 	free(w->reread);
 	vs_bytes_fini(&w->rbuf);
-	vs_sendbatch_close(&w->sb);
+	vs_iobatch_close(&w->sb);
+	for (uint32_t i = 0; w->pre && i < VS_PREFETCH_SLOTS; i++)
+		vs_bytes_fini(&w->pre[i].buf);
+	free(w->pre);
 	vs_store_buf_fini(&w->pbuf);
 	vs_bp_worker_fini(w);
 	free(w->held);

@@ -21,7 +21,7 @@
 #include "base/bytes.h"
 #include "broker/broker.h"
 #include "broker/grace.h"
-#include "broker/sendbatch.h"
+#include "broker/iobatch.h"
 #include "net/loop.h"
 #include "persist/store.h"
 
@@ -159,6 +159,15 @@ struct vs_thread {
 };
 
 /* One shard: an epoll loop, its connections and their sessions while they are connected. */
+/* A read made for a connection before its event is handled (conn.c vs_conn_prefetch), at most
+ * VS_PREFETCH_SLOTS per wait, of up to 64 KiB each. */
+enum { VS_PREFETCH_SLOTS = 64 };
+struct vs_prefetch {
+	struct vs_conn *c; /* NULL once taken */
+	ssize_t n;	   /* the read's result */
+	struct vs_bytes buf;
+};
+
 /* One write of the end of a turn (worker.c flush_all). */
 struct vs_flushed {
 	size_t ready; /* bytes offered */
@@ -237,7 +246,9 @@ struct vs_worker {
 	uint64_t mail_seq;		 /* the highest vs_mail.seq taken this turn */
 	uint64_t store_id, store_id_end; /* message ids for the store, a block taken at a time */
 	struct vs_bytes rbuf;		 /* shared read buffer (see conn.c read_once) */
-	struct vs_sendbatch sb;		 /* the turn's sends in one system call (ring NULL: none) */
+	struct vs_prefetch *pre;	 /* the reads of the wait being handled (this thread's) */
+	uint32_t n_pre;
+	struct vs_iobatch sb; /* the turn's sends in one system call (ring NULL: none) */
 	bool rbuf_busy;
 
 	int64_t next_sweep_ms;
@@ -265,6 +276,9 @@ void vs_worker_fini(struct vs_worker *w);
  * mailbox; their natsMsg must go before the NATS library closes (vs_cluster_stop). */
 void vs_worker_drop_acks(struct vs_worker *w);
 void *vs_worker_main(void *arg);
+
+/* Runs w->sb (iobatch.h); logs when io_uring failed, and w then makes its calls one by one. */
+void vs_worker_run_batch(struct vs_worker *w);
 
 /* Queues a mail for worker `to` (sent at the end of this turn). */
 int vs_worker_post(struct vs_worker *w, int to, const struct vs_mail *m);

@@ -178,7 +178,8 @@ struct vs_config {
 	int threads;		  /* worker threads; 0 = one per core (Viesti extension) */
 	int auth_threads;	  /* password-checking threads, default 1 (Viesti extension) */
 	bool consolidate_threads; /* default true: one thread runs every shard at low load */
-	bool io_uring; /* default true: a turn's sends go in one io_uring_enter (sendbatch.h) */
+	bool io_uring; /* default true: a turn's reads, and its sends, each in one io_uring_enter
+			* (iobatch.h) */
 
 	/* Security (global, or defaults when per_listener_settings is true). */
 	int allow_anonymous; /* -1 = unset: the broker decides (Mosquitto 2.0: false) */

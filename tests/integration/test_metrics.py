@@ -22,7 +22,8 @@ GAUGES = ["viesti_clients_connected", "viesti_sessions", "viesti_subscriptions",
 COUNTERS = ["viesti_messages_received", "viesti_messages_sent", "viesti_messages_dropped",
 	"viesti_bytes_received", "viesti_bytes_sent", "viesti_connections",
 	"viesti_auth_failures", "viesti_publishers_slowed", "viesti_publishers_resumed",
-	"viesti_batched_writes", "viesti_write_batches",
+	"viesti_batched_writes", "viesti_write_batches", "viesti_batched_reads",
+	"viesti_read_batches",
 	"process_cpu_seconds"]
 
 

@@ -1,18 +1,18 @@
-/* Many sends in one system call: see sendbatch.h. */
-#include "broker/sendbatch.h"
+/* Many sends and receives in one system call: see iobatch.h. */
+#include "broker/iobatch.h"
 
 #include <liburing.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
-int vs_sendbatch_open(struct vs_sendbatch *b, unsigned cap)
+int vs_iobatch_open(struct vs_iobatch *b, unsigned cap)
 {
-	*b = (struct vs_sendbatch){0};
+	*b = (struct vs_iobatch){0};
 	b->ring = calloc(1, sizeof(*b->ring));
 	b->res = calloc(cap, sizeof(*b->res));
 	b->q = calloc(cap, sizeof(*b->q));
 	if (!b->ring || !b->res || !b->q) {
-		vs_sendbatch_close(b);
+		vs_iobatch_close(b);
 		return -ENOMEM;
 	}
 	/* SUBMIT_ALL (Linux 5.18): a send that fails early still lets the others go. */
@@ -22,14 +22,14 @@ int vs_sendbatch_open(struct vs_sendbatch *b, unsigned cap)
 	if (rc < 0) {
 		free(b->ring);
 		b->ring = NULL;
-		vs_sendbatch_close(b);
+		vs_iobatch_close(b);
 		return rc;
 	}
 	b->cap = cap;
 	return 0;
 }
 
-void vs_sendbatch_close(struct vs_sendbatch *b)
+void vs_iobatch_close(struct vs_iobatch *b)
 {
 	if (b->ring) {
 		io_uring_queue_exit(b->ring);
@@ -37,19 +37,29 @@ void vs_sendbatch_close(struct vs_sendbatch *b)
 	}
 	free(b->res);
 	free(b->q);
-	*b = (struct vs_sendbatch){0};
+	*b = (struct vs_iobatch){0};
 }
 
-bool vs_sendbatch_add(struct vs_sendbatch *b, int fd, const void *buf, size_t len)
+static bool add(struct vs_iobatch *b, int fd, bool recv, void *buf, size_t len)
 {
 	if (!b->ring || b->n == b->cap)
 		return false;
-	b->q[b->n++] = (struct vs_sendbatch_item){.fd = fd, .buf = buf, .len = len};
+	b->q[b->n++] = (struct vs_iobatch_item){.fd = fd, .recv = recv, .buf = buf, .len = len};
 	return true;
 }
 
+bool vs_iobatch_send(struct vs_iobatch *b, int fd, const void *buf, size_t len)
+{
+	return add(b, fd, false, (void *)buf, len);
+}
+
+bool vs_iobatch_recv(struct vs_iobatch *b, int fd, void *buf, size_t len)
+{
+	return add(b, fd, true, buf, len);
+}
+
 /* Takes the completions that are there, of the first n sends; returns how many. */
-static unsigned reap(struct vs_sendbatch *b, unsigned n)
+static unsigned reap(struct vs_iobatch *b, unsigned n)
 {
 	struct io_uring_cqe *cqe;
 	unsigned head, got = 0;
@@ -64,7 +74,7 @@ static unsigned reap(struct vs_sendbatch *b, unsigned n)
 	return got;
 }
 
-unsigned vs_sendbatch_run(struct vs_sendbatch *b)
+unsigned vs_iobatch_run(struct vs_iobatch *b)
 {
 	unsigned n = b->n;
 	b->n = 0;
@@ -73,17 +83,21 @@ unsigned vs_sendbatch_run(struct vs_sendbatch *b)
 	for (unsigned i = 0; i < n; i++) {
 		/* The ring has cap entries and is empty between runs: there is one for each. */
 		struct io_uring_sqe *sqe = io_uring_get_sqe(b->ring);
-		io_uring_prep_send(sqe, b->q[i].fd, b->q[i].buf, b->q[i].len,
-				   MSG_NOSIGNAL | MSG_DONTWAIT);
+		const struct vs_iobatch_item *it = &b->q[i];
+		if (it->recv)
+			io_uring_prep_recv(sqe, it->fd, it->buf, it->len, MSG_DONTWAIT);
+		else
+			io_uring_prep_send(sqe, it->fd, it->buf, it->len,
+					   MSG_NOSIGNAL | MSG_DONTWAIT);
 		io_uring_sqe_set_data64(sqe, i);
-		b->res[i] = VS_SENDBATCH_UNSENT;
+		b->res[i] = VS_IOBATCH_UNDONE;
 	}
 	int rc;
 	do
 		rc = io_uring_submit(b->ring);
 	while (rc == -EINTR);
-	/* The kernel takes the entries in order; each send completes inline (MSG_DONTWAIT: a
-	 * full socket is -EAGAIN, never a wait), so its completion is there when the submit
+	/* The kernel takes the entries in order; each completes inline (MSG_DONTWAIT: a full or
+	 * empty socket is -EAGAIN, never a wait), so its completion is there when the submit
 	 * returns. */
 	unsigned taken = rc > 0 ? (unsigned)rc : 0, done = reap(b, n);
 	while (done < taken) {
@@ -95,11 +109,11 @@ unsigned vs_sendbatch_run(struct vs_sendbatch *b)
 	}
 	if (taken == n && done == taken)
 		return n;
-	/* io_uring failed. A send taken whose result never came may have gone out: its
-	 * connection must end (-EIO) rather than send those bytes again. Those not taken are
-	 * still queued in the ring and go with it; the caller sends them itself. */
+	/* io_uring failed. An operation taken whose result never came may have moved bytes: its
+	 * connection must end (-EIO) rather than send them again, or lose what was read. Those
+	 * not taken are still queued in the ring and go with it; the caller makes them itself. */
 	for (unsigned i = 0; i < taken; i++)
-		if (b->res[i] == VS_SENDBATCH_UNSENT)
+		if (b->res[i] == VS_IOBATCH_UNDONE)
 			b->res[i] = -EIO;
 	io_uring_queue_exit(b->ring);
 	free(b->ring);
