@@ -298,9 +298,25 @@ bool vs_conn_flush_begin(struct vs_conn *c, size_t *ready)
 void vs_conn_flush(struct vs_conn *c)
 {
 	size_t ready;
-	if (vs_conn_flush_begin(c, &ready))
-		vs_conn_flush_end(
-		    c, ready ? c->tp.ops->write(&c->tp, vs_bytes_head(&c->out), ready) : 0, ready);
+	if (!vs_conn_flush_begin(c, &ready))
+		return;
+	ssize_t n = ready ? c->tp.ops->write(&c->tp, vs_bytes_head(&c->out), ready) : 0;
+	vs_conn_flush_written(c, n);
+	vs_conn_flush_end(c, n, ready);
+}
+
+void vs_conn_flush_written(struct vs_conn *c, ssize_t n)
+{
+	if (n <= 0)
+		return;
+	struct vs_hold *h = c->hold;
+	if (h && h->seq_a)
+		h->ok -= (size_t)n;
+	else
+		c->durable_pending = false;
+	vs_bytes_consume(&c->out, (size_t)n);
+	vs_stat_add(&c->w->stats.bytes_sent, (uint64_t)n);
+	vs_stat_add(&c->bytes_out, (uint64_t)n);
 }
 
 void vs_conn_flush_end(struct vs_conn *c, ssize_t n, size_t ready)
@@ -311,16 +327,6 @@ void vs_conn_flush_end(struct vs_conn *c, ssize_t n, size_t ready)
 		snprintf(why, sizeof(why), "write error: %s", transport_why(c, (int)n));
 		vs_conn_close(c, -1, why);
 		return;
-	}
-	if (n > 0) {
-		struct vs_hold *h = c->hold;
-		if (h && h->seq_a)
-			h->ok -= (size_t)n;
-		else
-			c->durable_pending = false;
-		vs_bytes_consume(&c->out, (size_t)n);
-		vs_stat_add(&c->w->stats.bytes_sent, (uint64_t)n);
-		vs_stat_add(&c->bytes_out, (uint64_t)n);
 	}
 	/* Held bytes wait for the store, not for the socket: not blocked. */
 	bool pending = (size_t)(n > 0 ? n : 0) < ready;
@@ -688,6 +694,7 @@ bool vs_conn_prefetch(struct vs_worker *h, const struct epoll_event *evs, int n)
 		h->pre[j].c->pre_slot = (uint8_t)(j + 1);
 	}
 	h->n_pre = k;
+	h->pre_used = true;
 	prefetch_host = h;
 	vs_stat_add(&h->stats.reads_batched, k);
 	vs_stat_add(&h->stats.read_batches, 1);
@@ -711,14 +718,27 @@ void vs_conn_prefetch_end(struct vs_worker *h)
 {
 	for (uint32_t j = 0; j < h->n_pre; j++) {
 		struct vs_conn *c = h->pre[j].c;
+		/* Defensive: a handler that runs takes its read; none is known to leave it. */
 		if (!c)
 			continue; /* taken */
+		struct vs_prefetch *p = &h->pre[j];
 		if (c->state == VS_CONN_CLOSING) {
 			c->pre_slot = 0;
-			h->pre[j].c = NULL;
+			p->c = NULL;
 			continue;
 		}
-		read_once(c);
+		if (c->parked && p->n > 0) {
+			/* Its CONNECT waits: what follows is handled when it is unparked. */
+			c->pre_slot = 0;
+			p->c = NULL;
+			if (vs_bytes_append(&c->in, p->buf.data, (size_t)p->n) < 0)
+				vs_conn_close(c, VS_RC_SERVER_BUSY, "out of memory");
+			else
+				check_connecting(c); /* its unpark reads the rest (vs_conn_pump) */
+			continue;
+		}
+		read_once(c); /* a throttled one's bytes are handled as a read's that
+			       * found it throttled midway */
 	}
 	h->n_pre = 0;
 	prefetch_host = NULL;

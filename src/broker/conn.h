@@ -238,11 +238,15 @@ void vs_conn_check_stall(struct vs_conn *c);
  * what no hold keeps back is written. */
 void vs_conn_flush(struct vs_conn *c);
 
-/* vs_conn_flush in two halves, for a caller that makes the write itself (many connections'
- * writes in one system call, worker.c): begin says whether c has output to handle now, and
- * how many bytes from vs_bytes_head(&c->out) may be written (0: all of it is held); end takes
- * the write's result (as the transport's write gives it; 0 when nothing was written). */
+/* vs_conn_flush in parts, for a caller that makes the write itself (many connections' writes
+ * in one system call, worker.c): begin says whether c has output to handle now, and how many
+ * bytes from vs_bytes_head(&c->out) may be written (0: all of it is held); written takes what
+ * the write took off the buffer, and touches nothing but c; end does the rest (a failed
+ * write's close, waiting for room, what an empty buffer sets off), given the write's result
+ * as the transport's write gives it (0 when nothing was written). */
 bool vs_conn_flush_begin(struct vs_conn *c, size_t *ready);
+void vs_conn_flush_written(struct vs_conn *c, ssize_t n);
+void vs_conn_flush_end(struct vs_conn *c, ssize_t n, size_t ready);
 
 /* Around the handling of a wait's events by thread h (worker.c): prefetch reads the readable
  * connections among evs in one system call, when it can and there are several (false: it did
@@ -250,7 +254,6 @@ bool vs_conn_flush_begin(struct vs_conn *c, size_t *ready);
  * what a handler did not take. See conn.c. */
 bool vs_conn_prefetch(struct vs_worker *h, const struct epoll_event *evs, int n);
 void vs_conn_prefetch_end(struct vs_worker *h);
-void vs_conn_flush_end(struct vs_conn *c, ssize_t n, size_t ready);
 
 /*
  * Held output (persistence_fsync batch, worker.c). What a connection got during a loop turn,

@@ -97,8 +97,10 @@ unsigned vs_iobatch_run(struct vs_iobatch *b)
 		rc = io_uring_submit(b->ring);
 	while (rc == -EINTR);
 	/* The kernel takes the entries in order; each completes inline (MSG_DONTWAIT: a full or
-	 * empty socket is -EAGAIN, never a wait), so its completion is there when the submit
-	 * returns. */
+	 * empty socket is -EAGAIN, never a wait for it), so its completion is there when the
+	 * submit returns. The wait below is for one the kernel handed to a worker of its own
+	 * instead: still non-blocking, so it is short; and it has no timeout, because giving up
+	 * would leave the kernel pointing into buffers the caller is about to change. */
 	unsigned taken = rc > 0 ? (unsigned)rc : 0, done = reap(b, n);
 	while (done < taken) {
 		struct io_uring_cqe *cqe;

@@ -566,6 +566,8 @@ static void flush_all(struct vs_worker *w, uint64_t hold)
 			sb = NULL; /* out of memory: one write after another, as without a batch */
 		for (; i < end; i++) {
 			struct vs_conn *c = w->flush[i];
+			if (sb)
+				w->flushed[i].c = NULL; /* nothing to hand over, unless set below */
 			if (!c)
 				continue; /* closed during the turn */
 			c->in_flush = false;
@@ -573,21 +575,17 @@ static void flush_all(struct vs_worker *w, uint64_t hold)
 				c->needs_sync = false;
 				if (hold)
 					hold_conn(w, c, hold);
-				if (c->state == VS_CONN_CLOSING) {
-					w->flush[i] = NULL;
+				if (c->state == VS_CONN_CLOSING)
 					continue;
-				}
 			}
 			if (!sb) {
 				vs_conn_flush(c);
-				w->flush[i] = NULL;
 				continue;
 			}
 			struct vs_flushed *f = &w->flushed[i];
-			if (!vs_conn_flush_begin(c, &f->ready)) {
-				w->flush[i] = NULL;
+			if (!vs_conn_flush_begin(c, &f->ready))
 				continue;
-			}
+			f->c = c;
 			f->n = 0;
 			f->batched =
 			    f->ready && c->tp.ops == &vs_transport_tcp &&
@@ -605,19 +603,28 @@ static void flush_all(struct vs_worker *w, uint64_t hold)
 			vs_stat_add(&w->stats.writes_batched, queued);
 			vs_stat_add(&w->stats.write_batches, 1);
 		}
+		/* What each write took comes off its buffer before anything else runs: a close
+		 * set off by another's result then neither sends those bytes again nor keeps
+		 * them to linger. */
 		for (uint32_t j = start, q = 0; j < end; j++) {
-			struct vs_conn *c = w->flush[j];
+			struct vs_flushed *f = &w->flushed[j];
+			struct vs_conn *c = f->c;
 			if (!c)
 				continue;
-			struct vs_flushed *f = &w->flushed[j];
 			if (f->batched) {
 				f->n = queued == 1 ? VS_IOBATCH_UNDONE : sb->res[q++];
 				if (f->n == VS_IOBATCH_UNDONE)
 					f->n = c->tp.ops->write(&c->tp, vs_bytes_head(&c->out),
 								f->ready);
 			}
-			/* Closed by what an earlier result set off: its output went with it. */
-			if (c->state != VS_CONN_CLOSING)
+			vs_conn_flush_written(c, f->n);
+		}
+		for (uint32_t j = start; j < end; j++) {
+			struct vs_flushed *f = &w->flushed[j];
+			struct vs_conn *c = f->c;
+			/* Closed by what an earlier result set off: what it had left went with it.
+			 */
+			if (c && c->state != VS_CONN_CLOSING)
 				vs_conn_flush_end(c, f->n, f->ready);
 		}
 	}
@@ -684,6 +691,11 @@ static void end_turn(struct vs_worker *w)
 static void sweep(struct vs_worker *w)
 {
 	int64_t now = w->now_ms;
+	/* The buffers of reads made ahead go back once unused for a sweep's interval; the next
+	 * wait with several readable connections takes them again. */
+	for (uint32_t i = 0; w->pre && !w->pre_used && i < VS_PREFETCH_SLOTS; i++)
+		vs_bytes_shrink(&w->pre[i].buf, 0);
+	w->pre_used = false;
 	for (uint32_t i = 0; i < w->n_slots; i++) {
 		struct vs_conn *c = w->conns[i];
 		if (!c)
@@ -1348,10 +1360,12 @@ int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err,
 		return -ENOMEM;
 	if (b->conf->io_uring) {
 		rc = vs_iobatch_open(&w->sb, IOBATCH_CAP);
-		if (rc < 0 && idx == 0)
+		/* Said once, unless a later thread fares worse than thread 0 (a limit reached). */
+		if (rc < 0 && (idx == 0 || b->workers[0].sb.ring))
 			vs_log(b->log, VS_LOG_NOTICE,
-			       "io_uring unavailable (%s): one read and one send per connection",
-			       strerror(-rc));
+			       "io_uring unavailable (%s) on thread %d: one read and one send per "
+			       "connection",
+			       strerror(-rc), idx);
 		else if (idx == 0)
 			vs_log(b->log, VS_LOG_INFO,
 			       "io_uring: the reads and the sends of a loop turn go in one system "

@@ -162,6 +162,7 @@ struct vs_thread {
 /* A read made for a connection before its event is handled (conn.c vs_conn_prefetch), at most
  * VS_PREFETCH_SLOTS per wait, of up to 64 KiB each. */
 enum { VS_PREFETCH_SLOTS = 64 };
+_Static_assert(VS_PREFETCH_SLOTS <= 255, "vs_conn.pre_slot holds a slot + 1 in a uint8_t");
 struct vs_prefetch {
 	struct vs_conn *c; /* NULL once taken */
 	ssize_t n;	   /* the read's result */
@@ -170,9 +171,10 @@ struct vs_prefetch {
 
 /* One write of the end of a turn (worker.c flush_all). */
 struct vs_flushed {
-	size_t ready; /* bytes offered */
-	ssize_t n;    /* the write's result */
-	bool batched; /* in the turn's batch of sends */
+	struct vs_conn *c; /* NULL: nothing was written (or made to wait) for this entry */
+	size_t ready;	   /* bytes offered */
+	ssize_t n;	   /* the write's result */
+	bool batched;	   /* in the turn's batch of sends */
 };
 
 struct vs_worker {
@@ -248,6 +250,7 @@ struct vs_worker {
 	struct vs_bytes rbuf;		 /* shared read buffer (see conn.c read_once) */
 	struct vs_prefetch *pre;	 /* the reads of the wait being handled (this thread's) */
 	uint32_t n_pre;
+	bool pre_used;	      /* since the last sweep */
 	struct vs_iobatch sb; /* the turn's sends in one system call (ring NULL: none) */
 	bool rbuf_busy;
 
