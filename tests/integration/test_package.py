@@ -64,6 +64,7 @@ def test_control_and_scripts(deb, root):
 	assert re.match(r"^\d+\.\d+\.\d+-1$", field(deb, "Version"))
 	depends = [d.strip() for d in field(deb, "Depends").split(",")]
 	assert "adduser" in depends and "libssl3" in depends, depends
+	assert "liburing2" in depends, depends  # the broker's batched reads and writes
 	assert (root / "DEBIAN" / "conffiles").read_text().split() == [
 		"/etc/viesti/viesti.conf", "/etc/logrotate.d/viesti"]
 	postinst = (root / "DEBIAN" / "postinst").read_text()
@@ -131,7 +132,8 @@ def test_systemd_unit(root, tmp_path):
 	for want in ("Type=notify", "ExecStart=/usr/bin/viesti broker -c /etc/viesti/viesti.conf",
 			"ExecReload=/bin/kill -HUP $MAINPID", "User=viesti", "NoNewPrivileges=yes",
 			"ProtectSystem=strict", "PrivateTmp=yes", "StateDirectory=viesti",
-			"RuntimeDirectory=viesti", "LogsDirectory=viesti", "SystemCallFilter=@system-service"):
+			"RuntimeDirectory=viesti", "LogsDirectory=viesti", "SystemCallFilter=@system-service",
+			"SystemCallFilter=io_uring_setup io_uring_enter io_uring_register"):
 		assert want in unit.splitlines(), want
 	if not shutil.which("systemd-analyze"):
 		pytest.skip("systemd-analyze is not installed: the unit's syntax was not verified")
