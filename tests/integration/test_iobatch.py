@@ -176,8 +176,9 @@ def test_a_vanished_subscriber_does_not_stop_the_others(broker, clients):
 		s.connect(uid("gone%d" % i))
 		s.subscribe(("gone/t", 1))
 		subs.append(s)
-	# Subscriber 3 goes with a reset (no FIN first): its writes fail (EPIPE, ECONNRESET) in
-	# the batch while the other nine go on.
+	# Subscriber 3 goes with a reset (no FIN first): its connection fails, at a read or at a
+	# write of a batch, whichever comes first, while the other nine go on. (A send that fails
+	# inside a batch alone: test_broker_iobatch.c.)
 	gone = subs.pop(3)
 	gone.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 	gone.sock.close()
