@@ -167,7 +167,7 @@ struct vs_broker {
 	struct vs_bridge *bridges; /* one per `connection` section, run by worker 0 (bridge.c) */
 	size_t n_bridges;
 	struct vs_cluster *cluster; /* NATS (cluster.h), or NULL: a single node */
-	/* Shards lent to thread 0 at low load (worker.c, "Threads and shards"). */
+	/* Shards lent to thread 0 at low load (threads.c, "Threads and shards"). */
 	pthread_mutex_t park_lock;
 	pthread_cond_t park_cond;
 	bool host_open; /* thread 0 takes lent shards (under park_lock) */

@@ -1,7 +1,10 @@
 /*
- * Worker threads: see worker.h. A loop turn is: wait for events (bounded by the next timer),
+ * Workers (shards): see worker.h. A loop turn is: wait for events (bounded by the next timer),
  * dispatch them, drain local sessions that received messages, hand outboxes to other workers,
- * flush every connection that has output.
+ * flush every connection that has output. This file is what a turn does with a shard: its
+ * mailbox, its per-turn lists, held output, the end of the turn and the sweep, start-up and
+ * stop. Which thread runs a shard, and when it waits, is threads.c's; its listening sockets
+ * are listeners.c's.
  */
 #include "base/vec.h"
 #include "broker/worker.h"
@@ -100,137 +103,6 @@ void vs_worker_want_drain(struct vs_worker *w, struct vs_session *s)
 	w->dirty[w->n_dirty++] = vs_session_ref(s);
 }
 
-/*
- * Out of descriptors (EMFILE, ENFILE) or kernel memory, accept(2) fails and the connection stays
- * in the backlog; the listener, level-triggered, is ready again at once, and a loop that only
- * logged the error spun at full speed (1.8 million log lines in 8 s). Instead:
- * - the worker's spare descriptor is given up for a moment to accept the pending connection and
- *   close it at once, so its client learns, and the backlog drains;
- * - without a spare (another thread took the descriptor), the listener is not watched for
- *   PAUSE_MS;
- * - refusals are logged at most once per LOG_EVERY_MS, with their count.
- */
-enum { ACCEPT_PAUSE_MS = 100, ACCEPT_LOG_EVERY_MS = 10000 };
-
-/* A unix socket is one for all workers: one of them is woken per connection (EPOLLEXCLUSIVE);
- * a TCP listener is this worker's own socket (SO_REUSEPORT). */
-static uint32_t listen_events(const struct vs_listener *l)
-{
-	return l->unix_fd >= 0 ? EPOLLIN | EPOLLEXCLUSIVE : EPOLLIN;
-}
-
-static void log_refused(struct vs_worker *w, struct vs_listen_io *li, const char *why)
-{
-	li->refused++;
-	if (w->now_ms < li->next_log_ms)
-		return;
-	vs_log(w->b->log, VS_LOG_WARN, "listener %s: %llu connection(s) refused: %s",
-	       li->listener->name, (unsigned long long)li->refused, why);
-	li->refused = 0;
-	li->next_log_ms = w->now_ms + ACCEPT_LOG_EVERY_MS;
-}
-
-/* Accepts and closes one pending connection with the spare descriptor. Returns whether one was
- * taken off the backlog (the caller may try the next). */
-static bool shed_one(struct vs_worker *w, struct vs_listen_io *li, int err)
-{
-	if (w->spare_fd < 0)
-		w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (w->spare_fd < 0 || (err != EMFILE && err != ENFILE))
-		return false;
-	close(w->spare_fd);
-	int fd = accept4(li->io.fd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd >= 0)
-		close(fd);
-	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	return fd >= 0;
-}
-
-static void pause_listener(struct vs_worker *w, struct vs_listen_io *li)
-{
-	if (vs_loop_del(&w->loop, &li->io) < 0)
-		return;
-	li->paused_until_ms = w->now_ms + ACCEPT_PAUSE_MS;
-	if (!w->listen_resume_ms || li->paused_until_ms < w->listen_resume_ms)
-		w->listen_resume_ms = li->paused_until_ms;
-}
-
-/* Watches paused listeners again once their pause is over. */
-static void resume_listeners(struct vs_worker *w)
-{
-	if (!w->listen_resume_ms || w->now_ms < w->listen_resume_ms)
-		return;
-	w->listen_resume_ms = 0;
-	for (int i = 0; i < w->n_listens; i++) {
-		struct vs_listen_io *li = &w->listens[i];
-		if (!li->paused_until_ms)
-			continue;
-		if (li->paused_until_ms <= w->now_ms &&
-		    vs_loop_add(&w->loop, &li->io, listen_events(li->listener)) == 0)
-			li->paused_until_ms = 0;
-		else if (!w->listen_resume_ms || li->paused_until_ms < w->listen_resume_ms)
-			w->listen_resume_ms = li->paused_until_ms > w->now_ms
-						  ? li->paused_until_ms
-						  : w->now_ms + ACCEPT_PAUSE_MS;
-	}
-}
-
-/* A unix socket's client has no address: it is named by its process (SO_PEERCRED). */
-static void unix_peer(int fd, char *out, size_t outlen)
-{
-	struct ucred cr;
-	socklen_t len = sizeof(cr);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0)
-		snprintf(out, outlen, "unix:pid=%ld,uid=%ld", (long)cr.pid, (long)cr.uid);
-	else
-		snprintf(out, outlen, "unix");
-}
-
-static void on_accept(struct vs_io *io, uint32_t events)
-{
-	struct vs_listen_io *li = (struct vs_listen_io *)io;
-	struct vs_worker *w = li->w;
-	if (io->fd < 0)
-		return; /* closed earlier in this turn: its listener was removed */
-	for (int i = 0; i < 64; i++) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		int fd = accept4(io->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			int err = errno;
-			if (err == EAGAIN || err == EINTR || err == ECONNABORTED)
-				return;
-			log_refused(w, li, strerror(err));
-			if (shed_one(w, li, err))
-				continue;
-			pause_listener(w, li);
-			return;
-		}
-		char addr[56];
-		if (ss.ss_family == AF_UNIX)
-			unix_peer(fd, addr, sizeof(addr));
-		else
-			vs_addr_str((struct sockaddr *)&ss, addr, sizeof(addr));
-		int mc = vs_listener_sec(li->listener)->conf->max_connections;
-		int gmc = w->b->conf->global_max_connections;
-		bool full = mc >= 0 && atomic_load(&li->listener->connections) >= mc;
-		if (full || (gmc >= 0 && atomic_load(&w->b->connections) >= gmc)) {
-			char why[128];
-			snprintf(why, sizeof(why), "%s (%d) reached, last from %s",
-				 full ? "max_connections" : "global_max_connections",
-				 full ? mc : gmc, addr);
-			log_refused(w, li, why);
-			close(fd);
-			continue;
-		}
-		if (ss.ss_family != AF_UNIX && w->b->conf->set_tcp_nodelay) {
-			int one = 1;
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		}
-		vs_conn_accept(w, li->listener, fd, addr);
-	}
-}
-
 void vs_worker_bury(struct vs_worker *w, struct vs_conn *c)
 {
 	if (VS_VEC_GROW(w->graveyard, w->cap_graveyard, w->n_graveyard + 1, 16) < 0)
@@ -254,8 +126,6 @@ void vs_worker_takeover(struct vs_worker *w, uint32_t slot, uint64_t conn_id, bo
 	}
 }
 
-static void add_listener(struct vs_worker *w, struct vs_listener *l);
-static void remove_listener(struct vs_worker *w, struct vs_listener *l);
 static int64_t resume_throttled(struct vs_worker *w, const void *key);
 
 static void take_mail(struct vs_worker *w, const struct vs_mail *m)
@@ -345,10 +215,10 @@ static void take_mail(struct vs_worker *w, const struct vs_mail *m)
 		break;
 	}
 	case VS_MAIL_LISTEN:
-		add_listener(w, &w->b->listeners[m->slot]);
+		vs_worker_add_listener(w, &w->b->listeners[m->slot]);
 		break;
 	case VS_MAIL_UNLISTEN:
-		remove_listener(w, &w->b->listeners[m->slot]);
+		vs_worker_remove_listener(w, &w->b->listeners[m->slot]);
 		break;
 	case VS_MAIL_AUTH: {
 		struct vs_conn *c = vs_worker_conn(w, m->slot, m->conn_id);
@@ -798,7 +668,7 @@ void vs_worker_resume_publishers(struct vs_worker *w, const struct vs_session *s
 }
 
 /* Milliseconds until w needs a turn even without an event (0: work is left over). */
-static int shard_timeout(struct vs_worker *w)
+int vs_worker_timeout(struct vs_worker *w)
 {
 	int64_t wake = w->next_sweep_ms;
 	if (w->listen_resume_ms && w->listen_resume_ms < wake)
@@ -814,7 +684,7 @@ static int shard_timeout(struct vs_worker *w)
 }
 
 /* Announces a sleep of w (see wake()) and reports whether its mailbox has mail. */
-static bool before_sleep(struct vs_worker *w, bool sleeping)
+bool vs_worker_before_sleep(struct vs_worker *w, bool sleeping)
 {
 	atomic_store_explicit(&w->sleeping, sleeping, memory_order_relaxed);
 	atomic_thread_fence(memory_order_seq_cst);
@@ -822,11 +692,11 @@ static bool before_sleep(struct vs_worker *w, bool sleeping)
 }
 
 /* The part of a turn of shard w after its events: mail, rereads, end of turn, sweep. */
-static void after_events(struct vs_worker *w, bool mail)
+void vs_worker_after_events(struct vs_worker *w, bool mail)
 {
 	if (mail)
 		take_mailbox(w);
-	resume_listeners(w);
+	vs_worker_resume_listeners(w);
 	reread(w);
 	end_turn(w);
 	if (w->now_ms >= w->next_sweep_ms) {
@@ -834,379 +704,6 @@ static void after_events(struct vs_worker *w, bool mail)
 		sweep(w);
 		end_turn(w);
 	}
-}
-
-/* A turn of a thread running only its own shard. */
-/*
- * Between loop turns a thread holds no pointer to what a reload may replace (the configuration,
- * a listener's ACL): a quiescent state (grace.h). A thread about to block is offline until it
- * wakes, so an idle thread never delays the freeing of an old configuration.
- */
-static void wait_begins(struct vs_worker *t, bool blocking)
-{
-	if (blocking)
-		vs_grace_offline(&t->th.gr);
-	else
-		vs_grace_quiescent(&t->b->grace, &t->th.gr);
-}
-
-static void wait_ends(struct vs_worker *t, bool blocking)
-{
-	if (blocking)
-		vs_grace_online(&t->b->grace, &t->th.gr);
-}
-
-/* Handles the events of a wait of thread h, its readable connections read in one system call
- * where it can (conn.c vs_conn_prefetch). */
-static void dispatch(struct vs_worker *h, const struct epoll_event *evs, int n)
-{
-	bool pre = vs_conn_prefetch(h, evs, n);
-	vs_loop_dispatch(evs, n);
-	if (pre)
-		vs_conn_prefetch_end(h);
-}
-
-static void own_turn(struct vs_worker *w)
-{
-	int timeout = shard_timeout(w);
-	bool mail = before_sleep(w, timeout != 0);
-	struct epoll_event evs[VS_LOOP_BATCH];
-	wait_begins(w, !mail && timeout != 0);
-	int n = vs_loop_wait(&w->loop, evs, VS_LOOP_BATCH, mail ? 0 : timeout);
-	wait_ends(w, !mail && timeout != 0);
-	atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
-	w->now_ms = vs_now_ms();
-	/* After wait_ends: handlers read what the grace period protects (a thread offline in
-	 * it may not). */
-	if (n > 0)
-		dispatch(w, evs, n);
-	after_events(w, mail);
-}
-
-/*
- * Threads and shards. A worker is a shard (an epoll set, its connections, the deliveries to
- * their sessions, a mailbox), and thread i normally runs shard i. At low load, spreading work
- * over every core costs more CPU than the work itself: each thread sleeps and is woken for a
- * few packets at a time (an epoll_wait, a context switch, often an inter-processor interrupt),
- * where one busier thread would find them together; mail between shards adds wake-ups of its
- * own. So a thread whose load and thread 0's add up to less than LEND_BELOW of one core lends
- * its shard to thread 0 and parks. Thread 0 then moves the shard's descriptors into its own
- * epoll set (one set, not a set of sets: a nested set costs a second wake-up chain and a second
- * epoll_wait per turn), dispatches the events of every shard it runs from one wait, finishes
- * the turn of each shard, and gives the most recently lent shard back (its descriptors moved
- * back first) whenever it is busier than RETURN_ABOVE for RETURN_WINDOWS windows in a row.
- * A shard is run by one thread at a time: the hand-over is under b->park_lock, which orders the
- * shard's state for the next thread, and the descriptors move only while no thread waits on
- * either set for them. Load is the share of wall time a thread spends outside epoll_wait, over
- * windows of 100 ms.
- */
-enum {
-	WINDOW_MS = 100,
-	LEND_BELOW = 950, /* per mille of one core: this thread's load plus thread 0's */
-	LEND_WINDOWS = 5,
-	BACKOFF_MS = 1000, /* a shard given back soon after its lend waits this long, doubling, */
-	BACKOFF_MAX_MS = 64000, /* up to this, before it is lent again */
-	STABLE_MS = 10000,	/* a lend that lasted this long resets the back-off */
-	RETURN_ABOVE = 850,	/* per mille: thread 0's load while it runs other shards */
-	RETURN_WINDOWS = 2,
-};
-
-/* Closes a load window of thread w when WINDOW_MS have passed; returns whether it did. */
-static bool end_window(struct vs_worker *w)
-{
-	int64_t ms = w->now_ms - w->th.win_start_ms;
-	if (ms < WINDOW_MS)
-		return false;
-	int64_t idle = (w->loop.waited_ns - w->th.win_waited_ns) / (ms * 1000);
-	int load = idle >= 1000 ? 0 : (int)(1000 - idle);
-	atomic_store_explicit(&w->th.load, load, memory_order_relaxed);
-	w->th.win_start_ms = w->now_ms;
-	w->th.win_waited_ns = w->loop.waited_ns;
-	return true;
-}
-
-static bool consolidating(const struct vs_broker *b)
-{
-	return b->n_workers > 1 && b->conf->consolidate_threads;
-}
-
-/* Thread w (not 0) lends its shard to thread 0 and sleeps until it is given back. */
-static void park(struct vs_worker *w)
-{
-	struct vs_broker *b = w->b;
-	struct vs_worker *h = &b->workers[0];
-	uint32_t n_conns = w->n_conns; /* read while this thread still runs the shard */
-	int load = atomic_load(&w->th.load), host_load = atomic_load(&h->th.load);
-	pthread_mutex_lock(&b->park_lock);
-	bool ok = b->host_open && !atomic_load(&b->stopping);
-	if (ok) {
-		w->lent = true;
-		/* Under the lock: thread 0 cannot have closed its side meanwhile. */
-		uint64_t one = 1;
-		ssize_t r = write(h->th.ctl_io.fd, &one, sizeof(one));
-		(void)r;
-	}
-	pthread_mutex_unlock(&b->park_lock);
-	if (!ok)
-		return;
-	vs_log(b->log, VS_LOG_DEBUG,
-	       "thread %d: load %d+%d per mille, its %u connection(s) now "
-	       "served by thread 0",
-	       w->idx, load, host_load, n_conns);
-	int64_t since = vs_now_ms();
-	vs_grace_offline(&w->th.gr); /* thread 0 runs the shard meanwhile */
-	pthread_mutex_lock(&b->park_lock);
-	while (w->lent)
-		pthread_cond_wait(&b->park_cond, &b->park_lock);
-	pthread_mutex_unlock(&b->park_lock);
-	vs_grace_online(&b->grace, &w->th.gr);
-	w->now_ms = vs_now_ms();
-	/* Given back soon after the lend: the load did not fit one thread after all. Wait longer
-	 * each time before the next try, so the shard does not go back and forth. */
-	if (w->now_ms - since < STABLE_MS)
-		w->th.backoff_ms = w->th.backoff_ms ? w->th.backoff_ms * 2 : BACKOFF_MS;
-	else
-		w->th.backoff_ms = 0;
-	if (w->th.backoff_ms > BACKOFF_MAX_MS)
-		w->th.backoff_ms = BACKOFF_MAX_MS;
-	w->th.no_lend_until_ms = w->now_ms + w->th.backoff_ms;
-	w->th.win_start_ms = w->now_ms;
-	w->th.win_waited_ns = w->loop.waited_ns;
-	w->th.quiet = 0;
-}
-
-/* The descriptors of shard w other than its connections: its mailbox (i == 0), its listeners. */
-static struct vs_io *fixed_io(struct vs_worker *w, int i)
-{
-	return i == 0 ? &w->mbox.io : &w->listens[i - 1].io;
-}
-
-/*
- * Thread 0 takes shard w's descriptors into its own epoll set, or gives them back to the
- * shard's set; w's thread is parked meanwhile, and nobody waits on the shard's set. Afterwards
- * w->loop.epfd names the set they are in, so the shard's code registers and changes its
- * descriptors there. The kernel can refuse a move (ENOMEM, or ENOSPC at the per-user limit of
- * epoll watches, fs.epoll.max_user_watches), and no descriptor may be left in a set whose
- * thread does not run its shard:
- * - the mailbox and listeners move first; if one cannot, those moved go back (removed first,
- *   which frees the watch that adding them back needs) and the shard stays where it was
- *   (false);
- * - a connection that cannot move is closed (its client reconnects), so the rest still move.
- */
-static bool rehome(struct vs_worker *h, struct vs_worker *w, bool take)
-{
-	struct vs_log *log = h->b->log;
-	int from = take ? w->own_epfd : h->loop.epfd;
-	int to = take ? h->loop.epfd : w->own_epfd;
-	int64_t t0 = vs_now_ns();
-	for (int i = 0; i < 1 + w->n_listens; i++) {
-		int rc = vs_loop_move(fixed_io(w, i), from, to);
-		if (rc == 0)
-			continue;
-		for (int k = 0; k < i; k++) {
-			struct vs_io *io = fixed_io(w, k);
-			if (!io->events)
-				continue; /* a paused listener: in no set */
-			epoll_ctl(to, EPOLL_CTL_DEL, io->fd, NULL);
-			struct epoll_event ev = {.events = io->events, .data.ptr = io};
-			if (epoll_ctl(from, EPOLL_CTL_ADD, io->fd, &ev) < 0)
-				vs_log(log, VS_LOG_ERR,
-				       "thread %d: its %s is watched by no thread: %s", w->idx,
-				       k ? "listener" : "mailbox", strerror(errno));
-		}
-		vs_log(log, VS_LOG_WARN,
-		       "thread %d: cannot move its sockets to %s (%s); they stay "
-		       "with %s",
-		       w->idx, take ? "thread 0" : "their own thread", strerror(-rc),
-		       take ? "their own thread" : "thread 0");
-		return false;
-	}
-	uint32_t closed = 0;
-	int err = 0;
-	for (uint32_t i = 0; i < w->n_slots; i++) {
-		struct vs_conn *c = w->conns[i];
-		int rc = c ? vs_loop_move(&c->io, from, to) : 0;
-		if (rc < 0) {
-			err = -rc;
-			closed++;
-			vs_conn_close(c, VS_RC_SERVER_BUSY,
-				      "its socket cannot move to another thread");
-		}
-	}
-	w->loop.epfd = to;
-	if (closed)
-		vs_log(log, VS_LOG_WARN,
-		       "thread %d: %u connection(s) closed: their sockets could not "
-		       "move to %s (%s)",
-		       w->idx, closed, take ? "thread 0" : "their own thread", strerror(err));
-	vs_log(log, VS_LOG_DEBUG, "thread 0: %s thread %d's %u connection(s) in %.1f ms",
-	       take ? "took" : "gave back", w->idx, w->n_conns, (double)(vs_now_ns() - t0) / 1e6);
-	return true;
-}
-
-/* Thread 0 gives back the shard it took last (it keeps it if the move fails, and tries again
- * when it is next found busy). */
-static void give_back(struct vs_worker *h)
-{
-	struct vs_broker *b = h->b;
-	struct vs_worker *w = h->th.run[h->th.n_run - 1];
-	if (!rehome(h, w, false))
-		return;
-	uint32_t n_conns = w->n_conns; /* read while this thread still runs the shard */
-	h->th.n_run--;
-	atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
-	pthread_mutex_lock(&b->park_lock);
-	w->lent = false;
-	pthread_mutex_unlock(&b->park_lock);
-	pthread_cond_broadcast(&b->park_cond);
-	vs_log(b->log, VS_LOG_DEBUG,
-	       "thread 0: load %d per mille, thread %d serves its %u "
-	       "connection(s) again",
-	       atomic_load(&h->th.load), w->idx, n_conns);
-}
-
-static bool runs(const struct vs_worker *h, const struct vs_worker *w)
-{
-	for (int k = 0; k < h->th.n_run; k++)
-		if (h->th.run[k] == w)
-			return true;
-	return false;
-}
-
-/* Thread 0 takes the shards lent since it last looked. Only thread 0 ends a lend, so the moves
- * need not hold the lock (and a lend's thread touches nothing until the lend ends). */
-static void take_lent(struct vs_worker *h)
-{
-	struct vs_broker *b = h->b;
-	for (int i = 1; i < b->n_workers; i++) {
-		struct vs_worker *w = &b->workers[i];
-		pthread_mutex_lock(&b->park_lock);
-		bool take = w->lent && !runs(h, w);
-		pthread_mutex_unlock(&b->park_lock);
-		if (!take)
-			continue;
-		if (rehome(h, w, true)) {
-			w->now_ms = h->now_ms;
-			h->th.run[h->th.n_run++] = w;
-			continue;
-		}
-		pthread_mutex_lock(&b->park_lock);
-		w->lent = false; /* its thread runs it again */
-		pthread_mutex_unlock(&b->park_lock);
-		pthread_cond_broadcast(&b->park_cond);
-	}
-	h->th.hot = 0;
-}
-
-static void on_ctl(struct vs_io *io, uint32_t events)
-{
-	(void)events;
-	((struct vs_thread *)((char *)io - offsetof(struct vs_thread, ctl_io)))->rescan = true;
-}
-
-/* A turn of thread 0 while it runs other shards too: one wait and one dispatch for all of
- * them (their descriptors are in its set), then the rest of each shard's turn. */
-static void host_turn(struct vs_worker *h)
-{
-	int timeout = INT32_MAX;
-	for (int k = 0; k < h->th.n_run; k++) {
-		struct vs_worker *w = h->th.run[k];
-		w->now_ms = h->now_ms;
-		int t = shard_timeout(w);
-		timeout = t < timeout ? t : timeout;
-	}
-	bool mail = false;
-	for (int k = 0; k < h->th.n_run; k++)
-		mail |= h->th.run[k]->mail = before_sleep(h->th.run[k], timeout != 0);
-	struct epoll_event evs[VS_LOOP_BATCH];
-	wait_begins(h, !mail && timeout != 0);
-	int n = vs_loop_wait(&h->loop, evs, VS_LOOP_BATCH, mail ? 0 : timeout);
-	wait_ends(h, !mail && timeout != 0);
-	int64_t now = vs_now_ms();
-	h->now_ms = now;
-	for (int k = 0; k < h->th.n_run; k++) {
-		struct vs_worker *w = h->th.run[k];
-		atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
-		w->now_ms = now;
-	}
-	if (n > 0)
-		dispatch(h, evs, n);
-	for (int k = 0; k < h->th.n_run; k++)
-		after_events(h->th.run[k], h->th.run[k]->mail);
-}
-
-/* Thread 0: runs its own shard, and the lent ones. */
-static void host_main(struct vs_worker *h)
-{
-	struct vs_broker *b = h->b;
-	while (!atomic_load_explicit(&b->stopping, memory_order_relaxed)) {
-		if (h->th.n_run > 1)
-			host_turn(h);
-		else
-			own_turn(h);
-		if (h->th.rescan) {
-			h->th.rescan = false;
-			take_lent(h);
-		}
-		if (!end_window(h) || h->th.n_run == 1)
-			continue;
-		h->th.hot = atomic_load_explicit(&h->th.load, memory_order_relaxed) > RETURN_ABOVE
-				? h->th.hot + 1
-				: 0;
-		if (h->th.hot >= RETURN_WINDOWS) {
-			give_back(h);
-			h->th.hot = 0;
-		}
-	}
-	/* Every thread closes its own shard's connections: give back every lent shard, including
-	 * one lent since the last look. A descriptor that cannot move back is closed by its own
-	 * thread all the same, which takes it out of every set. */
-	pthread_mutex_lock(&b->park_lock);
-	b->host_open = false;
-	for (int i = 1; i < b->n_workers; i++) {
-		struct vs_worker *w = &b->workers[i];
-		if (!w->lent)
-			continue;
-		if (runs(h, w) && !rehome(h, w, false))
-			w->loop.epfd = w->own_epfd;
-		atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
-		w->lent = false;
-	}
-	h->th.n_run = 1;
-	pthread_mutex_unlock(&b->park_lock);
-	pthread_cond_broadcast(&b->park_cond);
-}
-
-void *vs_worker_main(void *arg)
-{
-	struct vs_worker *w = arg;
-	struct vs_broker *b = w->b;
-	vs_grace_online(&b->grace, &w->th.gr);
-	w->now_ms = vs_now_ms();
-	w->next_sweep_ms = w->now_ms + 100;
-	w->th.win_start_ms = w->now_ms;
-	if (w->idx == 0 && consolidating(b)) {
-		host_main(w);
-	} else {
-		/* A broker starts idle: its threads lend their shards at once, and get them back
-		 * as soon as thread 0 is busy. */
-		if (consolidating(b))
-			park(w);
-		while (!atomic_load_explicit(&b->stopping, memory_order_relaxed)) {
-			own_turn(w);
-			if (!end_window(w) || !consolidating(b))
-				continue;
-			int sum =
-			    atomic_load_explicit(&w->th.load, memory_order_relaxed) +
-			    atomic_load_explicit(&b->workers[0].th.load, memory_order_relaxed);
-			w->th.quiet = sum < LEND_BELOW ? w->th.quiet + 1 : 0;
-			if (w->th.quiet >= LEND_WINDOWS && w->now_ms >= w->th.no_lend_until_ms)
-				park(w);
-		}
-	}
-	vs_worker_shutdown(w);
-	vs_grace_offline(&w->th.gr);
-	return NULL;
 }
 
 /*
@@ -1228,25 +725,9 @@ static void drain_mailbox(struct vs_worker *w)
 	end_turn(w);
 }
 
-/* A stop first closes this shard's listening sockets, so that nobody connects to a broker
- * that is going away (an MQTT-SN listener's UDP socket stays: its clients' DISCONNECT goes
- * out through it). */
-static void stop_accepting(struct vs_worker *w)
-{
-	for (int i = 0; i < w->n_listens; i++) {
-		struct vs_listen_io *li = &w->listens[i];
-		if (li->io.fd < 0 || li->sn)
-			continue;
-		if (li->io.events)
-			vs_loop_del(&w->loop, &li->io);
-		close(li->io.fd);
-		li->io.fd = -1;
-	}
-}
-
 void vs_worker_shutdown(struct vs_worker *w)
 {
-	stop_accepting(w);
+	vs_worker_stop_accepting(w);
 	drain_mailbox(w);
 	/* Every connection is closed (5.0: DISCONNECT 0x8B), after what was queued for it. */
 	for (uint32_t i = 0; i < w->n_slots; i++)
@@ -1261,55 +742,7 @@ void vs_worker_poll(struct vs_worker *w)
 	bool mail = mailbox_pending(w);
 	vs_loop_run_once(&w->loop, 0);
 	w->now_ms = vs_now_ms();
-	after_events(w, mail);
-}
-
-/* This worker's sockets for listener l: its own SO_REUSEPORT TCP sockets (the kernel spreads
- * connections), or a duplicate of the unix socket (epoll keys on the descriptor, so each worker
- * needs its own, and thread consolidation can move them into one set). Returns the count. */
-static int listen_fds(struct vs_listener *l, int *fds, char *err, size_t errlen)
-{
-	if (l->unix_fd < 0)
-		return vs_listen_tcp(l->conf->bind_address, l->conf->bind_interface, l->conf->port,
-				     l->conf->socket_domain,
-				     VS_LISTEN_REUSEPORT | (l->sn ? VS_LISTEN_UDP : 0), fds, 4, err,
-				     errlen);
-	fds[0] = fcntl(l->unix_fd, F_DUPFD_CLOEXEC, 0);
-	if (fds[0] < 0) {
-		snprintf(err, errlen, "%s: %s", l->name, strerror(errno));
-		return -errno;
-	}
-	return 1;
-}
-
-/* Opens this shard's sockets of l and watches them. Returns 0 or an error (err says which). */
-static int open_listener(struct vs_worker *w, struct vs_listener *l, char *err, size_t errlen)
-{
-	int fds[4];
-	int n = listen_fds(l, fds, err, errlen);
-	if (n < 0)
-		return n;
-	for (int k = 0; k < n; k++) {
-		if ((size_t)w->n_listens >= w->b->cap_listeners * 4) {
-			for (; k < n; k++)
-				close(fds[k]);
-			snprintf(err, errlen, "%s: too many listening sockets", l->name);
-			return -EMFILE;
-		}
-		struct vs_listen_io *li = &w->listens[w->n_listens++];
-		li->io.fd = fds[k];
-		li->io.fn = on_accept;
-		li->listener = l;
-		li->w = w;
-		if (l->sn && vs_gateway_socket_open(li) < 0)
-			return -ENOMEM;
-		int rc = vs_loop_add(&w->loop, &li->io, listen_events(l));
-		if (rc < 0) {
-			snprintf(err, errlen, "%s: epoll: %s", l->name, strerror(-rc));
-			return rc;
-		}
-	}
-	return 0;
+	vs_worker_after_events(w, mail);
 }
 
 int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err, size_t errlen)
@@ -1342,19 +775,9 @@ int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err,
 	}
 	w->own_epfd = w->loop.epfd;
 	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (idx == 0 && consolidating(b)) {
-		/* The eventfd that tells thread 0 a shard was lent, and its list of shards. */
-		w->th.ctl_io.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		w->th.ctl_io.fn = on_ctl;
-		w->th.run = calloc((size_t)b->n_workers, sizeof(*w->th.run));
-		if (w->th.ctl_io.fd < 0 || !w->th.run ||
-		    vs_loop_add(&w->loop, &w->th.ctl_io, EPOLLIN | EPOLLET) < 0) {
-			snprintf(err, errlen, "thread consolidation: %s", strerror(errno));
-			return -errno;
-		}
-		w->th.run[w->th.n_run++] = w;
-		b->host_open = true;
-	}
+	rc = vs_worker_host_init(w, err, errlen);
+	if (rc < 0)
+		return rc;
 	w->outbox = calloc((size_t)b->n_workers, sizeof(*w->outbox));
 	if (!w->outbox || vs_bytes_reserve(&w->rbuf, 64 * 1024) < 0)
 		return -ENOMEM;
@@ -1377,53 +800,11 @@ int vs_worker_init(struct vs_worker *w, struct vs_broker *b, int idx, char *err,
 	if (!w->listens)
 		return -ENOMEM;
 	for (size_t i = 0; i < b->n_listeners; i++) {
-		rc = open_listener(w, &b->listeners[i], err, errlen);
+		rc = vs_worker_open_listener(w, &b->listeners[i], err, errlen);
 		if (rc < 0)
 			return rc;
 	}
 	return 0;
-}
-
-/* VS_MAIL_LISTEN: a reload added l. A failure is logged (the reload checked the port could be
- * bound; another program may have taken it since). */
-static void add_listener(struct vs_worker *w, struct vs_listener *l)
-{
-	char err[256] = "";
-	int rc = open_listener(w, l, err, sizeof(err));
-	if (rc < 0)
-		vs_log(w->b->log, VS_LOG_ERR, "reload: thread %d cannot listen on %s: %s", w->idx,
-		       l->name, err[0] ? err : strerror(-rc));
-	atomic_fetch_sub(&l->listen_pending, 1);
-}
-
-/* VS_MAIL_UNLISTEN: a reload removed l. This shard's sockets of l close (a listen_io keeps its
- * place, with fd -1), then its clients of l are disconnected. */
-static void remove_listener(struct vs_worker *w, struct vs_listener *l)
-{
-	for (int i = 0; i < w->n_listens; i++) {
-		struct vs_listen_io *li = &w->listens[i];
-		if (li->listener != l || li->io.fd < 0)
-			continue;
-		if (li->io.events)
-			vs_loop_del(&w->loop, &li->io);
-		close(li->io.fd);
-		li->io.fd = -1;
-		li->paused_until_ms = 0;
-	}
-	uint32_t n = 0;
-	for (uint32_t i = 0; i < w->n_slots; i++) {
-		struct vs_conn *c = w->conns[i];
-		if (c && c->listener == l && c->state != VS_CONN_CLOSING) {
-			vs_conn_close(c, VS_RC_ADMIN_ACTION,
-				      "its listener was removed by a reload");
-			n++;
-		}
-	}
-	if (n)
-		vs_log(w->b->log, VS_LOG_NOTICE,
-		       "reload: %u client(s) of listener %s disconnected on thread %d", n, l->name,
-		       w->idx);
-	atomic_fetch_sub(&l->unlisten_pending, 1);
 }
 
 void vs_worker_drop_acks(struct vs_worker *w)

@@ -262,7 +262,7 @@ struct vs_worker {
 	uint64_t pre_suppressed;
 	char pre_last[160]; /* "ADDR: why" of the last one not logged */
 
-	/* Threads and shards (worker.c): this struct is shard idx; `th` belongs to thread idx,
+	/* Threads and shards (threads.c): this struct is shard idx; `th` belongs to thread idx,
 	 * which runs it (and, for thread 0, the shards lent to it). */
 	bool lent;    /* run by thread 0 (changed under b->park_lock) */
 	bool mail;    /* scratch of the thread running the shard */
@@ -279,6 +279,25 @@ void vs_worker_fini(struct vs_worker *w);
  * mailbox; their natsMsg must go before the NATS library closes (vs_cluster_stop). */
 void vs_worker_drop_acks(struct vs_worker *w);
 void *vs_worker_main(void *arg);
+
+/* Between worker.c (what a turn does with shard w) and threads.c (which thread runs it, when):
+ * how long w may wait for events (0: work is left over); announcing a sleep (true: mail or
+ * held output is waiting, do not block); the part of w's turn after its events; and thread 0's
+ * consolidation set-up at start-up (0 or -errno, err filled). */
+int vs_worker_timeout(struct vs_worker *w);
+bool vs_worker_before_sleep(struct vs_worker *w, bool sleeping);
+void vs_worker_after_events(struct vs_worker *w, bool mail);
+int vs_worker_host_init(struct vs_worker *w, char *err, size_t errlen);
+
+/* This shard's listening sockets (listeners.c): open them for l and watch them (0, or an
+ * error that err names); a reload's new or removed listener (VS_MAIL_LISTEN / UNLISTEN:
+ * failures logged); watch paused ones again once their pause is over; stop accepting (the
+ * first step of a stop). */
+int vs_worker_open_listener(struct vs_worker *w, struct vs_listener *l, char *err, size_t errlen);
+void vs_worker_add_listener(struct vs_worker *w, struct vs_listener *l);
+void vs_worker_remove_listener(struct vs_worker *w, struct vs_listener *l);
+void vs_worker_resume_listeners(struct vs_worker *w);
+void vs_worker_stop_accepting(struct vs_worker *w);
 
 /* Runs w->sb (iobatch.h); logs when io_uring failed, and w then makes its calls one by one. */
 void vs_worker_run_batch(struct vs_worker *w);
