@@ -714,11 +714,12 @@ static struct vs_bytes *take_prefetched(struct vs_conn *c, ssize_t *n)
 
 static int read_once(struct vs_conn *c);
 
+/* Defensive: a handler that runs takes its connection's read, and no path is known to leave
+ * one; this hands what is left to its connection as its own read would have been. */
 void vs_conn_prefetch_end(struct vs_worker *h)
 {
 	for (uint32_t j = 0; j < h->n_pre; j++) {
 		struct vs_conn *c = h->pre[j].c;
-		/* Defensive: a handler that runs takes its read; none is known to leave it. */
 		if (!c)
 			continue; /* taken */
 		struct vs_prefetch *p = &h->pre[j];

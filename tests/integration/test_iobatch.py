@@ -40,15 +40,21 @@ def counters(b, what="write"):
 		value(samples, "viesti_%s_batches_total" % what))
 
 
-def fan_out(clients, port, n_subs=20, count=60, payload=b"", tag="fo"):
-	"""One publisher, n_subs subscribers at QoS 1 and 2 (MQTT 3.1.1 and 5): each gets every
-	message once, in order, with its payload intact."""
+def subscribers(clients, port, n, tag):
+	"""n subscribers to TAG/t, MQTT 3.1.1 and 5 in turn, at QoS 1 and 2 in turn."""
 	subs = []
-	for i in range(n_subs):
+	for i in range(n):
 		s = clients.raw(port, 5 if i % 2 else 4)
 		s.connect(uid("%ss%d" % (tag, i)))
 		s.subscribe(("%s/t" % tag, 1 + i % 2))
 		subs.append(s)
+	return subs
+
+
+def fan_out(clients, port, n_subs=20, count=60, payload=b"", tag="fo"):
+	"""One publisher, n_subs subscribers at QoS 1 and 2 (MQTT 3.1.1 and 5): each gets every
+	message once, in order, with its payload intact."""
+	subs = subscribers(clients, port, n_subs, tag)
 	p = clients.raw(port, 4)
 	p.connect(uid(tag + "p"))
 	for n in range(count):
@@ -170,12 +176,7 @@ def test_deliveries_bigger_than_a_write_arrive_whole(broker, clients, uring):
 
 def test_a_vanished_subscriber_does_not_stop_the_others(broker, clients):
 	b = metrics_broker(broker, "threads 1", "log_type all")
-	subs = []
-	for i in range(10):
-		s = clients.raw(b.port, 4)
-		s.connect(uid("gone%d" % i))
-		s.subscribe(("gone/t", 1))
-		subs.append(s)
+	subs = subscribers(clients, b.port, 10, "gone")
 	# Subscriber 3 goes with a reset (no FIN first): its connection fails, at a read or at a
 	# write of a batch, whichever comes first, while the other nine go on. (A send that fails
 	# inside a batch alone: test_broker_iobatch.c.)
