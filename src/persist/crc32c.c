@@ -61,8 +61,22 @@ __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t c, const uint8
 		n -= 8;
 	}
 	c = (uint32_t)c64;
-	while (n--)
-		c = __builtin_ia32_crc32qi(c, *p++);
+	if (n >= 4) {
+		uint32_t v;
+		memcpy(&v, p, 4);
+		c = __builtin_ia32_crc32si(c, v);
+		p += 4;
+		n -= 4;
+	}
+	if (n >= 2) {
+		uint16_t v;
+		memcpy(&v, p, 2);
+		c = __builtin_ia32_crc32hi(c, v);
+		p += 2;
+		n -= 2;
+	}
+	if (n)
+		c = __builtin_ia32_crc32qi(c, *p);
 	return c;
 }
 

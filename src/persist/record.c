@@ -34,41 +34,45 @@
 
 struct wr {
 	uint8_t *p; /* NULL: count only */
-	size_t n;
+	size_t n;   /* bytes the fields take so far (written or not) */
 	int err;
+	size_t cap; /* bytes p has room for: fields past it are counted, not written */
 };
 
-static void put(struct wr *w, const void *src, size_t k)
+/* Inlined: a record is a dozen small fields, and a call per field cost more than the field. */
+#define PUT_INLINE static inline __attribute__((always_inline))
+
+PUT_INLINE void put(struct wr *w, const void *src, size_t k)
 {
-	if (w->p && k)
+	if (w->p && k && w->n <= w->cap && w->cap - w->n >= k)
 		memcpy(w->p + w->n, src, k);
 	w->n += k;
 }
 
-static void put_u8(struct wr *w, uint8_t v)
+PUT_INLINE void put_u8(struct wr *w, uint8_t v)
 {
 	put(w, &v, 1);
 }
 
-static void put_u16(struct wr *w, uint16_t v)
+PUT_INLINE void put_u16(struct wr *w, uint16_t v)
 {
 	uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
 	put(w, b, 2);
 }
 
-static void put_u32(struct wr *w, uint32_t v)
+PUT_INLINE void put_u32(struct wr *w, uint32_t v)
 {
 	uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
 	put(w, b, 4);
 }
 
-static void put_u64(struct wr *w, uint64_t v)
+PUT_INLINE void put_u64(struct wr *w, uint64_t v)
 {
 	put_u32(w, (uint32_t)v);
 	put_u32(w, (uint32_t)(v >> 32));
 }
 
-static void put_str(struct wr *w, struct vs_rec_str s, size_t max)
+PUT_INLINE void put_str(struct wr *w, struct vs_rec_str s, size_t max)
 {
 	if (s.len > max) {
 		w->err = VS_ETOOBIG;
@@ -203,7 +207,7 @@ long vs_rec_encoded_size(const struct vs_rec *r)
 /* Fills the record header in front of a body of blen bytes at hdr + VS_REC_HDR_SIZE. */
 static void seal(uint8_t *hdr, uint8_t type, size_t blen)
 {
-	struct wr w = {hdr, 0, 0};
+	struct wr w = {hdr, 0, 0, VS_REC_HDR_SIZE};
 
 	put_u32(&w, (uint32_t)blen);
 	put_u8(&w, type);
@@ -233,20 +237,26 @@ static int buf_reserve(struct vs_store_buf *b, size_t extra)
 
 int vs_store_append(struct vs_store_buf *b, const struct vs_rec *r)
 {
-	long size = vs_rec_encoded_size(r);
-
-	if (size < 0)
-		return (int)size;
-	int rc = buf_reserve(b, (size_t)size);
-	if (rc)
-		return rc;
-	uint8_t *hdr = b->data + b->len;
-	struct wr w = {hdr + VS_REC_HDR_SIZE, 0, 0};
-	body(&w, r);
-	seal(hdr, r->type, w.n);
-	b->len += (size_t)size;
-	b->nrec++;
-	return 0;
+	/* One pass when the buffer has room, which once it has grown is nearly always: fields
+	 * that do not fit are only counted, and the record is written again once there is room. */
+	for (;;) {
+		size_t room = b->cap - b->len;
+		uint8_t *hdr = room > VS_REC_HDR_SIZE ? b->data + b->len : NULL;
+		struct wr w = {hdr ? hdr + VS_REC_HDR_SIZE : NULL, 0, 0,
+			       hdr ? room - VS_REC_HDR_SIZE : 0};
+		body(&w, r);
+		if (w.err)
+			return w.err;
+		if (w.p && w.n <= w.cap) {
+			seal(hdr, r->type, w.n);
+			b->len += VS_REC_HDR_SIZE + w.n;
+			b->nrec++;
+			return 0;
+		}
+		int rc = buf_reserve(b, VS_REC_HDR_SIZE + w.n);
+		if (rc)
+			return rc;
+	}
 }
 
 int vs_rec_append_snap_end(struct vs_store_buf *b, uint64_t count)
@@ -255,7 +265,7 @@ int vs_rec_append_snap_end(struct vs_store_buf *b, uint64_t count)
 	if (rc)
 		return rc;
 	uint8_t *hdr = b->data + b->len;
-	struct wr w = {hdr + VS_REC_HDR_SIZE, 0, 0};
+	struct wr w = {hdr + VS_REC_HDR_SIZE, 0, 0, 8};
 	put_u64(&w, count);
 	seal(hdr, VS_REC_SNAP_END, 8);
 	b->len += VS_REC_HDR_SIZE + 8;
@@ -278,7 +288,7 @@ void vs_store_buf_fini(struct vs_store_buf *b)
 
 void vs_file_hdr_encode(uint8_t *out, char kind, uint64_t epoch)
 {
-	struct wr w = {out, 0, 0};
+	struct wr w = {out, 0, 0, VS_FILE_HDR_SIZE};
 
 	put(&w, "VSDB", 4);
 	put_u8(&w, (uint8_t)kind);
