@@ -176,7 +176,13 @@ void vs_bp_retain(struct vs_worker *w, struct vs_msg *m, bool set, uint64_t vers
 
 void vs_bp_queue(struct vs_worker *w, struct vs_session *s, const struct vs_qentry *e)
 {
-	if (!w->b->store || !s->persisted || !e->msg)
+	if (s->persisted)
+		vs_bp_queued(w, s, e);
+}
+
+void vs_bp_queued(struct vs_worker *w, struct vs_session *s, const struct vs_qentry *e)
+{
+	if (!w->b->store || !e->msg)
 		return;
 	struct vs_rec r;
 	vs_bp_queue_rec(s, e, msg_id(w, e->msg), &r);
@@ -185,8 +191,14 @@ void vs_bp_queue(struct vs_worker *w, struct vs_session *s, const struct vs_qent
 
 void vs_bp_dequeue(struct vs_worker *w, struct vs_session *s, const struct vs_qentry *e)
 {
+	if (s->persisted)
+		vs_bp_dequeued(w, s, e);
+}
+
+void vs_bp_dequeued(struct vs_worker *w, struct vs_session *s, const struct vs_qentry *e)
+{
 	struct vs_msg *m = e->msg;
-	if (!w->b->store || !s->persisted || !m)
+	if (!w->b->store || !m)
 		return;
 	uint64_t id = atomic_load_explicit(&m->store_id, memory_order_acquire);
 	if (!id)

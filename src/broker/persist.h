@@ -82,7 +82,15 @@ void vs_bp_unsub(struct vs_worker *w, struct vs_session *s, const char *filter, 
 void vs_bp_retain(struct vs_worker *w, struct vs_msg *m, bool set, uint64_t version);
 void vs_bp_queue(struct vs_worker *w, struct vs_session *s, const struct vs_qentry *e); /* locked */
 void vs_bp_dequeue(struct vs_worker *w, struct vs_session *s,
-		   const struct vs_qentry *e);					     /* locked */
+		   const struct vs_qentry *e); /* locked */
+/* vs_bp_queue and vs_bp_dequeue after s's lock was let go, for a session the caller saw
+ * persisted under it: records are encoded outside the lock that a message's publisher and its
+ * subscriber both take. e is the caller's own copy (its subscription identifiers inline:
+ * n_sub_ids <= 1 for a queued one); replay does not depend on the order in which records
+ * about the same delivery reach the log (restore.c: a state only moves forward, a dequeue is
+ * a tombstone). */
+void vs_bp_queued(struct vs_worker *w, struct vs_session *s, const struct vs_qentry *e);
+void vs_bp_dequeued(struct vs_worker *w, struct vs_session *s, const struct vs_qentry *e);
 void vs_bp_inqos2(struct vs_worker *w, struct vs_session *s, uint16_t id, bool add); /* locked */
 void vs_bp_will(struct vs_worker *w, struct vs_session *s, struct vs_msg *will, int64_t at_ms);
 void vs_bp_will_del(struct vs_worker *w, struct vs_session *s);

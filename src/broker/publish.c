@@ -274,6 +274,8 @@ static enum vs_handled on_outgoing_ack(struct vs_conn *c, int type, const struct
 	struct vs_session *s = c->session;
 	bool send_rel = false, more = false;
 	uint64_t journal = 0; /* the stream sequence to journal (below), after the lock */
+	struct vs_qentry done;
+	bool finished = false, done_persisted = false;
 	pthread_mutex_lock(&s->lock);
 	int i = vs_session_find_inflight(s, a->packet_id);
 	if (i >= 0 && s->conn == c) {
@@ -292,14 +294,22 @@ static enum vs_handled on_outgoing_ack(struct vs_conn *c, int type, const struct
 		}
 		send_rel = act == VS_ACK_RELEASE;
 		if (act == VS_ACK_DONE) {
-			vs_bp_dequeue(c->w, s, e);
-			vs_qentry_fini(e);
+			done = *e;
+			finished = true;
+			done_persisted = s->persisted;
 			vs_ring_remove(&s->inflight, (uint32_t)i);
 			vs_stat_gauge(&c->w->stats.inflight, -1);
 		}
 		more = s->queue.count > 0 || vs_feed_len(s) > 0;
 	}
 	pthread_mutex_unlock(&s->lock);
+	/* The delivery is done: its record and its release (the message's last reference, often
+	 * freed into another thread's arena) wait for no lock the publisher's thread takes. */
+	if (finished) {
+		if (done_persisted)
+			vs_bp_dequeued(c->w, s, &done);
+		vs_qentry_fini(&done);
+	}
 	/* Not under the lock: a publish may wait for room among those in flight. */
 	if (journal)
 		vs_cjs_received(c->w, s->client_id, s->id_len, journal);
