@@ -474,6 +474,7 @@ void vs_broker_fini(struct vs_broker *b)
 	}
 	free(b->kept_confs);
 	vs_minset_fini(&b->stream_held); /* every message is gone */
+	vs_msg_homes_fini();		 /* those let go of after their thread left */
 	pthread_mutex_destroy(&b->reg_lock);
 	pthread_mutex_destroy(&b->park_lock);
 	pthread_cond_destroy(&b->park_cond);

@@ -13,6 +13,7 @@
 #include "base/clock.h"
 #include "broker/conn.h"
 #include "broker/worker.h"
+#include "session/msg.h"
 
 /*
  * Between loop turns a thread holds no pointer to what a reload may replace (the configuration,
@@ -59,6 +60,7 @@ static void own_turn(struct vs_worker *w)
 	if (n > 0)
 		dispatch(w, evs, n);
 	vs_worker_after_events(w, mail);
+	vs_msg_home_collect();
 }
 
 /*
@@ -133,10 +135,12 @@ static void park(struct vs_worker *w)
 	       w->idx, load, host_load, n_conns);
 	int64_t since = vs_now_ms();
 	vs_grace_offline(&w->th.gr); /* thread 0 runs the shard meanwhile */
+	vs_msg_home_leave();	     /* what it made is freed where it is let go of */
 	pthread_mutex_lock(&b->park_lock);
 	while (w->lent)
 		pthread_cond_wait(&b->park_cond, &b->park_lock);
 	pthread_mutex_unlock(&b->park_lock);
+	vs_msg_home_enter();
 	vs_grace_online(&b->grace, &w->th.gr);
 	w->now_ms = vs_now_ms();
 	/* Given back soon after the lend: the load did not fit one thread after all. Wait longer
@@ -311,6 +315,7 @@ static void host_turn(struct vs_worker *h)
 		dispatch(h, evs, n);
 	for (int k = 0; k < h->th.n_run; k++)
 		vs_worker_after_events(h->th.run[k], h->th.run[k]->mail);
+	vs_msg_home_collect();
 }
 
 /* Thread 0: runs its own shard, and the lent ones. */
@@ -360,6 +365,7 @@ void *vs_worker_main(void *arg)
 	struct vs_worker *w = arg;
 	struct vs_broker *b = w->b;
 	vs_grace_online(&b->grace, &w->th.gr);
+	vs_msg_home_enter(); /* the messages it makes come back to it to be freed (msg.h) */
 	w->now_ms = vs_now_ms();
 	w->next_sweep_ms = w->now_ms + 100;
 	w->th.win_start_ms = w->now_ms;
@@ -383,6 +389,7 @@ void *vs_worker_main(void *arg)
 		}
 	}
 	vs_worker_shutdown(w);
+	vs_msg_home_leave();
 	vs_grace_offline(&w->th.gr);
 	return NULL;
 }

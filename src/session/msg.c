@@ -9,6 +9,82 @@
 
 #include "base/error.h"
 
+/* ---- homes (msg.h) ---- */
+
+enum { HOMES = 256 };
+
+struct home {
+	_Atomic(struct vs_msg *) back; /* let go of by other threads, to be freed here */
+	atomic_bool taken;
+} __attribute__((aligned(64))); /* pushed to by other threads: a cache line each */
+
+static struct home homes[HOMES];
+static _Thread_local struct home *mine;
+
+static size_t free_list(struct vs_msg *m)
+{
+	size_t n = 0;
+	while (m) {
+		struct vs_msg *next = m->back;
+		free(m);
+		m = next;
+		n++;
+	}
+	return n;
+}
+
+void vs_msg_home_enter(void)
+{
+	if (mine)
+		return;
+	for (int i = 0; i < HOMES; i++)
+		if (!atomic_exchange_explicit(&homes[i].taken, true, memory_order_acq_rel)) {
+			mine = &homes[i];
+			vs_msg_home_collect(); /* what came back after its last thread left */
+			return;
+		}
+}
+
+size_t vs_msg_home_collect(void)
+{
+	if (!mine || !atomic_load_explicit(&mine->back, memory_order_relaxed))
+		return 0;
+	return free_list(atomic_exchange_explicit(&mine->back, NULL, memory_order_acquire));
+}
+
+void vs_msg_home_leave(void)
+{
+	if (!mine)
+		return;
+	vs_msg_home_collect();
+	atomic_store_explicit(&mine->taken, false, memory_order_release);
+	mine = NULL;
+}
+
+void vs_msg_homes_fini(void)
+{
+	for (int i = 0; i < HOMES; i++)
+		if (!atomic_load_explicit(&homes[i].taken, memory_order_acquire))
+			free_list(
+			    atomic_exchange_explicit(&homes[i].back, NULL, memory_order_acquire));
+}
+
+/* Gives m (let go of: no reference left) back to the thread that made it, or frees it. */
+static void release(struct vs_msg *m)
+{
+	struct home *h = m->home ? &homes[m->home - 1] : NULL;
+	/* A home no thread has (its thread parked or gone) is not collected: freed here. */
+	if (!h || h == mine || !atomic_load_explicit(&h->taken, memory_order_relaxed)) {
+		free(m);
+		return;
+	}
+	struct vs_msg *head = atomic_load_explicit(&h->back, memory_order_relaxed);
+	do
+		m->back = head;
+	while (!atomic_compare_exchange_weak_explicit(&h->back, &head, m, memory_order_release,
+						      memory_order_relaxed));
+}
+
 static uint8_t *put(uint8_t *dst, struct vs_buf *view, const void *src, size_t n)
 {
 	view->p = n ? dst : NULL;
@@ -41,6 +117,7 @@ struct vs_msg *vs_msg_make(const char *topic, size_t topic_len, const void *payl
 		return NULL;
 	memset(m, 0, sizeof(*m));
 	atomic_init(&m->refs, 1);
+	m->home = mine ? (uint16_t)(mine - homes + 1) : 0;
 	m->qos = qos;
 	m->retain = retain;
 	m->created_ms = now_ms;
@@ -101,7 +178,7 @@ void vs_msg_unref(struct vs_msg *m)
 	for (int i = 0; i < 4; i++)
 		free(atomic_load_explicit(&m->enc[i], memory_order_relaxed));
 	free(m->source);
-	free(m);
+	release(m);
 }
 
 int vs_msg_set_source(struct vs_msg *m, int listener, const char *client_id, const char *username)

@@ -62,9 +62,14 @@ struct vs_msg {
 	struct vs_buf correlation_data;
 	struct vs_buf user_raw; /* encoded 0x26 entries, in order */
 	uint32_t n_user;
-	struct vs_buf origin;		     /* client id of the publisher, for No Local */
-	struct vs_msg_source *source;	     /* owned; NULL unless set by vs_msg_set_source() (not
-					      * for $SYS, nor for messages restored from disk) */
+	uint16_t home;	      /* 1 + the home (below) of the thread that made it; 0: none */
+	struct vs_buf origin; /* client id of the publisher, for No Local */
+	union {
+		struct vs_msg_source *source; /* owned; NULL unless set by vs_msg_set_source()
+					       * (not for $SYS, nor for messages restored from
+					       * disk) */
+		struct vs_msg *back;	      /* once let go of, in its home's list */
+	};
 	_Atomic(struct vs_msg_enc *) enc[4]; /* 5.0 only: [2 + (qos > 0)] */
 	_Atomic uint64_t store_id; /* persistence: id of its MSG record, 0 = not written yet */
 	/* In a cluster, a message that came from JetStream: its stream sequence, and the node's
@@ -100,6 +105,23 @@ static inline struct vs_msg *vs_msg_ref(struct vs_msg *m)
 }
 
 void vs_msg_unref(struct vs_msg *m);
+
+/*
+ * Homes. A worker thread makes the messages its publishers send, and the thread of their
+ * subscriber lets go of most of them. A malloc'd block freed by a thread other than the one
+ * that allocated it goes back to the allocating thread's arena under that arena's lock, which
+ * the allocating thread takes for its next message: in fan-in with two threads, most futex
+ * calls were that lock. So a thread that enters a home gets back the messages it made and
+ * others let go of (a lock-free list), and frees them itself, in its arena, when it collects.
+ * A thread without a home (start-up, the cluster's threads) makes messages freed wherever
+ * their last reference goes. Homes are static: a message outlives the thread that made it.
+ */
+void vs_msg_home_enter(void);	  /* the calling thread takes a home (none left: it has none) */
+size_t vs_msg_home_collect(void); /* frees what came back to the caller's home; how many */
+void vs_msg_home_leave(void);	  /* collects and gives the home back */
+/* Frees what came back to homes no thread has: for the end of the process (or of a test),
+ * once no thread lets go of messages any more. */
+void vs_msg_homes_fini(void);
 
 /* Records who published m (before m is shared). username may be NULL. Returns 0 or -ENOMEM. */
 int vs_msg_set_source(struct vs_msg *m, int listener, const char *client_id, const char *username);
