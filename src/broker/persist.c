@@ -37,15 +37,20 @@ static int64_t wall_of(int64_t mono_ms, int64_t now_ms)
 static int commit_store(struct vs_worker *w);
 static int stored(struct vs_worker *w, int rc);
 
+static void append_rec(struct vs_worker *w, const struct vs_rec *r)
+{
+	int rc = vs_store_append(&w->pbuf, r);
+	if (rc < 0)
+		vs_log(w->b->log, VS_LOG_ERR, "persistence: cannot record %s: %s",
+		       vs_rec_type_name(r->type), rc == -ENOMEM ? "out of memory" : "too large");
+}
+
 static void append(struct vs_worker *w, const struct vs_rec *r)
 {
 	/* What the current client is told next depends on this record being stored. */
 	if (w->cur)
 		w->cur->durable_pending = true;
-	int rc = vs_store_append(&w->pbuf, r);
-	if (rc < 0)
-		vs_log(w->b->log, VS_LOG_ERR, "persistence: cannot record %s: %s",
-		       vs_rec_type_name(r->type), rc == -ENOMEM ? "out of memory" : "too large");
+	append_rec(w, r);
 }
 
 void vs_bp_session(struct vs_worker *w, struct vs_session *s)
@@ -207,7 +212,12 @@ void vs_bp_dequeued(struct vs_worker *w, struct vs_session *s, const struct vs_q
 	r.u.dequeue.client_id = sid(s);
 	r.u.dequeue.msg_id = id;
 	r.u.dequeue.seq = e->seq;
-	append(w, &r);
+	/* Nothing the client is told waits for it: a PUBACK or PUBCOMP gets no answer, and a
+	 * delivery whose end is lost is sent again after a restart (with DUP; a PUBREL for QoS 2,
+	 * which the client answers whether it knows the id or not [MQTT-4.3.3-11]). So the
+	 * subscriber's next deliveries are not held for the sync with persistence_fsync batch,
+	 * nor withdrawn when a commit fails. */
+	append_rec(w, &r);
 }
 
 void vs_bp_inqos2(struct vs_worker *w, struct vs_session *s, uint16_t id, bool add)
