@@ -174,6 +174,31 @@ static void crc32c_known_answer(void **state)
 	assert_int_equal(vs_crc32c(vs_crc32c(0, b, 13), b + 13, sizeof(b) - 13), one);
 }
 
+/* CRC32C one bit at a time, straight from the polynomial. */
+static uint32_t crc_bitwise(uint32_t crc, const uint8_t *p, size_t n)
+{
+	uint32_t c = ~crc;
+	while (n--) {
+		c ^= *p++;
+		for (int k = 0; k < 8; k++)
+			c = (c >> 1) ^ (0x82f63b78u & (0u - (c & 1)));
+	}
+	return ~c;
+}
+
+static void crc32c_every_tail(void **state)
+{
+	/* Every length to 64 at every alignment to 8: the 8-byte steps and each 4-, 2- and
+	 * 1-byte tail step (a record header is 6 bytes) against the plain definition. */
+	uint8_t b[80];
+	for (size_t i = 0; i < sizeof(b); i++)
+		b[i] = (uint8_t)(i * 37 + 11);
+	for (size_t off = 0; off < 8; off++)
+		for (size_t n = 0; n <= 64; n++)
+			assert_int_equal(vs_crc32c(0x1234, b + off, n),
+					 crc_bitwise(0x1234, b + off, n));
+}
+
 static void all_records(struct vs_rec *v, uint32_t *ids)
 {
 	memset(v, 0, sizeof(*v) * 12);
@@ -344,6 +369,33 @@ static void every_record_type_round_trips(void **state)
 	free(scratch);
 	guard_free(g, b.len);
 	vs_store_buf_fini(&b);
+}
+
+static void append_at_every_room_left(void **state)
+{
+	/* A record is written in one pass when the buffer has room and again after it grew when
+	 * it did not (fields past the room are only counted): whatever room is left, from none
+	 * to more than the record, the bytes are those of an append into an empty buffer. */
+	struct vs_rec v[12];
+	uint32_t ids[3];
+	all_records(v, ids);
+	for (int i = 0; i < 12; i++) {
+		struct vs_store_buf want = {0};
+		assert_int_equal(vs_store_append(&want, &v[i]), 0);
+		for (size_t room = 0; room <= want.len + 2; room++) {
+			struct vs_store_buf b = {0};
+			b.cap = 4096;
+			b.data = malloc(b.cap);
+			memset(b.data, 0xa5, b.cap);
+			b.len = b.cap - room;
+			assert_int_equal(vs_store_append(&b, &v[i]), 0);
+			assert_int_equal(b.len - (4096 - room), want.len);
+			assert_memory_equal(b.data + 4096 - room, want.data, want.len);
+			assert_int_equal(b.nrec, 1);
+			vs_store_buf_fini(&b);
+		}
+		vs_store_buf_fini(&want);
+	}
 }
 
 static void every_prefix_of_a_record_needs_more(void **state)
@@ -1028,6 +1080,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(crc32c_known_answer),
+	    cmocka_unit_test(crc32c_every_tail),
+	    cmocka_unit_test(append_at_every_room_left),
 	    cmocka_unit_test(every_record_type_round_trips),
 	    cmocka_unit_test(every_prefix_of_a_record_needs_more),
 	    cmocka_unit_test(every_flipped_bit_is_detected),
