@@ -102,12 +102,13 @@ void vs_bp_unsub(struct vs_worker *w, struct vs_session *s, const char *filter, 
 
 enum { STORE_ID_BLOCK = 1024 };
 
-/* Writes the message body once (the first record that needs it) and returns its id. */
-static uint64_t msg_id(struct vs_worker *w, struct vs_msg *m)
+/* Gives m its store id if it has none yet: returns the id this call gave it, or 0 when it had
+ * one. The MSG record of an id given here is the caller's to write (write_msg). */
+static uint64_t give_id(struct vs_worker *w, struct vs_msg *m)
 {
 	uint64_t id = atomic_load_explicit(&m->store_id, memory_order_acquire);
 	if (id)
-		return id;
+		return 0;
 	/* A block at a time: one shared counter written by every thread for every message cost
 	 * more than the record itself when two threads stored (a cache line going back and forth).
 	 */
@@ -117,11 +118,30 @@ static uint64_t msg_id(struct vs_worker *w, struct vs_msg *m)
 	}
 	uint64_t fresh = w->store_id++;
 	if (!atomic_compare_exchange_strong(&m->store_id, &id, fresh))
-		return id; /* another worker wrote it meanwhile */
-	struct vs_rec r;
-	vs_bp_msg_rec(m, fresh, w->now_ms, vs_wall_s(), &r);
-	append(w, &r);
+		return 0; /* another worker gave it one meanwhile, and writes its record */
 	return fresh;
+}
+
+static void write_msg(struct vs_worker *w, struct vs_msg *m, uint64_t id)
+{
+	struct vs_rec r;
+	vs_bp_msg_rec(m, id, w->now_ms, vs_wall_s(), &r);
+	append(w, &r);
+}
+
+/* Writes the message body once (the first record that needs it) and returns its id. */
+static uint64_t msg_id(struct vs_worker *w, struct vs_msg *m)
+{
+	uint64_t fresh = give_id(w, m);
+	if (!fresh)
+		return atomic_load_explicit(&m->store_id, memory_order_acquire);
+	write_msg(w, m, fresh);
+	return fresh;
+}
+
+uint64_t vs_bp_give_id(struct vs_worker *w, struct vs_msg *m)
+{
+	return w->b->store ? give_id(w, m) : 0;
 }
 
 void vs_bp_msg_rec(const struct vs_msg *m, uint64_t id, int64_t now_ms, int64_t now_wall,
@@ -182,13 +202,16 @@ void vs_bp_retain(struct vs_worker *w, struct vs_msg *m, bool set, uint64_t vers
 void vs_bp_queue(struct vs_worker *w, struct vs_session *s, const struct vs_qentry *e)
 {
 	if (s->persisted)
-		vs_bp_queued(w, s, e);
+		vs_bp_queue_written(w, s, e, 0);
 }
 
-void vs_bp_queued(struct vs_worker *w, struct vs_session *s, const struct vs_qentry *e)
+void vs_bp_queue_written(struct vs_worker *w, struct vs_session *s, const struct vs_qentry *e,
+			 uint64_t given)
 {
 	if (!w->b->store || !e->msg)
 		return;
+	if (given)
+		write_msg(w, e->msg, given);
 	struct vs_rec r;
 	vs_bp_queue_rec(s, e, msg_id(w, e->msg), &r);
 	append(w, &r);

@@ -83,13 +83,22 @@ void vs_bp_retain(struct vs_worker *w, struct vs_msg *m, bool set, uint64_t vers
 void vs_bp_queue(struct vs_worker *w, struct vs_session *s, const struct vs_qentry *e); /* locked */
 void vs_bp_dequeue(struct vs_worker *w, struct vs_session *s,
 		   const struct vs_qentry *e); /* locked */
-/* vs_bp_queue and vs_bp_dequeue after s's lock was let go, for a session the caller saw
- * persisted under it: records are encoded outside the lock that a message's publisher and its
- * subscriber both take. e is the caller's own copy (its subscription identifiers inline:
+/* Records about a delivery encoded after s's lock was let go of, for a session the caller saw
+ * persisted under it: records are encoded outside the lock that a message's publisher and
+ * its subscriber both take. e is the caller's own copy (its subscription identifiers inline:
  * n_sub_ids <= 1 for a queued one); replay does not depend on the order in which records
  * about the same delivery reach the log (restore.c: a state only moves forward, a dequeue is
- * a tombstone). */
-void vs_bp_queued(struct vs_worker *w, struct vs_session *s, const struct vs_qentry *e);
+ * a tombstone).
+ *
+ * A queued entry: the message's store id must be given under the lock (vs_bp_give_id),
+ * before any other thread can see the entry, since a DEQUEUE names the delivery by it (an
+ * entry whose message has no id is not recorded, so a delivery that ended before the id was
+ * given would come back after a restart). vs_bp_give_id returns the id it gave, or 0 if the
+ * message had one; vs_bp_queue_written then writes the message's body for an id given (its
+ * MSG record) and the QUEUE record. */
+uint64_t vs_bp_give_id(struct vs_worker *w, struct vs_msg *m);
+void vs_bp_queue_written(struct vs_worker *w, struct vs_session *s, const struct vs_qentry *e,
+			 uint64_t given);
 void vs_bp_dequeued(struct vs_worker *w, struct vs_session *s, const struct vs_qentry *e);
 void vs_bp_inqos2(struct vs_worker *w, struct vs_session *s, uint16_t id, bool add); /* locked */
 void vs_bp_will(struct vs_worker *w, struct vs_session *s, struct vs_msg *will, int64_t at_ms);

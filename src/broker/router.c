@@ -395,10 +395,11 @@ bool vs_router_unblocked(struct vs_worker *w, struct vs_session *s)
 /* vs_deliver() with s->lock held, and without waking the owner: returns 1 if queued, 0 if
  * dropped, -1 if the session has ended. With `later`, a queued entry the store must record
  * may be copied there instead (later->msg set), for the caller to record once it has let go
- * of the lock (vs_bp_queued). */
+ * of the lock (vs_bp_queue_written with *given). The message keeps the caller's reference
+ * meanwhile: the entry's may be gone as soon as the lock is. */
 static int queue_locked(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, uint8_t qos,
 			bool retain, const uint32_t *sub_ids, uint32_t n_sub_ids, const char *share,
-			struct vs_qentry *later)
+			struct vs_qentry *later, uint64_t *given)
 {
 	const struct vs_config *conf = w->b->conf;
 	/* The ACL is read-only and the username changes only under reg_lock at attach; a check
@@ -430,9 +431,10 @@ static int queue_locked(struct vs_worker *w, struct vs_session *s, struct vs_msg
 	s->queued_bytes += msg->payload.len;
 	/* QoS 0 is stored only when it waits for an offline client (queue_qos0_messages). */
 	if (s->persisted && (qos > 0 || !s->connected)) {
-		if (later && e.n_sub_ids <= 1)
+		if (later && e.n_sub_ids <= 1) {
 			*later = e; /* its identifiers inline: the copy outlives the entry */
-		else
+			*given = vs_bp_give_id(w, msg);
+		} else
 			vs_bp_queue(w, s, &e);
 	}
 	return 1;
@@ -477,7 +479,8 @@ int vs_deliver(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, ui
 		return 0;
 	}
 	struct vs_qentry rec = {.msg = NULL};
-	int rc = queue_locked(w, s, msg, qos, retain, sub_ids, n_sub_ids, share, &rec);
+	uint64_t given = 0;
+	int rc = queue_locked(w, s, msg, qos, retain, sub_ids, n_sub_ids, share, &rec, &given);
 	if (rc > 0 && s->connected && !s->notified) {
 		s->notified = true;
 		struct vs_worker *owner = s->owner;
@@ -492,7 +495,7 @@ int vs_deliver(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, ui
 	/* The records (the message's body among them, the first time) are encoded outside the
 	 * lock, which the subscriber's thread takes for every delivery and acknowledgement. */
 	if (rec.msg)
-		vs_bp_queued(w, s, &rec);
+		vs_bp_queue_written(w, s, &rec, given);
 	return rc;
 }
 
@@ -513,7 +516,7 @@ static void feed_queue(struct vs_worker *w, struct vs_session *s)
 		vs_feed_pop(s, &e);
 		/* [MQTT-3.3.1-8] retained messages sent on subscribe carry RETAIN 1. */
 		queue_locked(w, s, e.msg, e.qos, true, e.sub_id ? &e.sub_id : NULL,
-			     e.sub_id ? 1 : 0, NULL, NULL);
+			     e.sub_id ? 1 : 0, NULL, NULL, NULL);
 		vs_msg_unref(e.msg);
 	}
 }

@@ -43,7 +43,9 @@ uint64_t vs_router_sub_ticket(void);
 
 /* Queues msg for session s at QoS qos (already capped) with the given retain flag and
  * subscription ids; wakes the owning worker. Returns 1 if queued, 0 if dropped (a limit), -1 if
- * the session has ended. */
+ * the session has ended. The caller holds a reference to msg for the whole call: the store's
+ * records are written after s's lock is let go of, when the queue's own reference may already
+ * be gone. */
 int vs_deliver(struct vs_worker *w, struct vs_session *s, struct vs_msg *msg, uint8_t qos,
 	       bool retain, const uint32_t *sub_ids, uint32_t n_sub_ids, const char *share);
 

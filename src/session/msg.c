@@ -56,8 +56,11 @@ void vs_msg_home_leave(void)
 {
 	if (!mine)
 		return;
-	vs_msg_home_collect();
-	atomic_store_explicit(&mine->taken, false, memory_order_release);
+	/* Given back first, then collected: a thread that pushed before it saw the home given
+	 * back has its message collected here, and one that sees it given back frees the list
+	 * itself (release). Both orders are sequentially consistent with release's. */
+	atomic_store_explicit(&mine->taken, false, memory_order_seq_cst);
+	free_list(atomic_exchange_explicit(&mine->back, NULL, memory_order_acquire));
 	mine = NULL;
 }
 
@@ -81,8 +84,12 @@ static void release(struct vs_msg *m)
 	struct vs_msg *head = atomic_load_explicit(&h->back, memory_order_relaxed);
 	do
 		m->back = head;
-	while (!atomic_compare_exchange_weak_explicit(&h->back, &head, m, memory_order_release,
+	while (!atomic_compare_exchange_weak_explicit(&h->back, &head, m, memory_order_seq_cst,
 						      memory_order_relaxed));
+	/* Given back meanwhile (vs_msg_home_leave): its thread may have collected before the push,
+	 * so the list is freed here. An exchange hands each message to one thread only. */
+	if (!atomic_load_explicit(&h->taken, memory_order_seq_cst))
+		free_list(atomic_exchange_explicit(&h->back, NULL, memory_order_acquire));
 }
 
 static uint8_t *put(uint8_t *dst, struct vs_buf *view, const void *src, size_t n)
