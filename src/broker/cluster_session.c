@@ -1084,6 +1084,10 @@ static void *run(void *arg)
 				cs->nodes = NULL; /* every owner taken for alive (alive()) */
 			atomic_store(&cs->ready, true);
 			cs->check_ms = vs_now_ms() + CHECK_WAIT_MS;
+			vs_log(cs->b->log, VS_LOG_NOTICE,
+			       "cluster: node %s sessions ready (bucket %s): persistent sessions "
+			       "roam from now on",
+			       vs_cluster_node(cs->b), VS_SESSIONS_BUCKET);
 		}
 		/* The restored sessions' keys say where to read the stream from, which this node
 		 * knows once its consumer is bound (export_for_key()): bound after the bucket when

@@ -175,6 +175,9 @@ def node(broker, n, name, *more, js=True, timeout=10):
 	b.wait_log(r"cluster: node %s connected to NATS" % name, timeout=timeout)
 	if js:
 		b.wait_log(r"cluster: node %s JetStream ready" % name, timeout=timeout)
+		# Sessions roam from here on; one that connects before is this node's alone until its
+		# key is first written (docs/cluster.md, "Sessions roam").
+		b.wait_log(r"cluster: node %s sessions ready" % name, timeout=timeout)
 	return b
 
 
