@@ -136,8 +136,11 @@ bool vs_cluster_session_ask(struct vs_conn *c)
 	if (cn->clean && c->session_expiry == 0)
 		return false; /* nothing of it outlives this connection */
 	struct vs_cluster_sessions *cs = vs_cluster_sessions_of(b);
-	if (!cs || !atomic_load(&cs->ready))
-		return false; /* no NATS yet: this node decides alone */
+	/* Before the buckets are bound the CONNECT waits for the first try (start-up: a session
+	 * decided here alone could not be found by the node its client moves to next); after a
+	 * try that failed (no NATS, no JetStream) this node decides alone. */
+	if (!cs || (!atomic_load(&cs->ready) && atomic_load(&cs->tried)))
+		return false;
 	size_t idlen = strlen(c->client_id);
 	struct job *j = malloc(sizeof(*j) + idlen + 1);
 	if (!j)
@@ -1072,22 +1075,28 @@ static void *run(void *arg)
 	struct shard *sh = arg;
 	struct vs_cluster_sessions *cs = sh->cs;
 	while (!atomic_load(&cs->stop)) {
-		if (sh->idx == 0 && !atomic_load(&cs->ready)) { /* shard 0 binds for all */
+		/* Shard 0 binds for all, every 500 ms until it can; meanwhile it answers the
+		 * CONNECTs that waited for its first try (pop() waits at most 200 ms). */
+		if (sh->idx == 0 && !atomic_load(&cs->ready) && vs_now_ms() >= cs->bind_ms) {
 			if (bind_bucket(cs) != NATS_OK) {
 				kvStore_Destroy(cs->kv);
 				cs->kv = NULL;
-				nats_Sleep(500);
-				continue;
+				cs->bind_ms = vs_now_ms() + 500;
+				atomic_store(&cs->tried,
+					     true); /* CONNECTs decide alone meanwhile */
+			} else {
+				if (js_KeyValue(&cs->nodes, vs_cluster_js(cs->b),
+						VS_CJS_NODES_BUCKET) != NATS_OK)
+					cs->nodes =
+					    NULL; /* every owner taken for alive (alive()) */
+				atomic_store(&cs->ready, true);
+				atomic_store(&cs->tried, true);
+				cs->check_ms = vs_now_ms() + CHECK_WAIT_MS;
+				vs_log(cs->b->log, VS_LOG_NOTICE,
+				       "cluster: node %s sessions ready (bucket %s): persistent "
+				       "sessions roam from now on",
+				       vs_cluster_node(cs->b), VS_SESSIONS_BUCKET);
 			}
-			if (js_KeyValue(&cs->nodes, vs_cluster_js(cs->b), VS_CJS_NODES_BUCKET) !=
-			    NATS_OK)
-				cs->nodes = NULL; /* every owner taken for alive (alive()) */
-			atomic_store(&cs->ready, true);
-			cs->check_ms = vs_now_ms() + CHECK_WAIT_MS;
-			vs_log(cs->b->log, VS_LOG_NOTICE,
-			       "cluster: node %s sessions ready (bucket %s): persistent sessions "
-			       "roam from now on",
-			       vs_cluster_node(cs->b), VS_SESSIONS_BUCKET);
 		}
 		/* The restored sessions' keys say where to read the stream from, which this node
 		 * knows once its consumer is bound (export_for_key()): bound after the bucket when
@@ -1108,13 +1117,18 @@ static void *run(void *arg)
 		if (!j)
 			continue;
 		if (j->kind == JOB_CONNECT) {
+			/* A CONNECT made while shard 0 first binds the buckets waits for that
+			 * (vs_cluster_session_ask); when it could not, this node decides alone. */
+			while (!atomic_load(&cs->tried) && !atomic_load(&cs->stop))
+				nats_Sleep(5);
 			/* Stopping: its workers may take no more mail, so nothing is moved. */
 			uint64_t from = 0;
 			struct vs_session *placed = NULL;
 			uint64_t cut = 0;
-			struct vs_session *s = atomic_load(&cs->b->stopping)
-						   ? NULL
-						   : take(cs, j, &from, &placed, &cut);
+			struct vs_session *s =
+			    atomic_load(&cs->b->stopping) || !atomic_load(&cs->ready)
+				? NULL
+				: take(cs, j, &from, &placed, &cut);
 			answer(cs, j, s, from, placed, cut);
 		} else {
 			note(cs, j);

@@ -116,6 +116,9 @@ struct vs_cluster_sessions {
 	kvStore *kv;	     /* set by shard 0 before ready */
 	kvStore *nodes;	     /* leases (cluster_js.h), bound with kv, or NULL */
 	atomic_bool ready;   /* the buckets are bound: CONNECTs ask */
+	atomic_bool tried;   /* shard 0's first bind has ended (bound or not): until then a
+			      * CONNECT waits for it rather than decide alone */
+	int64_t bind_ms;     /* shard 0's next bind attempt (its thread only) */
 	natsSubscription *sub;
 	atomic_bool stop;
 	atomic_uint_fast64_t taken, given, rebuilt; /* for $SYS and /metrics */

@@ -22,7 +22,7 @@ from conftest import free_port, wait_until
 from helpers import MosquittoSub, mosquitto_pub, uid
 from http_util import http_lines, scrape, value, wait_listening
 from mqtt_raw import (CONNACK, DISCONNECT, P, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL,
-	Closed)
+	Closed, RawClient)
 from test_cluster import data_dir, knows, nats, node, wait_subjects  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.viesti_only
@@ -115,6 +115,51 @@ def test_a_take_over_across_nodes_brings_the_unacknowledged_messages(nats, broke
 	assert [m.payload for m in again] == [b"0", b"1", b"2", b"two"]
 	assert all(m.dup for m in again)
 	new.no_publish(0.5)
+
+
+def test_a_session_made_at_start_up_is_found_on_the_next_node(nats, broker, clients):
+	"""A persistent session that connects the moment its node listens, while the node is still
+	binding the sessions bucket (the first node of the cluster creates it), waits for the
+	bucket, so the node its client moves to next finds it: session present 1 [MQTT-3.2.2-3],
+	its subscription with it. Deciding such a session alone left it without a key until the
+	node's next write, and a client that moved within that window started anew."""
+	n = nats()
+	a = broker("cluster_url %s" % n.url, "cluster_node_id sa", start=False)
+	t = uid("e")
+	cid = uid("early")
+	got = {}
+
+	def early():
+		deadline = time.monotonic() + 10
+		while time.monotonic() < deadline:
+			try:
+				c = RawClient(a.port, 4)
+			except OSError:
+				time.sleep(0.001)
+				continue
+			try:
+				c.connect(cid, clean=False)
+				c.subscribe([(t, 1)])
+				got["connected"] = True
+			except Exception as e:  # reported below, in the test's thread
+				got["error"] = e
+			finally:
+				c.close()
+			return
+
+	th = threading.Thread(target=early)
+	th.start()
+	a.start()
+	th.join(15)
+	assert got.get("connected"), got
+	a.wait_log(r"cluster: node sa sessions ready", timeout=10)
+	b = node(broker, n, "sb")
+	new = clients.raw(b.port, 4)
+	assert new.connect(cid, clean=False).session_present
+	p = clients.raw(b.port, 4)
+	p.connect(uid("p"))
+	p.publish(t, b"found", qos=1)
+	assert new.expect(PUBLISH, timeout=10).payload == b"found"
 
 
 def test_inflight_qos2_after_pubrec_completes_on_the_new_node(nats, broker, clients):
