@@ -143,7 +143,7 @@ struct vs_match {
 	const char *share;
 };
 
-/* What thread idx owns, apart from the shard of the same index (see worker.c: threads and
+/* What thread idx owns, apart from the shard of the same index (see threads.c: threads and
  * shards). */
 struct vs_thread {
 	pthread_t thread;

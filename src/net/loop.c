@@ -51,7 +51,8 @@ int vs_loop_move(struct vs_io *io, int from, int to)
 	if (!io->events)
 		return 0; /* not in a set */
 	/* Into the new set first: on failure the descriptor is still where it was. Nobody waits
-	 * on either set meanwhile (see worker.c), so an event reported twice is not seen twice. */
+	 * on either set meanwhile (see broker/threads.c), so an event reported twice is not seen
+	 * twice. */
 	struct epoll_event ev = {.events = io->events, .data.ptr = io};
 	if (epoll_ctl(to, EPOLL_CTL_ADD, io->fd, &ev) < 0)
 		return -errno;
