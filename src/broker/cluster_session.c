@@ -1070,34 +1070,37 @@ static struct job *pop(struct shard *cs)
 	return j;
 }
 
+/* Binds the buckets, every 500 ms until it can (shard 0's thread). */
+static void bind_all(struct vs_cluster_sessions *cs)
+{
+	if (atomic_load(&cs->ready) || vs_now_ms() < cs->bind_ms)
+		return;
+	if (bind_bucket(cs) != NATS_OK) {
+		kvStore_Destroy(cs->kv);
+		cs->kv = NULL;
+		cs->bind_ms = vs_now_ms() + 500;
+		atomic_store(&cs->tried, true); /* CONNECTs decide alone meanwhile */
+		return;
+	}
+	if (js_KeyValue(&cs->nodes, vs_cluster_js(cs->b), VS_CJS_NODES_BUCKET) != NATS_OK)
+		cs->nodes = NULL; /* every owner taken for alive (alive()) */
+	atomic_store(&cs->ready, true);
+	atomic_store(&cs->tried, true);
+	cs->check_ms = vs_now_ms() + CHECK_WAIT_MS;
+	vs_log(cs->b->log, VS_LOG_NOTICE,
+	       "cluster: node %s sessions ready (bucket %s): persistent sessions roam from now on",
+	       vs_cluster_node(cs->b), VS_SESSIONS_BUCKET);
+}
+
 static void *run(void *arg)
 {
 	struct shard *sh = arg;
 	struct vs_cluster_sessions *cs = sh->cs;
 	while (!atomic_load(&cs->stop)) {
-		/* Shard 0 binds for all, every 500 ms until it can; meanwhile it answers the
-		 * CONNECTs that waited for its first try (pop() waits at most 200 ms). */
-		if (sh->idx == 0 && !atomic_load(&cs->ready) && vs_now_ms() >= cs->bind_ms) {
-			if (bind_bucket(cs) != NATS_OK) {
-				kvStore_Destroy(cs->kv);
-				cs->kv = NULL;
-				cs->bind_ms = vs_now_ms() + 500;
-				atomic_store(&cs->tried,
-					     true); /* CONNECTs decide alone meanwhile */
-			} else {
-				if (js_KeyValue(&cs->nodes, vs_cluster_js(cs->b),
-						VS_CJS_NODES_BUCKET) != NATS_OK)
-					cs->nodes =
-					    NULL; /* every owner taken for alive (alive()) */
-				atomic_store(&cs->ready, true);
-				atomic_store(&cs->tried, true);
-				cs->check_ms = vs_now_ms() + CHECK_WAIT_MS;
-				vs_log(cs->b->log, VS_LOG_NOTICE,
-				       "cluster: node %s sessions ready (bucket %s): persistent "
-				       "sessions roam from now on",
-				       vs_cluster_node(cs->b), VS_SESSIONS_BUCKET);
-			}
-		}
+		/* Shard 0 binds for all; between its attempts it answers the CONNECTs that waited
+		 * for its first (pop() waits at most 200 ms). */
+		if (sh->idx == 0)
+			bind_all(cs);
 		/* The restored sessions' keys say where to read the stream from, which this node
 		 * knows once its consumer is bound (export_for_key()): bound after the bucket when
 		 * NATS was away at start-up. */

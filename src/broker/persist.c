@@ -211,9 +211,9 @@ void vs_bp_queue_written(struct vs_worker *w, struct vs_session *s, const struct
 	if (!w->b->store || !e->msg)
 		return;
 	if (given)
-		write_msg(w, e->msg, given);
+		write_msg(w, e->msg, given); /* the id given under the lock is this message's */
 	struct vs_rec r;
-	vs_bp_queue_rec(s, e, msg_id(w, e->msg), &r);
+	vs_bp_queue_rec(s, e, given ? given : msg_id(w, e->msg), &r);
 	append(w, &r);
 }
 
