@@ -138,6 +138,10 @@ struct vs_broker {
 	pthread_mutex_t reg_lock;
 	struct vs_registry sessions; /* client id -> struct vs_session * (one reference) */
 	uint64_t next_auto_id;	     /* under reg_lock */
+	_Atomic uint32_t ended_seq;  /* the delivery numbers of ended sessions go up to here
+				      * (serial order), written under reg_lock; a session
+				      * going into the store goes on from it
+				      * (vs_bp_session_record) */
 
 	struct vs_listener *listeners; /* cap_listeners slots, n_listeners used (never moved) */
 	size_t n_listeners;   /* grows at a reload (release store; see vs_broker_listeners) */

@@ -197,6 +197,11 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 		}
 		vs_broker_sessions_changed(b);
 		pthread_mutex_lock(&s->lock);
+		/* Delivery numbers go on from the session this one replaces, which takes no more
+		 * (ended, under its lock): its QUEUE records that another thread writes late fall
+		 * below the new session's floor (vs_bp_session_record). */
+		if (old_to_end)
+			s->next_seq = old_to_end->next_seq;
 	}
 	s->connected = true;
 	__atomic_store_n(&s->stalled, false, __ATOMIC_RELAXED);
@@ -225,8 +230,13 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 	s->will = NULL;
 	if (dropped_will)
 		vs_bp_will_del(w, s);
-	if (s->expiry > 0 || s->persisted)
-		vs_bp_session(w, s); /* before CONNACK: the session exists once it is told so */
+	/* Before CONNACK: the session exists once it is told so. One not in the store yet goes
+	 * in whole: a session taken over from a connection without expiry holds deliveries and
+	 * subscriptions that were never recorded. */
+	if (s->persisted)
+		vs_bp_session(w, s);
+	else if (s->expiry > 0)
+		vs_bp_session_record(w, s);
 	c->session_gen = s->conn_gen;
 	c->session = vs_session_ref(s);
 	/* The session's copy of the client id serves the connection too (it holds a reference). */

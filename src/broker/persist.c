@@ -57,12 +57,12 @@ void vs_bp_session(struct vs_worker *w, struct vs_session *s)
 {
 	if (!w->b->store)
 		return;
-	s->persisted = true;
 	struct vs_rec r = {.type = VS_REC_SESSION};
 	r.u.session.client_id = sid(s);
 	r.u.session.expiry_interval = s->expiry;
 	r.u.session.protocol_version = s->version;
 	r.u.session.offline_since_wall = s->connected ? 0 : s->offline_since_wall;
+	s->persisted = true;
 	append(w, &r);
 }
 

@@ -73,7 +73,9 @@ void vs_bp_worker_fini(struct vs_worker *w);
 /* Whether new QoS 1/2 messages can be stored (false after a failed write, until one works). */
 bool vs_bp_healthy(const struct vs_broker *b);
 
-/* Hooks. `s` locked by the caller where noted. All are no-ops without a store. */
+/* Hooks. `s` locked by the caller where noted. All are no-ops without a store.
+ * vs_bp_session: a persisted session's settings changed (a session not yet in the store goes
+ * in whole, with vs_bp_session_record). */
 void vs_bp_session(struct vs_worker *w, struct vs_session *s);	   /* s locked */
 void vs_bp_session_del(struct vs_worker *w, struct vs_session *s); /* s locked */
 void vs_bp_sub(struct vs_worker *w, struct vs_session *s, const char *filter, size_t len,
@@ -107,7 +109,8 @@ void vs_bp_will_del(struct vs_worker *w, struct vs_session *s);
 void vs_bp_will_connected(struct vs_worker *w, struct vs_session *s, struct vs_msg *will,
 			  uint32_t delay);
 
-/* A session between the nodes of a cluster (cluster_session.h), as store records.
+/* A session as store records: between the nodes of a cluster (cluster_session.h), and a
+ * session that goes into this node's store (vs_bp_session_record).
  * vs_bp_session_export: s's whole state (subscriptions, queue, inflight window, incoming QoS 2
  * ids), or (!whole) its settings and subscriptions only, appended to out; s locked. Returns 0
  * or a negative error.
@@ -115,8 +118,10 @@ void vs_bp_will_connected(struct vs_worker *w, struct vs_session *s, struct vs_m
  * and subscriptions only, whatever else they hold), with one reference,
  * in no registry or trie and not yet in this node's store; NULL with *why when buf is damaged or
  * holds no such session. Messages get this node's store ids when recorded.
- * vs_bp_session_record: s's whole state into w's records of this turn (no-op without a store);
- * s locked.
+ * vs_bp_session_record: s's whole state into w's records of this turn (no-op without a store),
+ * ending with the floor of its delivery numbers (vs_rec_session.floor), past those of the
+ * sessions that ended before (b->ended_seq): their QUEUE records that another thread writes
+ * late are not replayed into it. For a session not yet in the store; s locked.
  * vs_bp_session_subscribe: s's subscriptions into the trie (start-up, and a session that came
  * from another node). */
 struct vs_store_buf;

@@ -51,6 +51,7 @@ struct replay {
 	struct vs_map retained; /* topic -> msg id (as pointer-sized integer) */
 	struct vs_map index;	/* (session ptr, msg id) -> pending index + 1 */
 	struct vs_map wills;	/* session ptr -> its will's msg id (as pointer-sized integer) */
+	struct vs_map floors;	/* session ptr -> its delivery floor | FLOOR_SET (on_session) */
 	struct pending *pend;
 	size_t n_pend, cap_pend;
 	struct vs_session **dead; /* ended during replay, freed at the end */
@@ -76,6 +77,16 @@ static struct vs_session *find_session(struct replay *r, const struct vs_rec_str
 	return vs_registry_get(r->sessions, (const char *)id->p, id->len);
 }
 
+#define FLOOR_SET (1ull << 32)
+
+/* s's floor from its last SESSION record that had one (vs_rec_session.floor). */
+static bool floor_of(struct replay *r, struct vs_session *s, uint32_t *floor)
+{
+	uintptr_t v = (uintptr_t)vs_map_get(&r->floors, &s, sizeof(s));
+	*floor = (uint32_t)v;
+	return v != 0;
+}
+
 static int on_session(struct replay *r, const struct vs_rec_session *x)
 {
 	struct vs_session *s = find_session(r, &x->client_id);
@@ -94,6 +105,15 @@ static int on_session(struct replay *r, const struct vs_rec_session *x)
 	s->offline_since_wall = since < 0 ? 0 : since > UINT32_MAX ? UINT32_MAX : (uint32_t)since;
 	s->offline_since_ms = mono_of(r, since);
 	s->persisted = true;
+	if (x->has_floor) {
+		/* Entries met so far stay; deliveries numbered before the floor that come later are
+		 * over (vs_rec_session.floor). Numbers go on from the floor. */
+		uintptr_t v = (uintptr_t)(FLOOR_SET | x->floor);
+		if (vs_map_put(&r->floors, &s, sizeof(s), (void *)v, NULL) < 0)
+			return -ENOMEM;
+		if (vs_seq_before(s->next_seq, x->floor - 1))
+			s->next_seq = x->floor - 1;
+	}
 	return 0;
 }
 
@@ -103,6 +123,7 @@ static void on_session_del(struct replay *r, const struct vs_rec_str *id)
 	if (!s)
 		return;
 	s->ended = true;
+	vs_map_del(&r->floors, &s, sizeof(s));
 	/* Pending entries point at s: keep it alive until the end of replay. */
 	if (VS_VEC_GROW(r->dead, r->cap_dead, r->n_dead + 1, 16) < 0) {
 		vs_session_unref(s); /* its entries are skipped: ended */
@@ -168,7 +189,7 @@ static int on_msg(struct replay *r, const struct vs_rec_msg *x)
 }
 
 static struct pending *pending_for(struct replay *r, struct vs_session *s, uint64_t id,
-				   uint32_t dseq)
+				   uint32_t dseq, bool *fresh)
 {
 	/* Keyed by delivery too: the same message queued again for the same session (retained on
 	 * re-subscribe) is a new entry, not the completed one. */
@@ -177,6 +198,7 @@ static struct pending *pending_for(struct replay *r, struct vs_session *s, uint6
 	memcpy(key + 8, &id, 8);
 	memcpy(key + 16, &dseq, 4);
 	uintptr_t at = (uintptr_t)vs_map_get(&r->index, key, sizeof(key));
+	*fresh = !at;
 	if (at)
 		return &r->pend[at - 1];
 	if (VS_VEC_GROW(r->pend, r->cap_pend, r->n_pend + 1, 256) < 0)
@@ -199,10 +221,19 @@ static int on_queue(struct replay *r, const struct vs_rec_queue *x)
 	struct vs_session *s = find_session(r, &x->client_id);
 	if (!s)
 		return 0;
-	struct pending *p = pending_for(r, s, x->msg_id, x->seq);
+	bool fresh;
+	struct pending *p = pending_for(r, s, x->msg_id, x->seq, &fresh);
 	if (!p)
 		return -ENOMEM;
-	if (x->seq > s->next_seq)
+	uint32_t floor;
+	if (fresh && floor_of(r, s, &floor) && vs_seq_before(x->seq, floor)) {
+		/* A delivery from before the floor that replay had not met: it ended before the
+		 * snapshot (whose old log held its DEQUEUE), or belonged to the session this one
+		 * replaced; this record was late from another thread. */
+		p->tomb = true;
+		return 0;
+	}
+	if (vs_seq_before(s->next_seq, x->seq))
 		s->next_seq = x->seq;
 	/* States only move forward; a late record from another worker never moves one back. */
 	if (p->tomb || (p->qos && x->state < p->state))
@@ -230,7 +261,8 @@ static int on_dequeue(struct replay *r, const struct vs_rec_dequeue *x)
 	struct vs_session *s = find_session(r, &x->client_id);
 	if (!s)
 		return 0;
-	struct pending *p = pending_for(r, s, x->msg_id, x->seq);
+	bool fresh;
+	struct pending *p = pending_for(r, s, x->msg_id, x->seq, &fresh);
 	if (!p)
 		return -ENOMEM;
 	p->tomb = true;
@@ -451,6 +483,7 @@ static void replay_fini(struct replay *r)
 	vs_map_fini(&r->retained);
 	vs_map_fini(&r->index);
 	vs_map_fini(&r->wills);
+	vs_map_fini(&r->floors);
 	free(r->pend);
 	free(r->routed);
 }
@@ -493,6 +526,7 @@ struct snap {
 	struct vs_store_buf own;
 	struct vs_store_buf *buf; /* &own, or the caller's */
 	bool subs_only;		  /* a session's settings and subscriptions, nothing else */
+	bool floor;		  /* each session's record again at its end, with the floor */
 	struct vs_map written;	  /* message ids already in this snapshot */
 	int64_t now_ms, now_wall;
 	int err;
@@ -579,6 +613,14 @@ static void snap_session(struct snap *x, struct vs_session *s)
 		qr.u.inqos2.add = true;
 		snap_append(x, &qr);
 	}
+	if (x->floor) {
+		/* The same settings again, with the floor: every delivery numbered up to next_seq
+		 * that is not above is over (a snapshot's: no DEQUEUE will say so once the old log
+		 * is gone), or another session's (vs_bp_session_record). */
+		r.u.session.has_floor = true;
+		r.u.session.floor = s->next_seq + 1;
+		snap_append(x, &r);
+	}
 	if (s->live_will && s->connected) {
 		struct vs_rec wr = {.type = VS_REC_WILL};
 		wr.u.will.client_id = id;
@@ -614,7 +656,7 @@ static void snap_retained(void *ctx, const char *topic, size_t len, void *msg)
  */
 static int write_snapshot(struct vs_broker *b)
 {
-	struct snap x = {.b = b, .now_ms = vs_now_ms(), .now_wall = vs_wall_s()};
+	struct snap x = {.b = b, .floor = true, .now_ms = vs_now_ms(), .now_wall = vs_wall_s()};
 	x.buf = &x.own;
 	int rc = vs_store_snapshot_begin(b->store, &x.snap);
 	if (rc < 0)
@@ -669,7 +711,16 @@ void vs_bp_session_record(struct vs_worker *w, struct vs_session *s)
 		return;
 	if (w->cur) /* its CONNACK waits for these records, as for any (persist.c) */
 		w->cur->durable_pending = true;
-	struct snap x = {.b = w->b, .buf = &w->pbuf, .now_ms = w->now_ms, .now_wall = vs_wall_s()};
+	struct snap x = {.b = w->b,
+			 .buf = &w->pbuf,
+			 .floor = true,
+			 .now_ms = w->now_ms,
+			 .now_wall = vs_wall_s()};
+	/* Read after those sessions ended (under their lock): a replaced one ended before its
+	 * successor was made, and reg_lock or the caller's thread orders the two. */
+	uint32_t ended = atomic_load_explicit(&w->b->ended_seq, memory_order_relaxed);
+	if (vs_seq_before(s->next_seq, ended))
+		s->next_seq = ended;
 	snap_session(&x, s);
 	vs_map_fini(&x.written);
 	if (x.err < 0)

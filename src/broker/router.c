@@ -914,9 +914,13 @@ void vs_router_end_session(struct vs_worker *w, struct vs_session *s)
 		vs_broker_sessions_changed(b);
 		vs_session_unref(s); /* the registry's reference */
 	}
-	pthread_mutex_unlock(&b->reg_lock);
 	pthread_mutex_lock(&s->lock);
 	s->ended = true;
+	/* Under reg_lock too: a session made for the client id after this one numbers its
+	 * deliveries after this one's last (b->ended_seq), which no longer changes. */
+	if (vs_seq_before(atomic_load_explicit(&b->ended_seq, memory_order_relaxed), s->next_seq))
+		atomic_store_explicit(&b->ended_seq, s->next_seq, memory_order_relaxed);
+	pthread_mutex_unlock(&b->reg_lock);
 	bool keyed = b->cluster && !s->bridge && (s->keyed || s->expiry > 0);
 	vs_bp_session_del(w, s);
 	struct vs_session_subs *subs = s->subs;

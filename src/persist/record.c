@@ -147,6 +147,8 @@ static void body(struct wr *w, const struct vs_rec *r)
 		put_u8(w, se->protocol_version);
 		put_u64(w, (uint64_t)se->offline_since_wall);
 		put_u32(w, se->flags);
+		if (se->has_floor)
+			put_u32(w, se->floor); /* appended: older readers ignore it */
 		break;
 	case VS_REC_SESSION_DEL:
 	case VS_REC_WILL_DEL:
@@ -453,6 +455,8 @@ static void dec_body(struct rd *r, struct vs_rec *o, uint32_t **scratch, size_t 
 		o->u.session.protocol_version = get8(r);
 		o->u.session.offline_since_wall = (int64_t)get64(r);
 		o->u.session.flags = get32(r);
+		o->u.session.has_floor = has(r, 4);
+		o->u.session.floor = o->u.session.has_floor ? get32(r) : 0;
 		break;
 	case VS_REC_SESSION_DEL:
 	case VS_REC_WILL_DEL:

@@ -72,6 +72,14 @@ struct vs_rec_session {
 	uint8_t protocol_version;   /* 3, 4 or 5 */
 	int64_t offline_since_wall; /* wall seconds the client went offline; 0 while connected */
 	uint32_t flags;		    /* broker-defined bits, stored as given */
+	/* Deliveries numbered before floor (vs_rec_queue.seq, in serial order: seq - floor < 0 as
+	 * int32) that replay has not met by this record are over: later QUEUE records for them
+	 * are ignored. Absent (has_floor false) in most SESSION records; written by a snapshot
+	 * after the session's entries (a delivery that ended before the snapshot leaves no
+	 * DEQUEUE behind once compaction drops the old log, and its QUEUE record may come later
+	 * from another thread), and when a client id starts a new session over an old one. */
+	bool has_floor;
+	uint32_t floor;
 };
 
 struct vs_rec_sub {

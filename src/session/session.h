@@ -97,13 +97,20 @@ struct vs_feed {
 	struct vs_feed_entry e[];
 };
 
+/* Delivery numbers wrap: whether a comes before b in serial order (as RFC 1982 compares, on 32
+ * bits), true within 2^31 of each other. */
+static inline bool vs_seq_before(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) < 0;
+}
+
 struct vs_session {
 	/* Laid out without holes: idle connections are mostly this struct (with the client id,
 	 * 256 + id bytes: 288 with malloc's header for ids of up to 23 bytes; keep it so). */
 	atomic_uint refs;
 	uint16_t id_len;
 	uint16_t next_id;
-	uint32_t next_seq;  /* numbers deliveries (vs_qentry.seq) */
+	uint32_t next_seq;  /* numbers deliveries (vs_qentry.seq; vs_seq_before) */
 	uint32_t conn_slot; /* where conn lives in its worker, for a take-over */
 	uint32_t conn_gen;  /* bumped on each attach; stale connections compare it */
 	uint32_t expiry;    /* session expiry interval, seconds; UINT32_MAX never */

@@ -203,6 +203,8 @@ static void all_records(struct vs_rec *v, uint32_t *ids)
 {
 	memset(v, 0, sizeof(*v) * 12);
 	v[0] = session_rec("client-1", 3600);
+	v[0].u.session.has_floor = true; /* appended field (a delivery floor) */
+	v[0].u.session.floor = 0xfffffff0u;
 	v[1].type = VS_REC_SESSION_DEL;
 	v[1].u.client_id = S("client-2");
 	v[2].type = VS_REC_SUB;
@@ -267,6 +269,8 @@ static void rec_eq(const struct vs_rec *a, const struct vs_rec *b)
 		assert_int_equal(a->u.session.protocol_version, b->u.session.protocol_version);
 		assert_int_equal(a->u.session.offline_since_wall, b->u.session.offline_since_wall);
 		assert_int_equal(a->u.session.flags, b->u.session.flags);
+		assert_int_equal(a->u.session.has_floor, b->u.session.has_floor);
+		assert_int_equal(a->u.session.floor, b->u.session.floor);
 		break;
 	case VS_REC_SESSION_DEL:
 	case VS_REC_WILL_DEL:

@@ -68,9 +68,10 @@ static size_t history(struct vs_rec *v)
 {
 	size_t n = 0;
 #define REC(t) (v[n] = (struct vs_rec){.type = (t)}, &v[n++].u)
-	REC(VS_REC_SESSION)->session = (struct vs_rec_session){S("alice"), 3600, 5, 0, 1};
-	REC(VS_REC_SESSION)->session = (struct vs_rec_session){S("bob"), 60, 4, 1700000000, 0};
-	REC(VS_REC_SESSION)->session = (struct vs_rec_session){S("carol"), 10, 5, 0, 0};
+	REC(VS_REC_SESSION)->session = (struct vs_rec_session){S("alice"), 3600, 5, 0, 1, false, 0};
+	REC(VS_REC_SESSION)->session =
+	    (struct vs_rec_session){S("bob"), 60, 4, 1700000000, 0, false, 0};
+	REC(VS_REC_SESSION)->session = (struct vs_rec_session){S("carol"), 10, 5, 0, 0, false, 0};
 	for (int i = 0; i < 10; i++) {
 		static const char *const f[] = {"a/1", "a/2", "a/3", "a/4", "a/5",
 						"a/6", "a/7", "a/8", "a/9", "$share/g/a/#"};
@@ -107,7 +108,7 @@ static size_t history(struct vs_rec *v)
 	REC(VS_REC_WILL)->will = (struct vs_rec_will){S("alice"), 3, 1700000100};
 	REC(VS_REC_WILL)->will = (struct vs_rec_will){S("bob"), 3, 1700000100};
 	REC(VS_REC_WILL_DEL)->client_id = S("bob");
-	REC(VS_REC_SESSION)->session = (struct vs_rec_session){S("dave"), 0, 3, 0, 0};
+	REC(VS_REC_SESSION)->session = (struct vs_rec_session){S("dave"), 0, 3, 0, 0, false, 0};
 	REC(VS_REC_SUB)->sub = (struct vs_rec_sub){S("dave"), S("d"), 0, 0, 0};
 	REC(VS_REC_SESSION_DEL)->client_id = S("dave");
 #undef REC
