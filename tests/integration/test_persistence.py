@@ -293,9 +293,8 @@ def test_qos2_pubrel_resent_after_kill9(broker, clients, data_dir, version):
 	m = s.expect(PUBLISH)
 	assert m.qos == 2 and m.payload == b"once"
 	s.pubrec(m.pid)
-	rel = s.expect(PUBREL, pid=m.pid)
+	rel = s.expect(PUBREL, pid=m.pid)   # sent once its state is written: no wait
 	assert rel.pid == m.pid
-	time.sleep(0.2)
 	b.kill()
 	s.close()
 	b.start()
@@ -608,7 +607,7 @@ def read_retained(b, clients, prefix):
 	return got
 
 
-MSG, RETAIN = 5, 6
+MSG, RETAIN, WILL = 5, 6, 11
 
 
 def test_truncated_log_tail(broker, clients, data_dir):
@@ -889,10 +888,13 @@ def test_delayed_will_pending_survives_kill9(broker, clients, data_dir):
 	at once: the will is published at about t0+2 (the publish time is wall clock), not at
 	once and not never."""
 	b = pbroker(broker, data_dir)
-	w = will_client(b, clients, "pw/a")
+	w = will_client(b, clients, "pw/a")   # its CONNACK came after the will's record
+	wills = lambda: sum(1 for _, t, _ in log_records(newest_log(data_dir)) if t == WILL)
+	before = wills()
 	w.close()
 	t0 = time.monotonic()
-	time.sleep(0.3)
+	# The broker saw the drop once it recorded the will's publish time.
+	assert wait_until(lambda: wills() > before, 5)
 	b.kill()
 	b.start()
 	s = watch(b, clients, "pw/a")
@@ -909,8 +911,7 @@ def test_delayed_will_of_connected_client_survives_kill9(broker, clients, data_d
 	Delay Interval"), and the crash closed the network connection, so after the restart the
 	will is published about 2 s later."""
 	b = pbroker(broker, data_dir)
-	w = will_client(b, clients, "pw/b")
-	time.sleep(0.2)
+	w = will_client(b, clients, "pw/b")   # its CONNACK came after the will's record
 	b.kill()
 	w.close()
 	b.start()
@@ -998,8 +999,7 @@ def test_session_of_connected_client_survives_kill9(broker, clients, data_dir):
 	x = clients.raw(b.port, 5)
 	x.connect(c5, props={P.SESSION_EXPIRY: 60})   # no subscription: the session alone
 	y = clients.raw(b.port, 5)
-	y.connect(c2, props={P.SESSION_EXPIRY: 1})
-	time.sleep(0.1)
+	y.connect(c2, props={P.SESSION_EXPIRY: 1})   # its CONNACK came after its records
 	b.kill()
 	for c in (a, x, y):
 		c.close()
