@@ -647,6 +647,23 @@ static void on_io(struct vs_io *io, uint32_t events)
 
 /* ---- draining ---- */
 
+/* The delivery numbered seq of message m, out of the window where vs_bridge_drain held it into
+ * *x; false if it is no longer there (s locked). */
+static bool take_back(struct vs_worker *w, struct vs_session *s, const struct vs_msg *m,
+		      uint32_t seq, struct vs_qentry *x)
+{
+	for (uint32_t i = s->inflight.count; i-- > 0;) {
+		struct vs_qentry *e = vs_ring_at(&s->inflight, i);
+		if (e->packet_id == 0 && e->seq == seq && e->msg == m) {
+			*x = *e;
+			vs_ring_remove(&s->inflight, i);
+			vs_stat_gauge(&w->stats.inflight, -1);
+			return true;
+		}
+	}
+	return false;
+}
+
 void vs_bridge_drain(struct vs_worker *w, struct vs_session *s)
 {
 	struct vs_bridge *br = s->bridge;
@@ -678,21 +695,37 @@ void vs_bridge_drain(struct vs_worker *w, struct vs_session *s)
 			vs_qentry_fini(&x);
 			continue;
 		}
-		/* The client's callbacks take s->lock: it is not held across its calls. */
+		/* The client's callbacks take s->lock: it is not held across its calls. A QoS 1/2
+		 * delivery stays in the window meanwhile (no packet id yet: no acknowledgement
+		 * names it), so that a snapshot taken then still holds it: the snapshot's floor
+		 * covers its number (restore.c), and its QUEUE record, if written late, would not
+		 * bring it back. The message keeps a reference of its own for the call. */
+		struct vs_msg *m = vs_msg_ref(x.msg);
+		uint32_t seq = x.seq;
+		x.state = VS_Q_QUEUED;
+		x.packet_id = 0;
+		bool held = x.qos && vs_ring_push(&s->inflight, &x) == 0;
+		if (held)
+			vs_stat_gauge(&w->stats.inflight, 1);
 		pthread_mutex_unlock(&s->lock);
 		bool retain = br->conf->outgoing_retain && x.retain;
 		/* 5.0: the message's own properties go along (views: the client encodes them
 		 * before viesti_publish returns), its expiry as what is left of it. */
 		struct viesti_props props = {0};
-		vs_msg_props(x.msg, &props.p);
-		if (x.msg->has_expiry) {
+		vs_msg_props(m, &props.p);
+		if (m->has_expiry) {
 			props.p.present |= 1ull << VS_PROP_MESSAGE_EXPIRY;
 			props.p.message_expiry = left;
 		}
-		int mid = viesti_publish(br->v, topic, x.msg->payload.p, x.msg->payload.len, x.qos,
-					 retain, &props);
+		int mid = viesti_publish(br->v, topic, m->payload.p, m->payload.len, x.qos, retain,
+					 &props);
 		free(topic);
 		pthread_mutex_lock(&s->lock);
+		if (held && !take_back(w, s, m, seq, &x)) {
+			vs_msg_unref(m); /* requeued meanwhile (the connection ended): sent again */
+			continue;
+		}
+		vs_msg_unref(m);
 		vs_stat_add(&br->sent, 1);
 		br->active_ms = w->now_ms;
 		vs_stat_add(&w->stats.pub_sent, 1);

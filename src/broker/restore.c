@@ -105,9 +105,11 @@ static int on_session(struct replay *r, const struct vs_rec_session *x)
 	s->offline_since_wall = since < 0 ? 0 : since > UINT32_MAX ? UINT32_MAX : (uint32_t)since;
 	s->offline_since_ms = mono_of(r, since);
 	s->persisted = true;
-	if (x->has_floor) {
+	uint32_t floor;
+	if (x->has_floor && !(floor_of(r, s, &floor) && !vs_seq_before(floor, x->floor))) {
 		/* Entries met so far stay; deliveries numbered before the floor that come later are
-		 * over (vs_rec_session.floor). Numbers go on from the floor. */
+		 * over (vs_rec_session.floor). Numbers go on from the floor. A lower floor than the
+		 * one replay has is older (a record committed after a snapshot that had begun). */
 		uintptr_t v = (uintptr_t)(FLOOR_SET | x->floor);
 		if (vs_map_put(&r->floors, &s, sizeof(s), (void *)v, NULL) < 0)
 			return -ENOMEM;

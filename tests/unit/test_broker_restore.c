@@ -238,6 +238,26 @@ static void test_floor_across_the_wrap(void **state)
 	assert_string_equal(got, "a,c");
 }
 
+/* A floor lower than the one replay has is older (a session's records committed after a
+ * snapshot had begun): it does not lower the floor. */
+static void test_an_older_floor_does_not_lower_it(void **state)
+{
+	struct rig *r = *state;
+	char got[256];
+	session(r, "v", false, 0);
+	msg(r, 5, "five");
+	queue(r, "v", 5, 5);
+	session(r, "v", true, 6);
+	session(r, "v", true, 3); /* late, from before the snapshot */
+	msg(r, 4, "four");
+	queue(r, "v", 4, 4); /* late, and over by the snapshot's floor */
+	msg(r, 6, "six");
+	queue(r, "v", 6, 6);
+	write_store(r, 4);
+	replayed(r, "v", got, sizeof(got));
+	assert_string_equal(got, "five,six");
+}
+
 /* Stores from before floors (no SESSION record has one) replay as they did. */
 static void test_no_floor_keeps_every_queued_entry(void **state)
 {
@@ -261,6 +281,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_late_queue_of_a_replaced_session_is_not_the_new_ones, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_floor_across_the_wrap, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_an_older_floor_does_not_lower_it, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_no_floor_keeps_every_queued_entry, setup,
 					    teardown),
 	};
