@@ -230,6 +230,8 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 	s->will = NULL;
 	if (dropped_will)
 		vs_bp_will_del(w, s);
+	/* The records below need s's lock only: no CONNECT waits while a session is encoded. */
+	pthread_mutex_unlock(&b->reg_lock);
 	/* Before CONNACK: the session exists once it is told so. One not in the store yet goes
 	 * in whole: a session taken over from a connection without expiry holds deliveries and
 	 * subscriptions that were never recorded. */
@@ -243,7 +245,6 @@ static struct vs_session *attach_session(struct vs_conn *c, bool clean, bool *pr
 	free(c->client_id);
 	c->client_id = s->client_id;
 	pthread_mutex_unlock(&s->lock);
-	pthread_mutex_unlock(&b->reg_lock);
 
 	vs_msg_unref(dropped_will);
 	if (kick_to == w->idx)

@@ -105,11 +105,13 @@ static int on_session(struct replay *r, const struct vs_rec_session *x)
 	s->offline_since_wall = since < 0 ? 0 : since > UINT32_MAX ? UINT32_MAX : (uint32_t)since;
 	s->offline_since_ms = mono_of(r, since);
 	s->persisted = true;
-	uint32_t floor;
-	if (x->has_floor && !(floor_of(r, s, &floor) && !vs_seq_before(floor, x->floor))) {
+	/* A floor only rises: a lower one than replay has is older (a record committed after a
+	 * snapshot had begun). */
+	uint32_t had;
+	bool rises = x->has_floor && (!floor_of(r, s, &had) || vs_seq_before(had, x->floor));
+	if (rises) {
 		/* Entries met so far stay; deliveries numbered before the floor that come later are
-		 * over (vs_rec_session.floor). Numbers go on from the floor. A lower floor than the
-		 * one replay has is older (a record committed after a snapshot that had begun). */
+		 * over (vs_rec_session.floor). Numbers go on from the floor. */
 		uintptr_t v = (uintptr_t)(FLOOR_SET | x->floor);
 		if (vs_map_put(&r->floors, &s, sizeof(s), (void *)v, NULL) < 0)
 			return -ENOMEM;
@@ -200,7 +202,8 @@ static struct pending *pending_for(struct replay *r, struct vs_session *s, uint6
 	memcpy(key + 8, &id, 8);
 	memcpy(key + 16, &dseq, 4);
 	uintptr_t at = (uintptr_t)vs_map_get(&r->index, key, sizeof(key));
-	*fresh = !at;
+	if (fresh)
+		*fresh = !at;
 	if (at)
 		return &r->pend[at - 1];
 	if (VS_VEC_GROW(r->pend, r->cap_pend, r->n_pend + 1, 256) < 0)
@@ -263,8 +266,7 @@ static int on_dequeue(struct replay *r, const struct vs_rec_dequeue *x)
 	struct vs_session *s = find_session(r, &x->client_id);
 	if (!s)
 		return 0;
-	bool fresh;
-	struct pending *p = pending_for(r, s, x->msg_id, x->seq, &fresh);
+	struct pending *p = pending_for(r, s, x->msg_id, x->seq, NULL);
 	if (!p)
 		return -ENOMEM;
 	p->tomb = true;
